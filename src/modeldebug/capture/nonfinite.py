@@ -1,0 +1,109 @@
+"""Find the module that PRODUCED a non-finite value, not the ones that merely passed it on.
+
+Checking every module's output every step would cost a read pass over all activations, so the
+tracer checks only the loss and gradient norms every step. When the loss turns non-finite it replays
+that step's forward pass (before the optimizer has touched the weights) with a finiteness check on
+every module, under ``no_grad``, with the RNG state forked and every buffer (BatchNorm running
+statistics) restored afterwards, so the user's training is not changed.
+
+The producer is the first module, in completion order, whose output is non-finite while its inputs
+were finite. If a module's inputs were already non-finite and the module before it was clean, the
+value came from a functional operation between the two (``torch.log`` in ``forward``), and we say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .stats import first_tensor
+
+__all__ = ["NonFiniteOrigin", "locate_nonfinite"]
+
+
+@dataclass
+class NonFiniteOrigin:
+    """Where a non-finite value first appeared during a replayed forward pass."""
+
+    where: str  # "module" | "between_modules" | "input" | "loss"
+    module: str | None
+    previous_module: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (tuple, list)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
+
+
+def _describe(value: Any) -> str:
+    t = first_tensor(value)
+    if t is None:
+        return "non-tensor output"
+    t = t.detach()
+    n_nan = int(torch.isnan(t).sum())
+    n_inf = int(torch.isinf(t).sum())
+    return f"{n_nan} NaN and {n_inf} Inf of {t.numel()} values"
+
+
+@torch.no_grad()
+def locate_nonfinite(
+    root: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], names: dict[nn.Module, str]
+) -> NonFiniteOrigin:
+    """Replay ``root(*args, **kwargs)`` and report where the first non-finite value appeared."""
+    if not _all_finite(args) or not _all_finite(kwargs):
+        return NonFiniteOrigin("input", None, None, f"the batch fed to the model already holds {_describe(args)}")
+
+    found: list[NonFiniteOrigin] = []
+    last_clean: list[str] = []
+
+    def check(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if found or module not in names:
+            return
+        name = names[module]
+        if _all_finite(output):
+            if next(iter(module.children()), None) is None:
+                last_clean[:] = [name]
+            return
+        if _all_finite(inputs):
+            detail = f"output holds {_describe(output)} although its inputs were finite"
+            if not all(bool(torch.isfinite(p).all()) for p in module.parameters(recurse=False)):
+                detail += "; its own weights were already non-finite (an earlier update blew them up)"
+            found.append(NonFiniteOrigin("module", name, last_clean[0] if last_clean else None, detail))
+        else:
+            prev = last_clean[0] if last_clean else None
+            found.append(NonFiniteOrigin(
+                "between_modules", name, prev,
+                f"the input of {name} was already non-finite; the output of {prev or 'the previous module'} "
+                "was finite, so a functional operation in forward() between them produced it",
+            ))
+
+    buffers = [(b, b.detach().clone()) for b in root.buffers()]
+    devices = sorted({
+        t.device.index for t in [*root.parameters(), *root.buffers()]
+        if t.device.type == "cuda" and t.device.index is not None
+    })
+    handle = nn.modules.module.register_module_forward_hook(check)
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=True):
+            output = root(*args, **kwargs)
+    finally:
+        handle.remove()
+        for b, saved in buffers:
+            b.copy_(saved)
+    if found:
+        return found[0]
+    if not _all_finite(output):
+        return NonFiniteOrigin("module", names.get(root), None, _describe(output))
+    return NonFiniteOrigin("loss", None, None, "the model's output was finite: the loss computation produced it")

@@ -1,0 +1,156 @@
+"""Names for what the tracer sees: models, their modules and parameters, losses, optimizers.
+
+Modules and parameters are keyed weakly by identity, so watching never keeps a model alive, and
+named by their qualified name from ``named_modules()`` / ``named_parameters()``. When a run
+trains several models, the second and later ones are prefixed with their class name.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..record import RunWriter
+
+__all__ = ["ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
+
+
+def is_loss_module(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.loss._Loss)
+
+
+@dataclass
+class ModuleInfo:
+    name: str
+    eid: int
+    type: str
+    leaf: bool
+    root: nn.Module | None = field(default=None, repr=False)
+
+
+@dataclass
+class ParamInfo:
+    name: str
+    eid: int
+    module: str
+    numel: int
+
+
+class Registry:
+    """Knows every watched module and parameter by a stable name and record entity id."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+        # Keyed by identity: tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them.
+        self.modules: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.params: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.models: list[weakref.ref[nn.Module]] = []
+        self.losses: list[weakref.ref[nn.Module]] = []
+        self.optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
+        self._prefixes: set[str] = set()
+        self._tracked: list[tuple[torch.Tensor, ParamInfo]] | None = None
+
+    # -- models ------------------------------------------------------------------------------------
+    def add_model(self, model: nn.Module) -> None:
+        if model in self.modules:
+            return
+        self._tracked = None
+        prefix = ""
+        if self.models:
+            prefix = type(model).__name__
+            while prefix in self._prefixes:
+                prefix += "_"
+            self._prefixes.add(prefix)
+        self.models.append(weakref.ref(model))
+        root_name = prefix or type(model).__name__
+        for qual, mod in model.named_modules():
+            if mod in self.modules:
+                continue
+            name = f"{prefix}.{qual}" if prefix and qual else (qual or root_name)
+            leaf = next(iter(mod.children()), None) is None
+            eid = self.writer.entity(
+                "module", name, type=type(mod).__name__, model=root_name,
+                info={"leaf": leaf, "params": sum(p.numel() for p in mod.parameters(recurse=False))},
+            )
+            self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model)
+        for qual, p in model.named_parameters():
+            if p in self.params:
+                continue
+            name = f"{prefix}.{qual}" if prefix else qual
+            owner = qual.rsplit(".", 1)[0] if "." in qual else ""
+            owner = f"{prefix}.{owner}" if prefix and owner else (owner or root_name)
+            eid = self.writer.entity(
+                "param", name, type=str(p.dtype).replace("torch.", ""), model=root_name,
+                info={"shape": list(p.shape), "module": owner, "requires_grad": p.requires_grad},
+            )
+            self.params[p] = ParamInfo(name, eid, owner, p.numel())
+
+    def add_loss(self, module: nn.Module) -> ModuleInfo:
+        info = self.modules.get(module)
+        if info is None:
+            name = type(module).__name__
+            n = sum(1 for r in self.losses if r() is not None)
+            if n:
+                name = f"{name}_{n}"
+            eid = self.writer.entity("loss", name, type=type(module).__name__,
+                                     info={"reduction": getattr(module, "reduction", None)})
+            info = ModuleInfo(name, eid, type(module).__name__, True)
+            self.modules[module] = info
+            self.losses.append(weakref.ref(module))
+        return info
+
+    # -- optimizers ----------------------------------------------------------------------------------
+    def add_optimizer(self, opt: torch.optim.Optimizer) -> bool:
+        """Register an optimizer and name any parameter no model owns. True if it was new."""
+        if any(r() is opt for r in self.optimizers):
+            return False
+        self.optimizers.append(weakref.ref(opt))
+        self._tracked = None
+        index = len(self.optimizers) - 1
+        for gi, group in enumerate(opt.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if p not in self.params:
+                    name = f"optimizer{index}.group{gi}.param{pi}"
+                    eid = self.writer.entity(
+                        "param", name, type=str(p.dtype).replace("torch.", ""),
+                        info={"shape": list(p.shape), "module": "", "requires_grad": p.requires_grad},
+                    )
+                    self.params[p] = ParamInfo(name, eid, "", p.numel())
+        self.writer.add_event(None, "optimizer", {
+            "type": type(opt).__name__,
+            "groups": [
+                {k: v for k, v in g.items() if k != "params" and isinstance(v, (int, float, bool, str, tuple))}
+                | {"params": [self.params[p].name for p in g["params"]]}
+                for g in opt.param_groups
+            ],
+        })
+        return True
+
+    def live_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (r() for r in self.optimizers) if o is not None]
+
+    def live_models(self) -> list[nn.Module]:
+        return [m for m in (r() for r in self.models) if m is not None]
+
+    def tracked_params(self) -> list[tuple[torch.Tensor, ParamInfo]]:
+        """Parameters that can learn: every optimizer's, and every model's that requires grad.
+
+        Cached until a model or optimizer is added (``add_param_group`` later is not seen).
+        """
+        if self._tracked is not None:
+            return self._tracked
+        seen: dict[int, tuple[torch.Tensor, ParamInfo]] = {}
+        for opt in self.live_optimizers():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    seen.setdefault(id(p), (p, self.params[p]))
+        for model in self.live_models():
+            for p in model.parameters():
+                if p.requires_grad and p in self.params:
+                    seen.setdefault(id(p), (p, self.params[p]))
+        self._tracked = list(seen.values())
+        return self._tracked

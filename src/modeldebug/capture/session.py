@@ -1,0 +1,122 @@
+"""watch(): the one-line way to watch a training loop in code."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..config import AnalysisLevel, DebuggingConfig
+from ..errors import BadInputError
+from ..record import Record, RunWriter
+from .tracer import Tracer
+
+__all__ = ["WatchSession", "default_record_path", "run_meta", "watch"]
+
+
+def default_record_path(name: str, *, root: str | Path = ".") -> Path:
+    """`.modeldebug/runs/<timestamp>-<name>.db` under `root` (the current directory)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "run"
+    path = Path(root) / ".modeldebug" / "runs" / f"{stamp}-{safe}.db"
+    n = 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{stamp}-{safe}-{n}.db")
+    return path
+
+
+def run_meta(config: DebuggingConfig) -> dict[str, Any]:
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    return {"python": platform.python_version(), "torch": torch.__version__, "modeldebug": __version__,
+            "device": device, "level": config.analysis_level, "config": config.model_dump(mode="json"),
+            "started": time.time(), "platform": platform.platform()}
+
+
+class WatchSession:
+    """A context manager that watches training while open; `report()` diagnoses it afterwards."""
+
+    def __init__(self, models: tuple[nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...],
+                 config: DebuggingConfig, db: str | Path | None) -> None:
+        name = type(models[0]).__name__ if models else "session"
+        self.path = Path(db) if db not in (None, ":memory:") else (None if db == ":memory:" else default_record_path(name))
+        self.config = config
+        self.writer = RunWriter(self.path if self.path is not None else ":memory:")
+        self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
+        self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
+                             discover_models=not models)
+        self._report = None
+
+    def __enter__(self) -> WatchSession:
+        self.tracer.attach()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            self.tracer.record_exception(exc)
+        self.tracer.detach()
+        self.writer.set_meta(status="crashed" if exc is not None else "finished",
+                             exit_code=1 if exc is not None else 0)
+        self.writer.flush()
+
+    def step(self, loss: torch.Tensor | float | None = None) -> None:
+        """Mark a step boundary by hand (loops that update weights without an optimizer object)."""
+        if loss is not None and not self.tracer._losses:
+            self.tracer._losses.append(torch.as_tensor(loss, dtype=torch.float64).detach().reshape(1))
+        self.tracer._sync()
+        self.tracer._end_step()
+
+    @property
+    def record(self) -> Record:
+        return Record(self.writer.conn, path=str(self.path) if self.path else ":memory:")
+
+    def report(self, config: DebuggingConfig | None = None):  # type: ignore[no-untyped-def]
+        """Diagnose what was watched: a `modeldebug.Report`."""
+        from ..report import Report
+
+        self.writer.flush()
+        return Report.from_record(self.record, config or self.config)
+
+
+def watch(
+    *models: nn.Module,
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None = None,
+    config: DebuggingConfig | None = None,
+    level: AnalysisLevel | None = None,
+    db: str | Path | None = None,
+) -> WatchSession:
+    """Watch the training of `models` (all models in the process if none are given).
+
+    ```python
+    with modeldebug.watch(model, optimizer=opt) as session:
+        ...  # the training loop, unchanged
+    print(session.report().to_text())
+    ```
+    `db` is where the run record goes (default `.modeldebug/runs/...`; `":memory:"` keeps none).
+    """
+    for m in models:
+        if not isinstance(m, nn.Module):
+            raise BadInputError(f"watch() takes torch.nn.Module objects, got {type(m).__name__}: pass the model itself")
+    opts: tuple[torch.optim.Optimizer, ...] = ()
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opts = (optimizer,)
+    elif optimizer is not None:
+        opts = tuple(optimizer)
+        for o in opts:
+            if not isinstance(o, torch.optim.Optimizer):
+                raise BadInputError(f"optimizer= takes torch.optim.Optimizer objects, got {type(o).__name__}")
+    config = config or DebuggingConfig()
+    if level is not None:
+        config = config.model_copy(update={"analysis_level": level})
+    return WatchSession(models, opts, config, db)

@@ -1,0 +1,90 @@
+"""On-device statistics of activations and parameters.
+
+Every function returns tensors that stay on the tensor's device; the tracer stacks one step's
+results and copies them to the host once. Nothing here keeps a reference to its input.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["ACTIVATION_STATS", "activation_stats", "first_tensor", "histogram", "norms"]
+
+# The order of the values activation_stats returns; the record stores them under these names.
+ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite_frac", "dead_frac")
+
+
+def first_tensor(value: object) -> torch.Tensor | None:
+    """The first floating-point tensor in a module output (tensor, tuple, list or dict)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            t = first_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(value, dict):
+        for v in value.values():
+            t = first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+@torch.no_grad()
+def activation_stats(x: torch.Tensor) -> torch.Tensor:
+    """mean, std, min, max, zero fraction, non-finite fraction and dead-unit fraction of `x`.
+
+    A unit is dead when it is zero for every sample (and position) of the batch. The unit axis is
+    the channel axis (1) for 4-d and 5-d outputs, the feature axis (1) for 2-d outputs; for 3-d
+    outputs, (N, C, L) and (N, L, F) cannot be told apart, so both axes are tried and the larger
+    fraction is kept (a whole all-zero position or channel is dead either way).
+    """
+    x = x.detach()
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    n = max(xf.numel(), 1)
+    finite = torch.isfinite(xf)
+    nonfinite_frac = 1.0 - finite.sum() / n
+    mean = xf.mean()
+    std = xf.std() if xf.numel() > 1 else torch.zeros((), device=xf.device)
+    lo, hi = torch.aminmax(xf) if xf.numel() else (mean, mean)
+    nonzero = xf != 0
+    zero_frac = 1.0 - nonzero.sum() / n
+    dead = _dead_fraction(nonzero)
+    return torch.stack([mean, std, lo, hi, zero_frac, nonfinite_frac, dead]).to(torch.float64)
+
+
+def _dead_fraction(nonzero: torch.Tensor) -> torch.Tensor:
+    if nonzero.dim() < 2 or nonzero.shape[0] < 2:
+        return torch.zeros((), device=nonzero.device)
+    axes = [1] if nonzero.dim() != 3 else [1, 2]
+    fracs = []
+    for axis in axes:
+        reduce = [d for d in range(nonzero.dim()) if d != axis]
+        alive = nonzero.amax(dim=reduce) if reduce else nonzero
+        fracs.append(1.0 - alive.float().mean())
+    return torch.stack(fracs).amax()
+
+
+@torch.no_grad()
+def histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """[lo, hi, count_0, ..., count_{bins-1}] over the finite values of `x`, on the device."""
+    xf = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0).flatten()
+    lo, hi = torch.aminmax(xf)
+    counts = torch.histc(xf, bins=bins)  # min=max=0: the data's own range
+    return torch.cat([torch.stack([lo, hi]), counts]).to(torch.float64)
+
+
+@torch.no_grad()
+def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """L2 norm of each tensor, fused per device and dtype (torch._foreach_norm)."""
+    if not tensors:
+        return []
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    for idx in groups.values():
+        for i, v in zip(idx, torch._foreach_norm([tensors[i] for i in idx])):
+            out[i] = v
+    return [v for v in out if v is not None]

@@ -1,0 +1,106 @@
+"""Report: a run's findings and summary, rendered to the terminal, JSON (and HTML, later)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..config import DebuggingConfig
+from ..record import Record
+from ..rules import Finding, analyze
+from ..rules.base import SEVERITY_ORDER
+
+__all__ = ["Report", "REPORT_VERSION"]
+
+REPORT_VERSION = 1
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+class Report:
+    """The diagnosis of one run: `findings` (most important first) and `run` metadata."""
+
+    def __init__(self, findings: list[Finding], run: dict[str, Any], record: Record | None = None) -> None:
+        self.findings = findings
+        self.run = run
+        self.record = record
+
+    @classmethod
+    def from_record(cls, record: Record, config: DebuggingConfig | None = None) -> Report:
+        meta = record.meta
+        run = {
+            "script": meta.get("script"),
+            "argv": meta.get("argv"),
+            "steps": record.n_steps,
+            "duration_s": meta.get("duration_s"),
+            "exit_code": meta.get("exit_code"),
+            "status": meta.get("status"),
+            "level": meta.get("level"),
+            "models": meta.get("models"),
+            "optimizers": meta.get("optimizers"),
+            "overhead_s": meta.get("overhead_s"),
+            "torch": meta.get("torch"),
+            "device": meta.get("device"),
+            "record": record.path if record.path != ":memory:" else None,
+            "modeldebug": __version__,
+        }
+        loss = record.column("loss").finite()
+        if len(loss):
+            run["first_loss"] = float(loss.values[0])
+            run["final_loss"] = float(loss.values[-1])
+        return cls(analyze(record, config), run, record)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def kinds(self) -> list[str]:
+        return [f.kind for f in self.findings]
+
+    def worst(self) -> str | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=lambda s: SEVERITY_ORDER[s])
+
+    def fails(self, severity: str) -> bool:
+        """True when a finding is at or above `severity` (for --fail-on)."""
+        return any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[severity] for f in self.findings)
+
+    # -- output ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({"version": REPORT_VERSION, "run": self.run,
+                           "findings": [f.to_dict() for f in self.findings]})
+
+    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
+        """The contract's JSON report; written to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def to_text(self, *, width: int = 100) -> str:
+        """The terminal rendering as plain text (for logs, tests and LLM prompts)."""
+        from .terminal import render_text
+
+        return render_text(self, width=width)
+
+    def print(self, console: Any = None) -> None:
+        """Print to the terminal (stderr by default) with rich."""
+        from .terminal import print_report
+
+        print_report(self, console)
+
+    def __repr__(self) -> str:
+        return f"Report({len(self.findings)} findings: {', '.join(self.kinds()) or 'none'})"

@@ -1,0 +1,120 @@
+"""Context: what every rule reads, computed once per analysis from a Record.
+
+Also the small robust-statistics helpers rules share (windows, running medians, noise levels), so
+that each threshold is relative to the run's own history rather than an absolute constant.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ..config import DebuggingConfig, Thresholds
+from ..record import Entity, Record, Series
+
+__all__ = ["Context", "fmt", "module_ref", "running_median", "window"]
+
+# Module types whose outputs are exactly zero for inactive units.
+RELU_LIKE = {"ReLU", "ReLU6", "Threshold", "Hardshrink", "Softshrink"}
+
+
+def window(n: int) -> int:
+    """Smoothing window for a series of n points: 5% of it, at least 3, at most 50."""
+    return int(min(50, max(3, n // 20)))
+
+
+def running_median(values: np.ndarray, w: int) -> np.ndarray:
+    """Trailing running median (robust to single spikes)."""
+    if len(values) == 0:
+        return values
+    return np.array([np.median(values[max(0, i - w + 1): i + 1]) for i in range(len(values))])
+
+
+def module_ref(name: str, root: str = "model") -> str:
+    """Python that reaches a module by qualified name: model.encoder.fc or model.get_submodule('net.0')."""
+    parts = name.split(".")
+    if name and all(p.isidentifier() for p in parts):
+        return f"{root}.{name}"
+    return f"{root}.get_submodule({name!r})"
+
+
+def fmt(x: float | None) -> str:
+    """A number for a message: 3 significant digits, scientific when tiny or huge."""
+    if x is None or not np.isfinite(x):
+        return str(x)
+    ax = abs(x)
+    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
+        return f"{x:.2e}"
+    return f"{x:.3g}"
+
+
+class Context:
+    """A Record plus config, with the derived views rules share."""
+
+    def __init__(self, record: Record, config: DebuggingConfig | None = None) -> None:
+        self.record = record
+        self.config = config or DebuggingConfig()
+
+    @property
+    def t(self) -> Thresholds:
+        return self.config.thresholds
+
+    @property
+    def n_steps(self) -> int:
+        return self.record.n_steps
+
+    @cached_property
+    def loss(self) -> Series:
+        """Training loss per step (NaN where it was not finite)."""
+        return self.record.column("loss")
+
+    @cached_property
+    def lr(self) -> float | None:
+        lr = self.record.column("lr").finite().values
+        return float(lr[-1]) if len(lr) else None
+
+    @cached_property
+    def modules(self) -> dict[str, Entity]:
+        return {e.name: e for e in self.record.entities("module")}
+
+    @cached_property
+    def params(self) -> dict[str, Entity]:
+        return {e.name: e for e in self.record.entities("param")}
+
+    @cached_property
+    def grad_norms(self) -> dict[str, Series]:
+        return self.record.stat("grad_norm", kind="param")
+
+    def param_stat(self, stat: str) -> dict[str, Series]:
+        return self.record.stat(stat, kind="param")
+
+    def module_stat(self, stat: str) -> dict[str, Series]:
+        return self.record.stat(stat, kind="module")
+
+    @cached_property
+    def optimizer_params(self) -> set[str] | None:
+        """Names of parameters held by any optimizer (None when the run used no optimizer)."""
+        events = self.record.events("optimizer")
+        if not events:
+            return None
+        return {name for e in events for g in e.data.get("groups", []) for name in g.get("params", [])}
+
+    def leaf_modules_in_order(self) -> list[Entity]:
+        return [e for e in self.modules.values() if e.info.get("leaf")]
+
+    def previous_layer(self, module: str) -> Entity | None:
+        """The nearest leaf module with parameters registered before `module` (forward order guess)."""
+        prev = None
+        for e in self.leaf_modules_in_order():
+            if e.name == module:
+                return prev
+            if e.info.get("params"):
+                prev = e
+        return None
+
+    def evidence_series(self, s: Series, limit: int = 8) -> dict[str, Any]:
+        """A short sample of a series for a finding's evidence."""
+        idx = np.linspace(0, len(s) - 1, num=min(limit, len(s))).astype(int) if len(s) else []
+        return {"steps": [int(s.steps[i]) for i in idx], "values": [float(s.values[i]) for i in idx]}

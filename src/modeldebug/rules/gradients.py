@@ -1,0 +1,191 @@
+"""Gradient rules: exploding and vanishing, relative to the run's own baseline and to other layers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt
+
+__all__ = ["ExplodingGradients", "VanishingGradients"]
+
+_CLIP = ("loss.backward()\n"
+         "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
+         "optimizer.step()")
+
+
+class ExplodingGradients(Rule):
+    """The total gradient norm grew by orders of magnitude over the run's own early baseline.
+
+    ## What it detects
+    The total gradient norm (recorded every step with one fused call) rising above `grad_growth`
+    (default 100x) times its median over the run's first steps, or turning non-finite after having
+    grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
+    first one above 10x the baseline.
+
+    ## Why is this bad?
+    Updates proportional to huge gradients throw the weights far from where they were; the loss
+    jumps, then usually turns NaN.
+
+    ## Example
+    ```python
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)   # steps overshoot, grads feed back
+    ```
+
+    ## Recommended fix
+    Clip the gradient norm, lower the learning rate, add normalisation layers; for RNNs, clipping is
+    standard practice.
+
+    ## Known problems
+    A model whose gradients start near zero by design (zero-initialised output layer) has a tiny
+    baseline; growth from it is normal. The rule needs at least `min_steps` steps.
+    """
+
+    code = "GRD001"
+    kind = "exploding_gradients"
+    category = "gradient"
+    explains = ("loss_diverging", "nonfinite", "loss_oscillating")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        s = ctx.record.column("grad_norm")
+        if len(s) < max(ctx.t.min_steps // 2, 6):
+            return
+        v = s.values
+        k = int(min(10, max(3, len(v) // 10)))
+        head = v[:k][np.isfinite(v[:k])]
+        if len(head) < 2:
+            return
+        base = float(np.median(head))
+        if base <= 0:
+            return
+        growth = v / base
+        finite = np.isfinite(growth)
+        peak = float(np.nanmax(growth[finite])) if finite.any() else float("inf")
+        nonfinite_after_growth = (~finite[k:]).any() and peak >= 10
+        if peak < ctx.t.grad_growth and not nonfinite_after_growth:
+            return
+        over = np.flatnonzero(~finite | (growth >= 10))
+        since = int(s.steps[over[0]]) if len(over) else int(s.steps[int(np.nanargmax(growth))])
+        location, per_param = self._worst_param(ctx, k)
+        severity = "high" if peak >= 1e4 or nonfinite_after_growth else "medium"
+        yield self.finding(
+            severity=severity, confidence=min(0.95, 0.6 + 0.08 * np.log10(max(peak, 1))),
+            title=f"Gradient norm grew {fmt(peak)}x over its early baseline"
+                  + (" and then became non-finite" if nonfinite_after_growth else ""),
+            description=(f"The total gradient norm was {fmt(base)} over the first {k} steps and reached "
+                         f"{fmt(base * peak) if np.isfinite(peak) else 'Inf'} (first above 10x at step {since}). "
+                         f"It grew most in {location or 'the model'}."),
+            location=location, step=since,
+            evidence={"baseline_norm": base, "peak_growth": peak, "peak_norm": base * peak,
+                      "nonfinite": bool(nonfinite_after_growth), "lr": ctx.lr, "per_param_growth": per_param,
+                      "grad_norm": ctx.evidence_series(s)},
+            recommendations=[
+                Recommendation("fix", "Clip the total gradient norm.", _CLIP),
+                Recommendation("fix", "Lower the learning rate.",
+                               "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"),
+            ],
+        )
+
+    @staticmethod
+    def _worst_param(ctx: Context, k: int) -> tuple[str | None, dict[str, float]]:
+        growths: dict[str, float] = {}
+        for name, s in ctx.grad_norms.items():
+            v = s.values
+            head = v[:k][np.isfinite(v[:k])]
+            if len(head) == 0 or np.median(head) <= 0:
+                continue
+            rest = v[np.isfinite(v)]
+            growths[name] = float(np.max(rest) / np.median(head)) if len(rest) else float("inf")
+        if not growths:
+            return None, {}
+        worst = max(growths, key=lambda n: growths[n])
+        module = ctx.params[worst].info.get("module") if worst in ctx.params else None
+        top = dict(sorted(growths.items(), key=lambda kv: -kv[1])[:5])
+        return module or worst, top
+
+
+class VanishingGradients(Rule):
+    """Some layers get gradients orders of magnitude smaller, relative to their weights, than the rest.
+
+    ## What it detects
+    For each weight matrix or kernel (2-d or more; biases and normalisation scales are skipped),
+    the relative gradient |grad| / |weight| (the fraction of the weight one SGD step at lr=1 would
+    move), medianed over the run. Layers whose relative gradient is below `vanishing_ratio`
+    (default 1e-3) times the median layer's are flagged. The weight norm comes from the sampled
+    steps; without samples, the gradient RMS is used.
+
+    ## Why is this bad?
+    Layers with vanishing gradients barely learn; in deep stacks of sigmoid/tanh the early layers
+    stay at their random initialisation while the last layers do all the work.
+
+    ## Example
+    ```python
+    layers = [nn.Linear(64, 64), nn.Sigmoid()] * 12   # 0.25 ** 12 shrinkage on the way back
+    ```
+
+    ## Recommended fix
+    ReLU/GELU activations, residual connections, normalisation layers, and He/Xavier initialisation.
+
+    ## Known problems
+    Embedding tables get sparse gradients and are skipped. Layers with exactly zero gradient are
+    left to `params_not_updating`.
+    """
+
+    code = "GRD002"
+    kind = "vanishing_gradients"
+    category = "gradient"
+    explains = ("loss_not_decreasing",)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.n_steps < 3:
+            return
+        pnorms = ctx.param_stat("param_norm")
+        rel: dict[str, float] = {}
+        for name, g in ctx.grad_norms.items():
+            e = ctx.params.get(name)
+            if e is None or len(e.info.get("shape", [])) < 2:
+                continue
+            module = ctx.modules.get(e.info.get("module", ""))
+            if module is not None and module.type in ("Embedding", "EmbeddingBag"):
+                continue
+            gv = g.finite().values
+            if len(gv) == 0 or np.median(gv) <= 0:
+                continue
+            pn = pnorms.get(name)
+            if pn is not None and len(pn.finite()):
+                scale = float(np.median(pn.finite().values))
+            else:
+                numel = int(np.prod(e.info.get("shape", [1])))
+                scale = float(np.sqrt(numel))
+            if scale <= 0:
+                continue
+            rel[name] = float(np.median(gv)) / scale
+        if len(rel) < 2:
+            return
+        med = float(np.median(list(rel.values())))
+        low = {n: r / med for n, r in rel.items() if r < ctx.t.vanishing_ratio * med}
+        if not low:
+            return
+        worst = min(low, key=lambda n: low[n])
+        module = ctx.params[worst].info.get("module") or worst
+        ratio = low[worst]
+        yield self.finding(
+            severity="high" if ratio < 1e-5 else "medium", confidence=min(0.9, 0.55 + 0.07 * -np.log10(ratio)),
+            title=f"Vanishing gradients: {module} gets {fmt(ratio)}x the relative gradient of a typical layer",
+            description=(f"{len(low)} of {len(rel)} weight tensors receive gradients below {ctx.t.vanishing_ratio:g}x the "
+                         f"median layer's, relative to their own weight norm; the worst is {worst}. These layers barely "
+                         "learn."),
+            location=module, step=0,
+            evidence={"relative_gradient": rel, "median_relative_gradient": med,
+                      "vanishing": {n: r for n, r in sorted(low.items(), key=lambda kv: kv[1])}},
+            recommendations=[
+                Recommendation("fix", "Use non-saturating activations and He initialisation.",
+                               "nn.ReLU()  # or nn.GELU(), instead of nn.Sigmoid()/nn.Tanh() in hidden layers\n"
+                               "for m in model.modules():\n    if isinstance(m, nn.Linear):\n"
+                               "        nn.init.kaiming_normal_(m.weight, nonlinearity='relu')"),
+                Recommendation("fix", "Add normalisation or residual connections in deep stacks.",
+                               "h = h + block(norm(h))   # pre-norm residual block"),
+            ],
+        )

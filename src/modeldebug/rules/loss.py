@@ -1,0 +1,161 @@
+"""Loss curve rules: diverging and not decreasing, judged against the run's own start and noise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt, running_median, window
+
+__all__ = ["LossDiverging", "LossNotDecreasing"]
+
+
+def _lr_text(ctx: Context, factor: float) -> str:
+    if ctx.lr:
+        return f"for g in optimizer.param_groups:\n    g['lr'] = {ctx.lr * factor:.3g}   # was {ctx.lr:.3g}"
+    return f"for g in optimizer.param_groups:\n    g['lr'] *= {factor}"
+
+
+class LossDiverging(Rule):
+    """The training loss climbed well above the best value it had reached.
+
+    ## What it detects
+    The smoothed (running-median) training loss ends above `loss_divergence` (default 2x) times the
+    best smoothed loss of the run AND has given back more than half of what it had gained since the
+    start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
+
+    ## Why is this bad?
+    A diverging loss means the updates overshoot: the rest of the run is wasted and any checkpoint
+    after the turn is worse than an earlier one.
+
+    ## Example
+    ```python
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)   # 100x too high for this model
+    ```
+
+    ## Recommended fix
+    Lower the learning rate (by 10x as a first try), add warm-up, clip the gradient norm.
+
+    ## Known problems
+    A deliberate learning-rate restart (cyclic schedules) that raises the loss for long enough can
+    look like divergence. Runs shorter than `min_steps` are not judged.
+    """
+
+    code = "LOS001"
+    kind = "loss_diverging"
+    category = "loss"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        s = ctx.loss
+        if len(s) < ctx.t.min_steps:
+            return
+        vals = s.values
+        finite = np.isfinite(vals)
+        went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
+        fv = vals[finite]
+        fs = s.steps[finite]
+        if len(fv) < ctx.t.min_steps // 2:
+            return
+        w = window(len(fv))
+        smooth = running_median(fv, w)
+        start = float(np.median(fv[:w]))
+        best_i = int(np.argmin(smooth))
+        best = float(smooth[best_i])
+        final = float(smooth[-1])
+        factor = ctx.t.loss_divergence
+        floor = abs(best) + 1e-12
+        # Worse than `factor` x the best AND back above half-way to where it started: a run that
+        # converged near zero and fluctuates there (0.001 -> 0.003) is not diverging.
+        diverged = final > best + (factor - 1) * floor and final > best + 0.5 * max(start - best, 0.0)
+        if not (diverged or went_nonfinite):
+            return
+        ratio = final / floor if floor else float("inf")
+        severity = "high" if went_nonfinite or ratio > 10 else "medium"
+        title = (f"Loss diverged: rose from {fmt(best)} at step {int(fs[best_i])} to "
+                 f"{'NaN/Inf' if went_nonfinite else fmt(final)}")
+        yield self.finding(
+            severity=severity, confidence=min(0.95, 0.6 + 0.1 * np.log10(max(ratio, 1.0)) + (0.2 if went_nonfinite else 0)),
+            title=title,
+            description=(f"The smoothed training loss reached its best value {fmt(best)} at step {int(fs[best_i])}, "
+                         f"then climbed to {fmt(final)} ({fmt(ratio)}x the best, start was {fmt(start)})."
+                         + (" It ended non-finite." if went_nonfinite else "")
+                         + " The updates overshoot: the learning rate is too high for this model and data."),
+            step=int(fs[best_i]),
+            evidence={"start_loss": start, "best_loss": best, "best_step": int(fs[best_i]), "final_loss": final,
+                      "ratio_to_best": ratio, "went_nonfinite": went_nonfinite, "lr": ctx.lr,
+                      "loss": ctx.evidence_series(s)},
+            recommendations=[
+                Recommendation("fix", "Lower the learning rate by 10x.", _lr_text(ctx, 0.1)),
+                Recommendation("fix", "Clip the gradient norm between backward() and step().",
+                               "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\noptimizer.step()"),
+                Recommendation("best_practice", "Warm the learning rate up over the first steps.",
+                               "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)"),
+            ],
+        )
+
+
+class LossNotDecreasing(Rule):
+    """The training loss never improved meaningfully on its starting value.
+
+    ## What it detects
+    After at least `min_steps` steps, the best smoothed loss improved on the starting loss (median
+    of the first window) by less than `min_improvement` (default 1%) relatively, or by no more than
+    the loss's own step-to-step noise (median absolute difference between consecutive steps).
+
+    ## Why is this bad?
+    A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.
+    Something upstream is broken: dead units, vanishing gradients, parameters that do not update,
+    a learning rate far too low, or a loss/label mismatch.
+
+    ## Example
+    ```python
+    model.fc1.bias.data.fill_(-10.0)   # every ReLU after fc1 is dead from the start
+    ```
+
+    ## Recommended fix
+    Look at the findings this one cites as its cause first. Otherwise: overfit a single batch (a
+    healthy model drives its loss near zero within a few hundred steps), check the learning rate,
+    and check that the labels match the inputs.
+
+    ## Known problems
+    A run that starts from a converged checkpoint (fine-tuning at its optimum) is flat for good
+    reason; silence the rule with `ignore=["LOS002"]` there.
+    """
+
+    code = "LOS002"
+    kind = "loss_not_decreasing"
+    category = "loss"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        s = ctx.loss.finite()
+        if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):
+            return  # short runs, and runs that went non-finite (another rule's business)
+        v = s.values
+        w = window(len(v))
+        start = float(np.median(v[:w]))
+        smooth = running_median(v, w)
+        best_i = int(np.argmin(smooth[w:])) + w if len(v) > w else 0
+        best = float(smooth[best_i])
+        gain = start - best
+        rel = gain / (abs(start) + 1e-12)
+        noise = float(np.median(np.abs(np.diff(v)))) if len(v) > 1 else 0.0
+        if rel >= ctx.t.min_improvement and gain > noise:
+            return
+        severity = "high" if rel <= 0.001 else "medium"
+        yield self.finding(
+            severity=severity, confidence=0.85 if rel <= 0 else 0.7,
+            title=f"Loss is not decreasing: {fmt(start)} at the start, best {fmt(best)} after {len(v)} steps",
+            description=(f"Over {len(v)} steps the smoothed training loss improved by {rel:.2%} "
+                         f"({fmt(gain)}; the step-to-step noise is {fmt(noise)}). The model is not learning."),
+            step=int(s.steps[0]),
+            evidence={"start_loss": start, "best_loss": best, "relative_improvement": rel, "noise": noise,
+                      "steps": len(v), "lr": ctx.lr, "loss": ctx.evidence_series(s)},
+            recommendations=[
+                Recommendation("fix", "Overfit one small batch first: if the loss does not go near zero, the bug is in the model, loss or optimizer wiring, not the data.",
+                               "x, y = next(iter(loader))\nfor i in range(300):\n    optimizer.zero_grad()\n    loss = loss_fn(model(x), y)\n    loss.backward()\n    optimizer.step()\nprint(loss.item())   # should approach 0"),
+                Recommendation("best_practice", "Check the learning rate with a range test (from 1e-6 to 1, one step each, plot loss vs lr).",
+                               _lr_text(ctx, 10.0)),
+            ],
+        )

@@ -1,0 +1,109 @@
+"""Numerics: non-finite values, traced to the module that produced them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .base import Finding, Recommendation, Rule
+from .context import Context
+
+__all__ = ["NonFiniteValues"]
+
+
+class NonFiniteValues(Rule):
+    """The loss or the gradients became NaN or Inf; names the module that produced the first one.
+
+    ## What it detects
+    The first step whose loss or any gradient was not finite. The loss and one fused gradient norm
+    are checked every step at every level; when the loss goes non-finite, that step's forward pass
+    is replayed (same weights, RNG and buffers restored) with a check on every module, and the first
+    module whose output went non-finite while its inputs were finite is named as the producer.
+
+    ## Why is this bad?
+    One NaN poisons every weight it touches at the next update; the run is lost from that step on,
+    and the modules downstream of the producer all look guilty.
+
+    ## Example
+    ```python
+    h = self.fc1(x)
+    h = torch.log(h)          # log of negative pre-activations -> NaN
+    ```
+
+    ## Recommended fix
+    Guard the producing operation (clamp before `log`/`sqrt`, add an epsilon to divisions), use the
+    numerically stable fused losses (`F.cross_entropy` on logits, `BCEWithLogitsLoss`), and if the
+    gradients grew first, lower the learning rate or clip gradients.
+
+    ## Known problems
+    The replay runs the model root that was called last in the step; a model whose forward pass
+    depends on Python state that changes each call may not reproduce the value. When CUDA kernels
+    are non-deterministic the replay can come out finite; the finding then says so.
+    """
+
+    code = "NUM001"
+    kind = "nonfinite"
+    category = "numerics"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        events = ctx.record.events("nonfinite")
+        loss = ctx.loss.values
+        if not events:
+            if ctx.n_steps and not np.all(np.isfinite(loss[~np.isnan(loss)])):
+                step = int(ctx.loss.steps[np.argmax(~np.isfinite(loss))])
+                yield self._finding(step, {"what": "loss"}, ctx)
+            return
+        ev = events[0]
+        yield self._finding(ev.step, ev.data, ctx)
+
+    def _finding(self, step: int | None, data: dict, ctx: Context) -> Finding:
+        origin = data.get("origin") or {}
+        where = origin.get("where")
+        module = origin.get("module")
+        prev = origin.get("previous_module")
+        what = data.get("what", "loss")
+        evidence = {"first_step": step, "value": what, "origin": origin}
+        if data.get("params"):
+            evidence["params_with_nonfinite_grad"] = data["params"][:20]
+        finite = ctx.loss.finite()
+        if len(finite):
+            evidence["last_finite_loss"] = float(finite.values[-1])
+        recs: list[Recommendation] = []
+        if where == "input":
+            location = "input batch"
+            title = f"The input batch holds NaN/Inf values (step {step})"
+            desc = f"The values fed to the model were already non-finite: {origin.get('detail', '')}. Every layer only propagated them."
+            recs.append(Recommendation("fix", "Find and clean the non-finite values in the data before training.",
+                                       "assert torch.isfinite(x).all(), 'non-finite input'\n# or, once the cause is known:\nx = torch.nan_to_num(x, nan=0.0)"))
+        elif where == "between_modules":
+            location = module
+            title = f"A functional operation before {module} produced NaN/Inf (step {step})"
+            desc = (f"The output of {prev or 'the previous module'} was finite but the input of {module} was not: "
+                    "an operation written in forward() between them (log, sqrt, division, exp) produced it.")
+            recs.append(Recommendation("fix", "Guard the operation between the two modules against its invalid domain.",
+                                       "h = torch.log(h.clamp_min(1e-8))      # log\nh = torch.sqrt(h.clamp_min(1e-12))    # sqrt\nh = a / (b + 1e-8)                    # division"))
+        elif where == "loss":
+            location = "loss"
+            title = f"The loss computation produced NaN/Inf (step {step})"
+            desc = "The model's outputs were finite; the loss function turned them into NaN/Inf (log of 0, division by 0)."
+            recs.append(Recommendation("fix", "Use the fused, numerically stable loss on raw logits.",
+                                       "loss = F.cross_entropy(logits, target)          # not nll(log(softmax))\nloss = F.binary_cross_entropy_with_logits(logits, target)"))
+        elif where == "backward":
+            location = module
+            title = f"Gradients of {module or 'the model'} became NaN/Inf while the loss was finite (step {step})"
+            desc = (f"{origin.get('detail', '')}. The forward pass was finite, so an operation whose derivative is infinite "
+                    "(sqrt or pow at 0, norm of a zero vector, division by a tiny value) sits in or after this module.")
+            recs.append(Recommendation("fix", "Keep the operation away from the point where its derivative is infinite.",
+                                       "norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # not x.norm() at 0\ny = torch.pow(x.clamp_min(1e-6), 0.5)"))
+        else:
+            location = module
+            detail = origin.get("detail") or f"the {what} was not finite"
+            title = f"{'Module ' + module if module else 'The ' + what} produced NaN/Inf (step {step})"
+            desc = f"{detail}." + (f" It is the first module whose output went non-finite; {prev} before it was clean." if prev else "")
+            recs.append(Recommendation("fix", f"Inspect {module or 'the model'}: guard log/sqrt/division inputs, and if weights blew up, lower the learning rate and clip gradients.",
+                                       "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n# and/or\nfor g in optimizer.param_groups:\n    g['lr'] *= 0.1"))
+        recs.append(Recommendation("best_practice", "Stop early on the first non-finite loss so a bad run costs seconds, not hours.",
+                                   "if not torch.isfinite(loss):\n    raise FloatingPointError(f'loss is {loss.item()} at step {step}')"))
+        return self.finding(severity="high", confidence=0.95 if origin else 0.8, title=title, description=desc,
+                            location=location, step=step, evidence=evidence, recommendations=recs)

@@ -1,0 +1,112 @@
+"""Optimizer wiring: parameters that should learn but do not."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt
+
+__all__ = ["ParamsNotUpdating"]
+
+
+def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        e = ctx.params.get(n)
+        out[(e.info.get("module") if e else None) or n].append(n)
+    return dict(out)
+
+
+class ParamsNotUpdating(Rule):
+    """Parameters that should learn never change: no gradient, zero gradient, not in the optimizer, or lr 0.
+
+    ## What it detects
+    Among parameters that require grad, while other parameters of the run do get gradients:
+    (1) parameters in an optimizer that never received a gradient on any step (not used in the
+    forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
+    (2) parameters whose gradient was exactly zero on every step; (3) parameters that receive
+    gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
+    a sub-module); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
+    every sampled step (learning rate 0, a frozen parameter group).
+
+    ## Why is this bad?
+    Those weights stay at their initial random values: the layer is dead weight, and the model that
+    trains is not the model you think.
+
+    ## Example
+    ```python
+    optimizer = torch.optim.Adam(model.parameters())
+    model.head = nn.Linear(128, 10)        # replaced AFTER the optimizer was built: never updated
+    h = self.encoder(x).detach()           # the encoder gets no gradient
+    ```
+
+    ## Recommended fix
+    Build the optimizer after the model is final; remove the `.detach()`/`.data` on the path from
+    the parameter to the loss; freeze on purpose with `requires_grad_(False)` so the intent is clear.
+
+    ## Known problems
+    A parameter used only on some steps (mixture-of-experts, conditional branches) can look unused on
+    a short run. Scripts that update parameters by hand (no optimizer) are only checked for (1)/(2).
+    """
+
+    code = "OPT001"
+    kind = "params_not_updating"
+    category = "optimizer"
+    explains = ("loss_not_decreasing",)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.n_steps == 0:
+            return
+        grads = ctx.grad_norms
+        if not grads:
+            return
+        in_opt = ctx.optimizer_params
+        trainable = [n for n, e in ctx.params.items() if e.info.get("requires_grad", True)]
+        candidates = [n for n in trainable if in_opt is None or n in in_opt]
+        no_grad = [n for n in candidates if n not in grads]
+        zero_grad = [n for n in candidates if n in grads and np.all(grads[n].values == 0)]
+        not_in_opt = [n for n in trainable if in_opt is not None and n not in in_opt and n in grads]
+        ratios = ctx.param_stat("update_ratio")
+        frozen = [n for n, s in ratios.items() if n in grads and n not in zero_grad and len(s) >= 1
+                  and np.all(np.nan_to_num(s.values, nan=1.0) <= ctx.t.update_ratio_floor)
+                  and np.any(grads[n].values > 0)]
+        problems = [
+            (no_grad, "never received a gradient",
+             "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip.",
+             Recommendation("fix", "Remove the .detach()/.data/.item() that cuts the parameter off from the loss (or delete the unused layer).",
+                            "h = self.encoder(x)            # not self.encoder(x).detach()\n"
+                            "# check: every trainable parameter should get a gradient\n"
+                            "loss.backward()\nprint([n for n, p in model.named_parameters() if p.requires_grad and p.grad is None])")),
+            (zero_grad, "received an exactly zero gradient on every step",
+             "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
+             Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
+                            "for n, p in model.named_parameters():\n    print(n, None if p.grad is None else p.grad.abs().max().item())")),
+            (not_in_opt, "get gradients but are in no optimizer",
+             "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module.",
+             Recommendation("fix", "Build the optimizer after the model is final, from all its parameters.",
+                            "model.head = nn.Linear(128, 10)\noptimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before")),
+            (frozen, "get gradients but their weights never change",
+             "The optimizer holds them but the update is zero: a learning rate of 0 in their parameter group, or a frozen group.",
+             Recommendation("fix", "Give every parameter group a non-zero learning rate.",
+                            "for g in optimizer.param_groups:\n    print(g['lr'], len(g['params']))")),
+        ]
+        for names, what, why, rec in problems:
+            if not names:
+                continue
+            by_module = _group_by_module(ctx, names)
+            numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
+            total = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in trainable) or 1
+            location = next(iter(by_module))
+            yield self.finding(
+                severity="high" if numel / total >= 0.05 else "medium", confidence=0.9,
+                title=f"{len(names)} parameter tensor{'s' if len(names) > 1 else ''} ({fmt(numel / total * 100)}% of weights) {what}",
+                description=f"In {', '.join(list(by_module)[:5])}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} {what}. {why}",
+                location=location, step=0,
+                evidence={"params": names[:50], "modules": list(by_module)[:20], "numel": numel,
+                          "fraction_of_weights": numel / total, "problem": what},
+                recommendations=[rec],
+            )

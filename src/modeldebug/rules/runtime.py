@@ -1,0 +1,277 @@
+"""Runtime errors: the exception a crashed run raised, explained in plain words with a fix.
+
+One rule per kind; they share `classify`, which reads the exception type and message. The tracer
+records the innermost module whose forward was running and the training phase.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .base import Finding, Recommendation, Rule
+from .context import Context
+
+__all__ = ["classify", "DeviceMismatch", "DtypeMismatch", "InplaceModification", "OutOfMemory",
+           "RuntimeFailure", "ShapeMismatch"]
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("out_of_memory", re.compile(r"out of memory|OutOfMemory|CUBLAS_STATUS_ALLOC_FAILED|DefaultCPUAllocator: can't allocate", re.I)),
+    ("inplace_modification", re.compile(r"modified by an inplace operation", re.I)),
+    ("device_mismatch", re.compile(r"(same device|Expected all tensors to be on the same|device type|cuda:\d.*cpu|cpu.*cuda:\d)", re.I)),
+    ("dtype_mismatch", re.compile(r"(expected scalar type|must have the same dtype|dtype|Expected object of scalar type|"
+                                  r"not implemented for '(Long|Int|Half|BFloat16|Bool|Byte)'|found dtype)", re.I)),
+    ("shape_mismatch", re.compile(r"(shapes cannot be multiplied|size of tensor a|must match the size|"
+                                  r"Expected input batch_size|shape '\[.*\]' is invalid|size mismatch|"
+                                  r"expected input\[.*\] to have|mat1 and mat2|Target size|does not match|"
+                                  r"Expected target size|expected \d+D|dimension out of range|Dimension out of range)", re.I)),
+]
+
+
+def classify(exc_type: str, message: str) -> str:
+    """The contract's runtime-error kind for an exception type and message."""
+    if exc_type in ("OutOfMemoryError",):
+        return "out_of_memory"
+    for kind, pattern in _PATTERNS:
+        if pattern.search(message):
+            return kind
+    return "runtime_error"
+
+
+class _RuntimeRule(Rule):
+    category = "runtime"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        for ev in ctx.record.events("exception"):
+            d = ev.data
+            if d.get("type") in ("KeyboardInterrupt", "SystemExit"):
+                continue
+            if classify(d.get("type", ""), d.get("message", "")) != self.kind:
+                continue
+            title, explanation, recs = self.explain(d)
+            where = f" in {d['module']}" if d.get("module") else ""
+            line = f" ({d['file']}:{d['line']})" if d.get("file") else ""
+            yield self.finding(
+                severity="high", confidence=0.9 if self.kind != "runtime_error" else 0.6,
+                title=title + where,
+                description=f"{d.get('type')}: {_first_line(d.get('message', ''))}{line}. {explanation}",
+                location=d.get("module") or (f"{d.get('file')}:{d.get('line')}" if d.get("file") else None),
+                step=ev.step,
+                evidence={"exception": d.get("type"), "message": d.get("message", "")[:1000], "phase": d.get("phase"),
+                          "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
+                recommendations=recs,
+            )
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        raise NotImplementedError
+
+
+def _first_line(msg: str) -> str:
+    return msg.strip().splitlines()[0] if msg.strip() else ""
+
+
+class ShapeMismatch(_RuntimeRule):
+    """The run crashed on tensors whose shapes do not fit together.
+
+    ## What it detects
+    A crash whose message reports incompatible shapes (matmul, broadcasting, view/reshape, loss
+    target sizes), with the module that was running.
+
+    ## Why is this bad?
+    The run stops; often the cause is one layer's size that does not match what the previous
+    layer produces (a Flatten in front of a Linear with the wrong in_features).
+
+    ## Example
+    ```python
+    self.fc = nn.Linear(256, 10)   # but the flattened conv output has 400 features
+    ```
+
+    ## Recommended fix
+    Print the shapes going into the module, or let `nn.LazyLinear` infer its input size.
+
+    ## Known problems
+    Classification reads the error message, whose wording changes between PyTorch versions.
+    """
+
+    code = "RUN001"
+    kind = "shape_mismatch"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        msg = d.get("message", "")
+        m = re.search(r"\((\d+)x(\d+) and (\d+)x(\d+)\)", msg)
+        if m:
+            got, want = m.group(2), m.group(3)
+            expl = (f"The input has {got} features per sample but the layer expects {want}. The layer's in_features "
+                    "does not match what the previous layer produces.")
+            fix = f"nn.Linear({got}, out_features)   # in_features must be {got}\n# or let PyTorch infer it:\nnn.LazyLinear(out_features)"
+        else:
+            expl = "Two tensors whose shapes do not fit were combined."
+            fix = "print({k: tuple(v.shape) for k, v in {'x': x, 'y': y}.items()})   # find the dimension that differs"
+        return "Shape mismatch", expl, [Recommendation("fix", "Make the sizes agree where the crash happened.", fix)]
+
+
+class DtypeMismatch(_RuntimeRule):
+    """The run crashed on tensors of incompatible dtypes.
+
+    ## What it detects
+    A crash whose message reports a dtype conflict (float64 inputs into float32 weights, integer
+    class targets where floats are expected, or the reverse).
+
+    ## Why is this bad?
+    The run stops. NumPy arrays are float64 by default and become float64 tensors.
+
+    ## Example
+    ```python
+    x = torch.from_numpy(np.random.rand(8, 4))   # float64, model is float32
+    ```
+
+    ## Recommended fix
+    Convert inputs to the model's dtype (`x.float()`), class targets to `long`, BCE targets to float.
+
+    ## Known problems
+    Classification reads the error message.
+    """
+
+    code = "RUN002"
+    kind = "dtype_mismatch"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        return ("Dtype mismatch",
+                "Two tensors of different dtypes met; NumPy data arrives as float64 and class labels must be int64.",
+                [Recommendation("fix", "Convert the batch to the dtypes the model and loss expect.",
+                                "x = x.to(torch.float32)      # match the model's weights\n"
+                                "y = y.long()                 # CrossEntropyLoss class indices\n"
+                                "# y = y.float()              # BCEWithLogitsLoss targets")])
+
+
+class DeviceMismatch(_RuntimeRule):
+    """The run crashed on tensors that live on different devices.
+
+    ## What it detects
+    A crash whose message reports tensors on different devices (CPU and CUDA, or two GPUs).
+
+    ## Why is this bad?
+    The run stops; typically the batch or a tensor created inside `forward` was not moved.
+
+    ## Example
+    ```python
+    model.cuda(); out = model(x)       # x is still on the CPU
+    ```
+
+    ## Recommended fix
+    Move the batch with the model; create tensors in `forward` on the input's device.
+
+    ## Known problems
+    Classification reads the error message.
+    """
+
+    code = "RUN003"
+    kind = "device_mismatch"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        return ("Device mismatch",
+                "Tensors on different devices were combined; the batch or a tensor made inside forward() was not moved.",
+                [Recommendation("fix", "Move the batch to the model's device; create new tensors on the input's device.",
+                                "device = next(model.parameters()).device\nx, y = x.to(device), y.to(device)\n"
+                                "mask = torch.ones(n, device=x.device)   # inside forward()")])
+
+
+class OutOfMemory(_RuntimeRule):
+    """The run crashed because memory ran out.
+
+    ## What it detects
+    `torch.OutOfMemoryError` or an allocator failure message.
+
+    ## Why is this bad?
+    The run stops; the peak is usually activations of a too-large batch, or tensors kept alive
+    across steps (`losses.append(loss)` keeps every graph).
+
+    ## Example
+    ```python
+    history.append(loss)        # keeps the whole autograd graph of every step alive
+    ```
+
+    ## Recommended fix
+    Store `loss.item()`, lower the batch size, use AMP or activation checkpointing.
+
+    ## Known problems
+    Classification reads the error message.
+    """
+
+    code = "RUN004"
+    kind = "out_of_memory"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        return ("Out of memory",
+                "The allocator could not satisfy a request: the batch's activations are too large, or tensors from past steps are kept alive.",
+                [Recommendation("fix", "Keep numbers, not graphs, across steps; then lower the batch size or use mixed precision.",
+                                "history.append(loss.item())   # not loss\n"
+                                "with torch.autocast(device_type='cuda', dtype=torch.bfloat16):\n    loss = loss_fn(model(x), y)")])
+
+
+class InplaceModification(_RuntimeRule):
+    """Backward failed because a tensor it needed was modified in place.
+
+    ## What it detects
+    The autograd error "one of the variables needed for gradient computation has been modified by
+    an inplace operation".
+
+    ## Why is this bad?
+    The run stops in `backward()`; the in-place op (`x += ...`, `relu_(inplace=True)` on a saved
+    tensor, `x[idx] = ...`) destroyed a value the gradient needs.
+
+    ## Example
+    ```python
+    h = torch.sigmoid(x); h += 1     # sigmoid's backward needs its output
+    ```
+
+    ## Recommended fix
+    Replace the in-place op with its out-of-place form; `torch.autograd.set_detect_anomaly(True)`
+    points at the forward line.
+
+    ## Known problems
+    Classification reads the error message.
+    """
+
+    code = "RUN005"
+    kind = "inplace_modification"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        op = re.search(r"output \d+ of (\w+)", d.get("message", ""))
+        op_txt = f" (the output of {op.group(1)})" if op else ""
+        return ("In-place modification broke backward",
+                f"A tensor saved for the backward pass{op_txt} was changed in place before backward() ran.",
+                [Recommendation("fix", "Use the out-of-place form of the operation.",
+                                "h = h + 1                 # not h += 1\nnn.ReLU(inplace=False)\n"
+                                "x = x.clone(); x[idx] = v  # clone before indexed assignment\n"
+                                "torch.autograd.set_detect_anomaly(True)   # to find the line (slow; debugging only)")])
+
+
+class RuntimeFailure(_RuntimeRule):
+    """The run crashed with an error of no more specific kind; the message and module are reported.
+
+    ## What it detects
+    Any exception that ended the run and is not one of the specific runtime kinds.
+
+    ## Why is this bad?
+    The run did not finish.
+
+    ## Example
+    ```python
+    raise ValueError("bad config")
+    ```
+
+    ## Recommended fix
+    Read the message and the location; the module that was running is named when known.
+
+    ## Known problems
+    None: this is the catch-all.
+    """
+
+    code = "RUN006"
+    kind = "runtime_error"
+
+    def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        return (f"The run crashed with {d.get('type')}", "See the message and location.",
+                [Recommendation("fix", "Fix the error at the location shown.", d.get("code") or None)])
