@@ -336,8 +336,8 @@ class Tracer:
         self._losses = []
         entries = list(self._pending)
         self._pending.clear()
-        if step_losses:
-            entries.append(("loss", self.step, None, torch.cat(step_losses)))
+        if step_losses:  # first: a non-finite loss is traced before non-finite gradients are blamed
+            entries.insert(0, ("loss", self.step, None, torch.cat(step_losses)))
         if not entries:
             return
         by_device: dict[torch.device, list[int]] = {}

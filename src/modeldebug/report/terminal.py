@@ -46,7 +46,7 @@ def _verdict(report: Report) -> Text:
 
 
 def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
-    parts: list = []
+    parts: list = [Text(f.title, style="bold")]
     where = []
     if f.location:
         where.append(f"at {f.location}")
@@ -63,7 +63,7 @@ def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
         if rec.implementation:
             parts.append(Syntax(rec.implementation, "python", theme="ansi_dark", background_color="default"))
     title = Text.assemble((f"{i}. ", "bold"), (f"[{f.severity.upper()}] ", _STYLE[f.severity]),
-                          (f"{f.code} {f.kind}: ", "bold"), f.title)
+                          (f"{f.code} {f.kind}", "bold"))
     return Panel(Group(*parts), title=title, title_align="left", border_style=_STYLE[f.severity])
 
 

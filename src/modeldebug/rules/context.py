@@ -101,6 +101,13 @@ class Context:
             return None
         return {name for e in events for g in e.data.get("groups", []) for name in g.get("params", [])}
 
+    def label(self, module: str | None) -> str:
+        """A module name for a sentence: 'fc2 (Linear)', '3 (ReLU)'."""
+        if not module:
+            return "the model"
+        e = self.modules.get(module)
+        return f"{module} ({e.type})" if e is not None and e.type else module
+
     def leaf_modules_in_order(self) -> list[Entity]:
         return [e for e in self.modules.values() if e.info.get("leaf")]
 

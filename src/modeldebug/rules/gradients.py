@@ -53,7 +53,7 @@ class ExplodingGradients(Rule):
         if len(s) < max(ctx.t.min_steps // 2, 6):
             return
         v = s.values
-        k = int(min(10, max(3, len(v) // 10)))
+        k = int(min(5, max(3, len(v) // 10)))
         head = v[:k][np.isfinite(v[:k])]
         if len(head) < 2:
             return
@@ -76,7 +76,7 @@ class ExplodingGradients(Rule):
                   + (" and then became non-finite" if nonfinite_after_growth else ""),
             description=(f"The total gradient norm was {fmt(base)} over the first {k} steps and reached "
                          f"{fmt(base * peak) if np.isfinite(peak) else 'Inf'} (first above 10x at step {since}). "
-                         f"It grew most in {location or 'the model'}."),
+                         f"It grew most in {ctx.label(location)}."),
             location=location, step=since,
             evidence={"baseline_norm": base, "peak_growth": peak, "peak_norm": base * peak,
                       "nonfinite": bool(nonfinite_after_growth), "lr": ctx.lr, "per_param_growth": per_param,
@@ -173,7 +173,7 @@ class VanishingGradients(Rule):
         ratio = low[worst]
         yield self.finding(
             severity="high" if ratio < 1e-5 else "medium", confidence=min(0.9, 0.55 + 0.07 * -np.log10(ratio)),
-            title=f"Vanishing gradients: {module} gets {fmt(ratio)}x the relative gradient of a typical layer",
+            title=f"Vanishing gradients: {ctx.label(module)} gets {fmt(ratio)}x the relative gradient of a typical layer",
             description=(f"{len(low)} of {len(rel)} weight tensors receive gradients below {ctx.t.vanishing_ratio:g}x the "
                          f"median layer's, relative to their own weight norm; the worst is {worst}. These layers barely "
                          "learn."),

@@ -63,6 +63,7 @@ class NonFiniteValues(Rule):
         module = origin.get("module")
         prev = origin.get("previous_module")
         what = data.get("what", "loss")
+        label = ctx.label(module) if module else None
         evidence = {"first_step": step, "value": what, "origin": origin}
         if data.get("params"):
             evidence["params_with_nonfinite_grad"] = data["params"][:20]
@@ -78,7 +79,7 @@ class NonFiniteValues(Rule):
                                        "assert torch.isfinite(x).all(), 'non-finite input'\n# or, once the cause is known:\nx = torch.nan_to_num(x, nan=0.0)"))
         elif where == "between_modules":
             location = module
-            title = f"A functional operation before {module} produced NaN/Inf (step {step})"
+            title = f"A functional operation before {label} produced NaN/Inf (step {step})"
             desc = (f"The output of {prev or 'the previous module'} was finite but the input of {module} was not: "
                     "an operation written in forward() between them (log, sqrt, division, exp) produced it.")
             recs.append(Recommendation("fix", "Guard the operation between the two modules against its invalid domain.",
@@ -91,7 +92,7 @@ class NonFiniteValues(Rule):
                                        "loss = F.cross_entropy(logits, target)          # not nll(log(softmax))\nloss = F.binary_cross_entropy_with_logits(logits, target)"))
         elif where == "backward":
             location = module
-            title = f"Gradients of {module or 'the model'} became NaN/Inf while the loss was finite (step {step})"
+            title = f"Gradients of {label or 'the model'} became NaN/Inf while the loss was finite (step {step})"
             desc = (f"{origin.get('detail', '')}. The forward pass was finite, so an operation whose derivative is infinite "
                     "(sqrt or pow at 0, norm of a zero vector, division by a tiny value) sits in or after this module.")
             recs.append(Recommendation("fix", "Keep the operation away from the point where its derivative is infinite.",
@@ -99,7 +100,7 @@ class NonFiniteValues(Rule):
         else:
             location = module
             detail = origin.get("detail") or f"the {what} was not finite"
-            title = f"{'Module ' + module if module else 'The ' + what} produced NaN/Inf (step {step})"
+            title = f"{'Module ' + label if label else 'The ' + what} produced NaN/Inf (step {step})"
             desc = f"{detail}." + (f" It is the first module whose output went non-finite; {prev} before it was clean." if prev else "")
             recs.append(Recommendation("fix", f"Inspect {module or 'the model'}: guard log/sqrt/division inputs, and if weights blew up, lower the learning rate and clip gradients.",
                                        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n# and/or\nfor g in optimizer.param_groups:\n    g['lr'] *= 0.1"))

@@ -3,8 +3,9 @@
 The logic, in order:
 1. Each rule declares the kinds it `explains` (a dead ReLU layer explains vanishing gradients and a
    flat loss; exploding gradients explain a diverging loss and the NaN that follows).
-2. A finding is a symptom when another finding in the same run explains its kind and did not begin
-   after it (a cause cannot start later than its effect; unknown steps are allowed). It is removed
+2. A finding is a symptom when another finding in the same run explains its kind (and is not itself
+   explained by it). Steps are not compared: detectors see a cause at different delays (the loss
+   turns before the gradient norm crosses its threshold), so the causal graph decides. It is removed
    from the list and attached to its cause under `evidence["symptoms"]`, its title and step kept.
    The cause's severity is raised to its worst symptom's.
 3. What remains is sorted by severity, then by how many symptoms a finding explains (a cause that
@@ -21,11 +22,7 @@ __all__ = ["rank"]
 
 def _explains(cause: Finding, symptom: Finding) -> bool:
     rule = RULES.get(cause.code)
-    if rule is None or symptom.kind not in rule.explains or cause is symptom:
-        return False
-    if cause.step is not None and symptom.step is not None and cause.step > symptom.step:
-        return False
-    return True
+    return rule is not None and cause is not symptom and symptom.kind in rule.explains
 
 
 def rank(findings: list[Finding]) -> list[Finding]:

@@ -1,0 +1,209 @@
+"""The `modeldebug` command.
+
+Exit codes of modeldebug's own commands: 0 ok, 1 findings at or above `--fail-on`, 2 bad input or
+usage (one line on stderr, never a traceback). `modeldebug run` exits with the script's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from ._version import __version__
+from .config import LEVELS, DebuggingConfig
+from .errors import BadInputError, DebuggingError
+
+__all__ = ["main"]
+
+_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore"}
+_RUN_FLAG_OPTIONS = {"--quiet", "-q"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"modeldebug: {message} (see `{self.prog} --help`)\n")
+
+
+def _config(args: argparse.Namespace) -> DebuggingConfig:
+    split = lambda v: [s for s in (v or "").split(",") if s]  # noqa: E731
+    return DebuggingConfig(analysis_level=getattr(args, "level", None) or "basic",
+                           select=split(getattr(args, "select", None)), ignore=split(getattr(args, "ignore", None)))
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="P", help="write the JSON report to P ('-' for stdout)")
+    p.add_argument("--html", metavar="P", help="write the HTML report to P")
+    p.add_argument("--select", metavar="CODES", help="only these rules: codes, prefixes or kinds, comma-separated")
+    p.add_argument("--ignore", metavar="CODES", help="skip these rules: codes, prefixes or kinds, comma-separated")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the report to stderr")
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="modeldebug", description="Finds out why a PyTorch model will not train, and says how to fix it.")
+    p.add_argument("--version", action="version", version=f"modeldebug {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="train a small built-in model that has a real bug and diagnose it")
+    from .demos import DEMOS
+
+    d.add_argument("--bug", choices=sorted(DEMOS), default="dead-relu", help="which built-in bug to show")
+    d.add_argument("--list", action="store_true", help="list the built-in bugs")
+    d.add_argument("--db", metavar="P", help="where to store the run record")
+    d.add_argument("--level", choices=LEVELS, default="basic")
+    _add_output_options(d)
+
+    r = sub.add_parser("run", help="run a training script unmodified and diagnose it",
+                       usage="modeldebug run [--json P] [--html P] [--db P] [--level LEVEL] [--] SCRIPT [ARGS...]")
+    r.add_argument("--db", metavar="P", help="where to store the run record (default .modeldebug/runs/...)")
+    r.add_argument("--level", choices=LEVELS, default="basic", help="how much to capture (default basic)")
+    _add_output_options(r)
+    r.add_argument("script", metavar="SCRIPT", help="the training script")
+    r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
+
+    rep = sub.add_parser("report", help="re-analyse a stored run record")
+    rep.add_argument("record", metavar="RUN.db")
+    rep.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if a finding is this severe")
+    _add_output_options(rep)
+
+    sub.add_parser("rules", help="list the rule catalogue")
+    e = sub.add_parser("explain", help="print one rule's documentation")
+    e.add_argument("rule", metavar="CODE", help="a rule code (GRD001), kind or name")
+    return p
+
+
+def _split_run(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split `run` arguments into modeldebug's options and SCRIPT + its arguments, untouched."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return argv[:i], argv[i + 1:]
+        if a in _RUN_VALUE_OPTIONS:
+            i += 2
+        elif a.split("=", 1)[0] in _RUN_VALUE_OPTIONS or a in _RUN_FLAG_OPTIONS or a in ("-h", "--help"):
+            i += 1
+        elif a.startswith("-"):
+            return argv[:i + 1], []  # unknown option: let argparse say so
+        else:
+            return argv[:i], argv[i:]
+    return argv, []
+
+
+def _emit(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    if not args.quiet:
+        report.print()
+    if args.json == "-":
+        sys.stdout.write(report.to_json() + "\n")
+    elif args.json:
+        report.to_json(args.json)
+    if args.html:
+        report.to_html(args.html)
+
+
+def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
+    from .capture import run_script
+    from .report import Report
+
+    config = _config(args)
+    from .rules import selected_rules
+
+    selected_rules(config)  # a bad --select fails before the script runs, not after
+    result = run_script(script, script_args, config=config, db=args.db)
+    report = Report.from_record(result.record, config)
+    _emit(report, args)
+    return result.exit_code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .record import Record
+    from .report import Report
+
+    config = _config(args)
+    report = Report.from_record(Record.open(args.record), config)
+    _emit(report, args)
+    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demos import DEMOS, demo_path
+
+    if args.list:
+        for name, what in DEMOS.items():
+            print(f"{name:12} {what}")
+        return 0
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold]modeldebug demo[/]: {DEMOS[args.bug]}\n"
+                               f"  the script: {demo_path(args.bug)}\n"
+                               f"  the same as: modeldebug run {demo_path(args.bug)}\n")
+    _cmd_run(args, str(demo_path(args.bug)), [])
+    return 0
+
+
+def _cmd_rules() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .rules import RULES
+
+    t = Table(title="modeldebug rules", show_lines=False)
+    for col in ("code", "kind", "category", "what it detects"):
+        t.add_column(col)
+    for code, rule in sorted(RULES.items()):
+        t.add_row(code, rule.kind, rule.category, rule.summary())
+    Console().print(t)
+    return 0
+
+
+def _cmd_explain(code: str) -> int:
+    import inspect
+
+    from .rules import find_rule
+
+    rule = find_rule(code)
+    doc = inspect.cleandoc(rule.__doc__ or "")
+    print(f"{rule.code} {rule.kind} ({rule.name()}, category {rule.category})\n\n{doc}")
+    if rule.explains:
+        print(f"\nWhen it fires with {', '.join(rule.explains)}, those are listed as its symptoms.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `modeldebug` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    parser = _parser()
+    script: str | None = None
+    script_args: list[str] = []
+    if argv and argv[0] == "run":
+        opts, rest = _split_run(argv[1:])
+        if rest:
+            script, script_args = rest[0], rest[1:]
+            argv = ["run", *opts, script]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, script or args.script, script_args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "rules":
+            return _cmd_rules()
+        if args.command == "explain":
+            return _cmd_explain(args.rule)
+        parser.print_help()
+        return 2
+    except DebuggingError as exc:
+        print(f"modeldebug: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"modeldebug: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
