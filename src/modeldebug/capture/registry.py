@@ -52,6 +52,8 @@ class Registry:
         self.losses: list[weakref.ref[nn.Module]] = []
         self.optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
         self._prefixes: set[str] = set()
+        self.model_types: list[str] = []  # kept by name: the objects may be gone at the end
+        self.optimizer_types: list[str] = []
         self._tracked: list[tuple[torch.Tensor, ParamInfo]] | None = None
 
     # -- models ------------------------------------------------------------------------------------
@@ -66,6 +68,7 @@ class Registry:
                 prefix += "_"
             self._prefixes.add(prefix)
         self.models.append(weakref.ref(model))
+        self.model_types.append(type(model).__name__)
         root_name = prefix or type(model).__name__
         for qual, mod in model.named_modules():
             if mod in self.modules:
@@ -109,6 +112,7 @@ class Registry:
         if any(r() is opt for r in self.optimizers):
             return False
         self.optimizers.append(weakref.ref(opt))
+        self.optimizer_types.append(type(opt).__name__)
         self._tracked = None
         index = len(self.optimizers) - 1
         for gi, group in enumerate(opt.param_groups):

@@ -125,8 +125,7 @@ class Tracer:
                 self._fail("finish", exc)
             self.writer.set_meta(
                 steps=self.step, duration_s=time.perf_counter() - self.t_start, overhead_s=self.own_time,
-                models=[type(m).__name__ for m in self.registry.live_models()],
-                optimizers=[type(o).__name__ for o in self.registry.live_optimizers()],
+                models=self.registry.model_types, optimizers=self.registry.optimizer_types,
             )
             self.writer.flush()
 

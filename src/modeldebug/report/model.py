@@ -90,6 +90,16 @@ class Report:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
+    def to_html(self, path: str | Path | None = None) -> str:
+        """A self-contained HTML report (inline SVG plots, no external assets); written to `path` when given."""
+        from .html import render_html
+
+        text = render_html(self)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
     def to_text(self, *, width: int = 100) -> str:
         """The terminal rendering as plain text (for logs, tests and LLM prompts)."""
         from .terminal import render_text

@@ -136,7 +136,7 @@ class VanishingGradients(Rule):
     code = "GRD002"
     kind = "vanishing_gradients"
     category = "gradient"
-    explains = ("loss_not_decreasing",)
+    explains = ("loss_not_decreasing", "params_not_updating")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps < 3:

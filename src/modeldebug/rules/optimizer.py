@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 
@@ -21,6 +22,16 @@ def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
     return dict(out)
 
 
+def _relative_grad(grad: Series, pnorm: Series | None) -> float:
+    """Median |grad| / |weight|: big enough means any non-zero learning rate would move the weight."""
+    g = grad.finite().values
+    if len(g) == 0:
+        return 0.0
+    w = pnorm.finite().values if pnorm is not None else np.array([])
+    scale = float(np.median(w)) if len(w) and np.median(w) > 0 else 1.0
+    return float(np.median(g)) / scale
+
+
 class ParamsNotUpdating(Rule):
     """Parameters that should learn never change: no gradient, zero gradient, not in the optimizer, or lr 0.
 
@@ -31,7 +42,8 @@ class ParamsNotUpdating(Rule):
     (2) parameters whose gradient was exactly zero on every step; (3) parameters that receive
     gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
     a sub-module); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
-    every sampled step (learning rate 0, a frozen parameter group).
+    every sampled step although their relative gradient (|grad| / |weight|) is above 1e-6, so any
+    non-zero learning rate would have moved them (learning rate 0, a frozen parameter group).
 
     ## Why is this bad?
     Those weights stay at their initial random values: the layer is dead weight, and the model that
@@ -70,10 +82,17 @@ class ParamsNotUpdating(Rule):
         no_grad = [n for n in candidates if n not in grads]
         zero_grad = [n for n in candidates if n in grads and np.all(grads[n].values == 0)]
         not_in_opt = [n for n in trainable if in_opt is not None and n not in in_opt and n in grads]
+        # Tensors the optimizer holds that belong to no model: the layer they were part of has been
+        # replaced. With `not_in_opt` they are one bug (optimizer built too early), reported once.
+        stale = [n for n in no_grad if ctx.params[n].model is None]
+        if not_in_opt and stale:
+            no_grad = [n for n in no_grad if n not in stale]
         ratios = ctx.param_stat("update_ratio")
+        pnorms = ctx.param_stat("param_norm")
         frozen = [n for n, s in ratios.items() if n in grads and n not in zero_grad and len(s) >= 1
+                  and (in_opt is None or n in in_opt)
                   and np.all(np.nan_to_num(s.values, nan=1.0) <= ctx.t.update_ratio_floor)
-                  and np.any(grads[n].values > 0)]
+                  and _relative_grad(grads[n], pnorms.get(n)) > 1e-6]
         problems = [
             (no_grad, "never received a gradient",
              "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip.",
@@ -86,7 +105,8 @@ class ParamsNotUpdating(Rule):
              Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
                             "for n, p in model.named_parameters():\n    print(n, None if p.grad is None else p.grad.abs().max().item())")),
             (not_in_opt, "get gradients but are in no optimizer",
-             "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module.",
+             "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module."
+             + (f" The optimizer still holds {len(stale)} tensors that belong to no model: the layer they were part of was replaced after the optimizer was built." if stale else ""),
              Recommendation("fix", "Build the optimizer after the model is final, from all its parameters.",
                             "model.head = nn.Linear(128, 10)\noptimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before")),
             (frozen, "get gradients but their weights never change",
@@ -107,6 +127,7 @@ class ParamsNotUpdating(Rule):
                 description=f"In {', '.join(list(by_module)[:5])}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} {what}. {why}",
                 location=location, step=0,
                 evidence={"params": names[:50], "modules": list(by_module)[:20], "numel": numel,
-                          "fraction_of_weights": numel / total, "problem": what},
+                          "fraction_of_weights": numel / total, "problem": what}
+                     | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )

@@ -1,0 +1,133 @@
+"""The run record: real SQLite, readable while written and after kill -9, clear errors otherwise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeldebug.errors import BadInputError, RecordCorruptError
+from modeldebug.record import SCHEMA_VERSION, Record, RunWriter
+
+
+def test_round_trip_of_steps_stats_events_and_meta(tmp_path: Path) -> None:
+    path = tmp_path / "run.db"
+    w = RunWriter(path)
+    fc = w.entity("module", "fc1", type="Linear", info={"leaf": True})
+    w.add_step(0, loss=2.0, lr=0.1, grad_norm=1.5, sampled=True)
+    w.add_step(1, loss=float("nan"), lr=0.1)
+    w.add_stats(0, [(fc, "mean", 0.25), (fc, "std", float("nan"))])
+    w.add_event(1, "nonfinite", {"what": "loss"})
+    w.set_meta(script="train.py", steps=2)
+    w.close()
+    rec = Record.open(path)
+    assert rec.meta["schema_version"] == SCHEMA_VERSION and rec.meta["script"] == "train.py"
+    loss = rec.column("loss")
+    assert loss.steps.tolist() == [0, 1] and loss.values[0] == 2.0 and np.isnan(loss.values[1])
+    assert rec.series("fc1", "mean").values.tolist() == [0.25]
+    assert np.isnan(rec.series("fc1", "std").values[0])
+    assert rec.entity("fc1").type == "Linear" and rec.entity("fc1").info == {"leaf": True}
+    assert rec.events("nonfinite")[0].data == {"what": "loss"}
+    assert len(rec.series("nope", "mean")) == 0
+
+
+def test_wal_mode_lets_a_reader_see_committed_steps_while_the_writer_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    w = RunWriter(path)
+    w.add_step(0, loss=1.0)
+    w.flush()
+    w.add_step(1, loss=0.5)  # buffered, not committed
+    assert Record.open(path).n_steps == 1
+    w.flush()
+    assert Record.open(path).n_steps == 2
+    assert w.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    w.close()
+
+
+def test_everything_committed_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    code = f"""
+import sys, time
+from modeldebug.record import RunWriter
+w = RunWriter({str(path)!r})
+for step in range(50):
+    w.add_step(step, loss=1.0 / (step + 1))
+    if step % 10 == 9:
+        w.flush()
+print("ready", flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    rec = Record.open(path)
+    assert rec.n_steps == 50
+    assert rec.column("loss").values[-1] == pytest.approx(1 / 50)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="does not exist"):
+        Record.open(tmp_path / "nope.db")
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "junk.db"
+    p.write_bytes(b"this is not a database at all" * 10)
+    with pytest.raises(RecordCorruptError, match="not an SQLite file"):
+        Record.open(p)
+
+
+def test_a_foreign_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "other.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(RecordCorruptError, match="not a modeldebug run record"):
+        Record.open(p)
+
+
+def test_a_damaged_record_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "damaged.db"
+    w = RunWriter(p)
+    for i in range(200):
+        w.add_step(i, loss=float(i))
+    w.close()
+    data = bytearray(p.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # smash the first page after the header
+    p.write_bytes(bytes(data))
+    with pytest.raises(RecordCorruptError):
+        Record.open(p).column("loss")
+
+
+def test_a_record_from_a_newer_modeldebug_is_refused_with_a_hint(tmp_path: Path) -> None:
+    p = tmp_path / "future.db"
+    w = RunWriter(p)
+    w.set_meta(schema_version=SCHEMA_VERSION + 1)
+    w.close()
+    with pytest.raises(RecordCorruptError, match="upgrade modeldebug"):
+        Record.open(p)
+
+
+def test_writer_rejects_unknown_step_columns() -> None:
+    w = RunWriter(":memory:")
+    with pytest.raises(ValueError, match="unknown step columns"):
+        w.add_step(0, losss=1.0)
+
+
+def test_a_flush_per_step_keeps_every_step(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "many.db")
+    for i in range(300):
+        w.add_step(i, loss=1.0)
+        w.flush()
+    w.close()
+    assert Record.open(tmp_path / "many.db").n_steps == 300

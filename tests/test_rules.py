@@ -1,0 +1,234 @@
+"""Each rule: a real fault in a tiny model that must be found, and a healthy twin that must not be."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import modeldebug as md
+from modeldebug.rules import RULES, analyze
+from modeldebug.testing import TASKS, build_record, classification, healthy_mlp, healthy_regression, train
+
+from helpers import serious
+
+
+def watched(model: nn.Module, fn, level: str = "basic"):  # type: ignore[no-untyped-def]
+    with md.watch(model, db=":memory:", level=level) as s:
+        fn()
+    return s.report()
+
+
+def found(report, kind: str):  # type: ignore[no-untyped-def]
+    """The finding of `kind`, top-level or folded into its cause as a symptom."""
+    for f in report.findings:
+        if f.kind == kind:
+            return f
+        for sym in f.evidence.get("symptoms", []):
+            if sym["kind"] == kind:
+                return f
+    return None
+
+
+# -- healthy twins: no medium or high finding ---------------------------------------------------
+@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("level", ["basic", "detailed"])
+def test_healthy_models_come_out_clean(task: str, level: str) -> None:
+    model, data = TASKS[task](seed=1)
+    report = watched(model, lambda: train(model, data, steps=80, lr=1e-3 if task == "transformer" else 1e-2), level)
+    assert serious(report) == []
+
+
+# -- nonfinite ------------------------------------------------------------------------------------
+class _LogNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(10, 32), nn.Linear(32, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.log(self.fc1(x) + 1.0))
+
+
+def test_nonfinite_names_the_operation_between_modules() -> None:
+    torch.manual_seed(0)
+    model = _LogNet()
+    x = torch.randn(64, 10) * 3
+    report = watched(model, lambda: train(model, md.testing.Data(x, x.sum(1, keepdim=True), nn.MSELoss()), steps=5, lr=1e-3))
+    top = report.findings[0]
+    assert top.kind == "nonfinite" and top.severity == "high"
+    assert top.location == "fc2" and top.evidence["origin"]["where"] == "between_modules"
+    assert top.evidence["origin"]["previous_module"] == "fc1"
+    assert any(r.type == "fix" and "clamp" in (r.implementation or "") for r in top.recommendations)
+
+
+def test_nonfinite_twin_with_a_guarded_log_is_clean() -> None:
+    class Guarded(_LogNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.log(torch.relu(self.fc1(x)) + 1.0))
+
+    torch.manual_seed(0)
+    model = Guarded()
+    x = torch.randn(64, 10) * 3
+    report = watched(model, lambda: train(model, md.testing.Data(x, x.sum(1, keepdim=True), nn.MSELoss()), steps=30, lr=1e-3))
+    assert found(report, "nonfinite") is None
+
+
+# -- exploding gradients, loss diverging -----------------------------------------------------------------
+def test_too_high_learning_rate_is_found_as_exploding_gradients_explaining_divergence() -> None:
+    model, data = healthy_regression()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=3.0)))
+    top = report.findings[0]
+    assert top.kind == "exploding_gradients" and top.severity == "high"
+    symptoms = {s["kind"] for s in top.evidence["symptoms"]}
+    assert "loss_diverging" in symptoms
+    assert any("clip_grad_norm_" in (r.implementation or "") for r in top.recommendations)
+
+
+def test_same_model_at_a_sane_learning_rate_has_no_gradient_or_loss_finding() -> None:
+    model, data = healthy_regression()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    for kind in ("exploding_gradients", "loss_diverging", "nonfinite"):
+        assert found(report, kind) is None
+
+
+def test_loss_diverging_on_a_recorded_curve_and_not_on_a_converged_noisy_one() -> None:
+    rising = [1.0 - 0.01 * i for i in range(30)] + [0.7 + 0.1 * i for i in range(30)]
+    f = [x for x in analyze(build_record(loss=rising)) if x.kind == "loss_diverging"]
+    assert f and 25 <= f[0].evidence["best_step"] <= 35
+    converged = [2.0 * 0.9 ** i + 0.002 * (i % 3) for i in range(120)]  # 0.001 -> 0.003 wiggles at the end
+    assert not [x for x in analyze(build_record(loss=converged)) if x.kind == "loss_diverging"]
+
+
+# -- vanishing gradients ---------------------------------------------------------------------------------------
+def _deep(act: type[nn.Module]) -> nn.Module:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(20, 32), act()]
+    for _ in range(10):
+        layers += [nn.Linear(32, 32), act()]
+    return nn.Sequential(*layers, nn.Linear(32, 3))
+
+
+def test_deep_sigmoid_stack_has_vanishing_gradients_in_its_first_layers() -> None:
+    model, data = _deep(nn.Sigmoid), classification()
+    report = watched(model, lambda: train(model, data, steps=40, optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    f = next(f for f in report.findings if f.kind == "vanishing_gradients")
+    assert f.location == "0" and f.severity in ("medium", "high")
+    assert found(report, "params_not_updating") in (None, f)  # tiny updates are its symptom, not a separate cause
+
+
+def test_the_same_depth_with_relu_and_he_init_does_not_vanish() -> None:
+    model = _deep(nn.ReLU)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    data = classification()
+    report = watched(model, lambda: train(model, data, steps=40, optimizer=torch.optim.SGD(model.parameters(), lr=0.01)))
+    assert found(report, "vanishing_gradients") is None
+
+
+# -- dead activations -------------------------------------------------------------------------------------------
+def test_relu_layer_killed_by_a_minus_ten_bias_is_the_top_finding() -> None:
+    model, data = healthy_mlp()
+    nn.init.constant_(model[2].bias, -10.0)
+    report = watched(model, lambda: train(model, data, steps=60, lr=1e-3))
+    top = report.findings[0]
+    assert top.kind == "dead_activations" and top.location == "3" and top.severity == "high"
+    assert top.evidence["from_first_step"] is True and top.evidence["feeding_layer"] == "2"
+    assert top.evidence["pre_activation_mean"] < -5
+    assert any("kaiming_normal_" in (r.implementation or "") for r in top.recommendations)
+
+
+def test_healthy_relu_layers_are_not_called_dead() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, lr=1e-3), level="detailed")
+    assert found(report, "dead_activations") is None
+
+
+# -- params not updating ----------------------------------------------------------------------------------------
+class _Detached(nn.Module):
+    def __init__(self, detach: bool) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(20, 32), nn.ReLU())
+        self.head = nn.Linear(32, 3)
+        self.detach = detach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        return self.head(h.detach() if self.detach else h)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_a_detached_encoder_never_gets_a_gradient(detach: bool) -> None:
+    torch.manual_seed(0)
+    model, data = _Detached(detach), classification()
+    report = watched(model, lambda: train(model, data, steps=30))
+    f = found(report, "params_not_updating")
+    if detach:
+        assert f is not None and f.location == "encoder.0"
+        assert set(f.evidence["params"]) == {"encoder.0.weight", "encoder.0.bias"}
+    else:
+        assert f is None
+
+
+def test_a_layer_replaced_after_the_optimizer_was_built_is_in_no_optimizer() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model[4] = nn.Linear(64, 3)  # the classic: swap the head after building the optimizer
+    report = watched(model, lambda: train(model, data, steps=20, optimizer=opt))
+    f = next(f for f in report.findings if f.kind == "params_not_updating")
+    assert "in no optimizer" in f.title and set(f.evidence["params"]) == {"4.weight", "4.bias"}
+
+
+def test_a_parameter_group_with_learning_rate_zero_is_found() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.0},
+                           {"params": list(model[2].parameters()) + list(model[4].parameters()), "lr": 0.05}])
+    report = watched(model, lambda: train(model, data, steps=30, optimizer=opt), level="detailed")
+    f = next(f for f in report.findings if f.kind == "params_not_updating")
+    assert "never change" in f.title and set(f.evidence["params"]) == {"0.weight", "0.bias"}
+
+
+# -- loss not decreasing ----------------------------------------------------------------------------------------
+def test_a_learning_rate_far_too_low_leaves_the_loss_flat() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=1e-7)))
+    assert report.findings[0].kind == "loss_not_decreasing"
+
+
+def test_a_learning_model_is_not_flat_and_short_runs_are_not_judged() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, lr=1e-2))
+    assert found(report, "loss_not_decreasing") is None
+    flat_but_short = [1.0] * 10
+    assert analyze(build_record(loss=flat_but_short)) == []
+
+
+# -- the catalogue itself -----------------------------------------------------------------------------------------
+def test_every_rule_has_documentation_with_the_fixed_headings_and_a_unique_code() -> None:
+    for code, rule in RULES.items():
+        doc = rule.__doc__ or ""
+        for heading in ("## What it detects", "## Why is this bad?", "## Example", "## Recommended fix", "## Known problems"):
+            assert heading in doc, f"{code} lacks {heading}"
+        assert code[:3].isalpha() and code[3:].isdigit()
+    assert len({r.kind for r in RULES.values()}) == len(RULES)
+
+
+def test_every_serious_finding_carries_a_fix_with_code() -> None:
+    model, data = healthy_mlp()
+    nn.init.constant_(model[2].bias, -10.0)
+    report = watched(model, lambda: train(model, data, steps=30))
+    for f in report.findings:
+        if f.severity in ("medium", "high"):
+            assert any(r.type == "fix" and r.implementation for r in f.recommendations), f.code
+
+
+def test_select_and_ignore_steer_which_rules_run() -> None:
+    model, data = healthy_mlp()
+    nn.init.constant_(model[2].bias, -10.0)
+    with md.watch(model, db=":memory:") as s:
+        train(model, data, steps=30)
+    assert "dead_activations" not in s.report(md.DebuggingConfig(ignore=["ACT"])).kinds()
+    assert s.report(md.DebuggingConfig(select=["ACT001"])).kinds() == ["dead_activations"]
+    with pytest.raises(md.UnknownRuleError):
+        s.report(md.DebuggingConfig(select=["XYZ999"]))
