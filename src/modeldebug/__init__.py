@@ -7,19 +7,48 @@ with md.watch(model, optimizer=opt) as session:
     ...                                    # your training loop, unchanged
 print(session.report().to_text())
 ```
+Names are imported on first use, so `modeldebug report` and `modeldebug rules` start without
+loading PyTorch.
 """
 
-from ._version import __version__
-from .capture import WatchSession, run_script, watch
-from .config import DebuggingConfig
-from .errors import (BadInputError, DebuggingError, MissingDependencyError, RecordCorruptError,
-                     ScriptNotFoundError, UnknownRuleError)
-from .record import Record
-from .report import Report
-from .rules import Finding, Recommendation, analyze
+from __future__ import annotations
 
-__all__ = [
-    "BadInputError", "DebuggingConfig", "DebuggingError", "Finding", "MissingDependencyError",
-    "Recommendation", "Record", "RecordCorruptError", "Report", "ScriptNotFoundError",
-    "UnknownRuleError", "WatchSession", "__version__", "analyze", "run_script", "watch",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .capture import WatchSession, run_script, watch
+    from .config import DebuggingConfig
+    from .errors import (BadInputError, DebuggingError, MissingDependencyError, RecordCorruptError,
+                         ScriptNotFoundError, UnknownRuleError)
+    from .record import Record
+    from .report import Report
+    from .rules import Finding, Recommendation, analyze
+
+_LAZY = {
+    "WatchSession": "capture", "run_script": "capture", "watch": "capture",
+    "DebuggingConfig": "config",
+    "BadInputError": "errors", "DebuggingError": "errors", "MissingDependencyError": "errors",
+    "RecordCorruptError": "errors", "ScriptNotFoundError": "errors", "UnknownRuleError": "errors",
+    "Record": "record", "Report": "report",
+    "Finding": "rules", "Recommendation": "rules", "analyze": "rules",
+    "testing": "testing",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modeldebug' has no attribute {name!r}")
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if name == module else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

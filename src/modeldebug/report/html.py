@@ -269,7 +269,7 @@ def _grad_plot(record: Record) -> str:
     """Total gradient norm over steps, log y when every finite value is positive."""
     col = _column(record, "grad_norm")
     if col is None or not len(col.finite()):
-        return _figure("plot-grad-norm", "Total gradient norm", "", "No gradient norms recorded.")
+        return _figure("plot-grad-norm", "Total gradient norm", "", "No finite gradient norms recorded.")
     fin = col.finite()
     log = bool(fin.values.min() > 0)
     skipped = len(col) - len(fin)

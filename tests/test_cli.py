@@ -1,0 +1,125 @@
+"""The `modeldebug` command, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modeldebug.demos import DEMOS
+
+PY = sys.executable
+
+
+def md(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "modeldebug", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+TRAIN = textwrap.dedent("""
+    import sys
+    import torch
+    from torch import nn
+    print("argv", sys.argv[1:], "name", __name__)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 4); y = x.sum(1, keepdim=True)
+    for step in range(int(sys.argv[sys.argv.index("--steps") + 1])):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    print(f"final {loss.item():.6f}")
+    if "--fail" in sys.argv:
+        sys.exit(3)
+""")
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    p = tmp_path / "train.py"
+    p.write_text(TRAIN)
+    return p
+
+
+def test_run_behaves_exactly_like_python(script: Path, tmp_path: Path) -> None:
+    plain = subprocess.run([PY, str(script), "--steps", "30"], capture_output=True, text=True, cwd=tmp_path)
+    watched = md("run", "--json", "out.json", "--db", "run.db", "--", str(script), "--steps", "30", cwd=tmp_path)
+    assert watched.returncode == plain.returncode == 0
+    assert watched.stdout == plain.stdout  # same argv, __main__, output, and the same final loss
+    assert "argv ['--steps', '30'] name __main__" in watched.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["version"] == 1 and report["run"]["steps"] == 30 and report["run"]["exit_code"] == 0
+    assert [f for f in report["findings"] if f["severity"] != "low"] == []
+    assert "No problems found" in watched.stderr
+
+
+def test_run_passes_the_scripts_exit_code_through(script: Path, tmp_path: Path) -> None:
+    r = md("run", str(script), "--steps", "5", "--fail", cwd=tmp_path)
+    assert r.returncode == 3
+    assert list((tmp_path / ".modeldebug" / "runs").glob("*-train.db"))  # the default record location
+
+
+def test_a_crashing_script_gets_its_traceback_and_a_diagnosis(tmp_path: Path) -> None:
+    r = md("run", "--json", "-", "-q", str(Path(__file__).parents[1] / "src/modeldebug/demos/shape_crash.py"), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "mat1 and mat2 shapes cannot be multiplied" in r.stderr
+    report = json.loads(r.stdout)
+    top = report["findings"][0]
+    assert top["kind"] == "shape_mismatch" and top["location"] == "7" and top["category"] == "runtime"
+    assert "400" in top["recommendations"][0]["implementation"]
+
+
+def test_report_re_analyses_a_stored_run_and_fail_on_sets_the_exit_code(tmp_path: Path) -> None:
+    demo = Path(__file__).parents[1] / "src/modeldebug/demos/dead_relu.py"
+    assert md("run", "-q", "--db", "run.db", str(demo), "--steps", "40", cwd=tmp_path).returncode == 0
+    r = md("report", "run.db", "--json", "-", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["findings"][0]["kind"] == "dead_activations"
+    assert md("report", "run.db", "--fail-on", "high", "-q", cwd=tmp_path).returncode == 1
+    assert md("report", "run.db", "--fail-on", "high", "-q", "--ignore", "ACT,OPT", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "no_such_script.py"], "no training script at 'no_such_script.py'"),
+    (["report", "missing.db"], "no run record at 'missing.db'"),
+    (["report", "junk.db"], "not a modeldebug run record"),
+    (["explain", "XYZ123"], "no rule 'XYZ123'"),
+    (["run", "--level", "extreme", "x.py"], "invalid choice: 'extreme'"),
+    (["run", "--select", "NOPE", "x.py"], "no rule matches 'NOPE'"),
+    (["report"], "the following arguments are required"),
+])
+def test_bad_input_gets_one_line_and_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "junk.db").write_text("not sqlite")
+    (tmp_path / "x.py").write_text("print('should not run')\n")
+    r = md(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "should not run" not in r.stdout
+
+
+def test_rules_lists_the_catalogue_and_explain_prints_the_docs() -> None:
+    r = md("rules")
+    assert r.returncode == 0 and "GRD001" in r.stdout and "dead_activations" in r.stdout
+    e = md("explain", "dead_activations")
+    assert e.returncode == 0 and "## Why is this bad?" in e.stdout and "ACT001" in e.stdout
+
+
+def test_help_works_both_ways() -> None:
+    assert md("--help").returncode == 0
+    exe = Path(sys.executable).with_name("modeldebug")  # the console script pip installed
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "modeldebug" in r.stdout
+
+
+def test_demo_lists_its_bugs_and_diagnoses_the_default_one(tmp_path: Path) -> None:
+    listing = md("demo", "--list")
+    assert all(name in listing.stdout for name in DEMOS)
+    r = md("demo", "--json", "demo.json", cwd=tmp_path)
+    assert r.returncode == 0
+    top = json.loads((tmp_path / "demo.json").read_text())["findings"][0]
+    assert top["kind"] == "dead_activations" and top["severity"] == "high"
