@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACTIVATION_STATS", "activation_stats", "first_tensor", "histogram", "norms"]
+__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "activation_stats", "first_tensor", "histogram",
+           "input_stats", "norms"]
 
 # The order of the values activation_stats returns; the record stores them under these names.
 ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite_frac", "dead_frac")
@@ -52,6 +53,39 @@ def activation_stats(x: torch.Tensor) -> torch.Tensor:
     zero_frac = 1.0 - nonzero.sum() / n
     dead = _dead_fraction(nonzero)
     return torch.stack([mean, std, lo, hi, zero_frac, nonfinite_frac, dead]).to(torch.float64)
+
+
+# The order of the values input_stats returns: overall, then per channel for up to 4 channels.
+INPUT_STATS = ("mean", "std", "min", "max", "nonfinite_frac", "const_frac",
+               *(f"ch{i}_mean" for i in range(4)), *(f"ch{i}_std" for i in range(4)))
+
+
+@torch.no_grad()
+def input_stats(x: torch.Tensor) -> torch.Tensor:
+    """Scale, range, non-finite and constant-feature fractions of a model's input batch.
+
+    A feature is constant when it has the same value on every sample of the batch. For image-like
+    inputs (N, C, H, W) with up to 4 channels, per-channel mean and std are added (NaN otherwise).
+    """
+    xf = x.detach().float()
+    finite = torch.isfinite(xf)
+    clean = torch.where(finite, xf, torch.zeros((), device=xf.device))
+    lo, hi = torch.aminmax(clean)
+    nonfinite = 1.0 - finite.float().mean()
+    nan = torch.full((), float("nan"), device=xf.device)
+    if xf.dim() >= 2 and xf.shape[0] > 1:
+        flat = clean.reshape(xf.shape[0], -1)
+        const = (flat.amax(0) == flat.amin(0)).float().mean()
+    else:
+        const = nan
+    ch_mean, ch_std = [nan] * 4, [nan] * 4
+    if xf.dim() == 4 and xf.shape[1] <= 4:
+        m = clean.mean(dim=(0, 2, 3))
+        sd = clean.std(dim=(0, 2, 3))
+        for i in range(xf.shape[1]):
+            ch_mean[i], ch_std[i] = m[i], sd[i]
+    std = clean.std() if xf.numel() > 1 else nan
+    return torch.stack([clean.mean(), std, lo, hi, nonfinite, const, *ch_mean, *ch_std]).to(torch.float64)
 
 
 def _dead_fraction(nonzero: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ What it installs while attached:
   module stack for crash reports, sample activation statistics on sampled steps);
 - global optimizer step pre/post hooks (step boundaries, gradient norms, update ratios);
 - ``torch.autograd.backward`` (what ``Tensor.backward`` calls): the loss, backward timing;
-- ``torch.optim.Optimizer.__init__``: learn that the script has an optimizer before it first steps.
+- ``torch.optim.Optimizer.__init__``: learn that the script has an optimizer before it first steps;
+- the ``torch.nn.functional`` loss functions (which loss modules call too): the loss's input and
+  target on sampled steps, validation losses (loss calls without grad).
 
 Cost model (see benchmarks/overhead.py): every step costs one fused ``_foreach_norm`` over the
 gradients, a few ``perf_counter`` calls and ONE device-to-host copy of everything the step measured,
@@ -35,6 +37,7 @@ from torch.optim import optimizer as optim_module
 from ..config import DebuggingConfig
 from ..record import RunWriter
 from . import stats as S
+from .losses import LOSS_FUNCTIONS, LOSS_IO_STATS, label_histogram, loss_io_stats, split_input_target
 from .nonfinite import locate_nonfinite
 from .registry import Registry, is_loss_module
 from .resources import cuda_memory_mb, rss_mb
@@ -83,6 +86,9 @@ class Tracer:
         self.t_start = time.perf_counter()
         self._t_last_end = self.t_start
         self._pending: list[tuple[str, int, Any, torch.Tensor]] = []
+        self._in_loss = False
+        self._loss_eids: dict[tuple[str, str], int] = {}
+        self._input_eids: dict[str, int] = {}
         self._step_loss: float | None = None
         self._step_grad_norm: float | None = None
         self._reset_step()
@@ -100,6 +106,10 @@ class Tracer:
             ]
             self._patch(torch.autograd, "backward", self._make_backward(torch.autograd.backward))
             self._patch(torch.optim.Optimizer, "__init__", self._make_opt_init(torch.optim.Optimizer.__init__))
+            functional = torch.nn.functional
+            for name in LOSS_FUNCTIONS:
+                if hasattr(functional, name):
+                    self._patch(functional, name, self._make_loss(name, getattr(functional, name)))
         except BaseException:
             self.detach()
             raise
@@ -166,6 +176,7 @@ class Tracer:
         self._t_opt = 0.0
         self._lr: float | None = None
         self._sampled_modules: set[int] = set()
+        self._sampled_losses: set[tuple[str, str]] = set()
         self._replay: tuple[nn.Module, tuple[Any, ...], dict[str, Any]] | None = None
         self._before: list[tuple[torch.Tensor, int, torch.Tensor]] | None = None
         self._synced = False
@@ -199,6 +210,8 @@ class Tracer:
         if torch.is_grad_enabled() and module.training and not is_loss_module(module):
             if self._t_fwd is None:
                 self._t_fwd = time.perf_counter()
+                if self._sampling():
+                    self._sample_input(module, args)
             self._replay = (module, args, {})  # global pre-hooks do not see kwargs
 
     def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -215,10 +228,7 @@ class Tracer:
         if info is None:
             return
         if is_loss_module(module):
-            t = S.first_tensor(output)
-            if t is not None and t.numel() == 1 and not torch.is_grad_enabled():
-                self._pending.append(("val_loss", self.step, info.eid, t.detach().reshape(1).to(torch.float64)))
-            return
+            return  # its functional call is seen by the loss patch
         if not (info.leaf and torch.is_grad_enabled() and module.training and self._sampling()):
             return
         if id(module) in self._sampled_modules:
@@ -230,6 +240,67 @@ class Tracer:
         self._pending.append(("act", self.step, info.eid, S.activation_stats(t)))
         if self.config.histograms:
             self._pending.append(("hist", self.step, info.eid, S.histogram(t, self.config.histogram_bins)))
+
+    def _sample_input(self, root: nn.Module, args: tuple[Any, ...]) -> None:
+        x = S.first_tensor(args)
+        info = self.registry.modules.get(root)
+        if x is None or x.numel() == 0 or info is None:
+            return
+        eid = self._input_eids.get(info.name)
+        if eid is None:
+            eid = self.writer.entity("input", info.name, type=str(x.dtype).replace("torch.", ""),
+                                     info={"shape": list(x.shape)})
+            self._input_eids[info.name] = eid
+        self._pending.append(("input", self.step, eid, S.input_stats(x)))
+
+    # -- loss functions --------------------------------------------------------------------------------
+    def _make_loss(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        tracer = self
+
+        def loss(*args: Any, **kwargs: Any) -> Any:
+            if (not tracer.attached or tracer._in_loss or tracer._replaying or "loss" in tracer._disabled
+                    or os.getpid() != tracer.pid):
+                return original(*args, **kwargs)
+            tracer._in_loss = True
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                tracer._in_loss = False
+            tracer._guard("loss", tracer._on_loss_call)(name, args, kwargs, out)
+            return out
+
+        loss.__wrapped__ = original  # type: ignore[attr-defined]
+        loss.__doc__ = original.__doc__
+        loss.__name__ = name
+        return loss
+
+    def _on_loss_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        inp, tgt = split_input_target(args, kwargs)
+        if not isinstance(inp, torch.Tensor) or not inp.is_floating_point():
+            return
+        phase = "train" if torch.is_grad_enabled() and inp.requires_grad else "val"
+        key = (name, phase)
+        eid = self._loss_eids.get(key)
+        first = eid is None
+        if eid is None:
+            eid = self.writer.entity("loss", name if phase == "train" else f"{name}[val]", type=name, info={
+                "phase": phase, "input_shape": list(inp.shape), "input_dtype": str(inp.dtype).replace("torch.", ""),
+                "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
+                "target_dtype": str(tgt.dtype).replace("torch.", "") if isinstance(tgt, torch.Tensor) else None,
+                "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
+            })
+            self._loss_eids[key] = eid
+        if phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
+            self._pending.append(("val_loss", self.step, eid, out.detach().reshape(1).to(torch.float64)))
+        if not (first or (self._sampling() and key not in self._sampled_losses)):
+            return
+        self._sampled_losses.add(key)
+        target = tgt if isinstance(tgt, torch.Tensor) else None
+        self._pending.append(("loss_io", self.step, eid, loss_io_stats(inp, target)))
+        if target is not None:
+            hist = label_histogram(inp, target)
+            if hist is not None:
+                self._pending.append(("label_hist", self.step, eid, hist))
 
     # -- backward -------------------------------------------------------------------------------------
     def _make_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -373,6 +444,12 @@ class Tracer:
             w.add_histogram(step, key, values[0], values[1], values[2:])
         elif kind == "val_loss":
             w.add_stats(step, [(key, "val_loss", values[0])])
+        elif kind == "loss_io":
+            w.add_stats(step, [(key, name, v) for name, v in zip(LOSS_IO_STATS, values)])
+        elif kind == "label_hist":
+            w.add_histogram(step, key, 0.0, float(len(values) - 1), values)
+        elif kind == "input":
+            w.add_stats(step, [(key, name, v) for name, v in zip(S.INPUT_STATS, values)])
 
     def _param_name(self, eid: int) -> str:
         for info in self.registry.params.values():

@@ -151,8 +151,9 @@ class Record:
                 out[e.name] = s
         return out
 
-    def histograms(self, name: str) -> list[tuple[int, float, float, list[int]]]:
-        e = self.entity(name, "module")
+    def histograms(self, name: str, kind: str = "module") -> list[tuple[int, float, float, list[int]]]:
+        """(step, lo, hi, counts) per recorded step: activation histograms, or label counts of a loss."""
+        e = self.entity(name, kind)
         if e is None:
             return []
         return [
