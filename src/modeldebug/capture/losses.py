@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "label_histogram", "loss_io_stats", "split_input_target"]
+__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "split_input_target"]
 
 # Functions whose first two parameters are (input, target).
 LOSS_FUNCTIONS = (
@@ -70,3 +70,72 @@ def label_histogram(inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor | None
     t = torch.where((t < 0) | (t >= classes), classes, t)
     counts = torch.bincount(t, minlength=classes + 1)
     return counts.to(torch.float64)  # the last bin counts targets >= C (and ignore_index)
+
+
+class LossWatch:
+    """Patches the functional losses; records their inputs/targets and validation losses."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.eids: dict[tuple[str, str], int] = {}
+        self.sampled: set[tuple[str, str]] = set()
+        self._inside = False
+
+    def patches(self) -> list[tuple[Any, str, Any]]:
+        functional = torch.nn.functional
+        return [(functional, n, self._wrap(n, getattr(functional, n))) for n in LOSS_FUNCTIONS if hasattr(functional, n)]
+
+    def new_step(self) -> None:
+        self.sampled.clear()
+
+    def _wrap(self, name: str, original: Any) -> Any:
+        watch = self
+
+        def loss(*args: Any, **kwargs: Any) -> Any:
+            if watch._inside or not watch.tracer.active("loss"):
+                return original(*args, **kwargs)
+            watch._inside = True
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                watch._inside = False
+            watch.tracer._guard("loss", watch.on_call)(name, args, kwargs, out)
+            return out
+
+        loss.__wrapped__ = original  # type: ignore[attr-defined]
+        loss.__doc__ = original.__doc__
+        loss.__name__ = name
+        return loss
+
+    def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        inp, tgt = split_input_target(args, kwargs)
+        if not isinstance(inp, torch.Tensor) or not inp.is_floating_point():
+            return
+        tr = self.tracer
+        phase = "train" if torch.is_grad_enabled() and inp.requires_grad else "val"
+        key = (name, phase)
+        eid = self.eids.get(key)
+        first = eid is None
+        if eid is None:
+            eid = tr.writer.entity("loss", name if phase == "train" else f"{name}[val]", type=name, info={
+                "phase": phase, "input_shape": list(inp.shape), "input_dtype": _dtype(inp),
+                "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
+                "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
+                "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
+            })
+            self.eids[key] = eid
+        if phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
+            tr.buffer.add("val_loss", tr.step, eid, out.detach().reshape(1))
+        if not (first or (tr._sampling() and key not in self.sampled)):
+            return
+        self.sampled.add(key)
+        target = tgt if isinstance(tgt, torch.Tensor) else None
+        tr.buffer.add("loss_io", tr.step, eid, loss_io_stats(inp, target))
+        if target is not None:
+            hist = label_histogram(inp, target)
+            if hist is not None:
+                tr.buffer.add("label_hist", tr.step, eid, hist)
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")

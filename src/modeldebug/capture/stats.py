@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "activation_stats", "first_tensor", "histogram",
+__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "saturation", "first_tensor", "histogram",
            "input_stats", "norms"]
 
 # The order of the values activation_stats returns; the record stores them under these names.
@@ -53,6 +53,21 @@ def activation_stats(x: torch.Tensor) -> torch.Tensor:
     zero_frac = 1.0 - nonzero.sum() / n
     dead = _dead_fraction(nonzero)
     return torch.stack([mean, std, lo, hi, zero_frac, nonfinite_frac, dead]).to(torch.float64)
+
+
+# Activations with a bounded output, and the fraction of outputs pinned at a bound.
+SATURATING = {"Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid"}
+
+
+@torch.no_grad()
+def saturation(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Fraction of outputs within 1% of the bound: |tanh| > 0.99, sigmoid < 0.01 or > 0.99."""
+    xf = x.detach().float()
+    if kind in ("Tanh", "Hardtanh"):
+        sat = xf.abs() > 0.99
+    else:
+        sat = (xf < 0.01) | (xf > 0.99)
+    return sat.float().mean().reshape(1)
 
 
 # The order of the values input_stats returns: overall, then per channel for up to 4 channels.

@@ -7,7 +7,8 @@ What it installs while attached:
 - ``torch.autograd.backward`` (what ``Tensor.backward`` calls): the loss, backward timing;
 - ``torch.optim.Optimizer.__init__``: learn that the script has an optimizer before it first steps;
 - the ``torch.nn.functional`` loss functions (which loss modules call too): the loss's input and
-  target on sampled steps, validation losses (loss calls without grad).
+  target on sampled steps, validation losses (loss calls without grad) -- see losses.py;
+- ``zero_grad``, ``clip_grad_norm_`` and the data loader's ``__next__`` -- see loop.py.
 
 Cost model (see benchmarks/overhead.py): every step costs one fused ``_foreach_norm`` over the
 gradients, a few ``perf_counter`` calls and ONE device-to-host copy of everything the step measured,
@@ -37,14 +38,21 @@ from torch.optim import optimizer as optim_module
 from ..config import DebuggingConfig
 from ..record import RunWriter
 from . import stats as S
-from .losses import LOSS_FUNCTIONS, LOSS_IO_STATS, label_histogram, loss_io_stats, split_input_target
+from .buffer import StepBuffer
+from .losses import LOSS_IO_STATS, LossWatch
+from .loop import LoopWatch
 from .nonfinite import locate_nonfinite
+from .probes import batch_mixing
 from .registry import Registry, is_loss_module
 from .resources import cuda_memory_mb, rss_mb
 
 __all__ = ["Tracer"]
 
 log = logging.getLogger("modeldebug")
+
+# Modules whose behaviour depends on `training`: their flag is recorded on sampled steps.
+_MODE_SENSITIVE = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "BatchNorm1d",
+                   "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d"}
 
 # After this many backward passes with no optimizer step, treat each backward pass as a step.
 _BACKWARDS_WITHOUT_STEP = 64
@@ -85,12 +93,15 @@ class Tracer:
         self.own_time = 0.0
         self.t_start = time.perf_counter()
         self._t_last_end = self.t_start
-        self._pending: list[tuple[str, int, Any, torch.Tensor]] = []
-        self._in_loss = False
-        self._loss_eids: dict[tuple[str, str], int] = {}
+        self.buffer = StepBuffer()
+        self.losses = LossWatch(self)
+        self.loop = LoopWatch(self)
         self._input_eids: dict[str, int] = {}
+        self._probed = False
+        self._mode_counts = {"fwd_eval_mode": 0, "fwd_train_mode_nograd": 0}
         self._step_loss: float | None = None
         self._step_grad_norm: float | None = None
+        self._step_extra: dict[str, float] = {}
         self._reset_step()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -106,10 +117,8 @@ class Tracer:
             ]
             self._patch(torch.autograd, "backward", self._make_backward(torch.autograd.backward))
             self._patch(torch.optim.Optimizer, "__init__", self._make_opt_init(torch.optim.Optimizer.__init__))
-            functional = torch.nn.functional
-            for name in LOSS_FUNCTIONS:
-                if hasattr(functional, name):
-                    self._patch(functional, name, self._make_loss(name, getattr(functional, name)))
+            for owner, name, replacement in [*self.losses.patches(), *self.loop.patches()]:
+                self._patch(owner, name, replacement)
         except BaseException:
             self.detach()
             raise
@@ -131,6 +140,9 @@ class Tracer:
                     self._sync()
                     self._end_step()
                 self._sync()
+                overlap = self.loop.overlap()
+                if overlap is not None:
+                    self.writer.add_event(None, "data_overlap", overlap)
             except Exception as exc:  # never take the user's process down at exit
                 self._fail("finish", exc)
             self.writer.set_meta(
@@ -143,6 +155,10 @@ class Tracer:
         original = getattr(owner, name)
         setattr(owner, name, replacement)
         self._patches.append((owner, name, original))
+
+    def active(self, probe: str) -> bool:
+        """Should a patched function record anything now? (attached, this process, probe on, not replaying)"""
+        return self.attached and not self._replaying and probe not in self._disabled and os.getpid() == self.pid
 
     def _guard(self, probe: str, fn: Callable[..., None]) -> Callable[..., None]:
         def hook(*args: Any, **kwargs: Any) -> None:
@@ -176,7 +192,7 @@ class Tracer:
         self._t_opt = 0.0
         self._lr: float | None = None
         self._sampled_modules: set[int] = set()
-        self._sampled_losses: set[tuple[str, str]] = set()
+        self.losses.new_step()
         self._replay: tuple[nn.Module, tuple[Any, ...], dict[str, Any]] | None = None
         self._before: list[tuple[torch.Tensor, int, torch.Tensor]] | None = None
         self._synced = False
@@ -207,11 +223,21 @@ class Tracer:
             if not self.discover_models or next(module.parameters(), None) is None:
                 return
             self.registry.add_model(module)
-        if torch.is_grad_enabled() and module.training and not is_loss_module(module):
+        if is_loss_module(module):
+            return
+        grad = torch.is_grad_enabled()
+        if grad and not module.training:
+            self._mode_counts["fwd_eval_mode"] += 1
+        elif not grad and module.training:
+            self._mode_counts["fwd_train_mode_nograd"] += 1
+        x = S.first_tensor(args)
+        if x is not None:
+            self.loop.fingerprint(x, "train" if grad else "val")
+        if grad:
             if self._t_fwd is None:
                 self._t_fwd = time.perf_counter()
                 if self._sampling():
-                    self._sample_input(module, args)
+                    self._sample_input(module, x)
             self._replay = (module, args, {})  # global pre-hooks do not see kwargs
 
     def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -229,20 +255,23 @@ class Tracer:
             return
         if is_loss_module(module):
             return  # its functional call is seen by the loss patch
-        if not (info.leaf and torch.is_grad_enabled() and module.training and self._sampling()):
+        if not (info.leaf and torch.is_grad_enabled() and self._sampling()):
             return
+        if info.type in _MODE_SENSITIVE:
+            self.writer.add_stats(self.step, [(info.eid, "training", float(module.training))])
         if id(module) in self._sampled_modules:
             return  # a module called several times per step is sampled on its first call
         t = S.first_tensor(output)
         if t is None or t.numel() == 0:
             return
         self._sampled_modules.add(id(module))
-        self._pending.append(("act", self.step, info.eid, S.activation_stats(t)))
+        self.buffer.add("act", self.step, info.eid, S.activation_stats(t))
+        if info.type in S.SATURATING:
+            self.buffer.add("sat", self.step, info.eid, S.saturation(t, info.type))
         if self.config.histograms:
-            self._pending.append(("hist", self.step, info.eid, S.histogram(t, self.config.histogram_bins)))
+            self.buffer.add("hist", self.step, info.eid, S.histogram(t, self.config.histogram_bins))
 
-    def _sample_input(self, root: nn.Module, args: tuple[Any, ...]) -> None:
-        x = S.first_tensor(args)
+    def _sample_input(self, root: nn.Module, x: torch.Tensor | None) -> None:
         info = self.registry.modules.get(root)
         if x is None or x.numel() == 0 or info is None:
             return
@@ -251,56 +280,7 @@ class Tracer:
             eid = self.writer.entity("input", info.name, type=str(x.dtype).replace("torch.", ""),
                                      info={"shape": list(x.shape)})
             self._input_eids[info.name] = eid
-        self._pending.append(("input", self.step, eid, S.input_stats(x)))
-
-    # -- loss functions --------------------------------------------------------------------------------
-    def _make_loss(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        tracer = self
-
-        def loss(*args: Any, **kwargs: Any) -> Any:
-            if (not tracer.attached or tracer._in_loss or tracer._replaying or "loss" in tracer._disabled
-                    or os.getpid() != tracer.pid):
-                return original(*args, **kwargs)
-            tracer._in_loss = True
-            try:
-                out = original(*args, **kwargs)
-            finally:
-                tracer._in_loss = False
-            tracer._guard("loss", tracer._on_loss_call)(name, args, kwargs, out)
-            return out
-
-        loss.__wrapped__ = original  # type: ignore[attr-defined]
-        loss.__doc__ = original.__doc__
-        loss.__name__ = name
-        return loss
-
-    def _on_loss_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        inp, tgt = split_input_target(args, kwargs)
-        if not isinstance(inp, torch.Tensor) or not inp.is_floating_point():
-            return
-        phase = "train" if torch.is_grad_enabled() and inp.requires_grad else "val"
-        key = (name, phase)
-        eid = self._loss_eids.get(key)
-        first = eid is None
-        if eid is None:
-            eid = self.writer.entity("loss", name if phase == "train" else f"{name}[val]", type=name, info={
-                "phase": phase, "input_shape": list(inp.shape), "input_dtype": str(inp.dtype).replace("torch.", ""),
-                "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
-                "target_dtype": str(tgt.dtype).replace("torch.", "") if isinstance(tgt, torch.Tensor) else None,
-                "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
-            })
-            self._loss_eids[key] = eid
-        if phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
-            self._pending.append(("val_loss", self.step, eid, out.detach().reshape(1).to(torch.float64)))
-        if not (first or (self._sampling() and key not in self._sampled_losses)):
-            return
-        self._sampled_losses.add(key)
-        target = tgt if isinstance(tgt, torch.Tensor) else None
-        self._pending.append(("loss_io", self.step, eid, loss_io_stats(inp, target)))
-        if target is not None:
-            hist = label_histogram(inp, target)
-            if hist is not None:
-                self._pending.append(("label_hist", self.step, eid, hist))
+        self.buffer.add("input", self.step, eid, S.input_stats(x))
 
     # -- backward -------------------------------------------------------------------------------------
     def _make_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -325,22 +305,30 @@ class Tracer:
         return backward
 
     def _before_backward(self, tensors: Any) -> None:
+        if self._n_backward and self._synced and not self._optimizer_mode():
+            self._end_step()  # a loop without (known) optimizer: the previous backward closed a step
         loss = tensors if isinstance(tensors, torch.Tensor) else (
             tensors[0] if isinstance(tensors, (tuple, list)) and tensors and isinstance(tensors[0], torch.Tensor)
             else None)
         now = time.perf_counter()
         if self._t_bwd_first is None:
             self._t_bwd_first = now
+            self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
         if loss is not None and loss.numel() == 1 and loss.is_floating_point():
             self._losses.append(loss.detach().reshape(1).to(torch.float64))
+            self.loop.saw_loss(loss)
 
     def _after_backward(self) -> None:
         self._n_backward += 1
         self._backwards_since_step += 1
         if not self._optimizer_mode():
+            # Measure now, while the weights are still those of the forward pass; the step closes at
+            # the next backward pass, or at an optimizer step that turns up (an optimizer created
+            # before watching began is only seen at its first step).
             self._collect_grads()
+            self.loop.before_sync()
+            self._probe_once()
             self._sync()
-            self._end_step()
 
     # -- optimizer ------------------------------------------------------------------------------------
     def _make_opt_init(self, original: Callable[..., None]) -> Callable[..., None]:
@@ -360,9 +348,13 @@ class Tracer:
         self._lr = _lr_of(opt)
         if self.registry.add_optimizer(opt) and not any(r() is opt for r in self._known_optimizers):
             self._known_optimizers.append(weakref.ref(opt))
-        self._collect_grads()
         if self._sampling():
             self._before = [(p, info.eid, p.detach().clone()) for p, info in self.registry.tracked_params()]
+        if self._synced:
+            return  # measured at the backward pass already (optimizer unknown until this step)
+        self._collect_grads()
+        self.loop.before_sync()
+        self._probe_once()
         self._sync()
 
     def _opt_post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -374,6 +366,22 @@ class Tracer:
             self._update_ratios()
         self._end_step()
 
+    def _probe_once(self) -> None:
+        """The batch-mixing probe, once per run, on the first step's own batch."""
+        if self._probed or self._replay is None:
+            return
+        self._probed = True
+        root, args, _ = self._replay
+        self._replaying = True
+        try:
+            result = batch_mixing(root, args)
+        except Exception as exc:  # a model the probe cannot call like this: skip it, say why
+            result = {"skipped": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._replaying = False
+        if result is not None:
+            self.writer.add_event(self.step, "batch_mixing_probe", result)
+
     def _update_ratios(self) -> None:
         assert self._before is not None
         ps = [p.detach() for p, _, _ in self._before]
@@ -384,8 +392,8 @@ class Tracer:
         self._before = None
         if d:
             ratio = torch.stack(d).to(torch.float64) / torch.stack(w).to(torch.float64).clamp_min(1e-30)
-            self._pending.append(("update_ratio", self.step, eids, ratio))
-            self._pending.append(("param_norm", self.step, eids, torch.stack(w).to(torch.float64)))
+            self.buffer.add("update_ratio", self.step, eids, ratio)
+            self.buffer.add("param_norm", self.step, eids, torch.stack(w))
 
     # -- measurements --------------------------------------------------------------------------------------
     def _collect_grads(self) -> None:
@@ -397,31 +405,15 @@ class Tracer:
                 grads.append(p.grad.detach())
                 eids.append(info.eid)
         if grads:
-            self._pending.append(("grad_norm", self.step, eids, torch.stack(S.norms(grads)).to(torch.float64)))
+            self.buffer.add("grad_norm", self.step, eids, torch.stack([n.to(torch.float64) for n in S.norms(grads)]))
 
     def _sync(self) -> None:
-        """Copy everything pending to the host at once and hand it to the record."""
+        """Copy everything the step measured to the host at once and hand it to the record."""
         self._synced = True
-        step_losses = self._losses
-        self._losses = []
-        entries = list(self._pending)
-        self._pending.clear()
-        if step_losses:  # first: a non-finite loss is traced before non-finite gradients are blamed
-            entries.insert(0, ("loss", self.step, None, torch.cat(step_losses)))
-        if not entries:
-            return
-        by_device: dict[torch.device, list[int]] = {}
-        for i, e in enumerate(entries):
-            by_device.setdefault(e[3].device, []).append(i)
-        host: list[list[float]] = [[] for _ in entries]
-        for idx in by_device.values():
-            flat = torch.cat([entries[i][3].reshape(-1) for i in idx]).tolist()
-            pos = 0
-            for i in idx:
-                n = entries[i][3].numel()
-                host[i] = flat[pos:pos + n]
-                pos += n
-        for (kind, step, key, _), values in zip(entries, host):
+        losses, self._losses = self._losses, []
+        # The loss first: a non-finite loss is traced before non-finite gradients are blamed.
+        first = ("loss", self.step, None, torch.cat(losses)) if losses else None
+        for kind, step, key, values in self.buffer.drain(first):
             self._store(kind, step, key, values)
 
     def _store(self, kind: str, step: int, key: Any, values: list[float]) -> None:
@@ -450,6 +442,14 @@ class Tracer:
             w.add_histogram(step, key, 0.0, float(len(values) - 1), values)
         elif kind == "input":
             w.add_stats(step, [(key, name, v) for name, v in zip(S.INPUT_STATS, values)])
+        elif kind == "sat":
+            w.add_stats(step, [(key, "saturated_frac", values[0])])
+        elif kind == "carried_grad":
+            self._step_extra["carried_grad_norm"] = values[0]
+        elif kind == "clip":
+            self._step_extra["clip_norm"], self._step_extra["clip_max"] = values
+        elif kind in ("fp_train", "fp_val"):
+            self.loop.add_fingerprints(kind[3:], values)
 
     def _param_name(self, eid: int) -> str:
         for info in self.registry.params.values():
@@ -489,6 +489,7 @@ class Tracer:
             return
         if not self._synced:
             self._sync()
+        # What the optimizer post-hook measured (update ratios) rides on the next step's copy.
         now = time.perf_counter()
         t_fwd = self._t_fwd if self._t_fwd is not None else self._t_last_end
         bwd_first = self._t_bwd_first if self._t_bwd_first is not None else now
@@ -503,10 +504,12 @@ class Tracer:
             t_backward=self._t_bwd if perf else None, t_optimizer=self._t_opt if perf else None,
             t_step=now - self._t_last_end if perf else None,
             rss_mb=rss_mb() if mem else None, cuda_mb=cuda_memory_mb() if mem else None,
-            sampled=self._sampling(),
+            sampled=self._sampling(), **self._step_extra, **self.loop.end_step(), **self._mode_counts,
         )
+        self._mode_counts = dict.fromkeys(self._mode_counts, 0)
         self._step_loss = None
         self._step_grad_norm = None
+        self._step_extra = {}
         self._t_last_end = now
         self._backwards_since_step = 0
         self.step += 1

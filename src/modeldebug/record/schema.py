@@ -18,7 +18,9 @@ CREATE TABLE IF NOT EXISTS entities (
 CREATE TABLE IF NOT EXISTS steps (
     step INTEGER PRIMARY KEY, loss REAL, lr REAL, n_backward INTEGER, grad_norm REAL,
     t_data REAL, t_forward REAL, t_backward REAL, t_optimizer REAL, t_step REAL,
-    rss_mb REAL, cuda_mb REAL, sampled INTEGER NOT NULL DEFAULT 0);
+    rss_mb REAL, cuda_mb REAL, t_loader REAL, zero_grad_calls INTEGER, carried_grad_norm REAL,
+    clip_norm REAL, clip_max REAL, live_losses INTEGER, fwd_eval_mode INTEGER,
+    fwd_train_mode_nograd INTEGER, sampled INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS stats (
     step INTEGER NOT NULL, entity INTEGER NOT NULL, stat TEXT NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS stats_by_entity ON stats (entity, stat, step);
