@@ -98,8 +98,9 @@ class Bench:
             for i in range(warmup):
                 self.step(i)
             times = [self.step(warmup + i) for i in range(steps)]
-        if session is not None:
-            session.writer.close()  # watch() leaves the connection open; close it so files can go
+        writer = getattr(session, "writer", None)
+        if writer is not None:
+            writer.close()  # watch() leaves the connection open; close it so the files can go
         return times
 
 
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn")
     p.add_argument("--steps", type=int, default=None,
                    help=f"timed steps per run (default per model: {DEFAULT_STEPS})")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps at the start of each run")
+    p.add_argument("--warmup", type=int, default=21,
+                   help="untimed steps per run (default 21: past the tracer's early samples, steps 0-20)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of alternating plain/watched runs")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--db-dir", nargs="?", const="", default=None, metavar="DIR",

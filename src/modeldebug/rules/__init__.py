@@ -11,7 +11,7 @@ import logging
 from ..config import DebuggingConfig
 from ..errors import UnknownRuleError
 from ..record import Record
-from . import activations, gradients, loss, numerics, optimizer, runtime  # noqa: F401  (registers rules)
+from . import activations, data, dynamics, gradients, loop, loss, numerics, optimizer, resources, runtime  # noqa: F401
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context
 from .ranking import rank

@@ -61,6 +61,11 @@ class Context:
     def t(self) -> Thresholds:
         return self.config.thresholds
 
+    def threshold(self, name: str, default: float) -> float:
+        """A rule's threshold: the configured value if `DebuggingConfig.thresholds` has it, else `default`."""
+        value = getattr(self.config.thresholds, name, None)
+        return default if value is None else float(value)
+
     @property
     def n_steps(self) -> int:
         return self.record.n_steps
