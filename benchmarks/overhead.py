@@ -14,7 +14,7 @@ both alike. The table gives each configuration's median step time and the ratio 
 activation statistics are taken, so it shows the amortised cost. The record is written to SQLite in
 memory by default; ``--db-dir`` writes real files to a temporary directory, removed afterwards.
 
-Run it (about 2-3 minutes on 2 cores; ``--quick`` for a smoke test of a few seconds)::
+Run it (about 4 minutes on 2 cores; ``--quick`` is a smoke test of about 20 seconds)::
 
     python benchmarks/overhead.py
     python benchmarks/overhead.py --models mlp --steps 500 --rounds 5 --threads 2 --db-dir

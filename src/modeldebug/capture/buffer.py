@@ -36,7 +36,7 @@ class StepBuffer:
             by_device.setdefault(e[3].device, []).append(i)
         host: list[list[float]] = [[] for _ in entries]
         for idx in by_device.values():
-            flat = torch.cat([entries[i][3].reshape(-1).to(torch.float64) for i in idx]).tolist()
+            flat = torch.cat([entries[i][3].reshape(-1) for i in idx]).tolist()  # cat promotes dtypes
             pos = 0
             for i in idx:
                 n = entries[i][3].numel()

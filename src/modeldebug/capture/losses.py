@@ -99,7 +99,7 @@ class LossWatch:
                 out = original(*args, **kwargs)
             finally:
                 watch._inside = False
-            watch.tracer._guard("loss", watch.on_call)(name, args, kwargs, out)
+            watch.tracer.call("loss", watch.on_call, name, args, kwargs, out)
             return out
 
         loss.__wrapped__ = original  # type: ignore[attr-defined]

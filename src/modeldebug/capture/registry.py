@@ -9,14 +9,53 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.weak import WeakIdKeyDictionary
 
 from ..record import RunWriter
 
-__all__ = ["ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
+__all__ = ["IdMap", "ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
+
+
+class IdMap:
+    """A map keyed by object identity that does not keep its keys alive.
+
+    A plain dict on ``id()`` with a weak reference per entry to tell a reused id from the original
+    object: lookups cost one dict access, which matters in hooks that run on every module call
+    (torch's WeakIdKeyDictionary builds a weak reference per lookup).
+    """
+
+    def __init__(self) -> None:
+        self._d: dict[int, tuple[weakref.ref[Any], Any]] = {}
+
+    def get(self, obj: Any, default: Any = None) -> Any:
+        hit = self._d.get(id(obj))
+        if hit is None or hit[0]() is not obj:
+            return default
+        return hit[1]
+
+    def __contains__(self, obj: Any) -> bool:
+        return self.get(obj, _MISSING) is not _MISSING
+
+    def __getitem__(self, obj: Any) -> Any:
+        value = self.get(obj, _MISSING)
+        if value is _MISSING:
+            raise KeyError(obj)
+        return value
+
+    def __setitem__(self, obj: Any, value: Any) -> None:
+        self._d[id(obj)] = (weakref.ref(obj), value)
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return [(o, v) for o, v in ((r(), v) for r, v in self._d.values()) if o is not None]
+
+    def values(self) -> list[Any]:
+        return [v for r, v in self._d.values() if r() is not None]
+
+
+_MISSING = object()
 
 
 def is_loss_module(module: nn.Module) -> bool:
@@ -46,8 +85,8 @@ class Registry:
     def __init__(self, writer: RunWriter) -> None:
         self.writer = writer
         # Keyed by identity: tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them.
-        self.modules: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self.params: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.modules = IdMap()
+        self.params = IdMap()
         self.models: list[weakref.ref[nn.Module]] = []
         self.losses: list[weakref.ref[nn.Module]] = []
         self.optimizers: list[weakref.ref[torch.optim.Optimizer]] = []

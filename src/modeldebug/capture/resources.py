@@ -7,7 +7,7 @@ import resource
 
 import torch
 
-__all__ = ["cuda_memory_mb", "peak_rss_mb", "rss_mb"]
+__all__ = ["RssReader", "cuda_memory_mb", "peak_rss_mb", "rss_mb"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -30,3 +30,29 @@ def cuda_memory_mb() -> float | None:
     if not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return None
     return torch.cuda.memory_allocated() / 2**20
+
+
+class RssReader:
+    """rss_mb() for every step: keeps /proc/self/statm open and re-reads it with pread (~µs)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> float | None:
+        if self._fd is None:
+            return None
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) * _PAGE / 2**20
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()

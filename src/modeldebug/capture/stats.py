@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "saturation", "first_tensor", "histogram",
+__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "saturation", "stacked_norms", "first_tensor", "histogram",
            "input_stats", "norms"]
 
 # The order of the values activation_stats returns; the record stores them under these names.
-ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite_frac", "dead_frac")
+ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite", "dead_frac")
 
 
 def first_tensor(value: object) -> torch.Tensor | None:
@@ -34,25 +34,31 @@ def first_tensor(value: object) -> torch.Tensor | None:
 
 @torch.no_grad()
 def activation_stats(x: torch.Tensor) -> torch.Tensor:
-    """mean, std, min, max, zero fraction, non-finite fraction and dead-unit fraction of `x`.
+    """mean, std, min, max, zero fraction, non-finite flag and dead-unit fraction of `x`.
 
-    A unit is dead when it is zero for every sample (and position) of the batch. The unit axis is
-    the channel axis (1) for 4-d and 5-d outputs, the feature axis (1) for 2-d outputs; for 3-d
-    outputs, (N, C, L) and (N, L, F) cannot be told apart, so both axes are tried and the larger
-    fraction is kept (a whole all-zero position or channel is dead either way).
+    Seven small kernels over the tensor (var_mean, aminmax, != 0, its sum, a max over the batch
+    axes): the cost of sampled steps is these passes. `nonfinite` is 1.0 when any value is NaN/Inf
+    (the mean is then not finite), else 0.0. A unit is dead when it is zero for every sample (and
+    position) of the batch. The unit axis is the channel axis (1) for 4-d and 5-d outputs, the
+    feature axis (1) for 2-d outputs; for 3-d outputs, (N, C, L) and (N, L, F) cannot be told
+    apart, so both axes are tried and the larger fraction is kept.
     """
-    x = x.detach()
-    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    xf = x.detach()
+    if xf.dtype not in (torch.float32, torch.float64):
+        xf = xf.float()
     n = max(xf.numel(), 1)
-    finite = torch.isfinite(xf)
-    nonfinite_frac = 1.0 - finite.sum() / n
-    mean = xf.mean()
-    std = xf.std() if xf.numel() > 1 else torch.zeros((), device=xf.device)
+    if xf.numel() > 1:
+        var, mean = torch.var_mean(xf)
+        std = var.sqrt()
+    else:
+        mean = xf.mean()
+        std = torch.zeros((), device=xf.device, dtype=xf.dtype)
     lo, hi = torch.aminmax(xf) if xf.numel() else (mean, mean)
+    nonfinite = (~torch.isfinite(mean)).to(xf.dtype)
     nonzero = xf != 0
     zero_frac = 1.0 - nonzero.sum() / n
-    dead = _dead_fraction(nonzero)
-    return torch.stack([mean, std, lo, hi, zero_frac, nonfinite_frac, dead]).to(torch.float64)
+    dead = _dead_fraction(nonzero).to(xf.dtype)
+    return torch.stack([mean, std, lo, hi, zero_frac.to(xf.dtype), nonfinite, dead])
 
 
 # Activations with a bounded output, and the fraction of outputs pinned at a bound.
@@ -100,7 +106,7 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
         for i in range(xf.shape[1]):
             ch_mean[i], ch_std[i] = m[i], sd[i]
     std = clean.std() if xf.numel() > 1 else nan
-    return torch.stack([clean.mean(), std, lo, hi, nonfinite, const, *ch_mean, *ch_std]).to(torch.float64)
+    return torch.stack([clean.mean(), std, lo, hi, nonfinite, const, *ch_mean, *ch_std])
 
 
 def _dead_fraction(nonzero: torch.Tensor) -> torch.Tensor:
@@ -115,13 +121,31 @@ def _dead_fraction(nonzero: torch.Tensor) -> torch.Tensor:
     return torch.stack(fracs).amax()
 
 
+_HIST_SAMPLE = 1 << 16
+
+
 @torch.no_grad()
 def histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
-    """[lo, hi, count_0, ..., count_{bins-1}] over the finite values of `x`, on the device."""
-    xf = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0).flatten()
+    """[lo, hi, count_0, ..., count_{bins-1}] over the finite values of `x`, on the device.
+
+    Tensors over 65,536 elements are histogrammed on a strided sample of about that many values.
+    """
+    flat = x.detach().flatten()
+    if flat.numel() > _HIST_SAMPLE:  # a strided sample: the shape of the distribution, at a fixed cost
+        flat = flat[:: flat.numel() // _HIST_SAMPLE]
+    xf = torch.nan_to_num(flat.float(), nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = torch.aminmax(xf)
     counts = torch.histc(xf, bins=bins)  # min=max=0: the data's own range
-    return torch.cat([torch.stack([lo, hi]), counts]).to(torch.float64)
+    return torch.cat([torch.stack([lo, hi]), counts])
+
+
+@torch.no_grad()
+def stacked_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of each tensor as one 1-d tensor (one fused call when all share device and dtype)."""
+    first = tensors[0]
+    if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
+        return torch.stack(torch._foreach_norm(tensors))
+    return torch.stack([v.to(device=first.device, dtype=torch.float64) for v in norms(tensors)])
 
 
 @torch.no_grad()

@@ -44,11 +44,17 @@ from .loop import LoopWatch
 from .nonfinite import locate_nonfinite
 from .probes import batch_mixing
 from .registry import Registry, is_loss_module
-from .resources import cuda_memory_mb, rss_mb
+from .resources import RssReader, cuda_memory_mb
 
 __all__ = ["Tracer"]
 
 log = logging.getLogger("modeldebug")
+
+# Bumped in a forked child (DataLoader workers): a tracer records only in the process that made it,
+# without a getpid() system call on every hook.
+_PROCESS_GENERATION = [0]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PROCESS_GENERATION.__setitem__(0, _PROCESS_GENERATION[0] + 1))
 
 # Modules whose behaviour depends on `training`: their flag is recorded on sampled steps.
 _MODE_SENSITIVE = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "BatchNorm1d",
@@ -78,7 +84,7 @@ class Tracer:
         self._known_optimizers: list[weakref.ref[torch.optim.Optimizer]] = [weakref.ref(o) for o in optimizers]
         self.discover_models = discover_models
         self.step = 0
-        self.pid = os.getpid()
+        self.generation = _PROCESS_GENERATION[0]
         self.attached = False
         self._every = self.config.effective_sample_every()
         self._handles: list[Any] = []
@@ -94,6 +100,7 @@ class Tracer:
         self.t_start = time.perf_counter()
         self._t_last_end = self.t_start
         self.buffer = StepBuffer()
+        self._rss = RssReader()
         self.losses = LossWatch(self)
         self.loop = LoopWatch(self)
         self._input_eids: dict[str, int] = {}
@@ -158,20 +165,26 @@ class Tracer:
 
     def active(self, probe: str) -> bool:
         """Should a patched function record anything now? (attached, this process, probe on, not replaying)"""
-        return self.attached and not self._replaying and probe not in self._disabled and os.getpid() == self.pid
+        return self.attached and not self._replaying and probe not in self._disabled and _PROCESS_GENERATION[0] == self.generation
 
     def _guard(self, probe: str, fn: Callable[..., None]) -> Callable[..., None]:
-        def hook(*args: Any, **kwargs: Any) -> None:
-            if self._replaying or probe in self._disabled or os.getpid() != self.pid:
-                return
-            t0 = time.perf_counter()
-            try:
-                fn(*args, **kwargs)
-            except Exception as exc:
-                self._fail(probe, exc)
-            self.own_time += time.perf_counter() - t0
+        """`fn` as a hook that is quiet while replaying or switched off, and never raises."""
+
+        def hook(*args: Any) -> None:
+            self.call(probe, fn, *args)
 
         return hook
+
+    def call(self, probe: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run one of our own probes: off when disabled or replaying, its errors contained."""
+        if self._replaying or probe in self._disabled or _PROCESS_GENERATION[0] != self.generation:
+            return
+        t0 = time.perf_counter()
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._fail(probe, exc)
+        self.own_time += time.perf_counter() - t0
 
     def _fail(self, probe: str, exc: BaseException) -> None:
         self._disabled.add(probe)
@@ -231,7 +244,7 @@ class Tracer:
         elif not grad and module.training:
             self._mode_counts["fwd_train_mode_nograd"] += 1
         x = S.first_tensor(args)
-        if x is not None:
+        if x is not None and (not grad or self._sampling() or self.config.analysis_level != "basic"):
             self.loop.fingerprint(x, "train" if grad else "val")
         if grad:
             if self._t_fwd is None:
@@ -287,9 +300,9 @@ class Tracer:
         tracer = self
 
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
-            if tracer._replaying or "backward" in tracer._disabled or os.getpid() != tracer.pid:
+            if tracer._replaying or "backward" in tracer._disabled or _PROCESS_GENERATION[0] != tracer.generation:
                 return original(tensors, *args, **kwargs)
-            tracer._guard("backward", tracer._before_backward)(tensors)
+            tracer.call("backward", tracer._before_backward, tensors)
             t0 = time.perf_counter()
             try:
                 return original(tensors, *args, **kwargs)
@@ -298,7 +311,7 @@ class Tracer:
                 raise
             finally:
                 tracer._t_bwd += time.perf_counter() - t0
-                tracer._guard("backward", tracer._after_backward)()
+                tracer.call("backward", tracer._after_backward)
 
         backward.__wrapped__ = original  # type: ignore[attr-defined]
         backward.__doc__ = original.__doc__
@@ -336,7 +349,7 @@ class Tracer:
 
         def __init__(opt: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
             original(opt, *args, **kwargs)
-            if os.getpid() == tracer.pid and not any(r() is opt for r in tracer._known_optimizers):
+            if _PROCESS_GENERATION[0] == tracer.generation and not any(r() is opt for r in tracer._known_optimizers):
                 tracer._known_optimizers.append(weakref.ref(opt))
 
         __init__.__wrapped__ = original  # type: ignore[attr-defined]
@@ -405,7 +418,7 @@ class Tracer:
                 grads.append(p.grad.detach())
                 eids.append(info.eid)
         if grads:
-            self.buffer.add("grad_norm", self.step, eids, torch.stack([n.to(torch.float64) for n in S.norms(grads)]))
+            self.buffer.add("grad_norm", self.step, eids, S.stacked_norms(grads))
 
     def _sync(self) -> None:
         """Copy everything the step measured to the host at once and hand it to the record."""
@@ -503,7 +516,7 @@ class Tracer:
             t_forward=max(bwd_first - t_fwd, 0.0) if perf else None,
             t_backward=self._t_bwd if perf else None, t_optimizer=self._t_opt if perf else None,
             t_step=now - self._t_last_end if perf else None,
-            rss_mb=rss_mb() if mem else None, cuda_mb=cuda_memory_mb() if mem else None,
+            rss_mb=self._rss.read() if mem else None, cuda_mb=cuda_memory_mb() if mem else None,
             sampled=self._sampling(), **self._step_extra, **self.loop.end_step(), **self._mode_counts,
         )
         self._mode_counts = dict.fromkeys(self._mode_counts, 0)

@@ -1,5 +1,437 @@
-"""Data-and-loss rules: input scale and channels, labels, class balance, loss wiring, batch mixing, leakage."""
+"""Data rules: the model's input (scale, channel order), batch mixing, train/validation leakage.
+
+They read the input batch statistics, the one-time batch-mixing probe and the train/validation
+fingerprint overlap (docs/record.md). `crash_kind` names the crashes that are data-and-loss
+problems (labels out of range, channels-last images, loss target sizes); `runtime.classify`
+consults it first. What the loss is fed (labels, class balance, softmax, shapes) is in lossfn.py.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..record import Entity
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt
+
+__all__ = ["BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_findings", "crash_kind", "model_layers"]
+
+# Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
+INPUT_SCALE = 10.0        # input RMS this many times above (or its square below) the unit scale inits assume
+BGR_GAP = 0.5             # (ch2 mean - ch0 mean) / channel std that marks a reversed channel order
+LEAKAGE_FRACTION = 0.5    # fraction of validation samples also seen in training
+MIXING_FRACTION = 0.0     # fraction of other samples reached by sample 0's gradient, above which it mixes
+
+_NORM_LAYERS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm",
+                "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LazyBatchNorm1d", "LazyBatchNorm2d"}
+
+
+# -- crashes that are data problems ------------------------------------------------------------
+_TARGET_OOB = re.compile(r"Target (-?\d+) is out of bounds|t >= 0 && t < n_classes", re.I)
+_TARGET_01 = re.compile(r"all elements of target should be between 0 and 1", re.I)
+_CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels", re.I)
+_LOSS_SIZE = re.compile(r"(Using a target size|Target size) \(torch\.Size\(\[([\d, ]*)\]\)\) .*input size "
+                        r"\(torch\.Size\(\[([\d, ]*)\]\)\)|0D or 1D target tensor expected, multi-target not supported", re.I)
+
+
+def crash_kind(exc_type: str, message: str) -> str | None:
+    """The data-and-loss kind a crash message names, or None (then it is a generic runtime error).
+
+    `Target 5 is out of bounds` is a label problem; a conv input `[N, H, W, 3]` where 3 channels were
+    expected is channels-last data; a loss whose target size differs from its input is a loss shape bug.
+    """
+    if _TARGET_OOB.search(message) or _TARGET_01.search(message):
+        return "label_issue"
+    m = _CHANNELS.search(message)
+    if m:
+        shape = [int(v) for v in m.group(1).split(",")]
+        if len(shape) == 4 and shape[-1] == int(m.group(2)) and shape[1] != shape[-1]:
+            return "channel_order"
+    if _LOSS_SIZE.search(message):
+        return "loss_shape_mismatch"
+    return None
+
+
+def crash_findings(rule: Rule, ctx: Context,
+                   explain: Callable[[dict[str, Any]], tuple[str, str, list[Recommendation]]]) -> Iterator[Finding]:
+    """One finding per crash of the rule's kind: explain(data) gives title, explanation and fixes."""
+    for ev in ctx.record.events("exception"):
+        d = ev.data
+        message = d.get("message", "")
+        if crash_kind(d.get("type", ""), message) != rule.kind:
+            continue
+        title, why, recs = explain(d)
+        line = f" ({d['file']}:{d['line']})" if d.get("file") else ""
+        yield rule.finding(
+            severity="high", confidence=0.9, title=title,
+            description=f"The run crashed: {d.get('type')}: {message.strip().splitlines()[0] if message.strip() else ''}{line}. {why}",
+            location=d.get("module") or (f"{d.get('file')}:{d.get('line')}" if d.get("file") else None), step=ev.step,
+            evidence={"exception": d.get("type"), "message": message[:1000], "phase": d.get("phase"),
+                      "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
+            recommendations=recs,
+        )
+
+
+def _median(ctx: Context, name: str, stat: str, kind: str = "input") -> float:
+    v = ctx.record.series(name, stat, kind=kind).finite().values
+    return float(np.median(v)) if len(v) else math.nan
+
+
+def model_layers(ctx: Context, model: str) -> list[Entity]:
+    """Leaf modules of one model, in registration order (a guess at forward order)."""
+    return [e for e in ctx.leaf_modules_in_order() if e.model == model]
+
+
+# -- input scale -----------------------------------------------------------------------------------
+class InputNotNormalized(Rule):
+    """The model's input is far from unit scale (raw pixels 0..255, unscaled features), or every sample is the same.
+
+    ## What it detects
+    On sampled steps, the root-mean-square of the model's input batch, sqrt(mean² + std²). Default
+    initialisations (Kaiming, PyTorch's Linear/Conv init) assume inputs of unit scale; the input is
+    flagged when its RMS is at least `input_scale` (default 10) times that, or at most
+    1/`input_scale`² (inputs divided by 255 twice). It stays silent when the model's first layer is
+    a normalisation layer, which rescales the input itself. It also flags a batch in which every
+    feature is equal on every sample (`const_frac` = 1): the input carries no information.
+
+    ## Why is this bad?
+    The first layer's pre-activations scale with the input: 255 times too large saturates sigmoid
+    and tanh units, kills ReLUs, makes gradients explode and forces a learning rate far smaller
+    than the rest of the network needs. A tiny input starves the first layer of gradient.
+
+    ## Example
+    ```python
+    x = torch.from_numpy(images).float()        # uint8 pixels 0..255, never divided by 255
+    ```
+
+    ## Recommended fix
+    Scale pixels to [0, 1] and standardise with per-channel mean and std; standardise tabular
+    features per column with statistics of the training set.
+
+    ## Known problems
+    Only overall statistics of the first floating tensor argument are recorded: one feature on a
+    huge scale among unit-scale ones is seen through the overall RMS, but which column it is cannot
+    be told. Inputs scaled on purpose (coordinates, timestamps) fed to a layer that copes are flagged too.
+    """
+
+    code = "DAT001"
+    kind = "input_not_normalized"
+    category = "data"
+    explains = ("saturated_activations", "exploding_gradients", "loss_not_decreasing", "vanishing_gradients",
+                "dead_activations", "loss_diverging", "loss_oscillating", "lr_too_high")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        scale = ctx.threshold("input_scale", INPUT_SCALE)
+        for e in ctx.record.entities("input"):
+            mean_s = ctx.record.series(e.name, "mean", kind="input")
+            std_s = ctx.record.series(e.name, "std", kind="input")
+            ok = np.isfinite(mean_s.values) & np.isfinite(std_s.values)
+            if not ok.any():
+                continue
+            rms = float(np.median(np.sqrt(mean_s.values[ok] ** 2 + std_s.values[ok] ** 2)))
+            const = ctx.record.series(e.name, "const_frac", kind="input").finite().values
+            layers = model_layers(ctx, e.name)
+            first = next((m for m in layers if m.info.get("params") or m.type in _NORM_LAYERS), None)
+            step = int(mean_s.steps[ok][0])
+            if len(const) >= 2 and np.all(const >= 1.0):
+                yield self._identical(e, const, step)
+                continue
+            if first is not None and first.type in _NORM_LAYERS:
+                continue  # the model standardises its own input
+            if rms >= scale or 0 < rms <= 1 / scale**2:
+                yield self._scale(ctx, e, rms, scale, first, step)
+
+    def _scale(self, ctx: Context, e: Entity, rms: float, scale: float, first: Entity | None, step: int) -> Finding:
+        mean, std = _median(ctx, e.name, "mean"), _median(ctx, e.name, "std")
+        lo, hi = _median(ctx, e.name, "min"), _median(ctx, e.name, "max")
+        big = rms >= scale
+        pixels = big and lo >= 0 and 100 <= hi <= 255
+        evidence: dict[str, Any] = {"input_rms": rms, "mean": mean, "std": std, "min": lo, "max": hi,
+                                    "shape": e.info.get("shape"), "unit_scale_factor": rms if big else 1 / rms}
+        where = ""
+        if first is not None:
+            out_std = _median(ctx, first.name, "std", kind="module")
+            if np.isfinite(out_std):
+                evidence |= {"first_layer": first.name, "first_layer_output_std": out_std}
+                where = f" The first layer, {ctx.label(first.name)}, outputs values with std {fmt(out_std)}."
+        chans = [_median(ctx, e.name, f"ch{i}_mean") for i in range(4)]
+        chstd = [_median(ctx, e.name, f"ch{i}_std") for i in range(4)]
+        n = sum(1 for c in chans if np.isfinite(c))
+        div = 255.0 if pixels else 1.0
+        if n:
+            m = ", ".join(fmt(c / div) for c in chans[:n])
+            s = ", ".join(fmt(max(c / div, 1e-8)) for c in chstd[:n])
+            fix = (f"mean = torch.tensor([{m}]).view(1, {n}, 1, 1)   # per-channel, from your training data\n"
+                   f"std = torch.tensor([{s}]).view(1, {n}, 1, 1)\n"
+                   f"x = ({'x / 255.0' if pixels else 'x'} - mean) / std")
+        else:
+            fix = ("mean, std = X_train.mean(0), X_train.std(0).clamp_min(1e-8)   # per feature, training set only\n"
+                   "x = (x - mean) / std   # apply the same mean/std to validation and test data")
+        if big:
+            what = "raw pixel values 0..255" if pixels else f"values on a scale of {fmt(rms)}"
+            title = f"Input is not normalised: {what} (mean {fmt(mean)}, std {fmt(std)}, max {fmt(hi)})"
+            why = (f"The input to {e.name} has RMS {fmt(rms)}, {fmt(rms)}x the unit scale that default "
+                   f"initialisations assume (range {fmt(lo)}..{fmt(hi)}).{where} Pre-activations that large "
+                   "saturate or kill activations and make gradients explode.")
+            severity = "high" if rms >= scale**2 else "medium"
+        else:
+            title = f"Input is tiny: RMS {fmt(rms)} (max {fmt(hi)}), was it scaled twice?"
+            why = (f"The input to {e.name} has RMS {fmt(rms)}, {fmt(1 / rms)}x below unit scale.{where} "
+                   "The first layer gets almost no signal and almost no gradient.")
+            severity = "low"
+        return self.finding(
+            severity=severity, confidence=0.85 if big else 0.6, title=title, description=why, location=first.name if first else None,
+            step=step, evidence=evidence,
+            recommendations=[Recommendation("fix", "Standardise the input to mean 0, std 1 (per channel or per feature).", fix),
+                             Recommendation("best_practice", "Or let the model standardise its own input with a normalisation layer first.",
+                                            "model = nn.Sequential(nn.BatchNorm1d(num_features), model)   # BatchNorm2d(channels) for images")])
+
+    def _identical(self, e: Entity, const: np.ndarray, step: int) -> Finding:
+        return self.finding(
+            severity="medium", confidence=0.8, title=f"Every sample in the batch is identical: the input to {e.name} carries no information",
+            description=(f"On all {len(const)} sampled steps, every feature of the input to {e.name} had the same value on every "
+                         "sample of the batch. The model can only learn the average target. The data pipeline returns one "
+                         "sample repeated (an index that never changes, an expand/broadcast of one row, images that are all black)."),
+            step=step, evidence={"const_frac": const.tolist()[:8], "shape": e.info.get("shape")},
+            recommendations=[Recommendation("fix", "Check that the loader returns different samples.",
+                                            "x, y = next(iter(loader))\nprint(x.flatten(1).std(0).max())   # 0 means every sample is the same")])
+
+
+# -- channel order ---------------------------------------------------------------------------------
+class ChannelOrder(Rule):
+    """Images fed channels-last (N, H, W, C) where channels-first is expected, or in BGR order where RGB is.
+
+    ## What it detects
+    (1) A crash of the first convolution whose input is `[N, H, W, C]` with C the number of channels
+    it expected. (2) A 4-d input whose last axis has 1, 3 or 4 entries and whose axis 1 is larger,
+    fed to a first convolution whose `in_channels` equals axis 1 (a `LazyConv2d`, or `in_channels`
+    taken from `x.shape[1]`): it trains, on rows treated as channels. (3) A 3-channel input whose
+    per-channel means rise from channel 0 to channel 2 by at least `bgr_gap` (default 0.5) channel
+    standard deviations on every sampled step: the signature of BGR images (OpenCV) normalised with
+    RGB constants (ImageNet's), which leaves blue far above and red far below zero.
+
+    ## Why is this bad?
+    Channels-last data treated as channels-first mixes rows, columns and colours: the model sees a
+    scrambled image. BGR fed to weights pretrained on RGB swaps what the first filters respond to.
+
+    ## Example
+    ```python
+    img = cv2.imread(path)                        # BGR, H x W x 3
+    x = torch.from_numpy(img).float()[None]       # (1, H, W, 3): needs .permute(0, 3, 1, 2) and [..., ::-1]
+    ```
+
+    ## Recommended fix
+    `x.permute(0, 3, 1, 2)` (not `.view`/`.reshape`, which scramble the pixels) for channels-last
+    data; `img[..., ::-1]` or `cv2.cvtColor(img, cv2.COLOR_BGR2RGB)` for BGR.
+
+    ## Known problems
+    Statistics cannot tell BGR from RGB in general: a model trained from scratch learns either
+    order, and a data set dominated by blue (sea, sky) normalised with ImageNet constants looks the
+    same as BGR, so case (3) is reported with low severity and confidence. Data reshaped with
+    `.view(N, 3, H, W)` from channels-last memory has the right shape and is not detected.
+    """
+
+    code = "DAT002"
+    kind = "channel_order"
+    category = "data"
+    explains = ("loss_not_decreasing",)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from crash_findings(self, ctx, self._crash)
+        for e in ctx.record.entities("input"):
+            shape = e.info.get("shape") or []
+            if len(shape) != 4:
+                continue
+            conv = next((p for p in ctx.params.values() if p.model == e.name and len(p.info.get("shape", [])) == 4), None)
+            in_ch = conv.info["shape"][1] if conv is not None else None
+            if shape[-1] in (1, 3, 4) and shape[1] > 4 and in_ch == shape[1]:
+                yield self._silent_channels_last(e, shape, conv)
+            elif shape[1] == 3:
+                f = self._bgr(ctx, e)
+                if f is not None:
+                    yield f
+
+    def _crash(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        m = _CHANNELS.search(d.get("message", ""))
+        shape = m.group(1).replace(" ", "") if m else "N,H,W,C"
+        c = m.group(2) if m else "C"
+        return (f"Images are channels-last [{shape}]: the convolution expects {c} channels in axis 1",
+                f"The last axis holds the {c} colour channels, so the data is (N, H, W, C); PyTorch convolutions take (N, C, H, W).",
+                [_PERMUTE])
+
+    def _silent_channels_last(self, e: Entity, shape: list[int], conv: Entity) -> Finding:
+        return self.finding(
+            severity="high", confidence=0.8,
+            title=f"Images look channels-last {tuple(shape)}: {conv.info.get('module') or conv.name} treats {shape[1]} image rows as channels",
+            description=(f"The input to {e.name} has shape {tuple(shape)}: its last axis has {shape[-1]} entries, like colour "
+                         f"channels, and the first convolution was built with in_channels={shape[1]}, the size of axis 1. "
+                         "The model trains on a scrambled image: rows as channels, columns and colours as the image plane."),
+            location=conv.info.get("module") or None, step=0,
+            evidence={"input_shape": shape, "first_conv": conv.info.get("module"), "conv_weight_shape": conv.info.get("shape")},
+            recommendations=[_PERMUTE])
+
+    def _bgr(self, ctx: Context, e: Entity) -> Finding | None:
+        means = [ctx.record.series(e.name, f"ch{i}_mean", kind="input").values for i in range(3)]
+        stds = [ctx.record.series(e.name, f"ch{i}_std", kind="input").values for i in range(3)]
+        m, s = np.array(means), np.array(stds)
+        ok = np.isfinite(m).all(0) & np.isfinite(s).all(0) & (s > 0).all(0)
+        if ok.sum() < 3:
+            return None
+        m, s = m[:, ok], s[:, ok]
+        gap = (m[2] - m[0]) / s.mean(0)
+        if not (np.all(gap >= ctx.threshold("bgr_gap", BGR_GAP)) and np.all(m[0] < m[1]) and np.all(m[1] < m[2])):
+            return None
+        mean = m.mean(1)
+        return self.finding(
+            severity="low", confidence=0.4,
+            title=f"Channel means look reversed (BGR?): {fmt(mean[0])}, {fmt(mean[1])}, {fmt(mean[2])} for channels 0, 1, 2",
+            description=(f"On every sampled step channel 2 is {fmt(float(np.median(gap)))} standard deviations above channel 0. "
+                         "BGR images (cv2.imread) normalised with RGB constants look like this. If the model was pretrained on "
+                         "RGB images, its first filters see red where they expect blue; if it was trained from scratch, or the "
+                         "data is really blue-dominated, this is harmless."),
+            step=int(ctx.record.series(e.name, "ch0_mean", kind="input").steps[0]),
+            evidence={"channel_means": mean.tolist(), "channel_stds": s.mean(1).tolist(), "gap_in_stds": float(np.median(gap))},
+            recommendations=[Recommendation("fix", "Convert BGR to RGB when loading (OpenCV loads BGR).",
+                                            "img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)\n# or, on a tensor: x = x.flip(1)")])
+
+
+_PERMUTE = Recommendation("fix", "Move the channel axis to position 1 with permute (view/reshape would scramble the pixels).",
+                          "x = x.permute(0, 3, 1, 2).contiguous()   # (N, H, W, C) -> (N, C, H, W)")
+
+
+# -- batch mixing ------------------------------------------------------------------------------------
+_ATTENTION = {"MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "Transformer"}
+_RECURRENT = {"RNN", "LSTM", "GRU"}
+
+
+class BatchMixing(Rule):
+    """The output for one sample depends on the other samples of the batch, in eval mode.
+
+    ## What it detects
+    The one-time probe at the first step: in eval mode (so BatchNorm's batch statistics do not
+    count), the gradient of sample 0's output with respect to every sample of the input batch.
+    A model that keeps samples apart gives exactly zero on the others; the rule fires when more
+    than `mixing_fraction` (default 0: any) of the other samples receive a gradient.
+
+    ## Why is this bad?
+    Predictions change with whatever else is in the batch; in training, every sample's label
+    pulls on other samples' outputs, and at inference with batch size 1 the model behaves
+    differently. The cause is nearly always a reshape or an axis convention.
+
+    ## Example
+    ```python
+    x = x.view(-1, batch_size)                 # should be x.view(batch_size, -1)
+    layer = nn.TransformerEncoderLayer(64, 4)  # batch_first=False: attends across the batch of (N, L, E) input
+    x = (x - x.mean(0)) / x.std(0)             # normalises with statistics of the batch, also in eval
+    ```
+
+    ## Recommended fix
+    Keep the batch axis first and untouched: `x.view(x.size(0), -1)` or `x.flatten(1)`; pass
+    `batch_first=True` to attention and recurrent layers fed (N, L, E); normalise with stored
+    statistics (a BatchNorm/LayerNorm layer) instead of the batch's own.
+
+    ## Known problems
+    Only sample 0's output is probed, so mixing that only flows forward along the batch axis (an RNN
+    run over the batch axis is causal) is missed. Models that mix samples on purpose (set models,
+    minibatch discrimination) are flagged too.
+    """
+
+    code = "MIX001"
+    kind = "batch_mixing"
+    category = "data"
+    explains = ("loss_not_decreasing", "overfitting")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        limit = ctx.threshold("mixing_fraction", MIXING_FRACTION)
+        for ev in ctx.record.events("batch_mixing_probe"):
+            d = ev.data
+            frac = d.get("fraction_mixed")
+            if frac is None or not frac > limit or not d.get("max_other_grad", 0) > 0:
+                continue
+            batch = int(d.get("batch", 0))
+            types = {m.type for m in ctx.modules.values()}
+            hint = ""
+            if types & _ATTENTION:
+                hint = (f" The model has {', '.join(sorted(types & _ATTENTION))}: with batch_first=False (the default) it "
+                        "attends across axis 0, which here is the batch.")
+            elif types & _RECURRENT:
+                hint = (f" The model has {', '.join(sorted(types & _RECURRENT))}: with batch_first=False (the default) "
+                        "it runs across axis 0, which here is the batch.")
+            own = float(d.get("own_grad", 0.0))
+            yield self.finding(
+                severity="high" if frac >= 0.5 else "medium", confidence=0.85,
+                title=f"Samples mix across the batch: sample 0's output depends on {d.get('mixed_samples')} of the other {batch - 1} samples",
+                description=(f"In eval mode, the gradient of sample 0's output reached {frac:.0%} of the other samples of a "
+                             f"batch of {batch} (largest {fmt(float(d.get('max_other_grad', 0)))}, own sample "
+                             f"{fmt(own)}){'; it does not depend on its own input at all' if own == 0 else ''}. "
+                             f"A model that keeps samples apart gives exactly zero there.{hint} Typical causes: a "
+                             "view/reshape that moves the batch axis, batch_first confusion, normalising with batch statistics."),
+                location=None, step=ev.step, evidence=dict(d),
+                recommendations=[
+                    Recommendation("fix", "Flatten without touching the batch axis.",
+                                   "x = x.flatten(1)                  # or x.view(x.size(0), -1); never x.view(-1, batch)"),
+                    Recommendation("fix", "Tell attention and recurrent layers that the batch comes first.",
+                                   "nn.TransformerEncoderLayer(d_model, nhead, batch_first=True)\nnn.GRU(n_in, n_hidden, batch_first=True)"),
+                ])
+
+
+# -- leakage --------------------------------------------------------------------------------------------
+class DataLeakage(Rule):
+    """Validation samples that also appear in the training data.
+
+    ## What it detects
+    Every input sample seen in a forward pass is fingerprinted (a fixed random projection) up to a
+    budget: passes with gradients count as training, passes without as validation. The rule fires
+    when at least `leakage_fraction` (default 50%) of the validation fingerprints also occur in
+    training. Chance collisions of the fingerprint reach about 10% with full budgets, hence the margin.
+
+    ## Why is this bad?
+    A validation score on samples the model trained on measures memory, not generalisation: it
+    hides overfitting and makes model selection and early stopping meaningless.
+
+    ## Example
+    ```python
+    train_set, val_set = data[:900], data[800:]        # 100 samples in both
+    val_loader = DataLoader(train_set, batch_size=64)  # wrong set
+    ```
+
+    ## Recommended fix
+    Split once, by index, before any augmentation or oversampling; deduplicate the data first; for
+    grouped data (patients, users) split by group.
+
+    ## Known problems
+    Evaluating the training set itself under `torch.no_grad()` (training accuracy) counts as
+    validation and looks like leakage. Augmented training samples have fingerprints of their own,
+    so leakage through augmented copies is not seen. Only the first 256 samples of each batch and
+    the first 50,000 training / 10,000 validation samples are fingerprinted.
+    """
+
+    code = "DAT004"
+    kind = "data_leakage"
+    category = "data"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        limit = ctx.threshold("leakage_fraction", LEAKAGE_FRACTION)
+        for ev in ctx.record.events("data_overlap"):
+            d = ev.data
+            frac, n = float(d.get("fraction_of_val", 0.0)), int(d.get("overlap", 0))
+            if frac < limit or n < 5:
+                continue
+            yield self.finding(
+                severity="high" if frac >= 0.9 else "medium", confidence=0.75,
+                title=f"{frac:.0%} of validation samples also appear in training ({n} of {d.get('val_samples')})",
+                description=(f"{n} of the {d.get('val_samples')} distinct samples passed through the model without gradients "
+                             f"(validation) were also trained on ({d.get('train_samples')} distinct training samples seen). "
+                             "The validation score measures memory, not generalisation. If those passes evaluated the "
+                             "training set itself (training accuracy), this is expected."),
+                step=ev.step, evidence=dict(d),
+                recommendations=[Recommendation("fix", "Split the data once, by index, with no overlap, and build the validation loader from the held-out part.",
+                                                "idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))\n"
+                                                "n_val = len(dataset) // 5\n"
+                                                "val_set = torch.utils.data.Subset(dataset, idx[:n_val])\n"
+                                                "train_set = torch.utils.data.Subset(dataset, idx[n_val:])")])

@@ -1,5 +1,344 @@
-"""Training-loop rules: zero_grad, train/eval modes."""
+"""Training-loop rules: gradients not cleared between optimizer steps, train/eval modes misused."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Iterator
+
+import numpy as np
+
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt
+
+__all__ = ["MissingZeroGrad", "TrainModeMisuse", "is_mode_sensitive"]
+
+#: missing_zero_grad: carried-over gradients smaller than this fraction of the previous step's
+#: gradient norm count as cleared (e.g. decayed on purpose), not carried.
+CARRIED_GRAD_FRACTION = 0.01
+#: missing_zero_grad: share of optimizer steps that must start with the previous step's gradients.
+MISSING_ZERO_GRAD_FRACTION = 0.2
+#: train_mode_misuse: share of the steps since the first eval-mode training pass that must also run
+#: in eval mode (an occasional gradient-enabled validation pass is not training in eval mode).
+TRAIN_MODE_PERSISTENCE = 0.5
+
+# Layers that behave differently in train and eval mode. InstanceNorm is left out: by default it
+# keeps no running statistics, so its mode changes nothing.
+_MODE_SENSITIVE_PREFIXES = ("Dropout", "AlphaDropout", "FeatureAlphaDropout", "BatchNorm", "LazyBatchNorm",
+                            "SyncBatchNorm")
+
+
+def is_mode_sensitive(module_type: str | None) -> bool:
+    """Does a module of this type behave differently in `train()` and `eval()` mode?"""
+    return bool(module_type) and module_type.startswith(_MODE_SENSITIVE_PREFIXES)  # type: ignore[union-attr]
+
+
+def _is_batchnorm(module_type: str | None) -> bool:
+    return bool(module_type) and "BatchNorm" in module_type  # type: ignore[operator]
+
+
+_ZERO_GRAD_FIX = ("for x, y in loader:\n"
+                  "    optimizer.zero_grad(set_to_none=True)   # once per optimizer step, before backward\n"
+                  "    loss = loss_fn(model(x), y)\n"
+                  "    loss.backward()\n"
+                  "    optimizer.step()")
+_ACCUMULATION = ("loss = loss_fn(model(x), y) / accum_steps\n"
+                 "loss.backward()\n"
+                 "if (i + 1) % accum_steps == 0:\n"
+                 "    optimizer.step()\n"
+                 "    optimizer.zero_grad(set_to_none=True)   # right after the step it fed")
+
+
+class MissingZeroGrad(Rule):
+    """Gradients are not cleared between optimizer steps: every update uses the sum of all past gradients.
+
+    ## What it detects
+    Optimizer steps whose first backward pass found the previous step's gradients still in place:
+    no `zero_grad()` ran since the last `optimizer.step()` and the carried gradient norm is at least
+    `carried_grad_fraction` (default 1%) of the previous step's gradient norm. Flagged when at least
+    `missing_zero_grad_fraction` (default 20%) of the optimizer steps start that way. Deliberate
+    gradient accumulation (several backward passes per optimizer step, `zero_grad()` after the step)
+    is healthy and not flagged; neither is clearing by hand (`p.grad = None`, `p.grad.zero_()`).
+    In a loop without an optimizer object, only gradients that are never cleared at all are flagged.
+
+    ## Why is this bad?
+    `backward()` adds into `.grad`. Without clearing, the gradient of step t is the sum of the
+    gradients of steps 0..t, so updates grow with the run: the gradient norm climbs, the loss
+    oscillates and then diverges, often to NaN. It looks like a too-high learning rate, but no
+    learning rate fixes it.
+
+    ## Example
+    ```python
+    for x, y in loader:
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()          # no optimizer.zero_grad() anywhere in the loop
+    ```
+
+    ## Recommended fix
+    Call `optimizer.zero_grad(set_to_none=True)` once per optimizer step, before `backward()` (or
+    right after `optimizer.step()`). To accumulate gradients on purpose, divide the loss by the
+    number of micro-batches and clear right after the step they feed.
+
+    ## Known problems
+    `zero_grad()` on the wrong object (a sub-module, another optimizer) counts as a call, so
+    gradients left on the other parameters are not seen. A loop that updates weights by hand and
+    clears them only every few backward passes is taken for gradient accumulation.
+    """
+
+    code = "LOP001"
+    kind = "missing_zero_grad"
+    category = "optimizer"
+    explains = ("exploding_gradients", "loss_diverging", "loss_oscillating", "nonfinite", "lr_too_high")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        rec = ctx.record
+        if ctx.n_steps < 3:
+            return
+        zero_grad = rec.column("zero_grad_calls").values
+        carried = rec.column("carried_grad_norm").values
+        grad_norm = rec.column("grad_norm").values
+        stepped = np.isfinite(rec.column("lr").values)  # an optimizer stepped at this step
+        steps = rec.column("zero_grad_calls").steps
+        prev_norm = np.concatenate([[np.nan], grad_norm[:-1]])
+        frac = ctx.threshold("carried_grad_fraction", CARRIED_GRAD_FRACTION)
+        with np.errstate(invalid="ignore"):
+            big = np.where(np.isfinite(prev_norm) & (prev_norm > 0), carried >= frac * prev_norm, carried > 0)
+            carried_over = (zero_grad == 0) & np.isfinite(carried) & (carried > 0) & big
+        optimizer_run = bool(stepped.any())
+        if optimizer_run:
+            # Only gradients carried ACROSS an optimizer step are a bug; between the backward
+            # passes of one step they are accumulation.
+            judged = np.concatenate([[False], stepped[:-1]])
+            needed = ctx.threshold("missing_zero_grad_fraction", MISSING_ZERO_GRAD_FRACTION)
+        else:
+            judged = np.arange(len(steps)) >= 1
+            needed = 1.0  # no optimizer: flag only gradients that are never cleared at all
+        bad = carried_over & judged
+        n_judged, n_bad = int(judged.sum()), int(bad.sum())
+        if n_bad < 2 or n_bad < needed * n_judged:
+            return
+        share = n_bad / n_judged
+        ratio = float(np.median(carried[bad] / prev_norm[bad])) if np.isfinite(prev_norm[bad]).all() else None
+        first = int(steps[np.argmax(bad)])
+        gn = grad_norm[np.isfinite(grad_norm)]
+        k = int(min(5, max(2, len(gn) // 10)))
+        early, late = (float(np.median(gn[:k])), float(np.median(gn[-k:]))) if len(gn) >= 2 * k else (None, None)
+        growth = late / early if early and late is not None and early > 0 else None
+        opt_types = [e.data.get("type") for e in rec.events("optimizer") if e.data.get("type")]
+        opt = opt_types[0] if opt_types else "the optimizer"
+        where = (f"{n_bad} of {n_judged} optimizer steps ({share:.0%})" if optimizer_run
+                 else f"every one of the {n_judged} steps after the first")
+        description = (
+            f"On {where}, the first backward pass found the previous step's gradients still in place: no "
+            f"zero_grad() ran since the last update, so backward() added onto them and {opt} stepped on the "
+            "sum of all gradients so far."
+            + (f" The carried gradient was {fmt(ratio)}x the previous step's gradient norm (median)." if ratio else "")
+            + (f" The gradient norm went from {fmt(early)} (first steps) to {fmt(late)} (last steps), {fmt(growth)}x."
+               if growth is not None else "")
+            + ("" if share > 0.95 or not optimizer_run else
+               " zero_grad() runs on some steps only: check that it is not inside an `if` or an inner loop that skips it.")
+        )
+        yield self.finding(
+            severity="high" if share >= 0.5 else "medium",
+            confidence=0.9 if share >= 0.5 else 0.75,
+            title=f"Gradients are never cleared between optimizer steps ({share:.0%} of steps carry the previous gradients)"
+                  if share > 0.95 else
+                  f"Gradients are not cleared before {share:.0%} of optimizer steps",
+            description=description,
+            step=first,
+            evidence={"steps_carrying_gradients": n_bad, "steps_judged": n_judged, "fraction": share,
+                      "carried_to_previous_grad_norm": ratio, "first_step": first,
+                      "grad_norm_early": early, "grad_norm_late": late, "grad_norm_growth": growth,
+                      "optimizer": opt if opt_types else None,
+                      "carried_grad_norm": ctx.evidence_series(rec.column("carried_grad_norm").finite())},
+            recommendations=[
+                Recommendation("fix", "Clear the gradients once per optimizer step, before the backward pass.",
+                               _ZERO_GRAD_FIX),
+                Recommendation("best_practice", "If you meant to accumulate gradients over micro-batches, scale the "
+                               "loss and clear right after the step they feed.", _ACCUMULATION),
+            ],
+        )
+
+
+_TRAIN_EVERY_EPOCH = ("for epoch in range(num_epochs):\n"
+                      "    model.train()                     # every epoch: the validation below turns it off\n"
+                      "    for x, y in train_loader:\n"
+                      "        ...\n"
+                      "    model.eval()\n"
+                      "    with torch.no_grad():\n"
+                      "        ...                           # validation")
+_EVAL_FOR_VALIDATION = ("model.eval()                          # Dropout off, BatchNorm uses its running statistics\n"
+                        "with torch.no_grad():\n"
+                        "    val_loss = loss_fn(model(x_val), y_val).item()\n"
+                        "model.train()                         # back to training mode before the next step")
+
+
+class TrainModeMisuse(Rule):
+    """Dropout/BatchNorm in the wrong mode: training in eval mode, or validating in train mode.
+
+    ## What it detects
+    Only models that contain Dropout or BatchNorm layers are judged; in a model without them the
+    mode changes nothing. Two mistakes:
+    (1) training forward passes (autograd on, followed by an optimizer step) while the model is in
+    eval mode, on at least `train_mode_persistence` (default 50%) of the steps since the first one,
+    typically from the first step after a validation pass that called `model.eval()` and never
+    `model.train()`. The per-layer `training` flag recorded on sampled steps names the layers, and
+    rules out a frozen second model (a teacher whose parameters no optimizer holds);
+    (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
+    inference without `model.eval()`.
+
+    ## Why is this bad?
+    (1) In eval mode Dropout is off (no regularisation) and BatchNorm normalises with frozen running
+    statistics instead of the batch's, so training silently changes after the first epoch.
+    (2) In train mode Dropout drops units during validation (a noisy, too-high validation loss) and
+    BatchNorm updates its running statistics with validation data, changing the model you evaluate.
+
+    ## Example
+    ```python
+    model.train()                   # once, before the epoch loop
+    for epoch in range(10):
+        for x, y in train_loader:
+            ...
+        model.eval()                # validation switches it off ... and nothing switches it back
+    ```
+
+    ## Recommended fix
+    Call `model.train()` at the top of every epoch (or right after validation), and wrap
+    validation in `model.eval()` plus `torch.no_grad()`.
+
+    ## Known problems
+    The per-layer flags exist only on sampled steps; without one, every Dropout/BatchNorm layer of
+    the model is listed. A Dropout with `p=0`, functional dropout (`F.dropout`) and BatchNorm frozen
+    on purpose are not told apart. Recomputing BatchNorm statistics on purpose
+    (`torch.optim.swa_utils.update_bn`) and Monte-Carlo dropout look like (2).
+    """
+
+    code = "LOP002"
+    kind = "train_mode_misuse"
+    category = "model"
+    explains = ("overfitting",)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        sensitive = {n: e for n, e in ctx.modules.items() if is_mode_sensitive(e.type)}
+        if not sensitive or ctx.n_steps == 0:
+            return
+        finding = self._trained_in_eval_mode(ctx, sensitive)
+        if finding is not None:
+            yield finding
+        finding = self._validated_in_train_mode(ctx, sensitive)
+        if finding is not None:
+            yield finding
+
+    # -- (1) training in eval mode ---------------------------------------------------------------
+    def _trained_in_eval_mode(self, ctx: Context, sensitive: dict) -> Finding | None:
+        col = ctx.record.column("fwd_eval_mode")
+        eval_steps = np.nan_to_num(col.values) > 0
+        if not eval_steps.any():
+            return None
+        onset = int(np.argmax(eval_steps))
+        since = eval_steps[onset:]
+        persistence = float(since.mean())
+        if persistence < ctx.threshold("train_mode_persistence", TRAIN_MODE_PERSISTENCE) or since.sum() < 2:
+            return None
+        step_set = set(col.steps[eval_steps].tolist())
+        flags = ctx.module_stat("training")
+        trainable = self._trainable_models(ctx)
+        in_eval: list[str] = []
+        sampled = False
+        for name, s in flags.items():
+            at = np.isin(s.steps, list(step_set))
+            if not at.any() or name not in sensitive:
+                continue
+            sampled = True
+            if np.all(s.values[at] == 0) and (trainable is None or sensitive[name].model in trainable):
+                in_eval.append(name)
+        if sampled and not in_eval:
+            return None  # the eval-mode passes were another (frozen) model's, or not training passes
+        if not sampled:  # no sampled step since: name every mode-sensitive layer of the trained models
+            in_eval = [n for n, e in sensitive.items() if trainable is None or e.model in trainable]
+            if not in_eval:
+                return None
+        first = int(col.steps[onset])
+        from_start = onset == 0
+        val_steps = self._validation_steps(ctx)
+        val_before = [s for s in val_steps if s <= first]
+        has_bn = any(_is_batchnorm(sensitive[n].type) for n in in_eval)
+        types = sorted({sensitive[n].type for n in in_eval})
+        when = ("from the first step" if from_start else
+                f"from step {first} on" + (f", right after the validation pass at step {val_before[-1]}"
+                                           if val_before and first - val_before[-1] <= 1 else "")
+                + f" (steps 0-{first - 1} trained in train mode)")
+        effects = []
+        if any(t.startswith(("Dropout", "AlphaDropout", "FeatureAlphaDropout")) for t in types):
+            effects.append("Dropout is off, so training has no dropout regularisation")
+        if has_bn:
+            effects.append("BatchNorm normalises with its frozen running statistics instead of the batch's and "
+                           "stops updating them")
+        return self.finding(
+            severity="high" if has_bn and not from_start else "medium",
+            confidence=0.65 if from_start else (0.9 if sampled else 0.8),
+            title=f"The model trains in eval mode {when.split(' (')[0]}: {len(in_eval)} "
+                  f"{'/'.join(types)} layer{'s' if len(in_eval) > 1 else ''} behave as at inference",
+            description=(f"{int(since.sum())} of {len(since)} training steps {when} ran their forward pass with "
+                         f"model.training == False. {'; '.join(effects)}. Affected layers: "
+                         f"{', '.join(ctx.label(n) for n in in_eval[:8])}{' ...' if len(in_eval) > 8 else ''}."
+                         + ("" if from_start else " model.eval() was called and model.train() never again.")),
+            location=in_eval[0], step=first,
+            evidence={"first_step": first, "eval_mode_steps": int(since.sum()), "steps_since": len(since),
+                      "from_first_step": from_start, "layers": in_eval[:50], "layer_types": types,
+                      "per_layer_flags_sampled": sampled, "validation_steps": val_before[-5:]},
+            recommendations=[
+                Recommendation("fix", "Switch back to training mode at the start of every epoch.", _TRAIN_EVERY_EPOCH),
+            ],
+        )
+
+    # -- (2) validating in train mode --------------------------------------------------------------
+    def _validated_in_train_mode(self, ctx: Context, sensitive: dict) -> Finding | None:
+        col = ctx.record.column("fwd_train_mode_nograd")
+        counts = np.nan_to_num(col.values)
+        steps_with = col.steps[counts > 0]
+        if len(steps_with) == 0:
+            return None
+        names = list(sensitive)
+        has_bn = any(_is_batchnorm(e.type) for e in sensitive.values())
+        has_dropout = any(not _is_batchnorm(e.type) for e in sensitive.values())
+        effects = []
+        if has_dropout:
+            effects.append("Dropout drops units, so the validation loss is noisy and too high")
+        if has_bn:
+            effects.append("BatchNorm normalises with the validation batch and updates its running statistics "
+                           "with validation data, changing the model it evaluates")
+        val = self._validation_steps(ctx)
+        passes = int(counts.sum())
+        first = int(steps_with[0])
+        return self.finding(
+            severity="medium", confidence=0.8 if val else 0.7,
+            title=f"{passes} forward pass{'es' if passes > 1 else ''} under torch.no_grad() ran in train mode "
+                  f"(validation without model.eval())",
+            description=(f"From step {first}, on {len(steps_with)} step{'s' if len(steps_with) > 1 else ''}, the model "
+                         f"ran {passes} forward passes without gradients while model.training was True. "
+                         f"{'; '.join(effects)}. Layers concerned: {', '.join(ctx.label(n) for n in names[:8])}"
+                         f"{' ...' if len(names) > 8 else ''}."),
+            location=names[0], step=first,
+            evidence={"passes": passes, "steps": [int(s) for s in steps_with[:20]], "layers": names[:50],
+                      "validation_loss_recorded": bool(val)},
+            recommendations=[
+                Recommendation("fix", "Put the model in eval mode for validation, and back in train mode after it.",
+                               _EVAL_FOR_VALIDATION),
+            ],
+        )
+
+    @staticmethod
+    def _trainable_models(ctx: Context) -> set[str] | None:
+        """Models with parameters in an optimizer (None when the run used no optimizer)."""
+        held = ctx.optimizer_params
+        if held is None:
+            return None
+        return {e.model for n, e in ctx.params.items() if n in held and e.model}
+
+    @staticmethod
+    def _validation_steps(ctx: Context) -> list[int]:
+        steps: set[int] = set()
+        for e in ctx.record.entities("loss"):
+            if e.info.get("phase") == "val":
+                steps.update(int(s) for s in ctx.record.series(e.name, "val_loss", kind="loss").steps)
+        return sorted(steps)

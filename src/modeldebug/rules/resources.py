@@ -1,3 +1,6 @@
+# IMPLEMENTER: before writing anything, read /tmp/helper_common.md (project context, venv path,
+# the rules of the work: thresholds via ctx.threshold, tests, scenario format '# expect: <kind>',
+# which files you may touch, no commits). Delete this comment when you are done.
 """Resource rules: memory growth, data-loader bottlenecks, slow steps."""
 
 from __future__ import annotations

@@ -1,0 +1,316 @@
+"""What the loss is told to learn: class-index and binary targets, and how the classes are balanced.
+
+The loss patch records, per functional loss call of the training phase, the range of its input
+and target and the counts of class-index targets (docs/record.md); crashes that name a label
+problem are read through `data.crash_kind`. Shared with lossfn.py: `train_losses`, `loss_stat`,
+`single_output`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..record import Entity
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt, window
+from .data import crash_findings, model_layers
+
+__all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "train_losses"]
+
+# Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
+CLASS_IMBALANCE_RATIO = 10.0  # majority / minority class count
+PRIOR_LOSS_FRACTION = 0.9     # final loss at this fraction of the label entropy or above: the model predicts the prior
+
+CLASS_LOSSES = ("cross_entropy", "nll_loss")
+BINARY_LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
+
+
+# -- shared views of the record ------------------------------------------------------------------
+def train_losses(ctx: Context, types: tuple[str, ...] | None = None) -> list[Entity]:
+    """Functional loss calls of the training phase (the ones whose inputs were recorded)."""
+    return [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"
+            and (types is None or e.type in types)]
+
+
+def loss_stat(ctx: Context, e: Entity, stat: str) -> np.ndarray:
+    return ctx.record.series(e.name, stat, kind="loss").finite().values
+
+
+@dataclass
+class LabelCounts:
+    """Class-index targets of one loss over the sampled steps: per batch and in total."""
+
+    loss: Entity
+    per_batch: list[np.ndarray]  # counts of classes 0..C-1 per sampled batch
+    steps: list[int]
+
+    @property
+    def classes(self) -> int:
+        return len(self.per_batch[0])
+
+    @property
+    def total(self) -> np.ndarray:
+        return np.sum(self.per_batch, axis=0)
+
+    def one_class_per_batch(self) -> bool:
+        """Every sampled batch (of 8 or more labels) holds a single class."""
+        return len(self.per_batch) >= 3 and all(b.sum() >= 8 and (b > 0).sum() == 1 for b in self.per_batch)
+
+
+def label_counts(ctx: Context) -> list[LabelCounts]:
+    """Label counts of each class-index loss (the last bin, targets outside [0, C), is dropped)."""
+    out = []
+    for e in train_losses(ctx, CLASS_LOSSES):
+        hists = ctx.record.histograms(e.name, kind="loss")
+        if not hists or len(hists[0][3]) < 3:  # at least 2 classes plus the out-of-range bin
+            continue
+        width = len(hists[0][3])
+        kept = [(s, c) for s, _, _, c in hists if len(c) == width]
+        out.append(LabelCounts(e, [np.array(c[:-1], dtype=float) for _, c in kept], [s for s, _ in kept]))
+    return out
+
+
+def single_output(ctx: Context) -> Entity | None:
+    """The last leaf module of the run's only model (None when there are several models)."""
+    inputs = ctx.record.entities("input")
+    layers = model_layers(ctx, inputs[0].name) if len(inputs) == 1 else []
+    return layers[-1] if layers else None
+
+
+# -- labels ------------------------------------------------------------------------------------------
+_BOUNDED = {"Sigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Hardsigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Hardtanh": (-1.0, 1.0)}
+_REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+
+
+class LabelIssue(Rule):
+    """Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.
+
+    ## What it detects
+    (1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
+    should be between 0 and 1`. (2) Class-index targets that hold a single class on every sampled
+    batch: the same class throughout (labels all zero), or a different single class per batch (a
+    data set sorted by label and not shuffled). (3) Binary cross-entropy targets outside [0, 1]
+    (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
+    the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
+
+    ## Why is this bad?
+    The loss optimises something other than the task: it crashes, learns one constant answer,
+    forgets everything each batch because every batch is one class, or chases unreachable values
+    with saturated units.
+
+    ## Example
+    ```python
+    loader = DataLoader(train_set, batch_size=64)      # shuffle=False on data sorted by class
+    loss = nn.BCEWithLogitsLoss()(logits, y)           # y in {-1, +1}
+    ```
+
+    ## Recommended fix
+    Map labels to 0..C-1 (`y - 1` for 1-based labels) and size the output layer to the number of
+    classes; shuffle the training loader; map -1/+1 to 0/1; drop the output squashing or rescale
+    the targets into the output's range.
+
+    ## Known problems
+    Label counts are taken on sampled steps only, and only for class-index targets of
+    `cross_entropy`/`nll_loss`. On CUDA an out-of-range class is a device-side assert whose message
+    may not name the target; it is then reported as a runtime error.
+    """
+
+    code = "LBL001"
+    kind = "label_issue"
+    category = "data"
+    explains = ("loss_not_decreasing", "loss_oscillating", "saturated_activations", "vanishing_gradients")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from crash_findings(self, ctx, self._crash)
+        for lc in label_counts(ctx):
+            yield from self._single_class(lc)
+        for e in train_losses(ctx, BINARY_LOSSES):
+            lo, hi = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max")
+            if len(lo) and (lo.min() < 0 or hi.max() > 1):
+                yield self._binary_range(e, float(lo.min()), float(hi.max()))
+        for e in train_losses(ctx, _REGRESSION):
+            f = self._unreachable(ctx, e)
+            if f is not None:
+                yield f
+
+    def _crash(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        msg = d.get("message", "")
+        m = re.search(r"Target (-?\d+) is out of bounds", msg)
+        if "between 0 and 1" in msg:
+            return ("Binary cross-entropy targets outside [0, 1]",
+                    "binary_cross_entropy needs targets between 0 and 1; the labels are -1/+1 or class indices.",
+                    [Recommendation("fix", "Map the labels to 0/1 (or use cross_entropy for class indices).",
+                                    "y = (y > 0).float()          # -1/+1 -> 0/1\n# class indices 0..C-1: nn.CrossEntropyLoss() on C logits")])
+        target = m.group(1) if m else "a target"
+        why = (f"The class index {target} is not in [0, C): "
+               + ("negative labels (an unmapped -1 'unknown' class) reach the loss." if m and int(target) < 0 else
+                  "labels are 1-based, or the output layer has fewer units than there are classes."))
+        return (f"Label {target} is out of range for the model's classes", why,
+                [Recommendation("fix", "Check the label range against the output size, then shift the labels or widen the output layer.",
+                                "print(y.min().item(), y.max().item(), logits.shape[1])\n"
+                                "y = y - 1                                   # 1-based labels -> 0..C-1\n"
+                                "# or: nn.Linear(hidden, int(y.max()) + 1)   # one output per class")])
+
+    def _single_class(self, lc: LabelCounts) -> Iterator[Finding]:
+        total = lc.total
+        present = np.flatnonzero(total)
+        if len(lc.per_batch) < 2 or total.sum() < 16:
+            return
+        ev = {"loss": lc.loss.name, "classes": lc.classes, "label_counts": total.astype(int).tolist(), "sampled_batches": len(lc.per_batch)}
+        if len(present) == 1:
+            c = int(present[0])
+            yield self.finding(
+                severity="high", confidence=0.85, title=f"Every target is class {c}: the model of {lc.classes} classes sees one",
+                description=(f"All {int(total.sum())} targets on {len(lc.per_batch)} sampled batches of {lc.loss.name} are class {c} "
+                             f"although the model outputs {lc.classes} classes. The model learns to answer {c} whatever the input."),
+                location=None, step=lc.steps[0], evidence=ev,
+                recommendations=[Recommendation("fix", "Check where the labels are built: they are constant.",
+                                                "print(torch.bincount(train_labels))   # one count per class; expect several non-zero")])
+        elif lc.one_class_per_batch():
+            per = [int(np.flatnonzero(b)[0]) for b in lc.per_batch]
+            yield self.finding(
+                severity="high", confidence=0.85, title=f"Every batch holds a single class: the data is sorted by label and not shuffled",
+                description=(f"Each of {len(per)} sampled batches of {lc.loss.name} has targets of one class only (classes {per[:8]} "
+                             "at steps " + ", ".join(str(s) for s in lc.steps[:8]) + "). The model is pushed to one class per "
+                             "stretch of batches and forgets the others: the loss swings instead of falling."),
+                step=lc.steps[0], evidence=ev | {"class_per_batch": per[:50]},
+                recommendations=[Recommendation("fix", "Shuffle the training data.",
+                                                "loader = DataLoader(train_set, batch_size=64, shuffle=True)")])
+
+    def _binary_range(self, e: Entity, lo: float, hi: float) -> Finding:
+        minus = lo < 0
+        return self.finding(
+            severity="high", confidence=0.9, title=f"{e.type} targets range {fmt(lo)}..{fmt(hi)}, outside [0, 1]",
+            description=(f"{e.type} treats its target as the probability of the positive class, so it must lie in [0, 1]; "
+                         f"here targets reach {fmt(lo)}..{fmt(hi)}. "
+                         + ("Labels -1/+1 make the loss reward pushing the negative class's logits to +infinity." if minus else
+                            "These look like class indices: a multi-class problem needs cross_entropy.")),
+            location=None, step=0, evidence={"loss": e.name, "tgt_min": lo, "tgt_max": hi, "target_shape": e.info.get("target_shape")},
+            recommendations=[Recommendation("fix", "Map the targets into [0, 1]." if minus else "Use cross-entropy over C logits for class indices.",
+                                            "y = (y + 1) / 2            # -1/+1 -> 0/1" if minus else
+                                            "model.head = nn.Linear(hidden, num_classes)\nloss = nn.CrossEntropyLoss()(logits, y.long())")])
+
+    def _unreachable(self, ctx: Context, e: Entity) -> Finding | None:
+        last = single_output(ctx)
+        if last is None or last.type not in _BOUNDED:
+            return None
+        lo, hi = _BOUNDED[last.type]
+        in_lo, in_hi = loss_stat(ctx, e, "in_min"), loss_stat(ctx, e, "in_max")
+        t_lo, t_hi = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max")
+        if not (len(in_lo) and len(t_lo)) or in_lo.min() < lo - 1e-6 or in_hi.max() > hi + 1e-6:
+            return None
+        margin = 0.5 * (hi - lo)
+        if not (t_hi.max() > hi + margin or t_lo.min() < lo - margin):
+            return None
+        return self.finding(
+            severity="high", confidence=0.8,
+            title=f"Targets reach {fmt(float(t_lo.min()))}..{fmt(float(t_hi.max()))} but the model ends in {last.type} ({fmt(lo)}..{fmt(hi)})",
+            description=(f"{e.name} compares outputs of {ctx.label(last.name)}, which can only produce values in [{fmt(lo)}, {fmt(hi)}], "
+                         f"with targets up to {fmt(float(t_hi.max()))}. The output saturates chasing values it can never reach."),
+            location=last.name, step=0,
+            evidence={"loss": e.name, "output_range": [lo, hi], "tgt_min": float(t_lo.min()), "tgt_max": float(t_hi.max())},
+            recommendations=[Recommendation("fix", f"Drop the final {last.type} for regression, or scale the targets into its range.",
+                                            f"# model = nn.Sequential(..., nn.Linear(h, 1))         # no {last.type} at the end\n"
+                                            "y_scaled = (y - y_min) / (y_max - y_min)              # or scale targets to the output range")])
+
+
+# -- class balance ---------------------------------------------------------------------------------------
+class ClassImbalance(Rule):
+    """Some classes are far rarer than others in the training batches, and the loss is not weighted for it.
+
+    ## What it detects
+    Counts of class-index targets over the sampled batches (or the positive fraction of binary
+    0/1 targets): the majority class is at least `class_imbalance_ratio` (default 10) times as
+    frequent as the rarest. Judged only when the batches hold at least 5 labels per class. It is
+    high severity when the final training loss is still at `prior_loss_fraction` (default 90%) or
+    more of the entropy of the label distribution: the loss a model reaches by predicting the class
+    frequencies and ignoring the input, so it has learned the prior and nothing more.
+
+    ## Why is this bad?
+    The rare classes contribute little to the loss, so the model can score well by always
+    predicting the majority; accuracy then hides that the rare classes are never recognised.
+
+    ## Example
+    ```python
+    y = (torch.rand(n) < 0.03).long()          # 3% positives
+    loss_fn = nn.CrossEntropyLoss()            # unweighted
+    ```
+
+    ## Recommended fix
+    Weight the loss by inverse class frequency (weights computed from the counts are in the
+    finding), or oversample rare classes with a `WeightedRandomSampler`; judge with per-class
+    recall, F1 or AUC rather than accuracy.
+
+    ## Known problems
+    Counts come from sampled steps only. Tensor arguments of the loss (a `weight=` already given)
+    are not recorded, so a loss that is weighted already is flagged too (with low severity unless
+    it learned nothing beyond the prior).
+    """
+
+    code = "DAT003"
+    kind = "class_imbalance"
+    category = "data"
+    explains = ("loss_not_decreasing",)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        limit = ctx.threshold("class_imbalance_ratio", CLASS_IMBALANCE_RATIO)
+        for lc in label_counts(ctx):
+            total = lc.total
+            if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 5 * lc.classes:
+                continue  # one class, or sorted data: LabelIssue's business; too few labels to judge
+            ratio = float(total.max() / max(total.min(), 1.0))
+            if ratio >= limit:
+                yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0])
+        for e in train_losses(ctx, BINARY_LOSSES):
+            shape = e.info.get("input_shape") or []
+            lo, hi, mean = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max"), loss_stat(ctx, e, "tgt_mean")
+            if not (len(mean) and shape and int(np.prod(shape[1:])) == 1 and lo.min() == 0 and hi.max() == 1):
+                continue
+            p = float(np.mean(mean))
+            ratio = max(p, 1 - p) / min(p, 1 - p)
+            n = shape[0] * len(mean)
+            if ratio >= limit and min(p, 1 - p) * n >= 5:
+                yield self._finding(ctx, e, np.array([1 - p, p]) * n, ratio, limit, 0)
+
+    def _finding(self, ctx: Context, e: Entity, counts: np.ndarray, ratio: float, limit: float, step: int) -> Finding:
+        p = counts / counts.sum()
+        entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+        binary = e.type in BINARY_LOSSES
+        losses = ctx.loss.finite().values
+        final = float(np.median(losses[-window(len(losses)):])) if len(losses) >= ctx.t.min_steps else math.nan
+        smoothing = float(e.info.get("kwargs", {}).get("label_smoothing", 0.0) or 0.0)
+        collapsed = (len(train_losses(ctx)) == 1 and smoothing == 0 and entropy > 0
+                     and final >= ctx.threshold("prior_loss_fraction", PRIOR_LOSS_FRACTION) * entropy)
+        severity = "high" if collapsed else ("medium" if ratio >= limit**2 else "low")
+        rare = int(np.argmin(counts))
+        share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")
+        if binary:
+            pos = float(counts[0] / max(counts[1], 1e-12))
+            fix = f"loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([{pos:.3g}]))   # negatives / positives"
+        else:
+            w = counts.sum() / (len(counts) * np.maximum(counts, 1.0))
+            fix = ("weight = torch.tensor([" + ", ".join(f"{x:.3g}" for x in w) + "])   # total / (classes * count), from these counts\n"
+                   "loss_fn = nn.CrossEntropyLoss(weight=weight.to(device))")
+        flat = (f" The training loss ends at {fmt(final)}, {final / entropy:.0%} of the label entropy {fmt(entropy)}: "
+                "what predicting the class frequencies gives, so the model ignores the input." if collapsed else "")
+        return self.finding(
+            severity=severity, confidence=0.8 if collapsed else 0.6,
+            title=f"Classes are imbalanced {fmt(ratio)}:1 (class {rare} is {p[rare]:.1%} of {'targets' if binary else 'labels'})",
+            description=(f"Over the sampled batches of {e.name}, the most frequent class is {fmt(ratio)}x as frequent as the "
+                         f"rarest (shares {share}).{flat}"),
+            step=step,
+            evidence={"loss": e.name, "class_share": p.tolist()[:100], "imbalance_ratio": ratio, "label_entropy": entropy,
+                      "final_loss": final, "predicts_prior": collapsed},
+            recommendations=[
+                Recommendation("fix", "Weight the loss by inverse class frequency.", fix),
+                Recommendation("best_practice", "Or oversample the rare classes, and judge with per-class recall or F1, not accuracy.",
+                               "counts = torch.bincount(train_labels)\nsample_weight = (1.0 / counts.float())[train_labels]\n"
+                               "sampler = torch.utils.data.WeightedRandomSampler(sample_weight, num_samples=len(sample_weight))\n"
+                               "loader = DataLoader(train_set, batch_size=64, sampler=sampler)"),
+            ])
