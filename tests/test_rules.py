@@ -74,14 +74,16 @@ def test_nonfinite_twin_with_a_guarded_log_is_clean() -> None:
 
 
 # -- exploding gradients, loss diverging -----------------------------------------------------------------
-def test_too_high_learning_rate_is_found_as_exploding_gradients_explaining_divergence() -> None:
+def test_too_high_learning_rate_explodes_gradients_and_the_learning_rate_is_named_first() -> None:
     model, data = healthy_regression()
     report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=3.0)))
     top = report.findings[0]
-    assert top.kind == "exploding_gradients" and top.severity == "high"
+    assert top.kind == "lr_too_high" and top.severity == "high"
     symptoms = {s["kind"] for s in top.evidence["symptoms"]}
-    assert "loss_diverging" in symptoms
-    assert any("clip_grad_norm_" in (r.implementation or "") for r in top.recommendations)
+    assert {"exploding_gradients", "loss_diverging"} <= symptoms
+    explode = analyze(s_record := report.record, md.DebuggingConfig(select=["GRD001"]))[0]
+    assert s_record is not None and explode.kind == "exploding_gradients" and explode.severity == "high"
+    assert any("clip_grad_norm_" in (r.implementation or "") for r in explode.recommendations)
 
 
 def test_same_model_at_a_sane_learning_rate_has_no_gradient_or_loss_finding() -> None:
@@ -193,7 +195,26 @@ def test_a_parameter_group_with_learning_rate_zero_is_found() -> None:
 def test_a_learning_rate_far_too_low_leaves_the_loss_flat() -> None:
     model, data = healthy_mlp()
     report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=1e-7)))
-    assert report.findings[0].kind == "loss_not_decreasing"
+    assert found(report, "loss_not_decreasing") is not None
+    flat = analyze(report.record, md.DebuggingConfig(select=["LOS002"]))
+    assert flat and flat[0].kind == "loss_not_decreasing"
+
+
+def test_labels_shuffled_apart_from_their_inputs_leave_the_loss_at_chance() -> None:
+    torch.manual_seed(0)
+    data = classification(n=2000)
+    data.y = data.y[torch.randperm(len(data.y))]
+    model = nn.Linear(20, 3)
+    report = watched(model, lambda: train(model, data, steps=120, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    f = found(report, "loss_not_decreasing")
+    assert f is not None and "chance" in (f.title if f.kind == "loss_not_decreasing" else str(f.evidence["symptoms"]))
+
+
+def test_a_classifier_that_learns_is_not_at_chance() -> None:
+    torch.manual_seed(0)
+    model, data = nn.Linear(20, 3), classification(n=2000)
+    report = watched(model, lambda: train(model, data, steps=120, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    assert found(report, "loss_not_decreasing") is None
 
 
 def test_a_learning_model_is_not_flat_and_short_runs_are_not_judged() -> None:

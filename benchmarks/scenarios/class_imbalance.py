@@ -27,7 +27,7 @@ class Classifier(nn.Module):
 torch.manual_seed(0)
 clf = Classifier()
 opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-for epoch in range(4):
+for epoch in range(3):
     for xb, yb in train:
         loss = F.cross_entropy(clf(xb), yb)  # the bug: no class weights for 97% / 3% labels
         opt.zero_grad()

@@ -15,7 +15,7 @@ train_loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=32, sh
 val_loader = DataLoader(Subset(dataset, val_idx.tolist()), batch_size=100)
 
 model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 loss_fn = nn.CrossEntropyLoss()
 for epoch in range(5):
     model.train()

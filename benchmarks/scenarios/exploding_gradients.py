@@ -13,7 +13,7 @@ class RNNRegressor(nn.Module):
         super().__init__()
         self.rnn = nn.RNN(4, 32, nonlinearity="relu", batch_first=True)
         self.out = nn.Linear(32, 1)
-        nn.init.normal_(self.rnn.weight_hh_l0, std=0.35)  # the bug: recurrent gain > 1 over 60 steps
+        nn.init.normal_(self.rnn.weight_hh_l0, std=0.2)  # the bug: recurrent gain > 1 over 60 steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(x)
@@ -21,7 +21,7 @@ class RNNRegressor(nn.Module):
 
 
 model = RNNRegressor()
-opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 for step in range(40):
     idx = torch.randint(0, 256, (32,))
     opt.zero_grad()

@@ -9,7 +9,7 @@ rng = np.random.default_rng(0)
 torch.manual_seed(0)
 
 # 2000 grey 16x16 images: a bright bar in one of 4 positions on a noisy background, stored as uint8.
-n = 2000
+n = 800
 labels = rng.integers(0, 4, n)
 images = rng.integers(0, 60, (n, 1, 16, 16)).astype(np.uint8)
 for i, c in enumerate(labels):
@@ -27,7 +27,7 @@ model = nn.Sequential(
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 loss_fn = nn.CrossEntropyLoss()
 
-for epoch in range(3):
+for epoch in range(2):
     total = 0.0
     for xb, yb in loader:
         opt.zero_grad()

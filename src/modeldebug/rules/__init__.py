@@ -58,4 +58,4 @@ def analyze(record: Record, config: DebuggingConfig | None = None) -> list[Findi
                 title=f"Rule {rule_cls.code} could not run: {type(exc).__name__}",
                 description=f"{type(exc).__name__}: {exc}. Please report this; the other rules ran.",
             ))
-    return rank(findings)
+    return rank(findings, ctx.n_steps)

@@ -24,7 +24,7 @@ __all__ = ["BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "
 # Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
 INPUT_SCALE = 10.0        # input RMS this many times above (or its square below) the unit scale inits assume
 BGR_GAP = 0.5             # (ch2 mean - ch0 mean) / channel std that marks a reversed channel order
-LEAKAGE_FRACTION = 0.5    # fraction of validation samples also seen in training
+LEAKAGE_FRACTION = 0.1    # fraction of validation samples also seen in (the fingerprinted part of) training
 MIXING_FRACTION = 0.0     # fraction of other samples reached by sample 0's gradient, above which it mixes
 
 _NORM_LAYERS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm",
@@ -385,10 +385,12 @@ class DataLeakage(Rule):
     """Validation samples that also appear in the training data.
 
     ## What it detects
-    Every input sample seen in a forward pass is fingerprinted (a fixed random projection) up to a
-    budget: passes with gradients count as training, passes without as validation. The rule fires
-    when at least `leakage_fraction` (default 50%) of the validation fingerprints also occur in
-    training. Chance collisions of the fingerprint reach about 10% with full budgets, hence the margin.
+    Input samples are fingerprinted (a fixed random projection, compared exactly in float32):
+    forward passes with gradients count as training, passes without as validation. The rule fires
+    when at least `leakage_fraction` (default 10%) of the validation fingerprints, and at least 5
+    samples, also occur among the training fingerprints. Distinct continuous samples collide by
+    chance well below 1%. At the `basic` level only the training batches of sampled steps are
+    fingerprinted, so the share found is a lower bound of the true one.
 
     ## Why is this bad?
     A validation score on samples the model trained on measures memory, not generalisation: it
@@ -396,8 +398,8 @@ class DataLeakage(Rule):
 
     ## Example
     ```python
-    train_set, val_set = data[:900], data[800:]        # 100 samples in both
-    val_loader = DataLoader(train_set, batch_size=64)  # wrong set
+    train_idx = torch.randperm(n)[:800]
+    val_idx = torch.randperm(n)[:200]                  # a second permutation: most are also in train_idx
     ```
 
     ## Recommended fix
@@ -406,9 +408,12 @@ class DataLeakage(Rule):
 
     ## Known problems
     Evaluating the training set itself under `torch.no_grad()` (training accuracy) counts as
-    validation and looks like leakage. Augmented training samples have fingerprints of their own,
-    so leakage through augmented copies is not seen. Only the first 256 samples of each batch and
-    the first 50,000 training / 10,000 validation samples are fingerprinted.
+    validation and looks like leakage. Data with few discrete features has identical samples by
+    nature. Augmented training samples have fingerprints of their own, so leakage through augmented
+    copies is not seen; on a large data set the sampled training batches may cover too little of
+    it to see any overlap. Only the first 256 samples of a batch and the first 50,000 training /
+    10,000 validation samples are fingerprinted. Because training-set evaluation cannot be told
+    apart yet, the finding is low severity below 50% overlap and medium above, never high.
     """
 
     code = "DAT004"
@@ -423,12 +428,13 @@ class DataLeakage(Rule):
             if frac < limit or n < 5:
                 continue
             yield self.finding(
-                severity="high" if frac >= 0.9 else "medium", confidence=0.75,
-                title=f"{frac:.0%} of validation samples also appear in training ({n} of {d.get('val_samples')})",
+                severity="medium" if frac >= 0.5 else "low", confidence=0.6,
+                title=f"At least {frac:.0%} of validation samples also appear in training ({n} of {d.get('val_samples')})",
                 description=(f"{n} of the {d.get('val_samples')} distinct samples passed through the model without gradients "
-                             f"(validation) were also trained on ({d.get('train_samples')} distinct training samples seen). "
-                             "The validation score measures memory, not generalisation. If those passes evaluated the "
-                             "training set itself (training accuracy), this is expected."),
+                             f"(validation) are identical to samples it trained on, among the {d.get('train_samples')} training "
+                             "samples fingerprinted (a part of the training set, so the true share is likely higher). The "
+                             "validation score measures memory, not generalisation. If those passes evaluated the training "
+                             "set itself (training accuracy), this is expected."),
                 step=ev.step, evidence=dict(d),
                 recommendations=[Recommendation("fix", "Split the data once, by index, with no overlap, and build the validation loader from the held-out part.",
                                                 "idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))\n"

@@ -1,8 +1,435 @@
-# IMPLEMENTER: before writing anything, read /tmp/helper_common.md (project context, venv path,
-# the rules of the work: thresholds via ctx.threshold, tests, scenario format '# expect: <kind>',
-# which files you may touch, no commits). Delete this comment when you are done.
-"""Training-dynamics rules: learning rate, oscillation, initialisation, collapse, clipping, overfitting, saturation."""
+"""Training-dynamics rules: initialisation, weight collapse, overfitting, saturated activations.
+
+The step-size rules (learning rate too high or too low, an oscillating loss, excessive clipping)
+and the measurements these rules share live in `schedule`, imported here so that importing this
+module registers the whole family.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import schedule  # noqa: F401  (registers LRN001, LRN002, LOS003, CLP001)
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt, module_ref, running_median, window
+from .schedule import WEIGHT_COLLAPSE_SHRINK, weight_shrink
+
+__all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
+
+# Defaults of the thresholds (override through DebuggingConfig.thresholds, same names).
+INIT_LOSS_FACTOR = 2.0       # first loss above this multiple of the loss of a uniform prediction
+INIT_STD_RATIO = 1e3         # activation std growing or shrinking by this factor across depth at step 0
+INIT_INPUT_SCALE = 10.0      # input std above this: a high first loss is the data's, not the init's
+OVERFIT_RISE = 0.1           # validation loss this fraction above its best on the last two evaluations
+OVERFIT_TRAIN_DROP = 0.05    # while the training loss fell by at least this fraction
+OVERFIT_MIN_EVALS = 4        # validation evaluations needed to judge
+SATURATED_FRACTION = 0.5     # fraction of a layer's outputs within 1% of a bound
+
+_NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "LocalResponseNorm")
+_LOG_PROB_LOSSES = ("cross_entropy", "nll_loss")
+_BINARY_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")
+
+
+def _first(s: Any) -> float | None:
+    f = s.finite() if s is not None else None
+    return float(f.values[0]) if f is not None and len(f) else None
+
+
+def _expected_init_loss(ctx: Context) -> tuple[float, str] | None:
+    """The loss of a uniform prediction for the run's one training loss: ln C, or ln 2 for binary."""
+    train = [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
+    if len(train) != 1:
+        return None
+    e = train[0]
+    if e.info.get("kwargs", {}).get("reduction", "mean") != "mean":
+        return None
+    if e.type in _BINARY_LOSSES:
+        return math.log(2), "ln 2 (a 0.5 probability)"
+    if e.type not in _LOG_PROB_LOSSES:
+        return None
+    if e.type == "nll_loss" and (_first(ctx.record.series(e.name, "in_max", kind="loss")) or 0.0) > 1e-6:
+        return None  # not log-probabilities: nothing to expect
+    shape = e.info.get("input_shape") or []
+    classes = int(shape[1]) if len(shape) >= 2 else 0
+    hist = ctx.record.histograms(e.name, kind="loss")
+    if not classes and hist:
+        classes = len(hist[0][3]) - 1
+    if classes < 2:
+        return None
+    return math.log(classes), f"ln({classes}) (a uniform prediction over {classes} classes)"
+
+
+def _depth_chains(ctx: Context) -> list[list[tuple[str, float]]]:
+    """Step-0 output std of the layers with parameters, in registration order, per model.
+
+    A chain is cut at normalisation layers (they reset the scale) and at layers that are dead at
+    step 0 (ACT001's business).
+    """
+    std, dead = ctx.module_stat("std"), ctx.module_stat("dead_frac")
+    first_step = min((int(s.steps[0]) for s in std.values() if len(s)), default=None)
+    chains: dict[str | None, list[list[tuple[str, float]]]] = {}
+    for e in ctx.leaf_modules_in_order():
+        model_chains = chains.setdefault(e.model, [[]])
+        d = dead.get(e.name)
+        if any(t in (e.type or "") for t in _NORM_TYPES) or (d is not None and len(d) and d.values[0] >= 0.9):
+            model_chains.append([])
+            continue
+        s = std.get(e.name)
+        if not e.info.get("params") or s is None or not len(s) or int(s.steps[0]) != first_step:
+            continue
+        v = float(s.values[0])
+        if np.isfinite(v) and v > 0:
+            model_chains[-1].append((e.name, v))
+    return [c for cs in chains.values() for c in cs if len(c) >= 2]
+
+
+class PoorInitialization(Rule):
+    """The initial weights put the model far from a sane starting point: loss or activation scale.
+
+    ## What it detects
+    At step 0, before any update: (1) the training loss is at least `init_loss_factor` (default 2x)
+    the loss of a uniform prediction, ln C for cross-entropy over C classes (C from the loss input's
+    shape or the label histogram) or ln 2 for binary cross-entropy, while the inputs are at unit
+    scale (std below `init_input_scale`, default 10); or (2) the output std of the layers with
+    parameters grows or shrinks by `init_std_ratio` (default 1000x) along depth (registration
+    order, within a model, restarting at normalisation layers and at dead layers). The location is
+    the layer that changes the scale the most.
+
+    ## Why is this bad?
+    A model that starts with huge logits is confidently wrong: the first hundreds of steps only
+    undo the initialisation, and tanh/sigmoid units saturate. Activations that explode or vanish
+    along depth give exploding or vanishing gradients from the first step.
+
+    ## Example
+    ```python
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight)          # std 1 whatever the fan-in: the scale grows sqrt(fan_in) per layer
+    ```
+
+    ## Recommended fix
+    Use fan-in-scaled initialisation (He for ReLU, Xavier for tanh/sigmoid) with zero biases, and
+    initialise the output layer small so that the first prediction is near uniform.
+
+    ## Known problems
+    The expected loss is only known for cross-entropy and binary cross-entropy with mean reduction
+    and a single training loss. Registration order is forward order for `nn.Sequential`, not
+    always for custom modules.
+    """
+
+    code = "INI001"
+    kind = "poor_initialization"
+    category = "model"
+    explains = ("vanishing_gradients", "saturated_activations", "loss_not_decreasing")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.n_steps == 0:
+            return
+        problems: list[str] = []
+        evidence: dict[str, Any] = {}
+        location: str | None = None
+        severe = False
+        chains = _depth_chains(ctx)
+        gains = [(c[j][0], c[j][1] / c[j - 1][1]) for c in chains for j in range(1, len(c))]
+        if gains:
+            location = max(gains, key=lambda g: abs(math.log(g[1])))[0]
+        ratio_thr = ctx.threshold("init_std_ratio", INIT_STD_RATIO)
+        for chain in chains:
+            stds = np.array([v for _, v in chain])
+            up = stds / np.minimum.accumulate(stds)
+            down = stds / np.maximum.accumulate(stds)
+            if up.max() >= ratio_thr or down.min() <= 1 / ratio_thr:
+                grow = up.max() >= ratio_thr
+                j = int(np.argmax(up) if grow else np.argmin(down))
+                factor = float(up.max() if grow else 1 / down.min())
+                i = int(np.argmin(stds[:j + 1]) if grow else np.argmax(stds[:j + 1]))
+                problems.append(f"the activation std {'grows' if grow else 'shrinks'} {fmt(factor)}x from "
+                                f"{chain[i][0]} ({fmt(float(stds[i]))}) to {chain[j][0]} ({fmt(float(stds[j]))})")
+                evidence["activation_std_step0"] = dict(chain)
+                severe |= factor >= ratio_thr ** 2
+                break
+        expected = _expected_init_loss(ctx)
+        loss0 = float(ctx.loss.values[0])
+        inputs = [_first(s) for s in ctx.record.stat("std", kind="input").values()]
+        unit_inputs = all(v is None or v < ctx.threshold("init_input_scale", INIT_INPUT_SCALE) for v in inputs)
+        if expected is not None and np.isfinite(loss0) and unit_inputs:
+            value, what = expected
+            factor = loss0 / value
+            evidence.update(initial_loss=loss0, expected_initial_loss=value, loss_ratio=factor)
+            if factor >= ctx.threshold("init_loss_factor", INIT_LOSS_FACTOR):
+                problems.insert(0, f"the loss at step 0 is {fmt(loss0)}, {fmt(factor)}x the {fmt(value)} of {what}")
+                severe |= factor >= 10
+        if not problems:
+            return
+        evidence["layer_gains"] = {n: g for n, g in gains[:20]}
+        target = location or "layer"
+        yield self.finding(
+            severity="high" if severe else "medium", confidence=0.8,
+            title=f"Poor initialisation: {problems[0]}",
+            description=("Before any update, " + "; and ".join(problems) + ". The initial weights are scaled wrongly"
+                         + (f"; {ctx.label(location)} changes the scale the most." if location else ".")),
+            location=location, step=0, evidence=evidence,
+            recommendations=[
+                Recommendation("fix", "Initialise every layer with a fan-in-scaled scheme and zero biases.",
+                               "for m in model.modules():\n    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):\n"
+                               "        nn.init.kaiming_normal_(m.weight, nonlinearity='relu')  # xavier_uniform_ for tanh/sigmoid\n"
+                               "        nn.init.zeros_(m.bias)"),
+                Recommendation("fix", f"Start the layer that blows the scale up small{'' if location else ' (the output layer)'}.",
+                               f"nn.init.normal_({module_ref(target)}.weight, std=0.01)\n"
+                               f"nn.init.zeros_({module_ref(target)}.bias)"),
+            ],
+        )
+
+
+class WeightCollapse(Rule):
+    """The weights shrink towards zero over the run: weight decay (or an L2 penalty) is far too strong.
+
+    ## What it detects
+    On sampled steps, each weight matrix's norm at its last sample against its first; the run is
+    flagged when the median over weight tensors is at or below `weight_collapse_shrink` (default
+    0.1, a 10x shrink) and the samples span at least `min_steps` steps. Weights directly followed by
+    a normalisation layer are skipped (their scale does not matter). The optimizer's weight decay
+    is cited, with the per-step shrink `lr * weight_decay` it implies.
+
+    ## Why is this bad?
+    Weights pulled to zero make every layer's output shrink towards its bias: activations lose
+    their variance, gradients vanish, and the model forgets what it learned; the loss climbs back
+    towards chance.
+
+    ## Example
+    ```python
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1.0)   # 10% shrink per step
+    ```
+
+    ## Recommended fix
+    Lower `weight_decay` (typical values: 5e-4 for SGD, 1e-2 for AdamW), or the coefficient of a
+    hand-written L2 penalty; exclude biases and normalisation weights from decay.
+
+    ## Known problems
+    Needs parameter norms on sampled steps (an optimizer object). Scale-invariant weights that are
+    not directly followed by a normalisation layer (e.g. a norm after an activation) may shrink
+    harmlessly.
+    """
+
+    code = "WGT001"
+    kind = "weight_collapse"
+    category = "optimizer"
+    explains = ("loss_not_decreasing", "loss_diverging", "vanishing_gradients")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        ws = weight_shrink(ctx)
+        thr = ctx.threshold("weight_collapse_shrink", WEIGHT_COLLAPSE_SHRINK)
+        if ws is None or ws["median"] > thr:
+            return
+        decays = [(float(g.get("weight_decay") or 0.0), float(g.get("lr") or 0.0), e.data.get("type", "optimizer"))
+                  for e in ctx.record.events("optimizer") for g in e.data.get("groups", [])]
+        wd, lr, opt = max(decays, default=(0.0, 0.0, "optimizer"))
+        shrink = ws["median"]
+        worst = min(ws["per_tensor"], key=lambda n: ws["per_tensor"][n])
+        module = ctx.params[worst].info.get("module") or worst
+        span = f"steps {ws['first_step']}-{ws['last_step']}"
+        if wd > 0:
+            cause = (f"{opt} has weight_decay={fmt(wd)} with lr={fmt(lr)}: every step multiplies the weights by about "
+                     f"1 - lr*weight_decay = {fmt(1 - lr * wd)}.")
+            typical = 1e-2 if opt == "AdamW" else 5e-4
+            new = float(f"{min(wd / 10, typical):.1g}")
+            fix = Recommendation("fix", f"Lower weight_decay from {fmt(wd)} to about {fmt(new)}.",
+                                 f"optimizer = torch.optim.{opt}(model.parameters(), lr={lr:g}, weight_decay={new:g})"
+                                 f"   # was weight_decay={wd:g}")
+        else:
+            cause = "No optimizer weight decay is set: something else pulls the weights to zero (an L2 penalty in the loss?)."
+            fix = Recommendation("fix", "Lower the coefficient of the L2 penalty added to the loss.",
+                                 "l2 = sum(p.pow(2).sum() for n, p in model.named_parameters() if p.dim() > 1)\n"
+                                 "loss = loss_fn(model(x), y) + 1e-5 * l2   # a coefficient this small, or none")
+        yield self.finding(
+            severity="high" if shrink <= thr / 10 else "medium", confidence=0.85 if wd > 0 else 0.7,
+            title=f"Weights collapse towards zero: the median weight norm shrank to {fmt(shrink)}x over {span}",
+            description=(f"Over {span}, the norms of {len(ws['per_tensor'])} weight tensors shrank to a median "
+                         f"{fmt(shrink)}x of their first value ({worst} to {fmt(ws['per_tensor'][worst])}x). {cause}"),
+            location=module, step=ws["first_step"],
+            evidence={"median_shrink": shrink, "per_tensor_shrink": dict(sorted(ws["per_tensor"].items(), key=lambda kv: kv[1])[:10]),
+                      "weight_decay": wd, "lr": lr, "optimizer": opt, "first_step": ws["first_step"], "last_step": ws["last_step"]},
+            recommendations=[fix, Recommendation(
+                "best_practice", "Do not decay biases and normalisation weights.",
+                "decay = [p for n, p in model.named_parameters() if p.dim() > 1]\n"
+                "no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]\n"
+                "optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': 1e-2},\n"
+                "                               {'params': no_decay, 'weight_decay': 0.0}], lr=1e-3)")],
+        )
+
+
+def _per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One value per validation pass: the mean of the calls made at the same step."""
+    keep = np.isfinite(values)
+    steps, values = steps[keep], values[keep]
+    uniq = np.unique(steps)
+    return uniq, np.array([float(values[steps == s].mean()) for s in uniq])
+
+
+class Overfitting(Rule):
+    """The validation loss rises while the training loss keeps falling: the model memorises the training set.
+
+    ## What it detects
+    Validation losses (loss calls without grad, recorded as `<loss>[val]`), averaged per validation
+    pass. With at least `overfit_min_evals` (default 4) passes: the last two passes are both at
+    least `overfit_rise` (default 10%) above the best one, which is not among the last two, while
+    the smoothed training loss fell by at least `overfit_train_drop` (default 5%) from the step of
+    the best validation pass to the end.
+
+    ## Why is this bad?
+    Every step after the best validation pass makes the model worse on new data; the final weights
+    generalise worse than an earlier checkpoint.
+
+    ## Example
+    ```python
+    model = nn.Sequential(nn.Linear(20, 512), nn.ReLU(), nn.Linear(512, 10))   # 200 training samples,
+    for epoch in range(200): ...                                              # no regularisation
+    ```
+
+    ## Recommended fix
+    Keep the best checkpoint (early stopping on the validation loss), add regularisation (weight
+    decay, dropout, data augmentation), use a smaller model or more data.
+
+    ## Known problems
+    Needs validation losses computed with the functional losses (or loss modules) under
+    `torch.no_grad()`. A validation set that is very small is noisy; its rise may be chance.
+    """
+
+    code = "GEN001"
+    kind = "overfitting"
+    category = "model"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        train = ctx.loss.finite()
+        if len(train) < ctx.t.min_steps:
+            return
+        w = window(len(train))
+        smooth = running_median(train.values, w)
+        rise_thr = ctx.threshold("overfit_rise", OVERFIT_RISE)
+        for e in ctx.record.entities("loss"):
+            if e.info.get("phase") != "val":
+                continue
+            s = ctx.record.series(e.name, "val_loss", kind="loss")
+            steps, vals = _per_evaluation(s.steps, s.values)
+            if len(vals) < ctx.threshold("overfit_min_evals", OVERFIT_MIN_EVALS):
+                continue
+            b = int(np.argmin(vals))
+            best = float(vals[b])
+            if b >= len(vals) - 2 or best <= 0 or min(vals[-2:]) < best * (1 + rise_thr):
+                continue
+            at_best = float(smooth[min(np.searchsorted(train.steps, steps[b], side="right"), len(smooth)) - 1])
+            end = float(smooth[-1])
+            if end > at_best * (1 - ctx.threshold("overfit_train_drop", OVERFIT_TRAIN_DROP)):
+                continue
+            rise = float(vals[-1] / best - 1)
+            yield self.finding(
+                severity="high" if rise >= 0.5 else "medium", confidence=0.8,
+                title=f"Overfitting: validation loss rose {rise:.0%} above its best while the training loss kept falling",
+                description=(f"The validation loss ({e.name}) was best at {fmt(best)} at step {int(steps[b])} and ended at "
+                             f"{fmt(float(vals[-1]))} after {len(vals)} validation passes, while the smoothed training loss "
+                             f"fell from {fmt(at_best)} to {fmt(end)}. The model is memorising the training set; the "
+                             f"checkpoint of step {int(steps[b])} generalises better than the final one."),
+                location=None, step=int(steps[b]),
+                evidence={"best_val_loss": best, "best_val_step": int(steps[b]), "final_val_loss": float(vals[-1]),
+                          "val_rise": rise, "train_loss_at_best": at_best, "final_train_loss": end,
+                          "val_loss": {"steps": steps.tolist()[-12:], "values": vals.tolist()[-12:]}},
+                recommendations=[
+                    Recommendation("fix", "Stop early: keep the weights of the best validation pass.",
+                                   "best, bad = float('inf'), 0\nfor epoch in range(epochs):\n    train_one_epoch()\n"
+                                   "    val = evaluate()\n    if val < best:\n        best, bad = val, 0\n"
+                                   "        torch.save(model.state_dict(), 'best.pt')\n    else:\n        bad += 1\n"
+                                   "        if bad >= 3:\n            break\nmodel.load_state_dict(torch.load('best.pt'))"),
+                    Recommendation("fix", "Regularise: weight decay and dropout (and data augmentation where it applies).",
+                                   "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)\n"
+                                   "model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Dropout(0.3), nn.Linear(h, c))"),
+                ],
+            )
+
+
+class SaturatedActivations(Rule):
+    """Most outputs of a sigmoid/tanh layer sit at a bound, where the derivative is ~0.
+
+    ## What it detects
+    On sampled steps, the fraction of a Sigmoid/Tanh/Hardtanh/Hardsigmoid layer's outputs within 1%
+    of a bound (|tanh| > 0.99, sigmoid < 0.01 or > 0.99). A layer is flagged when that fraction is
+    at least `saturated_fraction` (default 50%) on at least half of its samples. The last leaf
+    module of a model (an output sigmoid that is confident by design) is skipped. The statistics of
+    the layer feeding it are cited, and whether it was saturated from the first step.
+
+    ## Why is this bad?
+    A saturated unit passes almost no gradient (sigmoid' < 0.01, tanh' < 0.02 there): the layers
+    before it stop learning and the loss stalls.
+
+    ## Example
+    ```python
+    h = torch.tanh(self.fc(x * 255))          # pre-activations in the hundreds: every unit at +-1
+    ```
+
+    ## Recommended fix
+    Keep the pre-activations near unit scale: normalise the inputs, Xavier-initialise the layer
+    feeding the activation, add a LayerNorm/BatchNorm before it; or use ReLU/GELU in hidden layers.
+
+    ## Known problems
+    Gates (sigmoid in LSTMs or attention-like modules) saturate on purpose. Activations called as
+    functions (`torch.tanh`) are not seen.
+    """
+
+    code = "ACT002"
+    kind = "saturated_activations"
+    category = "activation"
+    explains = ("vanishing_gradients", "loss_not_decreasing")
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        thr = ctx.threshold("saturated_fraction", SATURATED_FRACTION)
+        last: dict[str | None, str] = {}
+        for e in ctx.leaf_modules_in_order():
+            last[e.model] = e.name
+        for name, s in ctx.module_stat("saturated_frac").items():
+            e = ctx.modules.get(name)
+            if e is None or last.get(e.model) == name:
+                continue
+            f = s.finite()
+            if not len(f):
+                continue
+            bad = f.values >= thr
+            if bad.mean() < 0.5:
+                continue
+            frac = float(np.median(f.values))
+            from_init = bool(bad[0])
+            first_bad = int(f.steps[np.argmax(bad)])
+            prev = ctx.previous_layer(name)
+            evidence: dict[str, Any] = {"saturated_fraction": frac, "samples": len(f), "from_first_step": from_init,
+                                        "saturated_fraction_series": ctx.evidence_series(f)}
+            cause = ""
+            if prev is not None:
+                std = ctx.record.series(prev.name, "std", kind="module").finite()
+                mean = ctx.record.series(prev.name, "mean", kind="module").finite()
+                if len(std) and len(mean):
+                    evidence.update(feeding_layer=prev.name, pre_activation_std=float(std.values[0]),
+                                    pre_activation_mean=float(mean.values[0]))
+                    cause = (f" The layer feeding it, {prev.name}, outputs std {fmt(float(std.values[0]))} "
+                             f"(mean {fmt(float(mean.values[0]))}) at the first sample: pre-activations that large saturate.")
+            when = ("from the first step, so the initialisation or the input scale" if from_init
+                    else f"from step {first_bad} on, so weights that grew during training")
+            layer = prev.name if prev is not None else None
+            gain = "'tanh'" if e.type in ("Tanh", "Hardtanh") else "'sigmoid'"
+            yield self.finding(
+                severity="high" if frac >= 0.9 else "medium", confidence=0.85,
+                title=f"{frac:.0%} of the outputs of {name} ({e.type}) are saturated at a bound",
+                description=(f"{name} ({e.type}) outputs within 1% of a bound for {frac:.0%} of its values (median over "
+                             f"{len(f)} sampled steps), {when} put them there.{cause} Saturated units pass almost no gradient."),
+                location=name, step=first_bad, evidence=evidence,
+                recommendations=[
+                    Recommendation("fix", f"Xavier-initialise {layer or 'the layer feeding it'} and normalise its input "
+                                   "(a LayerNorm before the activation).",
+                                   (f"nn.init.xavier_uniform_({module_ref(layer)}.weight, gain=nn.init.calculate_gain({gain}))\n"
+                                    f"nn.init.zeros_({module_ref(layer)}.bias)\n" if layer else "")
+                                   + "# and in the model: nn.Linear(d, h), nn.LayerNorm(h), nn.Tanh()"),
+                    Recommendation("best_practice", "Use a non-saturating activation in hidden layers.",
+                                   "nn.GELU()  # or nn.ReLU(), instead of nn.Tanh()/nn.Sigmoid()"),
+                ],
+            )

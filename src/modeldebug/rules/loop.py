@@ -9,7 +9,7 @@ import numpy as np
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 
-__all__ = ["MissingZeroGrad", "TrainModeMisuse", "is_mode_sensitive"]
+__all__ = ["MissingZeroGrad", "TrainModeMisuse", "is_mode_sensitive", "validation_steps"]
 
 #: missing_zero_grad: carried-over gradients smaller than this fraction of the previous step's
 #: gradient norm count as cleared (e.g. decayed on purpose), not carried.
@@ -29,6 +29,18 @@ _MODE_SENSITIVE_PREFIXES = ("Dropout", "AlphaDropout", "FeatureAlphaDropout", "B
 def is_mode_sensitive(module_type: str | None) -> bool:
     """Does a module of this type behave differently in `train()` and `eval()` mode?"""
     return bool(module_type) and module_type.startswith(_MODE_SENSITIVE_PREFIXES)  # type: ignore[union-attr]
+
+
+def validation_steps(ctx: Context) -> list[int]:
+    """Steps whose gap before the forward pass held a validation pass (validation losses were recorded).
+
+    A validation pass runs between two optimizer steps and is recorded under the step that follows.
+    """
+    steps: set[int] = set()
+    for e in ctx.record.entities("loss"):
+        if e.info.get("phase") == "val":
+            steps.update(int(s) for s in ctx.record.series(e.name, "val_loss", kind="loss").steps)
+    return sorted(steps)
 
 
 def _is_batchnorm(module_type: str | None) -> bool:
@@ -87,7 +99,8 @@ class MissingZeroGrad(Rule):
     code = "LOP001"
     kind = "missing_zero_grad"
     category = "optimizer"
-    explains = ("exploding_gradients", "loss_diverging", "loss_oscillating", "nonfinite", "lr_too_high")
+    explains = ("exploding_gradients", "loss_diverging", "loss_oscillating", "loss_not_decreasing", "nonfinite",
+                "lr_too_high")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -104,13 +117,18 @@ class MissingZeroGrad(Rule):
             big = np.where(np.isfinite(prev_norm) & (prev_norm > 0), carried >= frac * prev_norm, carried > 0)
             carried_over = (zero_grad == 0) & np.isfinite(carried) & (carried > 0) & big
         optimizer_run = bool(stepped.any())
+        # No zero_grad call and no finite carried norm: the gradients were cleared by hand
+        # (`p.grad = None`) or were not finite; either way nothing to judge on that step.
+        unknown = (zero_grad == 0) & ~np.isfinite(carried)
         if optimizer_run:
             # Only gradients carried ACROSS an optimizer step are a bug; between the backward
             # passes of one step they are accumulation.
-            judged = np.concatenate([[False], stepped[:-1]])
+            judged = np.concatenate([[False], stepped[:-1]]) & ~unknown
             needed = ctx.threshold("missing_zero_grad_fraction", MISSING_ZERO_GRAD_FRACTION)
         else:
             judged = np.arange(len(steps)) >= 1
+            if unknown[1:].any():
+                return  # cleared by hand at least once: accumulation in a hand-written loop
             needed = 1.0  # no optimizer: flag only gradients that are never cleared at all
         bad = carried_over & judged
         n_judged, n_bad = int(judged.sum()), int(bad.sum())
@@ -131,7 +149,7 @@ class MissingZeroGrad(Rule):
             f"On {where}, the first backward pass found the previous step's gradients still in place: no "
             f"zero_grad() ran since the last update, so backward() added onto them and {opt} stepped on the "
             "sum of all gradients so far."
-            + (f" The carried gradient was {fmt(ratio)}x the previous step's gradient norm (median)." if ratio else "")
+            + (f" The carried gradient was {ratio:.2f}x the previous step's gradient norm (median)." if ratio else "")
             + (f" The gradient norm went from {fmt(early)} (first steps) to {fmt(late)} (last steps), {fmt(growth)}x."
                if growth is not None else "")
             + ("" if share > 0.95 or not optimizer_run else
@@ -259,7 +277,7 @@ class TrainModeMisuse(Rule):
                 return None
         first = int(col.steps[onset])
         from_start = onset == 0
-        val_steps = self._validation_steps(ctx)
+        val_steps = validation_steps(ctx)
         val_before = [s for s in val_steps if s <= first]
         has_bn = any(_is_batchnorm(sensitive[n].type) for n in in_eval)
         types = sorted({sensitive[n].type for n in in_eval})
@@ -307,7 +325,7 @@ class TrainModeMisuse(Rule):
         if has_bn:
             effects.append("BatchNorm normalises with the validation batch and updates its running statistics "
                            "with validation data, changing the model it evaluates")
-        val = self._validation_steps(ctx)
+        val = validation_steps(ctx)
         passes = int(counts.sum())
         first = int(steps_with[0])
         return self.finding(
@@ -334,11 +352,3 @@ class TrainModeMisuse(Rule):
         if held is None:
             return None
         return {e.model for n, e in ctx.params.items() if n in held and e.model}
-
-    @staticmethod
-    def _validation_steps(ctx: Context) -> list[int]:
-        steps: set[int] = set()
-        for e in ctx.record.entities("loss"):
-            if e.info.get("phase") == "val":
-                steps.update(int(s) for s in ctx.record.series(e.name, "val_loss", kind="loss").steps)
-        return sorted(steps)

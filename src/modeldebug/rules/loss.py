@@ -96,6 +96,46 @@ class LossDiverging(Rule):
         )
 
 
+def chance_loss(ctx: Context) -> tuple[float, str] | None:
+    """The loss a classifier gets by ignoring its input and predicting the label frequencies.
+
+    Cross-entropy/NLL: the entropy of the class histogram seen in the training loss calls. Binary
+    cross-entropy on 0/1 targets: the binary entropy of the positive rate. None when unknown (other
+    losses, label smoothing, several training losses).
+    """
+    train = [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
+    if len(train) != 1:
+        return None
+    e = train[0]
+    kwargs = e.info.get("kwargs", {})
+    if kwargs.get("reduction", "mean") != "mean" or kwargs.get("label_smoothing", 0.0):
+        return None
+    if e.type in ("cross_entropy", "nll_loss"):
+        hists = ctx.record.histograms(e.name, kind="loss")
+        if not hists:
+            return None
+        counts = np.sum([np.asarray(h[3][:-1], dtype=float) for h in hists], axis=0)
+        if counts.sum() <= 0:
+            return None
+        p = counts[counts > 0] / counts.sum()
+        return float(-(p * np.log(p)).sum()), f"the entropy of the label frequencies over {len(counts)} classes"
+    if e.type in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
+        lo = ctx.record.series(e.name, "tgt_min", kind="loss").finite().values
+        hi = ctx.record.series(e.name, "tgt_max", kind="loss").finite().values
+        mean = ctx.record.series(e.name, "tgt_mean", kind="loss").finite().values
+        if not len(mean) or lo.min() < 0 or hi.max() > 1:
+            return None
+        q = float(np.mean(mean))
+        if not 0 < q < 1:
+            return None
+        return float(-(q * np.log(q) + (1 - q) * np.log(1 - q))), "the entropy of the positive rate"
+    return None
+
+
+#: A classifier that learned anything from its inputs ends at least this fraction below chance.
+CHANCE_MARGIN = 0.03
+
+
 class LossNotDecreasing(Rule):
     """The training loss never improved meaningfully on its starting value.
 
@@ -103,6 +143,11 @@ class LossNotDecreasing(Rule):
     After at least `min_steps` steps, the best smoothed loss improved on the starting loss (median
     of the first window) by less than `min_improvement` (default 1%) relatively, or by no more than
     the loss's own step-to-step noise (median absolute difference between consecutive steps).
+    For classifiers it also compares the loss with chance: the loss of predicting the label
+    frequencies and ignoring the input (the entropy of the labels seen by the loss, ln C for C
+    balanced classes). A final loss (median of the last fifth of the run) within `chance_margin`
+    (default 3%) of chance means the model has learned nothing from its inputs, even if the loss
+    fell from a badly calibrated start.
 
     ## Why is this bad?
     A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.
@@ -141,7 +186,33 @@ class LossNotDecreasing(Rule):
         gain = start - best
         rel = gain / (abs(start) + 1e-12)
         noise = float(np.median(np.abs(np.diff(v)))) if len(v) > 1 else 0.0
-        if rel >= ctx.t.min_improvement and gain > noise:
+        chance = chance_loss(ctx)
+        # The level it ends at (median of the last fifth): the running minimum is biased low by
+        # minibatch noise, which would hide a model that hovers at chance.
+        final = float(np.median(v[-max(w, len(v) // 5):]))
+        margin = ctx.threshold("chance_margin", CHANCE_MARGIN)
+        at_chance = chance is not None and final >= chance[0] * (1 - margin)
+        if rel >= ctx.t.min_improvement and gain > noise and not at_chance:
+            return
+        if at_chance and chance is not None:
+            yield self.finding(
+                severity="high" if final >= chance[0] else "medium", confidence=0.85,
+                title=f"Loss is stuck at chance: {fmt(final)} at the end vs {fmt(chance[0])} for predicting the label frequencies",
+                description=(f"After {len(v)} steps the training loss ends at {fmt(final)}, within {margin:.0%} of {fmt(chance[0])}, "
+                             f"{chance[1]}: the model predicts how often each class occurs and ignores its input. "
+                             "The inputs carry no usable signal for the labels (misaligned or shuffled labels, "
+                             "a broken input pipeline), or the model cannot use them."),
+                step=int(s.steps[0]),
+                evidence={"start_loss": start, "final_loss": final, "chance_loss": chance[0], "chance": chance[1],
+                          "steps": len(v), "lr": ctx.lr, "loss": ctx.evidence_series(s)},
+                recommendations=[
+                    Recommendation("fix", "Check that inputs and labels are still paired: look at a few (x, y) pairs, and shuffle them together.",
+                                   "perm = torch.randperm(len(x))\nx, y = x[perm], y[perm]          # one permutation for both\n"
+                                   "print(y[:10], x[:10].mean(1))   # eyeball that labels follow inputs"),
+                    Recommendation("fix", "Overfit one small batch: if even that stays at chance, the bug is in the model or loss wiring.",
+                                   "x, y = next(iter(loader))\nfor i in range(300):\n    optimizer.zero_grad()\n    loss_fn(model(x), y).backward()\n    optimizer.step()"),
+                ],
+            )
             return
         severity = "high" if rel <= 0.001 else "medium"
         yield self.finding(

@@ -4,12 +4,13 @@ The logic, in order:
 1. Each rule declares the kinds it `explains` (a dead ReLU layer explains vanishing gradients and a
    flat loss; exploding gradients explain a diverging loss and the NaN that follows).
 2. A finding is a symptom when another finding in the same run explains its kind (and is not itself
-   explained by it). Steps are not compared: detectors see a cause at different delays (the loss
-   turns before the gradient norm crosses its threshold), so the causal graph decides. It is removed
+   explained by it) and did not begin clearly later: detectors see a cause at different delays (the
+   loss turns before the gradient norm crosses its threshold), so a cause may start up to
+   `max(3, 5% of the run)` steps after its symptom, not more. It is removed
    from the list and attached to its cause under `evidence["symptoms"]`, its title and step kept.
    The cause's severity is raised to its worst symptom's.
-3. What remains is sorted by severity, then by how many symptoms a finding explains (a cause that
-   explains more is more central), then confidence, then the earliest step.
+3. What remains is sorted by severity, then by the step it began (a cause starts no later than
+   what it causes), then by how many symptoms it explains, then confidence.
 Runtime crashes are never folded: they are what the user saw last, and they sort by severity.
 """
 
@@ -20,17 +21,22 @@ from .base import RULES, SEVERITY_ORDER, Finding
 __all__ = ["rank"]
 
 
-def _explains(cause: Finding, symptom: Finding) -> bool:
+def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     rule = RULES.get(cause.code)
-    return rule is not None and cause is not symptom and symptom.kind in rule.explains
+    if rule is None or cause is symptom or symptom.kind not in rule.explains:
+        return False
+    if cause.step is not None and symptom.step is not None and cause.step > symptom.step + slack:
+        return False
+    return True
 
 
-def rank(findings: list[Finding]) -> list[Finding]:
+def rank(findings: list[Finding], n_steps: int = 0) -> list[Finding]:
     """Fold symptoms into their causes and sort: most important first."""
+    slack = max(3, n_steps // 20)
     roots: list[Finding] = []
     folded: dict[int, Finding] = {}
     for f in findings:
-        causes = [c for c in findings if _explains(c, f) and not _explains(f, c)]
+        causes = [c for c in findings if _explains(c, f, slack) and not _explains(f, c, slack)]
         if causes:
             folded[id(f)] = max(causes, key=lambda c: (SEVERITY_ORDER[c.severity], c.confidence))
     for f in findings:
@@ -47,5 +53,5 @@ def rank(findings: list[Finding]) -> list[Finding]:
             {"code": f.code, "kind": f.kind, "title": f.title, "step": f.step, "severity": f.severity})
         if SEVERITY_ORDER[f.severity] > SEVERITY_ORDER[cause.severity]:
             cause.severity = f.severity
-    return sorted(roots, key=lambda f: (-SEVERITY_ORDER[f.severity], -len(f.evidence.get("symptoms", [])),
-                                        -f.confidence, f.step if f.step is not None else 1 << 30))
+    return sorted(roots, key=lambda f: (-SEVERITY_ORDER[f.severity], f.step if f.step is not None else 1 << 30,
+                                        -len(f.evidence.get("symptoms", [])), -f.confidence))

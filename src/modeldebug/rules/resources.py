@@ -1,8 +1,456 @@
-# IMPLEMENTER: before writing anything, read /tmp/helper_common.md (project context, venv path,
-# the rules of the work: thresholds via ctx.threshold, tests, scenario format '# expect: <kind>',
-# which files you may touch, no commits). Delete this comment when you are done.
-"""Resource rules: memory growth, data-loader bottlenecks, slow steps."""
+"""Resource rules: memory that keeps growing, steps that wait for data, steps that get slower.
+
+Timings come from a possibly busy machine, so these rules judge large effects over many steps
+with robust statistics (medians, a Theil-Sen slope), relative to the run's own early behaviour.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..record import Series
+from .base import Finding, Recommendation, Rule
+from .context import Context, fmt
+from .loop import validation_steps
+
+__all__ = ["DataloaderBottleneck", "MemoryGrowth", "SlowStep"]
+
+#: memory_growth: growth over the run, as a fraction of the run's own early level, that is flagged
+#: without a known cause.
+MEMORY_GROWTH = 0.1
+#: memory_growth: the same, when the run shows a cause (loss tensors kept alive, autograd left on in
+#: eval-mode passes): a steady leak with a known cause needs less evidence.
+MEMORY_GROWTH_WITH_CAUSE = 0.002
+#: dataloader_bottleneck: share of step time spent waiting for the next batch.
+DATALOADER_SHARE = 0.5
+#: slow_step: median step time at the end over the median after warm-up.
+SLOW_STEP_GROWTH = 2.0
+#: slow_step: a step this many times the median step time is a stall.
+SLOW_STEP_SPIKE = 5.0
+#: slow_step: share of the run's time that periodic stalls must cost.
+SLOW_STEP_SPIKE_SHARE = 0.3
+
+# live_losses counts the previous 7 steps' losses still held (see docs/record.md); 6 or more at
+# the median means every loss is being kept, not just the last one for logging.
+_KEPT_LOSSES = 6
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 150) -> float:
+    """Median of pairwise slopes: robust to spikes and page-sized jumps (points subsampled evenly)."""
+    if len(x) > max_points:
+        idx = np.linspace(0, len(x) - 1, max_points).astype(int)
+        x, y = x[idx], y[idx]
+    dx = x[None, :] - x[:, None]
+    dy = y[None, :] - y[:, None]
+    upper = dx > 0
+    return float(np.median(dy[upper] / dx[upper])) if upper.any() else 0.0
+
+
+def _validation_mask(ctx: Context) -> np.ndarray:
+    """Steps whose time includes a validation pass (by position in the steps table): validation
+    losses were recorded, or forward passes ran without grad in train mode."""
+    steps = ctx.record.column("t_step").steps
+    mask = np.isin(steps, validation_steps(ctx)) | (np.nan_to_num(ctx.record.column("fwd_train_mode_nograd").values) > 0)
+    # Something on most steps is not a periodic validation pass (e.g. a teacher model): keep them.
+    return mask if mask.mean() < 0.5 else np.zeros(len(steps), dtype=bool)
+
+
+class MemoryGrowth(Rule):
+    """Process or GPU memory keeps growing step after step: something holds on to every step's tensors.
+
+    ## What it detects
+    A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's resident memory
+    (`rss_mb`) in the second half of the run: a positive Theil-Sen slope, rising from quarter to
+    quarter, larger than five times its own noise. Allocator warm-up at the start is ignored. The
+    growth over the run is compared with the run's own early level: flagged from `memory_growth`
+    (default 10%), or from `memory_growth_with_cause` (default 0.2%) when the run shows why: loss
+    tensors of earlier steps still alive (`history.append(loss)`), or forward passes in eval mode
+    with autograd on (validation without `torch.no_grad()`). Loss tensors kept alive without
+    measurable growth are reported at low severity.
+
+    ## Why is this bad?
+    A leak grows without bound: a run that fits in memory for 100 steps runs out after 100,000,
+    hours in. A kept loss tensor keeps its autograd graph; a kept loss from a pass without
+    `no_grad()` keeps every activation of that pass.
+
+    ## Example
+    ```python
+    history.append(loss)              # the tensor and its graph, every step
+    total_val += loss_fn(model(xv), yv)   # validation with autograd on: every activation kept
+    ```
+
+    ## Recommended fix
+    Keep numbers, not tensors: `loss.item()`; run validation under `torch.no_grad()`; detach what
+    you store (`out.detach().cpu()`).
+
+    ## Known problems
+    A cache filled on purpose during the first epoch looks like a leak when the run is that short.
+    Resident memory also grows with Python objects outside PyTorch; the cause is then not named.
+    """
+
+    code = "MEM001"
+    kind = "memory_growth"
+    category = "memory"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        min_steps = int(ctx.t.min_steps)
+        kept = self._kept_losses(ctx)
+        eval_grad = int(np.nansum(ctx.record.column("fwd_eval_mode").values))
+        best: tuple[float, str, dict] | None = None
+        for col in ("cuda_mb", "rss_mb"):
+            growth = self._steady_growth(ctx.record.column(col).finite(), min_steps)
+            if growth is None:
+                continue
+            rel = growth["growth_mb"] / growth["level_mb"]
+            needed = ctx.threshold("memory_growth", MEMORY_GROWTH)
+            if kept or eval_grad:
+                needed = min(needed, ctx.threshold("memory_growth_with_cause", MEMORY_GROWTH_WITH_CAUSE))
+            if rel >= needed and (best is None or rel > best[0]):
+                best = (rel, col, growth)
+        if best is not None:
+            yield self._growth_finding(ctx, *best, kept=kept, eval_grad=eval_grad)
+        elif kept:
+            yield self._kept_finding(ctx, kept)
+
+    @staticmethod
+    def _kept_losses(ctx: Context) -> dict | None:
+        live = ctx.record.column("live_losses")
+        v = live.values[live.steps >= 8]  # the window is full from step 8
+        v = v[np.isfinite(v)]
+        if len(v) < 4 or np.median(v) < _KEPT_LOSSES:
+            return None
+        return {"median_live_losses": float(np.median(v)), "first_step": int(live.steps[np.argmax(live.values >= _KEPT_LOSSES)])}
+
+    @staticmethod
+    def _steady_growth(s: Series, min_steps: int) -> dict | None:
+        n = len(s)
+        if n < max(min_steps, 20):
+            return None
+        x, v = s.steps.astype(float), s.values
+        level = float(np.median(v[n // 10: n // 2]))
+        if level <= 0:
+            return None
+        lx, lv = x[n // 2:], v[n // 2:]
+        slope = _theil_sen(lx, lv)
+        if slope <= 0:
+            return None
+        resid = lv - slope * lx
+        noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        late_growth = slope * (lx[-1] - lx[0])
+        quarters = [float(np.median(q)) for q in np.array_split(lv, 4)]
+        rising = all(b >= a for a, b in zip(quarters, quarters[1:])) and quarters[-1] > quarters[0]
+        if late_growth <= 5 * noise or not rising:
+            return None
+        end = float(np.median(v[-max(3, n // 20):]))
+        rate = _theil_sen(x[n // 10:], v[n // 10:])  # MiB per step after warm-up, for the projection
+        # Where it began: the first step after warm-up a tenth of the way from the level to the end.
+        above = np.flatnonzero(v[n // 10:] >= level + 0.1 * max(end - level, 0.0))
+        since = int(s.steps[n // 10 + above[0]]) if len(above) else int(s.steps[n // 2])
+        return {"level_mb": level, "end_mb": end, "growth_mb": max(end - level, late_growth),
+                "slope_mb_per_step": max(rate, slope), "late_quarter_medians_mb": quarters, "noise_mb": noise,
+                "steps": n, "since_step": since}
+
+    def _growth_finding(self, ctx: Context, rel: float, col: str, g: dict, *, kept: dict | None,
+                        eval_grad: int) -> Finding:
+        what = "GPU memory held by tensors" if col == "cuda_mb" else "Process memory (RSS)"
+        causes, recs = [], []
+        if kept:
+            causes.append(f"loss tensors of earlier steps stay alive ({fmt(kept['median_live_losses'])} of the last 7 "
+                          "at the median): something stores the loss tensor itself, which keeps its autograd graph")
+            recs.append(Recommendation("fix", "Store the loss as a Python number, not the tensor.",
+                                       "history.append(loss.item())     # not history.append(loss)\n"
+                                       "running_loss += loss.item()     # not running_loss += loss"))
+        if eval_grad:
+            causes.append(f"{eval_grad} forward passes ran in eval mode with autograd on (validation without "
+                          "torch.no_grad()): any output or loss kept from them keeps all their activations")
+            recs.append(Recommendation("fix", "Run validation without autograd.",
+                                       "model.eval()\nwith torch.no_grad():\n"
+                                       "    val_loss += loss_fn(model(x_val), y_val).item()\nmodel.train()"))
+        if not recs:
+            recs.append(Recommendation("fix", "Keep numbers or detached copies, never tensors that carry a graph.",
+                                       "history.append(loss.item())\n"
+                                       "outputs.append(out.detach().cpu())   # not outputs.append(out)\n"
+                                       "with torch.no_grad():                # around validation and metrics\n"
+                                       "    ..."))
+        recs.append(Recommendation("best_practice", "Find what grows: compare live tensors between two steps.",
+                                   "import gc, collections, torch\n"
+                                   "count = lambda: collections.Counter(tuple(o.shape) for o in gc.get_objects()\n"
+                                   "                                    if torch.is_tensor(o))\n"
+                                   "before = count(); ...one more step...; print(count() - before)"))
+        per_1000 = g["slope_mb_per_step"] * 1000
+        cause = (" Likely cause: " + "; ".join(causes) + ".") if causes else (
+            " No kept loss tensors were seen: look for tensors appended to a list or added to a running total "
+            "every step, or a cache without a bound.")
+        return self.finding(
+            severity="high" if rel >= 0.5 else "medium", confidence=0.85 if causes else 0.7,
+            title=f"{what} grew steadily from {fmt(g['level_mb'])} to {fmt(g['end_mb'])} MiB "
+                  f"(+{fmt(rel * 100)}%, {fmt(per_1000)} MiB per 1000 steps)",
+            description=(f"{what} kept rising from step {g['since_step']} on, through the second half of the run, "
+                         f"at {fmt(g['slope_mb_per_step'] * 1024)} KiB per step, every quarter higher than the last: "
+                         f"{', '.join(fmt(q) for q in g['late_quarter_medians_mb'])} MiB. At this rate 100,000 steps "
+                         f"need {fmt(per_1000 * 100)} MiB more.{cause}"),
+            step=g["since_step"],
+            evidence={"series": col, "growth_fraction": rel, **g, "kept_losses": kept, "eval_mode_grad_passes": eval_grad,
+                      col: ctx.evidence_series(ctx.record.column(col).finite())},
+            recommendations=recs,
+        )
+
+    def _kept_finding(self, ctx: Context, kept: dict) -> Finding:
+        return self.finding(
+            severity="low", confidence=0.6,
+            title="Loss tensors of earlier steps are kept alive, each with its autograd graph",
+            description=(f"From step {kept['first_step']}, {fmt(kept['median_live_losses'])} of the previous 7 steps' "
+                         "loss tensors were still alive at the median. Memory did not grow measurably in this run, "
+                         "but a list that keeps every loss grows with the run."),
+            step=kept["first_step"], evidence=kept,
+            recommendations=[Recommendation("fix", "Store the loss as a Python number, not the tensor.",
+                                            "history.append(loss.item())     # not history.append(loss)")],
+        )
+
+
+_LOADER_FIX = ("loader = DataLoader(dataset, batch_size=64, shuffle=True,\n"
+               "                    num_workers=4,            # prepare batches in parallel with training\n"
+               "                    pin_memory=True,          # faster copies to the GPU\n"
+               "                    persistent_workers=True,  # keep the workers between epochs\n"
+               "                    prefetch_factor=4)")
+_NO_LOADER_FIX = ("class Batches(torch.utils.data.Dataset):\n"
+                  "    def __getitem__(self, i): return prepare(i)   # the per-batch work of the loop\n"
+                  "    def __len__(self): return num_batches\n"
+                  "loader = DataLoader(Batches(), batch_size=None, num_workers=4, persistent_workers=True)")
+
+
+class DataloaderBottleneck(Rule):
+    """Training waits for data: most of each step is spent fetching the next batch.
+
+    ## What it detects
+    The share of step time spent waiting for the next batch: inside the `DataLoader` iterator when
+    the run uses one, otherwise the time between the end of a step and the next forward pass.
+    Flagged when the total share is at least `dataloader_share` (default 50%) and the median step's
+    share at least half of that, so a few slow steps (worker start-up) do not decide alone. The
+    first step and steps that include a validation pass are left out.
+
+    ## Why is this bad?
+    The model (and the GPU) idles while the batch is prepared: the run takes 1 / (1 - share) times
+    longer than its compute needs.
+
+    ## Example
+    ```python
+    class Images(Dataset):
+        def __getitem__(self, i):
+            return heavy_decode_and_augment(self.files[i])     # in the training process
+    loader = DataLoader(Images(), batch_size=64)                # num_workers=0
+    ```
+
+    ## Recommended fix
+    `num_workers` > 0 (prepare batches in parallel), `pin_memory=True` and `persistent_workers=True`,
+    a larger `prefetch_factor`; move expensive per-sample work out of `__getitem__` (decode once and
+    cache, augment on the GPU in batches).
+
+    ## Known problems
+    Without a `DataLoader`, the time between steps also holds logging and any other work the loop
+    does there; the finding then has lower confidence. A run that starts new loader workers every
+    epoch but rarely waits otherwise is not flagged.
+    """
+
+    code = "PRF001"
+    kind = "dataloader_bottleneck"
+    category = "performance"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        rec = ctx.record
+        t_step = rec.column("t_step").values
+        t_loader = rec.column("t_loader").values
+        t_data = rec.column("t_data").values
+        keep = np.isfinite(t_step) & (t_step > 0) & ~_validation_mask(ctx)
+        keep[:1] = False  # the first step's time includes everything before training
+        if keep.sum() < max(ctx.t.min_steps, 10):
+            return
+        uses_loader = bool(np.mean(np.nan_to_num(t_loader[keep]) > 0) >= 0.5)
+        wait = np.nan_to_num(t_loader if uses_loader else t_data)[keep]
+        step = t_step[keep]
+        share = float(wait.sum() / step.sum())
+        median_share = float(np.median(np.minimum(wait / step, 1.0)))
+        needed = ctx.threshold("dataloader_share", DATALOADER_SHARE)
+        if share < needed or median_share < needed / 2:
+            return
+        compute = float(np.median(step - np.nan_to_num(t_data[keep])))
+        where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
+        speedup = 1 / max(1 - share, 1e-6)
+        recs = ([Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
+                                _LOADER_FIX),
+                 Recommendation("optimization", "Make each sample cheaper: decode once and cache, and move "
+                                "augmentation to the GPU on whole batches.",
+                                "x = augment(x.to(device, non_blocking=True))   # batched, after the loader")]
+                if uses_loader else
+                [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
+                                "next batch is ready when the step ends.", _NO_LOADER_FIX)])
+        yield self.finding(
+            severity="medium", confidence=0.85 if uses_loader else 0.6,
+            title=f"Training waits for data: {share:.0%} of step time is spent {where}",
+            description=(f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
+                         f"waiting for the next batch ({where}); the median step waited {fmt(float(np.median(wait)) * 1e3)} ms "
+                         f"for {fmt(compute * 1e3)} ms of forward, backward and optimizer work. With the data ready in time "
+                         f"the run would be up to {fmt(speedup)}x faster."
+                         + ("" if uses_loader else " No DataLoader was used: this time also includes whatever "
+                            "else the loop does between steps.")),
+            step=int(rec.column("t_step").steps[keep][0]),
+            evidence={"wait_share": share, "median_step_wait_share": median_share, "uses_dataloader": uses_loader,
+                      "median_wait_ms": float(np.median(wait)) * 1e3, "median_compute_ms": compute * 1e3,
+                      "possible_speedup": speedup, "steps": int(keep.sum())},
+            recommendations=recs,
+        )
+
+
+_PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "forward pass and loss",
+           "t_backward": "backward pass", "t_optimizer": "optimizer step"}
+_PHASE_FIX = {
+    "t_backward": ("Cut the autograd graph between steps: each backward pass runs through every earlier step.",
+                   "hidden = hidden.detach()          # carry the state's value, not its history\n"
+                   "output, hidden = model(x, hidden)\n"
+                   "loss.backward()                   # no retain_graph=True\n"
+                   "running_loss += loss.item()       # a number, not the tensor and its graph"),
+    "t_forward": ("Bound what the forward pass reads: something it uses grows every step.",
+                  "memory = torch.cat([memory, h.detach()])[-max_len:]   # keep caches bounded and detached"),
+    "t_optimizer": ("Keep the optimizer's work constant: do not add parameter groups or state every step.",
+                    "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)   # once, before the loop"),
+    "t_data": ("Keep per-step bookkeeping constant-time: do not recompute over the whole history.",
+               "running_loss = 0.98 * running_loss + 0.02 * loss.item()   # not np.mean(all_losses) every step"),
+}
+
+
+class SlowStep(Rule):
+    """Steps get slower as the run goes on, or stall periodically.
+
+    ## What it detects
+    (1) A trend: after warm-up, the median step time of the last quarter of the run is at least
+    `slow_step_growth` (default 2x) that of the first quarter, rising from quarter to quarter (each
+    at least 5% above the one before), so one change of pace (unfreezing layers, another job on
+    the machine) is not a trend. The phase that grew most (forward, backward, optimizer, between
+    steps) is named. (2) Periodic stalls: steps longer than `slow_step_spike` (default 5x) the
+    median step, recurring at a fixed interval and costing at least `slow_step_spike_share` (default
+    30%) of the run's time. Steps that include a validation pass, and stalls spent in the DataLoader,
+    are left out.
+
+    ## Why is this bad?
+    A step time that grows with the step count makes the run quadratic: the last steps cost many
+    times the first, and the same thing usually makes memory grow. Periodic stalls waste the
+    fraction of the run they cost.
+
+    ## Example
+    ```python
+    out, hidden = rnn(x, hidden)                  # hidden is never detached
+    loss.backward(retain_graph=True)              # so every backward runs through all past steps
+    ```
+
+    ## Recommended fix
+    Detach state carried between steps (`hidden.detach()`), drop `retain_graph=True`, store losses
+    with `.item()`; for stalls, checkpoint and log less often, or asynchronously.
+
+    ## Known problems
+    Timings on a busy machine are noisy; only large effects over at least `min_steps` steps are
+    judged. A run that slows down gradually for reasons outside the script (thermal throttling,
+    a growing load on the machine) is reported too.
+    """
+
+    code = "PRF002"
+    kind = "slow_step"
+    category = "performance"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        rec = ctx.record
+        t_step = rec.column("t_step").values
+        n = len(t_step)
+        keep = np.isfinite(t_step) & (t_step > 0) & ~_validation_mask(ctx)
+        keep[: max(2, n // 10)] = False  # warm-up: first calls, lazy initialisation, allocator growth
+        if keep.sum() < max(ctx.t.min_steps, 20):
+            return
+        idx = np.flatnonzero(keep)
+        trend = self._trend(ctx, idx)
+        if trend is not None:
+            yield trend
+            return
+        stalls = self._stalls(ctx, idx)
+        if stalls is not None:
+            yield stalls
+
+    def _trend(self, ctx: Context, idx: np.ndarray) -> Finding | None:
+        rec = ctx.record
+        steps = rec.column("t_step").steps
+        t = rec.column("t_step").values
+        parts = np.array_split(idx, 4)
+        q = [float(np.median(t[p])) for p in parts]
+        growth = q[-1] / q[0] if q[0] > 0 else 0.0
+        rising = all(b >= 1.05 * a for a, b in zip(q, q[1:]))
+        needed = ctx.threshold("slow_step_growth", SLOW_STEP_GROWTH)
+        if growth < needed or not rising:
+            return None
+        increase = {}
+        for phase in _PHASES:
+            v = np.nan_to_num(rec.column(phase).values)
+            increase[phase] = float(np.median(v[parts[-1]]) - np.median(v[parts[0]]))
+        phase = max(increase, key=lambda p: increase[p])
+        share = increase[phase] / max(q[-1] - q[0], 1e-12)
+        mem = rec.column("rss_mb").finite().values
+        mem_note = ""
+        if len(mem) > 8 and mem[-1] > mem[len(mem) // 4] * 1.01:
+            mem_note = (f" Process memory rose too ({fmt(float(mem[len(mem) // 4]))} -> {fmt(float(mem[-1]))} MiB), "
+                        "as it does when the graph of earlier steps is kept.")
+        desc, code = _PHASE_FIX[phase]
+        first, last = parts[0], parts[-1]
+        return self.finding(
+            severity="high" if growth >= 5 * needed else "medium", confidence=0.8,
+            title=f"Steps get slower as the run goes on: {fmt(growth)}x, from {fmt(q[0] * 1e3)} to "
+                  f"{fmt(q[-1] * 1e3)} ms (median), mostly in the {_PHASES[phase]}",
+            description=(f"The median step took {fmt(q[0] * 1e3)} ms over steps {int(steps[first[0]])}-{int(steps[first[-1]])} "
+                         f"and {fmt(q[-1] * 1e3)} ms over steps {int(steps[last[0]])}-{int(steps[last[-1]])}, rising in every "
+                         f"quarter of the run ({', '.join(fmt(x * 1e3) for x in q)} ms). {fmt(min(share, 1.0) * 100)}% of "
+                         f"the increase is in the {_PHASES[phase]}: its work grows with the number of steps done."
+                         + mem_note),
+            step=int(steps[first[0]]),
+            evidence={"growth": growth, "quarter_median_ms": [x * 1e3 for x in q], "phase": phase,
+                      "phase_increase_ms": {p: v * 1e3 for p, v in increase.items()},
+                      "t_step": ctx.evidence_series(rec.column("t_step").finite())},
+            recommendations=[Recommendation("fix", desc, code)],
+        )
+
+    def _stalls(self, ctx: Context, idx: np.ndarray) -> Finding | None:
+        rec = ctx.record
+        steps = rec.column("t_step").steps
+        t = rec.column("t_step").values[idx]
+        loader = np.nan_to_num(rec.column("t_loader").values[idx])
+        med = float(np.median(t))
+        excess = t - med
+        # Stalls spent in the DataLoader (workers starting each epoch) are the data rule's business.
+        stall = (t >= ctx.threshold("slow_step_spike", SLOW_STEP_SPIKE) * med) & (loader < 0.5 * excess)
+        if stall.sum() < 3 or stall.mean() < 0.02:
+            return None
+        at = steps[idx][stall]
+        gaps = np.diff(at)
+        values, counts = np.unique(gaps, return_counts=True)
+        period = int(values[np.argmax(counts)])
+        periodic = counts.max() >= 0.6 * len(gaps)
+        lost = float(excess[stall].sum() / t.sum())
+        if not periodic or lost < ctx.threshold("slow_step_spike_share", SLOW_STEP_SPIKE_SHARE):
+            return None
+        phase_excess = {p: float(np.median(np.nan_to_num(rec.column(p).values[idx])[stall])
+                                 - np.median(np.nan_to_num(rec.column(p).values[idx]))) for p in _PHASES}
+        phase = max(phase_excess, key=lambda p: phase_excess[p])
+        return self.finding(
+            severity="medium", confidence=0.7,
+            title=f"Every {period} steps a stall of {fmt(float(np.median(t[stall])) * 1e3)} ms "
+                  f"({fmt(float(np.median(t[stall])) / med)}x the median step) costs {lost:.0%} of the run",
+            description=(f"{int(stall.sum())} steps, every {period} steps from step {int(at[0])}, took at least "
+                         f"{fmt(ctx.threshold('slow_step_spike', SLOW_STEP_SPIKE))}x the median step ({fmt(med * 1e3)} ms), "
+                         f"mostly in the {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
+                         "such as checkpointing, logging or cache clearing is the usual cause."),
+            step=int(at[0]),
+            evidence={"period": period, "stalls": int(stall.sum()), "stall_steps": [int(s) for s in at[:20]],
+                      "median_step_ms": med * 1e3, "median_stall_ms": float(np.median(t[stall])) * 1e3,
+                      "time_share": lost, "phase": phase},
+            recommendations=[Recommendation(
+                "fix", "Do the periodic work less often, or off the training path.",
+                f"if step % {period * 10} == 0:                  # less often\n"
+                "    torch.save(model.state_dict(), path)   # and no torch.cuda.empty_cache() in the loop")],
+        )

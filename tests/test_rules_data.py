@@ -1,0 +1,361 @@
+"""Data-and-loss rules: each fault built the way people write it in a tiny seeded model, and a healthy twin."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import modeldebug as md
+from modeldebug.rules import data, labels, lossfn  # noqa: F401  (importing registers the rules)
+from modeldebug.rules.data import crash_kind
+from modeldebug.rules.lossfn import broadcast_shape
+from modeldebug.testing import Data, classification, healthy_cnn, healthy_mlp, healthy_regression, healthy_transformer, train
+
+from helpers import serious
+from test_rules import watched
+
+
+def finding(report, kind: str):  # type: ignore[no-untyped-def]
+    """The top-level finding of `kind` (these rules are causes, never folded), or None."""
+    return next((f for f in report.findings if f.kind == kind), None)
+
+
+def has_fix(f) -> bool:  # type: ignore[no-untyped-def]
+    return any(r.type == "fix" and r.implementation for r in f.recommendations)
+
+
+def loop(model: nn.Module, batches, loss_fn, *, steps: int = 30, lr: float = 1e-2) -> None:  # type: ignore[no-untyped-def]
+    """Train on batches(step) -> (x, y) with Adam."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        x, y = batches(step)
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+
+# -- input_not_normalized ----------------------------------------------------------------------------
+def test_raw_pixels_0_to_255_are_the_root_cause() -> None:
+    model, d = healthy_cnn()
+    pixels = Data(((d.x.clamp(-2, 2) + 2) * 63.75).round(), d.y, d.loss_fn)  # integer pixel values 0..255
+    report = watched(model, lambda: train(model, pixels, steps=30, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    f = report.findings[0]
+    assert f.kind == "input_not_normalized" and f.severity == "high" and "0..255" in f.title
+    assert f.location == "0" and f.evidence["max"] == 255
+    assert has_fix(f) and "/ 255.0" in f.recommendations[0].implementation
+
+
+def test_one_feature_in_the_thousands_is_found_and_unit_scale_inputs_are_not() -> None:
+    model, d = healthy_mlp()
+    x = d.x.clone()
+    x[:, 5] *= 5000.0  # an unscaled column (a price, a count) among standardised ones
+    report = watched(model, lambda: train(model, Data(x, d.y, d.loss_fn), steps=30))
+    assert finding(report, "input_not_normalized") is not None
+    model, d = healthy_mlp()
+    assert finding(watched(model, lambda: train(model, d, steps=30)), "input_not_normalized") is None
+
+
+def test_a_model_that_starts_with_batchnorm_may_take_raw_features() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(20), nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
+    d = classification()
+    report = watched(model, lambda: train(model, Data(d.x * 300 + 500, d.y, d.loss_fn), steps=30))
+    assert finding(report, "input_not_normalized") is None
+
+
+def test_a_batch_of_identical_samples_is_found() -> None:
+    model, d = healthy_mlp()
+    report = watched(model, lambda: loop(model, lambda s: (d.x[:1].expand(64, -1), d.y[:64]), d.loss_fn))
+    f = finding(report, "input_not_normalized")
+    assert f is not None and "identical" in f.title and has_fix(f)
+
+
+# -- channel_order ---------------------------------------------------------------------------------------
+def test_channels_last_images_into_conv2d_crash_as_channel_order() -> None:
+    model, d = healthy_cnn()
+    nhwc = Data(d.x.permute(0, 2, 3, 1).contiguous(), d.y, d.loss_fn)  # (N, 8, 8, 3)
+    with md.watch(model, db=":memory:") as s, pytest.raises(RuntimeError, match="channels"):
+        train(model, nhwc, steps=5)
+    f = finding(s.report(), "channel_order")
+    assert f is not None and f.severity == "high" and f.location == "0"
+    assert "permute(0, 3, 1, 2)" in f.recommendations[0].implementation
+
+
+def test_channels_last_into_a_conv_sized_from_axis_1_trains_silently_and_is_found() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(128, 12, 12, 3)  # H, W, C
+    y = (x[..., 0].mean((1, 2)) > 0.5).long()
+    model = nn.Sequential(nn.Conv2d(x.shape[1], 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=10))
+    f = finding(report, "channel_order")
+    assert f is not None and "channels-last" in f.title and f.location == "0"
+
+
+def _imagenet_like(bgr: bool) -> torch.Tensor:
+    """Natural-image channel statistics (red brightest), normalised with ImageNet's RGB constants."""
+    g = torch.Generator().manual_seed(0)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    img = (mean + std * torch.randn(256, 3, 8, 8, generator=g)).clamp(0, 1)
+    if bgr:
+        img = img.flip(1)  # cv2.imread order
+    return (img - mean) / std
+
+
+@pytest.mark.parametrize("bgr", [True, False])
+def test_bgr_images_normalised_with_rgb_constants_get_a_low_note(bgr: bool) -> None:
+    model, d = healthy_cnn()
+    report = watched(model, lambda: train(model, Data(_imagenet_like(bgr), d.y, d.loss_fn), steps=12))
+    f = finding(report, "channel_order")
+    if bgr:
+        assert f is not None and f.severity == "low" and "BGR" in f.title
+    else:
+        assert f is None
+
+
+def test_channels_first_images_are_not_flagged() -> None:
+    model, d = healthy_cnn()
+    assert finding(watched(model, lambda: train(model, d, steps=12)), "channel_order") is None
+
+
+# -- label_issue ----------------------------------------------------------------------------------------------
+def test_one_based_labels_crash_as_a_label_issue() -> None:
+    model, d = healthy_mlp()
+    with md.watch(model, db=":memory:") as s, pytest.raises(IndexError, match="out of bounds"):
+        train(model, Data(d.x, d.y + 1, d.loss_fn), steps=5)  # labels 1..3 for 3 outputs
+    f = finding(s.report(), "label_issue")
+    assert f is not None and f.severity == "high" and "y - 1" in f.recommendations[0].implementation
+
+
+def test_minus_one_plus_one_labels_into_bce_with_logits() -> None:
+    model, d = healthy_regression()
+    y = torch.where(d.y > 0, 1.0, -1.0)
+    report = watched(model, lambda: train(model, Data(d.x, y, nn.BCEWithLogitsLoss()), steps=30))
+    f = report.findings[0]
+    assert f.kind == "label_issue" and "outside [0, 1]" in f.title and "(y + 1) / 2" in f.recommendations[0].implementation
+    model, d = healthy_regression()
+    y01 = (d.y > 0).float()
+    assert finding(watched(model, lambda: train(model, Data(d.x, y01, nn.BCEWithLogitsLoss()), steps=30)), "label_issue") is None
+
+
+def test_data_sorted_by_label_and_not_shuffled() -> None:
+    model, d = healthy_mlp()
+    order = torch.argsort(d.y, stable=True)
+    xs, ys = d.x[order], d.y[order]
+    report = watched(model, lambda: loop(model, lambda s: (xs[(s * 16) % 512:(s * 16) % 512 + 16],
+                                                           ys[(s * 16) % 512:(s * 16) % 512 + 16]), d.loss_fn, steps=40))
+    f = finding(report, "label_issue")
+    assert f is not None and "single class" in f.title and "shuffle=True" in f.recommendations[0].implementation
+    assert finding(report, "class_imbalance") is None  # one bug, reported once
+
+
+def test_labels_that_are_all_zero() -> None:
+    model, d = healthy_mlp()
+    report = watched(model, lambda: train(model, Data(d.x, torch.zeros_like(d.y), d.loss_fn), steps=30))
+    f = finding(report, "label_issue")
+    assert f is not None and "class 0" in f.title
+
+
+def test_regression_targets_beyond_a_final_sigmoid() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid())
+    d = healthy_regression()[1]
+    report = watched(model, lambda: train(model, Data(d.x, 50 + 40 * d.y, nn.MSELoss()), steps=30))
+    f = finding(report, "label_issue")
+    assert f is not None and "Sigmoid" in f.title and f.location == "3"
+    model, d = healthy_regression()  # targets within tanh's range: not flagged
+    assert finding(watched(model, lambda: train(model, d, steps=30)), "label_issue") is None
+
+
+# -- class_imbalance ----------------------------------------------------------------------------------------------
+def test_three_percent_positives_with_an_unweighted_loss() -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 10, generator=g)
+    y = (torch.rand(2048, generator=g) < 0.03).long()
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=60, batch=128, lr=1e-3))
+    f = finding(report, "class_imbalance")
+    assert f is not None and f.evidence["imbalance_ratio"] >= 10
+    assert f.evidence["predicts_prior"] and f.severity == "high"  # noise features: it can only learn the prior
+    assert "CrossEntropyLoss(weight=" in f.recommendations[0].implementation
+
+
+def test_rare_positives_with_bce_get_a_pos_weight() -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2048, 10, generator=g)
+    y = (torch.rand(2048, 1, generator=g) < 0.04).float()
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1))
+    report = watched(model, lambda: train(model, Data(x, y, nn.BCEWithLogitsLoss()), steps=40, batch=128))
+    f = finding(report, "class_imbalance")
+    assert f is not None and "pos_weight" in f.recommendations[0].implementation
+
+
+def test_balanced_classes_are_not_imbalanced() -> None:
+    model, d = healthy_mlp()
+    assert finding(watched(model, lambda: train(model, d, steps=40)), "class_imbalance") is None
+
+
+# -- double_softmax ----------------------------------------------------------------------------------------------
+def test_softmax_before_cross_entropy_explains_the_flat_loss() -> None:
+    model, d = healthy_mlp()
+    model.append(nn.Softmax(dim=1))
+    report = watched(model, lambda: train(model, d, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    f = report.findings[0]
+    assert f.kind == "double_softmax" and f.severity == "high" and f.location == "5"
+    assert has_fix(f)
+
+
+def test_sigmoid_before_bce_with_logits() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid())
+    d = healthy_regression()[1]
+    report = watched(model, lambda: train(model, Data(d.x, (d.y > 0).float(), nn.BCEWithLogitsLoss()), steps=30))
+    f = finding(report, "double_softmax")
+    assert f is not None and "binary_cross_entropy_with_logits" in f.title
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_nll_loss_needs_log_softmax(log: bool) -> None:
+    model, d = healthy_mlp()
+    head = (lambda z: F.log_softmax(z, dim=1)) if log else (lambda z: z)
+    report = watched(model, lambda: train(model, Data(d.x, d.y, lambda out, y: F.nll_loss(head(out), y)), steps=30))
+    f = finding(report, "double_softmax")
+    if log:
+        assert f is None
+    else:
+        assert f is not None and "raw logits" in f.title
+
+
+def test_logits_into_cross_entropy_are_fine() -> None:
+    model, d = healthy_mlp()
+    assert finding(watched(model, lambda: train(model, d, steps=30)), "double_softmax") is None
+
+
+# -- loss_shape_mismatch ----------------------------------------------------------------------------------------------
+def test_prediction_n_by_1_against_target_n_broadcasts_in_mse() -> None:
+    model, d = healthy_regression()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch warns once; most notebooks silence it
+        report = watched(model, lambda: train(model, Data(d.x, d.y.squeeze(1), nn.MSELoss()), steps=40))
+    f = report.findings[0]
+    assert f.kind == "loss_shape_mismatch" and f.evidence["broadcast_shape"] == [64, 64]
+    assert "view_as" in f.recommendations[0].implementation
+    model, d = healthy_regression()
+    assert finding(watched(model, lambda: train(model, d, steps=40)), "loss_shape_mismatch") is None
+
+
+def test_cross_entropy_over_a_single_output_is_always_zero() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 1))
+    d = classification(classes=2)
+    report = watched(model, lambda: train(model, Data(d.x, torch.zeros_like(d.y), d.loss_fn), steps=30))
+    f = finding(report, "loss_shape_mismatch")
+    assert f is not None and "single class" in f.title and "BCEWithLogitsLoss" in f.recommendations[0].implementation
+
+
+def test_bce_target_size_crash_is_a_loss_shape_mismatch() -> None:
+    model, d = healthy_regression()
+    with md.watch(model, db=":memory:") as s, pytest.raises(ValueError, match="Target size"):
+        train(model, Data(d.x, (d.y.squeeze(1) > 0).float(), nn.BCEWithLogitsLoss()), steps=5)
+    f = finding(s.report(), "loss_shape_mismatch")
+    assert f is not None and "[64]" in f.title
+
+
+# -- batch_mixing -------------------------------------------------------------------------------------------------------
+class _AttendAcrossBatch(nn.Module):
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=batch_first)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_attention_without_batch_first_mixes_the_batch(batch_first: bool) -> None:
+    torch.manual_seed(0)
+    model, d = _AttendAcrossBatch(batch_first), healthy_transformer()[1]
+    report = watched(model, lambda: train(model, d, steps=5, lr=1e-3))
+    f = finding(report, "batch_mixing")
+    if batch_first:
+        assert f is None
+    else:
+        assert f is not None and f.severity == "high" and "batch_first" in f.description
+        assert any("batch_first=True" in (r.implementation or "") for r in f.recommendations)
+
+
+class _BatchStandardise(nn.Module):
+    """Standardises each batch with its own statistics inside forward, also in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - x.mean(0)) / x.std(0))
+
+
+def test_normalising_with_batch_statistics_in_forward_mixes_samples() -> None:
+    torch.manual_seed(0)
+    model = _BatchStandardise()
+    assert finding(watched(model, lambda: train(model, classification(), steps=5)), "batch_mixing") is not None
+    model, d = healthy_cnn()  # BatchNorm mixes in training only: eval mode keeps samples apart
+    assert finding(watched(model, lambda: train(model, d, steps=5)), "batch_mixing") is None
+
+
+# -- data_leakage -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("leak", [True, False])
+def test_validation_samples_drawn_from_the_training_samples(leak: bool) -> None:
+    model, d = healthy_mlp()
+
+    def run() -> None:
+        loop(model, lambda s: (d.x[(s % 4) * 64:(s % 4 + 1) * 64], d.y[(s % 4) * 64:(s % 4 + 1) * 64]), d.loss_fn, steps=24)
+        val = d.x[:128] if leak else d.x[256:384]  # the leak: validation from the first 256 training samples
+        with torch.no_grad():
+            model(val)
+
+    report = watched(model, run)
+    f = finding(report, "data_leakage")
+    if leak:
+        assert f is not None and f.evidence["overlap"] >= 64 and has_fix(f)
+    else:
+        assert f is None
+
+
+# -- the crash messages, and the catalogue --------------------------------------------------------------------------------
+@pytest.mark.parametrize("message, kind", [
+    ("Target 10 is out of bounds.", "label_issue"),
+    ("Target -1 is out of bounds.", "label_issue"),
+    ("all elements of target should be between 0 and 1", "label_issue"),
+    ("Given groups=1, weight of size [16, 3, 3, 3], expected input[64, 32, 32, 3] to have 3 channels, but got 32 channels instead",
+     "channel_order"),
+    ("Given groups=1, weight of size [16, 3, 3, 3], expected input[64, 1, 28, 28] to have 3 channels, but got 1 channels instead", None),
+    ("Target size (torch.Size([64])) must be the same as input size (torch.Size([64, 1]))", "loss_shape_mismatch"),
+    ("0D or 1D target tensor expected, multi-target not supported", "loss_shape_mismatch"),
+    ("mat1 and mat2 shapes cannot be multiplied (64x400 and 256x10)", None),
+])
+def test_crash_kind_names_data_and_loss_crashes_only(message: str, kind: str | None) -> None:
+    assert crash_kind("RuntimeError", message) == kind
+
+
+def test_broadcast_shape() -> None:
+    assert broadcast_shape([64, 1], [64]) == [64, 64]
+    assert broadcast_shape([64, 3], [3]) == [64, 3]
+    assert broadcast_shape([64, 3], [4]) is None
+
+
+def test_healthy_models_have_no_serious_data_or_loss_finding() -> None:
+    for build in (healthy_mlp, healthy_cnn, healthy_regression):
+        model, d = build(seed=2)
+        report = watched(model, lambda: train(model, d, steps=40))
+        mine = {r.kind for r in (data.InputNotNormalized, data.ChannelOrder, data.BatchMixing, data.DataLeakage,
+                                 labels.LabelIssue, labels.ClassImbalance, lossfn.DoubleSoftmax, lossfn.LossShapeMismatch)}
+        assert [s for s in serious(report) if s.split(":")[0] in mine] == []

@@ -1,0 +1,387 @@
+"""Training-loop and resource rules: each fault built the way people write it, and a healthy twin.
+
+Timing rules are tested with large effects (5x and more) so that a busy machine cannot flip them;
+their thresholds' edges are tested on hand-written records.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import modeldebug as md
+from modeldebug.record import Record, RunWriter
+from modeldebug.rules import analyze
+from modeldebug.testing import classification, healthy_cnn, healthy_mlp, healthy_transformer, train
+
+from helpers import serious
+
+
+def watched(model: nn.Module, fn, level: str = "basic"):  # type: ignore[no-untyped-def]
+    with md.watch(model, db=":memory:", level=level) as s:
+        fn()
+    return s.report()
+
+
+def found(report, kind: str):  # type: ignore[no-untyped-def]
+    """The finding of `kind`, top-level or folded into its cause as a symptom."""
+    for f in report.findings:
+        if f.kind == kind:
+            return f
+        for sym in f.evidence.get("symptoms", []):
+            if sym["kind"] == kind:
+                return f
+    return None
+
+
+def record_of(n: int, **columns: list[float] | np.ndarray) -> Record:
+    """A run record with the given per-step columns, written through the real store."""
+    w = RunWriter(":memory:")
+    for i in range(n):
+        w.add_step(i, **{c: (None if v[i] is None else float(v[i])) for c, v in columns.items()})
+    w.set_meta(steps=n)
+    w.flush()
+    return Record(w.conn)
+
+
+def kinds_of(record: Record) -> dict[str, md.Finding]:  # type: ignore[name-defined]
+    return {f.kind: f for f in analyze(record)}
+
+
+# -- missing_zero_grad ---------------------------------------------------------------------------
+def test_a_loop_without_zero_grad_is_the_root_cause_of_what_follows() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, zero_grad=False,
+                                          optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)))
+    top = report.findings[0]
+    assert top.kind == "missing_zero_grad" and top.severity == "high"
+    assert top.evidence["fraction"] == 1.0 and top.step == 1
+    assert 0.9 < top.evidence["carried_to_previous_grad_norm"] < 1.1  # the previous gradient, untouched
+    assert any("zero_grad(set_to_none=True)" in (r.implementation or "") for r in top.recommendations)
+    for other in report.findings[1:]:  # whatever else fired is a symptom of it, not a rival cause
+        assert other.kind not in ("exploding_gradients", "loss_diverging", "nonfinite", "lr_too_high")
+
+
+def test_zero_grad_skipped_on_some_steps_is_found() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loop() -> None:
+        for step in range(60):
+            x, y = data.batch(step, 64)
+            if step % 3 == 0:  # misplaced under a logging condition
+                opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+
+    f = found(watched(model, loop), "missing_zero_grad")
+    assert f is not None and 0.6 < f.evidence["fraction"] < 0.7
+
+
+def _accumulate(model: nn.Module, data: md.testing.Data, opt: torch.optim.Optimizer, clear: str) -> None:
+    for i in range(80):
+        x, y = data.batch(i, 32)
+        (data.loss_fn(model(x), y) / 4).backward()
+        if (i + 1) % 4 == 0:
+            opt.step()
+            if clear == "zero_grad":
+                opt.zero_grad()
+            else:
+                for p in model.parameters():
+                    p.grad = None
+
+
+@pytest.mark.parametrize("clear", ["zero_grad", "set_to_none_by_hand"])
+def test_gradient_accumulation_and_clearing_by_hand_are_healthy(clear: str) -> None:
+    model, data = healthy_mlp()
+    # Built before watching and not passed in: the first steps are closed per backward pass
+    # until the optimizer is seen stepping.
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    report = watched(model, lambda: _accumulate(model, data, opt, clear))
+    assert found(report, "missing_zero_grad") is None
+    assert report.record.column("n_backward").values[-1] == 4
+
+
+@pytest.mark.parametrize("clears", [False, True])
+def test_a_hand_written_update_loop_that_never_clears_gradients(clears: bool) -> None:
+    model, data = healthy_regression_mlp()
+
+    def loop() -> None:
+        for step in range(40):
+            x, y = data.batch(step, 64)
+            data.loss_fn(model(x), y).backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.01 * p.grad
+                    if clears:
+                        p.grad.zero_()
+
+    f = found(watched(model, loop), "missing_zero_grad")
+    assert (f is not None) == (not clears)
+
+
+def healthy_regression_mlp() -> tuple[nn.Module, md.testing.Data]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1)), md.testing.regression()
+
+
+# -- train_mode_misuse ---------------------------------------------------------------------------
+def _epochs(model: nn.Module, data: md.testing.Data, *, train_each_epoch: bool, eval_for_val: bool = True,
+            epochs: int = 4, steps: int = 10) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for epoch in range(epochs):
+        if train_each_epoch:
+            model.train()
+        for i in range(steps):
+            x, y = data.batch(epoch * steps + i, 32)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        if eval_for_val:
+            model.eval()
+        with torch.no_grad():
+            F.cross_entropy(model(data.x[:64]), data.y[:64])
+
+
+def test_training_on_in_eval_mode_after_validation_is_found_at_the_right_step() -> None:
+    model, data = healthy_cnn()
+    f = found(watched(model, lambda: _epochs(model, data, train_each_epoch=False), level="detailed"),
+              "train_mode_misuse")
+    assert f is not None and f.severity == "high" and f.step == 10
+    assert set(f.evidence["layers"]) == {"1", "5"} and f.evidence["per_layer_flags_sampled"]
+    assert f.evidence["validation_steps"] == [10]
+    assert any("model.train()" in (r.implementation or "") for r in f.recommendations)
+
+
+def test_calling_model_train_every_epoch_is_healthy() -> None:
+    model, data = healthy_cnn()
+    report = watched(model, lambda: _epochs(model, data, train_each_epoch=True))
+    assert found(report, "train_mode_misuse") is None
+
+
+def test_eval_mode_does_not_matter_without_dropout_or_batchnorm() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: _epochs(model, data, train_each_epoch=False))
+    assert report.record.column("fwd_eval_mode").values[-1] == 1  # the fault is there ...
+    assert found(report, "train_mode_misuse") is None              # ... and changes nothing
+
+
+def test_validation_in_train_mode_is_found() -> None:
+    model, data = healthy_cnn()
+    report = watched(model, lambda: _epochs(model, data, train_each_epoch=True, eval_for_val=False))
+    f = found(report, "train_mode_misuse")
+    assert f is not None and "no_grad" in f.title and f.evidence["validation_loss_recorded"]
+    assert any("model.eval()" in (r.implementation or "") for r in f.recommendations)
+
+
+def test_a_frozen_teacher_in_eval_mode_is_not_training_in_eval_mode() -> None:
+    teacher, data = healthy_cnn(seed=1)
+    student, _ = healthy_cnn(seed=2)
+    teacher.eval()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+
+    def distil() -> None:
+        student.train()
+        for i in range(30):
+            x, _ = data.batch(i, 32)
+            target = teacher(x).softmax(1)  # autograd left on: wasteful, not a mode bug
+            opt.zero_grad()
+            F.cross_entropy(student(x), target).backward()
+            opt.step()
+
+    with md.watch(student, teacher, optimizer=opt, db=":memory:") as s:
+        distil()
+    assert found(s.report(), "train_mode_misuse") is None
+
+
+# -- memory_growth -------------------------------------------------------------------------------
+def test_validation_with_autograd_kept_in_a_running_total_leaks_memory() -> None:
+    model, data = healthy_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loop() -> None:
+        val_total = 0.0
+        for i in range(150):
+            x, y = data.batch(i, 64)
+            model.train()
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+            model.eval()
+            val_total = val_total + data.loss_fn(model(data.x[:128]), data.y[:128])  # no torch.no_grad()
+
+    report = watched(model, loop)
+    f = found(report, "memory_growth")
+    assert f is not None and f.severity in ("medium", "high") and f.evidence["series"] == "rss_mb"
+    assert f.evidence["growth_fraction"] > 0.05 and f.evidence["eval_mode_grad_passes"] >= 100
+    assert any("torch.no_grad()" in (r.implementation or "") for r in f.recommendations)
+    assert found(report, "train_mode_misuse") is None  # eval passes beside training passes
+
+
+@pytest.mark.parametrize("keep", ["tensor", "item"])
+def test_a_history_of_loss_tensors_grows_memory_and_item_does_not(keep: str) -> None:
+    model, data = healthy_transformer()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history: list = []
+
+    def loop() -> None:
+        for i in range(150):
+            x, y = data.batch(i, 16)
+            opt.zero_grad()
+            loss = data.loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            history.append(loss if keep == "tensor" else loss.item())
+
+    f = found(watched(model, loop), "memory_growth")
+    if keep == "item":
+        assert f is None
+        return
+    assert f is not None and f.evidence["kept_losses"]["median_live_losses"] == 7
+    assert f.severity in ("medium", "high")
+    assert any("loss.item()" in (r.implementation or "") for r in f.recommendations)
+
+
+def test_memory_thresholds_on_recorded_runs() -> None:
+    n = 200
+    steps = np.arange(n)
+    warmup_then_flat = 330 + 8 * (1 - np.exp(-steps / 10)) + 0.01 * (steps % 3)
+    assert "memory_growth" not in kinds_of(record_of(n, rss_mb=warmup_then_flat))
+    one_jump = np.where(steps < 120, 330.0, 360.0)  # a buffer allocated once, not a leak
+    assert "memory_growth" not in kinds_of(record_of(n, rss_mb=one_jump))
+    cuda_leak = 50 + 0.05 * steps  # +20% over the run on the GPU
+    f = kinds_of(record_of(n, rss_mb=np.full(n, 900.0), cuda_mb=cuda_leak))["memory_growth"]
+    assert f.evidence["series"] == "cuda_mb" and f.severity == "medium"
+    assert f.evidence["slope_mb_per_step"] == pytest.approx(0.05, rel=0.01)
+    small = 330 + 0.0005 * steps  # 0.03%: noise-sized, with no cause shown
+    assert "memory_growth" not in kinds_of(record_of(n, rss_mb=small))
+    kept = kinds_of(record_of(n, rss_mb=np.full(n, 330.0), live_losses=np.full(n, 7)))["memory_growth"]
+    assert kept.severity == "low"
+
+
+# -- dataloader_bottleneck -------------------------------------------------------------------------
+class _Decoded(Dataset):
+    """Each sample is 'decoded' in Python: slow, and in the training process."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        acc = sum(math.sin(k * 0.001) for k in range(3000))
+        return self.x[i] + 0 * acc, self.y[i]
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_a_dataloader_with_heavy_getitem_is_a_bottleneck(slow: bool) -> None:
+    model, data = healthy_cnn()
+    ds = _Decoded(data.x, data.y) if slow else TensorDataset(data.x, data.y)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loop() -> None:
+        for _ in range(2):
+            for x, y in DataLoader(ds, batch_size=16, shuffle=True):
+                opt.zero_grad()
+                data.loss_fn(model(x), y).backward()
+                opt.step()
+
+    report = watched(model, loop)
+    f = found(report, "dataloader_bottleneck")
+    if not slow:
+        assert f is None
+        return
+    assert f is not None and f.evidence["uses_dataloader"] and f.evidence["wait_share"] > 0.7
+    assert any("num_workers" in (r.implementation or "") for r in f.recommendations)
+
+
+def test_slow_batch_preparation_without_a_dataloader() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loop() -> None:
+        for i in range(40):
+            x, y = data.batch(i, 64)
+            x = x + 0 * sum(math.sin(k * 0.001) for k in range(20000))  # per-batch preprocessing in Python
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+
+    f = found(watched(model, loop), "dataloader_bottleneck")
+    assert f is not None and not f.evidence["uses_dataloader"] and f.confidence < 0.85
+
+
+def test_validation_time_between_steps_is_not_data_waiting() -> None:
+    n = 60
+    t_step = np.full(n, 0.010)
+    t_data = np.full(n, 0.002)
+    t_step[::10] = t_data[::10] = 0.5  # a long validation pass every 10 steps
+    assert "dataloader_bottleneck" in kinds_of(record_of(n, t_step=t_step, t_data=t_data))
+    w = RunWriter(":memory:")
+    eid = w.entity("loss", "cross_entropy[val]", type="cross_entropy", info={"phase": "val"})
+    for i in range(n):
+        w.add_step(i, t_step=float(t_step[i]), t_data=float(t_data[i]))
+        if i % 10 == 0:
+            w.add_stats(i, [(eid, "val_loss", 1.0)])
+    w.flush()
+    assert "dataloader_bottleneck" not in kinds_of(Record(w.conn))
+
+
+# -- slow_step -----------------------------------------------------------------------------------
+def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32))
+    opt = torch.optim.SGD(enc.parameters(), lr=0.05)
+    x_all = classification(n=1024).x
+
+    def loop() -> None:
+        queue = torch.randn(64, 32)
+        for i in range(100):
+            x = x_all[torch.randint(0, 1024, (128,))]
+            q = F.normalize(enc(x), dim=1)
+            k = F.normalize(enc(x + 0.1 * torch.randn_like(x)), dim=1).detach()
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / 0.2
+            opt.zero_grad()
+            F.cross_entropy(logits, torch.zeros(128, dtype=torch.long)).backward()
+            opt.step()
+            queue = torch.cat([queue, k, k, k, k])  # never truncated to the newest K
+
+    f = found(watched(enc, loop), "slow_step")
+    assert f is not None and f.evidence["growth"] > 3
+    assert f.evidence["phase"] in ("t_forward", "t_backward")
+    assert f.recommendations and f.recommendations[0].type == "fix"
+
+
+def test_healthy_runs_have_no_resource_findings() -> None:
+    for model, data in (healthy_mlp(seed=3), healthy_cnn(seed=3)):
+        report = watched(model, lambda: train(model, data, steps=120))
+        for kind in ("slow_step", "memory_growth", "dataloader_bottleneck"):
+            assert found(report, kind) is None
+        assert serious(report) == []
+
+
+def test_slow_step_thresholds_on_recorded_runs() -> None:
+    n = 200
+    steps = np.arange(n)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0.8, 1.25, n)
+    linear = 0.005 * (1 + steps / 40) * noise  # 5x over the run
+    f = kinds_of(record_of(n, t_step=linear, t_backward=linear * 0.7))["slow_step"]
+    assert f.evidence["phase"] == "t_backward" and f.evidence["growth"] > 2
+    unfreeze = np.where(steps < 100, 0.005, 0.015) * noise  # one change of pace: not a trend
+    assert "slow_step" not in kinds_of(record_of(n, t_step=unfreeze))
+    periodic = 0.005 * noise
+    periodic[5::10] = 0.1  # a checkpoint every 10 steps, 20x a step
+    f = kinds_of(record_of(n, t_step=periodic, t_data=np.where(periodic > 0.05, 0.095, 0.001)))["slow_step"]
+    assert f.evidence["period"] == 10 and f.evidence["phase"] == "t_data"
+    scattered = 0.005 * noise
+    scattered[rng.choice(np.arange(20, n), 12, replace=False)] = 0.1  # a busy machine's hiccups
+    assert "slow_step" not in kinds_of(record_of(n, t_step=scattered))
