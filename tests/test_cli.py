@@ -123,3 +123,34 @@ def test_demo_lists_its_bugs_and_diagnoses_the_default_one(tmp_path: Path) -> No
     assert r.returncode == 0
     top = json.loads((tmp_path / "demo.json").read_text())["findings"][0]
     assert top["kind"] == "dead_activations" and top["severity"] == "high"
+
+
+def test_a_run_killed_with_sigkill_keeps_what_was_committed_and_report_reads_it(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    (tmp_path / "hang.py").write_text(textwrap.dedent("""
+        import time
+        import torch
+        from torch import nn
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        x, y = torch.randn(32, 4), torch.randn(32, 1)
+        for step in range(45):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        print("trained", flush=True)
+        time.sleep(120)
+    """))
+    proc = subprocess.Popen([PY, "-m", "modeldebug", "run", "--db", "run.db", "hang.py"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "trained"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    r = md("report", "run.db", "--json", "-", "-q", cwd=tmp_path)
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["run"]["steps"] >= 40  # flushed every 20 steps; the last partial batch may be lost

@@ -74,11 +74,18 @@ def test_a_batch_of_identical_samples_is_found() -> None:
     assert f is not None and "identical" in f.title and has_fix(f)
 
 
+def test_pixels_divided_by_255_twice_get_a_low_note() -> None:
+    model, d = healthy_cnn()
+    twice = Data((d.x.clamp(-2, 2) + 2) / 4 / 255, d.y, d.loss_fn)  # 0..1/255
+    f = finding(watched(model, lambda: train(model, twice, steps=12)), "input_not_normalized")
+    assert f is not None and "tiny" in f.title
+
+
 # -- channel_order ---------------------------------------------------------------------------------------
 def test_channels_last_images_into_conv2d_crash_as_channel_order() -> None:
     model, d = healthy_cnn()
     nhwc = Data(d.x.permute(0, 2, 3, 1).contiguous(), d.y, d.loss_fn)  # (N, 8, 8, 3)
-    with md.watch(model, db=":memory:") as s, pytest.raises(RuntimeError, match="channels"):
+    with pytest.raises(RuntimeError, match="channels"), md.watch(model, db=":memory:") as s:
         train(model, nhwc, steps=5)
     f = finding(s.report(), "channel_order")
     assert f is not None and f.severity == "high" and f.location == "0"
@@ -124,7 +131,7 @@ def test_channels_first_images_are_not_flagged() -> None:
 # -- label_issue ----------------------------------------------------------------------------------------------
 def test_one_based_labels_crash_as_a_label_issue() -> None:
     model, d = healthy_mlp()
-    with md.watch(model, db=":memory:") as s, pytest.raises(IndexError, match="out of bounds"):
+    with pytest.raises(IndexError, match="out of bounds"), md.watch(model, db=":memory:") as s:
         train(model, Data(d.x, d.y + 1, d.loss_fn), steps=5)  # labels 1..3 for 3 outputs
     f = finding(s.report(), "label_issue")
     assert f is not None and f.severity == "high" and "y - 1" in f.recommendations[0].implementation
@@ -260,7 +267,7 @@ def test_cross_entropy_over_a_single_output_is_always_zero() -> None:
 
 def test_bce_target_size_crash_is_a_loss_shape_mismatch() -> None:
     model, d = healthy_regression()
-    with md.watch(model, db=":memory:") as s, pytest.raises(ValueError, match="Target size"):
+    with pytest.raises(ValueError, match="Target size"), md.watch(model, db=":memory:") as s:
         train(model, Data(d.x, (d.y.squeeze(1) > 0).float(), nn.BCEWithLogitsLoss()), steps=5)
     f = finding(s.report(), "loss_shape_mismatch")
     assert f is not None and "[64]" in f.title
@@ -359,3 +366,4 @@ def test_healthy_models_have_no_serious_data_or_loss_finding() -> None:
         mine = {r.kind for r in (data.InputNotNormalized, data.ChannelOrder, data.BatchMixing, data.DataLeakage,
                                  labels.LabelIssue, labels.ClassImbalance, lossfn.DoubleSoftmax, lossfn.LossShapeMismatch)}
         assert [s for s in serious(report) if s.split(":")[0] in mine] == []
+

@@ -24,18 +24,18 @@ class Signals(Dataset):
         rng = random.Random(i)
         freq = 1 + self.labels[i]
         # A pure-Python "decode + augment" per sample: slow, and run in the training process.
-        signal = [math.sin(freq * t / 40.0 + rng.random()) + 0.3 * rng.gauss(0, 1) for t in range(600)]
-        feats = [sum(signal[k:k + 20]) / 20 for k in range(0, 600, 20)]
+        signal = [math.sin(freq * t / 40.0 + rng.random()) + 0.3 * rng.gauss(0, 1) for t in range(2400)]
+        feats = [sum(signal[k:k + 80]) / 80 for k in range(0, 2400, 80)]
         return torch.tensor(feats), self.labels[i]
 
 
 torch.manual_seed(0)
-loader = DataLoader(Signals(640), batch_size=16, shuffle=True)  # the bug: num_workers=0, heavy __getitem__
+loader = DataLoader(Signals(480), batch_size=32, shuffle=True)  # the bug: num_workers=0, heavy __getitem__
 model = nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 3))
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 criterion = nn.CrossEntropyLoss()
 
-for epoch in range(2):
+for epoch in range(3):
     for x, y in loader:
         optimizer.zero_grad()
         loss = criterion(model(x), y)

@@ -34,7 +34,10 @@ class LoopWatch:
         self.t_loader = 0.0
         self._recent_losses: list[weakref.ref[torch.Tensor]] = []
         self._fp_vectors: dict[tuple[int, torch.device], torch.Tensor] = {}
-        self.fingerprints: dict[str, set[float]] = {"train": set(), "val": set()}
+        # Fingerprints by (phase, data set): the data set is the one the last DataLoader batch came
+        # from (None without a DataLoader), so evaluating the TRAINING set under no_grad is not leakage.
+        self.fingerprints: dict[tuple[str, int | None], set[float]] = {}
+        self.current_dataset: int | None = None
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         self.clip: torch.Tensor | None = None
 
@@ -72,6 +75,8 @@ class LoopWatch:
                 return original(it)
             finally:
                 watch.t_loader += time.perf_counter() - t0
+                dataset = getattr(it, "_dataset", None)
+                watch.current_dataset = id(dataset) if dataset is not None else None
 
         __next__.__wrapped__ = original  # type: ignore[attr-defined]
         return __next__
@@ -136,15 +141,19 @@ class LoopWatch:
             v = torch.randn(flat.shape[1], generator=g).to(flat.device)
             self._fp_vectors[key] = v
         self._fp_budget[phase] -= flat.shape[0]
-        self.tracer.buffer.add(f"fp_{phase}", self.tracer.step, None, flat.float() @ v)
+        self.tracer.buffer.add(f"fp_{phase}", self.tracer.step, self.current_dataset, flat.float() @ v)
 
-    def add_fingerprints(self, phase: str, values: list[float]) -> None:
+    def add_fingerprints(self, phase: str, dataset: int | None, values: list[float]) -> None:
         # float32 projections of identical samples are identical; rounding to float32 drops the
         # float64 widening the host copy added.
-        self.fingerprints[phase].update(np.asarray(values, dtype=np.float32).tolist())
+        self.fingerprints.setdefault((phase, dataset), set()).update(np.asarray(values, dtype=np.float32).tolist())
 
     def overlap(self) -> dict[str, Any] | None:
-        train, val = self.fingerprints["train"], self.fingerprints["val"]
+        """Validation samples also seen in training, counting only data sets never trained on."""
+        trained_on = {d for (phase, d) in self.fingerprints if phase == "train"}
+        train = set().union(*(v for (phase, _), v in self.fingerprints.items() if phase == "train"))
+        val = set().union(*(v for (phase, d), v in self.fingerprints.items()
+                            if phase == "val" and (d is None or d not in trained_on)))
         if not train or not val:
             return None
         shared = train & val

@@ -462,7 +462,7 @@ class Tracer:
         elif kind == "clip":
             self._step_extra["clip_norm"], self._step_extra["clip_max"] = values
         elif kind in ("fp_train", "fp_val"):
-            self.loop.add_fingerprints(kind[3:], values)
+            self.loop.add_fingerprints(kind[3:], key, values)
 
     def _param_name(self, eid: int) -> str:
         for info in self.registry.params.values():

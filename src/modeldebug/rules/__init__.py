@@ -11,7 +11,9 @@ import logging
 from ..config import DebuggingConfig
 from ..errors import UnknownRuleError
 from ..record import Record
-from . import activations, data, dynamics, gradients, loop, loss, numerics, optimizer, resources, runtime  # noqa: F401
+from . import (  # noqa: F401  (importing a family registers its rules)
+    activations, data, dynamics, gradients, labels, loop, loss, lossfn, numerics, optimizer, resources, runtime,
+)
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context
 from .ranking import rank

@@ -3,7 +3,8 @@
 They read the input batch statistics, the one-time batch-mixing probe and the train/validation
 fingerprint overlap (docs/record.md). `crash_kind` names the crashes that are data-and-loss
 problems (labels out of range, channels-last images, loss target sizes); `runtime.classify`
-consults it first. What the loss is fed (labels, class balance, softmax, shapes) is in lossfn.py.
+consults it first. What the loss is fed is in labels.py (targets, class balance) and lossfn.py
+(probabilities where logits belong, shapes).
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class InputNotNormalized(Rule):
     ## What it detects
     On sampled steps, the root-mean-square of the model's input batch, sqrt(mean² + std²). Default
     initialisations (Kaiming, PyTorch's Linear/Conv init) assume inputs of unit scale; the input is
-    flagged when its RMS is at least `input_scale` (default 10) times that, or at most
-    1/`input_scale`² (inputs divided by 255 twice). It stays silent when the model's first layer is
+    flagged when its RMS is at least `input_scale` (default 10) times that, or when its RMS is at
+    most 1/`input_scale`² and its largest magnitude at most 1/`input_scale` (inputs divided by 255
+    twice; sparse inputs such as TF-IDF rows have a small RMS but not small peaks). It stays silent when the model's first layer is
     a normalisation layer, which rescales the input itself. It also flags a batch in which every
     feature is equal on every sample (`const_frac` = 1): the input carries no information.
 
@@ -143,7 +145,8 @@ class InputNotNormalized(Rule):
                 continue
             if first is not None and first.type in _NORM_LAYERS:
                 continue  # the model standardises its own input
-            if rms >= scale or 0 < rms <= 1 / scale**2:
+            peak = max(abs(_median(ctx, e.name, "min")), abs(_median(ctx, e.name, "max")))
+            if rms >= scale or (0 < rms <= 1 / scale**2 and peak <= 1 / scale):  # sparse inputs have small RMS, not small peaks
                 yield self._scale(ctx, e, rms, scale, first, step)
 
     def _scale(self, ctx: Context, e: Entity, rms: float, scale: float, first: Entity | None, step: int) -> Finding:

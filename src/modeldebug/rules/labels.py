@@ -59,8 +59,17 @@ class LabelCounts:
         return np.sum(self.per_batch, axis=0)
 
     def one_class_per_batch(self) -> bool:
-        """Every sampled batch (of 8 or more labels) holds a single class."""
-        return len(self.per_batch) >= 3 and all(b.sum() >= 8 and (b > 0).sum() == 1 for b in self.per_batch)
+        """Most sampled batches hold a single class, where shuffled batches of these shares rarely would.
+
+        With class shares p and batch size B, a shuffled batch is single-class with probability
+        sum(p_c ** B); sorted, unshuffled data makes nearly every batch single-class.
+        """
+        sizes = np.array([b.sum() for b in self.per_batch])
+        if len(self.per_batch) < 3 or np.median(sizes) < 8 or (self.total > 0).sum() < 2:
+            return False
+        single = np.mean([(b > 0).sum() == 1 for b in self.per_batch])
+        p = self.total / self.total.sum()
+        return bool(single >= 0.8 and np.sum(p ** np.median(sizes)) <= 0.2)
 
 
 def label_counts(ctx: Context) -> list[LabelCounts]:
@@ -93,9 +102,10 @@ class LabelIssue(Rule):
 
     ## What it detects
     (1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
-    should be between 0 and 1`. (2) Class-index targets that hold a single class on every sampled
-    batch: the same class throughout (labels all zero), or a different single class per batch (a
-    data set sorted by label and not shuffled). (3) Binary cross-entropy targets outside [0, 1]
+    should be between 0 and 1`. (2) Class-index targets of one class only on every sampled batch
+    (labels all zero), or a single class per batch on 80% of the sampled batches when shuffled
+    batches with these class shares would be single-class at most 20% of the time (a data set
+    sorted by label and not shuffled). (3) Binary cross-entropy targets outside [0, 1]
     (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
     the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
 
@@ -173,10 +183,10 @@ class LabelIssue(Rule):
                 recommendations=[Recommendation("fix", "Check where the labels are built: they are constant.",
                                                 "print(torch.bincount(train_labels))   # one count per class; expect several non-zero")])
         elif lc.one_class_per_batch():
-            per = [int(np.flatnonzero(b)[0]) for b in lc.per_batch]
+            per = [int(np.argmax(b)) for b in lc.per_batch]
             yield self.finding(
-                severity="high", confidence=0.85, title=f"Every batch holds a single class: the data is sorted by label and not shuffled",
-                description=(f"Each of {len(per)} sampled batches of {lc.loss.name} has targets of one class only (classes {per[:8]} "
+                severity="high", confidence=0.85, title="Batches hold a single class each: the data is sorted by label and not shuffled",
+                description=(f"Nearly every one of {len(per)} sampled batches of {lc.loss.name} has targets of one class only (classes {per[:8]} "
                              "at steps " + ", ".join(str(s) for s in lc.steps[:8]) + "). The model is pushed to one class per "
                              "stretch of batches and forgets the others: the loss swings instead of falling."),
                 step=lc.steps[0], evidence=ev | {"class_per_batch": per[:50]},
@@ -226,8 +236,9 @@ class ClassImbalance(Rule):
 
     ## What it detects
     Counts of class-index targets over the sampled batches (or the positive fraction of binary
-    0/1 targets): the majority class is at least `class_imbalance_ratio` (default 10) times as
-    frequent as the rarest. Judged only when the batches hold at least 5 labels per class. It is
+    0/1 targets), one label per sample: the majority class is at least `class_imbalance_ratio`
+    (default 10) times as frequent as the rarest. Judged only when the sampled batches hold at
+    least 20 labels per class (5 of the rarer class for binary targets). It is
     high severity when the final training loss is still at `prior_loss_fraction` (default 90%) or
     more of the entropy of the label distribution: the loss a model reaches by predicting the class
     frequencies and ignoring the input, so it has learned the prior and nothing more.
@@ -248,7 +259,8 @@ class ClassImbalance(Rule):
     recall, F1 or AUC rather than accuracy.
 
     ## Known problems
-    Counts come from sampled steps only. Tensor arguments of the loss (a `weight=` already given)
+    Counts come from sampled steps only. Per-token and per-pixel targets (language models,
+    segmentation) are not judged: their skew is the data's nature. Tensor arguments of the loss (a `weight=` already given)
     are not recorded, so a loss that is weighted already is flagged too (with low severity unless
     it learned nothing beyond the prior).
     """
@@ -262,7 +274,9 @@ class ClassImbalance(Rule):
         limit = ctx.threshold("class_imbalance_ratio", CLASS_IMBALANCE_RATIO)
         for lc in label_counts(ctx):
             total = lc.total
-            if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 5 * lc.classes:
+            if len(lc.loss.info.get("target_shape") or []) != 1:
+                continue  # per-token or per-pixel labels: skewed by nature (word frequencies, background)
+            if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 20 * lc.classes:
                 continue  # one class, or sorted data: LabelIssue's business; too few labels to judge
             ratio = float(total.max() / max(total.min(), 1.0))
             if ratio >= limit:

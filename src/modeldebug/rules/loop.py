@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 
@@ -41,6 +42,12 @@ def validation_steps(ctx: Context) -> list[int]:
         if e.info.get("phase") == "val":
             steps.update(int(s) for s in ctx.record.series(e.name, "val_loss", kind="loss").steps)
     return sorted(steps)
+
+
+def _model_of(e: Entity) -> tuple[str | None, bool]:
+    """Which model an entity belongs to. A second model of the same class has the same `model`
+    name, but its entities' names are prefixed with it."""
+    return e.model, bool(e.model) and e.name.startswith(f"{e.model}.")
 
 
 def _is_batchnorm(module_type: str | None) -> bool:
@@ -126,8 +133,9 @@ class MissingZeroGrad(Rule):
             judged = np.concatenate([[False], stepped[:-1]]) & ~unknown
             needed = ctx.threshold("missing_zero_grad_fraction", MISSING_ZERO_GRAD_FRACTION)
         else:
-            judged = np.arange(len(steps)) >= 1
-            if unknown[1:].any():
+            # Judged until the gradients stop being finite (a NaN gradient has no norm to carry).
+            judged = (np.arange(len(steps)) >= 1) & np.isfinite(prev_norm)
+            if (unknown & judged).any():
                 return  # cleared by hand at least once: accumulation in a hand-written loop
             needed = 1.0  # no optimizer: flag only gradients that are never cleared at all
         bad = carried_over & judged
@@ -267,12 +275,12 @@ class TrainModeMisuse(Rule):
             if not at.any() or name not in sensitive:
                 continue
             sampled = True
-            if np.all(s.values[at] == 0) and (trainable is None or sensitive[name].model in trainable):
+            if np.all(s.values[at] == 0) and (trainable is None or _model_of(sensitive[name]) in trainable):
                 in_eval.append(name)
         if sampled and not in_eval:
             return None  # the eval-mode passes were another (frozen) model's, or not training passes
         if not sampled:  # no sampled step since: name every mode-sensitive layer of the trained models
-            in_eval = [n for n, e in sensitive.items() if trainable is None or e.model in trainable]
+            in_eval = [n for n, e in sensitive.items() if trainable is None or _model_of(e) in trainable]
             if not in_eval:
                 return None
         first = int(col.steps[onset])
@@ -346,9 +354,9 @@ class TrainModeMisuse(Rule):
         )
 
     @staticmethod
-    def _trainable_models(ctx: Context) -> set[str] | None:
+    def _trainable_models(ctx: Context) -> set[tuple[str | None, bool]] | None:
         """Models with parameters in an optimizer (None when the run used no optimizer)."""
         held = ctx.optimizer_params
         if held is None:
             return None
-        return {e.model for n, e in ctx.params.items() if n in held and e.model}
+        return {_model_of(e) for n, e in ctx.params.items() if n in held and e.model}

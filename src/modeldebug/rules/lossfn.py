@@ -175,13 +175,15 @@ class LossShapeMismatch(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
-        for e in ctx.record.entities("loss"):
+        flagged: set[str] = set()
+        for e in ctx.record.entities("loss"):  # training calls first, then validation ones
             a, b = e.info.get("input_shape"), e.info.get("target_shape")
-            if not a:
-                continue
+            if not a or e.type in flagged:
+                continue  # the same loss wired the same way in validation: one bug, reported once
             out = broadcast_shape(a, b) if b and e.type in _ELEMENTWISE and a != b else None
             ev = {"loss": e.name, "input_shape": a, "target_shape": b, "phase": e.info.get("phase")}
             if out is not None and out != a:
+                flagged.add(e.type)
                 yield self.finding(
                     severity="high", confidence=0.9,
                     title=f"{e.name} compares input {tuple(a)} with target {tuple(b)}: they broadcast to {tuple(out)}",
@@ -192,6 +194,7 @@ class LossShapeMismatch(Rule):
                     recommendations=[Recommendation("fix", "Give the prediction and the target the same shape.",
                                                     "loss = loss_fn(pred, y.view_as(pred))   # or loss_fn(pred.squeeze(1), y)")])
             elif e.type in ("cross_entropy", "nll_loss") and len(a) >= 2 and a[1] == 1:
+                flagged.add(e.type)
                 yield self.finding(
                     severity="high", confidence=0.9, title=f"{e.name} over a single class: the loss is always 0",
                     description=(f"{e.type} got an input of shape {tuple(a)}: one class. The softmax over one value is 1, so the "

@@ -25,12 +25,18 @@ MEMORY_GROWTH = 0.1
 MEMORY_GROWTH_WITH_CAUSE = 0.002
 #: dataloader_bottleneck: share of step time spent waiting for the next batch.
 DATALOADER_SHARE = 0.5
+#: dataloader_bottleneck: median wait per step, in ms, below which the wait is the loop's own
+#: Python overhead (the `for` statement, indexing, hooks), which no loader setting removes.
+DATALOADER_MIN_WAIT_MS = 1.0
 #: slow_step: median step time at the end over the median after warm-up.
 SLOW_STEP_GROWTH = 2.0
 #: slow_step: a step this many times the median step time is a stall.
 SLOW_STEP_SPIKE = 5.0
 #: slow_step: share of the run's time that periodic stalls must cost.
 SLOW_STEP_SPIKE_SHARE = 0.3
+
+# Timing trends need enough steps per quarter of the run to have medians worth comparing.
+_MIN_TIMED_STEPS = 40
 
 # live_losses counts the previous 7 steps' losses still held (see docs/record.md); 6 or more at
 # the median means every loss is being kept, not just the last one for logging.
@@ -48,13 +54,33 @@ def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 150) -> float:
     return float(np.median(dy[upper] / dx[upper])) if upper.any() else 0.0
 
 
-def _validation_mask(ctx: Context) -> np.ndarray:
-    """Steps whose time includes a validation pass (by position in the steps table): validation
-    losses were recorded, or forward passes ran without grad in train mode."""
-    steps = ctx.record.column("t_step").steps
-    mask = np.isin(steps, validation_steps(ctx)) | (np.nan_to_num(ctx.record.column("fwd_train_mode_nograd").values) > 0)
-    # Something on most steps is not a periodic validation pass (e.g. a teacher model): keep them.
-    return mask if mask.mean() < 0.5 else np.zeros(len(steps), dtype=bool)
+def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho (ties broken by position): how consistently y rises with x."""
+    rx = np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)
+    ry = np.argsort(np.argsort(y, kind="stable"), kind="stable").astype(float)
+    return float(np.corrcoef(rx, ry)[0, 1]) if len(x) > 2 and rx.std() > 0 and ry.std() > 0 else 0.0
+
+
+def _timed_steps(ctx: Context, warmup: int) -> np.ndarray:
+    """Steps whose time says something about the training loop itself (a boolean mask).
+
+    Left out: the first `warmup` steps (lazy initialisation, allocator growth); steps whose gap
+    held a validation pass (validation losses recorded, or no-grad forward passes in train mode);
+    and steps on which modeldebug sampled activation statistics, its own periodic extra work,
+    unless nearly every step was sampled (then they all cost the same).
+    """
+    rec = ctx.record
+    t_step = rec.column("t_step").values
+    val = np.isin(rec.column("t_step").steps, validation_steps(ctx))
+    val |= np.nan_to_num(rec.column("fwd_train_mode_nograd").values) > 0
+    if val.mean() >= 0.5:  # something on most steps is no periodic validation pass (a teacher model)
+        val[:] = False
+    sampled = np.nan_to_num(rec.column("sampled").values) > 0
+    if sampled.mean() >= 0.5:
+        sampled[:] = False
+    keep = np.isfinite(t_step) & (t_step > 0) & ~val & ~sampled
+    keep[:warmup] = False
+    return keep
 
 
 class MemoryGrowth(Rule):
@@ -227,9 +253,13 @@ class DataloaderBottleneck(Rule):
     ## What it detects
     The share of step time spent waiting for the next batch: inside the `DataLoader` iterator when
     the run uses one, otherwise the time between the end of a step and the next forward pass.
-    Flagged when the total share is at least `dataloader_share` (default 50%) and the median step's
-    share at least half of that, so a few slow steps (worker start-up) do not decide alone. The
-    first step and steps that include a validation pass are left out.
+    Flagged when the total share or the median step's share is at least `dataloader_share`
+    (default 50%) and the other at least half of that, so that neither a few steps waiting long
+    (worker start-up) nor a few steps stalled by something else decide alone, and when
+    the median wait at least `dataloader_min_wait_ms` (default 1 ms; below it the wait is the
+    loop's own Python overhead, which no loader setting removes). The
+    first step, steps that include a validation pass and steps on which modeldebug sampled
+    activations are left out.
 
     ## Why is this bad?
     The model (and the GPU) idles while the batch is prepared: the run takes 1 / (1 - share) times
@@ -250,7 +280,8 @@ class DataloaderBottleneck(Rule):
 
     ## Known problems
     Without a `DataLoader`, the time between steps also holds logging and any other work the loop
-    does there; the finding then has lower confidence. A run that starts new loader workers every
+    does there; the finding then has lower confidence, and a loop without an optimizer object
+    (whose steps end at the next backward pass) is not judged. A run that starts new loader workers every
     epoch but rarely waits otherwise is not flagged.
     """
 
@@ -263,17 +294,24 @@ class DataloaderBottleneck(Rule):
         t_step = rec.column("t_step").values
         t_loader = rec.column("t_loader").values
         t_data = rec.column("t_data").values
-        keep = np.isfinite(t_step) & (t_step > 0) & ~_validation_mask(ctx)
-        keep[:1] = False  # the first step's time includes everything before training
+        keep = _timed_steps(ctx, warmup=1)  # the first step's time includes everything before training
         if keep.sum() < max(ctx.t.min_steps, 10):
             return
         uses_loader = bool(np.mean(np.nan_to_num(t_loader[keep]) > 0) >= 0.5)
+        if not uses_loader and not np.isfinite(rec.column("lr").values).any():
+            # Without an optimizer, steps close at the next backward pass: the time "between
+            # steps" then holds the forward pass and the hand-written update too.
+            return
         wait = np.nan_to_num(t_loader if uses_loader else t_data)[keep]
         step = t_step[keep]
         share = float(wait.sum() / step.sum())
         median_share = float(np.median(np.minimum(wait / step, 1.0)))
         needed = ctx.threshold("dataloader_share", DATALOADER_SHARE)
-        if share < needed or median_share < needed / 2:
+        # Either measure may decide, if the other agrees half-way: the total resists a run where
+        # only some steps wait, the median resists a few steps stalled by something else.
+        if max(share, median_share) < needed or min(share, median_share) < needed / 2:
+            return
+        if np.median(wait) * 1e3 < ctx.threshold("dataloader_min_wait_ms", DATALOADER_MIN_WAIT_MS):
             return
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
         where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
@@ -288,7 +326,7 @@ class DataloaderBottleneck(Rule):
                                 "next batch is ready when the step ends.", _NO_LOADER_FIX)])
         yield self.finding(
             severity="medium", confidence=0.85 if uses_loader else 0.6,
-            title=f"Training waits for data: {share:.0%} of step time is spent {where}",
+            title=f"Training waits for data: {max(share, median_share):.0%} of step time is spent {where}",
             description=(f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
                          f"waiting for the next batch ({where}); the median step waited {fmt(float(np.median(wait)) * 1e3)} ms "
                          f"for {fmt(compute * 1e3)} ms of forward, backward and optimizer work. With the data ready in time "
@@ -324,14 +362,18 @@ class SlowStep(Rule):
     """Steps get slower as the run goes on, or stall periodically.
 
     ## What it detects
-    (1) A trend: after warm-up, the median step time of the last quarter of the run is at least
-    `slow_step_growth` (default 2x) that of the first quarter, rising from quarter to quarter (each
-    at least 5% above the one before), so one change of pace (unfreezing layers, another job on
-    the machine) is not a trend. The phase that grew most (forward, backward, optimizer, between
-    steps) is named. (2) Periodic stalls: steps longer than `slow_step_spike` (default 5x) the
-    median step, recurring at a fixed interval and costing at least `slow_step_spike_share` (default
-    30%) of the run's time. Steps that include a validation pass, and stalls spent in the DataLoader,
-    are left out.
+    Judged on at least 40 steps after warm-up (the first 10%), leaving out steps that include a
+    validation pass and steps on which modeldebug sampled activations (its own extra work).
+    (1) A trend: the median step time of the last quarter is at least `slow_step_growth` (default
+    2x) that of the first quarter, the rise spread over the run (no quarter-to-quarter rise holds
+    more than 75% of it, none falls back) with a rank correlation between step and step time of
+    at least 0.5, so one change of pace (unfreezing layers, another job starting on the machine)
+    or noise is not a trend. The
+    phase that grew most (forward, backward, optimizer, between steps) is named. (2) Periodic
+    stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
+    quarters of them at the same interval, together costing at least `slow_step_spike_share`
+    (default 30%) of the step time. Stalls spent in the DataLoader are left to
+    `dataloader_bottleneck`.
 
     ## Why is this bad?
     A step time that grows with the step count makes the run quadratic: the last steps cost many
@@ -362,9 +404,8 @@ class SlowStep(Rule):
         rec = ctx.record
         t_step = rec.column("t_step").values
         n = len(t_step)
-        keep = np.isfinite(t_step) & (t_step > 0) & ~_validation_mask(ctx)
-        keep[: max(2, n // 10)] = False  # warm-up: first calls, lazy initialisation, allocator growth
-        if keep.sum() < max(ctx.t.min_steps, 20):
+        keep = _timed_steps(ctx, warmup=max(2, n // 10))
+        if keep.sum() < max(ctx.t.min_steps, _MIN_TIMED_STEPS):
             return
         idx = np.flatnonzero(keep)
         trend = self._trend(ctx, idx)
@@ -382,9 +423,12 @@ class SlowStep(Rule):
         parts = np.array_split(idx, 4)
         q = [float(np.median(t[p])) for p in parts]
         growth = q[-1] / q[0] if q[0] > 0 else 0.0
-        rising = all(b >= 1.05 * a for a, b in zip(q, q[1:]))
+        # Spread over the run, not one change of pace: no quarter-to-quarter rise holds more than
+        # three quarters of the total rise, and none falls back.
+        steps_up = np.diff(q) / max(q[-1] - q[0], 1e-12)
+        rising = bool(steps_up.max() <= 0.75 and steps_up.min() >= -0.05)
         needed = ctx.threshold("slow_step_growth", SLOW_STEP_GROWTH)
-        if growth < needed or not rising:
+        if growth < needed or not rising or _rank_correlation(idx, t[idx]) < 0.5:
             return None
         increase = {}
         for phase in _PHASES:
@@ -404,8 +448,8 @@ class SlowStep(Rule):
             title=f"Steps get slower as the run goes on: {fmt(growth)}x, from {fmt(q[0] * 1e3)} to "
                   f"{fmt(q[-1] * 1e3)} ms (median), mostly in the {_PHASES[phase]}",
             description=(f"The median step took {fmt(q[0] * 1e3)} ms over steps {int(steps[first[0]])}-{int(steps[first[-1]])} "
-                         f"and {fmt(q[-1] * 1e3)} ms over steps {int(steps[last[0]])}-{int(steps[last[-1]])}, rising in every "
-                         f"quarter of the run ({', '.join(fmt(x * 1e3) for x in q)} ms). {fmt(min(share, 1.0) * 100)}% of "
+                         f"and {fmt(q[-1] * 1e3)} ms over steps {int(steps[last[0]])}-{int(steps[last[-1]])}, rising through "
+                         f"the quarters of the run ({', '.join(fmt(x * 1e3) for x in q)} ms). {fmt(min(share, 1.0) * 100)}% of "
                          f"the increase is in the {_PHASES[phase]}: its work grows with the number of steps done."
                          + mem_note),
             step=int(steps[first[0]]),
@@ -424,13 +468,14 @@ class SlowStep(Rule):
         excess = t - med
         # Stalls spent in the DataLoader (workers starting each epoch) are the data rule's business.
         stall = (t >= ctx.threshold("slow_step_spike", SLOW_STEP_SPIKE) * med) & (loader < 0.5 * excess)
-        if stall.sum() < 3 or stall.mean() < 0.02:
+        if stall.sum() < 4:
             return None
         at = steps[idx][stall]
         gaps = np.diff(at)
         values, counts = np.unique(gaps, return_counts=True)
         period = int(values[np.argmax(counts)])
-        periodic = counts.max() >= 0.6 * len(gaps)
+        # A burst of consecutive slow steps (period 1) is the machine being busy, not periodic work.
+        periodic = period >= 2 and counts.max() >= 0.75 * len(gaps)
         lost = float(excess[stall].sum() / t.sum())
         if not periodic or lost < ctx.threshold("slow_step_spike_share", SLOW_STEP_SPIKE_SHARE):
             return None

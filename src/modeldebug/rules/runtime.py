@@ -30,9 +30,18 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 
 
 def classify(exc_type: str, message: str) -> str:
-    """The contract's runtime-error kind for an exception type and message."""
+    """The contract's runtime-error kind for an exception type and message.
+
+    Crashes that a data-and-loss rule explains better (labels out of range, channels-last images,
+    loss target shapes) get that rule's kind, so they are reported once, by the rule that knows why.
+    """
+    from .data import crash_kind
+
     if exc_type in ("OutOfMemoryError",):
         return "out_of_memory"
+    kind = crash_kind(exc_type, message)
+    if kind:
+        return kind
     for kind, pattern in _PATTERNS:
         if pattern.search(message):
             return kind

@@ -149,7 +149,7 @@ def _turns(s: np.ndarray, h: float) -> int:
 def oscillation(ctx: Context) -> Oscillation | None:
     """The oscillation detector, on the finite training loss; None when the loss does not oscillate.
 
-    Over the second half of the run: the running mean (window 5% of the run) must swing by at
+    Over the second half of the run: the running median (window 5% of the run) must swing by at
     least `osc_amplitude` times the loss's scale (its first value or its level, whichever is
     larger), by twice what averaging independent minibatch noise would leave, and by more than the
     trend over the window; or the raw loss alternates up and down every step (lag-1
@@ -162,7 +162,7 @@ def oscillation(ctx: Context) -> Oscillation | None:
         return None
     tail = v[n // 2:]
     w = window(n)
-    smooth = np.convolve(tail, np.ones(w) / w, mode="valid")
+    smooth = running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
     if len(smooth) < 5:
         return None
     level = float(np.median(tail))
@@ -457,7 +457,7 @@ class LossOscillating(Rule):
     """The training loss swings up and down without trend, by a large fraction of its level.
 
     ## What it detects
-    Over the second half of the run, the running mean of the loss (window 5% of the run) swings by
+    Over the second half of the run, the running median of the loss (window 5% of the run) swings by
     at least `osc_amplitude` (default 25%) of the loss's scale (its first value or its level,
     whichever is larger), reverses at least twice, by more than twice what averaging independent
     minibatch noise would leave and by more than its own trend over that window. A loss that
