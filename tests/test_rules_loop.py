@@ -354,34 +354,37 @@ def test_validation_time_between_steps_is_not_data_waiting() -> None:
 # -- slow_step -----------------------------------------------------------------------------------
 def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
     torch.manual_seed(0)
-    enc = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32))
+    enc = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16))
     opt = torch.optim.SGD(enc.parameters(), lr=0.05)
     x_all = classification(n=1024).x
 
     def loop() -> None:
-        queue = torch.randn(64, 32)
-        for i in range(100):
-            x = x_all[torch.randint(0, 1024, (128,))]
+        queue = torch.randn(64, 16)
+        for step in range(64):
+            x = x_all[torch.randint(0, 1024, (32,))]
             q = F.normalize(enc(x), dim=1)
             k = F.normalize(enc(x + 0.1 * torch.randn_like(x)), dim=1).detach()
             logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / 0.2
             opt.zero_grad()
-            F.cross_entropy(logits, torch.zeros(128, dtype=torch.long)).backward()
+            F.cross_entropy(logits, torch.zeros(32, dtype=torch.long)).backward()
             opt.step()
-            queue = torch.cat([queue, k, k, k, k])  # never truncated to the newest K
+            # Never truncated to the newest K; and it grows faster every step, so that the work
+            # outgrows a busy machine's scheduling delays.
+            queue = torch.cat([queue, k.repeat(4 * (step + 1), 1)])
 
     f = found(watched(enc, loop), "slow_step")
-    assert f is not None and f.evidence["growth"] > 3
+    assert f is not None and f.evidence["growth"] >= 2
     assert f.evidence["phase"] in ("t_forward", "t_backward")
     assert f.recommendations and f.recommendations[0].type == "fix"
 
 
-def test_healthy_runs_have_no_resource_findings() -> None:
-    for model, data in (healthy_mlp(seed=3), healthy_cnn(seed=3)):
-        report = watched(model, lambda: train(model, data, steps=120))
-        for kind in ("slow_step", "memory_growth", "dataloader_bottleneck"):
-            assert found(report, kind) is None
-        assert serious(report) == []
+@pytest.mark.parametrize("task", [healthy_mlp, healthy_cnn])
+def test_healthy_runs_have_no_resource_findings(task) -> None:  # type: ignore[no-untyped-def]
+    model, data = task(seed=3)
+    report = watched(model, lambda: train(model, data, steps=120))
+    for kind in ("slow_step", "memory_growth", "dataloader_bottleneck"):
+        assert found(report, kind) is None
+    assert serious(report) == []
 
 
 def test_slow_step_thresholds_on_recorded_runs() -> None:
@@ -390,8 +393,11 @@ def test_slow_step_thresholds_on_recorded_runs() -> None:
     rng = np.random.default_rng(0)
     noise = rng.uniform(0.8, 1.25, n)
     linear = 0.005 * (1 + steps / 40) * noise  # 5x over the run
-    f = kinds_of(record_of(n, t_step=linear, t_backward=linear * 0.7))["slow_step"]
+    optimizer = np.full(n, 0.001) * noise
+    f = kinds_of(record_of(n, t_step=linear + optimizer, t_backward=linear, t_optimizer=optimizer))["slow_step"]
     assert f.evidence["phase"] == "t_backward" and f.evidence["growth"] > 2
+    busier = kinds_of(record_of(n, t_step=linear + 0.2 * linear, t_backward=linear, t_optimizer=0.2 * linear))
+    assert "slow_step" not in busier  # every phase slowed alike: the machine, not the loop
     unfreeze = np.where(steps < 100, 0.005, 0.015) * noise  # one change of pace: not a trend
     assert "slow_step" not in kinds_of(record_of(n, t_step=unfreeze))
     periodic = 0.005 * noise

@@ -30,12 +30,12 @@ optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 loss_fn = nn.CrossEntropyLoss()
 
 losses = []
-for step in range(300):
-    idx = torch.randint(0, len(tokens), (32,))
+for step in range(200):
+    idx = torch.randint(0, len(tokens), (16,))
     optimizer.zero_grad()
     loss = loss_fn(model(tokens[idx]), labels[idx])
     loss.backward()
     optimizer.step()
     losses.append(loss)  # the bug: keeps the tensor and its graph, not the number
-    if step % 100 == 99:
-        print(f"step {step + 1}: mean loss {torch.stack(losses[-100:]).mean().item():.3f}")
+    if step % 50 == 49:
+        print(f"step {step + 1}: mean loss {torch.stack(losses[-50:]).mean().item():.3f}")

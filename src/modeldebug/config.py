@@ -73,6 +73,52 @@ class Thresholds(BaseModel):
         description="params_not_updating: update-to-weight ratio at or below this counts as no update "
         "(float32 rounding of a real update is ~1e-7).",
     )
+    chance_margin: float = Field(
+        0.03, description="loss_not_decreasing: a classifier's final loss within this fraction of chance "
+        "(the entropy of its labels) has learned nothing from its inputs.")
+    # -- data and loss ---------------------------------------------------------------------------
+    input_scale: float = Field(
+        10.0, description="input_not_normalized: input RMS at or above this multiple of unit scale (or "
+        "at or below 1/this**2 with peak at most 1/this).")
+    bgr_gap: float = Field(
+        0.5, description="channel_order: (ch2 mean - ch0 mean) / channel std on every sampled step that "
+        "reads as BGR images normalised with RGB constants.")
+    leakage_fraction: float = Field(
+        0.1, description="data_leakage: share of validation samples also seen in training (at least 5).")
+    mixing_fraction: float = Field(
+        0.0, description="batch_mixing: share of other samples reached by one sample's gradient in eval mode.")
+    class_imbalance_ratio: float = Field(
+        10.0, description="class_imbalance: count of the majority class over the rarest class.")
+    prior_loss_fraction: float = Field(
+        0.9, description="class_imbalance: a final loss at or above this multiple of the label entropy means "
+        "the model only predicts the class frequencies.")
+    probability_rowsum: float = Field(
+        1e-3, description="double_softmax: |row sum - 1| at or below this means the loss input already is "
+        "a probability distribution.")
+    # -- training loop and resources ----------------------------------------------------------------
+    carried_grad_fraction: float = Field(
+        0.01, description="missing_zero_grad: gradient norm still present at a step's first backward pass, "
+        "as a fraction of the previous step's, that counts as not cleared.")
+    missing_zero_grad_fraction: float = Field(
+        0.2, description="missing_zero_grad: share of optimizer steps that must start with old gradients.")
+    train_mode_persistence: float = Field(
+        0.5, description="train_mode_misuse: share of steps since the first eval-mode training pass that "
+        "must also be in eval mode.")
+    memory_growth: float = Field(
+        0.1, description="memory_growth: steady growth as a fraction of the run's early memory level, "
+        "flagged without a known cause.")
+    memory_growth_with_cause: float = Field(
+        0.002, description="memory_growth: the same, when kept loss tensors or eval passes with autograd on "
+        "are seen.")
+    dataloader_share: float = Field(
+        0.5, description="dataloader_bottleneck: share of step time spent waiting for the next batch.")
+    dataloader_min_wait_ms: float = Field(
+        1.0, description="dataloader_bottleneck: median wait per step below which waiting is not judged.")
+    slow_step_growth: float = Field(
+        2.0, description="slow_step: last-quarter over first-quarter median step time.")
+    slow_step_spike: float = Field(5.0, description="slow_step: a step this many times the median is a stall.")
+    slow_step_spike_share: float = Field(
+        0.3, description="slow_step: share of step time that periodic stalls must cost.")
     memory_mb: float | None = Field(
         None, description="Live alert: process memory above this many MiB (None: no alert)."
     )

@@ -101,11 +101,13 @@ class Registry:
             return
         self._tracked = None
         prefix = ""
-        if self.models:
+        if self.models:  # the second and later models: their class name, made unique
             prefix = type(model).__name__
+            n = 2
             while prefix in self._prefixes:
-                prefix += "_"
-            self._prefixes.add(prefix)
+                prefix = f"{type(model).__name__}{n}"
+                n += 1
+        self._prefixes.add(prefix or type(model).__name__)
         self.models.append(weakref.ref(model))
         self.model_types.append(type(model).__name__)
         root_name = prefix or type(model).__name__

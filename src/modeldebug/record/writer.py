@@ -35,10 +35,13 @@ def _clean(value: Any) -> Any:
 class RunWriter:
     """Writes one run record. Not thread-safe: call it from the training thread only."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, fresh: bool = True) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if fresh:  # a new run never appends to an old record at the same path
+                for suffix in ("", "-wal", "-shm"):
+                    Path(self.path + suffix).unlink(missing_ok=True)
         self.conn = sqlite3.connect(self.path, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")

@@ -16,7 +16,7 @@ import numpy as np
 from . import schedule  # noqa: F401  (registers LRN001, LRN002, LOS003, CLP001)
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
-from .schedule import WEIGHT_COLLAPSE_SHRINK, weight_shrink
+from .schedule import SATURATED_FRACTION, WEIGHT_COLLAPSE_SHRINK, expected_initial_loss, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
 
@@ -27,40 +27,13 @@ INIT_INPUT_SCALE = 10.0      # input std above this: a high first loss is the da
 OVERFIT_RISE = 0.1           # validation loss this fraction above its best on the last two evaluations
 OVERFIT_TRAIN_DROP = 0.05    # while the training loss fell by at least this fraction
 OVERFIT_MIN_EVALS = 4        # validation evaluations needed to judge
-SATURATED_FRACTION = 0.5     # fraction of a layer's outputs within 1% of a bound
 
 _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "LocalResponseNorm")
-_LOG_PROB_LOSSES = ("cross_entropy", "nll_loss")
-_BINARY_LOSSES = ("binary_cross_entropy_with_logits", "binary_cross_entropy")
 
 
 def _first(s: Any) -> float | None:
     f = s.finite() if s is not None else None
     return float(f.values[0]) if f is not None and len(f) else None
-
-
-def _expected_init_loss(ctx: Context) -> tuple[float, str] | None:
-    """The loss of a uniform prediction for the run's one training loss: ln C, or ln 2 for binary."""
-    train = [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
-    if len(train) != 1:
-        return None
-    e = train[0]
-    if e.info.get("kwargs", {}).get("reduction", "mean") != "mean":
-        return None
-    if e.type in _BINARY_LOSSES:
-        return math.log(2), "ln 2 (a 0.5 probability)"
-    if e.type not in _LOG_PROB_LOSSES:
-        return None
-    if e.type == "nll_loss" and (_first(ctx.record.series(e.name, "in_max", kind="loss")) or 0.0) > 1e-6:
-        return None  # not log-probabilities: nothing to expect
-    shape = e.info.get("input_shape") or []
-    classes = int(shape[1]) if len(shape) >= 2 else 0
-    hist = ctx.record.histograms(e.name, kind="loss")
-    if not classes and hist:
-        classes = len(hist[0][3]) - 1
-    if classes < 2:
-        return None
-    return math.log(classes), f"ln({classes}) (a uniform prediction over {classes} classes)"
 
 
 def _depth_chains(ctx: Context) -> list[list[tuple[str, float]]]:
@@ -152,7 +125,7 @@ class PoorInitialization(Rule):
                 evidence["activation_std_step0"] = dict(chain)
                 severe |= factor >= ratio_thr ** 2
                 break
-        expected = _expected_init_loss(ctx)
+        expected = expected_initial_loss(ctx)
         loss0 = float(ctx.loss.values[0])
         inputs = [_first(s) for s in ctx.record.stat("std", kind="input").values()]
         unit_inputs = all(v is None or v < ctx.threshold("init_input_scale", INIT_INPUT_SCALE) for v in inputs)

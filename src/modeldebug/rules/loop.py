@@ -291,8 +291,8 @@ class TrainModeMisuse(Rule):
         types = sorted({sensitive[n].type for n in in_eval})
         when = ("from the first step" if from_start else
                 f"from step {first} on" + (f", right after the validation pass at step {val_before[-1]}"
-                                           if val_before and first - val_before[-1] <= 1 else "")
-                + f" (steps 0-{first - 1} trained in train mode)")
+                                           if val_before and first - val_before[-1] <= 1 else ""))
+        before = "" if from_start else f" (steps 0-{first - 1} trained in train mode)"
         effects = []
         if any(t.startswith(("Dropout", "AlphaDropout", "FeatureAlphaDropout")) for t in types):
             effects.append("Dropout is off, so training has no dropout regularisation")
@@ -302,9 +302,9 @@ class TrainModeMisuse(Rule):
         return self.finding(
             severity="high" if has_bn and not from_start else "medium",
             confidence=0.65 if from_start else (0.9 if sampled else 0.8),
-            title=f"The model trains in eval mode {when.split(' (')[0]}: {len(in_eval)} "
+            title=f"The model trains in eval mode {when}: {len(in_eval)} "
                   f"{'/'.join(types)} layer{'s' if len(in_eval) > 1 else ''} behave as at inference",
-            description=(f"{int(since.sum())} of {len(since)} training steps {when} ran their forward pass with "
+            description=(f"{int(since.sum())} of {len(since)} training steps {when}{before} ran their forward pass with "
                          f"model.training == False. {'; '.join(effects)}. Affected layers: "
                          f"{', '.join(ctx.label(n) for n in in_eval[:8])}{' ...' if len(in_eval) > 8 else ''}."
                          + ("" if from_start else " model.eval() was called and model.train() never again.")),

@@ -114,7 +114,11 @@ def chance_loss(ctx: Context) -> tuple[float, str] | None:
         hists = ctx.record.histograms(e.name, kind="loss")
         if not hists:
             return None
-        counts = np.sum([np.asarray(h[3][:-1], dtype=float) for h in hists], axis=0)
+        width = max(len(h[3]) for h in hists) - 1  # the class count can differ between calls
+        counts = np.zeros(max(width, 0))
+        for h in hists:
+            c = np.asarray(h[3][:-1], dtype=float)
+            counts[: len(c)] += c
         if counts.sum() <= 0:
             return None
         p = counts[counts > 0] / counts.sum()

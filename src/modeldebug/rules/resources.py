@@ -71,6 +71,8 @@ def _timed_steps(ctx: Context, warmup: int) -> np.ndarray:
     """
     rec = ctx.record
     t_step = rec.column("t_step").values
+    if len(t_step) == 0:
+        return np.zeros(0, dtype=bool)
     val = np.isin(rec.column("t_step").steps, validation_steps(ctx))
     val |= np.nan_to_num(rec.column("fwd_train_mode_nograd").values) > 0
     if val.mean() >= 0.5:  # something on most steps is no periodic validation pass (a teacher model)
@@ -368,7 +370,9 @@ class SlowStep(Rule):
     2x) that of the first quarter, the rise spread over the run (no quarter-to-quarter rise holds
     more than 75% of it, none falls back) with a rank correlation between step and step time of
     at least 0.5, so one change of pace (unfreezing layers, another job starting on the machine)
-    or noise is not a trend. The
+    or noise is not a trend; and at least one phase of the step (forward, backward, optimizer,
+    between steps) grew by at most half as much, because a machine that got busier slows every
+    phase alike. The
     phase that grew most (forward, backward, optimizer, between steps) is named. (2) Periodic
     stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
     quarters of them at the same interval, together costing at least `slow_step_spike_share`
@@ -391,14 +395,15 @@ class SlowStep(Rule):
     with `.item()`; for stalls, checkpoint and log less often, or asynchronously.
 
     ## Known problems
-    Timings on a busy machine are noisy; only large effects over at least `min_steps` steps are
-    judged. A run that slows down gradually for reasons outside the script (thermal throttling,
-    a growing load on the machine) is reported too.
+    Timings on a busy machine are noisy; only large effects over at least 40 steps are judged.
+    Work that grows in every phase of the step at once is taken for a busier machine and missed.
     """
 
     code = "PRF002"
     kind = "slow_step"
     category = "performance"
+    # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
+    explains = ("memory_growth",)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -430,10 +435,17 @@ class SlowStep(Rule):
         needed = ctx.threshold("slow_step_growth", SLOW_STEP_GROWTH)
         if growth < needed or not rising or _rank_correlation(idx, t[idx]) < 0.5:
             return None
-        increase = {}
+        increase, grew = {}, {}
         for phase in _PHASES:
             v = np.nan_to_num(rec.column(phase).values)
-            increase[phase] = float(np.median(v[parts[-1]]) - np.median(v[parts[0]]))
+            early, late = float(np.median(v[parts[0]])), float(np.median(v[parts[-1]]))
+            increase[phase] = late - early
+            if early > 0:
+                grew[phase] = late / early
+        # A machine that got busier slows every phase alike; work that grows with the run grows
+        # in some phases and leaves another one as it was.
+        if not grew or min(grew.values()) > growth / 2:
+            return None
         phase = max(increase, key=lambda p: increase[p])
         share = increase[phase] / max(q[-1] - q[0], 1e-12)
         mem = rec.column("rss_mb").finite().values

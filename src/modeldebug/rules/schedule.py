@@ -6,6 +6,7 @@ ratio of the weight tensors, the weight-norm shrink over the run, and the oscill
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,20 +17,23 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
 
 __all__ = ["ExcessiveGradClipping", "LossOscillating", "LrTooHigh", "LrTooLow",
-           "oscillation", "update_ratios", "weight_names", "weight_shrink"]
+           "expected_initial_loss", "oscillation", "update_ratios", "weight_names", "weight_shrink"]
 
 # Defaults of the thresholds (override through DebuggingConfig.thresholds, same names).
 LR_HIGH_UPDATE_RATIO = 0.05   # update/weight ratio per step that counts as large (healthy: ~1e-3)
 LR_JUMP_FACTOR = 2.0          # loss above this multiple of its first value counts as a jump
 LR_LOW_UPDATE_RATIO = 1e-4    # median update/weight ratio below this counts as tiny
 LR_LOW_IMPROVEMENT = 0.05     # relative loss improvement below this counts as "barely moves"
-LR_LOW_MIN_GRAD = 1e-3        # relative gradient |g|/|w| at or above this counts as healthy
+LR_LOW_MIN_GRAD = 1e-2        # relative gradient |g|/|w| at or above this: signal, not the noise of a converged model
 OSC_AMPLITUDE = 0.25          # smoothed swing (p90 - p10) as a fraction of the loss's scale
+OSC_REVERSALS = 4             # reversals of direction: two full up-and-down cycles
 CLIP_FRACTION = 0.5           # fraction of steps on which clipping acted
 CLIP_FACTOR = 10.0            # median factor by which clipping shrank the gradient
 WEIGHT_COLLAPSE_SHRINK = 0.1  # median weight norm at the end below this fraction of its start
+SATURATED_FRACTION = 0.5      # fraction of a bounded layer's outputs within 1% of a bound
 
 _HEALTHY_RATIO = 1e-3
+_ADAPTIVE = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam", "Adafactor"}
 _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "LocalResponseNorm")
 
 
@@ -149,11 +153,12 @@ def _turns(s: np.ndarray, h: float) -> int:
 def oscillation(ctx: Context) -> Oscillation | None:
     """The oscillation detector, on the finite training loss; None when the loss does not oscillate.
 
-    Over the second half of the run: the running median (window 5% of the run) must swing by at
+    Over the second half of the run: the running median (window 2.5% of the run) must swing by at
     least `osc_amplitude` times the loss's scale (its first value or its level, whichever is
-    larger), by twice what averaging independent minibatch noise would leave, and by more than the
-    trend over the window; or the raw loss alternates up and down every step (lag-1
-    autocorrelation below -0.5) with that amplitude.
+    larger), reverse direction at least `osc_reversals` times by half that swing, move by twice
+    what averaging independent minibatch noise would leave, and trend by less than half the swing;
+    or the raw loss alternates up and down every step (lag-1 autocorrelation below -0.5) with that
+    amplitude.
     """
     s = ctx.loss.finite()
     v = s.values
@@ -161,7 +166,7 @@ def oscillation(ctx: Context) -> Oscillation | None:
     if n < max(ctx.t.min_steps, 20):
         return None
     tail = v[n // 2:]
-    w = window(n)
+    w = max(3, window(n) // 2)  # 2.5% of the run: short enough to keep swings over a few dozen steps
     smooth = running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
     if len(smooth) < 5:
         return None
@@ -175,24 +180,25 @@ def oscillation(ctx: Context) -> Oscillation | None:
     sigma = 1.4826 * float(np.median(np.abs(np.diff(tail)))) / np.sqrt(2)
     amp = float(np.percentile(smooth, 90) - np.percentile(smooth, 10))
     start = int(s.steps[n // 2])
-    if amp >= frac * scale and amp >= 2 * 2.56 * sigma / np.sqrt(w) and trend < amp:
+    if amp >= frac * scale and amp >= 2 * 2.56 * sigma / np.sqrt(w) and trend < 0.5 * amp:
         turns = _turns(smooth, 0.5 * amp)
-        if turns >= 2:
+        if turns >= ctx.threshold("osc_reversals", OSC_REVERSALS):
             return Oscillation(amp, level, scale, turns, start, "swings")
     detrended = tail - running_median(tail, 5)
     raw_amp = float(np.percentile(tail, 90) - np.percentile(tail, 10))
     if np.std(detrended[:-1]) > 0 and np.std(detrended[1:]) > 0:
         ac1 = float(np.corrcoef(detrended[:-1], detrended[1:])[0, 1])
-        if ac1 <= -0.5 and raw_amp >= frac * scale and trend < raw_amp:
+        if ac1 <= -0.5 and raw_amp >= frac * scale and trend < 0.5 * raw_amp:
             return Oscillation(raw_amp, level, scale, len(tail) // 2, start, "alternating")
     return None
 
 
 @dataclass
 class _Signal:
-    what: str       # a phrase for the message
-    onset: int      # first step of the trouble
-    severe: bool    # the run was damaged (diverged, non-finite, exploded)
+    what: str                # a phrase for the message
+    onset: int               # first step of the trouble
+    severe: bool             # the run was damaged (diverged, non-finite, exploded)
+    sustained: bool = False  # a steady state (oscillation) rather than an event
 
 
 def _instability(ctx: Context) -> list[_Signal]:
@@ -245,7 +251,7 @@ def _instability(ctx: Context) -> list[_Signal]:
     osc = oscillation(ctx)
     if osc is not None:
         out.append(_Signal(f"the loss oscillates by {fmt(osc.amplitude)} around {fmt(osc.level)} from step "
-                           f"{osc.start_step} on", osc.start_step, False))
+                           f"{osc.start_step} on", osc.start_step, False, sustained=True))
     return out
 
 
@@ -266,9 +272,8 @@ class LrTooHigh(Rule):
     that undoes more than half of the progress made, or the loss oscillating (see LOS003). It is
     blamed on the learning rate when the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight
     tensors, on the sampled steps just before the trouble began; over the oscillating window for
-    an oscillation) is at least `lr_high_update_ratio` (default 0.05; about 1e-3 is healthy). When
-    the run recorded no update ratios but an optimizer stepped, a jump, divergence or explosion
-    alone is reported with lower confidence. A run whose weights are collapsing (WGT001) is left out.
+    an oscillation) is at least `lr_high_update_ratio` (default 0.05; about 1e-3 is healthy). A run
+    whose weights are collapsing (WGT001) is left out.
 
     ## Why is this bad?
     Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
@@ -286,8 +291,9 @@ class LrTooHigh(Rule):
 
     ## Known problems
     A model whose gradients explode for another reason (an RNN with a recurrent gain above 1) has
-    large update ratios only once the gradients have grown, so it is not blamed here. GANs and
-    other adversarial losses go up and down by design.
+    large update ratios only once the gradients have grown, so it is not blamed here. Update ratios
+    need an optimizer object and sampled steps: runs without them are not judged. GANs and other
+    adversarial losses go up and down by design.
     """
 
     code = "LRN001"
@@ -297,22 +303,17 @@ class LrTooHigh(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = _instability(ctx)
-        if not signals or _collapsing(ctx):
-            return
         steps, ratios = update_ratios(ctx)
+        if not signals or not len(ratios) or _collapsing(ctx):
+            return
         thr = ctx.threshold("lr_high_update_ratio", LR_HIGH_UPDATE_RATIO)
-        blamed: list[tuple[_Signal, float | None]] = []
+        blamed: list[tuple[_Signal, float]] = []
         for sig in signals:
-            if len(ratios):
-                if sig.what.startswith("the loss oscillates"):
-                    tail = ratios[steps >= sig.onset]
-                    r = float(np.median(tail)) if len(tail) else _ratio_before(steps, ratios, ctx.n_steps)
-                else:
-                    r = _ratio_before(steps, ratios, sig.onset)
-                if r is not None and r >= thr:
-                    blamed.append((sig, r))
-            elif ctx.lr and sig.severe:
-                blamed.append((sig, None))
+            during = ratios[steps >= sig.onset]
+            # an oscillation is a steady state: the updates made while it lasts are the ones to judge
+            r = float(np.median(during)) if sig.sustained and len(during) else _ratio_before(steps, ratios, sig.onset)
+            if r is not None and r >= thr:
+                blamed.append((sig, r))
         if not blamed:
             return
         sig, ratio = min(blamed, key=lambda b: b[0].onset)
@@ -320,33 +321,69 @@ class LrTooHigh(Rule):
         finite = ctx.loss.finite().values
         stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(finite[0])
         lr = ctx.lr
-        factor = float(np.clip(10 * _HEALTHY_RATIO / ratio, 0.01, 0.3)) if ratio else 0.1
-        suggested = float(f"{lr * factor:.1g}") if lr else None
-        why = "; ".join(s.what for s, _ in blamed)
-        ratio_text = (f"each update moved the weights by {fmt(ratio)} of their norm (median over weight tensors; "
-                      f"about {_HEALTHY_RATIO:g} is healthy)" if ratio else "no update ratios were recorded")
-        lr_text = f"learning rate {fmt(lr)}" if lr else "the learning rate"
-        recs = [Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
-                               if lr and suggested else "Lower the learning rate by 10x.",
-                               _lr_code(ctx, suggested) if suggested else
-                               "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"),
-                Recommendation("best_practice", "Warm the learning rate up and clip the gradient norm as a safety net.",
-                               "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)\n"
-                               "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
-                               "optimizer.step()\nsched.step()")]
+        suggested = float(f"{lr * float(np.clip(10 * _HEALTHY_RATIO / ratio, 0.01, 0.3)):.1g}") if lr else None
+        casualties = _casualties(ctx)
         yield self.finding(
-            severity="high" if severe or stuck else "medium",
-            confidence=(0.9 if severe else 0.75) if ratio else 0.55,
-            title=f"Learning rate {fmt(lr)} is too high: " + sig.what if lr else f"Learning rate too high: {sig.what}",
-            description=(f"With {lr_text}, {ratio_text}. Then {why}. The updates overshoot."
-                         + (" The loss never got back below its starting value." if stuck else "")),
+            severity="high" if severe or stuck else "medium", confidence=0.9 if severe else 0.75,
+            title=f"Learning rate {fmt(lr)} is too high: {sig.what}" if lr else f"Learning rate too high: {sig.what}",
+            description=(f"With learning rate {fmt(lr)}, each update moved the weights by {fmt(ratio)} of their norm "
+                         f"(median over weight tensors; about {_HEALTHY_RATIO:g} is healthy). Then "
+                         + "; ".join(s.what for s, _ in blamed) + ". The updates overshoot."
+                         + (" The loss never got back below its starting value." if stuck else "")
+                         + (f" After training began, {'; '.join(casualties)}." if casualties else "")),
             step=sig.onset,
             evidence={"lr": lr, "suggested_lr": suggested, "update_ratio": ratio, "update_ratio_threshold": thr,
                       "onset_step": sig.onset, "signals": [s.what for s, _ in blamed], "stuck": stuck,
+                      "casualties": casualties,
                       "update_ratio_by_step": {int(s): float(r) for s, r in zip(steps[:12], ratios[:12])},
                       "loss": ctx.evidence_series(ctx.loss)},
-            recommendations=recs,
+            recommendations=[
+                Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
+                               if suggested else "Lower the learning rate by 10x.",
+                               _lr_code(ctx, suggested) if suggested else "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"),
+                Recommendation("best_practice", "Warm the learning rate up, and clip the gradient norm as a safety net.",
+                               "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)\n"
+                               "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
+                               "optimizer.step()\nsched.step()"),
+            ],
         )
+
+
+def _casualties(ctx: Context) -> list[str]:
+    """Units knocked out by the updates: ReLU layers that died, or bounded layers that saturated, after step 0."""
+    out = []
+    for stat, what, thr in (("dead_frac", "dead", ctx.t.dead_fraction),
+                            ("saturated_frac", "saturated", ctx.threshold("saturated_fraction", SATURATED_FRACTION))):
+        for name, s in ctx.module_stat(stat).items():
+            f = s.finite().values
+            if len(f) >= 2 and f[0] < thr and float(np.median(f[1:])) >= thr:
+                out.append(f"{float(np.median(f[1:])):.0%} of the units of {ctx.label(name)} became {what}")
+    return out[:5]
+
+
+def expected_initial_loss(ctx: Context) -> tuple[float, str] | None:
+    """The loss of a uniform prediction for the run's one training loss: ln C, or ln 2 for binary."""
+    train = [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
+    if len(train) != 1:
+        return None
+    e = train[0]
+    if e.info.get("kwargs", {}).get("reduction", "mean") != "mean":
+        return None
+    if e.type in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
+        return math.log(2), "ln 2 (a 0.5 probability)"
+    if e.type not in ("cross_entropy", "nll_loss"):
+        return None
+    in_max = ctx.record.series(e.name, "in_max", kind="loss").finite().values
+    if e.type == "nll_loss" and len(in_max) and in_max[0] > 1e-6:
+        return None  # not log-probabilities: nothing to expect
+    shape = e.info.get("input_shape") or []
+    classes = int(shape[1]) if len(shape) >= 2 else 0
+    hist = ctx.record.histograms(e.name, kind="loss")
+    if not classes and hist:
+        classes = len(hist[0][3]) - 1
+    if classes < 2:
+        return None
+    return math.log(classes), f"ln({classes}) (a uniform prediction over {classes} classes)"
 
 
 def _relative_gradient(ctx: Context) -> float | None:
@@ -367,12 +404,15 @@ class LrTooLow(Rule):
     """The learning rate is too low: gradients are healthy but each update barely moves the weights.
 
     ## What it detects
-    The training loss improves by less than `lr_low_improvement` (default 5%) over the run, while
-    the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and over the sampled steps run
+    The training loss stays within `lr_low_improvement` (default 5%) of its start: the medians of
+    the first and last quarter of the run, and the best running median over a quarter, differ by
+    less than that. Meanwhile the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and over the sampled steps run
     at the full learning rate, i.e. at least half the run's largest) is below `lr_low_update_ratio`
     (default 1e-4; about 1e-3 is healthy) and the gradients are not the problem: the relative
-    gradient |g|/|w| is at least `lr_low_min_grad` (default 1e-3). Frozen tensors (ratio 0) are
-    left to OPT001.
+    gradient |g|/|w| is at least `lr_low_min_grad` (default 1e-2), larger than the minibatch noise
+    left in a converged model's gradient. For cross-entropy losses the loss must also still be above
+    half the loss of a uniform prediction (ln C): a model that has fitted is not stuck. Frozen
+    tensors (ratio 0) are left to OPT001.
 
     ## Why is this bad?
     With steps 10x-1000x smaller than needed, the model needs 10x-1000x more steps to learn the
@@ -403,12 +443,13 @@ class LrTooLow(Rule):
         if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):
             return
         v = s.values
-        w = window(len(v))
-        start = float(np.median(v[:w]))
-        best = float(np.min(running_median(v, w)[w:])) if len(v) > w else start
+        q = max(3, len(v) // 4)  # quarters: long enough that minibatch noise averages out
+        start, end = float(np.median(v[:q])), float(np.median(v[-q:]))
+        best = float(np.min(running_median(v, q)[q - 1:]))
         rel = (start - best) / (abs(start) + 1e-12)
-        if rel >= ctx.threshold("lr_low_improvement", LR_LOW_IMPROVEMENT):
-            return
+        moved = max(abs(start - end), start - best) / (abs(start) + 1e-12)
+        if moved >= ctx.threshold("lr_low_improvement", LR_LOW_IMPROVEMENT):
+            return  # it learns, or it rises (another rule's business): either way the loss moves
         steps, ratios = update_ratios(ctx)
         if len(ratios) == 0:
             return
@@ -423,6 +464,9 @@ class LrTooLow(Rule):
         relgrad = _relative_gradient(ctx)
         if ratio >= thr or relgrad is None or relgrad < ctx.threshold("lr_low_min_grad", LR_LOW_MIN_GRAD):
             return
+        expected = expected_initial_loss(ctx)
+        if expected is not None and end < 0.5 * expected[0]:
+            return  # well below chance: it has learned, and sits at its optimum
         lr = ctx.lr
         factor = float(min(_HEALTHY_RATIO / ratio, 1e4))
         suggested = float(f"{lr * factor:.1g}") if lr else None
@@ -430,13 +474,14 @@ class LrTooLow(Rule):
             severity="high" if ratio < thr / 10 or rel <= 0.001 else "medium", confidence=0.85,
             title=(f"Learning rate {fmt(lr)} is too low: updates move the weights by {fmt(ratio)} of their norm per step"
                    if lr else f"Learning rate too low: updates move the weights by {fmt(ratio)} of their norm per step"),
-            description=(f"Over {len(v)} steps the loss improved by {rel:.2%} ({fmt(start)} -> best {fmt(best)}). Each "
+            description=(f"Over {len(v)} steps the loss moved by less than {moved:.1%} ({fmt(start)} in the first quarter, "
+                         f"{fmt(end)} in the last, best {fmt(best)}). Each "
                          f"update changed the weights by {fmt(ratio)} of their norm (median over weight tensors; about "
                          f"{_HEALTHY_RATIO:g} is healthy), although the gradients are healthy (|grad|/|weight| = "
                          f"{fmt(relgrad)}): the learning rate{f' {fmt(lr)}' if lr else ''} is about {fmt(factor)}x too small."),
             step=int(s.steps[0]),
             evidence={"lr": lr, "suggested_lr": suggested, "update_ratio": ratio, "update_ratio_threshold": thr,
-                      "relative_gradient": relgrad, "relative_improvement": rel, "start_loss": start, "best_loss": best,
+                      "relative_gradient": relgrad, "relative_improvement": rel, "start_loss": start, "end_loss": end, "best_loss": best,
                       "update_ratio_by_step": {int(a): float(b) for a, b in zip(steps[:12], ratios[:12])}},
             recommendations=[
                 Recommendation("fix", f"Raise the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
@@ -457,13 +502,14 @@ class LossOscillating(Rule):
     """The training loss swings up and down without trend, by a large fraction of its level.
 
     ## What it detects
-    Over the second half of the run, the running median of the loss (window 5% of the run) swings by
+    Over the second half of the run, the running median of the loss (window 2.5% of the run) swings by
     at least `osc_amplitude` (default 25%) of the loss's scale (its first value or its level,
-    whichever is larger), reverses at least twice, by more than twice what averaging independent
-    minibatch noise would leave and by more than its own trend over that window. A loss that
-    alternates up and down every step (lag-1 autocorrelation below -0.5) with that amplitude counts
-    too. The minibatch noise of a converging run is small next to its starting loss and averages
-    out, so it is not flagged.
+    whichever is larger) and reverses at least `osc_reversals` times (default 4: two full cycles)
+    by half that swing, by more than twice what averaging independent minibatch noise would leave
+    and with a trend smaller than half the swing. A loss that alternates up and down every step
+    (lag-1 autocorrelation below -0.5) with that amplitude counts too. The minibatch noise and the
+    occasional spike of a converging run are small next to its starting loss or average out, so
+    they are not flagged.
 
     ## Why is this bad?
     An oscillating loss makes no progress: the optimizer bounces across a valley instead of going
@@ -494,26 +540,35 @@ class LossOscillating(Rule):
             return
         lr = ctx.lr
         rel = osc.amplitude / osc.scale
+        steps, ratios = update_ratios(ctx)
+        during = ratios[steps >= osc.start_step]
+        ratio = float(np.median(during)) if len(during) else None
+        small_steps = ratio is not None and ratio < ctx.threshold("lr_high_update_ratio", LR_HIGH_UPDATE_RATIO)
         what = ("alternates up and down every step" if osc.mode == "alternating"
                 else f"swings up and down ({osc.turns} reversals)")
+        shuffle = Recommendation("fix", "Shuffle the training data, so that every batch mixes sources and classes.",
+                                 "loader = DataLoader(train_set, batch_size=64, shuffle=True)")
+        lower = Recommendation(
+            "fix", f"Lower the learning rate (or momentum) by 3x{f' (from {fmt(lr)} to {fmt(lr / 3)})' if lr else ''} "
+            "and decay it over the run.",
+            (f"for g in optimizer.param_groups:\n    g['lr'] = {lr / 3:.2g}   # was {lr:.3g}\n" if lr
+             else "for g in optimizer.param_groups:\n    g['lr'] /= 3\n")
+            + "sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)")
+        cause = (f" The updates are moderate ({fmt(ratio)} of the weight norm per step), so look first at the order of "
+                 "the data: batches that come in blocks (sorted by label, concatenated sources, no shuffle) pull the "
+                 "model one way, then the other." if small_steps else
+                 " The steps are too large for the loss surface, or the batches are not shuffled.")
         yield self.finding(
             severity="high" if rel >= 1.0 else "medium", confidence=0.7,
             title=f"Loss oscillates: it {what} by {fmt(osc.amplitude)} around {fmt(osc.level)}",
             description=(f"From step {osc.start_step} on, the smoothed training loss {what} by {fmt(osc.amplitude)} "
-                         f"({rel:.0%} of its scale {fmt(osc.scale)}) without a downward trend: more than minibatch noise. "
-                         "The steps are too large for the loss surface, or the batches are not shuffled."),
+                         f"({rel:.0%} of its scale {fmt(osc.scale)}) without a downward trend: more than minibatch noise."
+                         + cause),
             step=osc.start_step,
             evidence={"amplitude": osc.amplitude, "level": osc.level, "scale": osc.scale, "relative_amplitude": rel,
-                      "reversals": osc.turns, "mode": osc.mode, "lr": lr, "loss": ctx.evidence_series(ctx.loss)},
-            recommendations=[
-                Recommendation("fix", f"Lower the learning rate by 3x{f' (from {fmt(lr)} to {fmt(lr / 3)})' if lr else ''} "
-                               "and decay it over the run.",
-                               (f"for g in optimizer.param_groups:\n    g['lr'] = {lr / 3:.2g}   # was {lr:.3g}\n"
-                                if lr else "for g in optimizer.param_groups:\n    g['lr'] /= 3\n")
-                               + "sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)"),
-                Recommendation("best_practice", "Shuffle the training data and use batches large enough to average out noise.",
-                               "loader = DataLoader(train_ds, batch_size=128, shuffle=True)"),
-            ],
+                      "reversals": osc.turns, "mode": osc.mode, "lr": lr, "update_ratio": ratio,
+                      "loss": ctx.evidence_series(ctx.loss)},
+            recommendations=[shuffle, lower] if small_steps else [lower, shuffle],
         )
 
 
@@ -541,7 +596,9 @@ class ExcessiveGradClipping(Rule):
 
     ## Known problems
     Large-model training sometimes clips most steps by a factor of 2-3 on purpose; that stays below
-    the default factor.
+    the default factor. With adaptive optimizers (Adam, AdamW, RMSprop, Adagrad, ...) the step is
+    divided by the gradient's running RMS, so a steady rescale cancels out: those runs are not
+    judged.
     """
 
     code = "CLP001"
@@ -550,6 +607,8 @@ class ExcessiveGradClipping(Rule):
     explains = ("lr_too_low", "loss_not_decreasing")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        if _opt_type(ctx) in _ADAPTIVE:
+            return  # the step is divided by the gradient's running RMS: a constant rescale cancels out
         norm = ctx.record.column("clip_norm").values
         limit = ctx.record.column("clip_max").values
         ok = np.isfinite(norm) & np.isfinite(limit) & (limit > 0)

@@ -1,0 +1,292 @@
+"""Training-dynamics rules: each fault built the way people write it, and a healthy twin."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import modeldebug as md
+from modeldebug.rules import analyze
+from modeldebug.testing import (Data, build_record, classification, healthy_gru, healthy_mlp, healthy_regression,
+                                healthy_transformer, train)
+
+
+def watched(model: nn.Module, fn, level: str = "basic"):  # type: ignore[no-untyped-def]
+    with md.watch(model, db=":memory:", level=level) as s:
+        fn()
+    return s.report()
+
+
+def found(report, kind: str):  # type: ignore[no-untyped-def]
+    """The finding of `kind`, top-level or folded into its cause as a symptom."""
+    for f in report.findings:
+        if f.kind == kind:
+            return f
+        for sym in f.evidence.get("symptoms", []):
+            if sym["kind"] == kind:
+                return f
+    return None
+
+
+def fix_code(f) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(r.implementation or "" for r in f.recommendations if r.type == "fix")
+
+
+# -- lr_too_high ------------------------------------------------------------------------------------------
+def test_adam_at_lr_half_is_named_first_with_the_current_and_a_lower_learning_rate() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.Adam(model.parameters(), lr=0.5)))
+    top = report.findings[0]
+    assert top.kind == "lr_too_high" and top.severity == "high"
+    assert top.evidence["lr"] == 0.5 and top.evidence["suggested_lr"] < 0.05
+    assert top.evidence["update_ratio"] > 0.1
+    assert "0.5" in top.title and "lr=" in fix_code(top) and "# was 0.5" in fix_code(top)
+
+
+def test_a_transformer_knocked_back_to_chance_by_its_first_adam_steps() -> None:
+    model, data = healthy_transformer()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.Adam(model.parameters(), lr=0.1)))
+    top = report.findings[0]
+    assert top.kind == "lr_too_high" and top.evidence["stuck"] is True and top.step is not None and top.step <= 5
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+def test_healthy_learning_rates_are_not_called_too_high_or_too_low(opt: str) -> None:
+    model, data = healthy_mlp(seed=2)
+    o = torch.optim.Adam(model.parameters(), lr=1e-2) if opt == "adam" else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    report = watched(model, lambda: train(model, data, steps=120, optimizer=o))
+    for kind in ("lr_too_high", "lr_too_low", "loss_oscillating"):
+        assert found(report, kind) is None, kind
+
+
+def test_gradients_that_explode_at_a_small_learning_rate_are_not_blamed_on_it() -> None:
+    model, data = healthy_regression()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-5)
+
+    def loop() -> None:
+        for step in range(40):
+            x, y = data.batch(step, 64)
+            opt.zero_grad()
+            data.loss_fn(model(x * 1.3 ** step), y * 1.3 ** step).backward()  # a feature whose scale drifts
+            opt.step()
+
+    report = watched(model, loop)
+    f = found(report, "exploding_gradients")
+    assert f is not None and f.step is not None and f.step > 3  # grew during the run, with tiny updates before
+    assert found(report, "lr_too_high") is None
+
+
+# -- lr_too_low -------------------------------------------------------------------------------------------
+def test_sgd_at_1e_4_is_too_low_and_explains_the_flat_loss() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=1e-4)))
+    top = report.findings[0]
+    assert top.kind == "lr_too_low"
+    assert top.evidence["update_ratio"] < 1e-4 and top.evidence["suggested_lr"] >= 1e-2
+    assert "# was 0.0001" in fix_code(top)
+    assert found(report, "loss_not_decreasing") in (None, top)
+
+
+def test_a_converged_model_with_tiny_gradients_is_not_called_lr_too_low() -> None:
+    model, data = healthy_regression()
+    train(model, data, steps=400, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))  # converge first, unwatched
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=1e-3)))
+    assert found(report, "lr_too_low") is None
+
+
+# -- loss_oscillating -------------------------------------------------------------------------------------
+def test_a_gru_bouncing_under_sgd_at_lr_5_oscillates_and_the_learning_rate_is_the_cause() -> None:
+    model, data = healthy_gru(seed=1)
+    report = watched(model, lambda: train(model, data, steps=200, optimizer=torch.optim.SGD(model.parameters(), lr=5.0)))
+    f = found(report, "loss_oscillating")
+    assert f is not None and f.kind == "lr_too_high" and report.findings[0] is f
+
+
+def test_two_sources_read_in_order_make_the_loss_swing_every_half_epoch() -> None:
+    torch.manual_seed(0)
+    xa, xb = torch.randn(1000, 8), torch.randn(1000, 8)
+    xb[:, 2] += 1.0
+    x = torch.cat([xa, xb])
+    y = torch.cat([(xa[:, 0] + xa[:, 1] > 0).long(), (xb[:, 0] - xb[:, 1] > 0).long()])  # the rule changed
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loop() -> None:
+        for _ in range(8):
+            for i in range(0, 2000, 50):  # in stored order, never shuffled
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
+                opt.step()
+
+    report = watched(model, loop)
+    top = report.findings[0]
+    assert top.kind == "loss_oscillating" and top.evidence["reversals"] >= 4
+    assert "shuffle=True" in "\n".join(r.implementation or "" for r in top.recommendations)
+    assert found(report, "lr_too_high") is None
+
+
+def test_an_oscillating_curve_is_found_and_a_noisy_converging_one_is_not() -> None:
+    i = np.arange(200)
+    swinging = list(1.0 - 0.004 * np.minimum(i, 60) + 0.35 * np.sin(i / 4.0))
+    f = [x for x in analyze(build_record(loss=swinging, lr=0.1)) if x.kind == "loss_oscillating"]
+    assert f and f[0].evidence["reversals"] >= 4 and "0.1" in fix_code(f[0])
+    rng = np.random.default_rng(0)
+    converging = list(2.0 * np.exp(-i / 30) + 0.05 + 0.04 * rng.standard_normal(200))
+    assert not [x for x in analyze(build_record(loss=converging, lr=0.1)) if x.kind == "loss_oscillating"]
+    flat_noise = list(1.1 + 0.3 * rng.standard_normal(200))  # small batches at chance: noise, not swings
+    assert not [x for x in analyze(build_record(loss=flat_noise, lr=0.1)) if x.kind == "loss_oscillating"]
+
+
+def test_a_spiky_but_converging_adam_transformer_does_not_oscillate() -> None:
+    model, data = healthy_transformer(seed=1)
+    report = watched(model, lambda: train(model, data, steps=200, lr=1e-2))
+    assert found(report, "loss_oscillating") is None and found(report, "lr_too_high") is None
+
+
+# -- poor_initialization -------------------------------------------------------------------------------------
+def _deep(init) -> nn.Module:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(20, 128), nn.ReLU()]
+    for _ in range(4):
+        layers += [nn.Linear(128, 128), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(128, 3))
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            init(m)
+    return model
+
+
+def test_weights_drawn_with_std_one_blow_up_activations_and_the_first_loss() -> None:
+    model = _deep(lambda m: nn.init.normal_(m.weight))  # std 1 whatever the fan-in
+    report = watched(model, lambda: train(model, classification(), steps=30, lr=1e-3))
+    top = report.findings[0]
+    assert top.kind == "poor_initialization" and top.severity == "high" and top.step == 0
+    assert top.evidence["expected_initial_loss"] == pytest.approx(math.log(3))
+    assert top.evidence["loss_ratio"] > 10 and "kaiming_normal_" in fix_code(top)
+
+
+def test_an_output_layer_initialised_large_gives_a_first_loss_far_above_ln_c() -> None:
+    model, data = healthy_mlp()
+    nn.init.normal_(model[4].weight, std=3.0)
+    report = watched(model, lambda: train(model, data, steps=30, lr=1e-3))
+    f = found(report, "poor_initialization")
+    assert f is not None and f.location == "4" and "get_submodule('4').weight, std=0.01" in fix_code(f)
+
+
+def test_he_initialisation_is_not_poor() -> None:
+    model = _deep(lambda m: (nn.init.kaiming_normal_(m.weight, nonlinearity="relu"), nn.init.zeros_(m.bias)))
+    report = watched(model, lambda: train(model, classification(), steps=30, lr=1e-3))
+    assert found(report, "poor_initialization") is None
+
+
+# -- weight_collapse --------------------------------------------------------------------------------------------
+def test_weight_decay_of_one_collapses_the_weights() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1.0)
+    report = watched(model, lambda: train(model, data, steps=80, optimizer=opt))
+    top = report.findings[0]
+    assert top.kind == "weight_collapse" and top.evidence["weight_decay"] == 1.0
+    assert top.evidence["median_shrink"] < 0.1 and "weight_decay=" in fix_code(top)
+    assert found(report, "lr_too_high") is None
+
+
+def test_adamw_default_decay_does_not_collapse() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
+    report = watched(model, lambda: train(model, data, steps=80, optimizer=opt))
+    assert found(report, "weight_collapse") is None
+
+
+# -- excessive_grad_clipping -------------------------------------------------------------------------------------
+def _clipped(model: nn.Module, data: Data, max_norm: float, steps: int = 60, adam: bool = False) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2) if adam else torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(steps):
+        x, y = data.batch(step, 64)
+        opt.zero_grad()
+        data.loss_fn(model(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=max_norm)
+        opt.step()
+
+
+def test_clipping_every_step_to_a_hundredth_of_the_norm_is_found() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: _clipped(model, data, max_norm=0.005))
+    f = next(f for f in report.findings if f.kind == "excessive_grad_clipping")
+    assert f.evidence["clipped_fraction"] > 0.9 and f.evidence["median_factor"] > 50
+    assert "max_norm=" in fix_code(f) and f.evidence["suggested_max_norm"] > 0.1
+    assert report.findings[0] is f
+
+
+def test_clipping_only_outliers_is_fine_and_adam_cancels_a_steady_rescale() -> None:
+    model, data = healthy_mlp()
+    report = watched(model, lambda: _clipped(model, data, max_norm=1.0))
+    assert found(report, "excessive_grad_clipping") is None
+    model, data = healthy_mlp()
+    report = watched(model, lambda: _clipped(model, data, max_norm=0.005, adam=True))
+    assert found(report, "excessive_grad_clipping") is None
+
+
+# -- overfitting ------------------------------------------------------------------------------------------------
+def _epochs(model: nn.Module, train_data: Data, val_data: Data, epochs: int, *, weight_decay: float = 0.0) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=weight_decay)
+    for _ in range(epochs):
+        model.train()
+        for i in range(0, len(train_data.x), 16):
+            opt.zero_grad()
+            train_data.loss_fn(model(train_data.x[i:i + 16]), train_data.y[i:i + 16]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(val_data.x), 100):
+                val_data.loss_fn(model(val_data.x[i:i + 100]), val_data.y[i:i + 100])
+
+
+def _noisy(n: int, seed: int) -> Data:
+    d = classification(n=n, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    flip = torch.rand(n, generator=g) < 0.3
+    d.y[flip] = torch.randint(0, 3, (int(flip.sum()),), generator=g)
+    return d
+
+
+def test_a_big_network_on_64_noisy_samples_overfits() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 3))
+    report = watched(model, lambda: _epochs(model, _noisy(64, 0), _noisy(400, 1), epochs=30))
+    f = found(report, "overfitting")
+    assert f is not None and f.kind == "overfitting"
+    assert f.evidence["final_val_loss"] > 1.1 * f.evidence["best_val_loss"]
+    assert "load_state_dict" in fix_code(f)
+
+
+def test_enough_data_does_not_overfit() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
+    report = watched(model, lambda: _epochs(model, classification(n=1024, seed=0), classification(n=400, seed=1), epochs=6))
+    assert found(report, "overfitting") is None
+
+
+# -- saturated_activations ----------------------------------------------------------------------------------------
+def test_sigmoid_units_pushed_to_one_by_a_large_bias_are_saturated() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.Sigmoid(), nn.Linear(64, 3))
+    nn.init.constant_(model[0].bias, 6.0)
+    report = watched(model, lambda: train(model, classification(), steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    top = report.findings[0]
+    assert top.kind == "saturated_activations" and top.location == "1" and top.evidence["from_first_step"]
+    assert top.evidence["feeding_layer"] == "0" and top.evidence["pre_activation_mean"] > 5
+    assert "nn.init.xavier_uniform_(model.get_submodule('0').weight" in fix_code(top)
+
+
+def test_healthy_tanh_layers_and_a_confident_output_sigmoid_are_not_saturated() -> None:
+    model, data = healthy_regression()
+    assert found(watched(model, lambda: train(model, data, steps=80)), "saturated_activations") is None
+    torch.manual_seed(0)
+    clf = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
+    d = classification()
+    binary = Data(d.x, (d.y > 0).float().unsqueeze(1), nn.BCELoss())
+    assert found(watched(clf, lambda: train(clf, binary, steps=200, lr=3e-2)), "saturated_activations") is None
