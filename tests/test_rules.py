@@ -253,3 +253,26 @@ def test_select_and_ignore_steer_which_rules_run() -> None:
     assert s.report(md.DebuggingConfig(select=["ACT001"])).kinds() == ["dead_activations"]
     with pytest.raises(md.UnknownRuleError):
         s.report(md.DebuggingConfig(select=["XYZ999"]))
+
+
+def test_every_threshold_a_rule_reads_can_be_set_in_the_config() -> None:
+    import re
+    from pathlib import Path
+
+    import modeldebug.rules as rules_pkg
+    from modeldebug.config import Thresholds
+
+    used = set()
+    for path in Path(rules_pkg.__file__).parent.glob("*.py"):
+        used |= set(re.findall(r'ctx\.threshold\("([a-z_]+)"', path.read_text()))
+    assert used and used <= set(Thresholds.model_fields)
+
+
+def test_a_threshold_override_changes_the_verdict() -> None:
+    model, data = healthy_mlp()
+    nn.init.constant_(model[2].bias, -10.0)
+    with md.watch(model, db=":memory:") as s:
+        train(model, data, steps=30)
+    assert "dead_activations" in s.report().kinds()
+    strict = md.DebuggingConfig(thresholds={"dead_fraction": 1.01})  # no layer can be more than 100% dead
+    assert "dead_activations" not in s.report(strict).kinds()

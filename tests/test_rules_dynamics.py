@@ -45,6 +45,8 @@ def test_adam_at_lr_half_is_named_first_with_the_current_and_a_lower_learning_ra
     assert top.evidence["lr"] == 0.5 and top.evidence["suggested_lr"] < 0.05
     assert top.evidence["update_ratio"] > 0.1
     assert "0.5" in top.title and "lr=" in fix_code(top) and "# was 0.5" in fix_code(top)
+    # the ReLU units its updates killed are its symptom, not a separate cause
+    assert "dead_activations" in {s["kind"] for s in top.evidence["symptoms"]} and top.evidence["casualties"]
 
 
 def test_a_transformer_knocked_back_to_chance_by_its_first_adam_steps() -> None:

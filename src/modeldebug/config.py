@@ -76,6 +76,24 @@ class Thresholds(BaseModel):
     chance_margin: float = Field(
         0.03, description="loss_not_decreasing: a classifier's final loss within this fraction of chance "
         "(the entropy of its labels) has learned nothing from its inputs.")
+    # -- training dynamics ------------------------------------------------------------------------
+    lr_high_update_ratio: float = Field(0.05, description='lr_too_high: update/weight ratio on the sampled steps before trouble began that counts as large (~1e-3 is healthy).')
+    lr_jump_factor: float = Field(2.0, description='lr_too_high: a loss above this multiple of its first value counts as a jump.')
+    lr_low_update_ratio: float = Field(0.0001, description='lr_too_low: median update/weight ratio below this counts as tiny.')
+    lr_low_improvement: float = Field(0.05, description='lr_too_low: the loss moving less than this fraction counts as flat.')
+    lr_low_min_grad: float = Field(0.01, description='lr_too_low: relative gradient |g|/|w| at or above this means there is signal to follow.')
+    osc_amplitude: float = Field(0.25, description="loss_oscillating: smoothed swing as a fraction of the loss's scale.")
+    osc_reversals: int = Field(4, description='loss_oscillating: reversals of the smoothed loss needed (two full cycles).')
+    clip_fraction: float = Field(0.5, description='excessive_grad_clipping: fraction of steps that were clipped.')
+    clip_factor: float = Field(10.0, description='excessive_grad_clipping: median factor by which clipping shrank the gradient.')
+    weight_collapse_shrink: float = Field(0.1, description='weight_collapse: median final/initial weight norm at or below this.')
+    saturated_fraction: float = Field(0.5, description='saturated_activations: fraction of outputs within 1% of a bound.')
+    init_loss_factor: float = Field(2.0, description='poor_initialization: first loss as a multiple of the loss of a uniform prediction (ln C).')
+    init_std_ratio: float = Field(1000.0, description='poor_initialization: growth or shrink of activation std across depth at step 0.')
+    init_input_scale: float = Field(10.0, description="poor_initialization: input std above this means a high first loss is the data's fault.")
+    overfit_rise: float = Field(0.1, description='overfitting: validation loss this fraction above its best.')
+    overfit_train_drop: float = Field(0.05, description='overfitting: training loss must have fallen by this fraction meanwhile.')
+    overfit_min_evals: int = Field(4, description='overfitting: validation passes needed to judge.')
     # -- data and loss ---------------------------------------------------------------------------
     input_scale: float = Field(
         10.0, description="input_not_normalized: input RMS at or above this multiple of unit scale (or "

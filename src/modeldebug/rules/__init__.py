@@ -13,6 +13,7 @@ from ..errors import UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
     activations, data, dynamics, gradients, labels, loop, loss, lossfn, numerics, optimizer, resources, runtime,
+    schedule,
 )
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context

@@ -299,7 +299,10 @@ class LrTooHigh(Rule):
     code = "LRN001"
     kind = "lr_too_high"
     category = "optimizer"
-    explains = ("exploding_gradients", "loss_diverging", "nonfinite", "loss_oscillating", "loss_not_decreasing")
+    # Units knocked dead or into saturation by the updates too; the ranking only folds those that began
+    # no earlier than the trouble (units dead from the first step are the initialisation's).
+    explains = ("exploding_gradients", "loss_diverging", "nonfinite", "loss_oscillating", "loss_not_decreasing",
+                "dead_activations", "saturated_activations")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = _instability(ctx)
@@ -317,6 +320,8 @@ class LrTooHigh(Rule):
         if not blamed:
             return
         sig, ratio = min(blamed, key=lambda b: b[0].onset)
+        # the rate was too high from before the first sign of trouble: the step the symptoms are ranked against
+        onset = min(s.onset for s in signals)
         severe = any(s.severe for s, _ in blamed)
         finite = ctx.loss.finite().values
         stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(finite[0])
@@ -331,9 +336,9 @@ class LrTooHigh(Rule):
                          + "; ".join(s.what for s, _ in blamed) + ". The updates overshoot."
                          + (" The loss never got back below its starting value." if stuck else "")
                          + (f" After training began, {'; '.join(casualties)}." if casualties else "")),
-            step=sig.onset,
+            step=onset,
             evidence={"lr": lr, "suggested_lr": suggested, "update_ratio": ratio, "update_ratio_threshold": thr,
-                      "onset_step": sig.onset, "signals": [s.what for s, _ in blamed], "stuck": stuck,
+                      "onset_step": onset, "signals": [s.what for s, _ in blamed], "stuck": stuck,
                       "casualties": casualties,
                       "update_ratio_by_step": {int(s): float(r) for s, r in zip(steps[:12], ratios[:12])},
                       "loss": ctx.evidence_series(ctx.loss)},
@@ -406,13 +411,13 @@ class LrTooLow(Rule):
     ## What it detects
     The training loss stays within `lr_low_improvement` (default 5%) of its start: the medians of
     the first and last quarter of the run, and the best running median over a quarter, differ by
-    less than that. Meanwhile the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and over the sampled steps run
-    at the full learning rate, i.e. at least half the run's largest) is below `lr_low_update_ratio`
-    (default 1e-4; about 1e-3 is healthy) and the gradients are not the problem: the relative
-    gradient |g|/|w| is at least `lr_low_min_grad` (default 1e-2), larger than the minibatch noise
-    left in a converged model's gradient. For cross-entropy losses the loss must also still be above
-    half the loss of a uniform prediction (ln C): a model that has fitted is not stuck. Frozen
-    tensors (ratio 0) are left to OPT001.
+    less than that. Meanwhile the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and
+    over the sampled steps run at the full learning rate, i.e. at least half the run's largest) is
+    below `lr_low_update_ratio` (default 1e-4; about 1e-3 is healthy), and the gradients are not the
+    problem: the relative gradient |g|/|w| is at least `lr_low_min_grad` (default 1e-2), above the
+    minibatch noise left in a converged model's gradient. For cross-entropy losses the loss must
+    also still be above half the loss of a uniform prediction (ln C): a model that has fitted is
+    not stuck. Frozen tensors (ratio 0) are left to OPT001.
 
     ## Why is this bad?
     With steps 10x-1000x smaller than needed, the model needs 10x-1000x more steps to learn the
