@@ -154,3 +154,10 @@ def test_a_run_killed_with_sigkill_keeps_what_was_committed_and_report_reads_it(
     r = md("report", "run.db", "--json", "-", "-q", cwd=tmp_path)
     assert r.returncode == 0
     assert json.loads(r.stdout)["run"]["steps"] >= 40  # flushed every 20 steps; the last partial batch may be lost
+
+
+def test_docs_rules_md_is_generated_from_the_rules_themselves() -> None:
+    from modeldebug.cli import rules_markdown
+
+    docs = Path(__file__).parents[1] / "docs" / "rules.md"
+    assert docs.read_text() == rules_markdown(), "regenerate with: modeldebug rules --markdown > docs/rules.md"
