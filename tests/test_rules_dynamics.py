@@ -9,27 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-import modeldebug as md
 from modeldebug.rules import analyze
 from modeldebug.testing import (Data, build_record, classification, healthy_gru, healthy_mlp, healthy_regression,
                                 healthy_transformer, train)
 
-
-def watched(model: nn.Module, fn, level: str = "basic"):  # type: ignore[no-untyped-def]
-    with md.watch(model, db=":memory:", level=level) as s:
-        fn()
-    return s.report()
-
-
-def found(report, kind: str):  # type: ignore[no-untyped-def]
-    """The finding of `kind`, top-level or folded into its cause as a symptom."""
-    for f in report.findings:
-        if f.kind == kind:
-            return f
-        for sym in f.evidence.get("symptoms", []):
-            if sym["kind"] == kind:
-                return f
-    return None
+from helpers import found, watched
 
 
 def fix_code(f) -> str:  # type: ignore[no-untyped-def]

@@ -21,24 +21,7 @@ from modeldebug.record import Record, RunWriter
 from modeldebug.rules import analyze
 from modeldebug.testing import classification, healthy_cnn, healthy_mlp, healthy_transformer, train
 
-from helpers import serious
-
-
-def watched(model: nn.Module, fn, level: str = "basic"):  # type: ignore[no-untyped-def]
-    with md.watch(model, db=":memory:", level=level) as s:
-        fn()
-    return s.report()
-
-
-def found(report, kind: str):  # type: ignore[no-untyped-def]
-    """The finding of `kind`, top-level or folded into its cause as a symptom."""
-    for f in report.findings:
-        if f.kind == kind:
-            return f
-        for sym in f.evidence.get("symptoms", []):
-            if sym["kind"] == kind:
-                return f
-    return None
+from helpers import found, serious, watched
 
 
 def record_of(n: int, **columns: list[float] | np.ndarray) -> Record:

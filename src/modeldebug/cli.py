@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 from ._version import __version__
 from .config import LEVELS, DebuggingConfig
-from .errors import BadInputError, DebuggingError
+from .errors import DebuggingError
 
 __all__ = ["main"]
 

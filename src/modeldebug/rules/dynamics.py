@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from . import schedule  # noqa: F401  (registers LRN001, LRN002, LOS003, CLP001)
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
 from .schedule import SATURATED_FRACTION, WEIGHT_COLLAPSE_SHRINK, expected_initial_loss, weight_shrink
