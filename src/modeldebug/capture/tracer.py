@@ -109,6 +109,8 @@ class Tracer:
         self._step_loss: float | None = None
         self._step_grad_norm: float | None = None
         self._step_extra: dict[str, float] = {}
+        self._sampled_step = -1
+        self._sample_now = False
         self._reset_step()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -215,8 +217,12 @@ class Tracer:
         return self._n_backward > 0 or self._t_opt_start is not None
 
     def _sampling(self) -> bool:
-        return (self.config.monitoring.layer_outputs
-                and (self.step < 3 or self.step in (5, 10, 20) or self.step % self._every == 0))
+        """Is this a sampled step? Decided once per step (hooks ask it on every module call)."""
+        if self._sampled_step != self.step:
+            self._sampled_step = self.step
+            self._sample_now = bool(self.config.monitoring.layer_outputs
+                                    and (self.step < 3 or self.step in (5, 10, 20) or self.step % self._every == 0))
+        return self._sample_now
 
     def _optimizer_mode(self) -> bool:
         has_opt = bool(self.registry.optimizers) or any(r() is not None for r in self._known_optimizers)
@@ -259,11 +265,14 @@ class Tracer:
         elif module in self._stack:
             del self._stack[len(self._stack) - 1 - self._stack[::-1].index(module):]
         exc = sys.exc_info()[1]
-        info = self.registry.modules.get(module)
         if exc is not None and output is None:
+            info = self.registry.modules.get(module)
             if info is not None:
                 self._failed_in.setdefault(id(exc), info.name)
             return
+        if not self._sampling():
+            return  # the common case: nothing to measure on this module call
+        info = self.registry.modules.get(module)
         if info is None:
             return
         if is_loss_module(module):
