@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
-from .schedule import SATURATED_FRACTION, WEIGHT_COLLAPSE_SHRINK, expected_initial_loss, weight_shrink
+from .measures import SATURATED_FRACTION, WEIGHT_COLLAPSE_SHRINK, expected_initial_loss, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
 
