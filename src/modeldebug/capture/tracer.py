@@ -335,7 +335,8 @@ class Tracer:
         now = time.perf_counter()
         if self._t_bwd_first is None:
             self._t_bwd_first = now
-            self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
+            if self.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
+                self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
         if loss is not None and loss.numel() == 1 and loss.is_floating_point():
             self._losses.append(loss.detach().reshape(1).to(torch.float64))
             self.loop.saw_loss(loss)

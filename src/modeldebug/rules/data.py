@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,9 @@ import numpy as np
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .runtime import crash_findings
 
-__all__ = ["BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_findings", "crash_kind", "model_layers"]
+__all__ = ["BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_kind", "model_layers"]
 
 # Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
 INPUT_SCALE = 10.0        # input RMS this many times above (or its square below) the unit scale inits assume
@@ -56,26 +57,6 @@ def crash_kind(exc_type: str, message: str) -> str | None:
     if _LOSS_SIZE.search(message):
         return "loss_shape_mismatch"
     return None
-
-
-def crash_findings(rule: Rule, ctx: Context,
-                   explain: Callable[[dict[str, Any]], tuple[str, str, list[Recommendation]]]) -> Iterator[Finding]:
-    """One finding per crash of the rule's kind: explain(data) gives title, explanation and fixes."""
-    for ev in ctx.record.events("exception"):
-        d = ev.data
-        message = d.get("message", "")
-        if crash_kind(d.get("type", ""), message) != rule.kind:
-            continue
-        title, why, recs = explain(d)
-        line = f" ({d['file']}:{d['line']})" if d.get("file") else ""
-        yield rule.finding(
-            severity="high", confidence=0.9, title=title,
-            description=f"The run crashed: {d.get('type')}: {message.strip().splitlines()[0] if message.strip() else ''}{line}. {why}",
-            location=d.get("module") or (f"{d.get('file')}:{d.get('line')}" if d.get("file") else None), step=ev.step,
-            evidence={"exception": d.get("type"), "message": message[:1000], "phase": d.get("phase"),
-                      "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
-            recommendations=recs,
-        )
 
 
 def _median(ctx: Context, name: str, stat: str, kind: str = "input") -> float:
@@ -339,8 +320,8 @@ class BatchMixing(Rule):
     statistics (a BatchNorm/LayerNorm layer) instead of the batch's own.
 
     ## Known problems
-    Only sample 0's output is probed, so mixing that only flows forward along the batch axis (an RNN
-    run over the batch axis is causal) is missed. Models that mix samples on purpose (set models,
+    The outputs of the first and last samples are probed; mixing that reaches neither (a window
+    over neighbouring samples in the middle of the batch) is missed. Models that mix samples on purpose (set models,
     minibatch discrimination) are flagged too.
     """
 

@@ -19,7 +19,8 @@ import numpy as np
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
-from .data import crash_findings, model_layers
+from .data import model_layers
+from .runtime import crash_findings
 
 __all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "train_losses"]
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
-from .data import crash_findings
+from .runtime import crash_findings
 from .labels import loss_stat, single_output, train_losses
 
 __all__ = ["DoubleSoftmax", "LossShapeMismatch", "broadcast_shape"]

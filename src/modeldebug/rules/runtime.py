@@ -7,13 +7,13 @@ records the innermost module whose forward was running and the training phase.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .base import Finding, Recommendation, Rule
 from .context import Context
 
-__all__ = ["classify", "DeviceMismatch", "DtypeMismatch", "InplaceModification", "OutOfMemory",
+__all__ = ["classify", "crash_findings", "DeviceMismatch", "DtypeMismatch", "InplaceModification", "OutOfMemory",
            "RuntimeFailure", "ShapeMismatch"]
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -48,29 +48,40 @@ def classify(exc_type: str, message: str) -> str:
     return "runtime_error"
 
 
+def crash_findings(rule: Rule, ctx: Context,
+                   explain: Callable[[dict[str, Any]], tuple[str, str, list[Recommendation]]]) -> Iterator[Finding]:
+    """One finding per crash that `classify` gives the rule's kind; `explain(data)` -> title, why, fixes.
+
+    Shared by the runtime rules and by the data-and-loss rules that own some crashes (label_issue,
+    channel_order, loss_shape_mismatch), so every crash finding has the same shape.
+    """
+    for ev in ctx.record.events("exception"):
+        d = ev.data
+        if d.get("type") in ("KeyboardInterrupt", "SystemExit"):
+            continue
+        message = d.get("message", "")
+        if classify(d.get("type", ""), message) != rule.kind:
+            continue
+        title, why, recs = explain(d)
+        where = f" in {d['module']}" if d.get("module") else ""
+        line = f" ({d['file']}:{d['line']})" if d.get("file") else ""
+        yield rule.finding(
+            severity="high", confidence=0.6 if rule.kind == "runtime_error" else 0.9,
+            title=title + where,
+            description=f"{d.get('type')}: {_first_line(message)}{line}. {why}",
+            location=d.get("module") or (f"{d.get('file')}:{d.get('line')}" if d.get("file") else None),
+            step=ev.step,
+            evidence={"exception": d.get("type"), "message": message[:1000], "phase": d.get("phase"),
+                      "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
+            recommendations=recs,
+        )
+
+
 class _RuntimeRule(Rule):
     category = "runtime"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        for ev in ctx.record.events("exception"):
-            d = ev.data
-            if d.get("type") in ("KeyboardInterrupt", "SystemExit"):
-                continue
-            if classify(d.get("type", ""), d.get("message", "")) != self.kind:
-                continue
-            title, explanation, recs = self.explain(d)
-            where = f" in {d['module']}" if d.get("module") else ""
-            line = f" ({d['file']}:{d['line']})" if d.get("file") else ""
-            yield self.finding(
-                severity="high", confidence=0.9 if self.kind != "runtime_error" else 0.6,
-                title=title + where,
-                description=f"{d.get('type')}: {_first_line(d.get('message', ''))}{line}. {explanation}",
-                location=d.get("module") or (f"{d.get('file')}:{d.get('line')}" if d.get("file") else None),
-                step=ev.step,
-                evidence={"exception": d.get("type"), "message": d.get("message", "")[:1000], "phase": d.get("phase"),
-                          "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
-                recommendations=recs,
-            )
+        yield from crash_findings(self, ctx, self.explain)
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         raise NotImplementedError
