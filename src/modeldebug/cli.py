@@ -71,6 +71,10 @@ def _parser() -> _Parser:
     rl.add_argument("--markdown", action="store_true", help="print the full catalogue as Markdown (docs/rules.md)")
     e = sub.add_parser("explain", help="print one rule's documentation")
     e.add_argument("rule", metavar="CODE", help="a rule code (GRD001), kind or name")
+
+    from .commands import register
+
+    register(sub)
     return p
 
 
@@ -220,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_rules(markdown=args.markdown)
         if args.command == "explain":
             return _cmd_explain(args.rule)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
         parser.print_help()
         return 2
     except DebuggingError as exc:
