@@ -43,7 +43,7 @@ class DeadActivations(Rule):
     code = "ACT001"
     kind = "dead_activations"
     category = "activation"
-    explains = ("vanishing_gradients", "loss_not_decreasing", "params_not_updating")
+    explains = ("vanishing_gradients", "loss_not_decreasing", "params_not_updating", "input_ignored")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         dead = ctx.module_stat("dead_frac")

@@ -106,7 +106,7 @@ class InputNotNormalized(Rule):
     kind = "input_not_normalized"
     category = "data"
     explains = ("saturated_activations", "exploding_gradients", "loss_not_decreasing", "vanishing_gradients",
-                "dead_activations", "loss_diverging", "loss_oscillating", "lr_too_high")
+                "dead_activations", "loss_diverging", "loss_oscillating", "lr_too_high", "poor_initialization")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         scale = ctx.threshold("input_scale", INPUT_SCALE)

@@ -68,7 +68,7 @@ class ParamsNotUpdating(Rule):
     code = "OPT001"
     kind = "params_not_updating"
     category = "optimizer"
-    explains = ("loss_not_decreasing",)
+    explains = ("loss_not_decreasing", "input_ignored")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:

@@ -293,5 +293,36 @@ class RuntimeFailure(_RuntimeRule):
     kind = "runtime_error"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        message = d.get("message", "")
+        for pattern, title, why, fix, code in _KNOWN:
+            if pattern.search(message):
+                return title, why, [Recommendation("fix", fix, code)]
         return (f"The run crashed with {d.get('type')}", "See the message and location.",
                 [Recommendation("fix", "Fix the error at the location shown.", d.get("code") or None)])
+
+
+#: Common crashes with no kind of their own: (message pattern, title, why, fix, code).
+_KNOWN: list[tuple[re.Pattern[str], str, str, str, str | None]] = [
+    (re.compile(r"Expected more than 1 value per channel when training"),
+     "BatchNorm got a batch of one sample in training mode",
+     "BatchNorm needs at least two samples to compute batch statistics; a last, smaller batch of size 1 "
+     "or a single-sample forward in train mode triggers this.",
+     "Drop the incomplete last batch, or call model.eval() for single-sample inference",
+     "DataLoader(dataset, batch_size=..., drop_last=True)"),
+    (re.compile(r"does not require grad and does not have a grad_fn"),
+     "backward() on a loss that is not connected to the model",
+     "The loss was computed from tensors with no autograd history: under torch.no_grad(), from .detach()/"
+     ".item()/.numpy() values, or with every parameter frozen.",
+     "Compute the loss from the model's output tensor, outside torch.no_grad()",
+     "loss = loss_fn(model(x), y)  # no .detach()/.item() before backward"),
+    (re.compile(r"backward through the graph a second time"),
+     "backward() ran twice through the same graph",
+     "A tensor from an earlier step (a hidden state, a running loss sum) still carries that step's graph, "
+     "whose buffers were freed by the first backward.",
+     "Detach state carried across steps (or accumulate loss.item(), not loss)",
+     "hidden = hidden.detach()  # at the start of each step"),
+    (re.compile(r"grad can be implicitly created only for scalar outputs"),
+     "backward() on a loss that is not a scalar",
+     "The loss still has one value per sample (reduction='none' or a missing .mean()).",
+     "Reduce the loss to a scalar before backward", "loss = loss_fn(out, y).mean()"),
+]

@@ -75,7 +75,7 @@ class LrTooHigh(Rule):
     # Units knocked dead or into saturation by the updates too; the ranking only folds those that began
     # no earlier than the trouble (units dead from the first step are the initialisation's).
     explains = ("exploding_gradients", "loss_diverging", "nonfinite", "loss_oscillating", "loss_not_decreasing",
-                "dead_activations", "saturated_activations")
+                "dead_activations", "saturated_activations", "input_ignored")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = instability(ctx)
@@ -163,7 +163,7 @@ class LrTooLow(Rule):
     code = "LRN002"
     kind = "lr_too_low"
     category = "optimizer"
-    explains = ("loss_not_decreasing",)
+    explains = ("loss_not_decreasing", "input_ignored")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()

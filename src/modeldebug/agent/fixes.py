@@ -1,0 +1,173 @@
+"""Verified fixes: apply a recommendation to a copy, re-run the probe, report before and after.
+
+A fix is tried only when a finding asks for it and it can be applied mechanically: a learning
+rate, gradient clipping, re-initialisation, removing a final softmax, normalising inputs, zeroing
+gradients. Both runs use the same seed, batch and step budget; a fix that does not help is reported
+as not helping, with its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..report.model import _json_safe
+from ..rules.base import Finding
+from .request import Workload
+from .trainer import RunResult, short_run
+
+__all__ = ["VerifiedFix", "candidate_fixes", "holdout", "verify"]
+
+
+@dataclass
+class VerifiedFix:
+    """A fix tried on a copy: the probe's final loss before and after, and whether it helped."""
+
+    fix: str
+    for_kind: str
+    description: str
+    implementation: str
+    before: float
+    after: float
+    helped: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    def to_text(self) -> str:
+        verdict = "helped" if self.helped else "did NOT help"
+        return (f"{self.fix} (for {self.for_kind}): {self.before:.4g} -> {self.after:.4g}, {verdict}"
+                f"{'; ' + self.note if self.note else ''}")
+
+
+@dataclass
+class _Candidate:
+    name: str
+    description: str
+    implementation: str
+    run_kwargs: dict[str, Any]
+    #: what the fix should improve: "train" (can the model fit) or "held_out" (does it generalise)
+    metric: str = "train"
+
+
+def _reinit(model: nn.Module) -> None:
+    """PyTorch's default initialisation for every layer that has one, biases zeroed (undoes bad init)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "reset_parameters") and not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+                m.reset_parameters()
+                bias = getattr(m, "bias", None)
+                if isinstance(bias, torch.Tensor):
+                    bias.zero_()
+
+
+def _last_softmax(model: nn.Module) -> tuple[nn.Module, str] | None:
+    """The parent and attribute name of a Softmax/LogSoftmax that is the model's last module, if any."""
+    leaves = [(n, m) for n, m in model.named_modules() if n and next(m.children(), None) is None]
+    if not leaves or not isinstance(leaves[-1][1], (nn.Softmax, nn.LogSoftmax)):
+        return None
+    name = leaves[-1][0]
+    parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+    return parent, name.rsplit(".", 1)[-1]
+
+
+def _remove_softmax(model: nn.Module) -> None:
+    found = _last_softmax(model)
+    if found is not None:
+        parent, attr = found
+        if isinstance(parent, nn.Sequential):
+            parent[int(attr)] = nn.Identity()
+        else:
+            setattr(parent, attr, nn.Identity())
+
+
+def _normalizer(work: Workload) -> Callable[[Any], Any] | None:
+    x = work.inputs()
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] < 2:
+        return None
+    dims = [0] + list(range(2, x.dim()))  # per feature, or per channel for images
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    return lambda t: (t - mean) / std if isinstance(t, torch.Tensor) else t
+
+
+def candidate_fixes(finding: Finding, work: Workload, *, suggested_lr: float | None) -> list[_Candidate]:
+    """The mechanical fixes that address `finding` and can be applied to this request."""
+    lr = work.lr(work.model)
+    kind = finding.kind
+    out: list[_Candidate] = []
+    if kind in ("lr_too_high", "loss_diverging", "exploding_gradients", "nonfinite", "loss_oscillating") and lr:
+        new = suggested_lr if suggested_lr and suggested_lr < lr else lr / 10
+        out.append(_Candidate("lower_lr", f"Lower the learning rate from {lr:.1e} to {new:.1e}",
+                              f"for g in optimizer.param_groups: g['lr'] = {new:.1e}", {"lr": new}))
+    if kind in ("exploding_gradients", "nonfinite", "loss_diverging"):
+        out.append(_Candidate("clip_grad_norm", "Clip the gradient norm to 1.0",
+                              "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # after backward()", {"clip": 1.0}))
+    if kind in ("lr_too_low", "loss_not_decreasing") and lr and suggested_lr and suggested_lr > 3 * lr:
+        out.append(_Candidate("raise_lr", f"Raise the learning rate from {lr:.1e} to {suggested_lr:.1e}",
+                              f"for g in optimizer.param_groups: g['lr'] = {suggested_lr:.1e}", {"lr": suggested_lr}))
+    if kind in ("dead_activations", "poor_initialization", "vanishing_gradients", "weight_collapse"):
+        out.append(_Candidate("reinitialize", "Re-initialise every layer with PyTorch's defaults and zero biases",
+                              "for m in model.modules():\n    if hasattr(m, 'reset_parameters'): m.reset_parameters()",
+                              {"prepare": _reinit}))
+    if kind == "double_softmax" and _last_softmax(work.model) is not None:
+        out.append(_Candidate("remove_final_softmax", "Remove the final Softmax: CrossEntropyLoss applies log-softmax itself",
+                              "replace the model's last nn.Softmax with nn.Identity() (keep softmax for inference only)",
+                              {"prepare": _remove_softmax}))
+    if kind in ("input_not_normalized", "channel_order") and _normalizer(work) is not None:
+        out.append(_Candidate("normalize_inputs", "Standardise the inputs per feature/channel",
+                              "x = (x - mean) / std  # mean/std per channel from the training set",
+                              {"transform": _normalizer(work)}, metric="held_out"))
+    if kind == "missing_zero_grad":
+        out.append(_Candidate("zero_grad", "Zero the gradients before each backward",
+                              "optimizer.zero_grad()  # at the start of every step", {"zero_grad": True}))
+    return out
+
+
+def holdout(work: Workload) -> tuple[list[tuple[Any, Any]], tuple[Any, Any]] | None:
+    """Training batches and a held-out batch: the last loader batch, or the second half of one batch."""
+    if len(work.batches) >= 2:
+        return work.batches[:-1], work.batches[-1]
+    x, y = work.batch
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.dim() == 0 or x.shape[0] < 16 \
+            or y.dim() == 0 or y.shape[0] != x.shape[0]:
+        return None
+    h = x.shape[0] // 2
+    return [(x[:h], y[:h])], (x[h:], y[h:])
+
+
+def _score(run: RunResult, held_out: bool) -> float:
+    if held_out and run.eval_loss is not None and not run.diverged:
+        return run.eval_loss
+    return run.final
+
+
+def verify(candidate: _Candidate, finding: Finding, work: Workload) -> VerifiedFix:
+    """Train a copy with and without the fix (same seed, data and steps) and compare the fix's metric.
+
+    Most fixes are about whether the model can fit at all, so they are scored by the final training
+    loss. Normalising inputs is scored on held-out data (the last loader batch, or half of the one
+    batch): a model can memorise a batch of badly scaled inputs, but it generalises worse from them.
+    """
+    steps = work.options.probe_steps
+    split = holdout(work) if candidate.metric == "held_out" else None
+    common: dict[str, Any] = {"steps": steps}
+    if split is not None:
+        common.update(batches=split[0], evaluate_on=split[1], one_batch=False)
+    before = short_run(work, **common, **({"zero_grad": False} if candidate.name == "zero_grad" else {}))
+    after = short_run(work, **common, **candidate.run_kwargs)
+    b, a = _score(before, split is not None), _score(after, split is not None)
+    helped = math.isfinite(a) if not math.isfinite(b) else (math.isfinite(a) and a < 0.9 * b)
+    note = "held-out loss" if split is not None else "final training loss"
+    if not math.isfinite(a):
+        note += "; the run still went non-finite"
+    elif math.isfinite(b) and a >= b:
+        note += "; it did not improve"
+    return VerifiedFix(candidate.name, finding.kind, candidate.description, candidate.implementation,
+                       b, a, helped, note)
