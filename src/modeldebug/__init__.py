@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .agent import AnalysisOptions, DebuggingRequest, DebuggingResponse, ModelDebuggingAgent
     from .capture import WatchSession, run_script, watch
     from .config import DebuggingConfig
     from .errors import (BadInputError, DebuggingError, MissingDependencyError, RecordCorruptError,
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from .rules import Finding, Recommendation, analyze
 
 _LAZY = {
+    "AnalysisOptions": "agent", "DebuggingRequest": "agent", "DebuggingResponse": "agent",
+    "ModelDebuggingAgent": "agent",
     "WatchSession": "capture", "run_script": "capture", "watch": "capture",
     "DebuggingConfig": "config",
     "BadInputError": "errors", "DebuggingError": "errors", "MissingDependencyError": "errors",

@@ -179,7 +179,7 @@ class Workload:
                 return own
             raise BadInputError("no loss function: the model returns "
                                 f"{_describe(_logits(out))}, not a scalar loss; pass loss_fn= "
-                                "(e.g. nn.CrossEntropyLoss() for class labels, nn.MSELoss() for values)")
+                                "(e.g. nn.CrossEntropyLoss() for class labels, nn.MSELoss() for values; --loss on the command line)")
         loss = self.loss_fn(_logits(out), y)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise BadInputError(f"loss_fn returned {_describe(loss)}, not a scalar: use reduction='mean'")

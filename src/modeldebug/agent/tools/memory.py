@@ -78,7 +78,7 @@ class MemoryTracker(Tool):
             torch.cuda.reset_peak_memory_stats(device)
         param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
         stack: list[str] = []
-        seen: set[int] = set()
+        seen: set[tuple[int, int, tuple[int, ...]]] = set()
         by_module: dict[str, float] = {}
         names = {id(m): n for n, m in model.named_modules()}
 
@@ -90,11 +90,14 @@ class MemoryTracker(Tool):
                 stack.pop()
 
         def pack(t: torch.Tensor) -> torch.Tensor:
+            # The same tensor is often saved twice (a ReLU's output by the ReLU and the next Linear):
+            # count each view once, by its own size (a slice of a big batch keeps only itself here).
             ptr = t.untyped_storage().data_ptr()
-            if ptr not in seen and ptr not in param_ptrs:
-                seen.add(ptr)
+            key = (ptr, t.storage_offset(), tuple(t.shape))
+            if key not in seen and ptr not in param_ptrs:
+                seen.add(key)
                 where = stack[-1] if stack else "(loss)"
-                by_module[where] = by_module.get(where, 0.0) + t.untyped_storage().nbytes() / MB
+                by_module[where] = by_module.get(where, 0.0) + t.numel() * t.element_size() / MB
             return t
 
         handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre),

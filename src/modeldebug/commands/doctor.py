@@ -1,0 +1,147 @@
+"""`modeldebug doctor`: run the agent on a model from `module:factory` and a batch from `module:function`.
+
+    modeldebug doctor --model mynet.py:build --batch mynet.py:one_batch --loss CrossEntropyLoss \\
+        --issue "loss is stuck" [--optimizer adam --lr 1e-3] [--json P] [--html P] [--fail-on high]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInputError
+
+__all__ = ["add", "load_object"]
+
+
+def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("doctor", help="debug a model actively: tools, sanity probes and verified fixes",
+                       description="Runs the debugging agent on a model and a batch: error diagnosis, layer and "
+                                   "gradient analysis, profiling, memory, sanity probes (loss at init, overfit one "
+                                   "batch, input-independent baseline, batch mixing, determinism, LR range test) and "
+                                   "fixes verified on a copy. The model itself is never changed.")
+    p.add_argument("--model", required=True, metavar="MODULE:FACTORY",
+                   help="a function (or class) returning the nn.Module, e.g. mynet.py:build or pkg.models:Net")
+    p.add_argument("--batch", required=True, metavar="MODULE:FUNCTION",
+                   help="a function returning (inputs, targets) or a DataLoader")
+    p.add_argument("--loss", metavar="NAME|MODULE:OBJ",
+                   help="a torch.nn loss (CrossEntropyLoss, MSELoss, ...) or module:object; omit when the model returns its loss")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--issue", default="", help='the problem in words, e.g. "not converging", "loss is NaN", "slow"')
+    p.add_argument("--steps", type=int, default=60, help="steps for the probe runs (default 60)")
+    p.add_argument("--viz", metavar="DIR", help="write the gradient-flow, activation and memory plots here")
+    p.add_argument("--json", metavar="P", help="write the full response as JSON to P ('-' for stdout)")
+    p.add_argument("--html", metavar="P", help="write the HTML report (with the probe run's plots) to P")
+    p.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if an issue is this severe")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the diagnosis")
+    p.set_defaults(handler=run)
+
+
+def load_object(spec: str, what: str) -> Any:
+    """`module:attr` or `path/to/file.py:attr` -> the object, with one clear error line otherwise."""
+    if ":" not in spec:
+        raise BadInputError(f"{what} {spec!r} must look like module:name or file.py:name")
+    mod_name, attr = spec.rsplit(":", 1)
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise BadInputError(f"{what} {spec!r}: no file {mod_name}")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+            sys.modules.setdefault(path.stem, module)
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            if "" not in sys.path and "." not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(mod_name)
+    except BadInputError:
+        raise
+    except ImportError as exc:
+        raise BadInputError(f"{what} {spec!r}: cannot import {mod_name} ({exc}); run from the folder that "
+                            "contains it or give a .py path") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise BadInputError(f"{what} {spec!r}: importing {mod_name} raised {type(exc).__name__}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise BadInputError(f"{what} {spec!r}: {mod_name} has no {attr!r}") from None
+
+
+def _loss(spec: str | None) -> Any:
+    if spec is None:
+        return None
+    if ":" in spec:
+        obj = load_object(spec, "--loss")
+        return obj() if isinstance(obj, type) else obj
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if isinstance(getattr(nn, spec, None), type):
+        return getattr(nn, spec)()
+    if callable(getattr(F, spec, None)):
+        return getattr(F, spec)
+    raise BadInputError(f"--loss {spec!r} is not a torch.nn loss (e.g. CrossEntropyLoss, MSELoss) or module:object")
+
+
+def _call(factory: Any, what: str, spec: str) -> Any:
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001
+        raise BadInputError(f"{what} {spec!r} raised {type(exc).__name__}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from torch import nn
+
+    from ..agent import AnalysisOptions, DebuggingRequest, ModelDebuggingAgent
+
+    if args.steps < 5:
+        raise BadInputError(f"--steps {args.steps} is too few for the probes: use at least 5")
+    model = _call(load_object(args.model, "--model"), "--model", args.model)
+    if not isinstance(model, nn.Module):
+        raise BadInputError(f"--model {args.model!r} returned {type(model).__name__}, not a torch.nn.Module")
+    data = _call(load_object(args.batch, "--batch"), "--batch", args.batch)
+    batch = data if isinstance(data, (tuple, list)) else None
+    optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[args.optimizer]
+    request = DebuggingRequest(
+        model=model, batch=tuple(batch) if batch is not None else None, data=None if batch is not None else data,
+        loss_fn=_loss(args.loss), optimizer_factory=lambda params: optim(params, lr=args.lr), issue=args.issue,
+        options=AnalysisOptions(probe_steps=args.steps),
+        visualizations=["gradient_flow", "activation_histograms", "memory_timeline"] if args.viz else [],
+        output_dir=args.viz)
+    response = ModelDebuggingAgent().debug_model(request)
+    report = response.report()
+    if not args.quiet:
+        _print(response, report)
+    if args.json == "-":
+        sys.stdout.write(response.to_json() + "\n")
+    elif args.json:
+        response.to_json(args.json)
+    if args.html:
+        report.to_html(args.html)
+    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+
+
+def _print(response: Any, report: Any) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    report.print(console)
+    marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "warn": "[yellow]warn[/]", "skipped": "[dim]skipped[/]"}
+    console.print("[bold]Sanity probes[/]")
+    for p in response.probes.values():
+        console.print(f"  {marks.get(p.verdict, p.verdict):>8}  {p.name}: {p.summary}", highlight=False)
+    if response.fixes:
+        console.print("[bold]Fixes tried on a copy[/]")
+        for v in response.fixes:
+            console.print(f"  {'[green]helped[/]' if v.helped else '[red]did not help[/]'}  {v.to_text()}", highlight=False)
+    m = response.metrics
+    console.print(f"[dim]analysis took {m.analysis_time_s:.1f} s; your model was "
+                  f"{'not changed' if response.model_unchanged else 'restored after: ' + ', '.join(response.changed)}[/]")
