@@ -13,10 +13,12 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from ..config import DebuggingConfig
 from ..errors import ScriptNotFoundError
 from ..record import Record, RunWriter
+from .progress import Progress
 from .session import default_record_path, run_meta
 from .tracer import Tracer
 
@@ -49,8 +51,12 @@ def _print_script_traceback(exc: BaseException, script: str) -> None:
 
 
 def run_script(script: str, args: list[str], *, config: DebuggingConfig | None = None,
-               db: str | Path | None = None) -> RunResult:
-    """Run `script` with `args` under the tracer and return its exit code and run record."""
+               db: str | Path | None = None, progress: bool | TextIO = False) -> RunResult:
+    """Run `script` with `args` under the tracer and return its exit code and run record.
+
+    `progress` draws a live status line on stderr (True) or on the given stream while the script
+    trains; it stays off when that stream is not a terminal.
+    """
     config = config or DebuggingConfig()
     path = Path(script)
     if not path.is_file():
@@ -62,6 +68,12 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
                     **run_meta(config))
     writer.flush()
     tracer = Tracer(writer, config)
+    live = None
+    if progress is not False:
+        live = Progress(sys.stderr if progress is True else progress, config=config)
+        if live.enabled:
+            tracer.listeners.append(live.on_step)
+            live.install()
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [script, *args]
     sys.path.insert(0, str(path.resolve().parent))
@@ -79,6 +91,8 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
         tracer.record_exception(exc)
         _print_script_traceback(exc, script)
     finally:
+        if live is not None:
+            live.close()
         tracer.detach()
         sys.argv = saved_argv
         sys.path[:] = saved_path

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from .._version import __version__
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import BadInputError
 from ..record import Record, RunWriter
+from .progress import Progress
 from .tracer import Tracer
 
 __all__ = ["WatchSession", "default_record_path", "run_meta", "watch"]
@@ -47,7 +48,7 @@ class WatchSession:
     """A context manager that watches training while open; `report()` diagnoses it afterwards."""
 
     def __init__(self, models: tuple[nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...],
-                 config: DebuggingConfig, db: str | Path | None) -> None:
+                 config: DebuggingConfig, db: str | Path | None, progress: bool | TextIO = False) -> None:
         name = type(models[0]).__name__ if models else "session"
         self.path = Path(db) if db not in (None, ":memory:") else (None if db == ":memory:" else default_record_path(name))
         self.config = config
@@ -55,14 +56,24 @@ class WatchSession:
         self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
                              discover_models=not models)
+        self.progress: Progress | None = None
+        if progress is not False:
+            live = Progress(sys.stderr if progress is True else progress, config=config)
+            if live.enabled:  # off (and never called) when the stream is not a terminal
+                self.progress = live
+                self.tracer.listeners.append(live.on_step)
         self._report = None
 
     def __enter__(self) -> WatchSession:
         self.tracer.attach()
+        if self.progress is not None:
+            self.progress.install()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             self.tracer.record_exception(exc)
         self.tracer.detach()
@@ -95,6 +106,7 @@ def watch(
     config: DebuggingConfig | None = None,
     level: AnalysisLevel | None = None,
     db: str | Path | None = None,
+    progress: bool | TextIO = False,
 ) -> WatchSession:
     """Watch the training of `models` (all models in the process if none are given).
 
@@ -104,6 +116,8 @@ def watch(
     print(session.report().to_text())
     ```
     `db` is where the run record goes (default `.modeldebug/runs/...`; `":memory:"` keeps none).
+    `progress=True` draws a live status line on stderr (or pass a stream) while training; it stays
+    off when that stream is not a terminal.
     """
     for m in models:
         if not isinstance(m, nn.Module):
@@ -119,4 +133,4 @@ def watch(
     config = config or DebuggingConfig()
     if level is not None:
         config = config.model_copy(update={"analysis_level": level})
-    return WatchSession(models, opts, config, db)
+    return WatchSession(models, opts, config, db, progress)

@@ -43,6 +43,7 @@ from .losses import LOSS_IO_STATS, LossWatch
 from .loop import LoopWatch
 from .nonfinite import locate_nonfinite
 from .probes import batch_mixing
+from .progress import StepInfo
 from .registry import Registry, is_loss_module
 from .resources import RssReader, cuda_memory_mb
 
@@ -109,6 +110,8 @@ class Tracer:
         self._step_loss: float | None = None
         self._step_grad_norm: float | None = None
         self._step_extra: dict[str, float] = {}
+        # called with a StepInfo at each step boundary (the live progress line of `modeldebug run`)
+        self.listeners: list[Callable[[StepInfo], None]] = []
         self._sampled_step = -1
         self._sample_now = False
         self._reset_step()
@@ -121,7 +124,7 @@ class Tracer:
             self._handles += [
                 nn_module.register_module_forward_pre_hook(self._guard("forward", self._pre)),
                 nn_module.register_module_forward_hook(self._guard("forward", self._post), always_call=True),
-                optim_module.register_optimizer_step_pre_hook(self._guard("optimizer", self._opt_pre)),
+                optim_module.register_optimizer_step_pre_hook(self._opt_pre_hook),
                 optim_module.register_optimizer_step_post_hook(self._guard("optimizer", self._opt_post)),
             ]
             self._patch(torch.autograd, "backward", self._make_backward(torch.autograd.backward))
@@ -365,6 +368,31 @@ class Tracer:
         __init__.__wrapped__ = original  # type: ignore[attr-defined]
         return __init__
 
+    def _opt_pre_hook(self, opt: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The global optimizer pre-hook. A step given a closure (LBFGS, Lightning's automatic
+        optimisation) runs forward and backward INSIDE ``step()``: measure after the closure's first
+        call (the gradients of the weights being stepped), not before it, when there is nothing yet.
+        ``args`` is ``(optimizer, *step_args)``; returning new (args, kwargs) passes the wrapped closure on."""
+        closure = kwargs.get("closure")
+        positional = closure is None and len(args) > 1 and callable(args[1])
+        if positional:
+            closure = args[1]
+        if not callable(closure) or not self.active("optimizer"):
+            self.call("optimizer", self._opt_pre, opt, args, kwargs)
+            return None
+        tracer, pending = self, [True]
+
+        def measured_closure(*a: Any, **k: Any) -> Any:
+            result = closure(*a, **k)
+            if pending[0]:
+                pending[0] = False
+                tracer.call("optimizer", tracer._opt_pre, opt, args, kwargs)
+            return result
+
+        if positional:
+            return (args[0], measured_closure, *args[2:]), kwargs
+        return args, {**kwargs, "closure": measured_closure}
+
     def _opt_pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._crash_phase = "optimizer"
         self._t_opt_start = time.perf_counter()
@@ -518,17 +546,22 @@ class Tracer:
         bwd_first = self._t_bwd_first if self._t_bwd_first is not None else now
         mem = self.config.monitoring.memory
         perf = self.config.monitoring.performance
+        loss, grad_norm = self._step_loss, self._step_grad_norm
+        t_step = now - self._t_last_end if perf else None
+        rss_mb = self._rss.read() if mem else None
         self.writer.add_step(
             self.step,
-            loss=getattr(self, "_step_loss", None), lr=self._lr, n_backward=self._n_backward,
-            grad_norm=getattr(self, "_step_grad_norm", None),
+            loss=loss, lr=self._lr, n_backward=self._n_backward, grad_norm=grad_norm,
             t_data=max(t_fwd - self._t_last_end, 0.0) if perf else None,
             t_forward=max(bwd_first - t_fwd, 0.0) if perf else None,
             t_backward=self._t_bwd if perf else None, t_optimizer=self._t_opt if perf else None,
-            t_step=now - self._t_last_end if perf else None,
-            rss_mb=self._rss.read() if mem else None, cuda_mb=cuda_memory_mb() if mem else None,
+            t_step=t_step, rss_mb=rss_mb, cuda_mb=cuda_memory_mb() if mem else None,
             sampled=self._sampling(), **self._step_extra, **self.loop.end_step(), **self._mode_counts,
         )
+        if self.listeners:  # host numbers only: a listener never causes a device sync
+            info = StepInfo(self.step, loss, grad_norm, t_step, rss_mb, self._lr)
+            for listener in self.listeners:
+                self.call("listener", listener, info)
         self._mode_counts = dict.fromkeys(self._mode_counts, 0)
         self._step_loss = None
         self._step_grad_norm = None

@@ -1,79 +1,93 @@
-"""A self-contained HTML report: summary, ranked findings and inline-SVG plots.
+"""A self-contained HTML report: summary, ranked findings and plots drawn from the run record.
 
-The file opens offline: no scripts, fonts or CDNs; every plot is SVG drawn here from the run
-record. Every string that comes from the run is passed through ``html.escape``.
+The file opens offline: no fonts, CDNs or external files; plots are inline SVG (histograms are PNG
+data: URIs inside them). Its one small script (copy buttons, the step picker) is static text whose
+hash the page's Content-Security-Policy names, so no other script can run even if some text were
+ever left unescaped. Every string that comes from the run goes through ``html.escape``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
-from html import escape
+import base64
+import hashlib
+import shlex
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..rules.context import fmt
+from .activations import fractions_plot, histogram_plot
+from .gradflow import grad_bars, grad_norm_plot, heatmap
+from .plots import loss_plot, lr_plot, memory_plot, timing_plot, update_ratio_plot
+from .svg import clip, esc, num
 
 if TYPE_CHECKING:
-    from ..record import Record, Series
     from ..rules.base import Finding
     from .model import Report
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "SCRIPT"]
 
 _SEV_COLOR = {"high": "#c0392b", "medium": "#d68910", "low": "#2e86c1"}
 _MAX_ITEMS = 8          # items shown of a long list or dict in evidence
 _MAX_TEXT = 300         # characters shown of a long string in evidence
-_MAX_COLS = 200         # heatmap columns (steps are binned above this)
-_MAX_ROWS = 60          # heatmap rows (parameters)
-_W, _H = 720, 260       # line chart size
-_ML, _MR, _MT, _MB = 70, 16, 22, 30  # chart margins
-_VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
-_TIMES = [("t_data", "data", "#8e44ad"), ("t_forward", "forward", "#2e86c1"),
-          ("t_backward", "backward", "#d68910"), ("t_optimizer", "optimizer", "#27ae60")]
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 main{max-width:980px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px}h3{font-size:15px;margin:0}
+nav{font-size:13px;margin:0 0 14px}nav a{margin-right:14px;color:#2e86c1;text-decoration:none}
 .verdict{font-size:17px;font-weight:600;margin:8px 0 14px}
 .card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:14px 16px;margin:0 0 14px}
 .finding{border-left:5px solid var(--sev)}
-.badge{display:inline-block;color:#fff;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:700;text-transform:uppercase}
+.badge{display:inline-block;color:#fff;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:700;
+text-transform:uppercase}
 .meta{color:#5b6472;font-size:13px;margin:4px 0 8px}
-table{border-collapse:collapse;font-size:13px}td,th{border-top:1px solid #eceff3;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px}
+td,th{border-top:1px solid #eceff3;padding:3px 8px;text-align:left;vertical-align:top}
 th{color:#5b6472;font-weight:600;white-space:nowrap}code,pre{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-pre{background:#1f2430;color:#e6e6e6;padding:10px 12px;border-radius:6px;overflow-x:auto}
-.note{color:#7a8391;font-style:italic;font-size:13px}figure{margin:0}figcaption{font-weight:600;margin-bottom:6px}
-svg{max-width:100%;height:auto;font-size:11px;font-family:inherit}.axis{stroke:#9aa3af}.grid{stroke:#eceff3}
+table.ranked{width:100%;margin:0 0 14px}table.ranked a{color:inherit}
+.rec{position:relative}pre{background:#1f2430;color:#e6e6e6;padding:10px 12px;border-radius:6px;overflow-x:auto}
+button.copy{position:absolute;right:8px;margin-top:6px;font:12px system-ui,sans-serif;padding:2px 8px;
+border:1px solid #5b6472;border-radius:4px;background:#2c3342;color:#e6e6e6;cursor:pointer}
+.note{color:#7a8391;font-style:italic;font-size:13px}.muted{fill:#7a8391;color:#7a8391}
+figure{margin:0 0 14px}figcaption{font-weight:600;margin-bottom:6px}
+svg{width:100%;height:auto;font-size:11px;font-family:inherit;display:block}.axis{stroke:#9aa3af}.grid{stroke:#eceff3}
+.legend{font-size:12px;margin:4px 0 0 70px}.legend span{margin-right:14px;white-space:nowrap}
+.legend i{display:inline-block;width:14px;height:3px;margin:0 5px 3px 0;vertical-align:middle}
+.pick{font-size:13px;display:block;margin:0 0 6px}[hidden]{display:none!important}
 """
+
+# Static: it must never contain anything from the run (the CSP below allows exactly this text).
+SCRIPT = """(function(){
+function copy(pre,button){
+  var text=pre.textContent;
+  function done(){button.textContent='Copied';setTimeout(function(){button.textContent='Copy';},1500);}
+  function fallback(){var r=document.createRange();r.selectNodeContents(pre);var s=window.getSelection();
+    s.removeAllRanges();s.addRange(r);button.textContent='Press Ctrl+C';}
+  if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(text).then(done,fallback);}
+  else{fallback();}
+}
+document.querySelectorAll('pre.code').forEach(function(pre){
+  var b=document.createElement('button');b.type='button';b.className='copy';b.textContent='Copy';
+  b.addEventListener('click',function(){copy(pre,b);});pre.parentNode.insertBefore(b,pre);
+});
+document.querySelectorAll('select[data-choose]').forEach(function(sel){
+  var panels=document.querySelectorAll('[data-choice="'+sel.getAttribute('data-choose')+'"]');
+  function show(){panels.forEach(function(p){p.hidden=p.getAttribute('data-key')!==sel.value;});}
+  sel.addEventListener('change',show);show();
+});
+document.documentElement.setAttribute('data-ready','1');
+})();"""
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+_CSP = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'; "
+        "base-uri 'none'; form-action 'none'")
+
+# run/meta keys shown in the metadata table (or deliberately not shown); others are listed after it
+_KNOWN = {"script", "argv", "cwd", "started", "duration_s", "steps", "status", "exit_code", "models", "optimizers",
+          "level", "device", "python", "torch", "modeldebug", "platform", "overhead_s", "first_loss", "final_loss",
+          "record", "config", "mode", "magic", "schema_version", "created"}
 
 
 # -- small formatting helpers ------------------------------------------------------------------
-def _e(value: Any) -> str:
-    """Escape any value for HTML text or an attribute."""
-    return escape(str(value), quote=True)
-
-
-def _num(value: Any) -> str:
-    """A number for display: ints as is, floats with 3 significant digits, None as a dash."""
-    if value is None:
-        return "—"
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, bool) or isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return fmt(value)
-    return str(value)
-
-
-def _clip(text: str, limit: int) -> str:
-    """Shorten a string to `limit` characters, marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _compact(value: Any, depth: int = 0) -> str:
     """Escaped, compact HTML for an evidence value: nested containers inline, long ones cut."""
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
@@ -82,7 +96,7 @@ def _compact(value: Any, depth: int = 0) -> str:
         if depth >= 3:
             return f"{{… {len(value)} keys}}"
         items = list(value.items())
-        parts = [f"<b>{_e(k)}</b>: {_compact(v, depth + 1)}" for k, v in items[:_MAX_ITEMS]]
+        parts = [f"<b>{esc(k)}</b>: {_compact(v, depth + 1)}" for k, v in items[:_MAX_ITEMS]]
         if len(items) > _MAX_ITEMS:
             parts.append(f"… +{len(items) - _MAX_ITEMS} more")
         return "{" + ", ".join(parts) + "}"
@@ -94,14 +108,14 @@ def _compact(value: Any, depth: int = 0) -> str:
             parts.append(f"… +{len(value) - _MAX_ITEMS} more")
         return "[" + ", ".join(parts) + "]"
     if value is None or isinstance(value, (bool, int, float)):
-        return _e(_num(value))
-    return _e(_clip(str(value), _MAX_TEXT))
+        return esc(num(value))
+    return esc(clip(str(value), _MAX_TEXT))
 
 
 def _badge(severity: str) -> str:
     """A coloured severity badge."""
     color = _SEV_COLOR.get(severity, "#7a8391")
-    return f'<span class="badge" style="background:{color}">{_e(severity)}</span>'
+    return f'<span class="badge" style="background:{color}">{esc(severity)}</span>'
 
 
 def _rows(pairs: Iterable[tuple[str, str]]) -> str:
@@ -109,28 +123,69 @@ def _rows(pairs: Iterable[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"
 
 
-# -- summary and findings --------------------------------------------------------------------------
+# -- summary ---------------------------------------------------------------------------------------
+def _ranked(findings: list[Finding]) -> str:
+    """The findings at a glance, most important first, each linked to its card."""
+    rows = []
+    for i, f in enumerate(findings, 1):
+        rows.append(f"<tr><td>{i}</td><td>{_badge(f.severity)}</td><td><code>{esc(f.code)}</code></td>"
+                    f'<td><a href="#finding-{i}">{esc(f.title)}</a></td>'
+                    f"<td>{'<code>' + esc(f.location) + '</code>' if f.location else '—'}</td>"
+                    f"<td>{esc(f.step) if f.step is not None else '—'}</td></tr>")
+    return ('<table class="ranked"><tr><th>#</th><th>severity</th><th>code</th><th>problem</th><th>where</th>'
+            f'<th>since step</th></tr>{"".join(rows)}</table>')
+
+
+def _metadata(report: Report) -> list[tuple[str, str]]:
+    """(escaped label, escaped value) rows: the run dict first, the record's meta where it is silent."""
+    run = report.run
+    meta = report.record.meta if report.record is not None else {}
+
+    def get(key: str) -> Any:
+        return run[key] if run.get(key) is not None else meta.get(key)
+
+    def listed(value: Any) -> str | None:
+        return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) and value else None
+
+    argv, started, dur, over = get("argv"), get("started"), get("duration_s"), get("overhead_s")
+    versions = ", ".join(f"{k} {get(k)}" for k in ("python", "torch", "modeldebug") if get(k) is not None)
+    overhead = None
+    if isinstance(over, (int, float)):
+        share = f" ({over / dur:.0%} of the run)" if isinstance(dur, (int, float)) and dur > 0 else ""
+        overhead = f"{num(float(over))} s in modeldebug's hooks{share}"
+    code = get("exit_code")
+    status = " ".join(str(v) for v in (get("status"), None if code is None else f"(exit code {code})") if v is not None)
+    loss = None if run.get("first_loss") is None else f"{num(run.get('first_loss'))} → {num(run.get('final_loss'))}"
+    fields: list[tuple[str, Any]] = [
+        ("script", get("script")),
+        ("arguments", shlex.join(map(str, argv[1:])) if isinstance(argv, list) and len(argv) > 1 else None),
+        ("working directory", get("cwd")),
+        ("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+         if isinstance(started, (int, float)) else None),
+        ("duration", None if dur is None else f"{num(dur)} s"), ("steps", get("steps")), ("status", status or None),
+        ("models", listed(get("models"))), ("optimizers", listed(get("optimizers"))), ("level", get("level")),
+        ("device", get("device")), ("versions", versions or None), ("platform", get("platform")),
+        ("modeldebug overhead", overhead), ("loss", loss), ("run record", get("record")),
+    ]
+    rows = [(esc(k), esc(num(v))) for k, v in fields if v is not None]
+    rows += [(esc(k), _compact(v, 1)) for k, v in run.items() if k not in _KNOWN and v is not None]
+    return rows
+
+
 def _summary(report: Report) -> str:
-    """Verdict plus the run's metadata."""
-    r = report.run
+    """Verdict, the ranked findings and the run's metadata."""
     if report.findings:
         n, worst = len(report.findings), report.worst() or "low"
         verdict = (f'<div class="verdict" style="color:{_SEV_COLOR.get(worst, "#333")}">'
-                   f"{n} problem{'s' if n > 1 else ''} found (worst: {_e(worst)}). Root causes first.</div>")
+                   f"{n} problem{'s' if n > 1 else ''} found (worst: {esc(worst)}). Root causes first.</div>"
+                   + _ranked(report.findings))
     else:
         verdict = '<div class="verdict" style="color:#1e8449">No problems found.</div>'
-    dur = r.get("duration_s")
-    fields = [("script", r.get("script")), ("steps", r.get("steps")),
-              ("duration", None if dur is None else f"{_num(dur)} s"), ("level", r.get("level")),
-              ("device", r.get("device")), ("torch", r.get("torch")),
-              ("modeldebug overhead_s", r.get("overhead_s")), ("status", r.get("status")),
-              ("exit code", r.get("exit_code")), ("loss", None if r.get("first_loss") is None else
-                                                  f"{_num(r.get('first_loss'))} → {_num(r.get('final_loss'))}"),
-              ("run record", r.get("record")), ("modeldebug", r.get("modeldebug"))]
-    table = _rows((_e(k), _e(_num(v))) for k, v in fields if v is not None)
-    return f'<section id="summary" class="card"><h2 style="margin-top:0">Summary</h2>{verdict}{table}</section>'
+    return (f'<section id="summary" class="card"><h2 style="margin-top:0">Summary</h2>{verdict}'
+            f"{_rows(_metadata(report))}</section>")
 
 
+# -- findings --------------------------------------------------------------------------------------
 def _symptoms(symptoms: Any) -> str:
     """The findings this one explains (evidence["symptoms"])."""
     if not symptoms:
@@ -139,9 +194,9 @@ def _symptoms(symptoms: Any) -> str:
     for s in symptoms if isinstance(symptoms, list) else [symptoms]:
         if isinstance(s, dict):
             title = str(s.get("title", ""))
-            step = "" if s.get("step") is None or f"step {s['step']}" in title else f" (step {_e(s['step'])})"
-            items.append(f"<li>{_badge(str(s.get('severity', '')))} <code>{_e(s.get('code', ''))}</code> "
-                         f"{_e(title)}{step}</li>")
+            step = "" if s.get("step") is None or f"step {s['step']}" in title else f" (step {esc(s['step'])})"
+            items.append(f"<li>{_badge(str(s.get('severity', '')))} <code>{esc(s.get('code', ''))}</code> "
+                         f"{esc(title)}{step}</li>")
         else:
             items.append(f"<li>{_compact(s)}</li>")
     return f'<div class="symptoms"><b>Explains:</b><ul>{"".join(items)}</ul></div>'
@@ -149,252 +204,64 @@ def _symptoms(symptoms: Any) -> str:
 
 def _finding(i: int, f: Finding) -> str:
     """One finding as a card: header, where/when, description, evidence, recommendations."""
-    where = [f"kind <code>{_e(f.kind)}</code>", f"category {_e(f.category)}"]
+    where = [f"kind <code>{esc(f.kind)}</code>", f"category {esc(f.category)}"]
     if f.location:
-        where.append(f"at <code>{_e(f.location)}</code>")
+        where.append(f"at <code>{esc(f.location)}</code>")
     if f.step is not None:
-        where.append(f"since step {_e(f.step)}")
+        where.append(f"since step {esc(f.step)}")
     try:
         where.append(f"confidence {float(f.confidence):.0%}")
     except (TypeError, ValueError):
-        where.append(f"confidence {_e(f.confidence)}")
+        where.append(f"confidence {esc(f.confidence)}")
     evidence = {k: v for k, v in (f.evidence or {}).items() if k != "symptoms"}
     ev = (f"<details open><summary>Evidence</summary>"
-          f"{_rows((_e(k), _compact(v, 1)) for k, v in evidence.items())}</details>") if evidence else ""
+          f"{_rows((esc(k), _compact(v, 1)) for k, v in evidence.items())}</details>") if evidence else ""
     recs = []
     for rec in f.recommendations:
-        code = f"<pre><code>{_e(rec.implementation)}</code></pre>" if rec.implementation else ""
-        label = _e(str(rec.type).replace("_", " ").capitalize())
-        recs.append(f'<div class="rec"><p><b>{label}:</b> {_e(rec.description)}</p>{code}</div>')
+        code = f'<pre class="code"><code>{esc(rec.implementation)}</code></pre>' if rec.implementation else ""
+        label = esc(str(rec.type).replace("_", " ").capitalize())
+        recs.append(f'<div class="rec"><p><b>{label}:</b> {esc(rec.description)}</p>{code}</div>')
     color = _SEV_COLOR.get(f.severity, "#7a8391")
     return (f'<article class="card finding" id="finding-{i}" style="--sev:{color}">'
-            f"<h3>{i}. {_badge(f.severity)} <code>{_e(f.code)}</code> {_e(f.title)}</h3>"
-            f'<div class="meta">{", ".join(where)}</div><p>{_e(f.description)}</p>'
+            f"<h3>{i}. {_badge(f.severity)} <code>{esc(f.code)}</code> {esc(f.title)}</h3>"
+            f'<div class="meta">{", ".join(where)}</div><p>{esc(f.description)}</p>'
             f"{ev}{_symptoms((f.evidence or {}).get('symptoms'))}{''.join(recs)}</article>")
 
 
-# -- plotting primitives -----------------------------------------------------------------------
-def _scale(lo: float, hi: float, p0: float, p1: float, log: bool) -> Callable[[float], float]:
-    """Map data values in [lo, hi] (log10 when `log`) to pixels [p0, p1]."""
-    a, b = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
-    span = (b - a) or 1.0
-    return lambda v: p0 + ((math.log10(v) if log else v) - a) / span * (p1 - p0)
-
-
-def _ticks(lo: float, hi: float, log: bool) -> list[float]:
-    """Axis tick values: powers of ten (at most ~6) for log axes, 5 even steps otherwise."""
-    if not log:
-        return [float(v) for v in np.linspace(lo, hi, 5)]
-    k0, k1 = math.ceil(math.log10(lo)), math.floor(math.log10(hi))
-    every = max(1, math.ceil((k1 - k0 + 1) / 6))
-    ticks = [10.0 ** k for k in range(k0, k1 + 1, every)]
-    return ticks or [lo, hi]
-
-
-def _range(values: np.ndarray, log: bool) -> tuple[float, float]:
-    """Plot range of finite values, widened when they are all equal."""
-    lo, hi = float(values.min()), float(values.max())
-    if lo == hi:
-        return (lo / 2, hi * 2) if log else (lo - 1, hi + 1)
-    return lo, hi
-
-
-def _column(record: Record, name: str) -> Series | None:
-    """A per-step column, or None when the record lacks it."""
-    try:
-        return record.column(name)
-    except KeyError:
-        return None
-
-
-def _line_chart(name: str, col: Series, *, log: bool, markers: Sequence[tuple[int, str]] = ()) -> str:
-    """An SVG line chart of a series' finite values, its non-finite steps ticked in red at the
-    bottom, and vertical labelled markers; the x axis spans every recorded step."""
-    x0, x1, y0, y1 = _ML, _W - _MR, _H - _MB, _MT
-    fin = col.finite()
-    steps, values = fin.steps, fin.values
-    sx = _scale(*_range(col.steps.astype(float), False), x0, x1, False)
-    ylo, yhi = _range(values, log)
-    sy = _scale(ylo, yhi, y0, y1, log)
-    out = [f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img" aria-label="{_e(name)}">']
-    for t in _ticks(ylo, yhi, log):
-        y = sy(t)
-        out.append(f'<line class="grid" x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(fmt(t))}</text>')
-    xlo, xhi = int(col.steps.min()), int(col.steps.max())
-    for t in sorted({xlo, xhi, *(int(v) for v in np.linspace(xlo, xhi, 6))}):
-        out.append(f'<text x="{sx(t):.1f}" y="{y0 + 16}" text-anchor="middle">{t}</text>')
-    out.append(f'<path class="axis" fill="none" d="M{x0},{y1} V{y0} H{x1}"/>')
-    pts = " ".join(f"{sx(s):.1f},{sy(v):.1f}" for s, v in zip(steps.tolist(), values.tolist()))
-    out.append(f'<polyline class="series" data-series="{_e(name)}" fill="none" stroke="#2e86c1" '
-               f'stroke-width="1.6" points="{pts}"/>')
-    for x in sorted({round(sx(s)) for s in col.steps[~np.isfinite(col.values)].tolist()}):  # one per pixel
-        out.append(f'<rect class="nonfinite" x="{x - 1}" y="{y0 - 6}" width="2" height="6" fill="#e74c3c"/>')
-    for n, (step, label) in enumerate(markers):
-        if xlo <= step <= xhi:
-            x = sx(step)
-            tx, anchor = (x - 3, "end") if x > x1 - 60 else (x + 3, "start")
-            out.append(f'<g class="marker"><line x1="{x:.1f}" x2="{x:.1f}" y1="{y1}" y2="{y0}" '
-                       f'stroke="#c0392b" stroke-dasharray="4 3"/><text x="{tx:.1f}" text-anchor="{anchor}" '
-                       f'y="{y1 + 10 + 11 * (n % 4)}" fill="#c0392b">{_e(label)}</text></g>')
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _figure(fig_id: str, caption: str, body: str, note: str = "") -> str:
-    """Wrap a plot (or a note saying why it is missing) in a captioned figure."""
-    note_html = f'<p class="note">{_e(note)}</p>' if note else ""
-    return f'<figure class="card" id="{fig_id}"><figcaption>{_e(caption)}</figcaption>{body}{note_html}</figure>'
-
-
-# -- the four plots --------------------------------------------------------------------------------
-def _loss_plot(record: Record, findings: Sequence[Finding]) -> str:
-    """Training loss over steps; log y when positive and spanning >100x; finding steps marked."""
-    col = _column(record, "loss")
-    if col is None or not len(col.finite()):
-        return _figure("plot-loss", "Training loss", "", "No finite loss values recorded.")
-    fin = col.finite()
-    log = bool(fin.values.min() > 0 and fin.values.max() / fin.values.min() > 100)
-    markers = [(int(f.step), f.code) for f in findings if f.step is not None]
-    skipped = len(col) - len(fin)
-    note = ""
-    if skipped:
-        first = int(col.steps[~np.isfinite(col.values)][0])
-        note = f"{skipped} non-finite value(s) skipped (red ticks), the first at step {first}."
-    svg = _line_chart("loss", col, log=log, markers=markers)
-    return _figure("plot-loss", f"Training loss{' (log scale)' if log else ''}", svg, note)
-
-
-def _grad_plot(record: Record) -> str:
-    """Total gradient norm over steps, log y when every finite value is positive."""
-    col = _column(record, "grad_norm")
-    if col is None or not len(col.finite()):
-        return _figure("plot-grad-norm", "Total gradient norm", "", "No finite gradient norms recorded.")
-    fin = col.finite()
-    log = bool(fin.values.min() > 0)
-    skipped = len(col) - len(fin)
-    note = f"{skipped} non-finite value(s) skipped (red ticks)." if skipped else ""
-    svg = _line_chart("grad_norm", col, log=log)
-    return _figure("plot-grad-norm", f"Total gradient norm{' (log scale)' if log else ''}", svg, note)
-
-
-def _color(t: float) -> str:
-    """Viridis-like colour for t in [0, 1]."""
-    t = min(1.0, max(0.0, t)) * (len(_VIRIDIS) - 1)
-    i = min(int(t), len(_VIRIDIS) - 2)
-    a, b = _VIRIDIS[i], _VIRIDIS[i + 1]
-    mix = [round(int(a[k:k + 2], 16) * (1 - (t - i)) + int(b[k:k + 2], 16) * (t - i)) for k in (1, 3, 5)]
-    return "#" + "".join(f"{c:02x}" for c in mix)
-
-
-def _cell_fill(value: float, nonfinite: bool, lo: float, hi: float) -> str:
-    """Heatmap colour: red when non-finite, grey when unrecorded, else log-scaled viridis."""
-    if nonfinite:
-        return "#e74c3c"
-    if not math.isfinite(value):
-        return "#e3e6ea"
-    if value <= 0:
-        return _VIRIDIS[0]
-    return _color((math.log10(value) - lo) / ((hi - lo) or 1.0))
-
-
-def _binned(series: Series, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column: the max finite value, and whether any value there was non-finite."""
-    vals, bad = np.full(len(starts), np.nan), np.zeros(len(starts), dtype=bool)
-    cols = np.searchsorted(starts, series.steps, side="right") - 1
-    for c, v in zip(cols.tolist(), series.values.tolist()):
-        if c < 0:
-            continue
-        if not math.isfinite(v):
-            bad[c] = True
-        elif not v <= vals[c]:  # NaN (empty) or smaller
-            vals[c] = v
-    return vals, bad
-
-
-def _heatmap(record: Record) -> str:
-    """Per-parameter gradient norms: params x (binned) steps, log colour scale."""
-    stats = record.stat("grad_norm", kind="param")
-    if not stats:
-        return _figure("plot-heatmap", "Per-parameter gradient norm", "", "No per-parameter gradient norms recorded.")
-    names = list(stats)[:_MAX_ROWS]
-    all_steps = np.unique(np.concatenate([stats[n].steps for n in names]))
-    starts = np.array([b[0] for b in np.array_split(all_steps, min(_MAX_COLS, len(all_steps)))])
-    grid = [_binned(stats[n], starts) for n in names]
-    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v, _ in grid])
-    lo, hi = (float(np.log10(pos.min())), float(np.log10(pos.max()))) if len(pos) else (0.0, 1.0)
-    label_w, cell_h, plot_w = 180, 14, _W - 180 - _MR
-    cell_w = plot_w / len(starts)
-    height = _MT + cell_h * len(names) + 40
-    out = [f'<svg viewBox="0 0 {_W} {height}" width="{_W}" height="{height}" role="img" aria-label="heatmap" '
-           f'data-cols="{len(starts)}" data-rows="{len(names)}">']
-    for r, (name, (vals, bad)) in enumerate(zip(names, grid)):
-        y = _MT + r * cell_h
-        out.append(f'<g><title>{_e(name)}</title><text x="{label_w - 6}" y="{y + 11}" '
-                   f'text-anchor="end">{_e(_clip(name, 28))}</text>')
-        fills = [_cell_fill(v, b, lo, hi) for v, b in zip(vals.tolist(), bad.tolist())]
-        c = 0
-        while c < len(fills):  # one <rect> per run of equal colour
-            run = c
-            while run + 1 < len(fills) and fills[run + 1] == fills[c]:
-                run += 1
-            out.append(f'<rect x="{label_w + c * cell_w:.2f}" y="{y}" width="{(run - c + 1) * cell_w + 0.05:.2f}" '
-                       f'height="{cell_h - 1}" fill="{fills[c]}"/>')
-            c = run + 1
-        out.append("</g>")
-    ly = _MT + cell_h * len(names) + 10
-    out.append(f'<text x="{label_w}" y="{ly + 22}">step {int(starts[0])}</text><text x="{_W - _MR}" '
-               f'y="{ly + 22}" text-anchor="end">step {int(all_steps[-1])}</text>')
-    for k in range(20):
-        out.append(f'<rect x="{label_w + 200 + k * 8}" y="{ly}" width="8" height="10" fill="{_color(k / 19)}"/>')
-    out.append(f'<text x="{label_w + 194}" y="{ly + 9}" text-anchor="end">{_e(fmt(10 ** lo))}</text>'
-               f'<text x="{label_w + 366}" y="{ly + 9}">{_e(fmt(10 ** hi))} (red: non-finite, grey: none)</text></svg>')
-    total = len(stats)
-    note = f"Showing {len(names)} of {total} parameters." if total > len(names) else ""
-    if len(all_steps) > len(starts):
-        note += f" {len(all_steps)} steps binned into {len(starts)} columns (max per bin)."
-    return _figure("plot-heatmap", "Per-parameter gradient norm (log colour)", "".join(out), note.strip())
-
-
-def _timing_plot(record: Record) -> str:
-    """Median step-time breakdown as one stacked horizontal bar."""
-    parts = []
-    for col, label, color in _TIMES:
-        s = _column(record, col)
-        if s is not None and len(s.finite()):
-            parts.append((label, color, float(np.median(s.finite().values))))
-    total = sum(v for _, _, v in parts)
-    if not parts or total <= 0:
-        return _figure("plot-timing", "Step time breakdown", "", "No step timings recorded.")
-    out, x, width = [f'<svg viewBox="0 0 {_W} 90" width="{_W}" height="90" role="img" aria-label="timing">'], 10.0, _W - 20
-    for n, (label, color, v) in enumerate(parts):
-        w = width * v / total
-        out.append(f'<rect x="{x:.2f}" y="10" width="{w:.2f}" height="28" fill="{color}"><title>{label}</title></rect>')
-        out.append(f'<rect x="{10 + n * 175}" y="56" width="10" height="10" fill="{color}"/><text x="{24 + n * 175}" '
-                   f'y="65">{label} {v * 1e3:.3g} ms ({v / total:.0%})</text>')
-        x += w
-    out.append("</svg>")
-    return _figure("plot-timing", f"Median step time: {total * 1e3:.3g} ms", "".join(out))
+# -- plots -----------------------------------------------------------------------------------------
+_SECTIONS = [("loss", "Loss and learning rate"), ("gradients", "Gradient flow"),
+             ("activations", "Activations"), ("updates", "Optimizer updates"), ("resources", "Memory and time")]
 
 
 def _plots(report: Report) -> str:
-    """All plots, or one note when the report carries no run record."""
-    if report.record is None:
-        body = '<p class="note">No run record attached: plots are unavailable.</p>'
-    else:
-        rec = report.record
-        body = _loss_plot(rec, report.findings) + _grad_plot(rec) + _heatmap(rec) + _timing_plot(rec)
-    return f'<section id="plots"><h2>Plots</h2>{body}</section>'
+    """Every plot, grouped in sections; one note when the report carries no run record."""
+    rec = report.record
+    if rec is None:
+        return ('<section id="plots"><h2>Plots</h2><p class="note">No run record attached: plots are '
+                "unavailable.</p></section>")
+    bodies = {
+        "loss": loss_plot(rec, report.findings) + lr_plot(rec),
+        "gradients": grad_norm_plot(rec, report.findings) + heatmap(rec) + grad_bars(rec, report.findings),
+        "activations": histogram_plot(rec) + fractions_plot(rec),
+        "updates": update_ratio_plot(rec),
+        "resources": memory_plot(rec) + timing_plot(rec),
+    }
+    parts = "".join(f'<section id="sec-{key}"><h2>{esc(title)}</h2>{bodies[key]}</section>' for key, title in _SECTIONS)
+    return f'<div id="plots">{parts}</div>'
 
 
 def render_html(report: Report) -> str:
     """The whole report as one self-contained HTML document."""
-    script = report.run.get("script") or "run"
+    script = report.run.get("script") or (report.record.meta.get("script") if report.record is not None else None) or "run"
     findings = "".join(_finding(i, f) for i, f in enumerate(report.findings, 1))
     findings = findings or '<p class="note">No findings.</p>'
-    findings_html = f'<section id="findings"><h2>Findings</h2>{findings}</section>'
+    nav = ['<a href="#summary">Summary</a>', '<a href="#findings">Findings</a>']
+    if report.record is not None:
+        nav += [f'<a href="#sec-{key}">{esc(title)}</a>' for key, title in _SECTIONS]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{esc(_CSP)}">'
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            f"<title>modeldebug report: {_e(script)}</title><style>{_CSS}</style></head><body><main>"
-            f"<h1>modeldebug report: <code>{_e(script)}</code></h1>"
-            f"{_summary(report)}{findings_html}{_plots(report)}</main></body></html>\n")
+            f"<title>modeldebug report: {esc(script)}</title><style>{_CSS}</style></head><body><main>"
+            f"<h1>modeldebug report: <code>{esc(script)}</code></h1><nav>{''.join(nav)}</nav>"
+            f"{_summary(report)}<section id=\"findings\"><h2>Findings</h2>{findings}</section>{_plots(report)}"
+            f"</main><script>{SCRIPT}</script></body></html>\n")

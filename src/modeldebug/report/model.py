@@ -13,21 +13,21 @@ from ..record import Record
 from ..rules import Finding, analyze
 from ..rules.base import SEVERITY_ORDER
 
-__all__ = ["Report", "REPORT_VERSION"]
+__all__ = ["Report", "REPORT_VERSION", "json_safe"]
 
 REPORT_VERSION = 1
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as the strings "NaN", "Infinity", "-Infinity"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -79,7 +79,7 @@ class Report:
 
     # -- output ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"version": REPORT_VERSION, "run": self.run,
+        return json_safe({"version": REPORT_VERSION, "run": self.run,
                            "findings": [f.to_dict() for f in self.findings]})
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:

@@ -22,7 +22,11 @@ _STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 
 def _headline(report: Report) -> Text:
     r = report.run
-    bits = [f"{r.get('steps', 0)} steps"]
+    bits = [f"{r['steps']} steps"] if r.get("steps") is not None else []
+    if r.get("calls") is not None:
+        bits.append(f"{r['calls']} model calls")
+    if r.get("requests") is not None:
+        bits.append(f"{r['requests']} requests")
     if r.get("duration_s") is not None:
         bits.append(f"{r['duration_s']:.1f}s")
     if r.get("first_loss") is not None:
