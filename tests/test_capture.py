@@ -13,7 +13,7 @@ from torch.optim import optimizer as optim_module
 import modeldebug as md
 from modeldebug.capture.tracer import Tracer
 from modeldebug.record import RunWriter
-from modeldebug.testing import healthy_cnn, healthy_mlp, train
+from modeldebug.testing import healthy_cnn, healthy_mlp, healthy_regression, train
 
 ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_OPT_INIT = torch.optim.Optimizer.__init__
@@ -222,3 +222,27 @@ def test_watch_discovers_an_optimizer_created_inside_the_block() -> None:
     assert s.record.meta["optimizers"] == ["Adam"]
     assert s.record.n_steps == 3
     assert s.record.column("lr").values.tolist() == [0.01] * 3
+
+
+def test_a_closure_step_is_measured_after_its_closure_runs() -> None:
+    """LBFGS (and Lightning) run forward and backward inside optimizer.step(closure)."""
+    torch.set_num_threads(1)
+    model, data = healthy_regression()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
+    losses = []
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for step in range(5):
+            x, y = data.batch(step, 64)
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = data.loss_fn(model(x), y)
+                loss.backward()
+                return loss
+
+            losses.append(opt.step(closure).item())  # LBFGS returns its first evaluation's loss
+    record = session.record
+    assert record.n_steps == 5
+    assert record.column("loss").values.tolist() == pytest.approx(losses)
+    assert (record.column("grad_norm").values > 0).all()
+    assert (record.column("n_backward").values > 1).all()

@@ -1,0 +1,103 @@
+"""A run as three flat tables, for pandas users: Parquet (pyarrow) or CSV (no dependency).
+
+- ``steps``: one row per step, every column of the record's steps table (docs/record.md);
+- ``stats``: long format, one row per (step, entity, statistic): ``step, kind, entity, stat, value``;
+- ``findings``: one row per finding, most important first; evidence and recommendations as JSON text.
+
+Missing values (never recorded, or not finite) are nulls in Parquet and empty cells in CSV.
+
+```python
+import pandas as pd
+from modeldebug.export import to_parquet
+
+paths = to_parquet("run.db", "tables/")
+stats = pd.read_parquet(paths["stats"])
+stats.pivot_table(index="step", columns=["entity", "stat"], values="value")
+```
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependencyError
+from .source import Exportable, findings_records, load
+
+__all__ = ["TABLES", "table_rows", "to_csv", "to_parquet"]
+
+TABLES = ("steps", "stats", "findings")
+
+_FINDING_COLUMNS = [("rank", "int"), ("code", "str"), ("kind", "str"), ("category", "str"), ("severity", "str"),
+                    ("confidence", "float"), ("title", "str"), ("description", "str"), ("location", "str"),
+                    ("step", "int"), ("evidence", "str"), ("recommendations", "str")]
+_STATS_COLUMNS = [("step", "int"), ("kind", "str"), ("entity", "str"), ("stat", "str"), ("value", "float")]
+
+
+def table_rows(run: Exportable) -> dict[str, tuple[list[tuple[str, str]], list[tuple[Any, ...]]]]:
+    """Each table as (columns with their type: int, float or str; rows). NaN is stored as None."""
+    out: dict[str, tuple[list[tuple[str, str]], list[tuple[Any, ...]]]] = {}
+    if run.record is not None:
+        # Read-only SQL on the record's own connection: the record API gives series one entity at a
+        # time, and a whole-table dump through it would be one query per (entity, statistic).
+        conn = run.record.conn
+        cur = conn.execute("SELECT * FROM steps ORDER BY step")
+        rows = cur.fetchall()
+        names = [d[0] for d in cur.description]
+        # SQLite's types are per value: a column is int when every value in it is.
+        columns = [(n, "int" if all(isinstance(r[i], int) for r in rows if r[i] is not None) else "float")
+                   for i, n in enumerate(names)]
+        out["steps"] = (columns, rows)
+        out["stats"] = (_STATS_COLUMNS, conn.execute(
+            "SELECT s.step, e.kind, e.name, s.stat, s.value FROM stats s JOIN entities e ON e.id = s.entity "
+            "ORDER BY e.id, s.stat, s.step").fetchall())
+    else:
+        out["steps"] = ([("step", "int")], [])
+        out["stats"] = (_STATS_COLUMNS, [])
+    names = [c for c, _ in _FINDING_COLUMNS]
+    out["findings"] = (_FINDING_COLUMNS, [tuple(r[c] for c in names) for r in findings_records(run.report)])
+    return out
+
+
+def _out_dir(out: str | Path) -> Path:
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_csv(source: Any, out: str | Path) -> dict[str, Path]:
+    """Write steps.csv, stats.csv and findings.csv into directory `out`; returns their paths."""
+    run = load(source)
+    folder = _out_dir(out)
+    paths = {}
+    for name, (columns, rows) in table_rows(run).items():
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([c for c, _ in columns])
+            writer.writerows(["" if v is None else v for v in row] for row in rows)
+        paths[name] = path
+    return paths
+
+
+def to_parquet(source: Any, out: str | Path) -> dict[str, Path]:
+    """Write steps.parquet, stats.parquet and findings.parquet into directory `out`; returns their paths."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("Parquet export", "export") from None
+    types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    run = load(source)
+    folder = _out_dir(out)
+    paths = {}
+    for name, (columns, rows) in table_rows(run).items():
+        schema = pa.schema([(c, types[t]) for c, t in columns])
+        data = {c: [row[i] for row in rows] for i, (c, _) in enumerate(columns)}
+        table = pa.table(data, schema=schema)
+        table = table.replace_schema_metadata({"modeldebug.run": run.name, "modeldebug.table": name})
+        path = folder / f"{name}.parquet"
+        pq.write_table(table, path)
+        paths[name] = path
+    return paths
