@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (importing a family registers its rules)
     schedule,
 )
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
+from ..onnx import catalogue_lint, catalogue_run  # noqa: E402,F401  (ONX codes for `rules` and `explain`)
 from .context import Context
 from .ranking import rank
 

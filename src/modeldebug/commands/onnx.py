@@ -1,0 +1,199 @@
+"""`modeldebug onnx check|inspect|profile|compare`: ONNX lint, dump, onnxruntime profile, parity.
+
+Findings go to stderr (rich) and the command's own summary to stdout; with `--json -` stdout holds
+only the JSON (the contract's report plus one section for the command's result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInputError
+
+__all__ = ["add", "load_torch_model"]
+
+
+def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `modeldebug onnx ...`."""
+    p = sub.add_parser("onnx", help="ONNX lint, inspect, onnxruntime profile, PyTorch-vs-onnxruntime parity",
+                       description="Lint, describe, profile and compare ONNX models.")
+    cmds = p.add_subparsers(dest="onnx_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+    def common(q: argparse.ArgumentParser, *, fail_on: bool = True) -> None:
+        q.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
+        q.add_argument("--json", metavar="P", help="write the JSON report to P ('-' for stdout)")
+        q.add_argument("-q", "--quiet", action="store_true", help="do not print findings to stderr")
+        if fail_on:
+            q.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if a finding is this severe")
+
+    c = cmds.add_parser("check", help="structure lint and export hazards")
+    common(c)
+    c.set_defaults(handler=_check)
+    i = cmds.add_parser("inspect", help="opsets, inputs/outputs, nodes, weights, MACs/FLOPs")
+    common(i, fail_on=False)
+    i.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix an input's shape for MACs/FLOPs (symbolic dims count as 1 otherwise)")
+    i.set_defaults(handler=_inspect)
+    pr = cmds.add_parser("profile", help="onnxruntime profile per node and op type")
+    common(pr)
+    pr.add_argument("--inputs", metavar="FILE.npz", help="input arrays by input name (default: seeded random)")
+    pr.add_argument("--warmup", type=int, default=2, metavar="N", help="runs dropped first (default 2)")
+    pr.add_argument("--iterations", type=int, default=10, metavar="N", help="measured runs (default 10)")
+    pr.add_argument("--provider", action="append", metavar="NAME", help="execution provider, in order of preference")
+    pr.add_argument("--threads", type=int, default=0, metavar="N", help="intra-op threads (0: onnxruntime's default)")
+    pr.set_defaults(handler=_profile)
+    cp = cmds.add_parser("compare", help="PyTorch vs onnxruntime, down to the first divergent node")
+    common(cp)
+    cp.add_argument("--torch", required=True, metavar="MODULE:FACTORY",
+                    help="the PyTorch model: a module or file.py and a factory (or nn.Module) in it, e.g. nets.py:build")
+    cp.add_argument("--inputs", metavar="FILE.npz", help="input arrays by input name (default: seeded random)")
+    cp.add_argument("--repro", metavar="DIR", help="save the first divergent node group, its inputs and expected output")
+    cp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    cp.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3); an element fails "
+                    "only if both are exceeded")
+    cp.set_defaults(handler=_compare)
+
+
+def load_torch_model(spec: str) -> Any:
+    """The nn.Module named by `module:factory` or `path/file.py:factory` (a factory is called with no arguments)."""
+    import torch
+
+    mod_name, sep, attr = spec.rpartition(":")
+    if not sep or not mod_name or not attr:
+        raise BadInputError(f"--torch {spec!r}: expected MODULE:FACTORY, e.g. mypkg.models:build or nets.py:build")
+    try:
+        if mod_name.endswith(".py") or "/" in mod_name or "\\" in mod_name:
+            path = Path(mod_name)
+            if not path.is_file():
+                raise BadInputError(f"--torch {spec!r}: no such file {mod_name!r}")
+            loader = importlib.util.spec_from_file_location(f"_modeldebug_user_{path.stem}", path)
+            if loader is None or loader.loader is None:
+                raise BadInputError(f"--torch {spec!r}: cannot load {mod_name!r} as Python")
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[loader.name] = module  # dataclasses and pickling look their module up there
+            sys.path.insert(0, str(path.parent.resolve()))
+            try:
+                loader.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(loader.name, None)
+                raise
+            finally:
+                sys.path.remove(str(path.parent.resolve()))
+        else:
+            sys.path.insert(0, str(Path.cwd()))
+            try:
+                module = importlib.import_module(mod_name)
+            finally:
+                sys.path.remove(str(Path.cwd()))
+    except BadInputError:
+        raise
+    except Exception as exc:  # the user's module failing to import is bad input, said in one line
+        raise BadInputError(f"--torch {spec!r}: cannot import {mod_name!r}: {type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise BadInputError(f"--torch {spec!r}: {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, torch.nn.Module):
+        if not callable(obj):
+            raise BadInputError(f"--torch {spec!r}: {attr!r} is neither an nn.Module nor a callable returning one")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise BadInputError(f"--torch {spec!r}: calling {attr}() failed: {type(exc).__name__}: {exc}") from exc
+    if isinstance(obj, (tuple, list)) and obj and isinstance(obj[0], torch.nn.Module):
+        obj = obj[0]  # factories like modeldebug.testing's return (model, data)
+    if not isinstance(obj, torch.nn.Module):
+        raise BadInputError(f"--torch {spec!r}: {attr}() returned {type(obj).__name__}, not a torch.nn.Module")
+    return obj
+
+
+def _emit(args: argparse.Namespace, findings: list[Any], run: dict[str, Any], section: str, result: Any,
+          text: str | None = None) -> int:
+    """Summary to stdout (stderr when stdout carries JSON), findings to stderr, JSON where asked."""
+    from ..report import Report
+    from ..report.model import json_safe
+
+    report = Report(findings, {"script": f"onnx {args.onnx_command} {args.model}", **run})
+    text = result.to_text() if text is None else text
+    if text:
+        print(text, file=sys.stderr if args.json == "-" else sys.stdout)
+    if not args.quiet and section != "inspection":
+        report.print()
+    if args.json:
+        data = report.to_dict()
+        data[section] = json_safe(result.to_dict())
+        payload = json.dumps(data, indent=2, allow_nan=False)
+        if args.json == "-":
+            sys.stdout.write(payload + "\n")
+        else:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(payload + "\n", encoding="utf-8")
+    fail_on = getattr(args, "fail_on", None)
+    return 1 if fail_on and report.fails(fail_on) else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..onnx.debugger import ONNXDebugger
+
+    analysis = ONNXDebugger().analyze_model(args.model)
+    text = analysis.to_text(findings=args.quiet)  # the findings themselves go to stderr unless --quiet
+    return _emit(args, analysis.findings, {"modeldebug_onnx": "check"}, "analysis", analysis, text)
+
+
+def _shapes(items: list[str]) -> dict[str, list[int]]:
+    out = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            out[name] = [int(d) for d in dims.split(",") if d.strip()]
+        except ValueError:
+            out[name] = []
+        if not sep or not name or not out[name]:
+            raise BadInputError(f"--shape {item!r}: expected NAME=D0,D1,... with integer dims")
+    return out
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ..onnx.inspection import inspect
+
+    result = inspect(args.model, input_shapes=_shapes(args.shape) or None)
+    return _emit(args, [], {"modeldebug_onnx": "inspect"}, "inspection", result)
+
+
+def _inputs(path: str | None) -> Any:
+    if path is None:
+        return None
+    from ..onnx.feeds import read_npz
+
+    return read_npz(path)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from ..onnx.config import ONNXConfig
+    from ..onnx.profiling import profile
+
+    if args.warmup < 0 or args.iterations < 1:
+        raise BadInputError("--warmup must be >= 0 and --iterations >= 1")
+    config = ONNXConfig(warmup=args.warmup, iterations=args.iterations, providers=args.provider, threads=args.threads)
+    result = profile(args.model, _inputs(args.inputs), config)
+    return _emit(args, result.findings, {"modeldebug_onnx": "profile"}, "profile", result)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..onnx.config import ONNXConfig
+    from ..onnx.load import load_model
+    from ..onnx.parity import compare
+
+    loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
+    inputs = _inputs(args.inputs)
+    model = load_torch_model(args.torch)
+    result = compare(model, loaded, inputs, ONNXConfig(atol=args.atol, rtol=args.rtol), repro_dir=args.repro)
+    return _emit(args, result.findings, {"modeldebug_onnx": "compare", "passed": result.passed}, "comparison", result)

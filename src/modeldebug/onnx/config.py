@@ -1,0 +1,33 @@
+"""ONNXConfig: the thresholds and run settings of the ONNX checks."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ONNXConfig"]
+
+
+class ONNXConfig(BaseModel):
+    """Settings for `check`, `inspect`, `profile` and `compare`; every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    atol: float = Field(1e-4, description="compare: absolute tolerance; an element fails only if BOTH "
+                        "|a-b| > atol and |a-b| > rtol*|reference|.")
+    rtol: float = Field(1e-3, description="compare: relative tolerance (see atol).")
+    seed: int = Field(0, description="seed of the random inputs made when none are given.")
+    batch_sizes: tuple[int, int] = Field((2, 3), description="compare: the two batch sizes tried when the "
+                                         "first axis of the inputs is dynamic.")
+    dim_default: int = Field(4, description="size given to other symbolic dimensions in made-up inputs.")
+    op_level: bool = Field(True, description="compare: re-export the PyTorch model the way the exporter does to "
+                           "match every op's value (costs one export); False matches module outputs only.")
+    max_reruns: int = Field(200, description="compare: at most this many node groups are re-run alone.")
+    reference_max_nodes: int = Field(5000, description="compare: onnx.reference (pure numpy, slow) is "
+                                     "only asked on graphs up to this many nodes.")
+    large_constant_bytes: int = Field(1 << 20, description="check: Constant nodes above this size (ONX008).")
+    max_inline_bytes: int = Field(2**31 - 1, description="check: protobuf limit for inline tensor data (ONX009).")
+    warmup: int = Field(2, ge=0, description="profile: runs dropped before measuring.")
+    iterations: int = Field(10, ge=1, description="profile: measured runs.")
+    threads: int = Field(0, ge=0, description="profile: onnxruntime intra-op threads (0: its default).")
+    providers: list[str] | None = Field(None, description="profile: execution providers in order of "
+                                        "preference (default: CPU).")

@@ -1,0 +1,150 @@
+"""Model inputs: what the graph expects, seeded random feeds, and user arrays checked against it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BadInputError
+from .graph import Shape, shape_of
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["InputMismatchError", "InputSpec", "describe_specs", "input_specs", "match_feeds", "random_feeds",
+           "read_npz"]
+
+
+class InputMismatchError(BadInputError):
+    """Arrays given as inputs do not match what the model declares."""
+
+
+@dataclass
+class InputSpec:
+    """One graph input: name, numpy dtype and declared shape (symbolic dims as strings)."""
+
+    name: str
+    dtype: np.dtype
+    shape: Shape
+
+    def __str__(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return bool(self.shape) and not isinstance(self.shape[0], int)
+
+
+def input_specs(proto: onnx.ModelProto) -> list[InputSpec]:
+    """The inputs a caller must feed (graph inputs that are not initializers)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    inits = {t.name for t in proto.graph.initializer}
+    specs = []
+    for vi in proto.graph.input:
+        if vi.name in inits:
+            continue
+        got = shape_of(vi.type)
+        if got is None:
+            raise BadInputError(f"model input {vi.name!r} is not a tensor; only tensor inputs are supported")
+        elem, shape = got
+        specs.append(InputSpec(vi.name, np.dtype(tensor_dtype_to_np_dtype(elem)), shape))
+    return specs
+
+
+def describe_specs(specs: list[InputSpec]) -> str:
+    return "; ".join(str(s) for s in specs) or "(none)"
+
+
+def random_feeds(specs: list[InputSpec], *, batch: int | None = None, seed: int = 0,
+                 dim_default: int = 4) -> dict[str, np.ndarray]:
+    """Seeded inputs: normal floats, small non-negative ints, random bools.
+
+    A symbolic first dimension gets `batch` (default `dim_default`); other symbolic dims get
+    `dim_default`, the same size for the same symbol across inputs.
+    """
+    rng = np.random.default_rng(seed)
+    symbols: dict[str, int] = {}
+    feeds = {}
+    for spec in specs:
+        shape = []
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, int) and d > 0:
+                shape.append(d)
+                continue
+            size = batch if (axis == 0 and batch is not None) else dim_default
+            shape.append(symbols.setdefault(d, size) if isinstance(d, str) else size)
+        if spec.dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype.kind in "iu":
+            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(spec.dtype)
+        elif spec.dtype.kind == "b":
+            feeds[spec.name] = rng.random(shape) > 0.5
+        else:
+            raise BadInputError(f"cannot make random values for input {spec}: give real inputs with --inputs")
+    return feeds
+
+
+def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Arrays from an .npz (or one .npy) file; a clear error when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputMismatchError(f"{p}: no such inputs file")
+    try:
+        data = np.load(p, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            return {"arr_0": data}
+        with data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputMismatchError(f"{p}: not a readable .npz/.npy file ({exc})") from exc
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def match_feeds(specs: list[InputSpec], given: Any) -> dict[str, np.ndarray]:
+    """Check user inputs against the model's inputs and return them as a name -> array dict.
+
+    `given`: a dict by input name (an .npz's ``arr_0, arr_1, ...`` are taken in order), a sequence
+    in input order, or one array/tensor for a one-input model. Floats of another width are cast;
+    anything else that does not fit raises ``InputMismatchError`` naming the input.
+    """
+    expected = describe_specs(specs)
+    if isinstance(given, dict):
+        keys = list(given)
+        if keys and all(k == f"arr_{i}" for i, k in enumerate(keys)) and not any(s.name in given for s in specs):
+            given = [given[k] for k in keys]
+        else:
+            missing = [s.name for s in specs if s.name not in given]
+            extra = [k for k in keys if k not in {s.name for s in specs}]
+            if missing or extra:
+                raise InputMismatchError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
+                                         f"the model expects {expected}")
+            given = [given[s.name] for s in specs]
+    elif not isinstance(given, (list, tuple)):
+        given = [given]
+    if len(given) != len(specs):
+        raise InputMismatchError(f"{len(given)} input array(s) given but the model expects {len(specs)}: {expected}")
+    feeds = {}
+    for spec, value in zip(specs, given):
+        arr = _as_array(value)
+        if arr.dtype != spec.dtype:
+            if arr.dtype.kind == spec.dtype.kind == "f" or (arr.dtype.kind in "iu" and spec.dtype.kind in "iu"):
+                arr = arr.astype(spec.dtype)
+            else:
+                raise InputMismatchError(f"input {spec.name!r} has dtype {arr.dtype} but the model expects "
+                                         f"{spec.dtype} ({spec})")
+        if spec.shape and (arr.ndim != len(spec.shape) or any(
+                isinstance(d, int) and d > 0 and d != n for d, n in zip(spec.shape, arr.shape))):
+            raise InputMismatchError(f"input {spec.name!r} has shape {list(arr.shape)} but the model expects {spec}")
+        feeds[spec.name] = arr
+    return feeds

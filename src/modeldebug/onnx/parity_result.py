@@ -1,0 +1,221 @@
+"""What `compare` found: typed results, their text and JSON, the findings, and the saved repro."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..rules.base import Finding, Recommendation
+from .findings import finding
+from .tolerance import ErrorStats
+
+__all__ = ["ComparisonResult", "Divergence", "ValueCheck", "parity_findings", "save_repro"]
+
+_VERDICTS = {
+    "translation": "exporter/translation: onnx.reference (the ONNX spec) computes the same as onnxruntime, so the "
+                   "ONNX graph itself computes something other than PyTorch (an exporter bug, weights that differ, "
+                   "or a graph edited after export)",
+    "runtime_kernel": "runtime kernel: onnx.reference agrees with PyTorch but onnxruntime does not, so onnxruntime's "
+                      "kernel for this node is at fault",
+    "undetermined": "undetermined: onnx.reference could not give a third opinion that settles it",
+}
+
+
+@dataclass
+class ValueCheck:
+    """One ONNX value that has a PyTorch reference, and how it compares."""
+
+    value: str
+    node: str
+    op_type: str
+    reference: str
+    stats: ErrorStats
+    status: str = "ok"  # ok | introduces | inherits | diverges (not re-run)
+    local: ErrorStats | None = None
+    segment: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Divergence:
+    """The first node that introduces error, with the evidence and the verdict."""
+
+    node: str
+    op_type: str
+    value: str
+    reference: str
+    stats: ErrorStats
+    local: ErrorStats
+    verdict: str
+    onnx_reference: ErrorStats | None
+    segment: list[str]
+    initializer_diffs: list[dict[str, Any]]
+    inheritors: list[str]
+    other_introducers: list[str]
+    batch: int | None = None
+    sub_model: Any = field(default=None, repr=False)
+    sub_feeds: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    expected: np.ndarray | None = field(default=None, repr=False)
+    actual: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the repro payload (the sub-model and arrays)."""
+        skip = {"sub_model", "sub_feeds", "expected", "actual"}
+        d = {k: v for k, v in vars(self).items() if k not in skip}
+        for k in ("stats", "local", "onnx_reference"):
+            d[k] = d[k].to_dict() if d[k] is not None else None
+        return d
+
+
+@dataclass
+class ComparisonResult:
+    """PyTorch vs onnxruntime on the same inputs; `passed` when every output agrees everywhere."""
+
+    source: str
+    atol: float
+    rtol: float
+    level: str
+    op_level: bool
+    outputs: list[dict[str, Any]]
+    checks: list[ValueCheck]
+    first_divergent: Divergence | None
+    first_nonfinite: dict[str, Any] | None
+    levels: dict[str, dict[str, Any]]
+    batches: list[dict[str, Any]]
+    repro: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(b["passed"] for b in self.batches) and all(lv["passed"] for lv in self.levels.values())
+
+    @property
+    def inheritors(self) -> list[str]:
+        return self.first_divergent.inheritors if self.first_divergent else []
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in vars(self).items() if k not in ("first_divergent", "findings", "checks", "outputs")}
+        d["outputs"] = [{"name": o["name"], "stats": o["stats"].to_dict()} for o in self.outputs]
+        d["checks"] = [asdict(c) for c in self.checks]
+        d["first_divergent"] = self.first_divergent.to_dict() if self.first_divergent else None
+        d["findings"] = [f.to_dict() for f in self.findings]
+        d["passed"] = self.passed
+        return d
+
+    def to_text(self) -> str:
+        lines = [f"{self.source}: PyTorch vs onnxruntime ({'PASS' if self.passed else 'FAIL'}); element fails when "
+                 f"abs > {self.atol:g} AND rel > {self.rtol:g}; intermediates at optimisation level '{self.level}'"]
+        for b in self.batches:
+            lines.append(f"  batch {b['batch']}: {'ok' if b['passed'] else 'MISMATCH'} {b.get('detail', '')}".rstrip())
+        for o in self.outputs:
+            lines.append(f"  output {o['name']}: {o['stats'].brief()}")
+        counts = {s: sum(c.status == s for c in self.checks) for s in ("ok", "introduces", "inherits", "diverges")}
+        lines.append(f"  {len(self.checks)} intermediate values matched to PyTorch "
+                     f"({'ops and modules' if self.op_level else 'modules and outputs'}): "
+                     + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        d = self.first_divergent
+        if d is not None:
+            lines.append(f"first divergent node: {d.node} ({d.op_type}) -> {d.value} [{d.reference}]")
+            lines.append(f"  full run: {d.stats.brief()}")
+            lines.append(f"  alone on PyTorch's inputs: {d.local.brief()}")
+            lines.append(f"  verdict: {_VERDICTS[d.verdict]}")
+            if len(d.segment) > 1:
+                lines.append(f"  node group re-run: {', '.join(d.segment[:12])}")
+            for diff in d.initializer_diffs:
+                lines.append(f"  initializer {diff['name']} differs from PyTorch's (max abs {diff['max_abs']:.3g})")
+            if d.inheritors:
+                lines.append(f"  inherit the error ({len(d.inheritors)}): {', '.join(d.inheritors[:12])}")
+        if self.first_nonfinite:
+            n = self.first_nonfinite
+            lines.append(f"first NaN/Inf: {n['node']} ({n['op_type']}) -> {n['value']}")
+        lines.append("  optimisation levels: " + ", ".join(
+            f"{k} {'ok' if v['passed'] else 'MISMATCH'}" for k, v in self.levels.items()))
+        if self.repro:
+            lines.append(f"repro saved in {self.repro}")
+        return "\n".join(lines)
+
+
+def parity_findings(r: ComparisonResult) -> list[Finding]:
+    out = []
+    d = r.first_divergent
+    if d is not None:
+        desc = (f"{d.node} ({d.op_type}) is the first node whose output {d.value!r} disagrees with PyTorch "
+                f"({d.reference}): {d.stats.brief()}. Re-run alone on PyTorch's values of its inputs it still "
+                f"disagrees ({d.local.brief()}), so it introduces the error; {len(d.inheritors)} node(s) downstream "
+                f"only inherit it. Verdict: {_VERDICTS[d.verdict]}.")
+        if len(d.segment) > 1:
+            desc += f" The smallest checkable group was {len(d.segment)} nodes: {', '.join(d.segment[:8])}."
+        if d.initializer_diffs:
+            desc += " " + "; ".join(f"initializer {x['name']!r} (read by {x['node']}) differs from PyTorch's "
+                                    f"{x['name']!r} by up to {x['max_abs']:.3g}" for x in d.initializer_diffs[:3]) + "."
+        recs = [Recommendation("fix", "Save the node with its inputs and expected output (`--repro DIR`) and check "
+                               "the op's translation (exporter) or kernel (onnxruntime) on it.")]
+        if d.initializer_diffs:
+            recs.insert(0, Recommendation("fix", "The weights in the ONNX file differ from the model's: re-export from "
+                                          "the checkpoint you compare against."))
+        elif d.verdict == "runtime_kernel":
+            recs.insert(0, Recommendation("fix", "Report the kernel to onnxruntime with the repro; meanwhile try "
+                                          "another execution provider or opset."))
+        out.append(finding("ONX101", severity="high", confidence=0.9 if len(d.segment) == 1 else 0.75,
+                           title=f"First divergent node: {d.node} ({d.op_type}); {len(d.inheritors)} downstream "
+                           f"node(s) inherit the error", description=desc, location=d.node,
+                           evidence={"value": d.value, "reference": d.reference, "full_run": d.stats.to_dict(),
+                                     "alone": d.local.to_dict(), "verdict": d.verdict, "batch": d.batch,
+                                     "onnx_reference": d.onnx_reference.to_dict() if d.onnx_reference else None,
+                                     "segment": d.segment, "initializer_diffs": d.initializer_diffs,
+                                     "inheritors": d.inheritors[:100], "other_introducers": d.other_introducers[:20]},
+                           recommendations=recs))
+    n = r.first_nonfinite
+    if n is not None:
+        both = "PyTorch produces NaN/Inf there too, so it is the model's own arithmetic" if n["torch_nonfinite"] else \
+            "PyTorch does not (or it could not be matched), so treat it as a parity problem"
+        out.append(finding("ONX102", severity="high", confidence=0.9,
+                           title=f"{n['node']} ({n['op_type']}) is the first node to produce NaN/Inf",
+                           description=f"Its output {n['value']!r} has {n['count']} non-finite value(s) while its inputs "
+                           f"are finite; {both}.", location=n["node"], evidence=n,
+                           recommendations=[Recommendation("fix", "Guard the operation (clamp its input, add an "
+                                                           "epsilon) in the model and re-export.")]))
+    lv = r.levels
+    if lv.get("disable", {}).get("passed"):
+        bad = [k for k, v in lv.items() if not v["passed"]]
+        if bad:
+            out.append(finding("ONX103", severity="medium", confidence=0.85,
+                               title=f"onnxruntime graph optimisation '{bad[0]}' changes the results",
+                               description=f"Outputs agree with PyTorch with optimisations off but not at level(s) "
+                               f"{', '.join(bad)} (max abs {lv[bad[0]]['max_abs']:.3g}).",
+                               evidence={"levels": lv},
+                               recommendations=[Recommendation("fix", "Pin the optimisation level below it.",
+                                                               "so = onnxruntime.SessionOptions()\n"
+                                                               "so.graph_optimization_level = "
+                                                               "onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC")]))
+    return out
+
+
+def save_repro(d: Divergence, directory: str | Path) -> str:
+    """Write the divergent node group as a standalone model with its inputs and expected output."""
+    import onnx
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(d.sub_model, str(path / "model.onnx"))
+    np.savez(path / "inputs.npz", **d.sub_feeds)
+    np.savez(path / "expected.npz", **{d.value: d.expected})
+    np.savez(path / "onnxruntime.npz", **{d.value: d.actual})
+    (path / "summary.json").write_text(json.dumps({
+        "node": d.node, "op_type": d.op_type, "value": d.value, "reference": d.reference, "verdict": d.verdict,
+        "segment": d.segment, "alone": d.local.to_dict()}, indent=2) + "\n", encoding="utf-8")
+    (path / "README.md").write_text(
+        f"# modeldebug repro: {d.node} ({d.op_type})\n\n"
+        f"`model.onnx` holds the node group {d.segment}; `inputs.npz` the PyTorch values of its inputs; "
+        f"`expected.npz` PyTorch's value of `{d.value}`; `onnxruntime.npz` what onnxruntime computed.\n\n"
+        "```python\nimport numpy as np, onnxruntime as ort\n"
+        "so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL\n"
+        "s = ort.InferenceSession('model.onnx', so, providers=['CPUExecutionProvider'])\n"
+        "feeds = dict(np.load('inputs.npz'))\n"
+        "got = s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()})[0]\n"
+        f"want = np.load('expected.npz')[{d.value!r}]\n"
+        "print('max abs diff', np.abs(got - want).max())\n```\n", encoding="utf-8")
+    return str(path)
