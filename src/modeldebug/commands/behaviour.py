@@ -1,0 +1,206 @@
+"""`modeldebug behaviour probe|baseline|compare|reproduce|codes`: what a generative model does.
+
+The model is ``--model module:callable`` (a function prompt -> str, or an object with generate()),
+or ``--endpoint URL --model-name NAME`` for an OpenAI-compatible server. `compare` exits 1 when the
+new model regressed (a finding at or above ``--fail-on``, default high); the others exit 1 only with
+``--fail-on``. Bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add"]
+
+_SEVERITIES = ["low", "medium", "high"]
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the model (one of)")
+    g.add_argument("--model", metavar="MODULE:CALLABLE",
+                   help="a function prompt -> str or an object with generate(prompt); MODULE may be a .py path")
+    g.add_argument("--endpoint", metavar="URL", help="an OpenAI-compatible API base, e.g. http://localhost:11434/v1")
+    g.add_argument("--model-name", metavar="NAME", help="the model name the endpoint serves (with --endpoint)")
+    g.add_argument("--completions", action="store_true", help="use /completions instead of /chat/completions")
+
+
+def _output_options(p: argparse.ArgumentParser, *, fail_default: str | None = None) -> None:
+    p.add_argument("--json", metavar="P", help="write the JSON report to P ('-' for stdout)")
+    p.add_argument("--html", metavar="P", help="write the HTML report to P")
+    p.add_argument("--fail-on", choices=_SEVERITIES, default=fail_default,
+                   help="exit 1 if a finding is this severe" + (f" (default {fail_default})" if fail_default else ""))
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the summary and findings to stderr")
+
+
+def _probe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--probes", metavar="LIST", help="comma-separated subset of: runs, weights, determinism, "
+                   "knowledge, robustness, safety (default all)")
+    p.add_argument("--repeats", type=int, default=5, metavar="N", help="determinism: calls per prompt (default 5)")
+    p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="passed to the model (default 64)")
+    p.add_argument("--judge", metavar="MODULE:CALLABLE", help="safety judge: judge(prompt, output) -> (harmful, category)")
+    p.add_argument("--facts", metavar="P", help="your own knowledge.json instead of the bundled facts")
+    p.add_argument("--safety", metavar="P", help="your own safety.json instead of the bundled prompts")
+
+
+def add(sub: Any) -> None:
+    """Register `modeldebug behaviour` and its actions."""
+    p = sub.add_parser("behaviour", help="probe what a generative model does (runs, knowledge, safety, regressions)",
+                       description="Probe a generative model: runs at all, determinism, knowledge, robustness, "
+                                   "safety; baselines and regressions; complaint reproduction.")
+    actions = p.add_subparsers(dest="behaviour_action", metavar="ACTION", parser_class=type(p))
+    pr = actions.add_parser("probe", help="run the probes and report findings")
+    _model_options(pr)
+    _probe_options(pr)
+    _output_options(pr)
+    b = actions.add_parser("baseline", help="run the probes and save a baseline for later comparison")
+    _model_options(b)
+    _probe_options(b)
+    b.add_argument("--out", metavar="P", required=True, help="where to write the baseline JSON")
+    b.add_argument("--model-version", metavar="V", help="a version label stored in the baseline")
+    _output_options(b)
+    c = actions.add_parser("compare", help="compare a model with a saved baseline (exit 1 on a regression)")
+    c.add_argument("baseline", metavar="BASELINE.json")
+    _model_options(c)
+    c.add_argument("--judge", metavar="MODULE:CALLABLE", help="safety judge (as when the baseline was made)")
+    _output_options(c, fail_default="high")
+    r = actions.add_parser("reproduce", help="reproduce a user's complaint and find the minimal prompt")
+    _model_options(r)
+    r.add_argument("--complaint", required=True, metavar="TEXT", help='what went wrong, e.g. \'it said "Sydney"\'')
+    r.add_argument("--example", required=True, metavar="PROMPT", help="the prompt the user sent")
+    r.add_argument("--bad-output", metavar="TEXT", help="text whose presence in the answer means it reproduced")
+    r.add_argument("--expected", metavar="TEXT", help="text whose absence in the answer means it reproduced")
+    r.add_argument("--tries", type=int, default=1, metavar="N", help="calls per variant, seeds 0..N-1 (default 1)")
+    r.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    _output_options(r)
+    k = actions.add_parser("codes", help="list the behaviour finding codes, or explain one")
+    k.add_argument("code", nargs="?", metavar="CODE")
+    p.set_defaults(handler=_handle, behaviour_parser=p)
+
+
+def _model(args: argparse.Namespace) -> Any:
+    from ..behaviour import as_model, load_model_spec
+    from ..behaviour.endpoint import EndpointError, OpenAIEndpoint
+    from ..errors import BadInputError
+
+    if args.endpoint and args.model:
+        raise BadInputError("give either --model or --endpoint, not both")
+    if args.endpoint:
+        ep = OpenAIEndpoint(args.endpoint, args.model_name or "", chat=not args.completions)
+        try:
+            ep.generate("Hello", max_tokens=1)  # an unreachable server is bad input, not a model finding
+        except EndpointError as exc:
+            raise BadInputError(exc.message) from exc
+        return as_model(ep, name=ep.name)
+    if not args.model:
+        raise BadInputError("no model: give --model MODULE:CALLABLE or --endpoint URL --model-name NAME")
+    return load_model_spec(args.model)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from ..behaviour import BehaviourConfig
+    from ..errors import BadInputError
+
+    for name in ("repeats", "max_tokens"):
+        if getattr(args, name) < 1:
+            raise BadInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens)
+
+
+def _judge(args: argparse.Namespace) -> Any:
+    from ..behaviour.model import load_object
+    from ..errors import BadInputError
+
+    if not getattr(args, "judge", None):
+        return None
+    judge = load_object(args.judge, flag="--judge")
+    if not callable(judge):
+        raise BadInputError(f"--judge {args.judge!r} is not callable; expected judge(prompt, output)")
+    return judge
+
+
+def _emit(report: Any, args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr)
+        report.print()
+    if args.json == "-":
+        sys.stdout.write(report.to_json() + "\n")
+    elif args.json:
+        report.to_json(args.json)
+    if args.html:
+        report.to_html(args.html)
+
+
+def _exit(report: Any, args: argparse.Namespace) -> int:
+    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+
+
+def _probe(args: argparse.Namespace, *, save: bool) -> int:
+    from ..behaviour import ALL_PROBES, probe, save_baseline
+
+    probes = [s.strip() for s in args.probes.split(",") if s.strip()] if args.probes else list(ALL_PROBES)
+    result = probe(_model(args), probes=probes, config=_config(args), judge=_judge(args), facts=args.facts,
+                   safety=args.safety)
+    report = result.report()
+    text = result.summary_text()
+    if save:
+        save_baseline(result, args.out, model_version=args.model_version)
+        text += f"\nbaseline written to {args.out}"
+    _emit(report, args, text)
+    return _exit(report, args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..behaviour import compare_baseline, load_baseline
+
+    baseline = load_baseline(args.baseline)  # a bad file fails before the model is loaded
+    comparison = compare_baseline(_model(args), baseline, judge=_judge(args))
+    report = comparison.report()
+    _emit(report, args, comparison.summary_text())
+    return _exit(report, args)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ..behaviour import BehaviourConfig, reproduce_complaint
+    from ..errors import BadInputError
+
+    if args.tries < 1:
+        raise BadInputError(f"--tries must be at least 1, got {args.tries}")
+    res = reproduce_complaint(_model(args), args.complaint, args.example, bad_output=args.bad_output,
+                              expected=args.expected, tries=args.tries,
+                              config=BehaviourConfig(temperature=args.temperature))
+    report = res.report()
+    _emit(report, args, res.summary_text())
+    return _exit(report, args)
+
+
+def _codes(code: str | None) -> int:
+    from ..behaviour.codes import CODES
+    from ..errors import BadInputError
+
+    if code is None:
+        for c in CODES.values():
+            print(f"{c.code}  {c.kind:<26} {c.summary}")
+        return 0
+    c = CODES.get(code.upper()) or next((x for x in CODES.values() if x.kind == code), None)
+    if c is None:
+        raise BadInputError(f"no behaviour code {code!r}; known: {', '.join(CODES)}")
+    print(f"{c.code} {c.kind}: {c.summary}\n\n{c.doc}")
+    return 0
+
+
+def _handle(args: argparse.Namespace) -> int:
+    action = args.behaviour_action
+    if action == "probe":
+        return _probe(args, save=False)
+    if action == "baseline":
+        return _probe(args, save=True)
+    if action == "compare":
+        return _compare(args)
+    if action == "reproduce":
+        return _reproduce(args)
+    if action == "codes":
+        return _codes(args.code)
+    args.behaviour_parser.print_help(sys.stderr)
+    return 2

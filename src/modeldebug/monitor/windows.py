@@ -1,0 +1,112 @@
+"""Sliding windows over served requests, by count (the last N) or by time (the last T seconds).
+
+Counts are kept incrementally (add on entry, subtract on exit), so a window costs O(1) per event
+whatever its size. Latency alerts use the rate of slow requests (latency above a limit), the SRE
+way of turning latency into a rate; percentiles are computed only for summaries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Any
+
+from ..errors import BadInputError
+from .events import Event
+
+__all__ = ["METRICS", "CountWindow", "TimeWindow", "Window", "flags", "parse_window"]
+
+#: The rates a window tracks, in this order.
+METRICS = ("error", "refusal", "harmful", "empty", "slow")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def flags(event: Event, slow_s: float) -> tuple[bool, ...]:
+    """The event's metric flags in `METRICS` order (unknown counts as not flagged)."""
+    return (event.error is not None, bool(event.refusal), bool(event.harmful), bool(event.empty),
+            event.latency_s is not None and event.latency_s > slow_s)
+
+
+class Window:
+    """Base class: events in the window and their flag counts."""
+
+    spec: str
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[float, tuple[bool, ...], float | None]] = deque()
+        self.counts = [0] * len(METRICS)
+
+    def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> None:
+        self._items.append((t, f, latency))
+        for i, v in enumerate(f):
+            self.counts[i] += v
+        self._evict(t)
+
+    def _pop(self) -> None:
+        _, f, _ = self._items.popleft()
+        for i, v in enumerate(f):
+            self.counts[i] -= v
+
+    def _evict(self, now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def n(self) -> int:
+        return len(self._items)
+
+    def rate(self, metric: str) -> float:
+        return self.counts[METRICS.index(metric)] / self.n if self.n else 0.0
+
+    def latencies(self) -> list[float]:
+        return [lat for _, _, lat in self._items if lat is not None]
+
+    def stats(self) -> dict[str, Any]:
+        return {"window": self.spec, "n": self.n, **{f"{m}_rate": round(self.rate(m), 4) for m in METRICS}}
+
+
+class CountWindow(Window):
+    """The last `size` events."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if size < 1:
+            raise BadInputError(f"a count window needs at least 1 event, got {size}")
+        self.size = size
+        self.spec = str(size)
+
+    def _evict(self, now: float) -> None:
+        while len(self._items) > self.size:
+            self._pop()
+
+
+class TimeWindow(Window):
+    """The events of the last `seconds` (by event time, so a replayed log behaves like the live system)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        if seconds <= 0:
+            raise BadInputError(f"a time window must be longer than 0 s, got {seconds}")
+        self.seconds = seconds
+        self.spec = _fmt(seconds)
+
+    def _evict(self, now: float) -> None:
+        while self._items and self._items[0][0] <= now - self.seconds:
+            self._pop()
+
+
+def _fmt(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def parse_window(spec: str | int) -> Window:
+    """'50' -> the last 50 requests; '30s', '5m', '1h', '1d' -> the last so much time."""
+    text = str(spec).strip().lower()
+    if re.fullmatch(r"\d+", text):
+        return CountWindow(int(text))
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
+    if not m:
+        raise BadInputError(f"window {spec!r}: expected a request count (50) or a duration (30s, 5m, 1h, 1d)")
+    return TimeWindow(float(m.group(1)) * _UNITS[m.group(2)])
