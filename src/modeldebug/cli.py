@@ -14,11 +14,12 @@ from typing import NoReturn
 from ._version import __version__
 from .config import LEVELS, DebuggingConfig
 from .errors import DebuggingError
+from .llm.cli import LLM_VALUE_OPTIONS, add_llm_options, check_llm_args, handle_llm
 
 __all__ = ["main"]
 
-_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore"}
-_RUN_FLAG_OPTIONS = {"--quiet", "-q"}
+_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", *LLM_VALUE_OPTIONS}
+_RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,10 +56,15 @@ def _parser() -> _Parser:
     _add_output_options(d)
 
     r = sub.add_parser("run", help="run a training script unmodified and diagnose it",
-                       usage="modeldebug run [--json P] [--html P] [--db P] [--level LEVEL] [--] SCRIPT [ARGS...]")
+                       usage="modeldebug run [--json P] [--html P] [--db P] [--level LEVEL] [--no-progress] [--] "
+                             "SCRIPT [ARGS...]")
     r.add_argument("--db", metavar="P", help="where to store the run record (default .modeldebug/runs/...)")
     r.add_argument("--level", choices=LEVELS, default="basic", help="how much to capture (default basic)")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no live status line on stderr while the script trains (it is off anyway when "
+                        "stderr is not a terminal)")
     _add_output_options(r)
+    add_llm_options(r)
     r.add_argument("script", metavar="SCRIPT", help="the training script")
     r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
 
@@ -66,6 +72,7 @@ def _parser() -> _Parser:
     rep.add_argument("record", metavar="RUN.db")
     rep.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if a finding is this severe")
     _add_output_options(rep)
+    add_llm_options(rep)
 
     rl = sub.add_parser("rules", help="list the rule catalogue")
     rl.add_argument("--markdown", action="store_true", help="print the full catalogue as Markdown (docs/rules.md)")
@@ -115,9 +122,12 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     from .rules import selected_rules
 
     selected_rules(config)  # a bad --select fails before the script runs, not after
-    result = run_script(script, script_args, config=config, db=args.db)
+    check_llm_args(args)  # so does a bad --llm
+    result = run_script(script, script_args, config=config, db=args.db,
+                        progress=not getattr(args, "no_progress", False))
     report = Report.from_record(result.record, config)
     _emit(report, args)
+    handle_llm(report, args)
     return result.exit_code
 
 
@@ -126,8 +136,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import Report
 
     config = _config(args)
+    check_llm_args(args)
     report = Report.from_record(Record.open(args.record), config)
     _emit(report, args)
+    handle_llm(report, args)
     return 1 if args.fail_on and report.fails(args.fail_on) else 0
 
 

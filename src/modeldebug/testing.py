@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .llm.testing import FakeCall, ScriptedEngine, contrarian_analyst, echo_analyst, fake_lm
 from .record import Record, RunWriter
 
-__all__ = ["Data", "TASKS", "build_record", "classification", "healthy_cnn", "healthy_gru", "healthy_mlp",
+__all__ = ["Data", "FakeCall", "ScriptedEngine", "TASKS", "contrarian_analyst", "echo_analyst", "fake_lm", "build_record", "classification", "healthy_cnn", "healthy_gru", "healthy_mlp",
            "healthy_regression", "healthy_transformer", "regression", "train"]
 
 

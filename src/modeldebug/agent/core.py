@@ -77,6 +77,10 @@ class ModelDebuggingAgent:
 
     def __init__(self, config: DebuggingConfig | None = None, *, lm: Any = None) -> None:
         self.config = config or DebuggingConfig(analysis_level="comprehensive")
+        if isinstance(lm, str):  # a model string: fail on a bad one now, not after the analysis
+            from ..llm import make_lm
+
+            lm = make_lm(lm)
         self.lm = lm
 
     def debug_model(self, request: DebuggingRequest) -> DebuggingResponse:
@@ -155,6 +159,10 @@ class ModelDebuggingAgent:
         response.metrics.recommendations_given = len(response.recommendations)
         response.metrics.peak_memory_mb = round(peak_mb, 2)
         response.run["duration_s"] = response.metrics.analysis_time_s
+        if self.lm is not None:
+            from ..llm import attach_explanation
+
+            attach_explanation(response, self.lm, request.issue or None, work=work)
         return response
 
     def _record_findings(self, record: Any) -> list[Finding]:

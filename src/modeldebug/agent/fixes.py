@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..report.model import _json_safe
+from ..report.model import json_safe
 from ..rules.base import Finding
 from .request import Workload
 from .trainer import RunResult, short_run
@@ -38,7 +38,7 @@ class VerifiedFix:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     def to_text(self) -> str:
         verdict = "helped" if self.helped else "did NOT help"

@@ -19,7 +19,7 @@ import torch
 
 from ..capture.probes import batch_mixing
 from ..config import DebuggingConfig
-from ..report.model import _json_safe
+from ..report.model import json_safe
 from ..rules.base import Finding, Recommendation
 from .request import Workload, call_model
 from .tools.base import make_finding
@@ -45,7 +45,7 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["findings"] = [f.to_dict() for f in self.findings]
-        return _json_safe(d)
+        return json_safe(d)
 
 
 def _accuracy(work: Workload, model: torch.nn.Module) -> float | None:

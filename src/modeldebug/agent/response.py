@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..report.model import _json_safe
+from ..report.model import json_safe
 from ..rules.base import Finding, Recommendation
 
 __all__ = ["AgentMetrics", "DebuggingResponse", "Issue"]
@@ -59,6 +59,8 @@ class DebuggingResponse:
     changed: list[str] = field(default_factory=list)
     record: Any = None
     run: dict[str, Any] = field(default_factory=dict)
+    #: the language model's explanation (`modeldebug.llm.LLMExplanation`) when the agent was given an `lm`
+    explanation: Any = None
 
     @property
     def issues(self) -> list[Issue]:
@@ -90,7 +92,7 @@ class DebuggingResponse:
         return Report(self.findings, self.run, self.record)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({
+        return json_safe({
             "version": 1, "issue": self.issue, "run": self.run,
             "issues": [asdict(i) for i in self.issues],
             "recommendations": [asdict(r) for r in self.recommendations],
@@ -100,6 +102,7 @@ class DebuggingResponse:
             "verified_fixes": [v.to_dict() for v in self.fixes],
             "visualizations": self.visualizations, "metrics": asdict(self.metrics),
             "model_unchanged": self.model_unchanged, "changed": self.changed,
+            "explanation": self.explanation.to_dict() if self.explanation is not None else None,
         })
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -125,4 +128,6 @@ class DebuggingResponse:
         lines += ["  " + p.to_text() for p in self.probes.values()]
         lines.append("tools:")
         lines += ["  " + t.to_text().replace("\n", "\n  ") for t in self.tool_results.values()]
+        if self.explanation is not None:
+            lines.append(self.explanation.to_text())
         return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...report.model import _json_safe
+from ...report.model import json_safe
 from ...rules.base import Finding, Recommendation, Severity
 from ..request import AnalysisOptions, DebuggingRequest, Workload
 
@@ -44,7 +44,7 @@ class ToolResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["findings"] = [f.to_dict() for f in self.findings]
-        return _json_safe(d)
+        return json_safe(d)
 
 
 class Tool:
