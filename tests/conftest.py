@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# At import, not only per test: module-scoped fixtures (a trained char model, ONNX exports) run before
+# the autouse fixture, and several threads on a busy 2-core machine make them 10-100x slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

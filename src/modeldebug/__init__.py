@@ -21,6 +21,9 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .agent import AnalysisOptions, DebuggingRequest, DebuggingResponse, ModelDebuggingAgent
     from .capture import WatchSession, run_script, watch
+    from .llm import LLMExplanation, explain_report, explain_response, make_lm
+    from .monitor import ProductionMonitor
+    from .onnx import ONNXConfig, ONNXDebugger
     from .config import DebuggingConfig
     from .errors import (BadInputError, DebuggingError, MissingDependencyError, RecordCorruptError,
                          ScriptNotFoundError, UnknownRuleError)
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "AnalysisOptions": "agent", "DebuggingRequest": "agent", "DebuggingResponse": "agent",
     "ModelDebuggingAgent": "agent",
+    "behaviour": "behaviour", "monitor": "monitor", "ProductionMonitor": "monitor",
+    "ONNXDebugger": "onnx", "ONNXConfig": "onnx",
+    "llm": "llm", "LLMExplanation": "llm", "explain_report": "llm", "explain_response": "llm", "make_lm": "llm",
     "WatchSession": "capture", "run_script": "capture", "watch": "capture",
     "DebuggingConfig": "config",
     "BadInputError": "errors", "DebuggingError": "errors", "MissingDependencyError": "errors",
