@@ -104,14 +104,9 @@ def _split_run(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _emit(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    if not args.quiet:
-        report.print()
-    if args.json == "-":
-        sys.stdout.write(report.to_json() + "\n")
-    elif args.json:
-        report.to_json(args.json)
-    if args.html:
-        report.to_html(args.html)
+    from .commands._output import emit
+
+    emit(report, args)
 
 
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:

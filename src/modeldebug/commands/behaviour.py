@@ -12,6 +12,8 @@ import argparse
 import sys
 from typing import Any
 
+from ._output import emit
+
 __all__ = ["add"]
 
 _SEVERITIES = ["low", "medium", "high"]
@@ -121,15 +123,7 @@ def _judge(args: argparse.Namespace) -> Any:
 
 
 def _emit(report: Any, args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr)
-        report.print()
-    if args.json == "-":
-        sys.stdout.write(report.to_json() + "\n")
-    elif args.json:
-        report.to_json(args.json)
-    if args.html:
-        report.to_html(args.html)
+    emit(report, args, text)
 
 
 def _exit(report: Any, args: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ and the alerts; exits 1 with ``--fail-on`` when an alert at that severity fired,
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from ._output import emit
 
 __all__ = ["add"]
 
@@ -48,13 +49,5 @@ def _handle(args: argparse.Namespace) -> int:
                        min_volume=args.min_volume) for m in _THRESHOLDS]
     mon = monitor_log(args.log, rules=rules, slow_s=args.slow)
     report = mon.report(script=f"monitor {args.log}", log=args.log)
-    if not args.quiet:
-        print(mon.summary_text(), file=sys.stderr)
-        report.print()
-    if args.json == "-":
-        sys.stdout.write(report.to_json() + "\n")
-    elif args.json:
-        report.to_json(args.json)
-    if args.html:
-        report.to_html(args.html)
+    emit(report, args, mon.summary_text())
     return 1 if args.fail_on and report.fails(args.fail_on) else 0

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..capture import WatchSession
     from ..report import Report
 
-__all__ = ["TrainerWatch"]
+__all__ = ["TrainerWatch", "WatchResults"]
 
 log = logging.getLogger("modeldebug")
 
@@ -117,3 +117,19 @@ class TrainerWatch:
         else:
             log.info("modeldebug: no serious problems found: %s", self.paths.get("html") or self.paths["json"])
         return report
+
+
+class WatchResults:
+    """What both framework callbacks expose: the last run's report and the files it wrote."""
+
+    _watch: TrainerWatch
+
+    @property
+    def report(self) -> Any:
+        """The last run's `modeldebug.Report` (None before, or if writing it failed)."""
+        return self._watch.report
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """Files the last run wrote: ``record``, ``json`` and ``html``."""
+        return dict(self._watch.paths)

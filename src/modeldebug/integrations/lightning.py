@@ -16,12 +16,10 @@ a ``pytorch_lightning.Trainer`` takes it too (Lightning calls callback hooks by 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import MissingDependencyError
-from .adapter import TrainerWatch
+from .adapter import TrainerWatch, WatchResults
 
 try:
     import lightning.pytorch as pl
@@ -34,7 +32,7 @@ except ImportError:
 __all__ = ["ModelDebugCallback"]
 
 
-class ModelDebugCallback(pl.Callback):
+class ModelDebugCallback(WatchResults, pl.Callback):
     """Watches `Trainer.fit` and writes the diagnosis into the trainer's log directory.
 
     `level` / `config` choose what is captured (see `DebuggingConfig`); `dirname` is the folder
@@ -46,16 +44,6 @@ class ModelDebugCallback(pl.Callback):
                  dirname: str = "modeldebug", html: bool = True) -> None:
         super().__init__()
         self._watch = TrainerWatch(level=level, config=config, dirname=dirname, html=html)
-
-    @property
-    def report(self) -> Any:
-        """The last fit's `modeldebug.Report` (None before, or if writing it failed)."""
-        return self._watch.report
-
-    @property
-    def paths(self) -> dict[str, Path]:
-        """Files the last fit wrote: ``record``, ``json`` and ``html``."""
-        return dict(self._watch.paths)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":

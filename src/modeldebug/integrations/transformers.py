@@ -17,13 +17,12 @@ as a context manager (as above), which stops it and puts the crash in the report
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import MissingDependencyError
-from .adapter import TrainerWatch
+from .adapter import TrainerWatch, WatchResults
 
 try:
     from transformers import TrainerCallback
@@ -33,7 +32,7 @@ except ImportError:
 __all__ = ["ModelDebugCallback"]
 
 
-class ModelDebugCallback(TrainerCallback):
+class ModelDebugCallback(WatchResults, TrainerCallback):
     """Watches `Trainer.train` and writes the diagnosis into ``args.output_dir``.
 
     `level` / `config` choose what is captured (see `DebuggingConfig`); `dirname` is the folder
@@ -44,16 +43,6 @@ class ModelDebugCallback(TrainerCallback):
     def __init__(self, *, level: AnalysisLevel | None = None, config: DebuggingConfig | None = None,
                  dirname: str = "modeldebug", html: bool = True) -> None:
         self._watch = TrainerWatch(level=level, config=config, dirname=dirname, html=html)
-
-    @property
-    def report(self) -> Any:
-        """The last training's `modeldebug.Report` (None before, or if writing it failed)."""
-        return self._watch.report
-
-    @property
-    def paths(self) -> dict[str, Path]:
-        """Files the last training wrote: ``record``, ``json`` and ``html``."""
-        return dict(self._watch.paths)
 
     @property
     def watching(self) -> bool:

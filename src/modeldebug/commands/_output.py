@@ -1,0 +1,24 @@
+"""How every command hands a report to the user: terminal (stderr), JSON (`-` = stdout), HTML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["emit"]
+
+
+def emit(report: Any, args: argparse.Namespace, header: str = "") -> None:
+    """Print `report` (after `header`) unless `--quiet`; write `--json` and `--html` where asked."""
+    if not getattr(args, "quiet", False):
+        if header:
+            print(header, file=sys.stderr)
+        report.print()
+    json_path = getattr(args, "json", None)
+    if json_path == "-":
+        sys.stdout.write(report.to_json() + "\n")
+    elif json_path:
+        report.to_json(json_path)
+    if getattr(args, "html", None):
+        report.to_html(args.html)
