@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from modeldebug.cli import main
 from modeldebug.demos import DEMOS
 
 PY = sys.executable
@@ -161,3 +162,17 @@ def test_docs_rules_md_is_generated_from_the_rules_themselves() -> None:
 
     docs = Path(__file__).parents[1] / "docs" / "rules.md"
     assert docs.read_text() == rules_markdown(), "regenerate with: modeldebug rules --markdown > docs/rules.md"
+
+
+def test_explain_knows_behaviour_codes_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "BEH020"]) == 0
+    assert capsys.readouterr().out.startswith("BEH020 knows_nothing (category behaviour)")
+    assert main(["explain", "knows_nothing"]) == 0
+    assert main(["explain", "ZZZ999"]) == 2
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_is_not_an_error() -> None:
+    proc = subprocess.run(f"{sys.executable} -m modeldebug rules --markdown | head -1", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "# The rule catalogue\n" and proc.stderr == ""

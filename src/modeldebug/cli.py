@@ -197,9 +197,19 @@ def _cmd_rules(*, markdown: bool = False) -> int:
 def _cmd_explain(code: str) -> int:
     import inspect
 
+    from .errors import UnknownRuleError
     from .rules import find_rule
 
-    rule = find_rule(code)
+    try:
+        rule = find_rule(code)
+    except UnknownRuleError:
+        from .behaviour.codes import CODES  # behaviour findings come from probes, not run records
+
+        entry = CODES.get(code.upper()) or next((c for c in CODES.values() if c.kind == code), None)
+        if entry is None:
+            raise
+        print(f"{entry.code} {entry.kind} (category behaviour)\n\n{entry.summary}\n\n{inspect.cleandoc(entry.doc)}")
+        return 0
     doc = inspect.cleandoc(rule.__doc__ or "")
     print(f"{rule.code} {rule.kind} ({rule.name()}, category {rule.category})\n\n{doc}")
     if rule.explains:
@@ -239,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     except DebuggingError as exc:
         print(f"modeldebug: {exc.message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `modeldebug rules | head`: the reader left; say nothing
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"modeldebug: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
