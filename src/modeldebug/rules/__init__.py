@@ -12,7 +12,7 @@ from ..config import DebuggingConfig
 from ..errors import UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
-    activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, resources, runtime,
+    activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, probes, resources, runtime,
     schedule,
 )
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
