@@ -62,7 +62,7 @@ def test_module_callable_specs(tmp_path: Path) -> None:
     (tmp_path / "broken_bot.py").write_text("raise ImportError('missing the weights package')\n")
     assert load_model_spec(f"{tmp_path}/mybot.py:generate").generate("q") == "Paris"
     assert load_model_spec(f"{tmp_path}/mybot.py:K.Inner.answer").generate("q") == "Rome"
-    with pytest.raises(BadInputError, match="expected module:callable"):
+    with pytest.raises(BadInputError, match="expected MODULE:NAME"):
         load_model_spec("mybot")
     with pytest.raises(BadInputError, match="has no attribute 'nope'"):
         load_model_spec(f"{tmp_path}/mybot.py:nope")
@@ -70,7 +70,7 @@ def test_module_callable_specs(tmp_path: Path) -> None:
         load_model_spec("no_such_module_xyz:generate")
     with pytest.raises(BadInputError, match="raised ImportError: missing the weights package"):
         load_model_spec(f"{tmp_path}/broken_bot.py:generate")
-    with pytest.raises(BadInputError, match="no file"):
+    with pytest.raises(BadInputError, match="no such file"):
         load_model_spec(f"{tmp_path}/absent.py:generate")
 
 

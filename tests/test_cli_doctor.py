@@ -61,11 +61,11 @@ def test_doctor_healthy_model_passes_fail_on(mynet: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model", "nomodule_xyz:build"], "cannot import nomodule_xyz"),
-    (["--model", "{m}:missing"], "has no 'missing'"),
+    (["--model", "nomodule_xyz:build"], "cannot import 'nomodule_xyz'"),
+    (["--model", "{m}:missing"], "has no attribute 'missing'"),
     (["--model", "{m}:broken"], "raised RuntimeError: cannot build"),
     (["--model", "{m}:batch"], "returned tuple, not a torch.nn.Module"),
-    (["--model", "no_colon"], "must look like module:name"),
+    (["--model", "no_colon"], "expected MODULE:NAME"),
     (["--loss", "CrossEntropee"], "'CrossEntropee' is not a torch.nn loss"),
     (["--loss", None], "no loss function"),
     (["--steps", "2"], "--steps 2 is too few"),

@@ -91,7 +91,7 @@ def test_compare_names_the_node_and_saves_repro(files: dict[str, Path], tmp_path
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("nets.py", "expected MODULE:FACTORY"),
+    ("nets.py", "expected MODULE:NAME"),
     ("missing.py:build", "no such file"),
     ("nets.py:nothing", "no attribute"),
     ("nets.py:broken", "no weights here"),

@@ -11,12 +11,9 @@ tokenizer, or a pipeline) and ``endpoint.py`` (an OpenAI-compatible HTTP server)
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import BadInputError
@@ -131,41 +128,11 @@ def as_model(obj: Any, *, name: str | None = None, weights: Any = None) -> Model
     return Model(fn, name=label, weights=weights if weights is not None else _find_weights(obj))
 
 
-def _import_module(spec: str, module: str, flag: str) -> Any:
-    try:
-        if module.endswith(".py") or "/" in module or "\\" in module:
-            path = Path(module)
-            if not path.is_file():
-                raise BadInputError(f"{flag} {spec!r}: no file {module!r}")
-            mspec = importlib.util.spec_from_file_location(path.stem, path)
-            assert mspec is not None and mspec.loader is not None
-            mod = importlib.util.module_from_spec(mspec)
-            sys.modules[path.stem] = mod
-            mspec.loader.exec_module(mod)
-            return mod
-        if "" not in sys.path and str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))  # `module:callable` names a module in the current directory
-        return importlib.import_module(module)
-    except BadInputError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise BadInputError(f"{flag} {spec!r}: cannot import {module!r} ({exc}); is it in the current "
-                            "directory or on PYTHONPATH?") from exc
-    except Exception as exc:  # the user's module failed while importing
-        raise BadInputError(f"{flag} {spec!r}: importing {module!r} raised {type(exc).__name__}: {exc}") from exc
-
-
 def load_object(spec: str, *, flag: str = "--model") -> Any:
     """The object named by ``module:attr`` (or ``path/to/file.py:obj.attr``); `flag` names it in errors."""
-    module, sep, attr = spec.rpartition(":")
-    if not sep or not module or not attr:
-        raise BadInputError(f"{flag} {spec!r}: expected module:callable, e.g. mymodels:generate")
-    obj: Any = _import_module(spec, module, flag)
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise BadInputError(f"{flag} {spec!r}: {module!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+    from ..loader import load_object as load
+
+    return load(spec, flag)
 
 
 def load_model_spec(spec: str) -> Model:

@@ -7,15 +7,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import BadInputError
+from ..loader import load_object
 
-__all__ = ["add", "load_object"]
+__all__ = ["add"]
 
 
 def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,37 +38,6 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if an issue is this severe")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the diagnosis")
     p.set_defaults(handler=run)
-
-
-def load_object(spec: str, what: str) -> Any:
-    """`module:attr` or `path/to/file.py:attr` -> the object, with one clear error line otherwise."""
-    if ":" not in spec:
-        raise BadInputError(f"{what} {spec!r} must look like module:name or file.py:name")
-    mod_name, attr = spec.rsplit(":", 1)
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise BadInputError(f"{what} {spec!r}: no file {mod_name}")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-            sys.modules.setdefault(path.stem, module)
-            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            if "" not in sys.path and "." not in sys.path:
-                sys.path.insert(0, "")
-            module = importlib.import_module(mod_name)
-    except BadInputError:
-        raise
-    except ImportError as exc:
-        raise BadInputError(f"{what} {spec!r}: cannot import {mod_name} ({exc}); run from the folder that "
-                            "contains it or give a .py path") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
-        raise BadInputError(f"{what} {spec!r}: importing {mod_name} raised {type(exc).__name__}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise BadInputError(f"{what} {spec!r}: {mod_name} has no {attr!r}") from None
 
 
 def _loss(spec: str | None) -> Any:
@@ -102,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..agent import AnalysisOptions, DebuggingRequest, ModelDebuggingAgent
 
+    if not args.lr > 0:
+        raise BadInputError(f"--lr {args.lr} must be a positive learning rate, e.g. 1e-3")
     if args.steps < 5:
         raise BadInputError(f"--steps {args.steps} is too few for the probes: use at least 5")
     model = _call(load_object(args.model, "--model"), "--model", args.model)

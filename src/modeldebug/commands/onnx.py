@@ -7,8 +7,6 @@ only the JSON (the contract's report plus one section for the command's result).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -65,42 +63,10 @@ def load_torch_model(spec: str) -> Any:
     """The nn.Module named by `module:factory` or `path/file.py:factory` (a factory is called with no arguments)."""
     import torch
 
-    mod_name, sep, attr = spec.rpartition(":")
-    if not sep or not mod_name or not attr:
-        raise BadInputError(f"--torch {spec!r}: expected MODULE:FACTORY, e.g. mypkg.models:build or nets.py:build")
-    try:
-        if mod_name.endswith(".py") or "/" in mod_name or "\\" in mod_name:
-            path = Path(mod_name)
-            if not path.is_file():
-                raise BadInputError(f"--torch {spec!r}: no such file {mod_name!r}")
-            loader = importlib.util.spec_from_file_location(f"_modeldebug_user_{path.stem}", path)
-            if loader is None or loader.loader is None:
-                raise BadInputError(f"--torch {spec!r}: cannot load {mod_name!r} as Python")
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[loader.name] = module  # dataclasses and pickling look their module up there
-            sys.path.insert(0, str(path.parent.resolve()))
-            try:
-                loader.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(loader.name, None)
-                raise
-            finally:
-                sys.path.remove(str(path.parent.resolve()))
-        else:
-            sys.path.insert(0, str(Path.cwd()))
-            try:
-                module = importlib.import_module(mod_name)
-            finally:
-                sys.path.remove(str(Path.cwd()))
-    except BadInputError:
-        raise
-    except Exception as exc:  # the user's module failing to import is bad input, said in one line
-        raise BadInputError(f"--torch {spec!r}: cannot import {mod_name!r}: {type(exc).__name__}: {exc}") from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise BadInputError(f"--torch {spec!r}: {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    from ..loader import load_object
+
+    obj: Any = load_object(spec, "--torch")
+    attr = spec.rpartition(":")[2]
     if not isinstance(obj, torch.nn.Module):
         if not callable(obj):
             raise BadInputError(f"--torch {spec!r}: {attr!r} is neither an nn.Module nor a callable returning one")
