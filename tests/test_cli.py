@@ -176,3 +176,28 @@ def test_a_closed_pipe_is_not_an_error() -> None:
     proc = subprocess.run(f"{sys.executable} -m modeldebug rules --markdown | head -1", shell=True,
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout == "# The rule catalogue\n" and proc.stderr == ""
+
+
+def test_run_json_to_stdout_stays_parseable_and_bad_outputs_fail_first(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "train_xq.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(5):
+            opt.zero_grad()
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            print("step", step)
+    """))
+    assert main(["run", "--json", "-", "-q", "--no-progress", str(script)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["run"]["steps"] == 5
+    assert "step 4" in err  # the script's own output moved to stderr, not lost
+    assert main(["run", "--json", f"{script}/report.json", str(script)]) == 2
+    out, err = capsys.readouterr()
+    assert "is a file, not a folder" in err and "step" not in out + err  # refused before training

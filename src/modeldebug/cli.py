@@ -7,6 +7,7 @@ usage (one line on stderr, never a traceback). `modeldebug run` exits with the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import NoReturn
@@ -109,6 +110,24 @@ def _emit(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-
     emit(report, args)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before hours of training, not after, when --json/--html/--db cannot be written there."""
+    from pathlib import Path
+
+    from .errors import BadInputError
+
+    for flag in ("json", "html", "db"):
+        value = getattr(args, flag, None)
+        if not value or value in ("-", ":memory:"):
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise BadInputError(f"--{flag} {value!r} is a directory: give a file name, e.g. {path / ('report.' + flag)}")
+        parent = next((p for p in path.parents if p.exists()), Path("."))
+        if not parent.is_dir():
+            raise BadInputError(f"--{flag} {value!r}: {str(parent)!r} is a file, not a folder")
+
+
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
     from .capture import run_script
     from .report import Report
@@ -118,8 +137,11 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
 
     selected_rules(config)  # a bad --select fails before the script runs, not after
     check_llm_args(args)  # so does a bad --llm
-    result = run_script(script, script_args, config=config, db=args.db,
-                        progress=not getattr(args, "no_progress", False))
+    _check_outputs(args)  # and an output path that cannot be written
+    # `--json -` promises parseable JSON on stdout: the script's own prints go to stderr then.
+    with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
+        result = run_script(script, script_args, config=config, db=args.db,
+                            progress=not getattr(args, "no_progress", False))
     report = Report.from_record(result.record, config)
     _emit(report, args)
     handle_llm(report, args)
