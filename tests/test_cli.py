@@ -201,3 +201,14 @@ def test_run_json_to_stdout_stays_parseable_and_bad_outputs_fail_first(tmp_path:
     assert main(["run", "--json", f"{script}/report.json", str(script)]) == 2
     out, err = capsys.readouterr()
     assert "is a file, not a folder" in err and "step" not in out + err  # refused before training
+
+
+def test_long_fixes_wrap_instead_of_being_cut() -> None:
+    from modeldebug.report import Report
+    from modeldebug.rules.base import Finding, Recommendation
+
+    code = "nn.init.kaiming_normal_(model.get_submodule('encoder.layers.2').weight, nonlinearity='relu')  # END"
+    f = Finding("ACT001", "dead_activations", "activation", "high", 0.9, "t", "d",
+                recommendations=[Recommendation("fix", "re-init", code)])
+    text = Report([f], {"script": "x"}).to_text(width=60)
+    assert "# END" in text and "0 steps" not in text

@@ -65,14 +65,20 @@ def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
     for rec in f.recommendations:
         parts.append(Text(f"{rec.type.replace('_', ' ').capitalize()}: {rec.description}", style="bold"))
         if rec.implementation:
-            parts.append(Syntax(rec.implementation, "python", theme="ansi_dark", background_color="default"))
+            # Wrap, never crop: a fix missing its closing parenthesis is worse than a wrapped one.
+            parts.append(Syntax(rec.implementation, "python", theme="ansi_dark", background_color="default",
+                                word_wrap=True))
     title = Text.assemble((f"{i}. ", "bold"), (f"[{f.severity.upper()}] ", _STYLE[f.severity]),
                           (f"{f.code} {f.kind}", "bold"))
     return Panel(Group(*parts), title=title, title_align="left", border_style=_STYLE[f.severity])
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
-    console = console or Console(stderr=True)
+    if console is None:
+        import sys
+
+        # Logs and CI (not a terminal) get 120 columns instead of rich's 80, so fixes stay on one line.
+        console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     console.print(_headline(report))
     console.print(_verdict(report))
     for i, f in enumerate(report.findings, 1):
