@@ -112,12 +112,14 @@ def overfit_one_batch(work: Workload, run: RunResult | None = None) -> ProbeResu
                                                                         "optimizer = torch.optim.Adam(params, lr=1e-4)")])
         return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
     memorised = (acc is not None and acc >= 0.99) or drop >= 0.9
-    if memorised:
+    if memorised or (math.isfinite(drop) and drop >= 0.5):
+        # Halving the loss on one batch within the budget is learning; memorising it just takes longer.
         return ProbeResult("overfit_one_batch", "pass", f"loss {run.first:.3g} -> {run.final:.3g} in {len(run.losses)} steps"
-                           + (f", batch accuracy {acc:.0%}" if acc is not None else ""), data)
+                           + (f", batch accuracy {acc:.0%}" if acc is not None else "")
+                           + ("" if memorised else " (learning; not memorised yet)"), data)
     if math.isfinite(drop) and drop >= 0.1:
-        return ProbeResult("overfit_one_batch", "warn", f"loss fell {drop:.0%} in {steps} steps but did not memorise "
-                           "the batch" + (f" (accuracy {acc:.0%})" if acc is not None else ""), data)
+        return ProbeResult("overfit_one_batch", "warn", f"loss fell only {drop:.0%} in {steps} steps on one batch"
+                           + (f" (accuracy {acc:.0%})" if acc is not None else ""), data)
     f = make_finding(
         "LOS002", "loss_not_decreasing", "loss", severity="high", confidence=0.85,
         title=f"The model cannot overfit a single batch of {data['batch_size']}: loss {run.first:.3g} -> {run.final:.3g} "

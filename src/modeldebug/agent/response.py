@@ -119,7 +119,8 @@ class DebuggingResponse:
         for i, f in enumerate(self.findings, 1):
             where = f" at {f.location}" if f.location else ""
             lines.append(f"{i}. [{f.severity}] {f.code} {f.kind}{where}: {f.title}")
-            lines += [f"   fix: {r.description}" + (f"\n      {r.implementation}" if r.implementation else "")
+            lines += [f"   fix: {r.description}" + ("\n      " + r.implementation.replace("\n", "\n      ")
+                                                      if r.implementation else "")
                       for r in f.recommendations[:2]]
         if self.fixes:
             lines.append("verified fixes:")

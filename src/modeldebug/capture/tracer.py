@@ -47,7 +47,7 @@ from .progress import StepInfo
 from .registry import Registry, is_loss_module
 from .resources import RssReader, cuda_memory_mb
 
-__all__ = ["Tracer"]
+__all__ = ["Tracer", "is_library_frame"]
 
 log = logging.getLogger("modeldebug")
 
@@ -579,8 +579,9 @@ class Tracer:
         module = self._failed_in.get(id(exc))
         phase = "forward" if module else self._crash_phase
         frames = traceback.extract_tb(exc.__traceback__)
-        user = [f for f in frames if not _is_library_frame(f.filename)]
-        where = user[-1] if user else (frames[-1] if frames else None)
+        user = [f for f in frames if not is_library_frame(f.filename)]
+        # No user frame (an nn.Sequential fails inside torch): name the module, not torch's own file.
+        where = user[-1] if user else None
         self.writer.add_event(self.step, "exception", {
             "type": type(exc).__name__, "message": str(exc)[:4000], "module": module, "phase": phase,
             "file": where.filename if where else None, "line": where.lineno if where else None,
@@ -597,5 +598,8 @@ def _lr_of(opt: torch.optim.Optimizer) -> float | None:
         return None
 
 
-def _is_library_frame(filename: str) -> bool:
+def is_library_frame(filename: str) -> bool:
+    """Frames of installed packages and of modeldebug itself; our demo scripts count as user code."""
+    if "/modeldebug/demos/" in filename:
+        return False
     return any(part in filename for part in ("site-packages", "dist-packages", "/modeldebug/", "<frozen"))

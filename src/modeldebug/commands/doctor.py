@@ -99,14 +99,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(response: Any, report: Any) -> None:
-    from rich.console import Console
+    from ..report.terminal import stderr_console
 
-    console = Console(stderr=True)
+    console = stderr_console()
     report.print(console)
     marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "warn": "[yellow]warn[/]", "skipped": "[dim]skipped[/]"}
-    console.print("[bold]Sanity probes[/]")
-    for p in response.probes.values():
-        console.print(f"  {marks.get(p.verdict, p.verdict):>8}  {p.name}: {p.summary}", highlight=False)
+    if response.probes:
+        console.print("[bold]Sanity probes[/]")
+        for p in response.probes.values():
+            console.print(f"  {marks.get(p.verdict, p.verdict)}  {p.name}: {p.summary}", highlight=False)
+    tools = [t for name, t in response.tool_results.items() if name != "error_diagnoser" or t.failed]
+    if tools:
+        console.print("[bold]Tools[/]")
+        for t in tools:
+            console.print(f"  {t.tool}: {t.summary}", highlight=False)
+        profile = response.tool_results.get("performance_profiler")
+        for s in getattr(profile, "suggestions", []):
+            console.print(f"  [dim]hypothesis:[/] {s.description}", highlight=False)
     if response.fixes:
         console.print("[bold]Fixes tried on a copy[/]")
         for v in response.fixes:

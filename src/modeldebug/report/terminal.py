@@ -15,7 +15,7 @@ from ..rules.context import fmt
 if TYPE_CHECKING:
     from .model import Report
 
-__all__ = ["print_report", "render_text"]
+__all__ = ["print_report", "render_text", "stderr_console"]
 
 _STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 
@@ -73,12 +73,15 @@ def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
     return Panel(Group(*parts), title=title, title_align="left", border_style=_STYLE[f.severity])
 
 
-def print_report(report: Report, console: Console | None = None) -> None:
-    if console is None:
-        import sys
+def stderr_console() -> Console:
+    """A rich console on stderr; logs and CI (not a terminal) get 120 columns, not 80, so fixes stay whole."""
+    import sys
 
-        # Logs and CI (not a terminal) get 120 columns instead of rich's 80, so fixes stay on one line.
-        console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    console = console or stderr_console()
     console.print(_headline(report))
     console.print(_verdict(report))
     for i, f in enumerate(report.findings, 1):

@@ -201,9 +201,13 @@ class LossNotDecreasing(Rule):
         if at_chance and chance is not None:
             yield self.finding(
                 severity="high" if final >= chance[0] else "medium", confidence=0.85,
-                title=f"Loss is stuck at chance: {fmt(final)} at the end vs {fmt(chance[0])} for predicting the label frequencies",
-                description=(f"After {len(v)} steps the training loss ends at {fmt(final)}, within {margin:.0%} of {fmt(chance[0])}, "
-                             f"{chance[1]}: the model predicts how often each class occurs and ignores its input. "
+                title=(f"Loss is stuck at chance: {fmt(final)} at the end vs {fmt(chance[0])} for predicting the label frequencies"
+                       if final <= chance[0] * (1 + margin) else
+                       f"Loss ends worse than chance: {fmt(final)} vs {fmt(chance[0])} for predicting the label frequencies"),
+                description=(f"After {len(v)} steps the training loss ends at {fmt(final)}, "
+                             + (f"within {margin:.0%} of " if final <= chance[0] * (1 + margin) else "above ")
+                             + f"{fmt(chance[0])}, "
+                             f"{chance[1]}: the model does no better than predicting how often each class occurs. "
                              "The inputs carry no usable signal for the labels (misaligned or shuffled labels, "
                              "a broken input pipeline), or the model cannot use them."),
                 step=int(s.steps[0]),

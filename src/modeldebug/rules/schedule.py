@@ -95,6 +95,11 @@ class LrTooHigh(Rule):
         sig, ratio = min(blamed, key=lambda b: b[0].onset)
         # the rate was too high from before the first sign of trouble: the step the symptoms are ranked against
         onset = min(s.onset for s in signals)
+        # Updates that were already too large on the first sampled steps make the rate the cause of a
+        # loss that never learned from the start (SGD at 5.0 hovering at chance), not only of the later jump.
+        early = steps[(ratios >= thr) & (steps < onset)]
+        if len(early) and early[0] <= max(3, ctx.n_steps // 20):
+            onset = int(early[0])
         severe = any(s.severe for s, _ in blamed)
         finite = ctx.loss.finite().values
         stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(finite[0])

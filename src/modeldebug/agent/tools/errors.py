@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ...capture.tracer import is_library_frame
 from ...record import Record, RunWriter
 from ...rules.base import Finding
 from ..request import Workload, call_model
@@ -54,8 +55,8 @@ def diagnose_exception(exc: BaseException, *, module: str | None = None, phase: 
     from ...rules import analyze
 
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "site-packages" not in f.filename and "/modeldebug/" not in f.filename]
-    where = user[-1] if user else (frames[-1] if frames else None)
+    user = [f for f in frames if not is_library_frame(f.filename)]
+    where = user[-1] if user else None
     writer = RunWriter(":memory:")
     writer.add_event(0, "exception", {
         "type": type(exc).__name__, "message": str(exc)[:4000], "module": module, "phase": phase,

@@ -129,7 +129,7 @@ class MemoryTracker(Tool):
         r.findings = self._findings(r)
         parts = {"activations": acts, "optimizer state": state, "parameters": params, "gradients": grads}
         big = max(parts, key=parts.get)  # type: ignore[arg-type]
-        r.summary = f"{peak:.1f} MiB peak; {big} are the largest part ({parts[big]:.1f} MiB)"
+        r.summary = f"{peak:.1f} MiB peak; the largest part is {big} ({parts[big]:.1f} MiB)"
         return r
 
     def _suggest(self, r: MemoryReport, model: nn.Module) -> list[Recommendation]:
