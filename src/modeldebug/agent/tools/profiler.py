@@ -8,8 +8,13 @@ from `torch.profiler`. Suggestions are hypotheses with the effect people usually
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +57,28 @@ class ProfileResult(ToolResult):
                                                      for o in self.operators[:5]))
         out += [f"hypothesis: {s.description}" for s in self.suggestions]
         return out
+
+
+@contextlib.contextmanager
+def _quiet_kineto() -> Iterator[None]:
+    """The profiler's C++ side prints `USDT: ... profiler_start/stop` on fd 2; keep every other line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(keepends=True) if not ln.startswith("USDT:")]
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def _sync(device: torch.device) -> None:
@@ -102,7 +129,7 @@ class PerformanceProfiler(Tool):
             for _ in range(warmup):
                 self._step(work, model, opt, next(batches), None, device)
             measuring[0] = True
-            with profile(activities=activities) as prof:
+            with _quiet_kineto(), profile(activities=activities) as prof:
                 for i in range(iters):
                     self._step(work, model, opt, next(batches), phases, device)
         finally:
