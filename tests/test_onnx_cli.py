@@ -131,3 +131,13 @@ def test_entry_point_exits_2_without_traceback(files: dict[str, Path]) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "not an ONNX model" in proc.stderr
+
+
+def test_impossible_shapes_and_tolerances_are_bad_input(files: dict[str, Path],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    name = proto("mlp").graph.input[0].name
+    assert main(["onnx", "inspect", str(files["clean"]), "--shape", f"{name}=1,2,3"]) == 2
+    assert "dimensions" in capsys.readouterr().err
+    assert main(["onnx", "compare", str(files["clean"]), "--torch", f"{files['nets']}:build", "--atol", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("modeldebug: --atol -1.0 must be a tolerance") and "\n" not in err

@@ -158,6 +158,9 @@ def _compare(args: argparse.Namespace) -> int:
     from ..onnx.load import load_model
     from ..onnx.parity import compare
 
+    for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
+        if not value >= 0:
+            raise BadInputError(f"{flag} {value} must be a tolerance >= 0 (an element fails only when both are exceeded)")
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
     inputs = _inputs(args.inputs)
     model = load_torch_model(args.torch)

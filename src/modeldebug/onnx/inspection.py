@@ -159,6 +159,13 @@ def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> 
     unknown = sorted(set(input_shapes or {}) - set(g.input_names))
     if unknown:
         raise BadInputError(f"input shape(s) given for {unknown}, but the model's inputs are {g.input_names}")
+    for item in io_in:
+        given = (input_shapes or {}).get(item["name"])
+        if given is not None and item["shape"] is not None and len(given) != len(item["shape"]):
+            raise BadInputError(f"--shape {item['name']}={','.join(map(str, given))}: the input has {len(item['shape'])} "
+                                f"dimensions {item['shape']}, not {len(given)}")
+        if given is not None and any(d <= 0 for d in given):
+            raise BadInputError(f"--shape {item['name']}: dimensions must be positive, got {given}")
     assumed = dict(input_shapes or {})
     for item in io_in:
         if item["name"] not in assumed and item["shape"] and not _known(item["shape"]):
