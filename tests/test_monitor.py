@@ -274,3 +274,15 @@ def test_monitor_entry_point_in_a_subprocess(tmp_path: Path) -> None:
                            "--fail-on", "high"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["findings"][0]["kind"] == "error_rate_alert"
+
+
+def test_swapped_windows_and_failed_empty_answers() -> None:
+    from modeldebug.errors import BadInputError
+    from modeldebug.monitor.alerts import AlertRule
+    from modeldebug.monitor.events import Event
+
+    with pytest.raises(BadInputError, match="short window '1h' must not be longer than the long window '5m'"):
+        AlertRule("error", 0.05, short="1h", long="5m")
+    failed = Event.from_dict({"ts": 0, "latency_s": 0.1, "error": "timeout", "output": ""}, line=1, where="log")
+    assert failed.error and not failed.empty  # counted once, as an error
+    assert Event.from_dict({"ts": 0, "latency_s": 0.1, "output": " "}, line=2, where="log").empty

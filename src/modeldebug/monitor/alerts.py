@@ -46,7 +46,10 @@ class AlertRule:
             raise BadInputError(f"alert threshold for {self.metric} must be a rate in [0, 1), got {self.threshold}")
         if self.min_volume < 1:
             raise BadInputError(f"min_volume must be at least 1, got {self.min_volume}")
-        parse_window(self.short), parse_window(self.long)  # fail early on a bad spec
+        short, long = parse_window(self.short), parse_window(self.long)  # fail early on a bad spec
+        if type(short) is type(long) and getattr(short, "size", getattr(short, "seconds", 0)) > \
+                getattr(long, "size", getattr(long, "seconds", 0)):
+            raise BadInputError(f"the short window {self.short!r} must not be longer than the long window {self.long!r}")
 
 
 #: Defaults: errors over 5%, refusals over 30%, harmful flags over 1%, empty answers over 5%, and more than

@@ -120,7 +120,8 @@ class Event:
         if out is not None:
             chars["output_chars"] = len(out)
             if flags["empty"] is None:
-                flags["empty"] = not out.strip()
+                # A failed request's empty output is the error, already counted: one incident, one page.
+                flags["empty"] = not out.strip() and error is None
             if flags["refusal"] is None and detect_refusal is not None:
                 flags["refusal"] = bool(detect_refusal(out))
         elif flags["empty"] is None and chars["output_chars"] is not None:
