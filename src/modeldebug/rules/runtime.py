@@ -123,7 +123,8 @@ class ShapeMismatch(_RuntimeRule):
         if m:
             got, want = m.group(2), m.group(3)
             expl = (f"The input has {got} features per sample but the layer expects {want}. The layer's in_features "
-                    "does not match what the previous layer produces.")
+                    "does not match what reaches it: the previous layer's output, or the data itself when this is "
+                    "the model's first layer.")
             fix = f"nn.Linear({got}, out_features)   # in_features must be {got}\n# or let PyTorch infer it:\nnn.LazyLinear(out_features)"
         else:
             expl = "Two tensors whose shapes do not fit were combined."
