@@ -19,7 +19,7 @@ from ...report.model import json_safe
 from ...rules.base import Finding, Recommendation, Severity
 from ..request import AnalysisOptions, DebuggingRequest, Workload
 
-__all__ = ["Tool", "ToolResult", "make_finding", "rule_code"]
+__all__ = ["Tool", "ToolResult", "backward_once", "make_finding", "rule_code"]
 
 
 @dataclass
@@ -74,6 +74,17 @@ class Tool:
 
     def analyze(self, work: Workload) -> ToolResult:
         raise NotImplementedError
+
+
+def backward_once(work: Workload, model: nn.Module, handles: list[Any]) -> None:
+    """One forward, loss and backward pass on `model`; the hook `handles` are removed whatever happens."""
+    try:
+        loss = work.loss(model)
+        if loss.requires_grad:
+            loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def rule_code(kind: str, fallback: str) -> str:

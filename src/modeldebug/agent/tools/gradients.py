@@ -10,7 +10,7 @@ from statistics import median
 from ...config import DebuggingConfig
 from ...rules.base import Recommendation
 from ..request import Workload
-from .base import Tool, ToolResult, make_finding
+from .base import Tool, ToolResult, backward_once, make_finding
 
 __all__ = ["GradientDebugger", "GradientFlow", "ParamGrad"]
 
@@ -79,13 +79,7 @@ class GradientDebugger(Tool):
         names = {id(m): n for n, m in model.named_modules()}
         handles = [m.register_forward_pre_hook(lambda m, a: called.append(names[id(m)]) and None)
                    for m in model.modules()]
-        try:
-            loss = work.loss(model)
-            if loss.requires_grad:
-                loss.backward()
-        finally:
-            for h in handles:
-                h.remove()
+        backward_once(work, model, handles)
         first_call = {n: i for i, n in reversed(list(enumerate(called)))}
         params = []
         for name, p in model.named_parameters():

@@ -11,7 +11,7 @@ from torch import nn
 from ...config import DebuggingConfig
 from ...rules.base import Recommendation
 from ..request import Workload
-from .base import Tool, ToolResult, make_finding
+from .base import Tool, ToolResult, backward_once, make_finding
 
 __all__ = ["LayerAnalyzer", "LayerReport", "LayerStats"]
 
@@ -123,13 +123,7 @@ class LayerAnalyzer(Tool):
         for name, module in model.named_modules():
             if self._wanted(name, module):
                 handles.append(module.register_forward_hook(hook(name, module)))
-        try:
-            loss = work.loss(model)
-            if loss.requires_grad:
-                loss.backward()
-        finally:
-            for h in handles:
-                h.remove()
+        backward_once(work, model, handles)
         layers = [LayerStats(name=n, **stats[n]) for n in order]
         if self.layer is not None and not layers:
             from ...errors import BadInputError
