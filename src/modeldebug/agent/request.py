@@ -190,6 +190,11 @@ class Workload:
 
     def classes(self) -> int | None:
         """The number of classes when the loss is a classification loss on class-index targets."""
+        if not hasattr(self, "_classes"):
+            self._classes = self._count_classes()
+        return self._classes
+
+    def _count_classes(self) -> int | None:
         y = self.batch[1]
         if not isinstance(y, torch.Tensor) or y.dtype not in (torch.long, torch.int, torch.int32):
             return None

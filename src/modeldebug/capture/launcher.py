@@ -18,7 +18,7 @@ from typing import TextIO
 from ..config import DebuggingConfig
 from ..errors import ScriptNotFoundError
 from ..record import Record, RunWriter
-from .progress import Progress
+from .progress import attach_progress
 from .session import default_record_path, run_meta
 from .tracer import Tracer
 
@@ -68,12 +68,9 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
                     **run_meta(config))
     writer.flush()
     tracer = Tracer(writer, config)
-    live = None
-    if progress is not False:
-        live = Progress(sys.stderr if progress is True else progress, config=config)
-        if live.enabled:
-            tracer.listeners.append(live.on_step)
-            live.install()
+    live = attach_progress(tracer, progress, config)
+    if live is not None:
+        live.install()
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [script, *args]
     sys.path.insert(0, str(path.resolve().parent))

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from ..config import DebuggingConfig
 
-__all__ = ["Progress", "StepInfo", "is_terminal"]
+__all__ = ["Progress", "StepInfo", "attach_progress", "is_terminal"]
 
 _BASELINE_STEPS = 5  # finite gradient norms that make the early baseline of the growth alert
 
@@ -254,3 +254,14 @@ class Progress:
             self.stream.write("\r" + " " * len(self._shown) + "\r")
             self.stream.flush()
             self._shown = ""
+
+
+def attach_progress(tracer: Any, progress: bool | TextIO, config: DebuggingConfig) -> Progress | None:
+    """A live line for `tracer` on stderr (True) or the given stream; None when off or not a terminal."""
+    if progress is False:
+        return None
+    live = Progress(sys.stderr if progress is True else progress, config=config)
+    if not live.enabled:
+        return None
+    tracer.listeners.append(live.on_step)
+    return live

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import BadInputError
 from ..record import Record, RunWriter
-from .progress import Progress
+from .progress import Progress, attach_progress
 from .tracer import Tracer
 
 __all__ = ["WatchSession", "default_record_path", "run_meta", "watch"]
@@ -56,12 +56,7 @@ class WatchSession:
         self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
                              discover_models=not models)
-        self.progress: Progress | None = None
-        if progress is not False:
-            live = Progress(sys.stderr if progress is True else progress, config=config)
-            if live.enabled:  # off (and never called) when the stream is not a terminal
-                self.progress = live
-                self.tracer.listeners.append(live.on_step)
+        self.progress: Progress | None = attach_progress(self.tracer, progress, config)
         self._report = None
 
     def __enter__(self) -> WatchSession:
