@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 from typing import NoReturn
 
@@ -115,6 +114,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .errors import BadInputError
+    from .record.lock import check_replaceable
 
     for flag in ("json", "html", "db"):
         value = getattr(args, flag, None)
@@ -123,9 +123,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
         path = Path(value)
         if path.is_dir():
             raise BadInputError(f"--{flag} {value!r} is a directory: give a file name, e.g. {path / ('report.' + flag)}")
-        parent = next((p for p in path.parents if p.exists()), Path("."))
+        parent = path.parent
         if not parent.is_dir():
-            raise BadInputError(f"--{flag} {value!r}: {str(parent)!r} is a file, not a folder")
+            what = "is a file, not a folder" if parent.exists() else "does not exist: create it first"
+            raise BadInputError(f"--{flag} {value!r}: the folder {str(parent)!r} {what}")
+        if flag == "db":
+            check_replaceable(path)
+        elif path.exists() and path.suffix in (".py", ".db", ".onnx", ".pt", ".pth", ".ckpt", ".safetensors"):
+            raise BadInputError(f"--{flag} {value!r} would overwrite a {path.suffix} file: give a new file name")
 
 
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
@@ -145,6 +150,8 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     report = Report.from_record(result.record, config)
     _emit(report, args)
     handle_llm(report, args)
+    if result.signal is not None:
+        args.died_by = result.signal
     return result.exit_code
 
 
@@ -239,10 +246,26 @@ def _cmd_explain(code: str) -> int:
     return 0
 
 
+def _die_by(signum: int) -> None:
+    """End the process by `signum`, as `python SCRIPT` does after Ctrl-C or SIGTERM, so a calling shell sees it."""
+    import os
+    import signal
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `modeldebug` command; returns the exit code."""
+    """Entry point of the `modeldebug` command; returns the exit code.
+
+    Called as the program (`argv` None), a run ended by Ctrl-C or SIGTERM ends modeldebug by the
+    same signal once the report is out; called with `argv` (tests, other tools) it returns 130/143.
+    The root logger is left alone: the script's own `logging.basicConfig` must work.
+    """
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     parser = _parser()
     script: str | None = None
     script_args: list[str] = []
@@ -254,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return _cmd_run(args, script or args.script, script_args)
+            code = _cmd_run(args, script or args.script, script_args)
+            if as_program and getattr(args, "died_by", None):
+                _die_by(args.died_by)
+            return code
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "demo":

@@ -3,6 +3,7 @@
 DebuggingError(message, type=..., details=...)   every error modeldebug raises on purpose
  +-- BadInputError          the user gave something we cannot use (CLI exits 2 with one line)
  |    +-- RecordCorruptError    a run record that is not a modeldebug SQLite file, or is damaged
+ |    +-- RecordBusyError       another live run is writing the record at that path
  |    +-- ScriptNotFoundError   `modeldebug run` was pointed at a file that does not exist
  |    +-- UnknownRuleError      `modeldebug explain` or a selection names no known rule
  +-- MissingDependencyError an optional feature needs an extra: the message says which pip install
@@ -16,6 +17,7 @@ __all__ = [
     "BadInputError",
     "DebuggingError",
     "MissingDependencyError",
+    "RecordBusyError",
     "RecordCorruptError",
     "ScriptNotFoundError",
     "UnknownRuleError",
@@ -45,6 +47,10 @@ class BadInputError(DebuggingError):
 
 class RecordCorruptError(BadInputError):
     """A run record that is not a modeldebug record, or is damaged."""
+
+
+class RecordBusyError(BadInputError):
+    """Another live modeldebug run is writing the record at that path."""
 
 
 class ScriptNotFoundError(BadInputError):

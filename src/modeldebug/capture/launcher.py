@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import runpy
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,9 @@ from typing import TextIO
 
 from ..config import DebuggingConfig
 from ..errors import ScriptNotFoundError
-from ..record import Record, RunWriter
+from ..record import Record
 from .progress import attach_progress
-from .session import default_record_path, run_meta
+from .session import open_writer, run_meta
 from .tracer import Tracer
 
 __all__ = ["RunResult", "run_script"]
@@ -29,7 +31,15 @@ __all__ = ["RunResult", "run_script"]
 class RunResult:
     exit_code: int
     record: Record
-    path: Path
+    path: Path | None
+    signal: int | None = None  # the signal that ended the script: the caller should die by it too
+
+
+class Terminated(BaseException):
+    """SIGTERM inside the script, raised like KeyboardInterrupt so the run can be closed properly."""
+
+
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -42,12 +52,28 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _without_own_frames(te: traceback.TracebackException) -> None:
+    """Drop modeldebug's frames (our patched backward, our hooks) from a traceback and its chain."""
+    seen: set[int] = set()
+    while te is not None and id(te) not in seen:
+        seen.add(id(te))
+        te.stack[:] = [f for f in te.stack if not os.path.abspath(f.filename).startswith(_OWN_DIR + os.sep)]
+        te = te.__cause__ or te.__context__  # type: ignore[assignment]
+
+
 def _print_script_traceback(exc: BaseException, script: str) -> None:
+    """Print the traceback as `python SCRIPT` would: from the script's frame, without our frames."""
     tb = exc.__traceback__
     target = os.path.abspath(script)
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != target:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb if tb is not None else exc.__traceback__, file=sys.stderr)
+    te = traceback.TracebackException(type(exc), exc, tb if tb is not None else exc.__traceback__)
+    _without_own_frames(te)
+    sys.stderr.write("".join(te.format()))
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def run_script(script: str, args: list[str], *, config: DebuggingConfig | None = None,
@@ -55,17 +81,17 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     """Run `script` with `args` under the tracer and return its exit code and run record.
 
     `progress` draws a live status line on stderr (True) or on the given stream while the script
-    trains; it stays off when that stream is not a terminal.
+    trains; it stays off when that stream is not a terminal. SIGTERM is handled like Ctrl-C: the
+    record is closed and marked, and `RunResult.signal` tells the caller to die by that signal.
     """
     config = config or DebuggingConfig()
     path = Path(script)
     if not path.is_file():
         hint = " (it is a directory)" if path.is_dir() else ""
         raise ScriptNotFoundError(f"no training script at {script!r}{hint}: check the path (relative to {os.getcwd()})")
-    record_path = Path(db) if db else default_record_path(path.stem)
-    writer = RunWriter(record_path)
+    writer, record_path = open_writer(db, path.stem)
     writer.set_meta(script=script, argv=[script, *args], cwd=os.getcwd(), mode="run", status="running",
-                    **run_meta(config))
+                    pid=os.getpid(), **run_meta(config))
     writer.flush()
     tracer = Tracer(writer, config)
     live = attach_progress(tracer, progress, config)
@@ -73,26 +99,35 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
         live.install()
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [script, *args]
-    sys.path.insert(0, str(path.resolve().parent))
-    exit_code, status = 0, "finished"
+    sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
+    exit_code, status, died_by = 0, "finished", None
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     tracer.attach()
     try:
-        runpy.run_path(script, run_name="__main__")
+        # `python SCRIPT` runs it with an absolute __file__ (Python 3.9+): so do we.
+        runpy.run_path(os.path.abspath(script), run_name="__main__")
     except SystemExit as exc:
         exit_code = _exit_code(exc)
     except KeyboardInterrupt as exc:
-        exit_code, status = 130, "interrupted"
+        exit_code, status, died_by = 130, "interrupted", signal.SIGINT
         _print_script_traceback(exc, script)
+    except Terminated:
+        exit_code, status, died_by = 128 + signal.SIGTERM, "terminated", signal.SIGTERM
     except BaseException as exc:  # the script's own crash: diagnose it, report it, pass its code on
         exit_code, status = 1, "crashed"
         tracer.record_exception(exc)
         _print_script_traceback(exc, script)
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         if live is not None:
             live.close()
         tracer.detach()
         sys.argv = saved_argv
         sys.path[:] = saved_path
         writer.set_meta(exit_code=exit_code, status=status)
-        writer.close()
-    return RunResult(exit_code, Record.open(record_path), record_path)
+        writer.finish()
+    # Read this run through the writer's own connection: another run may claim the path now.
+    return RunResult(exit_code, Record(writer.conn, path=str(record_path or ":memory:")), record_path, died_by)

@@ -15,16 +15,16 @@ from torch import nn
 
 from .._version import __version__
 from ..config import AnalysisLevel, DebuggingConfig
-from ..errors import BadInputError
+from ..errors import BadInputError, RecordBusyError
 from ..record import Record, RunWriter
 from .progress import Progress, attach_progress
 from .tracer import Tracer
 
-__all__ = ["WatchSession", "default_record_path", "run_meta", "watch"]
+__all__ = ["WatchSession", "default_record_path", "open_writer", "run_meta", "watch"]
 
 
 def default_record_path(name: str, *, root: str | Path = ".") -> Path:
-    """`.modeldebug/runs/<timestamp>-<name>.db` under `root` (the current directory)."""
+    """`.modeldebug/runs/<timestamp>-<name>.db` under `root` (the current directory), not yet taken."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "run"
     path = Path(root) / ".modeldebug" / "runs" / f"{stamp}-{safe}.db"
@@ -33,6 +33,22 @@ def default_record_path(name: str, *, root: str | Path = ".") -> Path:
         n += 1
         path = path.with_name(f"{stamp}-{safe}-{n}.db")
     return path
+
+
+def open_writer(db: str | Path | None, name: str, *, flag: str = "--db") -> tuple[RunWriter, Path | None]:
+    """A writer at the user's `db`, or at a fresh default name that no other run can take meanwhile."""
+    if db == ":memory:":
+        return RunWriter(":memory:"), None
+    if db is not None:
+        return RunWriter(db, flag=flag), Path(db)
+    for _ in range(100):
+        path = default_record_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return RunWriter(path, new=True), path
+        except RecordBusyError:  # another run started in the same second with the same name
+            continue
+    raise RecordBusyError(f"could not find a free record name under {path.parent}: pass --db")
 
 
 def run_meta(config: DebuggingConfig) -> dict[str, Any]:
@@ -50,9 +66,8 @@ class WatchSession:
     def __init__(self, models: tuple[nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...],
                  config: DebuggingConfig, db: str | Path | None, progress: bool | TextIO = False) -> None:
         name = type(models[0]).__name__ if models else "session"
-        self.path = Path(db) if db not in (None, ":memory:") else (None if db == ":memory:" else default_record_path(name))
         self.config = config
-        self.writer = RunWriter(self.path if self.path is not None else ":memory:")
+        self.writer, self.path = open_writer(db, name, flag="db=")
         self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
                              discover_models=not models)
@@ -74,7 +89,7 @@ class WatchSession:
         self.tracer.detach()
         self.writer.set_meta(status="crashed" if exc is not None else "finished",
                              exit_code=1 if exc is not None else 0)
-        self.writer.flush()
+        self.writer.finish()
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Mark a step boundary by hand (loops that update weights without an optimizer object)."""

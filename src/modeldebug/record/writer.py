@@ -8,15 +8,20 @@ survives ``kill -9`` of the training process. Rows are buffered in memory and wr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadInputError, RecordBusyError
+from .lock import RecordLock, check_replaceable
 from .schema import DDL, MAGIC, SCHEMA_VERSION
 
 __all__ = ["RunWriter"]
+
+log = logging.getLogger("modeldebug")
 
 _STEP_COLUMNS = (
     "loss", "lr", "n_backward", "grad_norm", "t_data", "t_forward", "t_backward",
@@ -32,20 +37,51 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _claim(path: Path, *, new: bool, flag: str) -> RecordLock:
+    """Lock `path`, then check what is there and clear an old record of ours (never anything else)."""
+    if not path.parent.is_dir():
+        raise BadInputError(f"{flag} {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
+    check_replaceable(path, flag=flag)  # before the lock file is made beside a file we must not touch
+    try:
+        lock = RecordLock(path, flag=flag)
+    except PermissionError:
+        raise BadInputError(f"{flag} {str(path)!r} cannot be written: permission denied in {str(path.parent)!r}") from None
+    except OSError as exc:
+        raise BadInputError(f"{flag} {str(path)!r} cannot be written: {exc.strerror or exc}") from None
+    try:
+        check_replaceable(path, flag=flag)  # again under the lock: it may have changed meanwhile
+        if new and path.exists() and path.stat().st_size > 0:
+            raise RecordBusyError(f"{flag} {str(path)!r} already holds a record")
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 class RunWriter:
     """Writes one run record. Not thread-safe: call it from the training thread only."""
 
-    def __init__(self, path: str | Path, *, fresh: bool = True) -> None:
+    def __init__(self, path: str | Path, *, new: bool = False, flag: str = "--db") -> None:
+        """Claim `path` and start a fresh record there.
+
+        An old record of ours at `path` is replaced; any other file is refused (BadInputError), and
+        so is a record another live run is writing (RecordBusyError). With `new=True` the path must
+        not hold a record yet (fresh default names: two runs never share one).
+        """
         self.path = str(path)
+        self._lock: RecordLock | None = None
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            if fresh:  # a new run never appends to an old record at the same path
-                for suffix in ("", "-wal", "-shm"):
-                    Path(self.path + suffix).unlink(missing_ok=True)
-        self.conn = sqlite3.connect(self.path, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(DDL)
+            self._lock = _claim(Path(self.path), new=new, flag=flag)
+        try:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(DDL)
+        except sqlite3.Error as exc:
+            self._release()
+            raise BadInputError(f"{flag} {self.path!r} cannot be written: {exc}") from None
         self._entities: dict[tuple[str, str], int] = {
             (kind, name): eid for eid, kind, name in self.conn.execute("SELECT id, kind, name FROM entities")
         }
@@ -117,7 +153,29 @@ class RunWriter:
         self._events.clear()
         self._meta.clear()
 
+    def finish(self) -> None:
+        """End the run: flush, fold the WAL into the one record file, give up the path.
+
+        The connection stays open for reading (the report), and reads this run even if another run
+        replaces the file afterwards. A finished record is a single self-contained file to copy.
+        """
+        try:
+            self.flush()
+            if self.path != ":memory:":
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error as exc:  # a full disk must not hide the run's own outcome
+            log.warning("modeldebug: could not finish the record %s: %s", self.path, exc)
+        finally:
+            self._release()
+
     def close(self) -> None:
-        self.flush()
-        if self.path != ":memory:":
-            self.conn.close()
+        try:
+            self.finish()
+        finally:
+            if self.path != ":memory:":
+                self.conn.close()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
