@@ -351,7 +351,7 @@ def test_empty_report() -> None:
 
 
 def test_to_html_writes_the_file(tmp_path: Path, healthy: Report) -> None:
-    path = tmp_path / "deep" / "er" / "report.html"
+    path = tmp_path / "report.html"
     text = healthy.to_html(path)
     assert path.read_text(encoding="utf-8") == text
     Doc(path.read_text(encoding="utf-8"))

@@ -585,7 +585,7 @@ class Tracer:
         self.writer.add_event(self.step, "exception", {
             "type": type(exc).__name__, "message": str(exc)[:4000], "module": module, "phase": phase,
             "file": where.filename if where else None, "line": where.lineno if where else None,
-            "code": where.line if where else None,
+            "code": where.line if where else None, "torch_frame": _torch_in_traceback(exc),
         })
         self.writer.flush()
 
@@ -596,6 +596,21 @@ def _lr_of(opt: torch.optim.Optimizer) -> float | None:
         return float(lr) if lr is not None else None
     except (TypeError, ValueError, IndexError):
         return None
+
+
+_TORCH_DIR = os.path.join(os.path.dirname(torch.__file__), "")
+
+
+def _torch_in_traceback(exc: BaseException) -> bool:
+    """Did PyTorch's own Python code take part (in this exception or the ones it was raised from)?"""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if any(f.filename.startswith(_TORCH_DIR) for f in traceback.extract_tb(e.__traceback__)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def is_library_frame(filename: str) -> bool:

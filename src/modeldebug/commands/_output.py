@@ -10,7 +10,11 @@ __all__ = ["emit"]
 
 
 def emit(report: Any, args: argparse.Namespace, header: str = "") -> None:
-    """Print `report` (after `header`) unless `--quiet`; write `--json` and `--html` where asked."""
+    """Print `report` (after `header`) unless `--quiet`; write `--json` and `--html` where asked.
+
+    Each file written is named on stderr, so a user (or a CI log) knows where to look. Parent folders
+    are never created: a missing one is refused before the work starts (see `cli._check_outputs`).
+    """
     if not getattr(args, "quiet", False):
         if header:
             print(header, file=sys.stderr)
@@ -20,5 +24,11 @@ def emit(report: Any, args: argparse.Namespace, header: str = "") -> None:
         sys.stdout.write(report.to_json() + "\n")
     elif json_path:
         report.to_json(json_path)
+        _written("JSON", json_path)
     if getattr(args, "html", None):
         report.to_html(args.html)
+        _written("HTML", args.html)
+
+
+def _written(what: str, path: str) -> None:
+    print(f"modeldebug: {what} report written to {path}", file=sys.stderr)

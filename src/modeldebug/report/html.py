@@ -19,6 +19,8 @@ from .activations import fractions_plot, histogram_plot
 from .gradflow import grad_bars, grad_norm_plot, heatmap
 from .plots import loss_plot, lr_plot, memory_plot, timing_plot, update_ratio_plot
 from .svg import clip, esc, num
+from .verdict import NO_STEP_HINT
+from .verdict import verdict as verdict_of
 
 if TYPE_CHECKING:
     from ..rules.base import Finding
@@ -174,13 +176,15 @@ def _metadata(report: Report) -> list[tuple[str, str]]:
 
 def _summary(report: Report) -> str:
     """Verdict, the ranked findings and the run's metadata."""
-    if report.findings:
-        n, worst = len(report.findings), report.worst() or "low"
-        verdict = (f'<div class="verdict" style="color:{_SEV_COLOR.get(worst, "#333")}">'
-                   f"{n} problem{'s' if n > 1 else ''} found (worst: {esc(worst)}). Root causes first.</div>"
-                   + _ranked(report.findings))
+    v = verdict_of(report)
+    if v.code == "problems_found":
+        color = _SEV_COLOR.get(report.worst() or "low", "#333")
+        verdict = f'<div class="verdict" style="color:{color}">{esc(v.text)}</div>' + _ranked(report.findings)
+    elif v.code == "no_training_step":
+        verdict = (f'<div class="verdict" style="color:#b9770e">{esc(v.text)}</div>'
+                   f"<p>{esc(v.detail or '')}</p><p class=\"note\">{esc(NO_STEP_HINT)}</p>")
     else:
-        verdict = '<div class="verdict" style="color:#1e8449">No problems found.</div>'
+        verdict = f'<div class="verdict" style="color:#1e8449">{esc(v.text)}</div>'
     return (f'<section id="summary" class="card"><h2 style="margin-top:0">Summary</h2>{verdict}'
             f"{_rows(_metadata(report))}</section>")
 

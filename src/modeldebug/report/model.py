@@ -79,14 +79,15 @@ class Report:
 
     # -- output ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"version": REPORT_VERSION, "run": self.run,
+        from .verdict import verdict
+
+        return json_safe({"version": REPORT_VERSION, "run": {**self.run, **verdict(self).fields()},
                            "findings": [f.to_dict() for f in self.findings]})
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         """The contract's JSON report; written to `path` when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
@@ -96,7 +97,6 @@ class Report:
 
         text = render_html(self)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text, encoding="utf-8")
         return text
 

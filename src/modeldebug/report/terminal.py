@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import textwrap
 from io import StringIO
 from typing import TYPE_CHECKING
 
@@ -11,6 +13,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from ..rules.context import fmt
+from .verdict import NO_STEP_HINT, verdict
 
 if TYPE_CHECKING:
     from .model import Report
@@ -18,11 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["print_report", "render_text", "stderr_console"]
 
 _STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
+_INDENT = 3        # prose under a finding's title, in logs and CI
+_CODE_INDENT = 7   # code under its recommendation
 
 
 def _headline(report: Report) -> Text:
     r = report.run
-    bits = [f"{r['steps']} steps"] if r.get("steps") is not None else []
+    steps = r.get("steps")
+    bits = [f"{steps} step{'' if steps == 1 else 's'}"] if steps is not None else []
     if r.get("calls") is not None:
         bits.append(f"{r['calls']} model calls")
     if r.get("requests") is not None:
@@ -40,24 +46,33 @@ def _headline(report: Report) -> Text:
     return t
 
 
-def _verdict(report: Report) -> Text:
-    if not report.findings:
-        return Text("No problems found.", style="bold green")
-    n = len(report.findings)
-    worst = report.worst() or "low"
-    return Text(f"{n} problem{'s' if n > 1 else ''} found (worst: {worst}). Root causes first.",
-                style=_STYLE[worst])
+def _verdict(report: Report) -> list[Text]:
+    v = verdict(report)
+    if v.code == "problems_found":
+        return [Text(v.text, style=_STYLE[report.worst() or "low"])]
+    if v.code == "no_training_step":
+        return [Text(v.text, style="bold yellow"), Text(f"{v.detail} {NO_STEP_HINT}")]
+    return [Text(v.text, style="bold green")]
 
 
-def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
-    parts: list = [Text(f.title, style="bold")]
+def _where(f) -> str:  # type: ignore[no-untyped-def]
     where = []
     if f.location:
         where.append(f"at {f.location}")
     if f.step is not None:
         where.append(f"since step {f.step}")
     where.append(f"confidence {f.confidence:.0%}")
-    parts.append(Text(", ".join(where), style="dim"))
+    return ", ".join(where)
+
+
+def _title(i: int, f) -> Text:  # type: ignore[no-untyped-def]
+    return Text.assemble((f"{i}. ", "bold"), (f"[{f.severity.upper()}] ", _STYLE[f.severity]),
+                         (f"{f.code} {f.kind}", "bold"))
+
+
+def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
+    parts: list = [Text(f.title, style="bold")]
+    parts.append(Text(_where(f), style="dim"))
     parts.append(Text(f.description))
     symptoms = f.evidence.get("symptoms") or []
     if symptoms:
@@ -68,9 +83,36 @@ def _finding(i: int, f) -> Panel:  # type: ignore[no-untyped-def]
             # Wrap, never crop: a fix missing its closing parenthesis is worse than a wrapped one.
             parts.append(Syntax(rec.implementation, "python", theme="ansi_dark", background_color="default",
                                 word_wrap=True))
-    title = Text.assemble((f"{i}. ", "bold"), (f"[{f.severity.upper()}] ", _STYLE[f.severity]),
-                          (f"{f.code} {f.kind}", "bold"))
-    return Panel(Group(*parts), title=title, title_align="left", border_style=_STYLE[f.severity])
+    return Panel(Group(*parts), title=_title(i, f), title_align="left", border_style=_STYLE[f.severity])
+
+
+def _print_plain(console: Console, i: int, f) -> None:  # type: ignore[no-untyped-def]
+    """A finding for logs and CI (not a terminal): no box; prose wraps, code lines never do.
+
+    A command copied from a CI log must come out whole, so each line of a fix is printed as it is,
+    indented, however wide the log is.
+    """
+    head = _title(i, f)
+    head.append(f": {f.title}", style="bold")
+    console.print(head)
+    _prose(console, _where(f), "dim")
+    _prose(console, f.description)
+    symptoms = f.evidence.get("symptoms") or []
+    if symptoms:
+        _prose(console, "Explains: " + "; ".join(s["title"] for s in symptoms), "italic")
+    for rec in f.recommendations:
+        _prose(console, f"{rec.type.replace('_', ' ').capitalize()}: {rec.description}", "bold")
+        for line in (rec.implementation or "").splitlines():
+            console.print(" " * _CODE_INDENT + line, soft_wrap=True, highlight=False, markup=False)
+
+
+def _prose(console: Console, text: str, style: str = "", indent: int = _INDENT) -> None:
+    """Prose for logs: wrapped at the console's width between words, never inside one, no padding."""
+    pad = " " * indent
+    lines = textwrap.wrap(text, width=max(console.width, 40), initial_indent=pad, subsequent_indent=pad,
+                          break_long_words=False, break_on_hyphens=False)
+    for line in lines or [""]:
+        console.print(Text(line, style=style), soft_wrap=True)
 
 
 def stderr_console() -> Console:
@@ -81,14 +123,24 @@ def stderr_console() -> Console:
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
+    """The headline, the verdict and every finding; boxed in a terminal, plain in logs and CI."""
     console = console or stderr_console()
     console.print(_headline(report))
-    console.print(_verdict(report))
+    for line in _verdict(report):
+        if console.is_terminal:
+            console.print(line)
+        else:
+            _prose(console, line.plain, str(line.style), indent=0)
     for i, f in enumerate(report.findings, 1):
-        console.print(_finding(i, f))
+        if console.is_terminal:
+            console.print(_finding(i, f))
+        else:
+            _print_plain(console, i, f)
     rec = report.run.get("record")
     if rec:
-        console.print(Text(f"Run record: {rec}  (modeldebug report {rec})", style="dim"))
+        # One line, never wrapped: the command in it is meant to be copied.
+        console.print(Text(f"Run record: {rec}  (modeldebug report {shlex.quote(str(rec))})", style="dim"),
+                      soft_wrap=True)
 
 
 def render_text(report: Report, *, width: int = 100) -> str:

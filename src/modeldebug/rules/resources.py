@@ -243,6 +243,11 @@ _LOADER_FIX = ("loader = DataLoader(dataset, batch_size=64, shuffle=True,\n"
                "                    pin_memory=True,          # faster copies to the GPU\n"
                "                    persistent_workers=True,  # keep the workers between epochs\n"
                "                    prefetch_factor=4)")
+# A CPU run has no host-to-GPU copy to speed up: pinned memory would only cost memory there.
+_LOADER_FIX_CPU = ("loader = DataLoader(dataset, batch_size=64, shuffle=True,\n"
+                   "                    num_workers=4,            # prepare batches in parallel with training\n"
+                   "                    persistent_workers=True,  # keep the workers between epochs\n"
+                   "                    prefetch_factor=4)")
 _NO_LOADER_FIX = ("class Batches(torch.utils.data.Dataset):\n"
                   "    def __getitem__(self, i): return prepare(i)   # the per-batch work of the loop\n"
                   "    def __len__(self): return num_batches\n"
@@ -276,9 +281,9 @@ class DataloaderBottleneck(Rule):
     ```
 
     ## Recommended fix
-    `num_workers` > 0 (prepare batches in parallel), `pin_memory=True` and `persistent_workers=True`,
-    a larger `prefetch_factor`; move expensive per-sample work out of `__getitem__` (decode once and
-    cache, augment on the GPU in batches).
+    `num_workers` > 0 (prepare batches in parallel) and `persistent_workers=True`, a larger
+    `prefetch_factor`, and `pin_memory=True` when the batches go to a GPU; move expensive per-sample
+    work out of `__getitem__` (decode once and cache, augment whole batches, on the GPU if there is one).
 
     ## Known problems
     Without a `DataLoader`, the time between steps also holds logging and any other work the loop
@@ -318,11 +323,16 @@ class DataloaderBottleneck(Rule):
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
         where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
         speedup = 1 / max(1 - share, 1e-6)
+        gpu = _on_gpu(ctx)
         recs = ([Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
-                                _LOADER_FIX),
+                                _LOADER_FIX if gpu else _LOADER_FIX_CPU),
                  Recommendation("optimization", "Make each sample cheaper: decode once and cache, and move "
                                 "augmentation to the GPU on whole batches.",
-                                "x = augment(x.to(device, non_blocking=True))   # batched, after the loader")]
+                                "x = augment(x.to(device, non_blocking=True))   # batched, after the loader")
+                 if gpu else
+                 Recommendation("optimization", "Make each sample cheaper: decode once and cache, and augment "
+                                "whole batches after the loader instead of one sample at a time.",
+                                "x = augment(x)   # on the whole batch, after the loader")]
                 if uses_loader else
                 [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
                                 "next batch is ready when the step ends.", _NO_LOADER_FIX)])
@@ -337,10 +347,20 @@ class DataloaderBottleneck(Rule):
                             "else the loop does between steps.")),
             step=int(rec.column("t_step").steps[keep][0]),
             evidence={"wait_share": share, "median_step_wait_share": median_share, "uses_dataloader": uses_loader,
+                      "device": "gpu" if gpu else "cpu",
                       "median_wait_ms": float(np.median(wait)) * 1e3, "median_compute_ms": compute * 1e3,
                       "possible_speedup": speedup, "steps": int(keep.sum())},
             recommendations=recs,
         )
+
+
+def _on_gpu(ctx: Context) -> bool:
+    """Did the run train on a GPU? CUDA was there (`meta.device`) and tensors were held on it."""
+    if not str(ctx.record.meta.get("device") or "").startswith("cuda"):
+        return False
+    cuda = ctx.record.column("cuda_mb").values
+    finite = cuda[np.isfinite(cuda)]
+    return bool(finite.max() > 0) if len(finite) else True  # memory not measured: trust the device
 
 
 _PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "forward pass and loss",

@@ -60,7 +60,12 @@ def crash_findings(rule: Rule, ctx: Context,
         if d.get("type") in ("KeyboardInterrupt", "SystemExit"):
             continue
         message = d.get("message", "")
-        if classify(d.get("type", ""), message) != rule.kind:
+        kind = classify(d.get("type", ""), message)
+        if kind == "runtime_error" and script_bug(d, ctx.record.n_steps):
+            if rule.kind == "runtime_error":
+                yield _script_bug_finding(rule, d)
+            continue
+        if kind != rule.kind:
             continue
         title, why, recs = explain(d)
         where = f" in {d['module']}" if d.get("module") else ""
@@ -75,6 +80,32 @@ def crash_findings(rule: Rule, ctx: Context,
                       "module": d.get("module"), "file": d.get("file"), "line": d.get("line"), "code": d.get("code")},
             recommendations=recs,
         )
+
+
+def script_bug(d: dict[str, Any], steps: int) -> bool:
+    """A crash that is the script's own bug, not a training problem: no training step had run, no
+    module's forward was running, and no PyTorch code was in the traceback (a bad config value, a
+    missing file, a typo before the model was ever used). Older records, which do not say whether
+    PyTorch was in the traceback, are never judged so."""
+    return steps == 0 and not d.get("module") and d.get("torch_frame") is False
+
+
+def _script_bug_finding(rule: Rule, d: dict[str, Any]) -> Finding:
+    where = f"{d['file']}:{d['line']}" if d.get("file") else None
+    line = f" ({where}: {d['code']})" if where and d.get("code") else (f" ({where})" if where else "")
+    return rule.finding(
+        severity="low", confidence=0.9,
+        title=f"The script stopped with {d.get('type')} before any training step",
+        description=(f"{d.get('type')}: {_first_line(d.get('message', ''))}{line}. The error came from the script's "
+                     "own code, not from PyTorch, and no training step had run: this is a bug in the script, "
+                     "not a training problem, so there is no training to diagnose."),
+        location=where,
+        step=None,
+        evidence={"exception": d.get("type"), "message": d.get("message", "")[:1000], "phase": d.get("phase"),
+                  "file": d.get("file"), "line": d.get("line"), "code": d.get("code"), "training_steps": 0,
+                  "torch_in_traceback": False},
+        recommendations=[Recommendation("fix", "Fix the error at the line shown, then run again.")],
+    )
 
 
 class _RuntimeRule(Rule):
@@ -273,7 +304,10 @@ class RuntimeFailure(_RuntimeRule):
     """The run crashed with an error of no more specific kind; the message and module are reported.
 
     ## What it detects
-    Any exception that ended the run and is not one of the specific runtime kinds.
+    Any exception that ended the run and is not one of the specific runtime kinds. A crash in the
+    script's own code before any training step, with no PyTorch code in the traceback (a bad config
+    value, a missing file), is reported with low severity: it is a bug of the script, not a training
+    problem.
 
     ## Why is this bad?
     The run did not finish.

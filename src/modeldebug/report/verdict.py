@@ -1,0 +1,64 @@
+"""The one-line verdict of a report, shared by the terminal, JSON and HTML views.
+
+"No problems found" is a claim about training; a run in which no training step happened (the script
+stopped early, only ran inference, or trains in another process) has nothing to judge and says so,
+with what was seen instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model import Report
+
+__all__ = ["NO_STEP_HINT", "Verdict", "verdict"]
+
+#: What to check when a script that should train shows no step (terminal and HTML).
+NO_STEP_HINT = ("If this script should train, check that it reaches its training loop (its arguments, data path "
+                "and epoch count) and that it trains in this process, not in a subprocess.")
+
+
+class Verdict:
+    """`code` is one of "problems_found", "no_problems_found", "no_training_step"; `text` is the line
+    shown; `detail` says what was seen when no training step happened (else None)."""
+
+    def __init__(self, code: str, text: str, detail: str | None = None) -> None:
+        self.code = code
+        self.text = text
+        self.detail = detail
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON report's `run.verdict` and `run.verdict_detail`."""
+        return {"verdict": self.code, "verdict_detail": self.detail}
+
+
+def verdict(report: Report) -> Verdict:
+    """The verdict of `report`: problems found, none, or no training step to judge."""
+    if report.findings:
+        n = len(report.findings)
+        worst = report.worst() or "low"
+        return Verdict("problems_found", f"{n} problem{'s' if n > 1 else ''} found (worst: {worst}). Root causes first.")
+    if report.run.get("steps") == 0:
+        return Verdict("no_training_step", "No training step observed: nothing to diagnose.", _seen(report.run))
+    return Verdict("no_problems_found", "No problems found.")
+
+
+def _seen(run: dict[str, Any]) -> str:
+    """What a run without a training step did, from its metadata."""
+    status, code = run.get("status"), run.get("exit_code")
+    if status == "crashed":
+        ran = f"the script crashed (exit code {code}) before its first training step"
+    elif status == "interrupted":
+        ran = "the script was interrupted before its first training step"
+    elif status == "terminated":
+        ran = "the script was terminated before its first training step"
+    elif code is not None:
+        ran = f"the script ran to the end (exit code {code})"
+    else:
+        ran = "the watched code ran to the end"
+    models = [str(m) for m in run.get("models") or []]
+    seen = (f"the forward pass of {', '.join(models)} ran, but no backward pass or optimizer step happened"
+            if models else "no model's forward pass, backward pass or optimizer step was seen")
+    text = f"{ran}; {seen}."
+    return text[0].upper() + text[1:]
