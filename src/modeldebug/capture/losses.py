@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .stats import odd_layout, unmeasurable
+
 __all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "split_input_target"]
 
 # Functions whose first two parameters are (input, target).
@@ -72,6 +74,10 @@ def label_histogram(inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor | None
     return counts.to(torch.float64)  # the last bin counts targets >= C (and ignore_index)
 
 
+# True while torch.compile traces a loss computed inside the compiled region: not ours to watch.
+_is_compiling = torch.compiler.is_compiling
+
+
 class LossWatch:
     """Patches the functional losses; records their inputs/targets and validation losses."""
 
@@ -92,7 +98,7 @@ class LossWatch:
         watch = self
 
         def loss(*args: Any, **kwargs: Any) -> Any:
-            if watch._inside or not watch.tracer.active("loss"):
+            if _is_compiling() or watch._inside or not watch.tracer.active("loss"):
                 return original(*args, **kwargs)
             watch._inside = True
             try:
@@ -109,8 +115,10 @@ class LossWatch:
 
     def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inp, tgt = split_input_target(args, kwargs)
-        if not isinstance(inp, torch.Tensor) or not inp.is_floating_point():
+        if not isinstance(inp, torch.Tensor) or unmeasurable(inp) is not None:
             return
+        if isinstance(tgt, torch.Tensor) and odd_layout(tgt) is not None:
+            tgt = None
         tr = self.tracer
         phase = "train" if torch.is_grad_enabled() and inp.requires_grad else "val"
         key = (name, phase)

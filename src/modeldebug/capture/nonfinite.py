@@ -3,8 +3,8 @@
 Checking every module's output every step would cost a read pass over all activations, so the
 tracer checks only the loss and gradient norms every step. When the loss turns non-finite it replays
 that step's forward pass (before the optimizer has touched the weights) with a finiteness check on
-every module, under ``no_grad``, with the RNG state forked and every buffer (BatchNorm running
-statistics) restored afterwards, so the user's training is not changed.
+every module, under ``no_grad``, on a private copy of the model with the RNG state forked (see
+isolation.py), so the user's training, hooks and module state are not changed.
 
 The producer is the first module, in completion order, whose output is non-finite while its inputs
 were finite. If a module's inputs were already non-finite and the module before it was clean, the
@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .stats import first_tensor
+from .isolation import quiet, twin, unwrap
+from .stats import first_tensor, odd_layout
 
 __all__ = ["NonFiniteOrigin", "locate_nonfinite"]
 
@@ -39,7 +40,9 @@ class NonFiniteOrigin:
 
 def _all_finite(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
-        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+        if not value.is_floating_point() or odd_layout(value) is not None:
+            return True  # nothing to check (integers) or no plain data to check (meta, sparse, nested)
+        return bool(torch.isfinite(value).all())
     if isinstance(value, (tuple, list)):
         return all(_all_finite(v) for v in value)
     if isinstance(value, dict):
@@ -69,9 +72,9 @@ def locate_nonfinite(
     last_clean: list[str] = []
 
     def check(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        if found or module not in names:
+        if found or module not in copies:
             return
-        name = names[module]
+        name = copies[module]
         if _all_finite(output):
             if next(iter(module.children()), None) is None:
                 last_clean[:] = [name]
@@ -89,21 +92,14 @@ def locate_nonfinite(
                 "was finite, so a functional operation in forward() between them produced it",
             ))
 
-    buffers = [(b, b.detach().clone()) for b in root.buffers()]
-    devices = sorted({
-        t.device.index for t in [*root.parameters(), *root.buffers()]
-        if t.device.type == "cuda" and t.device.index is not None
-    })
-    handle = nn.modules.module.register_module_forward_hook(check)
-    try:
-        with torch.random.fork_rng(devices=devices, enabled=True):
-            output = root(*args, **kwargs)
-    finally:
-        handle.remove()
-        for b, saved in buffers:
-            b.copy_(saved)
+    model, (args, kwargs) = twin(root, (args, kwargs))  # TwinError: the caller records why
+    copies = {c: names[o] for o, c in zip(unwrap(root).modules(), model.modules()) if o in names}
+    for m in copies:
+        m.register_forward_hook(check)
+    with quiet(model):
+        output = model(*args, **kwargs)
     if found:
         return found[0]
     if not _all_finite(output):
-        return NonFiniteOrigin("module", names.get(root), None, _describe(output))
+        return NonFiniteOrigin("module", names.get(unwrap(root)), None, _describe(output))
     return NonFiniteOrigin("loss", None, None, "the model's output was finite: the loss computation produced it")

@@ -182,7 +182,7 @@ class Registry:
         return [m for m in (r() for r in self.models) if m is not None]
 
     def tracked_params(self) -> list[tuple[torch.Tensor, ParamInfo]]:
-        """Parameters that can learn: every optimizer's, and every model's that requires grad.
+        """Parameters that can learn: every optimizer's, and every model's that requires grad (not meta).
 
         Cached until a model or optimizer is added (``add_param_group`` later is not seen).
         """
@@ -197,5 +197,5 @@ class Registry:
             for p in model.parameters():
                 if p.requires_grad and p in self.params:
                     seen.setdefault(id(p), (p, self.params[p]))
-        self._tracked = list(seen.values())
+        self._tracked = [(p, info) for p, info in seen.values() if not p.is_meta]  # meta: no data to learn
         return self._tracked

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "saturation", "stacked_norms", "first_tensor", "histogram",
-           "input_stats", "norms"]
+__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "any_tensor", "differences", "first_tensor", "histogram",
+           "input_stats", "norms", "odd_layout", "saturation", "stacked_norms", "unmeasurable"]
 
 # The order of the values activation_stats returns; the record stores them under these names.
 ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite", "dead_frac")
@@ -29,6 +29,43 @@ def first_tensor(value: object) -> torch.Tensor | None:
             t = first_tensor(v)
             if t is not None:
                 return t
+    return None
+
+
+def any_tensor(value: object) -> torch.Tensor | None:
+    """The first tensor of any kind in a module output (to say why it cannot be measured)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    values = value if isinstance(value, (tuple, list)) else value.values() if isinstance(value, dict) else ()
+    for v in values:
+        t = any_tensor(v)
+        if t is not None:
+            return t
+    return None
+
+
+def odd_layout(t: torch.Tensor) -> str | None:
+    """Why `t` holds no plain strided data to reduce (meta, nested, sparse, quantized), else None."""
+    if t.is_meta:
+        return "a meta tensor (shape only, no data)"
+    if t.is_nested:
+        return "a nested tensor"
+    if t.layout != torch.strided:
+        return f"a {str(t.layout).replace('torch.', '')} tensor"
+    if t.is_quantized:
+        return f"a quantized tensor ({str(t.dtype).replace('torch.', '')})"
+    return None
+
+
+def unmeasurable(t: torch.Tensor) -> str | None:
+    """Why activation statistics cannot be taken of `t`, or None when they can."""
+    odd = odd_layout(t)
+    if odd is not None:
+        return odd
+    if t.is_complex():
+        return f"a complex tensor ({str(t.dtype).replace('torch.', '')})"
+    if not t.is_floating_point():
+        return f"a {str(t.dtype).replace('torch.', '')} tensor (the statistics need floating point)"
     return None
 
 
@@ -143,9 +180,22 @@ def histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
 def stacked_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of each tensor as one 1-d tensor (one fused call when all share device and dtype)."""
     first = tensors[0]
-    if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
+    if all(t.layout == torch.strided for t in tensors) and all(t.device == first.device and t.dtype == first.dtype for t in tensors):
         return torch.stack(torch._foreach_norm(tensors))
     return torch.stack([v.to(device=first.device, dtype=torch.float64) for v in norms(tensors)])
+
+
+@torch.no_grad()
+def differences(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``a[i] - b[i]`` for each i, fused per device and dtype (a model split across devices works)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(a):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    out: list[torch.Tensor] = list(a)
+    for idx in groups.values():
+        for i, v in zip(idx, torch._foreach_sub([a[i] for i in idx], [b[i] for i in idx])):
+            out[i] = v
+    return out
 
 
 @torch.no_grad()
@@ -154,9 +204,12 @@ def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     if not tensors:
         return []
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault((t.device, t.dtype), []).append(i)
     out: list[torch.Tensor | None] = [None] * len(tensors)
+    for i, t in enumerate(tensors):
+        if t.layout == torch.strided:
+            groups.setdefault((t.device, t.dtype), []).append(i)
+        else:  # a sparse gradient (nn.Embedding(sparse=True)): the norm of its stored values
+            out[i] = torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t.values())
     for idx in groups.values():
         for i, v in zip(idx, torch._foreach_norm([tensors[i] for i in idx])):
             out[i] = v

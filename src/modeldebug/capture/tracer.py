@@ -39,6 +39,7 @@ from ..config import DebuggingConfig
 from ..record import RunWriter
 from . import stats as S
 from .buffer import StepBuffer
+from .isolation import unwrap
 from .losses import LOSS_IO_STATS, LossWatch
 from .loop import LoopWatch
 from .nonfinite import locate_nonfinite
@@ -63,6 +64,15 @@ _MODE_SENSITIVE = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropo
 
 # After this many backward passes with no optimizer step, treat each backward pass as a step.
 _BACKWARDS_WITHOUT_STEP = 64
+
+# True while torch.compile traces: every hook and patch returns at once then, so nothing of ours
+# enters a compiled graph (no guards on our state, no graph breaks, no recompiles).
+_is_compiling = torch.compiler.is_compiling
+
+# The tables torch.nn.modules.module._has_any_global_hook reads.
+_GLOBAL_HOOK_TABLES = ("_global_backward_pre_hooks", "_global_backward_hooks", "_global_forward_pre_hooks",
+                       "_global_forward_hooks", "_global_forward_hooks_always_called",
+                       "_global_forward_hooks_with_kwargs")
 
 
 class Tracer:
@@ -95,6 +105,8 @@ class Tracer:
         self._crash_phase = "other"
         self._replaying = False
         self._disabled: set[str] = set()
+        self._skipped: dict[str, str] = {}  # module (or model input) -> why it is not measured
+        self._own_hook_ids: frozenset[int] = frozenset()
         self._nonfinite_seen = False
         self._backwards_since_step = 0
         self.own_time = 0.0
@@ -127,6 +139,11 @@ class Tracer:
                 optim_module.register_optimizer_step_pre_hook(self._opt_pre_hook),
                 optim_module.register_optimizer_step_post_hook(self._guard("optimizer", self._opt_post)),
             ]
+            self._own_hook_ids = frozenset(h.id for h in self._handles[:2])
+            if hasattr(nn_module, "_has_any_global_hook"):
+                # torch.compile(model) warns that global hooks "fire an extra time" for its wrapper;
+                # ours know the wrapper (see _pre), so only the user's own global hooks warn.
+                self._patch(nn_module, "_has_any_global_hook", self._foreign_global_hook)
             self._patch(torch.autograd, "backward", self._make_backward(torch.autograd.backward))
             self._patch(torch.optim.Optimizer, "__init__", self._make_opt_init(torch.optim.Optimizer.__init__))
             for owner, name, replacement in [*self.losses.patches(), *self.loop.patches()]:
@@ -172,10 +189,17 @@ class Tracer:
         """Should a patched function record anything now? (attached, this process, probe on, not replaying)"""
         return self.attached and not self._replaying and probe not in self._disabled and _PROCESS_GENERATION[0] == self.generation
 
+    def _foreign_global_hook(self) -> bool:
+        """torch's ``_has_any_global_hook``, not counting the tracer's own module hooks."""
+        ours = self._own_hook_ids
+        return any(k not in ours for name in _GLOBAL_HOOK_TABLES for k in getattr(nn_module, name, ()))
+
     def _guard(self, probe: str, fn: Callable[..., None]) -> Callable[..., None]:
-        """`fn` as a hook that is quiet while replaying or switched off, and never raises."""
+        """`fn` as a hook that is quiet while replaying, switched off or compiling, and never raises."""
 
         def hook(*args: Any) -> None:
+            if _is_compiling():
+                return
             self.call(probe, fn, *args)
 
         return hook
@@ -198,6 +222,14 @@ class Tracer:
             "probe": probe, "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:],
         })
+
+    def _skip(self, name: str, why: str) -> None:
+        """Stop measuring one module (or one model's input) for the rest of the run; say so once."""
+        if name in self._skipped:
+            return
+        self._skipped[name] = why
+        log.info("modeldebug: not measuring %s: %s", name, why)
+        self.writer.add_event(self.step, "module_skipped", {"module": name, "reason": why})
 
     # -- per-step state ------------------------------------------------------------------------------
     def _reset_step(self) -> None:
@@ -237,6 +269,7 @@ class Tracer:
         self._stack.append(module)
         if not root:
             return
+        module = unwrap(module)  # torch.compile's wrapper: watch the model it compiles
         info = self.registry.modules.get(module)
         if info is None:
             if is_loss_module(module):
@@ -245,6 +278,7 @@ class Tracer:
             if not self.discover_models or next(module.parameters(), None) is None:
                 return
             self.registry.add_model(module)
+            info = self.registry.modules.get(module)
         if is_loss_module(module):
             return
         grad = torch.is_grad_enabled()
@@ -253,6 +287,10 @@ class Tracer:
         elif not grad and module.training:
             self._mode_counts["fwd_train_mode_nograd"] += 1
         x = S.first_tensor(args)
+        why = S.unmeasurable(x) if x is not None else None
+        if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
+            self._skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
+            x = None
         if x is not None and (not grad or self._sampling() or self.config.analysis_level != "basic"):
             self.loop.fingerprint(x, "train" if grad else "val")
         if grad:
@@ -284,17 +322,31 @@ class Tracer:
             return
         if info.type in _MODE_SENSITIVE:
             self.writer.add_stats(self.step, [(info.eid, "training", float(module.training))])
-        if id(module) in self._sampled_modules:
+        if id(module) in self._sampled_modules or info.name in self._skipped:
             return  # a module called several times per step is sampled on its first call
         t = S.first_tensor(output)
-        if t is None or t.numel() == 0:
+        if t is None:
+            t = S.any_tensor(output)  # no floating-point tensor: say why, if it holds any tensor
+            if t is None:
+                return
+        why = S.unmeasurable(t)
+        if why is not None:  # one odd module (sparse, meta, nested, complex, integer): skip it alone
+            self._skip(info.name, f"the output is {why}")
+            return
+        if t.numel() == 0:
             return
         self._sampled_modules.add(id(module))
-        self.buffer.add("act", self.step, info.eid, S.activation_stats(t))
-        if info.type in S.SATURATING:
-            self.buffer.add("sat", self.step, info.eid, S.saturation(t, info.type))
-        if self.config.histograms:
-            self.buffer.add("hist", self.step, info.eid, S.histogram(t, self.config.histogram_bins))
+        try:
+            values = [("act", S.activation_stats(t))]
+            if info.type in S.SATURATING:
+                values.append(("sat", S.saturation(t, info.type)))
+            if self.config.histograms:
+                values.append(("hist", S.histogram(t, self.config.histogram_bins)))
+        except Exception as exc:  # a tensor subclass the statistics cannot reduce
+            self._skip(info.name, f"the statistics failed on its output ({type(exc).__name__}: {exc})")
+            return
+        for kind, v in values:
+            self.buffer.add(kind, self.step, info.eid, v)
 
     def _sample_input(self, root: nn.Module, x: torch.Tensor | None) -> None:
         info = self.registry.modules.get(root)
@@ -312,7 +364,8 @@ class Tracer:
         tracer = self
 
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
-            if tracer._replaying or "backward" in tracer._disabled or _PROCESS_GENERATION[0] != tracer.generation:
+            if (_is_compiling() or tracer._replaying or "backward" in tracer._disabled
+                    or _PROCESS_GENERATION[0] != tracer.generation):
                 return original(tensors, *args, **kwargs)
             tracer.call("backward", tracer._before_backward, tensors)
             t0 = time.perf_counter()
@@ -373,6 +426,8 @@ class Tracer:
         optimisation) runs forward and backward INSIDE ``step()``: measure after the closure's first
         call (the gradients of the weights being stepped), not before it, when there is nothing yet.
         ``args`` is ``(optimizer, *step_args)``; returning new (args, kwargs) passes the wrapped closure on."""
+        if _is_compiling():  # a compiled optimizer step
+            return None
         closure = kwargs.get("closure")
         positional = closure is None and len(args) > 1 and callable(args[1])
         if positional:
@@ -436,8 +491,7 @@ class Tracer:
     def _update_ratios(self) -> None:
         assert self._before is not None
         ps = [p.detach() for p, _, _ in self._before]
-        diffs = torch._foreach_sub(ps, [b for _, _, b in self._before])
-        d = S.norms(diffs)
+        d = S.norms(S.differences(ps, [b for _, _, b in self._before]))
         w = S.norms(ps)
         eids = [eid for _, eid, _ in self._before]
         self._before = None

@@ -1,0 +1,136 @@
+"""A private twin of the user's model, for probes that must leave the run exactly as it was.
+
+A probe that calls the user's own model changes the run: state kept on the module (a recurrent
+model's ``self.h``) moves on, the user's forward hooks fire once more, ``model.eval()`` runs the
+user's ``train()`` override (which may freeze layers), and dropout draws from the user's random
+stream. So probes never touch the user's model. They run on ``twin(root, args)``, a deep copy with
+every hook removed, its parameters frozen (the copy's, not the user's), and its ``training`` flags
+set directly (``set_training``: no ``train()``/``eval()`` override runs), inside ``quiet()``,
+which forks the random state and keeps every global module hook (the user's and our tracer's) and
+``torch.compile`` out of the probe's forward pass.
+
+What stays outside our reach: a ``forward`` with side effects beyond the module (a global
+counter, a print) still runs once more, on the copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as nn_module
+
+__all__ = ["TwinError", "quiet", "set_training", "twin", "unwrap"]
+
+# Per-module hook tables (nn.Module.__init__) and the global ones (torch.nn.modules.module).
+_MODULE_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                 "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+                 "_backward_pre_hooks", "_state_dict_hooks", "_state_dict_pre_hooks",
+                 "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
+_GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_forward_hooks_always_called",
+                 "_global_forward_hooks_with_kwargs", "_global_backward_pre_hooks", "_global_backward_hooks")
+
+
+# Objects a model may point to that a forward pass does not need copied (and that may be large or
+# refuse to be copied): the copy shares them.
+_SHARED = (torch.optim.Optimizer, torch.utils.data.DataLoader, torch.utils.data.Dataset)
+
+
+class TwinError(Exception):
+    """The model (or the batch) could not be deep-copied; the probe is skipped, never run on the original."""
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper (OptimizedModule) holds, else `module` itself."""
+    if type(module).__name__ == "OptimizedModule":
+        inner = module.__dict__.get("_modules", {}).get("_orig_mod")
+        if isinstance(inner, nn.Module):
+            return inner
+    return module
+
+
+def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = None) -> tuple[nn.Module, Any]:
+    """Deep copies of `root` and `args` (together, so shared tensors stay shared), hooks removed.
+
+    `replace` maps ``id(tensor)`` to what the copy gets in its place (the probe's own input).
+    Tensors with autograd history (a module that keeps its last output) cannot be deep-copied:
+    the copy gets a detached clone of them.
+    """
+    memo: dict[int, Any] = dict(replace or {})
+    root = unwrap(root)
+    for m in root.modules():
+        for name in _MODULE_HOOKS:  # the copy starts with empty tables; the user's keep their hooks
+            hooks = m.__dict__.get(name)
+            if isinstance(hooks, dict):
+                memo[id(hooks)] = type(hooks)()
+        for value in (*vars(m).values(), *m._buffers.values()):
+            if isinstance(value, _SHARED):
+                memo[id(value)] = value
+            else:
+                _detach_history(value, memo, 2)
+    _detach_history(args, memo, 3)
+    try:
+        model_copy, args_copy = copy.deepcopy((root, args), memo)
+    except Exception as exc:  # a lock, a file, a process group, a __deepcopy__ that refuses
+        raise TwinError(f"{type(exc).__name__}: {exc}") from exc
+    for p in model_copy.parameters():
+        p.requires_grad_(False)  # probes ask for gradients of the input only
+    return model_copy, args_copy
+
+
+def _detach_history(value: Any, memo: dict[int, Any], depth: int) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.grad_fn is not None and id(value) not in memo:
+            memo[id(value)] = value.detach().clone()
+    elif depth > 0 and isinstance(value, (list, tuple)):
+        for v in value:
+            _detach_history(v, memo, depth - 1)
+    elif depth > 0 and isinstance(value, dict):
+        for v in value.values():
+            _detach_history(v, memo, depth - 1)
+
+
+def set_training(model: nn.Module, mode: bool) -> None:
+    """Set every module's ``training`` flag directly: a ``train()`` override never runs."""
+    for m in model.modules():
+        object.__setattr__(m, "training", mode)
+
+
+@contextmanager
+def quiet(model: nn.Module) -> Iterator[None]:
+    """Fork the random state (CPU and CUDA), suspend every global module hook, and run eagerly.
+
+    Global hooks are process-wide: while a probe runs (a few milliseconds, once), a forward pass in
+    another thread would not see them either.
+    """
+    saved = {name: dict(getattr(nn_module, name)) for name in _GLOBAL_HOOKS}
+    for name in _GLOBAL_HOOKS:
+        getattr(nn_module, name).clear()
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(torch.random.fork_rng(devices=_cuda_devices(model)))
+            set_stance = getattr(torch.compiler, "set_stance", None)
+            if "torch._dynamo" in sys.modules and set_stance is not None:
+                # a copy of a compiled submodule would otherwise compile (and count) afresh
+                stack.enter_context(set_stance("force_eager"))
+            yield
+    finally:
+        for name in _GLOBAL_HOOKS:
+            table = getattr(nn_module, name)
+            added = dict(table)
+            table.clear()
+            table.update(saved[name])
+            table.update(added)
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    devices = {t.device.index for t in (*model.parameters(), *model.buffers())
+               if t.device.type == "cuda" and t.device.index is not None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices.add(torch.cuda.current_device())
+    return sorted(devices)
