@@ -40,6 +40,16 @@ class StatefulGRU(nn.Module):
         return logits
 
 
+class WrappedForward(StatefulGRU):
+    """``forward`` replaced on the instance by a wrapper of the bound method (as accelerate's
+    mixed precision does): a copy of the model would still call the original's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        inner = self.forward
+        self.forward = lambda *args, **kwargs: inner(*args, **kwargs)  # type: ignore[method-assign]
+
+
 class Hooked(nn.Module):
     """Counts its own calls with a forward hook on a submodule."""
 
@@ -91,7 +101,7 @@ class Dropped(nn.Module):
 def _batch(model: nn.Module) -> torch.Tensor:
     # Drawn from the global random stream, after the model's forward: a probe that consumed
     # random numbers would shift every later batch.
-    if isinstance(model, StatefulGRU):
+    if isinstance(model, StatefulGRU):  # and WrappedForward
         return torch.randn(BATCH, 5, 3)
     return torch.randn(BATCH, 4)
 
@@ -135,7 +145,7 @@ def _train(build: Callable[[], nn.Module], level: str | None) -> dict[str, Any]:
     }
 
 
-MODELS = {"stateful_gru": StatefulGRU, "forward_hook": Hooked, "train_override": FreezesInTrain, "dropout": Dropped}
+MODELS = {"stateful_gru": StatefulGRU, "wrapped_forward": WrappedForward, "forward_hook": Hooked, "train_override": FreezesInTrain, "dropout": Dropped}
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -54,16 +54,21 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
-def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = None) -> tuple[nn.Module, Any]:
+def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = None
+         ) -> tuple[nn.Module, Any, dict[nn.Module, nn.Module]]:
     """Deep copies of `root` and `args` (together, so shared tensors stay shared), hooks removed.
 
+    Returns the copy, the copied arguments and a map from each of the user's modules to its copy.
     `replace` maps ``id(tensor)`` to what the copy gets in its place (the probe's own input).
     Tensors with autograd history (a module that keeps its last output) cannot be deep-copied:
-    the copy gets a detached clone of them.
+    the copy gets a detached clone of them. Anything that would lead the copy back into the
+    user's model (a compiled or wrapped ``forward`` set on the instance, a ``torch.compile``
+    wrapper) is taken off the copy; where no plain ``forward`` is left, TwinError.
     """
     memo: dict[int, Any] = dict(replace or {})
     root = unwrap(root)
-    for m in root.modules():
+    originals = list(root.modules())
+    for m in originals:
         for name in _MODULE_HOOKS:  # the copy starts with empty tables; the user's keep their hooks
             hooks = m.__dict__.get(name)
             if isinstance(hooks, dict):
@@ -78,9 +83,28 @@ def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = N
         model_copy, args_copy = copy.deepcopy((root, args), memo)
     except Exception as exc:  # a lock, a file, a process group, a __deepcopy__ that refuses
         raise TwinError(f"{type(exc).__name__}: {exc}") from exc
+    copies = {m: memo[id(m)] for m in originals}
+    for m in list(model_copy.modules()):
+        _cut_ties(m)
     for p in model_copy.parameters():
         p.requires_grad_(False)  # probes ask for gradients of the input only
-    return model_copy, args_copy
+    return model_copy, args_copy, copies
+
+
+def _cut_ties(m: nn.Module) -> None:
+    """Leave nothing on the copied module `m` that calls back into the user's model."""
+    for name, child in list(m._modules.items()):
+        if child is not None and unwrap(child) is not child:
+            m._modules[name] = unwrap(child)  # a compiled submodule: its (copied) module, run eagerly
+    if m.__dict__.get("_compiled_call_impl") is not None:  # model.compile(): bound to the original
+        m.__dict__["_compiled_call_impl"] = None
+    own = m.__dict__.get("forward")
+    if own is not None and getattr(own, "__self__", None) is not m:
+        # `model.forward = torch.compile(model.forward)` (or another wrapper) holds the user's module
+        if type(m).forward is nn.Module.forward:
+            raise TwinError(f"{type(m).__name__}.forward is a wrapper set on the instance; "
+                            "its copy would call the original model")
+        del m.__dict__["forward"]
 
 
 def _detach_history(value: Any, memo: dict[int, Any], depth: int) -> None:

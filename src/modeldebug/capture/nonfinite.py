@@ -92,8 +92,8 @@ def locate_nonfinite(
                 "was finite, so a functional operation in forward() between them produced it",
             ))
 
-    model, (args, kwargs) = twin(root, (args, kwargs))  # TwinError: the caller records why
-    copies = {c: names[o] for o, c in zip(unwrap(root).modules(), model.modules()) if o in names}
+    model, (args, kwargs), twins = twin(root, (args, kwargs))  # TwinError: the caller records why
+    copies = {c: names[o] for o, c in twins.items() if o in names}
     for m in copies:
         m.register_forward_hook(check)
     with quiet(model):

@@ -39,7 +39,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     index = next(i for i, a in enumerate(args) if a is x)
     probe = x.detach().clone().requires_grad_(True)
     try:
-        model, call = twin(root, tuple(args), replace={id(x): probe})
+        model, call, _ = twin(root, tuple(args), replace={id(x): probe})
     except TwinError as exc:
         return {"skipped": f"the model could not be copied ({exc}); the probe never runs on the model itself"}
     call = list(call)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..record import RunWriter
+from .isolation import unwrap
 
 __all__ = ["IdMap", "ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
 
@@ -97,6 +98,7 @@ class Registry:
 
     # -- models ------------------------------------------------------------------------------------
     def add_model(self, model: nn.Module) -> None:
+        model = unwrap(model)  # torch.compile(model): named as the model itself
         if model in self.modules:
             return
         self._tracked = None
@@ -112,8 +114,9 @@ class Registry:
         self.model_types.append(type(model).__name__)
         root_name = prefix or type(model).__name__
         for qual, mod in model.named_modules():
-            if mod in self.modules:
-                continue
+            if mod in self.modules or unwrap(mod) is not mod:
+                continue  # a compiled submodule's wrapper: its module is named instead
+            qual = qual.replace("._orig_mod", "")
             name = f"{prefix}.{qual}" if prefix and qual else (qual or root_name)
             leaf = next(iter(mod.children()), None) is None
             eid = self.writer.entity(
@@ -124,6 +127,7 @@ class Registry:
         for qual, p in model.named_parameters():
             if p in self.params:
                 continue
+            qual = qual.replace("._orig_mod", "")
             name = f"{prefix}.{qual}" if prefix else qual
             owner = qual.rsplit(".", 1)[0] if "." in qual else ""
             owner = f"{prefix}.{owner}" if prefix and owner else (owner or root_name)

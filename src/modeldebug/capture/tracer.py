@@ -269,7 +269,7 @@ class Tracer:
         self._stack.append(module)
         if not root:
             return
-        module = unwrap(module)  # torch.compile's wrapper: watch the model it compiles
+        compiled, module = module, unwrap(module)  # torch.compile's wrapper: watch the model it compiles
         info = self.registry.modules.get(module)
         if info is None:
             if is_loss_module(module):
@@ -281,6 +281,9 @@ class Tracer:
             info = self.registry.modules.get(module)
         if is_loss_module(module):
             return
+        if compiled is not module and info is not None and info.name not in self._skipped:
+            self._skip(info.name, "it runs under torch.compile: the activations inside the compiled code "
+                                  "are not measured (losses, gradients and updates are)")
         grad = torch.is_grad_enabled()
         if grad and not module.training:
             self._mode_counts["fwd_eval_mode"] += 1
