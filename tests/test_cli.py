@@ -166,7 +166,7 @@ def test_docs_rules_md_is_generated_from_the_rules_themselves() -> None:
 
 def test_explain_knows_behaviour_codes_too(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "BEH020"]) == 0
-    assert capsys.readouterr().out.startswith("BEH020 knows_nothing (category behaviour)")
+    assert capsys.readouterr().out.startswith("# BEH020 knows_nothing\n\n`knows-nothing`, category behaviour")
     assert main(["explain", "knows_nothing"]) == 0
     assert main(["explain", "ZZZ999"]) == 2
 

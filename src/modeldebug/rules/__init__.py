@@ -12,11 +12,11 @@ from ..config import DebuggingConfig
 from ..errors import UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
-    activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, probes, resources, runtime,
+    activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, resources, runtime,
     schedule,
 )
+from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
-from ..onnx import catalogue_lint, catalogue_run  # noqa: E402,F401  (ONX codes for `rules` and `explain`)
 from .context import Context
 from .ranking import rank
 
@@ -25,26 +25,18 @@ __all__ = ["RULES", "Finding", "Recommendation", "Rule", "analyze", "find_rule",
 log = logging.getLogger("modeldebug")
 
 
-def _matches(rule: type[Rule], selector: str) -> bool:
-    s = selector.strip()
-    return (rule.code.startswith(s.upper()) or rule.kind == s or rule.name() == s.lower())
-
-
 def find_rule(selector: str) -> type[Rule]:
-    """The rule named by code (NUM001), kind (nonfinite) or kebab name (non-finite-values)."""
-    for rule in RULES.values():
-        if rule.code == selector.upper() or rule.kind == selector or rule.name() == selector.lower():
-            return rule
-    known = ", ".join(sorted(RULES))
-    raise UnknownRuleError(f"no rule {selector!r}; known codes: {known}")
+    """The training rule named by code (NUM001), kind (nonfinite) or kebab name (non-finite-values)."""
+    spec = CATALOGUE.find(selector, family="training")
+    if spec.code not in RULES:
+        raise UnknownRuleError(f"{spec.code} is not a training rule: it comes from {FAMILIES[spec.family]}")
+    return RULES[spec.code]
 
 
 def selected_rules(config: DebuggingConfig) -> list[type[Rule]]:
-    for s in [*config.select, *config.ignore]:
-        if not any(_matches(r, s) for r in RULES.values()):
-            raise UnknownRuleError(f"no rule matches {s!r} (use a code like GRD001, a prefix like GRD, or a kind)")
-    rules = [r for r in RULES.values() if not config.select or any(_matches(r, s) for s in config.select)]
-    return [r for r in rules if not any(_matches(r, s) for s in config.ignore)]
+    """The training rules `config.select`/`config.ignore` keep; a selector naming nothing is an error."""
+    specs = CATALOGUE.select(config.select, config.ignore, family="training")
+    return [RULES[s.code] for s in specs if s.code in RULES]
 
 
 def analyze(record: Record, config: DebuggingConfig | None = None) -> list[Finding]:

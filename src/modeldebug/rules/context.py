@@ -61,10 +61,10 @@ class Context:
     def t(self) -> Thresholds:
         return self.config.thresholds
 
-    def threshold(self, name: str, default: float) -> float:
-        """A rule's threshold: the configured value if `DebuggingConfig.thresholds` has it, else `default`."""
-        value = getattr(self.config.thresholds, name, None)
-        return default if value is None else float(value)
+    def option(self, name: str) -> Any:
+        """A rule option's value: the user's if set in `DebuggingConfig.thresholds`, else the catalogue's
+        default. A name no spec declares is an error, never a silent fallback."""
+        return getattr(self.config.thresholds, name)
 
     @property
     def n_steps(self) -> int:

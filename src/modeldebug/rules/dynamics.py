@@ -15,17 +15,10 @@ import numpy as np
 
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
-from .measures import SATURATED_FRACTION, WEIGHT_COLLAPSE_SHRINK, expected_initial_loss, weight_shrink
+from .measures import expected_initial_loss, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
 
-# Defaults of the thresholds (override through DebuggingConfig.thresholds, same names).
-INIT_LOSS_FACTOR = 2.0       # first loss above this multiple of the loss of a uniform prediction
-INIT_STD_RATIO = 1e3         # activation std growing or shrinking by this factor across depth at step 0
-INIT_INPUT_SCALE = 10.0      # input std above this: a high first loss is the data's, not the init's
-OVERFIT_RISE = 0.1           # validation loss this fraction above its best on the last two evaluations
-OVERFIT_TRAIN_DROP = 0.05    # while the training loss fell by at least this fraction
-OVERFIT_MIN_EVALS = 4        # validation evaluations needed to judge
 
 _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "LocalResponseNorm")
 
@@ -60,43 +53,9 @@ def _depth_chains(ctx: Context) -> list[list[tuple[str, float]]]:
 
 
 class PoorInitialization(Rule):
-    """The initial weights put the model far from a sane starting point: loss or activation scale.
-
-    ## What it detects
-    At step 0, before any update: (1) the training loss is at least `init_loss_factor` (default 2x)
-    the loss of a uniform prediction, ln C for cross-entropy over C classes (C from the loss input's
-    shape or the label histogram) or ln 2 for binary cross-entropy, while the inputs are at unit
-    scale (std below `init_input_scale`, default 10); or (2) the output std of the layers with
-    parameters grows or shrinks by `init_std_ratio` (default 1000x) along depth (registration
-    order, within a model, restarting at normalisation layers and at dead layers). The location is
-    the layer that changes the scale the most.
-
-    ## Why is this bad?
-    A model that starts with huge logits is confidently wrong: the first hundreds of steps only
-    undo the initialisation, and tanh/sigmoid units saturate. Activations that explode or vanish
-    along depth give exploding or vanishing gradients from the first step.
-
-    ## Example
-    ```python
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight)          # std 1 whatever the fan-in: the scale grows sqrt(fan_in) per layer
-    ```
-
-    ## Recommended fix
-    Use fan-in-scaled initialisation (He for ReLU, Xavier for tanh/sigmoid) with zero biases, and
-    initialise the output layer small so that the first prediction is near uniform.
-
-    ## Known problems
-    The expected loss is only known for cross-entropy and binary cross-entropy with mean reduction
-    and a single training loss. Registration order is forward order for `nn.Sequential`, not
-    always for custom modules.
-    """
+    """Detects INI001; its documentation and options are in the catalogue (`modeldebug explain INI001`)."""
 
     code = "INI001"
-    kind = "poor_initialization"
-    category = "model"
-    explains = ("vanishing_gradients", "saturated_activations", "loss_not_decreasing")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -109,7 +68,7 @@ class PoorInitialization(Rule):
         gains = [(c[j][0], c[j][1] / c[j - 1][1]) for c in chains for j in range(1, len(c))]
         if gains:
             location = max(gains, key=lambda g: abs(math.log(g[1])))[0]
-        ratio_thr = ctx.threshold("init_std_ratio", INIT_STD_RATIO)
+        ratio_thr = ctx.option("init_std_ratio")
         for chain in chains:
             stds = np.array([v for _, v in chain])
             up = stds / np.minimum.accumulate(stds)
@@ -127,12 +86,12 @@ class PoorInitialization(Rule):
         expected = expected_initial_loss(ctx)
         loss0 = float(ctx.loss.values[0])
         inputs = [_first(s) for s in ctx.record.stat("std", kind="input").values()]
-        unit_inputs = all(v is None or v < ctx.threshold("init_input_scale", INIT_INPUT_SCALE) for v in inputs)
+        unit_inputs = all(v is None or v < ctx.option("init_input_scale") for v in inputs)
         if expected is not None and np.isfinite(loss0) and unit_inputs:
             value, what = expected
             factor = loss0 / value
             evidence.update(initial_loss=loss0, expected_initial_loss=value, loss_ratio=factor)
-            if factor >= ctx.threshold("init_loss_factor", INIT_LOSS_FACTOR):
+            if factor >= ctx.option("init_loss_factor"):
                 problems.insert(0, f"the loss at step 0 is {fmt(loss0)}, {fmt(factor)}x the {fmt(value)} of {what}")
                 severe |= factor >= 10
         if not problems:
@@ -158,43 +117,13 @@ class PoorInitialization(Rule):
 
 
 class WeightCollapse(Rule):
-    """The weights shrink towards zero over the run: weight decay (or an L2 penalty) is far too strong.
-
-    ## What it detects
-    On sampled steps, each weight matrix's norm at its last sample against its first; the run is
-    flagged when the median over weight tensors is at or below `weight_collapse_shrink` (default
-    0.1, a 10x shrink) and the samples span at least `min_steps` steps. Weights directly followed by
-    a normalisation layer are skipped (their scale does not matter). The optimizer's weight decay
-    is cited, with the per-step shrink `lr * weight_decay` it implies.
-
-    ## Why is this bad?
-    Weights pulled to zero make every layer's output shrink towards its bias: activations lose
-    their variance, gradients vanish, and the model forgets what it learned; the loss climbs back
-    towards chance.
-
-    ## Example
-    ```python
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1.0)   # 10% shrink per step
-    ```
-
-    ## Recommended fix
-    Lower `weight_decay` (typical values: 5e-4 for SGD, 1e-2 for AdamW), or the coefficient of a
-    hand-written L2 penalty; exclude biases and normalisation weights from decay.
-
-    ## Known problems
-    Needs parameter norms on sampled steps (an optimizer object). Scale-invariant weights that are
-    not directly followed by a normalisation layer (e.g. a norm after an activation) may shrink
-    harmlessly.
-    """
+    """Detects WGT001; its documentation and options are in the catalogue (`modeldebug explain WGT001`)."""
 
     code = "WGT001"
-    kind = "weight_collapse"
-    category = "optimizer"
-    explains = ("loss_not_decreasing", "loss_diverging", "vanishing_gradients")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         ws = weight_shrink(ctx)
-        thr = ctx.threshold("weight_collapse_shrink", WEIGHT_COLLAPSE_SHRINK)
+        thr = ctx.option("weight_collapse_shrink")
         if ws is None or ws["median"] > thr:
             return
         decays = [(float(g.get("weight_decay") or 0.0), float(g.get("lr") or 0.0), e.data.get("type", "optimizer"))
@@ -243,37 +172,9 @@ def _per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, 
 
 
 class Overfitting(Rule):
-    """The validation loss rises while the training loss keeps falling: the model memorises the training set.
-
-    ## What it detects
-    Validation losses (loss calls without grad, recorded as `<loss>[val]`), averaged per validation
-    pass. With at least `overfit_min_evals` (default 4) passes: the last two passes are both at
-    least `overfit_rise` (default 10%) above the best one, which is not among the last two, while
-    the smoothed training loss fell by at least `overfit_train_drop` (default 5%) from the step of
-    the best validation pass to the end.
-
-    ## Why is this bad?
-    Every step after the best validation pass makes the model worse on new data; the final weights
-    generalise worse than an earlier checkpoint.
-
-    ## Example
-    ```python
-    model = nn.Sequential(nn.Linear(20, 512), nn.ReLU(), nn.Linear(512, 10))   # 200 training samples,
-    for epoch in range(200): ...                                              # no regularisation
-    ```
-
-    ## Recommended fix
-    Keep the best checkpoint (early stopping on the validation loss), add regularisation (weight
-    decay, dropout, data augmentation), use a smaller model or more data.
-
-    ## Known problems
-    Needs validation losses computed with the functional losses (or loss modules) under
-    `torch.no_grad()`. A validation set that is very small is noisy; its rise may be chance.
-    """
+    """Detects GEN001; its documentation and options are in the catalogue (`modeldebug explain GEN001`)."""
 
     code = "GEN001"
-    kind = "overfitting"
-    category = "model"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         train = ctx.loss.finite()
@@ -281,13 +182,13 @@ class Overfitting(Rule):
             return
         w = window(len(train))
         smooth = running_median(train.values, w)
-        rise_thr = ctx.threshold("overfit_rise", OVERFIT_RISE)
+        rise_thr = ctx.option("overfit_rise")
         for e in ctx.record.entities("loss"):
             if e.info.get("phase") != "val":
                 continue
             s = ctx.record.series(e.name, "val_loss", kind="loss")
             steps, vals = _per_evaluation(s.steps, s.values)
-            if len(vals) < ctx.threshold("overfit_min_evals", OVERFIT_MIN_EVALS):
+            if len(vals) < ctx.option("overfit_min_evals"):
                 continue
             b = int(np.argmin(vals))
             best = float(vals[b])
@@ -295,7 +196,7 @@ class Overfitting(Rule):
                 continue
             at_best = float(smooth[min(np.searchsorted(train.steps, steps[b], side="right"), len(smooth)) - 1])
             end = float(smooth[-1])
-            if end > at_best * (1 - ctx.threshold("overfit_train_drop", OVERFIT_TRAIN_DROP)):
+            if end > at_best * (1 - ctx.option("overfit_train_drop")):
                 continue
             rise = float(vals[-1] / best - 1)
             yield self.finding(
@@ -323,40 +224,12 @@ class Overfitting(Rule):
 
 
 class SaturatedActivations(Rule):
-    """Most outputs of a sigmoid/tanh layer sit at a bound, where the derivative is ~0.
-
-    ## What it detects
-    On sampled steps, the fraction of a Sigmoid/Tanh/Hardtanh/Hardsigmoid layer's outputs within 1%
-    of a bound (|tanh| > 0.99, sigmoid < 0.01 or > 0.99). A layer is flagged when that fraction is
-    at least `saturated_fraction` (default 50%) on at least half of its samples. The last leaf
-    module of a model (an output sigmoid that is confident by design) is skipped. The statistics of
-    the layer feeding it are cited, and whether it was saturated from the first step.
-
-    ## Why is this bad?
-    A saturated unit passes almost no gradient (sigmoid' < 0.01, tanh' < 0.02 there): the layers
-    before it stop learning and the loss stalls.
-
-    ## Example
-    ```python
-    h = torch.tanh(self.fc(x * 255))          # pre-activations in the hundreds: every unit at +-1
-    ```
-
-    ## Recommended fix
-    Keep the pre-activations near unit scale: normalise the inputs, Xavier-initialise the layer
-    feeding the activation, add a LayerNorm/BatchNorm before it; or use ReLU/GELU in hidden layers.
-
-    ## Known problems
-    Gates (sigmoid in LSTMs or attention-like modules) saturate on purpose. Activations called as
-    functions (`torch.tanh`) are not seen.
-    """
+    """Detects ACT002; its documentation and options are in the catalogue (`modeldebug explain ACT002`)."""
 
     code = "ACT002"
-    kind = "saturated_activations"
-    category = "activation"
-    explains = ("vanishing_gradients", "loss_not_decreasing")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        thr = ctx.threshold("saturated_fraction", SATURATED_FRACTION)
+        thr = ctx.option("saturated_fraction")
         last: dict[str | None, str] = {}
         for e in ctx.leaf_modules_in_order():
             last[e.model] = e.name

@@ -17,36 +17,9 @@ _CLIP = ("loss.backward()\n"
 
 
 class ExplodingGradients(Rule):
-    """The total gradient norm grew by orders of magnitude over the run's own early baseline.
-
-    ## What it detects
-    The total gradient norm (recorded every step with one fused call) rising above `grad_growth`
-    (default 100x) times its median over the run's first steps, or turning non-finite after having
-    grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
-    first one above 10x the baseline.
-
-    ## Why is this bad?
-    Updates proportional to huge gradients throw the weights far from where they were; the loss
-    jumps, then usually turns NaN.
-
-    ## Example
-    ```python
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)   # steps overshoot, grads feed back
-    ```
-
-    ## Recommended fix
-    Clip the gradient norm, lower the learning rate, add normalisation layers; for RNNs, clipping is
-    standard practice.
-
-    ## Known problems
-    A model whose gradients start near zero by design (zero-initialised output layer) has a tiny
-    baseline; growth from it is normal. The rule needs at least `min_steps` steps.
-    """
+    """Detects GRD001; its documentation and options are in the catalogue (`modeldebug explain GRD001`)."""
 
     code = "GRD001"
-    kind = "exploding_gradients"
-    category = "gradient"
-    explains = ("loss_diverging", "nonfinite", "loss_oscillating")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.record.column("grad_norm")
@@ -107,36 +80,9 @@ class ExplodingGradients(Rule):
 
 
 class VanishingGradients(Rule):
-    """Some layers get gradients orders of magnitude smaller, relative to their weights, than the rest.
-
-    ## What it detects
-    For each weight matrix or kernel (2-d or more; biases and normalisation scales are skipped),
-    the relative gradient |grad| / |weight| (the fraction of the weight one SGD step at lr=1 would
-    move), medianed over the run. Layers whose relative gradient is below `vanishing_ratio`
-    (default 1e-3) times the median layer's are flagged. The weight norm comes from the sampled
-    steps; without samples, the gradient RMS is used.
-
-    ## Why is this bad?
-    Layers with vanishing gradients barely learn; in deep stacks of sigmoid/tanh the early layers
-    stay at their random initialisation while the last layers do all the work.
-
-    ## Example
-    ```python
-    layers = [nn.Linear(64, 64), nn.Sigmoid()] * 12   # 0.25 ** 12 shrinkage on the way back
-    ```
-
-    ## Recommended fix
-    ReLU/GELU activations, residual connections, normalisation layers, and He/Xavier initialisation.
-
-    ## Known problems
-    Embedding tables get sparse gradients and are skipped. Layers with exactly zero gradient are
-    left to `params_not_updating`.
-    """
+    """Detects GRD002; its documentation and options are in the catalogue (`modeldebug explain GRD002`)."""
 
     code = "GRD002"
-    kind = "vanishing_gradients"
-    category = "gradient"
-    explains = ("loss_not_decreasing", "params_not_updating")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps < 3:

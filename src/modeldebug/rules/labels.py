@@ -24,9 +24,6 @@ from .runtime import crash_findings
 
 __all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "train_losses"]
 
-# Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
-CLASS_IMBALANCE_RATIO = 10.0  # majority / minority class count
-PRIOR_LOSS_FRACTION = 0.9     # final loss at this fraction of the label entropy or above: the model predicts the prior
 
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
 BINARY_LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
@@ -99,43 +96,9 @@ _REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 
 
 class LabelIssue(Rule):
-    """Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.
-
-    ## What it detects
-    (1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
-    should be between 0 and 1`. (2) Class-index targets of one class only on every sampled batch
-    (labels all zero), or a single class per batch on 80% of the sampled batches when shuffled
-    batches with these class shares would be single-class at most 20% of the time (a data set
-    sorted by label and not shuffled). (3) Binary cross-entropy targets outside [0, 1]
-    (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
-    the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
-
-    ## Why is this bad?
-    The loss optimises something other than the task: it crashes, learns one constant answer,
-    forgets everything each batch because every batch is one class, or chases unreachable values
-    with saturated units.
-
-    ## Example
-    ```python
-    loader = DataLoader(train_set, batch_size=64)      # shuffle=False on data sorted by class
-    loss = nn.BCEWithLogitsLoss()(logits, y)           # y in {-1, +1}
-    ```
-
-    ## Recommended fix
-    Map labels to 0..C-1 (`y - 1` for 1-based labels) and size the output layer to the number of
-    classes; shuffle the training loader; map -1/+1 to 0/1; drop the output squashing or rescale
-    the targets into the output's range.
-
-    ## Known problems
-    Label counts are taken on sampled steps only, and only for class-index targets of
-    `cross_entropy`/`nll_loss`. On CUDA an out-of-range class is a device-side assert whose message
-    may not name the target; it is then reported as a runtime error.
-    """
+    """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
     code = "LBL001"
-    kind = "label_issue"
-    category = "data"
-    explains = ("loss_not_decreasing", "loss_oscillating", "saturated_activations", "vanishing_gradients")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
@@ -233,46 +196,12 @@ class LabelIssue(Rule):
 
 # -- class balance ---------------------------------------------------------------------------------------
 class ClassImbalance(Rule):
-    """Some classes are far rarer than others in the training batches, and the loss is not weighted for it.
-
-    ## What it detects
-    Counts of class-index targets over the sampled batches (or the positive fraction of binary
-    0/1 targets), one label per sample: the majority class is at least `class_imbalance_ratio`
-    (default 10) times as frequent as the rarest. Judged only when the sampled batches hold at
-    least 20 labels per class (5 of the rarer class for binary targets). It is
-    high severity when the final training loss is still at `prior_loss_fraction` (default 90%) or
-    more of the entropy of the label distribution: the loss a model reaches by predicting the class
-    frequencies and ignoring the input, so it has learned the prior and nothing more.
-
-    ## Why is this bad?
-    The rare classes contribute little to the loss, so the model can score well by always
-    predicting the majority; accuracy then hides that the rare classes are never recognised.
-
-    ## Example
-    ```python
-    y = (torch.rand(n) < 0.03).long()          # 3% positives
-    loss_fn = nn.CrossEntropyLoss()            # unweighted
-    ```
-
-    ## Recommended fix
-    Weight the loss by inverse class frequency (weights computed from the counts are in the
-    finding), or oversample rare classes with a `WeightedRandomSampler`; judge with per-class
-    recall, F1 or AUC rather than accuracy.
-
-    ## Known problems
-    Counts come from sampled steps only. Per-token and per-pixel targets (language models,
-    segmentation) are not judged: their skew is the data's nature. Tensor arguments of the loss (a `weight=` already given)
-    are not recorded, so a loss that is weighted already is flagged too (with low severity unless
-    it learned nothing beyond the prior).
-    """
+    """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
 
     code = "DAT003"
-    kind = "class_imbalance"
-    category = "data"
-    explains = ("loss_not_decreasing",)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        limit = ctx.threshold("class_imbalance_ratio", CLASS_IMBALANCE_RATIO)
+        limit = ctx.option("class_imbalance_ratio")
         for lc in label_counts(ctx):
             total = lc.total
             if len(lc.loss.info.get("target_shape") or []) != 1:
@@ -301,7 +230,7 @@ class ClassImbalance(Rule):
         final = float(np.median(losses[-window(len(losses)):])) if len(losses) >= ctx.t.min_steps else math.nan
         smoothing = float(e.info.get("kwargs", {}).get("label_smoothing", 0.0) or 0.0)
         collapsed = (len(train_losses(ctx)) == 1 and smoothing == 0 and entropy > 0
-                     and final >= ctx.threshold("prior_loss_fraction", PRIOR_LOSS_FRACTION) * entropy)
+                     and final >= ctx.option("prior_loss_fraction") * entropy)
         severity = "high" if collapsed else ("medium" if ratio >= limit**2 else "low")
         rare = int(np.argmin(counts))
         share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")

@@ -12,14 +12,6 @@ from .context import Context, fmt
 
 __all__ = ["MissingZeroGrad", "TrainModeMisuse", "is_mode_sensitive", "validation_steps"]
 
-#: missing_zero_grad: carried-over gradients smaller than this fraction of the previous step's
-#: gradient norm count as cleared (e.g. decayed on purpose), not carried.
-CARRIED_GRAD_FRACTION = 0.01
-#: missing_zero_grad: share of optimizer steps that must start with the previous step's gradients.
-MISSING_ZERO_GRAD_FRACTION = 0.2
-#: train_mode_misuse: share of the steps since the first eval-mode training pass that must also run
-#: in eval mode (an occasional gradient-enabled validation pass is not training in eval mode).
-TRAIN_MODE_PERSISTENCE = 0.5
 
 # Layers that behave differently in train and eval mode. InstanceNorm is left out: by default it
 # keeps no running statistics, so its mode changes nothing.
@@ -67,47 +59,9 @@ _ACCUMULATION = ("loss = loss_fn(model(x), y) / accum_steps\n"
 
 
 class MissingZeroGrad(Rule):
-    """Gradients are not cleared between optimizer steps: every update uses the sum of all past gradients.
-
-    ## What it detects
-    Optimizer steps whose first backward pass found the previous step's gradients still in place:
-    no `zero_grad()` ran since the last `optimizer.step()` and the carried gradient norm is at least
-    `carried_grad_fraction` (default 1%) of the previous step's gradient norm. Flagged when at least
-    `missing_zero_grad_fraction` (default 20%) of the optimizer steps start that way. Deliberate
-    gradient accumulation (several backward passes per optimizer step, `zero_grad()` after the step)
-    is healthy and not flagged; neither is clearing by hand (`p.grad = None`, `p.grad.zero_()`).
-    In a loop without an optimizer object, only gradients that are never cleared at all are flagged.
-
-    ## Why is this bad?
-    `backward()` adds into `.grad`. Without clearing, the gradient of step t is the sum of the
-    gradients of steps 0..t, so updates grow with the run: the gradient norm climbs, the loss
-    oscillates and then diverges, often to NaN. It looks like a too-high learning rate, but no
-    learning rate fixes it.
-
-    ## Example
-    ```python
-    for x, y in loader:
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()          # no optimizer.zero_grad() anywhere in the loop
-    ```
-
-    ## Recommended fix
-    Call `optimizer.zero_grad(set_to_none=True)` once per optimizer step, before `backward()` (or
-    right after `optimizer.step()`). To accumulate gradients on purpose, divide the loss by the
-    number of micro-batches and clear right after the step they feed.
-
-    ## Known problems
-    `zero_grad()` on the wrong object (a sub-module, another optimizer) counts as a call, so
-    gradients left on the other parameters are not seen. A loop that updates weights by hand and
-    clears them only every few backward passes is taken for gradient accumulation.
-    """
+    """Detects LOP001; its documentation and options are in the catalogue (`modeldebug explain LOP001`)."""
 
     code = "LOP001"
-    kind = "missing_zero_grad"
-    category = "optimizer"
-    explains = ("exploding_gradients", "loss_diverging", "loss_oscillating", "loss_not_decreasing", "nonfinite",
-                "lr_too_high")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -119,7 +73,7 @@ class MissingZeroGrad(Rule):
         stepped = np.isfinite(rec.column("lr").values)  # an optimizer stepped at this step
         steps = rec.column("zero_grad_calls").steps
         prev_norm = np.concatenate([[np.nan], grad_norm[:-1]])
-        frac = ctx.threshold("carried_grad_fraction", CARRIED_GRAD_FRACTION)
+        frac = ctx.option("carried_grad_fraction")
         with np.errstate(invalid="ignore"):
             big = np.where(np.isfinite(prev_norm) & (prev_norm > 0), carried >= frac * prev_norm, carried > 0)
             carried_over = (zero_grad == 0) & np.isfinite(carried) & (carried > 0) & big
@@ -131,7 +85,7 @@ class MissingZeroGrad(Rule):
             # Only gradients carried ACROSS an optimizer step are a bug; between the backward
             # passes of one step they are accumulation.
             judged = np.concatenate([[False], stepped[:-1]]) & ~unknown
-            needed = ctx.threshold("missing_zero_grad_fraction", MISSING_ZERO_GRAD_FRACTION)
+            needed = ctx.option("missing_zero_grad_fraction")
         else:
             # Judged until the gradients stop being finite (a NaN gradient has no norm to carry).
             judged = (np.arange(len(steps)) >= 1) & np.isfinite(prev_norm)
@@ -199,49 +153,9 @@ _EVAL_FOR_VALIDATION = ("model.eval()                          # Dropout off, Ba
 
 
 class TrainModeMisuse(Rule):
-    """Dropout/BatchNorm in the wrong mode: training in eval mode, or validating in train mode.
-
-    ## What it detects
-    Only models that contain Dropout or BatchNorm layers are judged; in a model without them the
-    mode changes nothing. Two mistakes:
-    (1) training forward passes (autograd on, followed by an optimizer step) while the model is in
-    eval mode, on at least `train_mode_persistence` (default 50%) of the steps since the first one,
-    typically from the first step after a validation pass that called `model.eval()` and never
-    `model.train()`. The per-layer `training` flag recorded on sampled steps names the layers, and
-    rules out a frozen second model (a teacher whose parameters no optimizer holds);
-    (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
-    inference without `model.eval()`.
-
-    ## Why is this bad?
-    (1) In eval mode Dropout is off (no regularisation) and BatchNorm normalises with frozen running
-    statistics instead of the batch's, so training silently changes after the first epoch.
-    (2) In train mode Dropout drops units during validation (a noisy, too-high validation loss) and
-    BatchNorm updates its running statistics with validation data, changing the model you evaluate.
-
-    ## Example
-    ```python
-    model.train()                   # once, before the epoch loop
-    for epoch in range(10):
-        for x, y in train_loader:
-            ...
-        model.eval()                # validation switches it off ... and nothing switches it back
-    ```
-
-    ## Recommended fix
-    Call `model.train()` at the top of every epoch (or right after validation), and wrap
-    validation in `model.eval()` plus `torch.no_grad()`.
-
-    ## Known problems
-    The per-layer flags exist only on sampled steps; without one, every Dropout/BatchNorm layer of
-    the model is listed. A Dropout with `p=0`, functional dropout (`F.dropout`) and BatchNorm frozen
-    on purpose are not told apart. Recomputing BatchNorm statistics on purpose
-    (`torch.optim.swa_utils.update_bn`) and Monte-Carlo dropout look like (2).
-    """
+    """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
     code = "LOP002"
-    kind = "train_mode_misuse"
-    category = "model"
-    explains = ("overfitting",)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         sensitive = {n: e for n, e in ctx.modules.items() if is_mode_sensitive(e.type)}
@@ -263,7 +177,7 @@ class TrainModeMisuse(Rule):
         onset = int(np.argmax(eval_steps))
         since = eval_steps[onset:]
         persistence = float(since.mean())
-        if persistence < ctx.threshold("train_mode_persistence", TRAIN_MODE_PERSISTENCE) or since.sum() < 2:
+        if persistence < ctx.option("train_mode_persistence") or since.sum() < 2:
             return None
         step_set = set(col.steps[eval_steps].tolist())
         flags = ctx.module_stat("training")

@@ -19,33 +19,9 @@ def _lr_text(ctx: Context, factor: float) -> str:
 
 
 class LossDiverging(Rule):
-    """The training loss climbed well above the best value it had reached.
-
-    ## What it detects
-    The smoothed (running-median) training loss ends above `loss_divergence` (default 2x) times the
-    best smoothed loss of the run AND has given back more than half of what it had gained since the
-    start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
-
-    ## Why is this bad?
-    A diverging loss means the updates overshoot: the rest of the run is wasted and any checkpoint
-    after the turn is worse than an earlier one.
-
-    ## Example
-    ```python
-    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)   # 100x too high for this model
-    ```
-
-    ## Recommended fix
-    Lower the learning rate (by 10x as a first try), add warm-up, clip the gradient norm.
-
-    ## Known problems
-    A deliberate learning-rate restart (cyclic schedules) that raises the loss for long enough can
-    look like divergence. Runs shorter than `min_steps` are not judged.
-    """
+    """Detects LOS001; its documentation and options are in the catalogue (`modeldebug explain LOS001`)."""
 
     code = "LOS001"
-    kind = "loss_diverging"
-    category = "loss"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss
@@ -136,46 +112,10 @@ def chance_loss(ctx: Context) -> tuple[float, str] | None:
     return None
 
 
-#: A classifier that learned anything from its inputs ends at least this fraction below chance.
-CHANCE_MARGIN = 0.03
-
-
 class LossNotDecreasing(Rule):
-    """The training loss never improved meaningfully on its starting value.
-
-    ## What it detects
-    After at least `min_steps` steps, the best smoothed loss improved on the starting loss (median
-    of the first window) by less than `min_improvement` (default 1%) relatively, or by no more than
-    the loss's own step-to-step noise (median absolute difference between consecutive steps).
-    For classifiers it also compares the loss with chance: the loss of predicting the label
-    frequencies and ignoring the input (the entropy of the labels seen by the loss, ln C for C
-    balanced classes). A final loss (median of the last fifth of the run) within `chance_margin`
-    (default 3%) of chance means the model has learned nothing from its inputs, even if the loss
-    fell from a badly calibrated start.
-
-    ## Why is this bad?
-    A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.
-    Something upstream is broken: dead units, vanishing gradients, parameters that do not update,
-    a learning rate far too low, or a loss/label mismatch.
-
-    ## Example
-    ```python
-    model.fc1.bias.data.fill_(-10.0)   # every ReLU after fc1 is dead from the start
-    ```
-
-    ## Recommended fix
-    Look at the findings this one cites as its cause first. Otherwise: overfit a single batch (a
-    healthy model drives its loss near zero within a few hundred steps), check the learning rate,
-    and check that the labels match the inputs.
-
-    ## Known problems
-    A run that starts from a converged checkpoint (fine-tuning at its optimum) is flat for good
-    reason; silence the rule with `ignore=["LOS002"]` there.
-    """
+    """Detects LOS002; its documentation and options are in the catalogue (`modeldebug explain LOS002`)."""
 
     code = "LOS002"
-    kind = "loss_not_decreasing"
-    category = "loss"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
@@ -194,7 +134,7 @@ class LossNotDecreasing(Rule):
         # The level it ends at (median of the last fifth): the running minimum is biased low by
         # minibatch noise, which would hide a model that hovers at chance.
         final = float(np.median(v[-max(w, len(v) // 5):]))
-        margin = ctx.threshold("chance_margin", CHANCE_MARGIN)
+        margin = ctx.option("chance_margin")
         at_chance = chance is not None and final >= chance[0] * (1 - margin)
         if rel >= ctx.t.min_improvement and gain > noise and not at_chance:
             return

@@ -22,9 +22,6 @@ from .labels import loss_stat, single_output, train_losses
 
 __all__ = ["DoubleSoftmax", "LossShapeMismatch", "broadcast_shape"]
 
-# Thresholds (each read through ctx.threshold, so DebuggingConfig.thresholds can override it).
-PROBABILITY_ROWSUM = 1e-3     # |row sum - 1| at or below this: the loss input rows are probabilities
-
 
 # -- loss inputs --------------------------------------------------------------------------------------------
 _REMOVE_SOFTMAX = Recommendation(
@@ -34,44 +31,12 @@ _REMOVE_SOFTMAX = Recommendation(
 
 
 class DoubleSoftmax(Rule):
-    """The loss gets probabilities where it expects logits (or logits where it expects log-probabilities).
-
-    ## What it detects
-    On sampled steps, what the loss function receives: `cross_entropy` inputs whose rows are
-    already probability distributions (all values in [0, 1], every row summing to 1 within
-    `probability_rowsum`, default 1e-3), i.e. a softmax before a loss that applies log-softmax
-    itself; `cross_entropy` or `binary_cross_entropy_with_logits` inputs that all lie in [0, 1] on
-    every sampled step (a sigmoid in front of a loss that applies its own; judged on 16 values or
-    more); `nll_loss` inputs with positive values, which a log-probability never has (softmax
-    output, or raw logits, where `log_softmax` was needed).
-
-    ## Why is this bad?
-    Squashed inputs make the loss nearly flat: a softmax'ed row fed to cross-entropy can only move
-    the loss between log(C) and log(C) - 1 + small, so gradients vanish and training stalls. A
-    `nll_loss` on raw logits is unbounded below and rewards making one logit huge.
-
-    ## Example
-    ```python
-    return F.softmax(self.fc(x), dim=1)          # then nn.CrossEntropyLoss()(out, y)
-    return torch.sigmoid(self.fc(x))             # then nn.BCEWithLogitsLoss()(out, y)
-    ```
-
-    ## Recommended fix
-    Return logits from `forward` and let `CrossEntropyLoss`/`BCEWithLogitsLoss` normalise; use
-    `log_softmax` (not `softmax`) before `nll_loss`.
-
-    ## Known problems
-    Only the functional losses are seen (loss modules call them too); a hand-written loss is not.
-    A model whose logits all happen to lie in [0, 1] on every sampled batch would be flagged.
-    """
+    """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
     code = "LSS001"
-    kind = "double_softmax"
-    category = "loss"
-    explains = ("loss_not_decreasing", "vanishing_gradients", "saturated_activations", "loss_diverging")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        tol = ctx.threshold("probability_rowsum", PROBABILITY_ROWSUM)
+        tol = ctx.option("probability_rowsum")
         last = single_output(ctx)
         for e in train_losses(ctx, ("cross_entropy", "nll_loss", "binary_cross_entropy_with_logits")):
             shape = e.info.get("input_shape") or []
@@ -138,40 +103,9 @@ def broadcast_shape(a: list[int], b: list[int]) -> list[int] | None:
 
 
 class LossShapeMismatch(Rule):
-    """The loss compares tensors of different shapes that broadcast, or classifies over one class.
-
-    ## What it detects
-    Elementwise losses (`mse_loss`, `l1_loss`, `smooth_l1_loss`, `huber_loss`, `kl_div`, ...) whose
-    input and target shapes differ and broadcast to a shape other than the input's, such as
-    (N, 1) against (N,), which compares every prediction with every target; `cross_entropy` or
-    `nll_loss` over an input with one class, whose loss is always 0; and crashes whose message says
-    the loss's target and input sizes differ.
-
-    ## Why is this bad?
-    Broadcasting silently computes a different loss: with (N, 1) against (N,) the best the model
-    can do is predict the batch mean, so the loss plateaus at the target variance. Cross-entropy over
-    one class is identically zero and passes no gradient.
-
-    ## Example
-    ```python
-    loss = F.mse_loss(model(x), y)           # model(x): (64, 1), y: (64,)
-    head = nn.Linear(128, 1); loss = nn.CrossEntropyLoss()(head(h), y)
-    ```
-
-    ## Recommended fix
-    Make the shapes equal (`y.view_as(pred)`, or `pred.squeeze(1)`); for a binary task use one
-    logit with `BCEWithLogitsLoss`, or two logits with `CrossEntropyLoss`.
-
-    ## Known problems
-    The shapes are those of the first call of each loss in each phase; a shape that changes later
-    (a last, smaller batch) is not re-read. A target broadcast on purpose across the batch
-    (a fixed reference vector) is not flagged.
-    """
+    """Detects LSS002; its documentation and options are in the catalogue (`modeldebug explain LSS002`)."""
 
     code = "LSS002"
-    kind = "loss_shape_mismatch"
-    category = "loss"
-    explains = ("loss_not_decreasing", "params_not_updating", "vanishing_gradients")
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)

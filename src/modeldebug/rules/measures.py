@@ -15,18 +15,6 @@ import numpy as np
 
 from .context import Context, fmt, running_median, window
 
-# Defaults of the thresholds (override through DebuggingConfig.thresholds, same names).
-LR_HIGH_UPDATE_RATIO = 0.05   # update/weight ratio per step that counts as large (healthy: ~1e-3)
-LR_JUMP_FACTOR = 2.0          # loss above this multiple of its first value counts as a jump
-LR_LOW_UPDATE_RATIO = 1e-4    # median update/weight ratio below this counts as tiny
-LR_LOW_IMPROVEMENT = 0.05     # relative loss improvement below this counts as "barely moves"
-LR_LOW_MIN_GRAD = 1e-2        # relative gradient |g|/|w| at or above this: signal, not the noise of a converged model
-OSC_AMPLITUDE = 0.25          # smoothed swing (p90 - p10) as a fraction of the loss's scale
-OSC_REVERSALS = 4             # reversals of direction: two full up-and-down cycles
-CLIP_FRACTION = 0.5           # fraction of steps on which clipping acted
-CLIP_FACTOR = 10.0            # median factor by which clipping shrank the gradient
-WEIGHT_COLLAPSE_SHRINK = 0.1  # median weight norm at the end below this fraction of its start
-SATURATED_FRACTION = 0.5      # fraction of a bounded layer's outputs within 1% of a bound
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
            "expected_initial_loss", "instability", "lr_code", "optimizer_type", "oscillation", "ratio_before",
@@ -118,7 +106,7 @@ def weight_shrink(ctx: Context) -> dict[str, Any] | None:
 
 def collapsing(ctx: Context) -> bool:
     ws = weight_shrink(ctx)
-    return ws is not None and ws["median"] <= ctx.threshold("weight_collapse_shrink", WEIGHT_COLLAPSE_SHRINK)
+    return ws is not None and ws["median"] <= ctx.option("weight_collapse_shrink")
 
 
 @dataclass
@@ -174,7 +162,7 @@ def oscillation(ctx: Context) -> Oscillation | None:
     scale = max(abs(level), abs(float(v[0])))
     if scale <= 0:
         return None
-    frac = ctx.threshold("osc_amplitude", OSC_AMPLITUDE)
+    frac = ctx.option("osc_amplitude")
     k = max(2, len(tail) // 3)
     trend = abs(float(np.median(tail[:k]) - np.median(tail[-k:])))
     sigma = 1.4826 * float(np.median(np.abs(np.diff(tail)))) / np.sqrt(2)
@@ -182,7 +170,7 @@ def oscillation(ctx: Context) -> Oscillation | None:
     start = int(s.steps[n // 2])
     if amp >= frac * scale and amp >= 2 * 2.56 * sigma / np.sqrt(w) and trend < 0.5 * amp:
         turns = _turns(smooth, 0.5 * amp)
-        if turns >= ctx.threshold("osc_reversals", OSC_REVERSALS):
+        if turns >= ctx.option("osc_reversals"):
             return Oscillation(amp, level, scale, turns, start, "swings")
     detrended = tail - running_median(tail, 5)
     raw_amp = float(np.percentile(tail, 90) - np.percentile(tail, 10))
@@ -211,7 +199,7 @@ def instability(ctx: Context) -> list[Signal]:
     start = float(v[0])
     finite = np.isfinite(v)
     went_nonfinite = bool((~finite[1:]).any())
-    factor = ctx.threshold("lr_jump_factor", LR_JUMP_FACTOR)
+    factor = ctx.option("lr_jump_factor")
     if start > 0:
         jumps = np.flatnonzero(finite[1:] & (v[1:] >= factor * start)) + 1
         if len(jumps):
@@ -267,7 +255,7 @@ def casualties(ctx: Context) -> list[str]:
     """Units knocked out by the updates: ReLU layers that died, or bounded layers that saturated, after step 0."""
     out = []
     for stat, what, thr in (("dead_frac", "dead", ctx.t.dead_fraction),
-                            ("saturated_frac", "saturated", ctx.threshold("saturated_fraction", SATURATED_FRACTION))):
+                            ("saturated_frac", "saturated", ctx.option("saturated_fraction"))):
         for name, s in ctx.module_stat(stat).items():
             f = s.finite().values
             if len(f) >= 2 and f[0] < thr and float(np.median(f[1:])) >= thr:

@@ -1,7 +1,7 @@
 """Ranking: root causes first, their symptoms folded into them as evidence.
 
 The logic, in order:
-1. Each rule declares the kinds it `explains` (a dead ReLU layer explains vanishing gradients and a
+1. Each catalogue spec declares the kinds it `explains` (a dead ReLU layer explains vanishing gradients and a
    flat loss; exploding gradients explain a diverging loss and the NaN that follows).
 2. A finding is a symptom when another finding in the same run explains its kind (and is not itself
    explained by it) and did not begin clearly later: detectors see a cause at different delays (the
@@ -16,14 +16,14 @@ Runtime crashes are never folded: they are what the user saw last, and they sort
 
 from __future__ import annotations
 
-from .base import RULES, SEVERITY_ORDER, Finding
+from ..catalogue import CATALOGUE, SEVERITY_ORDER, Finding
 
 __all__ = ["rank"]
 
 
 def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
-    rule = RULES.get(cause.code)
-    if rule is None or cause is symptom or symptom.kind not in rule.explains:
+    spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
+    if spec is None or cause is symptom or symptom.kind not in spec.explains:
         return False
     if cause.step is not None and symptom.step is not None and cause.step > symptom.step + slack:
         return False

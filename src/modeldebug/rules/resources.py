@@ -17,23 +17,6 @@ from .loop import validation_steps
 
 __all__ = ["DataloaderBottleneck", "MemoryGrowth", "SlowStep"]
 
-#: memory_growth: growth over the run, as a fraction of the run's own early level, that is flagged
-#: without a known cause.
-MEMORY_GROWTH = 0.1
-#: memory_growth: the same, when the run shows a cause (loss tensors kept alive, autograd left on in
-#: eval-mode passes): a steady leak with a known cause needs less evidence.
-MEMORY_GROWTH_WITH_CAUSE = 0.002
-#: dataloader_bottleneck: share of step time spent waiting for the next batch.
-DATALOADER_SHARE = 0.5
-#: dataloader_bottleneck: median wait per step, in ms, below which the wait is the loop's own
-#: Python overhead (the `for` statement, indexing, hooks), which no loader setting removes.
-DATALOADER_MIN_WAIT_MS = 1.0
-#: slow_step: median step time at the end over the median after warm-up.
-SLOW_STEP_GROWTH = 2.0
-#: slow_step: a step this many times the median step time is a stall.
-SLOW_STEP_SPIKE = 5.0
-#: slow_step: share of the run's time that periodic stalls must cost.
-SLOW_STEP_SPIKE_SHARE = 0.3
 
 # Timing trends need enough steps per quarter of the run to have medians worth comparing.
 _MIN_TIMED_STEPS = 40
@@ -86,41 +69,9 @@ def _timed_steps(ctx: Context, warmup: int) -> np.ndarray:
 
 
 class MemoryGrowth(Rule):
-    """Process or GPU memory keeps growing step after step: something holds on to every step's tensors.
-
-    ## What it detects
-    A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's resident memory
-    (`rss_mb`) in the second half of the run: a positive Theil-Sen slope, rising from quarter to
-    quarter, larger than five times its own noise. Allocator warm-up at the start is ignored. The
-    growth over the run is compared with the run's own early level: flagged from `memory_growth`
-    (default 10%), or from `memory_growth_with_cause` (default 0.2%) when the run shows why: loss
-    tensors of earlier steps still alive (`history.append(loss)`), or forward passes in eval mode
-    with autograd on (validation without `torch.no_grad()`). Loss tensors kept alive without
-    measurable growth are reported at low severity.
-
-    ## Why is this bad?
-    A leak grows without bound: a run that fits in memory for 100 steps runs out after 100,000,
-    hours in. A kept loss tensor keeps its autograd graph; a kept loss from a pass without
-    `no_grad()` keeps every activation of that pass.
-
-    ## Example
-    ```python
-    history.append(loss)              # the tensor and its graph, every step
-    total_val += loss_fn(model(xv), yv)   # validation with autograd on: every activation kept
-    ```
-
-    ## Recommended fix
-    Keep numbers, not tensors: `loss.item()`; run validation under `torch.no_grad()`; detach what
-    you store (`out.detach().cpu()`).
-
-    ## Known problems
-    A cache filled on purpose during the first epoch looks like a leak when the run is that short.
-    Resident memory also grows with Python objects outside PyTorch; the cause is then not named.
-    """
+    """Detects MEM001; its documentation and options are in the catalogue (`modeldebug explain MEM001`)."""
 
     code = "MEM001"
-    kind = "memory_growth"
-    category = "memory"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         min_steps = int(ctx.t.min_steps)
@@ -132,9 +83,9 @@ class MemoryGrowth(Rule):
             if growth is None:
                 continue
             rel = growth["growth_mb"] / growth["level_mb"]
-            needed = ctx.threshold("memory_growth", MEMORY_GROWTH)
+            needed = ctx.option("memory_growth")
             if kept or eval_grad:
-                needed = min(needed, ctx.threshold("memory_growth_with_cause", MEMORY_GROWTH_WITH_CAUSE))
+                needed = min(needed, ctx.option("memory_growth_with_cause"))
             if rel >= needed and (best is None or rel > best[0]):
                 best = (rel, col, growth)
         if best is not None:
@@ -255,46 +206,9 @@ _NO_LOADER_FIX = ("class Batches(torch.utils.data.Dataset):\n"
 
 
 class DataloaderBottleneck(Rule):
-    """Training waits for data: most of each step is spent fetching the next batch.
-
-    ## What it detects
-    The share of step time spent waiting for the next batch: inside the `DataLoader` iterator when
-    the run uses one, otherwise the time between the end of a step and the next forward pass.
-    Flagged when the total share or the median step's share is at least `dataloader_share`
-    (default 50%) and the other at least half of that, so that neither a few steps waiting long
-    (worker start-up) nor a few steps stalled by something else decide alone, and when
-    the median wait at least `dataloader_min_wait_ms` (default 1 ms; below it the wait is the
-    loop's own Python overhead, which no loader setting removes). The
-    first step, steps that include a validation pass and steps on which modeldebug sampled
-    activations are left out.
-
-    ## Why is this bad?
-    The model (and the GPU) idles while the batch is prepared: the run takes 1 / (1 - share) times
-    longer than its compute needs.
-
-    ## Example
-    ```python
-    class Images(Dataset):
-        def __getitem__(self, i):
-            return heavy_decode_and_augment(self.files[i])     # in the training process
-    loader = DataLoader(Images(), batch_size=64)                # num_workers=0
-    ```
-
-    ## Recommended fix
-    `num_workers` > 0 (prepare batches in parallel) and `persistent_workers=True`, a larger
-    `prefetch_factor`, and `pin_memory=True` when the batches go to a GPU; move expensive per-sample
-    work out of `__getitem__` (decode once and cache, augment whole batches, on the GPU if there is one).
-
-    ## Known problems
-    Without a `DataLoader`, the time between steps also holds logging and any other work the loop
-    does there; the finding then has lower confidence, and a loop without an optimizer object
-    (whose steps end at the next backward pass) is not judged. A run that starts new loader workers every
-    epoch but rarely waits otherwise is not flagged.
-    """
+    """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
-    kind = "dataloader_bottleneck"
-    category = "performance"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -313,12 +227,12 @@ class DataloaderBottleneck(Rule):
         step = t_step[keep]
         share = float(wait.sum() / step.sum())
         median_share = float(np.median(np.minimum(wait / step, 1.0)))
-        needed = ctx.threshold("dataloader_share", DATALOADER_SHARE)
+        needed = ctx.option("dataloader_share")
         # Either measure may decide, if the other agrees half-way: the total resists a run where
         # only some steps wait, the median resists a few steps stalled by something else.
         if max(share, median_share) < needed or min(share, median_share) < needed / 2:
             return
-        if np.median(wait) * 1e3 < ctx.threshold("dataloader_min_wait_ms", DATALOADER_MIN_WAIT_MS):
+        if np.median(wait) * 1e3 < ctx.option("dataloader_min_wait_ms"):
             return
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
         where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
@@ -381,49 +295,10 @@ _PHASE_FIX = {
 
 
 class SlowStep(Rule):
-    """Steps get slower as the run goes on, or stall periodically.
-
-    ## What it detects
-    Judged on at least 40 steps after warm-up (the first 10%), leaving out steps that include a
-    validation pass and steps on which modeldebug sampled activations (its own extra work).
-    (1) A trend: the median step time of the last quarter is at least `slow_step_growth` (default
-    2x) that of the first quarter, the rise spread over the run (no quarter-to-quarter rise holds
-    more than 75% of it, none falls back) with a rank correlation between step and step time of
-    at least 0.5, so one change of pace (unfreezing layers, another job starting on the machine)
-    or noise is not a trend; and at least one phase of the step (forward, backward, optimizer,
-    between steps) grew by at most half as much, because a machine that got busier slows every
-    phase alike. The
-    phase that grew most (forward, backward, optimizer, between steps) is named. (2) Periodic
-    stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
-    quarters of them at the same interval, together costing at least `slow_step_spike_share`
-    (default 30%) of the step time. Stalls spent in the DataLoader are left to
-    `dataloader_bottleneck`.
-
-    ## Why is this bad?
-    A step time that grows with the step count makes the run quadratic: the last steps cost many
-    times the first, and the same thing usually makes memory grow. Periodic stalls waste the
-    fraction of the run they cost.
-
-    ## Example
-    ```python
-    out, hidden = rnn(x, hidden)                  # hidden is never detached
-    loss.backward(retain_graph=True)              # so every backward runs through all past steps
-    ```
-
-    ## Recommended fix
-    Detach state carried between steps (`hidden.detach()`), drop `retain_graph=True`, store losses
-    with `.item()`; for stalls, checkpoint and log less often, or asynchronously.
-
-    ## Known problems
-    Timings on a busy machine are noisy; only large effects over at least 40 steps are judged.
-    Work that grows in every phase of the step at once is taken for a busier machine and missed.
-    """
+    """Detects PRF002; its documentation and options are in the catalogue (`modeldebug explain PRF002`)."""
 
     code = "PRF002"
-    kind = "slow_step"
-    category = "performance"
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
-    explains = ("memory_growth",)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -452,7 +327,7 @@ class SlowStep(Rule):
         # three quarters of the total rise, and none falls back.
         steps_up = np.diff(q) / max(q[-1] - q[0], 1e-12)
         rising = bool(steps_up.max() <= 0.75 and steps_up.min() >= -0.05)
-        needed = ctx.threshold("slow_step_growth", SLOW_STEP_GROWTH)
+        needed = ctx.option("slow_step_growth")
         if growth < needed or not rising or _rank_correlation(idx, t[idx]) < 0.5:
             return None
         increase, grew = {}, {}
@@ -499,7 +374,7 @@ class SlowStep(Rule):
         med = float(np.median(t))
         excess = t - med
         # Stalls spent in the DataLoader (workers starting each epoch) are the data rule's business.
-        stall = (t >= ctx.threshold("slow_step_spike", SLOW_STEP_SPIKE) * med) & (loader < 0.5 * excess)
+        stall = (t >= ctx.option("slow_step_spike") * med) & (loader < 0.5 * excess)
         if stall.sum() < 4:
             return None
         at = steps[idx][stall]
@@ -509,7 +384,7 @@ class SlowStep(Rule):
         # A burst of consecutive slow steps (period 1) is the machine being busy, not periodic work.
         periodic = period >= 2 and counts.max() >= 0.75 * len(gaps)
         lost = float(excess[stall].sum() / t.sum())
-        if not periodic or lost < ctx.threshold("slow_step_spike_share", SLOW_STEP_SPIKE_SHARE):
+        if not periodic or lost < ctx.option("slow_step_spike_share"):
             return None
         phase_excess = {p: float(np.median(np.nan_to_num(rec.column(p).values[idx])[stall])
                                  - np.median(np.nan_to_num(rec.column(p).values[idx]))) for p in _PHASES}
@@ -519,7 +394,7 @@ class SlowStep(Rule):
             title=f"Every {period} steps a stall of {fmt(float(np.median(t[stall])) * 1e3)} ms "
                   f"({fmt(float(np.median(t[stall])) / med)}x the median step) costs {lost:.0%} of the run",
             description=(f"{int(stall.sum())} steps, every {period} steps from step {int(at[0])}, took at least "
-                         f"{fmt(ctx.threshold('slow_step_spike', SLOW_STEP_SPIKE))}x the median step ({fmt(med * 1e3)} ms), "
+                         f"{fmt(ctx.option('slow_step_spike'))}x the median step ({fmt(med * 1e3)} ms), "
                          f"mostly in the {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
                          "such as checkpointing, logging or cache clearing is the usual cause."),
             step=int(at[0]),

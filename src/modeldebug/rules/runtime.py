@@ -123,30 +123,9 @@ def _first_line(msg: str) -> str:
 
 
 class ShapeMismatch(_RuntimeRule):
-    """The run crashed on tensors whose shapes do not fit together.
-
-    ## What it detects
-    A crash whose message reports incompatible shapes (matmul, broadcasting, view/reshape, loss
-    target sizes), with the module that was running.
-
-    ## Why is this bad?
-    The run stops; often the cause is one layer's size that does not match what the previous
-    layer produces (a Flatten in front of a Linear with the wrong in_features).
-
-    ## Example
-    ```python
-    self.fc = nn.Linear(256, 10)   # but the flattened conv output has 400 features
-    ```
-
-    ## Recommended fix
-    Print the shapes going into the module, or let `nn.LazyLinear` infer its input size.
-
-    ## Known problems
-    Classification reads the error message, whose wording changes between PyTorch versions.
-    """
+    """Detects RUN001; its documentation and options are in the catalogue (`modeldebug explain RUN001`)."""
 
     code = "RUN001"
-    kind = "shape_mismatch"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         msg = d.get("message", "")
@@ -164,29 +143,9 @@ class ShapeMismatch(_RuntimeRule):
 
 
 class DtypeMismatch(_RuntimeRule):
-    """The run crashed on tensors of incompatible dtypes.
-
-    ## What it detects
-    A crash whose message reports a dtype conflict (float64 inputs into float32 weights, integer
-    class targets where floats are expected, or the reverse).
-
-    ## Why is this bad?
-    The run stops. NumPy arrays are float64 by default and become float64 tensors.
-
-    ## Example
-    ```python
-    x = torch.from_numpy(np.random.rand(8, 4))   # float64, model is float32
-    ```
-
-    ## Recommended fix
-    Convert inputs to the model's dtype (`x.float()`), class targets to `long`, BCE targets to float.
-
-    ## Known problems
-    Classification reads the error message.
-    """
+    """Detects RUN002; its documentation and options are in the catalogue (`modeldebug explain RUN002`)."""
 
     code = "RUN002"
-    kind = "dtype_mismatch"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         return ("Dtype mismatch",
@@ -198,28 +157,9 @@ class DtypeMismatch(_RuntimeRule):
 
 
 class DeviceMismatch(_RuntimeRule):
-    """The run crashed on tensors that live on different devices.
-
-    ## What it detects
-    A crash whose message reports tensors on different devices (CPU and CUDA, or two GPUs).
-
-    ## Why is this bad?
-    The run stops; typically the batch or a tensor created inside `forward` was not moved.
-
-    ## Example
-    ```python
-    model.cuda(); out = model(x)       # x is still on the CPU
-    ```
-
-    ## Recommended fix
-    Move the batch with the model; create tensors in `forward` on the input's device.
-
-    ## Known problems
-    Classification reads the error message.
-    """
+    """Detects RUN003; its documentation and options are in the catalogue (`modeldebug explain RUN003`)."""
 
     code = "RUN003"
-    kind = "device_mismatch"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         return ("Device mismatch",
@@ -230,29 +170,9 @@ class DeviceMismatch(_RuntimeRule):
 
 
 class OutOfMemory(_RuntimeRule):
-    """The run crashed because memory ran out.
-
-    ## What it detects
-    `torch.OutOfMemoryError` or an allocator failure message.
-
-    ## Why is this bad?
-    The run stops; the peak is usually activations of a too-large batch, or tensors kept alive
-    across steps (`losses.append(loss)` keeps every graph).
-
-    ## Example
-    ```python
-    history.append(loss)        # keeps the whole autograd graph of every step alive
-    ```
-
-    ## Recommended fix
-    Store `loss.item()`, lower the batch size, use AMP or activation checkpointing.
-
-    ## Known problems
-    Classification reads the error message.
-    """
+    """Detects RUN004; its documentation and options are in the catalogue (`modeldebug explain RUN004`)."""
 
     code = "RUN004"
-    kind = "out_of_memory"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         return ("Out of memory",
@@ -263,31 +183,9 @@ class OutOfMemory(_RuntimeRule):
 
 
 class InplaceModification(_RuntimeRule):
-    """Backward failed because a tensor it needed was modified in place.
-
-    ## What it detects
-    The autograd error "one of the variables needed for gradient computation has been modified by
-    an inplace operation".
-
-    ## Why is this bad?
-    The run stops in `backward()`; the in-place op (`x += ...`, `relu_(inplace=True)` on a saved
-    tensor, `x[idx] = ...`) destroyed a value the gradient needs.
-
-    ## Example
-    ```python
-    h = torch.sigmoid(x); h += 1     # sigmoid's backward needs its output
-    ```
-
-    ## Recommended fix
-    Replace the in-place op with its out-of-place form; `torch.autograd.set_detect_anomaly(True)`
-    points at the forward line.
-
-    ## Known problems
-    Classification reads the error message.
-    """
+    """Detects RUN005; its documentation and options are in the catalogue (`modeldebug explain RUN005`)."""
 
     code = "RUN005"
-    kind = "inplace_modification"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         op = re.search(r"output \d+ of (\w+)", d.get("message", ""))
@@ -301,31 +199,9 @@ class InplaceModification(_RuntimeRule):
 
 
 class RuntimeFailure(_RuntimeRule):
-    """The run crashed with an error of no more specific kind; the message and module are reported.
-
-    ## What it detects
-    Any exception that ended the run and is not one of the specific runtime kinds. A crash in the
-    script's own code before any training step, with no PyTorch code in the traceback (a bad config
-    value, a missing file), is reported with low severity: it is a bug of the script, not a training
-    problem.
-
-    ## Why is this bad?
-    The run did not finish.
-
-    ## Example
-    ```python
-    raise ValueError("bad config")
-    ```
-
-    ## Recommended fix
-    Read the message and the location; the module that was running is named when known.
-
-    ## Known problems
-    None: this is the catch-all.
-    """
+    """Detects RUN006; its documentation and options are in the catalogue (`modeldebug explain RUN006`)."""
 
     code = "RUN006"
-    kind = "runtime_error"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         message = d.get("message", "")

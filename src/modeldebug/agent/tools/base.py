@@ -88,10 +88,14 @@ def backward_once(work: Workload, model: nn.Module, handles: list[Any]) -> None:
 
 
 def rule_code(kind: str, fallback: str) -> str:
-    """The catalogue's code for `kind` (so ranking and `modeldebug explain` know it), else `fallback`."""
-    from ...rules import RULES
+    """The catalogue's code for `kind` (training rules first, then the agent's probes), else `fallback`."""
+    from ...catalogue import CATALOGUE
+    from ...errors import UnknownRuleError
 
-    return next((code for code, rule in sorted(RULES.items()) if rule.kind == kind), fallback)
+    try:
+        return CATALOGUE.find(kind).code
+    except UnknownRuleError:
+        return fallback
 
 
 def make_finding(code: str, kind: str, category: str, *, severity: Severity, confidence: float, title: str,
@@ -99,8 +103,12 @@ def make_finding(code: str, kind: str, category: str, *, severity: Severity, con
                  recommendations: list[Recommendation] | None = None) -> Finding:
     """A finding from a tool or probe (no step: it comes from the tool's own run, not the user's).
 
-    A kind the rule catalogue knows keeps the catalogue's code; `code` names new kinds.
+    Code, kind and category come from the catalogue spec of `kind` (or of `code` for the agent's own).
     """
-    return Finding(code=rule_code(kind, code), kind=kind, category=category, severity=severity, confidence=round(confidence, 3),
-                   title=title, description=description, location=location, step=None,
-                   evidence=evidence or {}, recommendations=recommendations or [])
+    from ...catalogue import CATALOGUE
+
+    spec = CATALOGUE[rule_code(kind, code)]
+    if spec.kind != kind:
+        raise ValueError(f"{code}: kind {kind!r} is not in the catalogue (spec {spec.code} is {spec.kind!r})")
+    return spec.finding(severity=severity, confidence=confidence, title=title, description=description,
+                        location=location, evidence=evidence, recommendations=recommendations)

@@ -1,0 +1,41 @@
+"""Catalogue entries: activations."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='ACT001', kind='dead_activations', category='activation', family='training', name='dead-activations',
+        summary='Units of a ReLU layer output zero for every sample: they pass no signal and get no gradient.',
+        explains=('vanishing_gradients', 'loss_not_decreasing', 'params_not_updating', 'input_ignored'),
+        options=(
+            Option('dead_fraction', 0.5, "fraction of an activation layer's units that output zero for every sample in the batch, on at least half of the sampled steps after warm-up."),
+        ),
+        doc="""
+## What it detects
+On sampled steps, the fraction of a ReLU-like layer's units (features, or channels of a
+convolution) that are zero for every sample and position of the batch. A layer is flagged when
+that fraction is at least `dead_fraction` (default 50%) on at least half of its samples. The
+pre-activation statistics of the layer feeding it are cited, and whether the units were dead
+from the first step (initialisation) or died later (an update knocked them out).
+
+## Why is this bad?
+A dead unit's gradient is zero, so it can never recover; the network loses that capacity, and
+the layers before it stop receiving gradient through it.
+
+## Example
+```python
+nn.init.constant_(model.fc1.bias, -10.0)   # every pre-activation < 0 -> every ReLU unit dead
+```
+
+## Recommended fix
+He initialisation with zero bias; a lower learning rate if units died during training;
+LeakyReLU/GELU if units keep dying; BatchNorm before the activation.
+
+## Known problems
+Only module activations are seen (`nn.ReLU`); `F.relu` inside `forward` is invisible here.
+With a very small batch, a unit can be zero on every sample by chance.
+""",
+    ),
+)

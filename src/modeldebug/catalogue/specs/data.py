@@ -1,0 +1,159 @@
+"""Catalogue entries: data."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='DAT001', kind='input_not_normalized', category='data', family='training', name='input-not-normalized',
+        summary="The model's input is far from unit scale (raw pixels 0..255, unscaled features), or every sample is the same.",
+        explains=('saturated_activations', 'exploding_gradients', 'loss_not_decreasing', 'vanishing_gradients', 'dead_activations', 'loss_diverging', 'loss_oscillating', 'lr_too_high', 'poor_initialization'),
+        options=(
+            Option('input_scale', 10.0, 'input RMS at or above this multiple of unit scale (or at or below 1/this**2 with peak at most 1/this).'),
+        ),
+        doc="""
+## What it detects
+On sampled steps, the root-mean-square of the model's input batch, sqrt(mean² + std²). Default
+initialisations (Kaiming, PyTorch's Linear/Conv init) assume inputs of unit scale; the input is
+flagged when its RMS is at least `input_scale` (default 10) times that, or when its RMS is at
+most 1/`input_scale`² and its largest magnitude at most 1/`input_scale` (inputs divided by 255
+twice; sparse inputs such as TF-IDF rows have a small RMS but not small peaks). It stays silent when the model's first layer is
+a normalisation layer, which rescales the input itself. It also flags a batch in which every
+feature is equal on every sample (`const_frac` = 1): the input carries no information.
+
+## Why is this bad?
+The first layer's pre-activations scale with the input: 255 times too large saturates sigmoid
+and tanh units, kills ReLUs, makes gradients explode and forces a learning rate far smaller
+than the rest of the network needs. A tiny input starves the first layer of gradient.
+
+## Example
+```python
+x = torch.from_numpy(images).float()        # uint8 pixels 0..255, never divided by 255
+```
+
+## Recommended fix
+Scale pixels to [0, 1] and standardise with per-channel mean and std; standardise tabular
+features per column with statistics of the training set.
+
+## Known problems
+Only overall statistics of the first floating tensor argument are recorded: one feature on a
+huge scale among unit-scale ones is seen through the overall RMS, but which column it is cannot
+be told. Inputs scaled on purpose (coordinates, timestamps) fed to a layer that copes are flagged too.
+""",
+    ),
+    Spec(
+        code='DAT002', kind='channel_order', category='data', family='training', name='channel-order',
+        summary='Images fed channels-last (N, H, W, C) where channels-first is expected, or in BGR order where RGB is.',
+        explains=('loss_not_decreasing',),
+        options=(
+            Option('bgr_gap', 0.5, '(ch2 mean - ch0 mean) / channel std on every sampled step that reads as BGR images normalised with RGB constants.'),
+        ),
+        doc="""
+## What it detects
+(1) A crash of the first convolution whose input is `[N, H, W, C]` with C the number of channels
+it expected. (2) A 4-d input whose last axis has 1, 3 or 4 entries and whose axis 1 is larger,
+fed to a first convolution whose `in_channels` equals axis 1 (a `LazyConv2d`, or `in_channels`
+taken from `x.shape[1]`): it trains, on rows treated as channels. (3) A 3-channel input whose
+per-channel means rise from channel 0 to channel 2 by at least `bgr_gap` (default 0.5) channel
+standard deviations on every sampled step: the signature of BGR images (OpenCV) normalised with
+RGB constants (ImageNet's), which leaves blue far above and red far below zero.
+
+## Why is this bad?
+Channels-last data treated as channels-first mixes rows, columns and colours: the model sees a
+scrambled image. BGR fed to weights pretrained on RGB swaps what the first filters respond to.
+
+## Example
+```python
+img = cv2.imread(path)                        # BGR, H x W x 3
+x = torch.from_numpy(img).float()[None]       # (1, H, W, 3): needs .permute(0, 3, 1, 2) and [..., ::-1]
+```
+
+## Recommended fix
+`x.permute(0, 3, 1, 2)` (not `.view`/`.reshape`, which scramble the pixels) for channels-last
+data; `img[..., ::-1]` or `cv2.cvtColor(img, cv2.COLOR_BGR2RGB)` for BGR.
+
+## Known problems
+Statistics cannot tell BGR from RGB in general: a model trained from scratch learns either
+order, and a data set dominated by blue (sea, sky) normalised with ImageNet constants looks the
+same as BGR, so case (3) is reported with low severity and confidence. Data reshaped with
+`.view(N, 3, H, W)` from channels-last memory has the right shape and is not detected.
+""",
+    ),
+    Spec(
+        code='DAT004', kind='data_leakage', category='data', family='training', name='data-leakage',
+        summary='Validation samples that also appear in the training data.',
+        options=(
+            Option('leakage_fraction', 0.1, 'share of validation samples also seen in training (at least 5).'),
+        ),
+        doc="""
+## What it detects
+Input samples are fingerprinted (a fixed random projection, compared exactly in float32):
+forward passes with gradients count as training, passes without as validation. The rule fires
+when at least `leakage_fraction` (default 10%) of the validation fingerprints, and at least 5
+samples, also occur among the training fingerprints. Distinct continuous samples collide by
+chance well below 1%. At the `basic` level only the training batches of sampled steps are
+fingerprinted, so the share found is a lower bound of the true one.
+
+## Why is this bad?
+A validation score on samples the model trained on measures memory, not generalisation: it
+hides overfitting and makes model selection and early stopping meaningless.
+
+## Example
+```python
+train_idx = torch.randperm(n)[:800]
+val_idx = torch.randperm(n)[:200]                  # a second permutation: most are also in train_idx
+```
+
+## Recommended fix
+Split once, by index, before any augmentation or oversampling; deduplicate the data first; for
+grouped data (patients, users) split by group.
+
+## Known problems
+Evaluating the training set itself under `torch.no_grad()` (training accuracy) counts as
+validation and looks like leakage. Data with few discrete features has identical samples by
+nature. Augmented training samples have fingerprints of their own, so leakage through augmented
+copies is not seen; on a large data set the sampled training batches may cover too little of
+it to see any overlap. Only the first 256 samples of a batch and the first 50,000 training /
+10,000 validation samples are fingerprinted. Because training-set evaluation cannot be told
+apart yet, the finding is low severity below 50% overlap and medium above, never high.
+""",
+    ),
+    Spec(
+        code='MIX001', kind='batch_mixing', category='data', family='training', name='batch-mixing',
+        summary='The output for one sample depends on the other samples of the batch, in eval mode.',
+        explains=('loss_not_decreasing', 'overfitting'),
+        options=(
+            Option('mixing_fraction', 0.0, "share of other samples reached by one sample's gradient in eval mode."),
+        ),
+        doc="""
+## What it detects
+The one-time probe at the first step: in eval mode (so BatchNorm's batch statistics do not
+count), the gradient of sample 0's output with respect to every sample of the input batch.
+A model that keeps samples apart gives exactly zero on the others; the rule fires when more
+than `mixing_fraction` (default 0: any) of the other samples receive a gradient.
+
+## Why is this bad?
+Predictions change with whatever else is in the batch; in training, every sample's label
+pulls on other samples' outputs, and at inference with batch size 1 the model behaves
+differently. The cause is nearly always a reshape or an axis convention.
+
+## Example
+```python
+x = x.view(-1, batch_size)                 # should be x.view(batch_size, -1)
+layer = nn.TransformerEncoderLayer(64, 4)  # batch_first=False: attends across the batch of (N, L, E) input
+x = (x - x.mean(0)) / x.std(0)             # normalises with statistics of the batch, also in eval
+```
+
+## Recommended fix
+Keep the batch axis first and untouched: `x.view(x.size(0), -1)` or `x.flatten(1)`; pass
+`batch_first=True` to attention and recurrent layers fed (N, L, E); normalise with stored
+statistics (a BatchNorm/LayerNorm layer) instead of the batch's own.
+
+## Known problems
+The outputs of the first and last samples are probed; mixing that reaches neither (a window
+over neighbouring samples in the middle of the batch) is missed. Models that mix samples on purpose (set models,
+minibatch discrimination) are flagged too.
+""",
+    ),
+)

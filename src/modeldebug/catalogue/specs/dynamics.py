@@ -1,0 +1,152 @@
+"""Catalogue entries: dynamics."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='ACT002', kind='saturated_activations', category='activation', family='training', name='saturated-activations',
+        summary='Most outputs of a sigmoid/tanh layer sit at a bound, where the derivative is ~0.',
+        explains=('vanishing_gradients', 'loss_not_decreasing'),
+        options=(
+            Option('saturated_fraction', 0.5, 'fraction of outputs within 1% of a bound.'),
+        ),
+        doc="""
+## What it detects
+On sampled steps, the fraction of a Sigmoid/Tanh/Hardtanh/Hardsigmoid layer's outputs within 1%
+of a bound (|tanh| > 0.99, sigmoid < 0.01 or > 0.99). A layer is flagged when that fraction is
+at least `saturated_fraction` (default 50%) on at least half of its samples. The last leaf
+module of a model (an output sigmoid that is confident by design) is skipped. The statistics of
+the layer feeding it are cited, and whether it was saturated from the first step.
+
+## Why is this bad?
+A saturated unit passes almost no gradient (sigmoid' < 0.01, tanh' < 0.02 there): the layers
+before it stop learning and the loss stalls.
+
+## Example
+```python
+h = torch.tanh(self.fc(x * 255))          # pre-activations in the hundreds: every unit at +-1
+```
+
+## Recommended fix
+Keep the pre-activations near unit scale: normalise the inputs, Xavier-initialise the layer
+feeding the activation, add a LayerNorm/BatchNorm before it; or use ReLU/GELU in hidden layers.
+
+## Known problems
+Gates (sigmoid in LSTMs or attention-like modules) saturate on purpose. Activations called as
+functions (`torch.tanh`) are not seen.
+""",
+    ),
+    Spec(
+        code='GEN001', kind='overfitting', category='model', family='training', name='overfitting',
+        summary='The validation loss rises while the training loss keeps falling: the model memorises the training set.',
+        options=(
+            Option('overfit_rise', 0.1, 'validation loss this fraction above its best.'),
+            Option('overfit_train_drop', 0.05, 'training loss must have fallen by this fraction meanwhile.'),
+            Option('overfit_min_evals', 4, 'validation passes needed to judge.', type=int),
+        ),
+        doc="""
+## What it detects
+Validation losses (loss calls without grad, recorded as `<loss>[val]`), averaged per validation
+pass. With at least `overfit_min_evals` (default 4) passes: the last two passes are both at
+least `overfit_rise` (default 10%) above the best one, which is not among the last two, while
+the smoothed training loss fell by at least `overfit_train_drop` (default 5%) from the step of
+the best validation pass to the end.
+
+## Why is this bad?
+Every step after the best validation pass makes the model worse on new data; the final weights
+generalise worse than an earlier checkpoint.
+
+## Example
+```python
+model = nn.Sequential(nn.Linear(20, 512), nn.ReLU(), nn.Linear(512, 10))   # 200 training samples,
+for epoch in range(200): ...                                              # no regularisation
+```
+
+## Recommended fix
+Keep the best checkpoint (early stopping on the validation loss), add regularisation (weight
+decay, dropout, data augmentation), use a smaller model or more data.
+
+## Known problems
+Needs validation losses computed with the functional losses (or loss modules) under
+`torch.no_grad()`. A validation set that is very small is noisy; its rise may be chance.
+""",
+    ),
+    Spec(
+        code='INI001', kind='poor_initialization', category='model', family='training', name='poor-initialization',
+        summary='The initial weights put the model far from a sane starting point: loss or activation scale.',
+        explains=('vanishing_gradients', 'saturated_activations', 'loss_not_decreasing'),
+        options=(
+            Option('init_loss_factor', 2.0, 'first loss as a multiple of the loss of a uniform prediction (ln C).'),
+            Option('init_std_ratio', 1000.0, 'growth or shrink of activation std across depth at step 0.'),
+            Option('init_input_scale', 10.0, "input std above this means a high first loss is the data's fault."),
+        ),
+        doc="""
+## What it detects
+At step 0, before any update: (1) the training loss is at least `init_loss_factor` (default 2x)
+the loss of a uniform prediction, ln C for cross-entropy over C classes (C from the loss input's
+shape or the label histogram) or ln 2 for binary cross-entropy, while the inputs are at unit
+scale (std below `init_input_scale`, default 10); or (2) the output std of the layers with
+parameters grows or shrinks by `init_std_ratio` (default 1000x) along depth (registration
+order, within a model, restarting at normalisation layers and at dead layers). The location is
+the layer that changes the scale the most.
+
+## Why is this bad?
+A model that starts with huge logits is confidently wrong: the first hundreds of steps only
+undo the initialisation, and tanh/sigmoid units saturate. Activations that explode or vanish
+along depth give exploding or vanishing gradients from the first step.
+
+## Example
+```python
+for m in model.modules():
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight)          # std 1 whatever the fan-in: the scale grows sqrt(fan_in) per layer
+```
+
+## Recommended fix
+Use fan-in-scaled initialisation (He for ReLU, Xavier for tanh/sigmoid) with zero biases, and
+initialise the output layer small so that the first prediction is near uniform.
+
+## Known problems
+The expected loss is only known for cross-entropy and binary cross-entropy with mean reduction
+and a single training loss. Registration order is forward order for `nn.Sequential`, not
+always for custom modules.
+""",
+    ),
+    Spec(
+        code='WGT001', kind='weight_collapse', category='optimizer', family='training', name='weight-collapse',
+        summary='The weights shrink towards zero over the run: weight decay (or an L2 penalty) is far too strong.',
+        explains=('loss_not_decreasing', 'loss_diverging', 'vanishing_gradients'),
+        options=(
+            Option('weight_collapse_shrink', 0.1, 'median final/initial weight norm at or below this.'),
+        ),
+        doc="""
+## What it detects
+On sampled steps, each weight matrix's norm at its last sample against its first; the run is
+flagged when the median over weight tensors is at or below `weight_collapse_shrink` (default
+0.1, a 10x shrink) and the samples span at least `min_steps` steps. Weights directly followed by
+a normalisation layer are skipped (their scale does not matter). The optimizer's weight decay
+is cited, with the per-step shrink `lr * weight_decay` it implies.
+
+## Why is this bad?
+Weights pulled to zero make every layer's output shrink towards its bias: activations lose
+their variance, gradients vanish, and the model forgets what it learned; the loss climbs back
+towards chance.
+
+## Example
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1.0)   # 10% shrink per step
+```
+
+## Recommended fix
+Lower `weight_decay` (typical values: 5e-4 for SGD, 1e-2 for AdamW), or the coefficient of a
+hand-written L2 penalty; exclude biases and normalisation weights from decay.
+
+## Known problems
+Needs parameter norms on sampled steps (an optimizer object). Scale-invariant weights that are
+not directly followed by a normalisation layer (e.g. a norm after an activation) may shrink
+harmlessly.
+""",
+    ),
+)

@@ -1,0 +1,72 @@
+"""Catalogue entries: gradients."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='GRD001', kind='exploding_gradients', category='gradient', family='training', name='exploding-gradients',
+        summary="The total gradient norm grew by orders of magnitude over the run's own early baseline.",
+        explains=('loss_diverging', 'nonfinite', 'loss_oscillating'),
+        options=(
+            Option('grad_growth', 100.0, "total gradient norm above this multiple of its median over the run's first steps (the run's own baseline)."),
+        ),
+        doc="""
+## What it detects
+The total gradient norm (recorded every step with one fused call) rising above `grad_growth`
+(default 100x) times its median over the run's first steps, or turning non-finite after having
+grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
+first one above 10x the baseline.
+
+## Why is this bad?
+Updates proportional to huge gradients throw the weights far from where they were; the loss
+jumps, then usually turns NaN.
+
+## Example
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=1.0)   # steps overshoot, grads feed back
+```
+
+## Recommended fix
+Clip the gradient norm, lower the learning rate, add normalisation layers; for RNNs, clipping is
+standard practice.
+
+## Known problems
+A model whose gradients start near zero by design (zero-initialised output layer) has a tiny
+baseline; growth from it is normal. The rule needs at least `min_steps` steps.
+""",
+    ),
+    Spec(
+        code='GRD002', kind='vanishing_gradients', category='gradient', family='training', name='vanishing-gradients',
+        summary='Some layers get gradients orders of magnitude smaller, relative to their weights, than the rest.',
+        explains=('loss_not_decreasing', 'params_not_updating'),
+        options=(
+            Option('vanishing_ratio', 0.001, "a layer's relative gradient (grad norm / weight norm) below this fraction of the median layer's, sustained over the run."),
+        ),
+        doc="""
+## What it detects
+For each weight matrix or kernel (2-d or more; biases and normalisation scales are skipped),
+the relative gradient |grad| / |weight| (the fraction of the weight one SGD step at lr=1 would
+move), medianed over the run. Layers whose relative gradient is below `vanishing_ratio`
+(default 1e-3) times the median layer's are flagged. The weight norm comes from the sampled
+steps; without samples, the gradient RMS is used.
+
+## Why is this bad?
+Layers with vanishing gradients barely learn; in deep stacks of sigmoid/tanh the early layers
+stay at their random initialisation while the last layers do all the work.
+
+## Example
+```python
+layers = [nn.Linear(64, 64), nn.Sigmoid()] * 12   # 0.25 ** 12 shrinkage on the way back
+```
+
+## Recommended fix
+ReLU/GELU activations, residual connections, normalisation layers, and He/Xavier initialisation.
+
+## Known problems
+Embedding tables get sparse gradients and are skipped. Layers with exactly zero gradient are
+left to `params_not_updating`.
+""",
+    ),
+)

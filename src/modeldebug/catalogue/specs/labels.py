@@ -1,0 +1,84 @@
+"""Catalogue entries: labels."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='DAT003', kind='class_imbalance', category='data', family='training', name='class-imbalance',
+        summary='Some classes are far rarer than others in the training batches, and the loss is not weighted for it.',
+        explains=('loss_not_decreasing',),
+        options=(
+            Option('class_imbalance_ratio', 10.0, 'count of the majority class over the rarest class.'),
+            Option('prior_loss_fraction', 0.9, 'a final loss at or above this multiple of the label entropy means the model only predicts the class frequencies.'),
+        ),
+        doc="""
+## What it detects
+Counts of class-index targets over the sampled batches (or the positive fraction of binary
+0/1 targets), one label per sample: the majority class is at least `class_imbalance_ratio`
+(default 10) times as frequent as the rarest. Judged only when the sampled batches hold at
+least 20 labels per class (5 of the rarer class for binary targets). It is
+high severity when the final training loss is still at `prior_loss_fraction` (default 90%) or
+more of the entropy of the label distribution: the loss a model reaches by predicting the class
+frequencies and ignoring the input, so it has learned the prior and nothing more.
+
+## Why is this bad?
+The rare classes contribute little to the loss, so the model can score well by always
+predicting the majority; accuracy then hides that the rare classes are never recognised.
+
+## Example
+```python
+y = (torch.rand(n) < 0.03).long()          # 3% positives
+loss_fn = nn.CrossEntropyLoss()            # unweighted
+```
+
+## Recommended fix
+Weight the loss by inverse class frequency (weights computed from the counts are in the
+finding), or oversample rare classes with a `WeightedRandomSampler`; judge with per-class
+recall, F1 or AUC rather than accuracy.
+
+## Known problems
+Counts come from sampled steps only. Per-token and per-pixel targets (language models,
+segmentation) are not judged: their skew is the data's nature. Tensor arguments of the loss (a `weight=` already given)
+are not recorded, so a loss that is weighted already is flagged too (with low severity unless
+it learned nothing beyond the prior).
+""",
+    ),
+    Spec(
+        code='LBL001', kind='label_issue', category='data', family='training', name='label-issue',
+        summary='Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.',
+        explains=('loss_not_decreasing', 'loss_oscillating', 'saturated_activations', 'vanishing_gradients'),
+        doc="""
+## What it detects
+(1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
+should be between 0 and 1`. (2) Class-index targets of one class only on every sampled batch
+(labels all zero), or a single class per batch on 80% of the sampled batches when shuffled
+batches with these class shares would be single-class at most 20% of the time (a data set
+sorted by label and not shuffled). (3) Binary cross-entropy targets outside [0, 1]
+(labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
+the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
+
+## Why is this bad?
+The loss optimises something other than the task: it crashes, learns one constant answer,
+forgets everything each batch because every batch is one class, or chases unreachable values
+with saturated units.
+
+## Example
+```python
+loader = DataLoader(train_set, batch_size=64)      # shuffle=False on data sorted by class
+loss = nn.BCEWithLogitsLoss()(logits, y)           # y in {-1, +1}
+```
+
+## Recommended fix
+Map labels to 0..C-1 (`y - 1` for 1-based labels) and size the output layer to the number of
+classes; shuffle the training loader; map -1/+1 to 0/1; drop the output squashing or rescale
+the targets into the output's range.
+
+## Known problems
+Label counts are taken on sampled steps only, and only for class-index targets of
+`cross_entropy`/`nll_loss`. On CUDA an out-of-range class is a device-side assert whose message
+may not name the target; it is then reported as a runtime error.
+""",
+    ),
+)

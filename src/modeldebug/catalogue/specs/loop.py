@@ -1,0 +1,96 @@
+"""Catalogue entries: loop."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='LOP001', kind='missing_zero_grad', category='optimizer', family='training', name='missing-zero-grad',
+        summary='Gradients are not cleared between optimizer steps: every update uses the sum of all past gradients.',
+        explains=('exploding_gradients', 'loss_diverging', 'loss_oscillating', 'loss_not_decreasing', 'nonfinite', 'lr_too_high'),
+        options=(
+            Option('carried_grad_fraction', 0.01, "gradient norm still present at a step's first backward pass, as a fraction of the previous step's, that counts as not cleared."),
+            Option('missing_zero_grad_fraction', 0.2, 'share of optimizer steps that must start with old gradients.'),
+        ),
+        doc="""
+## What it detects
+Optimizer steps whose first backward pass found the previous step's gradients still in place:
+no `zero_grad()` ran since the last `optimizer.step()` and the carried gradient norm is at least
+`carried_grad_fraction` (default 1%) of the previous step's gradient norm. Flagged when at least
+`missing_zero_grad_fraction` (default 20%) of the optimizer steps start that way. Deliberate
+gradient accumulation (several backward passes per optimizer step, `zero_grad()` after the step)
+is healthy and not flagged; neither is clearing by hand (`p.grad = None`, `p.grad.zero_()`).
+In a loop without an optimizer object, only gradients that are never cleared at all are flagged.
+
+## Why is this bad?
+`backward()` adds into `.grad`. Without clearing, the gradient of step t is the sum of the
+gradients of steps 0..t, so updates grow with the run: the gradient norm climbs, the loss
+oscillates and then diverges, often to NaN. It looks like a too-high learning rate, but no
+learning rate fixes it.
+
+## Example
+```python
+for x, y in loader:
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()          # no optimizer.zero_grad() anywhere in the loop
+```
+
+## Recommended fix
+Call `optimizer.zero_grad(set_to_none=True)` once per optimizer step, before `backward()` (or
+right after `optimizer.step()`). To accumulate gradients on purpose, divide the loss by the
+number of micro-batches and clear right after the step they feed.
+
+## Known problems
+`zero_grad()` on the wrong object (a sub-module, another optimizer) counts as a call, so
+gradients left on the other parameters are not seen. A loop that updates weights by hand and
+clears them only every few backward passes is taken for gradient accumulation.
+""",
+    ),
+    Spec(
+        code='LOP002', kind='train_mode_misuse', category='model', family='training', name='train-mode-misuse',
+        summary='Dropout/BatchNorm in the wrong mode: training in eval mode, or validating in train mode.',
+        explains=('overfitting',),
+        options=(
+            Option('train_mode_persistence', 0.5, 'share of steps since the first eval-mode training pass that must also be in eval mode.'),
+        ),
+        doc="""
+## What it detects
+Only models that contain Dropout or BatchNorm layers are judged; in a model without them the
+mode changes nothing. Two mistakes:
+(1) training forward passes (autograd on, followed by an optimizer step) while the model is in
+eval mode, on at least `train_mode_persistence` (default 50%) of the steps since the first one,
+typically from the first step after a validation pass that called `model.eval()` and never
+`model.train()`. The per-layer `training` flag recorded on sampled steps names the layers, and
+rules out a frozen second model (a teacher whose parameters no optimizer holds);
+(2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
+inference without `model.eval()`.
+
+## Why is this bad?
+(1) In eval mode Dropout is off (no regularisation) and BatchNorm normalises with frozen running
+statistics instead of the batch's, so training silently changes after the first epoch.
+(2) In train mode Dropout drops units during validation (a noisy, too-high validation loss) and
+BatchNorm updates its running statistics with validation data, changing the model you evaluate.
+
+## Example
+```python
+model.train()                   # once, before the epoch loop
+for epoch in range(10):
+    for x, y in train_loader:
+        ...
+    model.eval()                # validation switches it off ... and nothing switches it back
+```
+
+## Recommended fix
+Call `model.train()` at the top of every epoch (or right after validation), and wrap
+validation in `model.eval()` plus `torch.no_grad()`.
+
+## Known problems
+The per-layer flags exist only on sampled steps; without one, every Dropout/BatchNorm layer of
+the model is listed. A Dropout with `p=0`, functional dropout (`F.dropout`) and BatchNorm frozen
+on purpose are not told apart. Recomputing BatchNorm statistics on purpose
+(`torch.optim.swa_utils.update_bn`) and Monte-Carlo dropout look like (2).
+""",
+    ),
+)

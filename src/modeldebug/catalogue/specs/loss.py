@@ -1,0 +1,75 @@
+"""Catalogue entries: loss."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='LOS001', kind='loss_diverging', category='loss', family='training', name='loss-diverging',
+        summary='The training loss climbed well above the best value it had reached.',
+        options=(
+            Option('loss_divergence', 2.0, 'final loss above this multiple of the best loss the run reached and above its own starting loss.'),
+        ),
+        doc="""
+## What it detects
+The smoothed (running-median) training loss ends above `loss_divergence` (default 2x) times the
+best smoothed loss of the run AND has given back more than half of what it had gained since the
+start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
+
+## Why is this bad?
+A diverging loss means the updates overshoot: the rest of the run is wasted and any checkpoint
+after the turn is worse than an earlier one.
+
+## Example
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=5.0)   # 100x too high for this model
+```
+
+## Recommended fix
+Lower the learning rate (by 10x as a first try), add warm-up, clip the gradient norm.
+
+## Known problems
+A deliberate learning-rate restart (cyclic schedules) that raises the loss for long enough can
+look like divergence. Runs shorter than `min_steps` are not judged.
+""",
+    ),
+    Spec(
+        code='LOS002', kind='loss_not_decreasing', category='loss', family='training', name='loss-not-decreasing',
+        summary='The training loss never improved meaningfully on its starting value.',
+        options=(
+            Option('min_improvement', 0.01, "best smoothed loss must improve on the starting loss by at least this fraction, and by more than the loss's own step-to-step noise."),
+            Option('chance_margin', 0.03, "a classifier's final loss within this fraction of chance (the entropy of its labels) has learned nothing from its inputs."),
+        ),
+        doc="""
+## What it detects
+After at least `min_steps` steps, the best smoothed loss improved on the starting loss (median
+of the first window) by less than `min_improvement` (default 1%) relatively, or by no more than
+the loss's own step-to-step noise (median absolute difference between consecutive steps).
+For classifiers it also compares the loss with chance: the loss of predicting the label
+frequencies and ignoring the input (the entropy of the labels seen by the loss, ln C for C
+balanced classes). A final loss (median of the last fifth of the run) within `chance_margin`
+(default 3%) of chance means the model has learned nothing from its inputs, even if the loss
+fell from a badly calibrated start.
+
+## Why is this bad?
+A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.
+Something upstream is broken: dead units, vanishing gradients, parameters that do not update,
+a learning rate far too low, or a loss/label mismatch.
+
+## Example
+```python
+model.fc1.bias.data.fill_(-10.0)   # every ReLU after fc1 is dead from the start
+```
+
+## Recommended fix
+Look at the findings this one cites as its cause first. Otherwise: overfit a single batch (a
+healthy model drives its loss near zero within a few hundred steps), check the learning rate,
+and check that the labels match the inputs.
+
+## Known problems
+A run that starts from a converged checkpoint (fine-tuning at its optimum) is flat for good
+reason; silence the rule with `ignore=["LOS002"]` there.
+""",
+    ),
+)

@@ -1,0 +1,46 @@
+"""Catalogue entries: optimizer."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='OPT001', kind='params_not_updating', category='optimizer', family='training', name='params-not-updating',
+        summary='Parameters that should learn never change: no gradient, zero gradient, not in the optimizer, or lr 0.',
+        explains=('loss_not_decreasing', 'input_ignored'),
+        options=(
+            Option('update_ratio_floor', 1e-10, 'update-to-weight ratio at or below this counts as no update (float32 rounding of a real update is ~1e-7).'),
+        ),
+        doc="""
+## What it detects
+Among parameters that require grad, while other parameters of the run do get gradients:
+(1) parameters in an optimizer that never received a gradient on any step (not used in the
+forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
+(2) parameters whose gradient was exactly zero on every step; (3) parameters that receive
+gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
+a sub-module); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
+every sampled step although their relative gradient (|grad| / |weight|) is above 1e-6, so any
+non-zero learning rate would have moved them (learning rate 0, a frozen parameter group).
+
+## Why is this bad?
+Those weights stay at their initial random values: the layer is dead weight, and the model that
+trains is not the model you think.
+
+## Example
+```python
+optimizer = torch.optim.Adam(model.parameters())
+model.head = nn.Linear(128, 10)        # replaced AFTER the optimizer was built: never updated
+h = self.encoder(x).detach()           # the encoder gets no gradient
+```
+
+## Recommended fix
+Build the optimizer after the model is final; remove the `.detach()`/`.data` on the path from
+the parameter to the loss; freeze on purpose with `requires_grad_(False)` so the intent is clear.
+
+## Known problems
+A parameter used only on some steps (mixture-of-experts, conditional branches) can look unused on
+a short run. Scripts that update parameters by hand (no optimizer) are only checked for (1)/(2).
+""",
+    ),
+)

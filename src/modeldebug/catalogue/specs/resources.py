@@ -1,0 +1,135 @@
+"""Catalogue entries: resources."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='MEM001', kind='memory_growth', category='memory', family='training', name='memory-growth',
+        summary="Process or GPU memory keeps growing step after step: something holds on to every step's tensors.",
+        options=(
+            Option('memory_growth', 0.1, "steady growth as a fraction of the run's early memory level, flagged without a known cause."),
+            Option('memory_growth_with_cause', 0.002, 'the same, when kept loss tensors or eval passes with autograd on are seen.'),
+        ),
+        doc="""
+## What it detects
+A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's resident memory
+(`rss_mb`) in the second half of the run: a positive Theil-Sen slope, rising from quarter to
+quarter, larger than five times its own noise. Allocator warm-up at the start is ignored. The
+growth over the run is compared with the run's own early level: flagged from `memory_growth`
+(default 10%), or from `memory_growth_with_cause` (default 0.2%) when the run shows why: loss
+tensors of earlier steps still alive (`history.append(loss)`), or forward passes in eval mode
+with autograd on (validation without `torch.no_grad()`). Loss tensors kept alive without
+measurable growth are reported at low severity.
+
+## Why is this bad?
+A leak grows without bound: a run that fits in memory for 100 steps runs out after 100,000,
+hours in. A kept loss tensor keeps its autograd graph; a kept loss from a pass without
+`no_grad()` keeps every activation of that pass.
+
+## Example
+```python
+history.append(loss)              # the tensor and its graph, every step
+total_val += loss_fn(model(xv), yv)   # validation with autograd on: every activation kept
+```
+
+## Recommended fix
+Keep numbers, not tensors: `loss.item()`; run validation under `torch.no_grad()`; detach what
+you store (`out.detach().cpu()`).
+
+## Known problems
+A cache filled on purpose during the first epoch looks like a leak when the run is that short.
+Resident memory also grows with Python objects outside PyTorch; the cause is then not named.
+""",
+    ),
+    Spec(
+        code='PRF001', kind='dataloader_bottleneck', category='performance', family='training', name='dataloader-bottleneck',
+        summary='Training waits for data: most of each step is spent fetching the next batch.',
+        options=(
+            Option('dataloader_share', 0.5, 'share of step time spent waiting for the next batch.'),
+            Option('dataloader_min_wait_ms', 1.0, 'median wait per step below which waiting is not judged.'),
+        ),
+        doc="""
+## What it detects
+The share of step time spent waiting for the next batch: inside the `DataLoader` iterator when
+the run uses one, otherwise the time between the end of a step and the next forward pass.
+Flagged when the total share or the median step's share is at least `dataloader_share`
+(default 50%) and the other at least half of that, so that neither a few steps waiting long
+(worker start-up) nor a few steps stalled by something else decide alone, and when
+the median wait at least `dataloader_min_wait_ms` (default 1 ms; below it the wait is the
+loop's own Python overhead, which no loader setting removes). The
+first step, steps that include a validation pass and steps on which modeldebug sampled
+activations are left out.
+
+## Why is this bad?
+The model (and the GPU) idles while the batch is prepared: the run takes 1 / (1 - share) times
+longer than its compute needs.
+
+## Example
+```python
+class Images(Dataset):
+    def __getitem__(self, i):
+        return heavy_decode_and_augment(self.files[i])     # in the training process
+loader = DataLoader(Images(), batch_size=64)                # num_workers=0
+```
+
+## Recommended fix
+`num_workers` > 0 (prepare batches in parallel) and `persistent_workers=True`, a larger
+`prefetch_factor`, and `pin_memory=True` when the batches go to a GPU; move expensive per-sample
+work out of `__getitem__` (decode once and cache, augment whole batches, on the GPU if there is one).
+
+## Known problems
+Without a `DataLoader`, the time between steps also holds logging and any other work the loop
+does there; the finding then has lower confidence, and a loop without an optimizer object
+(whose steps end at the next backward pass) is not judged. A run that starts new loader workers every
+epoch but rarely waits otherwise is not flagged.
+""",
+    ),
+    Spec(
+        code='PRF002', kind='slow_step', category='performance', family='training', name='slow-step',
+        summary='Steps get slower as the run goes on, or stall periodically.',
+        explains=('memory_growth',),
+        options=(
+            Option('slow_step_growth', 2.0, 'last-quarter over first-quarter median step time.'),
+            Option('slow_step_spike', 5.0, 'a step this many times the median is a stall.'),
+            Option('slow_step_spike_share', 0.3, 'share of step time that periodic stalls must cost.'),
+        ),
+        doc="""
+## What it detects
+Judged on at least 40 steps after warm-up (the first 10%), leaving out steps that include a
+validation pass and steps on which modeldebug sampled activations (its own extra work).
+(1) A trend: the median step time of the last quarter is at least `slow_step_growth` (default
+2x) that of the first quarter, the rise spread over the run (no quarter-to-quarter rise holds
+more than 75% of it, none falls back) with a rank correlation between step and step time of
+at least 0.5, so one change of pace (unfreezing layers, another job starting on the machine)
+or noise is not a trend; and at least one phase of the step (forward, backward, optimizer,
+between steps) grew by at most half as much, because a machine that got busier slows every
+phase alike. The
+phase that grew most (forward, backward, optimizer, between steps) is named. (2) Periodic
+stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
+quarters of them at the same interval, together costing at least `slow_step_spike_share`
+(default 30%) of the step time. Stalls spent in the DataLoader are left to
+`dataloader_bottleneck`.
+
+## Why is this bad?
+A step time that grows with the step count makes the run quadratic: the last steps cost many
+times the first, and the same thing usually makes memory grow. Periodic stalls waste the
+fraction of the run they cost.
+
+## Example
+```python
+out, hidden = rnn(x, hidden)                  # hidden is never detached
+loss.backward(retain_graph=True)              # so every backward runs through all past steps
+```
+
+## Recommended fix
+Detach state carried between steps (`hidden.detach()`), drop `retain_graph=True`, store losses
+with `.item()`; for stalls, checkpoint and log less often, or asynchronously.
+
+## Known problems
+Timings on a busy machine are noisy; only large effects over at least 40 steps are judged.
+Work that grows in every phase of the step at once is taken for a busier machine and missed.
+""",
+    ),
+)

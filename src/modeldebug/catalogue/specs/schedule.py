@@ -1,0 +1,159 @@
+"""Catalogue entries: schedule."""
+
+from __future__ import annotations
+
+from ..spec import Option, Spec
+
+SPECS = (
+    Spec(
+        code='CLP001', kind='excessive_grad_clipping', category='optimizer', family='training', name='excessive-grad-clipping',
+        summary='Gradient clipping acts on most steps by a large factor: the effective learning rate is far smaller.',
+        explains=('lr_too_low', 'loss_not_decreasing'),
+        options=(
+            Option('clip_fraction', 0.5, 'fraction of steps that were clipped.'),
+            Option('clip_factor', 10.0, 'median factor by which clipping shrank the gradient.'),
+        ),
+        doc="""
+## What it detects
+From `clip_grad_norm_` calls: the fraction of steps where the total norm was above `max_norm`
+is at least `clip_fraction` (default 50%) and the median factor total norm / `max_norm` over
+those steps is at least `clip_factor` (default 10x).
+
+## Why is this bad?
+Clipping is meant to catch rare spikes. When it acts on every step, every update is rescaled to
+`max_norm`: the step no longer scales with the gradient, and the learning rate you set is in
+effect divided by the clipping factor, so training crawls.
+
+## Example
+```python
+torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)   # typical norms here are ~1
+```
+
+## Recommended fix
+Raise `max_norm` above the typical gradient norm (the finding suggests the 90th percentile of
+the norms seen), so that only outliers are clipped; or normalise the loss scale.
+
+## Known problems
+Large-model training sometimes clips most steps by a factor of 2-3 on purpose; that stays below
+the default factor. With adaptive optimizers (Adam, AdamW, RMSprop, Adagrad, ...) the step is
+divided by the gradient's running RMS, so a steady rescale cancels out: those runs are not
+judged.
+""",
+    ),
+    Spec(
+        code='LOS003', kind='loss_oscillating', category='loss', family='training', name='loss-oscillating',
+        summary='The training loss swings up and down without trend, by a large fraction of its level.',
+        options=(
+            Option('osc_amplitude', 0.25, "smoothed swing as a fraction of the loss's scale."),
+            Option('osc_reversals', 4, 'reversals of the smoothed loss needed (two full cycles).', type=int),
+        ),
+        doc="""
+## What it detects
+Over the second half of the run, the running median of the loss (window 2.5% of the run) swings by
+at least `osc_amplitude` (default 25%) of the loss's scale (its first value or its level,
+whichever is larger) and reverses at least `osc_reversals` times (default 4: two full cycles)
+by half that swing, by more than twice what averaging independent minibatch noise would leave
+and with a trend smaller than half the swing. A loss that alternates up and down every step
+(lag-1 autocorrelation below -0.5) with that amplitude counts too. The minibatch noise and the
+occasional spike of a converging run are small next to its starting loss or average out, so
+they are not flagged.
+
+## Why is this bad?
+An oscillating loss makes no progress: the optimizer bounces across a valley instead of going
+down it. It usually means steps that are too large for the curvature (learning rate, momentum),
+sometimes batches that are not shuffled.
+
+## Example
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=3.0)   # bounces across the valley
+```
+
+## Recommended fix
+Lower the learning rate (or momentum), decay it over the run, use larger batches, and shuffle
+the training data.
+
+## Known problems
+Cyclic learning-rate schedules and adversarial training (GANs) make the loss go up and down by
+design. Runs shorter than `min_steps` (and 20 steps) are not judged.
+""",
+    ),
+    Spec(
+        code='LRN001', kind='lr_too_high', category='optimizer', family='training', name='lr-too-high',
+        summary='The learning rate is too high: updates move the weights by a large fraction and the run goes unstable.',
+        explains=('exploding_gradients', 'loss_diverging', 'nonfinite', 'loss_oscillating', 'loss_not_decreasing', 'dead_activations', 'saturated_activations', 'input_ignored'),
+        options=(
+            Option('lr_high_update_ratio', 0.05, 'update/weight ratio on the sampled steps before trouble began that counts as large (~1e-3 is healthy).'),
+            Option('lr_jump_factor', 2.0, 'a loss above this multiple of its first value counts as a jump.'),
+        ),
+        doc="""
+## What it detects
+A sign of overshooting: the loss jumping above `lr_jump_factor` (default 2x) its first value,
+the gradient norm exploding (`grad_growth`), the smoothed loss diverging from its best, a spike
+that undoes more than half of the progress made, or the loss oscillating (see LOS003). It is
+blamed on the learning rate when the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight
+tensors, on the sampled steps just before the trouble began; over the oscillating window for
+an oscillation) is at least `lr_high_update_ratio` (default 0.05; about 1e-3 is healthy). A run
+whose weights are collapsing (WGT001) is left out.
+
+## Why is this bad?
+Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
+explode and the run ends in NaN, or ReLU units are knocked dead. The gradients, the NaN and the
+divergence are symptoms; the learning rate is the knob.
+
+## Example
+```python
+optimizer = torch.optim.Adam(model.parameters(), lr=0.5)   # Adam moves each weight by ~lr per step
+```
+
+## Recommended fix
+Lower the learning rate (the finding suggests a value from the measured update ratio), add a
+warm-up, and clip the gradient norm as a safety net.
+
+## Known problems
+A model whose gradients explode for another reason (an RNN with a recurrent gain above 1) has
+large update ratios only once the gradients have grown, so it is not blamed here. Update ratios
+need an optimizer object and sampled steps: runs without them are not judged. GANs and other
+adversarial losses go up and down by design.
+""",
+    ),
+    Spec(
+        code='LRN002', kind='lr_too_low', category='optimizer', family='training', name='lr-too-low',
+        summary='The learning rate is too low: gradients are healthy but each update barely moves the weights.',
+        explains=('loss_not_decreasing', 'input_ignored'),
+        options=(
+            Option('lr_low_update_ratio', 0.0001, 'median update/weight ratio below this counts as tiny.'),
+            Option('lr_low_improvement', 0.05, 'the loss moving less than this fraction counts as flat.'),
+            Option('lr_low_min_grad', 0.01, 'relative gradient |g|/|w| at or above this means there is signal to follow.'),
+        ),
+        doc="""
+## What it detects
+The training loss stays within `lr_low_improvement` (default 5%) of its start: the medians of
+the first and last quarter of the run, and the best running median over a quarter, differ by
+less than that. Meanwhile the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and
+over the sampled steps run at the full learning rate, i.e. at least half the run's largest) is
+below `lr_low_update_ratio` (default 1e-4; about 1e-3 is healthy), and the gradients are not the
+problem: the relative gradient |g|/|w| is at least `lr_low_min_grad` (default 1e-2), above the
+minibatch noise left in a converged model's gradient. For cross-entropy losses the loss must
+also still be above half the loss of a uniform prediction (ln C): a model that has fitted is
+not stuck. Frozen tensors (ratio 0) are left to OPT001.
+
+## Why is this bad?
+With steps 10x-1000x smaller than needed, the model needs 10x-1000x more steps to learn the
+same thing; within the budget it looks as if it cannot learn at all.
+
+## Example
+```python
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)   # typical SGD rates are 1e-2..1e-1
+```
+
+## Recommended fix
+Raise the learning rate (the finding suggests a value that would bring the update ratio to
+about 1e-3), or run a learning-rate range test.
+
+## Known problems
+Runs without an optimizer object (hand-written updates) record no update ratios and are not
+judged. A run that starts at its optimum (fine-tuning a converged model) has small gradients and
+is left alone by the gradient condition.
+""",
+    ),
+)
