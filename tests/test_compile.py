@@ -21,6 +21,7 @@ import modeldebug as md
 # A batch size the model has not seen makes dynamo recompile once (dynamic shapes): that
 # recompile is the model's own and must happen exactly as often when watched.
 SIZES = [8, 8, 12, 8, 16, 8, 8]
+_HAS_ANY_GLOBAL_HOOK = nn.modules.module._has_any_global_hook
 
 
 class Net(nn.Module):
@@ -82,6 +83,8 @@ def test_compiled_training_is_the_same_when_watched() -> None:
     assert watched["warnings"] == plain["warnings"] == []
     assert watched["losses"] == plain["losses"]
 
+    # the narrow patch that keeps our own hooks out of torch's warning is undone on exit
+    assert nn.modules.module._has_any_global_hook is _HAS_ANY_GLOBAL_HOOK
     rec = watched["session"].record
     assert rec.events("internal_error") == []
     names = [e.name for e in rec.entities()]
@@ -92,6 +95,63 @@ def test_compiled_training_is_the_same_when_watched() -> None:
     assert "skipped" not in probe and probe["mixed_samples"] == 0
     (skip,) = [e.data for e in rec.events("module_skipped")]
     assert skip["module"] == "Net" and "torch.compile" in skip["reason"]
+
+
+class CountingSequential(nn.Sequential):
+    """Counts calls of its forward in a buffer (a probe that reached this model would add one)."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("how", ["submodule", "forward"])
+def test_compiled_parts_of_a_model(how: str) -> None:
+    """A compiled submodule, or ``model.forward = torch.compile(model.forward)``: the same graphs and
+    losses when watched, clean names, and the probe runs on its copy, never on the user's model."""
+    runs = []
+    for watched in (False, True):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        graphs = [0]
+
+        def counting(gm: torch.fx.GraphModule, example_inputs: Any, graphs: list[int] = graphs) -> Any:
+            graphs[0] += 1
+            return gm.forward
+
+        model = CountingSequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        if how == "submodule":
+            model[0] = torch.compile(model[0], backend=counting)
+        else:
+            model.forward = torch.compile(model.forward, backend=counting)  # type: ignore[method-assign]
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        session = md.watch(db=":memory:") if watched else None
+        losses = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if session is not None:
+                session.__enter__()
+            for _ in range(4):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(torch.randn(8, 6)), torch.randint(0, 3, (8,)))
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            if session is not None:
+                session.__exit__(None, None, None)
+        runs.append((losses, graphs[0], [str(w.message) for w in caught], int(model.calls), session))
+    assert runs[1][:4] == runs[0][:4]  # losses, graphs, warnings, calls of the user's forward
+    session = runs[1][4]
+    rec = session.record
+    assert rec.events("internal_error") == []
+    assert {"0.weight", "2.weight"} <= {e.name for e in rec.entities()}
+    assert not any("_orig_mod" in e.name for e in rec.entities())
+    (probe,) = [e.data for e in rec.events("batch_mixing_probe")]
+    assert "skipped" not in probe
 
 
 def test_the_users_own_global_hooks_still_warn() -> None:

@@ -84,7 +84,11 @@ def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = N
     except Exception as exc:  # a lock, a file, a process group, a __deepcopy__ that refuses
         raise TwinError(f"{type(exc).__name__}: {exc}") from exc
     copies = {m: memo[id(m)] for m in originals}
-    for m in list(model_copy.modules()):
+    for m in list(model_copy.modules()):  # compiled submodules first: their wrappers leave the tree
+        for name, child in list(m._modules.items()):
+            if child is not None and unwrap(child) is not child:
+                m._modules[name] = unwrap(child)  # its (copied) module, run eagerly
+    for m in model_copy.modules():
         _cut_ties(m)
     for p in model_copy.parameters():
         p.requires_grad_(False)  # probes ask for gradients of the input only
@@ -93,9 +97,6 @@ def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = N
 
 def _cut_ties(m: nn.Module) -> None:
     """Leave nothing on the copied module `m` that calls back into the user's model."""
-    for name, child in list(m._modules.items()):
-        if child is not None and unwrap(child) is not child:
-            m._modules[name] = unwrap(child)  # a compiled submodule: its (copied) module, run eagerly
     if m.__dict__.get("_compiled_call_impl") is not None:  # model.compile(): bound to the original
         m.__dict__["_compiled_call_impl"] = None
     own = m.__dict__.get("forward")
@@ -137,7 +138,8 @@ def quiet(model: nn.Module) -> Iterator[None]:
         getattr(nn_module, name).clear()
     try:
         with ExitStack() as stack:
-            stack.enter_context(torch.random.fork_rng(devices=_cuda_devices(model)))
+            kind, devices = _accelerator(model)
+            stack.enter_context(torch.random.fork_rng(devices=devices, device_type=kind))
             set_stance = getattr(torch.compiler, "set_stance", None)
             if "torch._dynamo" in sys.modules and set_stance is not None:
                 # a copy of a compiled submodule would otherwise compile (and count) afresh
@@ -152,9 +154,13 @@ def quiet(model: nn.Module) -> Iterator[None]:
             table.update(added)
 
 
-def _cuda_devices(model: nn.Module) -> list[int]:
-    devices = {t.device.index for t in (*model.parameters(), *model.buffers())
-               if t.device.type == "cuda" and t.device.index is not None}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        devices.add(torch.cuda.current_device())
-    return sorted(devices)
+def _accelerator(model: nn.Module) -> tuple[str, list[int]]:
+    """The accelerator type the model lives on (CUDA unless it names another) and its devices."""
+    kind, devices = "cuda", set()
+    for t in (*model.parameters(), *model.buffers()):
+        if t.device.type not in ("cpu", "meta"):
+            kind = t.device.type
+            devices.add(t.device.index or 0)
+    if kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices.add(torch.cuda.current_device())  # the user's default stream of random numbers too
+    return kind, sorted(devices)
