@@ -71,7 +71,7 @@ def test_a_misspelled_option_or_selector_fails_loudly_with_a_hint() -> None:
 
 
 def test_selecting_codes_of_another_family_on_a_training_record_says_where_they_come_from() -> None:
-    with pytest.raises(BadInputError, match="names no training rule.*onnx"):
+    with pytest.raises(BadInputError, match="names no training or plugin rule.*onnx"):
         selected_rules(DebuggingConfig(select=["ONX", "PRB"]))
     assert [r.code for r in selected_rules(DebuggingConfig(select=["GRD"]))] == ["GRD001", "GRD002"]
     kept = selected_rules(DebuggingConfig(select=["training"], ignore=["RUN", "dead_activations"]))

@@ -18,7 +18,7 @@ from .llm.cli import LLM_VALUE_OPTIONS, add_llm_options, check_llm_args, handle_
 
 __all__ = ["main"]
 
-_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", *LLM_VALUE_OPTIONS}
+_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", "--rules", *LLM_VALUE_OPTIONS}
 _RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
 
@@ -27,7 +27,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"modeldebug: {message} (see `{self.prog} --help`)\n")
 
 
+def _load_rules(args: argparse.Namespace) -> None:
+    """Users' own rules: installed plugins, then each `--rules FILE` (before any config is built)."""
+    from .rules.plugins import load_entry_points, load_rules
+
+    load_entry_points()
+    for path in getattr(args, "rules", None) or []:
+        load_rules(path)
+
+
 def _config(args: argparse.Namespace) -> DebuggingConfig:
+    _load_rules(args)
     split = lambda v: [s for s in (v or "").split(",") if s]  # noqa: E731
     return DebuggingConfig(analysis_level=getattr(args, "level", None) or "basic",
                            select=split(getattr(args, "select", None)), ignore=split(getattr(args, "ignore", None)))
@@ -39,6 +49,12 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="CODES", help="only these rules: codes, prefixes or kinds, comma-separated")
     p.add_argument("--ignore", metavar="CODES", help="skip these rules: codes, prefixes or kinds, comma-separated")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the report to stderr")
+    _add_rules_option(p)
+
+
+def _add_rules_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", metavar="FILE", action="append",
+                   help="load your own rules from this Python file (repeatable; see docs/plugins.md)")
 
 
 def _parser() -> _Parser:
@@ -79,8 +95,10 @@ def _parser() -> _Parser:
     from .catalogue import FAMILIES
 
     rl.add_argument("--family", choices=list(FAMILIES), help="only this family's codes")
+    _add_rules_option(rl)
     e = sub.add_parser("explain", help="print the documentation of any code (GRD001, ONX010, BEH020, MON001, ...)")
     e.add_argument("rule", metavar="CODE", help="a code (GRD001), kind or name, of any family")
+    _add_rules_option(e)
 
     from .commands import register
 
@@ -250,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _cmd_demo(args)
         if args.command == "rules":
+            _load_rules(args)
             return _cmd_rules(markdown=args.markdown, family=args.family)
         if args.command == "explain":
+            _load_rules(args)
             return _cmd_explain(args.rule)
         handler = getattr(args, "handler", None)
         if handler is not None:

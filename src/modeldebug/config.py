@@ -60,6 +60,9 @@ class _ThresholdsBase(BaseModel):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        extra = self.__pydantic_extra__ or {}
+        if name in extra:
+            return extra[name]
         from .catalogue import CATALOGUE
 
         return CATALOGUE.option(name).default  # a plugin option not set by the user; unknown names raise

@@ -92,24 +92,26 @@ class Catalogue:
                 or spec.family == s.lower())
 
     def select(self, select: Iterable[str] = (), ignore: Iterable[str] = (), *,
-               family: str | None = None) -> list[Spec]:
+               family: str | tuple[str, ...] | None = None) -> list[Spec]:
         """The specs a `--select`/`--ignore` pair keeps (of one family when given).
 
         A selector that matches nothing anywhere is an error; so is a selection that keeps nothing of
-        `family` while it names codes of other families (`report --select ONX` on a training record).
+        `family` while it names codes of other families (`report --select ONX` on a training record),
+        `family` may be several families (training rules and plugins judge the same records).
         """
         select, ignore = [s for s in select if s.strip()], [s for s in ignore if s.strip()]
         for s in [*select, *ignore]:
             if not any(self.matches(sp, s) for sp in self):
                 raise UnknownRuleError(f"no rule matches {s!r}{self._hint(s)}: use a code (GRD001), a prefix (GRD), "
                                        "a kind or a family")
-        pool = [sp for sp in self if family is None or sp.family == family]
+        families = (family,) if isinstance(family, str) else family
+        pool = [sp for sp in self if families is None or sp.family in families]
         chosen = [sp for sp in pool if not select or any(self.matches(sp, s) for s in select)]
         chosen = [sp for sp in chosen if not any(self.matches(sp, s) for s in ignore)]
-        if select and not chosen and family is not None:
+        if select and not chosen and families is not None:
             others = sorted({sp.family for sp in self if any(self.matches(sp, s) for s in select)})
             raise BadInputError(
-                f"--select {','.join(select)} names no {family} rule: those codes are found by "
+                f"--select {','.join(select)} names no {' or '.join(families)} rule: those codes are found by "
                 + " and ".join(f"{f} ({self._where(f)})" for f in others))
         return chosen
 

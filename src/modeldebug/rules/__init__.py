@@ -1,7 +1,7 @@
 """The rule catalogue: one class per problem, grouped by family, run by `analyze`.
 
-Families: numerics (NUM), loss (LOS), gradients (GRD), activations (ACT), optimizer (OPT),
-runtime errors (RUN). `modeldebug rules` lists them; `modeldebug explain CODE` prints one's docs.
+Detectors of the training family, one class per code; their specs (kind, docs, options) are in
+`modeldebug.catalogue`. `modeldebug rules` lists them; `modeldebug explain CODE` prints the docs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (importing a family registers its rules)
 from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context
+from .plugins import load_entry_points
 from .ranking import rank
 
 __all__ = ["RULES", "Finding", "Recommendation", "Rule", "analyze", "find_rule", "selected_rules"]
@@ -35,7 +36,8 @@ def find_rule(selector: str) -> type[Rule]:
 
 def selected_rules(config: DebuggingConfig) -> list[type[Rule]]:
     """The training rules `config.select`/`config.ignore` keep; a selector naming nothing is an error."""
-    specs = CATALOGUE.select(config.select, config.ignore, family="training")
+    load_entry_points()
+    specs = CATALOGUE.select(config.select, config.ignore, family=("training", "plugin"))
     return [RULES[s.code] for s in specs if s.code in RULES]
 
 
