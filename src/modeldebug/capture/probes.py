@@ -28,8 +28,8 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     samples by design in training, does not count), and measures the gradient on every other
     sample's input. A model that keeps samples apart gives exactly zero there; a `.view`/`reshape`
     that mixes the batch axis gives non-zero gradients. Returns None when the probe does not apply
-    (no floating input, batch of one, output without the batch axis first), and
-    ``{"skipped": why}`` when the model could not be copied.
+    (no floating input, batch of one, output without the batch axis first); raises TwinError when
+    the model could not be copied.
     """
     x = first_tensor(args)
     if x is None or unmeasurable(x) is not None or x.dim() < 2 or x.shape[0] < 3:
@@ -41,7 +41,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     try:
         model, call, _ = twin(root, tuple(args), replace={id(x): probe})
     except TwinError as exc:
-        return {"skipped": f"the model could not be copied ({exc}); the probe never runs on the model itself"}
+        raise TwinError(f"the model could not be copied ({exc}); the probe never runs on the model itself") from exc
     call = list(call)
     call[index] = probe
     set_training(model, False)
