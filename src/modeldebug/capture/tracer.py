@@ -40,8 +40,8 @@ from ..record import RunWriter
 from . import stats as S
 from .buffer import StepBuffer
 from .isolation import unwrap
-from .losses import LOSS_IO_STATS, LossWatch
 from .loop import LoopWatch
+from .losses import LOSS_IO_STATS, LossWatch
 from .nonfinite import locate_nonfinite
 from .probes import batch_mixing
 from .progress import StepInfo
