@@ -131,3 +131,94 @@ def test_a_flush_per_step_keeps_every_step(tmp_path: Path) -> None:
         w.flush()
     w.close()
     assert Record.open(tmp_path / "many.db").n_steps == 300
+
+
+# -- the declared schema, its versions, and bulk cached reads -------------------------------------------
+def test_the_declared_tables_are_what_the_writer_creates() -> None:
+    from modeldebug.record.schema import DDL, TABLES
+
+    con = sqlite3.connect(":memory:")
+    con.executescript(DDL)
+    made = {t: [(name, type_, bool(notnull) or (bool(pk) and type_ == "INTEGER"))  # an INTEGER PRIMARY KEY is the rowid
+                 for _, name, type_, notnull, _, pk in con.execute(f"PRAGMA table_info({t})")]
+            for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert made == {t: [(c.name, c.type, not c.nullable) for c in cols] for t, cols in TABLES.items()}
+
+
+def test_every_older_schema_has_a_migration_to_the_next() -> None:
+    from modeldebug.record.migrations import MIGRATIONS
+    from modeldebug.record.schema import OLDEST_SCHEMA
+
+    assert sorted(MIGRATIONS) == list(range(OLDEST_SCHEMA, SCHEMA_VERSION))
+
+
+def _deep_record(path: Path, layers: int, steps: int = 30) -> None:
+    w = RunWriter(path)
+    params = []
+    for i in range(layers):
+        w.entity("module", f"l{i}", type="Linear", info={"leaf": True, "params": 2})
+        params.append(w.entity("param", f"l{i}.weight", info={"shape": [4, 4], "module": f"l{i}",
+                                                              "requires_grad": True}))
+    for step in range(steps):
+        w.add_step(step, loss=1.0 / (step + 1), lr=0.1, grad_norm=1.0, sampled=step % 5 == 0)
+        w.add_stats(step, [(p, "grad_norm", 0.1 * (j + 1) + step) for j, p in enumerate(params)])
+        if step % 5 == 0:
+            w.add_stats(step, [(p, s, 1.0) for p in params for s in ("param_norm", "update_ratio")])
+    w.set_meta(steps=steps)
+    w.close()
+
+
+def _statements(record: Record) -> list[str]:
+    seen: list[str] = []
+    record.conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_analysing_a_deep_record_runs_a_few_statements_whatever_its_depth(tmp_path: Path) -> None:
+    from modeldebug.rules import analyze
+
+    counts = []
+    for layers in (10, 80):
+        _deep_record(tmp_path / f"d{layers}.db", layers)
+        record = Record.open(tmp_path / f"d{layers}.db")
+        seen = _statements(record)
+        analyze(record)
+        counts.append(len(seen))
+        analyze(record)  # everything is cached now
+        assert len(seen) == counts[-1]
+    assert counts[0] == counts[1] and counts[0] < 40, counts
+
+
+def test_cached_series_equal_what_sql_says(tmp_path: Path) -> None:
+    _deep_record(tmp_path / "d.db", 6)
+    record = Record.open(tmp_path / "d.db")
+    con = sqlite3.connect(tmp_path / "d.db")
+    for e in record.entities():
+        for (stat,) in con.execute("SELECT DISTINCT stat FROM stats WHERE entity = ?", (e.id,)):
+            rows = con.execute("SELECT step, value FROM stats WHERE entity = ? AND stat = ? ORDER BY step",
+                               (e.id, stat)).fetchall()
+            s = record.series(e.name, stat, kind=e.kind)
+            assert s.steps.tolist() == [r[0] for r in rows] and s.values.tolist() == [r[1] for r in rows]
+            assert record.stat(stat, kind=e.kind)[e.name].values.tolist() == s.values.tolist()
+    assert record.stat_rows() == con.execute(
+        "SELECT s.step, e.kind, e.name, s.stat, s.value FROM stats s JOIN entities e ON e.id = s.entity "
+        "ORDER BY e.id, s.stat, s.step").fetchall()
+    assert set(record.frames()) == {"grad_norm", "param_norm", "update_ratio"}
+
+
+def test_cached_arrays_are_read_only(tmp_path: Path) -> None:
+    _deep_record(tmp_path / "d.db", 2)
+    record = Record.open(tmp_path / "d.db")
+    with pytest.raises(ValueError, match="read-only"):
+        record.series("l0.weight", "grad_norm").values[0] = 5.0
+    with pytest.raises(ValueError, match="read-only"):
+        record.column("loss").values[0] = 5.0
+
+
+def test_a_record_on_a_live_connection_reads_what_was_written_before_its_first_read() -> None:
+    w = RunWriter(":memory:")
+    record = Record(w.conn)
+    w.add_step(0, loss=1.0)
+    w.add_event(0, "nonfinite", {"what": "loss"})
+    w.flush()
+    assert record.n_steps == 1 and record.events("nonfinite")[0].data == {"what": "loss"}

@@ -1,0 +1,93 @@
+"""Series and Frame: a record's numbers as numpy arrays, read in bulk and shared read-only.
+
+A `Frame` is one statistic of many entities over steps, in long form, read with one query; it
+splits into one `Series` per entity without copying. Arrays are read-only because the record
+caches them and every rule, report and exporter shares them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Frame", "Series", "frozen"]
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """`a`, made read-only (the record hands the same array to every reader)."""
+    a.flags.writeable = False
+    return a
+
+
+_EMPTY_STEPS = frozen(np.array([], dtype=np.int64))
+_EMPTY_VALUES = frozen(np.array([], dtype=float))
+
+
+@dataclass(frozen=True)
+class Series:
+    """Values of one statistic over steps (NaN where it was not finite or not recorded)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def finite(self) -> Series:
+        keep = np.isfinite(self.values)
+        if keep.all():
+            return self
+        return Series(self.steps[keep], self.values[keep])
+
+    @classmethod
+    def empty(cls) -> Series:
+        return cls(_EMPTY_STEPS, _EMPTY_VALUES)
+
+
+def _sorted(entity: np.ndarray, steps: np.ndarray) -> bool:
+    """Sorted by entity, then step?"""
+    if len(entity) < 2:
+        return True
+    d = np.diff(entity)
+    return bool(((d > 0) | ((d == 0) & (np.diff(steps) >= 0))).all())
+
+
+class Frame:
+    """One statistic of many entities: parallel arrays `entity`, `steps`, `values`, sorted by entity
+    id, then step (rows of one step keep the order they were written in)."""
+
+    def __init__(self, stat: str, entity: np.ndarray, steps: np.ndarray, values: np.ndarray) -> None:
+        if not _sorted(entity, steps):
+            order = np.argsort(entity, kind="stable")  # rows come step by step from a table scan
+            if not _sorted(entity[order], steps[order]):
+                order = np.lexsort((steps, entity))  # stable: ties keep their written order
+            entity, steps, values = entity[order], steps[order], values[order]
+        self.stat = stat
+        self.entity = frozen(entity)
+        self.steps = frozen(steps)
+        self.values = frozen(values)
+        bounds = np.flatnonzero(np.diff(entity)) + 1
+        starts = np.concatenate(([0], bounds)) if len(entity) else np.array([], dtype=np.int64)
+        ends = np.concatenate((bounds, [len(entity)])) if len(entity) else np.array([], dtype=np.int64)
+        self._slices = {int(entity[s]): slice(int(s), int(e)) for s, e in zip(starts, ends)}
+
+    def __len__(self) -> int:
+        return len(self.entity)
+
+    def __contains__(self, entity_id: int) -> bool:
+        return entity_id in self._slices
+
+    def entity_ids(self) -> list[int]:
+        """The entities that have rows, in id order."""
+        return list(self._slices)
+
+    def series(self, entity_id: int) -> Series:
+        """One entity's series (views into the frame's arrays); empty when it has no rows."""
+        sl = self._slices.get(entity_id)
+        if sl is None:
+            return Series.empty()
+        return Series(self.steps[sl], self.values[sl])
+
+    def __repr__(self) -> str:
+        return f"Frame({self.stat!r}: {len(self)} rows, {len(self._slices)} entities)"
