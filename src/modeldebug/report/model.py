@@ -9,6 +9,7 @@ from typing import Any
 
 from .._version import __version__
 from ..config import DebuggingConfig
+from ..errors import DebuggingError
 from ..record import Record
 from ..rules import Finding, analyze
 from ..rules.base import SEVERITY_ORDER
@@ -62,7 +63,11 @@ class Report:
         if len(loss):
             run["first_loss"] = float(loss.values[0])
             run["final_loss"] = float(loss.values[-1])
-        return cls(analyze(record, config), run, record)
+        report = cls(analyze(record, config), run, record)
+        failed = report.rules_failed()
+        if failed:  # the JSON says so too, beside the findings that explain it
+            run["rules_failed"] = [f"{f.code}: {f.evidence.get('error')}" for f in failed]
+        return report
 
     # -- queries ---------------------------------------------------------------------------------
     def kinds(self) -> list[str]:
@@ -76,6 +81,30 @@ class Report:
     def fails(self, severity: str) -> bool:
         """True when a finding is at or above `severity` (for --fail-on)."""
         return any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[severity] for f in self.findings)
+
+    def rules_failed(self) -> list[Finding]:
+        """The findings that say a rule could not run (see `rules.analyze`): its verdict is unknown."""
+        return [f for f in self.findings if f.kind == "internal_error" and "rule" in f.evidence]
+
+    def exit_code(self, fail_on: str | None) -> int:
+        """The exit code of `report --fail-on SEVERITY`: 0 pass, 1 a finding at or above it.
+
+        When none is, but a rule could not run, the run may still hold such a problem: that is not a
+        pass. It raises DebuggingError, whose one line names the rules and why they failed; the CLI
+        prints it and exits 2 (verdict unknown). Without `fail_on` it is always 0.
+        """
+        if not fail_on:
+            return 0
+        failed = self.rules_failed()
+        unknown = {id(f) for f in failed}
+        if any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on] for f in self.findings if id(f) not in unknown):
+            return 1
+        if failed:
+            why = "; ".join(f"{f.code} ({f.evidence.get('error')})" for f in failed[:3])
+            more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+            raise DebuggingError(f"--fail-on {fail_on} cannot pass: {len(failed)} rule(s) could not run, so their "
+                                 f"verdict is unknown: {why}{more}", details={"rules": [f.code for f in failed]})
+        return 0
 
     # -- output ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from ..config import DebuggingConfig
-from ..errors import UnknownRuleError
+from ..errors import RecordCorruptError, UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
     activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, resources, runtime,
@@ -42,18 +42,29 @@ def selected_rules(config: DebuggingConfig) -> list[type[Rule]]:
 
 
 def analyze(record: Record, config: DebuggingConfig | None = None) -> list[Finding]:
-    """Run every selected rule on a record; a rule that crashes is reported, never fatal."""
+    """Run every selected rule on a record; a rule that crashes is reported, never fatal.
+
+    A rule that could not run gives an `internal_error` finding (evidence: `rule`, `error`) and the
+    other rules still run; `Report.exit_code` makes `--fail-on` fail on it, since its verdict is
+    unknown. Damage a rule finds in the record (`RecordCorruptError`) is not the rule's fault: it
+    ends the analysis with the record's own one-line error.
+    """
     config = config or DebuggingConfig()
     ctx = Context(record, config)
     findings: list[Finding] = []
     for rule_cls in selected_rules(config):
         try:
             findings.extend(rule_cls().check(ctx))
+        except RecordCorruptError:
+            raise
         except Exception as exc:  # a broken rule must not take the report down
-            log.warning("modeldebug: rule %s failed: %s: %s", rule_cls.code, type(exc).__name__, exc)
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, for logs and CI
+            log.warning("modeldebug: rule %s could not run: %s", rule_cls.code, error)
             findings.append(Finding(
                 code=rule_cls.code, kind="internal_error", category="runtime", severity="low", confidence=1.0,
-                title=f"Rule {rule_cls.code} could not run: {type(exc).__name__}",
-                description=f"{type(exc).__name__}: {exc}. Please report this; the other rules ran.",
+                title=f"Rule {rule_cls.code} could not run, so its verdict is unknown",
+                description=f"{error}. The other rules ran. `--fail-on` fails (exit 2) while a rule's verdict "
+                            "is unknown. Please report this.",
+                evidence={"rule": rule_cls.code, "error": error},
             ))
     return rank(findings, ctx.n_steps)
