@@ -5,9 +5,10 @@ The deterministic path, in order:
 2. try one training step (ErrorDiagnoser): a crash is the answer, explained, and the rest is skipped;
 3. a short training run on a copy under `modeldebug.watch` at the comprehensive level, so the
    whole rule catalogue judges it (on one batch it doubles as the overfit-one-batch probe);
-4. the tools, in the order the complaint suggests, and the sanity probes;
-5. merge findings that say the same thing, fold symptoms into causes, rank (severity, then
-   relevance to the complaint);
+4. the tools, in the order the complaint suggests (each writes what it measures into an in-memory
+   record that the same rules judge, with the same config), and the sanity probes;
+5. keep what the config's select/ignore keep, merge findings that say the same thing, fold
+   symptoms into causes, rank (severity, then relevance to the complaint);
 6. try the mechanical fixes for the top findings on copies and report before/after;
 7. check the user's model is exactly as it came.
 No language model is involved; one can explain the result afterwards.
@@ -28,6 +29,7 @@ from ..rules.ranking import rank
 from . import probes
 from .fixes import VerifiedFix, candidate_fixes, verify
 from .guard import ModelGuard
+from .measure import selected
 from .planner import plan
 from .request import DebuggingRequest, Workload
 from .response import AgentMetrics, DebuggingResponse
@@ -72,6 +74,9 @@ class ModelDebuggingAgent:
         model=model, batch=(x, y), loss_fn=nn.CrossEntropyLoss(), issue="Model not converging"))
     print(response.to_text())
     ```
+    `config` is the one every judgement uses: the watched run, each tool's measurements (judged by
+    the same rules as `modeldebug run`), the probes' thresholds and a stored `request.record`, so
+    `DebuggingConfig(thresholds={"dead_fraction": 0.9})` changes the verdict everywhere.
     `lm` (optional) is used only to explain the result afterwards; nothing here needs it.
     """
 
@@ -85,7 +90,7 @@ class ModelDebuggingAgent:
 
     def debug_model(self, request: DebuggingRequest) -> DebuggingResponse:
         t0 = time.perf_counter()
-        work = Workload(request)
+        work = Workload(request, config=self.config)
         rss0 = rss_mb() or 0.0
         peak = [rss0]
         cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
@@ -108,7 +113,7 @@ class ModelDebuggingAgent:
                 peak.append(rss_mb() or 0.0)
 
         with ModelGuard(request.model) as guard:
-            errors = timed("error_diagnoser", TOOLS["error_diagnoser"](request.options).timed, work)
+            errors = timed("error_diagnoser", TOOLS["error_diagnoser"](request.options, config=self.config).timed, work)
             results["error_diagnoser"] = errors
             if errors.failed:
                 groups.append(("error_diagnoser", errors.findings))
@@ -122,7 +127,7 @@ class ModelDebuggingAgent:
                     if name == "error_diagnoser":
                         continue
                     try:
-                        results[name] = timed(name, TOOLS[name](request.options).timed, work)
+                        results[name] = timed(name, TOOLS[name](request.options, config=self.config).timed, work)
                         groups.append((name, results[name].findings))
                     except Exception as exc:  # noqa: BLE001 - one failing tool must not take the answer down
                         log.warning("modeldebug: the %s tool failed: %s", name, exc)
@@ -142,6 +147,7 @@ class ModelDebuggingAgent:
                         log.warning("modeldebug: the %s probe failed: %s", name, exc)
             if request.record is not None:
                 groups.insert(0, ("run_record", self._record_findings(request.record)))
+            groups = [(source, [f for f in found if selected(self.config, f)]) for source, found in groups]
             findings = the_plan.order(rank(_merge(groups), request.options.probe_steps))
             if request.options.verify_fixes and not errors.failed:
                 fixes = timed("verified_fixes", self._verify, findings, work, probe_results)

@@ -6,7 +6,10 @@
 - batch mixing by backprop: one sample's output must not depend on the others;
 - determinism: two runs with the same seed agree;
 - learning-rate range test: the rate where the loss falls fastest, and where it blows up.
-Each returns a `ProbeResult` with a verdict, its numbers, and the findings they support.
+Each returns a `ProbeResult` with a verdict, its numbers, and the findings they support. These are
+the agent's own detectors (no record rule can run them: they train and compare copies); their
+findings are built from the catalogue's specs, and their thresholds (`init_loss_factor`,
+`init_input_scale`, `mixing_fraction`) are read from the workload's config.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Any
 import torch
 
 from ..capture.probes import batch_mixing
-from ..config import DebuggingConfig
 from ..report.model import json_safe
 from ..rules.base import Finding, Recommendation
 from .request import Workload, call_model
@@ -72,7 +74,7 @@ def loss_at_init(work: Workload) -> ProbeResult:
         return ProbeResult("loss_at_init", "skipped" if math.isfinite(loss) else "fail",
                            f"initial loss {loss:.4g} (no class count to compare with)", {"loss": loss})
     expected = math.log(classes)
-    th = DebuggingConfig().thresholds
+    th = work.config.thresholds
     factor = th.init_loss_factor
     x = work.inputs()
     input_std = float(x.float().std()) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 1 else 0.0
@@ -184,7 +186,7 @@ def batch_mixing_probe(work: Workload) -> ProbeResult:
     if res is None:
         return ProbeResult("batch_mixing", "skipped", "the output has no batch axis first, or the batch is too small", {})
     frac = res["fraction_mixed"]
-    if frac <= DebuggingConfig().thresholds.mixing_fraction:
+    if frac <= work.config.thresholds.mixing_fraction:
         return ProbeResult("batch_mixing", "pass", "samples stay independent", res)
     f = make_finding(
         "MIX001", "batch_mixing", "model", severity="high", confidence=0.95,

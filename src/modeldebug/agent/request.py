@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import DebuggingConfig
 from ..errors import BadInputError
 
 __all__ = ["AnalysisOptions", "DebuggingRequest", "Workload", "VISUALIZATIONS"]
@@ -35,8 +36,11 @@ class AnalysisOptions:
 
     #: module types to analyse layer by layer (class names, e.g. ["Linear", "ReLU"]); None: all leaves
     layer_types: list[str] | None = None
-    #: a parameter whose gradient norm is below this is "no signal" (absolute, after one backward)
+    #: GradientDebugger: a parameter whose gradient norm is below this (absolute, on the first step)
+    #: gets no usable signal; it is named in the tool's result ("tiny")
     gradient_threshold: float = 1e-7
+    #: GradientDebugger: training steps it measures; the gradient rules judge what they show
+    gradient_steps: int = 3
     #: memory above this (MiB) for one training step is worth a finding; None: only report
     memory_threshold_mb: float | None = None
     profile_warmup: int = 2
@@ -101,13 +105,20 @@ def _describe(x: Any) -> str:
 
 
 class Workload:
-    """A validated request: batches, loss and fresh model copies for the tools to work on."""
+    """A validated request: batches, loss and fresh model copies for the tools to work on.
 
-    def __init__(self, request: DebuggingRequest) -> None:
+    `config` is the one `DebuggingConfig` every tool, probe and watched run judges with (the
+    agent's; a tool used alone gets the default).
+    """
+
+    def __init__(self, request: DebuggingRequest, *, config: DebuggingConfig | None = None) -> None:
         if not isinstance(request, DebuggingRequest):
             raise BadInputError(f"debug_model() takes a DebuggingRequest, got {type(request).__name__}")
         if not isinstance(request.model, nn.Module):
             raise BadInputError(f"request.model must be a torch.nn.Module, got {type(request.model).__name__}")
+        if config is not None and not isinstance(config, DebuggingConfig):
+            raise BadInputError(f"config must be a modeldebug.DebuggingConfig, got {type(config).__name__}")
+        self.config = config if config is not None else DebuggingConfig()
         self.request = request
         self.options = request.options
         self.model = request.model

@@ -86,13 +86,13 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
         session = None
         if watch_level is not None:
             from ..capture import watch
+            from .measure import scoped
 
-            from ..config import DebuggingConfig
-
-            # Timing and memory-growth rules judge long runs; a probe run of a few dozen steps on a busy
-            # machine would only give them noise. The profiler and memory tools cover those.
-            config = DebuggingConfig(analysis_level=watch_level,  # type: ignore[arg-type]
-                                     ignore=["slow_step", "dataloader_bottleneck", "memory_growth"])
+            # The user's config (thresholds, select/ignore) at the level asked for. Timing and
+            # memory-growth rules judge long runs; a probe run of a few dozen steps on a busy machine
+            # would only give them noise. The profiler and memory tools cover those.
+            config = scoped(work.config).model_copy(update={"analysis_level": watch_level})
+            config.ignore = [*config.ignore, "PRF001", "PRF002", "MEM001"]
             session = watch(copy, optimizer=opt, config=config, db=":memory:")
             session.__enter__()
         error: BaseException | None = None

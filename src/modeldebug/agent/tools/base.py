@@ -3,6 +3,11 @@
 Each tool works alone (`LayerAnalyzer().run(model, (x, y), loss_fn)`) and inside the agent, which
 hands it the validated `Workload` via `analyze(work)`. Results are dataclasses with the numbers,
 the findings they support, and `to_text()` for people and language models.
+
+Tools measure; the catalogue judges. A tool writes what it measured into an in-memory record
+(`agent.measure.Measurement`) and the same rules that judge `modeldebug run` judge it, with the
+workload's config (`work.config`: the one the user gave the agent, or `Tool(config=...)` alone).
+Only the agent's own probe codes (PRB, MEM002) have detectors here.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ...config import DebuggingConfig
 from ...report.model import json_safe
 from ...rules.base import Finding, Recommendation, Severity
 from ..request import AnalysisOptions, DebuggingRequest, Workload
@@ -54,15 +60,18 @@ class Tool:
     description: ClassVar[str]
     category: ClassVar[str]
 
-    def __init__(self, options: AnalysisOptions | None = None) -> None:
+    def __init__(self, options: AnalysisOptions | None = None, *, config: DebuggingConfig | None = None) -> None:
         self.options = options or AnalysisOptions()
+        #: what `run` judges with; inside the agent a tool judges with the workload's config
+        self.config = config
 
     def run(self, model: nn.Module, batch: tuple[Any, Any], loss_fn: Callable[..., torch.Tensor] | None = None,
             **kwargs: Any) -> ToolResult:
         """Analyse `model` on `batch` with `loss_fn`; the model is left exactly as it was."""
         from ..guard import ModelGuard
 
-        work = Workload(DebuggingRequest(model=model, batch=batch, loss_fn=loss_fn, options=self.options, **kwargs))
+        work = Workload(DebuggingRequest(model=model, batch=batch, loss_fn=loss_fn, options=self.options, **kwargs),
+                        config=self.config)
         with ModelGuard(model):
             return self.timed(work)
 
@@ -76,12 +85,16 @@ class Tool:
         raise NotImplementedError
 
 
-def backward_once(work: Workload, model: nn.Module, handles: list[Any]) -> None:
-    """One forward, loss and backward pass on `model`; the hook `handles` are removed whatever happens."""
+def backward_once(work: Workload, model: nn.Module, handles: list[Any], batch: tuple[Any, Any] | None = None) -> float:
+    """One forward, loss and backward pass on `model` (on `batch`, else the first); returns the loss.
+
+    The hook `handles` are removed whatever happens.
+    """
     try:
-        loss = work.loss(model)
+        loss = work.loss(model, batch)
         if loss.requires_grad:
             loss.backward()
+        return float(loss.detach())
     finally:
         for h in handles:
             h.remove()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ...capture.tracer import is_library_frame
+from ...config import DebuggingConfig
 from ...record import Record, RunWriter
 from ...rules.base import Finding
 from ..request import Workload, call_model
@@ -50,9 +51,13 @@ class ErrorDiagnosis(ToolResult):
         return out
 
 
-def diagnose_exception(exc: BaseException, *, module: str | None = None, phase: str | None = None) -> list[Finding]:
-    """Findings for an exception, from the same rules that explain a crashed `modeldebug run`."""
-    from ...rules import analyze
+def diagnose_exception(exc: BaseException, *, module: str | None = None, phase: str | None = None,
+                       config: DebuggingConfig | None = None) -> list[Finding]:
+    """Findings for an exception, from the same rules that explain a crashed `modeldebug run`.
+
+    `config` selects and tunes those rules as it does for a run (default: the defaults).
+    """
+    from ..measure import judge
 
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames if not is_library_frame(f.filename)]
@@ -64,7 +69,7 @@ def diagnose_exception(exc: BaseException, *, module: str | None = None, phase: 
         "code": where.line if where else None})
     writer.set_meta(steps=0, status="crashed")
     writer.flush()
-    return [f for f in analyze(Record(writer.conn)) if f.category in _CRASH_CATEGORIES]
+    return [f for f in judge(Record(writer.conn), config or DebuggingConfig()) if f.category in _CRASH_CATEGORIES]
 
 
 def _module_at(model: torch.nn.Module, origin: str) -> str | None:
@@ -124,7 +129,7 @@ class ErrorDiagnoser(Tool):
         data: dict[str, Any] = events[-1] if events else {}
         findings = [f for f in run.report.findings if f.category in _CRASH_CATEGORIES] if run.report else []
         if not findings:
-            findings = diagnose_exception(exc, module=data.get("module"), phase=data.get("phase"))
+            findings = diagnose_exception(exc, module=data.get("module"), phase=data.get("phase"), config=work.config)
         origin = None
         if any(f.kind == "inplace_modification" for f in findings):
             origin = _anomaly_origin(work)

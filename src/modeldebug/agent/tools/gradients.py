@@ -1,16 +1,24 @@
-"""GradientDebugger: how the gradient flows back through the network, and where it does not."""
+"""GradientDebugger: how the gradient flows back through the network, and where it does not.
+
+It trains a copy for a few steps (`AnalysisOptions.gradient_steps`) and writes what capture writes
+for a watched run (each parameter's `grad_norm`, `param_norm` and `update_ratio`, the step's total
+norm) into an in-memory record; the gradient and optimizer rules (GRD001, GRD002, OPT001) judge it
+with the workload's config. Its own result is the first step's gradient of every parameter in
+forward order, and why a parameter gets none: frozen, unused, detached, zero, or below
+`AnalysisOptions.gradient_threshold`. A rule that needs a longer run than the tool's (exploding
+gradients judge a trend over `min_steps`) stays silent here; the watched run judges it.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import median
 
+from torch import nn
 
-from ...config import DebuggingConfig
-from ...rules.base import Recommendation
+from ..measure import Measurement
 from ..request import Workload
-from .base import Tool, ToolResult, backward_once, make_finding
+from .base import Tool, ToolResult, backward_once
 
 __all__ = ["GradientDebugger", "GradientFlow", "ParamGrad"]
 
@@ -21,7 +29,12 @@ REASONS = {
     "detached": "its module ran, but its output does not reach the loss (.detach(), torch.no_grad(), "
                 ".item()/.numpy(), or a non-differentiable op such as argmax)",
     "zero": "the gradient is exactly zero (every path to the loss is blocked, e.g. by dead ReLUs or a zero multiplier)",
+    "tiny": "the gradient norm is below AnalysisOptions.gradient_threshold: too little signal to learn from "
+            "(it vanished on the way back, or the path is nearly blocked)",
 }
+
+#: the rules that judge what this tool measures
+CODES = ("GRD001", "GRD002", "OPT001")
 
 
 @dataclass
@@ -68,18 +81,46 @@ class GradientDebugger(Tool):
     """Gradient flow: per-layer norms, vanishing or exploding depth trends, and parameters with no gradient."""
 
     name = "gradient_debugger"
-    description = ("One backward pass: gradient norm of every parameter in forward order, where it vanishes or "
-                   "explodes along the depth, and which parameters get no gradient and why (frozen, unused, detached).")
+    description = ("A few training steps on a copy: gradient norm of every parameter in forward order, where it "
+                   "vanishes along the depth, and which parameters get no gradient and why (frozen, unused, "
+                   "detached, zero, too small).")
     category = "gradient"
 
     def analyze(self, work: Workload) -> GradientFlow:
         model = work.clone()
         model.train()
+        opt = work.optimizer(model) if any(p.requires_grad for p in model.parameters()) else None
+        measured = Measurement(model, optimizer=opt)
         called: list[str] = []
         names = {id(m): n for n, m in model.named_modules()}
         handles = [m.register_forward_pre_hook(lambda m, a: called.append(names[id(m)]) and None)
                    for m in model.modules()]
-        backward_once(work, model, handles)
+        params: list[ParamGrad] = []
+        for step in range(max(1, self.options.gradient_steps)):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+            loss = backward_once(work, model, handles if step == 0 else [], work.batches[step % len(work.batches)])
+            if step == 0:
+                params = self._table(model, called)
+            measured.gradients(step)
+            columns = {"loss": loss, "n_backward": 1, "sampled": True}
+            if opt is not None and math.isfinite(loss):
+                before = measured.before_update()
+                opt.step()
+                measured.after_update(step, before)
+                columns["lr"] = float(opt.param_groups[0]["lr"])
+            measured.end_step(step, **columns)
+            if opt is None or not math.isfinite(loss):
+                break
+        total = math.sqrt(sum((p.grad_norm or 0.0) ** 2 for p in params))
+        findings = measured.judge(work.config, CODES)
+        broken = [p for p in params if p.problem and p.problem != "frozen"]
+        summary = (f"total norm {total:.3e}; " +
+                   (f"{len(broken)} parameters get no usable gradient" if broken else "every trainable parameter gets a gradient"))
+        return GradientFlow(tool=self.name, summary=summary, findings=findings, params=params, total_norm=total)
+
+    def _table(self, model: nn.Module, called: list[str]) -> list[ParamGrad]:
+        """Every parameter after the first backward pass, in the order the forward pass used its module."""
         first_call = {n: i for i, n in reversed(list(enumerate(called)))}
         params = []
         for name, p in model.named_parameters():
@@ -93,65 +134,9 @@ class GradientDebugger(Tool):
                 problem = "unused" if module not in first_call and module != "" else "detached"
             elif g == 0.0:
                 problem = "zero"
+            elif g is not None and g < self.options.gradient_threshold:
+                problem = "tiny"
             params.append(ParamGrad(name, module, list(p.shape), p.requires_grad, w, g,
                                     None if g is None or w == 0 else g / w, problem))
         params.sort(key=lambda p: first_call.get(p.module, len(called)))
-        total = math.sqrt(sum((p.grad_norm or 0.0) ** 2 for p in params))
-        findings = self._findings(params)
-        broken = [p for p in params if p.problem and p.problem != "frozen"]
-        summary = (f"total norm {total:.3e}; " +
-                   (f"{len(broken)} parameters get no usable gradient" if broken else "every trainable parameter gets a gradient"))
-        return GradientFlow(tool=self.name, summary=summary, findings=findings, params=params, total_norm=total)
-
-    def _findings(self, params: list[ParamGrad]) -> list:  # type: ignore[type-arg]
-        out = []
-        by_problem: dict[tuple[str, str], list[ParamGrad]] = {}
-        for p in params:
-            if p.problem in ("unused", "detached", "zero"):
-                top = p.module.split(".")[0] if p.problem == "detached" else p.module
-                by_problem.setdefault((p.problem, top), []).append(p)
-        for (problem, where), ps in by_problem.items():
-            n = sum(math.prod(p.shape) for p in ps)
-            fix = {
-                "detached": Recommendation("fix", f"Find where {where}'s output leaves the graph and keep it in: "
-                                           "remove .detach() / torch.no_grad() / .item() on the training path",
-                                           "h = self.encoder(x)  # not self.encoder(x).detach()"),
-                "unused": Recommendation("fix", f"{where} is registered but never called: call it in forward, "
-                                         "or delete it (and pass find_unused_parameters=False to DDP)", None),
-                "zero": Recommendation("fix", "Check what blocks the gradient upstream (dead ReLUs, a multiply by zero, "
-                                       "a clamp that is always active)", None),
-            }[problem]
-            out.append(make_finding(
-                "GRD003", "params_not_updating", "gradient",
-                severity="high" if problem != "unused" else "medium", confidence=0.95 if problem != "zero" else 0.8,
-                title=f"{len(ps)} parameters of {where or 'the model'} get no gradient: {problem}",
-                description=f"{', '.join(p.name for p in ps[:6])}{' ...' if len(ps) > 6 else ''} ({n:,} values): "
-                            f"{REASONS[problem]}. They will never train.",
-                location=where or None, evidence={"reason": problem, "params": [p.name for p in ps], "values": n},
-                recommendations=[fix]))
-        rel = [(p.module, p.relative) for p in params if p.relative is not None and p.relative > 0 and len(p.shape) > 1]
-        if len(rel) >= 3:
-            th = DebuggingConfig().thresholds
-            mid = median(r for _, r in rel)
-            first_module, first = rel[0]
-            if mid > 0 and first / mid < th.vanishing_ratio:
-                out.append(make_finding(
-                    "GRD002", "vanishing_gradients", "gradient", severity="high", confidence=0.75,
-                    title=f"The first layer's relative gradient is {first / mid:.1e}x the median layer's",
-                    description=(f"{first_module} receives |g|/|w| = {first:.2e} against a median of {mid:.2e}: "
-                                 "the gradient fades on its way back, so the early layers learn almost nothing."),
-                    location=first_module, evidence={"relative_first": first, "relative_median": mid,
-                                                     "ratio": first / mid},
-                    recommendations=[
-                        Recommendation("fix", "Use ReLU-family activations with Kaiming init, or add residual "
-                                       "connections / normalisation layers", "nn.init.kaiming_normal_(w, nonlinearity='relu')")]))
-            elif mid > 0 and first / mid > 1 / th.vanishing_ratio:
-                out.append(make_finding(
-                    "GRD001", "exploding_gradients", "gradient", severity="high", confidence=0.7,
-                    title=f"The first layer's relative gradient is {first / mid:.1e}x the median layer's",
-                    description=(f"{first_module} receives |g|/|w| = {first:.2e} against a median of {mid:.2e}: the "
-                                 "gradient grows on its way back and the early layers take huge steps."),
-                    location=first_module, evidence={"relative_first": first, "relative_median": mid},
-                    recommendations=[Recommendation("fix", "Clip the gradient norm and check the initialisation scale",
-                                                    "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")]))
-        return out
+        return params

@@ -4,6 +4,13 @@ Warm-up iterations first (allocator, caches, lazy init), then N measured ones: w
 (data, forward, backward, optimizer) with the device synchronised at phase edges (this is our copy,
 so syncing costs the user nothing), inclusive time per module from forward hooks, and per operator
 from `torch.profiler`. Suggestions are hypotheses with the effect people usually see, not promises.
+
+The measured iterations are written as the steps of an in-memory record, with capture's step columns
+(`t_loader` for the time a batch took to come out of the data loader, `t_forward`, `t_backward`,
+`t_optimizer`, `t_step`, in seconds), and the dataloader rule (PRF001) judges them with the
+workload's config. It judges only runs of at least `min_steps` timed steps, so with the default five
+iterations it stays silent and the data share is in the result as a measurement; raise
+`AnalysisOptions.profile_iterations` past `min_steps` for a verdict.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...config import DebuggingConfig
 from ...rules.base import Recommendation
+from ..measure import Measurement
 from ..request import Workload, call_model
-from .base import Tool, ToolResult, make_finding
+from .base import Tool, ToolResult
+
+#: the rules that judge what this tool measures
+CODES = ("PRF001",)
 
 __all__ = ["PerformanceProfiler", "ProfileResult"]
 
@@ -123,6 +133,7 @@ class PerformanceProfiler(Tool):
         handles = [h for m in model.modules() if id(m) in names
                    for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
         phases = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        per_step: list[dict[str, float]] = []
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         batches = itertools.cycle(work.batches)
         try:
@@ -131,7 +142,7 @@ class PerformanceProfiler(Tool):
             measuring[0] = True
             with _quiet_kineto(), profile(activities=activities) as prof:
                 for i in range(iters):
-                    self._step(work, model, opt, next(batches), phases, device)
+                    per_step.append(self._step(work, model, opt, next(batches), phases, device))
         finally:
             for h in handles:
                 h.remove()
@@ -142,7 +153,7 @@ class PerformanceProfiler(Tool):
                                modules_ms={k: v / iters for k, v in module_ms.items()}, operators=ops,
                                syncs_per_step=syncs, tiny_op_share=tiny)
         result.suggestions = self._suggest(result, model, work)
-        result.findings = self._findings(result)
+        result.findings = self._judge(work, model, opt, device, per_step, data_iter)
         step = sum(phases_ms.values())
         result.summary = f"{step:.2f} ms per step ({', '.join(f'{k} {v / step:.0%}' for k, v in phases_ms.items() if step)})"
         return result
@@ -163,7 +174,8 @@ class PerformanceProfiler(Tool):
         return times[1:] or times  # the first includes worker start-up
 
     def _step(self, work: Workload, model: nn.Module, opt: torch.optim.Optimizer, batch: Any,
-              phases: dict[str, float] | None, device: torch.device) -> None:
+              phases: dict[str, float] | None, device: torch.device) -> dict[str, float]:
+        """One training iteration; its phases in seconds (added to `phases` in milliseconds)."""
         x, y = batch
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -180,6 +192,7 @@ class PerformanceProfiler(Tool):
             phases["forward"] += (t1 - t0) * 1e3
             phases["backward"] += (t2 - t1) * 1e3
             phases["optimizer"] += (t3 - t2) * 1e3
+        return {"t_forward": t1 - t0, "t_backward": t2 - t1, "t_optimizer": t3 - t2}
 
     def _operators(self, prof: Any, iters: int) -> tuple[list[dict[str, Any]], float, float]:
         rows = []
@@ -231,15 +244,19 @@ class PerformanceProfiler(Tool):
                                       "implementation usually cuts it", "torch.optim.AdamW(params, lr=..., fused=True)  # on CUDA"))
         return out
 
-    def _findings(self, r: ProfileResult) -> list:  # type: ignore[type-arg]
-        step = sum(r.phases_ms.values()) or 1.0
-        share = r.phases_ms.get("data", 0.0) / step
-        if share > DebuggingConfig().thresholds.dataloader_share:
-            return [make_finding(
-                "PRF001", "dataloader_bottleneck", "performance", severity="medium", confidence=0.7,
-                title=f"Data loading takes {share:.0%} of each training step",
-                description=(f"Drawing a batch takes {r.phases_ms['data']:.1f} ms against {step - r.phases_ms['data']:.1f} ms "
-                             "of compute: the model waits for data."),
-                evidence={"data_ms": r.phases_ms["data"], "step_ms": step, "share": share},
-                recommendations=[s for s in r.suggestions if "DataLoader" in (s.implementation or "")])]
-        return []
+    def _judge(self, work: Workload, model: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
+               per_step: list[dict[str, float]], loader_ms: list[float]) -> list:  # type: ignore[type-arg]
+        """The measured iterations as a record's steps, judged by the dataloader rule.
+
+        Step i waited for the i-th timed batch of the loader (none without a loader); a step with no
+        timed batch left has no step time, so the rule does not count it.
+        """
+        measured = Measurement(model, optimizer=opt, device=device)
+        loader = work.request.data is not None
+        lr = float(opt.param_groups[0]["lr"]) if opt.param_groups else None
+        for i, phases in enumerate(per_step):
+            wait = (loader_ms[i] / 1e3 if i < len(loader_ms) else None) if loader else 0.0
+            compute = sum(phases.values())
+            measured.end_step(i, lr=lr, n_backward=1, sampled=False, t_loader=wait, t_data=wait,
+                              t_step=compute + wait if wait is not None else None, **phases)
+        return measured.judge(work.config, CODES)
