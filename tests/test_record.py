@@ -222,3 +222,21 @@ def test_a_record_on_a_live_connection_reads_what_was_written_before_its_first_r
     w.add_event(0, "nonfinite", {"what": "loss"})
     w.flush()
     assert record.n_steps == 1 and record.events("nonfinite")[0].data == {"what": "loss"}
+
+
+def test_a_big_record_gets_the_quick_check_of_its_small_tables_and_damage_elsewhere_is_found_on_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeldebug.record import store
+    from modeldebug.rules import analyze
+
+    path = tmp_path / "big.db"
+    _deep_record(path, 60, steps=200)
+    data = bytearray(path.read_bytes())
+    data[-4096 * 3:] = b"\xa5" * (4096 * 3)  # the last pages: stats rows and their index
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecordCorruptError, match="quick_check"):
+        Record.open(path)  # small: the whole file is checked
+    monkeypatch.setattr(store, "QUICK_CHECK_WHOLE_FILE", 0)  # as if it were a big file
+    record = Record.open(path)  # meta, entities, steps and events are sound
+    with pytest.raises(RecordCorruptError, match=r"big\.db' is damaged: SQLite says '.*' while reading table stats"):
+        analyze(record)
