@@ -132,8 +132,8 @@ def measure(path: Path, repeats: int) -> dict[str, float]:
         findings = analyze(record)
         t_analyze, c_analyze = time.perf_counter() - t0, time.process_time() - c0
         n_analyze = len(counted)
-        read = list(record._frames)  # which statistics the rules asked for (private: a benchmark's peek)
-        hists = list(record._hists)
+        # Which statistics the rules asked for (private: a benchmark's peek; absent before bulk reads).
+        read, hists = list(getattr(record, "_frames", {})), list(getattr(record, "_hists", {}))
         record.conn.close()
         fresh = Record.open(path)
         t0 = time.perf_counter()

@@ -133,6 +133,22 @@ def wal_less_copy(path: Path) -> None:
     w.close()
 
 
+def wal_less_copy_of_a_long_run(path: Path) -> None:
+    """The same, after SQLite had already copied some rows from the -wal into the file."""
+    live = path.with_name("long.db")
+    w = RunWriter(live)
+    w.set_meta(script="train.py", status="running")
+    for step in range(50):
+        w.add_step(step, loss=1.0)
+    w.flush()
+    w.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # what SQLite does by itself every 1,000 pages
+    for step in range(50, 60):
+        w.add_step(step, loss=1.0)
+    w.flush()
+    shutil.copyfile(live, path)
+    w.close()
+
+
 def foreign_sqlite(path: Path) -> None:
     path.unlink()
     con = sqlite3.connect(path)
@@ -169,6 +185,8 @@ DAMAGES: dict[str, Damage] = {
     "corrupt_middle_pages": Damage(write_bytes(lambda d: _garbage(d, 4096 * 3, 4096 * 3)), r"is damaged"),
     "zeroed_last_page": Damage(write_bytes(lambda d: d[:-4096] + bytes(4096)), r"is damaged"),
     "wal_less_copy": Damage(wal_less_copy, r"without its -wal file"),
+    "wal_less_copy_of_a_long_run": Damage(wal_less_copy_of_a_long_run,
+                                          r"holds part of a run \(status running.*without its -wal file"),
     "foreign_sqlite": Damage(foreign_sqlite, r"not a modeldebug run record"),
     # tables
     "dropped_meta": Damage(sql("DROP TABLE meta"), r"table meta is missing"),

@@ -42,6 +42,8 @@ class Store:
             self._quick_check()
         layout = self._layout()
         self.meta = self._meta(layout)
+        if quick_check:
+            self._check_complete()
         self.version: int = self.meta["schema_version"]
         self.plan: Plan = plan_reads(self.version, layout)
         self._check_plan()
@@ -140,6 +142,17 @@ class Store:
             rows = self.query(sql, reading="the file's structure")
             if rows and rows[0][0] != "ok":
                 raise self.damaged(f"SQLite's quick_check found '{rows[0][0]}': {_HINT}")
+
+    def _check_complete(self) -> None:
+        """A file in WAL mode with no -wal beside it, of a run that never ended, is a copy made while
+        the run was writing: its last rows are in the -wal file that was left behind."""
+        status = self.meta.get("status")
+        if status in (None, "running") and _wal_mode(self.path) and not _size(self.path + "-wal"):
+            name = Path(self.path).name
+            raise RecordCorruptError(
+                f"{self.where} holds part of a run (status {status or 'unknown'}, WAL mode, no {name}-wal beside "
+                f"it): it looks like a copy made without its -wal file while its run was writing; copy "
+                f"{name}-wal beside it, or copy again after the run has finished")
 
     def _layout(self) -> dict[str, dict[str, str]]:
         rows = self.query("SELECT m.name, p.name, p.type FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
