@@ -372,7 +372,6 @@ def test_fail_on_fails_when_a_rule_could_not_run(base: Path, tmp_path: Path) -> 
     assert healthy_selection.rules_failed() == [] and healthy_selection.exit_code("low") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="cli._cmd_report must `return report.exit_code(args.fail_on)`")
 def test_report_fail_on_exits_2_with_one_line_when_a_rule_could_not_run(base: Path, tmp_path: Path) -> None:
     db = _rule_breaking_record(base, tmp_path)
     err = io.StringIO()

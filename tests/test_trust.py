@@ -202,3 +202,20 @@ def test_a_signal_closes_the_record_prints_the_report_and_ends_like_python(tmp_p
     meta = dict(sqlite3.connect(tmp_path / "run.db").execute("SELECT key, value FROM meta"))
     assert json.loads(meta["status"]) == status
     assert sqlite3.connect(tmp_path / "run.db").execute("SELECT count(*) FROM steps").fetchone()[0] == 20
+
+
+def test_a_record_left_running_says_whether_a_run_is_still_writing_it() -> None:
+    Path("train.py").write_text(TRAIN)
+    assert main(["run", "--db", "r.db", "-q", "train.py", "5"]) == 0
+    live = RunWriter("live.db")
+    live.set_meta(status="running", script="live.py")
+    live.flush()
+    run = md.Report.from_record(md.Record.open("live.db")).run
+    assert run["status"] == "running" and "still in progress" in run["status_note"]
+    live.conn.close()  # what kill -9 leaves: the record says running, nobody holds it
+    live._release()
+    run = md.Report.from_record(md.Record.open("live.db")).run
+    assert run["status"] == "unfinished" and "ended without closing its record" in run["status_note"]
+    text = md.Report.from_record(md.Record.open("live.db")).to_text()
+    assert "ended without closing its record" in text
+    assert "status_note" not in md.Report.from_record(md.Record.open("r.db")).run

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
                          ScriptNotFoundError, UnknownRuleError)
     from .record import Record
     from .report import Report
-    from .rules import Finding, Recommendation, analyze
+    from .rules import Diagnosis, Finding, Recommendation, analyze, diagnose
 
 _LAZY = {
     "AnalysisOptions": "agent", "DebuggingRequest": "agent", "DebuggingResponse": "agent",
@@ -42,7 +42,7 @@ _LAZY = {
     "BadInputError": "errors", "DebuggingError": "errors", "MissingDependencyError": "errors",
     "RecordCorruptError": "errors", "ScriptNotFoundError": "errors", "UnknownRuleError": "errors",
     "Record": "record", "Report": "report",
-    "Finding": "rules", "Recommendation": "rules", "analyze": "rules",
+    "Finding": "rules", "Recommendation": "rules", "analyze": "rules", "diagnose": "rules", "Diagnosis": "rules",
     "testing": "testing",
 }
 

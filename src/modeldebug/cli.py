@@ -185,7 +185,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     report = Report.from_record(Record.open(args.record), config)
     _emit(report, args)
     handle_llm(report, args)
-    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+    return report.exit_code(args.fail_on)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..report.model import json_safe
+from ..jsonsafe import json_safe
 from ..rules.base import Finding
 from .request import Workload
 from .trainer import RunResult, short_run

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..capture.probes import batch_mixing
-from ..report.model import json_safe
+from ..jsonsafe import json_safe
 from ..rules.base import Finding, Recommendation
 from .request import Workload, call_model
 from .tools.base import make_finding

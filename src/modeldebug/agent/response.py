@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..report.model import json_safe
+from ..jsonsafe import json_safe
 from ..rules.base import Finding, Recommendation
 
 __all__ = ["AgentMetrics", "DebuggingResponse", "Issue"]

@@ -116,7 +116,7 @@ class LLMExplanation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        from ..report.model import json_safe
+        from ..jsonsafe import json_safe
 
         return json_safe({
             "model": self.model, "question": self.question, "ok": self.ok, "fallback_reason": self.fallback_reason,

@@ -1,73 +1,42 @@
-"""Report: a run's findings and summary, rendered to the terminal, JSON (and HTML, later)."""
+"""Report: a view of a Diagnosis (findings and run summary), rendered to the terminal, JSON and HTML."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
+from ..catalogue import SEVERITY_ORDER, Finding
 from ..config import DebuggingConfig
 from ..errors import DebuggingError
+from ..jsonsafe import json_safe
 from ..record import Record
-from ..rules import Finding, analyze
-from ..rules.base import SEVERITY_ORDER
+from ..rules.diagnosis import Diagnosis, diagnose
 
 __all__ = ["Report", "REPORT_VERSION", "json_safe"]
 
 REPORT_VERSION = 1
 
 
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN/Inf: write them as the strings "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
-    return value
-
-
 class Report:
     """The diagnosis of one run: `findings` (most important first) and `run` metadata."""
 
-    def __init__(self, findings: list[Finding], run: dict[str, Any], record: Record | None = None) -> None:
+    def __init__(self, findings: list[Finding], run: dict[str, Any], record: Record | None = None,
+                 diagnosis: Diagnosis | None = None) -> None:
         self.findings = findings
         self.run = run
         self.record = record
+        self.diagnosis = diagnosis
+
+    @classmethod
+    def from_diagnosis(cls, diagnosis: Diagnosis) -> Report:
+        """The report is a view of a diagnosis."""
+        return cls(diagnosis.findings, diagnosis.run, diagnosis.record, diagnosis)
 
     @classmethod
     def from_record(cls, record: Record, config: DebuggingConfig | None = None) -> Report:
-        meta = record.meta
-        run = {
-            "script": meta.get("script"),
-            "argv": meta.get("argv"),
-            "steps": record.n_steps,
-            "duration_s": meta.get("duration_s"),
-            "exit_code": meta.get("exit_code"),
-            "status": meta.get("status"),
-            "level": meta.get("level"),
-            "models": meta.get("models"),
-            "optimizers": meta.get("optimizers"),
-            "overhead_s": meta.get("overhead_s"),
-            "torch": meta.get("torch"),
-            "device": meta.get("device"),
-            "record": record.path if record.path != ":memory:" else None,
-            "modeldebug": __version__,
-        }
-        loss = record.column("loss").finite()
-        if len(loss):
-            run["first_loss"] = float(loss.values[0])
-            run["final_loss"] = float(loss.values[-1])
-        report = cls(analyze(record, config), run, record)
-        failed = report.rules_failed()
-        if failed:  # the JSON says so too, beside the findings that explain it
-            run["rules_failed"] = [f"{f.code}: {f.evidence.get('error')}" for f in failed]
-        return report
+        """Diagnose `record` (see `modeldebug.rules.diagnose`) and view the result."""
+        return cls.from_diagnosis(diagnose(record, config))
 
     # -- queries ---------------------------------------------------------------------------------
     def kinds(self) -> list[str]:

@@ -48,6 +48,11 @@ def _headline(report: Report) -> Text:
 
 def _verdict(report: Report) -> list[Text]:
     v = verdict(report)
+    note = [Text(report.run["status_note"], style="bold yellow")] if report.run.get("status_note") else []
+    return note + _verdict_lines(report, v)
+
+
+def _verdict_lines(report: Report, v) -> list[Text]:  # type: ignore[no-untyped-def]
     if v.code == "problems_found":
         return [Text(v.text, style=_STYLE[report.worst() or "low"])]
     if v.code == "no_training_step":

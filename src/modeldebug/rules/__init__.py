@@ -18,10 +18,12 @@ from . import (  # noqa: F401  (importing a family registers its rules)
 from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context
+from .diagnosis import Diagnosis, diagnose
 from .plugins import load_entry_points
 from .ranking import rank
 
-__all__ = ["RULES", "Finding", "Recommendation", "Rule", "analyze", "find_rule", "selected_rules"]
+__all__ = ["RULES", "Diagnosis", "Finding", "Recommendation", "Rule", "analyze", "diagnose", "find_rule",
+           "selected_rules"]
 
 log = logging.getLogger("modeldebug")
 

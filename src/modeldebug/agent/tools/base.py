@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ...config import DebuggingConfig
-from ...report.model import json_safe
+from ...jsonsafe import json_safe
 from ...rules.base import Finding, Recommendation, Severity
 from ..request import AnalysisOptions, DebuggingRequest, Workload
 
