@@ -7,6 +7,7 @@ caches them and every rule, report and exporter shares them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,23 @@ class Frame:
         if sl is None:
             return Series.empty()
         return Series(self.steps[sl], self.values[sl])
+
+    def medians(self) -> dict[int, float]:
+        """Each entity's median over its finite values (NaN when it has none), in one vectorised pass:
+        the rows are laid out as an entities x positions grid padded with NaN."""
+        if not len(self.entity):
+            return {}
+        ids = np.array(list(self._slices), dtype=np.int64)
+        starts = np.array([sl.start for sl in self._slices.values()], dtype=np.int64)
+        lengths = np.array([sl.stop - sl.start for sl in self._slices.values()], dtype=np.int64)
+        group = np.repeat(np.arange(len(ids)), lengths)
+        grid = np.full((len(ids), int(lengths.max())), np.nan)
+        vals = np.where(np.isfinite(self.values), self.values, np.nan)
+        grid[group, np.arange(len(self.entity)) - starts[group]] = vals
+        with warnings.catch_warnings():  # an entity with no finite value: NaN, said by the caller
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(grid, axis=1)
+        return dict(zip(ids.tolist(), med.tolist()))
 
     def __repr__(self) -> str:
         return f"Frame({self.stat!r}: {len(self)} rows, {len(self._slices)} entities)"

@@ -26,10 +26,18 @@ def window(n: int) -> int:
 
 
 def running_median(values: np.ndarray, w: int) -> np.ndarray:
-    """Trailing running median (robust to single spikes)."""
-    if len(values) == 0:
-        return values
-    return np.array([np.median(values[max(0, i - w + 1): i + 1]) for i in range(len(values))])
+    """Trailing running median (robust to single spikes); the first w-1 points use what came before."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0 or w <= 1:
+        return values.copy()
+    w = min(w, n)
+    out = np.empty(n)
+    for i in range(min(w - 1, n)):  # the short windows at the start
+        out[i] = np.median(values[: i + 1])
+    if n >= w:  # the full windows, in one vectorised call
+        out[w - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(values, w), axis=1)
+    return out
 
 
 def module_ref(name: str, root: str = "model") -> str:
@@ -113,18 +121,28 @@ class Context:
         e = self.modules.get(module)
         return f"{module} ({e.type})" if e is not None and e.type else module
 
-    def leaf_modules_in_order(self) -> list[Entity]:
+    @cached_property
+    def _leaves(self) -> list[Entity]:
         return [e for e in self.modules.values() if e.info.get("leaf")]
+
+    @cached_property
+    def _leaf_index(self) -> dict[str, int]:
+        return {e.name: i for i, e in enumerate(self._leaves)}
+
+    def leaf_modules_in_order(self) -> list[Entity]:
+        return self._leaves
+
+    def next_leaf(self, module: str) -> Entity | None:
+        """The leaf module registered right after `module` (None at the end or when unknown)."""
+        i = self._leaf_index.get(module)
+        return self._leaves[i + 1] if i is not None and i + 1 < len(self._leaves) else None
 
     def previous_layer(self, module: str) -> Entity | None:
         """The nearest leaf module with parameters registered before `module` (forward order guess)."""
-        prev = None
-        for e in self.leaf_modules_in_order():
-            if e.name == module:
-                return prev
-            if e.info.get("params"):
-                prev = e
-        return None
+        i = self._leaf_index.get(module)
+        if i is None:
+            return None
+        return next((e for e in reversed(self._leaves[:i]) if e.info.get("params")), None)
 
     def evidence_series(self, s: Series, limit: int = 8) -> dict[str, Any]:
         """A short sample of a series for a finding's evidence."""

@@ -87,27 +87,23 @@ class VanishingGradients(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps < 3:
             return
-        pnorms = ctx.param_stat("param_norm")
+        # per-tensor medians in one vectorised pass each (a deep model has thousands of tensors)
+        grad_med = ctx.record.frame("grad_norm", kind="param").medians()
+        norm_med = ctx.record.frame("param_norm", kind="param").medians()
         rel: dict[str, float] = {}
-        for name, g in ctx.grad_norms.items():
-            e = ctx.params.get(name)
-            if e is None or len(e.info.get("shape", [])) < 2:
+        for name, e in ctx.params.items():
+            g = grad_med.get(e.id, float("nan"))
+            if len(e.info.get("shape", [])) < 2 or not np.isfinite(g) or g <= 0:
                 continue
             module = ctx.modules.get(e.info.get("module", ""))
             if module is not None and module.type in ("Embedding", "EmbeddingBag"):
                 continue
-            gv = g.finite().values
-            if len(gv) == 0 or np.median(gv) <= 0:
-                continue
-            pn = pnorms.get(name)
-            if pn is not None and len(pn.finite()):
-                scale = float(np.median(pn.finite().values))
-            else:
-                numel = int(np.prod(e.info.get("shape", [1])))
-                scale = float(np.sqrt(numel))
+            scale = norm_med.get(e.id, float("nan"))
+            if not np.isfinite(scale):
+                scale = float(np.sqrt(int(np.prod(e.info.get("shape", [1])))))
             if scale <= 0:
                 continue
-            rel[name] = float(np.median(gv)) / scale
+            rel[name] = g / scale
         if len(rel) < 2:
             return
         med = float(np.median(list(rel.values())))

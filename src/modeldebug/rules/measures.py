@@ -54,27 +54,21 @@ def update_ratios(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 
     Ratios at or below `update_ratio_floor` (a frozen tensor) are left out: they are OPT001's.
     """
-    ratios = ctx.param_stat("update_ratio")
-    floor = ctx.t.update_ratio_floor
-    per_step: dict[int, list[float]] = {}
-    for name in weight_names(ctx):
-        s = ratios.get(name)
-        if s is None:
-            continue
-        for st, v in zip(s.steps, s.values):
-            if np.isfinite(v) and v > floor:
-                per_step.setdefault(int(st), []).append(float(v))
-    steps = np.array(sorted(per_step), dtype=int)
-    return steps, np.array([float(np.median(per_step[int(s)])) for s in steps])
+    frame = ctx.record.frame("update_ratio", kind="param")
+    ids = [ctx.params[n].id for n in weight_names(ctx)]
+    keep = np.isin(frame.entity, ids) & np.isfinite(frame.values) & (frame.values > ctx.t.update_ratio_floor)
+    steps, values = frame.steps[keep], frame.values[keep]
+    order = np.argsort(steps, kind="stable")
+    steps, values = steps[order], values[order]
+    uniq, starts = np.unique(steps, return_index=True)
+    ends = np.append(starts[1:], len(steps))
+    return uniq.astype(int), np.array([float(np.median(values[a:b])) for a, b in zip(starts, ends)])
 
 
 def _followed_by_norm(ctx: Context, module: str) -> bool:
     """Whether the next leaf module after `module` normalises its output (scale-invariant weight)."""
-    leaves = ctx.leaf_modules_in_order()
-    for i, e in enumerate(leaves):
-        if e.name == module:
-            return i + 1 < len(leaves) and any(t in (leaves[i + 1].type or "") for t in _NORM_TYPES)
-    return False
+    nxt = ctx.next_leaf(module)
+    return nxt is not None and any(t in (nxt.type or "") for t in _NORM_TYPES)
 
 
 def weight_shrink(ctx: Context) -> dict[str, Any] | None:
