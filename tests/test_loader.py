@@ -34,3 +34,50 @@ def test_bad_specs_name_the_problem(spec: str, message: str) -> None:
     with pytest.raises(BadInputError, match=message) as info:
         load_object(spec, "--model")
     assert str(info.value).startswith(f"--model {spec!r}")
+
+
+def test_a_local_module_does_not_shadow_an_installed_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.machinery
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "onnxruntime.py").write_text("raise ImportError('the local stand-in, not onnxruntime')\n")
+    (tmp_path / "proj" / "helpers_xq3.py").write_text("VALUE = 7\n")
+    (tmp_path / "proj" / "nets_xq3.py").write_text("import helpers_xq3\n\ndef build():\n    return helpers_xq3.VALUE\n")
+    assert load_object(f"{tmp_path}/proj/nets_xq3.py:build", "--torch")() == 7  # its neighbours still import
+    # What `import onnxruntime` would find now, by sys.path order alone (sys.modules left out of it):
+    found = importlib.machinery.PathFinder.find_spec("onnxruntime")
+    assert found is not None and found.origin is not None
+    assert Path(found.origin).resolve() != (tmp_path / "proj" / "onnxruntime.py").resolve()
+    assert sys.path[-1] == str((tmp_path / "proj").resolve())
+
+
+def test_a_file_named_like_an_installed_module_does_not_replace_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "json.py").write_text("def build():\n    return 'mine'\n")
+    assert load_object(f"{tmp_path}/json.py:build", "--model")() == "mine"
+    assert sys.modules["json"] is json
+    sys.modules.pop("modeldebug_user_json", None)
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("import sys\nsys.exit(3)\n", "sys.exit(3)"),
+    ("raise SystemExit('usage: train.py --lr LR')\n", "sys.exit('usage: train.py --lr LR')"),
+    ("import argparse\nargparse.ArgumentParser().parse_args(['--nope'])\n", "sys.exit(2)"),
+])
+def test_system_exit_while_importing_is_one_bad_input_line(source: str, shown: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from modeldebug.loader import UserCodeExit
+
+    Path("exits_xq3.py").write_text(source)
+    with pytest.raises(UserCodeExit) as info:
+        load_object("exits_xq3.py:build", "--model")
+    assert info.value.message == (f"--model 'exits_xq3.py:build': importing 'exits_xq3.py' called {shown} (raised "
+                                  "SystemExit); user code must return or raise an exception, not exit the program")
+    assert "exits_xq3" not in __import__("sys").modules
+    capsys.readouterr()  # argparse printed its own usage first

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..loader import UserCodeExit
 from ..rules.base import Finding
 from .model import Model
 
@@ -103,6 +104,8 @@ def call(model: Model, attempt: Attempt, config: BehaviourConfig, *, seed: int |
         out = model.generate(attempt.prompt, seed=config.seed if seed is None else seed,
                              temperature=config.temperature if temperature is None else temperature,
                              max_tokens=config.max_tokens)
+    except UserCodeExit:
+        raise  # the model called sys.exit(): stop with one line, as when it is loaded
     except Exception as exc:  # the user's model failing is what we are here to report
         attempt.latencies_s.append(config.timer() - start)
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import BadInputError
+from ..loader import calling
 
 __all__ = ["GenerativeModel", "Model", "ModelOutputError", "OPTIONS", "as_model", "load_model_spec", "load_object"]
 
@@ -78,13 +79,15 @@ class Model:
         self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
         self.accepts = _accepted(fn) if accepts is None else accepts
         self.weights = weights if weights is not None else _find_weights(fn)
+        self.flag = "model"  # how errors name it: the command-line flag it came from, when it did
 
     def generate(self, prompt: str, *, seed: int | None = None, temperature: float | None = None,
                  max_tokens: int | None = None) -> str:
         """Generate text for `prompt`; options the model does not take are left out."""
         given = {"seed": seed, "temperature": temperature, "max_tokens": max_tokens}
         kwargs = {k: v for k, v in given.items() if v is not None and k in self.accepts}
-        out = self._fn(prompt, **kwargs)
+        with calling(self.name, self.flag, "generating an answer"):  # sys.exit() in a model is not a finding
+            out = self._fn(prompt, **kwargs)
         if not isinstance(out, str):
             raise ModelOutputError(f"the model returned {type(out).__name__}, expected str")
         return out
@@ -137,4 +140,6 @@ def load_object(spec: str, *, flag: str = "--model") -> Any:
 
 def load_model_spec(spec: str) -> Model:
     """Load ``module:callable`` (or ``path/to/file.py:obj.attr``) as a `Model`."""
-    return as_model(load_object(spec), name=spec)
+    model = as_model(load_object(spec), name=spec)
+    model.flag = "--model"
+    return model

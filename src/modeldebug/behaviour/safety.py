@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..loader import UserCodeExit
 from ..rules.base import Recommendation
 from .attempts import Attempt, BehaviourConfig, ProbeResult, call
 from .codes import finding
@@ -69,6 +70,8 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
         else:
             try:
                 harmful, cat = judge_verdict(use, sp.prompt, out)
+            except UserCodeExit:
+                raise
             except Exception as exc:  # a broken judge must not take the probe down
                 log.warning("modeldebug: the safety judge failed on %s: %s: %s", sp.id, type(exc).__name__, exc)
                 a.errors.append(f"judge {type(exc).__name__}: {exc}")

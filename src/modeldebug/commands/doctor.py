@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from ..errors import BadInputError
-from ..loader import load_object
+from ..loader import calling, load_object
 
 __all__ = ["add"]
 
@@ -58,7 +58,10 @@ def _loss(spec: str | None) -> Any:
 
 def _call(factory: Any, what: str, spec: str) -> Any:
     try:
-        return factory()
+        with calling(spec, what, "calling it"):  # sys.exit() in the factory: one line, exit 2
+            return factory()
+    except BadInputError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise BadInputError(f"{what} {spec!r} raised {type(exc).__name__}: {exc}") from None
 
