@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from typing import Any
 from ..errors import BadInputError
 
 __all__ = ["add", "load_torch_model"]
+
+_MAX_THREADS = 1024
+_MAX_DIM = 2**63 - 1  # ONNX dimensions are int64
+_MAX_WARMUP, _MAX_ITERATIONS = 10_000, 1_000_000  # onnxruntime's trace keeps an event per node and run
 
 
 def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +50,11 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr.add_argument("--warmup", type=int, default=2, metavar="N", help="runs dropped first (default 2)")
     pr.add_argument("--iterations", type=int, default=10, metavar="N", help="measured runs (default 10)")
     pr.add_argument("--provider", action="append", metavar="NAME", help="execution provider, in order of preference")
-    pr.add_argument("--threads", type=int, default=0, metavar="N", help="intra-op threads (0: onnxruntime's default)")
+    pr.add_argument("--threads", type=int, default=0, metavar="N",
+                    help=f"intra-op threads, 0 to {_MAX_THREADS} (0: onnxruntime's default)")
+    pr.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                    help="shape of a made-up input (sets its symbolic dims; without it they are 2 for the "
+                         "batch and 4 elsewhere)")
     pr.set_defaults(handler=_profile)
     cp = cmds.add_parser("compare", help="PyTorch vs onnxruntime, down to the first divergent node")
     common(cp)
@@ -63,7 +72,7 @@ def load_torch_model(spec: str) -> Any:
     """The nn.Module named by `module:factory` or `path/file.py:factory` (a factory is called with no arguments)."""
     import torch
 
-    from ..loader import load_object
+    from ..loader import calling, load_object
 
     obj: Any = load_object(spec, "--torch")
     attr = spec.rpartition(":")[2]
@@ -71,7 +80,10 @@ def load_torch_model(spec: str) -> Any:
         if not callable(obj):
             raise BadInputError(f"--torch {spec!r}: {attr!r} is neither an nn.Module nor a callable returning one")
         try:
-            obj = obj()
+            with calling(spec, "--torch", f"calling {attr}()"):
+                obj = obj()
+        except BadInputError:
+            raise
         except Exception as exc:
             raise BadInputError(f"--torch {spec!r}: calling {attr}() failed: {type(exc).__name__}: {exc}") from exc
     if isinstance(obj, (tuple, list)) and obj and isinstance(obj[0], torch.nn.Module):
@@ -124,7 +136,16 @@ def _shapes(items: list[str]) -> dict[str, list[int]]:
             out[name] = []
         if not sep or not name or not out[name]:
             raise BadInputError(f"--shape {item!r}: expected NAME=D0,D1,... with integer dims")
+        bad = next((d for d in out[name] if not 1 <= d <= _MAX_DIM), None)
+        if bad is not None:
+            raise BadInputError(f"--shape {item!r}: dimension {bad} is out of range; dimensions are whole numbers "
+                                f"from 1 to {_MAX_DIM} (ONNX's int64)")
     return out
+
+
+def _int_range(flag: str, value: int, low: int, high: int, what: str) -> None:
+    if not low <= value <= high:
+        raise BadInputError(f"{flag} {value}: {what} must be from {low} to {high}")
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -146,10 +167,14 @@ def _profile(args: argparse.Namespace) -> int:
     from ..onnx.config import ONNXConfig
     from ..onnx.profiling import profile
 
-    if args.warmup < 0 or args.iterations < 1:
-        raise BadInputError("--warmup must be >= 0 and --iterations >= 1")
+    _int_range("--warmup", args.warmup, 0, _MAX_WARMUP, "the runs dropped first")
+    _int_range("--iterations", args.iterations, 1, _MAX_ITERATIONS, "the measured runs")
+    _int_range("--threads", args.threads, 0, _MAX_THREADS, "the intra-op thread count (0: onnxruntime's default)")
+    shapes = _shapes(args.shape) or None
+    if shapes and args.inputs:
+        raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
     config = ONNXConfig(warmup=args.warmup, iterations=args.iterations, providers=args.provider, threads=args.threads)
-    result = profile(args.model, _inputs(args.inputs), config)
+    result = profile(args.model, _inputs(args.inputs), config, shapes=shapes)
     return _emit(args, result.findings, {"modeldebug_onnx": "profile"}, "profile", result)
 
 
@@ -159,10 +184,14 @@ def _compare(args: argparse.Namespace) -> int:
     from ..onnx.parity import compare
 
     for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
-        if not value >= 0:
-            raise BadInputError(f"{flag} {value} must be a tolerance >= 0 (an element fails only when both are exceeded)")
+        if not 0 <= value < math.inf:
+            raise BadInputError(f"{flag} {value} must be a tolerance >= 0 and finite (an element fails only when "
+                                "both are exceeded)")
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
     inputs = _inputs(args.inputs)
     model = load_torch_model(args.torch)
-    result = compare(model, loaded, inputs, ONNXConfig(atol=args.atol, rtol=args.rtol), repro_dir=args.repro)
+    from ..loader import calling
+
+    with calling(args.torch, "--torch", "running the model"):
+        result = compare(model, loaded, inputs, ONNXConfig(atol=args.atol, rtol=args.rtol), repro_dir=args.repro)
     return _emit(args, result.findings, {"modeldebug_onnx": "compare", "passed": result.passed}, "comparison", result)

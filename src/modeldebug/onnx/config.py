@@ -26,6 +26,8 @@ class ONNXConfig(BaseModel):
                                      "only asked on graphs up to this many nodes.")
     large_constant_bytes: int = Field(1 << 20, description="check: Constant nodes above this size (ONX008).")
     max_inline_bytes: int = Field(2**31 - 1, description="check: protobuf limit for inline tensor data (ONX009).")
+    max_feed_bytes: int = Field(1 << 30, ge=1, description="profile, compare, check: made-up inputs that would "
+                                "need more memory than this are refused before anything is allocated.")
     warmup: int = Field(2, ge=0, description="profile: runs dropped before measuring.")
     iterations: int = Field(10, ge=1, description="profile: measured runs.")
     threads: int = Field(0, ge=0, description="profile: onnxruntime intra-op threads (0: its default).")

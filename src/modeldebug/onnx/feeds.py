@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,8 @@ from .graph import Shape, shape_of
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["InputMismatchError", "InputSpec", "describe_specs", "input_specs", "match_feeds", "random_feeds",
-           "read_npz"]
+__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "describe_specs", "input_specs", "made_up_shapes",
+           "match_feeds", "random_feeds", "read_npz"]
 
 
 class InputMismatchError(BadInputError):
@@ -61,17 +62,34 @@ def describe_specs(specs: list[InputSpec]) -> str:
     return "; ".join(str(s) for s in specs) or "(none)"
 
 
-def random_feeds(specs: list[InputSpec], *, batch: int | None = None, seed: int = 0,
-                 dim_default: int = 4) -> dict[str, np.ndarray]:
-    """Seeded inputs: normal floats, small non-negative ints, random bools.
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
 
-    A symbolic first dimension gets `batch` (default `dim_default`); other symbolic dims get
-    `dim_default`, the same size for the same symbol across inputs.
-    """
-    rng = np.random.default_rng(seed)
+
+def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_default: int = 4,
+                   shapes: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """The concrete shape of each made-up input (see `random_feeds`); `shapes` fixes whole inputs."""
+    shapes = shapes or {}
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise BadInputError(f"--shape given for {', '.join(map(repr, unknown))}, but the model's inputs are "
+                            f"{describe_specs(specs)}")
     symbols: dict[str, int] = {}
-    feeds = {}
+    out = {}
     for spec in specs:
+        given = shapes.get(spec.name)
+        if given is not None:
+            fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and d > 0]
+            if spec.shape and (len(given) != len(spec.shape) or any(given[i] != d for i, d in fixed)):
+                raise BadInputError(f"--shape {spec.name}={','.join(map(str, given))} does not fit the input "
+                                    f"{spec} (fixed dimensions must stay as declared)")
+            out[spec.name] = list(given)
+            continue
         shape = []
         for axis, d in enumerate(spec.shape):
             if isinstance(d, int) and d > 0:
@@ -79,6 +97,56 @@ def random_feeds(specs: list[InputSpec], *, batch: int | None = None, seed: int 
                 continue
             size = batch if (axis == 0 and batch is not None) else dim_default
             shape.append(symbols.setdefault(d, size) if isinstance(d, str) else size)
+        out[spec.name] = shape
+    return out
+
+
+class FeedTooLargeError(InputMismatchError):
+    """Made-up inputs would need more memory than `max_bytes` allows (refused before allocating)."""
+
+
+def _check_size(specs: list[InputSpec], shapes: dict[str, list[int]], max_bytes: int, advice: str,
+                shape_flag: str | None) -> None:
+    total = 0
+    for spec in specs:
+        n = math.prod(shapes[spec.name]) * spec.dtype.itemsize
+        total += n
+        if total <= max_bytes:
+            continue
+        dims = ",".join(map(str, shapes[spec.name]))
+        symbolic = any(not (isinstance(d, int) and d > 0) for d in spec.shape)
+        if not symbolic:
+            how = "its shape is fixed in the model: re-export it with smaller or symbolic dimensions, "
+        elif shape_flag:
+            how = f"set its symbolic dimensions smaller with {shape_flag} {spec.name}=D0,D1,... "
+        else:
+            how = ""
+        raise FeedTooLargeError(
+            f"input {spec.name!r} ({spec}) made up as [{dims}] would need {_size(n)} of memory"
+            + (f" ({_size(total)} with the inputs before it)" if total != n else "")
+            + f", above the {_size(max_bytes)} limit: {how}or {advice}",
+            details={"input": spec.name, "shape": shapes[spec.name], "bytes": n, "max_bytes": max_bytes})
+
+
+def random_feeds(specs: list[InputSpec], *, batch: int | None = None, seed: int = 0, dim_default: int = 4,
+                 shapes: dict[str, list[int]] | None = None, max_bytes: int | None = None,
+                 advice: str = "give real inputs with --inputs FILE.npz",
+                 shape_flag: str | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs: normal floats, small non-negative ints, random bools.
+
+    A symbolic first dimension gets `batch` (default `dim_default`); other symbolic dims get
+    `dim_default`, the same size for the same symbol across inputs; `shapes` gives whole input
+    shapes (fixed dimensions must match). When the inputs together would need more than
+    `max_bytes`, `FeedTooLargeError` names the input and its shape before anything is allocated, and
+    says what to do: `advice`, and `shape_flag` (the option that sets `shapes`) for symbolic inputs.
+    """
+    concrete = made_up_shapes(specs, batch=batch, dim_default=dim_default, shapes=shapes)
+    if max_bytes is not None:
+        _check_size(specs, concrete, max_bytes, advice, shape_flag)
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = concrete[spec.name]
         if spec.dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype.kind in "iu":

@@ -187,9 +187,11 @@ def _feed_sets(loaded: LoadedModel, inputs: Any, config: ONNXConfig) -> list[tup
         first = next(iter(feeds.values()), None)
         return [(int(first.shape[0]) if first is not None and first.ndim else None, feeds)]
     if specs and all(s.dynamic_batch for s in specs):
-        return [(b, random_feeds(specs, batch=b, seed=config.seed + k, dim_default=config.dim_default))
+        return [(b, random_feeds(specs, batch=b, seed=config.seed + k, dim_default=config.dim_default,
+                                 max_bytes=config.max_feed_bytes))
                 for k, b in enumerate(config.batch_sizes)]
-    return [(None, random_feeds(specs, seed=config.seed, dim_default=config.dim_default))]
+    return [(None, random_feeds(specs, seed=config.seed, dim_default=config.dim_default,
+                                max_bytes=config.max_feed_bytes))]
 
 
 def _run_failure(batch: int | None, exc: RunFailedError) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..rules.base import Finding, Recommendation
 from .config import ONNXConfig
 from .feeds import input_specs, match_feeds, random_feeds, read_npz
@@ -160,15 +161,23 @@ def _flops_by_node(proto: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
     return out
 
 
-def profile(model: Any, inputs: Any = None, config: ONNXConfig | None = None) -> ProfileResult:
-    """Profile a model with onnxruntime: `config.warmup` runs dropped, `config.iterations` measured."""
+def profile(model: Any, inputs: Any = None, config: ONNXConfig | None = None, *,
+            shapes: dict[str, list[int]] | None = None) -> ProfileResult:
+    """Profile a model with onnxruntime: `config.warmup` runs dropped, `config.iterations` measured.
+
+    Without `inputs`, seeded random ones are made (`shapes` fixes their shapes by input name), and
+    refused before allocation when they would need more than `config.max_feed_bytes`.
+    """
     config = config or ONNXConfig()
     loaded = load_model(model)
     specs = input_specs(loaded.proto)
     if isinstance(inputs, (str, Path)):
         inputs = read_npz(inputs)
+    if inputs is not None and shapes:
+        raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
     feeds = match_feeds(specs, inputs) if inputs is not None else random_feeds(
-        specs, batch=config.batch_sizes[0], seed=config.seed, dim_default=config.dim_default)
+        specs, batch=config.batch_sizes[0], seed=config.seed, dim_default=config.dim_default, shapes=shapes,
+        max_bytes=config.max_feed_bytes, shape_flag="--shape")
     ort = require_ort()
     requested = config.providers or ["CPUExecutionProvider"]
     findings: list[Finding] = []
