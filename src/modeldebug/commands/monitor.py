@@ -9,6 +9,7 @@ and the alerts; exits 1 with ``--fail-on`` when an alert at that severity fired,
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from ._output import emit
@@ -42,9 +43,23 @@ def add(sub: Any) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from ..errors import BadInputError
     from ..monitor import AlertRule, monitor_log
+    from ..monitor.windows import parse_window
 
-    if args.slow <= 0:
-        raise BadInputError(f"--slow must be above 0 seconds, got {args.slow}")
+    if not 0 < args.slow < math.inf:
+        raise BadInputError(f"--slow {args.slow}: the latency that counts as slow must be a finite number of "
+                            "seconds above 0, e.g. --slow 2.5")
+    for metric in _THRESHOLDS:
+        rate = getattr(args, f"max_{metric}_rate")
+        if not 0 <= rate < 1:
+            raise BadInputError(f"--max-{metric}-rate {rate} must be a rate in [0, 1), a fraction: e.g. "
+                                f"{_THRESHOLDS[metric]:g} for {_THRESHOLDS[metric]:.0%}")
+    if args.min_volume < 1:
+        raise BadInputError(f"--min-volume {args.min_volume}: a window needs at least 1 request to alert")
+    for flag, spec in (("--short", args.short), ("--long", args.long)):
+        try:
+            parse_window(spec)
+        except BadInputError as exc:
+            raise BadInputError(f"{flag} {spec!r}: {exc.message}") from None
     rules = [AlertRule(m, getattr(args, f"max_{m}_rate"), short=args.short, long=args.long,
                        min_volume=args.min_volume) for m in _THRESHOLDS]
     mon = monitor_log(args.log, rules=rules, slow_s=args.slow)

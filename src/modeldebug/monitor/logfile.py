@@ -47,9 +47,17 @@ def _read(path: str | Path, detect_refusals: bool) -> tuple[list[Event], bool]:
             continue
         try:
             data: Any = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise LogLineError(f"{p.name} line {no}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        ev = Event.from_dict(data, line=no, where=p.name, detect_refusal=is_refusal if detect_refusals else None)
+        except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+            raise LogLineError(f"{p.name} line {no}: not readable JSON ({str(exc).split(':')[0]})") from exc
+        except RecursionError:
+            raise LogLineError(f"{p.name} line {no}: JSON nested too deeply to read (a log line is one flat "
+                               "object per request)") from None
+        try:
+            ev = Event.from_dict(data, line=no, where=p.name, detect_refusal=is_refusal if detect_refusals else None)
+        except OverflowError as exc:  # an integer too large for a float, where a number of seconds is expected
+            raise LogLineError(f"{p.name} line {no}: a number is too large ({exc})") from exc
         has_t = not math.isnan(ev.t)
         if stamped is None:
             stamped = has_t

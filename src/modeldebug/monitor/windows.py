@@ -7,6 +7,7 @@ way of turning latency into a rate; percentiles are computed only for summaries.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = ["METRICS", "CountWindow", "TimeWindow", "Window", "flags", "parse_win
 #: The rates a window tracks, in this order.
 METRICS = ("error", "refusal", "harmful", "empty", "slow")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MAX_SPEC_DIGITS = 18
 
 
 def flags(event: Event, slow_s: float) -> tuple[bool, ...]:
@@ -84,8 +86,8 @@ class TimeWindow(Window):
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
-        if seconds <= 0:
-            raise BadInputError(f"a time window must be longer than 0 s, got {seconds}")
+        if not 0 < seconds < math.inf:
+            raise BadInputError(f"a time window must be a finite time longer than 0 s, got {seconds}")
         self.seconds = seconds
         self.spec = _fmt(seconds)
 
@@ -104,9 +106,12 @@ def _fmt(seconds: float) -> str:
 def parse_window(spec: str | int) -> Window:
     """'50' -> the last 50 requests; '30s', '5m', '1h', '1d' -> the last so much time."""
     text = str(spec).strip().lower()
-    if re.fullmatch(r"\d+", text):
-        return CountWindow(int(text))
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
-    if not m:
+    if not (m or re.fullmatch(r"\d+", text)):
         raise BadInputError(f"window {spec!r}: expected a request count (50) or a duration (30s, 5m, 1h, 1d)")
+    if len(text) > _MAX_SPEC_DIGITS:  # beyond any log, and past what int() and float() take
+        raise BadInputError(f"window {text[:20]}...: {len(text)} characters is too long; a window is a request "
+                            f"count or a duration of at most {_MAX_SPEC_DIGITS} characters")
+    if not m:
+        return CountWindow(int(text))
     return TimeWindow(float(m.group(1)) * _UNITS[m.group(2)])
