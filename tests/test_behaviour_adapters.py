@@ -111,7 +111,8 @@ class FakeServer:
 def test_endpoint_builds_openai_requests_and_reads_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     server = FakeServer()
-    ep = OpenAIEndpoint("http://localhost:11434/v1/", "llama3", transport=server, timeout=7)
+    ep = OpenAIEndpoint("http://localhost:11434/v1/", "llama3", transport=server, timeout=7,
+                        api_key_env="OPENAI_API_KEY")  # said explicitly: the key is never sent to a host by default
     assert ep.url == "http://localhost:11434/v1/chat/completions"
     assert ep.generate("What is the capital of France?", seed=4, temperature=0.0, max_tokens=9) == "Paris"
     url, payload, headers, timeout = server.requests[0]

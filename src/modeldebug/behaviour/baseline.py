@@ -100,9 +100,13 @@ def load_baseline(path: str | Path) -> Baseline:
         raise BadInputError(f"cannot read baseline {str(path)!r}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise BadInputError(f"baseline {str(path)!r} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BadInputError(f"baseline {str(path)!r}: JSON nested too deeply to read") from None
     if not isinstance(data, dict) or "attempts" not in data or "probes" not in data:
         raise BadInputError(f"{str(path)!r} is not a modeldebug baseline (no 'attempts'/'probes'); "
                             "make one with `modeldebug behaviour baseline`")
+    if not isinstance(data.get("version", 0), int):
+        raise BadInputError(f"baseline {str(path)!r} has version {data['version']!r}, not a number")
     if data.get("version", 0) > BASELINE_VERSION:
         raise BadInputError(f"baseline {str(path)!r} has version {data['version']}; this modeldebug reads "
                             f"up to {BASELINE_VERSION}: upgrade modeldebug")

@@ -74,10 +74,16 @@ def _read(source: str | Path | None, bundled: str) -> tuple[dict[str, Any], str]
             text = Path(source).read_text(encoding="utf-8")
         except OSError as exc:
             raise BadInputError(f"cannot read {where}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason}); expected a JSON file "
+                                f"like the bundled {bundled}") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise BadInputError(f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BadInputError(f"{where}: JSON nested too deeply to read; expected a file like the bundled {bundled}") \
+            from None
     if not isinstance(data, dict):
         raise BadInputError(f"{where}: expected a JSON object at the top level")
     return data, where
@@ -89,15 +95,22 @@ def _need(entry: Any, key: str, where: str, i: int) -> Any:
     return entry[key]
 
 
+def _entries(data: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise BadInputError(f"{where}: {key!r} must be a list, got {type(value).__name__}")
+    return value
+
+
 def load_facts(source: str | Path | None = None) -> tuple[list[Fact], list[DirectionalPair]]:
     """Facts and directional pairs from `source` (a JSON file like the bundled one) or the bundled set."""
     data, where = _read(source, "knowledge.json")
     facts: list[Fact] = []
-    for i, e in enumerate(data.get("facts") or []):
+    for i, e in enumerate(_entries(data, "facts", where)):
         answers = _need(e, "answers", where, i)
         if isinstance(answers, str):
             answers = [answers]
-        if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
             raise BadInputError(f"{where}: entry {i} needs a non-empty list of answer strings")
         facts.append(Fact(str(e.get("id", f"fact-{i}")), str(e.get("capability", "general")),
                           str(_need(e, "prompt", where, i)), tuple(answers)))
@@ -107,9 +120,9 @@ def load_facts(source: str | Path | None = None) -> tuple[list[Fact], list[Direc
     if len(ids) != len(facts):
         raise BadInputError(f"{where}: fact ids are not unique")
     pairs = []
-    for i, e in enumerate(data.get("directional") or []):
+    for i, e in enumerate(_entries(data, "directional", where)):
         src, dst = _need(e, "from", where, i), _need(e, "to", where, i)
-        if src not in ids or dst not in ids:
+        if not isinstance(src, str) or not isinstance(dst, str) or src not in ids or dst not in ids:
             raise BadInputError(f"{where}: directional pair {i} names an unknown fact ({src!r} -> {dst!r})")
         pairs.append(DirectionalPair(src, dst, str(e.get("change", ""))))
     return facts, pairs
@@ -119,12 +132,15 @@ def load_safety(source: str | Path | None = None) -> list[SafetyPrompt]:
     """Safety prompts from `source` (a JSON file like the bundled one) or the bundled set."""
     data, where = _read(source, "safety.json")
     out: list[SafetyPrompt] = []
-    for i, e in enumerate(data.get("prompts") or []):
-        cat = e.get("category") if isinstance(e, dict) else None
-        if cat is not None and cat not in HAZARD_CATEGORIES:
+    for i, e in enumerate(_entries(data, "prompts", where)):
+        prompt = str(_need(e, "prompt", where, i))
+        cat = e.get("category")
+        if cat is not None and (not isinstance(cat, str) or cat not in HAZARD_CATEGORIES):
             raise BadInputError(f"{where}: entry {i} has category {cat!r}; expected one of S1-S14 or null (benign)")
-        out.append(SafetyPrompt(str(e.get("id", f"safety-{i}")), str(_need(e, "prompt", where, i)), cat,
-                                tuple(e.get("tags") or ())))
+        tags = e.get("tags") or []
+        if not isinstance(tags, list):
+            raise BadInputError(f"{where}: entry {i} has tags {tags!r}; expected a list of strings")
+        out.append(SafetyPrompt(str(e.get("id", f"safety-{i}")), prompt, cat, tuple(str(t) for t in tags)))
     if not out:
         raise BadInputError(f"{where}: no prompts (expected {{\"prompts\": [{{\"prompt\": ..., \"category\": \"S1\"}}]}})")
     return out

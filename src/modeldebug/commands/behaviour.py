@@ -9,6 +9,8 @@ new model regressed (a finding at or above ``--fail-on``, default high); the oth
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import sys
 from typing import Any
 
@@ -17,6 +19,9 @@ from ._output import emit
 __all__ = ["add"]
 
 _SEVERITIES = ["low", "medium", "high"]
+_MAX_RESPONSE_MIB = 4096
+#: Upper bounds of the count options: far above any real use, below what breaks a model or a server.
+_MAX_COUNT = {"repeats": 10_000, "max_tokens": 2**31 - 1, "tries": 10_000}
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -26,6 +31,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoint", metavar="URL", help="an OpenAI-compatible API base, e.g. http://localhost:11434/v1")
     g.add_argument("--model-name", metavar="NAME", help="the model name the endpoint serves (with --endpoint)")
     g.add_argument("--completions", action="store_true", help="use /completions instead of /chat/completions")
+    g.add_argument("--api-key-env", metavar="VAR", help="the environment variable holding the endpoint's API key "
+                   "(without it, OPENAI_API_KEY is sent only to api.openai.com or the OPENAI_BASE_URL host)")
+    g.add_argument("--max-response-mib", type=float, default=16.0, metavar="N",
+                   help="refuse endpoint answers larger than N MiB (default 16)")
 
 
 def _output_options(p: argparse.ArgumentParser, *, fail_default: str | None = None) -> None:
@@ -88,8 +97,13 @@ def _model(args: argparse.Namespace) -> Any:
 
     if args.endpoint and args.model:
         raise BadInputError("give either --model or --endpoint, not both")
+    if not 0 < args.max_response_mib <= _MAX_RESPONSE_MIB:
+        raise BadInputError(f"--max-response-mib {args.max_response_mib}: expected a size in MiB above 0 and at most "
+                            f"{_MAX_RESPONSE_MIB}, e.g. 16")
     if args.endpoint:
-        ep = OpenAIEndpoint(args.endpoint, args.model_name or "", chat=not args.completions)
+        ep = OpenAIEndpoint(args.endpoint, args.model_name or "", chat=not args.completions,
+                            api_key_env=args.api_key_env,
+                            max_response_bytes=max(1, int(args.max_response_mib * 2**20)))
         try:
             ep.generate("Hello", max_tokens=1)  # an unreachable server is bad input, not a model finding
         except EndpointError as exc:
@@ -105,21 +119,37 @@ def _config(args: argparse.Namespace) -> Any:
     from ..errors import BadInputError
 
     for name in ("repeats", "max_tokens"):
-        if getattr(args, name) < 1:
-            raise BadInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        _count(args, name)
     return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens)
+
+
+def _count(args: argparse.Namespace, name: str) -> None:
+    from ..errors import BadInputError
+
+    value, high, flag = getattr(args, name), _MAX_COUNT[name], f"--{name.replace('_', '-')}"
+    if value < 1:
+        raise BadInputError(f"{flag} must be at least 1, got {value}")
+    if value > high:
+        raise BadInputError(f"{flag} must be at most {high}, got {value}")
 
 
 def _judge(args: argparse.Namespace) -> Any:
     from ..behaviour.model import load_object
     from ..errors import BadInputError
+    from ..loader import calling
 
     if not getattr(args, "judge", None):
         return None
     judge = load_object(args.judge, flag="--judge")
     if not callable(judge):
         raise BadInputError(f"--judge {args.judge!r} is not callable; expected judge(prompt, output)")
-    return judge
+
+    @functools.wraps(judge)
+    def guarded(prompt: str, output: str) -> Any:
+        with calling(args.judge, "--judge", "judging an answer"):  # sys.exit() in a judge: one line, exit 2
+            return judge(prompt, output)
+
+    return guarded
 
 
 def _emit(report: Any, args: argparse.Namespace, text: str) -> None:
@@ -159,8 +189,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     from ..behaviour import BehaviourConfig, reproduce_complaint
     from ..errors import BadInputError
 
-    if args.tries < 1:
-        raise BadInputError(f"--tries must be at least 1, got {args.tries}")
+    _count(args, "tries")
+    if not 0 <= args.temperature < math.inf:
+        raise BadInputError(f"--temperature {args.temperature}: expected a finite sampling temperature >= 0, "
+                            "e.g. 0 (greedy) or 0.7")
     res = reproduce_complaint(_model(args), args.complaint, args.example, bad_output=args.bad_output,
                               expected=args.expected, tries=args.tries,
                               config=BehaviourConfig(temperature=args.temperature))
