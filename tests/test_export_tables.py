@@ -74,3 +74,28 @@ def test_parquet_without_pyarrow_names_the_extra_and_csv_still_works(db: Path, t
         to_parquet(db, tmp_path / "pq")
     assert not (tmp_path / "pq").exists()
     assert to_csv(db, tmp_path / "csv")["steps"].is_file()
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted_and_numbers_stay_numbers(tmp_path: Path) -> None:
+    import csv
+
+    from modeldebug.report import Report
+    from modeldebug.rules import Finding
+    from modeldebug.testing import build_record
+
+    hostile = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    record = build_record(loss=[-1.5, -0.25, 2.0], params={name: {"grad_norm": [-1.0, 0.5, 3.0]} for name in hostile})
+    findings = [Finding(code="XXX001", kind="nonfinite", category="numerics", severity="high", confidence=0.5,
+                        title=text, description=text, location=text, step=-1) for text in hostile]
+    paths = to_csv(Report(findings, {"script": "hand.py"}, record), tmp_path / "csv")
+    with paths["findings"].open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["title"] for r in rows] == ["'" + text for text in hostile]
+    assert all(r["location"] == r["description"] == r["title"] for r in rows)
+    assert {r["step"] for r in rows} == {"-1"} and {r["confidence"] for r in rows} == {"0.5"}  # numbers as written
+    with paths["stats"].open(newline="", encoding="utf-8") as fh:
+        stats = list(csv.DictReader(fh))
+    assert {r["entity"] for r in stats if r["kind"] == "param"} == {"'" + text for text in hostile}
+    assert sorted({float(r["value"]) for r in stats if r["stat"] == "grad_norm"}) == [-1.0, 0.5, 3.0]
+    frames = pd.read_csv(paths["steps"])
+    assert frames["loss"].tolist() == [-1.5, -0.25, 2.0] and str(frames["loss"].dtype) == "float64"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import MissingDependencyError
+from ..errors import BadInputError, MissingDependencyError
 from .source import Exportable, load, safe_key
 
 __all__ = ["to_mlflow"]
@@ -69,9 +69,43 @@ def to_mlflow(source: Any, *, tracking_uri: str | None = None, experiment: str =
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise MissingDependencyError("MLflow export", "mlflow") from None
+    from mlflow.exceptions import MlflowException
+
     run = load(source)
     uri = tracking_uri or mlflow.get_tracking_uri()
-    client = MlflowClient(tracking_uri=uri)
+    _check_uri(uri)
+    try:
+        return _log(run, uri, MlflowClient, Metric, RunTag, experiment=experiment, run_name=run_name, run_id=run_id)
+    except MlflowException as exc:
+        raise BadInputError(_explain(uri, exc)) from exc
+
+
+def _check_uri(uri: str) -> None:
+    """Refuse what MLflow would get wrong quietly: a SQLite store whose folder does not exist (it creates it)."""
+    if uri.startswith("sqlite:///") and not uri.endswith(":memory:"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir():
+            raise BadInputError(f"MLflow tracking URI {uri!r}: the folder {str(db.parent)!r} does not exist; "
+                                "create it first, or give --out DIR")
+
+
+def _explain(uri: str, exc: Exception) -> str:
+    """One line for an MLflow failure: the URI and the first sentence of MLflow's own message."""
+    text = " ".join(str(exc).split())
+    scheme = urlparse(uri).scheme
+    if "unsupported URI" in text or "Unsupported URI" in text:
+        return (f"MLflow tracking URI {uri!r}: MLflow has no store for the scheme {scheme!r}; use e.g. "
+                "sqlite:///path/mlflow.db or http(s)://your-mlflow-server")
+    first = text.split(". ")[0][:300]
+    if "filesystem tracking backend" in text:
+        first += "; use a database store such as sqlite:///path/mlflow.db"
+    return f"MLflow tracking URI {uri!r}: {first}"
+
+
+def _log(run: Exportable, uri: str, client_cls: Any, metric_cls: Any, tag_cls: Any, *, experiment: str,
+         run_name: str | None, run_id: str | None) -> str:
+    """`to_mlflow` once the URI is checked: the MLflow classes are passed in, imported by the caller."""
+    client = client_cls(tracking_uri=uri)
     tags = {**run.tags(), "modeldebug.run": run.name,
             "modeldebug.record": str(run.record.path) if run.record is not None else "none",
             "modeldebug.level": str(run.report.run.get("level") or "")}
@@ -83,10 +117,10 @@ def to_mlflow(source: Any, *, tracking_uri: str | None = None, experiment: str =
         run_id = client.create_run(exp_id, run_name=run_name or run.name).info.run_id
     assert run_id is not None
     try:
-        metrics = _metrics(run, Metric)
+        metrics = _metrics(run, metric_cls)
         for i in range(0, max(len(metrics), 1), _BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + _BATCH],
-                             tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
+                             tags=[tag_cls(k, v) for k, v in tags.items()] if i == 0 else [])
         with tempfile.TemporaryDirectory(prefix="modeldebug-mlflow-") as tmp:
             _write_artifacts(run, Path(tmp))
             client.log_artifacts(run_id, tmp, artifact_path="modeldebug")

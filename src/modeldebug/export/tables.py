@@ -5,6 +5,9 @@
 - ``findings``: one row per finding, most important first; evidence and recommendations as JSON text.
 
 Missing values (never recorded, or not finite) are nulls in Parquet and empty cells in CSV.
+A CSV text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+``'`` (the OWASP defence against formula injection: a module named ``=HYPERLINK(...)`` must not run
+as a formula when the file is opened in a spreadsheet); numbers are written as numbers.
 
 ```python
 import pandas as pd
@@ -25,7 +28,7 @@ from typing import Any
 from ..errors import MissingDependencyError
 from .source import Exportable, findings_records, load
 
-__all__ = ["TABLES", "table_rows", "to_csv", "to_parquet"]
+__all__ = ["TABLES", "csv_cell", "table_rows", "to_csv", "to_parquet"]
 
 TABLES = ("steps", "stats", "findings")
 
@@ -60,6 +63,18 @@ def _out_dir(out: str | Path) -> Path:
     return path
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as a CSV cell: None empty, text that a spreadsheet would run as a formula quoted with '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(source: Any, out: str | Path) -> dict[str, Path]:
     """Write steps.csv, stats.csv and findings.csv into directory `out`; returns their paths."""
     run = load(source)
@@ -69,8 +84,8 @@ def to_csv(source: Any, out: str | Path) -> dict[str, Path]:
         path = folder / f"{name}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow([c for c, _ in columns])
-            writer.writerows(["" if v is None else v for v in row] for row in rows)
+            writer.writerow([csv_cell(c) for c, _ in columns])
+            writer.writerows([csv_cell(v) for v in row] for row in rows)
         paths[name] = path
     return paths
 
