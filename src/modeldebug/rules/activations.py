@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import RELU_LIKE, Context, fmt, module_ref
 
@@ -16,6 +17,7 @@ class DeadActivations(Rule):
     """Detects ACT001; its documentation and options are in the catalogue (`modeldebug explain ACT001`)."""
 
     code = "ACT001"
+    requires = (M.DEAD_FRAC, M.MODULE_MEAN, M.MODULE_STD)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         dead = ctx.module_stat("dead_frac")

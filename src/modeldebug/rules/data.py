@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
@@ -69,6 +70,7 @@ class InputNotNormalized(Rule):
     """Detects DAT001; its documentation and options are in the catalogue (`modeldebug explain DAT001`)."""
 
     code = "DAT001"
+    requires = (*M.INPUT_STATS, M.MODEL_INPUT, M.MODULE_STD)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         scale = ctx.option("input_scale")
@@ -153,6 +155,7 @@ class ChannelOrder(Rule):
     """Detects DAT002; its documentation and options are in the catalogue (`modeldebug explain DAT002`)."""
 
     code = "DAT002"
+    requires = (*M.INPUT_CHANNELS, M.MODEL_INPUT, M.EXCEPTION)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
@@ -226,6 +229,7 @@ class BatchMixing(Rule):
     """Detects MIX001; its documentation and options are in the catalogue (`modeldebug explain MIX001`)."""
 
     code = "MIX001"
+    requires = (M.BATCH_MIXING_PROBE,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("mixing_fraction")
@@ -266,6 +270,7 @@ class DataLeakage(Rule):
     """Detects DAT004; its documentation and options are in the catalogue (`modeldebug explain DAT004`)."""
 
     code = "DAT004"
+    requires = (M.DATA_OVERLAP,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("leakage_fraction")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
 from .measures import expected_initial_loss, weight_shrink
@@ -56,6 +57,7 @@ class PoorInitialization(Rule):
     """Detects INI001; its documentation and options are in the catalogue (`modeldebug explain INI001`)."""
 
     code = "INI001"
+    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -120,6 +122,7 @@ class WeightCollapse(Rule):
     """Detects WGT001; its documentation and options are in the catalogue (`modeldebug explain WGT001`)."""
 
     code = "WGT001"
+    requires = (M.PARAM_NORM, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         ws = weight_shrink(ctx)
@@ -175,6 +178,7 @@ class Overfitting(Rule):
     """Detects GEN001; its documentation and options are in the catalogue (`modeldebug explain GEN001`)."""
 
     code = "GEN001"
+    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         train = ctx.loss.finite()
@@ -227,6 +231,7 @@ class SaturatedActivations(Rule):
     """Detects ACT002; its documentation and options are in the catalogue (`modeldebug explain ACT002`)."""
 
     code = "ACT002"
+    requires = (M.SATURATED_FRAC, M.MODULE_MEAN, M.MODULE_STD)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         thr = ctx.option("saturated_fraction")

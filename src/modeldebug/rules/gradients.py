@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 
@@ -20,6 +21,7 @@ class ExplodingGradients(Rule):
     """Detects GRD001; its documentation and options are in the catalogue (`modeldebug explain GRD001`)."""
 
     code = "GRD001"
+    requires = (M.GRAD_NORM, M.PARAM_GRAD_NORM)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.record.column("grad_norm")
@@ -83,6 +85,7 @@ class VanishingGradients(Rule):
     """Detects GRD002; its documentation and options are in the catalogue (`modeldebug explain GRD002`)."""
 
     code = "GRD002"
+    requires = (M.PARAM_GRAD_NORM, M.PARAM_NORM)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps < 3:

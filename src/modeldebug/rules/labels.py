@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
@@ -99,6 +100,7 @@ class LabelIssue(Rule):
     """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
     code = "LBL001"
+    requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
@@ -199,6 +201,7 @@ class ClassImbalance(Rule):
     """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
 
     code = "DAT003"
+    requires = (M.LOSS, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("class_imbalance_ratio")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
@@ -62,6 +63,7 @@ class MissingZeroGrad(Rule):
     """Detects LOP001; its documentation and options are in the catalogue (`modeldebug explain LOP001`)."""
 
     code = "LOP001"
+    requires = (M.ZERO_GRAD_CALLS, M.CARRIED_GRAD_NORM, M.GRAD_NORM, M.LR, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -156,6 +158,7 @@ class TrainModeMisuse(Rule):
     """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
     code = "LOP002"
+    requires = (M.FWD_EVAL_MODE, M.FWD_TRAIN_MODE_NOGRAD, M.TRAINING_FLAG, M.VAL_LOSS, M.LOSS_CALLS, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         sensitive = {n: e for n, e in ctx.modules.items() if is_mode_sensitive(e.type)}

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
 
@@ -22,6 +23,7 @@ class LossDiverging(Rule):
     """Detects LOS001; its documentation and options are in the catalogue (`modeldebug explain LOS001`)."""
 
     code = "LOS001"
+    requires = (M.LOSS, M.LR)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss
@@ -116,6 +118,7 @@ class LossNotDecreasing(Rule):
     """Detects LOS002; its documentation and options are in the catalogue (`modeldebug explain LOS002`)."""
 
     code = "LOS002"
+    requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()

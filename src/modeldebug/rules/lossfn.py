@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
@@ -34,6 +35,7 @@ class DoubleSoftmax(Rule):
     """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
     code = "LSS001"
+    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MAX, M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         tol = ctx.option("probability_rowsum")
@@ -106,6 +108,7 @@ class LossShapeMismatch(Rule):
     """Detects LSS002; its documentation and options are in the catalogue (`modeldebug explain LSS002`)."""
 
     code = "LSS002"
+    requires = (M.EXCEPTION, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)

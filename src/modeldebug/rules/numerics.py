@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context
 
@@ -16,6 +17,7 @@ class NonFiniteValues(Rule):
     """Detects NUM001; its documentation and options are in the catalogue (`modeldebug explain NUM001`)."""
 
     code = "NUM001"
+    requires = (M.NONFINITE, M.LOSS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         events = ctx.record.events("nonfinite")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
@@ -36,6 +37,7 @@ class ParamsNotUpdating(Rule):
     """Detects OPT001; its documentation and options are in the catalogue (`modeldebug explain OPT001`)."""
 
     code = "OPT001"
+    requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:

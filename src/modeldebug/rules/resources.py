@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
@@ -68,10 +69,15 @@ def _timed_steps(ctx: Context, warmup: int) -> np.ndarray:
     return keep
 
 
+#: What `_timed_steps` reads to leave validation and sampled steps out.
+_TIMED = (M.T_STEP, M.SAMPLED, M.FWD_TRAIN_MODE_NOGRAD, M.VAL_LOSS, M.LOSS_CALLS)
+
+
 class MemoryGrowth(Rule):
     """Detects MEM001; its documentation and options are in the catalogue (`modeldebug explain MEM001`)."""
 
     code = "MEM001"
+    requires = (M.RSS_MB, M.CUDA_MB, M.LIVE_LOSSES, M.FWD_EVAL_MODE, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         min_steps = int(ctx.t.min_steps)
@@ -209,6 +215,7 @@ class DataloaderBottleneck(Rule):
     """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
+    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -298,6 +305,7 @@ class SlowStep(Rule):
     """Detects PRF002; its documentation and options are in the catalogue (`modeldebug explain PRF002`)."""
 
     code = "PRF002"
+    requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:

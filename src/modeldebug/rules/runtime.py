@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context
 
@@ -110,6 +111,7 @@ def _script_bug_finding(rule: Rule, d: dict[str, Any]) -> Finding:
 
 class _RuntimeRule(Rule):
     category = "runtime"
+    requires = (M.EXCEPTION,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self.explain)

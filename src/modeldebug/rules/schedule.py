@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median
 from .measures import (
@@ -34,6 +35,7 @@ class LrTooHigh(Rule):
     """Detects LRN001; its documentation and options are in the catalogue (`modeldebug explain LRN001`)."""
 
     code = "LRN001"
+    requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER)
     # Units knocked dead or into saturation by the updates too; the ranking only folds those that began
     # no earlier than the trouble (units dead from the first step are the initialisation's).
 
@@ -96,6 +98,7 @@ class LrTooLow(Rule):
     """Detects LRN002; its documentation and options are in the catalogue (`modeldebug explain LRN002`)."""
 
     code = "LRN002"
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
@@ -161,6 +164,7 @@ class LossOscillating(Rule):
     """Detects LOS003; its documentation and options are in the catalogue (`modeldebug explain LOS003`)."""
 
     code = "LOS003"
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         osc = oscillation(ctx)
@@ -204,6 +208,7 @@ class ExcessiveGradClipping(Rule):
     """Detects CLP001; its documentation and options are in the catalogue (`modeldebug explain CLP001`)."""
 
     code = "CLP001"
+    requires = (M.CLIP_NORM, M.CLIP_MAX, M.LR, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if optimizer_type(ctx) in ADAPTIVE_OPTIMIZERS:

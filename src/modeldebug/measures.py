@@ -1,0 +1,306 @@
+"""Typed measures: every statistic and event capture produces, declared once.
+
+A measure is one number (or event) a run record holds, named by where it is stored and what it is:
+``module.dead_frac`` is the dead-unit fraction of a module's output, a per-entity statistic on
+sampled steps; ``step.grad_norm`` is the total gradient norm, a column of every step;
+``event.nonfinite`` is the event that names where a NaN/Inf first appeared. Each declaration says
+which collector produces it, how it is stored, which module types it applies to and what it means.
+
+Rules name the measures they read (``requires = (DEAD_FRAC, MODULE_MEAN, MODULE_STD)``); capture
+computes only the measures that the selected rules require (``--select ACT`` takes no loss-input
+statistics), plus the ``always`` ones (the step columns: cheap, and what the live progress line
+shows) and those the level adds for people to read (``detailed``: every activation statistic of
+every leaf module; ``comprehensive``: activation histograms). A rule that declares nothing gets
+everything. The stored names (``"dead_frac"``) and event kinds (``"nonfinite"``) come from here.
+
+This module is a leaf: it imports nothing of modeldebug's and no torch, so rules, capture and
+reports can all read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ACTIVATION_HISTOGRAM",
+    "ACTIVATION_STATS",
+    "ALWAYS",
+    "BATCH_MIXING_PROBE",
+    "CARRIED_GRAD_NORM",
+    "CLIP_MAX",
+    "CLIP_NORM",
+    "CUDA_MB",
+    "DATA_OVERLAP",
+    "DEAD_FRAC",
+    "EVENTS",
+    "EXCEPTION",
+    "FWD_EVAL_MODE",
+    "FWD_TRAIN_MODE_NOGRAD",
+    "GRAD_NORM",
+    "GROUP_GRAD_NORM",
+    "INPUT_CHANNELS",
+    "INPUT_CONST_FRAC",
+    "INPUT_MAX",
+    "INPUT_MEAN",
+    "INPUT_MIN",
+    "INPUT_NONFINITE_FRAC",
+    "INPUT_STATS",
+    "INPUT_STD",
+    "INTERNAL_ERROR",
+    "IN_FRAC_01",
+    "IN_MAX",
+    "IN_MEAN",
+    "IN_MIN",
+    "IN_NONFINITE",
+    "IN_ROWSUM_DEV",
+    "LABEL_COUNTS",
+    "LIVE_LOSSES",
+    "LOSS",
+    "LOSS_CALLS",
+    "LOSS_IO_STATS",
+    "LR",
+    "MEASURES",
+    "MODEL_INPUT",
+    "MODE_SENSITIVE",
+    "MODULE_MEAN",
+    "MODULE_SKIPPED",
+    "MODULE_STD",
+    "NONFINITE",
+    "N_BACKWARD",
+    "OPTIMIZER",
+    "PARAM_GRAD_NORM",
+    "PARAM_NORM",
+    "RELU_LIKE",
+    "RSS_MB",
+    "SAMPLED",
+    "SATURATED_FRAC",
+    "SATURATING",
+    "STEP_COLUMNS",
+    "TGT_MAX",
+    "TGT_MEAN",
+    "TGT_MIN",
+    "TRAINING_FLAG",
+    "T_BACKWARD",
+    "T_DATA",
+    "T_FORWARD",
+    "T_LOADER",
+    "T_OPTIMIZER",
+    "T_STEP",
+    "UPDATE_RATIO",
+    "VAL_LOSS",
+    "WITH_PARAMS",
+    "ZERO_GRAD_CALLS",
+    "Measure",
+    "Storage",
+    "column",
+    "measure",
+    "resolve",
+]
+
+#: How a measure is kept: a column of the per-step row, a per-entity statistic (on the steps its
+#: collector runs), a histogram row, an event, or an entity of its own (with its description in `info`).
+Storage = Literal["column", "stat", "histogram", "event", "entity"]
+Where = Literal["step", "param", "group", "module", "input", "loss", "event"]
+Level = Literal["basic", "detailed", "comprehensive"]
+
+#: Module types whose outputs are exactly zero for inactive units (dead-unit fraction).
+RELU_LIKE = frozenset({"ReLU", "ReLU6", "Threshold", "Hardshrink", "Softshrink"})
+#: Activations with a bounded output (saturated fraction).
+SATURATING = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid"})
+#: Modules whose behaviour depends on `training` (their flag is recorded).
+MODE_SENSITIVE = frozenset({"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+                            "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LazyBatchNorm1d", "LazyBatchNorm2d",
+                            "LazyBatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d"})
+#: `applies_to` of a measure taken on leaf modules that hold parameters of their own (Linear, Conv,
+#: norms): the layers whose output scale the initialisation and input rules compare.
+WITH_PARAMS = "<with parameters>"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One statistic or event of a run record.
+
+    `id` (``where.name``) is how rules name it; `name` is the key it is stored under (a step column,
+    a statistic, an event kind). `applies_to` lists the module types (or `WITH_PARAMS`) a module
+    statistic is taken on at `basic`; empty means every entity of its kind. `level` is the level from
+    which capture records it although no selected rule requires it (None: only when required, or
+    `always`).
+    """
+
+    where: Where
+    name: str
+    producer: str
+    storage: Storage
+    doc: str
+    applies_to: frozenset[str] = frozenset()
+    always: bool = False
+    level: Level | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.where}.{self.name}"
+
+    def applies(self, module_type: str | None, has_params: bool) -> bool:
+        """Is this module statistic taken on a leaf module of `module_type`?"""
+        if not self.applies_to:
+            return True
+        return (module_type in self.applies_to) or (has_params and WITH_PARAMS in self.applies_to)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+MEASURES: dict[str, Measure] = {}
+
+
+def measure(where: Where, name: str, producer: str, storage: Storage, doc: str, *,
+            applies_to: Iterable[str] = (), always: bool = False, level: Level | None = None) -> Measure:
+    """Declare a measure (once: a second declaration of the same id is an error)."""
+    m = Measure(where, name, producer, storage, doc, frozenset(applies_to), always, level)
+    if m.id in MEASURES:
+        raise ValueError(f"measure {m.id} is declared twice")
+    MEASURES[m.id] = m
+    return m
+
+
+def column(name: str, producer: str, doc: str) -> Measure:
+    """A column of the per-step row: recorded every step, whatever the selection."""
+    return measure("step", name, producer, "column", doc, always=True)
+
+
+def resolve(item: Measure | str) -> Measure:
+    """The declaration for a measure or its id (``"module.dead_frac"``); an unknown id is an error."""
+    if isinstance(item, Measure):
+        return item
+    m = MEASURES.get(item)
+    if m is None:
+        known = ", ".join(sorted(MEASURES))
+        raise KeyError(f"unknown measure {item!r}: a rule's `requires` names declared measures ({known})")
+    return m
+
+
+# -- every step: the step row -------------------------------------------------------------------------
+LOSS = column("loss", "backward", "mean of the losses backward() was called on in the step (NaN when not finite)")
+LR = column("lr", "optimizer", "learning rate of the first parameter group of the optimizer that stepped")
+N_BACKWARD = column("n_backward", "backward", "backward passes in the step (more than 1: gradient accumulation)")
+GRAD_NORM = column("grad_norm", "gradients", "total L2 norm of every tracked gradient, before optimizer.step(); "
+                                             "non-finite when any gradient is: the step's non-finite flag")
+T_DATA = column("t_data", "timing", "seconds from the end of the previous step to the first forward pass")
+T_FORWARD = column("t_forward", "timing", "seconds of the forward pass and the loss")
+T_BACKWARD = column("t_backward", "timing", "seconds inside backward()")
+T_OPTIMIZER = column("t_optimizer", "timing", "seconds inside optimizer.step()")
+T_STEP = column("t_step", "timing", "seconds of the whole step")
+RSS_MB = column("rss_mb", "memory", "process resident memory, MiB")
+CUDA_MB = column("cuda_mb", "memory", "CUDA memory held by tensors, MiB (allocator counter: no sync)")
+T_LOADER = column("t_loader", "loop", "seconds inside a DataLoader iterator's __next__ during the step")
+ZERO_GRAD_CALLS = column("zero_grad_calls", "loop", "optimizer/module zero_grad() calls during the step")
+CARRIED_GRAD_NORM = column("carried_grad_norm", "loop", "norm of gradients left from the previous step at the "
+                                                        "first backward pass, when no zero_grad ran")
+CLIP_NORM = column("clip_norm", "loop", "the total norm clip_grad_norm_ saw before clipping")
+CLIP_MAX = column("clip_max", "loop", "the max_norm clip_grad_norm_ was given")
+LIVE_LOSSES = column("live_losses", "loop", "loss tensors of the previous 7 steps something still holds")
+FWD_EVAL_MODE = column("fwd_eval_mode", "modes", "forward passes with grad enabled while the model was in eval mode")
+FWD_TRAIN_MODE_NOGRAD = column("fwd_train_mode_nograd", "modes",
+                               "forward passes under no_grad while the model was in train mode")
+SAMPLED = column("sampled", "sampler", "1 when the per-layer detail (activations, per-parameter norms) was taken")
+#: The step row's columns, in the record's order.
+STEP_COLUMNS: tuple[Measure, ...] = (
+    LOSS, LR, N_BACKWARD, GRAD_NORM, T_DATA, T_FORWARD, T_BACKWARD, T_OPTIMIZER, T_STEP, RSS_MB, CUDA_MB, T_LOADER,
+    ZERO_GRAD_CALLS, CARRIED_GRAD_NORM, CLIP_NORM, CLIP_MAX, LIVE_LOSSES, FWD_EVAL_MODE, FWD_TRAIN_MODE_NOGRAD, SAMPLED,
+)
+GROUP_GRAD_NORM = measure(
+    "group", "grad_norm", "gradients", "stat",
+    "gradient norm of one optimizer parameter group (or of one model's parameters without an optimizer), "
+    "every step; recorded when there are at least two groups (one group's norm is the step's grad_norm)",
+    always=True)
+
+# -- sampled steps: per parameter -------------------------------------------------------------------------
+PARAM_GRAD_NORM = measure("param", "grad_norm", "gradients", "stat",
+                          "L2 norm of the parameter's gradient (no row: no gradient), on sampled steps and on "
+                          "steps where the set of parameters with a gradient changed")
+PARAM_NORM = measure("param", "param_norm", "updates", "stat", "L2 norm of the parameter after the optimizer step")
+UPDATE_RATIO = measure("param", "update_ratio", "updates", "stat",
+                       "‖Δw‖/‖w‖ of the optimizer step: how far the step moved the weights")
+
+# -- sampled steps: per module (training forward passes, leaf modules) ------------------------------------
+MODULE_MEAN = measure("module", "mean", "activations", "stat", "mean of the module's output",
+                      applies_to=(WITH_PARAMS,))
+MODULE_STD = measure("module", "std", "activations", "stat", "standard deviation of the module's output",
+                     applies_to=(WITH_PARAMS,))
+_MODULE_MIN = measure("module", "min", "activations", "stat", "smallest output value", level="detailed")
+_MODULE_MAX = measure("module", "max", "activations", "stat", "largest output value", level="detailed")
+_ZERO_FRAC = measure("module", "zero_frac", "activations", "stat", "fraction of output values exactly zero",
+                     level="detailed")
+_MODULE_NONFINITE = measure("module", "nonfinite", "activations", "stat",
+                            "1.0 when any output value is NaN/Inf, else 0.0", level="detailed")
+DEAD_FRAC = measure("module", "dead_frac", "activations", "stat",
+                    "fraction of units zero for every sample (and position) of the batch", applies_to=RELU_LIKE)
+SATURATED_FRAC = measure("module", "saturated_frac", "activations", "stat",
+                         "fraction of outputs within 1% of a bound (|tanh| > 0.99, sigmoid < 0.01 or > 0.99)",
+                         applies_to=SATURATING)
+TRAINING_FLAG = measure("module", "training", "modes", "stat",
+                        "the module's training flag (1.0/0.0) during training forward passes", applies_to=MODE_SENSITIVE)
+ACTIVATION_HISTOGRAM = measure("module", "histogram", "activations", "histogram",
+                               "histogram of the module's output (over at most 65,536 values)", level="comprehensive")
+
+#: The activation statistics, in the order `capture.stats.activation_stats` computes them.
+ACTIVATION_STATS: tuple[Measure, ...] = (MODULE_MEAN, MODULE_STD, _MODULE_MIN, _MODULE_MAX, _ZERO_FRAC,
+                                         _MODULE_NONFINITE, DEAD_FRAC)
+
+# -- sampled steps: the model's input batch -----------------------------------------------------------------
+_INPUT_DOCS = {
+    "mean": "mean of the model's input batch", "std": "standard deviation of the input batch",
+    "min": "smallest finite input value", "max": "largest finite input value",
+    "nonfinite_frac": "fraction of input values that are NaN/Inf",
+    "const_frac": "fraction of input features equal on every sample of the batch",
+    **{f"ch{i}_mean": f"mean of channel {i} of a 4-d input with at most 4 channels" for i in range(4)},
+    **{f"ch{i}_std": f"standard deviation of channel {i} of a 4-d input with at most 4 channels" for i in range(4)},
+}
+#: The input statistics, in the order `capture.stats.input_stats` computes them.
+INPUT_STATS: tuple[Measure, ...] = tuple(measure("input", n, "inputs", "stat", d) for n, d in _INPUT_DOCS.items())
+INPUT_MEAN, INPUT_STD, INPUT_MIN, INPUT_MAX, INPUT_NONFINITE_FRAC, INPUT_CONST_FRAC = INPUT_STATS[:6]
+INPUT_CHANNELS = INPUT_STATS[6:]
+MODEL_INPUT = measure("input", "entity", "inputs", "entity",
+                      "each model's input as an entity: its shape and dtype at the first sampled step")
+
+# -- the loss calls ---------------------------------------------------------------------------------------------
+_LOSS_DOCS = {
+    "in_min": "smallest finite value the loss received as input", "in_max": "largest finite loss input",
+    "in_mean": "mean loss input", "in_rowsum_dev": "largest |row sum - 1| of the loss input over the class axis",
+    "in_frac_01": "fraction of loss input values in [0, 1]", "in_nonfinite": "fraction of loss inputs that are NaN/Inf",
+    "tgt_min": "smallest target value", "tgt_max": "largest target value", "tgt_mean": "mean target value",
+}
+#: The loss input/target statistics, in the order `capture.losses.loss_io_stats` computes them; taken
+#: on the first call of each loss in each phase, then on sampled steps.
+LOSS_IO_STATS: tuple[Measure, ...] = tuple(
+    measure("loss", n, "losses", "stat", d, level="detailed" if n in ("in_mean", "in_nonfinite") else None)
+    for n, d in _LOSS_DOCS.items())
+IN_MIN, IN_MAX, IN_MEAN, IN_ROWSUM_DEV, IN_FRAC_01, IN_NONFINITE, TGT_MIN, TGT_MAX, TGT_MEAN = LOSS_IO_STATS
+LOSS_CALLS = measure("loss", "entity", "losses", "entity",
+                     "each functional loss and phase as an entity: input/target shapes and dtypes, keyword arguments")
+LABEL_COUNTS = measure("loss", "label_counts", "losses", "histogram",
+                       "counts of each class index in an integer target, plus a bin for targets outside [0, C)")
+VAL_LOSS = measure("loss", "val_loss", "losses", "stat", "the value of each loss call made without grad")
+
+# -- events -------------------------------------------------------------------------------------------------------
+OPTIMIZER = measure("event", "optimizer", "registry", "event", "an optimizer's type and parameter groups",
+                    always=True)
+NONFINITE = measure("event", "nonfinite", "nonfinite", "event",
+                    "the first non-finite loss or gradient and where it came from (a replay of the step)")
+EXCEPTION = measure("event", "exception", "crash", "event", "a crash: type, message, module, phase, file, line",
+                    always=True)
+BATCH_MIXING_PROBE = measure("event", "batch_mixing_probe", "probes", "event",
+                             "one-time probe on a private copy: does sample 0's output depend on other samples?")
+DATA_OVERLAP = measure("event", "data_overlap", "fingerprints", "event",
+                       "train/validation sample fingerprints: counts and overlap")
+INTERNAL_ERROR = measure("event", "internal_error", "tracer", "event", "a probe of modeldebug's own that failed",
+                         always=True)
+MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
+                         "a module (or input) that cannot be measured, and why", always=True)
+EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
+                               MODULE_SKIPPED)
+
+#: Measures recorded whatever the selection.
+ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)
