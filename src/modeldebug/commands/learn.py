@@ -1,0 +1,69 @@
+"""`modeldebug learn RUN [RUN ...] -o INVARIANTS.json`: what held in healthy runs, as invariants."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add"]
+
+
+def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "learn", help="infer invariants from healthy runs (for --against)",
+        description="Learn what held in every healthy run: relations (every step changes every trainable "
+        "parameter, no gradient carried between steps, the loss falls at least this much by step N, the "
+        "hyperparameters) and per-module envelopes by phase of training. Give two runs or more (other seeds) "
+        "for envelopes; one run supports the relations and wide envelopes only. Check a run with "
+        "`modeldebug run --against FILE -- SCRIPT` or `modeldebug report RUN.db --against FILE`.")
+    p.add_argument("runs", metavar="RUN", nargs="+", help="run records (RUN.db), or journal ids or names")
+    p.add_argument("-o", "--output", metavar="INVARIANTS.json", required=True, help="where to write the invariants")
+    p.add_argument("--journal", metavar="P", help="the journal file, for ids and names (default ./.modeldebug/journal.db)")
+    p.set_defaults(handler=run)
+
+
+def _check_output(path: str) -> None:
+    from pathlib import Path
+
+    from ..errors import BadInputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise BadInputError(f"-o {path!r} is a directory: give a file name, e.g. {p / 'good.json'}")
+    if not p.parent.is_dir():
+        raise BadInputError(f"-o {path!r}: the folder {str(p.parent)!r} does not exist: create it first")
+    if p.exists() and p.suffix in (".db", ".py", ".pt", ".pth", ".onnx"):
+        raise BadInputError(f"-o {path!r} would overwrite a {p.suffix} file: give a .json file name")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare.learn import learn
+    from ..compare.resolve import open_journal, side
+    from ..journal.verdict import is_clean
+
+    _check_output(args.output)
+    journal = open_journal(args.journal, required=False)
+    sides = [side(ref, journal) for ref in args.runs]
+    records, labels = [], []
+    for ref, s in zip(args.runs, sides):
+        if s.record is None:
+            from ..errors import BadInputError
+
+            raise BadInputError(f"run {ref!r}: its record is gone, nothing to learn from")
+        status, code = s.facts.get("status"), s.facts.get("exit_code")
+        if status not in (None, "finished") or code not in (None, 0):
+            print(f"modeldebug: warning: {s.label} ended {status} (exit {code}): is it a healthy run?", file=sys.stderr)
+        elif journal is not None and (entry := journal.find(ref) if not s.label.endswith(".db") else None) is not None \
+                and not is_clean(journal, entry):
+            print(f"modeldebug: warning: {s.label} has medium or high findings: is it a healthy run?", file=sys.stderr)
+        records.append(s.record)
+        labels.append(s.record.path)
+    invariants = learn(records, labels=labels)
+    invariants.write(args.output)
+    counts = ", ".join(f"{n} {rule}" for rule, n in invariants.by_rule().items())
+    print(f"modeldebug: {len(invariants.invariants)} invariants from {len(records)} run(s) ({counts}) "
+          f"written to {args.output}", file=sys.stderr)
+    if len(records) == 1:
+        print("modeldebug: learned from one run: relations only and wide envelopes; learn from two runs or more "
+              "(other seeds) for tighter ones", file=sys.stderr)
+    return 0

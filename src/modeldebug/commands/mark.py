@@ -1,0 +1,49 @@
+"""`modeldebug mark RUN [NAME]`: name a run of the journal (default name: good)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add"]
+
+
+def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "mark", help="name a run of the journal (e.g. `mark 3fa2c1d0 good`)",
+        description="Name a run: RUN is a short id from `modeldebug history`, a name, 'last' or a record path "
+        "(a record not in the journal yet is added). A name given again moves to the new run. The run named "
+        "'good' is the default reference of `modeldebug diff`; without one, the newest clean run is.")
+    p.add_argument("run", metavar="RUN", help="short id, name, 'last' or record path")
+    p.add_argument("name", metavar="NAME", nargs="?", default="good", help="the name (default good)")
+    p.add_argument("--journal", metavar="P", help="the journal file (default ./.modeldebug/journal.db)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..compare.resolve import resolve
+    from ..errors import BadInputError
+    from ..journal import Journal, journal_path
+
+    where = Path(args.journal) if args.journal else journal_path()
+    if where is None:
+        raise BadInputError("the journal is off (MODELDEBUG_JOURNAL=off): pass --journal FILE")
+    is_file = Path(args.run).is_file()
+    if not where.exists() and not is_file:
+        Journal(where)  # raises the one-line "no journal at ..." error
+    with Journal(where, create=is_file) as journal:
+        entry, path = resolve(args.run, journal)
+        if entry is None:  # a record the journal has not seen: add it, from what the record holds
+            from ..journal.facts import record_facts
+            from ..record import Record
+
+            record = Record.open(str(path))
+            try:
+                entry = journal.append(record_facts(record), record=str(path))
+            finally:
+                record.conn.close()
+        journal.mark(entry, args.name)
+    print(f"modeldebug: run {entry.uid} ({entry.command}) is now {args.name!r}", file=sys.stderr)
+    return 0

@@ -1,0 +1,117 @@
+"""Invariants and the file that holds them (`modeldebug learn ... -o good.json`).
+
+An invariant is one thing that held in every healthy run, with a plain-words `description`, the
+`evidence` it was learned from, and the numbers its check needs (`params`). Its `code` is the
+catalogue code a violation is reported under (INV001...). The file is JSON:
+
+```json
+{"format": "modeldebug-invariants", "version": 1,
+ "learned_from": [{"record": "...", "script": "...", "argv": [...], "steps": 60}],
+ "phases": {"early": [0, 20], "middle": [20, 40], "late": [40, null]},
+ "invariants": [{"code": "INV003", "rule": "updates", "description": "...", "evidence": {...},
+                 "params": {...}}, ...]}
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInputError
+
+__all__ = ["FORMAT", "Invariant", "InvariantSet", "against_option", "load_invariants"]
+
+FORMAT = "modeldebug-invariants"
+VERSION = 1
+
+
+@dataclass
+class Invariant:
+    """One thing that held in the healthy runs."""
+
+    code: str
+    rule: str
+    description: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None  # the module, parameter or input it is about
+    kind: str | None = None  # that entity's kind (module, param, input)
+    stat: str | None = None
+    phase: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class InvariantSet:
+    """Invariants learned from healthy runs, with where they came from."""
+
+    invariants: list[Invariant]
+    learned_from: list[dict[str, Any]]
+    bounds: tuple[int, int]  # the steps where the middle and late phases start
+    path: str | None = None
+
+    def phases(self) -> dict[str, list[int | None]]:
+        b1, b2 = self.bounds
+        return {"early": [0, b1], "middle": [b1, b2], "late": [b2, None]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "learned_from": self.learned_from, "phases": self.phases(),
+                "invariants": [i.to_dict() for i in self.invariants]}
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+
+    def by_rule(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for inv in self.invariants:
+            out[inv.rule] = out.get(inv.rule, 0) + 1
+        return out
+
+
+def load_invariants(path: str | Path, *, where: str | None = None) -> InvariantSet:
+    """Read an invariants file; anything else is a one-line BadInputError naming the file and the fault."""
+    p = Path(path)
+    where = where or f"--against {str(path)!r}"
+    if not p.is_file():
+        raise BadInputError(f"{where}: no such file (make one with: modeldebug learn RUN.db ... -o {p.name})")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f"{where} is not an invariants file (not JSON: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BadInputError(f"{where} is not an invariants file (no \"format\": \"{FORMAT}\"); "
+                            "make one with `modeldebug learn`")
+    if data.get("version") != VERSION:
+        raise BadInputError(f"{where} has version {data.get('version')!r}; this modeldebug reads version {VERSION}")
+    try:
+        phases = data["phases"]
+        bounds = (int(phases["middle"][0]), int(phases["late"][0]))
+        invariants = []
+        for i, item in enumerate(data["invariants"]):
+            if not isinstance(item, dict):
+                raise TypeError(f"invariant {i} is not an object")
+            invariants.append(Invariant(**item))
+        learned = list(data.get("learned_from", []))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadInputError(f"{where} is damaged: {exc}") from None
+    from ..catalogue import CATALOGUE
+
+    unknown = sorted({i.code for i in invariants if i.code not in CATALOGUE})
+    if unknown:
+        raise BadInputError(f"{where} holds unknown codes {', '.join(unknown)}: was it written by a newer modeldebug?")
+    return InvariantSet(invariants, learned, bounds, path=str(path))
+
+
+def against_option(value: str) -> InvariantSet:
+    """The argparse type of `--against`: the file is read while the command line is parsed, so that a
+    bad file fails before the training script runs (one line, exit 2)."""
+    try:
+        return load_invariants(value, where=repr(value))
+    except BadInputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
