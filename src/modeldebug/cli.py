@@ -18,7 +18,8 @@ from .llm.cli import LLM_VALUE_OPTIONS, add_llm_options, check_llm_args, handle_
 
 __all__ = ["main"]
 
-_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", "--rules", *LLM_VALUE_OPTIONS}
+_RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", "--rules", "--against",
+                      *LLM_VALUE_OPTIONS}
 _RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
 
@@ -81,6 +82,10 @@ def _parser() -> _Parser:
                         "stderr is not a terminal)")
     _add_output_options(r)
     add_llm_options(r)
+    from .compare.invariants import against_option
+
+    r.add_argument("--against", metavar="INVARIANTS.json", type=against_option,
+                   help="judge the run against invariants learned from healthy runs (`modeldebug learn`)")
     r.add_argument("script", metavar="SCRIPT", help="the training script")
     r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
 
@@ -89,6 +94,8 @@ def _parser() -> _Parser:
     rep.add_argument("--fail-on", choices=["low", "medium", "high"], help="exit 1 if a finding is this severe")
     _add_output_options(rep)
     add_llm_options(rep)
+    rep.add_argument("--against", metavar="INVARIANTS.json", type=against_option,
+                     help="judge the run against invariants learned from healthy runs (`modeldebug learn`)")
 
     rl = sub.add_parser("rules", help="list the rule catalogue")
     rl.add_argument("--markdown", action="store_true", help="print the full catalogue as Markdown (docs/rules.md)")
@@ -169,6 +176,9 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
         result = run_script(script, script_args, config=config, db=args.db,
                             progress=not getattr(args, "no_progress", False))
     report = Report.from_record(result.record, config)
+    from .compare.check import apply_against
+
+    report = apply_against(report, getattr(args, "against", None))
     _emit(report, args)
     handle_llm(report, args)
     if result.signal is not None:
@@ -183,6 +193,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     config = _config(args)
     check_llm_args(args)
     report = Report.from_record(Record.open(args.record), config)
+    from .compare.check import apply_against
+
+    report = apply_against(report, args.against)
     _emit(report, args)
     handle_llm(report, args)
     return report.exit_code(args.fail_on)

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from ..config import DebuggingConfig
 from ..errors import ScriptNotFoundError
+from ..journal import append_run
 from ..record import Record
 from .progress import attach_progress
 from .session import open_writer, run_meta
@@ -129,5 +130,6 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
         sys.path[:] = saved_path
         writer.set_meta(exit_code=exit_code, status=status)
         writer.finish()
+        append_run(writer, record_path)  # the project journal; never raises
     # Read this run through the writer's own connection: another run may claim the path now.
     return RunResult(exit_code, Record(writer.conn, path=str(record_path or ":memory:")), record_path, died_by)

@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "behaviour": "a generative model's answers (`modeldebug behaviour ...`)",
     "monitor": "a production request log (`modeldebug monitor`)",
     "probe": "the agent's active probes (`ModelDebuggingAgent`, `modeldebug doctor`)",
+    "invariant": "a run judged against invariants learned from healthy runs (`--against INVARIANTS.json`)",
     "plugin": "a user's own rule (entry point `modeldebug.rules` or `--rules FILE`)",
 }
 HEADINGS = ("What it detects", "Why is this bad?", "Example", "Recommended fix", "Known problems")

@@ -10,7 +10,8 @@ from ..catalogue import CATALOGUE, FAMILIES
 __all__ = ["print_explain", "print_rules", "rules_markdown"]
 
 _TITLES = {"training": "Training runs", "probe": "Agent probes", "onnx": "ONNX models",
-           "behaviour": "Generative-model behaviour", "monitor": "Production monitoring", "plugin": "Your own rules"}
+           "behaviour": "Generative-model behaviour", "monitor": "Production monitoring", "plugin": "Your own rules",
+           "invariant": "Invariants from healthy runs"}
 
 
 def _families() -> list[str]:
