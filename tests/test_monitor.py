@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from modeldebug.cli import main
 from modeldebug.errors import BadInputError
-from modeldebug.monitor import (AlertRule, CountWindow, Event, LogLineError, ProductionMonitor, TimeWindow,
-                                monitor_log, parse_window, read_log)
+from modeldebug.monitor import (THRESHOLD_RULES, AlertRule, CountWindow, Event, LogLineError, ProductionMonitor,
+                                TimeWindow, monitor_log, parse_window, read_log)
 from modeldebug.monitor.windows import METRICS, flags
 
 T0 = 1_700_000_000.0
@@ -42,9 +42,9 @@ def replay(events: list[Event], **kw: object) -> ProductionMonitor:
     return mon
 
 
-# -- alerting on recorded streams -----------------------------------------------------------------------
+# -- threshold alerting on recorded streams (the old rules, kept as an option; burn rates: test_monitor_slo.py) ----
 def test_a_burst_of_errors_fires_one_alert_that_resolves_after_it() -> None:
-    mon = replay(stream(3 * 3600, bursts=((3600, 4200, 0.5),)))
+    mon = replay(stream(3 * 3600, bursts=((3600, 4200, 0.5),)), rules=THRESHOLD_RULES)
     assert [a.metric for a in mon.alerts] == ["error"]
     a = mon.alerts[0]
     assert T0 + 3600 < a.started < T0 + 4000  # once the long window is over 5% too
@@ -56,14 +56,14 @@ def test_a_burst_of_errors_fires_one_alert_that_resolves_after_it() -> None:
 
 
 def test_sparse_noise_never_alerts() -> None:
-    mon = replay(stream(3 * 3600, error_p=0.02))
+    mon = replay(stream(3 * 3600, error_p=0.02), rules=THRESHOLD_RULES)
     assert mon.alerts == [] and mon.findings() == []
     assert 0.01 < mon.summary()["rates"]["error"]["rate"] < 0.03
 
 
 def test_a_short_spike_needs_the_long_window_too() -> None:
     events = stream(2 * 3600, bursts=((5000, 5040, 1.0),))
-    assert replay(events).alerts == []  # 40 errors in 40 s: short window over 5%, the hour is not
+    assert replay(events, rules=THRESHOLD_RULES).alerts == []  # 40 errors in 40 s: short window over 5%, the hour is not
     short_only = (AlertRule("error", 0.05, short="5m", long="5m"),)
     assert [a.metric for a in replay(events, rules=short_only).alerts] == ["error"]  # a single window would page
 
@@ -239,12 +239,14 @@ def dump(path: Path, events: list[Event]) -> str:
 def test_monitor_command_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     burst = dump(tmp_path / "burst.jsonl", stream(3 * 3600, bursts=((3600, 4200, 0.5),)))
     noise = dump(tmp_path / "noise.jsonl", stream(3 * 3600, error_p=0.02))
-    assert main(["monitor", burst, "--fail-on", "high", "--json", "b.json"]) == 1
+    assert main(["monitor", burst, "--alerting", "threshold", "--fail-on", "high", "--json", "b.json"]) == 1
     err = capsys.readouterr().err
     assert "error rate alert fired 1 time" in err and "requests over" in err
     report = json.loads(Path("b.json").read_text())
     assert [f["code"] for f in report["findings"]] == ["MON001"] and report["run"]["summary"]["requests"] == 10800
-    assert main(["monitor", noise, "--fail-on", "low", "-q"]) == 0
+    assert main(["monitor", noise, "--alerting", "threshold", "--fail-on", "low", "-q"]) == 0
+    assert main(["monitor", noise, "--fail-on", "low", "-q"]) == 1  # 2% errors burn a 99.9% SLO's budget 20x
+    assert main(["monitor", noise, "--error-slo", "0.99", "--fail-on", "low", "-q"]) == 0  # inside a 99% SLO
     assert main(["monitor", burst, "-q"]) == 0  # alerts alone do not fail without --fail-on
     assert main(["monitor", burst, "-q", "--fail-on", "high", "--max-error-rate", "0.6"]) == 0
 
@@ -270,7 +272,7 @@ def test_monitor_command_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
 @pytest.mark.slow
 def test_monitor_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     burst = dump(tmp_path / "burst.jsonl", stream(7200, bursts=((3600, 4200, 0.5),)))
-    proc = subprocess.run([sys.executable, "-m", "modeldebug", "monitor", burst, "--json", "-", "-q",
+    proc = subprocess.run([sys.executable, "-m", "modeldebug", "monitor", burst, "--json", "-", "-q", "--alerting", "threshold",
                            "--fail-on", "high"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["findings"][0]["kind"] == "error_rate_alert"

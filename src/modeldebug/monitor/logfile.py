@@ -15,7 +15,7 @@ from typing import Any
 
 from ..behaviour.refusal import is_refusal
 from ..errors import BadInputError
-from .alerts import DEFAULT_RULES, AlertRule
+from .alerts import DEFAULT_RULES, BurnRateRule, Rule
 from .events import Event, LogLineError
 from .monitor import ProductionMonitor
 from .windows import TimeWindow, parse_window
@@ -72,7 +72,7 @@ def _read(path: str | Path, detect_refusals: bool) -> tuple[list[Event], bool]:
     return events, bool(stamped)
 
 
-def monitor_log(path: str | Path, *, rules: Iterable[AlertRule] = DEFAULT_RULES, slow_s: float = 5.0,
+def monitor_log(path: str | Path, *, rules: Iterable[Rule] = DEFAULT_RULES, slow_s: float = 5.0,
                 detect_refusals: bool = True) -> ProductionMonitor:
     """Replay the log at `path` through a `ProductionMonitor` and return it (alerts, summary, report)."""
     events, stamped = _read(path, detect_refusals)
@@ -81,8 +81,10 @@ def monitor_log(path: str | Path, *, rules: Iterable[AlertRule] = DEFAULT_RULES,
         timed = sorted({spec for r in rules for spec in (r.short, r.long)
                         if isinstance(parse_window(spec), TimeWindow)})
         if timed:
+            burn = any(isinstance(r, BurnRateRule) for r in rules)
             raise BadInputError(f"{Path(path).name} has no timestamps ('ts'), so time windows ({', '.join(timed)}) "
-                                "cannot be used; add 'ts' to each line or use request counts (--short 50 --long 500)")
+                                "cannot be used; add 'ts' to each line or use request counts ("
+                                + ("--alerting threshold " if burn else "") + "--short 50 --long 500)")
     mon = ProductionMonitor(None, rules=rules, slow_s=slow_s)
     for ev in events:
         mon.record(ev)

@@ -23,8 +23,8 @@ from typing import Any, TextIO
 from .._version import __version__
 from ..behaviour.refusal import is_refusal
 from ..behaviour.stats import Rate, percentile
-from ..rules.base import Finding, Recommendation
-from .alerts import DEFAULT_RULES, MONITOR_CODES, Alert, AlertRule, Alerting
+from ..catalogue import CATALOGUE, SEVERITY_ORDER, Finding, Recommendation
+from .alerts import DEFAULT_RULES, MONITOR_CODES, Alert, Alerting, Rule
 from .events import Event
 from .windows import METRICS, flags
 
@@ -41,6 +41,25 @@ _ADVICE = {
 }
 
 
+def _times(n: int) -> str:
+    return f"{n} time{'s' if n > 1 else ''}"
+
+
+def _burn_words(metric: str, what: str, alerts: list[Alert]) -> tuple[str, str]:
+    """Title and explanation of burn-rate alerts: how many times faster than the budget allows."""
+    peak = max(alerts, key=lambda a: a.peak_short_rate / (a.budget or 1.0))
+    budget = peak.budget or 1.0
+    tiers = sorted({a.rule for a in alerts})
+    title = (f"{metric} budget burn alert ({', '.join(tiers)}) fired {_times(len(alerts))}: "
+             f"{peak.peak_short_rate / budget:.1f}x the budget over {peak.short} and {peak.peak_long_rate / budget:.1f}x "
+             f"over {peak.long} (SLO {peak.objective:.2%}, fires above {peak.burn:g}x)")
+    why = (f"{what.capitalize()} used the error budget of the {peak.objective:.2%} objective "
+           f"({budget:.2%} of requests) more than {peak.burn:g} times too fast in both the {peak.short} "
+           f"({peak.peak_short_rate:.1%} at peak) and the {peak.long} window ({peak.peak_long_rate:.1%}), with at "
+           f"least {peak.min_volume} requests in each")
+    return title, why
+
+
 def fmt_time(t: float) -> str:
     """A Unix time as ISO-8601 UTC; small numbers (request positions in a log without times) as they are."""
     if t >= 1e9:
@@ -51,7 +70,7 @@ def fmt_time(t: float) -> str:
 class ProductionMonitor:
     """Wraps `serve(prompt, ...) -> str`; records each request; fires multi-window alerts."""
 
-    def __init__(self, serve: Callable[..., str] | None = None, *, rules: Iterable[AlertRule] = DEFAULT_RULES,
+    def __init__(self, serve: Callable[..., str] | None = None, *, rules: Iterable[Rule] = DEFAULT_RULES,
                  fallback: str | Callable[[str, BaseException], str] = "Sorry, something went wrong. Please try again.",
                  judge: Callable[[str, str], Any] | None = None, detect_refusals: bool = True,
                  store_text: bool = False, slow_s: float = 5.0, clock: Callable[[], float] = time.time,
@@ -140,8 +159,8 @@ class ProductionMonitor:
             self._write(event)
         fired = self.alerting.add(event.t, f, event.latency_s)
         for a in fired:
-            log.warning("modeldebug monitor: ALERT %s rate %.1f%% over %s and %.1f%% over %s (threshold %.1f%%)",
-                        a.metric, 100 * a.short_rate, a.short, 100 * a.long_rate, a.long, 100 * a.threshold)
+            log.warning("modeldebug monitor: ALERT %s %s: rate %.1f%% over %s and %.1f%% over %s (fires above %.2f%%)",
+                        a.metric, a.rule, 100 * a.short_rate, a.short, 100 * a.long_rate, a.long, 100 * a.threshold)
             if self.on_alert is not None:
                 self.on_alert(a)
         return fired
@@ -183,40 +202,44 @@ class ProductionMonitor:
                 "latency_s": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
                               "max": max(lat) if lat else None},
                 "windows": [w.stats() for w in self.alerting.windows.values()],
-                "rules": [{"metric": r.metric, "threshold": r.threshold, "short": r.short, "long": r.long,
-                           "min_volume": r.min_volume} for r in self.alerting.rules],
+                "rules": [r.to_dict() for r in self.alerting.rules],
                 "alerts": [a.to_dict() for a in self.alerting.alerts], "text_stored": self.store_text}
 
     def findings(self) -> list[Finding]:
-        """One finding per rule that fired, most severe first."""
+        """One finding per metric whose rules fired, most severe first (code, kind, severity: the catalogue's)."""
         out = []
         by_metric: dict[str, list[Alert]] = {}
         for a in self.alerting.alerts:
             by_metric.setdefault(a.metric, []).append(a)
         for metric, alerts in by_metric.items():
-            code, kind, severity = MONITOR_CODES[metric]
-            peak = max(alerts, key=lambda a: a.peak_short_rate)
+            spec = CATALOGUE[MONITOR_CODES[metric][0]]
             total = Rate(self.counts[metric], self.measured[metric] or self.n)
-            what = {"error": "failed requests", "refusal": "refusals", "harmful": "answers flagged harmful",
-                    "empty": "empty answers", "slow": f"requests slower than {self.slow_s:g}s"}[metric]
             evidence: dict[str, Any] = {"alerts": [a.to_dict() for a in alerts], "overall": total.to_dict()}
             if metric == "error":
                 evidence.update(error_types=self.error_types, fallbacks=self.fallbacks)
             if metric == "harmful":
                 evidence.update(categories=self.categories)
-            out.append(Finding(
-                code=code, kind=kind, category="behaviour", severity=severity, confidence=0.9,  # type: ignore[arg-type]
-                title=f"{metric} rate alert fired {len(alerts)} time{'s' if len(alerts) > 1 else ''}: peak "
-                      f"{peak.peak_short_rate:.0%} over {peak.short} and {peak.peak_long_rate:.0%} over {peak.long} "
-                      f"(threshold {peak.threshold:.0%})",
-                description=f"The rate of {what} was over {peak.threshold:.0%} in both the {peak.short} and the {peak.long} window, "
-                            f"with at least {peak.min_volume} requests in each; first at {fmt_time(alerts[0].started)}. "
-                            f"Overall {total}. " + ("Still firing at the end." if any(a.ended is None for a in alerts)
-                                                    else "Resolved."),
-                location=f"{peak.short}/{peak.long} windows", evidence=evidence,
+            first = alerts[0]
+            what = self._what(metric)
+            if first.objective is not None:  # the first alert decides the wording: burn rates
+                title, why = _burn_words(metric, what, alerts)
+            else:
+                peak = max(alerts, key=lambda a: a.peak_short_rate)
+                title = (f"{metric} rate alert fired {_times(len(alerts))}: peak {peak.peak_short_rate:.0%} over "
+                         f"{peak.short} and {peak.peak_long_rate:.0%} over {peak.long} (threshold {peak.threshold:.0%})")
+                why = (f"The rate of {what} was over {peak.threshold:.0%} in both the {peak.short} and the {peak.long} "
+                       f"window, with at least {peak.min_volume} requests in each")
+            out.append(spec.finding(
+                confidence=0.9, title=title,
+                description=f"{why}; first at {fmt_time(first.started)}. Overall {total}. "
+                            + ("Still firing at the end." if any(a.ended is None for a in alerts) else "Resolved."),
+                location=f"{first.short}/{first.long} windows", evidence=evidence,
                 recommendations=[Recommendation("fix", _ADVICE[metric])]))
-        order = {"high": 0, "medium": 1, "low": 2}
-        return sorted(out, key=lambda f: (order[f.severity], f.code))
+        return sorted(out, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code))
+
+    def _what(self, metric: str) -> str:
+        return {"error": "failed requests", "refusal": "refusals", "harmful": "answers flagged harmful",
+                "empty": "empty answers", "slow": f"requests slower than {self.slow_s:g}s"}[metric]
 
     def report(self, **run: Any) -> Any:
         """The alerts as a modeldebug `Report`, with the summary in its run metadata."""
@@ -238,7 +261,7 @@ class ProductionMonitor:
         if lat["p50"] is not None:
             lines.append(f"  latency       p50 {lat['p50']:.3f}s  p95 {lat['p95']:.3f}s  p99 {lat['p99']:.3f}s")
         lines.append(f"  alerts        {len(s['alerts'])} fired" + "".join(
-            f"\n    {a['metric']}: started {fmt_time(a['started'])}, "
+            f"\n    {a['metric']} ({a['rule']}): started {fmt_time(a['started'])}, "
             + (f"ended {fmt_time(a['ended'])}" if a['ended'] is not None else "still firing")
             + f", peak {a['peak_short_rate']:.0%}/{a['peak_long_rate']:.0%} ({a['short']}/{a['long']})"
             for a in s["alerts"]))

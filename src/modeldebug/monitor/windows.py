@@ -40,14 +40,16 @@ class Window:
 
     def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> None:
         self._items.append((t, f, latency))
-        for i, v in enumerate(f):
-            self.counts[i] += v
+        if any(f):  # most requests have no flag: nothing to count
+            for i, v in enumerate(f):
+                self.counts[i] += v
         self._evict(t)
 
     def _pop(self) -> None:
         _, f, _ = self._items.popleft()
-        for i, v in enumerate(f):
-            self.counts[i] -= v
+        if any(f):
+            for i, v in enumerate(f):
+                self.counts[i] -= v
 
     def _evict(self, now: float) -> None:
         raise NotImplementedError

@@ -7,24 +7,31 @@ from ..spec import Spec
 SPECS = (
     Spec(
         code='MON001', kind='error_rate_alert', category='behaviour', family='monitor', name='error-rate-alert',
-        summary='Too many requests fail, in both the short and the long window',
+        summary='Requests fail faster than the error budget allows (or over a threshold), in a short and a long window',
         severity='high',
+        extra={'metric': 'error'},
         doc="""
 ## What it detects
 The share of requests that failed: under `ProductionMonitor` the serving function raised or
 returned something that is not a `str` (the fallback was served); in a log (`modeldebug monitor
-LOG.jsonl`) the line has `"error": true` or an error name. An alert fires when that share is over
-the threshold (default 5%, `--max-error-rate`) in BOTH the short window (default `5m`, `--short`)
-and the long window (default `1h`, `--long`), each holding at least `min_volume` requests (default
-20, `--min-volume`). A window is a duration, by the requests' own timestamps, or a request count
-(`50`). The alert ends as soon as either window is back at or under the threshold, or under the
-volume. All firings make one finding, severity high, confidence 0.9: the title gives the peak
-rates, the evidence each alert (start, end, peak rates, window sizes), the overall rate with its
-95% interval, the error types and the number of fallbacks served.
+LOG.jsonl`) the line has `"error": true` or an error name. By default it is judged against an SLO
+(`--error-slo`, default 0.999: at most 0.1% of requests may fail, the error budget) with the SRE
+workbook's multi-window, multi-burn-rate alerts: a fast burn fires when the failure rate is over
+14.4 times the budget (1.44%) in both the last 5 minutes and the last hour, a slow burn when it is
+over 6 times (0.6%) in both the last 30 minutes and the last 6 hours (`--fast-burn`,
+`--slow-burn`). Each window must hold at least `min_volume` requests (default 20) and enough that
+one failure alone stays under the limit (70 for the fast burn at 99.9%, 167 for the slow burn).
+With `--alerting threshold` (or `--max-error-rate R`) the old rule applies instead: over R
+(default 5%) in both `--short` (5m) and `--long` (1h). An alert ends as soon as either window is
+back under its limit. All firings make one finding, severity high, confidence 0.9: the title gives
+the peak burn rates (or rates), the evidence each alert (rule, start, end, peak rates and burn
+rates, windows), the overall rate with its 95% interval, the error types and the fallbacks served.
 
 ## Why is this bad?
 Users get the fallback instead of an answer. A burst of errors usually starts with a deploy,
-a dependency or an exhausted resource (GPU memory, a rate limit upstream).
+a dependency or an exhausted resource (GPU memory, a rate limit upstream). Burn rates page for what
+threatens the SLO: a heavy outage within minutes, a mild one that would eat the month's budget
+within hours, and a rate the budget allows never.
 
 ## Example
 ```
@@ -33,27 +40,33 @@ a dependency or an exhausted resource (GPU memory, a rate limit upstream).
 {"ts": 1714534404, "latency_ms": 900, "error": "OutOfMemoryError"}
 
 $ modeldebug monitor serve.jsonl
-MON001 error rate alert fired 1 time: peak 40% over 5m and 6% over 1h (threshold 5%)
+MON001 error budget burn alert (fast burn, slow burn) fired 2 times: 120.0x the budget over 5m and
+15.3x over 1h (SLO 99.90%, fires above 14.4x)
 ```
 
 ## Recommended fix
 Look at the error types in the evidence; roll back the last deploy if the burst started with it;
-add capacity or back-pressure when the errors are resource exhaustion.
+add capacity or back-pressure when the errors are resource exhaustion. If the alert fires on a rate
+your users accept, the objective is too strict for this service: set `--error-slo` to the one you
+promise.
 
 ## Known problems
-In the first minutes of a log or a process the long window holds the same requests as the short
-one, so an early burst fires without the "not a blip" protection: three timeouts among the first
-twenty requests are enough. Windows are evaluated only when a request arrives: an alert
-stays open while traffic stops, and an outage that stops the requests being logged at all fires
-nothing. Below `min_volume` requests per short window (fewer than 20 in 5 minutes) nothing can
-fire: use request-count windows (`--short 50 --long 500`) for quiet services. An error answered
-as ordinary text (an HTTP 200 carrying an error message) is not an error here.
+In the first hours of a log or a process the long windows hold less than their length (the 6h
+window holds everything so far), so an early burst has less "not a blip" protection: a minute with
+20% failures 40 minutes in can fire the slow burn. Windows are evaluated only when a request
+arrives: an alert stays open while traffic stops, and an outage that stops the requests being
+logged at all fires nothing. A quiet service (fewer than 70 requests per 5 minutes at 99.9%) cannot
+fire the fast burn and needs a laxer objective or threshold alerting over request counts
+(`--alerting threshold --short 50 --long 500`). An alert near its limit can end and fire again
+several times (no hysteresis). An error answered as ordinary text (an HTTP 200 carrying an error
+message) is not an error here.
 """,
     ),
     Spec(
         code='MON002', kind='refusal_rate_alert', category='behaviour', family='monitor', name='refusal-rate-alert',
         summary='Too many answers are refusals, in both the short and the long window',
         severity='medium',
+        extra={'metric': 'refusal'},
         doc="""
 ## What it detects
 The share of requests whose answer opens with a refusal, over the threshold (default 30%,
@@ -92,6 +105,7 @@ refusals needs its own threshold.
         code='MON003', kind='harmful_rate_alert', category='behaviour', family='monitor', name='harmful-rate-alert',
         summary='Too many answers are flagged harmful, in both the short and the long window',
         severity='high',
+        extra={'metric': 'harmful'},
         doc="""
 ## What it detects
 The share of answers flagged harmful, by the `judge` given to `ProductionMonitor` (`judge(prompt,
@@ -128,6 +142,7 @@ not harmful. At low traffic a single false flag pages someone.
         code='MON004', kind='empty_rate_alert', category='behaviour', family='monitor', name='empty-rate-alert',
         summary='Too many answers are empty, in both the short and the long window',
         severity='medium',
+        extra={'metric': 'empty'},
         doc="""
 ## What it detects
 The share of requests answered with nothing (empty or only whitespace; in a log also
@@ -159,19 +174,25 @@ MON001 apply.
     ),
     Spec(
         code='MON005', kind='latency_alert', category='behaviour', family='monitor', name='latency-alert',
-        summary='Too many requests are slower than the latency limit, in both the short and the long window',
+        summary='Requests slower than the limit burn the latency budget too fast (or pass a threshold), in a short and a long window',
         severity='medium',
+        extra={'metric': 'slow'},
         doc="""
 ## What it detects
-The share of requests slower than `slow_s` (default 5 s, `--slow`), over the threshold (default
-10%, `--max-slow-rate`) in both the short and the long window with enough volume (see MON001).
-Latency is turned into a rate of slow requests, the SRE way; the p50, p95 and p99 in the summary
-are not used for alerting. The live monitor times the serving call itself; a log gives
+The share of requests slower than `slow_s` (default 5 s, `--slow`), judged like MON001's errors:
+by default against a latency SLO (`--latency-slo`, default 0.999: 99.9% of requests faster than
+`slow_s`) with a fast burn (over 14.4 times the budget, 1.44% slow, in both the last 5 minutes and
+the last hour) and a slow burn (over 6 times, 0.6%, in both the last 30 minutes and 6 hours); with
+`--alerting threshold` (or `--max-slow-rate R`) over R (default 10%) in both `--short` and
+`--long`. Latency is turned into a rate of slow requests, the SRE way; the p50, p95 and p99 in the
+summary are not used for alerting. The live monitor times the serving call itself; a log gives
 `latency_s` or `latency_ms`. Severity medium, confidence 0.9.
 
 ## Why is this bad?
 Slow answers lose interactive users and turn into timeouts, then errors, upstream. A rise usually
-means load beyond capacity, queueing, or longer generations.
+means load beyond capacity, queueing, or longer generations. An incident in which 30% of requests
+take 6-9 s burns a 99.9% budget 300 times too fast: it pages in about a minute, where the old 10%
+threshold over an hour never fired for 15 minutes of it and took 18 minutes for 25.
 
 ## Example
 ```
@@ -179,17 +200,19 @@ means load beyond capacity, queueing, or longer generations.
 {"ts": 1714557601, "latency_ms": 6900, "output": "..."}
 
 $ modeldebug monitor serve.jsonl --slow 5
-MON005 slow rate alert fired 1 time: peak 35% over 5m and 14% over 1h (threshold 10%)
+MON005 slow budget burn alert (fast burn, slow burn) fired 2 times: 300.0x the budget over 5m and
+25.0x over 1h (SLO 99.90%, fires above 14.4x)
 ```
 
 ## Recommended fix
-Check load and queueing; cap max_tokens; scale out.
+Check load and queueing; cap max_tokens; scale out. If long generations are slow by design, set
+`--slow` above them or `--latency-slo` to the share of fast answers you promise.
 
 ## Known problems
 Requests without a latency count as fast but stay in the windows, diluting the rate. One limit
 applies to every request, so long generations (large `max_tokens`) are slow by design; time per
 token is not measured. In the live monitor a failed request's time includes the fallback. The
-windows, volume and start-up caveats of MON001 apply.
+windows, volume, start-up and flapping caveats of MON001 apply.
 """,
     ),
 )
