@@ -7,7 +7,8 @@ Trains tests/compare_train.py (a 3-layer MLP, Adam, 60 steps) under `modeldebug 
 invariants from seeds 0..K-1 and checks every other seed: a held-out healthy run with any
 violation is a false alarm. Each planted change must be caught by its own invariant (INV002 for
 the learning rate, INV003 frozen, INV004 zero_grad, INV007/INV008 in module '2' at step 0 for the
-init), at its first step.
+init), at its first step. Last, `diff` of seed 0 against every other seed: a pair that "parts beyond
+noise" is a false parting.
 
 Run it::
 
@@ -32,7 +33,9 @@ import torch
 
 from modeldebug.cli import main
 from modeldebug.compare.check import violations
+from modeldebug.compare.diff import Side, diff_runs
 from modeldebug.compare.learn import learn
+from modeldebug.journal.facts import record_facts
 from modeldebug.record import Record
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "compare_train.py"
@@ -93,6 +96,16 @@ def main_() -> None:
                       + " | ".join(f"{n}: {r}" for n, r in found.items()))
                 for line in fired:
                     print(f"    false alarm {line}")
+            parted = []
+            for db in healthy[1:]:  # diff seed 0 against every other seed: where do they "part"?
+                a, b = Record.open(healthy[0]), Record.open(db)
+                d = diff_runs(Side("A", record_facts(a) | {"seed": {"torch": 0}}, a),
+                              Side("B", record_facts(b) | {"seed": {"torch": -1}}, b))
+                if d.partings:
+                    parted.append(f"{Path(db).stem}: {d.partings[0].text}")
+            print(f"{level:9} diff seed0 vs each other seed: parted beyond noise in {len(parted)}/{len(healthy) - 1} pairs")
+            for line in parted:
+                print(f"    {line}")
 
 
 if __name__ == "__main__":

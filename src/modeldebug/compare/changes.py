@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Change", "changes"]
+__all__ = ["Change", "changes", "words_in"]
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Change:
                 "detail": self.detail, "score": round(self.score, 2), "explains": self.explains}
 
 
-def _words(text: str) -> set[str]:
+def words_in(text: str) -> set[str]:
     """Identifiers in `text`, lower-case, split on non-word characters and on '_' too: 'zero_grad' ->
     {'zero_grad', 'zero', 'grad'}; '--no-zero-grad' -> {'no_zero_grad', 'zero', 'grad', ...}."""
     out = set()
@@ -92,10 +92,10 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
     tb = [o.get("type") for o in fb.get("hyperparameters", {}).get("optimizers", [])]
     if ta != tb:
         out.append(Change("optimizer", "optimizer", ta, tb, f"optimizer: {', '.join(map(str, ta)) or 'none'} -> "
-                          f"{', '.join(map(str, tb)) or 'none'}", words=_words(" ".join(map(str, ta + tb)))))
+                          f"{', '.join(map(str, tb)) or 'none'}", words=words_in(" ".join(map(str, ta + tb)))))
     ga, gb = _groups(fa), _groups(fb)
     moved = []
-    for key in sorted(set(ga) | set(gb)):
+    for key in [*ga, *(k for k in gb if k not in ga)]:  # model order
         va, vb = ga.get(key), gb.get(key)
         if _same(va, vb):
             continue
@@ -108,7 +108,7 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
         elif va is not None and vb is not None:
             name = key.rsplit(" ", 1)[1]
             out.append(Change("optimizer", name, va, vb, f"optimizer setting {key}: {_fmt(va)} -> {_fmt(vb)}",
-                              words=_words(name)))
+                              words=words_in(name)))
     if moved:
         gone = [p for p, _, b in moved if b is None]
         text = "; ".join(f"{p}: {a or 'no optimizer'} -> {b or 'no optimizer'}" for p, a, b in moved[:4])
@@ -166,9 +166,9 @@ def _argv_changes(fa: dict[str, Any], fb: dict[str, Any], hyper: list[Change]) -
                       None)
         if linked is not None:  # the argument is where the hyperparameter came from
             linked.text += f", from argument {shown} {old} -> {new}"
-            linked.words |= _words(key)
+            linked.words |= words_in(key)
             continue
-        parts.append((f"{shown} {old} -> {new}", _words(key if not key.startswith("#") else f"{x} {y}")))
+        parts.append((f"{shown} {old} -> {new}", words_in(key if not key.startswith("#") else f"{x} {y}")))
     if not parts:
         return []
     words = set().union(*(w for _, w in parts))
@@ -197,7 +197,7 @@ def _code(fa: dict[str, Any], fb: dict[str, Any], source_a: str | None, source_b
             detail = [ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
         shown = f" ({len(detail)} line(s) differ)" if detail else ""
         out.append(Change("code", "script content", ha[:12], hb[:12], f"script content changed{shown}",
-                          detail=detail[:20], words=_words(" ".join(detail))))
+                          detail=detail[:20], words=words_in(" ".join(detail))))
     return out
 
 

@@ -239,18 +239,14 @@ def check(record: Any, invariants: InvariantSet) -> list[Finding]:
         findings.append(spec.finding(
             severity=severity, confidence=0.8 if first.invariant.rule != "envelope" else 0.7,
             title=first.title + more,
-            description=f"Healthy runs: {first.invariant.description}. {_plural(len(vs))} of this invariant kind "
-                        f"broken; the first at step {first.step}." if first.step is not None else
-                        f"Healthy runs: {first.invariant.description}.",
+            description=f"In the healthy runs, {first.invariant.description}. "
+                        + (f"{len(vs)} violations of {code} invariants; the first at step {first.step}."
+                           if len(vs) > 1 else ""),
             location=first.location, step=first.step,
             evidence={"against": invariants.path, "learned_from": len(invariants.learned_from), "violations": len(vs),
                       "first": [v.to_dict() for v in vs[:10]]},
             recommendations=recs))
     return findings
-
-
-def _plural(n: int) -> str:
-    return "1 invariant" if n == 1 else f"{n} invariants"
 
 
 def apply_against(report: Any, invariants: InvariantSet | None) -> Any:

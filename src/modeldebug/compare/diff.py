@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .changes import Change, changes
+from .changes import Change, changes, words_in
 from .parting import Parting, partings
 from .view import RunView
 
@@ -115,9 +115,7 @@ def _rank(found: list[Change], parts: list[Parting], only_b: list[Any]) -> list[
 
 
 def _series_words(p: Parting) -> set[str]:
-    from .changes import _words
-
-    return _words(p.series.split(" ", 2)[-1] if p.series.count(" ") >= 2 else p.series) | {p.family}
+    return words_in(p.series.split(" ", 2)[-1] if p.series.count(" ") >= 2 else p.series) | {p.family}
 
 
 def diff_runs(a: Side, b: Side) -> RunDiff:

@@ -46,8 +46,8 @@ ENVELOPES: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("INV007", "envelope", "module", "dead_frac", "fraction", "stat"),
     ("INV007", "envelope", "module", "saturated_frac", "fraction", "stat"),
     ("INV007", "envelope", "module", "zero_frac", "fraction", "stat"),
-    ("INV008", "envelope", "module", "param_norm", "log", "params"),
     ("INV008", "envelope", "module", "update_ratio", "log", "params"),
+    ("INV008", "envelope", "module", "param_norm", "log", "params"),
     ("INV008", "envelope", "module", "grad_norm", "log", "params"),
     ("INV009", "grad_share", "module", "grad_share", "log", "share"),
 )
@@ -162,10 +162,8 @@ def _hyperparameters(views: list[RunView], bounds: tuple[int, int]) -> list[Inva
         values = [x for col in lrs for s, x in col.items() if phase_of(s, bounds) == phase and math.isfinite(x) and x > 0]
         if not values:
             continue
-        b = band(values, "log", runs=2)
-        assert b is not None
-        lo, hi = math.log10(min(values)) - _LR_FLOOR, math.log10(max(values)) + _LR_FLOOR
-        b = Band(10 ** lo, 10 ** hi, max(_LR_FLOOR, b.margin), "log")
+        # a learning rate is chosen, not drawn: the band is what the healthy runs used, a factor of 2 either way
+        b = Band(min(values) / 10 ** _LR_FLOOR, max(values) * 10 ** _LR_FLOOR, _LR_FLOOR, "log")
         out.append(Invariant("INV002", "lr", f"the learning rate stays within {b.text()} in {phase_text(phase, bounds)}",
                              evidence={"runs": len(views), "observed": [min(values), max(values)]},
                              params={"band": b.to_list()}, phase=phase))

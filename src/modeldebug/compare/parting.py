@@ -4,12 +4,14 @@ Three kinds of series, three tests:
 - exact per-step columns (learning rate, zero_grad calls, backward passes, mode flags): any
   difference counts;
 - noisy per-step columns (loss, gradient norm): a trailing running median of 3 steps on a log scale, parted
-  where the gap exceeds max(a factor of 1.5, 4x the series' own step-to-step jitter) for 3 steps;
+  where the gap exceeds max(a factor of 1.5 (3 when the seeds differ), 4x the series' own step-to-step
+  jitter) for 3 steps;
 - sampled statistics (the envelopes' series: module outputs, module weights, updates, gradients,
   gradient shares, the input): parted where they differ by more than the noise floor: a factor
-  of 1.5 (0.1 for fractions) when both runs used the same seed, a factor of 3 (0.25) otherwise
-  (the same floors `learn` uses), or where one run has a value and the other none (a module that
-  stopped being updated).
+  of 1.5 (0.1 for fractions) when both runs used the same seed; otherwise by more than `learn`'s
+  floors (a factor of 3, 0.25 for fractions) and 4x the series' step-to-step jitter; or where one
+  run has a value and the other none (a module that stopped being updated). A change persists:
+  the next sample both runs took must be beyond the limit too (the last sample: twice the limit).
 Within a step, exact columns come first, then statistics in `STAT_RANK` and model order.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .bands import FLOORS, jitter, to_scale
+from .bands import FLOORS, NOISE_FACTOR, jitter, to_scale
 from .learn import ENVELOPES, STAT_RANK, STAT_WORDS, carried_fractions, envelope_series
 from .view import RunView
 
@@ -91,7 +93,7 @@ def _smooth(values: np.ndarray, width: int = 3) -> np.ndarray:
     return out
 
 
-def _noisy(va: RunView, vb: RunView) -> list[Parting]:
+def _noisy(va: RunView, vb: RunView, same_seed: bool) -> list[Parting]:
     out = []
     for col, family in (("loss", "loss"), ("grad_norm", "gradient")):
         a, b = va.column(col), vb.column(col)
@@ -104,7 +106,7 @@ def _noisy(va: RunView, vb: RunView) -> list[Parting]:
             continue  # a loss that goes negative has no log scale; its parting shows in the statistics
         la, lb = _smooth(np.log10(np.where(xa > 0, xa, np.nan))), _smooth(np.log10(np.where(xb > 0, xb, np.nan)))
         noise = max(jitter([dict(zip(steps, la.tolist()))], "fraction"), jitter([dict(zip(steps, lb.tolist()))], "fraction"))
-        limit = max(math.log10(1.5), 4 * noise)
+        limit = max(math.log10(1.5) if same_seed else FLOORS["log"][1], NOISE_FACTOR * noise)
         gap = np.abs(la - lb) > limit
         over = bad | np.nan_to_num(gap, nan=0).astype(bool)
         for i in range(len(steps)):
@@ -119,40 +121,48 @@ def _noisy(va: RunView, vb: RunView) -> list[Parting]:
     return out
 
 
+def _gap(x: float, y: float | None, scale: str) -> float | None:
+    """How far apart, in scale units (inf: one side has no value or a non-finite one; None: neither)."""
+    if y is None:
+        return math.inf if math.isfinite(x) else None
+    if not (math.isfinite(x) or math.isfinite(y)):
+        return None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return math.inf
+    return abs(to_scale(x, scale) - to_scale(y, scale))
+
+
 def _sampled(va: RunView, vb: RunView, same_seed: bool) -> list[Parting]:
     out = []
     for _code, _rule, kind, stat, scale, source in ENVELOPES:
         sa, sb = envelope_series(va, kind, stat, source), envelope_series(vb, kind, stat, source)
-        steps_b = sorted({s for series in sb.values() for s in series})
+        sampled_b = {s for series in sb.values() for s in series}
         floor = (math.log10(1.5) if scale == "log" else 0.1) if same_seed else FLOORS[scale][1]
         for name, xa in sa.items():
             if vb.entity(kind, name) is None:  # B has no such module: the structure differs, not the statistic
                 continue
             xb = sb.get(name, {})
-            for step in sorted(xa):
-                x = xa[step]
-                y = xb.get(step)
-                if y is None:
-                    if step not in steps_b or not math.isfinite(x):
-                        continue  # B did not sample this step at all
-                    gap = math.inf
-                else:
-                    if not (math.isfinite(x) or math.isfinite(y)):
-                        continue
-                    gap = abs(to_scale(x, scale) - to_scale(y, scale)) if math.isfinite(x) and math.isfinite(y) else math.inf
-                if gap > floor:
-                    words = STAT_WORDS.get((kind, stat), stat)
-                    what = va.describe(kind, name)
-                    ratio = f" (x{10 ** gap:.3g})" if scale == "log" and math.isfinite(gap) else ""
-                    out.append(Parting(f"{kind} {name} {stat}", _FAMILY[stat], step, x, y,
-                                       f"{words} of {what}: {_v(x)} -> {_v(y)}{ratio} at step {step}",
-                                       location=va.module_of(kind, name),
-                                       order=(STAT_RANK.get(stat, 0), *va.order(kind, name))))
-                    break
+            limit = floor if same_seed else max(floor, NOISE_FACTOR * jitter([xa, xb], scale))
+            steps = [s for s in sorted(xa) if s in sampled_b]  # steps both runs sampled
+            gaps = [_gap(xa[s], xb.get(s), scale) for s in steps]
+            for i, (step, gap) in enumerate(zip(steps, gaps)):
+                # parted when beyond the limit here and at the next shared sample: a real change persists
+                last = i + 1 == len(steps)
+                if gap is None or gap <= limit or (not last and (gaps[i + 1] or 0.0) <= limit) \
+                        or (last and gap <= 2 * limit):  # the last sample cannot be confirmed: twice as far
+                    continue
+                x, y = xa[step], xb.get(step)
+                words = STAT_WORDS.get((kind, stat), stat)
+                ratio = f" (x{10 ** gap:.3g})" if scale == "log" and math.isfinite(gap) else ""
+                out.append(Parting(f"{kind} {name} {stat}", _FAMILY[stat], step, x, y,
+                                   f"{words} of {va.describe(kind, name)}: {_v(x)} -> {_v(y)}{ratio} at step {step}",
+                                   location=va.module_of(kind, name),
+                                   order=(STAT_RANK.get(stat, 0), *va.order(kind, name))))
+                break
     return out
 
 
 def partings(va: RunView, vb: RunView, *, same_seed: bool = False) -> list[Parting]:
     """Every series where A and B part, earliest first (then exact columns, statistics in model order, loss)."""
-    found = [*_exact(va, vb), *_sampled(va, vb, same_seed), *_noisy(va, vb)]
+    found = [*_exact(va, vb), *_sampled(va, vb, same_seed), *_noisy(va, vb, same_seed)]
     return sorted(found, key=lambda p: (p.step, p.order))

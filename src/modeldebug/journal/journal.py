@@ -10,6 +10,7 @@ point at runs; a name given again moves to the new run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import secrets
 import sqlite3
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,32 +92,39 @@ class Journal:
         self.conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
         try:
             self.conn.execute("PRAGMA busy_timeout=10000")
-            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not {"meta", "runs", "names"} <= tables:
-                if not create:
-                    raise BadInputError(f"{str(self.path)!r} is not a modeldebug journal (tables missing)")
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
+                if not create or tables:  # never add our tables to someone else's database
+                    raise BadInputError(f"{str(self.path)!r} is not a modeldebug journal")
+                with self._transaction():
                     for statement in filter(str.strip, _DDL.split(";")):  # executescript would commit
                         self.conn.execute(statement)
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('magic', ?), ('schema', ?)",
-                                  (json.dumps(MAGIC), json.dumps(SCHEMA)))
-                self.conn.execute("COMMIT")
+                    self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('magic', ?), ('schema', ?)",
+                                      (json.dumps(MAGIC), json.dumps(SCHEMA)))
             magic = self.conn.execute("SELECT value FROM meta WHERE key = 'magic'").fetchone()
-            if magic is None or json.loads(magic[0]) != MAGIC:
+            if magic is None or _loads(magic[0], None) != MAGIC:
                 raise BadInputError(f"{str(self.path)!r} is not a modeldebug journal")
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode=WAL")  # once: the mode is kept in the file
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise BadInputError(f"{str(self.path)!r} is not a readable modeldebug journal: {exc}") from None
         except BaseException:
             self.conn.close()
             raise
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One short write transaction, taken at once (BEGIN IMMEDIATE): concurrent writers queue on the
+        busy timeout instead of failing halfway."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -137,15 +146,10 @@ class Journal:
         for _ in range(20):
             uid = secrets.token_hex(4)
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     cur = self.conn.execute(
                         "INSERT INTO runs (uid, created, mode, script, argv, steps, status, exit_code, record, "
                         "facts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (uid, *row))
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
             except sqlite3.IntegrityError:  # that short id is taken: draw another
                 continue
             return self._get("WHERE id = ?", (cur.lastrowid,))[0]

@@ -1,0 +1,96 @@
+"""modeldebug diff with real runs: the change first (the cause that explains the most first), then the
+first step and module where the runs part, then the findings that differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from compare_runs import SCRIPT, md, project, train
+
+from modeldebug.compare.diff import Side, diff_runs
+from modeldebug.journal.facts import record_facts
+from modeldebug.record import Record
+
+
+@pytest.fixture(autouse=True)
+def _no_env_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELDEBUG_JOURNAL", raising=False)
+
+
+@pytest.fixture
+def shared(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    p = project(tmp_path_factory)
+    monkeypatch.chdir(p.root)  # its journal is the project's
+    return p
+
+
+def _diff(a: str | Path, b: str | Path) -> dict:  # type: ignore[type-arg]
+    code, out, err = md("diff", str(a), str(b), "--json", "-")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_learning_rate_x30_comes_first_and_explains_the_divergence(shared) -> None:  # type: ignore[no-untyped-def]
+    d = _diff(shared.runs["seed0"], shared.runs["lr"])
+    top = d["changes"][0]
+    assert top["category"] == "lr" and top["a"] == 0.01 and top["b"] == 0.3
+    assert "from argument --lr (not given) -> 0.3" in top["text"]
+    assert any("update ratio" in e for e in top["explains"])
+    assert d["first_step"] == 0 and d["partings"][0]["series"] == "lr"
+    assert d["first_module"] == "0"  # every module's update is x10 at step 0: the first in forward order
+    assert [f["code"] for f in d["findings"]["only_b"]][:1] == ["LRN001"]  # the rules' verdict that differs
+
+
+def test_a_frozen_layer_is_named_by_its_parameter_groups_and_parts_in_module_2(shared) -> None:  # type: ignore[no-untyped-def]
+    d = _diff(shared.runs["seed0"], shared.runs["frozen"])
+    top = d["changes"][0]
+    assert top["category"] == "groups" and "2.weight, 2.bias no longer held by any optimizer" in top["text"]
+    assert d["first_step"] == 0 and d["first_module"] == "2"
+    first_module = next(p for p in d["partings"] if p["location"] == "2")
+    assert first_module["series"] == "module 2 update_ratio" and first_module["b"] is None
+
+
+def test_a_changed_init_parts_first_in_module_2_at_step_0(shared) -> None:  # type: ignore[no-untyped-def]
+    d = _diff(shared.runs["seed0"], shared.runs["init"])
+    assert "--init-std (not given) -> 0.6" in d["changes"][0]["text"]
+    assert d["first_step"] == 0 and d["first_module"] == "2"
+    assert d["partings"][0]["series"] == "module 2 std"
+
+
+def test_two_healthy_seeds_differ_by_the_seed_and_part_nowhere_beyond_noise(shared) -> None:  # type: ignore[no-untyped-def]
+    d = _diff(shared.runs["seed0"], shared.runs["seed1"])
+    assert [c["category"] for c in d["changes"]] == ["args", "seed"]
+    assert d["partings"] == [] and d["findings"] == {"only_a": [], "only_b": []}
+
+
+def test_a_removed_zero_grad_in_the_code_is_shown_as_the_changed_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.read_text())
+    train(tmp_path, "before", "--steps", "30", script=script)
+    script.write_text(SCRIPT.read_text().replace("    if not args.no_zero_grad:\n        opt.zero_grad()\n", ""))
+    train(tmp_path, "after", "--steps", "30", script=script)
+    code, out, err = md("diff")  # the last run against the reference: the newest clean run before it
+    assert code == 0, err
+    text = out.splitlines()
+    changed = text.index("What changed (most likely cause first)")
+    assert text[changed + 1].strip().startswith("1. script content changed (2 line(s) differ)")
+    assert "-        opt.zero_grad()" in text[changed + 3]
+    assert "zero_grad calls 1 -> 0 at step 0" in out and "first step:   0" in out
+    assert "only in B: " in out  # the rules' missing_zero_grad finding, only in the new run
+    code, out, _ = md("diff", "last", "--json", "-")  # one run: compared with the reference
+    assert code == 0 and json.loads(out)["changes"][0]["category"] == "code"
+
+
+def test_records_outside_the_journal_are_compared_from_what_they_hold(shared) -> None:  # type: ignore[no-untyped-def]
+    a, b = Record.open(shared.runs["seed0"]), Record.open(shared.runs["lr"])
+    d = diff_runs(Side("A", record_facts(a), a), Side("B", record_facts(b), b))
+    assert d.changes[0].category == "lr" and d.first_step is not None and d.first_step.step == 0
+    assert any("seeds differ or are unknown" in n for n in d.notes)
+
+
+def test_bad_run_names_are_one_line(shared) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = md("diff", "nosuchrun", str(shared.runs["lr"]))
+    assert code == 2 and "no run 'nosuchrun' in the journal" in err and err.count("\n") == 1

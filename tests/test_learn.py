@@ -1,0 +1,146 @@
+"""learn and --against with real runs: a healthy run of another seed breaks nothing; each planted change
+breaks its own invariant at the first step and module where it happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from compare_runs import SCRIPT, md, project
+
+from modeldebug.catalogue import CATALOGUE
+from modeldebug.compare.check import check, violations
+from modeldebug.compare.invariants import load_invariants
+from modeldebug.compare.learn import learn
+from modeldebug.record import Record
+
+
+@pytest.fixture(autouse=True)
+def _no_env_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELDEBUG_JOURNAL", "off")
+
+
+@pytest.fixture
+def shared(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return project(tmp_path_factory)
+
+
+@pytest.fixture
+def good(shared, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path / "good.json"
+    code, _, err = md("learn", str(shared.runs["seed0"]), str(shared.runs["seed1"]), "-o", str(out))
+    assert code == 0 and "written to" in err, err
+    return out
+
+
+def _findings(db: Path, good: Path) -> list[dict]:  # type: ignore[type-arg]
+    code, out, err = md("report", str(db), "--against", str(good), "--json", "-", "-q")
+    assert code == 0, err
+    return [f for f in json.loads(out)["findings"] if f["code"].startswith("INV")]
+
+
+def _all(finding: dict) -> list[str]:  # type: ignore[type-arg]
+    """The codes of a finding and of the symptoms folded into it."""
+    return [finding["code"], *(s["code"] for s in finding["evidence"].get("symptoms", []))]
+
+
+def test_learned_invariants_are_described_with_their_evidence(good: Path) -> None:
+    data = json.loads(good.read_text())
+    assert data["format"] == "modeldebug-invariants" and len(data["learned_from"]) == 2
+    rules = {i["rule"] for i in data["invariants"]}
+    assert rules >= {"structure", "settings", "lr", "updates", "zero_grad", "finite", "loss_progress", "envelope",
+                     "grad_share"}
+    for inv in data["invariants"]:
+        assert inv["code"] in CATALOGUE and inv["description"] and inv["evidence"]
+    updates = next(i for i in data["invariants"] if i["rule"] == "updates")
+    assert updates["params"]["params"] == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    assert "every optimizer step changes each of the 6 trainable parameters" in updates["description"]
+    progress = [i for i in data["invariants"] if i["rule"] == "loss_progress"]
+    assert progress and all(0 < i["params"]["max_ratio"] < 0.95 for i in progress)
+
+
+def test_a_healthy_run_with_another_seed_breaks_no_invariant(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    assert _findings(shared.runs["seed2"], good) == []
+
+
+def test_a_learning_rate_x30_is_named_first_at_step_0_through_run_against(shared, good: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = md("run", "--against", str(good), "--json", "-", "-q", "--no-progress", "--db",
+                        str(tmp_path / "lr.db"), str(SCRIPT), "--lr", "0.3")
+    assert code == 0, err
+    report = json.loads(out)
+    top = report["findings"][0]
+    assert top["code"] == "INV002" and top["severity"] == "high" and top["step"] == 0
+    assert "Learning rate 0.3 at step 0" in top["title"] and "0.005-0.02" in top["title"]
+    assert "lr_too_high" in [s["kind"] for s in top["evidence"]["symptoms"]]  # the rule's finding, explained
+    assert report["run"]["against"]["violated"] >= 2
+
+
+def test_a_frozen_layer_breaks_every_step_changes_every_parameter_in_module_2(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    inv = next(f for f in check(Record.open(shared.runs["frozen"]), load_invariants(good)) if f.code == "INV003")
+    assert inv.severity == "high" and inv.step == 0 and inv.location == "2"
+    assert "2.weight" in inv.title and "requires no gradient" in inv.title
+    # in the report, the changed parameter groups come first and explain it
+    top = _findings(shared.runs["frozen"], good)[0]
+    assert top["code"] == "INV002" and top["location"] == "2" and "2.weight is held by no optimizer" in top["title"]
+    assert "INV003" in _all(top) and top["severity"] == "high"
+
+
+def test_a_removed_zero_grad_is_caught_at_step_1(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    found = _findings(shared.runs["no_zero_grad"], good)
+    top = found[0]
+    assert top["code"] == "INV004" and top["step"] == 1 and top["severity"] == "high"
+    assert "carried over into step 1" in top["title"]
+
+
+def test_a_changed_init_is_located_in_module_2_at_step_0(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    invs = load_invariants(good)
+    vs = violations(Record.open(shared.runs["init"]), invs)
+    first = vs[0]
+    assert first.step == 0 and first.location == "2" and first.invariant.code in ("INV007", "INV008")
+    findings = check(Record.open(shared.runs["init"]), invs)
+    assert {f.code for f in findings} >= {"INV007", "INV008"}
+    assert all(f.severity in ("medium", "high") for f in findings)
+
+
+def test_one_healthy_run_supports_the_relations_but_no_per_step_band(shared) -> None:  # type: ignore[no-untyped-def]
+    one = learn([Record.open(shared.runs["seed0"])])
+    rules = one.by_rule()
+    assert rules["updates"] == rules["zero_grad"] == rules["finite"] == 1
+    envelopes = [i for i in one.invariants if i.rule in ("envelope", "grad_share")]
+    assert all(not i.params["steps"] for i in envelopes)  # a band per step needs 3 runs
+    assert all(i.evidence["samples"] >= 5 for i in envelopes)  # a phase band from one run needs 5 samples
+    two = learn([Record.open(shared.runs["seed0"]), Record.open(shared.runs["seed1"])])
+    assert len(two.invariants) > len(one.invariants)
+    assert violations(Record.open(shared.runs["seed2"]), one) == []
+    assert violations(Record.open(shared.runs["frozen"]), one)[0].invariant.code in ("INV002", "INV003")
+
+
+_FILE = '{"format": "modeldebug-invariants", "version": 1, "invariants": [ITEM], "phases": {"middle": [1, 2], "late": [2, null]}}'
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"),
+    ("{not json", "not an invariants file (not JSON"),
+    ('{"format": "other"}', "not an invariants file"),
+    (_FILE.replace("ITEM", '{"code": "INV999", "rule": "x", "description": "d"}'), "unknown codes INV999"),
+    (_FILE.replace("ITEM", '{"bogus": 1}'), "is damaged"),
+])
+def test_a_bad_invariants_file_fails_before_the_script_runs(tmp_path: Path, content: str | None, message: str) -> None:
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    code, _, err = md("run", "--against", str(bad), "--db", str(tmp_path / "x.db"), str(SCRIPT))
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.db").exists()  # the script never ran
+    code, _, err = md("report", "whatever.db", "--against", str(bad))
+    assert code == 2 and message in err
+
+
+def test_learn_refuses_bad_input_in_one_line(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = md("learn", "missing.db", "-o", str(tmp_path / "g.json"))
+    assert code == 2 and "no run 'missing.db'" in err and err.count("\n") == 1
+    code, _, err = md("learn", str(shared.runs["seed0"]), "-o", str(tmp_path / "nofolder" / "g.json"))
+    assert code == 2 and "does not exist" in err
+    code, _, err = md("learn", str(shared.runs["seed0"]), "-o", str(shared.runs["seed1"]))
+    assert code == 2 and "would overwrite a .db file" in err
