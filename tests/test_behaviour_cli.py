@@ -80,11 +80,19 @@ def test_reproduce_a_complaint(models: str, capsys: pytest.CaptureFixture[str]) 
     assert main([*args, "--fail-on", "medium", "-q"]) == 1
 
 
-def test_codes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_codes_read_the_catalogue_for_behaviour_and_monitor(capsys: pytest.CaptureFixture[str]) -> None:
+    from modeldebug.catalogue import CATALOGUE
+
     assert main(["behaviour", "codes"]) == 0
-    assert "BEH040  harmful_output" in capsys.readouterr().out
-    assert main(["behaviour", "codes", "beh022"]) == 0
-    assert "weights_not_loaded" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "BEH040  harmful_output" in out and "MON001  error_rate_alert" in out
+    assert all(s.code in out for s in CATALOGUE.family("behaviour") + CATALOGUE.family("monitor"))
+    for code in ("beh022", "MON001", "latency_alert"):
+        assert main(["behaviour", "codes", code]) == 0
+        shown = capsys.readouterr().out
+        assert main(["explain", code]) == 0
+        assert shown == capsys.readouterr().out  # rendered as `modeldebug explain` renders it
+        assert shown.startswith("# ") and "## Known problems" in shown
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -98,7 +106,8 @@ def test_codes(capsys: pytest.CaptureFixture[str]) -> None:
     (["behaviour", "probe", "--model", "MODELS:good", "--facts", "nofile.json"], "cannot read nofile.json"),
     (["behaviour", "probe", "--model", "MODELS:good", "--judge", "MODELS:ANSWER"], "--judge .* is not callable"),
     (["behaviour", "compare", "nofile.json", "--model", "MODELS:good"], "cannot read baseline 'nofile.json'"),
-    (["behaviour", "codes", "XYZ999"], "no behaviour code 'XYZ999'"),
+    (["behaviour", "codes", "XYZ999"], "no behaviour or monitor code 'XYZ999'"),
+    (["behaviour", "codes", "GRD001"], "GRD001 is a training code: `modeldebug explain GRD001`"),
 ])
 def test_bad_input_is_one_line_and_exit_2(models: str, args: list[str], message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

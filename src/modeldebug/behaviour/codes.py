@@ -1,7 +1,7 @@
 """The behaviour finding codes (BEH...), as the one catalogue declares them.
 
-`CODES` is a view of the catalogue's behaviour family (kept for `modeldebug behaviour codes` and
-callers that import it); `finding()` builds a `Finding` from a code, so kinds and codes cannot drift.
+`CODES` is a view of the catalogue's behaviour family (kept for callers that import it;
+`modeldebug behaviour codes` reads the catalogue itself); `finding()` builds a `Finding` from a code, so kinds and codes cannot drift.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def add(sub: Any) -> None:
     r.add_argument("--tries", type=int, default=1, metavar="N", help="calls per variant, seeds 0..N-1 (default 1)")
     r.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     _output_options(r)
-    k = actions.add_parser("codes", help="list the behaviour finding codes, or explain one")
+    k = actions.add_parser("codes", help="list the behaviour and monitor finding codes, or explain one")
     k.add_argument("code", nargs="?", metavar="CODE")
     p.set_defaults(handler=_handle, behaviour_parser=p)
 
@@ -202,17 +202,27 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _codes(code: str | None) -> int:
-    from ..behaviour.codes import CODES
-    from ..errors import BadInputError
+    """The behaviour and monitor codes as the catalogue declares them; one explained as `modeldebug explain` does."""
+    from ..catalogue import CATALOGUE
+    from ..errors import BadInputError, UnknownRuleError
+    from ..report.catalogue import print_explain
 
+    families = ("behaviour", "monitor")
+    specs = [s for f in families for s in CATALOGUE.family(f)]
     if code is None:
-        for c in CODES.values():
-            print(f"{c.code}  {c.kind:<26} {c.summary}")
+        for s in specs:
+            print(f"{s.code}  {s.kind:<26} {s.summary}")
         return 0
-    c = CODES.get(code.upper()) or next((x for x in CODES.values() if x.kind == code), None)
-    if c is None:
-        raise BadInputError(f"no behaviour code {code!r}; known: {', '.join(CODES)}")
-    print(f"{c.code} {c.kind}: {c.summary}\n\n{c.doc}")
+    try:
+        spec = CATALOGUE.find(code, family="behaviour")
+    except UnknownRuleError:
+        spec = None
+    if spec is None or spec.family not in families:
+        prefixes = sorted({s.code[:3] for s in specs})
+        other = f"; {spec.code} is a {spec.family} code: `modeldebug explain {spec.code}`" if spec else ""
+        raise BadInputError(f"no behaviour or monitor code {code!r} (the codes are {', '.join(prefixes)}... listed by "
+                            f"`modeldebug behaviour codes`){other}")
+    print_explain(spec.code)
     return 0
 
 
