@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .tolerance import DTYPE_TOLERANCES
+
 __all__ = ["ONNXConfig"]
 
 
@@ -12,9 +14,14 @@ class ONNXConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    atol: float = Field(1e-4, description="compare: absolute tolerance; an element fails only if BOTH "
-                        "|a-b| > atol and |a-b| > rtol*|reference|.")
-    rtol: float = Field(1e-3, description="compare: relative tolerance (see atol).")
+    atol: float | None = Field(None, ge=0, description="compare: absolute tolerance for every dtype; an element "
+                               "fails only if BOTH |a-b| > atol and |a-b| > rtol*|reference|. None: the default "
+                               "of the dtype the value was computed in (dtype_tolerances).")
+    rtol: float | None = Field(None, ge=0, description="compare: relative tolerance (see atol).")
+    dtype_tolerances: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DTYPE_TOLERANCES),
+        description="compare: default (atol, rtol) per floating-point type; the lowest precision among a "
+                    "value, its reference and every float it depends on decides.")
     seed: int = Field(0, description="seed of the random inputs made when none are given.")
     batch_sizes: tuple[int, int] = Field((2, 3), description="compare: the two batch sizes tried when the "
                                          "first axis of the inputs is dynamic.")

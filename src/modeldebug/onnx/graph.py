@@ -57,8 +57,12 @@ def module_scope(node: Any) -> str | None:
                 return None
             return str(scopes[-2]) if isinstance(scopes, list) and len(scopes) >= 2 else ""
     if node.name.startswith("/"):
-        parts = [p for p in node.name.split("/") if p]
-        return ".".join(parts[:-1])
+        # TorchScript scopes give a child of a container by its qualified name (`/features/features.0/conv/Conv`
+        # is module `features.0.conv`): a part that extends the path so far replaces it.
+        path = ""
+        for part in [p for p in node.name.split("/") if p][:-1]:
+            path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        return path
     return None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from .load import LoadedModel, load_model
 from .localize import boundary, extract, run_all, run_ort, run_reference, segment
 from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, save_repro
 from .runtime import LEVELS, RunFailedError, SessionCreationError, make_session, run_session
-from .tolerance import ErrorStats, compare_arrays
+from .groups import expected_params
+from .nonfinite import nonfinite_report
+from .tolerance import ErrorStats, Tolerance, compare_arrays, float_name, lowest_precision, tolerance_for
 from .torchref import TorchReference, torch_reference
 
 __all__ = ["compare"]
@@ -57,58 +60,103 @@ def _export(model: Any, inputs: Any, tmp: str) -> LoadedModel:
     return load_model(path)
 
 
-def _init_diffs(g: GraphIndex, nodes: list[int], ref: TorchReference, config: ONNXConfig) -> list[dict[str, Any]]:
-    """Initializers read by `nodes` that differ from the PyTorch tensor of the same name and shape."""
+class _Tolerances:
+    """The tolerance of each value: the lowest precision among it, its reference and every float it
+    depends on (an fp16 region's rounding reaches the fp32 values after it)."""
+
+    def __init__(self, g: GraphIndex, values: dict[str, np.ndarray], config: ONNXConfig) -> None:
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        self.config = config
+        self.used: dict[str, Tolerance] = {}
+        low: dict[str, str | None] = {k: float_name(v.dtype) for k, v in values.items() if k not in g.producer}
+        for name, t in g.initializers.items():
+            try:
+                low[name] = float_name(tensor_dtype_to_np_dtype(t.data_type))
+            except (KeyError, TypeError, ValueError):
+                low[name] = None
+        for i in g.order:
+            names = [low.get(n) for n in g.inputs_of(i)]
+            names += [float_name(values[o].dtype) for o in g.nodes[i].output if o in values]
+            floats = [n for n in names if n]
+            for o in g.nodes[i].output:
+                low[o] = lowest_precision(floats) if floats else None
+        self.low = low
+
+    def __call__(self, value: str | None, *arrays: np.ndarray) -> Tolerance:
+        dtypes = [d for d in [self.low.get(value) if value else None, *(a.dtype for a in arrays)] if d is not None]
+        tol = tolerance_for(dtypes, atol=self.config.atol, rtol=self.config.rtol, table=self.config.dtype_tolerances)
+        self.used.setdefault(tol.dtype, tol)
+        return tol
+
+
+def _stats(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> ErrorStats:
+    return compare_arrays(actual, expected, atol=tol.atol, rtol=tol.rtol)
+
+
+def _param_diff(arr: np.ndarray, expected: np.ndarray, tol: Tolerance) -> ErrorStats | None:
+    """The initializer against what PyTorch's parameters say it should hold (transposed if that is how it
+    is stored); None when the shapes do not fit."""
+    options = [expected] + ([expected.T] if expected.ndim == 2 and expected.shape[::-1] != expected.shape else [])
+    fits = [compare_arrays(arr, e.astype(arr.dtype), atol=tol.atol, rtol=tol.rtol) for e in options
+            if e.shape == arr.shape]
+    return min(fits, key=lambda s: s.max_abs) if fits else None
+
+
+def _init_diffs(g: GraphIndex, nodes: list[int], ref: TorchReference, tol: _Tolerances) -> list[dict[str, Any]]:
+    """Initializers read by `nodes` that differ from PyTorch's parameters: by name, or, for a node that
+    computes a fused group (a Conv with a BatchNorm folded in), from the group's folded parameters."""
     out = []
     for i in nodes:
+        group = ref.grouping.group_of(i)
+        expected = expected_params(group, ref.calls) if group is not None else []
+        fused = group is not None and group.kind == "fusion"
         for name in g.inputs_of(i):
-            if name in g.initializers and name in ref.state:
-                arr = g.constant(name)
-                if arr is not None and arr.shape == ref.state[name].shape:
-                    s = compare_arrays(arr, ref.state[name], atol=config.atol, rtol=config.rtol)
-                    if not s.passed:
-                        out.append({"name": name, "node": g.label(i), "max_abs": s.max_abs})
+            if name not in g.initializers:
+                continue
+            arr = g.constant(name)
+            if arr is None or arr.dtype.kind not in "fc":
+                continue
+            t = tol(name, arr)
+            if name in ref.state and not fused and ref.state[name].shape == arr.shape:
+                found = [(name, compare_arrays(arr, ref.state[name], atol=t.atol, rtol=t.rtol))]
+            else:
+                found = [(label, s) for label, e in expected if (s := _param_diff(arr, e, t)) is not None]
+            if found and not any(s.passed for _, s in found):
+                label, s = found[0]
+                out.append({"name": name, "node": g.label(i), "max_abs": s.max_abs, "expected_from": label})
     return out
 
 
 def _verdict(sub: Any, feeds: dict[str, np.ndarray], alone: np.ndarray, expected: np.ndarray,
-             config: ONNXConfig) -> tuple[str, ErrorStats | None]:
+             tol: Tolerance, config: ONNXConfig) -> tuple[str, ErrorStats | None]:
     if len(sub.graph.node) > config.reference_max_nodes:  # onnx.reference is numpy: slow on big groups
         return "undetermined", None
     got = run_reference(sub, feeds)
     if got is None:
         return "undetermined", None
-    vs_torch = compare_arrays(got[0], expected, atol=config.atol, rtol=config.rtol)
+    vs_torch = _stats(got[0], expected, tol)
     if vs_torch.passed:
         return "runtime_kernel", vs_torch
-    if compare_arrays(alone, got[0], atol=config.atol, rtol=config.rtol).passed:
+    if _stats(alone, got[0], tol).passed:
         return "translation", vs_torch
     return "undetermined", vs_torch
 
 
-def _first_nonfinite(g: GraphIndex, values: dict[str, np.ndarray], ref: TorchReference) -> dict[str, Any] | None:
-    for i in g.order:
-        for v in g.nodes[i].output:
-            arr = values.get(v)
-            if arr is None or arr.dtype.kind not in "fc" or np.isfinite(arr).all():
-                continue
-            bad_inputs = [n for n in g.inputs_of(i) if (x := values.get(n, g.constant(n))) is not None
-                          and np.asarray(x).dtype.kind in "fc" and not np.isfinite(x).all()]
-            torch_arr = ref.values.get(v)
-            in_torch = (torch_arr is not None and not np.isfinite(torch_arr).all()) or any(
-                not np.isfinite(o).all() for o in ref.outputs if o.dtype.kind in "fc")
-            return {"node": g.label(i), "op_type": g.nodes[i].op_type, "value": v,
-                    "count": int((~np.isfinite(arr)).sum()), "nonfinite_inputs": bad_inputs,
-                    "torch_nonfinite": bool(in_torch)}
-    return None
-
-
-_Localised = tuple[TorchReference, list[dict[str, Any]], list[ValueCheck], "Divergence | None", "dict[str, Any] | None"]
+@dataclass
+class _Localised:
+    ref: TorchReference
+    outputs: list[dict[str, Any]]
+    checks: list[ValueCheck]
+    first: Divergence | None
+    nonfinite: dict[str, Any] | None
+    by_design: dict[str, Any] | None
+    tolerances: _Tolerances
 
 
 def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray], config: ONNXConfig,
               batch: int | None) -> _Localised:
-    """(reference, output stats, value checks, first introducer, first NaN/Inf) on one input set."""
+    """Reference, output stats, value checks, first introducer and first NaN/Inf on one input set."""
     values = run_all(loaded, g, feeds)
     dynamic = [{a: d for a, d in enumerate(s.shape) if isinstance(d, str)} for s in input_specs(loaded.proto)]
     ref = torch_reference(model, feeds, g, {k: tuple(v.shape) for k, v in values.items()}, dynamic=dynamic,
@@ -116,14 +164,15 @@ def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, n
     if len(ref.outputs) != len(g.output_names):
         raise BadInputError(f"the PyTorch model returns {len(ref.outputs)} tensor(s) but the ONNX model has "
                             f"{len(g.output_names)} output(s): is it the model this file was exported from?")
-    outputs = [{"name": n, "stats": compare_arrays(values[n], t, atol=config.atol, rtol=config.rtol)}
+    tol = _Tolerances(g, values, config)
+    outputs = [{"name": n, "stats": _stats(values[n], t, tol(n, values[n], t))}
                for n, t in zip(g.output_names, ref.outputs)]
     checks: list[ValueCheck] = []
     for i in g.order:
         for v in g.nodes[i].output:
             if v in ref.values:
                 checks.append(ValueCheck(v, g.label(i), g.nodes[i].op_type, ref.sources[v],
-                                         compare_arrays(values[v], ref.values[v], atol=config.atol, rtol=config.rtol)))
+                                         _stats(values[v], ref.values[v], tol(v, values[v], ref.values[v]))))
     stops = set(ref.values) | set(feeds)
     first: Divergence | None = None
     reruns = 0
@@ -145,15 +194,20 @@ def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, n
             log.info("modeldebug: re-running %s alone failed: %s", c.node, exc)
             c.status = "diverges"
             continue
-        c.local = compare_arrays(alone, ref.values[c.value], atol=config.atol, rtol=config.rtol)
+        t = tol(c.value, alone, ref.values[c.value])
+        c.local = _stats(alone, ref.values[c.value], t)
         c.status = "inherits" if c.local.passed else "introduces"
         if c.status == "introduces" and first is None:
-            verdict, third = _verdict(sub, sub_feeds, alone, ref.values[c.value], config)
-            diffs = _init_diffs(g, nodes, ref, config)
+            verdict, third = _verdict(sub, sub_feeds, alone, ref.values[c.value], t, config)
+            diffs = _init_diffs(g, nodes, ref, tol)
             node = diffs[0]["node"] if diffs else c.node
-            op = g.nodes[next(i for i in nodes if g.label(i) == node)].op_type
-            first = Divergence(node, op, c.value, c.reference, c.stats, c.local, verdict, third, c.segment, diffs,
-                               [], [], batch, sub, sub_feeds, ref.values[c.value], alone)
+            index = next(i for i in nodes if g.label(i) == node)
+            group = ref.grouping.group_of(index)
+            first = Divergence(node, g.nodes[index].op_type, c.value, c.reference, c.stats, c.local, verdict, third,
+                               c.segment, diffs, [], [], batch=batch, sub_model=sub, sub_feeds=sub_feeds,
+                               expected=ref.values[c.value], actual=alone,
+                               group=group.to_dict() if group is not None and group.anchor else None,
+                               no_counterpart=[n for n in c.segment if n in set(ref.grouping.no_counterpart)])
     if first is not None:
         downstream = g.descendants([first.value])
         for c in checks:
@@ -163,11 +217,12 @@ def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, n
                 first.other_introducers.append(c.node)
             elif g.producer.get(c.value) in downstream:
                 first.inheritors.append(c.node)
-    return ref, outputs, checks, first, _first_nonfinite(g, values, ref)
+    nonfinite, by_design = nonfinite_report(g, values, ref, feeds)
+    return _Localised(ref, outputs, checks, first, nonfinite, by_design, tol)
 
 
 def _levels(loaded: LoadedModel, feeds: dict[str, np.ndarray], expected: list[np.ndarray],
-            config: ONNXConfig) -> dict[str, dict[str, Any]]:
+            tols: list[Tolerance]) -> dict[str, dict[str, Any]]:
     out = {}
     for level in LEVELS:
         try:
@@ -175,7 +230,7 @@ def _levels(loaded: LoadedModel, feeds: dict[str, np.ndarray], expected: list[np
         except (SessionCreationError, RunFailedError) as exc:  # an optimiser that breaks the model
             out[level] = {"passed": False, "max_abs": float("inf"), "error": exc.message}
             continue
-        stats = [compare_arrays(a, e, atol=config.atol, rtol=config.rtol) for a, e in zip(got, expected)]
+        stats = [_stats(a, e, t) for a, e, t in zip(got, expected, tols)]
         out[level] = {"passed": all(s.passed for s in stats), "max_abs": max((s.max_abs for s in stats), default=0.0)}
     return out
 
@@ -221,7 +276,7 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
     while sets:  # the first input set onnxruntime can run becomes the one localised
         batch, feeds = sets.pop(0)
         try:
-            ref, outputs, checks, first, nonfinite = _localise(torch_model, loaded, g, feeds, config, batch)
+            loc = _localise(torch_model, loaded, g, feeds, config, batch)
             break
         except RunFailedError as exc:
             failed = exc
@@ -229,8 +284,9 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
             extra.append(_run_failure(batch, exc))
     else:
         raise BadInputError(failed.message if failed else "no inputs to compare with")
-    levels = _levels(loaded, feeds, ref.outputs, config)
-    batches.append({"batch": batch, "passed": all(o["stats"].passed for o in outputs)})
+    out_tols = [loc.tolerances(n, a) for n, a in zip(g.output_names, loc.ref.outputs)]
+    levels = _levels(loaded, feeds, loc.ref.outputs, out_tols)
+    batches.append({"batch": batch, "passed": all(o["stats"].passed for o in loc.outputs)})
     for b2, feeds2 in sets:
         try:
             ref2 = torch_reference(torch_model, feeds2, g, {}, op_level=False)
@@ -239,17 +295,22 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
             batches.append({"batch": b2, "passed": False, "detail": "(onnxruntime failed to run)"})
             extra.append(_run_failure(b2, exc))
             continue
-        ok = all(compare_arrays(a, e, atol=config.atol, rtol=config.rtol).passed for a, e in zip(got, ref2.outputs))
+        ok = all(_stats(a, e, t).passed for a, e, t in zip(got, ref2.outputs, out_tols))
         batches.append({"batch": b2, "passed": ok})
         if not ok and batches[-2]["passed"]:
-            ref, outputs, checks, first, nonfinite = _localise(torch_model, loaded, g, feeds2, config, b2)
+            loc = _localise(torch_model, loaded, g, feeds2, config, b2)
             extra.append(finding("ONX104", severity="high", confidence=0.85, title=f"Outputs agree at batch {batch} "
                                  f"but not at batch {b2}", description="The export only matches PyTorch at some batch "
                                  "sizes; see the first divergent node.", evidence={"batches": [batch, b2]},
-                                 location=first.node if first else None))
-    result = ComparisonResult(loaded.source, config.atol, config.rtol, "disable", ref.op_level, outputs, checks,
-                              first, nonfinite, levels, batches)
+                                 location=loc.first.node if loc.first else None))
+    main = out_tols[0] if out_tols else loc.tolerances(None)
+    result = ComparisonResult(loaded.source, main.atol, main.rtol, "disable", loc.ref.op_level, loc.outputs,
+                              loc.checks, loc.first, loc.nonfinite, levels, batches,
+                              tolerances={k: {"atol": t.atol, "rtol": t.rtol, "given": t.given}
+                                          for k, t in loc.tolerances.used.items()},
+                              tolerance_note=main.describe(), nonfinite_by_design=loc.by_design,
+                              grouping=loc.ref.grouping.to_dict())
     result.findings = parity_findings(result) + extra
-    if repro_dir is not None and first is not None:
-        result.repro = save_repro(first, repro_dir)
+    if repro_dir is not None and loc.first is not None:
+        result.repro = save_repro(loc.first, repro_dir)
     return result

@@ -60,6 +60,8 @@ class Divergence:
     sub_feeds: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     expected: np.ndarray | None = field(default=None, repr=False)
     actual: np.ndarray | None = field(default=None, repr=False)
+    group: dict[str, Any] | None = None
+    no_counterpart: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the repro payload (the sub-model and arrays)."""
@@ -87,6 +89,10 @@ class ComparisonResult:
     batches: list[dict[str, Any]]
     repro: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    tolerances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tolerance_note: str = ""
+    nonfinite_by_design: dict[str, Any] | None = None
+    grouping: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -106,8 +112,11 @@ class ComparisonResult:
         return d
 
     def to_text(self) -> str:
+        note = self.tolerance_note or f"abs > {self.atol:g} AND rel > {self.rtol:g}"
+        others = [f"{k} {v['atol']:g}/{v['rtol']:g}" for k, v in self.tolerances.items() if f"for {k})" not in note]
         lines = [f"{self.source}: PyTorch vs onnxruntime ({'PASS' if self.passed else 'FAIL'}); element fails when "
-                 f"abs > {self.atol:g} AND rel > {self.rtol:g}; intermediates at optimisation level '{self.level}'"]
+                 f"{note}" + (f" (also {', '.join(others)})" if others else "")
+                 + f"; intermediates at optimisation level '{self.level}'"]
         for b in self.batches:
             lines.append(f"  batch {b['batch']}: {'ok' if b['passed'] else 'MISMATCH'} {b.get('detail', '')}".rstrip())
         for o in self.outputs:
@@ -116,21 +125,39 @@ class ComparisonResult:
         lines.append(f"  {len(self.checks)} intermediate values matched to PyTorch "
                      f"({'ops and modules' if self.op_level else 'modules and outputs'}): "
                      + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        gr = self.grouping
+        if gr.get("fusions") or gr.get("decompositions"):
+            parts = [f"{len(gr['fusions'])} fused ({', '.join(gr['fusions'][:6])})"] if gr.get("fusions") else []
+            parts += [f"{len(gr['decompositions'])} became several nodes"] if gr.get("decompositions") else []
+            lines.append(f"  PyTorch module groups: {', '.join(parts)}; compared at group boundaries")
+        if gr.get("no_counterpart_count"):
+            lines.append(f"  {gr['no_counterpart_count']} node(s) have no PyTorch module or op counterpart (checked "
+                         f"only through the next matched value): {', '.join(gr['no_counterpart'][:8])}")
         d = self.first_divergent
         if d is not None:
             lines.append(f"first divergent node: {d.node} ({d.op_type}) -> {d.value} [{d.reference}]")
+            if d.group:
+                lines.append(f"  PyTorch group: {d.group['name']} ({d.group['kind']})"
+                             + (f": {d.group['note']}" if d.group.get("note") else ""))
+            if d.no_counterpart:
+                lines.append(f"  no PyTorch counterpart in the group re-run: {', '.join(d.no_counterpart[:8])}")
             lines.append(f"  full run: {d.stats.brief()}")
             lines.append(f"  alone on PyTorch's inputs: {d.local.brief()}")
             lines.append(f"  verdict: {_VERDICTS[d.verdict]}")
             if len(d.segment) > 1:
                 lines.append(f"  node group re-run: {', '.join(d.segment[:12])}")
             for diff in d.initializer_diffs:
-                lines.append(f"  initializer {diff['name']} differs from PyTorch's (max abs {diff['max_abs']:.3g})")
+                lines.append(f"  initializer {diff['name']} differs from PyTorch's {diff.get('expected_from', diff['name'])}"
+                             f" (max abs {diff['max_abs']:.3g})")
             if d.inheritors:
                 lines.append(f"  inherit the error ({len(d.inheritors)}): {', '.join(d.inheritors[:12])}")
         if self.first_nonfinite:
             n = self.first_nonfinite
             lines.append(f"first NaN/Inf: {n['node']} ({n['op_type']}) -> {n['value']}")
+        if self.nonfinite_by_design:
+            b = self.nonfinite_by_design
+            lines.append(f"  +-inf by design (masking, not a finding): {b['values']} value(s) from "
+                         f"{', '.join(b['sources'][:4]) or 'values PyTorch also has'}")
         lines.append("  optimisation levels: " + ", ".join(
             f"{k} {'ok' if v['passed'] else 'MISMATCH'}" for k, v in self.levels.items()))
         if self.repro:
@@ -146,11 +173,18 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
                 f"({d.reference}): {d.stats.brief()}. Re-run alone on PyTorch's values of its inputs it still "
                 f"disagrees ({d.local.brief()}), so it introduces the error; {len(d.inheritors)} node(s) downstream "
                 f"only inherit it. Verdict: {_VERDICTS[d.verdict]}.")
+        if d.group:
+            desc += f" It computes PyTorch's {d.group['kind']} group {d.group['name']}"
+            desc += f" ({d.group['note']})." if d.group.get("note") else "."
         if len(d.segment) > 1:
             desc += f" The smallest checkable group was {len(d.segment)} nodes: {', '.join(d.segment[:8])}."
+        if d.no_counterpart:
+            desc += (f" {', '.join(d.no_counterpart[:5])} ha{'s' if len(d.no_counterpart) == 1 else 've'} no PyTorch "
+                     "counterpart (exporter-made, or functional code outside any module): checked through the group.")
         if d.initializer_diffs:
             desc += " " + "; ".join(f"initializer {x['name']!r} (read by {x['node']}) differs from PyTorch's "
-                                    f"{x['name']!r} by up to {x['max_abs']:.3g}" for x in d.initializer_diffs[:3]) + "."
+                                    f"{x.get('expected_from', x['name'])!r} by up to {x['max_abs']:.3g}"
+                                    for x in d.initializer_diffs[:3]) + "."
         recs = [Recommendation("fix", "Save the node with its inputs and expected output (`--repro DIR`) and check "
                                "the op's translation (exporter) or kernel (onnxruntime) on it.")]
         if d.initializer_diffs:
@@ -163,6 +197,8 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
                            title=f"First divergent node: {d.node} ({d.op_type}); {len(d.inheritors)} downstream "
                            f"node(s) inherit the error", description=desc, location=d.node,
                            evidence={"value": d.value, "reference": d.reference, "full_run": d.stats.to_dict(),
+                                     "group": d.group, "no_counterpart": d.no_counterpart[:20],
+                                     "tolerance": r.tolerance_note,
                                      "alone": d.local.to_dict(), "verdict": d.verdict, "batch": d.batch,
                                      "onnx_reference": d.onnx_reference.to_dict() if d.onnx_reference else None,
                                      "segment": d.segment, "initializer_diffs": d.initializer_diffs,
@@ -172,10 +208,14 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
     if n is not None:
         both = "PyTorch produces NaN/Inf there too, so it is the model's own arithmetic" if n["torch_nonfinite"] else \
             "PyTorch does not (or it could not be matched), so treat it as a parity problem"
-        out.append(finding("ONX102", severity="high", confidence=0.9,
-                           title=f"{n['node']} ({n['op_type']}) is the first node to produce NaN/Inf",
-                           description=f"Its output {n['value']!r} has {n['count']} non-finite value(s) while its inputs "
-                           f"are finite; {both}.", location=n["node"], evidence=n,
+        inputs = (f"its inputs {', '.join(map(repr, n['nonfinite_inputs'][:3]))} hold only by-design infinities"
+                  if n["nonfinite_inputs"] else "its inputs are finite")
+        out.append(finding("ONX102", severity="medium" if n["torch_nonfinite"] else "high", confidence=0.9,
+                           title=f"{n['node']} ({n['op_type']}) is the first node to produce "
+                           f"{'NaN' if n.get('nan') else 'Inf'}",
+                           description=f"Its output {n['value']!r} has {n['count']} non-finite value(s) while "
+                           f"{inputs}; {both}. Infinities by design (a -inf mask constant and the values it flows "
+                           "into) are not counted.", location=n["node"], evidence=n,
                            recommendations=[Recommendation("fix", "Guard the operation (clamp its input, add an "
                                                            "epsilon) in the model and re-export.")]))
     lv = r.levels

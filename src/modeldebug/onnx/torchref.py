@@ -8,6 +8,8 @@ Three sources, most precise first:
   the same target, and the same shape.
 - modules: every module's output (forward hooks), matched to the value that leaves the module's
   scope (``pkg.torch.onnx.name_scopes`` or TorchScript-style ``/enc/layer.0/Conv`` node names).
+  Modules the exporter fused (a BatchNorm folded into the Conv before it) are grouped
+  (``groups``): the fused node's value is compared with the output of the group's last module.
 - outputs: the model's outputs, in order, to the graph outputs.
 
 The user's model is never changed: its train/eval flags are restored and every hook removed in
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from .graph import GraphIndex, module_scope
+from .groups import Grouping, ModuleCall, group_modules
 
 __all__ = ["TorchReference", "flatten_outputs", "torch_reference"]
 
@@ -43,6 +46,8 @@ class TorchReference:
     sources: dict[str, str] = field(default_factory=dict)
     state: dict[str, np.ndarray] = field(default_factory=dict)
     op_level: bool = False
+    grouping: Grouping = field(default_factory=Grouping)
+    calls: dict[str, ModuleCall] = field(default_factory=dict, repr=False)
 
 
 def flatten_outputs(out: Any) -> list[Any]:
@@ -178,15 +183,22 @@ def torch_reference(model: Any, feeds: dict[str, np.ndarray], g: GraphIndex, sha
 
     args = tuple(torch.from_numpy(np.array(a, copy=True)) for a in feeds.values())  # the model may write to them
     flags = {m: m.training for m in model.modules()}
-    calls: dict[str, list[Any]] = {}
+    calls: dict[str, list[ModuleCall]] = {}
+    keep: list[Any] = []  # every tensor a hook saw stays alive, so that its id names it for the whole pass
     handles = []
+
+    def hook(m: Any, i: Any, o: Any, name: str) -> None:
+        ins, outs = flatten_outputs(i), flatten_outputs(o)
+        keep.extend(ins + outs)
+        calls.setdefault(name, []).append(ModuleCall(
+            name, type(m).__name__, [id(t) for t in ins], [id(t) for t in outs],
+            [_np(t) for t in outs], next(m.children(), None) is None, m))  # copied now: later in-place ops
+
     try:
         model.eval()
         for name, mod in model.named_modules():
             if name:
-                handles.append(mod.register_forward_hook(
-                    lambda m, i, o, name=name: calls.setdefault(name, []).append(
-                        [t.detach().clone() for t in flatten_outputs(o)])))  # copy: later in-place ops
+                handles.append(mod.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)))
         try:
             with torch.no_grad():
                 out = model(*args)
@@ -195,6 +207,7 @@ def torch_reference(model: Any, feeds: dict[str, np.ndarray], g: GraphIndex, sha
         for h in handles:
             h.remove()
         handles.clear()
+        keep.clear()
         recorded = {m[1]: r for n in g.nodes if (r := _recorded(n)) and (m := re.match(r"%(\w+)", r))}
         fx = _fx_values(model, args, dynamic or [{} for _ in args], recorded) if op_level and recorded else {}
         state = {k: _np(v) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
@@ -204,19 +217,23 @@ def torch_reference(model: Any, feeds: dict[str, np.ndarray], g: GraphIndex, sha
         for m, training in flags.items():
             m.train(training)
     outputs = [_np(t) for t in flatten_outputs(out)]
-    ref = TorchReference(outputs, state=state, op_level=bool(fx))
+    recorded_nodes = {i for i, n in enumerate(g.nodes) if _recorded(n)}
+    grouping = group_modules(g, calls, recorded_nodes)
+    ref = TorchReference(outputs, state=state, op_level=bool(fx), grouping=grouping,
+                         calls={k: v[0] for k, v in calls.items() if len(v) == 1})
     for node in g.nodes:  # op level: the value named after a proven FX node
         for v in node.output:
             if v in fx and tuple(fx[v].shape) == shapes.get(v):
                 target = re.search(r"target=([\w.:]+)", recorded.get(v, ""))
-                ref.values[v], ref.sources[v] = _np(fx[v]), f"op {v} ({target[1] if target else '?'})"
+                ref.values[v], ref.sources[v] = _np(fx[v]), f"op {v}" + (f" ({target[1]})" if target else "")
     for mod, exits in _scope_exits(g).items():  # module level: the one exit value whose shape matches
-        if len(calls.get(mod, [])) != 1:
+        last = grouping.chain_end.get(mod, mod)  # a fused group leaves the scope with its last module's output
+        if len(calls.get(mod, [])) != 1 or len(calls.get(last, [])) != 1:
             continue  # not called, or called several times: its values are ambiguous
-        for t in calls[mod][0]:
+        for t in calls[last][0].arrays:
             hits = [v for v in exits if shapes.get(v) == tuple(t.shape)]
             if len(hits) == 1 and hits[0] not in ref.values:
-                ref.values[hits[0]], ref.sources[hits[0]] = _np(t), f"module {mod}"
+                ref.values[hits[0]], ref.sources[hits[0]] = t, grouping.source(mod)
     for v, arr in zip(g.output_names, outputs):
         if shapes.get(v) == arr.shape:
             ref.values[v] = arr
