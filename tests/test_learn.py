@@ -137,6 +137,14 @@ def test_a_bad_invariants_file_fails_before_the_script_runs(tmp_path: Path, cont
     assert code == 2 and message in err
 
 
+def test_learning_from_a_run_with_serious_findings_warns(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = md("learn", str(shared.runs["seed0"]), str(shared.runs["lr"]), "-o", str(tmp_path / "g.json"))
+    assert code == 0 and "lr.db: it has a medium finding (LRN001" in err and "is it a healthy run?" in err
+    data = json.loads((tmp_path / "g.json").read_text())
+    early_lr = next(i for i in data["invariants"] if i["rule"] == "lr" and i["phase"] == "early")
+    assert early_lr["evidence"]["observed"] == [0.01, 0.3]  # it learns what it was given, and said so
+
+
 def test_learn_refuses_bad_input_in_one_line(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = md("learn", "missing.db", "-o", str(tmp_path / "g.json"))
     assert code == 2 and "no run 'missing.db'" in err and err.count("\n") == 1

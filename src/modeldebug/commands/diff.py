@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         assert journal is not None
         b_ref = refs[0] if refs else "last"
         b_side = side(b_ref, journal)
-        b_entry = journal.find(b_ref) if not refs or not refs[0].endswith(".db") else journal.by_record(refs[0])
-        ref = reference(journal, before=b_entry)
+        ref = reference(journal, before=b_side.entry)
         if ref is None:
             raise BadInputError("no reference run to compare with: no run is named 'good' and no earlier run is "
                                 "clean; give two runs (modeldebug diff A B)")

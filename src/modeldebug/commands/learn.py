@@ -36,34 +36,41 @@ def _check_output(path: str) -> None:
         raise BadInputError(f"-o {path!r} would overwrite a {p.suffix} file: give a .json file name")
 
 
+def _healthy(side) -> str | None:  # type: ignore[no-untyped-def]
+    """Why `side` may not be a healthy run (None when it looks healthy)."""
+    from ..catalogue import SEVERITY_ORDER
+    from ..report import Report
+
+    status, code = side.facts.get("status"), side.facts.get("exit_code")
+    if status not in (None, "finished") or code not in (None, 0):
+        return f"it ended {status} (exit {code})"
+    serious = [f for f in Report.from_record(side.record).findings if SEVERITY_ORDER[f.severity] >= 1]
+    return f"it has a {serious[0].severity} finding ({serious[0].code} {serious[0].title})" if serious else None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..compare.learn import learn
     from ..compare.resolve import open_journal, side
-    from ..journal.verdict import is_clean
+    from ..errors import BadInputError
 
     _check_output(args.output)
     journal = open_journal(args.journal, required=False)
     sides = [side(ref, journal) for ref in args.runs]
-    records, labels = [], []
     for ref, s in zip(args.runs, sides):
         if s.record is None:
-            from ..errors import BadInputError
-
-            raise BadInputError(f"run {ref!r}: its record is gone, nothing to learn from")
-        status, code = s.facts.get("status"), s.facts.get("exit_code")
-        if status not in (None, "finished") or code not in (None, 0):
-            print(f"modeldebug: warning: {s.label} ended {status} (exit {code}): is it a healthy run?", file=sys.stderr)
-        elif journal is not None and (entry := journal.find(ref) if not s.label.endswith(".db") else None) is not None \
-                and not is_clean(journal, entry):
-            print(f"modeldebug: warning: {s.label} has medium or high findings: is it a healthy run?", file=sys.stderr)
-        records.append(s.record)
-        labels.append(s.record.path)
-    invariants = learn(records, labels=labels)
+            gone = s.entry.record if s.entry is not None else ref
+            raise BadInputError(f"run {ref!r}: its record {gone!r} is gone: nothing to learn from")
+        why = _healthy(s)
+        if why:
+            print(f"modeldebug: warning: {s.label}: {why}: is it a healthy run?", file=sys.stderr)
+    invariants = learn([s.record for s in sides], labels=[s.record.path for s in sides])
     invariants.write(args.output)
     counts = ", ".join(f"{n} {rule}" for rule, n in invariants.by_rule().items())
-    print(f"modeldebug: {len(invariants.invariants)} invariants from {len(records)} run(s) ({counts}) "
+    print(f"modeldebug: {len(invariants.invariants)} invariants from {len(sides)} run(s) ({counts}) "
           f"written to {args.output}", file=sys.stderr)
-    if len(records) == 1:
+    if len(sides) == 1:
         print("modeldebug: learned from one run: relations only and wide envelopes; learn from two runs or more "
               "(other seeds) for tighter ones", file=sys.stderr)
+    if journal is not None:
+        journal.close()
     return 0

@@ -72,7 +72,7 @@ def _groups(facts: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, opt in enumerate(facts.get("hyperparameters", {}).get("optimizers", [])):
         for j, g in enumerate(opt.get("groups", [])):
-            prefix = f"{opt.get('type')}#{i} group{j}"
+            prefix = f"{opt.get('type')} {i} group {j}"
             for k, v in g.items():
                 if k == "params":
                     for p in v:
@@ -93,7 +93,16 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
     if ta != tb:
         out.append(Change("optimizer", "optimizer", ta, tb, f"optimizer: {', '.join(map(str, ta)) or 'none'} -> "
                           f"{', '.join(map(str, tb)) or 'none'}", words=words_in(" ".join(map(str, ta + tb)))))
-    ga, gb = _groups(fa), _groups(fb)
+    if ta and tb:  # when one run had no optimizer at all, its type says it: group by group would not
+        out += _group_changes(_groups(fa), _groups(fb))
+    ba, bb = fa.get("hyperparameters", {}).get("batch_size"), fb.get("hyperparameters", {}).get("batch_size")
+    if ba is not None and bb is not None and ba != bb:
+        out.append(Change("batch", "batch size", ba, bb, f"batch size: {ba} -> {bb}", words={"batch", "batch_size", "bs"}))
+    return out
+
+
+def _group_changes(ga: dict[str, Any], gb: dict[str, Any]) -> list[Change]:
+    out = []
     moved = []
     for key in [*ga, *(k for k in gb if k not in ga)]:  # model order
         va, vb = ga.get(key), gb.get(key)
@@ -102,9 +111,9 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
         if key.startswith("holder "):
             moved.append((key.split(" ", 1)[1], va, vb))
         elif key.endswith(" lr"):
-            out.append(Change("lr", "learning rate", va, vb, f"learning rate ({key[:-3]}): {_fmt(va)} -> {_fmt(vb)}"
-                              + (f" (x{vb / va:.3g})" if isinstance(va, (int, float)) and isinstance(vb, (int, float))
-                                 and va else ""), words={"lr", "learning", "rate"}))
+            ratio = f" (x{vb / va:.3g})" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else ""
+            out.append(Change("lr", "learning rate", va, vb, f"learning rate ({key[:-3]}): {_fmt(va)} -> {_fmt(vb)}{ratio}",
+                              words={"lr", "learning", "rate"}))
         elif va is not None and vb is not None:
             name = key.rsplit(" ", 1)[1]
             out.append(Change("optimizer", name, va, vb, f"optimizer setting {key}: {_fmt(va)} -> {_fmt(vb)}",
@@ -117,9 +126,6 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
         out.append(Change("groups", "parameter groups", [p for p, a, _ in moved if a], [p for p, _, b in moved if b],
                           f"parameter groups: {text}", modules=sorted({_module(p) for p, _, _ in moved}),
                           words={"freeze", "frozen", "requires_grad", "optimizer", "param", "params"}))
-    ba, bb = fa.get("hyperparameters", {}).get("batch_size"), fb.get("hyperparameters", {}).get("batch_size")
-    if ba is not None and bb is not None and ba != bb:
-        out.append(Change("batch", "batch size", ba, bb, f"batch size: {ba} -> {bb}", words={"batch", "batch_size", "bs"}))
     return out
 
 

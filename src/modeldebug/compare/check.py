@@ -83,7 +83,8 @@ def _settings(view: RunView, inv: Invariant, _: InvariantSet) -> list[Violation]
             if got != want:
                 changed.append((f"{param} is held by {got or 'no optimizer'} (healthy: {want})", param))
         elif key in now and json.dumps(now[key]) != json.dumps(want):
-            changed.append((f"{key.replace('/', ' ')} is {now[key]!r} (healthy: {want!r})", None))
+            changed.append((f"{key.split('/')[-1]} of {key.split('/')[0]} is {now[key]!r} (healthy: {want!r})"
+                            if "/" in key else f"{key} is {now[key]!r} (healthy: {want!r})", None))
     if not changed:
         return []
     params = [p for _, p in changed if p]

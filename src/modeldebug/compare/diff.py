@@ -53,6 +53,7 @@ class Side:
     facts: dict[str, Any]
     record: Any = None
     source: str | None = None
+    entry: Any = None  # its journal entry, when the journal knows it
 
 
 @dataclass

@@ -116,7 +116,7 @@ def _structure(views: list[RunView]) -> list[Invariant]:
     if not modules and not params:
         return []
     return [Invariant("INV001", "structure",
-                      f"the model has the {len(modules)} leaf modules and {len(params)} parameters of the healthy runs",
+                      f"the model had the same {len(modules)} leaf modules and {len(params)} parameters",
                       evidence={"runs": len(views)}, params={"modules": modules, "params": params})]
 
 
@@ -125,11 +125,12 @@ def _optimizers(view: RunView) -> list[dict[str, Any]]:
 
 
 def settings_of(view: RunView) -> dict[str, Any]:
-    """'Adam#0/group0/weight_decay' -> value, 'batch_size' -> n, 'holder/<param>' -> 'Adam#0/group0'."""
+    """'Adam 0 group 0/weight_decay' -> value, 'batch_size' -> n, 'holder/<param>' -> 'Adam 0 group 0'
+    (optimizer type and index, parameter group index)."""
     out: dict[str, Any] = {}
     for i, opt in enumerate(_optimizers(view)):
         for j, g in enumerate(opt.get("groups", [])):
-            prefix = f"{opt.get('type')}#{i}/group{j}"
+            prefix = f"{opt.get('type')} {i} group {j}"
             for k, val in g.items():
                 if k not in _BOOKKEEPING:
                     out[f"{prefix}/{k}"] = val
@@ -154,8 +155,8 @@ def _hyperparameters(views: list[RunView], bounds: tuple[int, int]) -> list[Inva
         shown = [f"{k.split('/', 1)[-1]} {val}" for k, val in same.items() if not k.startswith("holder/")][:8]
         held = sum(1 for k in same if k.startswith("holder/"))
         out.append(Invariant("INV002", "settings",
-                             f"the optimizer settings ({', '.join(shown)}) and the parameter groups "
-                             f"({held} parameters) are those of the healthy runs",
+                             f"the optimizer settings were {', '.join(shown)}, and the same parameter group held "
+                             f"each of the {held} parameters",
                              evidence={"runs": len(views)}, params={"settings": same}))
     lrs = [v.column("lr") for v in views]
     for phase in PHASES:

@@ -57,4 +57,4 @@ def side(ref: str, journal: Journal | None) -> Side:
     facts: dict[str, Any] = dict(entry.facts) if entry is not None else record_facts(record)
     source = journal.source(entry) if entry is not None and journal is not None else None
     label = entry.label if entry is not None else str(path)
-    return Side(label, facts, record, source)
+    return Side(label, facts, record, source, entry)
