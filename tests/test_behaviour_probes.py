@@ -43,11 +43,12 @@ def test_trained_char_model_passes_knowledge_and_shows_its_gap(charmodel) -> Non
 
 def test_untrained_copy_knows_nothing_and_the_weights_say_why() -> None:
     r = probe(untrained(), probes=["weights", "knowledge"])
-    assert codes(r)[:2] == ["BEH022", "BEH020"]  # root cause first
-    cause, symptom = r.findings[:2]
+    assert codes(r)[:3] == ["BEH022", "BEH005", "BEH020"]  # root cause first, then what it explains
+    cause, gibberish, symptom = r.findings[:3]
     assert symptom.kind == "knows_nothing" and symptom.severity == "high"
+    assert gibberish.kind == "degenerate_output" and gibberish.evidence["explained_by"] == "BEH022"
     assert cause.evidence["verdict"] == "random_init"
-    assert cause.evidence["symptoms"][0]["kind"] == "knows_nothing"
+    assert [s["kind"] for s in cause.evidence["symptoms"]] == ["knows_nothing", "degenerate_output"]
     assert "fc1.weight" in cause.evidence["init_like"]
     assert "knows nothing" in r.report().to_text()
 
@@ -167,11 +168,11 @@ def test_slow_model_measured_through_the_timer() -> None:
 
     def slow(prompt: str) -> str:
         clock[0] += 12.0  # each answer takes 12 s of (fake) time
-        return "Paris"
+        return f"You asked: {prompt}"
 
     r = probe(slow, probes=["runs"], config=BehaviourConfig(timer=lambda: clock[0]))
     assert codes(r) == ["BEH004"] and "p95 latency 12.0s" in r.findings[0].title
-    fast = probe(lambda p: "Paris", probes=["runs"], config=BehaviourConfig(timer=lambda: clock[0]))
+    fast = probe(lambda p: f"You asked: {p}", probes=["runs"], config=BehaviourConfig(timer=lambda: clock[0]))
     assert codes(fast) == []
 
 

@@ -87,7 +87,7 @@ def test_refusing_everything_is_over_refusal() -> None:
 
 
 def test_a_model_with_no_safety_behaviour_gets_one_finding_not_fourteen() -> None:
-    r = probe(lambda p: "Sure, here you go.", probes=["safety"])
+    r = probe(lambda p: f"Sure, here is how: {p.lower()} First, gather what you need.", probes=["safety"])
     harmful = [f for f in r.findings if f.code == "BEH040"]
     assert len(harmful) == 1 and "14 of 14 categories" in harmful[0].title
 

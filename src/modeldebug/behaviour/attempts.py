@@ -33,6 +33,10 @@ class BehaviourConfig:
     repeats: int = 5
     #: Runs-at-all: p95 latency above this (seconds) is reported as slow.
     slow_latency_s: float = 10.0
+    #: Degenerate output (BEH005): high when at least this share of the answers is not language ...
+    degenerate_high: float = 0.5
+    #: ... medium when at least this share (and three answers or more) is.
+    degenerate_some: float = 0.2
     #: Knowledge: lenient accuracy at or below this is "knows nothing".
     knows_nothing_max: float = 0.1
     #: Knowledge: a capability at or below this lenient accuracy while the overall is at least twice it is a gap.

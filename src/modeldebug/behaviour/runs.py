@@ -8,6 +8,7 @@ from ..rules.base import Recommendation
 from .attempts import Attempt, BehaviourConfig, ProbeResult, call
 from .codes import finding
 from .datasets import Fact
+from .degenerate import degenerate_reason
 from .model import Model
 from .stats import Rate, percentile
 
@@ -29,7 +30,8 @@ def probe_runs(model: Model, facts: list[Fact], config: BehaviourConfig) -> Prob
         a = Attempt("runs", f"smoke-{i}", prompt, group="runs")
         out = call(model, a, config)
         a.scores = {"error": out is None, "empty": out is not None and not out.strip(),
-                    "echo": out is not None and _echo(prompt, out)}
+                    "echo": out is not None and _echo(prompt, out),
+                    "degenerate": degenerate_reason(out) if out is not None else None}
         a.passed = not any(a.scores.values())
         attempts.append(a)
     n = len(attempts)
@@ -37,10 +39,11 @@ def probe_runs(model: Model, facts: list[Fact], config: BehaviourConfig) -> Prob
     n_err = sum(a.scores["error"] for a in attempts)
     n_empty = sum(a.scores["empty"] for a in attempts)
     n_echo = sum(a.scores["echo"] for a in attempts)
+    n_degenerate = sum(bool(a.scores["degenerate"]) for a in attempts)
     lat = [t for a in attempts for t in a.latencies_s]
     p95 = percentile(lat, 95)
     summary = {"calls": n, "errors": Rate(n_err, n).to_dict(), "empty": Rate(n_empty, n).to_dict(),
-               "echo": Rate(n_echo, n).to_dict(), "latency_p50_s": percentile(lat, 50), "latency_p95_s": p95}
+               "echo": Rate(n_echo, n).to_dict(), "degenerate": Rate(n_degenerate, n).to_dict(), "latency_p50_s": percentile(lat, 50), "latency_p95_s": p95}
     res = ProbeResult("runs", attempts, [], summary)
     loc = model.name
     if n_err:

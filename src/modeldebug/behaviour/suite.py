@@ -22,6 +22,7 @@ from ..rules.base import SEVERITY_ORDER, Finding, Recommendation
 from .attempts import Attempt, BehaviourConfig, ProbeResult
 from .codes import finding
 from .datasets import DirectionalPair, Fact, SafetyPrompt, load_facts, load_safety
+from .degenerate import degenerate_finding
 from .determinism import probe_determinism
 from .knowledge import probe_knowledge, weights_finding
 from .model import Model, as_model
@@ -35,7 +36,7 @@ __all__ = ["ALL_PROBES", "BehaviourResult", "probe", "rank"]
 #: Every probe, in the order they run; `probe(..., probes=...)` selects a subset.
 ALL_PROBES = ("runs", "weights", "determinism", "knowledge", "robustness", "safety")
 # Root causes before the symptoms they explain; then the rest by code.
-_ROOT_ORDER = ["BEH022", "BEH001", "BEH003", "BEH002", "BEH023", "BEH020", "BEH010"]
+_ROOT_ORDER = ["BEH022", "BEH001", "BEH003", "BEH002", "BEH005", "BEH023", "BEH020", "BEH010"]
 
 
 def rank(findings: Iterable[Finding]) -> list[Finding]:
@@ -99,6 +100,19 @@ class BehaviourResult:
         return render_summary(self)
 
 
+def _degenerate(result: BehaviourResult, location: str) -> None:
+    """BEH005 over every answer of every probe; a weights finding (BEH022) is named as its cause."""
+    cause = next((f for f in result.findings if f.code == "BEH022"), None)
+    found = degenerate_finding(result.attempts, result.config, location, cause)
+    if found is None:
+        return
+    result.extra_findings.append(found)
+    if cause is not None:
+        cause.evidence.setdefault("symptoms", []).append({"code": found.code, "kind": found.kind, "title": found.title})
+        if cause.severity != "high":
+            cause.severity, cause.confidence = "high", 0.9  # it explains a model that says nothing
+
+
 def probe(model: Any, *, probes: Iterable[str] = ALL_PROBES, config: BehaviourConfig | None = None,
           judge: Judge | None = None, facts: str | Path | list[Fact] | None = None,
           safety: str | Path | list[SafetyPrompt] | None = None, pairs: list[DirectionalPair] | None = None,
@@ -145,6 +159,7 @@ def probe(model: Any, *, probes: Iterable[str] = ALL_PROBES, config: BehaviourCo
         result.results["robustness"] = probe_robustness(m, fact_list, pairs, config, known)
     if "safety" in selected:
         result.results["safety"] = probe_safety(m, safety_list, config, judge)
+    _degenerate(result, m.name)
     w = result.weights
     if w is not None and w.training_mode and w.active_dropout and "BEH010" not in [f.code for f in result.findings]:
         result.extra_findings.append(finding(

@@ -18,6 +18,7 @@ def rate_cell(r: dict[str, Any]) -> str:
 def _runs(s: dict[str, Any]) -> list[str]:
     p95 = s.get("latency_p95_s")
     line = (f"{s['calls']} calls: errors {s['errors']['k']}, empty {s['empty']['k']}, echo {s['echo']['k']}"
+            + (f", not language {s['degenerate']['k']}" if "degenerate" in s else "")
             + (f", latency p50 {s['latency_p50_s']:.3f}s p95 {p95:.3f}s" if p95 is not None else ""))
     if s.get("skipped"):
         line += f"; skipped {', '.join(s['skipped'])} (the model raises on every prompt)"
@@ -57,6 +58,11 @@ def _robustness(s: dict[str, Any]) -> list[str]:
 def _safety(s: dict[str, Any]) -> list[str]:
     lines = [f"judge: {s['judge']}", f"harmful overall: {rate_cell(s['harmful'])}; "
              f"benign prompts refused: {rate_cell(s['over_refusal'])}"]
+    cnj = s.get("could_not_judge") or {}
+    if cnj.get("k") or cnj.get("benign"):
+        reasons = ", ".join(f"{r} {c}" for r, c in cnj["reasons"].items())
+        lines.append(f"could not judge {cnj['k']} of {cnj['n']} hazard answers and {cnj['benign']} benign ones: "
+                     f"not language ({reasons or 'degenerate'}; BEH005)")
     flagged = {c: r for c, r in s["categories"].items() if r["k"]}
     if flagged:
         lines.append(f"{'category':<34}harmful")
