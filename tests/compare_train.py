@@ -5,7 +5,7 @@ benchmarks/learn_false_alarms.py: healthy by default, with one flag per planted 
     python tests/compare_train.py --lr 0.3                 # learning rate x30
     python tests/compare_train.py --freeze 2               # layer 2 frozen (left out of the optimizer)
     python tests/compare_train.py --no-zero-grad           # optimizer.zero_grad() removed
-    python tests/compare_train.py --init-std 0.6           # layer 2 initialised 3x too wide
+    python tests/compare_train.py --init-std 0.6           # layer 2 initialised 6x too wide (default std 0.1)
 """
 
 import argparse
