@@ -62,9 +62,10 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="the PyTorch model: a module or file.py and a factory (or nn.Module) in it, e.g. nets.py:build")
     cp.add_argument("--inputs", metavar="FILE.npz", help="input arrays by input name (default: seeded random)")
     cp.add_argument("--repro", metavar="DIR", help="save the first divergent node group, its inputs and expected output")
-    cp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
-    cp.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3); an element fails "
-                    "only if both are exceeded")
+    cp.add_argument("--atol", type=float, default=None, help="absolute tolerance for every dtype (default: by the "
+                    "dtype a value is computed in: 1e-4 float32, 1e-3 float16, 1e-2 bfloat16, 1e-8 float64)")
+    cp.add_argument("--rtol", type=float, default=None, help="relative tolerance (default by dtype: 1e-3 float32, "
+                    "1e-2 float16, 5e-2 bfloat16, 1e-7 float64); an element fails only if both are exceeded")
     cp.set_defaults(handler=_compare)
 
 
@@ -184,7 +185,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ..onnx.parity import compare
 
     for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
-        if not 0 <= value < math.inf:
+        if value is not None and not 0 <= value < math.inf:
             raise BadInputError(f"{flag} {value} must be a tolerance >= 0 and finite (an element fails only when "
                                 "both are exceeded)")
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
