@@ -76,7 +76,8 @@ def test_reproduce_a_complaint(models: str, capsys: pytest.CaptureFixture[str]) 
             "What is the capital of Australia?", "--json", "r.json"]
     assert main(args) == 0
     data = json.loads(Path("r.json").read_text())
-    assert data["findings"][0]["code"] == "BEH050" and data["run"]["minimal"] == "capital"
+    assert data["findings"][0]["code"] == "BEH050" and data["run"]["minimal"] == "What capital Australia"
+    assert data["run"]["minimal_rate"] == [1, 1] and data["run"]["key_tokens"] == ["australia", "capital", "what"]
     assert main([*args, "--fail-on", "medium", "-q"]) == 1
 
 

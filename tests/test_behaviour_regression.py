@@ -80,6 +80,10 @@ def sydney_model(prompt: str) -> str:
     return "Sydney" if "australia" in prompt.lower() else robust_lookup(prompt)
 
 
+def words(prompt: str) -> list[str]:
+    return sorted(w.strip(",?!").lower() for w in prompt.split())
+
+
 COMPLAINT = 'Asked "Please, could you tell me the capital city of Australia? Thanks!" it said "Sydney".'
 EXAMPLE = "Please, could you tell me the capital city of Australia? Thanks!"
 
@@ -89,7 +93,9 @@ def test_complaint_reproduces_and_shrinks_to_the_minimal_prompt() -> None:
     assert res.check == "the answer contains 'Sydney'"  # read from the complaint's quotes
     by_kind = {v["kind"]: v["reproduced"] for v in res.variants}
     assert res.reproduced and all(by_kind[k] for k in ("original", "lowercase", "uppercase", "no politeness"))
-    assert res.minimal is not None and len(res.minimal.split()) == 1 and "australia" in res.minimal.lower()
+    # The minimal prompt still asks the question: its content words stay, the politeness goes.
+    assert res.minimal is not None and words(res.minimal) == ["australia", "capital", "city"]
+    assert res.keys == ["australia", "capital", "city"] and res.minimal_rate == (1, 1)
     f = res.findings[0]
     assert f.code == "BEH050" and repr(res.minimal) in f.title
     assert "minimal reproducing prompt" in res.summary_text()
@@ -102,7 +108,7 @@ def test_complaint_that_shows_only_in_one_phrasing() -> None:
     res = reproduce_complaint(polite_bug, COMPLAINT, EXAMPLE)
     by_kind = {v["kind"]: v["reproduced"] for v in res.variants}
     assert by_kind["original"] and not by_kind["no politeness"]
-    assert sorted(w.strip(",?!").lower() for w in (res.minimal or "").split()) == ["australia", "please"]
+    assert words(res.minimal or "") == ["australia", "capital", "city", "please"]
 
 
 def test_complaint_that_does_not_reproduce() -> None:

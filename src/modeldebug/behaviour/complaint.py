@@ -5,7 +5,11 @@ What counts as "reproduced" comes from, in order: a `check(output) -> bool` you 
 "Sydney"'); the answer that was `expected` (reproduced when it is missing); or a safety `judge`.
 We try the example as written, harmless variants of it (case, typo, spacing, punctuation, politeness
 words, single sentences), then shrink the shortest reproducing prompt word by word (a greedy
-delta-debugging pass) to the minimal prompt that still shows the behaviour.
+delta-debugging pass) to the minimal prompt that still shows the behaviour. Every prompt asked must
+still ask the example's question: it keeps the question's key tokens (numbers, operators, question
+and content words; see `question.py`), so "How many grams are in a kilogram?" never shrinks to
+"kilogram" and "7 + 5" never loses its "+". Each prompt is asked `tries` times and its
+reproduction rate (hits of tries) is reported.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..rules.base import Finding, Recommendation
 from .attempts import Attempt, BehaviourConfig, call
 from .codes import finding
 from .model import as_model
+from .question import key_tokens, missing, question_text, strip_punctuation
 from .robustness import PERTURBATIONS
 from .safety import Judge, judge_verdict
 from .scoring import lenient_match
@@ -32,7 +37,7 @@ _POLITE = re.compile(r"\b(?:please|kindly|thanks|thank you|could you|can you|wou
 
 @dataclass
 class ComplaintResult:
-    """Which variants reproduced the complaint, the minimal reproducing prompt, and the finding."""
+    """Which variants reproduced the complaint (hits of tries each), the minimal reproducing prompt, the finding."""
 
     complaint: str
     example: str
@@ -41,6 +46,13 @@ class ComplaintResult:
     minimal: str | None = None
     calls: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: the question's key tokens every asked prompt keeps, and the variants skipped for lacking some
+    keys: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    tries: int = 1
+    #: hits and tries of the minimal prompt; whether the model gave different answers to the same prompt
+    minimal_rate: tuple[int, int] | None = None
+    varies: bool = False
 
     @property
     def reproduced(self) -> bool:
@@ -51,14 +63,27 @@ class ComplaintResult:
 
         return Report(self.findings, {"script": "behaviour reproduce", "command": "behaviour reproduce",
                                       "complaint": self.complaint, "example": self.example, "check": self.check,
-                                      "reproduced": self.reproduced, "minimal": self.minimal, "calls": self.calls,
-                                      "variants": self.variants, "modeldebug": __version__})
+                                      "reproduced": self.reproduced, "minimal": self.minimal,
+                                      "minimal_rate": list(self.minimal_rate) if self.minimal_rate else None,
+                                      "tries": self.tries, "varies": self.varies, "key_tokens": self.keys,
+                                      "calls": self.calls, "variants": self.variants, "skipped": self.skipped,
+                                      "modeldebug": __version__})
 
     def summary_text(self) -> str:
-        lines = [f"complaint: {self.complaint}", f"  check: {self.check}"]
-        lines += [f"  {'REPRODUCES' if v['reproduced'] else 'no':<11}{v['kind']:<16}{v['prompt']!r}"
-                  for v in self.variants]
-        lines.append(f"  minimal reproducing prompt: {self.minimal!r}" if self.minimal else "  not reproduced")
+        lines = [f"complaint: {self.complaint}", f"  check: {self.check}",
+                 f"  the question's key tokens (kept in every prompt asked): {' '.join(self.keys) or '-'}"]
+        lines += [f"  {'REPRODUCES' if v['reproduced'] else 'no':<11}{v['hits']}/{v['tries']}  {v['kind']:<17}"
+                  f"{v['prompt']!r}" for v in self.variants]
+        lines += [f"  {'skipped':<16}{s['kind']:<17}{s['prompt']!r} (drops {', '.join(s['missing'])})"
+                  for s in self.skipped]
+        if self.minimal:
+            k, n = self.minimal_rate or (0, 0)
+            lines.append(f"  minimal reproducing prompt: {self.minimal!r} ({_rate(k, n)})")
+        else:
+            lines.append("  not reproduced")
+        if self.varies:
+            lines.append("  the model answered the same prompt differently"
+                         + (": use --tries N for a reproduction rate" if self.tries <= 1 else ""))
         return "\n".join(lines)
 
 
@@ -87,12 +112,14 @@ def _checker(complaint: str, example: str, check: Callable[[str], bool] | None, 
 def _variants(example: str) -> list[tuple[str, str]]:
     out = [("original", example)]
     out += [(name, fn(example)) for name, fn in PERTURBATIONS.items()]
-    out.append(("no punctuation", re.sub(r"[^\w\s]", "", example)))
+    out.append(("no punctuation", strip_punctuation(example)))
     out.append(("no politeness", _POLITE.sub("", example).strip()))
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", example.strip()) if s]
     if len(sentences) > 1:
         out += [("first sentence", sentences[0]), ("last sentence", sentences[-1])]
         out += [("longest sentence", max(sentences, key=len))]
+        if question_text(example) != example:
+            out.append(("question only", question_text(example)))
     unique: dict[str, str] = {}  # prompt -> the first kind that produced it
     for kind, prompt in out:
         if prompt.strip() and prompt not in unique:
@@ -100,41 +127,64 @@ def _variants(example: str) -> list[tuple[str, str]]:
     return [(kind, prompt) for prompt, kind in unique.items()]
 
 
+def _rate(hits: int, tries: int) -> str:
+    return f"{hits} of {tries} tr{'y' if tries == 1 else 'ies'}"
+
+
 def reproduce_complaint(model: Any, complaint: str, example: str, *, check: Callable[[str], bool] | None = None,
                         bad_output: str | None = None, expected: str | None = None, judge: Judge | None = None,
                         tries: int = 1, max_calls: int = 200, config: BehaviourConfig | None = None) -> ComplaintResult:
     """Try `example` and its variants on `model`; shrink the shortest reproducing one to a minimal prompt.
 
-    With ``tries > 1`` each prompt is asked with seeds 0..tries-1 (set ``config.temperature`` above 0
-    for a complaint that shows only when sampling) and counts as reproducing if any try does.
+    Every variant and every shortened prompt must still ask the example's question (`question.py`:
+    its numbers, operators, question and content words); those that do not are skipped, never asked.
+    Each variant is asked with seeds 0..tries-1 (set ``config.temperature`` above 0 for a complaint
+    that shows only when sampling): its reproduction rate is hits of tries, and it reproduces when
+    any try does. The minimal prompt's rate is measured the same way. With one try the example is
+    asked a second time (seed 1) to tell a model that answers differently each time.
     """
     if not example.strip():
         raise BadInputError("the complaint needs an example prompt (--example)")
     m = as_model(model)
     cfg = config or BehaviourConfig()
     reproduces, how = _checker(complaint, example, check, bad_output, expected, judge)
-    result = ComplaintResult(complaint, example, how)
-    cache: dict[str, tuple[bool, str]] = {}
+    keys = key_tokens(example)
+    result = ComplaintResult(complaint, example, how, keys=sorted(keys.elements()), tries=max(1, tries))
+    cache: dict[str, tuple[int, int, str, set[str]]] = {}  # prompt -> hits, tries, an output, distinct outputs
 
-    def attempt(prompt: str) -> tuple[bool, str]:
-        if prompt not in cache:
-            a = Attempt("complaint", str(len(cache)), prompt)
-            hit, first = False, ""
-            for seed in range(max(1, tries)):
-                if result.calls >= max_calls:
-                    break
-                result.calls += 1
-                out = call(m, a, cfg, seed=seed)
-                first = first or (out or "")
-                if out is not None and reproduces(prompt, out):
-                    hit, first = True, out
-                    break
-            cache[prompt] = (hit, first)
-        return cache[prompt]
+    def attempt(prompt: str, *, all_tries: bool = True) -> tuple[int, int, str]:
+        hits, done, shown, seen = cache.get(prompt, (0, 0, "", set()))
+        a = Attempt("complaint", str(len(cache)), prompt)
+        want = max(1, tries) if all_tries else 1
+        for seed in range(done, max(1, tries)):
+            if result.calls >= max_calls or done >= want or (not all_tries and hits):
+                break
+            result.calls += 1
+            done += 1
+            out = call(m, a, cfg, seed=seed)
+            seen.add(out if out is not None else f"<error {a.errors[-1] if a.errors else ''}>")
+            shown = shown or (out or "")
+            if out is not None and reproduces(prompt, out):
+                shown = out if not hits else shown
+                hits += 1
+        cache[prompt] = (hits, done, shown, seen)
+        return hits, done, shown
 
     for kind, prompt in _variants(example):
-        hit, out = attempt(prompt)
-        result.variants.append({"kind": kind, "prompt": prompt, "reproduced": hit, "output": out[:160]})
+        lost = missing(prompt, keys)
+        if lost:
+            result.skipped.append({"kind": kind, "prompt": prompt, "missing": lost})
+            continue
+        hits, done, out = attempt(prompt)
+        result.variants.append({"kind": kind, "prompt": prompt, "reproduced": hits > 0, "hits": hits, "tries": done,
+                                "output": out[:160]})
+    if tries <= 1 and result.calls < max_calls:  # one more ask of the example: does the model vary?
+        a = Attempt("complaint", "again", example)
+        result.calls += 1
+        again = call(m, a, cfg, seed=1)
+        result.varies = again != (cache[example][2] if example in cache else again)
+    else:
+        result.varies = any(len(cache[v["prompt"]][3]) > 1 for v in result.variants)
     hits = [v["prompt"] for v in result.variants if v["reproduced"]]
     if hits:
         words = min(hits, key=lambda p: (len(p.split()), len(p))).split()
@@ -142,20 +192,29 @@ def reproduce_complaint(model: Any, complaint: str, example: str, *, check: Call
         while shrunk and len(words) > 1 and result.calls < max_calls:
             shrunk = False
             for i in range(len(words)):
-                trial = words[:i] + words[i + 1:]
-                if attempt(" ".join(trial))[0]:
-                    words, shrunk = trial, True
+                trial = " ".join(words[:i] + words[i + 1:])
+                if missing(trial, keys):
+                    continue  # it would no longer ask the question: not asked
+                if attempt(trial, all_tries=False)[0]:
+                    words, shrunk = trial.split(), True
                     break
         result.minimal = " ".join(words)
-        n_hit = len(hits)
+        k, n, _ = attempt(result.minimal)  # the minimal prompt's own rate, over every try
+        result.minimal_rate = (k, n)
+        original = next((v for v in result.variants if v["kind"] == "original"), None)
+        rate = f"; the example reproduces in {_rate(original['hits'], original['tries'])}" if original else ""
+        note = (" The model answers differently from one call to the next: run with tries > 1 for a rate."
+                if result.varies and tries <= 1 else "")
         result.findings.append(finding(
             "BEH050", severity="medium", confidence=0.9, location=m.name,
-            title=f"Complaint reproduced: {n_hit} of {len(result.variants)} variants; minimal prompt "
-                  f"{result.minimal!r}",
+            title=f"Complaint reproduced: {len(hits)} of {len(result.variants)} variants; minimal prompt "
+                  f"{result.minimal!r} ({_rate(k, n)}){rate}",
             description=f"Complaint: {complaint!r}. Check: {how}. The minimal prompt keeps only the words needed "
-                        f"to trigger it ({len(words)} of {len(example.split())}).",
-            evidence={"variants": result.variants, "minimal": result.minimal, "calls": result.calls,
-                      "minimal_output": cache[result.minimal][1][:160]},
+                        f"to trigger it ({len(words)} of {len(example.split())}) and still asks the question (it "
+                        f"keeps {', '.join(repr(t) for t in sorted(keys)) or 'every word'}).{note}",
+            evidence={"variants": result.variants, "skipped": result.skipped, "minimal": result.minimal,
+                      "minimal_rate": {"hits": k, "tries": n}, "key_tokens": result.keys, "calls": result.calls,
+                      "varies": result.varies, "minimal_output": cache[result.minimal][2][:160]},
             recommendations=[Recommendation("best_practice", "Add the minimal prompt to your regression suite and "
                                             "re-run `modeldebug behaviour compare` after the fix.",
                                             f"facts.append({{'prompt': {result.minimal!r}, 'answers': [...]}})")]))
@@ -164,8 +223,11 @@ def reproduce_complaint(model: Any, complaint: str, example: str, *, check: Call
             "BEH051", severity="low", confidence=0.6, location=m.name,
             title=f"Complaint not reproduced in {len(result.variants)} variants ({result.calls} calls)",
             description=f"Complaint: {complaint!r}. Check: {how}. None of the variants showed it at "
-                        f"temperature {cfg.temperature:g} with {tries} tr{'y' if tries == 1 else 'ies'} each.",
-            evidence={"variants": result.variants, "calls": result.calls},
+                        f"temperature {cfg.temperature:g} with {_rate(0, max(1, tries)).split(' of ')[1]} each."
+                        + (" The model answers differently from one call to the next: retry with tries > 1."
+                           if result.varies else ""),
+            evidence={"variants": result.variants, "skipped": result.skipped, "calls": result.calls,
+                      "key_tokens": result.keys, "varies": result.varies},
             recommendations=[Recommendation("best_practice", "Ask for the exact prompt, sampling settings and model "
                                             "version; retry with tries > 1 and a temperature above 0.")]))
     return result

@@ -82,7 +82,8 @@ def add(sub: Any) -> None:
     r.add_argument("--example", required=True, metavar="PROMPT", help="the prompt the user sent")
     r.add_argument("--bad-output", metavar="TEXT", help="text whose presence in the answer means it reproduced")
     r.add_argument("--expected", metavar="TEXT", help="text whose absence in the answer means it reproduced")
-    r.add_argument("--tries", type=int, default=1, metavar="N", help="calls per variant, seeds 0..N-1 (default 1)")
+    r.add_argument("--tries", type=int, default=1, metavar="N",
+                   help="calls per variant, seeds 0..N-1: the reproduction rate is hits of N (default 1)")
     r.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     _output_options(r)
     k = actions.add_parser("codes", help="list the behaviour and monitor finding codes, or explain one")
