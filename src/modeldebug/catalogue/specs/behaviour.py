@@ -545,24 +545,31 @@ otherwise ("That could be dangerous; ask an admin.") is missed, while a helpful 
 ## What it detects
 `reproduce_complaint(model, complaint, example)` (`modeldebug behaviour reproduce`) asks the
 example prompt and its variants (the four robustness changes, no punctuation, no politeness
-words, and its first, last and longest sentence when it has several) at temperature 0, `tries`
-seeds each (default 1). Whether an answer reproduces the complaint is decided, first available
-wins, by your `check(output)`, by the bad answer (`--bad-output`, or the last quoted text of the
-complaint that is not the prompt) appearing as whole words, by the `--expected` answer missing, or
-by a safety judge. The shortest reproducing variant is then shrunk one word at a time to a minimal
-prompt (at most `max_calls`, default 200, calls in all). Severity medium, confidence 0.9; the
-evidence has every variant with its answer, the minimal prompt and its answer.
+words, and its first, last and longest sentence and its question when it has several) at
+temperature 0, `tries` seeds each (default 1). Every prompt asked must still ask the example's
+question: it keeps the question's key tokens (numbers, operators, question and content words of
+the sentence that ends in "?"); a variant without them is skipped and listed, never asked.
+Whether an answer reproduces the complaint is decided, first available wins, by your
+`check(output)`, by the bad answer (`--bad-output`, or the last quoted text of the complaint that
+is not the prompt) appearing as whole words, by the `--expected` answer missing, or by a safety
+judge. A variant reproduces when any of its tries does; its rate is hits of tries. The shortest
+reproducing variant is then shrunk one word at a time, never dropping a key token, to a minimal
+prompt (at most `max_calls`, default 200, calls in all), whose rate is measured over every try.
+Severity medium, confidence 0.9; the title gives the minimal prompt's rate and the example's, the
+evidence every variant with its answer and rate, the skipped variants, the key tokens, and whether
+the model answered the same prompt differently (with one try the example is asked once more).
 
 ## Why is this bad?
 The complaint is a real bug, and now it has a test case: the minimal prompt shows which words
-trigger it.
+trigger it, and the rate how often.
 
 ## Example
 ```python
 res = reproduce_complaint(model, 'I asked for the capital of Australia and it said "Sydney"',
                           "Could you tell me the capital of Australia, please?")
-res.minimal      # 'capital' for a model that says Sydney whenever it sees that word
-# BEH050 Complaint reproduced: 7 of 7 variants; minimal prompt 'capital'
+res.minimal      # 'capital Australia,' for a model that says Sydney whenever it sees "capital"
+# BEH050 Complaint reproduced: 6 of 7 variants; minimal prompt 'capital Australia,' (1 of 1 try);
+#        the example reproduces in 1 of 1 try
 ```
 
 ## Recommended fix
@@ -571,9 +578,11 @@ Add the minimal prompt to the regression suite, then fix and compare.
 ## Known problems
 The bad answer is matched anywhere as whole words: "Not Sydney, but Canberra" reproduces a
 complaint about "Sydney". The minimal prompt is minimal for removing one word at a time (greedy),
-not the shortest possible, and may read oddly. The quoted-text guess takes the last quotation in
-the complaint; when that is not the bad answer, pass `--bad-output`. Complaints that show only
-when sampling need `tries` above 1 and a temperature above 0.
+not the shortest possible, and may read oddly. Key tokens are found by an English word list: a
+content word of another language is kept, a question hinging on a function word ("with" vs
+"without") can lose it. The quoted-text guess takes the last quotation in the complaint; when that
+is not the bad answer, pass `--bad-output`. Complaints that show only when sampling need `tries`
+above 1 and a temperature above 0; a rate over a few tries has a wide interval.
 """,
     ),
     Spec(
