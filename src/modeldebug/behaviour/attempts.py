@@ -37,9 +37,12 @@ class BehaviourConfig:
     degenerate_high: float = 0.5
     #: ... medium when at least this share (and three answers or more) is.
     degenerate_some: float = 0.2
-    #: Knowledge: lenient accuracy at or below this is "knows nothing".
+    #: Knowledge (and robustness, determinism): "lenient" (the answer anywhere as whole words; sentences
+    #: pass) or "strict" (the first line is the answer). Both are shown; this one decides pass or fail.
+    scoring: str = "lenient"
+    #: Knowledge: accuracy at or below this (by `scoring`) is "knows nothing".
     knows_nothing_max: float = 0.1
-    #: Knowledge: a capability at or below this lenient accuracy while the overall is at least twice it is a gap.
+    #: Knowledge: a capability at or below this accuracy while the overall is at least twice it is a gap.
     gap_max: float = 0.25
     #: Robustness: facts perturbed (the first N), and the flip rate of a perturbation that is reported.
     robustness_facts: int = 24
@@ -52,6 +55,14 @@ class BehaviourConfig:
     over_refusal_lower: float = 0.05
     #: Clock for latencies (seconds); tests pass a fake one.
     timer: Callable[[], float] = time.perf_counter
+
+    def __post_init__(self) -> None:
+        from ..errors import BadInputError
+        from .scoring import SCORINGS
+
+        if self.scoring not in SCORINGS:
+            raise BadInputError(f"scoring {self.scoring!r}: expected one of {', '.join(SCORINGS)} (lenient: the "
+                                "answer anywhere as whole words; strict: the first line is the answer)")
 
 
 @dataclass

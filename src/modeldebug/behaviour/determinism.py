@@ -17,7 +17,7 @@ from .attempts import Attempt, BehaviourConfig, ProbeResult, call
 from .codes import finding
 from .datasets import Fact
 from .model import Model
-from .scoring import lenient_match
+from .scoring import match
 from .stats import normalized_edit_distance
 from .weights import WeightCheck
 
@@ -39,10 +39,10 @@ def sample_facts(facts: list[Fact], n: int) -> list[Fact]:
     return out
 
 
-def _classify(outputs: list[str], answers: tuple[str, ...]) -> dict[str, Any]:
+def _classify(outputs: list[str], answers: tuple[str, ...], scoring: str = "lenient") -> dict[str, Any]:
     counts = Counter(outputs)
     mode, mode_n = counts.most_common(1)[0]
-    right = [lenient_match(o, answers) for o in outputs]
+    right = [match(o, answers, scoring) for o in outputs]
     deterministic = len(counts) == 1
     majority_right = sum(right) * 2 > len(right)
     kind = ("deterministic" if deterministic else "random") + ("_right" if majority_right else "_wrong")
@@ -60,7 +60,7 @@ def probe_determinism(model: Model, facts: list[Fact], config: BehaviourConfig,
         for _ in range(config.repeats):
             call(model, a, config)
         if len(a.outputs) >= 2:
-            a.scores = _classify(a.outputs, fact.answers)
+            a.scores = _classify(a.outputs, fact.answers, config.scoring)
             a.passed = a.scores["distinct"] == 1
         res.attempts.append(a)
     scored = [a for a in res.attempts if a.passed is not None]

@@ -1,4 +1,8 @@
-"""Basic knowledge: bundled factual prompts scored strictly and leniently, grouped by capability.
+"""Basic knowledge: bundled factual prompts scored leniently (default) and strictly, grouped by capability.
+
+`BehaviourConfig.scoring` decides pass or fail ("lenient": the accepted answer anywhere as whole
+words, so a model that answers in sentences is right; "strict": the first line is the answer);
+both are computed, shown, and the summary and findings say which decided.
 
 "Knows nothing" (lenient accuracy near zero) is a symptom; the usual root cause is weights that did
 not load, so when the model's weights are available we check them too and report that first.
@@ -69,33 +73,34 @@ def weights_finding(check: WeightCheck, location: str, symptoms: list[Finding] |
 
 def probe_knowledge(model: Model, facts: list[Fact], config: BehaviourConfig,
                     weights: WeightCheck | None = None) -> ProbeResult:
-    """Ask every fact once; score strict and lenient; report knows-nothing and capability gaps."""
+    """Ask every fact once; score lenient and strict (`config.scoring` decides); report knows-nothing and gaps."""
     res = ProbeResult("knowledge")
     for fact in facts:
         a = Attempt("knowledge", fact.id, fact.prompt, group=fact.capability, tags={"answers": list(fact.answers)})
         out = call(model, a, config)
         if out is not None:
             a.scores = {"strict": strict_match(out, fact.answers), "lenient": lenient_match(out, fact.answers)}
-            a.passed = a.scores["lenient"]
+            a.passed = a.scores[config.scoring]
         else:
             a.scores = {"strict": False, "lenient": False}
             a.passed = False
         res.attempts.append(a)
     table = capability_table(res.attempts)
-    res.summary = {"capabilities": table}
-    overall = table["all"]["lenient"]["rate"]
+    used, other = config.scoring, "strict" if config.scoring == "lenient" else "lenient"
+    res.summary = {"capabilities": table, "scoring": used}
+    overall = table["all"][used]["rate"]
     if overall <= config.knows_nothing_max:
         knows = finding(
             "BEH020", severity="high", confidence=0.9, location=model.name,
-            title=(f"The model knows nothing: {table['all']['lenient']['k']} of {len(facts)} basic facts right "
-                   f"(lenient), {table['all']['strict']['k']} strict"),
+            title=(f"The model knows nothing: {table['all'][used]['k']} of {len(facts)} basic facts right "
+                   f"({used}), {table['all'][other]['k']} {other}"),
             description="It fails arithmetic, capitals, units and common facts that any trained language model "
                         "answers. This usually means the weights did not load, the wrong checkpoint was used, or "
                         "the tokenizer does not match the model."
                         + (" The weight check below says why." if weights is not None and weights.verdict else
                            " The weights were not available to check; check them yourself." if weights is None else
                            " The weights look trained, so check the tokenizer and the prompt template."),
-            evidence={"capabilities": table,
+            evidence={"capabilities": table, "scoring": used,
                       "examples": [{"prompt": a.prompt, "output": a.output[:80], "answers": a.tags["answers"]}
                                    for a in res.attempts[:5]],
                       "weights_verdict": weights.verdict if weights is not None else "not available"},
@@ -109,15 +114,16 @@ def probe_knowledge(model: Model, facts: list[Fact], config: BehaviourConfig,
     if weights is not None and (cause := weights_finding(weights, model.name)) is not None:
         res.findings.append(cause)
     for cap, row in table.items():
-        rate = row["lenient"]["rate"]
+        rate = row[used]["rate"]
         if cap != "all" and rate <= config.gap_max and overall >= 2 * max(rate, config.knows_nothing_max):
             res.findings.append(finding(
                 "BEH021", severity="medium", confidence=0.7, location=model.name,
-                title=f"Knowledge gap in {cap}: {row['lenient']['k']}/{row['lenient']['n']} right vs "
-                      f"{overall:.0%} overall",
+                title=f"Knowledge gap in {cap}: {row[used]['k']}/{row[used]['n']} right vs "
+                      f"{overall:.0%} overall ({used} scoring)",
                 description=f"The model answers other basic facts but not {cap} "
-                            f"(strict {row['strict']['rate']:.0%}, lenient {rate:.0%}).",
-                evidence={"capability": cap, **row, "overall": table["all"],
+                            f"(lenient {row['lenient']['rate']:.0%}, strict {row['strict']['rate']:.0%}; "
+                            f"{used} decides).",
+                evidence={"capability": cap, **row, "overall": table["all"], "scoring": used,
                           "failed": [a.prompt for a in res.attempts if a.group == cap and not a.passed][:8]},
                 recommendations=[Recommendation("fix", f"Add {cap} examples to the training data, or route these "
                                                 "questions to a tool (a calculator, a lookup).")]))

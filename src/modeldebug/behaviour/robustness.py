@@ -19,7 +19,7 @@ from .codes import finding
 from .datasets import DirectionalPair, Fact
 from .determinism import sample_facts
 from .model import Model
-from .scoring import answer_line, lenient_match, normalize
+from .scoring import answer_line, match, normalize
 from .stats import Rate
 
 __all__ = ["PERTURBATIONS", "probe_robustness", "typo"]
@@ -65,7 +65,7 @@ def probe_robustness(model: Model, facts: list[Fact], pairs: list[DirectionalPai
         if fact.id not in known:
             a = Attempt("knowledge", fact.id, fact.prompt, group=fact.capability)
             out = call(model, a, config)
-            a.passed = out is not None and lenient_match(out, fact.answers)
+            a.passed = out is not None and match(out, fact.answers, config.scoring)
             known[fact.id] = a
         return known[fact.id]
 
@@ -80,7 +80,7 @@ def probe_robustness(model: Model, facts: list[Fact], pairs: list[DirectionalPai
             a = Attempt("robustness", f"{fact.id}~{name}", perturb(fact.prompt), group=name,
                         tags={"original": fact.prompt})
             out = call(model, a, config)
-            right = out is not None and lenient_match(out, fact.answers)
+            right = out is not None and match(out, fact.answers, config.scoring)
             a.scores = {"right": right, "same_answer": _answer(out) == _answer(base.output)}
             a.passed = right
             if not right:

@@ -1,20 +1,28 @@
-"""Scoring a short answer against accepted answers, strictly and leniently.
+"""Scoring a short answer against accepted answers, leniently (the default) or strictly.
 
-- strict: the first line of the output, trimmed of surrounding spaces, quotes and final punctuation,
-  equals an accepted answer (case-insensitive). "Paris" passes, "Paris is the capital." does not.
 - lenient: an accepted answer appears in the output as whole words (word boundaries, so "12" does not
-  match "120"), with number words read as digits ("twelve" = "12"). "The capital is Paris." passes.
+  match "120"), case-insensitive, with number words read as digits ("twelve" = "12"), thousands
+  separators and accents ignored. "The capital of France is Paris." passes.
+- strict: the first line of the output, trimmed of surrounding spaces, quotes and final punctuation,
+  equals an accepted answer (same normalisation). "Paris" passes, "Paris is the capital." does not.
 
-Both are reported because they disagree for a reason: strict failures with lenient passes mean the
-model knows but rambles; lenient passes on a list of every capital mean it guesses.
+A model that answers in sentences is right, so lenient decides pass or fail by default
+(`BehaviourConfig.scoring`, `--scoring strict` for the other); both are computed and shown, because
+they disagree for a reason: strict failures with lenient passes mean the model knows but rambles
+(or the serving code returns the prompt too); lenient passes on a list of every capital mean it
+guesses.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["answer_line", "lenient_match", "normalize", "strict_match"]
+__all__ = ["SCORINGS", "answer_line", "lenient_match", "match", "normalize", "strict_match"]
+
+#: The ways an answer can be scored; the first is the default.
+SCORINGS = ("lenient", "strict")
 
 _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
           "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -36,8 +44,9 @@ def _number_words_to_digits(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """Casefold, number words to digits, thousands separators dropped, runs of spaces collapsed."""
-    t = _number_words_to_digits(text.casefold())
+    """Casefold, accents dropped, number words to digits, thousands separators dropped, spaces collapsed."""
+    t = unicodedata.normalize("NFKD", text.casefold())
+    t = _number_words_to_digits("".join(ch for ch in t if not unicodedata.combining(ch)))
     t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000 -> 1000
     t = re.sub(r"(?<=\d)\.0+\b", "", t)  # 12.0 -> 12
     return re.sub(r"\s+", " ", t).strip()
@@ -65,3 +74,10 @@ def lenient_match(output: str, answers: Iterable[str]) -> bool:
         if a_norm and re.search(r"(?<![\w.])" + re.escape(a_norm) + r"(?![\w]|\.\d)", text):
             return True
     return False
+
+
+def match(output: str, answers: Iterable[str], scoring: str = "lenient") -> bool:
+    """`lenient_match` or `strict_match`, as `scoring` says."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring {scoring!r}: expected one of {', '.join(SCORINGS)}")
+    return strict_match(output, answers) if scoring == "strict" else lenient_match(output, answers)

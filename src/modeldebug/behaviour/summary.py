@@ -34,9 +34,13 @@ def _determinism(s: dict[str, Any]) -> list[str]:
 
 
 def _knowledge(s: dict[str, Any]) -> list[str]:
-    lines = [f"{'capability':<16}{'strict':<24}{'lenient':<24}"]
+    used = s.get("scoring", "lenient")
+    cols = [used, "strict" if used == "lenient" else "lenient"]  # the one that decides first
+    lines = [f"{'capability':<16}{cols[0] + ' (scored)':<24}{cols[1]:<24}"]
     for cap, row in s["capabilities"].items():
-        lines.append(f"{cap:<16}{rate_cell(row['strict']):<24}{rate_cell(row['lenient']):<24}")
+        lines.append(f"{cap:<16}{rate_cell(row[cols[0]]):<24}{rate_cell(row[cols[1]]):<24}")
+    lines.append(f"scored {used}ly: " + ("the expected answer anywhere as a whole word or number (sentences pass)"
+                                          if used == "lenient" else "the first line must be the answer"))
     return lines
 
 

@@ -50,6 +50,9 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
                    "knowledge, robustness, safety (default all)")
     p.add_argument("--repeats", type=int, default=5, metavar="N", help="determinism: calls per prompt (default 5)")
     p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="passed to the model (default 64)")
+    p.add_argument("--scoring", choices=["lenient", "strict"], default="lenient",
+                   help="knowledge answers: lenient (the answer anywhere as a whole word or number, default) or "
+                        "strict (the first line is the answer)")
     p.add_argument("--judge", metavar="MODULE:CALLABLE", help="safety judge: judge(prompt, output) -> (harmful, category)")
     p.add_argument("--facts", metavar="P", help="your own knowledge.json instead of the bundled facts")
     p.add_argument("--safety", metavar="P", help="your own safety.json instead of the bundled prompts")
@@ -121,7 +124,7 @@ def _config(args: argparse.Namespace) -> Any:
 
     for name in ("repeats", "max_tokens"):
         _count(args, name)
-    return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens)
+    return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens, scoring=args.scoring)
 
 
 def _count(args: argparse.Namespace, name: str) -> None:

@@ -244,9 +244,12 @@ on six prompts miss rare variation (one call in fifty), and a prompt answered fe
         doc="""
 ## What it detects
 The knowledge probe asks every fact once (bundled: 48 short questions, 12 each of arithmetic,
-capitals, units and common facts; or yours with `--facts`) and scores the answers leniently: an
-accepted answer must appear as whole words, number words counting as digits. It fires when the
-overall lenient accuracy is at or below `knows_nothing_max` (default 0.1: 4 or fewer of the 48).
+capitals, units and common facts; or yours with `--facts`) and scores the answers leniently by
+default: an accepted answer must appear as whole words or a whole number, case-insensitive, number
+words counting as digits, accents and thousands separators ignored, so "The capital of France is
+Paris." is right. With `--scoring strict` (`BehaviourConfig(scoring="strict")`) the first line must
+be the answer. Both are computed and shown; the title and evidence say which decided. It fires when
+the overall accuracy is at or below `knows_nothing_max` (default 0.1: 4 or fewer of the 48).
 Calls that raised count as wrong. Severity high, confidence 0.9. When the model's weights can be
 checked, a BEH022 finding is reported with it as its cause; when they look trained, the
 description points at the tokenizer and the prompt template instead.
@@ -282,7 +285,7 @@ endpoint, or no `torch.nn.Module` found) the likely cause cannot be checked.
         summary='One capability group is far below the others',
         doc="""
 ## What it detects
-Per capability of the facts, a lenient accuracy at or below `gap_max` (default 0.25: 3 or fewer
+Per capability of the facts, an accuracy (lenient unless `--scoring strict`) at or below `gap_max` (default 0.25: 3 or fewer
 of the 12 bundled prompts) while the overall accuracy is at least twice the larger of that rate
 and `knows_nothing_max` (0.1). Not checked when BEH020 fires. Severity medium, confidence 0.7; the
 evidence has the strict and lenient rates with 95% Wilson intervals and up to eight failed
