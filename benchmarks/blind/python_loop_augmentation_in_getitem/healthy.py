@@ -1,0 +1,47 @@
+"""Small CNN whose Dataset.__getitem__ applies brightness/contrast jitter and per-pixel noise as tensor operations,
+with DataLoader(num_workers=0)."""
+import random
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+torch.manual_seed(0)
+random.seed(0)
+torch.set_num_threads(1)
+
+n_classes, n = 4, 384
+images = torch.rand(n, 3, 32, 32) * 0.5
+labels = torch.randint(0, n_classes, (n,))
+for c in range(n_classes):
+    images[labels == c, c % 3, c * 8:(c + 1) * 8, :] += 0.5
+
+
+class JitterDataset(Dataset):
+    def __len__(self):
+        return n
+
+    def __getitem__(self, i):
+        gain, bias = random.uniform(0.8, 1.2), random.uniform(-0.1, 0.1)
+        noise = torch.randn(images[i].shape) * 0.02
+        return (images[i] * gain + bias + noise).clamp(0.0, 1.0), labels[i]
+
+
+loader = DataLoader(JitterDataset(), batch_size=32, shuffle=True, num_workers=0)
+model = nn.Sequential(
+    nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(32 * 8 * 8, n_classes),
+)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+criterion = nn.CrossEntropyLoss()
+
+for epoch in range(3):
+    total = 0.0
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    print(f"epoch {epoch} loss {total / len(loader):.4f}")
