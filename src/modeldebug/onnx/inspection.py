@@ -1,9 +1,10 @@
 """`modeldebug onnx inspect`: opsets, inputs and outputs, nodes, weights, and MACs/FLOPs.
 
-MACs are counted for Conv, ConvTranspose, Gemm and MatMul where shape inference gives the shapes
-(FLOPs = 2 x MACs); symbolic dimensions are set to 1 (per sample) unless shapes
-are given. The parameter count counts each floating-point initializer (or Constant) once, however
-many nodes share it, and leaves out the ones no node reads.
+MACs are counted for Conv, ConvTranspose, Gemm, MatMul, Einsum and the recurrent ops, with shapes
+resolved from concrete input shapes (``macs``; FLOPs = 2 x MACs); symbolic dimensions are set to 1
+unless shapes are given, and the result says so. A compute node that cannot be counted is listed
+with the reason. The parameter count counts each floating-point initializer (or Constant) once,
+however many nodes share it, and leaves out the ones no node reads.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import BadInputError
-from .graph import GraphIndex, Shape, infer_types, module_scope
+from .graph import GraphIndex, infer_types, module_scope
 from .lint import tensor_nbytes
 from .load import load_model
+from .macs import count_macs, resolve_shapes
 
-__all__ = ["Inspection", "NodeInfo", "inspect", "node_macs"]
+__all__ = ["Inspection", "NodeInfo", "inspect"]
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
@@ -59,6 +61,8 @@ class Inspection:
     shapes_assumed: dict[str, list[int]]
     file_bytes: int
     findings: list[Any] = field(default_factory=list)
+    uncounted: list[dict[str, str]] = field(default_factory=list)
+    symbolic_set_to_one: list[str] = field(default_factory=list)
 
     @property
     def total_flops(self) -> int:
@@ -87,6 +91,17 @@ class Inspection:
         lines.append(f"compute{assumed}: {_count(self.total_macs)} MACs, {_count(self.total_flops)} FLOPs"
                      + (" (" + ", ".join(f"{k} {_count(v)}" for k, v in self.macs_by_op.items()) + ")"
                         if self.macs_by_op else ""))
+        if self.symbolic_set_to_one:
+            lines.append(f"  symbolic dimension(s) {', '.join(self.symbolic_set_to_one)} set to 1: give real sizes with "
+                         "--shape NAME=D0,D1,...")
+        if self.uncounted:
+            ops = Counter(u["op_type"] for u in self.uncounted)
+            lines.append(f"  NOT counted: {len(self.uncounted)} compute node(s) ("
+                         + ", ".join(f"{k} {v}" for k, v in ops.items()) + "), so the total is a lower bound:")
+            for u in self.uncounted[:5]:
+                lines.append(f"    {u['node']} ({u['op_type']}): {u['reason']}")
+            if len(self.uncounted) > 5:
+                lines.append(f"    ... {len(self.uncounted) - 5} more (use --json for all)")
         lines.append("nodes:")
         for n in self.nodes[:max_nodes]:
             macs = f"  {_count(n.macs)} MACs" if n.macs else ""
@@ -114,28 +129,8 @@ def _count(n: int | None) -> str:
     return str(n)
 
 
-def _known(shape: Shape | None) -> bool:
+def _known(shape: list[Any] | None) -> bool:
     return bool(shape) and all(isinstance(d, int) and d >= 0 for d in shape)
-
-
-def node_macs(node: Any, shapes: dict[str, Shape]) -> int | None:
-    """Multiply-accumulates of a Conv/ConvTranspose/Gemm/MatMul node, or None if shapes are unknown."""
-    ins = [shapes.get(n) for n in node.input]
-    out = shapes.get(node.output[0]) if node.output else None
-    op = node.op_type
-    if op in ("Conv", "ConvTranspose") and len(ins) >= 2 and _known(ins[1]) and _known(out) and _known(ins[0]):
-        w = ins[1]
-        if op == "Conv":  # each output element: C_in/group x kernel MACs
-            return math.prod(out) * w[1] * math.prod(w[2:])
-        return math.prod(ins[0]) * w[1] * math.prod(w[2:])  # ConvTranspose: each input element scatters
-    if op == "Gemm" and len(ins) >= 2 and _known(ins[0]) and _known(out):
-        trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
-        k = ins[0][0] if trans_a else ins[0][1]
-        return math.prod(out) * k
-    if op == "MatMul" and len(ins) >= 2 and _known(ins[0]) and _known(out):
-        k = ins[0][-1] if len(ins[0]) > 0 else 1
-        return math.prod(out) * k
-    return None
 
 
 def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> Inspection:
@@ -167,15 +162,18 @@ def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> 
         if given is not None and any(d <= 0 for d in given):
             raise BadInputError(f"--shape {item['name']}: dimensions must be positive, got {given}")
     assumed = dict(input_shapes or {})
+    set_to_one: list[str] = []
     for item in io_in:
         if item["name"] not in assumed and item["shape"] and not _known(item["shape"]):
             assumed[item["name"]] = [d if isinstance(d, int) and d > 0 else 1 for d in item["shape"]]
-    concrete = infer_types(proto, assumed) if assumed else declared
-    shapes = {k: v[1] for k, v in concrete.items()}
+            set_to_one += [f"{d}" if isinstance(d, str) else f"{item['name']}[{a}]"
+                           for a, d in enumerate(item["shape"]) if not (isinstance(d, int) and d > 0)]
+    _, shapes = resolve_shapes(proto, g, assumed)
+    counted, uncounted = count_macs(g, shapes)
     nodes, macs_by_op, total = [], Counter(), 0
     for i in g.order:
         node = g.nodes[i]
-        macs = node_macs(node, shapes)
+        macs = counted.get(i)
         if macs:
             macs_by_op[node.op_type] += macs
             total += macs
@@ -202,4 +200,4 @@ def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> 
         op_counts=dict(Counter(n.op_type for n in nodes).most_common()), initializers_by_dtype=by_dtype, parameters=params,
         parameter_bytes=param_bytes, total_macs=total, macs_by_op=dict(macs_by_op),
         shapes_assumed=assumed,
-        file_bytes=loaded.size_bytes)
+        file_bytes=loaded.size_bytes, uncounted=uncounted, symbolic_set_to_one=list(dict.fromkeys(set_to_one)))

@@ -23,9 +23,9 @@ from ..rules.base import Finding, Recommendation
 from .config import ONNXConfig
 from .feeds import input_specs, match_feeds, random_feeds, read_npz
 from .findings import finding
-from .graph import GraphIndex, infer_types
-from .inspection import node_macs
+from .graph import GraphIndex
 from .load import load_model
+from .macs import count_macs, resolve_shapes
 from .runtime import make_session, require_ort, run_session
 
 __all__ = ["NodeStat", "OpStat", "ProfileResult", "parse_trace", "profile"]
@@ -152,13 +152,9 @@ def parse_trace(data: Any, *, warmup: int) -> tuple[list[float], dict[str, list[
 
 def _flops_by_node(proto: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
     g = GraphIndex(proto.graph)
-    shapes = {k: v[1] for k, v in infer_types(proto, {k: list(v.shape) for k, v in feeds.items()}).items()}
-    out = {}
-    for i in g.order:
-        macs = node_macs(g.nodes[i], shapes)
-        if macs:
-            out[g.label(i)] = 2 * macs
-    return out
+    _, shapes = resolve_shapes(proto, g, {k: list(v.shape) for k, v in feeds.items()})
+    counted, _ = count_macs(g, shapes)
+    return {g.label(i): 2 * macs for i, macs in counted.items() if macs}
 
 
 def profile(model: Any, inputs: Any = None, config: ONNXConfig | None = None, *,
