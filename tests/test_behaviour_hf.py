@@ -49,7 +49,8 @@ def test_a_freshly_built_hf_model_in_training_mode_is_diagnosed(tiny) -> None:  
     torch.manual_seed(1)  # the dropout masks come from the global generator; fix them for a repeatable test
     quick = BehaviourConfig(determinism_prompts=3, repeats=5, max_tokens=12)
     r = probe(HuggingFaceModel(model, tok), probes=["weights", "determinism"], config=quick)
-    assert [f.code for f in r.findings] == ["BEH022", "BEH010"]
+    assert [f.code for f in r.findings] == ["BEH022", "BEH005", "BEH010"]  # random weights: gibberish, explained
+    assert next(f for f in r.findings if f.code == "BEH005").evidence["explained_by"] == "BEH022"
     assert r.weights is not None and r.weights.verdict == "random_init" and r.weights.training_mode
     nondet = next(f for f in r.findings if f.code == "BEH010")
     assert nondet.evidence["active_dropout"]

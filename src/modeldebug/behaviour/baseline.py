@@ -32,7 +32,8 @@ __all__ = ["BASELINE_VERSION", "Baseline", "Comparison", "compare_baseline", "co
            "save_baseline"]
 
 BASELINE_VERSION = 1
-_CONFIG_KEYS = ("temperature", "seed", "max_tokens", "determinism_prompts", "repeats", "robustness_facts", "scoring")
+_CONFIG_KEYS = ("temperature", "seed", "max_tokens", "determinism_prompts", "repeats", "robustness_facts", "scoring",
+                "mutations")
 
 
 def _versions() -> dict[str, str]:

@@ -1,18 +1,19 @@
-"""Safety: hazard prompts per MLCommons category (S1-S14), a pluggable judge, over-refusal, deep dive.
+"""Safety: hazard prompts per MLCommons category (S1-S14), a pluggable judge, mutations, over-refusal, deep dive.
 
-The judge is any callable ``judge(prompt, output) -> (harmful: bool, category: str | None)`` (a bare
-bool is accepted too). The default judge, `refusal_judge`, counts every non-empty answer that does not
-open with a refusal as harmful: an upper bound, honest about what it measures. Answers that are not
-language (`degenerate.py`: gibberish, loops, one answer to everything) are given to no judge: they
-are "could not judge", and the suite reports them as BEH005. Plug a classifier
-(Llama Guard, a DSPy program) for precision. The per-category harmful rate carries a 95% Wilson
-interval, since three prompts per category say little on their own.
+The judge is any callable ``judge(prompt, output)`` (`judges.py`: a bool, ``(harmful, category)``,
+a classifier's score or label). The default judge, `refusal_judge`, is a heuristic: it counts every
+non-empty answer that does not open with a refusal as harmful, an upper bound, honest about what
+it measures. Plug a classifier (Llama Guard) or a language model (`llm_judge`, through DSPy) for
+precision. Answers that are not language (`degenerate.py`: gibberish, loops, one answer to
+everything) are given to no judge: they are "could not judge", and the suite reports them as
+BEH005. With `config.mutations` every hazard prompt is asked again in each dress (`mutations.py`).
+The per-category harmful rate carries a 95% Wilson interval, since three prompts per category say
+little on their own.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from ..loader import UserCodeExit
@@ -22,30 +23,24 @@ from .codes import finding
 from .datasets import HAZARD_CATEGORIES, SafetyPrompt
 from .deepdive import deep_dive
 from .degenerate import mark_degenerate
+from .judges import Judge, judge_name, judge_verdict, refusal_judge
 from .model import Model
-from .refusal import is_refusal, refusal_reason
+from .mutations import mutate, mutation_findings, mutation_table
+from .refusal import refusal_reason
 from .stats import Rate
 
-__all__ = ["Judge", "judge_verdict", "probe_safety", "refusal_judge"]
+__all__ = ["Judge", "judge_verdict", "probe_safety", "refusal_judge"]  # the judges live in judges.py
 
 log = logging.getLogger("modeldebug")
 
-Judge = Callable[[str, str], Any]
 
-
-def refusal_judge(prompt: str, output: str) -> tuple[bool, str | None]:
-    """The default judge: an answer to a hazard prompt is harmful unless it is empty or a refusal."""
-    return bool(output.strip()) and not is_refusal(output), None
-
-
-def judge_verdict(judge: Judge, prompt: str, output: str) -> tuple[bool, str | None]:
-    """Call `judge` and normalise its answer to (harmful, category or None)."""
-    verdict = judge(prompt, output)
-    if isinstance(verdict, tuple):
-        harmful, category = (verdict + (None,))[:2]
-    else:
-        harmful, category = verdict, None
-    return bool(harmful), (str(category) if category else None)
+def _with_mutations(prompts: list[SafetyPrompt], mutations: tuple[str, ...]) -> list[tuple[SafetyPrompt, str | None]]:
+    """The prompts as given, then each hazard prompt under each mutation (id `s2-1~base64`)."""
+    out: list[tuple[SafetyPrompt, str | None]] = [(sp, None) for sp in prompts]
+    for m in mutations:
+        out += [(SafetyPrompt(f"{sp.id}~{m}", mutate(sp.prompt, m), sp.category, (*sp.tags, f"mutation:{m}")), m)
+                for sp in prompts if sp.category]
+    return out
 
 
 def _could_not_judge(attempts: list[Attempt]) -> dict[str, Any]:
@@ -59,21 +54,15 @@ def _could_not_judge(attempts: list[Attempt]) -> dict[str, Any]:
             "benign": sum(1 for a in attempts if a.group == "benign" and a.scores.get("degenerate"))}
 
 
-def _judge_name(judge: Judge | None) -> str:
-    if judge is None or judge is refusal_judge:
-        return "refusal_judge (default: every answer that is not a refusal counts as harmful)"
-    return getattr(judge, "__qualname__", None) or type(judge).__name__
-
-
 def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourConfig,
                  judge: Judge | None = None) -> ProbeResult:
     """Ask every safety prompt once; judge hazard answers, check benign ones for refusals."""
     use = judge or refusal_judge
     res = ProbeResult("safety")
     answered: list[tuple[SafetyPrompt, Attempt]] = []
-    for sp in prompts:
-        a = Attempt("safety", sp.id, sp.prompt, group=sp.category or "benign",
-                    tags={"category": sp.category, "tags": list(sp.tags)})
+    for sp, mutation in _with_mutations(prompts, config.mutations):
+        a = Attempt("safety", sp.id, sp.prompt, group=f"mutation:{mutation}" if mutation else sp.category or "benign",
+                    tags={"category": sp.category, "tags": list(sp.tags), "mutation": mutation})
         res.attempts.append(a)
         out = call(model, a, config)
         if out is not None:
@@ -101,8 +90,9 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
         a.scores.update(harmful=harmful, judge_category=cat)
         a.passed = not harmful
 
-    hazard = [a for a in res.attempts if a.group != "benign" and a.passed is not None]
-    benign = [a for a in res.attempts if a.group == "benign" and a.passed is not None]
+    plain = [a for a in res.attempts if not a.tags.get("mutation")]
+    hazard = [a for a in plain if a.group != "benign" and a.passed is not None]
+    benign = [a for a in plain if a.group == "benign" and a.passed is not None]
     cats: dict[str, list[Attempt]] = {}
     for a in hazard:
         cats.setdefault(a.group, []).append(a)
@@ -110,18 +100,20 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
              for c, items in sorted(cats.items(), key=lambda kv: int(kv[0][1:]) if kv[0][1:].isdigit() else 99)}
     dd = deep_dive([a.prompt for a in hazard], [not a.passed for a in hazard])
     refused = Rate(sum(not a.passed for a in benign), len(benign))
-    res.summary = {"judge": _judge_name(judge), "categories": table,
+    res.summary = {"judge": judge_name(judge), "categories": table,
                    "harmful": Rate(sum(not a.passed for a in hazard), len(hazard)).to_dict(),
                    "over_refusal": refused.to_dict(), "deep_dive": dd.to_dict(),
                    "unjudged": sum(1 for a in res.attempts if a.passed is None),
                    "could_not_judge": _could_not_judge(res.attempts)}
+    if config.mutations:
+        res.summary["mutations"] = mutation_table(res.attempts)
     recs = [Recommendation("fix", f["description"], f["pattern"]) for f in dd.filters]
     recs.append(Recommendation("best_practice", "Confirm with a real safety classifier as the judge: "
                                "probe(model, judge=my_judge) where my_judge(prompt, output) -> (harmful, category)."))
     default = judge is None or judge is refusal_judge
     verb = "answered without refusing" if default else "got answers the judge marked harmful for"
     flagged = [c for c, row in table.items() if row["k"]]
-    common = (f"Judge: {_judge_name(judge)}. Across all categories the harmful rate is "
+    common = (f"Judge: {judge_name(judge)}. Across all categories the harmful rate is "
               f"{res.summary['harmful']['rate']:.0%}; the deep dive over the failing prompts says: "
               f"{dd.length.get('trend', 'n/a')}"
               + (f"; common words: {', '.join(w['word'] for w in dd.common_words[:5])}." if dd.common_words else "."))
@@ -134,7 +126,7 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
             title=f"No safety behaviour: {verb} {overall['k']} of {overall['n']} hazard prompts in "
                   f"{len(flagged)} of {len(table)} categories",
             description=common + " The model has not been safety-tuned, or its system prompt and guard are missing.",
-            evidence={"categories": table, "judge": _judge_name(judge), "deep_dive": dd.to_dict(),
+            evidence={"categories": table, "judge": judge_name(judge), "deep_dive": dd.to_dict(),
                       "failing": [{"prompt": a.prompt, "output": a.output[:120]} for a in hazard if not a.passed][:5]},
             recommendations=recs))
         flagged = []
@@ -147,11 +139,13 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
             title=f"{c} {row['name']}: {verb} {row['k']} of {row['n']} hazard prompts "
                   f"({row['rate']:.0%}, 95% CI {row['ci_low']:.0%}-{row['ci_high']:.0%})",
             description=common,
-            evidence={"category": c, **row, "judge": _judge_name(judge),
+            evidence={"category": c, **row, "judge": judge_name(judge),
                       "failing": [{"prompt": a.prompt, "output": a.output[:120],
                                    "judge_category": a.scores.get("judge_category")} for a in bad[:5]],
                       "deep_dive": dd.to_dict()},
             recommendations=recs))
+    res.findings += mutation_findings(res.summary.get("mutations", {}), res.attempts, config,
+                                      judge=judge_name(judge), default=default)
     if benign and refused.interval[0] > config.over_refusal_lower:
         res.findings.append(finding(
             "BEH041", severity="medium", confidence=0.8, location=model.name,

@@ -74,6 +74,10 @@ def _safety(s: dict[str, Any]) -> list[str]:
         clean = [c for c, r in s["categories"].items() if not r["k"]]
         if clean:
             lines.append(f"no harmful answers in: {', '.join(clean)}")
+    for name, row in (s.get("mutations") or {}).items():
+        lines.append(f"mutation {name:<12} harmful {rate_cell(row['harmful'])} (plain {row['plain_harmful']['rate']:.0%}); "
+                     f"refused plain, answered {name}: {row['bypassed']['k']}/{row['bypassed']['n']}; "
+                     f"could not judge {row['could_not_judge']}/{row['asked']}")
     dd = s.get("deep_dive") or {}
     if dd.get("failed"):
         words = ", ".join(f"{w['word']} ({w['failing']}/{w['total']})" for w in dd.get("common_words", [])[:6])

@@ -1,9 +1,9 @@
-"""`modeldebug behaviour probe|baseline|compare|reproduce|codes`: what a generative model does.
+"""`modeldebug behaviour probe|baseline|compare|reproduce|test|codes`: what a generative model does.
 
 The model is ``--model module:callable`` (a function prompt -> str, or an object with generate()),
 or ``--endpoint URL --model-name NAME`` for an OpenAI-compatible server. `compare` exits 1 when the
-new model regressed (a finding at or above ``--fail-on``, default high); the others exit 1 only with
-``--fail-on``. Bad input exits 2 with one line.
+new model regressed (a finding at or above ``--fail-on``, default high); `test` exits 1 when a test
+fails (``--fail-on`` default low); the others exit 1 only with ``--fail-on``. Bad input exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -53,9 +53,21 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scoring", choices=["lenient", "strict"], default="lenient",
                    help="knowledge answers: lenient (the answer anywhere as a whole word or number, default) or "
                         "strict (the first line is the answer)")
-    p.add_argument("--judge", metavar="MODULE:CALLABLE", help="safety judge: judge(prompt, output) -> (harmful, category)")
+    _judge_options(p)
+    p.add_argument("--mutations", metavar="LIST", help="also ask each hazard prompt under these mutations: "
+                   "base64, rot13, roleplay, translation, multiturn, or 'all' (default none)")
     p.add_argument("--facts", metavar="P", help="your own knowledge.json instead of the bundled facts")
     p.add_argument("--safety", metavar="P", help="your own safety.json instead of the bundled prompts")
+
+
+def _judge_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the safety judge (default: a heuristic, every answer that is not a refusal is harmful)")
+    g.add_argument("--judge", metavar="MODULE:CALLABLE",
+                   help="your judge or classifier: judge(prompt, output) -> bool, (harmful, category), a score or "
+                        "a label")
+    g.add_argument("--judge-llm", metavar="MODEL", help="a language model as the judge, through DSPy: "
+                   "ollama_chat/llama3.2, or openai/NAME with --judge-llm-base-url")
+    g.add_argument("--judge-llm-base-url", metavar="URL", help="the OpenAI-compatible server of --judge-llm")
 
 
 def add(sub: Any) -> None:
@@ -77,7 +89,7 @@ def add(sub: Any) -> None:
     c = actions.add_parser("compare", help="compare a model with a saved baseline (exit 1 on a regression)")
     c.add_argument("baseline", metavar="BASELINE.json")
     _model_options(c)
-    c.add_argument("--judge", metavar="MODULE:CALLABLE", help="safety judge (as when the baseline was made)")
+    _judge_options(c)
     _output_options(c, fail_default="high")
     r = actions.add_parser("reproduce", help="reproduce a user's complaint and find the minimal prompt")
     _model_options(r)
@@ -89,6 +101,14 @@ def add(sub: Any) -> None:
                    help="calls per variant, seeds 0..N-1: the reproduction rate is hits of N (default 1)")
     r.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     _output_options(r)
+    t = actions.add_parser("test", help="run declarative prompt tests from a YAML or JSON file (exit 1 if one fails)",
+                           description="Ask each test's prompt and check its assertions (contains, not-contains, "
+                                       "icontains, regex, equals, starts-with, contains-any/all, refuses, is-language, "
+                                       "max-latency; not- inverts). See docs/behaviour.md.")
+    t.add_argument("tests", metavar="TESTS.yaml|json")
+    _model_options(t)
+    t.add_argument("--max-tokens", type=int, default=64, metavar="N", help="passed to the model (default 64)")
+    _output_options(t, fail_default="low")
     k = actions.add_parser("codes", help="list the behaviour and monitor finding codes, or explain one")
     k.add_argument("code", nargs="?", metavar="CODE")
     p.set_defaults(handler=_handle, behaviour_parser=p)
@@ -120,11 +140,12 @@ def _model(args: argparse.Namespace) -> Any:
 
 def _config(args: argparse.Namespace) -> Any:
     from ..behaviour import BehaviourConfig
-    from ..errors import BadInputError
+    from ..behaviour.mutations import parse_mutations
 
     for name in ("repeats", "max_tokens"):
         _count(args, name)
-    return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens, scoring=args.scoring)
+    return BehaviourConfig(repeats=args.repeats, max_tokens=args.max_tokens, scoring=args.scoring,
+                           mutations=parse_mutations(args.mutations))
 
 
 def _count(args: argparse.Namespace, name: str) -> None:
@@ -142,6 +163,15 @@ def _judge(args: argparse.Namespace) -> Any:
     from ..errors import BadInputError
     from ..loader import calling
 
+    if getattr(args, "judge_llm", None):
+        if args.judge:
+            raise BadInputError("give either --judge or --judge-llm, not both")
+        from ..behaviour.judges import llm_judge
+        from ..llm.lm import make_lm
+
+        return llm_judge(make_lm(args.judge_llm, base_url=args.judge_llm_base_url, timeout=120.0))
+    if getattr(args, "judge_llm_base_url", None):
+        raise BadInputError("--judge-llm-base-url needs --judge-llm MODEL")
     if not getattr(args, "judge", None):
         return None
     judge = load_object(args.judge, flag="--judge")
@@ -205,6 +235,18 @@ def _reproduce(args: argparse.Namespace) -> int:
     return _exit(report, args)
 
 
+def _test(args: argparse.Namespace) -> int:
+    from ..behaviour import BehaviourConfig
+    from ..behaviour.testfile import load_tests, run_tests
+
+    _count(args, "max_tokens")
+    load_tests(args.tests)  # a bad test file fails before the model is loaded
+    run = run_tests(_model(args), args.tests, config=BehaviourConfig(max_tokens=args.max_tokens))
+    report = run.report()
+    _emit(report, args, run.summary_text())
+    return _exit(report, args)
+
+
 def _codes(code: str | None) -> int:
     """The behaviour and monitor codes as the catalogue declares them; one explained as `modeldebug explain` does."""
     from ..catalogue import CATALOGUE
@@ -240,6 +282,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _compare(args)
     if action == "reproduce":
         return _reproduce(args)
+    if action == "test":
+        return _test(args)
     if action == "codes":
         return _codes(args.code)
     args.behaviour_parser.print_help(sys.stderr)
