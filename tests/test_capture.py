@@ -121,7 +121,7 @@ def test_loops_without_an_optimizer_count_each_backward_as_a_step() -> None:
 def test_recorded_loss_and_gradient_norms_equal_direct_computation() -> None:
     model, data = healthy_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    direct_loss, direct_norm = [], []
+    direct_loss, direct_norm, direct_w0 = [], [], []
     with md.watch(model, optimizer=opt, db=":memory:") as s:
         for step in range(4):
             x, y = data.batch(step, 32)
@@ -130,20 +130,27 @@ def test_recorded_loss_and_gradient_norms_equal_direct_computation() -> None:
             loss.backward()
             direct_loss.append(loss.item())
             direct_norm.append(math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters())))
+            direct_w0.append(float(model[0].weight.grad.norm()))
             opt.step()
     rec = s.record
     assert rec.column("loss").values.tolist() == pytest.approx(direct_loss, rel=1e-6)
     assert rec.column("grad_norm").values.tolist() == pytest.approx(direct_norm, rel=1e-5)
+    # per-parameter norms on the sampled steps (0, 1, 2 at basic), the total on every step
     w0 = rec.series("0.weight", "grad_norm")
-    assert len(w0) == 4
+    assert w0.steps.tolist() == [0, 1, 2]
+    assert w0.values.tolist() == pytest.approx(direct_w0[:3], rel=1e-6)
 
 
 def test_activation_statistics_are_sampled_by_level() -> None:
     model, data = healthy_mlp()
     with md.watch(model, db=":memory:", level="basic") as s:
         train(model, data, steps=60)
-    basic = s.record.series("1", "mean").steps.tolist()
+    basic = s.record.series("0", "mean").steps.tolist()
     assert basic == [0, 1, 2, 5, 10, 20, 50]
+    # at basic, each statistic where the rules read it: output scale of layers with weights,
+    # dead units of ReLUs
+    assert s.record.series("1", "dead_frac").steps.tolist() == basic
+    assert len(s.record.series("1", "mean")) == 0 and len(s.record.series("0", "dead_frac")) == 0
     model, data = healthy_mlp()
     with md.watch(model, db=":memory:", level="comprehensive") as s:
         train(model, data, steps=6)
@@ -202,8 +209,7 @@ def test_a_failing_probe_is_switched_off_and_recorded_never_raised() -> None:
     def broken(*args: object) -> None:
         raise ValueError("probe bug")
 
-    guarded = tracer._guard("forward", broken)
-    guarded(None)  # must not raise
+    tracer.call("forward", broken, None)  # must not raise
     assert "forward" in tracer._disabled
     writer.flush()
     events = writer.conn.execute("SELECT kind, data FROM events").fetchall()

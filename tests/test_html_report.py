@@ -373,7 +373,7 @@ def test_heatmap_cells_tell_small_zero_nonfinite_and_missing_apart() -> None:
 
 
 def test_long_runs_are_binned_and_decimated() -> None:
-    report = _train(lr=0.05, steps=260)
+    report = _train(lr=0.05, steps=260, level="comprehensive")  # per-parameter norms on every step
     doc = Doc(report.to_html())
     (svg,) = doc.find("svg", within="plot-heatmap")
     assert int(svg["data-cols"]) <= 200

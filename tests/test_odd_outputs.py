@@ -144,12 +144,14 @@ def test_an_odd_module_output_skips_that_module_only(odd: str) -> None:
     assert [d["module"] for d in skipped] == [name]  # recorded once, although sampled on every step
     assert why in skipped[0]["reason"]
     # Every other probe kept going: activations of the plain modules on every sampled step,
-    # gradient norms and the loss on every step.
+    # gradient norms and the loss too.
     sampled = [int(i) for i, v in zip(rec.column("sampled").steps, rec.column("sampled").values) if v]
     assert len(sampled) >= 3  # the odd module is met on the first; the rest must follow
     for module in ("fc", "act", "head"):
         assert rec.series(module, "mean").steps.tolist() == sampled, module
-    assert len(rec.series("head.weight", "grad_norm")) == STEPS
+    # the total gradient norm on every step, per-parameter norms on the sampled steps
+    assert len(rec.column("grad_norm").finite()) == STEPS
+    assert rec.series("head.weight", "grad_norm").steps.tolist() == sampled
     assert len(rec.column("loss").finite()) == STEPS
 
 

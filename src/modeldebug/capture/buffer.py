@@ -1,45 +1,62 @@
 """StepBuffer: device tensors measured during a step, copied to the host in one go.
 
-Hooks only append (kind, step, key, tensor) entries; nothing syncs the device until `drain`, which
-concatenates the entries of each device and copies them once.
+Collectors only append ``(values, sink)`` entries: a tensor on the device and the function that
+stores its numbers once they are on the host (a few statistic rows, a step column). Nothing syncs
+the device until `drain`, which concatenates the entries of each device and copies them once, then
+hands each sink its own values. So there is no dispatch on what an entry is: whoever measured it
+said where it goes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["StepBuffer"]
+from ..record import RunWriter
 
-Entry = tuple[str, int, Any, torch.Tensor]
+__all__ = ["Sink", "StepBuffer", "stats_sink"]
+
+Sink = Callable[[list[float]], None]
+Entry = tuple[torch.Tensor, Sink]
+
+
+def stats_sink(writer: RunWriter, step: int, rows: list[tuple[int, str | None]]) -> Sink:
+    """A sink that writes value i as the statistic ``rows[i] = (entity, name)`` of `step`; a value
+    whose name is None is not kept (one kernel computes a family; the plan keeps what is read)."""
+
+    def sink(values: list[float]) -> None:
+        writer.add_stats(step, [(eid, name, v) for (eid, name), v in zip(rows, values) if name is not None])
+
+    return sink
 
 
 class StepBuffer:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def add(self, kind: str, step: int, key: Any, values: torch.Tensor) -> None:
-        self.entries.append((kind, step, key, values))
+    def add(self, values: torch.Tensor, sink: Sink) -> None:
+        self.entries.append((values, sink))
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def drain(self, first: Entry | None = None) -> list[tuple[str, int, Any, list[float]]]:
-        """Every entry with its values on the host: one device-to-host copy per device."""
+    def drain(self, first: Entry | None = None) -> list[tuple[Sink, list[float]]]:
+        """Every entry's sink with its values on the host: one device-to-host copy per device."""
         entries = ([first] if first is not None else []) + self.entries
         self.entries = []
         if not entries:
             return []
         by_device: dict[torch.device, list[int]] = {}
-        for i, e in enumerate(entries):
-            by_device.setdefault(e[3].device, []).append(i)
+        for i, (t, _) in enumerate(entries):
+            by_device.setdefault(t.device, []).append(i)
         host: list[list[float]] = [[] for _ in entries]
         for idx in by_device.values():
-            flat = torch.cat([entries[i][3].reshape(-1) for i in idx]).tolist()  # cat promotes dtypes
+            flat = torch.cat([entries[i][0].reshape(-1) for i in idx]).tolist()  # cat promotes dtypes
             pos = 0
             for i in idx:
-                n = entries[i][3].numel()
+                n = entries[i][0].numel()
                 host[i] = flat[pos:pos + n]
                 pos += n
-        return [(k, s, key, v) for (k, s, key, _), v in zip(entries, host)]
+        return [(sink, v) for (_, sink), v in zip(entries, host)]
+

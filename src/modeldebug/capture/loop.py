@@ -17,14 +17,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from .. import measures as M
 from . import stats as S
+from .patches import Probe
 
 __all__ = ["LoopWatch"]
 
+
 _FINGERPRINT_BUDGET = {"train": 50_000, "val": 10_000}
 _LIVE_WINDOW = 8
+
+
+def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    return time.perf_counter()
 
 
 class LoopWatch:
@@ -40,60 +46,32 @@ class LoopWatch:
         self.current_dataset: int | None = None
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         self.clip: torch.Tensor | None = None
+        self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
 
-    # -- patches ----------------------------------------------------------------------------------
-    def patches(self) -> list[tuple[Any, str, Any]]:
-        from torch.utils.data import dataloader
+    # -- probes ----------------------------------------------------------------------------------
+    def probes(self) -> dict[str, Probe]:
+        return {"zero_grad": Probe(self._zero_grad), "loader_next": Probe(_perf_counter, self._loader_next),
+                "clip_grad_norm": Probe(None, self._clipped)}
 
-        out = [
-            (torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad)),
-            (nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad)),
-            (dataloader._BaseDataLoaderIter, "__next__", self._wrap_next(dataloader._BaseDataLoaderIter.__next__)),
-        ]
-        clip = self._wrap_clip(torch.nn.utils.clip_grad_norm_)
-        out += [(torch.nn.utils, "clip_grad_norm_", clip), (torch.nn.utils.clip_grad, "clip_grad_norm_", clip)]
-        return out
+    def _zero_grad(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.tracer.active("loop"):
+            self.zero_grad_calls += 1
 
-    def _wrap_zero_grad(self, original: Any) -> Any:
-        watch = self
+    def _loader_next(self, t0: float, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                     exc: BaseException | None) -> None:
+        self.t_loader += time.perf_counter() - t0
+        dataset = getattr(args[0], "_dataset", None) if args else None
+        self.current_dataset = id(dataset) if dataset is not None else None
 
-        def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
-            if watch.tracer.active("loop"):
-                watch.zero_grad_calls += 1
-            return original(obj, *args, **kwargs)
-
-        zero_grad.__wrapped__ = original  # type: ignore[attr-defined]
-        zero_grad.__doc__ = original.__doc__
-        return zero_grad
-
-    def _wrap_next(self, original: Any) -> Any:
-        watch = self
-
-        def __next__(it: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return original(it)
-            finally:
-                watch.t_loader += time.perf_counter() - t0
-                dataset = getattr(it, "_dataset", None)
-                watch.current_dataset = id(dataset) if dataset is not None else None
-
-        __next__.__wrapped__ = original  # type: ignore[attr-defined]
-        return __next__
-
-    def _wrap_clip(self, original: Any) -> Any:
-        watch = self
-
-        def clip_grad_norm_(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> Any:
-            total = original(parameters, max_norm, *args, **kwargs)
-            if watch.tracer.active("loop") and isinstance(total, torch.Tensor):
-                watch.clip = torch.stack([total.detach().reshape(()).to(torch.float64),
-                                          torch.tensor(float(max_norm), dtype=torch.float64, device=total.device)])
-            return total
-
-        clip_grad_norm_.__wrapped__ = original  # type: ignore[attr-defined]
-        clip_grad_norm_.__doc__ = original.__doc__
-        return clip_grad_norm_
+    def _clipped(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], total: Any,
+                 exc: BaseException | None) -> None:
+        if exc is not None or not isinstance(total, torch.Tensor) or not self.tracer.active("loop"):
+            return
+        max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
+        if max_norm is None:
+            return
+        self.clip = torch.stack([total.detach().reshape(()).to(torch.float64),
+                                 torch.tensor(float(max_norm), dtype=torch.float64, device=total.device)])
 
     # -- per step -------------------------------------------------------------------------------------
     def first_backward(self, params: list[torch.Tensor]) -> None:
@@ -103,7 +81,9 @@ class LoopWatch:
             return
         carried = [p.grad.detach() for p in params if p.grad is not None]
         if carried:
-            tr.buffer.add("carried_grad", tr.step, None, torch.stack(S.norms(carried)).norm().reshape(1))
+            extra = tr.assembler.extra
+            tr.buffer.add(torch.stack(S.norms(carried)).norm().reshape(1),
+                          lambda v: extra.__setitem__(M.CARRIED_GRAD_NORM.name, v[0]))
 
     def saw_loss(self, loss: torch.Tensor) -> None:
         self._recent_losses.append(weakref.ref(loss))
@@ -116,12 +96,13 @@ class LoopWatch:
     def before_sync(self) -> None:
         """Put what clipping measured into the step's one host copy."""
         if self.clip is not None:
-            self.tracer.buffer.add("clip", self.tracer.step, None, self.clip)
+            extra = self.tracer.assembler.extra
+            self.tracer.buffer.add(self.clip, lambda v: extra.update({M.CLIP_NORM.name: v[0], M.CLIP_MAX.name: v[1]}))
             self.clip = None
 
     def end_step(self) -> dict[str, Any]:
-        cols = {"zero_grad_calls": self.zero_grad_calls, "t_loader": self.t_loader,
-                "live_losses": self.live_losses()}
+        cols = {M.ZERO_GRAD_CALLS.name: self.zero_grad_calls, M.T_LOADER.name: self.t_loader,
+                M.LIVE_LOSSES.name: self.live_losses()}
         self.zero_grad_calls = 0
         self.t_loader = 0.0
         return cols
@@ -129,7 +110,7 @@ class LoopWatch:
     # -- data fingerprints --------------------------------------------------------------------------------
     def fingerprint(self, x: torch.Tensor, phase: str) -> None:
         """One number per sample (a fixed random projection) while the budget lasts."""
-        if self._fp_budget[phase] <= 0 or x.dim() < 2:
+        if not self.fingerprints_on or self._fp_budget[phase] <= 0 or x.dim() < 2:
             return
         flat = x.detach()[:256].flatten(1)
         if not flat.is_floating_point():
@@ -141,7 +122,8 @@ class LoopWatch:
             v = torch.randn(flat.shape[1], generator=g).to(flat.device)
             self._fp_vectors[key] = v
         self._fp_budget[phase] -= flat.shape[0]
-        self.tracer.buffer.add(f"fp_{phase}", self.tracer.step, self.current_dataset, flat.float() @ v)
+        dataset = self.current_dataset
+        self.tracer.buffer.add(flat.float() @ v, lambda values: self.add_fingerprints(phase, dataset, values))
 
     def add_fingerprints(self, phase: str, dataset: int | None, values: list[float]) -> None:
         # float32 projections of identical samples are identical; rounding to float32 drops the

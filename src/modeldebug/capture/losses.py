@@ -8,25 +8,21 @@ label range, label histogram) that the data-and-loss rules read. Nothing else is
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 
+from .. import measures as M
+from .buffer import stats_sink
+from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
 
 __all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "split_input_target"]
 
-# Functions whose first two parameters are (input, target).
-LOSS_FUNCTIONS = (
-    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
-    "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
-)
-
 # The order of the values loss_io_stats returns.
-LOSS_IO_STATS = ("in_min", "in_max", "in_mean", "in_rowsum_dev", "in_frac_01", "in_nonfinite",
-                 "tgt_min", "tgt_max", "tgt_mean")
+LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
 
 
 def split_input_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -74,44 +70,48 @@ def label_histogram(inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor | None
     return counts.to(torch.float64)  # the last bin counts targets >= C (and ignore_index)
 
 
-# True while torch.compile traces a loss computed inside the compiled region: not ours to watch.
-_is_compiling = torch.compiler.is_compiling
-
-
 class LossWatch:
-    """Patches the functional losses; records their inputs/targets and validation losses."""
+    """Probes on the functional losses: their inputs/targets on sampled steps, validation losses.
+
+    Only the measures the plan asks for are taken; with none of them (``--select ACT``) no loss
+    function is patched at all.
+    """
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
+        plan = tracer.plan
+        self.io = plan.any(M.LOSS_IO_STATS)
+        self.labels = M.LABEL_COUNTS in plan
+        self.val = M.VAL_LOSS in plan
+        self.calls = self.io or self.labels or self.val or M.LOSS_CALLS in plan
+        self.io_names = [m.name if m in plan else None for m in M.LOSS_IO_STATS]
         self.eids: dict[tuple[str, str], int] = {}
         self.sampled: set[tuple[str, str]] = set()
         self._inside = False
 
-    def patches(self) -> list[tuple[Any, str, Any]]:
-        functional = torch.nn.functional
-        return [(functional, n, self._wrap(n, getattr(functional, n))) for n in LOSS_FUNCTIONS if hasattr(functional, n)]
+    def probes(self) -> dict[str, Probe]:
+        """A probe per loss function, or none when no loss measure is wanted."""
+        if not self.calls:
+            return {}
+        return {f"loss:{n}": Probe(self._before, functools.partial(self._after, n)) for n in LOSS_FUNCTIONS}
 
     def new_step(self) -> None:
         self.sampled.clear()
 
-    def _wrap(self, name: str, original: Any) -> Any:
-        watch = self
+    def _before(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """True for the outermost loss call while the tracer records (a loss calling a loss counts once)."""
+        if self._inside or not self.tracer.active("loss"):
+            return False
+        self._inside = True
+        return True
 
-        def loss(*args: Any, **kwargs: Any) -> Any:
-            if _is_compiling() or watch._inside or not watch.tracer.active("loss"):
-                return original(*args, **kwargs)
-            watch._inside = True
-            try:
-                out = original(*args, **kwargs)
-            finally:
-                watch._inside = False
-            watch.tracer.call("loss", watch.on_call, name, args, kwargs, out)
-            return out
-
-        loss.__wrapped__ = original  # type: ignore[attr-defined]
-        loss.__doc__ = original.__doc__
-        loss.__name__ = name
-        return loss
+    def _after(self, name: str, outer: bool, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+               exc: BaseException | None) -> None:
+        if not outer:
+            return
+        self._inside = False
+        if exc is None:
+            self.tracer.call("loss", self.on_call, name, args, kwargs, out)
 
     def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inp, tgt = split_input_target(args, kwargs)
@@ -132,17 +132,20 @@ class LossWatch:
                 "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
             })
             self.eids[key] = eid
-        if phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
-            tr.buffer.add("val_loss", tr.step, eid, out.detach().reshape(1))
-        if not (first or (tr._sampling() and key not in self.sampled)):
+        step = tr.step
+        if self.val and phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
+            tr.buffer.add(out.detach().reshape(1), stats_sink(tr.writer, step, [(eid, M.VAL_LOSS.name)]))
+        if not (first or (tr.sampled() and key not in self.sampled)):
             return
         self.sampled.add(key)
         target = tgt if isinstance(tgt, torch.Tensor) else None
-        tr.buffer.add("loss_io", tr.step, eid, loss_io_stats(inp, target))
-        if target is not None:
+        if self.io:
+            tr.buffer.add(loss_io_stats(inp, target), stats_sink(tr.writer, step, [(eid, n) for n in self.io_names]))
+        if self.labels and target is not None:
             hist = label_histogram(inp, target)
             if hist is not None:
-                tr.buffer.add("label_hist", tr.step, eid, hist)
+                writer = tr.writer
+                tr.buffer.add(hist, lambda v: writer.add_histogram(step, eid, 0.0, float(len(v) - 1), v))
 
 
 def _dtype(t: torch.Tensor) -> str:

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import measures as M
 from .isolation import quiet, twin, unwrap
 from .stats import first_tensor, odd_layout
 
-__all__ = ["NonFiniteOrigin", "locate_nonfinite"]
+__all__ = ["NonFiniteOrigin", "NonfiniteWatch", "locate_nonfinite"]
 
 
 @dataclass
@@ -103,3 +104,51 @@ def locate_nonfinite(
     if not _all_finite(output):
         return NonFiniteOrigin("module", names.get(unwrap(root)), None, _describe(output))
     return NonFiniteOrigin("loss", None, None, "the model's output was finite: the loss computation produced it")
+
+
+class NonfiniteWatch:
+    """The `nonfinite` event, once per run: the first non-finite loss (replayed to find its producer)
+    or the first non-finite total gradient norm (the last parameter, in forward order, whose gradient
+    is non-finite produced it)."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.on = M.NONFINITE in tracer.plan
+        self.seen = False
+
+    def loss(self, values: list[float]) -> None:
+        if self.seen or not self.on:
+            return
+        self.seen = True
+        tr = self.tracer
+        data: dict[str, Any] = {"what": "loss", "loss": [str(v) for v in values]}
+        if tr.replay is not None:
+            root, args, kwargs = tr.replay
+            names = {m: i.name for m, i in tr.registry.modules.items()}
+            tr.replaying = True
+            try:
+                data["origin"] = locate_nonfinite(root, args, kwargs, names).to_dict()
+            except Exception as exc:  # e.g. a model called with keyword arguments
+                data["replay_error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                tr.replaying = False
+        self._record(data)
+
+    def gradient(self) -> None:
+        if self.seen or not self.on:
+            return
+        self.seen = True
+        tr = self.tracer
+        # Backward runs from the loss to the inputs: the producer is the LAST parameter, in forward
+        # order, whose gradient is non-finite; the earlier ones only received it.
+        bad = tr.gradients.nonfinite_params()
+        data: dict[str, Any] = {"what": "gradient", "params": bad}
+        if bad:
+            module = next((i.module for i in tr.registry.params.values() if i.name == bad[-1]), None)
+            data["origin"] = {"where": "backward", "module": module, "previous_module": None,
+                              "detail": f"gradient of {bad[-1]} was the first to go non-finite"}
+        self._record(data)
+
+    def _record(self, data: dict[str, Any]) -> None:
+        self.tracer.writer.add_event(self.tracer.step, M.NONFINITE.name, data)
+        self.tracer.writer.flush()

@@ -14,10 +14,35 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import measures as M
 from .isolation import TwinError, quiet, set_training, twin
 from .stats import first_tensor, unmeasurable
 
-__all__ = ["batch_mixing"]
+__all__ = ["MixingProbe", "batch_mixing"]
+
+
+class MixingProbe:
+    """Runs `batch_mixing` once per run, on the first step's own batch, when a rule reads it."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.done = M.BATCH_MIXING_PROBE not in tracer.plan
+
+    def once(self) -> None:
+        tr = self.tracer
+        if self.done or tr.replay is None:
+            return
+        self.done = True
+        root, args, _ = tr.replay
+        tr.replaying = True
+        try:
+            result = batch_mixing(root, args)
+        except Exception as exc:  # a model the probe cannot call like this: skip it, say why
+            result = {"skipped": f"{type(exc).__name__}: {exc}"}
+        finally:
+            tr.replaying = False
+        if result is not None:
+            tr.writer.add_event(tr.step, M.BATCH_MIXING_PROBE.name, result)
 
 
 def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | None:

@@ -70,6 +70,7 @@ class ModuleInfo:
     type: str
     leaf: bool
     root: nn.Module | None = field(default=None, repr=False)
+    params: int = 0  # elements of the module's own parameters (not its children's)
 
 
 @dataclass
@@ -95,13 +96,20 @@ class Registry:
         self.model_types: list[str] = []  # kept by name: the objects may be gone at the end
         self.optimizer_types: list[str] = []
         self._tracked: list[tuple[torch.Tensor, ParamInfo]] | None = None
+        self._groups: dict[int, str] | None = None
+        self._names: dict[int, str] | None = None
+        self.version = 0  # bumped whenever a model or optimizer is added
+
+    def _changed(self) -> None:
+        self._tracked = self._groups = self._names = None
+        self.version += 1
 
     # -- models ------------------------------------------------------------------------------------
     def add_model(self, model: nn.Module) -> None:
         model = unwrap(model)  # torch.compile(model): named as the model itself
         if model in self.modules:
             return
-        self._tracked = None
+        self._changed()
         prefix = ""
         if self.models:  # the second and later models: their class name, made unique
             prefix = type(model).__name__
@@ -119,11 +127,11 @@ class Registry:
             qual = qual.replace("._orig_mod", "")
             name = f"{prefix}.{qual}" if prefix and qual else (qual or root_name)
             leaf = next(iter(mod.children()), None) is None
+            own = sum(p.numel() for p in mod.parameters(recurse=False))
             eid = self.writer.entity(
-                "module", name, type=type(mod).__name__, model=root_name,
-                info={"leaf": leaf, "params": sum(p.numel() for p in mod.parameters(recurse=False))},
+                "module", name, type=type(mod).__name__, model=root_name, info={"leaf": leaf, "params": own},
             )
-            self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model)
+            self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model, own)
         for qual, p in model.named_parameters():
             if p in self.params:
                 continue
@@ -158,7 +166,7 @@ class Registry:
             return False
         self.optimizers.append(weakref.ref(opt))
         self.optimizer_types.append(type(opt).__name__)
-        self._tracked = None
+        self._changed()
         index = len(self.optimizers) - 1
         for gi, group in enumerate(opt.param_groups):
             for pi, p in enumerate(group["params"]):
@@ -203,3 +211,42 @@ class Registry:
                     seen.setdefault(id(p), (p, self.params[p]))
         self._tracked = [(p, info) for p, info in seen.values() if not p.is_meta]  # meta: no data to learn
         return self._tracked
+
+    def param_names(self) -> dict[int, str]:
+        """Parameter names by entity id."""
+        if self._names is None:
+            self._names = {info.eid: info.name for info in self.params.values()}
+        return self._names
+
+    def groups(self) -> dict[int, str]:
+        """The gradient-norm group of each tracked parameter, by entity id: the group's name.
+
+        A group is an optimizer's parameter group (``optimizer0.group1``); parameters no optimizer
+        holds are grouped by model (the model's name).
+        """
+        if self._groups is not None:
+            return self._groups
+        out: dict[int, str] = {}
+        for i, opt in enumerate(self.live_optimizers()):
+            for gi, group in enumerate(opt.param_groups):
+                for p in group["params"]:
+                    if p in self.params:
+                        out.setdefault(self.params[p].eid, f"optimizer{i}.group{gi}")
+        for model in self.live_models():
+            for p in model.parameters():
+                info = self.params.get(p)
+                if info is not None and info.eid not in out:
+                    out[info.eid] = self.models_name(model)
+        self._groups = out
+        return out
+
+    def group_entity(self, name: str) -> int:
+        """The record entity of a gradient-norm group (kind ``group``), created on first use."""
+        names = self.param_names()
+        members = [names[e] for e, g in self.groups().items() if g == name]
+        return self.writer.entity("group", name, info={"params": members})
+
+    def models_name(self, model: nn.Module) -> str:
+        """The name a model's root module is registered under."""
+        info = self.modules.get(model)
+        return info.name if info is not None else type(model).__name__

@@ -16,7 +16,9 @@ from torch import nn
 from .._version import __version__
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import BadInputError, RecordBusyError
+from ..journal import append_run
 from ..record import Record, RunWriter
+from .plan import plan_for
 from .progress import Progress, attach_progress
 from .tracer import Tracer
 
@@ -67,36 +69,41 @@ class WatchSession:
                  config: DebuggingConfig, db: str | Path | None, progress: bool | TextIO = False) -> None:
         name = type(models[0]).__name__ if models else "session"
         self.config = config
+        plan = plan_for(config)  # a selection naming no rule fails here, before a record is claimed
         self.writer, self.path = open_writer(db, name, flag="db=")
         self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
-                             discover_models=not models)
+                             discover_models=not models, plan=plan)
         self.progress: Progress | None = attach_progress(self.tracer, progress, config)
         self._report = None
 
     def __enter__(self) -> WatchSession:
         self.tracer.attach()
-        if self.progress is not None:
-            self.progress.install()
+        try:
+            if self.progress is not None:
+                self.progress.install()
+        except BaseException:
+            self.tracer.detach()
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.progress is not None:
-            self.progress.close()
-        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-            self.tracer.record_exception(exc)
-        self.tracer.detach()
-        self.writer.set_meta(status="crashed" if exc is not None else "finished",
-                             exit_code=1 if exc is not None else 0)
-        self.writer.finish()
+        try:
+            if self.progress is not None:
+                self.progress.close()
+            if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                self.tracer.record_exception(exc)
+        finally:
+            self.tracer.detach()  # every hook and patch of this session goes, whatever failed above
+            self.writer.set_meta(status="crashed" if exc is not None else "finished",
+                                 exit_code=1 if exc is not None else 0)
+            self.writer.finish()
+            append_run(self.writer, self.path)  # the project journal; never raises
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Mark a step boundary by hand (loops that update weights without an optimizer object)."""
-        if loss is not None and not self.tracer._losses:
-            self.tracer._losses.append(torch.as_tensor(loss, dtype=torch.float64).detach().reshape(1))
-        self.tracer._sync()
-        self.tracer._end_step()
+        self.tracer.mark_step(loss)
 
     @property
     def record(self) -> Record:

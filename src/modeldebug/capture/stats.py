@@ -6,13 +6,17 @@ results and copies them to the host once. Nothing here keeps a reference to its 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
+
+from .. import measures as M
 
 __all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "any_tensor", "differences", "first_tensor", "histogram",
            "input_stats", "norms", "odd_layout", "saturation", "stacked_norms", "unmeasurable"]
 
 # The order of the values activation_stats returns; the record stores them under these names.
-ACTIVATION_STATS = ("mean", "std", "min", "max", "zero_frac", "nonfinite", "dead_frac")
+ACTIVATION_STATS: tuple[str, ...] = tuple(m.name for m in M.ACTIVATION_STATS)
 
 
 def first_tensor(value: object) -> torch.Tensor | None:
@@ -70,36 +74,42 @@ def unmeasurable(t: torch.Tensor) -> str | None:
 
 
 @torch.no_grad()
-def activation_stats(x: torch.Tensor) -> torch.Tensor:
-    """mean, std, min, max, zero fraction, non-finite flag and dead-unit fraction of `x`.
+def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS) -> torch.Tensor:
+    """The activation statistics `names` of `x`, in `ACTIVATION_STATS` order, as one tensor.
 
-    Seven small kernels over the tensor (var_mean, aminmax, != 0, its sum, a max over the batch
-    axes): the cost of sampled steps is these passes. `nonfinite` is 1.0 when any value is NaN/Inf
-    (the mean is then not finite), else 0.0. A unit is dead when it is zero for every sample (and
-    position) of the batch. The unit axis is the channel axis (1) for 4-d and 5-d outputs, the
-    feature axis (1) for 2-d outputs; for 3-d outputs, (N, C, L) and (N, L, F) cannot be told
-    apart, so both axes are tried and the larger fraction is kept.
+    All of them: mean, std, min, max, zero fraction, non-finite flag and dead-unit fraction. Only
+    the kernels the asked-for statistics need run (var_mean; aminmax; != 0, its sum, a max over the
+    batch axes): the cost of sampled steps is these passes. `nonfinite` is 1.0 when any value is
+    NaN/Inf (the mean is then not finite), else 0.0. A unit is dead when it is zero for every
+    sample (and position) of the batch. The unit axis is the channel axis (1) for 4-d and 5-d
+    outputs, the feature axis (1) for 2-d outputs; for 3-d outputs, (N, C, L) and (N, L, F) cannot
+    be told apart, so both axes are tried and the larger fraction is kept.
     """
     xf = x.detach()
     if xf.dtype not in (torch.float32, torch.float64):
         xf = xf.float()
-    n = max(xf.numel(), 1)
-    if xf.numel() > 1:
-        var, mean = torch.var_mean(xf)
-        std = var.sqrt()
-    else:
-        mean = xf.mean()
-        std = torch.zeros((), device=xf.device, dtype=xf.dtype)
-    lo, hi = torch.aminmax(xf) if xf.numel() else (mean, mean)
-    nonfinite = (~torch.isfinite(mean)).to(xf.dtype)
-    nonzero = xf != 0
-    zero_frac = 1.0 - nonzero.sum() / n
-    dead = _dead_fraction(nonzero).to(xf.dtype)
-    return torch.stack([mean, std, lo, hi, zero_frac.to(xf.dtype), nonfinite, dead])
+    out: dict[str, torch.Tensor] = {}
+    if {"mean", "std", "nonfinite"} & set(names):
+        if xf.numel() > 1 and "std" in names:
+            var, out["mean"] = torch.var_mean(xf)
+            out["std"] = var.sqrt()
+        else:
+            out["mean"] = xf.mean()
+            out["std"] = torch.zeros((), device=xf.device, dtype=xf.dtype)
+        out["nonfinite"] = (~torch.isfinite(out["mean"])).to(xf.dtype)
+    if "min" in names or "max" in names:
+        out["min"], out["max"] = torch.aminmax(xf) if xf.numel() else (xf.mean(), xf.mean())
+    if "zero_frac" in names or "dead_frac" in names:
+        nonzero = xf != 0
+        if "zero_frac" in names:
+            out["zero_frac"] = (1.0 - nonzero.sum() / max(xf.numel(), 1)).to(xf.dtype)
+        if "dead_frac" in names:
+            out["dead_frac"] = _dead_fraction(nonzero).to(xf.dtype)
+    return torch.stack([out[n] for n in ACTIVATION_STATS if n in names])
 
 
 # Activations with a bounded output, and the fraction of outputs pinned at a bound.
-SATURATING = {"Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid"}
+SATURATING = M.SATURATING
 
 
 @torch.no_grad()
@@ -114,8 +124,7 @@ def saturation(x: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 # The order of the values input_stats returns: overall, then per channel for up to 4 channels.
-INPUT_STATS = ("mean", "std", "min", "max", "nonfinite_frac", "const_frac",
-               *(f"ch{i}_mean" for i in range(4)), *(f"ch{i}_std" for i in range(4)))
+INPUT_STATS: tuple[str, ...] = tuple(m.name for m in M.INPUT_STATS)
 
 
 @torch.no_grad()

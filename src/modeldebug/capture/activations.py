@@ -1,0 +1,119 @@
+"""ForwardCollector: what the forward pass shows, on sampled steps and in two per-step counters.
+
+- Module outputs (leaf modules, training forward passes, first call per step): the activation
+  statistics the plan asks for on that module type (`measures.ACTIVATION_STATS`), the saturated
+  fraction of bounded activations, a histogram at ``comprehensive``, and the ``training`` flag of
+  mode-sensitive modules.
+- The model's input batch: `measures.INPUT_STATS`.
+- Per step: forward passes in eval mode with grad, and in train mode without grad.
+
+Everything stays on the device (the step buffer copies it once); one odd module output (sparse,
+meta, nested, complex, integer) switches off that module alone, and says why once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import measures as M
+from . import stats as S
+from .buffer import stats_sink
+from .registry import ModuleInfo
+
+__all__ = ["ForwardCollector"]
+
+_SATURATED = M.SATURATED_FRAC.name
+_TRAINING = M.TRAINING_FLAG.name
+_EVAL, _NOGRAD = M.FWD_EVAL_MODE.name, M.FWD_TRAIN_MODE_NOGRAD.name
+
+
+class ForwardCollector:
+    """Activation, input and mode measures of one tracer."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        plan = tracer.plan
+        self.inputs = plan.any(M.INPUT_STATS)
+        self.input_entities = self.inputs or M.MODEL_INPUT in plan
+        self.input_names = [m.name if m in plan else None for m in M.INPUT_STATS]
+        self.histograms = M.ACTIVATION_HISTOGRAM in plan
+        self.bins = tracer.config.histogram_bins
+        self._input_eids: dict[str, int] = {}
+        self._sampled_modules: set[int] = set()
+        self.modes = {M.FWD_EVAL_MODE.name: 0, M.FWD_TRAIN_MODE_NOGRAD.name: 0}
+
+    def new_step(self) -> None:
+        self._sampled_modules.clear()
+
+    def end_step(self) -> dict[str, int]:
+        cols = self.modes
+        self.modes = dict.fromkeys(cols, 0)
+        return cols
+
+    def count_mode(self, module: nn.Module, grad: bool) -> None:
+        if grad and not module.training:
+            self.modes[_EVAL] += 1
+        elif not grad and module.training:
+            self.modes[_NOGRAD] += 1
+
+    # -- module outputs ---------------------------------------------------------------------------
+    def output(self, module: nn.Module, info: ModuleInfo, output: Any) -> None:
+        """A leaf module's output on a sampled step, in a training forward pass."""
+        tr = self.tracer
+        plan = tr.plan
+        has_params = info.params > 0
+        step = tr.step
+        if plan.module_wants(M.TRAINING_FLAG, info.type, has_params):
+            tr.writer.add_stats(step, [(info.eid, _TRAINING, float(module.training))])
+        if id(module) in self._sampled_modules or info.name in tr.skipped:
+            return  # a module called several times per step is sampled on its first call
+        names = plan.activation_names(info.type, has_params)
+        saturated = plan.module_wants(M.SATURATED_FRAC, info.type, has_params) and info.type in S.SATURATING
+        if not (names or saturated or self.histograms):
+            return
+        t = S.first_tensor(output)
+        if t is None:
+            t = S.any_tensor(output)  # no floating-point tensor: say why, if it holds any tensor
+            if t is None:
+                return
+        why = S.unmeasurable(t)
+        if why is not None:  # one odd module (sparse, meta, nested, complex, integer): skip it alone
+            tr.skip(info.name, f"the output is {why}")
+            return
+        if t.numel() == 0:
+            return
+        self._sampled_modules.add(id(module))
+        try:
+            values = []
+            rows = [(info.eid, n) for n in names]
+            if names:
+                values.append(S.activation_stats(t, names))
+            if saturated:
+                values.append(S.saturation(t, info.type))
+                rows.append((info.eid, _SATURATED))
+            hist = S.histogram(t, self.bins) if self.histograms else None
+        except Exception as exc:  # a tensor subclass the statistics cannot reduce
+            tr.skip(info.name, f"the statistics failed on its output ({type(exc).__name__}: {exc})")
+            return
+        if values:
+            tr.buffer.add(torch.cat([v.reshape(-1) for v in values]), stats_sink(tr.writer, step, rows))
+        if hist is not None:
+            eid, writer = info.eid, tr.writer
+            tr.buffer.add(hist, lambda v: writer.add_histogram(step, eid, v[0], v[1], v[2:]))
+
+    # -- the model's input ------------------------------------------------------------------------------
+    def model_input(self, root: nn.Module, info: ModuleInfo | None, x: torch.Tensor | None) -> None:
+        """The input batch of a model's first training forward pass of a sampled step."""
+        if not self.input_entities or x is None or x.numel() == 0 or info is None:
+            return
+        tr = self.tracer
+        eid = self._input_eids.get(info.name)
+        if eid is None:
+            eid = tr.writer.entity("input", info.name, type=str(x.dtype).replace("torch.", ""),
+                                   info={"shape": list(x.shape)})
+            self._input_eids[info.name] = eid
+        if self.inputs:
+            tr.buffer.add(S.input_stats(x), stats_sink(tr.writer, tr.step, [(eid, n) for n in self.input_names]))

@@ -1,0 +1,123 @@
+"""StepAssembler: one step's numbers, gathered from the collectors and written as one step row.
+
+It owns the step counter, the step buffer and the per-step state the hooks fill in (losses,
+backward passes, phase timers, learning rate). `sync` copies everything the step measured to the
+host at once (the loss first, so that a non-finite loss is traced before non-finite gradients are
+blamed) and hands each number to the sink its collector chose; `end` writes the step row with the
+columns of every collector, tells the listeners (the live progress line), and starts the next step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import measures as M
+from .buffer import StepBuffer
+from .progress import StepInfo
+from .resources import RssReader, cuda_memory_mb
+
+__all__ = ["StepAssembler", "lr_of"]
+
+
+class StepAssembler:
+    """The step being measured, and how it becomes a record row."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.writer = tracer.writer
+        self.config = tracer.config
+        self.step = 0
+        self.buffer = StepBuffer()
+        #: called with a StepInfo at each step boundary (the live progress line of `modeldebug run`)
+        self.listeners: list[Callable[[StepInfo], None]] = []
+        self._rss = RssReader()
+        self.t_start = time.perf_counter()
+        self.t_last_end = self.t_start
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh per-step state."""
+        self.losses: list[torch.Tensor] = []
+        self.n_backward = 0
+        self.t_fwd: float | None = None
+        self.t_bwd_first: float | None = None
+        self.t_bwd = 0.0
+        self.t_opt_start: float | None = None
+        self.t_opt = 0.0
+        self.lr: float | None = None
+        self.synced = False
+        self.loss: float | None = None
+        self.grad_norm: float | None = None
+        self.extra: dict[str, float] = {}  # columns that collectors' sinks fill (carried norm, clipping)
+
+    def has_work(self) -> bool:
+        return self.n_backward > 0 or self.t_opt_start is not None
+
+    # -- the one host copy --------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Copy everything the step measured to the host at once and store it."""
+        self.synced = True
+        losses, self.losses = self.losses, []
+        first = (torch.cat(losses), self._loss_sink) if losses else None
+        for sink, values in self.buffer.drain(first):
+            sink(values)
+
+    def _loss_sink(self, values: list[float]) -> None:
+        self.loss = sum(values) / len(values)
+        if not all(math.isfinite(v) for v in values):
+            self.tracer.nonfinite.loss(values)
+
+    def grad_norm_sink(self, values: list[float]) -> None:
+        """The step's total gradient norm (the gradient collector's entry)."""
+        self.grad_norm = values[0]
+        if not math.isfinite(values[0]):
+            self.tracer.nonfinite.gradient()
+
+    # -- the step row ------------------------------------------------------------------------------------
+    def end(self, sampled: bool, columns: dict[str, Any]) -> None:
+        """Write the step row (`columns` are the collectors' own), tell the listeners, start the next step."""
+        if not self.synced:
+            self.sync()
+        # What the optimizer post-hook measured (update ratios) rides on the next step's copy.
+        now = time.perf_counter()
+        t_fwd = self.t_fwd if self.t_fwd is not None else self.t_last_end
+        bwd_first = self.t_bwd_first if self.t_bwd_first is not None else now
+        mem = self.config.monitoring.memory
+        perf = self.config.monitoring.performance
+        t_step = now - self.t_last_end if perf else None
+        rss_mb = self._rss.read() if mem else None
+        row: dict[str, Any] = {
+            M.LOSS.name: self.loss, M.LR.name: self.lr, M.N_BACKWARD.name: self.n_backward,
+            M.GRAD_NORM.name: self.grad_norm, M.T_STEP.name: t_step, M.RSS_MB.name: rss_mb,
+            M.CUDA_MB.name: cuda_memory_mb() if mem else None, M.SAMPLED.name: sampled,
+        }
+        if perf:
+            row |= {M.T_DATA.name: max(t_fwd - self.t_last_end, 0.0), M.T_FORWARD.name: max(bwd_first - t_fwd, 0.0),
+                    M.T_BACKWARD.name: self.t_bwd, M.T_OPTIMIZER.name: self.t_opt}
+        self.writer.add_step(self.step, **row, **self.extra, **columns)
+        if self.listeners:  # host numbers only: a listener never causes a device sync
+            info = StepInfo(self.step, self.loss, self.grad_norm, t_step, rss_mb, self.lr)
+            for listener in self.listeners:
+                self.tracer.call("listener", listener, info)
+        self.t_last_end = now
+        self.step += 1
+        self.reset()
+        if self.step % self.config.flush_every == 0:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self._rss.close()
+
+
+def lr_of(opt: torch.optim.Optimizer) -> float | None:
+    """The learning rate of an optimizer's first parameter group (None when it has none)."""
+    try:
+        lr = opt.param_groups[0].get("lr")
+        return float(lr) if lr is not None else None
+    except (TypeError, ValueError, IndexError):
+        return None
