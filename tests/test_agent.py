@@ -183,3 +183,36 @@ def test_visualizations_are_written_as_svg_files() -> None:
         assert root.tag.endswith("svg") and len(list(root.iter())) > 10
     grad = Path(response.visualizations["gradient_flow"]).read_text()
     assert "0.weight" in grad and "4.weight" in grad
+
+
+def test_a_gpt_without_its_causal_mask_is_found_and_its_twin_is_clean() -> None:
+    from modeldebug.agent import AnalysisOptions
+
+    def gpt(causal: bool):  # type: ignore[no-untyped-def]
+        return ModelDebuggingAgent().debug_model(DebuggingRequest(
+            model=am.TinyGPT(causal=causal), batch=am.token_batch(), loss_fn=am.next_token_loss,
+            issue="loss falls suspiciously fast", options=AnalysisOptions(probe_steps=20, verify_fixes=False)))
+
+    leaky = gpt(False)
+    top = leaky.findings[0]
+    assert (top.kind, top.location) == ("causality_leak", "blocks.layers.0.self_attn")
+    assert top.evidence["first_leaking_position"] == 0
+    healthy = gpt(True)
+    assert serious(healthy.report()) == [] and healthy.probes["causality"].verdict == "pass"
+    assert healthy.probes["batch_mixing"].verdict == "pass"  # token inputs are probed through the embedding now
+
+
+def test_doctor_says_how_long_it_took_and_on_how_many_threads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from modeldebug.cli import main
+
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+        "def batch():\n    g = torch.Generator().manual_seed(0)\n    x = torch.randn(32, 4, generator=g)\n"
+        "    return x, (x[:, 0] > 0).long()\n")
+    assert main(["doctor", "--model", f"{tmp_path / 'net.py'}:build", "--batch", f"{tmp_path / 'net.py'}:batch",
+                 "--loss", "CrossEntropyLoss", "--steps", "10"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "analysis took" in err and "on 1 thread (slowest:" in err
+    assert main(["doctor", "--model", f"{tmp_path / 'net.py'}:build", "--batch", f"{tmp_path / 'net.py'}:batch",
+                 "--loss", "CrossEntropyLoss", "--threads", "0"]) == 2

@@ -87,3 +87,85 @@ def test_lr_range_test() -> None:
     assert high.findings[0].kind == "lr_too_high"
     low = probes.lr_range_test(work(am.mlp(), optimizer_factory=am.sgd(1e-7)))
     assert low.findings[0].kind == "lr_too_low"
+
+
+# -- margins: a verdict on two noisy numbers needs an interval beyond the noise ------------------------------
+def test_interval_is_the_t_interval_and_never_narrower_than_the_noise() -> None:
+    import statistics
+
+    from modeldebug.agent.intervals import interval, tail_noise
+
+    values = [0.12, 0.15, 0.11]
+    iv = interval(values)
+    half = 4.303 * statistics.stdev(values) / 3 ** 0.5  # Student t, 2 degrees of freedom
+    assert abs(iv.mean - statistics.mean(values)) < 1e-12 and abs(iv.high - iv.mean - half) < 1e-12
+    exact = interval([0.5, 0.5], floor=0.01)  # deterministic repeats still get the runs' own noise
+    assert (exact.low, exact.high) == (0.49, 0.51)
+    assert not interval([float("nan")]).above(0) and not interval([float("nan")]).below(1)
+    assert tail_noise([3.0 - 0.1 * i for i in range(20)]) < 1e-12  # a steady trend is not noise
+    assert tail_noise([1.0, 1.2] * 10) > 0.1
+
+
+def test_a_slow_learning_lstm_is_not_called_input_ignored_or_unfit() -> None:
+    # The issue's case: after 60 steps the zeroed copy ends at 1.38, the real one at 1.29 (ratio < 1.1):
+    # slow, but nearly all of what it learned came from its inputs.
+    w = work(am.LSTMClassifier(), am.sequences())
+    runs = probes.seeded_runs(w)
+    assert len(runs) == 2 and runs[0].losses == runs[1].losses  # no randomness: the repeats stop at two
+    ii = probes.input_independent(w, runs)
+    assert ii.verdict == "pass" and not ii.findings
+    assert ii.data["zeroed_final"] / ii.data["real_final"] < 1.1 and ii.data["input_share"]["low"] > 0.5
+    fit = probes.overfit_one_batch(w, runs, baseline=ii)
+    assert fit.verdict == "warn" and not fit.findings and "learning slowly" in fit.summary
+
+
+def test_random_labels_are_memorised_from_the_inputs_whatever_the_seed() -> None:
+    for seed in range(3):
+        result = probes.input_independent(work(am.mlp(seed), am.random_labels(seed=seed)))
+        assert result.verdict == "pass", (seed, result.summary)
+
+
+def test_repeats_with_dropout_give_a_real_interval() -> None:
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 3))
+    result = probes.input_independent(work(model))
+    share = result.data["input_share"]
+    assert len(share["values"]) == 3 and len(set(share["values"])) == 3 and share["low"] < share["mean"] < share["high"]
+    assert result.verdict == "pass"
+
+
+def test_a_loss_at_init_on_the_threshold_is_inconclusive_not_a_finding() -> None:
+    # Scale the head until the mean initial loss (three dropout draws) sits exactly on the limit: the
+    # interval must straddle it, and the probe must not claim either way.
+    def build(scale: float) -> nn.Module:
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 3))
+        with torch.no_grad():
+            m[3].weight.mul_(scale)
+        return m
+
+    lo, hi = 1.0, 100.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        r = probes.loss_at_init(work(build(mid)))
+        lo, hi = (mid, hi) if r.data["loss"] < r.data["limit"] else (lo, mid)
+    r = probes.loss_at_init(work(build(hi)))
+    iv = r.data["interval"]
+    assert iv["low"] < r.data["limit"] < iv["high"]
+    assert r.verdict == "inconclusive" and not r.findings and "straddles" in r.summary
+    assert probes.loss_at_init(work(build(hi * 3))).verdict == "fail"  # well past it: a finding
+
+
+def test_zeroing_leaves_labels_given_to_a_model_that_scores_itself() -> None:
+    x, y = am.batch()
+    zeroed = probes._zeros(((x, y), None)[0])
+    assert torch.equal(zeroed[0], torch.zeros_like(x)) and zeroed[1] is y
+    tokens = torch.randint(1, 9, (4, 6))
+    assert torch.equal(probes._zeros(tokens), torch.zeros_like(tokens))  # a lone token tensor is the input
+    mapping = probes._zeros({"input_ids": tokens, "labels": tokens})
+    assert not mapping["input_ids"].any() and mapping["labels"] is tokens
+
+
+def test_a_range_test_verdict_is_confirmed_by_the_other_seeds() -> None:
+    high = probes.lr_range_test(work(am.mlp(), optimizer_factory=am.sgd(50.0)))
+    assert high.verdict == "fail" and high.data["seeds"] == 3 and high.data["verdicts"] == ["lr_too_high"] * 3
+    assert "seeds" not in probes.lr_range_test(work(am.mlp())).data  # a fine rate costs one test

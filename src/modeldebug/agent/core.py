@@ -1,16 +1,21 @@
 """ModelDebuggingAgent: a model, a batch and a complaint in; ranked, evidenced, verified findings out.
 
 The deterministic path, in order:
-1. validate the request (`Workload`) and snapshot the user's model (`ModelGuard`);
-2. try one training step (ErrorDiagnoser): a crash is the answer, explained, and the rest is skipped;
-3. a short training run on a copy under `modeldebug.watch` at the comprehensive level, so the
-   whole rule catalogue judges it (on one batch it doubles as the overfit-one-batch probe);
-4. the tools, in the order the complaint suggests (each writes what it measures into an in-memory
-   record that the same rules judge, with the same config), and the sanity probes;
-5. keep what the config's select/ignore keep, merge findings that say the same thing, fold
+1. validate the request (`Workload`) and snapshot the user's model (`ModelGuard`); set torch's CPU
+   threads to `options.threads` (1 by default) for the analysis, and put them back after;
+2. look at the model: with every parameter frozen nothing can train, and that is the answer (an
+   issue with its fix); all-zero weights and BatchNorm fed one sample at a time are findings;
+3. try one training step (ErrorDiagnoser): a crash is the answer, explained, and the rest is skipped;
+4. a short training run on a copy under `modeldebug.watch` at the comprehensive level, so the
+   whole rule catalogue judges it (on one batch it doubles as the overfit-one-batch probe); a
+   claim of LSS001 that only the values' range supports is tested on the model;
+5. the tools, in the order the complaint suggests (each writes what it measures into an in-memory
+   record that the same rules judge, with the same config), and the sanity probes, those that
+   compare noisy numbers over seeded repeats;
+6. keep what the config's select/ignore keep, merge findings that say the same thing, fold
    symptoms into causes, rank (severity, then relevance to the complaint);
-6. try the mechanical fixes for the top findings on copies and report before/after;
-7. check the user's model is exactly as it came.
+7. try the mechanical fixes for the top findings on copies and report before/after;
+8. check the user's model is exactly as it came.
 No language model is involved; one can explain the result afterwards.
 """
 
@@ -26,11 +31,13 @@ from ..capture.resources import rss_mb
 from ..config import DebuggingConfig
 from ..rules.base import SEVERITY_ORDER, Finding
 from ..rules.ranking import rank
-from . import probes
+from . import probes, structure
+from .causality import causality_probe
 from .fixes import VerifiedFix, candidate_fixes, verify
 from .guard import ModelGuard
 from .measure import selected
 from .planner import plan
+from .probes import ProbeResult
 from .request import DebuggingRequest, Workload
 from .response import AgentMetrics, DebuggingResponse
 from .tools import TOOLS
@@ -89,8 +96,27 @@ class ModelDebuggingAgent:
         self.lm = lm
 
     def debug_model(self, request: DebuggingRequest) -> DebuggingResponse:
+        """Analyse `request` on copies of its model; see the module docstring for what runs.
+
+        Runs on `request.options.threads` torch CPU threads (1 by default; restored after): the
+        probes' models are small, and more threads only compete with each other on a busy machine.
+        """
         t0 = time.perf_counter()
         work = Workload(request, config=self.config)
+        threads = request.options.threads
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            response = self._debug(work, request, t0)
+            response.metrics.threads = torch.get_num_threads()
+            response.run["threads"] = response.metrics.threads
+        finally:
+            if threads is not None:
+                torch.set_num_threads(before)
+        return response
+
+    def _debug(self, work: Workload, request: DebuggingRequest, t0: float) -> DebuggingResponse:
         rss0 = rss_mb() or 0.0
         peak = [rss0]
         cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
@@ -103,6 +129,8 @@ class ModelDebuggingAgent:
         groups: list[tuple[str, list[Finding]]] = []
         fixes: list[VerifiedFix] = []
         record = None
+        visuals: dict[str, str] = {}
+        failed = False
 
         def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
             s = time.perf_counter()
@@ -113,45 +141,21 @@ class ModelDebuggingAgent:
                 peak.append(rss_mb() or 0.0)
 
         with ModelGuard(request.model) as guard:
-            errors = timed("error_diagnoser", TOOLS["error_diagnoser"](request.options, config=self.config).timed, work)
-            results["error_diagnoser"] = errors
-            if errors.failed:
-                groups.append(("error_diagnoser", errors.findings))
+            stuck = structure.frozen(work)
+            if stuck is not None:  # nothing can train: that is the answer, and every other tool needs training
+                groups.append(("model_check", [stuck]))
             else:
-                watched = timed("watched_run", short_run, work, steps=request.options.probe_steps,
-                                one_batch=request.batch is not None, watch_level="comprehensive")
-                if watched.report is not None:
-                    record = watched.report.record
-                    groups.append(("watched_run", watched.report.findings))
-                for name in the_plan.tools:
-                    if name == "error_diagnoser":
-                        continue
-                    try:
-                        results[name] = timed(name, TOOLS[name](request.options, config=self.config).timed, work)
-                        groups.append((name, results[name].findings))
-                    except Exception as exc:  # noqa: BLE001 - one failing tool must not take the answer down
-                        log.warning("modeldebug: the %s tool failed: %s", name, exc)
-                        timings[name + "_error"] = 0.0
-                overfit = watched if request.batch is not None else None
-                for name, fn, args in (
-                        ("loss_at_init", probes.loss_at_init, (work,)),
-                        ("overfit_one_batch", probes.overfit_one_batch, (work, overfit)),
-                        ("input_independent", probes.input_independent, (work, overfit)),
-                        ("batch_mixing", probes.batch_mixing_probe, (work,)),
-                        ("determinism", probes.determinism, (work,)),
-                        ("lr_range_test", probes.lr_range_test, (work,))):
-                    try:
-                        probe_results[name] = timed(name, fn, *args)
-                        groups.append((name, probe_results[name].findings))
-                    except Exception as exc:  # noqa: BLE001
-                        log.warning("modeldebug: the %s probe failed: %s", name, exc)
+                failed = self._analyse(work, the_plan, timed, timings, results, probe_results, groups)
+                watched = results.pop("watched_run", None)
+                record = watched.report.record if watched is not None and watched.report is not None else None
             if request.record is not None:
                 groups.insert(0, ("run_record", self._record_findings(request.record)))
             groups = [(source, [f for f in found if selected(self.config, f)]) for source, found in groups]
             findings = the_plan.order(rank(_merge(groups), request.options.probe_steps))
-            if request.options.verify_fixes and not errors.failed:
+            if request.options.verify_fixes and stuck is None and not failed:
                 fixes = timed("verified_fixes", self._verify, findings, work, probe_results)
-            visuals = timed("visualizations", self._visualize, request, results, record) if request.visualizations else {}
+            if request.visualizations and stuck is None:
+                visuals = timed("visualizations", self._visualize, request, results, record)
         peak_mb = (torch.cuda.max_memory_allocated() / 2**20) if cuda else max(0.0, max(peak) - rss0)
         response = DebuggingResponse(
             issue=request.issue, findings=findings, tool_results=results, probes=probe_results, fixes=fixes,
@@ -170,6 +174,81 @@ class ModelDebuggingAgent:
 
             attach_explanation(response, self.lm, request.issue or None, work=work)
         return response
+
+    def _analyse(self, work: Workload, the_plan: Any, timed: Any, timings: dict[str, float], results: dict[str, Any],
+                 probe_results: dict[str, Any], groups: list[tuple[str, list[Finding]]]) -> bool:
+        """The error diagnoser, the watched run, the tools and the probes; True when a training step crashed."""
+        request = work.request
+        checks = [f for f in (structure.zero_weights(work), structure.single_sample_batchnorm(work)) if f is not None]
+        errors = timed("error_diagnoser", TOOLS["error_diagnoser"](request.options, config=self.config).timed, work)
+        results["error_diagnoser"] = errors
+        if errors.failed:
+            structure.batchnorm_advice(work, errors.findings)
+            groups.append(("error_diagnoser", errors.findings))
+            groups.append(("model_check", [f for f in checks if f.kind != "single_sample_batchnorm"]))
+            return True
+        groups.append(("model_check", checks))
+        watched = timed("watched_run", short_run, work, steps=request.options.probe_steps,
+                        one_batch=request.batch is not None, watch_level="comprehensive")
+        results["watched_run"] = watched
+        if watched.report is not None:
+            groups.append(("watched_run", self._checked(watched.report.findings, work, probe_results, timed)))
+        for name in the_plan.tools:
+            if name == "error_diagnoser":
+                continue
+            try:
+                results[name] = timed(name, TOOLS[name](request.options, config=self.config).timed, work)
+                groups.append((name, results[name].findings))
+            except Exception as exc:  # noqa: BLE001 - one failing tool must not take the answer down
+                log.warning("modeldebug: the %s tool failed: %s", name, exc)
+                timings[name + "_error"] = 0.0
+        real: Any = watched if request.batch is not None else None
+        try:
+            real = timed("seeded_runs", probes.seeded_runs, work, real)
+        except Exception as exc:  # noqa: BLE001 - each probe then makes its own runs (and reports its own failure)
+            log.warning("modeldebug: the seeded probe runs failed: %s", exc)
+        probe_list: list[tuple[str, Any]] = [
+            ("loss_at_init", lambda: probes.loss_at_init(work)),
+            ("input_independent", lambda: probes.input_independent(work, real)),
+            # a small drop on one batch is slow learning when the inputs drove it (input_independent passed)
+            ("overfit_one_batch", lambda: probes.overfit_one_batch(work, real,
+                                                                    baseline=probe_results.get("input_independent"))),
+            ("batch_mixing", lambda: probes.batch_mixing_probe(work)),
+            ("causality", lambda: causality_probe(work)),
+            ("determinism", lambda: probes.determinism(work)),
+            ("lr_range_test", lambda: probes.lr_range_test(work))]
+        for name, fn in probe_list:
+            try:
+                probe_results[name] = timed(name, fn)
+                groups.append((name, probe_results[name].findings))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("modeldebug: the %s probe failed: %s", name, exc)
+        order = ("loss_at_init", "overfit_one_batch", "input_independent")  # as people read them
+        for name in [*order, *[n for n in probe_results if n not in order]]:
+            if name in probe_results:
+                probe_results[name] = probe_results.pop(name)
+        return False
+
+    def _checked(self, findings: list[Finding], work: Workload, probe_results: dict[str, Any], timed: Any) -> list[Finding]:
+        """The watched run's findings, with LSS001's "squashed into [0, 1]" tested on the model itself.
+
+        That variant only reads the range of the values the loss got; constant small logits of a dead
+        network lie in [0, 1] too. The claim is kept when scaled and negated inputs keep the output in
+        [0, 1], dropped when they do not (the check is in `probes["squashing_check"]`).
+        """
+        tol = work.config.thresholds.probability_rowsum
+        claims = [f for f in findings if structure.squashed_claim(f, tol)]
+        if not claims:
+            return findings
+        shown, why = timed("squashing_check", structure.squashing_shown, work)
+        verdict = {True: "fail", False: "pass", None: "skipped"}[shown]  # "fail": the model does squash
+        probe_results["squashing_check"] = ProbeResult(
+            "squashing_check", verdict, f"LSS001 said the loss gets values squashed into [0, 1]: {why}"
+            + ("; LSS001 is dropped" if shown is False else "; LSS001 stands" if shown else ""),
+            {"shown": shown, "why": why})
+        if shown is False:
+            return [f for f in findings if f not in claims]
+        return findings
 
     def _record_findings(self, record: Any) -> list[Finding]:
         from ..record import Record

@@ -2,8 +2,9 @@
 
 A fix is tried only when a finding asks for it and it can be applied mechanically: a learning
 rate, gradient clipping, re-initialisation, removing a final softmax, normalising inputs, zeroing
-gradients. Both runs use the same seed, batch and step budget; a fix that does not help is reported
-as not helping, with its numbers.
+gradients. Both runs use the same seed, batch and step budget; a fix helps when it lowers the loss by
+10% and by more than the runs' own step-to-step noise; one that does not is reported as not
+helping, with its numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from ..jsonsafe import json_safe
 from ..rules.base import Finding
+from .intervals import tail_noise
 from .request import Workload
 from .trainer import RunResult, short_run
 
@@ -163,11 +165,17 @@ def verify(candidate: _Candidate, finding: Finding, work: Workload) -> VerifiedF
     before = short_run(work, **common, **({"zero_grad": False} if candidate.name == "zero_grad" else {}))
     after = short_run(work, **common, **candidate.run_kwargs)
     b, a = _score(before, split is not None), _score(after, split is not None)
-    helped = math.isfinite(a) if not math.isfinite(b) else (math.isfinite(a) and a < 0.9 * b)
+    # better by 10% and by more than the two runs' own step-to-step noise (held-out: one value, no noise)
+    noise = 0.0 if split is not None else \
+        2 * math.hypot(tail_noise(before.losses), tail_noise(after.losses)) / math.sqrt(5)
+    better = math.isfinite(a) and a < 0.9 * b and b - a > noise
+    helped = math.isfinite(a) if not math.isfinite(b) else better
     note = "held-out loss" if split is not None else "final training loss"
     if not math.isfinite(a):
         note += "; the run still went non-finite"
     elif math.isfinite(b) and a >= b:
         note += "; it did not improve"
+    elif math.isfinite(b) and a < 0.9 * b and not better:
+        note += f"; the gain is within the runs' noise ({noise:.2g})"
     return VerifiedFix(candidate.name, finding.kind, candidate.description, candidate.implementation,
                        b, a, helped, note)

@@ -3,9 +3,14 @@
 - loss at initialisation against what it should be (ln C for C classes);
 - overfit one small batch within a step budget;
 - input-independent baseline: with the inputs zeroed the model must do worse;
-- batch mixing by backprop: one sample's output must not depend on the others;
+- batch mixing by backprop: one sample's output must not depend on the others (tokens: through
+  the embedding's output);
 - determinism: two runs with the same seed agree;
 - learning-rate range test: the rate where the loss falls fastest, and where it blows up.
+A verdict that compares two noisy numbers (loss at init against ln C, real against zeroed inputs,
+the loss's drop on one batch, the current rate against the range test's) reads an interval over
+seeded repeats (`intervals.py`) and may be "inconclusive". The causality probe for sequence models
+is in `causality.py`.
 Each returns a `ProbeResult` with a verdict, its numbers, and the findings they support. These are
 the agent's own detectors (no record rule can run them: they train and compare copies); their
 findings are built from the catalogue's specs, and their thresholds (`init_loss_factor`,
@@ -23,17 +28,22 @@ import torch
 from ..capture.probes import batch_mixing
 from ..jsonsafe import json_safe
 from ..rules.base import Finding, Recommendation
+from .intervals import interval, tail_noise
 from .request import Workload, call_model
 from .tools.base import make_finding
 from .trainer import RunResult, short_run
 
 __all__ = ["ProbeResult", "batch_mixing_probe", "determinism", "input_independent", "loss_at_init",
-           "lr_range_test", "overfit_one_batch"]
+           "lr_range_test", "overfit_one_batch", "seeded_runs"]
 
 
 @dataclass
 class ProbeResult:
-    """One probe: `verdict` is "pass", "fail", "warn" or "skipped"; `data` holds its numbers."""
+    """One probe: `verdict` is "pass", "fail", "warn", "inconclusive" or "skipped"; `data` holds its numbers.
+
+    "inconclusive": the numbers straddle the threshold within their noise (over the seeded repeats);
+    no finding is made, and the summary says what would settle it.
+    """
 
     name: str
     verdict: str
@@ -62,25 +72,67 @@ def _accuracy(work: Workload, model: torch.nn.Module) -> float | None:
     return float((out.argmax(1) == y).float().mean())
 
 
+def seeded_runs(work: Workload, first: RunResult | None = None, *, transform: Any = None) -> list[RunResult]:
+    """`AnalysisOptions.probe_seeds` short runs on the first batch, seeded `seed`, `seed + 1`, ...
+
+    `first`, when given, is the run for `seed` already made (the watched run): it is reused. When the
+    second seed gives exactly the losses of the first, nothing in the run depends on the seed (no
+    dropout, no random layer) and further seeds would repeat it: the repeats stop there, and the
+    verdicts' margin is the runs' own step-to-step noise.
+    """
+    n = max(1, work.options.probe_seeds)
+    runs = [first] if first is not None else []
+    while len(runs) < n:
+        runs.append(short_run(work, steps=work.options.probe_steps, seed=work.options.seed + len(runs),
+                              transform=transform))
+        if len(runs) == 2 and runs[1].losses == runs[0].losses:
+            break
+    return runs
+
+
+def _as_runs(work: Workload, run: RunResult | list[RunResult] | None) -> list[RunResult]:
+    if isinstance(run, list):
+        return run
+    return seeded_runs(work, run)
+
+
+def _final_noise(run: RunResult) -> float:
+    """The noise of `run.final` (a mean of the last 5 losses) from the run's own step-to-step wobble."""
+    return tail_noise(run.losses) / math.sqrt(5)
+
+
 def loss_at_init(work: Workload) -> ProbeResult:
-    """The first loss against the loss of a uniform prediction (ln C) for classification."""
+    """The first loss against the loss of a uniform prediction (ln C) for classification.
+
+    Measured in training mode under each probe seed (dropout draws differ); the verdict reads the interval.
+    """
     classes = work.classes()
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(work.options.seed)
-        model = work.clone()
-        model.train()
-        loss = float(work.loss(model))
+    losses = []
+    for i in range(max(1, work.options.probe_seeds)):
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(work.options.seed + i)
+            model = work.clone()
+            model.train()
+            losses.append(float(work.loss(model)))
+    loss = losses[0]
     if classes is None or classes < 2:
         return ProbeResult("loss_at_init", "skipped" if math.isfinite(loss) else "fail",
                            f"initial loss {loss:.4g} (no class count to compare with)", {"loss": loss})
     expected = math.log(classes)
     th = work.config.thresholds
-    factor = th.init_loss_factor
+    limit = th.init_loss_factor * expected
+    iv = interval(losses)
+    finite = all(math.isfinite(v) for v in losses)
+    loss = iv.mean if finite else loss
     x = work.inputs()
     input_std = float(x.float().std()) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 1 else 0.0
-    data = {"loss": loss, "expected": expected, "classes": classes, "ratio": loss / expected, "input_std": input_std}
-    if math.isfinite(loss) and loss <= factor * expected:
-        return ProbeResult("loss_at_init", "pass", f"initial loss {loss:.3f} vs ln({classes}) = {expected:.3f}", data)
+    data = {"loss": loss, "expected": expected, "classes": classes, "ratio": loss / expected, "input_std": input_std,
+            "limit": limit, "interval": iv.to_dict()}
+    if finite and not iv.above(limit):
+        if iv.high <= limit:
+            return ProbeResult("loss_at_init", "pass", f"initial loss {loss:.3f} vs ln({classes}) = {expected:.3f}", data)
+        return ProbeResult("loss_at_init", "inconclusive", f"initial loss {iv.text()} over {iv.n} seeds straddles "
+                           f"{th.init_loss_factor:g} x ln({classes}) = {limit:.3f}", data)
     if input_std > th.init_input_scale:
         return ProbeResult("loss_at_init", "warn", f"initial loss {loss:.3g} vs ln({classes}) = {expected:.3f}: the "
                            f"inputs' scale (std {input_std:.3g}) explains it, not the initialisation", data)
@@ -97,41 +149,62 @@ def loss_at_init(work: Workload) -> ProbeResult:
     return ProbeResult("loss_at_init", "fail", finding.title, data, [finding])
 
 
-def overfit_one_batch(work: Workload, run: RunResult | None = None) -> ProbeResult:
-    """Can the model memorise one batch? If not, something between input and loss is broken."""
+def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = None, *,
+                      baseline: ProbeResult | None = None) -> ProbeResult:
+    """Can the model memorise one batch? If not, something between input and loss is broken.
+
+    `run`: the seeded runs already made (a list), or the first of them (the watched run).
+    `baseline`: the input-independent probe on the same runs. When it passed, the little the loss
+    fell came from the inputs: a slow learner, not a broken one (a warning, no finding).
+    """
     steps = work.options.probe_steps
-    run = run or short_run(work, steps=steps)
-    drop = 1 - run.final / run.first if run.first and math.isfinite(run.final) and run.first > 0 else float("nan")
-    acc = _accuracy(work, run.model) if not run.diverged else None
-    data = {"steps": len(run.losses), "first_loss": run.first, "final_loss": run.final, "best_loss": run.best,
-            "drop": drop, "batch_accuracy": acc, "batch_size": _batch_size(work)}
-    if run.diverged:
+    runs = _as_runs(work, run)
+    first = runs[0]
+    drops = [1 - r.final / r.first if r.first and r.first > 0 and math.isfinite(r.final) else math.nan for r in runs]
+    floor = max((_final_noise(r) / r.first for r in runs if r.first and r.first > 0 and not r.diverged), default=0.0)
+    drop = interval(drops, floor=floor)
+    diverged = [r for r in runs if r.diverged]
+    acc = [_accuracy(work, r.model) for r in runs if not r.diverged]
+    data = {"steps": len(first.losses), "first_loss": first.first, "final_loss": first.final, "best_loss": first.best,
+            "drop": drop.mean, "drop_interval": drop.to_dict(), "batch_accuracy": acc[0] if acc else None,
+            "batch_size": _batch_size(work), "seeds": len(runs), "diverged_runs": len(diverged)}
+    if diverged:
         f = make_finding("LOS001", "loss_diverging", "loss", severity="high", confidence=0.85,
-                         title=f"Training on one batch blew up to a non-finite loss within {len(run.losses)} steps",
+                         title=f"Training on one batch blew up to a non-finite loss within {len(diverged[0].losses)} steps"
+                               + (f" ({len(diverged)} of {len(runs)} seeded runs)" if len(runs) > 1 else ""),
                          description="Even one small batch cannot be fitted: the loss went non-finite. The learning "
                                      "rate is too high for this model or the loss is numerically unsafe.",
                          evidence=data, recommendations=[Recommendation("fix", "Lower the learning rate 10x",
                                                                         "optimizer = torch.optim.Adam(params, lr=1e-4)")])
         return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
-    memorised = (acc is not None and acc >= 0.99) or drop >= 0.9
-    if memorised or (math.isfinite(drop) and drop >= 0.5):
+    accuracy = f", batch accuracy {min(acc):.0%}" if acc and acc[0] is not None else ""
+    memorised = (bool(acc) and all(a is not None and a >= 0.99 for a in acc)) or drop.low >= 0.9
+    if memorised or drop.low >= 0.5:
         # Halving the loss on one batch within the budget is learning; memorising it just takes longer.
-        return ProbeResult("overfit_one_batch", "pass", f"loss {run.first:.3g} -> {run.final:.3g} in {len(run.losses)} steps"
-                           + (f", batch accuracy {acc:.0%}" if acc is not None else "")
-                           + ("" if memorised else " (learning; not memorised yet)"), data)
-    if math.isfinite(drop) and drop >= 0.1:
-        return ProbeResult("overfit_one_batch", "warn", f"loss fell only {drop:.0%} in {steps} steps on one batch"
-                           + (f" (accuracy {acc:.0%})" if acc is not None else ""), data)
-    f = make_finding(
-        "LOS002", "loss_not_decreasing", "loss", severity="high", confidence=0.85,
-        title=f"The model cannot overfit a single batch of {data['batch_size']}: loss {run.first:.3g} -> {run.final:.3g} "
-              f"in {steps} steps",
-        description=("Memorising one small batch is the easiest task a network has; failing it means the signal does "
-                     "not get from the loss to the weights (a detached or frozen path, dead units, a wrong loss or "
-                     "target, a learning rate far off)."),
-        evidence=data, recommendations=[Recommendation("fix", "Check the findings above for the broken link; "
-                                                       "verify with a learning-rate range test", None)])
-    return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
+        return ProbeResult("overfit_one_batch", "pass", f"loss {first.first:.3g} -> {first.final:.3g} in {len(first.losses)} "
+                           f"steps{accuracy}" + ("" if memorised else " (learning; not memorised yet)"), data)
+    if drop.below(0.1) and baseline is not None and baseline.verdict == "pass":
+        share = baseline.data.get("input_share", {})
+        return ProbeResult("overfit_one_batch", "warn", f"learning slowly: loss fell only {drop.mean:.0%} in {steps} "
+                           f"steps on one batch, but {share.get('mean', math.nan):.0%} of that came from the inputs "
+                           "(input_independent); give it more steps", data)
+    if drop.below(0.1):
+        f = make_finding(
+            "LOS002", "loss_not_decreasing", "loss", severity="high", confidence=0.85,
+            title=f"The model cannot overfit a single batch of {data['batch_size']}: loss {first.first:.3g} -> "
+                  f"{first.final:.3g} in {steps} steps",
+            description=("Memorising one small batch is the easiest task a network has; failing it means the signal "
+                         "does not get from the loss to the weights (a detached or frozen path, dead units, a wrong "
+                         f"loss or target, a learning rate far off). Over {len(runs)} seeded run(s) the loss fell "
+                         f"{drop.mean:.0%} (95% interval {drop.low:.0%} to {drop.high:.0%})."),
+            evidence=data, recommendations=[Recommendation("fix", "Check the findings above for the broken link; "
+                                                           "verify with a learning-rate range test", None)])
+        return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
+    if drop.low >= 0.1:
+        return ProbeResult("overfit_one_batch", "warn", f"loss fell only {drop.mean:.0%} in {steps} steps on one batch"
+                           + (f" (accuracy {acc[0]:.0%})" if acc and acc[0] is not None else ""), data)
+    return ProbeResult("overfit_one_batch", "inconclusive", f"loss fell {drop.mean:.0%} (95% interval {drop.low:.0%} to "
+                       f"{drop.high:.0%}) in {steps} steps: too close to 10% to call; run more steps", data)
 
 
 def _batch_size(work: Workload) -> int:
@@ -141,36 +214,85 @@ def _batch_size(work: Workload) -> int:
     return int(t.shape[0]) if t is not None and t.dim() > 0 else 1
 
 
-def _zeros(x: Any) -> Any:
+#: mapping keys that hold what the model is scored against, never zeroed
+_TARGET_KEYS = frozenset({"labels", "label", "targets", "target", "y", "attention_mask", "token_type_ids"})
+
+
+def _zeros(x: Any, *, top: bool = True) -> Any:
+    """`x` with its inputs zeroed: floating-point tensors, and token ids (a lone integer tensor or `input_ids`).
+
+    Other integer tensors (labels passed to a model that computes its own loss) and mapping entries
+    named like targets or masks are left alone: zeroing them would change the task, not the input.
+    """
     if isinstance(x, torch.Tensor):
-        return torch.zeros_like(x)
+        return torch.zeros_like(x) if x.is_floating_point() or top else x
     if isinstance(x, dict):
-        return {k: _zeros(v) for k, v in x.items()}
+        return {k: v if k in _TARGET_KEYS else _zeros(v, top=k == "input_ids") for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return type(x)(_zeros(v) for v in x)
+        return type(x)(_zeros(v, top=False) for v in x)
     return x
 
 
-def input_independent(work: Workload, real: RunResult | None = None) -> ProbeResult:
-    """Train on zeroed inputs: a model that uses its inputs must do clearly worse than on real ones."""
+def _changed(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return a is not b
+    if isinstance(a, dict):
+        return any(_changed(v, b[k]) for k, v in a.items())
+    if isinstance(a, (tuple, list)):
+        return any(_changed(u, v) for u, v in zip(a, b))
+    return False
+
+
+#: the inputs' share of what the model learned: at most this (whole interval) is "ignored" ...
+_IGNORED_SHARE = 0.1
+#: ... and a share this small is no use of the input at all (high severity)
+_NO_SHARE = 0.02
+
+
+def input_independent(work: Workload, real: RunResult | list[RunResult] | None = None) -> ProbeResult:
+    """Train on zeroed inputs: a model that uses its inputs must do clearly worse than on real ones.
+
+    Paired seeded runs (real and zeroed under the same seed). What is compared is the inputs' share
+    of the learning: (zeroed final - real final) / (real first - real final), 1 when the zeroed copy
+    learns nothing, 0 when it learns as much. A slow learner has a small drop but a large share.
+    """
     steps = work.options.probe_steps
-    real = real or short_run(work, steps=steps)
-    zero = short_run(work, steps=steps, transform=_zeros)
-    data = {"real_final": real.final, "zeroed_final": zero.final, "steps": steps}
-    if not (math.isfinite(real.final) and math.isfinite(zero.final)):
+    if not _changed(work.inputs(), _zeros(work.inputs())):
+        return ProbeResult("input_independent", "skipped", "no input tensor to zero (only labels or masks)", {})
+    reals = _as_runs(work, real)
+    zeros = seeded_runs(work, transform=_zeros)[:len(reals)]
+    data: dict[str, Any] = {"real_final": reals[0].final, "zeroed_final": zeros[0].final, "steps": steps,
+                            "seeds": len(reals)}
+    if any(not (math.isfinite(r.final) and math.isfinite(z.final)) for r, z in zip(reals, zeros)):
         return ProbeResult("input_independent", "skipped", "a run went non-finite", data)
-    if real.final >= real.first:
+    noise = [math.hypot(_final_noise(r), _final_noise(z)) for r, z in zip(reals, zeros)]
+    drops = [r.first - r.final for r in reals]
+    drop = interval(drops, floor=max(_final_noise(r) for r in reals))
+    gap = interval([z.final - r.final for r, z in zip(reals, zeros)], floor=max(noise))
+    data.update(real_drop=drop.to_dict(), gap=gap.to_dict())
+    if not drop.above(0):
         return ProbeResult("input_independent", "skipped", "the model did not learn with real inputs either "
                            "(see overfit_one_batch)", data)
-    if zero.final > real.final * 1.1 + 1e-6:
-        return ProbeResult("input_independent", "pass",
-                           f"zeroed inputs end at {zero.final:.3g}, real inputs at {real.final:.3g}", data)
+    share = interval([(z.final - r.final) / d for r, z, d in zip(reals, zeros, drops)],
+                     floor=max(n / d for n, d in zip(noise, drops)))
+    data["input_share"] = share.to_dict()
+    said = (f"zeroed inputs end at {zeros[0].final:.3g}, real inputs at {reals[0].final:.3g}: the inputs account for "
+            f"{share.mean:.0%} of the loss drop (95% interval {share.low:.0%} to {share.high:.0%}, {len(reals)} seeds)")
+    if gap.above(0) and share.low >= _IGNORED_SHARE:
+        return ProbeResult("input_independent", "pass", said, data)
+    if not share.below(_IGNORED_SHARE):
+        return ProbeResult("input_independent", "inconclusive", said + "; too close to call: run more steps "
+                           "(AnalysisOptions.probe_steps) or seeds (probe_seeds)", data)
+    none = share.below(_NO_SHARE)
     f = make_finding(
-        "PRB001", "input_ignored", "model", severity="high", confidence=0.75,
-        title=f"The model learns as well with its inputs zeroed ({zero.final:.3g}) as with real ones ({real.final:.3g})",
-        description=("Trained on the same batch with every input set to zero, the model reaches the same loss: the "
-                     "inputs do not reach the output (a detached or overwritten input path), or the targets can be "
-                     "predicted without them (constant labels, labels leaked into a bias)."),
+        "PRB001", "input_ignored", "model", severity="high" if none else "medium", confidence=0.8 if none else 0.6,
+        title=(f"The model learns as well with its inputs zeroed ({zeros[0].final:.3g}) as with real ones "
+               f"({reals[0].final:.3g})" if none else
+               f"The inputs account for only {share.mean:.0%} of what the model learns (zeroed {zeros[0].final:.3g}, "
+               f"real {reals[0].final:.3g})"),
+        description=("Trained on the same batch with every input set to zero, the model reaches nearly the same loss "
+                     f"({said}): the inputs do not reach the output (a detached or overwritten input path), or the "
+                     "targets can be predicted without them (constant labels, labels leaked into a bias)."),
         evidence=data, recommendations=[Recommendation("fix", "Trace the input through forward(): check that it is "
                                                        "used and not detached or replaced", None)])
     return ProbeResult("input_independent", "fail", f.title, data, [f])
@@ -179,10 +301,15 @@ def input_independent(work: Workload, real: RunResult | None = None) -> ProbeRes
 def batch_mixing_probe(work: Workload) -> ProbeResult:
     """Backprop from one sample's output: the gradient on every other sample's input must be zero."""
     x = work.inputs()
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        return ProbeResult("batch_mixing", "skipped", "needs one floating-point input tensor", {})
-    model = work.clone()
-    res = batch_mixing(model, (x,))
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        res = batch_mixing(work.clone(), (x,))
+    else:  # tokens: through the first embedding's output
+        from .causality import token_batch_mixing
+
+        res = token_batch_mixing(work)
+        if res is None:
+            return ProbeResult("batch_mixing", "skipped", "needs a floating-point input tensor, or (batch, time) "
+                               "tokens read by an nn.Embedding", {})
     if res is None:
         return ProbeResult("batch_mixing", "skipped", "the output has no batch axis first, or the batch is too small", {})
     frac = res["fraction_mixed"]
@@ -218,43 +345,7 @@ def determinism(work: Workload, steps: int = 5) -> ProbeResult:
 
 
 def lr_range_test(work: Workload, *, lo: float = 1e-7, hi: float = 10.0, steps: int | None = None) -> ProbeResult:
-    """Raise the learning rate exponentially each step; suggest the rate a decade below the loss minimum."""
-    n = steps or max(40, min(100, 2 * work.options.probe_steps))
-    lrs = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
-    run = short_run(work, steps=n, one_batch=False, lr_schedule=lambda i: lrs[min(i, n - 1)])
-    smooth, avg = [], 0.0
-    for i, v in enumerate(run.losses):
-        if not math.isfinite(v):
-            break
-        avg = 0.8 * avg + 0.2 * v
-        smooth.append(avg / (1 - 0.8 ** (i + 1)))
-    current = work.lr(work.model)
-    data: dict[str, Any] = {"lrs": lrs[:len(run.losses)], "losses": run.losses, "current_lr": current}
-    if len(smooth) < 10:
-        return ProbeResult("lr_range_test", "skipped", "the loss blew up almost at once", data)
-    best_i = min(range(len(smooth)), key=smooth.__getitem__)
-    blowup_i = next((i for i in range(best_i, len(smooth)) if smooth[i] > 4 * smooth[best_i]), None)
-    if blowup_i is None and len(smooth) < n:
-        blowup_i = min(len(smooth), n - 1)  # the loss went non-finite at this step
-    suggested = lrs[best_i] / 10
-    blowup = lrs[blowup_i] if blowup_i is not None else None
-    data.update({"suggested_lr": suggested, "min_loss_lr": lrs[best_i], "blowup_lr": blowup})
-    summary = f"suggested lr {suggested:.1e} (loss lowest at {lrs[best_i]:.1e}" + \
-        (f", blows up from {blowup:.1e})" if blowup else ")")
-    findings = []
-    if current is not None and blowup is not None and current >= blowup:
-        findings.append(make_finding(
-            "LRN001", "lr_too_high", "optimizer", severity="high", confidence=0.8,
-            title=f"The learning rate {current:.1e} is past the point where the loss blows up ({blowup:.1e})",
-            description=f"In a range test the loss was lowest near {lrs[best_i]:.1e} and diverged from {blowup:.1e}; "
-                        f"training at {current:.1e} overshoots.",
-            evidence=data, recommendations=[Recommendation("fix", f"Use a learning rate near {suggested:.0e}",
-                                                           f"for g in optimizer.param_groups: g['lr'] = {suggested:.0e}")]))
-    elif current is not None and current < suggested / 1000 and smooth[best_i] < 0.9 * smooth[0]:
-        findings.append(make_finding(
-            "LRN002", "lr_too_low", "optimizer", severity="medium", confidence=0.65,
-            title=f"The learning rate {current:.1e} is over 1000x below the range test's suggestion {suggested:.1e}",
-            description="The loss keeps falling faster at much higher rates: training at this rate crawls.",
-            evidence=data, recommendations=[Recommendation("fix", f"Try a learning rate near {suggested:.0e}",
-                                                           f"for g in optimizer.param_groups: g['lr'] = {suggested:.0e}")]))
-    return ProbeResult("lr_range_test", "fail" if findings else "pass", summary, data, findings)
+    """The learning-rate range test (`lr_range.range_test`): a suggested rate, and a verdict on the current one."""
+    from .lr_range import range_test
+
+    return range_test(work, lo=lo, hi=hi, steps=steps)

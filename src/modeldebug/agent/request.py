@@ -50,6 +50,12 @@ class AnalysisOptions:
     #: batches drawn from a data loader for the watched run (cycled)
     max_batches: int = 20
     seed: int = 0
+    #: seeded repeats of a probe whose verdict compares two noisy numbers (seeds seed, seed + 1, ...);
+    #: its verdict reads the 95% interval over them, and "inconclusive" when it straddles the threshold
+    probe_seeds: int = 3
+    #: torch CPU threads while the agent runs (restored after); small models run fastest on one, and
+    #: more only compete with each other on a busy machine. None: leave torch's setting alone
+    threads: int | None = 1
     #: try the automatic fixes on a copy and report before/after numbers
     verify_fixes: bool = True
 
@@ -127,6 +133,12 @@ class Workload:
             raise BadInputError(f"request.loss_fn must be callable (e.g. nn.CrossEntropyLoss()), "
                                 f"got {type(request.loss_fn).__name__}")
         self.optimizer_factory: OptimizerFactory = request.optimizer_factory or default_optimizer
+        seeds, threads = self.options.probe_seeds, self.options.threads
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise BadInputError(f"options.probe_seeds {seeds!r} must be a whole number of at least 1 (default 3)")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise BadInputError(f"options.threads {threads!r} must be a whole number of at least 1, or None to leave "
+                                "torch's thread count alone")
         self.batches = self._batches(request)
         self.batch = self.batches[0]
         bad = [v for v in request.visualizations if v not in VISUALIZATIONS]

@@ -41,6 +41,12 @@ class AgentMetrics:
     #: the process's resident memory growth during the analysis (CUDA: the allocator's peak)
     peak_memory_mb: float = 0.0
     tool_time_s: dict[str, float] = field(default_factory=dict)
+    #: torch CPU threads the analysis ran on (`AnalysisOptions.threads`)
+    threads: int = 0
+
+    def slowest(self, n: int = 3) -> list[tuple[str, float]]:
+        """The `n` parts of the analysis that took longest, slowest first."""
+        return sorted(self.tool_time_s.items(), key=lambda kv: -kv[1])[:n]
 
 
 @dataclass

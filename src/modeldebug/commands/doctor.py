@@ -32,6 +32,8 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--issue", default="", help='the problem in words, e.g. "not converging", "loss is NaN", "slow"')
     p.add_argument("--steps", type=int, default=60, help="steps for the probe runs (default 60)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for the analysis (default 1: small probe models run fastest on one)")
     p.add_argument("--viz", metavar="DIR", help="write the gradient-flow, activation and memory plots here")
     p.add_argument("--json", metavar="P", help="write the full response as JSON to P ('-' for stdout)")
     p.add_argument("--html", metavar="P", help="write the HTML report (with the probe run's plots) to P")
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--lr {args.lr} must be a positive learning rate, e.g. 1e-3")
     if args.steps < 5:
         raise BadInputError(f"--steps {args.steps} is too few for the probes: use at least 5")
+    if args.threads < 1:
+        raise BadInputError(f"--threads {args.threads} must be at least 1")
     model = _call(load_object(args.model, "--model"), "--model", args.model)
     if not isinstance(model, nn.Module):
         raise BadInputError(f"--model {args.model!r} returned {type(model).__name__}, not a torch.nn.Module")
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     request = DebuggingRequest(
         model=model, batch=tuple(batch) if batch is not None else None, data=None if batch is not None else data,
         loss_fn=_loss(args.loss), optimizer_factory=lambda params: optim(params, lr=args.lr), issue=args.issue,
-        options=AnalysisOptions(probe_steps=args.steps),
+        options=AnalysisOptions(probe_steps=args.steps, threads=args.threads),
         visualizations=["gradient_flow", "activation_histograms", "memory_timeline"] if args.viz else [],
         output_dir=args.viz)
     response = ModelDebuggingAgent().debug_model(request)
@@ -106,7 +110,8 @@ def _print(response: Any, report: Any) -> None:
 
     console = stderr_console()
     report.print(console)
-    marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "warn": "[yellow]warn[/]", "skipped": "[dim]skipped[/]"}
+    marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "warn": "[yellow]warn[/]", "skipped": "[dim]skipped[/]",
+             "inconclusive": "[yellow]inconclusive[/]"}
     if response.probes:
         console.print("[bold]Sanity probes[/]")
         for p in response.probes.values():
@@ -124,5 +129,8 @@ def _print(response: Any, report: Any) -> None:
         for v in response.fixes:
             console.print(f"  {'[green]helped[/]' if v.helped else '[red]did not help[/]'}  {v.to_text()}", highlight=False)
     m = response.metrics
-    console.print(f"[dim]analysis took {m.analysis_time_s:.1f} s; your model was "
-                  f"{'not changed' if response.model_unchanged else 'restored after: ' + ', '.join(response.changed)}[/]")
+    slowest = ", ".join(f"{name} {s:.1f} s" for name, s in m.slowest(3))
+    console.print(f"[dim]analysis took {m.analysis_time_s:.1f} s on {m.threads} thread{'s' if m.threads != 1 else ''}"
+                  f"{f' (slowest: {slowest})' if slowest else ''}; your model was "
+                  f"{'not changed' if response.model_unchanged else 'restored after: ' + ', '.join(response.changed)}[/]",
+                  highlight=False)
