@@ -1,4 +1,4 @@
-"""The command-line side: `--llm MODEL [--llm-base-url URL] [--ask QUESTION] [--llm-timeout S]`.
+"""The command-line side: `--llm MODEL [--llm-base-url URL] [--ask QUESTION] [--llm-timeout S] [--llm-notice S]`.
 
 `modeldebug run` and `modeldebug report` call, in this order:
 1. `add_llm_options(parser)` when building their parser;
@@ -19,8 +19,9 @@ from ..errors import BadInputError, DebuggingError
 __all__ = ["LLM_VALUE_OPTIONS", "add_llm_options", "check_llm_args", "handle_llm"]
 
 #: options that take a value (for `modeldebug run`'s split of its own options from the script's)
-LLM_VALUE_OPTIONS = frozenset({"--llm", "--llm-base-url", "--ask", "--llm-timeout"})
+LLM_VALUE_OPTIONS = frozenset({"--llm", "--llm-base-url", "--ask", "--llm-timeout", "--llm-notice"})
 _DEFAULT_TIMEOUT = 120.0  # = explain.DEFAULT_TIMEOUT, kept here so building the parser imports nothing
+_DEFAULT_NOTICE = 5.0  # = explain.DEFAULT_NOTICE_AFTER
 
 
 def add_llm_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,9 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
                    help="a question for the model, e.g. \"why did it diverge?\" (it may query the stored run)")
     g.add_argument("--llm-timeout", metavar="S", type=float, default=_DEFAULT_TIMEOUT,
                    help=f"seconds the model may take in all (default {_DEFAULT_TIMEOUT:g}); then the rule report stands")
+    g.add_argument("--llm-notice", metavar="S", type=float, default=_DEFAULT_NOTICE,
+                   help=f"after S seconds without an answer, print one 'waiting for MODEL' line to stderr "
+                        f"(default {_DEFAULT_NOTICE:g}; 0 at once)")
 
 
 def check_llm_args(args: argparse.Namespace) -> None:
@@ -48,6 +52,9 @@ def check_llm_args(args: argparse.Namespace) -> None:
     timeout = getattr(args, "llm_timeout", _DEFAULT_TIMEOUT)
     if timeout is None or not timeout > 0:
         raise BadInputError(f"--llm-timeout {timeout!r} must be a positive number of seconds")
+    notice = getattr(args, "llm_notice", _DEFAULT_NOTICE)
+    if notice is None or not notice >= 0:
+        raise BadInputError(f"--llm-notice {notice!r} must be a number of seconds, 0 or more")
     from .lm import make_lm
 
     args.llm_lm = make_lm(model, base_url=getattr(args, "llm_base_url", None), timeout=timeout)
@@ -70,8 +77,10 @@ def handle_llm(report: Any, args: argparse.Namespace, *, lm: Any = None, file: T
                 lm = args.llm_lm
         from .explain import explain_report
 
+        notice = getattr(args, "llm_notice", _DEFAULT_NOTICE)
         explanation = explain_report(report, lm, getattr(args, "ask", None) or None,
-                                     timeout=getattr(args, "llm_timeout", None) or _DEFAULT_TIMEOUT)
+                                     timeout=getattr(args, "llm_timeout", None) or _DEFAULT_TIMEOUT,
+                                     notice_after=_DEFAULT_NOTICE if notice is None else notice, notice=out)
     except DebuggingError as exc:
         print(f"modeldebug: LLM explanation unavailable ({exc.message}); the rule report stands.", file=out)
         return

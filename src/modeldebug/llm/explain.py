@@ -10,14 +10,18 @@ at, tools (`agent_loop`). Its answer is validated and merged by the guard. Whate
 (no server, an error, a malformed or empty answer, no answer within `timeout` seconds) the result
 is the rules' findings and a `fallback_reason`. A malformed model string or a missing `dspy`
 raise at once (`BadInputError`, `MissingDependencyError`): those are the caller's to fix.
+A model that has not answered after `notice_after` seconds (5 by default; None: never) gets one
+line on `notice` (stderr by default), "modeldebug: waiting for MODEL (up to N s) ...", so a slow
+local model is not mistaken for a hang.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from .evidence import Evidence
 from .guard import InvalidAnswer, apply_guard, validate_answer
@@ -25,35 +29,57 @@ from .lm import model_name, resolve_lm
 from .queries import RunQueries
 from .result import LLMExplanation, TokenUsage, ToolCall
 
-__all__ = ["DEFAULT_TIMEOUT", "attach_explanation", "explain_evidence", "explain_report", "explain_response"]
+__all__ = ["DEFAULT_NOTICE_AFTER", "DEFAULT_TIMEOUT", "attach_explanation", "explain_evidence", "explain_report",
+           "explain_response"]
 
 #: seconds for the whole analysis (all model calls and tools); a local model on a CPU is slow
 DEFAULT_TIMEOUT = 120.0
+#: seconds without an answer before one "waiting for MODEL" line goes to stderr
+DEFAULT_NOTICE_AFTER = 5.0
 
 
 def explain_report(report: Any, lm: Any, question: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                   loop: bool | None = None, max_iters: int = 6) -> LLMExplanation:
+                   loop: bool | None = None, max_iters: int = 6, notice_after: float | None = DEFAULT_NOTICE_AFTER,
+                   notice: TextIO | None = None) -> LLMExplanation:
     """Explain a rule `Report`; with a question (or `loop=True`) the model may query the stored run."""
     evidence = Evidence.from_report(report)
     return explain_evidence(evidence, lm, question, queries=RunQueries(evidence), timeout=timeout, loop=loop,
-                            max_iters=max_iters)
+                            max_iters=max_iters, notice_after=notice_after, notice=notice)
 
 
 def explain_response(response: Any, lm: Any, question: str | None = None, *, work: Any = None,
-                     timeout: float = DEFAULT_TIMEOUT, loop: bool | None = None, max_iters: int = 6) -> LLMExplanation:
+                     timeout: float = DEFAULT_TIMEOUT, loop: bool | None = None, max_iters: int = 6,
+                     notice_after: float | None = DEFAULT_NOTICE_AFTER, notice: TextIO | None = None) -> LLMExplanation:
     """Explain an agent `DebuggingResponse`; `work` (the request's `Workload`) lets the model run the tools."""
     question = question if question is not None else (response.issue or None)
     evidence = Evidence.from_response(response, work.model if work is not None else None)
     return explain_evidence(evidence, lm, question, queries=RunQueries(evidence), work=work, timeout=timeout,
-                            loop=loop, max_iters=max_iters)
+                            loop=loop, max_iters=max_iters, notice_after=notice_after, notice=notice)
 
 
 def attach_explanation(response: Any, lm: Any, question: str | None = None, *, work: Any = None,
-                       timeout: float = DEFAULT_TIMEOUT) -> LLMExplanation:
+                       timeout: float = DEFAULT_TIMEOUT, notice_after: float | None = DEFAULT_NOTICE_AFTER,
+                       notice: TextIO | None = None) -> LLMExplanation:
     """`explain_response` stored on `response.explanation` (the agent calls this when given `lm=`)."""
-    explanation = explain_response(response, lm, question, work=work, timeout=timeout)
+    explanation = explain_response(response, lm, question, work=work, timeout=timeout, notice_after=notice_after,
+                                   notice=notice)
     response.explanation = explanation
     return explanation
+
+
+def _wait(worker: threading.Thread, timeout: float, notice_after: float | None, notice: TextIO | None,
+          model: str) -> None:
+    """Join `worker` within `timeout`; if it is still silent after `notice_after` seconds, say so once."""
+    if notice_after is None or not notice_after < timeout:
+        worker.join(timeout)
+        return
+    t0 = time.monotonic()
+    worker.join(max(0.0, notice_after))
+    if worker.is_alive():
+        out = notice if notice is not None else sys.stderr
+        out.write(f"modeldebug: waiting for {model} (up to {timeout:g} s) ...\n")
+        out.flush()
+        worker.join(max(0.0, timeout - (time.monotonic() - t0)))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,8 +116,13 @@ def _tokens(tracker: Any) -> TokenUsage:
 
 def explain_evidence(evidence: Evidence, lm: Any, question: str | None = None, *, queries: RunQueries | None = None,
                      work: Any = None, timeout: float = DEFAULT_TIMEOUT, loop: bool | None = None,
-                     max_iters: int = 6) -> LLMExplanation:
-    """The common path: run the DSPy program in a worker thread, bounded by `timeout`, then guard the answer."""
+                     max_iters: int = 6, notice_after: float | None = DEFAULT_NOTICE_AFTER,
+                     notice: TextIO | None = None) -> LLMExplanation:
+    """The common path: run the DSPy program in a worker thread, bounded by `timeout`, then guard the answer.
+
+    After `notice_after` seconds without an answer, one "waiting for MODEL" line goes to `notice`
+    (stderr when None); `notice_after=None` never prints it.
+    """
     lm_obj = resolve_lm(lm)
     result = LLMExplanation(model=model_name(lm_obj), question=question,
                             findings=[copy.deepcopy(f) for f in evidence.findings], order=list(evidence.ids))
@@ -119,7 +150,7 @@ def explain_evidence(evidence: Evidence, lm: Any, question: str | None = None, *
     t0 = time.perf_counter()
     worker = threading.Thread(target=run, name="modeldebug-llm", daemon=True)
     worker.start()
-    worker.join(timeout)
+    _wait(worker, timeout, notice_after, notice, result.model)
     result.seconds = round(time.perf_counter() - t0, 3)
     result.tokens = _tokens(box.get("tracker"))
     # a server that reports no usage still made calls: count them from the LM's history
@@ -141,4 +172,5 @@ def explain_evidence(evidence: Evidence, lm: Any, question: str | None = None, *
     result.findings, result.order, result.llm_order = out.findings, out.order, out.llm_order
     result.root_cause, result.answer = out.root_cause, out.answer
     result.hypotheses, result.recommendations, result.notes = out.hypotheses, out.recommendations, out.notes
+    result.withheld = out.withheld
     return result

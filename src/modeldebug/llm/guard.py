@@ -12,6 +12,10 @@ What a model may do, and what it may not:
   and never change a severity or a confidence: a lower rating is recorded as its opinion
   (`evidence["llm_severity"]`) and, for a high-confidence finding, said in a note.
 Its text is cleaned of terminal escape sequences and control characters and cut to length.
+Code it suggests is never shown when it touches the file system, processes or the network
+(`safety.unsafe_reason`: parsed with `ast`, never run): the implementation is withheld and the
+suggestion says "unsafe suggestion withheld: it calls os.system"; unsafe code spans and shell
+commands in its text are replaced the same way, and `notes`/`withheld` say what was held back.
 No DSPy here: the guard works on plain values and is tested on its own.
 """
 
@@ -26,6 +30,7 @@ from pydantic import ValidationError
 
 from ..rules.base import SEVERITY_ORDER, Finding, Recommendation
 from .evidence import Evidence
+from .safety import safe_text, unsafe_reason
 from .schema import DebugAnswer
 
 __all__ = ["GuardOutcome", "HIGH_CONFIDENCE", "Hypothesis", "InvalidAnswer", "apply_guard", "clean_text",
@@ -115,6 +120,29 @@ class GuardOutcome:
     hypotheses: list[Hypothesis] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: code of the model's that was not shown: {"where", "reason"} (the code itself is not kept)
+    withheld: list[dict[str, str]] = field(default_factory=list)
+
+
+class _Safe:
+    """Model text made safe to show, keeping count of what was withheld."""
+
+    def __init__(self) -> None:
+        self.withheld: list[dict[str, str]] = []
+
+    def text(self, text: Any, where: str, limit: int = _MAX_TEXT) -> str:
+        out, reasons = safe_text(clean_text(text, limit))
+        self.withheld += [{"where": where, "reason": r} for r in reasons]
+        return out
+
+    def code(self, code: Any, where: str) -> tuple[str | None, str | None]:
+        """(the code, None) when it is safe to show; (None, why) when it is not."""
+        text = clean_text(code, 1000) or None
+        why = unsafe_reason(text)
+        if why is None:
+            return text, None
+        self.withheld.append({"where": where, "reason": why})
+        return None, why
 
 
 def _tie_key(f: Finding) -> tuple[Any, ...]:
@@ -144,6 +172,7 @@ def apply_guard(evidence: Evidence, answer: DebugAnswer) -> GuardOutcome:
     merged = [copy.deepcopy(f) for f in rules]
     notes: list[str] = []
     hypotheses: list[Hypothesis] = []
+    safe = _Safe()
 
     # 1. the model's preferred order: its explicit order, then the findings its issues restate
     pref: list[str] = []
@@ -163,14 +192,14 @@ def apply_guard(evidence: Evidence, answer: DebugAnswer) -> GuardOutcome:
             if fid is not None:
                 unknown.append(fid)
             known = (issue.location in evidence.locations) if (issue.location and evidence.locations) else None
-            hypotheses.append(Hypothesis(issue.type, issue.severity, clean_text(issue.description),
+            hypotheses.append(Hypothesis(issue.type, issue.severity, safe.text(issue.description, "a hypothesis"),
                                          clean_text(issue.location, 200) or None, known))
             continue
         mentioned.add(fid)
         if fid not in pref:
             pref.append(fid)
         f = merged[index[fid]]
-        f.evidence["llm_note"] = clean_text(issue.description)
+        f.evidence["llm_note"] = safe.text(issue.description, f"the note on {fid}")
         if issue.severity != f.severity:
             f.evidence["llm_severity"] = issue.severity
             if SEVERITY_ORDER[issue.severity] < SEVERITY_ORDER[f.severity] and f.confidence >= HIGH_CONFIDENCE:
@@ -205,10 +234,15 @@ def apply_guard(evidence: Evidence, answer: DebugAnswer) -> GuardOutcome:
     seen = {r.description.strip().lower() for f in rules for r in f.recommendations}
     recs: list[Recommendation] = []
     for r in answer.recommendations[:_MAX_ITEMS]:
-        desc = clean_text(r.description, 600)
+        desc = safe.text(r.description, "a suggestion", 600)
         if desc and desc.lower() not in seen:
             seen.add(desc.lower())
-            recs.append(Recommendation(r.type, desc, clean_text(r.implementation, 1000) or None))
+            code, why = safe.code(r.implementation, f"the code of the suggestion {desc[:60]!r}")
+            if why is not None:
+                desc = f"{desc} (unsafe suggestion withheld: {why})"
+            recs.append(Recommendation(r.type, desc, code))
+    root_cause, said = safe.text(answer.root_cause, "the root cause"), safe.text(answer.answer, "the answer")
+    notes += [f"unsafe suggestion withheld from {w['where']}: {w['reason']}" for w in safe.withheld]
     return GuardOutcome(findings=[merged[index[fid]] for fid in order], order=order, llm_order=llm_order,
-                        root_cause=clean_text(answer.root_cause), answer=clean_text(answer.answer),
-                        hypotheses=hypotheses[:_MAX_ITEMS], recommendations=recs, notes=notes)
+                        root_cause=root_cause, answer=said, hypotheses=hypotheses[:_MAX_ITEMS], recommendations=recs,
+                        notes=notes, withheld=safe.withheld)

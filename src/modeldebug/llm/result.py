@@ -65,6 +65,9 @@ class LLMExplanation:
     seconds: float = 0.0
     #: why the model's answer was not used (None when it was)
     fallback_reason: str | None = None
+    #: the model's code that was not shown because it touches files, processes or the network:
+    #: {"where", "reason"} each (the code itself is not kept)
+    withheld: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -125,5 +128,5 @@ class LLMExplanation:
             "hypotheses": [h.to_dict() for h in self.hypotheses],
             "recommendations": [asdict(r) for r in self.recommendations],
             "notes": self.notes, "tool_calls": [asdict(c) for c in self.tool_calls],
-            "tokens": asdict(self.tokens), "seconds": self.seconds,
+            "tokens": asdict(self.tokens), "seconds": self.seconds, "withheld": self.withheld,
         })
