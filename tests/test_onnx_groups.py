@@ -94,13 +94,14 @@ def test_correct_model_with_folded_batchnorm_agrees(bn_export: tuple[bool, onnx.
     assert len(fused) == 3  # each fused Conv is compared with its BatchNorm's output
 
 
-def perturb_conv(m: onnx.ModelProto, index: int) -> tuple[onnx.ModelProto, str]:
+def perturb_conv(m: onnx.ModelProto, index: int, channel: int = 1) -> tuple[onnx.ModelProto, str]:
+    """A copy of `m` with one weight of output `channel` of its `index`-th Conv raised by 0.5."""
     out = onnx.ModelProto()
     out.CopyFrom(m)
     conv = [n for n in out.graph.node if n.op_type == "Conv"][index]
     init = next(t for t in out.graph.initializer if t.name == conv.input[1])
     arr = numpy_helper.to_array(init).copy()
-    arr[1, 0, 1, 1] += 0.5  # one weight of one output channel
+    arr[channel, 0, 1, 1] += 0.5
     init.CopyFrom(numpy_helper.from_array(arr, init.name))
     return out, conv.name
 
@@ -119,7 +120,7 @@ def test_changed_weight_in_a_later_conv_is_blamed_on_its_group(bn_export: tuple[
     assert d.group["kind"] == "fusion"
     # the initializer is compared with the Conv's weight folded with the BatchNorm: exactly the 0.5 planted
     (diff,) = d.initializer_diffs
-    assert diff["expected_from"] == "features.2.conv.weight folded with features.2.bn"
+    assert diff["expected_from"] == "PyTorch's features.2.conv.weight folded with features.2.bn"
     assert diff["max_abs"] == pytest.approx(0.5, abs=1e-5)
     assert [c.node for c in r.checks if c.status == "introduces"] == [conv]
     (f,) = [f for f in r.findings if f.code == "ONX101"]

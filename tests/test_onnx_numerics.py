@@ -127,13 +127,14 @@ def half_transformer() -> tuple[nn.Module, onnx.ModelProto, np.ndarray]:
     return model, export(model, (x,), dynamo=True), x.numpy()
 
 
-def test_fp16_export_is_judged_at_fp16_tolerance(half_transformer: tuple[nn.Module, onnx.ModelProto, np.ndarray]) -> None:
+def test_fp16_export_is_judged_at_fp16_tolerance(
+        half_transformer: tuple[nn.Module, onnx.ModelProto, np.ndarray]) -> None:
     model, m, x = half_transformer
     r = compare(model, m, x, FAST)
     assert r.passed and r.findings == []
     assert r.atol == DTYPE_TOLERANCES["float16"][0] and "default for float16" in r.tolerance_note
     assert "default for float16" in r.to_text().splitlines()[0]
     assert max(o["stats"].max_abs for o in r.outputs) == pytest.approx(2.44e-4, rel=0.01)  # fp16 rounding is there
-    strict = compare(model, m, x, ONNXConfig(op_level=False, atol=1e-4, rtol=1e-3))  # ... and fp32's tolerance cries wolf
+    strict = compare(model, m, x, ONNXConfig(op_level=False, atol=1e-4, rtol=1e-3))  # fp32's tolerance cries wolf
     assert not strict.passed and "ONX101" in [f.code for f in strict.findings]
     assert strict.tolerances["float16"]["given"] and "(given)" in strict.tolerance_note

@@ -46,7 +46,8 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     i.set_defaults(handler=_inspect)
     pr = cmds.add_parser("profile", help="onnxruntime profile per node and op type")
     common(pr)
-    pr.add_argument("--inputs", metavar="FILE.npz", help="input arrays by input name (default: seeded random)")
+    pr.add_argument("--inputs", metavar="FILE.npz|MODULE:CALLABLE",
+                    help="input arrays by input name, or a data loader (see compare) (default: seeded random)")
     pr.add_argument("--warmup", type=int, default=2, metavar="N", help="runs dropped first (default 2)")
     pr.add_argument("--iterations", type=int, default=10, metavar="N", help="measured runs (default 10)")
     pr.add_argument("--provider", action="append", metavar="NAME", help="execution provider, in order of preference")
@@ -56,12 +57,25 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="shape of a made-up input (sets its symbolic dims; without it they are 2 for the "
                          "batch and 4 elsewhere)")
     pr.set_defaults(handler=_profile)
-    cp = cmds.add_parser("compare", help="PyTorch vs onnxruntime, down to the first divergent node")
+    cp = cmds.add_parser("compare", help="against PyTorch, another ONNX model, another provider or golden outputs, "
+                         "down to the first divergent node",
+                         description="Compare MODEL.onnx with one reference: the PyTorch model (--torch), another ONNX "
+                         "model (REFERENCE.onnx), the same model on another execution provider (--provider P "
+                         "--reference-provider Q), or outputs saved before (--golden FILE.npz).")
     common(cp)
-    cp.add_argument("--torch", required=True, metavar="MODULE:FACTORY",
+    cp.add_argument("reference", nargs="?", metavar="REFERENCE.onnx", help="another ONNX model to compare with")
+    cp.add_argument("--torch", metavar="MODULE:FACTORY",
                     help="the PyTorch model: a module or file.py and a factory (or nn.Module) in it, e.g. nets.py:build")
-    cp.add_argument("--inputs", metavar="FILE.npz", help="input arrays by input name (default: seeded random)")
-    cp.add_argument("--repro", metavar="DIR", help="save the first divergent node group, its inputs and expected output")
+    cp.add_argument("--golden", metavar="FILE.npz", help="compare with the inputs and outputs saved by --save-golden")
+    cp.add_argument("--save-golden", metavar="FILE.npz", help="save the inputs and the reference's outputs")
+    cp.add_argument("--provider", metavar="NAME", help="execution provider of MODEL (default CPUExecutionProvider)")
+    cp.add_argument("--reference-provider", metavar="NAME",
+                    help="execution provider of the reference run (default CPUExecutionProvider)")
+    cp.add_argument("--inputs", metavar="FILE.npz|MODULE:CALLABLE",
+                    help="input arrays by input name, or a data loader: a callable returning arrays, a dict or an "
+                         "iterable of them (the first item is used) (default: seeded random)")
+    cp.add_argument("--repro", metavar="DIR", help="save the reduced model: the smallest node group that still "
+                    "diverges, with its inputs and both outputs")
     cp.add_argument("--atol", type=float, default=None, help="absolute tolerance for every dtype (default: by the "
                     "dtype a value is computed in: 1e-4 float32, 1e-3 float16, 1e-2 bfloat16, 1e-8 float64)")
     cp.add_argument("--rtol", type=float, default=None, help="relative tolerance (default by dtype: 1e-3 float32, "
@@ -156,14 +170,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return _emit(args, [], {"modeldebug_onnx": "inspect"}, "inspection", result)
 
 
-def _inputs(path: str | None) -> Any:
-    if path is None:
-        return None
-    from ..onnx.feeds import read_npz
-
-    return read_npz(path)
-
-
 def _profile(args: argparse.Namespace) -> int:
     from ..onnx.config import ONNXConfig
     from ..onnx.profiling import profile
@@ -175,7 +181,9 @@ def _profile(args: argparse.Namespace) -> int:
     if shapes and args.inputs:
         raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
     config = ONNXConfig(warmup=args.warmup, iterations=args.iterations, providers=args.provider, threads=args.threads)
-    result = profile(args.model, _inputs(args.inputs), config, shapes=shapes)
+    from ..onnx.feeds import load_inputs
+
+    result = profile(args.model, load_inputs(args.inputs), config, shapes=shapes)
     return _emit(args, result.findings, {"modeldebug_onnx": "profile"}, "profile", result)
 
 
@@ -188,11 +196,30 @@ def _compare(args: argparse.Namespace) -> int:
         if value is not None and not 0 <= value < math.inf:
             raise BadInputError(f"{flag} {value} must be a tolerance >= 0 and finite (an element fails only when "
                                 "both are exceeded)")
+    kinds = [k for k, given in (("--torch", args.torch), ("REFERENCE.onnx", args.reference), ("--golden", args.golden))
+             if given]
+    if len(kinds) > 1:
+        raise BadInputError(f"compare takes one reference, got {' and '.join(kinds)}")
+    if args.golden and args.save_golden:
+        raise BadInputError("--save-golden writes what --golden reads: give one of them")
+    config = ONNXConfig(atol=args.atol, rtol=args.rtol)
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
-    inputs = _inputs(args.inputs)
-    model = load_torch_model(args.torch)
-    from ..loader import calling
+    from ..onnx.feeds import input_specs, load_inputs
 
-    with calling(args.torch, "--torch", "running the model"):
-        result = compare(model, loaded, inputs, ONNXConfig(atol=args.atol, rtol=args.rtol), repro_dir=args.repro)
+    inputs = load_inputs(args.inputs, input_specs(loaded.proto))
+    if args.torch:
+        if args.provider or args.reference_provider:
+            raise BadInputError("--provider/--reference-provider compare two onnxruntime runs; with --torch the "
+                                "reference is PyTorch")
+        model = load_torch_model(args.torch)
+        from ..loader import calling
+
+        with calling(args.torch, "--torch", "running the model"):
+            result = compare(model, loaded, inputs, config, repro_dir=args.repro, save_golden=args.save_golden)
+    else:
+        from ..onnx.pair import compare_onnx
+
+        result = compare_onnx(loaded, args.reference, inputs, config, provider=args.provider,
+                              reference_provider=args.reference_provider, golden=args.golden,
+                              save_golden=args.save_golden, repro_dir=args.repro)
     return _emit(args, result.findings, {"modeldebug_onnx": "compare", "passed": result.passed}, "comparison", result)

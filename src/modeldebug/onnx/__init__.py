@@ -5,6 +5,7 @@ PyTorch down to the first node that introduces error (`compare`).
 from modeldebug.onnx import ONNXDebugger, check, compare
 findings = check("model.onnx")
 result = compare(torch_model, "model.onnx")        # result.first_divergent.node
+result = compare_onnx("new.onnx", "old.onnx")       # ONNX vs ONNX, provider vs provider, or golden=
 ```
 Needs the ``onnx`` extra (onnx, onnxruntime, onnxscript). Names are imported on first use, so
 importing this package loads neither onnx nor torch.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .inspection import Inspection
     from .lint import check
     from .load import LoadedModel, ModelLoadError, load_model
+    from .pair import compare_onnx
     from .parity import compare
     from .parity_result import ComparisonResult, Divergence
     from .profiling import ProfileResult
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "ONNXConfig": "config", "ModelAnalysis": "debugger", "ONNXDebugger": "debugger", "Inspection": "inspection",
     "check": "lint", "LoadedModel": "load", "ModelLoadError": "load", "load_model": "load", "compare": "parity",
+    "compare_onnx": "pair",
     "ComparisonResult": "parity_result", "Divergence": "parity_result", "ProfileResult": "profiling",
     "ErrorStats": "tolerance", "compare_arrays": "tolerance",
 }

@@ -152,7 +152,8 @@ def _confirm(model: LoadedModel, g: GraphIndex, session: Any, config: ONNXConfig
     if not symbols:
         return {"confirmed": None, "how": ""}
     try:
-        results = {size: _run(session, specs, dict.fromkeys(symbols, size), size, config) for size in config.batch_sizes}
+        results = {size: _run(session, specs, dict.fromkeys(symbols, size), size, config)
+                   for size in config.batch_sizes}
     except FeedTooLargeError:
         return {"confirmed": None, "how": ""}  # too large to run here: the static suspects still speak
     failed = [(size, msg) for size, msg in results.items() if msg]
@@ -218,7 +219,8 @@ def baked_axis_findings(model: LoadedModel, g: GraphIndex, types: dict[str, Any]
         at = _failing_nodes(g, message)
         op = g.nodes[at[0]].op_type if at else None
         where = g.label(at[0]) if at else None
-        named = ", ".join(_where(s, axes) for s in run["symbols"]) or "one of " + ", ".join(_where(s, axes) for s in axes)
+        named = ", ".join(_where(s, axes) for s in run["symbols"]) or "one of " + ", ".join(
+            _where(s, axes) for s in axes)
         return [finding("ONX010", severity="high", confidence=0.85 if run["symbols"] else 0.75,
                         title=f"The model fails when dynamic axis {named} changes size"
                         + (f" (at {where})" if where else ""),

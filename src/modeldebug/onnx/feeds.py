@@ -16,8 +16,8 @@ from .graph import Shape, shape_of
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "describe_specs", "input_specs", "made_up_shapes",
-           "match_feeds", "random_feeds", "read_npz"]
+__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "describe_specs", "input_specs", "load_inputs",
+           "made_up_shapes", "match_feeds", "random_feeds", "read_npz"]
 
 
 class InputMismatchError(BadInputError):
@@ -216,3 +216,39 @@ def match_feeds(specs: list[InputSpec], given: Any) -> dict[str, np.ndarray]:
             raise InputMismatchError(f"input {spec.name!r} has shape {list(arr.shape)} but the model expects {spec}")
         feeds[spec.name] = arr
     return feeds
+
+
+def load_inputs(spec: str | None, specs: list[InputSpec] | None = None) -> Any:
+    """Inputs named on the command line: an .npz/.npy file, or `MODULE:CALLABLE` (a data loader).
+
+    The callable is called with no arguments; it may return the inputs (an array or tensor, a
+    sequence in input order, a dict by input name) or an iterable of them (a generator, a
+    DataLoader), of which the first item is used. An item with more entries than the model has
+    inputs (a DataLoader's `(x, y)`) gives its first ones.
+    """
+    if spec is None:
+        return None
+    if spec.endswith((".npz", ".npy")) or Path(spec).is_file() or ":" not in spec:
+        return read_npz(spec)
+    from ..loader import calling, load_object
+
+    obj: Any = load_object(spec, "--inputs")
+    attr = spec.rpartition(":")[2]
+    try:
+        with calling(spec, "--inputs", f"calling {attr}()"):
+            if callable(obj) and not hasattr(obj, "shape"):
+                obj = obj()
+            if not isinstance(obj, (dict, list, tuple, np.ndarray)) and not hasattr(obj, "shape"):
+                if not hasattr(obj, "__iter__"):
+                    raise BadInputError(f"--inputs {spec!r}: {attr} gave {type(obj).__name__}, not arrays, tensors, "
+                                        "a dict or sequence of them, or an iterable of those")
+                obj = next(iter(obj), None)
+                if obj is None:
+                    raise BadInputError(f"--inputs {spec!r}: the data loader yielded nothing")
+    except BadInputError:
+        raise
+    except Exception as exc:  # the user's loader failed: one line naming it
+        raise BadInputError(f"--inputs {spec!r}: {type(exc).__name__}: {exc}") from exc
+    if specs is not None and isinstance(obj, (list, tuple)) and len(obj) > len(specs):
+        obj = list(obj)[: len(specs)]  # (x, y) from a DataLoader: the model takes x
+    return obj

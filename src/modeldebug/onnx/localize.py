@@ -19,7 +19,8 @@ from .runtime import make_session, run_session
 __all__ = ["boundary", "extract", "run_all", "run_ort", "run_reference", "segment"]
 
 
-def run_all(model: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_all(model: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray],
+            providers: list[str] | None = None) -> dict[str, np.ndarray]:
     """Every top-level node output (and the graph inputs) from one onnxruntime run, optimisations off."""
     import onnx
 
@@ -31,7 +32,7 @@ def run_all(model: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray]) -> 
             if name and name not in have:
                 proto.graph.output.append(onnx.ValueInfoProto(name=name))  # untyped: onnxruntime accepts it
                 have.add(name)
-    sess = make_session(proto.SerializeToString(), level="disable", threads=1)
+    sess = make_session(proto.SerializeToString(), level="disable", threads=1, providers=providers)
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, run_session(sess, feeds, names)))
     values.update(feeds)
@@ -86,9 +87,9 @@ def extract(model: LoadedModel, g: GraphIndex, nodes: list[int], outputs: list[s
     return sub
 
 
-def run_ort(sub: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def run_ort(sub: Any, feeds: dict[str, np.ndarray], providers: list[str] | None = None) -> list[np.ndarray]:
     """Run a standalone model with onnxruntime, optimisations off."""
-    sess = make_session(sub.SerializeToString(), level="disable", threads=1)
+    sess = make_session(sub.SerializeToString(), level="disable", threads=1, providers=providers)
     names = [i.name for i in sess.get_inputs()]
     return run_session(sess, {n: feeds[n] for n in names})
 

@@ -137,7 +137,8 @@ def _symbolic(proto: Any, concrete: dict[str, list[int]]) -> dict[str, Shape]:
     return out
 
 
-def resolve_shapes(proto: Any, g: GraphIndex, concrete: dict[str, list[int]]) -> tuple[dict[str, Any], dict[str, Shape]]:
+def resolve_shapes(proto: Any, g: GraphIndex,
+                   concrete: dict[str, list[int]]) -> tuple[dict[str, Any], dict[str, Shape]]:
     """(types, shapes) with input shapes fixed to `concrete`; onnxruntime's symbolic inference fills
     in what onnx's could not for the inputs of compute nodes."""
     types = infer_types(proto, concrete) if concrete else infer_types(proto)

@@ -25,12 +25,12 @@ from .config import ONNXConfig
 from .feeds import input_specs, match_feeds, random_feeds
 from .findings import finding
 from .graph import GraphIndex
+from .groups import expected_params
 from .load import LoadedModel, load_model
 from .localize import boundary, extract, run_all, run_ort, run_reference, segment
+from .nonfinite import nonfinite_report
 from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, save_repro
 from .runtime import LEVELS, RunFailedError, SessionCreationError, make_session, run_session
-from .groups import expected_params
-from .nonfinite import nonfinite_report
 from .tolerance import ErrorStats, Tolerance, compare_arrays, float_name, lowest_precision, tolerance_for
 from .torchref import TorchReference, torch_reference
 
@@ -124,7 +124,8 @@ def _init_diffs(g: GraphIndex, nodes: list[int], ref: TorchReference, tol: _Tole
                 found = [(label, s) for label, e in expected if (s := _param_diff(arr, e, t)) is not None]
             if found and not any(s.passed for _, s in found):
                 label, s = found[0]
-                out.append({"name": name, "node": g.label(i), "max_abs": s.max_abs, "expected_from": label})
+                out.append({"name": name, "node": g.label(i), "max_abs": s.max_abs,
+                            "expected_from": f"PyTorch's {label}"})
     return out
 
 
@@ -256,12 +257,14 @@ def _run_failure(batch: int | None, exc: RunFailedError) -> Any:
 
 
 def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config: ONNXConfig | None = None, *,
-            repro_dir: str | Path | None = None) -> ComparisonResult:
+            repro_dir: str | Path | None = None, save_golden: str | Path | None = None) -> ComparisonResult:
     """Compare a PyTorch model with its ONNX export under onnxruntime, and localise any divergence.
 
     `onnx_model`: a path, bytes or ModelProto (None: export `torch_model` on `inputs` first).
     `inputs`: arrays or tensors (one, a sequence in input order, or a dict by input name), or an .npz
     path; None makes seeded random inputs, at two batch sizes when the batch axis is dynamic.
+    `save_golden` writes the inputs and PyTorch's outputs (of the first input set) for later
+    `compare_onnx(..., golden=...)` runs that need no PyTorch.
     """
     config = config or ONNXConfig()
     if isinstance(inputs, (str, Path)):
@@ -285,6 +288,11 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
     else:
         raise BadInputError(failed.message if failed else "no inputs to compare with")
     out_tols = [loc.tolerances(n, a) for n, a in zip(g.output_names, loc.ref.outputs)]
+    if save_golden is not None:
+        from .golden import write_golden
+
+        write_golden(save_golden, feeds, dict(zip(g.output_names, loc.ref.outputs)),
+                     produced_by=f"PyTorch {type(torch_model).__name__}")
     levels = _levels(loaded, feeds, loc.ref.outputs, out_tols)
     batches.append({"batch": batch, "passed": all(o["stats"].passed for o in loc.outputs)})
     for b2, feeds2 in sets:

@@ -22,6 +22,10 @@ _VERDICTS = {
     "runtime_kernel": "runtime kernel: onnx.reference agrees with PyTorch but onnxruntime does not, so onnxruntime's "
                       "kernel for this node is at fault",
     "undetermined": "undetermined: onnx.reference could not give a third opinion that settles it",
+    "graph_difference": "the two models compute this node group differently (other weights, attributes or operators)",
+    "provider_kernel": "tested provider's kernel: onnx.reference (the ONNX spec) agrees with the reference provider",
+    "reference_provider_kernel": "reference provider's kernel: onnx.reference (the ONNX spec) agrees with the tested "
+                                 "provider, so the reference is the one that is off",
 }
 
 
@@ -93,6 +97,13 @@ class ComparisonResult:
     tolerance_note: str = ""
     nonfinite_by_design: dict[str, Any] | None = None
     grouping: dict[str, Any] = field(default_factory=dict)
+    reference_label: str = "PyTorch"
+    target_label: str = "onnxruntime"
+
+    @property
+    def torch(self) -> bool:
+        """Whether the reference is the PyTorch model (else another ONNX run or golden outputs)."""
+        return self.reference_label == "PyTorch"
 
     @property
     def passed(self) -> bool:
@@ -114,17 +125,20 @@ class ComparisonResult:
     def to_text(self) -> str:
         note = self.tolerance_note or f"abs > {self.atol:g} AND rel > {self.rtol:g}"
         others = [f"{k} {v['atol']:g}/{v['rtol']:g}" for k, v in self.tolerances.items() if f"for {k})" not in note]
-        lines = [f"{self.source}: PyTorch vs onnxruntime ({'PASS' if self.passed else 'FAIL'}); element fails when "
+        lines = [f"{self.source}: {self.target_label} vs {self.reference_label} ({'PASS' if self.passed else 'FAIL'}); "
+                 "element fails when "
                  f"{note}" + (f" (also {', '.join(others)})" if others else "")
-                 + f"; intermediates at optimisation level '{self.level}'"]
+                 + (f"; intermediates at optimisation level '{self.level}'" if self.torch or self.checks
+                    else f"; run at optimisation level '{self.level}'")]
         for b in self.batches:
             lines.append(f"  batch {b['batch']}: {'ok' if b['passed'] else 'MISMATCH'} {b.get('detail', '')}".rstrip())
         for o in self.outputs:
             lines.append(f"  output {o['name']}: {o['stats'].brief()}")
         counts = {s: sum(c.status == s for c in self.checks) for s in ("ok", "introduces", "inherits", "diverges")}
-        lines.append(f"  {len(self.checks)} intermediate values matched to PyTorch "
-                     f"({'ops and modules' if self.op_level else 'modules and outputs'}): "
-                     + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        how = ("ops and modules" if self.op_level else "modules and outputs") if self.torch else "by name and shape"
+        if self.torch or self.checks:
+            lines.append(f"  {len(self.checks)} intermediate values matched to {self.reference_label} ({how}): "
+                         + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
         gr = self.grouping
         if gr.get("fusions") or gr.get("decompositions"):
             parts = [f"{len(gr['fusions'])} fused ({', '.join(gr['fusions'][:6])})"] if gr.get("fusions") else []
@@ -142,12 +156,12 @@ class ComparisonResult:
             if d.no_counterpart:
                 lines.append(f"  no PyTorch counterpart in the group re-run: {', '.join(d.no_counterpart[:8])}")
             lines.append(f"  full run: {d.stats.brief()}")
-            lines.append(f"  alone on PyTorch's inputs: {d.local.brief()}")
+            lines.append(f"  alone on the reference's values of its inputs: {d.local.brief()}")
             lines.append(f"  verdict: {_VERDICTS[d.verdict]}")
             if len(d.segment) > 1:
                 lines.append(f"  node group re-run: {', '.join(d.segment[:12])}")
             for diff in d.initializer_diffs:
-                lines.append(f"  initializer {diff['name']} differs from PyTorch's {diff.get('expected_from', diff['name'])}"
+                lines.append(f"  initializer {diff['name']} differs from {diff.get('expected_from', diff['name'])}"
                              f" (max abs {diff['max_abs']:.3g})")
             if d.inheritors:
                 lines.append(f"  inherit the error ({len(d.inheritors)}): {', '.join(d.inheritors[:12])}")
@@ -158,8 +172,9 @@ class ComparisonResult:
             b = self.nonfinite_by_design
             lines.append(f"  +-inf by design (masking, not a finding): {b['values']} value(s) from "
                          f"{', '.join(b['sources'][:4]) or 'values PyTorch also has'}")
-        lines.append("  optimisation levels: " + ", ".join(
-            f"{k} {'ok' if v['passed'] else 'MISMATCH'}" for k, v in self.levels.items()))
+        if self.levels:
+            lines.append("  optimisation levels: " + ", ".join(
+                f"{k} {'ok' if v['passed'] else 'MISMATCH'}" for k, v in self.levels.items()))
         if self.repro:
             lines.append(f"repro saved in {self.repro}")
         return "\n".join(lines)
@@ -169,8 +184,9 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
     out = []
     d = r.first_divergent
     if d is not None:
-        desc = (f"{d.node} ({d.op_type}) is the first node whose output {d.value!r} disagrees with PyTorch "
-                f"({d.reference}): {d.stats.brief()}. Re-run alone on PyTorch's values of its inputs it still "
+        desc = (f"{d.node} ({d.op_type}) is the first node whose output {d.value!r} disagrees with "
+                f"{r.reference_label} ({d.reference}): {d.stats.brief()}. Re-run alone on the reference's values of "
+                "its inputs it still "
                 f"disagrees ({d.local.brief()}), so it introduces the error; {len(d.inheritors)} node(s) downstream "
                 f"only inherit it. Verdict: {_VERDICTS[d.verdict]}.")
         if d.group:
@@ -182,18 +198,23 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
             desc += (f" {', '.join(d.no_counterpart[:5])} ha{'s' if len(d.no_counterpart) == 1 else 've'} no PyTorch "
                      "counterpart (exporter-made, or functional code outside any module): checked through the group.")
         if d.initializer_diffs:
-            desc += " " + "; ".join(f"initializer {x['name']!r} (read by {x['node']}) differs from PyTorch's "
-                                    f"{x.get('expected_from', x['name'])!r} by up to {x['max_abs']:.3g}"
+            desc += " " + "; ".join(f"initializer {x['name']!r} (read by {x['node']}) differs from "
+                                    f"{x.get('expected_from', x['name'])} by up to {x['max_abs']:.3g}"
                                     for x in d.initializer_diffs[:3]) + "."
-        recs = [Recommendation("fix", "Save the node with its inputs and expected output (`--repro DIR`) and check "
-                               "the op's translation (exporter) or kernel (onnxruntime) on it.")]
+        recs = [Recommendation("fix", "Save the node with its inputs and expected output (`--repro DIR`: the "
+                               "smallest subgraph that still diverges) and check the op's translation (exporter) or "
+                               "kernel (onnxruntime) on it.")]
         if d.initializer_diffs:
-            recs.insert(0, Recommendation("fix", "The weights in the ONNX file differ from the model's: re-export from "
-                                          "the checkpoint you compare against."))
+            recs.insert(0, Recommendation("fix", "The weights in the ONNX file differ from the reference's: re-export "
+                                          "from the checkpoint you compare against."))
+        elif d.verdict == "provider_kernel":
+            recs.insert(0, Recommendation("fix", "Report the tested provider's kernel with the repro; meanwhile run "
+                                          "this op on the reference provider or change its dtype/opset."))
         elif d.verdict == "runtime_kernel":
             recs.insert(0, Recommendation("fix", "Report the kernel to onnxruntime with the repro; meanwhile try "
                                           "another execution provider or opset."))
-        out.append(finding("ONX101", severity="high", confidence=0.9 if len(d.segment) == 1 else 0.75,
+        out.append(finding("ONX101" if r.torch else "ONX105", severity="high",
+                           confidence=0.9 if len(d.segment) == 1 else 0.75,
                            title=f"First divergent node: {d.node} ({d.op_type}); {len(d.inheritors)} downstream "
                            f"node(s) inherit the error", description=desc, location=d.node,
                            evidence={"value": d.value, "reference": d.reference, "full_run": d.stats.to_dict(),
@@ -204,6 +225,19 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
                                      "segment": d.segment, "initializer_diffs": d.initializer_diffs,
                                      "inheritors": d.inheritors[:100], "other_introducers": d.other_introducers[:20]},
                            recommendations=recs))
+    bad = [o for o in r.outputs if not o["stats"].passed]
+    if d is None and bad and not r.torch:  # golden outputs: nothing inside the model to localise with
+        o = bad[0]
+        out.append(finding("ONX105", severity="high", confidence=0.85,
+                           title=f"Output {o['name']!r} differs from {r.reference_label}",
+                           description=f"{len(bad)} of {len(r.outputs)} output(s) disagree; {o['name']!r}: "
+                           f"{o['stats'].brief()} ({r.tolerance_note}). Saved outputs hold no intermediate values, so "
+                           "the node cannot be named from them.", location=o["name"],
+                           evidence={"outputs": {x["name"]: x["stats"].to_dict() for x in bad}},
+                           recommendations=[Recommendation("fix", "Localise it against a run that has every "
+                                                           "intermediate: the model the golden file came from "
+                                                           "(`compare NEW.onnx OLD.onnx`) or the PyTorch model "
+                                                           "(`--torch`).")]))
     n = r.first_nonfinite
     if n is not None:
         both = "PyTorch produces NaN/Inf there too, so it is the model's own arithmetic" if n["torch_nonfinite"] else \

@@ -203,7 +203,10 @@ The limit is a configuration value (`max_inline_bytes`).
 ## What it detects
 A model input with a symbolic dimension (e.g. `batch`) while a Reshape, Expand, Tile or
 ConstantOfShape downstream of it takes a constant target shape that fixes that size. When
-onnxruntime can run the model, it is confirmed by running at two batch sizes.
+onnxruntime can run the model, it is confirmed by running with the symbolic dimensions at two
+sizes, then with each symbol changed alone, which names the axis (`'seq' (input 'x' axis 1)`);
+onnxruntime's message is kept whole. The fix names the op's remedy and the export call of the
+exporter the file came from (`dynamic_shapes` or `dynamic_axes`).
 
 ## Why is this bad?
 The model only works at the size it was exported with; any other batch size fails or is
@@ -219,7 +222,9 @@ Use `x.flatten(1)` / `x.view(x.size(0), -1)` and export with
 
 ## Known problems
 A fixed shape that is genuinely independent of the dynamic axis is reported only when its node
-is downstream of the dynamic input.
+is downstream of the dynamic input. The runs use made-up inputs: a failure at a node whose sizes
+or indices come from the VALUES of the inputs (a Split whose `split` input is data) is not
+reported.
 """,
     ),
     Spec(

@@ -76,7 +76,11 @@ None known.
 ## What it detects
 PyTorch and onnxruntime (optimisations off, every intermediate exposed in one run) are run on the
 same inputs. ONNX values are matched to PyTorch ops (by the exporter's names) and module outputs;
-each mismatching value's producing nodes are re-run alone on the PyTorch values of their inputs.
+modules the exporter fused (an eval-mode BatchNorm folded into the Conv before it, by either
+exporter) are grouped and compared at the group's boundary, with the fused node's weights checked
+against the folded PyTorch parameters; a module that became many nodes is compared where its
+scope ends. Each mismatching value's producing nodes are re-run alone on the PyTorch values of
+their inputs.
 A node that still disagrees INTRODUCES the error; one that then agrees only INHERITS it. The
 first introducer is reported, with a verdict: exporter/translation (onnx.reference agrees with
 onnxruntime, so the graph itself computes something else) or runtime kernel (onnx.reference
@@ -94,9 +98,13 @@ Look at the named node and its PyTorch op; `--repro DIR` saves the node with its
 expected output as a standalone model.
 
 ## Known problems
-An element fails only if BOTH its absolute and relative errors exceed tolerance (`atol`,
-`rtol`). Values the exporter created itself have no PyTorch counterpart: the reported node is
-then the last node of the smallest group whose output could be checked.
+An element fails only if BOTH its absolute and relative errors exceed tolerance. The default
+tolerance follows the lowest floating-point precision among the value, its reference and every
+float it depends on (float32 1e-4/1e-3, float16 1e-3/1e-2, bfloat16 1e-2/5e-2, float64
+1e-8/1e-7); `--atol`/`--rtol` override it for every dtype, and the report says which was used.
+Nodes with no PyTorch counterpart (exporter-made, or functional code outside any module, under
+the TorchScript exporter) are listed; the reported node is then the last node of the smallest
+group whose output could be checked.
 """,
     ),
     Spec(
@@ -104,9 +112,12 @@ then the last node of the smallest group whose output could be checked.
         summary='The first ONNX node that produces NaN or Inf from finite inputs.',
         doc="""
 ## What it detects
-In the all-intermediates onnxruntime run, the first node (in graph order) whose output holds
-NaN/Inf while all of its inputs are finite; says whether PyTorch produced non-finite values there
-too.
+In the all-intermediates onnxruntime run, the first node (in graph order) that introduces NaN or
+Inf that is not by design; says whether PyTorch produced non-finite values there too (then the
+severity is medium: the export is faithful, the model's arithmetic is not). By design, and not a
+finding: infinities (never NaN) in constants or initializers (a `-inf` attention mask), the
+values they flow into (`scores + mask`, `masked_fill`), and infinities PyTorch has at the same
+elements.
 
 ## Why is this bad?
 Every node downstream inherits the NaN.
@@ -118,7 +129,8 @@ Every node downstream inherits the NaN.
 Guard the operation (clamp, epsilon); if only onnxruntime produces it, treat it as a parity bug.
 
 ## Known problems
-Only values onnxruntime returns are checked (top-level nodes, not inside If/Loop bodies).
+Only values onnxruntime returns are checked (top-level nodes, not inside If/Loop bodies). A row
+masked entirely gives NaN after softmax: that is reported, since it is a real hazard.
 """,
     ),
     Spec(
@@ -162,6 +174,36 @@ See ONX010; export with `dynamic_shapes` and avoid Python ints taken from tensor
 
 ## Known problems
 Only two batch sizes are tried.
+""",
+    ),
+    Spec(
+        code='ONX105', kind='onnx_reference_mismatch', category='onnx', family='onnx', name='reference-mismatch',
+        summary='A model disagrees with another ONNX model, another execution provider, or saved golden outputs.',
+        doc="""
+## What it detects
+`modeldebug onnx compare MODEL.onnx REFERENCE.onnx`, `--provider P` against `--reference-provider
+Q`, or `--golden FILE.npz`: both runs expose every intermediate, values are matched by name and
+shape, and each mismatching value's node group is re-run alone (on the tested model and
+provider) on the reference's values of its inputs. The first group that still disagrees
+introduces the error; its node is reported with the initializers that differ between the two
+models, or with onnx.reference's verdict on which provider is right. Against golden outputs only
+the outputs can be compared, and the first output that differs is named.
+
+## Why is this bad?
+An optimised, quantised or re-exported model, or another execution provider, no longer computes
+what the reference does; a golden mismatch means the model changed since the outputs were saved.
+
+## Example
+A graph rewritten by an optimiser that folds constants wrongly; a CUDA kernel that differs from
+the CPU one on fp16; a weight edited after export.
+
+## Recommended fix
+`--repro DIR` saves the reduced model: the node group (the smallest subgraph bounded by values
+the reference also has) that still diverges, with its inputs and both outputs.
+
+## Known problems
+Values are matched by name: a model whose values were all renamed is compared at its outputs
+only. Tolerances follow the dtype, as for ONX101.
 """,
     ),
     Spec(
