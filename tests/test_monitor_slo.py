@@ -171,6 +171,28 @@ def test_monitor_codes_are_a_view_of_the_catalogue() -> None:
         assert spec.extra["metric"] == metric
 
 
+def test_long_windows_keep_counts_per_second_within_one_second_of_exact() -> None:
+    from modeldebug.monitor import TimeWindow, parse_window
+    from modeldebug.monitor.windows import flags
+
+    bucketed = parse_window("10m")
+    assert isinstance(bucketed, TimeWindow) and bucketed.resolution == 1.0 and parse_window("5m").resolution is None
+    rng = random.Random(3)
+    events, t = [], T0
+    for _ in range(20_000):  # about 30 requests a second for 11 minutes
+        t += rng.expovariate(30.0)
+        e = Event(t=t, error="E" if rng.random() < 0.05 else None, latency_s=0.1)
+        events.append(e)
+        bucketed.add(e.t, flags(e, 5.0), e.latency_s)
+        if len(events) % 997 == 0:
+            exact = [x for x in events if x.t > t - 600]
+            wider = [x for x in events if x.t > t - 601]
+            assert len(exact) <= bucketed.n <= len(wider)
+            errors = bucketed.counts[0]
+            assert sum(x.error is not None for x in exact) <= errors <= sum(x.error is not None for x in wider)
+    assert len(bucketed._buckets) <= 602  # one per second, not one per request
+
+
 # -- the command ------------------------------------------------------------------------------------------------
 def dump(path: Path, events: list[Event]) -> str:
     path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))

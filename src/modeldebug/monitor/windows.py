@@ -21,6 +21,8 @@ __all__ = ["METRICS", "CountWindow", "TimeWindow", "Window", "flags", "parse_win
 METRICS = ("error", "refusal", "harmful", "empty", "slow")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_SPEC_DIGITS = 18
+#: Time windows this long or longer keep per-second counts, not every event (see `TimeWindow`).
+_BUCKET_FROM_S = 600.0
 
 
 def flags(event: Event, slow_s: float) -> tuple[bool, ...]:
@@ -84,18 +86,60 @@ class CountWindow(Window):
 
 
 class TimeWindow(Window):
-    """The events of the last `seconds` (by event time, so a replayed log behaves like the live system)."""
+    """The events of the last `seconds` (by event time, so a replayed log behaves like the live system).
 
-    def __init__(self, seconds: float) -> None:
+    With a `resolution` (seconds) the window keeps one count per time bucket instead of every
+    event, so a 6-hour window at 1,000 requests a second holds 21,600 buckets, not 21.6 million
+    events; an event then leaves the window up to one `resolution` late. `parse_window` buckets
+    windows of 10 minutes or more by the second.
+    """
+
+    def __init__(self, seconds: float, *, resolution: float | None = None) -> None:
         super().__init__()
         if not 0 < seconds < math.inf:
             raise BadInputError(f"a time window must be a finite time longer than 0 s, got {seconds}")
         self.seconds = seconds
         self.spec = _fmt(seconds)
+        self.resolution = resolution
+        self._buckets: deque[list[Any]] = deque()  # [bucket index, counts, events]
+        self._n = 0
+
+    def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> None:
+        if self.resolution is None:
+            super().add(t, f, latency)
+            return
+        b = math.floor(t / self.resolution)
+        if self._buckets and self._buckets[-1][0] == b:
+            entry = self._buckets[-1]
+        else:
+            entry = [b, [0] * len(METRICS), 0]
+            self._buckets.append(entry)
+        entry[2] += 1
+        self._n += 1
+        if any(f):
+            for i, v in enumerate(f):
+                entry[1][i] += v
+                self.counts[i] += v
+        self._evict(t)
 
     def _evict(self, now: float) -> None:
-        while self._items and self._items[0][0] <= now - self.seconds:
-            self._pop()
+        if self.resolution is None:
+            while self._items and self._items[0][0] <= now - self.seconds:
+                self._pop()
+            return
+        while self._buckets and (self._buckets[0][0] + 1) * self.resolution <= now - self.seconds:
+            _, counts, n = self._buckets.popleft()
+            self._n -= n
+            for i, v in enumerate(counts):
+                self.counts[i] -= v
+
+    @property
+    def n(self) -> int:
+        return self._n if self.resolution is not None else len(self._items)
+
+    def latencies(self) -> list[float]:
+        """The latencies in the window (a bucketed window keeps none)."""
+        return super().latencies() if self.resolution is None else []
 
 
 def _fmt(seconds: float) -> str:
@@ -106,7 +150,7 @@ def _fmt(seconds: float) -> str:
 
 
 def parse_window(spec: str | int) -> Window:
-    """'50' -> the last 50 requests; '30s', '5m', '1h', '1d' -> the last so much time."""
+    """'50' -> the last 50 requests; '30s', '5m', '1h', '1d' -> the last so much time (by the second from 10m)."""
     text = str(spec).strip().lower()
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
     if not (m or re.fullmatch(r"\d+", text)):
@@ -116,4 +160,5 @@ def parse_window(spec: str | int) -> Window:
                             f"count or a duration of at most {_MAX_SPEC_DIGITS} characters")
     if not m:
         return CountWindow(int(text))
-    return TimeWindow(float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    return TimeWindow(seconds, resolution=1.0 if seconds >= _BUCKET_FROM_S else None)
