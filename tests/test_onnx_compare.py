@@ -147,3 +147,16 @@ def test_optimisation_level_divergence_rule() -> None:
     assert f.code == "ONX103" and "'extended'" in f.title
     levels["disable"]["passed"] = False  # wrong even without optimisations: not the optimiser's fault
     assert parity_findings(r) == []
+
+
+def test_op_level_references_narrow_a_many_node_module_group() -> None:
+    """A bias inside attention: the module's group is ~40 nodes; the op-level re-export (done only because the
+    module-level answer is a group of several nodes) narrows it to the Linear's two nodes."""
+    m = perturb(proto("transformer"), "encoder.layers.0.self_attn.in_proj_bias")
+    coarse = compare(torch_model("transformer"), m, config=FAST)
+    fine = compare(torch_model("transformer"), m)
+    assert coarse.first_divergent is not None and fine.first_divergent is not None
+    assert not coarse.op_level and len(coarse.first_divergent.segment) > 10
+    assert fine.op_level and len(fine.first_divergent.segment) == 2
+    assert fine.first_divergent.node == coarse.first_divergent.node
+    assert [x["name"] for x in fine.first_divergent.initializer_diffs] == ["encoder.layers.0.self_attn.in_proj_bias"]

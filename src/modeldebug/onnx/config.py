@@ -26,8 +26,9 @@ class ONNXConfig(BaseModel):
     batch_sizes: tuple[int, int] = Field((2, 3), description="compare: the two batch sizes tried when the "
                                          "first axis of the inputs is dynamic.")
     dim_default: int = Field(4, description="size given to other symbolic dimensions in made-up inputs.")
-    op_level: bool = Field(True, description="compare: re-export the PyTorch model the way the exporter does to "
-                           "match every op's value (costs one export); False matches module outputs only.")
+    op_level: bool = Field(True, description="compare: when a value disagrees, re-export the PyTorch model the way "
+                           "the exporter does to match every op's value (costs one export); False matches module "
+                           "outputs only.")
     max_reruns: int = Field(200, description="compare: at most this many node groups are re-run alone.")
     reference_max_nodes: int = Field(5000, description="compare: onnx.reference (pure numpy, slow) is "
                                      "only asked on graphs up to this many nodes.")

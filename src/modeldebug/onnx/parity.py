@@ -155,25 +155,11 @@ class _Localised:
     tolerances: _Tolerances
 
 
-def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray], config: ONNXConfig,
-              batch: int | None) -> _Localised:
-    """Reference, output stats, value checks, first introducer and first NaN/Inf on one input set."""
-    values = run_all(loaded, g, feeds)
-    dynamic = [{a: d for a, d in enumerate(s.shape) if isinstance(d, str)} for s in input_specs(loaded.proto)]
-    ref = torch_reference(model, feeds, g, {k: tuple(v.shape) for k, v in values.items()}, dynamic=dynamic,
-                          op_level=config.op_level)
-    if len(ref.outputs) != len(g.output_names):
-        raise BadInputError(f"the PyTorch model returns {len(ref.outputs)} tensor(s) but the ONNX model has "
-                            f"{len(g.output_names)} output(s): is it the model this file was exported from?")
-    tol = _Tolerances(g, values, config)
-    outputs = [{"name": n, "stats": _stats(values[n], t, tol(n, values[n], t))}
-               for n, t in zip(g.output_names, ref.outputs)]
-    checks: list[ValueCheck] = []
-    for i in g.order:
-        for v in g.nodes[i].output:
-            if v in ref.values:
-                checks.append(ValueCheck(v, g.label(i), g.nodes[i].op_type, ref.sources[v],
-                                         _stats(values[v], ref.values[v], tol(v, values[v], ref.values[v]))))
+def _first_introducer(loaded: LoadedModel, g: GraphIndex, values: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
+                      ref: TorchReference, checks: list[ValueCheck], tol: _Tolerances, config: ONNXConfig,
+                      batch: int | None) -> Divergence | None:
+    """Re-run each mismatching value's node group alone on PyTorch's values: the first that still
+    disagrees introduces the error; the checks get their status."""
     stops = set(ref.values) | set(feeds)
     first: Divergence | None = None
     reruns = 0
@@ -218,6 +204,40 @@ def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, n
                 first.other_introducers.append(c.node)
             elif g.producer.get(c.value) in downstream:
                 first.inheritors.append(c.node)
+    return first
+
+
+def _localise(model: Any, loaded: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray], config: ONNXConfig,
+              batch: int | None) -> _Localised:
+    """Reference, output stats, value checks, first introducer and first NaN/Inf on one input set."""
+    values = run_all(loaded, g, feeds)
+    dynamic = [{a: d for a, d in enumerate(s.shape) if isinstance(d, str)} for s in input_specs(loaded.proto)]
+    shapes = {k: tuple(v.shape) for k, v in values.items()}
+    tol = _Tolerances(g, values, config)
+
+    def matched(ref: TorchReference) -> tuple[list[dict[str, Any]], list[ValueCheck]]:
+        if len(ref.outputs) != len(g.output_names):
+            raise BadInputError(f"the PyTorch model returns {len(ref.outputs)} tensor(s) but the ONNX model has "
+                                f"{len(g.output_names)} output(s): is it the model this file was exported from?")
+        outputs = [{"name": n, "stats": _stats(values[n], t, tol(n, values[n], t))}
+                   for n, t in zip(g.output_names, ref.outputs)]
+        checks = [ValueCheck(v, g.label(i), g.nodes[i].op_type, ref.sources[v],
+                             _stats(values[v], ref.values[v], tol(v, values[v], ref.values[v])))
+                  for i in g.order for v in g.nodes[i].output if v in ref.values]
+        return outputs, checks
+
+    # Modules first (one forward pass). The op-level re-export costs seconds (it loads the exporter): only
+    # when something disagrees and the module-level answer is a group of several nodes.
+    ref = torch_reference(model, feeds, g, shapes, dynamic=dynamic, op_level=False)
+    outputs, checks = matched(ref)
+    first = _first_introducer(loaded, g, values, feeds, ref, checks, tol, config, batch)
+    disagree = any(not c.stats.passed for c in checks) or any(not o["stats"].passed for o in outputs)
+    if config.op_level and disagree and (first is None or len(first.segment) > 1):
+        finer = torch_reference(model, feeds, g, shapes, dynamic=dynamic, op_level=True)
+        if finer.op_level:
+            ref = finer
+            outputs, checks = matched(ref)
+            first = _first_introducer(loaded, g, values, feeds, ref, checks, tol, config, batch)
     nonfinite, by_design = nonfinite_report(g, values, ref, feeds)
     return _Localised(ref, outputs, checks, first, nonfinite, by_design, tol)
 
