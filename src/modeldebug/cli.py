@@ -163,7 +163,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
     from .capture import run_script
-    from .report import Report
 
     config = _config(args)
     from .rules import selected_rules
@@ -175,7 +174,11 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
         result = run_script(script, script_args, config=config, db=args.db,
                             progress=not getattr(args, "no_progress", False))
-    report = Report.from_record(result.record, config)
+    from .distributed import run_report
+
+    report = run_report(result, config)  # per-rank runs: rank 0 merges every rank, the others print nothing
+    if report is None:
+        return result.exit_code
     from .compare.check import apply_against
 
     report = apply_against(report, getattr(args, "against", None))

@@ -90,7 +90,9 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     if not path.is_file():
         hint = " (it is a directory)" if path.is_dir() else ""
         raise ScriptNotFoundError(f"no training script at {script!r}{hint}: check the path (relative to {os.getcwd()})")
-    writer, record_path = open_writer(db, path.stem)
+    from ..distributed import rank_db, start_watch
+
+    writer, record_path = open_writer(rank_db(db, path.stem), path.stem)  # one record per rank under torchrun
     writer.set_meta(script=script, argv=[script, *args], cwd=os.getcwd(), mode="run", status="running",
                     pid=os.getpid(), **run_meta(config))
     writer.flush()
@@ -105,6 +107,7 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     old_term = None
     if threading.current_thread() is threading.main_thread():
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    dist_watch = start_watch(writer, record_path, config)  # cross-rank fingerprints, hang watchdog, spawn
     tracer.attach()
     try:
         # `python SCRIPT` runs it with an absolute __file__ (Python 3.9+): so do we.
@@ -125,6 +128,7 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
             signal.signal(signal.SIGTERM, old_term)
         if live is not None:
             live.close()
+        dist_watch.detach()
         tracer.detach()
         sys.argv = saved_argv
         sys.path[:] = saved_path

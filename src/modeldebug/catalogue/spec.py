@@ -24,6 +24,7 @@ FAMILIES: dict[str, str] = {
     "monitor": "a production request log (`modeldebug monitor`)",
     "probe": "the agent's active probes (`ModelDebuggingAgent`, `modeldebug doctor`)",
     "invariant": "a run judged against invariants learned from healthy runs (`--against INVARIANTS.json`)",
+    "distributed": "the records of every rank of a distributed job, compared after it (`torchrun ... -m modeldebug run`)",
     "plugin": "a user's own rule (entry point `modeldebug.rules` or `--rules FILE`)",
 }
 HEADINGS = ("What it detects", "Why is this bad?", "Example", "Recommended fix", "Known problems")

@@ -11,7 +11,7 @@ __all__ = ["print_explain", "print_rules", "rules_markdown"]
 
 _TITLES = {"training": "Training runs", "probe": "Agent probes", "onnx": "ONNX models",
            "behaviour": "Generative-model behaviour", "monitor": "Production monitoring", "plugin": "Your own rules",
-           "invariant": "Invariants from healthy runs"}
+           "invariant": "Invariants from healthy runs", "distributed": "Across the ranks of a distributed job"}
 
 
 def _families() -> list[str]:

@@ -1,0 +1,104 @@
+"""Ranks started by the script itself with `torch.multiprocessing.spawn`: each child watches itself.
+
+The parent's `spawn` is wrapped so the function it starts is `WatchedRank(fn, ...)`: a picklable
+object that, in the child, opens `<parent record>.rank<i>.db`, attaches the tracer and a
+`DistWatch` for rank i, calls the user's function, and closes the record however it ends. The
+parent lists the rank records in its own record's meta (`rank_records`) for the merged report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch.multiprocessing
+
+from .ranks import RankInfo, default_base, rank_path, rank_paths
+
+if TYPE_CHECKING:
+    from .watch import DistWatch
+
+__all__ = ["WatchedRank", "install_spawn"]
+
+
+class WatchedRank:
+    """The user's spawned function, watched in the child process as rank `index`."""
+
+    def __init__(self, fn: Callable[..., Any], base: str, world_size: int, config: dict[str, Any],
+                 script: str) -> None:
+        self.fn = fn
+        self.base = base
+        self.world_size = world_size
+        self.config = config
+        self.script = script
+
+    def __call__(self, index: int, *args: Any) -> Any:
+        from ..capture.session import run_meta
+        from ..capture.tracer import Tracer
+        from ..config import DebuggingConfig
+        from ..record import RunWriter
+        from .watch import DistWatch
+
+        config = DebuggingConfig.model_validate(self.config)
+        path = rank_path(self.base, index)
+        writer = RunWriter(path)
+        rank = RankInfo(index, self.world_size, index, "spawn")
+        writer.set_meta(script=self.script, argv=list(sys.argv), cwd=os.getcwd(), mode="spawn", status="running",
+                        pid=os.getpid(), **rank.meta(), **run_meta(config))
+        writer.flush()
+        tracer = Tracer(writer, config)
+        watch = DistWatch(writer, rank, record_path=path, config=config)
+        status, code = "finished", 0
+        tracer.attach()
+        try:
+            watch.attach()
+            return self.fn(index, *args)
+        except SystemExit as exc:
+            status, code = "finished", exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            raise
+        except KeyboardInterrupt:
+            status, code = "interrupted", 130
+            raise
+        except BaseException as exc:
+            status, code = "crashed", 1
+            tracer.record_exception(exc)
+            raise
+        finally:
+            try:
+                watch.detach()
+            finally:
+                tracer.detach()
+                writer.set_meta(exit_code=code, status=status, duration_s=None)
+                writer.finish()
+
+
+def install_spawn(watch: DistWatch, stack: ExitStack) -> None:
+    """Wrap `torch.multiprocessing.spawn` while `watch` is attached (restored when `stack` closes)."""
+    mp = torch.multiprocessing
+    original = mp.spawn
+    if getattr(original, "_modeldebug", False):
+        return  # already wrapped by an outer watch
+
+    def spawn(fn: Callable[..., Any], args: tuple[Any, ...] = (), nprocs: int = 1, *a: Any, **k: Any) -> Any:
+        if isinstance(fn, WatchedRank):
+            return original(fn, args, nprocs, *a, **k)
+        stem = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "spawn"
+        base = watch.record_path if watch.record_path is not None else default_base(stem)
+        base = Path(base).resolve()
+        base.parent.mkdir(parents=True, exist_ok=True)
+        paths = [str(p) for p in rank_paths(base, nprocs)]
+        watch.spawned.extend(paths)
+        watch.writer.set_meta(rank_records=list(watch.spawned), world_size=nprocs, spawned_at=time.time())
+        watch.writer.flush()
+        config = watch.config.model_dump(mode="json") if watch.config is not None else {}
+        wrapped = WatchedRank(fn, str(base), nprocs, config, sys.argv[0] if sys.argv else "")
+        return original(wrapped, args, nprocs, *a, **k)
+
+    spawn._modeldebug = True  # type: ignore[attr-defined]
+    spawn.__wrapped__ = original  # type: ignore[attr-defined]
+    stack.callback(setattr, mp, "spawn", original)
+    mp.spawn = spawn  # type: ignore[assignment]

@@ -1,0 +1,332 @@
+"""DistWatch: what one rank records for the cross-rank rules, with its own global hooks.
+
+Attached beside the tracer (it never touches the tracer's hooks) and given the run's writer:
+- an optimizer step pre-hook fingerprints the gradients, a post-hook the parameters, at sampled
+  steps (`sampled`), and times every step;
+- a module forward pre-hook fingerprints each step's first input batch (the outermost module's
+  first tensor argument) and, at sampled steps, the running statistics of every BatchNorm layer
+  as it is entered (after DDP has broadcast its buffers);
+- `torch.distributed` collectives are wrapped so the hang watchdog knows which one a rank is in;
+- `DistributedSampler.__iter__` is wrapped to note the epoch each iteration was shuffled for;
+- `torch.multiprocessing.spawn` is wrapped so that every spawned rank watches itself (spawn.py).
+Nothing is communicated between ranks: the records are compared after the job.
+Every hook and patch is undone by `detach()`, also after a partial `attach()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import weakref
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..record import RunWriter
+from .fingerprint import fingerprint, fingerprints, to_host
+from .ranks import RankInfo
+from .watchdog import Collective, HangSettings, Progress, Watchdog
+
+__all__ = ["COLLECTIVES", "DistWatch", "sampled"]
+
+log = logging.getLogger("modeldebug")
+
+COLLECTIVES = ("all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "all_gather_object", "barrier",
+               "reduce", "reduce_scatter", "reduce_scatter_tensor", "gather", "scatter", "all_to_all",
+               "broadcast_object_list", "send", "recv")
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FLUSH_EVERY = 64  # steps of batch fingerprints and times kept before one copy to the host
+
+
+def sampled(step: int, every: int = 20) -> bool:
+    """Whether parameters, gradients and BatchNorm statistics are fingerprinted at `step` (1-based)."""
+    return step <= 4 or step % every == 0
+
+
+def _caller() -> str:
+    f = sys._getframe(2)
+    while f is not None and (f.f_code.co_filename.startswith(_TORCH_DIR) or f.f_code.co_filename.startswith(_OWN_DIR)):
+        f = f.f_back  # type: ignore[assignment]
+    return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}" if f is not None else "?"
+
+
+def _first_tensor(args: tuple[Any, ...]) -> torch.Tensor | None:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+        if isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, torch.Tensor):
+                    return b
+        if isinstance(a, dict):
+            for b in a.values():
+                if isinstance(b, torch.Tensor):
+                    return b
+    return None
+
+
+class DistWatch:
+    """Records this rank's fingerprints and timings into `writer`; see the module docstring."""
+
+    def __init__(self, writer: RunWriter, rank: RankInfo | None, *, record_path: Path | None = None,
+                 config: Any = None, every: int = 20, hang: HangSettings | None = None) -> None:
+        self.writer = writer
+        self.rank = rank
+        self.record_path = record_path
+        self.config = config
+        self.every = every
+        self.hang = hang or HangSettings.from_env()
+        self.progress = Progress()
+        self.watchdog: Watchdog | None = None
+        self.spawned: list[str] = []
+        self._stack: ExitStack | None = None
+        self._hooks_on = False
+        self._opt: weakref.ref[torch.optim.Optimizer] | None = None
+        self._outer: nn.Module | None = None
+        self._names: dict[int, str] = {}  # id(param or module) -> name in the outermost model
+        self._pending: list[tuple[str, int, list[str], torch.Tensor]] = []  # kind, step, names, [k, 2]
+        self._batches: list[tuple[int, list[int], torch.Tensor]] = []
+        self._times: dict[str, list[float]] = {"steps": [], "data": [], "forward": [], "step": [], "lr": []}
+        self._in_step = False  # a forward of this step was seen
+        self._t_first = self._t_fwd_end = 0.0
+        self._t_prev = time.perf_counter()  # the end of the previous step
+        self._bn_armed = False
+        self._bn_done: set[int] = set()
+        self._samplers: dict[int, int] = {}
+        self._model_noted = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def attach(self) -> DistWatch:
+        stack = ExitStack()
+        try:
+            from .spawn import install_spawn
+
+            install_spawn(self, stack)
+            if self.rank is not None:
+                self._start(stack)
+            else:
+                self._patch(stack, torch.distributed, "init_process_group", self._wrap_init)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def detach(self) -> None:
+        """Undo every hook and patch, stop the watchdog, write what is still in memory."""
+        stack, self._stack = self._stack, None
+        try:
+            if stack is not None:
+                stack.close()
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            try:
+                self._flush(final=True)
+            except Exception as exc:  # noqa: BLE001 - a failed fingerprint copy must not hide the run's end
+                log.warning("modeldebug: distributed fingerprints not written: %s", exc)
+            self._pending.clear()
+            self._batches.clear()
+            self._outer = None
+
+    def _start(self, stack: ExitStack) -> None:
+        if self._hooks_on or self.rank is None:
+            return
+        self._hooks_on = True
+        self.writer.set_meta(**self.rank.meta())
+        import torch.nn.modules.module as mm
+        import torch.optim.optimizer as opt
+
+        stack.callback(mm.register_module_forward_pre_hook(self._pre).remove)
+        stack.callback(mm.register_module_forward_hook(self._post).remove)
+        stack.callback(opt.register_optimizer_step_pre_hook(self._opt_pre).remove)
+        stack.callback(opt.register_optimizer_step_post_hook(self._opt_post).remove)
+        import torch.distributed as dist
+
+        for name in COLLECTIVES:
+            if hasattr(dist, name):
+                self._patch(stack, dist, name, self._wrap_collective(name, getattr(dist, name)))
+        try:
+            from torch.utils.data.distributed import DistributedSampler
+        except ImportError:  # pragma: no cover
+            DistributedSampler = None  # type: ignore[assignment,misc]  # noqa: N806
+        if DistributedSampler is not None:
+            self._patch(stack, DistributedSampler, "__iter__", self._wrap_sampler_iter(DistributedSampler.__iter__))
+        self.progress = Progress()
+        self._t_prev = time.perf_counter()
+        self.watchdog = Watchdog(self.progress, self.hang, rank=self.rank.rank)
+        self.watchdog.start()
+        stack.callback(self._stop_watchdog)
+
+    def _stop_watchdog(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            for stall in self.watchdog.stalls:
+                self.writer.add_event(stall["step"], "dist_hang", stall)
+
+    @staticmethod
+    def _patch(stack: ExitStack, owner: Any, name: str, value: Any) -> None:
+        had = name in vars(owner)
+        old = vars(owner).get(name)
+        setattr(owner, name, value)
+        stack.callback(lambda: setattr(owner, name, old) if had else delattr(owner, name))
+
+    # -- patches -----------------------------------------------------------------------------------
+    def _wrap_init(self, *args: Any, **kwargs: Any) -> Any:
+        """init_process_group in a process no launcher told us the rank of: start watching it now."""
+        import torch.distributed as dist
+
+        result = self._original_init(*args, **kwargs)
+        try:
+            world, rank = dist.get_world_size(), dist.get_rank()
+        except Exception:  # noqa: BLE001
+            return result
+        if world > 1 and self._stack is not None:
+            self.rank = RankInfo(rank, world, int(os.environ.get("LOCAL_RANK", rank)), "init_process_group")
+            self._start(self._stack)
+        return result
+
+    @property
+    def _original_init(self) -> Callable[..., Any]:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d.init_process_group
+
+    def _wrap_collective(self, op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def collective(*args: Any, **kwargs: Any) -> Any:
+            p = self.progress
+            n = p.counts.get(op, 0) + 1
+            p.counts[op] = n
+            c = Collective(op, n, p.steps, _caller(), time.monotonic())
+            p.current = c
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                p.current, p.last = None, c
+
+        collective.__wrapped__ = fn  # type: ignore[attr-defined]
+        collective.__name__ = op
+        return collective
+
+    def _wrap_sampler_iter(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def __iter__(sampler: Any) -> Any:  # noqa: N807
+            idx = self._samplers.setdefault(id(sampler), len(self._samplers))
+            self.writer.add_event(self.progress.steps, "dist_sampler", {
+                "sampler": idx, "epoch": getattr(sampler, "epoch", None), "shuffle": bool(getattr(sampler, "shuffle", False)),
+                "num_replicas": getattr(sampler, "num_replicas", None), "rank": getattr(sampler, "rank", None),
+                "num_samples": getattr(sampler, "num_samples", None)})
+            return fn(sampler)
+
+        return __iter__
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if not self._in_step and torch.is_grad_enabled():
+            self._in_step = True
+            self._t_first = time.perf_counter()
+            self._outer, self._t_fwd_end = module, 0.0
+            if not self._names or not self._model_noted:
+                self._note_model(module)
+            x = _first_tensor(args)
+            if x is not None:
+                self._batches.append((self.progress.steps + 1, list(x.shape), fingerprint(x)))
+        if self._bn_armed and isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in self._bn_done:
+            self._bn_done.add(id(module))
+            if module.running_mean is not None and module.running_var is not None:
+                name = self._names.get(id(module), type(module).__name__)
+                self._pending.append(("dist_bn", self.progress.steps + 1, [f"{name}.running_mean", f"{name}.running_var"],
+                                      fingerprints([module.running_mean, module.running_var])))
+
+    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if module is self._outer and not self._t_fwd_end:
+            self._t_fwd_end = time.perf_counter()
+
+    def _note_model(self, outer: nn.Module) -> None:
+        inner = getattr(outer, "module", None)
+        wrapped = isinstance(inner, nn.Module) and type(outer).__name__ in (
+            "DistributedDataParallel", "FullyShardedDataParallel", "DataParallel")
+        model = inner if wrapped else outer
+        for name, p in model.named_parameters():
+            self._names.setdefault(id(p), name)
+        for name, m in model.named_modules():
+            self._names.setdefault(id(m), name or type(m).__name__)
+        sharded = type(outer).__name__ == "FullyShardedDataParallel" or any(
+            type(p).__name__ == "DTensor" for p in model.parameters())
+        self._model_noted = True
+        self.writer.add_event(self.progress.steps, "dist_model", {
+            "type": type(outer).__name__, "model": type(model).__name__, "ddp": type(outer).__name__ == "DistributedDataParallel",
+            "sharded": sharded, "broadcast_buffers": getattr(outer, "forward_sync_buffers", getattr(outer, "broadcast_buffers", None)),
+            "batchnorm": sorted({type(m).__name__ for m in model.modules()
+                                 if isinstance(m, nn.modules.batchnorm._BatchNorm)})})
+
+    def _mine(self, opt: torch.optim.Optimizer) -> bool:
+        if self._opt is None or self._opt() is None:
+            self._opt = weakref.ref(opt)
+        return self._opt() is opt
+
+    def _params(self, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p for g in opt.param_groups for p in g["params"]]
+
+    def _opt_pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._mine(opt) or not sampled(self.progress.steps + 1, self.every):
+            return
+        params = [p for p in self._params(opt) if p.grad is not None]
+        if params:
+            names = [self._names.get(id(p), f"param{i}") for i, p in enumerate(params)]
+            self._pending.append(("dist_grads", self.progress.steps + 1, names, fingerprints([p.grad for p in params])))
+            sync = getattr(self._outer, "require_backward_grad_sync", None)
+            if sync is not None:
+                self.writer.add_event(self.progress.steps + 1, "dist_sync", {"require_backward_grad_sync": bool(sync)})
+
+    def _opt_post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._mine(opt):
+            return
+        now = time.perf_counter()
+        p = self.progress
+        step = p.steps + 1
+        t0, self._t_prev = self._t_prev, now
+        t = self._times
+        t["steps"].append(step)
+        t["data"].append(round(self._t_first - t0, 6) if self._in_step else None)
+        t["forward"].append(round(self._t_fwd_end - self._t_first, 6) if self._in_step and self._t_fwd_end else None)
+        t["step"].append(round(now - t0, 6))
+        try:
+            t["lr"].append(float(opt.param_groups[0]["lr"]))
+        except (KeyError, IndexError, TypeError, ValueError):
+            t["lr"].append(None)
+        if sampled(step, self.every):
+            params = self._params(opt)
+            names = [self._names.get(id(q), f"param{i}") for i, q in enumerate(params)]
+            self._pending.append(("dist_params", step, names, fingerprints(params)))
+        self._in_step, self._bn_done = False, set()
+        self._bn_armed = sampled(step + 1, self.every)
+        p.step_done(time.monotonic())
+        if self._pending and sampled(step, self.every) or len(t["steps"]) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self, *, final: bool = False) -> None:
+        """Copy what is buffered on the device to the host at once, and hand it to the writer."""
+        blocks = [b for _, _, _, b in self._pending] + [b.reshape(1, 2) for _, _, b in self._batches]
+        host = to_host(blocks)
+        for (kind, step, names, _), rows in zip(self._pending, host):
+            self.writer.add_event(step, kind, {"names": names, "fp": rows})
+        if self._batches:
+            rows = host[len(self._pending):]
+            self.writer.add_event(self._batches[0][0], "dist_batches", {
+                "steps": [s for s, _, _ in self._batches], "shapes": [sh for _, sh, _ in self._batches],
+                "fp": [r[0] for r in rows]})
+        self._pending.clear()
+        self._batches.clear()
+        t = self._times
+        if t["steps"]:
+            self.writer.add_event(t["steps"][0], "dist_times", dict(t))
+            for v in t.values():
+                v.clear()
+        if final and self.progress.counts:
+            self.writer.add_event(self.progress.steps, "dist_collectives", dict(self.progress.counts))
