@@ -44,7 +44,7 @@ def run(bug: str, launch: str, workdir: Path) -> tuple[list[str], float, int]:
     else:
         cmd = [sys.executable, *md, *extra, "--spawn", "2"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, check=False, env=env, cwd=workdir, capture_output=True, text=True, timeout=300)
     took = time.perf_counter() - t0
     if not out.exists():
         sys.stderr.write(proc.stderr[-3000:])

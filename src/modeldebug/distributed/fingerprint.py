@@ -9,6 +9,8 @@ copied to the host once.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["SAMPLE", "fingerprint", "fingerprints", "to_host"]
@@ -46,6 +48,6 @@ def to_host(parts: list[torch.Tensor]) -> list[list[list[float]]]:
     out, i = [], 0
     for p in parts:
         k = p.reshape(-1, 2).shape[0]
-        out.append([[x if x == x else None for x in row] for row in flat[i:i + k]])
+        out.append([[x if not math.isnan(x) else None for x in row] for row in flat[i:i + k]])
         i += k
     return out

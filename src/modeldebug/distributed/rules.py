@@ -45,8 +45,8 @@ class RankRun:
         out: dict[str, dict[int, float | None]] = {"data": {}, "forward": {}, "step": {}, "lr": {}}
         for e in self.record.events("dist_times"):
             steps = e.data.get("steps", [])
-            for key in out:
-                out[key].update(zip(steps, e.data.get(key, [])))
+            for key, by_step in out.items():
+                by_step.update(zip(steps, e.data.get(key, [])))
         return out
 
     @cached_property
@@ -272,7 +272,7 @@ def lr_mismatch(runs: list[RankRun]) -> list[Finding]:
                        "rank (not from the rank, the local batch count or a per-rank config).",
                        "lr = base_lr * world_size  # the same on every rank\n"
                        "sched = torch.optim.lr_scheduler.StepLR(opt, step_size=30)  # stepped once per step, everywhere")],
-        lambda x: "up to {:.3g}x between ranks".format(x) if math.isfinite(x) else "zero on some ranks")
+        lambda x: f"up to {x:.3g}x between ranks" if math.isfinite(x) else "zero on some ranks")
 
 
 def loss_mismatch(runs: list[RankRun]) -> list[Finding]:

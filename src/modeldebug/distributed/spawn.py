@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch.multiprocessing
 
@@ -52,7 +53,7 @@ class WatchedRank:
         writer.flush()
         tracer = Tracer(writer, config)
         watch = DistWatch(writer, rank, record_path=path, config=config)
-        status, code = "finished", 0
+        status, code, t0 = "finished", 0, time.monotonic()
         tracer.attach()
         try:
             watch.attach()
@@ -72,7 +73,7 @@ class WatchedRank:
                 watch.detach()
             finally:
                 tracer.detach()
-                writer.set_meta(exit_code=code, status=status, duration_s=None)
+                writer.set_meta(exit_code=code, status=status, duration_s=time.monotonic() - t0)
                 writer.finish()
 
 

@@ -20,9 +20,10 @@ import os
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,7 +156,7 @@ class DistWatch:
         try:
             from torch.utils.data.distributed import DistributedSampler
         except ImportError:  # pragma: no cover
-            DistributedSampler = None  # type: ignore[assignment,misc]  # noqa: N806
+            DistributedSampler = None  # type: ignore[assignment,misc]
         if DistributedSampler is not None:
             self._patch(stack, DistributedSampler, "__iter__", self._wrap_sampler_iter(DistributedSampler.__iter__))
         self.progress = Progress()
@@ -215,7 +216,7 @@ class DistWatch:
         return collective
 
     def _wrap_sampler_iter(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def __iter__(sampler: Any) -> Any:  # noqa: N807
+        def __iter__(sampler: Any) -> Any:
             idx = self._samplers.setdefault(id(sampler), len(self._samplers))
             self.writer.add_event(self.progress.steps, "dist_sampler", {
                 "sampler": idx, "epoch": getattr(sampler, "epoch", None), "shuffle": bool(getattr(sampler, "shuffle", False)),

@@ -131,11 +131,11 @@ class Watchdog(threading.Thread):
         else:
             where = "no torch.distributed collective entered yet"
         base = f"{med:.3g} s" if med is not None else "unknown"
-        lines = [f"modeldebug [rank {self.rank}]: no training step finished for {waited:.1f} s "
-                 f"(median step {base}) after step {p.steps}: {where}.",
-                 f"modeldebug [rank {self.rank}]: collectives entered so far: "
-                 + (", ".join(f"{k} x{v}" for k, v in sorted(p.counts.items())) or "none")
-                 + ". A rank that entered fewer calls of an op than the others skipped one.",
+        lines = [(f"modeldebug [rank {self.rank}]: no training step finished for {waited:.1f} s "
+                  f"(median step {base}) after step {p.steps}: {where}."),
+                 (f"modeldebug [rank {self.rank}]: collectives entered so far: "
+                  + (", ".join(f"{k} x{v}" for k, v in sorted(p.counts.items())) or "none")
+                  + ". A rank that entered fewer calls of an op than the others skipped one."),
                  f"modeldebug [rank {self.rank}]: main thread stack (most recent call last):"]
         text = "\n".join(lines) + "\n" + "".join(stack)
         stream = self.stream or sys.stderr
