@@ -23,7 +23,8 @@ from .context import Context, fmt, window
 from .data import model_layers
 from .runtime import crash_findings
 
-__all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "train_losses"]
+__all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "token_prediction",
+           "train_losses"]
 
 
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
@@ -82,6 +83,27 @@ def label_counts(ctx: Context) -> list[LabelCounts]:
         kept = [(s, c) for s, _, _, c in hists if len(c) == width]
         out.append(LabelCounts(e, [np.array(c[:-1], dtype=float) for _, c in kept], [s for s, _ in kept]))
     return out
+
+
+def token_prediction(ctx: Context, lc: LabelCounts) -> bool:
+    """Next-token or large-vocabulary targets: their skew is the language's (word frequencies).
+
+    One class per input token (the loss sees as many targets as the model's integer input has
+    elements, or a multiple), a class count equal to an embedding table's rows, or 1000 classes or more.
+    """
+    if lc.classes >= 1000:
+        return True
+    vocab = {int(e.info["shape"][0]) for e in ctx.params.values()
+             if len(e.info.get("shape") or []) == 2 and (ctx.modules.get(e.info.get("module", "")) or e).type
+             in ("Embedding", "EmbeddingBag")}
+    if lc.classes in vocab:
+        return True
+    targets = int(np.prod(lc.loss.info.get("target_shape") or [0]))
+    for e in ctx.record.entities("input"):
+        shape = e.info.get("shape") or []
+        if str(e.type).startswith(("int", "uint")) and len(shape) >= 2 and targets and targets % int(np.prod(shape)) == 0:
+            return True
+    return False
 
 
 def single_output(ctx: Context) -> Entity | None:
@@ -196,6 +218,11 @@ class LabelIssue(Rule):
                                             "y_scaled = (y - y_min) / (y_max - y_min)              # or scale targets to the output range")])
 
 
+def _final_loss(losses: np.ndarray) -> float:
+    """Median of the last quarter: a minibatch's loss swings with how many rare labels it holds."""
+    return float(np.median(losses[-max(window(len(losses)), len(losses) // 4):]))
+
+
 # -- class balance ---------------------------------------------------------------------------------------
 class ClassImbalance(Rule):
     """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
@@ -207,12 +234,13 @@ class ClassImbalance(Rule):
         limit = ctx.option("class_imbalance_ratio")
         for lc in label_counts(ctx):
             total = lc.total
-            if len(lc.loss.info.get("target_shape") or []) != 1:
+            if len(lc.loss.info.get("target_shape") or []) != 1 or token_prediction(ctx, lc):
                 continue  # per-token or per-pixel labels: skewed by nature (word frequencies, background)
             if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 20 * lc.classes:
                 continue  # one class, or sorted data: LabelIssue's business; too few labels to judge
             ratio = float(total.max() / max(total.min(), 1.0))
-            if ratio >= limit:
+            # A model that learned only the prior is judged from a milder skew: the effect is there.
+            if ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, lc.loss, total)):
                 yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0])
         for e in train_losses(ctx, BINARY_LOSSES):
             shape = e.info.get("input_shape") or []
@@ -222,18 +250,31 @@ class ClassImbalance(Rule):
             p = float(np.mean(mean))
             ratio = max(p, 1 - p) / min(p, 1 - p)
             n = shape[0] * len(mean)
-            if ratio >= limit and min(p, 1 - p) * n >= 5:
-                yield self._finding(ctx, e, np.array([1 - p, p]) * n, ratio, limit, 0)
+            counts = np.array([1 - p, p]) * n
+            if (ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, e, counts))) and min(p, 1 - p) * n >= 5:
+                yield self._finding(ctx, e, counts, ratio, limit, 0)
+
+    @staticmethod
+    def _collapsed(ctx: Context, e: Entity, counts: np.ndarray) -> bool:
+        """The final training loss is still at the label entropy: the model predicts the class prior."""
+        p = counts / counts.sum()
+        entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+        losses = ctx.loss.finite().values
+        if len(losses) < ctx.t.min_steps or entropy <= 0 or len(train_losses(ctx)) != 1:
+            return False
+        if float(e.info.get("kwargs", {}).get("label_smoothing", 0.0) or 0.0):
+            return False
+        return _final_loss(losses) >= ctx.option("prior_loss_fraction") * entropy
 
     def _finding(self, ctx: Context, e: Entity, counts: np.ndarray, ratio: float, limit: float, step: int) -> Finding:
         p = counts / counts.sum()
         entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
         binary = e.type in BINARY_LOSSES
         losses = ctx.loss.finite().values
-        final = float(np.median(losses[-window(len(losses)):])) if len(losses) >= ctx.t.min_steps else math.nan
-        smoothing = float(e.info.get("kwargs", {}).get("label_smoothing", 0.0) or 0.0)
-        collapsed = (len(train_losses(ctx)) == 1 and smoothing == 0 and entropy > 0
-                     and final >= ctx.option("prior_loss_fraction") * entropy)
+        final = _final_loss(losses) if len(losses) >= ctx.t.min_steps else math.nan
+        collapsed = self._collapsed(ctx, e, counts)
+        # Severity from the effect: a model that only predicts the prior (the minority never predicted)
+        # is high; a skew the model learns through is worth knowing, no more.
         severity = "high" if collapsed else ("medium" if ratio >= limit**2 else "low")
         rare = int(np.argmin(counts))
         share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")

@@ -46,7 +46,12 @@ class ParamsNotUpdating(Rule):
         if not grads:
             return
         in_opt = ctx.optimizer_params
-        trainable = [n for n, e in ctx.params.items() if e.info.get("requires_grad", True)]
+        # Only models that were trained in this run are judged: a model that received a gradient or
+        # that an optimizer holds. A copy that is only evaluated (the best checkpoint reloaded into a
+        # new instance and run under no_grad) is not a training model, whatever its parameters say.
+        trained = {e.model for n, e in ctx.params.items() if n in grads or (in_opt is not None and n in in_opt)}
+        trainable = [n for n, e in ctx.params.items() if e.info.get("requires_grad", True)
+                     and (e.model is None or e.model in trained)]
         candidates = [n for n in trainable if in_opt is None or n in in_opt]
         no_grad = [n for n in candidates if n not in grads]
         zero_grad = [n for n in candidates if n in grads and np.all(grads[n].values == 0)]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
-from .context import Context, fmt, running_median
+from .context import Context, fmt, running_median, window
 from .measures import (
     ADAPTIVE_OPTIMIZERS,
     HEALTHY_UPDATE_RATIO,
@@ -208,7 +208,20 @@ class ExcessiveGradClipping(Rule):
     """Detects CLP001; its documentation and options are in the catalogue (`modeldebug explain CLP001`)."""
 
     code = "CLP001"
-    requires = (M.CLIP_NORM, M.CLIP_MAX, M.LR, M.OPTIMIZER)
+    requires = (M.CLIP_NORM, M.CLIP_MAX, M.LR, M.OPTIMIZER, M.LOSS)
+
+    @staticmethod
+    def _improvement(ctx: Context, steps: np.ndarray) -> float | None:
+        """How far the loss fell over the clipped steps: (start - best smoothed) / start."""
+        loss = ctx.loss
+        v = loss.values[np.isin(loss.steps, steps)]
+        v = v[np.isfinite(v)]
+        if len(v) < 8:
+            return None
+        q = max(2, len(v) // 4)
+        start = float(np.median(v[:window(len(v))]))
+        best = float(np.min(running_median(v, q)[q - 1:]))
+        return (start - best) / (abs(start) + 1e-12)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if optimizer_type(ctx) in ADAPTIVE_OPTIMIZERS:
@@ -225,8 +238,12 @@ class ExcessiveGradClipping(Rule):
         med = float(np.median(factor[clipped])) if clipped.any() else 1.0
         if frac < ctx.option("clip_fraction") or med < ctx.option("clip_factor"):
             return
+        learned = self._improvement(ctx, ctx.record.column("clip_norm").steps[ok][clipped])
+        if learned is None or learned >= ctx.option("clip_min_improvement"):
+            return  # clipping with a large learning rate is a policy while the loss falls under it
         max_norm = float(np.median(limit[ok]))
         suggested = float(f"{np.percentile(norm[ok], 90):.2g}")
+        larger = suggested / max_norm
         first = int(ctx.record.column("clip_norm").steps[np.flatnonzero(ok)[np.argmax(clipped)]])
         lr = ctx.lr
         yield self.finding(
@@ -235,14 +252,20 @@ class ExcessiveGradClipping(Rule):
             description=(f"clip_grad_norm_ with max_norm={fmt(max_norm)} acted on {int(clipped.sum())} of {n} steps; the "
                          f"gradient norm before clipping had a median of {fmt(float(np.median(norm[ok])))}. Each update is "
                          f"rescaled by ~1/{fmt(med)}"
-                         + (f", so the effective learning rate is about {fmt(lr / med)} instead of {fmt(lr)}." if lr else ".")),
+                         + (f", so the effective learning rate is about {fmt(lr / med)} instead of {fmt(lr)}." if lr else ".")
+                         + f" Meanwhile the loss fell by only {learned:.1%}: clipping this hard stops learning."),
             step=first,
             evidence={"clipped_fraction": frac, "median_factor": med, "max_norm": max_norm,
                       "median_norm": float(np.median(norm[ok])), "suggested_max_norm": suggested, "lr": lr,
-                      "effective_lr": lr / med if lr else None},
+                      "effective_lr": lr / med if lr else None, "loss_improvement_while_clipped": learned,
+                      "update_growth_if_applied": larger},
             recommendations=[
                 Recommendation("fix", f"Raise max_norm to about the 90th percentile of the gradient norms ({fmt(suggested)}), "
-                               "so that only outliers are clipped.",
+                               f"so that only outliers are clipped. This makes the updates up to {fmt(larger)}x larger: "
+                               + (f"if that is too much, raise max_norm and lower the learning rate (now {fmt(lr)}) "
+                                  "part of the way instead." if lr else
+                                  "if that is too much, raise max_norm and lower the learning rate where you apply "
+                                  "p.grad part of the way instead."),
                                f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={suggested:g})   "
                                f"# was {max_norm:g}"),
             ],

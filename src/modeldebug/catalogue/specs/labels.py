@@ -18,10 +18,14 @@ SPECS = (
 Counts of class-index targets over the sampled batches (or the positive fraction of binary
 0/1 targets), one label per sample: the majority class is at least `class_imbalance_ratio`
 (default 10) times as frequent as the rarest. Judged only when the sampled batches hold at
-least 20 labels per class (5 of the rarer class for binary targets). It is
-high severity when the final training loss is still at `prior_loss_fraction` (default 90%) or
-more of the entropy of the label distribution: the loss a model reaches by predicting the class
-frequencies and ignoring the input, so it has learned the prior and nothing more.
+least 20 labels per class (5 of the rarer class for binary targets). Severity comes from the
+effect: high when the final training loss is still at `prior_loss_fraction` (default 90%) or
+more of the entropy of the label distribution, the loss a model reaches by predicting the class
+frequencies and ignoring the input (it has learned the prior and never predicts the minority);
+then a milder skew, from the square root of `class_imbalance_ratio` (about 3.2:1), is enough.
+A skew the model learns through is low (medium from the square of the ratio, 100:1).
+Detection range: a 3% minority on which the model collapses is found high; 10:1 that it learns
+through is low; 3:1 that it learns through is silent.
 
 ## Why is this bad?
 The rare classes contribute little to the loss, so the model can score well by always
@@ -40,7 +44,10 @@ recall, F1 or AUC rather than accuracy.
 
 ## Known problems
 Counts come from sampled steps only. Per-token and per-pixel targets (language models,
-segmentation) are not judged: their skew is the data's nature. Tensor arguments of the loss (a `weight=` already given)
+segmentation) are not judged, nor next-token and large-vocabulary targets (one target per
+integer input token, as many classes as an embedding table has rows, or 1000 classes and more,
+even when flattened to one dimension): their skew is the data's nature, and class weights are
+no fix for it. Tensor arguments of the loss (a `weight=` already given)
 are not recorded, so a loss that is weighted already is flagged too (with low severity unless
 it learned nothing beyond the prior).
 """,

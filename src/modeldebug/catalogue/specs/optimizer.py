@@ -14,7 +14,9 @@ SPECS = (
         ),
         doc="""
 ## What it detects
-Among parameters that require grad, while other parameters of the run do get gradients:
+Among parameters that require grad of the models trained in the run (a model that received a
+gradient or that an optimizer holds; a copy that is only evaluated, such as the best checkpoint
+reloaded into a new instance and run under `no_grad`, is left out):
 (1) parameters in an optimizer that never received a gradient on any step (not used in the
 forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
 (2) parameters whose gradient was exactly zero on every step; (3) parameters that receive

@@ -12,12 +12,19 @@ SPECS = (
         options=(
             Option('clip_fraction', 0.5, 'fraction of steps that were clipped.'),
             Option('clip_factor', 10.0, 'median factor by which clipping shrank the gradient.'),
+            Option('clip_min_improvement', 0.1, 'the loss falling by at least this fraction over the clipped steps means clipping is a policy that trains.'),
         ),
         doc="""
 ## What it detects
 From `clip_grad_norm_` calls: the fraction of steps where the total norm was above `max_norm`
 is at least `clip_fraction` (default 50%) and the median factor total norm / `max_norm` over
-those steps is at least `clip_factor` (default 10x).
+those steps is at least `clip_factor` (default 10x), and the loss does not improve while
+clipping acts: over the clipped steps its running median fell by less than
+`clip_min_improvement` (default 10%) from the first quarter. Clipping hard with a large
+learning rate is a policy (pytorch/examples' word language model clips at 0.25 with learning
+rate 20) and is not flagged while the loss falls under it. Detection range: clipping by 20x on
+every step with a learning rate that then cannot move the loss is found; the same clipping with
+a learning rate 100x larger that trains is silent.
 
 ## Why is this bad?
 Clipping is meant to catch rare spikes. When it acts on every step, every update is rescaled to
@@ -31,7 +38,8 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)   # typical no
 
 ## Recommended fix
 Raise `max_norm` above the typical gradient norm (the finding suggests the 90th percentile of
-the norms seen), so that only outliers are clipped; or normalise the loss scale.
+the norms seen, and says how much larger the updates become), so that only outliers are
+clipped; or normalise the loss scale.
 
 ## Known problems
 Large-model training sometimes clips most steps by a factor of 2-3 on purpose; that stays below

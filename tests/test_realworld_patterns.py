@@ -1,0 +1,161 @@
+"""Patterns met in training code nobody here wrote, each with a healthy twin (issue 14).
+
+Each test reproduces the PATTERN of a real script (a word language model that reloads its best
+checkpoint, a character-level GPT, clipping by design, LBFGS, hand-written SGD, ...) in a few
+seconds on a tiny seeded model, and checks that the diagnosis holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import modeldebug as md
+
+from helpers import found, serious
+
+
+class _WordLM(nn.Module):
+    """An embedding, a recurrent-ish mixing layer and a decoder: word_language_model's shape, kept cheap."""
+
+    def __init__(self, vocab: int = 40, hidden: int = 24, *, detach_encoder: bool = False) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, hidden)
+        self.mix = nn.Linear(hidden, hidden)
+        self.decoder = nn.Linear(hidden, vocab)
+        self.detach_encoder = detach_encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.encoder(x)
+        if self.detach_encoder:
+            e = e.detach()
+        return self.decoder(torch.tanh(self.mix(e)))
+
+
+def _corpus(vocab: int = 40, n: int = 4000, seed: int = 0) -> torch.Tensor:
+    """Token ids with a Zipf-like skew and some structure (each token predicts the next)."""
+    g = torch.Generator().manual_seed(seed)
+    p = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float) ** 1.1
+    base = torch.multinomial(p / p.sum(), n, replacement=True, generator=g)
+    return torch.where(torch.rand(n, generator=g) < 0.5, (base.roll(1) * 7 + 3) % vocab, base)
+
+
+def _lm_batches(data: torch.Tensor, step: int, batch: int = 16, bptt: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    starts = (torch.arange(batch) * 97 + step * bptt) % (len(data) - bptt - 1)
+    x = torch.stack([data[s:s + bptt] for s in starts.tolist()])
+    y = torch.stack([data[s + 1:s + bptt + 1] for s in starts.tolist()])
+    return x, y
+
+
+def _train_lm(model: nn.Module, data: torch.Tensor, steps: int = 60, lr: float = 50.0, clip: float | None = 0.02) -> list[float]:
+    """word_language_model's loop: no optimizer object, clipping, then `p.data.add_(p.grad, alpha=-lr)`."""
+    losses = []
+    for i in range(steps):
+        x, y = _lm_batches(data, i)
+        loss = F.cross_entropy(model(x).reshape(-1, model.decoder.out_features), y.reshape(-1))
+        model.zero_grad()
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        for p in model.parameters():
+            if p.grad is not None:
+                p.data.add_(p.grad, alpha=-lr)
+        losses.append(loss.item())
+    return losses
+
+
+# -- 1. a reloaded best checkpoint evaluated under no_grad is not a training model -------------------------
+def test_best_checkpoint_reloaded_into_a_new_instance_is_not_judged_as_untrained() -> None:
+    torch.manual_seed(0)
+    data = _corpus()
+    model = _WordLM()
+    with md.watch(db=":memory:") as s:  # every model of the process, as `modeldebug run` watches
+        _train_lm(model, data)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        buf.seek(0)
+        best = _WordLM()                              # a NEW instance, as `model = torch.load(f)` gives
+        best.load_state_dict(torch.load(buf))
+        best.eval()
+        with torch.no_grad():
+            for i in range(3):
+                x, y = _lm_batches(data, 100 + i)
+                F.cross_entropy(best(x).reshape(-1, 40), y.reshape(-1))
+    report = s.report()
+    assert found(report, "params_not_updating") is None, serious(report)
+
+
+def test_a_detached_encoder_of_the_trained_model_is_still_found() -> None:
+    torch.manual_seed(0)
+    data = _corpus()
+    model = _WordLM(detach_encoder=True)
+    with md.watch(db=":memory:") as s:
+        _train_lm(model, data)
+        best = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            best(_lm_batches(data, 100)[0])
+    f = found(s.report(), "params_not_updating")
+    assert f is not None and f.evidence["params"] == ["encoder.weight"] and f.severity == "high"
+
+
+# -- 2. next-token targets are skewed by nature; a collapse onto the majority is not -------------------------
+def test_next_token_targets_flattened_to_one_dimension_are_not_class_imbalance() -> None:
+    torch.manual_seed(0)
+    data = _corpus()
+    model = _WordLM()
+    with md.watch(db=":memory:") as s:
+        _train_lm(model, data, clip=None, lr=1.0)
+    report = s.report()
+    assert found(report, "class_imbalance") is None, [f.title for f in report.findings]
+    assert not any("weight = torch.tensor" in (r.implementation or "") for f in report.findings for r in f.recommendations)
+
+
+def _skewed_classifier(*, signal: float, steps: int = 80) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2048, 12, generator=g)
+    y = (torch.rand(2048, generator=g) < 0.06).long()      # 6% minority: 15.7:1
+    x[y == 1, :3] += signal
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with md.watch(model, db=":memory:") as s:
+        for i in range(steps):
+            idx = torch.arange(i * 64, i * 64 + 64) % 2048
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def test_a_class_imbalance_the_model_collapses_on_is_high_and_one_it_learns_through_is_low() -> None:
+    collapsed = found(_skewed_classifier(signal=0.0), "class_imbalance")
+    assert collapsed is not None and collapsed.severity == "high" and collapsed.evidence["predicts_prior"]
+    handled = found(_skewed_classifier(signal=3.0), "class_imbalance")
+    assert handled is not None and handled.severity == "low"
+
+
+# -- 3. clipping with a large learning rate is a policy; clipping that stops learning is not --------------------
+def test_clipping_hard_with_a_large_learning_rate_that_trains_is_not_flagged() -> None:
+    torch.manual_seed(0)
+    model = _WordLM()
+    with md.watch(db=":memory:") as s:
+        losses = _train_lm(model, _corpus())                 # clip 0.02, lr 50: every step clipped ~16x
+    assert losses[-1] < 0.85 * losses[0]
+    report = s.report()
+    assert found(report, "excessive_grad_clipping") is None, [f.title for f in report.findings]
+
+
+def test_clipping_that_stops_learning_is_flagged_and_says_how_much_larger_updates_get() -> None:
+    torch.manual_seed(0)
+    model = _WordLM()
+    with md.watch(db=":memory:") as s:
+        _train_lm(model, _corpus(), lr=0.5)                  # same clipping, a rate that cannot move it
+    f = found(s.report(), "excessive_grad_clipping")
+    assert f is not None and f.evidence["loss_improvement_while_clipped"] < 0.1
+    fix = f.recommendations[0]
+    assert "larger" in fix.description and "optimizer.param_groups" not in (fix.implementation or "")
