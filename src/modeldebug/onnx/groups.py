@@ -128,7 +128,8 @@ def group_modules(g: GraphIndex, calls: dict[str, list[ModuleCall]], recorded: s
     by_anchor: dict[str, list[int]] = {}
     for i, a in out.node_anchor.items():
         by_anchor.setdefault(a, []).append(i)
-    for a in sorted(anchors, key=lambda n: list(once).index(n) if n in once else -1):
+    position = {name: k for k, name in enumerate(once)}
+    for a in sorted(anchors, key=lambda n: position.get(n, -1)):
         out.groups[a] = ModuleGroup(a, [a] if a else ["(model)"], [g.label(i) for i in by_anchor.get(a, [])])
     called = set(calls)
     out.no_counterpart = [g.label(i) for i in g.order if g.nodes[i].op_type != "Constant" and i not in recorded

@@ -165,6 +165,9 @@ class ComparisonResult:
                              f" (max abs {diff['max_abs']:.3g})")
             if d.inheritors:
                 lines.append(f"  inherit the error ({len(d.inheritors)}): {', '.join(d.inheritors[:12])}")
+            if d.other_introducers:
+                lines.append(f"  also introduce an error of their own ({len(d.other_introducers)}): "
+                             f"{', '.join(d.other_introducers[:12])}")
         if self.first_nonfinite:
             n = self.first_nonfinite
             lines.append(f"first NaN/Inf: {n['node']} ({n['op_type']}) -> {n['value']}")
