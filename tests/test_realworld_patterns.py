@@ -159,3 +159,75 @@ def test_clipping_that_stops_learning_is_flagged_and_says_how_much_larger_update
     assert f is not None and f.evidence["loss_improvement_while_clipped"] < 0.1
     fix = f.recommendations[0]
     assert "larger" in fix.description and "optimizer.param_groups" not in (fix.implementation or "")
+
+
+# -- 4. closure optimizers are judged by their closure evaluations; a short run says so ---------------------------
+def _lbfgs(lr: float, steps: int) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 10, generator=g)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 2))
+    opt = torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=20)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(steps):
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure)
+    return s.report()
+
+
+def test_lbfgs_at_a_huge_learning_rate_is_found_in_two_steps() -> None:
+    report = _lbfgs(100.0, 2)
+    top = report.findings[0]
+    assert top.kind == "lr_too_high" and top.severity == "high"
+    assert top.evidence["closure_evaluations_per_step"] == 20
+    assert "line_search_fn" in (top.recommendations[0].implementation or "")
+
+
+def test_a_healthy_short_lbfgs_run_is_too_short_to_judge_not_clean() -> None:
+    from modeldebug.report.verdict import verdict
+
+    report = _lbfgs(1.0, 2)
+    assert not serious(report)
+    if not report.findings:
+        v = verdict(report)
+        assert v.code == "too_short" and "too short" in v.text and "20" in (v.detail or "")
+        assert "too short" in report.to_text() if hasattr(report, "to_text") else True
+
+
+# -- 5. hand-written updates: the learning rate is judged from what the loss does --------------------------------
+def _manual_sgd(lr: float) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 20, generator=g)
+    y = (x[:, :5].sum(1) > 0).long() + (x[:, 5:10].sum(1) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
+    with md.watch(db=":memory:") as s:
+        for i in range(80):
+            idx = torch.arange(i * 64, i * 64 + 64) % 1024
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            model.zero_grad()
+            loss.backward()
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)             # no optimizer object
+    return s.report()
+
+
+def test_a_100x_learning_rate_in_a_hand_written_update_is_lr_too_high_with_a_fix_for_that_code() -> None:
+    report = _manual_sgd(10.0)
+    top = report.findings[0]
+    assert top.kind == "lr_too_high", [f.kind for f in report.findings]
+    assert top.kind != "vanishing_gradients"
+    for f in report.findings:
+        for r in f.recommendations:
+            assert "optimizer.param_groups" not in (r.implementation or ""), (f.kind, r.implementation)
+    assert "p.grad" in top.recommendations[0].description
+
+
+def test_the_same_hand_written_update_at_a_sane_rate_is_clean() -> None:
+    report = _manual_sgd(0.1)
+    assert not serious(report) and found(report, "lr_too_high") is None

@@ -57,6 +57,8 @@ def _verdict_lines(report: Report, v) -> list[Text]:  # type: ignore[no-untyped-
         return [Text(v.text, style=_STYLE[report.worst() or "low"])]
     if v.code == "no_training_step":
         return [Text(v.text, style="bold yellow"), Text(f"{v.detail} {NO_STEP_HINT}")]
+    if v.code == "too_short":
+        return [Text(v.text, style="bold yellow"), Text(v.detail or "")]
     return [Text(v.text, style="bold green")]
 
 

@@ -2,12 +2,15 @@
 
 "No problems found" is a claim about training; a run in which no training step happened (the script
 stopped early, only ran inference, or trains in another process) has nothing to judge and says so,
-with what was seen instead.
+with what was seen instead. A run of fewer steps than the rules need (`min_steps`) in which
+nothing was found is "too short to judge", not a clean bill of health.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from ..config import DebuggingConfig
 
 if TYPE_CHECKING:
     from .model import Report
@@ -20,8 +23,9 @@ NO_STEP_HINT = ("If this script should train, check that it reaches its training
 
 
 class Verdict:
-    """`code` is one of "problems_found", "no_problems_found", "no_training_step"; `text` is the line
-    shown; `detail` says what was seen when no training step happened (else None)."""
+    """`code` is one of "problems_found", "no_problems_found", "no_training_step", "too_short"; `text`
+    is the line shown; `detail` says what was seen when no training step happened, or what a run too
+    short to judge could not show (else None)."""
 
     def __init__(self, code: str, text: str, detail: str | None = None) -> None:
         self.code = code
@@ -41,7 +45,21 @@ def verdict(report: Report) -> Verdict:
         return Verdict("problems_found", f"{n} problem{'s' if n > 1 else ''} found (worst: {worst}). Root causes first.")
     if report.run.get("steps") == 0:
         return Verdict("no_training_step", "No training step observed: nothing to diagnose.", _seen(report.run))
+    steps, needed = report.run.get("steps"), _min_steps(report)
+    if isinstance(steps, int) and 0 < steps < needed:
+        return Verdict("too_short", f"No problems found in {steps} training step{'s' if steps > 1 else ''}, "
+                                    "but the run is too short to judge.",
+                       f"Most rules (the loss curve, the learning rate, dead units, timing) need at least {needed} "
+                       "steps; only problems that show at once (a crash, a NaN, a loss that blows up) were judged. "
+                       "Run more steps to judge the training.")
     return Verdict("no_problems_found", "No problems found.")
+
+
+def _min_steps(report: Report) -> int:
+    """The `min_steps` the rules ran with (the report's configuration, else the default)."""
+    diagnosis = getattr(report, "diagnosis", None)
+    config = getattr(diagnosis, "config", None) or DebuggingConfig()
+    return int(config.thresholds.min_steps)
 
 
 def _seen(run: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import RELU_LIKE, Context, fmt, module_ref
+from .measures import scale_lr_code
 
 __all__ = ["DeadActivations"]
 
@@ -60,7 +61,7 @@ class DeadActivations(Rule):
             ]
             if not from_init:
                 recs.append(Recommendation("fix", "Lower the learning rate: a large update pushed the units below zero for good.",
-                                           "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"))
+                                           scale_lr_code(ctx, 0.1)))
             recs.append(Recommendation("best_practice", "Use an activation that cannot die.",
                                        "nn.LeakyReLU(0.01)  # or nn.GELU()"))
             yield self.finding(

@@ -9,6 +9,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .measures import scale_lr_code
 
 __all__ = ["ExplodingGradients", "VanishingGradients"]
 
@@ -59,7 +60,7 @@ class ExplodingGradients(Rule):
             recommendations=[
                 Recommendation("fix", "Clip the total gradient norm.", _CLIP),
                 Recommendation("fix", "Lower the learning rate.",
-                               "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"),
+                               scale_lr_code(ctx, 0.1)),
             ],
         )
 

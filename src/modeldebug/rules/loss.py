@@ -9,14 +9,13 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
+from .measures import scale_lr_code
 
 __all__ = ["LossDiverging", "LossNotDecreasing"]
 
 
 def _lr_text(ctx: Context, factor: float) -> str:
-    if ctx.lr:
-        return f"for g in optimizer.param_groups:\n    g['lr'] = {ctx.lr * factor:.3g}   # was {ctx.lr:.3g}"
-    return f"for g in optimizer.param_groups:\n    g['lr'] *= {factor}"
+    return scale_lr_code(ctx, factor)
 
 
 class LossDiverging(Rule):

@@ -17,15 +17,34 @@ from .context import Context, fmt, running_median, window
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
-           "expected_initial_loss", "instability", "lr_code", "optimizer_type", "oscillation", "ratio_before",
-           "relative_gradient", "update_ratios", "weight_names", "weight_shrink"]
+           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
+           "ratio_before", "relative_gradient", "scale_lr_code", "update_ratios", "weight_names", "weight_shrink"]
 
 HEALTHY_UPDATE_RATIO = 1e-3
 ADAPTIVE_OPTIMIZERS = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam", "Adafactor"}
 _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "LocalResponseNorm")
 
 
+def manual_update(ctx: Context) -> bool:
+    """The script updates the weights itself: no optimizer object was seen, nor its learning rate."""
+    return not ctx.record.events("optimizer") and ctx.lr is None
+
+
+_MANUAL_STEP = "with torch.no_grad():\n    for p in model.parameters():\n        p.add_(p.grad, alpha=-lr)   # your update, unchanged"
+
+
+def scale_lr_code(ctx: Context, factor: float) -> str:
+    """Code that scales the learning rate by `factor`, written for the script's own update code."""
+    if manual_update(ctx):
+        return f"lr = lr * {factor:.3g}   # the rate your update applies to p.grad\n{_MANUAL_STEP}"
+    if ctx.lr:
+        return f"for g in optimizer.param_groups:\n    g['lr'] = {ctx.lr * factor:.3g}   # was {ctx.lr:.3g}"
+    return f"for g in optimizer.param_groups:\n    g['lr'] *= {factor:.3g}"
+
+
 def lr_code(ctx: Context, new: float) -> str:
+    if manual_update(ctx):
+        return f"lr = {new:.1g}   # the rate your update applies to p.grad\n{_MANUAL_STEP}"
     was = f"   # was {ctx.lr:.3g}" if ctx.lr else ""
     return f"optimizer = torch.optim.{optimizer_type(ctx)}(model.parameters(), lr={new:.1g}){was}\n" \
            f"# or, on an existing optimizer:\nfor g in optimizer.param_groups:\n    g['lr'] = {new:.1g}"
@@ -188,7 +207,7 @@ def instability(ctx: Context) -> list[Signal]:
     out: list[Signal] = []
     loss = ctx.loss
     v, steps = loss.values, loss.steps
-    if len(v) < 3 or not np.isfinite(v[0]):
+    if len(v) < 2 or not np.isfinite(v[0]):  # two steps: an LBFGS run can blow up in as few
         return out
     start = float(v[0])
     finite = np.isfinite(v)

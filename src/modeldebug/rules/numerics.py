@@ -9,6 +9,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context
+from .measures import scale_lr_code
 
 __all__ = ["NonFiniteValues"]
 
@@ -76,7 +77,7 @@ class NonFiniteValues(Rule):
             title = f"{'Module ' + label if label else 'The ' + what} produced NaN/Inf (step {step})"
             desc = f"{detail}." + (f" It is the first module whose output went non-finite; {prev} before it was clean." if prev else "")
             recs.append(Recommendation("fix", f"Inspect {module or 'the model'}: guard log/sqrt/division inputs, and if weights blew up, lower the learning rate and clip gradients.",
-                                       "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n# and/or\nfor g in optimizer.param_groups:\n    g['lr'] *= 0.1"))
+                                       "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n# and/or\n" + scale_lr_code(ctx, 0.1)))
         recs.append(Recommendation("best_practice", "Stop early on the first non-finite loss so a bad run costs seconds, not hours.",
                                    "if not torch.isfinite(loss):\n    raise FloatingPointError(f'loss is {loss.item()} at step {step}')"))
         return self.finding(severity="high", confidence=0.95 if origin else 0.8, title=title, description=desc,

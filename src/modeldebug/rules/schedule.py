@@ -21,10 +21,12 @@ from .measures import (
     expected_initial_loss,
     instability,
     lr_code,
+    manual_update,
     optimizer_type,
     oscillation,
     ratio_before,
     relative_gradient,
+    scale_lr_code,
     update_ratios,
 )
 
@@ -36,13 +38,74 @@ class LrTooHigh(Rule):
 
     code = "LRN001"
     requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER)
+
+    def _from_loss(self, ctx: Context, signals: list[Signal]) -> Finding | None:
+        """Too high, judged from the loss alone: it blew up from its very first steps.
+
+        The loss (or the gradient norm) grew at least 10x within the first steps, or the run
+        diverged and never got back below its start; one learning rate for every step of a run
+        without an optimizer, or the closure evaluations of an LBFGS-style step.
+        """
+        loss = ctx.loss
+        v = loss.values
+        finite = v[np.isfinite(v)]
+        if len(finite) < 2 or not np.isfinite(v[0]) or v[0] <= 0:
+            return None
+        severe = [s for s in signals if s.severe and not s.sustained]
+        early = max(3, ctx.n_steps // 10)
+        first = min(s.onset for s in signals)
+        stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(v[0])
+        if not severe or first > early or not (stuck or len(finite) < ctx.t.min_steps or float(finite.max()) >= 10 * v[0]):
+            return None
+        opt = optimizer_type(ctx) if ctx.record.events("optimizer") else None
+        n_back = ctx.record.column("n_backward").finite().values
+        closure = opt is not None and len(n_back) and float(np.median(n_back)) > 1
+        lr = ctx.lr
+        what = "; ".join(s.what for s in severe)
+        if opt is None:
+            where = ("The script updates the weights itself (no optimizer object): one step size for every "
+                     "update, so the loss shows what the updates do.")
+            fix = Recommendation("fix", "Lower the learning rate where you apply p.grad, by 10x to start with.",
+                                 "lr = lr / 10                           # the rate your update uses\n"
+                                 "with torch.no_grad():\n    for p in model.parameters():\n"
+                                 "        p.add_(p.grad, alpha=-lr)          # or p.data.add_(p.grad, alpha=-lr)")
+        elif closure:
+            where = (f"{opt} evaluates its closure {fmt(float(np.median(n_back)))} times per step; those evaluations "
+                     "are what the loss above is made of.")
+            fix = Recommendation("fix", f"Use {opt} at its default step with a line search, which picks a step that "
+                                 "lowers the loss.",
+                                 f"optimizer = torch.optim.{opt}(model.parameters(), lr=1, line_search_fn='strong_wolfe')"
+                                 + (f"   # was lr={lr:g}" if lr else ""))
+        else:
+            where = "No update ratio was measured on this run, so the loss shows what the updates do."
+            fix = Recommendation("fix", "Lower the learning rate by 10x.",
+                                 lr_code(ctx, lr / 10) if lr else scale_lr_code(ctx, 0.1))
+        return self.finding(
+            severity="high", confidence=0.75,
+            title=(f"Learning rate {fmt(lr)} is too high: " if lr else "Learning rate too high: ") + severe[0].what,
+            description=(f"From step {first} on, {what}. {where} A loss that blows up within the first steps, from a "
+                         "finite start, is the signature of updates that overshoot."
+                         + (" The loss never got back below its starting value." if stuck else "")),
+            step=first,
+            evidence={"lr": lr, "optimizer": opt, "closure_evaluations_per_step": float(np.median(n_back)) if closure else None,
+                      "inferred_from": "loss", "signals": [s.what for s in severe], "stuck": stuck,
+                      "loss": ctx.evidence_series(loss)},
+            recommendations=[fix],
+        )
     # Units knocked dead or into saturation by the updates too; the ranking only folds those that began
     # no earlier than the trouble (units dead from the first step are the initialisation's).
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = instability(ctx)
         steps, ratios = update_ratios(ctx)
-        if not signals or not len(ratios) or collapsing(ctx):
+        if not signals or collapsing(ctx):
+            return
+        if not len(ratios):
+            # No update was measured: weights updated by hand (no optimizer object), or a run of a
+            # few closure steps. The loss's own behaviour then stands for the update size.
+            f = self._from_loss(ctx, signals)
+            if f is not None:
+                yield f
             return
         thr = ctx.option("lr_high_update_ratio")
         blamed: list[tuple[Signal, float]] = []
@@ -85,7 +148,7 @@ class LrTooHigh(Rule):
             recommendations=[
                 Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
                                if suggested else "Lower the learning rate by 10x.",
-                               lr_code(ctx, suggested) if suggested else "for g in optimizer.param_groups:\n    g['lr'] *= 0.1"),
+                               lr_code(ctx, suggested) if suggested else scale_lr_code(ctx, 0.1)),
                 Recommendation("best_practice", "Warm the learning rate up, and clip the gradient norm as a safety net.",
                                "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)\n"
                                "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
@@ -149,7 +212,7 @@ class LrTooLow(Rule):
                 Recommendation("fix", f"Raise the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
                                if suggested else "Raise the learning rate by 100x.",
                                lr_code(ctx, suggested) if suggested else
-                               "for g in optimizer.param_groups:\n    g['lr'] *= 100"),
+                               scale_lr_code(ctx, 100)),
                 Recommendation("best_practice", "Find the range with a learning-rate range test: raise the rate "
                                "geometrically each step and keep the largest one where the loss still falls fast.",
                                "lrs = torch.logspace(-6, 0, steps=100)\nfor lr, (x, y) in zip(lrs, loader):\n"
@@ -183,9 +246,8 @@ class LossOscillating(Rule):
         lower = Recommendation(
             "fix", f"Lower the learning rate (or momentum) by 3x{f' (from {fmt(lr)} to {fmt(lr / 3)})' if lr else ''} "
             "and decay it over the run.",
-            (f"for g in optimizer.param_groups:\n    g['lr'] = {lr / 3:.2g}   # was {lr:.3g}\n" if lr
-             else "for g in optimizer.param_groups:\n    g['lr'] /= 3\n")
-            + "sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)")
+            scale_lr_code(ctx, 1 / 3)
+            + ("" if manual_update(ctx) else "\nsched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)"))
         cause = (f" The updates are moderate ({fmt(ratio)} of the weight norm per step), so look first at the order of "
                  "the data: batches that come in blocks (sorted by label, concatenated sources, no shuffle) pull the "
                  "model one way, then the other." if small_steps else
