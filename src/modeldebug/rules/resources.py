@@ -284,6 +284,30 @@ def _on_gpu(ctx: Context) -> bool:
     return bool(finite.max() > 0) if len(finite) else True  # memory not measured: trust the device
 
 
+def _cpu_seconds(ctx: Context) -> np.ndarray | None:
+    """Process CPU seconds per step, when capture records them (column `t_cpu`); else None."""
+    try:
+        v = ctx.record.column("t_cpu").values
+    except KeyError:
+        return None
+    return v if np.isfinite(v).mean() >= 0.5 else None
+
+
+def _own_growth(ctx: Context, parts: list[np.ndarray], t: np.ndarray) -> float:
+    """How much the run's OWN work per step grew from the first quarter of the timed steps to the last.
+
+    With the process's CPU time per step, that is its growth: other processes using the CPU add
+    wall time, not CPU time. Without it, the fastest tenth of the steps: a busy machine slows the
+    typical step but leaves some steps undisturbed, while work that grows with the run slows them all.
+    """
+    cpu = _cpu_seconds(ctx)
+    if cpu is not None:
+        early, late = (float(np.nanmedian(cpu[p])) for p in (parts[0], parts[-1]))
+    else:
+        early, late = (float(np.percentile(t[p], 10)) for p in (parts[0], parts[-1]))
+    return late / early if early > 0 else 0.0
+
+
 _PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "forward pass and loss",
            "t_backward": "backward pass", "t_optimizer": "optimizer step"}
 _PHASE_FIX = {
@@ -338,6 +362,9 @@ class SlowStep(Rule):
         needed = ctx.option("slow_step_growth")
         if growth < needed or not rising or _rank_correlation(idx, t[idx]) < 0.5:
             return None
+        own = _own_growth(ctx, parts, t)
+        if own < needed:
+            return None  # the wall clock slowed, the process's own work did not: a busy machine
         increase, grew = {}, {}
         for phase in _PHASES:
             v = np.nan_to_num(rec.column(phase).values)
@@ -368,7 +395,7 @@ class SlowStep(Rule):
                          f"the increase is in the {_PHASES[phase]}: its work grows with the number of steps done."
                          + mem_note),
             step=int(steps[first[0]]),
-            evidence={"growth": growth, "quarter_median_ms": [x * 1e3 for x in q], "phase": phase,
+            evidence={"growth": growth, "own_growth": own, "quarter_median_ms": [x * 1e3 for x in q], "phase": phase,
                       "phase_increase_ms": {p: v * 1e3 for p, v in increase.items()},
                       "t_step": ctx.evidence_series(rec.column("t_step").finite())},
             recommendations=[Recommendation("fix", desc, code)],

@@ -105,7 +105,10 @@ more than 75% of it, none falls back) with a rank correlation between step and s
 at least 0.5, so one change of pace (unfreezing layers, another job starting on the machine)
 or noise is not a trend; and at least one phase of the step (forward, backward, optimizer,
 between steps) grew by at most half as much, because a machine that got busier slows every
-phase alike. The
+phase alike; and the run's own work grew by `slow_step_growth` too: the process's CPU time per
+step when the record has it (column `t_cpu`; other processes on the CPU add wall time, not
+CPU time), else the fastest tenth of the steps of each quarter (a busy machine slows the
+typical step but leaves some undisturbed; work that grows with the run slows them all). The
 phase that grew most (forward, backward, optimizer, between steps) is named. (2) Periodic
 stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
 quarters of them at the same interval, together costing at least `slow_step_spike_share`
