@@ -231,3 +231,65 @@ def test_a_100x_learning_rate_in_a_hand_written_update_is_lr_too_high_with_a_fix
 def test_the_same_hand_written_update_at_a_sane_rate_is_clean() -> None:
     report = _manual_sgd(0.1)
     assert not serious(report) and found(report, "lr_too_high") is None
+
+
+# -- 7. misses: decoupled weight decay too strong; a NaN born in the branch torch.where does not select ------------
+def _adamw(weight_decay: float) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 16, generator=g)
+    y = (x[:, :4].sum(1) > 0).long() + (x[:, 4:8].sum(1) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=weight_decay)
+    with md.watch(model, db=":memory:") as s:
+        for i in range(150):
+            idx = torch.arange(i * 64, i * 64 + 64) % 2048
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def test_adamw_with_lr_times_weight_decay_of_9_percent_a_step_is_found_before_a_full_collapse() -> None:
+    f = found(_adamw(30.0), "weight_collapse")
+    assert f is not None and f.severity in ("medium", "high")
+    assert 0.1 < f.evidence["median_shrink"] <= 0.5 and "weight_decay=" in (f.recommendations[0].implementation or "")
+    healthy = _adamw(0.01)
+    assert found(healthy, "weight_collapse") is None and not serious(healthy)
+
+
+class _SqrtGate(nn.Module):
+    def __init__(self, *, safe: bool) -> None:
+        super().__init__()
+        self.a, self.b, self.safe = nn.Linear(8, 16), nn.Linear(16, 2), safe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        root = torch.sqrt(h.clamp_min(1e-12)) if self.safe else torch.sqrt(h)  # sqrt(<0) = NaN, unselected
+        return self.b(torch.where(h > 0, root, torch.zeros_like(h)))
+
+
+def _gated(*, safe: bool) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    model = _SqrtGate(safe=safe)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md.watch(model, db=":memory:") as s:
+        for i in range(40):
+            idx = torch.arange(i * 32, i * 32 + 32) % 512
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def test_a_nan_born_in_the_branch_torch_where_does_not_select_is_a_nonfinite_gradient_behind_a_finite_loss() -> None:
+    report = _gated(safe=False)
+    top = report.findings[0]
+    assert top.kind == "nonfinite" and top.severity == "high" and top.location == "a"
+    assert "loss was finite" in top.title
+    assert not serious(_gated(safe=True))

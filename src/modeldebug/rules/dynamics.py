@@ -57,7 +57,7 @@ class PoorInitialization(Rule):
     """Detects INI001; its documentation and options are in the catalogue (`modeldebug explain INI001`)."""
 
     code = "INI001"
-    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS)
+    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -127,12 +127,18 @@ class WeightCollapse(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         ws = weight_shrink(ctx)
         thr = ctx.option("weight_collapse_shrink")
-        if ws is None or ws["median"] > thr:
+        if ws is None:
             return
         decays = [(float(g.get("weight_decay") or 0.0), float(g.get("lr") or 0.0), e.data.get("type", "optimizer"))
                   for e in ctx.record.events("optimizer") for g in e.data.get("groups", [])]
         wd, lr, opt = max(decays, default=(0.0, 0.0, "optimizer"))
         shrink = ws["median"]
+        # The interaction: lr x weight_decay is the fraction of each weight decay removes per step.
+        # Over 1% a step, weights that shrink while the loss stalls are held down by the decay,
+        # before they have collapsed all the way.
+        pulled = wd > 0 and lr * wd >= ctx.option("decay_per_step") and shrink <= 0.5 and _stalled(ctx)
+        if shrink > thr and not pulled:
+            return
         worst = min(ws["per_tensor"], key=lambda n: ws["per_tensor"][n])
         module = ctx.params[worst].info.get("module") or worst
         span = f"steps {ws['first_step']}-{ws['last_step']}"
@@ -149,9 +155,15 @@ class WeightCollapse(Rule):
             fix = Recommendation("fix", "Lower the coefficient of the L2 penalty added to the loss.",
                                  "l2 = sum(p.pow(2).sum() for n, p in model.named_parameters() if p.dim() > 1)\n"
                                  "loss = loss_fn(model(x), y) + 1e-5 * l2   # a coefficient this small, or none")
+        if shrink > thr:
+            cause += (f" That removes {fmt(lr * wd * 100)}% of every weight per step, and the loss stalled while the "
+                      "weights shrank: the decay outweighs what the gradient can rebuild.")
         yield self.finding(
             severity="high" if shrink <= thr / 10 else "medium", confidence=0.85 if wd > 0 else 0.7,
-            title=f"Weights collapse towards zero: the median weight norm shrank to {fmt(shrink)}x over {span}",
+            title=(f"Weights collapse towards zero: the median weight norm shrank to {fmt(shrink)}x over {span}"
+                   if shrink <= thr else
+                   f"Weight decay is too strong: lr x weight_decay = {fmt(lr * wd)} per step shrank the weights to "
+                   f"{fmt(shrink)}x while the loss stalled"),
             description=(f"Over {span}, the norms of {len(ws['per_tensor'])} weight tensors shrank to a median "
                          f"{fmt(shrink)}x of their first value ({worst} to {fmt(ws['per_tensor'][worst])}x). {cause}"),
             location=module, step=ws["first_step"],
@@ -164,6 +176,16 @@ class WeightCollapse(Rule):
                 "optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': 1e-2},\n"
                 "                               {'params': no_decay, 'weight_decay': 0.0}], lr=1e-3)")],
         )
+
+
+def _stalled(ctx: Context) -> bool:
+    """The loss's last quarter is still at 70% or more of its first quarter (medians)."""
+    v = ctx.loss.finite().values
+    if len(v) < ctx.t.min_steps:
+        return False
+    q = max(3, len(v) // 4)
+    start, end = float(np.median(v[:q])), float(np.median(v[-q:]))
+    return start > 0 and end >= 0.7 * start
 
 
 def _per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

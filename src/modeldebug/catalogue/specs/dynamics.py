@@ -120,6 +120,7 @@ always for custom modules.
         explains=('loss_not_decreasing', 'loss_diverging', 'vanishing_gradients'),
         options=(
             Option('weight_collapse_shrink', 0.1, 'median final/initial weight norm at or below this.'),
+            Option('decay_per_step', 0.01, 'lr x weight_decay (the fraction of each weight that decay removes per step) at or above which weights that halved while the loss stalled are flagged.'),
         ),
         doc="""
 ## What it detects
@@ -127,7 +128,13 @@ On sampled steps, each weight matrix's norm at its last sample against its first
 flagged when the median over weight tensors is at or below `weight_collapse_shrink` (default
 0.1, a 10x shrink) and the samples span at least `min_steps` steps. Weights directly followed by
 a normalisation layer are skipped (their scale does not matter). The optimizer's weight decay
-is cited, with the per-step shrink `lr * weight_decay` it implies.
+is cited, with the per-step shrink `lr * weight_decay` it implies. The interaction of learning
+rate and weight decay is judged too: with `lr * weight_decay` at or above `decay_per_step`
+(default 1% of each weight per step, as decoupled decay in AdamW applies it), weights whose
+median norm halved while the loss stalled (its last quarter at 70% or more of its first) are
+flagged before they collapse all the way. Detection range: AdamW at lr 3e-3 with
+weight_decay 30 (9% a step; median weight norm 0.43x, loss 1.13 -> 0.94) is found; weight_decay 0.01
+is silent.
 
 ## Why is this bad?
 Weights pulled to zero make every layer's output shrink towards its bias: activations lose
