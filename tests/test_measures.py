@@ -7,6 +7,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,9 @@ def test_select_act_pays_for_no_loss_input_input_or_update_statistics(select: li
         assert calls["batch_mixing"] == 0 and calls["differences"] == 0  # no weight copy, no update
         assert not [e for e in record.entities("loss") if "phase" in e.info]  # no loss call was described
         assert not record.entities("input")
-        assert set(stored) == {"mean", "std", "dead_frac"}  # what ACT001/ACT002 read, nothing else
+        read = {M.resolve(m).name for r in RULES.values() if r.code.startswith("ACT") for m in r.requires
+                if M.resolve(m).where == "module"}
+        assert {"mean", "std", "dead_frac"} <= set(stored) <= read  # what the ACT rules read, nothing else
     else:
         assert box["patched"] is True
         assert calls["loss_io_stats"] >= 5 and calls["input_stats"] >= 5 and calls["batch_mixing"] == 1
@@ -214,3 +217,85 @@ def test_a_deep_model_is_sampled_within_the_row_budget() -> None:
     detailed = Sampler(DebuggingConfig(analysis_level="detailed"))
     detailed.sized(10**6)
     assert detailed.every == 5
+
+
+class _ReadLog:
+    """A real record that notes which measures a rule reads (step columns, statistics, events,
+    histograms, loss and input entities)."""
+
+    def __init__(self, record: md.Record) -> None:
+        self._record = record
+        self.reads: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._record, name)
+        log = getattr(self, f"_{name}", None)
+        if log is None:
+            return attr
+
+        def logged(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)  # a read that fails (a column capture never writes) reads nothing
+            self.reads.update(log(*args, **kwargs))
+            return result
+
+        return logged
+
+    def _kind_of(self, name: str, kind: str | None) -> str | None:
+        e = self._record.entity(name, kind)
+        return kind or (e.kind if e is not None else None)
+
+    def _column(self, name: str) -> list[str]:
+        return [f"step.{name}"]
+
+    def _stat(self, stat: str, *, kind: str | None = None) -> list[str]:
+        return [f"{kind}.{stat}"] if kind else [i for i in M.MEASURES if i.split(".")[1] == stat]
+
+    _frame = _stat
+
+    def _series(self, name: str, stat: str, *, kind: str | None = None) -> list[str]:
+        return [f"{self._kind_of(name, kind)}.{stat}"]
+
+    def _events(self, kind: str | None = None) -> list[str]:
+        return [f"event.{kind}"] if kind else [m.id for m in M.EVENTS]
+
+    def _histograms(self, name: str, *, kind: str | None = None) -> list[str]:
+        return [M.LABEL_COUNTS.id if self._kind_of(name, kind) == "loss" else M.ACTIVATION_HISTOGRAM.id]
+
+    def _entities(self, kind: str | None = None) -> list[str]:
+        return {"loss": [M.LOSS_CALLS.id], "input": [M.MODEL_INPUT.id]}.get(kind or "", [])
+
+
+def _busy_run() -> md.Record:
+    """A run that gives most rules something to read: dropout, validation calls, clipping, a dead layer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[0].bias.fill_(-10.0)  # a dead ReLU, so ACT001 reads the layer feeding it
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for step in range(24):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[:32]), y[:32]).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            opt.step()
+            if step % 6 == 5:
+                with torch.no_grad():
+                    nn.functional.cross_entropy(model(x[32:]), y[32:])
+    return session.record
+
+
+def test_every_rule_reads_only_what_it_requires() -> None:
+    """The `requires` of each rule covers what it reads, so a narrow selection never starves it."""
+    from modeldebug.rules.context import Context
+
+    record = _busy_run()
+    free = {m.id for m in M.MEASURES.values() if m.always}
+    for code, rule in RULES.items():
+        log = _ReadLog(record)
+        list(rule().check(Context(log, DebuggingConfig())))  # type: ignore[arg-type]
+        declared = {M.resolve(m).id for m in rule.requires}
+        unknown = {r for r in log.reads if r not in M.MEASURES}
+        assert not unknown, f"{code} reads {sorted(unknown)}, which no measure declares"
+        missing = log.reads - declared - free
+        assert not missing, f"{code} reads {sorted(missing)} but does not require them"

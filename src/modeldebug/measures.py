@@ -24,79 +24,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "ACTIVATION_HISTOGRAM",
-    "ACTIVATION_STATS",
-    "ALWAYS",
-    "BATCH_MIXING_PROBE",
-    "CARRIED_GRAD_NORM",
-    "CLIP_MAX",
-    "CLIP_NORM",
-    "CUDA_MB",
-    "DATA_OVERLAP",
-    "DEAD_FRAC",
-    "EVENTS",
-    "EXCEPTION",
-    "FWD_EVAL_MODE",
-    "FWD_TRAIN_MODE_NOGRAD",
-    "GRAD_NORM",
-    "GROUP_GRAD_NORM",
-    "INPUT_CHANNELS",
-    "INPUT_CONST_FRAC",
-    "INPUT_MAX",
-    "INPUT_MEAN",
-    "INPUT_MIN",
-    "INPUT_NONFINITE_FRAC",
-    "INPUT_STATS",
-    "INPUT_STD",
-    "INTERNAL_ERROR",
-    "IN_FRAC_01",
-    "IN_MAX",
-    "IN_MEAN",
-    "IN_MIN",
-    "IN_NONFINITE",
-    "IN_ROWSUM_DEV",
-    "LABEL_COUNTS",
-    "LIVE_LOSSES",
-    "LOSS",
-    "LOSS_CALLS",
-    "LOSS_IO_STATS",
-    "LR",
-    "MEASURES",
-    "MODEL_INPUT",
-    "MODE_SENSITIVE",
-    "MODULE_MEAN",
-    "MODULE_SKIPPED",
-    "MODULE_STD",
-    "NONFINITE",
-    "N_BACKWARD",
-    "OPTIMIZER",
-    "PARAM_GRAD_NORM",
-    "PARAM_NORM",
-    "RELU_LIKE",
-    "RSS_MB",
-    "SAMPLED",
-    "SATURATED_FRAC",
-    "SATURATING",
-    "STEP_COLUMNS",
-    "TGT_MAX",
-    "TGT_MEAN",
-    "TGT_MIN",
-    "TRAINING_FLAG",
-    "T_BACKWARD",
-    "T_DATA",
-    "T_FORWARD",
-    "T_LOADER",
-    "T_OPTIMIZER",
-    "T_STEP",
-    "UPDATE_RATIO",
-    "VAL_LOSS",
-    "WITH_PARAMS",
-    "ZERO_GRAD_CALLS",
-    "Measure",
-    "Storage",
-    "column",
-    "measure",
-    "resolve",
+    "ACTIVATION_HISTOGRAM", "ACTIVATION_STATS", "ALWAYS", "BATCH_MIXING_PROBE", "CARRIED_GRAD_NORM", "CLIP_MAX",
+    "CLIP_NORM", "CUDA_MB", "DATA_OVERLAP", "DEAD_FRAC", "EVENTS", "EXCEPTION", "FWD_EVAL_MODE",
+    "FWD_TRAIN_MODE_NOGRAD", "GRAD_NORM", "GROUP_GRAD_NORM", "INPUT_CHANNELS", "INPUT_CONST_FRAC", "INPUT_MAX",
+    "INPUT_MEAN", "INPUT_MIN", "INPUT_NONFINITE_FRAC", "INPUT_STATS", "INPUT_STD", "INTERNAL_ERROR",
+    "IN_FRAC_01", "IN_MAX", "IN_MEAN", "IN_MIN", "IN_NONFINITE", "IN_ROWSUM_DEV", "LABEL_COUNTS", "LIVE_LOSSES",
+    "LOSS", "LOSS_CALLS", "LOSS_IO_STATS", "LR", "MEASURES", "MODEL_INPUT", "MODE_SENSITIVE", "MODULE_MAX",
+    "MODULE_MEAN", "MODULE_MIN", "MODULE_NONFINITE", "MODULE_SKIPPED", "MODULE_STD", "NONFINITE", "N_BACKWARD",
+    "OPTIMIZER", "PARAM_GRAD_NORM", "PARAM_NORM", "RELU_LIKE", "RSS_MB", "SAMPLED", "SATURATED_FRAC",
+    "SATURATING", "STEP_COLUMNS", "TGT_MAX", "TGT_MEAN", "TGT_MIN", "TRAINING_FLAG", "T_BACKWARD", "T_DATA",
+    "T_FORWARD", "T_LOADER", "T_OPTIMIZER", "T_STEP", "UPDATE_RATIO", "VAL_LOSS", "WITH_PARAMS", "ZERO_FRAC",
+    "ZERO_GRAD_CALLS", "Measure", "Storage", "column", "measure", "resolve",
 ]
 
 #: How a measure is kept: a column of the per-step row, a per-entity statistic (on the steps its
@@ -229,25 +167,26 @@ MODULE_MEAN = measure("module", "mean", "activations", "stat", "mean of the modu
                       applies_to=(WITH_PARAMS,))
 MODULE_STD = measure("module", "std", "activations", "stat", "standard deviation of the module's output",
                      applies_to=(WITH_PARAMS,))
-_MODULE_MIN = measure("module", "min", "activations", "stat", "smallest output value", level="detailed")
-_MODULE_MAX = measure("module", "max", "activations", "stat", "largest output value", level="detailed")
-_ZERO_FRAC = measure("module", "zero_frac", "activations", "stat", "fraction of output values exactly zero",
-                     level="detailed")
-_MODULE_NONFINITE = measure("module", "nonfinite", "activations", "stat",
-                            "1.0 when any output value is NaN/Inf, else 0.0", level="detailed")
+MODULE_MIN = measure("module", "min", "activations", "stat", "smallest output value", level="detailed")
+MODULE_MAX = measure("module", "max", "activations", "stat", "largest output value", level="detailed")
+ZERO_FRAC = measure("module", "zero_frac", "activations", "stat", "fraction of output values exactly zero",
+                    applies_to=RELU_LIKE, level="detailed")
+MODULE_NONFINITE = measure("module", "nonfinite", "activations", "stat",
+                           "1.0 when any output value is NaN/Inf, else 0.0", level="detailed")
 DEAD_FRAC = measure("module", "dead_frac", "activations", "stat",
                     "fraction of units zero for every sample (and position) of the batch", applies_to=RELU_LIKE)
 SATURATED_FRAC = measure("module", "saturated_frac", "activations", "stat",
                          "fraction of outputs within 1% of a bound (|tanh| > 0.99, sigmoid < 0.01 or > 0.99)",
                          applies_to=SATURATING)
 TRAINING_FLAG = measure("module", "training", "modes", "stat",
-                        "the module's training flag (1.0/0.0) during training forward passes", applies_to=MODE_SENSITIVE)
+                        "the module's training flag (1.0/0.0) during training forward passes",
+                        applies_to=MODE_SENSITIVE)
 ACTIVATION_HISTOGRAM = measure("module", "histogram", "activations", "histogram",
                                "histogram of the module's output (over at most 65,536 values)", level="comprehensive")
 
 #: The activation statistics, in the order `capture.stats.activation_stats` computes them.
-ACTIVATION_STATS: tuple[Measure, ...] = (MODULE_MEAN, MODULE_STD, _MODULE_MIN, _MODULE_MAX, _ZERO_FRAC,
-                                         _MODULE_NONFINITE, DEAD_FRAC)
+ACTIVATION_STATS: tuple[Measure, ...] = (MODULE_MEAN, MODULE_STD, MODULE_MIN, MODULE_MAX, ZERO_FRAC,
+                                         MODULE_NONFINITE, DEAD_FRAC)
 
 # -- sampled steps: the model's input batch -----------------------------------------------------------------
 _INPUT_DOCS = {

@@ -77,10 +77,12 @@ def plan_for(config: DebuggingConfig) -> Plan:
     """What to measure under `config` (its level, rule selection and monitoring switches)."""
     required = required_by_rules(config)
     rank = LEVELS.index(config.analysis_level)
-    wanted = set(M.MEASURES) if required is None else set(required) | set(M.ALWAYS)
-    if required is not None:
-        wanted |= {m.id for m in M.MEASURES.values() if m.level is not None and LEVELS.index(m.level) <= rank}
-    wanted -= {m.id for m in M.MEASURES.values() if m.level is not None and LEVELS.index(m.level) > rank}
+    by_level = {m.id for m in M.MEASURES.values() if m.level is not None and LEVELS.index(m.level) <= rank}
+    above_level = {m.id for m in M.MEASURES.values() if m.level is not None and LEVELS.index(m.level) > rank}
+    if required is None:  # a rule that declares nothing: everything this level records
+        wanted = set(M.MEASURES) - above_level
+    else:
+        wanted = set(required) | set(M.ALWAYS) | by_level
     mon = config.monitoring
     if not mon.layer_outputs:
         wanted -= {m.id for m in (*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.ACTIVATION_HISTOGRAM)}

@@ -6,7 +6,7 @@ input and loss-input statistics) is taken on sampled steps only: the first three
 then every ``sample_every`` steps (50 / 5 / 1 by level).
 
 At ``basic``, when the user has not set ``sample_every``, the detail of a deep model is also kept
-within a budget of statistic rows per step on average (`ROWS_PER_STEP`, about 2.5 KB of record
+within a budget of statistic rows per step on average (`ROWS_PER_STEP`, about 2.3 KB of record
 per step): a model whose sample holds more than ``50 * ROWS_PER_STEP`` rows is sampled every 100, 150, ...
 steps,
 so that the record grows with the run's length, not with depth times length. The schedule is fixed
@@ -23,7 +23,7 @@ from ..config import DebuggingConfig
 __all__ = ["EARLY_STEPS", "ROWS_PER_STEP", "Sampler"]
 
 EARLY_STEPS = frozenset({0, 1, 2, 5, 10, 20})
-#: Average statistic rows per step the detail may add at `basic` (each row ~55 bytes of SQLite).
+#: Average statistic rows per step the detail may add at `basic` (each row ~50 bytes of SQLite).
 ROWS_PER_STEP = 45
 
 

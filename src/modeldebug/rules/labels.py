@@ -228,7 +228,7 @@ class ClassImbalance(Rule):
     """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
 
     code = "DAT003"
-    requires = (M.LOSS, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN)
+    requires = (M.LOSS, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("class_imbalance_ratio")

@@ -161,7 +161,7 @@ class LrTooLow(Rule):
     """Detects LRN002; its documentation and options are in the catalogue (`modeldebug explain LRN002`)."""
 
     code = "LRN002"
-    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.OPTIMIZER)
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
