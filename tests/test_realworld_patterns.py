@@ -293,3 +293,33 @@ def test_a_nan_born_in_the_branch_torch_where_does_not_select_is_a_nonfinite_gra
     assert top.kind == "nonfinite" and top.severity == "high" and top.location == "a"
     assert "loss was finite" in top.title
     assert not serious(_gated(safe=True))
+
+
+# -- 7. partly dead units: most units inactive on nearly every sample, few on every one ------------------------------
+def _biased_relu(bias: float) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 16, generator=g)
+    y = (x[:, :4].sum(1) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 2))
+    with torch.no_grad():
+        model[0].weight.mul_(1.0 / model[0].weight.std() / 4.0)   # pre-activations of std ~1
+        model[0].bias.fill_(bias)                                 # -2.2: each unit fires on ~1.4% of samples
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with md.watch(model, db=":memory:", level="detailed") as s:
+        for i in range(60):
+            idx = torch.arange(i * 64, i * 64 + 64) % 2048
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def test_partly_dead_units_are_found_from_the_share_of_zero_outputs() -> None:
+    report = _biased_relu(-2.2)
+    f = found(report, "dead_activations")
+    assert f is not None and f.evidence["partly_dead"] and f.evidence["dead_fraction"] < 0.5
+    assert f.evidence["zero_fraction"] >= 0.9
+    healthy = _biased_relu(0.0)
+    assert found(healthy, "dead_activations") is None and not serious(healthy)

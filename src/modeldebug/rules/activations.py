@@ -13,15 +13,19 @@ from .measures import scale_lr_code
 
 __all__ = ["DeadActivations"]
 
+# Zeros in at least this share of a ReLU's outputs: most units are inactive on nearly every sample.
+_PARTLY_DEAD_ZEROS = 0.9
+
 
 class DeadActivations(Rule):
     """Detects ACT001; its documentation and options are in the catalogue (`modeldebug explain ACT001`)."""
 
     code = "ACT001"
-    requires = (M.DEAD_FRAC, M.MODULE_MEAN, M.MODULE_STD)
+    requires = (M.DEAD_FRAC, M.MODULE_MEAN, M.MODULE_STD, M.resolve("module.zero_frac"))
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         dead = ctx.module_stat("dead_frac")
+        zeros = ctx.module_stat("zero_frac")
         thr = ctx.t.dead_fraction
         for name, s in dead.items():
             e = ctx.modules.get(name)
@@ -32,6 +36,9 @@ class DeadActivations(Rule):
                 continue
             bad = v >= thr
             if bad.mean() < 0.5:
+                partial = self._partly_dead(ctx, name, e.type, zeros.get(name), float(np.median(v)))
+                if partial is not None:
+                    yield partial
                 continue
             frac = float(np.median(v))
             first_bad = int(s.finite().steps[np.argmax(bad)])
@@ -71,3 +78,32 @@ class DeadActivations(Rule):
                              f"{len(v)} sampled steps), {when} killed them.{cause} Dead units pass no gradient back."),
                 location=name, step=first_bad, evidence=evidence, recommendations=recs,
             )
+
+    def _partly_dead(self, ctx: Context, name: str, kind: str, zeros, dead: float) -> Finding | None:  # type: ignore[no-untyped-def]
+        """Units that are not zero on EVERY sample but on nearly all: seen as the share of zero outputs.
+
+        The exact measure, the fraction of units inactive on 99% of the samples, is not recorded;
+        with `zero_frac` at 90% or more on most sampled steps, most units are inactive on nearly
+        every sample whatever the split, so the layer is mostly dead although no unit is fully dead.
+        """
+        z = zeros.finite().values if zeros is not None else np.array([])
+        if len(z) < 2 or np.mean(z >= _PARTLY_DEAD_ZEROS) < 0.5:
+            return None
+        frac = float(np.median(z))
+        prev = ctx.previous_layer(name)
+        layer = prev.name if prev is not None else "layer"
+        return self.finding(
+            severity="medium", confidence=0.7,
+            title=f"{name} ({kind}) is mostly inactive: {frac:.0%} of its outputs are zero",
+            description=(f"{frac:.0%} of the outputs of {name} are exactly zero (median over {len(z)} sampled steps), "
+                         f"while only {dead:.0%} of its units are zero on every sample: most units fire on a few "
+                         "samples only. They pass almost no gradient back, so the layer learns with a few units."),
+            location=name, step=int(zeros.finite().steps[0]),
+            evidence={"zero_fraction": frac, "dead_fraction": dead, "samples": len(z), "partly_dead": True},
+            recommendations=[
+                Recommendation("fix", f"Re-initialise {layer} with He initialisation and a zero bias.",
+                               f"nn.init.kaiming_normal_({module_ref(layer)}.weight, nonlinearity='relu')\n"
+                               f"nn.init.zeros_({module_ref(layer)}.bias)"),
+                Recommendation("best_practice", "Use an activation that cannot die.", "nn.LeakyReLU(0.01)  # or nn.GELU()"),
+            ],
+        )
