@@ -1,0 +1,539 @@
+"""Real-world corpus: public training scripts, run for real under ``modeldebug run``.
+
+No third-party code lives in this repository. ``setup`` copies each script out of a local read-only
+git mirror of its public repository (pinned commit), into ``/tmp/realworld/<case>/<variant>/``, and
+applies the edits listed below: exact string replacements that must match (a replacement that matches
+nothing stops the setup, so an edit can never silently do nothing). ``run`` times the plain script,
+then the same script under ``modeldebug run``, one at a time, with ``OMP_NUM_THREADS=1``. ``table``
+prints the Markdown rows of benchmarks/REALWORLD.md from what the runs left behind.
+
+    python benchmarks/realworld/run.py snapshot         # modeldebug's src/ at HEAD (or name a commit)
+    python benchmarks/realworld/run.py setup            # all cases (or name some: setup mnist vae)
+    python benchmarks/realworld/run.py run              # about 40 minutes on one core
+    python benchmarks/realworld/run.py run mnist --variant lr_x100
+    python benchmarks/realworld/run.py table > /tmp/realworld/table.md
+
+Mirrors are looked up as ``$MIRRORS/<owner>+<name>/repo`` (default /work/.mirror, where the
+session's ``fetch`` tool puts them). One script (the HF Trainer one) comes from a repository that
+could not be mirrored; its text is read from ``$REALWORLD_SOURCES/<owner>+<name>/<path>`` instead and
+its sha256 is checked. Stand-ins for the missing torchvision and gymnasium (synthvision/, synthgym.py)
+are copied next to every script that imports them; the script's import line is the only change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("REALWORLD_DIR", "/tmp/realworld"))
+MIRRORS = Path(os.environ.get("MIRRORS", "/work/.mirror"))
+SOURCES = Path(os.environ.get("REALWORLD_SOURCES", ROOT / "_sources"))
+PYTHON = os.environ.get("PYTHON", "/work/main/.venv/bin/python")
+REPO = Path(os.environ.get("MODELDEBUG_REPO", HERE.parent.parent))
+# the modeldebug measured: a snapshot of one commit's src/ (others edit the working tree meanwhile)
+SNAPSHOT = ROOT / "_modeldebug"
+TIMEOUT_S = 600
+
+PE = ("pytorch/examples", "77f55b912142e11fcfdf5b530231fb9c52f181e8")
+MINGPT = ("karpathy/minGPT", "37baab71b9abea1b76ab957409a1cc2fbfba8a26")
+NANOGPT = ("karpathy/nanoGPT", "3adf61e154c3fe3fca428ad6bc3818b27a3b8291")
+MAKEMORE = ("karpathy/makemore", "988aa59e4d8fefa526d06f3b453ad116258398d4")
+LIGHTNING = ("Lightning-AI/pytorch-lightning", "7f0c3436cd3f6ad3753125672024fc415cbcb414")
+HFCHAR = ("shulamite512/DATA266_LAB1_Pair44", "e5d9cd58a8b5afb70362fe99ef6bf4d5bd2986e9")
+HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
+
+
+@dataclass
+class Edit:
+    """Replace `old` by `new` in `file` (all occurrences); `old` must occur."""
+
+    file: str
+    old: str
+    new: str
+
+
+@dataclass
+class Variant:
+    name: str
+    edits: list[Edit] = field(default_factory=list)
+    args: list[str] | None = None  # None: the case's args
+    extra_args: list[str] = field(default_factory=list)
+    expect: tuple[str, ...] | None = ()  # kinds that name the root cause; () = healthy; None = not scored
+    what: str = "healthy"
+    # measured on the plain runs (the script's own logs), not by modeldebug: a "broken" variant that
+    # trains as well as its healthy twin is not counted as a miss when nothing fires
+    harmless: str = ""
+
+
+@dataclass
+class Case:
+    name: str
+    repo: tuple[str, str]
+    files: dict[str, str]  # destination -> path in the repository
+    script: str
+    args: list[str]
+    edits: list[Edit] = field(default_factory=list)  # to run offline and small (all variants)
+    prepare: str | None = None  # name of a data-preparation function below
+    stand_ins: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+    style: str = ""
+    warmup: bool = False  # one untimed plain run first (torch.compile's on-disk cache is then warm for both)
+
+
+def _git_show(repo: tuple[str, str], path: str) -> bytes:
+    owner_name, commit = repo
+    local = SOURCES / owner_name.replace("/", "+") / path
+    if repo == HFCHAR:
+        data = local.read_bytes()
+        if hashlib.sha256(data).hexdigest() != HFCHAR_SHA256:
+            raise SystemExit(f"{local} is not the file measured (sha256 differs from {HFCHAR_SHA256})")
+        return data
+    git_dir = MIRRORS / owner_name.replace("/", "+") / "repo"
+    return subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"],
+                          check=True, capture_output=True).stdout
+
+
+# ----------------------------------------------------------------------------- data preparation
+# Text for the language models: wikitext-2 as pytorch/examples ships it (its train.txt is not in the
+# mirror, so valid.txt and test.txt stand in).
+
+
+def _wikitext(name: str) -> list[str]:
+    text = _git_show(PE, f"word_language_model/data/wikitext-2/{name}.txt").decode("utf8")
+    return text.splitlines(keepends=True)
+
+
+def prep_word_lm(d: Path) -> None:
+    test, valid = _wikitext("test"), _wikitext("valid")
+    out = d / "data" / "wikitext-2"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.txt").write_text("".join(test[:700]), encoding="utf8")
+    (out / "valid.txt").write_text("".join(valid[:150]), encoding="utf8")
+    (out / "test.txt").write_text("".join(test[-150:]), encoding="utf8")
+
+
+def prep_lightning_lm(d: Path) -> None:
+    (d / "data").mkdir(exist_ok=True)
+    (d / "data" / "wikitext-2.txt").write_text("".join(_wikitext("test")), encoding="utf8")
+
+
+def _char_text() -> str:
+    return "".join(_wikitext("valid")[:1200])
+
+
+def prep_char_text(d: Path) -> None:
+    (d / "input.txt").write_text(_char_text(), encoding="utf8")
+
+
+def prep_hf_char(d: Path) -> None:
+    (d / "input.txt").write_text(_char_text()[:6000], encoding="utf8")
+
+
+def prep_nanogpt(d: Path) -> None:
+    # what data/shakespeare_char/prepare.py does, on local text instead of a download
+    data = _char_text()
+    chars = sorted(set(data))
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    itos = dict(enumerate(chars))
+    n = len(data)
+    out = d / "data" / "shakespeare_char"
+    out.mkdir(parents=True, exist_ok=True)
+    np.array([stoi[c] for c in data[: int(n * 0.9)]], dtype=np.uint16).tofile(out / "train.bin")
+    np.array([stoi[c] for c in data[int(n * 0.9):]], dtype=np.uint16).tofile(out / "val.bin")
+    with open(out / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": itos, "stoi": stoi}, f)
+
+
+def prep_time_seq(d: Path) -> None:
+    subprocess.run([PYTHON, "generate_sine_wave.py"], cwd=d, check=True, env=_env({}))
+
+
+def prep_makemore(d: Path) -> None:
+    names = (d / "names.txt").read_text().splitlines()
+    (d / "names.txt").write_text("\n".join(names[::4]) + "\n")  # a quarter of the names: quicker setup
+
+
+PREPARE = {f.__name__: f for f in (prep_word_lm, prep_lightning_lm, prep_char_text, prep_hf_char,
+                                   prep_nanogpt, prep_time_seq, prep_makemore)}
+
+# ----------------------------------------------------------------------------- the corpus
+
+TV = Edit("main.py", "torchvision", "synthvision")
+LR100 = "learning rate x100"
+NOZG = "zero_grad removed"
+
+CASES: list[Case] = [
+    Case("mnist", PE, {"main.py": "mnist/main.py"}, "main.py",
+         ["--epochs", "2", "--test-batch-size", "500", "--log-interval", "20"],
+         edits=[TV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": "2400", "SYNTH_TEST": "1000"},
+         style="hand-written loop, Adadelta + StepLR, CNN",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "100"], expect=("lr_too_high",), what=LR100),
+             Variant("no_zero_grad", [Edit("main.py", "        optimizer.zero_grad()\n        output = model(data)",
+                                           "        output = model(data)")],
+                     expect=("missing_zero_grad",), what=NOZG),
+             Variant("raw_pixels", [Edit("main.py", "transforms.ToTensor(),\n        transforms.Normalize((0.1307,), (0.3081,))",
+                                         "transforms.PILToTensor(), transforms.Lambda(lambda t: t.float())")],
+                     expect=("input_not_normalized",), what="pixels fed as 0..255, no ToTensor/Normalize"),
+         ]),
+    Case("word_lm", PE, {f: f"word_language_model/{f}" for f in ("main.py", "data.py", "model.py")}, "main.py",
+         ["--emsize", "64", "--nhid", "64", "--epochs", "3", "--log-interval", "20"],
+         prepare="prep_word_lm",
+         style="manual SGD (p.data.add_), clip 0.25 at lr 20, LSTM, best checkpoint reloaded for test",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "2000"], expect=("lr_too_high",), what=LR100),
+             Variant("no_zero_grad", [Edit("main.py", "        else:\n            model.zero_grad()",
+                                           "        else:\n            pass")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("time_seq", PE, {"train.py": "time_sequence_prediction/train.py",
+                          "generate_sine_wave.py": "time_sequence_prediction/generate_sine_wave.py"}, "train.py",
+         ["--steps", "2"], prepare="prep_time_seq",
+         edits=[Edit("generate_sine_wave.py", "L = 1000", "L = 100"),
+                # torch >= 2.6 loads with weights_only=True, which refuses the numpy array the
+                # example saves: the example fails as published; this is the fix its error suggests
+                Edit("train.py", "torch.load('traindata.pt')", "torch.load('traindata.pt', weights_only=False)")],
+         style="LBFGS with a closure, LSTMCell, float64",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "lr=0.8", "lr=80")], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("regression", PE, {"main.py": "regression/main.py"}, "main.py", [],
+         edits=[Edit("main.py", "POLY_DEGREE = 4\n", "torch.manual_seed(0)\nPOLY_DEGREE = 4\n"),
+                Edit("main.py", "for batch_idx in count(1):", "for batch_idx in range(1, 2001):")],
+         style="manual SGD, no optimizer, no nn.Module of its own (a bare nn.Linear), runs until loss < 1e-3",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("main.py", "-0.1 * param.grad", "-10 * param.grad")],
+                     expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("dcgan", PE, {"main.py": "dcgan/main.py"}, "main.py",
+         ["--dataset", "mnist", "--dataroot", "data", "--workers", "0", "--batchSize", "32", "--ngf", "16",
+          "--ndf", "16", "--niter", "1", "--manualSeed", "1", "--outf", "out"],
+         edits=[TV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": "1600"},
+         style="GAN: two models, two Adam optimizers, detach() of the fake batch for D",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "0.02"], expect=("lr_too_high",), what=LR100),
+             Variant("no_zero_grad_D", [Edit("main.py", "        netD.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what="netD.zero_grad() removed"),
+         ]),
+    Case("vae", PE, {"main.py": "vae/main.py"}, "main.py", ["--epochs", "2"],
+         edits=[TV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": "4096", "SYNTH_TEST": "512"},
+         style="VAE, BCE (sum) + KL, Adam",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("main.py", "lr=1e-3", "lr=1e-1")], expect=("lr_too_high",), what=LR100),
+             Variant("no_zero_grad", [Edit("main.py", "        optimizer.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("reinforce", PE, {"main.py": "reinforcement_learning/reinforce.py"}, "main.py", [],
+         edits=[Edit("main.py", "import gymnasium as gym", "import synthgym as gym"),
+                Edit("main.py", "for i_episode in count(1):", "for i_episode in range(1, 121):")],
+         stand_ins=("synthgym.py",),
+         style="REINFORCE policy gradient on CartPole, one update per episode, softmax policy",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("main.py", "lr=1e-2", "lr=1.0")], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("actor_critic", PE, {"main.py": "reinforcement_learning/actor_critic.py"}, "main.py", ["--seed", "1"],
+         edits=[Edit("main.py", "import gymnasium as gym", "import synthgym as gym"),
+                Edit("main.py", "for i_episode in count(1):", "for i_episode in range(1, 101):")],
+         stand_ins=("synthgym.py",),
+         style="actor-critic on CartPole, two heads, per-sample forward with batch size 1",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("main.py", "lr=3e-2", "lr=3.0")], expect=("lr_too_high",), what=LR100),
+             Variant("seed543", args=[], expect=None,
+                     what="the script's default seed: here the policy collapses at once (reward ~9.5); not scored"),
+         ]),
+    Case("mingpt_char", MINGPT, {"chargpt.py": "projects/chargpt/chargpt.py", "mingpt/__init__.py": "mingpt/__init__.py",
+                                 "mingpt/model.py": "mingpt/model.py", "mingpt/trainer.py": "mingpt/trainer.py",
+                                 "mingpt/utils.py": "mingpt/utils.py", "mingpt/bpe.py": "mingpt/bpe.py"},
+         "chargpt.py",
+         ["--model.model_type=None", "--model.n_layer=2", "--model.n_head=4", "--model.n_embd=64",
+          "--data.block_size=64", "--trainer.batch_size=32", "--trainer.max_iters=200",
+          "--trainer.num_workers=0", "--system.work_dir=out"],
+         prepare="prep_char_text",
+         style="small GPT, its own Trainer class with callbacks, AdamW with decay groups, clip 1.0",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--trainer.learning_rate=0.05"], expect=("lr_too_high",), what=LR100),
+             Variant("softmax_before_ce", [Edit("mingpt/model.py", "F.cross_entropy(logits.view(-1, logits.size(-1))",
+                                                "F.cross_entropy(F.softmax(logits, dim=-1).view(-1, logits.size(-1))")],
+                     expect=("double_softmax",), what="softmax applied before F.cross_entropy"),
+             Variant("detached_attn", [Edit("mingpt/model.py", "x = x + self.attn(self.ln_1(x))",
+                                            "x = x + self.attn(self.ln_1(x)).detach()")],
+                     expect=("params_not_updating",), what="attention output detached in every block"),
+         ]),
+    Case("nanogpt_accum", NANOGPT, {f: f for f in ("train.py", "model.py", "configurator.py",
+                                                     "config/train_shakespeare_char.py")}, "train.py",
+         ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=10",
+          "--eval_interval=100", "--log_interval=10", "--block_size=64", "--batch_size=16", "--n_layer=2",
+          "--n_head=4", "--n_embd=64", "--max_iters=150", "--lr_decay_iters=150", "--warmup_iters=20",
+          "--dropout=0.0", "--gradient_accumulation_steps=4"],
+         prepare="prep_nanogpt",
+         style="GPT, gradient accumulation over 4 micro-batches, cosine LR by hand, fused param groups",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--learning_rate=0.1"], expect=("lr_too_high",), what=LR100),
+             Variant("no_zero_grad", [Edit("train.py", "    optimizer.zero_grad(set_to_none=True)\n",
+                                           "    pass\n")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("nanogpt_amp", NANOGPT, {f: f for f in ("train.py", "model.py", "configurator.py",
+                                                   "config/train_shakespeare_char.py")}, "train.py",
+         ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--dtype=bfloat16",
+          "--eval_iters=10", "--eval_interval=100", "--log_interval=10", "--block_size=64", "--batch_size=32",
+          "--n_layer=2", "--n_head=4", "--n_embd=64", "--max_iters=200", "--lr_decay_iters=200",
+          "--warmup_iters=20", "--dropout=0.0"],
+         edits=[Edit("train.py", "ctx = nullcontext() if device_type == 'cpu' else torch.amp.autocast",
+                     "ctx = torch.amp.autocast")],
+         prepare="prep_nanogpt",
+         style="GPT under CPU autocast bfloat16 (the script's CUDA path, enabled on CPU)",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--learning_rate=0.1"], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("nanogpt_compile", NANOGPT, {f: f for f in ("train.py", "model.py", "configurator.py",
+                                                       "config/train_shakespeare_char.py")}, "train.py",
+         ["config/train_shakespeare_char.py", "--device=cpu", "--compile=True", "--eval_iters=10",
+          "--eval_interval=100", "--log_interval=10", "--block_size=64", "--batch_size=32", "--n_layer=2",
+          "--n_head=4", "--n_embd=64", "--max_iters=200", "--lr_decay_iters=200", "--warmup_iters=20",
+          "--dropout=0.0"],
+         prepare="prep_nanogpt",
+         style="GPT through torch.compile (inductor, CPU)", warmup=True,
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--learning_rate=0.1"], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("makemore", MAKEMORE, {"makemore.py": "makemore.py", "names.txt": "names.txt"}, "makemore.py",
+         ["--type", "gru", "--max-steps", "600", "--num-workers", "0", "--work-dir", "out"],
+         prepare="prep_makemore",
+         style="char-level GRU written by hand (GRU cell from Linear layers), padded targets ignore_index=-1",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--learning-rate", "0.05"], expect=("lr_too_high",), what=LR100,
+                     harmless="test loss 2.35 vs 2.30 healthy at step 500"),
+             Variant("no_zero_grad", [Edit("makemore.py", "        model.zero_grad(set_to_none=True)\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("lightning_lm", LIGHTNING, {"transformer.py": "examples/pytorch/basics/transformer.py"}, "transformer.py", [],
+         edits=[Edit("transformer.py", "L.Trainer(gradient_clip_val=0.25, max_epochs=20)",
+                     "L.Trainer(gradient_clip_val=0.25, max_epochs=1, limit_train_batches=80, "
+                     "limit_val_batches=5, limit_test_batches=5, enable_progress_bar=False)")],
+         prepare="prep_lightning_lm",
+         style="Lightning Trainer, Transformer LM, SGD, clip 0.25",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("transformer.py", "lr=0.1", "lr=10.0")], expect=("lr_too_high",), what=LR100,
+                     harmless="test loss 4.28 vs 8.09 healthy: with clip 0.25 the larger rate trains better"),
+         ]),
+    Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
+         ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
+         edits=[
+             Edit("train_char_gpt.py", "from datasets import load_dataset, Dataset as HFDataset\n", ""),
+             Edit("train_char_gpt.py", 'raw = load_dataset("tiny_shakespeare", split="train", trust_remote_code=True)\n'
+                  '    full_text = "\\n".join(raw["text"])', 'full_text = open("input.txt").read()'),
+             Edit("train_char_gpt.py", "n_embd=384,\n        n_layer=6,\n        n_head=6,",
+                  "n_embd=64,\n        n_layer=2,\n        n_head=4,"),
+             Edit("train_char_gpt.py", "        overwrite_output_dir=True,\n", ""),
+             Edit("train_char_gpt.py", "evaluation_strategy=", "eval_strategy="),
+             # transformers 5 refuses bf16 on a machine without a GPU unless use_cpu is set
+             Edit("train_char_gpt.py", "bf16=True,", "bf16=True, use_cpu=True,"),
+         ],
+         prepare="prep_hf_char", env={"WANDB_MODE": "disabled"},
+         style="HF Trainer, GPT2LMHeadModel from a tiny GPT2Config, bf16=True (CPU autocast), own AdamW",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "0.06"], expect=("lr_too_high",), what=LR100),
+         ]),
+]
+
+# ----------------------------------------------------------------------------- setup / run / table
+
+
+def snapshot(rev: str) -> None:
+    """Extracts src/ of modeldebug at `rev` into SNAPSHOT; runs import modeldebug from there."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", rev], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    if SNAPSHOT.exists():
+        shutil.rmtree(SNAPSHOT)
+    SNAPSHOT.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(SNAPSHOT)], input=archive, check=True)
+    (SNAPSHOT / "COMMIT").write_text(commit + "\n")
+    print(f"modeldebug {commit} in {SNAPSHOT}/src")
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    if (SNAPSHOT / "src").is_dir():
+        env["PYTHONPATH"] = str(SNAPSHOT / "src")
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"})
+    env.update(extra)
+    return env
+
+
+def _apply(d: Path, edits: list[Edit]) -> None:
+    for e in edits:
+        p = d / e.file
+        text = p.read_text(encoding="utf8")
+        if e.old not in text:
+            raise SystemExit(f"edit does not apply: {e.old!r} not in {p}")
+        p.write_text(text.replace(e.old, e.new), encoding="utf8")
+
+
+def setup(case: Case, variants: list[Variant]) -> None:
+    for v in variants:
+        d = ROOT / case.name / v.name
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        for dest, src in case.files.items():
+            (d / dest).parent.mkdir(parents=True, exist_ok=True)
+            (d / dest).write_bytes(_git_show(case.repo, src))
+        for s in case.stand_ins:
+            if (HERE / s).is_dir():
+                shutil.copytree(HERE / s, d / s, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(HERE / s, d / s)
+        if case.prepare:
+            PREPARE[case.prepare](d)
+        _apply(d, case.edits + v.edits)
+        args = (case.args if v.args is None else v.args) + v.extra_args
+        (d / "args.json").write_text(json.dumps({"script": case.script, "args": args, "env": case.env,
+                                                 "expect": v.expect, "what": v.what}))
+        print(f"set up {d}")
+
+
+def _timed(cmd: list[str], d: Path, env: dict[str, str], log: str) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    with open(d / log, "w") as f:
+        try:
+            rc = subprocess.run(cmd, cwd=d, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=TIMEOUT_S,
+                                check=False).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+    return time.perf_counter() - t0, rc
+
+
+def run(case: Case, variants: list[Variant]) -> None:
+    for v in variants:
+        d = ROOT / case.name / v.name
+        spec = json.loads((d / "args.json").read_text())
+        env = _env(spec["env"])
+        for stale in ("out.json", "run.db", "run.db-wal", "run.db-shm"):
+            (d / stale).unlink(missing_ok=True)
+        if case.warmup:
+            _timed([PYTHON, spec["script"], *spec["args"]], d, env, "warmup.log")
+        plain_s, plain_rc = _timed([PYTHON, spec["script"], *spec["args"]], d, env, "plain.log")
+        watched_s, watched_rc = _timed([PYTHON, "-m", "modeldebug", "run", "--json", "out.json", "--db", "run.db",
+                                        "-q", "--", spec["script"], *spec["args"]], d, env, "watched.log")
+        (d / "timing.json").write_text(json.dumps({"plain_s": plain_s, "plain_rc": plain_rc,
+                                                   "watched_s": watched_s, "watched_rc": watched_rc}))
+        print(f"{case.name}/{v.name}: plain {plain_s:.1f}s rc={plain_rc}, watched {watched_s:.1f}s "
+              f"rc={watched_rc}, ratio {watched_s / plain_s:.2f}", flush=True)
+
+
+def _verdict(findings: list[dict], expect: list[str]) -> str:
+    if not expect:
+        loud = [f for f in findings if f["severity"] in ("medium", "high")]
+        return "clean" if not loud else "FALSE ALARM: " + ", ".join(f"{f['code']} {f['kind']}" for f in loud)
+    kinds = [f["kind"] for f in findings]
+    if kinds and kinds[0] in expect:
+        return "top"
+    return "found" if any(k in expect for k in kinds) else "missed"
+
+
+def table(names: list[str]) -> None:
+    print("| script | variant | top findings (code kind severity) | verdict | overhead |")
+    print("|---|---|---|---|---|")
+    healthy = alarms = broken = top = found = 0
+    for case in CASES:
+        if names and case.name not in names:
+            continue
+        for v in case.variants:
+            d = ROOT / case.name / v.name
+            if not (d / "timing.json").exists():
+                continue
+            t = json.loads((d / "timing.json").read_text())
+            try:
+                rep = json.loads((d / "out.json").read_text())
+                findings = rep["findings"]
+            except (OSError, ValueError, KeyError):
+                findings, rep = [], None
+            top3 = "; ".join(f"{f['code']} {f['kind']} {f['severity']}" for f in findings[:3]) or "none"
+            if v.expect is None:
+                verdict = "not scored"
+            elif v.harmless and rep is not None and _verdict(findings, list(v.expect)) == "missed":
+                verdict = f"not scored (harmless here: {v.harmless})"
+            elif rep is None:
+                verdict = f"no report (rc={t['watched_rc']})"
+            else:
+                verdict = _verdict(findings, list(v.expect))
+            if verdict.startswith("not scored"):
+                pass
+            elif not v.expect:
+                healthy += 1
+                alarms += verdict.startswith("FALSE")
+            else:
+                broken += 1
+                top += verdict == "top"
+                found += verdict == "found"
+            ratio = t["watched_s"] / t["plain_s"]
+            rc = "" if t["watched_rc"] == 0 else f" (rc {t['watched_rc']})"
+            print(f"| {case.name} | {v.name} | {top3} | {verdict}{rc} | {ratio:.2f}x "
+                  f"({t['plain_s']:.0f}s) |")
+    print(f"\nhealthy runs: {healthy}, with a medium/high false alarm: {alarms}; "
+          f"broken variants scored: {broken}, right root cause first: {top}, present but not first: {found}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["snapshot", "setup", "run", "table", "sha"])
+    p.add_argument("names", nargs="*", help="case names (default: all)")
+    p.add_argument("--variant", action="append", help="only these variants")
+    a = p.parse_args(argv)
+    if a.command == "snapshot":
+        snapshot(a.names[0] if a.names else "HEAD")
+        return 0
+    if a.command == "sha":
+        for case in CASES:
+            if case.repo == HFCHAR:
+                print(hashlib.sha256(_git_show(HFCHAR, "train_char_gpt.py")).hexdigest())
+        return 0
+    if a.command == "table":
+        table(a.names)
+        return 0
+    unknown = set(a.names) - {c.name for c in CASES}
+    if unknown:
+        print(f"unknown case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    for case in CASES:
+        if a.names and case.name not in a.names:
+            continue
+        variants = [v for v in case.variants if not a.variant or v.name in a.variant]
+        (setup if a.command == "setup" else run)(case, variants)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

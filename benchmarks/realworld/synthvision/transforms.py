@@ -1,0 +1,78 @@
+"""The torchvision.transforms the corpus uses, on uint8 HxW / HxWxC tensors standing for PIL images."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CenterCrop", "Compose", "Lambda", "Normalize", "PILToTensor", "Resize", "ToTensor"]
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, x):
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+
+def _chw(x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+
+
+class ToTensor:
+    """uint8 image -> float CxHxW in [0, 1]."""
+
+    def __call__(self, x):
+        if x.dtype == torch.uint8:
+            return _chw(x).float().div(255)
+        return x
+
+
+class PILToTensor:
+    """uint8 image -> uint8 CxHxW (values 0..255), no scaling."""
+
+    def __call__(self, x):
+        return _chw(x) if x.dtype == torch.uint8 else x
+
+
+class Normalize:
+    def __init__(self, mean, std):
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __call__(self, x):
+        return (x - self.mean) / self.std
+
+
+class Resize:
+    """Resizes the image (uint8 HxW[xC] or float CxHxW) so that its side is `size`."""
+
+    def __init__(self, size):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def __call__(self, x):
+        if x.dtype == torch.uint8:
+            chw = _chw(x).float()
+            out = F.interpolate(chw[None], size=self.size, mode="bilinear", align_corners=False)[0]
+            out = out.round().clamp(0, 255).to(torch.uint8)
+            return out[0] if x.dim() == 2 else out.permute(1, 2, 0)
+        return F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False)[0]
+
+
+class CenterCrop:
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, x):
+        return x  # the synthetic images are square and already resized
+
+
+class Lambda:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x):
+        return self.fn(x)
