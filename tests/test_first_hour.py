@@ -71,7 +71,7 @@ def test_a_script_that_ran_no_training_step_says_so_everywhere(capsys: pytest.Ca
 def test_a_script_that_trains_is_judged_as_before(capsys: pytest.CaptureFixture[str]) -> None:
     code, err, doc = _run(capsys, "--", _script("train.py", TRAINS))
     assert code == 0 and doc["run"]["steps"] == 5
-    assert doc["run"]["verdict"] in ("no_problems_found", "problems_found")
+    assert doc["run"]["verdict"] in ("no_problems_found", "problems_found", "too_short")  # 5 steps < min_steps
     assert "No training step observed" not in err
 
 

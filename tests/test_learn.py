@@ -139,7 +139,8 @@ def test_a_bad_invariants_file_fails_before_the_script_runs(tmp_path: Path, cont
 
 def test_learning_from_a_run_with_serious_findings_warns(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = md("learn", str(shared.runs["seed0"]), str(shared.runs["lr"]), "-o", str(tmp_path / "g.json"))
-    assert code == 0 and "lr.db: it has a medium finding (LRN001" in err and "is it a healthy run?" in err
+    assert code == 0 and "is it a healthy run?" in err
+    assert "lr.db: it has a high finding (LRN001" in err  # the class collapse it causes is folded into it
     data = json.loads((tmp_path / "g.json").read_text())
     early_lr = next(i for i in data["invariants"] if i["rule"] == "lr" and i["phase"] == "early")
     assert early_lr["evidence"]["observed"] == [0.01, 0.3]  # it learns what it was given, and said so

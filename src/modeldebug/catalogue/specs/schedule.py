@@ -88,7 +88,7 @@ design. Runs shorter than `min_steps` (and 20 steps) are not judged.
     Spec(
         code='LRN001', kind='lr_too_high', category='optimizer', family='training', name='lr-too-high',
         summary='The learning rate is too high: updates move the weights by a large fraction and the run goes unstable.',
-        explains=('exploding_gradients', 'loss_diverging', 'nonfinite', 'loss_oscillating', 'loss_not_decreasing', 'dead_activations', 'saturated_activations', 'input_ignored'),
+        explains=('exploding_gradients', 'loss_diverging', 'nonfinite', 'loss_oscillating', 'loss_not_decreasing', 'dead_activations', 'saturated_activations', 'input_ignored', 'class_imbalance'),
         options=(
             Option('lr_high_update_ratio', 0.05, 'update/weight ratio on the sampled steps before trouble began that counts as large (~1e-3 is healthy).'),
             Option('lr_jump_factor', 2.0, 'a loss above this multiple of its first value counts as a jump.'),
