@@ -256,7 +256,11 @@ class ClassImbalance(Rule):
 
     @staticmethod
     def _collapsed(ctx: Context, e: Entity, counts: np.ndarray) -> bool:
-        """The final training loss is still at the label entropy: the model predicts the class prior."""
+        """The final training loss is still at the label entropy: the model predicts the class prior.
+
+        Not far above a uniform prediction's loss (ln C) either: a loss much worse than that is
+        broken by something else (an initialisation, a rate), not settled on the prior.
+        """
         p = counts / counts.sum()
         entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
         losses = ctx.loss.finite().values
@@ -264,7 +268,8 @@ class ClassImbalance(Rule):
             return False
         if float(e.info.get("kwargs", {}).get("label_smoothing", 0.0) or 0.0):
             return False
-        return _final_loss(losses) >= ctx.option("prior_loss_fraction") * entropy
+        final = _final_loss(losses)
+        return ctx.option("prior_loss_fraction") * entropy <= final <= 1.1 * math.log(max(len(counts), 2))
 
     def _finding(self, ctx: Context, e: Entity, counts: np.ndarray, ratio: float, limit: float, step: int) -> Finding:
         p = counts / counts.sum()

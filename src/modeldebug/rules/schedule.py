@@ -40,11 +40,12 @@ class LrTooHigh(Rule):
     requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER)
 
     def _from_loss(self, ctx: Context, signals: list[Signal]) -> Finding | None:
-        """Too high, judged from the loss alone: it blew up from its very first steps.
+        """Too high, judged from the loss alone: it blew up within the very first steps.
 
-        The loss (or the gradient norm) grew at least 10x within the first steps, or the run
-        diverged and never got back below its start; one learning rate for every step of a run
-        without an optimizer, or the closure evaluations of an LBFGS-style step.
+        Within the first tenth of the run (at least 3 steps) the loss rose to 10x its first value
+        or became non-finite: one learning rate for every step of a run without an optimizer, or
+        the closure evaluations of an LBFGS-style step. A loss that climbs gradually (gradient
+        ascent, a flipped sign) is not an overshoot and is left to loss_diverging.
         """
         loss = ctx.loss
         v = loss.values
@@ -53,9 +54,11 @@ class LrTooHigh(Rule):
             return None
         severe = [s for s in signals if s.severe and not s.sustained]
         early = max(3, ctx.n_steps // 10)
+        head = v[loss.steps <= early]
+        blew_up = bool((~np.isfinite(head)).any() or np.nanmax(head) >= 10 * v[0])
         first = min(s.onset for s in signals)
         stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(v[0])
-        if not severe or first > early or not (stuck or len(finite) < ctx.t.min_steps or float(finite.max()) >= 10 * v[0]):
+        if not severe or not blew_up or first > early:
             return None
         opt = optimizer_type(ctx) if ctx.record.events("optimizer") else None
         n_back = ctx.record.column("n_backward").finite().values

@@ -21,7 +21,9 @@ Counts of class-index targets over the sampled batches (or the positive fraction
 least 20 labels per class (5 of the rarer class for binary targets). Severity comes from the
 effect: high when the final training loss is still at `prior_loss_fraction` (default 90%) or
 more of the entropy of the label distribution, the loss a model reaches by predicting the class
-frequencies and ignoring the input (it has learned the prior and never predicts the minority);
+frequencies and ignoring the input (it has learned the prior and never predicts the minority),
+and not above 1.1 x ln C (a loss far worse than a uniform prediction is broken by something
+else, such as the initialisation, not settled on the prior);
 then a milder skew, from the square root of `class_imbalance_ratio` (about 3.2:1), is enough.
 A skew the model learns through is low (medium from the square of the ratio, 100:1).
 Detection range: a 3% minority on which the model collapses is found high; 10:1 that it learns
