@@ -87,7 +87,7 @@ class DeadActivations(Rule):
         every sample whatever the split, so the layer is mostly dead although no unit is fully dead.
         """
         z = zeros.finite().values if zeros is not None else np.array([])
-        if len(z) < 2 or np.mean(z >= _PARTLY_DEAD_ZEROS) < 0.5:
+        if len(z) < 2 or np.mean(z >= max(_PARTLY_DEAD_ZEROS, ctx.t.dead_fraction)) < 0.5:
             return None
         frac = float(np.median(z))
         prev = ctx.previous_layer(name)

@@ -22,7 +22,7 @@ from the first step (initialisation) or died later (an update knocked them out).
 
 Partly dead units (most units inactive on nearly every sample, few on every sample) are judged
 from the share of the layer's outputs that are exactly zero, where the record has it (level
-`detailed`): 90% or more on at least half of the sampled steps is flagged medium although fewer
+`detailed`): 90% or more (and at least `dead_fraction`) on at least half of the sampled steps is flagged medium although fewer
 than `dead_fraction` of the units are zero on every sample. Detection range: a bias of -2.2 on
 pre-activations of std 1 (each unit fires on ~1.4% of samples; 98% zeros, 45% of units fully
 dead) is found at `detailed`; a zero bias is silent. At `basic` only fully dead units are seen.
