@@ -9,7 +9,7 @@ prints the Markdown rows of benchmarks/REALWORLD.md from what the runs left behi
 
     python benchmarks/realworld/run.py snapshot         # modeldebug's src/ at HEAD (or name a commit)
     python benchmarks/realworld/run.py setup            # all cases (or name some: setup mnist vae)
-    python benchmarks/realworld/run.py run              # about 40 minutes on one core
+    python benchmarks/realworld/run.py run              # 45-60 minutes on one busy core
     python benchmarks/realworld/run.py run mnist --variant lr_x100
     python benchmarks/realworld/run.py table > /tmp/realworld/table.md
 
