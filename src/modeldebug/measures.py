@@ -20,7 +20,7 @@ reports can all read it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -75,10 +75,10 @@ class Measure:
     applies_to: frozenset[str] = frozenset()
     always: bool = False
     level: Level | None = None
+    id: str = field(init=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.where}.{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.where}.{self.name}")  # asked on hot paths: computed once
 
     def applies(self, module_type: str | None, has_params: bool) -> bool:
         """Is this module statistic taken on a leaf module of `module_type`?"""

@@ -43,7 +43,7 @@ class ForwardCollector:
         self.bins = tracer.config.histogram_bins
         self._input_eids: dict[str, int] = {}
         self._sampled_modules: set[int] = set()
-        self.modes = {M.FWD_EVAL_MODE.name: 0, M.FWD_TRAIN_MODE_NOGRAD.name: 0}
+        self.modes = {_EVAL: 0, _NOGRAD: 0}
 
     def new_step(self) -> None:
         self._sampled_modules.clear()
@@ -63,15 +63,12 @@ class ForwardCollector:
     def output(self, module: nn.Module, info: ModuleInfo, output: Any) -> None:
         """A leaf module's output on a sampled step, in a training forward pass."""
         tr = self.tracer
-        plan = tr.plan
-        has_params = info.params > 0
+        names, saturated, training = tr.plan.module_plan(info.type, info.params > 0)
         step = tr.step
-        if plan.module_wants(M.TRAINING_FLAG, info.type, has_params):
+        if training:
             tr.writer.add_stats(step, [(info.eid, _TRAINING, float(module.training))])
         if id(module) in self._sampled_modules or info.name in tr.skipped:
             return  # a module called several times per step is sampled on its first call
-        names = plan.activation_names(info.type, has_params)
-        saturated = plan.module_wants(M.SATURATED_FRAC, info.type, has_params) and info.type in S.SATURATING
         if not (names or saturated or self.histograms):
             return
         t = S.first_tensor(output)
@@ -99,7 +96,7 @@ class ForwardCollector:
             tr.skip(info.name, f"the statistics failed on its output ({type(exc).__name__}: {exc})")
             return
         if values:
-            tr.buffer.add(torch.cat([v.reshape(-1) for v in values]), stats_sink(tr.writer, step, rows))
+            tr.buffer.add(values[0] if len(values) == 1 else torch.cat(values), stats_sink(tr.writer, step, rows))
         if hist is not None:
             eid, writer = info.eid, tr.writer
             tr.buffer.add(hist, lambda v: writer.add_histogram(step, eid, v[0], v[1], v[2:]))

@@ -53,18 +53,19 @@ class GradientCollector:
                 eids.append(info.eid)
         if not grads:
             return
-        norms = S.stacked_norms(grads).to(torch.float64)
+        norms = S.stacked_norms(grads)
         changed = eids != self._eids
         self._eids = eids
         self._last = (norms, eids)
-        total = torch.linalg.vector_norm(norms).reshape(1)
+        # in float64: the squares of float32 norms above 1.8e19 would overflow
+        total = torch.linalg.vector_norm(norms, dtype=torch.float64).reshape(1)
         tr.buffer.add(total, tr.assembler.grad_norm_sink)
         if self.per_group:
             index = self._group_index(eids, changed)
             if index is not None:
                 idx, group_eids = index
                 squares = torch.zeros(len(group_eids), dtype=torch.float64, device=norms.device)
-                group = squares.index_add_(0, idx.to(norms.device), norms.square()).sqrt()
+                group = squares.index_add_(0, idx.to(norms.device), norms.double().square()).sqrt()
                 tr.buffer.add(group, stats_sink(tr.writer, step, [(g, _GRAD) for g in group_eids]))
         if self.per_param and (sampled or changed):
             tr.buffer.add(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))

@@ -38,7 +38,7 @@ class Plan:
         #: at `detailed` and up, module statistics are taken on every leaf module, not only where
         #: the rules read them
         self.every_module = every_module
-        self._module_names: dict[tuple[str | None, bool], tuple[str, ...]] = {}
+        self._modules: dict[tuple[str | None, bool], tuple[tuple[str, ...], bool, bool]] = {}
 
     def __contains__(self, m: M.Measure | str) -> bool:
         return (m.id if isinstance(m, M.Measure) else m) in self.ids
@@ -52,13 +52,18 @@ class Plan:
 
     def activation_names(self, module_type: str | None, has_params: bool) -> tuple[str, ...]:
         """The activation statistics (stored names, `ACTIVATION_STATS` order) to take on one leaf module."""
+        return self.module_plan(module_type, has_params)[0]
+
+    def module_plan(self, module_type: str | None, has_params: bool) -> tuple[tuple[str, ...], bool, bool]:
+        """(activation statistics, saturated fraction?, training flag?) of one leaf module type; cached,
+        since the forward hook asks on every module call of a sampled step."""
         key = (module_type, has_params)
-        names = self._module_names.get(key)
-        if names is None:
-            names = self._module_names[key] = tuple(
-                m.name for m in M.ACTIVATION_STATS
-                if m.id in self.ids and (self.every_module or m.applies(module_type, has_params)))
-        return names
+        got = self._modules.get(key)
+        if got is None:
+            names = tuple(m.name for m in M.ACTIVATION_STATS if self.module_wants(m, module_type, has_params))
+            saturated = self.module_wants(M.SATURATED_FRAC, module_type, has_params) and module_type in M.SATURATING
+            got = self._modules[key] = (names, saturated, self.module_wants(M.TRAINING_FLAG, module_type, has_params))
+        return got
 
     def module_wants(self, m: M.Measure, module_type: str | None, has_params: bool) -> bool:
         """Is the module statistic `m` taken on a leaf module of this type?"""
@@ -67,8 +72,8 @@ class Plan:
     def rows_per_sample(self, modules: Iterable[tuple[str | None, bool]], params: int, models: int) -> int:
         """Statistic rows one sampled step writes for these leaf modules (type, has parameters),
         `params` tracked parameters and `models` model inputs (what the sampler budgets)."""
-        n = sum(len(self.activation_names(t, p)) + int(self.module_wants(M.TRAINING_FLAG, t, p))
-                + int(self.module_wants(M.SATURATED_FRAC, t, p) and t in M.SATURATING) for t, p in modules)
+        n = sum(len(names) + saturated + training for names, saturated, training in
+                (self.module_plan(t, p) for t, p in modules))
         per_param = sum(m in self for m in (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM))
         return n + per_param * params + sum(m in self for m in M.INPUT_STATS) * models
 
