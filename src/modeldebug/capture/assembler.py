@@ -110,9 +110,6 @@ class StepAssembler:
         if self.step % self.config.flush_every == 0:
             self.writer.flush()
 
-    def close(self) -> None:
-        self._rss.close()
-
 
 def lr_of(opt: torch.optim.Optimizer) -> float | None:
     """The learning rate of an optimizer's first parameter group (None when it has none)."""

@@ -150,8 +150,6 @@ class Tracer:
                 self.writer.add_event(None, M.DATA_OVERLAP.name, overlap)
         except Exception as exc:  # never take the user's process down at exit
             self._fail("finish", exc)
-        finally:
-            a.close()
         self.writer.set_meta(
             steps=self.step, duration_s=time.perf_counter() - a.t_start, overhead_s=self.own_time,
             models=self.registry.model_types, optimizers=self.registry.optimizer_types,
