@@ -16,8 +16,7 @@ from ..record import Entity, Record, Series
 
 __all__ = ["Context", "fmt", "module_ref", "running_median", "window"]
 
-# Module types whose outputs are exactly zero for inactive units.
-RELU_LIKE = {"ReLU", "ReLU6", "Threshold", "Hardshrink", "Softshrink"}
+from ..measures import RELU_LIKE  # noqa: E402  (module types whose outputs are exactly zero for inactive units)
 
 
 def window(n: int) -> int:
