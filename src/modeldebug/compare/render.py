@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -55,6 +56,23 @@ def render_diff(d: RunDiff, *, parts: int = 8) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short_command(command: str, width: int = 48) -> str:
+    """The script as a path relative to here (or its name), then its arguments; cut in the middle
+    of the script's path, never in the arguments that tell runs apart."""
+    script, _, args = command.partition(" ")
+    try:
+        rel = os.path.relpath(script)
+        script = rel if not rel.startswith("..") else script
+    except ValueError:  # another drive
+        pass
+    room = width - len(args) - 1
+    if len(script) > max(room, 12):
+        keep = max(room, 12) - 3
+        script = "..." + script[-keep:]
+    line = f"{script} {args}".strip()
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def render_history(rows: list[dict[str, Any]]) -> str:
     """One line per run, newest first: id, when, name, command, steps, outcome, top finding."""
     if not rows:
@@ -65,7 +83,7 @@ def render_history(rows: list[dict[str, Any]]) -> str:
         names = ",".join(r["names"]) + (" *" if r.get("reference") else "")
         top = r.get("top") or "-"
         outcome = f"{r.get('status') or '?'} {r.get('exit_code') if r.get('exit_code') is not None else '?'}"
-        command = r["command"] if len(r["command"]) <= 48 else r["command"][:45] + "..."
+        command = _short_command(r["command"])
         out.append(f"{r['id']}  {when}  {names:10.10} {command:48}  {r.get('steps') or 0:>6}  {outcome:12}  {top}")
     header = f"{'id':8}  {'when':16}  {'name':10} {'run':48}  {'steps':>6}  {'outcome':12}  top finding"
     return "\n".join([header, *out]) + "\n(* the default reference: the run named 'good', else the newest clean run)\n"
