@@ -1,4 +1,5 @@
-"""Real 2-rank gloo jobs on 127.0.0.1: torchrun and torch.multiprocessing.spawn, one merged report; a hang."""
+"""Real 2-rank gloo jobs on 127.0.0.1: torchrun and torch.multiprocessing.spawn under `modeldebug run`, and
+`modeldebug.watch()` inside a spawning script; one merged report; a hang."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def _job(tmp_path: Path, launch: str, *script_args: str, hang_min_s: str = "10")
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
            "MODELDEBUG_HANG_MIN_S": hang_min_s, "PYTHONWARNINGS": "ignore"}
     md = ["-m", "modeldebug", "run", "--json", "out.json", "--db", "run.db", "--", str(SCRIPT), *script_args]
-    if launch == "torchrun":
+    if launch == "watch":  # no `modeldebug run`: the script's own watch() on every rank it spawns
+        cmd = [sys.executable, str(SCRIPT), *script_args, "--spawn", "2", "--watch", "run.db", "--json", "out.json"]
+    elif launch == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(port), *md]
     else:
@@ -73,3 +76,27 @@ def test_hang_watchdog_names_the_collective_rank_1_skipped(tmp_path: Path) -> No
     assert "ddp_train.py:" in proc.stderr and "main thread stack" in proc.stderr
     f = next(f for f in report["findings"] if f["code"] == "DST009")
     assert f["evidence"]["ranks_with_fewer_calls"] == ["1"] and f["location"].startswith("ddp_train.py:")
+
+
+def test_watch_inside_a_spawning_script_healthy_one_report_over_both_ranks(tmp_path: Path) -> None:
+    proc, report = _job(tmp_path, "watch", "--bn")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [f["code"] for f in report["findings"] if f["code"].startswith("DST")] == []
+    run = report["run"]
+    assert run["world_size"] == 2 and [r["rank"] for r in run["ranks"]] == [0, 1]
+    assert all(r["status"] == "finished" and r["steps"] == 16 for r in run["ranks"])
+    assert sorted(p.name for p in tmp_path.glob("run.rank*.db")) == ["run.rank0.db", "run.rank1.db"]
+    from modeldebug.record import Record
+
+    meta = Record.open(tmp_path / "run.rank1.db").meta
+    assert (meta["rank"], meta["world_size"], meta["launcher"]) == (1, 2, "init_process_group")
+    own = json.loads((tmp_path / "out.json.rank1").read_text())  # rank 1's report() is its own record's
+    assert "ranks" not in own["run"] and not any(f["code"].startswith("DST") for f in own["findings"])
+
+
+@pytest.mark.parametrize(("bug", "code"), [("params", "DST001"), ("order", "DST004")])
+def test_watch_inside_a_spawning_script_finds_the_cross_rank_bug(tmp_path: Path, bug: str, code: str) -> None:
+    proc, report = _job(tmp_path, "watch", "--bug", bug, *(["--epochs", "3"] if bug == "order" else []))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [f["code"] for f in report["findings"] if f["code"].startswith("DST")] == [code]
+    assert report["run"]["world_size"] == 2

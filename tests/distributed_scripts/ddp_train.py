@@ -2,7 +2,8 @@
 
 Runs under torchrun (RANK/WORLD_SIZE set) or starts its own ranks with `--spawn N`
 (torch.multiprocessing.spawn). Bugs: params, grads, same_data, order, lr, loss, batchnorm,
-straggler, hang.
+straggler, hang. `--watch DB` wraps the training loop in `modeldebug.watch(...)` on every rank
+(records DB.rank<N>.db) and rank 0 writes the session's report to `--json` after the job.
 """
 
 import argparse
@@ -45,7 +46,12 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
         loader = DataLoader(ds, batch_size=32, sampler=sampler)
     sync_off = ddp.no_sync() if bug == "grads" else contextlib.nullcontext()
     loss_fn = nn.MSELoss()
-    with sync_off:
+    session = None
+    if args.watch:
+        import modeldebug
+
+        session = modeldebug.watch(ddp, optimizer=opt, db=args.watch)
+    with session or contextlib.nullcontext(), sync_off:
         for epoch in range(args.epochs):
             if sampler is not None and bug != "order":
                 sampler.set_epoch(epoch)
@@ -64,6 +70,9 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
     if bug != "hang":
         dist.barrier()
     dist.destroy_process_group()
+    if session is not None:
+        report = session.report()  # rank 0: one report over both ranks; rank 1: its own record's
+        report.to_json(args.json if rank == 0 else f"{args.json}.rank{rank}")
 
 
 def main() -> None:
@@ -74,6 +83,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--bn", action="store_true")
+    p.add_argument("--watch", default="")
+    p.add_argument("--json", default="report.json")
     args = p.parse_args()
     if args.spawn:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")

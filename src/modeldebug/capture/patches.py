@@ -89,10 +89,13 @@ class Probe:
 
     `before(args, kwargs)` runs before the original and returns a token; `after(token, args, kwargs,
     result, exc)` runs after it (`exc` is the exception the original raised, then re-raised).
+    `rewrite(args, kwargs)`, first of all, may return new (args, kwargs) for the original (the
+    function ``torch.multiprocessing.spawn`` starts, wrapped so each child watches itself).
     """
 
     before: Callable[[tuple[Any, ...], dict[str, Any]], Any] | None = None
     after: Callable[[Any, tuple[Any, ...], dict[str, Any], Any, BaseException | None], None] | None = None
+    rewrite: Callable[[tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]] | None] | None = None
 
 
 @dataclass(eq=False)
@@ -142,6 +145,12 @@ class PatchManager:
             except BaseException:
                 self.detach(session)
                 raise
+
+    def add_targets(self, targets: tuple[Target, ...]) -> None:
+        """Let sessions probe more attributes (`modeldebug.distributed`'s collectives); a known key+name is kept."""
+        with self._lock:
+            known = {(t.key, t.name) for t in self.targets}
+            self.targets = (*self.targets, *(t for t in targets if (t.key, t.name) not in known))
 
     def detach(self, session: Any) -> None:
         """Stop fanning out to `session`; remove whatever no live session wants any more."""
@@ -261,6 +270,9 @@ def _wrap(inst: _Install) -> Any:
         probes = inst.probes
         if not probes:
             return original(*args, **kwargs)
+        for p in probes:
+            if p.rewrite is not None and (new := _run(inst, p, p.rewrite, args, kwargs)) is not None:
+                args, kwargs = new
         tokens = [_run(inst, p, p.before, args, kwargs) if p.before is not None else None for p in probes]
         try:
             result = original(*args, **kwargs)

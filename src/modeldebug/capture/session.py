@@ -15,6 +15,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config import AnalysisLevel, DebuggingConfig
+from ..distributed.in_watch import session_report, start_rank_watch, stop_rank_watch
 from ..errors import BadInputError, RecordBusyError
 from ..journal import append_run
 from ..record import Record, RunWriter
@@ -39,6 +40,9 @@ def default_record_path(name: str, *, root: str | Path = ".") -> Path:
 
 def open_writer(db: str | Path | None, name: str, *, flag: str = "--db") -> tuple[RunWriter, Path | None]:
     """A writer at the user's `db`, or at a fresh default name that no other run can take meanwhile."""
+    from ..distributed import rank_db
+
+    db = rank_db(db, name)  # a rank of a distributed job writes its own record, <db>.rank<N>.db
     if db == ":memory:":
         return RunWriter(":memory:"), None
     if db is not None:
@@ -85,6 +89,7 @@ class WatchSession:
         except BaseException:
             self.tracer.detach()
             raise
+        self.dist = start_rank_watch(self.writer, self.path, self.config)  # a distributed job: cross-rank checks
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -95,6 +100,7 @@ class WatchSession:
             if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                 self.tracer.record_exception(exc)
         finally:
+            stop_rank_watch(getattr(self, "dist", None))
             self.tracer.detach()  # every hook and patch of this session goes, whatever failed above
             self.writer.set_meta(status="crashed" if exc is not None else "finished",
                                  exit_code=1 if exc is not None else 0)
@@ -114,6 +120,8 @@ class WatchSession:
         from ..report import Report
 
         self.writer.flush()
+        if getattr(self, "dist", None) is not None:  # rank 0 of a distributed job: one report over all ranks
+            return session_report(self, config or self.config)
         return Report.from_record(self.record, config or self.config)
 
 

@@ -5,6 +5,7 @@
 - `spawn`: ranks started with `torch.multiprocessing.spawn` watch themselves;
 - `watchdog`: notices when steps stop and prints where each rank waits;
 - `rules`: the cross-rank rules (DST001...), pure: records in, findings out;
+- `in_watch`: `modeldebug.watch()` inside a distributed script (per-rank record, one report);
 - `merge`: rank 0 waits for the other ranks' records and makes one report.
 
 Nothing is communicated between ranks during training: the records are compared afterwards.
@@ -17,15 +18,27 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .ranks import RankInfo, default_base, rank_from_env, rank_path, rank_paths
+from .in_watch import session_report, start_rank_watch, stop_rank_watch
+from .ranks import (
+    RankInfo,
+    current_rank,
+    default_base,
+    rank_from_env,
+    rank_path,
+    rank_paths,
+)
 
-__all__ = ["RankInfo", "cross_rank_findings", "merged_report", "rank_db", "rank_from_env", "rank_path",
-           "rank_paths", "run_report", "start_watch"]
+__all__ = ["RankInfo", "cross_rank_findings", "current_rank", "merged_report", "rank_db", "rank_from_env",
+           "rank_path", "rank_paths", "run_report", "session_report", "start_rank_watch", "start_watch",
+           "stop_rank_watch"]
 
 
 def rank_db(db: str | Path | None, name: str) -> str | Path | None:
-    """The record path of this rank (`<db or default>.rank<N>.db`), or `db` unchanged outside a distributed job."""
-    rank = rank_from_env()
+    """The record path of this rank (`<db or default>.rank<N>.db`), or `db` unchanged outside a distributed job.
+
+    The rank is the launcher's (torchrun, mpirun, Slurm) or the initialised process group's.
+    """
+    rank = current_rank()
     if rank is None or db == ":memory:":
         return db
     base = Path(db) if db is not None else default_base(name)

@@ -21,7 +21,7 @@ from ..record.lock import live_writer
 from .ranks import rank_from_env, rank_paths
 from .rules import cross_rank_findings
 
-__all__ = ["merged_report", "run_report", "wait_for_records"]
+__all__ = ["merge_from_rank0", "merged_report", "run_report", "wait_for_records"]
 
 log = logging.getLogger("modeldebug")
 
@@ -109,6 +109,18 @@ def merged_report(records: dict[int, Record], config: DebuggingConfig | None = N
     return Report.from_diagnosis(diag)
 
 
+def merge_from_rank0(record: Record, path: Path, world_size: int, config: DebuggingConfig | None = None, *,
+                     timeout: float = WAIT_S) -> Any:
+    """Rank 0's one report: its own `record` (at `path`) and the other ranks' records beside it."""
+    paths = rank_paths(path, world_size)
+    started = record.meta.get("started") or record.meta.get("created")
+    others = wait_for_records(paths[1:], timeout=timeout,
+                              not_before=started - 600 if isinstance(started, (int, float)) else None)
+    records = {0: record, **{i + 1: others[p] for i, p in enumerate(paths[1:]) if p in others}}
+    missing = [i + 1 for i, p in enumerate(paths[1:]) if p not in others]
+    return merged_report(records, config, missing=missing)
+
+
 def run_report(result: Any, config: DebuggingConfig | None = None, *, timeout: float = WAIT_S) -> Any:
     """The report `modeldebug run` prints for `result`: merged over ranks, None on ranks other than 0.
 
@@ -125,13 +137,7 @@ def run_report(result: Any, config: DebuggingConfig | None = None, *, timeout: f
     if rank is not None and rank.rank != 0:
         return None
     if rank is not None and result.path is not None:
-        paths = rank_paths(result.path, rank.world_size)
-        started = record.meta.get("started") or record.meta.get("created")
-        others = wait_for_records(paths[1:], timeout=timeout,
-                                  not_before=started - 600 if isinstance(started, (int, float)) else None)
-        records = {0: record, **{i + 1: others[p] for i, p in enumerate(paths[1:]) if p in others}}
-        missing = [i + 1 for i, p in enumerate(paths[1:]) if p not in others]
-        return merged_report(records, config, missing=missing)
+        return merge_from_rank0(record, Path(result.path), rank.world_size, config, timeout=timeout)
     if isinstance(spawned, list) and spawned:
         paths = [Path(p) for p in spawned]
         found = wait_for_records(paths, timeout=timeout)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RankInfo", "default_base", "job_key", "rank_from_env", "rank_path", "rank_paths"]
+__all__ = ["RankInfo", "current_rank", "default_base", "job_key", "rank_from_env", "rank_from_group", "rank_path",
+           "rank_paths"]
 
 _ENVS = (("RANK", "WORLD_SIZE", "LOCAL_RANK", "torchrun"),
          ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "mpirun"),
@@ -56,6 +57,27 @@ def rank_from_env(env: Mapping[str, str] | None = None) -> RankInfo | None:
         local = _int(env, local_var)
         return RankInfo(rank, world, rank if local is None else local, launcher)
     return None
+
+
+def rank_from_group() -> RankInfo | None:
+    """This process's rank in an initialised default process group of 2 or more; None otherwise."""
+    try:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        world, rank = dist.get_world_size(), dist.get_rank()
+    except Exception:  # noqa: BLE001 - a half-built group is no rank we can trust
+        return None
+    if world < 2 or not 0 <= rank < world:
+        return None
+    local = _int(os.environ, "LOCAL_RANK")
+    return RankInfo(rank, world, rank if local is None else local, "init_process_group")
+
+
+def current_rank() -> RankInfo | None:
+    """The launcher's rank, else the process group's (a script that started its ranks itself)."""
+    return rank_from_env() or rank_from_group()
 
 
 def job_key(env: Mapping[str, str] | None = None) -> str:

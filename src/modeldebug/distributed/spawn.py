@@ -1,6 +1,6 @@
 """Ranks started by the script itself with `torch.multiprocessing.spawn`: each child watches itself.
 
-The parent's `spawn` is wrapped so the function it starts is `WatchedRank(fn, ...)`: a picklable
+The parent's `spawn` is probed (through capture's patch manager) so the function it starts is `WatchedRank(fn, ...)`: a picklable
 object that, in the child, opens `<parent record>.rank<i>.db`, attaches the tracer and a
 `DistWatch` for rank i, calls the user's function, and closes the record however it ends. The
 parent lists the rank records in its own record's meta (`rank_records`) for the merged report.
@@ -12,18 +12,16 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch.multiprocessing
-
+from ..capture.patches import Probe
 from .ranks import RankInfo, default_base, rank_path, rank_paths
 
 if TYPE_CHECKING:
     from .watch import DistWatch
 
-__all__ = ["WatchedRank", "install_spawn"]
+__all__ = ["WatchedRank", "spawn_probe"]
 
 
 class WatchedRank:
@@ -77,16 +75,16 @@ class WatchedRank:
                 writer.finish()
 
 
-def install_spawn(watch: DistWatch, stack: ExitStack) -> None:
-    """Wrap `torch.multiprocessing.spawn` while `watch` is attached (restored when `stack` closes)."""
-    mp = torch.multiprocessing
-    original = mp.spawn
-    if getattr(original, "_modeldebug", False):
-        return  # already wrapped by an outer watch
+def spawn_probe(watch: DistWatch) -> Probe:
+    """The patch manager's probe on `torch.multiprocessing.spawn`: the user's function becomes a `WatchedRank`."""
 
-    def spawn(fn: Callable[..., Any], args: tuple[Any, ...] = (), nprocs: int = 1, *a: Any, **k: Any) -> Any:
-        if isinstance(fn, WatchedRank):
-            return original(fn, args, nprocs, *a, **k)
+    def rewrite(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        fn = args[0] if args else kwargs.get("fn")
+        if fn is None or isinstance(fn, WatchedRank):
+            return None  # already watched (an outer session's probe ran first)
+        nprocs = args[2] if len(args) > 2 else kwargs.get("nprocs", 1)
+        if not isinstance(nprocs, int) or nprocs < 1:
+            return None  # torch.multiprocessing.spawn says what is wrong with it
         stem = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "spawn"
         base = watch.record_path if watch.record_path is not None else default_base(stem)
         base = Path(base).resolve()
@@ -97,9 +95,8 @@ def install_spawn(watch: DistWatch, stack: ExitStack) -> None:
         watch.writer.flush()
         config = watch.config.model_dump(mode="json") if watch.config is not None else {}
         wrapped = WatchedRank(fn, str(base), nprocs, config, sys.argv[0] if sys.argv else "")
-        return original(wrapped, args, nprocs, *a, **k)
+        if args:
+            return (wrapped, *args[1:]), kwargs
+        return args, {**kwargs, "fn": wrapped}
 
-    spawn._modeldebug = True  # type: ignore[attr-defined]
-    spawn.__wrapped__ = original  # type: ignore[attr-defined]
-    stack.callback(setattr, mp, "spawn", original)
-    mp.spawn = spawn  # type: ignore[assignment]
+    return Probe(rewrite=rewrite)

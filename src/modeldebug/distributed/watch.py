@@ -1,16 +1,19 @@
-"""DistWatch: what one rank records for the cross-rank rules, with its own global hooks.
+"""DistWatch: what one rank records for the cross-rank rules.
 
-Attached beside the tracer (it never touches the tracer's hooks) and given the run's writer:
-- an optimizer step pre-hook fingerprints the gradients, a post-hook the parameters, at sampled
+A session of capture's patch manager (`capture.patches.PATCHES`: every hook and patch installed
+once, reference-counted, the user's own patches kept), attached beside the tracer and given the
+run's writer:
+- the optimizer step pre-hook fingerprints the gradients, the post-hook the parameters, at sampled
   steps (`sampled`), and times every step;
-- a module forward pre-hook fingerprints each step's first input batch (the outermost module's
+- the module forward pre-hook fingerprints each step's first input batch (the outermost module's
   first tensor argument) and, at sampled steps, the running statistics of every BatchNorm layer
   as it is entered (after DDP has broadcast its buffers);
-- `torch.distributed` collectives are wrapped so the hang watchdog knows which one a rank is in;
-- `DistributedSampler.__iter__` is wrapped to note the epoch each iteration was shuffled for;
-- `torch.multiprocessing.spawn` is wrapped so that every spawned rank watches itself (spawn.py).
+- `torch.distributed` collectives are probed so the hang watchdog knows which one a rank is in;
+- `DistributedSampler.__iter__` is probed to note the epoch each iteration was shuffled for;
+- `torch.multiprocessing.spawn` gets, in place of the user's function, one that watches each
+  spawned rank (spawn.py); `init_process_group` starts the watch in a process no launcher named.
 Nothing is communicated between ranks: the records are compared after the job.
-Every hook and patch is undone by `detach()`, also after a partial `attach()`.
+`detach()` removes it all, also after a partial `attach()`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,18 +30,35 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..capture.patches import PATCHES, Probe, Target
 from ..record import RunWriter
 from .fingerprint import fingerprint, fingerprints, to_host
-from .ranks import RankInfo
+from .ranks import RankInfo, rank_from_group
 from .watchdog import Collective, HangSettings, Progress, Watchdog
 
-__all__ = ["COLLECTIVES", "DistWatch", "sampled"]
+__all__ = ["COLLECTIVES", "DIST_TARGETS", "DistWatch", "sampled"]
 
 log = logging.getLogger("modeldebug")
 
 COLLECTIVES = ("all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "all_gather_object", "barrier",
                "reduce", "reduce_scatter", "reduce_scatter_tensor", "gather", "scatter", "all_to_all",
                "broadcast_object_list", "send", "recv")
+
+
+def _sampler_class() -> Any:
+    from torch.utils.data.distributed import DistributedSampler
+
+    return DistributedSampler
+
+
+#: What DistWatch probes through the patch manager (besides its module and optimizer hooks).
+DIST_TARGETS: tuple[Target, ...] = (
+    *(Target(f"dist:{op}", op, lambda: torch.distributed) for op in COLLECTIVES if hasattr(torch.distributed, op)),
+    Target("dist_init", "init_process_group", lambda: torch.distributed),
+    Target("dist_sampler_iter", "__iter__", _sampler_class),
+    Target("mp_spawn", "spawn", lambda: torch.multiprocessing),
+)
+PATCHES.add_targets(DIST_TARGETS)
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FLUSH_EVERY = 64  # steps of batch fingerprints and times kept before one copy to the host
@@ -86,6 +105,7 @@ class DistWatch:
         self.progress = Progress()
         self.watchdog: Watchdog | None = None
         self.spawned: list[str] = []
+        self.ended = False  # detached at the end of its session (a watch() report may then merge ranks)
         self._stack: ExitStack | None = None
         self._hooks_on = False
         self._opt: weakref.ref[torch.optim.Optimizer] | None = None
@@ -104,66 +124,62 @@ class DistWatch:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def attach(self) -> DistWatch:
-        stack = ExitStack()
+        """Attach to the patch manager: everything at once when the rank is known, else spawn and init only."""
+        self._stack = ExitStack()
         try:
-            from .spawn import install_spawn
-
-            install_spawn(self, stack)
             if self.rank is not None:
-                self._start(stack)
+                self._start()
             else:
-                self._patch(stack, torch.distributed, "init_process_group", self._wrap_init)
+                PATCHES.attach(self, self._probes())
         except BaseException:
-            stack.close()
+            self.detach()
             raise
-        self._stack = stack
         return self
 
     def detach(self) -> None:
         """Undo every hook and patch, stop the watchdog, write what is still in memory."""
         stack, self._stack = self._stack, None
         try:
-            if stack is not None:
-                stack.close()
+            PATCHES.detach(self)
         finally:
-            if self.watchdog is not None:
-                self.watchdog.stop()
             try:
-                self._flush(final=True)
-            except Exception as exc:  # noqa: BLE001 - a failed fingerprint copy must not hide the run's end
-                log.warning("modeldebug: distributed fingerprints not written: %s", exc)
-            self._pending.clear()
-            self._batches.clear()
-            self._outer = None
+                if stack is not None:
+                    stack.close()
+            finally:
+                if self.watchdog is not None:
+                    self.watchdog.stop()
+                try:
+                    self._flush(final=True)
+                except Exception as exc:  # noqa: BLE001 - a failed fingerprint copy must not hide the run's end
+                    log.warning("modeldebug: distributed fingerprints not written: %s", exc)
+                self._pending.clear()
+                self._batches.clear()
+                self._outer = None
+                self._hooks_on = False
 
-    def _start(self, stack: ExitStack) -> None:
-        if self._hooks_on or self.rank is None:
+    def _probes(self) -> dict[str, Probe]:
+        from .spawn import spawn_probe
+
+        probes = {"mp_spawn": spawn_probe(self)}
+        if self._hooks_on:
+            probes.update({f"dist:{op}": self._collective_probe(op) for op in COLLECTIVES if hasattr(torch.distributed, op)})
+            probes["dist_sampler_iter"] = Probe(before=self._sampler_iter)
+        else:
+            probes["dist_init"] = Probe(after=self._init_after)
+        return probes
+
+    def _start(self) -> None:
+        if self._hooks_on or self.rank is None or self._stack is None:
             return
         self._hooks_on = True
         self.writer.set_meta(**self.rank.meta())
-        import torch.nn.modules.module as mm
-        import torch.optim.optimizer as opt
-
-        stack.callback(mm.register_module_forward_pre_hook(self._pre).remove)
-        stack.callback(mm.register_module_forward_hook(self._post).remove)
-        stack.callback(opt.register_optimizer_step_pre_hook(self._opt_pre).remove)
-        stack.callback(opt.register_optimizer_step_post_hook(self._opt_post).remove)
-        import torch.distributed as dist
-
-        for name in COLLECTIVES:
-            if hasattr(dist, name):
-                self._patch(stack, dist, name, self._wrap_collective(name, getattr(dist, name)))
-        try:
-            from torch.utils.data.distributed import DistributedSampler
-        except ImportError:  # pragma: no cover
-            DistributedSampler = None  # type: ignore[assignment,misc]
-        if DistributedSampler is not None:
-            self._patch(stack, DistributedSampler, "__iter__", self._wrap_sampler_iter(DistributedSampler.__iter__))
         self.progress = Progress()
         self._t_prev = time.perf_counter()
+        PATCHES.detach(self)  # attached for spawn and init only until now
+        PATCHES.attach(self, self._probes())
         self.watchdog = Watchdog(self.progress, self.hang, rank=self.rank.rank)
         self.watchdog.start()
-        stack.callback(self._stop_watchdog)
+        self._stack.callback(self._stop_watchdog)
 
     def _stop_watchdog(self) -> None:
         if self.watchdog is not None:
@@ -171,63 +187,43 @@ class DistWatch:
             for stall in self.watchdog.stalls:
                 self.writer.add_event(stall["step"], "dist_hang", stall)
 
-    @staticmethod
-    def _patch(stack: ExitStack, owner: Any, name: str, value: Any) -> None:
-        had = name in vars(owner)
-        old = vars(owner).get(name)
-        setattr(owner, name, value)
-        stack.callback(lambda: setattr(owner, name, old) if had else delattr(owner, name))
-
-    # -- patches -----------------------------------------------------------------------------------
-    def _wrap_init(self, *args: Any, **kwargs: Any) -> Any:
+    # -- probes ------------------------------------------------------------------------------------
+    def _init_after(self, token: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                    exc: BaseException | None) -> None:
         """init_process_group in a process no launcher told us the rank of: start watching it now."""
-        import torch.distributed as dist
+        if exc is None and self.rank is None:
+            self.rank = rank_from_group()
+            self._start()
 
-        result = self._original_init(*args, **kwargs)
-        try:
-            world, rank = dist.get_world_size(), dist.get_rank()
-        except Exception:  # noqa: BLE001
-            return result
-        if world > 1 and self._stack is not None:
-            self.rank = RankInfo(rank, world, int(os.environ.get("LOCAL_RANK", rank)), "init_process_group")
-            self._start(self._stack)
-        return result
-
-    @property
-    def _original_init(self) -> Callable[..., Any]:
-        from torch.distributed import distributed_c10d
-
-        return distributed_c10d.init_process_group
-
-    def _wrap_collective(self, op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def collective(*args: Any, **kwargs: Any) -> Any:
+    def _collective_probe(self, op: str) -> Probe:
+        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Collective:
             p = self.progress
             n = p.counts.get(op, 0) + 1
             p.counts[op] = n
             c = Collective(op, n, p.steps, _caller(), time.monotonic())
             p.current = c
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                p.current, p.last = None, c
+            return c
 
-        collective.__wrapped__ = fn  # type: ignore[attr-defined]
-        collective.__name__ = op
-        return collective
+        def after(c: Collective | None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                  exc: BaseException | None) -> None:
+            self.progress.current, self.progress.last = None, c
 
-    def _wrap_sampler_iter(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def __iter__(sampler: Any) -> Any:
-            idx = self._samplers.setdefault(id(sampler), len(self._samplers))
-            self.writer.add_event(self.progress.steps, "dist_sampler", {
-                "sampler": idx, "epoch": getattr(sampler, "epoch", None), "shuffle": bool(getattr(sampler, "shuffle", False)),
-                "num_replicas": getattr(sampler, "num_replicas", None), "rank": getattr(sampler, "rank", None),
-                "num_samples": getattr(sampler, "num_samples", None)})
-            return fn(sampler)
+        return Probe(before=before, after=after)
 
-        return __iter__
+    def _sampler_iter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not args:
+            return
+        sampler = args[0]
+        idx = self._samplers.setdefault(id(sampler), len(self._samplers))
+        self.writer.add_event(self.progress.steps, "dist_sampler", {
+            "sampler": idx, "epoch": getattr(sampler, "epoch", None), "shuffle": bool(getattr(sampler, "shuffle", False)),
+            "num_replicas": getattr(sampler, "num_replicas", None), "rank": getattr(sampler, "rank", None),
+            "num_samples": getattr(sampler, "num_samples", None)})
 
     # -- hooks -------------------------------------------------------------------------------------
-    def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def forward_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if not self._hooks_on:
+            return
         if not self._in_step and torch.is_grad_enabled():
             self._in_step = True
             self._t_first = time.perf_counter()
@@ -244,7 +240,7 @@ class DistWatch:
                 self._pending.append(("dist_bn", self.progress.steps + 1, [f"{name}.running_mean", f"{name}.running_var"],
                                       fingerprints([module.running_mean, module.running_var])))
 
-    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def forward_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if module is self._outer and not self._t_fwd_end:
             self._t_fwd_end = time.perf_counter()
 
@@ -274,8 +270,8 @@ class DistWatch:
     def _params(self, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
         return [p for g in opt.param_groups for p in g["params"]]
 
-    def _opt_pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if not self._mine(opt) or not sampled(self.progress.steps + 1, self.every):
+    def optimizer_pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._hooks_on or not self._mine(opt) or not sampled(self.progress.steps + 1, self.every):
             return
         params = [p for p in self._params(opt) if p.grad is not None]
         if params:
@@ -285,8 +281,8 @@ class DistWatch:
             if sync is not None:
                 self.writer.add_event(self.progress.steps + 1, "dist_sync", {"require_backward_grad_sync": bool(sync)})
 
-    def _opt_post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if not self._mine(opt):
+    def optimizer_post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._hooks_on or not self._mine(opt):
             return
         now = time.perf_counter()
         p = self.progress
