@@ -95,6 +95,9 @@ class DebuggingConfig(BaseModel):
         20, ge=1, description="Write the record to SQLite every N steps (and at the end)."
     )
     histogram_bins: int = Field(32, ge=4, le=256)
+    bundle_max_mb: float = Field(
+        200.0, ge=0, description="Largest repro bundle (MB) saved at the first non-finite value, loss spike or "
+        "crash (`modeldebug replay`); over it, the bundle is saved without the model's state; 0 saves none.")
     select: list[str] = Field(default_factory=list, description="Only these rules (code/prefix/kind).")
     ignore: list[str] = Field(default_factory=list, description="Skip these rules (code/prefix/kind).")
 

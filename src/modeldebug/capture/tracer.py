@@ -36,6 +36,7 @@ from . import stats as S
 from .activations import ForwardCollector
 from .assembler import StepAssembler, lr_of
 from .buffer import StepBuffer
+from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
 from .gradients import GradientCollector
 from .isolation import unwrap
@@ -103,6 +104,7 @@ class Tracer:
         self.loop = LoopWatch(self)
         self.nonfinite = NonfiniteWatch(self)
         self.mixing = MixingProbe(self)
+        self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
         self.forward_pre = functools.partial(self.call, "forward", self._pre)
         self.forward_post = functools.partial(self.call, "forward", self._post)
@@ -129,6 +131,8 @@ class Tracer:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
                       "optimizer_init": Probe(None, self._optimizer_created),
                       **self.losses.probes(), **self.loop.probes()}
+            if self.bundle is not None:
+                probes = self.bundle.probes(probes)
             PATCHES.attach(self, probes)  # all or nothing: a failed attach leaves nothing behind
             self.attached = True
         return self
@@ -243,6 +247,8 @@ class Tracer:
                 if self.sampled():
                     self.forward.model_input(module, info, x)
             self.replay = (module, args, {})  # global pre-hooks do not see kwargs
+            if self.bundle is not None:
+                self.bundle.forward_started()
 
     def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         stack = self._stack
@@ -367,7 +373,10 @@ class Tracer:
         self.gradients.collect(self.step, self.sampled())
         self.loop.before_sync()
         self.mixing.once()
+        losses = self.assembler.losses
         self.assembler.sync()
+        if self.bundle is not None:
+            self.call("bundle", self.bundle.after_sync, losses)
 
     def _end_step(self) -> None:
         a = self.assembler
@@ -394,5 +403,7 @@ class Tracer:
         module = self._failed_in.get(id(exc))
         phase = "forward" if module else self._crash_phase
         self.writer.add_event(self.step, M.EXCEPTION.name, exception_event(exc, module, phase))
+        if self.bundle is not None:
+            self.call("bundle", self.bundle.crash, exc, module, phase)
         self.writer.flush()
 

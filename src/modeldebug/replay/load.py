@@ -1,0 +1,233 @@
+"""Read a repro bundle and rebuild what it cannot hold: the model's code and the optimizer object.
+
+A bundle holds tensors and plain values only (``torch.load(weights_only=True)``), never code. The
+model is built by a factory, then given the bundle's state:
+
+- ``--model MODULE:CALLABLE`` (``train.py:make_model`` or ``mypkg.models:Net``): called with no
+  arguments; a ``.py`` path is imported as a module (its top level runs).
+- Otherwise, when the model's class lives in an importable module (not the script), that class,
+  called with no arguments.
+- Otherwise (the class is defined in the script), the script is imported, but only when importing it
+  cannot train: its top level holds nothing but imports, definitions, constant assignments and an
+  ``if __name__ == "__main__":`` block. Then a function named ``make_model``, ``build_model``,
+  ``create_model``, ``get_model`` or ``model_fn`` that needs no arguments, else the class itself.
+
+The optimizer is rebuilt when its class is one of ``torch.optim``'s: its parameter groups name the
+model's parameters, and its state is loaded with ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..capture.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ..errors import BadInputError
+
+__all__ = ["FACTORY_NAMES", "build_model", "build_optimizer", "import_safe", "load_bundle"]
+
+FACTORY_NAMES = ("make_model", "build_model", "create_model", "get_model", "model_fn")
+
+
+def load_bundle(path: str | Path) -> dict[str, Any]:
+    """The bundle at `path`, checked; BadInputError (one line) for anything else."""
+    p = Path(path)
+    if p.is_dir():
+        raise BadInputError(f"{str(path)!r} is a directory: give the RUN.bundle.pt file a watched run saved")
+    if not p.is_file():
+        raise BadInputError(f"no bundle at {str(path)!r}: a run saves RUN.bundle.pt next to its record RUN.db")
+    try:
+        bundle = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged, truncated or foreign file; or one that needs pickle's code
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{str(path)!r} is not a readable modeldebug repro bundle ({why}): "
+                            "give the RUN.bundle.pt a watched run saved, undamaged") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise BadInputError(f"{str(path)!r} is a torch file but not a modeldebug repro bundle: "
+                            "give the RUN.bundle.pt a watched run saved")
+    if bundle.get("version") != BUNDLE_VERSION:
+        raise BadInputError(f"{str(path)!r} is a version {bundle.get('version')!r} bundle; this modeldebug "
+                            f"reads version {BUNDLE_VERSION}: replay it with the modeldebug that saved it")
+    for key in ("trigger", "model", "rng", "expected"):
+        if not isinstance(bundle.get(key), dict):
+            raise BadInputError(f"{str(path)!r}: the bundle lacks its {key!r} part (damaged?)")
+    return bundle
+
+
+def import_safe(source: str) -> str | None:
+    """None when importing this script runs no training; else the first statement that would run."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return f"it does not parse (line {exc.lineno})"
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _constant(node.value):
+            continue
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            continue
+        return f"line {node.lineno}: {ast.unparse(node).splitlines()[0][:80]}"
+    return None
+
+
+def _constant(node: ast.AST | None) -> bool:
+    if node is None or isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_constant(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(_constant(k) and _constant(v) for k, v in zip(node.keys, node.values))
+    if isinstance(node, ast.UnaryOp):
+        return _constant(node.operand)
+    return isinstance(node, (ast.Name, ast.Attribute))  # an alias: `Act = nn.ReLU`
+
+
+def _is_main_guard(test: ast.AST) -> bool:
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def _import_file(path: Path) -> Any:
+    name = f"_modeldebug_replay_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise BadInputError(f"cannot import {str(path)!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise BadInputError(f"importing {str(path)!r} failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def _resolve(spec: str) -> Any:
+    """The callable a ``MODULE:CALLABLE`` names."""
+    if ":" not in spec:
+        raise BadInputError(f"--model {spec!r}: write MODULE:CALLABLE, e.g. train.py:make_model or mypkg.models:Net")
+    mod, _, attr = spec.rpartition(":")
+    if mod.endswith(".py") or Path(mod).is_file():
+        if not Path(mod).is_file():
+            raise BadInputError(f"--model {spec!r}: no file {mod!r}")
+        module = _import_file(Path(mod))
+    else:
+        try:
+            module = importlib.import_module(mod)
+        except Exception as exc:
+            raise BadInputError(f"--model {spec!r}: cannot import {mod!r} ({type(exc).__name__}: {exc})") from None
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise BadInputError(f"--model {spec!r}: {mod!r} has no {attr!r}")
+    if not callable(target):
+        raise BadInputError(f"--model {spec!r}: {attr!r} is not callable")
+    return target
+
+
+def _no_args(fn: Any) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in sig.parameters.values())
+
+
+def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
+    info = bundle["model"]
+    module, qualname = str(info.get("module")), str(info.get("qualname"))
+    hint = "pass --model MODULE:CALLABLE, a function that builds the model (e.g. train.py:make_model)"
+    if module != "__main__":
+        try:
+            cls = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+            return cls, f"{module}.{qualname}"
+        except Exception:
+            pass  # a class defined in the script under another name: try the script
+    script = (bundle.get("script") or {}).get("path")
+    if not script or not Path(script).is_file():
+        raise BadInputError(f"the model's class {qualname} was defined in the script {script!r}, which is not "
+                            f"here: {hint}")
+    source = Path(script).read_text(errors="replace")
+    unsafe = import_safe(source)
+    if unsafe is not None:
+        raise BadInputError(f"importing {script} would run its training ({unsafe}): {hint}")
+    mod = _import_file(Path(script))
+    for name in FACTORY_NAMES:
+        fn = getattr(mod, name, None)
+        if callable(fn) and _no_args(fn):
+            return fn, f"{Path(script).name}:{name}"
+    cls = mod
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+    if cls is None:
+        raise BadInputError(f"{script} defines no {qualname} and no model factory ({', '.join(FACTORY_NAMES)}): {hint}")
+    return cls, f"{Path(script).name}:{qualname}"
+
+
+def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, str]:
+    """A fresh model with the bundle's state, and how it was built (for the report)."""
+    factory, how = (_resolve(spec), spec) if spec else _default_factory(bundle)
+    try:
+        model = factory()
+    except TypeError as exc:
+        raise BadInputError(f"building the model with {how}() failed ({exc}): pass --model MODULE:CALLABLE, "
+                            "a function that builds it with no arguments") from None
+    if not isinstance(model, nn.Module):
+        raise BadInputError(f"{how}() returned a {type(model).__name__}, not a torch.nn.Module")
+    state = bundle.get("model_state")
+    if state is not None:
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            parts = []
+            if result.missing_keys:
+                parts.append(f"missing {', '.join(result.missing_keys[:4])}")
+            if result.unexpected_keys:
+                parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
+            raise BadInputError(f"the model {how}() built does not match the bundle's state ({'; '.join(parts)}): "
+                                "build the same architecture with --model")
+    return model, how
+
+
+def build_optimizer(bundle: dict[str, Any], model: nn.Module) -> tuple[torch.optim.Optimizer | None, str]:
+    """The optimizer of the step, rebuilt with its state; (None, why) when it cannot be."""
+    info = bundle.get("optimizer")
+    if not info:
+        return None, "no optimizer state in the bundle: the step is replayed without its update"
+    path = str(info.get("class", ""))
+    mod, _, name = path.rpartition(".")
+    cls = getattr(torch.optim, name, None)
+    if not mod.startswith("torch.optim") or not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        return None, f"{path} is not a torch.optim optimizer: the step is replayed without its update"
+    params = dict(model.named_parameters())
+    state = info["state"]
+    groups = []
+    for g, names in zip(state["param_groups"], info["param_names"]):
+        missing = [n for n in names if n not in params]
+        if missing:
+            return None, f"the optimizer steps {missing[0]}, which the model lacks: replayed without the update"
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in names]})
+    try:
+        opt = cls(groups)
+        opt.load_state_dict(state)
+    except Exception as exc:
+        return None, f"{name} could not be rebuilt ({type(exc).__name__}: {exc}): replayed without the update"
+    return opt, name
