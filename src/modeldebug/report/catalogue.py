@@ -6,8 +6,9 @@ import sys
 from typing import Any
 
 from ..catalogue import CATALOGUE, FAMILIES
+from ..catalogue.ranges import MEASURED, RANGES
 
-__all__ = ["print_explain", "print_rules", "rules_markdown"]
+__all__ = ["detection_range", "explain_markdown", "print_explain", "print_rules", "rules_markdown"]
 
 _TITLES = {"training": "Training runs", "probe": "Agent probes", "onnx": "ONNX models",
            "behaviour": "Generative-model behaviour", "monitor": "Production monitoring", "plugin": "Your own rules",
@@ -16,6 +17,25 @@ _TITLES = {"training": "Training runs", "probe": "Agent probes", "onnx": "ONNX m
 
 def _families() -> list[str]:
     return [f for f in FAMILIES if CATALOGUE.family(f)]
+
+
+def detection_range(code: str) -> str | None:
+    """The "Detection range" section of a swept rule (benchmarks/severity_sweep.py), else None."""
+    ranges = RANGES.get(code)
+    if not ranges:
+        return None
+    rows = "\n".join(f"- {r.knob}: {r.text}." for r in ranges)
+    return ("## Detection range\nEach setup is a tiny seeded training run at a mild, a typical and an extreme "
+            f"setting of the fault, and its healthy twin:\n{rows}\n\n"
+            f"Measured by `benchmarks/severity_sweep.py` ({MEASURED}).")
+
+
+def explain_markdown(code: str) -> str:
+    """One spec's documentation, with its measured detection range when it has one."""
+    spec = CATALOGUE[code]
+    text = spec.explain()
+    section = detection_range(spec.code)
+    return f"{text.rstrip()}\n\n{section}\n" if section else text
 
 
 def rules_markdown() -> str:
@@ -30,7 +50,8 @@ def rules_markdown() -> str:
                   for s in CATALOGUE.family(family)]
         lines.append("")
     for spec in CATALOGUE:
-        body = spec.explain().replace("\n## ", "\n#### ").replace(f"# {spec.code} {spec.kind}", f"### {spec.code}", 1)
+        body = explain_markdown(spec.code).replace("\n## ", "\n#### ")
+        body = body.replace(f"# {spec.code} {spec.kind}", f"### {spec.code}", 1)
         lines += [body]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -56,7 +77,7 @@ def print_explain(selector: str, *, file: Any = None) -> None:
     """One spec's documentation: rendered Markdown in a terminal, the Markdown itself in a pipe."""
     spec = CATALOGUE.find(selector)
     out = file or sys.stdout
-    text = spec.explain()
+    text = explain_markdown(spec.code)
     if not out.isatty():
         out.write(text)
         return
