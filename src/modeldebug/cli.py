@@ -19,6 +19,7 @@ from .llm.cli import LLM_VALUE_OPTIONS, add_llm_options, check_llm_args, handle_
 __all__ = ["main"]
 
 _RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", "--rules", "--against",
+                      "--break-on", "--max-steps",
                       *LLM_VALUE_OPTIONS}
 _RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
@@ -86,6 +87,14 @@ def _parser() -> _Parser:
 
     r.add_argument("--against", metavar="INVARIANTS.json", type=against_option,
                    help="judge the run against invariants learned from healthy runs (`modeldebug learn`)")
+    from .commands._breakon import break_on_option, positive_steps
+
+    r.add_argument("--break-on", metavar="CONDITIONS", type=break_on_option,
+                   help="stop in your training loop's frame, in pdb, at the first step where one holds: "
+                        "nonfinite, loss_spike, or a code judged per step (NUM001, GRD001, LOS001, LOP001), "
+                        "comma-separated (docs/breakpoints.md)")
+    r.add_argument("--max-steps", metavar="N", type=positive_steps,
+                   help="end the script after N training steps, as sys.exit(0) would (a short run)")
     r.add_argument("script", metavar="SCRIPT", help="the training script")
     r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
 
@@ -173,7 +182,8 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     # `--json -` promises parseable JSON on stdout: the script's own prints go to stderr then.
     with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
         result = run_script(script, script_args, config=config, db=args.db,
-                            progress=not getattr(args, "no_progress", False))
+                            progress=not getattr(args, "no_progress", False),
+                            break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None))
     from .distributed import run_report
 
     report = run_report(result, config)  # per-rank runs: rank 0 merges every rank, the others print nothing

@@ -70,7 +70,8 @@ class WatchSession:
     """A context manager that watches training while open; `report()` diagnoses it afterwards."""
 
     def __init__(self, models: tuple[nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...],
-                 config: DebuggingConfig, db: str | Path | None, progress: bool | TextIO = False) -> None:
+                 config: DebuggingConfig, db: str | Path | None, progress: bool | TextIO = False,
+                 break_on: tuple[str, ...] = ()) -> None:
         name = type(models[0]).__name__ if models else "session"
         self.config = config
         plan = plan_for(config)  # a selection naming no rule fails here, before a record is claimed
@@ -78,6 +79,10 @@ class WatchSession:
         self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
                              discover_models=not models, plan=plan)
+        if break_on:
+            from .breakpoints import attach_breakpoints
+
+            attach_breakpoints(self.tracer, break_on)
         self.progress: Progress | None = attach_progress(self.tracer, progress, config)
         self._report = None
 
@@ -132,6 +137,7 @@ def watch(
     level: AnalysisLevel | None = None,
     db: str | Path | None = None,
     progress: bool | TextIO = False,
+    break_on: str | Iterable[str] | None = None,
 ) -> WatchSession:
     """Watch the training of `models` (all models in the process if none are given).
 
@@ -143,6 +149,8 @@ def watch(
     `db` is where the run record goes (default `.modeldebug/runs/...`; `":memory:"` keeps none).
     `progress=True` draws a live status line on stderr (or pass a stream) while training; it stays
     off when that stream is not a terminal.
+    `break_on="nonfinite,loss_spike"` (or a list; codes such as GRD001 too) stops in your loop's frame,
+    in pdb (or `sys.breakpointhook`), at the first step where a condition holds (docs/breakpoints.md).
     """
     for m in models:
         if not isinstance(m, nn.Module):
@@ -158,4 +166,9 @@ def watch(
     config = config or DebuggingConfig()
     if level is not None:
         config = config.model_copy(update={"analysis_level": level})
-    return WatchSession(models, opts, config, db, progress)
+    conditions: tuple[str, ...] = ()
+    if break_on is not None:
+        from ..commands._breakon import parse_break_on
+
+        conditions = parse_break_on(break_on if isinstance(break_on, str) else tuple(break_on))
+    return WatchSession(models, opts, config, db, progress, conditions)
