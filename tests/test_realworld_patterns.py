@@ -323,3 +323,86 @@ def test_partly_dead_units_are_found_from_the_share_of_zero_outputs() -> None:
     assert f.evidence["zero_fraction"] >= 0.9
     healthy = _biased_relu(0.0)
     assert found(healthy, "dead_activations") is None and not serious(healthy)
+
+
+# -- 8. a dead network's constant logits that lie in [0, 1] are not a squashing -------------------------------------
+def _dead_or_squashed(*, dead: bool, sigmoid: bool) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 20, generator=g)
+    y = (x[:, :3].sum(1) > 0).long() + (x[:, 3:6].sum(1) > 0).long()
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3)]
+    model = nn.Sequential(*layers, *([nn.Sigmoid()] if sigmoid else []))
+    if dead:
+        with torch.no_grad():
+            model[0].bias.fill_(-10.0)                 # every unit of the first ReLU is zero on every sample
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)  # the logits are the last bias: small, inside [0, 1]
+    with md.watch(db=":memory:") as s:               # every model of the process, as `modeldebug run` watches
+        for i in range(40):
+            idx = torch.arange(i * 32, i * 32 + 32) % 1024
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def test_constant_logits_of_a_dead_network_are_not_called_squashed() -> None:
+    report = _dead_or_squashed(dead=True, sigmoid=False)
+    assert found(report, "double_softmax") is None, [f.title for f in report.findings]
+    assert report.findings[0].kind == "dead_activations"
+
+
+def test_a_sigmoid_before_cross_entropy_is_still_found_alive_or_dead() -> None:
+    for dead in (False, True):
+        f = found(_dead_or_squashed(dead=dead, sigmoid=True), "double_softmax")
+        assert f is not None and f.severity == "high" and f.location == "5", dead
+
+
+# -- 9. a word model early in training is above the label entropy and still falling: not "worse than chance" ----------
+def _word_model(*, steps: int, shuffled: bool, vocab: int = 2000) -> tuple[md.Report, list[float]]:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    p = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float)
+    base = torch.multinomial(p / p.sum(), 40000, replacement=True, generator=g)
+    data = torch.where(torch.rand(40000, generator=g) < 0.5, (base.roll(1) * 7 + 3) % vocab, base)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(vocab, 32), nn.Linear(32, vocab))
+    opt = torch.optim.SGD(model.parameters(), lr=2.0)
+    losses = []
+    with md.watch(model, db=":memory:") as s:
+        for i in range(steps):
+            st = (i * 256) % (len(data) - 257)
+            x, y = data[st:st + 256], data[st + 1:st + 257]
+            if shuffled:
+                y = y[torch.randperm(256)]                  # the next word no longer follows from this one
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return s.report(), losses
+
+
+def test_a_word_model_still_falling_above_the_label_entropy_is_not_worse_than_chance() -> None:
+    report, losses = _word_model(steps=100, shuffled=False)
+    assert losses[-1] < losses[0] - 1.5
+    assert found(report, "loss_not_decreasing") is None, serious(report)
+    assert not serious(report)
+
+
+def test_a_model_flat_at_chance_is_still_stuck() -> None:
+    # the broken twin: labels shuffled against their inputs, long enough for the loss to flatten at chance
+    torch.manual_seed(0)
+    data = _corpus()
+    model = _WordLM()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with md.watch(model, db=":memory:") as s:
+        for i in range(200):
+            x, y = _lm_batches(data, i)
+            y = y.reshape(-1)[torch.randperm(y.numel())]
+            loss = F.cross_entropy(model(x).reshape(-1, 40), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(s.report(), "loss_not_decreasing")
+    assert f is not None and f.severity in ("medium", "high") and "chance" in f.title

@@ -11,7 +11,26 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
 from .measures import scale_lr_code
 
-__all__ = ["LossDiverging", "LossNotDecreasing"]
+__all__ = ["LossDiverging", "LossNotDecreasing", "still_falling"]
+
+
+def still_falling(v: np.ndarray, *, t_stat: float = 3.0) -> bool:
+    """Whether the loss is still going down at the end of the run, by more than its noise explains.
+
+    A least-squares line through the last half of the run (at least 8 steps) falls with a t
+    statistic below -`t_stat` (its slope over its standard error, from the scatter around the line).
+    A model early in its training (a word model with thousands of classes starts at ln V and needs
+    many steps to reach the label entropy) is not stuck, whatever level it has reached so far.
+    """
+    tail = np.asarray(v, dtype=float)[-max(8, len(v) // 2):]
+    if len(tail) < 8:
+        return False
+    t = np.arange(len(tail), dtype=float)
+    slope, icpt = np.polyfit(t, tail, 1)
+    resid = tail - (slope * t + icpt)
+    scatter = float(np.sqrt((resid ** 2).sum() / (len(tail) - 2)))
+    se = scatter / float(np.sqrt(((t - t.mean()) ** 2).sum()))
+    return bool(slope < 0 and (se == 0 or slope / se < -t_stat))
 
 
 def _lr_text(ctx: Context, factor: float) -> str:
@@ -137,7 +156,9 @@ class LossNotDecreasing(Rule):
         # minibatch noise, which would hide a model that hovers at chance.
         final = float(np.median(v[-max(w, len(v) // 5):]))
         margin = ctx.option("chance_margin")
-        at_chance = chance is not None and final >= chance[0] * (1 - margin)
+        # A loss still falling at the end is early in its training, not stuck: the label entropy
+        # is a level to reach, and a large vocabulary takes many steps to get there.
+        at_chance = chance is not None and final >= chance[0] * (1 - margin) and not still_falling(v)
         if rel >= ctx.t.min_improvement and gain > noise and not at_chance:
             return
         if at_chance and chance is not None:

@@ -17,7 +17,7 @@ import numpy as np
 from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
-from .context import Context, fmt
+from .context import RELU_LIKE, Context, fmt
 from .runtime import crash_findings
 from .labels import loss_stat, single_output, train_losses
 
@@ -51,6 +51,8 @@ class DoubleSoftmax(Rule):
             ev = {"loss": e.name, "input_shape": shape, "in_frac_01": float(frac01.min()),
                   "in_rowsum_dev": float(rowdev.max()) if len(rowdev) else None, "in_max": float(hi.max()) if len(hi) else None}
             where = last.name if last is not None and last.type in ("Softmax", "Sigmoid", "LogSoftmax") else None
+            if in01 and not rows and where is None and _dead_layer(ctx) is not None:
+                continue  # constant logits of a dead network that happen to lie in [0, 1]: no squashing seen
             if e.type == "cross_entropy" and rows:
                 yield self._softmax_ce(e, ev, classes, where)
             elif e.type == "cross_entropy" and in01 and classes >= 2:
@@ -88,6 +90,20 @@ class DoubleSoftmax(Rule):
             location=where, step=0, evidence=ev,
             recommendations=[Recommendation("fix", "Feed nll_loss log-probabilities, or give cross_entropy the logits.",
                                             "loss = F.nll_loss(F.log_softmax(logits, dim=1), y)\n# equivalent: loss = F.cross_entropy(logits, y)")])
+
+
+def _dead_layer(ctx: Context) -> str | None:
+    """A ReLU-like layer whose every unit is zero for every sample (median over the sampled steps).
+
+    Everything after it is the same for every input: the model's outputs are its later biases, so
+    outputs that lie in [0, 1] say nothing about a squashing (the dead layer is the cause to fix).
+    """
+    for name, s in ctx.module_stat("dead_frac").items():
+        e = ctx.modules.get(name)
+        v = s.finite().values
+        if e is not None and e.type in RELU_LIKE and len(v) and float(np.median(v)) >= 0.99:
+            return name
+    return None
 
 
 # -- loss shapes ------------------------------------------------------------------------------------------

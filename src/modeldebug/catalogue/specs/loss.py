@@ -50,7 +50,10 @@ For classifiers it also compares the loss with chance: the loss of predicting th
 frequencies and ignoring the input (the entropy of the labels seen by the loss, ln C for C
 balanced classes). A final loss (median of the last fifth of the run) within `chance_margin`
 (default 3%) of chance means the model has learned nothing from its inputs, even if the loss
-fell from a badly calibrated start.
+fell from a badly calibrated start; but not while the loss is still falling at the end (a line
+through the last half of the run falls with a t statistic below -3): a model early in its
+training, such as a word model with thousands of classes that starts at ln V, reaches the label
+entropy only after many steps, and a loss on its way down is not stuck.
 
 ## Why is this bad?
 A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.

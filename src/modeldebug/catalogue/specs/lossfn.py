@@ -19,7 +19,9 @@ already probability distributions (all values in [0, 1], every row summing to 1 
 `probability_rowsum`, default 1e-3), i.e. a softmax before a loss that applies log-softmax
 itself; `cross_entropy` or `binary_cross_entropy_with_logits` inputs that all lie in [0, 1] on
 every sampled step (a sigmoid in front of a loss that applies its own; judged on 16 values or
-more); `nll_loss` inputs with positive values, which a log-probability never has (softmax
+more; not when a ReLU-like layer of the model is dead on every unit and no squashing module ends
+it: its outputs are then its last biases, the same for every input, and `dead_activations` is
+the cause); `nll_loss` inputs with positive values, which a log-probability never has (softmax
 output, or raw logits, where `log_softmax` was needed).
 
 ## Why is this bad?
@@ -39,7 +41,7 @@ Return logits from `forward` and let `CrossEntropyLoss`/`BCEWithLogitsLoss` norm
 
 ## Known problems
 Only the functional losses are seen (loss modules call them too); a hand-written loss is not.
-A model whose logits all happen to lie in [0, 1] on every sampled batch would be flagged.
+A live model whose logits all happen to lie in [0, 1] on every sampled batch would be flagged.
 """,
     ),
     Spec(
