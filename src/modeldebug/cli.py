@@ -21,6 +21,7 @@ __all__ = ["main"]
 _RUN_VALUE_OPTIONS = {"--json", "--html", "--db", "--level", "--select", "--ignore", "--rules", "--against",
                       "--break-on", "--max-steps",
                       *LLM_VALUE_OPTIONS}
+_RUN_VALUE_OPTIONS.add("--bundle-max-mb")  # repro bundles (capture/bundle.py)
 _RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
 
@@ -41,8 +42,10 @@ def _load_rules(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> DebuggingConfig:
     _load_rules(args)
     split = lambda v: [s for s in (v or "").split(",") if s]  # noqa: E731
+    extra = {} if getattr(args, "bundle_max_mb", None) is None else {"bundle_max_mb": args.bundle_max_mb}
     return DebuggingConfig(analysis_level=getattr(args, "level", None) or "basic",
-                           select=split(getattr(args, "select", None)), ignore=split(getattr(args, "ignore", None)))
+                           select=split(getattr(args, "select", None)), ignore=split(getattr(args, "ignore", None)),
+                           **extra)
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -57,6 +60,16 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 def _add_rules_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", metavar="FILE", action="append",
                    help="load your own rules from this Python file (repeatable; see docs/plugins.md)")
+
+
+def _megabytes(value: str) -> float:
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0 or mb == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size in MB (a number >= 0; 0 saves no bundle)")
+    return mb
 
 
 def _parser() -> _Parser:
@@ -95,6 +108,9 @@ def _parser() -> _Parser:
                         "comma-separated (docs/breakpoints.md)")
     r.add_argument("--max-steps", metavar="N", type=positive_steps,
                    help="end the script after N training steps, as sys.exit(0) would (a short run)")
+    r.add_argument("--bundle-max-mb", metavar="MB", type=_megabytes,
+                   help="largest repro bundle saved at the first NaN, loss spike or crash (default 200; over it, "
+                        "saved without the model's state; 0: none); `modeldebug replay` re-executes it")
     r.add_argument("script", metavar="SCRIPT", help="the training script")
     r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
 
@@ -193,6 +209,9 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
 
     report = apply_against(report, getattr(args, "against", None))
     _emit(report, args)
+    from .replay.note import print_bundle_note
+
+    print_bundle_note(result.record)  # where the repro bundle is, if the run saved one
     handle_llm(report, args)
     if result.signal is not None:
         args.died_by = result.signal

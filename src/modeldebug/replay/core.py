@@ -32,6 +32,7 @@ class ReplayResult:
     anomaly: StepOutcome | None = None
     bisect: BisectResult | None = None
     earlier: BisectResult | None = None  # a module that left its envelope before the non-finite producer
+    envelopes: int = 0  # modules with an envelope from the run's record
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -137,6 +138,7 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
     opt2, _ = build_optimizer(bundle, net2)
     anomaly = execute(bundle, net2, opt2, device, anomaly=True)
     found = earlier = None
+    envelopes: dict[str, Any] = {}
     if bisect:
         record = Path(path).with_name(Path(path).name.replace(".bundle.pt", ".db"))
         envelopes = envelopes_from_record(record, int(bundle["trigger"]["step"]))
@@ -148,4 +150,4 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
                 earlier = bisect_modules(bundle, net2, device, envelopes, before=found.module)
                 earlier = earlier if earlier.module is not None else None
     return ReplayResult(str(path), bundle, how, opt_what, str(device), status, lines, first, anomaly, found,
-                        earlier, warnings)
+                        earlier, len(envelopes) if bisect else 0, warnings)

@@ -5,12 +5,12 @@ model is built by a factory, then given the bundle's state:
 
 - ``--model MODULE:CALLABLE`` (``train.py:make_model`` or ``mypkg.models:Net``): called with no
   arguments; a ``.py`` path is imported as a module (its top level runs).
-- Otherwise, when the model's class lives in an importable module (not the script), that class,
-  called with no arguments.
-- Otherwise (the class is defined in the script), the script is imported, but only when importing it
-  cannot train: its top level holds nothing but imports, definitions, constant assignments and an
-  ``if __name__ == "__main__":`` block. Then a function named ``make_model``, ``build_model``,
-  ``create_model``, ``get_model`` or ``model_fn`` that needs no arguments, else the class itself.
+- Otherwise the script is imported, but only when importing it cannot train: its top level holds
+  nothing but imports, definitions, constant assignments and an ``if __name__ == "__main__":``
+  block. A function of it named ``make_model``, ``build_model``, ``create_model``, ``get_model`` or
+  ``model_fn`` that needs no arguments builds the model.
+- Otherwise the model's class, called with no arguments: from its own module when that is not the
+  script (a torch container such as ``nn.Sequential`` is no use empty), else from the script.
 
 The optimizer is rebuilt when its class is one of ``torch.optim``'s: its parameter groups name the
 model's parameters, and its state is loaded with ``load_state_dict``.
@@ -151,30 +151,33 @@ def _no_args(fn: Any) -> bool:
 
 
 def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
+    """A factory function of the script (when importing it cannot train), else the model's class."""
     info = bundle["model"]
     module, qualname = str(info.get("module")), str(info.get("qualname"))
     hint = "pass --model MODULE:CALLABLE, a function that builds the model (e.g. train.py:make_model)"
+    script = (bundle.get("script") or {}).get("path")
+    mod = unsafe = None
+    if script and Path(script).is_file():
+        unsafe = import_safe(Path(script).read_text(errors="replace"))
+        if unsafe is None:
+            mod = _import_file(Path(script))
+            for name in FACTORY_NAMES:
+                fn = getattr(mod, name, None)
+                if callable(fn) and _no_args(fn):
+                    return fn, f"{Path(script).name}:{name}"
     if module != "__main__":
         try:
             cls = importlib.import_module(module)
             for part in qualname.split("."):
                 cls = getattr(cls, part)
-            return cls, f"{module}.{qualname}"
+            if not qualname.startswith(("Sequential", "ModuleList", "ModuleDict")) or not module.startswith("torch."):
+                return cls, f"{module}.{qualname}"
         except Exception:
             pass  # a class defined in the script under another name: try the script
-    script = (bundle.get("script") or {}).get("path")
-    if not script or not Path(script).is_file():
-        raise BadInputError(f"the model's class {qualname} was defined in the script {script!r}, which is not "
-                            f"here: {hint}")
-    source = Path(script).read_text(errors="replace")
-    unsafe = import_safe(source)
-    if unsafe is not None:
-        raise BadInputError(f"importing {script} would run its training ({unsafe}): {hint}")
-    mod = _import_file(Path(script))
-    for name in FACTORY_NAMES:
-        fn = getattr(mod, name, None)
-        if callable(fn) and _no_args(fn):
-            return fn, f"{Path(script).name}:{name}"
+    if mod is None:
+        where = f"importing {script} would run its training ({unsafe})" if unsafe else \
+            f"the script {script!r} that defines {qualname} is not here"
+        raise BadInputError(f"cannot build the model: {where}: {hint}")
     cls = mod
     for part in qualname.split("."):
         cls = getattr(cls, part, None)

@@ -18,7 +18,16 @@ def _culprit(r: ReplayResult) -> list[str]:
     if b is None:
         return []
     head = f"bisect ({b.passes} forward passes over {b.candidates} modules): "
+    kind = r.bundle["trigger"]["kind"]
     if b.module is None:
+        if kind == "loss_spike":
+            scope = (f"within the envelopes of {r.envelopes} modules from the run's earlier sampled steps"
+                     if r.envelopes else "finite (the record beside the bundle gave no envelopes)")
+            return [head + f"every module's output stayed {scope}: the loss rose with no layer leaving its range"]
+        if kind == "crash":
+            where = (r.bundle["trigger"].get("exception") or {}).get("module")
+            return [head + "every module that completed stayed in range"
+                    + (f"; the exception came from inside {where}" if where else "")]
         return [head + b.why + "; the trouble came after the model's output (the loss, or backward)"]
     model = r.bundle["model"].get("name") or "the model"
     name = b.module or f"{model} (its own forward code, after its last submodule)"

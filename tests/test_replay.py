@@ -1,0 +1,263 @@
+"""Repro bundles and `modeldebug replay`, with real training scripts run by `modeldebug run`.
+
+The NaN script: a tiny model whose last module takes the log of a Linear's output; a planted bias
+and a target far below zero make SGD drive that output negative within a few steps, so the loss
+turns NaN at a step found here by training the same script without modeldebug. Its healthy twin
+differs by the target only. Dropout is on, so a replay that did not restore the random state
+would draw other masks and miss the bits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeldebug.capture.bundle import SpikeWatch, bundle_path
+from modeldebug.cli import main
+from modeldebug.record import Record
+
+NAN_SCRIPT = '''
+import sys
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class LogLayer(nn.Module):
+    def forward(self, x):
+        return torch.log(x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.drop = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(8, 1)
+        self.log = LogLayer()
+
+    def forward(self, x):
+        return self.log(self.fc2(self.drop(torch.relu(self.fc1(x)))))
+
+
+def make_model():
+    return Net()
+
+
+def train(target, steps=8):
+    torch.manual_seed(0)
+    model = make_model()
+    with torch.no_grad():
+        model.fc2.bias.fill_(5.0)  # log's input starts well above 0
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.rand(16, 4)
+    y = torch.full((16, 1), target)
+    losses = []
+    for step in range(steps):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+if __name__ == "__main__":
+    train(float(sys.argv[1]))
+'''
+
+SPIKE_SCRIPT = '''
+import sys
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Dropout(0.1), nn.Linear(32, 1))
+
+
+def train(jump_at, steps=30):
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 8)
+    y = x.sum(1, keepdim=True)
+    losses = []
+    for step in range(steps):
+        if step == jump_at:
+            for g in opt.param_groups:
+                g["lr"] = 5.0  # a learning rate 100x too high from here on
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+if __name__ == "__main__":
+    train(int(sys.argv[1]))
+'''
+
+CRASH_SCRIPT = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    for step in range(6):
+        batch = x if step != 3 else x[:, :3]  # step 3: a batch with a column missing
+        opt.zero_grad()
+        F.mse_loss(model(batch), y).backward()
+        opt.step()
+'''
+
+
+def _script(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _run(script: Path, *args: str, db: str = "run.db", extra: tuple[str, ...] = ()) -> int:
+    return main(["run", "--db", db, "-q", "--no-progress", *extra, "--", str(script), *args])
+
+
+def _replay(bundle: Path, *extra: str) -> tuple[int, dict]:
+    code = main(["replay", str(bundle), "--json", "replay.json", "-q", *extra])
+    return code, json.loads(Path("replay.json").read_text())
+
+
+def test_nan_bundle_replays_bit_for_bit_and_names_the_module(tmp_path: Path) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    plain = runpy.run_path(str(script), run_name="plain")["train"](-10.0)
+    first_nan = next(i for i, v in enumerate(plain) if not math.isfinite(v))
+    assert _run(script, "-10") == 0
+    bundle = bundle_path("run.db")
+    assert bundle.is_file()
+    meta = Record.open("run.db").meta["bundle"]
+    assert meta["saved"] and meta["trigger"] == "nonfinite_loss" and meta["step"] == first_nan
+
+    raw = torch.load(bundle, weights_only=True)  # tensors and plain containers only
+    assert raw["trigger"]["step"] == first_nan and raw["with_state"]
+    assert raw["script"]["path"] == str(script.resolve()) and len(raw["script"]["sha256"]) == 64
+    assert raw["optimizer"]["class"] == "torch.optim.sgd.SGD"
+    assert math.isnan(float(raw["expected"]["loss"][-1]))
+    # the state is the one BEFORE the failing update: the run's own weights at that step were finite
+    assert all(torch.isfinite(v).all() for v in raw["model_state"].values())
+
+    code, out = _replay(bundle)
+    assert code == 0, out
+    assert out["status"] == "bit-for-bit"
+    assert any("the same 64 bits" in line for line in out["details"])
+    assert any("gradients: all 4 identical" in line for line in out["details"])
+    assert out["built_with"] == "nan_train.py:make_model"
+    assert out["bisect"]["module"] == "log" and out["bisect"]["type"] == "LogLayer"
+    assert out["bisect"]["inputs_finite"] is True
+    first_bad = next(m for m in out["anomaly"]["modules"] if m["nan"] or m["inf"])
+    assert first_bad["name"] == "log"
+
+
+def test_replay_without_the_rng_state_misses_the_bits(tmp_path: Path) -> None:
+    """The dropout masks come from the saved random state: a bundle whose state was swapped says so."""
+    script = _script(tmp_path, "spike.py", SPIKE_SCRIPT)
+    assert _run(script, "25") == 0
+    bundle = torch.load(bundle_path("run.db"), weights_only=True)
+    bundle["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
+    torch.save(bundle, "other.bundle.pt")
+    code, out = _replay(Path("other.bundle.pt"), "--no-bisect")
+    assert code == 1 and out["status"] == "not-reproduced"
+    assert any("different bits" in line for line in out["details"])
+
+
+def test_healthy_twin_saves_no_bundle(tmp_path: Path) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    assert all(math.isfinite(v) for v in runpy.run_path(str(script), run_name="plain")["train"](1.5))
+    assert _run(script, "1.5") == 0
+    assert not bundle_path("run.db").exists()
+    assert "bundle" not in Record.open("run.db").meta
+
+
+def test_loss_spike_bundle(tmp_path: Path) -> None:
+    script = _script(tmp_path, "spike.py", SPIKE_SCRIPT)
+    assert _run(script, "25") == 0
+    meta = Record.open("run.db").meta["bundle"]
+    assert meta["trigger"] == "loss_spike" and meta["step"] > 25
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit"
+    # its twin without the learning-rate jump: no spike, no bundle
+    assert _run(script, "-1", db="twin.db") == 0
+    assert not bundle_path("twin.db").exists()
+
+
+def test_crash_bundle_reproduces_the_exception(tmp_path: Path) -> None:
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    meta = Record.open("run.db").meta["bundle"]
+    assert meta["trigger"] == "crash" and meta["step"] == 3
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit"
+    assert out["trigger"]["exception"]["type"] == "RuntimeError"
+
+
+def test_bundle_over_the_size_bound_is_saved_without_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    assert _run(script, "-10", extra=("--bundle-max-mb", "0.0005")) == 0  # 512 bytes: the batch fits, the state not
+    err = capsys.readouterr().err
+    assert "NOT the model's state" in err
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["with_state"] is False and "model_state" not in raw and raw["batch"] is not None
+    assert any("over its bound" in n for n in raw["notes"])
+    assert main(["replay", str(bundle_path("run.db"))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "without the model's state" in err[0]
+
+
+def test_bundles_off(tmp_path: Path) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    assert _run(script, "-10", extra=("--bundle-max-mb", "0")) == 0
+    assert not bundle_path("run.db").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a bundle at all", b"PK\x03\x04 truncated zip", "torch-other", "pickle"])
+def test_replay_refuses_what_is_not_a_bundle(tmp_path: Path, content: object,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.bundle.pt"
+    if content == "torch-other":
+        torch.save({"weights": torch.ones(2)}, path)
+    elif content == "pickle":
+        torch.save(torch.nn.Linear(2, 2), path)  # needs code to load: weights_only refuses it
+    else:
+        path.write_bytes(content)  # type: ignore[arg-type]
+    assert main(["replay", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "x.bundle.pt" in err[0] and "Traceback" not in err[0]
+
+
+def test_replay_of_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "nowhere.bundle.pt"]) == 2
+    assert "no bundle at" in capsys.readouterr().err
+
+
+def test_spike_watch_follows_the_rule() -> None:
+    """The online spike test is lr_too_high's: a jump over 2x the recent level undoing half the progress."""
+    w = SpikeWatch(2.0, 20)
+    losses = [10.0 / (1 + i) for i in range(30)]
+    assert all(w.spike(v) is None for v in losses)
+    assert w.spike(losses[-1] * 1.9) is None  # below 2x the level
+    assert w.spike(6.0) is not None
