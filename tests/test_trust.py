@@ -192,7 +192,10 @@ def test_a_signal_closes_the_record_prints_the_report_and_ends_like_python(tmp_p
     Path("wait.py").write_text(WAIT)
     codes = []
     for cmd in ([PY, "wait.py", "20"], [PY, "-m", "modeldebug", "run", "--db", "run.db", "wait.py", "20"]):
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # a shell's background job starts with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: give both children the default a terminal would
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert proc.stdout is not None and proc.stdout.readline().strip() == "trained"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
