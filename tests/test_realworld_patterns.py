@@ -406,3 +406,40 @@ def test_a_model_flat_at_chance_is_still_stuck() -> None:
             opt.step()
     f = found(s.report(), "loss_not_decreasing")
     assert f is not None and f.severity in ("medium", "high") and "chance" in f.title
+
+
+# -- 10. a GAN: two optimizers take turns on opposing losses; the series is not one curve to minimise ------------------
+def _gan(*, lr: float, clear_d: bool = True, iters: int = 100) -> md.Report:  # type: ignore[name-defined]
+    g = torch.Generator().manual_seed(0)
+    real_all = torch.randn(4096, 2, generator=g) * 0.5 + torch.tensor([2.0, -1.0])
+    torch.manual_seed(0)
+    gen = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    disc = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
+    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+    with md.watch(db=":memory:") as s:
+        for i in range(iters):
+            real = real_all[(i * 64) % 4096:(i * 64) % 4096 + 64]
+            if clear_d:
+                disc.zero_grad()
+            F.binary_cross_entropy(disc(real), torch.ones(64, 1)).backward()      # D: real and fake, two backward calls
+            fake = gen(torch.randn(64, 4))
+            F.binary_cross_entropy(disc(fake.detach()), torch.zeros(64, 1)).backward()
+            opt_d.step()
+            gen.zero_grad()
+            F.binary_cross_entropy(disc(fake), torch.ones(64, 1)).backward()      # G: rises as D gets better
+            opt_g.step()
+    return s.report()
+
+
+def test_a_gan_whose_generator_loss_rises_as_the_discriminator_learns_is_not_diverging() -> None:
+    report = _gan(lr=2e-3)
+    for kind in ("loss_diverging", "loss_not_decreasing", "loss_oscillating"):
+        assert found(report, kind) is None, serious(report)
+    assert not serious(report)
+
+
+def test_a_gan_at_100x_the_rate_or_without_clearing_d_is_still_found() -> None:
+    top = _gan(lr=0.2).findings[0]
+    assert top.kind == "lr_too_high" and top.severity == "high"
+    assert _gan(lr=2e-3, clear_d=False).findings[0].kind == "missing_zero_grad"

@@ -9,7 +9,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
-from .measures import scale_lr_code
+from .measures import players, scale_lr_code
 
 __all__ = ["LossDiverging", "LossNotDecreasing", "still_falling"]
 
@@ -45,8 +45,8 @@ class LossDiverging(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss
-        if len(s) < ctx.t.min_steps:
-            return
+        if len(s) < ctx.t.min_steps or players(ctx):
+            return  # several optimizers taking turns: one series of opposing losses, not one curve
         vals = s.values
         finite = np.isfinite(vals)
         went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
@@ -140,8 +140,8 @@ class LossNotDecreasing(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
-        if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):
-            return  # short runs, and runs that went non-finite (another rule's business)
+        if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss) or players(ctx):
+            return  # short runs, runs that went non-finite (another rule's business), turn-taking optimizers
         v = s.values
         w = window(len(v))
         start = float(np.median(v[:w]))

@@ -17,7 +17,7 @@ from .context import Context, fmt, running_median, window
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
-           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
+           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation", "players",
            "ratio_before", "relative_gradient", "scale_lr_code", "update_ratios", "weight_names", "weight_shrink"]
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -28,6 +28,30 @@ _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm",
 def manual_update(ctx: Context) -> bool:
     """The script updates the weights itself: no optimizer object was seen, nor its learning rate."""
     return not ctx.record.events("optimizer") and ctx.lr is None
+
+
+def players(ctx: Context) -> list[frozenset[str]]:
+    """The parameter sets of several optimizers that take turns, each step with its own loss.
+
+    Two or more optimizers over disjoint parameter sets, and (nearly) every optimizer step preceded
+    by its own backward pass: a GAN's discriminator and generator, or separate actor and critic.
+    The loss recorded per step then alternates between objectives that oppose each other or chase
+    a moving target (a generator's loss rises as its discriminator gets better), so the series is
+    not one curve to minimise. Optimizers that step together after one backward (an encoder's and
+    a decoder's, on one loss) are one objective: empty list. Empty for one optimizer too.
+    """
+    sets: list[frozenset[str]] = []
+    for e in ctx.record.events("optimizer"):
+        ps = frozenset(n for g in e.data.get("groups", []) for n in g.get("params", []))
+        if ps and ps not in sets:
+            sets.append(ps)
+    if len(sets) < 2 or any(a & b for i, a in enumerate(sets) for b in sets[i + 1:]):
+        return []
+    n_back = ctx.record.column("n_backward").values
+    n_back = n_back[np.isfinite(n_back)]
+    if not len(n_back) or float(np.mean(n_back >= 1)) < 0.9:
+        return []
+    return sets
 
 
 _MANUAL_STEP = "with torch.no_grad():\n    for p in model.parameters():\n        p.add_(p.grad, alpha=-lr)   # your update, unchanged"
@@ -164,8 +188,8 @@ def oscillation(ctx: Context) -> Oscillation | None:
     s = ctx.loss.finite()
     v = s.values
     n = len(v)
-    if n < max(ctx.t.min_steps, 20):
-        return None
+    if n < max(ctx.t.min_steps, 20) or players(ctx):
+        return None  # several players' losses in turn alternate by design
     tail = v[n // 2:]
     w = max(3, window(n) // 2)  # 2.5% of the run: short enough to keep swings over a few dozen steps
     smooth = running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings

@@ -31,7 +31,11 @@ Lower the learning rate (by 10x as a first try), add warm-up, clip the gradient 
 
 ## Known problems
 A deliberate learning-rate restart (cyclic schedules) that raises the loss for long enough can
-look like divergence. Runs shorter than `min_steps` are not judged.
+look like divergence. Runs shorter than `min_steps` are not judged. Neither are runs where two
+or more optimizers over disjoint parameters take turns, each step with its own backward pass (a
+GAN's discriminator and generator): the loss recorded per step alternates between objectives that
+oppose each other, and a generator's loss that rises as its discriminator improves is the game,
+not divergence (`lr_too_high` still judges their update sizes).
 """,
     ),
     Spec(
@@ -72,7 +76,8 @@ and check that the labels match the inputs.
 
 ## Known problems
 A run that starts from a converged checkpoint (fine-tuning at its optimum) is flat for good
-reason; silence the rule with `ignore=["LOS002"]` there.
+reason; silence the rule with `ignore=["LOS002"]` there. Runs where several optimizers take turns
+on opposing losses (a GAN) are not judged, as for `loss_diverging`.
 """,
     ),
 )

@@ -81,8 +81,10 @@ Lower the learning rate (or momentum), decay it over the run, use larger batches
 the training data.
 
 ## Known problems
-Cyclic learning-rate schedules and adversarial training (GANs) make the loss go up and down by
-design. Runs shorter than `min_steps` (and 20 steps) are not judged.
+Cyclic learning-rate schedules make the loss go up and down by design. Runs where several
+optimizers over disjoint parameters take turns, each step with its own backward pass (a GAN), are
+not judged: their losses alternate by design. Runs shorter than `min_steps` (and 20 steps) are not
+judged.
 """,
     ),
     Spec(
