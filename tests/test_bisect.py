@@ -1,0 +1,110 @@
+"""`modeldebug bisect`: a real temporary git repository with a planted bug, searched by real runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modeldebug.cli import main
+
+TRAIN = textwrap.dedent("""
+    import sys
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 4); y = x.sum(1, keepdim=True)
+    for step in range(int(sys.argv[1])):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    print("final", loss.item())
+""")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str, **files: str) -> str:
+    for name, text in files.items():
+        (repo / name.replace("__", ".")).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    r = tmp_path / "project"
+    r.mkdir()
+    git(r, "init", "-q")
+    git(r, "config", "user.email", "dev@example.com")
+    git(r, "config", "user.name", "dev")
+    git(r, "config", "commit.gpgsign", "false")
+    return r
+
+
+@pytest.mark.slow
+def test_bisect_finds_the_commit_that_removed_zero_grad(repo: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    good = commit(repo, "first model", train__py=TRAIN)
+    commit(repo, "readme", README__md="# tiny\n")
+    commit(repo, "docs", README__md="# tiny\nTrains a tiny MLP.\n")
+    broken = commit(repo, "refactor (breaks the script)", train__py=TRAIN.replace("import torch\n", "import torch(\n"))
+    commit(repo, "fix the refactor", train__py=TRAIN)
+    planted = commit(repo, "tidy the loop", train__py=TRAIN.replace("    opt.zero_grad()\n", ""))
+    commit(repo, "print more", train__py=TRAIN.replace("    opt.zero_grad()\n", "").replace('"final"', '"final loss"'))
+    (repo / "scratch.txt").write_text("the user's uncommitted work\n")
+    status_before = git(repo, "status", "--porcelain")
+    monkeypatch.chdir(repo)
+
+    code = main(["bisect", "--good", good[:8], "--bad", "HEAD", "--steps", "15", "--", "train.py", "15"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"first bad commit: {planted} tidy the loop" in out
+    # what decided it names the missing zero_grad: the rule's finding, or the good run's zero_grad invariant
+    assert "decided by: LOP001" in out or "decided by: INV004" in out, out
+    assert f"skipped 1 commit(s) where the script does not run to the end: {broken[:10]}" in err
+    assert f"{broken[:10]} skip" in err and "exit code 1" in err
+    # the user's working tree, index and worktree list are as they were
+    assert git(repo, "status", "--porcelain") == status_before
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_bad_rev_is_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    first = commit(repo, "first", train__py=TRAIN)
+    second = commit(repo, "second", README__md="x\n")
+    monkeypatch.chdir(repo)
+    cases = [
+        (["--good", "no-such-rev", "--bad", "HEAD"], "--good 'no-such-rev' is not a commit"),
+        (["--good", first, "--bad", "v9.9"], "--bad 'v9.9' is not a commit"),
+        (["--good", second, "--bad", first], "is not an ancestor of --bad"),
+        (["--good", "HEAD", "--bad", second], "the same commit"),
+        (["--good", first, "--bad", "HEAD", "--steps", "5"], "--steps 5: learning from the good run needs at least 10"),
+    ]
+    for args, words in cases:
+        assert main(["bisect", *args, "--", "train.py", "10"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
+
+
+def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.py").write_text(TRAIN)
+    assert main(["bisect", "--good", "HEAD~1", "--bad", "HEAD", "--", "train.py"]) == 2
+    err = capsys.readouterr().err
+    assert "is not inside a git repository" in err and err.count("\n") == 1
+
+
+def test_help_lists_bisect() -> None:
+    out = subprocess.run([sys.executable, "-m", "modeldebug", "bisect", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--good REV --bad REV" in out.stdout
