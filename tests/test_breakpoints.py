@@ -116,6 +116,15 @@ def test_pythonbreakpoint_0_prints_and_does_not_stop(script: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_q_ends_the_run_without_calling_it_a_crash(script: Path, tmp_path: Path) -> None:
+    code, out = drive(["run", "--break-on", "nonfinite", "--db", "run.db", "--no-progress", "--",
+                       str(script), "7"], ["q"], tmp_path)
+    assert code == 1, out
+    assert "the run was ended from the debugger after 8 steps" in out
+    assert "NUM001" in out and "RUN006" not in out and "BdbQuit" not in out and "finished 19" not in out
+
+
+@pytest.mark.slow
 def test_healthy_twin_never_stops(script: Path, tmp_path: Path) -> None:
     code, out = drive(["run", "--break-on", ",".join(ONLINE), "--db", "run.db", "-q", "--no-progress", "--",
                        str(script), "-1"], ["c"], tmp_path)

@@ -7,6 +7,7 @@ the script's traceback is printed as Python would print it, starting at the scri
 
 from __future__ import annotations
 
+import bdb
 import os
 import runpy
 import signal
@@ -126,6 +127,9 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
         _print_script_traceback(exc, script)
     except Terminated:
         exit_code, status, died_by = 128 + signal.SIGTERM, "terminated", signal.SIGTERM
+    except bdb.BdbQuit:  # `q` in the debugger (a --break-on stop): the user ended the run, it did not crash
+        exit_code, status = 1, "interrupted"
+        print(f"modeldebug: the run was ended from the debugger after {tracer.step} steps", file=sys.stderr)
     except BaseException as exc:  # the script's own crash: diagnose it, report it, pass its code on
         exit_code, status = 1, "crashed"
         tracer.record_exception(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bdb
 import platform
 import sys
 import time
@@ -102,7 +103,7 @@ class WatchSession:
         try:
             if self.progress is not None:
                 self.progress.close()
-            if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, bdb.BdbQuit)):
                 self.tracer.record_exception(exc)
         finally:
             stop_rank_watch(getattr(self, "dist", None))
