@@ -7,6 +7,10 @@ run record and the report written into one folder:
     <log dir>/modeldebug/report.json   the contract's JSON report
     <log dir>/modeldebug/report.html   the HTML report
 
+In a distributed job (DDP under Lightning, Accelerate, the Hugging Face Trainer) every rank watches
+and writes its own record, ``run.rank<N>.db``; rank 0 waits for the others' records and writes ONE
+report over all ranks, with the cross-rank rules (docs/distributed.md); the other ranks write none.
+
 Writing the report never raises into the trainer: a failure there is logged and the training's
 own outcome (its result or its exception) is what the user sees.
 """
@@ -76,6 +80,8 @@ class TrainerWatch:
             self.paths = {}
             return
         self.session = session
+        if session.path is not None:  # in a distributed job each rank's own record, run.rank<N>.db
+            self.paths["record"] = Path(session.path)
 
     def stop(self, exc: BaseException | None, *, ended: bool = True) -> Report | None:
         """Stop watching (every hook removed), then write the record and reports. Idempotent.
@@ -97,6 +103,9 @@ class TrainerWatch:
             log.warning("modeldebug: could not finish the run record %s (%s: %s)",
                         self.paths["record"], type(err).__name__, err)
             return None
+        rank = getattr(getattr(session, "dist", None), "rank", None)
+        if rank is not None and rank.rank != 0:
+            return None  # another rank: its record only; rank 0 writes the one report over all ranks
         try:
             report = session.report(self.config)
             out = self.paths["record"].parent

@@ -9,13 +9,14 @@ trainer.fit(model, train_loader)
 # -> <trainer.log_dir>/modeldebug/{run.db, report.json, report.html}
 ```
 It watches `fit` only: from `setup` to `teardown`, or to `on_exception` when training fails (the
-crash is then in the report). In multi-process training only global rank zero watches. It
+crash is then in the report). In multi-process training (``strategy="ddp"``, ``"ddp_spawn"``) every
+rank watches into its own record (``run.rank<N>.db``) and global rank zero writes one report over
+all ranks, cross-rank rules included (docs/distributed.md). It
 subclasses ``lightning.pytorch.Callback`` (``pytorch_lightning``'s when only that is installed);
 a ``pytorch_lightning.Trainer`` takes it too (Lightning calls callback hooks by name).
 """
 
 from __future__ import annotations
-
 
 from ..config import AnalysisLevel, DebuggingConfig
 from ..errors import MissingDependencyError
@@ -49,8 +50,6 @@ class ModelDebugCallback(WatchResults, pl.Callback):
         if stage != "fit":
             return
         log_dir = trainer.log_dir  # every rank must ask: Lightning broadcasts it
-        if not trainer.is_global_zero:
-            return
         self._watch.start(pl_module, log_dir or trainer.default_root_dir)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
