@@ -371,3 +371,28 @@ def test_csp_blocks_a_script_that_escaping_missed(chrome: Chrome, evil_html: Pat
     assert page.js("document.title") != "pwned"
     assert page.js("document.documentElement.getAttribute('data-ready')") == "1"  # ours still ran
     assert any("Content Security Policy" in m for m in page.messages()), page.messages()
+
+
+def test_a_run_too_short_to_judge_is_not_shown_as_a_green_pass(chrome: Chrome, tmp_path: Path) -> None:
+    from modeldebug.testing import healthy_regression, train
+
+    pages = {}
+    for steps in (3, 40):  # below and above min_steps (20), the same healthy model
+        torch.manual_seed(0)
+        model, data = healthy_regression()
+        with modeldebug.watch(model, db=":memory:") as session:
+            train(model, data, steps=steps)
+        report = session.report()
+        assert not report.findings
+        path = tmp_path / f"steps{steps}.html"
+        report.to_html(path)
+        pages[steps] = Page(chrome, path)
+    state = ("(() => { const v = document.querySelector('#summary .verdict');"
+             " return [v.dataset.verdict, v.innerText, getComputedStyle(v).color,"
+             " document.querySelector('#summary').innerText]; })()")
+    code, headline, color, summary = pages[3].js(state)
+    assert code == "too_short" and headline == "Too short to judge"
+    assert color != "rgb(30, 132, 73)" and "too short to judge" in summary and "at least 20" in summary
+    code, headline, color, _ = pages[40].js(state)
+    assert code == "no_problems_found" and headline == "No problems found." and color == "rgb(30, 132, 73)"
+    assert pages[3].messages() == [] and pages[40].messages() == []

@@ -350,7 +350,8 @@ def _rule_breaking_record(base: Path, tmp_path: Path) -> Path:
 
 def test_a_rule_that_could_not_run_is_in_the_report_and_the_others_still_run(base: Path, tmp_path: Path) -> None:
     report = Report.from_record(Record.open(_rule_breaking_record(base, tmp_path)))
-    failed_codes = [f.code for f in report.rules_failed()]
+    failed_codes = [f.evidence["rule"] for f in report.rules_failed()]
+    assert {f.code for f in report.rules_failed()} == {"INT001"}  # the catalogue's code for a rule that failed
     assert "OPT001" in failed_codes  # (WGT001 reads the same optimizer event, and may fail on it too)
     assert report.findings[0].code == "ACT001"  # the other rules ran
     failed = report.to_dict()["run"]["rules_failed"]
@@ -364,7 +365,7 @@ def test_fail_on_fails_when_a_rule_could_not_run(base: Path, tmp_path: Path) -> 
     assert everything.exit_code(None) == 0
     assert everything.exit_code("high") == 1  # ACT001 is high whatever OPT001 would have said
     only_opt = Report.from_record(record, md.DebuggingConfig(select=["OPT001"]))
-    assert [f.code for f in only_opt.findings] == ["OPT001"]
+    assert [(f.code, f.evidence["rule"]) for f in only_opt.findings] == [("INT001", "OPT001")]
     for severity in ("low", "medium", "high"):  # the rule's own failure is not a finding that passes or fails
         with pytest.raises(DebuggingError, match=rf"--fail-on {severity} cannot pass: 1 rule\(s\) could not "
                                                  r"run, so their verdict is unknown: OPT001 \(TypeError: "):

@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "invariant": "a run judged against invariants learned from healthy runs (`--against INVARIANTS.json`)",
     "distributed": "the records of every rank of a distributed job, compared after it (`torchrun ... -m modeldebug run`)",
     "plugin": "a user's own rule (entry point `modeldebug.rules` or `--rules FILE`)",
+    "internal": "modeldebug itself: a rule of any family that could not run on the record",
 }
 HEADINGS = ("What it detects", "Why is this bad?", "Example", "Recommended fix", "Known problems")
 _CODE = re.compile(r"^[A-Z][A-Z0-9]{1,5}\d{3}$")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..agent import AnalysisOptions, DebuggingRequest, ModelDebuggingAgent
 
-    if not args.lr > 0:
-        raise BadInputError(f"--lr {args.lr} must be a positive learning rate, e.g. 1e-3")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise BadInputError(f"--lr {args.lr} must be a positive, finite learning rate, e.g. 1e-3")
     if args.steps < 5:
         raise BadInputError(f"--steps {args.steps} is too few for the probes: use at least 5")
     if args.threads < 1:
@@ -100,9 +101,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(response.to_json() + "\n")
     elif args.json:
         response.to_json(args.json)
+        _written("JSON report", args.json)
     if args.html:
         report.to_html(args.html)
+        _written("HTML report", args.html)
+    if response.visualizations:
+        _written(f"plots ({', '.join(sorted(response.visualizations))})", args.viz or "modeldebug-agent")
     return 1 if args.fail_on and report.fails(args.fail_on) else 0
+
+
+def _written(what: str, path: str) -> None:
+    """Name a file (or folder) the command wrote, on stderr, as every command does."""
+    print(f"modeldebug: {what} written to {path}", file=sys.stderr)
 
 
 def _print(response: Any, report: Any) -> None:

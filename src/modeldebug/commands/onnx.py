@@ -129,8 +129,14 @@ def _emit(args: argparse.Namespace, findings: list[Any], run: dict[str, Any], se
         else:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(payload + "\n", encoding="utf-8")
+            _written("JSON report", args.json)
     fail_on = getattr(args, "fail_on", None)
     return 1 if fail_on and report.fails(fail_on) else 0
+
+
+def _written(what: str, path: str) -> None:
+    """Name a file (or folder) the command wrote, on stderr, as every command does."""
+    print(f"modeldebug: {what} written to {path}", file=sys.stderr)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -222,4 +228,8 @@ def _compare(args: argparse.Namespace) -> int:
         result = compare_onnx(loaded, args.reference, inputs, config, provider=args.provider,
                               reference_provider=args.reference_provider, golden=args.golden,
                               save_golden=args.save_golden, repro_dir=args.repro)
+    if args.save_golden:
+        _written("golden inputs and outputs", args.save_golden)
+    if result.repro:
+        _written("repro (model.onnx, inputs.npz, expected.npz, onnxruntime.npz, summary.json, README.md)", result.repro)
     return _emit(args, result.findings, {"modeldebug_onnx": "compare", "passed": result.passed}, "comparison", result)

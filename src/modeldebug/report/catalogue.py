@@ -12,7 +12,8 @@ __all__ = ["detection_range", "explain_markdown", "print_explain", "print_rules"
 
 _TITLES = {"training": "Training runs", "probe": "Agent probes", "onnx": "ONNX models",
            "behaviour": "Generative-model behaviour", "monitor": "Production monitoring", "plugin": "Your own rules",
-           "invariant": "Invariants from healthy runs", "distributed": "Across the ranks of a distributed job"}
+           "invariant": "Invariants from healthy runs", "distributed": "Across the ranks of a distributed job",
+           "internal": "modeldebug's own failures"}
 
 
 def _families() -> list[str]:

@@ -179,12 +179,16 @@ def _summary(report: Report) -> str:
     v = verdict_of(report)
     if v.code == "problems_found":
         color = _SEV_COLOR.get(report.worst() or "low", "#333")
-        verdict = f'<div class="verdict" style="color:{color}">{esc(v.text)}</div>' + _ranked(report.findings)
+        verdict = (f'<div class="verdict" data-verdict="{v.code}" style="color:{color}">{esc(v.text)}</div>'
+                   + _ranked(report.findings))
     elif v.code == "no_training_step":
-        verdict = (f'<div class="verdict" style="color:#b9770e">{esc(v.text)}</div>'
+        verdict = (f'<div class="verdict" data-verdict="{v.code}" style="color:#b9770e">{esc(v.text)}</div>'
                    f"<p>{esc(v.detail or '')}</p><p class=\"note\">{esc(NO_STEP_HINT)}</p>")
+    elif v.code == "too_short":  # not a pass: neutral, never the green of a clean run
+        verdict = (f'<div class="verdict" data-verdict="too_short" style="color:#5d6d7e">Too short to judge</div>'
+                   f"<p>{esc(v.text)}</p><p class=\"note\">{esc(v.detail or '')}</p>")
     else:
-        verdict = f'<div class="verdict" style="color:#1e8449">{esc(v.text)}</div>'
+        verdict = f'<div class="verdict" data-verdict="{v.code}" style="color:#1e8449">{esc(v.text)}</div>'
     return (f'<section id="summary" class="card"><h2 style="margin-top:0">Summary</h2>{verdict}'
             f"{_rows(_metadata(report))}</section>")
 

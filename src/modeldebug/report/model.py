@@ -69,10 +69,11 @@ class Report:
         if any(SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[fail_on] for f in self.findings if id(f) not in unknown):
             return 1
         if failed:
-            why = "; ".join(f"{f.code} ({f.evidence.get('error')})" for f in failed[:3])
+            why = "; ".join(f"{f.evidence.get('rule')} ({f.evidence.get('error')})" for f in failed[:3])
             more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
             raise DebuggingError(f"--fail-on {fail_on} cannot pass: {len(failed)} rule(s) could not run, so their "
-                                 f"verdict is unknown: {why}{more}", details={"rules": [f.code for f in failed]})
+                                 f"verdict is unknown: {why}{more}",
+                                 details={"rules": [f.evidence.get("rule") for f in failed]})
         return 0
 
     # -- output ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def selected_rules(config: DebuggingConfig) -> list[type[Rule]]:
 def analyze(record: Record, config: DebuggingConfig | None = None) -> list[Finding]:
     """Run every selected rule on a record; a rule that crashes is reported, never fatal.
 
-    A rule that could not run gives an `internal_error` finding (evidence: `rule`, `error`) and the
+    A rule that could not run gives an INT001 `internal_error` finding (evidence: `rule`, `error`) and the
     other rules still run; `Report.exit_code` makes `--fail-on` fail on it, since its verdict is
     unknown. Damage a rule finds in the record (`RecordCorruptError`) is not the rule's fault: it
     ends the analysis with the record's own one-line error.
@@ -62,9 +62,8 @@ def analyze(record: Record, config: DebuggingConfig | None = None) -> list[Findi
         except Exception as exc:  # a broken rule must not take the report down
             error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, for logs and CI
             log.warning("modeldebug: rule %s could not run: %s", rule_cls.code, error)
-            findings.append(Finding(
-                code=rule_cls.code, kind="internal_error", category="runtime", severity="low", confidence=1.0,
-                title=f"Rule {rule_cls.code} could not run, so its verdict is unknown",
+            findings.append(CATALOGUE["INT001"].finding(
+                confidence=1.0, title=f"Rule {rule_cls.code} could not run, so its verdict is unknown",
                 description=f"{error}. The other rules ran. `--fail-on` fails (exit 2) while a rule's verdict "
                             "is unknown. Please report this.",
                 evidence={"rule": rule_cls.code, "error": error},

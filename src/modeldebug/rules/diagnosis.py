@@ -76,5 +76,5 @@ def diagnose(record: Record, config: DebuggingConfig | None = None) -> Diagnosis
     findings = analyze(record, config)
     d = Diagnosis(findings, run, config, record, [r.code for r in selected_rules(config)])
     if d.rules_failed:  # the JSON says so too, beside the findings that explain it
-        run["rules_failed"] = [f"{f.code}: {f.evidence.get('error')}" for f in d.rules_failed]
+        run["rules_failed"] = [f"{f.evidence.get('rule')}: {f.evidence.get('error')}" for f in d.rules_failed]
     return d

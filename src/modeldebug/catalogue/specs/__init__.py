@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..spec import Option, Spec
 from . import (
-    activations, behaviour, common, data, distributed, dynamics, gradients, invariants, labels, loop, loss, lossfn,
-    monitor, numerics, onnx_lint, onnx_run, optimizer, probes, resources, runtime, schedule,
+    activations, behaviour, common, data, distributed, dynamics, gradients, internal, invariants, labels, loop, loss,
+    lossfn, monitor, numerics, onnx_lint, onnx_run, optimizer, probes, resources, runtime, schedule,
 )
 
 __all__ = ["BUILTIN_OPTIONS", "BUILTIN_SPECS"]
@@ -13,7 +13,7 @@ __all__ = ["BUILTIN_OPTIONS", "BUILTIN_SPECS"]
 BUILTIN_SPECS: tuple[Spec, ...] = tuple(
     s for m in (numerics, loss, gradients, activations, optimizer, schedule, dynamics, data, labels, lossfn,
                 loop, resources, runtime, probes, onnx_lint, onnx_run, behaviour, monitor, invariants,
-                distributed)
+                distributed, internal)
     for s in m.SPECS
 )
 BUILTIN_OPTIONS: tuple[Option, ...] = common.OPTIONS

@@ -55,7 +55,6 @@ def cross_rank_findings(records: dict[int, Record], config: DebuggingConfig | No
 
 def _failed(code: str, exc: Exception) -> Finding:
     error = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return Finding(code=code, kind="internal_error", category="runtime", severity="low", confidence=1.0,
-                   title=f"Rule {code} could not run, so its verdict is unknown",
-                   description=f"{error}. The other rules ran. Please report this.",
-                   evidence={"rule": code, "error": error})
+    return CATALOGUE["INT001"].finding(confidence=1.0, title=f"Rule {code} could not run, so its verdict is unknown",
+                                       description=f"{error}. The other rules ran. Please report this.",
+                                       evidence={"rule": code, "error": error})
