@@ -9,7 +9,9 @@ with ModelDebugCallback() as debug:              # `with` also covers a crash (s
     trainer.train()
 # -> <args.output_dir>/modeldebug/{run.db, report.json, report.html}
 ```
-It watches from ``on_train_begin`` to ``on_train_end``, on the main process only. The Trainer has
+It watches from ``on_train_begin`` to ``on_train_end``, on the main process; in a distributed job
+(torchrun) on every rank, each into its own record (``run.rank<N>.db``), and
+the main process writes one report over all ranks (docs/distributed.md). The Trainer has
 no event for a failed training, so after an exception the watch would stay on: use the callback
 as a context manager (as above), which stops it and puts the crash in the report, or call
 `close()`; starting another training with the same callback also closes the old watch.
@@ -21,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from ..config import AnalysisLevel, DebuggingConfig
+from ..distributed.ranks import current_rank
 from ..errors import MissingDependencyError
 from .adapter import TrainerWatch, WatchResults
 
@@ -52,8 +55,10 @@ class ModelDebugCallback(WatchResults, TrainerCallback):
     # -- Trainer events ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
                        **kwargs: Any) -> None:
-        if not getattr(state, "is_world_process_zero", True) or model is None:
+        if model is None:
             return
+        if not getattr(state, "is_world_process_zero", True) and current_rank() is None:
+            return  # a process of no known rank: the main process watches alone
         log_dir = getattr(args, "output_dir", None) or getattr(args, "logging_dir", None) or "."
         self._watch.start(model, log_dir, optimizer)
 
