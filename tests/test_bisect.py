@@ -74,7 +74,7 @@ def test_bisect_finds_the_commit_that_removed_zero_grad(repo: Path, capsys: pyte
     # what decided it names the missing zero_grad: the rule's finding, or the good run's zero_grad invariant
     assert "decided by: LOP001" in out or "decided by: INV004" in out, out
     assert f"skipped 1 commit(s) where the script does not run to the end: {broken[:10]}" in err
-    assert f"{broken[:10]} skip" in err and "exit code 1" in err
+    assert f"{broken[:10]} skip" in err and "(exit code 1: SyntaxError:" in err
     # the user's working tree, index and worktree list are as they were
     assert git(repo, "status", "--porcelain") == status_before
     assert len(git(repo, "worktree", "list").splitlines()) == 1

@@ -93,7 +93,7 @@ def test_break_on_nonfinite_stops_in_the_loop_at_the_corrupt_step(script: Path, 
     code, out = drive(["run", "--break-on", "nonfinite", "--db", "run.db", "-q", "--no-progress", "--",
                        str(script), "7"], ["p step", "p seen", "p torch.isnan(batch).any().item()", "c"], tmp_path)
     assert code == 0, out
-    assert "modeldebug: break at step 7: NUM001 (nonfinite)" in out and "the loss is nan" in out
+    assert "modeldebug: break at step 7: NUM001 (nonfinite) in the model's input: the loss is nan" in out
     assert "stopping in train.py:" in out
     # pdb stopped in the script's own frame, on the line after opt.step(), before it ran
     assert "train.py(19)<module>()" in out and "-> seen = step * 10" in out

@@ -229,7 +229,8 @@ class Breakpoints:
         self._prev_stepped = info.lr is not None
 
     def _origin(self) -> str | None:
-        """The module the nonfinite event names (the tracer replays the step to find it), if any."""
+        """Where the nonfinite event says the value was born (the tracer replays the step to find it):
+        a module, the model's input or the loss computation; None when it does not say."""
         try:
             from ..record import Record
 
@@ -238,7 +239,11 @@ class Breakpoints:
         except (sqlite3.Error, DebuggingError, ValueError, KeyError):  # a record we cannot read: no module
             return None
         origin = events[-1].data.get("origin") if events else None
-        return origin.get("module") if isinstance(origin, dict) else None
+        if not isinstance(origin, dict):
+            return None
+        if origin.get("module"):
+            return str(origin["module"])
+        return {"input": "the model's input", "loss": "the loss computation"}.get(str(origin.get("where")))
 
     # -- stopping ----------------------------------------------------------------------------------------------
     def _say(self, text: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,16 @@ class Outcome:
     candidates: list[str] = field(default_factory=list)  # when skipped commits hide which one it is
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
+
+
+def _last_error(stderr: str) -> str:
+    """The line of a run's stderr that says why it failed: the exception line, else the last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    return (errors or lines or [""])[-1][:200]
 
 
 class Bisect:
@@ -139,8 +150,7 @@ class Bisect:
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return 125, db, report, f"timed out after {self.timeout:g} s"
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        return proc.returncode, db, report, lines[-1].strip() if lines else ""
+        return proc.returncode, db, report, _last_error(proc.stderr)
 
     def judge(self, sha: str, against: str | None) -> Verdict:
         code, _, report, last = self.run(sha, against)
