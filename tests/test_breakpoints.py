@@ -234,3 +234,33 @@ def test_healthy_loop_never_calls_the_hook(monkeypatch: pytest.MonkeyPatch) -> N
 def test_no_listener_without_break_on() -> None:
     session = md.watch(nn.Linear(2, 2), db=":memory:")
     assert session.tracer.listeners == []  # nothing judged, nothing computed
+
+
+@pytest.mark.parametrize("corrupt_at", [10, 19])
+def test_loop_without_optimizer(corrupt_at: int, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Weights updated by hand: a step ends at the next backward pass, so the stop comes after it;
+    a step that fires only when the session closes does not stop (the loop is over)."""
+    hook = Hook()
+    monkeypatch.setattr(sys, "breakpointhook", hook)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    x = torch.randn(32, 4)
+    y = x.sum(1, keepdim=True)
+    with md.watch(model, db=":memory:", break_on="nonfinite"):
+        for step in range(20):
+            batch = x.clone()
+            if step == corrupt_at:
+                batch[0, 0] = float("inf") - float("inf")
+            loss = nn.functional.mse_loss(model(batch), y)
+            model.zero_grad()
+            loss.backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.05 * p.grad
+    err = capsys.readouterr().err
+    assert f"break at step {corrupt_at}: NUM001" in err
+    if corrupt_at == 10:
+        assert [f["step"] for f in hook.locals] == [11]  # in this loop's frame, after the next backward()
+    else:
+        assert hook.frames == [] and "not stopping: the run has ended" in err

@@ -264,6 +264,13 @@ class Breakpoints:
         if default and env in ("", "pdb.set_trace") and not _is_tty(sys.stdin):
             self._say("not stopping: pdb needs a terminal on stdin (set PYTHONBREAKPOINT to use another debugger)")
             return
+        rank = os.environ.get("RANK")
+        if rank not in (None, "", "0"):
+            self._say(f"not stopping on rank {rank}: only rank 0 stops (the others wait for it)")
+            return
+        if not self.tracer.attached:
+            self._say("not stopping: the run has ended")
+            return
         if frame is None:
             self._say("not stopping: no frame of your code is on the stack")
             return
@@ -282,12 +289,13 @@ def _is_tty(stream: Any) -> bool:
 class StopAfter:
     """Ends the script after `steps` steps, at its next line in the user's frame, as `sys.exit(0)` would."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, tracer: Any, steps: int) -> None:
+        self.tracer = tracer
         self.steps = steps
         self.stopped = False
 
     def on_step(self, info: StepInfo) -> None:
-        if self.stopped or info.step + 1 < self.steps:
+        if self.stopped or info.step + 1 < self.steps or not self.tracer.attached:
             return
         self.stopped = True
         frame = user_frame()
@@ -304,7 +312,7 @@ def attach_breakpoints(tracer: Any, break_on: tuple[str, ...] | str | None,
     """Add the listeners of `break_on` and `max_steps` to `tracer` (nothing when neither is given)."""
     if max_steps is not None:
         tracer.writer.set_meta(max_steps=max_steps)
-        tracer.listeners.append(StopAfter(max_steps).on_step)
+        tracer.listeners.append(StopAfter(tracer, max_steps).on_step)
     conditions = parse_break_on(break_on) if isinstance(break_on, str) else tuple(break_on or ())
     if not conditions:
         return None
