@@ -10,6 +10,7 @@ as `src/modeldebug/catalogue/ranges.py` (what `modeldebug explain CODE` and docs
 
     python benchmarks/severity_sweep.py [--only GLOB] [--json results.json] [--ranges PATH]
 
+Timing rules (PRF) are left out: a shared machine's load changes them from run to run.
 The settings were chosen from what people write (the typical one is the bug as it usually appears),
 not to make any rule pass; a typical case that is missed is reported as missed. Exit 0 always.
 """
@@ -73,10 +74,15 @@ class Case:
 
 
 # -- one watched training -------------------------------------------------------------------------
+#: Timing rules (PRF) judge wall-clock time, which other processes on a shared machine change from run
+#: to run; they are out of scope here, so the ranges are the same whenever the sweep is re-run.
+_CONFIG = md.DebuggingConfig(ignore=["PRF"])
+
+
 def _watched(model: nn.Module, fn: Callable[[], object]) -> Any:
     with md.watch(model, db=":memory:") as s:
         fn()
-    return s.report()
+    return s.report(_CONFIG)
 
 
 def _sgd(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
@@ -134,6 +140,14 @@ def dead_activations(shift: float) -> Any:
     return _watched(model, lambda: train(model, data, steps=60, lr=1e-3))
 
 
+def dead_units(fraction: float) -> Any:
+    """A fraction of the second ReLU layer's units killed by a -10 bias, the rest left healthy."""
+    model, data = healthy_mlp(seed=1)
+    with torch.no_grad():
+        model[2].bias[: int(round(fraction * model[2].out_features))] = -10.0
+    return _watched(model, lambda: train(model, data, steps=60, lr=1e-3))
+
+
 def vanishing_gradients(depth: float) -> Any:
     """A stack of `depth` Linear+Sigmoid layers, no normalisation (negative: as deep, ReLU and He init)."""
     torch.manual_seed(1)
@@ -157,16 +171,24 @@ def exploding_gradients(lr: float) -> Any:
     return _watched(model, lambda: train(model, data, steps=60, optimizer=_sgd(model, lr)))
 
 
-def class_imbalance(ratio: float) -> Any:
+def class_imbalance(ratio: float, shift: float = 0.5, lr: float = 1e-3, steps: int = 80) -> Any:
     """Two classes at `ratio`:1 with a weak signal, an unweighted cross-entropy (1: balanced)."""
     torch.manual_seed(1)
     g = torch.Generator().manual_seed(1)
     n = 8192
     x = torch.randn(n, 16, generator=g)
     y = (torch.rand(n, generator=g) < 1.0 / (1.0 + ratio)).long()
-    x[y == 1, :2] += 0.5
+    x[y == 1, :2] += shift
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
-    return _watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=80, batch=128, lr=1e-3))
+    return _watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=steps, batch=128, lr=lr))
+
+
+def separable_imbalance(ratio: float) -> Any:
+    """A strong signal and Adam 1e-2 for 150 steps: the model learns the minority class up to 100:1.
+
+    Measured without watching: minority recall 0.997 at 10:1, 0.93 at 100:1, 0 at 1000:1 (8 samples).
+    """
+    return class_imbalance(ratio, shift=4.0, lr=1e-2, steps=150)
 
 
 def double_softmax(classes: float) -> Any:
@@ -218,6 +240,13 @@ def weight_collapse(wd: float) -> Any:
     """SGD (lr 0.1) with weight decay `wd` on a 3-class MLP (5e-4: healthy)."""
     model, data = healthy_mlp(seed=1)
     return _watched(model, lambda: train(model, data, steps=80, optimizer=_sgd(model, 0.1, weight_decay=wd)))
+
+
+def decoupled_weight_decay(wd: float) -> Any:
+    """AdamW (lr 1e-2) with decoupled weight decay `wd` on a 3-class MLP (1e-2, PyTorch's default: healthy)."""
+    model, data = healthy_mlp(seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=wd)
+    return _watched(model, lambda: train(model, data, steps=80, optimizer=opt))
 
 
 def excessive_grad_clipping(max_norm: float) -> Any:
@@ -317,6 +346,9 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("ACT001", "dead_activations", "a ReLU layer's bias shifted down, in pre-activation std", _s(
         ("healthy", "no shift", 0), ("mild", "-1 std", 1), ("typical", "-3 std", 3), ("extreme", "-10 std", 10)),
         dead_activations),
+    Sweep("ACT001", "dead_activations", "fraction of a ReLU layer's units killed by a -10 bias", _s(
+        ("healthy", "none", 0.0), ("mild", "25% of units", 0.25), ("typical", "50% of units", 0.5),
+        ("extreme", "90% of units", 0.9)), dead_units),
     Sweep("GRD002", "vanishing_gradients", "depth of a Linear+Sigmoid stack (SGD+momentum)", _s(
         ("healthy", "8 layers, ReLU + He init", -8), ("mild", "5 sigmoid layers", 5),
         ("typical", "8 sigmoid layers", 8), ("extreme", "13 sigmoid layers", 13)), vanishing_gradients),
@@ -326,6 +358,9 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("DAT003", "class_imbalance", "majority:minority ratio, weak signal, unweighted loss", _s(
         ("healthy", "1:1", 1), ("mild", "10:1", 10), ("typical", "100:1", 100), ("extreme", "1000:1", 1000)),
         class_imbalance),
+    Sweep("DAT003", "class_imbalance", "the same with a strong signal the model learns (minority recall 0.99 at 10:1, 0.93 at 100:1, 0 at 1000:1)", _s(
+        ("healthy", "1:1", 1), ("mild", "10:1", 10), ("typical", "100:1", 100), ("extreme", "1000:1", 1000)),
+        separable_imbalance),
     Sweep("LSS001", "double_softmax", "Softmax before CrossEntropyLoss, number of classes", _s(
         ("healthy", "10 classes, no Softmax", -10), ("mild", "2 classes", 2), ("typical", "10 classes", 10),
         ("extreme", "100 classes", 100)), double_softmax),
@@ -335,6 +370,9 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("WGT001", "weight_collapse", "SGD weight decay at lr 0.1", _s(
         ("healthy", "wd 5e-4", 5e-4), ("mild", "wd 0.05", 0.05), ("typical", "wd 0.5", 0.5), ("extreme", "wd 5", 5.0)),
         weight_collapse),
+    Sweep("WGT001", "weight_collapse", "AdamW decoupled weight decay at lr 1e-2", _s(
+        ("healthy", "wd 0.01", 0.01), ("mild", "wd 0.5", 0.5), ("typical", "wd 5", 5.0), ("extreme", "wd 50", 50.0)),
+        decoupled_weight_decay),
     Sweep("CLP001", "excessive_grad_clipping", "clip_grad_norm_ max_norm (SGD)", _s(
         ("healthy", "max_norm 1", 1.0), ("mild", "max_norm 0.1", 0.1), ("typical", "max_norm 0.01", 0.01),
         ("extreme", "max_norm 0.001", 0.001)), excessive_grad_clipping),
