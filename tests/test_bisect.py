@@ -98,6 +98,26 @@ def test_bad_rev_is_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[st
         assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
+def test_a_bad_commit_that_judges_good_exits_1(repo: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The healthy twin: a later commit that changes no training is not called bad."""
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\ntouch \"$(git rev-parse --git-common-dir)/../hook-ran\"\n")
+    hook.chmod(0o755)
+    good = commit(repo, "first", train__py=TRAIN)
+    commit(repo, "docs", README__md="# tiny\n")
+    commit(repo, "print more", train__py=TRAIN.replace('"final"', '"final loss"'))
+    monkeypatch.chdir(repo)
+    assert main(["bisect", "--good", good, "--bad", "HEAD", "--steps", "12", "--", "train.py", "12"]) == 1
+    out, err = capsys.readouterr()
+    assert "judges good" in err and "nothing to bisect" in err and "first bad commit" not in out
+    assert not (repo / "hook-ran").exists()  # the repository's own checkout hooks did not run
+    with pytest.raises(SystemExit) as exc:
+        main(["bisect", "--good", good, "--bad", "HEAD", "--against", "missing.json", "--", "train.py", "12"])
+    assert exc.value.code == 2 and "missing.json" in capsys.readouterr().err
+
+
 def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "train.py").write_text(TRAIN)
     assert main(["bisect", "--good", "HEAD~1", "--bad", "HEAD", "--", "train.py"]) == 2

@@ -121,10 +121,11 @@ class Bisect:
     def _checkout(self, sha: str) -> Path:
         assert self.tmp is not None
         wt = self.tmp / "worktree"
+        quiet = ("-c", "core.hooksPath=/dev/null")  # the repository's checkout hooks do not run for us
         if not wt.exists():
-            out = git("worktree", "add", "--detach", "--quiet", str(wt), sha, cwd=self.top)
+            out = git(*quiet, "worktree", "add", "--detach", "--quiet", str(wt), sha, cwd=self.top)
         else:
-            out = git("checkout", "--detach", "--quiet", "--force", sha, cwd=wt)
+            out = git(*quiet, "checkout", "--detach", "--quiet", "--force", sha, cwd=wt)
             git("clean", "-fdxq", cwd=wt)  # what the last run wrote there
         if out.returncode != 0:
             raise BadInputError(f"git could not check out {sha[:10]}: {out.stderr.strip().splitlines()[-1:]}")
