@@ -185,6 +185,45 @@ def test_replay_without_the_rng_state_misses_the_bits(tmp_path: Path) -> None:
     assert any("different bits" in line for line in out["details"])
 
 
+def test_functional_op_in_forward_is_named_as_the_models_own_code(tmp_path: Path) -> None:
+    script = _script(tmp_path, "fn.py", NAN_SCRIPT.replace(
+        "return self.log(self.fc2(", "return torch.log(self.fc2("))
+    assert _run(script, "-10") == 0
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit"
+    assert out["bisect"]["module"] == "" and out["bisect"]["type"] == "Net"  # the root: its own forward()
+    assert out["bisect"]["previous"] == "fc2"
+
+
+def test_watch_session_bundle_needs_model_when_the_code_is_not_a_script(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """In a watch() session inside another program, the class cannot be found: --model builds it."""
+    import torch.nn.functional as F
+
+    import modeldebug
+
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    make_model = runpy.run_path(str(script), run_name="user_code")["make_model"]
+    torch.manual_seed(0)
+    model = make_model()
+    with torch.no_grad():
+        model.fc2.bias.fill_(5.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.rand(16, 4), torch.full((16, 1), -10.0)
+    with modeldebug.watch(model, optimizer=opt, db="w.db"):
+        for _ in range(8):
+            opt.zero_grad()
+            F.mse_loss(model(x), y).backward()
+            opt.step()
+    assert bundle_path("w.db").is_file()
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("w.db")), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model" in err[0]
+    code, out = _replay(bundle_path("w.db"), "--model", f"{script}:make_model")
+    assert code == 0 and out["status"] == "bit-for-bit" and out["bisect"]["module"] == "log"
+
+
 def test_healthy_twin_saves_no_bundle(tmp_path: Path) -> None:
     script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
     assert all(math.isfinite(v) for v in runpy.run_path(str(script), run_name="plain")["train"](1.5))

@@ -248,7 +248,9 @@ class BundleWatch:
             "model": _model_info(root, tr),
             "batch": batch,
             "loss_call": self._loss_recipe(notes) if batch is not None else None,
-            "expected": {"loss": torch.cat([v.detach().reshape(-1).cpu() for v in losses]) if losses else None,
+            # float64 (exact for every float dtype): what a replay compares bit for bit
+            "expected": {"loss": torch.cat([v.detach().reshape(-1).to("cpu", torch.float64) for v in losses])
+                         if losses else None,
                          "grad_norm": tr.assembler.grad_norm},
             "rng": self._rng(),
             "with_state": with_state,

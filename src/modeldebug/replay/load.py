@@ -198,6 +198,9 @@ def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, st
         raise BadInputError(f"{how}() returned a {type(model).__name__}, not a torch.nn.Module")
     state = bundle.get("model_state")
     if state is not None:
+        own = model.state_dict()
+        if state and all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in own):
+            state = {k[len("module."):]: v for k, v in state.items()}  # saved through a DDP/DataParallel wrapper
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             parts = []

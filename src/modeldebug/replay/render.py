@@ -30,8 +30,9 @@ def _culprit(r: ReplayResult) -> list[str]:
                     + (f"; the exception came from inside {where}" if where else "")]
         return [head + b.why + "; the trouble came after the model's output (the loss, or backward)"]
     model = r.bundle["model"].get("name") or "the model"
-    name = b.module or f"{model} (its own forward code, after its last submodule)"
-    out = [head + f"first module out of range: {name} ({b.type}): {b.why}"]
+    name = f"{b.module} ({b.type})" if b.module else \
+        f"{model}'s own forward() code" + (f", after its last submodule {b.previous}" if b.previous else "")
+    out = [head + f"first module out of range: {name}: {b.why}"]
     if b.inputs_finite is False:
         out.append(f"  its input was already non-finite although {b.previous or 'the module before it'} was "
                    "in range: a functional operation in forward() between them produced it")
