@@ -144,7 +144,7 @@ def dead_units(fraction: float) -> Any:
     """A fraction of the second ReLU layer's units killed by a -10 bias, the rest left healthy."""
     model, data = healthy_mlp(seed=1)
     with torch.no_grad():
-        model[2].bias[: int(round(fraction * model[2].out_features))] = -10.0
+        model[2].bias[: round(fraction * model[2].out_features)] = -10.0
     return _watched(model, lambda: train(model, data, steps=60, lr=1e-3))
 
 
@@ -169,6 +169,29 @@ def exploding_gradients(lr: float) -> Any:
     """Plain SGD on a tanh regression MLP at learning rate `lr` (0.05 trains well): steps overshoot, grads feed back."""
     model, data = healthy_regression(seed=1)
     return _watched(model, lambda: train(model, data, steps=60, optimizer=_sgd(model, lr)))
+
+
+class _RNN(nn.Module):
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(4, 32, nonlinearity="relu", batch_first=True)
+        self.out = nn.Linear(32, 1)
+        if std:
+            nn.init.normal_(self.rnn.weight_hh_l0, std=std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(x)
+        return self.out(h[:, -1])
+
+
+def exploding_rnn(std: float) -> Any:
+    """A ReLU RNN over 30 steps (SGD 0.05) whose recurrent weights are drawn with `std` (0: PyTorch's default)."""
+    torch.manual_seed(1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 30, 4, generator=g)
+    data = Data(x, x[:, -5:, 0].mean(1, keepdim=True), nn.MSELoss())
+    model = _RNN(std)
+    return _watched(model, lambda: train(model, data, steps=100, batch=32, optimizer=_sgd(model, 0.05)))
 
 
 def class_imbalance(ratio: float, shift: float = 0.5, lr: float = 1e-3, steps: int = 80) -> Any:
@@ -355,6 +378,9 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("GRD001", "exploding_gradients", "plain SGD learning rate on a tanh regression MLP", _s(
         ("healthy", "lr 0.05", 0.05), ("mild", "lr 0.3", 0.3), ("typical", "lr 1", 1.0), ("extreme", "lr 5", 5.0)),
         exploding_gradients),
+    Sweep("GRD001", "exploding_gradients", "ReLU RNN over 30 steps, recurrent weight std (default is about 0.1)", _s(
+        ("healthy", "default init", 0), ("mild", "std 0.2", 0.2), ("typical", "std 0.25", 0.25),
+        ("extreme", "std 0.3", 0.3)), exploding_rnn),
     Sweep("DAT003", "class_imbalance", "majority:minority ratio, weak signal, unweighted loss", _s(
         ("healthy", "1:1", 1), ("mild", "10:1", 10), ("typical", "100:1", 100), ("extreme", "1000:1", 1000)),
         class_imbalance),
@@ -397,7 +423,7 @@ def judge(sweep: Sweep, setting: Setting) -> Case:
     t0 = time.perf_counter()
     try:
         report = sweep.run(setting.value)
-    except Exception as exc:  # a sweep that crashes is a result too
+    except Exception as exc:  # noqa: BLE001 - a sweep that crashes is a result too
         case.error = f"{type(exc).__name__}: {exc}"[:160]
         case.seconds = round(time.perf_counter() - t0, 2)
         return case
@@ -444,7 +470,7 @@ def range_text(cases: list[Case]) -> str:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
                              cwd=Path(__file__).resolve().parent, timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):

@@ -20,7 +20,7 @@ class Range(NamedTuple):
 
 
 #: When and on what the ranges were measured.
-MEASURED = "2026-12-06, commit 8177f22, torch 2.13.0+cpu on CPU"
+MEASURED = "2026-12-06, commit 454bdbe, torch 2.13.0+cpu on CPU"
 
 #: Rule code -> its measured detection range on each setup it was swept on.
 RANGES: dict[str, tuple[Range, ...]] = {
@@ -55,6 +55,8 @@ RANGES: dict[str, tuple[Range, ...]] = {
     "GRD001": (
         Range("plain SGD learning rate on a tanh regression MLP",
               "found from lr 1 (high) to lr 5 (high); lr 0.3 not found; healthy twin clean"),
+        Range("ReLU RNN over 30 steps, recurrent weight std (default is about 0.1)",
+              "std 0.2 not found; std 0.25 not found (the typical case: a miss) (first finding: nonfinite); std 0.3 not found (first finding: nonfinite); healthy twin clean"),
     ),
     "DAT003": (
         Range("majority:minority ratio, weak signal, unweighted loss",
