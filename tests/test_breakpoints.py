@@ -264,3 +264,31 @@ def test_loop_without_optimizer(corrupt_at: int, monkeypatch: pytest.MonkeyPatch
         assert [f["step"] for f in hook.locals] == [11]  # in this loop's frame, after the next backward()
     else:
         assert hook.frames == [] and "not stopping: the run has ended" in err
+
+
+def test_a_diverging_loss_stops_at_the_spike_then_at_los001(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The learning rate raised x10 at step 30: the first jump stops as loss_spike, the smoothed rise as LOS001."""
+    hook = Hook()
+    monkeypatch.setattr(sys, "breakpointhook", hook)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 4)
+    y = x.sum(1, keepdim=True)
+    losses: list[float] = []
+    with md.watch(model, optimizer=opt, db=":memory:", break_on="loss_spike,LOS001"):
+        for step in range(60):
+            if step == 30:
+                opt.param_groups[0]["lr"] = 0.5
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    err = capsys.readouterr().err
+    stops = [f["step"] for f in hook.locals]
+    first_jump = next(i for i, v in enumerate(losses) if i >= 30 and v > 0.5 * losses[0])  # half the progress undone
+    assert first_jump > 30 and stops[0] == first_jump
+    assert len(stops) == 2 and first_jump < stops[1] <= first_jump + 8
+    assert f"break at step {stops[0]}: loss_spike" in err and f"break at step {stops[1]}: LOS001" in err
