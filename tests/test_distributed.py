@@ -210,3 +210,64 @@ def test_a_stall_the_job_recovered_from_is_not_a_finding_a_skipped_collective_is
     bad = {0: _stalled(0, "crashed", {"all_reduce": 4}), 1: _stalled(1, "finished", {"all_reduce": 3})}
     f = next(f for f in cross_rank_findings(bad) if f.code == "DST009")
     assert f.evidence["ranks_with_fewer_calls"] == ["1"] and f.location == "train.py:9"
+
+
+# -- through capture's patch manager -----------------------------------------------------------------
+def test_dist_watch_patches_through_the_manager_and_a_users_own_patch_survives() -> None:
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from modeldebug.capture.patches import PATCHES
+
+    all_reduce, barrier, init, spawn = dist.all_reduce, dist.barrier, dist.init_process_group, mp.spawn
+    idle = DistWatch(RunWriter(":memory:"), None, hang=HangSettings(min_s=60)).attach()  # no rank yet
+    assert dist.init_process_group is not init and mp.spawn is not spawn and dist.all_reduce is all_reduce
+    idle.detach()
+    assert PATCHES.installed() == [] and (dist.init_process_group, mp.spawn) == (init, spawn)
+
+    w = DistWatch(RunWriter(":memory:"), RankInfo(0, 2, 0, "test"), hang=HangSettings(min_s=60)).attach()
+    assert dist.all_reduce.__wrapped__ is all_reduce  # type: ignore[attr-defined]
+
+    def mine(*args: object, **kwargs: object) -> object:  # the user's own wrapper, made while watching
+        return barrier(*args, **kwargs)
+
+    dist.barrier = mine
+    try:
+        w.detach()
+        assert dist.all_reduce is all_reduce and dist.barrier is mine and PATCHES.installed() == []
+    finally:
+        dist.barrier = barrier
+
+
+# -- watch() on each rank: its own record, rank 0's report over all ----------------------------------
+def _watched_rank(monkeypatch: pytest.MonkeyPatch, rank: int, *, lr: float, seed: int) -> object:
+    import modeldebug
+
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)  # each rank its own shard of data
+    with modeldebug.watch(model, optimizer=opt, db="run.db") as session:
+        for _ in range(8):
+            opt.zero_grad()
+            model(torch.randn(16, 4, generator=g)).pow(2).mean().backward()
+            opt.step()
+    return session.report()
+
+
+@pytest.mark.parametrize(("lr1", "lr_differs"), [(0.05, False), (0.1, True)])
+def test_watch_on_each_rank_writes_its_record_and_rank0_reports_over_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lr1: float, lr_differs: bool) -> None:
+    """Two ranks in turn in this process (torchrun's variables, no process group, so no gradient
+    averaging: DST002 is right in both); the real multi-process twins are in test_distributed_jobs."""
+    own = _watched_rank(monkeypatch, 1, lr=lr1, seed=1)
+    assert "ranks" not in own.run  # type: ignore[attr-defined]  # rank 1: its own record's report
+    meta = Record.open(tmp_path / "run.rank1.db").meta
+    assert (meta["rank"], meta["world_size"], meta["launcher"]) == (1, 2, "torchrun")
+    report = _watched_rank(monkeypatch, 0, lr=0.05, seed=0)
+    assert report.run["world_size"] == 2 and [r["rank"] for r in report.run["ranks"]] == [0, 1]  # type: ignore[attr-defined]
+    codes = {f.code for f in report.findings}  # type: ignore[attr-defined]
+    assert "DST002" in codes and ("DST005" in codes) is lr_differs
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["run.rank0.db", "run.rank1.db"]

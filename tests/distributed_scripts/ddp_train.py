@@ -21,7 +21,11 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 def train(rank: int, world: int, args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=args.timeout))
+    device = torch.device("cpu")
+    if args.backend == "nccl" or args.device == "cuda":  # benchmarks/distributed_nccl_check.py; NCCL: a GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    dist.init_process_group(args.backend, rank=rank, world_size=world, timeout=timedelta(seconds=args.timeout))
     bug = args.bug
     torch.manual_seed(0)
     x_all = torch.randn(args.samples, 8)
@@ -29,9 +33,10 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
     if bug == "loss" and rank == 1:
         y_all = y_all * 10  # this rank's shard was prepared in other units
     norm = nn.BatchNorm1d(16) if bug == "batchnorm" or args.bn else nn.Identity()
-    model = nn.Sequential(nn.Linear(8, 16), norm, nn.ReLU(), nn.Linear(16, 1))
+    model = nn.Sequential(nn.Linear(8, 16), norm, nn.ReLU(), nn.Linear(16, 1)).to(device)
+    ids = [device.index] if device.type == "cuda" else None
     # no buffer sync in forward: each rank's BatchNorm keeps its own running statistics
-    ddp = DDP(model, forward_sync_buffers=False) if bug == "batchnorm" else DDP(model)
+    ddp = DDP(model, device_ids=ids, forward_sync_buffers=False) if bug == "batchnorm" else DDP(model, device_ids=ids)
     if bug == "params" and rank == 0:
         with torch.no_grad():  # e.g. a checkpoint loaded on rank 0 after DDP broadcast the weights
             model[0].weight.mul_(1.01)
@@ -56,6 +61,7 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
             if sampler is not None and bug != "order":
                 sampler.set_epoch(epoch)
             for x, y in loader:
+                x, y = x.to(device), y.to(device)
                 if bug == "straggler" and rank == 1:
                     time.sleep(0.03)  # a slow disk on this rank only
                 opt.zero_grad()
@@ -64,7 +70,7 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
                 opt.step()
     if bug == "hang":
         if rank == 0:
-            dist.all_reduce(torch.ones(1))  # rank 1 never enters it: rank 0 waits until gloo's timeout
+            dist.all_reduce(torch.ones(1, device=device))  # rank 1 never enters it: rank 0 waits until gloo's timeout
         else:
             time.sleep(args.timeout + 2)  # rank 1 is busy elsewhere (evaluating, saving) and stays alive
     if bug != "hang":
@@ -83,6 +89,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--bn", action="store_true")
+    p.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--watch", default="")
     p.add_argument("--json", default="report.json")
     args = p.parse_args()
