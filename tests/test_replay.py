@@ -267,6 +267,17 @@ def test_bundle_over_the_size_bound_is_saved_without_state(tmp_path: Path, capsy
     assert len(err) == 1 and "without the model's state" in err[0]
 
 
+def test_batch_over_the_size_bound_is_left_out_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    assert _run(script, "-10", extra=("--bundle-max-mb", "0.0001")) == 0  # 104 bytes: not even the 320-byte batch
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["batch"] is None and raw["with_state"] is False and raw["trigger"]["kind"] == "nonfinite_loss"
+    assert any("the batch" in n and "not saved" in n for n in raw["notes"])
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db"))]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_bundles_off(tmp_path: Path) -> None:
     script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
     assert _run(script, "-10", extra=("--bundle-max-mb", "0")) == 0

@@ -220,19 +220,20 @@ class BundleWatch:
         root, args, kwargs = tr.replay
         root = unwrap(root)
         notes: list[str] = []
-        try:
-            batch = {"args": plain(args), "kwargs": plain(kwargs)}
-        except Unstorable as exc:
-            tr.writer.set_meta(bundle={"saved": False, "trigger": kind, "step": tr.step,
-                                       "why": f"the model's input holds {exc}, which a bundle cannot store"})
-            return
         state, state_bytes = self._state(root, notes)
-        batch_bytes = _nbytes(batch) + _nbytes(self._loss_recipe(notes, dry=True))
-        if batch_bytes > self.max_bytes:
-            batch = None
+        batch: dict[str, Any] | None = None
+        batch_bytes = _nbytes((args, kwargs)) + _nbytes(self._loss_recipe(notes, dry=True))
+        if batch_bytes > self.max_bytes:  # measured on the live tensors: nothing copied yet
             notes.append(f"the batch ({batch_bytes / _MB:.1f} MB) is over the bound of {self.max_bytes / _MB:g} MB: "
                          "not saved")
             batch_bytes = 0
+        else:
+            try:
+                batch = {"args": plain(args), "kwargs": plain(kwargs)}
+            except Unstorable as exc:
+                tr.writer.set_meta(bundle={"saved": False, "trigger": kind, "step": tr.step,
+                                           "why": f"the model's input holds {exc}, which a bundle cannot store"})
+                return
         with_state = state_bytes + batch_bytes <= self.max_bytes
         if not with_state:
             notes.append(f"the model and optimizer state ({state_bytes / _MB:.1f} MB) would take the bundle over "
@@ -259,14 +260,18 @@ class BundleWatch:
             "saved_at": time.time(),
         }
         if with_state:
-            bundle.update(state())
+            try:
+                bundle.update(state())
+            except Unstorable as exc:
+                bundle["with_state"] = False
+                notes.append(f"the model's state holds {exc} (extra state only pickle could store): saved without it")
         try:
             bundle = plain(bundle, copy=False)  # what weights_only=True can read, and nothing else
         except Unstorable as exc:
             tr.writer.set_meta(bundle={"saved": False, "trigger": kind, "step": tr.step,
                                        "why": f"the bundle would hold {exc}"})
             return
-        self._write(bundle, kind, with_state, notes)
+        self._write(bundle, kind, bool(bundle["with_state"]), notes)
 
     def _state(self, root: nn.Module, notes: list[str]) -> tuple[Any, int]:
         """(a function that copies the state, its size in bytes) without copying anything yet."""
