@@ -299,6 +299,26 @@ def test_replay_refuses_what_is_not_a_bundle(tmp_path: Path, content: object,
     assert len(err) == 1 and "x.bundle.pt" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("damage", ["rng", "trigger", "state", "batch"])
+def test_replay_refuses_a_damaged_bundle(tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
+    assert _run(script, "-10") == 0
+    bundle = torch.load(bundle_path("run.db"), weights_only=True)
+    if damage == "rng":
+        bundle["rng"]["torch"] = torch.zeros(3)
+    elif damage == "trigger":
+        del bundle["trigger"]["kind"]
+    elif damage == "state":
+        bundle["model_state"]["fc1.weight"] = "not a tensor"
+    else:
+        bundle["batch"] = [1, 2]
+    torch.save(bundle, "damaged.bundle.pt")
+    capsys.readouterr()
+    assert main(["replay", "damaged.bundle.pt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged repro bundle" in err[0]
+
+
 def test_replay_of_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "nowhere.bundle.pt"]) == 2
     assert "no bundle at" in capsys.readouterr().err

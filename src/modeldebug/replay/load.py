@@ -57,10 +57,40 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     if bundle.get("version") != BUNDLE_VERSION:
         raise BadInputError(f"{str(path)!r} is a version {bundle.get('version')!r} bundle; this modeldebug "
                             f"reads version {BUNDLE_VERSION}: replay it with the modeldebug that saved it")
-    for key in ("trigger", "model", "rng", "expected"):
-        if not isinstance(bundle.get(key), dict):
-            raise BadInputError(f"{str(path)!r}: the bundle lacks its {key!r} part (damaged?)")
+    why = _damage(bundle)
+    if why is not None:
+        raise BadInputError(f"{str(path)!r} is a damaged repro bundle ({why}): save it again with a new run")
     return bundle
+
+
+def _damage(b: dict[str, Any]) -> str | None:
+    """What is missing or malformed in a bundle's parts that replay reads (None: nothing)."""
+    for key in ("trigger", "model", "rng", "expected", "script"):
+        if not isinstance(b.get(key), dict):
+            return f"no {key!r} part"
+    t = b["trigger"]
+    if t.get("kind") not in ("nonfinite_loss", "nonfinite_gradient", "loss_spike", "crash") or \
+            not isinstance(t.get("step"), int):
+        return "its trigger names no known kind and step"
+    rng = b["rng"].get("torch")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        return "no random state of torch"
+    if not isinstance(b["model"].get("qualname"), str):
+        return "no model class"
+    batch = b.get("batch")
+    if batch is not None and not (isinstance(batch, dict) and isinstance(batch.get("args"), (tuple, list))
+                                  and isinstance(batch.get("kwargs"), dict)):
+        return "a malformed batch"
+    loss = b["expected"].get("loss")
+    if loss is not None and not isinstance(loss, torch.Tensor):
+        return "a malformed expected loss"
+    if b.get("with_state"):
+        state = b.get("model_state")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            return "a malformed model state"
+        if not isinstance(b.get("grads", {}), dict):
+            return "malformed gradients"
+    return None
 
 
 def import_safe(source: str) -> str | None:
@@ -191,9 +221,9 @@ def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, st
     factory, how = (_resolve(spec), spec) if spec else _default_factory(bundle)
     try:
         model = factory()
-    except TypeError as exc:
-        raise BadInputError(f"building the model with {how}() failed ({exc}): pass --model MODULE:CALLABLE, "
-                            "a function that builds it with no arguments") from None
+    except Exception as exc:  # the user's code: say what failed, in one line
+        raise BadInputError(f"building the model with {how}() failed ({type(exc).__name__}: {exc}): pass --model "
+                            "MODULE:CALLABLE, a function that builds it with no arguments") from None
     if not isinstance(model, nn.Module):
         raise BadInputError(f"{how}() returned a {type(model).__name__}, not a torch.nn.Module")
     state = bundle.get("model_state")
