@@ -47,7 +47,7 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
         raise BadInputError(f"no bundle at {str(path)!r}: a run saves RUN.bundle.pt next to its record RUN.db")
     try:
         bundle = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged, truncated or foreign file; or one that needs pickle's code
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
         why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise BadInputError(f"{str(path)!r} is not a readable modeldebug repro bundle ({why}): "
                             "give the RUN.bundle.pt a watched run saved, undamaged") from None
@@ -140,7 +140,7 @@ def _import_file(path: Path) -> Any:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
         raise BadInputError(f"importing {str(path)!r} failed ({type(exc).__name__}: {exc})") from None
     finally:
         sys.path.pop(0)
@@ -159,7 +159,7 @@ def _resolve(spec: str) -> Any:
     else:
         try:
             module = importlib.import_module(mod)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
             raise BadInputError(f"--model {spec!r}: cannot import {mod!r} ({type(exc).__name__}: {exc})") from None
     target: Any = module
     for part in attr.split("."):
@@ -202,7 +202,7 @@ def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
                 cls = getattr(cls, part)
             if not qualname.startswith(("Sequential", "ModuleList", "ModuleDict")) or not module.startswith("torch."):
                 return cls, f"{module}.{qualname}"
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - then try the script
             pass  # a class defined in the script under another name: try the script
     if mod is None:
         where = f"importing {script} would run its training ({unsafe})" if unsafe else \
@@ -221,7 +221,7 @@ def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, st
     factory, how = (_resolve(spec), spec) if spec else _default_factory(bundle)
     try:
         model = factory()
-    except Exception as exc:  # the user's code: say what failed, in one line
+    except Exception as exc:  # noqa: BLE001 - the user's code
         raise BadInputError(f"building the model with {how}() failed ({type(exc).__name__}: {exc}): pass --model "
                             "MODULE:CALLABLE, a function that builds it with no arguments") from None
     if not isinstance(model, nn.Module):
@@ -264,6 +264,6 @@ def build_optimizer(bundle: dict[str, Any], model: nn.Module) -> tuple[torch.opt
     try:
         opt = cls(groups)
         opt.load_state_dict(state)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the optimizer refused its state
         return None, f"{name} could not be rebuilt ({type(exc).__name__}: {exc}): replayed without the update"
     return opt, name

@@ -14,7 +14,7 @@ def print_bundle_note(record: Any) -> None:
     """Print where the run's repro bundle is; say nothing when the run saved none and needed none."""
     try:
         info = record.meta.get("bundle")
-    except Exception:  # a record without meta: nothing to say
+    except Exception:  # noqa: BLE001 - a record without meta
         return
     if not isinstance(info, dict):
         return

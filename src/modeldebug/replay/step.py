@@ -168,7 +168,7 @@ def compute_loss(bundle: dict[str, Any], output: Any, device: torch.device) -> t
             return None, (f"the run fed {call['function']} a tensor of shape {shape}, not the model's output "
                           f"{list(out.shape)}: the loss cannot be replayed")
         out = out.reshape(shape)
-    move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
+    move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v
     target = move(call.get("target"))
     args = [move(a) for a in call.get("args") or []]
     kwargs = {k: move(v) for k, v in (call.get("kwargs") or {}).items()}
@@ -210,7 +210,7 @@ def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
                 res.stepped = True
                 res.params_finite_after = all(bool(torch.isfinite(p).all()) for p in model.parameters())
             res.phase = "done"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's step failed: that is the result
             res.exception = exc
             if anomaly and isinstance(exc, RuntimeError) and "returned nan" in str(exc).lower():
                 res.anomaly = str(exc).strip().splitlines()[0]
