@@ -292,3 +292,40 @@ def test_a_diverging_loss_stops_at_the_spike_then_at_los001(monkeypatch: pytest.
     assert first_jump > 30 and stops[0] == first_jump
     assert len(stops) == 2 and first_jump < stops[1] <= first_jump + 8
     assert f"break at step {stops[0]}: loss_spike" in err and f"break at step {stops[1]}: LOS001" in err
+
+
+TRAINER = textwrap.dedent("""
+    import torch
+
+    def fit(model, opt, x, y, corrupt_at):
+        for step in range(20):
+            batch = x.clone()
+            if step == corrupt_at:
+                batch[0, 0] = float("nan")
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(batch), y)
+            loss.backward()
+            opt.step()
+        return step
+""")
+
+
+def test_a_trainer_librarys_loop_is_where_it_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """When an installed package's loop calls optimizer.step(), the stop is there at once, not after fit()."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "tinytrainer.py").write_text(TRAINER)
+    monkeypatch.syspath_prepend(str(site))
+    import tinytrainer  # type: ignore[import-not-found]
+
+    hook = Hook()
+    monkeypatch.setattr(sys, "breakpointhook", hook)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(16, 4)
+    with md.watch(model, optimizer=opt, db=":memory:", break_on="nonfinite"):
+        tinytrainer.fit(model, opt, x, x.sum(1, keepdim=True), 4)
+    assert [(f.f_code.co_name, loc["step"]) for f, loc in zip(hook.frames, hook.locals)] == [("fit", 4)]
+    assert "the loop of an installed package that called it (`up` reaches your code)" in capsys.readouterr().err

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
+import torch
+
 from ..commands._breakon import ALIASES, parse_break_on
 from ..errors import DebuggingError
 from .crash import is_library_frame
@@ -43,17 +45,26 @@ _HEAD = 5  # first finite gradient norms that make GRD001's baseline
 
 # -- where to stop --------------------------------------------------------------------------------------
 _STDLIB = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib"))
+_OWN = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
 
 
-def _ours(filename: str) -> bool:
-    return is_library_frame(filename) or \
-        os.path.realpath(filename).startswith(_STDLIB)
+def _core(filename: str) -> bool:
+    """modeldebug's, PyTorch's or the standard library's code: never where a training loop is."""
+    if "/modeldebug/demos/" in filename:
+        return False
+    path = os.path.realpath(filename) if not filename.startswith("<") else filename
+    stdlib = path.startswith(_STDLIB) and "-packages" not in path  # a system Python keeps site-packages there
+    return filename.startswith("<frozen") or stdlib or os.path.abspath(filename).startswith(_OWN) or \
+        path.startswith(_OWN)
 
 
 def user_frame(start: FrameType | None = None) -> FrameType | None:
-    """The innermost frame of the user's code: not modeldebug, PyTorch, another package or the stdlib."""
+    """The frame of the loop that called ``optimizer.step()`` / ``backward()``: the innermost frame
+    that is not modeldebug's, PyTorch's or the standard library's. That is the user's code, or the
+    loop of an installed trainer library (Lightning, accelerate) that made the call for it."""
     frame = start or sys._getframe(1)
-    while frame is not None and _ours(frame.f_code.co_filename):
+    while frame is not None and _core(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 
@@ -275,6 +286,8 @@ class Breakpoints:
             self._say("not stopping: no frame of your code is on the stack")
             return
         where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        if is_library_frame(frame.f_code.co_filename):
+            where += ", the loop of an installed package that called it (`up` reaches your code)"
         self._say(f"stopping in {where}, after this step; `c` goes on, `q` ends the run")
         at_next_line(frame, hook)
 
