@@ -128,6 +128,33 @@ if __name__ == "__main__":
 '''
 
 
+CNN_SCRIPT = """
+import torch
+from torch import nn
+
+
+def make_model():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.2), nn.Flatten(),
+                         nn.Linear(8 * 6 * 6, 10))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 10, (32,))
+    for step in range(10):
+        if step == 7:
+            with torch.no_grad():
+                model[5].weight[3, 0] = float("inf")  # a planted overflow in the head
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+"""
+
+
 def _script(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / name
     p.write_text(text)
@@ -171,6 +198,18 @@ def test_nan_bundle_replays_bit_for_bit_and_names_the_module(tmp_path: Path) -> 
     assert out["bisect"]["inputs_finite"] is True
     first_bad = next(m for m in out["anomaly"]["modules"] if m["nan"] or m["inf"])
     assert first_bad["name"] == "log"
+
+
+def test_classifier_with_adam_batchnorm_and_a_loss_module(tmp_path: Path) -> None:
+    """Adam's moments, BatchNorm, dropout and CrossEntropyLoss(label_smoothing) all replayed; the head named."""
+    script = _script(tmp_path, "cnn.py", CNN_SCRIPT)
+    assert _run(script) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["trigger"]["step"] == 7 and raw["loss_call"]["function"] == "cross_entropy"
+    assert raw["loss_call"]["kwargs"]["label_smoothing"] == 0.1
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit" and out["optimizer"] == "Adam"
+    assert out["bisect"]["module"] == "5" and "own weights were already non-finite" in out["bisect"]["why"]
 
 
 def test_replay_without_the_rng_state_misses_the_bits(tmp_path: Path) -> None:

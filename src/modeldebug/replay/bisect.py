@@ -117,6 +117,8 @@ def bisect_modules(bundle: dict[str, Any], model: nn.Module, device: torch.devic
         def seen(name: str, m: nn.Module, inp: Any, out: Any) -> None:
             if name not in found:
                 why = _verdict(out, name, envelopes)
+                if why is not None and not all(bool(torch.isfinite(p).all()) for p in m.parameters(recurse=False)):
+                    why += "; its own weights were already non-finite before the step"
                 if why is not None:
                     found[name] = (why, all(_finite_input(x) for x in inp))
 
