@@ -33,7 +33,7 @@ __all__ = [
     "MODULE_MEAN", "MODULE_MIN", "MODULE_NONFINITE", "MODULE_SKIPPED", "MODULE_STD", "NONFINITE", "N_BACKWARD",
     "OPTIMIZER", "PARAM_GRAD_NORM", "PARAM_NORM", "RELU_LIKE", "RSS_MB", "SAMPLED", "SATURATED_FRAC",
     "SATURATING", "STEP_COLUMNS", "TGT_MAX", "TGT_MEAN", "TGT_MIN", "TRAINING_FLAG", "T_BACKWARD", "T_DATA",
-    "T_FORWARD", "T_LOADER", "T_OPTIMIZER", "T_STEP", "UPDATE_RATIO", "VAL_LOSS", "WITH_PARAMS", "ZERO_FRAC",
+    "T_CPU", "T_FORWARD", "T_LOADER", "T_OPTIMIZER", "T_STEP", "UPDATE_RATIO", "VAL_LOSS", "WITH_PARAMS", "ZERO_FRAC",
     "ZERO_GRAD_CALLS", "Measure", "Storage", "column", "measure", "resolve",
 ]
 
@@ -143,10 +143,13 @@ FWD_EVAL_MODE = column("fwd_eval_mode", "modes", "forward passes with grad enabl
 FWD_TRAIN_MODE_NOGRAD = column("fwd_train_mode_nograd", "modes",
                                "forward passes under no_grad while the model was in train mode")
 SAMPLED = column("sampled", "sampler", "1 when the per-layer detail (activations, per-parameter norms) was taken")
+T_CPU = column("t_cpu", "timing", "process CPU seconds of the whole step, all threads (other processes on the "
+               "machine add wall time, not CPU time)")
 #: The step row's columns, in the record's order.
 STEP_COLUMNS: tuple[Measure, ...] = (
     LOSS, LR, N_BACKWARD, GRAD_NORM, T_DATA, T_FORWARD, T_BACKWARD, T_OPTIMIZER, T_STEP, RSS_MB, CUDA_MB, T_LOADER,
     ZERO_GRAD_CALLS, CARRIED_GRAD_NORM, CLIP_NORM, CLIP_MAX, LIVE_LOSSES, FWD_EVAL_MODE, FWD_TRAIN_MODE_NOGRAD, SAMPLED,
+    T_CPU,
 )
 GROUP_GRAD_NORM = measure(
     "group", "grad_norm", "gradients", "stat",

@@ -38,6 +38,7 @@ class StepAssembler:
         self._rss = RssReader()
         self.t_start = time.perf_counter()
         self.t_last_end = self.t_start
+        self.cpu_last_end = time.process_time()
         self.reset()
 
     def reset(self) -> None:
@@ -63,13 +64,15 @@ class StepAssembler:
         """Copy everything the step measured to the host at once and store it."""
         self.synced = True
         losses, self.losses = self.losses, []
-        first = (torch.cat(losses), self._loss_sink) if losses else None
+        first = None
+        if losses:  # 0-d or 1-element tensors, as the backward passes saw them
+            first = (losses[0] if len(losses) == 1 else torch.stack([t.reshape(()) for t in losses]), self._loss_sink)
         for sink, values in self.buffer.drain(first):
             sink(values)
 
     def _loss_sink(self, values: list[float]) -> None:
         self.loss = sum(values) / len(values)
-        if not all(math.isfinite(v) for v in values):
+        if not math.isfinite(self.loss) and not all(math.isfinite(v) for v in values):
             self.tracer.nonfinite.loss(values)
 
     def grad_norm_sink(self, values: list[float]) -> None:
@@ -90,6 +93,7 @@ class StepAssembler:
         mem = self.config.monitoring.memory
         perf = self.config.monitoring.performance
         t_step = now - self.t_last_end if perf else None
+        cpu = time.process_time() if perf else 0.0
         rss_mb = self._rss.read() if mem else None
         row: dict[str, Any] = {
             M.LOSS.name: self.loss, M.LR.name: self.lr, M.N_BACKWARD.name: self.n_backward,
@@ -98,13 +102,13 @@ class StepAssembler:
         }
         if perf:
             row |= {M.T_DATA.name: max(t_fwd - self.t_last_end, 0.0), M.T_FORWARD.name: max(bwd_first - t_fwd, 0.0),
-                    M.T_BACKWARD.name: self.t_bwd, M.T_OPTIMIZER.name: self.t_opt}
+                    M.T_BACKWARD.name: self.t_bwd, M.T_OPTIMIZER.name: self.t_opt, M.T_CPU.name: cpu - self.cpu_last_end}
         self.writer.add_step(self.step, **row, **self.extra, **columns)
         if self.listeners:  # host numbers only: a listener never causes a device sync
             info = StepInfo(self.step, self.loss, self.grad_norm, t_step, rss_mb, self.lr)
             for listener in self.listeners:
                 self.tracer.call("listener", listener, info)
-        self.t_last_end = now
+        self.t_last_end, self.cpu_last_end = now, cpu
         self.step += 1
         self.reset()
         if self.step % self.config.flush_every == 0:

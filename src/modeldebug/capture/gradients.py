@@ -1,12 +1,19 @@
 """GradientCollector: gradient norms, at the rate the rules read them.
 
 Every step, one fused ``_foreach_norm`` over the tracked gradients (per device and dtype) gives each
-parameter's norm ON THE DEVICE; reduced there to the step's total (the ``grad_norm`` column, whose
+parameter's norm ON THE DEVICE (for many small tensors, the gradients are copied into one flat
+buffer and normed at once instead, and the per-parameter norms are taken only when needed);
+reduced there to the step's total (the ``grad_norm`` column, whose
 finiteness is the step's non-finite flag) and, when the optimizers have two or more parameter
 groups, one norm per group. Only those few numbers go to the host. The per-parameter norms are kept
 (``param.grad_norm`` rows) on sampled steps, and on steps where the set of parameters that have a
 gradient changes (so "never received a gradient" stays exact). When the total turns non-finite on
 another step, the per-parameter norms of that step are copied then, once, to name the parameters.
+
+On the CPU the numbers are read at once (a CPU tensor needs no copy): the total is summed in Python
+floats (float64) from the per-parameter norms, or, for many small tensors, one float32 norm of the
+flat buffer (taken again in float64 only when it overflows). On an accelerator everything stays on
+the device until the step's one copy.
 
 So the per-step record cost does not grow with depth: a 500-layer model writes one step row, not a
 thousand statistic rows, on its unsampled steps.
@@ -26,6 +33,11 @@ from .buffer import stats_sink
 __all__ = ["GradientCollector"]
 
 _GRAD = M.PARAM_GRAD_NORM.name
+# Flatten the gradients into one buffer for the total norm when there are more than this many
+# tensors of fewer than this many values on average (CPU: ~0.4 µs a tensor instead of ~1.4 µs).
+_FLATTEN_MIN_TENSORS = 32
+_FLATTEN_MAX_MEAN = 16_384
+_flatten = torch._C._nn.flatten_dense_tensors
 
 
 class GradientCollector:
@@ -37,48 +49,116 @@ class GradientCollector:
         self.per_param = M.PARAM_GRAD_NORM in tracer.plan
         self.per_group = M.GROUP_GRAD_NORM in tracer.plan
         self._eids: list[int] = []  # the parameters with a gradient at the last measured step
-        self._groups: tuple[int, tuple[torch.Tensor, list[int]] | None] | None = None  # (registry version, index)
-        self._last: tuple[torch.Tensor, list[int]] | None = None  # this step's norms, for a non-finite total
+        self._groups: tuple[int, tuple[list[int], list[int]] | None] | None = None  # (registry version, index)
+        # this step's gradients and their norms (None until needed), for a non-finite total
+        self._last: tuple[list[torch.Tensor], list[int], torch.Tensor | list[float] | None] | None = None
+        self._layout: tuple[int, list[torch.Tensor], list[int], bool, bool, bool] | None = None
 
+    def _tracked(self) -> tuple[list[torch.Tensor], list[int], bool, bool, bool]:
+        """(parameters, their entity ids, one fused kernel fits, flatten for the total, on the CPU):
+        cached until a model or optimizer is added. A gradient has its parameter's device and dtype."""
+        reg = self.tracer.registry
+        version = reg.version
+        if self._layout is None or self._layout[0] != version:
+            tracked = reg.tracked_params()
+            params = [p for p, _ in tracked]
+            eids = [info.eid for _, info in tracked]
+            first = params[0] if params else None
+            fused = first is not None and all(
+                p.layout == torch.strided and p.device == first.device and p.dtype == first.dtype for p in params)
+            # Many small tensors: one copy into a flat buffer and one norm beat a kernel per tensor.
+            flat = fused and len(params) > _FLATTEN_MIN_TENSORS and \
+                sum(p.numel() for p in params) < _FLATTEN_MAX_MEAN * len(params)
+            cpu = fused and first is not None and first.device.type == "cpu"
+            self._layout = (version, params, eids, fused, flat, cpu)
+        return self._layout[1:]  # type: ignore[return-value]
+
+    @torch.no_grad()
     def collect(self, step: int, sampled: bool) -> None:
         """Measure the gradients held now (before the optimizer step changes the weights)."""
         self._last = None
         if not self.on:
             return
-        tr = self.tracer
-        grads, eids = [], []
-        for p, info in tr.registry.tracked_params():
-            if p.grad is not None:
-                grads.append(p.grad.detach())
-                eids.append(info.eid)
-        if not grads:
+        params, all_eids, fused, flat, cpu = self._tracked()
+        grads = [p.grad for p in params]
+        present = [g for g in grads if g is not None]
+        if not present:
             return
-        norms = S.stacked_norms(grads)
-        changed = eids != self._eids
+        eids = all_eids if len(present) == len(grads) else [e for e, g in zip(all_eids, grads) if g is not None]
+        changed = eids is not self._eids and eids != self._eids
         self._eids = eids
-        self._last = (norms, eids)
-        # in float64: the squares of float32 norms above 1.8e19 would overflow
-        total = torch.linalg.vector_norm(norms, dtype=torch.float64).reshape(1)
+        want_params = self.per_param and (sampled or changed)
+        index = self._group_index(eids, changed) if self.per_group else None
+        try:
+            if cpu:
+                self._on_host(step, present, eids, want_params, index, flat)
+            else:
+                self._on_device(step, present, eids, want_params, index, fused, flat)
+        except RuntimeError:  # a sparse gradient of a dense parameter (nn.Embedding(sparse=True))
+            if not fused:
+                raise
+            self._layout = (self._layout[0], params, all_eids, False, False, False)  # type: ignore[index]
+            self._on_device(step, present, eids, want_params, index, False, False)
+
+    def _on_host(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
+                 index: tuple[list[int], list[int]] | None, flat: bool) -> None:
+        """CPU gradients: the numbers now, as Python floats (float64)."""
+        tr = self.tracer
+        norms: list[float] | None = None
+        if flat and not want_params and index is None:
+            buf = _flatten(grads)
+            total = float(torch.linalg.vector_norm(buf))
+            if math.isinf(total):  # float32 overflowed (a norm above 1.8e19): in float64
+                total = float(torch.linalg.vector_norm(buf, dtype=torch.float64))
+        else:
+            norms = [n.item() for n in torch._foreach_norm(grads)]
+            total = math.sqrt(math.fsum(v * v for v in norms))
+        self._last = (grads, eids, norms)
+        tr.buffer.add_host([total], tr.assembler.grad_norm_sink)
+        if index is not None and norms is not None:
+            group_of, group_eids = index
+            squares = [0.0] * len(group_eids)
+            for g, v in zip(group_of, norms):
+                squares[g] += v * v
+            tr.buffer.add_host([math.sqrt(v) for v in squares],
+                               stats_sink(tr.writer, step, [(g, _GRAD) for g in group_eids]))
+        if want_params and norms is not None:
+            tr.buffer.add_host(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))
+
+    def _on_device(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
+                   index: tuple[list[int], list[int]] | None, fused: bool, flat: bool) -> None:
+        """Gradients on an accelerator (or of mixed devices): reduced there, copied with the step."""
+        tr = self.tracer
+        norms = None
+        if want_params or index is not None or not flat:
+            norms = torch.stack(torch._foreach_norm(grads)) if fused else S.stacked_norms(grads)
+            # in float64: the squares of float32 norms above 1.8e19 would overflow
+            total = torch.linalg.vector_norm(norms, dtype=torch.float64).reshape(1)
+        else:
+            total = torch.linalg.vector_norm(_flatten(grads), dtype=torch.float64).reshape(1)
+        self._last = (grads, eids, norms)
         tr.buffer.add(total, tr.assembler.grad_norm_sink)
-        if self.per_group:
-            index = self._group_index(eids, changed)
-            if index is not None:
-                idx, group_eids = index
-                squares = torch.zeros(len(group_eids), dtype=torch.float64, device=norms.device)
-                group = squares.index_add_(0, idx.to(norms.device), norms.double().square()).sqrt()
-                tr.buffer.add(group, stats_sink(tr.writer, step, [(g, _GRAD) for g in group_eids]))
-        if self.per_param and (sampled or changed):
+        if index is not None and norms is not None:
+            group_of, group_eids = index
+            squares = torch.zeros(len(group_eids), dtype=torch.float64, device=norms.device)
+            idx = torch.tensor(group_of, device=norms.device)
+            group = squares.index_add_(0, idx, norms.double().square()).sqrt()
+            tr.buffer.add(group, stats_sink(tr.writer, step, [(g, _GRAD) for g in group_eids]))
+        if want_params and norms is not None:
             tr.buffer.add(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))
 
     def nonfinite_params(self) -> list[str]:
         """Names of the parameters whose gradient norm is not finite at this step (forward order)."""
         if self._last is None:
             return []
-        norms, eids = self._last
+        grads, eids, norms = self._last
+        if norms is None:
+            norms = S.stacked_norms(grads)
+        values = norms.tolist() if isinstance(norms, torch.Tensor) else norms
         names = self.tracer.registry.param_names()
-        return [names.get(e, str(e)) for e, v in zip(eids, norms.tolist()) if not math.isfinite(v)]
+        return [names.get(e, str(e)) for e, v in zip(eids, values) if not math.isfinite(v)]
 
-    def _group_index(self, eids: list[int], changed: bool) -> tuple[torch.Tensor, list[int]] | None:
+    def _group_index(self, eids: list[int], changed: bool) -> tuple[list[int], list[int]] | None:
         """Each parameter's group (a position in the group list) and the groups' entities; None with
         fewer than two groups. Cached until the parameters or the registry change."""
         version = self.tracer.registry.version
@@ -89,6 +169,6 @@ class GradientCollector:
                 order: dict[str | None, int] = {}
                 index = [order.setdefault(groups.get(e), len(order)) for e in eids]
                 reg = self.tracer.registry
-                built = (torch.tensor(index), [reg.group_entity(g or "ungrouped") for g in order])
+                built = (index, [reg.group_entity(g or "ungrouped") for g in order])
             self._groups = (version, built)
         return self._groups[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ class LoopWatch:
         self.tracer = tracer
         self.zero_grad_calls = 0
         self.t_loader = 0.0
-        self._recent_losses: list[weakref.ref[torch.Tensor]] = []
+        self._recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
         self._fp_vectors: dict[tuple[int, torch.device], torch.Tensor] = {}
         # Fingerprints by (phase, data set): the data set is the one the last DataLoader batch came
         # from (None without a DataLoader), so evaluating the TRAINING set under no_grad is not leakage.
@@ -86,12 +87,12 @@ class LoopWatch:
                           lambda v: extra.__setitem__(M.CARRIED_GRAD_NORM.name, v[0]))
 
     def saw_loss(self, loss: torch.Tensor) -> None:
-        self._recent_losses.append(weakref.ref(loss))
-        del self._recent_losses[:-_LIVE_WINDOW]
+        self._recent_losses.append(weakref.ref(loss))  # a deque: the oldest falls out
 
     def live_losses(self) -> int:
         """How many loss tensors of earlier steps (not this one) something still holds."""
-        return sum(1 for r in self._recent_losses[:-1] if r() is not None)
+        recent = self._recent_losses
+        return sum(1 for i in range(len(recent) - 1) if recent[i]() is not None)
 
     def before_sync(self) -> None:
         """Put what clipping measured into the step's one host copy."""

@@ -115,12 +115,18 @@ class LossWatch:
 
     def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inp, tgt = split_input_target(args, kwargs)
-        if not isinstance(inp, torch.Tensor) or unmeasurable(inp) is not None:
+        if not isinstance(inp, torch.Tensor):
+            return
+        tr = self.tracer
+        if not tr.sampled():  # the common step: a training loss seen before, nothing to take
+            phase = "train" if inp.requires_grad and torch.is_grad_enabled() else "val"
+            if (name, phase) in self.eids and (phase == "train" or not self.val):
+                return
+        if unmeasurable(inp) is not None:
             return
         if isinstance(tgt, torch.Tensor) and odd_layout(tgt) is not None:
             tgt = None
-        tr = self.tracer
-        phase = "train" if torch.is_grad_enabled() and inp.requires_grad else "val"
+        phase = "train" if inp.requires_grad and torch.is_grad_enabled() else "val"
         key = (name, phase)
         eid = self.eids.get(key)
         first = eid is None

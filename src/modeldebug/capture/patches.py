@@ -6,7 +6,8 @@ would be thrown away. So nothing in capture patches torch directly: a session `a
 `PATCHES` with the `Probe`s it wants, and the manager
 
 - installs each patch ONCE, while at least one live session wants it (reference-counted), and
-  registers the global module and optimizer hooks once, while any session is attached;
+  registers the global optimizer hooks once, while any session is attached, and the global module
+  hooks only while a session wants module calls (`module_hooks`: the tracer, on sampled steps);
 - fans every call out to the live sessions' probes, in the order they attached;
 - on the last detach, restores the function it replaced, unless something else was installed over
   it meanwhile (the user's own wrapper): that one stays, and our wrapper inside it becomes a plain
@@ -120,6 +121,8 @@ class PatchManager:
         self._wants: dict[int, dict[str, Probe]] = {}  # id(session) -> its probes by key
         self._installs: dict[tuple[int, str], _Install] = {}
         self._handles: list[Any] = []
+        self._module_sessions: tuple[Any, ...] = ()  # the sessions module calls are fanned out to
+        self._module_handles: list[Any] = []
         self._own_hook_ids: frozenset[int] = frozenset()
         self._hook_install: _Install | None = None
 
@@ -128,8 +131,11 @@ class PatchManager:
     def sessions(self) -> tuple[Any, ...]:
         return self._sessions
 
-    def attach(self, session: Any, probes: dict[str, Probe]) -> None:
-        """Start fanning out to `session` (its forward/optimizer hook methods and `probes` by key)."""
+    def attach(self, session: Any, probes: dict[str, Probe], *, module_hooks: bool = True) -> None:
+        """Start fanning out to `session` (its forward/optimizer hook methods and `probes` by key).
+
+        `module_hooks=False`: module calls reach the session only after `module_hooks(session, True)`
+        (the tracer wants them on sampled steps alone: a global module hook slows every module call)."""
         unknown = set(probes) - {t.key for t in self.targets}
         if unknown:
             raise ValueError(f"no patch target for probe keys {sorted(unknown)}")
@@ -141,6 +147,8 @@ class PatchManager:
             try:
                 if len(self._sessions) == 1:
                     self._install_hooks()
+                if module_hooks:
+                    self.module_hooks(session, True)
                 self._refresh()
             except BaseException:
                 self.detach(session)
@@ -157,9 +165,30 @@ class PatchManager:
         with self._lock:
             self._sessions = tuple(s for s in self._sessions if s is not session)
             self._wants.pop(id(session), None)
+            self.module_hooks(session, False)
             self._refresh()
             if not self._sessions:
                 self._remove_hooks()
+
+    def module_hooks(self, session: Any, on: bool) -> None:
+        """Fan module calls out to `session` (on) or not; the global module hooks are registered
+        while at least one session wants them, and removed (torch's fast path again) when none does."""
+        with self._lock:
+            if on and any(s is session for s in self._sessions):
+                if not any(s is session for s in self._module_sessions):
+                    self._module_sessions = (*self._module_sessions, session)
+            else:
+                self._module_sessions = tuple(s for s in self._module_sessions if s is not session)
+            if self._module_sessions and not self._module_handles:
+                self._module_handles = [
+                    nn_module.register_module_forward_pre_hook(self._forward_pre),
+                    nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+                ]
+            elif not self._module_sessions and self._module_handles:
+                for h in self._module_handles:
+                    h.remove()
+                self._module_handles = []
+            self._own_hook_ids = frozenset(h.id for h in self._module_handles)
 
     def installed(self) -> list[tuple[Any, str]]:
         """(owner, name) of every patch in place now (for tests and leak checks)."""
@@ -203,12 +232,9 @@ class PatchManager:
     # -- global hooks -----------------------------------------------------------------------------------
     def _install_hooks(self) -> None:
         self._handles = [
-            nn_module.register_module_forward_pre_hook(self._forward_pre),
-            nn_module.register_module_forward_hook(self._forward_post, always_call=True),
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
         ]
-        self._own_hook_ids = frozenset(h.id for h in self._handles[:2])
         if hasattr(nn_module, "_has_any_global_hook"):
             inst = _Install(nn_module, "_has_any_global_hook", nn_module._has_any_global_hook)
             inst.wrapper = self._foreign_global_hook
@@ -219,7 +245,6 @@ class PatchManager:
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._own_hook_ids = frozenset()
         if self._hook_install is not None:
             self._uninstall(self._hook_install)
             self._hook_install = None
@@ -234,13 +259,13 @@ class PatchManager:
     def _forward_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if _is_compiling():
             return
-        for s in self._sessions:
+        for s in self._module_sessions:
             s.forward_pre(module, args)
 
     def _forward_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if _is_compiling():
             return
-        for s in self._sessions:
+        for s in self._module_sessions:
             s.forward_post(module, args, output)
 
     def _optimizer_pre(self, opt: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

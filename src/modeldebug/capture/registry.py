@@ -99,6 +99,7 @@ class Registry:
         self._groups: dict[int, str] | None = None
         self._names: dict[int, str] | None = None
         self.version = 0  # bumped whenever a model or optimizer is added
+        self._last_optimizer: weakref.ref[torch.optim.Optimizer] | None = None
 
     def _changed(self) -> None:
         self._tracked = self._groups = self._names = None
@@ -162,9 +163,14 @@ class Registry:
     # -- optimizers ----------------------------------------------------------------------------------
     def add_optimizer(self, opt: torch.optim.Optimizer) -> bool:
         """Register an optimizer and name any parameter no model owns. True if it was new."""
+        last = self._last_optimizer
+        if last is not None and last() is opt:  # the common case: the same optimizer, step after step
+            return False
         if any(r() is opt for r in self.optimizers):
+            self._last_optimizer = weakref.ref(opt)
             return False
         self.optimizers.append(weakref.ref(opt))
+        self._last_optimizer = self.optimizers[-1]
         self.optimizer_types.append(type(opt).__name__)
         self._changed()
         index = len(self.optimizers) - 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import time
 import traceback
 import weakref
@@ -48,6 +47,7 @@ from .plan import Plan, plan_for
 from .probes import MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
+from .roots import RootHooks, module_in_traceback, uses_compile
 from .sampler import Sampler
 from .updates import UpdateCollector
 
@@ -92,7 +92,6 @@ class Tracer:
         self.replaying = False
         self.skipped: dict[str, str] = {}  # module (or model input) -> why it is not measured
         self._stack: list[nn.Module] = []
-        self._failed_in: dict[int, str] = {}
         self._crash_phase = "other"
         self._disabled: set[str] = set()
         self._backwards_since_step = 0
@@ -108,6 +107,14 @@ class Tracer:
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
         self.forward_pre = functools.partial(self.call, "forward", self._pre)
         self.forward_post = functools.partial(self.call, "forward", self._post)
+        # Module calls reach us on sampled steps only (and while no model is known yet); the other
+        # steps see each model's forward pass through one pre-hook on it (roots.py).
+        self.roots = RootHooks(functools.partial(self.call, "forward", self._root_pre))
+        self._module_hooks = True
+        self._pinned = False  # a model with compiled parts: module hooks stay on (dynamo guards on them)
+        self._fingerprint_all = self.config.analysis_level != "basic"  # else sampled and no-grad batches
+        self._module_outputs = self.plan.any((*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.TRAINING_FLAG,
+                                              M.ACTIVATION_HISTOGRAM))
         self._sampled_at, self._sample_now = -1, False
         for m in models:
             self.registry.add_model(m)
@@ -133,13 +140,15 @@ class Tracer:
                       **self.losses.probes(), **self.loop.probes()}
             if self.bundle is not None:
                 probes = self.bundle.probes(probes)
-            PATCHES.attach(self, probes)  # all or nothing: a failed attach leaves nothing behind
+            self._module_hooks = self._wants_module_hooks()
+            PATCHES.attach(self, probes, module_hooks=self._module_hooks)  # all or nothing
             self.attached = True
         return self
 
     def detach(self) -> None:
         """Remove every hook and patch of this session; close the last step; flush the record."""
         PATCHES.detach(self)
+        self.roots.remove_all()
         if not self.attached:
             return
         self.attached = False
@@ -199,6 +208,19 @@ class Tracer:
             self._sampled_at, self._sample_now = step, self.sampler.sampled(step)
         return self._sample_now
 
+    def _wants_module_hooks(self) -> bool:
+        """Every module call is needed on a sampled step (its outputs), and while no model is known."""
+        return self._pinned or (self._module_outputs and self.sampled()) or (
+            self.discover_models and not self.registry.models)
+
+    def _switch_module_hooks(self) -> None:
+        """At a step boundary: module calls on (a sampled step) or off (the root hooks suffice)."""
+        on = self._wants_module_hooks()
+        if on != self._module_hooks and self.attached:
+            self._stack.clear()
+            self._module_hooks = on
+            PATCHES.module_hooks(self, on)
+
     def _resize(self) -> None:
         """Tell the sampler how large one sample of the watched models is (after a model or optimizer)."""
         reg = self.registry
@@ -213,8 +235,16 @@ class Tracer:
     def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         root = not self._stack
         self._stack.append(module)
-        if not root:
-            return
+        if root:
+            self._root(module, args)
+
+    def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A watched model's own pre-hook: the root of a forward pass when module calls are off."""
+        if not self._module_hooks:
+            self._root(module, args)
+
+    def _root(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """The start of a forward pass of a model (the outermost module call)."""
         compiled, module = module, unwrap(module)  # torch.compile's wrapper: watch the model it compiles
         info = self.registry.modules.get(module)
         if info is None:
@@ -228,23 +258,30 @@ class Tracer:
             info = self.registry.modules.get(module)
         if is_loss_module(module):
             return
+        if compiled not in self.roots and info is not None and info.root is module:
+            self.roots.add(compiled)
+            self._pinned = self._pinned or uses_compile(compiled)
         if compiled is not module and info is not None and info.name not in self.skipped:
             self.skip(info.name, "it runs under torch.compile: the activations inside the compiled code "
                                  "are not measured (losses, gradients and updates are)")
         grad = torch.is_grad_enabled()
         self.forward.count_mode(module, grad)
-        x = S.first_tensor(args)
-        why = S.unmeasurable(x) if x is not None else None
-        if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
-            self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
-            x = None
-        if x is not None and (not grad or self.sampled() or self.config.analysis_level != "basic"):
-            self.loop.fingerprint(x, "train" if grad else "val")
+        a = self.assembler
+        sampled = self.sampled()
+        first = grad and a.t_fwd is None
+        x = None
+        if (first and sampled) or (self.loop.fingerprints_on and (not grad or sampled or self._fingerprint_all)):
+            x = S.first_tensor(args)  # the input is read only when something is taken from it
+            why = S.unmeasurable(x) if x is not None else None
+            if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
+                self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
+                x = None
+            if x is not None and (not grad or sampled or self._fingerprint_all):
+                self.loop.fingerprint(x, "train" if grad else "val")
         if grad:
-            a = self.assembler
-            if a.t_fwd is None:
+            if first:
                 a.t_fwd = time.perf_counter()
-                if self.sampled():
+                if sampled:
                     self.forward.model_input(module, info, x)
             self.replay = (module, args, {})  # global pre-hooks do not see kwargs
             if self.bundle is not None:
@@ -256,13 +293,7 @@ class Tracer:
             stack.pop()
         elif module in stack:
             del stack[len(stack) - 1 - stack[::-1].index(module):]
-        exc = sys.exc_info()[1]
-        if exc is not None and output is None:
-            info = self.registry.modules.get(module)
-            if info is not None:
-                self._failed_in.setdefault(id(exc), info.name)
-            return
-        if not self.sampled():
+        if output is None or not self.sampled():
             return  # the common case: nothing to measure on this module call
         info = self.registry.modules.get(module)
         if info is None or not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
@@ -296,7 +327,7 @@ class Tracer:
             if self.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
                 self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
         if loss is not None and loss.numel() == 1 and loss.is_floating_point():
-            a.losses.append(loss.detach().reshape(1).to(torch.float64))
+            a.losses.append(loss.detach())
             self.loop.saw_loss(loss)
 
     def _after_backward(self) -> None:
@@ -388,6 +419,7 @@ class Tracer:
         self.losses.new_step()
         self.updates.drop()
         self.replay = None
+        self._switch_module_hooks()
 
     def mark_step(self, loss: torch.Tensor | float | None = None) -> None:
         """A step boundary given by hand (`WatchSession.step`), with the step's loss when known."""
@@ -400,7 +432,8 @@ class Tracer:
     # -- crashes -------------------------------------------------------------------------------------------
     def record_exception(self, exc: BaseException) -> None:
         """Store what a crash needs for its diagnosis: the exception, where, and in which phase."""
-        module = self._failed_in.get(id(exc))
+        failed = module_in_traceback(exc.__traceback__, lambda m: m in self.registry.modules)
+        module = self.registry.modules[failed].name if failed is not None else None
         phase = "forward" if module else self._crash_phase
         self.writer.add_event(self.step, M.EXCEPTION.name, exception_event(exc, module, phase))
         if self.bundle is not None:

@@ -52,8 +52,15 @@ def _v1_to_v2(plan: Plan) -> None:
             steps.columns.setdefault(name, "NULL")
 
 
+def _v2_to_v3(plan: Plan) -> None:
+    # Version 3 added the process CPU time per step: older records read it as "not measured".
+    steps = plan.get("steps")
+    if steps is not None:
+        steps.columns.setdefault("t_cpu", "NULL")
+
+
 # version -> the step that makes a plan of that version read as version + 1
-MIGRATIONS: dict[int, Callable[[Plan], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Plan], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def plan_reads(version: int, layout: dict[str, dict[str, str]]) -> Plan:

@@ -26,8 +26,12 @@ log = logging.getLogger("modeldebug")
 _STEP_COLUMNS = (
     "loss", "lr", "n_backward", "grad_norm", "t_data", "t_forward", "t_backward",
     "t_optimizer", "t_step", "rss_mb", "cuda_mb", "t_loader", "zero_grad_calls", "carried_grad_norm",
-    "clip_norm", "clip_max", "live_losses", "fwd_eval_mode", "fwd_train_mode_nograd", "sampled",
+    "clip_norm", "clip_max", "live_losses", "fwd_eval_mode", "fwd_train_mode_nograd", "sampled", "t_cpu",
 )
+_SAMPLED_AT = 1 + _STEP_COLUMNS.index("sampled")
+
+
+_STEP_SET = frozenset(_STEP_COLUMNS)
 
 
 def _clean(value: Any) -> Any:
@@ -109,11 +113,12 @@ class RunWriter:
         return eid
 
     def add_step(self, step: int, **columns: Any) -> None:
-        unknown = set(columns) - set(_STEP_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown step columns: {sorted(unknown)}")
-        row = [step] + [_clean(columns.get(c)) for c in _STEP_COLUMNS]
-        row[-1] = int(bool(columns.get("sampled", 0)))
+        if not columns.keys() <= _STEP_SET:
+            raise ValueError(f"unknown step columns: {sorted(set(columns) - _STEP_SET)}")
+        get = columns.get
+        # v != v: NaN, stored as NULL (what _clean does, without a call per column)
+        row = [step, *[None if v != v else v for v in map(get, _STEP_COLUMNS)]]
+        row[_SAMPLED_AT] = int(bool(get("sampled", 0)))
         self._steps.append(tuple(row))
 
     def add_stats(self, step: int, rows: list[tuple[int, str, float]]) -> None:

@@ -1,0 +1,110 @@
+"""Root hooks: what the tracer sees of a step's forward pass without a hook on every module.
+
+A global module hook makes PyTorch take its slow path on EVERY module call (about 2 µs each, 2 ms
+a step on a 1,000-module model). The tracer needs per-module calls only on sampled steps (the
+activation statistics); on the other steps it needs the start of each model's forward pass (the
+step's timing, the batch kept for a non-finite replay, the train/eval counters, the input
+fingerprints). So each model the global hooks found at its root gets one forward pre-hook of its
+own, on the object the user calls (the ``torch.compile`` wrapper, not the model it compiles), and
+the global hooks are switched on for sampled steps only.
+
+The hook is a `RootHook`: a copy of the model (``copy.deepcopy``: an EMA model) gets an inert one,
+and a pickled model (``torch.save(model)``) stores a built-in no-op in its place, so nothing of
+modeldebug is needed to load it. Removing the session removes every hook it put on a model.
+
+Under ``torch.compile`` dynamo guards on the number of global module hooks: switching them per
+step would recompile the model once more. So a model with compiled parts (`uses_compile`) keeps
+them on for good, as before (inside the compiled code they cost nothing: they are traced away).
+
+A crash is attributed from the traceback instead of a forward post-hook on every module:
+`module_in_traceback` finds the innermost module call (``Module._call_impl``) still on the stack
+when the exception was raised.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as nn_module
+
+__all__ = ["RootHook", "RootHooks", "module_in_traceback", "uses_compile"]
+
+_is_compiling = torch.compiler.is_compiling
+_CALL_CODES = frozenset(f.__code__ for f in (nn_module.Module._call_impl, nn_module.Module._wrapped_call_impl)
+                        if hasattr(f, "__code__"))
+
+
+class RootHook:
+    """A forward pre-hook that calls `fn(module, args)`; inert once `fn` is None."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[nn.Module, tuple[Any, ...]], None] | None) -> None:
+        self.fn = fn
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        fn = self.fn
+        if fn is not None and not _is_compiling():
+            fn(module, args)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RootHook:
+        return RootHook(None)  # a copy of the model is not the watched model
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ``{}.get(module, args)`` returns `args` unchanged: a pre-hook that does nothing, loadable
+        # without modeldebug.
+        return (getattr, ({}, "get"))
+
+
+class RootHooks:
+    """The root hooks one tracer has put on the models it watches."""
+
+    def __init__(self, fn: Callable[[nn.Module, tuple[Any, ...]], None]) -> None:
+        self.fn = fn
+        self._hooked: dict[int, tuple[weakref.ref[nn.Module], Any, RootHook]] = {}
+
+    def __contains__(self, module: nn.Module) -> bool:
+        hit = self._hooked.get(id(module))
+        return hit is not None and hit[0]() is module
+
+    def add(self, module: nn.Module) -> None:
+        """Hook `module` (the object the user calls), once."""
+        if module in self:
+            return
+        hook = RootHook(self.fn)
+        handle = module.register_forward_pre_hook(hook)
+        self._hooked[id(module)] = (weakref.ref(module), handle, hook)
+
+    def remove_all(self) -> None:
+        for _, handle, hook in self._hooked.values():
+            hook.fn = None
+            handle.remove()  # the handle holds the module's hook table weakly: a dead model is fine
+        self._hooked.clear()
+
+
+def module_in_traceback(tb: TracebackType | None, known: Callable[[nn.Module], bool]) -> nn.Module | None:
+    """The innermost module whose call was on the stack where the exception was raised, among the
+    modules `known` accepts (the registered ones); None when the exception came from outside any."""
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code in _CALL_CODES:
+            module = frame.f_locals.get("self")
+            if isinstance(module, nn.Module) and known(module):
+                found = module
+        tb = tb.tb_next
+    return found
+
+
+def uses_compile(module: nn.Module) -> bool:
+    """Does `module` (the object called) hold ``torch.compile``d code: a compiled wrapper, or a
+    compiled ``forward`` of any of its modules?"""
+    for m in module.modules():
+        if type(m).__name__ == "OptimizedModule" or hasattr(m.__dict__.get("forward"), "_torchdynamo_orig_callable"):
+            return True
+    return False
