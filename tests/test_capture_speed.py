@@ -1,0 +1,166 @@
+"""What makes watching cheap must not lose what the rules read.
+
+Module calls reach capture on sampled steps only (one pre-hook per watched model otherwise), so:
+the per-step columns are still there on every step, the per-layer detail on sampled steps; a crash
+on an unsampled step still names its module (from the traceback); a watched model can be copied and
+pickled while the hook is on it; the many-small-tensors gradient path gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules import module as nn_module
+
+import modeldebug as md
+from modeldebug.capture.roots import RootHook
+from modeldebug.record import Record, RunWriter
+from modeldebug.testing import healthy_mlp
+
+SAMPLED = {0, 1, 2, 5, 10, 20}
+
+
+def _loop(model: nn.Module, opt: torch.optim.Optimizer, steps: int, seen: list[bool] | None = None,
+          batch: int = 16) -> list[float]:
+    torch.manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        x, y = torch.randn(batch, 8), torch.randint(0, 3, (batch,))
+        if seen is not None:
+            seen.append(bool(nn_module._global_forward_pre_hooks))
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def test_module_calls_reach_capture_on_sampled_steps_only_and_every_step_is_recorded() -> None:
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen: list[bool] = []
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        losses = _loop(model, opt, 12, seen)
+    assert [i for i, on in enumerate(seen) if on] == sorted(SAMPLED & set(range(12)))
+    assert not nn_module._global_forward_pre_hooks and not model._forward_pre_hooks
+    rec = s.record
+    assert rec.column("loss").values.tolist() == pytest.approx(losses, rel=1e-6)
+    assert len(rec.column("grad_norm").finite()) == 12
+    assert len(rec.column("t_forward").finite()) == 12 and len(rec.column("t_cpu").finite()) == 12
+    assert (rec.column("t_cpu").values >= 0).all()
+    assert rec.series("0", "mean").steps.tolist() == [0, 1, 2, 5, 10]
+
+
+class Flaky(nn.Linear):
+    """A Linear layer that raises once told to (a bug that shows up mid-run)."""
+
+    fail = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("shapes cannot be multiplied")
+        return super().forward(x)
+
+
+def test_a_crash_on_an_unsampled_step_names_the_module_from_the_traceback() -> None:
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(Flaky(16, 3)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError):
+        with md.watch(model, optimizer=opt, db=":memory:") as s:
+            _loop(model, opt, 3)  # steps 0-2 (sampled); step 3 is not
+            assert not nn_module._global_forward_pre_hooks
+            model[2][0].fail = True  # raises inside 2.0 at step 3
+            _loop(model, opt, 1)
+    (ev,) = [e.data for e in s.record.events("exception")]
+    assert ev["module"] == "2.0" and ev["phase"] == "forward"
+
+
+def test_a_crash_outside_the_model_is_not_blamed_on_a_module() -> None:
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError):
+        with md.watch(model, optimizer=opt, db=":memory:") as s:
+            _loop(model, opt, 4)
+            raise ValueError("the user's own bug, after the forward pass")
+    (ev,) = [e.data for e in s.record.events("exception")]
+    assert ev["module"] is None and ev["phase"] != "forward"
+
+
+def test_a_watched_model_can_be_copied_and_pickled_and_the_copies_carry_nothing_of_ours(tmp_path: Path) -> None:
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md.watch(model, optimizer=opt, db=str(tmp_path / "run.db")):
+        _loop(model, opt, 4)
+        assert any(isinstance(h, RootHook) for h in model._forward_pre_hooks.values())
+        ema = copy.deepcopy(model)
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        _loop(model, opt, 2)
+    assert not model._forward_pre_hooks  # removed at the end
+    assert all(h.fn is None for h in ema._forward_pre_hooks.values())  # the copy's hook is inert
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert not any(isinstance(h, RootHook) for h in loaded._forward_pre_hooks.values())
+    x = torch.randn(4, 8)
+    assert torch.equal(loaded(x), ema(x))  # the stand-in hook changes nothing
+
+
+def test_many_small_gradients_give_the_same_norms_as_a_direct_computation() -> None:
+    torch.manual_seed(0)
+    layers = [m for _ in range(20) for m in (nn.Linear(8, 8), nn.Tanh())]
+    model = nn.Sequential(*layers, nn.Linear(8, 3))  # 42 parameter tensors: the flat-buffer path
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    direct, first = [], []
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        torch.manual_seed(1)
+        for _ in range(4):
+            x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            direct.append(math.sqrt(sum(float(p.grad.double().norm()) ** 2 for p in model.parameters())))
+            first.append(float(model[0].weight.grad.norm()))
+            opt.step()
+    rec = s.record
+    assert rec.column("grad_norm").values.tolist() == pytest.approx(direct, rel=1e-5)
+    assert rec.series("0.weight", "grad_norm").values.tolist() == pytest.approx(first[:3], rel=1e-6)
+
+
+def test_a_non_finite_gradient_on_an_unsampled_step_is_traced_to_its_parameter() -> None:
+    model, data = healthy_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(5):
+            x, y = data.batch(step, 16)
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            if step == 4:  # not a sampled step; the loss was finite
+                model[-1].bias.grad[0] = float("inf")
+            opt.step()
+    (ev,) = [e.data for e in s.record.events("nonfinite")]
+    assert ev["what"] == "gradient" and ev["params"] and ev["params"][-1].endswith("bias")
+
+
+def test_a_schema_2_record_reads_t_cpu_as_not_measured(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    w = RunWriter(path)
+    w.add_step(0, loss=1.0, sampled=True)
+    w.set_meta(schema_version=2)
+    w.close()
+    with sqlite3.connect(path) as c:  # the layout of version 2: no t_cpu column
+        c.execute("ALTER TABLE steps DROP COLUMN t_cpu")
+    rec = Record.open(path)
+    assert rec.column("loss").values.tolist() == [1.0]
+    assert math.isnan(rec.column("t_cpu").values[0])
