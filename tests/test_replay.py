@@ -212,6 +212,22 @@ def test_classifier_with_adam_batchnorm_and_a_loss_module(tmp_path: Path) -> Non
     assert out["bisect"]["module"] == "5" and "own weights were already non-finite" in out["bisect"]["why"]
 
 
+def test_nonfinite_gradient_with_a_finite_loss_is_named_by_anomaly_mode(tmp_path: Path) -> None:
+    """torch.where's unselected branch: sqrt of a negative value is never selected, yet its gradient is NaN."""
+    script = _script(tmp_path, "where.py", NAN_SCRIPT.replace(
+        "return self.log(self.fc2(self.drop(torch.relu(self.fc1(x)))))",
+        "h = self.fc2(self.drop(torch.relu(self.fc1(x))))\n"
+        "        return torch.where(h > 0, torch.sqrt(h), torch.zeros_like(h))"))
+    assert _run(script, "-10") == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["trigger"]["kind"] == "nonfinite_gradient"
+    assert math.isfinite(float(raw["expected"]["loss"][-1]))
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit"
+    assert "SqrtBackward0" in out["anomaly"]["autograd"]
+    assert out["bisect"]["module"] is None  # every output finite: the NaN is born in backward
+
+
 def test_replay_without_the_rng_state_misses_the_bits(tmp_path: Path) -> None:
     """The dropout masks come from the saved random state: a bundle whose state was swapped says so."""
     script = _script(tmp_path, "spike.py", SPIKE_SCRIPT)

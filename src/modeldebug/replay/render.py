@@ -28,6 +28,9 @@ def _culprit(r: ReplayResult) -> list[str]:
             where = (r.bundle["trigger"].get("exception") or {}).get("module")
             return [head + "every module that completed stayed in range"
                     + (f"; the exception came from inside {where}" if where else "")]
+        if kind == "nonfinite_gradient":
+            return [head + "every module's output stayed finite: the non-finite gradient was born in the backward "
+                    "pass" + (" (anomaly mode names the operation above)" if r.anomaly and r.anomaly.anomaly else "")]
         return [head + b.why + "; the trouble came after the model's output (the loss, or backward)"]
     model = r.bundle["model"].get("name") or "the model"
     name = f"{b.module} ({b.type})" if b.module else \
