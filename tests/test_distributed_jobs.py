@@ -100,3 +100,13 @@ def test_watch_inside_a_spawning_script_finds_the_cross_rank_bug(tmp_path: Path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [f["code"] for f in report["findings"] if f["code"].startswith("DST")] == [code]
     assert report["run"]["world_size"] == 2
+
+
+def test_spawned_rank_ended_by_sigterm_closes_its_record_and_the_hang_is_named(tmp_path: Path) -> None:
+    # rank 0 fails at gloo's timeout; spawn then ends rank 1 (asleep) with SIGTERM: its record is closed first
+    proc, report = _job(tmp_path, "spawn", "--bug", "hang", "--timeout", "4", hang_min_s="1")
+    assert proc.returncode != 0
+    assert [(r["rank"], r["status"], r["steps"]) for r in report["run"]["ranks"]] == [(0, "crashed", 16),
+                                                                                      (1, "terminated", 16)]
+    f = next(f for f in report["findings"] if f["code"] == "DST009")
+    assert f["evidence"]["ranks_with_fewer_calls"] == ["1"]

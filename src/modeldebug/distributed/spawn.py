@@ -4,12 +4,17 @@ The parent's `spawn` is probed (through capture's patch manager) so the function
 object that, in the child, opens `<parent record>.rank<i>.db`, attaches the tracer and a
 `DistWatch` for rank i, calls the user's function, and closes the record however it ends. The
 parent lists the rank records in its own record's meta (`rank_records`) for the merged report.
+When one rank fails, spawn ends the others with SIGTERM: a rank then closes its record (status
+"terminated") and dies by the signal, as it would have (a rank stuck inside a C++ collective
+handles it only when the collective returns, or is killed by spawn's SIGKILL 30 s later).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +27,14 @@ if TYPE_CHECKING:
     from .watch import DistWatch
 
 __all__ = ["WatchedRank", "spawn_probe"]
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a spawned rank, raised so that its record is closed before the process ends."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 class WatchedRank:
@@ -52,10 +65,15 @@ class WatchedRank:
         tracer = Tracer(writer, config)
         watch = DistWatch(writer, rank, record_path=path, config=config)
         status, code, t0 = "finished", 0, time.monotonic()
+        # spawn ends the other ranks with SIGTERM when one fails: close this record first, then die by it
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
         tracer.attach()
         try:
             watch.attach()
             return self.fn(index, *args)
+        except _Terminated:
+            status, code = "terminated", 128 + signal.SIGTERM
         except SystemExit as exc:
             status, code = "finished", exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             raise
@@ -73,6 +91,10 @@ class WatchedRank:
                 tracer.detach()
                 writer.set_meta(exit_code=code, status=status, duration_s=time.monotonic() - t0)
                 writer.finish()
+                if main:
+                    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+                if status == "terminated":
+                    os.kill(os.getpid(), signal.SIGTERM)  # as it would have ended without us
 
 
 def spawn_probe(watch: DistWatch) -> Probe:
