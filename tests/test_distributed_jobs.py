@@ -94,11 +94,11 @@ def test_watch_inside_a_spawning_script_healthy_one_report_over_both_ranks(tmp_p
     assert "ranks" not in own["run"] and not any(f["code"].startswith("DST") for f in own["findings"])
 
 
-@pytest.mark.parametrize(("bug", "code"), [("params", "DST001"), ("order", "DST004")])
-def test_watch_inside_a_spawning_script_finds_the_cross_rank_bug(tmp_path: Path, bug: str, code: str) -> None:
-    proc, report = _job(tmp_path, "watch", "--bug", bug, *(["--epochs", "3"] if bug == "order" else []))
+def test_watch_inside_a_spawning_script_finds_weights_changed_on_one_rank(tmp_path: Path) -> None:
+    # every other bug under watch(): benchmarks/distributed_rules.py --launch watch (docs/distributed.md)
+    proc, report = _job(tmp_path, "watch", "--bug", "params")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [f["code"] for f in report["findings"] if f["code"].startswith("DST")] == [code]
+    assert [f["code"] for f in report["findings"] if f["code"].startswith("DST")] == ["DST001"]
     assert report["run"]["world_size"] == 2
 
 
