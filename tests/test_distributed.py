@@ -271,3 +271,14 @@ def test_watch_on_each_rank_writes_its_record_and_rank0_reports_over_all(
     codes = {f.code for f in report.findings}  # type: ignore[attr-defined]
     assert "DST002" in codes and ("DST005" in codes) is lr_differs
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["run.rank0.db", "run.rank1.db"]
+
+
+def test_a_nested_watch_leaves_the_hang_watchdog_to_the_outer_one() -> None:
+    outer = DistWatch(RunWriter(":memory:"), RankInfo(0, 2, 0, "test"), hang=HangSettings(min_s=60)).attach()
+    inner = DistWatch(RunWriter(":memory:"), RankInfo(0, 2, 0, "test"), hang=HangSettings(min_s=60)).attach()
+    try:
+        assert outer.watchdog is not None and outer.watchdog.is_alive() and inner.watchdog is None
+    finally:
+        inner.detach()
+        outer.detach()
+    assert not outer.watchdog.is_alive()

@@ -177,6 +177,9 @@ class DistWatch:
         self._t_prev = time.perf_counter()
         PATCHES.detach(self)  # attached for spawn and init only until now
         PATCHES.attach(self, self._probes())
+        if any(isinstance(o, DistWatch) and o.watchdog is not None and o.watchdog.is_alive()
+               for o in PATCHES.sessions if o is not self):
+            return  # watch() inside `modeldebug run`: the outer watch's watchdog speaks for this rank, once
         self.watchdog = Watchdog(self.progress, self.hang, rank=self.rank.rank)
         self.watchdog.start()
         self._stack.callback(self._stop_watchdog)
