@@ -6,6 +6,7 @@ results and copies them to the host once. Nothing here keeps a reference to its 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 
 import torch
@@ -78,33 +79,38 @@ def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS)
     """The activation statistics `names` of `x`, in `ACTIVATION_STATS` order, as one tensor.
 
     All of them: mean, std, min, max, zero fraction, non-finite flag and dead-unit fraction. Only
-    the kernels the asked-for statistics need run (var_mean; aminmax; != 0, its sum, a max over the
-    batch axes): the cost of sampled steps is these passes. `nonfinite` is 1.0 when any value is
-    NaN/Inf (the mean is then not finite), else 0.0. A unit is dead when it is zero for every
-    sample (and position) of the batch. The unit axis is the channel axis (1) for 4-d and 5-d
-    outputs, the feature axis (1) for 2-d outputs; for 3-d outputs, (N, C, L) and (N, L, F) cannot
-    be told apart, so both axes are tried and the larger fraction is kept.
+    the kernels the asked-for statistics need run, each a vectorised pass: a sum (the mean), a norm
+    (the std, see `_std`: ``torch.var_mean`` is ~40x slower on the CPU), ``aminmax``, ``|sign(x)|``
+    and its sum (the zero fraction), and a max and a min over the batch axes (the dead units).
+    `nonfinite` is 1.0 when any value is NaN/Inf (the sum is then not finite), else 0.0. A unit is
+    dead when it is zero for every sample (and position) of the batch. The unit axis is the
+    channel axis (1) for 4-d and 5-d outputs, the feature axis (1) for 2-d outputs; for 3-d
+    outputs, (N, C, L) and (N, L, F) cannot be told apart, so both axes are tried and the larger
+    fraction is kept.
     """
     xf = x.detach()
     if xf.dtype not in (torch.float32, torch.float64):
         xf = xf.float()
+    n = xf.numel()
     out: dict[str, torch.Tensor] = {}
-    if {"mean", "std", "nonfinite"} & set(names):
-        if xf.numel() > 1 and "std" in names:
-            var, out["mean"] = torch.var_mean(xf)
-            out["std"] = var.sqrt()
+    if "mean" in names or "std" in names or "nonfinite" in names:
+        total = xf.sum()
+        mean = total / max(n, 1)
+        out["mean"] = mean
+        if n > 1 and "std" in names:
+            out["std"] = _std(xf, mean, n)
         else:
-            out["mean"] = xf.mean()
             out["std"] = torch.zeros((), device=xf.device, dtype=xf.dtype)
-        out["nonfinite"] = (~torch.isfinite(out["mean"])).to(xf.dtype)
+        out["nonfinite"] = (~torch.isfinite(total)).to(xf.dtype)
     if "min" in names or "max" in names:
-        out["min"], out["max"] = torch.aminmax(xf) if xf.numel() else (xf.mean(), xf.mean())
-    if "zero_frac" in names or "dead_frac" in names:
-        nonzero = xf != 0
-        if "zero_frac" in names:
-            out["zero_frac"] = (1.0 - nonzero.sum() / max(xf.numel(), 1)).to(xf.dtype)
-        if "dead_frac" in names:
-            out["dead_frac"] = _dead_fraction(nonzero).to(xf.dtype)
+        out["min"], out["max"] = torch.aminmax(xf) if n else (xf.mean(), xf.mean())
+    if "zero_frac" in names:
+        # |sign(x)| is 1 where x != 0 (NaN counts as non-zero, as in `x != 0`): float passes, ~3x
+        # faster than summing a boolean tensor on the CPU
+        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0).sum()
+        out["zero_frac"] = (1.0 - nonzero / max(n, 1)).to(xf.dtype)
+    if "dead_frac" in names:
+        out["dead_frac"] = _dead_fraction(xf).to(xf.dtype)
     return torch.stack([out[n] for n in ACTIVATION_STATS if n in names])
 
 
@@ -151,18 +157,36 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
         sd = clean.std(dim=(0, 2, 3))
         for i in range(xf.shape[1]):
             ch_mean[i], ch_std[i] = m[i], sd[i]
-    std = clean.std() if xf.numel() > 1 else nan
-    return torch.stack([clean.mean(), std, lo, hi, nonfinite, const, *ch_mean, *ch_std])
+    mean = clean.mean()
+    std = _std(clean, mean, clean.numel()) if xf.numel() > 1 else nan
+    return torch.stack([mean, std, lo, hi, nonfinite, const, *ch_mean, *ch_std])
 
 
-def _dead_fraction(nonzero: torch.Tensor) -> torch.Tensor:
-    if nonzero.dim() < 2 or nonzero.shape[0] < 2:
-        return torch.zeros((), device=nonzero.device)
-    axes = [1] if nonzero.dim() != 3 else [1, 2]
+def _std(x: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor:
+    """The sample standard deviation of `x` (its mean given).
+
+    On the CPU, from the norm of `x` itself (one pass, no copy) when the mean is small beside the
+    spread (|mean| <= 10 std: float32 cancellation stays under ~1e-5); else, and on accelerators,
+    from the norm of ``x - mean``."""
+    if x.device.type == "cpu":
+        m = float(mean)
+        sumsq = float(torch.linalg.vector_norm(x)) ** 2
+        var = (sumsq - n * m * m) / (n - 1)
+        if math.isfinite(var) and var > 0 and m * m <= 100.0 * var:
+            return torch.tensor(math.sqrt(var), dtype=x.dtype)
+    return torch.linalg.vector_norm(x - mean) / math.sqrt(n - 1)
+
+
+def _dead_fraction(x: torch.Tensor) -> torch.Tensor:
+    """Fraction of units (along the unit axis) that are exactly zero on every sample of `x`."""
+    if x.dim() < 2 or x.shape[0] < 2:
+        return torch.zeros((), device=x.device)
+    axes = [1] if x.dim() != 3 else [1, 2]
     fracs = []
     for axis in axes:
-        reduce = [d for d in range(nonzero.dim()) if d != axis]
-        alive = nonzero.amax(dim=reduce) if reduce else nonzero
+        reduce = [d for d in range(x.dim()) if d != axis]
+        # a max and a min over the batch: ~8x faster than reducing a boolean `x != 0`; NaN is alive
+        alive = (x.amax(dim=reduce) != 0) | (x.amin(dim=reduce) != 0)
         fracs.append(1.0 - alive.float().mean())
     return torch.stack(fracs).amax()
 

@@ -112,7 +112,6 @@ class Tracer:
         self.roots = RootHooks(functools.partial(self.call, "forward", self._root_pre))
         self._module_hooks = True
         self._pinned = False  # a model with compiled parts: module hooks stay on (dynamo guards on them)
-        self._fingerprint_all = self.config.analysis_level != "basic"  # else sampled and no-grad batches
         self._module_outputs = self.plan.any((*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.TRAINING_FLAG,
                                               M.ACTIVATION_HISTOGRAM))
         self._sampled_at, self._sample_now = -1, False
@@ -270,13 +269,15 @@ class Tracer:
         sampled = self.sampled()
         first = grad and a.t_fwd is None
         x = None
-        if (first and sampled) or (self.loop.fingerprints_on and (not grad or sampled or self._fingerprint_all)):
+        # training batches are fingerprinted on sampled steps (at every level: one projection a step
+        # would cost ~2% of a small model's step), evaluation batches always
+        if (first and sampled) or (self.loop.fingerprints_on and (not grad or sampled)):
             x = S.first_tensor(args)  # the input is read only when something is taken from it
             why = S.unmeasurable(x) if x is not None else None
             if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
                 self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
                 x = None
-            if x is not None and (not grad or sampled or self._fingerprint_all):
+            if x is not None and self.loop.fingerprints_on and (not grad or sampled):
                 self.loop.fingerprint(x, "train" if grad else "val")
         if grad:
             if first:
