@@ -386,3 +386,110 @@ def test_spike_watch_follows_the_rule() -> None:
     assert all(w.spike(v) is None for v in losses)
     assert w.spike(losses[-1] * 1.9) is None  # below 2x the level
     assert w.spike(6.0) is not None
+
+
+KWARGS_SCRIPT = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Tiny(nn.Module):
+    """Transformer-ish: called with keyword arguments, an output head tied to the embedding, a buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.ln = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 20, bias=False)
+        self.head.weight = self.emb.weight
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.ln(self.emb(input_ids) * self.scale)
+        return self.head(h * attention_mask[..., None])
+
+
+def make_model():
+    return Tiny()
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    for step in range(6):
+        ids = torch.randint(0, 20, (4, 5))
+        if step == 4:
+            with torch.no_grad():
+                model.scale.fill_(float("nan"))  # a corrupted buffer
+        logits = model(input_ids=ids, attention_mask=torch.ones(4, 5))
+        loss = F.cross_entropy(logits.reshape(-1, 20), ids.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+'''
+
+
+def test_model_called_with_keyword_arguments_replays_bit_for_bit(tmp_path: Path) -> None:
+    """Pre-hooks see no keyword arguments: the bundle reads them from the call (it was an empty batch)."""
+    script = _script(tmp_path, "kw.py", KWARGS_SCRIPT)
+    assert _run(script) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["batch"]["args"] == () and sorted(raw["batch"]["kwargs"]) == ["attention_mask", "input_ids"]
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit", out
+    assert not out["warnings"]
+    assert out["nonfinite_state"] == ["scale (buffer)"]  # what the bisection cannot name: the model's buffer
+    assert out["bisect"]["module"] == "ln" and out["bisect"]["inputs_finite"] is False
+
+
+def test_a_batch_that_does_not_fit_forward_is_said(tmp_path: Path) -> None:
+    script = _script(tmp_path, "kw.py", KWARGS_SCRIPT)
+    assert _run(script) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    raw["batch"]["kwargs"] = {}  # as bundles saved keyword calls before
+    torch.save(raw, "old.bundle.pt")
+    code, out = _replay(Path("old.bundle.pt"), "--no-bisect")
+    assert code == 1
+    assert any("does not fit Tiny.forward()" in w and "input_ids" in w for w in out["warnings"])
+
+
+AMP_SCRIPT = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(8):
+        x, y = torch.randn(32, 8), torch.randint(0, 4, (32,))
+        if step == 5:
+            x[0, 0] = float("inf")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+'''
+
+
+def test_a_step_under_autocast_is_replayed_under_it(tmp_path: Path) -> None:
+    """bfloat16 autocast on the CPU: without it the replay's gradients differ in their bits."""
+    script = _script(tmp_path, "amp.py", AMP_SCRIPT)
+    assert _run(script) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["autocast"] == {"forward": {"cpu": "bfloat16"}, "loss": {"cpu": "bfloat16"}}
+    code, out = _replay(bundle_path("run.db"), "--no-bisect")
+    assert code == 0 and out["status"] == "bit-for-bit", out
+    raw["autocast"] = {"forward": None, "loss": None}  # the twin: replayed in float32
+    torch.save(raw, "fp32.bundle.pt")
+    code, out = _replay(Path("fp32.bundle.pt"), "--no-bisect")
+    assert out["status"] != "bit-for-bit"

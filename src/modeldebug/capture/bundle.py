@@ -40,6 +40,7 @@ from torch import nn
 
 from .._version import __version__
 from ..rules.context import window
+from .bundle_call import autocast_state, call_kwargs
 from .isolation import unwrap
 from .patches import LOSS_FUNCTIONS, Probe
 
@@ -141,6 +142,8 @@ class BundleWatch:
         self.cuda_rng: list[torch.Tensor] | None = None
         self._cuda = torch.cuda.is_available()  # asked once: ~2 us a call
         self.loss_call: tuple[str, tuple[Any, ...], dict[str, Any]] | None = None
+        self.kwargs: dict[str, Any] | None = None  # the forward call's keyword arguments (a reference)
+        self.autocast: dict[str, dict[str, str] | None] = {"forward": None, "loss": None}
         t = tracer.config.thresholds
         self.spikes = SpikeWatch(float(t.lr_jump_factor), int(t.min_steps))
 
@@ -159,6 +162,9 @@ class BundleWatch:
         self.rng = torch.get_rng_state()
         if self._cuda and torch.cuda.is_initialized():
             self.cuda_rng = torch.cuda.get_rng_state_all()
+        # pre-hooks see no keyword arguments: read them from the call running the hooks (bundle_call.py)
+        self.kwargs = call_kwargs(self.tracer.replay[0] if self.tracer.replay else None)
+        self.autocast["forward"] = autocast_state(self._cuda)
 
     def probes(self, probes: dict[str, Probe]) -> dict[str, Probe]:
         """The tracer's probes, with each loss function's also noting its last training call."""
@@ -178,6 +184,7 @@ class BundleWatch:
                 inner.after(token, args, kwargs, result, exc)
             if exc is None and not self.done and torch.is_grad_enabled() and self.tracer.active("loss"):
                 self.loss_call = (name, args, kwargs)  # references only: copied if a bundle is written
+                self.autocast["loss"] = autocast_state(self._cuda)
 
         return after
 
@@ -218,6 +225,7 @@ class BundleWatch:
                                        "why": "no forward pass of a watched model was seen in this step"})
             return
         root, args, kwargs = tr.replay
+        kwargs = self.kwargs or kwargs
         root = unwrap(root)
         notes: list[str] = []
         state, state_bytes = self._state(root, notes)
@@ -249,6 +257,7 @@ class BundleWatch:
             "model": _model_info(root, tr),
             "batch": batch,
             "loss_call": self._loss_recipe(notes) if batch is not None else None,
+            "autocast": dict(self.autocast),  # {"forward"/"loss": {device type: dtype} or None}
             # float64 (exact for every float dtype): what a replay compares bit for bit
             "expected": {"loss": torch.cat([v.detach().reshape(-1).to("cpu", torch.float64) for v in losses])
                          if losses else None,

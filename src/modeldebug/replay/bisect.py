@@ -23,7 +23,7 @@ from torch import nn
 
 from ..capture.stats import first_tensor
 from ..compare.bands import Band, band
-from .step import batch_of, module_hooks, prepare, restore_rng, tensor_stats
+from .step import autocast_for, batch_of, module_hooks, prepare, restore_rng, tensor_stats
 
 __all__ = ["BisectResult", "bisect_modules", "envelopes_from_record", "execution_order"]
 
@@ -96,7 +96,7 @@ def bisect_modules(bundle: dict[str, Any], model: nn.Module, device: torch.devic
         prepare(bundle, model, device)
         args, kwargs = batch_of(bundle, device)
         restore_rng(bundle)
-        with torch.no_grad():
+        with torch.no_grad(), autocast_for(bundle, "forward", device):
             try:
                 model(*args, **kwargs)
             except Exception:  # noqa: BLE001, S110 - a crash: the modules completed before it were checked

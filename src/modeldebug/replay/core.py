@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import struct
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class ReplayResult:
     earlier: BisectResult | None = None  # a module that left its envelope before the non-finite producer
     envelopes: int = 0  # modules with an envelope from the run's record
     warnings: list[str] = field(default_factory=list)
+    nonfinite_state: list[str] = field(default_factory=list)  # weights or buffers already NaN/Inf before the step
 
     @property
     def reproduced(self) -> bool:
@@ -68,6 +70,20 @@ def _identity_warnings(bundle: dict[str, Any], warnings: list[str]) -> None:
     ran = (bundle.get("versions") or {}).get("torch")
     if ran and ran != torch.__version__:
         warnings.append(f"the run used torch {ran}; this is torch {torch.__version__}: bits may differ")
+
+
+def _fit_warning(bundle: dict[str, Any], net: torch.nn.Module, warnings: list[str]) -> None:
+    """Say so when the saved batch cannot be the arguments of the model's forward() (a crash aside)."""
+    if bundle["trigger"]["kind"] == "crash":
+        return  # a call that does not fit may be the crash itself
+    batch = bundle["batch"]
+    try:
+        inspect.signature(net.forward).bind(*batch["args"], **batch["kwargs"])
+    except TypeError as exc:
+        warnings.append(f"the saved batch does not fit {type(net).__name__}.forward() ({exc}): the run called the "
+                        "model with arguments the bundle did not keep")
+    except ValueError:
+        pass  # no signature to check (a builtin forward)
 
 
 def judge(bundle: dict[str, Any], res: StepOutcome) -> tuple[str, list[str]]:
@@ -130,6 +146,7 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
     _identity_warnings(bundle, warnings)
     device = _device(bundle, warnings)
     net, how = build_model(bundle, model)
+    _fit_warning(bundle, net, warnings)
     opt, opt_what = build_optimizer(bundle, net)
     first = execute(bundle, net, opt, device)
     status, lines = judge(bundle, first)
@@ -149,5 +166,8 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
             if envelopes and found.module is not None:
                 earlier = bisect_modules(bundle, net2, device, envelopes, before=found.module)
                 earlier = earlier if earlier.module is not None else None
+    params = {n for n, _ in net.named_parameters()}
+    bad_state = [f"{k} ({'weight' if k in params else 'buffer'})" for k, v in (bundle.get("model_state") or {}).items()
+                 if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     return ReplayResult(str(path), bundle, how, opt_what, str(device), status, lines, first, anomaly, found,
-                        earlier, len(envelopes) if bisect else 0, warnings)
+                        earlier, len(envelopes) if bisect else 0, warnings, bad_state)

@@ -68,6 +68,9 @@ def to_text(r: ReplayResult) -> str:
         if len(a.modules) > 40:
             lines.append(f"  ... {len(a.modules) - 40} more module calls (--json has them all)")
     lines += _culprit(r)
+    if r.nonfinite_state:
+        lines.append(f"the model's state was already non-finite before this step in {len(r.nonfinite_state)} "
+                     f"tensor(s): {', '.join(r.nonfinite_state[:6])}")
     return "\n".join(lines)
 
 
@@ -77,6 +80,7 @@ def to_dict(r: ReplayResult) -> dict[str, Any]:
         "bundle": r.path, "trigger": {k: v for k, v in t.items()}, "script": r.bundle.get("script"),
         "built_with": r.built_with, "optimizer": r.optimizer, "device": r.device, "status": r.status,
         "reproduced": r.reproduced, "details": r.lines, "warnings": r.warnings,
+        "nonfinite_state": r.nonfinite_state,
     }
     if r.anomaly is not None:
         out["anomaly"] = {"autograd": r.anomaly.anomaly, "modules": [asdict(m) for m in r.anomaly.modules],

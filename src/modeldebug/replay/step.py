@@ -24,7 +24,17 @@ from torch import nn
 from ..capture.isolation import set_training
 from ..capture.stats import first_tensor
 
-__all__ = ["ModuleStats", "StepOutcome", "execute", "restore_rng", "same_bits", "tensor_stats"]
+__all__ = ["ModuleStats", "StepOutcome", "autocast_for", "execute", "restore_rng", "same_bits", "tensor_stats"]
+
+
+def autocast_for(bundle: dict[str, Any], part: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The autocast region the run's forward pass (`part` "forward") or loss call ("loss") ran under."""
+    state = (bundle.get("autocast") or {}).get(part) or {}
+    name = state.get(device.type) or next(iter(state.values()), None)  # a CUDA run replayed on the CPU
+    dtype = getattr(torch, str(name), None) if name else None
+    if not isinstance(dtype, torch.dtype):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def restore_rng(bundle: dict[str, Any]) -> None:
@@ -194,9 +204,11 @@ def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
     with warnings.catch_warnings(), hooks, torch.autograd.set_detect_anomaly(anomaly, check_nan=True):
         warnings.simplefilter("ignore")  # anomaly mode's forward traces: the error message names the op
         try:
-            output = model(*args, **kwargs)
+            with autocast_for(bundle, "forward", device):
+                output = model(*args, **kwargs)
             res.phase = "loss"
-            loss, res.loss_note = compute_loss(bundle, output, device)
+            with autocast_for(bundle, "loss", device):
+                loss, res.loss_note = compute_loss(bundle, output, device)
             if loss is None:
                 return res
             res.loss = loss.detach().reshape(-1).to(torch.float64).cpu()
