@@ -493,3 +493,14 @@ def test_a_step_under_autocast_is_replayed_under_it(tmp_path: Path) -> None:
     torch.save(raw, "fp32.bundle.pt")
     code, out = _replay(Path("fp32.bundle.pt"), "--no-bisect")
     assert out["status"] != "bit-for-bit"
+
+
+def test_a_model_of_another_width_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    _script(tmp_path, "wide.py", "from torch import nn\n\ndef make():\n"
+            "    return nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 1))\n")
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db")), "--model", "wide.py:make"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match the bundle's state" in err and "0.weight" in err

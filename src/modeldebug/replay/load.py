@@ -231,7 +231,12 @@ def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, st
         own = model.state_dict()
         if state and all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in own):
             state = {k[len("module."):]: v for k, v in state.items()}  # saved through a DDP/DataParallel wrapper
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of another shape: another architecture or width
+            first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc).strip())
+            raise BadInputError(f"the model {how}() built does not match the bundle's state ({first[:200]}): "
+                                "build the same architecture with --model") from None
         if result.missing_keys or result.unexpected_keys:
             parts = []
             if result.missing_keys:
