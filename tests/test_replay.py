@@ -504,3 +504,42 @@ def test_a_model_of_another_width_is_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["replay", str(bundle_path("run.db")), "--model", "wide.py:make"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match the bundle's state" in err and "0.weight" in err
+
+
+LBFGS_SCRIPT = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=3)
+    x = torch.randn(32, 3)
+    y = x.sum(1, keepdim=True)
+    for step in range(6):
+        target = y if step < 4 else y * float("nan")  # step 4: a corrupted target
+
+        def closure():
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), target)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+'''
+
+
+def test_lbfgs_step_is_replayed_without_its_closure(tmp_path: Path) -> None:
+    """LBFGS.step() needs the script's closure: said, not a TypeError in the replayed step."""
+    script = _script(tmp_path, "lbfgs.py", LBFGS_SCRIPT)
+    assert _run(script) == 0
+    code, out = _replay(bundle_path("run.db"), "--no-bisect")
+    assert "LBFGS.step() needs the script's closure" in out["optimizer"]
+    assert not any("TypeError" in line for line in out["details"]), out["details"]
+    assert code == 0 and out["status"] == "bit-for-bit"

@@ -258,6 +258,10 @@ def build_optimizer(bundle: dict[str, Any], model: nn.Module) -> tuple[torch.opt
     cls = getattr(torch.optim, name, None)
     if not mod.startswith("torch.optim") or not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         return None, f"{path} is not a torch.optim optimizer: the step is replayed without its update"
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        return None, (f"{name}.step() needs the script's closure, which a bundle cannot hold: the step is replayed "
+                      "without its update")
     params = dict(model.named_parameters())
     state = info["state"]
     groups = []
