@@ -9,7 +9,8 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
-from .measures import players, scale_lr_code
+from .curve import loss_is_not_a_curve, players
+from .measures import scale_lr_code
 
 __all__ = ["LossDiverging", "LossNotDecreasing", "still_falling"]
 
@@ -41,7 +42,7 @@ class LossDiverging(Rule):
     """Detects LOS001; its documentation and options are in the catalogue (`modeldebug explain LOS001`)."""
 
     code = "LOS001"
-    requires = (M.LOSS, M.LR)
+    requires = (M.LOSS, M.LR, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss
@@ -50,6 +51,8 @@ class LossDiverging(Rule):
         vals = s.values
         finite = np.isfinite(vals)
         went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
+        if not went_nonfinite and loss_is_not_a_curve(ctx):
+            return  # a loss without a floor, or one summing a varying number of samples: no "N times its best"
         fv = vals[finite]
         fs = s.steps[finite]
         if len(fv) < ctx.t.min_steps // 2:
@@ -136,12 +139,14 @@ class LossNotDecreasing(Rule):
     """Detects LOS002; its documentation and options are in the catalogue (`modeldebug explain LOS002`)."""
 
     code = "LOS002"
-    requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN)
+    requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.OPTIMIZER, M.N_BACKWARD,
+                M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
-        if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss) or players(ctx):
-            return  # short runs, runs that went non-finite (another rule's business), turn-taking optimizers
+        if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss) or players(ctx) or loss_is_not_a_curve(ctx):
+            return  # short runs, runs that went non-finite (another rule's business), turn-taking
+            # optimizers, losses that need not fall (a policy-gradient surrogate, episodes summed)
         v = s.values
         w = window(len(v))
         start = float(np.median(v[:w]))

@@ -35,7 +35,7 @@ class DoubleSoftmax(Rule):
     """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
     code = "LSS001"
-    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MAX, M.MODEL_INPUT)
+    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MAX, M.MODEL_INPUT, M.DEAD_FRAC)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         tol = ctx.option("probability_rowsum")

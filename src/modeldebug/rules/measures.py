@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from .context import Context, fmt, running_median, window
+from .curve import loss_is_not_a_curve, players
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
-           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation", "players",
+           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
            "ratio_before", "relative_gradient", "scale_lr_code", "update_ratios", "weight_names", "weight_shrink"]
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -28,30 +29,6 @@ _NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm",
 def manual_update(ctx: Context) -> bool:
     """The script updates the weights itself: no optimizer object was seen, nor its learning rate."""
     return not ctx.record.events("optimizer") and ctx.lr is None
-
-
-def players(ctx: Context) -> list[frozenset[str]]:
-    """The parameter sets of several optimizers that take turns, each step with its own loss.
-
-    Two or more optimizers over disjoint parameter sets, and (nearly) every optimizer step preceded
-    by its own backward pass: a GAN's discriminator and generator, or separate actor and critic.
-    The loss recorded per step then alternates between objectives that oppose each other or chase
-    a moving target (a generator's loss rises as its discriminator gets better), so the series is
-    not one curve to minimise. Optimizers that step together after one backward (an encoder's and
-    a decoder's, on one loss) are one objective: empty list. Empty for one optimizer too.
-    """
-    sets: list[frozenset[str]] = []
-    for e in ctx.record.events("optimizer"):
-        ps = frozenset(n for g in e.data.get("groups", []) for n in g.get("params", []))
-        if ps and ps not in sets:
-            sets.append(ps)
-    if len(sets) < 2 or any(a & b for i, a in enumerate(sets) for b in sets[i + 1:]):
-        return []
-    n_back = ctx.record.column("n_backward").values
-    n_back = n_back[np.isfinite(n_back)]
-    if not len(n_back) or float(np.mean(n_back >= 1)) < 0.9:
-        return []
-    return sets
 
 
 _MANUAL_STEP = "with torch.no_grad():\n    for p in model.parameters():\n        p.add_(p.grad, alpha=-lr)   # your update, unchanged"
@@ -188,8 +165,8 @@ def oscillation(ctx: Context) -> Oscillation | None:
     s = ctx.loss.finite()
     v = s.values
     n = len(v)
-    if n < max(ctx.t.min_steps, 20) or players(ctx):
-        return None  # several players' losses in turn alternate by design
+    if n < max(ctx.t.min_steps, 20) or players(ctx) or loss_is_not_a_curve(ctx):
+        return None  # several players' losses in turn, or a loss whose level follows the samples per step
     tail = v[n // 2:]
     w = max(3, window(n) // 2)  # 2.5% of the run: short enough to keep swings over a few dozen steps
     smooth = running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
@@ -237,8 +214,16 @@ def instability(ctx: Context) -> list[Signal]:
     finite = np.isfinite(v)
     went_nonfinite = bool((~finite[1:]).any())
     factor = ctx.option("lr_jump_factor")
-    if start > 0:
-        jumps = np.flatnonzero(finite[1:] & (v[1:] >= factor * start)) + 1
+    # A loss without a floor says nothing by its ratios; one that sums a varying number of samples
+    # only by a jump early in the run that no sample count explains (10x within the first tenth).
+    odd = loss_is_not_a_curve(ctx)
+    if odd == "per_sample":
+        factor = max(factor, 10.0)
+        early = steps <= max(3, ctx.n_steps // 10)
+    else:
+        early = np.ones(len(v), dtype=bool)
+    if start > 0 and (odd != "signed" or went_nonfinite):
+        jumps = np.flatnonzero(finite[1:] & early[1:] & (v[1:] >= factor * start)) + 1
         if len(jumps):
             t = int(jumps[0])
             peak = float(np.nanmax(v[finite]))
@@ -257,8 +242,11 @@ def instability(ctx: Context) -> list[Signal]:
         if len(over) and (peak_g >= ctx.t.grad_growth or (~gfinite[over[0]:]).any()):
             out.append(Signal(f"the gradient norm grew {fmt(peak_g)}x over its early baseline {fmt(base)}",
                                int(steps[over[0]]) if over[0] < len(steps) else int(over[0]), True))
+    collapse = _gradient_collapse(ctx)
+    if collapse is not None:
+        out.append(collapse)
     fv, fs = v[finite], steps[finite]
-    if len(fv) >= ctx.t.min_steps:
+    if len(fv) >= ctx.t.min_steps and odd is None:
         w = window(len(fv))
         smooth = running_median(fv, w)
         best_i = int(np.argmin(smooth))
@@ -278,6 +266,37 @@ def instability(ctx: Context) -> list[Signal]:
         out.append(Signal(f"the loss oscillates by {fmt(osc.amplitude)} around {fmt(osc.level)} from step "
                            f"{osc.start_step} on", osc.start_step, False, sustained=True))
     return out
+
+
+def _gradient_collapse(ctx: Context) -> Signal | None:
+    """The gradient fell to about zero from one step to the next, after learning had begun, and stayed there.
+
+    From a step whose total gradient norm was at its early level (at least a tenth of the median
+    of the first steps) to below 1e-4 of that level, for at least 80% of the remaining steps (and
+    at least 5). The updates threw the model where it no longer gets a gradient: a softmax
+    saturated at one class (a policy that now always takes one action), every unit dead. A loss
+    that fits its data slowly loses its gradient gradually, not in one step.
+    """
+    g = ctx.record.column("grad_norm").values
+    steps = ctx.record.column("grad_norm").steps
+    k = int(min(5, max(3, len(g) // 10)))
+    head = g[:k][np.isfinite(g[:k])]
+    if len(head) < 1 or len(g) < 6:
+        return None
+    # the median of the first steps; the first step's own norm when the collapse is among them
+    base = float(np.median(head)) if np.median(head) > 0 else float(head[0])
+    if not base > 0:
+        return None
+    tiny = np.isfinite(g) & (g <= 1e-4 * base)
+    for t in range(1, len(g) - 4):
+        if tiny[t] and np.isfinite(g[t - 1]) and g[t - 1] >= 0.1 * base:
+            rest = tiny[t:]
+            if rest.mean() >= 0.8:
+                return Signal(f"the gradient norm fell from {fmt(float(g[t - 1]))} to {fmt(float(g[t]))} at step "
+                              f"{int(steps[t])} and stayed near zero on {rest.mean():.0%} of the later steps "
+                              "(saturated outputs or dead units get no gradient)", int(steps[t]), True)
+            break
+    return None
 
 
 def ratio_before(steps: np.ndarray, ratios: np.ndarray, onset: int) -> float | None:

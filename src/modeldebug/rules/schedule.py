@@ -28,6 +28,7 @@ from .measures import (
     relative_gradient,
     scale_lr_code,
     update_ratios,
+    weight_shrink,
 )
 
 __all__ = ["ExcessiveGradClipping", "LossOscillating", "LrTooHigh", "LrTooLow"]
@@ -37,7 +38,8 @@ class LrTooHigh(Rule):
     """Detects LRN001; its documentation and options are in the catalogue (`modeldebug explain LRN001`)."""
 
     code = "LRN001"
-    requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER)
+    requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER,
+                M.N_BACKWARD, M.MODEL_INPUT)
 
     def _from_loss(self, ctx: Context, signals: list[Signal]) -> Finding | None:
         """Too high, judged from the loss alone: it blew up within the very first steps.
@@ -98,10 +100,58 @@ class LrTooHigh(Rule):
     # Units knocked dead or into saturation by the updates too; the ranking only folds those that began
     # no earlier than the trouble (units dead from the first step are the initialisation's).
 
+    def _from_weight_growth(self, ctx: Context) -> Finding | None:
+        """Too high for an adaptive optimizer, judged by what its steps did to the weights' size.
+
+        Adam-like optimizers move every weight by about the learning rate per step, whatever the
+        gradient's scale, so a rate far above the weights' own scale shows as weight norms that
+        grow several-fold in a run without any loss blow-up (AdamW on a small GPT at 100x: 5-13x
+        in 200 steps, against 1.1-2x for the same scripts at their working rate).
+        """
+        opt = optimizer_type(ctx) if ctx.record.events("optimizer") else None
+        ws = weight_shrink(ctx)
+        if opt not in ADAPTIVE_OPTIMIZERS or ws is None:
+            return None
+        growth = float(ws["median"])
+        thr = ctx.option("lr_high_weight_growth")
+        if growth < thr:
+            return None
+        lr = ctx.lr
+        lrs = ctx.record.column("lr").finite().values
+        peak = float(lrs.max()) if len(lrs) else lr
+        top = sorted(ws["per_tensor"].items(), key=lambda kv: -kv[1])[:3]
+        span = ws["last_step"] - ws["first_step"]
+        return self.finding(
+            severity="medium", confidence=0.6,
+            title=(f"Learning rate {fmt(peak)} is too high for {opt}: the weights grew {fmt(growth)}x in {span} steps"
+                   if peak else f"Learning rate too high for {opt}: the weights grew {fmt(growth)}x in {span} steps"),
+            description=(f"{opt} moves every weight by about the learning rate per step, whatever the size of its gradient. "
+                         f"From step {ws['first_step']} to {ws['last_step']} the weight tensors' norms grew by a median "
+                         f"{fmt(growth)}x (largest: " + ", ".join(f"{n} {fmt(g)}x" for n, g in top) + "); training that "
+                         "follows the data changes them by a small factor (1.1-2x over such a run). Their size is now set "
+                         "by the step size: the loss can still fall, but it settles higher than a smaller rate reaches."),
+            step=ws["first_step"],
+            evidence={"lr": lr, "peak_lr": peak, "optimizer": opt, "weight_growth": growth, "weight_growth_threshold": thr,
+                      "per_tensor_growth": dict(top), "first_step": ws["first_step"], "last_step": ws["last_step"],
+                      "inferred_from": "weight_growth"},
+            recommendations=[
+                Recommendation("fix", f"Lower the peak learning rate by 10x (to {fmt(peak / 10)}), keeping the schedule's shape."
+                               if peak else "Lower the learning rate by 10x.",
+                               (f"optimizer = torch.optim.{opt}(model.parameters(), lr={peak / 10:.1g})   # peak was {peak:g}\n"
+                                "# with a warm-up/decay schedule: lower the base rate it scales, not one step's value")
+                               if peak else scale_lr_code(ctx, 0.1)),
+            ],
+        )
+
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = instability(ctx)
         steps, ratios = update_ratios(ctx)
-        if not signals or collapsing(ctx):
+        if collapsing(ctx):
+            return
+        if not signals:
+            grown = self._from_weight_growth(ctx) if len(ratios) else None
+            if grown is not None:
+                yield grown
             return
         if not len(ratios):
             # No update was measured: weights updated by hand (no optimizer object), or a run of a
@@ -119,6 +169,9 @@ class LrTooHigh(Rule):
             if r is not None and r >= thr:
                 blamed.append((sig, r))
         if not blamed:
+            grown = self._from_weight_growth(ctx)
+            if grown is not None:
+                yield grown
             return
         sig, ratio = min(blamed, key=lambda b: b[0].onset)
         # the rate was too high from before the first sign of trouble: the step the symptoms are ranked against
@@ -230,7 +283,7 @@ class LossOscillating(Rule):
     """Detects LOS003; its documentation and options are in the catalogue (`modeldebug explain LOS003`)."""
 
     code = "LOS003"
-    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.OPTIMIZER)
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         osc = oscillation(ctx)

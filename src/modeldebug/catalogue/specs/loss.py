@@ -35,7 +35,10 @@ look like divergence. Runs shorter than `min_steps` are not judged. Neither are 
 or more optimizers over disjoint parameters take turns, each step with its own backward pass (a
 GAN's discriminator and generator): the loss recorded per step alternates between objectives that
 oppose each other, and a generator's loss that rises as its discriminator improves is the game,
-not divergence (`lr_too_high` still judges their update sizes).
+not divergence (`lr_too_high` still judges their update sizes). A loss that goes below zero (a
+policy-gradient surrogate), or one summed over however many one-sample calls a step made (an
+actor-critic's episode), is judged only by turning non-finite: its level follows the returns and
+the episode's length, not progress.
 """,
     ),
     Spec(
@@ -77,7 +80,8 @@ and check that the labels match the inputs.
 ## Known problems
 A run that starts from a converged checkpoint (fine-tuning at its optimum) is flat for good
 reason; silence the rule with `ignore=["LOS002"]` there. Runs where several optimizers take turns
-on opposing losses (a GAN) are not judged, as for `loss_diverging`.
+on opposing losses (a GAN), and losses that need not fall (a loss that goes below zero, such as a
+policy-gradient surrogate; one summed over a varying number of one-sample calls), are not judged.
 """,
     ),
 )

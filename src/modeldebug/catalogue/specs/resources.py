@@ -133,6 +133,10 @@ with `.item()`; for stalls, checkpoint and log less often, or asynchronously.
 ## Known problems
 Timings on a busy machine are noisy; only large effects over at least 40 steps are judged.
 Work that grows in every phase of the step at once is taken for a busier machine and missed.
+The number of forward calls per step is not measured: when every model is fed one sample per
+call (a batch of 1, or one unbatched feature vector) and the forward pass grew with the step, the
+trend is reported at low severity and says so, since a step that makes more calls by design (a
+reinforcement-learning episode that lasts longer as the policy improves) looks the same as a leak.
 """,
     ),
 )

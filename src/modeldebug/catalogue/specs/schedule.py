@@ -83,8 +83,9 @@ the training data.
 ## Known problems
 Cyclic learning-rate schedules make the loss go up and down by design. Runs where several
 optimizers over disjoint parameters take turns, each step with its own backward pass (a GAN), are
-not judged: their losses alternate by design. Runs shorter than `min_steps` (and 20 steps) are not
-judged.
+not judged: their losses alternate by design; nor are losses that go below zero or that sum a
+varying number of one-sample calls (see LRN001). Runs shorter than `min_steps` (and 20 steps) are
+not judged.
 """,
     ),
     Spec(
@@ -94,6 +95,7 @@ judged.
         options=(
             Option('lr_high_update_ratio', 0.05, 'update/weight ratio on the sampled steps before trouble began that counts as large (~1e-3 is healthy).'),
             Option('lr_jump_factor', 2.0, 'a loss above this multiple of its first value counts as a jump.'),
+            Option('lr_high_weight_growth', 3.0, "with an Adam-like optimizer and no sign of instability: the weight tensors' norms growing by this median factor over the run (last sample over first)."),
         ),
         doc="""
 ## What it detects
@@ -136,6 +138,28 @@ large update ratios only once the gradients have grown, so it is not blamed here
 update ratios are judged from the loss only, so only a blow-up from the first steps is found
 there, not a rate that is merely too high to converge. GANs and other
 adversarial losses go up and down by design.
+
+Losses that are not one objective going down are judged by what no such loss explains. A loss
+that goes below zero has no floor, so its ratios say nothing (a policy-gradient surrogate
+`-log_prob * advantage`, whose sign and scale follow the returns): only a non-finite loss counts.
+When every model is fed one sample per call, a step's loss adds up however many calls the step
+made (an episode), so its level follows the episode's length: only a jump of 10x within the first
+tenth of the run counts (no rise, spike or oscillation later on). A third sign covers policies
+that collapse: the gradient norm falling from its early level to below 1e-4 of it in one step and
+staying there (a softmax saturated on one action, every unit dead); a REINFORCE policy at 100x its
+rate (Adam lr 1.0) is found this way.
+
+With an Adam-like optimizer (Adam, AdamW, RMSprop, Adagrad, Adadelta, ...) a rate far too high
+often blows nothing up: the step is about the learning rate per weight whatever the gradient,
+and clipping bounds it, so the loss falls and settles higher. When no sign above was seen (or
+none with a large update ratio before it), the rule then reads the weights' size: the weight
+tensors' norms (median over tensors of the last sample over the first, weights directly followed
+by a normalisation layer left out, over at least `min_steps` steps) growing by
+`lr_high_weight_growth` (default 3x) or more is reported at medium severity, with the peak rate
+of the run's schedule. Detection range: AdamW on small GPTs at 100x their rate (nanoGPT, minGPT,
+a GPT-2 config under the HF Trainer, makemore) grew their weights 5-13x in 150-600 steps and are
+found; the same scripts at their working rate grew them 1.15-1.45x, and policy-gradient scripts
+with Adam up to 2x.
 """,
     ),
     Spec(
