@@ -138,6 +138,7 @@ def test_healthy_twin_never_stops(script: Path, tmp_path: Path) -> None:
     ("dead_activations", ["ACT001", "supported: nonfinite"]),
     ("nonfinite,bogus", ["'bogus' is not a condition modeldebug knows", "loss_spike"]),
     (",", ["names no condition"]),
+    ("", ["'' names no condition"]),
 ])
 def test_bad_condition_is_one_line_exit_2(value: str, words: list[str], script: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,6 +155,21 @@ def test_parse_resolves_kinds_and_aliases() -> None:
     assert parse_break_on(["missing_zero_grad", "LOS001"]) == ("LOP001", "LOS001")
     with pytest.raises(BadInputError, match="LRN001"):
         md.watch(nn.Linear(2, 2), db=":memory:", break_on="lr_too_high")
+
+
+def test_repeated_break_on_adds_conditions(script: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`--break-on GRD001 --break-on nonfinite` watches both (the last one alone did before)."""
+    from modeldebug.record import Record
+
+    monkeypatch.setenv("PYTHONBREAKPOINT", "0")
+    code = main(["run", "--break-on", "GRD001", "--break-on", "nonfinite,NUM001,", "--db", "run.db", "-q",
+                 "--no-progress", "--", str(script), "3"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert Record.open("run.db").meta["break_on"] == ["GRD001", "nonfinite"]  # NUM001 is nonfinite: once
+    assert err.count("break at step 3: NUM001 (nonfinite)") == 1, err
+    assert parse_break_on("NUM001,nonfinite,,") == ("NUM001",)
 
 
 def test_max_steps_ends_the_script_there(script: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,10 +102,10 @@ def _parser() -> _Parser:
                    help="judge the run against invariants learned from healthy runs (`modeldebug learn`)")
     from .commands._breakon import break_on_option, positive_steps
 
-    r.add_argument("--break-on", metavar="CONDITIONS", type=break_on_option,
+    r.add_argument("--break-on", metavar="CONDITIONS", type=break_on_option, action="extend",
                    help="stop in your training loop's frame, in pdb, at the first step where one holds: "
                         "nonfinite, loss_spike, or a code judged per step (NUM001, GRD001, LOS001, LOP001), "
-                        "comma-separated (docs/breakpoints.md)")
+                        "comma-separated or repeated (docs/breakpoints.md)")
     r.add_argument("--max-steps", metavar="N", type=positive_steps,
                    help="end the script after N training steps, as sys.exit(0) would (a short run)")
     r.add_argument("--bundle-max-mb", metavar="MB", type=_megabytes,

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import torch
 
-from ..commands._breakon import ALIASES, parse_break_on
+from ..commands._breakon import ALIASES, parse_break_on, unique
 from ..errors import DebuggingError
 from .crash import is_library_frame
 from .progress import StepInfo
@@ -326,7 +326,8 @@ def attach_breakpoints(tracer: Any, break_on: tuple[str, ...] | str | None,
     if max_steps is not None:
         tracer.writer.set_meta(max_steps=max_steps)
         tracer.listeners.append(StopAfter(tracer, max_steps).on_step)
-    conditions = parse_break_on(break_on) if isinstance(break_on, str) else tuple(break_on or ())
+    # a string is parsed; a sequence (`--break-on` repeated) is already parsed: each condition once
+    conditions = parse_break_on(break_on) if isinstance(break_on, str) else unique(tuple(break_on or ()))
     if not conditions:
         return None
     tracer.writer.set_meta(break_on=list(conditions))

@@ -11,7 +11,7 @@ import argparse
 
 from ..errors import BadInputError
 
-__all__ = ["ALIASES", "ONLINE", "break_on_option", "parse_break_on", "positive_steps"]
+__all__ = ["ALIASES", "ONLINE", "break_on_option", "parse_break_on", "positive_steps", "unique"]
 
 #: What can be judged step by step: the condition name, and what it stops on.
 ONLINE: dict[str, str] = {
@@ -58,7 +58,15 @@ def parse_break_on(value: str | list[str] | tuple[str, ...] | None) -> tuple[str
         out.append(spec.code)
     if not out:
         raise BadInputError(f"--break-on {value!r} names no condition: use one of {_supported()}")
-    return tuple(dict.fromkeys(out))
+    return unique(out)
+
+
+def unique(conditions: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Each condition once (`nonfinite` and `NUM001` are one check: the first name given is kept)."""
+    seen: dict[str, str] = {}
+    for c in conditions:
+        seen.setdefault(ALIASES.get(c, c), c)
+    return tuple(seen.values())
 
 
 def break_on_option(value: str) -> tuple[str, ...]:
