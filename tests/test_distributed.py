@@ -282,3 +282,31 @@ def test_a_nested_watch_leaves_the_hang_watchdog_to_the_outer_one() -> None:
         inner.detach()
         outer.detach()
     assert not outer.watchdog.is_alive()
+
+
+def test_after_the_first_step_only_the_model_and_its_batchnorm_layers_are_hooked() -> None:
+    from torch.nn.modules import module as nn_module
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = RunWriter(":memory:")
+    w = DistWatch(writer, RankInfo(0, 2, 0, "test"), hang=HangSettings(min_s=60)).attach()
+    try:
+        for step in range(1, 23):
+            opt.zero_grad()
+            model(torch.randn(16, 4)).pow(2).mean().backward()
+            opt.step()
+            if step == 1:  # the global module hooks are gone; the model and its BatchNorm keep one each
+                assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
+                assert len(model._forward_pre_hooks) == 1 and len(model[1]._forward_pre_hooks) == 1
+                assert not model[0]._forward_pre_hooks and not model[3]._forward_pre_hooks
+    finally:
+        w.detach()
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+    writer.flush()
+    rec = Record(writer.conn)
+    assert [s for e in rec.events("dist_batches") for s in e.data["steps"]] == list(range(1, 23))
+    assert [e.step for e in rec.events("dist_bn")] == [s for s in range(1, 23) if sampled(s)]
+    times = [e.data for e in rec.events("dist_times")]
+    assert all(f is not None and f > 0 for t in times for f in t["forward"])  # the model's own post-hook

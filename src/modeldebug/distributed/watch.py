@@ -7,7 +7,9 @@ run's writer:
   steps (`sampled`), and times every step;
 - the module forward pre-hook fingerprints each step's first input batch (the outermost module's
   first tensor argument) and, at sampled steps, the running statistics of every BatchNorm layer
-  as it is entered (after DDP has broadcast its buffers);
+  as it is entered (after DDP has broadcast its buffers); global module hooks only until the
+  first step's outermost model is known, then hooks on that model and its BatchNorm layers alone
+  (a global module hook costs every module call);
 - `torch.distributed` collectives are probed so the hang watchdog knows which one a rank is in;
 - `DistributedSampler.__iter__` is probed to note the epoch each iteration was shuffled for;
 - `torch.multiprocessing.spawn` gets, in place of the user's function, one that watches each
@@ -59,6 +61,7 @@ DIST_TARGETS: tuple[Target, ...] = (
     Target("mp_spawn", "spawn", lambda: torch.multiprocessing),
 )
 PATCHES.add_targets(DIST_TARGETS)
+_is_compiling = torch.compiler.is_compiling
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FLUSH_EVERY = 64  # steps of batch fingerprints and times kept before one copy to the host
@@ -121,6 +124,7 @@ class DistWatch:
         self._bn_done: set[int] = set()
         self._samplers: dict[int, int] = {}
         self._model_noted = False
+        self._local: list[Any] | None = None  # hook handles on the outermost model and its BatchNorm layers
 
     # -- lifecycle -------------------------------------------------------------------------------
     def attach(self) -> DistWatch:
@@ -156,6 +160,7 @@ class DistWatch:
                 self._batches.clear()
                 self._outer = None
                 self._hooks_on = False
+                self._local = None
 
     def _probes(self) -> dict[str, Probe]:
         from .spawn import spawn_probe
@@ -175,6 +180,7 @@ class DistWatch:
         self.writer.set_meta(**self.rank.meta())
         self.progress = Progress()
         self._t_prev = time.perf_counter()
+        self._bn_armed = sampled(1, self.every)  # the first step is a sampled one
         PATCHES.detach(self)  # attached for spawn and init only until now
         PATCHES.attach(self, self._probes())
         if any(isinstance(o, DistWatch) and o.watchdog is not None and o.watchdog.is_alive()
@@ -225,27 +231,64 @@ class DistWatch:
 
     # -- hooks -------------------------------------------------------------------------------------
     def forward_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Every module call, until the first step's outermost model is known (then `_hook_locally`)."""
         if not self._hooks_on:
             return
         if not self._in_step and torch.is_grad_enabled():
-            self._in_step = True
-            self._t_first = time.perf_counter()
-            self._outer, self._t_fwd_end = module, 0.0
-            if not self._names or not self._model_noted:
-                self._note_model(module)
-            x = _first_tensor(args)
-            if x is not None:
-                self._batches.append((self.progress.steps + 1, list(x.shape), fingerprint(x)))
-        if self._bn_armed and isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in self._bn_done:
-            self._bn_done.add(id(module))
-            if module.running_mean is not None and module.running_var is not None:
-                name = self._names.get(id(module), type(module).__name__)
-                self._pending.append(("dist_bn", self.progress.steps + 1, [f"{name}.running_mean", f"{name}.running_var"],
-                                      fingerprints([module.running_mean, module.running_var])))
+            self._step_begins(module, args)
+            if self._local is None:
+                self._hook_locally(module)
+        if self._bn_armed and isinstance(module, nn.modules.batchnorm._BatchNorm):
+            self._bn_entered(module)
 
     def forward_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if module is self._outer and not self._t_fwd_end:
             self._t_fwd_end = time.perf_counter()
+
+    def _hook_locally(self, outer: nn.Module) -> None:
+        """Hook only `outer` and its BatchNorm layers from now on: a global module hook costs every module call."""
+        self._local = []
+        if self._stack is None or type(outer).__name__ == "OptimizedModule":
+            return  # a compiled model: its hooks run inside the graph, keep the global ones
+        local = self._local
+        local += [outer.register_forward_pre_hook(self._local_pre), outer.register_forward_hook(self._local_post)]
+        local += [m.register_forward_pre_hook(self._local_bn) for m in outer.modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._stack.callback(lambda: [h.remove() for h in local])
+        PATCHES.module_hooks(self, False)
+
+    def _local_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._hooks_on and not self._in_step and torch.is_grad_enabled() and not _is_compiling():
+            self._step_begins(module, args)
+
+    def _local_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._hooks_on and not _is_compiling():
+            self.forward_post(module, args, output)
+
+    def _local_bn(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._hooks_on and self._bn_armed and not _is_compiling():
+            self._bn_entered(module)
+
+    def _step_begins(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """The first forward of a step with gradients on: the step's outermost model and its input batch."""
+        self._in_step = True
+        self._t_first = time.perf_counter()
+        self._outer, self._t_fwd_end = module, 0.0
+        if not self._names or not self._model_noted:
+            self._note_model(module)
+        x = _first_tensor(args)
+        if x is not None:
+            self._batches.append((self.progress.steps + 1, list(x.shape), fingerprint(x)))
+
+    def _bn_entered(self, module: nn.modules.batchnorm._BatchNorm) -> None:
+        """A BatchNorm layer entered at a sampled step: its running statistics, once per step."""
+        if id(module) in self._bn_done:
+            return
+        self._bn_done.add(id(module))
+        if module.running_mean is not None and module.running_var is not None:
+            name = self._names.get(id(module), type(module).__name__)
+            self._pending.append(("dist_bn", self.progress.steps + 1, [f"{name}.running_mean", f"{name}.running_var"],
+                                  fingerprints([module.running_mean, module.running_var])))
 
     def _note_model(self, outer: nn.Module) -> None:
         inner = getattr(outer, "module", None)
