@@ -88,7 +88,7 @@ def test_bad_rev_is_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[st
     cases = [
         (["--good", "no-such-rev", "--bad", "HEAD"], "--good 'no-such-rev' is not a commit"),
         (["--good", first, "--bad", "v9.9"], "--bad 'v9.9' is not a commit"),
-        (["--good", second, "--bad", first], "is not an ancestor of --bad"),
+        (["--good", second, "--bad", first], "is newer than --bad"),
         (["--good", "HEAD", "--bad", second], "the same commit"),
         (["--good", first, "--bad", "HEAD", "--steps", "5"], "--steps 5: learning from the good run needs at least 10"),
     ]
@@ -96,6 +96,27 @@ def test_bad_rev_is_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[st
         assert main(["bisect", *args, "--", "train.py", "10"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
+    assert "are --good and --bad swapped?" in (main(["bisect", "--good", second, "--bad", first, "--", "train.py"]),
+                                               capsys.readouterr().err)[1]
+    (repo / "new.py").write_text(TRAIN)  # not committed: no commit has it
+    assert main(["bisect", "--good", first, "--bad", second, "--", "new.py", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "new.py is not in the --good commit" in err and "is it committed?" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_run_from_a_subfolder_of_the_repository(repo: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cd scripts && modeldebug bisect ... -- train.py`: each run starts in that subfolder, with the script's
+    path from there (it was given from the repository's top and not found)."""
+    (repo / "scripts").mkdir()
+    good = commit(repo, "first model", **{"scripts/train.py": TRAIN})
+    bad = commit(repo, "lr x60", **{"scripts/train.py": TRAIN.replace("lr=0.05", "lr=3.0")})
+    monkeypatch.chdir(repo / "scripts")
+    code = main(["bisect", "--good", good, "--bad", "HEAD", "--steps", "10", "--", "train.py", "10"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"first bad commit: {bad}" in out and "skip" not in err
 
 
 @pytest.mark.slow

@@ -94,6 +94,10 @@ class Bisect:
         self.args, self.steps, self.timeout, self.say = args, steps, timeout, say
         self.against = against
         self.commits = self._between()
+        for rev, flag in ((self.good, "--good"), (self.bad, "--bad")):
+            if git("cat-file", "-e", f"{rev}:{self.script}", cwd=self.top).returncode != 0:
+                raise BadInputError(f"{self.script} is not in the {flag} commit {rev[:10]}: bisect runs each commit's "
+                                    "own copy of the script (is it committed?)")
         self.good_codes: set[str] = set()
         self.tmp: Path | None = None
 
@@ -109,6 +113,9 @@ class Bisect:
         if self.good == self.bad:
             raise BadInputError(f"--good and --bad are the same commit ({self.good[:10]}): nothing to search")
         if git("merge-base", "--is-ancestor", self.good, self.bad, cwd=self.top).returncode != 0:
+            if git("merge-base", "--is-ancestor", self.bad, self.good, cwd=self.top).returncode == 0:
+                raise BadInputError(f"--good {self.good[:10]} is newer than --bad {self.bad[:10]} (the bad commit is "
+                                    "its ancestor): are --good and --bad swapped?")
             raise BadInputError(f"--good {self.good[:10]} is not an ancestor of --bad {self.bad[:10]}: give a good "
                                 "commit older than the bad one")
         out = git("rev-list", "--first-parent", "--reverse", f"{self.good}..{self.bad}", cwd=self.top)
@@ -140,7 +147,8 @@ class Bisect:
                "--json", str(report), "--quiet", "--no-progress"]
         if against:
             cmd += ["--against", against]
-        cmd += ["--", self.script, *self.args]
+        # the run's folder is the user's subfolder: the script's path from there, as the user gave it
+        cmd += ["--", os.path.relpath(self.top / self.script, self.cwd), *self.args]
         paths = [str(wt), *([str(wt / "src")] if (wt / "src").is_dir() else [])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         cwd = wt / self.subdir
