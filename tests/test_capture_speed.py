@@ -164,3 +164,35 @@ def test_a_schema_2_record_reads_t_cpu_as_not_measured(tmp_path: Path) -> None:
     rec = Record.open(path)
     assert rec.column("loss").values.tolist() == [1.0]
     assert math.isnan(rec.column("t_cpu").values[0])
+
+
+def test_inactive_fraction_counts_units_alive_on_almost_no_sample() -> None:
+    from modeldebug.capture.stats import ACTIVATION_STATS, activation_stats
+
+    x = torch.rand(200, 10) + 0.1  # every unit active
+    x[:, :3] = 0.0  # 3 units dead
+    x[1:, 3:5] = 0.0  # 2 units alive on 1 sample of 200 (0.5%): inactive, not dead
+    x[:150, 5] = 0.0  # alive on a quarter of the batch: neither
+    stats = dict(zip(ACTIVATION_STATS, activation_stats(x).tolist()))
+    assert stats["dead_frac"] == pytest.approx(0.3)
+    assert stats["inactive_frac"] == pytest.approx(0.5)
+    assert stats["zero_frac"] == pytest.approx((600 + 2 * 199 + 150) / 2000)
+    healthy = dict(zip(ACTIVATION_STATS, activation_stats(torch.rand(200, 10) + 0.1).tolist()))
+    assert healthy["inactive_frac"] == 0.0 and healthy["dead_frac"] == 0.0
+
+
+def test_a_loop_without_an_optimizer_records_weight_norms_on_sampled_steps() -> None:
+    model = _net()
+    with md.watch(model, db=":memory:") as s:
+        torch.manual_seed(1)
+        for step in range(6):
+            x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+            model.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+        norms = float(model[0].weight.detach().norm())
+    w = s.record.series("0.weight", "param_norm")
+    assert w.steps.tolist() == [0, 1, 2, 5]  # each backward pass is a step here; the sampled ones
+    assert w.values[-1] == pytest.approx(norms, rel=1e-6)  # after the last hand-written update

@@ -45,7 +45,7 @@ def test_an_unknown_measure_id_is_an_error_that_names_it() -> None:
 def test_declarations_match_the_record_layout_and_the_rules_sets() -> None:
     steps = [c.name for c in schema.TABLES["steps"] if c.name != "step"]
     assert [m.name for m in M.STEP_COLUMNS] == steps
-    assert S.ACTIVATION_STATS == ("mean", "std", "min", "max", "zero_frac", "nonfinite", "dead_frac")
+    assert S.ACTIVATION_STATS == ("mean", "std", "min", "max", "zero_frac", "nonfinite", "dead_frac", "inactive_frac")
     assert set(RELU_LIKE) == M.RELU_LIKE
     for m in M.MEASURES.values():
         assert m.doc and m.producer and m.id.count(".") == 1
@@ -55,7 +55,8 @@ def test_activation_statistics_of_a_subset_equal_the_full_computation() -> None:
     torch.manual_seed(0)
     x = torch.relu(torch.randn(16, 8, 5))
     full = dict(zip(S.ACTIVATION_STATS, S.activation_stats(x).tolist()))
-    for names in (("mean",), ("std",), ("dead_frac",), ("min", "zero_frac"), ("mean", "std", "dead_frac")):
+    for names in (("mean",), ("std",), ("dead_frac",), ("min", "zero_frac"), ("mean", "std", "dead_frac"),
+                  ("inactive_frac",), ("zero_frac", "inactive_frac")):
         part = S.activation_stats(x, names).tolist()
         assert part == pytest.approx([full[n] for n in S.ACTIVATION_STATS if n in names], rel=1e-6), names
     assert full["mean"] == pytest.approx(float(x.mean()), rel=1e-6)

@@ -28,7 +28,7 @@ __all__ = [
     "CLIP_NORM", "CUDA_MB", "DATA_OVERLAP", "DEAD_FRAC", "EVENTS", "EXCEPTION", "FWD_EVAL_MODE",
     "FWD_TRAIN_MODE_NOGRAD", "GRAD_NORM", "GROUP_GRAD_NORM", "INPUT_CHANNELS", "INPUT_CONST_FRAC", "INPUT_MAX",
     "INPUT_MEAN", "INPUT_MIN", "INPUT_NONFINITE_FRAC", "INPUT_STATS", "INPUT_STD", "INTERNAL_ERROR",
-    "IN_FRAC_01", "IN_MAX", "IN_MEAN", "IN_MIN", "IN_NONFINITE", "IN_ROWSUM_DEV", "LABEL_COUNTS", "LIVE_LOSSES",
+    "INACTIVE_FRAC", "IN_FRAC_01", "IN_MAX", "IN_MEAN", "IN_MIN", "IN_NONFINITE", "IN_ROWSUM_DEV", "LABEL_COUNTS", "LIVE_LOSSES",
     "LOSS", "LOSS_CALLS", "LOSS_IO_STATS", "LR", "MEASURES", "MODEL_INPUT", "MODE_SENSITIVE", "MODULE_MAX",
     "MODULE_MEAN", "MODULE_MIN", "MODULE_NONFINITE", "MODULE_SKIPPED", "MODULE_STD", "NONFINITE", "N_BACKWARD",
     "OPTIMIZER", "PARAM_GRAD_NORM", "PARAM_NORM", "RELU_LIKE", "RSS_MB", "SAMPLED", "SATURATED_FRAC",
@@ -161,7 +161,9 @@ GROUP_GRAD_NORM = measure(
 PARAM_GRAD_NORM = measure("param", "grad_norm", "gradients", "stat",
                           "L2 norm of the parameter's gradient (no row: no gradient), on sampled steps and on "
                           "steps where the set of parameters with a gradient changed")
-PARAM_NORM = measure("param", "param_norm", "updates", "stat", "L2 norm of the parameter after the optimizer step")
+PARAM_NORM = measure("param", "param_norm", "updates", "stat",
+                     "L2 norm of the parameter after the optimizer step (without an optimizer object: at the "
+                     "step's backward pass)")
 UPDATE_RATIO = measure("param", "update_ratio", "updates", "stat",
                        "‖Δw‖/‖w‖ of the optimizer step: how far the step moved the weights")
 
@@ -184,12 +186,16 @@ SATURATED_FRAC = measure("module", "saturated_frac", "activations", "stat",
 TRAINING_FLAG = measure("module", "training", "modes", "stat",
                         "the module's training flag (1.0/0.0) during training forward passes",
                         applies_to=MODE_SENSITIVE)
+INACTIVE_FRAC = measure("module", "inactive_frac", "activations", "stat",
+                        "fraction of units non-zero on at most 1% of the samples (and positions) of the batch: "
+                        "nearly dead, where dead_frac counts only units zero on every one",
+                        applies_to=RELU_LIKE, level="detailed")
 ACTIVATION_HISTOGRAM = measure("module", "histogram", "activations", "histogram",
                                "histogram of the module's output (over at most 65,536 values)", level="comprehensive")
 
 #: The activation statistics, in the order `capture.stats.activation_stats` computes them.
 ACTIVATION_STATS: tuple[Measure, ...] = (MODULE_MEAN, MODULE_STD, MODULE_MIN, MODULE_MAX, ZERO_FRAC,
-                                         MODULE_NONFINITE, DEAD_FRAC)
+                                         MODULE_NONFINITE, DEAD_FRAC, INACTIVE_FRAC)
 
 # -- sampled steps: the model's input batch -----------------------------------------------------------------
 _INPUT_DOCS = {

@@ -7,7 +7,7 @@ results and copies them to the host once. Nothing here keeps a reference to its 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 
@@ -16,6 +16,8 @@ from .. import measures as M
 __all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "any_tensor", "differences", "first_tensor", "histogram",
            "input_stats", "norms", "odd_layout", "saturation", "stacked_norms", "unmeasurable"]
 
+#: A unit is inactive (`inactive_frac`) when it is non-zero on at most this fraction of the batch.
+INACTIVE_BELOW = 0.01
 # The order of the values activation_stats returns; the record stores them under these names.
 ACTIVATION_STATS: tuple[str, ...] = tuple(m.name for m in M.ACTIVATION_STATS)
 
@@ -78,7 +80,8 @@ def unmeasurable(t: torch.Tensor) -> str | None:
 def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS) -> torch.Tensor:
     """The activation statistics `names` of `x`, in `ACTIVATION_STATS` order, as one tensor.
 
-    All of them: mean, std, min, max, zero fraction, non-finite flag and dead-unit fraction. Only
+    All of them: mean, std, min, max, zero fraction, non-finite flag, dead-unit fraction and
+    inactive-unit fraction (units non-zero on at most `INACTIVE_BELOW` of the batch). Only
     the kernels the asked-for statistics need run, each a vectorised pass: a sum (the mean), a norm
     (the std, see `_std`: ``torch.var_mean`` is ~40x slower on the CPU), ``aminmax``, ``|sign(x)|``
     and its sum (the zero fraction), and a max and a min over the batch axes (the dead units).
@@ -104,13 +107,17 @@ def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS)
         out["nonfinite"] = (~torch.isfinite(total)).to(xf.dtype)
     if "min" in names or "max" in names:
         out["min"], out["max"] = torch.aminmax(xf) if n else (xf.mean(), xf.mean())
-    if "zero_frac" in names:
+    if "zero_frac" in names or "inactive_frac" in names:
         # |sign(x)| is 1 where x != 0 (NaN counts as non-zero, as in `x != 0`): float passes, ~3x
         # faster than summing a boolean tensor on the CPU
-        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0).sum()
-        out["zero_frac"] = (1.0 - nonzero / max(n, 1)).to(xf.dtype)
+        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0)
+        if "zero_frac" in names:
+            out["zero_frac"] = (1.0 - nonzero.sum() / max(n, 1)).to(xf.dtype)
+        if "inactive_frac" in names:
+            out["inactive_frac"] = _unit_fraction(nonzero, lambda v, dims: v.mean(dim=dims) <= INACTIVE_BELOW)
     if "dead_frac" in names:
-        out["dead_frac"] = _dead_fraction(xf).to(xf.dtype)
+        # a max and a min over the batch: ~8x faster than reducing a boolean `x != 0`; NaN is alive
+        out["dead_frac"] = _unit_fraction(xf, lambda v, dims: (v.amax(dim=dims) == 0) & (v.amin(dim=dims) == 0))
     return torch.stack([out[n] for n in ACTIVATION_STATS if n in names])
 
 
@@ -177,17 +184,16 @@ def _std(x: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor:
     return torch.linalg.vector_norm(x - mean) / math.sqrt(n - 1)
 
 
-def _dead_fraction(x: torch.Tensor) -> torch.Tensor:
-    """Fraction of units (along the unit axis) that are exactly zero on every sample of `x`."""
+def _unit_fraction(x: torch.Tensor, unit_test: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> torch.Tensor:
+    """Fraction of the units (the unit axis: see `activation_stats`) for which `unit_test(x, batch
+    axes)` holds; for 3-d outputs the larger of the two candidate axes."""
     if x.dim() < 2 or x.shape[0] < 2:
-        return torch.zeros((), device=x.device)
+        return torch.zeros((), device=x.device, dtype=x.dtype)
     axes = [1] if x.dim() != 3 else [1, 2]
     fracs = []
     for axis in axes:
         reduce = [d for d in range(x.dim()) if d != axis]
-        # a max and a min over the batch: ~8x faster than reducing a boolean `x != 0`; NaN is alive
-        alive = (x.amax(dim=reduce) != 0) | (x.amin(dim=reduce) != 0)
-        fracs.append(1.0 - alive.float().mean())
+        fracs.append(unit_test(x, reduce).to(x.dtype).mean())
     return torch.stack(fracs).amax()
 
 

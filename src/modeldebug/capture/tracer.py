@@ -414,6 +414,8 @@ class Tracer:
         a = self.assembler
         if not a.has_work():
             return
+        if a.t_opt_start is None and self.sampled():  # no optimizer stepped: the weights as updated by hand
+            self.updates.weights_only(self.step)
         a.end(self.sampled(), {**self.loop.end_step(), **self.forward.end_step()})
         self._backwards_since_step = 0
         self.forward.new_step()

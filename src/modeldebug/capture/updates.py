@@ -46,5 +46,18 @@ class UpdateCollector:
         tr.buffer.add(torch.cat([ratio, w64]), stats_sink(
             tr.writer, step, [(e, M.UPDATE_RATIO.name) for e in eids] + [(e, M.PARAM_NORM.name) for e in eids]))
 
+    def weights_only(self, step: int) -> None:
+        """Weight norms at the end of a sampled step no optimizer stepped (hand-written updates):
+        the `param_norm` rows (no update ratio: nothing marks where such an update starts). They
+        ride on the next step's host copy, as the optimizer's do."""
+        if M.PARAM_NORM not in self.tracer.plan:
+            return
+        tracked = self.tracer.registry.tracked_params()
+        if not tracked:
+            return
+        tr = self.tracer
+        w = torch.stack(S.norms([p.detach() for p, _ in tracked])).to(torch.float64)
+        tr.buffer.add(w, stats_sink(tr.writer, step, [(info.eid, M.PARAM_NORM.name) for _, info in tracked]))
+
     def drop(self) -> None:
         self._before = None
