@@ -543,3 +543,18 @@ def test_lbfgs_step_is_replayed_without_its_closure(tmp_path: Path) -> None:
     assert "LBFGS.step() needs the script's closure" in out["optimizer"]
     assert not any("TypeError" in line for line in out["details"]), out["details"]
     assert code == 0 and out["status"] == "bit-for-bit"
+
+
+def test_a_shared_bundle_whose_script_is_not_here_says_what_builds_the_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An nn.Sequential is torch's class, built by the script: not a class the script defines."""
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    raw["script"]["path"] = str(tmp_path / "elsewhere" / "crash.py")  # the bundle shared to another machine
+    torch.save(raw, "shared.bundle.pt")
+    capsys.readouterr()
+    assert main(["replay", "shared.bundle.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "Sequential that" in err and "builds, and that script is not here" in err and "--model" in err
+    assert "that defines Sequential" not in err

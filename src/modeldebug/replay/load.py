@@ -205,8 +205,10 @@ def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
         except Exception:  # noqa: BLE001, S110 - then try the script
             pass  # a class defined in the script under another name: try the script
     if mod is None:
+        built = f"is a {module}.{qualname} that {script!r} builds" if module.startswith("torch.") else \
+            f"is a {qualname} that {script!r} defines"
         where = f"importing {script} would run its training ({unsafe})" if unsafe else \
-            f"the script {script!r} that defines {qualname} is not here"
+            f"the model {built}, and that script is not here"
         raise BadInputError(f"cannot build the model: {where}: {hint}")
     cls = mod
     for part in qualname.split("."):
