@@ -35,7 +35,7 @@ def first_line(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) from starting `cmd` to the script's first line."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"FIRST ([0-9.]+)", p.stderr)
     if m is None:

@@ -78,12 +78,11 @@ class Flaky(nn.Linear):
 def test_a_crash_on_an_unsampled_step_names_the_module_from_the_traceback() -> None:
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(Flaky(16, 3)))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(RuntimeError):
-        with md.watch(model, optimizer=opt, db=":memory:") as s:
-            _loop(model, opt, 3)  # steps 0-2 (sampled); step 3 is not
-            assert not nn_module._global_forward_pre_hooks
-            model[2][0].fail = True  # raises inside 2.0 at step 3
-            _loop(model, opt, 1)
+    with pytest.raises(RuntimeError), md.watch(model, optimizer=opt, db=":memory:") as s:
+        _loop(model, opt, 3)  # steps 0-2 (sampled); step 3 is not
+        assert not nn_module._global_forward_pre_hooks
+        model[2][0].fail = True  # raises inside 2.0 at step 3
+        _loop(model, opt, 1)
     (ev,) = [e.data for e in s.record.events("exception")]
     assert ev["module"] == "2.0" and ev["phase"] == "forward"
 
@@ -91,10 +90,9 @@ def test_a_crash_on_an_unsampled_step_names_the_module_from_the_traceback() -> N
 def test_a_crash_outside_the_model_is_not_blamed_on_a_module() -> None:
     model = _net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError):
-        with md.watch(model, optimizer=opt, db=":memory:") as s:
-            _loop(model, opt, 4)
-            raise ValueError("the user's own bug, after the forward pass")
+    with pytest.raises(ValueError), md.watch(model, optimizer=opt, db=":memory:") as s:
+        _loop(model, opt, 4)
+        raise ValueError("the user's own bug, after the forward pass")
     (ev,) = [e.data for e in s.record.events("exception")]
     assert ev["module"] is None and ev["phase"] != "forward"
 

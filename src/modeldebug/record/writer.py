@@ -117,7 +117,7 @@ class RunWriter:
             raise ValueError(f"unknown step columns: {sorted(set(columns) - _STEP_SET)}")
         get = columns.get
         # v != v: NaN, stored as NULL (what _clean does, without a call per column)
-        row = [step, *[None if v != v else v for v in map(get, _STEP_COLUMNS)]]
+        row = [step, *[None if v != v else v for v in map(get, _STEP_COLUMNS)]]  # noqa: PLR0124
         row[_SAMPLED_AT] = int(bool(get("sampled", 0)))
         self._steps.append(tuple(row))
 
