@@ -558,3 +558,14 @@ def test_a_shared_bundle_whose_script_is_not_here_says_what_builds_the_model(
     err = capsys.readouterr().err
     assert "Sequential that" in err and "builds, and that script is not here" in err and "--model" in err
     assert "that defines Sequential" not in err
+
+
+def test_a_truncated_bundle_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    data = bundle_path("run.db").read_bytes()
+    Path("cut.bundle.pt").write_bytes(data[: len(data) // 2])  # half a copy
+    capsys.readouterr()
+    assert main(["replay", "cut.bundle.pt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "it is truncated" in err and "there is a high" not in err, err

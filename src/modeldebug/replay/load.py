@@ -48,7 +48,9 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     try:
         bundle = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
-        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        why = str(exc).strip().splitlines()[0].split(". ")[0][:160] if str(exc).strip() else type(exc).__name__
+        if _truncated_zip(p):  # a torch file is a zip archive: its directory, at the end, is missing
+            why = "it is truncated: an incomplete copy or download"
         raise BadInputError(f"{str(path)!r} is not a readable modeldebug repro bundle ({why}): "
                             "give the RUN.bundle.pt a watched run saved, undamaged") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
@@ -61,6 +63,18 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     if why is not None:
         raise BadInputError(f"{str(path)!r} is a damaged repro bundle ({why}): save it again with a new run")
     return bundle
+
+
+def _truncated_zip(p: Path) -> bool:
+    """A file that begins as a zip archive (as torch.save writes) but has no end."""
+    import zipfile
+
+    try:
+        with p.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" and not zipfile.is_zipfile(p)
 
 
 def _damage(b: dict[str, Any]) -> str | None:
