@@ -569,3 +569,60 @@ def test_a_truncated_bundle_says_so(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["replay", "cut.bundle.pt"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "it is truncated" in err and "there is a high" not in err, err
+
+
+STRUCT_SCRIPT = '''
+import sys
+from collections import namedtuple
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass
+class DataBatch:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, batch):
+        return self.fc(batch.x)
+
+
+def make_model():
+    return Net()
+
+
+if __name__ == "__main__":
+    Batch = namedtuple("Batch", "x y")
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(6):
+        x, y = torch.randn(8, 4), torch.randn(8, 1)
+        if step == 3:
+            x[0, 0] = float("nan")
+        batch = Batch(x, y) if sys.argv[1] == "namedtuple" else DataBatch(x, y)
+        loss = F.mse_loss(model(batch), batch.y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+'''
+
+
+@pytest.mark.parametrize("kind", ["namedtuple", "dataclass"])
+def test_a_namedtuple_or_dataclass_batch_is_rebuilt(tmp_path: Path, kind: str) -> None:
+    """Its fields are saved and rebuilt by name (a namedtuple was a bare tuple, a dataclass saved no bundle)."""
+    script = _script(tmp_path, "structs.py", STRUCT_SCRIPT)
+    assert _run(script, kind) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["batch"]["args"][0]["name"] == ("Batch" if kind == "namedtuple" else "DataBatch")
+    code, out = _replay(bundle_path("run.db"), "--no-bisect")
+    assert code == 0 and out["status"] == "bit-for-bit", out

@@ -22,6 +22,7 @@ without the batch if that alone is too large), and says so.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -44,12 +45,14 @@ from .bundle_call import autocast_state, call_kwargs
 from .isolation import unwrap
 from .patches import LOSS_FUNCTIONS, Probe
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "BundleWatch", "SpikeWatch", "bundle_path", "plain"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "STRUCT", "BundleWatch", "SpikeWatch", "bundle_path", "plain"]
 
 log = logging.getLogger("modeldebug")
 
 BUNDLE_FORMAT = "modeldebug-repro-bundle"
 BUNDLE_VERSION = 1
+#: The key of a dict that stands for a namedtuple or dataclass batch ({STRUCT: kind, "name", "fields"}).
+STRUCT = "__modeldebug_struct__"
 _MB = 1024 * 1024
 
 
@@ -78,6 +81,10 @@ def plain(value: Any, depth: int = 0, *, copy: bool = True) -> Any:
             return base(value)
     if isinstance(value, np.generic):
         return value.item()
+    fields = _struct_fields(value)
+    if fields is not None:  # a namedtuple or dataclass batch: its fields, rebuilt by replay (STRUCT)
+        return {STRUCT: "namedtuple" if isinstance(value, tuple) else "dataclass", "name": type(value).__name__,
+                "fields": {k: plain(v, depth + 1, copy=copy) for k, v in fields.items()}}
     if isinstance(value, (list, tuple)):
         items = [plain(v, depth + 1, copy=copy) for v in value]
         return items if isinstance(value, list) else tuple(items)
@@ -86,9 +93,20 @@ def plain(value: Any, depth: int = 0, *, copy: bool = True) -> Any:
     raise Unstorable(f"a {type(value).__name__}")
 
 
+def _struct_fields(value: Any) -> dict[str, Any] | None:
+    """The fields of a namedtuple or a dataclass instance, else None."""
+    if isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
+        return dict(zip(type(value)._fields, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return None
+
+
 def _nbytes(value: Any, depth: int = 0) -> int:
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
+    if depth < 12 and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(_nbytes(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
     if depth < 12 and isinstance(value, (list, tuple)):
         return sum(_nbytes(v, depth + 1) for v in value)
     if depth < 12 and isinstance(value, dict):

@@ -9,7 +9,9 @@ differently: the symptom may reproduce without the bits.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..capture.bundle import STRUCT
 from ..capture.isolation import set_training
 from ..capture.stats import first_tensor
 
@@ -136,6 +139,16 @@ class StepOutcome:
     loss_note: str | None = None
 
 
+def rebuild(struct: dict[str, Any], move: Callable[[Any], Any]) -> Any:
+    """A namedtuple or dataclass of the same name and fields as the run's batch (its class is code: not saved)."""
+    fields = {str(k): move(v) for k, v in (struct.get("fields") or {}).items()}
+    name = str(struct.get("name") or "Batch")
+    name = name if name.isidentifier() else "Batch"
+    if struct.get(STRUCT) == "namedtuple":
+        return collections.namedtuple(name, list(fields))(**fields)  # noqa: PYI024 - rebuilt from data
+    return dataclasses.make_dataclass(name, list(fields))(**fields)
+
+
 def batch_of(bundle: dict[str, Any], device: torch.device) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A fresh copy of the batch on `device` (a step that changes its input in place changes no later replay)."""
     def move(v: Any) -> Any:
@@ -143,6 +156,8 @@ def batch_of(bundle: dict[str, Any], device: torch.device) -> tuple[tuple[Any, .
             return v.to(device, copy=True)
         if isinstance(v, (list, tuple)):
             return type(v)(move(x) for x in v)
+        if isinstance(v, dict) and STRUCT in v:
+            return rebuild(v, move)
         if isinstance(v, dict):
             return {k: move(x) for k, x in v.items()}
         return v
