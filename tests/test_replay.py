@@ -626,3 +626,53 @@ def test_a_namedtuple_or_dataclass_batch_is_rebuilt(tmp_path: Path, kind: str) -
     assert raw["batch"]["args"][0]["name"] == ("Batch" if kind == "namedtuple" else "DataBatch")
     code, out = _replay(bundle_path("run.db"), "--no-bisect")
     assert code == 0 and out["status"] == "bit-for-bit", out
+
+
+LOSS_IN_FORWARD_SCRIPT = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class LM(nn.Module):
+    """Hugging Face style: forward(input_ids, labels=...) computes the loss and returns it with the logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 16)
+        self.drop = nn.Dropout(0.1)
+        self.out = nn.Linear(16, 30)
+
+    def forward(self, input_ids, labels=None):
+        logits = self.out(self.drop(self.emb(input_ids)))
+        loss = None if labels is None else F.cross_entropy(logits.view(-1, 30), labels.view(-1))
+        return {"loss": loss, "logits": logits}
+
+
+def make_model():
+    return LM()
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    for step in range(7):
+        ids = torch.randint(0, 30, (4, 6))
+        if step == 5:
+            with torch.no_grad():
+                model.out.bias[3] = float("inf")
+        out = model(input_ids=ids, labels=ids)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+'''
+
+
+def test_a_loss_computed_in_forward_is_the_one_replayed(tmp_path: Path) -> None:
+    """The loss call ran inside forward() on the logits: the model's output holds the loss, not the logits."""
+    script = _script(tmp_path, "lm.py", LOSS_IN_FORWARD_SCRIPT)
+    assert _run(script) == 0
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "bit-for-bit", out
+    assert out["bisect"]["module"] == "out" and "own weights were already non-finite" in out["bisect"]["why"]

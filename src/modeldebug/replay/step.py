@@ -179,7 +179,11 @@ def prepare(bundle: dict[str, Any], model: nn.Module, device: torch.device) -> N
 
 
 def compute_loss(bundle: dict[str, Any], output: Any, device: torch.device) -> tuple[torch.Tensor | None, str | None]:
-    """The run's loss call on this output, or (None, why)."""
+    """The run's loss call on this output, or (None, why). A model that computes its loss in forward()
+    (``model(input_ids, labels=...)`` returning ``{"loss": ..., "logits": ...}``) returned it: that is the loss."""
+    own = _returned_loss(output)
+    if own is not None:
+        return own, None
     call = bundle.get("loss_call")
     if not call:
         return None, "the run's loss was not a torch.nn.functional loss call the tracer saw: no loss to replay"
@@ -198,6 +202,14 @@ def compute_loss(bundle: dict[str, Any], output: Any, device: torch.device) -> t
     args = [move(a) for a in call.get("args") or []]
     kwargs = {k: move(v) for k, v in (call.get("kwargs") or {}).items()}
     return fn(out, target, *args, **kwargs), None
+
+
+def _returned_loss(output: Any) -> torch.Tensor | None:
+    """The scalar loss a model's output holds under the name ``loss`` (a dict, an HF ModelOutput), else None."""
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.is_floating_point() and loss.numel() == 1:
+        return loss
+    return None
 
 
 def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer | None, device: torch.device,
