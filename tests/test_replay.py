@@ -314,6 +314,8 @@ def test_bundle_over_the_size_bound_is_saved_without_state(tmp_path: Path, capsy
     assert _run(script, "-10", extra=("--bundle-max-mb", "0.0005")) == 0  # 512 bytes: the batch fits, the state not
     err = capsys.readouterr().err
     assert "NOT the model's state" in err
+    assert "It cannot be replayed without them: run again with a larger --bundle-max-mb" in err
+    assert "Replay it" not in err  # replay refuses such a bundle: it is not offered
     raw = torch.load(bundle_path("run.db"), weights_only=True)
     assert raw["with_state"] is False and "model_state" not in raw and raw["batch"] is not None
     assert any("over its bound" in n for n in raw["notes"])

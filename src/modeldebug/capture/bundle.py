@@ -250,7 +250,7 @@ class BundleWatch:
         batch: dict[str, Any] | None = None
         batch_bytes = _nbytes((args, kwargs)) + _nbytes(self._loss_recipe(notes, dry=True))
         if batch_bytes > self.max_bytes:  # measured on the live tensors: nothing copied yet
-            notes.append(f"the batch ({batch_bytes / _MB:.1f} MB) is over the bound of {self.max_bytes / _MB:g} MB: "
+            notes.append(f"the batch ({batch_bytes / _MB:.1f} MB) is over the bound of {self.max_bytes / _MB:.3g} MB: "
                          "not saved")
             batch_bytes = 0
         else:
@@ -263,7 +263,7 @@ class BundleWatch:
         with_state = state_bytes + batch_bytes <= self.max_bytes
         if not with_state:
             notes.append(f"the model and optimizer state ({state_bytes / _MB:.1f} MB) would take the bundle over "
-                         f"its bound of {self.max_bytes / _MB:g} MB: saved without them (raise it with "
+                         f"its bound of {self.max_bytes / _MB:.3g} MB: saved without them (raise it with "
                          "--bundle-max-mb)")
         bundle: dict[str, Any] = {
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
@@ -377,9 +377,10 @@ def bundle_message(path: str, kind: str, step: int, size_mb: float, with_state: 
     """The line that tells the user where the bundle is, what it holds and how to use and share it."""
     what = "the model's weights, the optimizer state and the batch" if with_state else \
         "the batch but NOT the model's state (over the size bound)"
+    then = f"Replay it: modeldebug replay {path}" if with_state else \
+        "It cannot be replayed without them: run again with a larger --bundle-max-mb"
     return (f"modeldebug: step {step} ({kind.replace('_', ' ')}) saved as a repro bundle: {path} "
-            f"({size_mb:.1f} MB; it holds {what}: share it only where those may go). "
-            f"Replay it: modeldebug replay {path}")
+            f"({size_mb:.1f} MB; it holds {what}: share it only where those may go). {then}")
 
 
 def _plain_tuple(value: Any) -> Any:
