@@ -215,6 +215,10 @@ class Bisect:
         commits, say = self.commits, self.say
         say(f"bisect: {len(commits)} commits after good {self.good[:10]} up to bad {self.bad[:10]}; "
             f"{self.steps} steps of {self.script} at each commit tried")
+        changed = git("status", "--porcelain", "--untracked-files=no", cwd=self.top).stdout.splitlines()
+        if changed:
+            say(f"modeldebug: your uncommitted changes ({len(changed)} file(s), e.g. {changed[0][3:]}) are in no run: "
+                "each commit is run as committed")
         against = self._learn()
         say(f"  {Verdict(self.good, 'good', 'the reference run').line(self.subject(self.good))}")
         out = Outcome(None, None)
