@@ -152,3 +152,21 @@ def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
 def test_help_lists_bisect() -> None:
     out = subprocess.run([sys.executable, "-m", "modeldebug", "bisect", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--good REV --bad REV" in out.stdout
+
+
+def test_ctrl_c_removes_the_worktree_and_says_so(repo: Path) -> None:
+    import signal
+
+    good = commit(repo, "first", train__py=TRAIN)
+    commit(repo, "second", train__py=TRAIN.replace("lr=0.05", "lr=3.0"))
+    proc = subprocess.Popen([sys.executable, "-m", "modeldebug", "bisect", "--good", good, "--bad", "HEAD",
+                             "--steps", "10", "--", "train.py", "100000"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    with proc.stderr:
+        first = proc.stderr.readline()  # the search has begun: the good commit's run is under way
+        assert first.startswith("bisect:"), first
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "bisect interrupted" in err and "Traceback" not in err, err
+    assert len(git(repo, "worktree", "list").splitlines()) == 1

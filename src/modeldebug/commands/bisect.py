@@ -50,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
     against = os.path.abspath(args.against.path) if args.against is not None else None
     b = Bisect(args.good, args.bad, args.script, script_args, steps=args.steps, against=against,
                timeout=args.timeout)
-    out = b.search()
+    try:
+        out = b.search()
+    except KeyboardInterrupt:  # Ctrl-C: the run in progress is killed, the temporary worktree removed
+        print("modeldebug: bisect interrupted; the temporary worktree is removed, your checkout untouched",
+              file=sys.stderr)
+        return 130
     bad = out.verdicts.get(b.bad)
     if out.first_bad is None:
         why = bad.reason if bad is not None else "it judges good"
