@@ -150,7 +150,8 @@ def test_outside_a_repository_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
 
 
 def test_help_lists_bisect() -> None:
-    out = subprocess.run([sys.executable, "-m", "modeldebug", "bisect", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "modeldebug", "bisect", "--help"], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0 and "--good REV --bad REV" in out.stdout
 
 

@@ -22,7 +22,6 @@ without the batch if that alone is too large), and says so.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
@@ -42,6 +41,7 @@ from torch import nn
 from .._version import __version__
 from ..rules.context import window
 from .bundle_call import autocast_state, call_kwargs
+from .bundle_data import STRUCT, Unstorable, nbytes, plain
 from .isolation import unwrap
 from .patches import LOSS_FUNCTIONS, Probe
 
@@ -51,8 +51,6 @@ log = logging.getLogger("modeldebug")
 
 BUNDLE_FORMAT = "modeldebug-repro-bundle"
 BUNDLE_VERSION = 1
-#: The key of a dict that stands for a namedtuple or dataclass batch ({STRUCT: kind, "name", "fields"}).
-STRUCT = "__modeldebug_struct__"
 _MB = 1024 * 1024
 
 
@@ -60,58 +58,6 @@ def bundle_path(record: str | Path) -> Path:
     """``RUN.bundle.pt`` for the record ``RUN.db``."""
     p = Path(record)
     return p.with_name(p.stem + ".bundle.pt")
-
-
-class Unstorable(Exception):
-    """A value a weights-only bundle cannot hold (an object that only pickle could store)."""
-
-
-def plain(value: Any, depth: int = 0, *, copy: bool = True) -> Any:
-    """`value` as tensors (detached CPU copies unless `copy` is False) and plain containers of plain
-    Python values (str, int, float, bool, None: subclasses such as torch's version string become the
-    base type), or Unstorable."""
-    if depth > 12:
-        raise Unstorable("nested too deeply")
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True) if copy else value
-    if value is None:
-        return None
-    for base in (bool, int, float, str):
-        if isinstance(value, base):
-            return base(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    fields = _struct_fields(value)
-    if fields is not None:  # a namedtuple or dataclass batch: its fields, rebuilt by replay (STRUCT)
-        return {STRUCT: "namedtuple" if isinstance(value, tuple) else "dataclass", "name": type(value).__name__,
-                "fields": {k: plain(v, depth + 1, copy=copy) for k, v in fields.items()}}
-    if isinstance(value, (list, tuple)):
-        items = [plain(v, depth + 1, copy=copy) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
-        return {plain(k): plain(v, depth + 1, copy=copy) for k, v in value.items()}
-    raise Unstorable(f"a {type(value).__name__}")
-
-
-def _struct_fields(value: Any) -> dict[str, Any] | None:
-    """The fields of a namedtuple or a dataclass instance, else None."""
-    if isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
-        return dict(zip(type(value)._fields, value))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    return None
-
-
-def _nbytes(value: Any, depth: int = 0) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if depth < 12 and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return sum(_nbytes(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
-    if depth < 12 and isinstance(value, (list, tuple)):
-        return sum(_nbytes(v, depth + 1) for v in value)
-    if depth < 12 and isinstance(value, dict):
-        return sum(_nbytes(v, depth + 1) for v in value.values())
-    return 0
 
 
 class SpikeWatch:
@@ -248,7 +194,7 @@ class BundleWatch:
         notes: list[str] = []
         state, state_bytes = self._state(root, notes)
         batch: dict[str, Any] | None = None
-        batch_bytes = _nbytes((args, kwargs)) + _nbytes(self._loss_recipe(notes, dry=True))
+        batch_bytes = nbytes((args, kwargs)) + nbytes(self._loss_recipe(notes, dry=True))
         if batch_bytes > self.max_bytes:  # measured on the live tensors: nothing copied yet
             notes.append(f"the batch ({batch_bytes / _MB:.1f} MB) is over the bound of {self.max_bytes / _MB:.3g} MB: "
                          "not saved")
@@ -307,9 +253,9 @@ class BundleWatch:
         ids = {id(p): n for n, p in named}
         opt = _optimizer_of(tr, ids, notes)
         live = root.state_dict(keep_vars=True)
-        size = _nbytes(live) + sum(_nbytes(p.grad) for _, p in named if p.grad is not None)
+        size = nbytes(live) + sum(nbytes(p.grad) for _, p in named if p.grad is not None)
         if opt is not None:
-            size += _nbytes(list(opt.state.values()))
+            size += nbytes(list(opt.state.values()))
 
         def copy() -> dict[str, Any]:
             out: dict[str, Any] = {

@@ -155,8 +155,8 @@ class Bisect:
         if not cwd.is_dir():
             return 125, db, report, f"the folder {self.subdir!r} does not exist at this commit"
         try:
-            proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=self.timeout,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                                  timeout=self.timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return 125, db, report, f"timed out after {self.timeout:g} s"
         return proc.returncode, db, report, _last_error(proc.stderr)

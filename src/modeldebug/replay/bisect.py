@@ -23,7 +23,14 @@ from torch import nn
 
 from ..capture.stats import first_tensor
 from ..compare.bands import Band, band
-from .step import autocast_for, batch_of, module_hooks, prepare, restore_rng, tensor_stats
+from .step import (
+    autocast_for,
+    batch_of,
+    module_hooks,
+    prepare,
+    restore_rng,
+    tensor_stats,
+)
 
 __all__ = ["BisectResult", "bisect_modules", "envelopes_from_record", "execution_order"]
 

@@ -145,7 +145,7 @@ def rebuild(struct: dict[str, Any], move: Callable[[Any], Any]) -> Any:
     name = str(struct.get("name") or "Batch")
     name = name if name.isidentifier() else "Batch"
     if struct.get(STRUCT) == "namedtuple":
-        return collections.namedtuple(name, list(fields))(**fields)  # noqa: PYI024 - rebuilt from data
+        return collections.namedtuple(name, list(fields))(**fields)
     return dataclasses.make_dataclass(name, list(fields))(**fields)
 
 
