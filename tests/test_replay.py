@@ -678,3 +678,49 @@ def test_a_loss_computed_in_forward_is_the_one_replayed(tmp_path: Path) -> None:
     code, out = _replay(bundle_path("run.db"))
     assert code == 0 and out["status"] == "bit-for-bit", out
     assert out["bisect"]["module"] == "out" and "own weights were already non-finite" in out["bisect"]["why"]
+
+
+HAND_LOSS_SCRIPT = '''
+import sys
+import torch
+from torch import nn
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(6):
+        x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        if step == 3 and sys.argv[1] == "batch":
+            x[2, 1] = float("nan")  # a corrupt sample
+        p = torch.softmax(model(x), -1)
+        if step == 3 and sys.argv[1] == "loss":
+            p = p * 0  # the loss below takes log(0)
+        loss = -torch.log(p[torch.arange(16), y]).mean()  # a loss written by hand: not in the bundle
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+'''
+
+
+def test_a_hand_written_loss_is_judged_from_the_models_output(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The loss is not replayed; a non-finite output of the model is the symptom, its batch named as the cause.
+    Its twin, a NaN born in the hand-written loss itself, stays not reproduced."""
+    script = _script(tmp_path, "hand.py", HAND_LOSS_SCRIPT)
+    assert _run(script, "batch") == 0
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["status"] == "symptom", out
+    assert any("the model's output is non-finite again" in line for line in out["details"])
+    assert out["bisect"]["module"] == "0" and out["bisect"]["previous"] is None and out["batch_finite"] is False
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db"))]) == 0
+    assert "the batch the model was called with holds NaN/Inf" in capsys.readouterr().err
+    assert _run(script, "loss", db="loss.db") == 0
+    code, out = _replay(bundle_path("loss.db"))
+    assert code == 1 and out["status"] == "not-reproduced" and out["batch_finite"] is True

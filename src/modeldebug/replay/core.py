@@ -15,7 +15,7 @@ import torch
 from ..errors import BadInputError
 from .bisect import BisectResult, bisect_modules, envelopes_from_record
 from .load import build_model, build_optimizer, load_bundle
-from .step import StepOutcome, execute, same_bits
+from .step import StepOutcome, all_finite, execute, same_bits
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -36,6 +36,7 @@ class ReplayResult:
     envelopes: int = 0  # modules with an envelope from the run's record
     warnings: list[str] = field(default_factory=list)
     nonfinite_state: list[str] = field(default_factory=list)  # weights or buffers already NaN/Inf before the step
+    batch_finite: bool = True  # every floating value of the saved batch finite
 
     @property
     def reproduced(self) -> bool:
@@ -122,6 +123,9 @@ def judge(bundle: dict[str, Any], res: StepOutcome) -> tuple[str, list[str]]:
     if res.stepped:
         lines.append("optimizer step: replayed; the weights after it are "
                      + ("finite" if res.params_finite_after else "NON-FINITE"))
+    if res.loss is None and kind.startswith("nonfinite") and res.output_finite is False:
+        lines.append("the model's output is non-finite again (the loss itself was not replayed)")
+        return "symptom", lines
     if kind == "nonfinite_loss":
         symptom = got_last is not None and not math.isfinite(float(got_last[0]))
     elif kind == "nonfinite_gradient":
@@ -170,4 +174,5 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
     bad_state = [f"{k} ({'weight' if k in params else 'buffer'})" for k, v in (bundle.get("model_state") or {}).items()
                  if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     return ReplayResult(str(path), bundle, how, opt_what, str(device), status, lines, first, anomaly, found,
-                        earlier, len(envelopes) if bisect else 0, warnings, bad_state)
+                        earlier, len(envelopes) if bisect else 0, warnings, bad_state,
+                        all_finite((bundle["batch"]["args"], bundle["batch"]["kwargs"])))

@@ -36,7 +36,11 @@ def _culprit(r: ReplayResult) -> list[str]:
     name = f"{b.module} ({b.type})" if b.module else \
         f"{model}'s own forward() code" + (f", after its last submodule {b.previous}" if b.previous else "")
     out = [head + f"first module out of range: {name}: {b.why}"]
-    if b.inputs_finite is False:
+    if b.inputs_finite is False and b.previous is None:
+        out.append("  its input was already non-finite: " + (
+            "the batch the model was called with holds NaN/Inf (the data brought it)" if not r.batch_finite else
+            f"{model}'s own forward() made it before this first module"))
+    elif b.inputs_finite is False:
         out.append(f"  its input was already non-finite although {b.previous or 'the module before it'} was "
                    "in range: a functional operation in forward() between them produced it")
     e = r.earlier
@@ -80,7 +84,7 @@ def to_dict(r: ReplayResult) -> dict[str, Any]:
         "bundle": r.path, "trigger": {k: v for k, v in t.items()}, "script": r.bundle.get("script"),
         "built_with": r.built_with, "optimizer": r.optimizer, "device": r.device, "status": r.status,
         "reproduced": r.reproduced, "details": r.lines, "warnings": r.warnings,
-        "nonfinite_state": r.nonfinite_state,
+        "nonfinite_state": r.nonfinite_state, "batch_finite": r.batch_finite,
     }
     if r.anomaly is not None:
         out["anomaly"] = {"autograd": r.anomaly.anomaly, "modules": [asdict(m) for m in r.anomaly.modules],

@@ -27,7 +27,7 @@ from ..capture.bundle import STRUCT
 from ..capture.isolation import set_training
 from ..capture.stats import first_tensor
 
-__all__ = ["ModuleStats", "StepOutcome", "autocast_for", "execute", "restore_rng", "same_bits", "tensor_stats"]
+__all__ = ["ModuleStats", "StepOutcome", "all_finite", "autocast_for", "execute", "restore_rng", "same_bits", "tensor_stats"]
 
 
 def autocast_for(bundle: dict[str, Any], part: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -98,13 +98,13 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
             "inf": inf}
 
 
-def _finite(value: Any) -> bool:
+def all_finite(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return not value.is_floating_point() or bool(torch.isfinite(value).all())
     if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
+        return all(all_finite(v) for v in value)
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+        return all(all_finite(v) for v in value.values())
     return True
 
 
@@ -137,6 +137,7 @@ class StepOutcome:
     modules: list[ModuleStats] = field(default_factory=list)
     grad_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     loss_note: str | None = None
+    output_finite: bool | None = None  # every floating value of the model's output finite
 
 
 def rebuild(struct: dict[str, Any], move: Callable[[Any], Any]) -> Any:
@@ -224,7 +225,7 @@ def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
     def seen(name: str, m: nn.Module, inp: tuple[Any, ...], out: Any) -> None:
         t = first_tensor(out)
         if isinstance(t, torch.Tensor) and t.is_floating_point():
-            res.modules.append(ModuleStats(name, type(m).__name__, input_finite=_finite(inp), **tensor_stats(t)))
+            res.modules.append(ModuleStats(name, type(m).__name__, input_finite=all_finite(inp), **tensor_stats(t)))
 
     hooks = module_hooks(model, None, seen) if anomaly else contextlib.nullcontext()
     restore_rng(bundle)
@@ -233,6 +234,7 @@ def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
         try:
             with autocast_for(bundle, "forward", device):
                 output = model(*args, **kwargs)
+            res.output_finite = all_finite(output)
             res.phase = "loss"
             with autocast_for(bundle, "loss", device):
                 loss, res.loss_note = compute_loss(bundle, output, device)
