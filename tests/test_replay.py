@@ -724,3 +724,16 @@ def test_a_hand_written_loss_is_judged_from_the_models_output(tmp_path: Path,
     assert _run(script, "loss", db="loss.db") == 0
     code, out = _replay(bundle_path("loss.db"))
     assert code == 1 and out["status"] == "not-reproduced" and out["batch_finite"] is True
+
+
+def test_json_output_is_checked_before_the_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json train.py` overwrote the script; a missing folder failed only after the replay."""
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db")), "--json", str(script), "-q"]) == 2
+    assert script.read_text() == CRASH_SCRIPT
+    assert "would overwrite a .py file" in capsys.readouterr().err
+    assert main(["replay", str(bundle_path("run.db")), "--json", "no/such/folder/r.json"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "modeldebug replay" not in err  # refused before replaying

@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from ..replay import replay
     from ..replay.render import to_dict, to_text
 
+    from ..cli import _check_outputs
+
+    _check_outputs(args)  # a --json path that cannot be written fails before the replay, not after
     result = replay(args.bundle, model=args.model, bisect=not args.no_bisect)
     if not args.quiet:
         print(to_text(result), file=sys.stderr)
