@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
           f"clock {args.clock}\n")
     print(report(args, times))
     if args.json:
-        out = {f"{n}/{c}": {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "n": len(t)}
+        out = {f"{n}/{c}": {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "n": len(t),
+                            "p10_s": statistics.quantiles(t, n=10)[0] if len(t) > 1 else t[0]}
                for (n, c), t in times.items()}
         out["dynamo"] = {f"{n}/{c}": v for (n, c), v in getattr(args, "dynamo", {}).items()}
         Path(args.json).write_text(json.dumps(out, indent=1))
