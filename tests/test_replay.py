@@ -737,3 +737,18 @@ def test_json_output_is_checked_before_the_replay(tmp_path: Path, capsys: pytest
     assert main(["replay", str(bundle_path("run.db")), "--json", "no/such/folder/r.json"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "modeldebug replay" not in err  # refused before replaying
+
+
+def test_an_unstorable_keyword_argument_is_left_out_not_the_bundle(tmp_path: Path) -> None:
+    """`model(x, cache=SomeObject())`: the bundle is saved without that argument, and says so."""
+    script = _script(tmp_path, "cache.py", KWARGS_SCRIPT.replace(
+        "def forward(self, input_ids, attention_mask=None):",
+        "def forward(self, input_ids, attention_mask=None, cache=None):").replace(
+        "logits = model(input_ids=ids, attention_mask=torch.ones(4, 5))",
+        "logits = model(input_ids=ids, attention_mask=torch.ones(4, 5), cache=object())"))
+    assert _run(script) == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert sorted(raw["batch"]["kwargs"]) == ["attention_mask", "input_ids"]
+    assert any("cache= holds a object" in n and "left out" in n for n in raw["notes"]), raw["notes"]
+    code, out = _replay(bundle_path("run.db"), "--no-bisect")
+    assert code == 0 and out["status"] == "bit-for-bit"

@@ -201,7 +201,7 @@ class BundleWatch:
             batch_bytes = 0
         else:
             try:
-                batch = {"args": plain(args), "kwargs": plain(kwargs)}
+                batch = {"args": plain(args), "kwargs": _storable_kwargs(kwargs, notes)}
             except Unstorable as exc:
                 tr.writer.set_meta(bundle={"saved": False, "trigger": kind, "step": tr.step,
                                            "why": f"the model's input holds {exc}, which a bundle cannot store"})
@@ -327,6 +327,17 @@ def bundle_message(path: str, kind: str, step: int, size_mb: float, with_state: 
         "It cannot be replayed without them: run again with a larger --bundle-max-mb"
     return (f"modeldebug: step {step} ({kind.replace('_', ' ')}) saved as a repro bundle: {path} "
             f"({size_mb:.1f} MB; it holds {what}: share it only where those may go). {then}")
+
+
+def _storable_kwargs(kwargs: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The keyword arguments a bundle can store; one that only pickle could (a cache object) is left out."""
+    out = {}
+    for k, v in kwargs.items():
+        try:
+            out[str(k)] = plain(v)
+        except Unstorable as exc:
+            notes.append(f"the keyword argument {k}= holds {exc}, which a bundle cannot store: left out of the batch")
+    return out
 
 
 def _plain_tuple(value: Any) -> Any:
