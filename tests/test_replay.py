@@ -752,3 +752,4 @@ def test_an_unstorable_keyword_argument_is_left_out_not_the_bundle(tmp_path: Pat
     assert any("cache= holds a object" in n and "left out" in n for n in raw["notes"]), raw["notes"]
     code, out = _replay(bundle_path("run.db"), "--no-bisect")
     assert code == 0 and out["status"] == "bit-for-bit"
+    assert any(w.startswith("when saved: the keyword argument cache=") for w in out["warnings"])

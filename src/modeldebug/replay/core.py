@@ -146,7 +146,7 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
                             "it cannot be replayed; run again with a larger --bundle-max-mb")
     if bundle.get("batch") is None:
         raise BadInputError(f"{str(path)!r} holds no batch (over the size bound): it cannot be replayed")
-    warnings: list[str] = []
+    warnings: list[str] = [f"when saved: {n}" for n in bundle.get("notes") or [] if isinstance(n, str)]
     _identity_warnings(bundle, warnings)
     device = _device(bundle, warnings)
     net, how = build_model(bundle, model)
