@@ -114,12 +114,14 @@ def test_run_from_a_subfolder_of_the_repository(repo: Path, capsys: pytest.Captu
     bad = commit(repo, "lr x60", **{"scripts/train.py": TRAIN.replace("lr=0.05", "lr=3.0")})
     (repo / "scripts" / "train.py").write_text(TRAIN)  # the user's uncommitted fix: in no run
     monkeypatch.chdir(repo / "scripts")
+    monkeypatch.setenv("MODELDEBUG_JOURNAL", str(repo.parent / "journal.db"))  # the user's journal
     code = main(["bisect", "--good", good, "--bad", "HEAD", "--steps", "10", "--", "train.py", "10"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"first bad commit: {bad}" in out and "skip" not in err
     assert "your uncommitted changes (1 file(s), e.g. scripts/train.py) are in no run" in err
     assert (repo / "scripts" / "train.py").read_text() == TRAIN
+    assert not (repo.parent / "journal.db").exists()  # bisect's trial runs are not journaled
 
 
 @pytest.mark.slow

@@ -150,7 +150,8 @@ class Bisect:
         # the run's folder is the user's subfolder: the script's path from there, as the user gave it
         cmd += ["--", os.path.relpath(self.top / self.script, self.cwd), *self.args]
         paths = [str(wt), *([str(wt / "src")] if (wt / "src").is_dir() else [])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               "MODELDEBUG_JOURNAL": "off"}  # trial runs: never the journal's "last clean run" reference
         cwd = wt / self.subdir
         if not cwd.is_dir():
             return 125, db, report, f"the folder {self.subdir!r} does not exist at this commit"
