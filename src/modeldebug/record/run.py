@@ -11,6 +11,7 @@ tens of thousands. A Record is a snapshot: open a new one to see rows written si
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sqlite3
@@ -208,8 +209,9 @@ class Record:
         if not rows:
             return Frame(stat, *_empty_long())
         st = self._store
-        try:  # one conversion; NULL -> NaN, and _stat_columns turned any text or blob into 'bad'
-            table = np.array(rows, dtype=float)
+        try:  # one conversion (fromiter: half the time of np.array on tuples); NULL -> NaN, and
+            # _stat_columns turned any text or blob into 'bad'
+            table = np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=3 * len(rows)).reshape(-1, 3)
             entity, steps = table[:, 0], table[:, 1]
             ok = not (np.isnan(entity).any() or np.isnan(steps).any() or (entity % 1).any() or (steps % 1).any())
         except (ValueError, TypeError):
