@@ -753,3 +753,21 @@ def test_an_unstorable_keyword_argument_is_left_out_not_the_bundle(tmp_path: Pat
     code, out = _replay(bundle_path("run.db"), "--no-bisect")
     assert code == 0 and out["status"] == "bit-for-bit"
     assert any(w.startswith("when saved: the keyword argument cache=") for w in out["warnings"])
+
+
+def test_model_from_a_package_in_the_current_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model replay_models.nets:make` from the project's folder (the console script does not put the current
+    folder on sys.path: it was 'No module named'); a factory that exits is one line."""
+    script = _script(tmp_path, "crash.py", CRASH_SCRIPT)
+    assert _run(script) == 1
+    pkg = tmp_path / "replay_models"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text("import sys\nfrom torch import nn\n\n\ndef make():\n"
+                                 "    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\n\n\n"
+                                 "def needs_config():\n    sys.exit('give --config')\n")
+    assert main(["replay", str(bundle_path("run.db")), "--model", "replay_models.nets:make", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db")), "--model", "replay_models.nets:needs_config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "called sys.exit('give --config')" in err

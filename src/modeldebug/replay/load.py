@@ -162,26 +162,15 @@ def _import_file(path: Path) -> Any:
 
 
 def _resolve(spec: str) -> Any:
-    """The callable a ``MODULE:CALLABLE`` names."""
+    """The callable a ``MODULE:CALLABLE`` names (the loader every command shares: a module in the current
+    folder is found, a .py path is imported under its own name)."""
+    from ..loader import load_object
+
     if ":" not in spec:
         raise BadInputError(f"--model {spec!r}: write MODULE:CALLABLE, e.g. train.py:make_model or mypkg.models:Net")
-    mod, _, attr = spec.rpartition(":")
-    if mod.endswith(".py") or Path(mod).is_file():
-        if not Path(mod).is_file():
-            raise BadInputError(f"--model {spec!r}: no file {mod!r}")
-        module = _import_file(Path(mod))
-    else:
-        try:
-            module = importlib.import_module(mod)
-        except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
-            raise BadInputError(f"--model {spec!r}: cannot import {mod!r} ({type(exc).__name__}: {exc})") from None
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            raise BadInputError(f"--model {spec!r}: {mod!r} has no {attr!r}")
+    target = load_object(spec, "--model")
     if not callable(target):
-        raise BadInputError(f"--model {spec!r}: {attr!r} is not callable")
+        raise BadInputError(f"--model {spec!r}: {spec.rpartition(':')[2]!r} is not callable")
     return target
 
 
@@ -235,8 +224,13 @@ def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
 def build_model(bundle: dict[str, Any], spec: str | None) -> tuple[nn.Module, str]:
     """A fresh model with the bundle's state, and how it was built (for the report)."""
     factory, how = (_resolve(spec), spec) if spec else _default_factory(bundle)
+    from ..loader import calling
+
     try:
-        model = factory()
+        with calling(how, "--model", f"{how}()"):
+            model = factory()
+    except BadInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's code
         raise BadInputError(f"building the model with {how}() failed ({type(exc).__name__}: {exc}): pass --model "
                             "MODULE:CALLABLE, a function that builds it with no arguments") from None
