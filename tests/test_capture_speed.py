@@ -194,3 +194,20 @@ def test_a_loop_without_an_optimizer_records_weight_norms_on_sampled_steps() -> 
     w = s.record.series("0.weight", "param_norm")
     assert w.steps.tolist() == [0, 1, 2, 5]  # each backward pass is a step here; the sampled ones
     assert w.values[-1] == pytest.approx(norms, rel=1e-6)  # after the last hand-written update
+
+
+def test_a_watched_model_can_be_scripted_and_its_copy_sheds_the_hook() -> None:
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 8)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        _loop(model, opt, 4)
+        scripted = torch.jit.script(model)  # torch would try to compile a Python hook on the model
+        assert torch.equal(scripted(x), model(x))
+        assert any(isinstance(h, RootHook) for h in model._forward_pre_hooks.values())  # put back
+        ema = copy.deepcopy(model)
+        ema(x)  # the copy's inert hook takes itself off at its first call
+        assert not ema._forward_pre_hooks
+        _loop(model, opt, 2)
+    assert torch.jit.script(ema)(x).shape == (4, 3)
+    assert s.record.n_steps == 6 and s.record.events("internal_error") == []

@@ -8,9 +8,12 @@ fingerprints). So each model the global hooks found at its root gets one forward
 own, on the object the user calls (the ``torch.compile`` wrapper, not the model it compiles), and
 the global hooks are switched on for sampled steps only.
 
-The hook is a `RootHook`: a copy of the model (``copy.deepcopy``: an EMA model) gets an inert one,
-and a pickled model (``torch.save(model)``) stores a built-in no-op in its place, so nothing of
-modeldebug is needed to load it. Removing the session removes every hook it put on a model.
+The hook is a `RootHook`: a copy of the model (``copy.deepcopy``: an EMA model) gets an inert one
+that removes itself at the copy's first call, and a pickled model (``torch.save(model)``) stores a
+built-in no-op in its place, so nothing of modeldebug is needed to load it. ``torch.jit.script``
+compiles a module's Python hooks, so while a session watches, a narrow patch of it (`script_probe`)
+takes every `RootHook` off the module tree being scripted and puts the live ones back after.
+Removing the session removes every hook it put on a model.
 
 Under ``torch.compile`` dynamo guards on the number of global module hooks: switching them per
 step would recompile the model once more. So a model with compiled parts (`uses_compile`) keeps
@@ -32,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as nn_module
 
-__all__ = ["RootHook", "RootHooks", "module_in_traceback", "uses_compile"]
+__all__ = ["RootHook", "RootHooks", "module_in_traceback", "script_probe", "uses_compile"]
 
 _is_compiling = torch.compiler.is_compiling
 _CALL_CODES = frozenset(f.__code__ for f in (nn_module.Module._call_impl, nn_module.Module._wrapped_call_impl)
@@ -49,7 +52,10 @@ class RootHook:
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         fn = self.fn
-        if fn is not None and not _is_compiling():
+        if fn is None:  # a copy's (or a finished session's) hook: take it off the module
+            if not _is_compiling():
+                _strip(module, keep=False)
+        elif not _is_compiling():
             fn(module, args)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RootHook:
@@ -85,6 +91,54 @@ class RootHooks:
             hook.fn = None
             handle.remove()  # the handle holds the module's hook table weakly: a dead model is fine
         self._hooked.clear()
+
+
+def _strip(module: nn.Module, *, keep: bool) -> list[tuple[nn.Module, int, RootHook]]:
+    """Take every RootHook off `module`'s own pre-hooks; return the live ones (to put back) if `keep`."""
+    hooks = module.__dict__.get("_forward_pre_hooks")
+    if not hooks:
+        return []
+    taken = []
+    for key, hook in list(hooks.items()):
+        if isinstance(hook, RootHook):
+            del hooks[key]
+            if keep and hook.fn is not None:
+                taken.append((module, key, hook))
+    return taken
+
+
+def _script_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[nn.Module, int, RootHook]]:
+    obj = args[0] if args else kwargs.get("obj")
+    if not isinstance(obj, nn.Module):
+        return []
+    return [t for m in obj.modules() for t in _strip(m, keep=True)]
+
+
+def _script_after(taken: list[tuple[nn.Module, int, RootHook]] | None, args: Any, kwargs: Any, result: Any,
+                  exc: BaseException | None) -> None:
+    for module, key, hook in taken or ():
+        if hook.fn is not None:  # the session may have ended meanwhile
+            module._forward_pre_hooks[key] = hook
+
+
+class _FramesUp(int):
+    """`_frames_up` already counting the wrapper's frame (another session's probe saw it first)."""
+
+
+def _one_frame_up(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """``torch.jit.script`` resolves names in its caller's frame (`_frames_up`): the wrapper is one more."""
+    up = kwargs.get("_frames_up", 0)
+    if isinstance(up, _FramesUp):
+        return None
+    return args, {**kwargs, "_frames_up": _FramesUp(int(up) + 1)}
+
+
+def script_probe() -> Any:
+    """The probe on ``torch.jit.script`` every session installs: no RootHook on the module tree while
+    it is scripted (torch would try to compile it), the live ones back afterwards."""
+    from .patches import Probe  # patches imports nothing of ours
+
+    return Probe(_script_before, _script_after, rewrite=_one_frame_up)
 
 
 def module_in_traceback(tb: TracebackType | None, known: Callable[[nn.Module], bool]) -> nn.Module | None:

@@ -47,7 +47,7 @@ from .plan import Plan, plan_for
 from .probes import MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
-from .roots import RootHooks, module_in_traceback, uses_compile
+from .roots import RootHooks, module_in_traceback, script_probe, uses_compile
 from .sampler import Sampler
 from .updates import UpdateCollector
 
@@ -135,7 +135,7 @@ class Tracer:
     def attach(self) -> Tracer:
         if not self.attached:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
-                      "optimizer_init": Probe(None, self._optimizer_created),
+                      "optimizer_init": Probe(None, self._optimizer_created), "jit_script": script_probe(),
                       **self.losses.probes(), **self.loop.probes()}
             if self.bundle is not None:
                 probes = self.bundle.probes(probes)
