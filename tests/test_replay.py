@@ -439,6 +439,9 @@ def test_model_called_with_keyword_arguments_replays_bit_for_bit(tmp_path: Path)
     assert _run(script) == 0
     raw = torch.load(bundle_path("run.db"), weights_only=True)
     assert raw["batch"]["args"] == () and sorted(raw["batch"]["kwargs"]) == ["attention_mask", "input_ids"]
+    # the tracer's own NaN replay called the model with them too: NUM001 names where the NaN appeared
+    origin = Record.open("run.db").events("nonfinite")[-1].data["origin"]
+    assert origin["module"] == "ln" and origin["where"] == "between_modules", origin
     code, out = _replay(bundle_path("run.db"))
     assert code == 0 and out["status"] == "bit-for-bit", out
     assert not out["warnings"]

@@ -127,7 +127,10 @@ class BundleWatch:
         if self._cuda and torch.cuda.is_initialized():
             self.cuda_rng = torch.cuda.get_rng_state_all()
         # pre-hooks see no keyword arguments: read them from the call running the hooks (bundle_call.py)
-        self.kwargs = call_kwargs(self.tracer.replay[0] if self.tracer.replay else None)
+        replay = self.tracer.replay
+        self.kwargs = call_kwargs(replay[0] if replay else None)
+        if self.kwargs and replay is not None:  # the tracer's own NaN replay (nonfinite.py) calls them too
+            self.tracer.replay = (replay[0], replay[1], self.kwargs)
         self.autocast["forward"] = autocast_state(self._cuda)
 
     def probes(self, probes: dict[str, Probe]) -> dict[str, Probe]:
@@ -189,7 +192,6 @@ class BundleWatch:
                                        "why": "no forward pass of a watched model was seen in this step"})
             return
         root, args, kwargs = tr.replay
-        kwargs = self.kwargs or kwargs
         root = unwrap(root)
         notes: list[str] = []
         state, state_bytes = self._state(root, notes)
