@@ -155,6 +155,8 @@ def test_parse_resolves_kinds_and_aliases() -> None:
     assert parse_break_on(["missing_zero_grad", "LOS001"]) == ("LOP001", "LOS001")
     with pytest.raises(BadInputError, match="LRN001"):
         md.watch(nn.Linear(2, 2), db=":memory:", break_on="lr_too_high")
+    with pytest.raises(BadInputError, match=r"^break_on= .* names no condition"):  # watch's own name for it
+        md.watch(nn.Linear(2, 2), db=":memory:", break_on=[])
 
 
 def test_repeated_break_on_adds_conditions(script: Path, monkeypatch: pytest.MonkeyPatch,

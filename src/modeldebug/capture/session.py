@@ -171,5 +171,5 @@ def watch(
     if break_on is not None:
         from ..commands._breakon import parse_break_on
 
-        conditions = parse_break_on(break_on if isinstance(break_on, str) else tuple(break_on))
+        conditions = parse_break_on(break_on if isinstance(break_on, str) else tuple(break_on), "break_on=")
     return WatchSession(models, opts, config, db, progress, conditions)

@@ -30,7 +30,7 @@ def _supported() -> str:
     return ", ".join(ONLINE)
 
 
-def parse_break_on(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+def parse_break_on(value: str | list[str] | tuple[str, ...] | None, flag: str = "--break-on") -> tuple[str, ...]:
     """The conditions of `--break-on` / `break_on=` (codes upper-cased, kinds of online codes resolved).
 
     Raises BadInputError (one line naming the value and listing the supported conditions)."""
@@ -50,14 +50,14 @@ def parse_break_on(value: str | list[str] | tuple[str, ...] | None) -> tuple[str
         try:
             spec = CATALOGUE.find(name)
         except BadInputError:
-            raise BadInputError(f"--break-on {name!r} is not a condition modeldebug knows: use one of "
+            raise BadInputError(f"{flag} {name!r} is not a condition modeldebug knows: use one of "
                                 f"{_supported()}") from None
         if spec.code not in ONLINE:
-            raise BadInputError(f"--break-on {name!r}: {spec.code} ({spec.kind}) is judged from the whole run, "
+            raise BadInputError(f"{flag} {name!r}: {spec.code} ({spec.kind}) is judged from the whole run, "
                                 f"not step by step, so it cannot stop the run; supported: {_supported()}")
         out.append(spec.code)
     if not out:
-        raise BadInputError(f"--break-on {value!r} names no condition: use one of {_supported()}")
+        raise BadInputError(f"{flag} {value!r} names no condition: use one of {_supported()}")
     return unique(out)
 
 
