@@ -294,6 +294,10 @@ def test_loss_spike_bundle(tmp_path: Path) -> None:
     assert meta["trigger"] == "loss_spike" and meta["step"] > 25
     code, out = _replay(bundle_path("run.db"))
     assert code == 0 and out["status"] == "bit-for-bit"
+    assert out["envelopes"] > 0  # the record beside the bundle gave each module's healthy range
+    # a record named without .db: the bundle names its record, the envelopes are found all the same
+    assert _run(script, "25", db="spike-record") == 0
+    assert _replay(bundle_path("spike-record"))[1]["envelopes"] == out["envelopes"]
     # its twin without the learning-rate jump: no spike, no bundle
     assert _run(script, "-1", db="twin.db") == 0
     assert not bundle_path("twin.db").exists()

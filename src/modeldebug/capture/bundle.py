@@ -233,6 +233,7 @@ class BundleWatch:
             "max_mb": self.max_bytes / _MB,
             "notes": notes,
             "saved_at": time.time(),
+            "record": Path(str(getattr(tr.writer, "path", ""))).name,  # beside the bundle: its envelopes
         }
         if with_state:
             try:

@@ -161,7 +161,9 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
     found = earlier = None
     envelopes: dict[str, Any] = {}
     if bisect:
-        record = Path(path).with_name(Path(path).name.replace(".bundle.pt", ".db"))
+        name = bundle.get("record")
+        record = Path(path).with_name(name if isinstance(name, str) and name and "/" not in name
+                                      else Path(path).name.replace(".bundle.pt", ".db"))
         envelopes = envelopes_from_record(record, int(bundle["trigger"]["step"]))
         if bundle["trigger"]["kind"] == "loss_spike":
             found = bisect_modules(bundle, net2, device, envelopes)

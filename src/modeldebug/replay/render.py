@@ -84,7 +84,7 @@ def to_dict(r: ReplayResult) -> dict[str, Any]:
         "bundle": r.path, "trigger": {k: v for k, v in t.items()}, "script": r.bundle.get("script"),
         "built_with": r.built_with, "optimizer": r.optimizer, "device": r.device, "status": r.status,
         "reproduced": r.reproduced, "details": r.lines, "warnings": r.warnings,
-        "nonfinite_state": r.nonfinite_state, "batch_finite": r.batch_finite,
+        "nonfinite_state": r.nonfinite_state, "batch_finite": r.batch_finite, "envelopes": r.envelopes,
     }
     if r.anomaly is not None:
         out["anomaly"] = {"autograd": r.anomaly.anomaly, "modules": [asdict(m) for m in r.anomaly.modules],
