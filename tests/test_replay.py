@@ -778,3 +778,13 @@ def test_model_from_a_package_in_the_current_folder(tmp_path: Path, capsys: pyte
     assert main(["replay", str(bundle_path("run.db")), "--model", "replay_models.nets:needs_config"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "called sys.exit('give --config')" in err
+
+
+def test_a_record_reused_by_a_later_run_is_not_read_as_the_bundles(tmp_path: Path) -> None:
+    """`--db run.db` again, a healthy run this time: the old bundle stays, the record beside it is not its run."""
+    script = _script(tmp_path, "spike.py", SPIKE_SCRIPT)
+    assert _run(script, "25") == 0
+    assert _run(script, "-1") == 0  # the same record name: replaced by a run that saved no bundle
+    code, out = _replay(bundle_path("run.db"))
+    assert code == 0 and out["envelopes"] == 0
+    assert any("beside the bundle is of another run" in w for w in out["warnings"]), out["warnings"]

@@ -46,8 +46,10 @@ class BisectResult:
     candidates: int
 
 
-def envelopes_from_record(record_path: Path, before_step: int) -> dict[str, Band]:
-    """Each module's envelope of output std from the run's own record, on sampled steps before the trouble."""
+def envelopes_from_record(record_path: Path, before_step: int, kind: str | None = None) -> dict[str, Band] | None:
+    """Each module's envelope of output std from the run's own record, on sampled steps before the trouble;
+    None when the record is another run's (it saved no bundle of this `kind` at this step: a later run
+    reused its name)."""
     if not record_path.is_file():
         return {}
     try:
@@ -55,6 +57,10 @@ def envelopes_from_record(record_path: Path, before_step: int) -> dict[str, Band
 
         record = Record.open(str(record_path))
         try:
+            saved = record.meta.get("bundle")
+            if kind is not None and not (isinstance(saved, dict) and saved.get("saved")
+                                         and saved.get("trigger") == kind and saved.get("step") == before_step):
+                return None
             out = {}
             for name, series in record.stat("std", kind="module").items():
                 vals = [float(v) for s, v in zip(series.steps, series.values) if s < before_step and math.isfinite(v)]

@@ -164,7 +164,11 @@ def replay(path: str | Path, *, model: str | None = None, bisect: bool = True) -
         name = bundle.get("record")
         record = Path(path).with_name(name if isinstance(name, str) and name and "/" not in name
                                       else Path(path).name.replace(".bundle.pt", ".db"))
-        envelopes = envelopes_from_record(record, int(bundle["trigger"]["step"]))
+        found_env = envelopes_from_record(record, int(bundle["trigger"]["step"]), str(bundle["trigger"]["kind"]))
+        if found_env is None:
+            warnings.append(f"the record {record.name} beside the bundle is of another run (it saved no bundle of "
+                            "this step): its modules' ranges are not used")
+        envelopes = found_env or {}
         if bundle["trigger"]["kind"] == "loss_spike":
             found = bisect_modules(bundle, net2, device, envelopes)
         else:  # the producer of the non-finite value (or the crash), then what left its envelope before it
