@@ -788,3 +788,20 @@ def test_a_record_reused_by_a_later_run_is_not_read_as_the_bundles(tmp_path: Pat
     code, out = _replay(bundle_path("run.db"))
     assert code == 0 and out["envelopes"] == 0
     assert any("beside the bundle is of another run" in w for w in out["warnings"]), out["warnings"]
+
+
+def test_a_step_that_clips_its_gradients_is_replayed_with_the_clip(tmp_path: Path) -> None:
+    """The saved gradients are clipped (clip_grad_norm_ ran before the optimizer step): replay clips them too."""
+    script = _script(tmp_path, "clip.py", SPIKE_SCRIPT.replace(
+        "        loss.backward()\n", "        loss.backward()\n"
+        "        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"))
+    assert _run(script, "25") == 0
+    raw = torch.load(bundle_path("run.db"), weights_only=True)
+    assert raw["trigger"]["kind"] == "loss_spike" and raw["clip"] == {"max_norm": 1.0}
+    code, out = _replay(bundle_path("run.db"), "--no-bisect")
+    assert code == 0 and out["status"] == "bit-for-bit", out["details"]
+    assert any("gradient clipping: replayed" in line for line in out["details"])
+    raw["clip"] = None  # the twin: replayed without the clip, the gradients cannot match
+    torch.save(raw, "noclip.bundle.pt")
+    code, out = _replay(Path("noclip.bundle.pt"), "--no-bisect")
+    assert out["status"] == "symptom" and any("gradients: 4 of 4 differ" in line for line in out["details"])

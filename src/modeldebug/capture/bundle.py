@@ -41,7 +41,7 @@ from torch import nn
 from .._version import __version__
 from ..rules.context import window
 from .bundle_call import autocast_state, call_kwargs
-from .bundle_data import STRUCT, Unstorable, nbytes, plain
+from .bundle_data import STRUCT, Unstorable, nbytes, plain, plain_tuple, storable_kwargs
 from .isolation import unwrap
 from .patches import LOSS_FUNCTIONS, Probe
 
@@ -108,6 +108,7 @@ class BundleWatch:
         self.loss_call: tuple[str, tuple[Any, ...], dict[str, Any]] | None = None
         self.kwargs: dict[str, Any] | None = None  # the forward call's keyword arguments (a reference)
         self.autocast: dict[str, dict[str, str] | None] = {"forward": None, "loss": None}
+        self.clip: dict[str, Any] | None = None  # the step's clip_grad_norm_ call (its options)
         t = tracer.config.thresholds
         self.spikes = SpikeWatch(float(t.lr_jump_factor), int(t.min_steps))
 
@@ -142,7 +143,22 @@ class BundleWatch:
                 continue
             inner = out.get(key)
             out[key] = Probe(inner.before if inner else None, self._loss_after(name, inner))
+        inner = out.get("clip_grad_norm")
+        out["clip_grad_norm"] = Probe(inner.before if inner else None, self._clip_after(inner))
         return out
+
+    def _clip_after(self, inner: Probe | None) -> Any:
+        def after(token: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                  exc: BaseException | None) -> None:
+            if inner is not None and inner.after is not None:
+                inner.after(token, args, kwargs, result, exc)
+            if exc is None and not self.done:
+                names = ("max_norm", "norm_type", "error_if_nonfinite")
+                opts = {**dict(zip(names, args[1:])), **{k: kwargs[k] for k in names if k in kwargs}}
+                if isinstance(opts.get("max_norm"), (int, float)):  # what replay applies after backward
+                    self.clip = {k: v for k, v in opts.items() if isinstance(v, (bool, int, float))}
+
+        return after
 
     def _loss_after(self, name: str, inner: Probe | None) -> Any:
         def after(token: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
@@ -171,6 +187,7 @@ class BundleWatch:
                 self.save("loss_spike", f"the loss spiked from {lvl:.4g} to {loss:.4g}", losses)
         if not self.done:
             self.loss_call = None
+            self.clip = None
 
     def crash(self, exc: BaseException, module: str | None, phase: str) -> None:
         """An exception left the step (forward, loss, backward or optimizer)."""
@@ -203,7 +220,7 @@ class BundleWatch:
             batch_bytes = 0
         else:
             try:
-                batch = {"args": plain(args), "kwargs": _storable_kwargs(kwargs, notes)}
+                batch = {"args": plain(args), "kwargs": storable_kwargs(kwargs, notes)}
             except Unstorable as exc:
                 tr.writer.set_meta(bundle={"saved": False, "trigger": kind, "step": tr.step,
                                            "why": f"the model's input holds {exc}, which a bundle cannot store"})
@@ -224,6 +241,7 @@ class BundleWatch:
             "batch": batch,
             "loss_call": self._loss_recipe(notes) if batch is not None else None,
             "autocast": dict(self.autocast),  # {"forward"/"loss": {device type: dtype} or None}
+            "clip": self.clip,  # clip_grad_norm_'s options when the step clipped (the saved gradients are clipped)
             # float64 (exact for every float dtype): what a replay compares bit for bit
             "expected": {"loss": torch.cat([v.detach().reshape(-1).to("cpu", torch.float64) for v in losses])
                          if losses else None,
@@ -303,7 +321,7 @@ class BundleWatch:
             # numpy's and Python's generators as the bundle was written (a forward pass rarely draws from them)
             "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
                       "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-            "python": _plain_tuple(random.getstate()),
+            "python": plain_tuple(random.getstate()),
         }
 
     def _write(self, bundle: dict[str, Any], kind: str, with_state: bool, notes: list[str]) -> None:
@@ -330,23 +348,6 @@ def bundle_message(path: str, kind: str, step: int, size_mb: float, with_state: 
         "It cannot be replayed without them: run again with a larger --bundle-max-mb"
     return (f"modeldebug: step {step} ({kind.replace('_', ' ')}) saved as a repro bundle: {path} "
             f"({size_mb:.1f} MB; it holds {what}: share it only where those may go). {then}")
-
-
-def _storable_kwargs(kwargs: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """The keyword arguments a bundle can store; one that only pickle could (a cache object) is left out."""
-    out = {}
-    for k, v in kwargs.items():
-        try:
-            out[str(k)] = plain(v)
-        except Unstorable as exc:
-            notes.append(f"the keyword argument {k}= holds {exc}, which a bundle cannot store: left out of the batch")
-    return out
-
-
-def _plain_tuple(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return tuple(_plain_tuple(v) for v in value)
-    return value
 
 
 def _optimizer_of(tr: Any, ids: dict[int, str], notes: list[str]) -> torch.optim.Optimizer | None:

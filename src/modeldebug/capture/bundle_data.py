@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STRUCT", "Unstorable", "nbytes", "plain"]
+__all__ = ["STRUCT", "Unstorable", "nbytes", "plain", "plain_tuple", "storable_kwargs"]
 
 #: The key of a dict that stands for a namedtuple or dataclass batch ({STRUCT: kind, "name", "fields"}).
 STRUCT = "__modeldebug_struct__"
@@ -70,3 +70,20 @@ def nbytes(value: Any, depth: int = 0) -> int:
     if depth < 12 and isinstance(value, dict):
         return sum(nbytes(v, depth + 1) for v in value.values())
     return 0
+
+
+def storable_kwargs(kwargs: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The keyword arguments a bundle can store; one that only pickle could (a cache object) is left out."""
+    out = {}
+    for k, v in kwargs.items():
+        try:
+            out[str(k)] = plain(v)
+        except Unstorable as exc:
+            notes.append(f"the keyword argument {k}= holds {exc}, which a bundle cannot store: left out of the batch")
+    return out
+
+
+def plain_tuple(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(plain_tuple(v) for v in value)
+    return value

@@ -120,6 +120,8 @@ def judge(bundle: dict[str, Any], res: StepOutcome) -> tuple[str, list[str]]:
         grads_bits = not differ
         lines.append(f"gradients: all {len(exp_grads)} identical bit for bit" if grads_bits
                      else f"gradients: {len(differ)} of {len(exp_grads)} differ ({', '.join(differ[:3])})")
+    if res.clipped:
+        lines.append(f"gradient clipping: replayed as the run called it (max_norm {bundle['clip']['max_norm']})")
     if res.stepped:
         lines.append("optimizer step: replayed; the weights after it are "
                      + ("finite" if res.params_finite_after else "NON-FINITE"))

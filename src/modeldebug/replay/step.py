@@ -138,6 +138,7 @@ class StepOutcome:
     grad_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     loss_note: str | None = None
     output_finite: bool | None = None  # every floating value of the model's output finite
+    clipped: bool = False  # clip_grad_norm_ applied after backward, as the run did
 
 
 def rebuild(struct: dict[str, Any], move: Callable[[Any], Any]) -> Any:
@@ -243,6 +244,10 @@ def execute(bundle: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer
             res.loss = loss.detach().reshape(-1).to(torch.float64).cpu()
             res.phase = "backward"
             loss.backward()
+            clip = bundle.get("clip")
+            if isinstance(clip, dict) and "max_norm" in clip:  # the run clipped before its optimizer step
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], **clip)
+                res.clipped = True
             res.grads = {n: p.grad.detach().cpu().clone() for n, p in model.named_parameters() if p.grad is not None}
             res.grad_stats = {n: tensor_stats(g) for n, g in res.grads.items()} if anomaly else {}
             res.phase = "optimizer"
