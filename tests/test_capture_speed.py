@@ -211,3 +211,34 @@ def test_a_watched_model_can_be_scripted_and_its_copy_sheds_the_hook() -> None:
         _loop(model, opt, 2)
     assert torch.jit.script(ema)(x).shape == (4, 3)
     assert s.record.n_steps == 6 and s.record.events("internal_error") == []
+
+
+@pytest.mark.parametrize("shape", [(32, 16), (8, 12, 20), (4, 3, 5, 6), (1, 5)])
+def test_batched_statistics_equal_one_module_at_a_time(shape: tuple[int, ...]) -> None:
+    from modeldebug.capture.stats import activation_stats, activation_stats_batched
+
+    torch.manual_seed(0)
+    xs = [torch.randn(*shape).relu() for _ in range(4)]
+    xs[1][:, :1] = 0.0  # a dead unit
+    xs[2].view(-1)[0] = float("nan")
+    batched = activation_stats_batched(torch.stack(xs))
+    one_by_one = torch.stack([activation_stats(x) for x in xs])
+    assert torch.allclose(batched, one_by_one, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_a_deep_model_at_detailed_records_every_layer_once_per_sampled_step() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(30) for m in (nn.Linear(8, 8), nn.ReLU(inplace=True))], nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with md.watch(model, optimizer=opt, db=":memory:", level="detailed") as s:
+        torch.manual_seed(1)
+        x = torch.randn(16, 8)
+        _loop(model, opt, 6)
+        probe = model[0](x)  # what the first layer gives (the in-place ReLU after it overwrites it in training)
+    rec = s.record
+    means = rec.series("0", "mean")
+    assert means.steps.tolist() == [0, 1, 2, 5]  # the early steps, then every 5th at detailed
+    assert len(rec.frame("std", kind="module").series(rec.entity("58").id).steps) == 4
+    mins = rec.series("0", "min").values
+    assert (mins < 0).all()  # the Linear's own output, copied before the in-place ReLU zeroed it
+    assert float(probe.detach().min()) < 0

@@ -28,6 +28,8 @@ __all__ = ["ForwardCollector"]
 _SATURATED = M.SATURATED_FRAC.name
 _TRAINING = M.TRAINING_FLAG.name
 _EVAL, _NOGRAD = M.FWD_EVAL_MODE.name, M.FWD_TRAIN_MODE_NOGRAD.name
+# Outputs of at most this many values are reduced together with the others of their shape.
+_BATCH_MAX_NUMEL = 1 << 14
 
 
 class ForwardCollector:
@@ -44,6 +46,21 @@ class ForwardCollector:
         self._input_eids: dict[str, int] = {}
         self._sampled_modules: set[int] = set()
         self.modes = {_EVAL: 0, _NOGRAD: 0}
+        # small outputs waiting for their batched statistics: (shape, dtype, device, names) -> (entity, copy)
+        self._pending: dict[tuple[Any, ...], list[tuple[int, torch.Tensor]]] = {}
+
+    def flush(self) -> None:
+        """The statistics of the small outputs kept this step, one batch per shape (into the step buffer)."""
+        pending, self._pending = self._pending, {}
+        tr = self.tracer
+        for (_, _, _, names), items in pending.items():
+            try:
+                values = S.activation_stats_batched(torch.stack([t for _, t in items]), names)
+            except Exception as exc:  # a tensor subclass the statistics cannot reduce
+                tr.skip(f"{len(items)} modules", f"the statistics failed on their outputs ({type(exc).__name__}: {exc})")
+                continue
+            rows = [(eid, n) for eid, _ in items for n in names]
+            tr.buffer.add(values.reshape(-1), stats_sink(tr.writer, tr.step, rows))
 
     def new_step(self) -> None:
         self._sampled_modules.clear()
@@ -83,6 +100,12 @@ class ForwardCollector:
         if t.numel() == 0:
             return
         self._sampled_modules.add(id(module))
+        if names and not saturated and not self.histograms and t.numel() <= _BATCH_MAX_NUMEL:
+            # small: copied now (a later in-place op must not change it), reduced with the other
+            # outputs of its shape in one go at the step's sync point (`flush`)
+            key = (tuple(t.shape), t.dtype, t.device, names)
+            self._pending.setdefault(key, []).append((info.eid, t.detach().clone()))
+            return
         try:
             values = []
             rows = [(info.eid, n) for n in names]

@@ -169,6 +169,55 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean, std, lo, hi, nonfinite, const, *ch_mean, *ch_std])
 
 
+@torch.no_grad()
+def activation_stats_batched(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS) -> torch.Tensor:
+    """`activation_stats` of each of ``x[0], x[1], ...`` (outputs of the same shape, stacked), as an
+    (M, len(names)) tensor: one kernel per statistic for all of them instead of one per module (the
+    kernels' fixed cost dominates small outputs: a 500-layer MLP's sampled step)."""
+    xf = x.detach()
+    if xf.dtype not in (torch.float32, torch.float64):
+        xf = xf.float()
+    m = xf.shape[0]
+    flat = xf.reshape(m, -1)
+    n = flat.shape[1]
+    out: dict[str, torch.Tensor] = {}
+    if "mean" in names or "std" in names or "nonfinite" in names:
+        total = flat.sum(1)
+        mean = total / max(n, 1)
+        out["mean"] = mean
+        if n > 1 and "std" in names:
+            out["std"] = torch.linalg.vector_norm(flat - mean[:, None], dim=1) / math.sqrt(n - 1)
+        else:
+            out["std"] = torch.zeros(m, device=xf.device, dtype=xf.dtype)
+        out["nonfinite"] = (~torch.isfinite(total)).to(xf.dtype)
+    if "min" in names or "max" in names:
+        out["min"], out["max"] = torch.aminmax(flat, dim=1)
+    if "zero_frac" in names or "inactive_frac" in names:
+        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0)
+        if "zero_frac" in names:
+            out["zero_frac"] = (1.0 - nonzero.reshape(m, -1).sum(1) / max(n, 1)).to(xf.dtype)
+        if "inactive_frac" in names:
+            out["inactive_frac"] = _unit_fraction_batched(
+                nonzero, lambda v, dims: v.mean(dim=dims) <= INACTIVE_BELOW)
+    if "dead_frac" in names:
+        out["dead_frac"] = _unit_fraction_batched(
+            xf, lambda v, dims: (v.amax(dim=dims) == 0) & (v.amin(dim=dims) == 0))
+    return torch.stack([out[k] for k in ACTIVATION_STATS if k in names], dim=1)
+
+
+def _unit_fraction_batched(x: torch.Tensor, unit_test: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> torch.Tensor:
+    """`_unit_fraction` of each ``x[i]`` (the stacked axis 0 kept)."""
+    m = x.shape[0]
+    if x.dim() < 3 or x.shape[1] < 2:
+        return torch.zeros(m, device=x.device, dtype=x.dtype)
+    axes = [2] if x.dim() != 4 else [2, 3]
+    fracs = []
+    for axis in axes:
+        reduce = [d for d in range(1, x.dim()) if d != axis]
+        fracs.append(unit_test(x, reduce).to(x.dtype).mean(dim=1))
+    return torch.stack(fracs, dim=1).amax(dim=1)
+
+
 def _std(x: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor:
     """The sample standard deviation of `x` (its mean given).
 

@@ -402,6 +402,7 @@ class Tracer:
     # -- step boundaries --------------------------------------------------------------------------------
     def _measure(self) -> None:
         """Everything measured at the step's sync point, then the one host copy."""
+        self.forward.flush()
         self.gradients.collect(self.step, self.sampled())
         self.loop.before_sync()
         self.mixing.once()
@@ -416,6 +417,7 @@ class Tracer:
             return
         if a.t_opt_start is None and self.sampled():  # no optimizer stepped: the weights as updated by hand
             self.updates.weights_only(self.step)
+        self.forward.flush()  # outputs of a forward pass after the sync point (a hand-marked step)
         a.end(self.sampled(), {**self.loop.end_step(), **self.forward.end_step()})
         self._backwards_since_step = 0
         self.forward.new_step()
