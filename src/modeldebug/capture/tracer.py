@@ -10,7 +10,9 @@ measures the selected rules require); when it takes per-layer detail follows the
 Cost model (benchmarks/overhead.py, docs/overhead.md): every step costs one fused
 ``_foreach_norm`` over the gradients, a few ``perf_counter`` calls and ONE device-to-host copy of
 everything the step measured, taken in the optimizer pre-hook so that a non-finite loss can still be
-traced to its producer with the weights that produced it. A hook that raises is switched off,
+traced to its producer with the weights that produced it. Module calls reach the tracer on sampled
+steps only (global hooks make PyTorch's every module call slower); the other steps see each model's
+forward pass through one pre-hook on the model (roots.py), and a crash is placed from its traceback. A hook that raises is switched off,
 logged once and recorded as an event: it never raises into the user's training loop.
 """
 
