@@ -92,6 +92,11 @@ def test_bad_rev_is_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[st
         (["--good", "HEAD", "--bad", second], "the same commit"),
         (["--good", first, "--bad", "HEAD", "--steps", "5"], "--steps 5: learning from the good run needs at least 10"),
     ]
+    for bad in ("-5", "0", "abc"):  # refused before any run (a negative one timed every run out)
+        with pytest.raises(SystemExit) as exc:
+            main(["bisect", "--good", first, "--bad", "HEAD", "--timeout", bad, "--", "train.py", "10"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "is not a number of seconds" in err and "bisect:" not in err, err
     for args, words in cases:
         assert main(["bisect", *args, "--", "train.py", "10"]) == 2
         err = capsys.readouterr().err

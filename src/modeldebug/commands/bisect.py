@@ -30,11 +30,22 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p.add_argument("--against", metavar="INVARIANTS.json", type=against_option,
                    help="judge each commit against these invariants (default: learned from the good commit's run)")
-    p.add_argument("--timeout", metavar="S", type=float, default=900.0,
+    p.add_argument("--timeout", metavar="S", type=_seconds, default=900.0,
                    help="seconds one run may take; a slower commit is skipped (default 900)")
     p.add_argument("script", metavar="SCRIPT", help="the training script, as a path in the repository")
     p.add_argument("script_args", metavar="ARGS", nargs=argparse.REMAINDER, help="its arguments")
     p.set_defaults(handler=run)
+
+
+def _seconds(value: str) -> float:
+    """The argparse type of `--timeout`: a number of seconds above 0."""
+    try:
+        s = float(value)
+    except ValueError:
+        s = 0.0
+    if not s > 0 or s == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds: give one above 0, e.g. 600")
+    return s
 
 
 def run(args: argparse.Namespace) -> int:
