@@ -20,7 +20,7 @@ class Range(NamedTuple):
 
 
 #: When and on what the ranges were measured.
-MEASURED = "2026-12-06, commit 454bdbe, torch 2.13.0+cpu on CPU"
+MEASURED = "2026-12-06, commit 5bf3b4a, torch 2.13.0+cpu on CPU"
 
 #: Rule code -> its measured detection range on each setup it was swept on.
 RANGES: dict[str, tuple[Range, ...]] = {
@@ -56,13 +56,13 @@ RANGES: dict[str, tuple[Range, ...]] = {
         Range("plain SGD learning rate on a tanh regression MLP",
               "found from lr 1 (high) to lr 5 (high); lr 0.3 not found; healthy twin clean"),
         Range("ReLU RNN over 30 steps, recurrent weight std (default is about 0.1)",
-              "std 0.2 not found; std 0.25 not found (the typical case: a miss) (first finding: nonfinite); std 0.3 not found (first finding: nonfinite); healthy twin clean"),
+              "found from std 0.25 (high) to std 0.3 (high); std 0.2 not found; healthy twin clean"),
     ),
     "DAT003": (
         Range("majority:minority ratio, weak signal, unweighted loss",
               "found from 10:1 (high) to 1000:1 (high); healthy twin clean"),
         Range("the same with a strong signal the model learns (minority recall 0.99 at 10:1, 0.93 at 100:1, 0 at 1000:1)",
-              "found from 100:1 (medium) to 1000:1 (medium); 10:1 not found; healthy twin clean"),
+              "found from 100:1 (low) to 1000:1 (medium); 10:1 not found; healthy twin clean"),
     ),
     "LSS001": (
         Range("Softmax before CrossEntropyLoss, number of classes",
@@ -76,7 +76,7 @@ RANGES: dict[str, tuple[Range, ...]] = {
         Range("SGD weight decay at lr 0.1",
               "found from wd 0.5 (high) to wd 5 (high); wd 0.05 not found; healthy twin clean"),
         Range("AdamW decoupled weight decay at lr 1e-2",
-              "found at wd 50 (high); wd 0.5 not found; wd 5 not found (the typical case: a miss); healthy twin clean"),
+              "found from wd 5 (medium) to wd 50 (high); wd 0.5 not found; healthy twin clean"),
     ),
     "CLP001": (
         Range("clip_grad_norm_ max_norm (SGD)",
@@ -88,7 +88,7 @@ RANGES: dict[str, tuple[Range, ...]] = {
     ),
     "ACT002": (
         Range("sigmoid MLP, weights uniform(-b, b)",
-              "found from b 0.5 (medium) to b 3 (high); healthy twin clean of this rule (other findings on it: exploding_gradients medium)"),
+              "found from b 0.5 (medium) to b 3 (high); healthy twin clean"),
     ),
     "LOS002": (
         Range("fraction of labels replaced by random ones",
@@ -96,6 +96,6 @@ RANGES: dict[str, tuple[Range, ...]] = {
     ),
     "LBL001": (
         Range("data sorted by label and not shuffled, fraction left in order",
-              "found at fully sorted (high); 50% in order not found (first finding: lr_too_high); 90% in order not found (the typical case: a miss) (first finding: lr_too_high); healthy twin clean"),
+              "found from 50% in order (medium) to fully sorted (high); healthy twin clean"),
     ),
 }

@@ -133,18 +133,25 @@ class WeightCollapse(Rule):
                   for e in ctx.record.events("optimizer") for g in e.data.get("groups", [])]
         wd, lr, opt = max(decays, default=(0.0, 0.0, "optimizer"))
         shrink = ws["median"]
+        worst = min(ws["per_tensor"], key=lambda n: ws["per_tensor"][n])
+        least = ws["per_tensor"][worst]
         # The interaction: lr x weight_decay is the fraction of each weight decay removes per step.
-        # Over 1% a step, weights that shrink while the loss stalls are held down by the decay,
-        # before they have collapsed all the way.
-        pulled = wd > 0 and lr * wd >= ctx.option("decay_per_step") and shrink <= 0.5 and _stalled(ctx)
+        # Over 1% a step (100x the usual 1e-4), a weight tensor whose norm halved is held down by the
+        # decay before the weights have collapsed all the way: the gradient no longer keeps it at
+        # the size it needs, whether or not the loss still falls (it falls to a worse level).
+        strong = wd > 0 and lr * wd >= ctx.option("decay_per_step")
+        stalled = _stalled(ctx)
+        pulled = strong and (least <= 0.5 or (shrink <= 0.5 and stalled))
         if shrink > thr and not pulled:
             return
-        worst = min(ws["per_tensor"], key=lambda n: ws["per_tensor"][n])
         module = ctx.params[worst].info.get("module") or worst
         span = f"steps {ws['first_step']}-{ws['last_step']}"
         if wd > 0:
             cause = (f"{opt} has weight_decay={fmt(wd)} with lr={fmt(lr)}: every step multiplies the weights by about "
                      f"1 - lr*weight_decay = {fmt(1 - lr * wd)}.")
+            if "AdamW" in opt:  # decoupled decay: |w| settles below about |update| / (lr*wd)
+                cause += (f" With decoupled decay and Adam's updates of about lr per weight, each weight settles "
+                          f"below about 1/weight_decay = {fmt(1 / wd)} in size.")
             typical = 1e-2 if opt == "AdamW" else 5e-4
             new = float(f"{min(wd / 10, typical):.1g}")
             fix = Recommendation("fix", f"Lower weight_decay from {fmt(wd)} to about {fmt(new)}.",
@@ -156,19 +163,23 @@ class WeightCollapse(Rule):
                                  "l2 = sum(p.pow(2).sum() for n, p in model.named_parameters() if p.dim() > 1)\n"
                                  "loss = loss_fn(model(x), y) + 1e-5 * l2   # a coefficient this small, or none")
         if shrink > thr:
-            cause += (f" That removes {fmt(lr * wd * 100)}% of every weight per step, and the loss stalled while the "
-                      "weights shrank: the decay outweighs what the gradient can rebuild.")
+            cause += (f" That removes {fmt(lr * wd * 100)}% of every weight per step, and "
+                      + ("the loss stalled while the weights shrank" if stalled and shrink <= 0.5 else
+                         f"{worst} shrank to {fmt(least)}x although training needs it to grow or hold")
+                      + ": the decay outweighs what the gradient can rebuild.")
         yield self.finding(
-            severity="high" if shrink <= thr / 10 else "medium", confidence=0.85 if wd > 0 else 0.7,
+            severity="high" if shrink <= thr / 10 or (pulled and stalled) else "medium", confidence=0.85 if wd > 0 else 0.7,
             title=(f"Weights collapse towards zero: the median weight norm shrank to {fmt(shrink)}x over {span}"
                    if shrink <= thr else
-                   f"Weight decay is too strong: lr x weight_decay = {fmt(lr * wd)} per step shrank the weights to "
-                   f"{fmt(shrink)}x while the loss stalled"),
+                   f"Weight decay is too strong: lr x weight_decay = {fmt(lr * wd)} per step shrank "
+                   + (f"the weights to {fmt(shrink)}x while the loss stalled" if stalled and shrink <= 0.5 else
+                      f"{worst} to {fmt(least)}x")),
             description=(f"Over {span}, the norms of {len(ws['per_tensor'])} weight tensors shrank to a median "
                          f"{fmt(shrink)}x of their first value ({worst} to {fmt(ws['per_tensor'][worst])}x). {cause}"),
             location=module, step=ws["first_step"],
             evidence={"median_shrink": shrink, "per_tensor_shrink": dict(sorted(ws["per_tensor"].items(), key=lambda kv: kv[1])[:10]),
-                      "weight_decay": wd, "lr": lr, "optimizer": opt, "first_step": ws["first_step"], "last_step": ws["last_step"]},
+                      "weight_decay": wd, "lr": lr, "decay_per_step": lr * wd, "loss_stalled": stalled,
+                      "optimizer": opt, "first_step": ws["first_step"], "last_step": ws["last_step"]},
             recommendations=[fix, Recommendation(
                 "best_practice", "Do not decay biases and normalisation weights.",
                 "decay = [p for n, p in model.named_parameters() if p.dim() > 1]\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +20,16 @@ _CLIP = ("loss.backward()\n"
 
 
 class ExplodingGradients(Rule):
-    """Detects GRD001; its documentation and options are in the catalogue (`modeldebug explain GRD001`)."""
+    """Detects GRD001; its documentation and options are in the catalogue (`modeldebug explain GRD001`).
+
+    Judged by effect, not by growth alone: a gradient norm that grows from a tiny start while the
+    loss keeps falling (a zero-initialised head, sigmoid units leaving saturation) is not an explosion.
+    Growth counts when the loss reacted (it jumped, or turned non-finite); gradients huge from the
+    first step (larger than the weights themselves) count when the run turned non-finite at once.
+    """
 
     code = "GRD001"
-    requires = (M.GRAD_NORM, M.PARAM_GRAD_NORM)
+    requires = (M.GRAD_NORM, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.record.column("grad_norm")
@@ -32,6 +39,9 @@ class ExplodingGradients(Rule):
         k = int(min(5, max(3, len(v) // 10)))
         head = v[:k][np.isfinite(v[:k])]
         if len(head) < 2:
+            start = self._huge_from_start(ctx, s, k)
+            if start is not None:
+                yield start
             return
         base = float(np.median(head))
         if base <= 0:
@@ -43,25 +53,72 @@ class ExplodingGradients(Rule):
         if peak < ctx.t.grad_growth and not nonfinite_after_growth:
             return
         over = np.flatnonzero(~finite | (growth >= 10))
-        since = int(s.steps[over[0]]) if len(over) else int(s.steps[int(np.nanargmax(growth))])
+        onset = int(over[0]) if len(over) else int(np.nanargmax(growth))
+        since = int(s.steps[onset])
+        effect = _loss_effect(ctx, s, onset, k)
+        if effect is not None and not effect["reacted"] and not nonfinite_after_growth:
+            return  # the gradient grew while the loss went on falling: no explosion in effect
         location, per_param = self._worst_param(ctx, k)
-        severity = "high" if peak >= 1e4 or nonfinite_after_growth else "medium"
+        if peak >= 1e4 or nonfinite_after_growth or (effect or {}).get("nonfinite"):
+            severity = "high"
+        elif effect is not None and effect["recovered"]:
+            severity = "low"  # a spike the run came back from: its final loss is as good as before
+        else:
+            severity = "medium"
+        after = ""
+        if effect is not None:
+            after = (f" The loss went from {fmt(effect['loss_before'])} to {fmt(effect['loss_peak'])} with it"
+                     + (" and ended back at " + fmt(effect["loss_final"]) + ": the run recovered."
+                        if effect["recovered"] else f" and ended at {fmt(effect['loss_final'])}."))
         yield self.finding(
             severity=severity, confidence=min(0.95, 0.6 + 0.08 * np.log10(max(peak, 1))),
             title=f"Gradient norm grew {fmt(peak)}x over its early baseline"
-                  + (" and then became non-finite" if nonfinite_after_growth else ""),
+                  + (" and then became non-finite" if nonfinite_after_growth else "")
+                  + (" (a spike the run recovered from)" if severity == "low" else ""),
             description=(f"The total gradient norm was {fmt(base)} over the first {k} steps and reached "
-                         f"{fmt(base * peak) if np.isfinite(peak) else 'Inf'} (first above 10x at step {since}). "
+                         f"{fmt(base * peak) if np.isfinite(peak) else 'Inf'} (first above 10x at step {since}).{after} "
                          f"It grew most in {ctx.label(location)}."),
             location=location, step=since,
             evidence={"baseline_norm": base, "peak_growth": peak, "peak_norm": base * peak,
                       "nonfinite": bool(nonfinite_after_growth), "lr": ctx.lr, "per_param_growth": per_param,
-                      "grad_norm": ctx.evidence_series(s)},
-            recommendations=[
-                Recommendation("fix", "Clip the total gradient norm.", _CLIP),
-                Recommendation("fix", "Lower the learning rate.",
-                               scale_lr_code(ctx, 0.1)),
-            ],
+                      "loss_effect": effect, "grad_norm": ctx.evidence_series(s)},
+            recommendations=_RECS(ctx),
+        )
+
+    def _huge_from_start(self, ctx: Context, s: Any, k: int) -> Finding | None:
+        """Gradients larger than the weights at the first step, and the run non-finite within `k` steps.
+
+        Nothing grows (an RNN whose recurrent weights amplify over time explodes on its first
+        backward): the scale is judged against the weights instead, and the effect is the loss or
+        the gradient turning non-finite right away.
+        """
+        v = s.values
+        first = np.flatnonzero(np.isfinite(v))
+        if not len(first) or first[0] >= k:
+            return None
+        i0 = int(first[0])
+        g0 = float(v[i0])
+        w0 = _weight_norm_at_first_sample(ctx)
+        loss = _aligned_loss(ctx, s)
+        broke = (~np.isfinite(v[i0 + 1:i0 + 1 + k])).any() or (loss is not None and (~np.isfinite(loss[i0:i0 + 1 + k])).any())
+        if w0 is None or w0 <= 0 or g0 < w0 or not broke:
+            return None
+        location, per_param = self._worst_param(ctx, len(v))
+        step = int(s.steps[i0])
+        return self.finding(
+            severity="high", confidence=min(0.9, 0.6 + 0.1 * np.log10(g0 / w0 + 1)),
+            title=f"Gradients are exploding from the first step: norm {fmt(g0)}, {fmt(g0 / w0)}x the weights' norm",
+            description=(f"At step {step} the total gradient norm is {fmt(g0)} while the weights' norm is {fmt(w0)}: "
+                         "one step moves the weights by more than their own size times the learning rate, and the run turned "
+                         f"non-finite within {k} steps. Nothing grew: the model amplifies its gradients from the start "
+                         f"(recurrent or deep layers initialised too large); they are largest in {ctx.label(location)}."),
+            location=location, step=step,
+            evidence={"grad_norm_first": g0, "weight_norm_first": w0, "grad_to_weight": g0 / w0, "nonfinite": True,
+                      "lr": ctx.lr, "per_param_growth": per_param, "grad_norm": ctx.evidence_series(s)},
+            recommendations=_RECS(ctx) + [Recommendation(
+                "fix", "Initialise recurrent weights orthogonally (or smaller), so that they do not amplify over time.",
+                "for name, p in model.named_parameters():\n    if 'weight_hh' in name:\n"
+                "        nn.init.orthogonal_(p)")],
         )
 
     @staticmethod
@@ -80,6 +137,59 @@ class ExplodingGradients(Rule):
         module = ctx.params[worst].info.get("module") if worst in ctx.params else None
         top = dict(sorted(growths.items(), key=lambda kv: -kv[1])[:5])
         return module or worst, top
+
+
+def _RECS(ctx: Context) -> list[Recommendation]:  # noqa: N802 - the shared pair of fixes
+    return [Recommendation("fix", "Clip the total gradient norm.", _CLIP),
+            Recommendation("fix", "Lower the learning rate.", scale_lr_code(ctx, 0.1))]
+
+
+def _aligned_loss(ctx: Context, s: Any) -> np.ndarray | None:
+    """The training loss on the steps of `s` (None when no loss was recorded)."""
+    loss = ctx.loss
+    if not len(loss):
+        return None
+    by_step = dict(zip(loss.steps.tolist(), loss.values.tolist()))
+    return np.array([by_step.get(int(t), np.nan) for t in s.steps], dtype=float)
+
+
+def _loss_effect(ctx: Context, s: Any, onset: int, k: int) -> dict[str, Any] | None:
+    """What the loss did when the gradient norm grew: did it jump, turn non-finite, recover?
+
+    `before` is the median loss over the `k` steps before the growth began (or the first `k`
+    steps); a reaction is a loss that at least doubled from it after the onset, or turned
+    non-finite. Recovered: the last quarter's median is back within 1.5x of `before`.
+    None when the loss was not recorded.
+    """
+    loss = _aligned_loss(ctx, s)
+    if loss is None or not np.isfinite(loss).any():
+        return None
+    pre = loss[max(0, onset - k):onset] if onset >= 2 else loss[:k]
+    pre = pre[np.isfinite(pre)]
+    post = loss[onset:]
+    if not len(pre) or not len(post):
+        return None
+    before = float(np.median(pre))
+    nonfinite = bool((~np.isfinite(post)).any())
+    fin = post[np.isfinite(post)]
+    peak = float(fin.max()) if len(fin) else float("inf")
+    tail = loss[-max(3, len(loss) // 4):]
+    tail = tail[np.isfinite(tail)]
+    final = float(np.median(tail)) if len(tail) else float("nan")
+    reacted = nonfinite or (before > 0 and peak >= 2 * before) or (before <= 0 and peak > before)
+    recovered = bool(not nonfinite and np.isfinite(final) and final <= 1.5 * abs(before))
+    return {"loss_before": before, "loss_peak": peak, "loss_final": final, "reacted": bool(reacted),
+            "nonfinite": nonfinite, "recovered": recovered}
+
+
+def _weight_norm_at_first_sample(ctx: Context) -> float | None:
+    """The norm of all weights at their first sample (after the first update), or None."""
+    sq, seen = 0.0, False
+    for series in ctx.param_stat("param_norm").values():
+        if len(series) and np.isfinite(series.values[0]):
+            sq += float(series.values[0]) ** 2
+            seen = True
+    return float(np.sqrt(sq)) if seen else None
 
 
 class VanishingGradients(Rule):

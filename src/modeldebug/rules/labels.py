@@ -23,8 +23,8 @@ from .context import Context, fmt, window
 from .data import model_layers
 from .runtime import crash_findings
 
-__all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "single_output", "token_prediction",
-           "train_losses"]
+__all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "per_sample_labels", "single_output",
+           "token_prediction", "train_losses"]
 
 
 CLASS_LOSSES = ("cross_entropy", "nll_loss")
@@ -72,6 +72,31 @@ class LabelCounts:
         return bool(single >= 0.8 and np.sum(p ** np.median(sizes)) <= 0.2)
 
 
+    def ordering(self) -> float | None:
+        """How much of each batch's label mix comes from the data's order (0: shuffled, 1: one class a batch).
+
+        The batches' class counts against the pooled shares: a chi-square test of homogeneity over
+        the sampled batches; its dispersion phi = chi2 / df is about 1 for shuffled batches
+        (multinomial draws) and 1 + (B - 1) * rho when a share rho of the label variance within a
+        batch of B is shared by the whole batch (runs of one label: data sorted by label, partly
+        shuffled). Returns rho, or None when the test cannot tell order from chance (fewer than
+        3 batches of 8, one class, or a p-value above about 3e-7 by the Wilson-Hilferty normal
+        approximation of the chi-square).
+        """
+        table = np.array(self.per_batch)
+        table = table[:, table.sum(0) > 0]
+        sizes = table.sum(1)
+        if len(table) < 3 or table.shape[1] < 2 or np.median(sizes) < 8 or (sizes == 0).any():
+            return None
+        expected = np.outer(sizes, table.sum(0) / table.sum())
+        chi2 = float(((table - expected) ** 2 / expected).sum())
+        df = (table.shape[0] - 1) * (table.shape[1] - 1)
+        z = ((chi2 / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+        if z < 5:
+            return None
+        return float(min(1.0, max(0.0, (chi2 / df - 1) / (float(np.mean(sizes)) - 1))))
+
+
 def label_counts(ctx: Context) -> list[LabelCounts]:
     """Label counts of each class-index loss (the last bin, targets outside [0, C), is dropped)."""
     out = []
@@ -83,6 +108,18 @@ def label_counts(ctx: Context) -> list[LabelCounts]:
         kept = [(s, c) for s, _, _, c in hists if len(c) == width]
         out.append(LabelCounts(e, [np.array(c[:-1], dtype=float) for _, c in kept], [s for s, _ in kept]))
     return out
+
+
+#: Intra-batch label correlation from which batches count as read in label order (medium), and as
+#: mostly sorted (high): a tenth of each batch's label variance is shared by the whole batch, or a third.
+_ORDERED_RHO = 0.1
+_SORTED_RHO = 0.3
+
+
+def per_sample_labels(ctx: Context, lc: LabelCounts) -> bool:
+    """One label per sample (1-d targets), not next-token targets: per-token labels within a
+    sequence are correlated by nature, so their batches differ without any ordering."""
+    return len(lc.loss.info.get("target_shape") or []) == 1 and not token_prediction(ctx, lc)
 
 
 def token_prediction(ctx: Context, lc: LabelCounts) -> bool:
@@ -127,7 +164,7 @@ class LabelIssue(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
         for lc in label_counts(ctx):
-            yield from self._single_class(lc)
+            yield from self._single_class(ctx, lc)
         for e in train_losses(ctx, BINARY_LOSSES):
             lo, hi = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max")
             if len(lo) and (lo.min() < 0 or hi.max() > 1):
@@ -155,7 +192,7 @@ class LabelIssue(Rule):
                                 "y = y - 1                                   # 1-based labels -> 0..C-1\n"
                                 "# or: nn.Linear(hidden, int(y.max()) + 1)   # one output per class")])
 
-    def _single_class(self, lc: LabelCounts) -> Iterator[Finding]:
+    def _single_class(self, ctx: Context, lc: LabelCounts) -> Iterator[Finding]:
         total = lc.total
         present = np.flatnonzero(total)
         if len(lc.per_batch) < 2 or total.sum() < 16:
@@ -179,6 +216,20 @@ class LabelIssue(Rule):
                              "stretch of batches and forgets the others: the loss swings instead of falling."),
                 step=lc.steps[0], evidence=ev | {"class_per_batch": per[:50]},
                 recommendations=[Recommendation("fix", "Shuffle the training data.",
+                                                "loader = DataLoader(train_set, batch_size=64, shuffle=True)")])
+        elif per_sample_labels(ctx, lc) and (rho := lc.ordering()) is not None and rho >= _ORDERED_RHO:
+            mixes = "; ".join("/".join(str(int(c)) for c in b) for b in lc.per_batch[:6])
+            yield self.finding(
+                severity="high" if rho >= _SORTED_RHO else "medium", confidence=0.8,
+                title=f"Batches are far more alike in label than shuffled batches would be: the data is read in label order ({rho:.0%} of each batch's label mix comes from its order)",
+                description=(f"The class counts of {len(lc.per_batch)} sampled batches of {lc.loss.name} ({mixes} ...) differ from "
+                             "batch to batch far more than random batches of these class shares could (chi-square test of "
+                             f"homogeneity; intra-batch label correlation {rho:.2f}, 0 when shuffled, 1 when each batch holds one class). "
+                             "The data is sorted or grouped by label and only partly shuffled: the model is pushed towards "
+                             "one class per stretch of batches, so the loss swings as if the learning rate were too high, "
+                             "and the sampled label shares look skewed."),
+                step=lc.steps[0], evidence=ev | {"batch_label_correlation": rho},
+                recommendations=[Recommendation("fix", "Shuffle the training data (every epoch).",
                                                 "loader = DataLoader(train_set, batch_size=64, shuffle=True)")])
 
     def _binary_range(self, e: Entity, lo: float, hi: float) -> Finding:
@@ -223,6 +274,35 @@ def _final_loss(losses: np.ndarray) -> float:
     return float(np.median(losses[-max(window(len(losses)), len(losses) // 4):]))
 
 
+def _rare_class_loss(ctx: Context, lc: LabelCounts) -> tuple[float, int] | None:
+    """An upper bound on the rare classes' mean per-sample loss late in the run, and the samples behind it.
+
+    On a sampled step of the run's second half, a mean-reduced loss over B labels of which k are
+    rare is at least k / B times the rare samples' mean loss (every per-sample loss is >= 0), so
+    sum(B * loss) / sum(k) over those steps bounds it from above. Below ln 2, the model gives the
+    right class more than half the probability on its rare samples (geometric mean): it predicts
+    them. None when there is no such step, several losses, or a reduction other than the mean.
+    """
+    if len(train_losses(ctx)) != 1 or lc.loss.info.get("kwargs", {}).get("reduction", "mean") != "mean":
+        return None
+    total = lc.total
+    rare = total < total.max() / math.sqrt(ctx.option("class_imbalance_ratio"))
+    loss = ctx.loss
+    if not len(loss) or not rare.any():
+        return None
+    by_step = dict(zip(loss.steps.tolist(), loss.values.tolist()))
+    half = int(loss.steps[-1]) / 2
+    num, k = 0.0, 0
+    for step, counts in zip(lc.steps, lc.per_batch):
+        value = by_step.get(step)
+        n_rare = int(counts[rare].sum())
+        if step < half or value is None or not np.isfinite(value) or n_rare == 0:
+            continue
+        num += float(counts.sum()) * value
+        k += n_rare
+    return (num / k, k) if k else None
+
+
 # -- class balance ---------------------------------------------------------------------------------------
 class ClassImbalance(Rule):
     """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
@@ -238,10 +318,12 @@ class ClassImbalance(Rule):
                 continue  # per-token or per-pixel labels: skewed by nature (word frequencies, background)
             if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 20 * lc.classes:
                 continue  # one class, or sorted data: LabelIssue's business; too few labels to judge
+            if (rho := lc.ordering()) is not None and rho >= _ORDERED_RHO:
+                continue  # batches read in label order: the sampled shares are the order's, not the data's
             ratio = float(total.max() / max(total.min(), 1.0))
             # A model that learned only the prior is judged from a milder skew: the effect is there.
             if ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, lc.loss, total)):
-                yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0])
+                yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0], _rare_class_loss(ctx, lc))
         for e in train_losses(ctx, BINARY_LOSSES):
             shape = e.info.get("input_shape") or []
             lo, hi, mean = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max"), loss_stat(ctx, e, "tgt_mean")
@@ -271,7 +353,8 @@ class ClassImbalance(Rule):
         final = _final_loss(losses)
         return ctx.option("prior_loss_fraction") * entropy <= final <= 1.1 * math.log(max(len(counts), 2))
 
-    def _finding(self, ctx: Context, e: Entity, counts: np.ndarray, ratio: float, limit: float, step: int) -> Finding:
+    def _finding(self, ctx: Context, e: Entity, counts: np.ndarray, ratio: float, limit: float, step: int,
+                 rare_loss: tuple[float, int] | None = None) -> Finding:
         p = counts / counts.sum()
         entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
         binary = e.type in BINARY_LOSSES
@@ -280,8 +363,18 @@ class ClassImbalance(Rule):
         collapsed = self._collapsed(ctx, e, counts)
         # Severity from the effect: a model that only predicts the prior (the minority never predicted)
         # is high; a skew the model learns through is worth knowing, no more.
-        severity = "high" if collapsed else ("medium" if ratio >= limit**2 else "low")
         rare = int(np.argmin(counts))
+        learned = rare_loss is not None and rare_loss[0] < math.log(2)
+        severity = "high" if collapsed else ("low" if learned else "medium" if ratio >= limit**2 else "low")
+        if collapsed:
+            effect = ""
+        elif learned and rare_loss is not None:
+            effect = (f" The model handles it: on the {rare_loss[1]} rare-class samples of the sampled batches of the run's second half, "
+                      f"the loss is at most {fmt(rare_loss[0])} per sample (below ln 2: the model gives the right class more "
+                      "than half the probability), so the rare classes are predicted.")
+        else:
+            effect = (" Whether the model predicts the rare class could not be measured (the record holds the loss per batch "
+                      "and the labels of sampled batches, not the predicted classes): check its recall.")
         share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")
         if binary:
             pos = float(counts[0] / max(counts[1], 1e-12))
@@ -296,10 +389,11 @@ class ClassImbalance(Rule):
             severity=severity, confidence=0.8 if collapsed else 0.6,
             title=f"Classes are imbalanced {fmt(ratio)}:1 (class {rare} is {p[rare]:.1%} of {'targets' if binary else 'labels'})",
             description=(f"Over the sampled batches of {e.name}, the most frequent class is {fmt(ratio)}x as frequent as the "
-                         f"rarest (shares {share}).{flat}"),
+                         f"rarest (shares {share}).{flat}{effect}"),
             step=step,
             evidence={"loss": e.name, "class_share": p.tolist()[:100], "imbalance_ratio": ratio, "label_entropy": entropy,
-                      "final_loss": final, "predicts_prior": collapsed},
+                      "final_loss": final, "predicts_prior": collapsed,
+                      "rare_class_loss_bound": rare_loss[0] if rare_loss else None, "rare_class_learned": learned},
             recommendations=[
                 Recommendation("fix", "Weight the loss by inverse class frequency.", fix),
                 Recommendation("best_practice", "Or oversample the rare classes, and judge with per-class recall or F1, not accuracy.",

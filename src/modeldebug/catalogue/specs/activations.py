@@ -27,6 +27,12 @@ than `dead_fraction` of the units are zero on every sample. Detection range: a b
 pre-activations of std 1 (each unit fires on ~1.4% of samples; 98% zeros, 45% of units fully
 dead) is found at `detailed`; a zero bias is silent. At `basic` only fully dead units are seen.
 
+A layer with fewer dead units than `dead_fraction` is not flagged, on purpose: a quarter of a
+layer's units dead is a quarter less width, which the other units mostly make up for. Measured
+on the sweep's 3-class MLP (a -10 bias on a share of the second ReLU layer's units, 60 steps of
+Adam 1e-3): the final loss is 0.80 with none dead, 0.86 with 25% (not flagged), 0.92 with 50%
+(medium) and 1.03 with 90% (high).
+
 ## Why is this bad?
 A dead unit's gradient is zero, so it can never recover; the network loses that capacity, and
 the layers before it stop receiving gradient through it.

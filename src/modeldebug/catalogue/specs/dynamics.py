@@ -120,7 +120,7 @@ always for custom modules.
         explains=('loss_not_decreasing', 'loss_diverging', 'vanishing_gradients'),
         options=(
             Option('weight_collapse_shrink', 0.1, 'median final/initial weight norm at or below this.'),
-            Option('decay_per_step', 0.01, 'lr x weight_decay (the fraction of each weight that decay removes per step) at or above which weights that halved while the loss stalled are flagged.'),
+            Option('decay_per_step', 0.01, 'lr x weight_decay (the fraction of each weight that decay removes per step) at or above which a weight tensor whose norm halved is flagged (high when the median halved while the loss stalled).'),
         ),
         doc="""
 ## What it detects
@@ -132,9 +132,14 @@ is cited, with the per-step shrink `lr * weight_decay` it implies. The interacti
 rate and weight decay is judged too: with `lr * weight_decay` at or above `decay_per_step`
 (default 1% of each weight per step, as decoupled decay in AdamW applies it), weights whose
 median norm halved while the loss stalled (its last quarter at 70% or more of its first) are
-flagged before they collapse all the way. Detection range: AdamW at lr 3e-3 with
-weight_decay 30 (9% a step; median weight norm 0.43x, loss 1.13 -> 0.94) is found; weight_decay 0.01
-is silent.
+flagged before they collapse all the way; so is, at that rate, any weight tensor whose norm
+halved while the loss still falls (to a worse level: the decay holds the layer below the size the
+gradient gives it in a healthy run, where weights grow), at medium. With AdamW's decoupled decay
+each weight settles below about 1/weight_decay in size, which the finding cites. Detection
+range: AdamW at lr 3e-3 with weight_decay 30 (9% a step; median weight norm 0.43x, loss 1.13 ->
+0.94) is found; AdamW at lr 1e-2 with weight_decay 5 (5% a step; first layer 0.47x, final loss
+0.38 where weight_decay 0.01 reaches 0.09) is found medium; weight_decay 2 (2% a step, first
+layer 0.76x, final loss 0.20) is not; weight_decay 0.01 is silent.
 
 ## Why is this bad?
 Weights pulled to zero make every layer's output shrink towards its bias: activations lose

@@ -7,7 +7,7 @@ from ..spec import Option, Spec
 SPECS = (
     Spec(
         code='GRD001', kind='exploding_gradients', category='gradient', family='training', name='exploding-gradients',
-        summary="The total gradient norm grew by orders of magnitude over the run's own early baseline.",
+        summary="The gradients grew by orders of magnitude, or started larger than the weights, and the loss blew up with them.",
         explains=('loss_diverging', 'nonfinite', 'loss_oscillating'),
         options=(
             Option('grad_growth', 100.0, "total gradient norm above this multiple of its median over the run's first steps (the run's own baseline)."),
@@ -18,6 +18,18 @@ The total gradient norm (recorded every step with one fused call) rising above `
 (default 100x) times its median over the run's first steps, or turning non-finite after having
 grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
 first one above 10x the baseline.
+
+Judged by effect: growth counts only when the loss reacted, at least doubling from its median
+over the steps before the growth began, or turning non-finite. A gradient norm that grows from a
+tiny start while the loss keeps falling (a small or zero-initialised head, units leaving
+saturation) is not an explosion and is not reported. Severity: high when the run turned
+non-finite or the norm grew 10,000x; low when the loss came back (the last quarter's median
+within 1.5x of its level before the spike: the run recovered); medium otherwise.
+
+Gradients that are huge from the first step never grow (a recurrent network whose recurrent
+weights amplify over the sequence explodes on its first backward): when the first gradient norm
+is larger than the norm of all the weights and the loss or the gradient turns non-finite within
+the first steps, that is reported high at step 0, as the cause of the NaN.
 
 ## Why is this bad?
 Updates proportional to huge gradients throw the weights far from where they were; the loss
@@ -33,8 +45,11 @@ Clip the gradient norm, lower the learning rate, add normalisation layers; for R
 standard practice.
 
 ## Known problems
-A model whose gradients start near zero by design (zero-initialised output layer) has a tiny
-baseline; growth from it is normal. The rule needs at least `min_steps` steps.
+The effect is read from the training loss: a run without a recorded loss is judged by growth
+alone (and a model whose gradients start near zero by design may then be flagged). Gradients
+huge from the first step are reported only when the run turns non-finite within the first
+steps; a large first gradient that the run survives is left alone. The weights' norm at the
+first step is taken after the first update. The rule needs at least `min_steps` steps.
 """,
     ),
     Spec(
