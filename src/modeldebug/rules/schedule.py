@@ -114,11 +114,23 @@ class LrTooHigh(Rule):
             return None
         growth = float(ws["median"])
         thr = ctx.option("lr_high_weight_growth")
-        if growth < thr:
-            return None
         lr = ctx.lr
         lrs = ctx.record.column("lr").finite().values
         peak = float(lrs.max()) if len(lrs) else lr
+        if growth < thr or not peak:
+            return None
+        # One full-rate step (about lr per element: lr * sqrt(numel)) against the weights' final norm:
+        # weights that grew by following the data are many steps big; weights made of steps are a few.
+        pnorms = ctx.param_stat("param_norm")
+        shares = []
+        for name in ws["per_tensor"]:
+            final = pnorms[name].finite().values[-1]
+            numel = int(np.prod(ctx.params[name].info.get("shape") or [0]))
+            if final > 0 and numel:
+                shares.append(peak * float(np.sqrt(numel)) / float(final))
+        share = float(np.median(shares)) if shares else 0.0
+        if share < ctx.option("lr_high_step_share"):
+            return None
         top = sorted(ws["per_tensor"].items(), key=lambda kv: -kv[1])[:3]
         span = ws["last_step"] - ws["first_step"]
         return self.finding(
@@ -127,11 +139,14 @@ class LrTooHigh(Rule):
                    if peak else f"Learning rate too high for {opt}: the weights grew {fmt(growth)}x in {span} steps"),
             description=(f"{opt} moves every weight by about the learning rate per step, whatever the size of its gradient. "
                          f"From step {ws['first_step']} to {ws['last_step']} the weight tensors' norms grew by a median "
-                         f"{fmt(growth)}x (largest: " + ", ".join(f"{n} {fmt(g)}x" for n, g in top) + "); training that "
-                         "follows the data changes them by a small factor (1.1-2x over such a run). Their size is now set "
-                         "by the step size: the loss can still fall, but it settles higher than a smaller rate reaches."),
+                         f"{fmt(growth)}x (largest: " + ", ".join(f"{n} {fmt(g)}x" for n, g in top) + "), and one step at "
+                         f"the peak rate is still {share:.0%} of their final norm (median): their size is made of a few "
+                         "steps, not of what the data asked for (training that follows the data grows them 1.1-2x over "
+                         "such a run, many steps big). The loss can still fall, but it settles higher than a smaller "
+                         "rate reaches."),
             step=ws["first_step"],
             evidence={"lr": lr, "peak_lr": peak, "optimizer": opt, "weight_growth": growth, "weight_growth_threshold": thr,
+                      "peak_step_share": share,
                       "per_tensor_growth": dict(top), "first_step": ws["first_step"], "last_step": ws["last_step"],
                       "inferred_from": "weight_growth"},
             recommendations=[
