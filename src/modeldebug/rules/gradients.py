@@ -37,11 +37,12 @@ class ExplodingGradients(Rule):
             return
         v = s.values
         k = int(min(5, max(3, len(v) // 10)))
+        start = self._huge_from_start(ctx, s, k)
+        if start is not None:
+            yield start
+            return
         head = v[:k][np.isfinite(v[:k])]
         if len(head) < 2:
-            start = self._huge_from_start(ctx, s, k)
-            if start is not None:
-                yield start
             return
         base = float(np.median(head))
         if base <= 0:
