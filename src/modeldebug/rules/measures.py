@@ -273,7 +273,9 @@ def _gradient_collapse(ctx: Context) -> Signal | None:
 
     From a step whose total gradient norm was at its early level (at least a tenth of the median
     of the first steps) to below 1e-4 of that level, for at least 80% of the remaining steps (and
-    at least 5). The updates threw the model where it no longer gets a gradient: a softmax
+    at least 5), with no explosion before it (never above 10x the first step's norm: a gradient
+    that vanishes after exploding, units saturated by weights that started too large, is the
+    explosion's and the initialisation's story), and no layer saturated or dead from the first step. The updates threw the model where it no longer gets a gradient: a softmax
     saturated at one class (a policy that now always takes one action), every unit dead. A loss
     that fits its data slowly loses its gradient gradually, not in one step.
     """
@@ -281,14 +283,18 @@ def _gradient_collapse(ctx: Context) -> Signal | None:
     steps = ctx.record.column("grad_norm").steps
     k = int(min(5, max(3, len(g) // 10)))
     head = g[:k][np.isfinite(g[:k])]
-    if len(head) < 1 or len(g) < 6:
+    if len(head) < 1 or len(g) < 6 or _flat_from_the_start(ctx):
         return None
     # the median of the first steps; the first step's own norm when the collapse is among them
     base = float(np.median(head)) if np.median(head) > 0 else float(head[0])
     if not base > 0:
         return None
     tiny = np.isfinite(g) & (g <= 1e-4 * base)
+    first = float(head[0])
     for t in range(1, len(g) - 4):
+        before = g[:t][np.isfinite(g[:t])]
+        if len(before) and first > 0 and before.max() > 10 * first:
+            return None  # it exploded first: the collapse is the explosion's aftermath, judged as such
         if tiny[t] and np.isfinite(g[t - 1]) and g[t - 1] >= 0.1 * base:
             rest = tiny[t:]
             if rest.mean() >= 0.8:
@@ -297,6 +303,17 @@ def _gradient_collapse(ctx: Context) -> Signal | None:
                               "(saturated outputs or dead units get no gradient)", int(steps[t]), True)
             break
     return None
+
+
+def _flat_from_the_start(ctx: Context) -> bool:
+    """A layer was already saturated or dead on the first sampled step: the initialisation put the
+    model where gradients vanish, so a later collapse of the gradient is not the updates' doing."""
+    for stat, thr in (("dead_frac", ctx.t.dead_fraction), ("saturated_frac", ctx.option("saturated_fraction"))):
+        for s in ctx.module_stat(stat).values():
+            f = s.finite().values
+            if len(f) and f[0] >= thr:
+                return True
+    return False
 
 
 def ratio_before(steps: np.ndarray, ratios: np.ndarray, onset: int) -> float | None:

@@ -147,8 +147,9 @@ When every model is fed one sample per call, a step's loss adds up however many 
 made (an episode), so its level follows the episode's length: only a jump of 10x within the first
 tenth of the run counts (no rise, spike or oscillation later on). A third sign covers policies
 that collapse: the gradient norm falling from its early level to below 1e-4 of it in one step and
-staying there (a softmax saturated on one action, every unit dead); a REINFORCE policy at 100x its
-rate (Adam lr 1.0) is found this way.
+staying there (a softmax saturated on one action, every unit dead), unless it exploded first (above
+10x its first step's norm) or a layer was saturated or dead from the first step (the
+initialisation's story); a REINFORCE policy at 100x its rate (Adam lr 1.0) is found this way.
 
 With an Adam-like optimizer (Adam, AdamW, RMSprop, Adagrad, Adadelta, ...) a rate far too high
 often blows nothing up: the step is about the learning rate per weight whatever the gradient,
