@@ -242,3 +242,21 @@ def test_a_deep_model_at_detailed_records_every_layer_once_per_sampled_step() ->
     mins = rec.series("0", "min").values
     assert (mins < 0).all()  # the Linear's own output, copied before the in-place ReLU zeroed it
     assert float(probe.detach().min()) < 0
+
+
+def test_a_model_saved_whole_while_watched_loads_with_weights_only(tmp_path: Path) -> None:
+    """word_lm: ``torch.save(model, f)`` during training, ``torch.load(f)`` (weights_only) with the
+    model's classes allowed: nothing of modeldebug may be in the file."""
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md.watch(model, optimizer=opt, db=str(tmp_path / "run.db")):
+        _loop(model, opt, 3)
+        torch.save(model, tmp_path / "best.pt")
+        torch.save({"model": model, "epoch": 3}, tmp_path / "ckpt.pt")
+        assert any(isinstance(h, RootHook) for h in model._forward_pre_hooks.values())  # put back
+        _loop(model, opt, 2)
+    with torch.serialization.safe_globals([nn.Sequential, nn.Linear, nn.ReLU]):
+        loaded = torch.load(tmp_path / "best.pt")
+        ckpt = torch.load(tmp_path / "ckpt.pt")
+    assert not loaded._forward_pre_hooks and not ckpt["model"]._forward_pre_hooks
+    assert loaded(torch.randn(2, 8)).shape == (2, 3)

@@ -80,6 +80,7 @@ TARGETS: tuple[Target, ...] = (
     Target("clip_grad_norm", "clip_grad_norm_", lambda: torch.nn.utils.clip_grad),
     Target("loader_next", "__next__", _dataloader_iter),
     Target("jit_script", "script", lambda: torch.jit),  # roots.script_probe: our root hooks off while scripting
+    Target("torch_save", "save", lambda: torch),  # roots.save_probe: and while saving
     *(Target(f"loss:{n}", n, lambda: torch.nn.functional) for n in LOSS_FUNCTIONS
       if hasattr(torch.nn.functional, n)),
 )

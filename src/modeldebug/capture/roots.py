@@ -9,8 +9,9 @@ own, on the object the user calls (the ``torch.compile`` wrapper, not the model 
 the global hooks are switched on for sampled steps only.
 
 The hook is a `RootHook`: a copy of the model (``copy.deepcopy``: an EMA model) gets an inert one
-that removes itself at the copy's first call, and a pickled model (``torch.save(model)``) stores a
-built-in no-op in its place, so nothing of modeldebug is needed to load it. ``torch.jit.script``
+that removes itself at the copy's first call; ``torch.save(model)`` (or a dict or list holding it)
+saves the model without it (a probe on ``torch.save`` takes it off and puts it back), and any other
+pickle stores a built-in no-op in its place, so nothing of modeldebug is needed to load it. ``torch.jit.script``
 compiles a module's Python hooks, so while a session watches, a narrow patch of it (`script_probe`)
 takes every `RootHook` off the module tree being scripted and puts the live ones back after.
 Removing the session removes every hook it put on a model.
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as nn_module
 
-__all__ = ["RootHook", "RootHooks", "module_in_traceback", "script_probe", "uses_compile"]
+__all__ = ["RootHook", "RootHooks", "module_in_traceback", "save_probe", "script_probe", "uses_compile"]
 
 _is_compiling = torch.compiler.is_compiling
 _CALL_CODES = frozenset(f.__code__ for f in (nn_module.Module._call_impl, nn_module.Module._wrapped_call_impl)
@@ -139,6 +140,32 @@ def script_probe() -> Any:
     from .patches import Probe  # patches imports nothing of ours
 
     return Probe(_script_before, _script_after, rewrite=_one_frame_up)
+
+
+def _modules_in(obj: Any, depth: int = 3) -> list[nn.Module]:
+    """The modules in what ``torch.save`` is given: the object, or inside dicts, lists and tuples."""
+    if isinstance(obj, nn.Module):
+        return [obj]
+    if depth <= 0:
+        return []
+    if isinstance(obj, dict):
+        return [m for v in obj.values() for m in _modules_in(v, depth - 1)]
+    if isinstance(obj, (list, tuple)):
+        return [m for v in obj for m in _modules_in(v, depth - 1)]
+    return []
+
+
+def _save_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[nn.Module, int, RootHook]]:
+    obj = args[0] if args else kwargs.get("obj")
+    return [t for root in _modules_in(obj) for m in root.modules() for t in _strip(m, keep=True)]
+
+
+def save_probe() -> Any:
+    """The probe on ``torch.save``: a whole model saved while watched is pickled without our hook
+    (``torch.load(weights_only=True)`` would refuse the stand-in), the live ones back afterwards."""
+    from .patches import Probe
+
+    return Probe(_save_before, _script_after)
 
 
 def module_in_traceback(tb: TracebackType | None, known: Callable[[nn.Module], bool]) -> nn.Module | None:

@@ -49,7 +49,7 @@ from .plan import Plan, plan_for
 from .probes import MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
-from .roots import RootHooks, module_in_traceback, script_probe, uses_compile
+from .roots import RootHooks, module_in_traceback, save_probe, script_probe, uses_compile
 from .sampler import Sampler
 from .updates import UpdateCollector
 
@@ -138,6 +138,7 @@ class Tracer:
         if not self.attached:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
                       "optimizer_init": Probe(None, self._optimizer_created), "jit_script": script_probe(),
+                      "torch_save": save_probe(),
                       **self.losses.probes(), **self.loop.probes()}
             if self.bundle is not None:
                 probes = self.bundle.probes(probes)
