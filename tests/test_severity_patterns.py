@@ -159,3 +159,22 @@ def test_partly_sorted_data_is_found_first_with_the_rate_as_its_symptom(sweep, k
 def test_shuffled_data_has_no_label_order_finding(sweep) -> None:  # type: ignore[no-untyped-def]
     report = sweep.not_shuffled(0.0)
     assert _find(report, "LBL001") is None and report.findings == []
+
+
+@pytest.mark.parametrize("classes, batch, batches", [(3, 32, 7), (10, 8, 7), (100, 8, 12), (1000, 32, 12), (2, 128, 8)])
+def test_shuffled_batches_of_any_class_count_are_not_taken_for_label_order(classes: int, batch: int, batches: int) -> None:
+    """Small expected counts (many classes, small batches) must not pass for order: 200 draws each."""
+    import numpy as np
+
+    from modeldebug.rules.labels import LabelCounts
+
+    rng = np.random.default_rng(classes)
+    p = 1 / np.arange(1, classes + 1) ** 1.1  # a Zipf-like skew, as real labels have
+    p /= p.sum()
+    flagged = 0
+    for _ in range(200):
+        lc = LabelCounts(loss=None, per_batch=[rng.multinomial(batch, p).astype(float) for _ in range(batches)],  # type: ignore[arg-type]
+                         steps=list(range(batches)))
+        rho = lc.ordering()
+        flagged += rho is not None and rho >= 0.1
+    assert flagged == 0
