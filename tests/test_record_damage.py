@@ -370,7 +370,7 @@ def test_fail_on_fails_when_a_rule_could_not_run(base: Path, tmp_path: Path) -> 
         with pytest.raises(DebuggingError, match=rf"--fail-on {severity} cannot pass: 1 rule\(s\) could not "
                                                  r"run, so their verdict is unknown: OPT001 \(TypeError: "):
             only_opt.exit_code(severity)
-    healthy_selection = Report.from_record(record, md.DebuggingConfig(select=["LOS001"]))
+    healthy_selection = Report.from_record(record, md.DebuggingConfig(select=["NUM001"]))
     assert healthy_selection.rules_failed() == [] and healthy_selection.exit_code("low") == 0
 
 
