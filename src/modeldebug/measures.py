@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "AMP_STEP_SKIPPED",
     "ACTIVATION_HISTOGRAM",
     "ACTIVATION_STATS",
     "ALWAYS",
@@ -315,8 +316,11 @@ INTERNAL_ERROR = measure("event", "internal_error", "tracer", "event", "a probe 
                          always=True)
 MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
                          "a module (or input) that cannot be measured, and why", always=True)
+AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
+                           "a step a mixed-precision GradScaler skipped (non-finite scaled gradients): the scale "
+                           "it overflowed at; no step row is written for it", always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -81,6 +81,11 @@ class StepAssembler:
         if not math.isfinite(values[0]):
             self.tracer.nonfinite.gradient()
 
+    def scaled_grad_norm_sink(self, values: list[float]) -> None:
+        """The total of gradients a GradScaler still scaled: a non-finite one is the scaler's to
+        skip (it lowers its scale), not a fault, and has no norm."""
+        self.grad_norm = values[0] if math.isfinite(values[0]) else None
+
     # -- the step row ------------------------------------------------------------------------------------
     def end(self, sampled: bool, columns: dict[str, Any]) -> None:
         """Write the step row (`columns` are the collectors' own), tell the listeners, start the next step."""

@@ -74,8 +74,9 @@ class GradientCollector:
         return self._layout[1:]  # type: ignore[return-value]
 
     @torch.no_grad()
-    def collect(self, step: int, sampled: bool) -> None:
-        """Measure the gradients held now (before the optimizer step changes the weights)."""
+    def collect(self, step: int, sampled: bool, scale: Any = None) -> None:
+        """Measure the gradients held now (before the optimizer step changes the weights); `scale`:
+        the GradScaler scale they still hold (a tensor), divided out (amp.py)."""
         self._last = None
         if not self.on:
             return
@@ -91,19 +92,20 @@ class GradientCollector:
         index = self._group_index(eids, changed) if self.per_group else None
         try:
             if cpu:
-                self._on_host(step, present, eids, want_params, index, flat)
+                self._on_host(step, present, eids, want_params, index, flat, scale)
             else:
-                self._on_device(step, present, eids, want_params, index, fused, flat)
+                self._on_device(step, present, eids, want_params, index, fused, flat, scale)
         except RuntimeError:  # a sparse gradient of a dense parameter (nn.Embedding(sparse=True))
             if not fused:
                 raise
             self._layout = (self._layout[0], params, all_eids, False, False, False)  # type: ignore[index]
-            self._on_device(step, present, eids, want_params, index, False, False)
+            self._on_device(step, present, eids, want_params, index, False, False, scale)
 
     def _on_host(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
-                 index: tuple[list[int], list[int]] | None, flat: bool) -> None:
+                 index: tuple[list[int], list[int]] | None, flat: bool, scale: Any = None) -> None:
         """CPU gradients: the numbers now, as Python floats (float64)."""
         tr = self.tracer
+        sink = tr.assembler.grad_norm_sink
         norms: list[float] | None = None
         if flat and not want_params and index is None:
             buf = _flatten(grads)
@@ -113,8 +115,13 @@ class GradientCollector:
         else:
             norms = [n.item() for n in torch._foreach_norm(grads)]
             total = math.sqrt(math.fsum(v * v for v in norms))
+        if scale is not None:  # still scaled by a GradScaler
+            s = float(scale)
+            total /= s
+            norms = [v / s for v in norms] if norms is not None else None
+            sink = tr.assembler.scaled_grad_norm_sink
         self._last = (grads, eids, norms)
-        tr.buffer.add_host([total], tr.assembler.grad_norm_sink)
+        tr.buffer.add_host([total], sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = [0.0] * len(group_eids)
@@ -126,9 +133,10 @@ class GradientCollector:
             tr.buffer.add_host(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))
 
     def _on_device(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
-                   index: tuple[list[int], list[int]] | None, fused: bool, flat: bool) -> None:
+                   index: tuple[list[int], list[int]] | None, fused: bool, flat: bool, scale: Any = None) -> None:
         """Gradients on an accelerator (or of mixed devices): reduced there, copied with the step."""
         tr = self.tracer
+        sink = tr.assembler.grad_norm_sink
         norms = None
         if want_params or index is not None or not flat:
             norms = torch.stack(torch._foreach_norm(grads)) if fused else S.stacked_norms(grads)
@@ -136,8 +144,13 @@ class GradientCollector:
             total = torch.linalg.vector_norm(norms, dtype=torch.float64).reshape(1)
         else:
             total = torch.linalg.vector_norm(_flatten(grads), dtype=torch.float64).reshape(1)
+        if scale is not None:  # still scaled by a GradScaler
+            s = scale.to(device=total.device, dtype=torch.float64)
+            total = total / s
+            norms = norms / s if norms is not None else None
+            sink = tr.assembler.scaled_grad_norm_sink
         self._last = (grads, eids, norms)
-        tr.buffer.add(total, tr.assembler.grad_norm_sink)
+        tr.buffer.add(total, sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = torch.zeros(len(group_eids), dtype=torch.float64, device=norms.device)

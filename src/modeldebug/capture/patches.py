@@ -19,7 +19,8 @@ While ``torch.compile`` traces, every wrapper and hook returns at once (nothing 
 Patched (see `TARGETS`): ``torch.autograd.backward`` (what ``Tensor.backward`` calls),
 ``Optimizer.__init__``, ``Optimizer.zero_grad``, ``Module.zero_grad``, ``clip_grad_norm_`` (both
 places torch exports it), the data loader iterator's ``__next__``, the ``torch.nn.functional``
-losses, and ``torch.nn.modules.module._has_any_global_hook`` (so that torch.compile's "global hooks
+losses, ``torch.amp.GradScaler``'s ``scale``, ``unscale_`` and ``step``, and
+``torch.nn.modules.module._has_any_global_hook`` (so that torch.compile's "global hooks
 fire an extra time" warning counts only the user's own hooks, not ours).
 """
 
@@ -81,6 +82,9 @@ TARGETS: tuple[Target, ...] = (
     Target("loader_next", "__next__", _dataloader_iter),
     Target("jit_script", "script", lambda: torch.jit),  # roots.script_probe: our root hooks off while scripting
     Target("torch_save", "save", lambda: torch),  # roots.save_probe: and while saving
+    Target("amp_scale", "scale", lambda: torch.amp.GradScaler),  # amp.py: the loss the user computed
+    Target("amp_unscale", "unscale_", lambda: torch.amp.GradScaler),
+    Target("amp_step", "step", lambda: torch.amp.GradScaler),
     *(Target(f"loss:{n}", n, lambda: torch.nn.functional) for n in LOSS_FUNCTIONS
       if hasattr(torch.nn.functional, n)),
 )

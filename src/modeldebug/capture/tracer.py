@@ -35,6 +35,7 @@ from ..config import DebuggingConfig
 from ..record import RunWriter
 from . import stats as S
 from .activations import ForwardCollector
+from .amp import AmpWatch
 from .assembler import StepAssembler, lr_of
 from .buffer import StepBuffer
 from .bundle import BundleWatch
@@ -105,6 +106,7 @@ class Tracer:
         self.loop = LoopWatch(self)
         self.nonfinite = NonfiniteWatch(self)
         self.mixing = MixingProbe(self)
+        self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
         self.forward_pre = functools.partial(self.call, "forward", self._pre)
@@ -139,7 +141,7 @@ class Tracer:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
                       "optimizer_init": Probe(None, self._optimizer_created), "jit_script": script_probe(),
                       "torch_save": save_probe(),
-                      **self.losses.probes(), **self.loop.probes()}
+                      **self.losses.probes(), **self.loop.probes(), **self.amp.probes()}
             if self.bundle is not None:
                 probes = self.bundle.probes(probes)
             self._module_hooks = self._wants_module_hooks()
@@ -331,8 +333,12 @@ class Tracer:
             if self.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
                 self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
         if loss is not None and loss.numel() == 1 and loss.is_floating_point():
+            held = loss
+            unscaled = self.amp.unscaled_loss(loss)  # a GradScaler's output: the user's loss instead
+            if unscaled is not None:
+                loss, held = unscaled
             a.losses.append(loss.detach())
-            self.loop.saw_loss(loss)
+            self.loop.saw_loss(held)
 
     def _after_backward(self) -> None:
         self.assembler.n_backward += 1
@@ -406,7 +412,7 @@ class Tracer:
     def _measure(self) -> None:
         """Everything measured at the step's sync point, then the one host copy."""
         self.forward.flush()
-        self.gradients.collect(self.step, self.sampled())
+        self.gradients.collect(self.step, self.sampled(), self.amp.grad_scale)
         self.loop.before_sync()
         self.mixing.once()
         losses = self.assembler.losses
@@ -427,6 +433,22 @@ class Tracer:
         self.losses.new_step()
         self.updates.drop()
         self.replay = None
+        self._switch_module_hooks()
+
+    def drop_step(self) -> None:
+        """Forget the step under way without a row (a step a GradScaler skipped): the next one starts afresh."""
+        a = self.assembler
+        a.buffer.entries.clear()
+        a.reset()
+        a.t_last_end, a.cpu_last_end = time.perf_counter(), time.process_time()
+        self.loop.end_step()
+        self.loop.clip = None
+        self.forward.end_step()
+        self.forward.new_step()
+        self.losses.new_step()
+        self.updates.drop()
+        self.replay = None
+        self._backwards_since_step = 0
         self._switch_module_hooks()
 
     def mark_step(self, loss: torch.Tensor | float | None = None) -> None:
