@@ -630,3 +630,209 @@ def test_adamw_at_100x_on_a_small_gpt_is_found_from_the_weights_growth() -> None
     healthy, healthy_final = _char_gpt(3e-3)
     assert final > 1.5 * healthy_final                                   # the 100x run ends clearly worse
     assert found(healthy, "lr_too_high") is None and not _serious_but_timing(healthy)
+
+
+# -- 13. graphs: one whole graph a pass, nodes mix by design, the split is a loss mask (held-out gat) ----------
+class _DenseGraphNet(nn.Module):
+    """Two graph convolutions over a dense normalised adjacency: forward(features, adjacency)."""
+
+    def __init__(self, n_in: int, n_out: int, *, mix_batch: bool = False) -> None:
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(n_in, 16), nn.Linear(16, n_out)
+        self.mix_batch = mix_batch
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.l1(x)
+        if adj is not None:
+            h = adj @ h
+        if self.mix_batch:  # the bug: a transpose-and-reshape that moves the batch axis
+            h = h.t().reshape(x.shape[0], -1)
+        h = torch.relu(h)
+        h = self.l2(h)
+        return F.log_softmax(adj @ h if adj is not None else h, dim=1)
+
+
+def _graph(n: int = 300, feats: int = 40, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = (torch.rand(n, feats, generator=g) < 0.05 + 0.2 * (torch.arange(feats) % classes == y[:, None])).float()
+    x = x / x.sum(1, keepdim=True).clamp_min(1)
+    same = y[:, None] == y[None, :]
+    adj = (torch.rand(n, n, generator=g) < torch.where(same, 0.03, 0.004)).float()
+    adj = ((adj + adj.t() + torch.eye(n)) > 0).float()
+    d = adj.sum(1).rsqrt()
+    return x, d[:, None] * adj * d[None, :], y
+
+
+def _graph_training(*, transductive: bool, mix_batch: bool = False, epochs: int = 30) -> md.Report:  # type: ignore[name-defined]
+    x, adj, y = _graph()
+    torch.manual_seed(0)
+    model = _DenseGraphNet(x.shape[1], 4, mix_batch=mix_batch)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+    train, val = torch.arange(0, 80), torch.arange(80, 160)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(epochs):
+            model.train()
+            if transductive:  # the whole graph every pass, the loss on the training nodes
+                loss = F.nll_loss(model(x, adj)[train], y[train])
+            else:  # an ordinary per-sample classifier on the training rows
+                loss = F.nll_loss(model(x[train]), y[train])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            model.eval()
+            with torch.no_grad():
+                if transductive:
+                    F.nll_loss(model(x, adj)[val], y[val])
+                else:  # the leak: "validation" on the training rows
+                    F.nll_loss(model(x[train]), y[train])
+    return s.report()
+
+
+def test_a_graph_network_over_one_whole_graph_split_by_loss_masks_is_neither_mixing_nor_leaking() -> None:
+    report = _graph_training(transductive=True)
+    assert not _serious_but_timing(report), [f.title for f in report.findings]
+    for kind in ("batch_mixing", "data_leakage"):
+        f = found(report, kind)
+        assert f is None or (f.severity == "low" and "mask" in f.description), (kind, f and f.title)
+
+
+def test_validating_on_the_training_rows_and_a_batch_axis_reshape_are_still_found() -> None:
+    leak = _graph_training(transductive=False)
+    f = found(leak, "data_leakage")
+    assert f is not None and f.severity == "medium" and "masked_whole_input" not in f.evidence
+    mixed = _graph_training(transductive=False, mix_batch=True, epochs=3)
+    f = found(mixed, "batch_mixing")
+    assert f is not None and f.severity in ("medium", "high"), [g.title for g in mixed.findings]
+
+
+# -- 14. a recurrent state passed beside the ids, a loss summed over the characters (held-out charrnn) ------------
+class _CharGRU(nn.Module):
+    def __init__(self, vocab: int, hidden: int = 32, layers: int = 2) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, hidden)
+        self.rnn = nn.GRU(hidden, hidden, layers)
+        self.decoder = nn.Linear(hidden, vocab)
+        self.layers, self.hidden = layers, hidden
+
+    def forward(self, ids: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h = self.rnn(self.encoder(ids).unsqueeze(0), h)   # one character for the whole batch
+        return self.decoder(out.squeeze(0)), h
+
+    def init_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(self.layers, batch, self.hidden)
+
+
+def _char_rnn(lr: float, steps: int = 40, chunk: int = 20) -> tuple[md.Report, list[float]]:  # type: ignore[name-defined]
+    """char-rnn's loop: chunk characters fed one at a time, the loss summed over them, Adam."""
+    data = _corpus(vocab=30, n=6000)
+    torch.manual_seed(0)
+    model = _CharGRU(30)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(steps):
+            starts = torch.randint(0, len(data) - chunk - 1, (16,), generator=g)
+            seq = torch.stack([data[i:i + chunk + 1] for i in starts.tolist()])
+            h = model.init_hidden(16)
+            opt.zero_grad()
+            loss = torch.zeros(())
+            for c in range(chunk):
+                out, h = model(seq[:, c], h)
+                loss = loss + F.cross_entropy(out, seq[:, c + 1])
+            loss.backward()
+            opt.step()
+            losses.append(loss.item() / chunk)
+    return s.report(), losses
+
+
+def test_a_zero_hidden_state_beside_the_ids_is_not_the_data_and_a_summed_loss_is_not_poor_init() -> None:
+    report, losses = _char_rnn(0.01)
+    assert losses[-1] < losses[0]
+    assert found(report, "input_not_normalized") is None, [f.title for f in report.findings]
+    assert found(report, "poor_initialization") is None, [f.title for f in report.findings]
+    assert not _serious_but_timing(report), [f.title for f in report.findings]
+
+
+def test_a_100x_rate_on_the_summed_char_rnn_is_lr_too_high_first() -> None:
+    report, losses = _char_rnn(1.0)
+    assert max(losses) > 2 * losses[0]
+    top = report.findings[0]
+    assert top.kind == "lr_too_high" and top.severity == "high", [f.title for f in report.findings]
+    assert found(report, "input_not_normalized") is None
+
+
+# -- 15. a 100x rate whose first update overflows the loss (held-out ff, realnvp) -----------------------------------
+def _goodness_layer(lr: float, *, nan_sample_at: int | None = None, steps: int = 30) -> tuple[md.Report, list[float]]:  # type: ignore[name-defined]
+    """A forward-forward layer: the label is written into the input, goodness = sum of squares, log1p(exp) loss."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(256, 20, generator=g)
+    label = base[:, 4:8].argmax(1)
+    wrong = (label + torch.randint(1, 4, (256,), generator=g)) % 4
+    pos, neg = base.clone(), base.clone()
+    pos[:, :4], neg[:, :4] = F.one_hot(label, 4).float(), F.one_hot(wrong, 4).float()
+    torch.manual_seed(0)
+    layer = nn.Sequential(nn.Linear(20, 500), nn.ReLU())
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
+    losses = []
+    with md.watch(layer, db=":memory:") as s:
+        for i in range(steps):
+            p = pos.clone()
+            if i == nan_sample_at:
+                p[3, 9] = float("nan")  # one corrupt sample in the data
+            gp = layer(p / (p.norm(dim=1, keepdim=True) + 1e-4)).pow(2).sum(1)
+            gn = layer(neg / (neg.norm(dim=1, keepdim=True) + 1e-4)).pow(2).sum(1)
+            loss = torch.log1p(torch.exp(torch.cat([50.0 - gp, gn - 50.0]))).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return s.report(), losses
+
+
+def test_a_100x_rate_whose_first_update_overflows_the_loss_is_lr_too_high_explaining_the_nan() -> None:
+    report, losses = _goodness_layer(3.0)
+    assert math.isfinite(losses[0]) and not math.isfinite(losses[1])
+    top = report.findings[0]
+    assert top.kind == "lr_too_high" and top.evidence["inferred_from"] == "update_before_nonfinite", [f.title for f in report.findings]
+    assert any(sym["kind"] == "nonfinite" for sym in top.evidence.get("symptoms", []))
+    healthy, h_losses = _goodness_layer(0.03)
+    assert h_losses[-1] < 0.5 * h_losses[0] and not _serious_but_timing(healthy)
+
+
+def test_a_nan_from_the_data_later_in_a_run_at_a_sane_rate_is_not_blamed_on_the_rate() -> None:
+    report, _ = _goodness_layer(0.03, nan_sample_at=12)
+    assert found(report, "lr_too_high") is None, [f.title for f in report.findings]
+    assert found(report, "nonfinite") is not None
+
+
+class _TwoOutputs(nn.Module):
+    """A flow-like model returning (z, log_det): the first output stays finite, the second overflows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = self.s(x)
+        return x, torch.exp(scale * 100.0).sum(1)
+
+
+def test_a_nan_in_a_second_output_is_described_without_counting_zero_nans() -> None:
+    torch.manual_seed(0)
+    model = _TwoOutputs()
+    x = torch.randn(32, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(3):
+            z, log_det = model(x)
+            loss = (z.pow(2).sum(1) - log_det).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(s.report(), "nonfinite")
+    assert f is not None
+    text = f.title + f.description if f.kind == "nonfinite" else next(
+        sym["title"] for sym in f.evidence["symptoms"] if sym["kind"] == "nonfinite")
+    assert "0 NaN and 0 Inf" not in text, text

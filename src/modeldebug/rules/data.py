@@ -65,6 +65,29 @@ def model_layers(ctx: Context, model: str) -> list[Entity]:
     return [e for e in ctx.leaf_modules_in_order() if e.model == model]
 
 
+def side_input(ctx: Context, e: Entity) -> str | None:
+    """Why the measured input of model `e` is not its data, or None when it may be.
+
+    The capture measures the first floating-point tensor among the forward's arguments. When the
+    model's first layer is an Embedding, the data are integer ids and that float tensor is something
+    passed beside them (a hidden state, a mask); a tensor shaped like a recurrent layer's state
+    [layers x directions, batch, hidden] is the state itself (an `init_hidden()` of zeros).
+    """
+    layers = [m for m in model_layers(ctx, e.name) if m.info.get("params")]
+    if layers and layers[0].type == "Embedding":
+        return f"the model's first layer, {layers[0].name}, is an Embedding: its data are integer ids"
+    shape = e.info.get("shape") or []
+    if len(shape) != 3:
+        return None
+    for p in ctx.params.values():
+        pshape = p.info.get("shape") or []
+        rnn = ctx.modules.get(str(p.info.get("module")))
+        if (p.name.rsplit(".", 1)[-1].startswith("weight_hh_l") and len(pshape) == 2 and rnn is not None
+                and rnn.model == e.name and shape[-1] == pshape[1] and shape[0] <= 8):
+            return f"its shape {shape} is {rnn.name}'s state (layers x directions, batch, hidden {pshape[1]})"
+    return None
+
+
 # -- input scale -----------------------------------------------------------------------------------
 class InputNotNormalized(Rule):
     """Detects DAT001; its documentation and options are in the catalogue (`modeldebug explain DAT001`)."""
@@ -75,6 +98,8 @@ class InputNotNormalized(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         scale = ctx.option("input_scale")
         for e in ctx.record.entities("input"):
+            if side_input(ctx, e) is not None:
+                continue  # a recurrent state or a tensor beside token ids: not the data
             mean_s = ctx.record.series(e.name, "mean", kind="input")
             std_s = ctx.record.series(e.name, "std", kind="input")
             ok = np.isfinite(mean_s.values) & np.isfinite(std_s.values)
@@ -225,11 +250,32 @@ _ATTENTION = {"MultiheadAttention", "TransformerEncoderLayer", "TransformerDecod
 _RECURRENT = {"RNN", "LSTM", "GRU"}
 
 
+def masked_whole_input(ctx: Context) -> dict[str, Any] | None:
+    """The model sees one whole set and the loss reads a subset of its rows, or None.
+
+    Transductive training (node classification on one graph): every pass feeds all N nodes (the
+    batch axis is the nodes, which message passing mixes by design) and the loss picks the training
+    or validation nodes by a mask. Seen as: one model input of N rows, and every loss call, training
+    and validation, on fewer rows than N.
+    """
+    inputs = ctx.record.entities("input")
+    if len(inputs) != 1:
+        return None
+    shape = inputs[0].info.get("shape") or []
+    losses = [e for e in ctx.record.entities("loss") if e.info.get("input_shape")]
+    if len(shape) < 2 or not losses:
+        return None
+    rows = [int(e.info["input_shape"][0]) for e in losses]
+    if any(r >= int(shape[0]) for r in rows):
+        return None
+    return {"model_rows": int(shape[0]), "loss_rows": max(rows), "model": inputs[0].name}
+
+
 class BatchMixing(Rule):
     """Detects MIX001; its documentation and options are in the catalogue (`modeldebug explain MIX001`)."""
 
     code = "MIX001"
-    requires = (M.BATCH_MIXING_PROBE,)
+    requires = (M.BATCH_MIXING_PROBE, M.MODEL_INPUT, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("mixing_fraction")
@@ -248,15 +294,21 @@ class BatchMixing(Rule):
                 hint = (f" The model has {', '.join(sorted(types & _RECURRENT))}: with batch_first=False (the default) "
                         "it runs across axis 0, which here is the batch.")
             own = float(d.get("own_grad", 0.0))
+            whole = masked_whole_input(ctx)
+            if whole is not None:
+                hint += (f" The model reads all {whole['model_rows']} rows at once and the loss only {whole['loss_rows']} of "
+                         "them (a mask): rows that are nodes of one graph mix with their neighbours by design, which is "
+                         "not a bug.")
             yield self.finding(
-                severity="high" if frac >= 0.5 else "medium", confidence=0.85,
+                severity="low" if whole is not None else "high" if frac >= 0.5 else "medium",
+                confidence=0.3 if whole is not None else 0.85,
                 title=f"Samples mix across the batch: sample 0's output depends on {d.get('mixed_samples')} of the other {batch - 1} samples",
                 description=(f"In eval mode, the gradient of sample 0's output reached {frac:.0%} of the other samples of a "
                              f"batch of {batch} (largest {fmt(float(d.get('max_other_grad', 0)))}, own sample "
                              f"{fmt(own)}){'; it does not depend on its own input at all' if own == 0 else ''}. "
                              f"A model that keeps samples apart gives exactly zero there.{hint} Typical causes: a "
                              "view/reshape that moves the batch axis, batch_first confusion, normalising with batch statistics."),
-                location=None, step=ev.step, evidence=dict(d),
+                location=None, step=ev.step, evidence=dict(d) | ({"masked_whole_input": whole} if whole else {}),
                 recommendations=[
                     Recommendation("fix", "Flatten without touching the batch axis.",
                                    "x = x.flatten(1)                  # or x.view(x.size(0), -1); never x.view(-1, batch)"),
@@ -270,7 +322,7 @@ class DataLeakage(Rule):
     """Detects DAT004; its documentation and options are in the catalogue (`modeldebug explain DAT004`)."""
 
     code = "DAT004"
-    requires = (M.DATA_OVERLAP,)
+    requires = (M.DATA_OVERLAP, M.MODEL_INPUT, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("leakage_fraction")
@@ -279,15 +331,21 @@ class DataLeakage(Rule):
             frac, n = float(d.get("fraction_of_val", 0.0)), int(d.get("overlap", 0))
             if frac < limit or n < 5:
                 continue
+            whole = masked_whole_input(ctx)
+            why = "" if whole is None else (
+                f" Here every pass fed the model the same {whole['model_rows']} rows and each loss read at most "
+                f"{whole['loss_rows']} of them: a split by loss masks over one whole input (transductive training on a "
+                "graph), where the validation pass must see the training rows; its labels are not trained on.")
             yield self.finding(
-                severity="medium" if frac >= 0.5 else "low", confidence=0.6,
+                severity="low" if whole is not None else "medium" if frac >= 0.5 else "low",
+                confidence=0.3 if whole is not None else 0.6,
                 title=f"At least {frac:.0%} of validation samples also appear in training ({n} of {d.get('val_samples')})",
                 description=(f"{n} of the {d.get('val_samples')} distinct samples passed through the model without gradients "
                              f"(validation) are identical to samples it trained on, among the {d.get('train_samples')} training "
                              "samples fingerprinted (a part of the training set, so the true share is likely higher). The "
                              "validation score measures memory, not generalisation. If those passes evaluated the training "
-                             "set itself (training accuracy), this is expected."),
-                step=ev.step, evidence=dict(d),
+                             "set itself (training accuracy), this is expected." + why),
+                step=ev.step, evidence=dict(d) | ({"masked_whole_input": whole} if whole else {}),
                 recommendations=[Recommendation("fix", "Split the data once, by index, with no overlap, and build the validation loader from the held-out part.",
                                                 "idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))\n"
                                                 "n_val = len(dataset) // 5\n"

@@ -16,7 +16,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, running_median, window
-from .measures import expected_initial_loss, weight_shrink
+from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
 
@@ -57,7 +57,7 @@ class PoorInitialization(Rule):
     """Detects INI001; its documentation and options are in the catalogue (`modeldebug explain INI001`)."""
 
     code = "INI001"
-    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX)
+    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.IN_MIN)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -89,6 +89,10 @@ class PoorInitialization(Rule):
         loss0 = float(ctx.loss.values[0])
         inputs = [_first(s) for s in ctx.record.stat("std", kind="input").values()]
         unit_inputs = all(v is None or v < ctx.option("init_input_scale") for v in inputs)
+        calls = summed_loss_calls(ctx, loss0, expected[0]) if expected is not None and np.isfinite(loss0) else None
+        if calls is not None:  # the step's loss adds up several loss calls: not comparable with one call's chance
+            evidence.update(initial_loss=loss0, expected_initial_loss=expected[0], summed_loss_calls=calls)
+            expected = None
         if expected is not None and np.isfinite(loss0) and unit_inputs:
             value, what = expected
             factor = loss0 / value

@@ -10,7 +10,7 @@ from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, running_median, window
 from .curve import loss_is_not_a_curve, players
-from .measures import scale_lr_code
+from .measures import scale_lr_code, summed_loss_calls
 
 __all__ = ["LossDiverging", "LossNotDecreasing", "still_falling"]
 
@@ -121,7 +121,11 @@ def chance_loss(ctx: Context) -> tuple[float, str] | None:
         if counts.sum() <= 0:
             return None
         p = counts[counts > 0] / counts.sum()
-        return float(-(p * np.log(p)).sum()), f"the entropy of the label frequencies over {len(counts)} classes"
+        entropy = float(-(p * np.log(p)).sum())
+        first = ctx.loss.finite()
+        if len(first) and summed_loss_calls(ctx, float(first.values[0]), entropy) is not None:
+            return None  # the step's loss sums several calls: one call's chance is not its scale
+        return entropy, f"the entropy of the label frequencies over {len(counts)} classes"
     if e.type in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
         lo = ctx.record.series(e.name, "tgt_min", kind="loss").finite().values
         hi = ctx.record.series(e.name, "tgt_max", kind="loss").finite().values
@@ -139,7 +143,7 @@ class LossNotDecreasing(Rule):
     """Detects LOS002; its documentation and options are in the catalogue (`modeldebug explain LOS002`)."""
 
     code = "LOS002"
-    requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.OPTIMIZER, M.N_BACKWARD,
+    requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.IN_MIN, M.IN_MAX, M.OPTIMIZER, M.N_BACKWARD,
                 M.MODEL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:

@@ -19,7 +19,7 @@ from .curve import loss_is_not_a_curve, players
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
            "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
-           "ratio_before", "relative_gradient", "scale_lr_code", "update_ratios", "weight_names", "weight_shrink"]
+           "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "update_ratios", "weight_names", "weight_shrink"]
 
 HEALTHY_UPDATE_RATIO = 1e-3
 ADAPTIVE_OPTIMIZERS = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam", "Adafactor"}
@@ -334,6 +334,30 @@ def casualties(ctx: Context) -> list[str]:
             if len(f) >= 2 and f[0] < thr and float(np.median(f[1:])) >= thr:
                 out.append(f"{float(np.median(f[1:])):.0%} of the units of {ctx.label(name)} became {what}")
     return out[:5]
+
+
+def summed_loss_calls(ctx: Context, loss0: float, chance: float) -> float | None:
+    """About how many loss calls the step's loss adds up, when more than one call can explain it.
+
+    One mean-reduced cross-entropy call on logits spanning [lo, hi] is at most ln C + (hi - lo). A
+    step loss above that bound (with room: 2x) is not one call: the script sums the loss over time
+    steps or chunks (a character RNN stepped one character at a time). The capture does not count
+    loss calls per step, so the count is estimated as the step loss over one call's chance value.
+    """
+    train = [e for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
+    if len(train) != 1 or train[0].type not in ("cross_entropy", "nll_loss"):
+        return None
+    lo = ctx.record.series(train[0].name, "in_min", kind="loss").finite()
+    hi = ctx.record.series(train[0].name, "in_max", kind="loss").finite()
+    if not len(lo) or not len(hi) or int(lo.steps[0]) != 0 or int(hi.steps[0]) != 0:
+        return None
+    if train[0].type == "nll_loss":
+        bound = -float(lo.values[0])  # log-probabilities: one call's loss is at most -min
+    else:
+        bound = chance + float(hi.values[0] - lo.values[0])
+    if not loss0 > 2 * bound:
+        return None
+    return loss0 / chance
 
 
 def expected_initial_loss(ctx: Context) -> tuple[float, str] | None:

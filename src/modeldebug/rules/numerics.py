@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,6 +13,15 @@ from .context import Context
 from .measures import scale_lr_code
 
 __all__ = ["NonFiniteValues"]
+
+
+def _plain_detail(detail: str | None) -> str | None:
+    """The capture counts NaN/Inf in a module's first output tensor; when that one was finite, another output was not."""
+    m = re.search(r"(output holds )?0 NaN and 0 Inf of (\d+) values", detail or "")
+    if m is None:
+        return detail
+    return (detail or "").replace(m.group(0), f"its first output tensor ({m.group(2)} values) was finite but another of its "
+                                               "outputs (a tuple or dict element) was not")
 
 
 class NonFiniteValues(Rule):
@@ -73,7 +83,10 @@ class NonFiniteValues(Rule):
                                        "norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # not x.norm() at 0\ny = torch.pow(x.clamp_min(1e-6), 0.5)"))
         else:
             location = module
-            detail = origin.get("detail") or f"the {what} was not finite"
+            detail = _plain_detail(origin.get("detail")) or f"the {what} was not finite"
+            if module and module in ctx.record.meta.get("models", []) and not prev:
+                detail += (". No submodule was caught producing it: the operations run in its own forward(), or in "
+                           "submodules it calls as `m.forward(x)` rather than `m(x)` (which skips the hooks that trace them)")
             title = f"{'Module ' + label if label else 'The ' + what} produced NaN/Inf (step {step})"
             desc = f"{detail}." + (f" It is the first module whose output went non-finite; {prev} before it was clean." if prev else "")
             recs.append(Recommendation("fix", f"Inspect {module or 'the model'}: guard log/sqrt/division inputs, and if weights blew up, lower the learning rate and clip gradients.",

@@ -158,11 +158,78 @@ class LrTooHigh(Rule):
             ],
         )
 
+    def _nonfinite_after_update(self, ctx: Context, steps: np.ndarray, ratios: np.ndarray) -> Finding | None:
+        """Too high, judged by the update that came right before the loss went non-finite.
+
+        A loss that is finite and then NaN/Inf within the first three updates (or after it had risen),
+        with finite gradients, after updates that moved the weights by a large share of their norm
+        (Adam at 100x: about all of it in one step), went non-finite because of those updates (an
+        exp or log1p(exp) overflowing on the moved weights). Nothing finite rose first, so the
+        loss-jump and gradient-growth signs never see it. A NaN much later after a flat loss, or
+        born in a gradient, is left to NUM001: Adam's first steps are large at any rate. Adaptive
+        optimizers only: their step is about the rate per weight whatever the gradient, while a huge
+        first SGD step can be a huge gradient's (GRD001).
+        """
+        v = ctx.loss.values
+        opt = optimizer_type(ctx) if ctx.record.events("optimizer") else None
+        if opt not in ADAPTIVE_OPTIMIZERS or not len(v) or not np.isfinite(v[0]):
+            return None  # plain SGD's update is lr x gradient: a huge first one can be the gradient's (GRD001)
+        events = ctx.record.events("nonfinite")
+        bad = np.flatnonzero(np.isinf(v))
+        t = events[0].step if events and events[0].step is not None else int(ctx.loss.steps[bad[0]]) if len(bad) else None
+        if t is None or t < 1:
+            return None
+        before = ratios[steps < t]
+        thr = ctx.option("lr_high_update_ratio")
+        ratio = float(np.max(before[-3:])) if len(before) else None
+        if ratio is None or ratio < thr:
+            return None
+        finite = ctx.loss.finite()
+        rose = finite.values[finite.steps < t]
+        risen = len(rose) >= 2 and rose.max() > 1.5 * rose[0] > 0
+        grads = ctx.record.column("grad_norm")
+        if not (t <= 3 or risen) or not np.isfinite(grads.values[grads.steps < t]).all():
+            return None  # a NaN much later, after a flat loss, or a gradient already non-finite: not the step size
+        lr = ctx.lr
+        suggested = float(f"{lr * float(np.clip(10 * HEALTHY_UPDATE_RATIO / ratio, 0.01, 0.3)):.1g}") if lr else None
+        rise = f" The loss had already risen from {fmt(float(rose[0]))} to {fmt(float(rose.max()))}." if risen else ""
+        return self.finding(
+            severity="high", confidence=0.8,
+            title=(f"Learning rate {fmt(lr)} is too high: " if lr else "Learning rate too high: ")
+            + f"the updates before step {t} moved the weights by {fmt(ratio)} of their norm, then the loss became non-finite",
+            description=(f"The loss was finite until step {t}. The update(s) just before moved the weights by {fmt(ratio)} of "
+                         f"their norm (largest median over weight tensors; about {HEALTHY_UPDATE_RATIO:g} is healthy), and "
+                         f"from step {t} the loss was NaN/Inf: values computed from weights moved that far overflow "
+                         f"(exp, log1p(exp), a softmax's sum).{rise}"),
+            step=int(steps[steps < t][-1]),
+            evidence={"lr": lr, "suggested_lr": suggested, "update_ratio": ratio, "update_ratio_threshold": thr,
+                      "nonfinite_step": t, "inferred_from": "update_before_nonfinite",
+                      "loss": ctx.evidence_series(ctx.loss)},
+            recommendations=self._fixes(ctx, lr, suggested),
+        )
+
+    @staticmethod
+    def _fixes(ctx: Context, lr: float | None, suggested: float | None) -> list[Recommendation]:
+        return [
+            Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
+                           if suggested else "Lower the learning rate by 10x.",
+                           lr_code(ctx, suggested) if suggested else scale_lr_code(ctx, 0.1)),
+            Recommendation("best_practice", "Warm the learning rate up, and clip the gradient norm as a safety net.",
+                           "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)\n"
+                           "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
+                           "optimizer.step()\nsched.step()"),
+        ]
+
     def check(self, ctx: Context) -> Iterator[Finding]:
         signals = instability(ctx)
         steps, ratios = update_ratios(ctx)
         if collapsing(ctx):
             return
+        if len(ratios) and not any(s.severe for s in signals):
+            blown = self._nonfinite_after_update(ctx, steps, ratios)
+            if blown is not None:
+                yield blown
+                return
         if not signals:
             grown = self._from_weight_growth(ctx) if len(ratios) else None
             if grown is not None:
@@ -216,15 +283,7 @@ class LrTooHigh(Rule):
                       "casualties": knocked_out,
                       "update_ratio_by_step": {int(s): float(r) for s, r in zip(steps[:12], ratios[:12])},
                       "loss": ctx.evidence_series(ctx.loss)},
-            recommendations=[
-                Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
-                               if suggested else "Lower the learning rate by 10x.",
-                               lr_code(ctx, suggested) if suggested else scale_lr_code(ctx, 0.1)),
-                Recommendation("best_practice", "Warm the learning rate up, and clip the gradient norm as a safety net.",
-                               "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)\n"
-                               "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
-                               "optimizer.step()\nsched.step()"),
-            ],
+            recommendations=self._fixes(ctx, lr, suggested),
         )
 
 

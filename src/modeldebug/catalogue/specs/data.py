@@ -40,6 +40,11 @@ features per column with statistics of the training set.
 Only overall statistics of the first floating tensor argument are recorded: one feature on a
 huge scale among unit-scale ones is seen through the overall RMS, but which column it is cannot
 be told. Inputs scaled on purpose (coordinates, timestamps) fed to a layer that copes are flagged too.
+The position of that argument is not recorded, so a tensor passed beside the data is judged only
+when it cannot be a side input: the rule stands down when the model's first layer is an
+Embedding (its data are integer ids, and the float tensor is a state or a mask passed beside
+them) or when the tensor has a recurrent layer's state shape (layers x directions, batch,
+hidden), such as the zero `init_hidden()` a character RNN passes as forward's second argument.
 """,
     ),
     Spec(
@@ -117,6 +122,10 @@ copies is not seen; on a large data set the sampled training batches may cover t
 it to see any overlap. Only the first 256 samples of a batch and the first 50,000 training /
 10,000 validation samples are fingerprinted. Because training-set evaluation cannot be told
 apart yet, the finding is low severity below 50% overlap and medium above, never high.
+Transductive training (node classification over one whole graph) feeds the same full input on
+every pass and splits training from validation by masks on the loss: when the model's input has
+N rows and every loss call, training and validation, reads fewer than N of them, the overlap is
+by design and the finding is low, with that reason.
 """,
     ),
     Spec(
@@ -153,7 +162,11 @@ statistics (a BatchNorm/LayerNorm layer) instead of the batch's own.
 ## Known problems
 The outputs of the first and last samples are probed; mixing that reaches neither (a window
 over neighbouring samples in the middle of the batch) is missed. Models that mix samples on purpose (set models,
-minibatch discrimination) are flagged too.
+minibatch discrimination) are flagged too. Graph networks over one whole graph (the batch axis
+is the nodes; message passing mixes neighbours by design) are recognised by their loss masks:
+the model reads N rows and every loss call fewer than N; the finding is then low with that
+reason. The graph argument itself (an [N, N] adjacency or a [2, E] edge index) is not recorded
+by the capture, so it is not what the rule reads.
 """,
     ),
 )

@@ -111,7 +111,13 @@ initialise the output layer small so that the first prediction is near uniform.
 ## Known problems
 The expected loss is only known for cross-entropy and binary cross-entropy with mean reduction
 and a single training loss. Registration order is forward order for `nn.Sequential`, not
-always for custom modules.
+always for custom modules. A script that sums the loss over several loss calls a step (a
+character RNN stepped one character at a time, 50 calls a chunk) reports about 50 ln C at a
+uniform start. The capture does not count loss calls per step, so the rule bounds one call
+instead: a mean cross-entropy on logits spanning [lo, hi] at step 0 is at most ln C + (hi - lo)
+(NLL on log-probabilities: at most -lo); a step loss above twice that bound is taken as a sum of
+about loss / ln C calls (`summed_loss_calls` in the evidence) and not compared with chance. LOS002's
+"stuck at chance" stands down the same way.
 """,
     ),
     Spec(

@@ -33,7 +33,11 @@ gradients grew first, lower the learning rate or clip gradients.
 ## Known problems
 The replay runs the model root that was called last in the step; a model whose forward pass
 depends on Python state that changes each call may not reproduce the value. When CUDA kernels
-are non-deterministic the replay can come out finite; the finding then says so.
+are non-deterministic the replay can come out finite; the finding then says so. Submodules
+called as `m.forward(x)` instead of `m(x)` skip the hooks, so the blame lands on the module that
+calls them (a flow's coupling layers, the whole model); the finding says so when it names the
+model root. When the NaN/Inf is in a module's second output (a `(z, log_det)` tuple) while the
+first is finite, the finding says which.
 """,
     ),
 )

@@ -119,6 +119,17 @@ for the script's own update code ("lower lr where you apply p.grad"; LBFGS: `lr=
 a tanh MLP (loss 1.2 -> 36) is found high; LBFGS at lr=100 (loss 0.7 -> 1e33 in 2 steps) is
 found high; the same scripts at their working rate are silent.
 
+A loss that is finite and then NaN/Inf, with nothing finite rising first (Adam at 100x: the
+first update moves every weight by about its own norm and an `exp` or `log1p(exp(.))` of the
+moved weights overflows at the next step), is blamed on the rate when the optimizer is adaptive
+(Adam-like: its step is about the rate per weight whatever the gradient), the update ratio on
+the sampled steps just before is at least `lr_high_update_ratio`, the gradients before were
+finite, and the loss went non-finite within the first three updates or after rising 1.5x. The
+finding then explains NUM001. A NaN much later after a flat loss (a corrupt sample), or with
+plain SGD (where a huge first update can be a huge gradient's: GRD001), is left to NUM001.
+Detection range: a forward-forward layer with Adam at 100x its working rate (NaN at step 1) and
+a RealNVP flow at 100x (NaN at step 1) are found high; the same at the working rate is silent.
+
 ## Why is this bad?
 Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
 explode and the run ends in NaN, or ReLU units are knocked dead. The gradients, the NaN and the
