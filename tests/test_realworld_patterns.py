@@ -764,14 +764,20 @@ def test_a_100x_rate_on_the_summed_char_rnn_is_lr_too_high_first() -> None:
 
 
 # -- 15. a 100x rate whose first update overflows the loss (held-out ff, realnvp) -----------------------------------
-def _goodness_layer(lr: float, *, nan_sample_at: int | None = None, steps: int = 30) -> tuple[md.Report, list[float]]:  # type: ignore[name-defined]
-    """A forward-forward layer: the label is written into the input, goodness = sum of squares, log1p(exp) loss."""
+def _ff_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive samples carry their own label in the first 4 features, negative ones a wrong label."""
     g = torch.Generator().manual_seed(0)
     base = torch.randn(256, 20, generator=g)
     label = base[:, 4:8].argmax(1)
     wrong = (label + torch.randint(1, 4, (256,), generator=g)) % 4
     pos, neg = base.clone(), base.clone()
     pos[:, :4], neg[:, :4] = F.one_hot(label, 4).float(), F.one_hot(wrong, 4).float()
+    return pos, neg
+
+
+def _goodness_layer(lr: float, *, nan_sample_at: int | None = None, steps: int = 30) -> tuple[md.Report, list[float]]:  # type: ignore[name-defined]
+    """A forward-forward layer: the label is written into the input, goodness = sum of squares, log1p(exp) loss."""
+    pos, neg = _ff_data()
     torch.manual_seed(0)
     layer = nn.Sequential(nn.Linear(20, 500), nn.ReLU())
     opt = torch.optim.Adam(layer.parameters(), lr=lr)
@@ -836,3 +842,26 @@ def test_a_nan_in_a_second_output_is_described_without_counting_zero_nans() -> N
     text = f.title + f.description if f.kind == "nonfinite" else next(
         sym["title"] for sym in f.evidence["symptoms"] if sym["kind"] == "nonfinite")
     assert "0 NaN and 0 Inf" not in text, text
+
+
+def test_the_rate_fix_for_one_optimizer_per_layer_does_not_edit_an_optimizer_the_script_lacks() -> None:
+    pos, neg = _ff_data()
+    torch.manual_seed(0)
+    layers = [nn.Sequential(nn.Linear(20, 200), nn.ReLU()), nn.Sequential(nn.Linear(200, 200), nn.ReLU())]
+    opts = [torch.optim.Adam(layer.parameters(), lr=3.0) for layer in layers]   # forward-forward keeps one per layer
+    with md.watch(db=":memory:") as s:
+        for _ in range(10):
+            hp, hn = pos, neg
+            for layer, opt in zip(layers, opts):
+                hp = layer(hp / (hp.norm(dim=1, keepdim=True) + 1e-4))
+                hn = layer(hn / (hn.norm(dim=1, keepdim=True) + 1e-4))
+                z = torch.cat([50.0 - hp.pow(2).sum(1), hn.pow(2).sum(1) - 50.0])
+                loss = torch.log1p(torch.exp(z)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                hp, hn = hp.detach(), hn.detach()
+    f = found(s.report(), "lr_too_high")
+    assert f is not None, [x.title for x in s.report().findings]
+    code = f.recommendations[0].implementation or ""
+    assert "2 optimizers" in code and "optimizer.param_groups" not in code, code

@@ -47,6 +47,11 @@ def lr_code(ctx: Context, new: float) -> str:
     if manual_update(ctx):
         return f"lr = {new:.1g}   # the rate your update applies to p.grad\n{_MANUAL_STEP}"
     was = f"   # was {ctx.lr:.3g}" if ctx.lr else ""
+    n = len(ctx.record.events("optimizer"))
+    if n > 1:  # one optimizer per layer or per player, kept wherever the script keeps them
+        return (f"# this run has {n} optimizers: lower the rate in each one that is too high{was}\n"
+                f"for opt in your_optimizers:   # e.g. [layer.opt for layer in model.layers]\n"
+                f"    for g in opt.param_groups:\n        g['lr'] = {new:.1g}")
     return f"optimizer = torch.optim.{optimizer_type(ctx)}(model.parameters(), lr={new:.1g}){was}\n" \
            f"# or, on an existing optimizer:\nfor g in optimizer.param_groups:\n    g['lr'] = {new:.1g}"
 
