@@ -50,10 +50,26 @@ class StepBuffer:
 
         CPU tensors are read one by one (``tolist`` of a small tensor costs about 0.5 µs, a
         ``torch.cat`` about 5 µs); the entries of an accelerator are concatenated and copied once."""
-        entries = ([first] if first is not None else []) + self.entries
+        entries = self.entries
         self.entries = []
+        if first is not None:
+            entries.insert(0, first)
         if not entries:
             return []
+        out: list[tuple[Sink, list[float]]] = []
+        for t, sink in entries:  # the CPU's common case: every entry read at once, in order
+            if type(t) is list:
+                out.append((sink, t))  # type: ignore[arg-type]
+            elif t.device.type == "cpu":
+                v = (t if t.dim() <= 1 else t.reshape(-1)).tolist()
+                out.append((sink, v if isinstance(v, list) else [v]))
+            else:
+                return self._drain_devices(entries)
+        return out
+
+    @staticmethod
+    def _drain_devices(entries: list[Entry]) -> list[tuple[Sink, list[float]]]:
+        """`drain` with entries on an accelerator: one concatenated copy per device."""
         host: list[list[float]] = [[] for _ in entries]
         by_device: dict[torch.device, list[int]] = {}
         for i, (t, _) in enumerate(entries):

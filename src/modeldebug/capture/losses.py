@@ -110,8 +110,14 @@ class LossWatch:
         if not outer:
             return
         self._inside = False
-        if exc is None:
-            self.tracer.call("loss", self.on_call, name, args, kwargs, out)
+        if exc is not None:
+            return
+        tr = self.tracer
+        if not tr.sampled() and (name, "train") in self.eids:  # the common step: nothing to take
+            inp = args[0] if args else kwargs.get("input")
+            if isinstance(inp, torch.Tensor) and inp.requires_grad and torch.is_grad_enabled():
+                return
+        tr.call("loss", self.on_call, name, args, kwargs, out)
 
     def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inp, tgt = split_input_target(args, kwargs)

@@ -301,6 +301,19 @@ def _wrap(inst: _Install) -> Any:
         probes = inst.probes
         if not probes:
             return original(*args, **kwargs)
+        if len(probes) == 1 and probes[0].rewrite is None:  # the common case: one session, no rewrite
+            p = probes[0]
+            token = _run(inst, p, p.before, args, kwargs) if p.before is not None else None
+            after = p.after
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                if after is not None:
+                    _run(inst, p, after, token, args, kwargs, None, exc)
+                raise
+            if after is not None:
+                _run(inst, p, after, token, args, kwargs, result, None)
+            return result
         for p in probes:
             if p.rewrite is not None and (new := _run(inst, p, p.rewrite, args, kwargs)) is not None:
                 args, kwargs = new
