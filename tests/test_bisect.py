@@ -168,7 +168,9 @@ def test_ctrl_c_removes_the_worktree_and_says_so(repo: Path) -> None:
     good = commit(repo, "first", train__py=TRAIN)
     commit(repo, "second", train__py=TRAIN.replace("lr=0.05", "lr=3.0"))
     proc = subprocess.Popen([sys.executable, "-m", "modeldebug", "bisect", "--good", good, "--bad", "HEAD",
-                             "--steps", "10", "--", "train.py", "100000"], cwd=repo, stderr=subprocess.PIPE, text=True)
+                             "--steps", "10", "--", "train.py", "100000"], cwd=repo, stderr=subprocess.PIPE, text=True,
+                            # a background CI shell starts children with SIGINT ignored: give the default back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     with proc.stderr:
         first = proc.stderr.readline()  # the search has begun: the good commit's run is under way
