@@ -53,6 +53,7 @@ class GradientCollector:
         self.per_group = M.GROUP_GRAD_NORM in tracer.plan
         self._eids: list[int] = []  # the parameters with a gradient at the last measured step
         self._groups: tuple[int, tuple[list[int], list[int]] | None] | None = None  # (registry version, index)
+        self._group_idx: tuple[list[int], torch.device, torch.Tensor] | None = None  # that index on the device, once
         # this step's gradients and their norms (None until needed), for a non-finite total
         self._last: tuple[list[torch.Tensor], list[int], torch.Tensor | list[float] | None] | None = None
         self._layout: tuple[int, list[torch.Tensor], list[int], bool, bool, bool] | None = None
@@ -158,11 +159,18 @@ class GradientCollector:
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = torch.zeros(len(group_eids), dtype=torch.float64, device=norms.device)
-            idx = torch.tensor(group_of, device=norms.device)
+            idx = self._device_index(group_of, norms.device)
             group = squares.index_add_(0, idx, norms.double().square()).sqrt()
             tr.buffer.add(group, stats_sink(tr.writer, step, [(g, _GRAD) for g in group_eids]))
         if want_params and norms is not None:
             tr.buffer.add(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))
+
+    def _device_index(self, group_of: list[int], device: torch.device) -> torch.Tensor:
+        """`group_of` as a tensor on `device`, copied once per layout (not a host-to-device copy each step)."""
+        cached = self._group_idx
+        if cached is None or cached[0] is not group_of or cached[1] != device:
+            cached = self._group_idx = (group_of, device, torch.tensor(group_of, device=device))
+        return cached[2]
 
     def nonfinite_params(self) -> list[str]:
         """Names of the parameters whose gradient norm is not finite at this step (forward order)."""
