@@ -290,7 +290,6 @@ def _near(img: np.ndarray, box: dict[str, float], rgb: tuple[int, int, int], tol
 
 
 def test_plots_render_without_console_errors(chrome: Chrome, exploding_html: Path, tmp_path: Path) -> None:
-    t0 = time.monotonic()
     page = Page(chrome, exploding_html)
     assert page.js("document.documentElement.getAttribute('data-ready')") == "1", "the page's script did not run"
     # every figure drew a visible SVG with content (nothing hidden is counted: the step picker hides all but one)
@@ -324,7 +323,6 @@ def test_plots_render_without_console_errors(chrome: Chrome, exploding_html: Pat
     assert _near(img, boxes["plot-histograms"], (253, 231, 37)) > 20   # bright viridis in the histograms
     assert _near(img, boxes["plot-heatmap"], (231, 76, 60)) > 100      # red non-finite heatmap cells
     assert page.messages() == []
-    assert time.monotonic() - t0 < 30
 
 
 def test_step_picker_and_copy_buttons_work(chrome: Chrome, exploding_html: Path) -> None:
