@@ -5,6 +5,11 @@ backward passes, phase timers, learning rate). `sync` copies everything the step
 host at once (the loss first, so that a non-finite loss is traced before non-finite gradients are
 blamed) and hands each number to the sink its collector chose; `end` writes the step row with the
 columns of every collector, tells the listeners (the live progress line), and starts the next step.
+
+On a CUDA device an unsampled step is deferred instead (deferred.py, docs/overhead.md "CUDA"): `sync`
+starts an asynchronous copy, `end` keeps the row without its copied columns, and the row is written
+when the copy has landed, at a later step's sync point (or when the queue is full, a synchronous step
+comes, or the run ends), always in step order. CPU steps take the synchronous path.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 import torch
 
 from .. import measures as M
-from .buffer import StepBuffer
-from .progress import StepInfo
+from .buffer import Entry, StepBuffer, pack, unpack
+from .deferred import Copier, CudaCopier, PendingQueue, PendingStep
+from .progress import Progress, StepInfo
 from .resources import RssReader, cuda_memory_mb
 
 __all__ = ["StepAssembler", "lr_of"]
@@ -47,6 +53,14 @@ class StepAssembler:
         self.t_start = time.perf_counter()
         self.t_last_end = self.t_start
         self.cpu_last_end = time.process_time()
+        #: the copier of deferred steps: None picks `CudaCopier` for CUDA values; a test sets a
+        #: `LaggingCopier`, which defers every step that has work, on any device
+        self.copier: Copier | None = None
+        self._cuda_copier: CudaCopier | None = None
+        self.pending = PendingQueue()
+        self._open: PendingStep | None = None  # this step's deferred copy, before its row is made
+        self._late: int | None = None  # the step whose late numbers the sinks are given now
+        self.sync_only = False  # after late trouble: every later step synchronous (see _finish)
         self.reset()
 
     def reset(self) -> None:
@@ -63,6 +77,8 @@ class StepAssembler:
         self.loss: float | None = None
         self.grad_norm: float | None = None
         self.extra: dict[str, float] = {}  # columns that collectors' sinks fill (carried norm, clipping)
+        if self._open is not None:  # a deferred step dropped without a row (a GradScaler skipped it)
+            self._open.dropped, self._open = True, None
 
     def has_work(self) -> bool:
         return self.n_backward > 0 or self.t_opt_start is not None
@@ -75,19 +91,81 @@ class StepAssembler:
         first = None
         if losses:  # 0-d or 1-element tensors, as the backward passes saw them
             first = (losses[0] if len(losses) == 1 else torch.stack([t.reshape(()) for t in losses]), self._loss_sink)
-        for sink, values in self.buffer.drain(first):
-            sink(values)
+        entries = self.buffer.take(first)
+        if self.pending.items:  # earlier steps whose copies have landed (asked, never waited for)
+            self.pending.ready(self._finish)
+        copier = self._copier(entries)
+        if copier is None:
+            if self.pending.items:  # every earlier step's numbers first: rows in step order
+                self.pending.drain(self._finish)
+            for sink, values in StepBuffer.read(entries):
+                sink(values)
+            return
+        self.pending.make_room(self._finish)  # the host ran `bound` steps ahead: wait on the oldest
+        flat, layout = pack(entries)
+        self._open = PendingStep(self.step, layout, copier.start(flat) if flat is not None else None,
+                                 extra=self.extra)
+        self.pending.items.append(self._open)
+
+    def _copier(self, entries: list[Entry]) -> Copier | None:
+        """The copier that defers this step, or None for the synchronous path: a CPU step, a sampled
+        step, a second sync in one step, a step without work (the end of the run), after late trouble,
+        or with a listener that must see each step at once (a breakpoint)."""
+        copier = self.copier
+        if copier is None:
+            device = None
+            for t, _ in entries:  # the CPU's case: a few attribute reads
+                if type(t) is not list and t.device.type != "cpu":
+                    if device is not None and t.device != device:
+                        return None  # values on two devices: read synchronously
+                    device = t.device
+            if device is None or device.type != "cuda":
+                return None
+            copier = self._cuda_copier = self._cuda_copier or CudaCopier()
+        if (self._open is not None or self.sync_only or not self.has_work() or self.tracer.sampled()
+                or any(not isinstance(getattr(f, "__self__", None), Progress) for f in self.listeners)):
+            return None
+        return copier
+
+    def _finish(self, rec: PendingStep) -> None:
+        """A deferred step's numbers have landed: hand them to its sinks, then write its row."""
+        values = unpack(rec.layout, rec.copy.values() if rec.copy is not None else [])
+        if rec is self._open:  # the step under way (read synchronously after all): its own state
+            self._open = None
+            for sink, v in values:
+                sink(v)
+            return
+        live = (self.loss, self.grad_norm)
+        self.loss = self.grad_norm = None
+        self._late = rec.step
+        try:
+            for sink, v in values:
+                sink(v)
+            loss, grad_norm = self.loss, self.grad_norm
+        finally:
+            self.loss, self.grad_norm = live
+            self._late = None
+        bundle = self.tracer.bundle
+        if bundle is not None and not bundle.done and not self.sync_only:
+            # the bundle saves the state BEFORE a bad step's update, gone for a late step: from now
+            # on every step is synchronous, so the next bad step is caught in time (docs/overhead.md)
+            bad = any(v is not None and not math.isfinite(v) for v in (loss, grad_norm))
+            self.sync_only = bad or bundle.spikes.spike(loss) is not None
+        if rec.row is not None:
+            self._write(rec.step, {**rec.row, _LOSS: loss, _GRAD_NORM: grad_norm}, rec.extra, rec.columns)
 
     def _loss_sink(self, values: list[float]) -> None:
         self.loss = sum(values) / len(values)
         if not math.isfinite(self.loss) and not all(math.isfinite(v) for v in values):
-            self.tracer.nonfinite.loss(values)
+            self.tracer.nonfinite.loss(values, self._late)
+            self.sync_only = self.sync_only or self._late is not None
 
     def grad_norm_sink(self, values: list[float]) -> None:
         """The step's total gradient norm (the gradient collector's entry)."""
         self.grad_norm = values[0]
         if not math.isfinite(values[0]):
-            self.tracer.nonfinite.gradient()
+            self.tracer.nonfinite.gradient(self._late)
+            self.sync_only = self.sync_only or self._late is not None
 
     def scaled_grad_norm_sink(self, values: list[float]) -> None:
         """The total of gradients a GradScaler still scaled: a non-finite one is the scaler's to
@@ -95,6 +173,18 @@ class StepAssembler:
         self.grad_norm = values[0] if math.isfinite(values[0]) else None
 
     # -- the step row ------------------------------------------------------------------------------------
+    def _write(self, step: int, row: dict[str, Any], extra: dict[str, float], columns: dict[str, Any]) -> None:
+        """Write a step row (`row`, then the sinks' `extra` columns, then the collectors' own) and tell
+        the listeners."""
+        if extra:
+            row.update(extra)
+        row.update(columns)
+        self.writer.add_step(step, **row)
+        if self.listeners:  # host numbers only: a listener never causes a device sync
+            info = StepInfo(step, row[_LOSS], row[_GRAD_NORM], row[_T_STEP], row[_RSS_MB], row[_LR])
+            for listener in self.listeners:
+                self.tracer.call("listener", listener, info)
+
     def end(self, sampled: bool, columns: dict[str, Any]) -> None:
         """Write the step row (`columns` are the collectors' own), tell the listeners, start the next step."""
         if not self.synced:
@@ -117,14 +207,10 @@ class StepAssembler:
             row[_T_BACKWARD] = self.t_bwd
             row[_T_OPTIMIZER] = self.t_opt
             row[_T_CPU] = cpu - self.cpu_last_end
-        if self.extra:
-            row.update(self.extra)
-        row.update(columns)
-        self.writer.add_step(self.step, **row)
-        if self.listeners:  # host numbers only: a listener never causes a device sync
-            info = StepInfo(self.step, self.loss, self.grad_norm, t_step, rss_mb, self.lr)
-            for listener in self.listeners:
-                self.tracer.call("listener", listener, info)
+        if self._open is not None:  # deferred: written when its numbers land
+            self._open.row, self._open.columns, self._open = row, columns, None
+        else:
+            self._write(self.step, row, self.extra, columns)
         self.t_last_end, self.cpu_last_end = now, cpu
         self.step += 1
         self.reset()

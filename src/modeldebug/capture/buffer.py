@@ -5,6 +5,10 @@ stores its numbers once they are on the host (a few statistic rows, a step colum
 the device until `drain`, which concatenates the entries of each device and copies them once, then
 hands each sink its own values. So there is no dispatch on what an entry is: whoever measured it
 said where it goes.
+
+`drain` is the synchronous read (every CPU step, sampled and first steps on an accelerator);
+`pack` and `unpack` split it in two for a deferred copy (deferred.py): `pack` concatenates the
+device values into one flat tensor, `unpack` hands each sink its slice once the copy has landed.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import torch
 
 from ..record import RunWriter
 
-__all__ = ["Sink", "StepBuffer", "stats_sink"]
+__all__ = ["Layout", "Sink", "StepBuffer", "pack", "stats_sink", "unpack"]
 
 Sink = Callable[[list[float]], None]
 Entry = tuple[torch.Tensor, Sink]  # or (list[float], Sink): numbers already on the host
+#: a deferred step's sinks, each with its host values or the number of its values in the copy
+Layout = list[tuple[Sink, "list[float] | int"]]
 
 
 def stats_sink(writer: RunWriter, step: int, rows: list[tuple[int, str | None]]) -> Sink:
@@ -45,15 +51,24 @@ class StepBuffer:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def drain(self, first: Entry | None = None) -> list[tuple[Sink, list[float]]]:
-        """Every entry's sink with its values on the host: one device-to-host copy per device.
-
-        CPU tensors are read one by one (``tolist`` of a small tensor costs about 0.5 µs, a
-        ``torch.cat`` about 5 µs); the entries of an accelerator are concatenated and copied once."""
+    def take(self, first: Entry | None = None) -> list[Entry]:
+        """The step's entries (`first` first), leaving the buffer empty."""
         entries = self.entries
         self.entries = []
         if first is not None:
             entries.insert(0, first)
+        return entries
+
+    def drain(self, first: Entry | None = None) -> list[tuple[Sink, list[float]]]:
+        """Every entry's sink with its values on the host, now (`read`)."""
+        return self.read(self.take(first))
+
+    @classmethod
+    def read(cls, entries: list[Entry]) -> list[tuple[Sink, list[float]]]:
+        """Every entry's sink with its values on the host: one device-to-host copy per device.
+
+        CPU tensors are read one by one (``tolist`` of a small tensor costs about 0.5 µs, a
+        ``torch.cat`` about 5 µs); the entries of an accelerator are concatenated and copied once."""
         if not entries:
             return []
         out: list[tuple[Sink, list[float]]] = []
@@ -64,7 +79,7 @@ class StepBuffer:
                 v = (t if t.dim() <= 1 else t.reshape(-1)).tolist()
                 out.append((sink, v if isinstance(v, list) else [v]))
             else:
-                return self._drain_devices(entries)
+                return cls._drain_devices(entries)
         return out
 
     @staticmethod
@@ -88,3 +103,32 @@ class StepBuffer:
                 host[i] = flat[pos:pos + n]
                 pos += n
         return [(sink, v) for (_, sink), v in zip(entries, host)]
+
+
+def pack(entries: list[Entry]) -> tuple[torch.Tensor | None, Layout]:
+    """The tensors of `entries` concatenated into one flat tensor (no copy to the host yet, no sync),
+    and where each sink's values will be: its host list, or how many values it takes from the flat."""
+    tensors: list[torch.Tensor] = []
+    layout: Layout = []
+    for t, sink in entries:
+        if type(t) is list:
+            layout.append((sink, t))  # type: ignore[arg-type]
+        else:
+            tensors.append(t.reshape(-1))
+            layout.append((sink, t.numel()))
+    if not tensors:
+        return None, layout
+    return (tensors[0] if len(tensors) == 1 else torch.cat(tensors)), layout  # cat promotes dtypes
+
+
+def unpack(layout: Layout, flat: list[float]) -> list[tuple[Sink, list[float]]]:
+    """Each sink with its values, `flat` being the host copy of what `pack` concatenated."""
+    out: list[tuple[Sink, list[float]]] = []
+    pos = 0
+    for sink, v in layout:
+        if type(v) is int:
+            out.append((sink, flat[pos:pos + v]))
+            pos += v
+        else:
+            out.append((sink, v))  # type: ignore[arg-type]
+    return out

@@ -9,6 +9,12 @@ isolation.py), so the user's training, hooks and module state are not changed.
 The producer is the first module, in completion order, whose output is non-finite while its inputs
 were finite. If a module's inputs were already non-finite and the module before it was clean, the
 value came from a functional operation between the two (``torch.log`` in ``forward``), and we say so.
+
+On a CUDA device an unsampled step's loss and gradient norm are read a few steps late (deferred.py).
+A non-finite value found late is recorded at the step it belongs to, with ``late``: the step at
+whose sync point it was found, and what was replayed instead, since that step's weights are gone:
+the forward pass of the step under way (its batch, its weights, before its update), or nothing when
+the run has ended. Gradient blame then reads the gradients of the step under way too.
 """
 
 from __future__ import annotations
@@ -116,12 +122,16 @@ class NonfiniteWatch:
         self.on = M.NONFINITE in tracer.plan
         self.seen = False
 
-    def loss(self, values: list[float]) -> None:
+    def loss(self, values: list[float], step: int | None = None) -> None:
+        """A non-finite loss at this step, or at an earlier `step` whose numbers arrived late."""
         if self.seen or not self.on:
             return
         self.seen = True
         tr = self.tracer
         data: dict[str, Any] = {"what": "loss", "loss": [str(v) for v in values]}
+        if step is not None:
+            data["late"] = self._late(step, "the forward pass of step {now} (its batch and weights) was replayed",
+                                      "the run had ended: nothing was replayed")
         if tr.replay is not None:
             root, args, kwargs = tr.replay
             names = {m: i.name for m, i in tr.registry.modules.items()}
@@ -132,9 +142,10 @@ class NonfiniteWatch:
                 data["replay_error"] = f"{type(exc).__name__}: {exc}"
             finally:
                 tr.replaying = False
-        self._record(data)
+        self._record(data, step)
 
-    def gradient(self) -> None:
+    def gradient(self, step: int | None = None) -> None:
+        """A non-finite total gradient norm at this step, or at an earlier `step` (found late)."""
         if self.seen or not self.on:
             return
         self.seen = True
@@ -143,12 +154,26 @@ class NonfiniteWatch:
         # order, whose gradient is non-finite; the earlier ones only received it.
         bad = tr.gradients.nonfinite_params()
         data: dict[str, Any] = {"what": "gradient", "params": bad}
+        if step is not None:
+            data["late"] = self._late(step, "the parameters named are those whose gradients are non-finite "
+                                            "at step {now}", "the parameters named are those whose gradients "
+                                            "were non-finite at the last step")
         if bad:
             module = next((i.module for i in tr.registry.params.values() if i.name == bad[-1]), None)
             data["origin"] = {"where": "backward", "module": module, "previous_module": None,
                               "detail": f"gradient of {bad[-1]} was the first to go non-finite"}
-        self._record(data)
+        self._record(data, step)
 
-    def _record(self, data: dict[str, Any]) -> None:
-        self.tracer.writer.add_event(self.tracer.step, M.NONFINITE.name, data)
+    def _late(self, step: int, what: str, ended: str) -> dict[str, Any]:
+        """What a late finding says: where it was found and what was examined instead of `step`."""
+        tr = self.tracer
+        now = tr.step
+        live = tr.replay is not None
+        return {"step": step, "found_at_step": now,
+                "detail": f"found at step {now}, after step {step}'s update (its value was copied from the "
+                          "GPU without waiting for it); "
+                          + (what.format(now=now) if live else ended)}
+
+    def _record(self, data: dict[str, Any], step: int | None = None) -> None:
+        self.tracer.writer.add_event(self.tracer.step if step is None else step, M.NONFINITE.name, data)
         self.tracer.writer.flush()

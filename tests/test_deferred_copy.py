@@ -1,0 +1,223 @@
+"""Deferred host copies (deferred.py): an unsampled step's numbers arrive late, its row does not change.
+
+No GPU here: `LaggingCopier` copies at once but says "not ready" for `lag` queries, as a GPU running
+behind the host would, so the queue, the order of rows, late non-finite values and the end-of-run
+drain run for real, under `modeldebug.watch`, on real tiny models. The CUDA copier itself is
+checked by the last test (skipped without CUDA) and benchmarks/cuda_sync_check.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import modeldebug as md
+from modeldebug.capture.deferred import CudaCopier, LaggingCopier
+from modeldebug.capture.sampler import EARLY_STEPS
+from modeldebug.config import DebuggingConfig
+
+TIMING = {"t_data", "t_forward", "t_backward", "t_optimizer", "t_step", "t_cpu", "t_loader", "rss_mb", "cuda_mb"}
+STEPS = 60  # sampled (basic, a small model): 0, 1, 2, 5, 10, 20, 50; the rest are deferred
+
+
+class SqrtOfSquare(nn.Module):
+    """|z| as sqrt(z * z): finite forward, but a NaN gradient wherever z is exactly 0."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z * z).sqrt()
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def batches(n: int, nan_at: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    out = [(torch.randn(16, 6, generator=g), torch.randn(16, 1, generator=g)) for _ in range(n)]
+    if nan_at is not None:
+        out[nan_at][0][3, 2] = float("nan")
+    return out
+
+
+def run(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], copier: LaggingCopier | None,
+        *, each: Callable[[Any, int], None] | None = None, clip: bool = True) -> Any:
+    """Train under watch (with `copier` deferring the steps when given); the session."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with md.watch(model, optimizer=opt, db=":memory:", config=DebuggingConfig(bundle_max_mb=0)) as s:
+        if copier is not None:
+            s.tracer.assembler.copier = copier
+        for i, (x, y) in enumerate(data):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if each is not None:
+                each(s, i)
+    return s
+
+
+def content(s: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The step rows without their timing columns, the statistics and the events, sorted."""
+    names, rows = s.record.steps()
+    keep = [i for i, n in enumerate(names) if n not in TIMING]
+    steps = [tuple(r[i] for i in keep) for r in rows]
+    conn = s.writer.conn
+    stats = conn.execute("SELECT step, entity, stat, value FROM stats ORDER BY step, entity, stat").fetchall()
+    events = conn.execute("SELECT step, kind, data FROM events WHERE kind != 'optimizer' ORDER BY id").fetchall()
+    return steps, stats, events
+
+
+def test_deferred_rows_are_the_synchronous_rows() -> None:
+    sync = run(mlp(), batches(STEPS), None)
+    copier = LaggingCopier(lag=2)
+    late = run(mlp(), batches(STEPS), copier)
+    assert copier.started == STEPS - 7  # every unsampled step was deferred, no sampled one
+    assert len(late.tracer.assembler.pending) == 0  # drained at the end of the run
+    s_steps, s_stats, s_events = content(sync)
+    l_steps, l_stats, l_events = content(late)
+    assert len(l_steps) == STEPS
+    assert l_steps == s_steps  # loss, grad_norm, clip columns, sampled flag ... of each step
+    assert l_stats == s_stats
+    assert l_events == s_events
+    names, rows = late.record.steps()
+    assert all(r[names.index("loss")] is not None and r[names.index("clip_norm")] is not None for r in rows)
+    assert sync.tracer.assembler.copier is None and len(sync.tracer.assembler.pending) == 0
+
+
+def written(s: Any) -> int:
+    """Step rows written so far (flushed to SQLite or still buffered), checked to be steps 0..n-1."""
+    flushed = [r[0] for r in s.writer.conn.execute("SELECT step FROM steps ORDER BY rowid")]
+    steps = flushed + [r[0] for r in s.writer._steps]
+    assert steps == list(range(len(steps)))
+    return len(steps)
+
+
+def test_rows_are_written_in_step_order_as_their_copies_land() -> None:
+    seen: list[tuple[int, int]] = []  # (rows written, step under way) after each step
+    copier = LaggingCopier(lag=2)
+    run(mlp(), batches(40), copier, each=lambda s, i: seen.append((written(s), i)))
+    # a GPU 2 steps behind: step t's row is written at step t+3's sync point, or at the next
+    # sampled step, which reads everything pending first
+    for n, i in seen:
+        sampled_since = [t for t in EARLY_STEPS if t <= i]
+        expected = i + 1 if i in EARLY_STEPS else max(i - 2, max(sampled_since) + 1)
+        assert n == expected, (i, n)
+    assert copier.waits <= 2 * len([t for t in EARLY_STEPS if 0 < t < 40])  # only at sampled steps
+
+
+def test_a_full_queue_waits_on_its_oldest_copy_only() -> None:
+    copier = LaggingCopier(lag=10**9)  # a GPU that never catches up by itself
+    lengths: list[int] = []
+    s = run(mlp(), batches(STEPS), copier, each=lambda s, i: lengths.append(len(s.tracer.assembler.pending)))
+    bound = s.tracer.assembler.pending.bound
+    assert max(lengths) == bound
+    assert copier.waits == STEPS - 7  # each deferred copy waited for once: by the full queue or a drain
+    _, rows = s.record.steps()
+    assert [r[0] for r in rows] == list(range(STEPS))
+
+
+def test_a_late_nonfinite_loss_is_recorded_at_its_own_step() -> None:
+    copier = LaggingCopier(lag=2)
+    s = run(mlp(), batches(STEPS, nan_at=33), copier)
+    ev = s.record.events("nonfinite")
+    assert len(ev) == 1 and ev[0].step == 33 and ev[0].data["what"] == "loss"
+    late = ev[0].data["late"]
+    assert late["step"] == 33 and late["found_at_step"] == 36
+    # the weights moved on (NaN after step 33's update): the replay of step 36 says so
+    assert "origin" in ev[0].data and "already non-finite" in ev[0].data["origin"]["detail"]
+    names, rows = s.record.steps()
+    assert rows[33][names.index("loss")] is None and rows[32][names.index("loss")] is not None
+    assert copier.started == 33 + 3 - 6  # once found late, every later step is read synchronously
+
+
+def test_the_same_nan_on_the_synchronous_path_is_not_late() -> None:
+    s = run(mlp(), batches(STEPS, nan_at=33), None)
+    ev = s.record.events("nonfinite")
+    assert len(ev) == 1 and ev[0].step == 33 and "late" not in ev[0].data
+    assert ev[0].data["origin"]["where"] == "input"
+
+
+def test_a_healthy_run_with_late_copies_has_no_nonfinite_event() -> None:
+    s = run(mlp(), batches(STEPS), LaggingCopier(lag=2))
+    assert s.record.events("nonfinite") == []
+    assert not s.tracer.assembler.sync_only
+
+
+def _sqrt_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8, bias=False), SqrtOfSquare(), nn.Linear(8, 1))
+
+
+def test_a_late_nonfinite_gradient_with_a_finite_loss_is_recorded_at_its_own_step() -> None:
+    data = batches(STEPS)
+    data[41][0][0].zero_()  # a zero row: sqrt(0 * 0) has a NaN gradient, the loss stays finite
+    s = run(_sqrt_model(), data, LaggingCopier(lag=1), clip=False)
+    ev = s.record.events("nonfinite")
+    assert len(ev) == 1 and ev[0].step == 41 and ev[0].data["what"] == "gradient"
+    assert ev[0].data["late"]["found_at_step"] == 43
+    names, rows = s.record.steps()
+    assert math.isfinite(rows[41][names.index("loss")]) and rows[41][names.index("grad_norm")] is None
+
+
+def test_a_healthy_twin_of_the_sqrt_model_has_no_event() -> None:
+    s = run(_sqrt_model(), batches(STEPS), LaggingCopier(lag=1), clip=False)
+    assert s.record.events("nonfinite") == []
+
+
+def test_a_crash_mid_run_still_writes_every_pending_row() -> None:
+    model, data = mlp(), batches(40)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    copier = LaggingCopier(lag=5)
+    with (pytest.raises(RuntimeError, match="the user's own error"),
+          md.watch(model, optimizer=opt, db=":memory:", config=DebuggingConfig(bundle_max_mb=0)) as s):
+        s.tracer.assembler.copier = copier
+        for i, (x, y) in enumerate(data):
+            if i == 37:
+                raise RuntimeError("the user's own error")
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    names, rows = s.record.steps()
+    assert [r[0] for r in rows] == list(range(37))
+    assert all(r[names.index("loss")] is not None for r in rows)
+
+
+def test_a_breakpoint_listener_keeps_every_step_synchronous() -> None:
+    model, data = mlp(), batches(30)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    copier = LaggingCopier(lag=2)
+    with md.watch(model, optimizer=opt, db=":memory:", config=DebuggingConfig(bundle_max_mb=0)) as s:
+        s.tracer.assembler.copier = copier
+        s.tracer.listeners.append(lambda info: None)  # a listener that must see each step at once
+        for x, y in data:
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    assert copier.started == 0 and s.record.n_steps == 30
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_steps_are_deferred_and_their_rows_match_the_synchronous_ones() -> None:
+    def cuda_run(synchronous: bool) -> Any:
+        model = mlp().cuda()
+        data = [(x.cuda(), y.cuda()) for x, y in batches(STEPS)]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        with md.watch(model, optimizer=opt, db=":memory:", config=DebuggingConfig(bundle_max_mb=0)) as s:
+            s.tracer.assembler.sync_only = synchronous
+            for x, y in data:
+                opt.zero_grad()
+                nn.functional.mse_loss(model(x), y).backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+        return s
+
+    deferred, sync = cuda_run(False), cuda_run(True)
+    assert isinstance(deferred.tracer.assembler._cuda_copier, CudaCopier)
+    assert content(deferred) == content(sync)
