@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import modeldebug as md
+from modeldebug.capture.assembler import SPIKE_SYNC_STEPS
 from modeldebug.capture.deferred import CudaCopier, LaggingCopier
 from modeldebug.capture.sampler import EARLY_STEPS
 from modeldebug.config import DebuggingConfig
@@ -38,8 +39,11 @@ def mlp() -> nn.Module:
 
 
 def batches(n: int, nan_at: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A learnable regression (the loss falls smoothly: no spike), with a NaN input at `nan_at`."""
     g = torch.Generator().manual_seed(1)
-    out = [(torch.randn(16, 6, generator=g), torch.randn(16, 1, generator=g)) for _ in range(n)]
+    w = torch.randn(6, 1, generator=g)
+    xs = [torch.randn(64, 6, generator=g) for _ in range(n)]
+    out = [(x, x @ w + 0.1 * torch.randn(64, 1, generator=g)) for x in xs]
     if nan_at is not None:
         out[nan_at][0][3, 2] = float("nan")
     return out
@@ -221,3 +225,50 @@ def test_cuda_steps_are_deferred_and_their_rows_match_the_synchronous_ones() -> 
     deferred, sync = cuda_run(False), cuda_run(True)
     assert isinstance(deferred.tracer.assembler._cuda_copier, CudaCopier)
     assert content(deferred) == content(sync)
+
+
+def _bundle_run(tmp_path: Any, nan_at: int | None) -> Any:
+    model, data = mlp(), batches(STEPS, nan_at=nan_at)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with md.watch(model, optimizer=opt, db=tmp_path / "run.db") as s:
+        s.tracer.assembler.copier = LaggingCopier(lag=2)
+        for x, y in data:
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    return s
+
+
+def test_a_late_nan_turns_the_run_synchronous_so_the_bundle_catches_the_next_bad_step(tmp_path: Any) -> None:
+    s = _bundle_run(tmp_path, nan_at=33)
+    bundle = s.record.meta["bundle"]
+    # step 33's state before its update is gone when its NaN is found (at step 36's sync point);
+    # step 36 is then read synchronously, before its update, and its loss is NaN too
+    assert bundle["saved"] and bundle["trigger"] == "nonfinite_loss" and bundle["step"] == 36
+    assert (tmp_path / "run.bundle.pt").is_file()
+
+
+def test_a_healthy_run_with_a_bundle_armed_saves_none_and_stays_deferred(tmp_path: Any) -> None:
+    s = _bundle_run(tmp_path, nan_at=None)
+    assert "bundle" not in s.record.meta and not (tmp_path / "run.bundle.pt").exists()
+    assert not s.tracer.assembler.sync_only
+
+
+def test_a_late_loss_spike_makes_the_next_steps_synchronous_for_the_bundle(tmp_path: Any) -> None:
+    model, data = mlp(), batches(STEPS)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    copier = LaggingCopier(lag=2)
+    with md.watch(model, optimizer=opt, db=tmp_path / "run.db") as s:
+        s.tracer.assembler.copier = copier
+        for i, (x, y) in enumerate(data):
+            if i == 40:  # the fault: the learning rate raised 40x mid-run; the loss spikes at step 41
+                opt.param_groups[0]["lr"] = 2.0
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    bundle = s.record.meta["bundle"]
+    # step 41's spike is found at step 44, too late for its bundle; from then on the steps are read
+    # synchronously, and the first bad step caught before its update is saved
+    assert bundle["saved"] and 44 <= bundle["step"] <= 46
+    assert s.tracer.assembler._sync_until >= 44 + SPIKE_SYNC_STEPS
+    assert copier.started == 44 - 6

@@ -27,7 +27,10 @@ from .deferred import Copier, CudaCopier, PendingQueue, PendingStep
 from .progress import Progress, StepInfo
 from .resources import RssReader, cuda_memory_mb
 
-__all__ = ["StepAssembler", "lr_of"]
+__all__ = ["SPIKE_SYNC_STEPS", "StepAssembler", "lr_of"]
+
+#: steps read synchronously after a loss spike found late, while a repro bundle is still armed
+SPIKE_SYNC_STEPS = 100
 
 # the step columns, by name once (one attribute lookup less per column per step)
 _LOSS, _LR, _N_BACKWARD, _GRAD_NORM, _T_STEP = M.LOSS.name, M.LR.name, M.N_BACKWARD.name, M.GRAD_NORM.name, M.T_STEP.name
@@ -60,7 +63,8 @@ class StepAssembler:
         self.pending = PendingQueue()
         self._open: PendingStep | None = None  # this step's deferred copy, before its row is made
         self._late: int | None = None  # the step whose late numbers the sinks are given now
-        self.sync_only = False  # after late trouble: every later step synchronous (see _finish)
+        self.sync_only = False  # after a late non-finite value: every later step synchronous
+        self._sync_until = 0  # after a late loss spike: steps before this one synchronous (see _finish)
         self.reset()
 
     def reset(self) -> None:
@@ -122,7 +126,8 @@ class StepAssembler:
             if device is None or device.type != "cuda":
                 return None
             copier = self._cuda_copier = self._cuda_copier or CudaCopier()
-        if (self._open is not None or self.sync_only or not self.has_work() or self.tracer.sampled()
+        if (self._open is not None or self.sync_only or self.step < self._sync_until or not self.has_work()
+                or self.tracer.sampled()
                 or any(not isinstance(getattr(f, "__self__", None), Progress) for f in self.listeners)):
             return None
         return copier
@@ -145,12 +150,12 @@ class StepAssembler:
         finally:
             self.loss, self.grad_norm = live
             self._late = None
+        # The bundle saves the state BEFORE a bad step's update, gone for a late step: after a
+        # non-finite value every step is synchronous (the sinks above), after a loss spike the next
+        # SPIKE_SYNC_STEPS steps, so that the next bad step is caught in time (docs/overhead.md).
         bundle = self.tracer.bundle
-        if bundle is not None and not bundle.done and not self.sync_only:
-            # the bundle saves the state BEFORE a bad step's update, gone for a late step: from now
-            # on every step is synchronous, so the next bad step is caught in time (docs/overhead.md)
-            bad = any(v is not None and not math.isfinite(v) for v in (loss, grad_norm))
-            self.sync_only = bad or bundle.spikes.spike(loss) is not None
+        if bundle is not None and not bundle.done and not self.sync_only and bundle.spikes.spike(loss) is not None:
+            self._sync_until = self.step + SPIKE_SYNC_STEPS
         if rec.row is not None:
             self._write(rec.step, {**rec.row, _LOSS: loss, _GRAD_NORM: grad_norm}, rec.extra, rec.columns)
 
