@@ -307,19 +307,31 @@ class Tracer:
         self.forward.output(module, info, output)
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------
+    # (`call`'s checks and error containment, inlined: these run on every backward pass)
     def _backward_before(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float | None:
         if self.replaying or "backward" in self._disabled or _PROCESS_GENERATION[0] != self.generation:
             return None
-        self.call("backward", self._before_backward, args[0] if args else kwargs.get("tensors"))
-        return time.perf_counter()
+        t0 = time.perf_counter()
+        try:
+            self._before_backward(args[0] if args else kwargs.get("tensors"))
+        except Exception as exc:
+            self._fail("backward", exc)
+        t1 = time.perf_counter()
+        self.own_time += t1 - t0
+        return t1
 
     def _backward_after(self, t0: float | None, args: Any, kwargs: Any, result: Any, exc: BaseException | None) -> None:
-        if t0 is None:
+        if t0 is None or "backward" in self._disabled:
             return
-        self.assembler.t_bwd += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.assembler.t_bwd += t1 - t0
         if exc is not None:
             self._crash_phase = "backward"
-        self.call("backward", self._after_backward)
+        try:
+            self._after_backward()
+        except Exception as err:
+            self._fail("backward", err)
+        self.own_time += time.perf_counter() - t1
 
     def _before_backward(self, tensors: Any) -> None:
         a = self.assembler
@@ -405,13 +417,15 @@ class Tracer:
         a = self.assembler
         if a.t_opt_start is not None:
             a.t_opt = time.perf_counter() - a.t_opt_start
-        self.updates.after_step(self.step)
+        if self.sampled():  # the weights are copied before sampled steps only
+            self.updates.after_step(self.step)
         self._end_step()
 
     # -- step boundaries --------------------------------------------------------------------------------
     def _measure(self) -> None:
         """Everything measured at the step's sync point, then the one host copy."""
-        self.forward.flush()
+        if self._module_hooks:  # module outputs are kept only while module calls reach us
+            self.forward.flush()
         self.gradients.collect(self.step, self.sampled(), self.amp.grad_scale)
         self.loop.before_sync()
         self.mixing.once()
@@ -424,10 +438,14 @@ class Tracer:
         a = self.assembler
         if not a.has_work():
             return
-        if a.t_opt_start is None and self.sampled():  # no optimizer stepped: the weights as updated by hand
+        sampled = self.sampled()
+        if a.t_opt_start is None and sampled:  # no optimizer stepped: the weights as updated by hand
             self.updates.weights_only(self.step)
-        self.forward.flush()  # outputs of a forward pass after the sync point (a hand-marked step)
-        a.end(self.sampled(), {**self.loop.end_step(), **self.forward.end_step()})
+        if self._module_hooks:  # outputs of a forward pass after the sync point (a hand-marked step)
+            self.forward.flush()
+        columns = self.loop.end_step()
+        columns.update(self.forward.end_step())
+        a.end(sampled, columns)
         self._backwards_since_step = 0
         self.forward.new_step()
         self.losses.new_step()
