@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .. import measures as M
-from .buffer import Entry, StepBuffer, pack, unpack
+from .buffer import Entry, StepBuffer, pack, read_host, unpack
 from .deferred import Copier, CudaCopier, PendingQueue, PendingStep
 from .progress import Progress, StepInfo
 from .resources import RssReader, cuda_memory_mb
@@ -95,12 +95,22 @@ class StepAssembler:
         first = None
         if losses:  # 0-d or 1-element tensors, as the backward passes saw them
             first = (losses[0] if len(losses) == 1 else torch.stack([t.reshape(()) for t in losses]), self._loss_sink)
-        entries = self.buffer.take(first)
-        if self.pending.items:  # earlier steps whose copies have landed (asked, never waited for)
+        buffer = self.buffer
+        entries, buffer.entries = buffer.entries, []
+        if first is not None:
+            entries.insert(0, first)
+        pending = self.pending.items
+        if self.copier is None and not pending:
+            host = read_host(entries)  # the CPU's case: no deferral to decide
+            if host is not None:
+                for sink, values in host:
+                    sink(values)
+                return
+        if pending:  # earlier steps whose copies have landed (asked, never waited for)
             self.pending.ready(self._finish)
         copier = self._copier(entries)
         if copier is None:
-            if self.pending.items:  # every earlier step's numbers first: rows in step order
+            if pending:  # every earlier step's numbers first: rows in step order
                 self.pending.drain(self._finish)
             for sink, values in StepBuffer.read(entries):
                 sink(values)

@@ -19,7 +19,7 @@ import torch
 
 from ..record import RunWriter
 
-__all__ = ["Layout", "Sink", "StepBuffer", "pack", "stats_sink", "unpack"]
+__all__ = ["Layout", "Sink", "StepBuffer", "pack", "read_host", "stats_sink", "unpack"]
 
 Sink = Callable[[list[float]], None]
 Entry = tuple[torch.Tensor, Sink]  # or (list[float], Sink): numbers already on the host
@@ -69,18 +69,8 @@ class StepBuffer:
 
         CPU tensors are read one by one (``tolist`` of a small tensor costs about 0.5 µs, a
         ``torch.cat`` about 5 µs); the entries of an accelerator are concatenated and copied once."""
-        if not entries:
-            return []
-        out: list[tuple[Sink, list[float]]] = []
-        for t, sink in entries:  # the CPU's common case: every entry read at once, in order
-            if type(t) is list:
-                out.append((sink, t))  # type: ignore[arg-type]
-            elif t.device.type == "cpu":
-                v = (t if t.dim() <= 1 else t.reshape(-1)).tolist()
-                out.append((sink, v if isinstance(v, list) else [v]))
-            else:
-                return cls._drain_devices(entries)
-        return out
+        out = read_host(entries)
+        return out if out is not None else cls._drain_devices(entries)
 
     @staticmethod
     def _drain_devices(entries: list[Entry]) -> list[tuple[Sink, list[float]]]:
@@ -103,6 +93,21 @@ class StepBuffer:
                 host[i] = flat[pos:pos + n]
                 pos += n
         return [(sink, v) for (_, sink), v in zip(entries, host)]
+
+
+def read_host(entries: list[Entry]) -> list[tuple[Sink, list[float]]] | None:
+    """Every entry's sink with its values when all are on the host (the CPU's common case, read in
+    order); None as soon as one is on an accelerator."""
+    out: list[tuple[Sink, list[float]]] = []
+    for t, sink in entries:
+        if type(t) is list:
+            out.append((sink, t))  # type: ignore[arg-type]
+        elif t.device.type == "cpu":
+            v = (t if t.dim() <= 1 else t.reshape(-1)).tolist()
+            out.append((sink, v if isinstance(v, list) else [v]))
+        else:
+            return None
+    return out
 
 
 def pack(entries: list[Entry]) -> tuple[torch.Tensor | None, Layout]:
