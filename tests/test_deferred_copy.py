@@ -272,3 +272,25 @@ def test_a_late_loss_spike_makes_the_next_steps_synchronous_for_the_bundle(tmp_p
     assert bundle["saved"] and 44 <= bundle["step"] <= 46
     assert s.tracer.assembler._sync_until >= 44 + SPIKE_SYNC_STEPS
     assert copier.started == 44 - 6
+
+
+def _by_hand(copier: LaggingCopier | None) -> Any:
+    """A loop with no optimizer object (the weights updated by hand): each backward pass is a step."""
+    model = mlp()
+    with md.watch(model, db=":memory:", config=DebuggingConfig(bundle_max_mb=0)) as s:
+        s.tracer.assembler.copier = copier
+        for x, y in batches(STEPS):
+            model.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.05 * p.grad
+    return s
+
+
+def test_a_loop_without_an_optimizer_gets_the_same_rows_deferred() -> None:
+    copier = LaggingCopier(lag=3)
+    late, sync = _by_hand(copier), _by_hand(None)
+    assert copier.started > 0
+    assert content(late) == content(sync)
+    assert late.record.n_steps == STEPS
