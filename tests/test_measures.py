@@ -107,15 +107,15 @@ def test_select_act_pays_for_no_loss_input_input_or_update_statistics(select: li
             train(model, data, steps=12)
         box["session"] = session
 
-    kernels = {"loss_io_stats", "label_histogram", "input_stats", "batch_mixing", "activation_stats",
-               "activation_stats_batched", "differences"}
+    kernels = {"loss_io_values", "label_histogram", "input_values", "batch_mixing", "activation_values",
+               "activation_stats_batched", "_weight_copies"}
     calls = _calls_while(run, kernels)
     record = box["session"].record  # type: ignore[attr-defined]
     stored = _stats_by_name(record)
     if select:
         assert box["patched"] is False  # no loss function is even wrapped
-        assert calls["loss_io_stats"] == calls["label_histogram"] == calls["input_stats"] == 0
-        assert calls["batch_mixing"] == 0 and calls["differences"] == 0  # no weight copy, no update
+        assert calls["loss_io_values"] == calls["label_histogram"] == calls["input_values"] == 0
+        assert calls["batch_mixing"] == 0 and calls["_weight_copies"] == 0  # no weight copy, no update
         assert not [e for e in record.entities("loss") if "phase" in e.info]  # no loss call was described
         assert not record.entities("input")
         read = {M.resolve(m).name for r in RULES.values() if r.code.startswith("ACT") for m in r.requires
@@ -123,10 +123,11 @@ def test_select_act_pays_for_no_loss_input_input_or_update_statistics(select: li
         assert {"mean", "std", "dead_frac"} <= set(stored) <= read  # what the ACT rules read, nothing else
     else:
         assert box["patched"] is True
-        assert calls["loss_io_stats"] >= 5 and calls["input_stats"] >= 5 and calls["batch_mixing"] == 1
+        assert calls["loss_io_values"] >= 5 and calls["input_values"] >= 5 and calls["batch_mixing"] == 1
+        assert calls["_weight_copies"] >= 5
         assert {"in_rowsum_dev", "update_ratio", "param_norm", "grad_norm", "const_frac"} <= set(stored)
     # 5 sampled steps, each reducing its small outputs a shape at a time (a module at a time for large ones)
-    assert calls["activation_stats"] + calls["activation_stats_batched"] >= 5
+    assert calls["activation_values"] + calls["activation_stats_batched"] >= 5
     assert stored["mean"] >= 5 * 2 and stored["dead_frac"] >= 5 * 2  # per module: 2 Linear, 2 ReLU at least
     assert len(record.column("loss").finite()) == 12 and len(record.column("grad_norm").finite()) == 12
 

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 
 from .. import measures as M
+from . import stats_cpu
 from .buffer import stats_sink
 from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
 
-__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "split_input_target"]
+__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "loss_io_values",
+           "split_input_target"]
 
 # The order of the values loss_io_stats returns.
 LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
@@ -37,8 +39,23 @@ def loss_io_stats(inp: torch.Tensor, tgt: torch.Tensor | None) -> torch.Tensor:
 
     `in_rowsum_dev` is the largest |sum over the class axis (1) - 1| over the batch: near 0 when
     the input already is a probability distribution (a softmax fed to a loss that applies its own).
+    On the CPU an all-finite input takes `stats_cpu.loss_io_values` (no mask, no masked copy).
     """
+    values = loss_io_values(inp, tgt)
+    return torch.tensor(values, dtype=torch.float64) if type(values) is list else values
+
+
+def loss_io_values(inp: torch.Tensor, tgt: torch.Tensor | None) -> list[float] | torch.Tensor:
+    """`loss_io_stats`, as Python floats for an all-finite plain CPU input, as a tensor otherwise."""
     x = inp.detach().float()
+    if stats_cpu.fast_path(x) and (tgt is None or tgt.device.type == "cpu"):
+        values = stats_cpu.loss_io_values(x, tgt)
+        if values is not None:
+            return values
+    return _loss_io_device(x, tgt)
+
+
+def _loss_io_device(x: torch.Tensor, tgt: torch.Tensor | None) -> torch.Tensor:
     nan = torch.full((), math.nan, device=x.device)
     finite = torch.isfinite(x)
     if x.numel():
@@ -152,7 +169,12 @@ class LossWatch:
         self.sampled.add(key)
         target = tgt if isinstance(tgt, torch.Tensor) else None
         if self.io:
-            tr.buffer.add(loss_io_stats(inp, target), stats_sink(tr.writer, step, [(eid, n) for n in self.io_names]))
+            values = loss_io_values(inp, target)
+            sink = stats_sink(tr.writer, step, [(eid, n) for n in self.io_names])
+            if type(values) is list:
+                tr.buffer.add_host(values, sink)
+            else:
+                tr.buffer.add(values, sink)
         if self.labels and target is not None:
             hist = label_histogram(inp, target)
             if hist is not None:

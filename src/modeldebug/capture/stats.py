@@ -12,9 +12,26 @@ from collections.abc import Callable, Collection
 import torch
 
 from .. import measures as M
+from . import stats_cpu
 
-__all__ = ["ACTIVATION_STATS", "INPUT_STATS", "SATURATING", "activation_stats", "any_tensor", "differences", "first_tensor", "histogram",
-           "input_stats", "norms", "odd_layout", "saturation", "stacked_norms", "unmeasurable"]
+__all__ = [
+    "ACTIVATION_STATS",
+    "INPUT_STATS",
+    "SATURATING",
+    "activation_stats",
+    "activation_values",
+    "any_tensor",
+    "differences",
+    "first_tensor",
+    "histogram",
+    "input_stats",
+    "input_values",
+    "norms",
+    "odd_layout",
+    "saturation",
+    "stacked_norms",
+    "unmeasurable",
+]
 
 #: A unit is inactive (`inactive_frac`) when it is non-zero on at most this fraction of the batch.
 INACTIVE_BELOW = 0.01
@@ -90,10 +107,26 @@ def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS)
     channel axis (1) for 4-d and 5-d outputs, the feature axis (1) for 2-d outputs; for 3-d
     outputs, (N, C, L) and (N, L, F) cannot be told apart, so both axes are tried and the larger
     fraction is kept.
+
+    On the CPU `stats_cpu.activation_values` computes the same values in fewer passes.
     """
+    values = activation_values(x, names)
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.tensor(values, dtype=dtype) if type(values) is list else values
+
+
+def activation_values(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS) -> list[float] | torch.Tensor:
+    """`activation_stats`, as Python floats for a plain CPU tensor (`stats_cpu.activation_values`:
+    fewer passes, no copy to make), as a tensor on the device otherwise (no synchronisation)."""
     xf = x.detach()
     if xf.dtype not in (torch.float32, torch.float64):
         xf = xf.float()
+    if stats_cpu.fast_path(xf):
+        return stats_cpu.activation_values(xf, names, ACTIVATION_STATS)
+    return _activation_stats_device(xf, names)
+
+
+def _activation_stats_device(xf: torch.Tensor, names: Collection[str]) -> torch.Tensor:
     n = xf.numel()
     out: dict[str, torch.Tensor] = {}
     if "mean" in names or "std" in names or "nonfinite" in names:
@@ -108,9 +141,7 @@ def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS)
     if "min" in names or "max" in names:
         out["min"], out["max"] = torch.aminmax(xf) if n else (xf.mean(), xf.mean())
     if "zero_frac" in names or "inactive_frac" in names:
-        # |sign(x)| is 1 where x != 0 (NaN counts as non-zero, as in `x != 0`): float passes, ~3x
-        # faster than summing a boolean tensor on the CPU
-        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0)
+        nonzero = xf.ne(0).to(xf.dtype)  # NaN counts as non-zero
         if "zero_frac" in names:
             out["zero_frac"] = (1.0 - nonzero.sum() / max(n, 1)).to(xf.dtype)
         if "inactive_frac" in names:
@@ -146,8 +177,19 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
 
     A feature is constant when it has the same value on every sample of the batch. For image-like
     inputs (N, C, H, W) with up to 4 channels, per-channel mean and std are added (NaN otherwise).
+    On the CPU an all-finite batch takes `stats_cpu.input_values` (no mask, no masked copy).
     """
+    values = input_values(x)
+    return torch.tensor(values, dtype=torch.float32) if type(values) is list else values
+
+
+def input_values(x: torch.Tensor) -> list[float] | torch.Tensor:
+    """`input_stats`, as Python floats for an all-finite plain CPU tensor, as a tensor otherwise."""
     xf = x.detach().float()
+    if stats_cpu.fast_path(xf):
+        values = stats_cpu.input_values(xf)
+        if values is not None:
+            return values
     finite = torch.isfinite(xf)
     clean = torch.where(finite, xf, torch.zeros((), device=xf.device))
     lo, hi = torch.aminmax(clean)
@@ -193,7 +235,10 @@ def activation_stats_batched(x: torch.Tensor, names: Collection[str] = ACTIVATIO
     if "min" in names or "max" in names:
         out["min"], out["max"] = torch.aminmax(flat, dim=1)
     if "zero_frac" in names or "inactive_frac" in names:
-        nonzero = xf.sign().abs_().nan_to_num_(nan=1.0)
+        if xf.device.type == "cpu" and math.isfinite(float(flat.sum())):  # no NaN (nor Inf)
+            nonzero = xf.sign().abs_()  # 1 where x != 0: a float pass, ~5x faster than `x != 0` here
+        else:  # NaN counts as non-zero, as in `x != 0` (sign(NaN) is 0 on the CPU)
+            nonzero = xf.ne(0).to(xf.dtype)
         if "zero_frac" in names:
             out["zero_frac"] = (1.0 - nonzero.reshape(m, -1).sum(1) / max(n, 1)).to(xf.dtype)
         if "inactive_frac" in names:
