@@ -68,10 +68,10 @@ class Frame:
         self.entity = frozen(entity)
         self.steps = frozen(steps)
         self.values = frozen(values)
-        bounds = np.flatnonzero(np.diff(entity)) + 1
-        starts = np.concatenate(([0], bounds)) if len(entity) else np.array([], dtype=np.int64)
-        ends = np.concatenate((bounds, [len(entity)])) if len(entity) else np.array([], dtype=np.int64)
-        self._slices = {int(entity[s]): slice(int(s), int(e)) for s, e in zip(starts, ends)}
+        bounds = (np.flatnonzero(np.diff(entity)) + 1).tolist()
+        starts, ends = [0, *bounds], [*bounds, len(entity)]
+        ids = entity[starts].tolist() if len(entity) else []
+        self._slices = dict(zip(ids, map(slice, starts, ends)))
 
     def __len__(self) -> int:
         return len(self.entity)
@@ -89,6 +89,15 @@ class Frame:
         if sl is None:
             return Series.empty()
         return Series(self.steps[sl], self.values[sl])
+
+    def all_rows(self, cond: np.ndarray) -> dict[int, bool]:
+        """For each entity with rows: does `cond` (one boolean per row, aligned with `values`) hold on
+        every one of them? One vectorised pass, for rules that test every tensor of a deep model."""
+        if not len(self.entity):
+            return {}
+        starts = np.fromiter((sl.start for sl in self._slices.values()), dtype=np.int64, count=len(self._slices))
+        failing = np.add.reduceat((~np.asarray(cond, dtype=bool)).astype(np.int64), starts)
+        return dict(zip(self._slices, (failing == 0).tolist()))
 
     def medians(self) -> dict[int, float]:
         """Each entity's median over its finite values (NaN when it has none), in one vectorised pass:

@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -148,11 +148,11 @@ class Record:
         ])
 
     def _ids(self, kind: str) -> list[int]:
-        return [e.id for e in self._entity_index.all if e.kind == kind]
+        return [e.id for e in self._entity_index.of_kind(kind)]
 
     def entities(self, kind: str | None = None) -> list[Entity]:
         """Entities of a kind (module, param, input, loss), or all, in the order they were first seen."""
-        return [e for e in self._entity_index.all if kind is None or e.kind == kind]
+        return list(self._entity_index.all if kind is None else self._entity_index.of_kind(kind))
 
     def entity(self, name: str, kind: str | None = None) -> Entity | None:
         """The entity of that name (and kind); the first one seen when the kind is not given."""
@@ -177,15 +177,23 @@ class Record:
         return frame
 
     def _read_frame(self, stat: str, kind: str | None) -> Frame:
-        st = self._store
         ids = self._ids(kind) if kind is not None else [e.id for e in self._entity_index.all]
         if self._dense(stat, ids):  # most of the table: one sequential scan beats a seek per row
-            frame = self._to_frame(stat, st.read("stats", self._stat_columns(), tail=" WHERE stat = ?", args=(stat,)))
+            frame = self._read_long(stat, " WHERE stat = ?", (stat,))
             return frame if kind is None else self._subframe(frame, kind)
         # The (entity, stat, step) index answers each entity in order, reading only this statistic.
-        rows = st.read("stats", self._stat_columns(), tail=" WHERE entity IN (SELECT value FROM json_each(?)) "
-                       "AND stat = ? ORDER BY entity, step", args=(json.dumps(ids), stat))
-        return self._to_frame(stat, rows)
+        return self._read_long(stat, " WHERE entity IN (SELECT value FROM json_each(?)) AND stat = ? "
+                               "ORDER BY entity, step", (json.dumps(ids), stat))
+
+    def _read_long(self, stat: str, tail: str, args: tuple[Any, ...]) -> Frame:
+        """One statistic's rows (entity, step, value) as a Frame, streamed into numpy; a cell that is
+        not a number is found again in the rows and named."""
+        table = self._store.numbers("stats", self._stat_columns(), tail=tail, args=args)
+        frame = None if table is None else self._table_frame(stat, table)
+        if frame is None:
+            rows = self._store.read("stats", self._stat_columns(), tail=tail, args=args)
+            self._bad_row(rows)
+        return frame
 
     def _stat_columns(self) -> list[str]:
         """entity, step, value: the value guarded, so that text (even 'nan') or a blob reads as _BAD."""
@@ -206,26 +214,37 @@ class Record:
         return n / len(probe) * len(ids) > 0.1 * self._stats_size
 
     def _to_frame(self, stat: str, rows: list[tuple[Any, ...]]) -> Frame:
-        if not rows:
-            return Frame(stat, *_empty_long())
-        st = self._store
         try:  # one conversion (fromiter: half the time of np.array on tuples); NULL -> NaN, and
             # _stat_columns turned any text or blob into 'bad'
             table = np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=3 * len(rows)).reshape(-1, 3)
-            entity, steps = table[:, 0], table[:, 1]
-            ok = not (np.isnan(entity).any() or np.isnan(steps).any() or (entity % 1).any() or (steps % 1).any())
         except (ValueError, TypeError):
-            ok = False
-        if not ok:  # find the bad cell again, to name its row
-            cols = list(zip(*rows))
-            st.ints("stats", "entity", cols[0])
-            st.ints("stats", "step", cols[1])
-            st.floats("stats", "value", [v for v in cols[2] if v != _BAD])
-            raise st.bad_cell("stats", "value", "a number")
+            self._bad_row(rows)
+        frame = self._table_frame(stat, table)
+        if frame is None:
+            self._bad_row(rows)
+        return frame
+
+    @staticmethod
+    def _table_frame(stat: str, table: np.ndarray) -> Frame | None:
+        """A Frame from (entity, step, value) rows as floats; None when an entity or step is not a whole number."""
+        if not len(table):
+            return Frame(stat, *_empty_long())
+        entity, steps = table[:, 0], table[:, 1]
+        if np.isnan(entity).any() or np.isnan(steps).any() or (entity % 1).any() or (steps % 1).any():
+            return None
         return Frame(stat, entity.astype(np.int64), steps.astype(np.int64), table[:, 2].copy())
 
+    def _bad_row(self, rows: list[tuple[Any, ...]]) -> NoReturn:
+        """Find the bad cell of these rows again, to name its row."""
+        st = self._store
+        cols = list(zip(*rows)) if rows else [(), (), ()]
+        st.ints("stats", "entity", cols[0])
+        st.ints("stats", "step", cols[1])
+        st.floats("stats", "value", [v for v in cols[2] if v != _BAD])
+        raise st.bad_cell("stats", "value", "a number")
+
     def _subframe(self, frame: Frame, kind: str) -> Frame:
-        keep = np.isin(frame.entity, self._ids(kind))
+        keep = np.isin(frame.entity, np.array(self._ids(kind), dtype=np.int64))
         return Frame(frame.stat, frame.entity[keep], frame.steps[keep], frame.values[keep])
 
     def frames(self) -> dict[str, Frame]:
@@ -335,8 +354,14 @@ class _Entities:
         self.all = entities
         self.by_id = {e.id: e for e in entities}
         self.by_name: dict[str, list[Entity]] = {}
+        self.by_kind: dict[str, list[Entity]] = {}
         for e in entities:
             self.by_name.setdefault(e.name, []).append(e)
+            self.by_kind.setdefault(e.kind, []).append(e)
+
+    def of_kind(self, kind: str) -> list[Entity]:
+        """The entities of one kind, in id order (the caller must not change the list)."""
+        return self.by_kind.get(kind, [])
 
 
 def _empty_long() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,15 +6,18 @@ that each threshold is relative to the run's own history rather than an absolute
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..config import DebuggingConfig, Thresholds
 from ..record import Entity, Record, Series
 
-__all__ = ["Context", "fmt", "module_ref", "running_median", "window"]
+__all__ = ["Context", "fmt", "module_ref", "running_median", "trailing_medians", "window"]
+
+T = TypeVar("T")
 
 from ..measures import RELU_LIKE  # noqa: E402  (module types whose outputs are exactly zero for inactive units)
 
@@ -52,6 +55,20 @@ def running_median(values: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
+def trailing_medians(values: np.ndarray, w: int) -> np.ndarray:
+    """`np.median(values[t - w:t])` for every t in range(w, len(values)): the median of the w points
+    before each point, in vectorised blocks (a few MB at a time) instead of one call per point."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if w < 1 or n <= w:
+        return np.empty(0)
+    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], w)  # windows[i] is values[i:i + w]
+    rows = max(1, _BLOCK_CELLS // w)
+    return np.concatenate([np.median(windows[i:i + rows], axis=1) for i in range(0, len(windows), rows)])
+
+
+_BLOCK_CELLS = 1_000_000
+
 # Above this many window cells (a quarter-run window on a 69,000-step run is 1.2e9) the running median
 # is computed exactly at every w/64-th step and held in between: trailing, never looking ahead.
 _EXACT_CELLS = 20_000_000
@@ -81,6 +98,15 @@ class Context:
     def __init__(self, record: Record, config: DebuggingConfig | None = None) -> None:
         self.record = record
         self.config = config or DebuggingConfig()
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, once per analysis: a measurement several rules read (the weight shrink, the
+        oscillation detector) is computed by the first that asks and handed to the others as is, so
+        callers must not change what they get."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]  # type: ignore[no-any-return]
 
     @property
     def t(self) -> Thresholds:

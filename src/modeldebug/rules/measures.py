@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .context import Context, fmt, running_median, window
+from ..record.frames import frozen
+from .context import Context, fmt, running_median, trailing_medians, window
 from .curve import loss_is_not_a_curve, players
 
 
-__all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapsing",
+__all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapse_onset", "collapsing",
            "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
            "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "update_ratios", "weight_names", "weight_shrink"]
 
@@ -63,6 +64,10 @@ def optimizer_type(ctx: Context) -> str:
 
 def weight_names(ctx: Context) -> list[str]:
     """Weight matrices and kernels (2-d or more) that learn; embedding tables are left out."""
+    return list(ctx.shared("weight_names", lambda: _weight_names(ctx)))
+
+
+def _weight_names(ctx: Context) -> list[str]:
     out = []
     for name, e in ctx.params.items():
         if len(e.info.get("shape", [])) < 2 or not e.info.get("requires_grad", True):
@@ -78,7 +83,12 @@ def update_ratios(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """(steps, median over weight tensors of the update/weight ratio) on the sampled steps.
 
     Ratios at or below `update_ratio_floor` (a frozen tensor) are left out: they are OPT001's.
+    Computed once per analysis; the arrays are read-only.
     """
+    return ctx.shared("update_ratios", lambda: _update_ratios(ctx))
+
+
+def _update_ratios(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     frame = ctx.record.frame("update_ratio", kind="param")
     ids = [ctx.params[n].id for n in weight_names(ctx)]
     keep = np.isin(frame.entity, ids) & np.isfinite(frame.values) & (frame.values > ctx.t.update_ratio_floor)
@@ -87,7 +97,8 @@ def update_ratios(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     steps, values = steps[order], values[order]
     uniq, starts = np.unique(steps, return_index=True)
     ends = np.append(starts[1:], len(steps))
-    return uniq.astype(int), np.array([float(np.median(values[a:b])) for a, b in zip(starts, ends)])
+    medians = np.array([float(np.median(values[a:b])) for a, b in zip(starts, ends)])
+    return frozen(uniq.astype(int)), frozen(medians)
 
 
 def _followed_by_norm(ctx: Context, module: str) -> bool:
@@ -101,7 +112,12 @@ def weight_shrink(ctx: Context) -> dict[str, Any] | None:
 
     Weights directly followed by a normalisation layer are skipped: their scale does not matter.
     None when fewer than two tensors or samples, or when the samples span less than `min_steps`.
+    Computed once per analysis (several rules ask): the caller must not change it.
     """
+    return ctx.shared("weight_shrink", lambda: _weight_shrink(ctx))
+
+
+def _weight_shrink(ctx: Context) -> dict[str, Any] | None:
     pnorms = ctx.param_stat("param_norm")
     shrink: dict[str, float] = {}
     first_step = last_step = None
@@ -165,8 +181,12 @@ def oscillation(ctx: Context) -> Oscillation | None:
     larger), reverse direction at least `osc_reversals` times by half that swing, move by twice
     what averaging independent minibatch noise would leave, and trend by less than half the swing;
     or the raw loss alternates up and down every step (lag-1 autocorrelation below -0.5) with that
-    amplitude.
+    amplitude. Computed once per analysis.
     """
+    return ctx.shared("oscillation", lambda: _oscillation(ctx))
+
+
+def _oscillation(ctx: Context) -> Oscillation | None:
     s = ctx.loss.finite()
     v = s.values
     n = len(v)
@@ -260,12 +280,13 @@ def instability(ctx: Context) -> list[Signal]:
         if final > best + (ctx.t.loss_divergence - 1) * (abs(best) + 1e-12) and final > best + 0.5 * max(s0 - best, 0.0):
             out.append(Signal(f"the smoothed loss rose from its best {fmt(best)} (step {int(fs[best_i])}) to {fmt(final)}",
                                int(fs[best_i]), True))
-        for t in range(w, len(fv)):
-            lvl = float(np.median(fv[t - w:t]))
-            if 0 < lvl < start and fv[t] >= factor * lvl and fv[t] - lvl >= 0.5 * (start - lvl):
-                out.append(Signal(f"the loss spiked from {fmt(lvl)} to {fmt(float(fv[t]))} at step {int(fs[t])}, "
-                                   "undoing more than half of the progress made", int(fs[t]), False))
-                break
+        # the first point at least `factor` times the median of the w points before it, undoing half the progress
+        lvl, now = trailing_medians(fv, w), fv[w:]
+        spikes = np.flatnonzero((lvl > 0) & (lvl < start) & (now >= factor * lvl) & (now - lvl >= 0.5 * (start - lvl)))
+        if len(spikes):
+            t, level = int(spikes[0]) + w, float(lvl[spikes[0]])
+            out.append(Signal(f"the loss spiked from {fmt(level)} to {fmt(float(fv[t]))} at step {int(fs[t])}, "
+                               "undoing more than half of the progress made", int(fs[t]), False))
     osc = oscillation(ctx)
     if osc is not None:
         out.append(Signal(f"the loss oscillates by {fmt(osc.amplitude)} around {fmt(osc.level)} from step "
@@ -295,19 +316,33 @@ def _gradient_collapse(ctx: Context) -> Signal | None:
     if not base > 0:
         return None
     tiny = np.isfinite(g) & (g <= 1e-4 * base)
-    first = float(head[0])
-    for t in range(1, len(g) - 4):
-        before = g[:t][np.isfinite(g[:t])]
-        if len(before) and first > 0 and before.max() > 10 * first:
-            return None  # it exploded first: the collapse is the explosion's aftermath, judged as such
-        if tiny[t] and np.isfinite(g[t - 1]) and g[t - 1] >= 0.1 * base:
-            rest = tiny[t:]
-            if rest.mean() >= 0.8:
-                return Signal(f"the gradient norm fell from {fmt(float(g[t - 1]))} to {fmt(float(g[t]))} at step "
-                              f"{int(steps[t])} and stayed near zero on {rest.mean():.0%} of the later steps "
-                              "(saturated outputs or dead units get no gradient)", int(steps[t]), True)
-            break
+    t = collapse_onset(g, tiny, base, float(head[0]))
+    if t is None:
+        return None
+    rest = tiny[t:]
+    if rest.mean() >= 0.8:
+        return Signal(f"the gradient norm fell from {fmt(float(g[t - 1]))} to {fmt(float(g[t]))} at step "
+                      f"{int(steps[t])} and stayed near zero on {rest.mean():.0%} of the later steps "
+                      "(saturated outputs or dead units get no gradient)", int(steps[t]), True)
     return None
+
+
+def collapse_onset(g: np.ndarray, tiny: np.ndarray, base: float, first: float) -> int | None:
+    """The first step t (1 <= t < len(g) - 4) where the gradient norm fell from at least 0.1 x `base`
+    at t - 1 to `tiny` at t; None when there is none, or when a finite norm over 10x the `first`
+    step's came before it (it exploded first: the collapse is the explosion's aftermath)."""
+    t_all = np.arange(1, len(g) - 4)
+    if not len(t_all):
+        return None
+    # the largest finite norm before each t
+    top_before = np.maximum.accumulate(np.where(np.isfinite(g), g, -np.inf))[t_all - 1]
+    exploded = (top_before > 10 * first) if first > 0 else np.zeros(len(t_all), dtype=bool)
+    prev = g[t_all - 1]
+    fell = tiny[t_all] & np.isfinite(prev) & (prev >= 0.1 * base)
+    hits = np.flatnonzero(exploded | fell)
+    if not len(hits) or exploded[hits[0]]:
+        return None
+    return int(t_all[hits[0]])
 
 
 def _flat_from_the_start(ctx: Context) -> bool:

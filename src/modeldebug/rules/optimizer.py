@@ -54,7 +54,11 @@ class ParamsNotUpdating(Rule):
                      and (e.model is None or e.model in trained)]
         candidates = [n for n in trainable if in_opt is None or n in in_opt]
         no_grad = [n for n in candidates if n not in grads]
-        zero_grad = [n for n in candidates if n in grads and np.all(grads[n].values == 0)]
+        # per tensor in one vectorised pass each (a deep model has thousands of tensors)
+        grad_frame = ctx.record.frame("grad_norm", kind="param")
+        all_zero = grad_frame.all_rows(grad_frame.values == 0)
+        zero_grad = [n for n in candidates if n in grads and all_zero[ctx.params[n].id]]
+        zero_set = set(zero_grad)
         not_in_opt = [n for n in trainable if in_opt is not None and n not in in_opt and n in grads]
         # Tensors the optimizer holds that belong to no model: the layer they were part of has been
         # replaced. With `not_in_opt` they are one bug (optimizer built too early), reported once.
@@ -63,9 +67,11 @@ class ParamsNotUpdating(Rule):
             no_grad = [n for n in no_grad if n not in stale]
         ratios = ctx.param_stat("update_ratio")
         pnorms = ctx.param_stat("param_norm")
-        frozen = [n for n, s in ratios.items() if n in grads and n not in zero_grad and len(s) >= 1
+        ratio_frame = ctx.record.frame("update_ratio", kind="param")
+        never_moved = ratio_frame.all_rows(np.nan_to_num(ratio_frame.values, nan=1.0) <= ctx.t.update_ratio_floor)
+        frozen = [n for n, s in ratios.items() if n in grads and n not in zero_set and len(s) >= 1
                   and (in_opt is None or n in in_opt)
-                  and np.all(np.nan_to_num(s.values, nan=1.0) <= ctx.t.update_ratio_floor)
+                  and never_moved[ctx.params[n].id]
                   and _relative_grad(grads[n], pnorms.get(n)) > 1e-6]
         problems = [
             (no_grad, "never received a gradient",
