@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeldebug.record import Frame
-from modeldebug.rules.context import trailing_medians
+from modeldebug.record import Frame, Record, RunWriter
+from modeldebug.rules.context import Context, running_median, trailing_medians
 from modeldebug.rules.measures import collapse_onset
 
 
@@ -72,3 +72,19 @@ def test_collapse_onset_equals_the_loop() -> None:
         found += want is not None
         exploded += want is None and n > 8 and trial % 5 == 0
     assert found > 20 and exploded > 5  # both ways out of the loop were taken
+
+
+def test_the_context_smooths_each_curve_once_and_tells_equal_lengths_apart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    w = RunWriter(tmp_path / "run.db")
+    w.set_meta(script="train.py", mode="run", level="basic", status="finished", exit_code=0)
+    w.close()
+    ctx = Context(Record.open(tmp_path / "run.db"))
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=500), rng.normal(size=500)  # same length and window, other values
+    first = ctx.running_median(a, 25)
+    assert np.array_equal(first, running_median(a, 25))
+    assert ctx.running_median(a.copy(), 25) is first  # the same values: computed once
+    assert np.array_equal(ctx.running_median(b, 25), running_median(b, 25))
+    assert np.array_equal(ctx.running_median(a, 24), running_median(a, 24))
+    with pytest.raises(ValueError):
+        first[0] = 0.0  # shared between rules: read-only

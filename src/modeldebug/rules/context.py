@@ -108,6 +108,20 @@ class Context:
             self._shared[key] = compute()
         return self._shared[key]  # type: ignore[no-any-return]
 
+    def running_median(self, values: np.ndarray, w: int) -> np.ndarray:
+        """`running_median(values, w)`, computed once per analysis for the same values and window:
+        several loss-curve rules smooth the same loss, and on a long run each smoothing is tens of
+        milliseconds. Keyed by the values themselves; the array returned is read-only."""
+        values = np.ascontiguousarray(values, dtype=float)
+        key = f"running_median/{w}/{len(values)}"
+        memo: dict[bytes, np.ndarray] = self.shared(key, dict)
+        raw = values.tobytes()
+        if raw not in memo:
+            smooth = running_median(values, w)
+            smooth.flags.writeable = False
+            memo[raw] = smooth
+        return memo[raw]
+
     @property
     def t(self) -> Thresholds:
         return self.config.thresholds

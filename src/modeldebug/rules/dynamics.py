@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
-from .context import Context, fmt, module_ref, running_median, window
+from .context import Context, fmt, module_ref, window
 from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
@@ -222,7 +222,7 @@ class Overfitting(Rule):
         if len(train) < ctx.t.min_steps:
             return
         w = window(len(train))
-        smooth = running_median(train.values, w)
+        smooth = ctx.running_median(train.values, w)
         rise_thr = ctx.option("overfit_rise")
         for e in ctx.record.entities("loss"):
             if e.info.get("phase") != "val":

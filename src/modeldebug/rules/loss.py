@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
-from .context import Context, fmt, running_median, window
+from .context import Context, fmt, window
 from .curve import loss_is_not_a_curve, players
 from .measures import scale_lr_code, summed_loss_calls
 
@@ -58,7 +58,7 @@ class LossDiverging(Rule):
         if len(fv) < ctx.t.min_steps // 2:
             return
         w = window(len(fv))
-        smooth = running_median(fv, w)
+        smooth = ctx.running_median(fv, w)
         start = float(np.median(fv[:w]))
         best_i = int(np.argmin(smooth))
         best = float(smooth[best_i])
@@ -154,7 +154,7 @@ class LossNotDecreasing(Rule):
         v = s.values
         w = window(len(v))
         start = float(np.median(v[:w]))
-        smooth = running_median(v, w)
+        smooth = ctx.running_median(v, w)
         best_i = int(np.argmin(smooth[w:])) + w if len(v) > w else 0
         best = float(smooth[best_i])
         gain = start - best

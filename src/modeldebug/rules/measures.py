@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..record.frames import frozen
-from .context import Context, fmt, running_median, trailing_medians, window
+from .context import Context, fmt, trailing_medians, window
 from .curve import loss_is_not_a_curve, players
 
 
@@ -194,7 +194,7 @@ def _oscillation(ctx: Context) -> Oscillation | None:
         return None  # several players' losses in turn, or a loss whose level follows the samples per step
     tail = v[n // 2:]
     w = max(3, window(n) // 2)  # 2.5% of the run: short enough to keep swings over a few dozen steps
-    smooth = running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
+    smooth = ctx.running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
     if len(smooth) < 5:
         return None
     level = float(np.median(tail))
@@ -211,7 +211,7 @@ def _oscillation(ctx: Context) -> Oscillation | None:
         turns = _turns(smooth, 0.5 * amp)
         if turns >= ctx.option("osc_reversals"):
             return Oscillation(amp, level, scale, turns, start, "swings")
-    detrended = tail - running_median(tail, 5)
+    detrended = tail - ctx.running_median(tail, 5)
     raw_amp = float(np.percentile(tail, 90) - np.percentile(tail, 10))
     if np.std(detrended[:-1]) > 0 and np.std(detrended[1:]) > 0:
         ac1 = float(np.corrcoef(detrended[:-1], detrended[1:])[0, 1])
@@ -273,7 +273,7 @@ def instability(ctx: Context) -> list[Signal]:
     fv, fs = v[finite], steps[finite]
     if len(fv) >= ctx.t.min_steps and odd is None:
         w = window(len(fv))
-        smooth = running_median(fv, w)
+        smooth = ctx.running_median(fv, w)
         best_i = int(np.argmin(smooth))
         best, final = float(smooth[best_i]), float(smooth[-1])
         s0 = float(np.median(fv[:w]))

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
-from .context import Context, fmt, running_median, window
+from .context import Context, fmt, window
 from .measures import (
     ADAPTIVE_OPTIMIZERS,
     HEALTHY_UPDATE_RATIO,
@@ -300,7 +300,7 @@ class LrTooLow(Rule):
         v = s.values
         q = max(3, len(v) // 4)  # quarters: long enough that minibatch noise averages out
         start, end = float(np.median(v[:q])), float(np.median(v[-q:]))
-        best = float(np.min(running_median(v, q)[q - 1:]))
+        best = float(np.min(ctx.running_median(v, q)[q - 1:]))
         rel = (start - best) / (abs(start) + 1e-12)
         moved = max(abs(start - end), start - best) / (abs(start) + 1e-12)
         if moved >= ctx.option("lr_low_improvement"):
@@ -412,7 +412,7 @@ class ExcessiveGradClipping(Rule):
             return None
         q = max(2, len(v) // 4)
         start = float(np.median(v[:window(len(v))]))
-        best = float(np.min(running_median(v, q)[q - 1:]))
+        best = float(np.min(ctx.running_median(v, q)[q - 1:]))
         return (start - best) / (abs(start) + 1e-12)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
