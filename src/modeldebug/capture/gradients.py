@@ -22,6 +22,7 @@ thousand statistic rows, on its unsampled steps.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
@@ -42,6 +43,11 @@ _FLATTEN_MAX_MEAN = 8_192
 # and a read per tensor, ~4 µs instead of ~6-9 µs)
 _FLATTEN_MAX_TOTAL = 16_384
 _flatten = torch._C._nn.flatten_dense_tensors
+_grad_of = operator.attrgetter("grad")
+_item = torch.Tensor.item
+_grad_enabled = torch.is_grad_enabled
+_set_grad_enabled = torch._C._set_grad_enabled
+_NONE_ID = id(None)
 
 
 class GradientCollector:
@@ -78,16 +84,32 @@ class GradientCollector:
             self._layout = (version, params, eids, fused, flat, cpu)
         return self._layout[1:]  # type: ignore[return-value]
 
-    @torch.no_grad()
     def collect(self, step: int, sampled: bool, scale: Any = None) -> None:
         """Measure the gradients held now (before the optimizer step changes the weights); `scale`:
-        the GradScaler scale they still hold (a tensor), divided out (amp.py)."""
+        the GradScaler scale they still hold (a tensor), divided out (amp.py).
+
+        Runs on every step: written with C-level maps rather than comprehensions (each a Python
+        frame in 3.11, and a step's first calls after the optimizer's kernels run cold)."""
         self._last = None
         if not self.on:
             return
-        params, all_eids, fused, flat, cpu = self._tracked()
-        grads = [p.grad for p in params]
-        present = [g for g in grads if g is not None]
+        grad_on = _grad_enabled()
+        if grad_on:  # gradients made with create_graph=True: the norms must not join their graph
+            _set_grad_enabled(False)
+        try:
+            self._collect(step, sampled, scale)
+        finally:
+            if grad_on:
+                _set_grad_enabled(True)
+
+    def _collect(self, step: int, sampled: bool, scale: Any) -> None:
+        layout = self._layout
+        if layout is None or layout[0] != self.tracer.registry.version:
+            self._tracked()
+            layout = self._layout
+        _, params, all_eids, fused, flat, cpu = layout  # type: ignore[misc]
+        grads = list(map(_grad_of, params))
+        present = grads if _NONE_ID not in map(id, grads) else [g for g in grads if g is not None]
         if not present:
             return
         eids = all_eids if len(present) == len(grads) else [e for e, g in zip(all_eids, grads) if g is not None]
@@ -118,15 +140,15 @@ class GradientCollector:
             if math.isinf(total):  # float32 overflowed (a norm above 1.8e19): in float64
                 total = float(torch.linalg.vector_norm(buf, dtype=torch.float64))
         else:
-            norms = [n.item() for n in torch._foreach_norm(grads)]
-            total = math.sqrt(math.fsum(v * v for v in norms))
+            norms = list(map(_item, torch._foreach_norm(grads)))
+            total = math.hypot(*norms)  # in float64, no overflow of the squares
         if scale is not None:  # still scaled by a GradScaler
             s = float(scale)
             total /= s
             norms = [v / s for v in norms] if norms is not None else None
             sink = tr.assembler.scaled_grad_norm_sink
         self._last = (grads, eids, norms)
-        tr.buffer.add_host([total], sink)
+        tr.assembler.buffer.add_host([total], sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = [0.0] * len(group_eids)

@@ -302,9 +302,13 @@ def _wrap(inst: _Install) -> Any:
         if not probes:
             return original(*args, **kwargs)
         if len(probes) == 1 and probes[0].rewrite is None:  # the common case: one session, no rewrite
-            p = probes[0]
-            token = _run(inst, p, p.before, args, kwargs) if p.before is not None else None
-            after = p.after
+            p = probes[0]  # (`_run`, inlined: this runs on every step)
+            before, after, token = p.before, p.after, None
+            if before is not None:
+                try:
+                    token = before(args, kwargs)
+                except Exception as exc:
+                    _failed(inst, p, exc)
             try:
                 result = original(*args, **kwargs)
             except BaseException as exc:
@@ -312,7 +316,10 @@ def _wrap(inst: _Install) -> Any:
                     _run(inst, p, after, token, args, kwargs, None, exc)
                 raise
             if after is not None:
-                _run(inst, p, after, token, args, kwargs, result, None)
+                try:
+                    after(token, args, kwargs, result, None)
+                except Exception as exc:
+                    _failed(inst, p, exc)
             return result
         for p in probes:
             if p.rewrite is not None and (new := _run(inst, p, p.rewrite, args, kwargs)) is not None:
@@ -339,10 +346,15 @@ def _run(inst: _Install, probe: Probe, fn: Callable[..., Any], *args: Any) -> An
     try:
         return fn(*args)
     except Exception as exc:
-        if id(probe) not in inst.failed:
-            inst.failed.add(id(probe))
-            log.warning("modeldebug: a probe on %s failed (%s: %s)", inst.name, type(exc).__name__, exc)
+        _failed(inst, probe, exc)
         return None
+
+
+def _failed(inst: _Install, probe: Probe, exc: Exception) -> None:
+    """A probe raised: log it once (the call it wraps goes on)."""
+    if id(probe) not in inst.failed:
+        inst.failed.add(id(probe))
+        log.warning("modeldebug: a probe on %s failed (%s: %s)", inst.name, type(exc).__name__, exc)
 
 
 #: The manager every session of this process attaches to.

@@ -119,9 +119,12 @@ class Tracer:
         self._module_outputs = self.plan.any((*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.TRAINING_FLAG,
                                               M.ACTIVATION_HISTOGRAM))
         self._sampled_at, self._sample_now = -1, False
+        # (the module called, the registry's version, the model, its info): weak, a deleted model is let go
+        self._known_root: tuple[weakref.ref[nn.Module], int, weakref.ref[nn.Module], Any] | None = None
         for m in models:
             self.registry.add_model(m)
         self._resize()
+        self.sampled()  # step 0's decision (the hooks read `_sample_now`)
 
     @property
     def step(self) -> int:
@@ -219,7 +222,8 @@ class Tracer:
 
     def _switch_module_hooks(self) -> None:
         """At a step boundary: module calls on (a sampled step) or off (the root hooks suffice)."""
-        on = self._wants_module_hooks()
+        on = self._pinned or (self._module_outputs and self._sample_now) or (  # (_wants_module_hooks, inlined)
+            self.discover_models and not self.registry.models)
         if on != self._module_hooks and self.attached:
             self._stack.clear()
             self._module_hooks = on
@@ -249,25 +253,14 @@ class Tracer:
 
     def _root(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """The start of a forward pass of a model (the outermost module call)."""
-        compiled, module = module, unwrap(module)  # torch.compile's wrapper: watch the model it compiles
-        info = self.registry.modules.get(module)
-        if info is None:
-            if is_loss_module(module):
-                self.registry.add_loss(module)
+        known = self._known_root  # the same model as last time, nothing added since: what was found then
+        if known is not None and known[0]() is module and known[1] == self.registry.version:
+            module, info = known[2](), known[3]  # alive: `called` holds it
+        else:
+            found = self._find_root(module)
+            if found is None:
                 return
-            if not self.discover_models or next(module.parameters(), None) is None:
-                return
-            self.registry.add_model(module)
-            self._resize()
-            info = self.registry.modules.get(module)
-        if is_loss_module(module):
-            return
-        if compiled not in self.roots and info is not None and info.root is module:
-            self.roots.add(compiled)
-            self._pinned = self._pinned or uses_compile(compiled)
-        if compiled is not module and info is not None and info.name not in self.skipped:
-            self.skip(info.name, "it runs under torch.compile: the activations inside the compiled code "
-                                 "are not measured (losses, gradients and updates are)")
+            module, info = found
         grad = torch.is_grad_enabled()
         self.forward.count_mode(module, grad)
         a = self.assembler
@@ -292,6 +285,32 @@ class Tracer:
             self.replay = (module, args, {})  # global pre-hooks do not see kwargs
             if self.bundle is not None:
                 self.bundle.forward_started()
+
+    def _find_root(self, called: nn.Module) -> tuple[nn.Module, Any] | None:
+        """(the model a root call runs, its info), registered now if new; None for a loss module or a
+        module without parameters. Remembered (`_known_root`) until the registry changes."""
+        module = unwrap(called)  # torch.compile's wrapper: watch the model it compiles
+        info = self.registry.modules.get(module)
+        if info is None:
+            if is_loss_module(module):
+                self.registry.add_loss(module)
+                return None
+            if not self.discover_models or next(module.parameters(), None) is None:
+                return None
+            self.registry.add_model(module)
+            self._resize()
+            info = self.registry.modules.get(module)
+        if is_loss_module(module):
+            return None
+        if called not in self.roots and info is not None and info.root is module:
+            self.roots.add(called)
+            self._pinned = self._pinned or uses_compile(called)
+        if called is not module and info is not None and info.name not in self.skipped:
+            self.skip(info.name, "it runs under torch.compile: the activations inside the compiled code "
+                                 "are not measured (losses, gradients and updates are)")
+        if info is not None and called in self.roots:
+            self._known_root = (weakref.ref(called), self.registry.version, weakref.ref(module), info)
+        return module, info
 
     def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         stack = self._stack
@@ -342,20 +361,22 @@ class Tracer:
             else None)
         if a.t_bwd_first is None:
             a.t_bwd_first = time.perf_counter()
-            if self.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
+            if a.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
                 self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
         if loss is not None and loss.numel() == 1 and loss.is_floating_point():
             held = loss
-            unscaled = self.amp.unscaled_loss(loss)  # a GradScaler's output: the user's loss instead
-            if unscaled is not None:
-                loss, held = unscaled
+            if self.amp._scaled is not None:  # a GradScaler scaled a loss: is this its output?
+                unscaled = self.amp.unscaled_loss(loss)  # then record the user's loss instead
+                if unscaled is not None:
+                    loss, held = unscaled
             a.losses.append(loss.detach())
             self.loop.saw_loss(held)
 
     def _after_backward(self) -> None:
         self.assembler.n_backward += 1
         self._backwards_since_step += 1
-        if not self._optimizer_mode():
+        if not (self.registry.optimizers and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP) \
+                and not self._optimizer_mode():
             # Measure now, while the weights are still those of the forward pass; the step closes at
             # the next backward pass, or at an optimizer step that turns up (an optimizer created
             # before watching began is only seen at its first step).
@@ -402,14 +423,16 @@ class Tracer:
         a = self.assembler
         a.t_opt_start = time.perf_counter()
         a.lr = lr_of(opt)
-        if self.registry.add_optimizer(opt):
+        last = self.registry._last_optimizer  # the common case: the same optimizer, step after step
+        if (last is None or last() is not opt) and self.registry.add_optimizer(opt):
             self._resize()
             if not any(r() is opt for r in self._known_optimizers):
                 self._known_optimizers.append(weakref.ref(opt))
-        if self.sampled():
+        sampled = self._sample_now
+        if sampled:
             self.updates.before_step()
         if not a.synced:  # else measured at the backward pass already (optimizer unknown until this step)
-            self._measure()
+            self._measure(sampled)
 
     def _opt_post(self, opt: torch.optim.Optimizer) -> None:
         # Every optimizer step closes a step (a GAN's two optimizers make two steps an iteration).
@@ -417,39 +440,48 @@ class Tracer:
         a = self.assembler
         if a.t_opt_start is not None:
             a.t_opt = time.perf_counter() - a.t_opt_start
-        if self.sampled():  # the weights are copied before sampled steps only
-            self.updates.after_step(self.step)
+        if self._sample_now:  # the weights are copied before sampled steps only
+            self.updates.after_step(a.step)
         self._end_step()
 
     # -- step boundaries --------------------------------------------------------------------------------
-    def _measure(self) -> None:
-        """Everything measured at the step's sync point, then the one host copy."""
+    def _measure(self, sampled: bool | None = None) -> None:
+        """Everything measured at the step's sync point, then the one host copy.
+
+        (Every step runs it: what has nothing to do is skipped by its flag, not called.)"""
+        a = self.assembler
         if self._module_hooks:  # module outputs are kept only while module calls reach us
             self.forward.flush()
-        self.gradients.collect(self.step, self.sampled(), self.amp.grad_scale)
-        self.loop.before_sync()
-        self.mixing.once()
-        losses = self.assembler.losses
-        self.assembler.sync()
+        self.gradients.collect(a.step, self._sample_now if sampled is None else sampled, self.amp.grad_scale)
+        if self.loop.clip is not None:
+            self.loop.before_sync()
+        if not self.mixing.done:
+            self.mixing.once()
+        losses = a.losses
+        a.sync()
         if self.bundle is not None:
             self.call("bundle", self.bundle.after_sync, losses)
 
     def _end_step(self) -> None:
         a = self.assembler
-        if not a.has_work():
+        if not a.n_backward and a.t_opt_start is None:  # (a.has_work(), inlined)
             return
-        sampled = self.sampled()
+        sampled = self._sample_now
         if a.t_opt_start is None and sampled:  # no optimizer stepped: the weights as updated by hand
-            self.updates.weights_only(self.step)
+            self.updates.weights_only(a.step)
         if self._module_hooks:  # outputs of a forward pass after the sync point (a hand-marked step)
             self.forward.flush()
         columns = self.loop.end_step()
         columns.update(self.forward.end_step())
         a.end(sampled, columns)
+        # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
+        self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step)
         self._backwards_since_step = 0
-        self.forward.new_step()
-        self.losses.new_step()
-        self.updates.drop()
+        if sampled:  # what only a sampled step collects
+            self.forward.new_step()
+            self.updates.drop()
+        if self.losses.sampled:
+            self.losses.new_step()
         self.replay = None
         self._switch_module_hooks()
 
