@@ -107,14 +107,14 @@ def test_select_act_pays_for_no_loss_input_input_or_update_statistics(select: li
             train(model, data, steps=12)
         box["session"] = session
 
-    kernels = {"loss_io_values", "label_histogram", "input_values", "batch_mixing", "activation_values",
+    kernels = {"loss_io_values", "label_values", "input_values", "batch_mixing", "activation_values",
                "activation_stats_batched", "_weight_copies"}
     calls = _calls_while(run, kernels)
     record = box["session"].record  # type: ignore[attr-defined]
     stored = _stats_by_name(record)
     if select:
         assert box["patched"] is False  # no loss function is even wrapped
-        assert calls["loss_io_values"] == calls["label_histogram"] == calls["input_values"] == 0
+        assert calls["loss_io_values"] == calls["label_values"] == calls["input_values"] == 0
         assert calls["batch_mixing"] == 0 and calls["_weight_copies"] == 0  # no weight copy, no update
         assert not [e for e in record.entities("loss") if "phase" in e.info]  # no loss call was described
         assert not record.entities("input")

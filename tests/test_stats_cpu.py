@@ -151,3 +151,22 @@ def test_update_ratios_are_the_true_update_norms_across_sampled_steps_and_a_dtyp
         assert value > 0.0
     w = s.record.series("0.weight", "param_norm")
     assert w.values.tolist() == pytest.approx([norms[k] for k in w.steps.tolist()], rel=1e-6)
+
+
+def test_label_counts_on_the_cpu_equal_the_remapping_path() -> None:
+    """In range: one bincount; a label out of range (ignore_index -100, or >= C) takes the general
+    path, which counts it in the last bin."""
+    from modeldebug.capture.losses import label_histogram
+
+    torch.manual_seed(0)
+    inp = torch.randn(64, 5)
+    tgt = torch.randint(0, 5, (64,))
+    assert label_histogram(inp, tgt).tolist() == torch.bincount(tgt, minlength=6).double().tolist()
+    for bad in (-100, 5, 7):
+        t = tgt.clone()
+        t[:3] = bad
+        counts = label_histogram(inp, t).tolist()
+        assert counts[-1] == 3.0 and sum(counts) == 64.0
+        assert counts[:5] == torch.bincount(t[3:], minlength=5).double().tolist()
+    assert label_histogram(inp, tgt.to(torch.int32)).tolist() == torch.bincount(tgt, minlength=6).double().tolist()
+    assert label_histogram(inp, tgt.float()) is None  # not class indices

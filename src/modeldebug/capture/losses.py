@@ -20,8 +20,8 @@ from .buffer import stats_sink
 from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
 
-__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "loss_io_stats", "loss_io_values",
-           "split_input_target"]
+__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "label_values", "loss_io_stats",
+           "loss_io_values", "split_input_target"]
 
 # The order of the values loss_io_stats returns.
 LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
@@ -78,9 +78,20 @@ def _loss_io_device(x: torch.Tensor, tgt: torch.Tensor | None) -> torch.Tensor:
 @torch.no_grad()
 def label_histogram(inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor | None:
     """Counts of each class index in an integer target (None when it is not class indices)."""
+    counts = label_values(inp, tgt)
+    return torch.tensor(counts, dtype=torch.float64) if type(counts) is list else counts
+
+
+def label_values(inp: torch.Tensor, tgt: torch.Tensor) -> list[float] | torch.Tensor | None:
+    """`label_histogram`, as host numbers for a CPU target with every label in range (one range
+    check and a ``bincount``: `stats_cpu.label_counts`), as a tensor on the device otherwise."""
     if tgt.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or inp.dim() < 2:
         return None
     classes = int(inp.shape[1])
+    if type(tgt) is torch.Tensor and tgt.device.type == "cpu" and tgt.numel():
+        counts = stats_cpu.label_counts(classes, tgt)
+        if counts is not None:
+            return counts
     t = tgt.detach().flatten().to(torch.int64)
     t = torch.where((t < 0) | (t >= classes), classes, t)
     counts = torch.bincount(t, minlength=classes + 1)
@@ -176,10 +187,16 @@ class LossWatch:
             else:
                 tr.buffer.add(values, sink)
         if self.labels and target is not None:
-            hist = label_histogram(inp, target)
+            hist = label_values(inp, target)
             if hist is not None:
                 writer = tr.writer
-                tr.buffer.add(hist, lambda v: writer.add_histogram(step, eid, 0.0, float(len(v) - 1), v))
+                def counts_sink(v: list[float]) -> None:
+                    writer.add_histogram(step, eid, 0.0, float(len(v) - 1), v)
+
+                if type(hist) is list:
+                    tr.buffer.add_host(hist, counts_sink)
+                else:
+                    tr.buffer.add(hist, counts_sink)
 
 
 def _dtype(t: torch.Tensor) -> str:
