@@ -32,6 +32,9 @@ def test_round_trip_of_steps_stats_events_and_meta(tmp_path: Path) -> None:
     assert loss.steps.tolist() == [0, 1] and loss.values[0] == 2.0 and np.isnan(loss.values[1])
     assert rec.series("fc1", "mean").values.tolist() == [0.25]
     assert np.isnan(rec.series("fc1", "std").values[0])
+    with sqlite3.connect(path) as raw:  # a NaN is stored as NULL (SQLite binds NaN as NULL)
+        assert raw.execute("SELECT loss FROM steps WHERE step = 1").fetchone() == (None,)
+        assert raw.execute("SELECT value FROM stats WHERE stat = 'std'").fetchone() == (None,)
     assert rec.entity("fc1").type == "Linear" and rec.entity("fc1").info == {"leaf": True}
     assert rec.events("nonfinite")[0].data == {"what": "loss"}
     assert len(rec.series("nope", "mean")) == 0

@@ -194,7 +194,7 @@ class StepAssembler:
         if extra:
             row.update(extra)
         row.update(columns)
-        self.writer.add_step(step, **row)
+        self.writer.add_step_row(step, row)
         if self.listeners:  # host numbers only: a listener never causes a device sync
             info = StepInfo(step, row[_LOSS], row[_GRAD_NORM], row[_T_STEP], row[_RSS_MB], row[_LR])
             for listener in self.listeners:

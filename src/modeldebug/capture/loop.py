@@ -11,6 +11,9 @@ usually with its whole graph), and fingerprints input samples for a train/valida
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import time
 import weakref
 from collections import deque
@@ -28,6 +31,8 @@ __all__ = ["LoopWatch"]
 
 _FINGERPRINT_BUDGET = {"train": 50_000, "val": 10_000}
 _LIVE_WINDOW = 8
+_deref = weakref.ref.__call__
+_is_alive = functools.partial(operator.is_not, None)
 
 
 def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
@@ -90,9 +95,13 @@ class LoopWatch:
         self._recent_losses.append(weakref.ref(loss))  # a deque: the oldest falls out
 
     def live_losses(self) -> int:
-        """How many loss tensors of earlier steps (not this one) something still holds."""
+        """How many loss tensors of earlier steps (not this one) something still holds (C-level maps:
+        every step runs it)."""
         recent = self._recent_losses
-        return sum(1 for i in range(len(recent) - 1) if recent[i]() is not None)
+        n = len(recent) - 1
+        if n <= 0:
+            return 0
+        return sum(map(_is_alive, map(_deref, itertools.islice(recent, n))))
 
     def before_sync(self) -> None:
         """Put what clipping measured into the step's one host copy."""

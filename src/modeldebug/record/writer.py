@@ -113,12 +113,15 @@ class RunWriter:
         return eid
 
     def add_step(self, step: int, **columns: Any) -> None:
+        self.add_step_row(step, columns)
+
+    def add_step_row(self, step: int, columns: dict[str, Any]) -> None:
+        """`add_step` with the columns in a dict (the tracer's every-step call: no keyword copy).
+        A NaN is stored as NULL: SQLite binds NaN as NULL itself (tests/test_record.py checks it)."""
         if not columns.keys() <= _STEP_SET:
             raise ValueError(f"unknown step columns: {sorted(set(columns) - _STEP_SET)}")
-        get = columns.get
-        # v != v: NaN, stored as NULL (what _clean does, without a call per column)
-        row = [step, *[None if v != v else v for v in map(get, _STEP_COLUMNS)]]  # noqa: PLR0124
-        row[_SAMPLED_AT] = int(bool(get("sampled", 0)))
+        row = [step, *map(columns.get, _STEP_COLUMNS)]
+        row[_SAMPLED_AT] = int(bool(row[_SAMPLED_AT]))
         self._steps.append(tuple(row))
 
     def add_stats(self, step: int, rows: list[tuple[int, str, float]]) -> None:
