@@ -58,6 +58,8 @@ class ForwardCollector:
         pending, self._pending = self._pending, {}
         tr = self.tracer
         for (_, _, _, names), items in pending.items():
+            if not items:
+                continue
             try:
                 if len(items) < _BATCH_MIN and items[0][1].device.type == "cpu":
                     # a few: one at a time (the CPU path's ~40 µs each beats the batch's fixed ~120 µs)
@@ -119,11 +121,15 @@ class ForwardCollector:
             return
         self._sampled_modules.add(id(module))
         if names and not saturated and not self.histograms and t.numel() <= _BATCH_MAX_NUMEL:
-            # small: copied now (a later in-place op must not change it), reduced with the other
-            # outputs of its shape in one go at the step's sync point (`flush`)
+            # small: the first of its shape this step is measured now (no copy; the kernels are
+            # warm from the module before it), the others copied (a later in-place op must not
+            # change them) and reduced together at the step's sync point (`flush`)
             key = (tuple(t.shape), t.dtype, t.device, names)
-            self._pending.setdefault(key, []).append((info.eid, t.detach().clone()))
-            return
+            group = self._pending.get(key)
+            if group is not None:
+                group.append((info.eid, t.detach().clone()))
+                return
+            self._pending[key] = []
         try:
             values: list[float] | torch.Tensor = []
             if names:
