@@ -245,6 +245,8 @@ class Record:
 
     def _subframe(self, frame: Frame, kind: str) -> Frame:
         keep = np.isin(frame.entity, np.array(self._ids(kind), dtype=np.int64))
+        if keep.all():  # every row is of that kind (parameter norms are only parameters'): shared as is
+            return frame
         return Frame(frame.stat, frame.entity[keep], frame.steps[keep], frame.values[keep])
 
     def frames(self) -> dict[str, Frame]:
