@@ -29,6 +29,10 @@ from .resources import RssReader, cuda_memory_mb
 
 __all__ = ["SPIKE_SYNC_STEPS", "StepAssembler", "lr_of"]
 
+# A CPU-only build of torch never has CUDA memory to read (no call a step to ask; is_built() does
+# not touch the driver, so a fork stays safe).
+_CUDA_BUILT = torch.backends.cuda.is_built()
+
 #: steps read synchronously after a loss spike found late, while a repro bundle is still armed
 SPIKE_SYNC_STEPS = 100
 
@@ -214,7 +218,7 @@ class StepAssembler:
         rss_mb = self._rss.read() if mem else None
         row: dict[str, Any] = {
             _LOSS: self.loss, _LR: self.lr, _N_BACKWARD: self.n_backward, _GRAD_NORM: self.grad_norm,
-            _T_STEP: t_step, _RSS_MB: rss_mb, _CUDA_MB: cuda_memory_mb() if mem else None, _SAMPLED: sampled,
+            _T_STEP: t_step, _RSS_MB: rss_mb, _CUDA_MB: cuda_memory_mb() if mem and _CUDA_BUILT else None, _SAMPLED: sampled,
         }
         if perf:
             row[_T_DATA] = max(t_fwd - self.t_last_end, 0.0)

@@ -36,7 +36,7 @@ from ..record import RunWriter
 from . import stats as S
 from .activations import ForwardCollector
 from .amp import AmpWatch
-from .assembler import StepAssembler, lr_of
+from .assembler import StepAssembler
 from .buffer import StepBuffer
 from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
@@ -50,7 +50,13 @@ from .plan import Plan, plan_for
 from .probes import MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
-from .roots import RootHooks, module_in_traceback, save_probe, script_probe, uses_compile
+from .roots import (
+    RootHooks,
+    module_in_traceback,
+    save_probe,
+    script_probe,
+    uses_compile,
+)
 from .sampler import Sampler
 from .updates import UpdateCollector
 
@@ -113,7 +119,7 @@ class Tracer:
         self.forward_post = functools.partial(self.call, "forward", self._post)
         # Module calls reach us on sampled steps only (and while no model is known yet); the other
         # steps see each model's forward pass through one pre-hook on it (roots.py).
-        self.roots = RootHooks(functools.partial(self.call, "forward", self._root_pre))
+        self.roots = RootHooks(self._root_pre)
         self._module_hooks = True
         self._pinned = False  # a model with compiled parts: module hooks stay on (dynamo guards on them)
         self._module_outputs = self.plan.any((*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.TRAINING_FLAG,
@@ -247,9 +253,19 @@ class Tracer:
             self._root(module, args)
 
     def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        """A watched model's own pre-hook: the root of a forward pass when module calls are off."""
-        if not self._module_hooks:
+        """A watched model's own pre-hook: the root of a forward pass when module calls are off.
+
+        Like every hook that runs on every step (this one, the backward and the optimizer hooks), it
+        inlines `call`'s checks and error containment: one Python frame less each."""
+        if self._module_hooks or self.replaying or "forward" in self._disabled \
+                or _PROCESS_GENERATION[0] != self.generation:
+            return
+        t0 = time.perf_counter()
+        try:
             self._root(module, args)
+        except Exception as exc:
+            self._fail("forward", exc)
+        self.own_time += time.perf_counter() - t0
 
     def _root(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """The start of a forward pass of a model (the outermost module call)."""
@@ -400,7 +416,14 @@ class Tracer:
         if positional:
             closure = args[1]
         if not callable(closure) or not self.active("optimizer"):
-            self.call("optimizer", self._opt_pre, opt)
+            if self.replaying or "optimizer" in self._disabled or _PROCESS_GENERATION[0] != self.generation:
+                return None
+            t0 = time.perf_counter()
+            try:
+                self._opt_pre(opt)
+            except Exception as exc:
+                self._fail("optimizer", exc)
+            self.own_time += time.perf_counter() - t0
             return None
         tracer, pending = self, [True]
 
@@ -416,13 +439,24 @@ class Tracer:
         return args, {**kwargs, "closure": measured_closure}
 
     def optimizer_post(self, opt: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.call("optimizer", self._opt_post, opt)
+        if self.replaying or "optimizer" in self._disabled or _PROCESS_GENERATION[0] != self.generation:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._opt_post(opt)
+        except Exception as exc:
+            self._fail("optimizer", exc)
+        self.own_time += time.perf_counter() - t0
 
     def _opt_pre(self, opt: torch.optim.Optimizer) -> None:
         self._crash_phase = "optimizer"
         a = self.assembler
         a.t_opt_start = time.perf_counter()
-        a.lr = lr_of(opt)
+        try:  # (lr_of, inlined)
+            lr = opt.param_groups[0].get("lr")
+            a.lr = float(lr) if lr is not None else None
+        except (TypeError, ValueError, IndexError):
+            a.lr = None
         last = self.registry._last_optimizer  # the common case: the same optimizer, step after step
         if (last is None or last() is not opt) and self.registry.add_optimizer(opt):
             self._resize()
@@ -483,7 +517,10 @@ class Tracer:
         if self.losses.sampled:
             self.losses.new_step()
         self.replay = None
-        self._switch_module_hooks()
+        on = self._pinned or (self._module_outputs and self._sample_now) or (
+            self.discover_models and not self.registry.models)
+        if on != self._module_hooks:
+            self._switch_module_hooks()
 
     def drop_step(self) -> None:
         """Forget the step under way without a row (a step a GradScaler skipped): the next one starts afresh."""
