@@ -21,7 +21,13 @@ Run it::
     python benchmarks/record_analysis.py --grad-norms every-step
     python benchmarks/record_analysis.py --layers 200 --steps 300 --repeats 1   # a quick smoke test
 
-It prints a few lines per layout and always exits 0. Goal (issue 13): analysis under 0.3 s.
+It prints a few lines per layout and always exits 0. Goal (issue 13): analysis under 0.3 s of CPU
+(the verdict is on CPU time: on a shared machine the wall time is one to three times it).
+
+The layout is heavier than what `modeldebug run` writes today at ``basic`` for such a model: capture
+takes the mean and std of layers with parameters and the dead and zero fractions of ReLU-like layers,
+where this writes all seven activation statistics of every Linear layer. It is kept as it was so
+that figures stay comparable over time.
 """
 
 from __future__ import annotations
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             t_build = time.perf_counter() - t0
             size_mb = path.stat().st_size / 2**20
             m = measure(path, args.repeats)
-            verdict = "ok" if m["analyze_s"] < GOAL_S else "over the goal"
+            verdict = "ok" if m["analyze_cpu_s"] < GOAL_S else "over the goal"
             print(f"  grad norms {layout:10}  {rows:>9,} stats rows  {size_mb:6.1f} MB  built in {t_build:5.1f} s\n"
                   f"    open     {m['open_s']:6.3f} s  {m['open_sql']:3.0f} SQL statements\n"
                   f"    analyze  {m['analyze_s']:6.3f} s  {m['analyze_sql']:3.0f} SQL statements  "
