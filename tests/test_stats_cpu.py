@@ -8,6 +8,8 @@ and Inf, all-zero units, a large mean, non-contiguous and half-precision outputs
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -170,3 +172,39 @@ def test_label_counts_on_the_cpu_equal_the_remapping_path() -> None:
         assert counts[:5] == torch.bincount(t[3:], minlength=5).double().tolist()
     assert label_histogram(inp, tgt.to(torch.int32)).tolist() == torch.bincount(tgt, minlength=6).double().tolist()
     assert label_histogram(inp, tgt.float()) is None  # not class indices
+
+
+def test_an_output_measured_twice_in_a_step_is_reduced_once_with_the_same_values() -> None:
+    """Dropout(0.0) and Identity return their input itself: their rows are the module's before
+    them. After an in-place op (an inplace ReLU) the same tensor holds other values: measured anew."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.Dropout(0.0), nn.ReLU(inplace=True), nn.Identity(),
+                          nn.Linear(32, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    reduced = []
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code.co_name == "activation_values" and frame.f_code.co_filename == S.__file__:
+            reduced.append(1)
+
+    with md.watch(model, optimizer=opt, db=":memory:", level="detailed") as s:
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(64, 6, generator=g)
+        sys.setprofile(profile)
+        try:
+            for _ in range(3):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), torch.randint(0, 3, (64,), generator=g)).backward()
+                opt.step()
+        finally:
+            sys.setprofile(None)
+    rec = s.record
+    assert len(reduced) == 3 * 3  # 3 sampled steps: the Linear, the ReLU, the head; not the Dropout, the Identity
+    for stat in ("mean", "std", "min", "max", "zero_frac", "dead_frac"):
+        lin, drop = rec.series("0", stat).values.tolist(), rec.series("1", stat).values.tolist()
+        assert lin == drop, stat  # the same tensor: the same numbers
+        relu, ident = rec.series("2", stat).values.tolist(), rec.series("3", stat).values.tolist()
+        assert relu == ident, stat
+    assert (rec.series("0", "min").values < 0).all()  # the Linear's own output, before the inplace ReLU
+    assert (rec.series("3", "min").values == 0).all()  # the Identity sees the ReLU'd values
+    assert (rec.series("3", "zero_frac").values > 0.2).all() and (rec.series("0", "zero_frac").values == 0).all()

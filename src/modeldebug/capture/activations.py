@@ -13,6 +13,7 @@ meta, nested, complex, integer) switches off that module alone, and says why onc
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,11 @@ _BATCH_MAX_NUMEL = 1 << 14
 _BATCH_MIN = 4
 
 
+def _alias_key(t: torch.Tensor) -> tuple[Any, ...]:
+    """What makes two tensors hold the same values in the same order while both are alive."""
+    return (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t._version)
+
+
 class ForwardCollector:
     """Activation, input and mode measures of one tracer."""
 
@@ -52,6 +58,9 @@ class ForwardCollector:
         self.modes = {_EVAL: 0, _NOGRAD: 0}
         # small outputs waiting for their batched statistics: (shape, dtype, device, names) -> (entity, copy)
         self._pending: dict[tuple[Any, ...], list[tuple[int, torch.Tensor]]] = {}
+        # outputs measured (names, values) or copied ("copy", the copy) this step, by storage, layout
+        # and version, with the tensor (weakly: it must be alive for its memory not to be reused)
+        self._same: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], tuple[str, ...] | str, Any]] = {}
 
     def flush(self) -> None:
         """The statistics of the small outputs kept this step, one batch per shape (into the step buffer)."""
@@ -63,8 +72,11 @@ class ForwardCollector:
             try:
                 if len(items) < _BATCH_MIN and items[0][1].device.type == "cpu":
                     # a few: one at a time (the CPU path's ~40 µs each beats the batch's fixed ~120 µs)
+                    done: dict[int, list[float] | torch.Tensor] = {}  # a copy shared by aliases: once
                     for eid, t in items:
-                        self._add(eid, S.activation_values(t, names), names)
+                        if id(t) not in done:
+                            done[id(t)] = S.activation_values(t, names)
+                        self._add(eid, done[id(t)], names)
                     continue
                 values = S.activation_stats_batched(torch.stack([t for _, t in items]), names)
             except Exception as exc:  # a tensor subclass the statistics cannot reduce
@@ -84,6 +96,18 @@ class ForwardCollector:
 
     def new_step(self) -> None:
         self._sampled_modules.clear()
+        self._same.clear()
+
+    def _measured(self, eid: int, t: torch.Tensor, names: tuple[str, ...]) -> bool:
+        """Were these very values measured this step, as another module's output (a Dropout(0.0)
+        or an Identity returns its input, the same tensor)? Then that module's numbers are this
+        one's: the same data (same storage, layout and version; the tensor is still alive, so its
+        memory cannot have been reused), the same statistics."""
+        seen = self._same.get(_alias_key(t))
+        if seen is None or seen[0]() is None or seen[1] != names:
+            return False
+        self._add(eid, seen[2], names)
+        return True
 
     def end_step(self) -> dict[str, int]:
         cols = self.modes
@@ -120,6 +144,8 @@ class ForwardCollector:
         if t.numel() == 0:
             return
         self._sampled_modules.add(id(module))
+        if names and not saturated and not self.histograms and self._measured(info.eid, t, names):
+            return
         if names and not saturated and not self.histograms and t.numel() <= _BATCH_MAX_NUMEL:
             # small: the first of its shape this step is measured now (no copy; the kernels are
             # warm from the module before it), the others copied (a later in-place op must not
@@ -127,13 +153,20 @@ class ForwardCollector:
             key = (tuple(t.shape), t.dtype, t.device, names)
             group = self._pending.get(key)
             if group is not None:
-                group.append((info.eid, t.detach().clone()))
+                alias = _alias_key(t)
+                kept = self._same.get(alias)
+                copy = kept[2] if kept is not None and kept[0]() is not None and kept[1] == "copy" else None
+                if copy is None:  # not an alias of one copied this step: copied now
+                    copy = t.detach().clone()
+                    self._same[alias] = (weakref.ref(t), "copy", copy)
+                group.append((info.eid, copy))
                 return
             self._pending[key] = []
         try:
             values: list[float] | torch.Tensor = []
             if names:
                 values = S.activation_values(t, names)  # floats on the CPU, a tensor on a device
+                self._same[_alias_key(t)] = (weakref.ref(t), names, values)
             if saturated:
                 sat = S.saturation(t, info.type)
                 values = values + sat.tolist() if type(values) is list else torch.cat([values, sat.to(values.dtype)])
