@@ -36,8 +36,6 @@ INACTIVE_BELOW = 0.01
 # Scratch buffers up to this many elements are kept between calls (16 MiB of float32), per thread.
 _SCRATCH_MAX = 1 << 22
 _local = threading.local()
-# float32 counts exactly up to 2**24 (adding 1 to 2**24 gives 2**24)
-_EXACT_FLOAT_COUNT = 1 << 24
 
 
 def fast_path(x: torch.Tensor) -> bool:
@@ -164,8 +162,8 @@ def input_values(x: torch.Tensor) -> list[float] | None:
 
 def loss_io_values(x: torch.Tensor, tgt: torch.Tensor | None) -> list[float] | None:
     """`losses.loss_io_stats` of a float32 CPU input `x` (and a CPU target), or None when `x`
-    holds a non-finite value (the general path then masks them out). Seven kernels instead of ~20:
-    the values in [0, 1] counted by a one-bin ``histc`` (inclusive at both ends), the largest
+    holds a non-finite value (the general path then masks them out). About ten kernels instead of
+    ~20: no mask, the values in [0, 1] counted only when the range leaves it open, the largest
     |row sum - 1| from the row sums' range, the target's range and sum read without a float copy."""
     n = x.numel()
     total = float(x.sum())
@@ -178,9 +176,7 @@ def loss_io_values(x: torch.Tensor, tgt: torch.Tensor | None) -> list[float] | N
         frac01 = 1.0
     elif hi < 0.0 or lo > 1.0:
         frac01 = 0.0
-    elif n < _EXACT_FLOAT_COUNT:  # histc counts in float32: exact below 2**24
-        frac01 = float(torch.histc(x, bins=1, min=0.0, max=1.0)) / n
-    else:
+    else:  # (a one-bin `histc` is ~7x slower than these boolean passes on large inputs)
         frac01 = float(((x >= 0) & (x <= 1)).sum()) / n
     rowsum = nan
     if x.dim() >= 2:
