@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeldebug.record import Frame, Record, RunWriter
+from modeldebug.record import Frame, Record, RunWriter, Series
 from modeldebug.rules.context import Context, running_median, trailing_medians
 from modeldebug.rules.measures import collapse_onset
 
@@ -88,3 +88,20 @@ def test_the_context_smooths_each_curve_once_and_tells_equal_lengths_apart(tmp_p
     assert np.array_equal(ctx.running_median(a, 24), running_median(a, 24))
     with pytest.raises(ValueError):
         first[0] = 0.0  # shared between rules: read-only
+
+
+def test_the_loss_aligned_to_other_steps_equals_the_lookup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modeldebug.rules.gradients import _aligned_loss
+
+    w = RunWriter(tmp_path / "run.db")
+    w.set_meta(script="train.py", mode="run", level="basic", status="finished", exit_code=0)
+    rng = np.random.default_rng(8)
+    for step in range(0, 300, 3):  # steps with gaps, some losses NaN
+        w.add_step(step, loss=float("nan") if step % 33 == 0 else float(rng.random()), sampled=step % 2 == 0)
+    w.close()
+    ctx = Context(Record.open(tmp_path / "run.db"))
+    other = Series(np.array([-5, 0, 1, 3, 4, 6, 33, 297, 298, 400], dtype=np.int64), np.zeros(10))
+    by_step = dict(zip(ctx.loss.steps.tolist(), ctx.loss.values.tolist()))
+    want = np.array([by_step.get(int(t), np.nan) for t in other.steps], dtype=float)
+    assert np.array_equal(_aligned_loss(ctx, other), want, equal_nan=True)
+    assert np.isnan(want).sum() == 8 and np.isfinite(want).sum() == 2  # steps it lacks, and NaN losses

@@ -150,8 +150,9 @@ def _aligned_loss(ctx: Context, s: Any) -> np.ndarray | None:
     loss = ctx.loss
     if not len(loss):
         return None
-    by_step = dict(zip(loss.steps.tolist(), loss.values.tolist()))
-    return np.array([by_step.get(int(t), np.nan) for t in s.steps], dtype=float)
+    # the steps table has one row per step, in order: look each step up in it (NaN where it has none)
+    at = np.minimum(np.searchsorted(loss.steps, s.steps), len(loss.steps) - 1)
+    return np.where(loss.steps[at] == s.steps, loss.values[at], np.nan)
 
 
 def _loss_effect(ctx: Context, s: Any, onset: int, k: int) -> dict[str, Any] | None:
