@@ -208,3 +208,13 @@ def test_an_output_measured_twice_in_a_step_is_reduced_once_with_the_same_values
     assert (rec.series("0", "min").values < 0).all()  # the Linear's own output, before the inplace ReLU
     assert (rec.series("3", "min").values == 0).all()  # the Identity sees the ReLU'd values
     assert (rec.series("3", "zero_frac").values > 0.2).all() and (rec.series("0", "zero_frac").values == 0).all()
+
+
+def test_update_rows_read_on_the_host_equal_the_device_tensor() -> None:
+    from modeldebug.capture.updates import update_rows
+
+    norms = [torch.tensor(0.5), torch.tensor(0.0), torch.tensor(2.0), torch.tensor(0.0)]  # a weight of norm 0
+    host = update_rows(norms, 2, host=True)
+    device = update_rows(norms, 2, host=False)
+    assert isinstance(host, list) and isinstance(device, torch.Tensor) and device.dtype == torch.float64
+    assert host == device.tolist() == [0.25, 0.0, 2.0, 0.0]

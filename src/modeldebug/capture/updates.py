@@ -22,7 +22,7 @@ from .. import measures as M
 from . import stats as S
 from .buffer import stats_sink
 
-__all__ = ["UpdateCollector"]
+__all__ = ["UpdateCollector", "update_rows"]
 
 # CPU models with at most this many bytes of parameters keep the copy's buffers between sampled steps.
 _KEEP_MAX_BYTES = 1 << 28
@@ -83,14 +83,11 @@ class UpdateCollector:
         tr = self.tracer
         sink = stats_sink(tr.writer, step, [(e, M.UPDATE_RATIO.name) for e in eids] +
                           [(e, M.PARAM_NORM.name) for e in eids])
-        if all(v.device.type == "cpu" for v in norms):  # read now: no device to wait for
-            values = torch.stack(norms).tolist()
-            d, w = values[:n], values[n:]
-            tr.buffer.add_host([a / max(b, 1e-30) for a, b in zip(d, w)] + w, sink)
-            return
-        w64 = torch.stack([v.to(norms[0].device) for v in norms[n:]]).to(torch.float64)
-        d64 = torch.stack([v.to(norms[0].device) for v in norms[:n]]).to(torch.float64)
-        tr.buffer.add(torch.cat([d64 / w64.clamp_min(1e-30), w64]), sink)
+        rows = update_rows(norms, n, host=all(v.device.type == "cpu" for v in norms))
+        if type(rows) is list:
+            tr.buffer.add_host(rows, sink)
+        else:
+            tr.buffer.add(rows, sink)
 
     def weights_only(self, step: int) -> None:
         """Weight norms at the end of a sampled step no optimizer stepped (hand-written updates):
@@ -107,3 +104,17 @@ class UpdateCollector:
 
     def drop(self) -> None:
         self._before = None
+
+
+def update_rows(norms: list[torch.Tensor], n: int, host: bool) -> list[float] | torch.Tensor:
+    """The update ratios ‖Δw‖/‖w‖ then the weight norms, from the norms of the `n` changes then of
+    the `n` weights: as floats read now (`host`: on the CPU, where reading waits for nothing), else
+    as one float64 tensor on the first norm's device (copied with the step's other numbers)."""
+    if host:
+        values = torch.stack(norms).tolist()
+        d, w = values[:n], values[n:]
+        return [a / max(b, 1e-30) for a, b in zip(d, w)] + w
+    device = norms[0].device
+    w64 = torch.stack([v.to(device) for v in norms[n:]]).to(torch.float64)
+    d64 = torch.stack([v.to(device) for v in norms[:n]]).to(torch.float64)
+    return torch.cat([d64 / w64.clamp_min(1e-30), w64])
