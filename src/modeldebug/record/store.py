@@ -10,7 +10,6 @@ Every message is one line that names the file and what is wrong.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import sqlite3
@@ -72,12 +71,9 @@ class Store:
 
     def numbers(self, table: str, columns: list[str], *, tail: str = "", args: Sequence[Any] = ()) -> np.ndarray | None:
         """The rows of one table, all numeric, as a float64 array (rows x columns; NULL is NaN), streamed
-        from SQLite into numpy without a list of rows; None when a cell is not a number (the caller
-        reads the rows again to name it). Python's garbage collector is paused meanwhile: a million
-        short-lived row tuples would otherwise trigger its full passes over the heap."""
+        from SQLite into numpy without holding a list of row tuples; None when a cell is not a number
+        (the caller reads the rows again to name it)."""
         sql = self.plan[table].select(columns) + tail
-        paused = gc.isenabled()
-        gc.disable()
         try:
             cells = itertools.chain.from_iterable(self.conn.execute(sql, tuple(args)))
             flat = np.fromiter(cells, dtype=float)
@@ -85,9 +81,6 @@ class Store:
             return None
         except sqlite3.DatabaseError as exc:
             raise self._sqlite_error(exc, f"table {table}") from None
-        finally:
-            if paused:
-                gc.enable()
         return flat.reshape(-1, len(columns))
 
     def read(self, table: str, columns: list[str] | None = None, *, tail: str = "",
