@@ -10,7 +10,10 @@ loss and gradients (what a replay must reproduce bit for bit), and the script's 
 Cost (benchmarks/overhead.py; docs/replay.md): nothing is copied on a healthy step. The tracer
 checks the loss and the total gradient norm on the host at the step's one sync point, which comes
 BEFORE the optimizer steps, so the weights, the optimizer state and the gradients are still those of
-the failing step when it fires: the state is copied then, once, lazily. What a healthy step pays is
+the failing step when it fires: the state is copied then, once, lazily. (On CUDA an unsampled step's
+numbers arrive a few steps late, after its update: a bad step found late has no bundle; every step
+after a late non-finite value, and the 100 after a late loss spike, are read at once again, so the
+next bad step is caught in time: docs/overhead.md, "CUDA".) What a healthy step pays is
 one ``torch.get_rng_state()`` per forward pass of the model (~1 us: the forward pass may draw
 dropout masks), one reference to the last loss call's arguments (no copy), and a few float
 comparisons for the spike check.
