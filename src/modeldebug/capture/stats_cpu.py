@@ -102,10 +102,10 @@ def activation_values(x: torch.Tensor, names: Collection[str], order: tuple[str,
             out["zero_frac"] = 1.0 - float(alive) / n
         # the units' fractions from their counts, in numpy (a small array: ~1 µs a call, not ~4)
         if "inactive_frac" in names:
-            out["inactive_frac"] = max((np.count_nonzero(c <= _inactive_at_most(per)) / c.size for c, per in counts),
-                                       default=0.0)
+            out["inactive_frac"] = max((int(np.count_nonzero(c <= _inactive_at_most(per))) / c.size
+                                        for c, per in counts), default=0.0)
         if "dead_frac" in names:
-            out["dead_frac"] = max(((c.size - np.count_nonzero(c)) / c.size for c, _ in counts), default=0.0)
+            out["dead_frac"] = max(((c.size - int(np.count_nonzero(c))) / c.size for c, _ in counts), default=0.0)
     return [out[k] for k in order if k in names]
 
 
