@@ -124,9 +124,16 @@ def test_cpu_loss_statistics_equal_the_masked_path(case: str) -> None:
         assert got[4] == 1.0 and got[3] < 1e-5  # all in [0, 1]; rows sum to 1
 
 
-def test_update_ratios_are_the_true_update_norms_across_sampled_steps_and_a_dtype_change() -> None:
-    """The copy's buffers are kept between sampled steps: each step's ratio must still be
-    ||w_after - w_before|| / ||w_after|| of that step, also after the model changes dtype."""
+@pytest.mark.parametrize("keep", [True, False])
+def test_update_ratios_are_the_true_update_norms_across_sampled_steps_and_a_dtype_change(
+        keep: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy's buffers are kept between sampled steps (or, over the size limit, made afresh): each
+    step's ratio must still be ||w_after - w_before|| / ||w_after|| of that step, also after the
+    model changes dtype."""
+    from modeldebug.capture import updates
+
+    if not keep:
+        monkeypatch.setattr(updates, "_KEEP_MAX_BYTES", 0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
