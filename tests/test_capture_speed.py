@@ -294,3 +294,13 @@ def test_an_unsampled_step_runs_little_python_of_ours() -> None:
             sys.setprofile(None)
     assert s.record.column("loss").steps.tolist()[-1] == 30
     assert 10 < len(frames) <= 60, frames
+
+
+def test_the_weight_copies_kept_between_sampled_steps_go_with_the_session() -> None:
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        _loop(model, opt, 3)
+        assert s.tracer.updates._kept is not None  # the copies made for step 0-2's update ratios
+    assert s.tracer.updates._kept is None
+    assert s.record.frame("update_ratio").values.size > 0  # measured all the same

@@ -165,6 +165,7 @@ class Tracer:
         """Remove every hook and patch of this session; close the last step; flush the record."""
         PATCHES.detach(self)
         self.roots.remove_all()
+        self.updates.release()  # the weight copies kept between sampled steps (CPU, at most 64 MiB)
         if not self.attached:
             return
         self.attached = False
