@@ -26,10 +26,10 @@ import overhead as OH  # noqa: E402
 import modeldebug  # noqa: E402
 
 
-def count_step(model_name: str, level: str | None, warmup: int = 30) -> collections.Counter[str]:
+def count_step(model_name: str, level: str | None, warmup: int = 30, db: str = ":memory:") -> collections.Counter[str]:
     """Calls made by one unsampled step (the step after `warmup`; with `level`, watched)."""
     b = OH.Bench(model_name)
-    session = modeldebug.watch(b.model, optimizer=b.opt, level=level, db=":memory:") if level else None
+    session = modeldebug.watch(b.model, optimizer=b.opt, level=level, db=db) if level else None
     if session is not None:
         session.__enter__()
     try:
@@ -61,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="mlp", choices=sorted(OH.MODELS))
     p.add_argument("--level", default="basic")
     p.add_argument("--show", action="store_true", help="list modeldebug's frames")
+    p.add_argument("--db", default=":memory:", help="a record file (as `modeldebug run` writes: the repro bundle is "
+                   "armed only with one); default: in memory")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    plain, watched = count_step(args.model, None), count_step(args.model, args.level)
+    plain, watched = count_step(args.model, None), count_step(args.model, args.level, db=args.db)
     ours = {k: v for k, v in watched.items() if k.startswith("py:") and "modeldebug" in k}
     added = sum(watched.values()) - sum(plain.values())
-    print(f"{modeldebug.__file__}: {args.model} at {args.level}: an unsampled step makes {sum(plain.values())} "
+    where = "in memory" if args.db == ":memory:" else "to a file"
+    print(f"{modeldebug.__file__}: {args.model} at {args.level}, recorded {where}: an unsampled step makes {sum(plain.values())} "
           f"calls plain, {sum(watched.values())} watched (+{added}); modeldebug's own Python frames: "
           f"{sum(ours.values())}")
     if args.show:
