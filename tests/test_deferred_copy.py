@@ -8,6 +8,7 @@ checked by the last test (skipped without CUDA) and benchmarks/cuda_sync_check.p
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 
 import modeldebug as md
 from modeldebug.capture.assembler import SPIKE_SYNC_STEPS
+from modeldebug.capture.buffer import pack, unpack
 from modeldebug.capture.deferred import CudaCopier, LaggingCopier
 from modeldebug.capture.sampler import EARLY_STEPS
 from modeldebug.config import DebuggingConfig
@@ -207,6 +209,50 @@ def test_a_breakpoint_listener_keeps_every_step_synchronous() -> None:
     assert copier.started == 0 and s.record.n_steps == 30
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a pinned-memory allocator")
+def test_a_copy_that_cannot_start_falls_back_to_synchronous_reads_said_once(caplog: Any) -> None:
+    """The real CUDA copier where no pinned memory can be had (this CPU-only torch: ``pin_memory=True``
+    raises), switched in mid-run after 30 steps deferred by a lagging GPU: the steps still pending are
+    written first, in order, every later step is read synchronously, the record is the synchronous
+    one, one warning, nothing raised into the loop."""
+    copier = CudaCopier()
+
+    def switch(s: Any, i: int) -> None:
+        if i == 29:
+            assert len(s.tracer.assembler.pending) > 0  # deferred steps still on their way
+            s.tracer.assembler.copier = copier
+
+    sync = run(mlp(), batches(STEPS), None)
+    with caplog.at_level(logging.WARNING, logger="modeldebug"):
+        failed = run(mlp(), batches(STEPS), LaggingCopier(lag=3), each=switch)
+    warnings = [r for r in caplog.records if "deferred device-to-host copies are off" in r.getMessage()]
+    assert len(warnings) == 1 and "pin_memory" in warnings[0].getMessage()
+    a = failed.tracer.assembler
+    assert a.deferral_failed is not None and copier.created == 0 and len(a.pending) == 0
+    assert content(failed) == content(sync)
+    assert failed.record.events("internal_error") == []  # no probe switched off
+
+
+def test_pack_reads_a_tensor_of_another_device_now_and_detaches() -> None:
+    """A CPU loss beside values on an accelerator (here the meta device): ``torch.cat`` of both would
+    raise, so the CPU one is read on the host and only the accelerator's are concatenated; nothing
+    packed keeps an autograd graph."""
+    got: dict[str, list[float]] = {}
+    w = torch.ones(3, requires_grad=True)
+    loss = (w * 2.0).sum().reshape(1)  # requires grad, on the CPU
+    on_meta = torch.ones(4, device="meta")
+    entries = [(loss, lambda v: got.__setitem__("loss", v)), (on_meta, lambda v: got.__setitem__("meta", v))]
+    flat, layout = pack(entries, torch.device("meta"))  # type: ignore[arg-type]
+    assert flat is not None and flat.device.type == "meta" and flat.numel() == 4
+    for sink, v in unpack(layout, [7.0, 8.0, 9.0, 10.0]):
+        sink(v)
+    assert got == {"loss": [6.0], "meta": [7.0, 8.0, 9.0, 10.0]}
+    # every tensor on the copy's device (or no device given): all packed, detached
+    flat, layout = pack([(loss, lambda v: None), (torch.tensor([1.0, 2.0]), lambda v: None)])  # type: ignore[list-item]
+    assert flat is not None and flat.tolist() == [6.0, 1.0, 2.0] and not flat.requires_grad
+    assert [v for _, v in layout] == [1, 2]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_steps_are_deferred_and_their_rows_match_the_synchronous_ones() -> None:
     def cuda_run(synchronous: bool) -> Any:
@@ -223,7 +269,9 @@ def test_cuda_steps_are_deferred_and_their_rows_match_the_synchronous_ones() -> 
         return s
 
     deferred, sync = cuda_run(False), cuda_run(True)
-    assert isinstance(deferred.tracer.assembler._cuda_copier, CudaCopier)
+    copier = deferred.tracer.assembler._cuda_copier
+    assert isinstance(copier, CudaCopier) and deferred.tracer.assembler.deferral_failed is None
+    assert 0 < copier.created <= copier.keep  # pinned buffers and events pooled, not made each step
     assert content(deferred) == content(sync)
 
 

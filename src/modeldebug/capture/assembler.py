@@ -14,6 +14,7 @@ comes, or the run ends), always in step order. CPU steps take the synchronous pa
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ __all__ = ["SPIKE_SYNC_STEPS", "StepAssembler", "lr_of"]
 # A CPU-only build of torch never has CUDA memory to read (no call a step to ask; is_built() does
 # not touch the driver, so a fork stays safe).
 _CUDA_BUILT = torch.backends.cuda.is_built()
+
+log = logging.getLogger("modeldebug")
 
 #: steps read synchronously after a loss spike found late, while a repro bundle is still armed
 SPIKE_SYNC_STEPS = 100
@@ -68,6 +71,8 @@ class StepAssembler:
         self._open: PendingStep | None = None  # this step's deferred copy, before its row is made
         self._late: int | None = None  # the step whose late numbers the sinks are given now
         self.sync_only = False  # after a late non-finite value: every later step synchronous
+        #: why deferred copies were switched off (a copy that could not be started), else None
+        self.deferral_failed: str | None = None
         self._sync_until = 0  # after a late loss spike: steps before this one synchronous (see _finish)
         self.reset()
 
@@ -112,26 +117,42 @@ class StepAssembler:
                 return
         if pending:  # earlier steps whose copies have landed (asked, never waited for)
             self.pending.ready(self._finish)
-        copier = self._copier(entries)
-        if copier is None:
-            if pending:  # every earlier step's numbers first: rows in step order
-                self.pending.drain(self._finish)
-            for sink, values in StepBuffer.read(entries):
-                sink(values)
-            return
-        self.pending.make_room(self._finish)  # the host ran `bound` steps ahead: wait on the oldest
-        flat, layout = pack(entries)
-        self._open = PendingStep(self.step, layout, copier.start(flat) if flat is not None else None,
-                                 extra=self.extra)
-        self.pending.items.append(self._open)
+        chosen = self._copier(entries)
+        if chosen is not None:
+            self.pending.make_room(self._finish)  # the host ran `bound` steps ahead: wait on the oldest
+            copier, device = chosen
+            try:
+                flat, layout = pack(entries, device)
+                copy = copier.start(flat) if flat is not None else None
+            except Exception as exc:  # noqa: BLE001 - e.g. no pinned memory: read synchronously from now on
+                self._no_deferral(exc)
+            else:
+                self._open = PendingStep(self.step, layout, copy, extra=self.extra)
+                self.pending.items.append(self._open)
+                return
+        if pending:  # every earlier step's numbers first: rows in step order
+            self.pending.drain(self._finish)
+        for sink, values in StepBuffer.read(entries):
+            sink(values)
 
-    def _copier(self, entries: list[Entry]) -> Copier | None:
-        """The copier that defers this step, or None for the synchronous path: a CPU step, a sampled
-        step, a second sync in one step, a step without work (the end of the run), after late trouble,
-        or with a listener that must see each step at once (a breakpoint)."""
+    def _no_deferral(self, exc: Exception) -> None:
+        """A deferred copy could not be started: this step and every later one are read synchronously
+        (the user's training goes on as before), said once."""
+        self.deferral_failed = f"{type(exc).__name__}: {exc}"
+        log.warning("modeldebug: deferred device-to-host copies are off, every step is read synchronously "
+                    "(%s)", self.deferral_failed)
+
+    def _copier(self, entries: list[Entry]) -> tuple[Copier, torch.device | None] | None:
+        """The copier that defers this step and the device whose values it copies, or None for the
+        synchronous path: a CPU step, a sampled step, a second sync in one step, a step without work
+        (the end of the run), after late trouble or a failed deferred copy, or with a listener that
+        must see each step at once (a breakpoint)."""
+        if (self._open is not None or self.sync_only or self.deferral_failed is not None
+                or self.step < self._sync_until or not self.has_work()):
+            return None
         copier = self.copier
+        device = None
         if copier is None:
-            device = None
             for t, _ in entries:  # the CPU's case: a few attribute reads
                 if type(t) is not list and t.device.type != "cpu":
                     if device is not None and t.device != device:
@@ -140,11 +161,10 @@ class StepAssembler:
             if device is None or device.type != "cuda":
                 return None
             copier = self._cuda_copier = self._cuda_copier or CudaCopier()
-        if (self._open is not None or self.sync_only or self.step < self._sync_until or not self.has_work()
-                or self.tracer.sampled()
-                or any(not isinstance(getattr(f, "__self__", None), Progress) for f in self.listeners)):
+        if self.tracer.sampled() or any(not isinstance(getattr(f, "__self__", None), Progress)
+                                        for f in self.listeners):
             return None
-        return copier
+        return copier, device
 
     def _finish(self, rec: PendingStep) -> None:
         """A deferred step's numbers have landed: hand them to its sinks, then write its row."""

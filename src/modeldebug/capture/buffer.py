@@ -110,16 +110,22 @@ def read_host(entries: list[Entry]) -> list[tuple[Sink, list[float]]] | None:
     return out
 
 
-def pack(entries: list[Entry]) -> tuple[torch.Tensor | None, Layout]:
-    """The tensors of `entries` concatenated into one flat tensor (no copy to the host yet, no sync),
-    and where each sink's values will be: its host list, or how many values it takes from the flat."""
+def pack(entries: list[Entry], device: torch.device | None = None) -> tuple[torch.Tensor | None, Layout]:
+    """The tensors of `entries` on `device` concatenated into one flat tensor (no copy to the host
+    yet, no sync), and where each sink's values will be: its host list, or how many values it takes
+    from the flat. A tensor on another device (a CPU loss beside CUDA gradients) is read now, as the
+    synchronous path would (``torch.cat`` refuses two devices); `device` None: every tensor is packed.
+    Tensors are detached: a deferred copy must not keep an autograd graph alive for steps."""
     tensors: list[torch.Tensor] = []
     layout: Layout = []
     for t, sink in entries:
         if type(t) is list:
             layout.append((sink, t))  # type: ignore[arg-type]
+        elif device is not None and t.device != device:
+            v = t.detach().reshape(-1).tolist()
+            layout.append((sink, v))
         else:
-            tensors.append(t.reshape(-1))
+            tensors.append((t.detach() if t.requires_grad else t).reshape(-1))
             layout.append((sink, t.numel()))
     if not tensors:
         return None, layout

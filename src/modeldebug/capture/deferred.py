@@ -3,7 +3,9 @@
 On a CUDA device, reading a value (``.item()``, ``.tolist()``) makes the host wait until the GPU has
 run every kernel queued before it. An unsampled step needs no number at once: its row can be written
 a few steps later. So its values are concatenated on the device, copied with ``non_blocking=True``
-into a pinned host buffer, and a CUDA event is recorded after the copy (`CudaCopier`); the step waits
+into a pinned host buffer, and a CUDA event is recorded after the copy on the same stream (the current
+stream of the values' device, where they were computed and where ``copy_`` enqueues), buffers and
+events pooled (`CudaCopier`); the step waits
 in a `PendingQueue` until ``event.query()`` says the copy has landed, which the assembler asks at
 the next steps' sync points. If the host runs ahead of the GPU, the queue holds at most `bound`
 steps: a full queue waits on its oldest event (one wait per `bound` steps at worst). The end of the
@@ -41,31 +43,86 @@ class Copier(Protocol):
     def start(self, flat: torch.Tensor) -> Copy: ...
 
 
+class _Slot:
+    """A pinned host buffer and the CUDA event recorded after a copy into it, reused step after step."""
+
+    __slots__ = ("event", "host")
+
+    def __init__(self, host: torch.Tensor, event: torch.cuda.Event) -> None:
+        self.host, self.event = host, event
+
+
 class _CudaCopy:
-    def __init__(self, flat: torch.Tensor) -> None:
-        self.flat = flat  # kept alive until the copy has run (the caching allocator orders reuse anyway)
-        self.host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-        self.host.copy_(flat, non_blocking=True)
-        self.event = torch.cuda.Event()
-        self.event.record(torch.cuda.current_stream(flat.device))
+    """One step's copy: ``flat`` (device) into a pooled pinned buffer, an event recorded after it on
+    the stream that produced the values (the current stream of ``flat``'s device, the stream that
+    ``copy_`` itself uses). ``flat`` is held until the event has completed, so the caching allocator
+    cannot give its memory to another tensor while the copy may still read it, whatever stream it was
+    allocated on; the pinned buffer goes back to the pool only after its values were read."""
+
+    __slots__ = ("done", "flat", "key", "n", "owner", "slot")
+
+    def __init__(self, owner: CudaCopier, flat: torch.Tensor) -> None:
+        key = (flat.device, flat.dtype)
+        n = flat.numel()
+        slot = owner.take(key, n)
+        host = slot.host if slot.host.numel() == n else slot.host[:n]
+        host.copy_(flat, non_blocking=True)  # cudaMemcpyAsync on the current stream of flat's device
+        slot.event.record(torch.cuda.current_stream(flat.device))  # the same stream, after the copy
+        self.owner, self.key, self.n, self.slot, self.flat, self.done = owner, key, n, slot, flat, False
 
     def ready(self) -> bool:
-        return bool(self.event.query())  # cudaEventQuery: asks, never waits
+        if not self.done and self.slot.event.query():  # cudaEventQuery: asks, never waits
+            self.done, self.flat = True, None  # type: ignore[assignment]
+        return self.done
 
     def wait(self) -> None:
-        self.event.synchronize()
+        if not self.done:
+            self.slot.event.synchronize()  # cudaEventSynchronize: the one wait (a full queue, a drain)
+            self.done, self.flat = True, None  # type: ignore[assignment]
 
     def values(self) -> list[float]:
-        self.event.synchronize()  # a no-op once ready() said so
-        self.flat = None  # type: ignore[assignment]
-        return self.host.tolist()  # a pinned CPU tensor: no device call
+        self.wait()  # no runtime call once ready() or wait() said so
+        slot = self.slot
+        out = (slot.host if slot.host.numel() == self.n else slot.host[:self.n]).tolist()  # pinned host memory
+        self.owner.give(self.key, slot)
+        return out
 
 
 class CudaCopier:
-    """Pinned buffer, ``non_blocking`` copy, CUDA event: the real copier."""
+    """Pinned buffer, ``non_blocking`` copy, CUDA event: the real copier.
+
+    Buffers and events are pooled: a step takes a free slot (a pinned buffer at least as large as
+    its values, of their dtype and device, and an event) and gives it back once its values were read,
+    so after the first steps no pinned memory is allocated and no event created (at most `keep`
+    slots per device and dtype are kept: the queue's bound and the step under way)."""
+
+    def __init__(self, keep: int = 10) -> None:
+        self.keep = keep
+        self.free: dict[tuple[torch.device, torch.dtype], list[_Slot]] = {}
+        self.created = 0  # slots made (pinned buffers allocated, events created): a test reads it
 
     def start(self, flat: torch.Tensor) -> Copy:
-        return _CudaCopy(flat)
+        return _CudaCopy(self, flat)
+
+    def take(self, key: tuple[torch.device, torch.dtype], n: int) -> _Slot:
+        free = self.free.get(key)
+        if free:
+            for i in range(len(free) - 1, -1, -1):
+                if free[i].host.numel() >= n:
+                    return free.pop(i)
+        size = 64
+        while size < n:
+            size *= 2
+        # torch's caching host allocator: a pinned block, reused if one is cached; raises where
+        # pinned memory cannot be had (the assembler then reads synchronously)
+        slot = _Slot(torch.empty(size, dtype=key[1], pin_memory=True), torch.cuda.Event())
+        self.created += 1
+        return slot
+
+    def give(self, key: tuple[torch.device, torch.dtype], slot: _Slot) -> None:
+        free = self.free.setdefault(key, [])
+        if len(free) < self.keep:
+            free.append(slot)
 
 
 class _LaggingCopy:
