@@ -76,8 +76,10 @@ class LoopWatch:
         max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
         if max_norm is None:
             return
+        # the limit filled ON the device (`torch.tensor(x, device=cuda)` is a host-to-device copy that
+        # waits for the stream: a synchronisation every clipped step)
         self.clip = torch.stack([total.detach().reshape(()).to(torch.float64),
-                                 torch.tensor(float(max_norm), dtype=torch.float64, device=total.device)])
+                                 torch.full((), float(max_norm), dtype=torch.float64, device=total.device)])
 
     # -- per step -------------------------------------------------------------------------------------
     def first_backward(self, params: list[torch.Tensor]) -> None:
