@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -252,3 +253,27 @@ def test_a_closure_step_is_measured_after_its_closure_runs() -> None:
     assert record.column("loss").values.tolist() == pytest.approx(losses)
     assert (record.column("grad_norm").values > 0).all()
     assert (record.column("n_backward").values > 1).all()
+
+
+def test_session_step_marks_hand_written_steps_and_rejects_a_loss_that_is_not_one_number() -> None:
+    from modeldebug.errors import BadInputError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(5):  # no optimizer object: the update by hand, the step marked by hand
+            model.zero_grad()
+            out = model(x)
+            loss = ((out - y) ** 2).mean()
+            loss.backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.05 * p.grad
+            s.step(loss.item())
+        with pytest.raises(BadInputError, match="loss must be one number"):
+            s.step(out)
+        with pytest.raises(BadInputError, match="must be a number or a tensor"):
+            s.step("0.5")  # type: ignore[arg-type]
+    losses = s.record.column("loss")
+    assert len(losses) == 5 and np.all(np.diff(losses.values) < 0)  # the loss fell, step by step

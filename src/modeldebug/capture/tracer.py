@@ -35,6 +35,7 @@ from torch import nn
 
 from .. import measures as M
 from ..config import DebuggingConfig
+from ..errors import BadInputError
 from ..record import RunWriter
 from . import stats as S
 from .activations import ForwardCollector
@@ -543,7 +544,17 @@ class Tracer:
         self._switch_module_hooks()
 
     def mark_step(self, loss: torch.Tensor | float | None = None) -> None:
-        """A step boundary given by hand (`WatchSession.step`), with the step's loss when known."""
+        """A step boundary given by hand (`WatchSession.step`), with the step's loss when known.
+        A wrong `loss` is the caller's error (BadInputError); anything failing after that is ours
+        and, as in every hook, contained (logged, recorded, the step probe switched off)."""
+        if loss is not None and not isinstance(loss, (torch.Tensor, int, float)):
+            raise BadInputError(f"session.step(loss={loss!r}): the loss must be a number or a tensor")
+        if isinstance(loss, torch.Tensor) and loss.numel() != 1:
+            raise BadInputError(f"session.step(loss=<tensor of shape {tuple(loss.shape)}>): the loss must be "
+                                "one number (reduce it first, e.g. loss.mean())")
+        self.call("step", self._mark_step, loss)
+
+    def _mark_step(self, loss: torch.Tensor | float | None) -> None:
         a = self.assembler
         if loss is not None and not a.losses:
             a.losses.append(torch.as_tensor(loss, dtype=torch.float64).detach().reshape(1))
