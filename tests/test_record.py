@@ -23,6 +23,7 @@ def test_round_trip_of_steps_stats_events_and_meta(tmp_path: Path) -> None:
     w.add_step(0, loss=2.0, lr=0.1, grad_norm=1.5, sampled=True)
     w.add_step(1, loss=float("nan"), lr=0.1)
     w.add_stats(0, [(fc, "mean", 0.25), (fc, "std", float("nan"))])
+    w.add_stat_values(1, [(fc, "mean"), (fc, None), (fc, "std")], [float("nan"), 9.0, 0.5])  # None: not kept
     w.add_event(1, "nonfinite", {"what": "loss"})
     w.set_meta(script="train.py", steps=2)
     w.close()
@@ -30,11 +31,14 @@ def test_round_trip_of_steps_stats_events_and_meta(tmp_path: Path) -> None:
     assert rec.meta["schema_version"] == SCHEMA_VERSION and rec.meta["script"] == "train.py"
     loss = rec.column("loss")
     assert loss.steps.tolist() == [0, 1] and loss.values[0] == 2.0 and np.isnan(loss.values[1])
-    assert rec.series("fc1", "mean").values.tolist() == [0.25]
-    assert np.isnan(rec.series("fc1", "std").values[0])
+    mean = rec.series("fc1", "mean")
+    assert mean.steps.tolist() == [0, 1] and mean.values[0] == 0.25 and np.isnan(mean.values[1])
+    assert np.isnan(rec.series("fc1", "std").values[0]) and rec.series("fc1", "std").values.tolist()[1] == 0.5
     with sqlite3.connect(path) as raw:  # a NaN is stored as NULL (SQLite binds NaN as NULL)
         assert raw.execute("SELECT loss FROM steps WHERE step = 1").fetchone() == (None,)
-        assert raw.execute("SELECT value FROM stats WHERE stat = 'std'").fetchone() == (None,)
+        assert raw.execute("SELECT value FROM stats WHERE stat = 'std' AND step = 0").fetchone() == (None,)
+        assert raw.execute("SELECT value FROM stats WHERE stat = 'mean' AND step = 1").fetchone() == (None,)
+        assert raw.execute("SELECT COUNT(*) FROM stats WHERE step = 1").fetchone() == (2,)
     assert rec.entity("fc1").type == "Linear" and rec.entity("fc1").info == {"leaf": True}
     assert rec.events("nonfinite")[0].data == {"what": "loss"}
     assert len(rec.series("nope", "mean")) == 0

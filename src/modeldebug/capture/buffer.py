@@ -32,7 +32,7 @@ def stats_sink(writer: RunWriter, step: int, rows: list[tuple[int, str | None]])
     whose name is None is not kept (one kernel computes a family; the plan keeps what is read)."""
 
     def sink(values: list[float]) -> None:
-        writer.add_stats(step, [(eid, name, v) for (eid, name), v in zip(rows, values) if name is not None])
+        writer.add_stat_values(step, rows, values)
 
     return sink
 

@@ -127,6 +127,12 @@ class RunWriter:
     def add_stats(self, step: int, rows: list[tuple[int, str, float]]) -> None:
         self._stats.extend((step, eid, stat, _clean(v)) for eid, stat, v in rows)
 
+    def add_stat_values(self, step: int, rows: list[tuple[int, str | None]], values: list[float]) -> None:
+        """Value i as the statistic ``rows[i] = (entity, name)`` of `step`; a value whose name is None
+        is not kept. One pass (a sampled step of a deep model writes ~10,000 of these); a NaN is
+        stored as NULL by SQLite itself (tests/test_record.py)."""
+        self._stats.extend((step, eid, name, v) for (eid, name), v in zip(rows, values) if name is not None)
+
     def add_histogram(self, step: int, entity: int, lo: float, hi: float, counts: list[float]) -> None:
         self._hists.append((step, entity, lo, hi, json.dumps([int(c) for c in counts])))
 
