@@ -93,16 +93,6 @@ class GradientCollector:
         self._last = None
         if not self.on:
             return
-        grad_on = _grad_enabled()
-        if grad_on:  # gradients made with create_graph=True: the norms must not join their graph
-            _set_grad_enabled(False)
-        try:
-            self._collect(step, sampled, scale)
-        finally:
-            if grad_on:
-                _set_grad_enabled(True)
-
-    def _collect(self, step: int, sampled: bool, scale: Any) -> None:
         layout = self._layout
         if layout is None or layout[0] != self.tracer.registry.version:
             self._tracked()
@@ -116,7 +106,17 @@ class GradientCollector:
         changed = eids is not self._eids and eids != self._eids
         self._eids = eids
         want_params = self.per_param and (sampled or changed)
-        index = self._group_index(eids, changed) if self.per_group else None
+        index = None
+        if self.per_group:
+            groups = self._groups  # (the cache hit of `_group_index`, inlined)
+            index = groups[1] if not changed and groups is not None and groups[0] == self.tracer.registry.version \
+                else self._group_index(eids, changed)
+        # On the CPU the norms are read at once (a norm of gradients made with create_graph=True joins
+        # their graph and is dropped with it); on a device they are kept until the step's copy, so they
+        # are made outside any graph.
+        grad_on = not cpu and _grad_enabled()
+        if grad_on:
+            _set_grad_enabled(False)
         try:
             if cpu:
                 self._on_host(step, present, eids, want_params, index, flat, scale)
@@ -126,7 +126,11 @@ class GradientCollector:
             if not fused:
                 raise
             self._layout = (self._layout[0], params, all_eids, False, False, False)  # type: ignore[index]
-            self._on_device(step, present, eids, want_params, index, False, False, scale)
+            with torch.no_grad():
+                self._on_device(step, present, eids, want_params, index, False, False, scale)
+        finally:
+            if grad_on:
+                _set_grad_enabled(True)
 
     def _on_host(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
                  index: tuple[list[int], list[int]] | None, flat: bool, scale: Any = None) -> None:
@@ -148,7 +152,7 @@ class GradientCollector:
             norms = [v / s for v in norms] if norms is not None else None
             sink = tr.assembler.scaled_grad_norm_sink
         self._last = (grads, eids, norms)
-        tr.assembler.buffer.add_host([total], sink)
+        tr.assembler.buffer.entries.append(([total], sink))  # (StepBuffer.add_host, inlined)
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = [0.0] * len(group_eids)

@@ -44,7 +44,8 @@ class LoopWatch:
         self.tracer = tracer
         self.zero_grad_calls = 0
         self.t_loader = 0.0
-        self._recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
+        #: weak references to the last loss tensors (the tracer's backward probe appends them)
+        self.recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
         self._fp_vectors: dict[tuple[int, torch.device], torch.Tensor] = {}
         # Fingerprints by (phase, data set): the data set is the one the last DataLoader batch came
         # from (None without a DataLoader), so evaluating the TRAINING set under no_grad is not leakage.
@@ -93,18 +94,6 @@ class LoopWatch:
             tr.buffer.add(torch.stack(S.norms(carried)).norm().reshape(1),
                           lambda v: extra.__setitem__(M.CARRIED_GRAD_NORM.name, v[0]))
 
-    def saw_loss(self, loss: torch.Tensor) -> None:
-        self._recent_losses.append(weakref.ref(loss))  # a deque: the oldest falls out
-
-    def live_losses(self) -> int:
-        """How many loss tensors of earlier steps (not this one) something still holds (C-level maps:
-        every step runs it)."""
-        recent = self._recent_losses
-        n = len(recent) - 1
-        if n <= 0:
-            return 0
-        return sum(map(_is_alive, map(_deref, itertools.islice(recent, n))))
-
     def before_sync(self) -> None:
         """Put what clipping measured into the step's one host copy."""
         if self.clip is not None:
@@ -113,8 +102,12 @@ class LoopWatch:
             self.clip = None
 
     def end_step(self) -> dict[str, Any]:
-        cols = {M.ZERO_GRAD_CALLS.name: self.zero_grad_calls, M.T_LOADER.name: self.t_loader,
-                M.LIVE_LOSSES.name: self.live_losses()}
+        # live losses: how many loss tensors of earlier steps (not this one) something still holds
+        # (C-level maps: every step runs this)
+        recent = self.recent_losses
+        n = len(recent) - 1
+        live = sum(map(_is_alive, map(_deref, itertools.islice(recent, n)))) if n > 0 else 0
+        cols = {M.ZERO_GRAD_CALLS.name: self.zero_grad_calls, M.T_LOADER.name: self.t_loader, M.LIVE_LOSSES.name: live}
         self.zero_grad_calls = 0
         self.t_loader = 0.0
         return cols

@@ -141,7 +141,7 @@ class LossWatch:
         if exc is not None:
             return
         tr = self.tracer
-        if not tr.sampled() and (name, "train") in self.eids:  # the common step: nothing to take
+        if not tr._sample_now and (name, "train") in self.eids:  # the common step: nothing to take
             inp = args[0] if args else kwargs.get("input")
             if isinstance(inp, torch.Tensor) and inp.requires_grad and torch.is_grad_enabled():
                 return

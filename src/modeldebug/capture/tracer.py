@@ -220,7 +220,8 @@ class Tracer:
 
     # -- sampling ------------------------------------------------------------------------------------
     def sampled(self) -> bool:
-        """Is this a sampled step (per-layer detail)? Decided once per step (hooks ask on every call)."""
+        """Is this a sampled step (per-layer detail)? Decided once per step, at the step boundary
+        (`_end_step`), so the hot hooks read `_sample_now` directly."""
         step = self.assembler.step
         if step != self._sampled_at:
             self._sampled_at, self._sample_now = step, self.sampler.sampled(step)
@@ -347,13 +348,32 @@ class Tracer:
         self.forward.output(module, info, output)
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------
-    # (`call`'s checks and error containment, inlined: these run on every backward pass)
+    # (`call`'s checks and error containment inlined, and the bodies too: these run on every backward
+    # pass, where each Python frame costs ~1 µs)
     def _backward_before(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float | None:
         if self.replaying or "backward" in self._disabled or _PROCESS_GENERATION[0] != self.generation:
             return None
         t0 = time.perf_counter()
         try:
-            self._before_backward(args[0] if args else kwargs.get("tensors"))
+            tensors = args[0] if args else kwargs.get("tensors")
+            a = self.assembler
+            if a.n_backward and a.synced and not self._optimizer_mode():
+                self._end_step()  # a loop without (known) optimizer: the previous backward closed a step
+            loss = tensors if isinstance(tensors, torch.Tensor) else (
+                tensors[0] if isinstance(tensors, (tuple, list)) and tensors and isinstance(tensors[0], torch.Tensor)
+                else None)
+            if a.t_bwd_first is None:
+                a.t_bwd_first = time.perf_counter()
+                if a.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
+                    self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
+            if loss is not None and loss.numel() == 1 and loss.is_floating_point():
+                held = loss
+                if self.amp._scaled is not None:  # a GradScaler scaled a loss: is this its output?
+                    unscaled = self.amp.unscaled_loss(loss)  # then record the user's loss instead
+                    if unscaled is not None:
+                        loss, held = unscaled
+                a.losses.append(loss.detach())
+                self.loop.recent_losses.append(weakref.ref(held))  # (LoopWatch.saw_loss)
         except Exception as exc:
             self._fail("backward", exc)
         t1 = time.perf_counter()
@@ -368,40 +388,17 @@ class Tracer:
         if exc is not None:
             self._crash_phase = "backward"
         try:
-            self._after_backward()
+            self.assembler.n_backward += 1
+            self._backwards_since_step += 1
+            if not (self.registry.optimizers and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP) \
+                    and not self._optimizer_mode():
+                # Measure now, while the weights are still those of the forward pass; the step closes at
+                # the next backward pass, or at an optimizer step that turns up (an optimizer created
+                # before watching began is only seen at its first step).
+                self._measure()
         except Exception as err:
             self._fail("backward", err)
         self.own_time += time.perf_counter() - t1
-
-    def _before_backward(self, tensors: Any) -> None:
-        a = self.assembler
-        if a.n_backward and a.synced and not self._optimizer_mode():
-            self._end_step()  # a loop without (known) optimizer: the previous backward closed a step
-        loss = tensors if isinstance(tensors, torch.Tensor) else (
-            tensors[0] if isinstance(tensors, (tuple, list)) and tensors and isinstance(tensors[0], torch.Tensor)
-            else None)
-        if a.t_bwd_first is None:
-            a.t_bwd_first = time.perf_counter()
-            if a.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
-                self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
-        if loss is not None and loss.numel() == 1 and loss.is_floating_point():
-            held = loss
-            if self.amp._scaled is not None:  # a GradScaler scaled a loss: is this its output?
-                unscaled = self.amp.unscaled_loss(loss)  # then record the user's loss instead
-                if unscaled is not None:
-                    loss, held = unscaled
-            a.losses.append(loss.detach())
-            self.loop.saw_loss(held)
-
-    def _after_backward(self) -> None:
-        self.assembler.n_backward += 1
-        self._backwards_since_step += 1
-        if not (self.registry.optimizers and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP) \
-                and not self._optimizer_mode():
-            # Measure now, while the weights are still those of the forward pass; the step closes at
-            # the next backward pass, or at an optimizer step that turns up (an optimizer created
-            # before watching began is only seen at its first step).
-            self._measure()
 
     # -- optimizer ------------------------------------------------------------------------------------
     def _optimizer_created(self, token: Any, args: tuple[Any, ...], kwargs: Any, result: Any,
@@ -448,7 +445,14 @@ class Tracer:
             return
         t0 = time.perf_counter()
         try:
-            self._opt_post(opt)
+            # Every optimizer step closes a step (a GAN's two optimizers make two steps an iteration).
+            self._crash_phase = "other"
+            a = self.assembler
+            if a.t_opt_start is not None:
+                a.t_opt = time.perf_counter() - a.t_opt_start
+            if self._sample_now:  # the weights are copied before sampled steps only
+                self.updates.after_step(a.step)
+            self._end_step()
         except Exception as exc:
             self._fail("optimizer", exc)
         self.own_time += time.perf_counter() - t0
@@ -472,16 +476,6 @@ class Tracer:
             self.updates.before_step()
         if not a.synced:  # else measured at the backward pass already (optimizer unknown until this step)
             self._measure(sampled)
-
-    def _opt_post(self, opt: torch.optim.Optimizer) -> None:
-        # Every optimizer step closes a step (a GAN's two optimizers make two steps an iteration).
-        self._crash_phase = "other"
-        a = self.assembler
-        if a.t_opt_start is not None:
-            a.t_opt = time.perf_counter() - a.t_opt_start
-        if self._sample_now:  # the weights are copied before sampled steps only
-            self.updates.after_step(a.step)
-        self._end_step()
 
     # -- step boundaries --------------------------------------------------------------------------------
     def _measure(self, sampled: bool | None = None) -> None:
