@@ -8,7 +8,7 @@ measures the selected rules require); when it takes per-layer detail follows the
 `StepAssembler` turns each step into one record row.
 
 Cost model (benchmarks/overhead.py, benchmarks/step_calls.py, docs/overhead.md): every step costs
-one fused ``_foreach_norm`` over the gradients, a few ``perf_counter`` calls, about 45 Python frames
+one fused ``_foreach_norm`` over the gradients, a few ``perf_counter`` calls, about 36 Python frames
 of ours (they run cold after the step's kernels: ~1 µs each, so the hooks inline what they can) and
 ONE device-to-host copy of everything the step measured, taken in the optimizer pre-hook so that a
 non-finite loss can still be traced to its producer with the weights that produced it. On CUDA an
