@@ -137,12 +137,18 @@ def _unit_counts(nonzero: torch.Tensor) -> list[tuple[np.ndarray, int]]:
     return [(nonzero.sum(dim=dims).numpy(), n // nonzero.shape[1])]
 
 
+def _finite_sum(x: torch.Tensor) -> float | None:
+    """The sum of `x`, or None when it is not finite: then `x` holds a NaN or an Inf (or its float32
+    sum overflows), and the caller takes the general path that masks them out."""
+    total = float(x.sum())
+    return total if math.isfinite(total) else None
+
+
 def input_values(x: torch.Tensor) -> list[float] | None:
     """`stats.input_stats` of a float32 CPU tensor, or None when the batch holds a non-finite value
     (or its float32 sum overflows): the general path then masks them out."""
-    n = x.numel()
-    total = float(x.sum())
-    if not math.isfinite(total):
+    n, total = x.numel(), _finite_sum(x)
+    if total is None:
         return None
     nan = math.nan
     lo, hi = torch.aminmax(x)
@@ -165,9 +171,8 @@ def loss_io_values(x: torch.Tensor, tgt: torch.Tensor | None) -> list[float] | N
     holds a non-finite value (the general path then masks them out). About ten kernels instead of
     ~20: no mask, the values in [0, 1] counted only when the range leaves it open, the largest
     |row sum - 1| from the row sums' range, the target's range and sum read without a float copy."""
-    n = x.numel()
-    total = float(x.sum())
-    if not math.isfinite(total):
+    n, total = x.numel(), _finite_sum(x)
+    if total is None:
         return None
     nan = math.nan
     lo_t, hi_t = torch.aminmax(x)
