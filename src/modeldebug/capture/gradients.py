@@ -106,11 +106,7 @@ class GradientCollector:
         changed = eids is not self._eids and eids != self._eids
         self._eids = eids
         want_params = self.per_param and (sampled or changed)
-        index = None
-        if self.per_group:
-            groups = self._groups  # (the cache hit of `_group_index`, inlined)
-            index = groups[1] if not changed and groups is not None and groups[0] == self.tracer.registry.version \
-                else self._group_index(eids, changed)
+        index = self._group_index(eids, changed) if self.per_group else None
         # On the CPU the norms are read at once (a norm of gradients made with create_graph=True joins
         # their graph and is dropped with it); on a device they are kept until the step's copy, so they
         # are made outside any graph.
@@ -152,7 +148,7 @@ class GradientCollector:
             norms = [v / s for v in norms] if norms is not None else None
             sink = tr.assembler.scaled_grad_norm_sink
         self._last = (grads, eids, norms)
-        tr.assembler.buffer.entries.append(([total], sink))  # (StepBuffer.add_host, inlined)
+        tr.assembler.buffer.add_host([total], sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
             squares = [0.0] * len(group_eids)

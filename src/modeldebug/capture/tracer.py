@@ -8,15 +8,16 @@ measures the selected rules require); when it takes per-layer detail follows the
 `StepAssembler` turns each step into one record row.
 
 Cost model (benchmarks/overhead.py, benchmarks/step_calls.py, docs/overhead.md): every step costs
-one fused ``_foreach_norm`` over the gradients, a few ``perf_counter`` calls, about 36 Python frames
+one fused ``_foreach_norm`` over the gradients, a few ``perf_counter`` calls, about 40 Python frames
 of ours (they run cold after the step's kernels: ~1 µs each, so the hooks inline what they can) and
 ONE device-to-host copy of everything the step measured, taken in the optimizer pre-hook so that a
 non-finite loss can still be traced to its producer with the weights that produced it. On CUDA an
 unsampled step's copy is asynchronous and read a few steps later (assembler.py, deferred.py): a
-non-finite value found then is recorded at its own step, and every later step is synchronous. Module calls reach the tracer on sampled
-steps only (global hooks make PyTorch's every module call slower); the other steps see each model's
-forward pass through one pre-hook on the model (roots.py), and a crash is placed from its traceback. A hook that raises is switched off,
-logged once and recorded as an event: it never raises into the user's training loop.
+non-finite value found then is recorded at its own step, and every later step is synchronous.
+Module calls reach the tracer on sampled steps only (global hooks make PyTorch's every module call
+slower); the other steps see each model's forward pass through one pre-hook on the model
+(roots.py), and a crash is placed from its traceback. A hook that raises is switched off, logged
+once and recorded as an event: it never raises into the user's training loop.
 """
 
 from __future__ import annotations
@@ -229,13 +230,12 @@ class Tracer:
 
     def _wants_module_hooks(self) -> bool:
         """Every module call is needed on a sampled step (its outputs), and while no model is known."""
-        return self._pinned or (self._module_outputs and self.sampled()) or (
+        return self._pinned or (self._module_outputs and self._sample_now) or (
             self.discover_models and not self.registry.models)
 
     def _switch_module_hooks(self) -> None:
         """At a step boundary: module calls on (a sampled step) or off (the root hooks suffice)."""
-        on = self._pinned or (self._module_outputs and self._sample_now) or (  # (_wants_module_hooks, inlined)
-            self.discover_models and not self.registry.models)
+        on = self._wants_module_hooks()
         if on != self._module_hooks and self.attached:
             self._stack.clear()
             self._module_hooks = on
@@ -373,7 +373,7 @@ class Tracer:
                     if unscaled is not None:
                         loss, held = unscaled
                 a.losses.append(loss.detach())
-                self.loop.recent_losses.append(weakref.ref(held))  # (LoopWatch.saw_loss)
+                self.loop.recent_losses.append(weakref.ref(held))  # for LoopWatch's live-loss count
         except Exception as exc:
             self._fail("backward", exc)
         t1 = time.perf_counter()
@@ -390,8 +390,7 @@ class Tracer:
         try:
             self.assembler.n_backward += 1
             self._backwards_since_step += 1
-            if not (self.registry.optimizers and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP) \
-                    and not self._optimizer_mode():
+            if not self._optimizer_mode():
                 # Measure now, while the weights are still those of the forward pass; the step closes at
                 # the next backward pass, or at an optimizer step that turns up (an optimizer created
                 # before watching began is only seen at its first step).
@@ -516,10 +515,7 @@ class Tracer:
         if self.losses.sampled:
             self.losses.new_step()
         self.replay = None
-        on = self._pinned or (self._module_outputs and self._sample_now) or (
-            self.discover_models and not self.registry.models)
-        if on != self._module_hooks:
-            self._switch_module_hooks()
+        self._switch_module_hooks()
 
     def drop_step(self) -> None:
         """Forget the step under way without a row (a step a GradScaler skipped): the next one starts afresh."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import time
 from pathlib import Path
@@ -32,13 +31,6 @@ _SAMPLED_AT = 1 + _STEP_COLUMNS.index("sampled")
 
 
 _STEP_SET = frozenset(_STEP_COLUMNS)
-
-
-def _clean(value: Any) -> Any:
-    # SQLite stores NaN as NULL; keep infinities and NaN distinguishable through JSON-safe markers.
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _claim(path: Path, *, new: bool, flag: str) -> RecordLock:
@@ -125,12 +117,13 @@ class RunWriter:
         self._steps.append(tuple(row))
 
     def add_stats(self, step: int, rows: list[tuple[int, str, float]]) -> None:
-        self._stats.extend((step, eid, stat, _clean(v)) for eid, stat, v in rows)
+        """Statistic rows ``(entity, name, value)`` of `step`. A NaN is stored as NULL by SQLite
+        itself, here and in every table (tests/test_record.py)."""
+        self._stats.extend((step, eid, stat, v) for eid, stat, v in rows)
 
     def add_stat_values(self, step: int, rows: list[tuple[int, str | None]], values: list[float]) -> None:
         """Value i as the statistic ``rows[i] = (entity, name)`` of `step`; a value whose name is None
-        is not kept. One pass (a sampled step of a deep model writes ~10,000 of these); a NaN is
-        stored as NULL by SQLite itself (tests/test_record.py)."""
+        is not kept. One pass (a sampled step of a deep model writes ~10,000 of these)."""
         self._stats.extend((step, eid, name, v) for (eid, name), v in zip(rows, values) if name is not None)
 
     def add_histogram(self, step: int, entity: int, lo: float, hi: float, counts: list[float]) -> None:
