@@ -231,6 +231,20 @@ def test_watch_discovers_an_optimizer_created_inside_the_block() -> None:
     assert s.record.column("lr").values.tolist() == [0.01] * 3
 
 
+def test_watch_takes_the_optimizer_positionally_too() -> None:
+    """`watch(model, opt)`: the one-line form people write first."""
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md.watch(model, opt, db=":memory:") as s:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+    assert s.record.meta["optimizers"] == ["SGD"] and s.record.n_steps == 3
+    with pytest.raises(md.BadInputError, match="got str"):
+        md.watch(model, "adam")
+
+
 def test_a_closure_step_is_measured_after_its_closure_runs() -> None:
     """LBFGS (and Lightning) run forward and backward inside optimizer.step(closure)."""
     torch.set_num_threads(1)

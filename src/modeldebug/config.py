@@ -5,7 +5,9 @@ Levels are ordered by cost, each a plain schedule (see `Schedule`):
 - ``basic`` (default): loss, learning rate, timing and one fused per-parameter gradient-norm call
   every step; activation statistics, parameter norms and update ratios on sampled steps (the first
   few steps, then every ``sample_every`` steps).
-- ``detailed``: the same, sampled ten times as often.
+- ``detailed``: the same, sampled ten times as often, within a time budget: the sampled steps may
+  add at most 5% to the average step (a model whose sample costs more is sampled less often, in
+  multiples of 5 steps; `capture/sampler.py`). An explicit ``sample_every`` is kept as given.
 - ``comprehensive``: everything every step, with activation histograms.
 
 Thresholds are relative to the run's own history wherever the problem allows; each default says

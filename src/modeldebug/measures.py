@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "AMP_STEP_SKIPPED",
     "ACTIVATION_HISTOGRAM",
     "ACTIVATION_STATS",
     "ALWAYS",
+    "AMP_STEP_SKIPPED",
     "BATCH_MIXING_PROBE",
     "CARRIED_GRAD_NORM",
     "CLIP_MAX",
@@ -80,6 +80,7 @@ __all__ = [
     "RELU_LIKE",
     "RSS_MB",
     "SAMPLED",
+    "SAMPLING",
     "SATURATED_FRAC",
     "SATURATING",
     "STEP_COLUMNS",
@@ -319,8 +320,12 @@ MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
 AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
                            "a step a mixed-precision GradScaler skipped (non-finite scaled gradients): the scale "
                            "it overflowed at; no step row is written for it", always=True)
+SAMPLING = measure("event", "sampling", "sampler", "event",
+                   "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
+                   "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
+                   always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

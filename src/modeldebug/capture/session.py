@@ -132,7 +132,7 @@ class WatchSession:
 
 
 def watch(
-    *models: nn.Module,
+    *models: nn.Module | torch.optim.Optimizer,
     optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None = None,
     config: DebuggingConfig | None = None,
     level: AnalysisLevel | None = None,
@@ -143,7 +143,7 @@ def watch(
     """Watch the training of `models` (all models in the process if none are given).
 
     ```python
-    with modeldebug.watch(model, optimizer=opt) as session:
+    with modeldebug.watch(model, optimizer=opt) as session:  # or watch(model, opt)
         ...  # the training loop, unchanged
     print(session.report().to_text())
     ```
@@ -153,6 +153,9 @@ def watch(
     `break_on="nonfinite,loss_spike"` (or a list; codes such as GRD001 too) stops in your loop's frame,
     in pdb (or `sys.breakpointhook`), at the first step where a condition holds (docs/breakpoints.md).
     """
+    # `watch(model, opt)`: an optimizer given after the models is taken as `optimizer=`
+    positional = tuple(m for m in models if isinstance(m, torch.optim.Optimizer))
+    models = tuple(m for m in models if not isinstance(m, torch.optim.Optimizer))
     for m in models:
         if not isinstance(m, nn.Module):
             raise BadInputError(f"watch() takes torch.nn.Module objects, got {type(m).__name__}: pass the model itself")
@@ -164,6 +167,7 @@ def watch(
         for o in opts:
             if not isinstance(o, torch.optim.Optimizer):
                 raise BadInputError(f"optimizer= takes torch.optim.Optimizer objects, got {type(o).__name__}")
+    opts = (*opts, *(o for o in positional if o not in opts))
     config = config or DebuggingConfig()
     if level is not None:
         config = config.model_copy(update={"analysis_level": level})

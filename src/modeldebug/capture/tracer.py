@@ -506,6 +506,8 @@ class Tracer:
         columns = self.loop.end_step()
         columns.update(self.forward.end_step())
         a.end(sampled, columns)
+        if self.sampler.time_budget is not None:
+            self._time_sample(a.step - 1, a.t_step, sampled)
         # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
         self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step)
         self._backwards_since_step = 0
@@ -516,6 +518,14 @@ class Tracer:
             self.losses.new_step()
         self.replay = None
         self._switch_module_hooks()
+
+    def _time_sample(self, step: int, seconds: float | None, sampled: bool) -> None:
+        """Feed the level's time budget (`Sampler.timed`); a changed interval is recorded as an event."""
+        s = self.sampler
+        if s.timed(step, seconds, sampled):
+            self.writer.add_event(step, M.SAMPLING.name, {
+                "every": s.every, "sample_cost_steps": round(s.sample_cost or 0.0, 3),
+                "time_budget": s.time_budget, "level_every": s.base_every})
 
     def drop_step(self) -> None:
         """Forget the step under way without a row (a step a GradScaler skipped): the next one starts afresh."""

@@ -1,0 +1,120 @@
+"""`detailed`'s time budget: the sampled steps add at most `TIME_BUDGET` to the average step."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+import modeldebug as md
+from modeldebug.capture.sampler import EARLY_STEPS, TIME_BUDGET, Sampler
+from modeldebug.config import DebuggingConfig
+
+
+def _feed(sampler: Sampler, plain: float, sample: float, steps: range) -> list[int]:
+    """Drive the sampler as the tracer does: each step's wall time at its end; the sampled steps."""
+    sampled = []
+    for step in steps:
+        now = sampler.sampled(step)
+        if now:
+            sampled.append(step)
+        sampler.timed(step, sample if now else plain, now)
+    return sampled
+
+
+def test_a_sample_as_dear_as_a_step_is_taken_every_20_steps() -> None:
+    s = Sampler(DebuggingConfig(analysis_level="detailed"))
+    assert s.time_budget == TIME_BUDGET["detailed"] == 0.05
+    sampled = _feed(s, plain=0.010, sample=0.020, steps=range(400))
+    assert s.every == 20 and abs(s.sample_cost - 1.0) < 1e-9  # type: ignore[operator]
+    late = [t for t in sampled if t > 40]
+    assert late and all(t % 20 == 0 for t in late) and len(late) == len(range(60, 400, 20))
+    # what the samples add on average is within the budget
+    assert len(late) * 0.010 / (400 - 40) <= 0.05 * 0.010 + 1e-12
+
+
+def test_a_cheap_sample_keeps_the_levels_interval() -> None:
+    s = Sampler(DebuggingConfig(analysis_level="detailed"))
+    sampled = _feed(s, plain=0.010, sample=0.0110, steps=range(200))  # +10% of a step
+    assert s.every == 5 and [t for t in sampled if t > 20] == list(range(25, 200, 5))
+
+
+def test_the_interval_grows_at_most_fourfold_at_once_and_narrows_with_room_to_spare() -> None:
+    s = Sampler(DebuggingConfig(analysis_level="detailed"))
+    _feed(s, plain=0.010, sample=0.510, steps=range(6))  # one sample worth 50 steps (a busy moment)
+    assert s.every == 20
+    _feed(s, plain=0.010, sample=0.510, steps=range(6, 2000))
+    assert s.every == 1000  # 50 steps per sample / 5% -> every 1,000 steps, reached in fourfold moves
+    # the cost falls to 0.9 steps: the median of the last three samples follows, the interval narrows
+    _feed(s, plain=0.010, sample=0.019, steps=range(2000, 12_000))
+    assert s.every == 25  # 0.9 / 5% = 18 steps; narrowed to use at most 80% of the budget: 22.5 -> 25
+    # near a boundary (19.6-20.4 wanted) it stays put instead of flipping
+    changes = 0
+    for i, cost in enumerate([1.02, 0.98, 1.02, 0.98, 1.02]):  # 20.4 / 19.6 steps wanted, by turns
+        for step in range(12_000 + 100 * i, 12_100 + 100 * i):
+            now = s.sampled(step)
+            changes += s.timed(step, 0.010 * (1 + cost) if now else 0.010, now)
+    assert s.every == 25 and changes == 0
+
+
+def test_basic_comprehensive_and_an_explicit_interval_have_no_time_budget() -> None:
+    for config in (DebuggingConfig(), DebuggingConfig(analysis_level="comprehensive"),
+                   DebuggingConfig(analysis_level="detailed", sample_every=5)):
+        s = Sampler(config)
+        assert s.time_budget is None
+    assert Sampler(DebuggingConfig(analysis_level="detailed")).time_budget is not None
+
+
+def test_warm_up_and_back_to_back_samples_are_not_judged() -> None:
+    s = Sampler(DebuggingConfig(analysis_level="detailed"))
+    for step in (0, 1, 2):  # the first steps build caches: not a sample's cost
+        assert not s.timed(step, 5.0, True)
+    assert s.sample_cost is None and s.every == 5
+    assert not s.timed(3, 0.01, False) and not s.timed(5, 1.0, True)  # one plain step: not enough to compare
+    assert s.sample_cost is None
+
+
+def _deep(depth: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(16, 16), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(16, 2))
+
+
+def _train(config: DebuggingConfig, steps: int) -> md.WatchSession:
+    torch.manual_seed(0)
+    model = _deep(60)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 16), torch.randint(0, 2, (16,))
+    with md.watch(model, opt, config=config, db=":memory:") as session:
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    return session
+
+
+def test_a_deep_model_at_detailed_is_sampled_less_often_and_says_so() -> None:
+    # A sampled step measures 121 leaf outputs and 122 parameter tensors one by one in Python; an
+    # unsampled one has no module hook: on any machine a sample costs several steps.
+    session = _train(DebuggingConfig(analysis_level="detailed"), 120)
+    events = [e for e in session.record.events("sampling")]
+    assert events, "no sampling event: the interval was not widened"
+    first = events[0]
+    every = json.loads(first.data) if isinstance(first.data, str) else first.data
+    assert every["every"] > 5 and every["every"] % 5 == 0 and every["time_budget"] == 0.05
+    assert every["sample_cost_steps"] > 0.25  # more than 5% x 5 steps: the level's interval would break the budget
+    steps = session.record.column("sampled")
+    sampled = [int(t) for t, v in zip(steps.steps, steps.values) if v]
+    later = [t for t in sampled if t > first.step and t not in EARLY_STEPS]
+    assert later and all(t % 5 == 0 for t in later)
+    assert len(sampled) < len(EARLY_STEPS) + 120 // 5  # fewer samples than every 5th step
+
+
+def test_the_same_model_with_an_explicit_interval_keeps_it() -> None:
+    session = _train(DebuggingConfig(analysis_level="detailed", sample_every=5), 60)
+    assert not list(session.record.events("sampling"))
+    steps = session.record.column("sampled")
+    sampled = [int(t) for t, v in zip(steps.steps, steps.values) if v]
+    assert sampled == sorted(set(range(0, 60, 5)) | {1, 2})
