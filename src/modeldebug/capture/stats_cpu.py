@@ -29,7 +29,7 @@ from collections.abc import Collection
 import numpy as np
 import torch
 
-__all__ = ["activation_values", "fast_path", "input_values", "label_counts", "loss_io_values"]
+__all__ = ["activation_values", "fast_path", "input_values", "label_counts", "loss_io_values", "scratch"]
 
 #: A unit is inactive when it is non-zero on at most this fraction of the batch (= stats.INACTIVE_BELOW).
 INACTIVE_BELOW = 0.01
@@ -43,7 +43,7 @@ def fast_path(x: torch.Tensor) -> bool:
     return type(x) is torch.Tensor and x.device.type == "cpu" and x.numel() > 0
 
 
-def _scratch(x: torch.Tensor) -> torch.Tensor:
+def scratch(x: torch.Tensor) -> torch.Tensor:
     """A contiguous buffer of `x`'s shape and dtype, reused between calls (its contents are garbage)."""
     if x.numel() > _SCRATCH_MAX:
         return torch.empty(x.shape, dtype=x.dtype)
@@ -91,7 +91,7 @@ def activation_values(x: torch.Tensor, names: Collection[str], order: tuple[str,
     zeros, units = "zero_frac" in names, "inactive_frac" in names or "dead_frac" in names
     if zeros or units:
         if finite:
-            nonzero = torch.sign(x, out=_scratch(x))  # 1 where x > 0, -1 where x < 0
+            nonzero = torch.sign(x, out=scratch(x))  # 1 where x > 0, -1 where x < 0
             if out.get("min", -1.0) < 0.0:  # not known to be >= 0 (a ReLU's output is)
                 nonzero.abs_()
         else:  # NaN counts as non-zero, as in `x != 0` (sign(NaN) is 0 on the CPU)
