@@ -26,8 +26,8 @@ _RUN_FLAG_OPTIONS = {"--quiet", "-q", "--no-progress"}
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"modeldebug: {message} (see `{self.prog} --help`)\n")
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
+        self.exit(2, f"modeldebug: {message} (see `{prog or self.prog} --help`)\n")
 
 
 def _load_rules(args: argparse.Namespace) -> None:
@@ -112,7 +112,7 @@ def _parser() -> _Parser:
                    help="largest repro bundle saved at the first NaN, loss spike or crash (default 200; over it, "
                         "saved without the model's state; 0: none); `modeldebug replay` re-executes it")
     r.add_argument("script", metavar="SCRIPT", help="the training script")
-    r.add_argument("script_args", metavar="ARGS", nargs="*", help="its arguments")
+    r.add_argument("script_args", metavar="ARGS", nargs="*", default=[], help="its arguments")  # optional
 
     rep = sub.add_parser("report", help="re-analyse a stored run record")
     rep.add_argument("record", metavar="RUN.db")
@@ -224,6 +224,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_llm_args(args)
+    from pathlib import Path
+
+    from .errors import BadInputError
+
+    if Path(args.record).is_dir():
+        raise BadInputError(f"no run record at {args.record!r}: it is a directory; give a .db file "
+                            "(`modeldebug history` lists the runs)")
     report = Report.from_record(Record.open(args.record), config)
     from .compare.check import apply_against
 
@@ -301,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             script, script_args = rest[0], rest[1:]
             argv = ["run", *opts, script]
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the subcommand's help, not the top level's: `modeldebug onnx profile --help`
+        words = [getattr(args, k, None) for k in ("command", "onnx_command", "behaviour_action")]
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}",
+                     prog=" ".join(["modeldebug", *[w for w in words if isinstance(w, str)]]))
     try:
         if args.command == "run":
             code = _cmd_run(args, script or args.script, script_args)

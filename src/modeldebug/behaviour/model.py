@@ -139,7 +139,45 @@ def load_object(spec: str, *, flag: str = "--model") -> Any:
 
 
 def load_model_spec(spec: str) -> Model:
-    """Load ``module:callable`` (or ``path/to/file.py:obj.attr``) as a `Model`."""
-    model = as_model(load_object(spec), name=spec)
+    """Load ``module:callable`` (or ``path/to/file.py:obj.attr``) as a `Model`.
+
+    A factory that takes no argument (a ``make_model()`` function, or a class with ``generate()``
+    whose constructor needs nothing) is called once and its result is the model, as ``doctor
+    --model M:FACTORY`` does; anything else that cannot take a prompt is refused in one line.
+    """
+    obj = load_object(spec)
+    if _is_factory(obj):
+        with calling(spec, "--model", "building the model"):
+            obj = obj()
+    elif not _takes_prompt(getattr(obj, "generate", obj)):
+        raise BadInputError(f"--model {spec!r} cannot take a prompt: give a function prompt -> str, an object "
+                            "with generate(prompt), or a factory with no arguments that returns one")
+    model = as_model(obj, name=spec)
     model.flag = "--model"
     return model
+
+
+def _takes_prompt(fn: Any) -> bool:
+    """Whether `fn(prompt)` binds (unknown signatures, as of some builtins, are given the benefit of the doubt)."""
+    try:
+        inspect.signature(fn).bind("prompt")
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
+def _is_factory(obj: Any) -> bool:
+    """A class with generate() whose constructor takes nothing, or a function that takes no argument at all."""
+    if isinstance(obj, type):
+        return callable(getattr(obj, "generate", None)) and _binds_nothing(obj)
+    return inspect.isfunction(obj) and _binds_nothing(obj) and not _takes_prompt(obj)
+
+
+def _binds_nothing(fn: Any) -> bool:
+    try:
+        inspect.signature(fn).bind()
+    except (TypeError, ValueError):
+        return False
+    return True

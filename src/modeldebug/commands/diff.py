@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         b_side = side(b_ref, journal)
         ref = reference(journal, before=b_side.entry)
         if ref is None:
+            good = journal.named("good")
+            if good is not None and b_side.entry is not None and good.id == b_side.entry.id:
+                raise BadInputError(f"{b_ref!r} is the reference run itself and no earlier run is clean: give the "
+                                    f"run to compare it with (modeldebug diff {b_ref} last)")
             raise BadInputError("no reference run to compare with: no run is named 'good' and no earlier run is "
                                 "clean; give two runs (modeldebug diff A B)")
         a_side = side(ref.uid, journal)

@@ -42,7 +42,7 @@ def _headline(report: Report) -> Text:
     name = r.get("script") or "run"
     t = Text()
     t.append("modeldebug ", style="bold")
-    t.append(f"{name}: " + ", ".join(bits))
+    t.append(f"{name}: " + ", ".join(bits) if bits else name)  # `onnx check M.onnx` has no step counts
     return t
 
 
