@@ -1,0 +1,70 @@
+"""Update ratios and weight norms from the kept CPU copies (views into one flat buffer per dtype, the
+update norms a block of same-size tensors at a time) equal ||w_after - w_before|| / ||w_after|| and
+||w_after|| of every parameter, whatever the order, sizes and dtypes of the parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import modeldebug as md
+
+
+class _Mixed(nn.Module):
+    """Many small tensors of a few sizes, declared out of size order, and a float64 branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(*[m for _ in range(15) for m in (nn.Linear(6, 6), nn.Tanh())])
+        self.wide = nn.Linear(6, 9)
+        self.b = nn.Sequential(nn.Linear(9, 6), nn.Tanh(), nn.Linear(6, 6)).double()
+        self.head = nn.Linear(6, 3)
+        self.scale = nn.Parameter(torch.ones(()))  # a 0-d parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.wide(self.a(x))
+        return self.head(self.b(h.double()).float()) * self.scale
+
+
+@pytest.mark.parametrize("path", ["small", "large", "fresh"])
+def test_every_parameters_update_ratio_and_norm_are_their_true_values(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeldebug.capture import updates
+
+    if path == "large":  # one kept copy, the weights' norms per tensor
+        monkeypatch.setattr(updates, "_SMALL_MAX_BYTES", 0)
+    elif path == "fresh":  # nothing kept: copies made afresh every sampled step
+        monkeypatch.setattr(updates, "_KEEP_MAX_BYTES", 0)
+    torch.manual_seed(0)
+    model = _Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    names = {p: n for n, p in model.named_parameters()}
+    want: dict[tuple[int, str], tuple[float, float]] = {}
+    g = torch.Generator().manual_seed(2)
+    with md.watch(model, optimizer=opt, db=":memory:", level="detailed") as s:
+        s.tracer.sampler.sampled = lambda step: step % 2 == 0
+        for step in range(8):
+            if step == 4:  # new storage for one weight (same Parameter object): the copies must follow
+                with torch.no_grad():
+                    model.a[0].weight.data = model.a[0].weight.data.clone()
+            before = {p: p.detach().clone() for p in model.parameters()}
+            x, y = torch.randn(10, 6, generator=g), torch.randint(0, 3, (10,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            for p, w0 in before.items():
+                w1 = p.detach()
+                want[(step, names[p])] = (float((w0 - w1).norm() / w1.norm()), float(w1.norm()))
+    rec = s.record
+    checked = moved = 0
+    for name in names.values():
+        ratio, norm = rec.series(name, "update_ratio"), rec.series(name, "param_norm")
+        assert ratio.steps.tolist() == norm.steps.tolist() and len(ratio) >= 3, name
+        for step, r, w in zip(ratio.steps.tolist(), ratio.values.tolist(), norm.values.tolist()):
+            assert r == pytest.approx(want[(step, name)][0], rel=1e-5), (step, name)
+            assert w == pytest.approx(want[(step, name)][1], rel=1e-6), (step, name)
+            checked += 1
+            moved += r > 0.0
+    assert checked >= 3 * len(names) and moved >= checked // 2  # the weights did move
+    if path != "fresh":
+        assert s.tracer.updates._kept is None  # let go with the session
