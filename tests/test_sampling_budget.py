@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,9 +44,9 @@ def test_a_cheap_sample_keeps_the_levels_interval() -> None:
 
 def test_the_interval_grows_at_most_fourfold_at_once_and_narrows_with_room_to_spare() -> None:
     s = Sampler(DebuggingConfig(analysis_level="detailed"))
-    _feed(s, plain=0.010, sample=0.510, steps=range(6))  # one sample worth 50 steps (a busy moment)
+    _feed(s, plain=0.010, sample=0.510, steps=range(7))  # one sample worth 50 steps (a busy moment)
     assert s.every == 20
-    _feed(s, plain=0.010, sample=0.510, steps=range(6, 2000))
+    _feed(s, plain=0.010, sample=0.510, steps=range(7, 2000))
     assert s.every == 1000  # 50 steps per sample / 5% -> every 1,000 steps, reached in fourfold moves
     # the cost falls to 0.9 steps: the median of the last three samples follows, the interval narrows
     _feed(s, plain=0.010, sample=0.019, steps=range(2000, 12_000))
@@ -118,3 +120,29 @@ def test_the_same_model_with_an_explicit_interval_keeps_it() -> None:
     steps = session.record.column("sampled")
     sampled = [int(t) for t, v in zip(steps.steps, steps.values) if v]
     assert sampled == sorted(set(range(0, 60, 5)) | {1, 2})
+
+
+def test_the_users_work_between_steps_is_not_taken_for_a_samples_cost() -> None:
+    """An evaluation or checkpoint between steps (here a sleep of 0.1 s before each step that will be
+    sampled, hundreds of this model's steps) is not ours: the budget times each step from its first
+    forward pass, so the costs it records are those of the samples alone."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x, y = torch.randn(256, 64), torch.randint(0, 4, (256,))
+    pause = 0.1
+    with md.watch(model, opt, level="detailed", db=":memory:") as session:
+        for step in range(60):
+            if step % 5 == 0 and step > 2:
+                time.sleep(pause)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    rec = session.record
+    sampled = rec.column("sampled").values.astype(bool)
+    t_data, t_step = rec.column("t_data").values, rec.column("t_step").values
+    assert (t_data[5::5][:5] >= pause).all()  # the pauses are there, between the steps
+    usual = float(np.median(t_step[~sampled]))
+    costs = [e.data["sample_cost_steps"] for e in rec.events("sampling")]
+    assert costs, "a sample of this small model costs more than 5% x 5 steps: the interval widens"
+    assert max(costs) < 0.5 * pause / usual, (costs, pause / usual)

@@ -62,7 +62,8 @@ class StepAssembler:
         self._rss = RssReader()
         self.t_start = time.perf_counter()
         self.t_last_end = self.t_start
-        self.t_step: float | None = None  # the last finished step's wall time (the sampler's time budget)
+        #: the last finished step's time from its first forward pass to its end (the sampler's time budget)
+        self.t_busy: float | None = None
         self.cpu_last_end = time.process_time()
         #: the copier of deferred steps: None picks `CudaCopier` for CUDA values; a test sets a
         #: `LaggingCopier`, which defers every step that has work, on any device
@@ -234,7 +235,8 @@ class StepAssembler:
         t_fwd = self.t_fwd if self.t_fwd is not None else self.t_last_end
         bwd_first = self.t_bwd_first if self.t_bwd_first is not None else now
         mem, perf = self._mem, self._perf
-        self.t_step = t_step = now - self.t_last_end if perf else None
+        t_step = now - self.t_last_end if perf else None
+        self.t_busy = now - t_fwd if perf else None
         cpu = time.process_time() if perf else 0.0
         rss_mb = self._rss.read() if mem else None
         row: dict[str, Any] = {

@@ -14,10 +14,12 @@ sampled steps multiples of the level's interval (round numbers):
   the run's length, not with depth times length. Fixed when the models and optimizers are known
   (the first step); changes only when a model or an optimizer is added.
 - **Time** (`detailed`): the sampled steps may add at most `TIME_BUDGET` of the average step.
-  Each sampled step after the warm-up is timed against the median of the unsampled steps before
-  it; from the median of the last three such costs the interval becomes the smallest multiple of 5
-  that keeps the average within budget (a sample as dear as one step: every 20 steps; a cheap one:
-  every 5, the level's own). It is re-judged at every sample, so it follows the run (a model that
+  Each sampled step after the warm-up, with the step after it, is timed against the median of the
+  unsampled steps before it (each from its first forward pass to its end: the user's own work
+  between steps, such as an evaluation every 100 steps, is not taken for ours); from the median
+  of the last three such costs the interval becomes the smallest multiple of 5 that keeps the
+  average within budget (a sample as dear as one step: every 20 steps; a cheap one: every 5, the
+  level's own). It is re-judged at every sample, so it follows the run (a model that
   grows, a machine that gets busy); it never grows more than fourfold at once, and narrows only
   to an interval that uses at most 80% of the budget (no flip-flop at a boundary). `basic` keeps its
   fixed schedule (two runs of one script are sampled at the same steps, for `compare`), and
@@ -63,6 +65,7 @@ class Sampler:
         self.sample_cost: float | None = None  # a sample's extra time, in unsampled steps (median)
         self._plain: deque[float] = deque(maxlen=_PLAIN_KEPT)
         self._costs: deque[float] = deque(maxlen=_COSTS_KEPT)
+        self._tail: tuple[float, float] | None = None  # (a sample's busy time, the usual step's) until the next step
         self._step = -1
         self._now = False
 
@@ -74,23 +77,27 @@ class Sampler:
             self.rows_every = self.base_every * max(1, math.ceil(rows_per_sample / (ROWS_PER_STEP * self.base_every)))
             self.every = max(self.rows_every, self.time_every)
 
-    def timed(self, step: int, seconds: float | None, sampled: bool) -> bool:
-        """One finished step's wall time (with `time_budget` set; the tracer calls it at each step's
-        end). True when the interval changed."""
-        if seconds is None:
-            return False
-        if not sampled:
-            self._plain.append(seconds)
+    def timed(self, step: int, busy: float | None, sampled: bool) -> bool:
+        """One finished step's busy time: from its first forward pass to its end, without the time
+        between steps, where the user's own periodic work (evaluation, checkpoints, logging) runs
+        (with `time_budget` set; the tracer calls it at each step's end). A sample's cost is its step
+        and the step after it (where putting the module hooks away lands) over two usual steps.
+        True when the interval changed."""
+        if busy is None:
             return False
         plain = self._plain
-        if step < _WARM_STEP or len(plain) < 2:  # warm-up, or back-to-back samples: nothing to compare with
+        if sampled:
+            self._tail = None
+            if step >= _WARM_STEP and len(plain) >= 2:  # else warm-up, or back-to-back samples
+                usual = median(plain)
+                self._tail = (busy, usual) if usual > 0 else None
             plain.clear()
             return False
-        usual = median(plain)
-        plain.clear()
-        if not usual > 0:
+        if self._tail is None:
+            plain.append(busy)
             return False
-        self._costs.append(max(seconds - usual, 0.0) / usual)
+        (sample, usual), self._tail = self._tail, None
+        self._costs.append(max(sample + busy - 2 * usual, 0.0) / usual)
         self.sample_cost = cost = median(self._costs)
         base, budget, now = self.base_every, self.time_budget, self.time_every
         want = base * max(1, math.ceil(cost / (budget * base)))  # type: ignore[operator]
