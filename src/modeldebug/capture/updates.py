@@ -11,6 +11,12 @@ allocator returned the memory and faulted it back in, the kept one 0.34 ms every
 that memory, held between sampled steps (the peak is the same as before) until `release` (the
 session's end). On accelerators the caching allocator already reuses the blocks, so the copy is made
 afresh and freed after the step.
+
+The kept copies are views into one flat buffer per dtype, the tensors ordered by size (`_Kept`): the
+norms of the updates are one row-wise ``vector_norm`` per size, and a model of many small tensors
+(at most 16 MiB, 16 KiB a tensor on average) keeps a second copy for the weights after the step, so
+its weight norms are row-wise too (a 500-layer MLP's 2,004 norms: ~2.8 ms one tensor at a time, a
+few kernels now). Whether the parameters are still the same is one comparison of data pointers.
 """
 
 from __future__ import annotations
