@@ -6,7 +6,7 @@ input and loss-input statistics) is taken on sampled steps only: the first three
 then every ``sample_every`` steps (50 / 5 / 1 by level).
 
 Two budgets can widen that interval when the user has not set ``sample_every``; both keep the
-sampled steps multiples of the level's interval (round numbers):
+sampled steps multiples of the level's interval:
 
 - **Rows** (`basic`): the detail of a deep model is kept within `ROWS_PER_STEP` statistic rows per
   step on average (about 2.3 KB of record per step): a model whose sample holds more than
@@ -17,9 +17,11 @@ sampled steps multiples of the level's interval (round numbers):
   Each sampled step after the warm-up, with the step after it, is timed against the median of the
   unsampled steps before it (each from its first forward pass to its end: the user's own work
   between steps, such as an evaluation every 100 steps, is not taken for ours); from the median
-  of the last three such costs the interval becomes the smallest multiple of 5 that keeps the
-  average within budget (a sample as dear as one step: every 20 steps; a cheap one: every 5, the
-  level's own). It is re-judged at every sample, so it follows the run (a model that
+  of the last three such costs the interval becomes the smallest of 5, 10, 20, 40, ... steps that
+  keeps the average within budget (a sample as dear as one step: every 20 steps; a cheap one:
+  every 5, the level's own). Each rung's sampled steps hold the next rung's, so two runs of one
+  script on machines of different speeds still share their sparser run's sampled steps (what
+  `learn` and `--against` compare). It is re-judged at every sample, so it follows the run (a model that
   grows, a machine that gets busy); it never grows more than fourfold at once, and narrows only
   to an interval that uses at most 80% of the budget (no flip-flop at a boundary). `basic` keeps its
   fixed schedule (two runs of one script are sampled at the same steps, for `compare`), and
@@ -49,6 +51,11 @@ _WARM_STEP = 3
 _PLAIN_KEPT, _COSTS_KEPT = 32, 3
 #: The interval narrows only when the narrower one would use at most this share of the budget.
 _NARROW_AT = 0.8
+
+
+def _rung(base: int, steps: float) -> int:
+    """The smallest interval ``base * 2**k`` of at least `steps` steps."""
+    return base * 2 ** max(0, math.ceil(math.log2(steps / base))) if steps > base else base
 
 
 class Sampler:
@@ -100,11 +107,11 @@ class Sampler:
         self._costs.append(max(sample + busy - 2 * usual, 0.0) / usual)
         self.sample_cost = cost = median(self._costs)
         base, budget, now = self.base_every, self.time_budget, self.time_every
-        want = base * max(1, math.ceil(cost / (budget * base)))  # type: ignore[operator]
+        want = _rung(base, cost / budget)  # type: ignore[operator]
         if want > now:
             want = min(want, 4 * now)  # one slow sample (a busy machine) cannot stop sampling
         else:  # narrowed only to an interval with room to spare: a cost near a boundary does not flip it
-            want = min(now, base * max(1, math.ceil(cost / (_NARROW_AT * budget * base))))  # type: ignore[operator]
+            want = min(now, _rung(base, cost / (_NARROW_AT * budget)))  # type: ignore[operator]
         if want == now:
             return False
         self.time_every = want
