@@ -59,9 +59,10 @@ def test_an_unknown_option_points_at_its_own_commands_help(argv: list[str], unkn
     assert f"(see `{help_of} --help`)" in err and len(err.strip().splitlines()) == 1
 
 
-def test_report_on_a_directory_says_it_is_one(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", [["report"], ["export", "--to", "csv"]])
+def test_a_directory_given_as_a_record_says_it_is_one(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     Path("runs").mkdir()
-    code, err = _err(capsys, "report", "runs")
+    code, err = _err(capsys, command[0], "runs", *command[1:])
     assert code == 2
     assert err.strip().splitlines() == [
         "modeldebug: no run record at 'runs': it is a directory; give a .db file (`modeldebug history` lists the runs)"]

@@ -224,13 +224,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_llm_args(args)
-    from pathlib import Path
-
-    from .errors import BadInputError
-
-    if Path(args.record).is_dir():
-        raise BadInputError(f"no run record at {args.record!r}: it is a directory; give a .db file "
-                            "(`modeldebug history` lists the runs)")
     report = Report.from_record(Record.open(args.record), config)
     from .compare.check import apply_against
 

@@ -71,6 +71,9 @@ class Record:
     def open(cls, path: str | Path) -> Record:
         """Open a stored run; a missing, foreign or damaged file raises a one-line error."""
         p = Path(path)
+        if p.is_dir():
+            raise BadInputError(f"no run record at {str(path)!r}: it is a directory; give a .db file "
+                                "(`modeldebug history` lists the runs)")
         if not p.is_file():
             raise BadInputError(f"no run record at {str(path)!r}: the file does not exist")
         try:
