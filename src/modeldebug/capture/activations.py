@@ -180,8 +180,6 @@ class ForwardCollector:
         or an Identity returns its input, the same tensor)? Then that module's numbers are this
         one's: the same data (same storage, layout and version; the tensor is still alive, so its
         memory cannot have been reused), the same statistics."""
-        if t.data_ptr() not in self._ptrs:
-            return False
         seen = self._same.get(_alias_key(t))
         if seen is None or seen[0]() is None or seen[1] != names:
             return False
@@ -215,12 +213,10 @@ class ForwardCollector:
                                        bool(names) and not saturated and not self.histograms)
         names, saturated, training, batched = plan
         if training:
-            if self._flags_step != tr.step:
-                if self._flags:  # (flags of an earlier step not flushed: written under their step)
-                    self.tracer.writer.add_stats(self._flags_step, self._flags)
-                    self._flags = []
+            flags = self._flags
+            if not flags:  # (written at the sync point, or at `new_step`: before the step moves on)
                 self._flags_step = tr.step
-            self._flags.append((eid, _TRAINING, float(module.training)))
+            flags.append((eid, _TRAINING, float(module.training)))
         if id(module) in self._sampled_modules or info.name in tr.skipped:
             return  # a module called several times per step is sampled on its first call
         if not (names or saturated or self.histograms):
@@ -243,7 +239,8 @@ class ForwardCollector:
             return
         self._sampled_modules.add(id(module))
         if batched:
-            if self._ptrs and self._measured(eid, t, names):
+            ptr = t.data_ptr()
+            if ptr in self._ptrs and self._measured(eid, t, names):
                 return
             if numel <= _BATCH_MAX_NUMEL:
                 # small: the first of its shape this step is measured now (no copy; the kernels are
@@ -252,12 +249,18 @@ class ForwardCollector:
                 key = (t.shape, t.dtype, t.device, names)
                 group = self._pending.get(key)
                 if group is not None:
-                    last, ptr = self._last, t.data_ptr()
-                    if last is not None and last[0] is group and last[1] == ptr and t._version == last[3] \
+                    last = self._last
+                    if last is not None and last[1] == ptr and last[0] is group and t._version == last[3] \
                             and t.stride() == last[2].stride():
                         group.alias.append((eid, last[4]))  # the output copied last, unchanged since
+                        return
+                    row, buf = len(group.eids), group.buf
+                    if buf is not None and row < len(buf):  # (`_Rows.add`, inlined: the usual case)
+                        buf[row] = t.detach()
+                        group.eids.append(eid)
                     else:
-                        self._last = (group, ptr, t, t._version, group.add(eid, t))
+                        row = group.add(eid, t)
+                    self._last = (group, ptr, t, t._version, row)
                     return
                 group = self._groups.get(key)
                 if group is None:
