@@ -130,3 +130,28 @@ def test_behaviour_model_that_cannot_take_a_prompt_is_one_line(capsys: pytest.Ca
     want = ("modeldebug: --model 'gen.py:two_args' cannot take a prompt: give a function prompt -> str, an object "
             "with generate(prompt), or a factory with no arguments that returns one")
     assert err.strip().splitlines() == [want]
+
+
+NETS = '''
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+
+def nothing():
+    return None
+'''
+
+
+@pytest.mark.parametrize(("batch", "returned"), [("nothing", "NoneType"), ("build", "Sequential")])
+def test_doctor_batch_that_returns_no_data_names_the_flag(batch: str, returned: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    Path("nets.py").write_text(NETS)
+    code, err = _err(capsys, "doctor", "--model", "nets.py:build", "--batch", f"nets.py:{batch}",
+                     "--loss", "CrossEntropyLoss")
+    assert code == 2
+    want = f"modeldebug: --batch 'nets.py:{batch}' returned {returned}: it must return (inputs, targets) or a DataLoader"
+    assert err.strip().splitlines() == [want]

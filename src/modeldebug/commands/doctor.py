@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--model {args.model!r} returned {type(model).__name__}, not a torch.nn.Module")
     data = _call(load_object(args.batch, "--batch"), "--batch", args.batch)
     batch = data if isinstance(data, (tuple, list)) else None
+    if batch is None and (isinstance(data, nn.Module) or not hasattr(data, "__iter__")):
+        raise BadInputError(f"--batch {args.batch!r} returned {type(data).__name__}: it must return "
+                            "(inputs, targets) or a DataLoader")
     optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[args.optimizer]
     request = DebuggingRequest(
         model=model, batch=tuple(batch) if batch is not None else None, data=None if batch is not None else data,
