@@ -155,3 +155,13 @@ def test_doctor_batch_that_returns_no_data_names_the_flag(batch: str, returned: 
     assert code == 2
     want = f"modeldebug: --batch 'nets.py:{batch}' returned {returned}: it must return (inputs, targets) or a DataLoader"
     assert err.strip().splitlines() == [want]
+
+
+def test_diff_names_a_learning_rate_of_an_optimizer_only_one_run_had() -> None:
+    from modeldebug.compare.changes import _group_changes
+
+    texts = [c.text for c in _group_changes({"Adam 0 group 0 lr": 0.001}, {"SGD 0 group 0 lr": 0.5})]
+    assert texts == ["learning rate (Adam 0 group 0): 0.001 -> (no such optimizer)",
+                     "learning rate (SGD 0 group 0): (no such optimizer) -> 0.5"]
+    assert [c.text for c in _group_changes({"Adam 0 group 0 lr": 0.001}, {"Adam 0 group 0 lr": 0.01})] == [
+        "learning rate (Adam 0 group 0): 0.001 -> 0.01 (x10)"]

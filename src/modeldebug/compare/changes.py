@@ -62,6 +62,8 @@ def _num(token: str) -> float | None:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # the group exists in one run only (another optimizer): not the word None
+        return "(no such optimizer)"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
