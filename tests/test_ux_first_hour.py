@@ -165,3 +165,28 @@ def test_diff_names_a_learning_rate_of_an_optimizer_only_one_run_had() -> None:
                      "learning rate (SGD 0 group 0): (no such optimizer) -> 0.5"]
     assert [c.text for c in _group_changes({"Adam 0 group 0 lr": 0.001}, {"Adam 0 group 0 lr": 0.01})] == [
         "learning rate (Adam 0 group 0): 0.001 -> 0.01 (x10)"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "-m", "pkg.train", "--epochs", "2"],
+     "run takes a script's path, not -m pkg.train: give the file (modeldebug run pkg/train.py ...)"),
+    (["run", "--", "-m", "train"], "run takes a script's path, not -m train: give the file (modeldebug run train.py ...)"),
+    (["run", "python", "train.py", "--epochs", "2"],
+     "'python' is the interpreter, not the script: drop it (modeldebug run train.py --epochs 2)"),
+    (["run", "--no-progress", "--", "python3", "train.py"],
+     "'python3' is the interpreter, not the script: drop it (modeldebug run train.py)"),
+])
+def test_a_python_command_line_copied_whole_is_one_line(argv: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    Path("train.py").write_text(textwrap.dedent(TRAIN))
+    code, err = _err(capsys, *argv)
+    assert code == 2
+    assert err.strip().splitlines() == [f"modeldebug: {message}"]
+    assert not Path(".modeldebug").exists()  # refused before anything ran
+
+
+def test_a_script_named_python_that_exists_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    Path("python").write_text(textwrap.dedent(TRAIN))
+    Path("other.py").write_text("")
+    code, err = _err(capsys, "run", "--no-progress", "python", "other.py")
+    assert code == 0 and "3 steps" in err

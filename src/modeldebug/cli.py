@@ -145,6 +145,8 @@ def _split_run(argv: list[str]) -> tuple[list[str], list[str]]:
         a = argv[i]
         if a == "--":
             return argv[:i], argv[i + 1:]
+        if a == "-m":  # `python -m pkg.train` habits: SCRIPT is "-m", which main() refuses in one line
+            return argv[:i], argv[i:]
         if a in _RUN_VALUE_OPTIONS:
             i += 2
         elif a.split("=", 1)[0] in _RUN_VALUE_OPTIONS or a in _RUN_FLAG_OPTIONS or a in ("-h", "--help"):
@@ -154,6 +156,20 @@ def _split_run(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             return argv[:i], argv[i:]
     return argv, []
+
+
+def _script_mistake(script: str, script_args: list[str]) -> str | None:
+    """What is wrong with `run -m pkg.train` or `run python train.py` (the `python` command line copied whole)."""
+    from pathlib import Path
+
+    if script == "-m":
+        module = script_args[0] if script_args else "MODULE"
+        return (f"run takes a script's path, not -m {module}: give the file "
+                f"(modeldebug run {module.replace('.', '/')}.py ...)")
+    if Path(script).name.startswith("python") and not Path(script).is_file() and script_args \
+            and script_args[0].endswith(".py"):
+        return f"{script!r} is the interpreter, not the script: drop it (modeldebug run {' '.join(script_args)})"
+    return None
 
 
 def _emit(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
@@ -300,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         opts, rest = _split_run(argv[1:])
         if rest:
             script, script_args = rest[0], rest[1:]
+            mistake = _script_mistake(script, script_args)
+            if mistake:
+                print(f"modeldebug: {mistake}", file=sys.stderr)
+                return 2
             argv = ["run", *opts, script]
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand's help, not the top level's: `modeldebug onnx profile --help`
