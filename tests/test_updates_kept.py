@@ -27,16 +27,18 @@ class _Mixed(nn.Module):
         return self.head(self.b(h.double()).float()) * self.scale
 
 
-@pytest.mark.parametrize("path", ["small", "large", "fresh"])
+@pytest.mark.parametrize("path", ["small", "large", "singletons", "fresh"])
 def test_every_parameters_update_ratio_and_norm_are_their_true_values(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from modeldebug.capture import updates
 
-    if path == "large":  # one kept copy, the weights' norms per tensor
+    if path in ("large", "singletons"):  # one kept copy, the weights' norms per tensor
         monkeypatch.setattr(updates, "_SMALL_MAX_BYTES", 0)
     elif path == "fresh":  # nothing kept: copies made afresh every sampled step
         monkeypatch.setattr(updates, "_KEEP_MAX_BYTES", 0)
     torch.manual_seed(0)
-    model = _Mixed()
+    model: nn.Module = _Mixed()
+    if path == "singletons":  # every tensor of its own size: the update norms in one fused call
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     names = {p: n for n, p in model.named_parameters()}
     want: dict[tuple[int, str], tuple[float, float]] = {}
@@ -45,8 +47,9 @@ def test_every_parameters_update_ratio_and_norm_are_their_true_values(path: str,
         s.tracer.sampler.sampled = lambda step: step % 2 == 0
         for step in range(8):
             if step == 4:  # new storage for one weight (same Parameter object): the copies must follow
+                first = next(model.parameters())
                 with torch.no_grad():
-                    model.a[0].weight.data = model.a[0].weight.data.clone()
+                    first.data = first.data.clone()
             before = {p: p.detach().clone() for p in model.parameters()}
             x, y = torch.randn(10, 6, generator=g), torch.randint(0, 3, (10,), generator=g)
             opt.zero_grad()

@@ -194,7 +194,10 @@ def _kept_rows(kept: _Kept) -> list[float]:
         w = torch.cat([torch.linalg.vector_norm(b, dim=1) for b in kept.after_blocks]).tolist()
     else:
         torch._foreach_sub_(kept.bufs, kept.ps)
-        d = torch.cat([torch.linalg.vector_norm(b, dim=1) for b in kept.blocks]).tolist()
+        if 2 * len(kept.blocks) > len(kept.bufs):  # mostly one tensor a size (an MLP): one fused call
+            d = torch.stack(torch._foreach_norm(kept.bufs)).tolist()
+        else:
+            d = torch.cat([torch.linalg.vector_norm(b, dim=1) for b in kept.blocks]).tolist()
         w = torch.stack(torch._foreach_norm(kept.ps)).tolist()
     return [a / max(b, 1e-30) for a, b in zip(d, w)] + w
 
