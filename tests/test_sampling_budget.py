@@ -71,6 +71,37 @@ def test_every_rung_holds_the_sampled_steps_of_the_rungs_above_it() -> None:
     assert {t for t in b if t > 400} <= a
 
 
+def test_a_pause_in_a_step_counts_as_two_steps_at_most() -> None:
+    """A garbage collection or the machine stalling one step for 50 steps' time is not a sample's
+    cost: an unsampled step counts as twice the usual at most."""
+    s = Sampler(DebuggingConfig(analysis_level="detailed"))
+    for step in range(11):
+        now = s.sampled(step)
+        s.timed(step, 0.0105 if now else (0.5 if step == 7 else 0.010), now)
+    assert 1.0 < s._costs[-1] < 1.1  # the last window's: 0.05 for the sample, 1 for the pause
+
+
+def test_no_time_budget_while_device_steps_are_read_late() -> None:
+    """With deferred copies (a CUDA device; here the test copier that defers every step) the host runs
+    ahead of the device and a sampled step, read at once, first waits for the queue: its time is not
+    its cost, so the level's interval is kept."""
+    from modeldebug.capture.deferred import LaggingCopier
+
+    torch.manual_seed(0)
+    model = _deep(60)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 16), torch.randint(0, 2, (16,))
+    with md.watch(model, opt, level="detailed", db=":memory:") as session:
+        session.tracer.assembler.copier = LaggingCopier(2)
+        for _ in range(60):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert not list(session.record.events("sampling"))
+    steps = session.record.column("sampled")
+    assert [int(t) for t, v in zip(steps.steps, steps.values) if v] == sorted(set(range(0, 60, 5)) | {1, 2})
+
+
 def test_basic_comprehensive_and_an_explicit_interval_have_no_time_budget() -> None:
     for config in (DebuggingConfig(), DebuggingConfig(analysis_level="comprehensive"),
                    DebuggingConfig(analysis_level="detailed", sample_every=5)):

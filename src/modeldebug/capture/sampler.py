@@ -14,14 +14,18 @@ sampled steps multiples of the level's interval:
   the run's length, not with depth times length. Fixed when the models and optimizers are known
   (the first step); changes only when a model or an optimizer is added.
 - **Time** (`detailed`): the sampled steps may add at most `TIME_BUDGET` of the average step.
-  Each sampled step after the warm-up, with the step after it, is timed against the median of the
-  unsampled steps before it (each from its first forward pass to its end: the user's own work
-  between steps, such as an evaluation every 100 steps, is not taken for ours); from the median
+  Each sample after the warm-up is judged over the steps since the sample before it: their total
+  against as many usual (median) steps, each step timed from its first forward pass to its end
+  (the user's own work between steps, such as an evaluation every 100 steps, is not taken for
+  ours); from the median
   of the last three such costs the interval becomes the smallest of 5, 10, 20, 40, ... steps that
   keeps the average within budget (a sample as dear as one step: every 20 steps; a cheap one:
   every 5, the level's own). Each rung's sampled steps hold the next rung's, so two runs of one
   script on machines of different speeds still share their sparser run's sampled steps (what
-  `learn` and `--against` compare). It is re-judged at every sample, so it follows the run (a model that
+  `learn` and `--against` compare). While a CUDA device's steps are read late (deferred copies,
+  capture/deferred.py) the host runs ahead of the device and no step's time is its own: the
+  interval is not judged then (verified on the CPU with a copier that defers every step; not yet
+  on a GPU). It is re-judged at every sample, so it follows the run (a model that
   grows, a machine that gets busy); it never grows more than fourfold at once, and narrows only
   to an interval that uses at most 80% of the budget (no flip-flop at a boundary). `basic` keeps its
   fixed schedule (two runs of one script are sampled at the same steps, for `compare`), and
@@ -47,15 +51,15 @@ ROWS_PER_STEP = 45
 TIME_BUDGET = {"detailed": 0.05}
 #: Sampled steps before this one are not timed: the first calls build caches, plans and buffers.
 _WARM_STEP = 3
-#: Unsampled step times kept for the median a sample is compared with; sample costs kept.
-_PLAIN_KEPT, _COSTS_KEPT = 32, 3
+#: Sample costs kept (their median judges).
+_COSTS_KEPT = 3
 #: The interval narrows only when the narrower one would use at most this share of the budget.
 _NARROW_AT = 0.8
 
 
 def _rung(base: int, steps: float) -> int:
     """The smallest interval ``base * 2**k`` of at least `steps` steps."""
-    return base * 2 ** max(0, math.ceil(math.log2(steps / base))) if steps > base else base
+    return base * 2 ** max(0, math.ceil(math.log2(steps / base) - 1e-9)) if steps > base else base
 
 
 class Sampler:
@@ -70,9 +74,8 @@ class Sampler:
         self.rows_every = self.time_every = self.base_every
         self.rows_per_sample = 0
         self.sample_cost: float | None = None  # a sample's extra time, in unsampled steps (median)
-        self._plain: deque[float] = deque(maxlen=_PLAIN_KEPT)
+        self._plain: list[float] = []
         self._costs: deque[float] = deque(maxlen=_COSTS_KEPT)
-        self._tail: tuple[float, float] | None = None  # (a sample's busy time, the usual step's) until the next step
         self._step = -1
         self._now = False
 
@@ -87,24 +90,32 @@ class Sampler:
     def timed(self, step: int, busy: float | None, sampled: bool) -> bool:
         """One finished step's busy time: from its first forward pass to its end, without the time
         between steps, where the user's own periodic work (evaluation, checkpoints, logging) runs
-        (with `time_budget` set; the tracer calls it at each step's end). A sample's cost is its step
-        and the step after it (where putting the module hooks away lands) over two usual steps.
-        True when the interval changed."""
+        (with `time_budget` set; the tracer calls it at each step's end). True when the interval changed.
+
+        A sample is judged over its window, the steps since the one before it: the window's total
+        minus as many usual (median) steps, so what a sample leaves to the step after it (putting
+        its hooks away) is counted. An unsampled step above twice the usual (a garbage collection,
+        the machine) counts as twice the usual. `busy` is None while a device's steps are read late
+        (the tracer's choice): the host runs ahead of the device, a sampled step read at once first
+        waits for the steps still queued, and the steps after it only launch, so no step's time is
+        the usual one; the interval stays as it is then."""
         if busy is None:
             return False
-        plain = self._plain
-        if sampled:
-            self._tail = None
-            if step >= _WARM_STEP and len(plain) >= 2:  # else warm-up, or back-to-back samples
-                usual = median(plain)
-                self._tail = (busy, usual) if usual > 0 else None
-            plain.clear()
+        window = self._plain
+        if not sampled:
+            window.append(busy)
             return False
-        if self._tail is None:
-            plain.append(busy)
+        if step < _WARM_STEP or len(window) < 2:  # warm-up, or back-to-back samples: nothing to compare with
+            window.clear()
             return False
-        (sample, usual), self._tail = self._tail, None
-        self._costs.append(max(sample + busy - 2 * usual, 0.0) / usual)
+        usual = median(window)
+        cap = 2 * usual
+        total = busy + window[0] + sum(min(t, cap) for t in window[1:])  # [0]: the last sample's tail
+        n = len(window) + 1
+        window.clear()
+        if not usual > 0:
+            return False
+        self._costs.append(max(total - n * usual, 0.0) / usual)
         self.sample_cost = cost = median(self._costs)
         base, budget, now = self.base_every, self.time_budget, self.time_every
         want = _rung(base, cost / budget)  # type: ignore[operator]

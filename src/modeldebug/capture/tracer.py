@@ -507,7 +507,8 @@ class Tracer:
         columns.update(self.forward.end_step())
         a.end(sampled, columns)
         if self.sampler.time_budget is not None:
-            self._time_sample(a.step - 1, a.t_busy, sampled)
+            # (not while device steps are read late: a sampled step's time is then mostly the queue it waits for)
+            self._time_sample(a.step - 1, a.t_busy if a.copier is None and a._cuda_copier is None else None, sampled)
         # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
         self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step)
         self._backwards_since_step = 0
