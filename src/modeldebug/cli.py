@@ -215,19 +215,21 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
         result = run_script(script, script_args, config=config, db=args.db,
                             progress=not getattr(args, "no_progress", False),
-                            break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None))
+                            break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None),
+                            announce_bundle=False)  # said once, after the report
     from .distributed import run_report
+    from .replay.note import print_bundle_note
 
     report = run_report(result, config)  # per-rank runs: rank 0 merges every rank, the others print nothing
     if report is None:
+        print_bundle_note(result.record)  # but a rank's own repro bundle
         return result.exit_code
     from .compare.check import apply_against
 
     report = apply_against(report, getattr(args, "against", None))
     _emit(report, args)
-    from .replay.note import print_bundle_note
-
-    print_bundle_note(result.record)  # where the repro bundle is, if the run saved one
+    # where the repro bundle is, if the run saved one (removed when no finding needs it: docs/replay.md)
+    print_bundle_note(result.record, report, keep="loss_spike" in (getattr(args, "break_on", None) or ()))
     handle_llm(report, args)
     if result.signal is not None:
         args.died_by = result.signal

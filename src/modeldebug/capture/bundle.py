@@ -114,6 +114,7 @@ class BundleWatch:
         self.clip: dict[str, Any] | None = None  # the step's clip_grad_norm_ call (its options)
         t = tracer.config.thresholds
         self.spikes = SpikeWatch(float(t.lr_jump_factor), int(t.min_steps))
+        self.announce = True  # False: the caller says where the bundle is after the report (`modeldebug run`)
 
     @classmethod
     def arm(cls, tracer: Any) -> BundleWatch | None:
@@ -340,7 +341,8 @@ class BundleWatch:
         size_mb = self.path.stat().st_size / _MB
         tr.writer.set_meta(bundle={"saved": True, "path": str(self.path), "trigger": kind, "step": tr.step,
                                    "with_state": with_state, "size_mb": round(size_mb, 3), "notes": notes})
-        print(bundle_message(str(self.path), kind, tr.step, size_mb, with_state), file=sys.stderr)
+        if self.announce:
+            print(bundle_message(str(self.path), kind, tr.step, size_mb, with_state), file=sys.stderr)
 
 
 def bundle_message(path: str, kind: str, step: int, size_mb: float, with_state: bool) -> str:

@@ -80,13 +80,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def run_script(script: str, args: list[str], *, config: DebuggingConfig | None = None,
                db: str | Path | None = None, progress: bool | TextIO = False,
-               break_on: tuple[str, ...] | str | None = None, max_steps: int | None = None) -> RunResult:
+               break_on: tuple[str, ...] | str | None = None, max_steps: int | None = None,
+               announce_bundle: bool = True) -> RunResult:
     """Run `script` with `args` under the tracer and return its exit code and run record.
 
     `progress` draws a live status line on stderr (True) or on the given stream while the script
     trains; it stays off when that stream is not a terminal. `break_on` (conditions of
     `capture.breakpoints`) stops the script in its own frame when one first holds; `max_steps` ends
-    it, as `sys.exit(0)` would, after that many steps. SIGTERM is handled like Ctrl-C: the
+    it, as `sys.exit(0)` would, after that many steps. `announce_bundle=False`: a repro bundle is not
+    announced when saved, because the caller says where it is after the report. SIGTERM is handled like Ctrl-C: the
     record is closed and marked, and `RunResult.signal` tells the caller to die by that signal.
     """
     config = config or DebuggingConfig()
@@ -101,6 +103,8 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
                     pid=os.getpid(), **run_meta(config))
     writer.flush()
     tracer = Tracer(writer, config)
+    if tracer.bundle is not None:
+        tracer.bundle.announce = announce_bundle
     if break_on or max_steps is not None:
         from .breakpoints import attach_breakpoints
 
