@@ -393,7 +393,10 @@ class ClassImbalance(Rule):
             step=step,
             evidence={"loss": e.name, "class_share": p.tolist()[:100], "imbalance_ratio": ratio, "label_entropy": entropy,
                       "final_loss": final, "predicts_prior": collapsed,
-                      "rare_class_loss_bound": rare_loss[0] if rare_loss else None, "rare_class_learned": learned},
+                      "rare_class_loss_bound": rare_loss[0] if rare_loss else None, "rare_class_learned": learned}
+            # found only because the model settled on the prior (a skew under the limit): the finding rests on a
+            # loss stuck there, the input ignored; what stops the learning (dead units) explains it (rules/ranking.py)
+            | ({"rests_on": ["input_ignored", "loss_not_decreasing"]} if collapsed and ratio < limit else {}),
             recommendations=[
                 Recommendation("fix", "Weight the loss by inverse class frequency.", fix),
                 Recommendation("best_practice", "Or oversample the rare classes, and judge with per-class recall or F1, not accuracy.",

@@ -9,6 +9,11 @@ The logic, in order:
    `max(3, 5% of the run)` steps after its symptom, not more. It is removed
    from the list and attached to its cause under `evidence["symptoms"]`, its title and step kept.
    The cause's severity is raised to its worst symptom's.
+   A finding whose detection rests on an effect of another kind lists that kind in
+   `evidence["rests_on"]` (a class imbalance found at a mild skew only because the model collapsed
+   onto the class prior rests on `input_ignored`): a cause that explains the effect explains it too,
+   since without the effect the finding would not be there (dead units that cut the input off leave
+   the prior as all the model can learn).
 3. What remains is sorted by severity, then by the step it began (a cause starts no later than
    what it causes), then by how many symptoms it explains, then confidence.
 Runtime crashes are never folded: they are what the user saw last, and they sort by severity.
@@ -23,11 +28,17 @@ __all__ = ["rank"]
 
 def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
-    if spec is None or cause is symptom or symptom.kind not in spec.explains:
+    if spec is None or cause is symptom or not _kinds(symptom) & set(spec.explains):
         return False
     if cause.step is not None and symptom.step is not None and cause.step > symptom.step + slack:
         return False
     return True
+
+
+def _kinds(f: Finding) -> set[str]:
+    """The finding's kind and the kinds of the effects its detection rests on."""
+    rests = f.evidence.get("rests_on") or ()
+    return {f.kind, *(str(k) for k in rests if isinstance(rests, (list, tuple)))}
 
 
 def rank(findings: list[Finding], n_steps: int = 0) -> list[Finding]:

@@ -25,6 +25,10 @@ frequencies and ignoring the input (it has learned the prior and never predicts 
 and not above 1.1 x ln C (a loss far worse than a uniform prediction is broken by something
 else, such as the initialisation, not settled on the prior);
 then a milder skew, from the square root of `class_imbalance_ratio` (about 3.2:1), is enough.
+Found at such a milder skew, the finding rests on the collapse (evidence `rests_on`:
+`input_ignored`, `loss_not_decreasing`): a finding that explains either (dead units ACT001, a
+learning rate, frozen weights) lists it as its symptom, since what stops the model learning
+from its input leaves the prior as all it can learn.
 A skew the model learns through is low (medium from the square of the ratio, 100:1).
 Whether the model predicts the rare classes is measured where the record allows: on sampled
 steps of the run's second half, a mean-reduced loss over B labels, k of them rare, bounds the

@@ -1,0 +1,58 @@
+"""What a new user's first runs showed: each fault as they wrote it, in a tiny seeded model, and a healthy twin.
+
+1. A class skew the model collapses on only because dead units cut its input off is a symptom of the dead units.
+2. Evaluating the training tensor itself (training accuracy) is not a validation set that leaks.
+3. A learning-rate fix keeps the optimizer's other settings (momentum, betas, weight decay).
+4. The spike a finding cites and the step of the repro bundle: the same, or the difference said.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import modeldebug as md
+
+from helpers import found, serious
+
+
+# -- 1. a collapse onto the prior that dead units explain ------------------------------------------------------
+def _three_classes(*, dead: bool, signal: bool = True, steps: int = 150) -> md.Report:  # type: ignore[name-defined]
+    """The demo's classifier: a 4.4:1 skew over 3 classes; `dead` starts the 2nd ReLU's bias at -10."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 20)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    if not signal:  # the same labels on inputs that say nothing about them
+        x = torch.randn(512, 20, generator=torch.Generator().manual_seed(1))
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+    if dead:
+        nn.init.constant_(model[2].bias, -10.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (64,))
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return s.report()
+
+
+def test_a_mild_skew_the_model_collapses_on_because_its_units_are_dead_is_a_symptom_of_the_dead_units() -> None:
+    report = _three_classes(dead=True)
+    assert [f.code for f in report.findings] == ["ACT001"], [f.title for f in report.findings]
+    symptoms = {s["code"] for s in report.findings[0].evidence.get("symptoms", [])}
+    assert "DAT003" in symptoms  # listed under its cause, not a second problem
+
+
+def test_the_same_skew_on_inputs_that_carry_nothing_is_still_class_imbalance_on_its_own() -> None:
+    report = _three_classes(dead=False, signal=False)
+    f = next((f for f in report.findings if f.code == "DAT003"), None)
+    assert f is not None and f.evidence["predicts_prior"] and f.severity == "high"
+    assert f.evidence["rests_on"] == ["input_ignored", "loss_not_decreasing"]
+    assert found(report, "dead_activations") is None
+
+
+def test_the_healthy_twin_learns_through_the_skew() -> None:
+    report = _three_classes(dead=False)
+    assert not serious(report), serious(report)
