@@ -210,9 +210,7 @@ class ModelDebuggingAgent:
         probe_list: list[tuple[str, Any]] = [
             ("loss_at_init", lambda: probes.loss_at_init(work)),
             ("input_independent", lambda: probes.input_independent(work, real)),
-            # a small drop on one batch is slow learning when the inputs drove it (input_independent passed)
-            ("overfit_one_batch", lambda: probes.overfit_one_batch(work, real,
-                                                                    baseline=probe_results.get("input_independent"))),
+            ("overfit_one_batch", lambda: probes.overfit_one_batch(work, real)),
             ("batch_mixing", lambda: probes.batch_mixing_probe(work)),
             ("causality", lambda: causality_probe(work)),
             ("determinism", lambda: probes.determinism(work)),

@@ -58,6 +58,18 @@ class Interval:
         """`mean [low, high]`."""
         return f"{self.mean:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
+    def spread(self, fmt: str = ".0%", what: str = "seed") -> str:
+        """How the repeats came out, in words that read right for their number.
+
+        Three or more: "95% interval 88% to 92%, 3 seeds"; one or two are listed ("2 seeds: 92% and 92%"),
+        since an interval over two values says little (and over one, only the run's own noise).
+        """
+        if self.n >= 3:
+            return f"95% interval {self.low:{fmt}} to {self.high:{fmt}}, {self.n} {what}s"
+        if not self.values:
+            return f"no finite value over the {what}s"
+        return f"{self.n} {what}{'s' if self.n > 1 else ''}: " + " and ".join(f"{v:{fmt}}" for v in self.values)
+
 
 def interval(values: Sequence[float], *, floor: float = 0.0) -> Interval:
     """Mean +- t * standard error over `values` (non-finite ones dropped), at least +- `floor`.

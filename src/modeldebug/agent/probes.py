@@ -20,6 +20,7 @@ findings are built from the catalogue's specs, and their thresholds (`init_loss_
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -149,13 +150,51 @@ def loss_at_init(work: Workload) -> ProbeResult:
     return ProbeResult("loss_at_init", "fail", finding.title, data, [finding])
 
 
-def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = None, *,
-                      baseline: ProbeResult | None = None) -> ProbeResult:
-    """Can the model memorise one batch? If not, something between input and loss is broken.
+#: a batch is memorised when its loss is at most this fraction of where it started. Derived, not tuned
+#: to a model: a model that feeds probabilities to cross-entropy (a softmax before the loss) cannot get
+#: below log(1 + (C - 1) / e) / ln C of the uniform start, over 0.45 for every C >= 2, so halving the
+#: loss proves nothing; memorising (Karpathy: "close to zero") does.
+_MEMORISED = 0.1
 
-    `run`: the seeded runs already made (a list), or the first of them (the watched run).
-    `baseline`: the input-independent probe on the same runs. When it passed, the little the loss
-    fell came from the inputs: a slow learner, not a broken one (a warning, no finding).
+
+def _memorised(losses: list[float]) -> bool:
+    tail = losses[-5:]
+    return bool(tail) and all(math.isfinite(v) for v in tail) and sum(tail) / len(tail) <= _MEMORISED * losses[0]
+
+
+def _window_fall(losses: list[float], w: int) -> tuple[float, float]:
+    """(fall of the mean loss from the window before the last to the last, its noise) over windows of `w`."""
+    prev, cur = losses[-2 * w:-w], losses[-w:]
+    noise = tail_noise(losses, window=min(w, 20)) * math.sqrt(2 / w)
+    return sum(prev) / len(prev) - sum(cur) / len(cur), noise
+
+
+def _long_run(work: Workload) -> RunResult:
+    """Seed 0 trained on the batch until memorised, stalled (no fall beyond noise over a window), or out of budget."""
+    opts = work.options
+    w = max(5, opts.probe_steps)
+    deadline = time.perf_counter() + opts.overfit_seconds
+
+    def stop(losses: list[float]) -> bool:
+        if _memorised(losses) or time.perf_counter() > deadline:
+            return True
+        if len(losses) >= 2 * w and len(losses) % w == 0:
+            fall, noise = _window_fall(losses, w)
+            return fall <= 2 * noise
+        return False
+
+    return short_run(work, steps=max(opts.probe_steps, opts.overfit_max_steps), seed=opts.seed, stop=stop)
+
+
+def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = None) -> ProbeResult:
+    """Can the model memorise one batch (loss to a tenth of its start)? If not, something is broken.
+
+    `run`: the seeded runs already made (a list), or the first of them (the watched run); a run of
+    `probe_steps` that blew up on any seed fails. Otherwise, unless the batch is already memorised,
+    the first seed goes on training on the batch with the request's optimizer (`overfit_max_steps`,
+    `overfit_seconds`), stopping once memorised or once the loss stops falling beyond its noise over a
+    window of `probe_steps`. Then: memorised, pass; still falling fast enough to get there within as
+    many steps again, warn (slow: the learning rate may be low); otherwise fail (LOS002).
     """
     steps = work.options.probe_steps
     runs = _as_runs(work, run)
@@ -164,10 +203,9 @@ def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = 
     floor = max((_final_noise(r) / r.first for r in runs if r.first and r.first > 0 and not r.diverged), default=0.0)
     drop = interval(drops, floor=floor)
     diverged = [r for r in runs if r.diverged]
-    acc = [_accuracy(work, r.model) for r in runs if not r.diverged]
-    data = {"steps": len(first.losses), "first_loss": first.first, "final_loss": first.final, "best_loss": first.best,
-            "drop": drop.mean, "drop_interval": drop.to_dict(), "batch_accuracy": acc[0] if acc else None,
-            "batch_size": _batch_size(work), "seeds": len(runs), "diverged_runs": len(diverged)}
+    data: dict[str, Any] = {"steps": len(first.losses), "first_loss": first.first, "final_loss": first.final,
+                            "best_loss": first.best, "drop": drop.mean, "drop_interval": drop.to_dict(),
+                            "batch_size": _batch_size(work), "seeds": len(runs), "diverged_runs": len(diverged)}
     if diverged:
         f = make_finding("LOS001", "loss_diverging", "loss", severity="high", confidence=0.85,
                          title=f"Training on one batch blew up to a non-finite loss within {len(diverged[0].losses)} steps"
@@ -177,34 +215,41 @@ def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = 
                          evidence=data, recommendations=[Recommendation("fix", "Lower the learning rate 10x",
                                                                         "optimizer = torch.optim.Adam(params, lr=1e-4)")])
         return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
-    accuracy = f", batch accuracy {min(acc):.0%}" if acc and acc[0] is not None else ""
-    memorised = (bool(acc) and all(a is not None and a >= 0.99 for a in acc)) or drop.low >= 0.9
-    if memorised or drop.low >= 0.5:
-        # Halving the loss on one batch within the budget is learning; memorising it just takes longer.
-        return ProbeResult("overfit_one_batch", "pass", f"loss {first.first:.3g} -> {first.final:.3g} in {len(first.losses)} "
-                           f"steps{accuracy}" + ("" if memorised else " (learning; not memorised yet)"), data)
-    if drop.below(0.1) and baseline is not None and baseline.verdict == "pass":
-        share = baseline.data.get("input_share", {})
-        return ProbeResult("overfit_one_batch", "warn", f"learning slowly: loss fell only {drop.mean:.0%} in {steps} "
-                           f"steps on one batch, but {share.get('mean', math.nan):.0%} of that came from the inputs "
-                           "(input_independent); give it more steps", data)
-    if drop.below(0.1):
-        f = make_finding(
-            "LOS002", "loss_not_decreasing", "loss", severity="high", confidence=0.85,
-            title=f"The model cannot overfit a single batch of {data['batch_size']}: loss {first.first:.3g} -> "
-                  f"{first.final:.3g} in {steps} steps",
-            description=("Memorising one small batch is the easiest task a network has; failing it means the signal "
-                         "does not get from the loss to the weights (a detached or frozen path, dead units, a wrong "
-                         f"loss or target, a learning rate far off). Over {len(runs)} seeded run(s) the loss fell "
-                         f"{drop.mean:.0%} (95% interval {drop.low:.0%} to {drop.high:.0%})."),
-            evidence=data, recommendations=[Recommendation("fix", "Check the findings above for the broken link; "
-                                                           "verify with a learning-rate range test", None)])
-        return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
-    if drop.low >= 0.1:
-        return ProbeResult("overfit_one_batch", "warn", f"loss fell only {drop.mean:.0%} in {steps} steps on one batch"
-                           + (f" (accuracy {acc[0]:.0%})" if acc and acc[0] is not None else ""), data)
-    return ProbeResult("overfit_one_batch", "inconclusive", f"loss fell {drop.mean:.0%} (95% interval {drop.low:.0%} to "
-                       f"{drop.high:.0%}) in {steps} steps: too close to 10% to call; run more steps", data)
+    if not first.losses or not first.first > 0:
+        return ProbeResult("overfit_one_batch", "skipped", "no positive loss to compare with", data)
+    long = first if all(_memorised(r.losses) for r in runs) else _long_run(work)
+    losses, n, start = long.losses, len(long.losses), long.first
+    acc = _accuracy(work, long.model)
+    ratio = long.final / start if math.isfinite(long.final) else math.nan
+    data.update({"long_steps": n, "long_final": long.final, "ratio": ratio, "batch_accuracy": acc,
+                 "memorised_at": _MEMORISED})
+    accuracy = f", batch accuracy {acc:.0%}" if acc is not None else ""
+    head = f"loss {start:.3g} -> {long.final:.3g} ({ratio:.0%} of the start) in {n} steps{accuracy}"
+    if long.diverged:
+        return ProbeResult("overfit_one_batch", "warn", f"loss went non-finite after {n} steps on one batch "
+                           f"(fine for the first {len(first.losses)})", data)
+    if _memorised(losses):
+        return ProbeResult("overfit_one_batch", "pass", f"memorised: {head}", data)
+    w = max(5, min(steps, n // 2))
+    fall, noise = _window_fall(losses, w) if n >= 2 * w else (0.0, 0.0)
+    rate = fall / w
+    needed = (long.final - _MEMORISED * start) / rate if fall > 2 * noise and rate > 0 else math.inf
+    data.update({"fall_per_step": rate, "steps_to_memorise": needed})
+    if needed <= n:
+        return ProbeResult("overfit_one_batch", "warn", f"learning, slowly: {head}; at its current pace it needs about "
+                           f"{needed:.0f} more steps to memorise the batch (a low learning rate?)", data)
+    f = make_finding(
+        "LOS002", "loss_not_decreasing", "loss", severity="high", confidence=0.85,
+        title=f"The model cannot overfit a single batch of {data['batch_size']}: {head}",
+        description=("Memorising one small batch is the easiest task a network has: a working model brings the loss "
+                     f"to near zero (under {_MEMORISED:.0%} of its start). This one stalls at {ratio:.0%}: the signal "
+                     "does not get from the loss to the weights (a detached or frozen path, dead units), or the loss "
+                     "cannot fall that far (probabilities fed to a loss that expects logits, a wrong target), or the "
+                     f"learning rate is far off. Over the first {steps} steps ({drop.spread(what='seed')}) the loss "
+                     f"fell {drop.mean:.0%}."),
+        evidence=data, recommendations=[Recommendation("fix", "Check the findings above for the broken link; "
+                                                       "verify with a learning-rate range test", None)])
+    return ProbeResult("overfit_one_batch", "fail", f.title, data, [f])
 
 
 def _batch_size(work: Workload) -> int:
@@ -277,7 +322,7 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
                      floor=max(n / d for n, d in zip(noise, drops)))
     data["input_share"] = share.to_dict()
     said = (f"zeroed inputs end at {zeros[0].final:.3g}, real inputs at {reals[0].final:.3g}: the inputs account for "
-            f"{share.mean:.0%} of the loss drop (95% interval {share.low:.0%} to {share.high:.0%}, {len(reals)} seeds)")
+            f"{share.mean:.0%} of the loss drop ({share.spread()})")
     if gap.above(0) and share.low >= _IGNORED_SHARE:
         return ProbeResult("input_independent", "pass", said, data)
     if not share.below(_IGNORED_SHARE):

@@ -47,6 +47,10 @@ class AnalysisOptions:
     profile_iterations: int = 5
     #: optimizer steps for the watched training run and the overfit-one-batch probe
     probe_steps: int = 60
+    #: the overfit-one-batch probe goes on training on the batch (one seed) until it is memorised, the
+    #: loss stalls, or this many steps / seconds have passed
+    overfit_max_steps: int = 600
+    overfit_seconds: float = 10.0
     #: batches drawn from a data loader for the watched run (cycled)
     max_batches: int = 20
     seed: int = 0

@@ -62,13 +62,15 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
               lr_schedule: Callable[[int], float] | None = None,
               prepare: Callable[[nn.Module], None] | None = None, seed: int | None = None,
               zero_grad: bool = True, batches: list[tuple[Any, Any]] | None = None,
-              evaluate_on: tuple[Any, Any] | None = None) -> RunResult:
+              evaluate_on: tuple[Any, Any] | None = None,
+              stop: Callable[[list[float]], bool] | None = None) -> RunResult:
     """Train a copy for `steps` optimizer steps; never touches the user's model.
 
     `one_batch`: repeat the first batch (the overfit probe) instead of cycling the data.
     `transform(inputs) -> inputs` changes what the model sees (zeroed or normalised inputs).
     `prepare(model)` edits the copy before training (an initialisation fix, a removed softmax).
     `batches` replaces the request's batches; `evaluate_on` is a held-out batch scored after training.
+    `stop(losses) -> bool`, asked after each step, ends the run early (memorised, stalled, out of time).
     """
     seed = work.options.seed if seed is None else seed
     with torch.random.fork_rng(devices=[]):
@@ -115,6 +117,8 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
                 if clip is not None:
                     torch.nn.utils.clip_grad_norm_(copy.parameters(), clip)
                 opt.step()
+                if stop is not None and stop(losses):
+                    break
         except BadInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a crash is a result the caller reports
