@@ -75,3 +75,22 @@ def test_a_crash_bundle_is_kept_and_said_once(tmp_path: Path, capsys: pytest.Cap
     lines = [line for line in capsys.readouterr().err.splitlines() if "repro bundle" in line]
     assert len(lines) == 1 and "step 40 (crash) saved as a repro bundle" in lines[0]
     assert bundle_path("run.db").is_file()
+
+
+def test_a_file_that_is_not_python_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("hello world\nlearning rate 0.1 next time\n")
+    assert main(["run", "--db", "run.db", "--no-progress", "--", "notes.txt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'notes.txt' is not a Python script" in err[0] and "line 1" in err[0]
+    assert not Path("run.db").exists()  # refused before a record was claimed
+    (tmp_path / "train").write_text("import sys\nsys.exit(3)\n")  # a script without .py is run all the same
+    assert main(["run", "--db", "ok.db", "--no-progress", "--", "train"]) == 3
+
+
+def test_a_python_script_that_does_not_compile_reads_like_python(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.py").write_text("import torch\nx = (\n")
+    assert main(["run", "--db", "run.db", "--no-progress", "--", "bad.py"]) == 1
+    err = capsys.readouterr().err
+    assert "<frozen runpy>" not in err and "Traceback" not in err
+    assert err.startswith(f'  File "{tmp_path / "bad.py"}", line 2') and "SyntaxError: '(' was never closed" in err

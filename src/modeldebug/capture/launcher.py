@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..config import DebuggingConfig
-from ..errors import ScriptNotFoundError
+from ..errors import BadInputError, ScriptNotFoundError
 from ..journal import append_run
 from ..record import Record
 from .progress import attach_progress
@@ -54,12 +54,17 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _ours(filename: str) -> bool:
+    """A frame of modeldebug, or of runpy running the script for us (`python SCRIPT` shows neither)."""
+    return filename.startswith("<frozen runpy") or os.path.abspath(filename).startswith(_OWN_DIR + os.sep)
+
+
 def _without_own_frames(te: traceback.TracebackException) -> None:
-    """Drop modeldebug's frames (our patched backward, our hooks) from a traceback and its chain."""
+    """Drop modeldebug's frames (our patched backward, our hooks, runpy) from a traceback and its chain."""
     seen: set[int] = set()
     while te is not None and id(te) not in seen:
         seen.add(id(te))
-        te.stack[:] = [f for f in te.stack if not os.path.abspath(f.filename).startswith(_OWN_DIR + os.sep)]
+        te.stack[:] = [f for f in te.stack if not _ours(f.filename)]
         te = te.__cause__ or te.__context__  # type: ignore[assignment]
 
 
@@ -69,9 +74,30 @@ def _print_script_traceback(exc: BaseException, script: str) -> None:
     target = os.path.abspath(script)
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != target:
         tb = tb.tb_next
-    te = traceback.TracebackException(type(exc), exc, tb if tb is not None else exc.__traceback__)
+    if tb is None and isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == target:
+        tb = None  # the script did not compile: Python prints the error alone, with no traceback
+    elif tb is None:
+        tb = exc.__traceback__
+    te = traceback.TracebackException(type(exc), exc, tb)
     _without_own_frames(te)
     sys.stderr.write("".join(te.format()))
+
+
+def _check_python(path: Path, script: str) -> None:
+    """A file that is not Python (`run notes.txt`) is one line, before a record is claimed.
+
+    Only a file not named .py is judged: a .py file with a syntax error runs, and fails, as Python's would."""
+    if path.suffix in (".py", ".pyw"):
+        return
+    try:
+        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        where = f", line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        why = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise BadInputError(f"{script!r} is not a Python script ({why}{where}): give the training script, "
+                            "e.g. modeldebug run -- train.py") from None
+    except OSError:
+        return  # unreadable: runpy says so as Python would
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -96,6 +122,7 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     if not path.is_file():
         hint = " (it is a directory)" if path.is_dir() else ""
         raise ScriptNotFoundError(f"no training script at {script!r}{hint}: check the path (relative to {os.getcwd()})")
+    _check_python(path, script)
     from ..distributed import rank_db, start_watch
 
     writer, record_path = open_writer(rank_db(db, path.stem), path.stem)  # one record per rank under torchrun
