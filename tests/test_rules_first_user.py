@@ -56,3 +56,44 @@ def test_the_same_skew_on_inputs_that_carry_nothing_is_still_class_imbalance_on_
 def test_the_healthy_twin_learns_through_the_skew() -> None:
     report = _three_classes(dead=False)
     assert not serious(report), serious(report)
+
+
+# -- 2. the training tensor evaluated is not a leaking validation set --------------------------------------------
+def _epochs(*, back_to_train: bool, evaluate) -> md.Report:  # type: ignore[no-untyped-def,name-defined]
+    """8 epochs over x[i:i + 32], each followed by a pass without gradients over `evaluate(x)`."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 20, generator=g)
+    y = (x @ torch.randn(20, 4, generator=g)).argmax(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 4))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(8):
+            if back_to_train:
+                model.train()
+            for i in range(0, 512, 32):
+                opt.zero_grad()
+                F.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                model(evaluate(x))
+    return s.report()
+
+
+def test_training_left_in_eval_mode_is_train_mode_misuse_and_not_data_leakage() -> None:
+    report = _epochs(back_to_train=False, evaluate=lambda x: x)  # training accuracy; never back to train()
+    assert found(report, "train_mode_misuse") is not None
+    assert found(report, "data_leakage") is None, [f.title for f in report.findings]
+
+
+def test_the_training_tensor_evaluated_for_training_accuracy_is_no_finding() -> None:
+    report = _epochs(back_to_train=True, evaluate=lambda x: x)
+    assert not serious(report) and found(report, "data_leakage") is None, serious(report)
+
+
+def test_validation_sets_that_share_training_samples_are_still_leakage() -> None:
+    copied = _epochs(back_to_train=True, evaluate=lambda x: x[:128].clone())  # a copy of trained rows
+    assert found(copied, "data_leakage") is not None
+    sliced = _epochs(back_to_train=True, evaluate=lambda x: x[:128])  # a view of the training tensor, trained rows
+    assert found(sliced, "data_leakage") is not None                  # left out of it: a split that overlaps

@@ -17,7 +17,7 @@ import operator
 import time
 import weakref
 from collections import deque
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ __all__ = ["LoopWatch"]
 
 
 _FINGERPRINT_BUDGET = {"train": 50_000, "val": 10_000}
+#: Where fingerprinted samples came from: a DataLoader's data set (its id), a tensor's storage
+#: (its address and size) for a batch sliced from a larger tensor, or None (unknown).
+_Source = Union[int, tuple[int, int], None]
 _LIVE_WINDOW = 8
 _deref = weakref.ref.__call__
 _is_alive = functools.partial(operator.is_not, None)
@@ -48,8 +51,12 @@ class LoopWatch:
         self.recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
         self._fp_vectors: dict[tuple[int, torch.device], torch.Tensor] = {}
         # Fingerprints by (phase, data set): the data set is the one the last DataLoader batch came
-        # from (None without a DataLoader), so evaluating the TRAINING set under no_grad is not leakage.
-        self.fingerprints: dict[tuple[str, int | None], set[float]] = {}
+        # from, so evaluating the TRAINING set under no_grad is not leakage. Without a DataLoader, batches
+        # sliced from one tensor (x[i:i + 32]) are keyed by that tensor's storage, with the rows they
+        # span (`spans`): a pass without gradients over every row trained on is the training tensor
+        # evaluated (training accuracy), not a validation set.
+        self.fingerprints: dict[tuple[str, _Source], set[float]] = {}
+        self.spans: dict[tuple[str, _Source], tuple[int, int]] = {}
         self.current_dataset: int | None = None
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         self.clip: torch.Tensor | None = None
@@ -127,22 +134,52 @@ class LoopWatch:
             v = torch.randn(flat.shape[1], generator=g).to(flat.device)
             self._fp_vectors[key] = v
         self._fp_budget[phase] -= flat.shape[0]
-        dataset = self.current_dataset
+        dataset = self.current_dataset if self.current_dataset is not None else self._storage(x, phase)
         self.tracer.buffer.add(flat.float() @ v, lambda values: self.add_fingerprints(phase, dataset, values))
 
-    def add_fingerprints(self, phase: str, dataset: int | None, values: list[float]) -> None:
+    def _storage(self, x: torch.Tensor, phase: str) -> tuple[int, int] | None:
+        """The storage a batch without a DataLoader was read from, its byte span noted; None if unknown.
+
+        A training batch counts only when it is a slice of a larger tensor (a batch that owns its
+        memory may be freed and its address reused by a later, unrelated tensor)."""
+        try:
+            storage = x.untyped_storage()
+            start = x.storage_offset() * x.element_size()
+            size = storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # a tensor subclass or a sparse tensor: no plain storage
+            return None
+        end = start + x.numel() * x.element_size()
+        if not x.is_contiguous() or (phase == "train" and end - start >= size):
+            return None
+        key = (storage.data_ptr(), size)
+        lo, hi = self.spans.get((phase, key), (start, end))
+        self.spans[(phase, key)] = (min(lo, start), max(hi, end))
+        return key
+
+    def add_fingerprints(self, phase: str, dataset: _Source, values: list[float]) -> None:
         # float32 projections of identical samples are identical; rounding to float32 drops the
         # float64 widening the host copy added.
         self.fingerprints.setdefault((phase, dataset), set()).update(np.asarray(values, dtype=np.float32).tolist())
 
     def overlap(self) -> dict[str, Any] | None:
         """Validation samples also seen in training, counting only data sets never trained on."""
-        trained_on = {d for (phase, d) in self.fingerprints if phase == "train"}
+        trained_on = {d for (phase, d) in self.fingerprints if phase == "train" and d is not None}
         train = set().union(*(v for (phase, _), v in self.fingerprints.items() if phase == "train"))
         val = set().union(*(v for (phase, d), v in self.fingerprints.items()
-                            if phase == "val" and (d is None or d not in trained_on)))
+                            if phase == "val" and not self._trained_on(d, trained_on)))
         if not train or not val:
             return None
         shared = train & val
         return {"train_samples": len(train), "val_samples": len(val), "overlap": len(shared),
                 "fraction_of_val": len(shared) / len(val)}
+
+    def _trained_on(self, source: _Source, trained_on: set[_Source]) -> bool:
+        """A data set trained on; or the tensor training batches were sliced from, evaluated over all
+        the rows they spanned (a validation slice of it that leaves training rows out is not)."""
+        if source is None or source not in trained_on:
+            return False
+        if not isinstance(source, tuple):
+            return True
+        t_lo, t_hi = self.spans.get(("train", source), (0, 0))
+        v_lo, v_hi = self.spans.get(("val", source), (0, 0))
+        return v_lo <= t_lo and t_hi <= v_hi

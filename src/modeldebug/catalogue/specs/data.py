@@ -98,7 +98,12 @@ forward passes with gradients count as training, passes without as validation. T
 when at least `leakage_fraction` (default 10%) of the validation fingerprints, and at least 5
 samples, also occur among the training fingerprints. Distinct continuous samples collide by
 chance well below 1%. At the `basic` level only the training batches of sampled steps are
-fingerprinted, so the share found is a lower bound of the true one.
+fingerprinted, so the share found is a lower bound of the true one. A pass with gradients is
+training whatever the model's mode (a model left in `eval()` still trains). The training set
+evaluated is not validation: a pass without gradients over a DataLoader's data set that was
+trained on, or over a tensor that training batches were sliced from (`x[i:i + 32]`) spanning
+every row they read (`model(x)` for training accuracy), is left out; a slice of it that leaves
+trained rows out (`model(x[:128])`) is judged as a validation set.
 
 ## Why is this bad?
 A validation score on samples the model trained on measures memory, not generalisation: it
@@ -115,8 +120,9 @@ Split once, by index, before any augmentation or oversampling; deduplicate the d
 grouped data (patients, users) split by group.
 
 ## Known problems
-Evaluating the training set itself under `torch.no_grad()` (training accuracy) counts as
-validation and looks like leakage. Data with few discrete features has identical samples by
+Evaluating the training set itself under `torch.no_grad()` (training accuracy) from batches
+that are copies (an index `x[perm[:64]]`, a fresh tensor per batch) cannot be told apart from
+validation and looks like leakage; nor can one evaluated in chunks. Data with few discrete features has identical samples by
 nature. Augmented training samples have fingerprints of their own, so leakage through augmented
 copies is not seen; on a large data set the sampled training batches may cover too little of
 it to see any overlap. Only the first 256 samples of a batch and the first 50,000 training /
