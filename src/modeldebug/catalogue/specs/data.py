@@ -102,7 +102,7 @@ fingerprinted, so the share found is a lower bound of the true one. A pass with 
 training whatever the model's mode (a model left in `eval()` still trains). The training set
 evaluated is not validation: a pass without gradients over a DataLoader's data set that was
 trained on, or over a tensor that training batches were sliced from (`x[i:i + 32]`) spanning
-every row they read (`model(x)` for training accuracy), is left out; a slice of it that leaves
+every row they read (`model(x)` for training accuracy, or in chunks), is left out; a slice of it that leaves
 trained rows out (`model(x[:128])`) is judged as a validation set.
 
 ## Why is this bad?
@@ -122,7 +122,7 @@ grouped data (patients, users) split by group.
 ## Known problems
 Evaluating the training set itself under `torch.no_grad()` (training accuracy) from batches
 that are copies (an index `x[perm[:64]]`, a fresh tensor per batch) cannot be told apart from
-validation and looks like leakage; nor can one evaluated in chunks. Data with few discrete features has identical samples by
+validation and looks like leakage. Data with few discrete features has identical samples by
 nature. Augmented training samples have fingerprints of their own, so leakage through augmented
 copies is not seen; on a large data set the sampled training batches may cover too little of
 it to see any overlap. Only the first 256 samples of a batch and the first 50,000 training /
