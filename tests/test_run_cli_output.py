@@ -94,3 +94,47 @@ def test_a_python_script_that_does_not_compile_reads_like_python(tmp_path: Path,
     err = capsys.readouterr().err
     assert "<frozen runpy>" not in err and "Traceback" not in err
     assert err.startswith(f'  File "{tmp_path / "bad.py"}", line 2') and "SyntaxError: '(' was never closed" in err
+
+
+WATCHED = '''
+import torch
+from torch import nn
+import modeldebug
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+x, y = torch.randn(64, 4), torch.randn(64, 1)
+with modeldebug.watch(model, opt, db="watched.db"):
+    for step in range(25):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+'''
+
+
+def test_a_watch_run_records_its_script_as_run_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "watchit.py").write_text(WATCHED)
+    (tmp_path / "plain.py").write_text(WATCHED.replace('with modeldebug.watch(model, opt, db="watched.db"):',
+                                                      "if True:"))
+    subprocess.run([sys.executable, "watchit.py"], check=True, capture_output=True, timeout=120)
+    assert Record.open("watched.db").meta["script"] == "watchit.py"
+    assert main(["run", "--db", "plain.db", "--no-progress", "-q", "--", "plain.py"]) == 0
+    capsys.readouterr()
+    main(["diff", "plain.db", "watched.db"])
+    out = capsys.readouterr().out
+    assert "script: plain.py -> watchit.py" in out and "Sequential" not in out
+
+
+def test_a_watch_in_a_runner_that_is_not_the_users_script_keeps_the_model_name(tmp_path: Path) -> None:
+    import torch
+
+    import modeldebug
+
+    model = torch.nn.Linear(2, 1)
+    with modeldebug.watch(model, db="w.db"):  # under pytest: sys.argv[0] is pytest's, an installed file
+        model(torch.randn(3, 2)).sum().backward()
+    assert Record.open("w.db").meta["script"] == "Linear"

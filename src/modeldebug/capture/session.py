@@ -67,6 +67,19 @@ def run_meta(config: DebuggingConfig) -> dict[str, Any]:
             "started": time.time(), "platform": platform.platform()}
 
 
+def _calling_script() -> str | None:
+    """The user's program (`sys.argv[0]`, as `modeldebug run` records the script it runs), or None in a notebook,
+    a REPL or a tool's runner (pytest, ipykernel: installed code, not the user's script)."""
+    import sysconfig
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not argv0 or not Path(argv0).is_file():
+        return None
+    where = str(Path(argv0).resolve())
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "scripts")}
+    return None if any(where.startswith(str(Path(p).resolve())) for p in installed if p) else argv0
+
+
 class WatchSession:
     """A context manager that watches training while open; `report()` diagnoses it afterwards."""
 
@@ -77,7 +90,7 @@ class WatchSession:
         self.config = config
         plan = plan_for(config)  # a selection naming no rule fails here, before a record is claimed
         self.writer, self.path = open_writer(db, name, flag="db=")
-        self.writer.set_meta(script=name, argv=list(sys.argv), mode="watch", **run_meta(config))
+        self.writer.set_meta(script=_calling_script() or name, argv=list(sys.argv), mode="watch", **run_meta(config))
         self.tracer = Tracer(self.writer, config, models=models, optimizers=optimizers,
                              discover_models=not models, plan=plan)
         if break_on:
