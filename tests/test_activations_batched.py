@@ -15,7 +15,11 @@ import torch
 from torch import nn
 
 import modeldebug as md
-from modeldebug.capture.stats import ACTIVATION_STATS, activation_stats, activation_stats_batched
+from modeldebug.capture.stats import (
+    ACTIVATION_STATS,
+    activation_stats,
+    activation_stats_batched,
+)
 
 
 def _reference_batched(x: torch.Tensor) -> torch.Tensor:
