@@ -101,3 +101,68 @@ def test_validation_sets_that_share_training_samples_are_still_leakage() -> None
     assert found(copied, "data_leakage") is not None
     sliced = _epochs(back_to_train=True, evaluate=lambda x: x[:128])  # a view of the training tensor, trained rows
     assert found(sliced, "data_leakage") is not None                  # left out of it: a split that overlaps
+
+
+# -- 3. a fix's optimizer keeps the run's settings -------------------------------------------------------------
+def _sgd_run(**settings) -> md.Report:  # type: ignore[no-untyped-def,name-defined]
+    """bug_lr_sgd.py: an MLP on 4 classes, 8 epochs of 32-sample batches, SGD(**settings)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 20, generator=g)
+    y = (x @ torch.randn(20, 4, generator=g)).argmax(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.SGD(model.parameters(), **settings)
+    with md.watch(model, db=":memory:") as s:
+        for _ in range(8):
+            perm = torch.randperm(512)
+            for i in range(0, 512, 32):
+                idx = perm[i:i + 32]
+                opt.zero_grad()
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+    return s.report()
+
+
+def test_a_lower_learning_rate_for_sgd_with_momentum_keeps_the_momentum() -> None:
+    report = _sgd_run(lr=0.5, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    f = found(report, "lr_too_high")
+    assert f is not None and f.kind == "lr_too_high", [x.title for x in report.findings]
+    code = f.recommendations[0].implementation or ""
+    ctor = next(line for line in code.splitlines() if line.startswith("optimizer = "))
+    assert ctor.startswith("optimizer = torch.optim.SGD(model.parameters(), lr=")
+    assert "momentum=0.9" in ctor and "nesterov=True" in ctor and "weight_decay=0.0001" in ctor, ctor
+    lr = float(ctor.split("lr=")[1].split(",")[0])
+    assert lr < 0.5 and "# was 0.5" in ctor
+
+
+def test_the_healthy_twin_has_no_learning_rate_finding() -> None:
+    report = _sgd_run(lr=0.05, momentum=0.9)
+    assert found(report, "lr_too_high") is None and not serious(report), serious(report)
+
+
+def test_the_constructor_is_the_runs_own_with_what_the_fix_changes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modeldebug.record import Record
+    from modeldebug.rules.context import Context
+    from modeldebug.rules.fixcode import optimizer_ctor
+
+    def ctor(make, **changed) -> str:  # type: ignore[no-untyped-def]
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        opt = make(model)
+        db = tmp_path / f"run{len(list(tmp_path.iterdir()))}.db"
+        with md.watch(model, db=str(db)):
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randn(16, 4)).sum().backward()
+                opt.step()
+        return optimizer_ctor(Context(Record.open(db)), **changed)
+
+    adam = ctor(lambda m: torch.optim.Adam(m.parameters(), lr=3e-4, betas=(0.8, 0.99), amsgrad=True), lr=3e-5)
+    assert adam == "optimizer = torch.optim.Adam(model.parameters(), lr=3e-05, betas=(0.8, 0.99), amsgrad=True)", adam
+    plain = ctor(lambda m: torch.optim.SGD(m.parameters(), lr=0.1))  # defaults are not written out
+    assert plain == "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)", plain
+    decayed = ctor(lambda m: torch.optim.Adam(m.parameters(), eps=1e-6), name="AdamW", weight_decay=0.05)
+    assert decayed == "optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, eps=1e-06, weight_decay=0.05)", decayed
+    groups = ctor(lambda m: torch.optim.SGD([{"params": m[0].parameters(), "lr": 0.1}, {"params": m[2].parameters()}],
+                                            lr=0.01, momentum=0.9), lr=0.001)
+    assert groups.startswith("optimizer = torch.optim.SGD(param_groups, lr=0.001, momentum=0.9)   # param_groups: the 2")

@@ -16,6 +16,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
+from .fixcode import optimizer_ctor
 from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
@@ -159,8 +160,8 @@ class WeightCollapse(Rule):
             typical = 1e-2 if opt == "AdamW" else 5e-4
             new = float(f"{min(wd / 10, typical):.1g}")
             fix = Recommendation("fix", f"Lower weight_decay from {fmt(wd)} to about {fmt(new)}.",
-                                 f"optimizer = torch.optim.{opt}(model.parameters(), lr={lr:g}, weight_decay={new:g})"
-                                 f"   # was weight_decay={wd:g}")
+                                 optimizer_ctor(ctx, opt if opt != "optimizer" else None, lr=lr, weight_decay=new,
+                                                note=f"was weight_decay={wd:g}"))
         else:
             cause = "No optimizer weight decay is set: something else pulls the weights to zero (an L2 penalty in the loss?)."
             fix = Recommendation("fix", "Lower the coefficient of the L2 penalty added to the loss.",
@@ -191,6 +192,18 @@ class WeightCollapse(Rule):
                 "optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': 1e-2},\n"
                 "                               {'params': no_decay, 'weight_decay': 0.0}], lr=1e-3)")],
         )
+
+
+def _decayed(ctx: Context) -> str:
+    """The run's optimizer with weight decay (Adam's decoupled: AdamW), its other settings kept."""
+    events = ctx.record.events("optimizer")
+    if not events:
+        return "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)"
+    name = str(events[0].data.get("type") or "SGD")
+    adam = name in ("Adam", "AdamW")
+    had = max((float(g.get("weight_decay") or 0.0) for g in events[0].data.get("groups") or []), default=0.0)
+    wd = max(0.05 if adam else 5e-4, 2 * had)
+    return optimizer_ctor(ctx, "AdamW" if adam else None, weight_decay=wd, note=f"was weight_decay={had:g}" if had else None)
 
 
 def _stalled(ctx: Context) -> bool:
@@ -258,7 +271,7 @@ class Overfitting(Rule):
                                    "        torch.save(model.state_dict(), 'best.pt')\n    else:\n        bad += 1\n"
                                    "        if bad >= 3:\n            break\nmodel.load_state_dict(torch.load('best.pt'))"),
                     Recommendation("fix", "Regularise: weight decay and dropout (and data augmentation where it applies).",
-                                   "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)\n"
+                                   _decayed(ctx) + "\n"
                                    "model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Dropout(0.3), nn.Linear(h, c))"),
                 ],
             )

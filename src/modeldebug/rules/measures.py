@@ -16,6 +16,7 @@ import numpy as np
 from ..record.frames import frozen
 from .context import Context, fmt, trailing_medians, window
 from .curve import loss_is_not_a_curve, players
+from .fixcode import optimizer_ctor
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapse_onset", "collapsing",
@@ -53,8 +54,8 @@ def lr_code(ctx: Context, new: float) -> str:
         return (f"# this run has {n} optimizers: lower the rate in each one that is too high{was}\n"
                 f"for opt in your_optimizers:   # e.g. [layer.opt for layer in model.layers]\n"
                 f"    for g in opt.param_groups:\n        g['lr'] = {new:.1g}")
-    return f"optimizer = torch.optim.{optimizer_type(ctx)}(model.parameters(), lr={new:.1g}){was}\n" \
-           f"# or, on an existing optimizer:\nfor g in optimizer.param_groups:\n    g['lr'] = {new:.1g}"
+    ctor = optimizer_ctor(ctx, lr=float(f"{new:.1g}"), note=f"was {ctx.lr:.3g}" if ctx.lr else None)
+    return f"{ctor}\n# or, on an existing optimizer:\nfor g in optimizer.param_groups:\n    g['lr'] = {new:.1g}"
 
 
 def optimizer_type(ctx: Context) -> str:

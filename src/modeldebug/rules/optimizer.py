@@ -11,6 +11,7 @@ from .. import measures as M
 from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .fixcode import optimizer_ctor
 
 __all__ = ["ParamsNotUpdating"]
 
@@ -88,7 +89,9 @@ class ParamsNotUpdating(Rule):
              "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module."
              + (f" The optimizer still holds {len(stale)} tensors that belong to no model: the layer they were part of was replaced after the optimizer was built." if stale else ""),
              Recommendation("fix", "Build the optimizer after the model is final, from all its parameters.",
-                            "model.head = nn.Linear(128, 10)\noptimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before")),
+                            "model.head = nn.Linear(128, 10)\n" + (optimizer_ctor(ctx, note="after, not before")
+                                                                   if ctx.record.events("optimizer") else
+                                                                   "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before"))),
             (frozen, "get gradients but their weights never change",
              "The optimizer holds them but the update is zero: a learning rate of 0 in their parameter group, or a frozen group.",
              Recommendation("fix", "Give every parameter group a non-zero learning rate.",

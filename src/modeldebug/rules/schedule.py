@@ -12,6 +12,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
+from .fixcode import optimizer_ctor
 from .measures import (
     ADAPTIVE_OPTIMIZERS,
     HEALTHY_UPDATE_RATIO,
@@ -79,8 +80,7 @@ class LrTooHigh(Rule):
                      "are what the loss above is made of.")
             fix = Recommendation("fix", f"Use {opt} at its default step with a line search, which picks a step that "
                                  "lowers the loss.",
-                                 f"optimizer = torch.optim.{opt}(model.parameters(), lr=1, line_search_fn='strong_wolfe')"
-                                 + (f"   # was lr={lr:g}" if lr else ""))
+                                 optimizer_ctor(ctx, lr=1, line_search_fn="strong_wolfe", note=f"was lr={lr:g}" if lr else None))
         else:
             where = "No update ratio was measured on this run, so the loss shows what the updates do."
             fix = Recommendation("fix", "Lower the learning rate by 10x.",
@@ -152,7 +152,7 @@ class LrTooHigh(Rule):
             recommendations=[
                 Recommendation("fix", f"Lower the peak learning rate by 10x (to {fmt(peak / 10)}), keeping the schedule's shape."
                                if peak else "Lower the learning rate by 10x.",
-                               (f"optimizer = torch.optim.{opt}(model.parameters(), lr={peak / 10:.1g})   # peak was {peak:g}\n"
+                               (optimizer_ctor(ctx, lr=float(f"{peak / 10:.1g}"), note=f"peak was {peak:g}") + "\n"
                                 "# with a warm-up/decay schedule: lower the base rate it scales, not one step's value")
                                if peak else scale_lr_code(ctx, 0.1)),
             ],
