@@ -120,6 +120,34 @@ def test_lr_range_test() -> None:
     assert low.findings[0].kind == "lr_too_low"
 
 
+def test_range_test_suggestions_sit_near_known_good_rates() -> None:
+    # Read on samples the sweep does not train on, the loss rises once the rate is too high; on the trained
+    # samples it kept falling (Adam's step shrinks with the gradient) and the suggestion was 1.0 for Adam.
+    x, y = am.batch()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+    y4 = (x @ torch.randn(20, 4, generator=torch.Generator().manual_seed(1))).argmax(1)
+    cases = [(work(model, (x, y4)), 1e-4, 1e-2),  # Adam (the default optimizer)
+             (work(am.mlp(), optimizer_factory=adam(1e-3)), 1e-4, 1e-2),
+             (work(am.mlp(), optimizer_factory=am.sgd(0.1)), 1e-2, 1.0),
+             # one conv + BatchNorm + pooling on an easy task tolerates far more: its suggestion (~0.1) is
+             # checked against training below, not against a band
+             (work(am.batchnorm_net(), am.images(64), optimizer_factory=adam(1e-3)), 1e-4, 0.3)]
+    for w, lo, hi in cases:
+        r = probes.lr_range_test(w)
+        s = r.data["suggested_lr"]
+        assert r.verdict == "pass" and lo <= s <= hi, r.summary
+        assert s <= r.data["min_loss_lr"] / 10 * 1.0001  # a decade below where the loss starts to rise
+        assert r.data["blowup_lr"] is None or s <= r.data["blowup_lr"] / 10
+    from modeldebug.agent.lr_range import held_out
+    from modeldebug.agent.trainer import short_run
+
+    train, scored = held_out(w)  # type: ignore[misc]
+    at = {lr: short_run(w, steps=100, batches=train, one_batch=False, lr=lr, evaluate_on=scored).eval_loss
+          for lr in (1e-3, s)}
+    assert at[s] < at[1e-3], at  # the suggestion trains the CNN better than Adam's default on unseen samples
+
+
 # -- margins: a verdict on two noisy numbers needs an interval beyond the noise ------------------------------
 def test_interval_is_the_t_interval_and_never_narrower_than_the_noise() -> None:
     import statistics

@@ -63,7 +63,8 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
               prepare: Callable[[nn.Module], None] | None = None, seed: int | None = None,
               zero_grad: bool = True, batches: list[tuple[Any, Any]] | None = None,
               evaluate_on: tuple[Any, Any] | None = None,
-              stop: Callable[[list[float]], bool] | None = None) -> RunResult:
+              stop: Callable[[list[float]], bool] | None = None,
+              score_on: tuple[Any, Any] | None = None) -> RunResult:
     """Train a copy for `steps` optimizer steps; never touches the user's model.
 
     `one_batch`: repeat the first batch (the overfit probe) instead of cycling the data.
@@ -71,6 +72,7 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
     `prepare(model)` edits the copy before training (an initialisation fix, a removed softmax).
     `batches` replaces the request's batches; `evaluate_on` is a held-out batch scored after training.
     `stop(losses) -> bool`, asked after each step, ends the run early (memorised, stalled, out of time).
+    `score_on`: a held-out batch whose loss (no gradient) is recorded before each step, in `extras["scored"]`.
     """
     seed = work.options.seed if seed is None else seed
     with torch.random.fork_rng(devices=[]):
@@ -85,6 +87,7 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
                 g["lr"] = lr
         batches = batches or ([work.batch] if one_batch else work.batches)
         losses: list[float] = []
+        scored: list[float] = []
         session = None
         if watch_level is not None:
             from ..capture import watch
@@ -108,6 +111,9 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
                         g["lr"] = lr_schedule(step)
                 if zero_grad or step == 0:
                     opt.zero_grad(set_to_none=True)
+                if score_on is not None:
+                    with torch.no_grad():
+                        scored.append(float(work.loss_of(call_model(copy, score_on[0]), score_on[1])))
                 loss = work.loss_of(call_model(copy, x), y)
                 value = float(loss.detach())
                 losses.append(value)
@@ -134,4 +140,4 @@ def short_run(work: Workload, *, steps: int, model: nn.Module | None = None, one
                 copy.eval()
                 eval_loss = float(work.loss_of(call_model(copy, transform(x) if transform else x), y))
                 copy.train()
-        return RunResult(losses, copy, report, error, eval_loss)
+        return RunResult(losses, copy, report, error, eval_loss, {"scored": scored} if score_on is not None else {})
