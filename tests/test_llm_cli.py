@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from modeldebug.cli import main
 from modeldebug.errors import BadInputError
 from modeldebug.llm.cli import add_llm_options, check_llm_args, handle_llm
+from modeldebug.llm.preflight import unavailable
 from modeldebug.report import Report
 from modeldebug.rules.base import Finding
 from modeldebug.testing import build_record
@@ -58,7 +62,7 @@ def test_bad_llm_flags_are_refused_before_any_work() -> None:
         with pytest.raises(BadInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
             check_llm_args(parse(*argv))
     args = parse("--llm", "llama3.2:3b", "--llm-base-url", "http://localhost:8080/v1")
-    check_llm_args(args)  # a bare name with a server means an OpenAI-compatible one; building contacts nobody
+    check_llm_args(args, preflight=False)  # a bare name with a server means an OpenAI-compatible one; building contacts nobody
     assert args.llm_lm.model == "openai/llama3.2:3b" and args.llm_lm.kwargs["api_key"] == "local"
 
 
@@ -81,3 +85,77 @@ def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("modeldebug: LLM explanation unavailable (")
     assert "the rule report stands" in err
+
+
+def _listening() -> socket.socket:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    return server
+
+
+@pytest.fixture
+def local_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's own ports may be reached (the conftest refuses every connection)."""
+    original = socket._socket.socket.connect  # type: ignore[attr-defined]
+
+    def local_only(self: socket.socket, address: object) -> None:
+        if not (isinstance(address, tuple) and address[0] in ("127.0.0.1", "localhost", "::1")):
+            raise OSError("tests must not use the network")
+        original(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+
+
+def test_an_unknown_provider_is_refused_before_the_script_runs(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("dspy")
+    with pytest.raises(BadInputError, match="no provider is called 'nope'"):
+        check_llm_args(parse("--llm", "nope/x"))
+    (tmp_path / "train.py").write_text("open('ran', 'w').close()\n")
+    assert main(["run", "--db", "run.db", "--no-progress", "--llm", "nope/x", "--", "train.py"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--llm 'nope/x': no provider is called 'nope'" in err[0]
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_server_that_is_there_or_not(local_connect: None) -> None:
+    pytest.importorskip("dspy")
+    server = _listening()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    assert unavailable("openai/qwen", url) is None
+    args = parse("--llm", "qwen", "--llm-base-url", url)
+    check_llm_args(args)
+    assert args.llm == "qwen" and args.llm_lm is not None  # kept: the explanation will be asked for
+    server.close()
+    why = unavailable("openai/qwen", url)
+    assert why is not None and why.startswith(f"the model server is not there: nothing answers at 127.0.0.1:")
+
+
+def test_a_missing_server_is_a_warning_up_front_and_the_run_goes_on(
+        tmp_path: Path, local_connect: None, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("dspy")
+    server = _listening()
+    port = server.getsockname()[1]
+    server.close()  # a port nothing listens on now
+    (tmp_path / "train.py").write_text("import sys\nprint('trained', file=sys.stderr)\nsys.exit(3)\n")
+    code = main(["run", "--db", "run.db", "--no-progress", "--llm", "ollama_chat/llama3.2",
+                 "--llm-base-url", f"http://127.0.0.1:{port}", "--", "train.py"])
+    assert code == 3  # the script's own exit code: the run was not lost
+    err = capsys.readouterr().err.splitlines()
+    warning = [line for line in err if "--llm" in line or "LLM" in line]
+    assert len(warning) == 1 and warning[0].startswith("modeldebug: warning: --llm ollama_chat/llama3.2: the model "
+                                                       f"server is not there: nothing answers at 127.0.0.1:{port}")
+    assert "going on without the LLM explanation" in warning[0]
+    assert err.index(warning[0]) < err.index("trained")  # before the script ran
+
+
+def test_a_hosted_model_without_its_key_or_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("dspy")
+    for name in ("OPENAI_API_KEY", "MODELDEBUG_LLM_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    why = unavailable("openai/gpt-4o-mini", None)
+    assert why is not None and "OPENAI_API_KEY" in why and "not set" in why
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    why = unavailable("openai/gpt-4o-mini", None)  # the conftest refuses every connection: no network
+    assert why is not None and why.startswith("the network does not reach openai: nothing answers at api.openai.com:443")

@@ -11,6 +11,7 @@ Without `--llm` these do nothing and import nothing of DSPy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, TextIO
 
@@ -41,8 +42,11 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
                         f"(default {_DEFAULT_NOTICE:g}; 0 at once)")
 
 
-def check_llm_args(args: argparse.Namespace) -> None:
-    """Reject unusable LLM flags with one clear line (BadInputError / MissingDependencyError); build the LM."""
+def check_llm_args(args: argparse.Namespace, *, preflight: bool = True, file: TextIO | None = None) -> None:
+    """Reject unusable LLM flags with one clear line (BadInputError / MissingDependencyError); build the LM.
+
+    With `preflight`, a model that cannot answer now (its server is not there, its key is not set, no
+    network) is one warning line, and `--llm` is dropped: the run goes on, without the explanation."""
     model = getattr(args, "llm", None)
     if not model:
         for flag, value in (("--ask", getattr(args, "ask", None)), ("--llm-base-url", getattr(args, "llm_base_url", None))):
@@ -58,6 +62,16 @@ def check_llm_args(args: argparse.Namespace) -> None:
     from .lm import make_lm
 
     args.llm_lm = make_lm(model, base_url=getattr(args, "llm_base_url", None), timeout=timeout)
+    if not preflight:
+        return
+    from .lm import API_KEY_ENV
+    from .preflight import unavailable
+
+    why = unavailable(args.llm_lm.model, getattr(args, "llm_base_url", None), api_key=os.environ.get(API_KEY_ENV))
+    if why:
+        print(f"modeldebug: warning: --llm {model}: {why}; going on without the LLM explanation",
+              file=file if file is not None else sys.stderr)
+        args.llm, args.llm_lm = None, None
 
 
 def handle_llm(report: Any, args: argparse.Namespace, *, lm: Any = None, file: TextIO | None = None) -> None:
@@ -73,7 +87,7 @@ def handle_llm(report: Any, args: argparse.Namespace, *, lm: Any = None, file: T
         if lm is None:
             lm = getattr(args, "llm_lm", None)
             if lm is None:
-                check_llm_args(args)
+                check_llm_args(args, preflight=False)
                 lm = args.llm_lm
         from .explain import explain_report
 

@@ -54,10 +54,15 @@ def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = No
             raise BadInputError(f"--llm {model!r} names no provider: use PROVIDER/NAME (ollama_chat/{model}), "
                                 f"or give --llm-base-url for an OpenAI-compatible server")
         model = f"openai/{model}"
-    dspy = _dspy()
     # LiteLLM (used for providers DSPy's own engine does not cover) would otherwise fetch its price
-    # list from GitHub on the first call; the bundled copy is enough and keeps local use local.
+    # list from GitHub when imported; the bundled copy is enough and keeps local use local.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    dspy = _dspy()
+    from .preflight import known_provider
+
+    if not known_provider(model):
+        raise BadInputError(f"--llm {model!r}: no provider is called {model.split('/', 1)[0]!r}: use ollama_chat/NAME, "
+                            "openai/NAME (with --llm-base-url for a local server), anthropic/NAME, ... (docs/llm.md)")
     kwargs: dict[str, Any] = {}
     if base_url is not None:
         kwargs["api_base"] = base_url
