@@ -129,7 +129,7 @@ def test_a_server_that_is_there_or_not(local_connect: None) -> None:
     assert args.llm == "qwen" and args.llm_lm is not None  # kept: the explanation will be asked for
     server.close()
     why = unavailable("openai/qwen", url)
-    assert why is not None and why.startswith(f"the model server is not there: nothing answers at 127.0.0.1:")
+    assert why is not None and why.startswith("the model server is not there: nothing answers at 127.0.0.1:")
 
 
 def test_a_missing_server_is_a_warning_up_front_and_the_run_goes_on(
