@@ -166,3 +166,59 @@ def test_the_constructor_is_the_runs_own_with_what_the_fix_changes(tmp_path) -> 
     groups = ctor(lambda m: torch.optim.SGD([{"params": m[0].parameters(), "lr": 0.1}, {"params": m[2].parameters()}],
                                             lr=0.01, momentum=0.9), lr=0.001)
     assert groups.startswith("optimizer = torch.optim.SGD(param_groups, lr=0.001, momentum=0.9)   # param_groups: the 2")
+
+
+# -- 4. the spike a finding cites and the repro bundle's step ----------------------------------------------------
+def _adam_at(lr: float, db: str) -> md.Report:  # type: ignore[name-defined]
+    """bug_lr.py: Adam at `lr` over x[i:i + 32] for 8 epochs, its record (and repro bundle) in a file."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 20, generator=g)
+    y = (x @ torch.randn(20, 4, generator=g)).argmax(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.Adam(model.parameters(), lr)
+    with md.watch(model, db=db) as s:
+        for _ in range(8):
+            for i in range(0, 512, 32):
+                opt.zero_grad()
+                F.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+                opt.step()
+    return s.report()
+
+
+def test_a_spike_before_the_live_check_starts_says_which_step_the_bundle_holds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    report = _adam_at(0.1, str(tmp_path / "run.db"))
+    f = found(report, "lr_too_high")
+    assert f is not None and f.kind == "lr_too_high"
+    bundle = report.diagnosis.record.meta.get("bundle") or {}
+    assert bundle.get("trigger") == "loss_spike" and bundle["step"] == 33, bundle
+    assert "at step 16" in f.title and f.evidence["bundle_step"] == 33  # step 16: before the live check's 20 losses
+    assert "The repro bundle holds step 33" in f.description and "after 20 losses" in f.description
+
+
+def test_when_the_bundle_holds_the_spike_cited_nothing_more_is_said(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # bug_lr_sgd.py: SGD(lr=0.5, momentum=0.9) over a shuffled DataLoader; the spike at step 29 is the bundle's
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 20, generator=g)
+    y = (x @ torch.randn(20, 4, generator=g)).argmax(1)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.SGD(model.parameters(), 0.5, momentum=0.9)
+    with md.watch(model, db=str(tmp_path / "run.db")) as s:
+        for _ in range(8):
+            for xb, yb in loader:
+                opt.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+    report = s.report()
+    f = found(report, "lr_too_high")
+    bundle = report.diagnosis.record.meta.get("bundle") or {}
+    assert f is not None and bundle.get("trigger") == "loss_spike" and bundle["step"] == 29, bundle
+    assert "at step 29" in f.description and "bundle_step" not in f.evidence and "repro bundle" not in f.description
+
+
+def test_a_run_without_a_spike_bundle_says_nothing_of_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    report = _adam_at(1e-3, str(tmp_path / "run.db"))
+    assert found(report, "lr_too_high") is None and not serious(report), serious(report)
+    assert all("repro bundle" not in f.description for f in report.findings)

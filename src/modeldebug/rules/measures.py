@@ -8,18 +8,20 @@ uniform prediction gives at initialisation.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..catalogue import Finding
 from ..record.frames import frozen
 from .context import Context, fmt, trailing_medians, window
 from .curve import loss_is_not_a_curve, players
 from .fixcode import optimizer_ctor
 
 
-__all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "casualties", "collapse_onset", "collapsing",
+__all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "bundle_step_said", "casualties", "collapse_onset", "collapsing",
            "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
            "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "update_ratios", "weight_names", "weight_shrink"]
 
@@ -219,6 +221,29 @@ def _oscillation(ctx: Context) -> Oscillation | None:
         if ac1 <= -0.5 and raw_amp >= frac * scale and trend < 0.5 * raw_amp:
             return Oscillation(raw_amp, level, scale, len(tail) // 2, start, "alternating")
     return None
+
+
+def bundle_step_said(ctx: Context, f: Finding) -> Finding:
+    """`f`, saying why the run's loss-spike repro bundle is of another step than the spike it cites.
+
+    The bundle is saved while the run goes, at the first spike the live check (capture/bundle.py
+    `SpikeWatch`) sees: it judges only from `min_steps` losses on, against the median of the losses
+    seen until then. The rule judges the whole run afterwards, against a window sized to it, so it
+    can cite an earlier spike (one within the first `min_steps` steps) or another one.
+    """
+    info = ctx.record.meta.get("bundle")
+    if not isinstance(info, dict) or info.get("trigger") != "loss_spike" or info.get("step") is None:
+        return f
+    b = int(info["step"])
+    cited = {int(m) for m in re.findall(r"\bat step (\d+)", f"{f.title} {f.description}")}
+    if not cited or b in cited:
+        return f
+    f.description += (f" The repro bundle holds step {b}, the first spike caught while the run went: that live check "
+                      f"judges a spike only after {ctx.t.min_steps} losses, against the losses seen until then, while "
+                      f"the step{'s' if len(cited) > 1 else ''} above {'are' if len(cited) > 1 else 'is'} judged on "
+                      "the whole run afterwards.")
+    f.evidence["bundle_step"] = b
+    return f
 
 
 @dataclass

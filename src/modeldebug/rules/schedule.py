@@ -17,6 +17,7 @@ from .measures import (
     ADAPTIVE_OPTIMIZERS,
     HEALTHY_UPDATE_RATIO,
     Signal,
+    bundle_step_said,
     casualties,
     collapsing,
     expected_initial_loss,
@@ -221,6 +222,10 @@ class LrTooHigh(Rule):
         ]
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        for f in self._check(ctx):
+            yield bundle_step_said(ctx, f)
+
+    def _check(self, ctx: Context) -> Iterator[Finding]:
         signals = instability(ctx)
         steps, ratios = update_ratios(ctx)
         if collapsing(ctx):

@@ -151,6 +151,11 @@ update ratios are judged from the loss only, so only a blow-up from the first st
 there, not a rate that is merely too high to converge. GANs and other
 adversarial losses go up and down by design.
 
+The spike a finding cites can be another step than the run's repro bundle (`loss spike`): the
+bundle is saved while the run goes, at the first spike a live check sees, which judges only after
+`min_steps` losses and against the losses seen until then; the rule judges the whole run
+afterwards. When they differ, the finding says which step the bundle holds and why.
+
 Losses that are not one objective going down are judged by what no such loss explains. A loss
 that goes below zero has no floor, so its ratios say nothing (a policy-gradient surrogate
 `-log_prob * advantage`, whose sign and scale follow the returns): only a non-finite loss counts.
