@@ -68,6 +68,15 @@ def test_a_low_learning_rate_is_slow_learning_not_a_fault() -> None:
     assert slow.verdict == "warn" and not slow.findings and "learning, slowly" in slow.summary, slow.summary
 
 
+def test_an_overfit_run_cut_short_by_its_time_limit_is_not_a_verdict_of_stalling() -> None:
+    from modeldebug.agent import AnalysisOptions
+
+    w = work(am.mlp(), optimizer_factory=adam(1e-4), options=AnalysisOptions(overfit_seconds=0.0))
+    r = probes.overfit_one_batch(w)
+    assert r.verdict == "inconclusive" and not r.findings and "overfit_seconds" in r.summary, r.summary
+    assert r.data["long_steps"] == w.options.probe_steps  # the first window is always run
+
+
 def am_options(*, steps: int):  # type: ignore[no-untyped-def]
     from modeldebug.agent import AnalysisOptions
 

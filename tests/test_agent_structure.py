@@ -130,6 +130,8 @@ def test_threads_are_one_during_the_analysis_and_restored_after() -> None:
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("probe_seeds", 0, "probe_seeds 0 must be a whole number of at least 1"),
     ("threads", 0, "threads 0 must be a whole number of at least 1"),
+    ("overfit_max_steps", 0, "overfit_max_steps 0 must be a whole number of at least 1"),
+    ("overfit_seconds", -1.0, "overfit_seconds -1.0 must be a number of seconds"),
 ])
 def test_bad_options_say_what_is_wrong(field: str, value: int, message: str) -> None:
     with pytest.raises(BadInputError, match=message):

@@ -170,20 +170,31 @@ def _window_fall(losses: list[float], w: int) -> tuple[float, float]:
 
 
 def _long_run(work: Workload) -> RunResult:
-    """Seed 0 trained on the batch until memorised, stalled (no fall beyond noise over a window), or out of budget."""
+    """Seed 0 trained on the batch until memorised, stalled (no fall beyond noise over a window), or out of budget.
+
+    `extras["out_of_time"]`: `overfit_seconds` ended it.
+    """
     opts = work.options
     w = max(5, opts.probe_steps)
-    deadline = time.perf_counter() + opts.overfit_seconds
+    deadline = [math.inf]  # `overfit_seconds` counts from the end of the first window (the seeded runs' length)
+    timed_out = [False]
 
     def stop(losses: list[float]) -> bool:
-        if _memorised(losses) or time.perf_counter() > deadline:
+        if len(losses) == w:
+            deadline[0] = time.perf_counter() + opts.overfit_seconds
+        if _memorised(losses):
+            return True
+        if time.perf_counter() > deadline[0]:
+            timed_out[0] = True
             return True
         if len(losses) >= 2 * w and len(losses) % w == 0:
             fall, noise = _window_fall(losses, w)
             return fall <= 2 * noise
         return False
 
-    return short_run(work, steps=max(opts.probe_steps, opts.overfit_max_steps), seed=opts.seed, stop=stop)
+    run = short_run(work, steps=max(opts.probe_steps, opts.overfit_max_steps), seed=opts.seed, stop=stop)
+    run.extras["out_of_time"] = timed_out[0]
+    return run
 
 
 def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = None) -> ProbeResult:
@@ -235,6 +246,10 @@ def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = 
     rate = fall / w
     needed = (long.final - _MEMORISED * start) / rate if fall > 2 * noise and rate > 0 else math.inf
     data.update({"fall_per_step": rate, "steps_to_memorise": needed})
+    if long.extras.get("out_of_time") and fall > 2 * noise and needed > n:
+        return ProbeResult("overfit_one_batch", "inconclusive", f"{head}, still falling when overfit_seconds "
+                           f"({work.options.overfit_seconds:g} s) ran out: give it more time "
+                           "(AnalysisOptions.overfit_seconds)", data)
     if needed <= n:
         return ProbeResult("overfit_one_batch", "warn", f"learning, slowly: {head}; at its current pace it needs about "
                            f"{needed:.0f} more steps to memorise the batch (a low learning rate?)", data)

@@ -140,6 +140,11 @@ class Workload:
         seeds, threads = self.options.probe_seeds, self.options.threads
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise BadInputError(f"options.probe_seeds {seeds!r} must be a whole number of at least 1 (default 3)")
+        steps, secs = self.options.overfit_max_steps, self.options.overfit_seconds
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise BadInputError(f"options.overfit_max_steps {steps!r} must be a whole number of at least 1 (default 600)")
+        if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs >= 0:
+            raise BadInputError(f"options.overfit_seconds {secs!r} must be a number of seconds, 0 or more (default 10)")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise BadInputError(f"options.threads {threads!r} must be a whole number of at least 1, or None to leave "
                                 "torch's thread count alone")
