@@ -43,7 +43,7 @@ def adam(lr: float):  # type: ignore[no-untyped-def]
 
 def test_a_healthy_mlp_that_halves_its_loss_in_60_steps_memorises_the_batch_given_more() -> None:
     # The report's case: a 20-64-4 MLP, Adam at 1e-3 (the default), 64 samples: 50% in 60 steps was a "warn".
-    x, y = am.batch()
+    x, _ = am.batch()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
     y4 = (x @ torch.randn(20, 4, generator=torch.Generator().manual_seed(1))).argmax(1)
@@ -132,7 +132,7 @@ def test_lr_range_test() -> None:
 def test_range_test_suggestions_sit_near_known_good_rates() -> None:
     # Read on samples the sweep does not train on, the loss rises once the rate is too high; on the trained
     # samples it kept falling (Adam's step shrinks with the gradient) and the suggestion was 1.0 for Adam.
-    x, y = am.batch()
+    x, _ = am.batch()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
     y4 = (x @ torch.randn(20, 4, generator=torch.Generator().manual_seed(1))).argmax(1)
