@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from helpers import found, serious
 from torch import nn
 
 import modeldebug as md
-
-from helpers import found, serious
 
 
 # -- 1. a collapse onto the prior that dead units explain ------------------------------------------------------

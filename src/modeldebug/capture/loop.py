@@ -17,7 +17,7 @@ import operator
 import time
 import weakref
 from collections import deque
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ __all__ = ["LoopWatch"]
 _FINGERPRINT_BUDGET = {"train": 50_000, "val": 10_000}
 #: Where fingerprinted samples came from: a DataLoader's data set (its id), a tensor's storage
 #: (its address and size) for a batch sliced from a larger tensor, or None (unknown).
-_Source = Union[int, tuple[int, int], None]
+_Source = int | tuple[int, int] | None
 _LIVE_WINDOW = 8
 _deref = weakref.ref.__call__
 _is_alive = functools.partial(operator.is_not, None)
