@@ -94,3 +94,35 @@ def test_records_outside_the_journal_are_compared_from_what_they_hold(shared) ->
 def test_bad_run_names_are_one_line(shared) -> None:  # type: ignore[no-untyped-def]
     code, _, err = md("diff", "nosuchrun", str(shared.runs["lr"]))
     assert code == 2 and "no run 'nosuchrun' in the journal" in err and err.count("\n") == 1
+
+
+_NAN_INPUT = """
+import argparse, torch, torch.nn as nn
+p = argparse.ArgumentParser(); p.add_argument("--nan-at", type=int, default=-1); a = p.parse_args()
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(1)
+X = torch.randn(256, 6, generator=g); Y = (X[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+for step in range(40):
+    i = torch.randint(0, 256, (32,), generator=g)
+    x = X[i].clone()
+    if step == a.nan_at:
+        x[0, 0] = float("nan")
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), Y[i]).backward()
+    opt.step()
+"""
+
+
+def test_a_loss_that_went_nan_is_called_non_finite_not_none(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the record stores NaN as no value; the diff must not say the loss is missing ("none")
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "nan_input.py"
+    script.write_text(_NAN_INPUT)
+    good, bad = train(tmp_path, "good", script=script), train(tmp_path, "bad", "--nan-at", "20", script=script)
+    d = _diff(good, bad)
+    loss = next(p for p in d["partings"] if p["series"] == "loss")
+    assert loss["step"] == 20 and "-> non-finite at step 20" in loss["text"] and "none" not in loss["text"]
+    code, out, _ = md("diff", str(good), str(bad))
+    assert code == 0 and "loss" in out and "-> non-finite at step 20" in out

@@ -57,8 +57,13 @@ class Parting:
                 "a": self.a, "b": self.b, "text": self.text}
 
 
-def _v(x: float | None) -> str:
-    return "none" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+def _v(x: float | None, view: RunView | None = None, step: int | None = None) -> str:
+    """A value as the text says it: a missing one is "none", unless the run had gone non-finite by then
+    (the record stores NaN as no value), then "non-finite"."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        since = view.nonfinite_from if view is not None else None
+        return "non-finite" if since is not None and step is not None and step >= since else "none"
+    return f"{x:.4g}"
 
 
 def _exact(va: RunView, vb: RunView) -> list[Parting]:
@@ -70,7 +75,7 @@ def _exact(va: RunView, vb: RunView) -> list[Parting]:
             if math.isnan(x) and math.isnan(y):
                 continue
             if math.isnan(x) or math.isnan(y) or not math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12):
-                out.append(Parting(col, family, step, x, y, f"{_COLUMN_WORDS[col]} {_v(x)} -> {_v(y)} at step {step}",
+                out.append(Parting(col, family, step, x, y, f"{_COLUMN_WORDS[col]} {_v(x, va, step)} -> {_v(y, vb, step)} at step {step}",
                                    order=(-2,)))
                 break
     fa, fb = carried_fractions(va), carried_fractions(vb)
@@ -113,9 +118,9 @@ def _noisy(va: RunView, vb: RunView, same_seed: bool) -> list[Parting]:
             if bad[i] or over[i:i + 3].all() and len(over[i:i + 3]) == 3:
                 s = steps[i]
                 out.append(Parting(col, family, s, a[s], b[s],
-                                   f"{_COLUMN_WORDS[col]} parts at step {s}: {_v(a[s])} -> {_v(b[s])} "
+                                   f"{_COLUMN_WORDS[col]} parts at step {s}: {_v(a[s], va, s)} -> {_v(b[s], vb, s)} "
                                    f"(smoothed gap x{10 ** abs(la[i] - lb[i]):.3g}, noise allows x{10 ** limit:.3g})"
-                                   if not bad[i] else f"{_COLUMN_WORDS[col]} {_v(a[s])} -> {_v(b[s])} at step {s}",
+                                   if not bad[i] else f"{_COLUMN_WORDS[col]} {_v(a[s], va, s)} -> {_v(b[s], vb, s)} at step {s}",
                                    order=(9,)))
                 break
     return out
@@ -155,7 +160,7 @@ def _sampled(va: RunView, vb: RunView, same_seed: bool) -> list[Parting]:
                 words = STAT_WORDS.get((kind, stat), stat)
                 ratio = f" (x{10 ** gap:.3g})" if scale == "log" and math.isfinite(gap) else ""
                 out.append(Parting(f"{kind} {name} {stat}", _FAMILY[stat], step, x, y,
-                                   f"{words} of {va.describe(kind, name)}: {_v(x)} -> {_v(y)}{ratio} at step {step}",
+                                   f"{words} of {va.describe(kind, name)}: {_v(x, va, step)} -> {_v(y, vb, step)}{ratio} at step {step}",
                                    location=va.module_of(kind, name),
                                    order=(STAT_RANK.get(stat, 0), *va.order(kind, name))))
                 break

@@ -28,6 +28,12 @@ class RunView:
             return {}
         return dict(zip(s.steps.tolist(), s.values.tolist()))
 
+    @cached_property
+    def nonfinite_from(self) -> int | None:
+        """The step of the run's first non-finite loss or gradient (its `nonfinite` event), else None."""
+        steps = [e.step for e in self.record.events("nonfinite") if e.step is not None]
+        return min(steps) if steps else None
+
     def steps(self) -> list[int]:
         return sorted(self.column("loss"))
 
