@@ -279,6 +279,23 @@ def test_watch_session_bundle_needs_model_when_the_code_is_not_a_script(tmp_path
     assert code == 0 and out["status"] == "bit-for-bit" and out["bisect"]["module"] == "log"
 
 
+def test_a_script_that_trains_when_imported_gets_a_hint_that_works(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Its own make_model cannot be imported without training: the hint names another module, and that works."""
+    top = NAN_SCRIPT.replace('if __name__ == "__main__":\n    train(', 'train(')
+    assert top != NAN_SCRIPT
+    script = _script(tmp_path, "top_train.py", top)
+    assert _run(script, "-10") == 0
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db")), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would run its training" in err[0] and "top_train.py:make_model" not in err[0]
+    assert "models.py:make_model" in err[0] and 'if __name__ == "__main__":' in err[0]
+    _script(tmp_path, "models.py", NAN_SCRIPT)  # the user follows the hint: the factory in a module that does not train
+    code, out = _replay(bundle_path("run.db"), "--model", "models.py:make_model")
+    assert code == 0 and out["status"] == "bit-for-bit"
+
+
 def test_healthy_twin_saves_no_bundle(tmp_path: Path) -> None:
     script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
     assert all(math.isfinite(v) for v in runpy.run_path(str(script), run_name="plain")["train"](1.5))

@@ -212,6 +212,10 @@ def _default_factory(bundle: dict[str, Any]) -> tuple[Any, str]:
             f"is a {qualname} that {script!r} defines"
         where = f"importing {script} would run its training ({unsafe})" if unsafe else \
             f"the model {built}, and that script is not here"
+        if unsafe:  # its own factory cannot be imported either: name a module that does not train
+            hint = ("pass --model MODULE:CALLABLE, a function that builds the model in a module that does not "
+                    f"train when imported (e.g. models.py:make_model), or put {Path(script).name}'s training "
+                    "under `if __name__ == \"__main__\":`")
         raise BadInputError(f"cannot build the model: {where}: {hint}")
     cls = mod
     for part in qualname.split("."):
