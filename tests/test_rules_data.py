@@ -337,6 +337,55 @@ def test_validation_samples_drawn_from_the_training_samples(leak: bool) -> None:
         assert f is None
 
 
+@pytest.mark.parametrize("leak", [True, False])
+def test_a_validation_tensor_after_a_dataloader_loop_is_judged(leak: bool) -> None:
+    """The loader's data set is the source of the batches read from it, not of whatever runs after the
+    loop is exhausted: a plain validation tensor evaluated then is judged on its own."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, d = healthy_mlp()
+    train_x, train_y = d.x[:256], d.y[:256]
+    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=64, shuffle=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def run() -> None:
+        for _ in range(6):  # epochs
+            for x, y in loader:
+                opt.zero_grad()
+                d.loss_fn(model(x), y).backward()
+                opt.step()
+            with torch.no_grad():  # the validation pass after each epoch: copies, not slices
+                model((train_x[:128] if leak else d.x[256:384]).clone())
+
+    f = finding(watched(model, run), "data_leakage")
+    if leak:
+        assert f is not None and f.evidence["overlap"] >= 64
+    else:
+        assert f is None
+
+
+def test_training_accuracy_on_the_whole_tensor_of_a_tensordataset_is_not_leakage() -> None:
+    """`model(train_x)` under no_grad after the loop over `TensorDataset(train_x, ...)`: the training
+    set evaluated (its accuracy), not a validation set that shares samples with it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, d = healthy_mlp()
+    train_x, train_y = d.x[:256].clone(), d.y[:256].clone()
+    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=64, shuffle=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def run() -> None:
+        for _ in range(6):
+            for x, y in loader:
+                opt.zero_grad()
+                d.loss_fn(model(x), y).backward()
+                opt.step()
+            with torch.no_grad():
+                model(train_x)  # training accuracy, on the very tensor the data set holds
+
+    assert finding(watched(model, run), "data_leakage") is None
+
+
 # -- the crash messages, and the catalogue --------------------------------------------------------------------------------
 @pytest.mark.parametrize("message, kind", [
     ("Target 10 is out of bounds.", "label_issue"),

@@ -58,6 +58,8 @@ class LoopWatch:
         self.fingerprints: dict[tuple[str, _Source], set[float]] = {}
         self.spans: dict[tuple[str, _Source], tuple[int, int]] = {}
         self.current_dataset: int | None = None
+        self._loader_sets: dict[int, bool] = {}  # data sets a DataLoader has served (ids): a TensorDataset?
+        self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         self.clip: torch.Tensor | None = None
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
@@ -76,6 +78,32 @@ class LoopWatch:
         self.t_loader += time.perf_counter() - t0
         dataset = getattr(args[0], "_dataset", None) if args else None
         self.current_dataset = id(dataset) if dataset is not None else None
+        if dataset is None:
+            return
+        if id(dataset) not in self._loader_sets:
+            self._loader_sets[id(dataset)] = self._tensor_dataset(dataset)
+        if exc is not None and self._loader_sets[id(dataset)]:
+            # A TensorDataset's loop is over (StopIteration): what runs next is judged by its own memory,
+            # so a validation tensor evaluated after the loop is judged on its own. (Another data set's
+            # memory is unknown: the passes after its loop stay filed under it, as training-set evaluation.)
+            self.current_dataset = None
+
+    def _tensor_dataset(self, dataset: Any) -> bool:
+        """A `TensorDataset` trained from is its tensors' memory: evaluating the first of them whole
+        after the loop (training accuracy) is not validation; a slice or a copy of it is judged."""
+        tensors = getattr(dataset, "tensors", None)
+        x = tensors[0] if isinstance(tensors, tuple) and tensors and isinstance(tensors[0], torch.Tensor) else None
+        if x is None:
+            return False
+        try:
+            storage = x.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+        except (RuntimeError, NotImplementedError):
+            return False
+        self.trained_storages.add(key)
+        lo, hi = self.spans.get(("train", key), (key[1], 0))
+        self.spans[("train", key)] = (min(lo, 0), max(hi, key[1]))
+        return True
 
     def _clipped(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], total: Any,
                  exc: BaseException | None) -> None:
@@ -163,7 +191,7 @@ class LoopWatch:
 
     def overlap(self) -> dict[str, Any] | None:
         """Validation samples also seen in training, counting only data sets never trained on."""
-        trained_on = {d for (phase, d) in self.fingerprints if phase == "train" and d is not None}
+        trained_on = {d for (phase, d) in self.fingerprints if phase == "train" and d is not None} | self.trained_storages
         train = set().union(*(v for (phase, _), v in self.fingerprints.items() if phase == "train"))
         val = set().union(*(v for (phase, d), v in self.fingerprints.items()
                             if phase == "val" and not self._trained_on(d, trained_on)))

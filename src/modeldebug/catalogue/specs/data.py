@@ -102,8 +102,12 @@ fingerprinted, so the share found is a lower bound of the true one. A pass with 
 training whatever the model's mode (a model left in `eval()` still trains). The training set
 evaluated is not validation: a pass without gradients over a DataLoader's data set that was
 trained on, or over a tensor that training batches were sliced from (`x[i:i + 32]`) spanning
-every row they read (`model(x)` for training accuracy, at once or in chunks), is left out; a
-slice of it that leaves trained rows out (`model(x[:128])`) is judged as a validation set.
+every row they read (`model(x)` for training accuracy, at once or in chunks), or over the whole
+first tensor of a `TensorDataset` a DataLoader served, is left out; a slice of it that leaves
+trained rows out (`model(x[:128])`) or a copy of some of its rows is judged as a validation set.
+Once a TensorDataset's loop has ended, a plain tensor evaluated after it is judged on its own (a
+pass after the loop over another kind of data set stays filed under that data set: its memory is
+not known, so a leak there is missed rather than training accuracy flagged).
 
 ## Why is this bad?
 A validation score on samples the model trained on measures memory, not generalisation: it
