@@ -91,7 +91,8 @@ class DebuggingConfig(BaseModel):
     sample_every: int | None = Field(
         None,
         ge=1,
-        description="Record activation statistics every N steps (default by level: 50 / 5 / 1).",
+        description="Record activation statistics every N steps (default by level: 50 / 5 / 1; unset, `detailed` "
+        "widens its 5 to 10, 20, 40, ... when its samples would cost more than 5% of the average step).",
     )
     flush_every: int = Field(
         20, ge=1, description="Write the record to SQLite every N steps (and at the end)."
