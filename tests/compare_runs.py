@@ -21,6 +21,30 @@ CHANGES = {"lr": ["--lr", "0.3"], "frozen": ["--freeze", "2"], "no_zero_grad": [
            "init": ["--init-std", "0.6"]}
 
 
+# a tiny classifier; --nan-at N puts one NaN into the batch of step N (the data brings it)
+NAN_INPUT_SCRIPT = """
+import argparse, torch, torch.nn as nn
+p = argparse.ArgumentParser()
+p.add_argument("--nan-at", type=int, default=-1)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--steps", type=int, default=40)
+a = p.parse_args()
+torch.manual_seed(a.seed)
+g = torch.Generator().manual_seed(1)
+X = torch.randn(256, 6, generator=g); Y = (X[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+for step in range(a.steps):
+    i = torch.randint(0, 256, (32,), generator=g)
+    x = X[i].clone()
+    if step == a.nan_at:
+        x[0, 0] = float("nan")
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), Y[i]).backward()
+    opt.step()
+"""
+
+
 @dataclass
 class Project:
     """A folder with its journal and one record per run (`runs["seed0"]`, `runs["lr"]`, ...)."""

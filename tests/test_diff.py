@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from compare_runs import SCRIPT, md, project, train
+from compare_runs import NAN_INPUT_SCRIPT, SCRIPT, md, project, train
 
 from modeldebug.compare.diff import Side, diff_runs
 from modeldebug.journal.facts import record_facts
@@ -96,30 +96,11 @@ def test_bad_run_names_are_one_line(shared) -> None:  # type: ignore[no-untyped-
     assert code == 2 and "no run 'nosuchrun' in the journal" in err and err.count("\n") == 1
 
 
-_NAN_INPUT = """
-import argparse, torch, torch.nn as nn
-p = argparse.ArgumentParser(); p.add_argument("--nan-at", type=int, default=-1); a = p.parse_args()
-torch.manual_seed(0)
-g = torch.Generator().manual_seed(1)
-X = torch.randn(256, 6, generator=g); Y = (X[:, 0] > 0).long()
-model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
-opt = torch.optim.Adam(model.parameters(), lr=0.01)
-for step in range(40):
-    i = torch.randint(0, 256, (32,), generator=g)
-    x = X[i].clone()
-    if step == a.nan_at:
-        x[0, 0] = float("nan")
-    opt.zero_grad()
-    nn.functional.cross_entropy(model(x), Y[i]).backward()
-    opt.step()
-"""
-
-
 def test_a_loss_that_went_nan_is_called_non_finite_not_none(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # the record stores NaN as no value; the diff must not say the loss is missing ("none")
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "nan_input.py"
-    script.write_text(_NAN_INPUT)
+    script.write_text(NAN_INPUT_SCRIPT)
     good, bad = train(tmp_path, "good", script=script), train(tmp_path, "bad", "--nan-at", "20", script=script)
     d = _diff(good, bad)
     loss = next(p for p in d["partings"] if p["series"] == "loss")

@@ -153,3 +153,22 @@ def test_learn_refuses_bad_input_in_one_line(shared, tmp_path: Path) -> None:  #
     assert code == 2 and "does not exist" in err
     code, _, err = md("learn", str(shared.runs["seed0"]), "-o", str(shared.runs["seed1"]))
     assert code == 2 and "would overwrite a .db file" in err
+
+
+def test_a_run_gone_nan_is_one_finite_violation_not_frozen_weights_or_nan_envelopes(tmp_path: Path) -> None:
+    """After the data brings a NaN, the weights are NaN: that is INV005's, not 'its update was zero' (INV003,
+    whose fix is to rebuild the optimizer) nor every module's statistics out of their envelopes."""
+    from compare_runs import NAN_INPUT_SCRIPT, train
+
+    script = tmp_path / "nan_input.py"
+    script.write_text(NAN_INPUT_SCRIPT)
+    runs = [train(tmp_path, f"seed{s}", "--seed", str(s), "--steps", "60", script=script) for s in (0, 1)]
+    bad = train(tmp_path, "nan", "--nan-at", "30", "--steps", "60", script=script)
+    out = tmp_path / "good.json"
+    assert md("learn", *map(str, runs), "-o", str(out))[0] == 0
+    codes = [f.code for f in check(Record.open(bad), load_invariants(out))]
+    assert "INV005" in codes
+    assert not {"INV003", "INV007", "INV008", "INV009", "INV010"} & set(codes), codes
+    # a healthy twin of the same script breaks nothing
+    twin = train(tmp_path, "seed2", "--seed", "2", "--steps", "60", script=script)
+    assert check(Record.open(twin), load_invariants(out)) == []

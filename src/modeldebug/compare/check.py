@@ -118,8 +118,11 @@ def _updates(view: RunView, inv: Invariant, _: InvariantSet) -> list[Violation]:
         e = view.entity("param", name)
         if e is None:
             continue
-        series = ratios.get(name, {})
-        step = next((s for s in sampled if not (series.get(s, 0.0) > 0)), None)
+        series, since = ratios.get(name, {}), view.nonfinite_from
+        # a ratio that reads NaN once the run went non-finite is a NaN weight or update, not a frozen one (INV005)
+        step = next((s for s in sampled if not (series.get(s, 0.0) > 0)
+                     and not (since is not None and s >= since
+                              and (math.isnan(series.get(s, 0.0)) or s in view.nonfinite_samples))), None)
         if step is None:
             continue
         if e.info.get("requires_grad") is False:
@@ -182,6 +185,10 @@ def _envelope(view: RunView, inv: Invariant, invs: InvariantSet) -> list[Violati
         if phase_of(step, invs.bounds) != inv.phase:
             continue
         value = series[step]
+        since = view.nonfinite_from
+        if since is not None and step >= since and \
+                (math.isnan(value) or step in view.nonfinite_samples):
+            continue  # statistics of a model full of NaN, once the run went non-finite, are INV005's
         b = Band.from_list(per_step[str(step)], scale) if str(step) in per_step else phase_band
         excess = b.excess(value)
         if excess <= 0:

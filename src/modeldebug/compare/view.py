@@ -34,6 +34,17 @@ class RunView:
         steps = [e.step for e in self.record.events("nonfinite") if e.step is not None]
         return min(steps) if steps else None
 
+    @cached_property
+    def nonfinite_samples(self) -> set[int]:
+        """The sampled steps where some module's output held a NaN or an Inf (its `nonfinite` flag, or a
+        mean the record could not store as a number): every statistic of such a step describes NaNs."""
+        out: set[int] = set()
+        for series in self.stat("module", "nonfinite").values():
+            out.update(s for s, v in series.items() if v > 0)
+        for series in self.stat("module", "mean").values():
+            out.update(s for s, v in series.items() if not math.isfinite(v))
+        return out
+
     def steps(self) -> list[int]:
         return sorted(self.column("loss"))
 
