@@ -172,3 +172,15 @@ def test_a_run_gone_nan_is_one_finite_violation_not_frozen_weights_or_nan_envelo
     # a healthy twin of the same script breaks nothing
     twin = train(tmp_path, "seed2", "--seed", "2", "--steps", "60", script=script)
     assert check(Record.open(twin), load_invariants(out)) == []
+
+
+def test_the_report_says_it_was_judged_against_the_invariants_and_how_many_broke(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    n = len(load_invariants(good).invariants)
+    code, _, err = md("report", str(shared.runs["seed2"]), "--against", str(good))
+    assert code == 0 and "No problems found." in err
+    assert f"Judged against {good}: none of its {n} invariants broken" in err  # "No problems" alone hides it
+    code, out, err = md("report", str(shared.runs["lr"]), "--against", str(good), "--json", "-")
+    against = json.loads(out)["run"]["against"]
+    broken = {id(v.invariant) for v in violations(Record.open(shared.runs["lr"]), load_invariants(good))}
+    assert against["invariants"] == n and against["violated"] == len(broken) > 2  # invariants, not findings
+    assert f"Judged against {good}: {len(broken)} of its {n} invariants broken" in err

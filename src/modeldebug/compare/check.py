@@ -231,8 +231,12 @@ def violations(record: Any, invariants: InvariantSet) -> list[Violation]:
 
 def check(record: Any, invariants: InvariantSet) -> list[Finding]:
     """One finding per violated code, at its first violation."""
+    return _findings(violations(record, invariants), invariants)
+
+
+def _findings(found: list[Violation], invariants: InvariantSet) -> list[Finding]:
     by_code: dict[str, list[Violation]] = {}
-    for v in violations(record, invariants):
+    for v in found:
         by_code.setdefault(v.invariant.code, []).append(v)
     findings = []
     for code, vs in by_code.items():
@@ -263,8 +267,9 @@ def apply_against(report: Any, invariants: InvariantSet | None) -> Any:
         return report
     from ..rules.ranking import rank
 
-    found = check(report.record, invariants)
+    vs = violations(report.record, invariants)
+    found = _findings(vs, invariants)
     report.findings = rank(list(report.findings) + found, report.record.n_steps)
     report.run["against"] = {"file": invariants.path, "invariants": len(invariants.invariants),
-                             "violated": len(found)}
+                             "violated": len({id(v.invariant) for v in vs})}  # invariants, not findings
     return report

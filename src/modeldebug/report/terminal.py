@@ -138,6 +138,11 @@ def print_report(report: Report, console: Console | None = None) -> None:
             console.print(line)
         else:
             _prose(console, line.plain, str(line.style), indent=0)
+    against = report.run.get("against")
+    if isinstance(against, dict):  # say it was applied: "No problems found." alone does not
+        broken = against.get("violated") or 0
+        console.print(Text(f"Judged against {against.get('file')}: {broken or 'none'} of its "
+                           f"{against.get('invariants')} invariants broken", style="dim"), soft_wrap=True)
     for i, f in enumerate(report.findings, 1):
         if console.is_terminal:
             console.print(_finding(i, f))
