@@ -184,3 +184,14 @@ def test_the_report_says_it_was_judged_against_the_invariants_and_how_many_broke
     broken = {id(v.invariant) for v in violations(Record.open(shared.runs["lr"]), load_invariants(good))}
     assert against["invariants"] == n and against["violated"] == len(broken) > 2  # invariants, not findings
     assert f"Judged against {good}: {len(broken)} of its {n} invariants broken" in err
+
+
+def test_checking_at_another_level_than_learned_says_so(shared, good: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert [s["level"] for s in json.loads(good.read_text())["learned_from"]] == ["basic", "basic"]
+    code, out, err = md("run", "--level", "detailed", "--against", str(good), "--json", "-", "--no-progress",
+                        "--db", str(tmp_path / "det.db"), str(SCRIPT), "--seed", "2")
+    assert code == 0, err
+    note = "learned at --level basic, this run is at --level detailed: learn and check at the same level"
+    assert json.loads(out)["run"]["against"]["note"] == note and f"Note: {note}" in err
+    code, _, err = md("report", str(shared.runs["seed2"]), "--against", str(good))
+    assert code == 0 and "Note:" not in err  # the same level: no note

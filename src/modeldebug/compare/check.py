@@ -272,4 +272,9 @@ def apply_against(report: Any, invariants: InvariantSet | None) -> Any:
     report.findings = rank(list(report.findings) + found, report.record.n_steps)
     report.run["against"] = {"file": invariants.path, "invariants": len(invariants.invariants),
                              "violated": len({id(v.invariant) for v in vs})}  # invariants, not findings
+    learned = sorted({str(s["level"]) for s in invariants.learned_from if isinstance(s, dict) and s.get("level")})
+    level = report.record.meta.get("level")
+    if learned and level and level not in learned:  # other sampled steps: the envelopes judge other samples
+        report.run["against"]["note"] = (f"learned at --level {', '.join(learned)}, this run is at --level {level}: "
+                                         "learn and check at the same level")
     return report

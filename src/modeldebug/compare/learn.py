@@ -100,7 +100,7 @@ def learn(records: list[Any], *, labels: list[str] | None = None) -> InvariantSe
         data = [envelope_series(v, kind, stat, source) for v in views]
         invs += _envelopes(views, data, code, rule, kind, stat, scale, source, bounds)
     sources = [{"record": v.label, "script": v.record.meta.get("script"), "argv": v.record.meta.get("argv"),
-                "steps": v.n_steps} for v in views]
+                "steps": v.n_steps, "level": v.record.meta.get("level")} for v in views]
     return InvariantSet(invs, sources, bounds)
 
 

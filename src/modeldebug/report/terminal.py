@@ -143,6 +143,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
         broken = against.get("violated") or 0
         console.print(Text(f"Judged against {against.get('file')}: {broken or 'none'} of its "
                            f"{against.get('invariants')} invariants broken", style="dim"), soft_wrap=True)
+        if against.get("note"):
+            console.print(Text(f"Note: {against['note']}", style="yellow"), soft_wrap=True)
     for i, f in enumerate(report.findings, 1):
         if console.is_terminal:
             console.print(_finding(i, f))
