@@ -83,6 +83,16 @@ def test_mark_names_a_run_and_good_becomes_the_reference(tmp_path: Path, shared,
     assert code == 2 and "cannot be used" in err
 
 
+def test_marking_a_run_with_a_serious_finding_good_warns(tmp_path: Path, shared, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MODELDEBUG_JOURNAL", str(tmp_path / "j.db"))
+    code, _, err = md("mark", str(shared.runs["no_zero_grad"]))  # the rules find LOP001 (high) in it
+    assert code == 0 and "is now 'good'" in err and "warning: it has a high finding (LOP001" in err
+    code, _, err = md("mark", str(shared.runs["no_zero_grad"]), "broken")  # another name: no judgement
+    assert code == 0 and "warning" not in err
+    code, _, err = md("mark", str(shared.runs["seed0"]))  # its healthy twin
+    assert code == 0 and "warning" not in err
+
+
 def test_history_without_a_journal_says_so_in_one_line() -> None:
     code, _, err = md("history")
     assert code == 2 and "no journal at" in err and err.count("\n") == 1

@@ -45,5 +45,23 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 record.conn.close()
         journal.mark(entry, args.name)
+        why = _unhealthy(entry.uid, journal) if args.name == "good" else None
     print(f"modeldebug: run {entry.uid} ({entry.command}) is now {args.name!r}", file=sys.stderr)
+    if why:  # as `learn` warns: a reference with a serious finding makes every diff against it misleading
+        print(f"modeldebug: warning: {why}: is it a healthy run? `modeldebug diff` compares with it by default",
+              file=sys.stderr)
     return 0
+
+
+def _unhealthy(uid: str, journal) -> str | None:  # type: ignore[no-untyped-def]
+    """Why the run may not be a known-good one (None when it looks healthy or its record is gone)."""
+    from ..compare.resolve import side
+    from .learn import _healthy
+
+    s = side(uid, journal)
+    if s.record is None:
+        return None
+    try:
+        return _healthy(s)
+    finally:
+        s.record.conn.close()
