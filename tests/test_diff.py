@@ -107,3 +107,9 @@ def test_a_loss_that_went_nan_is_called_non_finite_not_none(tmp_path: Path, monk
     assert loss["step"] == 20 and "-> non-finite at step 20" in loss["text"] and "none" not in loss["text"]
     code, out, _ = md("diff", str(good), str(bad))
     assert code == 0 and "loss" in out and "-> non-finite at step 20" in out
+
+
+def test_a_run_compared_with_itself_says_so(shared) -> None:  # type: ignore[no-untyped-def]
+    d = _diff(shared.runs["seed0"], shared.runs["seed0"])
+    assert d["notes"][0].startswith("A and B are the same run") and d["partings"] == []
+    assert not _diff(shared.runs["seed0"], shared.runs["seed1"])["notes"][0].startswith("A and B are the same")

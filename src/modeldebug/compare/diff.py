@@ -12,6 +12,7 @@ a diverging loss comes first, and an argument that only differs is listed after 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .changes import Change, changes, words_in
@@ -119,6 +120,13 @@ def _series_words(p: Parting) -> set[str]:
     return words_in(p.series.split(" ", 2)[-1] if p.series.count(" ") >= 2 else p.series) | {p.family}
 
 
+def _same_run(a: Side, b: Side) -> bool:
+    if a.entry is not None and b.entry is not None:
+        return bool(a.entry.uid == b.entry.uid)
+    paths = [getattr(s.record, "path", None) for s in (a, b)]
+    return None not in paths and Path(str(paths[0])).resolve() == Path(str(paths[1])).resolve()
+
+
 def diff_runs(a: Side, b: Side) -> RunDiff:
     """Compare run A with run B (B is the one being explained: "what changed from A to B")."""
     found = changes(a.facts, b.facts, a.source, b.source)
@@ -140,4 +148,7 @@ def diff_runs(a: Side, b: Side) -> RunDiff:
     else:
         missing = [s.label for s in (a, b) if s.record is None]
         notes.append(f"no record for {', '.join(missing)}: only the runs' facts are compared")
+    if _same_run(a, b):
+        notes.insert(0, f"A and B are the same run ({b.label}): nothing can differ; name another run "
+                        "(`modeldebug history` lists them)")
     return RunDiff(a, b, _rank(found, parts, only_b), parts, only_a, only_b, notes)
