@@ -58,11 +58,19 @@ def rules_markdown() -> str:
 
 
 def print_rules(*, family: str | None = None, file: Any = None) -> None:
-    """One table per family: code, kind, category, what it detects."""
+    """One table per family: code, kind, category, what it detects; in a pipe, one line per code (for grep)."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file or sys.stdout)
+    out = file or sys.stdout
+    if not out.isatty():  # a boxed table folds the text over several lines: `rules | grep KIND` would cut it
+        for fam in [f for f in _families() if not family or f == family]:
+            specs = CATALOGUE.family(fam)
+            out.write(f"# {_TITLES[fam]} ({len(specs)})\n")
+            width = max(len(s.kind) for s in specs)
+            out.writelines(f"{s.code:<7} {s.kind:<{width}}  {s.category:<12} {s.summary}\n" for s in specs)
+        return
+    console = Console(file=out)
     for fam in _families():
         if family and fam != family:
             continue
