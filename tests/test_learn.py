@@ -195,3 +195,15 @@ def test_checking_at_another_level_than_learned_says_so(shared, good: Path, tmp_
     assert json.loads(out)["run"]["against"]["note"] == note and f"Note: {note}" in err
     code, _, err = md("report", str(shared.runs["seed2"]), "--against", str(good))
     assert code == 0 and "Note:" not in err  # the same level: no note
+
+
+def test_learning_from_runs_of_different_models_warns(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from compare_runs import NAN_INPUT_SCRIPT, train
+
+    script = tmp_path / "other_model.py"
+    script.write_text(NAN_INPUT_SCRIPT)  # a 6-16-2 MLP: no module shape in common with compare_train's
+    other = train(tmp_path, "other", script=script)
+    code, _, err = md("learn", str(shared.runs["seed0"]), str(other), "-o", str(tmp_path / "mix.json"))
+    assert code == 0 and "warning: the runs come from different scripts (compare_train.py, other_model.py)" in err
+    code, _, err = md("learn", str(shared.runs["seed0"]), str(shared.runs["seed1"]), "-o", str(tmp_path / "g.json"))
+    assert code == 0 and "warning" not in err

@@ -71,6 +71,19 @@ def run(args: argparse.Namespace) -> int:
     if len(sides) == 1:
         print("modeldebug: learned from one run: relations only and wide envelopes; learn from two runs or more "
               "(other seeds) for tighter ones", file=sys.stderr)
+    else:
+        from pathlib import Path
+
+        scripts = sorted({Path(str(s.record.meta.get("script"))).name for s in sides if s.record.meta.get("script")})
+        if "structure" not in invariants.by_rule():  # no module or parameter in common: not runs of one model
+            why = "the runs share no module or parameter (runs of different models?)"
+        elif len(scripts) > 1:  # modules named alike (a Sequential's 0, 1, 2) can hide two models
+            why = f"the runs come from different scripts ({', '.join(scripts)})"
+        else:
+            why = ""
+        if why:
+            print(f"modeldebug: warning: {why}: invariants hold what every run shared; learn from seeds of one "
+                  "training", file=sys.stderr)
     if journal is not None:
         journal.close()
     return 0
