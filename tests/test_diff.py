@@ -113,3 +113,30 @@ def test_a_run_compared_with_itself_says_so(shared) -> None:  # type: ignore[no-
     d = _diff(shared.runs["seed0"], shared.runs["seed0"])
     assert d["notes"][0].startswith("A and B are the same run") and d["partings"] == []
     assert not _diff(shared.runs["seed0"], shared.runs["seed1"])["notes"][0].startswith("A and B are the same")
+
+
+def test_a_run_that_crashed_before_its_first_step_is_not_said_to_change_optimizer_or_data(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # it never reached its optimizer step nor its loss: "optimizer: Adam -> none" and a data form
+    # "float32[6] -> float32[6]" were differences of what was not seen, not changes
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text(NAN_INPUT_SCRIPT)
+    good = train(tmp_path, "good", script=script)
+    script.write_text(NAN_INPUT_SCRIPT.replace("nn.Linear(16, 2)", "nn.Linear(15, 2)"))  # a shape crash at step 0
+    bad = tmp_path / "bad.db"
+    code, _, err = md("run", "-q", "--no-progress", "--db", str(bad), str(script))
+    assert code == 1, err
+    d = _diff(good, bad)
+    assert [c["category"] for c in d["changes"]] == ["code"], d["changes"]
+    assert d["changes"][0]["text"].startswith("script content changed")
+    assert [f["kind"] for f in d["findings"]["only_b"]] == ["shape_mismatch"]
+
+
+def test_input_mean_noise_between_batches_of_unit_scale_data_is_not_a_change() -> None:
+    from modeldebug.compare.changes import changes
+
+    def facts(mean: float) -> dict:  # type: ignore[type-arg]
+        return {"data": {"inputs": [{"dtype": "float32", "shape": [8], "mean": mean, "std": 1.0}]}}
+    assert changes(facts(0.001), facts(0.033)) == []  # 3% of the spread: one batch against another
+    assert [c.text for c in changes(facts(0.0), facts(0.5))] == ["data: input mean 0 -> 0.5"]

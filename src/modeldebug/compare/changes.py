@@ -92,7 +92,8 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
     out = []
     ta = [o.get("type") for o in fa.get("hyperparameters", {}).get("optimizers", [])]
     tb = [o.get("type") for o in fb.get("hyperparameters", {}).get("optimizers", [])]
-    if ta != tb:
+    took_no_step = (not ta and fa.get("steps") == 0) or (not tb and fb.get("steps") == 0)
+    if ta != tb and not took_no_step:  # a run that ended before its first step cannot tell its optimizer
         out.append(Change("optimizer", "optimizer", ta, tb, f"optimizer: {', '.join(map(str, ta)) or 'none'} -> "
                           f"{', '.join(map(str, tb)) or 'none'}", words=words_in(" ".join(map(str, ta + tb)))))
     if ta and tb:  # when one run had no optimizer at all, its type says it: group by group would not
@@ -213,15 +214,21 @@ def _data(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
     da, db = fa.get("data") or {}, fb.get("data") or {}
     out = []
     if da.get("fingerprint") and db.get("fingerprint") and da["fingerprint"] != db["fingerprint"]:
-        out.append(Change("data", "data form", da["fingerprint"], db["fingerprint"],
-                          f"data: input/target shapes or classes differ ({_short(da)} -> {_short(db)})",
-                          words={"data", "dataset", "input"}))
+        parts = [("inputs", _short(da), _short(db))]
+        ta, tb = _targets(da), _targets(db)
+        if ta != "?" and tb != "?":  # a run that never reached its loss has no target to compare
+            parts.append(("targets", ta, tb))
+        shown = "; ".join(f"{what} {x} -> {y}" for what, x, y in parts if x != y)
+        if shown:
+            out.append(Change("data", "data form", da["fingerprint"], db["fingerprint"], f"data: {shown}",
+                              words={"data", "dataset", "input"}))
     for ia, ib in zip(da.get("inputs", []), db.get("inputs", [])):
         for stat in ("mean", "std"):
             x, y = ia.get(stat), ib.get(stat)
             if x is None or y is None:
                 continue
-            scale = max(abs(x), abs(y), (ia.get("std") or 0) * 0.1, 1e-6)
+            # against the spread, not 10% of it: one batch's mean of unit-scale data strays ~0.1 (was a "change")
+            scale = max(abs(x), abs(y), ia.get("std") or 0, 1e-6)
             if abs(x - y) > 0.25 * scale:
                 out.append(Change("data", f"input {stat}", x, y, f"data: input {stat} {x:.4g} -> {y:.4g}",
                                   words={"data", "input", "normalize", "norm", "scale", stat}))
@@ -230,6 +237,12 @@ def _data(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
 
 def _short(d: dict[str, Any]) -> str:
     return ", ".join(f"{i.get('dtype')}{i.get('shape')}" for i in d.get("inputs", [])) or "?"
+
+
+def _targets(d: dict[str, Any]) -> str:
+    seen = [t for t in d.get("targets", []) if t.get("target_dtype")]
+    return ", ".join(f"{t['target_dtype']}{t.get('target_shape')}"
+                     + (f" {t['classes']} classes" if t.get("classes") else "") for t in seen) or "?"
 
 
 def changes(fa: dict[str, Any], fb: dict[str, Any], source_a: str | None = None,
