@@ -58,6 +58,11 @@ def test_history_lists_newest_first_with_the_top_finding_and_the_reference(share
     assert "LRN001" in lr_line  # the top finding, computed once and kept in the journal
     (ref,) = [ln for ln in lines[1:8] if " * " in ln]  # the default reference: the newest clean run
     assert ref.endswith("clean") and lines.index(ref) == min(i for i, ln in enumerate(lines) if ln.endswith("clean"))
+    assert lines[-1].startswith("(* the default reference")
+    from modeldebug.compare.render import render_history
+
+    rows = [{**json.loads(md("history", "--json")[1])[i], "reference": False} for i in (3, 4)]  # no reference shown
+    assert render_history(rows).splitlines()[-1].endswith("is not among these)")
     code, out, _ = md("history", "--json")
     rows = json.loads(out)
     assert code == 0 and rows[0]["steps"] == 60 and {r["top"] for r in rows} >= {"clean"}

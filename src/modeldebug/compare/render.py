@@ -86,4 +86,7 @@ def render_history(rows: list[dict[str, Any]]) -> str:
         command = _short_command(r["command"])
         out.append(f"{r['id']}  {when}  {names:10.10} {command:48}  {r.get('steps') or 0:>6}  {outcome:12}  {top}")
     header = f"{'id':8}  {'when':16}  {'name':10} {'run':48}  {'steps':>6}  {'outcome':12}  top finding"
-    return "\n".join([header, *out]) + "\n(* the default reference: the run named 'good', else the newest clean run)\n"
+    legend = "(* the default reference: the run named 'good', else the newest clean run)" \
+        if any(r.get("reference") for r in rows) else \
+        "(the default reference, the run named 'good' else the newest clean run, is not among these)"
+    return "\n".join([header, *out, legend]) + "\n"
