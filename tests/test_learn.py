@@ -207,3 +207,15 @@ def test_learning_from_runs_of_different_models_warns(shared, tmp_path: Path) ->
     assert code == 0 and "warning: the runs come from different scripts (compare_train.py, other_model.py)" in err
     code, _, err = md("learn", str(shared.runs["seed0"]), str(shared.runs["seed1"]), "-o", str(tmp_path / "g.json"))
     assert code == 0 and "warning" not in err
+
+
+def test_select_and_ignore_apply_to_invariant_findings(shared, good: Path) -> None:  # type: ignore[no-untyped-def]
+    def codes(*extra: str) -> list[str]:
+        code, out, err = md("report", str(shared.runs["no_zero_grad"]), "--against", str(good), "--json", "-", *extra)
+        assert code == 0, err
+        return [c for f in json.loads(out)["findings"] for c in _all(f)]
+
+    assert "INV004" in codes()
+    assert "INV004" not in codes("--ignore", "INV004")  # was kept: --ignore skipped only the rules
+    assert not any(c.startswith("INV") for c in codes("--select", "LOP001"))  # only the rules named
+    assert "INV004" in codes("--select", "LOP001,INV004")

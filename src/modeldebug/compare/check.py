@@ -261,6 +261,19 @@ def _findings(found: list[Violation], invariants: InvariantSet) -> list[Finding]
     return findings
 
 
+def _selected(found: list[Finding], config: Any) -> list[Finding]:
+    """The invariant findings `--select`/`--ignore` keep: `--ignore INV005` drops it; a `--select` that
+    names no invariant code (`--select GRD001`) keeps none of them."""
+    if config is None or not (config.select or config.ignore):
+        return found
+    specs = CATALOGUE.family("invariant")
+    select = [s for s in config.select if any(CATALOGUE.matches(sp, s) for sp in specs)]
+    if config.select and not select:
+        return []
+    keep = {sp.code for sp in CATALOGUE.select(select, config.ignore, family="invariant")}
+    return [f for f in found if f.code in keep]
+
+
 def apply_against(report: Any, invariants: InvariantSet | None) -> Any:
     """Add the violations of `invariants` to `report` (ranked with its findings); `report` unchanged when None."""
     if invariants is None or getattr(report, "record", None) is None:
@@ -268,7 +281,7 @@ def apply_against(report: Any, invariants: InvariantSet | None) -> Any:
     from ..rules.ranking import rank
 
     vs = violations(report.record, invariants)
-    found = _findings(vs, invariants)
+    found = _selected(_findings(vs, invariants), getattr(getattr(report, "diagnosis", None), "config", None))
     report.findings = rank(list(report.findings) + found, report.record.n_steps)
     report.run["against"] = {"file": invariants.path, "invariants": len(invariants.invariants),
                              "violated": len({id(v.invariant) for v in vs})}  # invariants, not findings
