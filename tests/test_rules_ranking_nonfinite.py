@@ -1,0 +1,76 @@
+"""Ranking a NaN against the loss it spoils: the NaN's origin is the root cause when the loss never rose
+while finite (a NaN fed in the input batch), and only a symptom when the loss diverged first (lr too high)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import modeldebug as md
+from modeldebug.catalogue import CATALOGUE
+from modeldebug.report import Report
+from modeldebug.rules.ranking import rank
+
+
+def _report(nan_input_at: int | None = None, lr_growth: float = 1.0) -> Report:
+    """A tiny MLP fitting a sum; a NaN fed in one input batch, or the lr raised 20% a step from step 30."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01) if lr_growth == 1.0 else \
+        torch.optim.SGD(model.parameters(), lr=0.01)
+    x_all = torch.randn(64, 8)
+    y = x_all.sum(1, keepdim=True)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(80):
+            x = x_all.clone()
+            if step == nan_input_at:
+                x[0, 0] = float("nan")
+            if step >= 30:
+                for group in opt.param_groups:
+                    group["lr"] *= lr_growth
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report()
+
+
+def _symptoms(f: md.Finding) -> list[str]:
+    return [s["code"] for s in f.evidence.get("symptoms", [])]
+
+
+def test_nan_fed_in_the_input_is_the_root_cause_of_the_nan_loss() -> None:
+    report = _report(nan_input_at=30)
+    top = report.findings[0]
+    assert top.code == "NUM001" and top.evidence["origin"]["where"] == "input", [f.code for f in report.findings]
+    assert "LOS001" in _symptoms(top)  # it explains the loss that "diverged" to NaN...
+    assert "LOS001" not in [f.code for f in report.findings]  # ...which is folded into it, not listed beside
+    advice = " ".join(r.description for f in report.findings for r in f.recommendations).lower()
+    assert "learning rate" not in advice  # the lr was fine: the data was not
+
+
+def test_loss_that_diverged_before_its_nan_keeps_the_lr_first() -> None:
+    report = _report(lr_growth=1.2)  # the twin: the loss climbs while finite for steps, then turns NaN
+    top = report.findings[0]
+    assert top.code == "LRN001" and {"LOS001", "NUM001"} <= set(_symptoms(top)), [f.code for f in report.findings]
+    # without the lr and gradient rules, the divergence still comes first and the NaN does not claim it
+    alone = Report.from_record(report.record, md.DebuggingConfig(ignore=["LRN001", "GRD001"]))
+    codes = [f.code for f in alone.findings]
+    assert "LOS001" in codes and "NUM001" in codes and codes.index("LOS001") < codes.index("NUM001"), codes
+    num = next(f for f in alone.findings if f.code == "NUM001")
+    assert "LOS001" not in _symptoms(num)
+
+
+def _finding(code: str, step: int, **evidence: object) -> md.Finding:
+    return CATALOGUE[code].finding(severity="high", confidence=0.9, title=code, description="", step=step,
+                                   evidence=dict(evidence))
+
+
+def test_only_a_loss_that_never_rose_while_finite_rests_on_its_nan() -> None:
+    # the NaN the step after the best loss in both; only the finite climb tells them apart
+    flat = dict(start_loss=1.0, best_loss=0.2, final_loss=0.2, went_nonfinite=True)
+    climbed = dict(start_loss=1.0, best_loss=0.2, final_loss=50.0, went_nonfinite=True)
+    ranked = rank([_finding("LOS001", 29, **flat), _finding("NUM001", 30)], 60)
+    assert [f.code for f in ranked] == ["NUM001"] and _symptoms(ranked[0]) == ["LOS001"]
+    ranked = rank([_finding("LOS001", 29, **climbed), _finding("NUM001", 30)], 60)
+    assert [f.code for f in ranked] == ["LOS001", "NUM001"] and not _symptoms(ranked[1])
