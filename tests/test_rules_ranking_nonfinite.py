@@ -3,12 +3,16 @@ while finite (a NaN fed in the input batch), and only a symptom when the loss di
 
 from __future__ import annotations
 
+import json
+
 import torch
 from torch import nn
 
 import modeldebug as md
 from modeldebug.catalogue import CATALOGUE
 from modeldebug.report import Report
+from modeldebug.report.terminal import render_text
+from modeldebug.rules.context import fmt
 from modeldebug.rules.ranking import rank
 
 
@@ -74,3 +78,22 @@ def test_only_a_loss_that_never_rose_while_finite_rests_on_its_nan() -> None:
     assert [f.code for f in ranked] == ["NUM001"] and _symptoms(ranked[0]) == ["LOS001"]
     ranked = rank([_finding("LOS001", 29, **climbed), _finding("NUM001", 30)], 60)
     assert [f.code for f in ranked] == ["LOS001", "NUM001"] and not _symptoms(ranked[1])
+
+
+def test_headline_of_a_run_that_ended_nan_says_so() -> None:
+    report = _report(nan_input_at=30)
+    run = report.run
+    assert run["final_loss_finite"] is False and run["final_loss_value"] == "nan" and run["last_finite_step"] == 29
+    assert isinstance(run["final_loss"], float)  # still the last finite loss, a JSON number
+    head = render_text(report).splitlines()[0]
+    assert f"-> nan (last finite {fmt(run['final_loss'])} at step 29)" in head, head
+    assert json.loads(report.to_json())["run"]["final_loss_finite"] is False
+    assert "last finite" in report.to_html()
+
+
+def test_headline_of_a_healthy_run_shows_its_final_loss() -> None:
+    report = _report()
+    run = report.run
+    assert run["final_loss_finite"] is True and "last_finite_step" not in run
+    head = render_text(report).splitlines()[0]
+    assert f"-> {fmt(run['final_loss'])}" in head and "nan" not in head and "last finite" not in head, head

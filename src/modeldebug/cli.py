@@ -242,7 +242,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_llm_args(args)
-    report = Report.from_record(Record.open(args.record), config)
+    report = Report.from_record(Record.open(args.record), config, against=args.against is not None)
     from .compare.check import apply_against
 
     report = apply_against(report, args.against)

@@ -86,7 +86,7 @@ _CSP = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-s
 # run/meta keys shown in the metadata table (or deliberately not shown); others are listed after it
 _KNOWN = {"script", "argv", "cwd", "started", "duration_s", "steps", "status", "exit_code", "models", "optimizers",
           "level", "device", "python", "torch", "modeldebug", "platform", "overhead_s", "first_loss", "final_loss",
-          "record", "config", "mode", "magic", "schema_version", "created"}
+          "final_loss_finite", "final_loss_value", "last_finite_step", "record", "config", "mode", "magic", "schema_version", "created"}
 
 
 # -- small formatting helpers ------------------------------------------------------------------
@@ -157,7 +157,10 @@ def _metadata(report: Report) -> list[tuple[str, str]]:
         overhead = f"{num(float(over))} s in modeldebug's hooks{share}"
     code = get("exit_code")
     status = " ".join(str(v) for v in (get("status"), None if code is None else f"(exit code {code})") if v is not None)
-    loss = None if run.get("first_loss") is None else f"{num(run.get('first_loss'))} → {num(run.get('final_loss'))}"
+    final = num(run.get("final_loss"))
+    if run.get("final_loss_finite") is False:  # the run ended NaN/Inf: final_loss is its last finite value
+        final = f"{run.get('final_loss_value', 'nan')} (last finite {final} at step {run.get('last_finite_step')})"
+    loss = None if run.get("first_loss") is None else f"{num(run.get('first_loss'))} → {final}"
     fields: list[tuple[str, Any]] = [
         ("script", get("script")),
         ("arguments", shlex.join(map(str, argv[1:])) if isinstance(argv, list) and len(argv) > 1 else None),

@@ -34,9 +34,9 @@ class Report:
         return cls(diagnosis.findings, diagnosis.run, diagnosis.record, diagnosis)
 
     @classmethod
-    def from_record(cls, record: Record, config: DebuggingConfig | None = None) -> Report:
-        """Diagnose `record` (see `modeldebug.rules.diagnose`) and view the result."""
-        return cls.from_diagnosis(diagnose(record, config))
+    def from_record(cls, record: Record, config: DebuggingConfig | None = None, *, against: bool = False) -> Report:
+        """Diagnose `record` (see `modeldebug.rules.diagnose`; `against`: invariants are judged too) and view it."""
+        return cls.from_diagnosis(diagnose(record, config, against=against))
 
     # -- queries ---------------------------------------------------------------------------------
     def kinds(self) -> list[str]:

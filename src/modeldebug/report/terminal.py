@@ -36,7 +36,7 @@ def _headline(report: Report) -> Text:
     if r.get("duration_s") is not None:
         bits.append(f"{r['duration_s']:.1f}s")
     if r.get("first_loss") is not None:
-        bits.append(f"loss {fmt(r['first_loss'])} -> {fmt(r.get('final_loss'))}")
+        bits.append(f"loss {fmt(r['first_loss'])} -> {final_loss_text(r)}")
     if r.get("exit_code") not in (None, 0):
         bits.append(f"exit code {r['exit_code']}")
     name = r.get("script") or "run"
@@ -44,6 +44,14 @@ def _headline(report: Report) -> Text:
     t.append("modeldebug ", style="bold")
     t.append(f"{name}: " + ", ".join(bits) if bits else name)  # `onnx check M.onnx` has no step counts
     return t
+
+
+def final_loss_text(run: dict) -> str:
+    """The loss the run ended with: `0.199`, or `nan (last finite 0.199 at step 29)` when it ended NaN/Inf."""
+    if run.get("final_loss_finite") is False:
+        return (f"{run.get('final_loss_value', 'nan')} (last finite {fmt(run.get('final_loss'))} "
+                f"at step {run.get('last_finite_step')})")
+    return fmt(run.get("final_loss"))
 
 
 def _verdict(report: Report) -> list[Text]:
