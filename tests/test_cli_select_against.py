@@ -40,3 +40,13 @@ def test_select_names_only_invariants_with_against(runs: dict[str, Path]) -> Non
 def test_select_of_invariants_without_against_is_one_clear_error(runs: dict[str, Path]) -> None:
     code, out, err = md("report", str(runs["broken"]), "--select", "INV004")
     assert code == 2 and "--against" in err and "Traceback" not in err, err
+
+
+def test_run_against_with_a_select_of_invariants(runs: dict[str, Path], tmp_path: Path) -> None:
+    from compare_runs import SCRIPT
+
+    db = tmp_path / "run.db"
+    code, out, err = md("run", "-q", "--no-progress", "--db", str(db), "--against", str(runs["good"]),
+                        "--select", "INV004", "--json", "-", str(SCRIPT), "--no-zero-grad")
+    assert code == 0, err
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["INV004"]

@@ -207,23 +207,32 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
 
     config = _config(args)
     from .rules import selected_rules
+    from .rules.diagnosis import rules_config
 
-    selected_rules(config)  # a bad --select fails before the script runs, not after
+    # `--against` with a --select of invariants only (INV004): capture and rules run unselected, their
+    # findings are dropped below; the invariant findings are picked by `config`
+    only_invariants = getattr(args, "against", None) is not None and rules_config(config) is None
+    run_config = config.model_copy(update={"select": []}) if only_invariants else config
+    selected_rules(run_config)  # a bad --select fails before the script runs, not after
     check_llm_args(args)  # so does a bad --llm
     _check_outputs(args)  # and an output path that cannot be written
     # `--json -` promises parseable JSON on stdout: the script's own prints go to stderr then.
     with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
-        result = run_script(script, script_args, config=config, db=args.db,
+        result = run_script(script, script_args, config=run_config, db=args.db,
                             progress=not getattr(args, "no_progress", False),
                             break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None),
                             announce_bundle=False)  # said once, after the report
     from .distributed import run_report
     from .replay.note import print_bundle_note
 
-    report = run_report(result, config)  # per-rank runs: rank 0 merges every rank, the others print nothing
+    report = run_report(result, run_config)  # per-rank runs: rank 0 merges every rank, the others print nothing
     if report is None:
         print_bundle_note(result.record)  # but a rank's own repro bundle
         return result.exit_code
+    if only_invariants:
+        report.findings = []
+        if report.diagnosis is not None:
+            report.diagnosis.config = config
     from .compare.check import apply_against
 
     report = apply_against(report, getattr(args, "against", None))
