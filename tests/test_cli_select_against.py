@@ -38,7 +38,7 @@ def test_select_names_only_invariants_with_against(runs: dict[str, Path]) -> Non
 
 
 def test_select_of_invariants_without_against_is_one_clear_error(runs: dict[str, Path]) -> None:
-    code, out, err = md("report", str(runs["broken"]), "--select", "INV004")
+    code, _, err = md("report", str(runs["broken"]), "--select", "INV004")
     assert code == 2 and "--against" in err and "Traceback" not in err, err
 
 

@@ -72,8 +72,8 @@ def _finding(code: str, step: int, **evidence: object) -> md.Finding:
 
 def test_only_a_loss_that_never_rose_while_finite_rests_on_its_nan() -> None:
     # the NaN the step after the best loss in both; only the finite climb tells them apart
-    flat = dict(start_loss=1.0, best_loss=0.2, final_loss=0.2, went_nonfinite=True)
-    climbed = dict(start_loss=1.0, best_loss=0.2, final_loss=50.0, went_nonfinite=True)
+    flat = {"start_loss": 1.0, "best_loss": 0.2, "final_loss": 0.2, "went_nonfinite": True}
+    climbed = {"start_loss": 1.0, "best_loss": 0.2, "final_loss": 50.0, "went_nonfinite": True}
     ranked = rank([_finding("LOS001", 29, **flat), _finding("NUM001", 30)], 60)
     assert [f.code for f in ranked] == ["NUM001"] and _symptoms(ranked[0]) == ["LOS001"]
     ranked = rank([_finding("LOS001", 29, **climbed), _finding("NUM001", 30)], 60)

@@ -13,11 +13,11 @@ The logic, in order:
    `evidence["rests_on"]` (a class imbalance found at a mild skew only because the model collapsed
    onto the class prior rests on `input_ignored`): a cause that explains the effect explains it too,
    since without the effect the finding would not be there (dead units that cut the input off leave
-   the prior as all the model can learn). The finding of that very kind explains it as well: a loss
-   that "diverged" only by turning NaN the step after its best value (it never rose while finite)
-   rests on `nonfinite`, so NUM001 (a NaN fed in the input batch, or made by a log of 0) is its
-   root cause and comes first. A loss that climbed while finite and then went NaN does not rest on
-   it: there the NaN is the symptom (of LRN001, or listed after LOS001 when nothing explains both).
+   the prior as all the model can learn). A loss that "diverged" only by turning NaN (it never
+   rose while finite) rests on `nonfinite`, and the non-finite finding itself explains it: NUM001
+   (a NaN fed in the input batch, or made by a log of 0) is its root cause and comes first. A
+   loss that climbed while finite and then went NaN does not rest on it: there the NaN is the
+   symptom (of LRN001, or listed after LOS001 when nothing explains both).
 3. What remains is sorted by severity, then by the step it began (a cause starts no later than
    what it causes), then by how many symptoms it explains, then confidence.
 Runtime crashes are never folded: they are what the user saw last, and they sort by severity.
@@ -34,20 +34,23 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
     if spec is None or cause is symptom:
         return False
-    if not (_kinds(symptom) & set(spec.explains) or cause.kind in _kinds(symptom) - {symptom.kind}):
+    if not (_kinds(symptom) & set(spec.explains) or (cause.kind == "nonfinite" and _rests_on_nan(symptom))):
         return False
-    if cause.step is not None and symptom.step is not None and cause.step > symptom.step + slack:
-        return False
-    return True
+    return cause.step is None or symptom.step is None or cause.step <= symptom.step + slack
 
 
 def _kinds(f: Finding) -> set[str]:
     """The finding's kind and the kinds of the effects its detection rests on."""
     rests = f.evidence.get("rests_on") or ()
     kinds = {f.kind, *(str(k) for k in rests if isinstance(rests, (list, tuple)))}
-    if f.evidence.get("went_nonfinite") is True and not _rose_while_finite(f.evidence):
+    if _rests_on_nan(f):
         kinds.add("nonfinite")
     return kinds
+
+
+def _rests_on_nan(f: Finding) -> bool:
+    """A loss found diverging only because it ended NaN/Inf: it never climbed while finite."""
+    return f.evidence.get("went_nonfinite") is True and not _rose_while_finite(f.evidence)
 
 
 def _rose_while_finite(ev: dict) -> bool:
