@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
 from .curve import loss_is_not_a_curve, players
-from .measures import scale_lr_code, summed_loss_calls
+from .measures import scale_lr_code, summed_loss_calls, update_ratios
 
 __all__ = ["LossDiverging", "LossNotDecreasing", "still_falling"]
 
@@ -144,7 +145,7 @@ class LossNotDecreasing(Rule):
 
     code = "LOS002"
     requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.IN_MIN, M.IN_MAX, M.OPTIMIZER, M.N_BACKWARD,
-                M.MODEL_INPUT)
+                M.MODEL_INPUT, M.UPDATE_RATIO)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
@@ -171,6 +172,10 @@ class LossNotDecreasing(Rule):
         if rel >= ctx.t.min_improvement and gain > noise and not at_chance:
             return
         if at_chance and chance is not None:
+            travelled = _travelled(ctx, len(v))
+            if travelled is not None and travelled < ctx.option("min_movement"):
+                yield self._too_little(ctx, s, final, chance, travelled)
+                return
             yield self.finding(
                 severity="high" if final >= chance[0] else "medium", confidence=0.85,
                 title=(f"Loss is stuck at chance: {fmt(final)} at the end vs {fmt(chance[0])} for predicting the label frequencies"
@@ -210,3 +215,34 @@ class LossNotDecreasing(Rule):
                                _lr_text(ctx, 10.0)),
             ],
         )
+
+    def _too_little(self, ctx: Context, s: Any, final: float, chance: tuple[float, str], travelled: float) -> Finding:
+        """At chance after too little training to tell: the weights barely moved."""
+        n = len(s.values)
+        return self.finding(
+            severity="medium", confidence=0.7,
+            title=(f"Loss is at chance ({fmt(final)} vs {fmt(chance[0])}), but the weights moved only "
+                   f"{travelled:.1%} of their size in {n} steps"),
+            description=(f"After {n} steps the training loss ends at {fmt(final)}, near {fmt(chance[0])}, "
+                         f"{chance[1]}. The weights moved at most {travelled:.1%} of their size over the whole run "
+                         "(the median update-to-weight ratio times the steps), too little to learn anything: the "
+                         f"learning rate{f' ({fmt(ctx.lr)})' if ctx.lr else ''} is too low for a run this short, "
+                         "or the run is too short. Whether the inputs carry signal cannot be told yet."),
+            step=int(s.steps[0]),
+            evidence={"final_loss": final, "chance_loss": chance[0], "chance": chance[1], "steps": n,
+                      "lr": ctx.lr, "travelled": travelled, "min_movement": ctx.option("min_movement"),
+                      "loss": ctx.evidence_series(s)},
+            recommendations=[
+                Recommendation("fix", "Raise the learning rate (or train for more steps) until the weights move.",
+                               _lr_text(ctx, 10.0)),
+                Recommendation("fix", "Overfit one small batch: if even that stays at chance, the bug is in the model or loss wiring.",
+                               "x, y = next(iter(loader))\nfor i in range(300):\n    optimizer.zero_grad()\n    loss_fn(model(x), y).backward()\n    optimizer.step()"),
+            ],
+        )
+
+
+def _travelled(ctx: Context, n_steps: int) -> float | None:
+    """An upper bound of how far the weights moved over the run, relative to their size: the median
+    update-to-weight ratio of the sampled steps times the number of steps (None: no ratios)."""
+    _, ratios = update_ratios(ctx)
+    return float(np.median(ratios)) * n_steps if len(ratios) else None

@@ -47,6 +47,7 @@ the episode's length, not progress.
         options=(
             Option('min_improvement', 0.01, "best smoothed loss must improve on the starting loss by at least this fraction, and by more than the loss's own step-to-step noise."),
             Option('chance_margin', 0.03, "a classifier's final loss within this fraction of chance (the entropy of its labels) has learned nothing from its inputs."),
+            Option('min_movement', 0.1, "a run whose weights moved less than this fraction of their size in all (the median update ratio times the steps) trained too little to say its inputs carry no signal."),
         ),
         doc="""
 ## What it detects
@@ -61,6 +62,13 @@ fell from a badly calibrated start; but not while the loss is still falling at t
 through the last half of the run falls with a t statistic below -3): a model early in its
 training, such as a word model with thousands of classes that starts at ln V, reaches the label
 entropy only after many steps, and a loss on its way down is not stuck.
+
+At chance, it says the inputs carry no usable signal only when the weights had room to learn:
+when they moved less than `min_movement` (default 10%) of their size over the whole run (the
+median update-to-weight ratio of the sampled steps times the number of steps, an upper bound of
+the distance travelled), the run trained too little to tell (a learning rate too low for its
+length, such as Adam at 5e-5 for 50 steps): the finding is medium and says so, with the learning
+rate first among its fixes.
 
 ## Why is this bad?
 A model that cannot lower its training loss learns nothing; no amount of extra epochs helps.
