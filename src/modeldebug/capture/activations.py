@@ -254,12 +254,7 @@ class ForwardCollector:
                             and t.stride() == last[2].stride():
                         group.alias.append((eid, last[4]))  # the output copied last, unchanged since
                         return
-                    row, buf = len(group.eids), group.buf
-                    if buf is not None and row < len(buf):  # (`_Rows.add`, inlined: the usual case)
-                        buf[row] = t.detach()
-                        group.eids.append(eid)
-                    else:
-                        row = group.add(eid, t)
+                    row = group.add(eid, t)
                     self._last = (group, ptr, t, t._version, row)
                     return
                 group = self._groups.get(key)
