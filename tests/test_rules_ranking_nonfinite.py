@@ -70,14 +70,15 @@ def _finding(code: str, step: int, **evidence: object) -> md.Finding:
                                    evidence=dict(evidence))
 
 
-def test_only_a_loss_that_never_rose_while_finite_rests_on_its_nan() -> None:
-    # the NaN the step after the best loss in both; only the finite climb tells them apart
-    flat = {"start_loss": 1.0, "best_loss": 0.2, "final_loss": 0.2, "went_nonfinite": True}
-    climbed = {"start_loss": 1.0, "best_loss": 0.2, "final_loss": 50.0, "went_nonfinite": True}
-    ranked = rank([_finding("LOS001", 29, **flat), _finding("NUM001", 30)], 60)
+def test_the_finding_of_the_effect_a_symptom_rests_on_explains_it_without_cycles() -> None:
+    # LOS001 writes rests_on ["nonfinite"] only when the loss never rose while finite (the real runs above)
+    ranked = rank([_finding("LOS001", 29, went_nonfinite=True, rests_on=["nonfinite"]), _finding("NUM001", 30)], 60)
     assert [f.code for f in ranked] == ["NUM001"] and _symptoms(ranked[0]) == ["LOS001"]
-    ranked = rank([_finding("LOS001", 29, **climbed), _finding("NUM001", 30)], 60)
+    ranked = rank([_finding("LOS001", 29, went_nonfinite=True), _finding("NUM001", 30)], 60)
     assert [f.code for f in ranked] == ["LOS001", "NUM001"] and not _symptoms(ranked[1])
+    # a class imbalance resting on a stuck loss also explains a stuck loss: the stuck loss does not fold it
+    ranked = rank([_finding("DAT003", 0, rests_on=["loss_not_decreasing"]), _finding("LOS002", 0)], 60)
+    assert [f.code for f in ranked] == ["DAT003"] and _symptoms(ranked[0]) == ["LOS002"]
 
 
 def test_headline_of_a_run_that_ended_nan_says_so() -> None:

@@ -85,7 +85,10 @@ class LossDiverging(Rule):
             step=int(fs[best_i]),
             evidence={"start_loss": start, "best_loss": best, "best_step": int(fs[best_i]), "final_loss": final,
                       "ratio_to_best": ratio, "went_nonfinite": went_nonfinite, "lr": ctx.lr,
-                      "loss": ctx.evidence_series(s)},
+                      "loss": ctx.evidence_series(s),
+                      # found only because the loss turned non-finite (it never climbed while finite):
+                      # the non-finite value is its cause (ranking.py)
+                      **({"rests_on": ["nonfinite"]} if went_nonfinite and not diverged else {})},
             recommendations=[
                 Recommendation("fix", "Lower the learning rate by 10x.", _lr_text(ctx, 0.1)),
                 Recommendation("fix", "Clip the gradient norm between backward() and step().",

@@ -13,11 +13,12 @@ The logic, in order:
    `evidence["rests_on"]` (a class imbalance found at a mild skew only because the model collapsed
    onto the class prior rests on `input_ignored`): a cause that explains the effect explains it too,
    since without the effect the finding would not be there (dead units that cut the input off leave
-   the prior as all the model can learn). A loss that "diverged" only by turning NaN (it never
-   rose while finite) rests on `nonfinite`, and the non-finite finding itself explains it: NUM001
-   (a NaN fed in the input batch, or made by a log of 0) is its root cause and comes first. A
-   loss that climbed while finite and then went NaN does not rest on it: there the NaN is the
-   symptom (of LRN001, or listed after LOS001 when nothing explains both).
+   the prior as all the model can learn). The finding of that very effect explains it too, unless
+   it is itself explained by the symptom (no cycle): LOS001 found only because the loss turned NaN
+   (it never rose while finite) rests on `nonfinite`, so NUM001 (a NaN fed in the input batch, or
+   made by a log of 0) is its root cause and comes first. A loss that climbed while finite and
+   then went NaN does not rest on it: there the NaN is the symptom (of LRN001, or listed after
+   LOS001 when nothing explains both).
 3. What remains is sorted by severity, then by the step it began (a cause starts no later than
    what it causes), then by how many symptoms it explains, then confidence.
 Runtime crashes are never folded: they are what the user saw last, and they sort by severity.
@@ -34,35 +35,29 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
     if spec is None or cause is symptom:
         return False
-    if not (_kinds(symptom) & set(spec.explains) or (cause.kind == "nonfinite" and _rests_on_nan(symptom))):
+    if not (_kinds(symptom) & set(spec.explains) or _is_its_ground(cause, symptom)):
         return False
     return cause.step is None or symptom.step is None or cause.step <= symptom.step + slack
 
 
+def _rests_on(f: Finding) -> set[str]:
+    rests = f.evidence.get("rests_on") or ()
+    return {str(k) for k in rests} if isinstance(rests, (list, tuple)) else set()
+
+
 def _kinds(f: Finding) -> set[str]:
     """The finding's kind and the kinds of the effects its detection rests on."""
-    rests = f.evidence.get("rests_on") or ()
-    kinds = {f.kind, *(str(k) for k in rests if isinstance(rests, (list, tuple)))}
-    if _rests_on_nan(f):
-        kinds.add("nonfinite")
-    return kinds
+    return {f.kind, *_rests_on(f)}
 
 
-def _rests_on_nan(f: Finding) -> bool:
-    """A loss found diverging only because it ended NaN/Inf: it never climbed while finite."""
-    return f.evidence.get("went_nonfinite") is True and not _rose_while_finite(f.evidence)
-
-
-def _rose_while_finite(ev: dict) -> bool:
-    """Did a loss that ended non-finite first climb while finite (LOS001's own test on its finite values:
-    `loss_divergence` x its best and back above half-way to its start)? Unknown counts as yes."""
-    try:
-        start, best, final = (float(ev[k]) for k in ("start_loss", "best_loss", "final_loss"))
-    except (KeyError, TypeError, ValueError):
-        return True
-    factor = float(CATALOGUE.option("loss_divergence").default)
-    floor = abs(best) + 1e-12
-    return final > best + (factor - 1) * floor and final > best + 0.5 * max(start - best, 0.0)
+def _is_its_ground(cause: Finding, symptom: Finding) -> bool:
+    """`cause` is the very effect `symptom`'s detection rests on (NUM001 for a loss found diverging
+    only because it turned NaN), and is not itself explained by `symptom` (no cycle: a class
+    imbalance that rests on a stuck loss also explains a stuck loss)."""
+    if cause.kind not in _rests_on(symptom):
+        return False
+    spec = CATALOGUE[symptom.code] if symptom.code in CATALOGUE else None
+    return spec is None or not _kinds(cause) & set(spec.explains)
 
 
 def rank(findings: list[Finding], n_steps: int = 0) -> list[Finding]:
