@@ -95,10 +95,8 @@ class LoopWatch:
         x = tensors[0] if isinstance(tensors, tuple) and tensors and isinstance(tensors[0], torch.Tensor) else None
         if x is None:
             return False
-        try:
-            storage = x.untyped_storage()
-            key = (storage.data_ptr(), storage.nbytes())
-        except (RuntimeError, NotImplementedError):
+        key = _storage_key(x)
+        if key is None:
             return False
         self.trained_storages.add(key)
         lo, hi = self.spans.get(("train", key), (key[1], 0))
@@ -170,16 +168,16 @@ class LoopWatch:
 
         A training batch counts only when it is a slice of a larger tensor (a batch that owns its
         memory may be freed and its address reused by a later, unrelated tensor)."""
+        key = _storage_key(x)
+        if key is None:
+            return None
         try:
-            storage = x.untyped_storage()
             start = x.storage_offset() * x.element_size()
-            size = storage.nbytes()
-        except (RuntimeError, NotImplementedError):  # a tensor subclass or a sparse tensor: no plain storage
+        except (RuntimeError, NotImplementedError):
             return None
         end = start + x.numel() * x.element_size()
-        if not x.is_contiguous() or (phase == "train" and end - start >= size):
+        if not x.is_contiguous() or (phase == "train" and end - start >= key[1]):
             return None
-        key = (storage.data_ptr(), size)
         lo, hi = self.spans.get((phase, key), (start, end))
         self.spans[(phase, key)] = (min(lo, start), max(hi, end))
         return key
@@ -211,3 +209,12 @@ class LoopWatch:
         t_lo, t_hi = self.spans.get(("train", source), (0, 0))
         v_lo, v_hi = self.spans.get(("val", source), (0, 0))
         return v_lo <= t_lo and t_hi <= v_hi
+
+
+def _storage_key(x: torch.Tensor) -> tuple[int, int] | None:
+    """(address, bytes) of the memory `x` views; None without a plain storage (a sparse tensor, a subclass)."""
+    try:
+        storage = x.untyped_storage()
+        return storage.data_ptr(), storage.nbytes()
+    except (RuntimeError, NotImplementedError):
+        return None
