@@ -304,3 +304,62 @@ def test_the_weight_copies_kept_between_sampled_steps_go_with_the_session() -> N
         assert s.tracer.updates._kept is not None  # the copies made for step 0-2's update ratios
     assert s.tracer.updates._kept is None
     assert s.record.frame("update_ratio").values.size > 0  # measured all the same
+
+
+@pytest.mark.parametrize("level", ["basic", "detailed", "comprehensive"])
+def test_nothing_of_a_step_is_held_into_the_next_one(level: str, tmp_path: Path) -> None:
+    """After `zero_grad()` the last step's gradients, output, loss and batch are the user's to free:
+    holding them would add a whole set of gradients to the next step's peak memory."""
+    import weakref
+
+    torch.manual_seed(0)
+    model = _net()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    with md.watch(model, optimizer=opt, db=tmp_path / "r.db", level=level):
+        for step in range(6):  # steps 0-2 and 5 are sampled
+            x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+            opt.zero_grad()
+            out = model(x)
+            loss = nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+        refs = {"gradient": weakref.ref(model[0].weight.grad), "output": weakref.ref(out),
+                "loss": weakref.ref(loss), "batch": weakref.ref(x)}
+        del out, loss, x
+        opt.zero_grad()
+        model(torch.randn(4, 8))
+        assert [k for k, r in refs.items() if r() is not None] == []
+
+
+def test_a_model_above_the_copy_budget_gets_sampled_update_ratios_and_exact_weight_norms() -> None:
+    """Over 64 MiB of weights, the copy made before a sampled step is of every k-th value: the peak
+    memory grows by at most the budget, not by a whole copy of the model, and the ratios stay close."""
+    from modeldebug.capture import updates
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4200, 4200), nn.ReLU(), nn.Linear(4200, 3))
+    assert sum(p.numel() * 4 for p in model.parameters()) > updates._COPY_MAX_BYTES
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    truth: dict[int, list[tuple[float, float]]] = {}
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(3):
+            x, y = torch.randn(2, 4200), torch.randint(0, 3, (2,))
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            before = [p.detach().clone() for p in model.parameters()]
+            opt.step()
+            truth[step] = [(float((b - p).norm() / p.norm()), float(p.norm()))
+                           for b, p in zip(before, (q.detach() for q in model.parameters()))]
+            del before
+        names = [n for n, _ in model.named_parameters()]
+    for step, values in truth.items():
+        for name, (r, w) in zip(names, values):
+            ratio, norm = s.record.series(name, "update_ratio"), s.record.series(name, "param_norm")
+            got_r = ratio.values[ratio.steps.tolist().index(step)]
+            got_w = norm.values[norm.steps.tolist().index(step)]
+            assert got_r == pytest.approx(r, rel=0.05), (step, name)
+            assert got_w == pytest.approx(w, rel=1e-5), (step, name)
+    # what the copy takes: within the budget (the first weight's 17.6M values: every 2nd)
+    views = updates._samples([p.detach() for p in model.parameters()])
+    assert views is not None and views[0].numel() == 4200 * 4200 // 2
+    assert sum(v.numel() * 4 for v in views) <= updates._COPY_MAX_BYTES + len(views) * updates._MIN_SAMPLE * 4

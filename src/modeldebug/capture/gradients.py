@@ -61,7 +61,9 @@ class GradientCollector:
         self._eids: list[int] = []  # the parameters with a gradient at the last measured step
         self._groups: tuple[int, tuple[list[int], list[int]] | None] | None = None  # (registry version, index)
         self._group_idx: tuple[list[int], torch.device, torch.Tensor] | None = None  # that index on the device, once
-        # this step's gradients and their norms (None until needed), for a non-finite total
+        # this step's parameters with a gradient (not the gradients: holding them would keep a second
+        # set alive through the next forward and backward, after `zero_grad(set_to_none=True)`), their
+        # entity ids and their norms (None until needed), to name them after a non-finite total
         self._last: tuple[list[torch.Tensor], list[int], torch.Tensor | list[float] | None] | None = None
         self._layout: tuple[int, list[torch.Tensor], list[int], bool, bool, bool] | None = None
 
@@ -102,7 +104,11 @@ class GradientCollector:
         present = grads if _NONE_ID not in map(id, grads) else [g for g in grads if g is not None]
         if not present:
             return
-        eids = all_eids if len(present) == len(grads) else [e for e, g in zip(all_eids, grads) if g is not None]
+        if len(present) == len(grads):
+            eids, owners = all_eids, params
+        else:
+            eids = [e for e, g in zip(all_eids, grads) if g is not None]
+            owners = [p for p, g in zip(params, grads) if g is not None]
         changed = eids is not self._eids and eids != self._eids
         self._eids = eids
         want_params = self.per_param and (sampled or changed)
@@ -115,20 +121,20 @@ class GradientCollector:
             _set_grad_enabled(False)
         try:
             if cpu:
-                self._on_host(step, present, eids, want_params, index, flat, scale)
+                self._on_host(step, present, owners, eids, want_params, index, flat, scale)
             else:
-                self._on_device(step, present, eids, want_params, index, fused, flat, scale)
+                self._on_device(step, present, owners, eids, want_params, index, fused, flat, scale)
         except RuntimeError:  # a sparse gradient of a dense parameter (nn.Embedding(sparse=True))
             if not fused:
                 raise
             self._layout = (self._layout[0], params, all_eids, False, False, False)  # type: ignore[index]
             with torch.no_grad():
-                self._on_device(step, present, eids, want_params, index, False, False, scale)
+                self._on_device(step, present, owners, eids, want_params, index, False, False, scale)
         finally:
             if grad_on:
                 _set_grad_enabled(True)
 
-    def _on_host(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
+    def _on_host(self, step: int, grads: list[torch.Tensor], owners: list[torch.Tensor], eids: list[int], want_params: bool,
                  index: tuple[list[int], list[int]] | None, flat: bool, scale: Any = None) -> None:
         """CPU gradients: the numbers now, as Python floats (float64)."""
         tr = self.tracer
@@ -147,7 +153,7 @@ class GradientCollector:
             total /= s
             norms = [v / s for v in norms] if norms is not None else None
             sink = tr.assembler.scaled_grad_norm_sink
-        self._last = (grads, eids, norms)
+        self._last = (owners, eids, norms)
         tr.assembler.buffer.add_host([total], sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
@@ -159,7 +165,7 @@ class GradientCollector:
         if want_params and norms is not None:
             tr.buffer.add_host(norms, stats_sink(tr.writer, step, [(e, _GRAD) for e in eids]))
 
-    def _on_device(self, step: int, grads: list[torch.Tensor], eids: list[int], want_params: bool,
+    def _on_device(self, step: int, grads: list[torch.Tensor], owners: list[torch.Tensor], eids: list[int], want_params: bool,
                    index: tuple[list[int], list[int]] | None, fused: bool, flat: bool, scale: Any = None) -> None:
         """Gradients on an accelerator (or of mixed devices): reduced there, copied with the step."""
         tr = self.tracer
@@ -176,7 +182,7 @@ class GradientCollector:
             total = total / s
             norms = norms / s if norms is not None else None
             sink = tr.assembler.scaled_grad_norm_sink
-        self._last = (grads, eids, norms)
+        self._last = (owners, eids, norms)
         tr.buffer.add(total, sink)
         if index is not None and norms is not None:
             group_of, group_eids = index
@@ -198,9 +204,14 @@ class GradientCollector:
         """Names of the parameters whose gradient norm is not finite at this step (forward order)."""
         if self._last is None:
             return []
-        grads, eids, norms = self._last
-        if norms is None:
-            norms = S.stacked_norms(grads)
+        owners, eids, norms = self._last
+        if norms is None:  # the gradients the parameters hold now: this step's (an optimizer step
+            # leaves them), or at the end of the run the last step's, unless zeroed since
+            kept = [(e, p.grad) for e, p in zip(eids, owners) if p.grad is not None]
+            if not kept:
+                return []
+            eids = [e for e, _ in kept]
+            norms = S.stacked_norms([g for _, g in kept])
         values = norms.tolist() if isinstance(norms, torch.Tensor) else norms
         names = self.tracer.registry.param_names()
         return [names.get(e, str(e)) for e, v in zip(eids, values) if not math.isfinite(v)]

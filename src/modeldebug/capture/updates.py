@@ -12,6 +12,14 @@ that memory, held between sampled steps (the peak is the same as before) until `
 session's end). On accelerators the caching allocator already reuses the blocks, so the copy is made
 afresh and freed after the step.
 
+The copy is bounded: a model of more than 64 MiB of parameters would otherwise add a whole copy of
+its weights to the peak memory of every sampled step (a 7B model in bf16: 14 GB, every 50 steps).
+Above that, each tensor's update is measured on a systematic sample of its values (every k-th, k
+the model's size over 64 MiB, at least 1,024 values a tensor, `_samples`): ``update_ratio`` is then
+‖Δw‖/‖w‖ over those values, an estimate (a sample of 1,024 or more values of one tensor, spread over
+all its rows), and ``param_norm`` stays exact (taken on the whole tensor after the step, without a
+copy). `benchmarks/peak_memory.py` measures what watching adds to the peak.
+
 The kept copies are views into one flat buffer per dtype, the tensors ordered by size (`_Kept`): the
 norms of the updates are one row-wise ``vector_norm`` per size, and a model of many small tensors
 (at most 16 MiB, 16 KiB a tensor on average) keeps a second copy for the weights after the step, so
@@ -38,6 +46,29 @@ _KEEP_MAX_BYTES = 1 << 26
 # per tensor (a 500-layer model's 1,002 small tensors: ~1.4 µs of dispatch each)
 _SMALL_MAX_BYTES = 1 << 24
 _SMALL_MEAN_BYTES = 1 << 14
+# The most bytes the copy of the weights before a sampled step may take; above it, samples of them
+_COPY_MAX_BYTES = 1 << 26
+# ... of at least this many values a tensor (a smaller tensor is copied whole)
+_MIN_SAMPLE = 1024
+
+
+def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
+    """Views of every k-th value of each weight, so that their copies take at most about
+    `_COPY_MAX_BYTES` (plus `_MIN_SAMPLE` values a tensor); None when the whole weights fit."""
+    total = sum(p.numel() * p.element_size() for p in ps)
+    if total <= _COPY_MAX_BYTES:
+        return None
+    k = -(-total // _COPY_MAX_BYTES)
+    views = []
+    for p in ps:
+        step = min(k, max(1, p.numel() // _MIN_SAMPLE))
+        if step == 1:
+            views.append(p)
+        elif p.is_contiguous():
+            views.append(p.view(-1)[::step])  # across all rows: k is far below a row's length
+        else:  # (a transposed weight, say): every step-th slice of its first dimension, or all of it
+            views.append(p[::step] if p.shape[0] >= step * 2 else p)
+    return views
 
 
 class _Kept:
@@ -91,8 +122,9 @@ class UpdateCollector:
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
         self.on = tracer.plan.any((M.UPDATE_RATIO, M.PARAM_NORM))
-        # (the weights, their entities, their copies from before the step), off the kept path
-        self._before: tuple[list[torch.Tensor], list[int], list[torch.Tensor]] | None = None
+        # (the weights, their entities, their copies from before the step, the views copied when
+        # those are samples of the weights), off the kept path
+        self._before: tuple[list[torch.Tensor], list[int], list[torch.Tensor], list[torch.Tensor] | None] | None = None
         # the kept CPU buffers; `_armed`: they hold this step's copy
         self._kept: _Kept | None = None
         self._armed = False
@@ -113,7 +145,8 @@ class UpdateCollector:
             self._armed = True
             return
         ps = [p.detach() for p, _ in tracked]
-        self._before = (ps, [info.eid for _, info in tracked], [p.clone() for p in ps])
+        views = _samples(ps)
+        self._before = (ps, [info.eid for _, info in tracked], [v.clone() for v in (views or ps)], views)
 
     @staticmethod
     def _weight_copies(bufs: list[torch.Tensor], ps: list[torch.Tensor]) -> None:
@@ -147,13 +180,19 @@ class UpdateCollector:
         before, self._before = self._before, None
         if not before:
             return
-        ps, eids, copies = before
-        torch._foreach_sub_(copies, ps)  # w_before - w_after: the norm of the update, in the copy
-        norms = S.norms(copies + ps)  # one fused call per device and dtype
+        ps, eids, copies, views = before
+        torch._foreach_sub_(copies, views or ps)  # w_before - w_after: the norm of the update, in the copy
         n = len(ps)
+        if views is None:
+            norms = S.norms(copies + ps)  # one fused call per device and dtype
+        else:  # ‖Δw‖/‖w‖ over the samples, the weight norms of the whole tensors
+            norms = S.norms(copies + views)
+            whole = S.norms(ps)
+        rows = update_rows(norms, n, host=all(v.device.type == "cpu" for v in norms))
+        if views is not None:
+            rows = _whole_norms(rows, whole, n)
         sink = stats_sink(tr.writer, step, [(e, M.UPDATE_RATIO.name) for e in eids] +
                           [(e, M.PARAM_NORM.name) for e in eids])
-        rows = update_rows(norms, n, host=all(v.device.type == "cpu" for v in norms))
         if type(rows) is list:
             tr.buffer.add_host(rows, sink)
         else:
@@ -200,6 +239,14 @@ def _kept_rows(kept: _Kept) -> list[float]:
             d = torch.cat([torch.linalg.vector_norm(b, dim=1) for b in kept.blocks]).tolist()
         w = torch.stack(torch._foreach_norm(kept.ps)).tolist()
     return [a / max(b, 1e-30) for a, b in zip(d, w)] + w
+
+
+def _whole_norms(rows: list[float] | torch.Tensor, whole: list[torch.Tensor], n: int) -> list[float] | torch.Tensor:
+    """`update_rows`' ratios with the norms of the whole weights after them, in its form."""
+    if type(rows) is list:
+        return rows[:n] + torch.stack(whole).tolist()
+    device = rows.device
+    return torch.cat([rows[:n], torch.stack([v.to(device) for v in whole]).to(torch.float64)])
 
 
 def update_rows(norms: list[torch.Tensor], n: int, host: bool) -> list[float] | torch.Tensor:
