@@ -2,7 +2,7 @@
 
 A model of ``--width`` x ``--width`` linear layers (4 by default: 67M parameters, 268 MB of float32
 gradients at 4096) trained for ``--steps`` steps with Adam and ``zero_grad()`` (set to None), at each
-level. Prints each run's peak: the process's maximum resident set on the CPU, or
+level, recorded to a file (the repro bundle armed, as under `modeldebug run`). Prints each run's peak: the process's maximum resident set on the CPU, or
 ``torch.cuda.max_memory_allocated`` with ``--device cuda``; and the watched runs' excess over plain,
 also in units of one set of gradients. A watcher that held the last step's gradients into the next
 step would show about 1.0 there. Run it against another tree with ``PYTHONPATH=<tree>/src``.
@@ -17,6 +17,8 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, torch
@@ -36,7 +38,7 @@ def train():
 if level == "plain":
     train()
 else:
-    with modeldebug.watch(model, opt, level=level, db=":memory:"):
+    with modeldebug.watch(model, opt, level=level, db=sys.argv[5]):
         train()
 if device == "cuda":
     peak = torch.cuda.max_memory_allocated() / 2**20
@@ -53,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--levels", default="basic,detailed")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--memory-db", action="store_true", help="keep no record (default: a record file, as a run makes)")
     args = p.parse_args(argv)
     runs = {}
+    tmp = tempfile.TemporaryDirectory()
     for level in ["plain", *args.levels.split(",")]:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.width), str(args.steps), level, args.device],
+        db = ":memory:" if args.memory_db else str(Path(tmp.name) / f"{level}.db")
+        out = subprocess.run([sys.executable, "-c", CHILD, str(args.width), str(args.steps), level, args.device, db],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{level}: failed: {out.stderr.strip().splitlines()[-1:]}")
