@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import math
 import sqlite3
 from pathlib import Path
@@ -116,24 +117,28 @@ def test_a_watched_model_can_be_copied_and_pickled_and_the_copies_carry_nothing_
     assert torch.equal(loaded(x), ema(x))  # the stand-in hook changes nothing
 
 
-def test_many_small_gradients_give_the_same_norms_as_a_direct_computation() -> None:
+@pytest.mark.parametrize("widths", [[8] * 21, [8 + i for i in range(21)]], ids=["one-shape-stacked", "flat-buffer"])
+def test_many_small_gradients_give_the_same_norms_as_a_direct_computation(widths: list[int]) -> None:
     torch.manual_seed(0)
-    layers = [m for _ in range(20) for m in (nn.Linear(8, 8), nn.Tanh())]
-    model = nn.Sequential(*layers, nn.Linear(8, 3))  # 42 parameter tensors: the flat-buffer path
+    layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), nn.Tanh())]
+    model = nn.Sequential(nn.Linear(8, widths[0]), *layers, nn.Linear(widths[-1], 3))  # 44 small tensors
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     direct, first = [], []
     with md.watch(model, optimizer=opt, db=":memory:") as s:
         torch.manual_seed(1)
-        for _ in range(4):
+        for step in range(8):  # steps 3, 4, 6 and 7 unsampled: the total alone
             x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
+            loss = nn.functional.cross_entropy(model(x), y)
+            (loss * 1e21 if step == 6 else loss).backward()  # a total above float32's range
             direct.append(math.sqrt(sum(float(p.grad.double().norm()) ** 2 for p in model.parameters())))
             first.append(float(model[0].weight.grad.norm()))
+            opt.param_groups[0]["lr"] = 0.0 if step == 6 else 0.05  # not to be applied
             opt.step()
     rec = s.record
+    assert direct[6] > 2e19  # its square overflows float32
     assert rec.column("grad_norm").values.tolist() == pytest.approx(direct, rel=1e-5)
-    assert rec.series("0.weight", "grad_norm").values.tolist() == pytest.approx(first[:3], rel=1e-6)
+    assert rec.series("0.weight", "grad_norm").values.tolist() == pytest.approx([first[i] for i in (0, 1, 2, 5)], rel=1e-6)
 
 
 def test_a_non_finite_gradient_on_an_unsampled_step_is_traced_to_its_parameter() -> None:

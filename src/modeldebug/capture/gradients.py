@@ -2,7 +2,8 @@
 
 Every step, one fused ``_foreach_norm`` over the tracked gradients (per device and dtype) gives each
 parameter's norm ON THE DEVICE (for many small tensors, the gradients are copied into one flat
-buffer and normed at once instead, and the per-parameter norms are taken only when needed);
+buffer and normed at once instead, or on the CPU stacked a shape at a time when they come in a few
+shapes, as a deep model's do; the per-parameter norms are then taken only when needed);
 reduced there to the step's total (the ``grad_norm`` column, whose
 finiteness is the step's non-finite flag) and, when the optimizers have two or more parameter
 groups, one norm per group. Only those few numbers go to the host. The per-parameter norms are kept
@@ -42,12 +43,34 @@ _FLATTEN_MAX_MEAN = 8_192
 # ... or when they hold this many values in all (a small model: one cat and one norm beat a kernel
 # and a read per tensor, ~4 µs instead of ~6-9 µs)
 _FLATTEN_MAX_TOTAL = 16_384
+# ... and stack the tensors of one shape instead when there are at least this many tensors a shape on
+# average (a 500-layer MLP's 1,002 gradients in 3 shapes: ~370 µs instead of ~650 µs, ~1.3 ms in its
+# step: `flatten_dense_tensors` makes a view of each tensor first, a dispatch each)
+_STACK_MIN_PER_SHAPE = 8
 _flatten = torch._C._nn.flatten_dense_tensors
 _grad_of = operator.attrgetter("grad")
 _item = torch.Tensor.item
 _grad_enabled = torch.is_grad_enabled
 _set_grad_enabled = torch._C._set_grad_enabled
 _NONE_ID = id(None)
+
+
+def _one(i: int) -> Any:
+    get = operator.itemgetter(i)
+    return lambda grads: (get(grads),)
+
+
+def _stacked_total(grads: list[torch.Tensor], shapes: list[Any]) -> float:
+    """The total norm of `grads`, from one stack and one norm per shape (float32 norms, summed in float64)."""
+    squares = 0.0
+    for get in shapes:
+        part = get(grads)
+        block = torch.stack(part) if len(part) > 1 else part[0]
+        v = float(torch.linalg.vector_norm(block))
+        if math.isinf(v):  # float32 overflowed: in float64
+            v = float(torch.linalg.vector_norm(block, dtype=torch.float64))
+        squares += v * v
+    return math.sqrt(squares)
 
 
 class GradientCollector:
@@ -81,8 +104,15 @@ class GradientCollector:
                 p.layout == torch.strided and p.device == first.device and p.dtype == first.dtype for p in params)
             # Many small tensors: one copy into a flat buffer and one norm beat a kernel per tensor.
             total = sum(p.numel() for p in params)
-            flat = fused and len(params) > 1 and (total <= _FLATTEN_MAX_TOTAL or total < _FLATTEN_MAX_MEAN * len(params))
+            flat: bool | list[Any] = fused and len(params) > 1 and (
+                total <= _FLATTEN_MAX_TOTAL or total < _FLATTEN_MAX_MEAN * len(params))
             cpu = fused and first is not None and first.device.type == "cpu"
+            if flat and cpu:
+                shapes: dict[torch.Size, list[int]] = {}
+                for i, p in enumerate(params):
+                    shapes.setdefault(p.shape, []).append(i)
+                if len(params) >= _STACK_MIN_PER_SHAPE * len(shapes):  # one getter per shape: a tuple of its gradients
+                    flat = [operator.itemgetter(*idx) if len(idx) > 1 else _one(idx[0]) for idx in shapes.values()]
             self._layout = (version, params, eids, fused, flat, cpu)
         return self._layout[1:]  # type: ignore[return-value]
 
@@ -135,16 +165,19 @@ class GradientCollector:
                 _set_grad_enabled(True)
 
     def _on_host(self, step: int, grads: list[torch.Tensor], owners: list[torch.Tensor], eids: list[int], want_params: bool,
-                 index: tuple[list[int], list[int]] | None, flat: bool, scale: Any = None) -> None:
+                 index: tuple[list[int], list[int]] | None, flat: bool | list[Any], scale: Any = None) -> None:
         """CPU gradients: the numbers now, as Python floats (float64)."""
         tr = self.tracer
         sink = tr.assembler.grad_norm_sink
         norms: list[float] | None = None
         if flat and not want_params and index is None:
-            buf = _flatten(grads)
-            total = float(torch.linalg.vector_norm(buf))
-            if math.isinf(total):  # float32 overflowed (a norm above 1.8e19): in float64
-                total = float(torch.linalg.vector_norm(buf, dtype=torch.float64))
+            if type(flat) is list and owners is self._layout[1]:  # type: ignore[index]  (every gradient there)
+                total = _stacked_total(grads, flat)
+            else:
+                buf = _flatten(grads)
+                total = float(torch.linalg.vector_norm(buf))
+                if math.isinf(total):  # float32 overflowed (a norm above 1.8e19): in float64
+                    total = float(torch.linalg.vector_norm(buf, dtype=torch.float64))
         else:
             norms = list(map(_item, torch._foreach_norm(grads)))
             total = math.hypot(*norms)  # in float64, no overflow of the squares
