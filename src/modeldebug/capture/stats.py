@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 import torch
 
 from .. import measures as M
-from . import stats_cpu
+from . import stats_chunked, stats_cpu
 
 __all__ = [
     "ACTIVATION_STATS",
@@ -117,8 +117,14 @@ def activation_stats(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS)
 
 def activation_values(x: torch.Tensor, names: Collection[str] = ACTIVATION_STATS) -> list[float] | torch.Tensor:
     """`activation_stats`, as Python floats for a plain CPU tensor (`stats_cpu.activation_values`:
-    fewer passes, no copy to make), as a tensor on the device otherwise (no synchronisation)."""
+    fewer passes, no copy to make), as a tensor on the device otherwise (no synchronisation). An
+    output of more than `stats_chunked.CHUNK_VALUES` values (4M; 64M on the CPU) is measured a slice
+    at a time (as a tensor): its temporaries would otherwise be as large as it is."""
     xf = x.detach()
+    if xf.numel() > stats_chunked.CHUNK_VALUES:
+        chunked = stats_chunked.activation_stats_chunked(xf, names, ACTIVATION_STATS, INACTIVE_BELOW)
+        if chunked is not None:
+            return chunked
     if xf.dtype not in (torch.float32, torch.float64):
         xf = xf.float()
     if stats_cpu.fast_path(xf):
@@ -158,7 +164,11 @@ SATURATING = M.SATURATING
 
 @torch.no_grad()
 def saturation(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Fraction of outputs within 1% of the bound: |tanh| > 0.99, sigmoid < 0.01 or > 0.99."""
+    """Fraction of outputs within 1% of the bound: |tanh| > 0.99, sigmoid < 0.01 or > 0.99 (a large
+    output a slice at a time: `stats_chunked`)."""
+    chunked = stats_chunked.saturation_chunked(x, kind)
+    if chunked is not None:
+        return chunked
     xf = x.detach().float()
     if kind in ("Tanh", "Hardtanh"):
         sat = xf.abs() > 0.99

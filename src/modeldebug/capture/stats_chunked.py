@@ -1,0 +1,140 @@
+"""Activation statistics of a large output, a slice at a time, so that measuring it never costs much memory.
+
+In one piece, the statistics of an output make temporaries as large as the output itself: a float32 copy
+of a bf16 or fp16 output, the non-zero pattern, ``x - mean`` (~4.5 times a bf16 output at the peak). On
+a sampled step of a model that runs near its memory limit that is enough to run it out of memory: a
+language model's logits (8 x 2048 x 32,000 in bf16) are 1 GB. So above `CHUNK_VALUES` values
+(`CHUNK_VALUES_CPU` on the CPU: see there), the same statistics come from slices of at most that many values along
+the output's outermost axis that allows it, combined exactly: sums, extremes and per-unit counts and
+extremes (the temporaries then take at most ~13 bytes per value of a slice, ~55 MB on an accelerator,
+whatever the output). The results are those of `stats`'s one-piece kernels up to float rounding, the
+counts exact integers, and the standard deviation a cascaded sum of squares: a float32 ``vector_norm``
+over 131M values is off by up to 1%.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+import torch
+
+__all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "saturation_chunked", "slices"]
+
+# Outputs of more values than this are measured a slice at a time, in slices of this many values at
+# most (4M values: 16 MB of float32 each temporary; an accelerator's caching allocator reuses their
+# blocks slice after slice, and its reductions are cheap passes over memory)
+CHUNK_VALUES = 1 << 22
+# On the CPU, where the one-piece path (`stats_cpu`) is 4-5x faster than the sliced one (a 32M-value
+# output: 80-120 ms against 430-510), outputs of up to 64M values are measured whole (their temporaries
+# are then up to ~4x a bf16 output: +1,070 MB for a 250 MB one), larger ones in slices of 16M values:
+# glibc serves allocations under 32 MB from its heap, where slice after slice of them grew the peak
+# resident set by up to 2.9 GB, at random; 64 MB ones are mapped and unmapped at once.
+CHUNK_VALUES_CPU = 1 << 26
+SLICE_VALUES_CPU = 1 << 24
+
+
+def slices(x: torch.Tensor, chunk: int | None = None) -> tuple[int, list[torch.Tensor]] | None:
+    """(the axis, the slices of `x` along it, each of at most ~`chunk` values), or None when `x`
+    is small enough to measure whole. By default the limits of `x`'s device."""
+    n = x.numel()
+    if chunk is None:
+        cpu = x.device.type == "cpu"
+        if n <= (CHUNK_VALUES_CPU if cpu else CHUNK_VALUES):
+            return None
+        chunk = SLICE_VALUES_CPU if cpu else CHUNK_VALUES
+    if n <= chunk or x.dim() == 0:
+        return None
+    # the outermost axis whose slices can be small enough: the slices are then long runs of memory
+    axis = next((d for d in range(x.dim()) if n // max(x.shape[d], 1) <= chunk),
+                max(range(x.dim()), key=lambda d: x.shape[d]))
+    per_index = n // x.shape[axis]
+    k = max(1, chunk // max(per_index, 1))
+    return axis, list(torch.split(x, k, dim=axis))
+
+
+def _unit_axes(x: torch.Tensor) -> list[int]:
+    """The candidate unit axes (`stats._unit_fraction`): none for 1-d outputs or a batch of one."""
+    if x.dim() < 2 or x.shape[0] < 2:
+        return []
+    return [1] if x.dim() != 3 else [1, 2]
+
+
+@torch.no_grad()
+def activation_stats_chunked(x: torch.Tensor, names: Collection[str], order: tuple[str, ...], inactive_below: float,
+                             chunk: int | None = None) -> torch.Tensor | None:
+    """`stats.activation_stats` of a large `x` (the statistics `names`, in `order`), or None when
+    `x` is small enough for the one-piece kernels."""
+    plan = slices(x.detach(), chunk)
+    if plan is None:
+        return None
+    axis, parts = plan
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    n = x.numel()
+    units = _unit_axes(x)
+    want_units = bool(units) and ("dead_frac" in names or "inactive_frac" in names)
+    total = torch.zeros((), device=x.device, dtype=dtype)
+    lows: list[torch.Tensor] = []
+    highs: list[torch.Tensor] = []
+    nonzero = torch.zeros((), device=x.device, dtype=torch.int64)
+    # per unit axis: counts of non-zero values, maxima and minima (joined along the slicing axis, summed or
+    # reduced across it)
+    counts: dict[int, list[torch.Tensor]] = {a: [] for a in units}
+    unit_max: dict[int, list[torch.Tensor]] = {a: [] for a in units}
+    unit_min: dict[int, list[torch.Tensor]] = {a: [] for a in units}
+    for part in parts:
+        p = part.detach().to(dtype)
+        total += p.sum()
+        lo, hi = torch.aminmax(p)
+        lows.append(lo)
+        highs.append(hi)
+        nz = p.ne(0)  # NaN counts as non-zero
+        nonzero += nz.sum()
+        if want_units:
+            for a in units:
+                dims = [d for d in range(p.dim()) if d != a]
+                counts[a].append(nz.sum(dim=dims))
+                if "dead_frac" in names:
+                    unit_max[a].append(p.amax(dim=dims))
+                    unit_min[a].append(p.amin(dim=dims))
+        del p, nz
+    mean = total / n
+    out: dict[str, torch.Tensor] = {"mean": mean, "nonfinite": (~torch.isfinite(total)).to(dtype),
+                                    "min": torch.stack(lows).amin(), "max": torch.stack(highs).amax(),
+                                    "zero_frac": (1.0 - nonzero.to(torch.float64) / n).to(dtype)}
+    if "std" in names:
+        squares = torch.zeros((), device=x.device, dtype=torch.float64)
+        for part in parts:
+            centred = part.detach().to(dtype) - mean
+            squares += centred.square_().sum().to(torch.float64)  # (cascaded; a float32 norm drifts by up to 1%)
+        out["std"] = (squares.sqrt() / math.sqrt(n - 1)).to(dtype)
+    zero = torch.zeros((), device=x.device, dtype=dtype)
+    out["dead_frac"] = out["inactive_frac"] = zero
+    if want_units:
+        dead, inactive = [], []
+        for a in units:
+            join = a == axis
+            count = torch.cat(counts[a]) if join else torch.stack(counts[a]).sum(0)
+            per_unit = n // x.shape[a]
+            inactive.append((count.to(torch.float64) / per_unit <= inactive_below).to(dtype).mean())
+            if "dead_frac" in names:
+                hi = torch.cat(unit_max[a]) if join else torch.stack(unit_max[a]).amax(0)
+                lo = torch.cat(unit_min[a]) if join else torch.stack(unit_min[a]).amin(0)
+                dead.append(((hi == 0) & (lo == 0)).to(dtype).mean())
+        out["inactive_frac"] = torch.stack(inactive).amax()
+        if dead:
+            out["dead_frac"] = torch.stack(dead).amax()
+    return torch.stack([out[k].to(dtype) for k in order if k in names])
+
+
+@torch.no_grad()
+def saturation_chunked(x: torch.Tensor, kind: str, chunk: int | None = None) -> torch.Tensor | None:
+    """`stats.saturation` of a large `x` a slice at a time, or None when `x` is small enough."""
+    plan = slices(x.detach(), chunk)
+    if plan is None:
+        return None
+    count = torch.zeros((), device=x.device, dtype=torch.int64)
+    for part in plan[1]:
+        p = part.detach().float()
+        count += ((p.abs() > 0.99) if kind in ("Tanh", "Hardtanh") else ((p < 0.01) | (p > 0.99))).sum()
+    return (count.to(torch.float64) / x.numel()).to(torch.float32).reshape(1)
