@@ -364,7 +364,27 @@ def test_a_model_above_the_copy_budget_gets_sampled_update_ratios_and_exact_weig
             got_w = norm.values[norm.steps.tolist().index(step)]
             assert got_r == pytest.approx(r, rel=0.05), (step, name)
             assert got_w == pytest.approx(w, rel=1e-5), (step, name)
-    # what the copy takes: within the budget (the first weight's 17.6M values: every 2nd)
+    # what the copy takes: within the budget (of the first weight's 17.6M values, every 11th: the
+    # first stride from 2 up that shares no factor with its rows' 4,200)
     views = updates._samples([p.detach() for p in model.parameters()])
-    assert views is not None and views[0].numel() == 4200 * 4200 // 2
+    assert views is not None and views[0].stride() == (11,)
     assert sum(v.numel() * 4 for v in views) <= updates._COPY_MAX_BYTES + len(views) * updates._MIN_SAMPLE * 4
+
+
+def test_the_sampled_copy_holds_a_value_of_every_row_of_a_matrix() -> None:
+    """An embedding's rows are updated alone (the ids of a batch): a sample that skipped rows would
+    read an update of those rows as "never moved" (OPT001)."""
+    from modeldebug.capture import updates
+
+    ballast = torch.empty(70_000_000)  # 280 MB: every 5th value (never written: no pages touched)
+    emb = torch.empty(5000, 4)
+    lin = torch.empty(600, 1024)
+    views = updates._samples([ballast, emb, lin])
+    assert views is not None and views[0].stride() == (5,)
+    for matrix, view in ((emb, views[1]), (lin, views[2])):
+        step = view.stride()[0] if view.dim() == 1 else 1
+        rows, cols = matrix.shape
+        assert step <= cols and math.gcd(step, cols) == 1
+        hit = set(range(0, matrix.numel(), step))
+        assert {i // cols for i in hit} == set(range(rows))  # every row
+        assert len({i % cols for i in hit}) == cols  # ... over every column

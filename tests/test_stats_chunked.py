@@ -70,3 +70,21 @@ def test_small_outputs_are_measured_whole_and_large_ones_a_slice_at_a_time() -> 
     values = S.activation_values(x, S.ACTIVATION_STATS)
     assert isinstance(values, torch.Tensor)
     assert values.tolist() == pytest.approx(S._activation_stats_device(x, S.ACTIVATION_STATS).tolist(), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(300, 7), (6, 5, 40), (1000,)], ids=str)
+@pytest.mark.parametrize("target", ["classes", "same-shape", "none"])
+def test_a_large_loss_input_and_target_sliced_give_the_one_piece_values(shape: tuple[int, ...], target: str) -> None:
+    from modeldebug.capture import losses
+
+    torch.manual_seed(2)
+    x = torch.randn(shape) * 2
+    x.view(-1)[3] = float("inf")
+    tgt = {"classes": torch.randint(0, shape[-1], shape[:1]), "same-shape": torch.rand(shape), "none": None}[target]
+    whole = losses._loss_io_device(x, tgt)
+    sliced = C.loss_io_chunked(x, tgt, chunk=50)
+    assert sliced is not None and sliced.dtype == torch.float64
+    got, want = sliced.tolist(), whole.tolist()
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-7, nan_ok=True)
+    if len(shape) >= 2:  # the class axis (1) is never sliced: the row sums are whole
+        assert C.slices(x, 50, keep=1)[0] != 1  # type: ignore[index]

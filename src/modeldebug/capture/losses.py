@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .. import measures as M
-from . import stats_cpu
+from . import stats_chunked, stats_cpu
 from .buffer import stats_sink
 from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
@@ -46,7 +46,12 @@ def loss_io_stats(inp: torch.Tensor, tgt: torch.Tensor | None) -> torch.Tensor:
 
 
 def loss_io_values(inp: torch.Tensor, tgt: torch.Tensor | None) -> list[float] | torch.Tensor:
-    """`loss_io_stats`, as Python floats for an all-finite plain CPU input, as a tensor otherwise."""
+    """`loss_io_stats`, as Python floats for an all-finite plain CPU input, as a tensor otherwise (a
+    large input or target a slice at a time: `stats_chunked.loss_io_chunked`)."""
+    if inp.numel() > stats_chunked.CHUNK_VALUES or (tgt is not None and tgt.numel() > stats_chunked.CHUNK_VALUES):
+        chunked = stats_chunked.loss_io_chunked(inp, tgt)
+        if chunked is not None:
+            return chunked
     x = inp.detach().float()
     if stats_cpu.fast_path(x) and (tgt is None or tgt.device.type == "cpu"):
         values = stats_cpu.loss_io_values(x, tgt)

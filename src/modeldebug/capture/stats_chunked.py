@@ -19,7 +19,8 @@ from collections.abc import Collection
 
 import torch
 
-__all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "saturation_chunked", "slices"]
+__all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "loss_io_chunked",
+           "saturation_chunked", "slices"]
 
 # Outputs of more values than this are measured a slice at a time, in slices of this many values at
 # most (4M values: 16 MB of float32 each temporary; an accelerator's caching allocator reuses their
@@ -34,9 +35,10 @@ CHUNK_VALUES_CPU = 1 << 26
 SLICE_VALUES_CPU = 1 << 24
 
 
-def slices(x: torch.Tensor, chunk: int | None = None) -> tuple[int, list[torch.Tensor]] | None:
+def slices(x: torch.Tensor, chunk: int | None = None, keep: int | None = None) -> tuple[int, list[torch.Tensor]] | None:
     """(the axis, the slices of `x` along it, each of at most ~`chunk` values), or None when `x`
-    is small enough to measure whole. By default the limits of `x`'s device."""
+    is small enough to measure whole. By default the limits of `x`'s device. `keep`: an axis not to
+    slice (a loss input's class axis, summed whole)."""
     n = x.numel()
     if chunk is None:
         cpu = x.device.type == "cpu"
@@ -46,8 +48,8 @@ def slices(x: torch.Tensor, chunk: int | None = None) -> tuple[int, list[torch.T
     if n <= chunk or x.dim() == 0:
         return None
     # the outermost axis whose slices can be small enough: the slices are then long runs of memory
-    axis = next((d for d in range(x.dim()) if n // max(x.shape[d], 1) <= chunk),
-                max(range(x.dim()), key=lambda d: x.shape[d]))
+    axes = [d for d in range(x.dim()) if d != keep] or [0]
+    axis = next((d for d in axes if n // max(x.shape[d], 1) <= chunk), max(axes, key=lambda d: x.shape[d]))
     per_index = n // x.shape[axis]
     k = max(1, chunk // max(per_index, 1))
     return axis, list(torch.split(x, k, dim=axis))
@@ -138,3 +140,49 @@ def saturation_chunked(x: torch.Tensor, kind: str, chunk: int | None = None) -> 
         p = part.detach().float()
         count += ((p.abs() > 0.99) if kind in ("Tanh", "Hardtanh") else ((p < 0.01) | (p > 0.99))).sum()
     return (count.to(torch.float64) / x.numel()).to(torch.float32).reshape(1)
+
+
+@torch.no_grad()
+def loss_io_chunked(x: torch.Tensor, tgt: torch.Tensor | None, chunk: int | None = None) -> torch.Tensor | None:
+    """`losses.loss_io_stats` of a large loss input `x` (sliced along any axis but the class axis, 1)
+    and of its target, or None when both are small enough. The same values as `losses._loss_io_device`
+    up to float rounding; its temporaries (a float32 copy, a masked copy, three boolean masks: ~10
+    bytes per value of a float32 input) come a slice at a time."""
+    plan = slices(x.detach(), chunk, keep=1)
+    tplan = slices(tgt.detach().reshape(-1), chunk) if isinstance(tgt, torch.Tensor) and tgt.numel() else None
+    if plan is None and tplan is None:
+        return None
+    device = x.device
+    nan = torch.full((), math.nan, device=device, dtype=torch.float64)
+    n = x.numel()
+    zero = torch.zeros((), device=device)
+    total = torch.zeros((), device=device, dtype=torch.float64)
+    in01 = torch.zeros((), device=device, dtype=torch.int64)
+    bad = torch.zeros((), device=device, dtype=torch.int64)
+    lows, highs, rows = [], [], []
+    for part in (plan[1] if plan is not None else [x.detach()]):
+        p = part.float()
+        finite = torch.isfinite(p)
+        bad += p.numel() - finite.sum()
+        lo, hi = torch.aminmax(torch.where(finite, p, zero))
+        lows.append(lo)
+        highs.append(hi)
+        total += p.sum(dtype=torch.float64)
+        in01 += ((p >= 0) & (p <= 1)).sum()
+        if p.dim() >= 2:
+            rows.append((p.sum(1) - 1).abs().amax())
+        del p, finite
+    values = [torch.stack(lows).amin().double(), torch.stack(highs).amax().double(), total / n,
+              torch.stack(rows).amax().double() if rows else nan, in01.double() / n, bad.double() / n]
+    tlo = thi = tmean = nan
+    if isinstance(tgt, torch.Tensor) and tgt.numel():
+        flat = tgt.detach().reshape(-1)
+        tl, th, ts = [], [], torch.zeros((), device=device, dtype=torch.float64)
+        for part in (tplan[1] if tplan is not None else [flat]):
+            t = part.to(device=device, dtype=torch.float32)
+            a, b = torch.aminmax(t)
+            tl.append(a)
+            th.append(b)
+            ts += t.sum(dtype=torch.float64)
+        tlo, thi, tmean = torch.stack(tl).amin().double(), torch.stack(th).amax().double(), ts / flat.numel()
+    return torch.stack([*values, tlo, thi, tmean])

@@ -14,21 +14,23 @@ afresh and freed after the step.
 
 The copy is bounded: a model of more than 64 MiB of parameters would otherwise add a whole copy of
 its weights to the peak memory of every sampled step (a 7B model in bf16: 14 GB, every 50 steps).
-Above that, each tensor's update is measured on a systematic sample of its values (every k-th, k
-the model's size over 64 MiB, at least 1,024 values a tensor, `_samples`): ``update_ratio`` is then
-‖Δw‖/‖w‖ over those values, an estimate (a sample of 1,024 or more values of one tensor, spread over
-all its rows), and ``param_norm`` stays exact (taken on the whole tensor after the step, without a
-copy). `benchmarks/peak_memory.py` measures what watching adds to the peak.
+Above that, each tensor's update is measured on a systematic sample of its values (every k-th, k the
+model's size over 64 MiB, at least 1,024 values a tensor, and a value of every row of a matrix,
+`_samples`): ``update_ratio`` is then ‖Δw‖/‖w‖ over those values, an estimate, and ``param_norm``
+stays exact (taken on the whole tensor after the step, without a copy). `benchmarks/peak_memory.py`
+measures what watching adds to the peak.
 
-The kept copies are views into one flat buffer per dtype, the tensors ordered by size (`_Kept`): the
-norms of the updates are one row-wise ``vector_norm`` per size, and a model of many small tensors
-(at most 16 MiB, 16 KiB a tensor on average) keeps a second copy for the weights after the step, so
-its weight norms are row-wise too (a 500-layer MLP's 2,004 norms: ~2.8 ms one tensor at a time, a
-few kernels now). Whether the parameters are still the same is one comparison of data pointers.
+The kept copies are views into one flat buffer per dtype,
+the tensors ordered by size (`_Kept`): the norms of the updates are one row-wise ``vector_norm`` per
+size, and a model of many small tensors (at most 16 MiB, 16 KiB a tensor on average) keeps a second
+copy for the weights after the step, so its weight norms are row-wise too (a 500-layer MLP's 2,004
+norms: ~2.8 ms one tensor at a time, a few kernels now). Whether the parameters are still the same
+is one comparison of data pointers.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -62,13 +64,28 @@ def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
     views = []
     for p in ps:
         step = min(k, max(1, p.numel() // _MIN_SAMPLE))
+        if step > 1 and p.dim() == 2:
+            # A matrix's rows may be updated alone (an embedding's, by the ids of a batch): a stride of
+            # at most a row's length puts a value of every row in the sample (a 0 would otherwise
+            # read as "never moved"), and one coprime with it spreads them over the columns (a
+            # column without gradient, an input feature that is always 0, cannot hide a row).
+            step = _coprime_stride(min(step, p.shape[1]), p.shape[1])
         if step == 1:
             views.append(p)
         elif p.is_contiguous():
-            views.append(p.view(-1)[::step])  # across all rows: k is far below a row's length
+            views.append(p.view(-1)[::step])
         else:  # (a transposed weight, say): every step-th slice of its first dimension, or all of it
             views.append(p[::step] if p.shape[0] >= step * 2 else p)
     return views
+
+
+def _coprime_stride(step: int, cols: int) -> int:
+    """The stride nearest `step` (at most `cols`) that shares no factor with `cols`: below it first,
+    then above (a sparser sample) rather than a copy of the whole matrix."""
+    for s in (*range(step, 1, -1), *range(step + 1, cols + 1)):
+        if math.gcd(s, cols) == 1:
+            return s
+    return 1
 
 
 class _Kept:
