@@ -388,3 +388,26 @@ def test_the_sampled_copy_holds_a_value_of_every_row_of_a_matrix() -> None:
         hit = set(range(0, matrix.numel(), step))
         assert {i // cols for i in hit} == set(range(rows))  # every row
         assert len({i % cols for i in hit}) == cols  # ... over every column
+
+
+@pytest.mark.parametrize("level", ["basic", "comprehensive"])
+def test_the_loss_input_is_not_held_once_the_loss_is_computed(level: str, tmp_path: Path) -> None:
+    """Backward frees a loss input that no graph node saved (a language model's logits, a GB) as soon
+    as the loss is computed; the repro bundle's reference to the loss call must not keep it alive."""
+    import weakref
+
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    alive = []
+    with md.watch(model, optimizer=opt, db=tmp_path / "r.db", level=level):  # a file: the bundle armed
+        for _ in range(4):
+            x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+            opt.zero_grad()
+            logits = model(x) * 1.0  # (a product by a constant saves nothing of its input)
+            loss = nn.functional.cross_entropy(logits, y)  # (log_softmax saves its output, not its input)
+            ref = weakref.ref(logits)
+            del logits
+            alive.append(ref() is not None)
+            loss.backward()
+            opt.step()
+    assert alive == [False] * 4

@@ -88,3 +88,19 @@ def test_a_large_loss_input_and_target_sliced_give_the_one_piece_values(shape: t
     assert got == pytest.approx(want, rel=1e-5, abs=1e-7, nan_ok=True)
     if len(shape) >= 2:  # the class axis (1) is never sliced: the row sums are whole
         assert C.slices(x, 50, keep=1)[0] != 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("shape", [(16, 3, 9, 10), (1, 3, 40, 30), (50, 60), (7, 5, 20), (400,)], ids=str)
+def test_a_large_model_input_sliced_gives_the_one_piece_values(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(3)
+    x = torch.randn(shape) * 3 + 1
+    if len(shape) >= 2 and shape[0] > 1:
+        x[:, 0] = 2.0  # constant features
+    x.view(-1)[-3] = float("nan")
+    whole = S.input_values(x)  # (a non-finite value: the general path, not the CPU's fast one)
+    assert isinstance(whole, torch.Tensor)
+    sliced = C.input_chunked(x, chunk=60)
+    assert sliced is not None
+    assert sliced.tolist() == pytest.approx(whole.tolist(), rel=1e-4, abs=1e-6, nan_ok=True)
+    if len(shape) == 4:  # the channel axis is never sliced
+        assert C.slices(x, 60, keep=1)[0] != 1  # type: ignore[index]

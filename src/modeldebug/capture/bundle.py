@@ -15,8 +15,8 @@ numbers arrive a few steps late, after its update: a bad step found late has no 
 after a late non-finite value, and the 100 after a late loss spike, are read at once again, so the
 next bad step is caught in time: docs/overhead.md, "CUDA".) What a healthy step pays is
 one ``torch.get_rng_state()`` per forward pass of the model (~1 us: the forward pass may draw
-dropout masks), one reference to the last loss call's arguments (no copy), and a few float
-comparisons for the spike check.
+dropout masks), references to the last loss call's target and options (no copy; not to its
+input, which backward would have freed), and a few float comparisons for the spike check.
 
 Bundles hold tensors and plain containers only, so ``torch.load(weights_only=True)`` reads them.
 A bundle larger than ``bundle_max_mb`` is written without the model and optimizer state (and
@@ -108,7 +108,10 @@ class BundleWatch:
         self.rng: torch.Tensor | None = None
         self.cuda_rng: list[torch.Tensor] | None = None
         self._cuda = torch.cuda.is_available()  # asked once: ~2 us a call
-        self.loss_call: tuple[str, tuple[Any, ...], dict[str, Any]] | None = None
+        # the step's loss call: its function, its input's shape, and references to the rest of its
+        # arguments (not to its input: holding the logits would keep them alive through backward,
+        # which frees them as soon as the loss is computed; a language model's are a GB)
+        self.loss_call: tuple[str, list[int] | None, tuple[Any, ...], dict[str, Any]] | None = None
         self.kwargs: dict[str, Any] | None = None  # the forward call's keyword arguments (a reference)
         self.autocast: dict[str, dict[str, str] | None] = {"forward": None, "loss": None}
         self.clip: dict[str, Any] | None = None  # the step's clip_grad_norm_ call (its options)
@@ -170,7 +173,10 @@ class BundleWatch:
             if inner is not None and inner.after is not None:
                 inner.after(token, args, kwargs, result, exc)
             if exc is None and not self.done and torch.is_grad_enabled() and self.tracer.active("loss"):
-                self.loss_call = (name, args, kwargs)  # references only: copied if a bundle is written
+                inp = args[0] if args else kwargs.get("input")
+                shape = list(inp.shape) if isinstance(inp, torch.Tensor) else None
+                rest = {k: v for k, v in kwargs.items() if k != "input"} if "input" in kwargs else kwargs
+                self.loss_call = (name, shape, args[1:], rest)  # references only: copied if a bundle is written
                 self.autocast["loss"] = autocast_state(self._cuda)
 
         return after
@@ -304,15 +310,14 @@ class BundleWatch:
     def _loss_recipe(self, notes: list[str], dry: bool = False) -> dict[str, Any] | None:
         if self.loss_call is None:
             return None
-        name, args, kwargs = self.loss_call
-        inp = args[0] if args else kwargs.get("input")
-        tgt = args[1] if len(args) > 1 else kwargs.get("target")
+        name, shape, args, kwargs = self.loss_call  # (args: those after the input)
+        tgt = args[0] if args else kwargs.get("target")
         if dry:
-            return {"target": tgt, "args": list(args[2:]), "kwargs": kwargs}
+            return {"target": tgt, "args": list(args[1:]), "kwargs": kwargs}
         try:
-            return {"function": name, "target": plain(tgt), "args": plain(list(args[2:])),
+            return {"function": name, "target": plain(tgt), "args": plain(list(args[1:])),
                     "kwargs": plain({k: v for k, v in kwargs.items() if k not in ("input", "target")}),
-                    "input_shape": list(inp.shape) if isinstance(inp, torch.Tensor) else None}
+                    "input_shape": shape}
         except Unstorable as exc:
             notes.append(f"the loss call's arguments hold {exc}: the loss is not part of the bundle")
             return None

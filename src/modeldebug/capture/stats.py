@@ -194,7 +194,12 @@ def input_stats(x: torch.Tensor) -> torch.Tensor:
 
 
 def input_values(x: torch.Tensor) -> list[float] | torch.Tensor:
-    """`input_stats`, as Python floats for an all-finite plain CPU tensor, as a tensor otherwise."""
+    """`input_stats`, as Python floats for an all-finite plain CPU tensor, as a tensor otherwise (a
+    large batch a slice at a time: `stats_chunked.input_chunked`)."""
+    if x.numel() > stats_chunked.CHUNK_VALUES:
+        chunked = stats_chunked.input_chunked(x)
+        if chunked is not None:
+            return chunked
     xf = x.detach().float()
     if stats_cpu.fast_path(xf):
         values = stats_cpu.input_values(xf)

@@ -19,7 +19,7 @@ from collections.abc import Collection
 
 import torch
 
-__all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "loss_io_chunked",
+__all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "input_chunked", "loss_io_chunked",
            "saturation_chunked", "slices"]
 
 # Outputs of more values than this are measured a slice at a time, in slices of this many values at
@@ -167,7 +167,7 @@ def loss_io_chunked(x: torch.Tensor, tgt: torch.Tensor | None, chunk: int | None
         lo, hi = torch.aminmax(torch.where(finite, p, zero))
         lows.append(lo)
         highs.append(hi)
-        total += p.sum(dtype=torch.float64)
+        total += p.sum().to(torch.float64)  # (a float32 sum: `dtype=float64` would copy the slice on the CPU)
         in01 += ((p >= 0) & (p <= 1)).sum()
         if p.dim() >= 2:
             rows.append((p.sum(1) - 1).abs().amax())
@@ -183,6 +183,78 @@ def loss_io_chunked(x: torch.Tensor, tgt: torch.Tensor | None, chunk: int | None
             a, b = torch.aminmax(t)
             tl.append(a)
             th.append(b)
-            ts += t.sum(dtype=torch.float64)
+            ts += t.sum().to(torch.float64)
         tlo, thi, tmean = torch.stack(tl).amin().double(), torch.stack(th).amax().double(), ts / flat.numel()
     return torch.stack([*values, tlo, thi, tmean])
+
+
+@torch.no_grad()
+def input_chunked(x: torch.Tensor, chunk: int | None = None) -> torch.Tensor | None:
+    """`stats.input_stats` of a large model input a slice at a time (never along its channel axis),
+    or None when it is small enough: the same values (non-finite values counted, then taken as 0)
+    without the one-piece path's float copy, masked copy and centred copies of the whole batch."""
+    channels = x.dim() == 4 and x.shape[1] <= 4
+    plan = slices(x.detach(), chunk, keep=1 if channels else None)
+    if plan is None:
+        return None
+    axis, parts = plan
+    device, n = x.device, x.numel()
+    zero = torch.zeros((), device=device)
+    f64 = torch.float64
+    total = torch.zeros((), device=device, dtype=f64)
+    bad = torch.zeros((), device=device, dtype=torch.int64)
+    lows, highs = [], []
+    batch = x.dim() >= 2 and x.shape[0] > 1
+    same = torch.zeros((), device=device, dtype=torch.int64)  # features constant over the batch (sliced across features)
+    fmax: torch.Tensor | None = None  # ... or each feature's range (sliced across the batch)
+    fmin: torch.Tensor | None = None
+    ch_sum = torch.zeros(x.shape[1] if channels else 0, device=device, dtype=f64)
+
+    def clean(part: torch.Tensor) -> torch.Tensor:
+        p = part.detach().float()
+        return torch.where(torch.isfinite(p), p, zero)
+
+    for part in parts:
+        p = part.detach().float()
+        finite = torch.isfinite(p)
+        bad += p.numel() - finite.sum()
+        c = torch.where(finite, p, zero)
+        del p, finite
+        lo, hi = torch.aminmax(c)
+        lows.append(lo)
+        highs.append(hi)
+        total += c.sum().to(f64)
+        if batch:
+            flat = c.reshape(c.shape[0], -1)
+            if axis == 0:
+                top, bottom = flat.amax(0), flat.amin(0)
+                fmax = top if fmax is None else torch.maximum(fmax, top)
+                fmin = bottom if fmin is None else torch.minimum(fmin, bottom)
+            else:
+                same += (flat.amax(0) == flat.amin(0)).sum()
+        if channels:
+            ch_sum += c.sum(dim=(0, 2, 3)).to(f64)
+    nan = torch.full((), math.nan, device=device, dtype=f64)
+    mean = total / n
+    per_channel = n // x.shape[1] if channels else 1
+    ch_mean = ch_sum / per_channel
+    squares = torch.zeros((), device=device, dtype=f64)
+    ch_squares = torch.zeros_like(ch_sum)
+    for part in parts:
+        c = clean(part)
+        squares += (c - mean.float()).square_().sum().to(f64)
+        if channels:
+            ch_squares += (c - ch_mean.float()[None, :, None, None]).square_().sum(dim=(0, 2, 3)).to(f64)
+    if batch:
+        features = n // x.shape[0]
+        const = ((fmax == fmin).sum() if axis == 0 else same).to(f64) / features  # type: ignore[operator]
+    else:
+        const = nan
+    ch = [nan] * 8
+    if channels:
+        ch_std = (ch_squares / max(per_channel - 1, 1)).sqrt()
+        for i in range(x.shape[1]):
+            ch[i], ch[4 + i] = ch_mean[i], ch_std[i]
+    out = [mean, (squares / (n - 1)).sqrt(), torch.stack(lows).amin().to(f64), torch.stack(highs).amax().to(f64),
+           bad.to(f64) / n, const, *ch]
+    return torch.stack(out).to(torch.float32)
