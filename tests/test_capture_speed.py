@@ -364,10 +364,10 @@ def test_a_model_above_the_copy_budget_gets_sampled_update_ratios_and_exact_weig
             got_w = norm.values[norm.steps.tolist().index(step)]
             assert got_r == pytest.approx(r, rel=0.05), (step, name)
             assert got_w == pytest.approx(w, rel=1e-5), (step, name)
-    # what the copy takes: within the budget (of the first weight's 17.6M values, every 11th: the
-    # first stride from 2 up that shares no factor with its rows' 4,200)
+    # what the copy takes: within the budget (the first weight's 17.6M values: every 2nd; no stride
+    # of 2 to 4 shares no factor with its rows' 4,200, so every row, its even columns)
     views = updates._samples([p.detach() for p in model.parameters()])
-    assert views is not None and views[0].stride() == (11,)
+    assert views is not None and views[0].stride() == (2,)
     assert sum(v.numel() * 4 for v in views) <= updates._COPY_MAX_BYTES + len(views) * updates._MIN_SAMPLE * 4
 
 
@@ -411,3 +411,33 @@ def test_the_loss_input_is_not_held_once_the_loss_is_computed(level: str, tmp_pa
             loss.backward()
             opt.step()
     assert alive == [False] * 4
+
+
+@pytest.mark.parametrize("in_optimizer", [True, False], ids=["updated-rows", "never-updated"])
+def test_a_sample_that_skips_rows_says_unknown_not_never_moved(in_optimizer: bool) -> None:
+    """Rows of one value (an `Embedding(n, 1)`) in a model of 3x the copy budget: the sample holds
+    every 3rd row. An update of other rows alone is unknown (NaN), not "never moved" (OPT001); a
+    matrix that does not move at all still reads 0, and OPT001 finds it."""
+    from modeldebug.capture import updates
+    from modeldebug.rules import analyze
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"emb": nn.Embedding(300_000, 1), "ballast": nn.Linear(6000, 6000)})  # 144 MB
+    emb, ballast = model["emb"], model["ballast"]
+    opt = torch.optim.SGD([*ballast.parameters(), *(emb.parameters() if in_optimizer else [])], lr=0.1)
+    views = updates._samples([p.detach() for p in model.parameters()])
+    assert views is not None and updates._skips_rows(emb.weight, views[0]) and views[0].stride() == (3,)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(3):
+            ids = torch.tensor([3 * step + 1, 3 * step + 2])  # rows the sample skips
+            opt.zero_grad()
+            (emb(ids).sum() + ballast(torch.randn(1, 6000)).square().mean()).backward()
+            opt.step()
+    ratios = s.record.series("emb.weight", "update_ratio").values.tolist()
+    codes = {f.code for f in analyze(s.record)}
+    if in_optimizer:
+        assert len(ratios) == 3 and all(math.isnan(r) for r in ratios)
+        assert "OPT001" not in codes
+    else:
+        assert ratios == [0.0, 0.0, 0.0]
+        assert "OPT001" in codes

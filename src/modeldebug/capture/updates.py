@@ -56,7 +56,9 @@ _MIN_SAMPLE = 1024
 
 def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
     """Views of every k-th value of each weight, so that their copies take at most about
-    `_COPY_MAX_BYTES` (plus `_MIN_SAMPLE` values a tensor); None when the whole weights fit."""
+    `_COPY_MAX_BYTES` (plus `_MIN_SAMPLE` values a tensor, and up to twice a matrix's share to hold
+    a value of each of its rows: `_matrix_stride`); None when the whole weights fit. See
+    `_skips_rows` for the matrices whose sample leaves rows out."""
     total = sum(p.numel() * p.element_size() for p in ps)
     if total <= _COPY_MAX_BYTES:
         return None
@@ -64,12 +66,8 @@ def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
     views = []
     for p in ps:
         step = min(k, max(1, p.numel() // _MIN_SAMPLE))
-        if step > 1 and p.dim() == 2:
-            # A matrix's rows may be updated alone (an embedding's, by the ids of a batch): a stride of
-            # at most a row's length puts a value of every row in the sample (a 0 would otherwise
-            # read as "never moved"), and one coprime with it spreads them over the columns (a
-            # column without gradient, an input feature that is always 0, cannot hide a row).
-            step = _coprime_stride(min(step, p.shape[1]), p.shape[1])
+        if step > 1 and p.dim() == 2 and p.is_contiguous():
+            step = _matrix_stride(step, p.shape[1])
         if step == 1:
             views.append(p)
         elif p.is_contiguous():
@@ -79,13 +77,36 @@ def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
     return views
 
 
-def _coprime_stride(step: int, cols: int) -> int:
-    """The stride nearest `step` (at most `cols`) that shares no factor with `cols`: below it first,
-    then above (a sparser sample) rather than a copy of the whole matrix."""
-    for s in (*range(step, 1, -1), *range(step + 1, cols + 1)):
-        if math.gcd(s, cols) == 1:
-            return s
-    return 1
+def _skips_rows(p: torch.Tensor, view: torch.Tensor) -> bool:
+    """Does `view`, `p`'s sample, leave rows of the matrix `p` out (an update of those rows alone
+    would read as 0)?"""
+    if p.dim() != 2 or view is p:
+        return False
+    if p.is_contiguous():
+        return view.stride()[0] > p.shape[1]
+    return view.shape[0] < p.shape[0]
+
+
+def _matrix_stride(step: int, cols: int) -> int:
+    """The stride of a sample of a matrix of `cols` columns, near `step` (its share of the budget).
+
+    A matrix's rows may be updated alone (an embedding's, by the ids of a batch), and a sample that
+    skipped them would read such an update as 0, "never moved" (OPT001). A stride of at most a row's
+    length puts a value of every row in the sample, and one sharing no factor with it walks them over
+    the columns (a column without gradient, an input feature always 0, cannot hide a row). Rows
+    shorter than `step` would need more than the share: up to twice it, a stride of `cols - 1` (every
+    row, the columns in turn); beyond, a stride from `step` up that shares no factor with `cols` (all
+    the columns, rows skipped)."""
+    if step <= cols:
+        return _coprime_near(step, cols, range(step, 1, -1), range(step + 1, 2 * step + 1)) or step
+    if step <= 2 * cols and cols >= 2:
+        return max(cols - 1, 2)
+    return _coprime_near(step, cols, range(step, 2 * step + 1)) or step
+
+
+def _coprime_near(step: int, cols: int, *tries: range) -> int | None:
+    """The first stride of `tries` that shares no factor with `cols`, if any."""
+    return next((s for r in tries for s in r if math.gcd(s, cols) == 1), None)
 
 
 class _Kept:
@@ -140,8 +161,10 @@ class UpdateCollector:
         self.tracer = tracer
         self.on = tracer.plan.any((M.UPDATE_RATIO, M.PARAM_NORM))
         # (the weights, their entities, their copies from before the step, the views copied when
-        # those are samples of the weights), off the kept path
-        self._before: tuple[list[torch.Tensor], list[int], list[torch.Tensor], list[torch.Tensor] | None] | None = None
+        # those are samples of the weights, and of the matrices whose samples skip rows their
+        # positions and whole norms before the step), off the kept path
+        self._before: tuple[list[torch.Tensor], list[int], list[torch.Tensor], list[torch.Tensor] | None,
+                            list[int], list[torch.Tensor]] | None = None
         # the kept CPU buffers; `_armed`: they hold this step's copy
         self._kept: _Kept | None = None
         self._armed = False
@@ -163,7 +186,9 @@ class UpdateCollector:
             return
         ps = [p.detach() for p, _ in tracked]
         views = _samples(ps)
-        self._before = (ps, [info.eid for _, info in tracked], [v.clone() for v in (views or ps)], views)
+        skips = [i for i, (p, v) in enumerate(zip(ps, views)) if _skips_rows(p, v)] if views is not None else []
+        self._before = (ps, [info.eid for _, info in tracked], [v.clone() for v in (views or ps)], views, skips,
+                        S.norms([ps[i] for i in skips]))
 
     @staticmethod
     def _weight_copies(bufs: list[torch.Tensor], ps: list[torch.Tensor]) -> None:
@@ -197,7 +222,7 @@ class UpdateCollector:
         before, self._before = self._before, None
         if not before:
             return
-        ps, eids, copies, views = before
+        ps, eids, copies, views, skips, skipped_before = before
         torch._foreach_sub_(copies, views or ps)  # w_before - w_after: the norm of the update, in the copy
         n = len(ps)
         if views is None:
@@ -208,6 +233,8 @@ class UpdateCollector:
         rows = update_rows(norms, n, host=all(v.device.type == "cpu" for v in norms))
         if views is not None:
             rows = _whole_norms(rows, whole, n)
+            if skips:
+                rows = _unseen_updates(rows, n, skips, skipped_before)
         sink = stats_sink(tr.writer, step, [(e, M.UPDATE_RATIO.name) for e in eids] +
                           [(e, M.PARAM_NORM.name) for e in eids])
         if type(rows) is list:
@@ -264,6 +291,22 @@ def _whole_norms(rows: list[float] | torch.Tensor, whole: list[torch.Tensor], n:
         return rows[:n] + torch.stack(whole).tolist()
     device = rows.device
     return torch.cat([rows[:n], torch.stack([v.to(device) for v in whole]).to(torch.float64)])
+
+
+def _unseen_updates(rows: list[float] | torch.Tensor, n: int, skips: list[int],
+                    before: list[torch.Tensor]) -> list[float] | torch.Tensor:
+    """A sample that skipped rows and saw no change is no proof of none: when the matrix's whole norm
+    moved, its ratio is unknown (NaN), not 0 ("never moved")."""
+    if type(rows) is list:
+        for i, b in zip(skips, before):
+            if rows[i] == 0.0 and float(b) != rows[n + i]:
+                rows[i] = math.nan
+        return rows
+    idx = torch.tensor(skips, device=rows.device)
+    b64 = torch.stack([b.to(rows.device) for b in before]).to(torch.float64)
+    ratio = rows[idx]
+    rows[idx] = torch.where((ratio == 0) & (b64 != rows[n + idx]), torch.full_like(ratio, math.nan), ratio)
+    return rows
 
 
 def update_rows(norms: list[torch.Tensor], n: int, host: bool) -> list[float] | torch.Tensor:
