@@ -104,3 +104,7 @@ def test_a_large_model_input_sliced_gives_the_one_piece_values(shape: tuple[int,
     assert sliced.tolist() == pytest.approx(whole.tolist(), rel=1e-4, abs=1e-6, nan_ok=True)
     if len(shape) == 4:  # the channel axis is never sliced
         assert C.slices(x, 60, keep=1)[0] != 1  # type: ignore[index]
+
+
+def test_an_empty_loss_input_with_a_large_target_is_left_to_the_one_piece_path() -> None:
+    assert C.loss_io_chunked(torch.zeros(0, 5), torch.rand(500), chunk=50) is None

@@ -148,6 +148,8 @@ def loss_io_chunked(x: torch.Tensor, tgt: torch.Tensor | None, chunk: int | None
     and of its target, or None when both are small enough. The same values as `losses._loss_io_device`
     up to float rounding; its temporaries (a float32 copy, a masked copy, three boolean masks: ~10
     bytes per value of a float32 input) come a slice at a time."""
+    if not x.numel():  # (the one-piece path's NaNs)
+        return None
     plan = slices(x.detach(), chunk, keep=1)
     tplan = slices(tgt.detach().reshape(-1), chunk) if isinstance(tgt, torch.Tensor) and tgt.numel() else None
     if plan is None and tplan is None:
