@@ -91,7 +91,7 @@ class GradientCollector:
         # set alive through the next forward and backward, after `zero_grad(set_to_none=True)`), their
         # entity ids and their norms (None until needed), to name them after a non-finite total
         self._last: tuple[list[torch.Tensor], list[int], torch.Tensor | list[float] | None] | None = None
-        self._layout: tuple[int, list[torch.Tensor], list[int], bool, bool, bool] | None = None
+        self._layout: tuple[int, list[torch.Tensor], list[int], bool, bool | list[Any], bool] | None = None
 
     def _tracked(self) -> tuple[list[torch.Tensor], list[int], bool, bool, bool]:
         """(parameters, their entity ids, one fused kernel fits, flatten for the total, on the CPU):

@@ -15,17 +15,17 @@ afresh and freed after the step.
 The copy is bounded: a model of more than 64 MiB of parameters would otherwise add a whole copy of
 its weights to the peak memory of every sampled step (a 7B model in bf16: 14 GB, every 50 steps).
 Above that, each tensor's update is measured on a systematic sample of its values (every k-th, k the
-model's size over 64 MiB, at least 1,024 values a tensor, and a value of every row of a matrix,
-`_samples`): ``update_ratio`` is then ‖Δw‖/‖w‖ over those values, an estimate, and ``param_norm``
-stays exact (taken on the whole tensor after the step, without a copy). `benchmarks/peak_memory.py`
-measures what watching adds to the peak.
+model's size over 64 MiB, at least 1,024 values a tensor, and a value of every row of a matrix where
+that costs at most twice its share: `_samples`): ``update_ratio`` is then ‖Δw‖/‖w‖ over those values,
+an estimate (unknown, NaN, when a sample that skipped rows saw no change but the whole norm moved),
+and ``param_norm`` stays exact (taken on the whole tensor after the step, without a copy).
+`benchmarks/peak_memory.py` measures what watching adds to the peak.
 
-The kept copies are views into one flat buffer per dtype,
-the tensors ordered by size (`_Kept`): the norms of the updates are one row-wise ``vector_norm`` per
-size, and a model of many small tensors (at most 16 MiB, 16 KiB a tensor on average) keeps a second
-copy for the weights after the step, so its weight norms are row-wise too (a 500-layer MLP's 2,004
-norms: ~2.8 ms one tensor at a time, a few kernels now). Whether the parameters are still the same
-is one comparison of data pointers.
+The kept copies are views into one flat buffer per dtype, the tensors ordered by size (`_Kept`): the
+norms of the updates are one row-wise ``vector_norm`` per size, and a model of many small tensors
+(at most 16 MiB, 16 KiB a tensor on average) keeps a second copy for the weights after the step, so
+its weight norms are row-wise too (a 500-layer MLP's 2,004 norms: ~2.8 ms one tensor at a time, a
+few kernels now). Whether the parameters are still the same is one comparison of data pointers.
 """
 
 from __future__ import annotations
