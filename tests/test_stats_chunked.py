@@ -108,3 +108,11 @@ def test_a_large_model_input_sliced_gives_the_one_piece_values(shape: tuple[int,
 
 def test_an_empty_loss_input_with_a_large_target_is_left_to_the_one_piece_path() -> None:
     assert C.loss_io_chunked(torch.zeros(0, 5), torch.rand(500), chunk=50) is None
+
+
+def test_a_tensor_subclass_is_measured_in_one_piece() -> None:
+    class Tagged(torch.Tensor):
+        pass
+
+    x = torch.zeros(300, 7).as_subclass(Tagged)
+    assert C.slices(x, 50) is None and C.slices(x.as_subclass(torch.Tensor), 50) is not None

@@ -39,6 +39,8 @@ def slices(x: torch.Tensor, chunk: int | None = None, keep: int | None = None) -
     """(the axis, the slices of `x` along it, each of at most ~`chunk` values), or None when `x`
     is small enough to measure whole. By default the limits of `x`'s device. `keep`: an axis not to
     slice (a loss input's class axis, summed whole)."""
+    if type(x) is not torch.Tensor:  # a subclass (a DTensor's split may gather its shards): in one piece
+        return None
     n = x.numel()
     if chunk is None:
         cpu = x.device.type == "cpu"

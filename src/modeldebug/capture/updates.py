@@ -65,7 +65,8 @@ def _samples(ps: list[torch.Tensor]) -> list[torch.Tensor] | None:
     k = -(-total // _COPY_MAX_BYTES)
     views = []
     for p in ps:
-        step = min(k, max(1, p.numel() // _MIN_SAMPLE))
+        # (a tensor subclass, a DTensor shard, say, whose views may gather it: copied whole, as before)
+        step = min(k, max(1, p.numel() // _MIN_SAMPLE)) if type(p) is torch.Tensor else 1
         if step > 1 and p.dim() == 2 and p.is_contiguous():
             step = _matrix_stride(step, p.shape[1])
         if step == 1:
