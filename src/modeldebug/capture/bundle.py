@@ -111,7 +111,7 @@ class BundleWatch:
         # the step's loss call: its function, its input's shape, and references to the rest of its
         # arguments (not to its input: holding the logits would keep them alive through backward,
         # which frees them as soon as the loss is computed; a language model's are a GB)
-        self.loss_call: tuple[str, list[int] | None, tuple[Any, ...], dict[str, Any]] | None = None
+        self.loss_call: tuple[str, torch.Size | None, tuple[Any, ...], dict[str, Any]] | None = None
         self.kwargs: dict[str, Any] | None = None  # the forward call's keyword arguments (a reference)
         self.autocast: dict[str, dict[str, str] | None] = {"forward": None, "loss": None}
         self.clip: dict[str, Any] | None = None  # the step's clip_grad_norm_ call (its options)
@@ -174,7 +174,7 @@ class BundleWatch:
                 inner.after(token, args, kwargs, result, exc)
             if exc is None and not self.done and torch.is_grad_enabled() and self.tracer.active("loss"):
                 inp = args[0] if args else kwargs.get("input")
-                shape = list(inp.shape) if isinstance(inp, torch.Tensor) else None
+                shape = inp.shape if isinstance(inp, torch.Tensor) else None  # (a tuple: holds no tensor)
                 rest = {k: v for k, v in kwargs.items() if k != "input"} if "input" in kwargs else kwargs
                 self.loss_call = (name, shape, args[1:], rest)  # references only: copied if a bundle is written
                 self.autocast["loss"] = autocast_state(self._cuda)
@@ -317,7 +317,7 @@ class BundleWatch:
         try:
             return {"function": name, "target": plain(tgt), "args": plain(list(args[1:])),
                     "kwargs": plain({k: v for k, v in kwargs.items() if k not in ("input", "target")}),
-                    "input_shape": shape}
+                    "input_shape": list(shape) if shape is not None else None}
         except Unstorable as exc:
             notes.append(f"the loss call's arguments hold {exc}: the loss is not part of the bundle")
             return None

@@ -312,9 +312,9 @@ def _std(x: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor:
 def _unit_fraction(x: torch.Tensor, unit_test: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> torch.Tensor:
     """Fraction of the units (the unit axis: see `activation_stats`) for which `unit_test(x, batch
     axes)` holds; for 3-d outputs the larger of the two candidate axes."""
-    if x.dim() < 2 or x.shape[0] < 2:
+    axes = stats_chunked.unit_axes(x)
+    if not axes:
         return torch.zeros((), device=x.device, dtype=x.dtype)
-    axes = [1] if x.dim() != 3 else [1, 2]
     fracs = []
     for axis in axes:
         reduce = [d for d in range(x.dim()) if d != axis]

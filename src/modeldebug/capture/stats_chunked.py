@@ -20,7 +20,7 @@ from collections.abc import Collection
 import torch
 
 __all__ = ["CHUNK_VALUES", "CHUNK_VALUES_CPU", "SLICE_VALUES_CPU", "activation_stats_chunked", "input_chunked", "loss_io_chunked",
-           "saturation_chunked", "slices"]
+           "saturation_chunked", "slices", "unit_axes"]
 
 # Outputs of more values than this are measured a slice at a time, in slices of this many values at
 # most (4M values: 16 MB of float32 each temporary; an accelerator's caching allocator reuses their
@@ -57,8 +57,9 @@ def slices(x: torch.Tensor, chunk: int | None = None, keep: int | None = None) -
     return axis, list(torch.split(x, k, dim=axis))
 
 
-def _unit_axes(x: torch.Tensor) -> list[int]:
-    """The candidate unit axes (`stats._unit_fraction`): none for 1-d outputs or a batch of one."""
+def unit_axes(x: torch.Tensor) -> list[int]:
+    """The candidate unit axes of an output (see `stats.activation_stats`): 1, and for 3-d outputs
+    also 2; none for 1-d outputs or a batch of one."""
     if x.dim() < 2 or x.shape[0] < 2:
         return []
     return [1] if x.dim() != 3 else [1, 2]
@@ -75,7 +76,7 @@ def activation_stats_chunked(x: torch.Tensor, names: Collection[str], order: tup
     axis, parts = plan
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     n = x.numel()
-    units = _unit_axes(x)
+    units = unit_axes(x)
     want_units = bool(units) and ("dead_frac" in names or "inactive_frac" in names)
     total = torch.zeros((), device=x.device, dtype=dtype)
     lows: list[torch.Tensor] = []
