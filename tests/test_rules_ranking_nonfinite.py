@@ -10,6 +10,8 @@ from torch import nn
 
 import modeldebug as md
 from modeldebug.catalogue import CATALOGUE
+from modeldebug.export import Exportable
+from modeldebug.llm.evidence import Evidence
 from modeldebug.report import Report
 from modeldebug.report.terminal import render_text
 from modeldebug.rules.context import fmt
@@ -90,6 +92,13 @@ def test_headline_of_a_run_that_ended_nan_says_so() -> None:
     assert f"-> nan (last finite {fmt(run['final_loss'])} at step 29)" in head, head
     assert json.loads(report.to_json())["run"]["final_loss_finite"] is False
     assert "last finite" in report.to_html()
+    # what a language model is shown and what a tracker receives say so too: no "final_loss: 0.0123" alone
+    summary = Evidence.from_report(report).run_summary
+    assert f"final_loss: nan (the run ended non-finite; last finite loss {run['final_loss']:.4g} at step 29)" \
+        in summary.splitlines(), summary
+    scalars = Exportable(report.record, report, "nan").scalars()
+    assert "modeldebug/final_loss" not in scalars and scalars["modeldebug/final_loss_finite"] == 0.0
+    assert scalars["modeldebug/last_finite_loss"] == run["final_loss"]
 
 
 def test_headline_of_a_healthy_run_shows_its_final_loss() -> None:
@@ -98,3 +107,7 @@ def test_headline_of_a_healthy_run_shows_its_final_loss() -> None:
     assert run["final_loss_finite"] is True and "last_finite_step" not in run
     head = render_text(report).splitlines()[0]
     assert f"-> {fmt(run['final_loss'])}" in head and "nan" not in head and "last finite" not in head, head
+    assert f"final_loss: {run['final_loss']:.4g}" in Evidence.from_report(report).run_summary.splitlines()
+    scalars = Exportable(report.record, report, "ok").scalars()
+    assert scalars["modeldebug/final_loss"] == run["final_loss"]
+    assert "modeldebug/final_loss_finite" not in scalars and "modeldebug/last_finite_loss" not in scalars

@@ -140,10 +140,15 @@ class Exportable:
         out: dict[str, float] = {"findings": len(fs)}
         for sev in ("high", "medium", "low"):
             out[f"findings_{sev}"] = sum(1 for f in fs if f.severity == sev)
+        run = self.report.run
         for key in ("steps", "duration_s", "overhead_s", "first_loss", "final_loss"):
-            v = self.report.run.get(key)
+            v = run.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 out[key] = float(v)
+        if run.get("final_loss_finite") is False:  # the run ended NaN/Inf: `final_loss` was its last finite loss
+            if "final_loss" in out:
+                out["last_finite_loss"] = out.pop("final_loss")
+            out["final_loss_finite"] = 0.0
         return {f"{PREFIX}/{k}": v for k, v in out.items()}
 
     def tags(self) -> dict[str, str]:

@@ -84,6 +84,10 @@ class Evidence:
         keys = ("script", "steps", "duration_s", "exit_code", "status", "level", "device", "torch",
                 "first_loss", "final_loss")
         lines = [f"{k}: {_short(run[k])}" for k in keys if run.get(k) is not None]
+        if run.get("final_loss_finite") is False:  # `final_loss` is the last finite one: say how it ended
+            lines = [ln for ln in lines if not ln.startswith("final_loss:")]
+            lines.append(f"final_loss: {run.get('final_loss_value', 'nan')} (the run ended non-finite; last finite "
+                         f"loss {_short(run.get('final_loss'))} at step {run.get('last_finite_step')})")
         for m in (run.get("models") or [])[:4]:
             lines.append(f"model: {_short(m)}")
         for o in (run.get("optimizers") or [])[:2]:
