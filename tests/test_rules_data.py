@@ -207,6 +207,37 @@ def test_balanced_classes_are_not_imbalanced() -> None:
     assert finding(watched(model, lambda: train(model, d, steps=40)), "class_imbalance") is None
 
 
+def _two_classes_on(outputs: int, *, minority: float = 0.5) -> md.Report:
+    """Labels 0 and 1 (1 with probability `minority`), learnable from the input, on `outputs` logits."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 10, generator=g)
+    y = (x[:, 0] > torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - minority))).long()
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, outputs))
+    return watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=60, batch=128))
+
+
+def test_an_output_no_label_names_is_not_an_imbalance_ratio_made_up_from_a_zero() -> None:
+    # a 3-output head on 2 balanced classes: it read "imbalanced 300:1" with a loss weight of ~190 for class 2
+    f = finding(_two_classes_on(3), "class_imbalance")
+    assert f is not None and f.severity == "low" and "imbalance_ratio" not in f.evidence, f.title
+    assert f.evidence["unlabelled_outputs"] == [2] and "No sampled label is class 2" in f.title
+    assert "minlength=3" in f.recommendations[0].implementation and "nn.Linear(hidden, 2)" in f.recommendations[0].implementation
+
+
+def test_an_imbalance_beside_an_unlabelled_output_is_the_seen_classes_ratio() -> None:
+    f = finding(_two_classes_on(3, minority=0.04), "class_imbalance")
+    assert f is not None and "Classes are imbalanced" in f.title and "class 1 is" in f.title, f.title
+    assert 15 <= f.evidence["imbalance_ratio"] <= 40 and f.evidence["unlabelled_outputs"] == [2]
+    weights = f.recommendations[0].implementation.split("[")[1].split("]")[0].split(", ")
+    assert float(weights[2]) == float(weights[1]) > 5 > float(weights[0]), weights  # the absent class: the rarest's weight
+    assert "Output 2 never appeared" in f.description
+
+
+def test_as_many_outputs_as_classes_is_silent() -> None:
+    assert finding(_two_classes_on(2), "class_imbalance") is None
+
+
 # -- double_softmax ----------------------------------------------------------------------------------------------
 def test_softmax_before_cross_entropy_explains_the_flat_loss() -> None:
     model, d = healthy_mlp()

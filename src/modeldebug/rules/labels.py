@@ -320,10 +320,13 @@ class ClassImbalance(Rule):
                 continue  # one class, or sorted data: LabelIssue's business; too few labels to judge
             if (rho := lc.ordering()) is not None and rho >= _ORDERED_RHO:
                 continue  # batches read in label order: the sampled shares are the order's, not the data's
-            ratio = float(total.max() / max(total.min(), 1.0))
+            seen = total[total > 0]  # an output no sampled label names has no count to take a ratio from
+            ratio = float(seen.max() / seen.min())
             # A model that learned only the prior is judged from a milder skew: the effect is there.
             if ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, lc.loss, total)):
                 yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0], _rare_class_loss(ctx, lc))
+            elif not total.all():
+                yield self._unlabelled_outputs(lc)
         for e in train_losses(ctx, BINARY_LOSSES):
             shape = e.info.get("input_shape") or []
             lo, hi, mean = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max"), loss_stat(ctx, e, "tgt_mean")
@@ -363,7 +366,8 @@ class ClassImbalance(Rule):
         collapsed = self._collapsed(ctx, e, counts)
         # Severity from the effect: a model that only predicts the prior (the minority never predicted)
         # is high; a skew the model learns through is worth knowing, no more.
-        rare = int(np.argmin(counts))
+        rare = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+        absent = np.flatnonzero(counts == 0)
         learned = rare_loss is not None and rare_loss[0] < math.log(2)
         severity = "high" if collapsed else ("low" if learned else "medium" if ratio >= limit**2 else "low")
         if collapsed:
@@ -376,12 +380,18 @@ class ClassImbalance(Rule):
             effect = (" Whether the model predicts the rare class could not be measured (the record holds the loss per batch "
                       "and the labels of sampled batches, not the predicted classes): check its recall.")
         share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")
+        if len(absent):
+            effect += (f" Output{'s' if len(absent) > 1 else ''} {_listed(absent)} never appeared among the {int(counts.sum())} "
+                       "sampled labels and are left out of the ratio.")
         if binary:
             pos = float(counts[0] / max(counts[1], 1e-12))
             fix = f"loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([{pos:.3g}]))   # negatives / positives"
         else:
-            w = counts.sum() / (len(counts) * np.maximum(counts, 1.0))
-            fix = ("weight = torch.tensor([" + ", ".join(f"{x:.3g}" for x in w) + "])   # total / (classes * count), from these counts\n"
+            w = counts.sum() / ((counts > 0).sum() * np.where(counts > 0, counts, np.inf))
+            w[absent] = w.max()  # no sampled label: at least the rarest class's weight (moot if it is never a target)
+            fix = ("weight = torch.tensor([" + ", ".join(f"{x:.3g}" for x in w) + "])   # total / (classes * count), from these counts"
+                   + (f"; class{'es' if len(absent) > 1 else ''} {_listed(absent)}: no sampled label, the rarest's weight"
+                      if len(absent) else "") + "\n"
                    "loss_fn = nn.CrossEntropyLoss(weight=weight.to(device))")
         flat = (f" The training loss ends at {fmt(final)}, {final / entropy:.0%} of the label entropy {fmt(entropy)}: "
                 "what predicting the class frequencies gives, so the model ignores the input." if collapsed else "")
@@ -392,6 +402,7 @@ class ClassImbalance(Rule):
                          f"rarest (shares {share}).{flat}{effect}"),
             step=step,
             evidence={"loss": e.name, "class_share": p.tolist()[:100], "imbalance_ratio": ratio, "label_entropy": entropy,
+                      "unlabelled_outputs": absent.tolist()[:100],
                       "final_loss": final, "predicts_prior": collapsed,
                       "rare_class_loss_bound": rare_loss[0] if rare_loss else None, "rare_class_learned": learned}
             # found only because the model settled on the prior (a skew under the limit): the finding rests on a
@@ -404,3 +415,35 @@ class ClassImbalance(Rule):
                                "sampler = torch.utils.data.WeightedRandomSampler(sample_weight, num_samples=len(sample_weight))\n"
                                "loader = DataLoader(train_set, batch_size=64, sampler=sampler)"),
             ])
+
+    def _unlabelled_outputs(self, lc: LabelCounts) -> Finding:
+        """Outputs that no sampled label names, the classes that do appear balanced: more outputs than
+        classes, or classes too rare to show up in the sample. The counts cannot tell which."""
+        total = lc.total
+        absent = np.flatnonzero(total == 0)
+        n, present = int(total.sum()), int((total > 0).sum())
+        which = f"output{'s' if len(absent) > 1 else ''} {_listed(absent)}"
+        return self.finding(
+            severity="low", confidence=0.5,
+            title=f"No sampled label is class {_listed(absent, 'or')}: {lc.classes} outputs, {present} classes seen",
+            description=(f"The loss {lc.loss.name} scores {lc.classes} outputs, but none of the {n} labels of its "
+                         f"{len(lc.per_batch)} sampled batches names {which}. Either the output layer is wider than the "
+                         f"data has classes (harmless to learning, but accuracy and per-class metrics count classes that "
+                         f"do not exist), or {'these classes are' if len(absent) > 1 else 'the class is'} rarer than 1 "
+                         f"in {n} labels: an imbalance too strong to measure from the sample, which the model will not learn "
+                         "without weighting or oversampling."),
+            step=lc.steps[0],
+            evidence={"loss": lc.loss.name, "classes": lc.classes, "unlabelled_outputs": absent.tolist()[:100],
+                      "label_counts": total.astype(int).tolist()[:100], "sampled_labels": n},
+            recommendations=[
+                Recommendation("fix", "Count the labels over the whole training set, then size the output layer to the classes there are.",
+                               f"print(torch.bincount(train_labels, minlength={lc.classes}))   # a 0: an output with no class\n"
+                               f"model.head = nn.Linear(hidden, {present})   # if the classes are {present}, relabelled 0..{present - 1}"),
+                Recommendation("best_practice", "If the class exists but is that rare, oversample it and judge with per-class recall.",
+                               "sampler = torch.utils.data.WeightedRandomSampler(sample_weight, num_samples=len(sample_weight))"),
+            ])
+
+
+def _listed(classes: np.ndarray, last: str = "and") -> str:
+    names = [str(int(c)) for c in classes[:8]] + (["..."] if len(classes) > 8 else [])
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"

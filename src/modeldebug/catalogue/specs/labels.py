@@ -40,6 +40,11 @@ Detection range: a 3% minority on which the model collapses is found high; 10:1 
 through is low; 3:1 that it learns through is silent; 100:1 that the model learns (minority
 recall 0.93) is low; 1000:1 with 8 rare samples, never predicted, is medium (not measurable).
 Batches read in label order (LBL001) are not judged: their sampled shares are the order's.
+An output that no sampled label names (a count of 0: a 3-output head on 2 classes, or a class
+rarer than 1 in the labels sampled) has no count to take a ratio from: the ratio is that of
+the classes seen, the fix gives such a class the rarest class's weight, and when the classes seen
+are balanced the finding is low and says which outputs went unnamed and that the counts cannot
+tell an output with no class from a class too rare to sample.
 
 ## Why is this bad?
 The rare classes contribute little to the loss, so the model can score well by always
