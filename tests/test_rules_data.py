@@ -330,6 +330,52 @@ def test_attention_without_batch_first_mixes_the_batch(batch_first: bool) -> Non
         assert any("batch_first=True" in (r.implementation or "") for r in f.recommendations)
 
 
+class _TimeFirst(nn.Module):
+    """Reads ``[T, B, F]``, as ``batch_first=False`` expects; answers from the last step (`seq=False`,
+    ``[B, 3]``) or at every step, time first (``[T, B, 3]``, a decoder's layout)."""
+
+    def __init__(self, seq: bool) -> None:
+        super().__init__()
+        self.rnn, self.fc, self.seq = nn.GRU(4, 16), nn.Linear(16, 3), seq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.fc(out if self.seq else out[-1])
+
+
+@pytest.mark.parametrize("seq", [False, True])
+def test_a_time_first_model_whose_sequence_is_as_long_as_the_batch_keeps_samples_apart(seq: bool) -> None:
+    # T == B: axis 0 of the input (time) has the batch's size, so the probe cannot take it for the batch
+    torch.manual_seed(0)
+    model, n = _TimeFirst(seq), 16
+    x = torch.randn(n, n, 4)
+    y = (x.sum((0, 2)) > 0).long()
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+
+    def loop() -> None:
+        for _ in range(5):
+            opt.zero_grad()
+            out = model(x)
+            loss = nn.functional.cross_entropy(out[-1] if seq else out, y)
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    assert finding(report, "batch_mixing") is None
+    probe = report.record.events("batch_mixing_probe")
+    assert probe and "cannot be told" in probe[0].data["skipped"], probe
+
+
+def test_attention_across_a_batch_as_long_as_the_sequence_is_still_found() -> None:
+    # [B, T, E] with B == T into batch_first=False: axis 0 follows the batch, so it is the batch
+    torch.manual_seed(0)
+    model = _AttendAcrossBatch(batch_first=False)
+    x, y = torch.randn(12, 12, 6), torch.randint(0, 3, (12,))
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=5, batch=12, lr=1e-3))
+    f = finding(report, "batch_mixing")
+    assert f is not None and f.severity == "high"
+
+
 class _BatchStandardise(nn.Module):
     """Standardises each batch with its own statistics inside forward, also in eval mode."""
 

@@ -372,6 +372,8 @@ def batch_mixing_probe(work: Workload) -> ProbeResult:
                                "tokens read by an nn.Embedding", {})
     if res is None:
         return ProbeResult("batch_mixing", "skipped", "the output has no batch axis first, or the batch is too small", {})
+    if "skipped" in res:  # the batch size is also another axis's size, and axis 0 did not follow the batch
+        return ProbeResult("batch_mixing", "skipped", res["skipped"], res)
     frac = res["fraction_mixed"]
     if frac <= work.config.thresholds.mixing_fraction:
         return ProbeResult("batch_mixing", "pass", "samples stay independent", res)

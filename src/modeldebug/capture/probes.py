@@ -55,6 +55,13 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     that mixes the batch axis gives non-zero gradients. Returns None when the probe does not apply
     (no floating input, batch of one, output without the batch axis first); raises TwinError when
     the model could not be copied.
+
+    The batch size may also be the size of another axis (a time-first model whose sequence is as
+    long as the batch: input ``[T, B, F]`` with T == B, or a ``[T, B, C]`` output): then every
+    pairing of an input axis and an output axis of that size is tried, and when one of them keeps
+    its samples apart the model is consistent with a batch there. Which axis holds the user's
+    samples cannot be told from the model (an RNN run across a batch-first batch computes what a
+    time-first one does), so the probe says so and finds nothing.
     """
     x = first_tensor(args)
     if x is None or unmeasurable(x) is not None or x.dim() < 2 or x.shape[0] < 3:
@@ -74,16 +81,34 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
         out = first_tensor(model(*call))
         if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
             return None
-        (grad,) = torch.autograd.grad(out[0].sum() + out[-1].sum(), probe, allow_unused=True)
-    if grad is None:
-        return None
-    per_sample = grad.detach().flatten(1).abs().amax(1)
-    others = per_sample[1:-1]
-    return {
-        "batch": int(x.shape[0]),
-        "probed_samples": [0, int(x.shape[0]) - 1],
-        "own_grad": float(per_sample[0]),
-        "mixed_samples": int((others > 0).sum()),
-        "max_other_grad": float(others.max()),
-        "fraction_mixed": float((others > 0).float().mean()),
-    }
+        n = x.shape[0]
+        in_axes = [a for a in range(x.dim()) if x.shape[a] == n]
+        out_axes = [b for b in range(out.dim()) if out.shape[b] == n]
+        first: dict[str, Any] | None = None
+        for b in out_axes:  # axis 0 first: the usual reading, and the only one when no other axis has the batch's size
+            (grad,) = torch.autograd.grad(out.select(b, 0).sum() + out.select(b, -1).sum(), probe, allow_unused=True,
+                                          retain_graph=b != out_axes[-1])
+            if grad is None:
+                if b == 0:
+                    return None
+                continue
+            for a in in_axes:
+                per_sample = grad.detach().movedim(a, 0).flatten(1).abs().amax(1)
+                others = per_sample[1:-1]
+                apart = not bool((others > 0).any())
+                if first is None:
+                    first = {
+                        "batch": int(n),
+                        "probed_samples": [0, int(n) - 1],
+                        "own_grad": float(per_sample[0]),
+                        "mixed_samples": int((others > 0).sum()),
+                        "max_other_grad": float(others.max()),
+                        "fraction_mixed": float((others > 0).float().mean()),
+                    }
+                    if apart:
+                        return first  # samples kept apart along axis 0: the common, healthy case
+                elif apart:
+                    return {"skipped": f"the batch size {n} is also the size of axis {a} of the input {list(x.shape)}"
+                                       f" or axis {b} of the output {list(out.shape)}, and samples read along those "
+                                       "axes stay apart: which axis is the batch cannot be told"}
+    return first

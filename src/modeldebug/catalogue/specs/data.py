@@ -151,6 +151,12 @@ The one-time probe at the first step: in eval mode (so BatchNorm's batch statist
 count), the gradient of sample 0's output with respect to every sample of the input batch.
 A model that keeps samples apart gives exactly zero on the others; the rule fires when more
 than `mixing_fraction` (default 0: any) of the other samples receive a gradient.
+When the batch size is also the size of another axis of the input or the output (a time-first
+`[T, B, F]` input or `[T, B, C]` output whose sequence is as long as the batch), axis 0 may be
+time: every pairing of such an input axis and output axis is tried, and if one keeps its samples
+apart the probe records that it cannot tell which axis is the batch and the rule stays silent (a
+recurrent layer run across a batch-first batch computes exactly what a time-first one does, so
+only a batch size that differs from the sequence length tells them apart).
 
 ## Why is this bad?
 Predictions change with whatever else is in the batch; in training, every sample's label
