@@ -8,7 +8,7 @@ from torch import nn
 
 import modeldebug as md
 from modeldebug.rules import RULES, analyze
-from modeldebug.testing import TASKS, build_record, classification, healthy_mlp, healthy_regression, train
+from modeldebug.testing import TASKS, Data, build_record, classification, healthy_mlp, healthy_regression, train
 
 from helpers import found, serious, watched
 
@@ -154,6 +154,36 @@ def test_a_detached_encoder_never_gets_a_gradient(detach: bool) -> None:
         assert set(f.evidence["params"]) == {"encoder.0.weight", "encoder.0.bias"}
     else:
         assert f is None
+
+
+class _BiLSTM(nn.Module):
+    """Reads a [batch, time, features] batch time-first into a bidirectional LSTM; classifies from the
+    output at the last step (`last_step`: where the reverse direction has taken one step) or from h_n."""
+
+    def __init__(self, last_step: bool) -> None:
+        super().__init__()
+        self.lstm, self.head, self.last_step = nn.LSTM(5, 8, bidirectional=True), nn.Linear(16, 3), last_step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, (h_n, _) = self.lstm(x.transpose(0, 1))
+        return self.head(out[-1] if self.last_step else torch.cat([h_n[-2], h_n[-1]], dim=1))
+
+
+@pytest.mark.parametrize("last_step", [True, False])
+def test_the_reverse_direction_read_at_the_last_step_is_named_as_such(last_step: bool) -> None:
+    # graykode/nlp-tutorial's Bi-LSTM: out[-1] of a bidirectional LSTM; weight_hh_l0_reverse's gradient is exactly 0
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 7, 5, generator=g)
+    data = Data(x, (x[:, :, 0].sum(1) > 0).long() + (x[:, 0, 1] > 1).long(), nn.CrossEntropyLoss())
+    model = _BiLSTM(last_step)
+    report = watched(model, lambda: train(model, data, steps=30))
+    f = found(report, "params_not_updating")
+    if not last_step:
+        assert f is None
+        return
+    assert f is not None and f.evidence["params"] == ["lstm.weight_hh_l0_reverse"] and "zero gradient" in f.title
+    assert "reverse direction" in f.description and "h_n[-2], h_n[-1]" in f.recommendations[0].implementation
 
 
 def test_a_layer_replaced_after_the_optimizer_was_built_is_in_no_optimizer() -> None:

@@ -22,7 +22,7 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 from .runtime import crash_findings
 
-__all__ = ["BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_kind", "model_layers"]
+__all__ = ["RECURRENT", "BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_kind", "model_layers"]
 
 
 _NORM_LAYERS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm", "GroupNorm",
@@ -247,7 +247,7 @@ _PERMUTE = Recommendation("fix", "Move the channel axis to position 1 with permu
 
 # -- batch mixing ------------------------------------------------------------------------------------
 _ATTENTION = {"MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "Transformer"}
-_RECURRENT = {"RNN", "LSTM", "GRU"}
+RECURRENT = frozenset({"RNN", "LSTM", "GRU"})  # the module types that run across an axis
 
 
 def masked_whole_input(ctx: Context) -> dict[str, Any] | None:
@@ -290,8 +290,8 @@ class BatchMixing(Rule):
             if types & _ATTENTION:
                 hint = (f" The model has {', '.join(sorted(types & _ATTENTION))}: with batch_first=False (the default) it "
                         "attends across axis 0, which here is the batch.")
-            elif types & _RECURRENT:
-                hint = (f" The model has {', '.join(sorted(types & _RECURRENT))}: with batch_first=False (the default) "
+            elif types & RECURRENT:
+                hint = (f" The model has {', '.join(sorted(types & RECURRENT))}: with batch_first=False (the default) "
                         "it runs across axis 0, which here is the batch.")
             own = float(d.get("own_grad", 0.0))
             whole = masked_whole_input(ctx)

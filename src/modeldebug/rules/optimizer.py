@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -11,9 +12,13 @@ from .. import measures as M
 from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .data import RECURRENT
 from .fixcode import optimizer_ctor
 
 __all__ = ["ParamsNotUpdating"]
+
+#: A bidirectional RNN's reverse-direction recurrent weights (torch names them weight_hh_l<k>_reverse).
+_REVERSE_HH = re.compile(r"(^|\.)weight_hh_l\d+_reverse$")
 
 
 def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
@@ -74,6 +79,12 @@ class ParamsNotUpdating(Rule):
                   and (in_opt is None or n in in_opt)
                   and never_moved[ctx.params[n].id]
                   and _relative_grad(grads[n], pnorms.get(n)) > 1e-6]
+        zero_why, zero_rec = (
+            "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
+            Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
+                           "for n, p in model.named_parameters():\n    print(n, None if p.grad is None else p.grad.abs().max().item())"))
+        if zero_grad and all(_reverse_recurrence(ctx, n) for n in zero_grad):
+            zero_why, zero_rec = _LAST_STEP_OF_BIDIRECTIONAL
         problems = [
             (no_grad, "never received a gradient",
              "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip.",
@@ -81,10 +92,7 @@ class ParamsNotUpdating(Rule):
                             "h = self.encoder(x)            # not self.encoder(x).detach()\n"
                             "# check: every trainable parameter should get a gradient\n"
                             "loss.backward()\nprint([n for n, p in model.named_parameters() if p.requires_grad and p.grad is None])")),
-            (zero_grad, "received an exactly zero gradient on every step",
-             "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
-             Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
-                            "for n, p in model.named_parameters():\n    print(n, None if p.grad is None else p.grad.abs().max().item())")),
+            (zero_grad, "received an exactly zero gradient on every step", zero_why, zero_rec),
             (not_in_opt, "get gradients but are in no optimizer",
              "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module."
              + (f" The optimizer still holds {len(stale)} tensors that belong to no model: the layer they were part of was replaced after the optimizer was built." if stale else ""),
@@ -114,3 +122,20 @@ class ParamsNotUpdating(Rule):
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )
+
+
+def _reverse_recurrence(ctx: Context, name: str) -> bool:
+    """Is `name` the reverse direction's recurrent weight of a bidirectional nn.RNN/LSTM/GRU?"""
+    module = ctx.modules.get(ctx.params[name].info.get("module", ""))
+    return bool(_REVERSE_HH.search(name)) and module is not None and module.type in RECURRENT
+
+
+_LAST_STEP_OF_BIDIRECTIONAL = (
+    "They are the recurrent weights of a bidirectional RNN's reverse direction: the model reads the output at the last "
+    "time step only, where the reverse direction has taken a single step, from its zero initial state, so its "
+    "recurrence never reaches the loss and it has seen only the last input. The reverse direction's summary of the "
+    "sequence is its output at the first step (or its final hidden state).",
+    Recommendation("fix", "Read each direction where it has seen the whole sequence: the final hidden states.",
+                   "out, (h_n, c_n) = self.lstm(x)              # h_n: [layers * 2, batch, hidden]\n"
+                   "last = torch.cat([h_n[-2], h_n[-1]], dim=1)  # forward's last step, reverse's last (input step 0)\n"
+                   "# or from out (time first): torch.cat([out[-1, :, :hidden], out[0, :, hidden:]], dim=1)"))

@@ -19,7 +19,10 @@ gradient or that an optimizer holds; a copy that is only evaluated, such as the 
 reloaded into a new instance and run under `no_grad`, is left out):
 (1) parameters in an optimizer that never received a gradient on any step (not used in the
 forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
-(2) parameters whose gradient was exactly zero on every step; (3) parameters that receive
+(2) parameters whose gradient was exactly zero on every step (when they are all the reverse
+direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual
+cause: the output read at the last time step only, where the reverse direction has taken one
+step from its zero state, and the fix reads `h_n`); (3) parameters that receive
 gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
 a sub-module); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
 every sampled step although their relative gradient (|grad| / |weight|) is above 1e-6, so any
