@@ -52,6 +52,7 @@ NANOGPT = ("karpathy/nanoGPT", "3adf61e154c3fe3fca428ad6bc3818b27a3b8291")
 MAKEMORE = ("karpathy/makemore", "988aa59e4d8fefa526d06f3b453ad116258398d4")
 LIGHTNING = ("Lightning-AI/pytorch-lightning", "7f0c3436cd3f6ad3753125672024fc415cbcb414")
 HFCHAR = ("shulamite512/DATA266_LAB1_Pair44", "e5d9cd58a8b5afb70362fe99ef6bf4d5bd2986e9")
+NLPT = ("graykode/nlp-tutorial", "d05e31ec81d56d70c1db89b99ab07e948f7ebc11")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -343,6 +344,30 @@ CASES: list[Case] = [
              Variant("healthy"),
              Variant("lr_x100", [Edit("transformer.py", "lr=0.1", "lr=10.0")], expect=("lr_too_high",), what=LR100,
                      harmless="test loss 4.28 vs 8.09 healthy: with clip 0.25 the larger rate trains better"),
+         ]),
+    # graykode/nlp-tutorial: self-contained toy models on a few embedded sentences, one-hot inputs (added 2026-12-06)
+    Case("nlpt_seq2seq", NLPT, {"train.py": "4-1.Seq2Seq/Seq2Seq.py"}, "train.py", [], env={"MPLBACKEND": "Agg"},
+         style="RNN encoder-decoder, time-first inside forward, a [6 steps, 6 pairs, 29] output, Adam",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "lr=0.001", "lr=0.1")], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("nlpt_bilstm", NLPT, {"train.py": "3-3.Bi-LSTM/Bi-LSTM.py"}, "train.py", [], env={"MPLBACKEND": "Agg"},
+         style="bidirectional LSTM next-word model, time-first, Adam, 10,000 full-batch steps",
+         variants=[
+             # as published: out[-1] of a bidirectional LSTM, where the reverse direction has taken one step
+             Variant("as_written", expect=("params_not_updating",),
+                     what="as published: `outputs[-1]` of a bidirectional LSTM (the reverse direction's recurrence "
+                          "never reaches the loss)"),
+             Variant("fixed", [Edit("train.py", "outputs = outputs[-1]  # [batch_size, n_hidden]",
+                                    "outputs = torch.cat([outputs[-1, :, :n_hidden], outputs[0, :, n_hidden:]], 1)")],
+                     what="healthy: each direction read where it has seen the whole sentence"),
+         ]),
+    Case("nlpt_textrnn", NLPT, {"train.py": "3-1.TextRNN/TextRNN.py"}, "train.py", [], env={"MPLBACKEND": "Agg"},
+         style="RNN next-word model on 3 sentences, 7 one-hot words, Adam",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "lr=0.001", "lr=0.1")], expect=("lr_too_high",), what=LR100),
          ]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
