@@ -366,6 +366,29 @@ def test_a_time_first_model_whose_sequence_is_as_long_as_the_batch_keeps_samples
     assert probe and "cannot be told" in probe[0].data["skipped"], probe
 
 
+class _CentreOverBatch(nn.Module):
+    """Subtracts the batch mean of its output: every output column sums to 0 over the batch."""
+
+    def __init__(self, outputs: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(20, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        return h - h.mean(0)
+
+
+def test_mixing_over_a_batch_as_wide_as_the_output_is_still_found() -> None:
+    # [8, 8] out: read along output axis 1 the gradient is 0 everywhere (each column sums to 0), which is
+    # not "samples kept apart": that reading sees nothing, so it cannot clear the mix found along axis 0
+    torch.manual_seed(0)
+    model = _CentreOverBatch(8)
+    d = classification(n=256)
+    report = watched(model, lambda: train(model, Data(d.x, d.y % 8, nn.CrossEntropyLoss()), steps=5, batch=8))
+    f = finding(report, "batch_mixing")
+    assert f is not None and f.evidence["fraction_mixed"] == 1.0
+
+
 def test_attention_across_a_batch_as_long_as_the_sequence_is_still_found() -> None:
     # [B, T, E] with B == T into batch_first=False: axis 0 follows the batch, so it is the batch
     torch.manual_seed(0)

@@ -59,7 +59,8 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     The batch size may also be the size of another axis (a time-first model whose sequence is as
     long as the batch: input ``[T, B, F]`` with T == B, or a ``[T, B, C]`` output): then every
     pairing of an input axis and an output axis of that size is tried, and when one of them keeps
-    its samples apart the model is consistent with a batch there. Which axis holds the user's
+    its samples apart (each probed sample's output depends on its own input, and on no other) the
+    model is consistent with a batch there. Which axis holds the user's
     samples cannot be told from the model (an RNN run across a batch-first batch computes what a
     time-first one does), so the probe says so and finds nothing.
     """
@@ -107,7 +108,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
                     }
                     if apart:
                         return first  # samples kept apart along axis 0: the common, healthy case
-                elif apart:
+                elif apart and bool(per_sample[0] > 0) and bool(per_sample[-1] > 0):  # (not a reading that sees nothing)
                     return {"skipped": f"the batch size {n} is also the size of axis {a} of the input {list(x.shape)}"
                                        f" or axis {b} of the output {list(out.shape)}, and samples read along those "
                                        "axes stay apart: which axis is the batch cannot be told"}

@@ -127,6 +127,7 @@ class RunWriter:
     def add_stat_values(self, step: int, rows: list[tuple[int, str | None]], values: list[float]) -> None:
         """Value i as the statistic ``rows[i] = (entity, name)`` of `step`; a value whose name is None
         is not kept. C-level iterators, no Python per value (a deep model's sampled step writes ~10,000)."""
+        rows = rows if isinstance(rows, (list, tuple)) else list(rows)  # read twice below
         names = list(map(_SECOND, rows))
         out = zip(repeat(step), map(_FIRST, rows), names, values)
         self._stats.extend(compress(out, map(is_not, names, repeat(None))) if None in names else out)

@@ -417,8 +417,9 @@ class ClassImbalance(Rule):
             ])
 
     def _unlabelled_outputs(self, lc: LabelCounts) -> Finding:
-        """Outputs that no sampled label names, the classes that do appear balanced: more outputs than
-        classes, or classes too rare to show up in the sample. The counts cannot tell which."""
+        """Outputs that no sampled label names, the classes that do appear not skewed enough for an
+        imbalance finding: more outputs than classes, or classes too rare to show up in the sample.
+        The counts cannot tell which."""
         total = lc.total
         absent = np.flatnonzero(total == 0)
         n, present = int(total.sum()), int((total > 0).sum())
