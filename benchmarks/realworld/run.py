@@ -367,7 +367,8 @@ CASES: list[Case] = [
          style="RNN next-word model on 3 sentences, 7 one-hot words, Adam",
          variants=[
              Variant("healthy"),
-             Variant("lr_x100", [Edit("train.py", "lr=0.001", "lr=0.1")], expect=("lr_too_high",), what=LR100),
+             Variant("lr_x100", [Edit("train.py", "lr=0.001", "lr=0.1")], expect=("lr_too_high",), what=LR100,
+                     harmless="cost 2e-6 vs 2.1e-3 healthy, the same three right answers: Adam at 0.1 memorises 3 sentences faster"),
          ]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
