@@ -234,6 +234,25 @@ def test_an_imbalance_beside_an_unlabelled_output_is_the_seen_classes_ratio() ->
     assert "Output 2 never appeared" in f.description
 
 
+@pytest.mark.parametrize("one_hot", [True, False])
+def test_next_word_targets_over_one_hot_words_are_a_vocabulary_not_classes(one_hot: bool) -> None:
+    # graykode/nlp-tutorial's style: words fed as rows of an identity matrix, the next word as the target;
+    # most words of a 12-word vocabulary are never a target (they only start sentences)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    vocab, n = 12, 512
+    words = torch.randint(0, vocab, (n, 3), generator=g)
+    x = torch.eye(vocab)[words] if one_hot else torch.randn(n, 3, vocab, generator=g)
+    y = 8 + words[:, -1] % 4  # only words 8..11 ever follow
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * vocab, 32), nn.ReLU(), nn.Linear(32, vocab))
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=40))
+    f = finding(report, "class_imbalance")
+    if one_hot:
+        assert f is None, f.title
+    else:  # the same labels over dense inputs: a classifier with 8 outputs no label names
+        assert f is not None and f.evidence["unlabelled_outputs"] == list(range(8))
+
+
 def test_as_many_outputs_as_classes_is_silent() -> None:
     assert finding(_two_classes_on(2), "class_imbalance") is None
 

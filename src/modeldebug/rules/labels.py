@@ -126,7 +126,9 @@ def token_prediction(ctx: Context, lc: LabelCounts) -> bool:
     """Next-token or large-vocabulary targets: their skew is the language's (word frequencies).
 
     One class per input token (the loss sees as many targets as the model's integer input has
-    elements, or a multiple), a class count equal to an embedding table's rows, or 1000 classes or more.
+    elements, or a multiple), a class count equal to an embedding table's rows or to the width of a
+    one-hot input (every value 0 or 1, at most one 1 per row: words fed as rows of an identity
+    matrix), or 1000 classes or more.
     """
     if lc.classes >= 1000:
         return True
@@ -140,7 +142,16 @@ def token_prediction(ctx: Context, lc: LabelCounts) -> bool:
         shape = e.info.get("shape") or []
         if str(e.type).startswith(("int", "uint")) and len(shape) >= 2 and targets and targets % int(np.prod(shape)) == 0:
             return True
+        if len(shape) >= 2 and shape[-1] == lc.classes and _one_hot(ctx, e):
+            return True
     return False
+
+
+def _one_hot(ctx: Context, e: Entity) -> bool:
+    """Every sampled batch of input `e` held only 0s and 1s, at most one 1 per row of its last axis."""
+    lo, hi, mean = (ctx.record.series(e.name, s, kind="input").finite().values for s in ("min", "max", "mean"))
+    width = int((e.info.get("shape") or [0])[-1])
+    return bool(len(mean) and width > 1 and lo.min() == 0 and hi.max() == 1 and mean.max() <= 1.0 / width * (1 + 1e-6))
 
 
 def single_output(ctx: Context) -> Entity | None:

@@ -64,8 +64,8 @@ recall, F1 or AUC rather than accuracy.
 ## Known problems
 Counts come from sampled steps only. Per-token and per-pixel targets (language models,
 segmentation) are not judged, nor next-token and large-vocabulary targets (one target per
-integer input token, as many classes as an embedding table has rows, or 1000 classes and more,
-even when flattened to one dimension): their skew is the data's nature, and class weights are
+integer input token, as many classes as an embedding table has rows or as a one-hot input is
+wide (words fed as rows of an identity matrix), or 1000 classes and more, even when flattened to one dimension): their skew is the data's nature, and class weights are
 no fix for it. Tensor arguments of the loss (a `weight=` already given)
 are not recorded, so a loss that is weighted already is flagged too (with low severity unless
 it learned nothing beyond the prior).
