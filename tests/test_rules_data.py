@@ -257,6 +257,30 @@ def test_as_many_outputs_as_classes_is_silent() -> None:
     assert finding(_two_classes_on(2), "class_imbalance") is None
 
 
+# -- the deprecated size_average/reduce pair -----------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs", [{"size_average": False}, {"reduction": "sum"}])
+def test_a_loss_summed_through_size_average_false_is_judged_as_summed(kwargs: dict) -> None:
+    # yunjey/pytorch-tutorial's VAE: F.binary_cross_entropy(x_reconst, x, size_average=False) read as a mean
+    # loss gave INI001 high, "the loss at step 0 is 7.03e+04, 1.01e+05x the 0.693 of ln 2"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 64), nn.Sigmoid())
+    x = (torch.rand(512, 64, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def loop() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's size_average deprecation
+            for i in range(40):
+                b = x[(i * 32) % 512:(i * 32) % 512 + 32]
+                opt.zero_grad()
+                F.binary_cross_entropy(model(b), b, **kwargs).backward()
+                opt.step()
+
+    report = watched(model, loop)
+    assert report.record.entity("binary_cross_entropy").info["kwargs"]["reduction"] == "sum"
+    assert not serious(report), [f.title for f in report.findings]
+
+
 # -- double_softmax ----------------------------------------------------------------------------------------------
 def test_softmax_before_cross_entropy_explains_the_flat_loss() -> None:
     model, d = healthy_mlp()

@@ -20,11 +20,23 @@ from .buffer import stats_sink
 from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
 
-__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "label_values", "loss_io_stats",
+__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "label_values", "loss_io_stats", "loss_options",
            "loss_io_values", "split_input_target"]
 
 # The order of the values loss_io_stats returns.
 LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
+
+
+def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A loss call's plain keyword arguments, as recorded, with the reduction spelled out when the call
+    used the deprecated pair (``F.binary_cross_entropy(p, x, size_average=False)``, still common in
+    tutorials): the rules read ``reduction``, and a summed loss judged as a mean is ~10^5x too large."""
+    out = {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))}
+    if "reduction" not in out and ("size_average" in kwargs or "reduce" in kwargs):
+        # torch.nn._reduction.legacy_get_string: None counts as True for both
+        mean, reduce = (True if kwargs.get(k) is None else bool(kwargs[k]) for k in ("size_average", "reduce"))
+        out["reduction"] = "mean" if mean and reduce else "sum" if reduce else "none"
+    return out
 
 
 def split_input_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -174,7 +186,7 @@ class LossWatch:
                 "phase": phase, "input_shape": list(inp.shape), "input_dtype": _dtype(inp),
                 "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
-                "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
+                "kwargs": loss_options(kwargs),
             })
             self.eids[key] = eid
         step = tr.step
