@@ -53,6 +53,7 @@ MAKEMORE = ("karpathy/makemore", "988aa59e4d8fefa526d06f3b453ad116258398d4")
 LIGHTNING = ("Lightning-AI/pytorch-lightning", "7f0c3436cd3f6ad3753125672024fc415cbcb414")
 HFCHAR = ("shulamite512/DATA266_LAB1_Pair44", "e5d9cd58a8b5afb70362fe99ef6bf4d5bd2986e9")
 NLPT = ("graykode/nlp-tutorial", "d05e31ec81d56d70c1db89b99ab07e948f7ebc11")
+YJ = ("yunjey/pytorch-tutorial", "0500d3df5a2a8080ccfccbc00aca0eacc21818db")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -369,6 +370,27 @@ CASES: list[Case] = [
              Variant("healthy"),
              Variant("lr_x100", [Edit("train.py", "lr=0.001", "lr=0.1")], expect=("lr_too_high",), what=LR100,
                      harmless="cost 2e-6 vs 2.1e-3 healthy, the same three right answers: Adam at 0.1 memorises 3 sentences faster"),
+         ]),
+    # yunjey/pytorch-tutorial, MNIST through the synthvision stand-in (added 2026-12-06)
+    Case("yj_birnn", YJ, {"main.py": "tutorials/02-intermediate/bidirectional_recurrent_neural_network/main.py"},
+         "main.py", [], edits=[TV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": "3000", "SYNTH_TEST": "1000"},
+         style="2-layer bidirectional LSTM over image rows (batch_first), Adam",
+         variants=[
+             Variant("as_written", expect=("params_not_updating",),
+                     what="as published: `out[:, -1, :]` of a bidirectional LSTM (the last layer's reverse "
+                          "recurrence never reaches the loss)"),
+             Variant("fixed", [Edit("main.py", "out = self.fc(out[:, -1, :])",
+                                    "out = self.fc(torch.cat([out[:, -1, :self.hidden_size], "
+                                    "out[:, 0, self.hidden_size:]], 1))")],
+                     what="healthy: each direction read where it has seen every row"),
+         ]),
+    Case("yj_vae", YJ, {"main.py": "tutorials/03-advanced/variational_autoencoder/main.py"}, "main.py", [],
+         edits=[TV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": "3000", "SYNTH_TEST": "1000"},
+         style="VAE, F.binary_cross_entropy(..., size_average=False) (the deprecated spelling of a summed loss), Adam",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("main.py", "learning_rate = 1e-3", "learning_rate = 1e-1")],
+                     expect=("lr_too_high",), what=LR100),
          ]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
