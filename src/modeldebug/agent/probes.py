@@ -372,7 +372,7 @@ def batch_mixing_probe(work: Workload) -> ProbeResult:
                                "tokens read by an nn.Embedding", {})
     if res is None:
         return ProbeResult("batch_mixing", "skipped", "the output has no batch axis first, or the batch is too small", {})
-    if "skipped" in res:  # the batch size is also another axis's size, and axis 0 did not follow the batch
+    if "skipped" in res:  # the batch size is also another axis's size, and samples read along it stay apart
         return ProbeResult("batch_mixing", "skipped", res["skipped"], res)
     frac = res["fraction_mixed"]
     if frac <= work.config.thresholds.mixing_fraction:

@@ -60,9 +60,9 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     long as the batch: input ``[T, B, F]`` with T == B, or a ``[T, B, C]`` output): then every
     pairing of an input axis and an output axis of that size is tried, and when one of them keeps
     its samples apart (each probed sample's output depends on its own input, and on no other) the
-    model is consistent with a batch there. Which axis holds the user's
-    samples cannot be told from the model (an RNN run across a batch-first batch computes what a
-    time-first one does), so the probe says so and finds nothing.
+    model is consistent with a batch there. Which axis holds the user's samples cannot be told from
+    the model (an RNN run across a batch-first batch computes what a time-first one does), so the
+    probe says so and finds nothing.
     """
     x = first_tensor(args)
     if x is None or unmeasurable(x) is not None or x.dim() < 2 or x.shape[0] < 3:
