@@ -155,27 +155,6 @@ def test_overlapping_sessions_close_in_either_order(first_out: str) -> None:
     assert second.record.column("loss").values.tolist()[-1] == pytest.approx(last)
 
 
-def test_module_calls_go_straight_to_a_lone_session_and_are_fanned_out_to_two() -> None:
-    """One session wanting module calls gets torch's global module hooks itself (two Python frames
-    less per module call); two get the fan-out, and each records every layer of its sampled steps."""
-    model, opt, x, y = _model()
-
-    def hooks() -> list[Any]:
-        return [*nn_module._global_forward_pre_hooks.values(), *nn_module._global_forward_hooks.values()]
-
-    with md.watch(model, optimizer=opt, db=":memory:", level="detailed") as outer:
-        _step(model, opt, x, y)  # step 0 is sampled: module calls on, straight to the session
-        assert hooks() == list(outer.tracer.direct_module_hooks)
-        with md.watch(model, optimizer=opt, db=":memory:", level="detailed") as inner:
-            # the inner session's step 0 is the outer's step 1: both sampled, both want module calls
-            _step(model, opt, x, y)
-            assert hooks() == [PATCHES._forward_pre, PATCHES._forward_post]
-        assert hooks() == list(outer.tracer.direct_module_hooks)  # its next step, 2, is sampled too
-    _nothing_left(model)
-    for s, step in ((outer, 1), (inner, 0)):
-        assert {e for e in ("0", "1", "2") if step in s.record.series(e, "mean").steps.tolist()} == {"0", "1", "2"}
-
-
 def test_an_exception_inside_nested_sessions_leaves_nothing() -> None:
     model, opt, x, y = _model()
     with pytest.raises(RuntimeError, match="mat1 and mat2"):

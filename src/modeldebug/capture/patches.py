@@ -8,9 +8,7 @@ would be thrown away. So nothing in capture patches torch directly: a session `a
 - installs each patch ONCE, while at least one live session wants it (reference-counted), and
   registers the global optimizer hooks once, while any session is attached, and the global module
   hooks only while a session wants module calls (`module_hooks`: the tracer, on sampled steps);
-- fans every call out to the live sessions' probes, in the order they attached (module calls
-  with one session wanting them go straight to that session's own hooks, `direct_module_hooks`:
-  two Python frames less per module call, thousands on a deep model's sampled step);
+- fans every call out to the live sessions' probes, in the order they attached;
 - on the last detach, restores the function it replaced, unless something else was installed over
   it meanwhile (the user's own wrapper): that one stays, and our wrapper inside it becomes a plain
   pass-through for good, so the user's patch survives the session.
@@ -131,7 +129,6 @@ class PatchManager:
         self._handles: list[Any] = []
         self._module_sessions: tuple[Any, ...] = ()  # the sessions module calls are fanned out to
         self._module_handles: list[Any] = []
-        self._module_hooks_now: tuple[Any, Any] | None = None  # the (pre, post) pair registered
         self._own_hook_ids: frozenset[int] = frozenset()
         self._hook_install: _Install | None = None
 
@@ -188,26 +185,16 @@ class PatchManager:
                     self._module_sessions = (*self._module_sessions, session)
             else:
                 self._module_sessions = tuple(s for s in self._module_sessions if s is not session)
-            wanted = self._module_pair()
-            if wanted != self._module_hooks_now:
+            if self._module_sessions and not self._module_handles:
+                self._module_handles = [
+                    nn_module.register_module_forward_pre_hook(self._forward_pre),
+                    nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+                ]
+            elif not self._module_sessions and self._module_handles:
                 for h in self._module_handles:
                     h.remove()
-                self._module_handles = [] if wanted is None else [
-                    nn_module.register_module_forward_pre_hook(wanted[0]),
-                    nn_module.register_module_forward_hook(wanted[1], always_call=True),
-                ]
-                self._module_hooks_now = wanted
+                self._module_handles = []
             self._own_hook_ids = frozenset(h.id for h in self._module_handles)
-
-    def _module_pair(self) -> tuple[Any, Any] | None:
-        """The global module hooks to register: none, one session's own (they return at once while
-        torch.compile traces, like ours), or the fan-out to several."""
-        sessions = self._module_sessions
-        if not sessions:
-            return None
-        if len(sessions) == 1 and (direct := getattr(sessions[0], "direct_module_hooks", None)) is not None:
-            return direct
-        return (self._forward_pre, self._forward_post)
 
     def installed(self) -> list[tuple[Any, str]]:
         """(owner, name) of every patch in place now (for tests and leak checks)."""

@@ -17,7 +17,7 @@ from torch import nn
 from ..record import RunWriter
 from .isolation import unwrap
 
-__all__ = ["IdMap", "LossModule", "ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
+__all__ = ["IdMap", "ModuleInfo", "ParamInfo", "Registry", "is_loss_module"]
 
 
 class IdMap:
@@ -59,12 +59,8 @@ class IdMap:
 _MISSING = object()
 
 
-#: The base class of torch's loss modules (`isinstance(m, LossModule)` inline where every module call pays a frame).
-LossModule = nn.modules.loss._Loss
-
-
 def is_loss_module(module: nn.Module) -> bool:
-    return isinstance(module, LossModule)
+    return isinstance(module, nn.modules.loss._Loss)
 
 
 @dataclass

@@ -22,6 +22,7 @@ once and recorded as an event: it never raises into the user's training loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -53,7 +54,7 @@ from .patches import PATCHES, Probe
 from .plan import Plan, plan_for
 from .probes import MixingProbe
 from .progress import StepInfo
-from .registry import LossModule, Registry, is_loss_module
+from .registry import Registry, is_loss_module
 from .roots import (
     RootHooks,
     module_in_traceback,
@@ -67,8 +68,6 @@ from .updates import UpdateCollector
 __all__ = ["Tracer", "is_library_frame"]
 
 log = logging.getLogger("modeldebug")
-
-_is_compiling = torch.compiler.is_compiling
 
 # Bumped in a forked child (DataLoader workers): a tracer records only in the process that made it,
 # without a getpid() system call on every hook.
@@ -120,9 +119,9 @@ class Tracer:
         self.mixing = MixingProbe(self)
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
-        # every module call's hooks (sampled steps): PATCHES registers them as the global module hooks
-        # while this is the only session that wants module calls, and fans out to them otherwise
-        self.forward_pre, self.forward_post = self.direct_module_hooks = (self._module_pre, self._module_post)
+        # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
+        self.forward_pre = functools.partial(self.call, "forward", self._pre)
+        self.forward_post = functools.partial(self.call, "forward", self._post)
         # Module calls reach us on sampled steps only (and while no model is known yet); the other
         # steps see each model's forward pass through one pre-hook on it (roots.py).
         self.roots = RootHooks(self._root_pre)
@@ -253,22 +252,11 @@ class Tracer:
         return has_opt and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP
 
     # -- forward hooks (PATCHES calls `forward_pre` and `forward_post`, bound in __init__) ------------------
-    def _module_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        """Every module call's pre-hook while module calls are on. `call`'s checks and error
-        containment inlined: a deep model's sampled step makes thousands of these calls. Nothing
-        before the compile check, so torch.compile's tracing reads none of our state."""
-        if _is_compiling() or self.replaying or "forward" in self._disabled \
-                or _PROCESS_GENERATION[0] != self.generation:
-            return
-        t0 = time.perf_counter()
-        try:
-            stack = self._stack
-            stack.append(module)
-            if len(stack) == 1:
-                self._root(module, args)
-        except Exception as exc:
-            self._fail("forward", exc)
-        self.own_time += time.perf_counter() - t0
+    def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        root = not self._stack
+        self._stack.append(module)
+        if root:
+            self._root(module, args)
 
     def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """A watched model's own pre-hook: the root of a forward pass when module calls are off.
@@ -346,26 +334,18 @@ class Tracer:
             self._known_root = (weakref.ref(called), self.registry.version, weakref.ref(module), info)
         return module, info
 
-    def _module_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        """Every module call's post-hook while module calls are on (as `_module_pre`)."""
-        if _is_compiling() or self.replaying or "forward" in self._disabled \
-                or _PROCESS_GENERATION[0] != self.generation:
-            return
-        t0 = time.perf_counter()
-        try:
-            stack = self._stack
-            if stack and stack[-1] is module:
-                stack.pop()
-            elif module in stack:
-                del stack[len(stack) - 1 - stack[::-1].index(module):]
-            if output is not None and self.sampled():
-                info = self.registry.modules.get(module)
-                # a loss module's functional call is seen by the loss patch
-                if info is not None and info.leaf and not isinstance(module, LossModule) and torch.is_grad_enabled():
-                    self.forward.output(module, info, output)
-        except Exception as exc:
-            self._fail("forward", exc)
-        self.own_time += time.perf_counter() - t0
+    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        stack = self._stack
+        if stack and stack[-1] is module:
+            stack.pop()
+        elif module in stack:
+            del stack[len(stack) - 1 - stack[::-1].index(module):]
+        if output is None or not self.sampled():
+            return  # the common case: nothing to measure on this module call
+        info = self.registry.modules.get(module)
+        if info is None or not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
+            return  # a loss module's functional call is seen by the loss patch
+        self.forward.output(module, info, output)
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------
     # (`call`'s checks and error containment inlined, and the bodies too: these run on every backward

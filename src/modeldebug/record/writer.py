@@ -11,8 +11,6 @@ import json
 import logging
 import sqlite3
 import time
-from itertools import compress, repeat
-from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ _SAMPLED_AT = 1 + _STEP_COLUMNS.index("sampled")
 
 
 _STEP_SET = frozenset(_STEP_COLUMNS)
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def _claim(path: Path, *, new: bool, flag: str) -> RecordLock:
@@ -122,15 +119,12 @@ class RunWriter:
     def add_stats(self, step: int, rows: list[tuple[int, str, float]]) -> None:
         """Statistic rows ``(entity, name, value)`` of `step`. A NaN is stored as NULL by SQLite
         itself, here and in every table (tests/test_record.py)."""
-        self._stats.extend(map(tuple.__add__, repeat((step,)), map(tuple, rows)))  # (step, entity, name, value)
+        self._stats.extend((step, eid, stat, v) for eid, stat, v in rows)
 
     def add_stat_values(self, step: int, rows: list[tuple[int, str | None]], values: list[float]) -> None:
         """Value i as the statistic ``rows[i] = (entity, name)`` of `step`; a value whose name is None
-        is not kept. C-level iterators, no Python per value (a deep model's sampled step writes ~10,000)."""
-        rows = rows if isinstance(rows, (list, tuple)) else list(rows)  # read twice below
-        names = list(map(_SECOND, rows))
-        out = zip(repeat(step), map(_FIRST, rows), names, values)
-        self._stats.extend(compress(out, map(is_not, names, repeat(None))) if None in names else out)
+        is not kept. One pass (a sampled step of a deep model writes ~10,000 of these)."""
+        self._stats.extend((step, eid, name, v) for (eid, name), v in zip(rows, values) if name is not None)
 
     def add_histogram(self, step: int, entity: int, lo: float, hi: float, counts: list[float]) -> None:
         self._hists.append((step, entity, lo, hi, json.dumps([int(c) for c in counts])))
