@@ -393,7 +393,7 @@ class ClassImbalance(Rule):
         share = ", ".join(f"{c}: {v:.1%}" for c, v in enumerate(p[:10])) + (" ..." if len(p) > 10 else "")
         if len(absent):
             effect += (f" Output{'s' if len(absent) > 1 else ''} {_listed(absent)} never appeared among the {int(counts.sum())} "
-                       "sampled labels and are left out of the ratio.")
+                       f"sampled labels and {'are' if len(absent) > 1 else 'is'} left out of the ratio.")
         if binary:
             pos = float(counts[0] / max(counts[1], 1e-12))
             fix = f"loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([{pos:.3g}]))   # negatives / positives"
