@@ -417,14 +417,15 @@ def test_the_loss_input_is_not_held_once_the_loss_is_computed(level: str, tmp_pa
 def test_a_sample_that_skips_rows_says_unknown_not_never_moved(in_optimizer: bool) -> None:
     """Rows of one value (an `Embedding(n, 1)`) in a model of 3x the copy budget: the sample holds
     every 3rd row. An update of other rows alone is unknown (NaN), not "never moved" (OPT001); a
-    matrix that does not move at all still reads 0, and OPT001 finds it."""
+    matrix that does not move at all (its group's rate is 0) still reads 0, and OPT001 finds it."""
     from modeldebug.capture import updates
     from modeldebug.rules import analyze
 
     torch.manual_seed(0)
     model = nn.ModuleDict({"emb": nn.Embedding(300_000, 1), "ballast": nn.Linear(6000, 6000)})  # 144 MB
     emb, ballast = model["emb"], model["ballast"]
-    opt = torch.optim.SGD([*ballast.parameters(), *(emb.parameters() if in_optimizer else [])], lr=0.1)
+    opt = torch.optim.SGD([{"params": ballast.parameters()},
+                           {"params": emb.parameters(), "lr": 0.1 if in_optimizer else 0.0}], lr=0.1)
     views = updates._samples([p.detach() for p in model.parameters()])
     assert views is not None and updates._skips_rows(emb.weight, views[0]) and views[0].stride() == (3,)
     with md.watch(model, optimizer=opt, db=":memory:") as s:

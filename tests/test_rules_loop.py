@@ -301,19 +301,26 @@ def test_a_dataloader_with_heavy_getitem_is_a_bottleneck(slow: bool) -> None:
     assert any("num_workers" in (r.implementation or "") for r in f.recommendations)
 
 
-def test_slow_batch_preparation_without_a_dataloader() -> None:
+@pytest.mark.parametrize("fresh", [True, False], ids=["a-batch-prepared-each-step", "one-batch-built-once"])
+def test_slow_batch_preparation_without_a_dataloader(fresh: bool) -> None:
+    """The same slow work between steps: preparing each step's batch is waiting for data; beside
+    training on tensors built once (a plot drawn each step, say), it is not, and PRF001 says nothing."""
     model, data = healthy_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x0, y = data.batch(0, 64)
 
     def loop() -> None:
         for i in range(40):
-            x, y = data.batch(i, 64)
-            x = x + 0 * sum(math.sin(k * 0.001) for k in range(20000))  # per-batch preprocessing in Python
+            busy = sum(math.sin(k * 0.001) for k in range(20000))  # per-batch preprocessing, or a plot, in Python
+            x = data.batch(i, 64)[0] + 0 * busy if fresh else x0
             opt.zero_grad()
-            data.loss_fn(model(x), y).backward()
+            data.loss_fn(model(x), y if not fresh else data.batch(i, 64)[1]).backward()
             opt.step()
 
     f = found(watched(model, loop), "dataloader_bottleneck")
+    if not fresh:
+        assert f is None
+        return
     assert f is not None and not f.evidence["uses_dataloader"] and f.confidence < 0.85
 
 

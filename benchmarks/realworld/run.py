@@ -54,6 +54,8 @@ LIGHTNING = ("Lightning-AI/pytorch-lightning", "7f0c3436cd3f6ad3753125672024fc41
 HFCHAR = ("shulamite512/DATA266_LAB1_Pair44", "e5d9cd58a8b5afb70362fe99ef6bf4d5bd2986e9")
 NLPT = ("graykode/nlp-tutorial", "d05e31ec81d56d70c1db89b99ab07e948f7ebc11")
 YJ = ("yunjey/pytorch-tutorial", "0500d3df5a2a8080ccfccbc00aca0eacc21818db")
+MZ = ("MorvanZhou/PyTorch-Tutorial", "dbe154a9e56635e51c6b0c2ccea8ae36cfb585a7")
+JCJ = ("jcjohnson/pytorch-examples", "0003fcdc606a79951e53bf8f46f8574fa4739f23")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -392,6 +394,86 @@ CASES: list[Case] = [
              Variant("lr_x100", [Edit("main.py", "learning_rate = 1e-3", "learning_rate = 1e-1")],
                      expect=("lr_too_high",), what=LR100),
          ]),
+    # MorvanZhou/PyTorch-Tutorial: tiny scripts on data they make themselves (added 2026-12-06, second round)
+    Case("mz_regression", MZ, {"train.py": "tutorial-contents/301_regression.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"}, style="full-batch regression of x^2 (100 points), 1-10-1 ReLU net, SGD 0.2, a plot every 5 steps",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "lr=0.2", "lr=20")], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("mz_classification", MZ, {"train.py": "tutorial-contents/302_classification.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"}, style="full-batch 2-class blobs, CrossEntropyLoss, SGD, a plot every 2 steps",
+         variants=[
+             Variant("healthy"),
+             Variant("double_softmax", [Edit("train.py", "        x = self.out(x)\n",
+                                             "        x = F.softmax(self.out(x), dim=1)\n")],
+                     expect=("double_softmax",), what="softmax before CrossEntropyLoss"),
+         ]),
+    Case("mz_optimizer", MZ, {"train.py": "tutorial-contents/306_optimizer.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"},
+         style="four nets, each with its own optimizer (SGD, momentum, RMSprop, Adam), stepped in turn on each batch",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad", [Edit("train.py", "                opt.zero_grad()                # clear gradients for next train\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("mz_rnn_regressor", MZ, {"train.py": "tutorial-contents/403_RNN_regressor.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"}, style="RNN sin->cos, batch of 1, hidden state carried (detached) between steps, Adam",
+         variants=[Variant("healthy")]),
+    Case("mz_gan", MZ, {"train.py": "tutorial-contents/406_GAN.py"}, "train.py", [],
+         edits=[Edit("train.py", "for step in range(10000):", "for step in range(2000):")], env={"MPLBACKEND": "Agg"},
+         style="GAN on synthetic curves, G's loss through D, D's loss with retain_graph, two Adams",
+         variants=[Variant("healthy")]),
+    Case("mz_cgan", MZ, {"train.py": "tutorial-contents/406_conditional_GAN.py"}, "train.py", [],
+         edits=[Edit("train.py", "for step in range(10000):", "for step in range(2000):")], env={"MPLBACKEND": "Agg"},
+         style="conditional GAN: D stepped, then G's loss (computed before D's step, through D) backpropagated",
+         variants=[
+             Variant("as_written", expect=("inplace_modification",),
+                     what="as published: crashes on torch >= 1.5 (D's step changed D's weights in place before G's "
+                          "backward pass through D)"),
+             Variant("fixed", [Edit("train.py", "    opt_G.zero_grad()\n    G_loss.backward()\n",
+                                    "    G_loss = torch.mean(torch.log(1. - D(D_inputs1)))  # D after its step\n"
+                                    "    opt_G.zero_grad()\n    G_loss.backward()\n")],
+                     what="healthy: G's loss from D after its step"),
+         ]),
+    Case("mz_dropout", MZ, {"train.py": "tutorial-contents/503_dropout.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"},
+         style="two nets (with and without dropout) on 20 points: both losses backpropagated, then both Adams stepped",
+         variants=[Variant("healthy")]),
+    Case("mz_batchnorm", MZ, {"train.py": "tutorial-contents/504_batch_normalization.py"}, "train.py", [],
+         env={"MPLBACKEND": "Agg"},
+         style="two 8-layer tanh nets (with and without batch norm) stepped in turn, DataLoader, Adam",
+         variants=[
+             Variant("as_written", expect=("poor_initialization",),
+                     what="as published: the tutorial's deliberately bad initialisation (weights N(0, 0.1), biases "
+                          "-0.2) for its net without batch norm"),
+             Variant("good_init", [Edit("train.py", "B_INIT = -0.2", "B_INIT = 0."),
+                                   Edit("train.py", "init.normal_(layer.weight, mean=0., std=.1)",
+                                        "init.xavier_normal_(layer.weight)")],
+                     what="healthy: Xavier weights, zero biases"),
+         ]),
+    # jcjohnson/pytorch-examples: a two-layer net on random data, written five ways (added 2026-12-06)
+    Case("jcj_nn", JCJ, {"train.py": "nn/two_layer_net_nn.py"}, "train.py", [],
+         style="random x -> random y, MSELoss(reduction='sum'), weights updated by hand (no optimizer)",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "learning_rate = 1e-4", "learning_rate = 1e-2")],
+                     expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("jcj_optim", JCJ, {"train.py": "nn/two_layer_net_optim.py"}, "train.py", [],
+         style="random x -> random y, MSELoss(reduction='sum'), Adam",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad", [Edit("train.py", "  optimizer.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("jcj_module", JCJ, {"train.py": "nn/two_layer_net_module.py"}, "train.py", [],
+         style="custom nn.Module, MSELoss(reduction='sum'), SGD 1e-4", variants=[Variant("healthy")]),
+    Case("jcj_dynamic", JCJ, {"train.py": "nn/dynamic_net.py"}, "train.py", [],
+         style="a random 0-3 repeats of one shared middle layer per forward pass, SGD with momentum",
+         variants=[Variant("healthy")]),
+    Case("jcj_autograd", JCJ, {"train.py": "autograd/two_layer_net_autograd.py"}, "train.py", [],
+         style="raw tensors with requires_grad, no nn.Module, no optimizer", variants=[Variant("healthy")]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
          edits=[

@@ -96,6 +96,7 @@ class Registry:
         self.model_types: list[str] = []  # kept by name: the objects may be gone at the end
         self.optimizer_types: list[str] = []
         self._tracked: list[tuple[torch.Tensor, ParamInfo]] | None = None
+        self._held: dict[int, list[tuple[torch.Tensor, ParamInfo]]] = {}  # by id(optimizer): `held_params`
         self._groups: dict[int, str] | None = None
         self._names: dict[int, str] | None = None
         self.version = 0  # bumped whenever a model or optimizer is added
@@ -103,6 +104,7 @@ class Registry:
 
     def _changed(self) -> None:
         self._tracked = self._groups = self._names = None
+        self._held = {}
         self.version += 1
 
     # -- models ------------------------------------------------------------------------------------
@@ -217,6 +219,16 @@ class Registry:
                     seen.setdefault(id(p), (p, self.params[p]))
         self._tracked = [(p, info) for p, info in seen.values() if not p.is_meta]  # meta: no data to learn
         return self._tracked
+
+    def held_params(self, opt: torch.optim.Optimizer) -> list[tuple[torch.Tensor, ParamInfo]]:
+        """The tracked parameters `opt` holds: what its step can change. A GAN's or several models'
+        optimizers step in turn, and a weight that another optimizer's step left alone did not
+        "never move" (OPT001). Cached like `tracked_params` (`opt` is registered: `add_optimizer`)."""
+        held = self._held.get(id(opt))
+        if held is None:
+            ids = {id(p) for group in opt.param_groups for p in group["params"]}
+            held = self._held[id(opt)] = [(p, info) for p, info in self.tracked_params() if id(p) in ids]
+        return held
 
     def param_names(self) -> dict[int, str]:
         """Parameter names by entity id."""

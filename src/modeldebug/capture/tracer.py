@@ -77,6 +77,8 @@ if hasattr(os, "register_at_fork"):
 
 # After this many backward passes with no optimizer step, treat each backward pass as a step.
 _BACKWARDS_WITHOUT_STEP = 64
+#: The most steps a sample is extended by, so that every optimizer of the run steps in it (`_covered`).
+_COVER_STEPS = 16
 
 
 class Tracer:
@@ -109,6 +111,9 @@ class Tracer:
         self._crash_phase = "other"
         self._disabled: set[str] = set()
         self._backwards_since_step = 0
+        # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
+        self._sample_stepped: set[int] = set()
+        self._sample_run = 0
         self.assembler = StepAssembler(self)
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)
@@ -472,7 +477,8 @@ class Tracer:
                 self._known_optimizers.append(weakref.ref(opt))
         sampled = self._sample_now
         if sampled:
-            self.updates.before_step()
+            self._sample_stepped.add(id(opt))
+            self.updates.before_step(opt)
         if not a.synced:  # else measured at the backward pass already (optimizer unknown until this step)
             self._measure(sampled)
 
@@ -510,7 +516,7 @@ class Tracer:
             # (not while device steps are read late: a sampled step's time is then mostly the queue it waits for)
             self._time_sample(a.step - 1, a.t_busy if a.copier is None and a._cuda_copier is None else None, sampled)
         # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
-        self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step)
+        self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step) or self._covered(sampled)
         self._backwards_since_step = 0
         if sampled:  # what only a sampled step collects
             self.forward.new_step()
@@ -519,6 +525,23 @@ class Tracer:
             self.losses.new_step()
         self.replay = None
         self._switch_module_hooks()
+
+    def _covered(self, sampled: bool) -> bool:
+        """Is the next step sampled to extend this sample (True), the sampler having said no?
+
+        Several optimizers that step in turn (a GAN's two, four models compared in one loop) make one
+        step each: a sampler's interval that is a multiple of their cycle would sample the same
+        optimizer's step every time and never see the others' models or updates. So a sample goes on
+        until every optimizer the run has stepped has stepped in it, for at most `_COVER_STEPS` steps."""
+        if not sampled:
+            if self._sample_run:
+                self._sample_stepped.clear()
+                self._sample_run = 0
+            return False
+        self._sample_run += 1
+        if len(self.registry.optimizers) < 2 or self._sample_run >= _COVER_STEPS:
+            return False
+        return any(id(o) not in self._sample_stepped for o in self.registry.live_optimizers())
 
     def _time_sample(self, step: int, seconds: float | None, sampled: bool) -> None:
         """Feed the level's time budget (`Sampler.timed`); a changed interval is recorded as an event."""

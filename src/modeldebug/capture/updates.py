@@ -1,8 +1,9 @@
 """UpdateCollector: what an optimizer step does to the weights, on sampled steps.
 
-Before a sampled optimizer step, a copy of every tracked parameter; after it, the change is
-subtracted into that copy in place and the norms of the changes and of the weights are taken in one
-fused call per device and dtype: ``update_ratio`` (‖Δw‖/‖w‖) and ``param_norm`` rows. The copy is
+Before a sampled optimizer step, a copy of every parameter that optimizer holds (another
+optimizer's weights do not move in its step: a GAN's, or several models' stepped in turn); after
+it, the change is subtracted into that copy in place and the norms of the changes and of the
+weights are taken in one fused call per device and dtype: ``update_ratio`` (‖Δw‖/‖w‖) and ``param_norm`` rows. The copy is
 the cost, so it is taken only when a rule reads either measure.
 
 On the CPU the copy goes into buffers kept between sampled steps (for models of up to 64 MiB of
@@ -166,19 +167,28 @@ class UpdateCollector:
         # positions and whole norms before the step), off the kept path
         self._before: tuple[list[torch.Tensor], list[int], list[torch.Tensor], list[torch.Tensor] | None,
                             list[int], list[torch.Tensor]] | None = None
-        # the kept CPU buffers; `_armed`: they hold this step's copy
+        # the kept CPU buffers of this step's optimizer; `_armed`: they hold this step's copy
         self._kept: _Kept | None = None
         self._armed = False
+        # every optimizer's kept buffers (several step in turn), by id of its `held_params` list,
+        # for the registry's `version` (a model or optimizer added: its lists are new)
+        self._kept_by: dict[int, _Kept] = {}
+        self._version = -1
 
-    def before_step(self) -> None:
-        """Copy the weights the optimizer is about to change."""
+    def before_step(self, opt: torch.optim.Optimizer) -> None:
+        """Copy the weights the optimizer `opt` is about to change (its own: another optimizer's
+        weights do not move in this step)."""
         if not self.on:
             return
-        tracked = self.tracer.registry.tracked_params()
+        reg = self.tracer.registry
+        tracked = reg.held_params(opt)
         if not tracked:
             return
-        kept = self._kept
-        if kept is None or kept.tracked is not tracked or list(map(torch.Tensor.data_ptr, kept.ps)) != kept.ptrs:
+        if reg.version != self._version:
+            self._kept_by.clear()
+            self._version = reg.version
+        kept = self._kept = self._kept_by.get(id(tracked))
+        if kept is None or list(map(torch.Tensor.data_ptr, kept.ps)) != kept.ptrs:
             kept = self._keep(tracked)  # new parameters, or one moved (`.to`, `.data = ...`): made anew
         if kept is not None:
             with torch.no_grad():
@@ -207,7 +217,8 @@ class UpdateCollector:
         if total > _KEEP_MAX_BYTES:
             return None
         small = total <= _SMALL_MAX_BYTES and total <= _SMALL_MEAN_BYTES * len(ps)
-        self._kept = _Kept(tracked, [p for p, _ in tracked], [info.eid for _, info in tracked], small)
+        self._kept = self._kept_by[id(tracked)] = _Kept(tracked, [p for p, _ in tracked],
+                                                        [info.eid for _, info in tracked], small)
         return self._kept
 
     def after_step(self, step: int) -> None:
@@ -263,6 +274,7 @@ class UpdateCollector:
     def release(self) -> None:
         """Let the kept buffers go (the session is over)."""
         self._before = self._kept = None
+        self._kept_by.clear()
         self._armed = False
 
 

@@ -144,8 +144,17 @@ class Context:
 
     @cached_property
     def loss(self) -> Series:
-        """Training loss per step (NaN where it was not finite)."""
-        return self.record.column("loss")
+        """Training loss per step (NaN where it was not finite).
+
+        A step without a loss of its own is left out: an optimizer step with no backward pass since
+        the last one (two models' losses both backpropagated, then their two optimizers stepped) is
+        a row whose loss is missing, not NaN (the record stores both as NULL)."""
+        s = self.record.column("loss")
+        n_back = self.record.column("n_backward").values
+        lossless = np.isnan(s.values) & (n_back == 0)
+        if not lossless.any():
+            return s
+        return Series(s.steps[~lossless], s.values[~lossless])
 
     @cached_property
     def lr(self) -> float | None:

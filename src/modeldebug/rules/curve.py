@@ -11,7 +11,7 @@ import numpy as np
 
 from .context import Context
 
-__all__ = ["floored_loss", "loss_is_not_a_curve", "one_sample_per_call", "players"]
+__all__ = ["floored_loss", "loss_is_not_a_curve", "one_sample_per_call", "players", "same_batch_every_step"]
 
 
 def players(ctx: Context) -> list[frozenset[str]]:
@@ -67,6 +67,22 @@ def one_sample_per_call(ctx: Context) -> bool:
         if len(shape) == 1 and _first_weight_inputs(ctx, e.name) == shape[0]:
             continue
         return False
+    return True
+
+
+def same_batch_every_step(ctx: Context) -> bool:
+    """Every model is fed the very same batch on every sampled step: tensors built once and trained
+    on whole (full-batch training). Its mean, spread and range are equal to the last bit on at
+    least three sampled steps; mini-batches drawn from data never are (a batch reordered is the
+    same batch)."""
+    inputs = ctx.record.entities("input")
+    if not inputs:
+        return False
+    for e in inputs:
+        for stat in ("mean", "std", "min", "max"):
+            v = ctx.record.series(e.name, stat, kind="input").values
+            if len(v) < 3 or not np.isfinite(v).all() or not (v == v[0]).all():
+                return False
     return True
 
 

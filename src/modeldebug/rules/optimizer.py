@@ -66,6 +66,8 @@ class ParamsNotUpdating(Rule):
         zero_grad = [n for n in candidates if n in grads and all_zero[ctx.params[n].id]]
         zero_set = set(zero_grad)
         not_in_opt = [n for n in trainable if in_opt is not None and n not in in_opt and n in grads]
+        if not_in_opt and not _an_iteration_passed(ctx):
+            not_in_opt = []  # their optimizer may not have had its turn yet
         # Tensors the optimizer holds that belong to no model: the layer they were part of has been
         # replaced. With `not_in_opt` they are one bug (optimizer built too early), reported once.
         stale = [n for n in no_grad if ctx.params[n].model is None]
@@ -122,6 +124,15 @@ class ParamsNotUpdating(Rule):
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )
+
+
+def _an_iteration_passed(ctx: Context) -> bool:
+    """Has some optimizer stepped twice? An optimizer is known from its first step, so until then
+    one built for the tensors no known optimizer holds may not have had its turn: a GAN whose run
+    crashed in the generator's backward pass, before the generator's first step. Once some
+    optimizer steps again, the loop has come round, and every optimizer of it has stepped."""
+    steps = int(np.isfinite(ctx.record.column("lr").values).sum())
+    return steps > len(ctx.record.events("optimizer"))
 
 
 def _reverse_recurrence(ctx: Context, name: str) -> bool:

@@ -14,8 +14,8 @@ from .. import measures as M
 from ..record import Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .curve import one_sample_per_call, same_batch_every_step
 from .loop import validation_steps
-from .curve import one_sample_per_call
 
 __all__ = ["DataloaderBottleneck", "MemoryGrowth", "SlowStep"]
 
@@ -216,7 +216,8 @@ class DataloaderBottleneck(Rule):
     """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
-    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, *_TIMED)
+    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_MEAN, M.INPUT_STD, M.INPUT_MIN,
+                M.INPUT_MAX, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -230,6 +231,10 @@ class DataloaderBottleneck(Rule):
         if not uses_loader and not np.isfinite(rec.column("lr").values).any():
             # Without an optimizer, steps close at the next backward pass: the time "between
             # steps" then holds the forward pass and the hand-written update too.
+            return
+        if not uses_loader and same_batch_every_step(ctx):
+            # Tensors built once and fed whole every step: no batch is prepared between steps, so the
+            # time there is the loop's other work (plotting, logging, evaluation), not data.
             return
         wait = np.nan_to_num(t_loader if uses_loader else t_data)[keep]
         step = t_step[keep]
@@ -309,8 +314,8 @@ def _own_growth(ctx: Context, parts: list[np.ndarray], t: np.ndarray) -> float:
     return late / early if early > 0 else 0.0
 
 
-_PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "forward pass and loss",
-           "t_backward": "backward pass", "t_optimizer": "optimizer step"}
+_PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "in the forward pass and loss",
+           "t_backward": "in the backward pass", "t_optimizer": "in the optimizer step"}
 _PHASE_FIX = {
     "t_backward": ("Cut the autograd graph between steps: each backward pass runs through every earlier step.",
                    "hidden = hidden.detach()          # carry the state's value, not its history\n"
@@ -397,11 +402,11 @@ class SlowStep(Rule):
             severity="low" if per_call else "high" if growth >= 5 * needed else "medium",
             confidence=0.4 if per_call else 0.8,
             title=f"Steps get slower as the run goes on: {fmt(growth)}x, from {fmt(q[0] * 1e3)} to "
-                  f"{fmt(q[-1] * 1e3)} ms (median), mostly in the {_PHASES[phase]}",
+                  f"{fmt(q[-1] * 1e3)} ms (median), mostly {_PHASES[phase]}",
             description=(f"The median step took {fmt(q[0] * 1e3)} ms over steps {int(steps[first[0]])}-{int(steps[first[-1]])} "
                          f"and {fmt(q[-1] * 1e3)} ms over steps {int(steps[last[0]])}-{int(steps[last[-1]])}, rising through "
                          f"the quarters of the run ({', '.join(fmt(x * 1e3) for x in q)} ms). {fmt(min(share, 1.0) * 100)}% of "
-                         f"the increase is in the {_PHASES[phase]}: its work grows with the number of steps done."
+                         f"the increase is {_PHASES[phase]}: its work grows with the number of steps done."
                          + mem_note),
             step=int(steps[first[0]]),
             evidence={"growth": growth, "own_growth": own, "quarter_median_ms": [x * 1e3 for x in q], "phase": phase, "one_sample_per_call": per_call,
@@ -439,7 +444,7 @@ class SlowStep(Rule):
                   f"({fmt(float(np.median(t[stall])) / med)}x the median step) costs {lost:.0%} of the run",
             description=(f"{int(stall.sum())} steps, every {period} steps from step {int(at[0])}, took at least "
                          f"{fmt(ctx.option('slow_step_spike'))}x the median step ({fmt(med * 1e3)} ms), "
-                         f"mostly in the {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
+                         f"mostly {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
                          "such as checkpointing, logging or cache clearing is the usual cause."),
             step=int(at[0]),
             evidence={"period": period, "stalls": int(stall.sum()), "stall_steps": [int(s) for s in at[:20]],

@@ -24,8 +24,10 @@ direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the findin
 cause: the output read at the last time step only, where the reverse direction has taken one
 step from its zero state, and the fix reads `h_n`); (3) parameters that receive
 gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
-a sub-module); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
-every sampled step although their relative gradient (|grad| / |weight|) is above 1e-6, so any
+a sub-module), judged once some optimizer has stepped twice (an optimizer is known from its first
+step: in a run that crashed in its first iteration, a GAN's generator optimizer may not have had
+its turn yet); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
+every sampled step of their own optimizer (another optimizer's step leaves them alone) although their relative gradient (|grad| / |weight|) is above 1e-6, so any
 non-zero learning rate would have moved them (learning rate 0, a frozen parameter group).
 
 ## Why is this bad?

@@ -1,0 +1,160 @@
+"""Several optimizers stepping in turn: four models compared in one loop, a GAN's two players.
+
+Each optimizer step closes a step, so the optimizers take the steps in turn. A sample must see every
+one of them (a sampler's interval that is a multiple of their cycle would see one only), and a
+sampled step measures the updates of the optimizer that stepped, not the weights another one left
+alone (those did not "never move").
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from helpers import serious
+from torch import nn
+
+import modeldebug as md
+
+
+def _four_nets(lrs: list[float], steps: int = 60):  # type: ignore[no-untyped-def]
+    """Four small regressors, each with its own optimizer, trained on the same batch one after the
+    other, as tutorials compare optimizers. Watched with no model named (found as they are called)."""
+    torch.manual_seed(0)
+    x = torch.linspace(-1, 1, 64).unsqueeze(1)
+    y = x.pow(2) + 0.1 * torch.randn(64, 1)
+    nets = [nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1)) for _ in lrs]
+    opts = [torch.optim.SGD(nets[0].parameters(), lr=lrs[0]),
+            torch.optim.SGD(nets[1].parameters(), lr=lrs[1], momentum=0.8),
+            torch.optim.RMSprop(nets[2].parameters(), lr=lrs[2], alpha=0.9),
+            torch.optim.Adam(nets[3].parameters(), lr=lrs[3])]
+    with md.watch(db=":memory:") as s:
+        for _ in range(steps):
+            for net, opt in zip(nets, opts):
+                loss = nn.functional.mse_loss(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return s
+
+
+def test_every_model_stepped_in_turn_is_found_and_sampled() -> None:
+    s = _four_nets([0.01] * 4)
+    rec = s.record
+    models = {e.model for e in rec.entities("param")}
+    assert len(models) == 4  # the fourth model steps on steps 3, 7, 11, ...: never one of the sampler's own
+    # every optimizer's weights have update ratios, each measured on a step its own optimizer took
+    ratios = rec.stat("update_ratio", kind="param")
+    for e in rec.entities("param"):
+        steps = ratios[e.name].steps
+        assert len(steps) >= 2, e.name
+        assert (ratios[e.name].values > 0).all(), e.name
+    report = s.report()
+    assert not serious(report), serious(report)
+
+
+def test_one_optimizer_of_four_at_rate_zero_is_the_one_named() -> None:
+    s = _four_nets([0.01, 0.01, 0.01, 0.0])
+    f = next(f for f in s.report().findings if f.code == "OPT001")
+    assert f.evidence["problem"] == "get gradients but their weights never change"
+    (adam_model,) = {s.record.entity(n, "param").model for n in f.evidence["params"]}
+    others = {e.model for e in s.record.entities("param")} - {adam_model}
+    assert len(f.evidence["params"]) == 4 and len(others) == 3
+
+
+@pytest.mark.parametrize("stepped", [True, False], ids=["generator-steps", "generator-never-steps"])
+def test_a_gan_players_weights_are_measured_on_their_own_steps(stepped: bool) -> None:
+    """D's step leaves G's weights alone and G's step D's (G's loss backpropagates through D): each
+    player's update ratios come from its own optimizer's steps only. A generator whose optimizer
+    never steps has no update ratio at all, and is said to be in no optimizer."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 8))
+    D = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    with md.watch(db=":memory:") as s:
+        for _ in range(40):
+            real, fake = torch.randn(16, 8) + 2, G(torch.randn(16, 4))
+            d_loss = bce(D(real), torch.ones(16, 1)) + bce(D(fake.detach()), torch.zeros(16, 1))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = bce(D(fake), torch.ones(16, 1))
+            opt_g.zero_grad()
+            g_loss.backward()
+            if stepped:
+                opt_g.step()
+    rec = s.record
+    ratios = rec.stat("update_ratio", kind="param")
+    g_model = rec.entity("0.weight", "param").model  # G is called first: its names are unprefixed
+    g_names = [e.name for e in rec.entities("param") if e.model == g_model]
+    d_names = [e.name for e in rec.entities("param") if e.model != g_model]
+    assert len(g_names) == len(d_names) == 4
+    d_steps = set(ratios[d_names[0]].steps.tolist())
+    if stepped:
+        g_steps = set(ratios[g_names[0]].steps.tolist())
+        assert d_steps and g_steps and not d_steps & g_steps
+        assert all((ratios[n].values > 0).all() for n in ratios)
+    else:
+        assert not any(n in ratios for n in g_names)
+        f = next(f for f in s.report().findings if f.code == "OPT001")
+        assert f.evidence["problem"] == "get gradients but are in no optimizer"
+
+
+@pytest.mark.parametrize("bug", [True, False], ids=["d-stepped-before-g-backward", "g-backward-first"])
+def test_a_gan_that_crashes_in_its_first_iteration_is_not_said_to_miss_an_optimizer(bug: bool) -> None:
+    """The conditional GAN of a popular tutorial: D's step changes D's weights in place before G's
+    loss, computed through D, is backpropagated, and the first iteration crashes. G's optimizer never
+    stepped, so it was never seen: G's gradients (from D's loss) do not make G "in no optimizer".
+    The in-place change is the finding; the twin that detaches G's output for D's loss and runs D
+    again for G's trains."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 16))
+    D = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4)
+    with pytest.raises(RuntimeError, match="inplace") if bug else contextlib.nullcontext(), \
+            md.watch(db=":memory:") as s:
+            for _ in range(30):
+                fake, real = G(torch.randn(32, 6)), torch.randn(32, 16) + 1
+                p_fake = D(fake if bug else fake.detach())
+                d_loss = -torch.mean(torch.log(D(real)) + torch.log(1.0 - p_fake))
+                opt_d.zero_grad()
+                d_loss.backward(retain_graph=bug)
+                opt_d.step()
+                g_loss = torch.mean(torch.log(1.0 - (p_fake if bug else D(fake))))  # bug: D's output before its step
+                opt_g.zero_grad()
+                g_loss.backward()
+                opt_g.step()
+    findings = s.report().findings
+    assert "OPT001" not in {f.code for f in findings}
+    if bug:
+        assert findings[0].kind == "inplace_modification"
+
+
+def test_two_models_backpropagated_then_stepped_have_no_lossless_steps_read_as_nan() -> None:
+    """Two models' losses backpropagated, then their two optimizers stepped (a tutorial comparing a
+    net with dropout and one without): the second optimizer's step has no loss of its own. Its row's
+    missing loss is not a NaN: nothing here went non-finite."""
+    torch.manual_seed(1)
+    x = torch.linspace(-1, 1, 20).unsqueeze(1)
+    y = x + 0.3 * torch.randn(20, 1)
+    nets = [nn.Sequential(nn.Linear(1, 300), *([nn.Dropout(0.5)] if d else []), nn.ReLU(),
+                          nn.Linear(300, 300), nn.ReLU(), nn.Linear(300, 1)) for d in (False, True)]
+    opts = [torch.optim.Adam(n.parameters(), lr=0.01) for n in nets]
+    with md.watch(db=":memory:") as s:
+        for _ in range(120):
+            losses = [nn.functional.mse_loss(n(x), y) for n in nets]
+            for o in opts:
+                o.zero_grad()
+            for loss in losses:
+                loss.backward()
+            for o in opts:
+                o.step()
+    n_back = s.record.column("n_backward").values
+    assert (n_back == 0).sum() >= 100  # the rows without a loss of their own are there
+    findings = s.report().findings
+    assert not any("non-finite" in f.title + f.description for f in findings), [f.title for f in findings]
+    assert "NUM001" not in {f.code for f in findings}
