@@ -34,6 +34,7 @@ __all__ = [
     "CLIP_NORM",
     "CUDA_MB",
     "DATA_OVERLAP",
+    "GAP_PROFILE",
     "DEAD_FRAC",
     "EVENTS",
     "EXCEPTION",
@@ -311,6 +312,8 @@ EXCEPTION = measure("event", "exception", "crash", "event", "a crash: type, mess
                     always=True)
 BATCH_MIXING_PROBE = measure("event", "batch_mixing_probe", "probes", "event",
                              "one-time probe on a private copy: does sample 0's output depend on other samples?")
+GAP_PROFILE = measure("event", "gap_profile", "gaps", "event",
+                      "where the time between steps went: the user's lines a stack sampler saw there, and their shares")
 DATA_OVERLAP = measure("event", "data_overlap", "fingerprints", "event",
                        "train/validation sample fingerprints: counts and overlap")
 INTERNAL_ERROR = measure("event", "internal_error", "tracer", "event", "a probe of modeldebug's own that failed",

@@ -64,6 +64,8 @@ class StepAssembler:
         self.t_last_end = self.t_start
         #: the last finished step's time from its first forward pass to its end (the sampler's time budget)
         self.t_busy: float | None = None
+        #: the steps' gaps (end of a step to the next forward pass) so far, seconds (the gap profiler's)
+        self.gap_total = 0.0
         self.cpu_last_end = time.process_time()
         #: the copier of deferred steps: None picks `CudaCopier` for CUDA values; a test sets a
         #: `LaggingCopier`, which defers every step that has work, on any device
@@ -244,7 +246,8 @@ class StepAssembler:
             _T_STEP: t_step, _RSS_MB: rss_mb, _CUDA_MB: cuda_memory_mb() if mem and _CUDA_BUILT else None, _SAMPLED: sampled,
         }
         if perf:
-            row[_T_DATA] = max(t_fwd - self.t_last_end, 0.0)
+            row[_T_DATA] = gap = max(t_fwd - self.t_last_end, 0.0)
+            self.gap_total += gap
             row[_T_FORWARD] = max(bwd_first - t_fwd, 0.0)
             row[_T_BACKWARD] = self.t_bwd
             row[_T_OPTIMIZER] = self.t_opt

@@ -64,6 +64,7 @@ from .roots import (
 )
 from .sampler import Sampler
 from .updates import UpdateCollector
+from .gaps import GapProfiler
 
 __all__ = ["Tracer", "is_library_frame"]
 
@@ -118,6 +119,7 @@ class Tracer:
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)
         self.updates = UpdateCollector(self)
+        self.gaps = GapProfiler(self)
         self.losses = LossWatch(self)
         self.loop = LoopWatch(self)
         self.nonfinite = NonfiniteWatch(self)
@@ -185,6 +187,7 @@ class Tracer:
             overlap = self.loop.overlap()
             if overlap is not None:
                 self.writer.add_event(None, M.DATA_OVERLAP.name, overlap)
+            self.gaps.finish()
         except Exception as exc:  # never take the user's process down at exit
             self._fail("finish", exc)
         self.writer.set_meta(
@@ -307,6 +310,8 @@ class Tracer:
         if grad:
             if first:
                 a.t_fwd = time.perf_counter()
+                if self.gaps.running:
+                    self.gaps.close()
                 if sampled:
                     self.forward.model_input(module, info, x)
             self.replay = (module, args, {})  # global pre-hooks do not see kwargs
@@ -518,9 +523,14 @@ class Tracer:
         # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
         self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step) or self._covered(sampled)
         self._backwards_since_step = 0
+        gaps = self.gaps
         if sampled:  # what only a sampled step collects
             self.forward.new_step()
             self.updates.drop()
+            if gaps.on:
+                self.call("gaps", gaps.check, a)
+        if gaps.running:
+            gaps.open(a.step)
         if self.losses.sampled:
             self.losses.new_step()
         self.replay = None

@@ -6,6 +6,7 @@ with robust statistics (medians, a Theil-Sen slope), relative to the run's own e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -217,7 +218,7 @@ class DataloaderBottleneck(Rule):
 
     code = "PRF001"
     requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_MEAN, M.INPUT_STD, M.INPUT_MIN,
-                M.INPUT_MAX, *_TIMED)
+                M.INPUT_MAX, M.GAP_PROFILE, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -249,6 +250,8 @@ class DataloaderBottleneck(Rule):
             return
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
         where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
+        profile = gap_profile(ctx)
+        top = profile["lines"][0] if profile else None
         speedup = 1 / max(1 - share, 1e-6)
         gpu = _on_gpu(ctx)
         recs = ([Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
@@ -263,20 +266,36 @@ class DataloaderBottleneck(Rule):
                 if uses_loader else
                 [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
                                 "next batch is ready when the step ends.", _NO_LOADER_FIX)])
+        if top is not None and not uses_loader and top.get("code"):
+            # the line the time went to: the user can tell a batch being prepared from a plot being drawn
+            recs.insert(0, Recommendation(
+                "fix", f"Make {top['where']} cheaper or rarer: it holds {top['share']:.0%} of the time between steps. "
+                "If it prepares the batch, move it into a Dataset served by a DataLoader with workers; if it plots, "
+                "logs or evaluates, do it every few hundred steps.",
+                f"if step % 100 == 0:\n    {top['code']}   # {top['where']}, every step until now"))
+        title = (f"Training waits for data: {max(share, median_share):.0%} of step time is spent {where}"
+                 if uses_loader or top is None else
+                 f"{max(share, median_share):.0%} of step time is spent between steps, mostly at {top['where']}"
+                 + (f": `{top['code']}`" if top.get("code") else ""))
         yield self.finding(
             severity="medium", confidence=0.85 if uses_loader else 0.6,
-            title=f"Training waits for data: {max(share, median_share):.0%} of step time is spent {where}",
+            title=title,
             description=(f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
-                         f"waiting for the next batch ({where}); the median step waited {fmt(float(np.median(wait)) * 1e3)} ms "
-                         f"for {fmt(compute * 1e3)} ms of forward, backward and optimizer work. With the data ready in time "
-                         f"the run would be up to {fmt(speedup)}x faster."
-                         + ("" if uses_loader else " No DataLoader was used: this time also includes whatever "
-                            "else the loop does between steps.")),
+                         + (f"waiting for the next batch ({where})" if uses_loader or top is None else
+                            "the gaps between steps, before the forward pass")
+                         + f"; the median step waited {fmt(float(np.median(wait)) * 1e3)} ms "
+                         f"for {fmt(compute * 1e3)} ms of forward, backward and optimizer work. "
+                         + ("With the data ready in time" if uses_loader or top is None else "Without those gaps")
+                         + f" the run would be up to {fmt(speedup)}x faster."
+                         + ("" if uses_loader or top is not None else " No DataLoader was used: this time also "
+                            "includes whatever else the loop does between steps.")
+                         + (gap_sentence(profile) if profile else "")),
             step=int(rec.column("t_step").steps[keep][0]),
             evidence={"wait_share": share, "median_step_wait_share": median_share, "uses_dataloader": uses_loader,
                       "device": "gpu" if gpu else "cpu",
                       "median_wait_ms": float(np.median(wait)) * 1e3, "median_compute_ms": compute * 1e3,
-                      "possible_speedup": speedup, "steps": int(keep.sum())},
+                      "possible_speedup": speedup, "steps": int(keep.sum())}
+                     | ({"gap_profile": profile} if profile else {}),
             recommendations=recs,
         )
 
@@ -288,6 +307,35 @@ def _on_gpu(ctx: Context) -> bool:
     cuda = ctx.record.column("cuda_mb").values
     finite = cuda[np.isfinite(cuda)]
     return bool(finite.max() > 0) if len(finite) else True  # memory not measured: trust the device
+
+
+def gap_profile(ctx: Context) -> dict | None:
+    """What the stack sampler saw between steps (capture/gaps.py), with each line's place as the
+    user reads it (`train.py:63`), or None when it did not run (the gaps never held much of the time)."""
+    events = ctx.record.events(M.GAP_PROFILE.name)
+    if not events or not events[0].data.get("lines"):
+        return None
+    data = dict(events[0].data)
+    script = str(ctx.record.meta.get("script") or "")
+    base = os.path.dirname(os.path.abspath(script)) if script else ""
+    lines = []
+    for ln in data["lines"]:
+        file = str(ln.get("file") or "")
+        shown = os.path.relpath(file, base) if base and file.startswith(base + os.sep) else os.path.basename(file)
+        lines.append({**ln, "where": f"{shown}:{ln.get('line')}" if file else "library code"})
+    data["lines"] = lines
+    return data
+
+
+def gap_sentence(profile: dict) -> str:
+    """The lines that held the time between steps, in a sentence."""
+    parts = []
+    for ln in profile["lines"][:3]:
+        code = f" `{ln['code']}`" if ln.get("code") else ""
+        inside = f" (in {ln['inside']})" if ln.get("inside") else ""
+        parts.append(f"{ln['where']}{code}{inside} {ln['share']:.0%}")
+    return (f" Where the time between steps went ({profile['samples']} samples of the stack, steps "
+            f"{profile['first_step']}-{profile['last_step']}): " + "; ".join(parts) + ".")
 
 
 def _cpu_seconds(ctx: Context) -> np.ndarray | None:
@@ -335,7 +383,8 @@ class SlowStep(Rule):
     """Detects PRF002; its documentation and options are in the catalogue (`modeldebug explain PRF002`)."""
 
     code = "PRF002"
-    requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, *_TIMED)
+    requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, M.GAP_PROFILE,
+                *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:
@@ -438,6 +487,12 @@ class SlowStep(Rule):
         phase_excess = {p: float(np.median(np.nan_to_num(rec.column(p).values[idx])[stall])
                                  - np.median(np.nan_to_num(rec.column(p).values[idx]))) for p in _PHASES}
         phase = max(phase_excess, key=lambda p: phase_excess[p])
+        profile = gap_profile(ctx) if phase == "t_data" else None
+        top = profile["lines"][0] if profile else None
+        fix = (f"if step % {period * 10} == 0:                  # less often\n"
+               "    torch.save(model.state_dict(), path)   # and no torch.cuda.empty_cache() in the loop")
+        if top is not None and top.get("code"):
+            fix = f"if step % {period * 10} == 0:   # was every {period} steps\n    {top['code']}   # {top['where']}"
         return self.finding(
             severity="medium", confidence=0.7,
             title=f"Every {period} steps a stall of {fmt(float(np.median(t[stall])) * 1e3)} ms "
@@ -445,13 +500,13 @@ class SlowStep(Rule):
             description=(f"{int(stall.sum())} steps, every {period} steps from step {int(at[0])}, took at least "
                          f"{fmt(ctx.option('slow_step_spike'))}x the median step ({fmt(med * 1e3)} ms), "
                          f"mostly {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
-                         "such as checkpointing, logging or cache clearing is the usual cause."),
+                         "such as checkpointing, logging or cache clearing is the usual cause."
+                         + (gap_sentence(profile) if profile else "")),
             step=int(at[0]),
             evidence={"period": period, "stalls": int(stall.sum()), "stall_steps": [int(s) for s in at[:20]],
                       "median_step_ms": med * 1e3, "median_stall_ms": float(np.median(t[stall])) * 1e3,
-                      "time_share": lost, "phase": phase},
+                      "time_share": lost, "phase": phase} | ({"gap_profile": profile} if profile else {}),
             recommendations=[Recommendation(
-                "fix", "Do the periodic work less often, or off the training path.",
-                f"if step % {period * 10} == 0:                  # less often\n"
-                "    torch.save(model.state_dict(), path)   # and no torch.cuda.empty_cache() in the loop")],
+                "fix", "Do the periodic work less often, or off the training path"
+                + (f": {top['where']} holds {top['share']:.0%} of the time between steps." if top else "."), fix)],
         )

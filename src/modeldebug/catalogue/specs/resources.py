@@ -60,7 +60,10 @@ Flagged when the total share or the median step's share is at least `dataloader_
 the median wait at least `dataloader_min_wait_ms` (default 1 ms; below it the wait is the
 loop's own Python overhead, which no loader setting removes). The
 first step, steps that include a validation pass and steps on which modeldebug sampled
-activations are left out.
+activations are left out. When the gaps between steps hold much of the run, a stack sampler
+names the lines of the user's code that held them (`gap_profile`, capture/gaps.py): without a
+`DataLoader` the title then names the top line (`train.py:99: plt.draw(); plt.pause(0.05)`)
+instead of saying "waits for data", and the first fix is that line, made rarer.
 
 ## Why is this bad?
 The model (and the GPU) idles while the batch is prepared: the run takes 1 / (1 - share) times
@@ -116,7 +119,9 @@ phase that grew most (forward, backward, optimizer, between steps) is named. (2)
 stalls: at least 4 steps longer than `slow_step_spike` (default 5x) the median step, three
 quarters of them at the same interval, together costing at least `slow_step_spike_share`
 (default 30%) of the step time. Stalls spent in the DataLoader are left to
-`dataloader_bottleneck`.
+`dataloader_bottleneck`. Stalls between steps are located when the stack sampler ran
+(`gap_profile`): the description lists the user's lines that held the gaps, and the fix makes
+the top one rarer (`if step % 50 == 0: plt.pause(0.1)   # train.py:60`).
 
 ## Why is this bad?
 A step time that grows with the step count makes the run quadratic: the last steps cost many
