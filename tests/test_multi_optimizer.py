@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 from helpers import serious
@@ -158,3 +159,52 @@ def test_two_models_backpropagated_then_stepped_have_no_lossless_steps_read_as_n
     findings = s.report().findings
     assert not any("non-finite" in f.title + f.description for f in findings), [f.title for f in findings]
     assert "NUM001" not in {f.code for f in findings}
+
+
+def test_an_earlier_phases_optimizer_is_not_waited_for() -> None:
+    """The head trained alone with its own optimizer, then the whole model with another: the first
+    never steps again, and samples are not stretched waiting for it."""
+    def sampled(two: bool) -> int:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1))
+        head, full = torch.optim.SGD(model[2].parameters(), lr=0.01), torch.optim.Adam(model.parameters(), lr=1e-3)
+        with md.watch(model, db=":memory:") as s:
+            for step in range(800):
+                opt = head if two and step < 100 else full
+                x = torch.randn(32, 10)
+                loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return int(s.record.column("sampled").values.sum())
+
+    assert sampled(True) <= sampled(False) + 16  # one sample at the switch may wait; no more
+
+
+def test_a_gradient_blow_up_is_dated_on_the_steps_it_happened_beside_lossless_rows() -> None:
+    """Two models backpropagated, then both stepped: every other row has no loss. The gradient's
+    growth is dated by its own column's steps, not by the rows that have a loss."""
+    from modeldebug.rules.context import Context
+    from modeldebug.rules.measures import instability
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(8, 1), nn.Linear(8, 1)
+    oa, ob = torch.optim.SGD(a.parameters(), lr=0.01), torch.optim.SGD(b.parameters(), lr=0.01)
+    x = torch.randn(64, 8)
+    y = x.sum(1, keepdim=True)
+    with md.watch(a, b, db=":memory:") as s:
+        for it in range(40):
+            if it == 15:  # from here on, a's gradient is 1000x
+                with torch.no_grad():
+                    a.weight.mul_(1000)
+            la, lb = nn.functional.mse_loss(a(x), y), nn.functional.mse_loss(b(x), y)
+            oa.zero_grad()
+            ob.zero_grad()
+            la.backward()
+            lb.backward()
+            oa.step()
+            ob.step()
+    grad = next(sig for sig in instability(Context(s.record)) if "gradient norm grew" in sig.what)
+    g = s.record.column("grad_norm")
+    first = int(g.steps[np.flatnonzero(g.values >= 10 * np.nanmedian(g.values[:5]))[0]])
+    assert first in (30, 31) and grad.onset == first  # iteration 15 (two rows an iteration), not 61

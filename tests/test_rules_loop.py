@@ -301,18 +301,26 @@ def test_a_dataloader_with_heavy_getitem_is_a_bottleneck(slow: bool) -> None:
     assert any("num_workers" in (r.implementation or "") for r in f.recommendations)
 
 
-@pytest.mark.parametrize("fresh", [True, False], ids=["a-batch-prepared-each-step", "one-batch-built-once"])
-def test_slow_batch_preparation_without_a_dataloader(fresh: bool) -> None:
+@pytest.mark.parametrize("fresh", [True, False, "one-hot"],
+                         ids=["a-batch-prepared-each-step", "one-batch-built-once", "one-hot-batches"])
+def test_slow_batch_preparation_without_a_dataloader(fresh: bool | str) -> None:
     """The same slow work between steps: preparing each step's batch is waiting for data; beside
-    training on tensors built once (a plot drawn each step, say), it is not, and PRF001 says nothing."""
+    training on tensors built once (a plot drawn each step, say), it is not, and PRF001 says nothing.
+    One-hot batches all have the same mean, spread and range: still new batches."""
     model, data = healthy_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x0, y = data.batch(0, 64)
 
+    def batch(i: int) -> torch.Tensor:
+        if fresh == "one-hot":
+            ids = torch.randint(0, x0.shape[1], (64,), generator=torch.Generator().manual_seed(i))
+            return torch.nn.functional.one_hot(ids, x0.shape[1]).float()
+        return data.batch(i, 64)[0]
+
     def loop() -> None:
         for i in range(40):
             busy = sum(math.sin(k * 0.001) for k in range(20000))  # per-batch preprocessing, or a plot, in Python
-            x = data.batch(i, 64)[0] + 0 * busy if fresh else x0
+            x = batch(i) + 0 * busy if fresh else x0
             opt.zero_grad()
             data.loss_fn(model(x), y if not fresh else data.batch(i, 64)[1]).backward()
             opt.step()

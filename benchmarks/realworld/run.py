@@ -449,8 +449,10 @@ CASES: list[Case] = [
                           "-0.2) for its net without batch norm"),
              Variant("good_init", [Edit("train.py", "B_INIT = -0.2", "B_INIT = 0."),
                                    Edit("train.py", "init.normal_(layer.weight, mean=0., std=.1)",
-                                        "init.xavier_normal_(layer.weight)")],
-                     what="healthy: Xavier weights, zero biases"),
+                                        "init.xavier_normal_(layer.weight)")], expect=None,
+                     what="not scored: Xavier weights and zero biases, but the net without batch norm still feeds "
+                          "raw inputs up to 10 into tanh (its first layer saturates: a vanishing gradient is "
+                          "plausible), so not a healthy twin"),
          ]),
     # jcjohnson/pytorch-examples: a two-layer net on random data, written five ways (added 2026-12-06)
     Case("jcj_nn", JCJ, {"train.py": "nn/two_layer_net_nn.py"}, "train.py", [],

@@ -49,6 +49,7 @@ __all__ = [
     "INPUT_MEAN",
     "INPUT_MIN",
     "INPUT_NONFINITE_FRAC",
+    "INPUT_REUSED",
     "INPUT_STATS",
     "INPUT_STD",
     "INTERNAL_ERROR",
@@ -281,6 +282,9 @@ _INPUT_DOCS = {
 INPUT_STATS: tuple[Measure, ...] = tuple(measure("input", n, "inputs", "stat", d) for n, d in _INPUT_DOCS.items())
 INPUT_MEAN, INPUT_STD, INPUT_MIN, INPUT_MAX, INPUT_NONFINITE_FRAC, INPUT_CONST_FRAC = INPUT_STATS[:6]
 INPUT_CHANNELS = INPUT_STATS[6:]
+INPUT_REUSED = measure("input", "reused", "inputs", "stat",
+                       "1 when the input batch is the very tensor of the previous sampled step, unchanged (built "
+                       "once and fed whole every step), else 0")
 MODEL_INPUT = measure("input", "entity", "inputs", "entity",
                       "each model's input as an entity: its shape and dtype at the first sampled step")
 

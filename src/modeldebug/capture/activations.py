@@ -82,7 +82,10 @@ class ForwardCollector:
         self.tracer = tracer
         plan = tracer.plan
         self.inputs = plan.any(M.INPUT_STATS)
-        self.input_entities = self.inputs or M.MODEL_INPUT in plan
+        self.reuse = M.INPUT_REUSED in plan
+        self.input_entities = self.inputs or self.reuse or M.MODEL_INPUT in plan
+        #: each model's input at the last sampled step, and its version (`INPUT_REUSED`)
+        self._last_input: dict[str, tuple[weakref.ref[torch.Tensor], int]] = {}
         self.input_names = [m.name if m in plan else None for m in M.INPUT_STATS]
         self.histograms = M.ACTIVATION_HISTOGRAM in plan
         self.bins = tracer.config.histogram_bins
@@ -294,3 +297,8 @@ class ForwardCollector:
             self._input_eids[info.name] = eid
         if self.inputs:
             self._add(eid, S.input_values(x), self.input_names)
+        if self.reuse:
+            last = self._last_input.get(info.name)
+            self._last_input[info.name] = (weakref.ref(x), x._version)
+            if last is not None:  # the very tensor, not written since: no batch was made for this step
+                self._add(eid, [1.0 if last[0]() is x and last[1] == x._version else 0.0], [M.INPUT_REUSED.name])

@@ -3,7 +3,7 @@
 The step row times the gap between the end of a step and the next forward pass (`t_data`), but not
 what ran in it: a batch being prepared, a plot drawn, a log written, a checkpoint saved. When the
 gaps hold at least `ARM_SHARE` of the time since the last sampled step, a daemon thread samples the
-main thread's Python stack every `INTERVAL_S` on average while a gap is open (the tracer opens it at a step's
+training thread's Python stack every `INTERVAL_S` on average while a gap is open (the tracer opens it at a step's
 end and closes it at the next forward pass), and counts the innermost line of the user's own code
 (not Python's library, site-packages, torch or modeldebug) with the library function it was in.
 It stops after `MAX_SAMPLES` samples or `MAX_STEPS` steps and records one `gap_profile` event:
@@ -11,7 +11,10 @@ the lines, their shares of the samples, and the steps covered. Once per run.
 
 Nothing of this runs in a run whose steps are not mostly gaps: the check is two sums per step and a
 division per sampled step. While it runs, the thread sleeps between samples and takes the GIL for
-one `sys._current_frames()` call and a walk of the stack (~20-50 µs, ~1% of a gap).
+one `sys._current_frames()` call and a walk of the stack (~20-50 µs, ~1% of a gap), and the
+interpreter's switch interval is 1 ms instead of 5 (a thread waiting for the GIL gets it from busy
+Python code at the next interval: the samples of a gap spent in Python would otherwise land on the
+line after it).
 """
 
 from __future__ import annotations
@@ -37,23 +40,31 @@ ARM_SHARE = 0.3
 #: ... with at least this many steps and seconds of gaps in that window (a real amount of time).
 ARM_MIN_STEPS, ARM_MIN_GAP_S = 10, 0.05
 INTERVAL_S = 0.005
+#: The interpreter's switch interval while sampling (restored after).
+SWITCH_S = 0.001
 MAX_SAMPLES = 400
 MAX_STEPS = 500
 #: Lines kept in the event.
 TOP = 5
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # modeldebug's own files
-_LIBRARY = tuple({os.path.realpath(p) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
-                                                 sysconfig.get_paths()["platlib"], _PKG)})
+_LIBRARY = tuple({os.path.join(os.path.realpath(p), "") for p in (
+    sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], _PKG)})
 
 
 def _is_user(filename: str, cache: dict[str, bool]) -> bool:
-    """Is `filename` the user's own code (not the standard library, an installed package or modeldebug)?"""
+    """Is `filename` the user's own code (not the standard library, an installed package or
+    modeldebug)? Code without a file is the user's (`<string>` of `python -c`, `<ipython-input-...>`)
+    unless it is the interpreter's own (`<frozen ...>`)."""
     known = cache.get(filename)
     if known is None:
-        real = os.path.realpath(filename) if not filename.startswith("<") else filename
-        known = cache[filename] = not (filename.startswith("<") or real.startswith(_LIBRARY)
-                                       or "site-packages" in real or "dist-packages" in real)
+        if filename.startswith("<"):
+            known = not filename.startswith(("<frozen", "<built-in"))
+        else:
+            real = os.path.realpath(filename)
+            known = not (real.startswith(_LIBRARY) or f"{os.sep}site-packages{os.sep}" in real
+                         or f"{os.sep}dist-packages{os.sep}" in real)
+        cache[filename] = known
     return known
 
 
@@ -82,11 +93,12 @@ class GapProfiler:
         self._open = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._main = threading.main_thread().ident
+        self._main = threading.get_ident()
         self._counts: Counter[tuple[str, int, str, str]] = Counter()
         self._samples = 0
         self._first_step = self._last_step = 0
         self._files: dict[str, bool] = {}
+        self._interval = sys.getswitchinterval()
 
     # -- the tracer's calls -----------------------------------------------------------------------
     def check(self, assembler: Any) -> None:
@@ -104,6 +116,11 @@ class GapProfiler:
             return
         self.running = True
         self._first_step = self._last_step = step
+        self._main = threading.get_ident()  # the thread that trains (steps end in it), main or not
+        # A thread gets the GIL from busy Python code only every switch interval (5 ms): samples of a
+        # gap spent in Python would land where it next let go (the line after). 1 ms while sampling.
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, SWITCH_S))
         self._thread = threading.Thread(target=self._run, name="modeldebug-gaps", daemon=True)
         self._thread.start()
 
@@ -127,6 +144,8 @@ class GapProfiler:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         self._open.clear()
+        if sys.getswitchinterval() == min(self._interval, SWITCH_S):  # (unless the user changed it meanwhile)
+            sys.setswitchinterval(self._interval)
         if self._samples:
             self.tracer.writer.add_event(self._first_step, M.GAP_PROFILE.name, self.summary())
 

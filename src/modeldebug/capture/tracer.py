@@ -115,6 +115,7 @@ class Tracer:
         # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
         self._sample_stepped: set[int] = set()
         self._sample_run = 0
+        self._stepped_at: dict[int, int] = {}  # the last step each optimizer took, by id
         self.assembler = StepAssembler(self)
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)
@@ -175,6 +176,10 @@ class Tracer:
         PATCHES.detach(self)
         self.roots.remove_all()
         self.updates.release()  # the weight copies kept between sampled steps (CPU, at most 64 MiB)
+        try:
+            self.gaps.finish()  # the stack sampler's thread (if it runs): stopped, its profile recorded
+        except Exception as exc:  # noqa: BLE001 - never take the user's process down at exit
+            self._fail("gaps", exc)
         if not self.attached:
             return
         self.attached = False
@@ -187,7 +192,6 @@ class Tracer:
             overlap = self.loop.overlap()
             if overlap is not None:
                 self.writer.add_event(None, M.DATA_OVERLAP.name, overlap)
-            self.gaps.finish()
         except Exception as exc:  # never take the user's process down at exit
             self._fail("finish", exc)
         self.writer.set_meta(
@@ -480,6 +484,7 @@ class Tracer:
             self._resize()
             if not any(r() is opt for r in self._known_optimizers):
                 self._known_optimizers.append(weakref.ref(opt))
+        self._stepped_at[id(opt)] = a.step
         sampled = self._sample_now
         if sampled:
             self._sample_stepped.add(id(opt))
@@ -542,16 +547,20 @@ class Tracer:
         Several optimizers that step in turn (a GAN's two, four models compared in one loop) make one
         step each: a sampler's interval that is a multiple of their cycle would sample the same
         optimizer's step every time and never see the others' models or updates. So a sample goes on
-        until every optimizer the run has stepped has stepped in it, for at most `_COVER_STEPS` steps."""
+        until every optimizer that stepped in the `_COVER_STEPS` steps before it has stepped in it, for
+        at most `_COVER_STEPS` steps (an optimizer of an earlier phase, the head's before the whole
+        model's, is not waited for)."""
         if not sampled:
             if self._sample_run:
                 self._sample_stepped.clear()
                 self._sample_run = 0
             return False
         self._sample_run += 1
-        if len(self.registry.optimizers) < 2 or self._sample_run >= _COVER_STEPS:
+        if len(self._stepped_at) < 2 or self._sample_run >= _COVER_STEPS:
             return False
-        return any(id(o) not in self._sample_stepped for o in self.registry.live_optimizers())
+        since = self.assembler.step - self._sample_run - _COVER_STEPS
+        done = self._sample_stepped
+        return any(at >= since and o not in done for o, at in self._stepped_at.items())
 
     def _time_sample(self, step: int, seconds: float | None, sampled: bool) -> None:
         """Feed the level's time budget (`Sampler.timed`); a changed interval is recorded as an event."""

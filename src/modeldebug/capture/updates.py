@@ -119,7 +119,7 @@ class _Kept:
     ``vector_norm(block, dim=1)`` per size, not one kernel per tensor. Rows and values follow that
     order (`ps`, `eids`)."""
 
-    __slots__ = ("after", "after_blocks", "blocks", "bufs", "eids", "ps", "ptrs", "rows", "tracked")
+    __slots__ = ("after", "after_blocks", "blocks", "bufs", "eids", "nbytes", "ps", "ptrs", "rows", "tracked")
 
     def __init__(self, tracked: list[Any], ps: list[torch.Tensor], eids: list[int], small: bool) -> None:
         order = sorted(range(len(ps)), key=lambda i: (str(ps[i].dtype), ps[i].numel()))
@@ -129,6 +129,7 @@ class _Kept:
         self.ptrs = [p.data_ptr() for p in self.ps]
         self.bufs, self.blocks = _flat_views(self.ps)
         self.after, self.after_blocks = _flat_views(self.ps) if small else (None, [])
+        self.nbytes = sum(p.numel() * p.element_size() for p in self.ps) * (2 if small else 1)
         self.rows = [(e, M.UPDATE_RATIO.name) for e in self.eids] + [(e, M.PARAM_NORM.name) for e in self.eids]
 
 
@@ -210,11 +211,13 @@ class UpdateCollector:
         """The kept CPU buffers for `tracked`, or None: parameters off the CPU, not strided, or too
         large to keep (then copied afresh each sampled step)."""
         self._kept = None
+        self._kept_by.pop(id(tracked), None)  # what it kept before: let go
         ps = [p.detach() for p, _ in tracked]
         if any(p.device.type != "cpu" or p.layout != torch.strided for p in ps):
             return None
         total = sum(p.numel() * p.element_size() for p in ps)
-        if total > _KEEP_MAX_BYTES:
+        kept = sum(k.nbytes for k in self._kept_by.values())  # the bound is on every optimizer's copies together
+        if total + kept > _KEEP_MAX_BYTES:
             return None
         small = total <= _SMALL_MAX_BYTES and total <= _SMALL_MEAN_BYTES * len(ps)
         self._kept = self._kept_by[id(tracked)] = _Kept(tracked, [p for p, _ in tracked],

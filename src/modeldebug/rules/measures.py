@@ -281,7 +281,8 @@ def instability(ctx: Context) -> list[Signal]:
             out.append(Signal(f"the loss jumped from {fmt(start)} to {fmt(float(v[t]))} at step {int(steps[t])} "
                                f"(peak {fmt(peak)})" + (" and later became non-finite" if went_nonfinite else ""),
                                int(steps[t]), went_nonfinite or peak >= 10 * start))
-    g = ctx.record.column("grad_norm").values
+    gcol = ctx.record.column("grad_norm")
+    g = gcol.values
     k = int(min(5, max(3, len(g) // 10)))
     head = g[:k][np.isfinite(g[:k])]
     if len(head) >= 2 and np.median(head) > 0:
@@ -292,7 +293,7 @@ def instability(ctx: Context) -> list[Signal]:
         peak_g = float(np.max(growth[gfinite])) if gfinite.any() else 0.0
         if len(over) and (peak_g >= ctx.t.grad_growth or (~gfinite[over[0]:]).any()):
             out.append(Signal(f"the gradient norm grew {fmt(peak_g)}x over its early baseline {fmt(base)}",
-                               int(steps[over[0]]) if over[0] < len(steps) else int(over[0]), True))
+                               int(gcol.steps[over[0]]), True))
     collapse = _gradient_collapse(ctx)
     if collapse is not None:
         out.append(collapse)

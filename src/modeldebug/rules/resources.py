@@ -7,6 +7,7 @@ with robust statistics (medians, a Theil-Sen slope), relative to the run's own e
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -217,8 +218,7 @@ class DataloaderBottleneck(Rule):
     """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
-    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_MEAN, M.INPUT_STD, M.INPUT_MIN,
-                M.INPUT_MAX, M.GAP_PROFILE, *_TIMED)
+    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -277,8 +277,9 @@ class DataloaderBottleneck(Rule):
                  if uses_loader or top is None else
                  f"{max(share, median_share):.0%} of step time is spent between steps, mostly at {top['where']}"
                  + (f": `{top['code']}`" if top.get("code") else ""))
+        waits = None if uses_loader else deliberate_wait(profile)
         yield self.finding(
-            severity="medium", confidence=0.85 if uses_loader else 0.6,
+            severity="low" if waits else "medium", confidence=0.85 if uses_loader else 0.6,
             title=title,
             description=(f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
                          + (f"waiting for the next batch ({where})" if uses_loader or top is None else
@@ -289,7 +290,8 @@ class DataloaderBottleneck(Rule):
                          + f" the run would be up to {fmt(speedup)}x faster."
                          + ("" if uses_loader or top is not None else " No DataLoader was used: this time also "
                             "includes whatever else the loop does between steps.")
-                         + (gap_sentence(profile) if profile else "")),
+                         + (gap_sentence(profile) if profile else "")
+                         + (_WAIT_NOTE if waits else "")),
             step=int(rec.column("t_step").steps[keep][0]),
             evidence={"wait_share": share, "median_step_wait_share": median_share, "uses_dataloader": uses_loader,
                       "device": "gpu" if gpu else "cpu",
@@ -327,6 +329,24 @@ def gap_profile(ctx: Context) -> dict | None:
     return data
 
 
+_WAITS = re.compile(r"(?:\b|\.)(?:sleep|pause|show|input|wait)\(")
+
+
+def deliberate_wait(profile: dict | None) -> dict | None:
+    """The line that held most of the time between steps when it waits on purpose: a pause to show
+    a plot (`plt.pause`), a `time.sleep`, `input()`. Such a run is slow by design, not by a
+    bottleneck to fix; None otherwise (no profile, or the top line does work)."""
+    if not profile:
+        return None
+    top = profile["lines"][0]
+    if top["share"] < 0.5:
+        return None
+    inside = str(top.get("inside") or "")
+    if inside.rsplit(".", 1)[-1] in ("pause", "sleep", "show", "input", "wait") or _WAITS.search(str(top.get("code") or "")):
+        return top
+    return None
+
+
 def gap_sentence(profile: dict) -> str:
     """The lines that held the time between steps, in a sentence."""
     parts = []
@@ -361,6 +381,9 @@ def _own_growth(ctx: Context, parts: list[np.ndarray], t: np.ndarray) -> float:
         early, late = (float(np.percentile(t[p], 10)) for p in (parts[0], parts[-1]))
     return late / early if early > 0 else 0.0
 
+
+_WAIT_NOTE = (" That line waits on purpose (a pause to show a plot, a sleep): the run is slow by design, not held up"
+              " by a bottleneck; drop it, or do it less often, where the run must be fast.")
 
 _PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "in the forward pass and loss",
            "t_backward": "in the backward pass", "t_optimizer": "in the optimizer step"}
@@ -493,15 +516,16 @@ class SlowStep(Rule):
                "    torch.save(model.state_dict(), path)   # and no torch.cuda.empty_cache() in the loop")
         if top is not None and top.get("code"):
             fix = f"if step % {period * 10} == 0:   # was every {period} steps\n    {top['code']}   # {top['where']}"
+        waits = deliberate_wait(profile)
         return self.finding(
-            severity="medium", confidence=0.7,
+            severity="low" if waits else "medium", confidence=0.7,
             title=f"Every {period} steps a stall of {fmt(float(np.median(t[stall])) * 1e3)} ms "
                   f"({fmt(float(np.median(t[stall])) / med)}x the median step) costs {lost:.0%} of the run",
             description=(f"{int(stall.sum())} steps, every {period} steps from step {int(at[0])}, took at least "
                          f"{fmt(ctx.option('slow_step_spike'))}x the median step ({fmt(med * 1e3)} ms), "
                          f"mostly {_PHASES[phase]}; together {lost:.0%} of the run's step time. Periodic work "
                          "such as checkpointing, logging or cache clearing is the usual cause."
-                         + (gap_sentence(profile) if profile else "")),
+                         + (gap_sentence(profile) if profile else "") + (_WAIT_NOTE if waits else "")),
             step=int(at[0]),
             evidence={"period": period, "stalls": int(stall.sum()), "stall_steps": [int(s) for s in at[:20]],
                       "median_step_ms": med * 1e3, "median_stall_ms": float(np.median(t[stall])) * 1e3,

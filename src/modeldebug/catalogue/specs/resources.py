@@ -86,9 +86,9 @@ work out of `__getitem__` (decode once and cache, augment whole batches, on the 
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
 does there; the finding then has lower confidence, and a loop without an optimizer object
 (whose steps end at the next backward pass) is not judged. Nor is a loop that feeds the model the
-very same batch every step (tensors built once and trained on whole: their mean, spread and range
-equal to the last bit on every sampled step): no batch is prepared between its steps, so the time
-there is plotting, logging or evaluation, not data. A run that starts new loader workers every
+very same batch every step (tensors built once and trained on whole: each sampled step's input is
+the very tensor of the sampled step before, unwritten since): no batch is prepared between its
+steps, so the time there is plotting, logging or evaluation, not data. A run that starts new loader workers every
 epoch but rarely waits otherwise is not flagged.
 """,
     ),
