@@ -71,3 +71,40 @@ def test_every_parameters_update_ratio_and_norm_are_their_true_values(path: str,
     assert checked >= 3 * len(names) and moved >= checked // 2  # the weights did move
     if path != "fresh":
         assert s.tracer.updates._kept is None  # let go with the session
+
+
+def test_the_kept_copies_of_several_optimizers_share_one_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two models stepped in turn, each with its own optimizer: each optimizer's weights get kept
+    copies while all of them together fit the bound; past it, the next optimizer's are copied afresh
+    each sampled step, and its update ratios are the same true values."""
+    from modeldebug.capture import updates
+
+    torch.manual_seed(0)
+    nets = [nn.Linear(64, 64), nn.Linear(64, 64)]
+    one = sum(p.numel() * p.element_size() for p in nets[0].parameters())
+    monkeypatch.setattr(updates, "_KEEP_MAX_BYTES", one + one // 2)  # room for one optimizer's copies
+    opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    before: list[dict[str, torch.Tensor]] = []
+    with md.watch(*nets, db=":memory:") as s:
+        for _ in range(4):
+            for net, opt in zip(nets, opts):
+                x = torch.randn(8, 64)
+                opt.zero_grad()
+                net(x).square().mean().backward()
+                before.append({n: p.detach().clone() for n, p in net.named_parameters()})
+                opt.step()
+        kept = list(s.tracer.updates._kept_by.values())
+        assert len(kept) == 1 and kept[0].nbytes == one
+    ratios = s.record.stat("update_ratio", kind="param")
+    params = s.record.entities("param")
+    checked = 0
+    for i, net in enumerate(nets):  # net i steps on steps i, i + 2, ...: its weights after a step are those before its next
+        for (local, _), e in zip(net.named_parameters(), [p for p in params if p.model == params[2 * i].model]):
+            r = ratios[e.name]
+            assert len(r) >= 2
+            for step, value in zip(r.steps.tolist(), r.values.tolist()):
+                if step + 2 < len(before):
+                    w0, w1 = before[step][local], before[step + 2][local]
+                    assert value == pytest.approx(float((w0 - w1).norm() / w1.norm()), rel=1e-4)
+                    checked += 1
+    assert checked >= 8

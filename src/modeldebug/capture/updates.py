@@ -3,11 +3,11 @@
 Before a sampled optimizer step, a copy of every parameter that optimizer holds (another
 optimizer's weights do not move in its step: a GAN's, or several models' stepped in turn); after
 it, the change is subtracted into that copy in place and the norms of the changes and of the
-weights are taken in one fused call per device and dtype: ``update_ratio`` (‖Δw‖/‖w‖) and ``param_norm`` rows. The copy is
-the cost, so it is taken only when a rule reads either measure.
+weights are taken in one fused call per device and dtype: ``update_ratio`` (‖Δw‖/‖w‖) and
+``param_norm`` rows. The copy is the cost, so it is taken only when a rule reads either measure.
 
-On the CPU the copy goes into buffers kept between sampled steps (for models of up to 64 MiB of
-parameters): a fresh 2 MB copy (the MLP's weights) cost 0.35-0.77 ms a sampled step, as the C
+On the CPU the copy goes into buffers kept between sampled steps, one set per optimizer (for up to
+64 MiB of parameters, all optimizers' together): a fresh 2 MB copy (the MLP's weights) cost 0.35-0.77 ms a sampled step, as the C
 allocator returned the memory and faulted it back in, the kept one 0.34 ms every time. The price is
 that memory, held between sampled steps (the peak is the same as before) until `release` (the
 session's end). On accelerators the caching allocator already reuses the blocks, so the copy is made
@@ -129,7 +129,7 @@ class _Kept:
         self.ptrs = [p.data_ptr() for p in self.ps]
         self.bufs, self.blocks = _flat_views(self.ps)
         self.after, self.after_blocks = _flat_views(self.ps) if small else (None, [])
-        self.nbytes = sum(p.numel() * p.element_size() for p in self.ps) * (2 if small else 1)
+        self.nbytes = sum(p.numel() * p.element_size() for p in self.ps)  # of the weights (`_KEEP_MAX_BYTES`)
         self.rows = [(e, M.UPDATE_RATIO.name) for e in self.eids] + [(e, M.PARAM_NORM.name) for e in self.eids]
 
 
@@ -216,7 +216,7 @@ class UpdateCollector:
         if any(p.device.type != "cpu" or p.layout != torch.strided for p in ps):
             return None
         total = sum(p.numel() * p.element_size() for p in ps)
-        kept = sum(k.nbytes for k in self._kept_by.values())  # the bound is on every optimizer's copies together
+        kept = sum(k.nbytes for k in self._kept_by.values())  # the bound is on every optimizer's weights together
         if total + kept > _KEEP_MAX_BYTES:
             return None
         small = total <= _SMALL_MAX_BYTES and total <= _SMALL_MEAN_BYTES * len(ps)
