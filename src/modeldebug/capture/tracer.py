@@ -526,7 +526,13 @@ class Tracer:
             # (not while device steps are read late: a sampled step's time is then mostly the queue it waits for)
             self._time_sample(a.step - 1, a.t_busy if a.copier is None and a._cuda_copier is None else None, sampled)
         # the next step's sampling decision, now: the hooks read `_sample_now` (fresh: only `a.end` moves the step)
-        self._sampled_at, self._sample_now = a.step, self.sampler.sampled(a.step) or self._covered(sampled)
+        now = self.sampler.sampled(a.step)
+        if sampled:
+            now = now or self._covered()
+        elif self._sample_run:  # the sample before is over
+            self._sample_stepped.clear()
+            self._sample_run = 0
+        self._sampled_at, self._sample_now = a.step, now
         self._backwards_since_step = 0
         gaps = self.gaps
         if sampled:  # what only a sampled step collects
@@ -541,8 +547,9 @@ class Tracer:
         self.replay = None
         self._switch_module_hooks()
 
-    def _covered(self, sampled: bool) -> bool:
-        """Is the next step sampled to extend this sample (True), the sampler having said no?
+    def _covered(self) -> bool:
+        """After a sampled step: is the next one sampled to extend this sample (True), the sampler
+        having said no?
 
         Several optimizers that step in turn (a GAN's two, four models compared in one loop) make one
         step each: a sampler's interval that is a multiple of their cycle would sample the same
@@ -550,11 +557,6 @@ class Tracer:
         until every optimizer that stepped in the `_COVER_STEPS` steps before it has stepped in it, for
         at most `_COVER_STEPS` steps (an optimizer of an earlier phase, the head's before the whole
         model's, is not waited for)."""
-        if not sampled:
-            if self._sample_run:
-                self._sample_stepped.clear()
-                self._sample_run = 0
-            return False
         self._sample_run += 1
         if len(self._stepped_at) < 2 or self._sample_run >= _COVER_STEPS:
             return False
