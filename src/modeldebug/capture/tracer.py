@@ -45,6 +45,7 @@ from .assembler import StepAssembler
 from .buffer import StepBuffer
 from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
+from .gaps import GapProfiler
 from .gradients import GradientCollector
 from .isolation import unwrap
 from .loop import LoopWatch
@@ -64,7 +65,6 @@ from .roots import (
 )
 from .sampler import Sampler
 from .updates import UpdateCollector
-from .gaps import GapProfiler
 
 __all__ = ["Tracer", "is_library_frame"]
 
