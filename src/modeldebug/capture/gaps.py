@@ -48,6 +48,7 @@ MAX_STEPS = 500
 TOP = 5
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # modeldebug's own files
+_OWN = os.path.join(_PKG, "")
 _LIBRARY = tuple({os.path.join(os.path.realpath(p), "") for p in (
     sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], _PKG)})
 
@@ -194,6 +195,7 @@ class GapProfiler:
                     name = getattr(callee.f_code, "co_qualname", callee.f_code.co_name)
                     inside = f"{module}.{name}" if module else name
                 return code.co_filename, frame.f_lineno, code.co_name, inside
-            callee = frame
+            if not code.co_filename.startswith(_OWN):  # our own wrappers (a patched `__next__`) are not named
+                callee = frame
             frame = frame.f_back
         return "", 0, "", ""
