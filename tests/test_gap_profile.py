@@ -26,7 +26,7 @@ def _busy(seconds: float) -> float:
 
 
 def _plot(loss: float) -> None:
-    _busy(0.004)  # drawing a curve: the gap's line
+    _busy(0.01)  # drawing a curve: the gap's line
 
 
 def _checkpoint(model: nn.Module) -> None:
@@ -37,13 +37,13 @@ def _pause(loss: float) -> None:
     time.sleep(0.004)  # showing the curve for a moment, on purpose
 
 
-def _train(between, steps: int = 240, width: int = 10):  # type: ignore[no-untyped-def]
+def _train(between, steps: int = 240):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(width, 32), nn.ReLU(), nn.Linear(32, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05 / width)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.005)
     with md.watch(model, opt, db=":memory:") as s:
         for step in range(steps):
-            x = torch.randn(32 if width == 10 else 512, width)
+            x = torch.randn(32, 10)
             loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
             opt.zero_grad()
             loss.backward()
@@ -51,6 +51,15 @@ def _train(between, steps: int = 240, width: int = 10):  # type: ignore[no-untyp
             between(step, model, loss)
     assert not any(t.name == "modeldebug-gaps" for t in threading.enumerate())
     return s
+
+
+def _top_function(lines: list[dict]) -> str:
+    """The function of the user's code that holds the most samples, its lines added up. (A sample
+    of busy Python waits for the GIL up to the switch interval, so it can land on the next line.)"""
+    shares: dict[str, float] = {}
+    for ln in lines:
+        shares[ln["function"]] = shares.get(ln["function"], 0.0) + ln["share"]
+    return max(shares, key=lambda k: shares[k])
 
 
 def _line_of(fn, text: str) -> int:  # type: ignore[no-untyped-def]
@@ -70,8 +79,8 @@ def test_the_line_that_holds_the_gaps_is_named(busy: bool) -> None:
         return
     (ev,) = events
     top = ev.data["lines"][0]  # inside _busy: the innermost line of the user's code
-    assert top["file"] == __file__ and top["function"] == "_busy"
-    assert sum(ln["share"] for ln in ev.data["lines"] if ln["function"] == "_busy") >= 0.6
+    assert top["file"] == __file__ and _top_function(ev.data["lines"]) == "_busy"
+    assert sum(ln["share"] for ln in ev.data["lines"] if ln["function"] == "_busy") >= 0.5
     busy = set(range(_line_of(_busy, "end, acc"), _line_of(_busy, "return acc") + 1))
     assert {ln["line"] for ln in ev.data["lines"] if ln["function"] == "_busy"} <= busy
     assert f is not None and f.severity == "medium" and "test_gap_profile.py:" in f.title
@@ -89,14 +98,35 @@ def test_a_deliberate_pause_between_steps_is_named_and_low() -> None:
     assert f.severity == "low" and "on purpose" in f.description
 
 
-def test_a_periodic_stall_names_its_line_in_the_fix() -> None:
-    # (steps of ~1-2 ms: a busy machine's hiccups are then no 5x stalls that break the period)
-    s = _train(lambda step, model, loss: _checkpoint(model) if step % 10 == 9 else None, steps=200, width=1024)
-    f = next(f for f in s.report().findings if f.code == "PRF002")
-    profile = f.evidence["gap_profile"]
-    assert profile["lines"][0]["function"] == "_busy" and f.severity == "medium"
-    assert "if step % 100 == 0:" in f.recommendations[0].implementation
-    assert profile["lines"][0]["code"] in f.recommendations[0].implementation
+@pytest.mark.parametrize("what", ["a-checkpoint", "a-pause", "no-profile"])
+def test_a_periodic_stall_names_its_line_in_the_fix(what: str) -> None:
+    """A recorded run (the periodic stall is timed exactly, not on this busy machine): every 10th
+    step stalls between steps, and the gap profile names the line. The fix makes that line rarer; a
+    pause on purpose makes the finding low; without a profile the fix is the generic one."""
+    from modeldebug.record import Record, RunWriter
+    from modeldebug.rules import analyze
+
+    w = RunWriter(":memory:")
+    for i in range(200):
+        stall = i % 10 == 0 and i > 0
+        w.add_step(i, t_step=0.061 if stall else 0.001, t_data=0.0605 if stall else 0.0002, t_forward=0.0003,
+                   t_backward=0.0003, t_optimizer=0.0002, lr=0.01, sampled=0)
+    code = {"a-checkpoint": "torch.save(model.state_dict(), path)", "a-pause": "plt.pause(0.06)"}.get(what)
+    if code:
+        inside = "torch.serialization.save" if what == "a-checkpoint" else "matplotlib.pyplot.pause"
+        w.add_event(21, "gap_profile", {"samples": 400, "interval_s": 0.005, "first_step": 21, "last_step": 200,
+                                        "lines": [{"file": "/runs/x/train.py", "line": 40, "function": "<module>",
+                                                   "code": code, "inside": inside, "share": 0.97}]})
+    w.set_meta(steps=200, script="train.py", cwd="/runs/x")
+    w.flush()
+    f = next(f for f in analyze(Record(w.conn)) if f.code == "PRF002")
+    fix = f.recommendations[0].implementation
+    assert "if step % 100 == 0:" in fix
+    if code is None:
+        assert "gap_profile" not in f.evidence and f.severity == "medium"
+        return
+    assert code in fix and "train.py:40" in fix and "train.py:40" in f.description
+    assert f.severity == ("low" if what == "a-pause" else "medium")
 
 
 def test_training_in_a_worker_thread_is_the_thread_sampled() -> None:
@@ -106,21 +136,25 @@ def test_training_in_a_worker_thread_is_the_thread_sampled() -> None:
     thread.start()
     thread.join()
     (ev,) = out["s"].record.events("gap_profile")
-    assert ev.data["lines"][0]["function"] == "_busy"
+    assert _top_function(ev.data["lines"]) == "_busy"
 
 
-@pytest.mark.parametrize("refill", [True, False], ids=["a-static-buffer-refilled", "one-batch-built-once"])
-def test_an_input_buffer_refilled_in_place_is_a_new_batch(refill: bool) -> None:
-    """The very tensor every step, refilled with `copy_` (a static input buffer, as CUDA graphs want):
-    written since the last sampled step, so not the same batch (`input.reused` 0); untouched, it is."""
+@pytest.mark.parametrize("refill", ["copy_", "numpy", None], ids=["refilled-with-copy_", "refilled-through-numpy",
+                                                                  "one-batch-built-once"])
+def test_an_input_buffer_refilled_in_place_is_a_new_batch(refill: str | None) -> None:
+    """The very tensor every step, refilled in place (a static input buffer, as CUDA graphs want):
+    written since the last sampled step, so not the same batch (`input.reused` 0), even when written
+    through NumPy, which autograd's version counter does not see; untouched, it is."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     buf = torch.randn(32, 10)
     with md.watch(model, opt, db=":memory:") as s:
         for _ in range(60):
-            if refill:
+            if refill == "copy_":
                 buf.copy_(torch.randn(32, 10))
+            elif refill == "numpy":
+                buf.numpy()[:] = torch.randn(32, 10).numpy()
             loss = nn.functional.mse_loss(model(buf), buf.sum(1, keepdim=True))
             opt.zero_grad()
             loss.backward()
@@ -128,3 +162,51 @@ def test_an_input_buffer_refilled_in_place_is_a_new_batch(refill: bool) -> None:
     (e,) = s.record.entities("input")
     reused = s.record.series(e.name, "reused", kind="input").values
     assert len(reused) >= 3 and (reused == (0.0 if refill else 1.0)).all()
+
+
+@pytest.mark.parametrize(("code", "inside", "waits"), [
+    ("time.sleep(0.1)", "", True),
+    ("plt.draw(); plt.pause(0.05)", "matplotlib.pyplot.pause", True),
+    ("plt.pause(0.1)", "matplotlib.pyplot.pause", True),
+    ('answer = input("next? ")', "", True),
+    ("work.wait()", "torch.distributed.Work.wait", False),  # a collective: work
+    ("proc.wait()", "subprocess.Popen.wait", False),
+    ("ready.wait(0.01)", "threading.Event.wait", False),  # a prefetch thread: a data bottleneck
+    ("model.show(x)", "", False),
+    ("self.input(batch)", "", False),
+    ("print('pause(')", "", False),
+    ('logger.info("show(x)")', "logging.Logger.info", False),
+    ("input_ids = tokenizer(text)", "transformers.tokenization_utils_base.PreTrainedTokenizerBase.__call__", False),
+])
+def test_only_calls_that_wait_on_purpose_are_deliberate(code: str, inside: str, waits: bool) -> None:
+    from modeldebug.rules.resources import deliberate_wait
+
+    profile = {"lines": [{"code": code, "inside": inside, "share": 0.9}]}
+    assert (deliberate_wait(profile) is not None) == waits
+
+
+def test_the_call_that_starts_a_frameworks_loop_is_not_made_rarer() -> None:
+    """Inside `trainer.train()` the user's innermost line is that call: listed, never the fix."""
+    from modeldebug.rules.resources import named_line
+
+    framework = {"lines": [{"code": "trainer.train()", "inside": "transformers.trainer.Trainer.train", "share": 0.9}]}
+    own = {"lines": [{"code": "log_metrics(loss)", "inside": "", "share": 0.9}]}
+    assert named_line(framework) is None and named_line(own) is not None
+
+
+@pytest.mark.parametrize("level", ["detailed", "comprehensive"])
+def test_the_sampler_starts_at_levels_that_sample_often(level: str) -> None:
+    """Sampled every 5th or every step: the gaps are still judged over at least 10 steps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.005)
+    with md.watch(model, opt, db=":memory:", level=level) as s:
+        for _ in range(120):
+            x = torch.randn(32, 10)
+            loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            _plot(loss.item())
+    (ev,) = s.record.events("gap_profile")
+    assert _top_function(ev.data["lines"]) == "_busy"

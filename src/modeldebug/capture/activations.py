@@ -25,6 +25,9 @@ from . import stats as S
 from .buffer import stats_sink
 from .registry import ModuleInfo
 
+#: The first values of a model's input kept to tell a reused batch from one refilled in place.
+_REUSE_VALUES = 4096
+
 __all__ = ["ForwardCollector"]
 
 _SATURATED = M.SATURATED_FRAC.name
@@ -85,7 +88,7 @@ class ForwardCollector:
         self.reuse = M.INPUT_REUSED in plan
         self.input_entities = self.inputs or self.reuse or M.MODEL_INPUT in plan
         #: each model's input at the last sampled step, and its version (`INPUT_REUSED`)
-        self._last_input: dict[str, tuple[weakref.ref[torch.Tensor], int]] = {}
+        self._last_input: dict[str, tuple[weakref.ref[torch.Tensor], int, torch.Tensor | None]] = {}
         self.input_names = [m.name if m in plan else None for m in M.INPUT_STATS]
         self.histograms = M.ACTIVATION_HISTOGRAM in plan
         self.bins = tracer.config.histogram_bins
@@ -298,7 +301,23 @@ class ForwardCollector:
         if self.inputs:
             self._add(eid, S.input_values(x), self.input_names)
         if self.reuse:
-            last = self._last_input.get(info.name)
-            self._last_input[info.name] = (weakref.ref(x), x._version)
-            if last is not None:  # the very tensor, not written since: no batch was made for this step
-                self._add(eid, [1.0 if last[0]() is x and last[1] == x._version else 0.0], [M.INPUT_REUSED.name])
+            self._reused(eid, info.name, x)
+
+    def _reused(self, eid: int, name: str, x: torch.Tensor) -> None:
+        """`input.reused`: is `x` the very tensor of the last sampled step, not written since? Its
+        object and version say so unless it was written around autograd (through NumPy, or `.data`):
+        so its first values, kept from then, must be equal too (compared on its device, read with the
+        step's other numbers)."""
+        last = self._last_input.get(name)
+        head = x.detach().view(-1)[:_REUSE_VALUES].clone() if x.is_contiguous() else None
+        self._last_input[name] = (weakref.ref(x), x._version, head)
+        if last is None:
+            return
+        ref, version, before = last
+        if ref() is not x or version != x._version:
+            self._add(eid, [0.0], [M.INPUT_REUSED.name])  # another tensor, or written in place: a new batch
+        elif head is None or before is None:
+            self._add(eid, [1.0], [M.INPUT_REUSED.name])
+        else:
+            self._add(eid, (head == before).all().reshape(1).double(),
+                      [M.INPUT_REUSED.name])

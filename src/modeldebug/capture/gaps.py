@@ -55,12 +55,13 @@ _LIBRARY = tuple({os.path.join(os.path.realpath(p), "") for p in (
 
 def _is_user(filename: str, cache: dict[str, bool]) -> bool:
     """Is `filename` the user's own code (not the standard library, an installed package or
-    modeldebug)? Code without a file is the user's (`<string>` of `python -c`, `<ipython-input-...>`)
-    unless it is the interpreter's own (`<frozen ...>`)."""
+    modeldebug)? Of code without a file, a notebook's cells (`<ipython-input-...>`) and `<stdin>`
+    are the user's; `<string>` is mostly generated code (a dataclass's `__init__`, a namedtuple's
+    methods) and `<frozen ...>` the interpreter's."""
     known = cache.get(filename)
     if known is None:
         if filename.startswith("<"):
-            known = not filename.startswith(("<frozen", "<built-in"))
+            known = filename.startswith(("<ipython-input", "<stdin>"))
         else:
             real = os.path.realpath(filename)
             known = not (real.startswith(_LIBRARY) or f"{os.sep}site-packages{os.sep}" in real
@@ -112,8 +113,10 @@ class GapProfiler:
             return
         now, gaps = assembler.t_last_end, assembler.gap_total
         gap, total, steps = gaps - self._gaps0, now - self._t0, step - self._step0
+        if self.done or not self.on or steps < ARM_MIN_STEPS:
+            return  # (a window of at least ARM_MIN_STEPS steps, however often steps are sampled)
         self._gaps0, self._t0, self._step0 = gaps, now, step
-        if self.done or not self.on or steps < ARM_MIN_STEPS or gap < ARM_MIN_GAP_S or gap < ARM_SHARE * total:
+        if gap < ARM_MIN_GAP_S or gap < ARM_SHARE * total:
             return
         self.running = True
         self._first_step = self._last_step = step
@@ -126,7 +129,10 @@ class GapProfiler:
         self._thread.start()
 
     def open(self, step: int) -> None:
-        """A step ended: the gap before the next forward pass begins."""
+        """A step ended: the gap before the next forward pass begins (none after `MAX_STEPS` steps:
+        the thread idles until the next sampled step's check stops it)."""
+        if step - self._first_step >= MAX_STEPS:
+            return
         self._last_step = step
         self._open.set()
 

@@ -43,7 +43,7 @@ class ParamsNotUpdating(Rule):
     """Detects OPT001; its documentation and options are in the catalogue (`modeldebug explain OPT001`)."""
 
     code = "OPT001"
-    requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER)
+    requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER, M.LR, M.T_OPTIMIZER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -131,8 +131,10 @@ def _an_iteration_passed(ctx: Context) -> bool:
     one built for the tensors no known optimizer holds may not have had its turn: a GAN whose run
     crashed in the generator's backward pass, before the generator's first step. Once some
     optimizer steps again, the loop has come round, and every optimizer of it has stepped."""
-    steps = int(np.isfinite(ctx.record.column("lr").values).sum())
-    return steps > len(ctx.record.events("optimizer"))
+    rec = ctx.record
+    stepped = np.isfinite(rec.column("lr").values)  # an optimizer without `lr` (Adafactor): its step's time
+    stepped |= np.nan_to_num(rec.column("t_optimizer").values) > 0
+    return int(stepped.sum()) > len(rec.events("optimizer"))
 
 
 def _reverse_recurrence(ctx: Context, name: str) -> bool:

@@ -251,7 +251,7 @@ class DataloaderBottleneck(Rule):
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
         where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
         profile = gap_profile(ctx)
-        top = profile["lines"][0] if profile else None
+        top = named_line(profile)
         speedup = 1 / max(1 - share, 1e-6)
         gpu = _on_gpu(ctx)
         recs = ([Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
@@ -266,17 +266,17 @@ class DataloaderBottleneck(Rule):
                 if uses_loader else
                 [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
                                 "next batch is ready when the step ends.", _NO_LOADER_FIX)])
-        if top is not None and not uses_loader and top.get("code"):
+        if top is not None and not uses_loader:
             # the line the time went to: the user can tell a batch being prepared from a plot being drawn
             recs.insert(0, Recommendation(
                 "fix", f"Make {top['where']} cheaper or rarer: it holds {top['share']:.0%} of the time between steps. "
                 "If it prepares the batch, move it into a Dataset served by a DataLoader with workers; if it plots, "
                 "logs or evaluates, do it every few hundred steps.",
-                f"if step % 100 == 0:\n    {top['code']}   # {top['where']}, every step until now"))
+                f"if step % 100 == 0:   # step: your loop's counter\n    {top['code']}   # {top['where']}"))
         title = (f"Training waits for data: {max(share, median_share):.0%} of step time is spent {where}"
                  if uses_loader or top is None else
-                 f"{max(share, median_share):.0%} of step time is spent between steps, mostly at {top['where']}"
-                 + (f": `{top['code']}`" if top.get("code") else ""))
+                 f"{max(share, median_share):.0%} of step time is spent between steps, "
+                 f"{'mostly' if top['share'] >= 0.5 else 'the most'} at {top['where']}: `{top['code']}`")
         waits = None if uses_loader else deliberate_wait(profile)
         yield self.finding(
             severity="low" if waits else "medium", confidence=0.85 if uses_loader else 0.6,
@@ -319,7 +319,8 @@ def gap_profile(ctx: Context) -> dict | None:
         return None
     data = dict(events[0].data)
     script = str(ctx.record.meta.get("script") or "")
-    base = os.path.dirname(os.path.abspath(script)) if script else ""
+    cwd = str(ctx.record.meta.get("cwd") or "")
+    base = os.path.dirname(os.path.join(cwd, script) if cwd else os.path.abspath(script)) if script else ""
     lines = []
     for ln in data["lines"]:
         file = str(ln.get("file") or "")
@@ -329,7 +330,12 @@ def gap_profile(ctx: Context) -> dict | None:
     return data
 
 
-_WAITS = re.compile(r"(?:\b|\.)(?:sleep|pause|show|input|wait)\(")
+# Calls that wait on purpose: a sleep, a plot shown for a moment, a prompt. Matched on the line's code
+# with its strings left out; `wait`/`show`/`input` of other objects (a collective's `work.wait()`, a
+# prefetch thread's event) are work, not waiting.
+_WAITS = re.compile(r"(?:^|[^\w.])(?:time\.sleep|sleep|plt\.pause|pyplot\.pause|plt\.show|pyplot\.show|input)\(")
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_WAITING_CALLS = ("time.sleep", "matplotlib.pyplot.pause", "matplotlib.pyplot.show")
 
 
 def deliberate_wait(profile: dict | None) -> dict | None:
@@ -341,10 +347,27 @@ def deliberate_wait(profile: dict | None) -> dict | None:
     top = profile["lines"][0]
     if top["share"] < 0.5:
         return None
-    inside = str(top.get("inside") or "")
-    if inside.rsplit(".", 1)[-1] in ("pause", "sleep", "show", "input", "wait") or _WAITS.search(str(top.get("code") or "")):
+    code = _STRINGS.sub("''", str(top.get("code") or ""))
+    if str(top.get("inside") or "") in _WAITING_CALLS or _WAITS.search(code):
         return top
     return None
+
+
+# Training frameworks that run the loop themselves: the user's own innermost line is the call that
+# starts it (`trainer.fit(model)`), which no fix should make rarer.
+_FRAMEWORKS = ("transformers.", "lightning.", "pytorch_lightning.", "accelerate.", "ignite.", "fastai.", "keras.",
+               "composer.", "deepspeed.")
+
+
+def named_line(profile: dict | None) -> dict | None:
+    """The top line of a gap profile when it can be named and acted on: it has code, and it is not
+    the call that hands the loop to a training framework."""
+    if not profile:
+        return None
+    top = profile["lines"][0]
+    if not top.get("code") or str(top.get("inside") or "").startswith(_FRAMEWORKS):
+        return None
+    return top
 
 
 def gap_sentence(profile: dict) -> str:
@@ -382,8 +405,8 @@ def _own_growth(ctx: Context, parts: list[np.ndarray], t: np.ndarray) -> float:
     return late / early if early > 0 else 0.0
 
 
-_WAIT_NOTE = (" That line waits on purpose (a pause to show a plot, a sleep): the run is slow by design, not held up"
-              " by a bottleneck; drop it, or do it less often, where the run must be fast.")
+_WAIT_NOTE = (" The first of these lines waits on purpose (a pause to show a plot, a sleep): the run is slow by"
+              " design, not held up by a bottleneck; drop it, or do it less often, where the run must be fast.")
 
 _PHASES = {"t_data": "between steps, before the forward pass", "t_forward": "in the forward pass and loss",
            "t_backward": "in the backward pass", "t_optimizer": "in the optimizer step"}
@@ -511,11 +534,12 @@ class SlowStep(Rule):
                                  - np.median(np.nan_to_num(rec.column(p).values[idx]))) for p in _PHASES}
         phase = max(phase_excess, key=lambda p: phase_excess[p])
         profile = gap_profile(ctx) if phase == "t_data" else None
-        top = profile["lines"][0] if profile else None
+        top = named_line(profile)
         fix = (f"if step % {period * 10} == 0:                  # less often\n"
                "    torch.save(model.state_dict(), path)   # and no torch.cuda.empty_cache() in the loop")
-        if top is not None and top.get("code"):
-            fix = f"if step % {period * 10} == 0:   # was every {period} steps\n    {top['code']}   # {top['where']}"
+        if top is not None:
+            fix = (f"if step % {period * 10} == 0:   # was every {period} steps (optimizer steps)\n"
+                   f"    {top['code']}   # {top['where']}")
         waits = deliberate_wait(profile)
         return self.finding(
             severity="low" if waits else "medium", confidence=0.7,
