@@ -2,15 +2,16 @@
 
 The step row times the gap between the end of a step and the next forward pass (`t_data`), but not
 what ran in it: a batch being prepared, a plot drawn, a log written, a checkpoint saved. When the
-gaps hold at least `ARM_SHARE` of the time since the last sampled step, a daemon thread samples the
-training thread's Python stack every `INTERVAL_S` on average while a gap is open (the tracer opens it at a step's
-end and closes it at the next forward pass), and counts the innermost line of the user's own code
-(not Python's library, site-packages, torch or modeldebug) with the library function it was in.
-It stops after `MAX_SAMPLES` samples or `MAX_STEPS` steps and records one `gap_profile` event:
-the lines, their shares of the samples, and the steps covered. Once per run.
+gaps hold at least `ARM_SHARE` of the time over at least `ARM_MIN_STEPS` steps (judged at sampled
+steps), a daemon thread samples the training thread's Python stack every `INTERVAL_S` on average
+while a gap is open (the tracer opens it at a step's end and closes it at the next forward pass),
+and counts the innermost line of the user's own code (not Python's library, site-packages, torch or
+modeldebug) with the library function that line called. It stops after `MAX_SAMPLES` samples or
+`MAX_STEPS` steps and records one `gap_profile` event: the lines, their shares of the samples, and
+the steps covered. Once per run.
 
-Nothing of this runs in a run whose steps are not mostly gaps: the check is two sums per step and a
-division per sampled step. While it runs, the thread sleeps between samples and takes the GIL for
+Nothing of this runs in a run whose steps are not mostly gaps: the assembler adds each step's gap
+to `gap_total`, and a sampled step subtracts and compares. While it runs, the thread sleeps between samples and takes the GIL for
 one `sys._current_frames()` call and a walk of the stack (~20-50 µs, ~1% of a gap), and the
 interpreter's switch interval is 1 ms instead of 5 (a thread waiting for the GIL gets it from busy
 Python code at the next interval: the samples of a gap spent in Python would otherwise land on the
@@ -32,10 +33,11 @@ from collections import Counter
 from typing import Any
 
 from .. import measures as M
+from .crash import is_library_frame
 
 __all__ = ["GapProfiler"]
 
-#: The gaps' share of the time since the last sampled step that starts the profiler.
+#: The gaps' share of the time (over a window of sampled steps) that starts the profiler.
 ARM_SHARE = 0.3
 #: ... with at least this many steps and seconds of gaps in that window (a real amount of time).
 ARM_MIN_STEPS, ARM_MIN_GAP_S = 10, 0.05
@@ -47,25 +49,22 @@ MAX_STEPS = 500
 #: Lines kept in the event.
 TOP = 5
 
-_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # modeldebug's own files
-_OWN = os.path.join(_PKG, "")
-_LIBRARY = tuple({os.path.join(os.path.realpath(p), "") for p in (
-    sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], _PKG)})
+_OWN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")  # modeldebug's own files
+_STDLIB = tuple({os.path.join(os.path.realpath(sysconfig.get_paths()[k]), "") for k in ("stdlib", "platstdlib")})
 
 
 def _is_user(filename: str, cache: dict[str, bool]) -> bool:
-    """Is `filename` the user's own code (not the standard library, an installed package or
-    modeldebug)? Of code without a file, a notebook's cells (`<ipython-input-...>`) and `<stdin>`
-    are the user's; `<string>` is mostly generated code (a dataclass's `__init__`, a namedtuple's
-    methods) and `<frozen ...>` the interpreter's."""
+    """Is `filename` the user's own code? Not if crash attribution calls it a library's
+    (`is_library_frame`: installed packages, modeldebug; our demos are user code), nor the standard
+    library's (`time`, `threading`, `queue`: where waiting happens, never what waits). Of code
+    without a file, a notebook's cells (`<ipython-input-...>`) and `<stdin>` are the user's;
+    `<string>` is mostly generated code (a dataclass's `__init__`) and `<frozen ...>` the interpreter's."""
     known = cache.get(filename)
     if known is None:
         if filename.startswith("<"):
             known = filename.startswith(("<ipython-input", "<stdin>"))
         else:
-            real = os.path.realpath(filename)
-            known = not (real.startswith(_LIBRARY) or f"{os.sep}site-packages{os.sep}" in real
-                         or f"{os.sep}dist-packages{os.sep}" in real)
+            known = not is_library_frame(filename) and not os.path.realpath(filename).startswith(_STDLIB)
         cache[filename] = known
     return known
 
