@@ -208,3 +208,53 @@ def test_a_gradient_blow_up_is_dated_on_the_steps_it_happened_beside_lossless_ro
     g = s.record.column("grad_norm")
     first = int(g.steps[np.flatnonzero(g.values >= 10 * np.nanmedian(g.values[:5]))[0]])
     assert first in (30, 31) and grad.onset == first  # iteration 15 (two rows an iteration), not 61
+
+
+def _relativistic_gan(frozen_lr: float | None):  # type: ignore[no-untyped-def]
+    """eriklindernoren/PyTorch-GAN's relativistic GAN in small: D's loss is a function of
+    D(real) - D(fake), so D's output bias cancels out of it (its gradient at D's steps is exactly 0);
+    G's loss goes through D with D(real) detached, so D's bias does get a gradient on G's steps.
+    `frozen_lr`: D's last weight matrix in its own parameter group at this learning rate."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 8))
+    D = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    if frozen_lr is None:
+        opt_d = torch.optim.Adam(D.parameters(), lr=1e-3)
+    else:
+        rest = [p for n, p in D.named_parameters() if n != "3.weight"]
+        opt_d = torch.optim.Adam([{"params": rest}, {"params": [D[3].weight], "lr": frozen_lr}], lr=1e-3)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    ones, zeros = torch.ones(16, 1), torch.zeros(16, 1)
+    with md.watch(db=":memory:") as s:
+        for _ in range(60):
+            real = torch.randn(16, 8) + 2
+            fake = G(torch.randn(16, 4))
+            opt_g.zero_grad()
+            real_pred = D(real).detach()
+            g_loss = bce(D(fake) - real_pred, ones)
+            g_loss.backward()
+            opt_g.step()
+            opt_d.zero_grad()
+            real_pred, fake_pred = D(real), D(fake.detach())
+            d_loss = (bce(real_pred - fake_pred, ones) + bce(fake_pred - real_pred, zeros)) / 2
+            d_loss.backward()
+            opt_d.step()
+    return s
+
+
+def test_a_bias_the_relativistic_loss_cancels_is_dead_weight_not_a_frozen_group() -> None:
+    """It read OPT001 medium, "get gradients but their weights never change ... a learning rate of 0":
+    the gradients were G's steps', and D's optimizer saw exactly zero."""
+    s = _relativistic_gan(None)
+    assert not [f for f in serious(s.report()) if f.code == "OPT001"]
+    f = next(f for f in s.report().findings if f.code == "OPT001")
+    assert f.severity == "low" and "3.bias" in " ".join(f.evidence["params"])
+    assert f.evidence["problem"].endswith("on every step their optimizer took")
+
+
+def test_the_same_gan_with_a_weight_in_a_group_at_rate_zero_is_a_frozen_group() -> None:
+    s = _relativistic_gan(0.0)
+    frozen = [f for f in s.report().findings if f.code == "OPT001"
+              and f.evidence["problem"] == "get gradients but their weights never change"]
+    assert frozen and frozen[0].severity == "medium" and [n.split(".", 1)[1] for n in frozen[0].evidence["params"]] == ["3.weight"]

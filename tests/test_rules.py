@@ -112,6 +112,40 @@ def test_the_same_depth_with_relu_and_he_init_does_not_vanish() -> None:
     assert found(report, "vanishing_gradients") is None
 
 
+def _wide_first_layer_before_batchnorm() -> nn.Module:
+    """DCGAN's generator in small: a first Linear at a large init (``normal_``'s std of 1) in front of
+    a BatchNorm, which makes its scale harmless, and the later layers at N(0, 0.02)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(20, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 64), nn.BatchNorm1d(64),
+                      nn.ReLU(), nn.Linear(64, 3))
+    nn.init.normal_(m[0].weight)
+    for i in (3, 6):
+        nn.init.normal_(m[i].weight, 0.0, 0.02)
+    return m
+
+
+def test_a_small_gradient_that_adam_still_turns_into_a_normal_step_is_not_vanishing() -> None:
+    # (eriklindernoren/PyTorch-GAN's dcgan.py read GRD002 medium on its generator's first Linear)
+    model, data = _wide_first_layer_before_batchnorm(), classification()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3)))
+    assert found(report, "vanishing_gradients") is None
+
+
+def test_the_same_small_gradient_under_sgd_is_a_layer_that_barely_moves() -> None:
+    model, data = _wide_first_layer_before_batchnorm(), classification()
+    report = watched(model, lambda: train(model, data, steps=60, optimizer=torch.optim.SGD(model.parameters(), lr=0.05)))
+    f = found(report, "vanishing_gradients")
+    assert f is not None and f.location == "0" and "small_gradient_but_moving" not in f.evidence
+
+
+def test_deep_sigmoid_stack_under_adam_still_vanishes_where_even_adam_cannot_move_it() -> None:
+    model, data = _deep(nn.Sigmoid), classification()
+    report = watched(model, lambda: train(model, data, steps=40, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3)))
+    f = next(f for f in report.findings if f.kind == "vanishing_gradients")
+    assert f.location == "0"
+    assert "0.weight" not in f.evidence.get("small_gradient_but_moving", {})
+
+
 # -- dead activations -------------------------------------------------------------------------------------------
 def test_relu_layer_killed_by_a_minus_ten_bias_is_the_top_finding() -> None:
     model, data = healthy_mlp()

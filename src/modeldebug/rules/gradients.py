@@ -194,11 +194,30 @@ def _weight_norm_at_first_sample(ctx: Context) -> float | None:
     return float(np.sqrt(sq)) if seen else None
 
 
+def _moving(ctx: Context, rel: dict[str, float], low: dict[str, float]) -> dict[str, float]:
+    """The low-gradient tensors whose weights still move at a normal pace: their update ratio (the
+    step's change over the weight's norm) is not below the same `vanishing_ratio` times the median
+    tensor's. Under SGD the update ratio is lr times the relative gradient, so this changes nothing;
+    an adaptive optimizer (Adam, RMSprop) rescales each gradient, so a small one still makes a
+    normal step (a layer with large weights in front of a BatchNorm, say) and the layer learns.
+    Tensor name -> its update ratio over the median's; empty without update ratios."""
+    if not low:
+        return {}
+    upd_med = ctx.record.frame("update_ratio", kind="param").medians()
+    upd = {n: upd_med.get(ctx.params[n].id, float("nan")) for n in rel}
+    known = [u for u in upd.values() if np.isfinite(u) and u > 0]
+    if len(known) < 2:
+        return {}
+    typical = float(np.median(known))
+    return {n: upd[n] / typical for n in low
+            if np.isfinite(upd[n]) and upd[n] >= ctx.t.vanishing_ratio * typical}
+
+
 class VanishingGradients(Rule):
     """Detects GRD002; its documentation and options are in the catalogue (`modeldebug explain GRD002`)."""
 
     code = "GRD002"
-    requires = (M.PARAM_GRAD_NORM, M.PARAM_NORM)
+    requires = (M.PARAM_GRAD_NORM, M.PARAM_NORM, M.UPDATE_RATIO)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps < 3:
@@ -224,6 +243,9 @@ class VanishingGradients(Rule):
             return
         med = float(np.median(list(rel.values())))
         low = {n: r / med for n, r in rel.items() if r < ctx.t.vanishing_ratio * med}
+        moving = _moving(ctx, rel, low)
+        for n in moving:
+            del low[n]
         if not low:
             return
         worst = min(low, key=lambda n: low[n])
@@ -237,7 +259,8 @@ class VanishingGradients(Rule):
                          "learn."),
             location=module, step=0,
             evidence={"relative_gradient": rel, "median_relative_gradient": med,
-                      "vanishing": {n: r for n, r in sorted(low.items(), key=lambda kv: kv[1])}},
+                      "vanishing": {n: r for n, r in sorted(low.items(), key=lambda kv: kv[1])},
+                      **({"small_gradient_but_moving": moving} if moving else {})},
             recommendations=[
                 Recommendation("fix", "Use non-saturating activations and He initialisation.",
                                "nn.ReLU()  # or nn.GELU(), instead of nn.Sigmoid()/nn.Tanh() in hidden layers\n"

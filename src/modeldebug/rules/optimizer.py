@@ -77,16 +77,25 @@ class ParamsNotUpdating(Rule):
         pnorms = ctx.param_stat("param_norm")
         ratio_frame = ctx.record.frame("update_ratio", kind="param")
         never_moved = ratio_frame.all_rows(np.nan_to_num(ratio_frame.values, nan=1.0) <= ctx.t.update_ratio_floor)
-        frozen = [n for n, s in ratios.items() if n in grads and n not in zero_set and len(s) >= 1
-                  and (in_opt is None or n in in_opt)
-                  and never_moved[ctx.params[n].id]
-                  and _relative_grad(grads[n], pnorms.get(n)) > 1e-6]
+        moved_not = [n for n, s in ratios.items() if n in grads and n not in zero_set and len(s) >= 1
+                     and (in_opt is None or n in in_opt) and never_moved[ctx.params[n].id]]
+        # Judged on the steps its own optimizer took (those with an update ratio): with several
+        # optimizers, a GAN's discriminator gets gradients on the generator's steps too.
+        own = {n: _at_own_steps(grads[n], ratios[n]) for n in moved_not}
+        zero_at_own = [n for n in moved_not if len(own[n]) and not own[n].values.any()]
+        zero_grad += [n for n in zero_at_own if n in set(candidates)]
+        zero_set.update(zero_at_own)
+        frozen = [n for n in moved_not if n not in zero_set and _relative_grad(own[n], pnorms.get(n)) > 1e-6]
         zero_why, zero_rec = (
             "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
             Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
                            "for n, p in model.named_parameters():\n    print(n, None if p.grad is None else p.grad.abs().max().item())"))
+        zero_severity = None
         if zero_grad and all(_reverse_recurrence(ctx, n) for n in zero_grad):
             zero_why, zero_rec = _LAST_STEP_OF_BIDIRECTIONAL
+        elif zero_grad and all(_shift_invariant(ctx, n, grads, zero_set) for n in zero_grad):
+            zero_why, zero_rec = _SHIFT_INVARIANT
+            zero_severity = "low"  # the loss does not depend on them: nothing is lost
         problems = [
             (no_grad, "never received a gradient",
              "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip.",
@@ -94,7 +103,8 @@ class ParamsNotUpdating(Rule):
                             "h = self.encoder(x)            # not self.encoder(x).detach()\n"
                             "# check: every trainable parameter should get a gradient\n"
                             "loss.backward()\nprint([n for n, p in model.named_parameters() if p.requires_grad and p.grad is None])")),
-            (zero_grad, "received an exactly zero gradient on every step", zero_why, zero_rec),
+            (zero_grad, "received an exactly zero gradient on every step"
+             + (" their optimizer took" if zero_at_own and set(zero_at_own) & set(zero_grad) else ""), zero_why, zero_rec),
             (not_in_opt, "get gradients but are in no optimizer",
              "The optimizer does not hold them, so they are never updated: it was built before the layer was created or replaced, or from a sub-module."
              + (f" The optimizer still holds {len(stale)} tensors that belong to no model: the layer they were part of was replaced after the optimizer was built." if stale else ""),
@@ -114,8 +124,9 @@ class ParamsNotUpdating(Rule):
             numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
             total = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in trainable) or 1
             location = next(iter(by_module))
+            severity = zero_severity if names is zero_grad and zero_severity else "high" if numel / total >= 0.05 else "medium"
             yield self.finding(
-                severity="high" if numel / total >= 0.05 else "medium", confidence=0.9,
+                severity=severity, confidence=0.9,
                 title=f"{len(names)} parameter tensor{'s' if len(names) > 1 else ''} ({fmt(numel / total * 100)}% of weights) {what}",
                 description=f"In {', '.join(list(by_module)[:5])}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} {what}. {why}",
                 location=location, step=0,
@@ -135,6 +146,33 @@ def _an_iteration_passed(ctx: Context) -> bool:
     stepped = np.isfinite(rec.column("lr").values)  # an optimizer without `lr` (Adafactor): its step's time
     stepped |= np.nan_to_num(rec.column("t_optimizer").values) > 0
     return int(stepped.sum()) > len(rec.events("optimizer"))
+
+
+def _at_own_steps(grad: Series, ratio: Series) -> Series:
+    """`grad` at the steps where the tensor's update was measured: the steps its own optimizer took."""
+    keep = np.isin(grad.steps, ratio.steps) & np.isfinite(grad.values)
+    return Series(grad.steps[keep], grad.values[keep])
+
+
+def _shift_invariant(ctx: Context, name: str, grads: dict[str, Series], zero: set[str]) -> bool:
+    """Is `name` a bias whose module's other parameters do get gradients? Then the loss does not
+    depend on a constant shift of that module's output: a normalisation follows it, or the loss
+    takes a difference of two outputs (a relativistic GAN's D(real) - D(fake)), or a softmax over
+    a constant. Harmless; the bias is dead weight."""
+    e = ctx.params[name]
+    module = e.info.get("module")
+    if not name.rsplit(".", 1)[-1].startswith("bias") or len(e.info.get("shape", [])) != 1 or not module:
+        return False
+    return any(o.info.get("module") == module and n != name and n in grads and n not in zero
+               for n, o in ctx.params.items())
+
+
+_SHIFT_INVARIANT = (
+    ("They are biases whose layer's weights do get gradients: the loss does not change when the layer's output "
+     "shifts by a constant, because a normalisation follows it or the loss takes a difference of two outputs "
+     "(a relativistic GAN's D(real) - D(fake)). Nothing is lost; the biases are dead weight."),
+    Recommendation("fix", "Leave them, or drop the bias where a normalisation follows.",
+                   "nn.Conv2d(64, 128, 3, padding=1, bias=False)   # a BatchNorm2d follows: its shift replaces the bias"))
 
 
 def _reverse_recurrence(ctx: Context, name: str) -> bool:

@@ -65,7 +65,12 @@ For each weight matrix or kernel (2-d or more; biases and normalisation scales a
 the relative gradient |grad| / |weight| (the fraction of the weight one SGD step at lr=1 would
 move), medianed over the run. Layers whose relative gradient is below `vanishing_ratio`
 (default 1e-3) times the median layer's are flagged. The weight norm comes from the sampled
-steps; without samples, the gradient RMS is used.
+steps; without samples, the gradient RMS is used. A flagged layer whose update ratio (the
+step's change over the weight's norm) is not below the same fraction of the median tensor's
+is left out: an adaptive optimizer (Adam, RMSprop) rescales a small gradient into a normal
+step, so the layer learns (a first Linear with large weights in front of a BatchNorm, as in
+DCGAN's generator). Under SGD the update ratio is lr times the relative gradient, so this
+changes nothing there.
 
 ## Why is this bad?
 Layers with vanishing gradients barely learn; in deep stacks of sigmoid/tanh the early layers

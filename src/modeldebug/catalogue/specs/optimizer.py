@@ -22,13 +22,19 @@ forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a Num
 (2) parameters whose gradient was exactly zero on every step (when they are all the reverse
 direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual
 cause: the output read at the last time step only, where the reverse direction has taken one
-step from its zero state, and the fix reads `h_n`); (3) parameters that receive
+step from its zero state, and the fix reads `h_n`; when they are all biases whose layer's other
+parameters do get gradients, the loss does not depend on a constant shift of that layer's output,
+because a normalisation follows it or the loss takes a difference of two outputs, as a
+relativistic GAN's D(real) - D(fake) does: the finding is low, dead weight, not a fault); (3) parameters that receive
 gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
 a sub-module), judged once some optimizer has stepped twice (an optimizer is known from its first
 step: in a run that crashed in its first iteration, a GAN's generator optimizer may not have had
 its turn yet); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
 every sampled step of their own optimizer (another optimizer's step leaves them alone) although their relative gradient (|grad| / |weight|) is above 1e-6, so any
-non-zero learning rate would have moved them (learning rate 0, a frozen parameter group).
+non-zero learning rate would have moved them (learning rate 0, a frozen parameter group). The
+gradient is read on those same steps: a GAN's discriminator also gets gradients on the
+generator's steps (G's loss goes through D), and a tensor whose gradient is exactly zero on every
+step its own optimizer took is case (2), not a frozen group.
 
 ## Why is this bad?
 Those weights stay at their initial random values: the layer is dead weight, and the model that
