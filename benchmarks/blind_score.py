@@ -157,14 +157,22 @@ def render(rows: list[dict], markdown: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
+    global CORPUS
     parser = argparse.ArgumentParser(description="Score modeldebug on the blind corpus.")
     parser.add_argument("--only", help="comma-separated case names (default: every case)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="the folder of cases (default: blind/; the second batch is blind2/)")
     parser.add_argument("--jobs", type=int, default=2, help="scripts run at once (default 2)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per script (default 120)")
     parser.add_argument("--modeldebug", type=Path, default=DEFAULT_MODELDEBUG, help="the modeldebug executable")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--save", type=Path, help="also write the rows as JSON to this path")
     args = parser.parse_args(argv)
+    if args.corpus is not None:
+        if not args.corpus.is_dir():
+            print(f"blind_score: no corpus folder at {args.corpus}", file=sys.stderr)
+            return 2
+        CORPUS = args.corpus.resolve()
     if not args.modeldebug.exists():
         print(f"blind_score: no modeldebug at {args.modeldebug}; pass --modeldebug PATH", file=sys.stderr)
         return 2

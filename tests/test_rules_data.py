@@ -373,6 +373,91 @@ def test_attention_without_batch_first_mixes_the_batch(batch_first: bool) -> Non
         assert any("batch_first=True" in (r.implementation or "") for r in f.recommendations)
 
 
+class _TokenAttention(nn.Module):
+    """Token ids -> embedding (+ a position embedding called on positions, not on the ids) -> one
+    nn.MultiheadAttention -> the first position's state -> 2 classes."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(5, 16), nn.Embedding(12, 16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=batch_first)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        a, _ = self.attn(h, h, h)
+        return self.head((h + a)[:, 0])
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first: bool) -> None:
+    """Token ids have no gradient: the probe takes it at their embedding."""
+    torch.manual_seed(0)
+    model = _TokenAttention(batch_first)
+    ids = torch.randint(1, 5, (256, 12))
+    y = ((ids == 1).sum(1) > (ids == 2).sum(1)).long()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loop() -> None:
+        for step in range(8):
+            i = slice(32 * step, 32 * step + 32)
+            loss = F.cross_entropy(model(ids[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    f = finding(report, "batch_mixing")
+    if batch_first:
+        assert f is None
+        (probe,) = report.record.events("batch_mixing_probe")
+        assert probe.data["mixed_samples"] == 0 and probe.data["own_grad"] > 0
+    else:
+        assert f is not None and f.severity == "high" and "MultiheadAttention" in f.description
+
+
+class _TimeFirstTokens(nn.Module):
+    """A character model the time-first way: ids ``[T, B]`` -> embedding -> GRU -> ``[T, B, V]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.rnn, self.fc = nn.Embedding(10, 8), nn.GRU(8, 16), nn.Linear(16, 10)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.emb(ids))
+        return self.fc(out)
+
+
+def test_time_first_token_ids_through_a_recurrence_are_not_read_as_mixing() -> None:
+    # axis 0 holds 20 time steps, not samples: output t depends on positions <= t only
+    torch.manual_seed(0)
+    model = _TimeFirstTokens()
+    ids = torch.randint(0, 10, (21, 16))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+
+    def loop() -> None:
+        for _ in range(6):
+            loss = F.cross_entropy(model(ids[:-1]).reshape(-1, 10), ids[1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    assert finding(report, "batch_mixing") is None
+    (probe,) = report.record.events("batch_mixing_probe")
+    assert "cannot be told" in probe.data["skipped"]
+
+
+def test_a_model_too_large_to_copy_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeldebug.capture import probes
+
+    monkeypatch.setattr(probes, "_TWIN_MAX_BYTES", 100)  # a Linear(20, 3) holds 252 bytes
+    result = probes.batch_mixing(nn.Linear(20, 3), (torch.randn(8, 20),))
+    assert result is not None and "is not made" in result["skipped"]
+    monkeypatch.setattr(probes, "_TWIN_MAX_BYTES", 1000)
+    assert probes.batch_mixing(nn.Linear(20, 3), (torch.randn(8, 20),))["mixed_samples"] == 0
+
+
 class _TimeFirst(nn.Module):
     """Reads ``[T, B, F]``, as ``batch_first=False`` expects; answers from the last step (`seq=False`,
     ``[B, 3]``) or at every step, time first (``[T, B, 3]``, a decoder's layout)."""

@@ -63,53 +63,123 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     model is consistent with a batch there. Which axis holds the user's samples cannot be told from
     the model (an RNN run across a batch-first batch computes what a time-first one does), so the
     probe says so and finds nothing.
+
+    Token ids (an integer input) have no gradient: the probe then takes it at the output of the
+    first embedding called on a tensor of their shape (``nn.Embedding``/``EmbeddingBag``), which
+    holds the same samples on the same axes. A model that embeds its ids some other way (a
+    functional ``F.embedding``) is not probed.
     """
     x = first_tensor(args)
-    if x is None or unmeasurable(x) is not None or x.dim() < 2 or x.shape[0] < 3:
+    if x is None:  # token ids?
+        x = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
+    if x is None or x.dim() < 1 or x.shape[0] < 3 or not any(a is x for a in args):
         return None
-    if not any(a is x for a in args):
+    tokens = _is_index(x)  # token ids: the gradient is taken at their embedding instead
+    if not tokens and (unmeasurable(x) is not None or x.dim() < 2):
         return None
+    size = sum(t.numel() * t.element_size() for t in (*root.parameters(), *root.buffers()))
+    if size > _TWIN_MAX_BYTES:
+        return {"skipped": f"the model holds {size / 2**30:.1f} GiB of weights: the probe's copy of it would add as "
+                           "much memory at step 0, so it is not made"}
     index = next(i for i, a in enumerate(args) if a is x)
-    probe = x.detach().clone().requires_grad_(True)
+    probe = x if tokens else x.detach().clone().requires_grad_(True)
     try:
-        model, call, _ = twin(root, tuple(args), replace={id(x): probe})
+        model, call, _ = twin(root, tuple(args), replace={} if tokens else {id(x): probe})
     except TwinError as exc:
         raise TwinError(f"the model could not be copied ({exc}); the probe never runs on the model itself") from exc
     call = list(call)
     call[index] = probe
     set_training(model, False)
-    with quiet(model), torch.enable_grad():
-        out = first_tensor(model(*call))
-        if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
+    embedded: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(_embedding_leaf(x.shape, embedded)) for m in model.modules()
+               if tokens and isinstance(m, _EMBEDDINGS)]
+    try:
+        with quiet(model), torch.enable_grad():
+            out = first_tensor(model(*call))
+            if tokens:
+                if not embedded:
+                    return None  # no embedding reads the ids: nothing to take the gradient at
+                probe = embedded[0]
+            if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
+                return None
+            if tokens and _causal_along_axis_0(out, probe):
+                return {"skipped": f"token ids {list(x.shape)}: each output along axis 0 depends on that position and "
+                                   "the ones before it only, as in a time-first sequence model ([T, B] ids); a "
+                                   "recurrence run along the batch looks the same, so which it is cannot be told"}
+            return _mixing(out, probe, x.shape[0])
+    finally:
+        for h in handles:
+            h.remove()
+
+
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+#: The probe copies the model: not one whose weights hold more than this (the copy doubles them).
+_TWIN_MAX_BYTES = 1 << 30
+
+
+def _is_index(x: torch.Tensor) -> bool:
+    return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+
+
+def _embedding_leaf(shape: torch.Size, found: list[torch.Tensor]) -> Any:
+    """A forward hook that makes the output of the first embedding called on the model's token ids
+    (an input of their shape) a leaf that requires grad: the probe's stand-in for a float input."""
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+        if found or not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != shape:
             return None
-        n = x.shape[0]
-        in_axes = [a for a in range(x.dim()) if x.shape[a] == n]
-        out_axes = [b for b in range(out.dim()) if out.shape[b] == n]
-        first: dict[str, Any] | None = None
-        for b in out_axes:  # axis 0 first: the usual reading, and the only one when no other axis has the batch's size
-            (grad,) = torch.autograd.grad(out.select(b, 0).sum() + out.select(b, -1).sum(), probe, allow_unused=True,
-                                          retain_graph=b != out_axes[-1])
-            if grad is None:
-                if b == 0:
-                    return None
-                continue
-            for a in in_axes:
-                per_sample = grad.detach().movedim(a, 0).flatten(1).abs().amax(1)
-                others = per_sample[1:-1]
-                apart = not bool((others > 0).any())
-                if first is None:
-                    first = {
-                        "batch": int(n),
-                        "probed_samples": [0, int(n) - 1],
-                        "own_grad": float(per_sample[0]),
-                        "mixed_samples": int((others > 0).sum()),
-                        "max_other_grad": float(others.max()),
-                        "fraction_mixed": float((others > 0).float().mean()),
-                    }
-                    if apart:
-                        return first  # samples kept apart along axis 0: the common, healthy case
-                elif apart and bool(per_sample[0] > 0) and bool(per_sample[-1] > 0):  # (not a reading that sees nothing)
-                    return {"skipped": f"the batch size {n} is also the size of axis {a} of the input {list(x.shape)}"
-                                       f" or axis {b} of the output {list(out.shape)}, and samples read along those "
-                                       "axes stay apart: which axis is the batch cannot be told"}
+        if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+            return None
+        found.append(output.detach().requires_grad_(True))
+        return found[0]
+
+    return hook
+
+
+def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:
+    """Does the first output along axis 0 depend on its own position only, and the last one on
+    earlier positions too? Token ids laid out time first (a language model's ``[T, B]`` batches
+    into an RNN or a causal decoder) read so, and so does an attention or a reshape that mixes
+    samples, which makes every output depend on the others, not."""
+    n = probe.shape[0]
+    first, last = (torch.autograd.grad(out.select(0, i).sum(), probe, allow_unused=True, retain_graph=True)[0]
+                   for i in (0, n - 1))
+    if first is None or last is None:
+        return False
+    first_rows, last_rows = (g.detach().flatten(1).abs().amax(1) for g in (first, last))
+    return not bool((first_rows[1:] > 0).any()) and bool((last_rows[:-1] > 0).any())
+
+
+def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int) -> dict[str, Any] | None:
+    """The per-sample reading of `batch_mixing` (see there), for the model output `out` and the leaf
+    `probe` holding the batch's `n` samples."""
+    in_axes = [a for a in range(probe.dim()) if probe.shape[a] == n]
+    out_axes = [b for b in range(out.dim()) if out.shape[b] == n]
+    first: dict[str, Any] | None = None
+    for b in out_axes:  # axis 0 first: the usual reading, and the only one when no other axis has the batch's size
+        (grad,) = torch.autograd.grad(out.select(b, 0).sum() + out.select(b, -1).sum(), probe, allow_unused=True,
+                                      retain_graph=b != out_axes[-1])
+        if grad is None:
+            if b == 0:
+                return None
+            continue
+        for a in in_axes:
+            per_sample = grad.detach().movedim(a, 0).flatten(1).abs().amax(1)
+            others = per_sample[1:-1]
+            apart = not bool((others > 0).any())
+            if first is None:
+                first = {
+                    "batch": int(n),
+                    "probed_samples": [0, int(n) - 1],
+                    "own_grad": float(per_sample[0]),
+                    "mixed_samples": int((others > 0).sum()),
+                    "max_other_grad": float(others.max()),
+                    "fraction_mixed": float((others > 0).float().mean()),
+                }
+                if apart:
+                    return first  # samples kept apart along axis 0: the common, healthy case
+            elif apart and bool(per_sample[0] > 0) and bool(per_sample[-1] > 0):  # (not a reading that sees nothing)
+                return {"skipped": f"the batch size {n} is also the size of axis {a} of the input {list(probe.shape)}"
+                                   f" or axis {b} of the output {list(out.shape)}, and samples read along those "
+                                   "axes stay apart: which axis is the batch cannot be told"}
     return first

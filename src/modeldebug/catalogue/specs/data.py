@@ -157,6 +157,13 @@ time: every pairing of such an input axis and output axis is tried, and if one k
 apart the probe records that it cannot tell which axis is the batch and the rule stays silent (a
 recurrent layer run across a batch-first batch computes exactly what a time-first one does, so
 only a batch size that differs from the sequence length tells them apart).
+Token ids (an integer input) have no gradient: the probe takes it at the output of the first
+`nn.Embedding`/`EmbeddingBag` called on the ids, so a language or sequence classifier whose
+`nn.MultiheadAttention` lacks `batch_first=True` is found too. Ids laid out time first (`[T, B]`
+into an RNN or a causal decoder, where output t depends on positions up to t only) read the same
+as a recurrence run along the batch; the probe records that it cannot tell them apart and the
+rule stays silent. A model whose weights hold more than 1 GiB is not probed (the probe works on
+a copy of it).
 
 ## Why is this bad?
 Predictions change with whatever else is in the batch; in training, every sample's label
