@@ -34,12 +34,12 @@ __all__ = [
     "CLIP_NORM",
     "CUDA_MB",
     "DATA_OVERLAP",
-    "GAP_PROFILE",
     "DEAD_FRAC",
     "EVENTS",
     "EXCEPTION",
     "FWD_EVAL_MODE",
     "FWD_TRAIN_MODE_NOGRAD",
+    "GAP_PROFILE",
     "GRAD_NORM",
     "GROUP_GRAD_NORM",
     "INACTIVE_FRAC",
@@ -79,6 +79,7 @@ __all__ = [
     "OPTIMIZER",
     "PARAM_GRAD_NORM",
     "PARAM_NORM",
+    "PLATEAU_STEP",
     "RELU_LIKE",
     "RSS_MB",
     "SAMPLED",
@@ -327,12 +328,15 @@ MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
 AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
                            "a step a mixed-precision GradScaler skipped (non-finite scaled gradients): the scale "
                            "it overflowed at; no step row is written for it", always=True)
+PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
+                       "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
+                       "rates before and after it")
 SAMPLING = measure("event", "sampling", "sampler", "event",
                    "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -42,6 +42,15 @@ def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
     return time.perf_counter()
 
 
+def _lrs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float] | None:
+    """The learning rates of the optimizer a ReduceLROnPlateau (``args[0]``) drives."""
+    opt = getattr(args[0], "optimizer", None) if args else None
+    try:
+        return [float(g["lr"]) for g in opt.param_groups]  # type: ignore[union-attr]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
 class LoopWatch:
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
@@ -67,7 +76,8 @@ class LoopWatch:
     # -- probes ----------------------------------------------------------------------------------
     def probes(self) -> dict[str, Probe]:
         return {"zero_grad": Probe(self._zero_grad), "loader_next": Probe(_perf_counter, self._loader_next),
-                "clip_grad_norm": Probe(None, self._clipped)}
+                "clip_grad_norm": Probe(None, self._clipped),
+                **({"plateau_step": Probe(_lrs, self._plateau)} if M.PLATEAU_STEP in self.tracer.plan else {})}
 
     def _zero_grad(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.tracer.active("loop"):
@@ -114,6 +124,21 @@ class LoopWatch:
         # waits for the stream: a synchronisation every clipped step)
         self.clip = torch.stack([total.detach().reshape(()).to(torch.float64),
                                  torch.full((), float(max_norm), dtype=torch.float64, device=total.device)])
+
+    def _plateau(self, before: list[float] | None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                 exc: BaseException | None) -> None:
+        """A ReduceLROnPlateau step (once an epoch, typically): its metric, mode and what it did to the rates."""
+        if exc is not None or before is None or not self.tracer.active("loop"):
+            return
+        metric = args[1] if len(args) > 1 else kwargs.get("metrics")
+        try:
+            value = float(metric)  # a tensor: one read, once an epoch
+        except (TypeError, ValueError, RuntimeError):
+            return
+        sched = args[0]
+        self.tracer.writer.add_event(self.tracer.step, M.PLATEAU_STEP.name, {
+            "metric": value, "mode": str(getattr(sched, "mode", "")), "factor": float(getattr(sched, "factor", 0.0)),
+            "lr_before": before, "lr_after": _lrs(args, kwargs) or []})
 
     # -- per step -------------------------------------------------------------------------------------
     def first_backward(self, params: list[torch.Tensor]) -> None:

@@ -296,9 +296,14 @@ class LrTooLow(Rule):
     """Detects LRN002; its documentation and options are in the catalogue (`modeldebug explain LRN002`)."""
 
     code = "LRN002"
-    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.OPTIMIZER)
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.OPTIMIZER,
+                M.PLATEAU_STEP)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from plateau_backwards(self, ctx)
+        yield from self._tiny_updates(ctx)
+
+    def _tiny_updates(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
         if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):
             return
@@ -467,3 +472,66 @@ class ExcessiveGradClipping(Rule):
                                f"# was {max_norm:g}"),
             ],
         )
+
+
+def plateau_backwards(rule: Rule, ctx: Context) -> Iterator[Finding]:
+    """LRN002's second path: a ReduceLROnPlateau whose mode is the wrong way round for its metric
+    (an accuracy with the default mode='min'), cutting the learning rate as the metric improves."""
+    calls = sorted(ctx.record.events("plateau_step"), key=lambda e: e.step)
+    for mode in ("min", "max"):
+        mine = [e for e in calls if e.data.get("mode") == mode]
+        if len(mine) < 3:
+            continue
+        metric = np.array([float(e.data["metric"]) for e in mine])
+        if not np.isfinite(metric).all():
+            continue
+        better = metric if mode == "min" else -metric  # lower is better, in the scheduler's eyes
+        trend = _rank_correlation(np.arange(len(better)), better)
+        # cuts made when the metric had just reached its best so far in the OTHER direction
+        punished = [i for i, e in enumerate(mine) if _cut(e.data) and i > 0 and better[i] >= better[:i].max()]
+        if trend < 0.5 or not punished:
+            continue
+        lr0, lr1 = _first_lr(mine[0].data, "lr_before"), _first_lr(mine[-1].data, "lr_after")
+        other = "max" if mode == "min" else "min"
+        looks = "an accuracy or a score" if mode == "min" else "a loss or an error"
+        first = mine[punished[0]]
+        yield rule.finding(
+            severity="high" if len(punished) >= 2 else "medium", confidence=0.8,
+            title=(f"ReduceLROnPlateau(mode='{mode}') cut the learning rate as the metric it watches "
+                   f"{'rose' if mode == 'min' else 'fell'} to its {'highest' if mode == 'min' else 'lowest'} "
+                   f"({fmt(float(metric[punished[0]]))}, step {first.step})"),
+            description=(f"The scheduler was stepped {len(mine)} times with a metric that "
+                         f"{'rose' if mode == 'min' else 'fell'} over the run ({fmt(float(metric[0]))} -> "
+                         f"{fmt(float(metric[-1]))}), but mode='{mode}' counts only a "
+                         f"{'lower' if mode == 'min' else 'higher'} value as an improvement: each step that made the "
+                         f"metric better was 'no improvement' to it, and it cut the learning rate {len(punished)} "
+                         f"time{'s' if len(punished) > 1 else ''} at such a step"
+                         + (f" ({fmt(lr0)} -> {fmt(lr1)})" if lr0 is not None and lr1 is not None else "")
+                         + f". The metric looks like {looks}: the mode should be '{other}'."),
+            location=None, step=first.step,
+            evidence={"mode": mode, "metric": metric.tolist(), "steps": [e.step for e in mine],
+                      "cuts_at_a_new_best": [mine[i].step for i in punished], "rank_correlation": trend,
+                      "lr_first": lr0, "lr_last": lr1},
+            recommendations=[Recommendation(
+                "fix", f"Tell the scheduler which way is better for this metric: mode='{other}'.",
+                f"scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='{other}', factor=0.5, patience=2)\n"
+                "scheduler.step(val_metric)   # or step it with the validation loss and keep mode='min'")],
+        )
+
+
+def _cut(data: dict) -> bool:
+    before, after = data.get("lr_before") or [], data.get("lr_after") or []
+    return any(a < b for a, b in zip(after, before, strict=False))
+
+
+def _first_lr(data: dict, key: str) -> float | None:
+    lrs = data.get(key) or []
+    return float(lrs[0]) if lrs else None
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties by order), 0 where either side is constant."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])

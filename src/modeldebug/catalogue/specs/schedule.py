@@ -205,6 +205,18 @@ minibatch noise left in a converged model's gradient. For cross-entropy losses t
 also still be above half the loss of a uniform prediction (ln C): a model that has fitted is
 not stuck. Frozen tensors (ratio 0) are left to OPT001.
 
+A second path names a cause the learning rate's own numbers cannot: every
+`ReduceLROnPlateau.step(metric)` call is recorded (the metric, the scheduler's `mode`, the
+learning rates before and after it). With at least three calls, the rule also fires when the
+metric moves the way the mode calls worse over the run (a rank correlation with time of 0.5 or
+more: rising under `mode='min'`, falling under `mode='max'`) and the scheduler cut the learning
+rate at a call where the metric had just reached its best so far in that other direction: an
+accuracy passed to a scheduler left at its default `mode='min'`, or a loss with `mode='max'`.
+Every epoch that improves the metric then counts as "no improvement", and the learning rate is
+cut every `patience + 1` epochs while training goes well. High when that happened twice or
+more. A validation loss that really gets worse (overfitting) does not trend against the mode
+over the whole run, and rarely rises above its start, so it is left alone.
+
 ## Why is this bad?
 With steps 10x-1000x smaller than needed, the model needs 10x-1000x more steps to learn the
 same thing; within the budget it looks as if it cannot learn at all.
@@ -212,6 +224,8 @@ same thing; within the budget it looks as if it cannot learn at all.
 ## Example
 ```python
 optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)   # typical SGD rates are 1e-2..1e-1
+scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)   # mode='min' ...
+scheduler.step(val_accuracy)                                          # ... stepped with an accuracy
 ```
 
 ## Recommended fix
