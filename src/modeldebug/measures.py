@@ -35,6 +35,7 @@ __all__ = [
     "CUDA_MB",
     "DATA_OVERLAP",
     "DEAD_FRAC",
+    "EVAL_DROPOUT",
     "EVENTS",
     "EXCEPTION",
     "FWD_EVAL_MODE",
@@ -328,6 +329,9 @@ MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
 AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
                            "a step a mixed-precision GradScaler skipped (non-finite scaled gradients): the scale "
                            "it overflowed at; no step row is written for it", always=True)
+EVAL_DROPOUT = measure("event", "eval_dropout", "probes", "event",
+                       "one-time probe on a private copy at the first evaluation pass: the functional dropouts that "
+                       "still drop in eval mode, with the user's line and whether `training` was passed")
 PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
                        "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
                        "rates before and after it")
@@ -336,7 +340,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -9,6 +9,9 @@ not probed; the probe says why.
 
 from __future__ import annotations
 
+import linecache
+import os
+import sys
 from typing import Any
 
 import torch
@@ -18,7 +21,9 @@ from .. import measures as M
 from .isolation import TwinError, quiet, set_training, twin
 from .stats import first_tensor, unmeasurable
 
-__all__ = ["MixingProbe", "batch_mixing"]
+__all__ = ["EvalDropoutProbe", "MixingProbe", "batch_mixing", "eval_dropouts"]
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 class MixingProbe:
@@ -183,3 +188,84 @@ def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int) -> dict[str, Any] | 
                                    f" or axis {b} of the output {list(out.shape)}, and samples read along those "
                                    "axes stay apart: which axis is the batch cannot be told"}
     return first
+
+
+#: The functional dropouts whose `training` argument defaults to True (nn.Dropout passes its own flag).
+_DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+
+
+class EvalDropoutProbe:
+    """Once per run, at the first forward pass of a model in eval mode without gradients (its
+    validation): runs a private copy of the model on that batch, in eval mode, and records every
+    functional dropout (``F.dropout`` and kin) that still drops, with the user's line that called
+    it and whether ``training`` was passed (Monte Carlo dropout on purpose) or left at its default
+    of True (the bug: ``F.dropout(x, 0.5)`` in a ``forward`` ignores ``model.eval()``)."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.done = M.EVAL_DROPOUT not in tracer.plan
+
+    def once(self, root: nn.Module, args: tuple[Any, ...]) -> None:
+        self.done = True
+        tr = self.tracer
+        tr.replaying = True
+        try:
+            result = eval_dropouts(root, args)
+        except Exception as exc:  # noqa: BLE001 - a model the probe cannot copy or call: say why
+            result = {"skipped": f"{type(exc).__name__}: {exc}"}
+        finally:
+            tr.replaying = False
+        if result is not None:
+            tr.writer.add_event(tr.step, M.EVAL_DROPOUT.name, result)
+
+
+def eval_dropouts(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | None:
+    """The functional dropouts that drop while a copy of `root` runs `args` in eval mode (see
+    `EvalDropoutProbe`); None when the model is too large to copy."""
+    size = sum(t.numel() * t.element_size() for t in (*root.parameters(), *root.buffers()))
+    if size > _TWIN_MAX_BYTES:
+        return None
+    model, call, _ = twin(root, tuple(args))
+    set_training(model, False)
+    calls: dict[tuple[str, int], dict[str, Any]] = {}
+    F = torch.nn.functional
+    originals = {name: getattr(F, name) for name in _DROPOUTS if hasattr(F, name)}
+
+    def wrap(name: str, fn: Any) -> Any:
+        def dropout(input: Any, p: float = 0.5, *rest: Any, **kwargs: Any) -> Any:
+            explicit = len(rest) >= 1 or "training" in kwargs
+            training = rest[0] if rest else kwargs.get("training", True)
+            if training and p > 0:
+                frame = _user_frame(sys._getframe(1))
+                if frame is not None:
+                    key = (frame.f_code.co_filename, frame.f_lineno)
+                    row = calls.setdefault(key, {"file": key[0], "line": key[1], "function": name, "p": float(p),
+                                                 "explicit": explicit, "code": _line(*key)})
+                    row["explicit"] = row["explicit"] and explicit
+            return fn(input, p, *rest, **kwargs)
+
+        return dropout
+
+    try:
+        for name, fn in originals.items():
+            setattr(F, name, wrap(name, fn))
+        with quiet(model), torch.no_grad():
+            model(*call)
+    finally:
+        for name, fn in originals.items():
+            setattr(F, name, fn)
+    return {"calls": list(calls.values())}
+
+
+def _user_frame(frame: Any) -> Any:
+    """The first frame outside torch (and outside this module): the user's call of the dropout."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_TORCH_DIR) or name == __file__):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _line(filename: str, lineno: int) -> str:
+    return linecache.getline(filename, lineno).strip()

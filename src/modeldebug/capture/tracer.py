@@ -53,7 +53,7 @@ from .losses import LossWatch
 from .nonfinite import NonfiniteWatch
 from .patches import PATCHES, Probe
 from .plan import Plan, plan_for
-from .probes import MixingProbe
+from .probes import EvalDropoutProbe, MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
 from .roots import (
@@ -125,6 +125,7 @@ class Tracer:
         self.loop = LoopWatch(self)
         self.nonfinite = NonfiniteWatch(self)
         self.mixing = MixingProbe(self)
+        self.eval_dropout = EvalDropoutProbe(self)  # once, at the first evaluation pass
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
@@ -297,6 +298,8 @@ class Tracer:
             module, info = found
         grad = torch.is_grad_enabled()
         self.forward.count_mode(module, grad)
+        if not grad and not self.eval_dropout.done and not module.training and args:
+            self.eval_dropout.once(module, args)
         a = self.assembler
         sampled = self.sampled()
         first = grad and a.t_fwd is None

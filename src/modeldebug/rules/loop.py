@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -158,9 +159,11 @@ class TrainModeMisuse(Rule):
     """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
     code = "LOP002"
-    requires = (M.FWD_EVAL_MODE, M.FWD_TRAIN_MODE_NOGRAD, M.TRAINING_FLAG, M.VAL_LOSS, M.LOSS_CALLS, M.OPTIMIZER)
+    requires = (M.FWD_EVAL_MODE, M.FWD_TRAIN_MODE_NOGRAD, M.TRAINING_FLAG, M.VAL_LOSS, M.LOSS_CALLS, M.OPTIMIZER,
+                M.EVAL_DROPOUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from self._dropout_ignores_eval(ctx)
         sensitive = {n: e for n, e in ctx.modules.items() if is_mode_sensitive(e.type)}
         if not sensitive or ctx.n_steps == 0:
             return
@@ -170,6 +173,32 @@ class TrainModeMisuse(Rule):
         finding = self._validated_in_train_mode(ctx, sensitive)
         if finding is not None:
             yield finding
+
+    # -- (0) a functional dropout that ignores model.eval() ----------------------------------------
+    def _dropout_ignores_eval(self, ctx: Context) -> Iterator[Finding]:
+        for ev in ctx.record.events("eval_dropout"):
+            calls = ev.data.get("calls") or []
+            defaulted = [c for c in calls if not c.get("explicit")]
+            if not defaulted:
+                continue  # `training=True` passed on purpose: Monte Carlo dropout
+            c = defaulted[0]
+            where = f"{os.path.basename(str(c['file']))}:{c['line']}"
+            fn = c.get("function", "dropout")
+            yield self.finding(
+                severity="high", confidence=0.9,
+                title=f"F.{fn} still drops in eval mode ({where}: {c.get('code') or fn})",
+                description=(f"At the first evaluation pass (step {ev.step}), a private copy of the model in eval mode "
+                             f"still dropped {fmt(float(c.get('p', 0.0)) * 100)}% of the values at {where}: the "
+                             f"functional F.{fn} takes training=True unless told otherwise, so model.eval() does not "
+                             "reach it. Validation predictions are random (two evaluations of the same model "
+                             "disagree) and worse than the model is."
+                             + (f" {len(defaulted) - 1} more such call{'s' if len(defaulted) > 2 else ''}." if len(defaulted) > 1 else "")),
+                location=None, step=ev.step, evidence={"calls": defaulted},
+                recommendations=[Recommendation(
+                    "fix", "Pass the module's mode, or use an nn.Dropout layer (it follows model.train()/eval()).",
+                    f"x = F.{fn}(x, p={c.get('p', 0.5)}, training=self.training)   # {where}\n"
+                    f"# or, in __init__: self.drop = nn.Dropout(p={c.get('p', 0.5)}); in forward: x = self.drop(x)")],
+            )
 
     # -- (1) training in eval mode ---------------------------------------------------------------
     def _trained_in_eval_mode(self, ctx: Context, sensitive: dict) -> Finding | None:

@@ -65,7 +65,14 @@ typically from the first step after a validation pass that called `model.eval()`
 `model.train()`. The per-layer `training` flag recorded on sampled steps names the layers, and
 rules out a frozen second model (a teacher whose parameters no optimizer holds);
 (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
-inference without `model.eval()`.
+inference without `model.eval()`;
+(3) whatever the layers, a functional dropout that ignores `model.eval()`: at the first forward
+pass in eval mode without gradients, a private copy of the model runs that batch in eval mode
+with `F.dropout` and its kin (`dropout1d/2d/3d`, `alpha_dropout`, `feature_alpha_dropout`)
+watched, and each call that still drops is recorded with the user's line (`eval_dropout`
+event). One that left `training` at its default of True (`F.dropout(x, 0.5)` in `forward`) is
+reported, high, with that line; one given `training=True` on purpose (Monte Carlo dropout) is
+not. A dropout imported by name (`from torch.nn.functional import dropout`) is not seen.
 
 ## Why is this bad?
 (1) In eval mode Dropout is off (no regularisation) and BatchNorm normalises with frozen running
@@ -80,6 +87,7 @@ for epoch in range(10):
     for x, y in train_loader:
         ...
     model.eval()                # validation switches it off ... and nothing switches it back
+h = F.dropout(h, 0.5)           # (3) in forward: training=True by default, model.eval() does not reach it
 ```
 
 ## Recommended fix
