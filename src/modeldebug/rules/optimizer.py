@@ -117,6 +117,10 @@ class ParamsNotUpdating(Rule):
              Recommendation("fix", "Give every parameter group a non-zero learning rate.",
                             "for g in optimizer.param_groups:\n    print(g['lr'], len(g['params']))")),
         ]
+        rounded = _rounded(ctx, [n for n in candidates if n not in zero_set], ratios)
+        if rounded:  # a low-precision tensor that never moved is rounding's work too, not a frozen group
+            frozen[:] = [n for n in frozen if n not in rounded]
+            yield _rounded_away(self, ctx, rounded)
         for names, what, why, rec in problems:
             if not names:
                 continue
@@ -146,6 +150,58 @@ def _an_iteration_passed(ctx: Context) -> bool:
     stepped = np.isfinite(rec.column("lr").values)  # an optimizer without `lr` (Adafactor): its step's time
     stepped |= np.nan_to_num(rec.column("t_optimizer").values) > 0
     return int(stepped.sum()) > len(rec.events("optimizer"))
+
+
+#: Half the spacing between neighbouring values, relative to the value, at its smallest (the top of a
+#: binade: 2^-(explicit mantissa bits + 2)): an update below this fraction of every weight is rounded
+#: away for every element, whatever its value.
+_HALF_ULP = {"bfloat16": 2.0 ** -9, "float16": 2.0 ** -12}
+
+
+def _rounded(ctx: Context, names: list[str], ratios: dict[str, Series]) -> dict[str, float]:
+    """Weights kept in bfloat16/float16 whose steps are below the format's resolution: the optimizer
+    computes an update and the cast back to the weight's format rounds most of it away. Tensor name
+    -> its median update ratio; tensors of that format that never moved are included once one
+    that moved a little shows the rounding."""
+    low: dict[str, float] = {}
+    for n in names:
+        half = _HALF_ULP.get(ctx.params[n].type or "")
+        r = ratios[n].finite().values if n in ratios else np.array([])
+        if half is not None and len(r) >= 2 and float(np.median(r)) < half:
+            low[n] = float(np.median(r))
+    if not any(v > ctx.t.update_ratio_floor for v in low.values()):
+        return {}
+    return low
+
+
+def _rounded_away(rule: Rule, ctx: Context, low: dict[str, float]) -> Finding:
+    half_ulp = max(_HALF_ULP[ctx.params[n].type or ""] for n in low)
+    numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in low)
+    total = sum(int(np.prod(e.info.get("shape", [1]))) for n, e in ctx.params.items() if e.info.get("requires_grad", True)) or 1
+    dtypes = sorted({ctx.params[n].type for n in low})
+    typical = float(np.median(list(low.values())))
+    by_module = _group_by_module(ctx, list(low))
+    return rule.finding(
+        severity="high" if numel / total >= 0.5 else "medium", confidence=0.75,
+        title=(f"{len(low)} weight tensor{'s' if len(low) > 1 else ''} ({fmt(numel / total * 100)}% of weights) kept in "
+               f"{'/'.join(dtypes)} move by {fmt(typical)} of their size a step: below the format's resolution, most "
+               "updates are rounded away"),
+        description=(f"In {', '.join(list(by_module)[:5])}: the weights are stored in {'/'.join(dtypes)}, whose "
+                     f"neighbouring values are {fmt(2 * half_ulp)} to {fmt(4 * half_ulp)} of a value apart, and the measured step is a "
+                     f"median {fmt(typical)} of the weight's norm. An element whose update is below half that spacing "
+                     "is rounded back to where it was, so most of what the optimizer computes is lost and training "
+                     "crawls or stalls (the optimizer's own state is kept in that format too)."),
+        location=next(iter(by_module)), step=0,
+        evidence={"params": list(low)[:50], "dtypes": dtypes, "median_update_ratio": low,
+                  "half_spacing": half_ulp, "fraction_of_weights": numel / total,
+                  "problem": "updates below the weights' precision"},
+        recommendations=[Recommendation(
+            "fix", "Keep the weights (and the optimizer) in float32 and compute in low precision with autocast.",
+            "model = Net()                                   # float32 weights: no model.to(torch.bfloat16)\n"
+            "with torch.autocast(device_type='cuda', dtype=torch.bfloat16):\n"
+            "    loss = loss_fn(model(x), y)\n"
+            "loss.backward(); optimizer.step()")],
+    )
 
 
 def _at_own_steps(grad: Series, ratio: Series) -> Series:

@@ -34,7 +34,12 @@ every sampled step of their own optimizer (another optimizer's step leaves them 
 non-zero learning rate would have moved them (learning rate 0, a frozen parameter group). The
 gradient is read on those same steps: a GAN's discriminator also gets gradients on the
 generator's steps (G's loss goes through D), and a tensor whose gradient is exactly zero on every
-step its own optimizer took is case (2), not a frozen group.
+step its own optimizer took is case (2), not a frozen group; (5) weights kept in bfloat16 or
+float16 (`model.to(torch.bfloat16)`: the optimizer's state follows) whose median update ratio over
+the sampled steps is below half the format's spacing between neighbouring values at its finest
+(2^-9 of a value for bfloat16, 2^-12 for float16): every element's step is then rounded back to
+where it was, or nearly. Tensors of that format that never moved at all join the same finding
+once one that moved a little shows the rounding. High when they hold half the weights or more.
 
 ## Why is this bad?
 Those weights stay at their initial random values: the layer is dead weight, and the model that
