@@ -38,6 +38,7 @@ __all__ = [
     "EVAL_DROPOUT",
     "EVENTS",
     "EXCEPTION",
+    "FUTURE_LEAK_PROBE",
     "FWD_EVAL_MODE",
     "FWD_TRAIN_MODE_NOGRAD",
     "GAP_PROFILE",
@@ -332,6 +333,9 @@ AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
 EVAL_DROPOUT = measure("event", "eval_dropout", "probes", "event",
                        "one-time probe on a private copy at the first evaluation pass: the functional dropouts that "
                        "still drop in eval mode, with the user's line and whether `training` was passed")
+FUTURE_LEAK_PROBE = measure("event", "future_leak_probe", "probes", "event",
+                            "one-time probe on a private copy, for a next-token objective (the target is the ids "
+                            "shifted by one): does the output at a position depend on the positions after it?")
 PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
                        "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
                        "rates before and after it")
@@ -340,7 +344,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

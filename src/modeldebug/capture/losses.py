@@ -20,8 +20,17 @@ from .buffer import stats_sink
 from .patches import LOSS_FUNCTIONS, Probe
 from .stats import odd_layout, unmeasurable
 
-__all__ = ["LOSS_FUNCTIONS", "LOSS_IO_STATS", "LossWatch", "label_histogram", "label_values", "loss_io_stats", "loss_options",
-           "loss_io_values", "split_input_target"]
+__all__ = [
+    "LOSS_FUNCTIONS",
+    "LOSS_IO_STATS",
+    "LossWatch",
+    "label_histogram",
+    "label_values",
+    "loss_io_stats",
+    "loss_io_values",
+    "loss_options",
+    "split_input_target",
+]
 
 # The order of the values loss_io_stats returns.
 LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
@@ -189,6 +198,10 @@ class LossWatch:
                 "kwargs": loss_options(kwargs),
             })
             self.eids[key] = eid
+            mixing = tr.mixing
+            if phase == "train" and not mixing.done and mixing.leak and isinstance(tgt, torch.Tensor) \
+                    and not tgt.is_floating_point():
+                mixing.target = tgt  # the next-token check at the first step's sync (probes.future_leak)
         step = tr.step
         if self.val and phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
             tr.buffer.add(out.detach().reshape(1), stats_sink(tr.writer, step, [(eid, M.VAL_LOSS.name)]))

@@ -21,17 +21,21 @@ from .. import measures as M
 from .isolation import TwinError, quiet, set_training, twin
 from .stats import first_tensor, unmeasurable
 
-__all__ = ["EvalDropoutProbe", "MixingProbe", "batch_mixing", "eval_dropouts"]
+__all__ = ["EvalDropoutProbe", "MixingProbe", "batch_mixing", "eval_dropouts", "future_leak"]
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 class MixingProbe:
-    """Runs `batch_mixing` once per run, on the first step's own batch, when a rule reads it."""
+    """Runs `batch_mixing` once per run, on the first step's own batch, when a rule reads it; and
+    `future_leak` on the same batch, when the first training loss's target is the ids shifted."""
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
-        self.done = M.BATCH_MIXING_PROBE not in tracer.plan
+        self.mixing = M.BATCH_MIXING_PROBE in tracer.plan
+        self.leak = M.FUTURE_LEAK_PROBE in tracer.plan
+        self.done = not (self.mixing or self.leak)
+        self.target: torch.Tensor | None = None  # the first training loss's integer target (losses.py)
 
     def once(self) -> None:
         tr = self.tracer
@@ -39,15 +43,20 @@ class MixingProbe:
             return
         self.done = True
         root, args, _ = tr.replay
-        tr.replaying = True
-        try:
-            result = batch_mixing(root, args)
-        except Exception as exc:  # a model the probe cannot call like this: skip it, say why
-            result = {"skipped": f"{type(exc).__name__}: {exc}"}
-        finally:
-            tr.replaying = False
-        if result is not None:
-            tr.writer.add_event(tr.step, M.BATCH_MIXING_PROBE.name, result)
+        target, self.target = self.target, None
+        for wanted, measure, probe in ((self.mixing, M.BATCH_MIXING_PROBE, batch_mixing),
+                                       (self.leak and target is not None, M.FUTURE_LEAK_PROBE, future_leak)):
+            if not wanted:
+                continue
+            tr.replaying = True
+            try:
+                result = probe(root, args, target) if probe is future_leak else probe(root, args)
+            except Exception as exc:  # noqa: BLE001 - a model the probe cannot call like this: skip it, say why
+                result = {"skipped": f"{type(exc).__name__}: {exc}"}
+            finally:
+                tr.replaying = False
+            if result is not None:
+                tr.writer.add_event(tr.step, measure.name, result)
 
 
 def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -139,6 +148,49 @@ def _embedding_leaf(shape: torch.Size, found: list[torch.Tensor]) -> Any:
         return found[0]
 
     return hook
+
+
+def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) -> dict[str, Any] | None:
+    """Does a next-token model see the token it must predict?
+
+    Applies when the model reads token ids ``[B, T]`` through an embedding and the loss's target is
+    those ids shifted by one position (``target[:, t] == ids[:, t + 1]`` for at least 90% of the
+    positions: a language model's next-token objective). On a private copy, in eval mode, the
+    gradient of sample 0's output at the middle position ``p`` is taken at the embedding of every
+    position: a causal model gives exactly zero at positions after ``p``; a missing or wrong
+    attention mask does not. None when it does not apply."""
+    ids = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
+    if ids is None or ids.dim() != 2 or ids.shape[1] < 4 or not _is_index(target) or target.numel() != ids.numel():
+        return None
+    b, t = ids.shape
+    shifted = float((target.reshape(b, t)[:, :-1] == ids[:, 1:]).float().mean())
+    if shifted < 0.9:
+        return None
+    size = sum(x.numel() * x.element_size() for x in (*root.parameters(), *root.buffers()))
+    if size > _TWIN_MAX_BYTES:
+        return None
+    model, call, _ = twin(root, tuple(args))
+    set_training(model, False)
+    embedded: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(_embedding_leaf(ids.shape, embedded)) for m in model.modules()
+               if isinstance(m, _EMBEDDINGS)]
+    try:
+        with quiet(model), torch.enable_grad():
+            out = first_tensor(model(*call))
+            if not embedded or out is None or out.numel() % (b * t) or not out.requires_grad:
+                return None
+            leaf, p = embedded[0], t // 2
+            (grad,) = torch.autograd.grad(out.reshape(b, t, -1)[0, p].sum(), leaf, allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    if grad is None:
+        return None
+    per_position = grad[0].detach().flatten(1).abs().amax(1)
+    seen = [int(i) for i in torch.nonzero(per_position[p + 1:] > 0).flatten() + p + 1]
+    return {"sequence": int(t), "position": int(p), "targets_shifted": shifted, "own_grad": float(per_position[p]),
+            "future_positions_seen": len(seen), "first_future_seen": seen[0] if seen else None,
+            "max_future_grad": float(per_position[p + 1:].max())}
 
 
 def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:

@@ -322,9 +322,41 @@ class DataLeakage(Rule):
     """Detects DAT004; its documentation and options are in the catalogue (`modeldebug explain DAT004`)."""
 
     code = "DAT004"
-    requires = (M.DATA_OVERLAP, M.MODEL_INPUT, M.LOSS_CALLS)
+    requires = (M.DATA_OVERLAP, M.MODEL_INPUT, M.LOSS_CALLS, M.FUTURE_LEAK_PROBE)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from self._sees_the_future(ctx)
+        yield from self._overlap(ctx)
+
+    def _sees_the_future(self, ctx: Context) -> Iterator[Finding]:
+        """A next-token model whose output at a position depends on the positions after it."""
+        for ev in ctx.record.events("future_leak_probe"):
+            d = ev.data
+            n, p, t = int(d.get("future_positions_seen") or 0), d.get("position"), d.get("sequence")
+            if n == 0 or p is None or t is None:
+                continue
+            types = {m.type for m in ctx.modules.values()}
+            attention = sorted(types & _ATTENTION)
+            yield self.finding(
+                severity="high", confidence=0.9,
+                title=f"The model sees the tokens it must predict: its output at position {p} depends on {n} later positions",
+                description=(f"The loss's target is the input shifted by one ({d.get('targets_shifted', 0):.0%} of the "
+                             f"positions): a next-token objective. On a private copy, the output at position {p} of a "
+                             f"{t}-token sequence changed with the tokens at positions {d.get('first_future_seen')} and "
+                             f"after, one of which is its own target. The model learns to copy the next token instead "
+                             "of predicting it: the training and validation losses fall towards zero, and generation, "
+                             "where the future is not there to read, fails."
+                             + (f" The model has {', '.join(attention)}: without a causal mask it attends to every "
+                                "position." if attention else "")),
+                location=None, step=ev.step, evidence=dict(d),
+                recommendations=[Recommendation(
+                    "fix", "Mask attention to later positions (a causal mask).",
+                    "mask = nn.Transformer.generate_square_subsequent_mask(T)   # -inf above the diagonal\n"
+                    "h = encoder(x, mask=mask, is_causal=True)\n"
+                    "# or: F.scaled_dot_product_attention(q, k, v, is_causal=True)")],
+            )
+
+    def _overlap(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("leakage_fraction")
         for ev in ctx.record.events("data_overlap"):
             d = ev.data

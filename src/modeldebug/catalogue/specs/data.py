@@ -109,9 +109,18 @@ Once a TensorDataset's loop has ended, a plain tensor evaluated after it is judg
 pass after the loop over another kind of data set stays filed under that data set: its memory is
 not known, so a leak there is missed rather than training accuracy flagged).
 
+A second leak is within the sample: a next-token model that can read the token it must predict.
+When the model reads token ids `[B, T]` through an `nn.Embedding` and the first training loss's
+target is those ids shifted by one position (at least 90% of `target[:, t] == ids[:, t + 1]`), a
+one-time probe on a private copy, in eval mode, takes the gradient of sample 0's output at the
+middle position at the embedding of every position; any gradient at a later position is a leak
+(a missing or wrong causal mask, a bidirectional layer), reported high with the first such
+position. Models that embed ids some other way, and other objectives, are not probed.
+
 ## Why is this bad?
 A validation score on samples the model trained on measures memory, not generalisation: it
-hides overfitting and makes model selection and early stopping meaningless.
+hides overfitting and makes model selection and early stopping meaningless. A model that reads
+its own targets learns to copy them: both losses fall towards zero and generation fails.
 
 ## Example
 ```python

@@ -1,0 +1,75 @@
+"""A next-token model that can read the token it must predict (DAT004's future-leak path).
+
+A transformer language model trained on ids ``x`` with targets ``x`` shifted by one, and no causal
+mask: the output at position t attends to position t + 1, its own target, and learns to copy it.
+The probe (on a private copy, at the first step) takes the gradient of one position's output at
+the embedding of every position. Twins: the same model with a causal mask, and a sequence
+classifier (its target is not the ids shifted), which the check does not apply to.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import found
+from torch import nn
+
+import modeldebug as md
+
+V, T = 12, 16
+
+
+class _LM(nn.Module):
+    def __init__(self, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        self.tok, self.pos = nn.Embedding(V, 32), nn.Parameter(torch.randn(T, 32) * 0.02)
+        layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(32, V)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.tok(ids) + self.pos[: ids.shape[1]]
+        mask = nn.Transformer.generate_square_subsequent_mask(ids.shape[1]) if self.causal else None
+        return self.head(self.encoder(h, mask=mask, is_causal=self.causal))
+
+
+def _train(causal: bool, objective: str = "next_token"):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = _LM(causal)
+    data = torch.randint(0, V, (64, T + 1))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(12):
+            batch = data[(step * 16) % 64:(step * 16) % 64 + 16]
+            x = batch[:, :T]
+            logits = model(x)
+            if objective == "next_token":
+                loss = F.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
+            else:  # a sequence classifier: the class of the first token, read at the last position
+                loss = F.cross_entropy(logits[:, -1], x[:, 0])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s
+
+
+def test_a_language_model_without_a_causal_mask_is_said_to_see_its_targets() -> None:
+    s = _train(causal=False)
+    f = found(s.report(), "data_leakage")
+    assert f is not None and f.severity == "high" and f.code == "DAT004"
+    assert f.evidence["first_future_seen"] == f.evidence["position"] + 1
+    assert "is_causal=True" in f.recommendations[0].implementation
+
+
+@pytest.mark.parametrize(("causal", "objective"), [(True, "next_token"), (False, "classify")],
+                         ids=["causal-mask", "not-a-next-token-objective"])
+def test_a_causal_model_or_another_objective_is_left_alone(causal: bool, objective: str) -> None:
+    s = _train(causal, objective)
+    assert found(s.report(), "data_leakage") is None
+    probe = s.record.events("future_leak_probe")
+    if objective == "next_token":
+        assert probe and probe[0].data["future_positions_seen"] == 0 and probe[0].data["own_grad"] > 0
+    else:
+        assert not probe
