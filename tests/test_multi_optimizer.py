@@ -258,3 +258,64 @@ def test_the_same_gan_with_a_weight_in_a_group_at_rate_zero_is_a_frozen_group() 
     frozen = [f for f in s.report().findings if f.code == "OPT001"
               and f.evidence["problem"] == "get gradients but their weights never change"]
     assert frozen and frozen[0].severity == "medium" and [n.split(".", 1)[1] for n in frozen[0].evidence["params"]] == ["3.weight"]
+
+
+def _info_gan():  # type: ignore[no-untyped-def]
+    """eriklindernoren/PyTorch-GAN's InfoGAN in small: G's and D's optimizers step in turn, then a
+    third over both nets' weights steps on the mutual-information loss: three objectives of very
+    different levels, one after the other, every iteration."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 8))
+    D = nn.Sequential(nn.Linear(8, 32), nn.LeakyReLU(0.2))
+    adv, aux = nn.Linear(32, 1), nn.Linear(32, 2)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam([*D.parameters(), *adv.parameters()], lr=1e-3)
+    opt_info = torch.optim.Adam([*G.parameters(), *D.parameters(), *aux.parameters()], lr=1e-3)
+    bce = nn.BCEWithLogitsLoss()
+    with md.watch(db=":memory:") as s:
+        for _ in range(80):
+            real = torch.randn(32, 8) + 2
+            code = torch.randint(0, 2, (32,))
+            z = torch.cat([torch.randn(32, 4), nn.functional.one_hot(code, 2).float()], 1)
+            opt_g.zero_grad()
+            g_loss = bce(adv(D(G(z))), torch.ones(32, 1))
+            g_loss.backward()
+            opt_g.step()
+            opt_d.zero_grad()
+            d_loss = bce(adv(D(real)), torch.ones(32, 1)) + bce(adv(D(G(z).detach())), torch.zeros(32, 1))
+            d_loss.backward()
+            opt_d.step()
+            opt_info.zero_grad()
+            info_loss = 5.0 * nn.functional.cross_entropy(aux(D(G(z))), code)
+            info_loss.backward()
+            opt_info.step()
+    return s
+
+
+def test_three_optimizers_in_turn_over_shared_weights_are_players_not_an_oscillating_loss() -> None:
+    """The info optimizer holds G's and D's weights too: the sets overlap, but all three optimizers
+    step from the first iteration, so the loss series is three objectives in turn, not one curve
+    (it read LOS003 high, "alternates up and down every step", and LOS002 medium)."""
+    report = _info_gan().report()
+    assert not [f for f in report.findings if f.severity in ("medium", "high") and f.code in ("LOS001", "LOS002", "LOS003")]
+
+
+def test_an_optimizer_built_later_over_the_same_weights_is_a_new_phase_whose_loss_is_judged() -> None:
+    """A second phase (a new optimizer over the same weights, at a rate 100x too high) is not a player:
+    its blow-up is still found."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    x = torch.randn(256, 10)
+    y = x[:, :3].sum(1, keepdim=True)
+    with md.watch(model, db=":memory:") as s:
+        for opt, steps in ((torch.optim.Adam(model.parameters(), lr=1e-3), 60),
+                           (torch.optim.SGD(model.parameters(), lr=3.0), 30)):
+            for step in range(steps):
+                i = (step * 32) % 256
+                loss = nn.functional.mse_loss(model(x[i:i + 32]), y[i:i + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    kinds = {f.kind for f in s.report().findings if f.severity in ("medium", "high")}
+    assert kinds & {"lr_too_high", "loss_diverging", "nonfinite", "exploding_gradients"}
+    assert [e.step for e in s.record.events("optimizer")] == [0, 60]

@@ -56,6 +56,7 @@ NLPT = ("graykode/nlp-tutorial", "d05e31ec81d56d70c1db89b99ab07e948f7ebc11")
 YJ = ("yunjey/pytorch-tutorial", "0500d3df5a2a8080ccfccbc00aca0eacc21818db")
 MZ = ("MorvanZhou/PyTorch-Tutorial", "dbe154a9e56635e51c6b0c2ccea8ae36cfb585a7")
 JCJ = ("jcjohnson/pytorch-examples", "0003fcdc606a79951e53bf8f46f8574fa4739f23")
+PG = ("eriklindernoren/PyTorch-GAN", "36d3c77e5ff20ebe0aeefd322326a134a279b93e")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -176,6 +177,7 @@ PREPARE = {f.__name__: f for f in (prep_word_lm, prep_lightning_lm, prep_char_te
 # ----------------------------------------------------------------------------- the corpus
 
 TV = Edit("main.py", "torchvision", "synthvision")
+PGTV = Edit("train.py", "torchvision", "synthvision")
 LR100 = "learning rate x100"
 NOZG = "zero_grad removed"
 
@@ -476,6 +478,57 @@ CASES: list[Case] = [
          variants=[Variant("healthy")]),
     Case("jcj_autograd", JCJ, {"train.py": "autograd/two_layer_net_autograd.py"}, "train.py", [],
          style="raw tensors with requires_grad, no nn.Module, no optimizer", variants=[Variant("healthy")]),
+    # eriklindernoren/PyTorch-GAN: GANs on MNIST through the synthvision stand-in (added 2026-12-06, third
+    # round): two optimizers in turn, n_critic loops, weight clipping, gradient penalties (double backward)
+    *[Case(f"pg_{n}", PG, {"train.py": f"implementations/{n}/{n}.py"}, "train.py", ["--n_epochs", str(epochs), "--n_cpu", "0"],
+           edits=[PGTV], stand_ins=("synthvision",), env={"SYNTH_TRAIN": str(size)}, style=style,
+           variants=variants or [Variant("healthy")])
+      for n, epochs, size, style, variants in (
+        ("gan", 5, 3200, "MLP GAN, BCELoss on sigmoid outputs, two Adams", [
+            Variant("healthy"),
+            Variant("no_zero_grad", [Edit("train.py", "        optimizer_D.zero_grad()\n", "")],
+                    expect=("missing_zero_grad",), what="the discriminator's zero_grad removed"),
+        ]),
+        ("cgan", 5, 3200, "conditional MLP GAN (label embedding), MSELoss", None),
+        ("aae", 5, 3200, "adversarial autoencoder: encoder+decoder in one Adam, reparameterisation", None),
+        ("wgan", 5, 3200, "WGAN: 5 critic steps per generator step, weights clamped after each, RMSprop", None),
+        ("wgan_gp", 5, 3200, "WGAN-GP: gradient penalty through autograd.grad(create_graph=True)", None),
+        ("wgan_div", 5, 3200, "WGAN-div: a divergence penalty through autograd.grad", None),
+        ("dcgan", 1, 3200, "DCGAN: conv G and D, BatchNorm, N(0, 0.02) init", None),
+        ("lsgan", 1, 3200, "least-squares GAN: MSELoss, conv G and D", None),
+        ("relativistic_gan", 1, 3200, "relativistic GAN: losses of D(real) - D(fake), conv G and D", None),
+        ("ebgan", 1, 1600, "energy-based GAN: an autoencoder discriminator, pull-away term", None),
+        ("acgan", 1, 3200, "auxiliary-classifier GAN: D's class head trained with CrossEntropyLoss", [
+            Variant("as_written", expect=("double_softmax",),
+                    what="as published: D's class head ends in nn.Softmax() and feeds CrossEntropyLoss "
+                         "(the repository's issues #141, #150 and PRs #98, #186)"),
+            Variant("fixed", [Edit("train.py", "opt.n_classes), nn.Softmax())", "opt.n_classes))")],
+                    what="healthy: the class head returns logits"),
+        ]),
+        ("sgan", 1, 3200, "semi-supervised GAN: D classifies n+1 classes with CrossEntropyLoss", [
+            Variant("as_written", expect=("double_softmax",),
+                    what="as published: D's class head ends in nn.Softmax() and feeds CrossEntropyLoss"),
+            Variant("fixed", [Edit("train.py", "opt.num_classes + 1), nn.Softmax())", "opt.num_classes + 1))")],
+                    what="healthy: the class head returns logits (G still defines an Embedding it never uses)"),
+        ]),
+        ("infogan", 1, 1600, "InfoGAN: categorical and continuous codes, an info loss stepped with both nets' weights", [
+            Variant("as_written", expect=("double_softmax",),
+                    what="as published: the categorical head ends in nn.Softmax() and feeds CrossEntropyLoss "
+                         "(the repository's issue #84)"),
+            Variant("fixed", [Edit("train.py", "opt.n_classes), nn.Softmax())", "opt.n_classes))")],
+                    what="healthy: the categorical head returns logits"),
+        ]),
+        ("began", 1, 3200, "BEGAN: an autoencoder discriminator, the k_t balance term", [
+            Variant("as_written", expect=("runtime_error",),
+                    what="as published: `(...).data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+            Variant("fixed", [Edit("train.py", "torch.abs(diff)).data[0]", "torch.abs(diff)).item()")],
+                    what="healthy: .item()"),
+        ]),
+        ("softmax_gan", 1, 3200, "Softmax GAN: one partition function over real and fake scores", [
+            Variant("as_written", expect=("inplace_modification",),
+                    what="as published: crashes on current torch (a tensor saved for backward modified in place)"),
+        ]),
+      )],
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
          edits=[

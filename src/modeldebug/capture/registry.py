@@ -163,8 +163,10 @@ class Registry:
         return info
 
     # -- optimizers ----------------------------------------------------------------------------------
-    def add_optimizer(self, opt: torch.optim.Optimizer) -> bool:
-        """Register an optimizer and name any parameter no model owns. True if it was new."""
+    def add_optimizer(self, opt: torch.optim.Optimizer, step: int | None = None) -> bool:
+        """Register an optimizer and name any parameter no model owns. True if it was new. `step`: the
+        step it first stepped at (its event's step; the rules tell optimizers that take turns from
+        one built later by it)."""
         last = self._last_optimizer
         if last is not None and last() is opt:  # the common case: the same optimizer, step after step
             return False
@@ -185,7 +187,7 @@ class Registry:
                         info={"shape": list(p.shape), "module": "", "requires_grad": p.requires_grad},
                     )
                     self.params[p] = ParamInfo(name, eid, "", p.numel())
-        self.writer.add_event(None, "optimizer", {
+        self.writer.add_event(step, "optimizer", {
             "type": type(opt).__name__,
             "groups": [
                 {k: v for k, v in g.items() if k != "params" and isinstance(v, (int, float, bool, str, tuple))}

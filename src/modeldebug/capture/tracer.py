@@ -483,7 +483,7 @@ class Tracer:
         except (TypeError, ValueError, IndexError):
             a.lr = None
         last = self.registry._last_optimizer  # the common case: the same optimizer, step after step
-        if (last is None or last() is not opt) and self.registry.add_optimizer(opt):
+        if (last is None or last() is not opt) and self.registry.add_optimizer(opt, a.step):
             self._resize()
             if not any(r() is opt for r in self._known_optimizers):
                 self._known_optimizers.append(weakref.ref(opt))

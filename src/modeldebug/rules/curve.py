@@ -22,14 +22,23 @@ def players(ctx: Context) -> list[frozenset[str]]:
     The loss recorded per step then alternates between objectives that oppose each other or chase
     a moving target (a generator's loss rises as its discriminator gets better), so the series is
     not one curve to minimise. Optimizers that step together after one backward (an encoder's and
-    a decoder's, on one loss) are one objective: empty list. Empty for one optimizer too.
+    a decoder's, on one loss) are one objective: empty list. Empty for one optimizer too. Sets that
+    overlap (InfoGAN's third optimizer, over both players' weights) count when every optimizer took
+    its first step within the run's first iteration or two.
     """
     sets: list[frozenset[str]] = []
+    first: list[int] = []  # the step each optimizer first stepped at
     for e in ctx.record.events("optimizer"):
         ps = frozenset(n for g in e.data.get("groups", []) for n in g.get("params", []))
         if ps and ps not in sets:
             sets.append(ps)
-    if len(sets) < 2 or any(a & b for i, a in enumerate(sets) for b in sets[i + 1:]):
+            first.append(e.step if e.step is not None else 0)
+    if len(sets) < 2:
+        return []
+    if any(a & b for i, a in enumerate(sets) for b in sets[i + 1:]) and max(first) - min(first) >= 2 * len(sets):
+        # overlapping sets: players only when they started stepping together (InfoGAN's info
+        # optimizer holds G's and D's weights, and steps after them from the first iteration);
+        # an optimizer built later over some of the same weights is a new phase, not a player
         return []
     n_back = ctx.record.column("n_backward").values
     n_back = n_back[np.isfinite(n_back)]
