@@ -286,6 +286,9 @@ CASES: list[Case] = [
              Variant("detached_attn", [Edit("mingpt/model.py", "x = x + self.attn(self.ln_1(x))",
                                             "x = x + self.attn(self.ln_1(x)).detach()")],
                      expect=("params_not_updating",), what="attention output detached in every block"),
+             Variant("no_causal_mask", [Edit("mingpt/model.py",
+                                             "        att = att.masked_fill(self.bias[:,:,:T,:T] == 0, float('-inf'))\n", "")],
+                     expect=("data_leakage",), what="the causal mask line removed: every position attends to the next"),
          ]),
     Case("nanogpt_accum", NANOGPT, {f: f for f in ("train.py", "model.py", "configurator.py",
                                                      "config/train_shakespeare_char.py")}, "train.py",
@@ -346,9 +349,15 @@ CASES: list[Case] = [
          prepare="prep_lightning_lm",
          style="Lightning Trainer, Transformer LM, SGD, clip 0.25",
          variants=[
-             Variant("healthy"),
+             # Scored as healthy until 2026-12-06 (third round); the future-leak probe showed otherwise.
+             Variant("as_written", expect=("data_leakage",),
+                     what="as published: lightning.pytorch.demos.Transformer computes a causal src_mask and never "
+                          "passes it to nn.Transformer, so the encoder reads the whole input, the next token "
+                          "included (issue #20920; PR #21033's fix computes the mask only); its decoder is also "
+                          "fed the targets themselves under a mask that includes the diagonal"),
              Variant("lr_x100", [Edit("transformer.py", "lr=0.1", "lr=10.0")], expect=("lr_too_high",), what=LR100,
-                     harmless="test loss 4.28 vs 8.09 healthy: with clip 0.25 the larger rate trains better"),
+                     harmless="test loss 4.28 vs 8.09 as written: with clip 0.25 the larger rate trains better "
+                              "(and copies the leaked next token sooner)"),
          ]),
     # graykode/nlp-tutorial: self-contained toy models on a few embedded sentences, one-hot inputs (added 2026-12-06)
     Case("nlpt_seq2seq", NLPT, {"train.py": "4-1.Seq2Seq/Seq2Seq.py"}, "train.py", [], env={"MPLBACKEND": "Agg"},
