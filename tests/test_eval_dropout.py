@@ -32,6 +32,8 @@ class _Net(nn.Module):
             h = F.dropout(h, 0.5, training=self.training)
         elif self.how == "monte_carlo":
             h = F.dropout(h, 0.5, training=True)
+        elif self.how == "alpha":
+            h = F.alpha_dropout(F.selu(h), 0.1)  # its `training` defaults to False: off in eval
         else:
             h = self.drop(h)
         return self.fc2(h)
@@ -54,7 +56,7 @@ def _run(how: str):  # type: ignore[no-untyped-def]
             model.eval()
             with torch.no_grad():
                 first = model(xv)
-                assert how in ("default", "monte_carlo") or torch.equal(first, model(xv))
+                assert how in ("default", "monte_carlo", "alpha") or torch.equal(first, model(xv))
     return s, yv
 
 
@@ -67,7 +69,7 @@ def test_a_functional_dropout_left_at_its_default_is_found_with_its_line() -> No
     assert "training=self.training" in f.recommendations[0].implementation
 
 
-@pytest.mark.parametrize("how", ["follows_mode", "module", "monte_carlo"])
+@pytest.mark.parametrize("how", ["follows_mode", "module", "monte_carlo", "alpha"])
 def test_dropout_that_follows_the_mode_or_is_asked_for_is_left_alone(how: str) -> None:
     s, _ = _run(how)
     assert found(s.report(), "train_mode_misuse") is None

@@ -73,3 +73,35 @@ def test_a_causal_model_or_another_objective_is_left_alone(causal: bool, objecti
         assert probe and probe[0].data["future_positions_seen"] == 0 and probe[0].data["own_grad"] > 0
     else:
         assert not probe
+
+
+class _FFTConvLM(nn.Module):
+    """A causal long convolution computed by FFT (S4/H3/Hyena style): output t sums inputs <= t, but
+    the float32 transforms leave ~1e-8 of gradient on the later positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.kernel, self.out = nn.Embedding(V, 16), nn.Parameter(torch.randn(16, T) * 0.1), nn.Linear(16, V)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        u = self.emb(ids).transpose(1, 2)
+        n = 2 * T
+        y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(self.kernel, n=n), n=n)[..., :T]
+        return self.out(F.gelu(y.transpose(1, 2)))
+
+
+def test_a_causal_model_whose_rounding_reaches_later_positions_is_not_a_leak() -> None:
+    """(review) An exact-zero test read the FFT's rounding (1e-8 against 0.16) as a leak."""
+    torch.manual_seed(0)
+    model = _FFTConvLM()
+    data = torch.randint(0, V, (32, T + 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for i in range(0, 32, 16):
+            loss = F.cross_entropy(model(data[i:i + 16, :T]).reshape(-1, V), data[i:i + 16, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert found(s.report(), "data_leakage") is None
+    (probe,) = s.record.events("future_leak_probe")
+    assert 0 < probe.data["max_future_grad"] < 1e-4 * probe.data["own_grad"]

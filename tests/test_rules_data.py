@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 
 import pytest
@@ -446,6 +448,37 @@ def test_time_first_token_ids_through_a_recurrence_are_not_read_as_mixing() -> N
     assert finding(report, "batch_mixing") is None
     (probe,) = report.record.events("batch_mixing_probe")
     assert "cannot be told" in probe.data["skipped"]
+
+
+class _MasksItsIds(nn.Module):
+    """A masked-language-model-style forward that masks some of the ids it is given, in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.out = nn.Embedding(50, 16), nn.Linear(16, 50)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids[torch.rand(ids.shape) < 0.15] = 0
+        return self.out(self.emb(ids))
+
+
+def test_the_token_probe_runs_on_a_copy_of_the_ids() -> None:
+    """(review) The twin was handed the user's own ids tensor: a model that edits its ids in place
+    changed the user's batch a second time."""
+    def first_batch(watching: bool) -> int:
+        torch.manual_seed(0)
+        model = _MasksItsIds()
+        opt = torch.optim.SGD(model.parameters(), 0.1)
+        ids = torch.randint(1, 50, (8, 12))
+        target = ids.clone()
+        with md.watch(model, optimizer=opt, db=":memory:") if watching else contextlib.nullcontext():
+            loss = F.cross_entropy(model(ids).flatten(0, 1), target.flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return int((ids == 0).sum())
+
+    assert first_batch(True) == first_batch(False)
 
 
 def test_a_model_too_large_to_copy_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,7 @@ class LoopWatch:
         sched = args[0]
         self.tracer.writer.add_event(self.tracer.step, M.PLATEAU_STEP.name, {
             "metric": value, "mode": str(getattr(sched, "mode", "")), "factor": float(getattr(sched, "factor", 0.0)),
+            "scheduler": id(sched) & 0xFFFFFFFF,
             "lr_before": before, "lr_after": _lrs(args, kwargs) or []})
 
     # -- per step -------------------------------------------------------------------------------------

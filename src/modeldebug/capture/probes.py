@@ -9,6 +9,7 @@ not probed; the probe says why.
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import os
 import sys
@@ -96,13 +97,14 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
         return {"skipped": f"the model holds {size / 2**30:.1f} GiB of weights: the probe's copy of it would add as "
                            "much memory at step 0, so it is not made"}
     index = next(i for i, a in enumerate(args) if a is x)
-    probe = x if tokens else x.detach().clone().requires_grad_(True)
+    probe = None if tokens else x.detach().clone().requires_grad_(True)
     try:
         model, call, _ = twin(root, tuple(args), replace={} if tokens else {id(x): probe})
     except TwinError as exc:
         raise TwinError(f"the model could not be copied ({exc}); the probe never runs on the model itself") from exc
     call = list(call)
-    call[index] = probe
+    if probe is not None:  # (token ids stay the twin's own copy of them: a model may edit its ids in place)
+        call[index] = probe
     set_training(model, False)
     embedded: list[torch.Tensor] = []
     handles = [m.register_forward_hook(_embedding_leaf(x.shape, embedded)) for m in model.modules()
@@ -127,6 +129,9 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
 
 
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+#: A later position's gradient above this fraction of the largest at or before the probed position is
+#: a leak; below it, rounding (float32 FFTs and long sums leave ~1e-7).
+_LEAK_TOLERANCE = 1e-4
 #: The probe copies the model: not one whose weights hold more than this (the copy doubles them).
 _TWIN_MAX_BYTES = 1 << 30
 
@@ -187,7 +192,9 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     if grad is None:
         return None
     per_position = grad[0].detach().flatten(1).abs().amax(1)
-    seen = [int(i) for i in torch.nonzero(per_position[p + 1:] > 0).flatten() + p + 1]
+    # not exactly zero but rounding's: a causal convolution by FFT leaks ~1e-7 of its own gradient
+    floor = _LEAK_TOLERANCE * float(per_position[:p + 1].max())
+    seen = [int(i) for i in torch.nonzero(per_position[p + 1:] > floor).flatten() + p + 1]
     return {"sequence": int(t), "position": int(p), "targets_shifted": shifted, "own_grad": float(per_position[p]),
             "future_positions_seen": len(seen), "first_future_seen": seen[0] if seen else None,
             "max_future_grad": float(per_position[p + 1:].max())}
@@ -242,7 +249,7 @@ def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int) -> dict[str, Any] | 
     return first
 
 
-#: The functional dropouts whose `training` argument defaults to True (nn.Dropout passes its own flag).
+#: The functional dropouts (nn.Dropout and kin pass their own flag; the defaults differ: `_training_default`).
 _DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
 
 
@@ -284,9 +291,11 @@ def eval_dropouts(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | No
     originals = {name: getattr(F, name) for name in _DROPOUTS if hasattr(F, name)}
 
     def wrap(name: str, fn: Any) -> Any:
+        default = _training_default(fn)  # True for F.dropout*, False for the alpha dropouts
+
         def dropout(input: Any, p: float = 0.5, *rest: Any, **kwargs: Any) -> Any:
             explicit = len(rest) >= 1 or "training" in kwargs
-            training = rest[0] if rest else kwargs.get("training", True)
+            training = rest[0] if rest else kwargs.get("training", default)
             if training and p > 0:
                 frame = _user_frame(sys._getframe(1))
                 if frame is not None:
@@ -307,6 +316,15 @@ def eval_dropouts(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | No
         for name, fn in originals.items():
             setattr(F, name, fn)
     return {"calls": list(calls.values())}
+
+
+def _training_default(fn: Any) -> bool:
+    """The default of `fn`'s ``training`` argument (True when it cannot be read)."""
+    try:
+        param = inspect.signature(fn).parameters.get("training")
+    except (TypeError, ValueError):
+        return True
+    return True if param is None or param.default is inspect.Parameter.empty else bool(param.default)
 
 
 def _user_frame(frame: Any) -> Any:

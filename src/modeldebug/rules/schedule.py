@@ -478,9 +478,11 @@ def plateau_backwards(rule: Rule, ctx: Context) -> Iterator[Finding]:
     """LRN002's second path: a ReduceLROnPlateau whose mode is the wrong way round for its metric
     (an accuracy with the default mode='min'), cutting the learning rate as the metric improves."""
     calls = sorted(ctx.record.events("plateau_step"), key=lambda e: e.step)
-    for mode in ("min", "max"):
-        mine = [e for e in calls if e.data.get("mode") == mode]
-        if len(mine) < 3:
+    schedulers: dict[tuple[object, object], list] = {}
+    for e in calls:
+        schedulers.setdefault((e.data.get("scheduler"), e.data.get("mode")), []).append(e)
+    for (_, mode), mine in schedulers.items():
+        if len(mine) < 3 or mode not in ("min", "max"):
             continue
         metric = np.array([float(e.data["metric"]) for e in mine])
         if not np.isfinite(metric).all():
@@ -489,7 +491,10 @@ def plateau_backwards(rule: Rule, ctx: Context) -> Iterator[Finding]:
         trend = _rank_correlation(np.arange(len(better)), better)
         # cuts made when the metric had just reached its best so far in the OTHER direction
         punished = [i for i, e in enumerate(mine) if _cut(e.data) and i > 0 and better[i] >= better[:i].max()]
-        if trend < 0.5 or not punished:
+        # an accuracy under mode='min': its first value is its best in the scheduler's eyes, and the
+        # model meanwhile learns; a validation loss that turns up (overfitting) improved first, and a
+        # loss that rises from the start while the training loss does too is a divergence
+        if trend < 0.5 or not punished or int(np.argmin(better)) != 0 or not _training_loss_fell(ctx, mine):
             continue
         lr0, lr1 = _first_lr(mine[0].data, "lr_before"), _first_lr(mine[-1].data, "lr_after")
         other = "max" if mode == "min" else "min"
@@ -517,6 +522,20 @@ def plateau_backwards(rule: Rule, ctx: Context) -> Iterator[Finding]:
                 f"scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='{other}', factor=0.5, patience=2)\n"
                 "scheduler.step(val_metric)   # or step it with the validation loss and keep mode='min'")],
         )
+
+
+def _training_loss_fell(ctx: Context, calls: list) -> bool:
+    """Did the training loss fall between the scheduler's first and last calls (the medians of the
+    steps up to the first call and after the last but one, by 5% or more)?"""
+    loss = ctx.loss.finite()
+    first, last = calls[0].step, calls[-2].step
+    if first is None or last is None:
+        return False
+    before, after = loss.values[loss.steps <= first], loss.values[loss.steps > last]
+    if not len(before) or not len(after):
+        return False
+    start, end = float(np.median(before)), float(np.median(after))
+    return end < start - 0.05 * abs(start)
 
 
 def _cut(data: dict) -> bool:

@@ -70,9 +70,9 @@ inference without `model.eval()`;
 pass in eval mode without gradients, a private copy of the model runs that batch in eval mode
 with `F.dropout` and its kin (`dropout1d/2d/3d`, `alpha_dropout`, `feature_alpha_dropout`)
 watched, and each call that still drops is recorded with the user's line (`eval_dropout`
-event). One that left `training` at its default of True (`F.dropout(x, 0.5)` in `forward`) is
-reported, high, with that line; one given `training=True` on purpose (Monte Carlo dropout) is
-not. A dropout imported by name (`from torch.nn.functional import dropout`) is not seen.
+event). One that left `training` at a default of True (`F.dropout(x, 0.5)` in `forward`; the
+alpha dropouts default to False and do not drop) is reported, high, with that line; one given
+`training=True` on purpose (Monte Carlo dropout) is not. A dropout imported by name (`from torch.nn.functional import dropout`) is not seen.
 
 ## Why is this bad?
 (1) In eval mode Dropout is off (no regularisation) and BatchNorm normalises with frozen running

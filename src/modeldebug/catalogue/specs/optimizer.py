@@ -40,6 +40,8 @@ the sampled steps is below half the format's spacing between neighbouring values
 (2^-9 of a value for bfloat16, 2^-12 for float16): every element's step is then rounded back to
 where it was, or nearly. Tensors of that format that never moved at all join the same finding
 once one that moved a little shows the rounding. High when they hold half the weights or more.
+Embedding tables are left out: a step moves the rows of the batch's ids only, so the ratio over
+the whole table is small however well those rows move.
 
 ## Why is this bad?
 Those weights stay at their initial random values: the layer is dead weight, and the model that

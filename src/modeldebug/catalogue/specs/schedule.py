@@ -210,12 +210,14 @@ A second path names a cause the learning rate's own numbers cannot: every
 learning rates before and after it). With at least three calls, the rule also fires when the
 metric moves the way the mode calls worse over the run (a rank correlation with time of 0.5 or
 more: rising under `mode='min'`, falling under `mode='max'`) and the scheduler cut the learning
-rate at a call where the metric had just reached its best so far in that other direction: an
+rate at a call where the metric had just reached its best so far in that other direction, while
+the scheduler's own best is its first value and the training loss fell over the same span: an
 accuracy passed to a scheduler left at its default `mode='min'`, or a loss with `mode='max'`.
 Every epoch that improves the metric then counts as "no improvement", and the learning rate is
 cut every `patience + 1` epochs while training goes well. High when that happened twice or
-more. A validation loss that really gets worse (overfitting) does not trend against the mode
-over the whole run, and rarely rises above its start, so it is left alone.
+more. Each scheduler is judged on its own calls. A validation loss that improves first and then
+turns up (overfitting) has its best after the first call, and a loss that rises from the start
+while the training loss rises too is a divergence: both are left alone.
 
 ## Why is this bad?
 With steps 10x-1000x smaller than needed, the model needs 10x-1000x more steps to learn the
