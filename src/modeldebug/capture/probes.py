@@ -92,7 +92,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     tokens = _is_index(x)  # token ids: the gradient is taken at their embedding instead
     if not tokens and (unmeasurable(x) is not None or x.dim() < 2):
         return None
-    size = sum(t.numel() * t.element_size() for t in (*root.parameters(), *root.buffers()))
+    size = _weight_bytes(root)
     if size > _TWIN_MAX_BYTES:
         return {"skipped": f"the model holds {size / 2**30:.1f} GiB of weights: the probe's copy of it would add as "
                            "much memory at step 0, so it is not made"}
@@ -136,6 +136,11 @@ _LEAK_TOLERANCE = 1e-4
 _TWIN_MAX_BYTES = 1 << 30
 
 
+def _weight_bytes(root: nn.Module) -> int:
+    """What a copy of `root` adds: the bytes of its parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in (*root.parameters(), *root.buffers()))
+
+
 def _is_index(x: torch.Tensor) -> bool:
     return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
@@ -171,8 +176,7 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     shifted = float((target.reshape(b, t)[:, :-1] == ids[:, 1:]).float().mean())
     if shifted < 0.9:
         return None
-    size = sum(x.numel() * x.element_size() for x in (*root.parameters(), *root.buffers()))
-    if size > _TWIN_MAX_BYTES:
+    if _weight_bytes(root) > _TWIN_MAX_BYTES:
         return None
     model, call, _ = twin(root, tuple(args))
     set_training(model, False)
@@ -281,8 +285,7 @@ class EvalDropoutProbe:
 def eval_dropouts(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | None:
     """The functional dropouts that drop while a copy of `root` runs `args` in eval mode (see
     `EvalDropoutProbe`); None when the model is too large to copy."""
-    size = sum(t.numel() * t.element_size() for t in (*root.parameters(), *root.buffers()))
-    if size > _TWIN_MAX_BYTES:
+    if _weight_bytes(root) > _TWIN_MAX_BYTES:
         return None
     model, call, _ = twin(root, tuple(args))
     set_training(model, False)
