@@ -105,3 +105,39 @@ def test_a_causal_model_whose_rounding_reaches_later_positions_is_not_a_leak() -
     assert found(s.report(), "data_leakage") is None
     (probe,) = s.record.events("future_leak_probe")
     assert 0 < probe.data["max_future_grad"] < 1e-4 * probe.data["own_grad"]
+
+
+class _TranslateBackwards(nn.Module):
+    """An encoder-decoder called (target ids, source ids), source as long as the target: the source is
+    embedded first and read whole by cross-attention (as it should be); the decoder is causal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.net = nn.Transformer(32, 4, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64,
+                                  dropout=0.0, batch_first=True)
+        self.head = nn.Linear(32, V)
+
+    def forward(self, tgt_in: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        memory_in = self.emb(src)
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1])
+        return self.head(self.net(memory_in, self.emb(tgt_in), tgt_mask=mask, tgt_is_causal=True))
+
+
+def test_a_decoder_reading_its_whole_source_is_not_a_leak() -> None:
+    """(review) The first embedding called on a tensor of the ids' shape was the source's: the
+    decoder's legitimate reading of the whole source looked like a leak."""
+    torch.manual_seed(0)
+    model = _TranslateBackwards()
+    src, tgt = torch.randint(0, V, (32, T)), torch.randint(0, V, (32, T + 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for i in range(0, 32, 16):
+            out = model(tgt[i:i + 16, :T], src[i:i + 16])
+            loss = F.cross_entropy(out.reshape(-1, V), tgt[i:i + 16, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert found(s.report(), "data_leakage") is None
+    (probe,) = s.record.events("future_leak_probe")
+    assert probe.data["future_positions_seen"] == 0 and probe.data["own_grad"] > 0

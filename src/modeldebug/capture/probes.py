@@ -106,16 +106,16 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     if probe is not None:  # (token ids stay the twin's own copy of them: a model may edit its ids in place)
         call[index] = probe
     set_training(model, False)
-    embedded: list[torch.Tensor] = []
+    embedded: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = [m.register_forward_hook(_embedding_leaf(x.shape, embedded)) for m in model.modules()
                if tokens and isinstance(m, _EMBEDDINGS)]
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
             if tokens:
-                if not embedded:
+                probe = _leaf_for(embedded, call[index])
+                if probe is None:
                     return None  # no embedding reads the ids: nothing to take the gradient at
-                probe = embedded[0]
             if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
                 return None
             if tokens and _causal_along_axis_0(out, probe):
@@ -145,19 +145,29 @@ def _is_index(x: torch.Tensor) -> bool:
     return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
-def _embedding_leaf(shape: torch.Size, found: list[torch.Tensor]) -> Any:
-    """A forward hook that makes the output of the first embedding called on the model's token ids
-    (an input of their shape) a leaf that requires grad: the probe's stand-in for a float input."""
+def _embedding_leaf(shape: torch.Size, found: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A forward hook that makes the output of each embedding called on a tensor of the token ids'
+    shape a leaf that requires grad (the probe's stand-in for a float input), kept with the input
+    it was called on: `_leaf_for` picks the one called on the ids themselves."""
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
-        if found or not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != shape:
+        if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != shape:
             return None
         if not isinstance(output, torch.Tensor) or not output.is_floating_point():
             return None
-        found.append(output.detach().requires_grad_(True))
-        return found[0]
+        leaf = output.detach().requires_grad_(True)
+        found.append((inputs[0], leaf))
+        return leaf
 
     return hook
+
+
+def _leaf_for(found: list[tuple[torch.Tensor, torch.Tensor]], ids: Any) -> torch.Tensor | None:
+    """The embedding of `ids` itself; else of the first tensor of their shape embedded (ids the model
+    converted first). An encoder-decoder called (target ids, source ids) embeds the source first."""
+    if not found:
+        return None
+    return next((leaf for inp, leaf in found if inp is ids), found[0][1])
 
 
 def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) -> dict[str, Any] | None:
@@ -167,8 +177,8 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     those ids shifted by one position (``target[:, t] == ids[:, t + 1]`` for at least 90% of the
     positions: a language model's next-token objective). On a private copy, in eval mode, the
     gradient of sample 0's output at the middle position ``p`` is taken at the embedding of every
-    position: a causal model gives exactly zero at positions after ``p``; a missing or wrong
-    attention mask does not. None when it does not apply."""
+    position (`_leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
+    `_LEAK_TOLERANCE`); a missing or wrong attention mask does not. None when it does not apply."""
     ids = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
     if ids is None or ids.dim() != 2 or ids.shape[1] < 4 or not _is_index(target) or target.numel() != ids.numel():
         return None
@@ -178,17 +188,18 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
         return None
     if _weight_bytes(root) > _TWIN_MAX_BYTES:
         return None
+    index = next(i for i, a in enumerate(args) if a is ids)
     model, call, _ = twin(root, tuple(args))
     set_training(model, False)
-    embedded: list[torch.Tensor] = []
+    embedded: list[tuple[torch.Tensor, torch.Tensor]] = []
     handles = [m.register_forward_hook(_embedding_leaf(ids.shape, embedded)) for m in model.modules()
                if isinstance(m, _EMBEDDINGS)]
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
-            if not embedded or out is None or out.numel() % (b * t) or not out.requires_grad:
+            leaf, p = _leaf_for(embedded, call[index]), t // 2
+            if leaf is None or out is None or out.numel() % (b * t) or not out.requires_grad:
                 return None
-            leaf, p = embedded[0], t // 2
             (grad,) = torch.autograd.grad(out.reshape(b, t, -1)[0, p].sum(), leaf, allow_unused=True)
     finally:
         for h in handles:
