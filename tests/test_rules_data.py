@@ -484,10 +484,10 @@ def test_the_token_probe_runs_on_a_copy_of_the_ids() -> None:
 def test_a_model_too_large_to_copy_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     from modeldebug.capture import probes
 
-    monkeypatch.setattr(probes, "_TWIN_MAX_BYTES", 100)  # a Linear(20, 3) holds 252 bytes
+    monkeypatch.setattr(probes, "TWIN_MAX_BYTES", 100)  # a Linear(20, 3) holds 252 bytes
     result = probes.batch_mixing(nn.Linear(20, 3), (torch.randn(8, 20),))
     assert result is not None and "is not made" in result["skipped"]
-    monkeypatch.setattr(probes, "_TWIN_MAX_BYTES", 1000)
+    monkeypatch.setattr(probes, "TWIN_MAX_BYTES", 1000)
     assert probes.batch_mixing(nn.Linear(20, 3), (torch.randn(8, 20),))["mixed_samples"] == 0
 
 

@@ -45,6 +45,7 @@ from .assembler import StepAssembler
 from .buffer import StepBuffer
 from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
+from .dropouts import EvalDropoutProbe
 from .gaps import GapProfiler
 from .gradients import GradientCollector
 from .isolation import unwrap
@@ -53,7 +54,7 @@ from .losses import LossWatch
 from .nonfinite import NonfiniteWatch
 from .patches import PATCHES, Probe
 from .plan import Plan, plan_for
-from .probes import EvalDropoutProbe, MixingProbe
+from .probes import MixingProbe
 from .progress import StepInfo
 from .registry import Registry, is_loss_module
 from .roots import (
