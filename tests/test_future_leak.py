@@ -141,3 +141,29 @@ def test_a_decoder_reading_its_whole_source_is_not_a_leak() -> None:
     assert found(s.report(), "data_leakage") is None
     (probe,) = s.record.events("future_leak_probe")
     assert probe.data["future_positions_seen"] == 0 and probe.data["own_grad"] > 0
+
+
+class _ProbsLM(_LM):
+    """The same leaky model, returning probabilities: each output row sums to one."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids).softmax(-1)
+
+
+def test_a_leak_behind_a_softmax_output_is_still_found() -> None:
+    """A plain sum of an output row is constant for probabilities, so its gradient would be zero
+    everywhere: the probe projects the row on seeded random weights instead."""
+    torch.manual_seed(0)
+    model = _ProbsLM(causal=False)
+    data = torch.randint(0, V, (32, T + 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for i in range(0, 32, 16):
+            probs = model(data[i:i + 16, :T])
+            loss = F.nll_loss(probs.clamp_min(1e-9).log().reshape(-1, V), data[i:i + 16, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(s.report(), "data_leakage")
+    assert f is not None and f.evidence["first_future_seen"] == f.evidence["position"] + 1
+    assert f.evidence["own_grad"] > 1e-4  # a real gradient, not the rounding left by a row that sums to one

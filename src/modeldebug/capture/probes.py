@@ -194,7 +194,11 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
             leaf, p = _leaf_for(embedded, call[index]), t // 2
             if leaf is None or out is None or out.numel() % (b * t) or not out.requires_grad:
                 return None
-            (grad,) = torch.autograd.grad(out.reshape(b, t, -1)[0, p].sum(), leaf, allow_unused=True)
+            row = out.reshape(b, t, -1)[0, p]
+            # a seeded random projection, not a sum: the rows of a softmax sum to one, which would
+            # hide a dependence (as in the agent's causality probe)
+            weights = torch.randn(row.shape, generator=torch.Generator().manual_seed(0)).to(row.device, row.dtype)
+            (grad,) = torch.autograd.grad((row * weights).sum(), leaf, allow_unused=True)
     finally:
         for h in handles:
             h.remove()

@@ -348,7 +348,8 @@ class DataLeakage(Rule):
                              "where the future is not there to read, fails."
                              + (f" The model has {', '.join(attention)}: without a causal mask it attends to every "
                                 "position." if attention else "")),
-                location=None, step=ev.step, evidence=dict(d),
+                # the agent's causality probe (PRB003) measures the same leak, with the layer: it comes first
+                location=None, step=ev.step, evidence=dict(d) | {"rests_on": ["causality_leak"]},
                 recommendations=[Recommendation(
                     "fix", "Mask attention to later positions (a causal mask).",
                     "mask = nn.Transformer.generate_square_subsequent_mask(T)   # -inf above the diagonal\n"

@@ -113,11 +113,14 @@ A second leak is within the sample: a next-token model that can read the token i
 When the model reads token ids `[B, T]` through an `nn.Embedding` and the first training loss's
 target is those ids shifted by one position (at least 90% of `target[:, t] == ids[:, t + 1]`), a
 one-time probe on a private copy, in eval mode, takes the gradient of sample 0's output at the
-middle position at the embedding of every position (the embedding called on the ids themselves;
-else the first called on a tensor of their shape); a gradient at a later position above 1e-4 of
+middle position (projected on seeded random weights: a softmax row sums to one) at the embedding
+of every position (the embedding called on the ids themselves; else the first called on a tensor
+of their shape); a gradient at a later position above 1e-4 of
 the largest at or before it is a leak (below that it is rounding: a causal convolution by FFT)
 (a missing or wrong causal mask, a bidirectional layer), reported high with the first such
-position. Models that embed ids some other way, and other objectives, are not probed.
+position. Models that embed ids some other way, and other objectives, are not probed. In an
+agent run the causality probe (PRB003) measures the same leak and names the layer: this finding
+is then listed as its symptom.
 
 ## Why is this bad?
 A validation score on samples the model trained on measures memory, not generalisation: it
