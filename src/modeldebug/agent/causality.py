@@ -216,7 +216,8 @@ def _span(positions: list[int]) -> str:
 
 
 def token_batch_mixing(work: Workload) -> dict[str, Any] | None:
-    """Batch mixing for (batch, time) token inputs, through the embedding: the capture probe's numbers, or None.
+    """Batch mixing for token ids given in a mapping (`input_ids`), through the embedding: the capture
+    probe's numbers, or None. A token tensor goes to `capture.probes.batch_mixing` itself.
 
     The gradient of samples 0's and N-1's outputs (random projections) on the other samples'
     embedded tokens must be zero.

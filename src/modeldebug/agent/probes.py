@@ -361,9 +361,9 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
 def batch_mixing_probe(work: Workload) -> ProbeResult:
     """Backprop from one sample's output: the gradient on every other sample's input must be zero."""
     x = work.inputs()
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
+    if isinstance(x, torch.Tensor):  # values, or token ids through their embedding: the watch's own probe
         res = batch_mixing(work.clone(), (x,))
-    else:  # tokens: through the first embedding's output
+    else:  # a mapping (a Hugging Face model's input_ids): through the first embedding's output
         from .causality import token_batch_mixing
 
         res = token_batch_mixing(work)

@@ -100,26 +100,27 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     if probe is not None:  # (token ids stay the twin's own copy of them: a model may edit its ids in place)
         call[index] = probe
     set_training(model, False)
-    embedded: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handles = [m.register_forward_hook(_embedding_leaf(x.shape, embedded)) for m in model.modules()
-               if tokens and isinstance(m, _EMBEDDINGS)]
+    embedded = _Embedded(model, x.shape) if tokens else None
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
-            if tokens:
-                probe = _leaf_for(embedded, call[index])
+            through: dict[str, Any] = {}
+            if embedded is not None:
+                probe, name = embedded.leaf_for(call[index])
                 if probe is None:
                     return None  # no embedding reads the ids: nothing to take the gradient at
+                through = {"through": name}
             if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
                 return None
-            if tokens and _causal_along_axis_0(out, probe):
+            if embedded is not None and _causal_along_axis_0(out, probe):
                 return {"skipped": f"token ids {list(x.shape)}: each output along axis 0 depends on that position and "
                                    "the ones before it only, as in a time-first sequence model ([T, B] ids); a "
                                    "recurrence run along the batch looks the same, so which it is cannot be told"}
-            return _mixing(out, probe, x.shape[0])
+            result = _mixing(out, probe, x.shape[0])
+            return result | through if result is not None and "skipped" not in result else result
     finally:
-        for h in handles:
-            h.remove()
+        if embedded is not None:
+            embedded.remove()
 
 
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
@@ -139,29 +140,41 @@ def _is_index(x: torch.Tensor) -> bool:
     return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
-def _embedding_leaf(shape: torch.Size, found: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    """A forward hook that makes the output of each embedding called on a tensor of the token ids'
-    shape a leaf that requires grad (the probe's stand-in for a float input), kept with the input
-    it was called on: `_leaf_for` picks the one called on the ids themselves."""
+class _Embedded:
+    """Forward hooks on a model copy's embeddings: each output of one called on a tensor of the token
+    ids' shape becomes a leaf that requires grad (the probe's stand-in for a float input), kept with
+    the input it was called on and the module's name."""
 
-    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
-        if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != shape:
-            return None
-        if not isinstance(output, torch.Tensor) or not output.is_floating_point():
-            return None
-        leaf = output.detach().requires_grad_(True)
-        found.append((inputs[0], leaf))
-        return leaf
+    def __init__(self, model: nn.Module, shape: torch.Size) -> None:
+        self.shape = shape
+        self.found: list[tuple[torch.Tensor, torch.Tensor, str]] = []
+        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in model.named_modules()
+                        if isinstance(m, _EMBEDDINGS)]
 
-    return hook
+    def _hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+            if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != self.shape:
+                return None
+            if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+                return None
+            leaf = output.detach().requires_grad_(True)
+            self.found.append((inputs[0], leaf, name))
+            return leaf
 
+        return hook
 
-def _leaf_for(found: list[tuple[torch.Tensor, torch.Tensor]], ids: Any) -> torch.Tensor | None:
-    """The embedding of `ids` itself; else of the first tensor of their shape embedded (ids the model
-    converted first). An encoder-decoder called (target ids, source ids) embeds the source first."""
-    if not found:
-        return None
-    return next((leaf for inp, leaf in found if inp is ids), found[0][1])
+    def leaf_for(self, ids: Any) -> tuple[torch.Tensor | None, str | None]:
+        """The embedding of `ids` itself, else of the first tensor of their shape embedded (ids the model
+        converted first; an encoder-decoder called (target ids, source ids) embeds the source first);
+        with the embedding module's name."""
+        if not self.found:
+            return None, None
+        _, leaf, name = next((f for f in self.found if f[0] is ids), self.found[0])
+        return leaf, name
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) -> dict[str, Any] | None:
@@ -171,7 +184,7 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     those ids shifted by one position (``target[:, t] == ids[:, t + 1]`` for at least 90% of the
     positions: a language model's next-token objective). On a private copy, in eval mode, the
     gradient of sample 0's output at the middle position ``p`` is taken at the embedding of every
-    position (`_leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
+    position (`_Embedded.leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
     `_LEAK_TOLERANCE`); a missing or wrong attention mask does not. None when it does not apply."""
     ids = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
     if ids is None or ids.dim() != 2 or ids.shape[1] < 4 or not _is_index(target) or target.numel() != ids.numel():
@@ -185,13 +198,11 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     index = next(i for i, a in enumerate(args) if a is ids)
     model, call, _ = twin(root, tuple(args))
     set_training(model, False)
-    embedded: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handles = [m.register_forward_hook(_embedding_leaf(ids.shape, embedded)) for m in model.modules()
-               if isinstance(m, _EMBEDDINGS)]
+    embedded = _Embedded(model, ids.shape)
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
-            leaf, p = _leaf_for(embedded, call[index]), t // 2
+            (leaf, _), p = embedded.leaf_for(call[index]), t // 2
             if leaf is None or out is None or out.numel() % (b * t) or not out.requires_grad:
                 return None
             row = out.reshape(b, t, -1)[0, p]
@@ -200,8 +211,7 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
             weights = torch.randn(row.shape, generator=torch.Generator().manual_seed(0)).to(row.device, row.dtype)
             (grad,) = torch.autograd.grad((row * weights).sum(), leaf, allow_unused=True)
     finally:
-        for h in handles:
-            h.remove()
+        embedded.remove()
     if grad is None:
         return None
     per_position = grad[0].detach().flatten(1).abs().amax(1)

@@ -85,7 +85,10 @@ class ParamsNotUpdating(Rule):
         zero_at_own = [n for n in moved_not if len(own[n]) and not own[n].values.any()]
         zero_grad += [n for n in zero_at_own if n in set(candidates)]
         zero_set.update(zero_at_own)
-        frozen = [n for n in moved_not if n not in zero_set and _relative_grad(own[n], pnorms.get(n)) > 1e-6]
+        # a low-precision tensor that never moved is rounding's work (`_rounded`), not a frozen group
+        rounded = _rounded(ctx, [n for n in candidates if n not in zero_set], ratios)
+        frozen = [n for n in moved_not if n not in zero_set and n not in rounded
+                  and _relative_grad(own[n], pnorms.get(n)) > 1e-6]
         zero_why, zero_rec = (
             "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
             Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
@@ -117,9 +120,7 @@ class ParamsNotUpdating(Rule):
              Recommendation("fix", "Give every parameter group a non-zero learning rate.",
                             "for g in optimizer.param_groups:\n    print(g['lr'], len(g['params']))")),
         ]
-        rounded = _rounded(ctx, [n for n in candidates if n not in zero_set], ratios)
-        if rounded:  # a low-precision tensor that never moved is rounding's work too, not a frozen group
-            frozen[:] = [n for n in frozen if n not in rounded]
+        if rounded:
             yield _rounded_away(self, ctx, rounded)
         for names, what, why, rec in problems:
             if not names:
