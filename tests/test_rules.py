@@ -220,6 +220,37 @@ def test_the_reverse_direction_read_at_the_last_step_is_named_as_such(last_step:
     assert "reverse direction" in f.description and "h_n[-2], h_n[-1]" in f.recommendations[0].implementation
 
 
+class _BiGRUClassifier(nn.Module):
+    """PyTorchZeroToAll's name classifier (13_2): a 2-layer bidirectional GRU read through h_n[-1]
+    (`one_direction`, the top layer's reverse direction only), or through both top directions."""
+
+    def __init__(self, one_direction: bool) -> None:
+        super().__init__()
+        self.embed, self.gru = nn.Embedding(20, 8), nn.GRU(8, 8, 2, bidirectional=True)
+        self.fc, self.one = nn.Linear(8 if one_direction else 16, 3), one_direction
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        _, h_n = self.gru(self.embed(ids.t()))  # time first
+        return self.fc(h_n[-1] if self.one else torch.cat([h_n[-2], h_n[-1]], dim=1))
+
+
+@pytest.mark.parametrize("one_direction", [True, False])
+def test_a_bidirectional_rnn_read_through_h_n_minus_one_leaves_its_top_forward_direction_unused(
+        one_direction: bool) -> None:
+    torch.manual_seed(0)
+    ids = torch.randint(0, 20, (256, 6), generator=torch.Generator().manual_seed(0))
+    data = Data(ids, (ids[:, 0] % 3), nn.CrossEntropyLoss())
+    model = _BiGRUClassifier(one_direction)
+    f = found(watched(model, lambda: train(model, data, steps=30)), "params_not_updating")
+    if not one_direction:
+        assert f is None
+        return
+    assert f is not None and set(f.evidence["params"]) == {
+        f"gru.{w}_l1" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    assert "h_n[-1]" in f.description and "REVERSE" in f.description
+    assert "h_n[-2], h_n[-1]" in f.recommendations[0].implementation
+
+
 def test_a_layer_replaced_after_the_optimizer_was_built_is_in_no_optimizer() -> None:
     model, data = healthy_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

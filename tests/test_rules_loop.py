@@ -301,6 +301,48 @@ def test_a_dataloader_with_heavy_getitem_is_a_bottleneck(slow: bool) -> None:
     assert any("num_workers" in (r.implementation or "") for r in f.recommendations)
 
 
+class _Rows(Dataset):
+    """A table held in memory, as most tutorials write it: a sample is a few tensor rows."""
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(n, 8, generator=g), torch.rand(n, 1, generator=g).round()
+        self.weight = torch.ones(n, 1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        # each tensor of a batch crosses from a worker on its own (~0.4 ms): four make the wait clear
+        return {"x": self.x[i], "y": self.y[i], "weight": self.weight[i], "index": torch.tensor(i)}
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+def test_worker_processes_for_rows_in_memory_are_the_bottleneck_and_the_fix_is_none(workers: int) -> None:
+    """A tiny model fed from a table in memory through two worker processes (PyTorchZeroToAll's
+    DataLoader lesson): each batch costs more to receive from a worker than to index here, so the
+    loop waits, and the advice is num_workers=0, not more workers. Its twin loads in-process."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loop() -> None:
+        for batch in DataLoader(_Rows(960), batch_size=16, shuffle=True, num_workers=workers):
+            loss = F.binary_cross_entropy(model(batch["x"]), batch["y"], weight=batch["weight"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    f = found(watched(model, loop), "dataloader_bottleneck")
+    if not workers:
+        assert f is None
+        return
+    assert f is not None and f.evidence["loader"] == {
+        "dataset": "_Rows", "length": 960, "num_workers": 2, "persistent_workers": False, "batch_size": 16,
+        "in_memory": True}
+    assert f.recommendations[0].implementation.endswith("num_workers=0)")
+    assert "already runs 2 worker processes" in f.description
+
+
 @pytest.mark.parametrize("fresh", [True, False, "one-hot"],
                          ids=["a-batch-prepared-each-step", "one-batch-built-once", "one-hot-batches"])
 def test_slow_batch_preparation_without_a_dataloader(fresh: bool | str) -> None:

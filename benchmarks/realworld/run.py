@@ -57,6 +57,9 @@ YJ = ("yunjey/pytorch-tutorial", "0500d3df5a2a8080ccfccbc00aca0eacc21818db")
 MZ = ("MorvanZhou/PyTorch-Tutorial", "dbe154a9e56635e51c6b0c2ccea8ae36cfb585a7")
 JCJ = ("jcjohnson/pytorch-examples", "0003fcdc606a79951e53bf8f46f8574fa4739f23")
 PG = ("eriklindernoren/PyTorch-GAN", "36d3c77e5ff20ebe0aeefd322326a134a279b93e")
+PZ = ("hunkim/PyTorchZeroToAll", "e5a260fac0b4ff1e2ec434fc6f0d962ac97fc289")
+KL = ("kuangliu/pytorch-cifar", "49b7aa97b0c12fe0d4054e670403a16b6b834ddd")
+NGV = ("karpathy/ng-video-lecture", "52201428ed7b46804849dea0b3ccf0de9df1a5c3")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -538,6 +541,116 @@ CASES: list[Case] = [
                     what="as published: crashes on current torch (a tensor saved for backward modified in place)"),
         ]),
       )],
+    # hunkim/PyTorchZeroToAll: a lecture series' scripts, data in the repository (added 2026-12-07)
+    Case("pz_diabetes", PZ, {"train.py": "07_diabets_logistic.py", "data/diabetes.csv.gz": "data/diabetes.csv.gz"},
+         "train.py", [], style="full-batch 8-6-4-1 sigmoid MLP on the diabetes table (raw columns), BCELoss, SGD 0.1",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad", [Edit("train.py", "    optimizer.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("pz_diabetes_loader", PZ, {"train.py": "08_2_dataset_loade_logistic.py",
+                                    "data/diabetes.csv.gz": "data/diabetes.csv.gz"},
+         "train.py", [], style="the same MLP through a Dataset and a DataLoader with 2 worker processes, "
+                               "BCELoss(reduction='sum'), SGD 0.1, 2 epochs",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "lr=0.1)", "lr=10)")], expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("pz_cnn_mnist", PZ, {"train.py": "10_1_cnn_mnist.py"}, "train.py", [],
+         edits=[Edit("train.py", "torchvision", "synthvision"), Edit("train.py", "for epoch in range(1, 10):", "for epoch in range(1, 3):")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "3200", "SYNTH_TEST": "640"},
+         style="2-conv CNN, F.log_softmax without dim, F.nll_loss, SGD momentum 0.5; its test pass uses "
+               "the removed Variable(volatile=True) and so builds graphs",
+         variants=[
+             Variant("healthy"),
+             Variant("softmax_nll", [Edit("train.py", "        return F.log_softmax(x)", "        return F.softmax(x)")],
+                     expect=("double_softmax",), what="softmax probabilities into F.nll_loss (log_softmax replaced)"),
+         ]),
+    Case("pz_inception", PZ, {"train.py": "11_1_toy_inception_mnist.py"}, "train.py", [],
+         edits=[Edit("train.py", "torchvision", "synthvision"), Edit("train.py", "for epoch in range(1, 10):", "for epoch in range(1, 3):")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6400", "SYNTH_TEST": "640"},
+         style="two toy Inception blocks (four branches concatenated), F.nll_loss, SGD momentum 0.5",
+         variants=[
+             Variant("as_written", expect=("runtime_error",),
+                     what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+             Variant("fixed", [Edit("train.py", "loss.data[0]", "loss.item()"),
+                               Edit("train.py", "size_average=False).data[0]", "size_average=False).item()")],
+                     what="healthy: .item()"),
+         ]),
+    Case("pz_hello_rnn", PZ, {"train.py": "12_2_hello_rnn.py"}, "train.py", [],
+         style="one RNN cell fed one character at a time (batch 1), losses summed over the word, Adam 0.1",
+         variants=[Variant("healthy")]),
+    Case("pz_rnn_emb", PZ, {"train.py": "12_4_hello_rnn_emb.py"}, "train.py", [],
+         style="Embedding + RNN over one 6-character sequence, CrossEntropyLoss, Adam 0.1",
+         variants=[Variant("healthy")]),
+    Case("pz_rnn_class", PZ, {"train.py": "13_2_rnn_classification.py", "name_dataset.py": "name_dataset.py",
+                              "data/names_train.csv.gz": "data/names_train.csv.gz",
+                              "data/names_test.csv.gz": "data/names_test.csv.gz"}, "train.py", [],
+         edits=[Edit("train.py", "N_EPOCHS = 100", "N_EPOCHS = 2")],
+         style="names -> country: Embedding, 2-layer bidirectional GRU over pack_padded_sequence (time first), "
+               "Adam, classifier.zero_grad()",
+         variants=[
+             Variant("as_written", expect=("runtime_error",),
+                     what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+             Variant("fixed", [Edit("train.py", "loss.data[0]", "loss.item()")], what="healthy: .item()"),
+         ]),
+    Case("pz_char_rnn", PZ, {"train.py": "13_3_char_rnn.py", "text_loader.py": "text_loader.py",
+                             "data/shakespeare.txt.gz": "data/shakespeare.txt.gz"}, "train.py", [],
+         edits=[Edit("train.py", "n_epochs = 100", "n_epochs = 1"),
+                Edit("train.py", "            loss = train(lines[0])  # Batch size is 1\n",
+                     "            if i == 400:\n                break\n            loss = train(lines[0])  # Batch size is 1\n")],
+         style="a 3-layer GRU fed one character at a time, its own argmax fed back (no teacher forcing), "
+               "losses summed over a line, Adam",
+         variants=[
+             Variant("as_written", expect=("shape_mismatch", "loss_shape_mismatch"),
+                     what="as published: `criterion(output, target[c])` gives CrossEntropyLoss a 0-dim target for a "
+                          "batch of one, refused since torch 0.4 (and `loss.data[0]` after it would fail too)"),
+             Variant("fixed", [Edit("train.py", "loss += criterion(output, target[c])", "loss += criterion(output, target[c:c + 1])"),
+                               Edit("train.py", "    return loss.data[0] / len(input)", "    return loss.item() / len(input)")],
+                     what="healthy: a one-element target, .item()"),
+         ]),
+    # kuangliu/pytorch-cifar: the widely copied CIFAR-10 trainer, through synthvision (added 2026-12-07)
+    Case("kl_lenet", KL, {"main.py": "main.py", "utils.py": "utils.py",
+                          **{f"models/{m}.py": f"models/{m}.py" for m in ("lenet",)}}, "main.py", [],
+         edits=[TV, Edit("main.py", "from models import *", "from models.lenet import LeNet"),
+                Edit("main.py", "net = SimpleDLA()", "net = LeNet()"),
+                Edit("main.py", "start_epoch+200", "start_epoch+3"),
+                Edit("utils.py", "_, term_width = os.popen('stty size', 'r').read().split()", "term_width = 80")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "4096", "SYNTH_TEST": "1000"},
+         style="SGD 0.1 momentum 0.9 weight decay 5e-4, CosineAnnealingLR, RandomCrop + flip, a DataLoader with "
+               "2 workers, best checkpoint saved",
+         variants=[
+             Variant("as_written", expect=("lr_too_high",),
+                     what="as published: lr 0.1, the repository's default for its batch-normalised ResNets, on LeNet "
+                          "(no normalisation). Labelled healthy before the first run; after LRN001 fired, plain runs at "
+                          "0.1 / 0.03 / 0.01 ended at 70% / 99% / 97% training accuracy: 0.1 is too high here"),
+             Variant("healthy", extra_args=["--lr", "0.01"], what="healthy: lr 0.01"),
+             Variant("double_softmax", [Edit("main.py", "        loss = criterion(outputs, targets)\n        loss.backward()",
+                                             "        loss = criterion(F.softmax(outputs, dim=1), targets)\n        loss.backward()")],
+                     extra_args=["--lr", "0.01"], expect=("double_softmax",),
+                     what="softmax before CrossEntropyLoss in the training step"),
+             Variant("no_zero_grad", [Edit("main.py", "        optimizer.zero_grad()\n", "")], extra_args=["--lr", "0.01"],
+                     expect=("missing_zero_grad",), what=NOZG),
+             Variant("lr_x100", extra_args=["--lr", "1"], expect=("lr_too_high",), what=LR100 + " (of the healthy 0.01)"),
+         ]),
+    # karpathy/ng-video-lecture: the "Let's build GPT" lecture's scripts on tiny Shakespeare (added 2026-12-07)
+    Case("ngv_gpt", NGV, {"gpt.py": "gpt.py", "input.txt": "input.txt"}, "gpt.py", [],
+         edits=[Edit("gpt.py", "batch_size = 64", "batch_size = 16"), Edit("gpt.py", "block_size = 256", "block_size = 32"),
+                Edit("gpt.py", "max_iters = 5000", "max_iters = 400"), Edit("gpt.py", "eval_interval = 500", "eval_interval = 100"),
+                Edit("gpt.py", "eval_iters = 200", "eval_iters = 20"), Edit("gpt.py", "n_embd = 384", "n_embd = 64"),
+                Edit("gpt.py", "n_head = 6", "n_head = 4"), Edit("gpt.py", "n_layer = 6", "n_layer = 2")],
+         style="GPT from scratch: per-head attention modules with a registered tril mask, dropout 0.2, AdamW",
+         variants=[
+             Variant("healthy"),
+             Variant("no_causal_mask", [Edit("gpt.py", "        wei = wei.masked_fill(self.tril[:T, :T] == 0, float('-inf')) # (B, T, T)\n", "")],
+                     expect=("data_leakage",), what="the causal mask's masked_fill removed"),
+             Variant("lr_x100", [Edit("gpt.py", "learning_rate = 3e-4", "learning_rate = 3e-2")],
+                     expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("ngv_bigram", NGV, {"bigram.py": "bigram.py", "input.txt": "input.txt"}, "bigram.py", [],
+         style="a bigram table (one Embedding) trained with AdamW 1e-2, 3,000 steps",
+         variants=[Variant("healthy")]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
          edits=[

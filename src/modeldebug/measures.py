@@ -33,6 +33,7 @@ __all__ = [
     "CLIP_MAX",
     "CLIP_NORM",
     "CUDA_MB",
+    "DATALOADER",
     "DATA_OVERLAP",
     "DEAD_FRAC",
     "EVAL_DROPOUT",
@@ -339,12 +340,17 @@ FUTURE_LEAK_PROBE = measure("event", "future_leak_probe", "probes", "event",
 PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
                        "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
                        "rates before and after it")
+DATALOADER = measure("event", "dataloader", "loop", "event",
+                     "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
+                     "persist between epochs, and whether the data set holds its samples as tensors in memory",
+                     always=True)
 SAMPLING = measure("event", "sampling", "sampler", "event",
                    "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE)
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
+                               DATALOADER)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

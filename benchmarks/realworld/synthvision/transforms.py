@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CenterCrop", "Compose", "Lambda", "Normalize", "PILToTensor", "Resize", "ToTensor"]
+__all__ = ["CenterCrop", "Compose", "Lambda", "Normalize", "PILToTensor", "RandomCrop", "RandomHorizontalFlip", "Resize",
+           "ToTensor"]
 
 
 class Compose:
@@ -68,6 +69,31 @@ class CenterCrop:
 
     def __call__(self, x):
         return x  # the synthetic images are square and already resized
+
+
+class RandomCrop:
+    """Pads the image by `padding` zeros on each side and crops `size` at a random place."""
+
+    def __init__(self, size, padding=0):
+        self.size, self.padding = size, padding
+
+    def __call__(self, x):
+        hw = x.permute(2, 0, 1) if x.dim() == 3 else x[None]  # C x H x W (uint8 HxWxC image)
+        if self.padding:
+            hw = F.pad(hw, (self.padding,) * 4)
+        i, j = (int(v) for v in torch.randint(0, hw.shape[-1] - self.size + 1, (2,)))
+        out = hw[:, i:i + self.size, j:j + self.size]
+        return out.permute(1, 2, 0).contiguous() if x.dim() == 3 else out[0].contiguous()
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p=0.5):
+        self.p = p
+
+    def __call__(self, x):
+        if float(torch.rand(())) < self.p:
+            return x.flip(1 if x.dim() == 3 else -1)  # the width axis of HxWxC or HxW
+        return x
 
 
 class Lambda:

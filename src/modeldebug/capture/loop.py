@@ -4,7 +4,9 @@
   At the first backward pass of a step with no zero_grad call since the last step, the norm of the
   gradients still present is measured (on the device): non-zero means they were carried over.
 - ``torch.nn.utils.clip_grad_norm_``: the total norm before clipping and the limit, per step.
-- ``torch.utils.data`` iterators' ``__next__``: time spent waiting for the data loader.
+- ``torch.utils.data`` iterators' ``__next__``: time spent waiting for the data loader, and, once per
+  data set, the loader's settings (worker processes, batch size) and whether the data set holds its
+  samples as tensors in memory.
 It also keeps weak references to recent loss tensors (a loss still alive steps later is being kept,
 usually with its whole graph), and fingerprints input samples for a train/validation overlap check.
 """
@@ -92,11 +94,31 @@ class LoopWatch:
             return
         if id(dataset) not in self._loader_sets:
             self._loader_sets[id(dataset)] = self._tensor_dataset(dataset)
+            self._describe_loader(args[0], dataset)
         if exc is not None and self._loader_sets[id(dataset)]:
             # A TensorDataset's loop is over (StopIteration): what runs next is judged by its own memory,
             # so a validation tensor evaluated after the loop is judged on its own. (Another data set's
             # memory is unknown: the passes after its loop stay filed under it, as training-set evaluation.)
             self.current_dataset = None
+
+    def _describe_loader(self, it: Any, dataset: Any) -> None:
+        """Once per data set: how its loader is set up, so that advice on waiting for data can start
+        from what the user already has (worker processes that cost more than they save, say)."""
+        try:
+            n = len(dataset)
+        except TypeError:  # an IterableDataset without a length
+            n = None
+        tensors = getattr(dataset, "tensors", None)
+        values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
+        held = [v for v in values if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1]
+        sampler = getattr(it, "_index_sampler", None)
+        self.tracer.writer.add_event(self.tracer.step, M.DATALOADER.name, {
+            "dataset": type(dataset).__name__, "length": n,
+            "num_workers": int(getattr(it, "_num_workers", 0) or 0),
+            "persistent_workers": bool(getattr(it, "_persistent_workers", False)),
+            "batch_size": getattr(sampler, "batch_size", None) if getattr(it, "_auto_collation", False) else None,
+            # every sample already a row of tensors held in memory: making a batch is indexing them
+            "in_memory": bool(held) and n is not None and all(len(v) == n for v in held)})
 
     def _tensor_dataset(self, dataset: Any) -> bool:
         """A `TensorDataset` trained from is its tensors' memory: evaluating the first of them whole

@@ -19,6 +19,7 @@ __all__ = ["ParamsNotUpdating"]
 
 #: A bidirectional RNN's reverse-direction recurrent weights (torch names them weight_hh_l<k>_reverse).
 _REVERSE_HH = re.compile(r"(^|\.)weight_hh_l\d+_reverse$")
+_RNN_PARAM = re.compile(r"(^|\.)(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?$")
 
 
 def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
@@ -96,6 +97,8 @@ class ParamsNotUpdating(Rule):
         zero_severity = None
         if zero_grad and all(_reverse_recurrence(ctx, n) for n in zero_grad):
             zero_why, zero_rec = _LAST_STEP_OF_BIDIRECTIONAL
+        elif zero_grad and all(_top_forward_direction(ctx, n) for n in zero_grad):
+            zero_why, zero_rec = _ONLY_REVERSE_READ
         elif zero_grad and all(_shift_invariant(ctx, n, grads, zero_set) for n in zero_grad):
             zero_why, zero_rec = _SHIFT_INVARIANT
             zero_severity = "low"  # the loss does not depend on them: nothing is lost
@@ -239,6 +242,29 @@ def _reverse_recurrence(ctx: Context, name: str) -> bool:
     """Is `name` the reverse direction's recurrent weight of a bidirectional nn.RNN/LSTM/GRU?"""
     module = ctx.modules.get(ctx.params[name].info.get("module", ""))
     return bool(_REVERSE_HH.search(name)) and module is not None and module.type in RECURRENT
+
+
+def _top_forward_direction(ctx: Context, name: str) -> bool:
+    """Is `name` a weight of the forward direction of a bidirectional nn.RNN/LSTM/GRU's last layer?"""
+    m = _RNN_PARAM.search(name)
+    module_name = ctx.params[name].info.get("module", "")
+    module = ctx.modules.get(module_name)
+    if m is None or m.group(5) or module is None or module.type not in RECURRENT:
+        return False
+    layers = [(int(o.group(4)), bool(o.group(5))) for n, e in ctx.params.items()
+              if e.info.get("module") == module_name and (o := _RNN_PARAM.search(n))]
+    top = max(layer for layer, _ in layers)
+    return int(m.group(4)) == top and (top, True) in layers
+
+
+_ONLY_REVERSE_READ = (
+    "They are the forward direction of a bidirectional RNN's last layer: the model reads only h_n[-1], and the final "
+    "hidden states come layer by layer, forward then reverse, so h_n[-1] is the last layer's REVERSE direction. "
+    "The forward direction's top layer never reaches the loss, and the classifier sees the sequence one way only.",
+    Recommendation("fix", "Read both directions of the last layer (and give the head twice the inputs).",
+                   "out, h_n = self.gru(x)                          # h_n: [layers * 2, batch, hidden]\n"
+                   "last = torch.cat([h_n[-2], h_n[-1]], dim=1)  # the last layer's forward and reverse states\n"
+                   "return self.fc(last)                            # self.fc = nn.Linear(2 * hidden, classes)"))
 
 
 _LAST_STEP_OF_BIDIRECTIONAL = (

@@ -218,7 +218,8 @@ class DataloaderBottleneck(Rule):
     """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
-    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, *_TIMED)
+    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, M.DATALOADER,
+                *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -254,18 +255,23 @@ class DataloaderBottleneck(Rule):
         top = named_line(profile)
         speedup = 1 / max(1 - share, 1e-6)
         gpu = _on_gpu(ctx)
-        recs = ([Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
-                                _LOADER_FIX if gpu else _LOADER_FIX_CPU),
-                 Recommendation("optimization", "Make each sample cheaper: decode once and cache, and move "
-                                "augmentation to the GPU on whole batches.",
-                                "x = augment(x.to(device, non_blocking=True))   # batched, after the loader")
-                 if gpu else
-                 Recommendation("optimization", "Make each sample cheaper: decode once and cache, and augment "
-                                "whole batches after the loader instead of one sample at a time.",
-                                "x = augment(x)   # on the whole batch, after the loader")]
-                if uses_loader else
-                [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
-                                "next batch is ready when the step ends.", _NO_LOADER_FIX)])
+        loader = _loader_settings(ctx) if uses_loader else None
+        workers = int(loader.get("num_workers") or 0) if loader else 0
+        if not uses_loader:
+            recs = [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
+                                   "next batch is ready when the step ends.", _NO_LOADER_FIX)]
+        elif workers:  # the usual advice is already followed: start from what the loader has
+            recs = _worker_fixes(loader, gpu)  # type: ignore[arg-type]
+        else:
+            recs = [Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
+                                   _LOADER_FIX if gpu else _LOADER_FIX_CPU),
+                    Recommendation("optimization", "Make each sample cheaper: decode once and cache, and move "
+                                   "augmentation to the GPU on whole batches.",
+                                   "x = augment(x.to(device, non_blocking=True))   # batched, after the loader")
+                    if gpu else
+                    Recommendation("optimization", "Make each sample cheaper: decode once and cache, and augment "
+                                   "whole batches after the loader instead of one sample at a time.",
+                                   "x = augment(x)   # on the whole batch, after the loader")]
         if top is not None and not uses_loader:
             # the line the time went to: the user can tell a batch being prepared from a plot being drawn
             recs.insert(0, Recommendation(
@@ -290,6 +296,7 @@ class DataloaderBottleneck(Rule):
                          + f" the run would be up to {fmt(speedup)}x faster."
                          + ("" if uses_loader or top is not None else " No DataLoader was used: this time also "
                             "includes whatever else the loop does between steps.")
+                         + (_workers_sentence(loader) if workers else "")
                          + (gap_sentence(profile) if profile else "")
                          + (_WAIT_NOTE if waits else "")),
             step=int(rec.column("t_step").steps[keep][0]),
@@ -297,9 +304,43 @@ class DataloaderBottleneck(Rule):
                       "device": "gpu" if gpu else "cpu",
                       "median_wait_ms": float(np.median(wait)) * 1e3, "median_compute_ms": compute * 1e3,
                       "possible_speedup": speedup, "steps": int(keep.sum())}
-                     | ({"gap_profile": profile} if profile else {}),
+                     | ({"gap_profile": profile} if profile else {}) | ({"loader": loader} if loader else {}),
             recommendations=recs,
         )
+
+
+def _loader_settings(ctx: Context) -> dict | None:
+    """The training loader's settings (capture/loop.py: the first data set a DataLoader served), or None
+    for a record made before they were kept."""
+    events = ctx.record.events(M.DATALOADER.name)
+    return dict(events[0].data) if events else None
+
+
+def _workers_sentence(loader: dict) -> str:
+    n = int(loader["num_workers"])
+    return (f" The loader already runs {n} worker process{'es' if n > 1 else ''}"
+            + (" (started again each epoch: persistent_workers is off)" if not loader.get("persistent_workers") else "")
+            + (f", and {loader.get('dataset', 'its data set')} holds its samples as tensors in memory: making a batch "
+               "is indexing them, cheaper than receiving it from another process (each batch is copied through "
+               "shared memory and a queue, around a millisecond)." if loader.get("in_memory") else "."))
+
+
+def _worker_fixes(loader: dict, gpu: bool) -> list[Recommendation]:
+    """Advice for a loader that already has worker processes: for samples held in memory, fewer workers
+    (none); otherwise, workers kept between epochs and cheaper samples."""
+    bs = loader.get("batch_size") or 64
+    keep = Recommendation(
+        "fix", "Keep the workers between epochs and let each prepare more batches ahead; if they still fall "
+        "behind, make each sample cheaper (decode once and cache; augment whole batches after the loader).",
+        f"loader = DataLoader(dataset, batch_size={bs}, shuffle=True, num_workers={max(4, int(loader['num_workers']))},\n"
+        "                    persistent_workers=True, prefetch_factor=4" + (", pin_memory=True)" if gpu else ")"))
+    if not loader.get("in_memory"):
+        return [keep]
+    return [Recommendation(
+        "fix", "Load in the training process: the samples are already tensors in memory, so a worker process "
+        "costs more to receive each batch from than the batch costs to make. Larger batches also cut the "
+        "per-batch cost.",
+        f"loader = DataLoader(dataset, batch_size={bs}, shuffle=True, num_workers=0)"), keep]
 
 
 def _on_gpu(ctx: Context) -> bool:

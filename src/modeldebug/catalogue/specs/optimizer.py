@@ -22,7 +22,9 @@ forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a Num
 (2) parameters whose gradient was exactly zero on every step (when they are all the reverse
 direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual
 cause: the output read at the last time step only, where the reverse direction has taken one
-step from its zero state, and the fix reads `h_n`; when they are all biases whose layer's other
+step from its zero state, and the fix reads `h_n`; when they are all the last layer's forward
+direction of a bidirectional RNN/LSTM/GRU, the model reads `h_n[-1]` alone, which is that layer's
+reverse direction, and the fix concatenates `h_n[-2]` and `h_n[-1]`; when they are all biases whose layer's other
 parameters do get gradients, the loss does not depend on a constant shift of that layer's output,
 because a normalisation follows it or the loss takes a difference of two outputs, as a
 relativistic GAN's D(real) - D(fake) does: the finding is low, dead weight, not a fault); (3) parameters that receive

@@ -81,6 +81,12 @@ loader = DataLoader(Images(), batch_size=64)                # num_workers=0
 `num_workers` > 0 (prepare batches in parallel) and `persistent_workers=True`, a larger
 `prefetch_factor`, and `pin_memory=True` when the batches go to a GPU; move expensive per-sample
 work out of `__getitem__` (decode once and cache, augment whole batches, on the GPU if there is one).
+The advice starts from the loader the run used (the `dataloader` event: its worker processes,
+batch size, whether workers persist, whether the data set holds its samples as tensors in memory).
+A loader that already has workers is told so; when its data set holds tensors in memory, the first
+fix is `num_workers=0`: a batch made by indexing rows costs less than receiving it from a worker
+process (each batch's tensors are passed through shared memory and a queue, around a millisecond),
+which is what a small model fed from a table through workers waits for.
 
 ## Known problems
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
