@@ -593,7 +593,17 @@ CASES: list[Case] = [
          variants=[
              Variant("as_written", expect=("runtime_error",),
                      what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
-             Variant("fixed", [Edit("train.py", "loss.data[0]", "loss.item()")], what="healthy: .item()"),
+             Variant("item_fixed", [Edit("train.py", "loss.data[0]", "loss.item()")], expect=("params_not_updating",),
+                     what="the crash fixed (.item()); still as published otherwise: the head reads hidden[-1] of a "
+                          "2-layer bidirectional GRU, the top layer's reverse direction only, so the top layer's "
+                          "forward weights never reach the loss (their gradient is exactly zero). Labelled healthy "
+                          "before the first run; OPT001 found it"),
+             Variant("both_directions", [Edit("train.py", "loss.data[0]", "loss.item()"),
+                                         Edit("train.py", "self.fc = nn.Linear(hidden_size, output_size)",
+                                              "self.fc = nn.Linear(hidden_size * self.n_directions, output_size)"),
+                                         Edit("train.py", "fc_output = self.fc(hidden[-1])",
+                                              "fc_output = self.fc(torch.cat([hidden[-2], hidden[-1]], dim=1))")],
+                     what="healthy: .item(), and the head reads both directions of the top layer"),
          ]),
     Case("pz_char_rnn", PZ, {"train.py": "13_3_char_rnn.py", "text_loader.py": "text_loader.py",
                              "data/shakespeare.txt.gz": "data/shakespeare.txt.gz"}, "train.py", [],

@@ -106,7 +106,7 @@ class LoopWatch:
         from what the user already has (worker processes that cost more than they save, say)."""
         try:
             n = len(dataset)
-        except TypeError:  # an IterableDataset without a length
+        except Exception:  # noqa: BLE001 - an IterableDataset without a length (TypeError, NotImplementedError)
             n = None
         tensors = getattr(dataset, "tensors", None)
         values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
