@@ -3,8 +3,9 @@
 For a sequence input, (batch, time) integer tokens or (batch, time, ...) values, the probe runs a
 private copy of the model in eval mode and backpropagates from output position t (a seeded random
 projection of it: the rows of a softmax sum to one, so a plain sum would hide a dependence) to the
-inputs. Tokens have no gradient, so for them the output of the first `nn.Embedding` that embeds
-the token tensor stands in for the input: a forward hook replaces it with a leaf tensor. Only the
+inputs. Tokens have no gradient, so for them the output of the embedding that embeds the token
+tensor stands in for the input: a forward hook (capture.probes.EmbeddedTokens, shared with the
+watch's probes) replaces it with a leaf tensor. Only the
 same samples' later positions are read (other samples are the batch-mixing probe's business).
 
 It makes a claim only about a model known to be autoregressive (`claimed_causal`): a bidirectional
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from ..capture.isolation import set_training
+from ..capture.probes import EmbeddedTokens
 from ..rules.base import Recommendation
 from .probes import ProbeResult
 from .request import Workload, call_model
@@ -100,28 +102,19 @@ class _Forward:
         set_training(model, False)
         x = self.work.inputs()
         shape = tuple(seq.shape[:2])
+        embedded: EmbeddedTokens | None = None
         with ExitStack() as stack:
             if seq.is_floating_point():
                 self.leaf = seq.detach().clone().requires_grad_(True)
                 x = {**x, "input_ids": self.leaf} if isinstance(x, Mapping) else self.leaf
             else:
-                def embed(module: nn.Module, args: Any, output: Any, _name: list[str]) -> Any:
-                    inp = args[0] if args else None
-                    if (self.leaf is None and isinstance(output, torch.Tensor) and isinstance(inp, torch.Tensor)
-                            and tuple(inp.shape) == tuple(seq.shape) and tuple(output.shape[:2]) == shape
-                            and output.is_floating_point()):
-                        self.leaf = output.detach().requires_grad_(True)
-                        self.embedding = _name[0]
-                        return self.leaf
-                    return None
-
-                for name, m in model.named_modules():
-                    if isinstance(m, nn.Embedding):
-                        stack.callback(m.register_forward_hook(lambda mod, a, o, _n=[name]: embed(mod, a, o, _n)).remove)
+                embedded = EmbeddedTokens(model, seq.shape)
+                stack.callback(embedded.remove)
             if record_modules:
                 def keep(name: str, output: Any) -> None:
                     t = output[0] if isinstance(output, (tuple, list)) and output else output
-                    if (self.leaf is not None and isinstance(t, torch.Tensor) and t.is_floating_point()
+                    embedded_yet = self.leaf is not None or (embedded is not None and embedded.found)
+                    if (embedded_yet and isinstance(t, torch.Tensor) and t.is_floating_point()
                             and t.requires_grad and tuple(t.shape[:2]) == shape and len(self.outputs) < _MAX_MODULES):
                         self.outputs.append((name, t))
 
@@ -130,6 +123,10 @@ class _Forward:
                         stack.callback(m.register_forward_hook(lambda mod, a, o, _n=name: keep(_n, o)).remove)
             with torch.random.fork_rng(devices=[]), torch.enable_grad():
                 self.out = _logits(call_model(model, x))
+            if embedded is not None:
+                leaf, name = embedded.leaf_for(sequence_input(x))
+                if leaf is not None and tuple(leaf.shape[:2]) == shape:  # not an EmbeddingBag's [B, D]
+                    self.leaf, self.embedding = leaf, name
         if self.leaf is None:
             self.reason = "no nn.Embedding embeds the token tensor: there is nothing to differentiate"
             return False

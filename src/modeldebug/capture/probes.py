@@ -18,7 +18,7 @@ from .. import measures as M
 from .isolation import TwinError, quiet, set_training, twin
 from .stats import first_tensor, unmeasurable
 
-__all__ = ["TWIN_MAX_BYTES", "MixingProbe", "batch_mixing", "future_leak", "weight_bytes"]
+__all__ = ["TWIN_MAX_BYTES", "EmbeddedTokens", "MixingProbe", "batch_mixing", "future_leak", "weight_bytes"]
 
 
 class MixingProbe:
@@ -100,7 +100,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     if probe is not None:  # (token ids stay the twin's own copy of them: a model may edit its ids in place)
         call[index] = probe
     set_training(model, False)
-    embedded = _Embedded(model, x.shape) if tokens else None
+    embedded = EmbeddedTokens(model, x.shape) if tokens else None
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
@@ -140,10 +140,11 @@ def _is_index(x: torch.Tensor) -> bool:
     return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
-class _Embedded:
+class EmbeddedTokens:
     """Forward hooks on a model copy's embeddings: each output of one called on a tensor of the token
     ids' shape becomes a leaf that requires grad (the probe's stand-in for a float input), kept with
-    the input it was called on and the module's name."""
+    the input it was called on and the module's name. The watch's probes here and the agent's
+    causality and batch-mixing probes (agent/causality.py) differentiate token models through it."""
 
     def __init__(self, model: nn.Module, shape: torch.Size) -> None:
         self.shape = shape
@@ -184,7 +185,7 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     those ids shifted by one position (``target[:, t] == ids[:, t + 1]`` for at least 90% of the
     positions: a language model's next-token objective). On a private copy, in eval mode, the
     gradient of sample 0's output at the middle position ``p`` is taken at the embedding of every
-    position (`_Embedded.leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
+    position (`EmbeddedTokens.leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
     `_LEAK_TOLERANCE`); a missing or wrong attention mask does not. None when it does not apply."""
     ids = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
     if ids is None or ids.dim() != 2 or ids.shape[1] < 4 or not _is_index(target) or target.numel() != ids.numel():
@@ -198,7 +199,7 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     index = next(i for i, a in enumerate(args) if a is ids)
     model, call, _ = twin(root, tuple(args))
     set_training(model, False)
-    embedded = _Embedded(model, ids.shape)
+    embedded = EmbeddedTokens(model, ids.shape)
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
