@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import time
 import traceback
 import weakref
@@ -81,6 +82,9 @@ if hasattr(os, "register_at_fork"):
 _BACKWARDS_WITHOUT_STEP = 64
 #: The most steps a sample is extended by, so that every optimizer of the run steps in it (`_covered`).
 _COVER_STEPS = 16
+
+
+_CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
 
 
 class Tracer:
@@ -287,6 +291,21 @@ class Tracer:
             self._fail("forward", exc)
         self.own_time += time.perf_counter() - t0
 
+    @staticmethod
+    def _inside_training_model(module: nn.Module) -> bool:
+        """Is `module` (in eval mode, with autograd on) being called inside the forward pass of another
+        module that is in train mode? A pretrained encoder frozen in eval mode inside the classifier
+        being trained: its call is part of the classifier's training pass, not an evaluation. Read
+        from the call stack (only eval-mode calls with autograd on ask: the rare path)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code is _CALL_IMPL:
+                outer = frame.f_locals.get("self")
+                if outer is not module and isinstance(outer, nn.Module) and outer.training:
+                    return True
+            frame = frame.f_back
+        return False
+
     def _root(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """The start of a forward pass of a model (the outermost module call)."""
         known = self._known_root  # the same model as last time, nothing added since: what was found then
@@ -298,7 +317,8 @@ class Tracer:
                 return
             module, info = found
         grad = torch.is_grad_enabled()
-        self.forward.count_mode(module, grad)
+        if not (grad and not module.training and self._inside_training_model(module)):
+            self.forward.count_mode(module, grad)  # (a frozen part in eval mode inside a model that trains: its pass)
         if not grad and not self.eval_dropout.done and not module.training and args:
             self.eval_dropout.once(module, args)
         a = self.assembler

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import measures as M
-from ..record import Entity
+from ..record import Entity, Series
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 
@@ -155,12 +155,44 @@ _EVAL_FOR_VALIDATION = ("model.eval()                          # Dropout off, Ba
                         "model.train()                         # back to training mode before the next step")
 
 
+def _moved(s: Series) -> np.ndarray:
+    """The steps at which a parameter's update ratio shows it moved."""
+    return s.steps[np.isfinite(s.values) & (s.values > 0)]
+
+
+def _last_update_step(ctx: Context, module: str) -> int | None:
+    """The last sampled step on which `module`'s parameters (or, for a layer without any, those of
+    the nearest enclosing module with some) moved: -1 when they never did, None when no module up
+    the chain has parameters. Their weights, not their gradients, tell: a frozen parameter keeps the
+    last gradient it had until something clears it."""
+    ratios = ctx.param_stat("update_ratio")
+    name: str | None = module
+    while name is not None:
+        own = [n for n, e in ctx.params.items() if e.info.get("module") == name]
+        if own:
+            return max((int(_moved(s).max(initial=-1)) for n in own if (s := ratios.get(n)) is not None), default=-1)
+        name = name.rsplit(".", 1)[0] if "." in name else None
+    return None
+
+
+def _trained_after(ctx: Context, step: int) -> bool:
+    """Did some parameter still move after `step`?"""
+    return any(int(_moved(s).max(initial=-1)) > step for s in ctx.param_stat("update_ratio").values())
+
+
+def _frozen_since(ctx: Context, module: str, step: int) -> bool:
+    """Had `module` stopped moving by `step`, while training went on after it? Then it is frozen,
+    and keeping it in eval mode is deliberate."""
+    last = _last_update_step(ctx, module)
+    return last is not None and last < step and _trained_after(ctx, step)
+
+
 class TrainModeMisuse(Rule):
     """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
     code = "LOP002"
     requires = (M.FWD_EVAL_MODE, M.FWD_TRAIN_MODE_NOGRAD, M.TRAINING_FLAG, M.VAL_LOSS, M.LOSS_CALLS, M.OPTIMIZER,
-                M.EVAL_DROPOUT)
+                M.EVAL_DROPOUT, M.UPDATE_RATIO, M.DATALOADER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from self._dropout_ignores_eval(ctx)
@@ -171,6 +203,9 @@ class TrainModeMisuse(Rule):
         if finding is not None:
             yield finding
         finding = self._validated_in_train_mode(ctx, sensitive)
+        if finding is not None:
+            yield finding
+        finding = self._frozen_in_train_mode(ctx, sensitive)
         if finding is not None:
             yield finding
 
@@ -225,6 +260,10 @@ class TrainModeMisuse(Rule):
                 in_eval.append(name)
         if sampled and not in_eval:
             return None  # the eval-mode passes were another (frozen) model's, or not training passes
+        # a frozen part kept in eval mode on purpose (a pretrained backbone's BatchNorm keeps its statistics)
+        in_eval = [n for n in in_eval if not _frozen_since(ctx, n, int(col.steps[onset]))]
+        if not in_eval:
+            return None
         if not sampled:  # no sampled step since: name every mode-sensitive layer of the trained models
             in_eval = [n for n, e in sensitive.items() if trainable is None or _model_of(e) in trainable]
             if not in_eval:
@@ -297,6 +336,57 @@ class TrainModeMisuse(Rule):
                 Recommendation("fix", "Put the model in eval mode for validation, and back in train mode after it.",
                                _EVAL_FOR_VALIDATION),
             ],
+        )
+
+    # -- (3) a frozen part's BatchNorm left in train mode ---------------------------------------------
+    def _frozen_in_train_mode(self, ctx: Context, sensitive: dict) -> Finding | None:
+        """BatchNorm layers of a frozen part (their parameters no longer move while the rest trains)
+        that still run in train mode: they normalise with each batch's statistics and overwrite
+        the running statistics the frozen weights were trained with (a pretrained backbone frozen with
+        `requires_grad = False` but left under `model.train()`)."""
+        flags = ctx.module_stat("training")
+        frozen: dict[str, tuple[int, int]] = {}  # layer -> (last step it moved, sampled train-mode steps since)
+        for name, e in sensitive.items():
+            s = flags.get(name)
+            if not _is_batchnorm(e.type) or s is None or not len(s):
+                continue
+            last = _last_update_step(ctx, name)
+            if last is None or not _trained_after(ctx, last):
+                continue
+            on = (s.steps > last) & (np.nan_to_num(s.values) > 0)
+            if int(on.sum()) >= 2 and float(on.sum()) >= 0.5 * float((s.steps > last).sum()):
+                frozen[name] = (last, int(on.sum()))
+        if not frozen:
+            return None
+        names = list(frozen)
+        since = min(last for last, _ in frozen.values()) + 1
+        # the loader of the frozen period: the first one started after the part stopped moving, else the last before
+        loaders = ctx.record.events("dataloader")
+        loader = next((e for e in loaders if e.step >= since), loaders[-1] if loaders else None)
+        batch = loader.data.get("batch_size") if loader else None
+        owner = sensitive[names[0]].model or "model"
+        return self.finding(
+            severity="medium", confidence=0.7,
+            title=(f"{len(names)} frozen BatchNorm layer{'s' if len(names) > 1 else ''} still run in train mode"
+                   + (f" from step {since}" if since > 0 else "") + ": they normalise with each batch and overwrite "
+                   "their running statistics"),
+            description=(f"{', '.join(ctx.label(n) for n in names[:6])}{' ...' if len(names) > 6 else ''} stopped moving "
+                         + (f"after step {since - 1}" if since > 0 else "from the start")
+                         + " while the rest of the model trains, so they are frozen, yet the training forward passes "
+                         "run them in train mode: each normalises with the statistics of the batch in hand"
+                         + (f" ({batch} samples)" if batch else "") + " and moves its running mean and variance "
+                         "towards them, away from the statistics its frozen weights were trained with. At evaluation "
+                         "the frozen layers then use statistics they were never trained on. Keep a frozen part in eval "
+                         "mode (unless adapting its statistics to new data is the point)."),
+            location=names[0], step=since,
+            evidence={"layers": names[:50], "last_moved_step": {n: v[0] for n, v in frozen.items()},
+                      "train_mode_samples": {n: v[1] for n, v in frozen.items()}, "batch_size": batch},
+            recommendations=[Recommendation(
+                "fix", "Put the frozen part back in eval mode after every model.train().",
+                f"model.train()\n{owner.lower()}.eval()   # the frozen {owner} (holds {names[0]}): keeps its BatchNorm statistics\n"
+                "# or every frozen BatchNorm, wherever it is:\n"
+                "for m in model.modules():\n    if isinstance(m, nn.modules.batchnorm._BatchNorm) "
+                "and not any(p.requires_grad for p in m.parameters()):\n        m.eval()")],
         )
 
     @staticmethod

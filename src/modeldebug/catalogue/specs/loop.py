@@ -63,10 +63,21 @@ mode changes nothing. Two mistakes:
 eval mode, on at least `train_mode_persistence` (default 50%) of the steps since the first one,
 typically from the first step after a validation pass that called `model.eval()` and never
 `model.train()`. The per-layer `training` flag recorded on sampled steps names the layers, and
-rules out a frozen second model (a teacher whose parameters no optimizer holds);
+rules out a frozen second model (a teacher whose parameters no optimizer holds) and a frozen part
+kept in eval mode on purpose (layers whose parameters, or those of the nearest enclosing module
+with some, stopped moving before the eval-mode passes while the rest still trains: a pretrained
+encoder frozen with `requires_grad = False` and `model.encoder.eval()`). A module called in eval
+mode inside the forward pass of a module in train mode is part of that training pass: it is not
+counted as an evaluation with autograd on (`fwd_eval_mode`), which MEM001 would otherwise read as
+a validation pass that may keep its graph;
 (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
 inference without `model.eval()`;
-(3) whatever the layers, a functional dropout that ignores `model.eval()`: at the first forward
+(3) BatchNorm layers of a frozen part still in train mode (reported medium): their parameters (or
+those of the nearest enclosing module with some) stopped moving while the rest trains, yet the
+sampled `training` flags after that are on, so each normalises with the batch in hand and
+overwrites the running statistics its frozen weights were trained with (the batch size named from
+the loader of that period); the fix puts the frozen part back in eval mode after `model.train()`;
+(4) whatever the layers, a functional dropout that ignores `model.eval()`: at the first forward
 pass in eval mode without gradients, a private copy of the model runs that batch in eval mode
 with `F.dropout` and its kin (`dropout1d/2d/3d`, `alpha_dropout`, `feature_alpha_dropout`)
 watched, and each call that still drops is recorded with the user's line (`eval_dropout`
@@ -87,7 +98,9 @@ for epoch in range(10):
     for x, y in train_loader:
         ...
     model.eval()                # validation switches it off ... and nothing switches it back
-h = F.dropout(h, 0.5)           # (3) in forward: training=True by default, model.eval() does not reach it
+for p in model.encoder.parameters():
+    p.requires_grad = False     # (3) frozen, but model.train() keeps its BatchNorm updating
+h = F.dropout(h, 0.5)           # (4) in forward: training=True by default, model.eval() does not reach it
 ```
 
 ## Recommended fix
@@ -96,8 +109,8 @@ validation in `model.eval()` plus `torch.no_grad()`.
 
 ## Known problems
 The per-layer flags exist only on sampled steps; without one, every Dropout/BatchNorm layer of
-the model is listed. A Dropout with `p=0`, functional dropout (`F.dropout`) and BatchNorm frozen
-on purpose are not told apart. Recomputing BatchNorm statistics on purpose
+the model is listed. A Dropout with `p=0` is not told apart. Adapting a frozen part's BatchNorm
+statistics to new data on purpose (AdaBN) looks like (3). Recomputing BatchNorm statistics on purpose
 (`torch.optim.swa_utils.update_bn`) and Monte-Carlo dropout look like (2).
 """,
     ),

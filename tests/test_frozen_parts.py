@@ -1,0 +1,77 @@
+"""A frozen part of a model (a pretrained encoder with `requires_grad = False`): its BatchNorm kept in
+eval mode on purpose is not training in eval mode (LOP002) nor a validation pass that leaks memory
+(MEM001); left in train mode, it normalises with each small batch and overwrites its statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import modeldebug as md
+
+from helpers import found, serious
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 32),
+                                 nn.BatchNorm1d(32), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _Classifier(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+@pytest.mark.parametrize("encoder_eval", [True, False], ids=["frozen-in-eval-mode", "frozen-in-train-mode"])
+def test_a_frozen_encoders_batchnorm_mode(encoder_eval: bool) -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 16, generator=g) * 2 + 1
+    y = (x[:, 0] > 1).long() + (x[:, 1] > 1).long()
+    model = _Classifier(_Encoder())
+    pre_head = nn.Linear(32, 4)
+
+    def loop() -> None:
+        pre_opt = torch.optim.Adam([*model.encoder.parameters(), *pre_head.parameters()], lr=3e-3)
+        for i in range(60):  # pretraining the encoder on another task
+            xb = x[i * 32:(i + 1) * 32]
+            loss = nn.functional.mse_loss(pre_head(model.encoder(xb)), xb[:, :4])
+            pre_opt.zero_grad()
+            loss.backward()
+            pre_opt.step()
+        for p in model.encoder.parameters():
+            p.requires_grad = False
+        opt = torch.optim.Adam(model.head.parameters(), lr=1e-2)
+        for i in range(240):  # fine-tuning the head on batches of 4
+            model.train()
+            if encoder_eval:
+                model.encoder.eval()
+            xb, yb = x[(i * 4) % 2048:(i * 4) % 2048 + 4], y[(i * 4) % 2048:(i * 4) % 2048 + 4]
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    with md.watch(db=":memory:") as session:  # every model, as `modeldebug run` watches: the encoder is one
+        loop()
+    report = session.report()
+    if encoder_eval:
+        assert serious(report) == []
+        # the frozen encoder's eval-mode calls are part of the classifier's training pass, not evaluations
+        assert float(np.nansum(session.record.column("fwd_eval_mode").values)) == 0
+        return
+    f = found(report, "train_mode_misuse")
+    assert f is not None and f.severity == "medium" and "frozen BatchNorm" in f.title
+    assert {n.rsplit("net.", 1)[-1] for n in f.evidence["layers"]} == {"1", "4"}
+    assert ".eval()" in f.recommendations[0].implementation
