@@ -467,3 +467,35 @@ def test_a_machine_that_gets_busier_is_not_a_slower_run() -> None:
     growing = 0.004 * (1 + 8 * steps / n) * noise
     f = kinds_of(record_of(n, t_step=growing + optimizer, t_backward=growing, t_optimizer=optimizer))["slow_step"]
     assert f.evidence["own_growth"] > 2 and f.evidence["phase"] == "t_backward"
+
+
+@pytest.mark.parametrize("where", ["between", "before", "other-model"])
+def test_zero_grad_between_backward_and_step_is_found_with_its_line(where: str) -> None:
+    """backward(), zero_grad(), step(): every step is a step of zero (blind3's Trainer.step). Its twins:
+    zero_grad() before backward(), and a zero_grad() of another model between them (this step's
+    gradients are untouched)."""
+    model, data = healthy_mlp()
+    other = nn.Linear(3, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def loop() -> None:
+        for i in range(40):
+            x, y = data.batch(i, 32)
+            if where == "before":
+                opt.zero_grad()
+            loss = data.loss_fn(model(x), y)
+            loss.backward()
+            if where == "between":
+                opt.zero_grad()
+            elif where == "other-model":
+                other.zero_grad()
+            opt.step()
+
+    report = watched(model, loop)
+    f = found(report, "params_not_updating")
+    if where != "between":
+        assert f is None
+        return
+    assert f is not None and f.severity == "high" and report.findings[0] is f
+    assert "between backward() and step()" in f.title and "opt.zero_grad()" in f.title
+    assert f.evidence["zero_grad_line"].startswith("test_rules_loop.py:")

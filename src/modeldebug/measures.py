@@ -105,6 +105,7 @@ __all__ = [
     "VAL_LOSS",
     "WITH_PARAMS",
     "ZERO_FRAC",
+    "ZERO_GRAD_BEFORE_STEP",
     "ZERO_GRAD_CALLS",
     "Measure",
     "Storage",
@@ -340,6 +341,10 @@ FUTURE_LEAK_PROBE = measure("event", "future_leak_probe", "probes", "event",
 PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
                        "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
                        "rates before and after it")
+ZERO_GRAD_BEFORE_STEP = measure("event", "zero_grad_before_step", "loop", "event",
+                                "an optimizer step taken after a zero_grad() that followed the step's backward pass "
+                                "(the first 10): the zero_grad's line, and how many of the optimizer's parameters "
+                                "still had a gradient", always=True)
 DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",
@@ -350,7 +355,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER)
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import linecache
 import operator
+import os
+import sys
 import time
 import weakref
 from collections import deque
@@ -38,6 +41,21 @@ _Source = int | tuple[int, int] | None
 _LIVE_WINDOW = 8
 _deref = weakref.ref.__call__
 _is_alive = functools.partial(operator.is_not, None)
+
+
+_LATE_ZERO_GRAD_EVENTS = 10
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def _caller(frame: Any) -> dict[str, Any]:
+    """The user's line that called into torch (the first frame outside torch and modeldebug)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PACKAGE_DIR) or name.startswith(_TORCH_DIR)):
+            return {"file": name, "line": frame.f_lineno, "code": linecache.getline(name, frame.f_lineno).strip()}
+        frame = frame.f_back
+    return {}
 
 
 def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
@@ -73,6 +91,10 @@ class LoopWatch:
         self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         self.clip: torch.Tensor | None = None
+        # a zero_grad called after this step's backward pass (its line), until the next backward refills
+        # the gradients or an optimizer steps on what is left
+        self.cleared: dict[str, Any] | None = None
+        self._late_zero_grads = 0
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
 
     # -- probes ----------------------------------------------------------------------------------
@@ -82,8 +104,24 @@ class LoopWatch:
                 **({"plateau_step": Probe(_lrs, self._plateau)} if M.PLATEAU_STEP in self.tracer.plan else {})}
 
     def _zero_grad(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self.tracer.active("loop"):
+        tr = self.tracer
+        if tr.active("loop"):
             self.zero_grad_calls += 1
+            if tr.assembler.n_backward and self.cleared is None:  # after this step's backward: the rare case
+                self.cleared = _caller(sys._getframe(1))
+
+    def before_step(self, opt: torch.optim.Optimizer) -> None:
+        """An optimizer steps with gradients a zero_grad cleared after the last backward pass (the
+        tracer calls this only then): recorded, the first few times, with the zero_grad's line."""
+        where, self.cleared = self.cleared, None
+        if self._late_zero_grads >= _LATE_ZERO_GRAD_EVENTS:
+            return
+        self._late_zero_grads += 1
+        held = [p for g in opt.param_groups for p in g["params"]]
+        grads = [p.grad for p in held if p.grad is not None]
+        left = float(torch.stack([g.detach().abs().max() for g in grads]).max()) if grads else 0.0  # rare: once
+        self.tracer.writer.add_event(self.tracer.step, M.ZERO_GRAD_BEFORE_STEP.name, {
+            **(where or {}), "optimizer_params": len(held), "params_with_grad": len(grads), "largest_grad_left": left})
 
     def _loader_next(self, t0: float, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                      exc: BaseException | None) -> None:

@@ -428,6 +428,7 @@ class Tracer:
         try:
             self.assembler.n_backward += 1
             self._backwards_since_step += 1
+            self.loop.cleared = None  # gradients refilled after any zero_grad
             if not self._optimizer_mode():
                 # Measure now, while the weights are still those of the forward pass; the step closes at
                 # the next backward pass, or at an optimizer step that turns up (an optimizer created
@@ -497,6 +498,8 @@ class Tracer:
     def _opt_pre(self, opt: torch.optim.Optimizer) -> None:
         self._crash_phase = "optimizer"
         a = self.assembler
+        if self.loop.cleared is not None:  # zero_grad() between backward() and step()
+            self.loop.before_step(opt)
         a.t_opt_start = time.perf_counter()
         try:  # (lr_of, inlined)
             lr = opt.param_groups[0].get("lr")

@@ -396,3 +396,4 @@ class TrainModeMisuse(Rule):
         if held is None:
             return None
         return {_model_of(e) for n, e in ctx.params.items() if n in held and e.model}
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -44,10 +45,15 @@ class ParamsNotUpdating(Rule):
     """Detects OPT001; its documentation and options are in the catalogue (`modeldebug explain OPT001`)."""
 
     code = "OPT001"
-    requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER, M.LR, M.T_OPTIMIZER)
+    requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER, M.LR, M.T_OPTIMIZER,
+                M.ZERO_GRAD_BEFORE_STEP)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
+            return
+        cleared = _zero_grad_before_step(self, ctx)
+        if cleared is not None:  # every parameter's story: nothing else to say about them
+            yield cleared
             return
         grads = ctx.grad_norms
         if not grads:
@@ -276,3 +282,35 @@ _LAST_STEP_OF_BIDIRECTIONAL = (
                    "out, (h_n, c_n) = self.lstm(x)              # h_n: [layers * 2, batch, hidden]\n"
                    "last = torch.cat([h_n[-2], h_n[-1]], dim=1)  # forward's last step, reverse's last (input step 0)\n"
                    "# or from out (time first): torch.cat([out[-1, :, :hidden], out[0, :, hidden:]], dim=1)"))
+
+
+def _zero_grad_before_step(rule: Rule, ctx: Context) -> Finding | None:
+    """Optimizer steps taken right after a zero_grad() that followed the step's backward pass, with no
+    gradient left on the optimizer's parameters (the `zero_grad_before_step` events): the steps are
+    steps of zero. None when no such step was recorded, or every such step still had gradients (a
+    zero_grad on another model)."""
+    events = ctx.record.events("zero_grad_before_step")
+    empty = [e for e in events if not e.data.get("params_with_grad") or not e.data.get("largest_grad_left")]
+    if not empty:
+        return None
+    first = empty[0].data
+    where = f"{os.path.basename(str(first['file']))}:{first['line']}" if first.get("file") else None
+    code = first.get("code") or "zero_grad()"
+    most = len(empty) >= 0.8 * len(events)
+    return rule.finding(
+        severity="high" if most else "medium", confidence=0.95 if most else 0.7,
+        title=("zero_grad() runs between backward() and step()" + (f" ({where}: {code})" if where else "")
+               + ": the optimizer steps on cleared gradients"),
+        description=(f"On {len(empty)} of the {len(events)} optimizer steps recorded that way (from step "
+                     f"{empty[0].step}), a zero_grad() came after the step's backward pass and before "
+                     "optimizer.step(), with no backward pass in between, and the optimizer found no gradient "
+                     f"left on its {first.get('optimizer_params', 0)} parameters. Each step is then a step of "
+                     "zero (only weight decay still moves the weights), so the model does not learn."),
+        location=None, step=int(empty[0].step),
+        evidence={"steps": [int(e.step) for e in empty], "recorded": len(events), "zero_grad_line": where,
+                  "code": code, "optimizer_params": first.get("optimizer_params"), "problem": "zero_grad before step"},
+        recommendations=[Recommendation(
+            "fix", "Clear the gradients before backward() (or right after step()), not between them.",
+            "optimizer.zero_grad()\nloss = loss_fn(model(x), y)\nloss.backward()\noptimizer.step()"
+            + (f"   # was: backward(), then {code} ({where}), then step()" if where else ""))],
+    )

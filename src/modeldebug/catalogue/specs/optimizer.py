@@ -8,13 +8,20 @@ SPECS = (
     Spec(
         code='OPT001', kind='params_not_updating', category='optimizer', family='training', name='params-not-updating',
         summary='Parameters that should learn never change: no gradient, zero gradient, not in the optimizer, or lr 0.',
-        explains=('loss_not_decreasing', 'input_ignored'),
+        explains=('loss_not_decreasing', 'input_ignored', 'lr_too_low'),
         options=(
             Option('update_ratio_floor', 1e-10, 'update-to-weight ratio at or below this counts as no update (float32 rounding of a real update is ~1e-7).'),
         ),
         doc="""
 ## What it detects
-Among parameters that require grad of the models trained in the run (a model that received a
+First, whatever the parameters: optimizer steps taken right after a `zero_grad()` that followed
+the step's backward pass, with no backward pass in between and no gradient left on the stepping
+optimizer's parameters (the watch records the first ten such steps, with the `zero_grad()` line:
+the `zero_grad_before_step` event). Every such step is a step of zero; the finding names the line
+and is high when most recorded steps were so (a `zero_grad()` on another model, whose parameters
+the step does not use, leaves the step's gradients and is not reported). It explains everything
+else about the parameters, so nothing more is reported for them. Then,
+among parameters that require grad of the models trained in the run (a model that received a
 gradient or that an optimizer holds; a copy that is only evaluated, such as the best checkpoint
 reloaded into a new instance and run under `no_grad`, is left out):
 (1) parameters in an optimizer that never received a gradient on any step (not used in the
@@ -54,10 +61,12 @@ trains is not the model you think.
 optimizer = torch.optim.Adam(model.parameters())
 model.head = nn.Linear(128, 10)        # replaced AFTER the optimizer was built: never updated
 h = self.encoder(x).detach()           # the encoder gets no gradient
+loss.backward(); optimizer.zero_grad(); optimizer.step()   # steps on cleared gradients
 ```
 
 ## Recommended fix
-Build the optimizer after the model is final; remove the `.detach()`/`.data` on the path from
+Clear gradients before `backward()` (or right after `step()`), never between them. Build the
+optimizer after the model is final; remove the `.detach()`/`.data` on the path from
 the parameter to the loss; freeze on purpose with `requires_grad_(False)` so the intent is clear.
 
 ## Known problems
