@@ -52,7 +52,7 @@ def _caller(frame: Any) -> dict[str, Any]:
     """The user's line that called into torch (the first frame outside torch and modeldebug)."""
     while frame is not None:
         name = frame.f_code.co_filename
-        if not (name.startswith(_PACKAGE_DIR) or name.startswith(_TORCH_DIR)):
+        if not name.startswith((_PACKAGE_DIR, _TORCH_DIR)):
             return {"file": name, "line": frame.f_lineno, "code": linecache.getline(name, frame.f_lineno).strip()}
         frame = frame.f_back
     return {}
