@@ -499,3 +499,32 @@ def test_zero_grad_between_backward_and_step_is_found_with_its_line(where: str) 
     assert f is not None and f.severity == "high" and report.findings[0] is f
     assert "between backward() and step()" in f.title and "opt.zero_grad()" in f.title
     assert f.evidence["zero_grad_line"].startswith("test_rules_loop.py:")
+
+
+@pytest.mark.parametrize("clip", ["after-step", "before-step"])
+def test_clipping_after_the_step_bounds_nothing_and_is_the_root_cause(clip: str) -> None:
+    """clip_grad_norm_ after optimizer.step() (blind3's GRU forecaster): the step used the unclipped
+    gradients of an over-large learning rate, and the loss blows up. Its twin clips before the step
+    (the rate may still be high for LRN001 to judge, but the clipping is where it should be)."""
+    model, data = healthy_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)
+
+    def loop() -> None:
+        for i in range(60):
+            x, y = data.batch(i, 32)
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            if clip == "before-step":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            opt.step()
+            if clip == "after-step":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+
+    report = watched(model, loop)
+    f = found(report, "ineffective_grad_clipping")
+    if clip == "before-step":
+        assert f is None
+        return
+    assert f is not None and report.findings[0] is f and f.severity == "high"
+    assert f.evidence["clip_line"].startswith("test_rules_loop.py:") and f.evidence["max_norm"] == 0.1
+    assert "between backward() and step()" in f.recommendations[0].description

@@ -30,6 +30,7 @@ __all__ = [
     "AMP_STEP_SKIPPED",
     "BATCH_MIXING_PROBE",
     "CARRIED_GRAD_NORM",
+    "CLIP_AFTER_STEP",
     "CLIP_MAX",
     "CLIP_NORM",
     "CUDA_MB",
@@ -345,6 +346,10 @@ ZERO_GRAD_BEFORE_STEP = measure("event", "zero_grad_before_step", "loop", "event
                                 "an optimizer step taken after a zero_grad() that followed the step's backward pass "
                                 "(the first 10): the zero_grad's line, and how many of the optimizer's parameters "
                                 "still had a gradient", always=True)
+CLIP_AFTER_STEP = measure("event", "clip_after_step", "loop", "event",
+                          "a clip_grad_norm_ call after an optimizer step and before the next backward pass (the "
+                          "first 10): its line, max_norm, and the norm of the gradients the step had already used",
+                          always=True)
 DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",
@@ -355,7 +360,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER, ZERO_GRAD_BEFORE_STEP)
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

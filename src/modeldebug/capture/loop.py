@@ -43,7 +43,7 @@ _deref = weakref.ref.__call__
 _is_alive = functools.partial(operator.is_not, None)
 
 
-_LATE_ZERO_GRAD_EVENTS = 10
+_LATE_ZERO_GRAD_EVENTS = _LATE_CLIP_EVENTS = 10
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
@@ -95,6 +95,7 @@ class LoopWatch:
         # the gradients or an optimizer steps on what is left
         self.cleared: dict[str, Any] | None = None
         self._late_zero_grads = 0
+        self._late_clips = 0  # clip_grad_norm_ calls after the step they should have bounded
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
 
     # -- probes ----------------------------------------------------------------------------------
@@ -179,6 +180,15 @@ class LoopWatch:
             return
         max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
         if max_norm is None:
+            return
+        tr = self.tracer
+        if not tr.assembler.n_backward and tr.registry.optimizers and tr._optimizer_mode():
+            # after optimizer.step() and before the next backward pass: the step used these gradients
+            # unclipped (not the step's clipping, so not in its row)
+            if self._late_clips < _LATE_CLIP_EVENTS:
+                self._late_clips += 1
+                tr.writer.add_event(tr.step, M.CLIP_AFTER_STEP.name, {
+                    **_caller(sys._getframe(1)), "max_norm": float(max_norm), "norm": float(total)})  # rare: a read
             return
         # the limit filled ON the device (`torch.tensor(x, device=cuda)` is a host-to-device copy that
         # waits for the stream: a synchronisation every clipped step)

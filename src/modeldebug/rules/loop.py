@@ -397,3 +397,44 @@ class TrainModeMisuse(Rule):
             return None
         return {_model_of(e) for n, e in ctx.params.items() if n in held and e.model}
 
+
+class ClipAfterStep(Rule):
+    """Detects LOP003; its documentation and options are in the catalogue (`modeldebug explain LOP003`)."""
+
+    code = "LOP003"
+    requires = (M.CLIP_AFTER_STEP, M.GRAD_NORM)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        events = ctx.record.events("clip_after_step")
+        if not events:
+            return
+        max_norm = float(events[0].data.get("max_norm") or 0.0)
+        g = ctx.record.column("grad_norm").finite()  # what each step used: the clipping came after it
+        if max_norm <= 0 or not len(g):
+            return
+        over = g.values > max_norm
+        if not over.any():
+            return  # the clipping would not have acted on this run: nothing it changed
+        peak = float(g.values.max()) / max_norm
+        share = float(over.mean())
+        first = events[0].data
+        where = f"{os.path.basename(str(first['file']))}:{first['line']}" if first.get("file") else None
+        code = first.get("code") or "clip_grad_norm_(...)"
+        yield self.finding(
+            severity="high" if peak >= 10 or share >= 0.2 else "medium", confidence=0.9,
+            title=("clip_grad_norm_ runs after optimizer.step()" + (f" ({where}: {code})" if where else "")
+                   + ": every step uses the unclipped gradients"),
+            description=(f"The gradients are clipped after the step that used them, and the next zero_grad() throws "
+                         f"the clipped ones away, so the clipping never bounds an update. The gradient norm the steps "
+                         f"used was above max_norm={fmt(max_norm)} on {share:.0%} of the steps (from step "
+                         f"{int(g.steps[np.argmax(over)])}), up to {fmt(peak)}x it"
+                         + (f"; the call is at {where}." if where else ".")),
+            location=None, step=int(g.steps[np.argmax(over)]),
+            evidence={"max_norm": max_norm, "share_over_max_norm": share, "peak_over_max_norm": peak,
+                      "clip_line": where, "code": code, "recorded_calls": len(events)},
+            recommendations=[Recommendation(
+                "fix", "Clip between backward() and step(), so the step uses the clipped gradients.",
+                f"loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={fmt(max_norm)})"
+                "\noptimizer.step()" + (f"   # was after step() ({where})" if where else ""))],
+        )
+

@@ -114,4 +114,38 @@ statistics to new data on purpose (AdaBN) looks like (3). Recomputing BatchNorm 
 (`torch.optim.swa_utils.update_bn`) and Monte-Carlo dropout look like (2).
 """,
     ),
+    Spec(
+        code='LOP003', kind='ineffective_grad_clipping', category='optimizer', family='training', name='clip-after-step',
+        summary='Gradient clipping runs after optimizer.step(): the updates use the unclipped gradients.',
+        explains=('exploding_gradients', 'lr_too_high', 'loss_diverging', 'nonfinite', 'loss_oscillating'),
+        doc="""
+## What it detects
+`clip_grad_norm_` called after an optimizer step and before the next backward pass (the watch
+records the first ten such calls with their line: the `clip_after_step` event). The step has
+already used the gradients, and the next `zero_grad()` clears the clipped ones, so the clipping
+never bounds an update. Reported when it would have acted: the gradient norm the steps used (the
+per-step `grad_norm`, unclipped here) was above `max_norm` on some step; high when it was on at
+least 20% of the steps or reached 10x `max_norm`, medium otherwise. When the norm never exceeded
+`max_norm`, the misplaced call changed nothing on this run and nothing is reported.
+
+## Why is this bad?
+Clipping is there to bound the step when a batch produces a huge gradient. Called after the step,
+it bounds nothing: the spikes it was meant to absorb go straight into the weights, which looks
+like a learning rate that is too high or gradients that explode.
+
+## Example
+```python
+loss.backward()
+optimizer.step()
+torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # too late
+```
+
+## Recommended fix
+`loss.backward()`, then `clip_grad_norm_(...)`, then `optimizer.step()` (with a GradScaler:
+`scaler.unscale_(optimizer)` before clipping).
+
+## Known problems
+Only `torch.nn.utils.clip_grad_norm_` is watched (`clip_grad_value_` is not).
+""",
+    ),
 )
