@@ -13,7 +13,7 @@ from modeldebug.rules import analyze
 from modeldebug.testing import (Data, build_record, classification, healthy_gru, healthy_mlp, healthy_regression,
                                 healthy_transformer, train)
 
-from helpers import found, watched
+from helpers import found, serious, watched
 
 
 def fix_code(f) -> str:  # type: ignore[no-untyped-def]
@@ -247,6 +247,7 @@ def test_a_big_network_on_64_noisy_samples_overfits() -> None:
     assert f is not None and f.kind == "overfitting"
     assert f.evidence["final_val_loss"] > 1.1 * f.evidence["best_val_loss"]
     assert "load_state_dict" in fix_code(f)
+    assert found(report, "label_issue") is None  # it generalised a little first: overfitting, not other labels
 
 
 def test_enough_data_does_not_overfit() -> None:
@@ -254,6 +255,24 @@ def test_enough_data_does_not_overfit() -> None:
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
     report = watched(model, lambda: _epochs(model, classification(n=1024, seed=0), classification(n=400, seed=1), epochs=6))
     assert found(report, "overfitting") is None
+
+
+@pytest.mark.parametrize("numbering", ["shifted", "same"])
+def test_validation_labels_numbered_differently_are_a_label_issue_not_overfitting(numbering: str) -> None:
+    """blind3's sound-event classifier: each split numbers its classes from its own directory listing,
+    so validation is confidently wrong from the first pass (worse than guessing), not overfitting."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
+    train_data, val_data = classification(n=1024, seed=0), classification(n=400, seed=1)
+    if numbering == "shifted":
+        val_data.y = (val_data.y + 1) % 3
+    report = watched(model, lambda: _epochs(model, train_data, val_data, epochs=6))
+    f = found(report, "label_issue")
+    if numbering == "same":
+        assert f is None and serious(report) == []
+        return
+    assert f is not None and report.findings[0] is f and "worse than guessing" in f.title
+    assert f.evidence["best_val_loss"] >= 2 * f.evidence["chance_loss"]
 
 
 # -- saturated_activations ----------------------------------------------------------------------------------------

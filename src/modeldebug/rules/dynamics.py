@@ -216,7 +216,7 @@ def _stalled(ctx: Context) -> bool:
     return start > 0 and end >= 0.7 * start
 
 
-def _per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One value per validation pass: the mean of the calls made at the same step."""
     keep = np.isfinite(values)
     steps, values = steps[keep], values[keep]
@@ -241,7 +241,7 @@ class Overfitting(Rule):
             if e.info.get("phase") != "val":
                 continue
             s = ctx.record.series(e.name, "val_loss", kind="loss")
-            steps, vals = _per_evaluation(s.steps, s.values)
+            steps, vals = per_evaluation(s.steps, s.values)
             if len(vals) < ctx.option("overfit_min_evals"):
                 continue
             b = int(np.argmin(vals))

@@ -184,6 +184,59 @@ class LabelIssue(Rule):
             f = self._unreachable(ctx, e)
             if f is not None:
                 yield f
+        f = self._validation_disagrees(ctx)
+        if f is not None:
+            yield f
+
+    def _validation_disagrees(self, ctx: Context) -> Finding | None:
+        """A classifier that learned its training set but was worse than guessing on validation from
+        the first evaluation on: at its best, the validation loss was twice the chance level (the
+        loss of predicting the label frequencies) while the training loss fell below half of it.
+        Overfitting starts from a model that generalised a little (at or below chance on validation,
+        then rising); confidently wrong from the start means validation's labels mean something else
+        (a class-to-index mapping built per split) or validation is another task."""
+        from .dynamics import per_evaluation
+        from .loss import chance_loss
+
+        chance = chance_loss(ctx)
+        train = ctx.loss.finite()
+        if chance is None or chance[0] <= 0 or len(train) < ctx.t.min_steps:
+            return None
+        level, how = chance
+        end = float(ctx.running_median(train.values, window(len(train)))[-1])
+        if end > 0.5 * level:
+            return None  # the training set was not learned either: another story
+        for e in ctx.record.entities("loss"):
+            if e.info.get("phase") != "val" or e.type not in ("cross_entropy", "nll_loss"):
+                continue
+            series = ctx.record.series(e.name, "val_loss", kind="loss")
+            steps, vals = per_evaluation(series.steps, series.values)
+            if len(vals) < 3 or float(vals.min()) < 2 * level:
+                continue
+            best = int(np.argmin(vals))
+            return self.finding(
+                severity="high", confidence=0.75,
+                title=(f"Validation is worse than guessing from the first evaluation: its best loss {fmt(float(vals[best]))} "
+                       f"is {fmt(float(vals[best]) / level)}x the chance level, while training reached {fmt(end)}"),
+                description=(f"Over {len(vals)} validation passes ({e.name}) the loss never came below "
+                             f"{fmt(float(vals[best]))} (step {int(steps[best])}), {fmt(float(vals[best]) / level)}x the "
+                             f"{fmt(level)} of predicting the label frequencies ({how}), while the training loss fell to "
+                             f"{fmt(end)}. A model that overfits first generalises a little; this one was confidently "
+                             "wrong on validation from the start, so validation's labels do not mean what the training "
+                             "labels mean: a class-to-index mapping built separately for each split (from an unsorted "
+                             "directory listing, or from the classes present in each split), or validation data from "
+                             "another task."),
+                location=None, step=int(steps[0]),
+                evidence={"val_loss": {"steps": steps.tolist()[-12:], "values": vals.tolist()[-12:]},
+                          "chance_loss": level, "best_val_loss": float(vals[best]), "final_train_loss": end,
+                          "loss": e.name},
+                recommendations=[Recommendation(
+                    "fix", "Build one class-to-index mapping, from the training split, and use it for every split.",
+                    "classes = sorted(os.listdir(train_root))          # sorted, and from one split only\n"
+                    "class_to_idx = {c: i for i, c in enumerate(classes)}\n"
+                    "train_set = Folder(train_root, class_to_idx)\nval_set = Folder(val_root, class_to_idx)")],
+            )
+        return None
 
     def _crash(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         msg = d.get("message", "")

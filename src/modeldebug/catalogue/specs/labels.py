@@ -75,7 +75,7 @@ it learned nothing beyond the prior).
         code='LBL001', kind='label_issue', category='data', family='training', name='label-issue',
         summary='Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.',
         explains=('loss_not_decreasing', 'loss_oscillating', 'saturated_activations', 'vanishing_gradients',
-                  'lr_too_high', 'class_imbalance', 'loss_diverging'),
+                  'lr_too_high', 'class_imbalance', 'loss_diverging', 'overfitting'),
         doc="""
 ## What it detects
 (1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
@@ -94,25 +94,37 @@ by the order, are reported as its symptoms. Detection range (the sweep's 3-class
 0.17, medium; 25%, rho 0.06, not found; shuffled, silent. (3) Binary cross-entropy targets outside [0, 1]
 (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
 the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
+(5) Validation labels that mean something else: a classifier (`cross_entropy`/`nll_loss`) whose
+smoothed training loss fell below half the chance level (the loss of predicting the label
+frequencies) while its validation loss, over at least 3 passes, never came below twice that level.
+Overfitting starts from a model that generalised a little; one confidently wrong on validation from
+the first pass on was trained on labels that validation numbers differently (a class-to-index
+mapping built per split from an unsorted directory listing) or validation is another task. It
+explains the overfitting finding the same curve makes.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
 forgets everything each batch because every batch is one class, or chases unreachable values
-with saturated units.
+with saturated units. (5) Every validation number is wrong, and early stopping or tuning on it
+steers the run by noise.
 
 ## Example
 ```python
 loader = DataLoader(train_set, batch_size=64)      # shuffle=False on data sorted by class
 loss = nn.BCEWithLogitsLoss()(logits, y)           # y in {-1, +1}
+self.classes = os.listdir(split_root)               # (5) each split numbers its classes its own way
 ```
 
 ## Recommended fix
 Map labels to 0..C-1 (`y - 1` for 1-based labels) and size the output layer to the number of
 classes; shuffle the training loader; map -1/+1 to 0/1; drop the output squashing or rescale
-the targets into the output's range.
+the targets into the output's range; build one class-to-index mapping (sorted, from the
+training split) and use it for every split.
 
 ## Known problems
-Label counts are taken on sampled steps only, and only for class-index targets of
+(5) cannot tell swapped validation labels from a validation set of another distribution, nor
+from training labels that carry no signal (random labels memorised before the first validation
+pass). Label counts are taken on sampled steps only, and only for class-index targets of
 `cross_entropy`/`nll_loss`. On CUDA an out-of-range class is a device-side assert whose message
 may not name the target; it is then reported as a runtime error.
 """,
