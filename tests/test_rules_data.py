@@ -204,6 +204,26 @@ def test_rare_positives_with_bce_get_a_pos_weight() -> None:
     assert f is not None and "pos_weight" in f.recommendations[0].implementation
 
 
+@pytest.mark.parametrize("weights", ["frequency", "inverse"])
+def test_class_weights_that_follow_the_frequency_are_found(weights: str) -> None:
+    """weight = counts / counts.sum() where the inverse was meant (blind3's segmenter, here per sample):
+    the rare class counts least. Its twin weights by the inverse frequency and learns the rare class."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4096, 10, generator=g)
+    y = torch.where(x[:, 0] > 2.0, 2, torch.where(x[:, 1] > 0.8, 1, 0))  # about 2%, 21% and 77%
+    counts = torch.bincount(y, minlength=3).float()
+    w = counts / counts.sum() if weights == "frequency" else counts.sum() / (3 * counts)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss(weight=w)), steps=60, batch=128))
+    f = finding(report, "class_imbalance")
+    if weights == "inverse":
+        assert f is None or "grow with class frequency" not in f.title
+        return
+    assert f is not None and f.severity == "high" and "grow with class frequency" in f.title
+    assert f.evidence["rank_correlation"] == 1.0 and "counts.sum() / (len(counts) * counts)" in f.recommendations[0].implementation
+
+
 def test_balanced_classes_are_not_imbalanced() -> None:
     model, d = healthy_mlp()
     assert finding(watched(model, lambda: train(model, d, steps=40)), "class_imbalance") is None

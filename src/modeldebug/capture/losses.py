@@ -48,6 +48,15 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _class_weight(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A loss's per-class weights (`weight=` of cross_entropy/nll_loss), read once, at its first call:
+    the rules compare them with the class frequencies."""
+    w = kwargs.get("weight")
+    if isinstance(w, torch.Tensor) and w.dim() == 1 and 2 <= w.numel() <= 1024 and w.is_floating_point():
+        return {"class_weight": [float(v) for v in w.detach().cpu().tolist()]}
+    return {}
+
+
 def split_input_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
     inp = args[0] if args else kwargs.get("input")
     tgt = args[1] if len(args) > 1 else kwargs.get("target")
@@ -195,7 +204,7 @@ class LossWatch:
                 "phase": phase, "input_shape": list(inp.shape), "input_dtype": _dtype(inp),
                 "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
-                "kwargs": loss_options(kwargs),
+                "kwargs": loss_options(kwargs), **_class_weight(kwargs),
             })
             self.eids[key] = eid
             mixing = tr.mixing

@@ -378,6 +378,10 @@ class ClassImbalance(Rule):
         limit = ctx.option("class_imbalance_ratio")
         for lc in label_counts(ctx):
             total = lc.total
+            backwards = self._weights_follow_frequency(lc)
+            if backwards is not None:
+                yield backwards
+                continue
             if len(lc.loss.info.get("target_shape") or []) != 1 or token_prediction(ctx, lc):
                 continue  # per-token or per-pixel labels: skewed by nature (word frequencies, background)
             if (total > 0).sum() < 2 or lc.one_class_per_batch() or total.sum() < 20 * lc.classes:
@@ -402,6 +406,43 @@ class ClassImbalance(Rule):
             counts = np.array([1 - p, p]) * n
             if (ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, e, counts))) and min(p, 1 - p) * n >= 5:
                 yield self._finding(ctx, e, counts, ratio, limit, 0)
+
+    def _weights_follow_frequency(self, lc: LabelCounts) -> Finding | None:
+        """Class weights given to the loss that grow with the class's frequency (`count / total` where
+        the inverse was meant): the frequent classes count more, and the rare one, which the weights
+        were there to lift, counts least. Per-pixel labels too: the user weighted them on purpose."""
+        weight = lc.loss.info.get("class_weight")
+        total = lc.total
+        seen = np.flatnonzero(total > 0)
+        if not weight or len(weight) < len(total) or len(seen) < 3:
+            return None
+        w, p = np.asarray(weight, dtype=float)[seen], total[seen] / total.sum()
+        if w.min() <= 0 or w.max() / w.min() < 2 or p.max() / p.min() < 5:
+            return None  # uniform weights, or classes balanced enough for weights not to matter
+        rho = _rank_correlation(w, p)
+        if rho < 0.8:
+            return None
+        rare, common = int(seen[np.argmin(p)]), int(seen[np.argmax(p)])
+        lift = float(w[np.argmax(p)] / w[np.argmin(p)])
+        inverse = total.sum() / (len(seen) * np.maximum(total, 1))
+        return self.finding(
+            severity="high", confidence=0.85,
+            title=(f"The loss's class weights grow with class frequency: the rarest class ({rare}, {p.min():.1%} of labels) "
+                   f"weighs {fmt(lift)}x less than the most frequent ({common})"),
+            description=(f"{lc.loss.name} is given weight= per class, and the weights rise with how often each class "
+                         f"occurs (rank correlation {rho:.2f} over {len(seen)} classes): class {common} ({p.max():.1%} of the "
+                         f"labels) weighs {fmt(float(w.max()))}, class {rare} ({p.min():.1%}) {fmt(float(w.min()))}. Weights "
+                         "meant to lift the rare classes (the inverse frequency) were computed as the frequency itself, so "
+                         "they push the model further towards the frequent classes than no weights would."),
+            location=None, step=int(lc.steps[0]),
+            evidence={"loss": lc.loss.name, "class_weight": [float(v) for v in weight][:100],
+                      "class_share": (total / total.sum()).tolist()[:100], "rank_correlation": rho},
+            recommendations=[Recommendation(
+                "fix", "Weight each class by the inverse of its frequency.",
+                "weight = counts.sum() / (len(counts) * counts)   # was counts / counts.sum()\n"
+                f"# here: [{', '.join(fmt(float(v)) for v in inverse[:10])}{', ...' if len(inverse) > 10 else ''}]\n"
+                "loss_fn = nn.CrossEntropyLoss(weight=weight.float().to(device))")],
+        )
 
     @staticmethod
     def _collapsed(ctx: Context, e: Entity, counts: np.ndarray) -> bool:
@@ -512,3 +553,12 @@ class ClassImbalance(Rule):
 def _listed(classes: np.ndarray, last: str = "and") -> str:
     names = [str(int(c)) for c in classes[:8]] + (["..."] if len(classes) > 8 else [])
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equally long arrays (ties ranked by order)."""
+    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / den) if den else 0.0
+

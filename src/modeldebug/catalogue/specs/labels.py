@@ -45,6 +45,12 @@ rarer than 1 in the labels sampled) has no count to take a ratio from: the ratio
 the classes seen, the fix gives such a class the rarest class's weight, and when the classes seen
 are balanced the finding is low and says which outputs went unnamed and that the counts cannot
 tell an output with no class from a class too rare to sample.
+Class weights given to the loss (`weight=` of `cross_entropy`/`nll_loss`, read at its first call)
+that grow with the class frequency (rank correlation at least 0.8 over at least 3 classes seen,
+weights spread at least 2x, classes at least 5:1) are reported high, per-pixel labels included
+(the user weighted them on purpose): weights meant to lift the rare classes were computed as the
+frequency itself (`counts / counts.sum()`), so the rarest class counts least; the fix gives the
+inverse-frequency weights from the counts.
 
 ## Why is this bad?
 The rare classes contribute little to the loss, so the model can score well by always
@@ -66,9 +72,8 @@ Counts come from sampled steps only. Per-token and per-pixel targets (language m
 segmentation) are not judged, nor next-token and large-vocabulary targets (one target per
 integer input token, as many classes as an embedding table has rows or as a one-hot input is
 wide (words fed as rows of an identity matrix), or 1000 classes and more, even when flattened to one dimension): their skew is the data's nature, and class weights are
-no fix for it. Tensor arguments of the loss (a `weight=` already given)
-are not recorded, so a loss that is weighted already is flagged too (with low severity unless
-it learned nothing beyond the prior).
+no fix for it. A loss that is weighted already is still judged by its label counts (with low
+severity unless it learned nothing beyond the prior).
 """,
     ),
     Spec(
