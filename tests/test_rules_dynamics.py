@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import modeldebug as md
 from modeldebug.rules import analyze
 from modeldebug.testing import (Data, build_record, classification, healthy_gru, healthy_mlp, healthy_regression,
                                 healthy_transformer, train)
@@ -295,3 +296,40 @@ def test_healthy_tanh_layers_and_a_confident_output_sigmoid_are_not_saturated() 
     d = classification()
     binary = Data(d.x, (d.y > 0).float().unsqueeze(1), nn.BCELoss())
     assert found(watched(clf, lambda: train(clf, binary, steps=200, lr=3e-2)), "saturated_activations") is None
+
+
+# -- a heavy-tailed loss: rare glitch labels --------------------------------------------------------------------
+def _glitchy(lr: float, clip: bool) -> md.Report:
+    """A regression whose targets hold rare glitch readings (+-40 on 1% of samples, blind3's sensor
+    forecaster): about a quarter of the batches cost a hundred times the rest, each for one step."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6000, 8, generator=g)
+    y = x[:, :1] * 0.5 + torch.sin(x[:, 1:2]) + 0.05 * torch.randn(6000, 1, generator=g)
+    glitch = torch.rand(6000, generator=g) < 0.01
+    y[glitch] += 40.0 * torch.sign(torch.randn(int(glitch.sum()), 1, generator=g))
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+    def loop() -> None:
+        for i in range(0, 6000 * 2, 32):
+            j = i % 6000
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x[j:j + 32]), y[j:j + 32]).backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+    return watched(model, loop)
+
+
+@pytest.mark.parametrize("lr", [0.02, 2.0])
+def test_a_loss_that_jumps_with_the_batch_is_not_a_learning_rate_too_high(lr: float) -> None:
+    """The glitch batches make the loss jump at any learning rate; with clipping and a sound rate the
+    typical batch keeps improving and LRN001 says nothing. At 100x the rate, unclipped, it does."""
+    report = _glitchy(lr, clip=lr < 1)
+    f = found(report, "lr_too_high")
+    if lr < 1:
+        assert f is None
+        return
+    assert f is not None and f.severity == "high"

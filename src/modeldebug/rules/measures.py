@@ -22,8 +22,9 @@ from .fixcode import optimizer_ctor
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "bundle_step_said", "casualties", "collapse_onset", "collapsing",
-           "expected_initial_loss", "instability", "lr_code", "manual_update", "optimizer_type", "oscillation",
-           "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "update_ratios", "weight_names", "weight_shrink"]
+           "expected_initial_loss", "heavy_tailed_batches", "instability", "lr_code", "manual_update", "optimizer_type",
+           "oscillation", "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "typical_batch_rose",
+           "update_ratios", "weight_names", "weight_shrink"]
 
 HEALTHY_UPDATE_RATIO = 1e-3
 ADAPTIVE_OPTIMIZERS = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam", "Adafactor"}
@@ -254,6 +255,38 @@ class Signal:
     sustained: bool = False  # a steady state (oscillation) rather than an event
 
 
+def heavy_tailed_batches(fv: np.ndarray, w: int, start: float) -> bool:
+    """Do a recurring share of batches cost many times the rest, each time for one step, while the
+    typical batch kept improving? Targets with rare huge errors (a sensor's glitch readings among
+    the labels) make such a curve at any learning rate: the loss measures which batch came, not
+    what the updates did. Judged on the finite losses `fv`: at least 5 points, and 5% of them, an
+    order of magnitude above the trailing median of the `w` before (an update that made the loss
+    10x worse is not undone in a step or two; a batch holding a sample with a huge error is gone at
+    the next batch); 70% of those back under 1.5x that median within 3 steps; and the last window's
+    lower quartile below half the start."""
+    n = len(fv)
+    if n < 4 * w or not start > 0:
+        return False
+    level = trailing_medians(fv, w)
+    now = fv[w:]
+    spikes = np.flatnonzero((level > 0) & (now >= 10 * level))
+    if len(spikes) < max(5, 0.05 * n):
+        return False
+    back = [any(fv[t + w + k] <= 1.5 * level[t] for k in (1, 2, 3) if t + w + k < n) for t in spikes]
+    return float(np.mean(back)) >= 0.7 and float(np.quantile(fv[-w:], 0.25)) < 0.5 * start
+
+
+def typical_batch_rose(fv: np.ndarray, w: int, best_i: int, factor: float) -> bool:
+    """Did the lower quartile of the loss diverge too: from the window ending at `best_i` to the last
+    window, by `factor`, and back above half-way to its first window's? A median over batches of
+    which a varying share are outliers moves with that share; the lower quartile follows the typical
+    batch, and the same test as the median's is made on it."""
+    first = float(np.quantile(fv[:w], 0.25))
+    at_best = float(np.quantile(fv[max(0, best_i - w + 1):best_i + 1], 0.25))
+    final = float(np.quantile(fv[-w:], 0.25))
+    return final > at_best + (factor - 1) * (abs(at_best) + 1e-12) and final > at_best + 0.5 * max(first - at_best, 0.0)
+
+
 def instability(ctx: Context) -> list[Signal]:
     """Signs that the updates overshoot, each with the step where it began."""
     out: list[Signal] = []
@@ -273,7 +306,10 @@ def instability(ctx: Context) -> list[Signal]:
         early = steps <= max(3, ctx.n_steps // 10)
     else:
         early = np.ones(len(v), dtype=bool)
-    if start > 0 and (odd != "signed" or went_nonfinite):
+    fv_all = v[finite]
+    # several optimizers taking turns make one series of opposing losses: spiky by construction
+    heavy = odd is None and len(fv_all) > 0 and not players(ctx) and heavy_tailed_batches(fv_all, window(len(fv_all)), start)
+    if start > 0 and (odd != "signed" or went_nonfinite) and not heavy:  # (a heavy-tailed curve jumps by the batch)
         jumps = np.flatnonzero(finite[1:] & early[1:] & (v[1:] >= factor * start)) + 1
         if len(jumps):
             t = int(jumps[0])
@@ -304,13 +340,14 @@ def instability(ctx: Context) -> list[Signal]:
         best_i = int(np.argmin(smooth))
         best, final = float(smooth[best_i]), float(smooth[-1])
         s0 = float(np.median(fv[:w]))
-        if final > best + (ctx.t.loss_divergence - 1) * (abs(best) + 1e-12) and final > best + 0.5 * max(s0 - best, 0.0):
+        if final > best + (ctx.t.loss_divergence - 1) * (abs(best) + 1e-12) and final > best + 0.5 * max(s0 - best, 0.0) \
+                and (not heavy or typical_batch_rose(fv, w, best_i, ctx.t.loss_divergence)):
             out.append(Signal(f"the smoothed loss rose from its best {fmt(best)} (step {int(fs[best_i])}) to {fmt(final)}",
                                int(fs[best_i]), True))
         # the first point at least `factor` times the median of the w points before it, undoing half the progress
         lvl, now = trailing_medians(fv, w), fv[w:]
         spikes = np.flatnonzero((lvl > 0) & (lvl < start) & (now >= factor * lvl) & (now - lvl >= 0.5 * (start - lvl)))
-        if len(spikes):
+        if len(spikes) and not heavy:
             t, level = int(spikes[0]) + w, float(lvl[spikes[0]])
             out.append(Signal(f"the loss spiked from {fmt(level)} to {fmt(float(fv[t]))} at step {int(fs[t])}, "
                                "undoing more than half of the progress made", int(fs[t]), False))

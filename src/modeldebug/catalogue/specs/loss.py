@@ -16,6 +16,9 @@ SPECS = (
 The smoothed (running-median) training loss ends above `loss_divergence` (default 2x) times the
 best smoothed loss of the run AND has given back more than half of what it had gained since the
 start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
+For a loss that jumps with the batch (rare huge errors in the targets: the test is LRN001's), the
+lower quartile of the loss must diverge the same way, since the median moves with the share of
+outlier batches in its window.
 
 ## Why is this bad?
 A diverging loss means the updates overshoot: the rest of the run is wasted and any checkpoint

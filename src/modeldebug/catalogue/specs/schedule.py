@@ -129,6 +129,14 @@ finding then explains NUM001. A NaN much later after a flat loss (a corrupt samp
 plain SGD (where a huge first update can be a huge gradient's: GRD001), is left to NUM001.
 Detection range: a forward-forward layer with Adam at 100x its working rate (NaN at step 1) and
 a RealNVP flow at 100x (NaN at step 1) are found high; the same at the working rate is silent.
+A loss that jumps with the batch is not read as overshooting: when at least 5 points, and 5% of
+the steps, are an order of magnitude above the trailing median and 70% of them are back under
+1.5x it within 3 steps, while the last window's lower quartile is below half the start (the
+typical batch kept improving), the loss measures which batch came (targets with rare huge errors,
+such as a sensor's glitch readings), not what the updates did: its jumps and spikes are not
+signals, and a rise of the smoothed loss counts only if its lower quartile rose too (a median
+over batches of which a varying share are outliers moves with that share). Two optimizers taking
+turns (a GAN) make a spiky series by construction and are not judged this way.
 
 ## Why is this bad?
 Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
