@@ -222,10 +222,10 @@ class LabelIssue(Rule):
                              f"{fmt(float(vals[best]))} (step {int(steps[best])}), {fmt(float(vals[best]) / level)}x the "
                              f"{fmt(level)} of predicting the label frequencies ({how}), while the training loss fell to "
                              f"{fmt(end)}. A model that overfits first generalises a little; this one was confidently "
-                             "wrong on validation from the start, so validation's labels do not mean what the training "
-                             "labels mean: a class-to-index mapping built separately for each split (from an unsorted "
-                             "directory listing, or from the classes present in each split), or validation data from "
-                             "another task."),
+                             "wrong on validation from the start, so validation is not the task it trained on: most "
+                             "often its labels are numbered differently (a class-to-index mapping built separately for "
+                             "each split, from an unsorted directory listing or from the classes each split holds), "
+                             "else its inputs are prepared differently (BGR against RGB, another normalisation)."),
                 location=None, step=int(steps[0]),
                 evidence={"val_loss": {"steps": steps.tolist()[-12:], "values": vals.tolist()[-12:]},
                           "chance_loss": level, "best_val_loss": float(vals[best]), "final_train_loss": end,
@@ -234,7 +234,9 @@ class LabelIssue(Rule):
                     "fix", "Build one class-to-index mapping, from the training split, and use it for every split.",
                     "classes = sorted(os.listdir(train_root))          # sorted, and from one split only\n"
                     "class_to_idx = {c: i for i, c in enumerate(classes)}\n"
-                    "train_set = Folder(train_root, class_to_idx)\nval_set = Folder(val_root, class_to_idx)")],
+                    "train_set = Folder(train_root, class_to_idx)\nval_set = Folder(val_root, class_to_idx)"),
+                    Recommendation("fix", "Prepare both splits with the same code (channel order, scaling, normalisation).",
+                                   "x_val = preprocess(raw_val)   # the very function the training batches go through")],
             )
         return None
 

@@ -104,8 +104,9 @@ smoothed training loss fell below half the chance level (the loss of predicting 
 frequencies) while its validation loss, over at least 3 passes, never came below twice that level.
 Overfitting starts from a model that generalised a little; one confidently wrong on validation from
 the first pass on was trained on labels that validation numbers differently (a class-to-index
-mapping built per split from an unsorted directory listing) or validation is another task. It
-explains the overfitting finding the same curve makes.
+mapping built per split from an unsorted directory listing) or whose inputs are prepared
+differently (BGR against RGB, another normalisation). It explains the overfitting finding the same
+curve makes.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
