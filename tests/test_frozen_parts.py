@@ -75,3 +75,31 @@ def test_a_frozen_encoders_batchnorm_mode(encoder_eval: bool) -> None:
     assert f is not None and f.severity == "medium" and "frozen BatchNorm" in f.title
     assert {n.rsplit("net.", 1)[-1] for n in f.evidence["layers"]} == {"1", "4"}
     assert ".eval()" in f.recommendations[0].implementation
+
+
+def test_an_ema_teacher_in_train_mode_is_not_a_frozen_part() -> None:
+    """A mean teacher (DINO, BYOL): no optimizer holds it, an exponential moving average of the student
+    moves it every step, and it runs in train mode with autograd on. Its weights move, so its
+    BatchNorm is not a frozen part's."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 16, generator=g)
+    student = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8))
+    teacher = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8))
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    with md.watch(db=":memory:") as session:
+        for i in range(150):
+            xb = x[(i * 32) % 1024:(i * 32) % 1024 + 32]
+            target = teacher(xb + 0.1 * torch.randn_like(xb)).detach()
+            loss = nn.functional.mse_loss(student(xb), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for t, s in zip(teacher.parameters(), student.parameters()):
+                    t.mul_(0.99).add_(s, alpha=0.01)
+    f = found(session.report(), "train_mode_misuse")
+    assert f is None or "frozen BatchNorm" not in f.title

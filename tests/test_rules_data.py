@@ -6,6 +6,7 @@ import contextlib
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -202,6 +203,14 @@ def test_rare_positives_with_bce_get_a_pos_weight() -> None:
     report = watched(model, lambda: train(model, Data(x, y, nn.BCEWithLogitsLoss()), steps=40, batch=128))
     f = finding(report, "class_imbalance")
     assert f is not None and "pos_weight" in f.recommendations[0].implementation
+
+
+def test_tied_weights_are_ranked_at_their_average() -> None:
+    from modeldebug.rules.labels import _rank_correlation
+
+    shares = np.array([0.04, 0.08, 0.15, 0.28, 0.45])
+    assert _rank_correlation(np.array([1.0, 1, 1, 1, 3]), shares) < 0.8  # mostly equal weights: not "following"
+    assert _rank_correlation(shares * 2, shares) == 1.0
 
 
 @pytest.mark.parametrize("weights", ["frequency", "inverse"])

@@ -338,9 +338,12 @@ def test_worker_processes_for_rows_in_memory_are_the_bottleneck_and_the_fix_is_n
         return
     assert f is not None and f.evidence["loader"] == {
         "dataset": "_Rows", "length": 960, "num_workers": 2, "persistent_workers": False, "batch_size": 16,
-        "in_memory": True}
-    assert f.recommendations[0].implementation.endswith("num_workers=0)")
+        "grad_enabled": True, "in_memory": True}
     assert "already runs 2 worker processes" in f.description
+    if f.evidence["median_wait_ms"] <= 2.0:  # a worker's hand-off (on a busy machine the wait can grow past it)
+        assert f.recommendations[0].implementation.endswith("num_workers=0)")
+    else:
+        assert "persistent_workers=True" in f.recommendations[0].implementation
 
 
 @pytest.mark.parametrize("fresh", [True, False, "one-hot"],
@@ -469,23 +472,23 @@ def test_a_machine_that_gets_busier_is_not_a_slower_run() -> None:
     assert f.evidence["own_growth"] > 2 and f.evidence["phase"] == "t_backward"
 
 
-@pytest.mark.parametrize("where", ["between", "before", "other-model"])
+@pytest.mark.parametrize("where", ["between", "before", "other-model", "dropped-batches"])
 def test_zero_grad_between_backward_and_step_is_found_with_its_line(where: str) -> None:
     """backward(), zero_grad(), step(): every step is a step of zero (blind3's Trainer.step). Its twins:
-    zero_grad() before backward(), and a zero_grad() of another model between them (this step's
-    gradients are untouched)."""
+    zero_grad() before backward(), a zero_grad() of another model between them (this step's gradients
+    are untouched), and a bad batch dropped on purpose that way now and then (low, not high)."""
     model, data = healthy_mlp()
     other = nn.Linear(3, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def loop() -> None:
-        for i in range(40):
+        for i in range(60):
             x, y = data.batch(i, 32)
-            if where == "before":
+            if where in ("before", "dropped-batches"):
                 opt.zero_grad()
             loss = data.loss_fn(model(x), y)
             loss.backward()
-            if where == "between":
+            if where == "between" or (where == "dropped-batches" and i % 20 == 19):
                 opt.zero_grad()
             elif where == "other-model":
                 other.zero_grad()
@@ -493,6 +496,9 @@ def test_zero_grad_between_backward_and_step_is_found_with_its_line(where: str) 
 
     report = watched(model, loop)
     f = found(report, "params_not_updating")
+    if where == "dropped-batches":
+        assert f is not None and f.severity == "low" and f.evidence["steps"] == [19, 39, 59]
+        return
     if where != "between":
         assert f is None
         return
@@ -501,30 +507,109 @@ def test_zero_grad_between_backward_and_step_is_found_with_its_line(where: str) 
     assert f.evidence["zero_grad_line"].startswith("test_rules_loop.py:")
 
 
-@pytest.mark.parametrize("clip", ["after-step", "before-step"])
+@pytest.mark.parametrize("clip", ["after-step", "before-step", "two-optimizers"])
 def test_clipping_after_the_step_bounds_nothing_and_is_the_root_cause(clip: str) -> None:
     """clip_grad_norm_ after optimizer.step() (blind3's GRU forecaster): the step used the unclipped
-    gradients of an over-large learning rate, and the loss blows up. Its twin clips before the step
-    (the rate may still be high for LRN001 to judge, but the clipping is where it should be)."""
+    gradients of an over-large learning rate, and the loss blows up. Its twins clip before the step
+    (the rate may still be high for LRN001 to judge, but the clipping is where it should be), one of
+    them with two optimizers over one backward pass, each clipping its own layers before its step."""
     model, data = healthy_mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)
+    layers = [m for m in model if isinstance(m, nn.Linear)]
+    opts = ([torch.optim.SGD(layers[0].parameters(), lr=2.0, momentum=0.9),
+             torch.optim.SGD([p for m in layers[1:] for p in m.parameters()], lr=2.0, momentum=0.9)]
+            if clip == "two-optimizers" else [torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)])
+    parts = [[layers[0]], layers[1:]] if clip == "two-optimizers" else [layers]
 
     def loop() -> None:
         for i in range(60):
             x, y = data.batch(i, 32)
-            opt.zero_grad()
+            for opt in opts:
+                opt.zero_grad()
             data.loss_fn(model(x), y).backward()
-            if clip == "before-step":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-            opt.step()
-            if clip == "after-step":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            for opt, part in zip(opts, parts):
+                if clip != "after-step":
+                    torch.nn.utils.clip_grad_norm_([p for m in part for p in m.parameters()], 0.1)
+                opt.step()
+                if clip == "after-step":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
 
     report = watched(model, loop)
     f = found(report, "ineffective_grad_clipping")
-    if clip == "before-step":
+    if clip != "after-step":
         assert f is None
         return
     assert f is not None and report.findings[0] is f and f.severity == "high"
     assert f.evidence["clip_line"].startswith("test_rules_loop.py:") and f.evidence["max_norm"] == 0.1
     assert "between backward() and step()" in f.recommendations[0].description
+
+
+def test_sparse_gradients_beside_another_models_zero_grad_keep_the_watch_on() -> None:
+    """nn.Embedding(sparse=True) with SparseAdam, and a zero_grad of another model between backward and
+    step: the check of what gradients are left reads sparse ones too, and the optimizers stay watched."""
+    torch.manual_seed(0)
+    emb, head, other = nn.Embedding(50, 8, sparse=True), nn.Linear(8, 2), nn.Linear(2, 2)
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    opts = [torch.optim.SparseAdam(list(emb.parameters()), lr=1e-2), torch.optim.Adam(head.parameters(), lr=1e-2)]
+    ids = torch.randint(0, 50, (64, 4), generator=torch.Generator().manual_seed(0))
+    y = (ids[:, 0] % 2).long()
+
+    def loop() -> None:
+        for i in range(40):
+            for o in opts:
+                o.zero_grad()
+            loss = F.cross_entropy(head(emb(ids).mean(1)), y)
+            loss.backward()
+            other.zero_grad()
+            for o in opts:
+                o.step()
+
+    with md.watch(model, db=":memory:") as session:
+        loop()
+    assert not session.record.events("internal_error")
+    assert session.record.n_steps >= 79  # both optimizers' steps, as each closes a step
+    assert found(session.report(), "params_not_updating") is None
+
+
+class _Files(Dataset):
+    """Samples read one by one (from files, say); only the labels are held, as an array."""
+
+    def __init__(self, n: int) -> None:
+        self.labels = np.arange(n) % 2
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        return torch.full((4,), float(i)), int(self.labels[i])
+
+
+def test_the_loader_described_is_the_training_one_and_in_memory_means_a_feature_array() -> None:
+    """A validation pass read first without autograd (Lightning's sanity check) does not stand for the
+    training loader; rows held in memory are a feature matrix (a Subset selects from one), not an
+    array of labels beside samples read one by one."""
+    from torch.utils.data import Subset
+
+    from modeldebug.rules.context import Context
+    from modeldebug.rules.resources import _loader_settings
+
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    rows = _Rows(64)
+
+    def loop() -> None:
+        with torch.no_grad():
+            for batch in DataLoader(_Files(64), batch_size=64):
+                model(batch[0])
+        for dataset in (Subset(rows, np.arange(32)), _Files(64)):
+            for batch in DataLoader(dataset, batch_size=16):
+                x = batch["x"][:, :4] if isinstance(batch, dict) else batch[0]
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+
+    with md.watch(model, db=":memory:") as session:
+        loop()
+    events = [e.data for e in session.record.events("dataloader")]
+    assert [(e["dataset"], e["grad_enabled"], e["in_memory"]) for e in events] == [
+        ("_Files", False, False), ("Subset", True, True), ("_Files", True, False)]
+    assert _loader_settings(Context(session.record))["dataset"] == "Subset"

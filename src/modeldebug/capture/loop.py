@@ -44,8 +44,8 @@ _is_alive = functools.partial(operator.is_not, None)
 
 
 _LATE_ZERO_GRAD_EVENTS = _LATE_CLIP_EVENTS = 10
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 def _caller(frame: Any) -> dict[str, Any]:
@@ -56,6 +56,35 @@ def _caller(frame: Any) -> dict[str, Any]:
             return {"file": name, "line": frame.f_lineno, "code": linecache.getline(name, frame.f_lineno).strip()}
         frame = frame.f_back
     return {}
+
+
+def _any_nonzero(grads: list[torch.Tensor]) -> bool | None:
+    """Is any gradient value non-zero? (Read at most ten times a run; sparse and per-device gradients
+    one at a time.) None when it cannot be told."""
+    try:
+        for g in grads:
+            values = g.coalesce().values() if g.is_sparse else g
+            if bool(values.detach().ne(0).any()):
+                return True
+    except (RuntimeError, NotImplementedError):  # a layout that cannot be read so: unknown
+        return None
+    return False
+
+
+def _in_memory(dataset: Any, n: int | None) -> bool:
+    """Does the data set hold its samples as rows of arrays in memory (a feature matrix with one row
+    per sample), so that making a batch is indexing them? A `Subset` is judged by what it selects
+    from; arrays of labels or indices alone (samples read from files) do not count."""
+    while hasattr(dataset, "dataset") and hasattr(dataset, "indices"):  # torch.utils.data.Subset
+        dataset = dataset.dataset
+        try:
+            n = len(dataset)
+        except Exception:  # noqa: BLE001 - as in `_describe_loader`
+            return False
+    tensors = getattr(dataset, "tensors", None)
+    values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
+    held = [v for v in values if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1 and len(v) == n]
+    return n is not None and any(v.ndim >= 2 for v in held)
 
 
 def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
@@ -96,6 +125,8 @@ class LoopWatch:
         self.cleared: dict[str, Any] | None = None
         self._late_zero_grads = 0
         self._late_clips = 0  # clip_grad_norm_ calls after the step they should have bounded
+        # a clipping after an optimizer step, before any backward: (its numbers, its line, max_norm)
+        self.pending_clip: tuple[torch.Tensor, dict[str, Any], float] | None = None
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
 
     # -- probes ----------------------------------------------------------------------------------
@@ -120,9 +151,9 @@ class LoopWatch:
         self._late_zero_grads += 1
         held = [p for g in opt.param_groups for p in g["params"]]
         grads = [p.grad for p in held if p.grad is not None]
-        left = float(torch.stack([g.detach().abs().max() for g in grads]).max()) if grads else 0.0  # rare: once
         self.tracer.writer.add_event(self.tracer.step, M.ZERO_GRAD_BEFORE_STEP.name, {
-            **(where or {}), "optimizer_params": len(held), "params_with_grad": len(grads), "largest_grad_left": left})
+            **(where or {}), "optimizer_params": len(held), "params_with_grad": len(grads),
+            "any_grad_left": _any_nonzero(grads)})
 
     def _loader_next(self, t0: float, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                      exc: BaseException | None) -> None:
@@ -142,22 +173,21 @@ class LoopWatch:
 
     def _describe_loader(self, it: Any, dataset: Any) -> None:
         """Once per data set: how its loader is set up, so that advice on waiting for data can start
-        from what the user already has (worker processes that cost more than they save, say)."""
+        from what the user already has (worker processes that cost more than they save, say), and
+        whether it was first read with autograd on (a training loader) or off (a validation loop)."""
+        if not self.tracer.active("loop"):
+            return
         try:
             n = len(dataset)
         except Exception:  # noqa: BLE001 - an IterableDataset without a length (TypeError, NotImplementedError)
             n = None
-        tensors = getattr(dataset, "tensors", None)
-        values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
-        held = [v for v in values if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1]
         sampler = getattr(it, "_index_sampler", None)
         self.tracer.writer.add_event(self.tracer.step, M.DATALOADER.name, {
             "dataset": type(dataset).__name__, "length": n,
             "num_workers": int(getattr(it, "_num_workers", 0) or 0),
             "persistent_workers": bool(getattr(it, "_persistent_workers", False)),
             "batch_size": getattr(sampler, "batch_size", None) if getattr(it, "_auto_collation", False) else None,
-            # every sample already a row of tensors held in memory: making a batch is indexing them
-            "in_memory": bool(held) and n is not None and all(len(v) == n for v in held)})
+            "grad_enabled": torch.is_grad_enabled(), "in_memory": _in_memory(dataset, n)})
 
     def _tensor_dataset(self, dataset: Any) -> bool:
         """A `TensorDataset` trained from is its tensors' memory: evaluating the first of them whole
@@ -181,19 +211,32 @@ class LoopWatch:
         max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
         if max_norm is None:
             return
-        tr = self.tracer
-        if not tr.assembler.n_backward and tr.registry.optimizers and tr._optimizer_mode():
-            # after optimizer.step() and before the next backward pass: the step used these gradients
-            # unclipped (not the step's clipping, so not in its row)
-            if self._late_clips < _LATE_CLIP_EVENTS:
-                self._late_clips += 1
-                tr.writer.add_event(tr.step, M.CLIP_AFTER_STEP.name, {
-                    **_caller(sys._getframe(1)), "max_norm": float(max_norm), "norm": float(total)})  # rare: a read
-            return
         # the limit filled ON the device (`torch.tensor(x, device=cuda)` is a host-to-device copy that
         # waits for the stream: a synchronisation every clipped step)
-        self.clip = torch.stack([total.detach().reshape(()).to(torch.float64),
-                                 torch.full((), float(max_norm), dtype=torch.float64, device=total.device)])
+        clip = torch.stack([total.detach().reshape(()).to(torch.float64),
+                            torch.full((), float(max_norm), dtype=torch.float64, device=total.device)])
+        tr = self.tracer
+        if not tr.assembler.n_backward and tr.registry.optimizers and tr._optimizer_mode():
+            # after an optimizer step, before any backward pass: if an optimizer steps next (two optimizers
+            # over one backward, each clipping its own part), this was its clipping; if a backward pass
+            # comes first, the step before used these gradients unclipped (`late_clip`)
+            self.pending_clip = (clip, _caller(sys._getframe(1)), float(max_norm))
+            return
+        self.clip = clip
+
+    def clip_before_step(self) -> None:
+        """An optimizer steps after a clipping made since the last step: it was this step's."""
+        self.clip, self.pending_clip = self.pending_clip[0], None  # type: ignore[index]
+
+    def late_clip(self) -> None:
+        """A backward pass after a clipping that came after an optimizer step, with no step between:
+        the clipped gradients were never used (recorded, the first few times, with the line)."""
+        clip, where, max_norm = self.pending_clip  # type: ignore[misc]
+        self.pending_clip = None
+        if self._late_clips < _LATE_CLIP_EVENTS:
+            self._late_clips += 1
+            self.tracer.writer.add_event(self.tracer.step, M.CLIP_AFTER_STEP.name, {
+                **where, "max_norm": max_norm, "norm": float(clip[0])})  # rare: a read
 
     def _plateau(self, before: list[float] | None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                  exc: BaseException | None) -> None:

@@ -428,7 +428,10 @@ class Tracer:
         try:
             self.assembler.n_backward += 1
             self._backwards_since_step += 1
-            self.loop.cleared = None  # gradients refilled after any zero_grad
+            loop = self.loop
+            loop.cleared = None  # gradients refilled after any zero_grad
+            if loop.pending_clip is not None:  # clipped after the last step: those gradients were never used
+                loop.late_clip()
             if not self._optimizer_mode():
                 # Measure now, while the weights are still those of the forward pass; the step closes at
                 # the next backward pass, or at an optimizer step that turns up (an optimizer created
@@ -500,6 +503,8 @@ class Tracer:
         a = self.assembler
         if self.loop.cleared is not None:  # zero_grad() between backward() and step()
             self.loop.before_step(opt)
+        if self.loop.pending_clip is not None:  # clipped since the last step: this step's clipping
+            self.loop.clip_before_step()
         a.t_opt_start = time.perf_counter()
         try:  # (lr_of, inlined)
             lr = opt.param_groups[0].get("lr")

@@ -207,8 +207,10 @@ class LabelIssue(Rule):
         if end > 0.5 * level:
             return None  # the training set was not learned either: another story
         for e in ctx.record.entities("loss"):
-            if e.info.get("phase") != "val" or e.type not in ("cross_entropy", "nll_loss"):
-                continue
+            kwargs = e.info.get("kwargs", {})
+            if e.info.get("phase") != "val" or e.type not in ("cross_entropy", "nll_loss") \
+                    or kwargs.get("reduction", "mean") != "mean" or kwargs.get("label_smoothing", 0.0):
+                continue  # a summed validation loss is on another scale than the chance level
             series = ctx.record.series(e.name, "val_loss", kind="loss")
             steps, vals = per_evaluation(series.steps, series.values)
             if len(vals) < 3 or float(vals.min()) < 2 * level:
@@ -557,9 +559,20 @@ def _listed(classes: np.ndarray, last: str = "and") -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
 
 
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties given their average rank."""
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(len(a))
+    ranks[order] = np.arange(len(a), dtype=float)
+    for v in np.unique(a):
+        tied = a == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two equally long arrays (ties ranked by order)."""
-    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    """Spearman's rank correlation of two equally long arrays (ties at their average rank)."""
+    ra, rb = _ranks(np.asarray(a, dtype=float)), _ranks(np.asarray(b, dtype=float))
     ra, rb = ra - ra.mean(), rb - rb.mean()
     den = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
     return float((ra * rb).sum() / den) if den else 0.0

@@ -170,7 +170,9 @@ def _last_update_step(ctx: Context, module: str) -> int | None:
     while name is not None:
         own = [n for n, e in ctx.params.items() if e.info.get("module") == name]
         if own:
-            return max((int(_moved(s).max(initial=-1)) for n in own if (s := ratios.get(n)) is not None), default=-1)
+            measured = [s for n in own if (s := ratios.get(n)) is not None and len(s)]
+            # no update ever measured: no optimizer held them (an EMA teacher moves without one): unknown
+            return max(int(_moved(s).max(initial=-1)) for s in measured) if measured else None
         name = name.rsplit(".", 1)[0] if "." in name else None
     return None
 
@@ -360,8 +362,8 @@ class TrainModeMisuse(Rule):
             return None
         names = list(frozen)
         since = min(last for last, _ in frozen.values()) + 1
-        # the loader of the frozen period: the first one started after the part stopped moving, else the last before
-        loaders = ctx.record.events("dataloader")
+        # the training loader of the frozen period: the first one started after the part stopped moving, else the last before
+        loaders = [e for e in ctx.record.events("dataloader") if e.data.get("grad_enabled", True)]
         loader = next((e for e in loaders if e.step >= since), loaders[-1] if loaders else None)
         batch = loader.data.get("batch_size") if loader else None
         owner = sensitive[names[0]].model or "model"

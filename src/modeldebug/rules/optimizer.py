@@ -52,9 +52,10 @@ class ParamsNotUpdating(Rule):
         if ctx.n_steps == 0:
             return
         cleared = _zero_grad_before_step(self, ctx)
-        if cleared is not None:  # every parameter's story: nothing else to say about them
+        if cleared is not None:
             yield cleared
-            return
+            if cleared.severity == "high":  # every parameter's story: nothing else to say about them
+                return
         grads = ctx.grad_norms
         if not grads:
             return
@@ -286,29 +287,40 @@ _LAST_STEP_OF_BIDIRECTIONAL = (
 
 def _zero_grad_before_step(rule: Rule, ctx: Context) -> Finding | None:
     """Optimizer steps taken right after a zero_grad() that followed the step's backward pass, with no
-    gradient left on the optimizer's parameters (the `zero_grad_before_step` events): the steps are
-    steps of zero. None when no such step was recorded, or every such step still had gradients (a
-    zero_grad on another model)."""
+    gradient left on the optimizer's parameters (the `zero_grad_before_step` events, the first ten):
+    those steps are steps of zero. High when it is most steps (the model cannot learn); low when it
+    is a few (a batch dropped on purpose this way is fine). None when no such step was recorded, or
+    every such step still had gradients (a zero_grad on another model)."""
     events = ctx.record.events("zero_grad_before_step")
-    empty = [e for e in events if not e.data.get("params_with_grad") or not e.data.get("largest_grad_left")]
+    empty = [e for e in events if not e.data.get("params_with_grad") or e.data.get("any_grad_left") is False]
     if not empty:
         return None
-    first = empty[0].data
-    where = f"{os.path.basename(str(first['file']))}:{first['line']}" if first.get("file") else None
-    code = first.get("code") or "zero_grad()"
-    most = len(empty) >= 0.8 * len(events)
+    stepped = ctx.record.column("lr")
+    steps = stepped.steps[np.isfinite(stepped.values)]
+    first = int(empty[0].step)
+    # the steps the events cover: up to the last one when the record stopped at ten, else the run's end
+    last = int(events[-1].step) if len(events) >= 10 else int(steps.max(initial=first))
+    taken = max(1, int(((steps >= first) & (steps <= last)).sum()))
+    rate = min(1.0, len(empty) / taken)
+    most = rate >= 0.5
+    data = empty[0].data
+    where = f"{os.path.basename(str(data['file']))}:{data['line']}" if data.get("file") else None
+    code = data.get("code") or "zero_grad()"
     return rule.finding(
-        severity="high" if most else "medium", confidence=0.95 if most else 0.7,
+        severity="high" if most else "low", confidence=0.95 if most else 0.6,
         title=("zero_grad() runs between backward() and step()" + (f" ({where}: {code})" if where else "")
-               + ": the optimizer steps on cleared gradients"),
-        description=(f"On {len(empty)} of the {len(events)} optimizer steps recorded that way (from step "
-                     f"{empty[0].step}), a zero_grad() came after the step's backward pass and before "
-                     "optimizer.step(), with no backward pass in between, and the optimizer found no gradient "
-                     f"left on its {first.get('optimizer_params', 0)} parameters. Each step is then a step of "
-                     "zero (only weight decay still moves the weights), so the model does not learn."),
-        location=None, step=int(empty[0].step),
-        evidence={"steps": [int(e.step) for e in empty], "recorded": len(events), "zero_grad_line": where,
-                  "code": code, "optimizer_params": first.get("optimizer_params"), "problem": "zero_grad before step"},
+               + (": the optimizer steps on cleared gradients" if most else
+                  f": {len(empty)} step{'s' if len(empty) > 1 else ''} of zero")),
+        description=(f"From step {first}, a zero_grad() came after the step's backward pass and before optimizer.step(), "
+                     f"with no backward pass in between, and the optimizer found no gradient left on its "
+                     f"{data.get('optimizer_params', 0)} parameters: {len(empty)} of the {taken} optimizer steps "
+                     f"{'from there' if len(events) < 10 else 'recorded that way'} were steps of zero"
+                     + (" (only weight decay still moves the weights), so the model does not learn." if most else
+                        ". A batch dropped on purpose this way is fine; a zero_grad() in the wrong place is not.")),
+        location=None, step=first,
+        evidence={"steps": [int(e.step) for e in empty], "recorded": len(events), "share_of_steps": rate,
+                  "zero_grad_line": where, "code": code, "optimizer_params": data.get("optimizer_params"),
+                  "problem": "zero_grad before step"},
         recommendations=[Recommendation(
             "fix", "Clear the gradients before backward() (or right after step()), not between them.",
             "optimizer.zero_grad()\nloss = loss_fn(model(x), y)\nloss.backward()\noptimizer.step()"

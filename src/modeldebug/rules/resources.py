@@ -261,7 +261,7 @@ class DataloaderBottleneck(Rule):
             recs = [Recommendation("fix", "Prepare batches in a Dataset served by a DataLoader with workers, so the "
                                    "next batch is ready when the step ends.", _NO_LOADER_FIX)]
         elif workers:  # the usual advice is already followed: start from what the loader has
-            recs = _worker_fixes(loader, gpu)  # type: ignore[arg-type]
+            recs = _worker_fixes(loader, gpu, float(np.median(wait)) * 1e3)  # type: ignore[arg-type]
         else:
             recs = [Recommendation("fix", "Load batches in parallel worker processes, ahead of the training step.",
                                    _LOADER_FIX if gpu else _LOADER_FIX_CPU),
@@ -296,7 +296,7 @@ class DataloaderBottleneck(Rule):
                          + f" the run would be up to {fmt(speedup)}x faster."
                          + ("" if uses_loader or top is not None else " No DataLoader was used: this time also "
                             "includes whatever else the loop does between steps.")
-                         + (_workers_sentence(loader) if workers else "")
+                         + (_workers_sentence(loader, float(np.median(wait)) * 1e3) if workers else "")
                          + (gap_sentence(profile) if profile else "")
                          + (_WAIT_NOTE if waits else "")),
             step=int(rec.column("t_step").steps[keep][0]),
@@ -310,31 +310,44 @@ class DataloaderBottleneck(Rule):
 
 
 def _loader_settings(ctx: Context) -> dict | None:
-    """The training loader's settings (capture/loop.py: the first data set a DataLoader served), or None
-    for a record made before they were kept."""
+    """The training loader's settings (capture/loop.py: the first data set a DataLoader served with
+    autograd on; a validation loop read first, such as Lightning's sanity check, runs without), or
+    None for a record made before they were kept."""
     events = ctx.record.events(M.DATALOADER.name)
-    return dict(events[0].data) if events else None
+    training = [e for e in events if e.data.get("grad_enabled", True)]
+    return dict((training or events)[0].data) if events else None
 
 
-def _workers_sentence(loader: dict) -> str:
+#: What receiving one batch from a worker process costs the training process (its tensors passed
+#: through shared memory and a queue): around a millisecond. A wait this small a batch, from workers
+#: over samples held in memory, is that cost, not the samples'.
+_WORKER_HANDOFF_MS = 2.0
+
+
+def _handoff_bound(loader: dict, median_wait_ms: float) -> bool:
+    return bool(loader.get("in_memory")) and median_wait_ms <= _WORKER_HANDOFF_MS
+
+
+def _workers_sentence(loader: dict, median_wait_ms: float) -> str:
     n = int(loader["num_workers"])
     return (f" The loader already runs {n} worker process{'es' if n > 1 else ''}"
             + (" (started again each epoch: persistent_workers is off)" if not loader.get("persistent_workers") else "")
-            + (f", and {loader.get('dataset', 'its data set')} holds its samples as tensors in memory: making a batch "
-               "is indexing them, cheaper than receiving it from another process (each batch is copied through "
-               "shared memory and a queue, around a millisecond)." if loader.get("in_memory") else "."))
+            + (f", and {loader.get('dataset', 'its data set')} holds its samples in memory: making a batch is "
+               "indexing them, cheaper than receiving it from another process (each batch is copied through "
+               "shared memory and a queue, around a millisecond, the wait seen here)."
+               if _handoff_bound(loader, median_wait_ms) else "."))
 
 
-def _worker_fixes(loader: dict, gpu: bool) -> list[Recommendation]:
-    """Advice for a loader that already has worker processes: for samples held in memory, fewer workers
-    (none); otherwise, workers kept between epochs and cheaper samples."""
+def _worker_fixes(loader: dict, gpu: bool, median_wait_ms: float) -> list[Recommendation]:
+    """Advice for a loader that already has worker processes: for samples held in memory whose batches
+    wait about a worker's hand-off, no workers; otherwise, workers kept between epochs and cheaper samples."""
     bs = loader.get("batch_size") or 64
     keep = Recommendation(
         "fix", "Keep the workers between epochs and let each prepare more batches ahead; if they still fall "
         "behind, make each sample cheaper (decode once and cache; augment whole batches after the loader).",
         f"loader = DataLoader(dataset, batch_size={bs}, shuffle=True, num_workers={max(4, int(loader['num_workers']))},\n"
         "                    persistent_workers=True, prefetch_factor=4" + (", pin_memory=True)" if gpu else ")"))
-    if not loader.get("in_memory"):
+    if not _handoff_bound(loader, median_wait_ms):
         return [keep]
     return [Recommendation(
         "fix", "Load in the training process: the samples are already tensors in memory, so a worker process "

@@ -99,7 +99,8 @@ by the order, are reported as its symptoms. Detection range (the sweep's 3-class
 0.17, medium; 25%, rho 0.06, not found; shuffled, silent. (3) Binary cross-entropy targets outside [0, 1]
 (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
 the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
-(5) Validation labels that mean something else: a classifier (`cross_entropy`/`nll_loss`) whose
+(5) Validation labels that mean something else: a classifier (`cross_entropy`/`nll_loss`, the
+validation loss mean-reduced) whose
 smoothed training loss fell below half the chance level (the loss of predicting the label
 frequencies) while its validation loss, over at least 3 passes, never came below twice that level.
 Overfitting starts from a model that generalised a little; one confidently wrong on validation from

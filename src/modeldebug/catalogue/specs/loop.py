@@ -73,7 +73,9 @@ a validation pass that may keep its graph;
 (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
 inference without `model.eval()`;
 (3) BatchNorm layers of a frozen part still in train mode (reported medium): their parameters (or
-those of the nearest enclosing module with some) stopped moving while the rest trains, yet the
+those of the nearest enclosing module with some) stopped moving while the rest trains (judged from
+the update ratios an optimizer's steps record: parameters no optimizer ever held, such as an EMA
+teacher moved by hand, are not judged), yet the
 sampled `training` flags after that are on, so each normalises with the batch in hand and
 overwrites the running statistics its frozen weights were trained with (the batch size named from
 the loader of that period); the fix puts the frozen part back in eval mode after `model.train()`;
@@ -120,8 +122,10 @@ statistics to new data on purpose (AdaBN) looks like (3). Recomputing BatchNorm 
         explains=('exploding_gradients', 'lr_too_high', 'loss_diverging', 'nonfinite', 'loss_oscillating'),
         doc="""
 ## What it detects
-`clip_grad_norm_` called after an optimizer step and before the next backward pass (the watch
-records the first ten such calls with their line: the `clip_after_step` event). The step has
+`clip_grad_norm_` called after an optimizer step and followed by a backward pass before any other
+optimizer step (the watch records the first ten such calls with their line: the `clip_after_step`
+event; a clipping followed by a step, as two optimizers over one backward pass each clipping their
+own parameters do, is that step's clipping). The step has
 already used the gradients, and the next `zero_grad()` clears the clipped ones, so the clipping
 never bounds an update. Reported when it would have acted: the gradient norm the steps used (the
 per-step `grad_norm`, unclipped here) was above `max_norm` on some step; high when it was on at

@@ -18,9 +18,10 @@ First, whatever the parameters: optimizer steps taken right after a `zero_grad()
 the step's backward pass, with no backward pass in between and no gradient left on the stepping
 optimizer's parameters (the watch records the first ten such steps, with the `zero_grad()` line:
 the `zero_grad_before_step` event). Every such step is a step of zero; the finding names the line
-and is high when most recorded steps were so (a `zero_grad()` on another model, whose parameters
-the step does not use, leaves the step's gradients and is not reported). It explains everything
-else about the parameters, so nothing more is reported for them. Then,
+and is high when they are at least half of the optimizer steps they span (then it explains
+everything else about the parameters, and nothing more is reported for them), low when they are
+fewer (a bad batch dropped on purpose this way). A `zero_grad()` on another model, whose
+parameters the step does not use, leaves the step's gradients and is not reported. Then,
 among parameters that require grad of the models trained in the run (a model that received a
 gradient or that an optimizer holds; a copy that is only evaluated, such as the best checkpoint
 reloaded into a new instance and run under `no_grad`, is left out):

@@ -83,10 +83,13 @@ loader = DataLoader(Images(), batch_size=64)                # num_workers=0
 work out of `__getitem__` (decode once and cache, augment whole batches, on the GPU if there is one).
 The advice starts from the loader the run used (the `dataloader` event: its worker processes,
 batch size, whether workers persist, whether the data set holds its samples as tensors in memory).
-A loader that already has workers is told so; when its data set holds tensors in memory, the first
-fix is `num_workers=0`: a batch made by indexing rows costs less than receiving it from a worker
-process (each batch's tensors are passed through shared memory and a queue, around a millisecond),
-which is what a small model fed from a table through workers waits for.
+A loader that already has workers is told so; when its data set holds its samples in memory (a
+feature array with one row per sample, or a `Subset` of such a data set) and the median wait is
+within 2 ms a batch, the first fix is `num_workers=0`: a batch made by indexing rows costs less
+than receiving it from a worker process (each batch's tensors are passed through shared memory and
+a queue, around a millisecond), which is what a small model fed from a table through workers waits
+for. The loader described is the first one read with autograd on (a validation loop read first,
+such as Lightning's sanity check, is not the training loader).
 
 ## Known problems
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
