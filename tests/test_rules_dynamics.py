@@ -337,3 +337,27 @@ def test_a_loss_that_jumps_with_the_batch_is_not_a_learning_rate_too_high(lr: fl
         assert f is None
         return
     assert f is not None and f.severity == "high"
+
+
+def test_a_loss_summed_over_one_label_calls_whose_first_label_never_changes_is_judged_without_error() -> None:
+    """PyTorchZeroToAll's hello-RNN: the step's loss adds six cross_entropy calls of one label each, the
+    first always the same class, so the recorded label counts hold one class and the chance level is 0."""
+    torch.manual_seed(0)
+    cell, head = nn.RNNCell(5, 8), nn.Linear(8, 5)
+    model = nn.ModuleDict({"cell": cell, "head": head})
+    x = torch.eye(5)[[0, 1, 0, 2, 3, 3]]
+    labels = [1, 0, 2, 3, 3, 4]
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+
+    def loop() -> None:
+        for _ in range(60):
+            h, loss = torch.zeros(1, 8), 0.0
+            for xt, yt in zip(x, labels):
+                h = cell(xt[None], h)
+                loss = loss + nn.functional.cross_entropy(head(h), torch.tensor([yt]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    assert not [f for f in report.findings if f.code == "INT001"]

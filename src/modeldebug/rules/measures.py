@@ -459,7 +459,7 @@ def summed_loss_calls(ctx: Context, loss0: float, chance: float) -> float | None
         bound = -float(lo.values[0])  # log-probabilities: one call's loss is at most -min
     else:
         bound = chance + float(hi.values[0] - lo.values[0])
-    if not loss0 > 2 * bound:
+    if not loss0 > 2 * bound or not chance > 0:  # (one class seen: no chance level to count calls by)
         return None
     return loss0 / chance
 
