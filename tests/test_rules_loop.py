@@ -613,3 +613,27 @@ def test_the_loader_described_is_the_training_one_and_in_memory_means_a_feature_
     assert [(e["dataset"], e["grad_enabled"], e["in_memory"]) for e in events] == [
         ("_Files", False, False), ("Subset", True, True), ("_Files", True, False)]
     assert _loader_settings(Context(session.record))["dataset"] == "Subset"
+
+
+def test_a_slow_loader_feeding_several_optimizers_is_judged_per_batch() -> None:
+    """MorvanZhou's optimizer comparison: four nets, each with its own optimizer, stepped in turn on
+    every batch, so only the first of four steps waits for the loader. Judged per batch: the loader,
+    not the gaps between steps in general."""
+    model, data = healthy_cnn()
+    nets = [healthy_mlp()[0] for _ in range(3)]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.01) for m in (model, *nets)]
+    ds = _Decoded(data.x, data.y)
+
+    def loop() -> None:
+        for x, y in DataLoader(ds, batch_size=8, shuffle=True):
+            for net, opt in zip((model, *nets), opts):
+                opt.zero_grad()
+                out = net(x) if net is model else net(torch.randn(8, 20))
+                (data.loss_fn(out, y) if net is model else out.square().mean()).backward()
+                opt.step()
+
+    with md.watch(db=":memory:") as session:
+        loop()
+    f = found(session.report(), "dataloader_bottleneck")
+    assert f is not None and f.evidence["uses_dataloader"] and f.title.startswith("Training waits for data")
+    assert "iterations of 4" in f.description

@@ -226,10 +226,22 @@ class DataloaderBottleneck(Rule):
         t_step = rec.column("t_step").values
         t_loader = rec.column("t_loader").values
         t_data = rec.column("t_data").values
+        steps = rec.column("t_step").steps
         keep = _timed_steps(ctx, warmup=1)  # the first step's time includes everything before training
         if keep.sum() < max(ctx.t.min_steps, 10):
             return
         uses_loader = bool(np.mean(np.nan_to_num(t_loader[keep]) > 0) >= 0.5)
+        # Several optimizers stepping on each batch (one net each, stepped in turn) close several steps
+        # per batch, and only the first waits for it: judged per iteration, a batch and its steps.
+        per_batch = len(rec.events("optimizer"))
+        if (not uses_loader and per_batch >= 2 and rec.events(M.DATALOADER.name)
+                and float(np.mean(np.nan_to_num(t_loader[keep]) > 0)) >= 0.8 / per_batch):
+            uses_loader = True
+            t_step, t_loader, t_data, keep = (*(_iterations(v, keep, per_batch) for v in (t_step, t_loader, t_data)),
+                                              _iterations(keep, keep, per_batch, kept=True))
+            steps = steps[:len(keep) * per_batch:per_batch]  # each iteration's first step
+        else:
+            per_batch = 1
         if not uses_loader and not np.isfinite(rec.column("lr").values).any():
             # Without an optimizer, steps close at the next backward pass: the time "between
             # steps" then holds the forward pass and the hand-written update too.
@@ -287,7 +299,9 @@ class DataloaderBottleneck(Rule):
         yield self.finding(
             severity="low" if waits else "medium", confidence=0.85 if uses_loader else 0.6,
             title=title,
-            description=(f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
+            description=((f"Each batch feeds {per_batch} optimizer steps (one per optimizer), so the steps below are "
+                          f"iterations of {per_batch}. " if per_batch > 1 else "")
+                         + f"Over {int(keep.sum())} steps, {fmt(float(wait.sum()))} s of {fmt(float(step.sum()))} s went to "
                          + (f"waiting for the next batch ({where})" if uses_loader or top is None else
                             "the gaps between steps, before the forward pass")
                          + f"; the median step waited {fmt(float(np.median(wait)) * 1e3)} ms "
@@ -299,7 +313,7 @@ class DataloaderBottleneck(Rule):
                          + (_workers_sentence(loader, float(np.median(wait)) * 1e3) if workers else "")
                          + (gap_sentence(profile) if profile else "")
                          + (_WAIT_NOTE if waits else "")),
-            step=int(rec.column("t_step").steps[keep][0]),
+            step=int(steps[keep][0]),
             evidence={"wait_share": share, "median_step_wait_share": median_share, "uses_dataloader": uses_loader,
                       "device": "gpu" if gpu else "cpu",
                       "median_wait_ms": float(np.median(wait)) * 1e3, "median_compute_ms": compute * 1e3,
@@ -307,6 +321,17 @@ class DataloaderBottleneck(Rule):
                      | ({"gap_profile": profile} if profile else {}) | ({"loader": loader} if loader else {}),
             recommendations=recs,
         )
+
+
+def _iterations(values: np.ndarray, keep: np.ndarray, n: int, *, kept: bool = False) -> np.ndarray:
+    """`values` summed over consecutive blocks of `n` steps (one batch's iteration whatever block
+    boundary: each block holds one wait and `n` steps' work); `kept`: whether every step of a block
+    is kept, for the mask itself."""
+    m = len(values) // n * n
+    blocks = np.asarray(values[:m]).reshape(-1, n)
+    if kept:
+        return blocks.all(axis=1)
+    return np.nan_to_num(blocks.astype(float)).sum(axis=1)
 
 
 def _loader_settings(ctx: Context) -> dict | None:

@@ -89,7 +89,10 @@ within 2 ms a batch, the first fix is `num_workers=0`: a batch made by indexing 
 than receiving it from a worker process (each batch's tensors are passed through shared memory and
 a queue, around a millisecond), which is what a small model fed from a table through workers waits
 for. The loader described is the first one read with autograd on (a validation loop read first,
-such as Lightning's sanity check, is not the training loader).
+such as Lightning's sanity check, is not the training loader). A loop whose batches each feed
+several optimizers stepped in turn (one net each) closes several steps per batch, of which only
+the first waits: when a DataLoader was used and the steps with loader time are about one in as
+many as there are optimizers, the shares are taken per iteration (blocks of that many steps).
 
 ## Known problems
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
