@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -160,26 +161,39 @@ def _moved(s: Series) -> np.ndarray:
     return s.steps[np.isfinite(s.values) & (s.values > 0)]
 
 
+def _moves(ctx: Context) -> dict[str, Any]:
+    """Once per analysis: each module's parameters, the last sampled step each parameter with a
+    measured update moved, and the latest of those (a deep model has thousands of each)."""
+    def compute() -> dict[str, Any]:
+        by_module: dict[str | None, list[str]] = {}
+        for n, e in ctx.params.items():
+            by_module.setdefault(e.info.get("module"), []).append(n)
+        last = {n: int(_moved(s).max(initial=-1)) for n, s in ctx.param_stat("update_ratio").items() if len(s)}
+        return {"by_module": by_module, "last": last, "latest": max(last.values(), default=-1)}
+
+    return ctx.shared("loop/moves", compute)
+
+
 def _last_update_step(ctx: Context, module: str) -> int | None:
     """The last sampled step on which `module`'s parameters (or, for a layer without any, those of
     the nearest enclosing module with some) moved: -1 when they never did, None when no module up
     the chain has parameters. Their weights, not their gradients, tell: a frozen parameter keeps the
     last gradient it had until something clears it."""
-    ratios = ctx.param_stat("update_ratio")
+    moves = _moves(ctx)
     name: str | None = module
     while name is not None:
-        own = [n for n, e in ctx.params.items() if e.info.get("module") == name]
+        own = moves["by_module"].get(name)
         if own:
-            measured = [s for n in own if (s := ratios.get(n)) is not None and len(s)]
+            measured = [moves["last"][n] for n in own if n in moves["last"]]
             # no update ever measured: no optimizer held them (an EMA teacher moves without one): unknown
-            return max(int(_moved(s).max(initial=-1)) for s in measured) if measured else None
+            return max(measured) if measured else None
         name = name.rsplit(".", 1)[0] if "." in name else None
     return None
 
 
 def _trained_after(ctx: Context, step: int) -> bool:
     """Did some parameter still move after `step`?"""
-    return any(int(_moved(s).max(initial=-1)) > step for s in ctx.param_stat("update_ratio").values())
+    return int(_moves(ctx)["latest"]) > step
 
 
 def _frozen_since(ctx: Context, module: str, step: int) -> bool:
