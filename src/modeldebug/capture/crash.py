@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import traceback
 from typing import Any
 
 import torch
 
-__all__ = ["exception_event", "is_library_frame"]
+__all__ = ["caller_line", "exception_event", "is_library_frame"]
 
 _TORCH_DIR = os.path.join(os.path.dirname(torch.__file__), "")
+_OWN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+
+
+def caller_line(frame: Any) -> dict[str, Any]:
+    """The line that called into PyTorch: the first frame, from `frame` outwards, outside torch and
+    modeldebug (`file`, `line`, `code`; empty when there is none). Prefix tests only: a probe may
+    ask on a step's path."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith((_TORCH_DIR, _OWN_DIR)):
+            return {"file": name, "line": frame.f_lineno, "code": linecache.getline(name, frame.f_lineno).strip()}
+        frame = frame.f_back
+    return {}
 
 
 def exception_event(exc: BaseException, module: str | None, phase: str) -> dict[str, Any]:

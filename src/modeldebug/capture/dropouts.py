@@ -9,8 +9,6 @@ functional dropouts are put back before the probe returns, whatever the copy's f
 from __future__ import annotations
 
 import inspect
-import linecache
-import os
 import sys
 from typing import Any
 
@@ -18,12 +16,12 @@ import torch
 from torch import nn
 
 from .. import measures as M
+from .crash import caller_line
 from .isolation import quiet, set_training, twin
 from .probes import TWIN_MAX_BYTES, weight_bytes
 
 __all__ = ["EvalDropoutProbe", "eval_dropouts"]
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 #: The functional dropouts (nn.Dropout and kin pass their own flag; the defaults differ: `_training_default`).
@@ -73,11 +71,10 @@ def eval_dropouts(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | No
             explicit = len(rest) >= 1 or "training" in kwargs
             training = rest[0] if rest else kwargs.get("training", default)
             if training and p > 0:
-                frame = _user_frame(sys._getframe(1))
-                if frame is not None:
-                    key = (frame.f_code.co_filename, frame.f_lineno)
-                    row = calls.setdefault(key, {"file": key[0], "line": key[1], "function": name, "p": float(p),
-                                                 "explicit": explicit, "code": _line(*key)})
+                where = caller_line(sys._getframe(1))
+                if where:
+                    row = calls.setdefault((where["file"], where["line"]),
+                                           {**where, "function": name, "p": float(p), "explicit": explicit})
                     row["explicit"] = row["explicit"] and explicit
             return fn(input, p, *rest, **kwargs)
 
@@ -101,17 +98,3 @@ def _training_default(fn: Any) -> bool:
     except (TypeError, ValueError):
         return True
     return True if param is None or param.default is inspect.Parameter.empty else bool(param.default)
-
-
-def _user_frame(frame: Any) -> Any:
-    """The first frame outside torch (and outside this module): the user's call of the dropout."""
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (name.startswith(_TORCH_DIR) or name == __file__):
-            return frame
-        frame = frame.f_back
-    return None
-
-
-def _line(filename: str, lineno: int) -> str:
-    return linecache.getline(filename, lineno).strip()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import linecache
 import operator
-import os
 import sys
 import time
 import weakref
@@ -29,6 +27,7 @@ import torch
 
 from .. import measures as M
 from . import stats as S
+from .crash import caller_line
 from .patches import Probe
 
 __all__ = ["LoopWatch"]
@@ -44,18 +43,6 @@ _is_alive = functools.partial(operator.is_not, None)
 
 
 _LATE_ZERO_GRAD_EVENTS = _LATE_CLIP_EVENTS = 10
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-
-
-def _caller(frame: Any) -> dict[str, Any]:
-    """The user's line that called into torch (the first frame outside torch and modeldebug)."""
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not name.startswith((_PACKAGE_DIR, _TORCH_DIR)):
-            return {"file": name, "line": frame.f_lineno, "code": linecache.getline(name, frame.f_lineno).strip()}
-        frame = frame.f_back
-    return {}
 
 
 def _any_nonzero(grads: list[torch.Tensor]) -> bool | None:
@@ -140,7 +127,7 @@ class LoopWatch:
         if tr.active("loop"):
             self.zero_grad_calls += 1
             if tr.assembler.n_backward and self.cleared is None:  # after this step's backward: the rare case
-                self.cleared = _caller(sys._getframe(1))
+                self.cleared = caller_line(sys._getframe(1))
 
     def before_step(self, opt: torch.optim.Optimizer) -> None:
         """An optimizer steps with gradients a zero_grad cleared after the last backward pass (the
@@ -220,7 +207,7 @@ class LoopWatch:
             # after an optimizer step, before any backward pass: if an optimizer steps next (two optimizers
             # over one backward, each clipping its own part), this was its clipping; if a backward pass
             # comes first, the step before used these gradients unclipped (`late_clip`)
-            self.pending_clip = (clip, _caller(sys._getframe(1)), float(max_norm))
+            self.pending_clip = (clip, caller_line(sys._getframe(1)), float(max_norm))
             return
         self.clip = clip
 
