@@ -85,22 +85,42 @@ class MemoryGrowth(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         min_steps = int(ctx.t.min_steps)
         kept = self._kept_losses(ctx)
-        eval_grad = int(np.nansum(ctx.record.column("fwd_eval_mode").values))
-        best: tuple[float, str, dict] | None = None
+        best: tuple[float, str, dict, int] | None = None
         for col in ("cuda_mb", "rss_mb"):
             growth = self._steady_growth(ctx.record.column(col).finite(), min_steps)
             if growth is None:
                 continue
+            eval_grad = self._eval_passes(ctx, growth["since_step"])
             rel = growth["growth_mb"] / growth["level_mb"]
             needed = ctx.option("memory_growth")
             if kept or eval_grad:
                 needed = min(needed, ctx.option("memory_growth_with_cause"))
             if rel >= needed and (best is None or rel > best[0]):
-                best = (rel, col, growth)
+                best = (rel, col, growth, eval_grad)
         if best is not None:
-            yield self._growth_finding(ctx, *best, kept=kept, eval_grad=eval_grad)
+            rel, col, growth, eval_grad = best
+            yield self._growth_finding(ctx, rel, col, growth, kept=kept, eval_grad=eval_grad)
         elif kept:
             yield self._kept_finding(ctx, kept)
+
+    @staticmethod
+    def _eval_passes(ctx: Context, since: int) -> int:
+        """Forward passes in eval mode with autograd on from step `since` on: a cause of growth when
+        they are evaluations whose outputs are kept. Not when they ARE the training passes (a model
+        left in eval mode after validation, `model.train()` never called again): their graphs are
+        used by backward and freed, and the sampled steps show the trained modules in eval mode."""
+        col = ctx.record.column("fwd_eval_mode")
+        at = col.steps >= since
+        passes = int(np.nansum(col.values[at]))
+        if not passes:
+            return 0
+        trained_in_train_mode = False
+        for s in ctx.module_stat("training").values():
+            late = s.steps >= since
+            if late.any() and np.nanmax(s.values[late]) > 0:
+                trained_in_train_mode = True
+                break
+        return passes if trained_in_train_mode or not ctx.module_stat("training") else 0
 
     @staticmethod
     def _kept_losses(ctx: Context) -> dict | None:
@@ -112,7 +132,7 @@ class MemoryGrowth(Rule):
         return {"median_live_losses": float(np.median(v)), "first_step": int(live.steps[np.argmax(live.values >= _KEPT_LOSSES)])}
 
     @staticmethod
-    def _steady_growth(s: Series, min_steps: int) -> dict | None:
+    def _steady_growth(s: Series, min_steps: int, *, after_jump: bool = False) -> dict | None:
         n = len(s)
         if n < max(min_steps, 20):
             return None
@@ -120,6 +140,17 @@ class MemoryGrowth(Rule):
         level = float(np.median(v[n // 10: n // 2]))
         if level <= 0:
             return None
+        if not after_jump:
+            # One change of level (a validation pass's graphs, a buffer allocated once) is not a leak:
+            # when one quarter-to-quarter rise after warm-up holds most of the rise, only what follows
+            # the largest jump is judged (a leak there is still a leak)
+            post = v[n // 10:]
+            quarters = [float(np.median(q)) for q in np.array_split(post, 4)]
+            rises = np.diff(quarters)
+            total = quarters[-1] - quarters[0]
+            if total > 0 and rises.max() > 0.75 * total:
+                j = n // 10 + int(np.argmax(np.diff(post))) + 1
+                return MemoryGrowth._steady_growth(Series(s.steps[j:], v[j:]), min_steps, after_jump=True)
         lx, lv = x[n // 2:], v[n // 2:]
         slope = _theil_sen(lx, lv)
         if slope <= 0:

@@ -16,12 +16,16 @@ SPECS = (
 ## What it detects
 A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's resident memory
 (`rss_mb`) in the second half of the run: a positive Theil-Sen slope, rising from quarter to
-quarter, larger than five times its own noise. Allocator warm-up at the start is ignored. The
-growth over the run is compared with the run's own early level: flagged from `memory_growth`
-(default 10%), or from `memory_growth_with_cause` (default 0.2%) when the run shows why: loss
-tensors of earlier steps still alive (`history.append(loss)`), or forward passes in eval mode
-with autograd on (validation without `torch.no_grad()`). Loss tensors kept alive without
-measurable growth are reported at low severity.
+quarter, larger than five times its own noise. Allocator warm-up at the start is ignored, and so
+is one change of level: when a single quarter-to-quarter rise holds more than three quarters of
+the rise (a validation pass's graphs, a buffer allocated once), only what follows the largest
+jump is judged. The growth over the run is compared with the run's own early level: flagged
+from `memory_growth` (default 10%), or from `memory_growth_with_cause` (default 0.2%) when the
+run shows why: loss tensors of earlier steps still alive (`history.append(loss)`), or forward
+passes in eval mode with autograd on (validation without `torch.no_grad()`) while the memory
+grew. Eval-mode passes that are the training passes themselves (a model left in eval mode after
+validation: the sampled modules train in eval mode) are not such a cause; LOP002 judges them.
+Loss tensors kept alive without measurable growth are reported at low severity.
 
 ## Why is this bad?
 A leak grows without bound: a run that fits in memory for 100 steps runs out after 100,000,
