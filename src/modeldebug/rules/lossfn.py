@@ -25,6 +25,8 @@ __all__ = ["DoubleSoftmax", "LossShapeMismatch", "broadcast_shape"]
 
 
 # -- loss inputs --------------------------------------------------------------------------------------------
+# logits exactly 0 at their smallest on this many sampled steps (and never below): clamped, not chance
+_CLAMPED_MIN_SAMPLES = 3
 _REMOVE_SOFTMAX = Recommendation(
     "fix", "Return raw logits from the model; the loss normalises them itself.",
     "def forward(self, x):\n    return self.head(x)          # no softmax/sigmoid here\n"
@@ -35,7 +37,7 @@ class DoubleSoftmax(Rule):
     """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
     code = "LSS001"
-    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MAX, M.MODEL_INPUT, M.DEAD_FRAC)
+    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MIN, M.IN_MAX, M.MODEL_INPUT, M.DEAD_FRAC)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         tol = ctx.option("probability_rowsum")
@@ -51,8 +53,14 @@ class DoubleSoftmax(Rule):
             ev = {"loss": e.name, "input_shape": shape, "in_frac_01": float(frac01.min()),
                   "in_rowsum_dev": float(rowdev.max()) if len(rowdev) else None, "in_max": float(hi.max()) if len(hi) else None}
             where = last.name if last is not None and last.type in ("Softmax", "Sigmoid", "LogSoftmax") else None
-            if in01 and not rows and where is None and _dead_layer(ctx) is not None:
+            dead = None if rows or where is not None else _dead_layer(ctx)
+            if in01 and dead is not None:
                 continue  # constant logits of a dead network that happen to lie in [0, 1]: no squashing seen
+            lo = loss_stat(ctx, e, "in_min")
+            if (e.type in ("cross_entropy", "binary_cross_entropy_with_logits") and not rows and where is None and dead is None
+                    and len(lo) >= _CLAMPED_MIN_SAMPLES and bool(np.all(lo == 0.0)) and len(hi) and hi.max() > 0):
+                yield self._clamped(ctx, e, ev | {"in_min": 0.0, "sampled_steps": len(lo)}, classes, last)
+                continue
             if e.type == "cross_entropy" and rows:
                 yield self._softmax_ce(e, ev, classes, where)
             elif e.type == "cross_entropy" and in01 and classes >= 2:
@@ -71,6 +79,38 @@ class DoubleSoftmax(Rule):
                          f"classes the loss can then only fall from log(C) = {fmt(math.log(classes))} by about {fmt(floor)}, and "
                          "its gradients are tiny."),
             location=where, step=0, evidence=ev | {"classes": classes}, recommendations=[_REMOVE_SOFTMAX])
+
+    def _clamped(self, ctx: Context, e: Entity, ev: dict[str, Any], classes: int, last: Entity | None) -> Finding:
+        """Logits that are never negative: a ReLU (or a clamp at 0) on the model's output."""
+        relu = last if last is not None and last.type in RELU_LIKE else None
+        dead = ctx.module_stat("dead_frac").get(relu.name) if relu is not None else None
+        dead_frac = float(np.median(dead.finite().values)) if dead is not None and len(dead.finite()) else 0.0
+        binary = e.type == "binary_cross_entropy_with_logits"
+        if binary:
+            harm = ("A logit of 0 is a probability of 0.5, so no prediction can fall below 0.5: the model cannot say "
+                    "'negative' with any confidence, and every logit clamped at 0 gets no gradient.")
+        else:
+            outputs = classes if classes >= 2 else 0
+            harm = ("Softmax does not need negative logits (it ignores a shift), but the clamp stops the gradient of "
+                    "every logit it holds at 0: a class whose output unit stops firing gets no signal to recover")
+            if dead_frac > 0 and outputs:
+                n_dead = max(1, round(dead_frac * outputs))
+                harm += (f", and {n_dead} of the {outputs} output units of {relu.name} "  # type: ignore[union-attr]
+                         f"{'is' if n_dead == 1 else 'are'} already zero for every sample: "
+                         f"{'that class' if n_dead == 1 else 'those classes'} can never be predicted over the others")
+            harm += "."
+        where = relu.name if relu is not None else None
+        return self.finding(
+            severity="high" if binary or dead_frac > 0 else "medium", confidence=0.85 if relu is not None else 0.7,
+            title=(f"{e.type} gets logits clamped at 0: "
+                   + (f"the model ends in {relu.type} ({relu.name})" if relu is not None else "a ReLU or clamp on the model's output")),
+            description=(f"On all {ev['sampled_steps']} sampled steps the smallest input of {e.type} was exactly 0 (largest "
+                         f"{fmt(ev['in_max'])}): the logits are never negative. {harm}"),
+            location=where, step=0, evidence=ev | {"clamping_module": where, "dead_output_fraction": dead_frac},
+            recommendations=[Recommendation(
+                "fix", "End the model with the Linear layer: the loss takes raw logits.",
+                "self.head = nn.Sequential(nn.Linear(n_hidden, n_classes))   # no nn.ReLU() after the last Linear\n"
+                "loss = criterion(self.head(h), y)")])
 
     def _squashed(self, e: Entity, ev: dict[str, Any], loss: str, what: str, where: str | None) -> Finding:
         return self.finding(

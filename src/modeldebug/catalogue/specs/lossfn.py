@@ -22,17 +22,24 @@ every sampled step (a sigmoid in front of a loss that applies its own; judged on
 more; not when a ReLU-like layer of the model is dead on every unit and no squashing module ends
 it: its outputs are then its last biases, the same for every input, and `dead_activations` is
 the cause); `nll_loss` inputs with positive values, which a log-probability never has (softmax
-output, or raw logits, where `log_softmax` was needed).
+output, or raw logits, where `log_softmax` was needed); `cross_entropy` or
+`binary_cross_entropy_with_logits` inputs whose smallest value is exactly 0 on every sampled step
+(at least 3) and not all 0: logits that are never negative, a ReLU (or a clamp) after the last
+Linear layer. That one is high for the binary loss (no prediction can fall below 0.5) and for
+cross-entropy when some output units are already zero for every sample (those classes can never
+win), medium otherwise.
 
 ## Why is this bad?
 Squashed inputs make the loss nearly flat: a softmax'ed row fed to cross-entropy can only move
 the loss between log(C) and log(C) - 1 + small, so gradients vanish and training stalls. A
-`nll_loss` on raw logits is unbounded below and rewards making one logit huge.
+`nll_loss` on raw logits is unbounded below and rewards making one logit huge. Logits clamped at
+0 get no gradient where they are clamped: an output unit that stops firing never comes back.
 
 ## Example
 ```python
 return F.softmax(self.fc(x), dim=1)          # then nn.CrossEntropyLoss()(out, y)
 return torch.sigmoid(self.fc(x))             # then nn.BCEWithLogitsLoss()(out, y)
+nn.Sequential(nn.Linear(100, 10), nn.ReLU())  # logits clamped at 0, then nn.CrossEntropyLoss()
 ```
 
 ## Recommended fix
