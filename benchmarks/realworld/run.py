@@ -60,6 +60,7 @@ PG = ("eriklindernoren/PyTorch-GAN", "36d3c77e5ff20ebe0aeefd322326a134a279b93e")
 PZ = ("hunkim/PyTorchZeroToAll", "e5a260fac0b4ff1e2ec434fc6f0d962ac97fc289")
 KL = ("kuangliu/pytorch-cifar", "49b7aa97b0c12fe0d4054e670403a16b6b834ddd")
 NGV = ("karpathy/ng-video-lecture", "52201428ed7b46804849dea0b3ccf0de9df1a5c3")
+LX = ("L1aoXingyu/pytorch-beginner", "a57dd7ea35c9965a41f4963dee62d38884f92a65")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -174,8 +175,18 @@ def prep_makemore(d: Path) -> None:
     (d / "names.txt").write_text("\n".join(names[::4]) + "\n")  # a quarter of the names: quicker setup
 
 
+def prep_lx_lm(d: Path) -> None:
+    # data_utils.Corpus reads ./data/{train,valid,test}.txt, one sentence a line
+    test, valid = _wikitext("test"), _wikitext("valid")
+    out = d / "data"
+    out.mkdir(exist_ok=True)
+    (out / "train.txt").write_text("".join(test[:500]), encoding="utf8")
+    (out / "valid.txt").write_text("".join(valid[:100]), encoding="utf8")
+    (out / "test.txt").write_text("".join(test[-100:]), encoding="utf8")
+
+
 PREPARE = {f.__name__: f for f in (prep_word_lm, prep_lightning_lm, prep_char_text, prep_hf_char,
-                                   prep_nanogpt, prep_time_seq, prep_makemore)}
+                                   prep_nanogpt, prep_time_seq, prep_makemore, prep_lx_lm)}
 
 # ----------------------------------------------------------------------------- the corpus
 
@@ -183,6 +194,7 @@ TV = Edit("main.py", "torchvision", "synthvision")
 PGTV = Edit("train.py", "torchvision", "synthvision")
 LR100 = "learning rate x100"
 NOZG = "zero_grad removed"
+LXLABEL = Edit("train.py", "label = label.view(label.size(0)*label.size(1), 1)", "label = label.reshape(label.size(0)*label.size(1), 1)")
 
 CASES: list[Case] = [
     Case("mnist", PE, {"main.py": "mnist/main.py"}, "main.py",
@@ -661,6 +673,119 @@ CASES: list[Case] = [
     Case("ngv_bigram", NGV, {"bigram.py": "bigram.py", "input.txt": "input.txt"}, "bigram.py", [],
          style="a bigram table (one Embedding) trained with AdamW 1e-2, 3,000 steps",
          variants=[Variant("healthy")]),
+    # L1aoXingyu/pytorch-beginner: a widely copied beginner's course, one script a lesson (added 2026-12-07)
+    Case("lx_logistic", LX, {"train.py": "02-Logistic Regression/Logistic_Regression.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", "num_epochs = 100", "num_epochs = 3")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6000", "SYNTH_TEST": "1000"},
+         style="logistic regression (one Linear) on flattened images, CrossEntropyLoss, SGD 1e-3, batch 64",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad", [Edit("train.py", "        optimizer.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    Case("lx_nn", LX, {"train.py": "03-Neural Network/neural_network.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", "num_epochs = 50", "num_epochs = 3")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6000", "SYNTH_TEST": "1000"},
+         style="784-300-100-10 MLP, CrossEntropyLoss, SGD 1e-2, batch 64",
+         variants=[
+             Variant("as_written", expect=("double_softmax", "dead_activations"),
+                     what="as published: the last layer is `nn.Linear(100, 10), nn.ReLU(True)`, so the logits given "
+                          "to CrossEntropyLoss are never negative (plain, 3 epochs: test accuracy 0.674 against 0.993 "
+                          "without the ReLU). Labelled after the first run, in which nothing fired"),
+             Variant("no_output_relu", [Edit("train.py", "            nn.Linear(n_hidden_2, out_dim),\n            nn.ReLU(True))",
+                                             "            nn.Linear(n_hidden_2, out_dim))")],
+                     what="healthy: no ReLU on the logits"),
+         ]),
+    Case("lx_rnn", LX, {"train.py": "05-Recurrent Neural Network/recurrent_network.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", "num_epoches = 20", "num_epoches = 2")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "4000", "SYNTH_TEST": "1000"},
+         style="a 2-layer LSTM reads an image row by row (batch_first), the last step into a Linear head, Adam 1e-3",
+         variants=[
+             Variant("as_written", expect=("runtime_error",),
+                     what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+             Variant("fixed", [Edit("train.py", "loss.data[0]", "loss.item()"), Edit("train.py", "num_correct.data[0]", "num_correct.item()")],
+                     what="healthy: .item()"),
+         ]),
+    Case("lx_seq_lstm", LX, {"train.py": "06-Natural Language Process/seq-lstm.py"}, "train.py", [],
+         edits=[Edit("train.py", "for epoch in range(300):", "for epoch in range(150):")],
+         style="an LSTM part-of-speech tagger over word embeddings and a character-level LSTM per word, "
+               "log_softmax into CrossEntropyLoss, SGD 1e-2, one sentence a step",
+         variants=[
+             Variant("as_written", expect=("runtime_error",),
+                     what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+             Variant("item_fixed", [Edit("train.py", "loss.data[0]", "loss.item()")], expect=("params_not_updating",),
+                     what="the crash fixed (.item()), otherwise as published: each word's character-LSTM output is taken "
+                          "with `.data` (`torch.cat((char, tempchar.cpu().data), 0)`) and re-wrapped in `Variable(char)`, "
+                          "a new leaf: the character LSTM and its embedding never receive a gradient"),
+             Variant("healthy", [Edit("train.py", "loss.data[0]", "loss.item()"),
+                                 Edit("train.py", "char = torch.cat((char, tempchar.cpu().data), 0)",
+                                      "char = torch.cat((char, tempchar.cpu()), 0)"),
+                                 Edit("train.py", "        char = Variable(char)\n", "")],
+                     what="healthy: .item(), and the character LSTM's output kept in the graph (both `.data` and the "
+                          "`Variable(char)` that re-wraps it cut it; the first healthy twin removed only `.data`, and "
+                          "OPT001 still found the character LSTM without gradients)"),
+         ]),
+    Case("lx_lm", LX, {"train.py": "07-Language Model/language model.py", "data_utils.py": "07-Language Model/data_utils.py"},
+         "train.py", [],
+         edits=[Edit("train.py", "Variable(state.data).cuda()", "Variable(state.data)"),
+                Edit("train.py", "                                   1024)).cuda()", "                                   256))"),
+                Edit("train.py", "model = languagemodel(vocab_size, 128, 1024, 1)", "model = languagemodel(vocab_size, 64, 256, 1)"),
+                Edit("train.py", "for epoch in range(5):", "for epoch in range(2):")],
+         prepare="prep_lx_lm",
+         style="word-level LSTM language model on wikitext-2 text (500 lines), 20 streams x 30 tokens, hidden state "
+               "carried across windows, clip_grad_norm 0.5, Adam 1e-3 (CUDA calls removed, hidden 1024 -> 256)",
+         variants=[
+             Variant("cpu_as_written", expect=("runtime_error",),
+                     what="as published on a CPU: the CPU branch's `Variabel(input_x)` raises NameError"),
+             Variant("cpu_fixed", [Edit("train.py", "Variabel(", "Variable(")], expect=("shape_mismatch", "runtime_error"),
+                     what="the NameError fixed: `label.view(...)` of a column slice raises RuntimeError (not contiguous)"),
+             Variant("item_fixed", [Edit("train.py", "Variabel(", "Variable("), Edit("train.py", "loss.data[0]", "loss.item()"),
+                                    LXLABEL],
+                     expect=("label_issue",),
+                     harmless="at this size (2 epochs, 108 steps) it ends where the healthy twin does: last "
+                              "logged loss 6.49 against 6.45, epoch sums 338 against 330; both learn little beyond "
+                              "word frequencies",
+                     what="the crashes fixed (.reshape, .item()), otherwise as published: the targets are the NEXT 30-token window "
+                          "(`train_id[:, i+30:i+60]`), not the input shifted by one token"),
+             Variant("healthy", [Edit("train.py", "Variabel(", "Variable("), Edit("train.py", "loss.data[0]", "loss.item()"), LXLABEL,
+                                 Edit("train.py", "label = train_id[:, (i+seq_length):(i+2*seq_length)]",
+                                      "label = train_id[:, (i+1):(i+seq_length+1)]")],
+                     what="healthy: targets shifted by one token"),
+         ]),
+    Case("lx_ae", LX, {"train.py": "08-AutoEncoder/simple_autoencoder.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", "model = autoencoder().cuda()", "model = autoencoder()"),
+                Edit("train.py", "Variable(img).cuda()", "Variable(img)"), Edit("train.py", "num_epochs = 100", "num_epochs = 3"),
+                Edit("train.py", "loss.data[0]", "loss.item()")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6000"},
+         style="an MLP autoencoder 784-128-64-12-3 and back, Tanh output, MSELoss, Adam 1e-3 weight decay 1e-5 "
+               "(CUDA calls removed, .item())",
+         variants=[Variant("healthy")]),
+    Case("lx_vae", LX, {"train.py": "08-AutoEncoder/Variational_autoencoder.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", "num_epochs = 100", "num_epochs = 3")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6000"},
+         style="a VAE 784-400-20, sigmoid decoder, summed MSE + KL, Adam 1e-3",
+         variants=[
+             Variant("as_written", expect=("runtime_error",),
+                     what="as published: `loss.data[0]` on a 0-dim tensor raises IndexError on torch >= 0.5"),
+             Variant("fixed", [Edit("train.py", "loss.data[0]", "loss.item()")], what="healthy: .item()"),
+         ]),
+    Case("lx_gan", LX, {"train.py": "09-Generative Adversarial network/simple_Gan.py"}, "train.py", [],
+         edits=[PGTV, Edit("train.py", ".cuda()", ""), Edit("train.py", "num_epoch = 100", "num_epoch = 2")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "6000"},
+         style="an MLP GAN (LeakyReLU discriminator with a sigmoid, Tanh generator), BCELoss, two Adams 3e-4 "
+               "(CUDA calls removed)",
+         variants=[
+             Variant("as_written", expect=("runtime_error", "shape_mismatch"),
+                     what="as published: Normalize with three channels' statistics on one-channel images fails in "
+                          "torchvision's in-place normalize"),
+             Variant("fixed", [Edit("train.py", "transforms.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))",
+                                    "transforms.Normalize(mean=(0.5,), std=(0.5,))"),
+                               Edit("train.py", "d_loss.data[0], g_loss.data[0]", "d_loss.item(), g_loss.item()"),
+                               Edit("train.py", "Variable(torch.ones(num_img))", "Variable(torch.ones(num_img, 1))"),
+                               Edit("train.py", "Variable(torch.zeros(num_img))", "Variable(torch.zeros(num_img, 1))")],
+                     what="healthy: one channel's statistics, labels shaped like the discriminator's (N, 1) output "
+                          "(BCELoss refuses a (N,) target since torch 0.4), .item()"),
+         ]),
     Case("hf_char_gpt", HFCHAR, {"train_char_gpt.py": "train_char_gpt.py"}, "train_char_gpt.py",
          ["--block_size", "64", "--bs", "32", "--epochs", "1", "--log_steps", "20", "--out_dir", "out"],
          edits=[

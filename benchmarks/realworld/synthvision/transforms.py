@@ -45,7 +45,10 @@ class Normalize:
         self.std = torch.tensor(std).view(-1, 1, 1)
 
     def __call__(self, x):
-        return (x - self.mean) / self.std
+        # as torchvision's F.normalize: in place on a copy, so that statistics for more channels than
+        # the image has fail as they do there ("output with shape [1, 28, 28] doesn't match the
+        # broadcast shape [3, 28, 28]") instead of silently tripling the image
+        return x.clone().sub_(self.mean).div_(self.std)
 
 
 class Resize:
