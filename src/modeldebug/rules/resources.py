@@ -90,7 +90,9 @@ class MemoryGrowth(Rule):
             growth = self._steady_growth(ctx.record.column(col).finite(), min_steps)
             if growth is None:
                 continue
-            eval_grad = self._eval_passes(ctx, growth["since_step"])
+            # after one change of level, evaluation passes do not lower the bar: a pass whose graphs were
+            # kept would have raised memory at every evaluation (a staircase), not once
+            eval_grad = 0 if growth["after_jump"] else self._eval_passes(ctx, growth["since_step"])
             rel = growth["growth_mb"] / growth["level_mb"]
             needed = ctx.option("memory_growth")
             if kept or eval_grad:
@@ -169,7 +171,7 @@ class MemoryGrowth(Rule):
         since = int(s.steps[n // 10 + above[0]]) if len(above) else int(s.steps[n // 2])
         return {"level_mb": level, "end_mb": end, "growth_mb": max(end - level, late_growth),
                 "slope_mb_per_step": max(rate, slope), "late_quarter_medians_mb": quarters, "noise_mb": noise,
-                "steps": n, "since_step": since}
+                "steps": n, "since_step": since, "after_jump": after_jump}
 
     def _growth_finding(self, ctx: Context, rel: float, col: str, g: dict, *, kept: dict | None,
                         eval_grad: int) -> Finding:

@@ -19,7 +19,9 @@ A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's res
 quarter, larger than five times its own noise. Allocator warm-up at the start is ignored, and so
 is one change of level: when a single quarter-to-quarter rise holds more than three quarters of
 the rise (a validation pass's graphs, a buffer allocated once), only what follows the largest
-jump is judged. The growth over the run is compared with the run's own early level: flagged
+jump is judged, against `memory_growth` unless loss tensors are kept (validation passes whose
+graphs were kept would have raised memory at every validation, not once). The growth over the
+run is compared with the run's own early level: flagged
 from `memory_growth` (default 10%), or from `memory_growth_with_cause` (default 0.2%) when the
 run shows why: loss tensors of earlier steps still alive (`history.append(loss)`), or forward
 passes in eval mode with autograd on (validation without `torch.no_grad()`) while the memory
