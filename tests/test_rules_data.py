@@ -474,6 +474,55 @@ def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first:
         assert f is not None and f.severity == "high" and "MultiheadAttention" in f.description
 
 
+class _SortedPacked(nn.Module):
+    """An LSTM classifier that sorts its batch by length for pack_padded_sequence (blind4's
+    packed_lstm case): with `restore`, the outputs are put back in the batch's order."""
+
+    def __init__(self, restore: bool) -> None:
+        super().__init__()
+        self.restore = restore
+        self.emb, self.lstm, self.head = nn.Embedding(12, 8, padding_idx=0), nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        lengths = (ids != 0).sum(1)
+        lengths_sorted, order = lengths.sort(descending=True)
+        packed = nn.utils.rnn.pack_padded_sequence(self.emb(ids[order]), lengths_sorted, batch_first=True)
+        _, (h_n, _) = self.lstm(packed)
+        h = h_n[-1][order.argsort()] if self.restore else h_n[-1]
+        return self.head(h)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_a_batch_sorted_for_packing_is_judged_in_the_batchs_own_order(restore: bool) -> None:
+    """Sorting before the embedding and restoring the order after keeps samples apart (it was a
+    medium false alarm: the probe read embedding rows as if they were in the batch's order); not
+    restoring it gives every output another sample's result."""
+    torch.manual_seed(0)
+    lengths = torch.randint(3, 13, (256,))
+    ids = torch.randint(1, 12, (256, 12)) * (torch.arange(12) < lengths[:, None])
+    y = (ids == 1).any(1).long()
+    model = _SortedPacked(restore)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loop() -> None:
+        for step in range(8):
+            i = slice(32 * step, 32 * step + 32)
+            loss = F.cross_entropy(model(ids[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    f = finding(report, "batch_mixing")
+    (probe,) = report.record.events("batch_mixing_probe")
+    assert probe.data["reordered_before_embedding"] is True
+    if restore:
+        assert f is None and probe.data["mixed_samples"] == 0 and probe.data["own_grad"] > 0
+    else:
+        assert f is not None and f.severity == "high" and "sorted order" in f.title
+        assert "argsort" in f.recommendations[0].implementation
+
+
 class _TimeFirstTokens(nn.Module):
     """A character model the time-first way: ids ``[T, B]`` -> embedding -> GRU -> ``[T, B, V]``."""
 

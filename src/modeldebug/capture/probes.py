@@ -116,7 +116,10 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
                 return {"skipped": f"token ids {list(x.shape)}: each output along axis 0 depends on that position and "
                                    "the ones before it only, as in a time-first sequence model ([T, B] ids); a "
                                    "recurrence run along the batch looks the same, so which it is cannot be told"}
-            result = _mixing(out, probe, x.shape[0])
+            rows = embedded.rows_of(call[index]) if embedded is not None else None
+            if rows is not None:
+                through["reordered_before_embedding"] = True
+            result = _mixing(out, probe, x.shape[0], rows)
             return result | through if result is not None and "skipped" not in result else result
     finally:
         if embedded is not None:
@@ -168,10 +171,33 @@ class EmbeddedTokens:
         """The embedding of `ids` itself, else of the first tensor of their shape embedded (ids the model
         converted first; an encoder-decoder called (target ids, source ids) embeds the source first);
         with the embedding module's name."""
+        found = self._entry(ids)
+        return (found[1], found[2]) if found is not None else (None, None)
+
+    def _entry(self, ids: Any) -> tuple[torch.Tensor, torch.Tensor, str] | None:
         if not self.found:
-            return None, None
-        _, leaf, name = next((f for f in self.found if f[0] is ids), self.found[0])
-        return leaf, name
+            return None
+        return next((f for f in self.found if f[0] is ids), self.found[0])
+
+    def rows_of(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """Where each sample of `ids` sits in the batch the embedding saw, when the model reordered its
+        samples first (sorted by length for `pack_padded_sequence`: ``self.emb(toks[order])``): the
+        embedding row holding sample i's ids, matched by content. None when the embedding saw `ids` in
+        their own order, or when the match is not one to one (repeated samples)."""
+        found = self._entry(ids)
+        if found is None or found[0] is ids or found[0].shape != ids.shape or ids.dim() < 1:
+            return None
+        seen = found[0]
+        if torch.equal(seen, ids):
+            return None
+        where: dict[tuple[int, ...], int] = {}
+        for j, row in enumerate(seen.reshape(seen.shape[0], -1).tolist()):
+            if where.setdefault(tuple(row), j) != j:
+                return None  # the same ids twice: which row is whose cannot be told
+        rows = [where.get(tuple(row)) for row in ids.reshape(ids.shape[0], -1).tolist()]
+        if None in rows or len(set(rows)) != len(rows):
+            return None  # not a reordering of these samples
+        return torch.tensor(rows, dtype=torch.long)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -238,9 +264,12 @@ def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:
     return not bool((first_rows[1:] > 0).any()) and bool((last_rows[:-1] > 0).any())
 
 
-def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int) -> dict[str, Any] | None:
+def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int, rows: torch.Tensor | None = None) -> dict[str, Any] | None:
     """The per-sample reading of `batch_mixing` (see there), for the model output `out` and the leaf
-    `probe` holding the batch's `n` samples."""
+    `probe` holding the batch's `n` samples; `rows`: where each input sample sits along the probe's
+    axis 0 when the model reordered the samples before embedding them (`EmbeddedTokens.rows_of`), so
+    that a model which sorts and restores the order keeps its samples apart, and one that sorts
+    without restoring gives each output another sample's gradient."""
     in_axes = [a for a in range(probe.dim()) if probe.shape[a] == n]
     out_axes = [b for b in range(out.dim()) if out.shape[b] == n]
     first: dict[str, Any] | None = None
@@ -253,6 +282,8 @@ def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int) -> dict[str, Any] | 
             continue
         for a in in_axes:
             per_sample = grad.detach().movedim(a, 0).flatten(1).abs().amax(1)
+            if rows is not None and a == 0:
+                per_sample = per_sample.index_select(0, rows.to(per_sample.device))  # in the input's sample order
             others = per_sample[1:-1]
             apart = not bool((others > 0).any())
             if first is None:

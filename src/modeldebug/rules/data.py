@@ -294,15 +294,28 @@ class BatchMixing(Rule):
                 hint = (f" The model has {', '.join(sorted(types & RECURRENT))}: with batch_first=False (the default) "
                         "it runs across axis 0, which here is the batch.")
             own = float(d.get("own_grad", 0.0))
+            reordered = bool(d.get("reordered_before_embedding")) and own == 0
+            if reordered:  # each output is another sample's: the order is not restored, nothing is mixed
+                hint = (" The model reorders the samples before its embedding (sorted, as for pack_padded_sequence) "
+                        "and its outputs stay in that order, so each output is compared with another sample's target.")
             whole = masked_whole_input(ctx)
             if whole is not None:
                 hint += (f" The model reads all {whole['model_rows']} rows at once and the loss only {whole['loss_rows']} of "
                          "them (a mask): rows that are nodes of one graph mix with their neighbours by design, which is "
                          "not a bug.")
+            restore = [Recommendation("fix", "Put the outputs back in the batch's order after the sorted pass.",
+                                      "lengths_sorted, order = lengths.sort(descending=True)\n"
+                                      "packed = pack_padded_sequence(self.emb(x[order]), lengths_sorted, batch_first=True)\n"
+                                      "_, (h_n, _) = self.lstm(packed)\n"
+                                      "return self.head(h_n[-1][order.argsort()])   # undo the sort\n"
+                                      "# or: pack_padded_sequence(..., enforce_sorted=False) sorts and restores for you")] \
+                if reordered else []
             yield self.finding(
-                severity="low" if whole is not None else "high" if frac >= 0.5 else "medium",
+                severity="low" if whole is not None else "high" if frac >= 0.5 or reordered else "medium",
                 confidence=0.3 if whole is not None else 0.85,
-                title=f"Samples mix across the batch: sample 0's output depends on {d.get('mixed_samples')} of the other {batch - 1} samples",
+                title=("Outputs left in a sorted order: sample 0's output is computed from other samples only"
+                       if reordered else
+                       f"Samples mix across the batch: sample 0's output depends on {d.get('mixed_samples')} of the other {batch - 1} samples"),
                 description=(f"In eval mode, the gradient of sample 0's output reached {frac:.0%} of the other samples of a "
                              f"batch of {batch} (largest {fmt(float(d.get('max_other_grad', 0)))}, own sample "
                              f"{fmt(own)}){'; it does not depend on its own input at all' if own == 0 else ''}. "
@@ -310,6 +323,7 @@ class BatchMixing(Rule):
                              "view/reshape that moves the batch axis, batch_first confusion, normalising with batch statistics."),
                 location=None, step=ev.step, evidence=dict(d) | ({"masked_whole_input": whole} if whole else {}),
                 recommendations=[
+                    *restore,
                     Recommendation("fix", "Flatten without touching the batch axis.",
                                    "x = x.flatten(1)                  # or x.view(x.size(0), -1); never x.view(-1, batch)"),
                     Recommendation("fix", "Tell attention and recurrent layers that the batch comes first.",

@@ -176,8 +176,11 @@ Token ids (an integer input) have no gradient: the probe takes it at the output 
 `nn.MultiheadAttention` lacks `batch_first=True` is found too. Ids laid out time first (`[T, B]`
 into an RNN or a causal decoder, where output t depends on positions up to t only) read the same
 as a recurrence run along the batch; the probe records that it cannot tell them apart and the
-rule stays silent. A model whose weights hold more than 1 GiB is not probed (the probe works on
-a copy of it).
+rule stays silent. A model that reorders its samples before the embedding (sorted by length for
+`pack_padded_sequence`: `self.emb(ids[order])`) is read in the batch's own order, each embedding
+row matched to its sample by content: restoring the order afterwards keeps samples apart, and
+outputs left in the sorted order are reported (high) as outputs compared with other samples'
+targets. A model whose weights hold more than 1 GiB is not probed (the probe works on a copy of it).
 
 ## Why is this bad?
 Predictions change with whatever else is in the batch; in training, every sample's label
