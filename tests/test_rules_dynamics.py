@@ -361,3 +361,46 @@ def test_a_loss_summed_over_one_label_calls_whose_first_label_never_changes_is_j
 
     report = watched(model, loop)
     assert not [f for f in report.findings if f.code == "INT001"]
+
+
+class _TinyVAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.mu, self.logvar = nn.Sequential(nn.Linear(8, 16), nn.ReLU()), nn.Linear(16, 2), nn.Linear(16, 2)
+        self.dec = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 8))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.enc(x)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.dec(z), mu, logvar
+
+
+@pytest.mark.parametrize("flipped", [True, False])
+def test_a_vae_whose_kl_sign_is_flipped_has_a_loss_without_floor(flipped: bool) -> None:
+    """blind4's VAE: `kl = 0.5 * sum(1 + logvar - mu^2 - exp(logvar))` (the sign flipped) sends the loss
+    to -1e21. It was reported as overfitting (high); the cause is a loss with no lower bound."""
+    torch.manual_seed(0)
+    model = _TinyVAE()
+    x = torch.randn(512, 8)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sign = 1.0 if flipped else -1.0
+
+    def loop() -> None:
+        for step in range(120):
+            b = x[(step * 32) % 512:(step * 32) % 512 + 32]
+            recon, mu, logvar = model(b)
+            kl = sign * 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(b)
+            loss = torch.nn.functional.mse_loss(recon, b) + kl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    f = found(report, "loss_diverging")
+    if not flipped:
+        assert f is None and not serious(report), [x.title for x in report.findings]
+        return
+    assert f is not None and f.evidence.get("unbounded") and report.findings[0] is f
+    assert f.evidence["lowest_loss"] < -1000 * f.evidence["start_loss"] < 0
+    assert "wrong sign" in f.description and "-0.5" in f.recommendations[0].implementation

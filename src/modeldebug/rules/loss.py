@@ -55,6 +55,10 @@ class LossDiverging(Rule):
         s = ctx.loss
         if len(s) < ctx.t.min_steps or players(ctx):
             return  # several optimizers taking turns: one series of opposing losses, not one curve
+        unbounded = self._unbounded(ctx)
+        if unbounded is not None:
+            yield unbounded
+            return
         vals = s.values
         finite = np.isfinite(vals)
         went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
@@ -103,6 +107,47 @@ class LossDiverging(Rule):
                                "loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\noptimizer.step()"),
                 Recommendation("best_practice", "Warm the learning rate up over the first steps.",
                                "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)"),
+            ],
+        )
+
+    def _unbounded(self, ctx: Context) -> Finding | None:
+        """A loss that started positive and fell orders of magnitude below zero: it has no floor."""
+        s = ctx.loss
+        if loss_is_not_a_curve(ctx) == "per_sample":
+            return None  # a level that follows the episode's length (a policy gradient)
+        finite = np.isfinite(s.values)
+        fv, fs = s.values[finite], s.steps[finite]
+        if len(fv) < ctx.t.min_steps // 2:
+            return None
+        w = window(len(fv))
+        smooth = ctx.running_median(fv, w)
+        start = float(np.median(fv[:w]))
+        low_i = int(np.argmin(smooth))
+        low = float(smooth[low_i])
+        if not (start > 0 and low < -ctx.option("unbounded_factor") * start):
+            return None
+        below = np.flatnonzero(fv < 0)
+        since = int(fs[below[0]]) if len(below) else int(fs[low_i])
+        return self.finding(
+            severity="high", confidence=0.9,
+            title=f"The training loss fell without bound: from {fmt(start)} to {fmt(low)}",
+            description=(f"The loss started at {fmt(start)} and went below zero at step {since}; its smoothed value "
+                         f"reached {fmt(low)}, {fmt(-low / start)}x its start on the other side of zero. The losses "
+                         "that training minimises (cross-entropy, squared error, a KL divergence) are never negative: a "
+                         "term of this loss has the wrong sign or no lower bound, and the optimizer drives it to -inf. "
+                         "What follows (gradients that explode, a validation loss that rises) comes from it."),
+            step=since,
+            evidence={"start_loss": start, "lowest_loss": low, "lowest_step": int(fs[low_i]), "negative_since": since,
+                      "ratio_to_start": -low / start, "unbounded": True, "loss": ctx.evidence_series(s),
+                      # the effects it causes (ranking.py reads this beside the catalogue's `explains`)
+                      "explains": ["overfitting", "exploding_gradients", "nonfinite", "lr_too_high", "loss_oscillating"]},
+            recommendations=[
+                Recommendation("fix", "Check the sign of each term of the loss: the KL divergence of a VAE is added, "
+                                      "and it is -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).",
+                               "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())\n"
+                               "loss = recon + kl          # not recon - kl"),
+                Recommendation("fix", "Minimise a loss, not a score: negate what you want to maximise once.",
+                               "loss = -log_likelihood     # a likelihood is maximised; the loss is its negative"),
             ],
         )
 

@@ -35,9 +35,17 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
     if spec is None or cause is symptom:
         return False
-    if not (_kinds(symptom) & set(spec.explains) or _is_its_ground(cause, symptom)):
+    if not (_kinds(symptom) & (set(spec.explains) | _also_explains(cause)) or _is_its_ground(cause, symptom)):
         return False
     return cause.step is None or symptom.step is None or cause.step <= symptom.step + slack
+
+
+def _also_explains(f: Finding) -> set[str]:
+    """Kinds this finding explains beyond its rule's catalogue entry (`evidence["explains"]`): one
+    rule whose findings differ in what they cause (a loss with no floor, LOS001, explains the
+    exploding gradients it drives; a loss that diverges from a too-high rate does not)."""
+    more = f.evidence.get("explains") or ()
+    return {str(k) for k in more} if isinstance(more, (list, tuple)) else set()
 
 
 def _rests_on(f: Finding) -> set[str]:

@@ -10,12 +10,20 @@ SPECS = (
         summary='The training loss climbed well above the best value it had reached.',
         options=(
             Option('loss_divergence', 2.0, 'final loss above this multiple of the best loss the run reached and above its own starting loss.'),
+            Option('unbounded_factor', 1000.0, 'a loss that starts positive and whose smoothed value falls below -factor times that start has no floor.'),
         ),
         doc="""
 ## What it detects
 The smoothed (running-median) training loss ends above `loss_divergence` (default 2x) times the
 best smoothed loss of the run AND has given back more than half of what it had gained since the
 start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
+It also finds a loss that falls without bound: one that starts positive (median of the first
+window) and whose smoothed value falls below `unbounded_factor` (default 1,000) times that start
+on the other side of zero. Cross-entropy, squared error and KL divergences are never negative, so
+a term has the wrong sign (a VAE's KL subtracted) or no lower bound, and the optimizer drives it
+to -inf; that finding starts at the first negative loss and explains the exploding gradients,
+the non-finite values and the rising validation loss that follow (losses summed over one-sample
+calls, such as a policy gradient's, are not judged this way).
 For a loss that jumps with the batch (rare huge errors in the targets: the test is LRN001's), the
 lower quartile of the loss must diverge the same way, since the median moves with the share of
 outlier batches in its window.
