@@ -21,7 +21,7 @@ from helpers import found, serious
 
 
 def _train_amp(lr: float, *, steps: int = 60, init_scale: float = 2.0**16, optimizer_known: bool = True,
-               unscale_first: bool = False) -> tuple[list[float], list[float], md.Report, list[bool]]:
+               unscale_first: bool = False, through_scaler: bool = True) -> tuple[list[float], list[float], md.Report, list[bool]]:
     """A regression trained with autocast (float16) and a real, enabled GradScaler; returns the
     losses and gradient norms the loop itself saw (unscaled), the report, and which steps the
     scaler skipped (its scale went down)."""
@@ -45,8 +45,11 @@ def _train_amp(lr: float, *, steps: int = 60, init_scale: float = 2.0**16, optim
             scale = scaler.get_scale()
             norms.append(math.sqrt(sum(float(p.grad.double().norm() ** 2) for p in model.parameters()))
                          / (1.0 if unscale_first else scale))
-            scaler.step(opt)
-            scaler.update()
+            if through_scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:  # the bug: the scaled gradients go straight to the optimizer
+                opt.step()
             losses.append(loss.item())
             skipped.append(scaler.get_scale() < scale)
     return losses, norms, s.report(), skipped
@@ -88,3 +91,14 @@ def test_steps_the_scaler_skips_are_not_faults(optimizer_known: bool) -> None:
 def test_a_too_high_learning_rate_under_amp_is_still_found() -> None:
     _, _, report, _ = _train_amp(5.0)  # x100 the healthy rate
     assert report.findings and report.findings[0].kind == "lr_too_high", [f.kind for f in report.findings]
+
+
+def test_an_optimizer_stepped_on_the_scaled_gradients_is_the_root_cause() -> None:
+    """blind4's NeRF-style MLP: `scaler.scale(loss).backward()` then `opt.step()`: every update is the
+    scale times too large. It was reported as a non-finite run only."""
+    _, _, report, _ = _train_amp(0.05, init_scale=1024.0, through_scaler=False)
+    (event,) = report.record.events("amp_scaled_step")
+    assert event.step == 0 and event.data["scale"] == 1024.0 and event.data["optimizer"] == "SGD"
+    top = report.findings[0]
+    assert top.kind == "exploding_gradients" and top.severity == "high" and "still scales" in top.title
+    assert "1,024 times" in top.title and "scaler.step(optimizer)" in top.recommendations[0].implementation

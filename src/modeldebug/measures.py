@@ -27,6 +27,7 @@ __all__ = [
     "ACTIVATION_HISTOGRAM",
     "ACTIVATION_STATS",
     "ALWAYS",
+    "AMP_SCALED_STEP",
     "AMP_STEP_SKIPPED",
     "BATCH_MIXING_PROBE",
     "CARRIED_GRAD_NORM",
@@ -333,6 +334,10 @@ MODULE_SKIPPED = measure("event", "module_skipped", "tracer", "event",
 AMP_STEP_SKIPPED = measure("event", "amp_step_skipped", "amp", "event",
                            "a step a mixed-precision GradScaler skipped (non-finite scaled gradients): the scale "
                            "it overflowed at; no step row is written for it", always=True)
+AMP_SCALED_STEP = measure("event", "amp_scaled_step", "amp", "event",
+                          "an optimizer step taken on gradients a GradScaler still scaled (`scaler.scale(loss).backward()` "
+                          "then `optimizer.step()`, without `scaler.step` or `scaler.unscale_`): the first such step, the "
+                          "scale, and the optimizer", always=True)
 EVAL_DROPOUT = measure("event", "eval_dropout", "probes", "event",
                        "one-time probe on a private copy at the first evaluation pass: the functional dropouts that "
                        "still drop in eval mode, with the user's line and whether `training` was passed")
@@ -359,7 +364,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
                                DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP)
 
 #: Measures recorded whatever the selection.

@@ -11,6 +11,10 @@ too. Three narrow probes on ``torch.amp.GradScaler`` (which ``torch.cuda.amp.Gra
   its scale and goes on; not a fault), the step is dropped and said (an ``amp_step_skipped`` event),
   so it is neither a step row nor a non-finite finding.
 
+An optimizer step taken while the gradients are still scaled (the scaled backward pass, then
+``optimizer.step()`` with neither ``scaler.step`` nor ``scaler.unscale_``) is said once, at the
+first such step (an ``amp_scaled_step`` event): every update is then ``scale`` times too large.
+
 Gradient norms measured while the gradients are still scaled (a step measured at the backward pass,
 before any optimizer is known) are divided by the scale; a non-finite one there is the scaler's to
 judge (it will skip the step), not a non-finite training.
@@ -36,6 +40,7 @@ class AmpWatch:
         self._scaled: tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor], torch.Tensor, Any] | None = None
         #: the scale the gradients hold now (a backward pass of a scaled loss, not unscaled yet), else None
         self.grad_scale: Any = None
+        self._scaled_steps = 0
 
     def probes(self) -> dict[str, Probe]:
         return {"amp_scale": Probe(None, self._scaled_out), "amp_unscale": Probe(None, self._unscaled),
@@ -58,6 +63,19 @@ class AmpWatch:
         user = scaled[1]()
         self.grad_scale = scaled[3] if scaled[3] is not None else self.grad_scale
         return scaled[2], user if user is not None else loss
+
+    def stepped_scaled(self, opt: Any) -> None:
+        """The optimizer steps while the gradients still hold the scaler's scale: neither `scaler.step`
+        nor `scaler.unscale_` ran since the scaled backward pass, so every update is `scale` times too
+        large. Said once, at the first such step (an `amp_scaled_step` event)."""
+        self._scaled_steps += 1
+        if self._scaled_steps > 1:
+            return
+        tr = self.tracer
+        scale = self.grad_scale
+        tr.writer.add_event(tr.step, M.AMP_SCALED_STEP.name, {
+            "scale": float(scale) if isinstance(scale, (torch.Tensor, float, int)) else None,
+            "optimizer": type(opt).__name__})
 
     def _unscaled(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                   exc: BaseException | None) -> None:

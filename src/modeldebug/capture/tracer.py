@@ -505,6 +505,8 @@ class Tracer:
             self.loop.before_step(opt)
         if self.loop.pending_clip is not None:  # clipped since the last step: this step's clipping
             self.loop.clip_before_step()
+        if self.amp.grad_scale is not None:  # stepping on gradients the GradScaler still scales
+            self.amp.stepped_scaled(opt)
         a.t_opt_start = time.perf_counter()
         try:  # (lr_of, inlined)
             lr = opt.param_groups[0].get("lr")

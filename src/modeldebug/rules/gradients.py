@@ -29,9 +29,13 @@ class ExplodingGradients(Rule):
     """
 
     code = "GRD001"
-    requires = (M.GRAD_NORM, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS)
+    requires = (M.GRAD_NORM, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS, M.AMP_SCALED_STEP)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        scaled = ctx.record.events(M.AMP_SCALED_STEP.name)
+        if scaled:
+            yield self._scaled_step(scaled[0])
+            return
         s = ctx.record.column("grad_norm")
         if len(s) < max(ctx.t.min_steps // 2, 6):
             return
@@ -85,6 +89,31 @@ class ExplodingGradients(Rule):
                       "loss_effect": effect, "grad_norm": ctx.evidence_series(s)},
             recommendations=_RECS(ctx),
         )
+
+    def _scaled_step(self, ev: Any) -> Finding:
+        """The optimizer stepped on gradients a GradScaler still multiplied by its scale."""
+        scale = ev.data.get("scale")
+        times = (f"{int(scale):,} times" if scale and float(scale).is_integer() else f"{fmt(scale)} times") if scale \
+            else "the scale times"
+        return self.finding(
+            severity="high", confidence=0.95,
+            title=f"The optimizer steps on gradients the GradScaler still scales ({times} too large)",
+            description=(f"From step {ev.step} the loss is scaled (`scaler.scale(loss).backward()`) but "
+                         f"{ev.data.get('optimizer') or 'the optimizer'}.step() is called directly: neither "
+                         "`scaler.step(optimizer)` nor `scaler.unscale_(optimizer)` divides the scale out first, so every "
+                         f"update is {times} what the gradients ask for, and the scaler never skips the steps whose "
+                         "gradients overflowed. The gradient norms recorded here are divided by the scale: the ones the "
+                         "optimizer used were that much larger."),
+            step=ev.step, evidence={"scale": scale, "optimizer": ev.data.get("optimizer"), "first_step": ev.step,
+                                    # updates `scale` times too large: what a too-high rate would show (ranking.py)
+                                    "explains": ["lr_too_high", "loss_diverging", "nonfinite", "loss_oscillating"]},
+            recommendations=[Recommendation(
+                "fix", "Step through the scaler: it unscales the gradients, skips steps with inf/NaN, and adapts the scale.",
+                "scaler.scale(loss).backward()\n"
+                "scaler.unscale_(optimizer)                     # only if you clip or read the gradients\n"
+                "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+                "scaler.step(optimizer)                         # not optimizer.step()\n"
+                "scaler.update()")])
 
     def _huge_from_start(self, ctx: Context, s: Any, k: int) -> Finding | None:
         """Gradients larger than the weights at the first step, and the run non-finite within `k` steps.

@@ -19,6 +19,12 @@ The total gradient norm (recorded every step with one fused call) rising above `
 grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
 first one above 10x the baseline.
 
+Mixed precision: an optimizer step taken on gradients a `GradScaler` still scales
+(`scaler.scale(loss).backward()` then `optimizer.step()`, with neither `scaler.step` nor
+`scaler.unscale_` in between) is reported first, high, from the first such step: every update is
+the scale (65,536 by default) times too large, and the too-large updates, the non-finite values
+and the diverging loss that follow are its symptoms. (The gradient norms recorded are unscaled.)
+
 Judged by effect: growth counts only when the loss reacted, at least doubling from its median
 over the steps before the growth began, or turning non-finite. A gradient norm that grows from a
 tiny start while the loss keeps falling (a small or zero-initialised head, units leaving
