@@ -28,6 +28,7 @@ __all__ = [
     "ACTIVATION_STATS",
     "ALWAYS",
     "AMP_SCALED_STEP",
+    "LR_SCHEDULER",
     "AMP_STEP_SKIPPED",
     "BATCH_MIXING_PROBE",
     "CARRIED_GRAD_NORM",
@@ -347,6 +348,9 @@ FUTURE_LEAK_PROBE = measure("event", "future_leak_probe", "probes", "event",
 PLATEAU_STEP = measure("event", "plateau_step", "loop", "event",
                        "a ReduceLROnPlateau.step(metric) call: the metric, the scheduler's mode, and the learning "
                        "rates before and after it")
+LR_SCHEDULER = measure("event", "lr_scheduler", "loop", "event",
+                       "each learning-rate scheduler built while watching, at the end of the run: its type, base rates, "
+                       "how many times it was stepped, its last rates, and the optimizer steps taken")
 ZERO_GRAD_BEFORE_STEP = measure("event", "zero_grad_before_step", "loop", "event",
                                 "an optimizer step taken after a zero_grad() that followed the step's backward pass "
                                 "(the first 10): the zero_grad's line, and how many of the optimizer's parameters "
@@ -364,7 +368,7 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
-                               MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
+                               MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, LR_SCHEDULER, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
                                DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP)
 
 #: Measures recorded whatever the selection.

@@ -14,6 +14,7 @@ usually with its whole graph), and fingerprints input samples for a train/valida
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import operator
 import sys
@@ -91,6 +92,7 @@ class LoopWatch:
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
         self.zero_grad_calls = 0
+        self.schedulers: list[weakref.ref[Any]] = []  # learning-rate schedulers built while watching
         self.t_loader = 0.0
         #: weak references to the last loss tensors (the tracer's backward probe appends them)
         self.recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
@@ -120,7 +122,37 @@ class LoopWatch:
     def probes(self) -> dict[str, Probe]:
         return {"zero_grad": Probe(self._zero_grad), "loader_next": Probe(_perf_counter, self._loader_next),
                 "clip_grad_norm": Probe(None, self._clipped),
-                **({"plateau_step": Probe(_lrs, self._plateau)} if M.PLATEAU_STEP in self.tracer.plan else {})}
+                **({"plateau_step": Probe(_lrs, self._plateau)} if M.PLATEAU_STEP in self.tracer.plan else {}),
+                **({"scheduler_init": Probe(None, self._scheduler_created)} if M.LR_SCHEDULER in self.tracer.plan else {})}
+
+    def _scheduler_created(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                           exc: BaseException | None) -> None:
+        """A learning-rate scheduler was built (once each): remembered weakly, described at the end."""
+        if exc is None and args and self.tracer.active("loop") and not any(r() is args[0] for r in self.schedulers):
+            self.schedulers.append(weakref.ref(args[0]))
+
+    def describe_schedulers(self) -> None:
+        """At the end of the run: each scheduler still alive, as an `lr_scheduler` event (what it was
+        built for, how often it was stepped against the optimizer's steps, where it left the rates).
+        Schedulers built before watching began (`watch()` entered after them) are found among the
+        live objects, by the watched optimizer they hold: one pass of `gc.get_objects()` at the end
+        (~40 ms among a million objects; `gc.get_referrers` would miss a scheduler whose `__dict__`
+        was read, by `state_dict()` for one)."""
+        scheds = [s for s in (r() for r in self.schedulers) if s is not None]
+        opts = [o for o in (r() for r in self.tracer.registry.optimizers) if o is not None]
+        if opts and not scheds:
+            kind = torch.optim.lr_scheduler.LRScheduler
+            scheds = [o for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)
+                      and any(getattr(o, "optimizer", None) is opt for opt in opts)]
+        for sched in scheds:
+            try:
+                base = [float(v) for v in getattr(sched, "base_lrs", [])]
+                last = [float(v) for v in sched.get_last_lr()] if hasattr(sched, "get_last_lr") else []
+            except (TypeError, ValueError, RuntimeError, AttributeError):
+                continue
+            self.tracer.writer.add_event(None, M.LR_SCHEDULER.name, {
+                "type": type(sched).__name__, "base_lrs": base, "last_lrs": last,
+                "scheduler_steps": int(getattr(sched, "last_epoch", -1)), "optimizer_steps": int(self.tracer.step)})
 
     def _zero_grad(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         tr = self.tracer

@@ -81,6 +81,7 @@ TARGETS: tuple[Target, ...] = (
     Target("clip_grad_norm", "clip_grad_norm_", lambda: torch.nn.utils.clip_grad),
     Target("loader_next", "__next__", _dataloader_iter),
     Target("plateau_step", "step", lambda: torch.optim.lr_scheduler.ReduceLROnPlateau),
+    Target("scheduler_init", "__init__", lambda: torch.optim.lr_scheduler.LRScheduler),  # once per scheduler
     Target("jit_script", "script", lambda: torch.jit),  # roots.script_probe: our root hooks off while scripting
     Target("torch_save", "save", lambda: torch),  # roots.save_probe: and while saving
     Target("amp_scale", "scale", lambda: torch.amp.GradScaler),  # amp.py: the loss the user computed

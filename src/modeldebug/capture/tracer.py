@@ -195,6 +195,7 @@ class Tracer:
                 a.sync()
                 self._end_step()
             a.sync()
+            self.loop.describe_schedulers()
             overlap = self.loop.overlap()
             if overlap is not None:
                 self.writer.add_event(None, M.DATA_OVERLAP.name, overlap)

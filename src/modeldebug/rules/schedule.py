@@ -297,11 +297,53 @@ class LrTooLow(Rule):
 
     code = "LRN002"
     requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.OPTIMIZER,
-                M.PLATEAU_STEP)
+                M.PLATEAU_STEP, M.LR_SCHEDULER)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from plateau_backwards(self, ctx)
+        yield from self._warmup_unfinished(ctx)
         yield from self._tiny_updates(ctx)
+
+    def _warmup_unfinished(self, ctx: Context) -> Iterator[Finding]:
+        """A schedule that was still raising the rate when the run ended, far below its base rate, and
+        was stepped far less often than the optimizer: a warmup sized in optimizer steps, stepped once
+        an epoch (`LambdaLR(lambda step: step / warmup_steps)` with `sched.step()` after each epoch)."""
+        lr = ctx.record.column("lr").finite()
+        if len(lr) < ctx.t.min_steps:
+            return
+        v = lr.values
+        for ev in ctx.record.events(M.LR_SCHEDULER.name):
+            d = ev.data
+            base = max(d.get("base_lrs") or [0.0])
+            sched_steps, opt_steps = int(d.get("scheduler_steps", -1)), int(d.get("optimizer_steps", 0))
+            if base <= 0 or sched_steps < 1 or opt_steps < 4 * sched_steps or d.get("type") == "ReduceLROnPlateau":
+                continue
+            peak = float(v.max())
+            rising = bool(v[-1] >= 0.99 * peak and v[0] < 0.9 * peak and np.all(np.diff(v) >= -1e-12 * peak))
+            share = peak / base
+            if not rising or share >= ctx.option("warmup_reached"):
+                continue
+            per = opt_steps / max(sched_steps, 1)
+            yield self.finding(
+                severity="medium", confidence=0.8,
+                title=(f"The learning rate was still warming up when the run ended: it peaked at {fmt(peak)}, "
+                       f"{share:.0%} of the base rate {fmt(base)}"),
+                description=(f"The {d.get('type')} schedule raised the rate all run long, from {fmt(float(v[0]))} to "
+                             f"{fmt(peak)}, and never reached its base rate {fmt(base)}. It was stepped {sched_steps} times "
+                             f"against {opt_steps} optimizer steps, once every {fmt(per)}: a warmup sized in optimizer steps "
+                             "but stepped once an epoch stretches over ~{:.0f}x as many steps as intended, so the whole run "
+                             "trains at a fraction of its rate. (Or the run ended long before its warmup: then it never "
+                             "trained at the rate it was set to.)".format(per)),
+                step=int(lr.steps[0]),
+                evidence={"scheduler": d.get("type"), "base_lr": base, "peak_lr": peak, "share_of_base": share,
+                          "scheduler_steps": sched_steps, "optimizer_steps": opt_steps, "lr": ctx.evidence_series(lr)},
+                recommendations=[
+                    Recommendation("fix", "Step a schedule sized in optimizer steps after every optimizer step.",
+                                   "for x, y in loader:\n    ...\n    optimizer.step()\n"
+                                   "    scheduler.step()          # here, not once per epoch"),
+                    Recommendation("fix", "Or size it in epochs if you step it per epoch.",
+                                   "warmup = 2   # epochs\nscheduler = torch.optim.lr_scheduler.LambdaLR(\n"
+                                   "    optimizer, lambda epoch: min(1.0, (epoch + 1) / warmup))")])
 
     def _tiny_updates(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()

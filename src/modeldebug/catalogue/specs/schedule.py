@@ -197,6 +197,7 @@ flagged either.
         summary='The learning rate is too low: gradients are healthy but each update barely moves the weights.',
         explains=('loss_not_decreasing', 'input_ignored'),
         options=(
+            Option('warmup_reached', 0.5, "a schedule still rising at the end of the run that peaked below this share of its base rate, stepped far less often than the optimizer, never finished its warmup."),
             Option('lr_low_update_ratio', 0.0001, 'median update/weight ratio below this counts as tiny.'),
             Option('lr_low_improvement', 0.05, 'the loss moving less than this fraction counts as flat.'),
             Option('lr_low_min_grad', 0.01, 'relative gradient |g|/|w| at or above this means there is signal to follow.'),
@@ -212,6 +213,15 @@ problem: the relative gradient |g|/|w| is at least `lr_low_min_grad` (default 1e
 minibatch noise left in a converged model's gradient. For cross-entropy losses the loss must
 also still be above half the loss of a uniform prediction (ln C): a model that has fitted is
 not stuck. Frozen tensors (ratio 0) are left to OPT001.
+
+A warmup that never finished: every learning-rate scheduler built while watching is described at
+the end of the run (its base rates, how many times it was stepped, the optimizer steps taken).
+When the rate rose all run long (never falling, ending at its peak) and peaked below
+`warmup_reached` (default 50%) of the scheduler's base rate, and the scheduler was stepped at
+most a quarter as often as the optimizer, the schedule is sized in optimizer steps but stepped
+once an epoch (`LambdaLR(lambda step: step / warmup_steps)` with `sched.step()` per epoch), and
+the whole run trained at a fraction of its rate (medium: a run stopped long before its warmup
+ends reads the same, and is told so).
 
 A second path names a cause the learning rate's own numbers cannot: every
 `ReduceLROnPlateau.step(metric)` call is recorded (the metric, the scheduler's `mode`, the
