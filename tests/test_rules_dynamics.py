@@ -404,3 +404,45 @@ def test_a_vae_whose_kl_sign_is_flipped_has_a_loss_without_floor(flipped: bool) 
     assert f is not None and f.evidence.get("unbounded") and report.findings[0] is f
     assert f.evidence["lowest_loss"] < -1000 * f.evidence["start_loss"] < 0
     assert "wrong sign" in f.description and "-0.5" in f.recommendations[0].implementation
+
+
+@pytest.mark.parametrize("blown", [False, True])
+def test_a_gans_summed_discriminator_losses_are_not_a_poor_initialisation(blown: bool) -> None:
+    """blind4's GAN with two discriminators: each D step adds real and fake BCE of both (4 x ln 2 = 2.77
+    at init), which INI001 read as 3.9x the chance loss (medium, on the healthy twin). Discriminators
+    whose weights saturate their sigmoid at step 0 are still found from the loss."""
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    ds = [nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
+          for _ in range(2)]
+    if blown:
+        with torch.no_grad():
+            for d in ds:
+                for layer in (d[0], d[2]):
+                    layer.weight.mul_(40.0)
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([p for d in ds for p in d.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+    real = torch.randn(512, 2) * 0.3 + 1.0
+
+    def loop() -> None:
+        for step in range(60):
+            x = real[(step * 32) % 512:(step * 32) % 512 + 32]
+            ones, zeros = torch.ones(32, 1), torch.zeros(32, 1)
+            fake = g(torch.randn(32, 4))
+            d_loss = sum(bce(d(x), ones) + bce(d(fake.detach()), zeros) for d in ds)
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = sum(bce(d(fake), ones) for d in ds)
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+
+    with md.watch(g, *ds, optimizer=[opt_g, opt_d], db=":memory:") as session:
+        loop()
+    f = found(session.report(), "poor_initialization")
+    if blown:  # saturated discriminator outputs at step 0: each term far above chance
+        assert f is not None and f.severity == "high" and "the loss at step 0" in f.title
+    else:
+        assert f is None

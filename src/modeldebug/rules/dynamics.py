@@ -17,6 +17,7 @@ from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
 from .fixcode import optimizer_ctor
+from .curve import players
 from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
@@ -94,6 +95,12 @@ class PoorInitialization(Rule):
         if calls is not None:  # the step's loss adds up several loss calls: not comparable with one call's chance
             evidence.update(initial_loss=loss0, expected_initial_loss=expected[0], summed_loss_calls=calls)
             expected = None
+        elif expected is not None and players(ctx) and not _saturated_at_start(ctx):
+            # optimizers taking turns (a GAN): a player's loss adds up its terms (real and fake, one per
+            # discriminator), so one call's chance level says nothing about the initialisation, unless
+            # the outputs it scores are already saturated at step 0 (then each term is far above chance)
+            evidence.update(initial_loss=loss0, expected_initial_loss=expected[0], players=True)
+            expected = None
         if expected is not None and np.isfinite(loss0) and unit_inputs:
             value, what = expected
             factor = loss0 / value
@@ -121,6 +128,23 @@ class PoorInitialization(Rule):
                                f"nn.init.zeros_({module_ref(target)}.bias)"),
             ],
         )
+
+
+def _saturated_at_start(ctx: Context) -> bool:
+    """Did a training loss get saturated inputs at step 0: probabilities within 1e-3 of 0 or 1 for
+    `binary_cross_entropy`, logits beyond +-7 for the others (what a badly scaled output layer gives)?"""
+    for e in ctx.record.entities("loss"):
+        if e.info.get("phase") != "train":
+            continue
+        lo = ctx.record.series(e.name, "in_min", kind="loss").finite()
+        hi = ctx.record.series(e.name, "in_max", kind="loss").finite()
+        if not len(lo) or not len(hi) or int(lo.steps[0]) != 0:
+            continue
+        a, b = float(lo.values[0]), float(hi.values[0])
+        if (e.type == "binary_cross_entropy" and (a < 1e-3 or b > 1 - 1e-3)) or \
+                (e.type != "binary_cross_entropy" and max(abs(a), abs(b)) > 7):
+            return True
+    return False
 
 
 class WeightCollapse(Rule):

@@ -90,7 +90,10 @@ shape or the label histogram) or ln 2 for binary cross-entropy, while the inputs
 scale (std below `init_input_scale`, default 10); or (2) the output std of the layers with
 parameters grows or shrinks by `init_std_ratio` (default 1000x) along depth (registration
 order, within a model, restarting at normalisation layers and at dead layers). The location is
-the layer that changes the scale the most.
+the layer that changes the scale the most. In a run of players taking turns (a GAN), a step's
+loss adds up its terms (real and fake, for each discriminator), so the loss is compared with
+chance only when the loss inputs are already saturated at step 0 (probabilities within 1e-3 of 0
+or 1, logits beyond +-7).
 
 ## Why is this bad?
 A model that starts with huge logits is confidently wrong: the first hundreds of steps only
