@@ -47,6 +47,10 @@ def _train(causal: bool, objective: str = "next_token"):  # type: ignore[no-unty
             logits = model(x)
             if objective == "next_token":
                 loss = F.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
+            elif objective == "shifted_inside":  # labels = ids, the loss shifts them (GPT2LMHeadModel's way)
+                loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), x[:, 1:].reshape(-1))
+            elif objective == "shifted_twice":  # labels = ids[1:] from the data, then shifted again by the loss
+                loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), batch[:, 2:].reshape(-1))
             else:  # a sequence classifier: the class of the first token, read at the last position
                 loss = F.cross_entropy(logits[:, -1], x[:, 0])
             opt.zero_grad()
@@ -167,3 +171,56 @@ def test_a_leak_behind_a_softmax_output_is_still_found() -> None:
     f = found(s.report(), "data_leakage")
     assert f is not None and f.evidence["first_future_seen"] == f.evidence["position"] + 1
     assert f.evidence["own_grad"] > 1e-4  # a real gradient, not the rounding left by a row that sums to one
+
+
+@pytest.mark.parametrize("objective", ["shifted_inside", "shifted_twice"])
+def test_labels_shifted_twice_teach_the_model_two_tokens_ahead(objective: str) -> None:
+    """blind4's GPT: `labels = seq[1:]` in the data, then `logits[:, :-1]` against `labels[:, 1:]` in the
+    model (val next-token accuracy 0.005 against 0.852). Shifting once, inside, is the healthy twin."""
+    s = _train(causal=True, objective=objective)
+    (probe,) = s.record.events("future_leak_probe")
+    f = found(s.report(), "label_issue")
+    if objective == "shifted_inside":
+        assert probe.data["target_shift"] == 1 and f is None and found(s.report(), "data_leakage") is None
+        return
+    assert probe.data["target_shift"] == 2
+    assert f is not None and f.severity == "high" and "shifted by 2 positions" in f.title
+
+
+class _Seq2Seq(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.tf = nn.Transformer(32, 4, 1, 1, 64, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(32, V)
+
+    def forward(self, src: torch.Tensor, dec_in: torch.Tensor) -> torch.Tensor:
+        mask = nn.Transformer.generate_square_subsequent_mask(dec_in.shape[1])
+        return self.out(self.tf(self.emb(src), self.emb(dec_in), tgt_mask=mask, tgt_is_causal=True))
+
+
+@pytest.mark.parametrize("shifted", [True, False])
+def test_a_decoder_fed_its_own_target_reads_the_answer(shifted: bool) -> None:
+    """blind4's sequence reversal: the decoder is fed the target itself, not the right-shifted target:
+    teacher-forced loss 0.005 in both, greedy exact match 0.000 against 1.000."""
+    torch.manual_seed(0)
+    model, bos = _Seq2Seq(), 0
+    src = torch.randint(1, V, (64, 8))
+    tgt = torch.cat([torch.full((64, 1), bos), src.flip(1)], dim=1)  # BOS + the reversed source
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(10):
+            b = slice((step * 16) % 64, (step * 16) % 64 + 16)
+            dec_in = tgt[b, :-1] if shifted else tgt[b, 1:]
+            loss = F.cross_entropy(model(src[b], dec_in).reshape(-1, V), tgt[b, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    (probe,) = s.record.events("future_leak_probe")
+    assert probe.data["argument"] == 1  # the decoder's input, not the source
+    f = found(s.report(), "data_leakage")
+    if shifted:
+        assert probe.data["target_shift"] == 1 and f is None
+    else:
+        assert probe.data["target_shift"] == 0 and probe.data["reads_own_target"] is True
+        assert f is not None and f.severity == "high" and "fed the tokens it must predict" in f.title

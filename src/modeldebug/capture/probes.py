@@ -204,22 +204,56 @@ class EmbeddedTokens:
             h.remove()
 
 
+def _target_shift(ids: torch.Tensor, target: torch.Tensor) -> tuple[int, float] | None:
+    """By how many positions the loss's target follows the token ids ``[B, T]``: the k (1 first, the
+    next-token objective; then 0, 2, 3) with ``target[:, j] == ids[:, j + k]`` for at least 90% of the
+    positions compared, and that share. The target may be shorter than the ids (a loss inside the
+    model that drops the last position: ``logits[:, :-1]`` against ``labels[:, 1:]``). None: no such k."""
+    b, t = ids.shape
+    if target.numel() % b or target.numel() // b < 3:
+        return None
+    tg = target.reshape(b, -1)
+    length = tg.shape[1]
+    for k in (1, 0, 2, 3):
+        n = min(length, t - k)
+        if n < 3:
+            continue
+        scored = tg[:, :n] >= 0  # (positions the loss ignores, ignore_index=-100, are not compared)
+        if int(scored.sum()) < 3:
+            return None
+        agree = float((tg[:, :n] == ids[:, k:k + n])[scored].float().mean())
+        if agree >= 0.9:
+            return k, agree
+    return None
+
+
 def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) -> dict[str, Any] | None:
-    """Does a next-token model see the token it must predict?
+    """Does a next-token model see the token it must predict, and is its target the right one?
 
     Applies when the model reads token ids ``[B, T]`` through an embedding and the loss's target is
-    those ids shifted by one position (``target[:, t] == ids[:, t + 1]`` for at least 90% of the
-    positions: a language model's next-token objective). On a private copy, in eval mode, the
-    gradient of sample 0's output at the middle position ``p`` is taken at the embedding of every
-    position (`EmbeddedTokens.leaf_for`): a causal model gives zero at positions after ``p`` (up to rounding,
-    `_LEAK_TOLERANCE`); a missing or wrong attention mask does not. None when it does not apply."""
-    ids = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
-    if ids is None or ids.dim() != 2 or ids.shape[1] < 4 or not _is_index(target) or target.numel() != ids.numel():
+    those ids shifted (`_target_shift`; every integer input is tried: an encoder-decoder's decoder
+    input is its second argument). Shifted by one (a language model's next-token objective): on a
+    private copy, in eval mode, the gradient of sample 0's output at the middle position ``p`` is
+    taken at the embedding of every position (`EmbeddedTokens.leaf_for`): a causal model gives zero
+    at positions after ``p`` (up to rounding, `_LEAK_TOLERANCE`); a missing or wrong attention mask
+    does not. Not shifted (the target IS the input at each position): the same gradient says whether
+    a causal model reads the very token it must predict (a decoder fed the target instead of the
+    right-shifted target); a model that reads every position (an autoencoder) is not judged.
+    Shifted by 2 or 3: the model is taught to predict that many tokens ahead (labels shifted twice),
+    said without a gradient. None when it does not apply."""
+    found = None
+    for a in args:
+        if isinstance(a, torch.Tensor) and _is_index(a) and a.dim() == 2 and a.shape[1] >= 4 and _is_index(target):
+            shift = _target_shift(a, target)
+            if shift is not None:
+                found = (a, *shift)
+                break
+    if found is None:
         return None
+    ids, k, shifted = found
     b, t = ids.shape
-    shifted = float((target.reshape(b, t)[:, :-1] == ids[:, 1:]).float().mean())
-    if shifted < 0.9:
-        return None
+    if k >= 2:
+        return {"sequence": int(t), "target_shift": k, "targets_shifted": shifted}
     if weight_bytes(root) > TWIN_MAX_BYTES:
         return None
     index = next(i for i, a in enumerate(args) if a is ids)
@@ -245,9 +279,13 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     # not exactly zero but rounding's: a causal convolution by FFT leaks ~1e-7 of its own gradient
     floor = _LEAK_TOLERANCE * float(per_position[:p + 1].max())
     seen = [int(i) for i in torch.nonzero(per_position[p + 1:] > floor).flatten() + p + 1]
-    return {"sequence": int(t), "position": int(p), "targets_shifted": shifted, "own_grad": float(per_position[p]),
-            "future_positions_seen": len(seen), "first_future_seen": seen[0] if seen else None,
-            "max_future_grad": float(per_position[p + 1:].max())}
+    result = {"sequence": int(t), "position": int(p), "target_shift": k, "targets_shifted": shifted,
+              "own_grad": float(per_position[p]), "argument": index}
+    if k == 1:
+        return result | {"future_positions_seen": len(seen), "first_future_seen": seen[0] if seen else None,
+                         "max_future_grad": float(per_position[p + 1:].max())}
+    # the target is the input itself: a leak when a causal model reads the token at its own position
+    return result | {"reads_own_target": bool(not seen and per_position[p] > floor)}
 
 
 def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:

@@ -346,6 +346,9 @@ class DataLeakage(Rule):
         """A next-token model whose output at a position depends on the positions after it."""
         for ev in ctx.record.events("future_leak_probe"):
             d = ev.data
+            if d.get("target_shift") == 0 and d.get("reads_own_target"):
+                yield self._reads_own_target(ev)
+                continue
             n, p, t = int(d.get("future_positions_seen") or 0), d.get("position"), d.get("sequence")
             if n == 0 or p is None or t is None:
                 continue
@@ -370,6 +373,25 @@ class DataLeakage(Rule):
                     "h = encoder(x, mask=mask, is_causal=True)\n"
                     "# or: F.scaled_dot_product_attention(q, k, v, is_causal=True)")],
             )
+
+    def _reads_own_target(self, ev: Any) -> Finding:
+        """A causal model whose input at each position is the token its loss asks for there."""
+        d = ev.data
+        arg, p = int(d.get("argument", 0)), d.get("position")
+        return self.finding(
+            severity="high", confidence=0.85,
+            title=f"The model is fed the tokens it must predict: its input {arg + 1} is the loss's target, position by position",
+            description=(f"The target of the training loss equals the model's input {arg + 1} at "
+                         f"{d.get('targets_shifted', 0):.0%} of the positions, not shifted. On a private copy, the output at "
+                         f"position {p} depends on the input at position {p} and on none after it: a causal decoder "
+                         "that reads the answer at its own position. It learns to copy: the teacher-forced loss falls to "
+                         "near zero while free-running generation, which has no answer to read, fails. A decoder's input "
+                         "is the target shifted right by one (a start token, then the target without its last token)."),
+            location=None, step=ev.step, evidence=dict(d),
+            recommendations=[Recommendation(
+                "fix", "Feed the decoder the target shifted right; compare its output with the target.",
+                "dec_in = tgt[:, :-1]     # BOS + target[:-1]\nlabels = tgt[:, 1:]\n"
+                "logits = model(src, dec_in)\nloss = F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1))")])
 
     def _overlap(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("leakage_fraction")

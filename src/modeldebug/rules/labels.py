@@ -170,10 +170,12 @@ class LabelIssue(Rule):
     """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
     code = "LBL001"
-    requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.MODEL_INPUT)
+    requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.MODEL_INPUT,
+                M.FUTURE_LEAK_PROBE)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
+        yield from self._shifted_targets(ctx)
         for lc in label_counts(ctx):
             yield from self._single_class(ctx, lc)
         for e in train_losses(ctx, BINARY_LOSSES):
@@ -259,6 +261,28 @@ class LabelIssue(Rule):
                                 "print(y.min().item(), y.max().item(), logits.shape[1])\n"
                                 "y = y - 1                                   # 1-based labels -> 0..C-1\n"
                                 "# or: nn.Linear(hidden, int(y.max()) + 1)   # one output per class")])
+
+    def _shifted_targets(self, ctx: Context) -> Iterator[Finding]:
+        """Token targets that are the input ids shifted by 2 or 3 positions: labels shifted twice (once
+        in the data, once more by a loss that shifts, as GPT2LMHeadModel's does)."""
+        for ev in ctx.record.events(M.FUTURE_LEAK_PROBE.name):
+            k = ev.data.get("target_shift")
+            if not isinstance(k, int) or k < 2:
+                continue
+            yield self.finding(
+                severity="high", confidence=0.85,
+                title=f"The targets are the input tokens shifted by {k} positions, not 1: the model is taught to predict {k} tokens ahead",
+                description=(f"At {ev.data.get('targets_shifted', 0):.0%} of the positions the training loss's target is the "
+                             f"input token {k} positions later. A language model predicts the next token; a shift of {k} "
+                             f"usually means the labels were shifted twice: once when the data was made "
+                             "(`labels = seq[1:]`) and again by a loss that shifts them itself (`logits[:, :-1]` against "
+                             "`labels[:, 1:]`, as Hugging Face's causal-LM heads do). The model then learns a much harder "
+                             "task and generates poorly."),
+                location=None, step=ev.step, evidence=dict(ev.data),
+                recommendations=[Recommendation(
+                    "fix", "Shift the labels once: pass labels = input_ids when the model's loss shifts them.",
+                    "input_ids, labels = seq[:-1], seq[:-1]     # the model shifts: logits[:, :-1] vs labels[:, 1:]\n"
+                    "# or shift in the data and compare position by position: F.cross_entropy(logits, seq[1:])")])
 
     def _single_class(self, ctx: Context, lc: LabelCounts) -> Iterator[Finding]:
         total = lc.total

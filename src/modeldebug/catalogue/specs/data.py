@@ -118,7 +118,14 @@ of every position (the embedding called on the ids themselves; else the first ca
 of their shape); a gradient at a later position above 1e-4 of
 the largest at or before it is a leak (below that it is rounding: a causal convolution by FFT)
 (a missing or wrong causal mask, a bidirectional layer), reported high with the first such
-position. Models that embed ids some other way, and other objectives, are not probed. In an
+position. Every integer input of the model is tried (an encoder-decoder's decoder input is its
+second), and the target may be shorter than the ids (a loss inside the model that compares
+`logits[:, :-1]` with `labels[:, 1:]`); positions the loss ignores (negative targets) are not
+compared. When the target is not shifted at all (at least 90% of `target[:, t] == ids[:, t]`) the
+same gradient asks whether a causal model reads the very token it must predict: output `p`
+depends on input `p` and on nothing after it (a decoder fed the target instead of the
+right-shifted target), reported high; a model that reads every position (an autoencoder) is not
+judged. Models that embed ids some other way, and other objectives, are not probed. In an
 agent run the causality probe (PRB003) measures the same leak and names the layer: this finding
 is then listed as its symptom.
 

@@ -83,7 +83,9 @@ severity unless it learned nothing beyond the prior).
                   'lr_too_high', 'class_imbalance', 'loss_diverging', 'overfitting'),
         doc="""
 ## What it detects
-(1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
+(0) Token targets that are the model's input ids shifted by 2 or 3 positions instead of 1 (read
+by DAT004's one-time probe, at least 90% of the positions): labels shifted twice, once in the
+data and again by a loss that shifts them itself; high. (1) A crash `Target N is out of bounds` (class index not in [0, C)) or `all elements of target
 should be between 0 and 1`. (2) Class-index targets of one class only on every sampled batch
 (labels all zero), or a single class per batch on 80% of the sampled batches when shuffled
 batches with these class shares would be single-class at most 20% of the time (a data set
