@@ -170,8 +170,8 @@ class LabelIssue(Rule):
     """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
     code = "LBL001"
-    requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.MODEL_INPUT,
-                M.FUTURE_LEAK_PROBE)
+    requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.MODEL_INPUT,
+                M.FUTURE_LEAK_PROBE, M.LOSS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
@@ -183,12 +183,54 @@ class LabelIssue(Rule):
             if len(lo) and (lo.min() < 0 or hi.max() > 1):
                 yield self._binary_range(e, float(lo.min()), float(hi.max()))
         for e in train_losses(ctx, _REGRESSION):
-            f = self._unreachable(ctx, e)
+            f = self._unreachable(ctx, e) or self._off_scale(ctx, e)
             if f is not None:
                 yield f
         f = self._validation_disagrees(ctx)
         if f is not None:
             yield f
+
+    def _off_scale(self, ctx: Context, e: Entity) -> Finding | None:
+        """Regression targets on a scale the model's output starts far from (raw seconds, prices): at
+        step 0 the targets' mean or half-range is at least 10 and 100 times the largest output, and
+        at the end the loss is still above 5% of where it started. The first epochs go into growing
+        an output bias to the targets' mean; standardising the targets removes that."""
+        tmean, tlo, thi = (ctx.record.series(e.name, n, kind="loss").finite() for n in ("tgt_mean", "tgt_min", "tgt_max"))
+        lo, hi = (ctx.record.series(e.name, n, kind="loss").finite() for n in ("in_min", "in_max"))
+        if not (len(tmean) and len(tlo) and len(thi) and len(lo) and len(hi)) or int(tmean.steps[0]) != 0 \
+                or int(lo.steps[0]) != 0:
+            return None
+        target = max(abs(float(tmean.values[0])), (float(thi.values[0]) - float(tlo.values[0])) / 2)
+        output = max(abs(float(lo.values[0])), abs(float(hi.values[0])))
+        loss = ctx.loss.finite()
+        if target < ctx.option("target_scale") or target < 100 * output or len(loss) < ctx.t.min_steps:
+            return None
+        w = window(len(loss))
+        smooth = ctx.running_median(loss.values, w)
+        start, end = float(smooth[w - 1]), float(smooth[-1])
+        if not start > 0 or end < 0.05 * start:
+            return None  # it got there: the scale cost some steps, not the run
+        return self.finding(
+            severity="medium", confidence=0.75,
+            title=(f"Regression targets on a scale of {fmt(target)} while the model's output starts within "
+                   f"{fmt(output)}: standardise them"),
+            description=(f"At step 0 the targets of {e.name} had a mean of {fmt(float(tmean.values[0]))} (range "
+                         f"{fmt(float(tlo.values[0]))} to {fmt(float(thi.values[0]))}) and the model's outputs lay within "
+                         f"+-{fmt(output)}. Training first has to grow the output to the targets' scale, a step size at a "
+                         f"time, before it can learn how they vary: at the end the loss was still {end / start:.0%} of "
+                         f"where it started ({fmt(start)} -> {fmt(end)})."),
+            location=None, step=0,
+            evidence={"loss": e.name, "target_mean": float(tmean.values[0]), "target_min": float(tlo.values[0]),
+                      "target_max": float(thi.values[0]), "output_max_abs": output, "target_scale": target,
+                      "loss_start": start, "loss_end": end,
+                      "explains_only": ["loss_not_decreasing", "lr_too_low"]},  # (ranking.py)
+            recommendations=[
+                Recommendation("fix", "Standardise the targets with the training set's mean and std; map predictions back.",
+                               "y_mean, y_std = y_train.mean(), y_train.std()\n"
+                               "loss = F.mse_loss(model(x), (y - y_mean) / y_std)\n"
+                               "pred_in_units = model(x) * y_std + y_mean"),
+                Recommendation("fix", "Or start the output layer's bias at the targets' mean.",
+                               "nn.init.constant_(model.head.bias, float(y_train.mean()))")])
 
     def _validation_disagrees(self, ctx: Context) -> Finding | None:
         """A classifier that learned its training set but was worse than guessing on validation from

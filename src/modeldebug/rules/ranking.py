@@ -35,7 +35,9 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
     if spec is None or cause is symptom:
         return False
-    if not (_kinds(symptom) & (set(spec.explains) | _also_explains(cause)) or _is_its_ground(cause, symptom)):
+    only = cause.evidence.get("explains_only")
+    explained = {str(k) for k in only} if isinstance(only, (list, tuple)) else set(spec.explains) | _also_explains(cause)
+    if not (_kinds(symptom) & explained or _is_its_ground(cause, symptom)):
         return False
     return cause.step is None or symptom.step is None or cause.step <= symptom.step + slack
 
@@ -43,7 +45,9 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
 def _also_explains(f: Finding) -> set[str]:
     """Kinds this finding explains beyond its rule's catalogue entry (`evidence["explains"]`): one
     rule whose findings differ in what they cause (a loss with no floor, LOS001, explains the
-    exploding gradients it drives; a loss that diverges from a too-high rate does not)."""
+    exploding gradients it drives; a loss that diverges from a too-high rate does not). A finding
+    may instead narrow them (`evidence["explains_only"]`: regression targets off scale, LBL001,
+    explain a slow loss, not the vanishing gradients that the rule's other findings can cause)."""
     more = f.evidence.get("explains") or ()
     return {str(k) for k in more} if isinstance(more, (list, tuple)) else set()
 

@@ -81,6 +81,9 @@ severity unless it learned nothing beyond the prior).
         summary='Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.',
         explains=('loss_not_decreasing', 'loss_oscillating', 'saturated_activations', 'vanishing_gradients',
                   'lr_too_high', 'class_imbalance', 'loss_diverging', 'overfitting'),
+        options=(
+            Option('target_scale', 10.0, "regression targets whose mean or half-range at step 0 is at least this (and 100x the model's largest output) are off scale."),
+        ),
         doc="""
 ## What it detects
 (0) Token targets that are the model's input ids shifted by 2 or 3 positions instead of 1 (read
@@ -101,6 +104,10 @@ by the order, are reported as its symptoms. Detection range (the sweep's 3-class
 0.17, medium; 25%, rho 0.06, not found; shuffled, silent. (3) Binary cross-entropy targets outside [0, 1]
 (labels -1/+1, or class indices). (4) Regression targets the model's output can never reach:
 the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
+(4b) Regression targets off the model's scale (raw seconds, prices): at step 0 their mean or
+half-range is at least `target_scale` (default 10) and 100x the model's largest output, and the
+smoothed loss still ends above 5% of where it started (medium): the run spends itself growing an
+output bias to the targets' mean.
 (5) Validation labels that mean something else: a classifier (`cross_entropy`/`nll_loss`, the
 validation loss mean-reduced) whose
 smoothed training loss fell below half the chance level (the loss of predicting the label
