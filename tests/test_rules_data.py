@@ -467,13 +467,8 @@ class _TokenAttention(nn.Module):
         return self.head((h + a)[:, 0])
 
 
-@pytest.mark.parametrize("batch_first", [False, True])
-def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first: bool) -> None:
-    """Token ids have no gradient: the probe takes it at their embedding."""
-    torch.manual_seed(0)
-    model = _TokenAttention(batch_first)
-    ids = torch.randint(1, 5, (256, 12))
-    y = ((ids == 1).sum(1) > (ids == 2).sum(1)).long()
+def _watched_on_tokens(model: nn.Module, ids: torch.Tensor, y: torch.Tensor):  # type: ignore[no-untyped-def]
+    """Eight Adam steps of a token classifier on batches of 32, watched."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loop() -> None:
@@ -484,7 +479,17 @@ def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first:
             loss.backward()
             opt.step()
 
-    report = watched(model, loop)
+    return watched(model, loop)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first: bool) -> None:
+    """Token ids have no gradient: the probe takes it at their embedding."""
+    torch.manual_seed(0)
+    model = _TokenAttention(batch_first)
+    ids = torch.randint(1, 5, (256, 12))
+    y = ((ids == 1).sum(1) > (ids == 2).sum(1)).long()
+    report = _watched_on_tokens(model, ids, y)
     f = finding(report, "batch_mixing")
     if batch_first:
         assert f is None
@@ -522,17 +527,7 @@ def test_a_batch_sorted_for_packing_is_judged_in_the_batchs_own_order(restore: b
     ids = torch.randint(1, 12, (256, 12)) * (torch.arange(12) < lengths[:, None])
     y = (ids == 1).any(1).long()
     model = _SortedPacked(restore)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-
-    def loop() -> None:
-        for step in range(8):
-            i = slice(32 * step, 32 * step + 32)
-            loss = F.cross_entropy(model(ids[i]), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    report = watched(model, loop)
+    report = _watched_on_tokens(model, ids, y)
     f = finding(report, "batch_mixing")
     (probe,) = report.record.events("batch_mixing_probe")
     assert probe.data["reordered_before_embedding"] is True
