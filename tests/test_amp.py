@@ -102,3 +102,29 @@ def test_an_optimizer_stepped_on_the_scaled_gradients_is_the_root_cause() -> Non
     top = report.findings[0]
     assert top.kind == "exploding_gradients" and top.severity == "high" and "still scales" in top.title
     assert "1,024 times" in top.title and "scaler.step(optimizer)" in top.recommendations[0].implementation
+
+
+def test_a_plain_fp32_optimizer_stepped_between_a_scaled_backward_and_scaler_step_is_not_scaled() -> None:
+    """Model A trains through a GradScaler; model B, fp32 with its own optimizer, steps between A's
+    scaled backward and `scaler.step(opt_a)`. B's gradients were never scaled (review: it drew GRD001
+    high, "65,536 times too large")."""
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1)), nn.Linear(8, 1)
+    opt_a, opt_b = torch.optim.SGD(a.parameters(), 1e-2), torch.optim.SGD(b.parameters(), 1e-2)
+    scaler = torch.amp.GradScaler("cpu")
+    with md.watch(nn.ModuleDict({"a": a, "b": b}), optimizer=[opt_a, opt_b], db=":memory:") as s:
+        for _ in range(40):
+            x = torch.randn(64, 8)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss_a = nn.functional.mse_loss(a(x).float(), x[:, :1])
+            opt_a.zero_grad()
+            scaler.scale(loss_a).backward()
+            loss_b = nn.functional.mse_loss(b(x), x[:, :1])
+            opt_b.zero_grad()
+            loss_b.backward()
+            opt_b.step()
+            scaler.step(opt_a)
+            scaler.update()
+    report = s.report()
+    assert not report.record.events("amp_scaled_step")
+    assert found(report, "exploding_gradients") is None

@@ -446,3 +446,30 @@ def test_a_gans_summed_discriminator_losses_are_not_a_poor_initialisation(blown:
         assert f is not None and f.severity == "high" and "the loss at step 0" in f.title
     else:
         assert f is None
+
+
+def test_a_gaussian_nll_with_a_learned_variance_settles_below_zero_and_is_not_unbounded() -> None:
+    """Review: heteroscedastic regression (targets std 0.05), the mean warm-started for 100 steps, then
+    the variance learned: the loss starts near +1e-3 and settles at its floor, 0.5 * (log(0.05^2) + 1)
+    = -2.5. It was reported as a loss that "fell without bound" (2,000x its start)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4096, 8), 0.05 * torch.randn(4096, 1)
+    body, out = nn.Sequential(nn.Linear(8, 64), nn.ReLU()), nn.Linear(64, 2)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+    model = nn.Sequential(body, out)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def loop() -> None:
+        for step in range(400):
+            i = slice((step * 256) % 4096, (step * 256) % 4096 + 256)
+            mu, logvar = model(x[i]).chunk(2, -1)
+            var = (logvar if step >= 100 else logvar.detach()).exp()
+            loss = torch.nn.functional.gaussian_nll_loss(mu, y[i], var)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    report = watched(model, loop)
+    assert report.record.column("loss").values[-20:].max() < -1.0  # it did go below zero, to its floor
+    assert found(report, "loss_diverging") is None

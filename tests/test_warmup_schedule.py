@@ -51,3 +51,26 @@ def test_a_warmup_in_steps_stepped_per_epoch_never_finishes(per: str) -> None:
     assert f is not None and f.severity == "medium" and "still warming up" in f.title
     assert f.evidence["share_of_base"] == pytest.approx(8 / 20, rel=0.01)  # 8 of its 20 warmup steps
     assert "scheduler.step()" in f.recommendations[0].implementation
+
+
+def test_a_finished_warmup_with_a_slower_backbone_group_is_not_unfinished() -> None:
+    """Review: a backbone group at 1e-3 and a head at 1e-1, a 3-epoch warmup stepped per epoch as meant.
+    The rate recorded is the first group's; comparing it with the largest base rate read it as 1%."""
+    torch.manual_seed(0)
+    backbone, head = nn.Linear(10, 32), nn.Linear(32, 3)
+    model = nn.Sequential(backbone, nn.ReLU(), head)
+    x = torch.randn(256, 10)
+    y = (x[:, 0] > 0).long()
+    opt = torch.optim.SGD([{"params": backbone.parameters(), "lr": 1e-3}, {"params": head.parameters(), "lr": 1e-1}])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, (e + 1) / 3))
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for _ in range(10):
+            for b in range(8):
+                loss = nn.functional.cross_entropy(model(x[32 * b:32 * b + 32]), y[32 * b:32 * b + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()
+    report = session.report()
+    assert report.record.events("lr_scheduler")[0].data["base_lrs"] == [1e-3, 1e-1]
+    assert found(report, "lr_too_low") is None

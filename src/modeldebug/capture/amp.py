@@ -12,8 +12,10 @@ too. Three narrow probes on ``torch.amp.GradScaler`` (which ``torch.cuda.amp.Gra
   so it is neither a step row nor a non-finite finding.
 
 An optimizer step taken while the gradients are still scaled (the scaled backward pass, then
-``optimizer.step()`` with neither ``scaler.step`` nor ``scaler.unscale_``) is said once, at the
-first such step (an ``amp_scaled_step`` event): every update is then ``scale`` times too large.
+``optimizer.step()`` with neither ``scaler.step`` nor ``scaler.unscale_``) is said once, at the end
+of the run, with the first such step (an ``amp_scaled_step`` event): every update is then ``scale``
+times too large. Not when the scaler unscaled some optimizer's gradients during the run: the step
+was then another optimizer's, whose gradients the scaler never touched.
 
 Gradient norms measured while the gradients are still scaled (a step measured at the backward pass,
 before any optimizer is known) are divided by the scale; a non-finite one there is the scaler's to
@@ -40,7 +42,11 @@ class AmpWatch:
         self._scaled: tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor], torch.Tensor, Any] | None = None
         #: the scale the gradients hold now (a backward pass of a scaled loss, not unscaled yet), else None
         self.grad_scale: Any = None
-        self._scaled_steps = 0
+        # the first optimizer step taken on still-scaled gradients (step, scale, optimizer type), said at
+        # the end of the run unless the scaler ever unscaled gradients for some optimizer: then the
+        # scaled gradients were another optimizer's (a second model trained in fp32 beside an AMP one)
+        self._scaled_step: tuple[int, float | None, str] | None = None
+        self._unscaled_any = False
 
     def probes(self) -> dict[str, Probe]:
         return {"amp_scale": Probe(None, self._scaled_out), "amp_unscale": Probe(None, self._unscaled),
@@ -67,20 +73,28 @@ class AmpWatch:
     def stepped_scaled(self, opt: Any) -> None:
         """The optimizer steps while the gradients still hold the scaler's scale: neither `scaler.step`
         nor `scaler.unscale_` ran since the scaled backward pass, so every update is `scale` times too
-        large. Said once, at the first such step (an `amp_scaled_step` event)."""
-        self._scaled_steps += 1
-        if self._scaled_steps > 1:
+        large. The first such step is kept; `finish` says it (an `amp_scaled_step` event)."""
+        if self._scaled_step is not None:
             return
-        tr = self.tracer
         scale = self.grad_scale
-        tr.writer.add_event(tr.step, M.AMP_SCALED_STEP.name, {
-            "scale": float(scale) if isinstance(scale, (torch.Tensor, float, int)) else None,
-            "optimizer": type(opt).__name__})
+        self._scaled_step = (self.tracer.step, float(scale) if isinstance(scale, (torch.Tensor, float, int)) else None,
+                             type(opt).__name__)
+
+    def finish(self) -> None:
+        """At the end of the run: the scaled step, when the scaler never unscaled any optimizer's
+        gradients (a loop that never calls `scaler.step`); otherwise the step was another optimizer's,
+        whose own gradients were not scaled (an fp32 model beside an AMP one), and nothing is said.
+        (So a second optimizer stepped on scaled gradients beside one the scaler steps is missed.)"""
+        if self._scaled_step is None or self._unscaled_any:
+            return
+        step, scale, opt = self._scaled_step
+        self.tracer.writer.add_event(step, M.AMP_SCALED_STEP.name, {"scale": scale, "optimizer": opt})
 
     def _unscaled(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                   exc: BaseException | None) -> None:
         if exc is None:
             self.grad_scale = None
+            self._unscaled_any = True
 
     def _step_before(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
         tr = self.tracer

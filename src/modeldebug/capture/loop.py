@@ -138,8 +138,10 @@ class LoopWatch:
         live objects, by the watched optimizer they hold: one pass of `gc.get_objects()` at the end
         (~40 ms among a million objects; `gc.get_referrers` would miss a scheduler whose `__dict__`
         was read, by `state_dict()` for one)."""
-        scheds = [s for s in (r() for r in self.schedulers) if s is not None]
         opts = [o for o in (r() for r in self.tracer.registry.optimizers) if o is not None]
+        # (only schedulers of watched optimizers: a scheduler of another optimizer says nothing of these rates)
+        scheds = [s for s in (r() for r in self.schedulers)
+                  if s is not None and any(getattr(s, "optimizer", None) is o for o in opts)]
         if opts and not scheds:
             kind = torch.optim.lr_scheduler.LRScheduler
             scheds = [o for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)

@@ -196,6 +196,7 @@ class Tracer:
                 self._end_step()
             a.sync()
             self.loop.describe_schedulers()
+            self.amp.finish()
             overlap = self.loop.overlap()
             if overlap is not None:
                 self.writer.add_event(None, M.DATA_OVERLAP.name, overlap)

@@ -21,6 +21,7 @@ from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
 from .data import model_layers
+from .loss import still_falling
 from .runtime import crash_findings
 
 __all__ = ["ClassImbalance", "LabelCounts", "LabelIssue", "label_counts", "loss_stat", "per_sample_labels", "single_output",
@@ -193,8 +194,10 @@ class LabelIssue(Rule):
     def _off_scale(self, ctx: Context, e: Entity) -> Finding | None:
         """Regression targets on a scale the model's output starts far from (raw seconds, prices): at
         step 0 the targets' mean or half-range is at least 10 and 100 times the largest output, and
-        at the end the loss is still above 5% of where it started. The first epochs go into growing
-        an output bias to the targets' mean; standardising the targets removes that."""
+        at the end the loss is still above 5% of where it started, and either still falling or above
+        half its start (a run that came down and settled at its noise floor, such as a count
+        regression with a large mean, got there). The
+        first epochs go into growing an output bias to the targets' mean; standardising removes that."""
         tmean, tlo, thi = (ctx.record.series(e.name, n, kind="loss").finite() for n in ("tgt_mean", "tgt_min", "tgt_max"))
         lo, hi = (ctx.record.series(e.name, n, kind="loss").finite() for n in ("in_min", "in_max"))
         if not (len(tmean) and len(tlo) and len(thi) and len(lo) and len(hi)) or int(tmean.steps[0]) != 0 \
@@ -210,6 +213,8 @@ class LabelIssue(Rule):
         start, end = float(smooth[w - 1]), float(smooth[-1])
         if not start > 0 or end < 0.05 * start:
             return None  # it got there: the scale cost some steps, not the run
+        if end < 0.5 * start and not still_falling(loss.values):
+            return None  # it came down and settled (noisy counts at their floor): the scale did not hold it back
         return self.finding(
             severity="medium", confidence=0.75,
             title=(f"Regression targets on a scale of {fmt(target)} while the model's output starts within "

@@ -124,7 +124,10 @@ class LossDiverging(Rule):
         start = float(np.median(fv[:w]))
         low_i = int(np.argmin(smooth))
         low = float(smooth[low_i])
-        if not (start > 0 and low < -ctx.option("unbounded_factor") * start):
+        # 1,000x the start, and 1,000 at least: a loss with a floor below zero (a Gaussian NLL whose
+        # variance is learned: -log(sigma) a value) settles within a few units of it, whatever a
+        # warm start made its first value; one with no floor falls by orders of magnitude
+        if not (start > 0 and low < -ctx.option("unbounded_factor") * max(start, 1.0)):
             return None
         below = np.flatnonzero(fv < 0)
         since = int(fs[below[0]]) if len(below) else int(fs[low_i])
@@ -132,9 +135,10 @@ class LossDiverging(Rule):
             severity="high", confidence=0.9,
             title=f"The training loss fell without bound: from {fmt(start)} to {fmt(low)}",
             description=(f"The loss started at {fmt(start)} and went below zero at step {since}; its smoothed value "
-                         f"reached {fmt(low)}, {fmt(-low / start)}x its start on the other side of zero. The losses "
-                         "that training minimises (cross-entropy, squared error, a KL divergence) are never negative: a "
-                         "term of this loss has the wrong sign or no lower bound, and the optimizer drives it to -inf. "
+                         f"reached {fmt(low)}, {fmt(-low / start)}x its start on the other side of zero. "
+                         "Cross-entropy, squared error and KL divergences "
+                         "are never negative, and a loss that may be (a Gaussian NLL, an ELBO) settles at a floor: this one "
+                         "has a term with the wrong sign or no lower bound, and the optimizer drives it to -inf. "
                          "What follows (gradients that explode, a validation loss that rises) comes from it."),
             step=since,
             evidence={"start_loss": start, "lowest_loss": low, "lowest_step": int(fs[low_i]), "negative_since": since,

@@ -314,12 +314,17 @@ class LrTooLow(Rule):
         v = lr.values
         for ev in ctx.record.events(M.LR_SCHEDULER.name):
             d = ev.data
-            base = max(d.get("base_lrs") or [0.0])
+            # the `lr` column is the first parameter group's: compare it with that group's base rate
+            base = float((d.get("base_lrs") or [0.0])[0])
             sched_steps, opt_steps = int(d.get("scheduler_steps", -1)), int(d.get("optimizer_steps", 0))
             if base <= 0 or sched_steps < 1 or opt_steps < 4 * sched_steps or d.get("type") == "ReduceLROnPlateau":
                 continue
             peak = float(v.max())
-            rising = bool(v[-1] >= 0.99 * peak and v[0] < 0.9 * peak and np.all(np.diff(v) >= -1e-12 * peak))
+            # still rising at the end: never falling, and higher in the last quarter than before it (a
+            # warmup that finished and then held its rate is not)
+            late = v[int(0.75 * len(v))]
+            rising = bool(v[-1] >= 0.99 * peak and v[-1] > late * (1 + 1e-6) and v[0] < 0.9 * peak
+                          and np.all(np.diff(v) >= -1e-12 * peak))
             share = peak / base
             if not rising or share >= ctx.option("warmup_reached"):
                 continue

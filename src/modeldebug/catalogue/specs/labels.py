@@ -106,8 +106,9 @@ by the order, are reported as its symptoms. Detection range (the sweep's 3-class
 the model ends in a Sigmoid/Tanh/Softmax and targets lie beyond its range by more than half of it.
 (4b) Regression targets off the model's scale (raw seconds, prices): at step 0 their mean or
 half-range is at least `target_scale` (default 10) and 100x the model's largest output, and the
-smoothed loss still ends above 5% of where it started (medium): the run spends itself growing an
-output bias to the targets' mean.
+smoothed loss still ends above 5% of where it started, either still falling at the end or above
+half its start (medium): the run spends itself growing an output bias to the targets' mean. A
+loss that came down and settled at the targets' noise (counts with a large mean) is not reported.
 (5) Validation labels that mean something else: a classifier (`cross_entropy`/`nll_loss`, the
 validation loss mean-reduced) whose
 smoothed training loss fell below half the chance level (the loss of predicting the label

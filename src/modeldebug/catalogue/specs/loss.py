@@ -19,9 +19,12 @@ best smoothed loss of the run AND has given back more than half of what it had g
 start, or the loss turned non-finite after it had been finite. The step where it began is the step of the best smoothed loss.
 It also finds a loss that falls without bound: one that starts positive (median of the first
 window) and whose smoothed value falls below `unbounded_factor` (default 1,000) times that start
-on the other side of zero. Cross-entropy, squared error and KL divergences are never negative, so
-a term has the wrong sign (a VAE's KL subtracted) or no lower bound, and the optimizer drives it
-to -inf; that finding starts at the first negative loss and explains the exploding gradients,
+on the other side of zero, and below -1,000 whatever the start (a warm-started loss may begin near
+0): a loss that may go negative with a floor (a Gaussian NLL with a learned variance, -log(sigma)
+a value) settles within a few units, and one without a floor falls by orders of magnitude. Cross-entropy, squared error
+and KL divergences are never negative, so a term has the wrong sign (a VAE's KL subtracted) or no
+lower bound, and the optimizer drives it to -inf; that finding starts at the first negative loss
+and explains the exploding gradients,
 the non-finite values and the rising validation loss that follow (losses summed over one-sample
 calls, such as a policy gradient's, are not judged this way).
 For a loss that jumps with the batch (rare huge errors in the targets: the test is LRN001's), the
