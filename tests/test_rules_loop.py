@@ -378,13 +378,24 @@ def test_worker_processes_for_rows_in_memory_are_the_bottleneck_and_the_fix_is_n
             loss.backward()
             opt.step()
 
-    f = found(watched(model, loop), "dataloader_bottleneck")
+    report = watched(model, loop)
+    f = found(report, "dataloader_bottleneck")
     if not workers:
         assert f is None
         return
-    assert f is not None and f.evidence["loader"] == {
-        "dataset": "_Rows", "length": 960, "num_workers": 2, "persistent_workers": False, "batch_size": 16,
-        "grad_enabled": True, "in_memory": True}
+    (event,) = report.record.events("dataloader")
+    assert event.data == {"dataset": "_Rows", "length": 960, "num_workers": 2, "persistent_workers": False,
+                          "batch_size": 16, "grad_enabled": True, "in_memory": True}
+    if f is None:
+        # On a machine busy with other work the workers can stay ahead of this loop (its own steps are
+        # slowed as much as they are), and then it did not wait: the rule must agree with what the run
+        # measured (CI once ran beside two other jobs and saw this)
+        wait = np.nan_to_num(report.record.column("t_loader").values[1:])
+        step = report.record.column("t_step").values[1:]
+        share, median_share = wait.sum() / step.sum(), float(np.median(np.minimum(wait / step, 1.0)))
+        assert max(share, median_share) < 0.5 or min(share, median_share) < 0.25 or np.median(wait) < 1e-3
+        return
+    assert f.evidence["loader"] == event.data
     assert "already runs 2 worker processes" in f.description
     if f.evidence["median_wait_ms"] <= 2.0:  # a worker's hand-off (on a busy machine the wait can grow past it)
         assert f.recommendations[0].implementation.endswith("num_workers=0)")
