@@ -224,3 +224,67 @@ def test_a_decoder_fed_its_own_target_reads_the_answer(shifted: bool) -> None:
     else:
         assert probe.data["target_shift"] == 0 and probe.data["reads_own_target"] is True
         assert f is not None and f.severity == "high" and "fed the tokens it must predict" in f.title
+
+
+def test_a_time_first_model_on_sticky_tokens_is_not_fed_its_target() -> None:
+    """Review: pytorch/examples' word-model layout ([T, B] ids, target = the next row) on a stream that
+    repeats its token 95% of the time. Read batch first, ids and target agree at 95% unshifted by
+    chance, and the probe said "fed the tokens it must predict" (high)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    n, cur, stream = 4000, 0, []
+    for jump, tok in zip((torch.rand(n, generator=g) > 0.95).tolist(), torch.randint(0, V, (n,), generator=g).tolist()):
+        cur = tok if jump else cur
+        stream.append(cur)
+    data = torch.tensor(stream).view(16, -1).t().contiguous()  # batchified: [len, 16]
+    emb, rnn, head = nn.Embedding(V, 16), nn.LSTM(16, 32), nn.Linear(32, V)
+
+    class _TimeFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.rnn, self.head = emb, rnn, head
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(self.emb(x))[0])
+
+    model = _TimeFirst()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(20):
+            i = step * 10
+            x, y = data[i:i + 10], data[i + 1:i + 11]
+            loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert found(s.report(), "data_leakage") is None
+    assert all(e.data.get("target_shift") != 0 for e in s.record.events("future_leak_probe"))
+
+
+def test_a_binary_feature_beside_mostly_empty_tags_is_not_a_shifted_target() -> None:
+    """Review: a bidirectional tagger reads (token ids, a 0/1 flag per token) and its tags are mostly 0:
+    flag and tags agree at ~93% of positions by chance, and the probe took the flag for the ids the
+    target follows (DAT004 high, "sees the future")."""
+    torch.manual_seed(0)
+
+    class _Tagger(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.feat = nn.Embedding(100, 16), nn.Embedding(2, 4)
+            self.rnn, self.head = nn.GRU(20, 32, batch_first=True, bidirectional=True), nn.Linear(64, 3)
+
+        def forward(self, ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(torch.cat([self.emb(ids), self.feat(flags)], -1))[0])
+
+    model = _Tagger()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for _ in range(12):
+            ids = torch.randint(0, 100, (32, 24))
+            flags = (torch.rand(32, 24) < 0.04).long()
+            tags = torch.where(ids == 7, 2, torch.where(flags.bool() & (ids % 2 == 0), 1, 0))
+            loss = F.cross_entropy(model(ids, flags).reshape(-1, 3), tags.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert found(s.report(), "data_leakage") is None and not s.record.events("future_leak_probe")

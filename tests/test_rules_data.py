@@ -532,14 +532,17 @@ class _SortedPacked(nn.Module):
         return self.head(h)
 
 
+@pytest.mark.parametrize("duplicates", [False, True], ids=["distinct", "with-repeated-samples"])
 @pytest.mark.parametrize("restore", [True, False])
-def test_a_batch_sorted_for_packing_is_judged_in_the_batchs_own_order(restore: bool) -> None:
+def test_a_batch_sorted_for_packing_is_judged_in_the_batchs_own_order(restore: bool, duplicates: bool) -> None:
     """Sorting before the embedding and restoring the order after keeps samples apart (it was a
     medium false alarm: the probe read embedding rows as if they were in the batch's order); not
     restoring it gives every output another sample's result."""
     torch.manual_seed(0)
     lengths = torch.randint(3, 13, (256,))
     ids = torch.randint(1, 12, (256, 12)) * (torch.arange(12) < lengths[:, None])
+    if duplicates:  # identical samples in the first batch (short padded sentences): which is whose is moot
+        ids[1], ids[5] = ids[0], ids[3]
     y = (ids == 1).any(1).long()
     model = _SortedPacked(restore)
     report = _watched_on_tokens(model, ids, y)

@@ -144,14 +144,16 @@ class MemoryGrowth(Rule):
             return None
         if not after_jump:
             # One change of level (a validation pass's graphs, a buffer allocated once) is not a leak:
-            # when one quarter-to-quarter rise after warm-up holds most of the rise, only what follows
-            # the largest jump is judged (a leak there is still a leak)
+            # when one quarter-to-quarter rise after warm-up holds most of the rise, and one step at
+            # least half of it, only what follows that jump is judged (a leak there is still a leak)
             post = v[n // 10:]
             quarters = [float(np.median(q)) for q in np.array_split(post, 4)]
             rises = np.diff(quarters)
             total = quarters[-1] - quarters[0]
-            if total > 0 and rises.max() > 0.75 * total:
-                j = n // 10 + int(np.argmax(np.diff(post))) + 1
+            steps_up = np.diff(post)
+            # (and one step holds at least half of it: a ramp that starts late is a leak, not a jump)
+            if total > 0 and rises.max() > 0.75 * total and steps_up.max() >= 0.5 * total:
+                j = n // 10 + int(np.argmax(steps_up)) + 1
                 return MemoryGrowth._steady_growth(Series(s.steps[j:], v[j:]), min_steps, after_jump=True)
         lx, lv = x[n // 2:], v[n // 2:]
         slope = _theil_sen(lx, lv)

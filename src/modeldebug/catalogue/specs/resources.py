@@ -18,8 +18,8 @@ A steady rise of CUDA memory held by tensors (`cuda_mb`) or of the process's res
 (`rss_mb`) in the second half of the run: a positive Theil-Sen slope, rising from quarter to
 quarter, larger than five times its own noise. Allocator warm-up at the start is ignored, and so
 is one change of level: when a single quarter-to-quarter rise holds more than three quarters of
-the rise (a validation pass's graphs, a buffer allocated once), only what follows the largest
-jump is judged, against `memory_growth` unless loss tensors are kept (validation passes whose
+the rise and a single step at least half of it (a validation pass's graphs, a buffer allocated
+once; a leak that starts late ramps, it does not jump), only what follows that jump is judged, against `memory_growth` unless loss tensors are kept (validation passes whose
 graphs were kept would have raised memory at every validation, not once). The growth over the
 run is compared with the run's own early level: flagged
 from `memory_growth` (default 10%), or from `memory_growth_with_cause` (default 0.2%) when the
