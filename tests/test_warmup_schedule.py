@@ -74,3 +74,30 @@ def test_a_finished_warmup_with_a_slower_backbone_group_is_not_unfinished() -> N
     report = session.report()
     assert report.record.events("lr_scheduler")[0].data["base_lrs"] == [1e-3, 1e-1]
     assert found(report, "lr_too_low") is None
+
+
+def test_a_scheduler_local_to_main_is_described_after_it_is_gone() -> None:
+    """pytorch/examples' mnist builds its StepLR inside `main()`: by the end of the run (when
+    `modeldebug run` detaches) it has been collected. Its finalizer keeps what it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    x, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+
+    def main() -> None:
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))  # in steps
+        for _ in range(8):
+            for b in range(8):
+                loss = nn.functional.cross_entropy(model(x[32 * b:32 * b + 32]), y[32 * b:32 * b + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()  # once an epoch
+
+    with md.watch(model, db=":memory:") as session:
+        main()
+    report = session.report()
+    (event,) = report.record.events("lr_scheduler")
+    assert event.data["type"] == "LambdaLR" and event.data["scheduler_steps"] == 8 and event.data["optimizer_steps"] == 64
+    f = found(report, "lr_too_low")
+    assert f is not None and "still warming up" in f.title

@@ -79,6 +79,16 @@ def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
     return time.perf_counter()
 
 
+def _scheduler_summary(kind: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """A scheduler's `lr_scheduler` event from its attributes (its `__dict__`, alive or just collected)."""
+    try:
+        return {"type": kind, "base_lrs": [float(v) for v in state.get("base_lrs") or []],
+                "last_lrs": [float(v) for v in state.get("_last_lr") or []],
+                "scheduler_steps": int(state.get("last_epoch", -1)), "optimizer_id": id(state.get("optimizer"))}
+    except (TypeError, ValueError):
+        return None
+
+
 def _lrs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float] | None:
     """The learning rates of the optimizer a ReduceLROnPlateau (``args[0]``) drives."""
     opt = getattr(args[0], "optimizer", None) if args else None
@@ -93,6 +103,8 @@ class LoopWatch:
         self.tracer = tracer
         self.zero_grad_calls = 0
         self.schedulers: list[weakref.ref[Any]] = []  # learning-rate schedulers built while watching
+        self._finalizers: list[weakref.finalize] = []  # (theirs, to describe one collected before the end)
+        self._gone_schedulers: list[dict[str, Any]] = []
         self.t_loader = 0.0
         #: weak references to the last loss tensors (the tracer's backward probe appends them)
         self.recent_losses: deque[weakref.ref[torch.Tensor]] = deque(maxlen=_LIVE_WINDOW)
@@ -127,34 +139,48 @@ class LoopWatch:
 
     def _scheduler_created(self, token: None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
                            exc: BaseException | None) -> None:
-        """A learning-rate scheduler was built (once each): remembered weakly, described at the end."""
+        """A learning-rate scheduler was built (once each): remembered weakly, described at the end, or
+        when it is collected before the end (a scheduler local to the script's `main()` is gone by the
+        time `modeldebug run` detaches): its finalizer holds its `__dict__`, which dies with it."""
         if exc is None and args and self.tracer.active("loop") and not any(r() is args[0] for r in self.schedulers):
-            self.schedulers.append(weakref.ref(args[0]))
+            sched = args[0]
+            self.schedulers.append(weakref.ref(sched))
+            try:
+                fin = weakref.finalize(sched, self._scheduler_gone, type(sched).__name__, vars(sched))
+            except TypeError:  # (no __dict__, no weak reference: described only while alive)
+                return
+            fin.atexit = False
+            self._finalizers.append(fin)
+
+    def _scheduler_gone(self, kind: str, state: dict[str, Any]) -> None:
+        summary = _scheduler_summary(kind, state)
+        if summary is not None:
+            self._gone_schedulers.append(summary)
 
     def describe_schedulers(self) -> None:
-        """At the end of the run: each scheduler still alive, as an `lr_scheduler` event (what it was
-        built for, how often it was stepped against the optimizer's steps, where it left the rates).
-        Schedulers built before watching began (`watch()` entered after them) are found among the
-        live objects, by the watched optimizer they hold: one pass of `gc.get_objects()` at the end
-        (~40 ms among a million objects; `gc.get_referrers` would miss a scheduler whose `__dict__`
-        was read, by `state_dict()` for one)."""
-        opts = [o for o in (r() for r in self.tracer.registry.optimizers) if o is not None]
-        # (only schedulers of watched optimizers: a scheduler of another optimizer says nothing of these rates)
-        scheds = [s for s in (r() for r in self.schedulers)
-                  if s is not None and any(getattr(s, "optimizer", None) is o for o in opts)]
-        if opts and not scheds:
+        """At the end of the run: each scheduler of a watched optimizer, as an `lr_scheduler` event
+        (what it was built for, how often it was stepped against the optimizer's steps, where it left
+        the rates): those still alive, and those collected earlier (`_scheduler_gone`). Schedulers
+        built before watching began (`watch()` entered after them) are found among the live objects,
+        by the watched optimizer they hold: one pass of `gc.get_objects()` at the end (~40 ms among a
+        million objects; `gc.get_referrers` would miss a scheduler whose `__dict__` was read, by
+        `state_dict()` for one)."""
+        for fin in self._finalizers:
+            fin.detach()  # (collected from now on: no longer ours to describe)
+        self._finalizers.clear()
+        watched = {id(o) for o in (r() for r in self.tracer.registry.optimizers) if o is not None}
+        watched |= set(self.tracer._stepped_at)  # (ids of every optimizer that stepped, alive or not)
+        summaries = [summary for s in (r() for r in self.schedulers) if s is not None
+                     for summary in [_scheduler_summary(type(s).__name__, vars(s))] if summary is not None]
+        summaries += self._gone_schedulers
+        if not summaries and watched:
             kind = torch.optim.lr_scheduler.LRScheduler
-            scheds = [o for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)
-                      and any(getattr(o, "optimizer", None) is opt for opt in opts)]
-        for sched in scheds:
-            try:
-                base = [float(v) for v in getattr(sched, "base_lrs", [])]
-                last = [float(v) for v in sched.get_last_lr()] if hasattr(sched, "get_last_lr") else []
-            except (TypeError, ValueError, RuntimeError, AttributeError):
-                continue
-            self.tracer.writer.add_event(None, M.LR_SCHEDULER.name, {
-                "type": type(sched).__name__, "base_lrs": base, "last_lrs": last,
-                "scheduler_steps": int(getattr(sched, "last_epoch", -1)), "optimizer_steps": int(self.tracer.step)})
+            summaries = [summary for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)
+                         for summary in [_scheduler_summary(type(o).__name__, vars(o))] if summary is not None]
+        for summary in summaries:
+            # (only schedulers of watched optimizers: another optimizer's says nothing of these rates)
+            if summary.pop("optimizer_id") in watched:
+                self.tracer.writer.add_event(None, M.LR_SCHEDULER.name, summary | {"optimizer_steps": int(self.tracer.step)})
 
     def _zero_grad(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         tr = self.tracer
