@@ -16,8 +16,8 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
-from .fixcode import optimizer_ctor
 from .curve import players
+from .fixcode import optimizer_ctor
 from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
