@@ -164,7 +164,7 @@ class LoopWatch:
         built before watching began (`watch()` entered after them) are found among the live objects,
         by the watched optimizer they hold: one pass of `gc.get_objects()` at the end (~40 ms among a
         million objects; `gc.get_referrers` would miss a scheduler whose `__dict__` was read, by
-        `state_dict()` for one)."""
+        `state_dict()` for one), made only when a watched optimizer's `step` was wrapped by one."""
         for fin in self._finalizers:
             fin.detach()  # (collected from now on: no longer ours to describe)
         self._finalizers.clear()
@@ -173,7 +173,11 @@ class LoopWatch:
         summaries = [summary for s in (r() for r in self.schedulers) if s is not None
                      for summary in [_scheduler_summary(type(s).__name__, vars(s))] if summary is not None]
         summaries += self._gone_schedulers
-        if not summaries and watched:
+        # (the scan only when a watched optimizer has a scheduler at all: an LRScheduler marks the
+        # `step` it wraps; a test suite or a sweep watches thousands of runs without one)
+        scheduled = any(hasattr(getattr(o, "step", None), "_wrapped_by_lr_sched")
+                        for o in (r() for r in self.tracer.registry.optimizers) if o is not None)
+        if not summaries and scheduled:
             kind = torch.optim.lr_scheduler.LRScheduler
             summaries = [summary for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)
                          for summary in [_scheduler_summary(type(o).__name__, vars(o))] if summary is not None]
