@@ -168,15 +168,14 @@ class LoopWatch:
         for fin in self._finalizers:
             fin.detach()  # (collected from now on: no longer ours to describe)
         self._finalizers.clear()
-        watched = {id(o) for o in (r() for r in self.tracer.registry.optimizers) if o is not None}
-        watched |= set(self.tracer._stepped_at)  # (ids of every optimizer that stepped, alive or not)
+        opts = [o for o in (r() for r in self.tracer.registry.optimizers) if o is not None]
+        watched = {id(o) for o in opts} | set(self.tracer._stepped_at)  # (every optimizer that stepped, alive or not)
         summaries = [summary for s in (r() for r in self.schedulers) if s is not None
                      for summary in [_scheduler_summary(type(s).__name__, vars(s))] if summary is not None]
         summaries += self._gone_schedulers
         # (the scan only when a watched optimizer has a scheduler at all: an LRScheduler marks the
         # `step` it wraps; a test suite or a sweep watches thousands of runs without one)
-        scheduled = any(hasattr(getattr(o, "step", None), "_wrapped_by_lr_sched")
-                        for o in (r() for r in self.tracer.registry.optimizers) if o is not None)
+        scheduled = any(hasattr(getattr(o, "step", None), "_wrapped_by_lr_sched") for o in opts)
         if not summaries and scheduled:
             kind = torch.optim.lr_scheduler.LRScheduler
             summaries = [summary for o in gc.get_objects() if issubclass(type(o), kind)  # (type(): no object's own __class__)

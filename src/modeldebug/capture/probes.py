@@ -9,6 +9,7 @@ not probed; the probe says why.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
@@ -195,7 +196,7 @@ class EmbeddedTokens:
         for j, row in enumerate(seen.reshape(seen.shape[0], -1).tolist()):
             where.setdefault(tuple(row), []).append(j)
         own = [tuple(row) for row in ids.reshape(ids.shape[0], -1).tolist()]
-        if sorted(map(len, where.values())) != sorted(own.count(k) for k in where) or any(k not in where for k in own):
+        if Counter(own) != {k: len(v) for k, v in where.items()}:
             return None  # not a reordering of these samples
         return [where[k] for k in own]
 
@@ -336,8 +337,7 @@ def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int, rows: list[list[int]
             per_sample = grad.detach().movedim(a, 0).flatten(1).abs().amax(1)
             twins = torch.zeros(n, dtype=torch.bool)
             if rows is not None and a == 0:  # in the input's sample order; identical samples read as one
-                per_row = per_sample
-                per_sample = torch.stack([per_row[r].max() for r in rows])
+                per_sample = torch.stack([per_sample[r].max() for r in rows])
                 twins = torch.tensor([r == rows[0] or r == rows[-1] for r in rows])
             others = per_sample[1:-1][~twins[1:-1].to(per_sample.device)]
             apart = not bool((others > 0).any())

@@ -55,22 +55,23 @@ class LossDiverging(Rule):
         s = ctx.loss
         if len(s) < ctx.t.min_steps or players(ctx):
             return  # several optimizers taking turns: one series of opposing losses, not one curve
-        unbounded = self._unbounded(ctx)
-        if unbounded is not None:
-            yield unbounded
-            return
         vals = s.values
         finite = np.isfinite(vals)
-        went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
-        if not went_nonfinite and loss_is_not_a_curve(ctx):
-            return  # a loss without a floor, or one summing a varying number of samples: no "N times its best"
-        fv = vals[finite]
-        fs = s.steps[finite]
+        fv, fs = vals[finite], s.steps[finite]
         if len(fv) < ctx.t.min_steps // 2:
             return
         w = window(len(fv))
         smooth = ctx.running_median(fv, w)
         start = float(np.median(fv[:w]))
+        not_a_curve = loss_is_not_a_curve(ctx)
+        # (not for a level that follows the episode's length: a policy gradient)
+        unbounded = self._unbounded(ctx, fv, fs, smooth, start) if not_a_curve != "per_sample" else None
+        if unbounded is not None:
+            yield unbounded
+            return
+        went_nonfinite = bool(finite[: max(1, len(vals) // 10)].all() and not finite[-1])
+        if not went_nonfinite and not_a_curve:
+            return  # a loss without a floor, or one summing a varying number of samples: no "N times its best"
         best_i = int(np.argmin(smooth))
         best = float(smooth[best_i])
         final = float(smooth[-1])
@@ -110,18 +111,9 @@ class LossDiverging(Rule):
             ],
         )
 
-    def _unbounded(self, ctx: Context) -> Finding | None:
-        """A loss that started positive and fell orders of magnitude below zero: it has no floor."""
-        s = ctx.loss
-        if loss_is_not_a_curve(ctx) == "per_sample":
-            return None  # a level that follows the episode's length (a policy gradient)
-        finite = np.isfinite(s.values)
-        fv, fs = s.values[finite], s.steps[finite]
-        if len(fv) < ctx.t.min_steps // 2:
-            return None
-        w = window(len(fv))
-        smooth = ctx.running_median(fv, w)
-        start = float(np.median(fv[:w]))
+    def _unbounded(self, ctx: Context, fv: np.ndarray, fs: np.ndarray, smooth: np.ndarray, start: float) -> Finding | None:
+        """A loss that started positive and fell orders of magnitude below zero: it has no floor
+        (`fv`, `fs`: its finite values and their steps; `smooth`: their running median)."""
         low_i = int(np.argmin(smooth))
         low = float(smooth[low_i])
         # 1,000x the start, and 1,000 at least: a loss with a floor below zero (a Gaussian NLL whose
@@ -142,7 +134,7 @@ class LossDiverging(Rule):
                          "What follows (gradients that explode, a validation loss that rises) comes from it."),
             step=since,
             evidence={"start_loss": start, "lowest_loss": low, "lowest_step": int(fs[low_i]), "negative_since": since,
-                      "ratio_to_start": -low / start, "unbounded": True, "loss": ctx.evidence_series(s),
+                      "ratio_to_start": -low / start, "unbounded": True, "loss": ctx.evidence_series(ctx.loss),
                       # the effects it causes (ranking.py reads this beside the catalogue's `explains`)
                       "explains": ["overfitting", "exploding_gradients", "nonfinite", "lr_too_high", "loss_oscillating"]},
             recommendations=[
