@@ -295,6 +295,30 @@ def test_a_classifier_that_learns_is_not_at_chance() -> None:
     assert found(report, "loss_not_decreasing") is None
 
 
+@pytest.mark.parametrize("shuffled", [True, False])
+def test_chance_under_a_pos_weight_is_the_weighted_loss_of_the_best_constant(shuffled: bool) -> None:
+    """blind1's rare_positive healthy twin: BCEWithLogitsLoss(pos_weight=negatives/positives) on 8%
+    positives learns (recall 0.9) with a loss of ~0.85, above the unweighted entropy of the positive
+    rate (0.28) but below the weighted chance (2(1-p) ln 2 = 1.28). It read "worse than chance", high.
+    Its twin's labels are shuffled apart from the inputs: stuck at the weighted chance."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3000, 10, generator=g)
+    y = ((x[:, :3].sum(1) + 0.7 * torch.randn(3000, generator=g)) > 2.4).float().unsqueeze(1)  # ~8% positives
+    if shuffled:
+        y = y[torch.randperm(len(y), generator=g)]
+    share = float(y.mean())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([(1 - share) / share]))
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1))
+    report = watched(model, lambda: train(model, Data(x, y, loss_fn), steps=150, batch=64,
+                                          optimizer=torch.optim.SGD(model.parameters(), lr=0.01)))
+    f = found(report, "loss_not_decreasing")
+    if shuffled:
+        assert f is not None and "chance" in (f.title if f.kind == "loss_not_decreasing" else str(f.evidence["symptoms"]))
+    else:
+        assert f is None, f.title
+
+
 def test_a_learning_model_is_not_flat_and_short_runs_are_not_judged() -> None:
     model, data = healthy_mlp()
     report = watched(model, lambda: train(model, data, steps=60, lr=1e-2))

@@ -49,12 +49,17 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _class_weight(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A loss's per-class weights (`weight=` of cross_entropy/nll_loss), read once, at its first call:
-    the rules compare them with the class frequencies."""
+    """A loss's per-class weights (`weight=` of cross_entropy/nll_loss) and positive-class weights
+    (`pos_weight=` of binary_cross_entropy_with_logits), read once, at its first call: the rules
+    compare them with the class frequencies."""
+    out = {}
     w = kwargs.get("weight")
     if isinstance(w, torch.Tensor) and w.dim() == 1 and 2 <= w.numel() <= 1024 and w.is_floating_point():
-        return {"class_weight": [float(v) for v in w.detach().cpu().tolist()]}
-    return {}
+        out["class_weight"] = [float(v) for v in w.detach().cpu().tolist()]
+    pw = kwargs.get("pos_weight")
+    if isinstance(pw, torch.Tensor) and 1 <= pw.numel() <= 1024 and pw.is_floating_point():
+        out["pos_weight"] = [float(v) for v in pw.detach().cpu().reshape(-1).tolist()]
+    return out
 
 
 def split_input_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:

@@ -442,6 +442,23 @@ def _rare_class_loss(ctx: Context, lc: LabelCounts) -> tuple[float, int] | None:
     return (num / k, k) if k else None
 
 
+def _weighted_for_it(weight: list[float] | None, counts: np.ndarray, limit: float) -> bool:
+    """Is the loss weighted for the imbalance? Its class weights (`weight=`, or `[1, pos_weight]` for
+    binary targets) times the counts of the classes seen: within the square root of `limit` of each
+    other, or at most the square root of the raw ratio (weights that take out at least half of the skew
+    on a log scale: the square root of the inverse frequency, a common softer choice, gives exactly
+    that; the inverse frequency, the fix, gives 1:1)."""
+    if not weight or len(weight) < len(counts):
+        return False
+    w = np.asarray(weight[:len(counts)], dtype=float)
+    seen = counts > 0
+    if not (np.isfinite(w[seen]).all() and (w[seen] > 0).all()):
+        return False
+    mass, raw = w[seen] * counts[seen], counts[seen]
+    weighted = mass.max() / mass.min()
+    return bool(weighted < math.sqrt(limit) or weighted <= math.sqrt(raw.max() / raw.min()) * 1.01)
+
+
 # -- class balance ---------------------------------------------------------------------------------------
 class ClassImbalance(Rule):
     """Detects DAT003; its documentation and options are in the catalogue (`modeldebug explain DAT003`)."""
@@ -465,8 +482,11 @@ class ClassImbalance(Rule):
                 continue  # batches read in label order: the sampled shares are the order's, not the data's
             seen = total[total > 0]  # an output no sampled label names has no count to take a ratio from
             ratio = float(seen.max() / seen.min())
-            # A model that learned only the prior is judged from a milder skew: the effect is there.
-            if ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, lc.loss, total)):
+            # A model that learned only the prior is judged from a milder skew: the effect is there. A loss
+            # whose `weight=` lifts the rare classes already sees them nearly balanced: the fix is in.
+            skewed = not _weighted_for_it(lc.loss.info.get("class_weight"), total, limit) and (
+                ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, lc.loss, total)))
+            if skewed:
                 yield self._finding(ctx, lc.loss, total, ratio, limit, lc.steps[0], _rare_class_loss(ctx, lc))
             elif not total.all():
                 yield self._unlabelled_outputs(lc)
@@ -479,6 +499,9 @@ class ClassImbalance(Rule):
             ratio = max(p, 1 - p) / min(p, 1 - p)
             n = shape[0] * len(mean)
             counts = np.array([1 - p, p]) * n
+            pos_weight = e.info.get("pos_weight")
+            if pos_weight and _weighted_for_it([1.0, float(np.mean(pos_weight))], counts, limit):
+                continue  # `pos_weight=` lifts the positives: the loss already sees the classes nearly balanced
             if (ratio >= limit or (ratio >= math.sqrt(limit) and self._collapsed(ctx, e, counts))) and min(p, 1 - p) * n >= 5:
                 yield self._finding(ctx, e, counts, ratio, limit, 0)
 

@@ -173,12 +173,19 @@ def chance_loss(ctx: Context) -> tuple[float, str] | None:
             counts[: len(c)] += c
         if counts.sum() <= 0:
             return None
+        weight = e.info.get("class_weight")
+        weighted = bool(weight) and len(weight) >= len(counts)
+        if weighted:  # torch divides by the weights' sum: the best constant prediction is the weighted frequency
+            counts = counts * np.asarray(weight[:len(counts)], dtype=float)
+            if not (np.isfinite(counts).all() and (counts >= 0).all() and counts.sum() > 0):
+                return None
         p = counts[counts > 0] / counts.sum()
         entropy = float(-(p * np.log(p)).sum())
         first = ctx.loss.finite()
         if len(first) and summed_loss_calls(ctx, float(first.values[0]), entropy) is not None:
             return None  # the step's loss sums several calls: one call's chance is not its scale
-        return entropy, f"the entropy of the label frequencies over {len(counts)} classes"
+        return entropy, (f"the entropy of the {'class-weighted ' if weighted else ''}label frequencies over "
+                         f"{len(counts)} classes")
     if e.type in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
         lo = ctx.record.series(e.name, "tgt_min", kind="loss").finite().values
         hi = ctx.record.series(e.name, "tgt_max", kind="loss").finite().values
@@ -188,6 +195,15 @@ def chance_loss(ctx: Context) -> tuple[float, str] | None:
         q = float(np.mean(mean))
         if not 0 < q < 1:
             return None
+        pos_weight = e.info.get("pos_weight")
+        if pos_weight and e.type == "binary_cross_entropy_with_logits":
+            # -(w y log p + (1 - y) log(1 - p)), a mean over elements: the best constant p is
+            # a / (a + b) with a = w q and b = 1 - q, and its loss (a + b) H(a / (a + b))
+            a, b = q * float(np.mean(pos_weight)), 1 - q
+            if not (np.isfinite(a) and a > 0):
+                return None
+            r = a / (a + b)
+            return float(-(a + b) * (r * np.log(r) + (1 - r) * np.log(1 - r))), "the positive-weighted entropy of the positive rate"
         return float(-(q * np.log(q) + (1 - q) * np.log(1 - q))), "the entropy of the positive rate"
     return None
 

@@ -40,6 +40,12 @@ Detection range: a 3% minority on which the model collapses is found high; 10:1 
 through is low; 3:1 that it learns through is silent; 100:1 that the model learns (minority
 recall 0.93) is low; 1000:1 with 8 rare samples, never predicted, is medium (not measurable).
 Batches read in label order (LBL001) are not judged: their sampled shares are the order's.
+A loss already weighted for the imbalance is not judged either: class weights (`weight=`, or
+`pos_weight=` of `BCEWithLogitsLoss` for binary targets, read at the loss's first call) that,
+times the class counts, bring the classes within the square root of `class_imbalance_ratio` of
+each other, or take out at least half of the skew on a log scale (the square root of the inverse
+frequency). A weighted loss stays near the label entropy while the model learns, so the
+collapse test would misread it.
 An output that no sampled label names (a count of 0: a 3-output head on 2 classes, or a class
 rarer than 1 in the labels sampled) has no count to take a ratio from: the ratio is that of
 the classes seen, the fix gives such a class the rarest class's weight, and when the classes seen
