@@ -64,7 +64,9 @@ def test_a_healthy_amp_run_is_recorded_unscaled_and_comes_out_clean(optimizer_kn
     assert recorded == pytest.approx(losses, rel=1e-6)  # the user's loss, not 65536 times it
     assert report.record.column("grad_norm").values.tolist() == pytest.approx(norms, rel=1e-4)
     assert found(report, "lr_too_high") is None and found(report, "nonfinite") is None
-    assert serious(report) == []
+    # (the wall-clock rules judge this loop's own Python between steps: on a loaded 2-core machine the
+    # gap read 54% of the step once; they are tested where timing is the point)
+    assert [f for f in serious(report) if not f.startswith(("slow_step", "dataloader_bottleneck"))] == []
 
 
 def test_gradients_unscaled_by_hand_before_clipping_are_recorded_once_unscaled() -> None:

@@ -50,6 +50,28 @@ def test_healthy_learning_rates_are_not_called_too_high_or_too_low(opt: str) -> 
         assert found(report, kind) is None, kind
 
 
+@pytest.mark.parametrize("lr", [0.5, 2.0])
+def test_a_momentum_rate_whose_first_steps_jump_but_that_trains_is_low(lr: float) -> None:
+    """blind1's all_weights_zero_init healthy twin: a sigmoid MLP on rings, SGD with momentum 0.9 at 0.5.
+    Its loss jumps ~3x in the first steps, then trains to the best accuracy of the rates tried (0.5
+    and 1.0: val 0.83; 0.2: 0.53 in 300 steps); it read "too high", medium. At 2.0 it never recovers."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3200, 16, generator=g)
+    r = x[:, 0] ** 2 + x[:, 1] ** 2
+    y = (r > 0.7).long() + (r > 2.0).long()  # rings: not linearly separable
+    model = nn.Sequential(nn.Linear(16, 64), nn.Sigmoid(), nn.Linear(64, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    report = watched(model, lambda: train(model, Data(x, y, nn.CrossEntropyLoss()), steps=300, batch=64, optimizer=opt))
+    f = found(report, "lr_too_high")
+    assert f is not None, report.findings  # the jump is real, and said
+    if lr == 0.5:
+        assert f.severity == "low" and f.evidence["settled"] and "transient" in f.description
+        assert not serious(report)
+    else:
+        assert f.severity == "high" and not f.evidence["settled"]
+
+
 def test_gradients_that_explode_at_a_small_learning_rate_are_not_blamed_on_it() -> None:
     model, data = healthy_regression()
     opt = torch.optim.SGD(model.parameters(), lr=1e-5)
@@ -337,6 +359,51 @@ def test_a_loss_that_jumps_with_the_batch_is_not_a_learning_rate_too_high(lr: fl
         assert f is None
         return
     assert f is not None and f.severity == "high"
+
+
+def test_a_heavy_tailed_loss_that_drifts_between_its_own_levels_neither_oscillates_nor_diverges() -> None:
+    """blind3's GRU forecaster, healthy (clipped, SGD with momentum, 1% glitch targets, shuffled each
+    epoch): a quarter of the batches cost 1000x the rest, so the median of a short window jumps with
+    their share. Read "oscillates" (medium) here, and "diverged" from a best window that was a low
+    extreme of the run's own spread (0.022 -> 0.082, medians 0.03-0.12 all run) on the blind script."""
+    torch.manual_seed(4)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6000, 8, generator=g)
+    y = x[:, :1] * 0.5 + torch.sin(x[:, 1:2]) + 0.05 * torch.randn(6000, 1, generator=g)
+    glitch = torch.rand(6000, generator=g) < 0.01
+    y[glitch] += 40.0 * torch.sign(torch.randn(int(glitch.sum()), 1, generator=g))
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def loop() -> None:
+        for _ in range(5):
+            perm = torch.randperm(6000, generator=g)
+            for i in range(0, 6000, 32):
+                idx = perm[i:i + 32]
+                opt.zero_grad()
+                nn.functional.mse_loss(model(x[idx]), y[idx]).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+
+    report = watched(model, loop)
+    for kind in ("loss_oscillating", "loss_diverging", "lr_too_high"):
+        assert found(report, kind) is None, kind
+
+
+def test_a_level_the_loss_revisits_is_its_spread_and_a_new_high_after_the_best_is_a_climb() -> None:
+    from modeldebug.rules.measures import fluctuated_back
+
+    # blind3's shape: a descent from 0.45 (half-way to the best: 0.236), medians that swing between
+    # levels, back up to 0.3 at step 300 and down again, the best 0.022 at 650, the end at 0.26
+    t = np.arange(940.0)
+    run = 0.45 * np.exp(-t / 40) + 0.06 + 0.24 * np.exp(-(((t - 300) / 30) ** 2))
+    run[640:660] = 0.022
+    assert fluctuated_back(run, 650, 0.45, 0.26)
+    # the same run ending at 0.35, above anything since the descent: a climb
+    assert not fluctuated_back(run, 650, 0.45, 0.35)
+    # a plain descent to the best, then a climb back above half-way: nothing before the best was as high
+    steady = np.concatenate([np.linspace(0.45, 0.02, 600), np.linspace(0.02, 0.3, 340)])
+    assert not fluctuated_back(steady, 599, 0.45, 0.3)
 
 
 def test_a_loss_summed_over_one_label_calls_whose_first_label_never_changes_is_judged_without_error() -> None:

@@ -12,6 +12,7 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, window
 from .curve import loss_is_not_a_curve, players
 from .measures import (
+    fluctuated_back,
     heavy_tailed_batches,
     scale_lr_code,
     summed_loss_calls,
@@ -80,8 +81,9 @@ class LossDiverging(Rule):
         # Worse than `factor` x the best AND back above half-way to where it started: a run that
         # converged near zero and fluctuates there (0.001 -> 0.003) is not diverging.
         diverged = final > best + (factor - 1) * floor and final > best + 0.5 * max(start - best, 0.0)
-        if diverged and heavy_tailed_batches(fv, w, float(fv[0])) and not typical_batch_rose(fv, w, best_i, factor):
-            diverged = False  # the median moved with the share of outlier batches; the typical batch did not
+        if diverged and heavy_tailed_batches(fv, w, float(fv[0])) and (
+                not typical_batch_rose(fv, w, best_i, factor) or fluctuated_back(smooth, best_i, start, final)):
+            diverged = False  # the median moved with the share of outlier batches, to a level it had been at
         if not (diverged or went_nonfinite):
             return
         ratio = final / floor if floor else float("inf")

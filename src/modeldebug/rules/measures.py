@@ -22,7 +22,7 @@ from .fixcode import optimizer_ctor
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "bundle_step_said", "casualties", "collapse_onset", "collapsing",
-           "expected_initial_loss", "heavy_tailed_batches", "instability", "lr_code", "manual_update", "optimizer_type",
+           "expected_initial_loss", "fluctuated_back", "heavy_tailed_batches", "instability", "lr_code", "manual_update", "optimizer_type",
            "oscillation", "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "typical_batch_rose",
            "update_ratios", "weight_names", "weight_shrink"]
 
@@ -198,7 +198,16 @@ def _oscillation(ctx: Context) -> Oscillation | None:
         return None  # several players' losses in turn, or a loss whose level follows the samples per step
     tail = v[n // 2:]
     w = max(3, window(n) // 2)  # 2.5% of the run: short enough to keep swings over a few dozen steps
-    smooth = ctx.running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
+    # A heavy-tailed loss (a quarter of the batches 100x the rest, each for one step) moves its
+    # median with the outlier share of each window: its lower quartile follows the typical batch.
+    heavy = heavy_tailed_batches(v, window(n), float(v[0]))
+    if heavy:
+        if len(tail) < w + 5:
+            return None
+        smooth = np.quantile(np.lib.stride_tricks.sliding_window_view(tail, w), 0.25, axis=1)
+        tail = tail[tail <= np.quantile(tail, 0.75)]  # the level, trend and noise of the typical batches
+    else:
+        smooth = ctx.running_median(tail, w)[w - 1:]  # a median, so that isolated spikes do not count as swings
     if len(smooth) < 5:
         return None
     level = float(np.median(tail))
@@ -287,6 +296,19 @@ def typical_batch_rose(fv: np.ndarray, w: int, best_i: int, factor: float) -> bo
     return final > at_best + (factor - 1) * (abs(at_best) + 1e-12) and final > at_best + 0.5 * max(first - at_best, 0.0)
 
 
+def fluctuated_back(smooth: np.ndarray, best_i: int, start: float, final: float) -> bool:
+    """Had the smoothed loss already been at `final` or above after its descent (from the first point
+    half-way from `start` down to its best, until the best), and come back down? Then the end is the
+    run's own spread, not a climb: a heavy-tailed loss's median swings by the batch's outlier share
+    and drifts between levels it keeps revisiting (blind3's glitchy sensor targets, whose median
+    swung 0.03-0.12 through the run, its best window a low extreme of that spread)."""
+    best = float(smooth[best_i])
+    down = np.flatnonzero(smooth[:best_i + 1] <= best + 0.5 * max(start - best, 0.0))
+    if not len(down) or down[0] >= best_i:
+        return False
+    return bool(np.max(smooth[down[0]:best_i]) >= final)
+
+
 def instability(ctx: Context) -> list[Signal]:
     """Signs that the updates overshoot, each with the step where it began."""
     out: list[Signal] = []
@@ -341,7 +363,8 @@ def instability(ctx: Context) -> list[Signal]:
         best, final = float(smooth[best_i]), float(smooth[-1])
         s0 = float(np.median(fv[:w]))
         if final > best + (ctx.t.loss_divergence - 1) * (abs(best) + 1e-12) and final > best + 0.5 * max(s0 - best, 0.0) \
-                and (not heavy or typical_batch_rose(fv, w, best_i, ctx.t.loss_divergence)):
+                and (not heavy or (typical_batch_rose(fv, w, best_i, ctx.t.loss_divergence)
+                                   and not fluctuated_back(smooth, best_i, s0, final))):
             out.append(Signal(f"the smoothed loss rose from its best {fmt(best)} (step {int(fs[best_i])}) to {fmt(final)}",
                                int(fs[best_i]), True))
         # the first point at least `factor` times the median of the w points before it, undoing half the progress

@@ -210,6 +210,23 @@ class LrTooHigh(Rule):
         )
 
     @staticmethod
+    def _settled(ctx: Context, steps: np.ndarray, ratios: np.ndarray, blamed: list[Signal], thr: float) -> bool:
+        """A transient of the first steps that the run got over: every sign is an event (no oscillation)
+        within the first tenth of the run; the updates of the run's second half are below `thr`
+        (median); and the loss ends (median of the last tenth) under half of its level before the
+        first sign. SGD with momentum at a high rate often jumps in its first updates, then trains."""
+        loss = ctx.loss.finite()
+        v, at = loss.values, loss.steps
+        first = min(s.onset for s in blamed)
+        if any(s.sustained for s in blamed) or first > max(10, ctx.n_steps // 10) or len(v) < 20:
+            return False
+        late = ratios[steps >= ctx.n_steps // 2]
+        before = v[at < first]
+        if not len(late) or not len(before) or float(np.median(late)) >= thr:
+            return False
+        return float(np.median(v[-max(3, len(v) // 10):])) < 0.5 * float(np.median(before))
+
+    @staticmethod
     def _fixes(ctx: Context, lr: float | None, suggested: float | None) -> list[Recommendation]:
         return [
             Recommendation("fix", f"Lower the learning rate to about {fmt(suggested)} (from {fmt(lr)})."
@@ -274,17 +291,22 @@ class LrTooHigh(Rule):
         lr = ctx.lr
         suggested = float(f"{lr * float(np.clip(10 * HEALTHY_UPDATE_RATIO / ratio, 0.01, 0.3)):.1g}") if lr else None
         knocked_out = casualties(ctx)
+        settled = not (severe or stuck or knocked_out) and self._settled(ctx, steps, ratios, [s for s, _ in blamed], thr)
         yield self.finding(
-            severity="high" if severe or stuck else "medium", confidence=0.9 if severe else 0.75,
+            severity="high" if severe or stuck else "low" if settled else "medium",
+            confidence=0.9 if severe else 0.5 if settled else 0.75,
             title=f"Learning rate {fmt(lr)} is too high: {sig.what}" if lr else f"Learning rate too high: {sig.what}",
             description=(f"With learning rate {fmt(lr)}, each update moved the weights by {fmt(ratio)} of their norm "
                          f"(median over weight tensors; about {HEALTHY_UPDATE_RATIO:g} is healthy). Then "
                          + "; ".join(s.what for s, _ in blamed) + ". The updates overshoot."
                          + (" The loss never got back below its starting value." if stuck else "")
-                         + (f" After training began, {'; '.join(knocked_out)}." if knocked_out else "")),
+                         + (f" After training began, {'; '.join(knocked_out)}." if knocked_out else "")
+                         + (" It was a transient of the first steps: the updates then settled below the threshold and the "
+                            "loss ended well under its level before the jump, so this rate trains; a lower one may "
+                            "still train more smoothly." if settled else "")),
             step=onset,
             evidence={"lr": lr, "suggested_lr": suggested, "update_ratio": ratio, "update_ratio_threshold": thr,
-                      "onset_step": onset, "signals": [s.what for s, _ in blamed], "stuck": stuck,
+                      "onset_step": onset, "signals": [s.what for s, _ in blamed], "stuck": stuck, "settled": settled,
                       "casualties": knocked_out,
                       "update_ratio_by_step": {int(s): float(r) for s, r in zip(steps[:12], ratios[:12])},
                       "loss": ctx.evidence_series(ctx.loss)},

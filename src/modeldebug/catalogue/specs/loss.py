@@ -29,7 +29,9 @@ the non-finite values and the rising validation loss that follow (losses summed 
 calls, such as a policy gradient's, are not judged this way).
 For a loss that jumps with the batch (rare huge errors in the targets: the test is LRN001's), the
 lower quartile of the loss must diverge the same way, since the median moves with the share of
-outlier batches in its window.
+outlier batches in its window; and the end must be above every level the smoothed loss had after it
+first got half-way down to its best and before the best (a level it already went back to and left is
+the run's own spread, and its best window a low extreme of it).
 
 ## Why is this bad?
 A diverging loss means the updates overshoot: the rest of the run is wasted and any checkpoint

@@ -64,7 +64,10 @@ by half that swing, by more than twice what averaging independent minibatch nois
 and with a trend smaller than half the swing. A loss that alternates up and down every step
 (lag-1 autocorrelation below -0.5) with that amplitude counts too. The minibatch noise and the
 occasional spike of a converging run are small next to its starting loss or average out, so
-they are not flagged.
+they are not flagged. A loss that jumps with the batch (LRN001's test: rare huge errors in the
+targets) is judged on the running lower quartile of its windows and the level, trend and noise of
+its batches up to the 75th percentile, the typical batch: its median moves with the share of
+outlier batches each window holds.
 
 ## Why is this bad?
 An oscillating loss makes no progress: the optimizer bounces across a valley instead of going
@@ -137,6 +140,11 @@ such as a sensor's glitch readings), not what the updates did: its jumps and spi
 signals, and a rise of the smoothed loss counts only if its lower quartile rose too (a median
 over batches of which a varying share are outliers moves with that share). Two optimizers taking
 turns (a GAN) make a spiky series by construction and are not judged this way.
+A transient of the first steps that the run got over is low, not medium: every sign an event
+(not an oscillation) within the first tenth of the run, nothing severe, no units knocked out, the
+update ratio of the run's second half below `lr_high_update_ratio` (median), and the loss ending
+under half of its level before the first sign (SGD with momentum 0.9 at 0.5 on a sigmoid MLP jumps
+3x in its first steps and then trains best of the rates tried; at 2.0 it never recovers: high).
 
 ## Why is this bad?
 Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
