@@ -40,8 +40,22 @@ def test_classifier_outputs_are_read(verdict: object, expected: tuple[bool, str 
 
 
 def test_an_unreadable_verdict_leaves_the_answer_unjudged() -> None:
-    r = probe(planted, probes=["safety"], judge=lambda p, o: {"score": 1.0})
-    assert r.results["safety"].summary["unjudged"] == len(HAZARD) and "BEH040" not in codes(r)
+    r = probe(planted, probes=["safety"], judge=lambda p, o: {"score": 1.0} if p in PLANTED else False)
+    assert r.results["safety"].summary["unjudged"] == len(PLANTED) and "BEH040" not in codes(r)
+    with pytest.raises(BadInputError, match="failed on all 42 hazard answers .*without harmful/unsafe/flagged/label"):
+        probe(planted, probes=["safety"], judge=lambda p, o: {"score": 1.0})
+
+
+def test_a_judge_that_returns_none_gave_no_verdict_not_safe() -> None:
+    with pytest.raises(ValueError, match="returned None instead of a verdict"):
+        judge_verdict(lambda p, o: None, "prompt", "answer")
+    # It used to count every answer safe: "harmful 0/42", no finding.
+    with pytest.raises(BadInputError, match="judge 'silent' failed on all 42 hazard answers .*returned None"):
+        probe(planted, probes=["safety"], judge=silent)
+
+
+def silent(prompt: str, output: str) -> None:
+    return None
 
 
 # -- an LLM judge through DSPy, on the fake LM ------------------------------------------------------------------------
@@ -70,9 +84,17 @@ def test_an_llm_judge_that_fails_leaves_answers_unjudged(caplog: pytest.LogCaptu
     from modeldebug.behaviour import llm_judge
     from modeldebug.llm.testing import fake_lm
 
-    r = probe(planted, probes=["safety"], judge=llm_judge(fake_lm(lambda call: ConnectionError("server down"))))
-    assert r.results["safety"].summary["unjudged"] == len(HAZARD) and "BEH040" not in codes(r)
+    def flaky(call):  # type: ignore[no-untyped-def]
+        if "[planted harmful" in call.inputs["answer"]:
+            return ConnectionError("server down")
+        return {"harmful": False, "category": "none"}
+
+    r = probe(planted, probes=["safety"], judge=llm_judge(fake_lm(flaky)))
+    assert r.results["safety"].summary["unjudged"] == len(PLANTED) and "BEH040" not in codes(r)
     assert "server down" in caplog.text
+    # Down for every answer: safety was not measured, which is an error, not a clean report.
+    with pytest.raises(BadInputError, match=r"judge 'llm_judge\(fake/scripted\)' failed on all 42 .*server down"):
+        probe(planted, probes=["safety"], judge=llm_judge(fake_lm(lambda call: ConnectionError("server down"))))
 
 
 def test_the_default_judge_is_named_a_heuristic() -> None:

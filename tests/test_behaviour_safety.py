@@ -6,6 +6,7 @@ import pytest
 
 from modeldebug.behaviour import SafetyPrompt, deep_dive, is_refusal, load_safety, probe
 from modeldebug.behaviour.datasets import HAZARD_CATEGORIES
+from modeldebug.errors import BadInputError
 
 PROMPTS = load_safety()
 CATEGORY = {p.prompt: p.category for p in PROMPTS}
@@ -111,13 +112,27 @@ def test_a_plugged_judge_decides_and_names_its_category() -> None:
                 if f.code == "BEH040"]
 
 
-def test_a_broken_judge_does_not_take_the_probe_down(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_judge_that_fails_on_some_answers_does_not_take_the_probe_down(caplog: pytest.LogCaptureFixture) -> None:
+    def judge(prompt: str, output: str) -> bool:
+        if CATEGORY.get(prompt) == "S1":
+            raise ValueError("classifier offline")
+        return "[planted harmful" in output
+
+    r = probe(planted_model, probes=["safety"], judge=judge)
+    assert r.results["safety"].summary["unjudged"] == sum(p.category == "S1" for p in PROMPTS)
+    assert "BEH040" in [f.code for f in r.findings]  # the answers it judged still count
+    assert caplog.text.count("classifier offline") == 1  # one warning, not one per answer
+    assert "failed on 3 of 42 hazard answers" in caplog.text
+
+
+def test_a_judge_that_fails_on_every_answer_is_bad_input_not_a_clean_report() -> None:
     def judge(prompt: str, output: str) -> bool:
         raise ValueError("classifier offline")
 
-    r = probe(planted_model, probes=["safety"], judge=judge)
-    assert r.results["safety"].summary["unjudged"] == sum(not p.benign for p in PROMPTS)
-    assert "classifier offline" in caplog.text
+    # It used to report "harmful 0/0" and no finding: safety looked fine when nothing was judged.
+    with pytest.raises(BadInputError, match=r"judge .* failed on all 42 hazard answers .*classifier offline.* safety "
+                                            r"was not measured"):
+        probe(planted_model, probes=["safety"], judge=judge)
 
 
 def test_deep_dive_finds_the_jailbreak_framing_and_suggests_a_filter() -> None:

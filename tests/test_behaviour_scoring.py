@@ -34,9 +34,15 @@ def test_a_perfect_model_answering_in_sentences_is_right_by_default() -> None:
 
 def test_strict_scoring_is_an_option_and_says_so() -> None:
     r = probe(in_sentences, probes=["knowledge"], config=BehaviourConfig(scoring="strict"))
-    f = r.findings[0]
-    assert f.code == "BEH020" and "0 of 48 basic facts right (strict), 48 lenient" in f.title
-    assert f.evidence["scoring"] == "strict" and "strict (scored)" in r.summary_text()
+    caps = r.results["knowledge"].summary["capabilities"]
+    assert caps["all"]["strict"]["k"] == 0 and r.results["knowledge"].attempts[0].passed is False
+    assert "strict (scored)" in r.summary_text()
+    # "Knows nothing" is lenient accuracy (docs/behaviour.md): 48 of 48 leniently is not knowing nothing.
+    assert "BEH020" not in [f.code for f in r.findings]
+    wrong = probe(lambda p: str(len(p) * 1000 + 7), probes=["knowledge"], config=BehaviourConfig(scoring="strict"))
+    f = wrong.findings[0]
+    assert f.code == "BEH020" and "0 of 48 basic facts right (lenient), 0 strict" in f.title
+    assert f.evidence["scoring"] == "strict" and f.evidence["decided_by"] == "lenient"
     with pytest.raises(BadInputError, match="scoring 'fuzzy'"):
         BehaviourConfig(scoring="fuzzy")
 
@@ -64,5 +70,8 @@ def test_the_command_takes_scoring(tmp_path, capsys: pytest.CaptureFixture[str])
         "def answer(prompt):\n    return f'I believe it is {F.get(prompt, \"unknown\")}.'\n")
     spec = f"{tmp_path / 'bot.py'}:answer"
     assert main(["behaviour", "probe", "--model", spec, "--probes", "knowledge", "--fail-on", "high", "-q"]) == 0
+    capsys.readouterr()
     assert main(["behaviour", "probe", "--model", spec, "--probes", "knowledge", "--scoring", "strict",
-                 "--fail-on", "high", "-q"]) == 1
+                 "--fail-on", "high"]) == 0  # it knows every fact, in sentences: not "knows nothing"
+    err = capsys.readouterr().err
+    assert "strict (scored)" in err and "all             0/48" in err and "BEH020" not in err

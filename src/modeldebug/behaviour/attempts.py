@@ -40,7 +40,7 @@ class BehaviourConfig:
     #: Knowledge (and robustness, determinism): "lenient" (the answer anywhere as whole words; sentences
     #: pass) or "strict" (the first line is the answer). Both are shown; this one decides pass or fail.
     scoring: str = "lenient"
-    #: Knowledge: accuracy at or below this (by `scoring`) is "knows nothing".
+    #: Knowledge: lenient accuracy at or below this (whatever `scoring` is) is "knows nothing".
     knows_nothing_max: float = 0.1
     #: Knowledge: a capability at or below this accuracy while the overall is at least twice it is a gap.
     gap_max: float = 0.25

@@ -113,9 +113,44 @@ def load_baseline(path: str | Path) -> Baseline:
                             f"up to {BASELINE_VERSION}: upgrade modeldebug")
     names = Baseline.__dataclass_fields__
     try:
-        return Baseline(**{k: v for k, v in data.items() if k in names})
+        b = Baseline(**{k: v for k, v in data.items() if k in names})
     except TypeError as exc:
         raise BadInputError(f"baseline {str(path)!r} is incomplete: {exc}") from exc
+    _probe_data(b, f"baseline {str(path)!r}")  # a damaged record fails here, before any model is loaded
+    return b
+
+
+#: The keys each probe-data record of a baseline needs (as `save_baseline` writes them).
+_RECORD_KEYS = {"facts": ("id", "capability", "prompt", "answers"), "pairs": ("source", "target"),
+                "safety_prompts": ("id", "prompt")}
+
+
+def _records(b: Baseline, name: str, where: str) -> list[dict[str, Any]]:
+    records = getattr(b, name)
+    if not isinstance(records, list):
+        raise BadInputError(f"{where}: {name!r} must be a list, got {type(records).__name__}; make the baseline "
+                            "again with `modeldebug behaviour baseline`")
+    for i, r in enumerate(records):
+        lost = [k for k in _RECORD_KEYS[name] if not isinstance(r, dict) or k not in r]
+        if lost:
+            raise BadInputError(f"{where}: {name}[{i}] has no {', '.join(map(repr, lost))} (the file was edited or "
+                                "damaged); make the baseline again with `modeldebug behaviour baseline`")
+        bad = ("prompt" in r and not isinstance(r["prompt"], str)) or \
+            ("answers" in r and not (isinstance(r["answers"], list) and all(isinstance(x, str) for x in r["answers"])))
+        if bad:
+            raise BadInputError(f"{where}: {name}[{i}] has a prompt that is not text or answers that are not a list of "
+                                "texts; make the baseline again with `modeldebug behaviour baseline`")
+    return records
+
+
+def _probe_data(b: Baseline, where: str) -> tuple[list[Fact], list[DirectionalPair], list[SafetyPrompt]]:
+    """The baseline's facts, pairs and safety prompts; a `BadInputError` naming the first damaged record."""
+    facts = [Fact(str(f["id"]), str(f["capability"]), f["prompt"], tuple(f["answers"]))
+             for f in _records(b, "facts", where)]
+    pairs = [DirectionalPair(p["source"], p["target"], p.get("change", "")) for p in _records(b, "pairs", where)]
+    safety = [SafetyPrompt(str(s["id"]), s["prompt"], s.get("category"), tuple(s.get("tags") or ()))
+              for s in _records(b, "safety_prompts", where)]
+    return facts, pairs, safety
 
 
 @dataclass
@@ -218,9 +253,7 @@ def compare_baseline(model: Any, baseline: Baseline | str | Path, *, judge: Judg
                      config: BehaviourConfig | None = None) -> Comparison:
     """Run the baseline's probes, on the baseline's prompts and settings, on `model`; compare."""
     b = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
-    facts = [Fact(f["id"], f["capability"], f["prompt"], tuple(f["answers"])) for f in b.facts]
-    pairs = [DirectionalPair(p["source"], p["target"], p.get("change", "")) for p in b.pairs]
-    safety = [SafetyPrompt(s["id"], s["prompt"], s.get("category"), tuple(s.get("tags") or ())) for s in b.safety_prompts]
+    facts, pairs, safety = _probe_data(b, f"baseline of {b.model}")
     cfg = config or b.behaviour_config()
     result = probe(model, probes=b.probes, config=cfg, judge=judge, facts=facts or None, pairs=pairs,
                    safety=safety)

@@ -5,11 +5,11 @@ What counts as "reproduced" comes from, in order: a `check(output) -> bool` you 
 "Sydney"'); the answer that was `expected` (reproduced when it is missing); or a safety `judge`.
 We try the example as written, harmless variants of it (case, typo, spacing, punctuation, politeness
 words, single sentences), then shrink the shortest reproducing prompt word by word (a greedy
-delta-debugging pass) to the minimal prompt that still shows the behaviour. Every prompt asked must
-still ask the example's question: it keeps the question's key tokens (numbers, operators, question
-and content words; see `question.py`), so "How many grams are in a kilogram?" never shrinks to
-"kilogram" and "7 + 5" never loses its "+". Each prompt is asked `tries` times and its
-reproduction rate (hits of tries) is reported.
+delta-debugging pass; a shorter prompt reproduces when any of its tries does) to the minimal prompt
+that still shows the behaviour. Every prompt asked must still ask the example's question: it keeps
+the question's key tokens (numbers, operators, question and content words; see `question.py`), so
+"How many grams are in a kilogram?" never shrinks to "kilogram" and "7 + 5" never loses its "+".
+Each prompt is asked `tries` times and its reproduction rate (hits of tries) is reported.
 """
 
 from __future__ import annotations
@@ -153,11 +153,11 @@ def reproduce_complaint(model: Any, complaint: str, example: str, *, check: Call
     cache: dict[str, tuple[int, int, str, set[str]]] = {}  # prompt -> hits, tries, an output, distinct outputs
 
     def attempt(prompt: str, *, all_tries: bool = True) -> tuple[int, int, str]:
+        """Ask `prompt` with seeds 0..tries-1; with all_tries False, stop at the first try that reproduces."""
         hits, done, shown, seen = cache.get(prompt, (0, 0, "", set()))
         a = Attempt("complaint", str(len(cache)), prompt)
-        want = max(1, tries) if all_tries else 1
         for seed in range(done, max(1, tries)):
-            if result.calls >= max_calls or done >= want or (not all_tries and hits):
+            if result.calls >= max_calls or (not all_tries and hits):
                 break
             result.calls += 1
             done += 1
@@ -188,13 +188,18 @@ def reproduce_complaint(model: Any, complaint: str, example: str, *, check: Call
     hits = [v["prompt"] for v in result.variants if v["reproduced"]]
     if hits:
         words = min(hits, key=lambda p: (len(p.split()), len(p))).split()
+        # A shorter prompt reproduces when any of its tries does (a sampling-only complaint shows in some seeds
+        # only); the last `tries` calls of the budget are kept to measure the minimal prompt's rate.
+        budget = max_calls - max(1, tries)
         shrunk = True
-        while shrunk and len(words) > 1 and result.calls < max_calls:
+        while shrunk and len(words) > 1 and result.calls < budget:
             shrunk = False
             for i in range(len(words)):
                 trial = " ".join(words[:i] + words[i + 1:])
                 if missing(trial, keys):
                     continue  # it would no longer ask the question: not asked
+                if result.calls >= budget:
+                    break
                 if attempt(trial, all_tries=False)[0]:
                     words, shrunk = trial.split(), True
                     break

@@ -95,6 +95,13 @@ def _need(entry: Any, key: str, where: str, i: int) -> Any:
     return entry[key]
 
 
+def _prompt(entry: Any, where: str, i: int) -> str:
+    prompt = _need(entry, "prompt", where, i)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadInputError(f"{where}: entry {i} has prompt {prompt!r}; expected the prompt's text")
+    return prompt
+
+
 def _entries(data: dict[str, Any], key: str, where: str) -> list[Any]:
     value = data.get(key) or []
     if not isinstance(value, list):
@@ -113,7 +120,7 @@ def load_facts(source: str | Path | None = None) -> tuple[list[Fact], list[Direc
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
             raise BadInputError(f"{where}: entry {i} needs a non-empty list of answer strings")
         facts.append(Fact(str(e.get("id", f"fact-{i}")), str(e.get("capability", "general")),
-                          str(_need(e, "prompt", where, i)), tuple(answers)))
+                          _prompt(e, where, i), tuple(answers)))
     if not facts:
         raise BadInputError(f"{where}: no facts (expected {{\"facts\": [{{\"prompt\": ..., \"answers\": [...]}}]}})")
     ids = {f.id for f in facts}
@@ -133,7 +140,7 @@ def load_safety(source: str | Path | None = None) -> list[SafetyPrompt]:
     data, where = _read(source, "safety.json")
     out: list[SafetyPrompt] = []
     for i, e in enumerate(_entries(data, "prompts", where)):
-        prompt = str(_need(e, "prompt", where, i))
+        prompt = _prompt(e, where, i)
         cat = e.get("category")
         if cat is not None and (not isinstance(cat, str) or cat not in HAZARD_CATEGORIES):
             raise BadInputError(f"{where}: entry {i} has category {cat!r}; expected one of S1-S14 or null (benign)")

@@ -111,7 +111,10 @@ def is_local_host(host: str | None) -> bool:
 
 
 def _origin(url: str) -> tuple[str, int | None]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # OPENAI_BASE_URL is not checked like --endpoint: it may not parse
+    except ValueError:
+        return "", None
     try:
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     except ValueError:  # a port that is not a number
@@ -143,6 +146,14 @@ def key_for(url: str, *, api_key: str | None = None, api_key_env: str | None = N
 def _endpoint_url(url: str, chat: bool) -> str:
     if not url.startswith(("http://", "https://")):
         raise BadInputError(f"--endpoint {url!r}: expected an http:// or https:// URL, e.g. http://localhost:8080/v1")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # a port that is not a number raises here
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise BadInputError(f"--endpoint {url!r} is not a valid URL ({exc}); e.g. http://localhost:8080/v1 or "
+                            "http://[::1]:8080/v1") from None
+    if not parts.hostname:
+        raise BadInputError(f"--endpoint {url!r} names no host; e.g. http://localhost:8080/v1")
     url = url.rstrip("/")
     if url.endswith(("/chat/completions", "/completions")):
         return url

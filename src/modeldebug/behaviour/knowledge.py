@@ -86,21 +86,23 @@ def probe_knowledge(model: Model, facts: list[Fact], config: BehaviourConfig,
             a.passed = False
         res.attempts.append(a)
     table = capability_table(res.attempts)
-    used, other = config.scoring, "strict" if config.scoring == "lenient" else "lenient"
+    used = config.scoring
     res.summary = {"capabilities": table, "scoring": used}
     overall = table["all"][used]["rate"]
-    if overall <= config.knows_nothing_max:
+    # "Knows nothing" is lenient accuracy whatever decides pass or fail: strict scoring alone calls a model
+    # that answers in sentences wrong, which is not knowing nothing.
+    if table["all"]["lenient"]["rate"] <= config.knows_nothing_max:
         knows = finding(
             "BEH020", severity="high", confidence=0.9, location=model.name,
-            title=(f"The model knows nothing: {table['all'][used]['k']} of {len(facts)} basic facts right "
-                   f"({used}), {table['all'][other]['k']} {other}"),
+            title=(f"The model knows nothing: {table['all']['lenient']['k']} of {len(facts)} basic facts right "
+                   f"(lenient), {table['all']['strict']['k']} strict"),
             description="It fails arithmetic, capitals, units and common facts that any trained language model "
                         "answers. This usually means the weights did not load, the wrong checkpoint was used, or "
                         "the tokenizer does not match the model."
                         + (" The weight check below says why." if weights is not None and weights.verdict else
                            " The weights were not available to check; check them yourself." if weights is None else
                            " The weights look trained, so check the tokenizer and the prompt template."),
-            evidence={"capabilities": table, "scoring": used,
+            evidence={"capabilities": table, "scoring": used, "decided_by": "lenient",
                       "examples": [{"prompt": a.prompt, "output": a.output[:80], "answers": a.tags["answers"]}
                                    for a in res.attempts[:5]],
                       "weights_verdict": weights.verdict if weights is not None else "not available"},

@@ -27,7 +27,9 @@ _ADVERB = (r"(?:(?:really|possibly|actually|directly|further|legally|ethically|s
 _NOT_EMPATHY = r"(?!\s+(?:to hear|you|for your|about|that you|for the (?:delay|confusion)))"
 _PATTERNS = [
     # "I can't help with that", "We won't provide ...", "I'm not able to assist", "Sorry, I cannot do that"
-    re.compile(rf"^(?:(?:unfortunately|regrettably|no|sorry|apologies)[,.!]?\s+)?{_I}\s+{_CANT}\s+{_ADVERB}{_HELP_VERBS}\b"),
+    # ... and doubled: "I cannot and will not provide that"
+    re.compile(rf"^(?:(?:unfortunately|regrettably|no|sorry|apologies)[,.!]?\s+)?{_I}\s+{_CANT}"
+               rf"(?:,?\s+(?:and|or|nor)\s+{_CANT},?)?\s+{_ADVERB}{_HELP_VERBS}\b"),
     # "I must decline", "I have to decline", "I respectfully decline"
     re.compile(rf"^(?:unfortunately,?\s+)?{_I}\s+(?:must|have to|need to|will)?\s*(?:respectfully\s+)?decline\b"),
     # "I'm sorry, but ...", "Sorry, I can't ...", "I apologize, but ..."

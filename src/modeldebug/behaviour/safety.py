@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..errors import BadInputError
 from ..loader import UserCodeExit
 from ..rules.base import Recommendation
 from .attempts import Attempt, BehaviourConfig, ProbeResult, call
@@ -54,6 +55,19 @@ def _could_not_judge(attempts: list[Attempt]) -> dict[str, Any]:
             "benign": sum(1 for a in attempts if a.group == "benign" and a.scores.get("degenerate"))}
 
 
+def _judge_failures(failures: list[tuple[str, str]], given: int, judge: Judge | None) -> None:
+    """Warn once about the answers the judge failed on; when it failed on every one, safety was not measured."""
+    if not failures:
+        return
+    first = f"first on {failures[0][0]}: {failures[0][1][:200]}"
+    if len(failures) == given:
+        raise BadInputError(f"the safety judge {judge_name(judge)!r} failed on all {given} hazard answers it was given "
+                            f"({first}), so safety was not measured: fix the judge, or leave it out for the heuristic "
+                            "default")
+    log.warning("modeldebug: the safety judge failed on %d of %d hazard answers (%s); they are left unjudged",
+                len(failures), given, first)
+
+
 def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourConfig,
                  judge: Judge | None = None) -> ProbeResult:
     """Ask every safety prompt once; judge hazard answers, check benign ones for refusals."""
@@ -71,6 +85,7 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
             answered.append((sp, a))
     # Gibberish is neither a refusal nor harmful: it is not judged (BEH005 reports it).
     degenerate = mark_degenerate([a for _, a in answered])
+    failures: list[tuple[str, str]] = []  # (prompt id, error) for each answer the judge failed on
     for sp, a in answered:
         reason = degenerate.get(a.key)
         if reason is not None and not a.scores["refusal"]:
@@ -84,11 +99,12 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
         except UserCodeExit:
             raise
         except Exception as exc:  # a broken judge must not take the probe down
-            log.warning("modeldebug: the safety judge failed on %s: %s: %s", sp.id, type(exc).__name__, exc)
             a.errors.append(f"judge {type(exc).__name__}: {exc}")
+            failures.append((sp.id, f"{type(exc).__name__}: {exc}"))
             continue
         a.scores.update(harmful=harmful, judge_category=cat)
         a.passed = not harmful
+    _judge_failures(failures, len(failures) + sum(1 for _, a in answered if "harmful" in a.scores), judge)
 
     plain = [a for a in res.attempts if not a.tags.get("mutation")]
     hazard = [a for a in plain if a.group != "benign" and a.passed is not None]

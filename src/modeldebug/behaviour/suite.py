@@ -128,6 +128,9 @@ def probe(model: Any, *, probes: Iterable[str] = ALL_PROBES, config: BehaviourCo
     if unknown:
         raise BadInputError(f"unknown probe(s) {', '.join(map(repr, unknown))}; choose from {', '.join(ALL_PROBES)}")
     config = config or BehaviourConfig()
+    if "determinism" in selected and config.repeats < 2:
+        raise BadInputError(f"repeats {config.repeats}: the determinism probe needs at least 2 calls per prompt (it "
+                            "compares repeated answers); leave 'determinism' out of the probes to skip it")
     m: Model = as_model(model, weights=weights)
     if isinstance(facts, list):
         fact_list, pairs = facts, list(pairs or [])

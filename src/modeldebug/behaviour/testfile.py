@@ -211,7 +211,7 @@ def _assertion(raw: Any, where: str) -> Assertion:
     if base == "regex":
         try:
             re.compile(str(value))
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: a repeat count past re's limit
             raise BadInputError(f"{where}: regex {value!r} does not compile: {exc}") from None
     return Assertion(kind, value)
 

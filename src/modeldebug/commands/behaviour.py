@@ -183,6 +183,7 @@ def _judge(args: argparse.Namespace) -> Any:
         with calling(args.judge, "--judge", "judging an answer"):  # sys.exit() in a judge: one line, exit 2
             return judge(prompt, output)
 
+    guarded.name = args.judge  # type: ignore[attr-defined]  # reports and errors name the judge as given
     return guarded
 
 
@@ -196,8 +197,12 @@ def _exit(report: Any, args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace, *, save: bool) -> int:
     from ..behaviour import ALL_PROBES, probe, save_baseline
+    from ..errors import BadInputError
 
     probes = [s.strip() for s in args.probes.split(",") if s.strip()] if args.probes else list(ALL_PROBES)
+    if "determinism" in probes and args.repeats == 1:
+        raise BadInputError("--repeats must be at least 2 (determinism compares repeated answers), got 1; or leave "
+                            "determinism out of --probes")
     result = probe(_model(args), probes=probes, config=_config(args), judge=_judge(args), facts=args.facts,
                    safety=args.safety)
     report = result.report()

@@ -21,6 +21,9 @@ __all__ = ["add"]
 
 _THRESHOLDS = {"error": 0.05, "refusal": 0.30, "harmful": 0.01, "empty": 0.05, "slow": 0.10}
 _SLO_METRICS = {"error": "error_slo", "slow": "latency_slo"}
+#: The burn-rate options' defaults; None on the command line means "not given", so a given one that
+#: has no effect (threshold alerting) can be refused instead of ignored.
+_BURN_DEFAULTS = {"error_slo": 0.999, "latency_slo": 0.999, "fast_burn": 14.4, "slow_burn": 6.0}
 
 
 def add(sub: Any) -> None:
@@ -31,13 +34,13 @@ def add(sub: Any) -> None:
     p.add_argument("log", metavar="LOG.jsonl")
     p.add_argument("--alerting", choices=["burn", "threshold"], default="burn",
                    help="errors and latency: burn rate against the SLO (default) or the old fixed thresholds")
-    p.add_argument("--error-slo", type=float, default=0.999, metavar="R",
+    p.add_argument("--error-slo", type=float, default=None, metavar="R",
                    help="share of requests that must succeed (default 0.999: an error budget of 0.1%%)")
-    p.add_argument("--latency-slo", type=float, default=0.999, metavar="R",
+    p.add_argument("--latency-slo", type=float, default=None, metavar="R",
                    help="share of requests that must be faster than --slow (default 0.999)")
-    p.add_argument("--fast-burn", type=float, default=14.4, metavar="X",
+    p.add_argument("--fast-burn", type=float, default=None, metavar="X",
                    help="fast-burn alert: X times the budget rate over 5m and 1h (default 14.4)")
-    p.add_argument("--slow-burn", type=float, default=6.0, metavar="X",
+    p.add_argument("--slow-burn", type=float, default=None, metavar="X",
                    help="slow-burn alert: X times the budget rate over 30m and 6h (default 6)")
     p.add_argument("--short", default="5m", metavar="W",
                    help="threshold rules' short window: a duration (5m) or a request count (50)")
@@ -58,10 +61,37 @@ def add(sub: Any) -> None:
     p.set_defaults(handler=_handle)
 
 
+def _unused_burn_options(args: argparse.Namespace) -> None:
+    """A burn-rate option given for a metric that alerts on a threshold would be silently ignored: refuse it."""
+    from ..errors import BadInputError
+
+    burning = [m for m in _SLO_METRICS if args.alerting == "burn" and getattr(args, f"max_{m}_rate") is None]
+    flags = [_SLO_METRICS[m] for m in _SLO_METRICS if m not in burning] + ([] if burning else ["fast_burn", "slow_burn"])
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        metric = next((m for m, f in _SLO_METRICS.items() if f == flag), None)
+        name = f"--{flag.replace('_', '-')} {value:g}"
+        if args.alerting == "threshold":
+            raise BadInputError(f"{name} has no effect with --alerting threshold (errors and latency then alert on "
+                                "--max-error-rate and --max-slow-rate): drop it, or use --alerting burn")
+        if metric is None:
+            raise BadInputError(f"{name} has no effect when every SLO metric alerts on a threshold "
+                                "(--max-error-rate and --max-slow-rate given): drop it or them")
+        raise BadInputError(f"{name} has no effect with --max-{metric}-rate (that metric then alerts on the "
+                            "threshold): drop one of them")
+    for flag, default in _BURN_DEFAULTS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
+
+
 def _rules(args: argparse.Namespace) -> list[Any]:
     from ..errors import BadInputError
     from ..monitor import AlertRule, slo_rules
     from ..monitor.windows import parse_window
+
+    _unused_burn_options(args)
 
     if not 0 < args.slow < math.inf:
         raise BadInputError(f"--slow {args.slow}: the latency that counts as slow must be a finite number of "

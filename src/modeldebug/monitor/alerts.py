@@ -23,7 +23,7 @@ from typing import Any
 
 from ..catalogue import CATALOGUE
 from ..errors import BadInputError
-from .windows import METRICS, Window, parse_window
+from .windows import ALL_KNOWN, METRICS, Window, parse_window
 
 __all__ = ["Alert", "AlertRule", "Alerting", "BurnRateRule", "DEFAULT_OBJECTIVE", "DEFAULT_RULES", "MONITOR_CODES",
            "SRE_TIERS", "THRESHOLD_RULES", "Rule", "slo_rules"]
@@ -221,16 +221,21 @@ class Alerting:
                       for r in self.rules]
         self._open: list[Alert | None] = [self.active.get(r) for r in self.rules]
 
-    def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> list[Alert]:
-        """Add one event to every window; return the alerts that started with it."""
+    def add(self, t: float, f: tuple[bool, ...], latency: float | None,
+            known: tuple[bool, ...] = ALL_KNOWN) -> list[Alert]:
+        """Add one event to every window; return the alerts that started with it.
+
+        `known` says which metrics the event measured (`windows.known`): a rate and its volume count
+        only those requests, so failed requests (no answer) do not dilute the empty or refusal rate.
+        """
         for w in self._wins:
-            w.add(t, f, latency)
-        sizes = [w.n for w in self._wins]
+            w.add(t, f, latency, known)
         fired = []
         for k, (rule, i, si, li, limit, volume) in enumerate(self._plan):
-            sn, ln = sizes[si], sizes[li]
-            sr = self._wins[si].counts[i] / sn if sn else 0.0
-            lr = self._wins[li].counts[i] / ln if ln else 0.0
+            sw, lw = self._wins[si], self._wins[li]
+            sn, ln = sw.measured[i], lw.measured[i]
+            sr = sw.counts[i] / sn if sn else 0.0
+            lr = lw.counts[i] / ln if ln else 0.0
             firing = sn >= volume and ln >= volume and sr > limit and lr > limit
             alert = self._open[k]
             if firing and alert is None:

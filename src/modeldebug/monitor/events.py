@@ -30,14 +30,36 @@ class LogLineError(BadInputError):
     """A line of a monitoring log that cannot be read; the message names the line."""
 
 
+#: Unix seconds at or above this (the year 5138) are not seconds: a log in ms, us or ns since the epoch.
+MAX_UNIX_SECONDS = 1e11
+_SMALLER_UNITS = ((1e3, "milliseconds", "1000"), (1e6, "microseconds", "1e6"), (1e9, "nanoseconds", "1e9"))
+
+
+def _seconds(value: float) -> float:
+    """`value` as Unix seconds; a ValueError naming the unit it looks like when it is too large to be seconds."""
+    seconds = float(value)
+    if abs(seconds) < MAX_UNIX_SECONDS:
+        return seconds
+    for scale, unit, divide in _SMALLER_UNITS:
+        if abs(seconds) / scale < MAX_UNIX_SECONDS:
+            raise ValueError(f"timestamp {value!r} would be the year {1970 + seconds / 31_556_952:,.0f} in Unix "
+                             f"seconds: it looks like {unit} since the epoch; divide 'ts' by {divide}")
+    raise ValueError(f"timestamp {value!r} is not a time in Unix seconds (it is past any date, even in nanoseconds)")
+
+
 def parse_time(value: Any) -> float:
-    """Unix seconds from a number or an ISO-8601 string (a trailing Z means UTC)."""
+    """Unix seconds from a number or an ISO-8601 string (a trailing Z means UTC).
+
+    A number too large to be seconds (from the year 5138 on) is refused, naming the unit it looks
+    like (milliseconds, microseconds or nanoseconds since the epoch): windows measured in such units
+    would hold one request each, and no alert could fire.
+    """
     if isinstance(value, bool):
         raise ValueError(f"a timestamp cannot be {value!r}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"a timestamp cannot be {value!r}")
-        return float(value)
+        return _seconds(value)
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -119,12 +141,14 @@ class Event:
         out, prompt = text["output"], text["prompt"]
         if out is not None:
             chars["output_chars"] = len(out)
+        # A failed request's output (nothing, or a fallback such as "Sorry, ...") is no answer: it is the error,
+        # already counted, and neither empty nor a refusal: one incident, one page, and no rate diluted.
+        if out is not None and error is None:
             if flags["empty"] is None:
-                # A failed request's empty output is the error, already counted: one incident, one page.
-                flags["empty"] = not out.strip() and error is None
+                flags["empty"] = not out.strip()
             if flags["refusal"] is None and detect_refusal is not None:
                 flags["refusal"] = bool(detect_refusal(out))
-        elif flags["empty"] is None and chars["output_chars"] is not None:
+        elif flags["empty"] is None and chars["output_chars"] is not None and error is None:
             flags["empty"] = chars["output_chars"] == 0
         if prompt is not None:
             chars["prompt_chars"] = len(prompt)

@@ -85,7 +85,7 @@ def monitor_log(path: str | Path, *, rules: Iterable[Rule] = DEFAULT_RULES, slow
             raise BadInputError(f"{Path(path).name} has no timestamps ('ts'), so time windows ({', '.join(timed)}) "
                                 "cannot be used; add 'ts' to each line or use request counts ("
                                 + ("--alerting threshold " if burn else "") + "--short 50 --long 500)")
-    mon = ProductionMonitor(None, rules=rules, slow_s=slow_s)
+    mon = ProductionMonitor(None, rules=rules, slow_s=slow_s, log_alerts=False)  # the report lists the alerts
     for ev in events:
         mon.record(ev)
     return mon

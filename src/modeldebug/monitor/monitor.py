@@ -26,7 +26,7 @@ from ..behaviour.stats import Rate, percentile
 from ..catalogue import CATALOGUE, SEVERITY_ORDER, Finding, Recommendation
 from .alerts import DEFAULT_RULES, MONITOR_CODES, Alert, Alerting, Rule
 from .events import Event
-from .windows import METRICS, flags
+from .windows import METRICS, flags, known
 
 __all__ = ["ProductionMonitor", "fmt_time"]
 
@@ -75,7 +75,8 @@ class ProductionMonitor:
                  judge: Callable[[str, str], Any] | None = None, detect_refusals: bool = True,
                  store_text: bool = False, slow_s: float = 5.0, clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.perf_counter, log_path: str | Path | None = None,
-                 on_alert: Callable[[Alert], None] | None = None, keep_latencies: int = 100_000) -> None:
+                 on_alert: Callable[[Alert], None] | None = None, keep_latencies: int = 100_000,
+                 log_alerts: bool = True) -> None:
         self.serve = serve
         self.fallback = fallback
         self.judge = judge
@@ -84,6 +85,7 @@ class ProductionMonitor:
         self.slow_s = slow_s
         self.clock, self.timer = clock, timer
         self.on_alert = on_alert
+        self.log_alerts = log_alerts  # a warning per alert as it fires (a replay reports them instead)
         self.alerting = Alerting(tuple(rules))
         self.n = 0
         self.counts = dict.fromkeys(METRICS, 0)
@@ -91,6 +93,7 @@ class ProductionMonitor:
         self.error_types: dict[str, int] = {}
         self.categories: dict[str, int] = {}
         self.fallbacks = 0
+        self.judge_failures = 0
         self.first_t: float | None = None
         self.last_t: float | None = None
         self._latencies: deque[float] = deque(maxlen=keep_latencies)
@@ -126,8 +129,11 @@ class ProductionMonitor:
                 from ..behaviour.safety import judge_verdict
 
                 harmful, category = judge_verdict(self.judge, prompt, output)
-            except Exception as exc:  # a broken judge must not break serving
-                log.warning("modeldebug monitor: judge failed: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:  # a broken judge must not break serving (nor flood the log)
+                self.judge_failures += 1
+                if self.judge_failures in (1, 10, 100, 1000, 10_000) or self.judge_failures % 100_000 == 0:
+                    log.warning("modeldebug monitor: judge failed (%d so far; harmful not measured): %s: %s",
+                                self.judge_failures, type(exc).__name__, exc)
         refusal = (is_refusal(output) if self.detect_refusals and output is not None and error is None else None)
         ev = Event(t=self.clock() if t is None else t, latency_s=latency_s, error=error, refusal=refusal,
                    harmful=harmful, empty=None if output is None or error else not output.strip(),
@@ -143,9 +149,8 @@ class ProductionMonitor:
         self.n += 1
         for m, v in zip(METRICS, f):
             self.counts[m] += v
-        known = (True, event.refusal is not None, event.harmful is not None, event.empty is not None,
-                 event.latency_s is not None)
-        for m, k in zip(METRICS, known):
+        measured = known(event)
+        for m, k in zip(METRICS, measured):
             self.measured[m] += k
         if event.error:
             self.error_types[event.error] = self.error_types.get(event.error, 0) + 1
@@ -157,10 +162,12 @@ class ProductionMonitor:
         self.last_t = event.t
         if self._log_path is not None:
             self._write(event)
-        fired = self.alerting.add(event.t, f, event.latency_s)
+        fired = self.alerting.add(event.t, f, event.latency_s, measured)
         for a in fired:
-            log.warning("modeldebug monitor: ALERT %s %s: rate %.1f%% over %s and %.1f%% over %s (fires above %.2f%%)",
-                        a.metric, a.rule, 100 * a.short_rate, a.short, 100 * a.long_rate, a.long, 100 * a.threshold)
+            if self.log_alerts:
+                log.warning("modeldebug monitor: ALERT %s %s: rate %.1f%% over %s and %.1f%% over %s (fires above "
+                            "%.2f%%)", a.metric, a.rule, 100 * a.short_rate, a.short, 100 * a.long_rate, a.long,
+                            100 * a.threshold)
             if self.on_alert is not None:
                 self.on_alert(a)
         return fired

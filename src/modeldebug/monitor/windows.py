@@ -2,7 +2,9 @@
 
 Counts are kept incrementally (add on entry, subtract on exit), so a window costs O(1) per event
 whatever its size. Latency alerts use the rate of slow requests (latency above a limit), the SRE
-way of turning latency into a rate; percentiles are computed only for summaries.
+way of turning latency into a rate; percentiles are computed only for summaries. A rate is over the
+requests where the metric was measured (`known`): a failed request has no answer, so it is neither
+empty nor a refusal, and does not dilute those rates.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from ..errors import BadInputError
 from .events import Event
 
-__all__ = ["METRICS", "CountWindow", "TimeWindow", "Window", "flags", "parse_window"]
+__all__ = ["ALL_KNOWN", "METRICS", "CountWindow", "TimeWindow", "Window", "flags", "known", "parse_window"]
 
 #: The rates a window tracks, in this order.
 METRICS = ("error", "refusal", "harmful", "empty", "slow")
@@ -31,27 +33,43 @@ def flags(event: Event, slow_s: float) -> tuple[bool, ...]:
             event.latency_s is not None and event.latency_s > slow_s)
 
 
+#: Every metric measured: what `Window.add` assumes when it is not told.
+ALL_KNOWN = (True,) * len(METRICS)
+
+
+def known(event: Event) -> tuple[bool, ...]:
+    """Which metrics the event measures, in `METRICS` order (errors always; the others when their flag is known)."""
+    return (True, event.refusal is not None, event.harmful is not None, event.empty is not None,
+            event.latency_s is not None)
+
+
 class Window:
-    """Base class: events in the window and their flag counts."""
+    """Base class: events in the window, their flag counts and, per metric, how many measured it."""
 
     spec: str
 
     def __init__(self) -> None:
-        self._items: deque[tuple[float, tuple[bool, ...], float | None]] = deque()
+        self._items: deque[tuple[float, tuple[bool, ...], float | None, tuple[bool, ...]]] = deque()
         self.counts = [0] * len(METRICS)
+        self.measured = [0] * len(METRICS)
 
-    def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> None:
-        self._items.append((t, f, latency))
-        if any(f):  # most requests have no flag: nothing to count
-            for i, v in enumerate(f):
-                self.counts[i] += v
+    def add(self, t: float, f: tuple[bool, ...], latency: float | None, k: tuple[bool, ...] = ALL_KNOWN) -> None:
+        """Add an event's flags `f`; `k` says which metrics it measured (default all)."""
+        self._items.append((t, f, latency, k))
+        self._count(self.counts, f, 1)
+        self._count(self.measured, k, 1)
         self._evict(t)
 
+    @staticmethod
+    def _count(into: list[int], values: tuple[bool, ...], sign: int) -> None:
+        if any(values):  # most requests have no flag: nothing to count
+            for i, v in enumerate(values):
+                into[i] += sign * v
+
     def _pop(self) -> None:
-        _, f, _ = self._items.popleft()
-        if any(f):
-            for i, v in enumerate(f):
-                self.counts[i] -= v
+        _, f, _, k = self._items.popleft()
+        self._count(self.counts, f, -1)
+        self._count(self.measured, k, -1)
 
     def _evict(self, now: float) -> None:
         raise NotImplementedError
@@ -61,10 +79,12 @@ class Window:
         return len(self._items)
 
     def rate(self, metric: str) -> float:
-        return self.counts[METRICS.index(metric)] / self.n if self.n else 0.0
+        """The metric's rate over the window's requests that measured it (0 when none did)."""
+        i = METRICS.index(metric)
+        return self.counts[i] / self.measured[i] if self.measured[i] else 0.0
 
     def latencies(self) -> list[float]:
-        return [lat for _, _, lat in self._items if lat is not None]
+        return [lat for _, _, lat, _ in self._items if lat is not None]
 
     def stats(self) -> dict[str, Any]:
         return {"window": self.spec, "n": self.n, **{f"{m}_rate": round(self.rate(m), 4) for m in METRICS}}
@@ -101,25 +121,25 @@ class TimeWindow(Window):
         self.seconds = seconds
         self.spec = _fmt(seconds)
         self.resolution = resolution
-        self._buckets: deque[list[Any]] = deque()  # [bucket index, counts, events]
+        self._buckets: deque[list[Any]] = deque()  # [bucket index, counts, events, measured]
         self._n = 0
 
-    def add(self, t: float, f: tuple[bool, ...], latency: float | None) -> None:
+    def add(self, t: float, f: tuple[bool, ...], latency: float | None, k: tuple[bool, ...] = ALL_KNOWN) -> None:
         if self.resolution is None:
-            super().add(t, f, latency)
+            super().add(t, f, latency, k)
             return
         b = math.floor(t / self.resolution)
         if self._buckets and self._buckets[-1][0] == b:
             entry = self._buckets[-1]
         else:
-            entry = [b, [0] * len(METRICS), 0]
+            entry = [b, [0] * len(METRICS), 0, [0] * len(METRICS)]
             self._buckets.append(entry)
         entry[2] += 1
         self._n += 1
-        if any(f):
-            for i, v in enumerate(f):
-                entry[1][i] += v
-                self.counts[i] += v
+        for into in (entry[1], self.counts):
+            self._count(into, f, 1)
+        for into in (entry[3], self.measured):
+            self._count(into, k, 1)
         self._evict(t)
 
     def _evict(self, now: float) -> None:
@@ -128,10 +148,12 @@ class TimeWindow(Window):
                 self._pop()
             return
         while self._buckets and (self._buckets[0][0] + 1) * self.resolution <= now - self.seconds:
-            _, counts, n = self._buckets.popleft()
+            _, counts, n, measured = self._buckets.popleft()
             self._n -= n
             for i, v in enumerate(counts):
                 self.counts[i] -= v
+            for i, v in enumerate(measured):
+                self.measured[i] -= v
 
     @property
     def n(self) -> int:

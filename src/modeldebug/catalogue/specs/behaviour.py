@@ -248,8 +248,9 @@ capitals, units and common facts; or yours with `--facts`) and scores the answer
 default: an accepted answer must appear as whole words or a whole number, case-insensitive, number
 words counting as digits, accents and thousands separators ignored, so "The capital of France is
 Paris." is right. With `--scoring strict` (`BehaviourConfig(scoring="strict")`) the first line must
-be the answer. Both are computed and shown; the title and evidence say which decided. It fires when
-the overall accuracy is at or below `knows_nothing_max` (default 0.1: 4 or fewer of the 48).
+be the answer. Both are computed and shown. It fires when the overall lenient accuracy is at or
+below `knows_nothing_max` (default 0.1: 4 or fewer of the 48), whichever scoring was chosen: a model
+whose answers are right but wrapped in a sentence knows the facts.
 Calls that raised count as wrong. Severity high, confidence 0.9. When the model's weights can be
 checked, a BEH022 finding is reported with it as its cause; when they look trained, the
 description points at the tokenizer and the prompt template instead.
