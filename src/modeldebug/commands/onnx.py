@@ -74,6 +74,9 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cp.add_argument("--inputs", metavar="FILE.npz|MODULE:CALLABLE",
                     help="input arrays by input name, or a data loader: a callable returning arrays, a dict or an "
                          "iterable of them (the first item is used) (default: seeded random)")
+    cp.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                    help="shape of a made-up input (sets its symbolic dims; without it they are 2, then 3, for the "
+                         "batch and 4 elsewhere)")
     cp.add_argument("--repro", metavar="DIR", help="save the reduced model: the smallest node group that still "
                     "diverges, with its inputs and both outputs")
     cp.add_argument("--atol", type=float, default=None, help="absolute tolerance for every dtype (default: by the "
@@ -208,6 +211,10 @@ def _compare(args: argparse.Namespace) -> int:
         raise BadInputError(f"compare takes one reference, got {' and '.join(kinds)}")
     if args.golden and args.save_golden:
         raise BadInputError("--save-golden writes what --golden reads: give one of them")
+    shapes = _shapes(args.shape) or None
+    if shapes and (args.inputs or args.golden):
+        raise BadInputError(f"--shape sets the shape of made-up inputs; it cannot be used with "
+                            f"{'--inputs' if args.inputs else '--golden'}")
     config = ONNXConfig(atol=args.atol, rtol=args.rtol)
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
     from ..onnx.feeds import input_specs, load_inputs
@@ -221,13 +228,14 @@ def _compare(args: argparse.Namespace) -> int:
         from ..loader import calling
 
         with calling(args.torch, "--torch", "running the model"):
-            result = compare(model, loaded, inputs, config, repro_dir=args.repro, save_golden=args.save_golden)
+            result = compare(model, loaded, inputs, config, repro_dir=args.repro, save_golden=args.save_golden,
+                             shapes=shapes)
     else:
         from ..onnx.pair import compare_onnx
 
         result = compare_onnx(loaded, args.reference, inputs, config, provider=args.provider,
                               reference_provider=args.reference_provider, golden=args.golden,
-                              save_golden=args.save_golden, repro_dir=args.repro)
+                              save_golden=args.save_golden, repro_dir=args.repro, shapes=shapes)
     if args.save_golden:
         _written("golden inputs and outputs", args.save_golden)
     if result.repro:

@@ -34,7 +34,8 @@ class ModelAnalysis:
 
     def to_text(self, *, findings: bool = True) -> str:
         """The model summary, then one line per finding (or a count when `findings` is False)."""
-        lines = [self.inspection.to_text(max_nodes=0).rsplit("\nnodes:", 1)[0]]
+        advice = f"`modeldebug onnx inspect {self.inspection.source} --shape NAME=D0,D1,...`"
+        lines = [self.inspection.to_text(max_nodes=0, shape_advice=advice).rsplit("\nnodes:", 1)[0]]
         if not self.findings:
             lines.append("check: no problems found")
         elif not findings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from .graph import Shape, shape_of
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "describe_specs", "input_specs", "load_inputs",
-           "made_up_shapes", "match_feeds", "random_feeds", "read_npz"]
+__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "check_shapes", "describe_specs", "input_specs",
+           "load_inputs", "made_up_note", "made_up_run_failure", "made_up_shapes", "made_up_sizes", "match_feeds",
+           "random_feeds", "read_npz"]
+
+log = logging.getLogger("modeldebug.onnx")
 
 
 class InputMismatchError(BadInputError):
@@ -71,23 +75,41 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover - the loop always returns
 
 
-def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_default: int = 4,
-                   shapes: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
-    """The concrete shape of each made-up input (see `random_feeds`); `shapes` fixes whole inputs."""
-    shapes = shapes or {}
+def check_shapes(specs: list[InputSpec], shapes: dict[str, list[int]]) -> None:
+    """`--shape NAME=D0,D1,...` against the model's inputs: a known input, its rank, positive sizes, and the
+    fixed dimensions as declared (only symbolic ones can be set). Used by inspect, profile and compare."""
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
         raise BadInputError(f"--shape given for {', '.join(map(repr, unknown))}, but the model's inputs are "
                             f"{describe_specs(specs)}")
+    for spec in specs:
+        given = shapes.get(spec.name)
+        if given is None:
+            continue
+        flag = f"--shape {spec.name}={','.join(map(str, given))}"
+        if any(d <= 0 for d in given):
+            raise BadInputError(f"{flag}: dimensions must be positive, for the input {spec}")
+        if not spec.shape:
+            continue  # rank unknown: any shape may fit
+        if len(given) != len(spec.shape):
+            raise BadInputError(f"{flag} has {len(given)} dimensions but the input {spec} has {len(spec.shape)}")
+        fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and d > 0 and given[i] != d]
+        if fixed:
+            i, d = fixed[0]
+            raise BadInputError(f"{flag} does not fit the input {spec}: axis {i} is fixed at {d} in the model, not "
+                                f"{given[i]} (fixed dimensions must stay as declared; --shape sets the symbolic ones)")
+
+
+def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_default: int = 4,
+                   shapes: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """The concrete shape of each made-up input (see `random_feeds`); `shapes` fixes whole inputs."""
+    shapes = shapes or {}
+    check_shapes(specs, shapes)
     symbols: dict[str, int] = {}
     out = {}
     for spec in specs:
         given = shapes.get(spec.name)
         if given is not None:
-            fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and d > 0]
-            if spec.shape and (len(given) != len(spec.shape) or any(given[i] != d for i, d in fixed)):
-                raise BadInputError(f"--shape {spec.name}={','.join(map(str, given))} does not fit the input "
-                                    f"{spec} (fixed dimensions must stay as declared)")
             out[spec.name] = list(given)
             continue
         shape = []
@@ -99,6 +121,52 @@ def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_defa
             shape.append(symbols.setdefault(d, size) if isinstance(d, str) else size)
         out[spec.name] = shape
     return out
+
+
+def made_up_sizes(specs: list[InputSpec], feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    """The size each dynamic dimension got in `feeds`: {'batch': 2, 'seq': 4} ('x[1]' for an unnamed one)."""
+    out: dict[str, int] = {}
+    for spec in specs:
+        if spec.name in feeds:
+            for axis, (d, n) in enumerate(zip(spec.shape, feeds[spec.name].shape)):
+                if not (isinstance(d, int) and d > 0):
+                    out.setdefault(d if isinstance(d, str) else f"{spec.name}[{axis}]", int(n))
+    return out
+
+
+def _shape_flags(specs: list[InputSpec], given: dict[str, list[int]]) -> str:
+    """`--shape x=D0,D1,8` for each input with a dynamic dimension whose shape was not given."""
+    return " ".join(f"--shape {s.name}=" + ",".join(str(d) if isinstance(d, int) and d > 0 else f"D{a}"
+                                                     for a, d in enumerate(s.shape))
+                    for s in specs if s.name not in given and not all(isinstance(d, int) and d > 0 for d in s.shape))
+
+
+def made_up_note(specs: list[InputSpec], feeds: dict[str, np.ndarray],
+                 given: dict[str, list[int]] | None = None) -> str:
+    """For an error on made-up inputs: the sizes made up and how to give real ones ('' when none were)."""
+    sizes = made_up_sizes([s for s in specs if s.name not in (given or {})], feeds)
+    if not sizes:
+        return ""
+    made = ", ".join(f"{k}={n}" for k, n in sizes.items())
+    return (f" (on made-up inputs: the sizes of the dynamic dimensions were made up ({made}); give real sizes with "
+            f"{_shape_flags(specs, given or {})}, or real inputs with --inputs)")
+
+
+def made_up_run_failure(source: str, specs: list[InputSpec], tried: list[dict[str, np.ndarray]], node: str | None,
+                        said: str, given: dict[str, list[int]] | None = None) -> BadInputError:
+    """onnxruntime failed on every set of made-up inputs: which sizes were made up, the likely cause (a shape
+    baked in at export, ONX010) and how to give real sizes (`--shape`, with `given` the ones already given)."""
+    at = f" at node {node}" if node else ""
+    made = [made_up_sizes([s for s in specs if s.name not in (given or {})], f) for f in tried]
+    if not any(made):
+        shapes = "; ".join(str({k: list(v.shape) for k, v in f.items()}) for f in tried)
+        return BadInputError(f"onnxruntime failed to run {source}{at} on made-up inputs {shapes} (seeded random "
+                             f"values): give real inputs with --inputs. onnxruntime said: {said}")
+    sizes = "; then ".join(", ".join(f"{k}={n}" for k, n in m.items()) for m in made)
+    return BadInputError(f"onnxruntime failed to run {source}{at} on made-up inputs: the sizes of its dynamic "
+                         f"dimensions were made up ({sizes}) and the graph seems to fix some of them (a shape baked in "
+                         f"at export, ONX010: `modeldebug onnx check {source}` names the axis); give real sizes with "
+                         f"{_shape_flags(specs, given or {})}, or real inputs with --inputs. onnxruntime said: {said}")
 
 
 class FeedTooLargeError(InputMismatchError):
@@ -173,10 +241,44 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise InputMismatchError(f"{p}: not a readable .npz/.npy file ({exc})") from exc
 
 
-def _as_array(value: Any) -> np.ndarray:
+def _as_array(value: Any, name: str) -> tuple[np.ndarray, str]:
+    """(the array, the dtype it came in). A torch float type numpy lacks (bfloat16, float8) becomes float32,
+    which holds each of its values exactly."""
     if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+        t = value.detach().cpu()
+        came = str(t.dtype).removeprefix("torch.")
+        try:
+            return t.numpy(), came
+        except TypeError:
+            if not t.is_floating_point():
+                raise InputMismatchError(f"input {name!r} is a torch {came} tensor, a type numpy (and onnxruntime's "
+                                         "Python API) cannot hold: convert it to the model's input type") from None
+            return t.float().numpy(), came
+    arr = np.asarray(value)
+    return arr, str(arr.dtype)
+
+
+def _cast(spec: InputSpec, arr: np.ndarray, came: str) -> np.ndarray:
+    """`arr` as the model's input type; says so when that changes values, or the type was one numpy lacks."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = arr.astype(spec.dtype)
+        back = cast.astype(arr.dtype)
+    if arr.dtype.kind == "f" and cast.dtype.kind == "f":
+        # float64 data for a float32 model: rounding is what the exported model computes in anyway;
+        # what to say is a value that overflowed to inf or underflowed to 0
+        with np.errstate(invalid="ignore"):
+            same = ~((np.isfinite(arr) & ~np.isfinite(cast)) | ((arr != 0) & (cast == 0)))
+    else:
+        same = back == arr
+        if arr.dtype.kind == "f":
+            same |= np.isnan(back) & np.isnan(arr)
+    changed = int((~same).sum())
+    if changed or came != str(arr.dtype):
+        how = (f"{changed} of {arr.size} values {'overflowed or underflowed' if cast.dtype.kind == 'f' else 'changed'}"
+               if changed else f"exact: every {came} value is a {spec.dtype}")
+        log.warning("modeldebug: input %r: %s values cast to %s, the model's input type (%s)", spec.name, came,
+                    spec.dtype, how)
+    return cast
 
 
 def match_feeds(specs: list[InputSpec], given: Any) -> dict[str, np.ndarray]:
@@ -204,18 +306,26 @@ def match_feeds(specs: list[InputSpec], given: Any) -> dict[str, np.ndarray]:
         raise InputMismatchError(f"{len(given)} input array(s) given but the model expects {len(specs)}: {expected}")
     feeds = {}
     for spec, value in zip(specs, given):
-        arr = _as_array(value)
-        if arr.dtype != spec.dtype:
+        arr, came = _as_array(value, spec.name)
+        if arr.dtype != spec.dtype or came != str(arr.dtype):
             if arr.dtype.kind == spec.dtype.kind == "f" or (arr.dtype.kind in "iu" and spec.dtype.kind in "iu"):
-                arr = arr.astype(spec.dtype)
+                arr = _cast(spec, arr, came)
             else:
-                raise InputMismatchError(f"input {spec.name!r} has dtype {arr.dtype} but the model expects "
+                raise InputMismatchError(f"input {spec.name!r} has dtype {came} but the model expects "
                                          f"{spec.dtype} ({spec})")
         if spec.shape and (arr.ndim != len(spec.shape) or any(
                 isinstance(d, int) and d > 0 and d != n for d, n in zip(spec.shape, arr.shape))):
             raise InputMismatchError(f"input {spec.name!r} has shape {list(arr.shape)} but the model expects {spec}")
         feeds[spec.name] = arr
     return feeds
+
+
+def _not_text(obj: Any, spec: str, attr: str, verb: str = "returned") -> None:
+    """A loader that returns a str (a file name?) would otherwise be read as the name of an inputs file."""
+    if isinstance(obj, (str, bytes)):
+        raise BadInputError(f"--inputs {spec!r}: {attr} {verb} a {type(obj).__name__} ({obj[:40]!r}), not arrays "
+                            "or tensors (one, a sequence or a dict by input name, or an iterable of them); to read a "
+                            "file, give its path to --inputs")
 
 
 def load_inputs(spec: str | None, specs: list[InputSpec] | None = None) -> Any:
@@ -238,6 +348,7 @@ def load_inputs(spec: str | None, specs: list[InputSpec] | None = None) -> Any:
         with calling(spec, "--inputs", f"calling {attr}()"):
             if callable(obj) and not hasattr(obj, "shape"):
                 obj = obj()
+            _not_text(obj, spec, attr)
             if not isinstance(obj, (dict, list, tuple, np.ndarray)) and not hasattr(obj, "shape"):
                 if not hasattr(obj, "__iter__"):
                     raise BadInputError(f"--inputs {spec!r}: {attr} gave {type(obj).__name__}, not arrays, tensors, "
@@ -245,6 +356,7 @@ def load_inputs(spec: str | None, specs: list[InputSpec] | None = None) -> Any:
                 obj = next(iter(obj), None)
                 if obj is None:
                     raise BadInputError(f"--inputs {spec!r}: the data loader yielded nothing")
+                _not_text(obj, spec, attr, "yielded")
     except BadInputError:
         raise
     except Exception as exc:  # the user's loader failed: one line naming it

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import BadInputError
+from .feeds import check_shapes, input_specs
 from .graph import GraphIndex, infer_types, module_scope
 from .lint import tensor_nbytes
 from .load import load_model
@@ -75,7 +75,8 @@ class Inspection:
         d["findings"] = [f.to_dict() for f in self.findings]
         return d
 
-    def to_text(self, *, max_nodes: int = 40) -> str:
+    def to_text(self, *, max_nodes: int = 40, shape_advice: str = "--shape NAME=D0,D1,...") -> str:
+        """`shape_advice`: how to give real sizes, from the command printing it (check has no --shape)."""
         def io(items: list[dict[str, Any]]) -> str:
             return "\n".join(f"  {i['name']}: {i['dtype']}{i['shape']}" for i in items) or "  (none)"
 
@@ -93,7 +94,7 @@ class Inspection:
                         if self.macs_by_op else ""))
         if self.symbolic_set_to_one:
             lines.append(f"  symbolic dimension(s) {', '.join(self.symbolic_set_to_one)} set to 1: give real sizes with "
-                         "--shape NAME=D0,D1,...")
+                         + shape_advice)
         if self.uncounted:
             ops = Counter(u["op_type"] for u in self.uncounted)
             lines.append(f"  NOT counted: {len(self.uncounted)} compute node(s) ("
@@ -151,16 +152,8 @@ def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> 
               "shape": declared[n][1] if n in declared else None} for n in g.input_names]
     io_out = [{"name": n, "dtype": dtype(declared[n][0]) if n in declared else "?",
                "shape": declared[n][1] if n in declared else None} for n in g.output_names]
-    unknown = sorted(set(input_shapes or {}) - set(g.input_names))
-    if unknown:
-        raise BadInputError(f"input shape(s) given for {unknown}, but the model's inputs are {g.input_names}")
-    for item in io_in:
-        given = (input_shapes or {}).get(item["name"])
-        if given is not None and item["shape"] is not None and len(given) != len(item["shape"]):
-            raise BadInputError(f"--shape {item['name']}={','.join(map(str, given))}: the input has {len(item['shape'])} "
-                                f"dimensions {item['shape']}, not {len(given)}")
-        if given is not None and any(d <= 0 for d in given):
-            raise BadInputError(f"--shape {item['name']}: dimensions must be positive, got {given}")
+    if input_shapes:
+        check_shapes(input_specs(proto), input_shapes)  # as profile and compare check them
     assumed = dict(input_shapes or {})
     set_to_one: list[str] = []
     for item in io_in:

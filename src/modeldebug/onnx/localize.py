@@ -32,7 +32,8 @@ def run_all(model: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray],
             if name and name not in have:
                 proto.graph.output.append(onnx.ValueInfoProto(name=name))  # untyped: onnxruntime accepts it
                 have.add(name)
-    sess = make_session(proto.SerializeToString(), level="disable", threads=1, providers=providers)
+    sess = make_session(proto.SerializeToString(), level="disable", threads=1, providers=providers,
+                        source=model.source)
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, run_session(sess, feeds, names)))
     values.update(feeds)

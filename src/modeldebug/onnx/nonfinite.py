@@ -33,7 +33,11 @@ def _same_nonfinite(arr: np.ndarray, ref: np.ndarray | None) -> bool:
 def nonfinite_report(g: GraphIndex, values: dict[str, np.ndarray], ref: Any,
                      feeds: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(the first node that introduces NaN/Inf not by design, a summary of the by-design values)."""
-    design: set[str] = {k for k, v in feeds.items() if _floating(v) and not np.isfinite(v).all()}
+    nan_feeds = {k: int(np.isnan(v).sum()) for k, v in feeds.items() if _floating(v) and np.isnan(v).any()}
+    design: set[str] = {k for k, v in feeds.items() if _floating(v) and k not in nan_feeds
+                        and not np.isfinite(v).all()}
+    carried: set[str] = set(nan_feeds)  # values the NaN of the inputs flows into
+    carrier: dict[str, Any] | None = None
     sources: list[str] = []
     constants: dict[str, bool] = {}
 
@@ -57,6 +61,11 @@ def nonfinite_report(g: GraphIndex, values: dict[str, np.ndarray], ref: Any,
             if arr is None or not _floating(arr) or np.isfinite(arr).all():
                 continue
             has_nan = bool(np.isnan(arr).any())
+            if any(n in carried for n in g.inputs_of(i)):  # the inputs' NaN, passed on
+                carried.add(v)
+                carrier = carrier or {"node": g.label(i), "op_type": node.op_type, "value": v,
+                                      "count": int((~np.isfinite(arr)).sum())}
+                continue
             bad_inputs = [n for n in g.inputs_of(i) if n in design or (
                 _floating(x := values.get(n)) and not np.isfinite(x).all())]
             torch_arr = ref.values.get(v)
@@ -71,8 +80,14 @@ def nonfinite_report(g: GraphIndex, values: dict[str, np.ndarray], ref: Any,
                 not np.isfinite(o).all() for o in ref.outputs if _floating(o))
             first = {"node": g.label(i), "op_type": node.op_type, "value": v,
                      "count": int((~np.isfinite(arr)).sum()), "nan": has_nan, "nonfinite_inputs": bad_inputs,
+                     "fed": [n for n in bad_inputs if n in feeds],
                      "torch_nonfinite": bool(in_torch)}
             return first, _summary(count, sources)
+    if carrier is not None:
+        in_torch = any(_floating(o) and not np.isfinite(o).all() for o in ref.outputs)
+        return {**carrier, "nan": True, "nonfinite_inputs": list(nan_feeds), "from_inputs": nan_feeds,
+                "input_sizes": {k: int(feeds[k].size) for k in nan_feeds}, "torch_nonfinite": in_torch}, \
+            _summary(count, sources)
     return None, _summary(count, sources)
 
 

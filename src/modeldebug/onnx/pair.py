@@ -22,13 +22,13 @@ import numpy as np
 
 from ..errors import BadInputError
 from .config import ONNXConfig
-from .feeds import input_specs, match_feeds, random_feeds
+from .feeds import input_specs, made_up_run_failure, match_feeds, random_feeds
 from .golden import Golden, read_golden, write_golden
 from .graph import GraphIndex
 from .load import LoadedModel, load_model
 from .localize import boundary, extract, run_all, run_ort, run_reference, segment
-from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, save_repro
-from .runtime import make_session, require_ort, run_session
+from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, require_compared, save_repro
+from .runtime import RunFailedError, make_session, require_ort, run_session
 from .tolerance import ErrorStats, Tolerance, compare_arrays, tolerance_for
 
 __all__ = ["compare_onnx"]
@@ -57,12 +57,16 @@ def _stats(a: np.ndarray, e: np.ndarray, config: ONNXConfig, used: dict[str, Tol
     return compare_arrays(a, e, atol=t.atol, rtol=t.rtol)
 
 
-def _feeds(loaded: LoadedModel, inputs: Any, config: ONNXConfig) -> dict[str, np.ndarray]:
+def _feeds(loaded: LoadedModel, inputs: Any, config: ONNXConfig,
+           shapes: dict[str, list[int]] | None) -> dict[str, np.ndarray]:
     specs = input_specs(loaded.proto)
     if inputs is not None:
+        if shapes:
+            raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
         return match_feeds(specs, inputs)
     return random_feeds(specs, batch=config.batch_sizes[0] if specs and all(s.dynamic_batch for s in specs) else None,
-                        seed=config.seed, dim_default=config.dim_default, max_bytes=config.max_feed_bytes)
+                        seed=config.seed, dim_default=config.dim_default, max_bytes=config.max_feed_bytes,
+                        shapes=shapes, shape_flag="--shape")
 
 
 def _result(source: str, reference: str, target: str, outputs: list[dict[str, Any]], used: dict[str, Tolerance],
@@ -92,6 +96,7 @@ def _against_golden(loaded: LoadedModel, golden: Golden, providers: list[str], c
         expected = dict(zip(names, expected.values()))  # other names (a re-export): in order
     used: dict[str, Tolerance] = {}
     outputs = [{"name": n, "stats": _stats(a, expected[n], config, used)} for n, a in zip(names, got)]
+    require_compared(outputs, feeds)
     first = next((iter(feeds.values())), None)
     return _result(loaded.source, f"golden outputs ({golden.meta.get('produced_by', 'saved')})", label, outputs, used,
                    batch=int(first.shape[0]) if first is not None and first.ndim else None, level="all")
@@ -129,43 +134,56 @@ def _verdict(sub: Any, feeds: dict[str, np.ndarray], alone: np.ndarray, expected
     return "undetermined", None
 
 
+def _run_all(loaded: LoadedModel, g: GraphIndex, feeds: dict[str, np.ndarray], prov: list[str], made_up: bool,
+             shapes: dict[str, list[int]] | None) -> dict[str, np.ndarray]:
+    try:
+        return run_all(loaded, g, feeds, prov)
+    except RunFailedError as exc:
+        if not made_up:
+            raise
+        raise made_up_run_failure(loaded.source, input_specs(loaded.proto), [feeds], exc.node, exc.detail,
+                                  shapes) from exc
+
+
 def compare_onnx(model: Any, reference: Any = None, inputs: Any = None, config: ONNXConfig | None = None, *,
                  provider: str | None = None, reference_provider: str | None = None, golden: str | Path | None = None,
-                 save_golden: str | Path | None = None, repro_dir: str | Path | None = None) -> ComparisonResult:
+                 save_golden: str | Path | None = None, repro_dir: str | Path | None = None,
+                 shapes: dict[str, list[int]] | None = None) -> ComparisonResult:
     """Compare `model` (on `provider`) with `reference` (another ONNX model, on `reference_provider`), with
     the same model on `reference_provider`, or with the outputs saved in `golden`.
 
-    `inputs` as for `compare` (None: seeded random inputs, or the golden file's). `save_golden`
-    writes the inputs and the reference's outputs for later runs.
+    `inputs` as for `compare` (None: seeded random inputs, or the golden file's; `shapes` sets their
+    shapes by input name). `save_golden` writes the inputs and the reference's outputs for later runs.
     """
     config = config or ONNXConfig()
     loaded = load_model(model)
     prov = _providers("--provider", provider)
     target = f"onnxruntime ({prov[0]})"
     if golden is not None:
-        if reference is not None or reference_provider is not None or inputs is not None:
+        if reference is not None or reference_provider is not None or inputs is not None or shapes:
             raise BadInputError("--golden brings its own inputs and outputs: give no reference model, "
-                                "--reference-provider or --inputs with it")
+                                "--reference-provider, --inputs or --shape with it")
         return _against_golden(loaded, read_golden(golden), prov, config, target)
     ref_loaded = load_model(reference) if reference is not None else loaded
     ref_prov = _providers("--reference-provider", reference_provider)
     if reference is None and ref_prov[0] == prov[0]:
         raise BadInputError(f"nothing to compare {loaded.source} with: give a reference model, --torch, --golden, or "
                             f"a --provider other than the --reference-provider ({ref_prov[0]})")
-    feeds = _feeds(loaded, inputs, config)
+    feeds = _feeds(loaded, inputs, config, shapes)
     g, ref_g = GraphIndex(loaded.proto.graph), GraphIndex(ref_loaded.proto.graph)
     missing = [n for n in ref_g.input_names if n not in feeds]
     if missing:
         raise BadInputError(f"the reference model's input(s) {missing} are not inputs of {loaded.source} "
                             f"(its inputs: {g.input_names}): the two models do not take the same inputs")
-    values = run_all(loaded, g, feeds, prov)
-    ref_values = run_all(ref_loaded, ref_g, {n: feeds[n] for n in ref_g.input_names}, ref_prov)
+    values = _run_all(loaded, g, feeds, prov, inputs is None, shapes)
+    ref_values = _run_all(ref_loaded, ref_g, {n: feeds[n] for n in ref_g.input_names}, ref_prov, inputs is None, shapes)
     if len(ref_g.output_names) != len(g.output_names):
         raise BadInputError(f"{ref_loaded.source} has {len(ref_g.output_names)} output(s), {loaded.source} "
                             f"{len(g.output_names)}: they are not the same model")
     used: dict[str, Tolerance] = {}
     ref_out = {n: ref_values[r] for n, r in zip(g.output_names, ref_g.output_names)}
     outputs = [{"name": n, "stats": _stats(values[n], ref_out[n], config, used)} for n in g.output_names]
+    require_compared(outputs, feeds)
     if save_golden is not None:
         write_golden(save_golden, feeds, {n: ref_out[n] for n in g.output_names},
                      produced_by=f"{ref_loaded.source} on {ref_prov[0]}")

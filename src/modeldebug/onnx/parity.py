@@ -22,17 +22,17 @@ import numpy as np
 
 from ..errors import BadInputError
 from .config import ONNXConfig
-from .feeds import input_specs, match_feeds, random_feeds
+from .feeds import input_specs, made_up_note, made_up_run_failure, match_feeds, random_feeds
 from .findings import finding
 from .graph import GraphIndex
 from .groups import expected_params
 from .load import LoadedModel, load_model
 from .localize import boundary, extract, run_all, run_ort, run_reference, segment
 from .nonfinite import nonfinite_report
-from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, save_repro
+from .parity_result import ComparisonResult, Divergence, ValueCheck, parity_findings, require_compared, save_repro
 from .runtime import LEVELS, RunFailedError, SessionCreationError, make_session, run_session
 from .tolerance import ErrorStats, Tolerance, compare_arrays, float_name, lowest_precision, tolerance_for
-from .torchref import TorchReference, torch_reference
+from .torchref import TorchFailedError, TorchReference, torch_reference
 
 __all__ = ["compare"]
 
@@ -256,18 +256,21 @@ def _levels(loaded: LoadedModel, feeds: dict[str, np.ndarray], expected: list[np
     return out
 
 
-def _feed_sets(loaded: LoadedModel, inputs: Any, config: ONNXConfig) -> list[tuple[int | None, dict[str, np.ndarray]]]:
+def _feed_sets(loaded: LoadedModel, inputs: Any, config: ONNXConfig,
+               shapes: dict[str, list[int]] | None) -> list[tuple[int | None, dict[str, np.ndarray]]]:
     specs = input_specs(loaded.proto)
-    if inputs is not None:
-        feeds = match_feeds(specs, inputs)
+    if inputs is not None or shapes:  # the user's inputs, or made-up ones at the user's sizes: one set
+        feeds = match_feeds(specs, inputs) if inputs is not None else random_feeds(
+            specs, seed=config.seed, dim_default=config.dim_default, shapes=shapes, max_bytes=config.max_feed_bytes,
+            shape_flag="--shape")
         first = next(iter(feeds.values()), None)
         return [(int(first.shape[0]) if first is not None and first.ndim else None, feeds)]
     if specs and all(s.dynamic_batch for s in specs):
         return [(b, random_feeds(specs, batch=b, seed=config.seed + k, dim_default=config.dim_default,
-                                 max_bytes=config.max_feed_bytes))
+                                 max_bytes=config.max_feed_bytes, shape_flag="--shape"))
                 for k, b in enumerate(config.batch_sizes)]
     return [(None, random_feeds(specs, seed=config.seed, dim_default=config.dim_default,
-                                max_bytes=config.max_feed_bytes))]
+                                max_bytes=config.max_feed_bytes, shape_flag="--shape"))]
 
 
 def _run_failure(batch: int | None, exc: RunFailedError) -> Any:
@@ -276,17 +279,28 @@ def _run_failure(batch: int | None, exc: RunFailedError) -> Any:
                    "(a baked shape, see ONX010).", location=exc.node, evidence={"batch": batch, "error": exc.message})
 
 
+def _made_up(exc: TorchFailedError, loaded: LoadedModel, feeds: dict[str, np.ndarray], inputs: Any,
+             shapes: dict[str, list[int]] | None) -> TorchFailedError:
+    """PyTorch failed: on made-up inputs, say which sizes were made up."""
+    note = made_up_note(input_specs(loaded.proto), feeds, shapes) if inputs is None else ""
+    return TorchFailedError(exc.message + note)
+
+
 def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config: ONNXConfig | None = None, *,
-            repro_dir: str | Path | None = None, save_golden: str | Path | None = None) -> ComparisonResult:
+            repro_dir: str | Path | None = None, save_golden: str | Path | None = None,
+            shapes: dict[str, list[int]] | None = None) -> ComparisonResult:
     """Compare a PyTorch model with its ONNX export under onnxruntime, and localise any divergence.
 
     `onnx_model`: a path, bytes or ModelProto (None: export `torch_model` on `inputs` first).
     `inputs`: arrays or tensors (one, a sequence in input order, or a dict by input name), or an .npz
     path; None makes seeded random inputs, at two batch sizes when the batch axis is dynamic.
     `save_golden` writes the inputs and PyTorch's outputs (of the first input set) for later
-    `compare_onnx(..., golden=...)` runs that need no PyTorch.
+    `compare_onnx(..., golden=...)` runs that need no PyTorch. `shapes` sets the shapes of made-up
+    inputs by input name (their symbolic dimensions; one input set then).
     """
     config = config or ONNXConfig()
+    if inputs is not None and shapes:
+        raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
     if isinstance(inputs, (str, Path)):
         from .feeds import read_npz
 
@@ -294,10 +308,11 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
     with tempfile.TemporaryDirectory(prefix="modeldebug-export-") as tmp:
         loaded = _export(torch_model, inputs, tmp) if onnx_model is None else load_model(onnx_model)
     g = GraphIndex(loaded.proto.graph)
-    sets = _feed_sets(loaded, inputs, config)
-    extra, batches, failed = [], [], None
+    sets = _feed_sets(loaded, inputs, config, shapes)
+    extra, batches, failed, tried = [], [], None, []
     while sets:  # the first input set onnxruntime can run becomes the one localised
         batch, feeds = sets.pop(0)
+        tried.append(feeds)
         try:
             loc = _localise(torch_model, loaded, g, feeds, config, batch)
             break
@@ -305,8 +320,15 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
             failed = exc
             batches.append({"batch": batch, "passed": False, "detail": "(onnxruntime failed to run)"})
             extra.append(_run_failure(batch, exc))
+        except TorchFailedError as exc:
+            raise _made_up(exc, loaded, feeds, inputs, shapes) from exc
     else:
-        raise BadInputError(failed.message if failed else "no inputs to compare with")
+        if failed is None:
+            raise BadInputError("no inputs to compare with")
+        if inputs is not None:
+            raise BadInputError(failed.message)
+        raise made_up_run_failure(loaded.source, input_specs(loaded.proto), tried, failed.node, failed.detail, shapes)
+    require_compared(loc.outputs, feeds)
     out_tols = [loc.tolerances(n, a) for n, a in zip(g.output_names, loc.ref.outputs)]
     if save_golden is not None:
         from .golden import write_golden
@@ -319,6 +341,8 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
         try:
             ref2 = torch_reference(torch_model, feeds2, g, {}, op_level=False)
             got = run_session(make_session(loaded, level="disable", threads=1), feeds2)
+        except TorchFailedError as exc:
+            raise _made_up(exc, loaded, feeds2, inputs, shapes) from exc
         except RunFailedError as exc:
             batches.append({"batch": b2, "passed": False, "detail": "(onnxruntime failed to run)"})
             extra.append(_run_failure(b2, exc))
@@ -338,7 +362,7 @@ def compare(torch_model: Any, onnx_model: Any = None, inputs: Any = None, config
                                           for k, t in loc.tolerances.used.items()},
                               tolerance_note=main.describe(), nonfinite_by_design=loc.by_design,
                               grouping=loc.ref.grouping.to_dict())
-    result.findings = parity_findings(result) + extra
+    result.findings = parity_findings(result, extra) + extra
     if repro_dir is not None and loc.first is not None:
         result.repro = save_repro(loc.first, repro_dir)
     return result

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..rules.base import Finding, Recommendation
 from .findings import finding
 from .tolerance import ErrorStats
 
-__all__ = ["ComparisonResult", "Divergence", "ValueCheck", "parity_findings", "save_repro"]
+__all__ = ["ComparisonResult", "Divergence", "ValueCheck", "parity_findings", "require_compared", "save_repro"]
 
 _VERDICTS = {
     "translation": "exporter/translation: onnx.reference (the ONNX spec) computes the same as onnxruntime, so the "
@@ -170,7 +171,8 @@ class ComparisonResult:
                              f"{', '.join(d.other_introducers[:12])}")
         if self.first_nonfinite:
             n = self.first_nonfinite
-            lines.append(f"first NaN/Inf: {n['node']} ({n['op_type']}) -> {n['value']}")
+            lines.append(f"NaN in the inputs given: {', '.join(n['from_inputs'])} (first carried by {n['node']})"
+                         if n.get("from_inputs") else f"first NaN/Inf: {n['node']} ({n['op_type']}) -> {n['value']}")
         if self.nonfinite_by_design:
             b = self.nonfinite_by_design
             lines.append(f"  +-inf by design (masking, not a finding): {b['values']} value(s) from "
@@ -183,7 +185,9 @@ class ComparisonResult:
         return "\n".join(lines)
 
 
-def parity_findings(r: ComparisonResult) -> list[Finding]:
+def parity_findings(r: ComparisonResult, others: list[Finding] | None = None) -> list[Finding]:
+    """The findings of a comparison; `others` are the caller's own (a batch that fails to run): a FAIL
+    that neither explains still gets one."""
     out = []
     d = r.first_divergent
     if d is not None:
@@ -229,32 +233,10 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
                                      "inheritors": d.inheritors[:100], "other_introducers": d.other_introducers[:20]},
                            recommendations=recs))
     bad = [o for o in r.outputs if not o["stats"].passed]
-    if d is None and bad and not r.torch:  # golden outputs: nothing inside the model to localise with
-        o = bad[0]
-        out.append(finding("ONX105", severity="high", confidence=0.85,
-                           title=f"Output {o['name']!r} differs from {r.reference_label}",
-                           description=f"{len(bad)} of {len(r.outputs)} output(s) disagree; {o['name']!r}: "
-                           f"{o['stats'].brief()} ({r.tolerance_note}). Saved outputs hold no intermediate values, so "
-                           "the node cannot be named from them.", location=o["name"],
-                           evidence={"outputs": {x["name"]: x["stats"].to_dict() for x in bad}},
-                           recommendations=[Recommendation("fix", "Localise it against a run that has every "
-                                                           "intermediate: the model the golden file came from "
-                                                           "(`compare NEW.onnx OLD.onnx`) or the PyTorch model "
-                                                           "(`--torch`).")]))
-    n = r.first_nonfinite
-    if n is not None:
-        both = "PyTorch produces NaN/Inf there too, so it is the model's own arithmetic" if n["torch_nonfinite"] else \
-            "PyTorch does not (or it could not be matched), so treat it as a parity problem"
-        inputs = (f"its inputs {', '.join(map(repr, n['nonfinite_inputs'][:3]))} hold only by-design infinities"
-                  if n["nonfinite_inputs"] else "its inputs are finite")
-        out.append(finding("ONX102", severity="medium" if n["torch_nonfinite"] else "high", confidence=0.9,
-                           title=f"{n['node']} ({n['op_type']}) is the first node to produce "
-                           f"{'NaN' if n.get('nan') else 'Inf'}",
-                           description=f"Its output {n['value']!r} has {n['count']} non-finite value(s) while "
-                           f"{inputs}; {both}. Infinities by design (a -inf mask constant and the values it flows "
-                           "into) are not counted.", location=n["node"], evidence=n,
-                           recommendations=[Recommendation("fix", "Guard the operation (clamp its input, add an "
-                                                           "epsilon) in the model and re-export.")]))
+    if d is None and bad:  # no node introduces it (or none could be checked): the outputs themselves
+        out.append(_output_finding(r, bad))
+    if r.first_nonfinite is not None:
+        out.append(_nonfinite_finding(r.first_nonfinite))
     lv = r.levels
     if lv.get("disable", {}).get("passed"):
         bad = [k for k, v in lv.items() if not v["passed"]]
@@ -268,7 +250,91 @@ def parity_findings(r: ComparisonResult) -> list[Finding]:
                                                                "so = onnxruntime.SessionOptions()\n"
                                                                "so.graph_optimization_level = "
                                                                "onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC")]))
+    if not r.passed and not out and not others:
+        out.append(_unexplained_failure(r))
     return out
+
+
+def require_compared(outputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]) -> None:
+    """Refuse to call a comparison of nothing a PASS: every output empty (an empty batch)."""
+    if outputs and all(o["stats"].elements == 0 and not o["stats"].shape_mismatch for o in outputs):
+        shapes = {k: list(v.shape) for k, v in feeds.items()}
+        raise BadInputError(f"nothing was compared: every output has 0 elements on the inputs {shapes} (an empty "
+                            "batch?): give inputs with at least one sample")
+
+
+def _unexplained_failure(r: ComparisonResult) -> Finding:
+    """The finding of a FAIL that none of the others explains (every FAIL must carry one)."""
+    failed = [f"optimisation level {k}" for k, v in r.levels.items() if not v["passed"]]
+    failed += [f"batch {b['batch']}" for b in r.batches if not b["passed"]]
+    return finding("ONX101" if r.torch else "ONX105", severity="high", confidence=0.7,
+                   title=f"{r.target_label} disagrees with {r.reference_label} ({', '.join(failed[:4])})",
+                   description=f"The outputs disagree with {r.reference_label} in the run(s) at "
+                   f"{', '.join(failed)} ({r.tolerance_note}), though no node could be named.",
+                   evidence={"levels": r.levels, "batches": r.batches})
+
+
+def _nonfinite_finding(n: dict[str, Any]) -> Finding:
+    """ONX102: the first node that makes NaN/Inf, or the inputs given, when they already hold the NaN."""
+    if n.get("from_inputs"):
+        held = ", ".join(f"{k!r} ({c} of {n['input_sizes'][k]} values)" for k, c in n["from_inputs"].items())
+        return finding("ONX102", severity="low", confidence=0.95, title=f"The inputs already contain NaN: {held}",
+                       description=f"The inputs given hold NaN ({held}); {n['node']} ({n['op_type']}) and the nodes "
+                       "after it only pass it on, and no node makes NaN of its own. The model is not at fault: the "
+                       "data is.", location=next(iter(n["from_inputs"])), evidence=n,
+                       recommendations=[Recommendation("fix", "Check the data the inputs came from (missing values, "
+                                                       "a failed preprocessing step), or compare on inputs without "
+                                                       "NaN.")])
+    both = "PyTorch produces NaN/Inf there too, so it is the model's own arithmetic" if n["torch_nonfinite"] else \
+        "PyTorch does not (or it could not be matched), so treat it as a parity problem"
+    bad, given = n["nonfinite_inputs"], [x for x in n["nonfinite_inputs"] if x in n.get("fed", [])]
+    names = ", ".join(map(repr, bad[:3]))
+    if not bad:
+        inputs = "its inputs are finite"
+    elif len(given) == len(bad):
+        inputs = f"its inputs {names} hold +-inf (no NaN), given in the inputs"
+    else:
+        inputs = f"its inputs {names} hold only infinities, by design" + (
+            f" or given in the inputs ({', '.join(map(repr, given[:3]))})" if given else "")
+    what = "NaN" if n.get("nan") else "Inf"
+    return finding("ONX102", severity="medium" if n["torch_nonfinite"] else "high", confidence=0.9,
+                   title=f"{n['node']} ({n['op_type']}) is the first node to produce {what}",
+                   description=f"Its output {n['value']!r} has {n['count']} non-finite value(s) while {inputs}; "
+                   f"{both}. Infinities by design (a -inf mask constant and the values it flows into) are not counted.",
+                   location=n["node"], evidence=n,
+                   recommendations=[Recommendation("fix", "Guard the operation (clamp its input, add an epsilon) in "
+                                                   "the model and re-export.")])
+
+
+def _output_finding(r: ComparisonResult, bad: list[dict[str, Any]]) -> Finding:
+    """An output that disagrees with no node named: a shape that differs, or no value to localise with."""
+    o = bad[0]
+    s = o["stats"]
+    evidence = {"outputs": {x["name"]: x["stats"].to_dict() for x in bad}}
+    lead = f"{len(bad)} of {len(r.outputs)} output(s) disagree; {o['name']!r}: "
+    if s.shape_mismatch and s.shapes:
+        got, want = s.shapes
+        return finding("ONX101" if r.torch else "ONX105", severity="high", confidence=0.95,
+                       title=f"Output {o['name']!r} has shape {got} in {r.target_label} but {want} in "
+                       f"{r.reference_label}",
+                       description=lead + f"{r.target_label} gives shape {got}, {r.reference_label} {want}, on the "
+                       "same inputs. The two do not compute the same function: is this the model (and checkpoint) the "
+                       "file was exported from?", location=o["name"], evidence=evidence,
+                       recommendations=[Recommendation("fix", "Re-export the ONNX file from the model you compare "
+                                                       "against, or compare with the model it was exported from.")])
+    if not r.torch:  # golden outputs: nothing inside the model to localise with
+        why = "Saved outputs hold no intermediate values, so the node cannot be named from them."
+        how = ("Localise it against a run that has every intermediate: the model the golden file came from "
+               "(`compare NEW.onnx OLD.onnx`) or the PyTorch model (`--torch`).")
+    else:
+        why = ("No intermediate value that disagrees could be matched to PyTorch and re-run alone, so the node cannot "
+               "be named.")
+        how = ("Export with the torch.export-based exporter (`torch.onnx.export(..., dynamo=True)`), which records "
+               "each op, so that intermediate values can be matched.")
+    return finding("ONX101" if r.torch else "ONX105", severity="high", confidence=0.85,
+                   title=f"Output {o['name']!r} differs from {r.reference_label}",
+                   description=lead + f"{s.brief()} ({r.tolerance_note}). {why}", location=o["name"],
+                   evidence=evidence, recommendations=[Recommendation("fix", how)])
 
 
 def save_repro(d: Divergence, directory: str | Path) -> str:

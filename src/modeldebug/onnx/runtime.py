@@ -71,11 +71,13 @@ _PROTOBUF_LIMIT = 2**31 - 1
 
 
 def make_session(model: LoadedModel | bytes, *, level: str = "all", providers: list[str] | None = None,
-                 threads: int = 1, profile_prefix: str | None = None, from_path: bool = False) -> Any:
+                 threads: int = 1, profile_prefix: str | None = None, from_path: bool = False,
+                 source: str | None = None) -> Any:
     """An InferenceSession; raises ``SessionCreationError`` with the classified reason.
 
     A loaded model is given to onnxruntime from memory (its external data already read), except
     when `from_path` asks for the file as deployed, or the model is too large for one protobuf.
+    `source` names serialized bytes in errors (the file they were made from).
     """
     ort = require_ort()
     so = ort.SessionOptions()
@@ -92,7 +94,7 @@ def make_session(model: LoadedModel | bytes, *, level: str = "all", providers: l
         src: Any = str(model.path) if on_disk else model.serialized()
         source = model.source
     else:
-        src, source = model, "<model>"
+        src, source = model, source or "<model>"
     try:
         return ort.InferenceSession(src, so, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own pybind exception types
@@ -102,9 +104,10 @@ def make_session(model: LoadedModel | bytes, *, level: str = "all", providers: l
 class RunFailedError(DebuggingError):
     """onnxruntime failed while running a node; `node` names it when onnxruntime did."""
 
-    def __init__(self, message: str, node: str | None) -> None:
+    def __init__(self, message: str, node: str | None, detail: str = "") -> None:
         super().__init__(message, type="analysis", details={"node": node})
         self.node = node
+        self.detail = detail  # onnxruntime's own message
 
 
 def run_session(sess: Any, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
@@ -117,5 +120,8 @@ def run_session(sess: Any, feeds: dict[str, np.ndarray], outputs: list[str] | No
             raise BadInputError(f"inputs do not fit the model: {msg[:300]}") from exc
         node = re.search(r"Name:'([^']*)'", msg)
         shapes = {k: list(v.shape) for k, v in feeds.items()}
+        said = msg.split("Status Message:", 1)[-1].strip()
+        said = re.sub(r"^\S+\.(h|cc|cpp):\d+ .*? was false\. ", "", said)  # the C++ location and the check
         raise RunFailedError(f"onnxruntime failed to run the model on inputs {shapes}"
-                             f"{f' at node {node[1]}' if node else ''}: {msg[-300:]}", node[1] if node else None) from exc
+                             f"{f' at node {node[1]}' if node else ''}: {msg[-300:]}", node[1] if node else None,
+                             said[-300:]) from exc

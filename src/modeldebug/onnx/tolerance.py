@@ -95,13 +95,15 @@ class ErrorStats:
     nonfinite_mismatch: int = 0
     atol: float | None = None
     rtol: float | None = None
+    shapes: tuple[list[int], list[int]] | None = None  # (actual, expected) when they differ
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def brief(self) -> str:
         if self.shape_mismatch:
-            return "shapes differ"
+            return f"shapes differ: {self.shapes[0]} vs {self.shapes[1]} in the reference" if self.shapes else \
+                "shapes differ"
         return (f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, p99 abs {self.p99_abs:.3g}, "
                 f"{self.mismatch_fraction:.1%} of {self.elements} elements out of tolerance")
 
@@ -111,7 +113,7 @@ def compare_arrays(actual: np.ndarray, expected: np.ndarray, *, atol: float, rto
     a, e = np.asarray(actual), np.asarray(expected)
     if a.shape != e.shape:
         return ErrorStats(False, float("inf"), float("inf"), float("inf"), float("inf"), 1.0, int(e.size), True,
-                          atol=atol, rtol=rtol)
+                          atol=atol, rtol=rtol, shapes=(list(a.shape), list(e.shape)))
     if e.size == 0:
         return ErrorStats(True, 0.0, 0.0, 0.0, 0.0, 0.0, 0, atol=atol, rtol=rtol)
     if float_name(a.dtype) is None or float_name(e.dtype) is None:

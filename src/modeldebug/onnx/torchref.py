@@ -32,9 +32,13 @@ from ..errors import BadInputError
 from .graph import GraphIndex, module_scope
 from .groups import Grouping, ModuleCall, group_modules
 
-__all__ = ["TorchReference", "flatten_outputs", "torch_reference"]
+__all__ = ["TorchFailedError", "TorchReference", "flatten_outputs", "torch_reference"]
 
 log = logging.getLogger("modeldebug.onnx")
+
+
+class TorchFailedError(BadInputError):
+    """The PyTorch model raised on the inputs."""
 
 
 @dataclass
@@ -203,7 +207,7 @@ def torch_reference(model: Any, feeds: dict[str, np.ndarray], g: GraphIndex, sha
             with torch.no_grad():
                 out = model(*args)
         except Exception as exc:
-            raise BadInputError(f"the PyTorch model failed on the inputs: {type(exc).__name__}: {exc}") from exc
+            raise TorchFailedError(f"the PyTorch model failed on the inputs: {type(exc).__name__}: {exc}") from exc
         for h in handles:
             h.remove()
         handles.clear()
