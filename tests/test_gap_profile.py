@@ -10,6 +10,7 @@ import math
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -210,3 +211,42 @@ def test_the_sampler_starts_at_levels_that_sample_often(level: str) -> None:
             _plot(loss.item())
     (ev,) = s.record.events("gap_profile")
     assert _top_function(ev.data["lines"]) == "_busy"
+
+
+def test_the_scripts_set_up_before_the_first_step_does_not_start_the_sampler() -> None:
+    """The first step's gap holds everything the script did before training (data made, a model
+    loaded): it armed the sampler at the first check in nearly every short run (blind1's 44-step
+    healthy twin), which then woke its thread at every step's end."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.005)
+    with md.watch(model, opt, db=":memory:") as s:  # (`modeldebug run` starts the session first)
+        _busy(0.3)  # the set-up
+        for _ in range(80):
+            x = torch.randn(32, 10)
+            loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert not s.tracer.gaps.done and s.record.events("gap_profile") == []  # never started
+
+
+def test_a_step_ends_for_the_gap_when_the_users_code_runs_again() -> None:
+    """What modeldebug does at a step's end (its row, a flush, the live progress line's redraw on a
+    slow terminal, waking the sampler's thread: on a busy machine that held the training thread for
+    milliseconds) was the next step's `t_data`, the user's time between steps, and read as "training
+    waits for data" (medium) on healthy runs. A listener that takes 5 ms stands for that work here."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.005)
+    with md.watch(model, opt, db=":memory:") as s:
+        s.tracer.listeners.append(lambda info: time.sleep(0.005))
+        for _ in range(40):
+            x = torch.randn(32, 10)
+            loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    t_data = s.record.column("t_data").values[1:]
+    assert float(np.median(t_data)) < 0.002, float(np.median(t_data))  # the loop's own gap: a randn
+    assert "dataloader_bottleneck" not in {f.kind for f in s.report().findings}

@@ -62,9 +62,12 @@ class StepAssembler:
         self._rss = RssReader()
         self.t_start = time.perf_counter()
         self.t_last_end = self.t_start
+        #: when the first step ended (the tracer's clock: when the user's code ran again)
+        self.t_first_end: float | None = None
         #: the last finished step's time from its first forward pass to its end (the sampler's time budget)
         self.t_busy: float | None = None
-        #: the steps' gaps (end of a step to the next forward pass) so far, seconds (the gap profiler's)
+        #: the steps' gaps (end of a step to the next forward pass) so far, seconds (the gap profiler's);
+        #: not the first step's, which holds everything the script did before training
         self.gap_total = 0.0
         self.cpu_last_end = time.process_time()
         #: the copier of deferred steps: None picks `CudaCopier` for CUDA values; a test sets a
@@ -247,7 +250,8 @@ class StepAssembler:
         }
         if perf:
             row[_T_DATA] = gap = max(t_fwd - self.t_last_end, 0.0)
-            self.gap_total += gap
+            if self.step:
+                self.gap_total += gap
             row[_T_FORWARD] = max(bwd_first - t_fwd, 0.0)
             row[_T_BACKWARD] = self.t_bwd
             row[_T_OPTIMIZER] = self.t_opt

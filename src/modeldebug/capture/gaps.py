@@ -11,7 +11,9 @@ modeldebug) with the library function that line called. It stops after `MAX_SAMP
 the steps covered. Once per run.
 
 Nothing of this runs in a run whose steps are not mostly gaps: the assembler adds each step's gap
-to `gap_total`, and a sampled step subtracts and compares. While it runs, the thread sleeps between samples and takes the GIL for
+to `gap_total` (from the second step on: the first step's gap holds the script's set-up, which armed the
+profiler in nearly every short run), and a sampled step subtracts and compares, over windows that
+start at the first step's end. While it runs, the thread sleeps between samples and takes the GIL for
 one `sys._current_frames()` call and a walk of the stack (~20-50 µs, ~1% of a gap), and the
 interpreter's switch interval is 1 ms instead of 5 (a thread waiting for the GIL gets it from busy
 Python code at the next interval: the samples of a gap spent in Python would otherwise land on the
@@ -111,6 +113,8 @@ class GapProfiler:
                 self.finish()
             return
         now, gaps = assembler.t_last_end, assembler.gap_total
+        if not self._step0:  # the first window starts at the first step's end: before it, the script set up
+            self._t0, self._step0 = assembler.t_first_end or now, 1
         gap, total, steps = gaps - self._gaps0, now - self._t0, step - self._step0
         if self.done or not self.on or steps < ARM_MIN_STEPS:
             return  # (a window of at least ARM_MIN_STEPS steps, however often steps are sampled)
