@@ -272,6 +272,9 @@ class Overfitting(Rule):
             best = float(vals[b])
             if b >= len(vals) - 2 or best <= 0 or min(vals[-2:]) < best * (1 + rise_thr):
                 continue
+            after = vals[b + 1:]
+            if float(np.polyfit(np.arange(len(after)), after, 1)[0]) < 0:
+                continue  # coming back down since a jump (a noisy pass, a recalibration): not memorising
             at_best = float(smooth[min(np.searchsorted(train.steps, steps[b], side="right"), len(smooth)) - 1])
             end = float(smooth[-1])
             if end > at_best * (1 - ctx.option("overfit_train_drop")):
