@@ -396,7 +396,8 @@ def test_worker_processes_for_rows_in_memory_are_the_bottleneck_and_the_fix_is_n
         return
     (event,) = report.record.events("dataloader")
     assert event.data == {"dataset": "_Rows", "length": 960, "num_workers": 2, "persistent_workers": False,
-                          "batch_size": 16, "grad_enabled": True, "in_memory": True}
+                          "batch_size": 16, "grad_enabled": True, "in_memory": True,
+                          "sampler": "RandomSampler"}
     if f is None:
         # On a machine busy with other work the workers can stay ahead of this loop (its own steps are
         # slowed as much as they are), and then it did not wait: the rule must agree with what the run

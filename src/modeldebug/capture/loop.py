@@ -237,7 +237,8 @@ class LoopWatch:
             "num_workers": int(getattr(it, "_num_workers", 0) or 0),
             "persistent_workers": bool(getattr(it, "_persistent_workers", False)),
             "batch_size": getattr(sampler, "batch_size", None) if getattr(it, "_auto_collation", False) else None,
-            "grad_enabled": torch.is_grad_enabled(), "in_memory": _in_memory(dataset, n)})
+            "grad_enabled": torch.is_grad_enabled(), "in_memory": _in_memory(dataset, n),
+            **_sampler_of(getattr(sampler, "sampler", sampler))})
 
     def _tensor_dataset(self, dataset: Any) -> bool:
         """A `TensorDataset` trained from is its tensors' memory: evaluating the first of them whole
@@ -407,3 +408,18 @@ def _storage_key(x: torch.Tensor) -> tuple[int, int] | None:
         return storage.data_ptr(), storage.nbytes()
     except (RuntimeError, NotImplementedError):
         return None
+
+
+def _sampler_of(sampler: Any) -> dict[str, Any]:
+    """The index sampler, as the rules read it: its type, and for a `WeightedRandomSampler` how many
+    weights it was given (it draws indices below that count only) and how many samples it draws."""
+    if sampler is None:
+        return {}
+    out: dict[str, Any] = {"sampler": type(sampler).__name__}
+    weights = getattr(sampler, "weights", None)
+    if isinstance(sampler, torch.utils.data.WeightedRandomSampler) and isinstance(weights, torch.Tensor):
+        out["sampler_weights"] = int(weights.numel())
+        out["sampler_num_samples"] = int(getattr(sampler, "num_samples", 0) or 0)
+        out["sampler_distinct_weights"] = int(torch.unique(weights.detach()[:100_000]).numel())
+    return out
+

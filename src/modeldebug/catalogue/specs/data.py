@@ -86,6 +86,44 @@ same as BGR, so case (3) is reported with low severity and confidence. Data resh
 """,
     ),
     Spec(
+        code='DAT005', kind='sampler_misuse', category='data', family='training', name='sampler-coverage',
+        summary="The training DataLoader's WeightedRandomSampler has fewer weights than the data set has samples: it only draws the first ones.",
+        explains=('label_issue', 'overfitting', 'class_imbalance', 'loss_not_decreasing'),
+        options=(
+            Option('sampler_min_share', 0.1, 'share of the data set the sampler draws from, at or below which the finding is high.'),
+        ),
+        doc="""
+## What it detects
+A DataLoader read with autograd on (a training loader) whose sampler is a
+`WeightedRandomSampler` given fewer weights than its data set has samples (recorded once per
+data set, when the loader is first read). The sampler draws indices below the number of weights,
+one weight per sample, so the model only ever sees the first samples. Severity high when they
+are at most `sampler_min_share` (default 10%) of the data set, medium otherwise. The evidence
+says whether the weights look like one per class (all distinct, a handful): the usual mistake
+is passing the class weights where the per-sample weights (`class_weights[labels]`) were meant.
+A sampler with as many weights as samples, a `SubsetRandomSampler` (drawing from a subset on
+purpose) and validation loaders are not judged.
+
+## Why is this bad?
+Trained on two samples, the model memorises them: the training loss goes to zero, the validation
+metrics stay at chance, and nothing warns: overfitting, caused by the sampler.
+
+## Example
+```python
+class_weights = 1.0 / torch.bincount(y_train).float()        # 2 weights
+sampler = WeightedRandomSampler(class_weights, num_samples=len(y_train))   # draws only samples 0 and 1
+```
+
+## Recommended fix
+Index the class weights by each sample's label: `WeightedRandomSampler(class_weights[y_train], ...)`.
+
+## Known problems
+Only `WeightedRandomSampler` is judged: a custom sampler that yields a few indices, or a
+`Subset` built from the wrong indices, is not. A sampler with fewer weights on purpose (training
+on the first samples only) is reported all the same: ignore the rule for that run.
+""",
+    ),
+    Spec(
         code='DAT004', kind='data_leakage', category='data', family='training', name='data-leakage',
         summary='Validation samples that also appear in the training data.',
         options=(

@@ -1,0 +1,49 @@
+"""Sampling rules: what the training DataLoader's sampler lets the model see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .. import measures as M
+from .base import Finding, Recommendation, Rule
+from .context import Context
+
+__all__ = ["SamplerCoverage"]
+
+
+class SamplerCoverage(Rule):
+    """Detects DAT005; its documentation and options are in the catalogue (`modeldebug explain DAT005`)."""
+
+    code = "DAT005"
+    requires = (M.DATALOADER,)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        for ev in ctx.record.events(M.DATALOADER.name):
+            d = ev.data
+            n, k = d.get("length"), d.get("sampler_weights")
+            if not d.get("grad_enabled") or d.get("sampler") != "WeightedRandomSampler" or not n or not k or k >= n:
+                continue  # a training loader whose WeightedRandomSampler has fewer weights than samples
+            share = k / n
+            per_class = d.get("sampler_distinct_weights") == k and k <= 1000
+            yield self.finding(
+                severity="high" if share <= ctx.option("sampler_min_share") else "medium",
+                confidence=0.9,
+                title=(f"WeightedRandomSampler was given {k} weights for a data set of {n}: it only ever draws "
+                       f"samples {'0 and 1' if k == 2 else f'0 to {k - 1}'}"),
+                description=(f"WeightedRandomSampler draws indices below the number of weights it is given, one weight "
+                             f"per sample. Given {k} weights, it draws {d.get('sampler_num_samples') or 'its'} samples "
+                             f"a pass from the first {k} of the {n} in {d.get('dataset')} ({share:.1%}), so the model "
+                             "sees only those and can only memorise them: the training loss falls towards zero while "
+                             "nothing generalises."
+                             + (" The weights look like one per class (each distinct): they are meant to be indexed by "
+                                "each sample's label." if per_class else "")),
+                step=ev.step,
+                evidence={"dataset": d.get("dataset"), "dataset_length": n, "sampler_weights": k,
+                          "sampler_num_samples": d.get("sampler_num_samples"), "share_drawn_from": share,
+                          "weights_per_class": per_class},
+                recommendations=[Recommendation(
+                    "fix", "Give the sampler one weight per sample: the class weight indexed by each sample's label.",
+                    "class_weights = 1.0 / torch.bincount(train_labels).float()   # one per class\n"
+                    "sample_weights = class_weights[train_labels]                # one per sample\n"
+                    "sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), replacement=True)")],
+            )
