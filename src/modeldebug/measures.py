@@ -104,6 +104,7 @@ __all__ = [
     "T_LOADER",
     "T_OPTIMIZER",
     "T_STEP",
+    "UNREGISTERED_MODULE",
     "UPDATE_RATIO",
     "VAL_LOSS",
     "WITH_PARAMS",
@@ -367,9 +368,13 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
+UNREGISTERED_MODULE = measure("event", "unregistered_module", "unregistered", "event",
+                              "a module with trainable parameters called in a watched model's training forward pass "
+                              "(sampled steps) that is not one of its registered submodules and no optimizer holds, "
+                              "whose parameters got a gradient: kept in a plain list or dict, or created in forward()")
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, LR_SCHEDULER, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP)
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, UNREGISTERED_MODULE)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -55,6 +55,11 @@ class IdMap:
     def values(self) -> list[Any]:
         return [v for r, v in self._d.values() if r() is not None]
 
+    def prune(self) -> int:
+        """Forget the entries whose object is gone; how many are left."""
+        self._d = {k: v for k, v in self._d.items() if v[0]() is not None}
+        return len(self._d)
+
 
 _MISSING = object()
 

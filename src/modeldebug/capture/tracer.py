@@ -66,6 +66,7 @@ from .roots import (
     uses_compile,
 )
 from .sampler import Sampler
+from .unregistered import UnregisteredWatch
 from .updates import UpdateCollector
 
 __all__ = ["Tracer", "is_library_frame"]
@@ -132,6 +133,7 @@ class Tracer:
         self.mixing = MixingProbe(self)
         self.eval_dropout = EvalDropoutProbe(self)  # once, at the first evaluation pass
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
+        self.unregistered = UnregisteredWatch(self)  # layers used in forward() that the model does not own
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
         self.forward_pre = functools.partial(self.call, "forward", self._pre)
@@ -142,7 +144,7 @@ class Tracer:
         self._module_hooks = True
         self._pinned = False  # a model with compiled parts: module hooks stay on (dynamo guards on them)
         self._module_outputs = self.plan.any((*M.ACTIVATION_STATS, M.SATURATED_FRAC, M.TRAINING_FLAG,
-                                              M.ACTIVATION_HISTOGRAM))
+                                              M.ACTIVATION_HISTOGRAM, M.UNREGISTERED_MODULE))
         self._sampled_at, self._sample_now = -1, False
         # (the module called, the registry's version, the model, its info): weak, a deleted model is let go
         self._known_root: tuple[weakref.ref[nn.Module], int, weakref.ref[nn.Module], Any] | None = None
@@ -195,6 +197,7 @@ class Tracer:
                 a.sync()
                 self._end_step()
             a.sync()
+            self.call("unregistered", self.unregistered.end_step, self.step)
             self.loop.describe_schedulers()
             self.amp.finish()
             overlap = self.loop.overlap()
@@ -383,7 +386,15 @@ class Tracer:
         if output is None or not self.sampled():
             return  # the common case: nothing to measure on this module call
         info = self.registry.modules.get(module)
-        if info is None or not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
+        if info is None:  # not a watched model's: a layer it uses without owning it? (unregistered.py)
+            if stack and self.unregistered.on:
+                try:
+                    self.unregistered.called(module, stack[-1])
+                except Exception as exc:  # noqa: BLE001 - only this check is switched off, not the forward hooks
+                    self.unregistered.on = False
+                    self._fail("unregistered", exc)
+            return
+        if not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
             return  # a loss module's functional call is seen by the loss patch
         self.forward.output(module, info, output)
 
@@ -573,6 +584,8 @@ class Tracer:
         gaps = self.gaps
         if sampled:  # what only a sampled step collects
             self.forward.new_step()
+            if self.unregistered.pending:  # judged now that the step's backward pass and optimizers are known
+                self.call("unregistered", self.unregistered.end_step, a.step - 1)
             self.updates.drop()
             if gaps.on:
                 self.call("gaps", gaps.check, a)

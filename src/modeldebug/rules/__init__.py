@@ -13,7 +13,7 @@ from ..errors import RecordCorruptError, UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
     activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, resources, runtime,
-    sampling, schedule,
+    sampling, schedule, unregistered,
 )
 from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule

@@ -75,4 +75,69 @@ A parameter used only on some steps (mixture-of-experts, conditional branches) c
 a short run. Scripts that update parameters by hand (no optimizer) are only checked for (1)/(2).
 """,
     ),
+    Spec(
+        code='OPT002', kind='unregistered_module', category='optimizer', family='training', name='unregistered-module',
+        summary='Layers used in forward() that the model does not register (a plain list or dict, or built in forward): never trained or saved.',
+        explains=('loss_not_decreasing', 'lr_too_low', 'params_not_updating'),
+        doc="""
+## What it detects
+A module with trainable parameters that a watched model calls in its training forward pass
+(autograd on) but that is not one of its registered submodules, and whose parameters got a
+gradient that no optimizer uses: layers kept in a plain Python list, tuple or dict
+(`self.hids = [nn.Linear(...) for _ in range(3)]`), or a layer built inside `forward`
+(`nn.Linear(64, 64)(x)`). On sampled steps the forward hooks see every module call, and a
+module the model does not own, called from one of the model's modules, is checked at the end
+of the step (event `unregistered_module`): the finding names the attribute that holds it
+(`hids[0]`), or the module whose `forward` builds a new one at each sampled step. Not reported:
+a module called under `torch.no_grad()` (a distillation teacher, an EMA copy), one whose
+parameters all have `requires_grad=False` (frozen on purpose), one whose parameters another
+watched model or any optimizer holds (shared on purpose, or trained through its own optimizer),
+one whose output never reaches a gradient (a detached teacher), parameter-free modules (losses,
+activations), and anything inside `torch.compile`d code. High when those layers hold 5% of the
+model's trainable weights or more, or when they are built anew in `forward`.
+
+## Why is this bad?
+PyTorch registers a submodule only when it is assigned to a module attribute directly or through
+`nn.ModuleList` / `nn.ModuleDict`. A layer in a plain list is invisible to
+`model.parameters()`: the optimizer built from it never updates the layer (it stays at its random
+initial weights, and the model that trains is smaller than the one you wrote),
+`model.to(device)` leaves it on the CPU, `state_dict()` does not save it (a reloaded model gets
+new random weights there), `model.train()`/`eval()` do not reach it, and `zero_grad()` never
+clears its gradients, which pile up step after step. A layer built in `forward` is worse: new
+random weights at every call.
+
+## Example
+```python
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(160, 128)
+        self.hids = [nn.Linear(128, 128) for _ in range(3)]   # plain list: not registered
+        self.out = nn.Linear(128, 3)
+
+    def forward(self, x):
+        x = self.inp(x)
+        for layer in self.hids:
+            x = torch.relu(layer(x))
+        return self.out(nn.Linear(128, 128)(x))             # a new, random layer at every call
+```
+
+## Recommended fix
+Hold layers in `nn.ModuleList` (or `nn.ModuleDict` for a dict) and build every layer in
+`__init__`; then build the optimizer from `model.parameters()`:
+```python
+self.hids = nn.ModuleList([nn.Linear(128, 128) for _ in range(3)])
+self.proj = nn.Linear(128, 128)        # in __init__, used as self.proj(x) in forward
+```
+Checkpoints saved before the fix lack those layers. To keep a module out of the model on purpose
+(a frozen teacher), call it under `torch.no_grad()` or set `requires_grad_(False)` on it.
+
+## Known problems
+Only modules called on sampled steps with autograd on are seen, and only when their parameters
+got a gradient by the end of that step. A module that an optimizer built before watching holds
+is known from that optimizer's first step, so one stepped only later may be reported. A layer
+called outside the model's forward pass (in the training loop) is not this finding: `modeldebug
+run` watches it as a model of its own.
+""",
+    ),
 )
