@@ -4,6 +4,11 @@ Loss modules (`nn.CrossEntropyLoss`, ...) call these functions too, so one narro
 sees both styles. On sampled steps, and on the first call of each loss in each phase, the call's
 input and target are reduced on the device to a few numbers (range, whether rows are probabilities,
 label range, label histogram) that the data-and-loss rules read. Nothing else is kept.
+
+``ctc_loss`` (`SEQUENCE_LOSSES`) is watched too, but its target is a sequence of symbols per
+sample: its histogram counts the symbols within ``target_lengths`` over the input's last axis
+(`ctc_symbol_counts`; padding, often 0 like the blank, is not counted), and its positional
+``blank`` and ``reduction`` are recorded as keyword arguments.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ import torch
 from .. import measures as M
 from . import stats_chunked, stats_cpu
 from .buffer import stats_sink
-from .patches import LOSS_FUNCTIONS, Probe
+from .patches import LOSS_FUNCTIONS, SEQUENCE_LOSSES, Probe
 from .stats import odd_layout, unmeasurable
 
 __all__ = [
     "LOSS_FUNCTIONS",
     "LOSS_IO_STATS",
     "LossWatch",
+    "ctc_options",
+    "ctc_symbol_counts",
     "label_histogram",
     "label_values",
     "loss_io_stats",
@@ -46,6 +53,46 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         mean, reduce = (True if kwargs.get(k) is None else bool(kwargs[k]) for k in ("size_average", "reduce"))
         out["reduction"] = "mean" if mean and reduce else "sum" if reduce else "none"
     return out
+
+
+def ctc_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A ``ctc_loss`` call's options (``nn.CTCLoss`` passes them by position), defaults filled in."""
+    names = ("blank", "reduction", "zero_infinity")
+    given = {**dict(zip(names, args[4:])), **{k: kwargs[k] for k in names if k in kwargs}}
+    out: dict[str, Any] = {"blank": 0, "reduction": "mean", "zero_infinity": False}
+    out.update({k: v for k, v in given.items() if isinstance(v, (int, str, bool))})
+    return out
+
+
+@torch.no_grad()
+def ctc_symbol_counts(log_probs: torch.Tensor, targets: Any, target_lengths: Any) -> torch.Tensor | None:
+    """Counts of each symbol index 0..C-1 (C: the last axis of `log_probs`) among a CTC call's target
+    symbols, plus a last bin for symbols outside [0, C); None when the targets cannot be read.
+
+    Only the first ``target_lengths[i]`` symbols of each padded (N, S) row count, or the first
+    ``sum(target_lengths)`` of concatenated 1-d targets: padding is not a symbol. A scatter-add,
+    never a mask selection or a ``bincount``, so nothing waits for the device.
+    """
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) \
+            or log_probs.dim() < 2 or targets.dim() not in (1, 2) or targets.numel() == 0:
+        return None
+    classes = int(log_probs.shape[-1])
+    t = targets.detach().to(torch.int64)
+    try:
+        lengths = torch.as_tensor(target_lengths, device=t.device).detach().to(torch.int64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if t.dim() == 2:
+        if lengths.numel() != t.shape[0]:
+            return None
+        valid = torch.arange(t.shape[1], device=t.device) < lengths[:, None]
+    else:
+        valid = torch.arange(t.shape[0], device=t.device) < lengths.sum()
+    t = torch.where((t < 0) | (t >= classes), classes, t)
+    t = torch.where(valid, t, classes + 1).reshape(-1)  # padding goes to a bin that is dropped
+    counts = torch.zeros(classes + 2, dtype=torch.float64, device=t.device)
+    counts.scatter_add_(0, t, torch.ones_like(t, dtype=torch.float64))
+    return counts[: classes + 1]
 
 
 def _class_weight(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +208,8 @@ class LossWatch:
         """A probe per loss function, or none when no loss measure is wanted."""
         if not self.calls:
             return {}
-        return {f"loss:{n}": Probe(self._before, functools.partial(self._after, n)) for n in LOSS_FUNCTIONS}
+        return {f"loss:{n}": Probe(self._before, functools.partial(self._after, n))
+                for n in LOSS_FUNCTIONS + SEQUENCE_LOSSES}
 
     def new_step(self) -> None:
         self.sampled.clear()
@@ -209,12 +257,13 @@ class LossWatch:
                 "phase": phase, "input_shape": list(inp.shape), "input_dtype": _dtype(inp),
                 "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
-                "kwargs": loss_options(kwargs), **_class_weight(kwargs),
+                "kwargs": ctc_options(args, kwargs) if name == "ctc_loss" else loss_options(kwargs),
+                **_class_weight(kwargs),
             })
             self.eids[key] = eid
             mixing = tr.mixing
             if phase == "train" and not mixing.done and mixing.leak and isinstance(tgt, torch.Tensor) \
-                    and not tgt.is_floating_point():
+                    and not tgt.is_floating_point() and name not in SEQUENCE_LOSSES:
                 mixing.target = tgt  # the next-token check at the first step's sync (probes.future_leak)
         step = tr.step
         if self.val and phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
@@ -231,7 +280,11 @@ class LossWatch:
             else:
                 tr.buffer.add(values, sink)
         if self.labels and target is not None:
-            hist = label_values(inp, target)
+            if name == "ctc_loss":
+                lengths = args[3] if len(args) > 3 else kwargs.get("target_lengths")
+                hist = ctc_symbol_counts(inp, target, lengths)
+            else:
+                hist = label_values(inp, target)
             if hist is not None:
                 writer = tr.writer
                 def counts_sink(v: list[float]) -> None:

@@ -19,7 +19,7 @@ While ``torch.compile`` traces, every wrapper and hook returns at once (nothing 
 Patched (see `TARGETS`): ``torch.autograd.backward`` (what ``Tensor.backward`` calls),
 ``Optimizer.__init__``, ``Optimizer.zero_grad``, ``Module.zero_grad``, ``clip_grad_norm_`` (both
 places torch exports it), the data loader iterator's ``__next__``, the ``torch.nn.functional``
-losses, ``torch.amp.GradScaler``'s ``scale``, ``unscale_`` and ``step``, and
+losses (and ``ctc_loss``), ``torch.amp.GradScaler``'s ``scale``, ``unscale_`` and ``step``, and
 ``torch.nn.modules.module._has_any_global_hook`` (so that torch.compile's "global hooks
 fire an extra time" warning counts only the user's own hooks, not ours).
 """
@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn.modules import module as nn_module
 from torch.optim import optimizer as optim_module
 
-__all__ = ["LOSS_FUNCTIONS", "PATCHES", "TARGETS", "PatchManager", "Probe", "Target"]
+__all__ = ["LOSS_FUNCTIONS", "PATCHES", "SEQUENCE_LOSSES", "TARGETS", "PatchManager", "Probe", "Target"]
 
 log = logging.getLogger("modeldebug")
 
@@ -50,6 +50,11 @@ LOSS_FUNCTIONS = (
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
     "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
 )
+# Functions of torch.nn.functional whose target is a sequence of symbols per sample, with its lengths
+# (``ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, ...)``): watched for the checks
+# that read them (losses.py), kept out of what treats a target as one class or value per input row
+# (the step bundle's loss replay, the class counts).
+SEQUENCE_LOSSES = ("ctc_loss",)
 
 # The tables torch.nn.modules.module._has_any_global_hook reads.
 _GLOBAL_HOOK_TABLES = ("_global_backward_pre_hooks", "_global_backward_hooks", "_global_forward_pre_hooks",
@@ -87,7 +92,7 @@ TARGETS: tuple[Target, ...] = (
     Target("amp_scale", "scale", lambda: torch.amp.GradScaler),  # amp.py: the loss the user computed
     Target("amp_unscale", "unscale_", lambda: torch.amp.GradScaler),
     Target("amp_step", "step", lambda: torch.amp.GradScaler),
-    *(Target(f"loss:{n}", n, lambda: torch.nn.functional) for n in LOSS_FUNCTIONS
+    *(Target(f"loss:{n}", n, lambda: torch.nn.functional) for n in LOSS_FUNCTIONS + SEQUENCE_LOSSES
       if hasattr(torch.nn.functional, n)),
 )
 

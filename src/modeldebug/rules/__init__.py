@@ -12,8 +12,8 @@ from ..config import DebuggingConfig
 from ..errors import RecordCorruptError, UnknownRuleError
 from ..record import Record
 from . import (  # noqa: F401  (importing a family registers its rules)
-    activations, data, dynamics, gradients, labels, loop, loss, lossfn, measures, numerics, optimizer, resources, runtime,
-    sampling, schedule, unregistered,
+    activations, data, dynamics, gradients, labels, loop, loss, lossargs, lossfn, measures, numerics, optimizer, resources,
+    runtime, sampling, schedule, unregistered,
 )
 from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
