@@ -31,6 +31,7 @@ __all__ = [
     "AMP_STEP_SKIPPED",
     "BATCH_MIXING_PROBE",
     "CARRIED_GRAD_NORM",
+    "CATEGORICAL_PROBS_AS_LOGITS",
     "CLIP_AFTER_STEP",
     "CLIP_MAX",
     "CLIP_NORM",
@@ -368,13 +369,18 @@ SAMPLING = measure("event", "sampling", "sampler", "event",
                    "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",
                    always=True)
+CATEGORICAL_PROBS_AS_LOGITS = measure("event", "categorical_probs_as_logits", "categorical_init", "event",
+                                      "a torch.distributions.Categorical built (autograd on, first 20) with logits "
+                                      "that are probabilities (in [0, 1], rows summing to 1): sampled from a softmax "
+                                      "of probabilities", always=True)
 UNREGISTERED_MODULE = measure("event", "unregistered_module", "unregistered", "event",
                               "a module with trainable parameters called in a watched model's training forward pass "
                               "(sampled steps) that is not one of its registered submodules and no optimizer holds, "
                               "whose parameters got a gradient: kept in a plain list or dict, or created in forward()")
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, LR_SCHEDULER, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, UNREGISTERED_MODULE)
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, UNREGISTERED_MODULE,
+                               CATEGORICAL_PROBS_AS_LOGITS)
 
 #: Measures recorded whatever the selection.
 ALWAYS: frozenset[str] = frozenset(m.id for m in MEASURES.values() if m.always)

@@ -92,6 +92,7 @@ TARGETS: tuple[Target, ...] = (
     Target("amp_scale", "scale", lambda: torch.amp.GradScaler),  # amp.py: the loss the user computed
     Target("amp_unscale", "unscale_", lambda: torch.amp.GradScaler),
     Target("amp_step", "step", lambda: torch.amp.GradScaler),
+    Target("categorical_init", "__init__", lambda: torch.distributions.Categorical),  # distributions.py
     *(Target(f"loss:{n}", n, lambda: torch.nn.functional) for n in LOSS_FUNCTIONS + SEQUENCE_LOSSES
       if hasattr(torch.nn.functional, n)),
 )

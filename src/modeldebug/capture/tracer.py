@@ -46,6 +46,7 @@ from .assembler import StepAssembler
 from .buffer import StepBuffer
 from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
+from .distributions import DistributionWatch
 from .dropouts import EvalDropoutProbe
 from .gaps import GapProfiler
 from .gradients import GradientCollector
@@ -133,6 +134,7 @@ class Tracer:
         self.mixing = MixingProbe(self)
         self.eval_dropout = EvalDropoutProbe(self)  # once, at the first evaluation pass
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
+        self.distributions = DistributionWatch(self)  # Categorical(logits=probabilities)
         self.unregistered = UnregisteredWatch(self)  # layers used in forward() that the model does not own
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
@@ -171,7 +173,8 @@ class Tracer:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
                       "optimizer_init": Probe(None, self._optimizer_created), "jit_script": script_probe(),
                       "torch_save": save_probe(),
-                      **self.losses.probes(), **self.loop.probes(), **self.amp.probes()}
+                      **self.losses.probes(), **self.loop.probes(), **self.amp.probes(),
+                      **self.distributions.probes()}
             if self.bundle is not None:
                 probes = self.bundle.probes(probes)
             self._module_hooks = self._wants_module_hooks()

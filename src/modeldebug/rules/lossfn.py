@@ -37,9 +37,12 @@ class DoubleSoftmax(Rule):
     """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
     code = "LSS001"
-    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MIN, M.IN_MAX, M.MODEL_INPUT, M.DEAD_FRAC)
+    requires = (M.LOSS_CALLS, M.IN_FRAC_01, M.IN_ROWSUM_DEV, M.IN_MIN, M.IN_MAX, M.MODEL_INPUT, M.DEAD_FRAC,
+                M.CATEGORICAL_PROBS_AS_LOGITS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        for ev in ctx.record.events(M.CATEGORICAL_PROBS_AS_LOGITS.name)[:1]:
+            yield self._categorical(ev.step, ev.data)
         tol = ctx.option("probability_rowsum")
         last = single_output(ctx)
         for e in train_losses(ctx, ("cross_entropy", "nll_loss", "binary_cross_entropy_with_logits")):
@@ -69,6 +72,29 @@ class DoubleSoftmax(Rule):
                 yield self._squashed(e, ev, "binary_cross_entropy_with_logits", "a sigmoid", where)
             elif e.type == "nll_loss" and len(hi) and hi.max() > 1e-4:
                 yield self._nll(e, ev, bool(rows), float(hi.max()), where)
+
+    def _categorical(self, step: int | None, ev: dict[str, Any]) -> Finding:
+        dist = ev.get("distribution") or "Categorical"
+        k = (ev.get("shape") or [0])[-1]
+        return self.finding(
+            severity="high", confidence=0.9,
+            title=f"{dist}(logits=...) is given probabilities: it applies a softmax to them again",
+            description=(f"A {dist} was built with logits whose values lie in [{ev.get('min', 0):.3g}, {ev.get('max', 1):.3g}] "
+                         f"and whose rows sum to 1 (within {ev.get('rowsum_dev', 0):.1e}) over its {k} outcomes: a "
+                         "softmax's output. `logits=` takes unnormalised scores and applies the softmax itself, so the "
+                         f"distribution sampled is softmax(probabilities), squeezed towards uniform (at most e = 2.72 "
+                         "times between the likeliest and the least likely outcome), whatever the network learns, and "
+                         "the log-probabilities a policy gradient follows are flattened the same way."),
+            location=None, step=step,
+            evidence={"distribution": dist, "shape": ev.get("shape"), "logits_min": ev.get("min"),
+                      "logits_max": ev.get("max"), "rowsum_dev": ev.get("rowsum_dev")},
+            recommendations=[
+                Recommendation("fix", "Pass the probabilities as probs=, or drop the network's softmax and pass its scores as logits=.",
+                               f"dist = torch.distributions.{dist}(probs=probs)        # the network ends in a softmax\n"
+                               "# or: return scores from the network (no softmax) and\n"
+                               f"dist = torch.distributions.{dist}(logits=scores)"),
+            ],
+        )
 
     def _softmax_ce(self, e: Entity, ev: dict[str, Any], classes: int, where: str | None) -> Finding:
         floor = math.log(classes) - math.log(1 + (classes - 1) / math.e) if classes > 1 else 0.0

@@ -27,7 +27,10 @@ output, or raw logits, where `log_softmax` was needed); `cross_entropy` or
 (at least 3) and not all 0: logits that are never negative, a ReLU (or a clamp) after the last
 Linear layer. That one is high for the binary loss (no prediction can fall below 0.5) and for
 cross-entropy when some output units are already zero for every sample (those classes can never
-win), medium otherwise.
+win), medium otherwise. And a `torch.distributions.Categorical` (or `OneHotCategorical`) built with
+autograd on whose `logits=` are probabilities (in [0, 1], rows summing to 1 within 1e-3; the first
+20 built are looked at): a policy that ends in a softmax, sampled from softmax(probabilities),
+which is squeezed towards uniform (high; fix: `probs=`, or no softmax in the network).
 
 ## Why is this bad?
 Squashed inputs make the loss nearly flat: a softmax'ed row fed to cross-entropy can only move
