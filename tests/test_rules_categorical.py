@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import found, watched
 from torch import nn
 from torch.distributions import Categorical
-
-from helpers import found, watched
 
 
 def _policy_gradient(how: str):  # type: ignore[no-untyped-def]
