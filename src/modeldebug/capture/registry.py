@@ -136,9 +136,11 @@ class Registry:
             name = f"{prefix}.{qual}" if prefix and qual else (qual or root_name)
             leaf = next(iter(mod.children()), None) is None
             own = sum(p.numel() for p in mod.parameters(recurse=False))
-            eid = self.writer.entity(
-                "module", name, type=type(mod).__name__, model=root_name, info={"leaf": leaf, "params": own},
-            )
+            info: dict[str, Any] = {"leaf": leaf, "params": own}
+            if isinstance(mod, nn.modules.batchnorm._NormBase):  # what its running statistics follow
+                info["momentum"] = mod.momentum
+                info["track_running_stats"] = bool(mod.track_running_stats)
+            eid = self.writer.entity("module", name, type=type(mod).__name__, model=root_name, info=info)
             self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model, own)
         for qual, p in model.named_parameters():
             if p in self.params:

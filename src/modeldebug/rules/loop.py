@@ -212,6 +212,9 @@ class TrainModeMisuse(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from self._dropout_ignores_eval(ctx)
+        frozen = self._running_stats_frozen(ctx)
+        if frozen is not None:
+            yield frozen
         sensitive = {n: e for n, e in ctx.modules.items() if is_mode_sensitive(e.type)}
         if not sensitive or ctx.n_steps == 0:
             return
@@ -250,6 +253,37 @@ class TrainModeMisuse(Rule):
                     f"x = F.{fn}(x, p={c.get('p', 0.5)}, training=self.training)   # {where}\n"
                     f"# or, in __init__: self.drop = nn.Dropout(p={c.get('p', 0.5)}); in forward: x = self.drop(x)")],
             )
+
+    # -- (0b) BatchNorm with momentum=0: running statistics that never move ----------------------
+    def _running_stats_frozen(self, ctx: Context) -> Finding | None:
+        """`nn.BatchNorm*d(momentum=0)` (a TensorFlow `momentum=0.99` carried over as PyTorch's 1 - 0.99
+        the wrong way, or a momentum "switched off"): the running mean and variance keep their initial 0
+        and 1, so training (batch statistics) goes well and every evaluation normalises with 0 and 1.
+        (`momentum=None` is a cumulative average: fine.)"""
+        frozen = [(n, e) for n, e in ctx.modules.items()
+                  if e.info.get("track_running_stats") and e.info.get("momentum") == 0]
+        if not frozen or ctx.n_steps == 0:
+            return None
+        validated = any(e.info.get("phase") == "val" for e in ctx.record.entities("loss"))
+        names = ", ".join(n for n, _ in frozen[:5]) + (f" and {len(frozen) - 5} more" if len(frozen) > 5 else "")
+        return self.finding(
+            severity="high" if validated else "medium", confidence=0.9,
+            title=(f"BatchNorm with momentum=0: the running statistics of {len(frozen)} layer"
+                   f"{'s' if len(frozen) > 1 else ''} never update ({names})"),
+            description=("A BatchNorm layer updates its running mean and variance by `momentum` x (batch statistic - "
+                         "running value) at each training step; with momentum=0 they stay at their initial 0 and 1. "
+                         "Training normalises with each batch's own statistics and looks healthy, but in eval mode the "
+                         "layer normalises with mean 0 and variance 1, not the data's, so evaluation and inference see "
+                         "a different network." + (" This run evaluates its model (validation losses were recorded)."
+                                                   if validated else "")),
+            location=frozen[0][0], step=0,
+            evidence={"layers": [n for n, _ in frozen][:50], "momentum": 0.0, "validated": validated},
+            recommendations=[Recommendation(
+                "fix", "Use PyTorch's momentum (the weight of the new batch: 0.1 by default; TensorFlow's 0.99 is 0.01 "
+                "here), or None for a cumulative average.",
+                "nn.BatchNorm2d(num_features)                 # momentum=0.1, the default\n"
+                "# (TensorFlow's momentum=0.99 is PyTorch's momentum=0.01)")],
+        )
 
     # -- (1) training in eval mode ---------------------------------------------------------------
     def _trained_in_eval_mode(self, ctx: Context, sensitive: dict) -> Finding | None:
