@@ -33,6 +33,34 @@ def batch():
 
 def broken():
     raise RuntimeError("cannot build")
+
+class Keywords(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(20, 3)
+
+    def forward(self, x, mask=None):
+        print("forward", tuple(x.shape))  # the user's own print: never on stdout under --json -
+        return self.fc(x)
+
+def noisy_batch():
+    print("loading data...")
+    x, y = batch()
+    return {"x": x, "mask": torch.ones_like(x), "y": y}
+
+def frozen():
+    return healthy().requires_grad_(False)
+
+def one_tensor():
+    return batch()[0]
+
+def three():
+    x, y = batch()
+    return x, y, y
+
+def text():
+    return "data.csv"
 '''
 
 
@@ -69,6 +97,9 @@ def test_doctor_healthy_model_passes_fail_on(mynet: Path) -> None:
     (["--loss", "CrossEntropee"], "'CrossEntropee' is not a torch.nn loss"),
     (["--loss", None], "no loss function"),
     (["--steps", "2"], "--steps 2 is too few"),
+    (["--batch", "{m}:one_tensor"], "returned one tensor(64, 20) float32, not a batch: return (inputs, targets)"),
+    (["--batch", "{m}:three"], "returned a tuple of 3 items"),
+    (["--batch", "{m}:text"], "returned str: it must return (inputs, targets), a dict of the model's inputs"),
 ])
 def test_doctor_bad_input_is_one_line_exit_2(mynet: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                              message: str) -> None:
@@ -88,3 +119,19 @@ def test_doctor_entry_point(mynet: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["model_unchanged"] is True
+
+
+def test_doctor_json_on_stdout_stays_json_when_the_users_code_prints_and_a_dict_batch_is_taken(
+        mynet: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["doctor", "--model", f"{mynet}:Keywords", "--batch", f"{mynet}:noisy_batch", "--loss",
+               "CrossEntropyLoss", "--steps", "10", "--json", "-", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and json.loads(out)["model_unchanged"] is True
+    assert "loading data..." in err and "forward (64, 20)" in err
+    assert not [i for i in json.loads(out)["issues"] if i["code"].startswith("RUN")]
+
+
+def test_doctor_says_why_a_frozen_model_gets_no_plots(mynet: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--model", f"{mynet}:frozen", "--batch", f"{mynet}:batch", "--loss", "CrossEntropyLoss",
+                 "--viz", "viz", "-q"]) == 0
+    assert "no plots written to viz: every parameter is frozen" in capsys.readouterr().err

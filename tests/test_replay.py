@@ -377,13 +377,26 @@ def test_replay_refuses_what_is_not_a_bundle(tmp_path: Path, content: object,
     assert len(err) == 1 and "x.bundle.pt" in err[0] and "Traceback" not in err[0]
 
 
-@pytest.mark.parametrize("damage", ["rng", "trigger", "state", "batch"])
+@pytest.mark.parametrize("damage", ["rng", "trigger", "state", "batch", "rng_bytes", "numpy", "python", "grads",
+                                    "optimizer", "optimizer_groups"])
 def test_replay_refuses_a_damaged_bundle(tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
     script = _script(tmp_path, "nan_train.py", NAN_SCRIPT)
     assert _run(script, "-10") == 0
     bundle = torch.load(bundle_path("run.db"), weights_only=True)
     if damage == "rng":
         bundle["rng"]["torch"] = torch.zeros(3)
+    elif damage == "rng_bytes":  # the right type, not a state torch's generator takes
+        bundle["rng"]["torch"] = torch.zeros(3, dtype=torch.uint8)
+    elif damage == "numpy":
+        del bundle["rng"]["numpy"]["keys"]
+    elif damage == "python":
+        bundle["rng"]["python"] = [3]
+    elif damage == "grads":
+        bundle["grads"] = {"fc1.weight": 3}
+    elif damage == "optimizer":
+        bundle["optimizer"]["state"] = 5
+    elif damage == "optimizer_groups":
+        bundle["optimizer"]["param_names"] = ["fc1.weight"]
     elif damage == "trigger":
         del bundle["trigger"]["kind"]
     elif damage == "state":
@@ -394,7 +407,7 @@ def test_replay_refuses_a_damaged_bundle(tmp_path: Path, damage: str, capsys: py
     capsys.readouterr()
     assert main(["replay", "damaged.bundle.pt"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "damaged repro bundle" in err[0]
+    assert len(err) == 1 and "damaged repro bundle" in err[0], err
 
 
 def test_replay_of_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
@@ -822,3 +835,15 @@ def test_a_step_that_clips_its_gradients_is_replayed_with_the_clip(tmp_path: Pat
     torch.save(raw, "noclip.bundle.pt")
     code, out = _replay(Path("noclip.bundle.pt"), "--no-bisect")
     assert out["status"] == "symptom" and any("gradients: 4 of 4 differ" in line for line in out["details"])
+
+
+def test_json_on_stdout_stays_json_when_the_models_code_prints(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    noisy = NAN_SCRIPT.replace("    def forward(self, x):\n        return self.log(",
+                               "    def forward(self, x):\n        print('forward', x.shape)\n        return self.log(")
+    assert noisy != NAN_SCRIPT
+    assert _run(_script(tmp_path, "noisy.py", noisy), "-10") == 0
+    capsys.readouterr()
+    assert main(["replay", str(bundle_path("run.db")), "--json", "-", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["status"] == "bit-for-bit" and "forward" in err

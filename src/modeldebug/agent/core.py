@@ -4,10 +4,12 @@ The deterministic path, in order:
 1. validate the request (`Workload`) and snapshot the user's model (`ModelGuard`); set torch's CPU
    threads to `options.threads` (1 by default) for the analysis, and put them back after;
 2. look at the model: with every parameter frozen nothing can train, and that is the answer (an
-   issue with its fix); all-zero weights and BatchNorm fed one sample at a time are findings;
+   issue with its fix); weights (or held gradients) that are already NaN/Inf, all-zero weights and
+   BatchNorm fed one sample at a time are findings (NaN weights explain what every run then shows);
 3. try one training step (ErrorDiagnoser): a crash is the answer, explained, and the rest is skipped;
 4. a short training run on a copy under `modeldebug.watch` at the comprehensive level, so the
-   whole rule catalogue judges it (on one batch it doubles as the overfit-one-batch probe); a
+   whole rule catalogue judges it (on one batch it doubles as the overfit-one-batch probe, and the
+   rules about the data's label distribution are left out: one batch repeated is no sample of it); a
    claim of LSS001 that only the values' range supports is tested on the model;
 5. the tools, in the order the complaint suggests (each writes what it measures into an in-memory
    record that the same rules judge, with the same config), and the sanity probes, those that
@@ -72,6 +74,19 @@ def _merge(groups: list[tuple[str, list[Finding]]]) -> list[Finding]:
     return kept
 
 
+def _label_distribution(f: Finding) -> bool:
+    """A finding about the data's label distribution (DAT003's class balance, LBL001's one class
+    everywhere, one class per batch, batches in label order). The watched run on a single batch repeats
+    that batch, so it would judge one batch, counted again at every step, as the whole data set; what
+    one batch can show (a label out of range, targets off the loss's range or scale) is kept."""
+    return f.code == "DAT003" or (f.code == "LBL001" and "label_counts" in f.evidence)
+
+
+def _cuda_devices() -> list[int]:
+    """The CUDA devices whose generators a fork must save: none unless CUDA is already in use."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+
+
 class ModelDebuggingAgent:
     """Debugs a model actively: tools, sanity probes and verified fixes, ranked by the user's complaint.
 
@@ -102,7 +117,11 @@ class ModelDebuggingAgent:
         probes' models are small, and more threads only compete with each other on a busy machine.
         """
         t0 = time.perf_counter()
-        work = Workload(request, config=self.config)
+        # Reading the request draws batches from `request.data`: a shuffled DataLoader draws its order
+        # from torch's global generator, which the user's own training goes on using. ModelGuard
+        # snapshots it too late for that, so the draws happen on a forked generator.
+        with torch.random.fork_rng(devices=_cuda_devices()):
+            work = Workload(request, config=self.config)
         threads = request.options.threads
         before = torch.get_num_threads()
         if threads is not None:
@@ -122,7 +141,7 @@ class ModelDebuggingAgent:
         cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        the_plan = plan(request.issue)
+        the_plan = plan(work.issue)
         timings: dict[str, float] = {}
         results: dict[str, Any] = {}
         probe_results: dict[str, Any] = {}
@@ -145,6 +164,9 @@ class ModelDebuggingAgent:
             if stuck is not None:  # nothing can train: that is the answer, and every other tool needs training
                 groups.append(("model_check", [stuck]))
             else:
+                broken = structure.nonfinite_state(work)  # NaN weights: the cause of whatever the runs show
+                if broken is not None:
+                    groups.append(("model_check", [broken]))
                 failed = self._analyse(work, the_plan, timed, timings, results, probe_results, groups)
                 watched = results.pop("watched_run", None)
                 record = watched.report.record if watched is not None and watched.report is not None else None
@@ -154,16 +176,21 @@ class ModelDebuggingAgent:
             findings = the_plan.order(rank(_merge(groups), request.options.probe_steps))
             if request.options.verify_fixes and stuck is None and not failed:
                 fixes = timed("verified_fixes", self._verify, findings, work, probe_results)
-            if request.visualizations and stuck is None:
-                visuals = timed("visualizations", self._visualize, request, results, record)
+            if work.visualizations and stuck is None:
+                visuals = timed("visualizations", self._visualize, request, work.visualizations, results, record)
         peak_mb = (torch.cuda.max_memory_allocated() / 2**20) if cuda else max(0.0, max(peak) - rss0)
         response = DebuggingResponse(
-            issue=request.issue, findings=findings, tool_results=results, probes=probe_results, fixes=fixes,
+            issue=work.issue, findings=findings, tool_results=results, probes=probe_results, fixes=fixes,
             visualizations=visuals, metrics=AgentMetrics(tool_time_s=timings), model_unchanged=not guard.changed,
             changed=guard.changed, record=record,
-            run={"script": f"agent: {type(request.model).__name__}", "issue": request.issue,
+            run={"script": f"agent: {type(request.model).__name__}", "issue": work.issue,
                  "steps": request.options.probe_steps, "mode": "agent", "context": request.context,
                  "torch": torch.__version__})
+        if work.visualizations and not visuals:  # asked for, none drawn: say why rather than nothing
+            response.run["visualizations_note"] = (
+                "every parameter is frozen: nothing trains, so there is no gradient flow or training step to plot"
+                if stuck is not None else "a training step crashed: the tools that measure the plots did not run"
+                if failed else "the tools that measure the plots did not finish")
         response.metrics.analysis_time_s = round(time.perf_counter() - t0, 3)
         response.metrics.issues_found = len(findings)
         response.metrics.recommendations_given = len(response.recommendations)
@@ -172,7 +199,7 @@ class ModelDebuggingAgent:
         if self.lm is not None:
             from ..llm import attach_explanation
 
-            attach_explanation(response, self.lm, request.issue or None, work=work)
+            attach_explanation(response, self.lm, work.issue or None, work=work)
         return response
 
     def _analyse(self, work: Workload, the_plan: Any, timed: Any, timings: dict[str, float], results: dict[str, Any],
@@ -192,7 +219,10 @@ class ModelDebuggingAgent:
                         one_batch=request.batch is not None, watch_level="comprehensive")
         results["watched_run"] = watched
         if watched.report is not None:
-            groups.append(("watched_run", self._checked(watched.report.findings, work, probe_results, timed)))
+            found = watched.report.findings
+            if request.batch is not None:  # one batch, repeated: no sample of the data's labels
+                found = [f for f in found if not _label_distribution(f)]
+            groups.append(("watched_run", self._checked(found, work, probe_results, timed)))
         for name in the_plan.tools:
             if name == "error_diagnoser":
                 continue
@@ -271,7 +301,8 @@ class ModelDebuggingAgent:
                 out.append(verify(cand, f, work))
         return out
 
-    def _visualize(self, request: DebuggingRequest, results: dict[str, Any], record: Any) -> dict[str, str]:
+    def _visualize(self, request: DebuggingRequest, names: list[str], results: dict[str, Any],
+                   record: Any) -> dict[str, str]:
         from .plots import write_visualizations
 
-        return write_visualizations(request, results, record)
+        return write_visualizations(request, results, record, names=names)

@@ -3,8 +3,9 @@
 A fix is tried only when a finding asks for it and it can be applied mechanically: a learning
 rate, gradient clipping, re-initialisation, removing a final softmax, normalising inputs, zeroing
 gradients. Both runs use the same seed, batch and step budget; a fix helps when it lowers the loss by
-10% and by more than the runs' own step-to-step noise; one that does not is reported as not
-helping, with its numbers.
+10% and by more than the runs' own step-to-step noise (when the run without it blew up: when the
+run with it ends 10% below its own first loss, so a rate too low to learn anything does not count);
+one that does not is reported as not helping, with its numbers.
 """
 
 from __future__ import annotations
@@ -99,13 +100,24 @@ def _normalizer(work: Workload) -> Callable[[Any], Any] | None:
     return lambda t: (t - mean) / std if isinstance(t, torch.Tensor) else t
 
 
+def _reinit_candidate() -> _Candidate:
+    return _Candidate("reinitialize", "Re-initialise every layer with PyTorch's defaults and zero biases",
+                      "for m in model.modules():\n    if hasattr(m, 'reset_parameters'): m.reset_parameters()",
+                      {"prepare": _reinit})
+
+
 def candidate_fixes(finding: Finding, work: Workload, *, suggested_lr: float | None) -> list[_Candidate]:
     """The mechanical fixes that address `finding` and can be applied to this request."""
-    lr = work.lr(work.model)
+    lr = work.lr()
     kind = finding.kind
     out: list[_Candidate] = []
+    if kind == "nonfinite" and finding.evidence.get("where") in ("weights", "gradients"):
+        # the model was handed over non-finite: no rate or clipping helps, fresh weights may
+        return [_reinit_candidate()] if finding.evidence["where"] == "weights" else []
     if kind in ("lr_too_high", "loss_diverging", "exploding_gradients", "nonfinite", "loss_oscillating") and lr:
-        new = suggested_lr if suggested_lr and suggested_lr < lr else lr / 10
+        # the range test's rate when it found a minimum below the current rate, and not so far below
+        # that it could only stand still (a thousandth of the rate); else a tenth of it
+        new = suggested_lr if suggested_lr and lr / 1000 <= suggested_lr < lr else lr / 10
         out.append(_Candidate("lower_lr", f"Lower the learning rate from {lr:.1e} to {new:.1e}",
                               f"for g in optimizer.param_groups: g['lr'] = {new:.1e}", {"lr": new}))
     if kind in ("exploding_gradients", "nonfinite", "loss_diverging"):
@@ -115,9 +127,7 @@ def candidate_fixes(finding: Finding, work: Workload, *, suggested_lr: float | N
         out.append(_Candidate("raise_lr", f"Raise the learning rate from {lr:.1e} to {suggested_lr:.1e}",
                               f"for g in optimizer.param_groups: g['lr'] = {suggested_lr:.1e}", {"lr": suggested_lr}))
     if kind in ("dead_activations", "poor_initialization", "vanishing_gradients", "weight_collapse"):
-        out.append(_Candidate("reinitialize", "Re-initialise every layer with PyTorch's defaults and zero biases",
-                              "for m in model.modules():\n    if hasattr(m, 'reset_parameters'): m.reset_parameters()",
-                              {"prepare": _reinit}))
+        out.append(_reinit_candidate())
     if kind == "double_softmax" and _last_softmax(work.model) is not None:
         out.append(_Candidate("remove_final_softmax", "Remove the final Softmax: CrossEntropyLoss applies log-softmax itself",
                               "replace the model's last nn.Softmax with nn.Identity() (keep softmax for inference only)",
@@ -169,10 +179,17 @@ def verify(candidate: _Candidate, finding: Finding, work: Workload) -> VerifiedF
     noise = 0.0 if split is not None else \
         2 * math.hypot(tail_noise(before.losses), tail_noise(after.losses)) / math.sqrt(5)
     better = math.isfinite(a) and a < 0.9 * b and b - a > noise
-    helped = math.isfinite(a) if not math.isfinite(b) else better
+    # Without the fix the run blew up: a finite loss after it is not enough (a rate too low to move
+    # the weights stays at its first loss); it must have learned, its loss well below where it began.
+    start = after.first
+    learned = math.isfinite(a) and math.isfinite(start) and a < 0.9 * start and \
+        start - a > 2 * tail_noise(after.losses, window=5) / math.sqrt(5)
+    helped = learned if not math.isfinite(b) else better
     note = "held-out loss" if split is not None else "final training loss"
     if not math.isfinite(a):
         note += "; the run still went non-finite"
+    elif not math.isfinite(b) and not learned:
+        note += f"; it stayed finite but did not learn (its first loss was {start:.4g})"
     elif math.isfinite(b) and a >= b:
         note += "; it did not improve"
     elif math.isfinite(b) and a < 0.9 * b and not better:

@@ -70,12 +70,14 @@ def _histograms(layers: list[Any]) -> str:
     return _svg(cols * cell_w + 20, 40 + rows * cell_h, "Activation histograms (one forward pass)", body)
 
 
-def write_visualizations(request: Any, results: dict[str, Any], record: Any) -> dict[str, str]:
-    """Write the requested plots into `request.output_dir`; returns {name: path}."""
+def write_visualizations(request: Any, results: dict[str, Any], record: Any,
+                         names: list[str] | None = None) -> dict[str, str]:
+    """Write the requested plots (`names`, default `request.visualizations`) into `request.output_dir`;
+    returns {name: path}."""
     out_dir = Path(request.output_dir or "modeldebug-agent")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
-    for name in request.visualizations:
+    for name in names if names is not None else request.visualizations:
         svg = None
         if name == "gradient_flow" and "gradient_debugger" in results:
             flow = results["gradient_debugger"]

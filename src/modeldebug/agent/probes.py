@@ -116,9 +116,14 @@ def loss_at_init(work: Workload) -> ProbeResult:
             model.train()
             losses.append(float(work.loss(model)))
     loss = losses[0]
+    if not all(math.isfinite(v) for v in losses):  # NaN weights or inputs: nothing to compare with ln C
+        bad = next(v for v in losses if not math.isfinite(v))
+        return ProbeResult("loss_at_init", "fail", f"the loss at initialisation is {bad}, not a number to compare "
+                           "with anything: the model or the batch is already non-finite (see the findings)",
+                           {"loss": bad, "losses": losses})
     if classes is None or classes < 2:
-        return ProbeResult("loss_at_init", "skipped" if math.isfinite(loss) else "fail",
-                           f"initial loss {loss:.4g} (no class count to compare with)", {"loss": loss})
+        return ProbeResult("loss_at_init", "skipped", f"initial loss {loss:.4g} (no class count to compare with)",
+                           {"loss": loss})
     expected = math.log(classes)
     th = work.config.thresholds
     limit = th.init_loss_factor * expected
@@ -217,6 +222,9 @@ def overfit_one_batch(work: Workload, run: RunResult | list[RunResult] | None = 
     data: dict[str, Any] = {"steps": len(first.losses), "first_loss": first.first, "final_loss": first.final,
                             "best_loss": first.best, "drop": drop.mean, "drop_interval": drop.to_dict(),
                             "batch_size": _batch_size(work), "seeds": len(runs), "diverged_runs": len(diverged)}
+    if diverged and all(not math.isfinite(r.first) for r in diverged):
+        return ProbeResult("overfit_one_batch", "fail", "the loss is non-finite at the first step, before any update: "
+                           "the learning rate is not to blame (the model or the batch is already non-finite)", data)
     if diverged:
         f = make_finding("LOS001", "loss_diverging", "loss", severity="high", confidence=0.85,
                          title=f"Training on one batch blew up to a non-finite loss within {len(diverged[0].losses)} steps"
@@ -313,8 +321,12 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
     """Train on zeroed inputs: a model that uses its inputs must do clearly worse than on real ones.
 
     Paired seeded runs (real and zeroed under the same seed). What is compared is the inputs' share
-    of the learning: (zeroed final - real final) / (real first - real final), 1 when the zeroed copy
+    of the learning: (zeroed final - real final) / (start - real final), 1 when the zeroed copy
     learns nothing, 0 when it learns as much. A slow learner has a small drop but a large share.
+    The start is the lower of the two first losses: with zeroed inputs the model's first output is
+    a constant guess (about chance), while unnormalised real inputs (pixels in 0..255, values in
+    the thousands) can start orders of magnitude above it, and that inflated start must not make
+    a model that ends far below the zeroed copy look as if it learned nothing from its inputs.
     """
     steps = work.options.probe_steps
     if not _changed(work.inputs(), _zeros(work.inputs())):
@@ -326,13 +338,13 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
     if any(not (math.isfinite(r.final) and math.isfinite(z.final)) for r, z in zip(reals, zeros)):
         return ProbeResult("input_independent", "skipped", "a run went non-finite", data)
     noise = [math.hypot(_final_noise(r), _final_noise(z)) for r, z in zip(reals, zeros)]
-    drops = [r.first - r.final for r in reals]
+    drops = [min(r.first, z.first) - r.final for r, z in zip(reals, zeros)]  # below a constant guess's start
     drop = interval(drops, floor=max(_final_noise(r) for r in reals))
     gap = interval([z.final - r.final for r, z in zip(reals, zeros)], floor=max(noise))
     data.update(real_drop=drop.to_dict(), gap=gap.to_dict())
     if not drop.above(0):
-        return ProbeResult("input_independent", "skipped", "the model did not learn with real inputs either "
-                           "(see overfit_one_batch)", data)
+        return ProbeResult("input_independent", "skipped", "with real inputs the model did not get below where it "
+                           "started with zeroed ones (see overfit_one_batch)", data)
     share = interval([(z.final - r.final) / d for r, z, d in zip(reals, zeros, drops)],
                      floor=max(n / d for n, d in zip(noise, drops)))
     data["input_share"] = share.to_dict()
@@ -358,20 +370,50 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
     return ProbeResult("input_independent", "fail", f.title, data, [f])
 
 
+class _KeywordCall(torch.nn.Module):
+    """The model called with its keyword inputs, one of them (`key`) given positionally: the handle the
+    capture probe takes its gradient at."""
+
+    def __init__(self, model: torch.nn.Module, inputs: dict[str, Any], key: str) -> None:
+        super().__init__()
+        self.model = model
+        self.rest = {k: v for k, v in inputs.items() if k != key}
+        self.key = key
+
+    def forward(self, value: Any) -> Any:
+        return self.model(**self.rest, **{self.key: value})
+
+
+def _float_entry(x: dict[str, Any]) -> str | None:
+    """The first mapping entry that is a floating-point input with samples on its first axis."""
+    return next((k for k, v in x.items() if k not in _TARGET_KEYS and isinstance(v, torch.Tensor)
+                 and v.is_floating_point() and v.dim() >= 2), None)
+
+
 def batch_mixing_probe(work: Workload) -> ProbeResult:
-    """Backprop from one sample's output: the gradient on every other sample's input must be zero."""
+    """Backprop from one sample's output: the gradient on every other sample's input must be zero.
+
+    The input is the batch's tensor, the first floating-point tensor of positional inputs, or of a
+    mapping's entries (passed by keyword, the others as they are); token ids through their embedding.
+    """
     x = work.inputs()
+    why: list[str] = []
     if isinstance(x, torch.Tensor):  # values, or token ids through their embedding: the watch's own probe
-        res = batch_mixing(work.clone(), (x,))
-    else:  # a mapping (a Hugging Face model's input_ids): through the first embedding's output
+        res = batch_mixing(work.clone(), (x,), why=why)
+    elif isinstance(x, (tuple, list)):  # several positional inputs: the first floating one (or token ids)
+        res = batch_mixing(work.clone(), tuple(x), why=why)
+    elif isinstance(x, dict) and (key := _float_entry(x)) is not None:
+        res = batch_mixing(_KeywordCall(work.clone(), x, key), (x[key],), why=why)
+        why = [f"{w} (input {key!r})" for w in why]
+    else:  # a mapping of token ids (a Hugging Face model's input_ids): through the first embedding's output
         from .causality import token_batch_mixing
 
         res = token_batch_mixing(work)
         if res is None:
-            return ProbeResult("batch_mixing", "skipped", "needs a floating-point input tensor, or (batch, time) "
-                               "tokens read by an nn.Embedding", {})
+            return ProbeResult("batch_mixing", "skipped", "the inputs hold no floating-point tensor with samples "
+                               "first, and no (batch, time) token ids read by an nn.Embedding", {})
     if res is None:
-        return ProbeResult("batch_mixing", "skipped", "the output has no batch axis first, or the batch is too small", {})
+        return ProbeResult("batch_mixing", "skipped", why[0] if why else "the probe does not apply to this model", {})
     if "skipped" in res:  # the batch size is also another axis's size, and samples read along it stay apart
         return ProbeResult("batch_mixing", "skipped", res["skipped"], res)
     frac = res["fraction_mixed"]
@@ -391,13 +433,20 @@ def determinism(work: Workload, steps: int = 5) -> ProbeResult:
     """Two seeded runs of a few steps must produce the same losses."""
     a = short_run(work, steps=steps)
     b = short_run(work, steps=steps)
-    diff = max((abs(x - y) for x, y in zip(a.losses, b.losses)), default=0.0)
+    pairs = list(zip(a.losses, b.losses))
+    diff = max((abs(x - y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)), default=0.0)
     data = {"losses_a": a.losses, "losses_b": b.losses, "max_difference": diff}
-    if a.losses == b.losses:
+    # the same value, or the same non-finite one (NaN weights give NaN in both runs: that is agreement)
+    same = len(a.losses) == len(b.losses) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in pairs)
+    if same:
         return ProbeResult("determinism", "pass", f"two seeded runs of {steps} steps agree exactly", data)
+    split = next((i for i, (x, y) in enumerate(pairs) if math.isfinite(x) != math.isfinite(y)), None)
+    if split is None and len(a.losses) != len(b.losses):
+        split = min(len(a.losses), len(b.losses)) - 1  # one run stopped at a non-finite loss, the other went on
     f = make_finding(
         "PRB002", "nondeterminism", "runtime", severity="low", confidence=0.8,
-        title=f"Two runs with the same seed differ by up to {diff:.3g} in loss",
+        title=(f"Two runs with the same seed differ by up to {diff:.3g} in loss" if split is None else
+               f"Two runs with the same seed differ: one's loss went non-finite at step {split} and the other's did not"),
         description=("Something in the model or loss is not seeded or uses non-deterministic kernels, so runs "
                      "cannot be reproduced and comparisons between them are noisy."),
         evidence=data, recommendations=[Recommendation(

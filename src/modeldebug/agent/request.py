@@ -73,7 +73,9 @@ class DebuggingRequest:
                      issue="Model not converging", context={"epoch": 3, "lr": 1e-3})
     ```
     Give `batch` or `data` (an iterable of `(inputs, targets)`, e.g. a DataLoader). `loss_fn` may be
-    left out when the model returns its own loss (a scalar, or a mapping with a "loss" entry).
+    left out when the model returns its own loss (a scalar, or a mapping with a "loss" entry). A
+    batch may also be a mapping of the model's keyword inputs; with a `loss_fn`, its "y", "target(s)"
+    or "label(s)" entry is the targets (passed to the model too only when forward() names it).
     """
 
     model: nn.Module
@@ -108,6 +110,34 @@ def _logits(out: Any) -> Any:
     return out
 
 
+#: the entries of a mapping batch that hold the targets a loss_fn scores against, in order of preference
+_TARGET_NAMES = ("y", "target", "targets", "label", "labels")
+
+
+def _whole(name: str, value: Any, least: int, default: Any) -> None:
+    """`options.<name>` must be a whole number of at least `least`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise BadInputError(f"options.{name} {value!r} must be a whole number of at least {least} (default {default})")
+
+
+def _check_rules(config: DebuggingConfig) -> None:
+    """The config's select/ignore name known rules (as on the command line), or one UnknownRuleError."""
+    from ..catalogue import CATALOGUE
+
+    CATALOGUE.select(config.select or (), config.ignore or ())
+
+
+def _forward_params(model: nn.Module) -> set[str]:
+    """The parameter names model.forward() takes by keyword (not what **kwargs would swallow)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def _describe(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         return f"tensor{tuple(x.shape)} {str(x.dtype).replace('torch.', '')}"
@@ -129,20 +159,42 @@ class Workload:
         if config is not None and not isinstance(config, DebuggingConfig):
             raise BadInputError(f"config must be a modeldebug.DebuggingConfig, got {type(config).__name__}")
         self.config = config if config is not None else DebuggingConfig()
+        _check_rules(self.config)
+        if not isinstance(request.options, AnalysisOptions):
+            raise BadInputError(f"request.options must be a modeldebug.AnalysisOptions (e.g. AnalysisOptions("
+                                f"probe_steps=60)), got {type(request.options).__name__}: {request.options!r}"[:300])
+        if request.issue is not None and not isinstance(request.issue, str):
+            raise BadInputError(f"request.issue must be the problem in words, a str (e.g. \"loss is not decreasing\"), "
+                                f"got {type(request.issue).__name__}: {request.issue!r}"[:300])
+        if not isinstance(request.context, dict):
+            raise BadInputError(f"request.context must be a dict of what you know (e.g. {{'epoch': 3}}), got "
+                                f"{type(request.context).__name__}")
         self.request = request
+        self.issue: str = request.issue or ""
         self.options = request.options
         self.model = request.model
         self.loss_fn = request.loss_fn
+        if isinstance(request.loss_fn, type):
+            raise BadInputError(f"request.loss_fn is the class {request.loss_fn.__name__}, not a loss: pass an instance, "
+                                f"{request.loss_fn.__name__}()")
         if request.loss_fn is not None and not callable(request.loss_fn):
             raise BadInputError(f"request.loss_fn must be callable (e.g. nn.CrossEntropyLoss()), "
                                 f"got {type(request.loss_fn).__name__}")
         self.optimizer_factory: OptimizerFactory = request.optimizer_factory or default_optimizer
-        seeds, threads = self.options.probe_seeds, self.options.threads
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise BadInputError(f"options.probe_seeds {seeds!r} must be a whole number of at least 1 (default 3)")
-        steps, secs = self.options.overfit_max_steps, self.options.overfit_seconds
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise BadInputError(f"options.overfit_max_steps {steps!r} must be a whole number of at least 1 (default 600)")
+        if not callable(self.optimizer_factory):
+            raise BadInputError("request.optimizer_factory must be a function of the parameters (e.g. lambda params: "
+                                f"torch.optim.Adam(params, lr=1e-3)), got {type(self.optimizer_factory).__name__}")
+        o = self.options
+        for name, least in (("probe_steps", 5), ("probe_seeds", 1), ("overfit_max_steps", 1), ("max_batches", 1),
+                            ("gradient_steps", 1), ("profile_iterations", 1), ("profile_warmup", 0), ("seed", 0)):
+            _whole(name, getattr(o, name), least, getattr(AnalysisOptions, name))
+        mem, types = o.memory_threshold_mb, o.layer_types
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem >= 0):
+            raise BadInputError(f"options.memory_threshold_mb {mem!r} must be a number of MiB, or None to only report")
+        if types is not None and (isinstance(types, str) or not all(isinstance(t, str) for t in types)):
+            raise BadInputError(f"options.layer_types {types!r} must be a list of module class names, e.g. "
+                                "['Linear', 'ReLU'], or None for every leaf module")
+        secs, threads = o.overfit_seconds, o.threads
         if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs >= 0:
             raise BadInputError(f"options.overfit_seconds {secs!r} must be a number of seconds, 0 or more (default 10)")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -150,7 +202,11 @@ class Workload:
                                 "torch's thread count alone")
         self.batches = self._batches(request)
         self.batch = self.batches[0]
-        bad = [v for v in request.visualizations if v not in VISUALIZATIONS]
+        self.clone()  # a model that cannot be copied fails here, in one line, not inside a tool
+        #: the plots asked for; one name given as a str is that one plot, not its letters
+        self.visualizations = [request.visualizations] if isinstance(request.visualizations, str) else \
+            list(request.visualizations or [])
+        bad = [v for v in self.visualizations if v not in VISUALIZATIONS]
         if bad:
             raise BadInputError(f"unknown visualization {bad[0]!r}: choose from {', '.join(VISUALIZATIONS)}")
 
@@ -169,7 +225,7 @@ class Workload:
         out = []
         for b in raw:
             if isinstance(b, Mapping):
-                out.append((dict(b), None))
+                out.append(self._split_mapping(dict(b)))
             elif isinstance(b, (tuple, list)) and len(b) == 2:
                 out.append((b[0], b[1]))
             elif isinstance(b, (tuple, list)) and len(b) == 1:
@@ -179,20 +235,59 @@ class Workload:
                                     f"{f' with {len(b)} items' if isinstance(b, (tuple, list)) else ''}")
         return out
 
+    def _split_mapping(self, b: dict[str, Any]) -> tuple[Any, Any]:
+        """A mapping batch as (the model's keyword inputs, the targets).
+
+        Without a loss_fn the model computes its own loss from the whole mapping (labels included, as
+        a Hugging Face model does). With one, the targets are the entry named like targets ("y",
+        "label(s)", "target(s)"); it is passed to the model as well only when forward() names it.
+        """
+        if self.loss_fn is None:
+            return b, None
+        keys = [k for k in _TARGET_NAMES if k in b]
+        if not keys:
+            return b, None
+        named = _forward_params(self.model)
+        key = next((k for k in keys if k not in named), keys[0])
+        if len(keys) > 1 and key in named:
+            raise BadInputError(f"the batch mapping holds several target-like entries ({', '.join(keys)}) and "
+                                f"{type(self.model).__name__}.forward() takes them all: pass batches as "
+                                "(inputs, targets) so the loss_fn's targets are unambiguous")
+        inputs = {k: v for k, v in b.items() if k != key or key in named}
+        return inputs, b[key]
+
     # -- the operations every tool uses -------------------------------------------------------------
     def clone(self) -> nn.Module:
         """A deep copy of the user's model to work on (the original is never trained)."""
         import copy
 
-        return copy.deepcopy(self.model)
+        try:
+            return copy.deepcopy(self.model)
+        except Exception as exc:  # noqa: BLE001 - a lock, an open file, a __deepcopy__ that refuses
+            why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise BadInputError(f"{type(self.model).__name__} cannot be copied (copy.deepcopy: {type(exc).__name__}"
+                                f"{': ' + why if why else ''}): the agent trains copies, never the model itself; keep "
+                                "locks, open files and process groups outside the nn.Module, or give it a "
+                                "__deepcopy__") from None
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The request's optimizer over `model`'s trainable parameters; `model` must be a copy, never the
+        user's (a factory may register hooks on the parameters it is given)."""
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise BadInputError("the model has no trainable parameters (every requires_grad is False)")
         return self.optimizer_factory(params)
 
-    def lr(self, model: nn.Module) -> float | None:
+    def lr(self, model: nn.Module | None = None) -> float | None:
+        """The request's learning rate (of its optimizer's first parameter group), read from an optimizer
+        built over a copy: the user's parameters are never handed to the factory."""
+        if model is not None and model is not self.model:
+            return self._lr_of(model)
+        if not hasattr(self, "_lr"):
+            self._lr = self._lr_of(self.clone())
+        return self._lr
+
+    def _lr_of(self, model: nn.Module) -> float | None:
         try:
             return float(self.optimizer(model).param_groups[0]["lr"])
         except (KeyError, TypeError, ValueError):

@@ -2,6 +2,9 @@
 
 - `frozen`: no parameter can learn (every `requires_grad` False, or no parameters at all). Nothing
   can be trained, so this is the whole answer: an issue with the fix, not an error.
+- `nonfinite_state`: the weights or buffers (or the gradients the model holds) are already NaN/Inf
+  (NUM001): every loss, probe and fix after it only shows the NaN, so it explains them and ranks
+  first; the learning rate is not to blame.
 - `zero_weights`: every weight tensor is exactly zero (PRB004), the cause of the dead units and
   frozen-looking parameters the run then shows.
 - `single_sample_batchnorm`: every batch has one sample and the model normalises with BatchNorm
@@ -24,8 +27,8 @@ from ..rules.base import Finding, Recommendation
 from .request import Workload, call_model
 from .tools.base import make_finding
 
-__all__ = ["batchnorm_advice", "frozen", "single_sample_batchnorm", "squashed_claim", "squashing_shown",
-           "zero_weights"]
+__all__ = ["batchnorm_advice", "frozen", "nonfinite_state", "single_sample_batchnorm", "squashed_claim",
+           "squashing_shown", "zero_weights"]
 
 _NORM_ADVICE = Recommendation(
     "fix", "Every batch has one sample: normalise with LayerNorm or GroupNorm, which do not need a batch",
@@ -64,6 +67,78 @@ def frozen(work: Workload) -> Finding | None:
                                "optimizer = torch.optim.AdamW(params, lr=3e-4)")]
     f = make_finding("OPT001", "params_not_updating", "optimizer", severity="high", confidence=0.99, title=title,
                      description=description, evidence={"parameters": len(params), "weights": n, "trainable": 0},
+                     recommendations=recs)
+    f.step = 0
+    return f
+
+
+#: what a model whose weights are already NaN/Inf shows in every run and probe: its symptoms, not their causes
+_NONFINITE_EXPLAINS = ("loss_diverging", "loss_not_decreasing", "loss_oscillating", "poor_initialization",
+                       "nondeterminism", "exploding_gradients", "vanishing_gradients", "dead_activations",
+                       "lr_too_high", "lr_too_low", "input_ignored", "weight_collapse", "nonfinite")
+
+
+def _nonfinite(t: torch.Tensor | None) -> tuple[int, int] | None:
+    """(NaN count, Inf count) of a floating-point tensor that holds any; None otherwise."""
+    if t is None or not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return None
+    v = t.detach()
+    if bool(torch.isfinite(v).all()):
+        return None
+    return int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+
+
+def _counted(bad: list[tuple[str, int, int, int]]) -> str:
+    parts = []
+    for name, nan, inf, n in bad[:3]:
+        what = " and ".join(w for w in (f"{nan:,} NaN" if nan else "", f"{inf:,} Inf" if inf else "") if w)
+        parts.append(f"{name} ({what} of {n:,} values)")
+    return ", ".join(parts) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+
+
+def nonfinite_state(work: Workload) -> Finding | None:
+    """NUM001 when the model's weights or buffers, or else the gradients it holds, are already NaN/Inf."""
+    model = work.model
+    state = [(k, *c, v.numel()) for k, v in model.state_dict(keep_vars=True).items()
+             if (c := _nonfinite(v)) is not None]
+    grads = [(f"{k}.grad", *c, p.grad.numel()) for k, p in model.named_parameters()
+             if (c := _nonfinite(p.grad)) is not None]
+    if not state and not grads:
+        return None
+    first = (state or grads)[0][0]
+    module = first.rsplit(".", 1)[0] if "." in first else ""
+    if state:
+        title = f"The model's weights are already non-finite before any training: {_counted(state)}"
+        description = (f"{len(state)} of the model's tensors hold NaN or Inf as it was handed over, so every forward "
+                       "pass outputs NaN from the first step: the non-finite loss at initialisation, the runs that "
+                       "\"blow up\" at once and the unstable repeats follow from it, and no learning rate or "
+                       "initialisation change to the training fixes it. An earlier update wrote them (a step with "
+                       "a NaN loss or gradient), or a checkpoint was saved after training had diverged.")
+        recs = [Recommendation("fix", "Load the last checkpoint whose weights are finite, or re-initialise the "
+                                      "affected layers; then find the step that made them non-finite",
+                               "bad = [n for n, t in model.state_dict().items()\n"
+                               "       if t.is_floating_point() and not torch.isfinite(t).all()]\n"
+                               "print(bad)   # reload them, or: for m in model.modules(): m.reset_parameters()"),
+                Recommendation("best_practice", "Watch the training run: the first non-finite loss or gradient is "
+                                                "recorded with the module that produced it",
+                               "with modeldebug.watch(model, optimizer=optimizer):\n    train()")]
+        explains: list[str] = list(_NONFINITE_EXPLAINS)
+    else:
+        title = f"The gradients the model holds are non-finite: {_counted(grads)}"
+        description = ("The model's .grad tensors hold NaN or Inf, left by its last backward pass. The next "
+                       "optimizer.step() with them writes NaN into the weights (gradients accumulate unless they "
+                       "are zeroed). The analysis itself ran on copies with fresh gradients, so the rest of this "
+                       "report is about the weights as they are now.")
+        recs = [Recommendation("fix", "Zero the gradients before each backward, and find what made them non-finite "
+                                      "(a NaN in the batch, a log or division in the loss)",
+                               "optimizer.zero_grad(set_to_none=True)   # before loss.backward()\n"
+                               "assert torch.isfinite(loss), 'non-finite loss: skip this step'")]
+        explains = []
+    f = make_finding("NUM001", "nonfinite", "numerics", severity="high", confidence=0.99, title=title,
+                     description=description, location=module or None,
+                     evidence={"where": "weights" if state else "gradients",
+                               "tensors": [b[0] for b in (state or grads)][:20],
+                               "nonfinite_grads": [b[0] for b in grads][:20], "explains_only": explains},
                      recommendations=recs)
     f.step = 0
     return f

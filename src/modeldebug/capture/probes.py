@@ -55,7 +55,10 @@ class MixingProbe:
                 tr.writer.add_event(tr.step, measure.name, result)
 
 
-def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | None:
+_DETACHED = "no gradient reaches the input from the output: the input's path is detached (or the output does not use it)"
+
+
+def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | None = None) -> dict[str, Any] | None:
     """Do the outputs of the first and last samples depend on the other samples of the batch?
 
     Backpropagates from the outputs of samples 0 and N-1 (the last one catches a recurrence run
@@ -78,15 +81,26 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
     first embedding called on a tensor of their shape (``nn.Embedding``/``EmbeddingBag``), which
     holds the same samples on the same axes. A model that embeds its ids some other way (a
     functional ``F.embedding``) is not probed.
+
+    `why`, when given, gets the reason the probe does not apply whenever it returns None.
     """
+    def skip(reason: str) -> None:
+        if why is not None:
+            why.append(reason)
+
     x = first_tensor(args)
     if x is None:  # token ids?
         x = next((a for a in args if isinstance(a, torch.Tensor) and _is_index(a)), None)
-    if x is None or x.dim() < 1 or x.shape[0] < 3 or not any(a is x for a in args):
-        return None
+    if x is None:
+        return skip("no input is a floating-point tensor or token ids")
+    if x.dim() < 1 or x.shape[0] < 3:
+        return skip(f"the batch has {x.shape[0] if x.dim() else 1} sample(s): it needs at least 3")
+    if not any(a is x for a in args):
+        return skip("the input tensor is nested inside another argument")
     tokens = _is_index(x)  # token ids: the gradient is taken at their embedding instead
     if not tokens and (unmeasurable(x) is not None or x.dim() < 2):
-        return None
+        return skip(f"the input is {unmeasurable(x)}" if unmeasurable(x) is not None
+                    else "the input has one value per sample (no feature axis)")
     size = weight_bytes(root)
     if size > TWIN_MAX_BYTES:
         return {"skipped": f"the model holds {size / 2**30:.1f} GiB of weights: the probe's copy of it would add as "
@@ -108,11 +122,14 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
             through: dict[str, Any] = {}
             if embedded is not None:
                 probe, name = embedded.leaf_for(call[index])
-                if probe is None:
-                    return None  # no embedding reads the ids: nothing to take the gradient at
+                if probe is None:  # no embedding reads the ids: nothing to take the gradient at
+                    return skip("no nn.Embedding reads the token ids")
                 through = {"through": name}
-            if out is None or out.dim() == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
-                return None
+            if out is None or out.dim() == 0 or out.shape[0] != x.shape[0]:
+                return skip("the output has no batch axis first" if out is not None else
+                            "the output is not a tensor")
+            if not out.requires_grad:  # (the copy's weights need none: the input is all that could)
+                return skip(_DETACHED)
             if embedded is not None and _causal_along_axis_0(out, probe):
                 return {"skipped": f"token ids {list(x.shape)}: each output along axis 0 depends on that position and "
                                    "the ones before it only, as in a time-first sequence model ([T, B] ids); a "
@@ -121,7 +138,9 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...]) -> dict[str, Any] | Non
             if rows is not None:
                 through["reordered_before_embedding"] = True
             result = _mixing(out, probe, x.shape[0], rows)
-            return result | through if result is not None and "skipped" not in result else result
+            if result is None:
+                return skip(_DETACHED)
+            return result | through if "skipped" not in result else result
     finally:
         if embedded is not None:
             embedded.remove()

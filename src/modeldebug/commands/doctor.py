@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadInputError
@@ -26,7 +28,7 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--model", required=True, metavar="MODULE:FACTORY",
                    help="a function (or class) returning the nn.Module, e.g. mynet.py:build or pkg.models:Net")
     p.add_argument("--batch", required=True, metavar="MODULE:FUNCTION",
-                   help="a function returning (inputs, targets) or a DataLoader")
+                   help="a function returning (inputs, targets), a dict of the model's inputs, or a DataLoader")
     p.add_argument("--loss", metavar="NAME|MODULE:OBJ",
                    help="a torch.nn loss (CrossEntropyLoss, MSELoss, ...) or module:object; omit when the model returns its loss")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
@@ -69,7 +71,55 @@ def _call(factory: Any, what: str, spec: str) -> Any:
         raise BadInputError(f"{what} {spec!r} raised {type(exc).__name__}: {exc}") from None
 
 
+def _batch_or_data(data: Any, spec: str) -> tuple[Any, Any]:
+    """(batch, None) for one batch, a tuple/list (inputs, targets) or a mapping of the model's inputs;
+    (None, data) for a DataLoader or another iterable of batches; one line naming what it was otherwise."""
+    import torch
+    from torch import nn
+
+    from ..agent.request import _describe
+
+    if isinstance(data, (tuple, list)):
+        if len(data) not in (1, 2):
+            raise BadInputError(f"--batch {spec!r} returned a {type(data).__name__} of {len(data)} items: return "
+                                "(inputs, targets), with several inputs as ((x1, x2), targets)")
+        return tuple(data), None
+    if isinstance(data, Mapping):
+        return dict(data), None
+    if isinstance(data, torch.Tensor):
+        raise BadInputError(f"--batch {spec!r} returned one {_describe(data)}, not a batch: return (inputs, targets), "
+                            "e.g. `return x, y`, a dict of the model's inputs, or a DataLoader")
+    if isinstance(data, (str, bytes, nn.Module)) or not hasattr(data, "__iter__"):
+        raise BadInputError(f"--batch {spec!r} returned {type(data).__name__}: it must return (inputs, targets), a "
+                            "dict of the model's inputs, or a DataLoader")
+    return None, data
+
+
 def run(args: argparse.Namespace) -> int:
+    # `--json -` promises parseable JSON on stdout: the user's code prints to stderr while it runs
+    with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
+        response = _diagnose(args)
+    report = response.report()
+    if not args.quiet:
+        _print(response, report)
+    if args.json == "-":
+        sys.stdout.write(response.to_json() + "\n")
+    elif args.json:
+        response.to_json(args.json)
+        _written("JSON report", args.json)
+    if args.html:
+        report.to_html(args.html)
+        _written("HTML report", args.html)
+    if response.visualizations:
+        _written(f"plots ({', '.join(sorted(response.visualizations))})", args.viz or "modeldebug-agent")
+    elif args.viz:
+        print(f"modeldebug: no plots written to {args.viz}: "
+              f"{response.run.get('visualizations_note', 'the tools that measure them did not run')}", file=sys.stderr)
+    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+
+
+def _diagnose(args: argparse.Namespace) -> Any:
+    """The user's model and batch, built; the agent's response on them."""
     import torch
     from torch import nn
 
@@ -84,33 +134,15 @@ def run(args: argparse.Namespace) -> int:
     model = _call(load_object(args.model, "--model"), "--model", args.model)
     if not isinstance(model, nn.Module):
         raise BadInputError(f"--model {args.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-    data = _call(load_object(args.batch, "--batch"), "--batch", args.batch)
-    batch = data if isinstance(data, (tuple, list)) else None
-    if batch is None and (isinstance(data, nn.Module) or not hasattr(data, "__iter__")):
-        raise BadInputError(f"--batch {args.batch!r} returned {type(data).__name__}: it must return "
-                            "(inputs, targets) or a DataLoader")
+    batch, data = _batch_or_data(_call(load_object(args.batch, "--batch"), "--batch", args.batch), args.batch)
     optim = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[args.optimizer]
     request = DebuggingRequest(
-        model=model, batch=tuple(batch) if batch is not None else None, data=None if batch is not None else data,
+        model=model, batch=batch, data=data,
         loss_fn=_loss(args.loss), optimizer_factory=lambda params: optim(params, lr=args.lr), issue=args.issue,
         options=AnalysisOptions(probe_steps=args.steps, threads=args.threads),
         visualizations=["gradient_flow", "activation_histograms", "memory_timeline"] if args.viz else [],
         output_dir=args.viz)
-    response = ModelDebuggingAgent().debug_model(request)
-    report = response.report()
-    if not args.quiet:
-        _print(response, report)
-    if args.json == "-":
-        sys.stdout.write(response.to_json() + "\n")
-    elif args.json:
-        response.to_json(args.json)
-        _written("JSON report", args.json)
-    if args.html:
-        report.to_html(args.html)
-        _written("HTML report", args.html)
-    if response.visualizations:
-        _written(f"plots ({', '.join(sorted(response.visualizations))})", args.viz or "modeldebug-agent")
-    return 1 if args.fail_on and report.fails(args.fail_on) else 0
+    return ModelDebuggingAgent().debug_model(request)
 
 
 def _written(what: str, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 __all__ = ["add"]
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import _check_outputs
 
     _check_outputs(args)  # a --json path that cannot be written fails before the replay, not after
-    result = replay(args.bundle, model=args.model, bisect=not args.no_bisect)
+    # `--json -` promises parseable JSON on stdout: the user's model code prints to stderr while it runs
+    with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
+        result = replay(args.bundle, model=args.model, bisect=not args.no_bisect)
     if not args.quiet:
         print(to_text(result), file=sys.stderr)
     if args.json:

@@ -89,6 +89,9 @@ def _damage(b: dict[str, Any]) -> str | None:
     rng = b["rng"].get("torch")
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
         return "no random state of torch"
+    why = _bad_rng(b["rng"])
+    if why is not None:
+        return why
     if not isinstance(b["model"].get("qualname"), str):
         return "no model class"
     batch = b.get("batch")
@@ -102,9 +105,52 @@ def _damage(b: dict[str, Any]) -> str | None:
         state = b.get("model_state")
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             return "a malformed model state"
-        if not isinstance(b.get("grads", {}), dict):
+        grads = b.get("grads", {})
+        if not isinstance(grads, dict) or not all(isinstance(v, torch.Tensor) for v in grads.values()):
             return "malformed gradients"
+        if b.get("optimizer") and not _optimizer_ok(b["optimizer"]):
+            return "a malformed optimizer state"
     return None
+
+
+def _bad_rng(rng: dict[str, Any]) -> str | None:
+    """What is wrong with the bundle's random states, each tried on a generator of its own (never the global ones)."""
+    import random
+
+    import numpy as np
+
+    try:
+        torch.Generator().set_state(rng["torch"])
+    except (RuntimeError, TypeError, ValueError):
+        return f"a random state of torch of {rng['torch'].numel()} bytes, not one torch's generator takes"
+    npr = rng.get("numpy")
+    if npr:
+        try:
+            np.random.RandomState().set_state((npr["name"], npr["keys"].numpy().astype(np.uint32), npr["pos"],
+                                               npr["has_gauss"], npr["gauss"]))
+        except Exception:  # noqa: BLE001 - a missing key, a wrong type or size: all damage
+            return "a malformed random state of numpy"
+    py = rng.get("python")
+    if py:
+        try:
+            random.Random().setstate((py[0], tuple(py[1]), py[2]))
+        except Exception:  # noqa: BLE001
+            return "a malformed random state of Python"
+    return None
+
+
+def _optimizer_ok(info: Any) -> bool:
+    """An optimizer part `build_optimizer` can read: its class, its state dict's groups and state, and
+    the parameter names of each group."""
+    if not isinstance(info, dict) or not isinstance(info.get("class"), str):
+        return False
+    state, names = info.get("state"), info.get("param_names")
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
+        return False
+    groups = state.get("param_groups")
+    return (isinstance(groups, list) and all(isinstance(g, dict) for g in groups) and isinstance(names, list)
+            and len(names) == len(groups) and all(isinstance(n, list) and all(isinstance(k, str) for k in n)
+                                                  for n in names))
 
 
 def import_safe(source: str) -> str | None:
