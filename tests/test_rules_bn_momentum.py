@@ -37,3 +37,38 @@ def test_batchnorm_momentum_zero_freezes_the_running_statistics(momentum: float 
         return
     assert f is not None and f.severity == "high" and "momentum=0" in f.title and f.evidence["layers"] == ["1"]
     assert report.findings[0] is f
+
+
+@pytest.mark.parametrize("case", ["loaded_and_frozen", "numpy_momentum"])
+def test_momentum_zero_over_loaded_statistics_and_a_numpy_momentum(case: str) -> None:
+    """A review's cases: momentum=0 set on a backbone whose statistics were loaded (the usual way to
+    freeze them) is not judged; a NumPy float momentum (0.01) must not switch the forward probe off."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8) * 2 + 3, torch.randint(0, 2, (256,))
+    bn = nn.BatchNorm1d(16, momentum=np.float32(0.01) if case == "numpy_momentum" else 0.1)
+    model = nn.Sequential(nn.Linear(8, 16), bn, nn.ReLU(), nn.Linear(16, 2))
+    if case == "loaded_and_frozen":
+        with torch.no_grad():
+            model.train()
+            for i in range(0, 256, 32):  # "pretrained": statistics far from 0 and 1
+                model(x[i:i + 32])
+        bn.momentum = 0.0
+    opt = torch.optim.SGD(model[3].parameters(), lr=0.05)
+
+    def loop() -> None:
+        for epoch in range(2):
+            model.train()
+            for i in range(0, 224, 32):
+                loss = nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                nn.functional.cross_entropy(model(x[224:]), y[224:])
+
+    report = watched(model, loop)
+    assert found(report, "train_mode_misuse") is None
+    assert not report.record.events("internal_error"), report.record.events("internal_error")

@@ -51,3 +51,23 @@ def test_a_categorical_given_probabilities_as_logits_is_a_double_softmax(how: st
     assert f is not None and f.severity == "high" and report.findings[0] is f
     assert "Categorical(logits=...) is given probabilities" in f.title and f.evidence["shape"] == [32, 3]
     assert "Categorical(probs=probs)" in f.recommendations[0].implementation
+
+
+def test_a_learnable_mixtures_uniform_logits_are_not_a_softmax() -> None:
+    """A review's case: `Categorical(logits=nn.Parameter(torch.full((K,), 1 / K)))` in a mixture model."""
+    torch.manual_seed(0)
+    mix = nn.Parameter(torch.full((4,), 0.25))
+    head = nn.Linear(3, 4)
+    opt = torch.optim.Adam([mix, *head.parameters()], lr=1e-2)
+
+    def loop() -> None:
+        for _ in range(30):
+            x = torch.randn(16, 3)
+            dist = Categorical(logits=mix)  # a leaf: no network's output
+            scaled = Categorical(logits=mix * 1.0)  # uniform rows: a second softmax changes nothing
+            loss = -(dist.log_prob(head(x).argmax(1)) + scaled.entropy()).mean() + head(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    assert found(watched(head, loop), "double_softmax") is None

@@ -560,3 +560,10 @@ def test_a_gaussian_nll_with_a_learned_variance_settles_below_zero_and_is_not_un
     report = watched(model, loop)
     assert report.record.column("loss").values[-20:].max() < -1.0  # it did go below zero, to its floor
     assert found(report, "loss_diverging") is None
+
+
+def test_one_outlying_validation_pass_after_the_best_does_not_hide_overfitting() -> None:
+    from modeldebug.rules.dynamics import _theil_sen
+
+    assert _theil_sen(np.array([7.67, 4.3, 4.4, 4.5, 4.6, 4.92])) > 0  # a review's case: rising, one outlier first
+    assert _theil_sen(np.array([0.218, 0.187, 0.200])) < 0  # blind5's healthy twin: falling back since a jump

@@ -99,7 +99,7 @@ def test_kl_div_with_other_reductions_is_not_flagged(reduction: str) -> None:
 SYMBOLS, FRAMES, FEAT = 10, 24, 8
 
 
-def ctc_run(shift: int, layout: str, steps: int = 30):  # type: ignore[no-untyped-def]
+def ctc_run(shift: int, layout: str, steps: int = 30, *, blank: object = 0, keywords: bool = False):  # type: ignore[no-untyped-def]
     """A Conv1d + CTC recogniser of digit strings; digit d is encoded as d + shift, blank=0.
     `layout`: 'padded' (N, S) targets padded with 0, or 'concatenated' 1-d targets."""
     torch.manual_seed(0)
@@ -107,7 +107,7 @@ def ctc_run(shift: int, layout: str, steps: int = 30):  # type: ignore[no-untype
     glyphs = torch.randn(SYMBOLS, FEAT, generator=g)
     model = nn.Sequential(nn.Conv1d(FEAT, 32, 3, padding=1), nn.ReLU(), nn.Conv1d(32, SYMBOLS + 1, 1))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    ctc = nn.CTCLoss(blank=0)
+    ctc = nn.CTCLoss(blank=blank)  # type: ignore[arg-type]
 
     def batch(n: int = 16) -> tuple[torch.Tensor, list[list[int]]]:
         x, texts = torch.zeros(n, FRAMES, FEAT), []
@@ -129,7 +129,11 @@ def ctc_run(shift: int, layout: str, steps: int = 30):  # type: ignore[no-untype
             else:
                 targets = torch.tensor([d + shift for t in texts for d in t])
             log_probs = model(x.transpose(1, 2)).log_softmax(1).permute(2, 0, 1)  # (T, N, C)
-            loss = ctc(log_probs, targets, torch.full((len(texts),), FRAMES), lengths)
+            if keywords:
+                loss = F.ctc_loss(log_probs=log_probs, targets=targets, input_lengths=torch.full((len(texts),), FRAMES),
+                                  target_lengths=lengths, blank=blank)  # type: ignore[arg-type]
+            else:
+                loss = ctc(log_probs, targets, torch.full((len(texts),), FRAMES), lengths)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -164,3 +168,32 @@ def test_ctc_symbol_counts_read_only_the_symbols_within_target_lengths() -> None
     concatenated = torch.tensor([*symbols, 0, 0])  # trailing values beyond sum(target_lengths) are not read
     assert ctc_symbol_counts(log_probs, concatenated, lengths).tolist() == expected
     assert ctc_symbol_counts(log_probs, padded.float(), lengths) is None
+
+
+def test_a_numpy_blank_is_read_and_keyword_calls_are_watched() -> None:
+    """A review's cases: `nn.CTCLoss(blank=np.int64(10))` read as blank 0 (a high false alarm on valid
+    targets 0..9), and `F.ctc_loss(log_probs=..., targets=...)` by keyword not judged at all."""
+    import numpy as np
+
+    healthy = ctc_run(0, "padded", blank=np.int64(SYMBOLS))  # digits 0..9, the blank is 10: valid
+    assert finding(healthy, "ctc_blank_in_targets") is None
+    broken = ctc_run(0, "concatenated", keywords=True)  # digit 0 is the blank 0
+    assert finding(broken, "ctc_blank_in_targets") is not None
+
+
+def test_a_reduction_passed_by_position_is_read() -> None:
+    """F.kl_div(input, target, None, None, "batchmean"): the reduction is the fifth argument."""
+    torch.manual_seed(0)
+    student = nn.Linear(FEATURES, CLASSES)
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+
+    def train() -> None:
+        for _ in range(30):
+            x = torch.randn(64, FEATURES)
+            soft = F.softmax(torch.randn(64, CLASSES), dim=1)
+            loss = F.kl_div(F.log_softmax(student(x), dim=1), soft, None, None, "batchmean")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    assert finding(watched(student, train), "kl_div_mean_reduction") is None

@@ -63,9 +63,10 @@ def test_layers_in_a_plain_list_are_found_high_and_named() -> None:
     assert "`hids`" in top.title and "never trained" in top.title
     fix = top.recommendations[0].implementation or ""
     assert "self.hids = nn.ModuleList(" in fix
-    events = report.record.events("unregistered_module")  # once per layer, at the first sampled step
+    # once per layer, at the second sampled step: the first one it could have been updated by hand since
+    events = report.record.events("unregistered_module")
     assert [e.data["module"] for e in events] == ["hids[0]", "hids[1]", "hids[2]"]
-    assert {e.step for e in events} == {0} and {e.data["type"] for e in events} == {"Sequential"}
+    assert {e.step for e in events} == {1} and {e.data["type"] for e in events} == {"Sequential"}
 
 
 def test_the_same_layers_in_a_module_list_are_clean() -> None:
@@ -207,3 +208,44 @@ def test_locate_names_nested_containers_and_says_none_for_a_stranger() -> None:
     model.hids = []
     assert locate(model, model.inp.extra["k"][1]) == "inp.extra['k'][1]"  # type: ignore[index]
     assert locate(model, nn.Linear(2, 2)) is None
+
+
+def test_layers_in_a_list_trained_by_hand_are_not_called_untrained() -> None:
+    """A review's case: the list's layers are updated by hand (p -= lr * p.grad): they train."""
+    model, data = _list_net()
+    opt = torch.optim.SGD([*model.inp.parameters(), *model.out.parameters()], lr=0.05)
+
+    def loop() -> None:
+        for step in range(40):
+            x, y = data.batch(step, 32)
+            opt.zero_grad()
+            loss = data.loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for layer in model.hids:
+                    for p in layer.parameters():
+                        p -= 0.05 * p.grad
+                        p.grad.zero_()
+
+    assert found(watched(model, loop), "unregistered_module") is None
+
+
+class WithTeacher(nn.Module):
+    """A distillation student that keeps its teacher in a plain list, on purpose, and calls it with autograd on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+        self._teacher = [nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + 0.0 * self._teacher[0](x)
+
+
+def test_one_whole_model_kept_aside_in_a_list_is_medium() -> None:
+    torch.manual_seed(0)
+    model = WithTeacher()
+    report = watched(model, lambda: train(model, classification(seed=0), steps=40))
+    f = found(report, "unregistered_module")
+    assert f is not None and f.severity == "medium" and "torch.no_grad()" in f.description

@@ -9,6 +9,7 @@ sum to 1 is recorded once as a `categorical_probs_as_logits` event.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -38,8 +39,8 @@ class DistributionWatch:
             return
         logits = kwargs.get("logits", args[2] if len(args) > 2 else None)  # Categorical(self, probs, logits, ...)
         if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 1 \
-                or logits.shape[-1] < 2 or logits.numel() > 1_000_000:
-            return
+                or logits.shape[-1] < 2 or logits.numel() > 1_000_000 or logits.grad_fn is None:
+            return  # (a leaf, such as a learnable mixture's logits, is no network's softmax)
         self.left -= 1
         with torch.no_grad():
             x = logits.detach()
@@ -47,8 +48,24 @@ class DistributionWatch:
             if lo < 0.0 or hi > 1.0:
                 return
             dev = float((x.sum(-1) - 1.0).abs().max())
-        if dev <= ROWSUM_TOL:
+            uniform = float((x.amax(-1) - x.amin(-1)).max()) < 1e-6  # a second softmax changes nothing
+        if dev <= ROWSUM_TOL and not uniform:
             self.left = 0
             self.tracer.writer.add_event(self.tracer.step, M.CATEGORICAL_PROBS_AS_LOGITS.name, {
                 "shape": list(x.shape), "min": lo, "max": hi, "rowsum_dev": dev,
-                "distribution": type(args[0]).__name__ if args else "Categorical"})
+                "distribution": _built_by(args[0] if args else None)})
+
+
+def _built_by(dist: Any) -> str:
+    """The distribution the user built: a `OneHotCategorical` builds its `Categorical` inside its own
+    ``__init__`` (looked up only on a hit)."""
+    frame = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if owner is not dist and isinstance(owner, torch.distributions.Distribution):
+            return type(owner).__name__
+        frame = frame.f_back
+    return type(dist).__name__ if dist is not None else "Categorical"
+

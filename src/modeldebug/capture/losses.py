@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Any
 
 import torch
@@ -55,12 +56,32 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Options some losses take by position after (input, target): F.kl_div(input, target, size_average,
+# reduce, reduction, log_target).
+_POSITIONAL = {"kl_div": ("size_average", "reduce", "reduction", "log_target")}
+
+
+def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with the options a call passed by position added (`F.kl_div(a, b, None, None, "batchmean")`)."""
+    names = _POSITIONAL.get(name)
+    if not names or len(args) <= 2:
+        return kwargs
+    return {**dict(zip(names, args[2:])), **kwargs}
+
+
 def ctc_options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """A ``ctc_loss`` call's options (``nn.CTCLoss`` passes them by position), defaults filled in."""
     names = ("blank", "reduction", "zero_infinity")
     given = {**dict(zip(names, args[4:])), **{k: kwargs[k] for k in names if k in kwargs}}
     out: dict[str, Any] = {"blank": 0, "reduction": "mean", "zero_infinity": False}
-    out.update({k: v for k, v in given.items() if isinstance(v, (int, str, bool))})
+    for k, v in given.items():
+        if k == "blank":  # a NumPy or 0-d tensor integer is accepted by torch: read it, or say it is unknown
+            try:
+                out[k] = operator.index(v)
+            except TypeError:
+                out[k] = None
+        elif isinstance(v, (str, bool)):
+            out[k] = v
     return out
 
 
@@ -110,8 +131,9 @@ def _class_weight(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_input_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    inp = args[0] if args else kwargs.get("input")
-    tgt = args[1] if len(args) > 1 else kwargs.get("target")
+    """(input, target) of a loss call, by position or keyword (``ctc_loss`` names them log_probs, targets)."""
+    inp = args[0] if args else kwargs.get("input", kwargs.get("log_probs"))
+    tgt = args[1] if len(args) > 1 else kwargs.get("target", kwargs.get("targets"))
     return inp, tgt
 
 
@@ -257,7 +279,7 @@ class LossWatch:
                 "phase": phase, "input_shape": list(inp.shape), "input_dtype": _dtype(inp),
                 "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
-                "kwargs": ctc_options(args, kwargs) if name == "ctc_loss" else loss_options(kwargs),
+                "kwargs": ctc_options(args, kwargs) if name == "ctc_loss" else loss_options(_positional(name, args, kwargs)),
                 **_class_weight(kwargs),
             })
             self.eids[key] = eid

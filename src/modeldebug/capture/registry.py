@@ -138,8 +138,9 @@ class Registry:
             own = sum(p.numel() for p in mod.parameters(recurse=False))
             info: dict[str, Any] = {"leaf": leaf, "params": own}
             if isinstance(mod, nn.modules.batchnorm._NormBase):  # what its running statistics follow
-                info["momentum"] = mod.momentum
+                info["momentum"] = float(mod.momentum) if mod.momentum is not None else None
                 info["track_running_stats"] = bool(mod.track_running_stats)
+                info["stats_at_init"] = _stats_at_init(mod)
             eid = self.writer.entity("module", name, type=type(mod).__name__, model=root_name, info=info)
             self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model, own)
         for qual, p in model.named_parameters():
@@ -277,3 +278,14 @@ class Registry:
         """The name a model's root module is registered under."""
         info = self.modules.get(model)
         return info.name if info is not None else type(model).__name__
+
+
+def _stats_at_init(mod: nn.Module) -> bool | None:
+    """Are a norm layer's running statistics still the initial mean 0 and variance 1 (not loaded from a
+    checkpoint)? None when it keeps none."""
+    mean, var = getattr(mod, "running_mean", None), getattr(mod, "running_var", None)
+    if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor) or mean.is_meta:
+        return None
+    with torch.no_grad():
+        return bool((mean == 0).all()) and bool((var == 1).all())
+

@@ -11,11 +11,11 @@ forward post-hook already looks each module up in the registry, and hands the on
 know, called while a module of a watched model runs, to `UnregisteredWatch.called`. So an unsampled
 step costs nothing, and a sampled step one identity lookup per call of an unknown module. A module
 is judged at the end of the sampled step, once the step's optimizers are known and its backward
-pass has run: it is recorded (event ``unregistered_module``) when its trainable parameters got a
-gradient and are in no watched model and no optimizer. Not recorded: a module called under
+pass has run, and again at a later sampled step: it is recorded (event ``unregistered_module``) when
+its trainable parameters got a gradient, are in no watched model and no optimizer, and nothing
+updated them in place between the two (their ``_version``: a layer trained by hand, an EMA copy). Not recorded: a module called under
 ``torch.no_grad()`` (a teacher, an EMA copy), one whose parameters all have ``requires_grad=False``
-(frozen on purpose), one whose parameters another watched model or an optimizer holds (shared, or
-trained by hand), one whose output never reaches a gradient (a detached teacher), parameter-free
+(frozen on purpose), one whose parameters another watched model or an optimizer holds (shared), one whose output never reaches a gradient (a detached teacher), parameter-free
 modules (activations, losses), and anything inside compiled code (the hooks return there).
 """
 
@@ -57,9 +57,9 @@ def locate(model: nn.Module, target: nn.Module) -> str | None:
 
 
 def _find_in(value: Any, target: nn.Module, depth: int) -> str | None:
-    if isinstance(value, (list, tuple)):
-        items: Any = enumerate(value)
-    elif isinstance(value, dict):
+    if isinstance(value, (list, tuple, nn.ModuleList, nn.Sequential)):
+        items: Any = enumerate(value)  # (a ModuleList kept in a plain dict is not registered either)
+    elif isinstance(value, (dict, nn.ModuleDict)):
         items = value.items()
     else:
         return None
@@ -86,6 +86,9 @@ class UnregisteredWatch:
         self._misses: dict[int, int] = {}  # id(module) -> sampled steps without a gradient
         # id(module) -> (module, its trainable parameters, the module that called it, the model)
         self.pending: dict[int, tuple[nn.Module, list[torch.Tensor], nn.Module, nn.Module]] = {}
+        # id(module) -> its parameters' versions at a sampled step's end: recorded only if a later sampled
+        # step finds them unchanged (a layer trained by hand, or an EMA copy updated after step(), moved)
+        self._suspects: dict[int, list[int]] = {}
         self._places: dict[tuple[Any, ...], int] = {}  # where a recorded layer lives -> objects seen there
 
     def called(self, module: nn.Module, caller: nn.Module) -> None:
@@ -125,9 +128,18 @@ class UnregisteredWatch:
                     self._judged(module)
                     self._misses.pop(key, None)
             else:
-                self._judged(module)
                 self._misses.pop(key, None)
-                self._record(step, module, params, caller, model)
+                versions = [p._version for p in params]
+                before = self._suspects.pop(key, None)
+                if before is None and locate(model, module) is not None:
+                    # held by the model: judged at a later sampled step, once it could have been updated
+                    if len(self._suspects) > 1024:
+                        self._suspects.clear()
+                    self._suspects[key] = versions
+                    continue
+                self._judged(module)
+                if before is None or before == versions:  # (built in forward(): a new one each time)
+                    self._record(step, module, params, caller, model)
 
     def _judged(self, module: nn.Module) -> None:
         self._done[module] = True
@@ -154,4 +166,5 @@ class UnregisteredWatch:
         self.tracer.writer.add_event(step, M.UNREGISTERED_MODULE.name, {
             "model": model_name, "module": where, "caller": caller_name, "type": type(module).__name__,
             "params": sum(p.numel() for p in params), "tensors": len(params), "objects": objects,
+            "leaf": next(iter(module.children()), None) is None,
         })

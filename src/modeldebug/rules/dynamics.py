@@ -272,8 +272,7 @@ class Overfitting(Rule):
             best = float(vals[b])
             if b >= len(vals) - 2 or best <= 0 or min(vals[-2:]) < best * (1 + rise_thr):
                 continue
-            after = vals[b + 1:]
-            if float(np.polyfit(np.arange(len(after)), after, 1)[0]) < 0:
+            if _theil_sen(vals[b + 1:]) < 0:
                 continue  # coming back down since a jump (a noisy pass, a recalibration): not memorising
             at_best = float(smooth[min(np.searchsorted(train.steps, steps[b], side="right"), len(smooth)) - 1])
             end = float(smooth[-1])
@@ -302,6 +301,12 @@ class Overfitting(Rule):
                                    "model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Dropout(0.3), nn.Linear(h, c))"),
                 ],
             )
+
+
+def _theil_sen(v: np.ndarray) -> float:
+    """The median of the slopes between every pair of points: one outlying evaluation does not turn it."""
+    i, j = np.triu_indices(len(v), k=1)
+    return float(np.median((v[j] - v[i]) / (j - i))) if len(i) else 0.0
 
 
 class SaturatedActivations(Rule):

@@ -260,8 +260,9 @@ class TrainModeMisuse(Rule):
         the wrong way, or a momentum "switched off"): the running mean and variance keep their initial 0
         and 1, so training (batch statistics) goes well and every evaluation normalises with 0 and 1.
         (`momentum=None` is a cumulative average: fine.)"""
-        frozen = [(n, e) for n, e in ctx.modules.items()
-                  if e.info.get("track_running_stats") and e.info.get("momentum") == 0]
+        frozen = [(n, e) for n, e in ctx.modules.items()  # (statistics loaded from a checkpoint and frozen on
+                  if e.info.get("track_running_stats") and e.info.get("momentum") == 0  # purpose are not 0 and 1)
+                  and e.info.get("stats_at_init") is not False]
         if not frozen or ctx.n_steps == 0:
             return None
         validated = any(e.info.get("phase") == "val" for e in ctx.record.entities("loss"))

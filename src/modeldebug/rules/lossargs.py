@@ -155,7 +155,9 @@ def _symbol_counts(ctx: Context, e: Entity) -> tuple[np.ndarray, int] | None:
         return None
     width = len(hists[0][3])
     kept = [(int(s), np.asarray(c, dtype=float)) for s, _, _, c in hists if len(c) == width]
-    blank = int(e.info.get("kwargs", {}).get("blank", 0))
+    blank = e.info.get("kwargs", {}).get("blank", 0)
+    if blank is None:
+        return None  # a blank index that could not be read as an integer: not judged
     if width < 2 or not 0 <= blank < width - 1:
         return None
     hit = [s for s, c in kept if c[blank] > 0]

@@ -91,7 +91,10 @@ class UnregisteredModule(Rule):
             holders.setdefault(la.holder or "", []).append(la)
         numel = sum(la.params for la in layers)
         fraction = numel / ((_trainable(ctx, model) + numel) or 1)
-        severity = "high" if fraction >= 0.05 or built else "medium"
+        # one whole model kept aside in a container (a teacher, a frozen copy in a list), not layers of this
+        # one: maybe on purpose
+        aside = len(layers) == 1 and layers[0].data.get("leaf") is False and bool(held)
+        severity = "medium" if aside else "high" if fraction >= 0.05 or built else "medium"
         share = f"{numel:,} weights, {fmt(fraction * 100)}% of the model's"
         parts = []
         if holders:
@@ -123,6 +126,9 @@ class UnregisteredModule(Rule):
             "not move them, state_dict() does not save them (a reloaded model gets new random weights there), "
             "train()/eval() do not reach them, and zero_grad() never clears their gradients, which pile up "
             "step after step."
+            + (" It is a whole model, not a layer: if it is a teacher or a frozen copy kept out of the model "
+               "on purpose, call it under torch.no_grad() (or give it requires_grad_(False)) so that no gradient is "
+               "computed for it; if it should train, register it." if aside else "")
         )
         code = [_container_fix(h, items) for h, items in holders.items()]
         for la in built + loose:

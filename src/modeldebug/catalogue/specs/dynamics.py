@@ -52,8 +52,9 @@ Validation losses (loss calls without grad, recorded as `<loss>[val]`), averaged
 pass. With at least `overfit_min_evals` (default 4) passes: the last two passes are both at
 least `overfit_rise` (default 10%) above the best one, which is not among the last two, while
 the smoothed training loss fell by at least `overfit_train_drop` (default 5%) from the step of
-the best validation pass to the end, and the passes after the best are not coming back down (their
-least-squares slope is not negative): a validation loss that jumped once and has been falling since
+the best validation pass to the end, and the passes after the best are not coming back down (the
+median of the slopes between each pair of them is not negative, so one outlying pass does not turn
+it): a validation loss that jumped once and has been falling since
 (a noisy pass; a classifier trained on resampled, balanced batches and validated on the imbalanced
 data, whose loss shifts as it starts predicting the rare class, while its balanced accuracy rises)
 is not memorising.

@@ -61,7 +61,8 @@ A BatchNorm layer built with `momentum=0` (and `track_running_stats`, the defaul
 first, whatever the modes: its running mean and variance never leave their initial 0 and 1, so
 training (batch statistics) looks healthy and every evaluation normalises with 0 and 1; high when
 the run records validation losses, medium otherwise (`momentum=None`, a cumulative average, is
-fine). Then only models that contain Dropout or BatchNorm layers are judged; in a model without
+fine; running statistics that were not 0 and 1 when the model was first seen, loaded from a
+checkpoint and frozen with `momentum=0` on purpose, are not judged). Then only models that contain Dropout or BatchNorm layers are judged; in a model without
 them the mode changes nothing. Two mistakes:
 (1) training forward passes (autograd on, followed by an optimizer step) while the model is in
 eval mode, on at least `train_mode_persistence` (default 50%) of the steps since the first one,
