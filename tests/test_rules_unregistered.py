@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import found, serious, watched
 from torch import nn
 
 import modeldebug as md
 from modeldebug.capture.unregistered import UnregisteredWatch, locate
 from modeldebug.testing import classification, train
-
-from helpers import found, serious, watched
 
 
 def _hidden(n_hid: int = 32, n_layers: int = 3) -> list[nn.Module]:
