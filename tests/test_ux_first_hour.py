@@ -153,7 +153,7 @@ def test_doctor_batch_that_returns_no_data_names_the_flag(batch: str, returned: 
     code, err = _err(capsys, "doctor", "--model", "nets.py:build", "--batch", f"nets.py:{batch}",
                      "--loss", "CrossEntropyLoss")
     assert code == 2
-    want = f"modeldebug: --batch 'nets.py:{batch}' returned {returned}: it must return (inputs, targets) or a DataLoader"
+    want = f"modeldebug: --batch 'nets.py:{batch}' returned {returned}: it must return (inputs, targets), a dict of the model's inputs, or a DataLoader"
     assert err.strip().splitlines() == [want]
 
 
