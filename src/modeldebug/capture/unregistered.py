@@ -11,12 +11,14 @@ forward post-hook already looks each module up in the registry, and hands the on
 know, called while a module of a watched model runs, to `UnregisteredWatch.called`. So an unsampled
 step costs nothing, and a sampled step one identity lookup per call of an unknown module. A module
 is judged at the end of the sampled step, once the step's optimizers are known and its backward
-pass has run, and again at a later sampled step: it is recorded (event ``unregistered_module``) when
-its trainable parameters got a gradient, are in no watched model and no optimizer, and nothing
-updated them in place between the two (their ``_version``: a layer trained by hand, an EMA copy). Not recorded: a module called under
+pass has run, and (when the model holds it in an attribute) again at a later sampled step: it is
+recorded (event ``unregistered_module``) when its trainable parameters got a gradient, are in no
+watched model and no optimizer, and nothing updated them in place between the two (their
+``_version``: a layer trained by hand, an EMA copy). Not recorded: a module called under
 ``torch.no_grad()`` (a teacher, an EMA copy), one whose parameters all have ``requires_grad=False``
-(frozen on purpose), one whose parameters another watched model or an optimizer holds (shared), one whose output never reaches a gradient (a detached teacher), parameter-free
-modules (activations, losses), and anything inside compiled code (the hooks return there).
+(frozen on purpose), one whose parameters another watched model or an optimizer holds (shared), one
+whose output never reaches a gradient (a detached teacher), parameter-free modules (activations,
+losses), and anything inside compiled code (the hooks return there).
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ class UnregisteredWatch:
                 self._misses.pop(key, None)
                 versions = [p._version for p in params]
                 before = self._suspects.pop(key, None)
-                if before is None and locate(model, module) is not None:
+                where = locate(model, module) if before is None else None
+                if where is not None:
                     # held by the model: judged at a later sampled step, once it could have been updated
                     if len(self._suspects) > 1024:
                         self._suspects.clear()
@@ -139,7 +142,7 @@ class UnregisteredWatch:
                     continue
                 self._judged(module)
                 if before is None or before == versions:  # (built in forward(): a new one each time)
-                    self._record(step, module, params, caller, model)
+                    self._record(step, module, params, caller, model, located=before is None)
 
     def _judged(self, module: nn.Module) -> None:
         self._done[module] = True
@@ -149,13 +152,14 @@ class UnregisteredWatch:
             self._prune_at = max(1024, 2 * self._n_done)
 
     def _record(self, step: int, module: nn.Module, params: list[torch.Tensor], caller: nn.Module,
-                model: nn.Module) -> None:
+                model: nn.Module, *, located: bool = False) -> None:
+        """`located`: `locate` already found no attribute holding it (a layer built in forward())."""
         reg = self.tracer.registry
         model_name, caller_name = reg.models_name(model), reg.modules[caller].name
         loose = (model_name, caller_name, type(module).__name__, tuple(tuple(p.shape) for p in params))
         if self._places.get(loose, 0) >= 2:
             return  # built anew in forward() at each sampled step, and said so: no search of the model each time
-        where = locate(model, module)
+        where = None if located else locate(model, module)
         place = (model_name, where) if where is not None else loose
         objects = self._places.get(place, 0) + 1
         if objects == 1 and len(self._places) >= _MAX_RECORDED:
