@@ -102,6 +102,7 @@ __all__ = [
     "T_CPU",
     "T_DATA",
     "T_FORWARD",
+    "T_INFERENCE",
     "T_LOADER",
     "T_OPTIMIZER",
     "T_STEP",
@@ -208,6 +209,8 @@ N_BACKWARD = column("n_backward", "backward", "backward passes in the step (more
 GRAD_NORM = column("grad_norm", "gradients", "total L2 norm of every tracked gradient, before optimizer.step(); "
                                              "non-finite when any gradient is: the step's non-finite flag")
 T_DATA = column("t_data", "timing", "seconds from the end of the previous step to the first forward pass")
+T_INFERENCE = column("t_inference", "timing", "seconds of t_data from the first forward pass without gradients in it "
+                     "(a teacher's or target network's inference, an evaluation) to the step's first forward pass")
 T_FORWARD = column("t_forward", "timing", "seconds of the forward pass and the loss")
 T_BACKWARD = column("t_backward", "timing", "seconds inside backward()")
 T_OPTIMIZER = column("t_optimizer", "timing", "seconds inside optimizer.step()")
@@ -231,7 +234,7 @@ T_CPU = column("t_cpu", "timing", "process CPU seconds of the whole step, all th
 STEP_COLUMNS: tuple[Measure, ...] = (
     LOSS, LR, N_BACKWARD, GRAD_NORM, T_DATA, T_FORWARD, T_BACKWARD, T_OPTIMIZER, T_STEP, RSS_MB, CUDA_MB, T_LOADER,
     ZERO_GRAD_CALLS, CARRIED_GRAD_NORM, CLIP_NORM, CLIP_MAX, LIVE_LOSSES, FWD_EVAL_MODE, FWD_TRAIN_MODE_NOGRAD, SAMPLED,
-    T_CPU,
+    T_CPU, T_INFERENCE,
 )
 GROUP_GRAD_NORM = measure(
     "group", "grad_norm", "gradients", "stat",

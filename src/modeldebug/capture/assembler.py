@@ -44,6 +44,7 @@ _LOSS, _LR, _N_BACKWARD, _GRAD_NORM, _T_STEP = M.LOSS.name, M.LR.name, M.N_BACKW
 _RSS_MB, _CUDA_MB, _SAMPLED = M.RSS_MB.name, M.CUDA_MB.name, M.SAMPLED.name
 _T_DATA, _T_FORWARD, _T_BACKWARD, _T_OPTIMIZER, _T_CPU = (M.T_DATA.name, M.T_FORWARD.name, M.T_BACKWARD.name,
                                                          M.T_OPTIMIZER.name, M.T_CPU.name)
+_T_INFERENCE = M.T_INFERENCE.name
 
 
 class StepAssembler:
@@ -88,6 +89,9 @@ class StepAssembler:
         self.losses: list[torch.Tensor] = []
         self.n_backward = 0
         self.t_fwd: float | None = None
+        #: when the first forward pass without gradients of the gap before `t_fwd` started (a teacher's or
+        #: a target network's inference, an evaluation), else None
+        self.t_infer: float | None = None
         self.t_bwd_first: float | None = None
         self.t_bwd = 0.0
         self.t_opt_start: float | None = None
@@ -250,6 +254,7 @@ class StepAssembler:
         }
         if perf:
             row[_T_DATA] = gap = max(t_fwd - self.t_last_end, 0.0)
+            row[_T_INFERENCE] = max(t_fwd - self.t_infer, 0.0) if self.t_infer is not None and self.t_fwd is not None else 0.0
             if self.step:
                 self.gap_total += gap
             row[_T_FORWARD] = max(bwd_first - t_fwd, 0.0)

@@ -117,6 +117,7 @@ class BundleWatch:
         self.clip: dict[str, Any] | None = None  # the step's clip_grad_norm_ call (its options)
         t = tracer.config.thresholds
         self.spikes = SpikeWatch(float(t.lr_jump_factor), int(t.min_steps))
+        self._version = tracer.registry.version  # the models and optimizers the spike watch has seen train
         self.announce = True  # False: the caller says where the bundle is after the report (`modeldebug run`)
 
     @classmethod
@@ -192,6 +193,12 @@ class BundleWatch:
         elif gnorm is not None and not math.isfinite(gnorm):
             self.save("nonfinite_gradient", f"the total gradient norm was {gnorm}", losses)
         else:
+            if self.tracer.registry.version != self._version:
+                # a model or optimizer seen for the first time (a student after its teacher, a second
+                # stage): a new loss curve starts, not a spike of the old one
+                self._version = self.tracer.registry.version
+                if self.spikes.n:
+                    self.spikes = SpikeWatch(self.spikes.factor, self.spikes.min_steps)
             lvl = self.spikes.spike(loss)
             if lvl is not None:
                 self.save("loss_spike", f"the loss spiked from {lvl:.4g} to {loss:.4g}", losses)

@@ -97,6 +97,8 @@ class Registry:
         self.models: list[weakref.ref[nn.Module]] = []
         self.losses: list[weakref.ref[nn.Module]] = []
         self.optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
+        #: each optimizer's parameters (their ids), by the optimizer's id: kept after it is gone
+        self.param_ids: dict[int, frozenset[int]] = {}
         self._prefixes: set[str] = set()
         self.model_types: list[str] = []  # kept by name: the objects may be gone at the end
         self.optimizer_types: list[str] = []
@@ -182,6 +184,7 @@ class Registry:
             self._last_optimizer = weakref.ref(opt)
             return False
         self.optimizers.append(weakref.ref(opt))
+        self.param_ids[id(opt)] = frozenset(id(p) for g in opt.param_groups for p in g["params"])
         self._last_optimizer = self.optimizers[-1]
         self.optimizer_types.append(type(opt).__name__)
         self._changed()

@@ -123,6 +123,7 @@ class Tracer:
         self._sample_stepped: set[int] = set()
         self._sample_run = 0
         self._stepped_at: dict[int, int] = {}  # the last step each optimizer took, by id
+        self._optimizers_of: dict[tuple[int, int], frozenset[int]] = {}  # (model id, registry version) -> its optimizers' ids
         self.assembler = StepAssembler(self)
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)
@@ -314,6 +315,21 @@ class Tracer:
             frame = frame.f_back
         return False
 
+    def _trained_now(self, module: nn.Module) -> bool:
+        """Is `module` a model being trained at this point of the run: does an optimizer that stepped
+        in the last two steps hold one of its parameters? A pass without gradients of such a model
+        evaluates it; one of any other model (a distillation teacher, a DQN target network, a frozen
+        feature extractor, a model before its optimizer's first step) is inference the training
+        uses, and its inputs are not validation samples. (Runs only for passes without gradients.)"""
+        key = (id(module), self.registry.version)
+        held = self._optimizers_of.get(key)
+        if held is None:
+            mine = {id(p) for p in module.parameters()}
+            held = self._optimizers_of[key] = frozenset(
+                o for o, params in self.registry.param_ids.items() if not mine.isdisjoint(params))
+        step = self.assembler.step
+        return any(self._stepped_at.get(o, -3) >= step - 2 for o in held)
+
     def _root(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """The start of a forward pass of a model (the outermost module call)."""
         known = self._known_root  # the same model as last time, nothing added since: what was found then
@@ -322,6 +338,8 @@ class Tracer:
         else:
             found = self._find_root(module)
             if found is None:
+                if not torch.is_grad_enabled() and self.assembler.t_fwd is None and self._infers(module):
+                    self.assembler.t_infer = self.assembler.t_infer or time.perf_counter()
                 return
             module, info = found
         grad = torch.is_grad_enabled()
@@ -341,18 +359,31 @@ class Tracer:
             if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
                 self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
                 x = None
-            if x is not None and self.loop.fingerprints_on and (not grad or sampled):
+            if x is not None and self.loop.fingerprints_on and (grad or self._trained_now(module)):
                 self.loop.fingerprint(x, "train" if grad else "val")
-        if grad:
-            if first:
-                a.t_fwd = time.perf_counter()
-                if self.gaps.running:
-                    self.gaps.close()
-                if sampled:
-                    self.forward.model_input(module, info, x)
-            self.replay = (module, args, {})  # global pre-hooks do not see kwargs
-            if self.bundle is not None:
-                self.bundle.forward_started()
+        if not grad:
+            if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
+                a.t_infer = time.perf_counter()
+            return
+        if first:
+            a.t_fwd = time.perf_counter()
+            if self.gaps.running:
+                self.gaps.close()
+            if sampled:
+                self.forward.model_input(module, info, x)
+        self.replay = (module, args, {})  # global pre-hooks do not see kwargs
+        if self.bundle is not None:
+            self.bundle.forward_started()
+
+    def _infers(self, called: nn.Module) -> bool:
+        """A model this session does not watch (`watch(student)` does not discover others), called
+        without gradients between steps: a distillation teacher, a target network. Its passes are
+        timed as inference (`t_inference`), so it gets a root hook of its own: True if it is such a model."""
+        module = unwrap(called)
+        if self.discover_models or is_loss_module(module) or next(module.parameters(), None) is None:
+            return False
+        self.roots.add(called)  # (once: `add` keeps one hook per module)
+        return True
 
     def _find_root(self, called: nn.Module) -> tuple[nn.Module, Any] | None:
         """(the model a root call runs, its info), registered now if new; None for a loss module or a

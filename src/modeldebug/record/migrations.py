@@ -59,8 +59,15 @@ def _v2_to_v3(plan: Plan) -> None:
         steps.columns.setdefault("t_cpu", "NULL")
 
 
+def _v3_to_v4(plan: Plan) -> None:
+    # Version 4 split the inference between steps out of the gap: older records read it as "not measured".
+    steps = plan.get("steps")
+    if steps is not None:
+        steps.columns.setdefault("t_inference", "NULL")
+
+
 # version -> the step that makes a plan of that version read as version + 1
-MIGRATIONS: dict[int, Callable[[Plan], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Plan], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def plan_reads(version: int, layout: dict[str, dict[str, str]]) -> Plan:

@@ -9,6 +9,8 @@ Versions:
   `LOOP_COLUMNS`, which were added without a version bump.
 - 2: the same tables with every column guaranteed (`LOOP_COLUMNS` included).
 - 3: ``steps.t_cpu``, the process's CPU seconds per step (a busy machine adds wall time, not CPU time).
+- 4: ``steps.t_inference``, the part of the gap before a step's forward pass spent in forward passes
+  without gradients (a distillation teacher, a target network, an evaluation): not data loading.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 __all__ = ["DDL", "LOOP_COLUMNS", "MAGIC", "META", "OLDEST_SCHEMA", "REQUIRED_META", "SCHEMA_VERSION", "TABLES",
            "Column"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OLDEST_SCHEMA = 1  # the oldest version `migrations` can read
 MAGIC = "modeldebug-run"
 
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS steps (
     t_data REAL, t_forward REAL, t_backward REAL, t_optimizer REAL, t_step REAL,
     rss_mb REAL, cuda_mb REAL, t_loader REAL, zero_grad_calls INTEGER, carried_grad_norm REAL,
     clip_norm REAL, clip_max REAL, live_losses INTEGER, fwd_eval_mode INTEGER,
-    fwd_train_mode_nograd INTEGER, sampled INTEGER NOT NULL DEFAULT 0, t_cpu REAL);
+    fwd_train_mode_nograd INTEGER, sampled INTEGER NOT NULL DEFAULT 0, t_cpu REAL,
+    t_inference REAL);
 CREATE TABLE IF NOT EXISTS stats (
     step INTEGER NOT NULL, entity INTEGER NOT NULL, stat TEXT NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS stats_by_entity ON stats (entity, stat, step);
@@ -72,7 +75,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         "step INTEGER!, loss REAL, lr REAL, n_backward INTEGER, grad_norm REAL, t_data REAL, t_forward REAL, "
         "t_backward REAL, t_optimizer REAL, t_step REAL, rss_mb REAL, cuda_mb REAL, t_loader REAL, "
         "zero_grad_calls INTEGER, carried_grad_norm REAL, clip_norm REAL, clip_max REAL, live_losses INTEGER, "
-        "fwd_eval_mode INTEGER, fwd_train_mode_nograd INTEGER, sampled INTEGER!, t_cpu REAL"),
+        "fwd_eval_mode INTEGER, fwd_train_mode_nograd INTEGER, sampled INTEGER!, t_cpu REAL, t_inference REAL"),
     "stats": _columns("step INTEGER!, entity INTEGER!, stat TEXT!, value REAL"),
     "histograms": _columns("step INTEGER!, entity INTEGER!, lo REAL, hi REAL, counts TEXT!"),
     "events": _columns("id INTEGER!, step INTEGER, kind TEXT!, data TEXT!"),

@@ -25,7 +25,7 @@ log = logging.getLogger("modeldebug")
 _STEP_COLUMNS = (
     "loss", "lr", "n_backward", "grad_norm", "t_data", "t_forward", "t_backward",
     "t_optimizer", "t_step", "rss_mb", "cuda_mb", "t_loader", "zero_grad_calls", "carried_grad_norm",
-    "clip_norm", "clip_max", "live_losses", "fwd_eval_mode", "fwd_train_mode_nograd", "sampled", "t_cpu",
+    "clip_norm", "clip_max", "live_losses", "fwd_eval_mode", "fwd_train_mode_nograd", "sampled", "t_cpu", "t_inference",
 )
 _SAMPLED_AT = 1 + _STEP_COLUMNS.index("sampled")
 

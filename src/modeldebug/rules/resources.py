@@ -253,14 +253,15 @@ class DataloaderBottleneck(Rule):
     """Detects PRF001; its documentation and options are in the catalogue (`modeldebug explain PRF001`)."""
 
     code = "PRF001"
-    requires = (M.T_LOADER, M.T_DATA, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, M.DATALOADER,
+    requires = (M.T_LOADER, M.T_DATA, M.T_INFERENCE, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, M.DATALOADER,
                 *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
         t_step = rec.column("t_step").values
         t_loader = rec.column("t_loader").values
-        t_data = rec.column("t_data").values
+        # the gap less the passes without gradients in it (a teacher's inference, an evaluation): not data
+        t_data = np.maximum(rec.column("t_data").values - np.nan_to_num(rec.column("t_inference").values), 0.0)
         steps = rec.column("t_step").steps
         keep = _timed_steps(ctx, warmup=1)  # the first step's time includes everything before training
         if keep.sum() < max(ctx.t.min_steps, 10):

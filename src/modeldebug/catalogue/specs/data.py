@@ -132,7 +132,11 @@ on the first samples only) is reported all the same: ignore the rule for that ru
         doc="""
 ## What it detects
 Input samples are fingerprinted (a fixed random projection, compared exactly in float32):
-forward passes with gradients count as training, passes without as validation. The rule fires
+forward passes with gradients count as training, passes without as validation when the model is
+being trained (an optimizer holding its parameters stepped in the last two steps). A pass without
+gradients of any other model is inference the training uses, not validation: a distillation
+teacher on the student's batch, a DQN target network on next states that are other transitions'
+states, a frozen feature extractor. The rule fires
 when at least `leakage_fraction` (default 10%) of the validation fingerprints, and at least 5
 samples, also occur among the training fingerprints. Distinct continuous samples collide by
 chance well below 1%. At the `basic` level only the training batches of sampled steps are

@@ -59,7 +59,9 @@ Resident memory also grows with Python objects outside PyTorch; the cause is the
         doc="""
 ## What it detects
 The share of step time spent waiting for the next batch: inside the `DataLoader` iterator when
-the run uses one, otherwise the time between the end of a step and the next forward pass.
+the run uses one, otherwise the time between the end of a step and the next forward pass, less
+the forward passes without gradients in it (`t_inference`: a distillation teacher's or a DQN target
+network's inference on the batch, an evaluation), which are training work, not data loading.
 Flagged when the total share or the median step's share is at least `dataloader_share`
 (default 50%) and the other at least half of that, so that neither a few steps waiting long
 (worker start-up) nor a few steps stalled by something else decide alone, and when
