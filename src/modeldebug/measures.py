@@ -47,6 +47,7 @@ __all__ = [
     "FWD_TRAIN_MODE_NOGRAD",
     "GAP_PROFILE",
     "GRAD_NORM",
+    "GRAPH_ADJACENCY",
     "GROUP_GRAD_NORM",
     "INACTIVE_FRAC",
     "INPUT_CHANNELS",
@@ -364,6 +365,9 @@ CLIP_AFTER_STEP = measure("event", "clip_after_step", "loop", "event",
                           "a clip_grad_norm_ call after an optimizer step and before the next backward pass (the "
                           "first 10): its line, max_norm, and the norm of the gradients the step had already used",
                           always=True)
+GRAPH_ADJACENCY = measure("event", "graph_adjacency", "inputs", "event",
+                          "once per model, a (nodes x nodes) matrix passed beside its node features (a graph's "
+                          "adjacency): its row sums, degrees and values, and how the row sums follow the degree")
 DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",

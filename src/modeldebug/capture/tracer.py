@@ -50,6 +50,7 @@ from .distributions import DistributionWatch
 from .dropouts import EvalDropoutProbe
 from .gaps import GapProfiler
 from .gradients import GradientCollector
+from .graphs import adjacency_of, describe_adjacency
 from .isolation import unwrap
 from .loop import LoopWatch
 from .losses import LossWatch
@@ -123,7 +124,8 @@ class Tracer:
         self._sample_stepped: set[int] = set()
         self._sample_run = 0
         self._stepped_at: dict[int, int] = {}  # the last step each optimizer took, by id
-        self._optimizers_of: dict[tuple[int, int], frozenset[int]] = {}  # (model id, registry version) -> its optimizers' ids
+        self._optimizers_of: dict[tuple[int, int], frozenset[int]] = {}
+        self._graphs_seen: set[str] = set()  # models whose inputs were searched for a graph's adjacency  # (model id, registry version) -> its optimizers' ids
         self.assembler = StepAssembler(self)
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)
@@ -371,6 +373,8 @@ class Tracer:
                 self.gaps.close()
             if sampled:
                 self.forward.model_input(module, info, x)
+                if x is not None and len(args) > 1 and info is not None and info.name not in self._graphs_seen:
+                    self.call("graph", self._graph, info.name, x, args)
         self.replay = (module, args, {})  # global pre-hooks do not see kwargs
         if self.bundle is not None:
             self.bundle.forward_started()
@@ -384,6 +388,16 @@ class Tracer:
             return False
         self.roots.add(called)  # (once: `add` keeps one hook per module)
         return True
+
+    def _graph(self, model: str, x: torch.Tensor, args: tuple[Any, ...]) -> None:
+        """Once per model: a graph's adjacency passed beside the node features (capture/graphs.py)."""
+        self._graphs_seen.add(model)
+        found = adjacency_of(x, args)
+        if found is None:
+            return
+        described = describe_adjacency(found[1])
+        if described is not None:
+            self.writer.add_event(self.step, M.GRAPH_ADJACENCY.name, {"model": model, "argument": found[0], **described})
 
     def _find_root(self, called: nn.Module) -> tuple[nn.Module, Any] | None:
         """(the model a root call runs, its info), registered now if new; None for a loss module or a

@@ -20,6 +20,7 @@ from .. import measures as M
 from ..record import Entity
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .graphs import adjacency_findings
 from .runtime import crash_findings
 
 __all__ = ["RECURRENT", "BatchMixing", "ChannelOrder", "DataLeakage", "InputNotNormalized", "crash_kind", "model_layers"]
@@ -93,9 +94,10 @@ class InputNotNormalized(Rule):
     """Detects DAT001; its documentation and options are in the catalogue (`modeldebug explain DAT001`)."""
 
     code = "DAT001"
-    requires = (*M.INPUT_STATS, M.MODEL_INPUT, M.MODULE_STD)
+    requires = (*M.INPUT_STATS, M.MODEL_INPUT, M.MODULE_STD, M.GRAPH_ADJACENCY)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from adjacency_findings(self, ctx)  # a graph's adjacency beside the node features
         scale = ctx.option("input_scale")
         for e in ctx.record.entities("input"):
             if side_input(ctx, e) is not None:
@@ -275,7 +277,7 @@ class BatchMixing(Rule):
     """Detects MIX001; its documentation and options are in the catalogue (`modeldebug explain MIX001`)."""
 
     code = "MIX001"
-    requires = (M.BATCH_MIXING_PROBE, M.MODEL_INPUT, M.LOSS_CALLS)
+    requires = (M.BATCH_MIXING_PROBE, M.MODEL_INPUT, M.LOSS_CALLS, M.GRAPH_ADJACENCY)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         limit = ctx.option("mixing_fraction")
@@ -299,6 +301,8 @@ class BatchMixing(Rule):
                 hint = (" The model reorders the samples before its embedding (sorted, as for pack_padded_sequence) "
                         "and its outputs stay in that order, so each output is compared with another sample's target.")
             whole = masked_whole_input(ctx)
+            if whole is not None and ctx.record.events(M.GRAPH_ADJACENCY.name):
+                continue  # the nodes of a graph passed with its adjacency: they mix through it by design
             if whole is not None:
                 hint += (f" The model reads all {whole['model_rows']} rows at once and the loss only {whole['loss_rows']} of "
                          "them (a mask): rows that are nodes of one graph mix with their neighbours by design, which is "
@@ -336,7 +340,7 @@ class DataLeakage(Rule):
     """Detects DAT004; its documentation and options are in the catalogue (`modeldebug explain DAT004`)."""
 
     code = "DAT004"
-    requires = (M.DATA_OVERLAP, M.MODEL_INPUT, M.LOSS_CALLS, M.FUTURE_LEAK_PROBE)
+    requires = (M.DATA_OVERLAP, M.MODEL_INPUT, M.LOSS_CALLS, M.FUTURE_LEAK_PROBE, M.GRAPH_ADJACENCY)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from self._sees_the_future(ctx)
@@ -401,6 +405,8 @@ class DataLeakage(Rule):
             if frac < limit or n < 5:
                 continue
             whole = masked_whole_input(ctx)
+            if whole is not None and ctx.record.events(M.GRAPH_ADJACENCY.name):
+                continue  # a transductive split of a graph's nodes: validation must pass the training nodes
             why = "" if whole is None else (
                 f" Here every pass fed the model the same {whole['model_rows']} rows and each loss read at most "
                 f"{whole['loss_rows']} of them: a split by loss masks over one whole input (transductive training on a "

@@ -22,6 +22,19 @@ twice; sparse inputs such as TF-IDF rows have a small RMS but not small peaks). 
 a normalisation layer, which rescales the input itself. It also flags a batch in which every
 feature is equal on every sample (`const_frac` = 1): the input carries no information.
 
+A graph network's adjacency is judged too: a floating (nodes x nodes) matrix passed beside node
+features of as many rows (dense, sparse, or a batch of graphs) is described once per model (the
+`graph_adjacency` event: row sums, degrees, values, and the power of the degree the row sums grow
+as). Each `adj @ h` scales the features by the row sums, which a normalised adjacency keeps near 1
+(D^-1/2 (A + I) D^-1/2, or D^-1 A). Rows multiplied by the degree instead of divided (weights above
+1, row sums growing as the degree to a power of 1.5 or more) are high; a weighted adjacency whose
+median row sum is at least `input_scale` is medium; 0/1 entries with a median row sum at least
+`input_scale` are low (a sum over the neighbours: what GIN means to do, not what a GCN does). A
+matrix with negative entries (a Laplacian, an additive attention mask) is not judged. When a graph
+is recorded, a model reading all its nodes at once and a loss reading some of them (a
+transductive split) is not reported as batch mixing (MIX001) or leakage (DAT004): its nodes mix
+through the graph by design.
+
 ## Why is this bad?
 The first layer's pre-activations scale with the input: 255 times too large saturates sigmoid
 and tanh units, kills ReLUs, makes gradients explode and forces a learning rate far smaller
