@@ -97,6 +97,27 @@ def test_input_independent_baseline() -> None:
     assert bad.verdict == "fail" and bad.findings[0].kind == "input_ignored"
 
 
+def test_inputs_that_only_hurt_are_said_so_not_a_negative_share() -> None:
+    """The input reaches the output only as a fixed perturbation the model cannot see to undo: zeroed
+    inputs end lower than real ones. That is no use of the input (a finding), said in words: a
+    share of the loss drop below zero ("-43%") means nothing to a reader."""
+    g = torch.Generator().manual_seed(5)
+    p = torch.randn(20, 3, generator=g) * 0.03
+
+    class Perturbed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = am.mlp()
+            self.register_buffer("p", p)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(torch.zeros_like(x)) + x @ self.p  # the bug: the net itself reads a placeholder
+
+    r = probes.input_independent(work(Perturbed()))
+    assert r.verdict == "fail" and r.data["input_share"]["mean"] < 0
+    assert "better with its inputs zeroed" in r.findings[0].title and "-" not in r.summary.split(":")[-1]
+
+
 def test_batch_mixing_probe() -> None:
     assert probes.batch_mixing_probe(work(am.mlp())).verdict == "pass"
     bad = probes.batch_mixing_probe(work(am.BatchMixing()))

@@ -348,8 +348,10 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
     share = interval([(z.final - r.final) / d for r, z, d in zip(reals, zeros, drops)],
                      floor=max(n / d for n, d in zip(noise, drops)))
     data["input_share"] = share.to_dict()
-    said = (f"zeroed inputs end at {zeros[0].final:.3g}, real inputs at {reals[0].final:.3g}: the inputs account for "
-            f"{share.mean:.0%} of the loss drop ({share.spread()})")
+    said = (f"zeroed inputs end at {zeros[0].final:.3g}, real inputs at {reals[0].final:.3g}: "
+            + (f"the inputs account for {share.mean:.0%} of the loss drop ({share.spread()})" if share.mean >= 0 else
+               "the model does better without its inputs than with them" if share.below(0) else
+               f"the inputs account for none of the loss drop ({share.spread()})"))
     if gap.above(0) and share.low >= _IGNORED_SHARE:
         return ProbeResult("input_independent", "pass", said, data)
     if not share.below(_IGNORED_SHARE):
@@ -358,7 +360,9 @@ def input_independent(work: Workload, real: RunResult | list[RunResult] | None =
     none = share.below(_NO_SHARE)
     f = make_finding(
         "PRB001", "input_ignored", "model", severity="high" if none else "medium", confidence=0.8 if none else 0.6,
-        title=(f"The model learns as well with its inputs zeroed ({zeros[0].final:.3g}) as with real ones "
+        title=(f"The model learns better with its inputs zeroed ({zeros[0].final:.3g}) than with real ones "
+               f"({reals[0].final:.3g})" if share.below(0) else
+               f"The model learns as well with its inputs zeroed ({zeros[0].final:.3g}) as with real ones "
                f"({reals[0].final:.3g})" if none else
                f"The inputs account for only {share.mean:.0%} of what the model learns (zeroed {zeros[0].final:.3g}, "
                f"real {reals[0].final:.3g})"),
