@@ -8,6 +8,8 @@ import sys
 
 __all__ = ["add"]
 
+_UNJUDGED = {"no_training_step": "no training step", "too_short": "too short to judge"}
+
 
 def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
                 "id": e.uid, "created": e.created, "names": e.names, "reference": ref is not None and ref.id == e.id,
                 "command": e.command, "steps": e.steps, "status": e.status, "exit_code": e.exit_code,
                 "top": (f"{top['severity']} {top['code']} {top['title']}" if top else
-                        ("(record missing)" if v.get("error") else "clean" if v.get("clean") else "-")),
+                        ("(record missing)" if v.get("error") else "clean" if v.get("clean") else
+                         _UNJUDGED.get(v.get("judged"), "-"))),
                 "record": e.record, "commit": ((e.facts.get("git") or {}).get("commit") or "")[:10] or None,
             })
     if args.json:

@@ -69,12 +69,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _groups(facts: dict[str, Any]) -> dict[str, Any]:
-    """'Adam#0 group0 lr' -> value, and 'holder <param>' -> 'Adam#0 group0'."""
+def _groups(facts: dict[str, Any], other: list[Any] | None = None) -> dict[str, Any]:
+    """'Adam 0 group 0 lr' -> value, and 'holder <param>' -> 'Adam 0 group 0'. An optimizer whose type
+    differs from `other`'s at its index (the other run's types) is named 'optimizer 0': its groups are
+    still compared with the other run's, so SGD -> Adam is one optimizer change, not every parameter
+    moved to another group."""
     out: dict[str, Any] = {}
     for i, opt in enumerate(facts.get("hyperparameters", {}).get("optimizers", [])):
+        same = other is None or (i < len(other) and other[i] == opt.get("type"))
         for j, g in enumerate(opt.get("groups", [])):
-            prefix = f"{opt.get('type')} {i} group {j}"
+            prefix = f"{opt.get('type') if same else 'optimizer'} {i} group {j}"
             for k, v in g.items():
                 if k == "params":
                     for p in v:
@@ -97,7 +101,7 @@ def _hyper(fa: dict[str, Any], fb: dict[str, Any]) -> list[Change]:
         out.append(Change("optimizer", "optimizer", ta, tb, f"optimizer: {', '.join(map(str, ta)) or 'none'} -> "
                           f"{', '.join(map(str, tb)) or 'none'}", words=words_in(" ".join(map(str, ta + tb)))))
     if ta and tb:  # when one run had no optimizer at all, its type says it: group by group would not
-        out += _group_changes(_groups(fa), _groups(fb))
+        out += _group_changes(_groups(fa, tb), _groups(fb, ta))
     ba, bb = fa.get("hyperparameters", {}).get("batch_size"), fb.get("hyperparameters", {}).get("batch_size")
     if ba is not None and bb is not None and ba != bb:
         out.append(Change("batch", "batch size", ba, bb, f"batch size: {ba} -> {bb}", words={"batch", "batch_size", "bs"}))

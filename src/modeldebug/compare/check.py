@@ -80,7 +80,7 @@ def _settings(view: RunView, inv: Invariant, _: InvariantSet) -> list[Violation]
             if view.entity("param", param) is None or not view.record.events("optimizer"):
                 continue
             got = now.get(key)
-            if got != want:
+            if _slot(got) != _slot(want):  # another optimizer type in the same place is INV002 optimizer's
                 changed.append((f"{param} is held by {got or 'no optimizer'} (healthy: {want})", param))
         elif key in now and json.dumps(now[key]) != json.dumps(want):
             changed.append((f"{key.split('/')[-1]} of {key.split('/')[0]} is {now[key]!r} (healthy: {want!r})"
@@ -92,6 +92,11 @@ def _settings(view: RunView, inv: Invariant, _: InvariantSet) -> list[Violation]
     what = "; ".join(t for t, _ in changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
     return [Violation(inv, 0, f"Hyperparameters differ from the healthy runs': {what}", "medium", location,
                       data={"changed": [t for t, _ in changed]})]
+
+
+def _slot(holder: Any) -> Any:
+    """'Adam 0 group 1' -> '0 group 1': which optimizer and group hold a parameter, whatever its type."""
+    return " ".join(holder.split()[-3:]) if isinstance(holder, str) else holder
 
 
 def _lr(view: RunView, inv: Invariant, invs: InvariantSet) -> list[Violation]:

@@ -96,7 +96,7 @@ def load_invariants(path: str | Path, *, where: str | None = None) -> InvariantS
         for i, item in enumerate(data["invariants"]):
             if not isinstance(item, dict):
                 raise TypeError(f"invariant {i} is not an object")
-            invariants.append(Invariant(**item))
+            invariants.append(_checked(Invariant(**item), i))
         learned = list(data.get("learned_from", []))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise BadInputError(f"{where} is damaged: {exc}") from None
@@ -106,6 +106,42 @@ def load_invariants(path: str | Path, *, where: str | None = None) -> InvariantS
     if unknown:
         raise BadInputError(f"{where} holds unknown codes {', '.join(unknown)}: was it written by a newer modeldebug?")
     return InvariantSet(invariants, learned, bounds, path=str(path))
+
+
+#: What each rule's check reads from `params` (and the fields an envelope needs): a file edited by hand, or
+#: cut short, fails when it is read, not with a KeyError halfway through the check.
+_NEEDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "optimizer": (("types", list),), "settings": (("settings", dict),), "lr": (("band", list),),
+    "updates": (("params", list),), "zero_grad": (("max_carried_fraction", (int, float)),),
+    "loss_progress": (("step", (int, float)), ("window", (int, float)), ("max_ratio", (int, float))),
+    "envelope": (("scale", str), ("band", list)), "grad_share": (("scale", str), ("band", list)),
+}
+
+
+def _checked(inv: Invariant, i: int) -> Invariant:
+    """`inv` when it holds what its rule's check reads; TypeError naming the invariant and the field otherwise."""
+    if not all(isinstance(getattr(inv, f), str) for f in ("code", "rule", "description")):
+        raise TypeError(f"invariant {i}: its code, rule and description must be strings")
+    what = f"invariant {i} ({inv.code} {inv.rule})"
+    if not isinstance(inv.params, dict) or not isinstance(inv.evidence, dict):
+        raise TypeError(f"{what}: \"params\" and \"evidence\" must be objects")
+    for key, typ in _NEEDS.get(inv.rule, ()):
+        if not isinstance(inv.params.get(key), typ) or isinstance(inv.params.get(key), bool):
+            raise TypeError(f"{what}: params.{key} is missing or not a {getattr(typ, '__name__', 'number')}")
+    if "band" in inv.params:
+        band = inv.params["band"]
+        if len(band) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in band):
+            raise TypeError(f"{what}: params.band is not [low, high, margin]")
+    if inv.rule in ("envelope", "grad_share"):
+        if inv.params["scale"] not in ("log", "fraction"):
+            raise TypeError(f"{what}: params.scale {inv.params['scale']!r} is not 'log' or 'fraction'")
+        if not all(isinstance(getattr(inv, f), str) for f in ("subject", "kind", "stat", "phase")):
+            raise TypeError(f"{what}: an envelope needs its subject, kind, stat and phase")
+        if not isinstance(inv.params.get("steps", {}), dict):
+            raise TypeError(f"{what}: params.steps is not an object")
+    if inv.rule == "lr" and not isinstance(inv.phase, str):
+        raise TypeError(f"{what}: a learning-rate band needs its phase")
+    return inv
 
 
 def against_option(value: str) -> InvariantSet:

@@ -9,6 +9,7 @@ cross-rank findings and ranks everything again. The other ranks print nothing.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,27 @@ def _fold(per_rank: dict[int, list[Finding]]) -> list[Finding]:
     return list(merged.values())
 
 
+def _ended(record: Record) -> float:
+    started, took = record.meta.get("started"), record.meta.get("duration_s")
+    if isinstance(started, (int, float)) and isinstance(took, (int, float)):
+        return float(started) + float(took)
+    return math.inf
+
+
+def _crashes_in_order(found: list[Finding], records: dict[int, Record]) -> list[Finding]:
+    """The crashes (RUN...) of several ranks, the rank that ended first first, in the places the crashes held:
+    the first crash is the cause, the others' (a peer that closed the connection, a collective that timed
+    out waiting for it) follow from it. Ranking keeps this order between crashes of one severity and step."""
+    slots = [i for i, f in enumerate(found) if f.code.startswith("RUN") and f.evidence.get("ranks")]
+    if len(slots) < 2:
+        return found
+    out = list(found)
+    crashes = sorted((found[i] for i in slots), key=lambda f: _ended(records[min(f.evidence["ranks"])]))
+    for i, f in zip(slots, crashes):
+        out[i] = f
+    return out
+
+
 def merged_report(records: dict[int, Record], config: DebuggingConfig | None = None, *,
                   missing: list[int] | None = None) -> Any:
     """The one report over `records` (rank -> record): per-rank findings folded, cross-rank ones added."""
@@ -89,7 +111,8 @@ def merged_report(records: dict[int, Record], config: DebuggingConfig | None = N
     config = config or DebuggingConfig()
     diagnoses = {k: diagnose(records[k], config) for k in sorted(records)}
     first = diagnoses[min(diagnoses)]
-    findings = _fold({k: d.findings for k, d in diagnoses.items()}) + cross_rank_findings(records, config)
+    findings = _crashes_in_order(_fold({k: d.findings for k, d in diagnoses.items()}), records)
+    findings += cross_rank_findings(records, config)
     n_steps = max((r.n_steps for r in records.values()), default=0)
     run = dict(first.run)
     run["world_size"] = max([len(records) + len(missing or [])]

@@ -43,6 +43,9 @@ def append_run(writer: Any, path: str | Path | None, *, script: str | None = Non
 
         t0 = time.perf_counter()
         record = Record(writer.conn, path=str(path))
+        rank = record.meta.get("rank")
+        if isinstance(rank, int) and rank != 0:
+            return None  # one job, one entry: rank 0's (else `diff` would compare the job's ranks with each other)
         facts = record_facts(record)
         if script is None and facts.get("mode") == "run":
             script = facts.get("script")

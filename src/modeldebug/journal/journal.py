@@ -170,7 +170,7 @@ class Journal:
     # -- reading ---------------------------------------------------------------------------------
     def entries(self, limit: int | None = None) -> list[Entry]:
         """Runs, newest first."""
-        tail = "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        tail = "ORDER BY id DESC" + (f" LIMIT {min(int(limit), 2**63 - 1)}" if limit else "")  # SQLite's largest
         return self._get(tail, ())
 
     def source(self, entry: Entry) -> str | None:

@@ -13,7 +13,8 @@ __all__ = ["is_clean", "reference", "verdict"]
 
 
 def verdict(journal: Journal, entry: Entry) -> dict[str, Any]:
-    """{"top": the first finding (code, kind, severity, title, step) or None, "clean": bool, "serious": n};
+    """{"top": the first finding (code, kind, severity, title, step) or None, "clean": bool, "serious": n,
+    "judged": the report's verdict code (`no_training_step`, `too_short`, ...)};
     {"error": why} when the record cannot be read (not kept: the file may come back)."""
     if entry.verdict is not None:
         return entry.verdict
@@ -22,11 +23,13 @@ def verdict(journal: Journal, entry: Entry) -> dict[str, Any]:
     from ..errors import DebuggingError
     from ..record import Record
     from ..report import Report
+    from ..report.verdict import verdict as run_verdict
 
     try:
         record = Record.open(entry.record)
         try:
-            findings = Report.from_record(record).findings
+            report = Report.from_record(record)
+            findings, judged = report.findings, run_verdict(report).code
         finally:
             record.conn.close()
     except DebuggingError as exc:
@@ -37,14 +40,17 @@ def verdict(journal: Journal, entry: Entry) -> dict[str, Any]:
         "top": None if top is None else {"code": top.code, "kind": top.kind, "severity": top.severity,
                                          "title": top.title, "step": top.step, "location": top.location},
         "serious": len(serious),
-        "clean": not serious and entry.exit_code == 0 and entry.status == "finished",
+        # a run that trained nothing, or too little to judge, is no known-good reference
+        "clean": not serious and entry.exit_code == 0 and entry.status == "finished"
+                 and judged not in ("no_training_step", "too_short"),
+        "judged": judged,
     }
     journal.set_verdict(entry, result)
     return result
 
 
 def is_clean(journal: Journal, entry: Entry) -> bool:
-    """Exit code 0, finished, and no medium or high finding."""
+    """Exit code 0, finished, long enough to judge, and no medium or high finding."""
     if entry.exit_code != 0 or entry.status != "finished":
         return False
     return bool(verdict(journal, entry).get("clean"))
