@@ -219,3 +219,40 @@ def test_select_and_ignore_apply_to_invariant_findings(shared, good: Path) -> No
     assert "INV004" not in codes("--ignore", "INV004")  # was kept: --ignore skipped only the rules
     assert not any(c.startswith("INV") for c in codes("--select", "LOP001"))  # only the rules named
     assert "INV004" in codes("--select", "LOP001,INV004")
+
+
+
+_CONVERGING = """
+import argparse, torch
+from torch import nn
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.05)
+p.add_argument("--steps", type=int, default=30)
+p.add_argument("--seed", type=int, default=0)
+a = p.parse_args()
+torch.manual_seed(a.seed)
+m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+opt = torch.optim.SGD(m.parameters(), lr=a.lr)
+X = torch.randn(64, 8); y = X[:, :1] * 2 + 0.1
+for s in range(a.steps):
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(m(X), y)
+    loss.backward(); opt.step()
+"""
+
+
+def test_a_longer_healthy_run_is_not_judged_past_the_learned_steps(tmp_path: Path) -> None:
+    """Invariants learned from 30-step runs say nothing about step 50, where a converging run's updates
+    are smaller than any 30-step run's last ones: a healthy run three times as long breaks none. A
+    run that goes wrong within the learned steps is still caught there."""
+    from compare_runs import train
+
+    script = tmp_path / "train.py"
+    script.write_text(_CONVERGING)
+    runs = [train(tmp_path, f"seed{s}", "--seed", str(s), script=script) for s in (0, 1)]
+    inv = tmp_path / "inv.json"
+    assert md("learn", *map(str, runs), "-o", str(inv))[0] == 0
+    longer = train(tmp_path, "long", "--seed", "2", "--steps", "90", script=script)
+    assert _findings(longer, inv) == []
+    bad = train(tmp_path, "long_lr", "--seed", "2", "--steps", "90", "--lr", "1.0", script=script)
+    assert [f for f in _findings(bad, inv) if f["step"] is not None and f["step"] < 30]

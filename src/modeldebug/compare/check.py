@@ -186,7 +186,10 @@ def _envelope(view: RunView, inv: Invariant, invs: InvariantSet) -> list[Violati
     scale = inv.params["scale"]
     phase_band = Band.from_list(inv.params["band"], scale)
     per_step = inv.params.get("steps", {})
+    last = invs.last_step
     for step in sorted(series):
+        if last is not None and step > last:
+            break  # past the healthy runs' length: nothing was learned there
         if phase_of(step, invs.bounds) != inv.phase:
             continue
         value = series[step]

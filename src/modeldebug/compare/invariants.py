@@ -56,6 +56,14 @@ class InvariantSet:
     bounds: tuple[int, int]  # the steps where the middle and late phases start
     path: str | None = None
 
+    @property
+    def last_step(self) -> int | None:
+        """The last step any healthy run reached (None when the file does not say): an envelope
+        learned from them says nothing about the steps after it."""
+        steps = [r.get("steps") for r in self.learned_from if isinstance(r, dict)]
+        known = [int(s) for s in steps if isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0]
+        return max(known) - 1 if known else None
+
     def phases(self) -> dict[str, list[int | None]]:
         b1, b2 = self.bounds
         return {"early": [0, b1], "middle": [b1, b2], "late": [b2, None]}
