@@ -140,3 +140,9 @@ def test_input_mean_noise_between_batches_of_unit_scale_data_is_not_a_change() -
         return {"data": {"inputs": [{"dtype": "float32", "shape": [8], "mean": mean, "std": 1.0}]}}
     assert changes(facts(0.001), facts(0.033)) == []  # 3% of the spread: one batch against another
     assert [c.text for c in changes(facts(0.0), facts(0.5))] == ["data: input mean 0 -> 0.5"]
+
+
+def test_a_json_path_that_cannot_be_written_stops_diff_before_any_output(shared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = md("diff", str(shared.runs["seed0"]), str(shared.runs["seed1"]), "--json",
+                        str(tmp_path / "missing" / "d.json"))
+    assert code == 2 and out == "" and "d.json" in err and "Traceback" not in err

@@ -53,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-":
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     else:
-        sys.stdout.write(render_diff(result))
-        if args.json:
+        if args.json:  # first: a path that cannot be written stops the command before any output
             with open(args.json, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+        sys.stdout.write(render_diff(result))
+        if args.json:
             print(f"modeldebug: JSON written to {args.json}", file=sys.stderr)
     if journal is not None:
         journal.close()
