@@ -78,6 +78,15 @@ def test_hang_watchdog_names_the_collective_rank_1_skipped(tmp_path: Path) -> No
     assert f["evidence"]["ranks_with_fewer_calls"] == ["1"] and f["location"].startswith("ddp_train.py:")
 
 
+def test_a_rank_with_one_batch_more_waits_in_ddps_all_reduce_and_it_is_named(tmp_path: Path) -> None:
+    # DDP's gradient all-reduce runs in C++: no Python collective is entered, the stack says backward()
+    proc, report = _job(tmp_path, "torchrun", "--bug", "uneven", "--timeout", "4", hang_min_s="1")
+    assert proc.returncode != 0
+    assert "inside backward(), where DistributedDataParallel all-reduces the gradients" in proc.stderr
+    f = next(f for f in report["findings"] if f["code"] == "DST009")
+    assert "gradient all-reduce" in f["title"] and "join()" in f["recommendations"][0]["implementation"]
+
+
 def test_watch_inside_a_spawning_script_healthy_one_report_over_both_ranks(tmp_path: Path) -> None:
     proc, report = _job(tmp_path, "watch", "--bn")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,7 +2,7 @@
 
 Runs under torchrun (RANK/WORLD_SIZE set) or starts its own ranks with `--spawn N`
 (torch.multiprocessing.spawn). Bugs: params, grads, same_data, order, lr, loss, batchnorm,
-straggler, hang. `--watch DB` wraps the training loop in `modeldebug.watch(...)` on every rank
+straggler, hang, uneven. `--watch DB` wraps the training loop in `modeldebug.watch(...)` on every rank
 (records DB.rank<N>.db) and rank 0 writes the session's report to `--json` after the job.
 """
 
@@ -68,12 +68,18 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
                 loss = loss_fn(ddp(x), y)
                 loss.backward()
                 opt.step()
+    if bug == "uneven":  # rank 0 has one batch more than rank 1: its backward waits in DDP's all-reduce
+        if rank == 0:
+            x, y = next(iter(loader))
+            loss_fn(ddp(x.to(device)), y.to(device)).backward()
+        else:
+            time.sleep(args.timeout + 2)
     if bug == "hang":
         if rank == 0:
             dist.all_reduce(torch.ones(1, device=device))  # rank 1 never enters it: rank 0 waits until gloo's timeout
         else:
             time.sleep(args.timeout + 2)  # rank 1 is busy elsewhere (evaluating, saving) and stays alive
-    if bug != "hang":
+    if bug not in ("hang", "uneven"):
         dist.barrier()
     dist.destroy_process_group()
     if session is not None:

@@ -117,7 +117,8 @@ class Watchdog(threading.Thread):
         frame = sys._current_frames().get(self._main.ident or -1)
         stack = traceback.format_stack(frame)[-12:] if frame is not None else []
         med = statistics.median(p.durations[-50:]) if p.durations else None
-        stall = {"rank": self.rank, "waited_s": round(waited, 3), "step": p.steps,
+        phase = _phase(frame) if inside is None else None
+        stall = {"rank": self.rank, "waited_s": round(waited, 3), "step": p.steps, "phase": phase,
                  "median_step_s": None if med is None else round(med, 6),
                  "in_collective": inside.to_dict() if inside else None,
                  "last_collective": last.to_dict() if last else None,
@@ -126,6 +127,8 @@ class Watchdog(threading.Thread):
         if inside is not None:
             where = (f"waiting in torch.distributed.{inside.op} (call {inside.call} of {inside.op} on this rank, "
                      f"entered after step {inside.step} at {inside.where}, {time.monotonic() - inside.entered:.1f} s ago)")
+        elif phase is not None:
+            where = f"{_PHASE_WORDS[phase]}, not in a Python collective"
         elif last is not None:
             where = f"not in a collective; the last one it entered was {last.op} (call {last.call}) at {last.where}"
         else:
@@ -144,3 +147,25 @@ class Watchdog(threading.Thread):
             stream.flush()
         except (OSError, ValueError):  # a closed stream must not kill the thread's job silently... or the job
             pass
+
+
+#: where DistributedDataParallel communicates from C++, which the collective probes do not see
+_PHASE_WORDS = {
+    "backward": "inside backward(), where DistributedDataParallel all-reduces the gradients (in C++)",
+    "ddp_forward": "inside DistributedDataParallel's forward(), where it broadcasts buffers and syncs (in C++)",
+}
+
+
+def _phase(frame: Any) -> str | None:
+    """"backward" or "ddp_forward" when the main thread waits there (DDP's own collectives), else None."""
+    while frame is not None:
+        code = frame.f_code
+        path = code.co_filename.replace("\\", "/")
+        if path.endswith(("torch/autograd/graph.py", "torch/autograd/__init__.py")) and \
+                code.co_name in ("_engine_run_backward", "backward"):
+            return "backward"
+        if path.endswith("torch/nn/parallel/distributed.py") and code.co_name in ("forward", "_pre_forward",
+                                                                                   "_post_forward"):
+            return "ddp_forward"
+        frame = frame.f_back
+    return None

@@ -258,8 +258,9 @@ rank-dependent condition, the same number of batches on every rank (`drop_last=T
 `join()` for uneven inputs).
 
 ## Known problems
-Collectives DDP runs inside backward (its C++ reducer) are not wrapped: a hang there shows the
-stack, not the collective. A stall the job recovered from (a slow evaluation or checkpoint
+Collectives DDP runs inside backward (its C++ reducer) and in its forward (buffer broadcast) are
+not wrapped: a hang there is named from the stack ("in backward(), in DistributedDataParallel's
+gradient all-reduce"), with the advice for uneven batches, but not which call it was. A stall the job recovered from (a slow evaluation or checkpoint
 between steps, a rank waiting at the last barrier) is printed by the watchdog but is not a
 finding unless another rank entered that collective fewer times; raise `MODELDEBUG_HANG_MIN_S`
 to quiet the print for such jobs.

@@ -77,7 +77,10 @@ def hangs(runs: list[RankRun]) -> list[Finding]:
     inside = s.get("in_collective") or {}
     op = inside.get("op")
     skipped = fewer(rank, op)
+    phase = s.get("phase")
     where = (f"in {op} (call {inside.get('call')} on this rank, from {inside.get('where')})" if op
+             else "in backward(), in DistributedDataParallel's gradient all-reduce" if phase == "backward"
+             else "in DistributedDataParallel's forward()" if phase == "ddp_forward"
              else "outside any collective")
     title = f"Rank {rank} stopped making steps for {s.get('waited_s')} s after step {s.get('step')}, waiting {where}"
     if skipped:
@@ -91,7 +94,7 @@ def hangs(runs: list[RankRun]) -> list[Finding]:
         evidence={"stalls": [{"rank": k, **{a: b for a, b in v.items() if a != "stack"},
                               "stack": v.get("stack", [])[-6:]} for k, v in stalls],
                   "collective_counts_by_rank": counts_d, "ranks_with_fewer_calls": skipped},
-        recommendations=[Recommendation(
+        recommendations=[*_ddp_fix(phase), Recommendation(
             "fix", "Make every rank enter the same collectives in the same order: no collective under a "
             "rank-dependent condition, the same number of batches on every rank (drop_last=True, or "
             "DDP's join context for uneven inputs).",
@@ -115,3 +118,17 @@ def uneven_steps(runs: list[RankRun]) -> list[Finding]:
             "fix", "Give every rank the same number of batches (DistributedSampler pads by default; use "
             "drop_last=True on the loader), or wrap the loop in DDP's join context.",
             "with model.join():\n    for x, y in loader:\n        ...")])]
+
+
+def _ddp_fix(phase: str | None) -> list[Recommendation]:
+    """A rank waiting in DDP's own communication: the other ranks ran out of batches or skipped a step."""
+    if phase not in ("backward", "ddp_forward"):
+        return []
+    return [Recommendation(
+        "fix", "Give every rank the same number of batches (a DistributedSampler, drop_last=True), or let DDP "
+        "handle the uneven end with its join context; a rank that skips a backward pass (a batch it filters out) "
+        "leaves the others waiting in the gradient all-reduce.",
+        "sampler = DistributedSampler(ds, drop_last=True)\n"
+        "with ddp_model.join():        # ranks that run out of batches shadow the others' collectives\n"
+        "    for x, y in loader:\n"
+        "        ...")]
