@@ -73,12 +73,12 @@ def train(rank: int, world: int, args: argparse.Namespace) -> None:
             x, y = next(iter(loader))
             loss_fn(ddp(x.to(device)), y.to(device)).backward()
         else:
-            time.sleep(args.timeout + 2)
+            time.sleep(args.timeout + 20)
     if bug == "hang":
         if rank == 0:
             dist.all_reduce(torch.ones(1, device=device))  # rank 1 never enters it: rank 0 waits until gloo's timeout
         else:
-            time.sleep(args.timeout + 2)  # rank 1 is busy elsewhere (evaluating, saving) and stays alive
+            time.sleep(args.timeout + 20)  # rank 1 is busy elsewhere (evaluating, saving) and stays alive: the launcher ends it
     if bug not in ("hang", "uneven"):
         dist.barrier()
     dist.destroy_process_group()
