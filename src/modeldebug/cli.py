@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from typing import NoReturn
 
@@ -50,7 +51,7 @@ def _config(args: argparse.Namespace) -> DebuggingConfig:
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="P", help="write the JSON report to P ('-' for stdout)")
-    p.add_argument("--html", metavar="P", help="write the HTML report to P")
+    p.add_argument("--html", metavar="P", help="write the HTML report to P ('-' for stdout)")
     p.add_argument("--select", metavar="CODES", help="only these rules: codes, prefixes or kinds, comma-separated")
     p.add_argument("--ignore", metavar="CODES", help="skip these rules: codes, prefixes or kinds, comma-separated")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the report to stderr")
@@ -185,6 +186,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from .errors import BadInputError
     from .record.lock import check_replaceable
 
+    if getattr(args, "json", None) == "-" and getattr(args, "html", None) == "-":
+        raise BadInputError("--json - and --html - would both write to stdout: give one of them a file name")
     for flag in ("json", "html", "db"):
         value = getattr(args, flag, None)
         if not value or value in ("-", ":memory:"):
@@ -200,6 +203,27 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_replaceable(path)
         elif path.exists() and path.suffix in (".py", ".db", ".onnx", ".pt", ".pth", ".ckpt", ".safetensors"):
             raise BadInputError(f"--{flag} {value!r} would overwrite a {path.suffix} file: give a new file name")
+    _check_distinct(args)
+
+
+def _check_distinct(args: argparse.Namespace) -> None:
+    """Refuse an output that is also an input or another output: `report run.db --html run.db` would
+    replace the record with its own report, `run --db out --json out` the new record with the JSON."""
+    from pathlib import Path
+
+    from .errors import BadInputError
+
+    seen: dict[Path, str] = {}
+    for flag, what in (("record", "the run record"), ("script", "the script"), ("db", "--db"), ("json", "--json"),
+                       ("html", "--html")):
+        value = getattr(args, flag, None)
+        if not isinstance(value, str) or not value or value in ("-", ":memory:"):
+            continue
+        key = Path(value).resolve()
+        if key in seen:
+            raise BadInputError(f"--{flag} {value!r} is the same file as {seen[key]}: give each output its own "
+                                "file name")
+        seen[key] = f"{what} {value!r}"
 
 
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
@@ -216,12 +240,18 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     selected_rules(run_config)  # a bad --select fails before the script runs, not after
     check_llm_args(args)  # so does a bad --llm
     _check_outputs(args)  # and an output path that cannot be written
-    # `--json -` promises parseable JSON on stdout: the script's own prints go to stderr then.
-    with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else contextlib.nullcontext():
-        result = run_script(script, script_args, config=run_config, db=args.db,
-                            progress=not getattr(args, "no_progress", False),
-                            break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None),
-                            announce_bundle=False)  # said once, after the report
+    # `--json -` (or `--html -`) promises a clean report on stdout: the script's own prints go to stderr then.
+    to_stdout = "-" in (args.json, args.html)
+    cwd = os.getcwd()
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+            result = run_script(script, script_args, config=run_config, db=args.db,
+                                progress=not getattr(args, "no_progress", False),
+                                break_on=getattr(args, "break_on", None), max_steps=getattr(args, "max_steps", None),
+                                announce_bundle=False)  # said once, after the report
+    finally:  # a script that chdir()s: --json, --html and the record's path are relative to the user's folder
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
     from .distributed import run_report
     from .replay.note import print_bundle_note
 
@@ -251,6 +281,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_llm_args(args)
+    _check_outputs(args)  # before anything is written: `--html RUN.db` must not replace the record
     report = Report.from_record(Record.open(args.record), config, against=args.against is not None)
     from .compare.check import apply_against
 

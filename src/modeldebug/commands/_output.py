@@ -1,4 +1,4 @@
-"""How every command hands a report to the user: terminal (stderr), JSON (`-` = stdout), HTML."""
+"""How every command hands a report to the user: terminal (stderr), JSON and HTML (`-` = stdout)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ def emit(report: Any, args: argparse.Namespace, header: str = "") -> None:
     elif json_path:
         report.to_json(json_path)
         _written("JSON", json_path)
-    if getattr(args, "html", None):
-        report.to_html(args.html)
-        _written("HTML", args.html)
+    html_path = getattr(args, "html", None)
+    if html_path == "-":  # as --json -: stdout, not a file named "-"
+        sys.stdout.write(report.to_html())
+    elif html_path:
+        report.to_html(html_path)
+        _written("HTML", html_path)
 
 
 def _written(what: str, path: str) -> None:

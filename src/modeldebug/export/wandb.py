@@ -99,10 +99,13 @@ def to_wandb(source: Any, *, dir: str | Path | None = None, project: str = "mode
                               x_save_requirements=False, x_disable_stats=True, x_disable_meta=True,
                               x_disable_machine_info=True)
     with _no_error_reports() if mode == "offline" else nullcontext():
-        wb = wandb.init(project=project, name=name or exp.name, dir=str(folder), mode=mode,
-                        config={"modeldebug": {k: v for k, v in exp.report.run.items() if v is not None}},
-                        tags=[PREFIX, f"worst:{exp.report.worst() or 'none'}"], settings=settings,
-                        reinit="create_new")
+        try:
+            wb = wandb.init(project=project, name=name or exp.name, dir=str(folder), mode=mode,
+                            config={"modeldebug": {k: v for k, v in exp.report.run.items() if v is not None}},
+                            tags=[PREFIX, f"worst:{exp.report.worst() or 'none'}"], settings=settings,
+                            reinit="create_new")
+        except wandb.errors.UsageError as exc:  # a project name W&B refuses ('a/b'): its message names it
+            raise BadInputError(f"W&B refused the run: {' '.join(str(exc).split())}") from None
         try:
             _log(wb, wandb, exp)
         except BaseException:

@@ -97,7 +97,7 @@ class RecordLock:
 
     def __init__(self, path: str | Path, *, flag: str = "--db") -> None:
         self.path = Path(path)
-        self.lock_path = _lock_path(self.path)
+        self.lock_path = _lock_path(self.path.absolute())  # released where it was made, if the script chdir()s
         self._fd: int | None = None
         self._acquire(flag)
 

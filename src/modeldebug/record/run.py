@@ -86,7 +86,9 @@ class Record:
                                      "was starting, or cut short?")
         if header != b"SQLite format 3\x00":
             raise RecordCorruptError(f"{str(path)!r} is not a modeldebug run record (not an SQLite file)")
-        conn = sqlite3.connect(str(p), check_same_thread=False)
+        # Read-only: a read-write connection that is the last to close a killed run's record folds its
+        # -wal into the file and deletes it, and the next open then takes the file for a WAL-less copy.
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         try:
             record = cls(conn, path=str(p), check_file=True)
             record.check()

@@ -63,6 +63,10 @@ def print_rules(*, family: str | None = None, file: Any = None) -> None:
     from rich.table import Table
 
     out = file or sys.stdout
+    if family and not CATALOGUE.family(family):  # `--family plugin` with none loaded: say so, not nothing
+        hint = " (load yours with --rules FILE or an installed plugin)" if family == "plugin" else ""
+        out.write(f"# {_TITLES[family]} (0): no codes in this family{hint}\n")
+        return
     if not out.isatty():  # a boxed table folds the text over several lines: `rules | grep KIND` would cut it
         for fam in [f for f in _families() if not family or f == family]:
             specs = CATALOGUE.family(fam)

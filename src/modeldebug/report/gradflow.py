@@ -217,9 +217,8 @@ def grad_bars(record: Record, findings: Sequence[Finding]) -> str:
         zones = [Zone(None, base * t.vanishing_ratio, "#2e86c1", "vanishing"),
                  Zone(base * t.grad_growth, None, "#c0392b", "exploding")]
         pos += [base * t.vanishing_ratio, base * t.grad_growth]
-    if not pos:
-        pos = [1e-3, 1.0]
-    x_lo, x_hi = min(pos) / 3, max(pos) * 3
+    pos = [v for v in pos if math.isfinite(v) and v > 0] or [1e-3, 1.0]  # a zone edge can pass float64's ends
+    x_lo, x_hi = (min(pos) / 3 or min(pos)), (max(pos) * 3 if math.isfinite(max(pos) * 3) else max(pos))
     sx = scale(x_lo, x_hi, _LABEL_W, W - 110, True)
     options, panels = [], []
     for s, why in choices:

@@ -56,6 +56,7 @@ svg{width:100%;height:auto;font-size:11px;font-family:inherit;display:block}.axi
 .legend{font-size:12px;margin:4px 0 0 70px}.legend span{margin-right:14px;white-space:nowrap}
 .legend i{display:inline-block;width:14px;height:3px;margin:0 5px 3px 0;vertical-align:middle}
 .pick{font-size:13px;display:block;margin:0 0 6px}[hidden]{display:none!important}
+h1,h3,p,li,.meta,.verdict,th+td,.ranked td:nth-child(4),.ranked td:nth-child(5){overflow-wrap:anywhere}
 """
 
 # Static: it must never contain anything from the run (the CSP below allows exactly this text).

@@ -108,10 +108,10 @@ def value_range(values: np.ndarray, log: bool) -> tuple[float, float]:
     """Plot range of (finite) values, widened when they are all equal."""
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
-        if log:
-            return lo / 2, hi * 2
+        if log:  # not past the ends of float64 (a float64 run's 1e308 or 5e-324 plotted alone)
+            return (lo / 2 or lo), (hi * 2 if math.isfinite(hi * 2) else hi)
         pad = abs(lo) / 2 or 1.0
-        return lo - pad, hi + pad
+        return (lo - pad if math.isfinite(lo - pad) else lo), (hi + pad if math.isfinite(hi + pad) else hi)
     return lo, hi
 
 

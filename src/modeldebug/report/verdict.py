@@ -44,7 +44,9 @@ def verdict(report: Report) -> Verdict:
         worst = report.worst() or "low"
         return Verdict("problems_found", f"{n} problem{'s' if n > 1 else ''} found (worst: {worst}). Root causes first.")
     if report.run.get("steps") == 0:
-        return Verdict("no_training_step", "No training step observed: nothing to diagnose.", _seen(report.run))
+        meta = report.record.meta if getattr(report, "record", None) is not None else {}
+        return Verdict("no_training_step", "No training step observed: nothing to diagnose.",
+                       _seen(report.run, watched=meta.get("mode") == "watch"))
     steps, needed = report.run.get("steps"), _min_steps(report)
     if isinstance(steps, int) and 0 < steps < needed:
         return Verdict("too_short", f"No problems found in {steps} training step{'s' if steps > 1 else ''}, "
@@ -62,8 +64,12 @@ def _min_steps(report: Report) -> int:
     return int(config.thresholds.min_steps)
 
 
-def _seen(run: dict[str, Any]) -> str:
-    """What a run without a training step did, from its metadata."""
+def _seen(run: dict[str, Any], *, watched: bool = False) -> str:
+    """What a run without a training step did, from its metadata.
+
+    `watched`: a `watch()` session, whose models are named when it starts, not when they first run,
+    so its model list says nothing about a forward pass.
+    """
     status, code = run.get("status"), run.get("exit_code")
     if status == "crashed":
         ran = f"the script crashed (exit code {code}) before its first training step"
@@ -71,12 +77,20 @@ def _seen(run: dict[str, Any]) -> str:
         ran = "the script was interrupted before its first training step"
     elif status == "terminated":
         ran = "the script was terminated before its first training step"
-    elif code is not None:
+    elif status == "running":
+        ran = "the run is still going and has not finished a training step yet"
+    elif status == "unfinished":  # killed (kill -9, out of memory) before its record was closed
+        ran = "the run ended, without closing its record, before its first training step was written"
+    elif code is not None and not watched:
         ran = f"the script ran to the end (exit code {code})"
     else:
         ran = "the watched code ran to the end"
     models = [str(m) for m in run.get("models") or []]
-    seen = (f"the forward pass of {', '.join(models)} ran, but no backward pass or optimizer step happened"
-            if models else "no model's forward pass, backward pass or optimizer step was seen")
+    if models and watched:
+        seen = f"{', '.join(models)} was watched, but no backward pass or optimizer step happened"
+    elif models:
+        seen = f"the forward pass of {', '.join(models)} ran, but no backward pass or optimizer step happened"
+    else:
+        seen = "no model's forward pass, backward pass or optimizer step was seen"
     text = f"{ran}; {seen}."
     return text[0].upper() + text[1:]
