@@ -59,6 +59,20 @@ def test_run_behaves_exactly_like_python(script: Path, tmp_path: Path) -> None:
     assert "No problems found" in watched.stderr
 
 
+def test_run_keeps_argv_0_as_typed_and_main_as_python_does(tmp_path: Path) -> None:
+    """`python train.py` sees sys.argv[0] == "train.py" (an absolute __file__), and a class the script
+    defines pickles through __main__: so does the script under `modeldebug run`."""
+    (tmp_path / "s.py").write_text(textwrap.dedent("""
+        import os, pickle, sys
+        class Sample:
+            pass
+        print(sys.argv, os.path.isabs(__file__), __name__, type(pickle.loads(pickle.dumps(Sample()))).__name__)
+    """))
+    plain = subprocess.run([PY, "s.py", "a"], capture_output=True, text=True, cwd=tmp_path)
+    watched = md("run", "-q", "--no-progress", "--db", "run.db", "--", "s.py", "a", cwd=tmp_path)
+    assert watched.stdout == plain.stdout == "['s.py', 'a'] True __main__ Sample\n"
+
+
 def test_run_passes_the_scripts_exit_code_through(script: Path, tmp_path: Path) -> None:
     r = md("run", str(script), "--steps", "5", "--fail", cwd=tmp_path)
     assert r.returncode == 3

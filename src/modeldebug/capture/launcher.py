@@ -8,12 +8,13 @@ the script's traceback is printed as Python would print it, starting at the scri
 from __future__ import annotations
 
 import bdb
+import io
 import os
-import runpy
 import signal
 import sys
 import threading
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -97,7 +98,25 @@ def _check_python(path: Path, script: str) -> None:
         raise BadInputError(f"{script!r} is not a Python script ({why}{where}): give the training script, "
                             "e.g. modeldebug run -- train.py") from None
     except OSError:
-        return  # unreadable: runpy says so as Python would
+        return  # unreadable: running it says so, as Python would
+
+
+def _run_main(script: str) -> None:
+    """Run `script` as ``__main__`` the way `python SCRIPT` does: its ``__file__`` absolute (Python 3.9+)
+    and ``sys.argv[0]`` as typed. (``runpy.run_path`` sets ``argv[0]`` to the path it is given, and
+    the absolute one is needed for ``__file__``.)"""
+    path = os.path.abspath(script)
+    with io.open_code(path) as fh:
+        code = compile(fh.read(), path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=path, __cached__=None, __loader__=None, __package__=None, __spec__=None)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main  # pickling a class the script defines finds it, as under python
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -149,8 +168,7 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     dist_watch = start_watch(writer, record_path, config)  # cross-rank fingerprints, hang watchdog, spawn
     tracer.attach()
     try:
-        # `python SCRIPT` runs it with an absolute __file__ (Python 3.9+): so do we.
-        runpy.run_path(os.path.abspath(script), run_name="__main__")
+        _run_main(script)
     except SystemExit as exc:
         exit_code = _exit_code(exc)
     except KeyboardInterrupt as exc:
