@@ -121,8 +121,7 @@ class WatchSession:
         finally:
             stop_rank_watch(getattr(self, "dist", None))
             self.tracer.detach()  # every hook and patch of this session goes, whatever failed above
-            self.writer.set_meta(status="crashed" if exc is not None else "finished",
-                                 exit_code=1 if exc is not None else 0)
+            self.writer.set_meta(**_ending(exc))
             self.writer.finish()
             append_run(self.writer, self.path)  # the project journal; never raises
 
@@ -142,6 +141,21 @@ class WatchSession:
         if getattr(self, "dist", None) is not None:  # rank 0 of a distributed job: one report over all ranks
             return session_report(self, config or self.config)
         return Report.from_record(self.record, config or self.config)
+
+
+def _ending(exc: BaseException | None) -> dict[str, Any]:
+    """The record's status and exit code for a session left with `exc`, as `modeldebug run` records a
+    script that ends that way: Ctrl-C is an interruption (130), `sys.exit(n)` a finished run with code n."""
+    if exc is None or isinstance(exc, GeneratorExit):  # (a generator holding the session was closed)
+        return {"status": "finished", "exit_code": 0}
+    if isinstance(exc, KeyboardInterrupt):
+        return {"status": "interrupted", "exit_code": 130}
+    if isinstance(exc, bdb.BdbQuit):
+        return {"status": "interrupted", "exit_code": 1}
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return {"status": "finished", "exit_code": code if isinstance(code, int) else 0 if code is None else 1}
+    return {"status": "crashed", "exit_code": 1}
 
 
 def watch(
