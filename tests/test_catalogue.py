@@ -68,6 +68,8 @@ def test_a_misspelled_option_or_selector_fails_loudly_with_a_hint() -> None:
         selected_rules(DebuggingConfig(select=["GRD0001"]))
     with pytest.raises(BadInputError):
         getattr(DebuggingConfig().thresholds, "dead_fractoin")
+    with pytest.raises(UnknownRuleError, match="GRD names 2 rules .GRD001, GRD002.; explain one of them"):
+        CATALOGUE.find("GRD")  # `modeldebug explain GRD`: a family's prefix lists its codes
 
 
 def test_selecting_codes_of_another_family_on_a_training_record_says_where_they_come_from() -> None:

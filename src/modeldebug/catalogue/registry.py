@@ -80,6 +80,10 @@ class Catalogue:
         raise UnknownRuleError(f"no rule {selector!r}{self._hint(s)}")
 
     def _hint(self, selector: str) -> str:
+        prefixed = sorted(c for c in self._specs if c.startswith(selector.upper())) if selector else []
+        if len(prefixed) > 1:  # a family's prefix (GRD): the codes it names, not the nearest one
+            shown = ", ".join(prefixed[:12]) + (", ..." if len(prefixed) > 12 else "")
+            return f": {selector.upper()} names {len(prefixed)} rules ({shown}); explain one of them"
         close = difflib.get_close_matches(selector.upper(), list(self._specs), n=1) or \
             difflib.get_close_matches(selector, [sp.kind for sp in self], n=1)
         return f" (did you mean {close[0]}?)" if close else " (`modeldebug rules` lists them)"
