@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -189,3 +190,20 @@ def test_a_damaged_or_foreign_journal_is_one_line(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)")
     code, _, err = md("history", "--journal", str(tmp_path / "other.db"))
     assert code == 2 and "not a modeldebug journal" in err
+
+
+def test_a_session_whose_code_changes_folder_is_journaled_where_it_started(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project_dir, elsewhere = tmp_path / "project", tmp_path / "outputs"
+    project_dir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project_dir)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with md_.watch(model, optimizer=opt, db=str(tmp_path / "w.db")):
+        os.chdir(elsewhere)  # the training code moves into its output folder
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+    assert (project_dir / ".modeldebug" / "journal.db").exists()
+    assert not (elsewhere / ".modeldebug").exists()

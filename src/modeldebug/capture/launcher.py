@@ -158,7 +158,7 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
     live = attach_progress(tracer, progress, config)
     if live is not None:
         live.install()
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_argv, saved_path, start_cwd = sys.argv[:], sys.path[:], os.getcwd()
     sys.argv = [script, *args]
     sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
     exit_code, status, died_by = 0, "finished", None
@@ -194,6 +194,6 @@ def run_script(script: str, args: list[str], *, config: DebuggingConfig | None =
         sys.path[:] = saved_path
         writer.set_meta(exit_code=exit_code, status=status)
         writer.finish()
-        append_run(writer, record_path)  # the project journal; never raises
+        append_run(writer, record_path, cwd=start_cwd)  # the project journal; never raises
     # Read this run through the writer's own connection: another run may claim the path now.
     return RunResult(exit_code, Record(writer.conn, path=str(record_path or ":memory:")), record_path, died_by)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bdb
+import os
 import platform
 import sys
 import time
@@ -88,6 +89,7 @@ class WatchSession:
                  break_on: tuple[str, ...] = ()) -> None:
         name = type(models[0]).__name__ if models else "session"
         self.config = config
+        self._cwd = os.getcwd()  # the project the session's journal entry belongs to
         plan = plan_for(config)  # a selection naming no rule fails here, before a record is claimed
         self.writer, self.path = open_writer(db, name, flag="db=")
         self.writer.set_meta(script=_calling_script() or name, argv=list(sys.argv), mode="watch", **run_meta(config))
@@ -123,7 +125,7 @@ class WatchSession:
             self.tracer.detach()  # every hook and patch of this session goes, whatever failed above
             self.writer.set_meta(**_ending(exc))
             self.writer.finish()
-            append_run(self.writer, self.path)  # the project journal; never raises
+            append_run(self.writer, self.path, cwd=self._cwd)  # the project journal; never raises
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Mark a step boundary by hand (loops that update weights without an optimizer object)."""

@@ -25,9 +25,11 @@ __all__ = ["ENV", "Entry", "Journal", "append_run", "journal_path"]
 log = logging.getLogger("modeldebug")
 
 
-def append_run(writer: Any, path: str | Path | None, *, script: str | None = None) -> Entry | None:
-    """Journal the run `writer` just finished (its record at `path`). Never raises: a journal that
-    cannot be written is one warning, and the run's own outcome stands.
+def append_run(writer: Any, path: str | Path | None, *, script: str | None = None,
+               cwd: str | Path | None = None) -> Entry | None:
+    """Journal the run `writer` just finished (its record at `path`), in the journal of `cwd`, the folder
+    the run started in (a script may change folder). Never raises: a journal that cannot be written is
+    one warning, and the run's own outcome stands.
 
     Called once by `capture.launcher.run_script` and once by `WatchSession.__exit__`.
     """
@@ -35,7 +37,7 @@ def append_run(writer: Any, path: str | Path | None, *, script: str | None = Non
         return None
     where = None
     try:
-        where = journal_path()
+        where = journal_path(cwd)
         if where is None:
             return None
         from ..record import Record

@@ -42,13 +42,14 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _RESERVED = {"last", "ref"}
 
 
-def journal_path() -> Path | None:
-    """Where this project's journal is: `$MODELDEBUG_JOURNAL`, else ./.modeldebug/journal.db; None when
-    the variable is `off`/`0`/empty (no journal)."""
+def journal_path(cwd: str | Path | None = None) -> Path | None:
+    """Where this project's journal is: `$MODELDEBUG_JOURNAL`, else .modeldebug/journal.db in `cwd` (the
+    folder the run started in; the current one by default); None when the variable is `off`/`0`/empty
+    (no journal)."""
     env = os.environ.get(ENV)
     if env is not None:
         return None if env.strip().lower() in ("", "0", "off", "no", "false") else Path(env)
-    return Path.cwd() / ".modeldebug" / "journal.db"
+    return Path(cwd if cwd is not None else Path.cwd()) / ".modeldebug" / "journal.db"
 
 
 @dataclass
