@@ -124,3 +124,53 @@ def test_a_square_matrix_that_is_not_a_graph_is_not_judged() -> None:
             loss.backward()
             opt.step()
     assert not _dat001(s.report())
+
+
+class SumGNN(nn.Module):
+    """Message passing over an edge list with sum aggregation, a mean readout per graph (GIN-like)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(1, 32)
+        self.mix = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32))
+        self.out = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor, graphs: int) -> torch.Tensor:
+        h = self.inp(x)
+        src, dst = edge_index
+        for _ in range(2):
+            h = F.relu(self.mix(h + torch.zeros_like(h).index_add_(0, dst, h[src])))
+        counts = torch.zeros(graphs).index_add_(0, batch, torch.ones(len(batch))).unsqueeze(1)
+        return self.out(torch.zeros(graphs, h.shape[1]).index_add_(0, batch, h) / counts)
+
+
+def test_constant_node_features_beside_the_edges_are_a_low_note_not_a_repeated_sample() -> None:
+    """Graphs without node features are fed a constant per node, the class in the structure: that is
+    not a pipeline returning one sample (medium), and the input layer's small gradients are expected."""
+    g = torch.Generator().manual_seed(0)
+    graphs = []
+    for i in range(64):  # paths (class 0) and stars (class 1)
+        n = int(torch.randint(6, 12, (1,), generator=g))
+        star = i % 2
+        edges = [(0, k) for k in range(1, n)] if star else [(k, k + 1) for k in range(n - 1)]
+        e = torch.tensor(edges + [(b, a) for a, b in edges]).T
+        graphs.append((n, e, star))
+    torch.manual_seed(0)
+    model = SumGNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, opt, db=":memory:") as s:
+        for step in range(40):
+            chunk = graphs[(step % 8) * 8:(step % 8 + 1) * 8]
+            offsets = torch.tensor([0] + [n for n, _, _ in chunk]).cumsum(0)
+            x = torch.ones(int(offsets[-1]), 1)
+            edge_index = torch.cat([e + offsets[k] for k, (_, e, _) in enumerate(chunk)], 1)
+            batch = torch.cat([torch.full((n,), k) for k, (n, _, _) in enumerate(chunk)])
+            y = torch.tensor([c for _, _, c in chunk])
+            loss = F.cross_entropy(model(x, edge_index, batch, len(chunk)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    report = s.report()
+    assert [f.severity for f in report.findings if f.severity != "low"] == []
+    (f,) = _dat001(report)
+    assert f.evidence["other_tensors"] == 2 and "other input" in f.title

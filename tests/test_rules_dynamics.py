@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from helpers import found, serious, watched
 from torch import nn
 
 import modeldebug as md
 from modeldebug.rules import analyze
-from modeldebug.testing import (Data, build_record, classification, healthy_gru, healthy_mlp, healthy_regression,
-                                healthy_transformer, train)
-
-from helpers import found, serious, watched
+from modeldebug.testing import (
+    Data,
+    build_record,
+    classification,
+    healthy_gru,
+    healthy_mlp,
+    healthy_regression,
+    healthy_transformer,
+    train,
+)
 
 
 def fix_code(f) -> str:  # type: ignore[no-untyped-def]
@@ -271,6 +279,30 @@ def test_a_big_network_on_64_noisy_samples_overfits() -> None:
     assert f.evidence["final_val_loss"] > 1.1 * f.evidence["best_val_loss"]
     assert "load_state_dict" in fix_code(f)
     assert found(report, "label_issue") is None  # it generalised a little first: overfitting, not other labels
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_overfitting_with_the_best_checkpoint_restored_after_training_is_low(when: str) -> None:
+    """Early stopping by checkpoint: the best pass's weights kept and loaded back after the last step.
+    The rise is still reported, low, since the model kept is the best one. Weights loaded before
+    training (a pretrained start) change nothing."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 3))
+    start = copy.deepcopy(model.state_dict())
+
+    def run() -> None:
+        if when == "before":
+            model.load_state_dict(start)
+        _epochs(model, _noisy(64, 0), _noisy(400, 1), epochs=30)
+        if when == "after":
+            model.load_state_dict(start)  # (a checkpoint: here the first one)
+
+    f = found(watched(model, run), "overfitting")
+    assert f is not None
+    if when == "after":
+        assert f.severity == "low" and f.evidence["checkpoint_restored_at"] is not None
+    else:
+        assert f.severity in ("medium", "high") and f.evidence["checkpoint_restored_at"] is None
 
 
 def test_enough_data_does_not_overfit() -> None:

@@ -110,6 +110,7 @@ __all__ = [
     "UNREGISTERED_MODULE",
     "UPDATE_RATIO",
     "VAL_LOSS",
+    "WEIGHTS_LOADED",
     "WITH_PARAMS",
     "ZERO_FRAC",
     "ZERO_GRAD_BEFORE_STEP",
@@ -365,6 +366,9 @@ CLIP_AFTER_STEP = measure("event", "clip_after_step", "loop", "event",
                           "a clip_grad_norm_ call after an optimizer step and before the next backward pass (the "
                           "first 10): its line, max_norm, and the norm of the gradients the step had already used",
                           always=True)
+WEIGHTS_LOADED = measure("event", "weights_loaded", "loop", "event",
+                         "a watched model's load_state_dict() after its first step: a checkpoint restored "
+                         "(the best validation pass's weights, kept by early stopping)")
 GRAPH_ADJACENCY = measure("event", "graph_adjacency", "inputs", "event",
                           "once per model, a (nodes x nodes) matrix passed beside its node features (a graph's "
                           "adjacency): its row sums, degrees and values, and how the row sums follow the degree")

@@ -288,15 +288,16 @@ class ForwardCollector:
             tr.buffer.add(hist, lambda v: writer.add_histogram(step, eid, v[0], v[1], v[2:]))
 
     # -- the model's input ------------------------------------------------------------------------------
-    def model_input(self, root: nn.Module, info: ModuleInfo | None, x: torch.Tensor | None) -> None:
-        """The input batch of a model's first training forward pass of a sampled step."""
+    def model_input(self, root: nn.Module, info: ModuleInfo | None, x: torch.Tensor | None, others: int = 0) -> None:
+        """The input batch of a model's first training forward pass of a sampled step (`others`: how many
+        more tensors the call was given: a graph's edges, a mask, lengths)."""
         if not self.input_entities or x is None or x.numel() == 0 or info is None:
             return
         tr = self.tracer
         eid = self._input_eids.get(info.name)
         if eid is None:
             eid = tr.writer.entity("input", info.name, type=str(x.dtype).replace("torch.", ""),
-                                   info={"shape": list(x.shape)})
+                                   info={"shape": list(x.shape), "other_tensors": others})
             self._input_eids[info.name] = eid
         if self.inputs:
             self._add(eid, S.input_values(x), self.input_names)

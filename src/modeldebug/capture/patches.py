@@ -89,6 +89,7 @@ TARGETS: tuple[Target, ...] = (
     Target("scheduler_init", "__init__", lambda: torch.optim.lr_scheduler.LRScheduler),  # once per scheduler
     Target("jit_script", "script", lambda: torch.jit),  # roots.script_probe: our root hooks off while scripting
     Target("torch_save", "save", lambda: torch),  # roots.save_probe: and while saving
+    Target("load_state_dict", "load_state_dict", lambda: nn.Module),  # a checkpoint restored (early stopping)
     Target("amp_scale", "scale", lambda: torch.amp.GradScaler),  # amp.py: the loss the user computed
     Target("amp_unscale", "unscale_", lambda: torch.amp.GradScaler),
     Target("amp_step", "step", lambda: torch.amp.GradScaler),

@@ -175,7 +175,7 @@ class Tracer:
         if not self.attached:
             probes = {"backward": Probe(self._backward_before, self._backward_after),
                       "optimizer_init": Probe(None, self._optimizer_created), "jit_script": script_probe(),
-                      "torch_save": save_probe(),
+                      "torch_save": save_probe(), "load_state_dict": Probe(None, self._weights_loaded),
                       **self.losses.probes(), **self.loop.probes(), **self.amp.probes(),
                       **self.distributions.probes()}
             if self.bundle is not None:
@@ -372,7 +372,7 @@ class Tracer:
             if self.gaps.running:
                 self.gaps.close()
             if sampled:
-                self.forward.model_input(module, info, x)
+                self.forward.model_input(module, info, x, sum(isinstance(v, torch.Tensor) and v is not x for v in args))
                 if x is not None and len(args) > 1 and info is not None and info.name not in self._graphs_seen:
                     self.call("graph", self._graph, info.name, x, args)
         self.replay = (module, args, {})  # global pre-hooks do not see kwargs
@@ -509,6 +509,18 @@ class Tracer:
         if exc is None and opt is not None and _PROCESS_GENERATION[0] == self.generation \
                 and not any(r() is opt for r in self._known_optimizers):
             self._known_optimizers.append(weakref.ref(opt))
+
+    def _weights_loaded(self, token: Any, args: tuple[Any, ...], kwargs: Any, result: Any,
+                        exc: BaseException | None) -> None:
+        """A watched model's ``load_state_dict`` after training started: a checkpoint restored (the best
+        validation pass's weights, kept by early stopping), recorded as `weights_loaded`."""
+        module = args[0] if args else None
+        if exc is not None or self.assembler.step == 0 or _PROCESS_GENERATION[0] != self.generation \
+                or not isinstance(module, nn.Module):
+            return
+        info = self.registry.modules.get(module)
+        if info is not None and info.root is module:
+            self.writer.add_event(self.step, M.WEIGHTS_LOADED.name, {"model": info.name})
 
     def optimizer_pre(self, opt: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The global optimizer pre-hook. A step given a closure (LBFGS, Lightning's automatic

@@ -167,6 +167,22 @@ class InputNotNormalized(Rule):
                                             "model = nn.Sequential(nn.BatchNorm1d(num_features), model)   # BatchNorm2d(channels) for images")])
 
     def _identical(self, e: Entity, const: np.ndarray, step: int) -> Finding:
+        others = int(e.info.get("other_tensors") or 0)
+        if others:  # constant node features beside a graph's edges: the information is in the other inputs
+            return self.finding(
+                severity="low", confidence=0.3,
+                title=f"Every sample of {e.name}'s first input is identical: the information must come from its "
+                      f"{others} other input{'s' if others > 1 else ''}",
+                description=(f"On all {len(const)} sampled steps, every feature of the first floating-point input to "
+                             f"{e.name} had the same value on every sample, and the model was also given {others} other "
+                             "tensor(s). That is how graphs without node features are fed (a constant feature per "
+                             "node, the structure in the edges), and then the layer reading the constant learns "
+                             "little (small gradients there are expected). If the first input should vary, the data "
+                             "pipeline returns one sample repeated."),
+                step=step, evidence={"const_frac": const.tolist()[:8], "shape": e.info.get("shape"),
+                                     "other_tensors": others, "by_design": True},
+                recommendations=[Recommendation("fix", "Check that the loader returns different samples.",
+                                                "x, y = next(iter(loader))\nprint(x.flatten(1).std(0).max())   # 0 means every sample is the same")])
         return self.finding(
             severity="medium", confidence=0.8, title=f"Every sample in the batch is identical: the input to {e.name} carries no information",
             description=(f"On all {len(const)} sampled steps, every feature of the input to {e.name} had the same value on every "

@@ -252,7 +252,7 @@ class Overfitting(Rule):
     """Detects GEN001; its documentation and options are in the catalogue (`modeldebug explain GEN001`)."""
 
     code = "GEN001"
-    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS)
+    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS, M.WEIGHTS_LOADED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         train = ctx.loss.finite()
@@ -279,16 +279,24 @@ class Overfitting(Rule):
             if end > at_best * (1 - ctx.option("overfit_train_drop")):
                 continue
             rise = float(vals[-1] / best - 1)
+            # weights loaded into the model after its last step: the best pass's checkpoint restored
+            restored = [ev.step for ev in ctx.record.events(M.WEIGHTS_LOADED.name)
+                        if ev.step is not None and ev.step >= int(train.steps[-1])]
             yield self.finding(
-                severity="high" if rise >= 0.5 else "medium", confidence=0.8,
-                title=f"Overfitting: validation loss rose {rise:.0%} above its best while the training loss kept falling",
+                severity="low" if restored else "high" if rise >= 0.5 else "medium", confidence=0.8,
+                title=(f"Overfitting: validation loss rose {rise:.0%} above its best while the training loss kept falling"
+                       + (" (a checkpoint was restored after training)" if restored else "")),
                 description=(f"The validation loss ({e.name}) was best at {fmt(best)} at step {int(steps[b])} and ended at "
                              f"{fmt(float(vals[-1]))} after {len(vals)} validation passes, while the smoothed training loss "
                              f"fell from {fmt(at_best)} to {fmt(end)}. The model is memorising the training set; the "
-                             f"checkpoint of step {int(steps[b])} generalises better than the final one."),
+                             f"checkpoint of step {int(steps[b])} generalises better than the final one."
+                             + (" After the last step the script loaded saved weights back into the model "
+                                "(load_state_dict): if they are the best validation pass's, the model it keeps is "
+                                "that one, and the rise only shows training could stop earlier." if restored else "")),
                 location=None, step=int(steps[b]),
                 evidence={"best_val_loss": best, "best_val_step": int(steps[b]), "final_val_loss": float(vals[-1]),
                           "val_rise": rise, "train_loss_at_best": at_best, "final_train_loss": end,
+                          "checkpoint_restored_at": restored[0] if restored else None,
                           "val_loss": {"steps": steps.tolist()[-12:], "values": vals.tolist()[-12:]}},
                 recommendations=[
                     Recommendation("fix", "Stop early: keep the weights of the best validation pass.",

@@ -8,7 +8,9 @@ The logic, in order:
    loss turns before the gradient norm crosses its threshold), so a cause may start up to
    `max(3, 5% of the run)` steps after its symptom, not more. It is removed
    from the list and attached to its cause under `evidence["symptoms"]`, its title and step kept.
-   The cause's severity is raised to its worst symptom's.
+   The cause's severity is raised to its worst symptom's, unless the cause is likely by design
+   (`evidence["by_design"]`: constant node features beside a graph's edges): then its symptoms are
+   expected consequences, folded into its note.
    A finding whose detection rests on an effect of another kind lists that kind in
    `evidence["rests_on"]` (a class imbalance found at a mild skew only because the model collapsed
    onto the class prior rests on `input_ignored`): a cause that explains the effect explains it too,
@@ -93,7 +95,7 @@ def rank(findings: list[Finding], n_steps: int = 0) -> list[Finding]:
             continue
         cause.evidence.setdefault("symptoms", []).append(
             {"code": f.code, "kind": f.kind, "title": f.title, "step": f.step, "severity": f.severity})
-        if SEVERITY_ORDER[f.severity] > SEVERITY_ORDER[cause.severity]:
+        if SEVERITY_ORDER[f.severity] > SEVERITY_ORDER[cause.severity] and not cause.evidence.get("by_design"):
             cause.severity = f.severity
     return sorted(roots, key=lambda f: (-SEVERITY_ORDER[f.severity], f.step if f.step is not None else 1 << 30,
                                         -len(f.evidence.get("symptoms", [])), -f.confidence))

@@ -57,7 +57,9 @@ median of the slopes between each pair of them is not negative, so one outlying 
 it): a validation loss that jumped once and has been falling since
 (a noisy pass; a classifier trained on resampled, balanced batches and validated on the imbalanced
 data, whose loss shifts as it starts predicting the rare class, while its balanced accuracy rises)
-is not memorising.
+is not memorising. Severity is high for a rise of 50% or more, else medium; low when the script
+loaded weights back into the model after its last step (`load_state_dict`, the `weights_loaded`
+event): early stopping by checkpoint, which keeps the best pass's weights.
 
 ## Why is this bad?
 Every step after the best validation pass makes the model worse on new data; the final weights
