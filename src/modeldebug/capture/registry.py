@@ -108,6 +108,30 @@ class Registry:
         self._names: dict[int, str] | None = None
         self.version = 0  # bumped whenever a model or optimizer is added
         self._last_optimizer: weakref.ref[torch.optim.Optimizer] | None = None
+        self._naming: dict[int, tuple[str, str]] = {}  # by id(model): (prefix, root name) of its parts
+        self._taken: set[tuple[str, str]] = set()  # (kind, name) of every module and parameter named
+        self._signature: int | None = None  # `refresh`: the models' parameters and their requires_grad
+
+    def refresh(self) -> bool:
+        """Re-read the watched models (on sampled steps): parameters added since they were named (a head
+        replaced) are named under their model, and a change of which parameters require grad (a backbone
+        unfrozen or frozen) recomputes the tracked parameters. True if anything changed."""
+        models = self.live_models()
+        sig = hash(tuple((id(p), p.requires_grad) for m in models for p in m.parameters()))
+        if sig == self._signature:
+            return False
+        first, self._signature = self._signature is None, sig
+        if first:
+            return False
+        self._adopt_new_parts(models)
+        self._changed()
+        return True
+
+    def _adopt_new_parts(self, models: list[nn.Module] | None = None) -> None:
+        for model in models if models is not None else self.live_models():
+            naming = self._naming.get(id(model))
+            if naming is not None:
+                self._name_parts(model, *naming)
 
     def _changed(self) -> None:
         self._tracked = self._groups = self._names = None
@@ -131,11 +155,20 @@ class Registry:
         self.models.append(weakref.ref(model))
         self.model_types.append(type(model).__name__)
         root_name = prefix or type(model).__name__
+        self._naming[id(model)] = (prefix, root_name)
+        self._name_parts(model, prefix, root_name)
+
+    def _name_parts(self, model: nn.Module, prefix: str, root_name: str) -> None:
+        """Name every module and parameter of `model` not named yet (all of them for a new model; the
+        parts added since for a known one: a head replaced, a layer appended). A new part under a name
+        already taken (the replaced head's) is named `head#2`, so its numbers do not continue the old one's."""
+        renamed: dict[str, str] = {}  # a module's name -> the one it got (`head` -> `head#2`)
         for qual, mod in model.named_modules():
             if mod in self.modules or unwrap(mod) is not mod:
                 continue  # a compiled submodule's wrapper: its module is named instead
             qual = qual.replace("._orig_mod", "")
             name = f"{prefix}.{qual}" if prefix and qual else (qual or root_name)
+            renamed[name] = name = self._free("module", name)
             leaf = next(iter(mod.children()), None) is None
             own = sum(p.numel() for p in mod.parameters(recurse=False))
             info: dict[str, Any] = {"leaf": leaf, "params": own}
@@ -149,14 +182,23 @@ class Registry:
             if p in self.params:
                 continue
             qual = qual.replace("._orig_mod", "")
-            name = f"{prefix}.{qual}" if prefix else qual
-            owner = qual.rsplit(".", 1)[0] if "." in qual else ""
+            owner, _, attr = qual.rpartition(".")
             owner = f"{prefix}.{owner}" if prefix and owner else (owner or root_name)
+            owner = renamed.get(owner, owner)
+            name = self._free("param", f"{owner}.{attr}" if qual != attr or prefix else attr)
             eid = self.writer.entity(
                 "param", name, type=str(p.dtype).replace("torch.", ""), model=root_name,
                 info={"shape": list(p.shape), "module": owner, "requires_grad": p.requires_grad},
             )
             self.params[p] = ParamInfo(name, eid, owner, p.numel())
+
+    def _free(self, kind: str, name: str) -> str:
+        """`name`, or `name#2`, `name#3`... when a part named earlier holds it; taken from now on."""
+        base, n = name, 2
+        while (kind, name) in self._taken:
+            name, n = f"{base}#{n}", n + 1
+        self._taken.add((kind, name))
+        return name
 
     def add_loss(self, module: nn.Module) -> ModuleInfo:
         info = self.modules.get(module)
@@ -189,6 +231,7 @@ class Registry:
         self.optimizer_types.append(type(opt).__name__)
         self._changed()
         index = len(self.optimizers) - 1
+        self._adopt_new_parts()  # a layer replaced before this optimizer was built: named by its model
         for gi, group in enumerate(opt.param_groups):
             for pi, p in enumerate(group["params"]):
                 if p not in self.params:

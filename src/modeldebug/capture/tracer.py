@@ -276,6 +276,10 @@ class Tracer:
         leaves = [(i.type, i.params > 0) for i in reg.modules.values() if i.leaf and i.root is not None]
         self.sampler.sized(self.plan.rows_per_sample(leaves, len(reg.tracked_params()), len(reg.models)))
 
+    def _refresh(self) -> None:
+        if self.registry.refresh():
+            self._resize()
+
     def _optimizer_mode(self) -> bool:
         has_opt = bool(self.registry.optimizers) or any(r() is not None for r in self._known_optimizers)
         return has_opt and self._backwards_since_step < _BACKWARDS_WITHOUT_STEP
@@ -640,6 +644,8 @@ class Tracer:
             self._sample_stepped.clear()
             self._sample_run = 0
         self._sampled_at, self._sample_now = a.step, now
+        if now:  # a sampled step comes: the models as they are now (a head replaced, a backbone unfrozen)
+            self.call("refresh", self._refresh)
         self._backwards_since_step = 0
         gaps = self.gaps
         if sampled:  # what only a sampled step collects

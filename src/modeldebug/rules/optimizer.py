@@ -31,6 +31,26 @@ def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
     return dict(out)
 
 
+def _stranded(ctx: Context, names: list[str], grads: dict, ratios: dict) -> tuple[list[str], int | None]:
+    """(parameters, the step they were last updated at): parameters updated earlier in the run (they have
+    update ratios) that kept getting non-zero gradients on at least 3 later sampled steps on which an
+    optimizer stepped other parameters: an optimizer holds them, but not the one stepping now."""
+    stepping: set[int] = set()
+    for series in ratios.values():
+        stepping.update(int(t) for t in series.steps)
+    out, last = [], None
+    for n in names:
+        r, g = ratios.get(n), grads.get(n)
+        if r is None or g is None or not len(r.steps):
+            continue
+        upto = int(np.max(r.steps))
+        later = [int(t) for t, v in zip(g.steps, g.values) if t > upto and np.isfinite(v) and v > 0 and int(t) in stepping]
+        if len(later) >= 3:
+            out.append(n)
+            last = upto if last is None else max(last, upto)
+    return out, last
+
+
 def _relative_grad(grad: Series, pnorm: Series | None) -> float:
     """Median |grad| / |weight|: big enough means any non-zero learning rate would move the weight."""
     g = grad.finite().values
@@ -97,6 +117,7 @@ class ParamsNotUpdating(Rule):
         rounded = _rounded(ctx, [n for n in candidates if n not in zero_set], ratios)
         frozen = [n for n in moved_not if n not in zero_set and n not in rounded
                   and _relative_grad(own[n], pnorms.get(n)) > 1e-6]
+        stranded, last_update = _stranded(ctx, [n for n in trainable if n not in set(not_in_opt)], grads, ratios)
         zero_why, zero_rec = (
             "Their gradient is always zero: the path to the loss is multiplied by zero, masked, or goes through dead units.",
             Recommendation("fix", "Find what zeroes the gradient on the path (a mask, a dead ReLU, a zero-initialised multiplier).",
@@ -125,6 +146,14 @@ class ParamsNotUpdating(Rule):
                             "model.head = nn.Linear(128, 10)\n" + (optimizer_ctor(ctx, note="after, not before")
                                                                    if ctx.record.events("optimizer") else
                                                                    "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before"))),
+            (stranded, f"get gradients but have not been updated since step {last_update}",
+             f"The optimizer that holds them last stepped at step {last_update}; the optimizer stepping since then does not "
+             "hold them (a backbone unfrozen after the fine-tuning optimizer was built from the head alone), so their "
+             "gradients pile up and nothing applies them.",
+             Recommendation("fix", "Give the stepping optimizer the parameters you unfreeze (or build it over all of them "
+                            "and freeze with requires_grad only).",
+                            "for p in model.backbone.parameters():\n    p.requires_grad = True\n"
+                            "optimizer.add_param_group({'params': list(model.backbone.parameters()), 'lr': 1e-4})")),
             (frozen, "get gradients but their weights never change",
              "The optimizer holds them but the update is zero: a learning rate of 0 in their parameter group, or a frozen group.",
              Recommendation("fix", "Give every parameter group a non-zero learning rate.",

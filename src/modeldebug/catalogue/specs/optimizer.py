@@ -37,7 +37,11 @@ parameters do get gradients, the loss does not depend on a constant shift of tha
 because a normalisation follows it or the loss takes a difference of two outputs, as a
 relativistic GAN's D(real) - D(fake) does: the finding is low, dead weight, not a fault); (3) parameters that receive
 gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
-a sub-module), judged once some optimizer has stepped twice (an optimizer is known from its first
+a sub-module), or that an optimizer holds but that kept getting gradients on at least 3 sampled
+steps after its last update, while another optimizer stepped (a backbone unfrozen after the
+fine-tuning optimizer was built from the head alone: the watch re-reads the models on sampled
+steps, so parameters that start requiring grad and layers replaced are seen, a replaced layer
+named `head#2`), judged once some optimizer has stepped twice (an optimizer is known from its first
 step: in a run that crashed in its first iteration, a GAN's generator optimizer may not have had
 its turn yet); (4) parameters with gradients whose update-to-weight ratio stayed at zero on
 every sampled step of their own optimizer (another optimizer's step leaves them alone) although their relative gradient (|grad| / |weight|) is above 1e-6, so any
