@@ -147,9 +147,9 @@ class ParamsNotUpdating(Rule):
                                                                    if ctx.record.events("optimizer") else
                                                                    "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)   # after, not before"))),
             (stranded, f"get gradients but have not been updated since step {last_update}",
-             f"The optimizer that holds them last stepped at step {last_update}; the optimizer stepping since then does not "
-             "hold them (a backbone unfrozen after the fine-tuning optimizer was built from the head alone), so their "
-             "gradients pile up and nothing applies them.",
+             (f"The optimizer that holds them last stepped at step {last_update}; the optimizer stepping since then does "
+              "not hold them (a backbone unfrozen after the fine-tuning optimizer was built from the head alone), so "
+              "their gradients pile up and nothing applies them."),
              Recommendation("fix", "Give the stepping optimizer the parameters you unfreeze (or build it over all of them "
                             "and freeze with requires_grad only).",
                             "for p in model.backbone.parameters():\n    p.requires_grad = True\n"
