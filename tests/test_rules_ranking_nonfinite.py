@@ -111,3 +111,26 @@ def test_headline_of_a_healthy_run_shows_its_final_loss() -> None:
     scalars = Exportable(report.record, report, "ok").scalars()
     assert scalars["modeldebug/final_loss"] == run["final_loss"]
     assert "modeldebug/final_loss_finite" not in scalars and "modeldebug/last_finite_loss" not in scalars
+
+
+def test_a_nan_gradient_long_after_the_loss_was_best_is_the_root_cause() -> None:
+    """blind6's contrastive loss: sqrt of a zero distance (a pair of identical samples) gives a NaN gradient
+    at step 60, long after the loss reached its best (it only wobbled since). The loss "diverged" only by
+    turning NaN, so it begins there and is folded into the NaN's origin, not ranked before it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x_all = torch.randn(64, 8)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(90):
+            a = x_all[(step * 8) % 64:(step * 8) % 64 + 8]
+            b = a.flip(0) if step != 60 else a  # the bug shows when a pair holds the same sample twice
+            d = ((model(a) - model(b)) ** 2).sum(1).sqrt()  # d/dx sqrt at 0 is inf: NaN gradients
+            loss = (d - 1.0).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    report = s.report()
+    top = report.findings[0]
+    assert top.code == "NUM001" and top.evidence["origin"]["where"] == "backward", [f.code for f in report.findings]
+    assert "LOS001" not in [f.code for f in report.findings]

@@ -97,7 +97,8 @@ class LossDiverging(Rule):
                          f"then climbed to {fmt(final)} ({fmt(ratio)}x the best, start was {fmt(start)})."
                          + (" It ended non-finite." if went_nonfinite else "")
                          + " The updates overshoot: the learning rate is too high for this model and data."),
-            step=int(fs[best_i]),
+            # found only through the non-finite loss: it begins where the loss went non-finite, not at its best
+            step=int(s.steps[~finite][0]) if went_nonfinite and not diverged else int(fs[best_i]),
             evidence={"start_loss": start, "best_loss": best, "best_step": int(fs[best_i]), "final_loss": final,
                       "ratio_to_best": ratio, "went_nonfinite": went_nonfinite, "lr": ctx.lr,
                       "loss": ctx.evidence_series(s),
