@@ -174,3 +174,38 @@ def test_constant_node_features_beside_the_edges_are_a_low_note_not_a_repeated_s
     assert [f.severity for f in report.findings if f.severity != "low"] == []
     (f,) = _dat001(report)
     assert f.evidence["other_tensors"] == 2 and "other input" in f.title
+
+
+@pytest.mark.parametrize("cumulative", [True, False], ids=["running-total", "previous-graph-only"])
+def test_a_graph_batch_collated_with_wrong_edge_offsets_mixes_graphs(cumulative: bool) -> None:
+    """blind6's collate: each graph's edge_index shifted by the previous graph's node count, not the
+    running total, wires later graphs into earlier ones."""
+    g = torch.Generator().manual_seed(0)
+    chunk = []
+    for i in range(8):
+        n = int(torch.randint(5, 9, (1,), generator=g))
+        edges = [(k, k + 1) for k in range(n - 1)]
+        chunk.append((n, torch.tensor(edges + [(b, a) for a, b in edges]).T, i % 2))
+    offsets, total, prev = [], 0, 0
+    for n, _, _ in chunk:
+        offsets.append(total if cumulative else prev)
+        total, prev = total + n, n
+    x = torch.ones(total, 1)
+    edge_index = torch.cat([e + off for off, (_, e, _) in zip(offsets, chunk)], 1)
+    batch = torch.cat([torch.full((n,), k) for k, (n, _, _) in enumerate(chunk)])
+    y = torch.tensor([c for _, _, c in chunk])
+    torch.manual_seed(0)
+    model = SumGNN()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, opt, db=":memory:") as s:
+        for _ in range(10):
+            loss = F.cross_entropy(model(x, edge_index, batch, len(chunk)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    mix = [f for f in s.report().findings if f.kind == "batch_mixing"]
+    if cumulative:
+        assert not mix
+    else:
+        (f,) = mix
+        assert f.severity == "high" and f.evidence["unit"] == "graph" and "running total" in f.recommendations[0].implementation

@@ -125,6 +125,11 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | Non
                 if probe is None:  # no embedding reads the ids: nothing to take the gradient at
                     return skip("no nn.Embedding reads the token ids")
                 through = {"through": name}
+            if out is not None and out.dim() >= 1 and out.shape[0] != x.shape[0] and probe is not None \
+                    and out.requires_grad:
+                graphs = _graph_assignment(call, x.shape[0], out.shape[0])
+                if graphs is not None:  # nodes of several graphs, one output row per graph
+                    return _graph_mixing(out, probe, graphs)
             if out is None or out.dim() == 0 or out.shape[0] != x.shape[0]:
                 return skip("the output has no batch axis first" if out is not None else
                             "the output is not a tensor")
@@ -334,6 +339,40 @@ def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:
         return False
     first_rows, last_rows = (g.detach().flatten(1).abs().amax(1) for g in (first, last))
     return not bool((first_rows[1:] > 0).any()) and bool((last_rows[:-1] > 0).any())
+
+
+def _graph_assignment(call: list[Any], nodes: int, rows: int) -> torch.Tensor | None:
+    """A batch of graphs (PyTorch Geometric's layout): an integer vector giving each of the `nodes` input
+    rows its graph, sorted, from 0 to `rows` - 1 (one output row per graph), at least 2 graphs."""
+    for a in call:
+        if isinstance(a, torch.Tensor) and _is_index(a) and a.dim() == 1 and a.shape[0] == nodes and rows >= 2:
+            if int(a.min()) == 0 and int(a.max()) == rows - 1 and bool((a[1:] >= a[:-1]).all()):
+                return a
+    return None
+
+
+def _graph_mixing(out: torch.Tensor, probe: torch.Tensor, graphs: torch.Tensor) -> dict[str, Any] | None:
+    """`batch_mixing` for a batch of graphs: do the outputs of up to 8 graphs (the first, the last, and
+    some between) depend on the nodes of other graphs? A collate that offsets each graph's edges
+    wrongly wires graphs together."""
+    g_last = out.shape[0] - 1
+    own, mixed, largest = 0.0, set(), 0.0
+    assign = graphs.to(probe.device)
+    probed = sorted({round(i * g_last / 7) for i in range(8)})  # the first, the last, and six between
+    for g in probed:
+        (grad,) = torch.autograd.grad(out[g].sum(), probe, allow_unused=True, retain_graph=g != probed[-1])
+        if grad is None:
+            return None
+        per_node = grad.detach().flatten(1).abs().amax(1)
+        mine = assign == g
+        own = max(own, float(per_node[mine].max()) if bool(mine.any()) else 0.0)
+        touched = (per_node > 0) & ~mine
+        mixed.update(int(v) for v in assign[touched].unique().tolist())
+        if bool(touched.any()):
+            largest = max(largest, float(per_node[touched].max()))
+    return {"batch": int(out.shape[0]), "unit": "graph", "nodes": int(graphs.shape[0]), "probed_samples": probed,
+            "own_grad": own, "mixed_samples": len(mixed), "max_other_grad": largest,
+            "fraction_mixed": len(mixed) / max(g_last, 1)}
 
 
 def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int, rows: list[list[int]] | None = None) -> dict[str, Any] | None:

@@ -299,6 +299,10 @@ class BatchMixing(Rule):
         limit = ctx.option("mixing_fraction")
         for ev in ctx.record.events("batch_mixing_probe"):
             d = ev.data
+            if d.get("unit") == "graph":  # any graph reading another's nodes is wired wrong
+                if int(d.get("mixed_samples", 0)) > 0 and d.get("max_other_grad", 0) > 0:
+                    yield self._graphs(d, ev.step)
+                continue
             frac = d.get("fraction_mixed")
             if frac is None or not frac > limit or not d.get("max_other_grad", 0) > 0:
                 continue
@@ -349,6 +353,27 @@ class BatchMixing(Rule):
                     Recommendation("fix", "Tell attention and recurrent layers that the batch comes first.",
                                    "nn.TransformerEncoderLayer(d_model, nhead, batch_first=True)\nnn.GRU(n_in, n_hidden, batch_first=True)"),
                 ])
+
+
+    def _graphs(self, d: dict, step: int | None) -> Finding:
+        """A batch of graphs whose graphs read each other's nodes (the probe's graph reading)."""
+        g, k = int(d.get("batch", 0)), int(d.get("mixed_samples", 0))
+        return self.finding(
+            severity="high", confidence=0.85,
+            title=f"Graphs mix across the batch: the outputs of {len(d.get('probed_samples') or [])} graphs probed depend on "
+                  f"nodes of {k} other graphs",
+            description=(f"The model was given {d.get('nodes')} nodes of {g} graphs (an integer vector assigns each node its "
+                         "graph) and returns one row per graph. In eval mode, on a copy, the gradient of the outputs of "
+                         f"graphs {d.get('probed_samples')} reached the nodes of {k} other graphs of the {g} (largest "
+                         f"{fmt(float(d.get('max_other_grad', 0.0)))}). Graphs in a batch must not exchange messages: "
+                         "their edges are wired across graphs. The usual cause is a hand-written collate that offsets "
+                         "each graph's edge_index by the previous graph's node count instead of the running total."),
+            location=None, step=step, evidence=dict(d),
+            recommendations=[Recommendation(
+                "fix", "Offset each graph's edges by the number of nodes of all the graphs before it.",
+                "offset, edges = 0, []\nfor x, edge_index in graphs:\n    edges.append(edge_index + offset)\n"
+                "    offset += x.shape[0]          # the running total, not the previous graph's size\n"
+                "edge_index = torch.cat(edges, dim=1)")])
 
 
 # -- leakage --------------------------------------------------------------------------------------------

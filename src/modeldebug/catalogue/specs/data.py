@@ -227,6 +227,11 @@ The one-time probe at the first step: in eval mode (so BatchNorm's batch statist
 count), the gradient of sample 0's output with respect to every sample of the input batch.
 A model that keeps samples apart gives exactly zero on the others; the rule fires when more
 than `mixing_fraction` (default 0: any) of the other samples receive a gradient.
+A batch of graphs (node features with one row per node, an integer vector assigning each node its
+graph, sorted from 0, and one output row per graph, PyTorch Geometric's layout) is probed per
+graph: the outputs of up to 8 graphs are differentiated, and any gradient on another graph's nodes
+is high (a collate that offsets each graph's `edge_index` by the previous graph's node count
+instead of the running total).
 When the batch size is also the size of another axis of the input or the output (a time-first
 `[T, B, F]` input or `[T, B, C]` output whose sequence is as long as the batch), axis 0 may be
 time: every pairing of such an input axis and output axis is tried, and if one keeps its samples
