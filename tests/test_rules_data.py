@@ -839,3 +839,41 @@ def test_healthy_models_have_no_serious_data_or_loss_finding() -> None:
                                  labels.LabelIssue, labels.ClassImbalance, lossfn.DoubleSoftmax, lossfn.LossShapeMismatch)}
         assert [s for s in serious(report) if s.split(":")[0] in mine] == []
 
+
+
+@pytest.mark.parametrize("split", ["shuffled", "chronological", "chronological_with_gap"])
+def test_overlapping_windows_shuffled_before_the_split_leak_into_validation(split: str) -> None:
+    """blind6's forecaster: a series cut into stride-1 windows, shuffled, then split: each validation
+    window is a training window moved by one step. A chronological split shares at most one window's
+    length of such pairs (at its boundary), and none with a gap."""
+    torch.manual_seed(0)
+    t = torch.arange(1600, dtype=torch.float32)
+    series = torch.sin(t / 7) + 0.3 * torch.randn(1600)
+    lookback = 24
+    xs = torch.stack([series[i:i + lookback] for i in range(len(series) - lookback - 1)])
+    ys = series[lookback:len(series) - 1].unsqueeze(1)
+    if split == "shuffled":
+        perm = torch.randperm(len(xs))
+        xs, ys = xs[perm], ys[perm]
+    n_tr = int(0.8 * len(xs))
+    gap = lookback if split == "chronological_with_gap" else 0
+    x_tr, y_tr, x_va = xs[:n_tr], ys[:n_tr], xs[n_tr + gap:]
+    model = nn.Sequential(nn.Linear(lookback, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run() -> None:
+        for epoch in range(4):
+            for i in range(0, n_tr, 64):
+                opt.zero_grad()
+                F.mse_loss(model(x_tr[i:i + 64]), y_tr[i:i + 64]).backward()
+                opt.step()
+            with torch.no_grad():
+                for i in range(0, len(x_va), 128):
+                    model(x_va[i:i + 128])
+
+    f = finding(watched(model, run), "data_leakage")
+    if split == "shuffled":
+        assert f is not None and f.severity in ("medium", "high") and "moved by one step" in f.title
+        assert "gap" in f.recommendations[0].implementation
+    else:
+        assert f is None

@@ -35,6 +35,8 @@ __all__ = ["LoopWatch"]
 
 
 _FINGERPRINT_BUDGET = {"train": 50_000, "val": 10_000}
+#: samples whose axis 1 is at least this long are also read as windows of a series (`LoopWatch._windows`)
+_MIN_WINDOW = 8
 #: Where fingerprinted samples came from: a DataLoader's data set (its id), a tensor's storage
 #: (its address and size) for a batch sliced from a larger tensor, or None (unknown).
 _Source = int | tuple[int, int] | None
@@ -120,6 +122,10 @@ class LoopWatch:
         self._loader_sets: dict[int, bool] = {}  # data sets a DataLoader has served (ids): a TensorDataset?
         self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
+        #: fingerprints of each sample without its last step ("head") and without its first ("tail"), by
+        #: (phase, data set, end): windows of a series moved by one step (`_windows`)
+        self.window_ends: dict[tuple[str, _Source, str], set[float]] = {}
+        self.window_length = 0
         self.clip: torch.Tensor | None = None
         # a zero_grad called after this step's backward pass (its line), until the next backward refills
         # the gradients or an optimizer steps on what is left
@@ -352,6 +358,33 @@ class LoopWatch:
         self._fp_budget[phase] -= flat.shape[0]
         dataset = self.current_dataset if self.current_dataset is not None else self._storage(x, phase)
         self.tracer.buffer.add(flat.float() @ v, lambda values: self.add_fingerprints(phase, dataset, values))
+        if x.dim() in (2, 3) and x.shape[1] >= _MIN_WINDOW:
+            self._windows(x, phase, dataset)
+
+    def _windows(self, x: torch.Tensor, phase: str, dataset: _Source) -> None:
+        """Each sample without its first step and without its last (axis 1: a window of a series, or
+        lag features): a validation window that is a training window moved by one step has its head
+        equal to that one's tail. Constant windows (padding, a flat sensor) are left out."""
+        w = x.detach()[:256].float()
+        head, tail = w[:, :-1].flatten(1), w[:, 1:].flatten(1)
+        varies = head.amax(1) > head.amin(1)
+        key = (head.shape[1], head.device)
+        v = self._fp_vectors.get(key)
+        if v is None:
+            g = torch.Generator().manual_seed(12345)
+            v = torch.randn(head.shape[1], generator=g).to(head.device)
+            self._fp_vectors[key] = v
+        nan = torch.full((), float("nan"), device=head.device)
+        both = torch.where(varies, torch.stack([head @ v, tail @ v]), nan)  # (no boolean indexing: no device sync)
+        self.window_length = max(self.window_length, int(x.shape[1]))
+        self.tracer.buffer.add(both.flatten(), lambda values: self._add_windows(phase, dataset, values))
+
+    def _add_windows(self, phase: str, dataset: _Source, values: list[float]) -> None:
+        v = np.asarray(values, dtype=np.float32)
+        n = len(v) // 2
+        head, tail = v[:n], v[n:]
+        self.window_ends.setdefault((phase, dataset, "head"), set()).update(head[np.isfinite(head)].tolist())
+        self.window_ends.setdefault((phase, dataset, "tail"), set()).update(tail[np.isfinite(tail)].tolist())
 
     def _storage(self, x: torch.Tensor, phase: str) -> tuple[int, int] | None:
         """The storage a batch without a DataLoader was read from, its byte span noted; None if unknown.
@@ -386,8 +419,25 @@ class LoopWatch:
         if not train or not val:
             return None
         shared = train & val
-        return {"train_samples": len(train), "val_samples": len(val), "overlap": len(shared),
-                "fraction_of_val": len(shared) / len(val)}
+        out = {"train_samples": len(train), "val_samples": len(val), "overlap": len(shared),
+               "fraction_of_val": len(shared) / len(val)}
+        return out | self._shifted(trained_on)
+
+    def _shifted(self, trained_on: set[_Source]) -> dict[str, Any]:
+        """Validation windows that are training windows moved by one step (the end of one is the other's
+        start): a series cut into overlapping windows and shuffled before the split."""
+        def ends(phase: str, end: str) -> set[float]:
+            return set().union(*(v for (p, d, e), v in self.window_ends.items()
+                                 if p == phase and e == end and (phase == "train" or not self._trained_on(d, trained_on))))
+
+        val_head, val_tail = ends("val", "head"), ends("val", "tail")
+        if not val_head:
+            return {}
+        # a validation window one step after a training one: its head is that one's tail; one step before:
+        # its tail is that one's head
+        moved = len(val_head & ends("train", "tail")) + len(val_tail & ends("train", "head"))
+        return {"shifted_overlap": min(moved, len(val_head)), "window_length": self.window_length,
+                "shifted_fraction_of_val": min(moved, len(val_head)) / len(val_head)}
 
     def _trained_on(self, source: _Source, trained_on: set[_Source]) -> bool:
         """A data set trained on; or the tensor training batches were sliced from, evaluated over all

@@ -387,6 +387,34 @@ class DataLeakage(Rule):
         yield from self._sees_the_future(ctx)
         yield from self._overlap(ctx)
 
+    def _shifted(self, ctx: Context, d: dict[str, Any], limit: float) -> Finding | None:
+        """Validation windows that are training windows moved by one step. A chronological split shares at
+        most a window's length of them (at its boundary); a series cut into overlapping windows and
+        shuffled before the split shares a share of every validation window."""
+        moved, length = int(d.get("shifted_overlap", 0)), int(d.get("window_length", 0))
+        frac = float(d.get("shifted_fraction_of_val", 0.0))
+        if frac < limit or moved <= max(length, 5) or masked_whole_input(ctx) is not None:
+            return None
+        return self.finding(
+            severity="high" if frac >= 0.5 else "medium", confidence=0.75,
+            title=(f"Validation windows overlap training windows: at least {frac:.0%} of validation samples are a "
+                   f"training sample moved by one step ({moved} of {d.get('val_samples')})"),
+            description=(f"Read as windows of a series along their axis 1 ({length} steps), {moved} validation samples "
+                         "equal a training sample shifted by one step (all but one step in common), among the "
+                         f"{d.get('train_samples')} training samples fingerprinted (a part of them, so the true share "
+                         "is higher). A chronological split shares at most one window's length of such pairs, at its "
+                         "boundary; this many means the overlapping windows were shuffled before the split (or lag "
+                         "features of consecutive rows were split at random). The validation score then measures "
+                         "interpolation between seen windows, not forecasting: it picks overfitted checkpoints and "
+                         "promises more than the future will give."),
+            step=None, evidence=dict(d),
+            recommendations=[Recommendation(
+                "fix", "Split the series in time first, leave a gap of one window between the parts, then cut each "
+                "part into windows.",
+                "cut = int(0.8 * len(series))\n"
+                "train_x, train_y = windows(series[:cut])\n"
+                "val_x, val_y = windows(series[cut + LOOKBACK:])     # after a gap: no window spans both parts")])
+
     def _sees_the_future(self, ctx: Context) -> Iterator[Finding]:
         """A next-token model whose output at a position depends on the positions after it."""
         for ev in ctx.record.events("future_leak_probe"):
@@ -444,6 +472,9 @@ class DataLeakage(Rule):
             d = ev.data
             frac, n = float(d.get("fraction_of_val", 0.0)), int(d.get("overlap", 0))
             if frac < limit or n < 5:
+                shifted = self._shifted(ctx, d, limit)
+                if shifted is not None:
+                    yield shifted
                 continue
             whole = masked_whole_input(ctx)
             if whole is not None and ctx.record.events(M.GRAPH_ADJACENCY.name):

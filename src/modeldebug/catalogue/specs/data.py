@@ -164,6 +164,14 @@ Once a TensorDataset's loop has ended, a plain tensor evaluated after it is judg
 pass after the loop over another kind of data set stays filed under that data set: its memory is
 not known, so a leak there is missed rather than training accuracy flagged).
 
+Samples whose axis 1 has at least 8 steps (2-D or 3-D: windows of a series, lag features) are also
+fingerprinted without their first step and without their last: a validation window equal to a
+training window moved by one step shares all but one step with it. When more of them than one
+window's length (what a chronological split shares at its boundary), and at least
+`leakage_fraction` of the validation samples, are such moved windows, the series was cut into
+overlapping windows and shuffled before the split: medium, high from half of them. Windows that
+are constant (padding, a flat sensor) are left out.
+
 A second leak is within the sample: a next-token model that can read the token it must predict.
 When the model reads token ids `[B, T]` through an `nn.Embedding` and the first training loss's
 target is those ids shifted by one position (at least 90% of `target[:, t] == ids[:, t + 1]`), a
