@@ -865,3 +865,42 @@ def test_the_rate_fix_for_one_optimizer_per_layer_does_not_edit_an_optimizer_the
     assert f is not None, [x.title for x in s.report().findings]
     code = f.recommendations[0].implementation or ""
     assert "2 optimizers" in code and "optimizer.param_groups" not in code, code
+
+
+def test_a_character_rnn_fed_one_character_at_a_time_sums_lines_of_any_length() -> None:
+    """hunkim/PyTorchZeroToAll's char RNN: one line per step, its loss summed over the line's characters,
+    one `CrossEntropyLoss` call per character ([1, C]). A long line's loss is larger whatever the
+    progress: the per-step level follows the line length, so it is not read as a diverging or
+    oscillating curve. (The model's first float input is its hidden state, [layers, 1, H].)"""
+    import random
+
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    vocab = 12
+    lines = [[rng.randrange(vocab) for _ in range(rng.choice([5, 30, 80]))] for _ in range(120)]
+    rnn, head = nn.GRU(vocab, 32, num_layers=2), nn.Linear(32, vocab)
+    model = nn.ModuleDict({"rnn": rnn, "head": head})
+    opt = torch.optim.Adam(model.parameters(), lr=0.003)
+
+    class Step(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, c: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out, h = self.m["rnn"](F.one_hot(c, vocab).float().view(1, 1, -1), h)
+            return self.m["head"](out.view(1, -1)), h
+
+    step_model = Step()
+    ce = nn.CrossEntropyLoss()
+    with md.watch(step_model, opt, db=":memory:") as s:
+        for line in lines:
+            h, loss = torch.zeros(2, 1, 32), 0
+            for a, b in zip(line[:-1], line[1:]):
+                out, h = step_model(torch.tensor([a]), h)
+                loss = loss + ce(out, torch.tensor([b]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    kinds = [f.kind for f in s.report().findings if f.severity in ("medium", "high")]
+    assert "loss_diverging" not in kinds and "loss_oscillating" not in kinds, kinds

@@ -64,8 +64,13 @@ def one_sample_per_call(ctx: Context) -> bool:
     """Every model of the run is called on one sample at a time.
 
     Its first input has a batch of 1 (shape [1, ...]), or is one unbatched feature vector: 1-d, as
-    long as the model's first layer's weight has inputs (a Linear's [out, in] weight fed [in]).
+    long as the model's first layer's weight has inputs (a Linear's [out, in] weight fed [in]). Or
+    every training loss call scores one prediction (its input is [1, C]), whatever the model's first
+    floating input is (a character RNN's first float tensor is its hidden state, [layers, 1, H]).
     """
+    losses = [e.info.get("input_shape") for e in ctx.record.entities("loss") if e.info.get("phase") == "train"]
+    if losses and all(isinstance(s, list) and len(s) == 2 and s[0] == 1 for s in losses):
+        return True  # every training loss call scores one prediction ([1, C]): a sequence fed one step at a time
     inputs = ctx.record.entities("input")
     if not inputs:
         return False
