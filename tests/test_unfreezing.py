@@ -60,3 +60,27 @@ def test_a_backbone_unfrozen_after_the_fine_tuning_optimizer_was_built(added: bo
         (f,) = f
         assert f.severity == "high" and "not been updated since step" in f.title
         assert f.location.startswith("backbone") and "add_param_group" in f.recommendations[0].implementation
+
+
+def test_a_teacher_trained_first_keeps_its_last_gradients_without_being_stranded() -> None:
+    """A teacher trained, then used under no_grad while a student trains: its .grad still holds its last
+    step's gradients (nothing zeroes them), read the same at every later sampled step. Not new gradients
+    that no optimizer applies."""
+    torch.manual_seed(0)
+    x, w = torch.randn(640, 16), torch.randn(16, 5)
+    y = (x @ w).argmax(1)
+    teacher, student = Net(5), nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5))
+    with md.watch(db=":memory:") as s:
+        t_opt = torch.optim.Adam(teacher.parameters(), lr=1e-3)
+        for _ in range(3):
+            _epoch(teacher, t_opt, x, y)
+        s_opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+        for _ in range(10):
+            for i in range(0, len(x), 32):
+                with torch.no_grad():
+                    soft = F.softmax(teacher(x[i:i + 32]) / 2, 1)
+                loss = F.kl_div(F.log_softmax(student(x[i:i + 32]) / 2, 1), soft, reduction="batchmean")
+                s_opt.zero_grad()
+                loss.backward()
+                s_opt.step()
+    assert not [f for f in s.report().findings if f.code == "OPT001"]

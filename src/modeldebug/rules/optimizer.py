@@ -33,8 +33,8 @@ def _group_by_module(ctx: Context, names: list[str]) -> dict[str, list[str]]:
 
 def _stranded(ctx: Context, names: list[str], grads: dict, ratios: dict) -> tuple[list[str], int | None]:
     """(parameters, the step they were last updated at): parameters updated earlier in the run (they have
-    update ratios) that kept getting non-zero gradients on at least 3 later sampled steps on which an
-    optimizer stepped other parameters: an optimizer holds them, but not the one stepping now."""
+    update ratios) that kept getting new, non-zero gradients on at least 3 later sampled steps on which
+    an optimizer stepped other parameters: an optimizer holds them, but not the one stepping now."""
     stepping: set[int] = set()
     for series in ratios.values():
         stepping.update(int(t) for t in series.steps)
@@ -44,8 +44,11 @@ def _stranded(ctx: Context, names: list[str], grads: dict, ratios: dict) -> tupl
         if r is None or g is None or not len(r.steps):
             continue
         upto = int(np.max(r.steps))
-        later = [int(t) for t, v in zip(g.steps, g.values) if t > upto and np.isfinite(v) and v > 0 and int(t) in stepping]
-        if len(later) >= 3:
+        later = [(int(t), float(v)) for t, v in zip(g.steps, g.values)
+                 if t > upto and np.isfinite(v) and v > 0 and int(t) in stepping]
+        # new gradients change from one sample to the next; the last update's, left in .grad (a teacher
+        # trained first, then used under no_grad), read the same every time
+        if len(later) >= 3 and len({v for _, v in later}) > 1:
             out.append(n)
             last = upto if last is None else max(last, upto)
     return out, last
