@@ -50,7 +50,7 @@ class LossDiverging(Rule):
     """Detects LOS001; its documentation and options are in the catalogue (`modeldebug explain LOS001`)."""
 
     code = "LOS001"
-    requires = (M.LOSS, M.LR, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT)
+    requires = (M.LOSS, M.LR, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss

@@ -545,7 +545,7 @@ class SlowStep(Rule):
 
     code = "PRF002"
     requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, M.GAP_PROFILE,
-                *_TIMED)
+                M.LOSS_CALLS, *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:

@@ -41,7 +41,7 @@ class LrTooHigh(Rule):
 
     code = "LRN001"
     requires = (M.LOSS, M.LR, M.GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.DEAD_FRAC, M.SATURATED_FRAC, M.OPTIMIZER,
-                M.N_BACKWARD, M.MODEL_INPUT)
+                M.N_BACKWARD, M.MODEL_INPUT, M.LOSS_CALLS)
 
     def _from_loss(self, ctx: Context, signals: list[Signal]) -> Finding | None:
         """Too high, judged from the loss alone: it blew up within the very first steps.
@@ -436,7 +436,7 @@ class LossOscillating(Rule):
     """Detects LOS003; its documentation and options are in the catalogue (`modeldebug explain LOS003`)."""
 
     code = "LOS003"
-    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT)
+    requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.OPTIMIZER, M.N_BACKWARD, M.MODEL_INPUT, M.LOSS_CALLS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         osc = oscillation(ctx)
