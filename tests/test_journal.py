@@ -207,3 +207,13 @@ def test_a_session_whose_code_changes_folder_is_journaled_where_it_started(tmp_p
             opt.step()
     assert (project_dir / ".modeldebug" / "journal.db").exists()
     assert not (elsewhere / ".modeldebug").exists()
+
+
+def test_marking_a_damaged_record_is_one_line_and_leaves_no_journal_behind(tmp_path: Path) -> None:
+    bad = tmp_path / "run.db"
+    bad.write_bytes(b"not a record" * 100)
+    journal = tmp_path / "j" / "journal.db"
+    journal.parent.mkdir()
+    code, _, err = md("mark", str(bad), "good", "--journal", str(journal))
+    assert code == 2 and "run.db" in err and "Traceback" not in err
+    assert not journal.exists()

@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     if where is None:
         raise BadInputError("the journal is off (MODELDEBUG_JOURNAL=off): pass --journal FILE")
     is_file = Path(args.run).is_file()
+    if is_file and not where.exists():  # a damaged record is one line before any journal is created
+        from ..record import Record
+
+        Record.open(args.run).conn.close()
     if not where.exists() and not is_file:
         Journal(where)  # raises the one-line "no journal at ..." error
     with Journal(where, create=is_file) as journal:

@@ -4,7 +4,9 @@
 - ``stats``: long format, one row per (step, entity, statistic): ``step, kind, entity, stat, value``;
 - ``findings``: one row per finding, most important first; evidence and recommendations as JSON text.
 
-Missing values (never recorded, or not finite) are nulls in Parquet and empty cells in CSV.
+Missing values (never recorded, or NaN: the record stores NaN as NULL) are nulls in Parquet and empty
+cells in CSV; an infinity is kept (``inf`` in CSV, which pandas reads back as a float), since a gradient
+norm that overflowed says something a missing one does not.
 A CSV text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
 ``'`` (the OWASP defence against formula injection: a module named ``=HYPERLINK(...)`` must not run
 as a formula when the file is opened in a spreadsheet); numbers are written as numbers.
