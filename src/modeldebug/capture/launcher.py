@@ -24,7 +24,7 @@ from ..errors import BadInputError, ScriptNotFoundError
 from ..journal import append_run
 from ..record import Record
 from .progress import attach_progress
-from .session import open_writer, run_meta
+from .session import exit_code_of, open_writer, run_meta
 from .tracer import Tracer
 
 __all__ = ["RunResult", "run_script"]
@@ -46,13 +46,9 @@ _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _exit_code(exc: SystemExit) -> int:
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
-    return 1
+    if exc.code is not None and not isinstance(exc.code, int):
+        print(exc.code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
+    return exit_code_of(exc)
 
 
 def _ours(filename: str) -> bool:
@@ -113,7 +109,7 @@ def _run_main(script: str) -> None:
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = main  # pickling a class the script defines finds it, as under python
     try:
-        exec(code, main.__dict__)
+        exec(code, main.__dict__)  # noqa: S102 - running the user's script is what `run` does (as runpy would)
     finally:
         if saved is not None:
             sys.modules["__main__"] = saved

@@ -349,17 +349,21 @@ class LoopWatch:
         flat = x.detach()[:256].flatten(1)
         if not flat.is_floating_point():
             return
-        key = (flat.shape[1], flat.device)
-        v = self._fp_vectors.get(key)
-        if v is None:  # a private generator: the global RNG is never touched
-            g = torch.Generator().manual_seed(12345)
-            v = torch.randn(flat.shape[1], generator=g).to(flat.device)
-            self._fp_vectors[key] = v
+        v = self._vector(flat.shape[1], flat.device)
         self._fp_budget[phase] -= flat.shape[0]
         dataset = self.current_dataset if self.current_dataset is not None else self._storage(x, phase)
         self.tracer.buffer.add(flat.float() @ v, lambda values: self.add_fingerprints(phase, dataset, values))
         if x.dim() in (2, 3) and x.shape[1] >= _MIN_WINDOW:
             self._windows(x, phase, dataset)
+
+    def _vector(self, size: int, device: torch.device) -> torch.Tensor:
+        """The fixed random projection for samples of `size` values (a private generator: the global
+        RNG is never touched)."""
+        key = (size, device)
+        v = self._fp_vectors.get(key)
+        if v is None:
+            v = self._fp_vectors[key] = torch.randn(size, generator=torch.Generator().manual_seed(12345)).to(device)
+        return v
 
     def _windows(self, x: torch.Tensor, phase: str, dataset: _Source) -> None:
         """Each sample without its first step and without its last (axis 1: a window of a series, or
@@ -368,12 +372,7 @@ class LoopWatch:
         w = x.detach()[:256].float()
         head, tail = w[:, :-1].flatten(1), w[:, 1:].flatten(1)
         varies = head.amax(1) > head.amin(1)
-        key = (head.shape[1], head.device)
-        v = self._fp_vectors.get(key)
-        if v is None:
-            g = torch.Generator().manual_seed(12345)
-            v = torch.randn(head.shape[1], generator=g).to(head.device)
-            self._fp_vectors[key] = v
+        v = self._vector(head.shape[1], head.device)
         nan = torch.full((), float("nan"), device=head.device)
         both = torch.where(varies, torch.stack([head @ v, tail @ v]), nan)  # (no boolean indexing: no device sync)
         self.window_length = max(self.window_length, int(x.shape[1]))

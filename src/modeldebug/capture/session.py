@@ -145,6 +145,12 @@ class WatchSession:
         return Report.from_record(self.record, config or self.config)
 
 
+def exit_code_of(exc: SystemExit) -> int:
+    """The process exit code `sys.exit(code)` gives: 0 for None, the int, 1 for anything else (a message)."""
+    code = exc.code
+    return 0 if code is None else code if isinstance(code, int) else 1
+
+
 def _ending(exc: BaseException | None) -> dict[str, Any]:
     """The record's status and exit code for a session left with `exc`, as `modeldebug run` records a
     script that ends that way: Ctrl-C is an interruption (130), `sys.exit(n)` a finished run with code n."""
@@ -155,8 +161,7 @@ def _ending(exc: BaseException | None) -> dict[str, Any]:
     if isinstance(exc, bdb.BdbQuit):
         return {"status": "interrupted", "exit_code": 1}
     if isinstance(exc, SystemExit):
-        code = exc.code
-        return {"status": "finished", "exit_code": code if isinstance(code, int) else 0 if code is None else 1}
+        return {"status": "finished", "exit_code": exit_code_of(exc)}
     return {"status": "crashed", "exit_code": 1}
 
 

@@ -124,8 +124,8 @@ class Tracer:
         self._sample_stepped: set[int] = set()
         self._sample_run = 0
         self._stepped_at: dict[int, int] = {}  # the last step each optimizer took, by id
-        self._optimizers_of: dict[tuple[int, int], frozenset[int]] = {}
-        self._graphs_seen: set[str] = set()  # models whose inputs were searched for a graph's adjacency  # (model id, registry version) -> its optimizers' ids
+        self._optimizers_of: dict[tuple[int, int], frozenset[int]] = {}  # (model id, registry version) -> optimizer ids
+        self._graphs_seen: set[str] = set()  # models whose inputs were searched for a graph's adjacency
         self.assembler = StepAssembler(self)
         self.forward = ForwardCollector(self)
         self.gradients = GradientCollector(self)

@@ -90,6 +90,11 @@ def side_input(ctx: Context, e: Entity) -> str | None:
 
 
 # -- input scale -----------------------------------------------------------------------------------
+_SAME_SAMPLES_FIX = Recommendation(
+    "fix", "Check that the loader returns different samples.",
+    "x, y = next(iter(loader))\nprint(x.flatten(1).std(0).max())   # 0 means every sample is the same")
+
+
 class InputNotNormalized(Rule):
     """Detects DAT001; its documentation and options are in the catalogue (`modeldebug explain DAT001`)."""
 
@@ -181,16 +186,14 @@ class InputNotNormalized(Rule):
                              "pipeline returns one sample repeated."),
                 step=step, evidence={"const_frac": const.tolist()[:8], "shape": e.info.get("shape"),
                                      "other_tensors": others, "by_design": True},
-                recommendations=[Recommendation("fix", "Check that the loader returns different samples.",
-                                                "x, y = next(iter(loader))\nprint(x.flatten(1).std(0).max())   # 0 means every sample is the same")])
+                recommendations=[_SAME_SAMPLES_FIX])
         return self.finding(
             severity="medium", confidence=0.8, title=f"Every sample in the batch is identical: the input to {e.name} carries no information",
             description=(f"On all {len(const)} sampled steps, every feature of the input to {e.name} had the same value on every "
                          "sample of the batch. The model can only learn the average target. The data pipeline returns one "
                          "sample repeated (an index that never changes, an expand/broadcast of one row, images that are all black)."),
             step=step, evidence={"const_frac": const.tolist()[:8], "shape": e.info.get("shape")},
-            recommendations=[Recommendation("fix", "Check that the loader returns different samples.",
-                                            "x, y = next(iter(loader))\nprint(x.flatten(1).std(0).max())   # 0 means every sample is the same")])
+            recommendations=[_SAME_SAMPLES_FIX])
 
 
 # -- channel order ---------------------------------------------------------------------------------
