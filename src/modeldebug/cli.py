@@ -180,50 +180,20 @@ def _emit(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail before hours of training, not after, when --json/--html/--db cannot be written there."""
+    """Fail before hours of training, not after, when --json/--html/--db cannot be written there, or would
+    replace an input (commands/_paths.py)."""
     from pathlib import Path
 
+    from .commands._paths import check_paths
     from .errors import BadInputError
     from .record.lock import check_replaceable
 
     if getattr(args, "json", None) == "-" and getattr(args, "html", None) == "-":
         raise BadInputError("--json - and --html - would both write to stdout: give one of them a file name")
-    for flag in ("json", "html", "db"):
-        value = getattr(args, flag, None)
-        if not value or value in ("-", ":memory:"):
-            continue
-        path = Path(value)
-        if path.is_dir():
-            raise BadInputError(f"--{flag} {value!r} is a directory: give a file name, e.g. {path / ('report.' + flag)}")
-        parent = path.parent
-        if not parent.is_dir():
-            what = "is a file, not a folder" if parent.exists() else "does not exist: create it first"
-            raise BadInputError(f"--{flag} {value!r}: the folder {str(parent)!r} {what}")
-        if flag == "db":
-            check_replaceable(path)
-        elif path.exists() and path.suffix in (".py", ".db", ".onnx", ".pt", ".pth", ".ckpt", ".safetensors"):
-            raise BadInputError(f"--{flag} {value!r} would overwrite a {path.suffix} file: give a new file name")
-    _check_distinct(args)
-
-
-def _check_distinct(args: argparse.Namespace) -> None:
-    """Refuse an output that is also an input or another output: `report run.db --html run.db` would
-    replace the record with its own report, `run --db out --json out` the new record with the JSON."""
-    from pathlib import Path
-
-    from .errors import BadInputError
-
-    seen: dict[Path, str] = {}
-    for flag, what in (("record", "the run record"), ("script", "the script"), ("db", "--db"), ("json", "--json"),
-                       ("html", "--html")):
-        value = getattr(args, flag, None)
-        if not isinstance(value, str) or not value or value in ("-", ":memory:"):
-            continue
-        key = Path(value).resolve()
-        if key in seen:
-            raise BadInputError(f"--{flag} {value!r} is the same file as {seen[key]}: give each output its own "
-                                "file name")
-        seen[key] = f"{what} {value!r}"
+    check_paths(args)
+    db = getattr(args, "db", None)
+    if db and db != ":memory:":
+        check_replaceable(Path(db))
 
 
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
@@ -386,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_explain(args.rule)
         handler = getattr(args, "handler", None)
         if handler is not None:
+            from .commands._paths import check_paths
+
+            check_paths(args)  # no output may replace an input
             return int(handler(args))
         parser.print_help()
         return 2
