@@ -20,7 +20,7 @@ __all__ = ["check_paths"]
 _INPUTS = ("record", "script", "model", "log", "baseline", "tests", "bundle", "reference", "golden", "inputs",
            "facts", "safety", "a", "b", "runs", "against", "journal")
 # ... and those it writes (files; `--out` of `export` and `--repro`/`--viz` are folders, checked only
-# against the inputs)
+# against the other outputs)
 _OUTPUTS = ("db", "json", "html", "out", "output", "save_golden")
 _FOLDERS = ("repro", "viz")
 # what a report must never be written over, whoever's it is
@@ -52,13 +52,14 @@ def check_paths(args: argparse.Namespace) -> None:
         path = Path(value)
         key = path.resolve()
         flag = _flag(name)
-        if key in inputs:
+        folder = name in _FOLDERS or name == "out" and getattr(args, "command", None) == "export"
+        if key in inputs and not folder:  # (a folder given as a file: the command says so itself)
             raise BadInputError(f"{flag} {value!r} is the same file as {inputs[key]}: writing it would destroy "
                                 "that input; give the output a new file name")
         if key in seen:
             raise BadInputError(f"{flag} {value!r} is the same file as {seen[key]}: give each output its own file name")
         seen[key] = f"{flag} {value!r}"
-        if name in _FOLDERS or name == "out" and getattr(args, "command", None) == "export":
+        if folder:
             continue
         if path.is_dir():
             raise BadInputError(f"{flag} {value!r} is a directory: give a file name, e.g. {path / 'report.json'}")
