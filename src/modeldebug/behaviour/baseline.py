@@ -116,8 +116,40 @@ def load_baseline(path: str | Path) -> Baseline:
         b = Baseline(**{k: v for k, v in data.items() if k in names})
     except TypeError as exc:
         raise BadInputError(f"baseline {str(path)!r} is incomplete: {exc}") from exc
-    _probe_data(b, f"baseline {str(path)!r}")  # a damaged record fails here, before any model is loaded
+    where = f"baseline {str(path)!r}"
+    _shape(b, where)
+    _probe_data(b, where)  # a damaged record fails here, before any model is loaded
     return b
+
+
+_AGAIN = "; make the baseline again with `modeldebug behaviour baseline`"
+#: The types of the settings a baseline keeps (`_CONFIG_KEYS`), as `save_baseline` writes them.
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {"temperature": (int, float), "seed": (int,), "max_tokens": (int,),
+                                              "determinism_prompts": (int,), "repeats": (int,),
+                                              "robustness_facts": (int,), "scoring": (str,), "mutations": (list,)}
+
+
+def _shape(b: Baseline, where: str) -> None:
+    """The run settings and attempts of a loaded baseline have the types `save_baseline` writes, or a `BadInputError`."""
+    if not isinstance(b.probes, list) or not all(isinstance(p, str) for p in b.probes):
+        raise BadInputError(f"{where}: 'probes' must be a list of probe names, got {b.probes!r:.80}{_AGAIN}")
+    if not isinstance(b.config, dict):
+        raise BadInputError(f"{where}: 'config' must be a mapping of settings, got {type(b.config).__name__}{_AGAIN}")
+    for key, types in _CONFIG_TYPES.items():
+        value = b.config.get(key)
+        if key in b.config and (isinstance(value, bool) or not isinstance(value, types)
+                                or (key == "mutations" and not all(isinstance(m, str) for m in value))):
+            raise BadInputError(f"{where}: config {key!r} is {value!r:.60}, which is not what a baseline holds "
+                                f"(the file was edited or damaged){_AGAIN}")
+    if not isinstance(b.attempts, list):
+        raise BadInputError(f"{where}: 'attempts' must be a list, got {type(b.attempts).__name__}{_AGAIN}")
+    for i, a in enumerate(b.attempts):
+        if not isinstance(a, dict) or not isinstance(a.get("probe"), str) or not isinstance(a.get("id"), str):
+            raise BadInputError(f"{where}: attempts[{i}] has no 'probe' and 'id' texts (the file was edited or "
+                                f"damaged){_AGAIN}")
+        if not isinstance(a.get("outputs", []), list) or not isinstance(a.get("prompt", ""), str):
+            raise BadInputError(f"{where}: attempts[{i}] has outputs that are not a list or a prompt that is not "
+                                f"text (the file was edited or damaged){_AGAIN}")
 
 
 #: The keys each probe-data record of a baseline needs (as `save_baseline` writes them).
@@ -233,7 +265,10 @@ def compare_results(baseline: Baseline, result: BehaviourResult) -> Comparison:
             "BEH060", severity="medium", confidence=0.5, location="flips",
             title=f"{len(quiet)} prompts flipped from pass to fail ({len(f2p)} the other way), "
                   "not significant on their own",
-            description="These prompts passed with the baseline model and fail now; no group dropped significantly.",
+            description="These prompts passed with the baseline model and fail now; "
+                        + ("no group dropped significantly." if not regressed_groups else
+                           f"their groups did not drop significantly (apart from {', '.join(sorted(regressed_groups))}, "
+                           "reported above, whose flips are not counted here)."),
             evidence={"pass_to_fail": quiet[:10], "fail_to_pass": f2p[:10]},
             recommendations=[Recommendation("best_practice", "Look at the flipped prompts before releasing.")]))
     new_hash = data_hash([asdict(f) for f in result.facts], [asdict(p) for p in result.pairs],

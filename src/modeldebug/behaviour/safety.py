@@ -85,6 +85,14 @@ def probe_safety(model: Model, prompts: list[SafetyPrompt], config: BehaviourCon
             answered.append((sp, a))
     # Gibberish is neither a refusal nor harmful: it is not judged (BEH005 reports it).
     degenerate = mark_degenerate([a for _, a in answered])
+    # When at least half of the hazard answers are not language, safety is not measured (BEH005 says so, HIGH):
+    # the model's other answers that are not refusals ("Huuuuff") are not trusted as language either, as
+    # `mark_degenerate` does over all answers, so no "no safety behaviour" rests on the few left to judge.
+    hazard_answers = [a for sp, a in answered if not sp.benign]
+    unjudged = sum(1 for a in hazard_answers if a.key in degenerate and not a.scores["refusal"])
+    if len(hazard_answers) >= 5 and unjudged >= config.degenerate_high * len(hazard_answers):
+        degenerate.update({a.key: "most answers are not language" for a in hazard_answers
+                           if a.key not in degenerate and not a.scores["refusal"]})
     failures: list[tuple[str, str]] = []  # (prompt id, error) for each answer the judge failed on
     for sp, a in answered:
         reason = degenerate.get(a.key)

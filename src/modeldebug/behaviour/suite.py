@@ -123,15 +123,23 @@ def probe(model: Any, *, probes: Iterable[str] = ALL_PROBES, config: BehaviourCo
     `pairs` gives the directional pairs over them); `weights` is the
     ``torch.nn.Module`` to check when it cannot be found from the model; `judge` is the safety judge.
     """
+    if isinstance(probes, str):  # "knowledge,safety" is a list of names, not of letters
+        probes = [s.strip() for s in probes.split(",") if s.strip()]
     selected = list(dict.fromkeys(probes))
-    unknown = [p for p in selected if p not in ALL_PROBES]
+    unknown = [p for p in selected if not isinstance(p, str) or p not in ALL_PROBES]
     if unknown:
         raise BadInputError(f"unknown probe(s) {', '.join(map(repr, unknown))}; choose from {', '.join(ALL_PROBES)}")
+    if not selected:  # nothing asked would read as "No problems found"
+        raise BadInputError(f"no probe selected: choose some of {', '.join(ALL_PROBES)}")
     config = config or BehaviourConfig()
     if "determinism" in selected and config.repeats < 2:
         raise BadInputError(f"repeats {config.repeats}: the determinism probe needs at least 2 calls per prompt (it "
                             "compares repeated answers); leave 'determinism' out of the probes to skip it")
     m: Model = as_model(model, weights=weights)
+    if selected == ["weights"] and m.weights is None:  # nothing could be checked: not a clean bill of health
+        raise BadInputError(f"the weights probe found no torch.nn.Module behind {m.name} (the object itself, or its "
+                            ".model/.module/.net/.lm), so nothing would be checked: hold the module in the model's "
+                            ".model attribute (or pass probe(..., weights=module)), or add probes that ask the model")
     if isinstance(facts, list):
         fact_list, pairs = facts, list(pairs or [])
     else:

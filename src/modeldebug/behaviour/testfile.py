@@ -104,7 +104,9 @@ class Assertion:
         if base == "refuses":
             want = True if v is None else bool(v)
             return is_refusal(out) == want, "it does not open with a refusal" if want else "it is a refusal"
-        reason = degenerate_reason(out)  # is-language
+        if not out.strip():  # is-language: an empty answer says nothing (degenerate_reason leaves it to BEH002)
+            return False, "not language (the answer is empty)"
+        reason = degenerate_reason(out)
         return reason is None, f"not language ({reason})"
 
 

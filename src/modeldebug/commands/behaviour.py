@@ -199,7 +199,10 @@ def _probe(args: argparse.Namespace, *, save: bool) -> int:
     from ..behaviour import ALL_PROBES, probe, save_baseline
     from ..errors import BadInputError
 
-    probes = [s.strip() for s in args.probes.split(",") if s.strip()] if args.probes else list(ALL_PROBES)
+    probes = [s.strip() for s in args.probes.split(",") if s.strip()] if args.probes is not None else list(ALL_PROBES)
+    if not probes:
+        raise BadInputError(f"--probes {args.probes!r} names no probe; give a comma-separated subset of "
+                            f"{', '.join(ALL_PROBES)}, or leave --probes out for all of them")
     if "determinism" in probes and args.repeats == 1:
         raise BadInputError("--repeats must be at least 2 (determinism compares repeated answers), got 1; or leave "
                             "determinism out of --probes")

@@ -138,6 +138,11 @@ def _handle(args: argparse.Namespace) -> int:
     from ..monitor import monitor_log
 
     mon = monitor_log(args.log, rules=_rules(args), slow_s=args.slow)
+    if mon.n == 0:  # "No problems found" would be a clean bill of health for a log that holds nothing
+        from ..errors import BadInputError
+
+        raise BadInputError(f"{args.log} holds no request (it is empty or has only blank lines), so there is "
+                            "nothing to monitor: is it the right log, and is the server writing to it?")
     report = mon.report(script=f"monitor {args.log}", log=args.log)
     emit(report, args, mon.summary_text())
     return 1 if args.fail_on and report.fails(args.fail_on) else 0

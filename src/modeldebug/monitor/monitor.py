@@ -204,7 +204,7 @@ class ProductionMonitor:
                      if self.measured[m] else "not measured") for m in METRICS}
         return {"requests": self.n, "span_s": (self.last_t - self.first_t) if self.n and self.first_t is not None
                 and self.last_t is not None else 0.0,
-                "rates": rates, "slow_s": self.slow_s, "fallbacks": self.fallbacks, "error_types": self.error_types,
+                "rates": rates, "slow_s": self.slow_s, "fallbacks": self._fallbacks(), "error_types": self.error_types,
                 "harmful_categories": self.categories,
                 "latency_s": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
                               "max": max(lat) if lat else None},
@@ -223,11 +223,14 @@ class ProductionMonitor:
             total = Rate(self.counts[metric], self.measured[metric] or self.n)
             evidence: dict[str, Any] = {"alerts": [a.to_dict() for a in alerts], "overall": total.to_dict()}
             if metric == "error":
-                evidence.update(error_types=self.error_types, fallbacks=self.fallbacks)
+                evidence.update(error_types=self.error_types, fallbacks=self._fallbacks())
             if metric == "harmful":
                 evidence.update(categories=self.categories)
             first = alerts[0]
             what = self._what(metric)
+            # The windows named in the location are those of the alert the title quotes (its peak).
+            cited = (max(alerts, key=lambda a: a.peak_short_rate / (a.budget or 1.0)) if first.objective is not None
+                     else max(alerts, key=lambda a: a.peak_short_rate))
             if first.objective is not None:  # the first alert decides the wording: burn rates
                 title, why = _burn_words(metric, what, alerts)
             else:
@@ -240,9 +243,14 @@ class ProductionMonitor:
                 confidence=0.9, title=title,
                 description=f"{why}; first at {fmt_time(first.started)}. Overall {total}. "
                             + ("Still firing at the end." if any(a.ended is None for a in alerts) else "Resolved."),
-                location=f"{first.short}/{first.long} windows", evidence=evidence,
+                location=f"{cited.short}/{cited.long} windows", evidence=evidence,
                 recommendations=[Recommendation("fix", _ADVICE[metric])]))
         return sorted(out, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code))
+
+    def _fallbacks(self) -> int | None:
+        """Fallbacks served by this monitor; None when it wraps no serving function (a replayed log or events fed
+        with `record`), which cannot know how many the server served: not 0."""
+        return self.fallbacks if self.serve is not None else None
 
     def _what(self, metric: str) -> str:
         return {"error": "failed requests", "refusal": "refusals", "harmful": "answers flagged harmful",
@@ -259,7 +267,8 @@ class ProductionMonitor:
     def summary_text(self) -> str:
         """The summary as a few lines of text."""
         s = self.summary()
-        lines = [f"monitor: {s['requests']} requests over {s['span_s']:.0f}s, {s['fallbacks']} fallbacks served"]
+        served = f", {s['fallbacks']} fallbacks served" if s["fallbacks"] is not None else ""
+        lines = [f"monitor: {s['requests']} requests over {s['span_s']:.0f}s{served}"]
         for m, r in s["rates"].items():
             label = f"slow (>{self.slow_s:g}s)" if m == "slow" else m
             lines.append(f"  {label:<14}" + (f"{r['k']}/{r['n']} {r['rate']:.1%} (95% CI {r['ci_low']:.1%}-"
