@@ -128,7 +128,7 @@ def test_cli_reference_kinds_and_exit_codes(files: dict[str, Path], tmp_path: Pa
     for argv, needle in [
         ([clean], "nothing to compare"),
         ([clean, clean, "--torch", f"{files['nets']}:build"], "one reference"),
-        ([clean, "--golden", str(golden), "--save-golden", str(golden)], "--save-golden writes"),
+        ([clean, "--golden", str(golden), "--save-golden", str(golden)], "is the same file as --golden"),
         ([clean, clean, "--inputs", f"{files['loaders']}:broken"], "the dataset is not mounted"),
         ([clean, clean, "--inputs", f"{files['loaders']}:empty"], "yielded nothing"),
         ([clean, "--golden", str(tmp_path / "missing.npz")], "no such file"),

@@ -154,6 +154,9 @@ def _shapes(items: list[str]) -> dict[str, list[int]]:
     out = {}
     for item in items:
         name, sep, dims = item.partition("=")
+        if name in out:  # the last one silently won: say which two disagree
+            raise BadInputError(f"--shape {item!r}: {name!r} was given a shape already ({name}="
+                                f"{','.join(map(str, out[name]))}); give each input's shape once")
         try:
             out[name] = [int(d) for d in dims.split(",") if d.strip()]
         except ValueError:
@@ -165,6 +168,17 @@ def _shapes(items: list[str]) -> dict[str, list[int]]:
             raise BadInputError(f"--shape {item!r}: dimension {bad} is out of range; dimensions are whole numbers "
                                 f"from 1 to {_MAX_DIM} (ONNX's int64)")
     return out
+
+
+def _writable_folder(flag: str, value: str) -> None:
+    """A folder the command will create (or fill): refuse a path that is, or lies under, an existing file."""
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is a file" if p == path else f"lies under {str(p)!r}, which is a file"
+                raise BadInputError(f"{flag} {value!r} {where}, not a folder: give a folder name (it is created)")
+            return
 
 
 def _int_range(flag: str, value: int, low: int, high: int, what: str) -> None:
@@ -190,9 +204,11 @@ def _profile(args: argparse.Namespace) -> int:
     if shapes and args.inputs:
         raise BadInputError("--shape sets the shape of made-up inputs; it cannot be used with --inputs")
     config = ONNXConfig(warmup=args.warmup, iterations=args.iterations, providers=args.provider, threads=args.threads)
-    from ..onnx.feeds import load_inputs
+    from ..onnx.feeds import input_specs, load_inputs
+    from ..onnx.load import load_model
 
-    result = profile(args.model, load_inputs(args.inputs), config, shapes=shapes)
+    loaded = load_model(args.model)  # as compare: a data loader's (x, y) gives the model's inputs, x
+    result = profile(loaded, load_inputs(args.inputs, input_specs(loaded.proto)), config, shapes=shapes)
     return _emit(args, result.findings, {"modeldebug_onnx": "profile"}, "profile", result)
 
 
@@ -215,6 +231,8 @@ def _compare(args: argparse.Namespace) -> int:
     if shapes and (args.inputs or args.golden):
         raise BadInputError(f"--shape sets the shape of made-up inputs; it cannot be used with "
                             f"{'--inputs' if args.inputs else '--golden'}")
+    if args.repro:
+        _writable_folder("--repro", args.repro)  # before the comparison's work, not after it
     config = ONNXConfig(atol=args.atol, rtol=args.rtol)
     loaded = load_model(args.model)  # a bad model file fails before the user's module is imported
     from ..onnx.feeds import input_specs, load_inputs

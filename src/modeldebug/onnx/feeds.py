@@ -17,9 +17,9 @@ from .graph import Shape, shape_of
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "check_shapes", "describe_specs", "input_specs",
-           "load_inputs", "made_up_note", "made_up_run_failure", "made_up_shapes", "made_up_sizes", "match_feeds",
-           "random_feeds", "read_npz"]
+__all__ = ["FeedTooLargeError", "InputMismatchError", "InputSpec", "check_shapes", "describe_specs", "given_symbols",
+           "input_specs", "load_inputs", "made_up_note", "made_up_run_failure", "made_up_shapes", "made_up_sizes",
+           "match_feeds", "random_feeds", "read_npz"]
 
 log = logging.getLogger("modeldebug.onnx")
 
@@ -105,7 +105,7 @@ def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_defa
     """The concrete shape of each made-up input (see `random_feeds`); `shapes` fixes whole inputs."""
     shapes = shapes or {}
     check_shapes(specs, shapes)
-    symbols: dict[str, int] = {}
+    symbols = given_symbols(specs, shapes)  # a symbol set by one input's --shape has that size in every input
     out = {}
     for spec in specs:
         given = shapes.get(spec.name)
@@ -121,6 +121,19 @@ def made_up_shapes(specs: list[InputSpec], *, batch: int | None = None, dim_defa
             shape.append(symbols.setdefault(d, size) if isinstance(d, str) else size)
         out[spec.name] = shape
     return out
+
+
+def given_symbols(specs: list[InputSpec], shapes: dict[str, list[int]]) -> dict[str, int]:
+    """The size each symbolic dimension has in the whole input shapes `shapes` gives ({'b': 3, 's': 7}), so that
+    inputs sharing a symbol get the same size (the first input to set it wins)."""
+    symbols: dict[str, int] = {}
+    for spec in specs:
+        given = shapes.get(spec.name)
+        if given is not None and len(given) == len(spec.shape):
+            for d, n in zip(spec.shape, given):
+                if isinstance(d, str) and d:
+                    symbols.setdefault(d, int(n))
+    return symbols
 
 
 def made_up_sizes(specs: list[InputSpec], feeds: dict[str, np.ndarray]) -> dict[str, int]:
@@ -310,6 +323,8 @@ def match_feeds(specs: list[InputSpec], given: Any) -> dict[str, np.ndarray]:
         if arr.dtype != spec.dtype or came != str(arr.dtype):
             if arr.dtype.kind == spec.dtype.kind == "f" or (arr.dtype.kind in "iu" and spec.dtype.kind in "iu"):
                 arr = _cast(spec, arr, came)
+            elif spec.dtype.kind == "O" and arr.dtype.kind in "US":
+                arr = arr.astype(object)  # a string input: .npz holds str arrays, onnxruntime takes them as objects
             else:
                 raise InputMismatchError(f"input {spec.name!r} has dtype {came} but the model expects "
                                          f"{spec.dtype} ({spec})")

@@ -37,11 +37,17 @@ def write_golden(path: str | Path, inputs: dict[str, np.ndarray], outputs: dict[
     p.parent.mkdir(parents=True, exist_ok=True)
     meta = {"produced_by": produced_by, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), "modeldebug": __version__,
             "inputs": list(inputs), "outputs": list(outputs)}
-    arrays = {f"input:{k}": np.asarray(v) for k, v in inputs.items()}
-    arrays.update({f"output:{k}": np.asarray(v) for k, v in outputs.items()})
+    arrays = {f"input:{k}": _storable(v) for k, v in inputs.items()}
+    arrays.update({f"output:{k}": _storable(v) for k, v in outputs.items()})
     with p.open("wb") as f:
         np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
     return str(p)
+
+
+def _storable(value: Any) -> np.ndarray:
+    """An array the file can hold without pickle: onnxruntime gives string tensors as object arrays."""
+    arr = np.asarray(value)
+    return arr.astype(str) if arr.dtype.kind == "O" else arr
 
 
 def read_golden(path: str | Path) -> Golden:

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .feeds import check_shapes, input_specs
+from .feeds import check_shapes, given_symbols, input_specs
 from .graph import GraphIndex, infer_types, module_scope
 from .lint import tensor_nbytes
 from .load import load_model
@@ -152,15 +152,21 @@ def inspect(model: Any, *, input_shapes: dict[str, list[int]] | None = None) -> 
               "shape": declared[n][1] if n in declared else None} for n in g.input_names]
     io_out = [{"name": n, "dtype": dtype(declared[n][0]) if n in declared else "?",
                "shape": declared[n][1] if n in declared else None} for n in g.output_names]
-    if input_shapes:
-        check_shapes(input_specs(proto), input_shapes)  # as profile and compare check them
+    symbols: dict[str, int] = {}
+    if input_shapes:  # (input_specs refuses non-tensor inputs, which check and plain inspect describe)
+        specs = input_specs(proto)
+        check_shapes(specs, input_shapes)  # as profile and compare check them
+        # a symbol that one input's --shape sets has that size in the other inputs too (`b` of x and of its mask)
+        symbols = given_symbols(specs, input_shapes)
     assumed = dict(input_shapes or {})
     set_to_one: list[str] = []
     for item in io_in:
         if item["name"] not in assumed and item["shape"] and not _known(item["shape"]):
-            assumed[item["name"]] = [d if isinstance(d, int) and d > 0 else 1 for d in item["shape"]]
+            assumed[item["name"]] = [d if isinstance(d, int) and d > 0 else symbols.get(d, 1) if isinstance(d, str)
+                                     else 1 for d in item["shape"]]
             set_to_one += [f"{d}" if isinstance(d, str) else f"{item['name']}[{a}]"
-                           for a, d in enumerate(item["shape"]) if not (isinstance(d, int) and d > 0)]
+                           for a, d in enumerate(item["shape"])
+                           if not (isinstance(d, int) and d > 0) and not (isinstance(d, str) and d in symbols)]
     _, shapes = resolve_shapes(proto, g, assumed)
     counted, uncounted = count_macs(g, shapes)
     nodes, macs_by_op, total = [], Counter(), 0

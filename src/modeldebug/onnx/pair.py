@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from .config import ONNXConfig
-from .feeds import input_specs, made_up_run_failure, match_feeds, random_feeds
+from .feeds import InputMismatchError, input_specs, made_up_run_failure, match_feeds, random_feeds
 from .golden import Golden, read_golden, write_golden
 from .graph import GraphIndex
 from .load import LoadedModel, load_model
@@ -175,8 +175,16 @@ def compare_onnx(model: Any, reference: Any = None, inputs: Any = None, config: 
     if missing:
         raise BadInputError(f"the reference model's input(s) {missing} are not inputs of {loaded.source} "
                             f"(its inputs: {g.input_names}): the two models do not take the same inputs")
+    ref_feeds = {n: feeds[n] for n in ref_g.input_names}
+    if reference is not None:
+        # the reference's own input types: an fp16 conversion (float16 inputs) against its float32 original
+        try:
+            ref_feeds = match_feeds(input_specs(ref_loaded.proto), ref_feeds)
+        except InputMismatchError as exc:
+            raise BadInputError(f"the reference {ref_loaded.source} does not take the inputs of {loaded.source}: "
+                                f"{exc.message}") from exc
     values = _run_all(loaded, g, feeds, prov, inputs is None, shapes)
-    ref_values = _run_all(ref_loaded, ref_g, {n: feeds[n] for n in ref_g.input_names}, ref_prov, inputs is None, shapes)
+    ref_values = _run_all(ref_loaded, ref_g, ref_feeds, ref_prov, inputs is None, shapes)
     if len(ref_g.output_names) != len(g.output_names):
         raise BadInputError(f"{ref_loaded.source} has {len(ref_g.output_names)} output(s), {loaded.source} "
                             f"{len(g.output_names)}: they are not the same model")
@@ -200,7 +208,7 @@ def compare_onnx(model: Any, reference: Any = None, inputs: Any = None, config: 
     result = _result(loaded.source, label, target, outputs, used, checks, first,
                      int(first_feed.shape[0]) if first_feed is not None and first_feed.ndim else None)
     if repro_dir is not None and first is not None:
-        result.repro = save_repro(first, repro_dir)
+        result.repro = save_repro(first, repro_dir, reference=label)
     return result
 
 

@@ -132,7 +132,8 @@ class ComparisonResult:
                  + (f"; intermediates at optimisation level '{self.level}'" if self.torch or self.checks
                     else f"; run at optimisation level '{self.level}'")]
         for b in self.batches:
-            lines.append(f"  batch {b['batch']}: {'ok' if b['passed'] else 'MISMATCH'} {b.get('detail', '')}".rstrip())
+            state = "skipped" if b.get("skipped") else "ok" if b["passed"] else "MISMATCH"
+            lines.append(f"  {_batch_label(b)}: {state} {b.get('detail', '')}".rstrip())
         for o in self.outputs:
             lines.append(f"  output {o['name']}: {o['stats'].brief()}")
         counts = {s: sum(c.status == s for c in self.checks) for s in ("ok", "introduces", "inherits", "diverges")}
@@ -255,6 +256,11 @@ def parity_findings(r: ComparisonResult, others: list[Finding] | None = None) ->
     return out
 
 
+def _batch_label(b: dict[str, Any]) -> str:
+    """'batch 2', or 'inputs' for a run whose inputs have no batch axis (a fixed or scalar first dimension)."""
+    return f"batch {b['batch']}" if b.get("batch") is not None else "inputs"
+
+
 def require_compared(outputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]) -> None:
     """Refuse to call a comparison of nothing a PASS: every output empty (an empty batch)."""
     if outputs and all(o["stats"].elements == 0 and not o["stats"].shape_mismatch for o in outputs):
@@ -266,7 +272,7 @@ def require_compared(outputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]
 def _unexplained_failure(r: ComparisonResult) -> Finding:
     """The finding of a FAIL that none of the others explains (every FAIL must carry one)."""
     failed = [f"optimisation level {k}" for k, v in r.levels.items() if not v["passed"]]
-    failed += [f"batch {b['batch']}" for b in r.batches if not b["passed"]]
+    failed += [_batch_label(b) for b in r.batches if not b["passed"]]
     return finding("ONX101" if r.torch else "ONX105", severity="high", confidence=0.7,
                    title=f"{r.target_label} disagrees with {r.reference_label} ({', '.join(failed[:4])})",
                    description=f"The outputs disagree with {r.reference_label} in the run(s) at "
@@ -337,12 +343,17 @@ def _output_finding(r: ComparisonResult, bad: list[dict[str, Any]]) -> Finding:
                    evidence=evidence, recommendations=[Recommendation("fix", how)])
 
 
-def save_repro(d: Divergence, directory: str | Path) -> str:
-    """Write the divergent node group as a standalone model with its inputs and expected output."""
+def save_repro(d: Divergence, directory: str | Path, reference: str = "PyTorch") -> str:
+    """Write the divergent node group as a standalone model with its inputs and expected output; `reference`
+    names what the expected values came from (PyTorch, another ONNX model, another provider)."""
     import onnx
 
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or a file where a parent folder should be
+        raise BadInputError(f"--repro {str(directory)!r}: cannot create the folder ({exc.strerror or exc}): give a "
+                            "folder name (it is created)") from exc
     onnx.save_model(d.sub_model, str(path / "model.onnx"))
     np.savez(path / "inputs.npz", **d.sub_feeds)
     np.savez(path / "expected.npz", **{d.value: d.expected})
@@ -352,8 +363,8 @@ def save_repro(d: Divergence, directory: str | Path) -> str:
         "segment": d.segment, "alone": d.local.to_dict()}, indent=2) + "\n", encoding="utf-8")
     (path / "README.md").write_text(
         f"# modeldebug repro: {d.node} ({d.op_type})\n\n"
-        f"`model.onnx` holds the node group {d.segment}; `inputs.npz` the PyTorch values of its inputs; "
-        f"`expected.npz` PyTorch's value of `{d.value}`; `onnxruntime.npz` what onnxruntime computed.\n\n"
+        f"`model.onnx` holds the node group {d.segment}; `inputs.npz` the values of its inputs in {reference}; "
+        f"`expected.npz` the value of `{d.value}` in {reference}; `onnxruntime.npz` what onnxruntime computed.\n\n"
         "```python\nimport numpy as np, onnxruntime as ort\n"
         "so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL\n"
         "s = ort.InferenceSession('model.onnx', so, providers=['CPUExecutionProvider'])\n"

@@ -21,12 +21,12 @@ import numpy as np
 from ..errors import BadInputError
 from ..rules.base import Finding, Recommendation
 from .config import ONNXConfig
-from .feeds import input_specs, match_feeds, random_feeds, read_npz
+from .feeds import input_specs, made_up_run_failure, match_feeds, random_feeds, read_npz
 from .findings import finding
 from .graph import GraphIndex
 from .load import load_model
 from .macs import count_macs, resolve_shapes
-from .runtime import make_session, require_ort, run_session
+from .runtime import RunFailedError, make_session, require_ort, run_session
 
 __all__ = ["NodeStat", "OpStat", "ProfileResult", "parse_trace", "profile"]
 
@@ -192,7 +192,13 @@ def profile(model: Any, inputs: Any = None, config: ONNXConfig | None = None, *,
         wall = []
         for i in range(config.warmup + config.iterations):
             t0 = time.perf_counter()
-            run_session(sess, feeds)
+            try:
+                run_session(sess, feeds)
+            except RunFailedError as exc:
+                if inputs is not None:
+                    raise
+                # as compare says it: which sizes were made up, the likely baked shape, and how to give real ones
+                raise made_up_run_failure(loaded.source, specs, [feeds], exc.node, exc.detail, shapes) from exc
             if i >= config.warmup:
                 wall.append((time.perf_counter() - t0) * 1e3)
         trace = Path(sess.end_profiling())

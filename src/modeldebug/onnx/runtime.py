@@ -122,6 +122,15 @@ def run_session(sess: Any, feeds: dict[str, np.ndarray], outputs: list[str] | No
         shapes = {k: list(v.shape) for k, v in feeds.items()}
         said = msg.split("Status Message:", 1)[-1].strip()
         said = re.sub(r"^\S+\.(h|cc|cpp):\d+ .*? was false\. ", "", said)  # the C++ location and the check
+        said = _tail(said, 300)  # onnxruntime's own words, without its C++ location
         raise RunFailedError(f"onnxruntime failed to run the model on inputs {shapes}"
-                             f"{f' at node {node[1]}' if node else ''}: {msg[-300:]}", node[1] if node else None,
-                             said[-300:]) from exc
+                             f"{f' at node {node[1]}' if node else ''}: {said}", node[1] if node else None,
+                             said) from exc
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of `text` (where onnxruntime says what went wrong), cut at a word, never inside one."""
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    return "..." + (cut.split(" ", 1)[1] if " " in cut else cut)

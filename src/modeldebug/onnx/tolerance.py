@@ -104,8 +104,12 @@ class ErrorStats:
         if self.shape_mismatch:
             return f"shapes differ: {self.shapes[0]} vs {self.shapes[1]} in the reference" if self.shapes else \
                 "shapes differ"
+        # the abs/rel figures are of the elements finite on both sides: say the NaN/Inf ones, or a FAIL reads
+        # 'max abs 0'
+        nonfinite = (f" ({self.nonfinite_mismatch} NaN/Inf where the other side has another value)"
+                     if self.nonfinite_mismatch else "")
         return (f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, p99 abs {self.p99_abs:.3g}, "
-                f"{self.mismatch_fraction:.1%} of {self.elements} elements out of tolerance")
+                f"{self.mismatch_fraction:.1%} of {self.elements} elements out of tolerance{nonfinite}")
 
 
 def compare_arrays(actual: np.ndarray, expected: np.ndarray, *, atol: float, rtol: float) -> ErrorStats:
@@ -119,7 +123,8 @@ def compare_arrays(actual: np.ndarray, expected: np.ndarray, *, atol: float, rto
     if float_name(a.dtype) is None or float_name(e.dtype) is None:
         bad = a != e
         frac = float(bad.mean())
-        diff = float(np.abs(a.astype(np.float64) - e.astype(np.float64)).max()) if a.dtype.kind != "b" else frac
+        numeric = a.dtype.kind in "iuf" and e.dtype.kind in "iuf"  # not bool, not strings (a Cast to STRING)
+        diff = float(np.abs(a.astype(np.float64) - e.astype(np.float64)).max()) if numeric else frac
         return ErrorStats(not bad.any(), diff, 0.0, diff, 0.0, frac, int(e.size), atol=atol, rtol=rtol)
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     fa, fe = np.isfinite(a64), np.isfinite(e64)
