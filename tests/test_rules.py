@@ -158,6 +158,57 @@ def test_relu_layer_killed_by_a_minus_ten_bias_is_the_top_finding() -> None:
     assert any("kaiming_normal_" in (r.implementation or "") for r in top.recommendations)
 
 
+def _partly_dead(kill_at: int) -> md.Report:
+    """60% of the second ReLU layer's units knocked out by a -10 bias at step `kill_at` (0: the initialisation)."""
+    model, data = healthy_mlp()
+    killed = torch.arange(64) < 38
+
+    def loop() -> None:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for step in range(200):
+            if step == kill_at:
+                with torch.no_grad():
+                    model[2].bias[killed] = -10.0
+            x, y = data.batch(step, 64)
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+
+    return watched(model, loop)
+
+
+def test_part_of_a_layer_dead_from_the_first_step_is_medium() -> None:
+    f = found(_partly_dead(kill_at=0), "dead_activations")
+    assert f is not None and f.location == "3" and f.severity == "medium" and f.evidence["from_first_step"] is True
+    assert f.evidence["dead_fraction"] == pytest.approx(38 / 64, abs=0.05)
+
+
+def test_part_of_a_layer_gone_quiet_after_training_began_is_low() -> None:
+    """The same 60% knocked out at step 40 of 200 (dead on 3 of the 9 sampled steps): seen, dated, but low. Units that stop firing while training goes
+    on are not why a run fails (blind6's healthy box regressor ends with half of a 128-unit layer quiet)."""
+    f = found(_partly_dead(kill_at=40), "dead_activations")
+    assert f is not None and f.location == "3" and f.severity == "low" and f.evidence["from_first_step"] is False
+    assert f.step >= 40 and "after training began" in f.evidence["severity_basis"]
+
+
+@pytest.mark.parametrize("recovers", [True, False])
+def test_units_that_come_back_to_life_are_not_called_dead(recovers: bool) -> None:
+    """The real-world corpus's lx_ae (a decoder behind a 3-unit bottleneck): 58% of a ReLU layer's units zero on
+    the first batch, 8% at step 100, as the layers before it moved. The median over its samples (49%, mostly
+    the densely sampled start) flipped the finding from run to run. The twin stays dead to the end."""
+    steps = [0, 1, 2, 5, 10, 20, 50, 100]
+    dead = [0.578, 0.562, 0.547, 0.516, 0.469, 0.281, 0.125, 0.078] if recovers else \
+        [0.578, 0.562, 0.547, 0.516, 0.547, 0.562, 0.531, 0.547]
+    record = build_record(loss=[1.0 - 0.004 * i for i in range(101)], sample_steps=steps,
+                          modules={"relu": ("ReLU", {"dead_frac": dead})})
+    f = next((x for x in analyze(record) if x.kind == "dead_activations"), None)
+    if recovers:
+        assert f is None
+    else:
+        assert f is not None and f.severity == "medium" and f.evidence["from_first_step"] is True
+        assert f.evidence["dead_fraction"] == pytest.approx(0.547, abs=0.01)
+
+
 def test_healthy_relu_layers_are_not_called_dead() -> None:
     model, data = healthy_mlp()
     report = watched(model, lambda: train(model, data, steps=60, lr=1e-3), level="detailed")

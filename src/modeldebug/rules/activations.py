@@ -35,12 +35,19 @@ class DeadActivations(Rule):
             if len(v) == 0:
                 continue
             bad = v >= thr
-            if bad.mean() < 0.5:
+            # Judged on the layer as training left it: the samples of the run's second half, by step (the
+            # sampler takes the first steps densely, so a share of the samples is mostly the run's start: a
+            # layer killed at step 40 of 200 was dead on 3 of 9 samples). Units whose inputs moved back above
+            # zero were not dead: a layer that recovers is not flagged.
+            steps = s.finite().steps
+            later = steps >= steps[0] + (steps[-1] - steps[0]) / 2
+            late = v[later] if later.sum() >= 2 else v[-2:]
+            if float(np.median(late)) < thr:
                 partial = self._partly_dead(ctx, name, e.type, zeros.get(name), float(np.median(v)))
                 if partial is not None:
                     yield partial
                 continue
-            frac = float(np.median(v))
+            frac = float(np.median(late))
             first_bad = int(s.finite().steps[np.argmax(bad)])
             from_init = bool(bad[0])
             prev = ctx.previous_layer(name)
@@ -71,11 +78,20 @@ class DeadActivations(Rule):
                                            scale_lr_code(ctx, 0.1)))
             recs.append(Recommendation("best_practice", "Use an activation that cannot die.",
                                        "nn.LeakyReLU(0.01)  # or nn.GELU()"))
+            # Most of the layer dead is high. Part of it dead from the first step is an initialisation that
+            # wastes width (medium: the fix is known). Part of it going quiet while training goes on is low:
+            # units that stop firing on a batch as the network specialises (a unit firing on 2% of samples is
+            # zero on a whole batch of 64 a quarter of the time) are not why a run fails, and a healthy run
+            # can end with half a wide layer quiet; what does stop a run, a learning rate that kills units,
+            # has its own findings.
+            severity = "high" if frac >= 0.9 else "medium" if from_init else "low"
+            evidence["severity_basis"] = ("most units dead" if frac >= 0.9 else "part of the layer, dead from the first step"
+                                          if from_init else "part of the layer, gone quiet after training began")
             yield self.finding(
-                severity="high" if frac >= 0.9 else "medium", confidence=0.9 if frac >= 0.9 else 0.75,
+                severity=severity, confidence=0.9 if frac >= 0.9 else 0.75 if from_init else 0.6,
                 title=f"{frac:.0%} of the units of {name} ({e.type}) are dead: zero for every sample",
                 description=(f"{name} ({e.type}) outputs zero for every sample on {frac:.0%} of its units (median over "
-                             f"{len(v)} sampled steps), {when} killed them.{cause} Dead units pass no gradient back."),
+                             f"the {len(late)} sampled steps of the run's second half), {when} killed them.{cause} Dead units pass no gradient back."),
                 location=name, step=first_bad, evidence=evidence, recommendations=recs,
             )
 

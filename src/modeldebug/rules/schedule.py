@@ -324,7 +324,82 @@ class LrTooLow(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from plateau_backwards(self, ctx)
         yield from self._warmup_unfinished(ctx)
+        decayed = self._decayed_away(ctx)
+        if decayed is not None:
+            yield decayed
+            return  # the same stall, its cause named: the tiny updates after it are its effect
         yield from self._tiny_updates(ctx)
+
+    def _decayed_away(self, ctx: Context) -> Finding | None:
+        """A rate that falls to nothing in the first half of the run and stays there, while the loss stops
+        moving: a decay sized in epochs but stepped after every batch (`StepLR(step_size=5)` with
+        `sched.step()` in the batch loop divides the rate by 10 every 5 batches), or a per-step gamma far
+        too small. The mirror of `_warmup_unfinished`. Not a `ReduceLROnPlateau` (its cuts answer a stalled
+        metric: the stall came first), not a schedule that reaches zero at its end (cosine, one-cycle)."""
+        lr = ctx.record.column("lr").finite()
+        if len(lr) < ctx.t.min_steps or any(ev.data.get("type") == "ReduceLROnPlateau"
+                                             for ev in ctx.record.events(M.LR_SCHEDULER.name)):
+            return None
+        v, steps = lr.values, lr.steps
+        peak = np.maximum.accumulate(v)
+        share = ctx.option("lr_decayed_share")
+        gone = (peak > 0) & (v < peak * share)
+        if not gone.any():
+            return None
+        i = int(np.argmax(gone))
+        if not gone[i:].all():
+            return None  # a cyclic schedule's trough: the rate comes back
+        first, last, at = int(steps[0]), int(steps[-1]), int(steps[i])
+        if at - first > 0.5 * (last - first):
+            return None  # the end of a schedule, not the run's middle
+        loss = ctx.loss.finite()
+        after, before = loss.values[loss.steps >= at], loss.values[loss.steps < at]
+        if len(after) < ctx.t.min_steps:
+            return None
+        q = max(3, len(after) // 4)
+        start, end = float(np.median(after[:q])), float(np.median(after[-q:]))
+        best = float(np.min(ctx.running_median(after, q)[q - 1:]))
+        moved = max(abs(start - end), start - best) / (abs(start) + 1e-12)
+        if moved >= ctx.option("lr_low_improvement"):
+            return None  # the loss still moves at that rate (or rises: another rule's business)
+        expected = expected_initial_loss(ctx)
+        if expected is not None and end < 0.5 * expected[0]:
+            return None  # it had learned before the rate went: a converged run, decayed early
+        if expected is None and len(before) >= 3 and end < 0.5 * float(np.median(before[:window(len(before))])):
+            return None
+        base = float(peak[i])
+        rest = (last - at) / max(last - first, 1)
+        # the cause began where the rate last stood at its peak: the decay's first cut
+        began = int(steps[int(np.flatnonzero(v[:i + 1] >= peak[:i + 1])[-1]) + 1]) if i else at
+        sched = next((ev.data for ev in ctx.record.events(M.LR_SCHEDULER.name)), None)
+        stepped = ""
+        if sched is not None and int(sched.get("optimizer_steps", 0)) > 0:
+            ratio = int(sched.get("scheduler_steps", 0)) / int(sched["optimizer_steps"])
+            if ratio >= 0.5:
+                stepped = (f" The {sched.get('type')} schedule was stepped {sched.get('scheduler_steps')} times in "
+                           f"{sched.get('optimizer_steps')} optimizer steps: after every batch. A schedule sized in "
+                           "epochs (a step_size, milestones or T_max counted in epochs) then runs its whole course "
+                           "in the first few batches.")
+        return self.finding(
+            severity="high", confidence=0.8,
+            title=(f"The learning rate decayed to nothing by step {at}: {fmt(float(v[i]))}, under {fmt(share)} of its "
+                   f"peak {fmt(base)}, for the last {rest:.0%} of the run"),
+            description=(f"The rate fell from {fmt(base)} at step {began} to {fmt(float(v[i]))} by step {at} and kept "
+                         "falling, to "
+                         f"{fmt(float(v[-1]))} at the end. From then on the loss moved by {moved:.1%} ({fmt(start)} to "
+                         f"{fmt(end)}, best {fmt(best)}): the run stopped learning when its rate ran out, not because "
+                         "it had converged." + stepped),
+            step=began,
+            evidence={"lr": base, "peak_lr": base, "lr_at_step": float(v[i]), "final_lr": float(v[-1]),
+                      "decay_began_at_step": began, "decayed_at_step": at, "share_of_run_left": rest, "loss_moved_after": moved,
+                      "scheduler": sched, "lr_series": ctx.evidence_series(lr)},
+            recommendations=[
+                Recommendation("fix", "Step an epoch-sized schedule once per epoch, after the batch loop.",
+                               "for epoch in range(epochs):\n    for x, y in loader:\n        ...\n"
+                               "        optimizer.step()\n    scheduler.step()          # here: once an epoch"),
+                Recommendation("fix", "Or size the schedule in optimizer steps if you step it every batch.",
+                               "steps = epochs * len(loader)\nscheduler = torch.optim.lr_scheduler.StepLR(\n"
+                               "    optimizer, step_size=steps // 2, gamma=0.1)")])
 
     def _warmup_unfinished(self, ctx: Context) -> Iterator[Finding]:
         """A schedule that was still raising the rate when the run ended, far below its base rate, and

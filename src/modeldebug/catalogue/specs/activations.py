@@ -10,15 +10,26 @@ SPECS = (
         summary='Units of a ReLU layer output zero for every sample: they pass no signal and get no gradient.',
         explains=('vanishing_gradients', 'loss_not_decreasing', 'params_not_updating', 'input_ignored'),
         options=(
-            Option('dead_fraction', 0.5, "fraction of an activation layer's units that output zero for every sample in the batch, on at least half of the sampled steps after warm-up."),
+            Option('dead_fraction', 0.5, "fraction of an activation layer's units that output zero for every sample in the batch (median over the sampled steps of the run's second half)."),
         ),
         doc="""
 ## What it detects
 On sampled steps, the fraction of a ReLU-like layer's units (features, or channels of a
 convolution) that are zero for every sample and position of the batch. A layer is flagged when
-that fraction is at least `dead_fraction` (default 50%) on at least half of its samples. The
+the median of that fraction over the samples of the run's second half (by step: the sampler
+takes the first steps densely, so a share of all samples would mostly be the run's start) is
+at least `dead_fraction` (default 50%); with fewer than two samples there, the last two. The
+layer is judged as training left it: one whose units come back to life as the layers before it
+move was not dead, and is not flagged. The
 pre-activation statistics of the layer feeding it are cited, and whether the units were dead
 from the first step (initialisation) or died later (an update knocked them out).
+
+Severity: high when 90% or more of the layer is dead; medium when a smaller part is dead from
+the first step (an initialisation that wastes width, with a known fix); low when a smaller part
+goes quiet after training began. Units that stop firing on a batch while the network trains on
+are mostly not why a run fails: a unit that fires on 2% of the samples is zero on a whole batch
+of 64 a quarter of the time, and a healthy box regressor (blind6) ends with half of a 128-unit
+layer quiet. A learning rate that kills units has findings of its own (LRN, GRD).
 
 Partly dead units (most units inactive on nearly every sample, few on every sample) are judged
 from the share of the layer's outputs that are exactly zero, where the record has it (level

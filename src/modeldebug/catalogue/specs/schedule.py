@@ -209,6 +209,7 @@ flagged either.
             Option('lr_low_update_ratio', 0.0001, 'median update/weight ratio below this counts as tiny.'),
             Option('lr_low_improvement', 0.05, 'the loss moving less than this fraction counts as flat.'),
             Option('lr_low_min_grad', 0.01, 'relative gradient |g|/|w| at or above this means there is signal to follow.'),
+            Option('lr_decayed_share', 0.001, 'a learning rate under this share of its peak so far, from the first half of the run to its end, has decayed to nothing.'),
         ),
         doc="""
 ## What it detects
@@ -231,7 +232,18 @@ once an epoch (`LambdaLR(lambda step: step / warmup_steps)` with `sched.step()` 
 the whole run trained at a fraction of its rate (medium: a run stopped long before its warmup
 ends reads the same, and is told so).
 
-A second path names a cause the learning rate's own numbers cannot: every
+A rate that decayed to nothing: the recorded learning rate falls under `lr_decayed_share`
+(default 1/1000) of its peak so far in the first half of the run and stays there to the end,
+and over the steps from then on the loss moves by less than `lr_low_improvement` (first and last
+quarter, best running median), while it had not learned before (a cross-entropy loss still above
+half of ln C; another loss above half of its start). That is a decay sized in epochs but stepped
+after every batch (`StepLR(step_size=5, gamma=0.1)` stepped in the batch loop divides the rate by
+10 every 5 batches), or a per-step decay far too fast. High; the finding says how often the
+scheduler was stepped against the optimizer. A `ReduceLROnPlateau` is left out (its cuts answer
+a metric that had stalled first), and so is a schedule that reaches zero in the second half (a
+cosine or one-cycle schedule ending the run) or a cyclic one whose rate comes back.
+
+A third path names a cause the learning rate's own numbers cannot: every
 `ReduceLROnPlateau.step(metric)` call is recorded (the metric, the scheduler's `mode`, the
 learning rates before and after it). With at least three calls, the rule also fires when the
 metric moves the way the mode calls worse over the run (a rank correlation with time of 0.5 or
