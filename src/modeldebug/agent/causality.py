@@ -37,7 +37,7 @@ __all__ = ["CAUSAL_WORDS", "causality_probe", "claimed_causal", "sequence_input"
 
 #: words in the request's issue or context that say the model is autoregressive
 CAUSAL_WORDS = re.compile(r"\b(causal|auto-?regressive|language[- ]model\w*|next[- ]token|decoder[- ]only|gpt\w*)\b",
-                          re.I)
+                          re.IGNORECASE)
 #: a later position counts as seen when its gradient is above this fraction of the largest one
 _LEAK = 1e-6
 _SAMPLES = 4
@@ -172,13 +172,18 @@ def causality_probe(work: Workload) -> ProbeResult:
     if not fwd.run(record_modules=True):
         return ProbeResult("causality", "skipped", fwd.reason, {"why_causal": why})
     out, steps = fwd.out, int(fwd.seq.shape[1])
+    layout = "(batch, time, ...)"
+    if out.dim() == 3 and out.shape[0] == fwd.seq.shape[0] and out.shape[1] != steps and out.shape[2] == steps:
+        # (batch, classes, time): the layout CrossEntropyLoss takes a sequence's logits in
+        out, layout = out.transpose(1, 2), "(batch, classes, time)"
     if tuple(out.shape[:2]) != tuple(fwd.seq.shape[:2]):
         return ProbeResult("causality", "skipped", f"the output {tuple(out.shape)} has no time axis aligned with the "
                            f"input {tuple(fwd.seq.shape)}", {"why_causal": why})
     seed = work.options.seed
     positions = sorted({p for p in (0, 1, steps // 2, steps - 2) if 0 <= p <= steps - 2})
     data: dict[str, Any] = {"why_causal": why, "sequence_length": steps, "positions_checked": positions,
-                            "samples": min(_SAMPLES, out.shape[0]), "through": fwd.embedding or "the input"}
+                            "samples": min(_SAMPLES, out.shape[0]), "through": fwd.embedding or "the input",
+                            "output_layout": layout}
     leak_t, seen = None, []
     for t in positions:
         seen = _leaks(fwd.dependence(out, t, seed), t)

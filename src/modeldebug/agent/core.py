@@ -82,6 +82,48 @@ def _label_distribution(f: Finding) -> bool:
     return f.code == "DAT003" or (f.code == "LBL001" and "label_counts" in f.evidence)
 
 
+def _future_leak_claim(f: Finding) -> bool:
+    """DAT004's "the model sees the tokens it must predict", read from the watch's one-position probe."""
+    return f.code == "DAT004" and int(f.evidence.get("future_positions_seen") or 0) > 0
+
+
+def _refute_future_leak(groups: list[tuple[str, list[Finding]]], probe_results: dict[str, Any]) -> None:
+    """Drop DAT004's future-leak claim when the causality probe measured the model causal.
+
+    The watch's probe reads one position of the output laid out as (batch, time, ...); a sequence's
+    logits given to CrossEntropyLoss as (batch, classes, time) read so mix classes with positions,
+    and a causal model was reported as seeing 5 later tokens. The causality probe reads the output
+    in either layout, at four positions on four samples: when it passes, the claim is refuted.
+    """
+    probe = probe_results.get("causality")
+    if probe is None or probe.verdict != "pass":
+        return
+    dropped = 0
+    for i, (source, found) in enumerate(groups):
+        kept = [f for f in found if not _future_leak_claim(f)]
+        dropped += len(found) - len(kept)
+        groups[i] = (source, kept)
+    if dropped:
+        probe.summary += "; DAT004's claim that the model sees later tokens is refuted by it and dropped"
+        probe.data["refuted"] = "DAT004"
+
+
+def _not_frozen(f: Finding, work: Workload) -> bool:
+    """LOP002's "frozen BatchNorm layers still run in train mode", about layers that are not frozen.
+
+    The rule calls a BatchNorm frozen when its parameters stop moving. The agent's runs hand the
+    optimizer every parameter that requires a gradient, so in them a BatchNorm whose parameters all
+    require one stops moving only because its gradient is zero (the ReLU after it is dead): a
+    symptom, and "keep the frozen part in eval mode" would be the wrong fix.
+    """
+    layers = f.evidence.get("layers") if f.code == "LOP002" and "last_moved_step" in f.evidence else None
+    if not layers:
+        return False
+    modules = dict(work.model.named_modules())
+    params = [p for name in layers if name in modules for p in modules[name].parameters()]
+    return len(params) > 0 and all(name in modules for name in layers) and all(p.requires_grad for p in params)
+
+
 def _cuda_devices() -> list[int]:
     """The CUDA devices whose generators a fork must save: none unless CUDA is already in use."""
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
@@ -251,6 +293,7 @@ class ModelDebuggingAgent:
                 groups.append((name, probe_results[name].findings))
             except Exception as exc:  # noqa: BLE001
                 log.warning("modeldebug: the %s probe failed: %s", name, exc)
+        _refute_future_leak(groups, probe_results)
         order = ("loss_at_init", "overfit_one_batch", "input_independent")  # as people read them
         for name in [*order, *[n for n in probe_results if n not in order]]:
             if name in probe_results:
@@ -264,6 +307,7 @@ class ModelDebuggingAgent:
         network lie in [0, 1] too. The claim is kept when scaled and negated inputs keep the output in
         [0, 1], dropped when they do not (the check is in `probes["squashing_check"]`).
         """
+        findings = [f for f in findings if not _not_frozen(f, work)]
         tol = work.config.thresholds.probability_rowsum
         claims = [f for f in findings if structure.squashed_claim(f, tol)]
         if not claims:

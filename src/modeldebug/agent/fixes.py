@@ -57,13 +57,18 @@ class _Candidate:
     run_kwargs: dict[str, Any]
     #: what the fix should improve: "train" (can the model fit) or "held_out" (does it generalise)
     metric: str = "train"
+    #: gentler variants tried in turn while the run with the fix still goes non-finite (a rate a
+    #: tenth of one that blows up may blow up too): (description, implementation, run_kwargs)
+    fallbacks: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 def _reinit(model: nn.Module) -> None:
     """PyTorch's default initialisation for every layer that has one, biases zeroed (undoes bad init)."""
     with torch.no_grad():
         for m in model.modules():
-            if hasattr(m, "reset_parameters") and not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            # norm layers too (BatchNorm, LayerNorm, GroupNorm: weight 1, bias 0, fresh running
+            # statistics): a BatchNorm bias of -10 kills the ReLU after it as surely as a Linear's
+            if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
                 bias = getattr(m, "bias", None)
                 if isinstance(bias, torch.Tensor):
@@ -118,8 +123,13 @@ def candidate_fixes(finding: Finding, work: Workload, *, suggested_lr: float | N
         # the range test's rate when it found a minimum below the current rate, and not so far below
         # that it could only stand still (a thousandth of the rate); else a tenth of it
         new = suggested_lr if suggested_lr and lr / 1000 <= suggested_lr < lr else lr / 10
-        out.append(_Candidate("lower_lr", f"Lower the learning rate from {lr:.1e} to {new:.1e}",
-                              f"for g in optimizer.param_groups: g['lr'] = {new:.1e}", {"lr": new}))
+
+        def lower(rate: float) -> tuple[str, str, dict[str, Any]]:
+            return (f"Lower the learning rate from {lr:.1e} to {rate:.1e}",
+                    f"for g in optimizer.param_groups: g['lr'] = {rate:.1e}", {"lr": rate})
+
+        out.append(_Candidate("lower_lr", *lower(new),
+                              fallbacks=tuple(lower(new / 10 ** k) for k in (1, 2, 3) if new / 10 ** k >= lr / 1e4)))
     if kind in ("exploding_gradients", "nonfinite", "loss_diverging"):
         out.append(_Candidate("clip_grad_norm", "Clip the gradient norm to 1.0",
                               "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # after backward()", {"clip": 1.0}))
@@ -174,6 +184,12 @@ def verify(candidate: _Candidate, finding: Finding, work: Workload) -> VerifiedF
         common.update(batches=split[0], evaluate_on=split[1], one_batch=False)
     before = short_run(work, **common, **({"zero_grad": False} if candidate.name == "zero_grad" else {}))
     after = short_run(work, **common, **candidate.run_kwargs)
+    description, implementation = candidate.description, candidate.implementation
+    for gentler in candidate.fallbacks:  # still blows up: a gentler variant (a rate 10x lower again)
+        if not after.diverged:
+            break
+        description, implementation, kwargs = gentler
+        after = short_run(work, **common, **kwargs)
     b, a = _score(before, split is not None), _score(after, split is not None)
     # better by 10% and by more than the two runs' own step-to-step noise (held-out: one value, no noise)
     noise = 0.0 if split is not None else \
@@ -194,5 +210,4 @@ def verify(candidate: _Candidate, finding: Finding, work: Workload) -> VerifiedF
         note += "; it did not improve"
     elif math.isfinite(b) and a < 0.9 * b and not better:
         note += f"; the gain is within the runs' noise ({noise:.2g})"
-    return VerifiedFix(candidate.name, finding.kind, candidate.description, candidate.implementation,
-                       b, a, helped, note)
+    return VerifiedFix(candidate.name, finding.kind, description, implementation, b, a, helped, note)
