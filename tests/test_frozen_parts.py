@@ -103,3 +103,26 @@ def test_an_ema_teacher_in_train_mode_is_not_a_frozen_part() -> None:
                     t.mul_(0.99).add_(s, alpha=0.01)
     f = found(session.report(), "train_mode_misuse")
     assert f is None or "frozen BatchNorm" not in f.title
+
+
+def test_a_batchnorm_behind_dead_units_is_not_a_frozen_part() -> None:
+    """Review (agent): a BatchNorm whose bias of -10 kills the ReLU after it gets a gradient of exactly zero and
+    stands still, while the rest trains. Nothing is frozen (it requires a gradient and its optimizer holds it):
+    the dead units are the finding, not "a frozen BatchNorm still run in train mode"."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 3), nn.ReLU(), nn.Linear(3, 3))
+    nn.init.constant_(model[1].bias, -10.0)
+    x, y = torch.randn(512, 3, 8, 8), torch.randint(0, 3, (512,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for i in range(120):
+            xb, yb = x[(i * 32) % 512:(i * 32) % 512 + 32], y[(i * 32) % 512:(i * 32) % 512 + 32]
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    report = session.report()
+    f = found(report, "train_mode_misuse")
+    assert f is None or "frozen BatchNorm" not in f.title, f.title
+    assert found(report, "dead_activations") is not None

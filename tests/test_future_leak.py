@@ -288,3 +288,33 @@ def test_a_binary_feature_beside_mostly_empty_tags_is_not_a_shifted_target() -> 
             loss.backward()
             opt.step()
     assert found(s.report(), "data_leakage") is None and not s.record.events("future_leak_probe")
+
+
+class _ClassesSecond(_LM):
+    """The same model returning ``[B, V, T]``: the layout `F.cross_entropy(logits, targets)` takes for a sequence."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids).transpose(1, 2)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_classes_second_logits_are_read_by_position(causal: bool) -> None:
+    """Review (agent): read as ``[B, T, V]``, a ``[B, V, T]`` output mixed classes with positions, and a healthy
+    causal model got a HIGH "sees the tokens it must predict"."""
+    torch.manual_seed(0)
+    model = _ClassesSecond(causal)
+    data = torch.randint(0, V, (64, T + 1))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(12):
+            batch = data[(step * 16) % 64:(step * 16) % 64 + 16]
+            loss = F.cross_entropy(model(batch[:, :T]), batch[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(s.report(), "data_leakage")
+    (probe,) = s.record.events("future_leak_probe")
+    if causal:
+        assert f is None and probe.data["future_positions_seen"] == 0 and probe.data["own_grad"] > 0
+    else:
+        assert f is not None and f.severity == "high" and f.evidence["first_future_seen"] == f.evidence["position"] + 1

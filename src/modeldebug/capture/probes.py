@@ -305,7 +305,9 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
             (leaf, _), p = embedded.leaf_for(call[index]), t // 2
             if leaf is None or out is None or out.numel() % (b * t) or not out.requires_grad:
                 return None
-            row = out.reshape(b, t, -1)[0, p]
+            row = _position_row(out, b, t, p)
+            if row is None:
+                return None
             # a seeded random projection, not a sum: the rows of a softmax sum to one, which would
             # hide a dependence (as in the agent's causality probe)
             weights = torch.randn(row.shape, generator=torch.Generator().manual_seed(0)).to(row.device, row.dtype)
@@ -325,6 +327,20 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
                          "max_future_grad": float(per_position[p + 1:].max())}
     # the target is the input itself: a leak when a causal model reads the token at its own position
     return result | {"reads_own_target": bool(not seen and per_position[p] > floor)}
+
+
+def _position_row(out: torch.Tensor, b: int, t: int, p: int) -> torch.Tensor | None:
+    """Sample 0's output at position `p`: from ``[B, T, ...]`` or its flattening ``[B * T, ...]``, or from
+    ``[B, C, T]`` (the logits as ``CrossEntropyLoss`` takes them for a sequence: classes second). Read as
+    ``[B, T, C]``, that layout mixed classes with positions, and a healthy causal model read as one that sees
+    the future. None for a layout with no time axis of length `t` where one is expected."""
+    if out.dim() >= 3 and out.shape[0] == b:
+        if out.shape[1] == t:
+            return out[0, p]
+        if out.shape[-1] == t:
+            return out[0, ..., p]
+        return None
+    return out.reshape(b, t, -1)[0, p]
 
 
 def _causal_along_axis_0(out: torch.Tensor, probe: torch.Tensor) -> bool:

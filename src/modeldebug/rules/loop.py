@@ -203,6 +203,28 @@ def _frozen_since(ctx: Context, module: str, step: int) -> bool:
     return last is not None and last < step and _trained_after(ctx, step)
 
 
+def _zero_gradient(ctx: Context, module: str, step: int) -> bool:
+    """Do `module`'s parameters still get a gradient after `step`, one of exactly zero on every sampled step,
+    while they require one? Then they stand still because nothing flows back to them (the ReLU after a
+    BatchNorm is dead, a branch detached downstream), not because they were frozen: a frozen parameter
+    (`requires_grad = False`) has no gradient at all."""
+    own = _moves(ctx)["by_module"].get(module) or []
+    norms = ctx.param_stat("grad_norm")
+    seen = False
+    for name in own:
+        e = ctx.params.get(name)
+        if e is not None and e.info.get("requires_grad") is False:
+            return False
+        series = norms.get(name)
+        if series is None:
+            continue
+        after = series.values[(series.steps > step) & np.isfinite(series.values)]
+        if len(after) and bool((after != 0).any()):
+            return False
+        seen = seen or bool(len(after))
+    return seen
+
+
 class TrainModeMisuse(Rule):
     """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
@@ -402,7 +424,7 @@ class TrainModeMisuse(Rule):
             if not _is_batchnorm(e.type) or s is None or not len(s):
                 continue
             last = _last_update_step(ctx, name)
-            if last is None or not _trained_after(ctx, last):
+            if last is None or not _trained_after(ctx, last) or _zero_gradient(ctx, name, last):
                 continue
             on = (s.steps > last) & (np.nan_to_num(s.values) > 0)
             if int(on.sum()) >= 2 and float(on.sum()) >= 0.5 * float((s.steps > last).sum()):
