@@ -761,6 +761,39 @@ def test_validation_samples_drawn_from_the_training_samples(leak: bool) -> None:
 
 
 @pytest.mark.parametrize("leak", [True, False])
+def test_fingerprints_under_bfloat16_autocast_keep_samples_apart(leak: bool) -> None:
+    """blind7's healthy regressor under `torch.autocast("cpu", dtype=torch.bfloat16)`: the fingerprint's matmul
+    ran in bfloat16 too, and 62% of a disjoint validation set shared a fingerprint with a training row."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 64), nn.ReLU(), nn.Linear(64, 1))
+    x, y = torch.randn(3000, 24), torch.randn(3000, 1)
+    train_x, train_y = x[:2000], y[:2000]
+    val_x = (train_x[:500] if leak else x[2000:2500]).clone()
+    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=64, shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run() -> None:
+        for _ in range(3):
+            for xb, yb in loader:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = nn.functional.mse_loss(model(xb).float(), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                for i in range(0, 500, 250):
+                    model(val_x[i:i + 250])
+
+    f = finding(watched(model, run), "data_leakage")
+    if leak:
+        assert f is not None and f.evidence["overlap"] >= 50
+    else:
+        assert f is None, f.title
+
+
+@pytest.mark.parametrize("leak", [True, False])
 def test_a_validation_tensor_after_a_dataloader_loop_is_judged(leak: bool) -> None:
     """The loader's data set is the source of the batches read from it, not of whatever runs after the
     loop is exhausted: a plain validation tensor evaluated then is judged on its own."""

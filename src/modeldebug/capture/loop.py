@@ -352,7 +352,7 @@ class LoopWatch:
         v = self._vector(flat.shape[1], flat.device)
         self._fp_budget[phase] -= flat.shape[0]
         dataset = self.current_dataset if self.current_dataset is not None else self._storage(x, phase)
-        self.tracer.buffer.add(flat.float() @ v, lambda values: self.add_fingerprints(phase, dataset, values))
+        self.tracer.buffer.add(_project(flat.float(), v), lambda values: self.add_fingerprints(phase, dataset, values))
         if x.dim() in (2, 3) and x.shape[1] >= _MIN_WINDOW:
             self._windows(x, phase, dataset)
 
@@ -374,7 +374,7 @@ class LoopWatch:
         varies = head.amax(1) > head.amin(1)
         v = self._vector(head.shape[1], head.device)
         nan = torch.full((), float("nan"), device=head.device)
-        both = torch.where(varies, torch.stack([head @ v, tail @ v]), nan)  # (no boolean indexing: no device sync)
+        both = torch.where(varies, torch.stack([_project(head, v), _project(tail, v)]), nan)  # (no boolean indexing: no device sync)
         self.window_length = max(self.window_length, int(x.shape[1]))
         self.tracer.buffer.add(both.flatten(), lambda values: self._add_windows(phase, dataset, values))
 
@@ -448,6 +448,14 @@ class LoopWatch:
         t_lo, t_hi = self.spans.get(("train", source), (0, 0))
         v_lo, v_hi = self.spans.get(("val", source), (0, 0))
         return v_lo <= t_lo and t_hi <= v_hi
+
+
+def _project(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Each row's projection on `v`, in float32 whatever autocast region the user's forward pass runs in. A
+    matmul there runs in bfloat16 or float16 (`torch.autocast` lowers `@`, not a product and a sum), and its
+    8 bits of mantissa made distinct samples share a fingerprint: 62% of a healthy regressor's validation
+    rows read as training rows (blind7)."""
+    return (rows * v).sum(1)
 
 
 def _storage_key(x: torch.Tensor) -> tuple[int, int] | None:
