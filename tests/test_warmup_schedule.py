@@ -101,3 +101,35 @@ def test_a_scheduler_local_to_main_is_described_after_it_is_gone() -> None:
     assert event.data["type"] == "LambdaLR" and event.data["scheduler_steps"] == 8 and event.data["optimizer_steps"] == 64
     f = found(report, "lr_too_low")
     assert f is not None and "still warming up" in f.title
+
+
+@pytest.mark.parametrize("per", ["epoch", "step"])
+def test_a_one_cycle_schedule_stepped_per_epoch_never_leaves_its_start(per: str) -> None:
+    """blind7: OneCycleLR(max_lr=2.0, epochs, steps_per_epoch) stepped once an epoch. Its base rate is max_lr / 25,
+    so the rate "peaked at its base": judged against the max_lr it is built to climb to, it reached 4% of it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    x = torch.randn(800, 10)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, epochs=8, steps_per_epoch=25)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for _ in range(8):
+            for b in range(25):
+                loss = nn.functional.cross_entropy(model(x[32 * b:32 * b + 32]), y[32 * b:32 * b + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if per == "step":
+                    sched.step()
+            if per == "epoch":
+                sched.step()
+    report = session.report()
+    (event,) = report.record.events("lr_scheduler")
+    assert event.data["peak_lrs"] == [0.2] and event.data["total_steps"] == 200
+    f = found(report, "lr_too_low")
+    if per == "step":
+        assert f is None and not serious(report), [x.title for x in report.findings]
+        return
+    assert f is not None and "still warming up" in f.title and "max_lr" in f.title
+    assert f.evidence["share_of_base"] < 0.1

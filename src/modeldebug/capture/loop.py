@@ -84,10 +84,19 @@ def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
 def _scheduler_summary(kind: str, state: dict[str, Any]) -> dict[str, Any] | None:
     """A scheduler's `lr_scheduler` event from its attributes (its `__dict__`, alive or just collected)."""
     try:
-        return {"type": kind, "base_lrs": [float(v) for v in state.get("base_lrs") or []],
-                "last_lrs": [float(v) for v in state.get("_last_lr") or []],
-                "scheduler_steps": int(state.get("last_epoch", -1)), "optimizer_id": id(state.get("optimizer"))}
-    except (TypeError, ValueError):
+        out = {"type": kind, "base_lrs": [float(v) for v in state.get("base_lrs") or []],
+               "last_lrs": [float(v) for v in state.get("_last_lr") or []],
+               "scheduler_steps": int(state.get("last_epoch", -1)), "optimizer_id": id(state.get("optimizer"))}
+        # A cyclic schedule starts BELOW the rate it is built for: OneCycleLR's base rate is max_lr / 25, and
+        # the max_lr it climbs to is kept in the optimizer's groups; CyclicLR keeps its own `max_lrs`.
+        groups = getattr(state.get("optimizer"), "param_groups", None) or []
+        peaks = state.get("max_lrs") or [g["max_lr"] for g in groups if "max_lr" in g]
+        if peaks:
+            out["peak_lrs"] = [float(v) for v in peaks]
+        if state.get("total_steps") is not None:
+            out["total_steps"] = int(state["total_steps"])
+        return out
+    except (TypeError, ValueError, KeyError):
         return None
 
 

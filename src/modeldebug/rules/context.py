@@ -161,6 +161,16 @@ class Context:
         lr = self.record.column("lr").finite().values
         return float(lr[-1]) if len(lr) else None
 
+    def lr_at(self, step: int | None) -> float | None:
+        """The learning rate at `step` (the last one recorded at or before it): the rate a finding dated
+        there blames. A schedule moves it, and the run's last rate (`lr`: a one-cycle's 2e-06 at its end)
+        is not the one that was too high at a spike in the middle."""
+        col = self.record.column("lr").finite()
+        if step is None or not len(col):
+            return self.lr
+        at = col.values[col.steps <= step]
+        return float(at[-1]) if len(at) else float(col.values[0])
+
     @cached_property
     def modules(self) -> dict[str, Entity]:
         return {e.name: e for e in self.record.entities("module")}

@@ -67,7 +67,7 @@ class LrTooHigh(Rule):
         opt = optimizer_type(ctx) if ctx.record.events("optimizer") else None
         n_back = ctx.record.column("n_backward").finite().values
         closure = opt is not None and len(n_back) and float(np.median(n_back)) > 1
-        lr = ctx.lr
+        lr = ctx.lr_at(first)
         what = "; ".join(s.what for s in severe)
         if opt is None:
             where = ("The script updates the weights itself (no optimizer object): one step size for every "
@@ -191,7 +191,7 @@ class LrTooHigh(Rule):
         grads = ctx.record.column("grad_norm")
         if not (t <= 3 or risen) or not np.isfinite(grads.values[grads.steps < t]).all():
             return None  # a NaN much later, after a flat loss, or a gradient already non-finite: not the step size
-        lr = ctx.lr
+        lr = ctx.lr_at(t)
         suggested = float(f"{lr * float(np.clip(10 * HEALTHY_UPDATE_RATIO / ratio, 0.01, 0.3)):.1g}") if lr else None
         rise = f" The loss had already risen from {fmt(float(rose[0]))} to {fmt(float(rose.max()))}." if risen else ""
         return self.finding(
@@ -288,7 +288,7 @@ class LrTooHigh(Rule):
         severe = any(s.severe for s, _ in blamed)
         finite = ctx.loss.finite().values
         stuck = len(finite) >= 5 and float(np.median(finite[-max(3, len(finite) // 10):])) >= 0.9 * float(finite[0])
-        lr = ctx.lr
+        lr = ctx.lr_at(sig.onset)  # the rate when the trouble began (a schedule moves it after)
         suggested = float(f"{lr * float(np.clip(10 * HEALTHY_UPDATE_RATIO / ratio, 0.01, 0.3)):.1g}") if lr else None
         knocked_out = casualties(ctx)
         settled = not (severe or stuck or knocked_out) and self._settled(ctx, steps, ratios, [s for s, _ in blamed], thr)
@@ -411,8 +411,9 @@ class LrTooLow(Rule):
         v = lr.values
         for ev in ctx.record.events(M.LR_SCHEDULER.name):
             d = ev.data
-            # the `lr` column is the first parameter group's: compare it with that group's base rate
-            base = float((d.get("base_lrs") or [0.0])[0])
+            # the `lr` column is the first parameter group's: compare it with that group's base rate (the
+            # rate a cyclic schedule climbs to: OneCycleLR's base rate is a 25th of it)
+            base = float((d.get("peak_lrs") or d.get("base_lrs") or [0.0])[0])
             sched_steps, opt_steps = int(d.get("scheduler_steps", -1)), int(d.get("optimizer_steps", 0))
             if base <= 0 or sched_steps < 1 or opt_steps < 4 * sched_steps or d.get("type") == "ReduceLROnPlateau":
                 continue
@@ -420,7 +421,7 @@ class LrTooLow(Rule):
             # still rising at the end: never falling, and higher in the last quarter than before it (a
             # warmup that finished and then held its rate is not)
             late = v[int(0.75 * len(v))]
-            rising = bool(v[-1] >= 0.99 * peak and v[-1] > late * (1 + 1e-6) and v[0] < 0.9 * peak
+            rising = bool(v[-1] >= 0.99 * peak and v[-1] > late * (1 + 1e-6) and v[-1] > v[0] * (1 + 1e-6)
                           and np.all(np.diff(v) >= -1e-12 * peak))
             share = peak / base
             if not rising or share >= ctx.option("warmup_reached"):
@@ -429,9 +430,9 @@ class LrTooLow(Rule):
             yield self.finding(
                 severity="medium", confidence=0.8,
                 title=(f"The learning rate was still warming up when the run ended: it peaked at {fmt(peak)}, "
-                       f"{share:.0%} of the base rate {fmt(base)}"),
+                       f"{share:.0%} of the {'max_lr' if d.get('peak_lrs') else 'base rate'} {fmt(base)}"),
                 description=(f"The {d.get('type')} schedule raised the rate all run long, from {fmt(float(v[0]))} to "
-                             f"{fmt(peak)}, and never reached its base rate {fmt(base)}. It was stepped {sched_steps} times "
+                             f"{fmt(peak)}, and never reached the rate it is built for, {fmt(base)}. It was stepped {sched_steps} times "
                              f"against {opt_steps} optimizer steps, once every {fmt(per)}: a warmup sized in optimizer steps "
                              "but stepped once an epoch stretches over ~{:.0f}x as many steps as intended, so the whole run "
                              "trains at a fraction of its rate. (Or the run ended long before its warmup: then it never "
