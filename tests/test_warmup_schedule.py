@@ -103,16 +103,14 @@ def test_a_scheduler_local_to_main_is_described_after_it_is_gone() -> None:
     assert f is not None and "still warming up" in f.title
 
 
-@pytest.mark.parametrize("per", ["epoch", "step"])
-def test_a_one_cycle_schedule_stepped_per_epoch_never_leaves_its_start(per: str) -> None:
-    """blind7: OneCycleLR(max_lr=2.0, epochs, steps_per_epoch) stepped once an epoch. Its base rate is max_lr / 25,
-    so the rate "peaked at its base": judged against the max_lr it is built to climb to, it reached 4% of it."""
+def _one_cycle(per: str, max_lr: float):  # type: ignore[no-untyped-def]
+    """OneCycleLR(max_lr, 8 epochs of 25 batches) with SGD and momentum, stepped per batch or per epoch."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
     x = torch.randn(800, 10)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, epochs=8, steps_per_epoch=25)
+    opt = torch.optim.SGD(model.parameters(), lr=max_lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, epochs=8, steps_per_epoch=25)
     with md.watch(model, optimizer=opt, db=":memory:") as session:
         for _ in range(8):
             for b in range(25):
@@ -124,7 +122,14 @@ def test_a_one_cycle_schedule_stepped_per_epoch_never_leaves_its_start(per: str)
                     sched.step()
             if per == "epoch":
                 sched.step()
-    report = session.report()
+    return session.report()
+
+
+@pytest.mark.parametrize("per", ["epoch", "step"])
+def test_a_one_cycle_schedule_stepped_per_epoch_never_leaves_its_start(per: str) -> None:
+    """blind7: OneCycleLR(max_lr=2.0, epochs, steps_per_epoch) stepped once an epoch. Its base rate is max_lr / 25,
+    so the rate "peaked at its base": judged against the max_lr it is built to climb to, it reached 4% of it."""
+    report = _one_cycle(per, max_lr=0.2)
     (event,) = report.record.events("lr_scheduler")
     assert event.data["peak_lrs"] == [0.2] and event.data["total_steps"] == 200
     f = found(report, "lr_too_low")
@@ -133,3 +138,14 @@ def test_a_one_cycle_schedule_stepped_per_epoch_never_leaves_its_start(per: str)
         return
     assert f is not None and "still warming up" in f.title and "max_lr" in f.title
     assert f.evidence["share_of_base"] < 0.1
+
+
+def test_a_rate_too_high_under_a_schedule_is_the_rate_when_the_trouble_began() -> None:
+    """A one-cycle schedule to max_lr=0.5 (SGD, momentum 0.9) spikes the loss near its peak. LRN001 quoted the
+    run's last rate: "Learning rate 2.00e-06 is too high"."""
+    report = _one_cycle("step", max_lr=0.5)
+    f = found(report, "lr_too_high")
+    assert f is not None
+    lrs = report.record.column("lr")
+    assert f.evidence["lr"] in lrs.values[lrs.steps <= 80].tolist()  # a rate of the trouble's time ...
+    assert f.evidence["lr"] > 0.2 and float(lrs.values[-1]) < 1e-3  # ... near the peak, not the run's last
