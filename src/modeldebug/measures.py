@@ -48,6 +48,7 @@ __all__ = [
     "GAP_PROFILE",
     "GRAD_NORM",
     "GRAPH_ADJACENCY",
+    "CONV_INPUT_LAYOUT",
     "GROUP_GRAD_NORM",
     "INACTIVE_FRAC",
     "INPUT_CHANNELS",
@@ -372,6 +373,10 @@ WEIGHTS_LOADED = measure("event", "weights_loaded", "loop", "event",
 GRAPH_ADJACENCY = measure("event", "graph_adjacency", "inputs", "event",
                           "once per model, a (nodes x nodes) matrix passed beside its node features (a graph's "
                           "adjacency): its row sums, degrees and values, and how the row sums follow the degree")
+CONV_INPUT_LAYOUT = measure("event", "conv_input_layout", "inputs", "event",
+                            "on the first sampled training passes, the input of each model's first Conv1d or Conv2d: "
+                            "mean squared differences at lag 1 and at lag in_channels along its last axis (channels-"
+                            "last data reshaped to channels-first cycles through its channels there)")
 DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",

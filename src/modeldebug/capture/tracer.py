@@ -52,6 +52,7 @@ from .gaps import GapProfiler
 from .gradients import GradientCollector
 from .graphs import adjacency_of, describe_adjacency
 from .isolation import unwrap
+from .layout import LayoutProbe
 from .loop import LoopWatch
 from .losses import LossWatch
 from .nonfinite import NonfiniteWatch
@@ -87,6 +88,7 @@ _BACKWARDS_WITHOUT_STEP = 64
 _COVER_STEPS = 16
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout is not judged)
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
 
 
@@ -138,6 +140,7 @@ class Tracer:
         self.eval_dropout = EvalDropoutProbe(self)  # once, at the first evaluation pass
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
         self.distributions = DistributionWatch(self)  # Categorical(logits=probabilities)
+        self.layout = LayoutProbe(self)  # the first convolution's input: channels-last data reshaped?
         self.unregistered = UnregisteredWatch(self)  # layers used in forward() that the model does not own
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
@@ -448,6 +451,8 @@ class Tracer:
             return
         if not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
             return  # a loss module's functional call is seen by the loss patch
+        if self.layout.on and module.__class__ in _CONVS:
+            self.call("layout", self.layout.called, module, info, args)
         self.forward.output(module, info, output)
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------

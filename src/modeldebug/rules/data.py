@@ -201,10 +201,11 @@ class ChannelOrder(Rule):
     """Detects DAT002; its documentation and options are in the catalogue (`modeldebug explain DAT002`)."""
 
     code = "DAT002"
-    requires = (*M.INPUT_CHANNELS, M.MODEL_INPUT, M.EXCEPTION)
+    requires = (*M.INPUT_CHANNELS, M.MODEL_INPUT, M.EXCEPTION, M.CONV_INPUT_LAYOUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
+        yield from self._interleaved(ctx)
         for e in ctx.record.entities("input"):
             shape = e.info.get("shape") or []
             if len(shape) != 4:
@@ -217,6 +218,43 @@ class ChannelOrder(Rule):
                 f = self._bgr(ctx, e)
                 if f is not None:
                     yield f
+
+    def _interleaved(self, ctx: Context) -> Iterator[Finding]:
+        """A first convolution whose input cycles through its channels along its last axis: channels-last data
+        given the channels-first shape by `.view`/`.reshape` (capture/layout.py). Read as the mean squared
+        difference between values k apart (k = 1 .. 2C + 1), such an axis is closest at k = C and 2C, each a dip
+        below its neighbours k +- 1; a real time axis or image row grows with k (or, for noise, is flat)."""
+        by_module: dict[str, list[dict[str, Any]]] = {}
+        for ev in ctx.record.events(M.CONV_INPUT_LAYOUT.name):
+            by_module.setdefault(str(ev.data.get("module")), []).append(ev.data)
+        dip = ctx.option("interleave_dip")
+        for module, probes in by_module.items():
+            depths = [_period_dip(d.get("profile") or [], int(d.get("in_channels", 0))) for d in probes]
+            if not depths or any(x is None or x < dip for x in depths):
+                continue
+            d = probes[0]
+            c, shape = int(d["in_channels"]), d.get("shape") or []
+            profile = [round(v / d["profile"][0], 3) for v in d["profile"]]
+            conv = "Conv1d" if len(shape) == 3 else "Conv2d"
+            before = "(N, L, C)" if len(shape) == 3 else "(N, H, W, C)"
+            fix = ("x = x.permute(0, 2, 1)            # (N, L, C) -> (N, C, L), not x.view(N, C, L)" if len(shape) == 3
+                   else "x = x.permute(0, 3, 1, 2)         # (N, H, W, C) -> (N, C, H, W), not x.view/reshape")
+            yield self.finding(
+                severity="high", confidence=0.75,
+                title=(f"The input of {module} looks like channels-last data reshaped, not permuted: along its last axis "
+                       f"it repeats every {c} values, its in_channels"),
+                description=(f"{module} ({conv}, in_channels={c}) gets {tuple(shape)}. Along its last axis, values {c} and "
+                             f"{2 * c} apart are closer than values one step nearer or farther (mean squared difference at "
+                             f"lags 1 to {2 * c + 1}, relative to lag 1: {', '.join(fmt(v) for v in profile)}; on each of "
+                             f"{len(probes)} sampled steps). A real time axis or image row differs more the farther apart "
+                             f"two values are; this one cycles through {c} interleaved series, the signature of {before} "
+                             "data given the shape (N, C, ...) by `.view` or `.reshape`, which keeps the memory order and "
+                             "scrambles time, space and channels."),
+                location=module, step=None,
+                evidence={"module": module, "in_channels": c, "input_shape": shape, "lag_profile": profile,
+                          "dip_depths": depths},
+                recommendations=[Recommendation("fix", "Move the channel axis with permute (or transpose), which moves "
+                                                "the data; view and reshape only relabel it.", fix)])
 
     def _crash(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
         m = _CHANNELS.search(d.get("message", ""))
@@ -260,6 +298,23 @@ class ChannelOrder(Rule):
             evidence={"channel_means": mean.tolist(), "channel_stds": s.mean(1).tolist(), "gap_in_stds": float(np.median(gap))},
             recommendations=[Recommendation("fix", "Convert BGR to RGB when loading (OpenCV loads BGR).",
                                             "img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)\n# or, on a tensor: x = x.flip(1)")])
+
+
+def _period_dip(profile: list[float], c: int) -> float | None:
+    """How far the lag profile dips at lags `c` and `2c` below their neighbours (the smaller of the two depths,
+    as a share of the neighbours' lower value); None unless those two lags hold the profile's two lowest values."""
+    if c < 2 or len(profile) < 2 * c + 1:
+        return None
+    p = profile[:2 * c + 1]
+    if sorted(sorted(range(len(p)), key=p.__getitem__)[:2]) != [c - 1, 2 * c - 1]:  # (index = lag - 1)
+        return None
+    depths = []
+    for k in (c, 2 * c):
+        around = min(p[k - 2], p[k])
+        if not around > 0:
+            return None
+        depths.append(1.0 - p[k - 1] / around)
+    return min(depths)
 
 
 _PERMUTE = Recommendation("fix", "Move the channel axis to position 1 with permute (view/reshape would scramble the pixels).",

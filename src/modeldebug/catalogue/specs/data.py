@@ -66,6 +66,7 @@ hidden), such as the zero `init_hidden()` a character RNN passes as forward's se
         explains=('loss_not_decreasing',),
         options=(
             Option('bgr_gap', 0.5, '(ch2 mean - ch0 mean) / channel std on every sampled step that reads as BGR images normalised with RGB constants.'),
+            Option('interleave_dip', 0.2, "a first convolution's input whose mean squared difference along its last axis is lowest at lags in_channels and 2 x in_channels, each at least this share below its neighbouring lags, on every probe, is channels-last data reshaped."),
         ),
         doc="""
 ## What it detects
@@ -76,6 +77,17 @@ taken from `x.shape[1]`): it trains, on rows treated as channels. (3) A 3-channe
 per-channel means rise from channel 0 to channel 2 by at least `bgr_gap` (default 0.5) channel
 standard deviations on every sampled step: the signature of BGR images (OpenCV) normalised with
 RGB constants (ImageNet's), which leaves blue far above and red far below zero.
+
+(4) Channels-last data given the channels-first shape by `.view` or `.reshape`
+(`x.view(N, C, L)` of sensor windows stored `(N, L, C)`, `frame.reshape(3, H, W)` of an
+`H x W x 3` image): the shape is right and the content scrambled. On the first three sampled
+training passes, the input of each model's first `Conv1d` or `Conv2d` is read along its last
+axis (at least 4 x in_channels long, in_channels at most 32): the mean squared difference
+between values k apart, for k = 1 to 2C + 1. A real time axis or image row differs more the
+farther apart two values are (or, for noise, alike at every lag); data that cycles through C
+interleaved series is closest at k = C and 2C. High when those two lags hold the profile's two
+lowest values, each at least `interleave_dip` (default 20%) below its neighbouring lags, on every
+probe. A signal whose period is exactly in_channels would read the same.
 
 ## Why is this bad?
 Channels-last data treated as channels-first mixes rows, columns and colours: the model sees a
@@ -94,8 +106,8 @@ data; `img[..., ::-1]` or `cv2.cvtColor(img, cv2.COLOR_BGR2RGB)` for BGR.
 ## Known problems
 Statistics cannot tell BGR from RGB in general: a model trained from scratch learns either
 order, and a data set dominated by blue (sea, sky) normalised with ImageNet constants looks the
-same as BGR, so case (3) is reported with low severity and confidence. Data reshaped with
-`.view(N, 3, H, W)` from channels-last memory has the right shape and is not detected.
+same as BGR, so case (3) is reported with low severity and confidence. Case (4) needs the last
+axis to be at least four times in_channels long, and sees the first convolution only.
 """,
     ),
     Spec(

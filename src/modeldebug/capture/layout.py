@@ -1,0 +1,70 @@
+"""Is a convolution's input channels-last data reshaped, not permuted, to channels-first?
+
+`x.view(B, C, T)` of sensor windows stored `[B, T, C]` (or `frame.reshape(3, H, W)` of an `H x W x 3`
+image) has the shape the convolution wants and scrambles its content: along the last axis the values
+cycle through the C original channels, so a value sits next to another channel's and C places from its
+own channel's next time step. Read along that axis, values C apart are then much closer than neighbours,
+where a real time axis or image row is smoothest between neighbours (or, for noise, alike at every lag).
+
+On the first sampled training passes, the input of the first Conv1d or Conv2d a model calls is measured
+(mean squared difference at lag 1 and at lag C along its last axis) and recorded as a `conv_input_layout`
+event; DAT002 judges it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import measures as M
+
+__all__ = ["LayoutProbe", "interleave"]
+
+_PROBES = 3  # sampled steps measured per model
+_ROWS = 64  # samples read from the batch
+_MAX_CHANNELS = 32  # raw inputs: sensors, colours (a wider input is a feature map or an embedding)
+
+
+def interleave(x: torch.Tensor, channels: int) -> dict[str, Any] | None:
+    """Lag-1 and lag-`channels` mean squared differences along `x`'s last axis (None where the axis is too short
+    to show a period of `channels`, or the input is constant)."""
+    length = int(x.shape[-1])
+    if channels < 2 or channels > _MAX_CHANNELS or length < 4 * channels:
+        return None
+    with torch.no_grad():
+        rows = x.detach()[:_ROWS].reshape(-1, length).float()
+        profile = [float((rows[:, k:] - rows[:, :-k]).pow(2).mean()) for k in range(1, 2 * channels + 2)]
+    lag1, lagc = profile[0], profile[channels - 1]
+    if not lag1 > 0:
+        return None
+    return {"lag1": lag1, "lag_channels": lagc, "ratio": lagc / lag1, "profile": profile, "axis_length": length,
+            "in_channels": channels, "shape": list(x.shape)}
+
+
+class LayoutProbe:
+    """Measures the input of each model's first convolution on its first `_PROBES` sampled training passes."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.first: dict[int, str] = {}  # model (its id) -> the name of its first convolution
+        self.left: dict[str, int] = {}  # convolution -> probes left
+        self.on = M.CONV_INPUT_LAYOUT in tracer.plan
+
+    def called(self, module: nn.Module, info: Any, args: tuple[Any, ...]) -> None:
+        """A leaf module's call on a sampled training pass (tracer `_post`)."""
+        if not isinstance(module, (nn.Conv1d, nn.Conv2d)) or not args or not isinstance(args[0], torch.Tensor):
+            return
+        first = self.first.setdefault(id(info.root), info.name)
+        if first != info.name:
+            return
+        left = self.left.setdefault(first, _PROBES)
+        if left <= 0:
+            return
+        self.left[first] = left - 1
+        x = args[0]
+        if x.dim() != module.weight.dim() or not x.is_floating_point():
+            return
+        found = interleave(x, int(module.in_channels))
+        if found is not None:
+            self.tracer.writer.add_event(self.tracer.step, M.CONV_INPUT_LAYOUT.name, {"module": info.name, **found})
