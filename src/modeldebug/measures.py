@@ -49,6 +49,7 @@ __all__ = [
     "GRAD_NORM",
     "GRAPH_ADJACENCY",
     "CONV_INPUT_LAYOUT",
+    "EMBEDDING_PADDING",
     "GROUP_GRAD_NORM",
     "INACTIVE_FRAC",
     "INPUT_CHANNELS",
@@ -377,6 +378,10 @@ CONV_INPUT_LAYOUT = measure("event", "conv_input_layout", "inputs", "event",
                             "on the first sampled training passes, the input of each model's first Conv1d or Conv2d: "
                             "mean squared differences at lag 1 and at lag in_channels along its last axis (channels-"
                             "last data reshaped to channels-first cycles through its channels there)")
+EMBEDDING_PADDING = measure("event", "embedding_padding", "inputs", "event",
+                            "on the first sampled training passes, each nn.Embedding built with a padding_idx: its "
+                            "input's shape, whether it holds one id per sample, and the share of ids that are the "
+                            "padding index (a row that never gets a gradient)")
 DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",

@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import measures as M
 
-__all__ = ["LayoutProbe", "interleave"]
+__all__ = ["LayoutProbe", "PaddingProbe", "interleave"]
 
 _PROBES = 3  # sampled steps measured per model
 _ROWS = 64  # samples read from the batch
@@ -68,3 +68,35 @@ class LayoutProbe:
         found = interleave(x, int(module.in_channels))
         if found is not None:
             self.tracer.writer.add_event(self.tracer.step, M.CONV_INPUT_LAYOUT.name, {"module": info.name, **found})
+
+
+class PaddingProbe:
+    """An `nn.Embedding(padding_idx=p)` read one id per sample (no sequence to pad), where id p is drawn like
+    any other: its row gets no gradient and stays as it was built, so the samples with id p (relation 0 of a
+    knowledge graph, category 0 of a table) never get a learned vector. Measured on the first sampled training
+    passes and recorded as an `embedding_padding` event; OPT001 judges it."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.left: dict[str, int] = {}
+        self.on = M.EMBEDDING_PADDING in tracer.plan
+
+    def called(self, module: nn.Module, info: Any, args: tuple[Any, ...]) -> None:
+        pad = getattr(module, "padding_idx", None)
+        if pad is None or not args or not isinstance(args[0], torch.Tensor):
+            return
+        left = self.left.setdefault(info.name, _PROBES)
+        if left <= 0:
+            return
+        self.left[info.name] = left - 1
+        ids = args[0]
+        if ids.dim() == 0 or ids.is_floating_point():
+            return
+        per_sample = ids.dim() == 1 or (ids.dim() == 2 and ids.shape[1] == 1)
+        with torch.no_grad():
+            share = float((ids.detach() == pad).float().mean())
+            distinct = int(torch.unique(ids.detach()[:4096]).numel())
+        self.tracer.writer.add_event(self.tracer.step, M.EMBEDDING_PADDING.name, {
+            "module": info.name, "padding_idx": int(pad), "num_embeddings": int(module.num_embeddings),
+            "input_shape": list(ids.shape), "one_id_per_sample": per_sample, "padding_share": share,
+            "distinct_ids": distinct})

@@ -52,7 +52,7 @@ from .gaps import GapProfiler
 from .gradients import GradientCollector
 from .graphs import adjacency_of, describe_adjacency
 from .isolation import unwrap
-from .layout import LayoutProbe
+from .layout import LayoutProbe, PaddingProbe
 from .loop import LoopWatch
 from .losses import LossWatch
 from .nonfinite import NonfiniteWatch
@@ -141,6 +141,7 @@ class Tracer:
         self.amp = AmpWatch(self)  # a GradScaler's scaled loss and gradients, recorded unscaled
         self.distributions = DistributionWatch(self)  # Categorical(logits=probabilities)
         self.layout = LayoutProbe(self)  # the first convolution's input: channels-last data reshaped?
+        self.padding = PaddingProbe(self)  # an embedding's padding_idx on real ids?
         self.unregistered = UnregisteredWatch(self)  # layers used in forward() that the model does not own
         self.bundle = BundleWatch.arm(self)  # repro bundle of the first failing step (bundle.py), or None
         # the hooks PATCHES calls on every module call: partials, one Python frame less than methods
@@ -453,6 +454,8 @@ class Tracer:
             return  # a loss module's functional call is seen by the loss patch
         if self.layout.on and module.__class__ in _CONVS:
             self.call("layout", self.layout.called, module, info, args)
+        elif self.padding.on and module.__class__ is nn.Embedding:
+            self.call("padding", self.padding.called, module, info, args)
         self.forward.output(module, info, output)
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------

@@ -6,6 +6,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -64,16 +65,53 @@ def _relative_grad(grad: Series, pnorm: Series | None) -> float:
     return float(np.median(g)) / scale
 
 
+def _padding_probes(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    by_module: dict[str, list[dict[str, Any]]] = {}
+    for ev in ctx.record.events(M.EMBEDDING_PADDING.name):
+        by_module.setdefault(str(ev.data.get("module")), []).append(ev.data)
+    return by_module
+
+
 class ParamsNotUpdating(Rule):
     """Detects OPT001; its documentation and options are in the catalogue (`modeldebug explain OPT001`)."""
 
     code = "OPT001"
     requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER, M.LR, M.T_OPTIMIZER,
-                M.ZERO_GRAD_BEFORE_STEP)
+                M.ZERO_GRAD_BEFORE_STEP, M.EMBEDDING_PADDING)
+
+    def _padding_rows(self, ctx: Context) -> Iterator[Finding]:
+        """An `nn.Embedding(padding_idx=p)` read one id per sample, where id p comes up like the others: a row
+        that never gets a gradient, for samples that are not padding (capture/layout.py `PaddingProbe`). A
+        sequence's padding (ids [B, T]) is what padding_idx is for, and is left alone."""
+        for module, probes in _padding_probes(ctx).items():
+            if not all(d.get("one_id_per_sample") and float(d.get("padding_share", 0.0)) > 0 for d in probes):
+                continue
+            d = probes[0]
+            share = float(np.median([float(p["padding_share"]) for p in probes]))
+            distinct = max(int(d.get("distinct_ids", 1)), 1)
+            pad = int(d["padding_idx"])
+            usual = share >= 0.5 / distinct  # drawn about as often as any other id
+            yield self.finding(
+                severity="medium" if usual else "low", confidence=0.7 if usual else 0.5,
+                title=(f"{module} is built with padding_idx={pad} but reads one id per sample, and {share:.1%} of the "
+                       f"samples have id {pad}: its row never trains"),
+                description=(f"{module} (nn.Embedding, {d.get('num_embeddings')} rows) gets ids of shape "
+                             f"{tuple(d.get('input_shape') or [])}: one id per sample, no sequence to pad. padding_idx="
+                             f"{pad} makes row {pad} get no gradient, so it keeps its initial value (zeros), yet "
+                             f"{share:.1%} of the training samples carry id {pad} ({distinct} distinct ids in a batch"
+                             + (", so it is drawn like any other)" if usual else ")") + f". If id {pad} is a real "
+                             "entity (relation 0, category 0), its samples are scored with a vector that never learns."),
+                location=module, step=None,
+                evidence={"module": module, "padding_idx": pad, "padding_share": share, "distinct_ids": distinct,
+                          "input_shape": d.get("input_shape"), "num_embeddings": d.get("num_embeddings")},
+                recommendations=[Recommendation(
+                    "fix", "Drop padding_idx when every id is real (or shift the ids by one and keep 0 for padding).",
+                    f"nn.Embedding({d.get('num_embeddings')}, dim)                  # no padding_idx: row {pad} trains too")])
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
             return
+        yield from self._padding_rows(ctx)
         cleared = _zero_grad_before_step(self, ctx)
         if cleared is not None:
             yield cleared

@@ -21,7 +21,14 @@ the `zero_grad_before_step` event). Every such step is a step of zero; the findi
 and is high when they are at least half of the optimizer steps they span (then it explains
 everything else about the parameters, and nothing more is reported for them), low when they are
 fewer (a bad batch dropped on purpose this way). A `zero_grad()` on another model, whose
-parameters the step does not use, leaves the step's gradients and is not reported. Then,
+parameters the step does not use, leaves the step's gradients and is not reported. Also a row that
+never trains: an `nn.Embedding` built with `padding_idx=p` and read one id per sample (ids of shape
+`[B]` or `[B, 1]`: no sequence to pad), where id p comes up on every probe (the first three
+sampled training passes: the `embedding_padding` event). Row p gets no gradient and keeps its
+initial zeros, so samples with id p (relation 0 of a knowledge graph, category 0 of a table) are
+scored with a vector that never learns: medium when id p is drawn at least half as often as an
+average id, low when it is rarer. Padded sequences (`[B, T]` ids) are what `padding_idx` is for
+and are left alone. Then,
 among parameters that require grad of the models trained in the run (a model that received a
 gradient or that an optimizer holds; a copy that is only evaluated, such as the best checkpoint
 reloaded into a new instance and run under `no_grad`, is left out):
