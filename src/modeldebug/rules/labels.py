@@ -179,6 +179,9 @@ class LabelIssue(Rule):
         yield from self._shifted_targets(ctx)
         for lc in label_counts(ctx):
             yield from self._single_class(ctx, lc)
+            ignored = self._ignored_majority(lc)
+            if ignored is not None:
+                yield ignored
         for e in train_losses(ctx, BINARY_LOSSES):
             lo, hi = loss_stat(ctx, e, "tgt_min"), loss_stat(ctx, e, "tgt_max")
             if len(lo) and (lo.min() < 0 or hi.max() > 1):
@@ -190,6 +193,41 @@ class LabelIssue(Rule):
         f = self._validation_disagrees(ctx)
         if f is not None:
             yield f
+
+    def _ignored_majority(self, lc: LabelCounts) -> Finding | None:
+        """A dense target (a class per pixel: `[B, H, W]` or more) whose `ignore_index` is a class the model
+        predicts and the most common one in the target: background passed as `ignore_index=0` ("0 =
+        unlabelled"). The loss never sees most of the pixels and the model never learns to predict that class,
+        so every background pixel is scored as something else. Void labels (255, or a class that is a small
+        share) and sequences' padding (`[B, T]` targets) are what ignore_index is for, and are left alone."""
+        info = lc.loss.info
+        k = (info.get("kwargs") or {}).get("ignore_index")
+        shape = info.get("target_shape") or []
+        if not isinstance(k, int) or not 0 <= k < lc.classes or len(shape) < 3:
+            return None
+        total = np.sum(lc.per_batch, axis=0)
+        if not total.sum() or int(np.argmax(total)) != k:
+            return None
+        share = float(total[k] / total.sum())
+        if share < 0.25:
+            return None
+        return self.finding(
+            severity="high" if share >= 0.5 else "medium", confidence=0.75,
+            title=(f"ignore_index={k} is the most common class of the target: the loss skips {share:.0%} of the "
+                   f"pixels, and the model never learns class {k}"),
+            description=(f"{lc.loss.name} is given targets of shape {tuple(shape)} (a class per position) with "
+                         f"ignore_index={k}, one of the {lc.classes} classes the model predicts, and {share:.0%} of the target "
+                         f"positions in the sampled batches are class {k}, more than any other. Those positions add "
+                         f"nothing to the loss: class {k} (usually the background) is never trained, so at inference "
+                         f"its pixels are scored as one of the other classes. ignore_index is for void labels (255, a "
+                         "border) that no metric counts."),
+            location=None, step=lc.steps[0] if lc.steps else None,
+            evidence={"ignore_index": k, "ignored_share": share, "classes": lc.classes, "target_shape": shape,
+                      "class_shares": (total / total.sum()).round(4).tolist()[:20]},
+            recommendations=[Recommendation(
+                "fix", f"Train class {k}: drop ignore_index (or keep it for a void label that no metric counts).",
+                "criterion = nn.CrossEntropyLoss()                      # background is a class\n"
+                "# criterion = nn.CrossEntropyLoss(ignore_index=255)    # only for void/border pixels")])
 
     def _off_scale(self, ctx: Context, e: Entity) -> Finding | None:
         """Regression targets on a scale the model's output starts far from (raw seconds, prices): at

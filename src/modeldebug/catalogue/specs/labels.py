@@ -123,7 +123,12 @@ Overfitting starts from a model that generalised a little; one confidently wrong
 the first pass on was trained on labels that validation numbers differently (a class-to-index
 mapping built per split from an unsorted directory listing) or whose inputs are prepared
 differently (BGR against RGB, another normalisation). It explains the overfitting finding the same
-curve makes.
+curve makes. (6) A class passed as `ignore_index` to a dense target: `cross_entropy`/`nll_loss` with
+targets of a class per position (`[B, H, W]` or more), an `ignore_index` that is one of the classes
+the model predicts, and that class the most common one in the sampled targets, at least 25% of the
+positions (high from 50%): background passed as `ignore_index=0`. The class is never trained, and
+its pixels are scored as others at inference. Void labels (255, a border) outside the model's
+classes, a rare ignored class, and sequences' padding (`[B, T]` targets) are left alone.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
