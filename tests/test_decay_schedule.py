@@ -86,3 +86,23 @@ def test_an_early_decay_after_the_model_has_learned_is_not_flagged() -> None:
     f = found(session.report(), "lr_too_low")
     assert f is None or "decayed to nothing" not in f.title
 
+
+
+def test_a_run_stuck_at_its_full_rate_is_not_blamed_on_the_schedule_that_decays_later() -> None:
+    """Review: random labels, SGD at 0.1, StepLR(10, 0.1) per epoch. The loss sat at chance from the start at the full
+    rate; the decay came later and read as "stopped learning when its rate ran out"."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 4)
+    x, y = torch.randn(128, 8), torch.randint(0, 4, (128,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.1)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for _ in range(100):  # the rate under 1/1000 of its start from epoch 40 (step 160 of 400)
+            for b in range(4):
+                loss = nn.functional.cross_entropy(model(x[32 * b:32 * b + 32]), y[32 * b:32 * b + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()
+    f = found(session.report(), "lr_too_low")
+    assert f is None or "decayed to nothing" not in f.title

@@ -318,3 +318,31 @@ def test_classes_second_logits_are_read_by_position(causal: bool) -> None:
         assert f is None and probe.data["future_positions_seen"] == 0 and probe.data["own_grad"] > 0
     else:
         assert f is not None and f.severity == "high" and f.evidence["first_future_seen"] == f.evidence["position"] + 1
+
+
+def test_a_square_output_whose_time_axis_cannot_be_told_is_not_judged() -> None:
+    """Review: logits [B, V, T] with V == T read as [B, T, V] took class p at every position for position p, and
+    a healthy causal model got a HIGH "sees the tokens it must predict"."""
+    n = 16
+
+    class _CausalConv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok, self.conv, self.head = nn.Embedding(n, 16), nn.Conv1d(16, 16, 3), nn.Linear(16, n)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            h = self.conv(F.pad(self.tok(ids).transpose(1, 2), (2, 0)))  # padded on the left: causal
+            return self.head(h.transpose(1, 2)).transpose(1, 2)  # [B, V, T], V == T
+
+    torch.manual_seed(0)
+    model = _CausalConv()
+    data = torch.randint(0, n, (64, n + 1))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(12):
+            batch = data[(step * 16) % 64:(step * 16) % 64 + 16]
+            loss = F.cross_entropy(model(batch[:, :n]), batch[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert found(s.report(), "data_leakage") is None

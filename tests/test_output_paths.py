@@ -108,3 +108,18 @@ def test_healthy_twin_outputs_beside_their_inputs_are_written(onnx_model: Path, 
     (tmp_path / "old.json").write_text("{}")  # an earlier report is replaced, as users expect
     assert main(["monitor", str(log), "--json", str(tmp_path / "old.json"), "-q"]) == 0
     assert json.loads((tmp_path / "old.json").read_text())["run"]["requests"] == 5
+
+
+def test_a_folder_path_and_a_checkpoint_are_not_written_as_outputs(log: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: `--json ./sub/` with `sub` missing wrote a file named `sub`; `behaviour baseline --out model.pt`
+    would replace a checkpoint (only --json/--html were checked for models and records)."""
+    assert main(["monitor", str(log), "--json", str(tmp_path / "sub") + "/", "-q"]) == 2
+    assert "names a folder" in capsys.readouterr().err and not (tmp_path / "sub").exists()
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+    _refused(["behaviour", "baseline", "--model", "nowhere:gen", "--out", str(ckpt)], ckpt, capsys, ".pt")
+    old = tmp_path / "baseline.json"  # an earlier baseline is replaced, as users expect
+    old.write_text("{}")
+    assert main(["behaviour", "baseline", "--model", "nowhere:gen", "--out", str(old)]) == 2  # (the model is missing)
+    assert "would overwrite" not in capsys.readouterr().err

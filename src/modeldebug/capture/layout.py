@@ -42,26 +42,47 @@ def interleave(x: torch.Tensor, channels: int) -> dict[str, Any] | None:
             "in_channels": channels, "shape": list(x.shape)}
 
 
-class LayoutProbe:
-    """Measures the input of each model's first convolution on its first `_PROBES` sampled training passes."""
+def _measurable(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.numel() > 0 and x.device.type != "meta" and type(x) is torch.Tensor
+
+
+class _Probes:
+    """Which modules are probed, at most once a step and `_PROBES` times in all; `done` holds the modules not to
+    call again (the tracer tests it before calling: the later calls of a conv net's other layers cost nothing)."""
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
-        self.first: dict[int, str] = {}  # model (its id) -> the name of its first convolution
-        self.left: dict[str, int] = {}  # convolution -> probes left
+        self.done: set[int] = set()  # ids of modules probed enough, or never to be probed
+        self._left: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+
+    def take(self, module: nn.Module) -> bool:
+        """Probe `module` now? (once per step, `_PROBES` steps)"""
+        key, step = id(module), self.tracer.step
+        if self._last.get(key) == step:
+            return False
+        left = self._left.get(key, _PROBES)
+        self._left[key], self._last[key] = left - 1, step
+        if left <= 1:
+            self.done.add(key)
+        return left > 0
+
+
+class LayoutProbe(_Probes):
+    """Measures the input of each model's first convolution on its first `_PROBES` sampled training steps."""
+
+    def __init__(self, tracer: Any) -> None:
+        super().__init__(tracer)
+        self.first: dict[int, int] = {}  # model (its id) -> its first convolution (its id)
         self.on = M.CONV_INPUT_LAYOUT in tracer.plan
 
     def called(self, module: nn.Module, info: Any, args: tuple[Any, ...]) -> None:
         """A leaf module's call on a sampled training pass (tracer `_post`)."""
-        if not isinstance(module, (nn.Conv1d, nn.Conv2d)) or not args or not isinstance(args[0], torch.Tensor):
+        if self.first.setdefault(id(info.root), id(module)) != id(module):
+            self.done.add(id(module))  # not its model's first convolution
             return
-        first = self.first.setdefault(id(info.root), info.name)
-        if first != info.name:
+        if not args or not _measurable(args[0]) or not self.take(module):
             return
-        left = self.left.setdefault(first, _PROBES)
-        if left <= 0:
-            return
-        self.left[first] = left - 1
         x = args[0]
         if x.dim() != module.weight.dim() or not x.is_floating_point():
             return
@@ -70,25 +91,23 @@ class LayoutProbe:
             self.tracer.writer.add_event(self.tracer.step, M.CONV_INPUT_LAYOUT.name, {"module": info.name, **found})
 
 
-class PaddingProbe:
+class PaddingProbe(_Probes):
     """An `nn.Embedding(padding_idx=p)` read one id per sample (no sequence to pad), where id p is drawn like
     any other: its row gets no gradient and stays as it was built, so the samples with id p (relation 0 of a
     knowledge graph, category 0 of a table) never get a learned vector. Measured on the first sampled training
-    passes and recorded as an `embedding_padding` event; OPT001 judges it."""
+    steps and recorded as an `embedding_padding` event; OPT001 judges it."""
 
     def __init__(self, tracer: Any) -> None:
-        self.tracer = tracer
-        self.left: dict[str, int] = {}
+        super().__init__(tracer)
         self.on = M.EMBEDDING_PADDING in tracer.plan
 
     def called(self, module: nn.Module, info: Any, args: tuple[Any, ...]) -> None:
         pad = getattr(module, "padding_idx", None)
-        if pad is None or not args or not isinstance(args[0], torch.Tensor):
+        if pad is None:
+            self.done.add(id(module))
             return
-        left = self.left.setdefault(info.name, _PROBES)
-        if left <= 0:
+        if not args or not _measurable(args[0]) or not self.take(module):
             return
-        self.left[info.name] = left - 1
         ids = args[0]
         if ids.dim() == 0 or ids.is_floating_point():
             return

@@ -335,6 +335,8 @@ def _position_row(out: torch.Tensor, b: int, t: int, p: int) -> torch.Tensor | N
     ``[B, T, C]``, that layout mixed classes with positions, and a healthy causal model read as one that sees
     the future. None for a layout with no time axis of length `t` where one is expected."""
     if out.dim() >= 3 and out.shape[0] == b:
+        if out.shape[1] == t and out.shape[-1] == t and out.dim() == 3:
+            return None  # [B, T, T] or [B, V, T] with V == T: which axis is time cannot be told
         if out.shape[1] == t:
             return out[0, p]
         if out.shape[-1] == t:

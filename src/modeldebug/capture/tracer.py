@@ -453,8 +453,9 @@ class Tracer:
         if not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
             return  # a loss module's functional call is seen by the loss patch
         if self.layout.on and module.__class__ in _CONVS:
-            self.call("layout", self.layout.called, module, info, args)
-        elif self.padding.on and module.__class__ is nn.Embedding:
+            if id(module) not in self.layout.done:
+                self.call("layout", self.layout.called, module, info, args)
+        elif self.padding.on and module.__class__ is nn.Embedding and id(module) not in self.padding.done:
             self.call("padding", self.padding.called, module, info, args)
         self.forward.output(module, info, output)
 

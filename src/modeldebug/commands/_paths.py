@@ -9,6 +9,7 @@ fail only after the work)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..errors import BadInputError
@@ -26,6 +27,8 @@ _FOLDERS = ("repro", "viz")
 # what a report must never be written over, whoever's it is
 _PRECIOUS = (".py", ".db", ".onnx", ".pt", ".pth", ".ckpt", ".safetensors", ".npz", ".jsonl", ".bin")
 _STREAMS = ("-", ":memory:")
+# what an output may replace: an earlier one of its own kind (a golden file, a baseline, invariants)
+_OWN = {"save_golden": (".npz",), "out": (".json",), "output": (".json",)}
 
 
 def _values(args: argparse.Namespace, names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -61,11 +64,14 @@ def check_paths(args: argparse.Namespace) -> None:
         seen[key] = f"{flag} {value!r}"
         if folder:
             continue
+        if value.endswith(("/", os.sep)):
+            raise BadInputError(f"{flag} {value!r} names a folder: give a file name, e.g. {path / 'report.json'}")
         if path.is_dir():
             raise BadInputError(f"{flag} {value!r} is a directory: give a file name, e.g. {path / 'report.json'}")
         if not path.parent.is_dir():
             what = "is a file, not a folder" if path.parent.exists() else "does not exist: create it first"
             raise BadInputError(f"{flag} {value!r}: the folder {str(path.parent)!r} {what}")
-        if name in ("json", "html") and path.is_file() and path.suffix.lower() in _PRECIOUS:
-            raise BadInputError(f"{flag} {value!r} would overwrite a {path.suffix} file with a report: give a new "
-                                "file name")
+        suffix = path.suffix.lower()
+        if name != "db" and path.is_file() and suffix in _PRECIOUS and suffix not in _OWN.get(name, ()):
+            raise BadInputError(f"{flag} {value!r} would overwrite a {path.suffix} file with "
+                                f"{'a report' if name in ('json', 'html') else 'this output'}: give a new file name")

@@ -239,8 +239,10 @@ class ChannelOrder(Rule):
             before = "(N, L, C)" if len(shape) == 3 else "(N, H, W, C)"
             fix = ("x = x.permute(0, 2, 1)            # (N, L, C) -> (N, C, L), not x.view(N, C, L)" if len(shape) == 3
                    else "x = x.permute(0, 3, 1, 2)         # (N, H, W, C) -> (N, C, H, W), not x.view/reshape")
+            # (medium: a real signal whose period is exactly in_channels, 7 daily features with a weekly cycle,
+            # reads the same)
             yield self.finding(
-                severity="high", confidence=0.75,
+                severity="medium", confidence=0.65,
                 title=(f"The input of {module} looks like channels-last data reshaped, not permuted: along its last axis "
                        f"it repeats every {c} values, its in_channels"),
                 description=(f"{module} ({conv}, in_channels={c}) gets {tuple(shape)}. Along its last axis, values {c} and "
@@ -249,7 +251,8 @@ class ChannelOrder(Rule):
                              f"{len(probes)} sampled steps). A real time axis or image row differs more the farther apart "
                              f"two values are; this one cycles through {c} interleaved series, the signature of {before} "
                              "data given the shape (N, C, ...) by `.view` or `.reshape`, which keeps the memory order and "
-                             "scrambles time, space and channels."),
+                             f"scrambles time, space and channels. (Or a signal whose period is exactly {c} steps: then "
+                             "nothing is wrong.)"),
                 location=module, step=None,
                 evidence={"module": module, "in_channels": c, "input_shape": shape, "lag_profile": profile,
                           "dip_depths": depths},

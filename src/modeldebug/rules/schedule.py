@@ -6,6 +6,7 @@ The measurements they share with the other training-dynamics rules live in measu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -356,6 +357,10 @@ class LrTooLow(Rule):
         after, before = loss.values[loss.steps >= at], loss.values[loss.steps < at]
         if len(after) < ctx.t.min_steps:
             return None
+        # the cause began where the rate last stood at its peak: the decay's first cut
+        began = int(steps[int(np.flatnonzero(v[:i + 1] >= peak[:i + 1])[-1]) + 1]) if i else at
+        if int(np.sum(loss.steps < began)) >= ctx.t.min_steps and self._settled_before(ctx, loss, began):
+            return None  # the loss had stopped falling at the full rate: the stall came first, not from the schedule
         q = max(3, len(after) // 4)
         start, end = float(np.median(after[:q])), float(np.median(after[-q:]))
         best = float(np.min(ctx.running_median(after, q)[q - 1:]))
@@ -369,8 +374,6 @@ class LrTooLow(Rule):
             return None
         base = float(peak[i])
         rest = (last - at) / max(last - first, 1)
-        # the cause began where the rate last stood at its peak: the decay's first cut
-        began = int(steps[int(np.flatnonzero(v[:i + 1] >= peak[:i + 1])[-1]) + 1]) if i else at
         sched = next((ev.data for ev in ctx.record.events(M.LR_SCHEDULER.name)), None)
         stepped = ""
         if sched is not None and int(sched.get("optimizer_steps", 0)) > 0:
@@ -448,6 +451,16 @@ class LrTooLow(Rule):
                                    "warmup = 2   # epochs\nscheduler = torch.optim.lr_scheduler.LambdaLR(\n"
                                    "    optimizer, lambda epoch: min(1.0, (epoch + 1) / warmup))")])
 
+    @staticmethod
+    def _settled_before(ctx: Context, loss: Any, began: int) -> bool:
+        """Had the loss stopped falling at the full rate, before step `began`? Its quarters before the decay: the
+        last quarter fell by less than a quarter of what the first three did (or nothing fell): flat at the full
+        rate already (a model at its optimum, labels it cannot learn), so a decay that came after is not why it
+        stopped. (A decay that began within `min_steps` left no time to tell, and is not asked.)"""
+        full = loss.values[loss.steps < began]
+        q = [float(np.median(part)) for part in np.array_split(full, 4)]
+        fell, late = q[0] - q[2], q[2] - q[3]
+        return fell <= 0 or late < 0.25 * fell
     def _tiny_updates(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
         if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):

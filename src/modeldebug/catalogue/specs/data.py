@@ -85,9 +85,11 @@ training passes, the input of each model's first `Conv1d` or `Conv2d` is read al
 axis (at least 4 x in_channels long, in_channels at most 32): the mean squared difference
 between values k apart, for k = 1 to 2C + 1. A real time axis or image row differs more the
 farther apart two values are (or, for noise, alike at every lag); data that cycles through C
-interleaved series is closest at k = C and 2C. High when those two lags hold the profile's two
+interleaved series is closest at k = C and 2C. Medium when those two lags hold the profile's two
 lowest values, each at least `interleave_dip` (default 20%) below its neighbouring lags, on every
-probe. A signal whose period is exactly in_channels would read the same.
+probe (the first three sampled steps, once a step). Not high: a real signal whose period is
+exactly in_channels steps (7 daily features with a weekly cycle) reads the same, and the finding
+says so.
 
 ## Why is this bad?
 Channels-last data treated as channels-first mixes rows, columns and colours: the model sees a

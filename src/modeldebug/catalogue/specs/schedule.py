@@ -236,7 +236,10 @@ A rate that decayed to nothing: the recorded learning rate falls under `lr_decay
 (default 1/1000) of its peak so far in the first half of the run and stays there to the end,
 and over the steps from then on the loss moves by less than `lr_low_improvement` (first and last
 quarter, best running median), while it had not learned before (a cross-entropy loss still above
-half of ln C; another loss above half of its start). That is a decay sized in epochs but stepped
+half of ln C; another loss above half of its start), and it was still falling when the decay began:
+with at least `min_steps` steps at the full rate, the last quarter of them must have brought a
+quarter of what the three before did (a loss already flat at the full rate, labels it cannot
+learn, stalled first). That is a decay sized in epochs but stepped
 after every batch (`StepLR(step_size=5, gamma=0.1)` stepped in the batch loop divides the rate by
 10 every 5 batches), or a per-step decay far too fast. High; the finding says how often the
 scheduler was stepped against the optimizer. A `ReduceLROnPlateau` is left out (its cuts answer
