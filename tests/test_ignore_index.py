@@ -4,6 +4,7 @@ label (255), and a padded sequence whose padding is the most common target."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from helpers import found, serious
@@ -26,15 +27,18 @@ def _scenes(n: int = 256, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return image[:, None], target
 
 
-@pytest.mark.parametrize("ignore", [0, None, 255])
-def test_background_as_ignore_index(ignore: int | None) -> None:
+@pytest.mark.parametrize("ignore", [0, None, 255, "positional"])
+def test_background_as_ignore_index(ignore: int | str | None) -> None:
     x, target = _scenes()
     if ignore == 255:  # a void border, as in VOC: a thin frame no metric counts
         target = target.clone()
         target[:, 0, :] = target[:, -1, :] = target[:, :, 0] = target[:, :, -1] = 255
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
-    loss_fn = nn.CrossEntropyLoss() if ignore is None else nn.CrossEntropyLoss(ignore_index=ignore)
+    if ignore == "positional":  # F.cross_entropy(input, target, weight, size_average, ignore_index), a NumPy int
+        loss_fn = lambda out, t: nn.functional.cross_entropy(out, t, None, None, np.int64(0))
+    else:
+        loss_fn = nn.CrossEntropyLoss() if ignore is None else nn.CrossEntropyLoss(ignore_index=ignore)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     with md.watch(model, optimizer=opt, db=":memory:") as session:
         for i in range(60):
@@ -45,7 +49,7 @@ def test_background_as_ignore_index(ignore: int | None) -> None:
             opt.step()
     report = session.report()
     f = found(report, "label_issue")
-    if ignore != 0:
+    if ignore not in (0, "positional"):
         assert f is None and not serious(report), [x.title for x in report.findings]
         return
     assert f is not None and f.code == "LBL001" and f.severity == "high" and "ignore_index=0" in f.title

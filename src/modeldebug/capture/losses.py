@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import operator
 from typing import Any
 
@@ -48,7 +49,14 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A loss call's plain keyword arguments, as recorded, with the reduction spelled out when the call
     used the deprecated pair (``F.binary_cross_entropy(p, x, size_average=False)``, still common in
     tutorials): the rules read ``reduction``, and a summed loss judged as a mean is ~10^5x too large."""
-    out = {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))}
+    out: dict[str, Any] = {}
+    for k, v in kwargs.items():
+        if isinstance(v, (str, bool)):
+            out[k] = v
+        elif isinstance(v, numbers.Integral):  # (a NumPy integer too: `ignore_index=np.int64(0)`)
+            out[k] = int(v)
+        elif isinstance(v, numbers.Real):
+            out[k] = float(v)
     if "reduction" not in out and ("size_average" in kwargs or "reduce" in kwargs):
         # torch.nn._reduction.legacy_get_string: None counts as True for both
         mean, reduce = (True if kwargs.get(k) is None else bool(kwargs[k]) for k in ("size_average", "reduce"))
@@ -58,7 +66,9 @@ def loss_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 # Options some losses take by position after (input, target): F.kl_div(input, target, size_average,
 # reduce, reduction, log_target).
-_POSITIONAL = {"kl_div": ("size_average", "reduce", "reduction", "log_target")}
+_POSITIONAL = {"kl_div": ("size_average", "reduce", "reduction", "log_target"),
+               "cross_entropy": ("weight", "size_average", "ignore_index", "reduce", "reduction", "label_smoothing"),
+               "nll_loss": ("weight", "size_average", "ignore_index", "reduce", "reduction")}
 
 
 def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +290,7 @@ class LossWatch:
                 "target_shape": list(tgt.shape) if isinstance(tgt, torch.Tensor) else None,
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
                 "kwargs": ctc_options(args, kwargs) if name == "ctc_loss" else loss_options(_positional(name, args, kwargs)),
-                **_class_weight(kwargs),
+                **_class_weight(_positional(name, args, kwargs)),
             })
             self.eids[key] = eid
             mixing = tr.mixing
