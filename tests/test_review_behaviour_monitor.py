@@ -218,3 +218,13 @@ def test_the_flips_finding_does_not_deny_the_regression_beside_it(tmp_path: Path
     # It said "no group dropped significantly" right under the significant drop of knowledge/alpha.
     assert "no group dropped significantly" not in medium[0].description
     assert "knowledge/alpha" in medium[0].description
+
+
+def test_a_folder_given_as_the_log_is_named_as_a_folder(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Review: a directory read "no log file 'logs'", as if the path did not exist."""
+    from modeldebug.cli import main
+
+    (tmp_path / "logs").mkdir()
+    assert main(["monitor", str(tmp_path / "logs"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and err.count("\n") == 1

@@ -38,6 +38,8 @@ def read_log(path: str | Path, *, detect_refusals: bool = True) -> list[Event]:
 
 def _read(path: str | Path, detect_refusals: bool) -> tuple[list[Event], bool]:
     p = Path(path)
+    if p.is_dir():
+        raise BadInputError(f"{str(path)!r} is a folder: give the JSONL log file in it (one request per line)")
     if not p.is_file():
         raise BadInputError(f"no log file {str(path)!r}")
     events: list[Event] = []
