@@ -375,9 +375,9 @@ GRAPH_ADJACENCY = measure("event", "graph_adjacency", "inputs", "event",
                           "once per model, a (nodes x nodes) matrix passed beside its node features (a graph's "
                           "adjacency): its row sums, degrees and values, and how the row sums follow the degree")
 CONV_INPUT_LAYOUT = measure("event", "conv_input_layout", "inputs", "event",
-                            "on the first sampled training passes, the input of each model's first Conv1d or Conv2d: "
-                            "mean squared differences at lag 1 and at lag in_channels along its last axis (channels-"
-                            "last data reshaped to channels-first cycles through its channels there)")
+                            "on the first sampled training steps, the input of each model's first Conv1d or Conv2d: "
+                            "the mean squared differences at lags 1 to 2 x in_channels + 1 along its last axis "
+                            "(channels-last data reshaped to channels-first cycles through its channels there)")
 EMBEDDING_PADDING = measure("event", "embedding_padding", "inputs", "event",
                             "on the first sampled training passes, each nn.Embedding built with a padding_idx: its "
                             "input's shape, whether it holds one id per sample, and the share of ids that are the "

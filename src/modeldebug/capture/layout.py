@@ -6,9 +6,9 @@ cycle through the C original channels, so a value sits next to another channel's
 own channel's next time step. Read along that axis, values C apart are then much closer than neighbours,
 where a real time axis or image row is smoothest between neighbours (or, for noise, alike at every lag).
 
-On the first sampled training passes, the input of the first Conv1d or Conv2d a model calls is measured
-(mean squared difference at lag 1 and at lag C along its last axis) and recorded as a `conv_input_layout`
-event; DAT002 judges it."""
+On the first sampled training steps, the input of the first Conv1d or Conv2d a model calls is measured
+(the mean squared difference at lags 1 .. 2C + 1 along its last axis, read with the step's one host copy)
+and recorded as a `conv_input_layout` event; DAT002 judges it."""
 
 from __future__ import annotations
 
@@ -24,22 +24,19 @@ __all__ = ["LayoutProbe", "PaddingProbe", "interleave"]
 _PROBES = 3  # sampled steps measured per model
 _ROWS = 64  # samples read from the batch
 _MAX_CHANNELS = 32  # raw inputs: sensors, colours (a wider input is a feature map or an embedding)
+_MAX_ROWS = 1 << 22  # embedding tables whose distinct ids are counted (a mark per row)
 
 
-def interleave(x: torch.Tensor, channels: int) -> dict[str, Any] | None:
-    """Lag-1 and lag-`channels` mean squared differences along `x`'s last axis (None where the axis is too short
-    to show a period of `channels`, or the input is constant)."""
+def interleave(x: torch.Tensor, channels: int) -> torch.Tensor | None:
+    """The mean squared difference between values k apart along `x`'s last axis, k = 1 .. 2C + 1, as one tensor
+    on `x`'s device (read with the step's one host copy, not here); None where the axis is too short to show a
+    period of `channels`."""
     length = int(x.shape[-1])
     if channels < 2 or channels > _MAX_CHANNELS or length < 4 * channels:
         return None
     with torch.no_grad():
         rows = x.detach()[:_ROWS].reshape(-1, length).float()
-        profile = [float((rows[:, k:] - rows[:, :-k]).pow(2).mean()) for k in range(1, 2 * channels + 2)]
-    lag1, lagc = profile[0], profile[channels - 1]
-    if not lag1 > 0:
-        return None
-    return {"lag1": lag1, "lag_channels": lagc, "ratio": lagc / lag1, "profile": profile, "axis_length": length,
-            "in_channels": channels, "shape": list(x.shape)}
+        return torch.stack([(rows[:, k:] - rows[:, :-k]).pow(2).mean() for k in range(1, 2 * channels + 2)])
 
 
 def _measurable(x: Any) -> bool:
@@ -86,9 +83,17 @@ class LayoutProbe(_Probes):
         x = args[0]
         if x.dim() != module.weight.dim() or not x.is_floating_point():
             return
-        found = interleave(x, int(module.in_channels))
-        if found is not None:
-            self.tracer.writer.add_event(self.tracer.step, M.CONV_INPUT_LAYOUT.name, {"module": info.name, **found})
+        profile = interleave(x, int(module.in_channels))
+        if profile is None:
+            return
+        tr, step = self.tracer, self.tracer.step
+        data = {"module": info.name, "in_channels": int(module.in_channels), "shape": list(x.shape)}
+
+        def sink(values: list[float]) -> None:
+            if values[0] > 0:  # (a constant input says nothing)
+                tr.writer.add_event(step, M.CONV_INPUT_LAYOUT.name, {**data, "profile": list(values)})
+
+        tr.buffer.add(profile, sink)
 
 
 class PaddingProbe(_Probes):
@@ -111,11 +116,19 @@ class PaddingProbe(_Probes):
         ids = args[0]
         if ids.dim() == 0 or ids.is_floating_point():
             return
-        per_sample = ids.dim() == 1 or (ids.dim() == 2 and ids.shape[1] == 1)
+        rows = int(module.num_embeddings)
         with torch.no_grad():
-            share = float((ids.detach() == pad).float().mean())
-            distinct = int(torch.unique(ids.detach()[:4096]).numel())
-        self.tracer.writer.add_event(self.tracer.step, M.EMBEDDING_PADDING.name, {
-            "module": info.name, "padding_idx": int(pad), "num_embeddings": int(module.num_embeddings),
-            "input_shape": list(ids.shape), "one_id_per_sample": per_sample, "padding_share": share,
-            "distinct_ids": distinct})
+            flat = ids.detach().flatten()
+            share = (flat == pad).float().mean()
+            # distinct ids among the first 4096, without `unique` (a device sync): a mark per row of the table
+            distinct = (torch.zeros(rows, device=flat.device).index_fill_(0, flat[:4096].long(), 1.0).sum()
+                        if rows <= _MAX_ROWS else torch.full((), float("nan"), device=flat.device))
+        tr, step = self.tracer, self.tracer.step
+        data = {"module": info.name, "padding_idx": int(pad), "num_embeddings": rows, "input_shape": list(ids.shape),
+                "one_id_per_sample": ids.dim() == 1 or (ids.dim() == 2 and ids.shape[1] == 1)}
+
+        def sink(values: list[float]) -> None:
+            tr.writer.add_event(step, M.EMBEDDING_PADDING.name, {
+                **data, "padding_share": values[0], "distinct_ids": int(values[1]) if values[1] == values[1] else None})
+
+        tr.buffer.add(torch.stack([share, distinct]), sink)

@@ -161,6 +161,13 @@ class Context:
         lr = self.record.column("lr").finite().values
         return float(lr[-1]) if len(lr) else None
 
+    def events_by(self, kind: str, key: str = "module") -> dict[str, list[dict[str, Any]]]:
+        """The `kind` events' data, grouped by their `key` field (a probe's events per module), in order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for ev in self.record.events(kind):
+            out.setdefault(str(ev.data.get(key)), []).append(ev.data)
+        return out
+
     def lr_at(self, step: int | None) -> float | None:
         """The learning rate at `step` (the last one recorded at or before it): the rate a finding dated
         there blames. A schedule moves it, and the run's last rate (`lr`: a one-cycle's 2e-06 at its end)

@@ -224,11 +224,8 @@ class ChannelOrder(Rule):
         given the channels-first shape by `.view`/`.reshape` (capture/layout.py). Read as the mean squared
         difference between values k apart (k = 1 .. 2C + 1), such an axis is closest at k = C and 2C, each a dip
         below its neighbours k +- 1; a real time axis or image row grows with k (or, for noise, is flat)."""
-        by_module: dict[str, list[dict[str, Any]]] = {}
-        for ev in ctx.record.events(M.CONV_INPUT_LAYOUT.name):
-            by_module.setdefault(str(ev.data.get("module")), []).append(ev.data)
         dip = ctx.option("interleave_dip")
-        for module, probes in by_module.items():
+        for module, probes in ctx.events_by(M.CONV_INPUT_LAYOUT.name).items():
             depths = [_period_dip(d.get("profile") or [], int(d.get("in_channels", 0))) for d in probes]
             if not depths or any(x is None or x < dip for x in depths):
                 continue

@@ -6,7 +6,6 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
@@ -65,13 +64,6 @@ def _relative_grad(grad: Series, pnorm: Series | None) -> float:
     return float(np.median(g)) / scale
 
 
-def _padding_probes(ctx: Context) -> dict[str, list[dict[str, Any]]]:
-    by_module: dict[str, list[dict[str, Any]]] = {}
-    for ev in ctx.record.events(M.EMBEDDING_PADDING.name):
-        by_module.setdefault(str(ev.data.get("module")), []).append(ev.data)
-    return by_module
-
-
 class ParamsNotUpdating(Rule):
     """Detects OPT001; its documentation and options are in the catalogue (`modeldebug explain OPT001`)."""
 
@@ -83,14 +75,14 @@ class ParamsNotUpdating(Rule):
         """An `nn.Embedding(padding_idx=p)` read one id per sample, where id p comes up like the others: a row
         that never gets a gradient, for samples that are not padding (capture/layout.py `PaddingProbe`). A
         sequence's padding (ids [B, T]) is what padding_idx is for, and is left alone."""
-        for module, probes in _padding_probes(ctx).items():
+        for module, probes in ctx.events_by(M.EMBEDDING_PADDING.name).items():
             if not all(d.get("one_id_per_sample") and float(d.get("padding_share", 0.0)) > 0 for d in probes):
                 continue
             d = probes[0]
             share = float(np.median([float(p["padding_share"]) for p in probes]))
-            distinct = max(int(d.get("distinct_ids", 1)), 1)
+            distinct = d.get("distinct_ids")  # (None for a table too large to count them in)
             pad = int(d["padding_idx"])
-            usual = share >= 0.5 / distinct  # drawn about as often as any other id
+            usual = distinct is not None and share >= 0.5 / max(int(distinct), 1)  # drawn about as often as any other id
             yield self.finding(
                 severity="medium" if usual else "low", confidence=0.7 if usual else 0.5,
                 title=(f"{module} is built with padding_idx={pad} but reads one id per sample, and {share:.1%} of the "
@@ -98,8 +90,9 @@ class ParamsNotUpdating(Rule):
                 description=(f"{module} (nn.Embedding, {d.get('num_embeddings')} rows) gets ids of shape "
                              f"{tuple(d.get('input_shape') or [])}: one id per sample, no sequence to pad. padding_idx="
                              f"{pad} makes row {pad} get no gradient, so it keeps its initial value (zeros), yet "
-                             f"{share:.1%} of the training samples carry id {pad} ({distinct} distinct ids in a batch"
-                             + (", so it is drawn like any other)" if usual else ")") + f". If id {pad} is a real "
+                             f"{share:.1%} of the training samples carry id {pad}"
+                             + (f" ({distinct} distinct ids in a batch, so it is drawn like any other)" if usual else "")
+                             + f". If id {pad} is a real "
                              "entity (relation 0, category 0), its samples are scored with a vector that never learns."),
                 location=module, step=None,
                 evidence={"module": module, "padding_idx": pad, "padding_share": share, "distinct_ids": distinct,

@@ -315,6 +315,16 @@ class LrTooHigh(Rule):
         )
 
 
+def _movement(ctx: Context, v: np.ndarray) -> tuple[float, float, float, float]:
+    """How far a loss curve moved: (first quarter's median, last quarter's, the best running median over a quarter,
+    and the larger of |start - end| and start - best, relative to the start). Quarters: long enough that minibatch
+    noise averages out."""
+    q = max(3, len(v) // 4)
+    start, end = float(np.median(v[:q])), float(np.median(v[-q:]))
+    best = float(np.min(ctx.running_median(v, q)[q - 1:]))
+    return start, end, best, max(abs(start - end), start - best) / (abs(start) + 1e-12)
+
+
 class LrTooLow(Rule):
     """Detects LRN002; its documentation and options are in the catalogue (`modeldebug explain LRN002`)."""
 
@@ -361,10 +371,7 @@ class LrTooLow(Rule):
         began = int(steps[int(np.flatnonzero(v[:i + 1] >= peak[:i + 1])[-1]) + 1]) if i else at
         if int(np.sum(loss.steps < began)) >= ctx.t.min_steps and self._settled_before(ctx, loss, began):
             return None  # the loss had stopped falling at the full rate: the stall came first, not from the schedule
-        q = max(3, len(after) // 4)
-        start, end = float(np.median(after[:q])), float(np.median(after[-q:]))
-        best = float(np.min(ctx.running_median(after, q)[q - 1:]))
-        moved = max(abs(start - end), start - best) / (abs(start) + 1e-12)
+        start, end, best, moved = _movement(ctx, after)
         if moved >= ctx.option("lr_low_improvement"):
             return None  # the loss still moves at that rate (or rises: another rule's business)
         expected = expected_initial_loss(ctx)
@@ -461,16 +468,14 @@ class LrTooLow(Rule):
         q = [float(np.median(part)) for part in np.array_split(full, 4)]
         fell, late = q[0] - q[2], q[2] - q[3]
         return fell <= 0 or late < 0.25 * fell
+
     def _tiny_updates(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
         if len(s) < ctx.t.min_steps or len(s) < 0.8 * len(ctx.loss):
             return
         v = s.values
-        q = max(3, len(v) // 4)  # quarters: long enough that minibatch noise averages out
-        start, end = float(np.median(v[:q])), float(np.median(v[-q:]))
-        best = float(np.min(ctx.running_median(v, q)[q - 1:]))
+        start, end, best, moved = _movement(ctx, v)
         rel = (start - best) / (abs(start) + 1e-12)
-        moved = max(abs(start - end), start - best) / (abs(start) + 1e-12)
         if moved >= ctx.option("lr_low_improvement"):
             return  # it learns, or it rises (another rule's business): either way the loss moves
         steps, ratios = update_ratios(ctx)
