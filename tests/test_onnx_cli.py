@@ -141,3 +141,16 @@ def test_impossible_shapes_and_tolerances_are_bad_input(files: dict[str, Path],
     assert main(["onnx", "compare", str(files["clean"]), "--torch", f"{files['nets']}:build", "--atol", "-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("modeldebug: --atol -1.0 must be a tolerance") and "\n" not in err
+
+
+def test_reference_model_may_come_after_the_options(files: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`onnx compare M --atol 1e-3 REF` compares with REF, as `onnx compare M REF --atol 1e-3` does."""
+    rc = main(["onnx", "compare", str(files["clean"]), "--json", "-", "-q", "--fail-on", "high",
+               str(files["perturbed"])])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1 and data["comparison"]["first_divergent"]["node"] == "node_linear_1"
+    with pytest.raises(SystemExit) as stop:
+        main(["onnx", "compare", str(files["clean"]), "-q", str(files["perturbed"]), "stray"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: stray" in one_line_error(capsys)

@@ -312,6 +312,30 @@ def _die_by(signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
+def _late_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> list[str]:
+    """Give an optional positional written after the options its value: `onnx compare M --atol 1e-3 REF`.
+
+    argparse matches a command's positionals in one go, so an optional one (`nargs="?"`) left empty
+    before the first option comes back unrecognized. Returns what is still unrecognized.
+    """
+    leaf = parser
+    while True:  # the subcommand that was chosen, e.g. `onnx compare`
+        subs = [a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen not in (subs[0].choices if subs else {}):
+            break
+        leaf = subs[0].choices[chosen]
+    empty = [a for a in leaf._actions if not a.option_strings and a.nargs == "?"
+             and getattr(args, a.dest, None) == a.default]
+    left = []
+    for word in unknown:
+        if empty and not word.startswith("-"):
+            setattr(args, empty.pop(0).dest, word)
+        else:
+            left.append(word)
+    return left
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `modeldebug` command; returns the exit code.
 
@@ -334,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             argv = ["run", *opts, script]
     args, unknown = parser.parse_known_args(argv)
+    unknown = _late_positionals(parser, args, unknown)
     if unknown:  # name the subcommand's help, not the top level's: `modeldebug onnx profile --help`
         words = [getattr(args, k, None) for k in ("command", "onnx_command", "behaviour_action")]
         parser.error(f"unrecognized arguments: {' '.join(unknown)}",
