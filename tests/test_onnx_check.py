@@ -109,6 +109,22 @@ def test_graph_level_problems() -> None:
     assert not {"ONX008", "ONX009"} & set(codes(check(m)))  # the default thresholds: 1 MiB, 2 GB
 
 
+def test_duplicate_names_that_onnxruntime_refuses_are_the_root_cause() -> None:
+    """Unnamed nodes are a LOW nuisance; two nodes of one name make onnxruntime refuse the model, so ONX007 is
+    HIGH and first, and the renaming code it gives makes a model onnxruntime loads and `check` passes."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="same"), helper.make_node("Neg", ["a"], ["b"], name="same"),
+             helper.make_node("Abs", ["b"], ["y"])]
+    m = tiny(nodes, [X], [Y])
+    found = check(m)
+    assert codes(found)[:2] == ["ONX007", "ONX017"] and found[0].severity == "high"
+    assert "ONX007" in found[1].recommendations[0].description
+    code = found[0].recommendations[0].implementation
+    exec(code, {"model": m})  # noqa: S102 - the fix the finding prints, run as a user would
+    assert check(m) == []
+    unnamed_only = tiny([helper.make_node("Relu", ["x"], ["y"])], [X], [Y])
+    assert [(f.code, f.severity) for f in check(unnamed_only)] == [("ONX007", "low")]
+
+
 def test_training_batchnorm_and_random_ops() -> None:
     scale = [numpy_helper.from_array(np.ones(4, np.float32), n) for n in ("s", "b", "m", "v")]
     x4 = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 3])

@@ -33,6 +33,14 @@ _PLAIN = [  # (pattern in the checker's message, what it means)
 ]
 
 
+# names every unnamed node and renames every repeat of a name already taken
+_RENAME = ("taken = set()\n"
+           "for i, n in enumerate(model.graph.node):\n"
+           "    if not n.name or n.name in taken:\n"
+           "        n.name = f'{n.name or n.op_type}_{i}'\n"
+           "    taken.add(n.name)")
+
+
 def tensor_nbytes(t: Any) -> int:
     """Bytes of a TensorProto's data, from its dims and type (without decoding it)."""
     from onnx.helper import tensor_dtype_to_np_dtype
@@ -148,9 +156,7 @@ def structure_findings(model: LoadedModel, g: GraphIndex, config: ONNXConfig) ->
                            f"{_names(list(dupes), 10) or 'none'}.",
                            location=(g.label(empty[0]) if empty else next(iter(dupes))),
                            evidence={"unnamed": len(empty), "duplicates": dupes},
-                           recommendations=[Recommendation("fix", "Give each node a unique name.",
-                                                           "for i, n in enumerate(model.graph.node):\n"
-                                                           "    n.name = n.name or f'{n.op_type}_{i}'")]))
+                           recommendations=[Recommendation("fix", "Give each node a unique name.", _RENAME)]))
     for i, node in enumerate(g.nodes):
         if node.op_type != "Constant":
             continue
@@ -192,4 +198,21 @@ def check(model: Any, config: ONNXConfig | None = None) -> list[Finding]:
     loaded = load_model(model)
     g = GraphIndex(loaded.proto.graph)
     findings = _checker(loaded, config) + structure_findings(loaded, g, config) + hazard_findings(loaded, g, config)
-    return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])
+    _refused_for_names(findings)
+    return sorted(findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code != "ONX007"))
+
+
+def _refused_for_names(findings: list[Finding]) -> None:
+    """onnxruntime refuses a graph with two nodes of one name: the duplicate (ONX007) is then the
+    root cause of the load failure (ONX017), as severe, and named first."""
+    names = next((f for f in findings if f.code == "ONX007" and f.evidence.get("duplicates")), None)
+    refused = next((f for f in findings if f.code == "ONX017"
+                    and "same node name" in str(f.evidence.get("message", ""))), None)
+    if names is None or refused is None:
+        return
+    names.severity = "high"
+    names.title += ": onnxruntime refuses to load the model"
+    names.description = ("onnxruntime will not load a graph in which two nodes share a name (ONX017). "
+                         + names.description)
+    refused.recommendations = [Recommendation("fix", "The cause is the duplicated node names (ONX007): give each "
+                                              "node a unique name.", _RENAME)]
