@@ -129,6 +129,22 @@ def test_a_value_error_raised_by_torch_stays_a_high_runtime_error(capsys: pytest
     assert "empty parameter list" in finding["description"]
 
 
+def test_weights_left_on_the_meta_device_are_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script("meta.py", """
+        import torch
+        with torch.device("meta"):
+            model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+    """)
+    code, _, doc = _run(capsys, "--", script)
+    assert code == 1
+    [finding] = doc["findings"]
+    assert finding["code"] == "RUN003" and finding["severity"] == "high"
+    assert "meta device" in finding["title"] and "to_empty" in finding["recommendations"][0]["implementation"]
+
+
 # -- PRF001 recommends what fits the device the run used -------------------------------------------
 SLOW_LOADER = """
     import time

@@ -20,7 +20,8 @@ __all__ = ["classify", "crash_findings", "DeviceMismatch", "DtypeMismatch", "Inp
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("out_of_memory", re.compile(r"out of memory|OutOfMemory|CUBLAS_STATUS_ALLOC_FAILED|DefaultCPUAllocator: can't allocate", re.I)),
     ("inplace_modification", re.compile(r"modified by an inplace operation", re.I)),
-    ("device_mismatch", re.compile(r"(same device|Expected all tensors to be on the same|device type|cuda:\d.*cpu|cpu.*cuda:\d)", re.I)),
+    ("device_mismatch", re.compile(r"(same device|Expected all tensors to be on the same|device type|cuda:\d.*cpu|cpu.*cuda:\d|"
+                                   r"on the expected device|meta tensor|device meta)", re.I)),
     ("dtype_mismatch", re.compile(r"(expected scalar type|must have the same dtype|dtype|Expected object of scalar type|"
                                   r"not implemented for '(Long|Int|Half|BFloat16|Bool|Byte)'|found dtype)", re.I)),
     ("shape_mismatch", re.compile(r"(shapes cannot be multiplied|size of tensor a|must match the size|"
@@ -164,6 +165,14 @@ class DeviceMismatch(_RuntimeRule):
     code = "RUN003"
 
     def explain(self, d: dict[str, Any]) -> tuple[str, str, list[Recommendation]]:
+        if re.search(r"\bmeta\b", d.get("message", "")):
+            return ("Weights on the meta device",
+                    "A tensor on the meta device has a shape but no values: the model was built on `device='meta'` "
+                    "(or with empty-weights initialisation) and its weights were never made real before use.",
+                    [Recommendation("fix", "Give the weights storage and values before the first forward pass.",
+                                    "model.to_empty(device='cpu')                   # storage, uninitialised\n"
+                                    "model.load_state_dict(state, assign=True)     # then the real values\n"
+                                    "# or, without a checkpoint: build the model on a real device")])
         return ("Device mismatch",
                 "Tensors on different devices were combined; the batch or a tensor made inside forward() was not moved.",
                 [Recommendation("fix", "Move the batch to the model's device; create new tensors on the input's device.",
