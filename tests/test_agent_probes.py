@@ -123,6 +123,9 @@ def test_batch_mixing_probe() -> None:
     bad = probes.batch_mixing_probe(work(am.BatchMixing()))
     assert bad.verdict == "fail" and bad.findings[0].kind == "batch_mixing"
     assert bad.data["fraction_mixed"] > 0.1
+    # where: the reshape between fc1 and fc2 in the model's own forward
+    assert bad.findings[0].location == "BatchMixing: between fc1 and fc2"
+    assert "code between fc1 and fc2" in bad.findings[0].description
 
 
 def test_determinism_probe() -> None:

@@ -488,6 +488,7 @@ def test_attention_without_batch_first_mixes_the_batch(batch_first: bool) -> Non
     else:
         assert f is not None and f.severity == "high" and "batch_first" in f.description
         assert any("batch_first=True" in (r.implementation or "") for r in f.recommendations)
+        assert f.location == "encoder.layers.0.self_attn", f.location  # the attention, not the layers around it
 
 
 class _TokenAttention(nn.Module):
@@ -536,6 +537,7 @@ def test_token_ids_into_attention_without_batch_first_mix_the_batch(batch_first:
         assert probe.data["mixed_samples"] == 0 and probe.data["own_grad"] > 0
     else:
         assert f is not None and f.severity == "high" and "MultiheadAttention" in f.description
+        assert f.location == "attn" and "inside attn (MultiheadAttention)" in f.description
 
 
 class _SortedPacked(nn.Module):
@@ -710,6 +712,7 @@ def test_mixing_over_a_batch_as_wide_as_the_output_is_still_found() -> None:
     report = watched(model, lambda: train(model, Data(d.x, d.y % 8, nn.CrossEntropyLoss()), steps=5, batch=8))
     f = finding(report, "batch_mixing")
     assert f is not None and f.evidence["fraction_mixed"] == 1.0
+    assert f.location == "_CentreOverBatch: after fc" and "code after fc" in f.description
 
 
 def test_attention_across_a_batch_as_long_as_the_sequence_is_still_found() -> None:
@@ -736,7 +739,8 @@ class _BatchStandardise(nn.Module):
 def test_normalising_with_batch_statistics_in_forward_mixes_samples() -> None:
     torch.manual_seed(0)
     model = _BatchStandardise()
-    assert finding(watched(model, lambda: train(model, classification(), steps=5)), "batch_mixing") is not None
+    f = finding(watched(model, lambda: train(model, classification(), steps=5)), "batch_mixing")
+    assert f is not None and f.location == "_BatchStandardise: before net"
     model, d = healthy_cnn()  # BatchNorm mixes in training only: eval mode keeps samples apart
     assert finding(watched(model, lambda: train(model, d, steps=5)), "batch_mixing") is None
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..capture.probes import batch_mixing
+from ..rules.data import mixing_where
 from ..jsonsafe import json_safe
 from ..rules.base import Finding, Recommendation
 from .intervals import interval, tail_noise
@@ -423,12 +424,13 @@ def batch_mixing_probe(work: Workload) -> ProbeResult:
     frac = res["fraction_mixed"]
     if frac <= work.config.thresholds.mixing_fraction:
         return ProbeResult("batch_mixing", "pass", "samples stay independent", res)
+    where, location = mixing_where(res.get("site"))
     f = make_finding(
         "MIX001", "batch_mixing", "model", severity="high", confidence=0.95,
         title=f"Outputs depend on other samples of the batch ({frac:.0%} of them)",
         description=("The gradient of sample 0's output reaches other samples' inputs: a view/reshape/transpose "
-                     "mixes the batch axis, so every prediction is a blend of several samples."),
-        evidence=res, recommendations=[Recommendation("fix", "Keep the batch axis first when reshaping",
+                     "mixes the batch axis, so every prediction is a blend of several samples." + where),
+        location=location, evidence=res, recommendations=[Recommendation("fix", "Keep the batch axis first when reshaping",
                                                       "x = x.flatten(1)  # or x.reshape(x.shape[0], -1), never x.view(-1, n)")])
     return ProbeResult("batch_mixing", "fail", f.title, res, [f])
 

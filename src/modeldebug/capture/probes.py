@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import measures as M
 from .isolation import TwinError, quiet, set_training, twin
+from .mixing_site import CallLog, mixing_site
 from .stats import first_tensor, unmeasurable
 
 __all__ = ["TWIN_MAX_BYTES", "EmbeddedTokens", "MixingProbe", "batch_mixing", "future_leak", "weight_bytes"]
@@ -116,6 +117,7 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | Non
         call[index] = probe
     set_training(model, False)
     embedded = EmbeddedTokens(model, x.shape) if tokens else None
+    calls = CallLog(model, int(x.shape[0]))  # (after the embeddings' hooks: it logs the leaves they return)
     try:
         with quiet(model), torch.enable_grad():
             out = first_tensor(model(*call))
@@ -145,8 +147,15 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | Non
             result = _mixing(out, probe, x.shape[0], rows)
             if result is None:
                 return skip(_DETACHED)
-            return result | through if "skipped" not in result else result
+            if "skipped" in result:
+                return result
+            if result["mixed_samples"] and rows is None:
+                n = int(x.shape[0])
+                site = mixing_site(calls, out.select(0, 0).sum() + out.select(0, -1).sum(), (0, n - 1))
+                through |= {"site": site} if site is not None else {}
+            return result | through
     finally:
+        calls.remove()
         if embedded is not None:
             embedded.remove()
 
@@ -404,7 +413,7 @@ def _mixing(out: torch.Tensor, probe: torch.Tensor, n: int, rows: list[list[int]
     first: dict[str, Any] | None = None
     for b in out_axes:  # axis 0 first: the usual reading, and the only one when no other axis has the batch's size
         (grad,) = torch.autograd.grad(out.select(b, 0).sum() + out.select(b, -1).sum(), probe, allow_unused=True,
-                                      retain_graph=b != out_axes[-1])
+                                      retain_graph=True)  # (the mixing site's gradient reads it next)
         if grad is None:
             if b == 0:
                 return None

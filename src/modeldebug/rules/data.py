@@ -347,6 +347,24 @@ def masked_whole_input(ctx: Context) -> dict[str, Any] | None:
     return {"model_rows": int(shape[0]), "loss_rows": max(rows), "model": inputs[0].name}
 
 
+def mixing_where(site: dict[str, Any] | None) -> tuple[str, str | None]:
+    """A sentence saying where the batch-mixing probe saw the samples mix, and the finding's location."""
+    if not site or not site.get("module"):
+        return "", None
+    name, kind = site["module"], site.get("module_type")
+    if site.get("inside") and not site.get("after"):
+        return (f" The mixing happens inside {name} ({kind}): the probed samples' rows of its output depend on other "
+                "samples' rows of its input.", name)
+    if site.get("inside"):
+        return (f" The samples mix inside {name} ({kind}), between {site['after']}'s output and "
+                f"{site['before']}.", name)
+    after, before = site.get("after"), site.get("before")
+    span = (f"between {after} and {before}" if after and before else f"before {before}" if before else
+            f"after {after}" if after else "")
+    return (f" The samples mix in {kind}.forward, in the code {span} (a view/reshape or an operation across "
+            "axis 0 there).", f"{name}: {span}")
+
+
 class BatchMixing(Rule):
     """Detects MIX001; its documentation and options are in the catalogue (`modeldebug explain MIX001`)."""
 
@@ -392,6 +410,8 @@ class BatchMixing(Rule):
                                       "return self.head(h_n[-1][order.argsort()])   # undo the sort\n"
                                       "# or: pack_padded_sequence(..., enforce_sorted=False) sorts and restores for you")] \
                 if reordered else []
+            where, location = mixing_where(d.get("site"))
+            hint = where + hint
             yield self.finding(
                 severity="low" if whole is not None else "high" if frac >= 0.5 or reordered else "medium",
                 confidence=0.3 if whole is not None else 0.85,
@@ -403,7 +423,7 @@ class BatchMixing(Rule):
                              f"{fmt(own)}){'; it does not depend on its own input at all' if own == 0 else ''}. "
                              f"A model that keeps samples apart gives exactly zero there.{hint} Typical causes: a "
                              "view/reshape that moves the batch axis, batch_first confusion, normalising with batch statistics."),
-                location=None, step=ev.step, evidence=dict(d) | ({"masked_whole_input": whole} if whole else {}),
+                location=location, step=ev.step, evidence=dict(d) | ({"masked_whole_input": whole} if whole else {}),
                 recommendations=[
                     *restore,
                     Recommendation("fix", "Flatten without touching the batch axis.",

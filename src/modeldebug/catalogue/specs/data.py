@@ -271,6 +271,13 @@ row matched to its sample by content: restoring the order afterwards keeps sampl
 outputs left in the sorted order are reported (high) as outputs compared with other samples'
 targets. A model whose weights hold more than 1 GiB is not probed (the probe works on a copy of it).
 
+The finding says where the samples meet (its location). The probe's copy logs, in call order, each
+module's input and output that hold the batch on axis 0; after the backward pass from the probed
+samples, a logged value whose other rows get a gradient lies before the mixing, one whose other
+rows get none lies after it. The first step from one to the other is the site: inside a module
+(an RNN or attention layer run along the batch axis: `rnn`, `encoder.layers.0.self_attn`) or in
+the code of a forward between two modules (`Net: between fc1 and fc2`, a `.view` there).
+
 ## Why is this bad?
 Predictions change with whatever else is in the batch; in training, every sample's label
 pulls on other samples' outputs, and at inference with batch size 1 the model behaves
