@@ -56,6 +56,34 @@ def test_background_as_ignore_index(ignore: int | str | None) -> None:
     assert f.evidence["ignored_share"] > 0.7 and "CrossEntropyLoss()" in f.recommendations[0].implementation
 
 
+def test_scribbles_with_zero_as_unlabelled_are_only_medium() -> None:
+    """Scribble supervision: 0 means 'unlabelled' and covers 97% of the pixels; the labelled strokes hold
+    background (1) and the two shapes (2, 3). The same numbers as a background left out, so medium, and said."""
+    x, target = _scenes()
+    g = torch.Generator().manual_seed(1)
+    stroke = torch.zeros_like(target, dtype=torch.bool)
+    rows = torch.randint(2, 14, (target.shape[0],), generator=g)
+    for i, r in enumerate(rows.tolist()):
+        stroke[i, r, 4:12] = True  # a stroke of 8 labelled pixels per 16x16 image
+    scribbles = torch.where(stroke, target + 1, 0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
+    loss_fn = nn.CrossEntropyLoss(ignore_index=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for i in range(60):
+            j = (i * 32) % 256
+            loss = loss_fn(model(x[j:j + 32]), scribbles[j:j + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    report = session.report()
+    f = found(report, "label_issue")
+    assert f is not None and f.severity == "medium" and f.evidence["ignored_share"] > 0.95
+    assert "sparse annotation" in f.description
+    assert not [x for x in report.findings if x.severity == "high"], [x.title for x in report.findings]
+
+
 def test_padding_of_a_sequence_as_ignore_index_is_left_alone() -> None:
     """Tags per token with pad 0 ignored: padding is the most common target, and that is what ignore_index is for."""
     g = torch.Generator().manual_seed(0)

@@ -167,6 +167,11 @@ _BOUNDED = {"Sigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Hardsigmoid": (0.0, 1
 _REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 
 
+#: An ignored value on at least this share of a dense target's positions leaves under 1 in 20 labelled: sparse
+#: annotation by design (scribbles, clicks), not a background left out of dense masks.
+_SPARSE_SHARE = 0.95
+
+
 class LabelIssue(Rule):
     """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
@@ -211,8 +216,11 @@ class LabelIssue(Rule):
         share = float(total[k] / total.sum())
         if share < 0.25:
             return None
+        # Fewer than 1 position in 20 labelled is sparse annotation by design (scribbles, clicks), where the
+        # most common value may well mean "unlabelled": the same numbers, so medium, and it says so.
+        sparse = share >= _SPARSE_SHARE
         return self.finding(
-            severity="high" if share >= 0.5 else "medium", confidence=0.75,
+            severity="high" if 0.5 <= share < _SPARSE_SHARE else "medium", confidence=0.5 if sparse else 0.75,
             title=(f"ignore_index={k} is the most common class of the target: the loss skips {share:.0%} of the "
                    f"pixels, and the model never learns class {k}"),
             description=(f"{lc.loss.name} is given targets of shape {tuple(shape)} (a class per position) with "
@@ -220,7 +228,10 @@ class LabelIssue(Rule):
                          f"positions in the sampled batches are class {k}, more than any other. Those positions add "
                          f"nothing to the loss: class {k} (usually the background) is never trained, so at inference "
                          f"its pixels are scored as one of the other classes. ignore_index is for void labels (255, a "
-                         "border) that no metric counts."),
+                         "border) that no metric counts."
+                         + (f" Only {1 - share:.1%} of the positions are labelled, as in sparse annotation (scribbles, "
+                            f"clicks): if {k} means 'unlabelled' there, this is intended, and a void value outside the "
+                            "classes (255) says so." if sparse else "")),
             location=None, step=lc.steps[0] if lc.steps else None,
             evidence={"ignore_index": k, "ignored_share": share, "classes": lc.classes, "target_shape": shape,
                       "class_shares": (total / total.sum()).round(4).tolist()[:20]},

@@ -128,7 +128,10 @@ targets of a class per position (`[B, H, W]` or more), an `ignore_index` that is
 the model predicts, and that class the most common one in the sampled targets, at least 25% of the
 positions (high from 50%): background passed as `ignore_index=0`. The class is never trained, and
 its pixels are scored as others at inference. Void labels (255, a border) outside the model's
-classes, a rare ignored class, and sequences' padding (`[B, T]` targets) are left alone.
+classes, a rare ignored class, and sequences' padding (`[B, T]` targets) are left alone. With 95%
+of the positions ignored or more, fewer than 1 in 20 labelled, the annotation is sparse by design
+(scribbles, clicks), where the ignored value may mean "unlabelled": the finding is then medium and
+says so (a small object's masks with the background ignored read the same).
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
