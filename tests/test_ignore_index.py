@@ -27,6 +27,19 @@ def _scenes(n: int = 256, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return image[:, None], target
 
 
+def _segment(model: nn.Module, loss_fn, x: torch.Tensor, target: torch.Tensor) -> md.Report:  # type: ignore[no-untyped-def]
+    """60 watched Adam steps on batches of 32 of the 256 scenes."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for i in range(60):
+            j = (i * 32) % 256
+            loss = loss_fn(model(x[j:j + 32]), target[j:j + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return session.report()
+
+
 @pytest.mark.parametrize("ignore", [0, None, 255, "positional"])
 def test_background_as_ignore_index(ignore: int | str | None) -> None:
     x, target = _scenes()
@@ -39,15 +52,7 @@ def test_background_as_ignore_index(ignore: int | str | None) -> None:
         loss_fn = lambda out, t: nn.functional.cross_entropy(out, t, None, None, np.int64(0))
     else:
         loss_fn = nn.CrossEntropyLoss() if ignore is None else nn.CrossEntropyLoss(ignore_index=ignore)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with md.watch(model, optimizer=opt, db=":memory:") as session:
-        for i in range(60):
-            j = (i * 32) % 256
-            loss = loss_fn(model(x[j:j + 32]), target[j:j + 32])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    report = session.report()
+    report = _segment(model, loss_fn, x, target)
     f = found(report, "label_issue")
     if ignore not in (0, "positional"):
         assert f is None and not serious(report), [x.title for x in report.findings]
@@ -68,16 +73,7 @@ def test_scribbles_with_zero_as_unlabelled_are_only_medium() -> None:
     scribbles = torch.where(stroke, target + 1, 0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
-    loss_fn = nn.CrossEntropyLoss(ignore_index=0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with md.watch(model, optimizer=opt, db=":memory:") as session:
-        for i in range(60):
-            j = (i * 32) % 256
-            loss = loss_fn(model(x[j:j + 32]), scribbles[j:j + 32])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    report = session.report()
+    report = _segment(model, nn.CrossEntropyLoss(ignore_index=0), x, scribbles)
     f = found(report, "label_issue")
     assert f is not None and f.severity == "medium" and f.evidence["ignored_share"] > 0.95
     assert "sparse annotation" in f.description
