@@ -51,11 +51,11 @@ def run(args: argparse.Namespace) -> int:
         a_side, b_side = side(refs[0], journal), side(refs[1], journal)
     result = diff_runs(a_side, b_side)
     if args.json == "-":
-        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str, allow_nan=False) + "\n")
     else:
         if args.json:  # first: a path that cannot be written stops the command before any output
             with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+                fh.write(json.dumps(result.to_dict(), indent=1, default=str, allow_nan=False) + "\n")
         sys.stdout.write(render_diff(result))
         if args.json:
             print(f"modeldebug: JSON written to {args.json}", file=sys.stderr)

@@ -49,6 +49,8 @@ def _healthy(side) -> str | None:  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..compare.learn import learn
     from ..compare.resolve import open_journal, side
     from ..errors import BadInputError
@@ -56,10 +58,17 @@ def run(args: argparse.Namespace) -> int:
     _check_output(args.output)
     journal = open_journal(args.journal, required=False)
     sides = [side(ref, journal) for ref in args.runs]
+    seen: dict[Path, str] = {}
     for ref, s in zip(args.runs, sides):
         if s.record is None:
             gone = s.entry.record if s.entry is not None else ref
             raise BadInputError(f"run {ref!r}: its record {gone!r} is gone: nothing to learn from")
+        key = Path(str(s.record.path)).resolve()
+        if key in seen:  # one run twice would count as two: envelopes that no second run supports
+            same = "is given twice" if seen[key] == ref else f"and {seen[key]!r} are the same run"
+            raise BadInputError(f"run {ref!r} {same} ({s.label}): learning from it twice would count it as two "
+                                "runs; give each run once (other seeds for more runs)")
+        seen[key] = ref
         why = _healthy(s)
         if why:
             print(f"modeldebug: warning: {s.label}: {why}: is it a healthy run?", file=sys.stderr)
@@ -72,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         print("modeldebug: learned from one run: relations only and wide envelopes; learn from two runs or more "
               "(other seeds) for tighter ones", file=sys.stderr)
     else:
-        from pathlib import Path
-
         scripts = sorted({Path(str(s.record.meta.get("script"))).name for s in sides if s.record.meta.get("script")})
         if "structure" not in invariants.by_rule():  # no module or parameter in common: not runs of one model
             why = "the runs share no module or parameter (runs of different models?)"

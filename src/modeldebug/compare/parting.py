@@ -144,8 +144,9 @@ def _sampled(va: RunView, vb: RunView, same_seed: bool) -> list[Parting]:
         sampled_b = {s for series in sb.values() for s in series}
         floor = (math.log10(1.5) if scale == "log" else 0.1) if same_seed else FLOORS[scale][1]
         for name, xa in sa.items():
-            if vb.entity(kind, name) is None:  # B has no such module: the structure differs, not the statistic
-                continue
+            ea, eb = va.entity(kind, name), vb.entity(kind, name)
+            if eb is None or (kind == "module" and ea is not None and ea.type != eb.type):
+                continue  # no such module in B, or another layer under its name: the structure differs
             xb = sb.get(name, {})
             limit = floor if same_seed else max(floor, NOISE_FACTOR * jitter([xa, xb], scale))
             steps = [s for s in sorted(xa) if s in sampled_b]  # steps both runs sampled

@@ -19,6 +19,18 @@ def _side(label: str, facts: dict[str, Any]) -> str:
     return f"{label}: {argv}  ({facts.get('steps', '?')} steps, {outcome})"
 
 
+def _nowhere(d: RunDiff) -> str:
+    """What "no parting" means: nothing compared (a record missing, a run with no step), or the steps compared."""
+    if d.a.record is None or d.b.record is None:
+        return "  unknown (a record is missing)"
+    if not d.compared_steps:
+        idle = [s.label for s in (d.a, d.b) if not s.record.n_steps]
+        return f"  nothing to compare: {' and '.join(idle)} took no training step"
+    if d.a.record.n_steps != d.b.record.n_steps:
+        return f"  nowhere beyond noise over the {d.compared_steps} steps both runs took"
+    return "  nowhere beyond noise"
+
+
 def render_diff(d: RunDiff, *, parts: int = 8) -> str:
     """What changed (most likely cause first), where the runs part, and the findings that differ."""
     lines = [f"A  {_side(d.a.label, d.a.facts)}", f"B  {_side(d.b.label, d.b.facts)}", ""]
@@ -34,8 +46,7 @@ def render_diff(d: RunDiff, *, parts: int = 8) -> str:
     lines += ["", "Where they part"]
     first, module = d.first_step, d.first_module
     if first is None:
-        lines.append("  nowhere beyond noise" if d.a.record is not None and d.b.record is not None
-                     else "  unknown (a record is missing)")
+        lines.append(_nowhere(d))
     else:
         lines.append(f"  first step:   {first.step}: {first.text}")
         if module is not None:

@@ -81,12 +81,18 @@ def to_mlflow(source: Any, *, tracking_uri: str | None = None, experiment: str =
 
 
 def _check_uri(uri: str) -> None:
-    """Refuse what MLflow would get wrong quietly: a SQLite store whose folder does not exist (it creates it)."""
+    """Refuse what MLflow would get wrong quietly: a SQLite store whose folder does not exist (it creates it),
+    and a store that is a run record (MLflow would add its tables to the record: the export's own input)."""
+    from ..record.lock import is_record
+
     if uri.startswith("sqlite:///") and not uri.endswith(":memory:"):
         db = Path(uri[len("sqlite:///"):])
         if not db.parent.is_dir():
             raise BadInputError(f"MLflow tracking URI {uri!r}: the folder {str(db.parent)!r} does not exist; "
                                 "create it first, or give --out DIR")
+        if db.is_file() and is_record(db):
+            raise BadInputError(f"MLflow tracking URI {uri!r} names a modeldebug run record: MLflow would write its "
+                                "tables into it; give the store a file of its own, e.g. sqlite:///mlflow.db")
 
 
 def _explain(uri: str, exc: Exception) -> str:

@@ -48,9 +48,7 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     try:
         bundle = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
-        why = str(exc).strip().splitlines()[0].split(". ")[0][:160] if str(exc).strip() else type(exc).__name__
-        if _truncated_zip(p):  # a torch file is a zip archive: its directory, at the end, is missing
-            why = "it is truncated: an incomplete copy or download"
+        why = _unreadable(p, exc)
         raise BadInputError(f"{str(path)!r} is not a readable modeldebug repro bundle ({why}): "
                             "give the RUN.bundle.pt a watched run saved, undamaged") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
@@ -65,16 +63,30 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     return bundle
 
 
-def _truncated_zip(p: Path) -> bool:
-    """A file that begins as a zip archive (as torch.save writes) but has no end."""
+def _unreadable(p: Path, exc: Exception) -> str:
+    """Why torch could not read `p`, from what the file is (torch's own message says "101" for a text file)."""
     import zipfile
+
+    from ..record.lock import is_record
 
     try:
         with p.open("rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    return head == b"PK\x03\x04" and not zipfile.is_zipfile(p)
+            head = f.read(16)
+    except OSError as err:
+        return f"it cannot be read: {err.strerror or err}"
+    if not head:
+        return "it is empty: an incomplete copy or download"
+    if head == b"SQLite format 3\x00":
+        return ("it is a run record, not its bundle: the bundle is the RUN.bundle.pt saved beside it"
+                if is_record(p) else "it is an SQLite database, not a file torch.save wrote")
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(p):
+        return "it is truncated: an incomplete copy or download"  # a torch file's zip directory, at its end, is missing
+    if not head.startswith(b"PK\x03\x04"):
+        return "it is not a file torch.save wrote"
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        return "it holds pickled Python objects, such as a whole saved model; a bundle holds tensors only"
+    return text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
 
 
 def _damage(b: dict[str, Any]) -> str | None:
