@@ -184,7 +184,11 @@ class GapProfiler:
             frame = sys._current_frames().get(self._main)  # the one way to see another thread's stack
             if frame is None:
                 continue
-            self._counts[self._where(frame)] += 1
+            where = self._where(frame)
+            # let the frame go now: held while the thread waits for the next gap, it would keep the
+            # user's function's locals (a batch, a whole stack of them) alive after it returned
+            frame = None
+            self._counts[where] += 1
             self._samples += 1
             if self._samples >= MAX_SAMPLES:
                 return

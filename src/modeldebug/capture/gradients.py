@@ -174,7 +174,8 @@ class GradientCollector:
         sink = tr.assembler.grad_norm_sink
         norms: list[float] | None = None
         if flat and not want_params and index is None:
-            if type(flat) is list and owners is self._layout[1]:  # type: ignore[index]  (every gradient there)
+            layout = self._layout  # (None if a watched model was collected meanwhile: `release`)
+            if type(flat) is list and layout is not None and owners is layout[1]:  # (every gradient there)
                 total = _stacked_total(grads, flat)
             else:
                 buf = _flatten(grads)
@@ -235,6 +236,10 @@ class GradientCollector:
         if cached is None or cached[0] is not group_of or cached[1] != device:
             cached = self._group_idx = (group_of, device, torch.tensor(group_of, device=device))
         return cached[2]
+
+    def release(self) -> None:
+        """Let go of the parameters held (a watched model was collected): the layout is made anew."""
+        self._layout = self._last = None
 
     def nonfinite_params(self) -> list[str]:
         """Names of the parameters whose gradient norm is not finite at this step (forward order)."""

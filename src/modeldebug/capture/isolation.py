@@ -6,7 +6,9 @@ user's ``train()`` override (which may freeze layers), and dropout draws from th
 stream. So probes never touch the user's model. They run on ``twin(root, args)``, a deep copy with
 every hook removed, its parameters frozen (the copy's, not the user's), and its ``training`` flags
 set directly (``set_training``: no ``train()``/``eval()`` override runs), inside ``quiet()``,
-which forks the random state and keeps every global module hook (the user's and our tracer's) and
+which forks the random state (torch's, Python's ``random`` and NumPy's global streams: a
+``forward`` may draw from any of them, as a teacher-forcing decoder's ``random.random()`` does)
+and keeps every global module hook (the user's and our tracer's) and
 ``torch.compile`` out of the probe's forward pass.
 
 What stays outside our reach: a ``forward`` with side effects beyond the module (a global
@@ -16,11 +18,13 @@ counter, a print) still runs once more, on the copy.
 from __future__ import annotations
 
 import copy
+import random
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules import module as nn_module
@@ -128,7 +132,8 @@ def set_training(model: nn.Module, mode: bool) -> None:
 
 @contextmanager
 def quiet(model: nn.Module) -> Iterator[None]:
-    """Fork the random state (CPU and CUDA), suspend every global module hook, and run eagerly.
+    """Fork the random state (torch's CPU and CUDA generators, Python's ``random`` and NumPy's global
+    stream), suspend every global module hook, and run eagerly.
 
     Global hooks are process-wide: while a probe runs (a few milliseconds, once), a forward pass in
     another thread would not see them either.
@@ -136,6 +141,7 @@ def quiet(model: nn.Module) -> Iterator[None]:
     saved = {name: dict(getattr(nn_module, name)) for name in _GLOBAL_HOOKS}
     for name in _GLOBAL_HOOKS:
         getattr(nn_module, name).clear()
+    py_state, np_state = random.getstate(), np.random.get_state()
     try:
         with ExitStack() as stack:
             kind, devices = _accelerator(model)
@@ -146,6 +152,8 @@ def quiet(model: nn.Module) -> Iterator[None]:
                 stack.enter_context(set_stance("force_eager"))
             yield
     finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
         for name in _GLOBAL_HOOKS:
             table = getattr(nn_module, name)
             added = dict(table)

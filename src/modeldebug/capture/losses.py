@@ -269,7 +269,7 @@ class LossWatch:
 
     def on_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inp, tgt = split_input_target(args, kwargs)
-        if not isinstance(inp, torch.Tensor):
+        if not isinstance(inp, torch.Tensor) or torch._C._is_tracing():  # (a loss inside torch.jit.trace)
             return
         tr = self.tracer
         if not tr.sampled():  # the common step: a training loss seen before, nothing to take

@@ -14,7 +14,8 @@ would be thrown away. So nothing in capture patches torch directly: a session `a
   pass-through for good, so the user's patch survives the session.
 
 A probe never raises into the caller: its errors are logged once and it goes on as a pass-through.
-While ``torch.compile`` traces, every wrapper and hook returns at once (nothing of ours enters a graph).
+While ``torch.compile`` traces, every wrapper and hook returns at once (nothing of ours enters a graph);
+so do the module hooks while ``torch.jit.trace`` runs.
 
 Patched (see `TARGETS`): ``torch.autograd.backward`` (what ``Tensor.backward`` calls),
 ``Optimizer.__init__``, ``Optimizer.zero_grad``, ``Module.zero_grad``, ``clip_grad_norm_`` (both
@@ -43,6 +44,7 @@ __all__ = ["LOSS_FUNCTIONS", "PATCHES", "SEQUENCE_LOSSES", "TARGETS", "PatchMana
 log = logging.getLogger("modeldebug")
 
 _is_compiling = torch.compiler.is_compiling
+_is_tracing = torch._C._is_tracing  # torch.jit.trace running: module calls are the trace's, not a step's
 
 # Functions of torch.nn.functional whose first two parameters are (input, target).
 LOSS_FUNCTIONS = (
@@ -272,13 +274,13 @@ class PatchManager:
         return any(k not in ours for name in _GLOBAL_HOOK_TABLES for k in getattr(nn_module, name, ()))
 
     def _forward_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if _is_compiling():
+        if _is_compiling() or _is_tracing():
             return
         for s in self._module_sessions:
             s.forward_pre(module, args)
 
     def _forward_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if _is_compiling():
+        if _is_compiling() or _is_tracing():
             return
         for s in self._module_sessions:
             s.forward_post(module, args, output)

@@ -8,6 +8,7 @@ trains several models, the second and later ones are prefixed with their class n
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +75,16 @@ class ModuleInfo:
     eid: int
     type: str
     leaf: bool
-    root: nn.Module | None = field(default=None, repr=False)
+    # the model it belongs to, held weakly: the registry's entries must not keep a model the user let go
+    # (k-fold training in one script: every fold's model, weights and gradients alive to the end)
+    root_ref: weakref.ref[nn.Module] | None = field(default=None, repr=False)
     params: int = 0  # elements of the module's own parameters (not its children's)
+
+    @property
+    def root(self) -> nn.Module | None:
+        """The model this module belongs to; None for a loss module, or once that model is gone."""
+        ref = self.root_ref
+        return ref() if ref is not None else None
 
 
 @dataclass
@@ -111,6 +120,8 @@ class Registry:
         self._naming: dict[int, tuple[str, str]] = {}  # by id(model): (prefix, root name) of its parts
         self._taken: set[tuple[str, str]] = set()  # (kind, name) of every module and parameter named
         self._signature: int | None = None  # `refresh`: the models' parameters and their requires_grad
+        #: called (no arguments) when a watched model or optimizer is collected: what holds its parameters lets go
+        self.on_model_gone: Callable[[], None] | None = None
 
     def refresh(self) -> bool:
         """Re-read the watched models (on sampled steps): parameters added since they were named (a head
@@ -152,17 +163,25 @@ class Registry:
                 prefix = f"{type(model).__name__}{n}"
                 n += 1
         self._prefixes.add(prefix or type(model).__name__)
-        self.models.append(weakref.ref(model))
+        self.models.append(weakref.ref(model, self._gone))
         self.model_types.append(type(model).__name__)
         root_name = prefix or type(model).__name__
         self._naming[id(model)] = (prefix, root_name)
         self._name_parts(model, prefix, root_name)
+
+    def _gone(self, ref: weakref.ref[Any]) -> None:
+        """A watched model or optimizer was collected: the cached parameter lists drop its parameters
+        (and their gradients) now, not at the next step, while the user's next model is being built."""
+        self._changed()
+        if self.on_model_gone is not None:
+            self.on_model_gone()
 
     def _name_parts(self, model: nn.Module, prefix: str, root_name: str) -> None:
         """Name every module and parameter of `model` not named yet (all of them for a new model; the
         parts added since for a known one: a head replaced, a layer appended). A new part under a name
         already taken (the replaced head's) is named `head#2`, so its numbers do not continue the old one's."""
         renamed: dict[str, str] = {}  # a module's name -> the one it got (`head` -> `head#2`)
+        root = weakref.ref(model)
         for qual, mod in model.named_modules():
             if mod in self.modules or unwrap(mod) is not mod:
                 continue  # a compiled submodule's wrapper: its module is named instead
@@ -177,7 +196,7 @@ class Registry:
                 info["track_running_stats"] = bool(mod.track_running_stats)
                 info["stats_at_init"] = _stats_at_init(mod)
             eid = self.writer.entity("module", name, type=type(mod).__name__, model=root_name, info=info)
-            self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, model, own)
+            self.modules[mod] = ModuleInfo(name, eid, type(mod).__name__, leaf, root, own)
         for qual, p in model.named_parameters():
             if p in self.params:
                 continue
@@ -225,7 +244,7 @@ class Registry:
         if any(r() is opt for r in self.optimizers):
             self._last_optimizer = weakref.ref(opt)
             return False
-        self.optimizers.append(weakref.ref(opt))
+        self.optimizers.append(weakref.ref(opt, self._gone))
         self.param_ids[id(opt)] = frozenset(id(p) for g in opt.param_groups for p in g["params"])
         self._last_optimizer = self.optimizers[-1]
         self.optimizer_types.append(type(opt).__name__)

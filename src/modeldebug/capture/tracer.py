@@ -88,6 +88,7 @@ _BACKWARDS_WITHOUT_STEP = 64
 _COVER_STEPS = 16
 
 
+_is_tracing = torch._C._is_tracing  # torch.jit.trace running (torch.jit.is_tracing, less its scripting check)
 _CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout is not judged)
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
 
@@ -110,6 +111,7 @@ class Tracer:
         self.plan = plan or plan_for(self.config)
         self.sampler = Sampler(self.config)
         self.registry = Registry(writer)
+        self.registry.on_model_gone = self._model_gone
         self._known_optimizers: list[weakref.ref[torch.optim.Optimizer]] = [weakref.ref(o) for o in optimizers]
         self.discover_models = discover_models
         self.generation = _PROCESS_GENERATION[0]
@@ -220,6 +222,12 @@ class Tracer:
             models=self.registry.model_types, optimizers=self.registry.optimizer_types,
         )
         self.writer.flush()
+
+    def _model_gone(self) -> None:
+        """A watched model or optimizer was collected: what holds its parameters (and so their gradients)
+        lets go now."""
+        self.gradients.release()
+        self.updates.release()
 
     def active(self, probe: str) -> bool:
         """Should a patched function record anything now? (attached, this process, probe on, not replaying)"""
@@ -353,12 +361,17 @@ class Tracer:
                 return
             module, info = found
         grad = torch.is_grad_enabled()
+        sampled = self.sampled()
+        if (sampled or not grad) and _is_tracing():
+            # torch.jit.trace (a TorchScript or ONNX export): what we would compute on its inputs goes
+            # into the user's trace (and its numbers are traced tensors); an unsampled training pass
+            # takes nothing from them
+            return
         if not (grad and not module.training and self._inside_training_model(module)):
             self.forward.count_mode(module, grad)  # (a frozen part in eval mode inside a model that trains: its pass)
         if not grad and not self.eval_dropout.done and not module.training and args:
             self.eval_dropout.once(module, args)
         a = self.assembler
-        sampled = self.sampled()
         first = grad and a.t_fwd is None
         x = None
         # training batches are fingerprinted on sampled steps (at every level: one projection a step

@@ -230,7 +230,8 @@ class UpdateCollector:
         if self._armed:
             self._armed = False
             kept = self._kept
-            assert kept is not None
+            if kept is None:  # let go meanwhile (`release`: a watched model was collected)
+                return
             rows = _kept_rows(kept)
             tr.buffer.add_host(rows, stats_sink(tr.writer, step, kept.rows))
             return
@@ -275,7 +276,7 @@ class UpdateCollector:
         self._armed = False
 
     def release(self) -> None:
-        """Let the kept buffers go (the session is over)."""
+        """Let the kept buffers go (the session is over, or a watched model was collected)."""
         self._before = self._kept = None
         self._kept_by.clear()
         self._armed = False
