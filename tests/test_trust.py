@@ -222,3 +222,39 @@ def test_a_record_left_running_says_whether_a_run_is_still_writing_it() -> None:
     text = md.Report.from_record(md.Record.open("live.db")).to_text()
     assert "ended without closing its record" in text
     assert "status_note" not in md.Report.from_record(md.Record.open("r.db")).run
+
+
+FULL_DISK = """
+import resource, signal, torch
+import modeldebug as md
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write() fails with EFBIG, as on a full disk
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x, y = torch.randn(512, 20), torch.randint(0, 3, (512,))
+with md.watch(model, optimizer=opt, db="run.db") as session:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))  # the disk fills during the run
+    for i in range(1200):
+        j = (i * 32) % 512
+        loss = torch.nn.functional.cross_entropy(model(x[j:j + 32]), y[j:j + 32])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+print(f"trained {loss.item():.6f}")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_record_that_cannot_be_written_never_stops_the_training(tmp_path: Path) -> None:
+    """A full disk mid-run: the record's writes fail; the script trains to the end, prints what plain python
+    would, exits 0, and is told in one line that the report will miss steps."""
+    (tmp_path / "full.py").write_text(FULL_DISK, encoding="utf-8")
+    plain = FULL_DISK.replace('with md.watch(model, optimizer=opt, db="run.db") as session:', "if True:")
+    (tmp_path / "plain.py").write_text(plain, encoding="utf-8")
+    run = lambda name: subprocess.run([sys.executable, name], cwd=tmp_path, capture_output=True,  # noqa: E731
+                                      text=True, timeout=240, check=False)
+    watched, alone = run("full.py"), run("plain.py")
+    assert watched.returncode == 0, watched.stderr[-2000:]
+    assert watched.stdout == alone.stdout and watched.stdout.startswith("trained ")
+    said = [line for line in watched.stderr.splitlines() if "cannot be written" in line]
+    assert len(said) == 1 and "run.db" in said[0] and "Traceback" not in watched.stderr, watched.stderr

@@ -86,8 +86,13 @@ class RunWriter:
         self._hists: list[tuple[int, int, float, float, str]] = []
         self._events: list[tuple[int | None, str, str]] = []
         self._meta: dict[str, str] = {}
+        self.failed: str | None = None  # the first write that failed (`flush`), if any
         self.set_meta(magic=MAGIC, schema_version=SCHEMA_VERSION, created=time.time())
-        self.flush()
+        try:
+            self._write()
+        except sqlite3.Error as exc:
+            self._release()
+            raise BadInputError(f"{flag} {self.path!r} cannot be written: {exc}") from None
 
     # -- buffered appends ----------------------------------------------------------------------
     def entity(self, kind: str, name: str, *, type: str | None = None, model: str | None = None,
@@ -137,7 +142,19 @@ class RunWriter:
 
     # -- durability ------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write everything buffered in one transaction."""
+        """Write everything buffered in one transaction. A record that cannot be written (a full disk, a
+        file size limit, an I/O error) never stops the user's training: the first failure is said in one
+        line, the rows are dropped, and later flushes try again (space may have been freed)."""
+        try:
+            self._write()
+        except sqlite3.Error as exc:
+            self._drop()
+            if self.failed is None:
+                log.warning("modeldebug: the record %s cannot be written (%s): the run goes on, the report will "
+                            "miss the steps from here", self.path, exc)
+            self.failed = f"{type(exc).__name__}: {exc}"
+
+    def _write(self) -> None:
         c = self.conn
         placeholders = ", ".join("?" * (len(_STEP_COLUMNS) + 1))
         with c:
@@ -154,6 +171,9 @@ class RunWriter:
                 c.executemany("INSERT INTO events (step, kind, data) VALUES (?, ?, ?)", self._events)
             if self._meta:
                 c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(self._meta.items()))
+        self._drop()
+
+    def _drop(self) -> None:
         self._steps.clear()
         self._stats.clear()
         self._hists.clear()

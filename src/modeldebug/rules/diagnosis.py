@@ -47,8 +47,9 @@ def _status_note(record: Record, status: str | None) -> tuple[str | None, str | 
         who = f" (pid {pid})" if pid > 0 else ""
         return "running", f"The run is still in progress{who}: this report covers the steps written so far."
     return "unfinished", ("The run ended without closing its record: the process was killed (kill -9, out of "
-                          "memory, a crash of Python itself), or the record was copied while the run was going or "
-                          "without its -wal file. The last steps before the end may be missing.")
+                          "memory, a crash of Python itself), the record could not be written to the end (a full "
+                          "disk), or it was copied while the run was going or without its -wal file. The last steps "
+                          "before the end may be missing.")
 
 
 def run_summary(record: Record) -> dict[str, Any]:
