@@ -278,6 +278,8 @@ class LossWatch:
                 return
         if unmeasurable(inp) is not None:
             return
+        # a target that carries a gradient: its producer (a target network, a teacher) is trained through it
+        target_grad = isinstance(tgt, torch.Tensor) and tgt.requires_grad and torch.is_grad_enabled()
         if isinstance(tgt, torch.Tensor) and odd_layout(tgt) is not None:
             tgt = None
         phase = "train" if inp.requires_grad and torch.is_grad_enabled() else "val"
@@ -291,6 +293,7 @@ class LossWatch:
                 "target_dtype": _dtype(tgt) if isinstance(tgt, torch.Tensor) else None,
                 "kwargs": ctc_options(args, kwargs) if name == "ctc_loss" else loss_options(_positional(name, args, kwargs)),
                 **_class_weight(_positional(name, args, kwargs)),
+                **({"target_requires_grad": True} if target_grad else {}),
             })
             self.eids[key] = eid
             mixing = tr.mixing

@@ -88,6 +88,7 @@ _BACKWARDS_WITHOUT_STEP = 64
 _COVER_STEPS = 16
 
 
+_NOGRAD_TRAIN_PASSES = 8  # no-grad passes in train mode described by an event (the rest are only counted)
 _is_tracing = torch._C._is_tracing  # torch.jit.trace running (torch.jit.is_tracing, less its scripting check)
 _CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout is not judged)
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
@@ -123,6 +124,7 @@ class Tracer:
         self._stack: list[nn.Module] = []
         self._crash_phase = "other"
         self._disabled: set[str] = set()
+        self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
         self._backwards_since_step = 0
         # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
         self._sample_stepped: set[int] = set()
@@ -222,6 +224,16 @@ class Tracer:
             models=self.registry.model_types, optimizers=self.registry.optimizer_types,
         )
         self.writer.flush()
+
+    def _nograd_train_pass(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A forward pass without gradients in train mode (validation without `model.eval()`, or a pass that
+        recomputes BatchNorm statistics on purpose): its batch size, for the first few (LOP002 tells them apart)."""
+        self._nograd_train_seen += 1
+        x = S.first_tensor(args)
+        info = self.registry.modules.get(module)
+        self.writer.add_event(self.step, M.NOGRAD_TRAIN_PASS.name, {
+            "model": info.name if info is not None else type(module).__name__,
+            "batch": int(x.shape[0]) if x is not None and x.dim() else None})
 
     def _model_gone(self) -> None:
         """A watched model or optimizer was collected: what holds its parameters (and so their gradients)
@@ -371,6 +383,8 @@ class Tracer:
             self.forward.count_mode(module, grad)  # (a frozen part in eval mode inside a model that trains: its pass)
         if not grad and not self.eval_dropout.done and not module.training and args:
             self.eval_dropout.once(module, args)
+        if not grad and module.training and self._nograd_train_seen < _NOGRAD_TRAIN_PASSES:
+            self._nograd_train_pass(module, args)
         a = self.assembler
         first = grad and a.t_fwd is None
         x = None

@@ -225,12 +225,27 @@ def _zero_gradient(ctx: Context, module: str, step: int) -> bool:
     return seen
 
 
+def _whole_training_set(ctx: Context) -> int | None:
+    """The batch size of the no-grad passes in train mode when every one recorded fed the whole training set at
+    once (its DataLoader's dataset length, at least twice its batch): a statistics pass, not validation."""
+    passes = ctx.record.events(M.NOGRAD_TRAIN_PASS.name)
+    loaders = [e.data for e in ctx.record.events(M.DATALOADER.name)]
+    training = [d for d in loaders if d.get("sampler") == "RandomSampler"] or loaders[:1]
+    sizes = {int(d["length"]) for d in training if isinstance(d.get("length"), int)
+             and int(d["length"]) >= 2 * int(d.get("batch_size") or 1)}
+    batches = {e.data.get("batch") for e in passes}
+    if not passes or len(batches) != 1:
+        return None
+    (batch,) = batches
+    return batch if batch in sizes else None
+
+
 class TrainModeMisuse(Rule):
     """Detects LOP002; its documentation and options are in the catalogue (`modeldebug explain LOP002`)."""
 
     code = "LOP002"
     requires = (M.FWD_EVAL_MODE, M.FWD_TRAIN_MODE_NOGRAD, M.TRAINING_FLAG, M.VAL_LOSS, M.LOSS_CALLS, M.OPTIMIZER,
-                M.EVAL_DROPOUT, M.UPDATE_RATIO, M.DATALOADER)
+                M.EVAL_DROPOUT, M.UPDATE_RATIO, M.DATALOADER, M.NOGRAD_TRAIN_PASS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from self._dropout_ignores_eval(ctx)
@@ -394,6 +409,23 @@ class TrainModeMisuse(Rule):
         val = validation_steps(ctx)
         passes = int(counts.sum())
         first = int(steps_with[0])
+        whole = _whole_training_set(ctx)
+        if whole is not None:
+            return self.finding(
+                severity="low", confidence=0.5,
+                title=(f"{passes} forward pass{'es' if passes > 1 else ''} under torch.no_grad() in train mode over the "
+                       f"whole training set at once ({whole:,} samples): recomputing BatchNorm statistics?"),
+                description=(f"From step {first}, the model ran {passes} forward pass{'es' if passes > 1 else ''} without "
+                             f"gradients while model.training was True, each on a batch of {whole:,} samples, the length "
+                             "of the training DataLoader's dataset. That is how running statistics are recomputed on "
+                             "purpose (BatchNorm with momentum 0, or a flow's BatchNorm) rather than a validation pass. "
+                             "If it is meant as validation, it should run in eval mode. Layers concerned: "
+                             f"{', '.join(ctx.label(n) for n in names[:8])}{' ...' if len(names) > 8 else ''}."),
+                location=names[0], step=first,
+                evidence={"passes": passes, "batch": whole, "steps": [int(s) for s in steps_with[:20]],
+                          "layers": names[:50]},
+                recommendations=[Recommendation("best_practice", "If this pass only recomputes the statistics, say so "
+                                                "in the code; if it evaluates, run it in eval mode.", _EVAL_FOR_VALIDATION)])
         return self.finding(
             severity="medium", confidence=0.8 if val else 0.7,
             title=f"{passes} forward pass{'es' if passes > 1 else ''} under torch.no_grad() ran in train mode "

@@ -130,6 +130,10 @@ class ParamsNotUpdating(Rule):
         not_in_opt = [n for n in trainable if in_opt is not None and n not in in_opt and n in grads]
         if not_in_opt and not _an_iteration_passed(ctx):
             not_in_opt = []  # their optimizer may not have had its turn yet
+        through_target = _through_a_target(ctx, not_in_opt, trainable)
+        if through_target:
+            yield _target_network(self, ctx, through_target)
+            not_in_opt = []
         # Tensors the optimizer holds that belong to no model: the layer they were part of has been
         # replaced. With `not_in_opt` they are one bug (optimizer built too early), reported once.
         stale = [n for n in no_grad if ctx.params[n].model is None]
@@ -164,9 +168,12 @@ class ParamsNotUpdating(Rule):
         elif zero_grad and all(_shift_invariant(ctx, n, grads, zero_set) for n in zero_grad):
             zero_why, zero_rec = _SHIFT_INVARIANT
             zero_severity = "low"  # the loss does not depend on them: nothing is lost
+        unused = _never_called(ctx, no_grad)
         problems = [
             (no_grad, "never received a gradient",
-             "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip.",
+             (f"{_listed_modules(unused)} never ran in forward() on any sampled step: defined but unused. Harmless "
+              "if it is left over; if it was meant to run, forward() skips it." if unused else
+              "They are not on the path from the inputs to the loss: unused in forward(), or cut off by .detach(), .data, .item() or a NumPy round trip."),
              Recommendation("fix", "Remove the .detach()/.data/.item() that cuts the parameter off from the loss (or delete the unused layer).",
                             "h = self.encoder(x)            # not self.encoder(x).detach()\n"
                             "# check: every trainable parameter should get a gradient\n"
@@ -202,7 +209,9 @@ class ParamsNotUpdating(Rule):
             numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
             total = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in trainable) or 1
             location = next(iter(by_module))
-            severity = zero_severity if names is zero_grad and zero_severity else "high" if numel / total >= 0.05 else "medium"
+            big = numel / total >= 0.05
+            severity = (zero_severity if names is zero_grad and zero_severity else
+                        ("medium" if big else "low") if names is no_grad and unused else "high" if big else "medium")
             yield self.finding(
                 severity=severity, confidence=0.9,
                 title=f"{len(names)} parameter tensor{'s' if len(names) > 1 else ''} ({fmt(numel / total * 100)}% of weights) {what}",
@@ -213,6 +222,69 @@ class ParamsNotUpdating(Rule):
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )
+
+
+def _never_called(ctx: Context, names: list[str]) -> list[str]:
+    """The modules holding `names` when none of them ever ran (no forward statistic on any sampled step)
+    while the rest of their model did: layers defined in __init__ that forward() never calls ([] otherwise)."""
+    if not names:
+        return []
+    ran = set(ctx.record.frame("mean", kind="module").entity.tolist())
+    if not ran:
+        return []  # nothing measured per module in this record: it cannot be told
+    skipped = {e.data.get("module") for e in ctx.record.events(M.MODULE_SKIPPED.name)}
+    modules = {ctx.params[n].info.get("module") for n in names}
+    models_ran = {m.model for m in ctx.modules.values() if m.id in ran}
+    for name in modules:
+        m = ctx.modules.get(name or "")
+        if m is None or m.id in ran or name in skipped or m.model not in models_ran:
+            return []
+    return sorted(modules)
+
+
+def _listed_modules(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def _through_a_target(ctx: Context, names: list[str], trainable: list[str]) -> dict[str, list[str]]:
+    """Tensors in no optimizer that are whole models of their own, while a training loss was given a target
+    that carries a gradient: a DQN's target network (`q_target(s_next)` not detached) or a distillation
+    teacher whose logits are the loss's target. They get gradients through the target only, which no
+    optimizer applies: wasted work, not a model left untrained. Model name -> its tensors ({} otherwise)."""
+    if not names or not any(e.info.get("target_requires_grad") for e in ctx.record.entities("loss")):
+        return {}
+    by_model: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        model = ctx.params[n].model
+        if model is None:
+            return {}
+        by_model[model].append(n)
+    for model, held in by_model.items():
+        if len(held) != sum(1 for n in trainable if ctx.params[n].model == model):
+            return {}  # part of a model outside the optimizer: the optimizer was built from a sub-module
+    return dict(by_model)
+
+
+def _target_network(rule: Rule, ctx: Context, by_model: dict[str, list[str]]) -> Finding:
+    models = list(by_model)
+    names = [n for held in by_model.values() for n in held]
+    numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
+    them = ", ".join(models)
+    return rule.finding(
+        severity="low", confidence=0.6,
+        title=(f"{them} get{'s' if len(models) == 1 else ''} gradients through a loss target, and no optimizer holds "
+               f"{'it' if len(models) == 1 else 'them'} (a target network or teacher not detached?)"),
+        description=(f"No optimizer holds the {len(names)} parameter tensors of {them} ({numel:,} weights), yet they "
+                     "receive gradients, and a training loss is given a target that carries a gradient. That is the "
+                     "pattern of a target network (DQN: `target = r + gamma * q_target(s_next).max(1)[0]`) or a "
+                     "teacher whose outputs are the target: the backward pass runs through that model for nothing, "
+                     "since no optimizer applies those gradients. The trained model is unaffected."),
+        location=models[0], step=0,
+        evidence={"models": models, "params": names[:50], "numel": numel, "problem": "gradients through a loss target"},
+        recommendations=[Recommendation(
+            "optimization", "Compute the target without a graph: it saves that model's backward pass.",
+            "with torch.no_grad():\n    target = r + gamma * q_target(s_next).max(1)[0].unsqueeze(1)\n"
+            "# or: target = target.detach()")])
 
 
 def _an_iteration_passed(ctx: Context) -> bool:

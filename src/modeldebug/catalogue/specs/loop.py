@@ -76,7 +76,10 @@ mode inside the forward pass of a module in train mode is part of that training 
 counted as an evaluation with autograd on (`fwd_eval_mode`), which MEM001 would otherwise read as
 a validation pass that may keep its graph;
 (2) forward passes under `torch.no_grad()` while the model is in train mode: validation or
-inference without `model.eval()`;
+inference without `model.eval()`; when every such pass recorded (the first 8) fed the whole training
+set at once (a batch as long as the shuffled training DataLoader's dataset, at least twice its
+batch size), it recomputes BatchNorm's running statistics on purpose (momentum 0, a flow's
+BatchNorm) and the finding is low;
 (3) BatchNorm layers of a frozen part still in train mode (reported medium): their parameters (or
 those of the nearest enclosing module with some) stopped moving while the rest trains (judged from
 the update ratios an optimizer's steps record: parameters no optimizer ever held, such as an EMA

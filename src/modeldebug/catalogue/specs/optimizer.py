@@ -34,6 +34,9 @@ gradient or that an optimizer holds; a copy that is only evaluated, such as the 
 reloaded into a new instance and run under `no_grad`, is left out):
 (1) parameters in an optimizer that never received a gradient on any step (not used in the
 forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
+when none of their modules ever ran on a sampled step while the rest of the model did, they are
+layers defined in `__init__` that `forward()` never calls, and the finding says so: low under 5%
+of the weights (a left-over layer costs nothing), medium above;
 (2) parameters whose gradient was exactly zero on every step (when they are all the reverse
 direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual
 cause: the output read at the last time step only, where the reverse direction has taken one
@@ -44,7 +47,10 @@ parameters do get gradients, the loss does not depend on a constant shift of tha
 because a normalisation follows it or the loss takes a difference of two outputs, as a
 relativistic GAN's D(real) - D(fake) does: the finding is low, dead weight, not a fault); (3) parameters that receive
 gradients but are in no optimizer (the optimizer was built before a layer was replaced, or from
-a sub-module), or that an optimizer holds but that kept getting gradients on at least 3 sampled
+a sub-module; when they are whole models of their own and a training loss was given a target
+that carries a gradient, they are a target network or a teacher whose output is the target
+and is not detached, as in a DQN's `r + gamma * q_target(s_next).max(1)[0]`: the finding is then
+low, an optimization, since nothing the run trains is left out), or that an optimizer holds but that kept getting gradients on at least 3 sampled
 steps after its last update, while another optimizer stepped (a backbone unfrozen after the
 fine-tuning optimizer was built from the head alone: the watch re-reads the models on sampled
 steps, so parameters that start requiring grad and layers replaced are seen, a replaced layer

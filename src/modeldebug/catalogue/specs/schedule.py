@@ -67,7 +67,9 @@ occasional spike of a converging run are small next to its starting loss or aver
 they are not flagged. A loss that jumps with the batch (LRN001's test: rare huge errors in the
 targets) is judged on the running lower quartile of its windows and the level, trend and noise of
 its batches up to the 75th percentile, the typical batch: its median moves with the share of
-outlier batches each window holds.
+outlier batches each window holds. A loss whose target carries a gradient (computed by a network
+in the same step: a DQN's bootstrapped target, a teacher's output) moves with that network, so
+its swings are expected: the finding is then low.
 
 ## Why is this bad?
 An oscillating loss makes no progress: the optimizer bounces across a valley instead of going
