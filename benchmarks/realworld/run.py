@@ -61,6 +61,13 @@ PZ = ("hunkim/PyTorchZeroToAll", "e5a260fac0b4ff1e2ec434fc6f0d962ac97fc289")
 KL = ("kuangliu/pytorch-cifar", "49b7aa97b0c12fe0d4054e670403a16b6b834ddd")
 NGV = ("karpathy/ng-video-lecture", "52201428ed7b46804849dea0b3ccf0de9df1a5c3")
 LX = ("L1aoXingyu/pytorch-beginner", "a57dd7ea35c9965a41f4963dee62d38884f92a65")
+MRL = ("seungeunrho/minimalRL", "c8efed8481e3cd40e9739cfde220a55522555b57")
+GCN = ("tkipf/pygcn", "1600b5b748b3976413d1e307540ccc62605b4d6d")
+PP = ("spro/practical-pytorch", "c520c52e68e945d88fff563dba1c028b6ec0197b")
+FLOWS = ("ikostrikov/pytorch-flows", "bf12ed91b86867b38d74982f5e2d44c248604df9")
+ZNX = ("znxlwm/pytorch-MNIST-CelebA-GAN-DCGAN", "c88438c7807326492757623bf9117ee2eb5de8bf")
+UNET = ("usuyama/pytorch-unet", "a0ec1374e06ca9161c21781302328b074f19391b")
+KD = ("Joyful-Buffalo/simplest-knowledge-distillation", "fe45774ac983e7cfb3db692d7ed5964ef37ca22b")
 HFCHAR_SHA256 = "7d14e49785068f773280f47721ca9ab30f0518222ee39cb2922b486cf35876c1"
 
 
@@ -111,6 +118,8 @@ def _git_show(repo: tuple[str, str], path: str) -> bytes:
             raise SystemExit(f"{local} is not the file measured (sha256 differs from {HFCHAR_SHA256})")
         return data
     git_dir = MIRRORS / owner_name.replace("/", "+") / "repo"
+    if (git_dir / ".git").is_dir():  # some mirrors arrive as a work tree (tkipf/pygcn)
+        git_dir = git_dir / ".git"
     return subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"],
                           check=True, capture_output=True).stdout
 
@@ -185,8 +194,51 @@ def prep_lx_lm(d: Path) -> None:
     (out / "test.txt").write_text("".join(test[-100:]), encoding="utf8")
 
 
+def prep_pygcn(d: Path) -> None:
+    # cora.content (7.8 MB) is absent from the mirror (listed, object missing): a synthetic citation graph
+    # in its format instead. 2708 papers, 7 classes, 1433 binary word features; a stochastic block model
+    # (80% of the 5429 links inside a class), each paper's ~18 words 60% from its class's 60 topic words
+    rng = np.random.default_rng(0)
+    n, n_cls, n_words, n_edges = 2708, 7, 1433, 5429
+    names = ["Case_Based", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
+             "Reinforcement_Learning", "Rule_Learning", "Theory"]
+    ids = rng.choice(np.arange(30, 1_200_000), size=n, replace=False)
+    y = rng.integers(0, n_cls, size=n)
+    topics = [rng.choice(n_words, size=60, replace=False) for _ in range(n_cls)]
+    lines = []
+    for i in range(n):
+        x = np.zeros(n_words, dtype=np.int64)
+        k = int(rng.integers(8, 30))
+        own = rng.random(k) < 0.6
+        x[rng.choice(topics[y[i]], size=int(own.sum()))] = 1
+        x[rng.choice(n_words, size=int((~own).sum()))] = 1
+        lines.append("\t".join([str(ids[i]), *map(str, x), names[y[i]]]))
+    by_class = [np.flatnonzero(y == c) for c in range(n_cls)]
+    edges = set()
+    while len(edges) < n_edges:
+        a = int(rng.integers(n))
+        b = int(rng.choice(by_class[y[a]])) if rng.random() < 0.8 else int(rng.integers(n))
+        if a != b:
+            edges.add((a, b))
+    out = d / "data" / "cora"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cora.content").write_text("\n".join(lines) + "\n")
+    (out / "cora.cites").write_text("".join(f"{ids[a]}\t{ids[b]}\n" for a, b in sorted(edges)))
+
+
+def prep_unet_notebook(d: Path) -> None:
+    # the training loop lives in pytorch_unet.ipynb: its code cells in order, as one script (IPython
+    # magics dropped); the edits then apply to train.py
+    nb = json.loads((d / "pytorch_unet.ipynb").read_text(encoding="utf8"))
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    code = "\n\n".join(cells)
+    code = "\n".join(line for line in code.splitlines() if not line.startswith("%"))
+    (d / "train.py").write_text(code + "\n", encoding="utf8")
+
+
 PREPARE = {f.__name__: f for f in (prep_word_lm, prep_lightning_lm, prep_char_text, prep_hf_char,
-                                   prep_nanogpt, prep_time_seq, prep_makemore, prep_lx_lm)}
+                                   prep_nanogpt, prep_time_seq, prep_makemore, prep_lx_lm, prep_pygcn,
+                                   prep_unet_notebook)}
 
 # ----------------------------------------------------------------------------- the corpus
 
@@ -804,6 +856,173 @@ CASES: list[Case] = [
          variants=[
              Variant("healthy"),
              Variant("lr_x100", extra_args=["--lr", "0.06"], expect=("lr_too_high",), what=LR100),
+         ]),
+    # ------------------------------------------------------------------ added 2026-12-07 (fourth session):
+    # eight scripts from seven repositories new to the corpus
+    # seungeunrho/minimalRL: single-file RL on CartPole (gym 0.26 API) through the synthgym stand-in
+    Case("mrl_dqn", MRL, {"train.py": "dqn.py"}, "train.py", [],
+         edits=[Edit("train.py", "import gym\n", "import synthgym as gym\n"),
+                # unseeded as published
+                Edit("train.py", "#Hyperparameters", "random.seed(0)\ntorch.manual_seed(0)\n#Hyperparameters"),
+                Edit("train.py", "s, _ = env.reset()", "s, _ = env.reset(seed=n_epi)"),
+                # the script ignores `truncated`: a policy that balances would loop past the 500-step cap forever
+                Edit("train.py", "            s_prime, r, done, truncated, info = env.step(a)\n",
+                     "            s_prime, r, done, truncated, info = env.step(a)\n            done = done or truncated\n"),
+                Edit("train.py", "for n_epi in range(10000):", "for n_epi in range(300):")],
+         stand_ins=("synthgym.py",),
+         style="DQN: replay buffer (deque), target network synced every 20 episodes, smooth L1 on Q(s,a), "
+               "10 Adam steps per episode once the buffer holds 2000 transitions",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "learning_rate = 0.0005", "learning_rate = 0.05")],
+                     expect=("lr_too_high",), what=LR100),
+         ]),
+    Case("mrl_ppo", MRL, {"train.py": "ppo.py"}, "train.py", [],
+         edits=[Edit("train.py", "import gym\n", "import synthgym as gym\n"),
+                Edit("train.py", "#Hyperparameters", "torch.manual_seed(0)\n#Hyperparameters"),
+                Edit("train.py", "s, _ = env.reset()", "s, _ = env.reset(seed=n_epi)"),
+                Edit("train.py", "                s_prime, r, done, truncated, info = env.step(a)\n",
+                     "                s_prime, r, done, truncated, info = env.step(a)\n                done = done or truncated\n"),
+                Edit("train.py", "for n_epi in range(10000):", "for n_epi in range(200):")],
+         stand_ins=("synthgym.py",),
+         style="PPO (clip 0.1, GAE in a Python loop over numpy), policy and value heads on one trunk, "
+               "optimizer owned by the module, 3 epochs per 20-step horizon, batch-1 forwards while acting",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad", [Edit("train.py", "            self.optimizer.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what=NOZG),
+         ]),
+    # tkipf/pygcn: the reference GCN in plain torch (torch.spmm with a sparse adjacency; scipy builds it)
+    Case("pygcn", GCN, {"train.py": "pygcn/train.py", "pygcn/__init__.py": "pygcn/__init__.py",
+                        "pygcn/layers.py": "pygcn/layers.py", "pygcn/models.py": "pygcn/models.py",
+                        "pygcn/utils.py": "pygcn/utils.py"}, "train.py", [],
+         edits=[Edit("pygcn/utils.py", 'path="../data/cora/"', 'path="data/cora/"')],
+         prepare="prep_pygcn",
+         style="2-layer GCN, full-batch on one graph, log_softmax + nll_loss on 140 labelled nodes, Adam with "
+               "weight decay, eval pass (dropout off) after every step; synthetic citation graph in Cora's format",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "1.0"], expect=("lr_too_high",), what=LR100),
+         ]),
+    # spro/practical-pytorch: the char-RNN name classifier (the classic PyTorch tutorial), names data in the repo
+    Case("pp_char_class", PP, {"train.py": "char-rnn-classification/train.py",
+                               "data.py": "char-rnn-classification/data.py",
+                               "model.py": "char-rnn-classification/model.py",
+                               **{f"data/names/{n}.txt": f"data/names/{n}.txt" for n in (
+                                   "Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek",
+                                   "Irish", "Italian", "Japanese", "Korean", "Polish", "Portuguese", "Russian",
+                                   "Scottish", "Spanish", "Vietnamese")}},
+         "train.py", [],
+         edits=[Edit("data.py", "'../data/names/*.txt'", "'data/names/*.txt'"),
+                Edit("train.py", "loss.data[0]", "loss.item()"),  # IndexError on a 0-dim tensor since torch 0.5
+                Edit("train.py", "n_hidden = 128", "random.seed(0)\ntorch.manual_seed(0)\nn_hidden = 128"),
+                Edit("train.py", "n_epochs = 100000", "n_epochs = 15000"),
+                Edit("train.py", "print_every = 5000", "print_every = 1000"),
+                Edit("train.py", "plot_every = 1000", "plot_every = 500")],
+         style="RNN cell from two Linear layers (no nonlinearity on the hidden state), one name per step, "
+               "one-hot characters fed one at a time, LogSoftmax + NLLLoss, plain SGD 0.005",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", [Edit("train.py", "learning_rate = 0.005", "learning_rate = 0.5")],
+                     expect=("lr_too_high",), what=LR100),
+         ]),
+    # ikostrikov/pytorch-flows: masked autoregressive flow on two moons (sklearn's make_moons, in the repo's loader)
+    Case("flows_maf", FLOWS, {"main.py": "main.py", "flows.py": "flows.py", "utils.py": "utils.py",
+                              "datasets/__init__.py": "datasets/__init__.py", "datasets/moons.py": "datasets/moons.py",
+                              "datasets/util.py": "datasets/util.py"}, "main.py",
+         ["--dataset", "MOONS", "--flow", "maf", "--epochs", "2"],
+         edits=[Edit("main.py", "from tensorboardX import SummaryWriter", "from torch.utils.tensorboard import SummaryWriter"),
+                Edit("utils.py", "torchvision", "synthvision"),
+                # the other loaders need h5py and their data files
+                Edit("datasets/__init__.py", "from .power import POWER\nfrom .gas import GAS\nfrom .hepmass import HEPMASS\n"
+                     "from .miniboone import MINIBOONE\nfrom .bsds300 import BSDS300\n", ""),
+                Edit("datasets/__init__.py", "from .moons import MOONS\nfrom .mnist import MNIST", "from .moons import MOONS\n")],
+         stand_ins=("synthvision",), env={"MPLBACKEND": "Agg"},
+         style="MAF: 5 x (MADE, BatchNormFlow, Reverse), loss -log p(x) with log-det terms, orthogonal init, "
+               "Adam 1e-4, BatchNormFlow's momentum toggled around a no_grad pass over the training set",
+         variants=[
+             Variant("healthy"),
+             Variant("lr_x100", extra_args=["--lr", "0.01"], expect=("lr_too_high",), what=LR100,
+                     harmless="validation log-likelihood -0.70 vs -1.55 healthy after 2 epochs: Adam at 1e-2 "
+                              "trains this small flow faster"),
+         ]),
+    # znxlwm/pytorch-MNIST-CelebA-GAN-DCGAN: a 2017 DCGAN at 64x64 (CUDA-only, pre-0.4 idioms), made to run today
+    Case("znx_dcgan", ZNX, {"train.py": "pytorch_MNIST_DCGAN.py"}, "train.py", [],
+         edits=[Edit("train.py", "torchvision", "synthvision"),
+                Edit("train.py", "import imageio\n", ""),
+                Edit("train.py", "    images.append(imageio.imread(img_name))", "    pass"),
+                Edit("train.py", "imageio.mimsave('MNIST_DCGAN_results/generation_animation.gif', images, fps=5)", ""),
+                Edit("train.py", ".cuda()", ""),
+                Edit("train.py", "transforms.Scale(img_size)", "transforms.Resize(img_size)"),  # Scale was removed
+                Edit("train.py", "transforms.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))",
+                     "transforms.Normalize(mean=(0.5,), std=(0.5,))"),
+                Edit("train.py", ".data[0]", ".item()"),
+                Edit("train.py", "fixed_z_ = torch.randn((5 * 5, 100))", "torch.manual_seed(0)\nfixed_z_ = torch.randn((5 * 5, 100))"),
+                Edit("train.py", "G = generator(128)\nD = discriminator(128)", "G = generator(16)\nD = discriminator(16)"),
+                Edit("train.py", "batch_size = 128", "batch_size = 64"),
+                Edit("train.py", "train_epoch = 20", "train_epoch = 2")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "3200", "MPLBACKEND": "Agg"},
+         style="DCGAN 64x64 (images resized from 28), BatchNorm in both nets, sigmoid D + BCELoss, "
+               "D and G zeroed with Module.zero_grad(), Variable(..., volatile=True) for the samples; CUDA calls, "
+               "imageio, .data[0] and Scale removed, width 128 -> 16",
+         variants=[
+             Variant("healthy"),
+             Variant("no_zero_grad_D", [Edit("train.py", "        D.zero_grad()\n", "")],
+                     expect=("missing_zero_grad",), what="D.zero_grad() removed"),
+         ]),
+    # usuyama/pytorch-unet: U-Net on synthetic shapes (simulation.py), the loop from pytorch_unet.ipynb
+    Case("unet", UNET, {"pytorch_unet.ipynb": "pytorch_unet.ipynb", "pytorch_unet.py": "pytorch_unet.py",
+                        "simulation.py": "simulation.py", "helper.py": "helper.py", "loss.py": "loss.py"}, "train.py", [],
+         prepare="prep_unet_notebook",
+         edits=[Edit("train.py", "import helper\nimport simulation\n",
+                     "import helper\nimport simulation\nimport random, torch\nrandom.seed(0)\ntorch.manual_seed(0)\n"),
+                Edit("train.py", "from torchvision import transforms, datasets, models", "from synthvision import transforms, datasets"),
+                Edit("train.py", "import torchvision.utils", "import synthvision.utils"),
+                Edit("train.py", "from torchsummary import summary\n", ""),
+                Edit("train.py", "summary(model, input_size=(3, 224, 224))", ""),
+                # torchvision's ToTensor takes the HxWx3 uint8 numpy image; synthvision's takes a tensor
+                Edit("train.py", "    transforms.ToTensor(),\n])",
+                     "    transforms.Lambda(lambda a: torch.from_numpy(a)), transforms.ToTensor(),\n])"),
+                Edit("train.py", "generate_random_data(192, 192, count=count)", "generate_random_data(64, 64, count=count)"),
+                Edit("train.py", "train_set = SimDataset(2000,", "train_set = SimDataset(600,"),
+                Edit("train.py", "val_set = SimDataset(200,", "val_set = SimDataset(50,"),
+                Edit("train.py", "num_epochs=40)", "num_epochs=3)"),
+                *[Edit("pytorch_unet.py", f"double_conv({a})", f"double_conv({b})") for a, b in (
+                    ("3, 64", "3, 16"), ("64, 128", "16, 32"), ("128, 256", "32, 64"), ("256, 512", "64, 128"),
+                    ("256 + 512, 256", "64 + 128, 64"), ("128 + 256, 128", "32 + 64, 32"), ("128 + 64, 64", "32 + 16, 16"))],
+                Edit("pytorch_unet.py", "nn.Conv2d(64, n_class, 1)", "nn.Conv2d(16, n_class, 1)")],
+         stand_ins=("synthvision",), env={"MPLBACKEND": "Agg"},
+         style="U-Net (bilinear upsampling, skip concatenations), 6 binary masks per image, BCE-with-logits + "
+               "dice, Adam 1e-4, StepLR stepped before the optimizer, best-on-val weights reloaded; notebook code "
+               "cells run as one script, 192 -> 64 px, widths / 4",
+         variants=[
+             Variant("healthy"),
+             Variant("raw_pixels", [Edit("train.py", "transforms.Lambda(lambda a: torch.from_numpy(a)), transforms.ToTensor(),",
+                                         "transforms.Lambda(lambda a: torch.from_numpy(a).permute(2, 0, 1).float()),")],
+                     expect=("input_not_normalized",), what="pixels fed as 0..255 floats (no ToTensor scaling)"),
+         ]),
+    # Joyful-Buffalo/simplest-knowledge-distillation: teacher, two students, Hinton KD, seven trainings in a row
+    Case("kd", KD, {"train.py": "vanilla_kd_run.py", "simplest_models/students.py": "simplest_models/students.py",
+                    "simplest_models/teachers.py": "simplest_models/teachers.py",
+                    "utils/dataset/mnist.py": "utils/dataset/mnist.py", "utils/reproducible.py": "utils/reproducible.py"},
+         "train.py", [],
+         edits=[Edit("utils/dataset/mnist.py", "torchvision", "synthvision"),
+                Edit("utils/dataset/mnist.py", "num_workers=8,\n        generator=g,\n        persistent_workers=True",
+                     "num_workers=0,\n        generator=g"),
+                # 4 steps an epoch at 1024 on 4096 images: the teacher stays at 23% after 3 epochs
+                Edit("utils/dataset/mnist.py", "batch_size=1024", "batch_size=128"),
+                Edit("train.py", "for epoch in range(10):", "for epoch in range(3):")],
+         stand_ins=("synthvision",), env={"SYNTH_TRAIN": "4096", "SYNTH_TEST": "1024"},
+         style="seven trainings in one process: a CNN teacher, a CNN and an MLP student alone, then each "
+               "distilled (KLDivLoss batchmean on T=2 softmaxes x T^2 + CE) from scratch and from its own weights; "
+               "teacher in eval under no_grad; Adam 1e-2, batch 1024 -> 128, deterministic algorithms on",
+         variants=[
+             Variant("healthy"),
+             Variant("double_softmax", [Edit("train.py", "hard_loss_value = hard_loss(outputs, labels)",
+                                             "hard_loss_value = hard_loss(F.softmax(outputs, dim=1), labels)")],
+                     expect=("double_softmax",), what="softmax before the distillation's CrossEntropyLoss (hard-label term)",
+                     harmless="every model ends at 100% test accuracy, as in the healthy twin (the synthetic digits are "
+                              "easy and the soft KD term carries the students)"),
          ]),
 ]
 
