@@ -58,6 +58,22 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
+_PARALLEL = ("DistributedDataParallel", "DataParallel", "FullyShardedDataParallel")
+
+
+def _inner(module: nn.Module) -> nn.Module:
+    """The model under its torch.compile and data-parallel wrappers. A copy of a DistributedDataParallel
+    wrapper would still talk to the other ranks (its forward broadcasts buffers, on this rank alone):
+    a probe's collective the others never join hangs the job."""
+    while True:
+        inner = unwrap(module)
+        if type(inner).__name__ in _PARALLEL and isinstance(getattr(inner, "module", None), nn.Module):
+            inner = inner.module
+        if inner is module:
+            return module
+        module = inner
+
+
 def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = None
          ) -> tuple[nn.Module, Any, dict[nn.Module, nn.Module]]:
     """Deep copies of `root` and `args` (together, so shared tensors stay shared), hooks removed.
@@ -70,7 +86,7 @@ def twin(root: nn.Module, args: Any, replace: dict[int, torch.Tensor] | None = N
     wrapper) is taken off the copy; where no plain ``forward`` is left, TwinError.
     """
     memo: dict[int, Any] = dict(replace or {})
-    root = unwrap(root)
+    root = _inner(root)
     originals = list(root.modules())
     for m in originals:
         for name in _MODULE_HOOKS:  # the copy starts with empty tables; the user's keep their hooks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bdb
+import logging
 import os
 import platform
 import sys
@@ -24,6 +25,8 @@ from ..record import Record, RunWriter
 from .plan import plan_for
 from .progress import Progress, attach_progress
 from .tracer import Tracer
+
+log = logging.getLogger("modeldebug")
 
 __all__ = ["WatchSession", "default_record_path", "open_writer", "run_meta", "watch"]
 
@@ -48,7 +51,13 @@ def open_writer(db: str | Path | None, name: str, *, flag: str = "--db") -> tupl
     if db == ":memory:":
         return RunWriter(":memory:"), None
     if db is not None:
-        return RunWriter(db, flag=flag), Path(db)
+        try:
+            return RunWriter(db, flag=flag), Path(db)
+        except RecordBusyError:
+            own = _beside_a_sibling(Path(db)) if flag == "db=" else None
+            if own is None:
+                raise
+            return RunWriter(own, new=True, flag=flag), own
     for _ in range(100):
         path = default_record_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +66,32 @@ def open_writer(db: str | Path | None, name: str, *, flag: str = "--db") -> tupl
         except RecordBusyError:  # another run started in the same second with the same name
             continue
     raise RecordBusyError(f"could not find a free record name under {path.parent}: pass --db")
+
+
+def _beside_a_sibling(db: Path) -> Path | None:
+    """`watch(db=...)` whose record another process of the same job writes (ranks spawned by one parent,
+    each entering `watch()` before `init_process_group`, so none knows its rank yet): this process writes
+    `<db stem>.pid<N><suffix>` beside it and says so in one line, instead of stopping the job. None for a
+    writer that is not this process's parent or sibling (another run: the path is refused)."""
+    from ..record.lock import live_writer
+
+    holder = live_writer(db)
+    if holder is None or holder <= 0 or holder == os.getpid() or holder not in (os.getppid(), *_siblings_parent(holder)):
+        return None
+    own = db.with_name(f"{db.stem}.pid{os.getpid()}{db.suffix}")
+    log.warning("modeldebug: %s is being written by process %d of this job (watch() entered before "
+                "init_process_group?): this process writes %s", db, holder, own)
+    return own
+
+
+def _siblings_parent(pid: int) -> tuple[int, ...]:
+    """(pid,) when `pid` has this process's parent (two children of one spawn), () otherwise or unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return ()
+    return (pid,) if ppid == os.getppid() else ()
 
 
 def run_meta(config: DebuggingConfig) -> dict[str, Any]:

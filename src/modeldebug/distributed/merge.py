@@ -20,13 +20,16 @@ from ..errors import DebuggingError
 from ..record import Record
 from ..record.lock import live_writer
 from .ranks import rank_from_env, rank_paths
-from .rules import cross_rank_findings
+from .rules import RankRun, cross_rank_findings
 
 __all__ = ["merge_from_rank0", "merged_report", "run_report", "wait_for_records"]
 
 log = logging.getLogger("modeldebug")
 
 WAIT_S = 60.0
+#: the wait when this rank itself did not end normally: the other ranks may be blocked in a collective
+#: waiting for it, and only this process's exit (which closes its connections) lets them end
+CRASH_WAIT_S = 5.0
 
 
 def wait_for_records(paths: list[Path], *, timeout: float = WAIT_S, not_before: float | None = None,
@@ -101,8 +104,33 @@ def _crashes_in_order(found: list[Finding], records: dict[int, Record]) -> list[
     return out
 
 
+def _spread_by_ddp(found: list[Finding], records: dict[int, Record]) -> None:
+    """A NaN made on one rank reaches every rank through DDP's gradient all-reduce: there the gradients turn
+    non-finite while the loss stays finite, and NUM001 on its own blames an operation with an infinite
+    derivative. Such a finding is made a symptom of the rank whose loss went non-finite first (ranking folds it)."""
+    if not any(RankRun(k, r).model.get("ddp") for k, r in records.items()):
+        return
+    made = [f for f in found if f.kind == "nonfinite" and f.evidence.get("value") == "loss" and f.step is not None]
+    for f in found:
+        if f.kind != "nonfinite" or f.evidence.get("value") != "gradient" or f.step is None:
+            continue
+        ranks = set(f.evidence.get("ranks") or ())
+        cause = next((c for c in sorted(made, key=lambda c: c.step) if c.step <= f.step
+                      and not ranks & set(c.evidence.get("ranks") or ())), None)
+        if cause is None:
+            continue
+        source = ", ".join(map(str, cause.evidence.get("ranks") or ()))
+        f.evidence["spread_from_ranks"] = cause.evidence.get("ranks")
+        f.description += (f" The loss of rank(s) {source} went non-finite at step {cause.step}: "
+                          "DistributedDataParallel's gradient all-reduce averaged its NaN/Inf into these gradients.")
+        if "nonfinite" not in (cause.evidence.get("explains") or []):
+            cause.evidence["explains"] = [*(cause.evidence.get("explains") or []), "nonfinite"]
+            cause.description += (" DistributedDataParallel's gradient all-reduce carried the non-finite gradients "
+                                  "to the other ranks, whose own loss stayed finite.")
+
+
 def merged_report(records: dict[int, Record], config: DebuggingConfig | None = None, *,
-                  missing: list[int] | None = None) -> Any:
+                  missing: list[int] | None = None, waited: float = WAIT_S, rank0_failed: bool = False) -> Any:
     """The one report over `records` (rank -> record): per-rank findings folded, cross-rank ones added."""
     from ..report import Report
     from ..rules.diagnosis import Diagnosis, diagnose
@@ -112,6 +140,7 @@ def merged_report(records: dict[int, Record], config: DebuggingConfig | None = N
     diagnoses = {k: diagnose(records[k], config) for k in sorted(records)}
     first = diagnoses[min(diagnoses)]
     findings = _crashes_in_order(_fold({k: d.findings for k, d in diagnoses.items()}), records)
+    _spread_by_ddp(findings, records)
     findings += cross_rank_findings(records, config)
     n_steps = max((r.n_steps for r in records.values()), default=0)
     run = dict(first.run)
@@ -127,21 +156,37 @@ def merged_report(records: dict[int, Record], config: DebuggingConfig | None = N
     if missing:
         run["ranks_missing"] = missing
         run["status_note"] = (f"No finished record from rank(s) {', '.join(map(str, missing))} within "
-                              f"{WAIT_S:.0f} s: the report covers the other ranks.")
+                              f"{waited:.0f} s: the report covers the other ranks.")
+        if rank0_failed:
+            run["status_note"] += (" Rank 0 did not end normally: a rank waiting for it in a collective ends only "
+                                   "when rank 0's process exits; read that rank's own record afterwards "
+                                   "(modeldebug report <record>.rank<N>.db).")
     diag = Diagnosis(rank(findings, n_steps), run, config, first.record, first.rules_run)
     return Report.from_diagnosis(diag)
 
 
 def merge_from_rank0(record: Record, path: Path, world_size: int, config: DebuggingConfig | None = None, *,
                      timeout: float = WAIT_S) -> Any:
-    """Rank 0's one report: its own `record` (at `path`) and the other ranks' records beside it."""
+    """Rank 0's one report: its own `record` (at `path`) and the other ranks' records beside it.
+
+    When rank 0 failed by itself (crashed, interrupted, a non-zero exit, with no stall of its own seen by
+    the watchdog before), the others are likely blocked in a collective that waits for it and end only
+    when this process exits: the wait is then `CRASH_WAIT_S`, for the ranks that ended by themselves,
+    not a deadlock of `timeout` seconds. A rank 0 that failed after waiting for the others (a
+    collective's timeout) still waits `timeout` for them.
+    """
     paths = rank_paths(path, world_size)
     started = record.meta.get("started") or record.meta.get("created")
+    failed = record.meta.get("status") not in (None, "running", "finished") or record.meta.get("exit_code") not in (
+        None, 0)
+    on_its_own = failed and not record.events("dist_hang")  # not after waiting for the others (a stall first)
+    if on_its_own:
+        timeout = min(timeout, CRASH_WAIT_S)
     others = wait_for_records(paths[1:], timeout=timeout,
                               not_before=started - 600 if isinstance(started, (int, float)) else None)
     records = {0: record, **{i + 1: others[p] for i, p in enumerate(paths[1:]) if p in others}}
     missing = [i + 1 for i, p in enumerate(paths[1:]) if p not in others]
-    return merged_report(records, config, missing=missing)
+    return merged_report(records, config, missing=missing, waited=timeout, rank0_failed=on_its_own)
 
 
 def run_report(result: Any, config: DebuggingConfig | None = None, *, timeout: float = WAIT_S) -> Any:
