@@ -24,7 +24,7 @@ import time
 from typing import Any, TextIO
 
 from .evidence import Evidence
-from .guard import InvalidAnswer, apply_guard, validate_answer
+from .guard import InvalidAnswer, apply_guard, clean_text, validate_answer
 from .lm import model_name, resolve_lm
 from .queries import RunQueries
 from .result import LLMExplanation, TokenUsage, ToolCall
@@ -70,6 +70,7 @@ def attach_explanation(response: Any, lm: Any, question: str | None = None, *, w
 def _wait(worker: threading.Thread, timeout: float, notice_after: float | None, notice: TextIO | None,
           model: str) -> None:
     """Join `worker` within `timeout`; if it is still silent after `notice_after` seconds, say so once."""
+    timeout = min(timeout, threading.TIMEOUT_MAX)  # a longer wait overflows (OverflowError)
     if notice_after is None or not notice_after < timeout:
         worker.join(timeout)
         return
@@ -83,7 +84,7 @@ def _wait(worker: threading.Thread, timeout: float, notice_after: float | None, 
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = clean_text(" ".join(str(exc).split()), 10_000)  # a server's error text may carry escape sequences
     return text if len(text) <= 160 else text[:157] + "..."
 
 

@@ -54,6 +54,11 @@ def clean_text(text: Any, limit: int = _MAX_TEXT) -> str:
     return s if len(s) <= limit else s[:limit - 3].rstrip() + "..."
 
 
+def _one_line(text: Any, limit: int = 40) -> str:
+    """A short name the model wrote (a finding id), cleaned and on one line."""
+    return " ".join(clean_text(text, limit).split())
+
+
 def validate_answer(raw: Any) -> DebugAnswer:
     """A `DebugAnswer` from a dict, a DSPy `Prediction` or a `DebugAnswer`; `InvalidAnswer` otherwise."""
     if isinstance(raw, DebugAnswer):
@@ -182,7 +187,7 @@ def apply_guard(evidence: Evidence, answer: DebugAnswer) -> GuardOutcome:
         if fid in index and fid not in pref:
             pref.append(fid)
         elif fid not in index:
-            unknown.append(raw)
+            unknown.append(_one_line(raw))
     mentioned: set[str] = set(pref)
     for issue in answer.issues:
         fid = (issue.finding or "").strip().upper() or None
@@ -190,7 +195,7 @@ def apply_guard(evidence: Evidence, answer: DebugAnswer) -> GuardOutcome:
             fid = next((i for i, f in zip(ids, rules) if f.category == issue.type and f.location == issue.location), None)
         if fid is None or fid not in index:
             if fid is not None:
-                unknown.append(fid)
+                unknown.append(_one_line(fid))
             known = (issue.location in evidence.locations) if (issue.location and evidence.locations) else None
             hypotheses.append(Hypothesis(issue.type, issue.severity, safe.text(issue.description, "a hypothesis"),
                                          clean_text(issue.location, 200) or None, known))

@@ -13,9 +13,11 @@ DSPy is imported here, inside the functions, never when modeldebug is imported.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import BadInputError, MissingDependencyError
 
@@ -23,6 +25,8 @@ __all__ = ["API_KEY_ENV", "make_lm", "model_name", "resolve_lm"]
 
 #: an API key for the server behind --llm (a local OpenAI-compatible server accepts any)
 API_KEY_ENV = "MODELDEBUG_LLM_API_KEY"
+#: the longest --llm-timeout accepted (a day): longer ones overflow thread and socket waits
+MAX_TIMEOUT = 86400.0
 _MODEL = re.compile(r"^([A-Za-z0-9_.\-]+/)?[^\s/][^\s]*$")
 
 
@@ -45,10 +49,10 @@ def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = No
     if not model or not _MODEL.match(model) or model.endswith("/"):
         raise BadInputError(f"--llm {model!r} is not a model name: use PROVIDER/NAME, e.g. ollama_chat/llama3.2 "
                             "or openai/NAME with --llm-base-url")
-    if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
+    if base_url is not None and not _http_url(base_url):
         raise BadInputError(f"--llm-base-url {base_url!r} is not an http(s) URL, e.g. http://localhost:8080/v1")
-    if timeout is not None and not timeout > 0:
-        raise BadInputError(f"--llm-timeout {timeout!r} must be a positive number of seconds")
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise BadInputError(f"--llm-timeout {timeout!r} must be a positive number of seconds, at most {MAX_TIMEOUT:g}")
     if "/" not in model:
         if base_url is None:
             raise BadInputError(f"--llm {model!r} names no provider: use PROVIDER/NAME (ollama_chat/{model}), "
@@ -63,19 +67,38 @@ def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = No
     if not known_provider(model):
         raise BadInputError(f"--llm {model!r}: no provider is called {model.split('/', 1)[0]!r}: use ollama_chat/NAME, "
                             "openai/NAME (with --llm-base-url for a local server), anthropic/NAME, ... (docs/llm.md)")
+    if model.startswith("ollama_chat/"):
+        # DSPy talks to Ollama's OpenAI-compatible API, under /v1; the preflight reads OLLAMA_API_BASE too
+        env_url = os.environ.get("OLLAMA_API_BASE")
+        base_url = base_url or (env_url if env_url and _http_url(env_url) else None)
+        if base_url is not None and urlsplit(base_url).path.strip("/") == "":
+            base_url = base_url.rstrip("/") + "/v1"
     kwargs: dict[str, Any] = {}
     if base_url is not None:
         kwargs["api_base"] = base_url
     key = api_key or os.environ.get(API_KEY_ENV)
     if key:
         kwargs["api_key"] = key
-    elif base_url is not None and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-        # a local server ignores the key, but the client needs a non-empty one (an empty string fails in DSPy 3.4)
+    elif base_url is not None and model.startswith("openai/") and urlsplit(base_url).hostname != "api.openai.com":
+        # a local server ignores the key, but the client needs a non-empty one (an empty string fails in DSPy 3.4);
+        # OPENAI_API_KEY is OpenAI's secret: never sent to another server
         kwargs["api_key"] = "local"
     if timeout is not None:
         kwargs["timeout"] = float(timeout)
     return dspy.LM(model, temperature=temperature, max_tokens=max_tokens, cache=cache, num_retries=num_retries,
                    **kwargs)
+
+
+def _http_url(url: str) -> bool:
+    """An http(s) URL with a host and, if any, a valid port."""
+    if not re.match(r"^https?://[^\s/]+", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def resolve_lm(lm: Any, **options: Any) -> Any:

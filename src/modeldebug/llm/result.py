@@ -90,29 +90,31 @@ class LLMExplanation:
             return self.fallback_line()
         lines = [f"LLM explanation ({self.model}; {self.cost_text()})"]
         if self.question:
-            lines.append(f"question: {self.question}")
+            lines += _block("question: ", self.question)
         if self.answer:
-            lines.append(f"answer: {self.answer}")
+            lines += _block("answer: ", self.answer)
         if self.root_cause:
-            lines.append(f"root cause: {self.root_cause}")
+            lines += _block("root cause: ", self.root_cause)
         for fid, f in zip(self.order, self.findings):
             note = f.evidence.get("llm_note")
             if note:
-                lines.append(f"  {fid} {f.code} {f.kind}{f' at {f.location}' if f.location else ''}: {note}")
+                lines += _block(f"  {fid} {f.code} {f.kind}{f' at {f.location}' if f.location else ''}: ", note)
         if self.order != sorted(self.order, key=lambda i: int(i[1:])):
             lines.append("order (reordered only where the evidence ranks findings equally): " + ", ".join(self.order))
         if self.hypotheses:
             lines.append("hypotheses of the LLM (no rule found these; check before acting):")
-            lines += [f"  - {h.to_text()}" for h in self.hypotheses]
+            for h in self.hypotheses:
+                lines += _block("  - ", h.to_text())
         if self.recommendations:
             lines.append("suggestions of the LLM (not verified; nothing was run):")
             for r in self.recommendations:
-                lines.append(f"  - {r.type}: {r.description}")
+                lines += _block(f"  - {r.type}: ", r.description)
                 if r.implementation:
                     lines += [f"      {ln}" for ln in r.implementation.splitlines()]
         if self.notes:
             lines.append("guard:")
-            lines += [f"  - {n}" for n in self.notes]
+            for n in self.notes:
+                lines += _block("  - ", n)
         if self.tool_calls:
             lines.append("tools the LLM used:")
             lines += [f"  - {c.to_text()}" for c in self.tool_calls]
@@ -130,3 +132,10 @@ class LLMExplanation:
             "notes": self.notes, "tool_calls": [asdict(c) for c in self.tool_calls],
             "tokens": asdict(self.tokens), "seconds": self.seconds, "withheld": self.withheld,
         })
+
+
+def _block(head: str, text: str) -> list[str]:
+    """`head` and the model's `text`; its further lines indented under it, so no line of the model's
+    starts where modeldebug's own output does (a "modeldebug: No problems found." of its own)."""
+    first, *rest = str(text).splitlines() or [""]
+    return [head + first] + ["      " + ln for ln in rest]
