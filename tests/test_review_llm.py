@@ -235,3 +235,29 @@ def test_ollama_on_another_machine_is_reached_as_documented(record_path: str, se
     err = capsys.readouterr().err
     assert "LLM explanation (ollama_chat/llama3.2; 1 LLM call" in err and "warning" not in err, err[-600:]
     assert len(server.requests) == 2
+
+
+def test_a_tool_that_outlives_the_llm_timeout_leaves_the_users_model_alone() -> None:
+    """The LLM's tool loop runs past its timeout while the caller, who has its model back, trains on: the guard
+    around the tool must not put its snapshot (weights, random state) back over that training at the tool's end."""
+    import threading
+
+    import torch
+    from torch import nn
+
+    from modeldebug.agent.guard import ModelGuard
+
+    model = nn.Linear(3, 2)
+    cancel = threading.Event()
+    with ModelGuard(model, live=lambda: not cancel.is_set()):
+        cancel.set()  # the loop ran out of time: the caller trains on meanwhile
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        torch.manual_seed(123)
+        after = (model.weight.detach().clone(), torch.random.get_rng_state())
+    assert torch.equal(model.weight, after[0]) and torch.equal(torch.random.get_rng_state(), after[1])
+    cancel.clear()
+    with ModelGuard(model, live=lambda: not cancel.is_set()):  # still in time: what a tool changed is put back
+        with torch.no_grad():
+            model.weight.add_(1.0)
+    assert torch.equal(model.weight, after[0])

@@ -11,6 +11,7 @@ alone: a gradient is copied back into the user's own tensor, never replaced by a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -45,9 +46,13 @@ def _hook_keys(obj: Any, tables: tuple[str, ...]) -> dict[str, set[Any]]:
 class ModelGuard:
     """Context manager: snapshot `model` (and the global RNG) on entry, verify and restore on exit."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, live: Callable[[], bool] | None = None) -> None:
         self.model = model
         self.changed: list[str] = []
+        # False once the caller has its model back (an LLM's tool loop that ran past its timeout): the
+        # model, its hooks and the random state are the user's again, and restoring the snapshot would
+        # undo what was done with them since
+        self.live = live
 
     def __enter__(self) -> ModelGuard:
         m = self.model
@@ -63,6 +68,8 @@ class ModelGuard:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.live is not None and not self.live():
+            return
         m = self.model
         live = m.state_dict(keep_vars=True)
         with torch.no_grad():

@@ -61,8 +61,10 @@ def _query_specs(q: RunQueries, has_record: bool) -> list[ToolSpec]:
     return specs
 
 
-def _workload_specs(work: Any) -> list[ToolSpec]:
-    """One no-argument tool per agent tool, bound to the request's workload; each runs once, then answers from memory."""
+def _workload_specs(work: Any, cancel: threading.Event | None = None) -> list[ToolSpec]:
+    """One no-argument tool per agent tool, bound to the request's workload; each runs once, then answers from memory.
+    A tool still running when the loop is `cancel`led (out of time: the caller has its model back) leaves the
+    model alone at its end: the guard's snapshot is not put back over what the user did since."""
     from ..agent.guard import ModelGuard
     from ..agent.tools import TOOLS
 
@@ -72,7 +74,7 @@ def _workload_specs(work: Any) -> list[ToolSpec]:
 
         def run(_name: str = name, _cls: Any = cls, _memo: dict[str, str] = memo) -> str:
             if "text" not in _memo:
-                with ModelGuard(work.model):
+                with ModelGuard(work.model, live=None if cancel is None else lambda: not cancel.is_set()):
                     _memo["text"] = _cls(work.options).timed(work).to_text()
             return _memo["text"]
 
@@ -80,13 +82,14 @@ def _workload_specs(work: Any) -> list[ToolSpec]:
     return specs
 
 
-def tool_specs(queries: RunQueries | None = None, work: Any = None) -> list[ToolSpec]:
+def tool_specs(queries: RunQueries | None = None, work: Any = None,
+               cancel: threading.Event | None = None) -> list[ToolSpec]:
     """The tools for one analysis: run queries (when there is a run), and the agent's tools (when there is a model)."""
     specs: list[ToolSpec] = []
     if queries is not None:
         specs += _query_specs(queries, queries.record is not None)
     if work is not None:
-        specs += _workload_specs(work)
+        specs += _workload_specs(work, cancel)
     return specs
 
 

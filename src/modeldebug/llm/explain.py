@@ -140,7 +140,7 @@ def explain_evidence(evidence: Evidence, lm: Any, question: str | None = None, *
 
             with dspy.context(lm=lm_obj), dspy.track_usage() as tracker:
                 box["tracker"] = tracker
-                tools = build_tools(tool_specs(queries, work), calls, cancel) if use_loop else []
+                tools = build_tools(tool_specs(queries, work, cancel), calls, cancel) if use_loop else []
                 program = DebugAnalysisModule(tools, max_iters=max_iters)
                 box["prediction"] = program(question=question or "", run_summary=evidence.run_summary,
                                             rule_findings=evidence.briefs, debug_metrics=evidence.debug_metrics)
