@@ -153,6 +153,9 @@ def test_merged_report_folds_per_rank_findings_and_ranks_causes_first() -> None:
     assert codes[0] == "DST002"  # unsynced gradients explain the diverged parameters
     assert "DST001" in [s["code"] for s in report.findings[0].evidence["symptoms"]]
     assert report.run["world_size"] == 2 and [r["rank"] for r in report.run["ranks"]] == [0, 1]
+    assert ", 2 ranks" in report.to_text().splitlines()[0]  # the terminal's first line says it is a job's report
+    missing = merged_report({0: _record(0, 2, 6, seed=0)}, missing=[1])
+    assert "2 ranks (rank 1 missing)" in missing.to_text().splitlines()[0]
 
 
 def test_every_distributed_code_is_in_the_catalogue_with_docs() -> None:

@@ -85,6 +85,8 @@ def test_a_rank_with_one_batch_more_waits_in_ddps_all_reduce_and_it_is_named(tmp
     assert "inside backward(), where DistributedDataParallel all-reduces the gradients" in proc.stderr
     f = next(f for f in report["findings"] if f["code"] == "DST009")
     assert "gradient all-reduce" in f["title"] and "join()" in f["recommendations"][0]["implementation"]
+    codes = [f["code"] for f in report["findings"]]  # the hang first, the collective's failure it ended in after
+    assert all(codes.index("DST009") < i for i, c in enumerate(codes) if c.startswith("RUN")), codes
 
 
 def test_watch_inside_a_spawning_script_healthy_one_report_over_both_ranks(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,31 @@ def _spread_by_ddp(found: list[Finding], records: dict[int, Record]) -> None:
                                   "to the other ranks, whose own loss stayed finite.")
 
 
+#: what a rank's collective says when its peer left or never came: the end of a hang, not its cause
+_PEER_GONE = re.compile(r"Connection (closed|reset) by peer|Broken pipe|timed out|timeout|"
+                        r"ProcessGroupGloo|NCCL (error|communicator was aborted)|Socket", re.IGNORECASE)
+
+
+def _hang_before_its_crashes(ranked: list[Finding]) -> list[Finding]:
+    """A hang (DST009) comes before the crashes it ended in: the ranks whose collective then failed because
+    the peer had left or never came ("Connection closed by peer", a timeout). Crashes are never folded
+    (they are what the user saw last), so the hang is moved ahead of them and says how the job ended."""
+    hang = next((f for f in ranked if f.code == "DST009"), None)
+    if hang is None:
+        return ranked
+    ended = [f for f in ranked if f.code.startswith("RUN") and _PEER_GONE.search(
+        f"{f.title} {f.description} {f.evidence.get('message', '')}")]
+    if not ended or ranked.index(hang) < min(ranked.index(f) for f in ended):
+        return ranked
+    out = [f for f in ranked if f is not hang]
+    out.insert(min(out.index(f) for f in ended), hang)
+    ranks = sorted({r for f in ended for r in (f.evidence.get("ranks") or [])})
+    hang.description += (f" The job then ended in the collective's failure on rank(s) {', '.join(map(str, ranks))} "
+                         "(the peer had left or never came), listed after this finding." if ranks else
+                         " The job then ended in the collective's failure, listed after this finding.")
+    return out
+
+
 def merged_report(records: dict[int, Record], config: DebuggingConfig | None = None, *,
                   missing: list[int] | None = None, waited: float = WAIT_S, rank0_failed: bool = False) -> Any:
     """The one report over `records` (rank -> record): per-rank findings folded, cross-rank ones added."""
@@ -161,7 +187,7 @@ def merged_report(records: dict[int, Record], config: DebuggingConfig | None = N
             run["status_note"] += (" Rank 0 did not end normally: a rank waiting for it in a collective ends only "
                                    "when rank 0's process exits; read that rank's own record afterwards "
                                    "(modeldebug report <record>.rank<N>.db).")
-    diag = Diagnosis(rank(findings, n_steps), run, config, first.record, first.rules_run)
+    diag = Diagnosis(_hang_before_its_crashes(rank(findings, n_steps)), run, config, first.record, first.rules_run)
     return Report.from_diagnosis(diag)
 
 

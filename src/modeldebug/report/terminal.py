@@ -29,6 +29,9 @@ def _headline(report: Report) -> Text:
     r = report.run
     steps = r.get("steps")
     bits = [f"{steps} step{'' if steps == 1 else 's'}"] if steps is not None else []
+    if (r.get("world_size") or 1) > 1:  # a distributed job's one report: over how many ranks, and which came
+        missing = r.get("ranks_missing") or []
+        bits.append(f"{r['world_size']} ranks" + (f" (rank {', '.join(map(str, missing))} missing)" if missing else ""))
     if r.get("calls") is not None:
         bits.append(f"{r['calls']} model calls")
     if r.get("requests") is not None:
