@@ -118,3 +118,35 @@ def test_a_statistics_pass_over_the_training_set_is_not_validation_without_eval(
         assert f.severity == "low" and "whole training set" in f.title and f.evidence["batch"] == 1024
     else:
         assert f.severity == "medium" and "validation without model.eval()" in f.title
+
+
+@pytest.mark.parametrize("student_softmax", [True, False])
+def test_softmax_before_cross_entropy_in_a_second_phase_is_found(student_softmax: bool) -> None:
+    """A teacher trained on logits, then a student whose hard-label term is given softmax outputs (the distillation
+    script of the real-world corpus): one loss entity holds both phases, and the student's is a stretch of probability
+    rows."""
+    torch.manual_seed(0)
+    x, y = torch.randn(512, 10), torch.randint(0, 4, (512,))
+    teacher, student = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 4)), nn.Linear(10, 4)
+    opt_t, opt_s = torch.optim.Adam(teacher.parameters(), lr=1e-2), torch.optim.Adam(student.parameters(), lr=1e-2)
+    with md.watch(teacher, student, optimizer=[opt_t, opt_s], db=":memory:") as session:
+        for step in range(160):  # the student's phase holds the sampler's dense window at step 100
+            j = (step * 32) % 512
+            xb, yb = x[j:j + 32], y[j:j + 32]
+            if step < 30:
+                model, opt, out = teacher, opt_t, teacher(xb)
+            else:
+                model, opt, out = student, opt_s, student(xb)
+                with torch.no_grad():
+                    soft = F.softmax(teacher(xb) / 2, dim=1)
+                kd = F.kl_div(F.log_softmax(out / 2, dim=1), soft, reduction="batchmean") * 4
+                out = F.softmax(out, dim=1) if student_softmax else out
+            loss = F.cross_entropy(out, yb) + (kd if step >= 30 else 0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(session.report(), "double_softmax")
+    if student_softmax:
+        assert f is not None and f.severity == "high" and f.step >= 30 and f.evidence["sampled_calls"] >= 3
+    else:
+        assert f is None

@@ -33,6 +33,33 @@ _REMOVE_SOFTMAX = Recommendation(
     "probs = model(x).softmax(dim=1)   # apply it only where you need probabilities (inference)")
 
 
+#: sampled calls in a row whose every input row is a probability distribution: one phase of a run fed softmax
+_STRETCH_CALLS = 3
+
+
+def _probability_stretch(ctx: Context, e: Entity, tol: float) -> tuple[int, int, int] | None:
+    """The longest run of consecutive sampled calls (at least `_STRETCH_CALLS`) whose inputs all lie in [0, 1]
+    with rows summing to 1, as (first step, last step, calls); None when there is none. A run that trains two
+    models in turn with the same loss (a teacher, then a student) shares one loss entity: the softmax fed in
+    by one phase only shows as such a stretch."""
+    f = ctx.record.series(e.name, "in_frac_01", kind="loss")
+    r = ctx.record.series(e.name, "in_rowsum_dev", kind="loss")
+    if len(f) != len(r) or not len(f) or not np.array_equal(f.steps, r.steps):
+        return None
+    ok = (np.nan_to_num(f.values) >= 1.0) & (np.nan_to_num(r.values, nan=np.inf) <= tol)
+    best, start = None, None
+    for i, good in enumerate([*ok.tolist(), False]):
+        if good and start is None:
+            start = i
+        elif not good and start is not None:
+            if i - start >= _STRETCH_CALLS and (best is None or i - start > best[1] - best[0]):
+                best = (start, i)
+            start = None
+    if best is None:
+        return None
+    return int(f.steps[best[0]]), int(f.steps[best[1] - 1]), best[1] - best[0]
+
+
 class DoubleSoftmax(Rule):
     """Detects LSS001; its documentation and options are in the catalogue (`modeldebug explain LSS001`)."""
 
@@ -64,8 +91,9 @@ class DoubleSoftmax(Rule):
                     and len(lo) >= _CLAMPED_MIN_SAMPLES and bool(np.all(lo == 0.0)) and len(hi) and hi.max() > 0):
                 yield self._clamped(ctx, e, ev | {"in_min": 0.0, "sampled_steps": len(lo)}, classes, last)
                 continue
-            if e.type == "cross_entropy" and rows:
-                yield self._softmax_ce(e, ev, classes, where)
+            stretch = None if rows or classes < 2 or e.type != "cross_entropy" else _probability_stretch(ctx, e, tol)
+            if e.type == "cross_entropy" and (rows or stretch is not None):
+                yield self._softmax_ce(e, ev, classes, where, stretch)
             elif e.type == "cross_entropy" and in01 and classes >= 2:
                 yield self._squashed(e, ev, "cross_entropy", "a sigmoid (or another squashing)", where)
             elif e.type == "binary_cross_entropy_with_logits" and in01:
@@ -96,15 +124,25 @@ class DoubleSoftmax(Rule):
             ],
         )
 
-    def _softmax_ce(self, e: Entity, ev: dict[str, Any], classes: int, where: str | None) -> Finding:
+    def _softmax_ce(self, e: Entity, ev: dict[str, Any], classes: int, where: str | None,
+                    stretch: tuple[int, int, int] | None = None) -> Finding:
         floor = math.log(classes) - math.log(1 + (classes - 1) / math.e) if classes > 1 else 0.0
+        when = "Every row cross_entropy received sums to 1"
+        if stretch is not None:  # one phase of the run: another model, or another loop, gave it scores
+            first, last, n = stretch
+            when = (f"From step {first} to step {last} ({n} sampled calls in a row), every row cross_entropy received "
+                    "sums to 1, while its other calls took unnormalised scores (a second model, or a second phase of "
+                    "the script such as a student trained after its teacher)")
+            ev = ev | {"from_step": first, "to_step": last, "sampled_calls": n, "in_rowsum_dev": 0.0}
         return self.finding(
-            severity="high", confidence=0.9, title="Softmax before cross_entropy: the loss applies log_softmax to probabilities",
-            description=(f"Every row cross_entropy received sums to 1 (largest deviation {fmt(ev['in_rowsum_dev'])}) with all values "
+            severity="high", confidence=0.9 if stretch is None else 0.8,
+            title="Softmax before cross_entropy: the loss applies log_softmax to probabilities",
+            description=(f"{when} (largest deviation {fmt(ev['in_rowsum_dev'])}) with all values "
                          f"in [0, 1]: the model already applies softmax, and cross_entropy applies log_softmax again. With {classes} "
                          f"classes the loss can then only fall from log(C) = {fmt(math.log(classes))} by about {fmt(floor)}, and "
                          "its gradients are tiny."),
-            location=where, step=0, evidence=ev | {"classes": classes}, recommendations=[_REMOVE_SOFTMAX])
+            location=where, step=0 if stretch is None else stretch[0], evidence=ev | {"classes": classes},
+            recommendations=[_REMOVE_SOFTMAX])
 
     def _clamped(self, ctx: Context, e: Entity, ev: dict[str, Any], classes: int, last: Entity | None) -> Finding:
         """Logits that are never negative: a ReLU (or a clamp at 0) on the model's output."""

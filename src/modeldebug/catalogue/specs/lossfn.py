@@ -31,6 +31,10 @@ win), medium otherwise. And a `torch.distributions.Categorical` (or `OneHotCateg
 autograd on whose `logits=` are probabilities (in [0, 1], rows summing to 1 within 1e-3; the first
 20 built are looked at): a policy that ends in a softmax, sampled from softmax(probabilities),
 which is squeezed towards uniform (high; fix: `probs=`, or no softmax in the network).
+A script that trains two models in turn with the same loss (a teacher on logits, then a student
+whose hard-label term is given softmax outputs) shares one loss record: for `cross_entropy`, 3 or
+more sampled calls in a row whose inputs are all probability rows are enough, and the finding
+names those steps.
 
 ## Why is this bad?
 Squashed inputs make the loss nearly flat: a softmax'ed row fed to cross-entropy can only move
