@@ -29,3 +29,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     torch.set_num_threads(1)
     yield
 
+
+@pytest.fixture
+def local_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's own ports may be reached (every other connection is refused above)."""
+    original = socket._socket.socket.connect  # type: ignore[attr-defined]
+
+    def local_only(self: socket.socket, address: object) -> None:
+        if not (isinstance(address, tuple) and address[0] in ("127.0.0.1", "localhost", "::1")):
+            raise OSError("tests must not use the network")
+        original(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)

@@ -94,19 +94,6 @@ def _listening() -> socket.socket:
     return server
 
 
-@pytest.fixture
-def local_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This machine's own ports may be reached (the conftest refuses every connection)."""
-    original = socket._socket.socket.connect  # type: ignore[attr-defined]
-
-    def local_only(self: socket.socket, address: object) -> None:
-        if not (isinstance(address, tuple) and address[0] in ("127.0.0.1", "localhost", "::1")):
-            raise OSError("tests must not use the network")
-        original(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", local_only)
-
-
 def test_an_unknown_provider_is_refused_before_the_script_runs(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("dspy")

@@ -69,19 +69,6 @@ def report(record_path: str) -> Report:
     return Report.from_record(Record.open(record_path))
 
 
-@pytest.fixture
-def local_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This machine's own ports may be reached (the conftest refuses every connection)."""
-    original = socket._socket.socket.connect  # type: ignore[attr-defined]
-
-    def local_only(self: socket.socket, address: object) -> None:
-        if not (isinstance(address, tuple) and address[0] in ("127.0.0.1", "localhost", "::1")):
-            raise OSError("tests must not use the network")
-        original(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", local_only)
-
-
 class _Server:
     """An OpenAI-compatible chat server on 127.0.0.1 answering like `echo_analyst`; it keeps what it got."""
 
@@ -257,7 +244,6 @@ def test_a_tool_that_outlives_the_llm_timeout_leaves_the_users_model_alone() -> 
         after = (model.weight.detach().clone(), torch.random.get_rng_state())
     assert torch.equal(model.weight, after[0]) and torch.equal(torch.random.get_rng_state(), after[1])
     cancel.clear()
-    with ModelGuard(model, live=lambda: not cancel.is_set()):  # still in time: what a tool changed is put back
-        with torch.no_grad():
-            model.weight.add_(1.0)
+    with ModelGuard(model, live=lambda: not cancel.is_set()), torch.no_grad():  # still in time: put back
+        model.weight.add_(1.0)
     assert torch.equal(model.weight, after[0])
