@@ -150,3 +150,54 @@ def test_softmax_before_cross_entropy_in_a_second_phase_is_found(student_softmax
         assert f is not None and f.severity == "high" and f.step >= 30 and f.evidence["sampled_calls"] >= 3
     else:
         assert f is None
+
+
+@pytest.mark.parametrize("anomaly", [True, False])
+def test_anomaly_detection_left_on_for_training_is_a_slow_step(anomaly: bool) -> None:
+    """blind8's two-tower recommender: `torch.autograd.set_detect_anomaly(True)` at the top of the script."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    previous = torch.is_anomaly_enabled()
+    torch.autograd.set_detect_anomaly(anomaly)
+    try:
+        with md.watch(model, optimizer=opt, db=":memory:") as session:
+            for step in range(120):
+                j = (step * 32) % 256
+                loss = F.mse_loss(model(x[j:j + 32]), y[j:j + 32])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.autograd.set_detect_anomaly(previous)
+    f = next((f for f in session.report().findings if f.code == "PRF002"), None)
+    if anomaly:
+        assert f is not None and f.severity == "medium" and "Anomaly detection" in f.title
+        assert "set_detect_anomaly(False)" in f.recommendations[0].implementation
+    else:
+        assert f is None
+
+
+@pytest.mark.parametrize("rebuilt", [True, False])
+def test_an_adaptive_optimizer_built_anew_every_step_is_named(rebuilt: bool) -> None:
+    """blind8's quantile regression: `torch.optim.Adam(model.parameters(), lr)` inside the batch loop."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1))
+    x = torch.randn(512, 6)
+    y = x[:, :1] * 2 + 0.1 * torch.randn(512, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    with md.watch(model, db=":memory:") as session:
+        for step in range(80):
+            if rebuilt:
+                opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+            j = (step * 32) % 512
+            loss = F.mse_loss(model(x[j:j + 32]), y[j:j + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = next((f for f in session.report().findings if f.code == "LRN001"), None)
+    if rebuilt:
+        assert f is not None and f.severity == "high" and "built at" in f.title and f.evidence["constructions"] >= 79
+    else:
+        assert f is None

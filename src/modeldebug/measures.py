@@ -382,6 +382,10 @@ EMBEDDING_PADDING = measure("event", "embedding_padding", "inputs", "event",
                             "on the first sampled training passes, each nn.Embedding built with a padding_idx: its "
                             "input's shape, whether it holds one id per sample, and the share of ids that are the "
                             "padding index (a row that never gets a gradient)")
+ANOMALY_MODE = measure("event", "anomaly_mode", "loop", "event",
+                      "each sampled step that ended with torch.autograd's anomaly detection on "
+                      "(set_detect_anomaly(True) / detect_anomaly()): whether it also checks for NaN",
+                      always=True)
 NOGRAD_TRAIN_PASS = measure("event", "nograd_train_pass", "modes", "event",
                             "the first 8 forward passes of a model under no_grad while it was in train mode: the "
                             "model and the batch size (a whole training set at once is a statistics pass)",

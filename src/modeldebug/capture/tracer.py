@@ -685,6 +685,9 @@ class Tracer:
         self._backwards_since_step = 0
         gaps = self.gaps
         if sampled:  # what only a sampled step collects
+            if torch.is_anomaly_enabled():  # set_detect_anomaly(True) left on in training (PRF002)
+                self.writer.add_event(a.step - 1, M.ANOMALY_MODE.name, {
+                    "check_nan": torch.is_anomaly_check_nan_enabled()})
             self.forward.new_step()
             if self.unregistered.pending:  # judged now that the step's backward pass and optimizers are known
                 self.call("unregistered", self.unregistered.end_step, a.step - 1)

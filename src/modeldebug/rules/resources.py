@@ -545,10 +545,13 @@ class SlowStep(Rule):
 
     code = "PRF002"
     requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, M.GAP_PROFILE,
-                M.LOSS_CALLS, *_TIMED)
+                M.LOSS_CALLS, M.ANOMALY_MODE, *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        anomaly = self._anomaly_mode(ctx)
+        if anomaly is not None:
+            yield anomaly
         rec = ctx.record
         t_step = rec.column("t_step").values
         n = len(t_step)
@@ -563,6 +566,30 @@ class SlowStep(Rule):
         stalls = self._stalls(ctx, idx)
         if stalls is not None:
             yield stalls
+
+    def _anomaly_mode(self, ctx: Context) -> Finding | None:
+        """torch.autograd's anomaly detection left on for training: debugging mode, every step pays for it."""
+        on = ctx.record.events(M.ANOMALY_MODE.name)
+        sampled = int(np.nansum(ctx.record.column("sampled").values))
+        if len(on) < 3 or len(on) < 0.5 * sampled:  # on for most of the run, not one step being debugged
+            return None
+        nan = any(e.data.get("check_nan", True) for e in on)
+        return self.finding(
+            severity="medium", confidence=0.9,
+            title=f"Anomaly detection is on for training: {len(on)} of {sampled} sampled steps ran with it",
+            description=("torch.autograd.set_detect_anomaly(True) (or a detect_anomaly() block) stays on while the model "
+                         "trains. It is a debugging mode: every forward operation records its Python stack trace "
+                         "for the backward pass" + (", and every backward operation's output is checked for NaN"
+                                                     if nan else "")
+                         + ", which typically makes a step 1.5 to 3 times slower (more for models of many small "
+                         "operations). The numbers it computes are the same."),
+            step=int(on[0].step) if on[0].step is not None else None,
+            evidence={"sampled_steps_with_anomaly_mode": len(on), "sampled_steps": sampled, "check_nan": nan},
+            recommendations=[Recommendation(
+                "fix", "Turn it off for training; switch it on only around the step you are debugging.",
+                "torch.autograd.set_detect_anomaly(False)        # the default\n"
+                "# to find the op that makes a NaN, for one step only:\n"
+                "with torch.autograd.detect_anomaly():\n    loss.backward()")])
 
     def _trend(self, ctx: Context, idx: np.ndarray) -> Finding | None:
         rec = ctx.record

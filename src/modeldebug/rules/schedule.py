@@ -37,6 +37,41 @@ from .measures import (
 __all__ = ["ExcessiveGradClipping", "LossOscillating", "LrTooHigh", "LrTooLow"]
 
 
+def _rebuilt_every_step(rule: Rule, ctx: Context) -> Finding | None:
+    """An adaptive optimizer built anew over the same parameters on most steps (`Adam(model.parameters())` inside
+    the loop): each step is its first. Adam's first bias-corrected step is lr * g / |g| per weight (RMSprop's
+    about 10x that), a sign step of the full learning rate whatever the gradient's size, and the moment
+    estimates that would shrink it never build up."""
+    built = ctx.record.events("optimizer")
+    if len(built) < 20 or len(built) < 0.5 * ctx.n_steps:
+        return None
+    kinds: dict[tuple[str, tuple[str, ...]], int] = {}
+    for e in built:
+        params = tuple(p for g in e.data.get("groups") or [] for p in g.get("params") or [])
+        key = (str(e.data.get("type")), params)
+        kinds[key] = kinds.get(key, 0) + 1
+    (kind, params), n = max(kinds.items(), key=lambda kv: kv[1])
+    if kind not in ADAPTIVE_OPTIMIZERS or n < 0.5 * ctx.n_steps:
+        return None
+    lr = ctx.lr
+    return rule.finding(
+        severity="high", confidence=0.85,
+        title=f"A new {kind} is built at {n} of {ctx.n_steps} steps: every step is its first, a sign step of the full learning rate",
+        description=(f"{kind} was constructed {n} times over the same {len(params)} parameter tensors, about once per "
+                     f"step, so its state (the running moments) starts empty at each step. {kind}'s first step, after "
+                     "bias correction, moves every weight by about the learning rate"
+                     + (f" ({fmt(lr)})" if lr else "")
+                     + " in the gradient's sign whatever the gradient's size, so steps never shrink as the loss "
+                     "settles, and the loss and the weights keep jumping around a level they would otherwise "
+                     "settle into."),
+        location=None, step=int(built[1].step) if built[1].step is not None else 0,
+        evidence={"optimizer": kind, "constructions": n, "steps": ctx.n_steps, "params": list(params)[:20], "lr": lr},
+        recommendations=[Recommendation(
+            "fix", "Build the optimizer once, before the loop.",
+            f"optimizer = torch.optim.{kind}(model.parameters(), lr={fmt(lr) if lr else '1e-3'})   # once\n"
+            "for x, y in loader:\n    optimizer.zero_grad()\n    loss_fn(model(x), y).backward()\n    optimizer.step()")])
+
+
 class LrTooHigh(Rule):
     """Detects LRN001; its documentation and options are in the catalogue (`modeldebug explain LRN001`)."""
 
@@ -240,6 +275,10 @@ class LrTooHigh(Rule):
         ]
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        rebuilt = _rebuilt_every_step(self, ctx)
+        if rebuilt is not None:
+            yield rebuilt
+            return
         for f in self._check(ctx):
             yield bundle_step_said(ctx, f)
 

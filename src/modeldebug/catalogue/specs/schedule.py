@@ -147,6 +147,11 @@ A transient of the first steps that the run got over is low, not medium: every s
 update ratio of the run's second half below `lr_high_update_ratio` (median), and the loss ending
 under half of its level before the first sign (SGD with momentum 0.9 at 0.5 on a sigmoid MLP jumps
 3x in its first steps and then trains best of the rates tried; at 2.0 it never recovers: high).
+An adaptive optimizer (Adam, AdamW, RMSprop, Adagrad, ...) built anew over the same parameters on
+at least half the steps (20 or more: `torch.optim.Adam(model.parameters())` inside the batch loop)
+is reported first and alone (high): every step is its first, whose bias-corrected update moves each
+weight by about the learning rate in the gradient's sign whatever its size, and the moment
+estimates that would shrink it never build up.
 
 ## Why is this bad?
 Steps that large overshoot the minimum: the loss jumps, oscillates or diverges, gradients
