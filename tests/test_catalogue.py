@@ -68,14 +68,14 @@ def test_a_misspelled_option_or_selector_fails_loudly_with_a_hint() -> None:
         selected_rules(DebuggingConfig(select=["GRD0001"]))
     with pytest.raises(BadInputError):
         getattr(DebuggingConfig().thresholds, "dead_fractoin")
-    with pytest.raises(UnknownRuleError, match="GRD names 2 rules .GRD001, GRD002.; explain one of them"):
+    with pytest.raises(UnknownRuleError, match="GRD names 3 rules .GRD001, GRD002, GRD003.; explain one of them"):
         CATALOGUE.find("GRD")  # `modeldebug explain GRD`: a family's prefix lists its codes
 
 
 def test_selecting_codes_of_another_family_on_a_training_record_says_where_they_come_from() -> None:
     with pytest.raises(BadInputError, match="names no training or plugin rule.*onnx"):
         selected_rules(DebuggingConfig(select=["ONX", "PRB"]))
-    assert [r.code for r in selected_rules(DebuggingConfig(select=["GRD"]))] == ["GRD001", "GRD002"]
+    assert [r.code for r in selected_rules(DebuggingConfig(select=["GRD"]))] == ["GRD001", "GRD002", "GRD003"]
     kept = selected_rules(DebuggingConfig(select=["training"], ignore=["RUN", "dead_activations"]))
     assert "ACT001" not in {r.code for r in kept} and not any(r.code.startswith("RUN") for r in kept)
 

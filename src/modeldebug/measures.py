@@ -382,6 +382,11 @@ EMBEDDING_PADDING = measure("event", "embedding_padding", "inputs", "event",
                             "on the first sampled training passes, each nn.Embedding built with a padding_idx: its "
                             "input's shape, whether it holds one id per sample, and the share of ids that are the "
                             "padding index (a row that never gets a gradient)")
+CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event",
+                               "once per custom torch.autograd.Function class found in the loss graph of the first "
+                               "3 sampled steps: its backward against central differences of its forward, on a "
+                               "float64 input of its own (`relative_error`), or why it was not checked",
+                               always=True)
 ANOMALY_MODE = measure("event", "anomaly_mode", "loop", "event",
                       "each sampled step that ended with torch.autograd's anomaly detection on "
                       "(set_detect_anomaly(True) / detect_anomaly()): whether it also checks for NaN",

@@ -46,6 +46,7 @@ from .assembler import StepAssembler
 from .buffer import StepBuffer
 from .bundle import BundleWatch
 from .crash import exception_event, is_library_frame
+from .custom_backward import CustomBackwardProbe
 from .distributions import DistributionWatch
 from .dropouts import EvalDropoutProbe
 from .gaps import GapProfiler
@@ -125,6 +126,7 @@ class Tracer:
         self._crash_phase = "other"
         self._disabled: set[str] = set()
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
+        self.custom = CustomBackwardProbe(self)
         self._backwards_since_step = 0
         # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
         self._sample_stepped: set[int] = set()
@@ -505,6 +507,8 @@ class Tracer:
                 a.t_bwd_first = time.perf_counter()
                 if a.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
                     self.loop.first_backward([p for p, _ in self.registry.tracked_params()])
+            if self._sample_now and self.custom.pending and loss is not None and loss.grad_fn is not None:
+                self.call("custom_backward", self.custom.look, loss)  # (first sampled steps: custom Functions)
             if loss is not None and loss.numel() == 1 and loss.is_floating_point():
                 held = loss
                 if self.amp._scaled is not None:  # a GradScaler scaled a loss: is this its output?

@@ -12,7 +12,7 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
 from .measures import scale_lr_code
 
-__all__ = ["ExplodingGradients", "VanishingGradients"]
+__all__ = ["ExplodingGradients", "IncorrectBackward", "VanishingGradients"]
 
 _CLIP = ("loss.backward()\n"
          "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
@@ -299,3 +299,58 @@ class VanishingGradients(Rule):
                                "h = h + block(norm(h))   # pre-norm residual block"),
             ],
         )
+
+
+#: a backward whose results for 2v and v + w miss 2 g(v) and g(v) + g(w) by more than this share of their size is
+#: not linear in grad_output (rounding leaves ~1e-16 in float64)
+_NONLINEAR = 1e-6
+#: a linear backward this far from the forward's central differences differs from its derivative
+_MISMATCH = 1e-2
+
+
+class IncorrectBackward(Rule):
+    """Detects GRD003; its documentation and options are in the catalogue (`modeldebug explain GRD003`)."""
+
+    code = "GRD003"
+    requires = (M.CUSTOM_BACKWARD_CHECK,)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        for ev in ctx.record.events(M.CUSTOM_BACKWARD_CHECK.name):
+            d = ev.data
+            if not d.get("checked"):
+                continue
+            name = str(d.get("function", "?")).rsplit(".", 1)[-1]
+            nonlinear, err = float(d.get("nonlinear_in_grad_output", 0.0)), float(d.get("relative_error", 0.0))
+            if nonlinear > _NONLINEAR:
+                yield self.finding(
+                    severity="high", confidence=0.95,
+                    title=f"{name}.backward is not linear in grad_output: it breaks the chain rule",
+                    description=(f"Checked on a float64 input of its own, {name}'s backward gives g(2v) and g(v + w) "
+                                 f"that miss 2 g(v) and g(v) + g(w) by {nonlinear:.0%} of their size, and differs "
+                                 f"from its forward's derivative by {err:.0%} along random directions. Every correct "
+                                 "backward (and every deliberate one: a straight-through estimator, a gradient "
+                                 "reversal) is linear in grad_output. This one most likely returns the local "
+                                 "derivative without multiplying it by grad_output, so the layers below it get "
+                                 "gradients unrelated to the loss."),
+                    location=d.get("function"), step=ev.step, evidence=dict(d),
+                    recommendations=[Recommendation(
+                        "fix", "Multiply the local derivative by grad_output, then check with gradcheck.",
+                        "@staticmethod\ndef backward(ctx, grad_output):\n    x, s = ctx.saved_tensors\n"
+                        "    return grad_output * s * (1 + x * (1 - s))     # chain rule: times grad_output\n\n"
+                        f"x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)\n"
+                        f"torch.autograd.gradcheck({name}.apply, (x,))")])
+            elif err > _MISMATCH:
+                yield self.finding(
+                    severity="low", confidence=0.5,
+                    title=f"{name}.backward differs from its forward's derivative ({err:.0%} along random directions)",
+                    description=(f"Checked on a float64 input of its own, {name}'s backward is linear in "
+                                 f"grad_output but differs from central differences of its forward by {err:.0%}. "
+                                 "That is deliberate in a straight-through estimator (round forward, identity "
+                                 "backward) or a gradient reversal layer; if this Function is neither, its backward "
+                                 "has a wrong factor or sign."),
+                    location=d.get("function"), step=ev.step, evidence=dict(d),
+                    recommendations=[Recommendation(
+                        "best_practice", "Check the Function with gradcheck on float64 inputs.",
+                        f"x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)\n"
+                        f"torch.autograd.gradcheck({name}.apply, (x,))")])
+

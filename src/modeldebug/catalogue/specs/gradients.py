@@ -95,4 +95,48 @@ Embedding tables get sparse gradients and are skipped. Layers with exactly zero 
 left to `params_not_updating`.
 """,
     ),
+    Spec(
+        code='GRD003', kind='incorrect_backward', category='gradient', family='training', name='incorrect-backward',
+        summary="A custom autograd.Function's backward is not linear in grad_output: it breaks the chain rule.",
+        explains=('exploding_gradients', 'vanishing_gradients', 'lr_too_high', 'loss_diverging', 'loss_not_decreasing',
+                  'loss_oscillating', 'nonfinite', 'dead_activations', 'saturated_activations'),
+        doc="""
+## What it detects
+Each `torch.autograd.Function` defined outside torch whose node is in the graph of the loss on one of
+the first 3 sampled steps is checked once, on a float64 input of its own, outside the user's graph
+(event `custom_backward_check`): (1) its backward must be linear in `grad_output`, as the chain
+rule makes every backward (`g(2v) = 2 g(v)`, `g(v + w) = g(v) + g(w)`); a backward that returns the
+local derivative without multiplying it by `grad_output` fails this, and the finding is high; (2)
+its backward against central differences of its forward along three random directions; a backward
+that is linear but differs from the forward's derivative is low, since a straight-through
+estimator (`round` forward, identity backward) and a gradient reversal layer (identity forward,
+`-lambda * grad` backward) differ on purpose. Only Functions of one tensor argument are checked;
+the others are recorded as not checked, with why.
+
+## Why is this bad?
+Training follows the gradients the backward returns. One that ignores `grad_output` hands every
+layer below it the same local derivative whatever the loss says: the updates no longer point
+downhill, the gradients below it are off by the size of everything above, and what shows is
+their effect (an explosion, a loss that does not fall) far from the cause.
+
+## Example
+```python
+class Swish(torch.autograd.Function):
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, s = ctx.saved_tensors
+        return s * (1 + x * (1 - s))          # grad_output is never used
+```
+
+## Recommended fix
+Multiply the local derivative by `grad_output` (`return grad_output * s * (1 + x * (1 - s))`), and
+check the Function with `torch.autograd.gradcheck` on float64 inputs.
+
+## Known problems
+Only Functions of one tensor argument are checked, on a (4, 6) float64 input: one that needs
+another shape, dtype or more arguments is recorded as not checked. A backward with a wrong factor
+or sign is linear in `grad_output`, so it is reported low, like a deliberate straight-through
+estimator, not high.
+""",
+    ),
 )
