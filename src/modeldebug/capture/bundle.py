@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..rules.context import window
+from ..smoothing import window
 from .bundle_call import autocast_state, call_kwargs
 from .bundle_data import STRUCT, Unstorable, nbytes, plain, plain_tuple, storable_kwargs
 from .isolation import unwrap

@@ -14,17 +14,13 @@ import numpy as np
 
 from ..config import DebuggingConfig, Thresholds
 from ..record import Entity, Record, Series
+from ..smoothing import window
 
 __all__ = ["Context", "fmt", "module_ref", "running_median", "trailing_medians", "window"]
 
 T = TypeVar("T")
 
 from ..measures import RELU_LIKE  # noqa: E402  (module types whose outputs are exactly zero for inactive units)
-
-
-def window(n: int) -> int:
-    """Smoothing window for a series of n points: 5% of it, at least 3, at most 50."""
-    return int(min(50, max(3, n // 20)))
 
 
 def running_median(values: np.ndarray, w: int) -> np.ndarray:
