@@ -415,10 +415,14 @@ class LabelIssue(Rule):
                              f"homogeneity; intra-batch label correlation {rho:.2f}, 0 when shuffled, 1 when each batch holds one class). "
                              "The data is sorted or grouped by label and only partly shuffled: the model is pushed towards "
                              "one class per stretch of batches, so the loss swings as if the learning rate were too high, "
-                             "and the sampled label shares look skewed."),
+                             "and the sampled label shares look skewed. A tensor shuffled with Python's "
+                             "random.shuffle(t) reads this way too: it swaps rows through views, so rows are "
+                             "duplicated, others lost, and runs of the sorted order stay."),
                 step=lc.steps[0], evidence=ev | {"batch_label_correlation": rho},
-                recommendations=[Recommendation("fix", "Shuffle the training data (every epoch).",
-                                                "loader = DataLoader(train_set, batch_size=64, shuffle=True)")])
+                recommendations=[Recommendation("fix", "Shuffle the training data (every epoch), with a permutation "
+                                                "index for a tensor, never random.shuffle on it.",
+                                                "loader = DataLoader(train_set, batch_size=64, shuffle=True)\n"
+                                                "table = table[torch.randperm(len(table))]   # not random.shuffle(table)")])
 
     def _binary_range(self, e: Entity, lo: float, hi: float) -> Finding:
         minus = lo < 0
