@@ -201,3 +201,34 @@ def test_an_adaptive_optimizer_built_anew_every_step_is_named(rebuilt: bool) -> 
         assert f is not None and f.severity == "high" and "built at" in f.title and f.evidence["constructions"] >= 79
     else:
         assert f is None
+
+
+@pytest.mark.parametrize("how", ["random_shuffle", "randperm"])
+def test_a_tensor_shuffled_with_random_shuffle_reads_as_partly_sorted_and_says_why(how: str) -> None:
+    """blind8's land-cover table: rows sorted by class, then `random.shuffle(table)` on the tensor, which swaps rows
+    through views (rows duplicated and lost, runs of the sorted order left), against a permutation index."""
+    import random
+
+    random.seed(0)
+    torch.manual_seed(0)
+    y_sorted = torch.arange(5).repeat_interleave(400)
+    table = torch.cat([torch.randn(2000, 6) + y_sorted[:, None].float(), y_sorted[:, None].float()], 1)
+    if how == "random_shuffle":
+        random.shuffle(table)  # the bug
+    else:
+        table = table[torch.randperm(len(table))]
+    x, y = table[:, :6], table[:, 6].long()
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 5))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with md.watch(model, optimizer=opt, db=":memory:") as session:
+        for step in range(125):
+            j = (step * 64) % 1984
+            loss = F.cross_entropy(model(x[j:j + 64]), y[j:j + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    f = found(session.report(), "label_issue")
+    if how == "random_shuffle":
+        assert f is not None and "random.shuffle" in f.description and "randperm" in f.recommendations[0].implementation
+    else:
+        assert f is None
