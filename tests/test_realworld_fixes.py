@@ -134,9 +134,9 @@ def test_softmax_before_cross_entropy_in_a_second_phase_is_found(student_softmax
             j = (step * 32) % 512
             xb, yb = x[j:j + 32], y[j:j + 32]
             if step < 30:
-                model, opt, out = teacher, opt_t, teacher(xb)
+                opt, out = opt_t, teacher(xb)
             else:
-                model, opt, out = student, opt_s, student(xb)
+                opt, out = opt_s, student(xb)
                 with torch.no_grad():
                     soft = F.softmax(teacher(xb) / 2, dim=1)
                 kd = F.kl_div(F.log_softmax(out / 2, dim=1), soft, reduction="batchmean") * 4
