@@ -110,3 +110,14 @@ def test_a_watched_run_names_the_function_whose_backward_breaks_the_chain_rule(a
     assert f is not None and f.severity == severity and act.__qualname__ in str(f.location)
     if severity == "high":
         assert report.findings[0] is f and "grad_output" in f.recommendations[0].implementation
+
+
+def test_the_check_leaves_what_a_function_prints_out_of_the_users_output(capsys: pytest.CaptureFixture[str]) -> None:
+    class _Loud(_Swish):
+        @staticmethod
+        def forward(ctx, x):  # type: ignore[no-untyped-def]
+            print("forward ran")
+            return _Swish.forward(ctx, x)
+
+    assert check_function(_Loud)["checked"] is True
+    assert capsys.readouterr().out == ""

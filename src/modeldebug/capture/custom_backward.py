@@ -21,6 +21,8 @@ not known. The random state is forked and our own patches are muted while it run
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import torch
@@ -57,8 +59,9 @@ def check_function(cls: type) -> dict[str, Any]:
     name = f"{cls.__module__}.{cls.__qualname__}"
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
-    try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+    try:  # (its forward runs 9 more times here: what it prints is not the user's output)
+        with torch.random.fork_rng(devices=[]), torch.enable_grad(), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             xs = x.clone().requires_grad_(True)
             y = cls.apply(xs)  # type: ignore[attr-defined]
             if not isinstance(y, torch.Tensor) or not y.requires_grad or not y.is_floating_point():

@@ -206,8 +206,7 @@ class ParamsNotUpdating(Rule):
             if not names:
                 continue
             by_module = _group_by_module(ctx, names)
-            numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
-            total = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in trainable) or 1
+            numel, total = _numel(ctx, names), _numel(ctx, trainable) or 1
             location = next(iter(by_module))
             big = numel / total >= 0.05
             severity = (zero_severity if names is zero_grad and zero_severity else
@@ -222,6 +221,11 @@ class ParamsNotUpdating(Rule):
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )
+
+
+def _numel(ctx: Context, names: list[str]) -> int:
+    """The number of weights in the parameter tensors `names`."""
+    return sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
 
 
 def _never_called(ctx: Context, names: list[str]) -> list[str]:
@@ -268,7 +272,7 @@ def _through_a_target(ctx: Context, names: list[str], trainable: list[str]) -> d
 def _target_network(rule: Rule, ctx: Context, by_model: dict[str, list[str]]) -> Finding:
     models = list(by_model)
     names = [n for held in by_model.values() for n in held]
-    numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in names)
+    numel = _numel(ctx, names)
     them = ", ".join(models)
     return rule.finding(
         severity="low", confidence=0.6,
@@ -325,8 +329,8 @@ def _rounded(ctx: Context, names: list[str], ratios: dict[str, Series]) -> dict[
 
 def _rounded_away(rule: Rule, ctx: Context, low: dict[str, float]) -> Finding:
     half_ulp = max(_HALF_ULP[ctx.params[n].type or ""] for n in low)
-    numel = sum(int(np.prod(ctx.params[n].info.get("shape", [1]))) for n in low)
-    total = sum(int(np.prod(e.info.get("shape", [1]))) for n, e in ctx.params.items() if e.info.get("requires_grad", True)) or 1
+    numel = _numel(ctx, list(low))
+    total = _numel(ctx, [n for n, e in ctx.params.items() if e.info.get("requires_grad", True)]) or 1
     dtypes = sorted({ctx.params[n].type for n in low})
     typical = float(np.median(list(low.values())))
     by_module = _group_by_module(ctx, list(low))
