@@ -466,6 +466,21 @@ def test_validation_time_between_steps_is_not_data_waiting() -> None:
 
 
 # -- slow_step -----------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """One intra-op thread while a test times steps.
+
+    Two OpenMP threads on a busy two-core machine spin while they wait for each other: a step that
+    lost its core then costs CPU time as well as wall time, 20x over for tens of steps, which no
+    statistic of the run's own work can tell from work that grew (CI failed on it once in ~10 runs).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16))
