@@ -15,7 +15,7 @@ import pytest
 from modeldebug.catalogue import CATALOGUE
 from modeldebug.cli import main
 from modeldebug.rules import RULES
-from modeldebug.rules import plugins as plugins_mod
+from modeldebug.catalogue import plugins as plugins_mod
 
 DOC_EXAMPLE = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
 PLUGIN = re.search(r"`acme_rules.py`.*?```python\n(.*?)```", DOC_EXAMPLE, re.S).group(1)  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _load_rules(args: argparse.Namespace) -> None:
     """Users' own rules: installed plugins, then each `--rules FILE` (before any config is built)."""
-    from .rules.plugins import load_entry_points, load_rules
+    from .catalogue.plugins import load_entry_points, load_rules
 
     load_entry_points()
     for path in getattr(args, "rules", None) or []:
@@ -196,18 +196,25 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_replaceable(Path(db))
 
 
+def _rules_config(config: DebuggingConfig) -> DebuggingConfig | None:
+    from .rules.diagnosis import rules_config
+
+    return rules_config(config)
+
+
 def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> int:
     from .capture import run_script
 
     config = _config(args)
-    from .rules import selected_rules
-    from .rules.diagnosis import rules_config
+    from .catalogue import CATALOGUE
 
     # `--against` with a --select of invariants only (INV004): capture and rules run unselected, their
     # findings are dropped below; the invariant findings are picked by `config`
-    only_invariants = getattr(args, "against", None) is not None and rules_config(config) is None
+    only_invariants = getattr(args, "against", None) is not None and _rules_config(config) is None
     run_config = config.model_copy(update={"select": []}) if only_invariants else config
-    selected_rules(run_config)  # a bad --select fails before the script runs, not after
+    # A bad --select fails before the script runs, not after; by the catalogue alone (plugins' specs
+    # are in it by now): the rules themselves are imported after the script, not before its first line.
+    CATALOGUE.select(run_config.select, run_config.ignore, family=("training", "plugin"))
     check_llm_args(args)  # so does a bad --llm
     _check_outputs(args)  # and an output path that cannot be written
     # `--json -` (or `--html -`) promises a clean report on stdout: the script's own prints go to stderr then.

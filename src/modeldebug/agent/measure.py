@@ -43,7 +43,7 @@ def scoped(config: DebuggingConfig, codes: Iterable[str] | None = None) -> Debug
     their `ignore` names stays out. A selection that keeps nothing judges nothing (never an error:
     the tool's numbers still stand).
     """
-    from ..rules.plugins import load_entry_points
+    from ..catalogue.plugins import load_entry_points
 
     load_entry_points()
     wanted = None if codes is None else set(codes)

@@ -19,7 +19,7 @@ from ..catalogue import CATALOGUE, FAMILIES
 from .base import RULES, SEVERITY_ORDER, Finding, Recommendation, Rule
 from .context import Context
 from .diagnosis import Diagnosis, diagnose
-from .plugins import load_entry_points
+from ..catalogue.plugins import load_entry_points
 from .ranking import rank
 
 __all__ = ["RULES", "Diagnosis", "Finding", "Recommendation", "Rule", "analyze", "diagnose", "find_rule",

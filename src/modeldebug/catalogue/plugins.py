@@ -27,8 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from ..catalogue import CATALOGUE, Spec
 from ..errors import BadInputError
+from . import CATALOGUE, Spec
 
 __all__ = ["declare", "load_entry_points", "load_rules"]
 
