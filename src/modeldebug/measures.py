@@ -37,6 +37,7 @@ __all__ = [
     "CLIP_NORM",
     "CUDA_MB",
     "DATALOADER",
+    "DATASET_CHANGED",
     "DATA_OVERLAP",
     "DEAD_FRAC",
     "EVAL_DROPOUT",
@@ -399,6 +400,11 @@ DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",
                      always=True)
+DATASET_CHANGED = measure("event", "dataset_changed", "loop", "event",
+                          "a training data set's in-memory array (one row per sample) whose values changed between "
+                          "the starts of two epochs after the first: the share of sampled cells that changed, "
+                          "that held data before (not empty cells a cache fills), zeros and spread before and "
+                          "after (capture/dataset_drift.py)")
 SAMPLING = measure("event", "sampling", "sampler", "event",
                    "the sampling interval widened or narrowed to keep the sampled steps within the level's time "
                    "budget: the new interval, what one sample costs (in unsampled steps) and the budget",

@@ -6,7 +6,8 @@
 - ``torch.nn.utils.clip_grad_norm_``: the total norm before clipping and the limit, per step.
 - ``torch.utils.data`` iterators' ``__next__``: time spent waiting for the data loader, and, once per
   data set, the loader's settings (worker processes, batch size) and whether the data set holds its
-  samples as tensors in memory.
+  samples as tensors in memory; and, at the start of each epoch, whether such a data set's arrays
+  changed since the last one (`dataset_drift.py`: augmentation written into a cache).
 It also keeps weak references to recent loss tensors (a loss still alive steps later is being kept,
 usually with its whole graph), and fingerprints input samples for a train/validation overlap check.
 """
@@ -29,6 +30,7 @@ import torch
 from .. import measures as M
 from . import stats as S
 from .crash import caller_line
+from .dataset_drift import DatasetDrift
 from .patches import Probe
 
 __all__ = ["LoopWatch"]
@@ -75,6 +77,14 @@ def _in_memory(dataset: Any, n: int | None) -> bool:
     values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
     held = [v for v in values if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1 and len(v) == n]
     return n is not None and any(v.ndim >= 2 for v in held)
+
+
+def _weak(obj: Any) -> Any:
+    """A weak reference to `obj`, or a strong one for an object that takes none."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
 
 
 def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
@@ -128,7 +138,9 @@ class LoopWatch:
         self.fingerprints: dict[tuple[str, _Source], set[float]] = {}
         self.spans: dict[tuple[str, _Source], tuple[int, int]] = {}
         self.current_dataset: int | None = None
-        self._loader_sets: dict[int, bool] = {}  # data sets a DataLoader has served (ids): a TensorDataset?
+        # data sets a DataLoader has served (ids): a TensorDataset? With the data set, weakly: an id is
+        # reused once its object is freed (a validation set built anew each epoch)
+        self._loader_sets: dict[int, tuple[bool, Any]] = {}
         self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         #: fingerprints of each sample without its last step ("head") and without its first ("tail"), by
@@ -144,6 +156,7 @@ class LoopWatch:
         # a clipping after an optimizer step, before any backward: (its numbers, its line, max_norm)
         self.pending_clip: tuple[torch.Tensor, dict[str, Any], float] | None = None
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
+        self.drift = DatasetDrift(self._dataset_changed) if M.DATASET_CHANGED in tracer.plan else None
 
     # -- probes ----------------------------------------------------------------------------------
     def probes(self) -> dict[str, Probe]:
@@ -227,14 +240,21 @@ class LoopWatch:
         self.current_dataset = id(dataset) if dataset is not None else None
         if dataset is None:
             return
-        if id(dataset) not in self._loader_sets:
-            self._loader_sets[id(dataset)] = self._tensor_dataset(dataset)
+        known = self._loader_sets.get(id(dataset))
+        if known is None or known[1]() is not dataset:
+            self._loader_sets[id(dataset)] = known = (self._tensor_dataset(dataset), _weak(dataset))
             self._describe_loader(args[0], dataset)
-        if exc is not None and self._loader_sets[id(dataset)]:
+        if self.drift is not None and exc is None:
+            self.drift.next_batch(args[0], dataset, torch.is_grad_enabled())
+        if exc is not None and known[0]:
             # A TensorDataset's loop is over (StopIteration): what runs next is judged by its own memory,
             # so a validation tensor evaluated after the loop is judged on its own. (Another data set's
             # memory is unknown: the passes after its loop stay filed under it, as training-set evaluation.)
             self.current_dataset = None
+
+    def _dataset_changed(self, data: dict[str, Any]) -> None:
+        if self.tracer.active("loop"):
+            self.tracer.writer.add_event(self.tracer.step, M.DATASET_CHANGED.name, data)
 
     def _describe_loader(self, it: Any, dataset: Any) -> None:
         """Once per data set: how its loader is set up, so that advice on waiting for data can start

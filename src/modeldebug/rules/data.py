@@ -455,6 +455,60 @@ class BatchMixing(Rule):
 
 
 # -- leakage --------------------------------------------------------------------------------------------
+class DatasetModified(Rule):
+    """Detects DAT006; its documentation and options are in the catalogue (`modeldebug explain DAT006`)."""
+
+    code = "DAT006"
+    requires = (M.DATASET_CHANGED, M.MODEL_INPUT)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        by_array: dict[tuple[str, str], list[Any]] = {}
+        for e in ctx.record.events(M.DATASET_CHANGED.name):
+            by_array.setdefault((e.data["dataset"], e.data["array"]), []).append(e)
+        # per-sample sizes of the model inputs: a cached (32, 32) sample fed as (1, 32, 32) is the input
+        inputs = [math.prod(shape[1:]) for e in ctx.record.entities("input") if len(shape := e.info.get("shape") or ()) > 1]
+        for (dataset, array), events in by_array.items():
+            if len(events) < ctx.option("dataset_changed_epochs"):
+                continue
+            yield self._finding(dataset, array, events, inputs)
+
+    def _finding(self, dataset: str, array: str, events: list[Any], inputs: list[int]) -> Finding:
+        first, last = events[0].data, events[-1].data
+        shape = tuple(first["shape"])
+        is_input = math.prod(shape[1:]) in inputs
+        epochs = [int(e.data["epoch"]) for e in events]
+        every = epochs == list(range(epochs[0], epochs[0] + len(epochs))) and epochs[0] == 2
+        shares = [f"{fmt(e.data['data_changed_frac'] * 100)}%" for e in events]
+        per_epoch = ", ".join(shares if len(shares) <= 5 else [*shares[:3], "...", shares[-1]])
+        zeros = (f" Zeros among the sampled cells went from {fmt(first['zero_frac_before'] * 100)}% to "
+                 f"{fmt(last['zero_frac'] * 100)}%." if last["zero_frac"] > first["zero_frac_before"] + 0.01 else "")
+        spread = (f" Their spread went from {fmt(first['std_before'])} to {fmt(last['std'])}."
+                  if abs(last["std"] - first["std_before"]) > 0.05 * max(first["std_before"], 1e-12) else "")
+        what = "the model's input" if is_input else f"an array of shape {list(shape)}"
+        return self.finding(
+            severity="high" if is_input and every else "medium", confidence=0.85 if is_input else 0.6,
+            location=f"{dataset}.{array}",
+            title=f"The training data changes every epoch: {dataset}.{array} ({what}) was modified in place "
+                  f"in {len(events)} epochs",
+            description=(f"The data set {dataset} keeps {what} in memory ({array}, {first['length']} samples). Its "
+                         f"values changed between the starts of epochs {epochs[0]} and {epochs[-1] + 1}: "
+                         f"{per_epoch} of {first['cells']} sampled cells that held data changed, epoch by epoch."
+                         + zeros + spread + " A `__getitem__` that augments or normalises the sample it indexes in "
+                         "place (a view of the cache) writes the change into the data set, and each epoch compounds "
+                         "it."),
+            step=int(events[0].step) if events[0].step is not None else None,
+            evidence={"dataset": dataset, "array": array, "shape": list(shape), "model_input": is_input,
+                      "epochs": epochs, "data_changed_frac": [e.data["data_changed_frac"] for e in events],
+                      "zero_frac": [first["zero_frac_before"], *(e.data["zero_frac"] for e in events)],
+                      "std": [first["std_before"], *(e.data["std"] for e in events)]},
+            recommendations=[Recommendation(
+                "fix", "Augment a copy of the sample, not the cached tensor itself.",
+                "def __getitem__(self, i):\n"
+                "    x = self.features[i].clone()     # NumPy: .copy(); a view would write into the cache\n"
+                "    x[:, f0:f0 + w] = 0              # in-place augmentation is safe on the copy\n"
+                "    return x, self.labels[i]")])
+
+
 class DataLeakage(Rule):
     """Detects DAT004; its documentation and options are in the catalogue (`modeldebug explain DAT004`)."""
 

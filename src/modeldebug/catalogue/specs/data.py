@@ -151,6 +151,54 @@ on the first samples only) is reported all the same: ignore the rule for that ru
 """,
     ),
     Spec(
+        code='DAT006', kind='dataset_modified', category='data', family='training', name='dataset-modified',
+        summary="The training data set's samples held in memory change from epoch to epoch: augmentation or normalisation written into the cached data.",
+        explains=('loss_not_decreasing', 'loss_oscillating', 'overfitting', 'input_not_normalized'),
+        options=(
+            Option('dataset_changed_epochs', 2, 'epochs after the first in which the data changed, at least.', int),
+        ),
+        doc="""
+## What it detects
+A data set a DataLoader serves with autograd on (a training loader) that holds its samples in
+memory: an attribute (or a `TensorDataset` tensor) with one row per sample and more than one
+value per row, or the same behind a `Subset`. At the start of each epoch (a new iterator over the
+data set, once its first batch is read) a fixed sample of at most 65,536 cells of each such array
+is copied and compared with the copy of the epoch before. From the third epoch's start on, cells that changed AND held a
+value before (not 0, not NaN) are counted: a cache filled lazily during the first epochs fills
+empty cells, which is no damage. The rule fires when that happened in at least
+`dataset_changed_epochs` (default 2) epochs: medium; high when the array is the model's input
+(its per-sample shape is the model input's) and it changed in every epoch compared. The
+evidence gives the share of cells changed per epoch, and the share of zeros and the spread of the
+sampled cells before and after.
+
+## Why is this bad?
+`__getitem__` indexes the cache (`x = self.features[i]`, a view) and augments it in place
+(`x[..., f:f + w] = 0`, `x += noise`, `x -= self.mean`): the change is written into the data set,
+and every epoch compounds it. Masks accumulate until most of the data is zero; a normalisation
+applied in place shifts the data again each epoch. Training gets worse epoch by epoch and
+nothing fails. With `num_workers > 0` the workers' copies are damaged instead (with
+`persistent_workers=True` they accumulate the same way).
+
+## Example
+```python
+def __getitem__(self, i):
+    spec = self.features[i]                 # a view into the cached features
+    spec[:, f0:f0 + 8] = 0                  # SpecAugment mask written into the cache
+    return spec, self.labels[i]
+```
+
+## Recommended fix
+Copy before augmenting in place: `spec = self.features[i].clone()` (NumPy: `.copy()`), or use
+out-of-place operations (`spec = spec * mask`, `x = (x - mean) / std`).
+
+## Known problems
+Only arrays held by the data set object in the main process are compared (workers' copies are
+not seen). A data set changed on purpose between epochs (pseudo-labels written into the inputs,
+a replay buffer) is reported all the same. Cells are compared at the start of epochs, so a
+change undone within the epoch is not seen.
+""",
+    ),
+    Spec(
         code='DAT004', kind='data_leakage', category='data', family='training', name='data-leakage',
         summary='Validation samples that also appear in the training data.',
         options=(
