@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .llm import LLMExplanation, explain_report, explain_response, make_lm
     from .monitor import ProductionMonitor
     from .onnx import ONNXConfig, ONNXDebugger
-    from .config import DebuggingConfig
+    from .config import ConfigError, DebuggingConfig
     from .errors import (BadInputError, DebuggingError, MissingDependencyError, RecordCorruptError,
                          ScriptNotFoundError, UnknownRuleError)
     from .record import Record
@@ -38,7 +38,7 @@ _LAZY = {
     "ONNXDebugger": "onnx", "ONNXConfig": "onnx",
     "llm": "llm", "LLMExplanation": "llm", "explain_report": "llm", "explain_response": "llm", "make_lm": "llm",
     "WatchSession": "capture", "run_script": "capture", "watch": "capture",
-    "DebuggingConfig": "config",
+    "DebuggingConfig": "config", "ConfigError": "config",
     "BadInputError": "errors", "DebuggingError": "errors", "MissingDependencyError": "errors",
     "RecordCorruptError": "errors", "ScriptNotFoundError": "errors", "UnknownRuleError": "errors",
     "Record": "record", "Report": "report",
