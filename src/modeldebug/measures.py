@@ -94,6 +94,7 @@ __all__ = [
     "RELU_LIKE",
     "RSS_MB",
     "SAMPLED",
+    "SOFTMAX_SATURATION",
     "SAMPLING",
     "SATURATED_FRAC",
     "SATURATING",
@@ -383,6 +384,10 @@ EMBEDDING_PADDING = measure("event", "embedding_padding", "inputs", "event",
                             "on the first sampled training passes, each nn.Embedding built with a padding_idx: its "
                             "input's shape, whether it holds one id per sample, and the share of ids that are the "
                             "padding index (a row that never gets a gradient)")
+SOFTMAX_SATURATION = measure("event", "softmax_saturation", "loop", "event",
+                             "once, in the loss graph of the first sampled step: each softmax over the last axis of "
+                             "a tensor of 3 or more axes (attention weights): the share of the rows of the second "
+                             "half of its query axis whose largest probability is above 0.99, and their median")
 CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event",
                                "once per custom torch.autograd.Function class found in the loss graph of the first "
                                "3 sampled steps: its backward against central differences of its forward, on a "

@@ -29,17 +29,25 @@ import torch
 
 from .. import measures as M
 
-__all__ = ["CustomBackwardProbe", "check_function", "custom_functions"]
+__all__ = ["CustomBackwardProbe", "check_function", "custom_functions", "softmax_saturation", "walk"]
 
 _LOOKS = 3  # sampled steps whose loss graph is searched
 _MAX_NODES = 20_000  # a graph walked no further than this (a deep or long unrolled model)
 _EPS = 1e-6
 _PAIRS = 3
+_MAX_SOFTMAX = 32
 
 
 def custom_functions(root: Any, limit: int = _MAX_NODES) -> list[type]:
     """The autograd.Function classes defined outside torch whose nodes the graph from `root` holds."""
+    return walk(root, limit)[0]
+
+
+def walk(root: Any, limit: int = _MAX_NODES) -> tuple[list[type], list[Any]]:
+    """One walk of the graph from `root`: (the autograd.Function classes defined outside torch whose
+    nodes it holds, its softmax nodes, at most `_MAX_SOFTMAX`, in the order reached)."""
     found: dict[type, None] = {}
+    softmax: list[Any] = []
     seen: set[int] = set()
     stack = [root]
     while stack and len(seen) < limit:
@@ -50,8 +58,10 @@ def custom_functions(root: Any, limit: int = _MAX_NODES) -> list[type]:
         cls = getattr(node, "_forward_cls", None)
         if isinstance(cls, type) and not (cls.__module__ or "").startswith("torch"):
             found[cls] = None
+        elif len(softmax) < _MAX_SOFTMAX and type(node).__name__ == "SoftmaxBackward0":
+            softmax.append(node)
         stack.extend(f for f, _ in getattr(node, "next_functions", ()))
-    return list(found)
+    return list(found), softmax
 
 
 def check_function(cls: type) -> dict[str, Any]:
@@ -93,6 +103,36 @@ def check_function(cls: type) -> dict[str, Any]:
             "pairs": _PAIRS, "input_shape": [4, 6]}
 
 
+def softmax_saturation(nodes: list[Any]) -> list[dict[str, Any]]:
+    """How peaked each softmax over the last axis of a tensor of at least 3 axes, at least 4 long in its
+    last two (attention weights [.., queries, keys], a router over experts per token), is: the share of
+    its rows whose largest probability is above 0.99, over the rows of the second half of the query
+    axis (under a causal mask the first rows have few keys to choose from, one for the first)."""
+    out = []
+    for node in nodes:
+        try:
+            p = node._saved_result
+            dim = int(node._saved_dim)
+        except (AttributeError, RuntimeError):  # freed, or another layout
+            continue
+        if not isinstance(p, torch.Tensor) or p.dim() < 3 or dim not in (-1, p.dim() - 1, 2**64 - 1):
+            continue
+        queries, keys = p.shape[-2], p.shape[-1]
+        if queries < 4 or keys < 4 or not p.is_floating_point():
+            continue
+        with torch.no_grad():
+            rows = p.detach()[..., queries // 2:, :].reshape(-1, keys).float()
+            top = rows.max(dim=1).values
+            live = top > 0  # a row of a masked-out query (all zeros or NaN) is not judged
+            if not bool(live.any()):
+                continue
+            top = top[live]
+            out.append({"shape": list(p.shape), "rows": int(top.numel()),
+                        "saturated_frac": float((top > 0.99).float().mean()),
+                        "median_max_prob": float(top.median()), "uniform_prob": 1.0 / keys})
+    return out
+
+
 class CustomBackwardProbe:
     """Runs `check_function` once per custom Function class seen in the loss graphs of the first sampled
     steps (tracer._backward_before); each result is a `custom_backward_check` event."""
@@ -101,6 +141,7 @@ class CustomBackwardProbe:
         self.tracer = tracer
         self.looks = 0
         self.checked: set[type] = set()
+        self.softmax_on = M.SOFTMAX_SATURATION in tracer.plan
 
     @property
     def pending(self) -> bool:
@@ -111,7 +152,11 @@ class CustomBackwardProbe:
         if loss.grad_fn is None:
             return
         tr = self.tracer
-        for cls in custom_functions(loss.grad_fn):
+        classes, softmax = walk(loss.grad_fn)
+        if self.looks == 1 and self.softmax_on:
+            for data in softmax_saturation(softmax):
+                tr.writer.add_event(tr.step, M.SOFTMAX_SATURATION.name, data)
+        for cls in classes:
             if cls in self.checked:
                 continue
             self.checked.add(cls)

@@ -321,9 +321,12 @@ class SaturatedActivations(Rule):
     """Detects ACT002; its documentation and options are in the catalogue (`modeldebug explain ACT002`)."""
 
     code = "ACT002"
-    requires = (M.SATURATED_FRAC, M.MODULE_MEAN, M.MODULE_STD)
+    requires = (M.SATURATED_FRAC, M.MODULE_MEAN, M.MODULE_STD, M.SOFTMAX_SATURATION)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        softmax = self._softmax(ctx)
+        if softmax is not None:
+            yield softmax
         thr = ctx.option("saturated_fraction")
         last: dict[str | None, str] = {}
         for e in ctx.leaf_modules_in_order():
@@ -373,3 +376,38 @@ class SaturatedActivations(Rule):
                                    "nn.GELU()  # or nn.ReLU(), instead of nn.Tanh()/nn.Sigmoid()"),
                 ],
             )
+
+    def _softmax(self, ctx: Context) -> Finding | None:
+        """Attention weights one-hot at the first sampled step: logits scaled far too large (a scale
+        multiplied where it divides), before any training could have sharpened them."""
+        events = ctx.record.events(M.SOFTMAX_SATURATION.name)
+        thr = ctx.option("saturated_fraction")
+        hot = [e for e in events if e.data["saturated_frac"] >= thr]
+        if not events or len(hot) < max(1, len(events) / 2):  # most of the attention layers, not one sharp head
+            return None
+        worst = max(hot, key=lambda e: e.data["saturated_frac"])
+        d = worst.data
+        shape, keys = d["shape"], d["shape"][-1]
+        square = shape[-2] == keys
+        return self.finding(
+            severity="medium", confidence=0.75,
+            title=f"Attention is one-hot from the first step: {len(hot)} of {len(events)} softmaxes over "
+                  f"{keys} keys put more than 99% on one key in {fmt(d['saturated_frac'] * 100)}% of rows",
+            description=(f"At the first sampled step, before training could sharpen anything, {len(hot)} of the "
+                         f"{len(events)} softmaxes over the last axis of a {len(shape)}-axis tensor "
+                         f"({'[..., queries, keys] ' if square else ''}{shape}) give more than 0.99 to a single "
+                         f"key in at least {fmt(thr * 100)}% of their rows (the median row's largest "
+                         f"weight is {fmt(d['median_max_prob'])}; uniform would be {fmt(d['uniform_prob'])}). Their "
+                         "logits are far too large: a scaled dot product multiplied by sqrt(d) where it should be "
+                         "divided, or not scaled at all with large heads. A saturated softmax passes almost no "
+                         "gradient, so what it attends to hardly learns. (A model that starts from pretrained "
+                         "weights can have heads this sharp by design.)"),
+            location="softmax", step=int(worst.step) if worst.step is not None else None,
+            evidence={"softmaxes": len(events), "saturated": len(hot), "shape": shape,
+                      "saturated_frac": [e.data["saturated_frac"] for e in events],
+                      "median_max_prob": d["median_max_prob"], "from_first_step": True},
+            recommendations=[Recommendation(
+                "fix", "Scale the attention logits by 1/sqrt(head_dim), or use the fused attention that does.",
+                "scores = (q @ k.transpose(-2, -1)) * head_dim ** -0.5     # not * head_dim ** 0.5\n"
+                "attn = scores.softmax(dim=-1)\n"
+                "# or: out = F.scaled_dot_product_attention(q, k, v)")])

@@ -20,6 +20,15 @@ at least `saturated_fraction` (default 50%) on at least half of its samples. The
 module of a model (an output sigmoid that is confident by design) is skipped. The statistics of
 the layer feeding it are cited, and whether it was saturated from the first step.
 
+Attention written by hand is judged too, where no module is: in the loss graph of the first
+sampled step (found by the same walk as GRD003's custom Functions), each softmax over the last
+axis of a tensor of 3 or more axes, at least 4 long in its last two (attention weights
+[..., queries, keys]), is read from the values autograd saved for its backward. Over the rows of
+the second half of the query axis (under a causal mask the first rows have one or a few keys to
+choose from), the share whose largest weight is above 0.99 is taken; when it is at least
+`saturated_fraction` in at least half of those softmaxes, attention is one-hot before training
+could have sharpened it: its logits are far too large (medium, with the 1/sqrt(head_dim) fix).
+
 ## Why is this bad?
 A saturated unit passes almost no gradient (sigmoid' < 0.01, tanh' < 0.02 there): the layers
 before it stop learning and the loss stalls.
@@ -35,7 +44,10 @@ feeding the activation, add a LayerNorm/BatchNorm before it; or use ReLU/GELU in
 
 ## Known problems
 Gates (sigmoid in LSTMs or attention-like modules) saturate on purpose. Activations called as
-functions (`torch.tanh`) are not seen.
+functions (`torch.tanh`) are not seen. A model that starts from pretrained weights can have
+attention heads this sharp by design: most of its attention layers would have to be, in most
+rows, to be flagged. Fused attention (`F.scaled_dot_product_attention`, `nn.MultiheadAttention`'s
+fast path) saves no softmax and is not read; its scale is right unless one is passed.
 """,
     ),
     Spec(
