@@ -18,7 +18,12 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
 from .curve import players
 from .fixcode import optimizer_ctor
-from .measures import expected_initial_loss, summed_loss_calls, weight_shrink
+from .measures import (
+    expected_initial_loss,
+    logits_scaled_after_the_model,
+    summed_loss_calls,
+    weight_shrink,
+)
 
 __all__ = ["Overfitting", "PoorInitialization", "SaturatedActivations", "WeightCollapse"]
 
@@ -59,7 +64,8 @@ class PoorInitialization(Rule):
     """Detects INI001; its documentation and options are in the catalogue (`modeldebug explain INI001`)."""
 
     code = "INI001"
-    requires = (M.LOSS, M.MODULE_STD, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.IN_MIN)
+    requires = (M.LOSS, M.MODULE_STD, M.MODULE_MEAN, M.DEAD_FRAC, M.INPUT_STD, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX,
+                M.IN_MIN)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.n_steps == 0:
@@ -107,12 +113,34 @@ class PoorInitialization(Rule):
             evidence.update(initial_loss=loss0, expected_initial_loss=value, loss_ratio=factor)
             if factor >= ctx.option("init_loss_factor"):
                 problems.insert(0, f"the loss at step 0 is {fmt(loss0)}, {fmt(factor)}x the {fmt(value)} of {what}")
+                scaled = logits_scaled_after_the_model(ctx)
+                if scaled is not None and len(problems) == 1:
+                    yield self._scaled_logits(ctx, problems[0], scaled, evidence)
+                    return
                 severe |= factor >= 10
         if not problems:
             return
         evidence["layer_gains"] = {n: g for n, g in gains[:20]}
         target = location or "layer"
-        yield self.finding(
+        yield self._weights(ctx, problems, evidence, location, target, severe)
+
+    def _scaled_logits(self, ctx: Context, problem: str, scaled: dict[str, float], evidence: dict[str, Any]) -> Finding:
+        peak, largest = scaled["loss_input_peak"], scaled["largest_module_output"]
+        return self.finding(
+            severity="low", confidence=0.4, title=f"A high loss at the start, from a scale after the model: {problem}",
+            description=(f"Before any update, {problem}. But no layer's output is large: the loss's input reaches "
+                         f"{fmt(peak)}, {fmt(peak / largest)}x the largest output of any module ({fmt(largest)} as "
+                         "|mean| + 3 std). The logits are scaled after the model's layers: a cosine classifier's "
+                         "scale s (ArcFace, CosFace) with its margin, or a temperature, which start the loss high by "
+                         "design. Look at that scale only if it is not meant."),
+            step=0, evidence={**evidence, **scaled},
+            recommendations=[Recommendation(
+                "best_practice", "Check that the scale applied to the logits is the one meant.",
+                "logits = cosine * s          # s = 30-64 for ArcFace/CosFace; a temperature divides: sim / 0.07")])
+
+    def _weights(self, ctx: Context, problems: list[str], evidence: dict[str, Any], location: str | None,
+                 target: str, severe: bool) -> Finding:
+        return self.finding(
             severity="high" if severe else "medium", confidence=0.8,
             title=f"Poor initialisation: {problems[0]}",
             description=("Before any update, " + "; and ".join(problems) + ". The initial weights are scaled wrongly"

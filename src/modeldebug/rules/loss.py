@@ -14,6 +14,7 @@ from .curve import loss_is_not_a_curve, players
 from .measures import (
     fluctuated_back,
     heavy_tailed_batches,
+    logits_scaled_after_the_model,
     scale_lr_code,
     summed_loss_calls,
     typical_batch_rose,
@@ -216,7 +217,7 @@ class LossNotDecreasing(Rule):
 
     code = "LOS002"
     requires = (M.LOSS, M.LR, M.LOSS_CALLS, M.LABEL_COUNTS, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.IN_MIN, M.IN_MAX, M.OPTIMIZER, M.N_BACKWARD,
-                M.MODEL_INPUT, M.UPDATE_RATIO)
+                M.MODEL_INPUT, M.UPDATE_RATIO, M.MODULE_STD, M.MODULE_MEAN)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         s = ctx.loss.finite()
@@ -239,7 +240,10 @@ class LossNotDecreasing(Rule):
         margin = ctx.option("chance_margin")
         # A loss still falling at the end is early in its training, not stuck: the label entropy
         # is a level to reach, and a large vocabulary takes many steps to get there.
-        at_chance = chance is not None and final >= chance[0] * (1 - margin) and not still_falling(v)
+        # Logits scaled after the model (a cosine classifier's s with a margin, as ArcFace): the margin
+        # keeps the loss above the label entropy in a model that learns, so that level means nothing.
+        at_chance = (chance is not None and final >= chance[0] * (1 - margin) and not still_falling(v)
+                     and logits_scaled_after_the_model(ctx) is None)
         if rel >= ctx.t.min_improvement and gain > noise and not at_chance:
             return
         if at_chance and chance is not None:

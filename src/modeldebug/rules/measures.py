@@ -22,7 +22,8 @@ from .fixcode import optimizer_ctor
 
 
 __all__ = ["ADAPTIVE_OPTIMIZERS", "HEALTHY_UPDATE_RATIO", "Oscillation", "Signal", "bundle_step_said", "casualties", "collapse_onset", "collapsing",
-           "expected_initial_loss", "fluctuated_back", "heavy_tailed_batches", "instability", "lr_code", "manual_update", "optimizer_type",
+           "expected_initial_loss", "fluctuated_back", "heavy_tailed_batches", "instability", "logits_scaled_after_the_model",
+           "lr_code", "manual_update", "optimizer_type",
            "oscillation", "ratio_before", "relative_gradient", "scale_lr_code", "summed_loss_calls", "typical_batch_rose",
            "update_ratios", "weight_names", "weight_shrink"]
 
@@ -524,3 +525,30 @@ def relative_gradient(ctx: Context) -> float | None:
         if wn > 0:
             rel.append(float(np.median(g.finite().values)) / wn)
     return float(np.median(rel)) if rel else None
+
+
+def logits_scaled_after_the_model(ctx: Context) -> dict[str, float] | None:
+    """The training loss's input at step 0 is far larger than any watched module's output (5x the largest
+    |mean| + 3 std): the logits were scaled after the model's layers, on purpose more often than not (a
+    cosine classifier's s, ArcFace's margin, a contrastive temperature), not by the initial weights."""
+    largest = 0.0
+    for name, std in ctx.module_stat("std").items():
+        st = std.finite()
+        if not len(st) or int(st.steps[0]) != 0 or float(st.values[0]) <= 0:
+            continue  # (a module whose output is one value, the loss of a head that computes it, has no spread)
+        mean = ctx.record.series(name, "mean", kind="module").finite()
+        m0 = abs(float(mean.values[0])) if len(mean) and int(mean.steps[0]) == 0 else 0.0
+        largest = max(largest, m0 + 3 * float(st.values[0]))
+    if largest <= 0:
+        return None
+    for e in ctx.record.entities("loss"):
+        if e.info.get("phase") != "train" or e.type == "binary_cross_entropy":
+            continue
+        lo = ctx.record.series(e.name, "in_min", kind="loss").finite()
+        hi = ctx.record.series(e.name, "in_max", kind="loss").finite()
+        if not len(lo) or not len(hi) or int(lo.steps[0]) != 0:
+            continue
+        peak = max(abs(float(lo.values[0])), abs(float(hi.values[0])))
+        if peak >= 5 * largest:
+            return {"loss_input_peak": peak, "largest_module_output": largest}
+    return None

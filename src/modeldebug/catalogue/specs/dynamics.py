@@ -131,6 +131,13 @@ Use fan-in-scaled initialisation (He for ReLU, Xavier for tanh/sigmoid) with zer
 initialise the output layer small so that the first prediction is near uniform.
 
 ## Known problems
+Logits scaled after the model's layers start the loss high by design: a cosine classifier's scale
+s with its margin (ArcFace, CosFace), a contrastive temperature. When the loss's input at step 0
+reaches at least 5 times the largest output of any watched module (|mean| + 3 std; a module whose
+output is one value, a head that returns the loss, is left out) and no layer's gain explains it,
+the finding is low ("a scale after the model"), with the numbers; LOS002 then does not compare the
+final loss with the label entropy either (the margin keeps it above that level in a model that
+learns). A scale applied after the model by mistake is reported low too.
 The expected loss is only known for cross-entropy and binary cross-entropy with mean reduction
 and a single training loss. Registration order is forward order for `nn.Sequential`, not
 always for custom modules. A script that sums the loss over several loss calls a step (a
