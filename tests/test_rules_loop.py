@@ -504,8 +504,8 @@ def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
 
     # Late in a full test run the heap holds every earlier test's objects: a full garbage collection
     # then pauses a step for tens of ms at random. Frozen, they are not scanned. And a trend timed on a
-    # shared machine can still be hidden by one run's scheduling (full CI runs missed it 3 times in 5,
-    # runs, late in the suite): a second, independent run is allowed; a rule that cannot see the
+    # shared machine can still be hidden by one run's scheduling (full CI runs missed it 3 times in 5),
+    # late in the suite: a second, independent run is allowed; a rule that cannot see the
     # trend fails both.
     gc.collect()
     gc.freeze()
