@@ -337,6 +337,7 @@ class _Decoded(Dataset):
         return self.x[i] + 0 * acc, self.y[i]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("slow", [True, False])
 def test_a_dataloader_with_heavy_getitem_is_a_bottleneck(slow: bool) -> None:
     model, data = healthy_cnn()
@@ -481,6 +482,7 @@ def one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(threads)
 
 
+@pytest.mark.timing
 @pytest.mark.usefixtures("one_thread")
 def test_a_negative_queue_that_is_never_truncated_slows_every_step() -> None:
     torch.manual_seed(0)

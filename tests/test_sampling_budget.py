@@ -6,6 +6,7 @@ import json
 import time
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -164,6 +165,7 @@ def test_the_same_model_with_an_explicit_interval_keeps_it() -> None:
     assert sampled == sorted(set(range(0, 60, 5)) | {1, 2})
 
 
+@pytest.mark.timing
 def test_the_users_work_between_steps_is_not_taken_for_a_samples_cost() -> None:
     """An evaluation or checkpoint between steps (here a sleep of 0.1 s before each step that will be
     sampled, hundreds of this model's steps) is not ours: the budget times each step from its first
