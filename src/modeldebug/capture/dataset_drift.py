@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DatasetDrift"]
+__all__ = ["DatasetDrift", "weak"]
 
 _CELLS = 65_536
 _MAX_EVENTS = 20
@@ -85,7 +85,9 @@ class DatasetDrift:
         current = self._iterators.get(key)
         if current is not None and current() is iterator:  # (an id alone is reused once an iterator is freed)
             return
-        self._iterators[key] = _ref(iterator)
+        for gone in [k for k, r in self._iterators.items() if r() is None]:  # iterators freed (old epochs)
+            del self._iterators[gone]
+        self._iterators[key] = weak(iterator)
         for gone in [k for k, st in self._seen.items() if st["ref"]() is None]:  # a data set built anew
             del self._seen[gone]
         state = self._seen.get(key)
@@ -99,9 +101,9 @@ class DatasetDrift:
         if state is None:
             base = _base(dataset)
             arrays = _sample_arrays(base)
-            state = self._seen[key] = {"arrays": [(n, _ref(v)) for n, v in arrays], "epoch": 0, "last": {},
+            state = self._seen[key] = {"arrays": [(n, weak(v)) for n, v in arrays], "epoch": 0, "last": {},
                                        "dataset": type(base).__name__, "length": len(base) if arrays else 0,
-                                       "ref": _ref(dataset)}
+                                       "ref": weak(dataset)}
         state["epoch"] += 1
         for name, ref in state["arrays"]:
             v = ref()
@@ -129,7 +131,8 @@ class DatasetDrift:
                         "std": float(np.nanstd(cells.astype(np.float64)))})
 
 
-def _ref(v: Any) -> Any:
+def weak(v: Any) -> Any:
+    """A weak reference to `v`, or a strong one for an object that takes none."""
     try:
         return weakref.ref(v)
     except TypeError:  # an object that takes no weak reference: held as long as the data set is

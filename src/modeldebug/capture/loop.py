@@ -30,7 +30,7 @@ import torch
 from .. import measures as M
 from . import stats as S
 from .crash import caller_line
-from .dataset_drift import DatasetDrift
+from .dataset_drift import DatasetDrift, weak
 from .patches import Probe
 
 __all__ = ["LoopWatch"]
@@ -77,14 +77,6 @@ def _in_memory(dataset: Any, n: int | None) -> bool:
     values = tensors if isinstance(tensors, tuple) else list(getattr(dataset, "__dict__", {}).values())
     held = [v for v in values if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1 and len(v) == n]
     return n is not None and any(v.ndim >= 2 for v in held)
-
-
-def _weak(obj: Any) -> Any:
-    """A weak reference to `obj`, or a strong one for an object that takes none."""
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
 
 
 def _perf_counter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
@@ -242,7 +234,7 @@ class LoopWatch:
             return
         known = self._loader_sets.get(id(dataset))
         if known is None or known[1]() is not dataset:
-            self._loader_sets[id(dataset)] = known = (self._tensor_dataset(dataset), _weak(dataset))
+            self._loader_sets[id(dataset)] = known = (self._tensor_dataset(dataset), weak(dataset))
             self._describe_loader(args[0], dataset)
         if self.drift is not None and exc is None:
             self.drift.next_batch(args[0], dataset, torch.is_grad_enabled())
