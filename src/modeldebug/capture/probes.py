@@ -153,6 +153,12 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | Non
                 n = int(x.shape[0])
                 site = mixing_site(calls, out.select(0, 0).sum() + out.select(0, -1).sum(), (0, n - 1))
                 through |= {"site": site} if site is not None else {}
+            elif not result["mixed_samples"] and rows is None:
+                calls.remove()  # (the rows are compared without the probe's hooks: removing twice is harmless)
+                if embedded is not None:
+                    embedded.remove()
+                moved = position_dependence(model, call, out.detach(), int(x.shape[0]))
+                through |= {"position_dependent": moved} if moved is not None else {}
             return result | through
     finally:
         calls.remove()
@@ -160,7 +166,40 @@ def batch_mixing(root: nn.Module, args: tuple[Any, ...], *, why: list[str] | Non
             embedded.remove()
 
 
+def position_dependence(model: nn.Module, call: list[Any], out: torch.Tensor, n: int) -> dict[str, Any] | None:
+    """Does a sample's output depend on where it sits in the batch? Called when the gradient reading
+    found the samples apart (no output reads another sample's input): the model is run again on the
+    same batch in reverse order, every argument whose axis 0 has the batch's size reversed with it, and
+    each output row is compared with its own sample's output in the original order. A model that
+    keeps samples apart gives the same rows, up to rounding; one that indexes something by the batch
+    position (a positional encoding sliced with ``x.size(0)`` on a batch-first input, ``torch.arange``
+    over the batch) gives other values. Returns None when nothing depends on the position, when the
+    arguments cannot all be reordered (a container holding tensors), or when the model does not
+    give the same output twice (randomness or state in eval mode)."""
+    if any(isinstance(a, (list, tuple, dict)) and first_tensor((a,)) is not None for a in call):
+        return None
+    order = torch.arange(n - 1, -1, -1)
+    flipped = [a.detach().index_select(0, order.to(a.device)) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == n
+               else a for a in call]
+    with torch.no_grad():
+        again = first_tensor((model(*[a.detach() if isinstance(a, torch.Tensor) else a for a in call]),))
+        moved = first_tensor((model(*flipped),))
+    if again is None or moved is None or moved.shape != out.shape or not again.is_floating_point():
+        return None
+    scale = float(out.abs().amax()) + 1e-12
+    if float((again - out).abs().amax()) > _POSITION_TOLERANCE * scale:
+        return None  # not the same output twice: nothing to compare against
+    diff = (moved.index_select(0, order.to(moved.device)) - out).abs().flatten(1).amax(1) / scale
+    rows = int((diff > _POSITION_TOLERANCE).sum())
+    if rows == 0:
+        return None
+    return {"rows_changed": rows, "max_relative_change": float(diff.max()), "reordering": "reversed"}
+
+
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+#: A row that changes by more than this fraction of the output's largest value when the batch is
+#: reordered depends on its position; below it, rounding (a matmul's blocking changes with the order).
+_POSITION_TOLERANCE = 1e-3
 #: A later position's gradient above this fraction of the largest at or before the probed position is
 #: a leak; below it, rounding (float32 FFTs and long sums leave ~1e-7).
 _LEAK_TOLERANCE = 1e-4

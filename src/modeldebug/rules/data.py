@@ -379,6 +379,10 @@ class BatchMixing(Rule):
                 if int(d.get("mixed_samples", 0)) > 0 and d.get("max_other_grad", 0) > 0:
                     yield self._graphs(d, ev.step)
                 continue
+            moved = d.get("position_dependent")
+            if moved and not d.get("mixed_samples"):
+                yield self._position(d, moved, ev.step)
+                continue
             frac = d.get("fraction_mixed")
             if frac is None or not frac > limit or not d.get("max_other_grad", 0) > 0:
                 continue
@@ -432,6 +436,29 @@ class BatchMixing(Rule):
                                    "nn.TransformerEncoderLayer(d_model, nhead, batch_first=True)\nnn.GRU(n_in, n_hidden, batch_first=True)"),
                 ])
 
+
+    def _position(self, d: dict, moved: dict, step: int | None) -> Finding:
+        """Samples kept apart whose outputs change when the batch is reordered (the probe's position reading)."""
+        batch, rows = int(d.get("batch", 0)), int(moved.get("rows_changed", 0))
+        return self.finding(
+            severity="high", confidence=0.8,
+            title=f"A sample's output depends on its position in the batch: {rows} of {batch} outputs change when the "
+                  "batch is reversed",
+            description=(f"In eval mode, on a copy, no output read another sample's input (the gradient reading), yet "
+                         f"running the same {batch} samples in reverse order changed {rows} of their outputs, by up to "
+                         f"{moved.get('max_relative_change', 0):.1%} of the output's largest value. Something in the model "
+                         "is indexed by the row of the batch instead of by the sample's own content or position: "
+                         "typically a positional encoding built for time-first input ([seq, batch, d], as in the PyTorch "
+                         "tutorial's `pe[:x.size(0)]`) added to a batch-first input, so every token of row b gets position "
+                         "b's encoding and no token gets its own; or `torch.arange(x.size(0))` used as positions. The "
+                         "model then learns nothing from the order of a sequence and scores a sample differently with "
+                         "another batch."),
+            location=None, step=step, evidence=dict(d),
+            recommendations=[Recommendation(
+                "fix", "Index the positional encoding by the sequence axis (axis 1 for batch-first input).",
+                "# pe: [max_len, d_model]\n"
+                "def forward(self, x):                 # x: [batch, seq, d_model]\n"
+                "    return x + self.pe[: x.size(1)].unsqueeze(0)   # not self.pe[: x.size(0)]")])
 
     def _graphs(self, d: dict, step: int | None) -> Finding:
         """A batch of graphs whose graphs read each other's nodes (the probe's graph reading)."""

@@ -319,6 +319,15 @@ row matched to its sample by content: restoring the order afterwards keeps sampl
 outputs left in the sorted order are reported (high) as outputs compared with other samples'
 targets. A model whose weights hold more than 1 GiB is not probed (the probe works on a copy of it).
 
+When the gradient reading finds the samples apart, the copy is run once more on the same batch in
+reverse order (every argument whose axis 0 has the batch's size reversed with it): an output row
+that then changes by more than 0.1% of the output's largest value depends on the sample's position
+in the batch, not on its content (high). The usual cause is a positional encoding written for
+time-first input (`pe[:x.size(0)]`, shaped `[max_len, 1, d]`) added to a batch-first input, so
+every token of row b gets position b's encoding. This reading stands down when the model does not
+give the same output twice in eval mode (randomness or state) or when an argument is a container
+holding tensors (it could not be reordered with the batch).
+
 The finding says where the samples meet (its location). The probe's copy logs, in call order, each
 module's input and output that hold the batch on axis 0; after the backward pass from the probed
 samples, a logged value whose other rows get a gradient lies before the mixing, one whose other
