@@ -640,6 +640,40 @@ def test_clipping_after_the_step_bounds_nothing_and_is_the_root_cause(clip: str)
     assert "between backward() and step()" in f.recommendations[0].description
 
 
+@pytest.mark.parametrize("given", ["filter", "list", "filter-never-over"])
+def test_clipping_given_a_used_up_iterator_clips_nothing(given: str) -> None:
+    """blind9's `trainable = filter(...)` handed to the optimizer and then to clip_grad_norm_ every step:
+    the optimizer read the iterator to its end, so every clipping sees no parameter and returns 0 while
+    the gradients explode. Its twins: a list (clipping works), and the same filter with a limit the
+    gradients never reach (nothing changed on this run: low)."""
+    model, data = healthy_mlp()
+    lr, max_norm = (0.05, 1e6) if given == "filter-never-over" else (2.0, 0.1)
+    trainable = (filter(lambda p: p.requires_grad, model.parameters()) if given.startswith("filter")
+                 else [p for p in model.parameters() if p.requires_grad])
+    opt = torch.optim.SGD(trainable, lr=lr, momentum=0.9)
+
+    def loop() -> None:
+        for i in range(40):
+            x, y = data.batch(i, 32)
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+            opt.step()
+
+    report = watched(model, loop)
+    f = found(report, "ineffective_grad_clipping")
+    if given == "list":
+        assert f is None
+        return
+    assert f is not None and "clips nothing" in f.title and f.evidence["parameters"] == "filter"
+    assert f.evidence["same_iterator_again"] and f.evidence["clip_line"].startswith("test_rules_loop.py:")
+    assert "a list, not filter" in (f.recommendations[0].implementation or "")
+    if given == "filter-never-over":
+        assert f.severity == "low"
+    else:
+        assert f.severity == "high" and report.findings[0] is f
+
+
 def test_sparse_gradients_beside_another_models_zero_grad_keep_the_watch_on() -> None:
     """nn.Embedding(sparse=True) with SparseAdam, and a zero_grad of another model between backward and
     step: the check of what gradients are left reads sparse ones too, and the optimizers stay watched."""

@@ -33,6 +33,7 @@ __all__ = [
     "CARRIED_GRAD_NORM",
     "CATEGORICAL_PROBS_AS_LOGITS",
     "CLIP_AFTER_STEP",
+    "CLIP_CALL",
     "CLIP_MAX",
     "CLIP_NORM",
     "CUDA_MB",
@@ -370,6 +371,10 @@ CLIP_AFTER_STEP = measure("event", "clip_after_step", "loop", "event",
                           "a clip_grad_norm_ call after an optimizer step and before the next backward pass (the "
                           "first 10): its line, max_norm, and the norm of the gradients the step had already used",
                           always=True)
+CLIP_CALL = measure("event", "clip_call", "loop", "event",
+                    "the run's first clip_grad_norm_ call (its line, max_norm and the type of what it was given), and "
+                    "a second event if a later call is given the same iterator object (exhausted after its first use)",
+                    always=True)
 WEIGHTS_LOADED = measure("event", "weights_loaded", "loop", "event",
                          "a watched model's load_state_dict() after its first step: a checkpoint restored "
                          "(the best validation pass's weights, kept by early stopping)")
@@ -424,7 +429,7 @@ UNREGISTERED_MODULE = measure("event", "unregistered_module", "unregistered", "e
                               "whose parameters got a gradient: kept in a plain list or dict, or created in forward()")
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, LR_SCHEDULER, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, UNREGISTERED_MODULE,
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, CLIP_CALL, UNREGISTERED_MODULE,
                                CATEGORICAL_PROBS_AS_LOGITS)
 
 #: Measures recorded whatever the selection.

@@ -22,6 +22,7 @@ import sys
 import time
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,8 @@ class LoopWatch:
         self._late_clips = 0  # clip_grad_norm_ calls after the step they should have bounded
         # a clipping after an optimizer step, before any backward: (its numbers, its line, max_norm)
         self.pending_clip: tuple[torch.Tensor, dict[str, Any], float] | None = None
+        self._clip_described = 0  # 0: no clipping yet; 1: the first was given an iterator (watched for again); 2: done
+        self._clip_iterator: Any = None
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
         self.drift = DatasetDrift(self._dataset_changed) if M.DATASET_CHANGED in tracer.plan else None
 
@@ -289,6 +292,8 @@ class LoopWatch:
         max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
         if max_norm is None:
             return
+        if self._clip_described < 2:
+            self._describe_clip(args[0] if args else kwargs.get("parameters"), float(max_norm))
         # the limit filled ON the device (`torch.tensor(x, device=cuda)` is a host-to-device copy that
         # waits for the stream: a synchronisation every clipped step)
         clip = torch.stack([total.detach().reshape(()).to(torch.float64),
@@ -301,6 +306,24 @@ class LoopWatch:
             self.pending_clip = (clip, caller_line(sys._getframe(1)), float(max_norm))
             return
         self.clip = clip
+
+    def _describe_clip(self, params: Any, max_norm: float) -> None:
+        """The run's first clipping, once (`clip_call`: its line, and what it was given); and, if that was
+        an iterator (a `filter`, a generator), the first later call given the same object: an iterator
+        yields its parameters once, so from then on the clipping sees none (it returns 0)."""
+        tr = self.tracer
+        iterator = isinstance(params, Iterator)
+        if self._clip_described == 0:
+            self._clip_described = 1 if iterator else 2
+            self._clip_iterator = weak(params) if iterator else None
+            tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
+                **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,
+                "iterator": iterator})
+        elif self._clip_iterator is not None and self._clip_iterator() is params:
+            self._clip_described = 2
+            tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
+                **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,
+                "iterator": True, "same_iterator_again": True})
 
     def clip_before_step(self) -> None:
         """An optimizer steps after a clipping made since the last step: it was this step's."""

@@ -507,9 +507,72 @@ class ClipAfterStep(Rule):
     """Detects LOP003; its documentation and options are in the catalogue (`modeldebug explain LOP003`)."""
 
     code = "LOP003"
-    requires = (M.CLIP_AFTER_STEP, M.GRAD_NORM)
+    requires = (M.CLIP_AFTER_STEP, M.GRAD_NORM, M.CLIP_NORM, M.CLIP_MAX, M.CLIP_CALL)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from self._after_step(ctx)
+        yield from self._sees_nothing(ctx)
+
+    def _sees_nothing(self, ctx: Context) -> Iterator[Finding]:
+        """clip_grad_norm_ returned 0 on (nearly) every step while the optimizer's gradients were not zero:
+        it was given no parameter with a gradient (an iterator used up, a frozen part, or before backward)."""
+        clip, g = ctx.record.column(M.CLIP_NORM.name), ctx.record.column(M.GRAD_NORM.name).finite()
+        if len(clip) < 3 or not len(g):
+            return
+        seen = dict(zip(g.steps.tolist(), g.values.tolist()))
+        pairs = [(int(s), c, seen[s]) for s, c in zip(clip.steps.tolist(), clip.values.tolist()) if s in seen]
+        if len(pairs) < 3:
+            return
+        blind = [(s, n) for s, c, n in pairs if c == 0 and n > 0]
+        if len(blind) < 0.9 * len(pairs):
+            return  # the clipping saw gradients: what it was given is the user's choice
+        limits = ctx.record.column(M.CLIP_MAX.name).finite()
+        max_norm = float(limits.values[0]) if len(limits) else 0.0
+        norms = np.array([n for _, n in blind])
+        over = norms > max_norm if max_norm > 0 else np.zeros(len(norms), bool)
+        peak = float(norms.max()) / max_norm if max_norm > 0 else 0.0
+        calls = ctx.record.events(M.CLIP_CALL.name)
+        first = calls[0].data if calls else {}
+        again = next((e.data for e in calls if e.data.get("same_iterator_again")), None)
+        where = f"{os.path.basename(str(first['file']))}:{first['line']}" if first.get("file") else None
+        code = first.get("code") or "clip_grad_norm_(...)"
+        kind = str(first.get("parameters") or "")
+        if again is not None or first.get("iterator"):
+            cause = (f"It was given a `{kind}` object, an iterator: it yields the parameters once (to the optimizer's "
+                     "constructor, or to the first call) and nothing after that"
+                     + (", and the same object was passed again on later steps" if again is not None else "") + ".")
+            fix = ("params = [p for p in model.parameters() if p.requires_grad]   # a list, not filter(...): "
+                   "it can be read every step\noptimizer = torch.optim.SGD(params, lr=lr)\n...\nloss.backward()\n"
+                   f"torch.nn.utils.clip_grad_norm_(params, max_norm={fmt(max_norm)})\noptimizer.step()")
+        else:
+            cause = ("None of the parameters it was given had a gradient when it ran: it clips a frozen part of the "
+                     "model, or runs before backward() (after zero_grad(), which sets gradients to None).")
+            fix = ("loss.backward()\n"
+                   f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={fmt(max_norm)})   # the parameters "
+                   "the optimizer steps, after backward()\noptimizer.step()")
+        acted = bool(over.any())
+        share = float(over.mean()) if len(over) else 0.0
+        yield self.finding(
+            severity=("high" if peak >= 10 or share >= 0.2 else "medium") if acted else "low", confidence=0.9,
+            title=("clip_grad_norm_ clips nothing" + (f" ({where}: {code})" if where else "")
+                   + f": it returned 0 on {len(blind)} of {len(pairs)} steps while the gradients were not zero"),
+            description=(f"clip_grad_norm_ returns the total norm of the gradients it was given: 0 here, while the "
+                         f"optimizer's gradients had a norm of {fmt(float(np.median(norms)))} (median) up to "
+                         f"{fmt(float(norms.max()))}. {cause} "
+                         + (f"The gradient norm was above max_norm={fmt(max_norm)} on {share:.0%} of those steps (from "
+                            f"step {blind[int(np.argmax(over))][0]}), up to {fmt(peak)}x it: those updates were not "
+                            "bounded." if acted else
+                            f"The gradient norm never exceeded max_norm={fmt(max_norm)} on this run, so nothing changed "
+                            "yet; a spike would go through unbounded.")),
+            location=None, step=blind[int(np.argmax(over))][0] if acted else blind[0][0],
+            evidence={"steps_clip_saw_zero": len(blind), "steps": len(pairs), "max_norm": max_norm,
+                      "share_over_max_norm": share, "peak_over_max_norm": peak, "clip_line": where, "code": code,
+                      "parameters": kind, "same_iterator_again": again is not None},
+            recommendations=[Recommendation("fix", "Give clip_grad_norm_ the parameters the optimizer steps, as a "
+                                                   "list, between backward() and step().", fix)],
+        )
+
+    def _after_step(self, ctx: Context) -> Iterator[Finding]:
         events = ctx.record.events("clip_after_step")
         if not events:
             return

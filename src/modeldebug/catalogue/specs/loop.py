@@ -126,7 +126,7 @@ statistics to new data on purpose (AdaBN) looks like (3). Recomputing BatchNorm 
     ),
     Spec(
         code='LOP003', kind='ineffective_grad_clipping', category='optimizer', family='training', name='clip-after-step',
-        summary='Gradient clipping runs after optimizer.step(): the updates use the unclipped gradients.',
+        summary='Gradient clipping that bounds no update: it runs after optimizer.step(), or is given no gradient (an iterator already used up).',
         explains=('exploding_gradients', 'lr_too_high', 'loss_diverging', 'nonfinite', 'loss_oscillating'),
         doc="""
 ## What it detects
@@ -140,6 +140,14 @@ per-step `grad_norm`, unclipped here) was above `max_norm` on some step; high wh
 least 20% of the steps or reached 10x `max_norm`, medium otherwise. When the norm never exceeded
 `max_norm`, the misplaced call changed nothing on this run and nothing is reported.
 
+Also: `clip_grad_norm_` that returns 0 (the total norm of the gradients it was given) on at least
+90% of the steps that clipped, while the optimizer's gradients were not zero: it was given no
+parameter with a gradient. The watch records the run's first call (its line and the type of what
+it was given: a `filter` or a generator is an iterator, which yields the parameters once, to the
+optimizer's constructor or to the first call) and a later call given the same iterator object.
+Severity as above: high or medium when the gradient norm went above `max_norm` (the clipping
+should have acted), low when it never did (nothing changed on this run).
+
 ## Why is this bad?
 Clipping is there to bound the step when a batch produces a huge gradient. Called after the step,
 it bounds nothing: the spikes it was meant to absorb go straight into the weights, which looks
@@ -150,11 +158,16 @@ like a learning rate that is too high or gradients that explode.
 loss.backward()
 optimizer.step()
 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # too late
+
+trainable = filter(lambda p: p.requires_grad, model.parameters())
+optimizer = torch.optim.SGD(trainable, lr=0.1)            # reads the iterator to its end
+torch.nn.utils.clip_grad_norm_(trainable, 1.0)            # every step: nothing left, returns 0
 ```
 
 ## Recommended fix
 `loss.backward()`, then `clip_grad_norm_(...)`, then `optimizer.step()` (with a GradScaler:
-`scaler.unscale_(optimizer)` before clipping).
+`scaler.unscale_(optimizer)` before clipping); give it a list of the parameters, which can be read
+every step, not a `filter(...)` or generator.
 
 ## Known problems
 Only `torch.nn.utils.clip_grad_norm_` is watched (`clip_grad_value_` is not).
