@@ -376,6 +376,63 @@ class _Rows(Dataset):
         return {"x": self.x[i], "y": self.y[i], "weight": self.weight[i], "index": torch.tensor(i)}
 
 
+
+@pytest.mark.parametrize("fresh", [True, False, "full-batch"])
+def test_a_new_loader_iterator_for_every_batch_is_recorded(fresh: bool | str) -> None:
+    """blind9's `next(iter(train_loader))` inside the step loop: every batch starts an iterator (with
+    workers, their processes start and stop each step). Its twins read the batches from one iterator,
+    and read a loader whose epoch is one batch (full-batch training: an iterator per batch by design)."""
+    model, data = healthy_mlp()
+    ds = TensorDataset(*data.batch(0, 640))
+    loader = DataLoader(ds, batch_size=640 if fresh == "full-batch" else 16, shuffle=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def loop() -> None:
+        batches = iter(loader)
+        for _ in range(30):
+            x, y = next(iter(loader)) if fresh else next(batches)
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+
+    with md.watch(model, db=":memory:") as session:
+        loop()
+    events = session.record.events("loader_iterator_per_batch")
+    if fresh is not True:
+        assert events == []
+        return
+    [ev] = events
+    assert ev.data["new_iterators"] == ev.data["batches"] == 20 and ev.data["line"] > 0
+    assert "next(iter(loader))" in ev.data["code"] and ev.data["sampler"] == "RandomSampler"
+
+
+def _fresh_record(event: bool) -> Record:
+    """Steps of 10 ms whose loader's __next__ takes 1 ms and whose gap before the forward pass 8 ms
+    (the iterator's start and its workers' stop run outside __next__), with or without the event."""
+    w = RunWriter(":memory:")
+    for step in range(30):
+        w.add_step(step, t_step=0.010, t_loader=0.001, t_data=0.008, lr=0.01)
+    if event:
+        w.add_event(19, "loader_iterator_per_batch", {
+            "file": "/x/train.py", "line": 89, "code": "x, y = next(iter(train_loader))", "batches": 20,
+            "new_iterators": 20, "dataset": "Days", "num_workers": 2, "persistent_workers": False,
+            "sampler": "RandomSampler"})
+    w.set_meta(steps=30)
+    w.flush()
+    return Record(w.conn)
+
+
+@pytest.mark.parametrize("event", [True, False])
+def test_a_new_iterator_per_batch_counts_the_gap_as_waiting_for_data(event: bool) -> None:
+    f = kinds_of(_fresh_record(event)).get("dataloader_bottleneck")
+    if not event:  # 10% of the step inside __next__: the gap is not the loader's without the event
+        assert f is None
+        return
+    assert f is not None and "new DataLoader iterator for every batch" in f.title and "train.py:89" in f.title
+    assert "2 worker processes" in f.title and f.evidence["wait_share"] == pytest.approx(0.8)
+    assert f.recommendations[0].implementation.startswith("for x, y in train_loader:")
+
+
 @pytest.mark.parametrize("workers", [2, 0])
 def test_worker_processes_for_rows_in_memory_are_the_bottleneck_and_the_fix_is_none(workers: int) -> None:
     """A tiny model fed from a table in memory through two worker processes (PyTorchZeroToAll's

@@ -34,6 +34,7 @@ __all__ = [
     "CATEGORICAL_PROBS_AS_LOGITS",
     "CLIP_AFTER_STEP",
     "CLIP_CALL",
+    "LOADER_ITERATOR_PER_BATCH",
     "CLIP_MAX",
     "CLIP_NORM",
     "CUDA_MB",
@@ -410,6 +411,11 @@ DATALOADER = measure("event", "dataloader", "loop", "event",
                      "once per data set a DataLoader serves: its worker processes, batch size, whether workers "
                      "persist between epochs, and whether the data set holds its samples as tensors in memory",
                      always=True)
+LOADER_ITERATOR_PER_BATCH = measure("event", "loader_iterator_per_batch", "loop", "event",
+                                    "a training DataLoader read through a new iterator for (nearly) every batch, as "
+                                    "next(iter(loader)) in the step loop does (once, after its first 20 batches): the "
+                                    "line, its worker processes, and how many of those batches began an iterator",
+                                    always=True)
 DATASET_CHANGED = measure("event", "dataset_changed", "loop", "event",
                           "a training data set's in-memory array (one row per sample) whose values changed between "
                           "the starts of two epochs after the first: the share of sampled cells that changed, "
@@ -429,7 +435,8 @@ UNREGISTERED_MODULE = measure("event", "unregistered_module", "unregistered", "e
                               "whose parameters got a gradient: kept in a plain list or dict, or created in forward()")
 EVENTS: tuple[Measure, ...] = (OPTIMIZER, NONFINITE, EXCEPTION, BATCH_MIXING_PROBE, DATA_OVERLAP, INTERNAL_ERROR,
                                MODULE_SKIPPED, AMP_STEP_SKIPPED, AMP_SCALED_STEP, SAMPLING, PLATEAU_STEP, LR_SCHEDULER, EVAL_DROPOUT, FUTURE_LEAK_PROBE,
-                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, CLIP_CALL, UNREGISTERED_MODULE,
+                               DATALOADER, ZERO_GRAD_BEFORE_STEP, CLIP_AFTER_STEP, CLIP_CALL, LOADER_ITERATOR_PER_BATCH,
+                               UNREGISTERED_MODULE,
                                CATEGORICAL_PROBS_AS_LOGITS)
 
 #: Measures recorded whatever the selection.

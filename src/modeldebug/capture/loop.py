@@ -49,6 +49,8 @@ _is_alive = functools.partial(operator.is_not, None)
 
 
 _LATE_ZERO_GRAD_EVENTS = _LATE_CLIP_EVENTS = 10
+#: Training batches after which `_count_fresh` decides whether each came from a new iterator.
+_FRESH_WINDOW = 20
 
 
 def _any_nonzero(grads: list[torch.Tensor]) -> bool | None:
@@ -134,6 +136,8 @@ class LoopWatch:
         # data sets a DataLoader has served (ids): a TensorDataset? With the data set, weakly: an id is
         # reused once its object is freed (a validation set built anew each epoch)
         self._loader_sets: dict[int, tuple[bool, Any]] = {}
+        #: [training batches read, of which an iterator's first] until `_FRESH_WINDOW` batches (then None)
+        self._fresh_batches: list[int] | None = [0, 0]
         self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         #: fingerprints of each sample without its last step ("head") and without its first ("tail"), by
@@ -241,11 +245,40 @@ class LoopWatch:
             self._describe_loader(args[0], dataset)
         if self.drift is not None and exc is None:
             self.drift.next_batch(args[0], dataset, torch.is_grad_enabled())
+        if self._fresh_batches is not None and exc is None and torch.is_grad_enabled():
+            self._count_fresh(args[0])
         if exc is not None and known[0]:
             # A TensorDataset's loop is over (StopIteration): what runs next is judged by its own memory,
             # so a validation tensor evaluated after the loop is judged on its own. (Another data set's
             # memory is unknown: the passes after its loop stay filed under it, as training-set evaluation.)
             self.current_dataset = None
+
+    def _count_fresh(self, it: Any) -> None:
+        """Of the first `_FRESH_WINDOW` training batches, how many were an iterator's first (its
+        `_num_yielded` is 1 after it): all of them when the loop calls next(iter(loader)) every step,
+        which starts (and, with workers, stops) the loader's worker processes for each batch. A loader
+        whose epoch is one batch, or has no length, is not counted."""
+        counts = self._fresh_batches
+        try:
+            per_epoch = len(it)
+        except TypeError:  # an IterableDataset without a length: an iterator may end at any batch
+            per_epoch = 0
+        if per_epoch < 2:  # an epoch of one batch (full-batch training) starts an iterator per batch by design
+            self._fresh_batches = None
+            return
+        counts[0] += 1  # type: ignore[index]
+        counts[1] += getattr(it, "_num_yielded", 0) == 1  # type: ignore[index]
+        if counts[0] < _FRESH_WINDOW:  # type: ignore[index]
+            return
+        self._fresh_batches = None  # (decided: no more counting)
+        if counts[1] >= 0.9 * counts[0] and self.tracer.active("loop"):  # type: ignore[index]
+            sampler = getattr(it, "_index_sampler", None)
+            self.tracer.writer.add_event(self.tracer.step, M.LOADER_ITERATOR_PER_BATCH.name, {
+                **caller_line(sys._getframe(2)), "batches": counts[0], "new_iterators": counts[1],  # type: ignore[index]
+                "dataset": type(getattr(it, "_dataset", None)).__name__,
+                "num_workers": int(getattr(it, "_num_workers", 0) or 0),
+                "persistent_workers": bool(getattr(it, "_persistent_workers", False)),
+                **_sampler_of(getattr(sampler, "sampler", sampler))})
 
     def _dataset_changed(self, data: dict[str, Any]) -> None:
         if self.tracer.active("loop"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -254,7 +255,7 @@ class DataloaderBottleneck(Rule):
 
     code = "PRF001"
     requires = (M.T_LOADER, M.T_DATA, M.T_INFERENCE, M.LR, M.CUDA_MB, M.MODEL_INPUT, M.INPUT_REUSED, M.GAP_PROFILE, M.DATALOADER,
-                *_TIMED)
+                M.LOADER_ITERATOR_PER_BATCH, *_TIMED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         rec = ctx.record
@@ -286,7 +287,10 @@ class DataloaderBottleneck(Rule):
             # Tensors built once and fed whole every step: no batch is prepared between steps, so the
             # time there is the loop's other work (plotting, logging, evaluation), not data.
             return
+        fresh = rec.events(M.LOADER_ITERATOR_PER_BATCH.name) if uses_loader else []
         wait = np.nan_to_num(t_loader if uses_loader else t_data)[keep]
+        if fresh:  # a new iterator per batch: its start (and its workers' stop) run outside __next__, in the gap
+            wait = np.maximum(wait, np.nan_to_num(t_data)[keep])
         step = t_step[keep]
         share = float(wait.sum() / step.sum())
         median_share = float(np.median(np.minimum(wait / step, 1.0)))
@@ -298,7 +302,8 @@ class DataloaderBottleneck(Rule):
         if np.median(wait) * 1e3 < ctx.option("dataloader_min_wait_ms"):
             return
         compute = float(np.median(step - np.nan_to_num(t_data[keep])))
-        where = "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass"
+        where = ("starting a new DataLoader iterator and waiting for its first batch" if fresh else
+                 "inside the DataLoader iterator" if uses_loader else "between steps, before the forward pass")
         profile = gap_profile(ctx)
         top = named_line(profile)
         speedup = 1 / max(1 - share, 1e-6)
@@ -320,6 +325,8 @@ class DataloaderBottleneck(Rule):
                     Recommendation("optimization", "Make each sample cheaper: decode once and cache, and augment "
                                    "whole batches after the loader instead of one sample at a time.",
                                    "x = augment(x)   # on the whole batch, after the loader")]
+        if fresh:
+            recs.insert(0, _fresh_iterator_fix(fresh[0].data))
         if top is not None and not uses_loader:
             # the line the time went to: the user can tell a batch being prepared from a plot being drawn
             recs.insert(0, Recommendation(
@@ -331,6 +338,8 @@ class DataloaderBottleneck(Rule):
                  if uses_loader or top is None else
                  f"{max(share, median_share):.0%} of step time is spent between steps, "
                  f"{'mostly' if top['share'] >= 0.5 else 'the most'} at {top['where']}: `{top['code']}`")
+        if fresh:
+            title = _fresh_iterator_title(fresh[0].data, max(share, median_share))
         waits = None if uses_loader else deliberate_wait(profile)
         yield self.finding(
             severity="low" if waits else "medium", confidence=0.85 if uses_loader else 0.6,
@@ -346,7 +355,8 @@ class DataloaderBottleneck(Rule):
                          + f" the run would be up to {fmt(speedup)}x faster."
                          + ("" if uses_loader or top is not None else " No DataLoader was used: this time also "
                             "includes whatever else the loop does between steps.")
-                         + (_workers_sentence(loader, float(np.median(wait)) * 1e3) if workers else "")
+                         + (_fresh_iterator_sentence(fresh[0].data) if fresh else
+                            _workers_sentence(loader, float(np.median(wait)) * 1e3) if workers else "")
                          + (gap_sentence(profile) if profile else "")
                          + (_WAIT_NOTE if waits else "")),
             step=int(steps[keep][0]),
@@ -357,6 +367,37 @@ class DataloaderBottleneck(Rule):
                      | ({"gap_profile": profile} if profile else {}) | ({"loader": loader} if loader else {}),
             recommendations=recs,
         )
+
+
+def _fresh_iterator_title(d: dict[str, Any], share: float) -> str:
+    where = f" ({os.path.basename(str(d['file']))}:{d['line']}: `{d.get('code')}`)" if d.get("file") else ""
+    n = int(d.get("num_workers") or 0)
+    what = f"its {n} worker process{'es' if n > 1 else ''} start and stop" if n else "its sampler starts over"
+    return f"A new DataLoader iterator for every batch{where}: {what} at each step, {share:.0%} of step time"
+
+
+def _fresh_iterator_sentence(d: dict[str, Any]) -> str:
+    n = int(d.get("num_workers") or 0)
+    text = (f" {d.get('new_iterators')} of the first {d.get('batches')} training batches were the first batch of a new "
+            "iterator (iter(loader) called for each batch)")
+    if n:
+        text += (f": each one starts {n} worker process{'es' if n > 1 else ''}, waits for {'their' if n > 1 else 'its'} "
+                 "first batch, and shuts them down when the iterator is dropped, time spent outside the step.")
+    else:
+        text += "."
+    if d.get("sampler") == "SequentialSampler":
+        text += (" The loader does not shuffle, so every step trains on the same first batch of the data set: "
+                 "the rest is never seen.")
+    return text
+
+
+def _fresh_iterator_fix(d: dict[str, Any]) -> Recommendation:
+    where = f"   # was: {d.get('code')}" if d.get("code") else ""
+    return Recommendation(
+        "fix", "Make one iterator per epoch and read every batch from it, instead of a new iterator for each batch.",
+        f"for x, y in train_loader:{where}\n    ...\n# or, for a fixed number of steps:\n"
+        "it = iter(train_loader)\nfor step in range(steps):\n    try:\n        x, y = next(it)\n"
+        "    except StopIteration:\n        it = iter(train_loader)\n        x, y = next(it)")
 
 
 def _iterations(values: np.ndarray, keep: np.ndarray, n: int, *, kept: bool = False) -> np.ndarray:

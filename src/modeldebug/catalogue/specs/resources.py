@@ -101,6 +101,11 @@ such as Lightning's sanity check, is not the training loader). A loop whose batc
 several optimizers stepped in turn (one net each) closes several steps per batch, of which only
 the first waits: when a DataLoader was used and the steps with loader time are about one in as
 many as there are optimizers, the shares are taken per iteration (blocks of that many steps).
+A loop that makes a new iterator for each batch (`next(iter(train_loader))` in the step loop: 90% or
+more of the first 20 training batches were an iterator's first, on a loader with more than one batch
+an epoch) starts the iterator, and with workers starts its worker processes and stops them when the
+iterator is dropped, outside `__next__`: the wait then is the whole gap before the forward pass, and
+the finding names the line and the fix (one iterator per epoch).
 
 ## Known problems
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
