@@ -406,6 +406,48 @@ def test_a_new_loader_iterator_for_every_batch_is_recorded(fresh: bool | str) ->
     assert "next(iter(loader))" in ev.data["code"] and ev.data["sampler"] == "RandomSampler"
 
 
+@pytest.mark.parametrize("evaluate", ["every-step", "every-epoch", "teacher"])
+def test_a_validation_pass_inside_the_batch_loop_is_found(evaluate: str) -> None:
+    """blind9's `validate()` indented into the batch loop: a whole validation pass (here 12 batches, a
+    loss each, without gradients, in eval mode) after every training step. Its twins: the same pass once
+    an epoch, and targets from the model's own passes without gradients on every step (self-distillation,
+    as a DQN's target from its online network): as much time without gradients, but no loss of its own."""
+    model, data = healthy_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    xv, yv = data.batch(10_000, 12 * 128)
+
+    def validate() -> None:
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(xv), 128):
+                data.loss_fn(model(xv[i:i + 128]), yv[i:i + 128]).item()
+        model.train()
+
+    def loop() -> None:
+        for i in range(80):
+            x, y = data.batch(i, 32)
+            opt.zero_grad()
+            if evaluate == "teacher":  # (before the step's forward pass, in the time between steps)
+                with torch.no_grad():
+                    soft = torch.stack([model(x + 0.1 * torch.randn_like(x)) for _ in range(12)]).mean(0).softmax(-1)
+            out = model(x)
+            loss = data.loss_fn(out, y)
+            if evaluate == "teacher":
+                loss = loss + F.kl_div(out.log_softmax(-1), soft, reduction="batchmean")
+            loss.backward()
+            opt.step()
+            if evaluate == "every-step" or (evaluate == "every-epoch" and i % 40 == 39):
+                validate()
+
+    report = watched(model, loop)
+    f = next((f for f in report.findings if f.kind == "slow_step" and "validation pass" in f.title), None)
+    if evaluate != "every-step":
+        assert f is None
+        return
+    assert f is not None and f.severity == "medium" and f.evidence["steps_with_evaluation"] >= 0.8
+    assert "after the batch loop" in (f.recommendations[0].implementation or "")
+
+
 def _fresh_record(event: bool) -> Record:
     """Steps of 10 ms whose loader's __next__ takes 1 ms and whose gap before the forward pass 8 ms
     (the iterator's start and its workers' stop run outside __next__), with or without the event."""

@@ -586,13 +586,16 @@ class SlowStep(Rule):
 
     code = "PRF002"
     requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, M.GAP_PROFILE,
-                M.LOSS_CALLS, M.ANOMALY_MODE, *_TIMED)
+                M.LOSS_CALLS, M.ANOMALY_MODE, M.T_INFERENCE, *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         anomaly = self._anomaly_mode(ctx)
         if anomaly is not None:
             yield anomaly
+        every = self._evaluation_every_step(ctx)
+        if every is not None:
+            yield every
         rec = ctx.record
         t_step = rec.column("t_step").values
         n = len(t_step)
@@ -607,6 +610,46 @@ class SlowStep(Rule):
         stalls = self._stalls(ctx, idx)
         if stalls is not None:
             yield stalls
+
+    def _evaluation_every_step(self, ctx: Context) -> Finding | None:
+        """A validation pass after every training step (`validate()` indented into the batch loop): losses
+        computed without gradients before at least 80% of the steps, and the passes without gradients
+        (`t_inference`) holding at least half of the median step. A teacher's or a target network's
+        inference has no loss of its own without gradients, so it is not read as one."""
+        rec = ctx.record
+        t_step, t_inf = rec.column("t_step"), rec.column("t_inference")
+        n = len(t_step)
+        if n < _MIN_TIMED_STEPS or len(t_inf.values) != n:
+            return None
+        body = slice(max(1, n // 10), n)  # (after warm-up)
+        steps = t_step.steps[body]
+        val = np.isin(steps, validation_steps(ctx))
+        if val.mean() < 0.8:
+            return None
+        share = np.nan_to_num(t_inf.values[body]) / np.maximum(t_step.values[body], 1e-9)
+        median = float(np.median(share))
+        if median < 0.5:
+            return None
+        total = float(np.nansum(t_inf.values[body]) / np.nansum(t_step.values[body]))
+        profile = gap_profile(ctx)
+        per_step = float(np.median(np.nan_to_num(t_inf.values[body]))) * 1e3
+        return self.finding(
+            severity="medium", confidence=0.85,
+            title=(f"A validation pass after every training step: {total:.0%} of the run's time goes to forward "
+                   "passes without gradients between steps"),
+            description=(f"Before {val.mean():.0%} of steps {int(steps[0])}-{int(steps[-1])}, a loss was computed "
+                         f"without gradients (an evaluation), and the passes without gradients took a median "
+                         f"{fmt(per_step)} ms of each step ({median:.0%}). Evaluation meant for the end of an epoch "
+                         "has most likely been indented into the batch loop: the run spends most of its time "
+                         f"evaluating, up to {fmt(1 / max(1 - total, 1e-6))}x longer than training alone."
+                         + (gap_sentence(profile) if profile else "")),
+            step=int(steps[0]),
+            evidence={"steps_with_evaluation": float(val.mean()), "median_share": median, "total_share": total,
+                      "median_inference_ms": per_step} | ({"gap_profile": profile} if profile else {}),
+            recommendations=[Recommendation(
+                "fix", "Evaluate once per epoch (or every few hundred steps), after the batch loop.",
+                "for epoch in range(epochs):\n    for x, y in train_loader:\n        train_step(x, y)\n"
+                "    val_loss, val_acc = validate()     # after the batch loop, not inside it")])
 
     def _anomaly_mode(self, ctx: Context) -> Finding | None:
         """torch.autograd's anomaly detection left on for training: debugging mode, every step pays for it."""

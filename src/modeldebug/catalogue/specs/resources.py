@@ -119,7 +119,7 @@ epoch but rarely waits otherwise is not flagged.
     ),
     Spec(
         code='PRF002', kind='slow_step', category='performance', family='training', name='slow-step',
-        summary='Steps get slower as the run goes on, or stall periodically.',
+        summary='Steps get slower as the run goes on, stall periodically, or each carry a whole validation pass.',
         explains=('memory_growth',),
         options=(
             Option('slow_step_growth', 2.0, 'last-quarter over first-quarter median step time.'),
@@ -150,7 +150,12 @@ the top one rarer (`if step % 50 == 0: plt.pause(0.1)   # train.py:60`). (3) Ano
 left on for training: torch.autograd's `set_detect_anomaly(True)` (or a `detect_anomaly()` block)
 active at the end of at least 3 sampled steps and at least half of them (event `anomaly_mode`), a
 debugging mode that records a stack trace for every operation and checks every backward output for
-NaN, typically 1.5-3x slower steps for the same numbers (medium).
+NaN, typically 1.5-3x slower steps for the same numbers (medium). (4) A validation pass after every
+training step (`validate()` indented into the batch loop): a loss computed without gradients (an
+evaluation) in the gap before at least 80% of the steps after warm-up, and the forward passes
+without gradients there (`t_inference`) holding at least half of the median step (medium). A
+teacher's or a target network's inference has no loss of its own without gradients, so it is not
+taken for one.
 
 ## Why is this bad?
 A step time that grows with the step count makes the run quadratic: the last steps cost many
