@@ -134,3 +134,50 @@ def test_a_nan_gradient_long_after_the_loss_was_best_is_the_root_cause() -> None
     top = report.findings[0]
     assert top.code == "NUM001" and top.evidence["origin"]["where"] == "backward", [f.code for f in report.findings]
     assert "LOS001" not in [f.code for f in report.findings]
+
+
+def test_a_nan_gradient_after_an_ordinary_stretch_is_not_an_explosion_from_a_spike_at_step_0() -> None:
+    """blind9's ArcFace head: a large gradient at step 0 (a scaled cosine loss starts high), ordinary
+    norms for a long stretch, then a NaN gradient from one step's backward (acos at a cosine of exactly 1;
+    here a sqrt of a zero distance). The spike at step 0 did not grow into the NaN: the NaN's origin is
+    the root cause, named with the operation the graph holds, not a learning rate or an explosion."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x_all = torch.randn(64, 8)
+    with md.watch(model, optimizer=opt, db=":memory:") as s:
+        for step in range(120):
+            a = x_all[(step * 8) % 64:(step * 8) % 64 + 8] * (10.0 if step == 0 else 1.0)
+            b = a.flip(0) if step != 100 else a
+            d = ((model(a) - model(b)) ** 2).sum(1).sqrt()
+            loss = (d - 1.0).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    report = s.report()
+    g = s.record.column("grad_norm").values
+    assert g[0] > 10 * float(torch.tensor(g[1:50]).median())  # the spike at step 0 is there
+    top = report.findings[0]
+    assert top.code == "NUM001" and top.step == 100, [(f.code, f.step) for f in report.findings]
+    assert top.evidence["edge_ops"] == {"sqrt": 1} and "sqrt's derivative" in top.description
+    assert "clamp_min" in (top.recommendations[0].implementation or "")
+    assert not {"lr_too_high", "exploding_gradients"} & {f.kind for f in report.findings}
+
+
+def test_which_nans_end_a_growth() -> None:
+    """The gradient norm over its baseline: a NaN after norms 10x up is the end of a growth; one within
+    the first steps too (no ordinary stretch came first); one after 200 ordinary steps is not."""
+    import numpy as np
+
+    from modeldebug.rules.measures import nonfinite_after_growth
+
+    ordinary = np.ones(300)
+    grown = ordinary.copy()
+    grown[250:260] = np.geomspace(2, 200, 10)
+    grown[260:] = np.nan
+    sudden = ordinary.copy()
+    sudden[0], sudden[260:] = 80.0, np.nan
+    early = ordinary.copy()
+    early[8:] = np.nan
+    assert nonfinite_after_growth(grown, 5) and nonfinite_after_growth(early, 5)
+    assert not nonfinite_after_growth(sudden, 5) and not nonfinite_after_growth(ordinary, 5)

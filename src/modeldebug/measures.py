@@ -34,6 +34,7 @@ __all__ = [
     "CATEGORICAL_PROBS_AS_LOGITS",
     "CLIP_AFTER_STEP",
     "CLIP_CALL",
+    "EDGE_OPS",
     "LOADER_ITERATOR_PER_BATCH",
     "CLIP_MAX",
     "CLIP_NORM",
@@ -394,6 +395,10 @@ SOFTMAX_SATURATION = measure("event", "softmax_saturation", "loop", "event",
                              "once, in the loss graph of the first sampled step: each softmax over the last axis of "
                              "a tensor of 3 or more axes (attention weights): the share of the rows of the second "
                              "half of its query axis whose largest probability is above 0.99, and their median")
+EDGE_OPS = measure("event", "edge_ops", "loop", "event",
+                   "once, in the loss graph of the first sampled step: how many nodes of each operation whose "
+                   "derivative is infinite at the edge of its domain (acos, asin, atanh at +-1; sqrt, rsqrt, a norm, "
+                   "cdist, pow, log at 0) it holds")
 CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event",
                                "once per custom torch.autograd.Function class found in the loss graph of the first "
                                "3 sampled steps: its backward against central differences of its forward, on a "

@@ -43,9 +43,25 @@ def custom_functions(root: Any, limit: int = _MAX_NODES) -> list[type]:
     return walk(root, limit)[0]
 
 
-def walk(root: Any, limit: int = _MAX_NODES) -> tuple[list[type], list[Any]]:
+#: Backward nodes of operations whose derivative is infinite at the edge of their domain (acos at
+#: +-1, sqrt and a norm at 0, log at 0): what turns a finite forward pass into a NaN gradient.
+EDGE_OPS = {"AcosBackward0": "acos", "AsinBackward0": "asin", "AtanhBackward0": "atanh", "SqrtBackward0": "sqrt",
+            "RsqrtBackward0": "rsqrt", "LinalgVectorNormBackward0": "norm", "NormBackward0": "norm",
+            "NormBackward1": "norm", "CdistBackward0": "cdist", "PowBackward0": "pow", "LogBackward0": "log"}
+
+
+def _at_an_edge(node: Any, name: str) -> bool:
+    """A power has an infinite derivative at 0 only for an exponent below 1 (x ** 2 does not)."""
+    if name != "PowBackward0":
+        return True
+    exponent = getattr(node, "_saved_exponent", None)
+    return not isinstance(exponent, (int, float)) or exponent < 1
+
+
+def walk(root: Any, limit: int = _MAX_NODES, edge: dict[str, int] | None = None) -> tuple[list[type], list[Any]]:
     """One walk of the graph from `root`: (the autograd.Function classes defined outside torch whose
-    nodes it holds, its softmax nodes, at most `_MAX_SOFTMAX`, in the order reached)."""
+    nodes it holds, its softmax nodes, at most `_MAX_SOFTMAX`, in the order reached). `edge`, when
+    given, counts the graph's `EDGE_OPS` nodes by operation."""
     found: dict[type, None] = {}
     softmax: list[Any] = []
     seen: set[int] = set()
@@ -58,8 +74,13 @@ def walk(root: Any, limit: int = _MAX_NODES) -> tuple[list[type], list[Any]]:
         cls = getattr(node, "_forward_cls", None)
         if isinstance(cls, type) and not (cls.__module__ or "").startswith("torch"):
             found[cls] = None
-        elif len(softmax) < _MAX_SOFTMAX and type(node).__name__ == "SoftmaxBackward0":
-            softmax.append(node)
+        else:
+            name = type(node).__name__
+            if len(softmax) < _MAX_SOFTMAX and name == "SoftmaxBackward0":
+                softmax.append(node)
+            elif edge is not None and name in EDGE_OPS and _at_an_edge(node, name):
+                op = EDGE_OPS[name]
+                edge[op] = edge.get(op, 0) + 1
         stack.extend(f for f, _ in getattr(node, "next_functions", ()))
     return list(found), softmax
 
@@ -152,10 +173,13 @@ class CustomBackwardProbe:
         if loss.grad_fn is None:
             return
         tr = self.tracer
-        classes, softmax = walk(loss.grad_fn)
+        edge: dict[str, int] | None = {} if self.looks == 1 else None
+        classes, softmax = walk(loss.grad_fn, edge=edge)
         if self.looks == 1 and self.softmax_on:
             for data in softmax_saturation(softmax):
                 tr.writer.add_event(tr.step, M.SOFTMAX_SATURATION.name, data)
+        if edge:
+            tr.writer.add_event(tr.step, M.EDGE_OPS.name, {"ops": edge})
         for cls in classes:
             if cls in self.checked:
                 continue

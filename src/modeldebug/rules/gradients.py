@@ -10,6 +10,7 @@ import numpy as np
 from .. import measures as M
 from .base import Finding, Recommendation, Rule
 from .context import Context, fmt
+from .measures import nonfinite_after_growth as grew_into_nonfinite
 from .measures import scale_lr_code
 
 __all__ = ["ExplodingGradients", "IncorrectBackward", "VanishingGradients"]
@@ -54,7 +55,7 @@ class ExplodingGradients(Rule):
         growth = v / base
         finite = np.isfinite(growth)
         peak = float(np.nanmax(growth[finite])) if finite.any() else float("inf")
-        nonfinite_after_growth = (~finite[k:]).any() and peak >= 10
+        nonfinite_after_growth = peak >= 10 and grew_into_nonfinite(growth, k)
         if peak < ctx.t.grad_growth and not nonfinite_after_growth:
             return
         over = np.flatnonzero(~finite | (growth >= 10))

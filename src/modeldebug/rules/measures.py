@@ -310,6 +310,26 @@ def fluctuated_back(smooth: np.ndarray, best_i: int, start: float, final: float)
     return bool(np.max(smooth[down[0]:best_i]) >= final)
 
 
+def nonfinite_after_growth(growth: np.ndarray, k: int) -> bool:
+    """Did the gradient norm (`growth`: each step's norm over its early baseline; NaN where it was
+    missing or non-finite) go non-finite after the first `k` steps as the end of a growth: at least
+    10x the baseline on some step of the window before it (`max(10, 5%)` of the run's steps), or
+    so early in the run that no ordinary stretch came first? A NaN that appears after a stretch of
+    ordinary norms (a spike at step 0 long forgotten) came from one step's own backward pass, an
+    operation that turned finite values into NaN (acos or sqrt at the edge of its domain, a norm of
+    zero), not from updates that overshoot."""
+    finite = np.isfinite(growth)
+    bad = np.flatnonzero(~finite[k:]) + k
+    if not len(bad):
+        return False
+    first = int(bad[0])
+    w = max(10, len(growth) // 20)
+    if first - w <= k:
+        return True
+    before = growth[first - w:first]
+    return bool((before[np.isfinite(before)] >= 10).any())
+
+
 def instability(ctx: Context) -> list[Signal]:
     """Signs that the updates overshoot, each with the step where it began."""
     out: list[Signal] = []
@@ -350,7 +370,7 @@ def instability(ctx: Context) -> list[Signal]:
         over = np.flatnonzero(np.isfinite(growth) & (growth >= 10))
         gfinite = np.isfinite(growth)
         peak_g = float(np.max(growth[gfinite])) if gfinite.any() else 0.0
-        if len(over) and (peak_g >= ctx.t.grad_growth or (~gfinite[over[0]:]).any()):
+        if len(over) and (peak_g >= ctx.t.grad_growth or nonfinite_after_growth(growth, int(over[0]))):
             out.append(Signal(f"the gradient norm grew {fmt(peak_g)}x over its early baseline {fmt(base)}",
                                int(gcol.steps[over[0]]), True))
     collapse = _gradient_collapse(ctx)

@@ -24,11 +24,52 @@ def _plain_detail(detail: str | None) -> str | None:
                                                "outputs (a tuple or dict element) was not")
 
 
+#: Why each edge-of-domain operation (capture/custom_backward.py) gives an infinite derivative, and its fix;
+#: in the order the finding names them (clamping a value that reaches +-1 exactly is the usual trap).
+_EDGE_WHY = {
+    "acos": "acos's derivative -1/sqrt(1 - x^2) is infinite at x = +-1, which a clamped cosine reaches exactly "
+            "(a sample aligned with its class weight, as in ArcFace), so its gradient is -inf and then NaN.",
+    "asin": "asin's derivative 1/sqrt(1 - x^2) is infinite at x = +-1, which a clamped value reaches exactly.",
+    "atanh": "atanh's derivative 1/(1 - x^2) is infinite at x = +-1.",
+    "sqrt": "sqrt's derivative 1/(2 sqrt(x)) is infinite at 0 (a distance or a variance of exactly 0).",
+    "rsqrt": "rsqrt's derivative is infinite at 0.",
+    "norm": "a norm's derivative x/|x| is 0/0 for a vector of zeros.",
+    "cdist": "cdist's derivative is 0/0 for two identical points (a distance of exactly 0).",
+    "pow": "a fractional power's derivative is infinite at 0.",
+    "log": "log's derivative 1/x is infinite at 0.",
+}
+_EDGE_FIXES = {
+    "acos": "eps = 1e-7\ntheta = torch.acos(cosine.clamp(-1 + eps, 1 - eps))   # not clamp(-1, 1): the edge itself\n"
+            "# or avoid acos: cos(theta + m) = cos*cos(m) - sin*sin(m), with sin = sqrt((1 - cos^2).clamp_min(eps))",
+    "asin": "y = torch.asin(x.clamp(-1 + 1e-7, 1 - 1e-7))",
+    "atanh": "y = torch.atanh(x.clamp(-1 + 1e-6, 1 - 1e-6))",
+    "sqrt": "d = torch.sqrt(sq.clamp_min(1e-12))   # not torch.sqrt(sq) at 0",
+    "rsqrt": "y = torch.rsqrt(v + 1e-12)",
+    "norm": "norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # not x.norm() at 0",
+    "cdist": "d = torch.sqrt(((a[:, None] - b[None]) ** 2).sum(-1) + 1e-12)   # not torch.cdist at 0",
+    "pow": "y = torch.pow(x.clamp_min(1e-6), 0.5)",
+    "log": "y = torch.log(x.clamp_min(1e-8))",
+}
+
+
+def _edge_ops(ctx: Context) -> dict[str, int]:
+    """The edge-of-domain operations the first sampled step's loss graph held, by name, in `_EDGE_WHY`'s order."""
+    events = ctx.record.events("edge_ops")
+    held = dict(events[0].data.get("ops") or {}) if events else {}
+    return {op: int(held[op]) for op in _EDGE_WHY if op in held}
+
+
+def _edge_fix(ops: dict[str, int]) -> str:
+    if not ops:
+        return _EDGE_FIXES["norm"] + "\n" + _EDGE_FIXES["pow"]
+    return "\n".join(_EDGE_FIXES[op] for op in list(ops)[:2])
+
+
 class NonFiniteValues(Rule):
     """Detects NUM001; its documentation and options are in the catalogue (`modeldebug explain NUM001`)."""
 
     code = "NUM001"
-    requires = (M.NONFINITE, M.LOSS)
+    requires = (M.NONFINITE, M.LOSS, M.EDGE_OPS)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         events = ctx.record.events("nonfinite")
@@ -77,10 +118,16 @@ class NonFiniteValues(Rule):
         elif where == "backward":
             location = module
             title = f"Gradients of {label or 'the model'} became NaN/Inf while the loss was finite (step {step})"
+            ops = _edge_ops(ctx)
             desc = (f"{origin.get('detail', '')}. The forward pass was finite, so an operation whose derivative is infinite "
-                    "(sqrt or pow at 0, norm of a zero vector, division by a tiny value) sits in or after this module.")
+                    "(acos or asin at +-1, sqrt or pow at 0, norm of a zero vector, division by a tiny value) sits in or "
+                    "after this module.")
+            if ops:
+                desc += (" The loss's graph holds " + ", ".join(f"{n} {op}" for op, n in ops.items())
+                         + f": {_EDGE_WHY[next(iter(ops))]}")
+                evidence["edge_ops"] = ops
             recs.append(Recommendation("fix", "Keep the operation away from the point where its derivative is infinite.",
-                                       "norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # not x.norm() at 0\ny = torch.pow(x.clamp_min(1e-6), 0.5)"))
+                                       _edge_fix(ops)))
         else:
             location = module
             detail = _plain_detail(origin.get("detail")) or f"the {what} was not finite"

@@ -16,7 +16,10 @@ SPECS = (
 ## What it detects
 The total gradient norm (recorded every step with one fused call) rising above `grad_growth`
 (default 100x) times its median over the run's first steps, or turning non-finite after having
-grown 10x. The location is the parameter whose own gradient norm grew the most; the step is the
+grown 10x: 10x on some step of the window before the first non-finite norm (`max(10, 5%)` of the
+run's steps), or so early that no ordinary stretch came first. A NaN gradient after a stretch of
+ordinary norms (a spike at step 0 long past) came from one step's backward pass, not from a growth:
+it is NUM001's, not this rule's (the learning-rate rule's instability signal reads it the same way). The location is the parameter whose own gradient norm grew the most; the step is the
 first one above 10x the baseline.
 
 Mixed precision: an optimizer step taken on gradients a `GradScaler` still scales
