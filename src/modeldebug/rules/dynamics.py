@@ -18,6 +18,7 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
 from .curve import players
 from .fixcode import optimizer_ctor
+from .measures import expected_initial_loss
 from .measures import (
     expected_initial_loss,
     logits_scaled_after_the_model,
@@ -274,6 +275,71 @@ def per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     steps, values = steps[keep], values[keep]
     uniq = np.unique(steps)
     return uniq, np.array([float(values[steps == s].mean()) for s in uniq])
+
+
+class ValidationNotImproving(Rule):
+    """Detects GEN002; its documentation and options are in the catalogue (`modeldebug explain GEN002`)."""
+
+    code = "GEN002"
+    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS)
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        train = ctx.loss.finite()
+        if len(train) < ctx.t.min_steps:
+            return
+        w = window(len(train))
+        smooth = ctx.running_median(train.values, w)
+        start = float(np.median(train.values[:max(3, min(10, len(train) // 50))]))  # the untrained model's level
+        end = float(smooth[-1])
+        margin = ctx.option("val_stuck_margin")
+        chance = expected_initial_loss(ctx)
+        if not start > 0 or end > ctx.option("val_stuck_drop") * start:
+            return
+        losses = ctx.record.entities("loss")
+        trained = {e.type or e.name for e in losses if e.info.get("phase") == "train"}
+        for e in losses:
+            if e.info.get("phase") != "val" or (e.type or e.name.removesuffix("[val]")) not in trained:
+                continue
+            series = ctx.record.series(e.name, "val_loss", kind="loss")
+            steps, vals = per_evaluation(series.steps, series.values)
+            if len(vals) < 3:
+                continue
+            first = float(vals[0])
+            if first < (1 - margin) * start or float(vals.min()) < (1 - margin) * first:
+                continue
+            # at a uniform prediction's loss throughout: nothing learned at all (else: a start already trained,
+            # a fine-tuned model overfitting from its first epoch is among the readings)
+            at_chance = chance is not None and bool(np.all(np.abs(vals / chance[0] - 1) <= margin))
+            yield self.finding(
+                severity="high" if at_chance else "medium", confidence=0.75,
+                title=(f"The validation loss never improved ({fmt(first)} -> {fmt(float(vals[-1]))} over {len(vals)} "
+                       f"passes) while the training loss fell from {fmt(start)} to {fmt(end)}"),
+                description=(f"The validation loss ({e.name}) started where the untrained model's training loss did "
+                             f"({fmt(first)} against {fmt(start)}) and no pass fell more than {margin:.0%} below it, "
+                             f"while the smoothed training loss ended at {fmt(end)}. The model evaluated has learned "
+                             "nothing the training did: usually it is not the trained model (an EMA or averaged copy "
+                             "whose update rebinds a loop variable instead of writing into it, a copy made before "
+                             "training, stale weights loaded for evaluation), or the validation data are prepared "
+                             "differently (another normalisation, another label order); or the training labels carry "
+                             "no signal that generalises."
+                             + (f" It stayed at {chance[1]}, {fmt(chance[0])}: the model evaluated predicts nothing."
+                                if at_chance else "")),
+                location=None, step=int(steps[0]),
+                evidence={"val_loss": {"steps": steps.tolist()[-12:], "values": vals.tolist()[-12:]},
+                          "train_loss_start": start, "train_loss_end": end, "val_entity": e.name,
+                          "at_chance": at_chance},
+                recommendations=[
+                    Recommendation("fix", "Update an EMA copy in place (or use AveragedModel), and evaluate the "
+                                          "trained model once to compare.",
+                                   "with torch.no_grad():\n    for ema_p, p in zip(ema.parameters(), model.parameters()):\n"
+                                   "        ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)   # not ema_p = ...\n"
+                                   "# or: ema = torch.optim.swa_utils.AveragedModel(model, "
+                                   "multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))\n"
+                                   "print(evaluate(model), evaluate(ema))   # the trained model should be better"),
+                    Recommendation("fix", "Prepare validation data with the training data's exact transform and labels.",
+                                   "val_set = Dataset(val_files, transform=train_transform_without_augmentation, "
+                                   "classes=train_set.classes)"),
+                ])
 
 
 class Overfitting(Rule):

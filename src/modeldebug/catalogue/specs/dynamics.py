@@ -93,6 +93,52 @@ Needs validation losses computed with the functional losses (or loss modules) un
 """,
     ),
     Spec(
+        code='GEN002', kind='validation_not_improving', category='model', family='training',
+        name='validation-not-improving',
+        summary='The validation loss stays where an untrained model starts while the training loss falls: what is '
+                'evaluated is not what is trained.',
+        options=(
+            Option('val_stuck_drop', 0.5, 'the smoothed training loss must end below this fraction of its start.'),
+            Option('val_stuck_margin', 0.1, 'no validation pass may fall more than this fraction below the first, '
+                                            'which must be within it of the training loss at the start.'),
+        ),
+        doc="""
+## What it detects
+Validation losses (loss calls without grad, recorded as `<loss>[val]`) averaged per validation pass,
+with at least 3 passes, of the same loss function as a training loss: the first pass is no more than
+`val_stuck_margin` (default 10%) below the training loss of the run's first steps (an untrained
+model's level) and no later pass falls more than `val_stuck_margin` below the first, while the
+smoothed training loss fell below `val_stuck_drop` (default half) of its start. High.
+
+## Why is this bad?
+The training loss says the model learns; the validation loss says the model evaluated has learned
+nothing. The usual causes are in the evaluation, not in the model: a copy evaluated in its place
+that never changes (an EMA or SWA copy whose update rebinds a loop variable,
+`ema_p = decay * ema_p + (1 - decay) * p`, instead of writing into it; a `deepcopy` made before
+training; weights loaded from a stale file), validation data prepared differently from the
+training data (another normalisation, a different label order), or training labels that carry no
+signal that generalises (shuffled apart from their samples).
+
+## Example
+```python
+for ema_p, p in zip(ema.parameters(), model.parameters()):
+    ema_p = decay * ema_p + (1 - decay) * p        # rebinds the name: the EMA weights never change
+val_loss = evaluate(ema)                           # the untrained copy, every epoch
+```
+
+## Recommended fix
+Write into the copy (`ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)`, or
+`torch.optim.swa_utils.AveragedModel`), evaluate the trained model once to compare, and run the
+validation data through the training data's exact preprocessing.
+
+## Known problems
+A model that overfits from its first epoch on a tiny data set looks the same; the finding lists it
+among the causes. An EMA with a decay so slow that the copy has not moved within the run
+(0.9999 over a few hundred steps) is reported too, which is worth knowing: its evaluation says
+nothing about the training yet.
+""",
+    ),
+    Spec(
         code='INI001', kind='poor_initialization', category='model', family='training', name='poor-initialization',
         summary='The initial weights put the model far from a sane starting point: loss or activation scale.',
         explains=('vanishing_gradients', 'saturated_activations', 'loss_not_decreasing'),
