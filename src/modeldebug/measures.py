@@ -35,6 +35,7 @@ __all__ = [
     "CLIP_AFTER_STEP",
     "CLIP_CALL",
     "EDGE_OPS",
+    "MASK_EDGES",
     "LOADER_ITERATOR_PER_BATCH",
     "CLIP_MAX",
     "CLIP_NORM",
@@ -395,6 +396,10 @@ SOFTMAX_SATURATION = measure("event", "softmax_saturation", "loop", "event",
                              "once, in the loss graph of the first sampled step: each softmax over the last axis of "
                              "a tensor of 3 or more axes (attention weights): the share of the rows of the second "
                              "half of its query axis whose largest probability is above 0.99, and their median")
+MASK_EDGES = measure("event", "mask_edges", "losses", "event",
+                     "a dense class target's borders (first 3 sampled training calls of cross_entropy/nll_loss on "
+                     "[B, C, H, W] logits, first 8 samples): positions whose two neighbours differ by 2+ class ids, "
+                     "and how many of them hold a class strictly between (a mask resized by interpolation)")
 EDGE_OPS = measure("event", "edge_ops", "loop", "event",
                    "once, in the loss graph of the first sampled step: how many nodes of each operation whose "
                    "derivative is infinite at the edge of its domain (acos, asin, atanh at +-1; sqrt, rsqrt, a norm, "

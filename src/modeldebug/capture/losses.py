@@ -217,6 +217,35 @@ def label_values(inp: torch.Tensor, tgt: torch.Tensor) -> list[float] | torch.Te
     return counts.to(torch.float64)  # the last bin counts targets >= C (and ignore_index)
 
 
+@torch.no_grad()
+def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
+    """For a dense class target (`[B, H, W]`: a class per pixel), the positions where the classes on
+    either side (along H or along W, first 8 samples) differ by at least 2 ids (`edges`), and how many
+    of those hold a class strictly between the two (`between`): a mask resized by interpolation
+    (bilinear, then rounded) puts class b on every border of classes a and c with a < b < c; a mask
+    resized by nearest neighbour puts one side's class there. Positions outside [0, classes) (void,
+    ignore_index) count for neither."""
+    if tgt.dim() < 3 or tgt.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or classes < 3:
+        return None
+    t = tgt.detach()[:8].to(torch.int64)
+    edges = between = 0
+    for axis in (-1, -2):
+        n = t.shape[axis]
+        if n < 3:
+            continue
+        left, mid, right = t.narrow(axis, 0, n - 2), t.narrow(axis, 1, n - 2), t.narrow(axis, 2, n - 2)
+        valid = (left >= 0) & (left < classes) & (right >= 0) & (right < classes) & (mid >= 0) & (mid < classes)
+        edge = valid & ((left - right).abs() >= 2)
+        inside = edge & (mid > torch.minimum(left, right)) & (mid < torch.maximum(left, right))
+        edges += int(edge.sum())
+        between += int(inside.sum())
+    return {"edges": edges, "between": between, "classes": classes, "shape": list(tgt.shape)}
+
+
+#: Sampled training loss calls whose dense class target `mask_edges` reads.
+_MASK_READS = 3
+
+
 class LossWatch:
     """Probes on the functional losses: their inputs/targets on sampled steps, validation losses.
 
@@ -229,12 +258,14 @@ class LossWatch:
         plan = tracer.plan
         self.io = plan.any(M.LOSS_IO_STATS)
         self.labels = M.LABEL_COUNTS in plan
+        self.masks = M.MASK_EDGES in plan
         self.val = M.VAL_LOSS in plan
-        self.calls = self.io or self.labels or self.val or M.LOSS_CALLS in plan
+        self.calls = self.io or self.labels or self.masks or self.val or M.LOSS_CALLS in plan
         self.io_names = [m.name if m in plan else None for m in M.LOSS_IO_STATS]
         self.eids: dict[tuple[str, str], int] = {}
         self.sampled: set[tuple[str, str]] = set()
         self._inside = False
+        self._masks_read = 0
 
     def probes(self) -> dict[str, Probe]:
         """A probe per loss function, or none when no loss measure is wanted."""
@@ -314,6 +345,12 @@ class LossWatch:
                 tr.buffer.add_host(values, sink)
             else:
                 tr.buffer.add(values, sink)
+        if self.masks and target is not None and phase == "train" and self._masks_read < _MASK_READS \
+                and name in ("cross_entropy", "nll_loss") and inp.dim() >= 3 and target.dim() >= 3:
+            self._masks_read += 1  # (three reads, a sampled step's: one host read each)
+            edges = mask_edges(target, int(inp.shape[1]))
+            if edges is not None:
+                tr.writer.add_event(step, M.MASK_EDGES.name, {"loss": name, **edges})
         if self.labels and target is not None:
             if name == "ctc_loss":
                 lengths = args[3] if len(args) > 3 else kwargs.get("target_lengths")

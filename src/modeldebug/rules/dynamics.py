@@ -281,7 +281,7 @@ class ValidationNotImproving(Rule):
     """Detects GEN002; its documentation and options are in the catalogue (`modeldebug explain GEN002`)."""
 
     code = "GEN002"
-    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS)
+    requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS, M.IN_MAX, M.LABEL_COUNTS)  # (the last two: the chance level)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         train = ctx.loss.finite()

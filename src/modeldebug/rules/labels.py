@@ -172,12 +172,17 @@ _REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 _SPARSE_SHARE = 0.95
 
 
+#: `_interpolated_masks`: borders needed to judge, and the share of them holding a class in between.
+_MASK_MIN_EDGES = 50
+_MASK_BETWEEN = 0.2
+
+
 class LabelIssue(Rule):
     """Detects LBL001; its documentation and options are in the catalogue (`modeldebug explain LBL001`)."""
 
     code = "LBL001"
     requires = (M.EXCEPTION, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MIN, M.IN_MAX, M.TGT_MIN, M.TGT_MAX, M.TGT_MEAN, M.MODEL_INPUT,
-                M.FUTURE_LEAK_PROBE, M.LOSS)
+                M.FUTURE_LEAK_PROBE, M.LOSS, M.MASK_EDGES)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from crash_findings(self, ctx, self._crash)
@@ -198,6 +203,39 @@ class LabelIssue(Rule):
         f = self._validation_disagrees(ctx)
         if f is not None:
             yield f
+        f = self._interpolated_masks(ctx)
+        if f is not None:
+            yield f
+
+    def _interpolated_masks(self, ctx: Context) -> Finding | None:
+        """Dense class targets resized by interpolation: on most borders between classes a and c (two or
+        more ids apart) the pixel between them holds a class strictly between (`mask_edges`)."""
+        events = ctx.record.events(M.MASK_EDGES.name)
+        edges = sum(int(e.data.get("edges", 0)) for e in events)
+        between = sum(int(e.data.get("between", 0)) for e in events)
+        if edges < _MASK_MIN_EDGES or between < _MASK_BETWEEN * edges:
+            return None
+        d = events[0].data
+        share = between / edges
+        return self.finding(
+            severity="high" if share >= 0.5 else "medium", confidence=0.8,
+            title=(f"The segmentation masks were resized by interpolation: {share:.0%} of the borders between classes "
+                   "two or more ids apart hold a class in between"),
+            description=(f"The {d.get('loss')} target (a class per pixel, shape {tuple(d.get('shape') or [])}, "
+                         f"{d.get('classes')} classes) has {edges} positions, over {len(events)} sampled batches, whose "
+                         f"neighbours on either side belong to classes two or more ids apart; {between} of them "
+                         f"({share:.0%}) hold a class strictly between the two. A mask resized with bilinear (or any "
+                         "averaging) interpolation and rounded makes exactly that: the border of classes 1 and 4 "
+                         "becomes a ring of class 2 or 3, a class that is not there. A mask resized by nearest "
+                         "neighbour keeps one side's class on every border. The model is taught to draw rings of "
+                         "wrong classes around objects, and the per-class scores of the in-between classes suffer."),
+            step=events[0].step, evidence={"edges": edges, "between": between, "share": share,
+                                            "target_shape": d.get("shape"), "classes": d.get("classes")},
+            recommendations=[Recommendation(
+                "fix", "Resize masks (class ids) with nearest-neighbour interpolation; only images get bilinear.",
+                "mask = F.interpolate(mask[None, None].float(), size=size, mode=\"nearest\")[0, 0].long()\n"
+                "# torchvision: T.Resize(size, interpolation=T.InterpolationMode.NEAREST) for the mask\n"
+                "# PIL: mask.resize(size, Image.NEAREST)")])
 
     def _ignored_majority(self, lc: LabelCounts) -> Finding | None:
         """A dense target (a class per pixel: `[B, H, W]` or more) whose `ignore_index` is a class the model

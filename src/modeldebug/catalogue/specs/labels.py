@@ -86,7 +86,7 @@ severity unless it learned nothing beyond the prior).
         code='LBL001', kind='label_issue', category='data', family='training', name='label-issue',
         summary='Targets that do not fit the loss: out of range, one class only, unsorted-by-shuffle batches, unreachable values.',
         explains=('loss_not_decreasing', 'loss_oscillating', 'saturated_activations', 'vanishing_gradients',
-                  'lr_too_high', 'class_imbalance', 'loss_diverging', 'overfitting'),
+                  'lr_too_high', 'class_imbalance', 'loss_diverging', 'overfitting', 'validation_not_improving'),
         options=(
             Option('target_scale', 10.0, "regression targets whose mean or half-range at step 0 is at least this (and 100x the model's largest output) are off scale."),
         ),
@@ -131,7 +131,13 @@ its pixels are scored as others at inference. Void labels (255, a border) outsid
 classes, a rare ignored class, and sequences' padding (`[B, T]` targets) are left alone. With 95%
 of the positions ignored or more, fewer than 1 in 20 labelled, the annotation is sparse by design
 (scribbles, clicks), where the ignored value may mean "unlabelled": the finding is then medium and
-says so (a small object's masks with the background ignored read the same).
+says so (a small object's masks with the background ignored read the same). (7) Segmentation
+masks resized by interpolation: on the first 3 sampled training calls of `cross_entropy`/`nll_loss`
+with a class per pixel (first 8 samples), of the positions whose neighbours on either side (along
+H or W) belong to classes two or more ids apart, at least 20% (of at least 50 such positions) hold
+a class strictly between the two: a mask resized with bilinear interpolation and rounded turns the
+border of classes 1 and 4 into a ring of class 2 or 3; nearest-neighbour resizing keeps one side's
+class there (1-2% read in between on such masks, from genuinely thin regions). Medium, high from 50%.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
