@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from modeldebug.capture.losses import mask_edges
+from modeldebug.config import DebuggingConfig
+from modeldebug.record import Record, RunWriter
+from modeldebug.rules.context import Context
+from modeldebug.rules.labels import LabelIssue
 
 from helpers import watched
 
@@ -67,3 +71,21 @@ def test_masks_resized_bilinearly_are_a_label_issue(mode: str) -> None:
         return
     assert f is not None and f.severity in ("medium", "high") and f.evidence["share"] > 0.2
     assert 'mode="nearest"' in (f.recommendations[0].implementation or "")
+
+
+def test_a_boundary_class_drawn_between_objects_and_background_is_not_an_interpolation() -> None:
+    """Cell masks with three classes by design: background 0, a 1-pixel border 1, interior 2. Every
+    border of 0 and 2 holds class 1, but class 1 is nothing but those rings: not a resizing artefact."""
+    masks = torch.zeros(8, 32, 32, dtype=torch.long)
+    for i in range(8):
+        y, x = 4 + i, 6 + i
+        masks[i, y:y + 14, x:x + 12] = 1
+        masks[i, y + 1:y + 13, x + 1:x + 11] = 2
+    d = mask_edges(masks, 3)
+    assert d is not None and d["between"] > 0.5 * d["edges"]  # the raw reading alone would fire
+    w = RunWriter(":memory:")
+    for step in range(3):
+        w.add_event(step, "mask_edges", {"loss": "cross_entropy", **d})
+    w.set_meta(steps=3)
+    w.flush()
+    assert LabelIssue()._interpolated_masks(Context(Record(w.conn), DebuggingConfig())) is None

@@ -224,11 +224,14 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
     of those hold a class strictly between the two (`between`): a mask resized by interpolation
     (bilinear, then rounded) puts class b on every border of classes a and c with a < b < c; a mask
     resized by nearest neighbour puts one side's class there. Positions outside [0, classes) (void,
-    ignore_index) count for neither."""
+    ignore_index) count for neither. With the in-between positions by class (`between_by_class`) and
+    each class's pixels (`pixels_by_class`), a class that exists only as such rings (a boundary class
+    drawn between objects and background by design) can be told from classes that gained rings."""
     if tgt.dim() < 3 or tgt.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or classes < 3:
         return None
     t = tgt.detach()[:8].to(torch.int64)
-    edges = between = 0
+    edges = 0
+    by_class = torch.zeros(classes, dtype=torch.int64, device=t.device)
     for axis in (-1, -2):
         n = t.shape[axis]
         if n < 3:
@@ -238,8 +241,10 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
         edge = valid & ((left - right).abs() >= 2)
         inside = edge & (mid > torch.minimum(left, right)) & (mid < torch.maximum(left, right))
         edges += int(edge.sum())
-        between += int(inside.sum())
-    return {"edges": edges, "between": between, "classes": classes, "shape": list(tgt.shape)}
+        by_class += torch.bincount(mid[inside], minlength=classes)
+    pixels = torch.bincount(t[(t >= 0) & (t < classes)], minlength=classes)
+    return {"edges": edges, "between": int(by_class.sum()), "between_by_class": by_class.tolist(),
+            "pixels_by_class": pixels.tolist(), "classes": classes, "shape": list(tgt.shape)}
 
 
 #: Sampled training loss calls whose dense class target `mask_edges` reads.

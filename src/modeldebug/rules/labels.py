@@ -175,6 +175,8 @@ _SPARSE_SHARE = 0.95
 #: `_interpolated_masks`: borders needed to judge, and the share of them holding a class in between.
 _MASK_MIN_EDGES = 50
 _MASK_BETWEEN = 0.2
+#: A class at least this share of whose pixels (counted per axis) sit in between is a boundary class by design.
+_RING_CLASS = 0.5
 
 
 class LabelIssue(Rule):
@@ -212,7 +214,12 @@ class LabelIssue(Rule):
         more ids apart) the pixel between them holds a class strictly between (`mask_edges`)."""
         events = ctx.record.events(M.MASK_EDGES.name)
         edges = sum(int(e.data.get("edges", 0)) for e in events)
-        between = sum(int(e.data.get("between", 0)) for e in events)
+        by_class = np.sum([e.data.get("between_by_class") or [0] * int(e.data.get("classes", 0)) for e in events], axis=0)
+        pixels = np.sum([e.data.get("pixels_by_class") or [0] * int(e.data.get("classes", 0)) for e in events], axis=0)
+        # a class whose pixels are mostly such rings is a boundary class drawn by design (background, border,
+        # interior: 0, 1, 2), not one that gained rings: its in-between positions are left out
+        rings = (pixels > 0) & (by_class >= _RING_CLASS * np.maximum(pixels, 1))
+        between = int(by_class[~rings].sum()) if len(by_class) else 0
         if edges < _MASK_MIN_EDGES or between < _MASK_BETWEEN * edges:
             return None
         d = events[0].data

@@ -138,6 +138,8 @@ H or W) belong to classes two or more ids apart, at least 20% (of at least 50 su
 a class strictly between the two: a mask resized with bilinear interpolation and rounded turns the
 border of classes 1 and 4 into a ring of class 2 or 3; nearest-neighbour resizing keeps one side's
 class there (1-2% read in between on such masks, from genuinely thin regions). Medium, high from 50%.
+A class at least half of whose pixels sit in between is a boundary class drawn by design (background,
+border, interior) and its rings are not counted.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,
