@@ -404,6 +404,24 @@ def test_a_new_loader_iterator_for_every_batch_is_recorded(fresh: bool | str) ->
     [ev] = events
     assert ev.data["new_iterators"] == ev.data["batches"] == 20 and ev.data["line"] > 0
     assert "next(iter(loader))" in ev.data["code"] and ev.data["sampler"] == "RandomSampler"
+    assert found(session.report(), "sampler_misuse") is None  # shuffled: another batch each time
+
+
+def test_a_new_iterator_per_batch_over_an_unshuffled_loader_trains_on_the_first_batch_only() -> None:
+    model, data = healthy_mlp()
+    loader = DataLoader(TensorDataset(*data.batch(0, 640)), batch_size=16)  # shuffle=False
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def loop() -> None:
+        for _ in range(30):
+            x, y = next(iter(loader))
+            opt.zero_grad()
+            data.loss_fn(model(x), y).backward()
+            opt.step()
+
+    f = found(watched(model, loop), "sampler_misuse")
+    assert f is not None and f.severity == "high" and "same first batch" in f.title
+    assert f.evidence["share_drawn_from"] == pytest.approx(16 / 640)
 
 
 @pytest.mark.parametrize("evaluate", ["every-step", "every-epoch", "teacher"])

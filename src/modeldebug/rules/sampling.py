@@ -15,9 +15,10 @@ class SamplerCoverage(Rule):
     """Detects DAT005; its documentation and options are in the catalogue (`modeldebug explain DAT005`)."""
 
     code = "DAT005"
-    requires = (M.DATALOADER,)
+    requires = (M.DATALOADER, M.LOADER_ITERATOR_PER_BATCH)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        yield from self._first_batch_only(ctx)
         for ev in ctx.record.events(M.DATALOADER.name):
             d = ev.data
             n, k = d.get("length"), d.get("sampler_weights")
@@ -47,3 +48,35 @@ class SamplerCoverage(Rule):
                     "sample_weights = class_weights[train_labels]                # one per sample\n"
                     "sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), replacement=True)")],
             )
+
+    def _first_batch_only(self, ctx: Context) -> Iterator[Finding]:
+        """A new iterator for every batch (`next(iter(loader))` in the step loop) over a loader that does not
+        shuffle: every step gets the data set's first batch."""
+        for ev in ctx.record.events(M.LOADER_ITERATOR_PER_BATCH.name):
+            d = ev.data
+            if d.get("sampler") != "SequentialSampler":
+                continue  # shuffled: each new iterator draws another batch (random batches, the cost is PRF001's)
+            loader = next((e.data for e in ctx.record.events(M.DATALOADER.name)
+                           if e.data.get("grad_enabled") and e.data.get("dataset") == d.get("dataset")), {})
+            n, b = loader.get("length"), loader.get("batch_size")
+            share = b / n if n and b else None
+            where = f"{d['file'].rsplit('/', 1)[-1]}:{d['line']}" if d.get("file") else None
+            yield self.finding(
+                severity="high", confidence=0.9,
+                title=("Every step trains on the same first batch: a new iterator over a loader that does not shuffle "
+                       + (f"({where}: `{d.get('code')}`)" if where else "(next(iter(loader)) in the step loop)")),
+                description=(f"{d.get('new_iterators')} of the first {d.get('batches')} training batches each came from a "
+                             "new iterator, and the loader reads its data set in order (SequentialSampler: "
+                             "shuffle=False), so every iterator starts over at sample 0 and every step gets the same "
+                             "first batch"
+                             + (f": {b} of the {n} samples of {d.get('dataset')} ({share:.1%})" if share else "")
+                             + ". The model memorises that batch; the rest of the data is never seen."),
+                step=ev.step,
+                evidence={"dataset": d.get("dataset"), "dataset_length": n, "batch_size": b, "share_drawn_from": share,
+                          "line": where, "code": d.get("code")},
+                recommendations=[Recommendation(
+                    "fix", "Make one iterator per epoch and read every batch from it.",
+                    "for epoch in range(epochs):\n    for x, y in train_loader:      # every batch, once an epoch\n"
+                    "        ...\n# and shuffle the training data: DataLoader(train_set, batch_size=..., shuffle=True)")],
+            )
+

@@ -114,7 +114,7 @@ axis to be at least four times in_channels long, and sees the first convolution 
     ),
     Spec(
         code='DAT005', kind='sampler_misuse', category='data', family='training', name='sampler-coverage',
-        summary="The training DataLoader's WeightedRandomSampler has fewer weights than the data set has samples: it only draws the first ones.",
+        summary="The training DataLoader only ever serves the first samples: a WeightedRandomSampler given fewer weights than samples, or a new unshuffled iterator each step.",
         explains=('label_issue', 'overfitting', 'class_imbalance', 'loss_not_decreasing'),
         options=(
             Option('sampler_min_share', 0.1, 'share of the data set the sampler draws from, at or below which the finding is high.'),
@@ -130,6 +130,11 @@ says whether the weights look like one per class (all distinct, a handful): the 
 is passing the class weights where the per-sample weights (`class_weights[labels]`) were meant.
 A sampler with as many weights as samples, a `SubsetRandomSampler` (drawing from a subset on
 purpose) and validation loaders are not judged.
+Also: a loop that makes a new iterator for every batch (`next(iter(train_loader))` in the step loop,
+the `loader_iterator_per_batch` event) over a loader that reads its data set in order
+(`SequentialSampler`, `shuffle=False`): every iterator starts at sample 0, so every step trains on
+the same first batch (high). With shuffling, each new iterator draws another batch, which is not
+judged here (its cost is PRF001's).
 
 ## Why is this bad?
 Trained on two samples, the model memorises them: the training loss goes to zero, the validation
