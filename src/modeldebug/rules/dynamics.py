@@ -18,7 +18,6 @@ from .base import Finding, Recommendation, Rule
 from .context import Context, fmt, module_ref, window
 from .curve import players
 from .fixcode import optimizer_ctor
-from .measures import expected_initial_loss
 from .measures import (
     expected_initial_loss,
     logits_scaled_after_the_model,
@@ -277,6 +276,15 @@ def per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return uniq, np.array([float(values[steps == s].mean()) for s in uniq])
 
 
+def _smoothed_training_loss(ctx: Context) -> tuple[Any, np.ndarray] | None:
+    """The finite training loss and its running median (a window of the run's length), or None when
+    the run is too short to judge."""
+    train = ctx.loss.finite()
+    if len(train) < ctx.t.min_steps:
+        return None
+    return train, ctx.running_median(train.values, window(len(train)))
+
+
 class ValidationNotImproving(Rule):
     """Detects GEN002; its documentation and options are in the catalogue (`modeldebug explain GEN002`)."""
 
@@ -284,11 +292,10 @@ class ValidationNotImproving(Rule):
     requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS, M.IN_MAX, M.LABEL_COUNTS)  # (the last two: the chance level)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        train = ctx.loss.finite()
-        if len(train) < ctx.t.min_steps:
+        curve = _smoothed_training_loss(ctx)
+        if curve is None:
             return
-        w = window(len(train))
-        smooth = ctx.running_median(train.values, w)
+        train, smooth = curve
         start = float(np.median(train.values[:max(3, min(10, len(train) // 50))]))  # the untrained model's level
         end = float(smooth[-1])
         margin = ctx.option("val_stuck_margin")
@@ -349,11 +356,10 @@ class Overfitting(Rule):
     requires = (M.LOSS, M.VAL_LOSS, M.LOSS_CALLS, M.WEIGHTS_LOADED)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        train = ctx.loss.finite()
-        if len(train) < ctx.t.min_steps:
+        curve = _smoothed_training_loss(ctx)
+        if curve is None:
             return
-        w = window(len(train))
-        smooth = ctx.running_median(train.values, w)
+        train, smooth = curve
         rise_thr = ctx.option("overfit_rise")
         for e in ctx.record.entities("loss"):
             if e.info.get("phase") != "val":

@@ -213,13 +213,17 @@ class LabelIssue(Rule):
         """Dense class targets resized by interpolation: on most borders between classes a and c (two or
         more ids apart) the pixel between them holds a class strictly between (`mask_edges`)."""
         events = ctx.record.events(M.MASK_EDGES.name)
+        if not events:
+            return None
+        classes = int(events[0].data.get("classes", 0))
+        events = [e for e in events if int(e.data.get("classes", 0)) == classes]  # (one loss's targets)
         edges = sum(int(e.data.get("edges", 0)) for e in events)
-        by_class = np.sum([e.data.get("between_by_class") or [0] * int(e.data.get("classes", 0)) for e in events], axis=0)
-        pixels = np.sum([e.data.get("pixels_by_class") or [0] * int(e.data.get("classes", 0)) for e in events], axis=0)
+        by_class = np.sum([e.data.get("between_by_class") or [0] * classes for e in events], axis=0)
+        pixels = np.sum([e.data.get("pixels_by_class") or [0] * classes for e in events], axis=0)
         # a class whose pixels are mostly such rings is a boundary class drawn by design (background, border,
         # interior: 0, 1, 2), not one that gained rings: its in-between positions are left out
         rings = (pixels > 0) & (by_class >= _RING_CLASS * np.maximum(pixels, 1))
-        between = int(by_class[~rings].sum()) if len(by_class) else 0
+        between = int(by_class[~rings].sum())
         if edges < _MASK_MIN_EDGES or between < _MASK_BETWEEN * edges:
             return None
         d = events[0].data
