@@ -134,3 +134,28 @@ def test_the_watch_reports_an_encoding_indexed_by_the_batch(bug: bool) -> None:
         return
     assert f is not None and f.severity == "high" and "position in the batch" in f.title
     assert any("x.size(1)" in (r.implementation or "") for r in f.recommendations)
+
+
+def test_two_encoders_scoring_every_pair_are_not_read_as_position_dependent() -> None:
+    """A CLIP-style model returns a [B, B] matrix of every image against every text: reversing the batch
+    reverses its rows and its columns, both put back before comparing."""
+
+    class Pairs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 8), nn.Linear(5, 8)
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return F.normalize(self.a(x), dim=-1) @ F.normalize(self.b(t), dim=-1).T
+
+    torch.manual_seed(0)
+    result = batch_mixing(Pairs(), (torch.randn(12, 6), torch.randn(12, 5)))
+    assert result is not None and "position_dependent" not in result
+
+
+def test_a_sequence_as_long_as_the_batch_is_not_reordered() -> None:
+    """With T == B a [T, T] mask (or positions) has the batch's size on axis 0: which axis is the batch
+    cannot be told, so the position reading stands down."""
+    torch.manual_seed(0)
+    result = batch_mixing(_Features(True), (torch.randn(10, 10, 4),))
+    assert result is not None and "position_dependent" not in result

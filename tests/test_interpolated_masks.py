@@ -89,3 +89,17 @@ def test_a_boundary_class_drawn_between_objects_and_background_is_not_an_interpo
     w.set_meta(steps=3)
     w.flush()
     assert LabelIssue()._interpolated_masks(Context(Record(w.conn), DebuggingConfig())) is None
+
+
+def test_intensities_taken_as_classes_are_not_masks() -> None:
+    """A PixelCNN's targets: each pixel's 8-bit intensity as one of 256 classes. Smooth images put a value
+    between its neighbours' on most pixels, but the borders are everywhere, not around regions."""
+    g = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(8, 1, 8, 8, generator=g), size=(32, 32), mode="bicubic", align_corners=False)
+    d = mask_edges((smooth[:, 0].clamp(0, 1) * 255).round().long(), 256)
+    assert d is not None and d["between"] >= 0.2 * d["edges"] and d["edges"] > 0.25 * d["positions"]
+    w = RunWriter(":memory:")
+    w.add_event(0, "mask_edges", {"loss": "cross_entropy", **d})
+    w.set_meta(steps=1)
+    w.flush()
+    assert LabelIssue()._interpolated_masks(Context(Record(w.conn), DebuggingConfig())) is None

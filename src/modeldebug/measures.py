@@ -402,8 +402,8 @@ MASK_EDGES = measure("event", "mask_edges", "losses", "event",
                      "and how many of them hold a class strictly between (a mask resized by interpolation)")
 EDGE_OPS = measure("event", "edge_ops", "loop", "event",
                    "once, in the loss graph of the first sampled step: how many nodes of each operation whose "
-                   "derivative is infinite at the edge of its domain (acos, asin, atanh at +-1; sqrt, rsqrt, a norm, "
-                   "cdist, pow, log at 0) it holds")
+                   "derivative is infinite at the edge of its domain (acos, asin, atanh at +-1; sqrt, rsqrt, pow, "
+                   "log at 0) it holds")
 CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event",
                                "once per custom torch.autograd.Function class found in the loss graph of the first "
                                "3 sampled steps: its backward against central differences of its forward, on a "

@@ -44,10 +44,10 @@ def custom_functions(root: Any, limit: int = _MAX_NODES) -> list[type]:
 
 
 #: Backward nodes of operations whose derivative is infinite at the edge of their domain (acos at
-#: +-1, sqrt and a norm at 0, log at 0): what turns a finite forward pass into a NaN gradient.
+#: +-1, sqrt and log at 0): what turns a finite forward pass into a NaN gradient.
+#: (A norm and cdist are not among them: PyTorch defines their gradient at 0 as 0.)
 EDGE_OPS = {"AcosBackward0": "acos", "AsinBackward0": "asin", "AtanhBackward0": "atanh", "SqrtBackward0": "sqrt",
-            "RsqrtBackward0": "rsqrt", "LinalgVectorNormBackward0": "norm", "NormBackward0": "norm",
-            "NormBackward1": "norm", "CdistBackward0": "cdist", "PowBackward0": "pow", "LogBackward0": "log"}
+            "RsqrtBackward0": "rsqrt", "PowBackward0": "pow", "LogBackward0": "log"}
 
 
 def _at_an_edge(node: Any, name: str) -> bool:

@@ -138,6 +138,7 @@ class LoopWatch:
         self._loader_sets: dict[int, tuple[bool, Any]] = {}
         #: [training batches read, of which an iterator's first] until `_FRESH_WINDOW` batches (then None)
         self._fresh_batches: list[int] | None = [0, 0]
+        self._fresh_sums: set[float] = set()  # (the sums of those that began an iterator)
         self.trained_storages: set[tuple[int, int]] = set()  # the memory of TensorDatasets trained from
         self._fp_budget = dict(_FINGERPRINT_BUDGET)
         #: fingerprints of each sample without its last step ("head") and without its first ("tail"), by
@@ -246,28 +247,33 @@ class LoopWatch:
         if self.drift is not None and exc is None:
             self.drift.next_batch(args[0], dataset, torch.is_grad_enabled())
         if self._fresh_batches is not None and exc is None and torch.is_grad_enabled():
-            self._count_fresh(args[0])
+            self._count_fresh(args[0], result)
         if exc is not None and known[0]:
             # A TensorDataset's loop is over (StopIteration): what runs next is judged by its own memory,
             # so a validation tensor evaluated after the loop is judged on its own. (Another data set's
             # memory is unknown: the passes after its loop stay filed under it, as training-set evaluation.)
             self.current_dataset = None
 
-    def _count_fresh(self, it: Any) -> None:
+    def _count_fresh(self, it: Any, batch: Any) -> None:
         """Of the first `_FRESH_WINDOW` training batches, how many were an iterator's first (its
         `_num_yielded` is 1 after it): all of them when the loop calls next(iter(loader)) every step,
         which starts (and, with workers, stops) the loader's worker processes for each batch. A loader
-        whose epoch is one batch, or has no length, is not counted."""
+        whose epoch is one batch, or has no length, is not counted. Each such first batch's first
+        tensor is summed (its first 4,096 values): the same sum every time is the same batch every step."""
         counts = self._fresh_batches
         try:
             per_epoch = len(it)
-        except TypeError:  # an IterableDataset without a length: an iterator may end at any batch
+        except Exception:  # noqa: BLE001 - no length (an IterableDataset, a batch sampler that raises): not counted
             per_epoch = 0
         if per_epoch < 2:  # an epoch of one batch (full-batch training) starts an iterator per batch by design
             self._fresh_batches = None
             return
         counts[0] += 1  # type: ignore[index]
-        counts[1] += getattr(it, "_num_yielded", 0) == 1  # type: ignore[index]
+        if getattr(it, "_num_yielded", 0) == 1:
+            counts[1] += 1  # type: ignore[index]
+            x = S.first_tensor((batch,))
+            if x is not None and x.numel():
+                self._fresh_sums.add(float(x.detach().reshape(-1)[:4096].double().sum()))
         if counts[0] < _FRESH_WINDOW:  # type: ignore[index]
             return
         self._fresh_batches = None  # (decided: no more counting)
@@ -275,6 +281,7 @@ class LoopWatch:
             sampler = getattr(it, "_index_sampler", None)
             self.tracer.writer.add_event(self.tracer.step, M.LOADER_ITERATOR_PER_BATCH.name, {
                 **caller_line(sys._getframe(2)), "batches": counts[0], "new_iterators": counts[1],  # type: ignore[index]
+                "same_batch": len(self._fresh_sums) == 1,
                 "dataset": type(getattr(it, "_dataset", None)).__name__,
                 "num_workers": int(getattr(it, "_num_workers", 0) or 0),
                 "persistent_workers": bool(getattr(it, "_persistent_workers", False)),
@@ -342,18 +349,20 @@ class LoopWatch:
 
     def _describe_clip(self, params: Any, max_norm: float) -> None:
         """The run's first clipping, once (`clip_call`: its line, and what it was given); and, if that was
-        an iterator (a `filter`, a generator), the first later call given the same object: an iterator
-        yields its parameters once, so from then on the clipping sees none (it returns 0)."""
+        an iterator (a `filter`, a generator), whether the second call is given the same object: an
+        iterator yields its parameters once, so from then on the clipping sees none (it returns 0). The
+        first iterator is held (strongly: a `filter` takes no weak reference) until that second call only."""
         tr = self.tracer
         iterator = isinstance(params, Iterator)
         if self._clip_described == 0:
             self._clip_described = 1 if iterator else 2
-            self._clip_iterator = weak(params) if iterator else None
+            self._clip_iterator = params if iterator else None
             tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
                 **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,
                 "iterator": iterator})
-        elif self._clip_iterator is not None and self._clip_iterator() is params:
-            self._clip_described = 2
+            return
+        first, self._clip_iterator, self._clip_described = self._clip_iterator, None, 2
+        if first is params:
             tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
                 **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,
                 "iterator": True, "same_iterator_again": True})

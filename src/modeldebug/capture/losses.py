@@ -230,7 +230,7 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
     if tgt.dim() < 3 or tgt.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or classes < 3:
         return None
     t = tgt.detach()[:8].to(torch.int64)
-    edges = 0
+    edges = positions = 0
     by_class = torch.zeros(classes, dtype=torch.int64, device=t.device)
     for axis in (-1, -2):
         n = t.shape[axis]
@@ -241,9 +241,10 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
         edge = valid & ((left - right).abs() >= 2)
         inside = edge & (mid > torch.minimum(left, right)) & (mid < torch.maximum(left, right))
         edges += int(edge.sum())
+        positions += int(valid.sum())
         by_class += torch.bincount(mid[inside], minlength=classes)
     pixels = torch.bincount(t[(t >= 0) & (t < classes)], minlength=classes)
-    return {"edges": edges, "between": int(by_class.sum()), "between_by_class": by_class.tolist(),
+    return {"edges": edges, "positions": positions, "between": int(by_class.sum()), "between_by_class": by_class.tolist(),
             "pixels_by_class": pixels.tolist(), "classes": classes, "shape": list(tgt.shape)}
 
 

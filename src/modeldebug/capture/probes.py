@@ -170,26 +170,37 @@ def position_dependence(model: nn.Module, call: list[Any], out: torch.Tensor, n:
     """Does a sample's output depend on where it sits in the batch? Called when the gradient reading
     found the samples apart (no output reads another sample's input): the model is run again on the
     same batch in reverse order, every argument whose axis 0 has the batch's size reversed with it, and
-    each output row is compared with its own sample's output in the original order. A model that
+    each output row is compared with its own sample's output in the original order (every output axis
+    of the batch's size put back: a `[B, B]` score matrix of two encoders reverses both). A model that
     keeps samples apart gives the same rows, up to rounding; one that indexes something by the batch
     position (a positional encoding sliced with ``x.size(0)`` on a batch-first input, ``torch.arange``
-    over the batch) gives other values. Returns None when nothing depends on the position, when the
-    arguments cannot all be reordered (a container holding tensors), or when the model does not
-    give the same output twice (randomness or state in eval mode)."""
+    over the batch) gives other values. Returns None when nothing depends on the position; when which
+    axis is the batch is ambiguous (an argument with the batch's size on another axis too: a sequence
+    as long as the batch, whose `[T, T]` mask or positions would be reversed wrongly); when the
+    arguments cannot all be reordered (a container holding tensors); when the model does not give the
+    same output twice (randomness or state in eval mode); or when it cannot run on the reversed batch."""
+    tensors = [a for a in call if isinstance(a, torch.Tensor)]
     if any(isinstance(a, (list, tuple, dict)) and first_tensor((a,)) is not None for a in call):
+        return None
+    if any(n in t.shape[1:] for t in tensors) or out.dim() < 1:
         return None
     order = torch.arange(n - 1, -1, -1)
     flipped = [a.detach().index_select(0, order.to(a.device)) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == n
                else a for a in call]
-    with torch.no_grad():
-        again = first_tensor((model(*[a.detach() if isinstance(a, torch.Tensor) else a for a in call]),))
-        moved = first_tensor((model(*flipped),))
+    try:
+        with torch.no_grad():
+            again = first_tensor((model(*[a.detach() if isinstance(a, torch.Tensor) else a for a in call]),))
+            moved = first_tensor((model(*flipped),))
+    except Exception:  # noqa: BLE001 - a model that cannot take its batch reversed (sorted for packing): not judged
+        return None
     if again is None or moved is None or moved.shape != out.shape or not again.is_floating_point():
         return None
     scale = float(out.abs().amax()) + 1e-12
     if float((again - out).abs().amax()) > _POSITION_TOLERANCE * scale:
         return None  # not the same output twice: nothing to compare against
-    diff = (moved.index_select(0, order.to(moved.device)) - out).abs().flatten(1).amax(1) / scale
+    for axis in [d for d in range(moved.dim()) if moved.shape[d] == n]:
+        moved = moved.index_select(axis, order.to(moved.device))
+    diff = (moved - out).abs().reshape(n, -1).amax(1) / scale
     rows = int((diff > _POSITION_TOLERANCE).sum())
     if rows == 0:
         return None

@@ -276,6 +276,14 @@ def per_evaluation(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return uniq, np.array([float(values[steps == s].mean()) for s in uniq])
 
 
+#: GEN002: the first validation pass within this share of the training loss of the first steps.
+_START_BAND = 0.25
+
+
+def _reduction(e: Any) -> str:
+    return str((e.info.get("kwargs") or {}).get("reduction", "mean"))
+
+
 def _smoothed_training_loss(ctx: Context) -> tuple[Any, np.ndarray] | None:
     """The finite training loss and its running median (a window of the run's length), or None when
     the run is too short to judge."""
@@ -296,35 +304,39 @@ class ValidationNotImproving(Rule):
         if curve is None:
             return
         train, smooth = curve
-        start = float(np.median(train.values[:max(3, min(10, len(train) // 50))]))  # the untrained model's level
+        start = float(np.median(train.values[:3]))  # the untrained model's level
         end = float(smooth[-1])
         margin = ctx.option("val_stuck_margin")
         chance = expected_initial_loss(ctx)
         if not start > 0 or end > ctx.option("val_stuck_drop") * start:
             return
         losses = ctx.record.entities("loss")
-        trained = {e.type or e.name for e in losses if e.info.get("phase") == "train"}
+        # the same loss function with the same reduction, so that the two levels compare
+        trained = {(e.type or e.name, _reduction(e)) for e in losses if e.info.get("phase") == "train"}
         for e in losses:
-            if e.info.get("phase") != "val" or (e.type or e.name.removesuffix("[val]")) not in trained:
+            if e.info.get("phase") != "val" or (e.type or e.name.removesuffix("[val]"), _reduction(e)) not in trained:
                 continue
             series = ctx.record.series(e.name, "val_loss", kind="loss")
             steps, vals = per_evaluation(series.steps, series.values)
             if len(vals) < 3:
                 continue
             first = float(vals[0])
-            if first < (1 - margin) * start or float(vals.min()) < (1 - margin) * first:
+            # the first pass at the untrained level (a loss scaled for accumulation, or one already trained,
+            # is elsewhere), never more than `margin` below it, and not rising: a rise is GEN001's
+            if abs(first / start - 1) > _START_BAND or float(vals.min()) < (1 - margin) * first \
+                    or float(vals.max()) > (1 + margin) * first:
                 continue
             # at a uniform prediction's loss throughout: nothing learned at all (else: a start already trained,
             # a fine-tuned model overfitting from its first epoch is among the readings)
             at_chance = chance is not None and bool(np.all(np.abs(vals / chance[0] - 1) <= margin))
             yield self.finding(
                 severity="high" if at_chance else "medium", confidence=0.75,
-                title=(f"The validation loss never improved ({fmt(first)} -> {fmt(float(vals[-1]))} over {len(vals)} "
+                title=(f"The validation loss did not improve ({fmt(first)} -> {fmt(float(vals[-1]))} over {len(vals)} "
                        f"passes) while the training loss fell from {fmt(start)} to {fmt(end)}"),
                 description=(f"The validation loss ({e.name}) started where the untrained model's training loss did "
-                             f"({fmt(first)} against {fmt(start)}) and no pass fell more than {margin:.0%} below it, "
-                             f"while the smoothed training loss ended at {fmt(end)}. The model evaluated has learned "
-                             "nothing the training did: usually it is not the trained model (an EMA or averaged copy "
+                             f"({fmt(first)} against {fmt(start)}) and stayed within {margin:.0%} of it over "
+                             f"{len(vals)} passes, while the smoothed training loss ended at {fmt(end)}. What is "
+                             "evaluated shows nothing of what the training learned: usually it is not the trained model (an EMA or averaged copy "
                              "whose update rebinds a loop variable instead of writing into it, a copy made before "
                              "training, stale weights loaded for evaluation), or the validation data are prepared "
                              "differently (another normalisation, another label order); or the training labels carry "

@@ -177,6 +177,9 @@ _MASK_MIN_EDGES = 50
 _MASK_BETWEEN = 0.2
 #: A class at least this share of whose pixels (counted per axis) sit in between is a boundary class by design.
 _RING_CLASS = 0.5
+#: Borders on more than this share of the positions read are values that vary pixel to pixel (a PixelCNN's
+#: 256 intensities as classes), not regions: object masks have their borders on a few percent.
+_MASK_EDGE_DENSITY = 0.25
 
 
 class LabelIssue(Rule):
@@ -224,8 +227,11 @@ class LabelIssue(Rule):
         # interior: 0, 1, 2), not one that gained rings: its in-between positions are left out
         rings = (pixels > 0) & (by_class >= _RING_CLASS * np.maximum(pixels, 1))
         between = int(by_class[~rings].sum())
+        positions = sum(int(e.data.get("positions", 0)) for e in events)
         if edges < _MASK_MIN_EDGES or between < _MASK_BETWEEN * edges:
             return None
+        if positions and edges > _MASK_EDGE_DENSITY * positions:
+            return None  # borders everywhere: ordered values per pixel (intensities as classes), not objects' masks
         d = events[0].data
         share = between / edges
         return self.finding(

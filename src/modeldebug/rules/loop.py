@@ -537,16 +537,16 @@ class ClipAfterStep(Rule):
         where = f"{os.path.basename(str(first['file']))}:{first['line']}" if first.get("file") else None
         code = first.get("code") or "clip_grad_norm_(...)"
         kind = str(first.get("parameters") or "")
-        if again is not None or first.get("iterator"):
-            cause = (f"It was given a `{kind}` object, an iterator: it yields the parameters once (to the optimizer's "
-                     "constructor, or to the first call) and nothing after that"
-                     + (", and the same object was passed again on later steps" if again is not None else "") + ".")
+        if again is not None:  # (a fresh generator each call, model.parameters(), is an iterator too, and fine)
+            cause = (f"It was given the same `{kind}` object on every step, an iterator: it yields the parameters "
+                     "once (to the optimizer's constructor, or to the first call) and nothing after that.")
             fix = ("params = [p for p in model.parameters() if p.requires_grad]   # a list, not filter(...): "
                    "it can be read every step\noptimizer = torch.optim.SGD(params, lr=lr)\n...\nloss.backward()\n"
                    f"torch.nn.utils.clip_grad_norm_(params, max_norm={fmt(max_norm)})\noptimizer.step()")
         else:
             cause = ("None of the parameters it was given had a gradient when it ran: it clips a frozen part of the "
-                     "model, or runs before backward() (after zero_grad(), which sets gradients to None).")
+                     "model, runs before backward() (after zero_grad(), which sets gradients to None), or is given an "
+                     "iterator that an earlier reader used up.")
             fix = ("loss.backward()\n"
                    f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={fmt(max_norm)})   # the parameters "
                    "the optimizer steps, after backward()\noptimizer.step()")

@@ -33,8 +33,6 @@ _EDGE_WHY = {
     "atanh": "atanh's derivative 1/(1 - x^2) is infinite at x = +-1.",
     "sqrt": "sqrt's derivative 1/(2 sqrt(x)) is infinite at 0 (a distance or a variance of exactly 0).",
     "rsqrt": "rsqrt's derivative is infinite at 0.",
-    "norm": "a norm's derivative x/|x| is 0/0 for a vector of zeros.",
-    "cdist": "cdist's derivative is 0/0 for two identical points (a distance of exactly 0).",
     "pow": "a fractional power's derivative is infinite at 0.",
     "log": "log's derivative 1/x is infinite at 0.",
 }
@@ -45,8 +43,6 @@ _EDGE_FIXES = {
     "atanh": "y = torch.atanh(x.clamp(-1 + 1e-6, 1 - 1e-6))",
     "sqrt": "d = torch.sqrt(sq.clamp_min(1e-12))   # not torch.sqrt(sq) at 0",
     "rsqrt": "y = torch.rsqrt(v + 1e-12)",
-    "norm": "norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # not x.norm() at 0",
-    "cdist": "d = torch.sqrt(((a[:, None] - b[None]) ** 2).sum(-1) + 1e-12)   # not torch.cdist at 0",
     "pow": "y = torch.pow(x.clamp_min(1e-6), 0.5)",
     "log": "y = torch.log(x.clamp_min(1e-8))",
 }
@@ -61,7 +57,7 @@ def _edge_ops(ctx: Context) -> dict[str, int]:
 
 def _edge_fix(ops: dict[str, int]) -> str:
     if not ops:
-        return _EDGE_FIXES["norm"] + "\n" + _EDGE_FIXES["pow"]
+        return ("norm = torch.sqrt((x * x).sum(-1) + 1e-12)   # a square root kept off 0\n" + _EDGE_FIXES["pow"])
     return "\n".join(_EDGE_FIXES[op] for op in list(ops)[:2])
 
 
@@ -123,8 +119,8 @@ class NonFiniteValues(Rule):
                     "(acos or asin at +-1, sqrt or pow at 0, norm of a zero vector, division by a tiny value) sits in or "
                     "after this module.")
             if ops:
-                desc += (" The loss's graph holds " + ", ".join(f"{n} {op}" for op, n in ops.items())
-                         + f": {_EDGE_WHY[next(iter(ops))]}")
+                desc += (" Candidates in the loss's graph: " + ", ".join(f"{n} {op}" for op, n in ops.items())
+                         + f". {_EDGE_WHY[next(iter(ops))]}")
                 evidence["edge_ops"] = ops
             recs.append(Recommendation("fix", "Keep the operation away from the point where its derivative is infinite.",
                                        _edge_fix(ops)))

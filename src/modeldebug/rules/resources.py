@@ -287,7 +287,9 @@ class DataloaderBottleneck(Rule):
             # Tensors built once and fed whole every step: no batch is prepared between steps, so the
             # time there is the loop's other work (plotting, logging, evaluation), not data.
             return
-        fresh = rec.events(M.LOADER_ITERATOR_PER_BATCH.name) if uses_loader else []
+        # (with workers only: an iterator over the training process's own data set starts in microseconds, and
+        # the gap then holds the loop's other work)
+        fresh = [e for e in rec.events(M.LOADER_ITERATOR_PER_BATCH.name) if e.data.get("num_workers")] if uses_loader else []
         wait = np.nan_to_num(t_loader if uses_loader else t_data)[keep]
         if fresh:  # a new iterator per batch: its start (and its workers' stop) run outside __next__, in the gap
             wait = np.maximum(wait, np.nan_to_num(t_data)[keep])
@@ -581,6 +583,24 @@ _PHASE_FIX = {
 }
 
 
+def _a_pass_over_other_data(ctx: Context) -> bool:
+    """Are the losses without gradients an evaluation over other data, not a teacher's loss on the training
+    batch (a distillation teacher called with the labels computes one under no_grad at every step)? At
+    least two such calls before the median step (a pass over several validation batches), or a batch size
+    other than the training loss's."""
+    losses = ctx.record.entities("loss")
+    train = {(e.info.get("input_shape") or [None])[0] for e in losses if e.info.get("phase") == "train"}
+    for e in losses:
+        if e.info.get("phase") != "val":
+            continue
+        if (e.info.get("input_shape") or [None])[0] not in train:
+            return True
+        _, calls = np.unique(ctx.record.series(e.name, "val_loss", kind="loss").steps, return_counts=True)
+        if len(calls) and float(np.median(calls)) >= 2:
+            return True
+    return False
+
+
 class SlowStep(Rule):
     """Detects PRF002; its documentation and options are in the catalogue (`modeldebug explain PRF002`)."""
 
@@ -624,7 +644,7 @@ class SlowStep(Rule):
         body = slice(max(1, n // 10), n)  # (after warm-up)
         steps = t_step.steps[body]
         val = np.isin(steps, validation_steps(ctx))
-        if val.mean() < 0.8:
+        if val.mean() < 0.8 or not _a_pass_over_other_data(ctx):
             return None
         share = np.nan_to_num(t_inf.values[body]) / np.maximum(t_step.values[body], 1e-9)
         median = float(np.median(share))

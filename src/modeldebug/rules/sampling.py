@@ -54,8 +54,8 @@ class SamplerCoverage(Rule):
         shuffle: every step gets the data set's first batch."""
         for ev in ctx.record.events(M.LOADER_ITERATOR_PER_BATCH.name):
             d = ev.data
-            if d.get("sampler") != "SequentialSampler":
-                continue  # shuffled: each new iterator draws another batch (random batches, the cost is PRF001's)
+            if d.get("sampler") != "SequentialSampler" or not d.get("same_batch"):
+                continue  # shuffled, or a data set that draws its samples itself: another batch each time
             loader = next((e.data for e in ctx.record.events(M.DATALOADER.name)
                            if e.data.get("grad_enabled") and e.data.get("dataset") == d.get("dataset")), {})
             n, b = loader.get("length"), loader.get("batch_size")
@@ -67,8 +67,8 @@ class SamplerCoverage(Rule):
                        + (f"({where}: `{d.get('code')}`)" if where else "(next(iter(loader)) in the step loop)")),
                 description=(f"{d.get('new_iterators')} of the first {d.get('batches')} training batches each came from a "
                              "new iterator, and the loader reads its data set in order (SequentialSampler: "
-                             "shuffle=False), so every iterator starts over at sample 0 and every step gets the same "
-                             "first batch"
+                             "shuffle=False), so every iterator starts over at sample 0: every one of those batches "
+                             "held the same values, the data set's first batch"
                              + (f": {b} of the {n} samples of {d.get('dataset')} ({share:.1%})" if share else "")
                              + ". The model memorises that batch; the rest of the data is never seen."),
                 step=ev.step,

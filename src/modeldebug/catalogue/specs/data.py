@@ -132,8 +132,9 @@ A sampler with as many weights as samples, a `SubsetRandomSampler` (drawing from
 purpose) and validation loaders are not judged.
 Also: a loop that makes a new iterator for every batch (`next(iter(train_loader))` in the step loop,
 the `loader_iterator_per_batch` event) over a loader that reads its data set in order
-(`SequentialSampler`, `shuffle=False`): every iterator starts at sample 0, so every step trains on
-the same first batch (high). With shuffling, each new iterator draws another batch, which is not
+(`SequentialSampler`, `shuffle=False`), whose first batches all held the same values (the sum of the
+first 4,096 values of each): every iterator starts at sample 0, so every step trains on the same
+first batch (high). A data set that draws its samples itself, whatever the index, is not flagged. With shuffling, each new iterator draws another batch, which is not
 judged here (its cost is PRF001's).
 
 ## Why is this bad?

@@ -139,7 +139,10 @@ a class strictly between the two: a mask resized with bilinear interpolation and
 border of classes 1 and 4 into a ring of class 2 or 3; nearest-neighbour resizing keeps one side's
 class there (1-2% read in between on such masks, from genuinely thin regions). Medium, high from 50%.
 A class at least half of whose pixels sit in between is a boundary class drawn by design (background,
-border, interior) and its rings are not counted.
+border, interior) and its rings are not counted; targets with borders on more than 25% of the
+positions read are values that vary pixel to pixel (a PixelCNN's intensities as 256 classes), not
+regions, and are not judged. Ordered layers a pixel thick in places (retinal layers, strata), but
+not everywhere, can still read as interpolated.
 
 ## Why is this bad?
 The loss optimises something other than the task: it crashes, learns one constant answer,

@@ -15,9 +15,10 @@ are checked every step at every level; when the loss goes non-finite, that step'
 is replayed (same weights, RNG and buffers restored) with a check on every module, and the first
 module whose output went non-finite while its inputs were finite is named as the producer.
 When the forward pass was finite and a gradient was not, the backward pass made it: the finding
-then names the operations in the loss's graph whose derivative is infinite at the edge of their
-domain (counted once, in the first sampled step's graph: acos, asin and atanh at +-1; sqrt, rsqrt,
-a norm, cdist, a power below 1 and log at 0), with the fix for each (`acos(cos.clamp(-1 + 1e-7,
+then lists, as candidates, the operations in the loss's graph whose derivative is infinite at the
+edge of their domain (counted once, in the first sampled step's graph: acos, asin and atanh at +-1;
+sqrt, rsqrt, a power below 1 and log at 0; not a norm or cdist, whose gradient at 0 PyTorch defines
+as 0), with the fix for the first of them (`acos(cos.clamp(-1 + 1e-7,
 1 - 1e-7))`, not `clamp(-1, 1)`, which reaches the edge itself).
 
 ## Why is this bad?

@@ -103,9 +103,10 @@ the first waits: when a DataLoader was used and the steps with loader time are a
 many as there are optimizers, the shares are taken per iteration (blocks of that many steps).
 A loop that makes a new iterator for each batch (`next(iter(train_loader))` in the step loop: 90% or
 more of the first 20 training batches were an iterator's first, on a loader with more than one batch
-an epoch) starts the iterator, and with workers starts its worker processes and stops them when the
-iterator is dropped, outside `__next__`: the wait then is the whole gap before the forward pass, and
-the finding names the line and the fix (one iterator per epoch).
+an epoch) with worker processes starts them for each batch and stops them when the iterator is
+dropped, outside `__next__`: the wait then is the whole gap before the forward pass, and the finding
+names the line and the fix (one iterator per epoch). Without workers a new iterator costs next to
+nothing, and the gap is judged as usual.
 
 ## Known problems
 Without a `DataLoader`, the time between steps also holds logging and any other work the loop
@@ -153,9 +154,10 @@ debugging mode that records a stack trace for every operation and checks every b
 NaN, typically 1.5-3x slower steps for the same numbers (medium). (4) A validation pass after every
 training step (`validate()` indented into the batch loop): a loss computed without gradients (an
 evaluation) in the gap before at least 80% of the steps after warm-up, and the forward passes
-without gradients there (`t_inference`) holding at least half of the median step (medium). A
-teacher's or a target network's inference has no loss of its own without gradients, so it is not
-taken for one.
+without gradients there (`t_inference`) holding at least half of the median step, and those losses
+over other data than the training batch (at least two calls a step, or another batch size) (medium).
+A teacher's or a target network's inference on the training batch, even one that computes its own
+loss under `no_grad`, is not taken for one.
 
 ## Why is this bad?
 A step time that grows with the step count makes the run quadratic: the last steps cost many
