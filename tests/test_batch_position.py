@@ -159,3 +159,20 @@ def test_a_sequence_as_long_as_the_batch_is_not_reordered() -> None:
     torch.manual_seed(0)
     result = batch_mixing(_Features(True), (torch.randn(10, 10, 4),))
     assert result is not None and "position_dependent" not in result
+
+
+def test_an_output_axis_as_long_as_the_batch_that_is_not_the_batch_is_left_in_place() -> None:
+    """A language model over a vocabulary of 16 fed a batch of 16: its [B, T, V] logits have the batch's size
+    on the vocabulary axis too, which the reversed batch does not reverse."""
+
+    class Lm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.pos, self.head = nn.Embedding(16, 8), nn.Embedding(12, 8), nn.Linear(8, 16)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.tanh(self.emb(ids) + self.pos(torch.arange(ids.shape[1]))))
+
+    torch.manual_seed(0)
+    result = batch_mixing(Lm(), (torch.randint(0, 16, (16, 12)),))
+    assert result is not None and "position_dependent" not in result

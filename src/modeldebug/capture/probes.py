@@ -170,8 +170,9 @@ def position_dependence(model: nn.Module, call: list[Any], out: torch.Tensor, n:
     """Does a sample's output depend on where it sits in the batch? Called when the gradient reading
     found the samples apart (no output reads another sample's input): the model is run again on the
     same batch in reverse order, every argument whose axis 0 has the batch's size reversed with it, and
-    each output row is compared with its own sample's output in the original order (every output axis
-    of the batch's size put back: a `[B, B]` score matrix of two encoders reverses both). A model that
+    each output row is compared with its own sample's output in the original order (axis 0 put back, and
+    any other output axis of the batch's size either way, the closer kept: a `[B, B]` score matrix of two
+    encoders reverses both, a vocabulary as large as the batch reverses nothing). A model that
     keeps samples apart gives the same rows, up to rounding; one that indexes something by the batch
     position (a positional encoding sliced with ``x.size(0)`` on a batch-first input, ``torch.arange``
     over the batch) gives other values. Returns None when nothing depends on the position; when which
@@ -198,10 +199,20 @@ def position_dependence(model: nn.Module, call: list[Any], out: torch.Tensor, n:
     scale = float(out.abs().amax()) + 1e-12
     if float((again - out).abs().amax()) > _POSITION_TOLERANCE * scale:
         return None  # not the same output twice: nothing to compare against
-    for axis in [d for d in range(moved.dim()) if moved.shape[d] == n]:
-        moved = moved.index_select(axis, order.to(moved.device))
-    diff = (moved - out).abs().reshape(n, -1).amax(1) / scale
-    rows = int((diff > _POSITION_TOLERANCE).sum())
+    # axis 0 put back; any other axis of the batch's size may hold the batch too (a [B, B] score matrix) or
+    # only share its size (a vocabulary of 16 with a batch of 16): every choice is tried, the closest kept
+    moved = moved.index_select(0, order.to(moved.device))
+    others = [d for d in range(1, moved.dim()) if moved.shape[d] == n][:4]
+    diff = None
+    for mask in range(1 << len(others)):
+        candidate = moved
+        for i, axis in enumerate(others):
+            if mask >> i & 1:
+                candidate = candidate.index_select(axis, order.to(moved.device))
+        d = (candidate - out).abs().reshape(n, -1).amax(1) / scale
+        if diff is None or float(d.max()) < float(diff.max()):
+            diff = d
+    rows = int((diff > _POSITION_TOLERANCE).sum())  # type: ignore[operator]
     if rows == 0:
         return None
     return {"rows_changed": rows, "max_relative_change": float(diff.max()), "reordering": "reversed"}
