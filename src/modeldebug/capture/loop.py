@@ -153,7 +153,7 @@ class LoopWatch:
         self._late_clips = 0  # clip_grad_norm_ calls after the step they should have bounded
         # a clipping after an optimizer step, before any backward: (its numbers, its line, max_norm)
         self.pending_clip: tuple[torch.Tensor, dict[str, Any], float] | None = None
-        self._clip_described = 0  # 0: no clipping yet; 1: the first was given an iterator (watched for again); 2: done
+        self._clip_seen = False  # the first clipping described; its iterator, if it got one, kept for the second
         self._clip_iterator: Any = None
         self.fingerprints_on = M.DATA_OVERLAP in tracer.plan
         self.drift = DatasetDrift(self._dataset_changed) if M.DATASET_CHANGED in tracer.plan else None
@@ -332,7 +332,7 @@ class LoopWatch:
         max_norm = args[1] if len(args) > 1 else kwargs.get("max_norm")
         if max_norm is None:
             return
-        if self._clip_described < 2:
+        if not self._clip_seen or self._clip_iterator is not None:
             self._describe_clip(args[0] if args else kwargs.get("parameters"), float(max_norm))
         # the limit filled ON the device (`torch.tensor(x, device=cuda)` is a host-to-device copy that
         # waits for the stream: a synchronisation every clipped step)
@@ -354,14 +354,14 @@ class LoopWatch:
         first iterator is held (strongly: a `filter` takes no weak reference) until that second call only."""
         tr = self.tracer
         iterator = isinstance(params, Iterator)
-        if self._clip_described == 0:
-            self._clip_described = 1 if iterator else 2
+        if not self._clip_seen:
+            self._clip_seen = True
             self._clip_iterator = params if iterator else None
             tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
                 **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,
                 "iterator": iterator})
             return
-        first, self._clip_iterator, self._clip_described = self._clip_iterator, None, 2
+        first, self._clip_iterator = self._clip_iterator, None
         if first is params:
             tr.writer.add_event(tr.step, M.CLIP_CALL.name, {
                 **caller_line(sys._getframe(2)), "max_norm": max_norm, "parameters": type(params).__name__,

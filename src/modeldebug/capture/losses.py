@@ -230,8 +230,8 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
     if tgt.dim() < 3 or tgt.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or classes < 3:
         return None
     t = tgt.detach()[:8].to(torch.int64)
-    edges = positions = 0
-    by_class = torch.zeros(classes, dtype=torch.int64, device=t.device)
+    # counts stay on the device until one read at the end: [edges, positions, between by class..., pixels by class...]
+    counts = torch.zeros(2 + 2 * classes, dtype=torch.int64, device=t.device)
     for axis in (-1, -2):
         n = t.shape[axis]
         if n < 3:
@@ -240,12 +240,15 @@ def mask_edges(tgt: torch.Tensor, classes: int) -> dict[str, int] | None:
         valid = (left >= 0) & (left < classes) & (right >= 0) & (right < classes) & (mid >= 0) & (mid < classes)
         edge = valid & ((left - right).abs() >= 2)
         inside = edge & (mid > torch.minimum(left, right)) & (mid < torch.maximum(left, right))
-        edges += int(edge.sum())
-        positions += int(valid.sum())
-        by_class += torch.bincount(mid[inside], minlength=classes)
-    pixels = torch.bincount(t[(t >= 0) & (t < classes)], minlength=classes)
-    return {"edges": edges, "positions": positions, "between": int(by_class.sum()), "between_by_class": by_class.tolist(),
-            "pixels_by_class": pixels.tolist(), "classes": classes, "shape": list(tgt.shape)}
+        counts[0] += edge.sum()
+        counts[1] += valid.sum()
+        counts[2:2 + classes] += torch.bincount(mid.masked_fill(~inside, classes).flatten(), minlength=classes + 1)[:classes]
+    inside_range = (t >= 0) & (t < classes)
+    counts[2 + classes:] = torch.bincount(t.masked_fill(~inside_range, classes).flatten(), minlength=classes + 1)[:classes]
+    c = counts.tolist()
+    by_class = c[2:2 + classes]
+    return {"edges": c[0], "positions": c[1], "between": sum(by_class), "between_by_class": by_class,
+            "pixels_by_class": c[2 + classes:], "classes": classes, "shape": list(tgt.shape)}
 
 
 #: Sampled training loss calls whose dense class target `mask_edges` reads.
@@ -353,7 +356,7 @@ class LossWatch:
                 tr.buffer.add(values, sink)
         if self.masks and target is not None and phase == "train" and self._masks_read < _MASK_READS \
                 and name in ("cross_entropy", "nll_loss") and inp.dim() >= 3 and target.dim() >= 3:
-            self._masks_read += 1  # (three reads, a sampled step's: one host read each)
+            self._masks_read += 1  # (three calls, on sampled steps: one host read each)
             edges = mask_edges(target, int(inp.shape[1]))
             if edges is not None:
                 tr.writer.add_event(step, M.MASK_EDGES.name, {"loss": name, **edges})

@@ -372,25 +372,20 @@ class DataloaderBottleneck(Rule):
 
 
 def _fresh_iterator_title(d: dict[str, Any], share: float) -> str:
+    """(`d`: a `loader_iterator_per_batch` event of a loader with workers: PRF001 reads no other.)"""
     where = f" ({os.path.basename(str(d['file']))}:{d['line']}: `{d.get('code')}`)" if d.get("file") else ""
-    n = int(d.get("num_workers") or 0)
-    what = f"its {n} worker process{'es' if n > 1 else ''} start and stop" if n else "its sampler starts over"
-    return f"A new DataLoader iterator for every batch{where}: {what} at each step, {share:.0%} of step time"
+    n = int(d["num_workers"])
+    return (f"A new DataLoader iterator for every batch{where}: its {n} worker process{'es' if n > 1 else ''} start "
+            f"and stop at each step, {share:.0%} of step time")
 
 
 def _fresh_iterator_sentence(d: dict[str, Any]) -> str:
-    n = int(d.get("num_workers") or 0)
-    text = (f" {d.get('new_iterators')} of the first {d.get('batches')} training batches were the first batch of a new "
-            "iterator (iter(loader) called for each batch)")
-    if n:
-        text += (f": each one starts {n} worker process{'es' if n > 1 else ''}, waits for {'their' if n > 1 else 'its'} "
-                 "first batch, and shuts them down when the iterator is dropped, time spent outside the step.")
-    else:
-        text += "."
-    if d.get("sampler") == "SequentialSampler":
-        text += (" The loader does not shuffle, so every step trains on the same first batch of the data set: "
-                 "the rest is never seen.")
-    return text
+    n = int(d["num_workers"])
+    return (f" {d.get('new_iterators')} of the first {d.get('batches')} training batches were the first batch of a new "
+            f"iterator (iter(loader) called for each batch): each one starts {n} worker process{'es' if n > 1 else ''}, "
+            f"waits for {'their' if n > 1 else 'its'} first batch, and shuts them down when the iterator is dropped, "
+            "time spent outside the step."
+            + (" Every one of those batches held the same values: see DAT005." if d.get("same_batch") else ""))
 
 
 def _fresh_iterator_fix(d: dict[str, Any]) -> Recommendation:
