@@ -39,7 +39,7 @@ class _Net(nn.Module):
         return self.fc2(h)
 
 
-def _run(how: str):  # type: ignore[no-untyped-def]
+def _run(how: str, no_grad: bool = True):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = _Net(how)
     x, xv = torch.randn(256, 10), torch.randn(128, 10)
@@ -54,14 +54,15 @@ def _run(how: str):  # type: ignore[no-untyped-def]
                 loss.backward()
                 opt.step()
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad() if no_grad else torch.enable_grad():  # (tutorials often leave no_grad out)
                 first = model(xv)
                 assert how in ("default", "monte_carlo", "alpha") or torch.equal(first, model(xv))
     return s, yv
 
 
-def test_a_functional_dropout_left_at_its_default_is_found_with_its_line() -> None:
-    s, _ = _run("default")
+@pytest.mark.parametrize("no_grad", [True, False])
+def test_a_functional_dropout_left_at_its_default_is_found_with_its_line(no_grad: bool) -> None:
+    s, _ = _run("default", no_grad)
     f = found(s.report(), "train_mode_misuse")
     assert f is not None and f.severity == "high" and f.code == "LOP002"
     (call,) = f.evidence["calls"]

@@ -220,7 +220,8 @@ GRAD_NORM = column("grad_norm", "gradients", "total L2 norm of every tracked gra
                                              "non-finite when any gradient is: the step's non-finite flag")
 T_DATA = column("t_data", "timing", "seconds from the end of the previous step to the first forward pass")
 T_INFERENCE = column("t_inference", "timing", "seconds of t_data from the first forward pass without gradients in it "
-                     "(a teacher's or target network's inference, an evaluation) to the step's first forward pass")
+                     "(a teacher's or target network's inference, an evaluation, one in eval mode written "
+                     "without no_grad) to the step's first forward pass")
 T_FORWARD = column("t_forward", "timing", "seconds of the forward pass and the loss")
 T_BACKWARD = column("t_backward", "timing", "seconds inside backward()")
 T_OPTIMIZER = column("t_optimizer", "timing", "seconds inside optimizer.step()")

@@ -92,6 +92,10 @@ class StepAssembler:
         #: when the first forward pass without gradients of the gap before `t_fwd` started (a teacher's or
         #: a target network's inference, an evaluation), else None
         self.t_infer: float | None = None
+        #: when the first eval-mode pass with autograd on taken for an evaluation started, and its model's id
+        #: (tracer `_evaluating`), else None
+        self.t_eval: float | None = None
+        self.eval_model: Any = None
         self.t_bwd_first: float | None = None
         self.t_bwd = 0.0
         self.t_opt_start: float | None = None

@@ -79,6 +79,9 @@ class ModuleInfo:
     # (k-fold training in one script: every fold's model, weights and gradients alive to the end)
     root_ref: weakref.ref[nn.Module] | None = field(default=None, repr=False)
     params: int = 0  # elements of the module's own parameters (not its children's)
+    #: a model's: 1 once seen in a training pass in train mode, 2 once seen training in eval mode after
+    #: that (the tracer's `_evaluating`), else 0
+    trains: int = 0
 
     @property
     def root(self) -> nn.Module | None:

@@ -381,29 +381,45 @@ class Tracer:
             # into the user's trace (and its numbers are traced tensors); an unsampled training pass
             # takes nothing from them
             return
-        if not (grad and not module.training and self._inside_training_model(module)):
-            self.forward.count_mode(module, grad)  # (a frozen part in eval mode inside a model that trains: its pass)
-        if not grad and not self.eval_dropout.done and not module.training and args:
+        a = self.assembler
+        evaluating = False
+        if not (grad and not module.training):
+            self.forward.count_mode(module, grad)
+        elif not self._inside_training_model(module):  # (the rare path: eval mode with autograd on)
+            # (a frozen part in eval mode inside a model that trains is part of its pass: not counted)
+            self.forward.count_mode(module, grad)
+            # An evaluation written without torch.no_grad() (tutorials often do), not a training pass,
+            # while the model was trained in train mode so far (`trains` 1) and the step's training
+            # pass has not begun: timed as inference in the gap (with what runs beside it: a plot, a
+            # log), its batch fingerprinted as validation. A backward pass before any other forward
+            # pass makes it training after all (`model.eval()` never undone after a validation):
+            # `_promote_eval`.
+            evaluating = info is not None and info.trains == 1 and a.t_fwd is None
+        if (not grad or evaluating) and not self.eval_dropout.done and not module.training and args:
             self.eval_dropout.once(module, args)
         if not grad and module.training and self._nograd_train_seen < _NOGRAD_TRAIN_PASSES:
             self._nograd_train_pass(module, args)
-        a = self.assembler
-        first = grad and a.t_fwd is None
+        training = grad and not evaluating
+        first = training and a.t_fwd is None
         x = None
         # training batches are fingerprinted on sampled steps (at every level: one projection a step
         # would cost ~2% of a small model's step), evaluation batches always
-        if (first and sampled) or (self.loop.fingerprints_on and (not grad or sampled)):
+        if (first and sampled) or (self.loop.fingerprints_on and (not training or sampled)):
             x = S.first_tensor(args)  # the input is read only when something is taken from it
             why = S.unmeasurable(x) if x is not None else None
             if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
                 self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
                 x = None
-            if x is not None and self.loop.fingerprints_on and (grad or self._trained_now(module)):
-                self.loop.fingerprint(x, "train" if grad else "val")
-        if not grad:
+            if x is not None and self.loop.fingerprints_on and (training or self._trained_now(module)):
+                self.loop.fingerprint(x, "train" if training else "val")
+        if not training:
             if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
                 a.t_infer = time.perf_counter()
+            if evaluating and a.t_eval is None:
+                a.t_eval, a.eval_model = a.t_infer, info
             return
+        if info is not None and not info.trains and module.training:
+            info.trains = 1
         if first:
             a.t_fwd = time.perf_counter()
             if self.gaps.running:
@@ -415,6 +431,16 @@ class Tracer:
         self.replay = (module, args, {})  # global pre-hooks do not see kwargs
         if self.bundle is not None:
             self.bundle.forward_started()
+
+    def _promote_eval(self) -> None:
+        """A backward pass with no training forward pass before it, after an eval-mode pass taken for an
+        evaluation (`_root`): that pass was the step's forward pass, and the model's passes in eval
+        mode count as training from then on."""
+        a = self.assembler
+        a.eval_model.trains = 2
+        a.t_fwd = a.t_eval
+        if a.t_infer == a.t_eval:
+            a.t_infer = None
 
     def _infers(self, called: nn.Module) -> bool:
         """A model this session does not watch (`watch(student)` does not discover others), called
@@ -504,6 +530,8 @@ class Tracer:
                 tensors[0] if isinstance(tensors, (tuple, list)) and tensors and isinstance(tensors[0], torch.Tensor)
                 else None)
             if a.t_bwd_first is None:
+                if a.t_fwd is None and a.t_eval is not None:
+                    self._promote_eval()
                 a.t_bwd_first = time.perf_counter()
                 if a.step and not self.loop.zero_grad_calls:  # only then can old gradients be left
                     self.loop.first_backward([p for p, _ in self.registry.tracked_params()])

@@ -794,7 +794,9 @@ class SlowStep(Rule):
             step=int(at[0]),
             evidence={"period": period, "stalls": int(stall.sum()), "stall_steps": [int(s) for s in at[:20]],
                       "median_step_ms": med * 1e3, "median_stall_ms": float(np.median(t[stall])) * 1e3,
-                      "time_share": lost, "phase": phase} | ({"gap_profile": profile} if profile else {}),
+                      "time_share": lost, "phase": phase} | ({"gap_profile": profile} if profile else {})
+            # a pause on purpose holds no memory: a growth beside it is a finding of its own
+            | ({"explains_only": []} if waits else {}),
             recommendations=[Recommendation(
                 "fix", "Do the periodic work less often, or off the training path"
                 + (f": {top['where']} holds {top['share']:.0%} of the time between steps." if top else "."), fix)],

@@ -147,7 +147,11 @@ quarters of them at the same interval, together costing at least `slow_step_spik
 (default 30%) of the step time. Stalls spent in the DataLoader are left to
 `dataloader_bottleneck`. Stalls between steps are located when the stack sampler ran
 (`gap_profile`): the description lists the user's lines that held the gaps, and the fix makes
-the top one rarer (`if step % 50 == 0: plt.pause(0.1)   # train.py:60`). (3) Anomaly detection
+the top one rarer (`if step % 50 == 0: plt.pause(0.1)   # train.py:60`); when that line waits on
+purpose (a sleep, a plot shown for a moment) the finding is low and explains nothing (a memory
+growth beside it stays a finding of its own). An evaluation written without `torch.no_grad()`
+(`model.eval()`, then `model(x_val)` with autograd on) by a model that trains in train mode is
+timed between steps, with what runs beside it, not as the next step's forward pass. (3) Anomaly detection
 left on for training: torch.autograd's `set_detect_anomaly(True)` (or a `detect_anomaly()` block)
 active at the end of at least 3 sampled steps and at least half of them (event `anomaly_mode`), a
 debugging mode that records a stack trace for every operation and checks every backward output for
