@@ -8,6 +8,8 @@ script starts (goal of issue 17: at most 0.3 s), in wall time and in the child's
 recompile modeldebug on every start, about 0.3 s more). The first run of each is not counted.
 
     python benchmarks/startup.py --runs 7
+    python benchmarks/startup.py --llm ollama_chat/llama3.2   # with an LLM asked for (no server needed:
+                                                            # its check says so, the run goes on)
 
 Always exits 0.
 """
@@ -46,6 +48,7 @@ def first_line(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--llm", default=None, help="also pass --llm MODEL to modeldebug run")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "first.py"
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pyc")
         plain_cmd = [sys.executable, "-c", f"import torch, runpy; runpy.run_path({str(script)!r})"]
-        run_cmd = [sys.executable, "-m", "modeldebug", "run", "--db", str(Path(tmp) / "r.db"), str(script)]
+        run_cmd = [sys.executable, "-m", "modeldebug", "run", "--db", str(Path(tmp) / "r.db"),
+                   *(["--llm", args.llm] if args.llm else []), str(script)]
         plain: list[tuple[float, float]] = []
         watched: list[tuple[float, float]] = []
         for i in range(args.runs + 1):

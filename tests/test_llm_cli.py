@@ -146,3 +146,37 @@ def test_a_hosted_model_without_its_key_or_network(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     why = unavailable("openai/gpt-4o-mini", None)  # the conftest refuses every connection: no network
     assert why is not None and why.startswith("the network does not reach openai: nothing answers at api.openai.com:443")
+
+
+def test_run_with_llm_imports_neither_dspy_nor_litellm_before_the_script(tmp_path: Path) -> None:
+    """`modeldebug run --llm MODEL` checks its flags before the script's first line and builds the
+    model after the run: DSPy and LiteLLM take seconds to import, which the script would wait for."""
+    pytest.importorskip("dspy")
+    (tmp_path / "train.py").write_text(
+        "import sys\n"
+        "print('BEFORE', sorted({m.split('.')[0] for m in sys.modules} & {'dspy', 'litellm'}), file=sys.stderr)\n")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.close()  # nothing listens: a warning up front, and no explanation after
+    out = subprocess.run([sys.executable, "-m", "modeldebug", "run", "--db", "run.db", "--no-progress", "--llm",
+                          "ollama_chat/llama3.2", "--llm-base-url", f"http://127.0.0.1:{port}", "--", "train.py"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "BEFORE []" in out.stderr
+    assert "going on without the LLM explanation" in out.stderr
+
+
+def test_the_providers_and_keys_known_without_litellm_are_litellms(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("litellm")
+    import litellm
+
+    from modeldebug.llm.preflight import COMMON, KEY_ENV, providers
+
+    assert COMMON <= providers()
+    for provider, name in KEY_ENV.items():
+        for key in litellm.validate_environment(f"{provider}/some-model").get("missing_keys") or []:
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(name, raising=False)
+        env = litellm.validate_environment(f"{provider}/some-model")
+        assert not env["keys_in_environment"] and env["missing_keys"] == [name], (provider, env)

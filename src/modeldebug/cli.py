@@ -215,7 +215,7 @@ def _cmd_run(args: argparse.Namespace, script: str, script_args: list[str]) -> i
     # A bad --select fails before the script runs, not after; by the catalogue alone (plugins' specs
     # are in it by now): the rules themselves are imported after the script, not before its first line.
     CATALOGUE.select(run_config.select, run_config.ignore, family=("training", "plugin"))
-    check_llm_args(args)  # so does a bad --llm
+    check_llm_args(args, build=False)  # so does a bad --llm (the model is built after the run: no DSPy import before it)
     _check_outputs(args)  # and an output path that cannot be written
     # `--json -` (or `--html -`) promises a clean report on stdout: the script's own prints go to stderr then.
     to_stdout = "-" in (args.json, args.html)

@@ -42,8 +42,11 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
                         f"(default {_DEFAULT_NOTICE:g}; 0 at once)")
 
 
-def check_llm_args(args: argparse.Namespace, *, preflight: bool = True, file: TextIO | None = None) -> None:
-    """Reject unusable LLM flags with one clear line (BadInputError / MissingDependencyError); build the LM.
+def check_llm_args(args: argparse.Namespace, *, preflight: bool = True, build: bool = True,
+                   file: TextIO | None = None) -> None:
+    """Reject unusable LLM flags with one clear line (BadInputError / MissingDependencyError); build the LM
+    (`args.llm_lm`), or with `build=False` only check the flags, without importing DSPy: `modeldebug
+    run` checks before the script's first line, and `handle_llm` builds the model after the run.
 
     With `preflight`, a model that cannot answer now (its server is not there, its key is not set, no
     network) is one warning line, and `--llm` is dropped: the run goes on, without the explanation."""
@@ -59,15 +62,21 @@ def check_llm_args(args: argparse.Namespace, *, preflight: bool = True, file: Te
     notice = getattr(args, "llm_notice", _DEFAULT_NOTICE)
     if notice is None or not notice >= 0:
         raise BadInputError(f"--llm-notice {notice!r} must be a number of seconds, 0 or more")
-    from .lm import make_lm
+    from .lm import check_model, make_lm, require_dspy
 
-    args.llm_lm = make_lm(model, base_url=getattr(args, "llm_base_url", None), timeout=timeout)
+    base_url = getattr(args, "llm_base_url", None)
+    if build:
+        args.llm_lm = make_lm(model, base_url=base_url, timeout=timeout)
+        name = args.llm_lm.model
+    else:
+        name = check_model(model, base_url=base_url, timeout=timeout)
+        require_dspy()
     if not preflight:
         return
     from .lm import API_KEY_ENV
     from .preflight import unavailable
 
-    why = unavailable(args.llm_lm.model, getattr(args, "llm_base_url", None), api_key=os.environ.get(API_KEY_ENV))
+    why = unavailable(name, base_url, api_key=os.environ.get(API_KEY_ENV))
     if why:
         print(f"modeldebug: warning: --llm {model}: {why}; going on without the LLM explanation",
               file=file if file is not None else sys.stderr)

@@ -13,6 +13,7 @@ DSPy is imported here, inside the functions, never when modeldebug is imported.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -38,13 +39,17 @@ def _dspy() -> Any:
     return dspy
 
 
-def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float | None = None,
-            temperature: float = 0.0, max_tokens: int = 4000, cache: bool = False, num_retries: int = 1) -> Any:
-    """A `dspy.LM` for `model` (e.g. "ollama_chat/llama3.2", or "openai/NAME" with `base_url`).
+def require_dspy() -> None:
+    """`MissingDependencyError` when DSPy is not installed, found without importing it."""
+    if importlib.util.find_spec("dspy") is None:
+        raise MissingDependencyError("reasoning with a language model (--llm)", "llm")
 
-    `timeout` bounds each HTTP request (seconds); `num_retries` retries transient failures only.
-    Raises `BadInputError` for a malformed model string or URL, `MissingDependencyError` without dspy.
-    """
+
+def check_model(model: str, *, base_url: str | None = None, timeout: float | None = None) -> str:
+    """`model` as `make_lm` would use it (PROVIDER/NAME), checked without importing DSPy or, for the
+    usual providers, LiteLLM (seconds of imports): `modeldebug run --llm` checks its flags before the
+    script's first line and builds the model after the run. Raises `BadInputError` for a malformed
+    model string, URL or timeout, or a provider nobody knows."""
     model = (model or "").strip()
     if not model or not _MODEL.match(model) or model.endswith("/"):
         raise BadInputError(f"--llm {model!r} is not a model name: use PROVIDER/NAME, e.g. ollama_chat/llama3.2 "
@@ -61,12 +66,23 @@ def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = No
     # LiteLLM (used for providers DSPy's own engine does not cover) would otherwise fetch its price
     # list from GitHub when imported; the bundled copy is enough and keeps local use local.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    dspy = _dspy()
     from .preflight import known_provider
 
     if not known_provider(model):
         raise BadInputError(f"--llm {model!r}: no provider is called {model.split('/', 1)[0]!r}: use ollama_chat/NAME, "
                             "openai/NAME (with --llm-base-url for a local server), anthropic/NAME, ... (docs/llm.md)")
+    return model
+
+
+def make_lm(model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float | None = None,
+            temperature: float = 0.0, max_tokens: int = 4000, cache: bool = False, num_retries: int = 1) -> Any:
+    """A `dspy.LM` for `model` (e.g. "ollama_chat/llama3.2", or "openai/NAME" with `base_url`).
+
+    `timeout` bounds each HTTP request (seconds); `num_retries` retries transient failures only.
+    Raises `BadInputError` for a malformed model string or URL, `MissingDependencyError` without dspy.
+    """
+    model = check_model(model, base_url=base_url, timeout=timeout)
+    dspy = _dspy()
     if model.startswith("ollama_chat/"):
         # DSPy talks to Ollama's OpenAI-compatible API, under /v1; the preflight reads OLLAMA_API_BASE too
         env_url = os.environ.get("OLLAMA_API_BASE")

@@ -1,6 +1,7 @@
 """Checks of `--llm MODEL` made before any work: a provider nobody knows, a server that is not there.
 
-`known_provider` is judged from LiteLLM's own list (no network): an unknown provider is bad input.
+`known_provider` is judged from LiteLLM's own list (no network): an unknown provider is bad input. The
+usual providers, and their keys, are known without importing LiteLLM (`COMMON`, `KEY_ENV`).
 `unavailable` says why the model cannot answer now, or None: a local server (Ollama, llama.cpp,
 vLLM, LM Studio) that does not accept a connection, a hosted API whose key is not set or whose
 host cannot be reached. It opens one TCP connection at most (`CONNECT_TIMEOUT` seconds) and
@@ -14,7 +15,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["CONNECT_TIMEOUT", "HOSTED", "known_provider", "providers", "unavailable"]
+__all__ = ["COMMON", "CONNECT_TIMEOUT", "HOSTED", "KEY_ENV", "known_provider", "providers", "unavailable"]
 
 CONNECT_TIMEOUT = 2.0
 _OLLAMA = "http://localhost:11434"
@@ -22,6 +23,18 @@ _OLLAMA = "http://localhost:11434"
 HOSTED = {"openai": "api.openai.com", "anthropic": "api.anthropic.com", "gemini": "generativelanguage.googleapis.com",
           "groq": "api.groq.com", "mistral": "api.mistral.ai", "deepseek": "api.deepseek.com",
           "together_ai": "api.together.xyz", "openrouter": "openrouter.ai", "cohere": "api.cohere.ai"}
+
+
+#: Providers in LiteLLM's list, known here without importing it (seconds, before a run's first line);
+#: a test checks them against the list.
+COMMON = frozenset({"ollama", "ollama_chat", "openai", "anthropic", "gemini", "groq", "mistral", "deepseek",
+                    "together_ai", "openrouter", "cohere", "azure", "bedrock", "vertex_ai", "huggingface",
+                    "hosted_vllm", "lm_studio", "fireworks_ai", "perplexity", "xai", "llamafile"})
+#: The one environment variable LiteLLM reads a hosted provider's key from (a test checks them
+#: against `litellm.validate_environment`); others are asked of LiteLLM.
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "groq": "GROQ_API_KEY",
+           "deepseek": "DEEPSEEK_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "openrouter": "OPENROUTER_API_KEY",
+           "cohere": "COHERE_API_KEY"}
 
 
 def providers() -> frozenset[str]:
@@ -32,7 +45,8 @@ def providers() -> frozenset[str]:
 
 
 def known_provider(model: str) -> bool:
-    return model.split("/", 1)[0] in providers()
+    provider = model.split("/", 1)[0]
+    return provider in COMMON or provider in providers()
 
 
 def _connect(url: str) -> str | None:
@@ -52,6 +66,9 @@ def _connect(url: str) -> str | None:
 
 
 def _key_missing(model: str) -> list[str]:
+    name = KEY_ENV.get(model.split("/", 1)[0])
+    if name is not None:
+        return [] if os.environ.get(name) else [name]
     import litellm
 
     try:
