@@ -35,6 +35,7 @@ __all__ = [
     "CLIP_AFTER_STEP",
     "CLIP_CALL",
     "EDGE_OPS",
+    "NOGRAD_IN_FORWARD",
     "MASK_EDGES",
     "LOADER_ITERATOR_PER_BATCH",
     "CLIP_MAX",
@@ -410,6 +411,9 @@ CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event
                                "3 sampled steps: its backward against central differences of its forward, on a "
                                "float64 input of its own (`relative_error`), or why it was not checked",
                                always=True)
+NOGRAD_IN_FORWARD = measure("event", "nograd_in_forward", "modes", "event",
+                            "once per module: a layer with parameters called with autograd off inside a "
+                            "training forward pass (a torch.no_grad() block in forward(), on a sampled step)")
 ANOMALY_MODE = measure("event", "anomaly_mode", "loop", "event",
                       "each sampled step that ended with torch.autograd's anomaly detection on "
                       "(set_detect_anomaly(True) / detect_anomaly()): whether it also checks for NaN",

@@ -126,6 +126,8 @@ class Tracer:
         self._crash_phase = "other"
         self._disabled: set[str] = set()
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
+        self._root_grad = False  # was autograd on at the outermost module call under way (sampled steps)
+        self._nograd_inside: set[str] = set()  # layers seen called under no_grad inside a training pass
         self.custom = CustomBackwardProbe(self)
         self._backwards_since_step = 0
         # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
@@ -315,6 +317,7 @@ class Tracer:
         root = not self._stack
         self._stack.append(module)
         if root:
+            self._root_grad = torch.is_grad_enabled()
             self._root(module, args)
 
     def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -505,14 +508,25 @@ class Tracer:
                     self.unregistered.on = False
                     self._fail("unregistered", exc)
             return
-        if not info.leaf or is_loss_module(module) or not torch.is_grad_enabled():
+        if not info.leaf or is_loss_module(module):
             return  # a loss module's functional call is seen by the loss patch
+        if not torch.is_grad_enabled():
+            if self._root_grad and stack and info.params and info.name not in self._nograd_inside:
+                self._nograd_in_forward(info.name)
+            return
         if self.layout.on and module.__class__ in _CONVS:
             if id(module) not in self.layout.done:
                 self.call("layout", self.layout.called, module, info, args)
         elif self.padding.on and module.__class__ is nn.Embedding and id(module) not in self.padding.done:
             self.call("padding", self.padding.called, module, info, args)
         self.forward.output(module, info, output)
+
+    def _nograd_in_forward(self, name: str) -> None:
+        """A layer with parameters called with autograd off inside a training pass (`with torch.no_grad():`
+        around part of forward()): recorded once, for OPT001 to say why its parameters get no gradient."""
+        self._nograd_inside.add(name)
+        if M.NOGRAD_IN_FORWARD in self.plan:
+            self.writer.add_event(self.step, M.NOGRAD_IN_FORWARD.name, {"module": name})
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------
     # (`call`'s checks and error containment inlined, and the bodies too: these run on every backward

@@ -69,7 +69,7 @@ class ParamsNotUpdating(Rule):
 
     code = "OPT001"
     requires = (M.PARAM_GRAD_NORM, M.UPDATE_RATIO, M.PARAM_NORM, M.OPTIMIZER, M.LR, M.T_OPTIMIZER,
-                M.ZERO_GRAD_BEFORE_STEP, M.EMBEDDING_PADDING)
+                M.ZERO_GRAD_BEFORE_STEP, M.EMBEDDING_PADDING, M.NOGRAD_IN_FORWARD)
 
     def _padding_rows(self, ctx: Context) -> Iterator[Finding]:
         """An `nn.Embedding(padding_idx=p)` read one id per sample, where id p comes up like the others: a row
@@ -168,8 +168,23 @@ class ParamsNotUpdating(Rule):
         elif zero_grad and all(_shift_invariant(ctx, n, grads, zero_set) for n in zero_grad):
             zero_why, zero_rec = _SHIFT_INVARIANT
             zero_severity = "low"  # the loss does not depend on them: nothing is lost
+        # layers called under torch.no_grad() inside the training pass: they ran, but autograd never saw them
+        under = {e.data.get("module") for e in ctx.record.events(M.NOGRAD_IN_FORWARD.name)}
+        in_nograd = [n for n in no_grad if ctx.params[n].info.get("module") in under]
+        no_grad = [n for n in no_grad if n not in set(in_nograd)]
         unused = _never_called(ctx, no_grad)
         problems = [
+            (in_nograd, "never received a gradient: their layers run under torch.no_grad() inside the training "
+             "forward pass",
+             ("Autograd records nothing inside a torch.no_grad() block, so these layers are not on the path to the "
+              "loss: the optimizer holds them but they keep their initial values, and what follows them learns on "
+              "fixed features. If they are meant to stay frozen (a pretrained backbone), say so to the optimizer too."),
+             Recommendation("fix", "Take the layers out of the torch.no_grad() block in forward() (or, to freeze them on "
+                            "purpose, set requires_grad=False and leave them out of the optimizer).",
+                            "def forward(self, x):\n    h = self.encoder(x)            # not: with torch.no_grad(): h = self.encoder(x)\n"
+                            "    return self.head(h)\n"
+                            "# frozen on purpose instead:\n# model.encoder.requires_grad_(False)\n"
+                            "# optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-3)")),
             (no_grad, "never received a gradient",
              (f"{_listed_modules(unused)} never ran in forward() on any sampled step: defined but unused. Harmless "
               "if it is left over; if it was meant to run, forward() skips it." if unused else
@@ -210,7 +225,8 @@ class ParamsNotUpdating(Rule):
             location = next(iter(by_module))
             big = numel / total >= 0.05
             severity = (zero_severity if names is zero_grad and zero_severity else
-                        ("medium" if big else "low") if names is no_grad and unused else "high" if big else "medium")
+                        ("medium" if big else "low") if (names is no_grad and unused) or names is in_nograd
+                        else "high" if big else "medium")
             yield self.finding(
                 severity=severity, confidence=0.9,
                 title=f"{len(names)} parameter tensor{'s' if len(names) > 1 else ''} ({fmt(numel / total * 100)}% of weights) {what}",
@@ -218,9 +234,16 @@ class ParamsNotUpdating(Rule):
                 location=location, step=0,
                 evidence={"params": names[:50], "modules": list(by_module)[:20], "numel": numel,
                           "fraction_of_weights": numel / total, "problem": what}
+                     # no gradient at all (None, not zero): no dead or saturated unit on the path explains that
+                     | ({"not_explained_by": list(_ZERO_NOT_NONE)} if names is no_grad or names is in_nograd else {})
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )
+
+
+#: Kinds that make a gradient small or zero, never absent (a parameter upstream of dead units still
+#: gets a gradient tensor, of zeros).
+_ZERO_NOT_NONE = ("dead_activations", "saturated_activations", "vanishing_gradients")
 
 
 def _numel(ctx: Context, names: list[str]) -> int:

@@ -8,6 +8,8 @@ The logic, in order:
    loss turns before the gradient norm crosses its threshold), so a cause may start up to
    `max(3, 5% of the run)` steps after its symptom, not more. It is removed
    from the list and attached to its cause under `evidence["symptoms"]`, its title and step kept.
+   A symptom may name kinds that cannot cause it (`evidence["not_explained_by"]`: parameters that
+   never got a gradient tensor at all are not the work of dead units, whose gradient is zero).
    The cause's severity is raised to its worst symptom's, unless the cause is likely by design
    (`evidence["by_design"]`: constant node features beside a graph's edges): then its symptoms are
    expected consequences, folded into its note.
@@ -37,6 +39,8 @@ def _explains(cause: Finding, symptom: Finding, slack: int = 3) -> bool:
     spec = CATALOGUE[cause.code] if cause.code in CATALOGUE else None
     if spec is None or cause is symptom:
         return False
+    if cause.kind in (symptom.evidence.get("not_explained_by") or ()):
+        return False  # the symptom says what cannot cause it (no gradient at all: not dead units)
     only = cause.evidence.get("explains_only")
     explained = {str(k) for k in only} if isinstance(only, (list, tuple)) else set(spec.explains) | _also_explains(cause)
     if not (_kinds(symptom) & explained or _is_its_ground(cause, symptom)):

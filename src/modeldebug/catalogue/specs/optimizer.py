@@ -36,7 +36,12 @@ reloaded into a new instance and run under `no_grad`, is left out):
 forward pass, or cut off from the loss by `.detach()`, `.data`, `.item()`, a NumPy round trip);
 when none of their modules ever ran on a sampled step while the rest of the model did, they are
 layers defined in `__init__` that `forward()` never calls, and the finding says so: low under 5%
-of the weights (a left-over layer costs nothing), medium above;
+of the weights (a left-over layer costs nothing), medium above; when their layers ran with
+autograd off inside a training forward pass (a `with torch.no_grad():` block in `forward()`,
+seen on a sampled step: the `nograd_in_forward` event), the finding says that, medium (a
+pretrained backbone may be frozen this way on purpose), and its fix takes the block out or
+freezes the layers explicitly. No gradient at all is never folded into dead or saturated units
+or vanishing gradients (`not_explained_by`): those leave a gradient of zeros, not none;
 (2) parameters whose gradient was exactly zero on every step (when they are all the reverse
 direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual
 cause: the output read at the last time step only, where the reverse direction has taken one
