@@ -10,14 +10,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 
-def _run(weights: str, *, epochs: int = 3):  # type: ignore[no-untyped-def]
+def _run(weights: str, *, epochs: int = 3, replacement: bool = True, num_samples: int = 1200):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(1200, generator=g) < 0.1).long()
     x = torch.randn(1200, 12, generator=g) + y[:, None].float()
     class_weights = 1.0 / torch.bincount(y).float()
     w = class_weights if weights == "per_class" else class_weights[y]
-    sampler = WeightedRandomSampler(w, num_samples=len(y), replacement=True, generator=g)
+    sampler = WeightedRandomSampler(w, num_samples=num_samples, replacement=replacement, generator=g)
     loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=sampler)
     model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -64,3 +64,19 @@ def test_a_validation_loader_with_few_weights_is_not_judged() -> None:
                 model(xb)
 
     assert found(watched(model, loop), "sampler_misuse") is None
+
+
+def test_a_weighted_sampler_without_replacement_rebalances_nothing() -> None:
+    """replacement=False over the whole data set draws each sample once: the rare class keeps its 10%, and
+    the weights only put its samples first (the batches come sorted by label)."""
+    report = _run("per_sample", replacement=False)
+    f = found(report, "sampler_misuse")
+    assert f is not None and f.severity == "high" and report.findings[0] is f
+    assert f.evidence["replacement"] is False and f.evidence["distinct_weights"] == 2
+    assert "replacement=True" in f.recommendations[0].implementation
+
+
+@pytest.mark.parametrize("how", ["with_replacement", "a_weighted_subset"])
+def test_a_weighted_sampler_that_rebalances_or_draws_a_subset_is_left_alone(how: str) -> None:
+    report = _run("per_sample", replacement=how == "with_replacement", num_samples=1200 if how == "with_replacement" else 300)
+    assert found(report, "sampler_misuse") is None

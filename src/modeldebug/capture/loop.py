@@ -563,7 +563,8 @@ def _storage_key(x: torch.Tensor) -> tuple[int, int] | None:
 
 def _sampler_of(sampler: Any) -> dict[str, Any]:
     """The index sampler, as the rules read it: its type, and for a `WeightedRandomSampler` how many
-    weights it was given (it draws indices below that count only) and how many samples it draws."""
+    weights it was given (it draws indices below that count only), how many samples it draws, and
+    whether it draws with replacement."""
     if sampler is None:
         return {}
     out: dict[str, Any] = {"sampler": type(sampler).__name__}
@@ -572,5 +573,6 @@ def _sampler_of(sampler: Any) -> dict[str, Any]:
         out["sampler_weights"] = int(weights.numel())
         out["sampler_num_samples"] = int(getattr(sampler, "num_samples", 0) or 0)
         out["sampler_distinct_weights"] = int(torch.unique(weights.detach()[:100_000]).numel())
+        out["sampler_replacement"] = bool(getattr(sampler, "replacement", True))
     return out
 

@@ -10,6 +10,9 @@ from .context import Context
 
 __all__ = ["SamplerCoverage"]
 
+#: At most this many distinct sample weights: weights derived from the class (one value per class).
+_PER_CLASS_WEIGHTS = 20
+
 
 class SamplerCoverage(Rule):
     """Detects DAT005; its documentation and options are in the catalogue (`modeldebug explain DAT005`)."""
@@ -19,6 +22,7 @@ class SamplerCoverage(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from self._first_batch_only(ctx)
+        yield from self._without_replacement(ctx)
         for ev in ctx.record.events(M.DATALOADER.name):
             d = ev.data
             n, k = d.get("length"), d.get("sampler_weights")
@@ -47,6 +51,42 @@ class SamplerCoverage(Rule):
                     "class_weights = 1.0 / torch.bincount(train_labels).float()   # one per class\n"
                     "sample_weights = class_weights[train_labels]                # one per sample\n"
                     "sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), replacement=True)")],
+            )
+
+    def _without_replacement(self, ctx: Context) -> Iterator[Finding]:
+        """A training WeightedRandomSampler with `replacement=False` that draws (nearly) every sample each pass:
+        each sample comes once, so the pass holds the data set's own class shares; the weights only decide
+        the order (the heavy samples first)."""
+        for ev in ctx.record.events(M.DATALOADER.name):
+            d = ev.data
+            k, drawn, distinct = d.get("sampler_weights"), d.get("sampler_num_samples"), d.get("sampler_distinct_weights")
+            if not d.get("grad_enabled") or d.get("sampler") != "WeightedRandomSampler" \
+                    or d.get("sampler_replacement", True) or not k or not drawn or not distinct:
+                continue
+            if drawn < 0.9 * k or distinct < 2:
+                continue  # a weighted subset without duplicates (a smaller draw), or equal weights: a plain shuffle
+            per_class = distinct <= _PER_CLASS_WEIGHTS  # a handful of values: class weights indexed by label
+            yield self.finding(
+                severity="high" if per_class else "medium", confidence=0.85,
+                title=(f"WeightedRandomSampler(replacement=False) draws each of the {k} samples once a pass: the "
+                       "weights change the order, not the class shares"),
+                description=(f"Without replacement a sample drawn once cannot be drawn again, so a pass of {drawn} draws "
+                             f"over {k} weights takes {'every' if drawn >= k else 'nearly every'} sample once: the "
+                             "classes come in the data set's own shares, as without the sampler. The weights only "
+                             "decide which samples come first: the heavy ones (the rare class, when the weights "
+                             "balance classes), so the pass starts with batches of the rare class and ends with "
+                             "batches of the common one."
+                             + (f" The weights take {distinct} distinct values: one per class, meant to rebalance "
+                                "the classes, which needs replacement=True." if per_class else "")),
+                step=ev.step,
+                evidence={"dataset": d.get("dataset"), "sampler_weights": k, "sampler_num_samples": drawn,
+                          "distinct_weights": distinct, "replacement": False,
+                          # the order it makes is what the label-order check sees, and the shares are unchanged
+                          "explains": ["label_issue", "class_imbalance"]},
+                recommendations=[Recommendation(
+                    "fix", "Draw with replacement: the rare samples then come about as often as the common ones.",
+                    "sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), replacement=True)\n"
+                    "loader = DataLoader(train_set, batch_size=64, sampler=sampler)   # no shuffle= with a sampler")],
             )
 
     def _first_batch_only(self, ctx: Context) -> Iterator[Finding]:

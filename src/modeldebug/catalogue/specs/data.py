@@ -114,7 +114,7 @@ axis to be at least four times in_channels long, and sees the first convolution 
     ),
     Spec(
         code='DAT005', kind='sampler_misuse', category='data', family='training', name='sampler-coverage',
-        summary="The training DataLoader only ever serves the first samples: a WeightedRandomSampler given fewer weights than samples, or a new unshuffled iterator each step.",
+        summary="The training DataLoader only ever serves the first samples (a WeightedRandomSampler given fewer weights than samples, a new unshuffled iterator each step), or a weighted sampler without replacement rebalances nothing.",
         explains=('label_issue', 'overfitting', 'class_imbalance', 'loss_not_decreasing'),
         options=(
             Option('sampler_min_share', 0.1, 'share of the data set the sampler draws from, at or below which the finding is high.'),
@@ -130,6 +130,13 @@ says whether the weights look like one per class (all distinct, a handful): the 
 is passing the class weights where the per-sample weights (`class_weights[labels]`) were meant.
 A sampler with as many weights as samples, a `SubsetRandomSampler` (drawing from a subset on
 purpose) and validation loaders are not judged.
+Also: a training `WeightedRandomSampler(..., replacement=False)` that draws at least 90% as many
+samples as it has weights, over weights that are not all equal: without replacement each sample
+comes once a pass, so the classes keep the data set's shares and the weights only order the pass
+(heavy samples first: the batches come sorted by label, which explains LBL001's label-ordered
+batches and a class imbalance). High when the weights take at most 20 distinct values (class
+weights indexed by label: the intent was to rebalance), medium otherwise. A smaller draw without
+replacement (a weighted subset without duplicates) is not flagged.
 Also: a loop that makes a new iterator for every batch (`next(iter(train_loader))` in the step loop,
 the `loader_iterator_per_batch` event) over a loader that reads its data set in order
 (`SequentialSampler`, `shuffle=False`), whose first batches all held the same values (the sum of the
