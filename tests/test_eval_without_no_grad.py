@@ -26,7 +26,8 @@ def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (x[:, :4].sum(1) > 0).long()
 
 
-def _run(*, pause: float = 0.0, val_on_train: bool = False, back_to_train: bool = True):  # type: ignore[no-untyped-def]
+def _run(*, pause: float = 0.0, val_on_train: bool = False, back_to_train: bool = True,  # type: ignore[no-untyped-def]
+         before: bool = False):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.Dropout(0.1), nn.ReLU(), nn.Linear(32, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -36,6 +37,10 @@ def _run(*, pause: float = 0.0, val_on_train: bool = False, back_to_train: bool 
     with md.watch(model, opt, db=":memory:") as s:
         for step in range(STEPS):
             xb, yb = x[step * 32:(step + 1) * 32], y[step * 32:(step + 1) * 32]
+            if before and step % 10 == 0:  # an evaluation at the start of each block, the first before any step
+                model.eval()
+                val_losses.append(F.cross_entropy(model(x_val), y_val).item())
+                model.train()
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -84,6 +89,14 @@ def test_an_evaluation_without_no_grad_on_training_samples_is_a_leak() -> None:
     leaked = [f for f in _run(val_on_train=True).report().findings if f.code == "DAT004"]
     assert leaked and leaked[0].evidence["fraction_of_val"] >= 0.4  # (of the training samples fingerprinted)
     assert not [f for f in _run().report().findings if f.code == "DAT004"]  # held-out samples: no leak
+
+
+def test_an_evaluation_before_the_first_step_is_not_taken_for_training_data() -> None:
+    """The first evaluation comes before the model ever trained: in eval mode with autograd on, it could be
+    a training pass (a model trained in eval mode), so its batch is fingerprinted as neither; the later ones,
+    on the same held-out data, are validation, and they are no leak."""
+    s = _run(before=True)
+    assert not [f for f in s.report().findings if f.code == "DAT004"]
 
 
 def test_a_pause_on_purpose_does_not_hide_a_memory_leak_beside_it() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "CLIP_CALL",
     "EDGE_OPS",
     "NOGRAD_IN_FORWARD",
+    "VAL_INPUT",
     "MASK_EDGES",
     "LOADER_ITERATOR_PER_BATCH",
     "CLIP_MAX",
@@ -411,6 +412,9 @@ CUSTOM_BACKWARD_CHECK = measure("event", "custom_backward_check", "loop", "event
                                "3 sampled steps: its backward against central differences of its forward, on a "
                                "float64 input of its own (`relative_error`), or why it was not checked",
                                always=True)
+VAL_INPUT = measure("event", "val_input", "inputs", "event",
+                    "the input batch of a trained model's first 3 evaluation passes (without gradients, or in "
+                    "eval mode written without no_grad): its mean, std, min and max, as the training input's")
 NOGRAD_IN_FORWARD = measure("event", "nograd_in_forward", "modes", "event",
                             "once per module: a layer with parameters called with autograd off inside a "
                             "training forward pass (a torch.no_grad() block in forward(), on a sampled step)")

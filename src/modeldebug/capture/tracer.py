@@ -90,6 +90,7 @@ _COVER_STEPS = 16
 
 
 _NOGRAD_TRAIN_PASSES = 8  # no-grad passes in train mode described by an event (the rest are only counted)
+_VAL_INPUTS = 3  # evaluation passes whose input is summarised (`_val_input`)
 _is_tracing = torch._C._is_tracing  # torch.jit.trace running (torch.jit.is_tracing, less its scripting check)
 _CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout is not judged)
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
@@ -127,6 +128,8 @@ class Tracer:
         self._disabled: set[str] = set()
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
         self._root_grad = False  # was autograd on at the outermost module call under way (sampled steps)
+        self._val_inputs = 0  # evaluation inputs summarised so far (`_val_input`)
+        self._val_input_on = M.VAL_INPUT in self.plan
         self._nograd_inside: set[str] = set()  # layers seen called under no_grad inside a training pass
         self.custom = CustomBackwardProbe(self)
         self._backwards_since_step = 0
@@ -413,9 +416,15 @@ class Tracer:
             if why is not None:  # a meta or nested batch: measure the rest of the run, not this input
                 self.skip(f"{info.name if info else type(module).__name__} (input)", f"the input is {why}")
                 x = None
-            if x is not None and self.loop.fingerprints_on and (training or self._trained_now(module)):
+            # (an eval-mode pass with autograd on before the model was seen training in train mode, an
+            # evaluation before the first step or a model trained in eval mode, is neither for sure)
+            unsure = training and not module.training and (info is None or info.trains != 2)
+            if x is not None and self.loop.fingerprints_on and not unsure and (training or self._trained_now(module)):
                 self.loop.fingerprint(x, "train" if training else "val")
         if not training:
+            if self._val_inputs < _VAL_INPUTS and info is not None and self._val_input_on \
+                    and (evaluating or self._trained_now(module)):
+                self._val_input(info.name, x if x is not None else S.first_tensor(args))
             if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
                 a.t_infer = time.perf_counter()
             if evaluating and a.t_eval is None:
@@ -520,6 +529,24 @@ class Tracer:
         elif self.padding.on and module.__class__ is nn.Embedding and id(module) not in self.padding.done:
             self.call("padding", self.padding.called, module, info, args)
         self.forward.output(module, info, output)
+
+    def _val_input(self, model: str, x: torch.Tensor | None) -> None:
+        """The input of one of a trained model's first evaluation passes, summarised as its training input is
+        (mean, std, min, max): DAT001 compares the two (validation data prepared unlike the training data)."""
+        if x is None or x.numel() == 0 or S.unmeasurable(x) is not None:
+            return
+        self._val_inputs += 1
+        step, writer, shape = self.step, self.writer, list(x.shape)
+
+        def sink(v: list[float]) -> None:
+            writer.add_event(step, M.VAL_INPUT.name, {"model": model, "shape": shape, "mean": v[0], "std": v[1],
+                                                      "min": v[2], "max": v[3]})
+
+        values = S.input_values(x)
+        if type(values) is list:
+            self.buffer.add_host(values[:4], sink)
+        else:
+            self.buffer.add(values[:4], sink)
 
     def _nograd_in_forward(self, name: str) -> None:
         """A layer with parameters called with autograd off inside a training pass (`with torch.no_grad():`

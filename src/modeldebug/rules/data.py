@@ -99,10 +99,11 @@ class InputNotNormalized(Rule):
     """Detects DAT001; its documentation and options are in the catalogue (`modeldebug explain DAT001`)."""
 
     code = "DAT001"
-    requires = (*M.INPUT_STATS, M.MODEL_INPUT, M.MODULE_STD, M.GRAPH_ADJACENCY)
+    requires = (*M.INPUT_STATS, M.MODEL_INPUT, M.MODULE_STD, M.GRAPH_ADJACENCY, M.VAL_INPUT)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from adjacency_findings(self, ctx)  # a graph's adjacency beside the node features
+        yield from self._validation_unlike_training(ctx)
         scale = ctx.option("input_scale")
         for e in ctx.record.entities("input"):
             if side_input(ctx, e) is not None:
@@ -170,6 +171,52 @@ class InputNotNormalized(Rule):
             recommendations=[Recommendation("fix", "Standardise the input to mean 0, std 1 (per channel or per feature).", fix),
                              Recommendation("best_practice", "Or let the model standardise its own input with a normalisation layer first.",
                                             "model = nn.Sequential(nn.BatchNorm1d(num_features), model)   # BatchNorm2d(channels) for images")])
+
+    def _validation_unlike_training(self, ctx: Context) -> Iterator[Finding]:
+        """The evaluation input on another scale than the training input: the validation (or test) data was
+        not prepared like the training data (standardised with the training statistics on one side only)."""
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for ev in ctx.record.events(M.VAL_INPUT.name):
+            by_model.setdefault(str(ev.data.get("model")), []).append(ev.data)
+        limit = ctx.option("val_input_scale")
+        for model, evs in by_model.items():
+            t_mean, t_std = _median(ctx, model, "mean"), _median(ctx, model, "std")
+            v_mean = float(np.median([float(d.get("mean", np.nan)) for d in evs]))
+            v_std = float(np.median([float(d.get("std", np.nan)) for d in evs]))
+            if not all(np.isfinite([t_mean, t_std, v_mean, v_std])) or t_std <= 0 or v_std <= 0:
+                continue
+            ratio = v_std / t_std
+            shift = abs(v_mean - t_mean) / t_std
+            spread = max(ratio, 1 / ratio)
+            if spread < limit and shift < limit:
+                continue
+            far = spread >= limit**2 or shift >= limit**2
+            lo = float(np.median([float(d.get("min", np.nan)) for d in evs]))
+            hi = float(np.median([float(d.get("max", np.nan)) for d in evs]))
+            yield self.finding(
+                severity="high" if far else "medium", confidence=0.8,
+                title=(f"Validation input is on another scale than the training input: mean {fmt(v_mean)}, std "
+                       f"{fmt(v_std)} against mean {fmt(t_mean)}, std {fmt(t_std)}"),
+                description=(f"The model {model} was trained on inputs with mean {fmt(t_mean)} and std {fmt(t_std)} "
+                             f"(median over the sampled training steps) and evaluated on inputs with mean {fmt(v_mean)} "
+                             f"and std {fmt(v_std)}, range {fmt(lo)}..{fmt(hi)} (its first {len(evs)} evaluation "
+                             f"passes): {fmt(spread)}x the spread, a shift of {fmt(shift)} training standard deviations. "
+                             "The evaluation data was not prepared like the training data (a normalisation, "
+                             "scaling or transform applied to one split only), so the model is scored on inputs "
+                             "it never saw and the validation numbers say nothing about it."),
+                location=None, step=None,
+                evidence={"model": model, "train_mean": t_mean, "train_std": t_std, "val_mean": v_mean, "val_std": v_std,
+                          "val_min": lo, "val_max": hi, "std_ratio": ratio, "mean_shift_in_train_std": shift,
+                          "val_passes": len(evs), "threshold": limit,
+                          # a validation loss at or worse than chance, or never improving, follows from it
+                          "explains": ["label_issue", "validation_not_improving", "overfitting"]},
+                recommendations=[Recommendation(
+                    "fix", "Prepare every split with the same code and the training split's statistics.",
+                    "mean, std = X_train.mean(0), X_train.std(0).clamp_min(1e-8)   # training split only\n"
+                    "X_train = (X_train - mean) / std\n"
+                    "X_val = (X_val - mean) / std      # the same mean and std\n"
+                    "X_test = (X_test - mean) / std")],
+            )
 
     def _identical(self, e: Entity, const: np.ndarray, step: int) -> Finding:
         others = int(e.info.get("other_tensors") or 0)

@@ -10,6 +10,7 @@ SPECS = (
         summary="The model's input is far from unit scale (raw pixels 0..255, unscaled features), or every sample is the same.",
         explains=('saturated_activations', 'exploding_gradients', 'loss_not_decreasing', 'vanishing_gradients', 'dead_activations', 'loss_diverging', 'loss_oscillating', 'lr_too_high', 'poor_initialization'),
         options=(
+            Option('val_input_scale', 4.0, "evaluation input whose std is this many times the training input's (or 1/this), or whose mean is this many training standard deviations away: prepared unlike the training data (high at the square)."),
             Option('input_scale', 10.0, 'input RMS at or above this multiple of unit scale (or at or below 1/this**2 with peak at most 1/this).'),
         ),
         doc="""
@@ -21,6 +22,16 @@ most 1/`input_scale`² and its largest magnitude at most 1/`input_scale` (inputs
 twice; sparse inputs such as TF-IDF rows have a small RMS but not small peaks). It stays silent when the model's first layer is
 a normalisation layer, which rescales the input itself. It also flags a batch in which every
 feature is equal on every sample (`const_frac` = 1): the input carries no information.
+
+The evaluation input is compared with the training input too. The first 3 evaluation passes of a
+model being trained (without gradients, or in eval mode written without `torch.no_grad()`; a
+teacher's or target network's inference is not one) are summarised like the training input (the
+`val_input` event: mean, std, min, max). When their std is `val_input_scale` (default 4) times the
+training input's or more (or 1/that or less), or their mean is that many training standard
+deviations away, the validation data was not prepared like the training data (standardised with
+the training statistics on one side only, a transform left out): medium, high at the square of
+the threshold. The finding explains a validation loss worse than chance (LBL001), one that never
+improves (GEN002) and one that rises (GEN001).
 
 A graph network's adjacency is judged too: a floating (nodes x nodes) matrix passed beside node
 features of as many rows (dense, sparse, or a batch of graphs) is described once per model (the
