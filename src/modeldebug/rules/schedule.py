@@ -369,16 +369,68 @@ class LrTooLow(Rule):
 
     code = "LRN002"
     requires = (M.LOSS, M.LR, M.UPDATE_RATIO, M.PARAM_GRAD_NORM, M.PARAM_NORM, M.LOSS_CALLS, M.LABEL_COUNTS, M.IN_MAX, M.OPTIMIZER,
-                M.PLATEAU_STEP, M.LR_SCHEDULER)
+                M.PLATEAU_STEP, M.LR_SCHEDULER, M.N_BACKWARD)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         yield from plateau_backwards(self, ctx)
         yield from self._warmup_unfinished(ctx)
+        per_micro = self._stepped_per_micro_batch(ctx)
+        if per_micro is not None:
+            yield per_micro
+            return  # the schedule's course, run n times too fast, is the cause of what follows
         decayed = self._decayed_away(ctx)
         if decayed is not None:
             yield decayed
             return  # the same stall, its cause named: the tiny updates after it are its effect
         yield from self._tiny_updates(ctx)
+
+    def _stepped_per_micro_batch(self, ctx: Context) -> Finding | None:
+        """A schedule stepped once per backward pass under gradient accumulation: `scheduler.step()` next to
+        `loss.backward()`, not next to `optimizer.step()`. Its course, sized in optimizer steps, runs as many
+        times too fast as there are micro-batches per step (a warmup done in a fraction of its steps, a decay
+        to 0 long before the run ends). Judged by counts alone: the scheduler's steps over the optimizer's
+        within a quarter of the median backward passes per step, 2 or more, and the rate at 0 (1% of its
+        peak or less) for the last 20% of the run or more: a schedule sized in micro-batches on purpose runs
+        its course over the whole run and is not flagged."""
+        sched = next((ev.data for ev in ctx.record.events(M.LR_SCHEDULER.name)), None)
+        n_back = ctx.record.column("n_backward").finite().values
+        if sched is None or sched.get("type") == "ReduceLROnPlateau" or not len(n_back):
+            return None
+        opt_steps, sched_steps = int(sched.get("optimizer_steps", 0)), int(sched.get("scheduler_steps", 0))
+        micro = float(np.median(n_back))
+        if opt_steps < ctx.t.min_steps or micro < 2:
+            return None
+        ratio = sched_steps / opt_steps
+        if abs(ratio - micro) > 0.25 * micro:
+            return None
+        lr = ctx.record.column("lr").finite()
+        v, steps = lr.values, lr.steps
+        peak = float(v.max()) if len(v) else 0.0
+        gone = np.flatnonzero(v <= 0.01 * peak) if peak > 0 else np.array([], dtype=int)
+        ran_out = len(gone) > 0 and bool(np.all(v[gone[0]:] <= 0.01 * peak))
+        at = int(steps[gone[0]]) if ran_out else None
+        rest = (int(steps[-1]) - at) / max(int(steps[-1]) - int(steps[0]), 1) if at is not None else 0.0
+        if not (ran_out and rest >= 0.2):
+            return None  # a schedule sized in micro-batches on purpose runs its course over the whole run
+        return self.finding(
+            severity="high", confidence=0.85,
+            title=(f"The {sched.get('type')} schedule is stepped once per micro-batch: {fmt(ratio)} scheduler steps per "
+                   f"optimizer step under gradient accumulation of {fmt(micro)}"
+                   + f"; the learning rate has been 0 since step {at} ({rest:.0%} of the run)"),
+            description=(f"The run accumulates gradients over {fmt(micro)} backward passes per optimizer step, and the "
+                         f"schedule was stepped {sched_steps} times against {opt_steps} optimizer steps: scheduler.step() "
+                         "sits next to loss.backward(), not next to optimizer.step(). A schedule sized in optimizer "
+                         f"steps (a warmup, a linear or cosine decay over the run) then runs {fmt(ratio)}x too fast"
+                         + f": the rate reached 0 at step {at} and the last {rest:.0%} of the run trained nothing."),
+            step=int(steps[0]) if len(steps) else 0,
+            evidence={"scheduler": sched.get("type"), "scheduler_steps": sched_steps, "optimizer_steps": opt_steps,
+                      "backward_per_step": micro, "steps_per_optimizer_step": ratio, "lr_zero_from_step": at,
+                      "share_of_run_at_zero": rest, "lr": ctx.evidence_series(lr)},
+            recommendations=[Recommendation(
+                "fix", "Step the schedule with the optimizer, once per accumulated step.",
+                "for i, (x, y) in enumerate(loader):\n    (loss_fn(model(x), y) / accum).backward()\n"
+                "    if (i + 1) % accum == 0:\n        optimizer.step()\n        scheduler.step()      # here, not after "
+                "every backward()\n        optimizer.zero_grad()")])
 
     def _decayed_away(self, ctx: Context) -> Finding | None:
         """A rate that falls to nothing in the first half of the run and stays there, while the loss stops

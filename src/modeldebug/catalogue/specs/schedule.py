@@ -220,6 +220,13 @@ flagged either.
         ),
         doc="""
 ## What it detects
+First, a schedule stepped once per backward pass under gradient accumulation (`scheduler.step()` next
+to `loss.backward()`, not next to `optimizer.step()`): the `lr_scheduler` event's scheduler steps over
+optimizer steps within a quarter of the median backward passes per step (2 or more), and the rate at
+1% of its peak or less for the last 20% of the run or more (high). A schedule sized in optimizer steps
+then runs as many times too fast as there are micro-batches, and the rate reaches 0 long before the
+run ends. One sized in micro-batches on purpose spans the run and is not flagged.
+
 The training loss stays within `lr_low_improvement` (default 5%) of its start: the medians of
 the first and last quarter of the run, and the best running median over a quarter, differ by
 less than that. Meanwhile the update-to-weight ratio ‖Δw‖/‖w‖ (median over weight tensors and
