@@ -41,6 +41,9 @@ __all__ = [
     "split_input_target",
 ]
 
+#: Losses whose float target may be a series' next values (a next-step forecaster: probes.future_leak).
+_REGRESSION = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"})
+
 # The order of the values loss_io_stats returns.
 LOSS_IO_STATS: tuple[str, ...] = tuple(m.name for m in M.LOSS_IO_STATS)
 
@@ -338,8 +341,8 @@ class LossWatch:
             self.eids[key] = eid
             mixing = tr.mixing
             if phase == "train" and not mixing.done and mixing.leak and isinstance(tgt, torch.Tensor) \
-                    and not tgt.is_floating_point() and name not in SEQUENCE_LOSSES:
-                mixing.target = tgt  # the next-token check at the first step's sync (probes.future_leak)
+                    and name not in SEQUENCE_LOSSES and (not tgt.is_floating_point() or name in _REGRESSION):
+                mixing.target = tgt  # the next-token (next-step) check at the first step's sync (probes.future_leak)
         step = tr.step
         if self.val and phase == "val" and isinstance(out, torch.Tensor) and out.numel() == 1:
             tr.buffer.add(out.detach().reshape(1), stats_sink(tr.writer, step, [(eid, M.VAL_LOSS.name)]))

@@ -350,6 +350,8 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
     right-shifted target); a model that reads every position (an autoencoder) is not judged.
     Shifted by 2 or 3: the model is taught to predict that many tokens ahead (labels shifted twice),
     said without a gradient. None when it does not apply."""
+    if target.is_floating_point():
+        return _next_step_leak(root, args, target)
     found = None
     for a in args:
         if isinstance(a, torch.Tensor) and _is_index(a) and a.dim() == 2 and a.shape[1] >= 4 and _is_index(target):
@@ -397,6 +399,58 @@ def future_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) ->
                          "max_future_grad": float(per_position[p + 1:].max())}
     # the target is the input itself: a leak when a causal model reads the token at its own position
     return result | {"reads_own_target": bool(not seen and per_position[p] > floor)}
+
+
+def _series(x: torch.Tensor) -> torch.Tensor | None:
+    """A univariate series batch as ``[B, T]`` (``[B, T]``, ``[B, T, 1]`` or ``[B, 1, T]``), else None."""
+    if x.dim() == 3 and 1 in (x.shape[1], x.shape[2]):
+        x = x.reshape(x.shape[0], -1)
+    return x if x.dim() == 2 and x.shape[1] >= 8 else None
+
+
+def _next_step_leak(root: nn.Module, args: tuple[Any, ...], target: torch.Tensor) -> dict[str, Any] | None:
+    """`future_leak` for a next-step forecaster: a float series ``[B, T]`` (or with one channel) trained to
+    output, at every position, the series' next value (the target is the input shifted by one, value for
+    value, at 99% of the positions or more). On a private copy, in eval mode, the gradient of sample 0's
+    output at the middle position is taken at every input position: a causal model (a left-padded
+    convolution, a recurrence, a masked attention) gives zero after it; a convolution padded on both sides
+    ('same' padding) reads the next value, which is its own target. None when it does not apply."""
+    found = None
+    tg = _series(target.detach())
+    for i, a in enumerate(args):
+        x = _series(a.detach()) if isinstance(a, torch.Tensor) and a.is_floating_point() else None
+        if x is None or tg is None or x.shape[0] != tg.shape[0] or float(x.std()) == 0.0:
+            continue
+        n = min(tg.shape[1], x.shape[1] - 1)
+        if n >= 8 and float((tg[:, :n] == x[:, 1:n + 1]).float().mean()) >= 0.99:
+            found = i
+            break
+    if found is None or weight_bytes(root) > TWIN_MAX_BYTES:
+        return None
+    b, t = int(args[found].shape[0]), int(_series(args[found]).shape[1])  # type: ignore[union-attr]
+    model, call, _ = twin(root, tuple(args))
+    set_training(model, False)
+    leaf = call[found].detach().clone().requires_grad_(True)
+    call = (*call[:found], leaf, *call[found + 1:])
+    p = t // 2
+    with quiet(model), torch.enable_grad():
+        out = first_tensor(model(*call))
+        if out is None or not out.requires_grad or out.numel() % (b * t):
+            return None
+        row = _position_row(out, b, t, p)
+        if row is None:
+            return None
+        (grad,) = torch.autograd.grad(row.sum(), leaf, allow_unused=True)
+    if grad is None:
+        return None
+    per_position = grad[0].detach().reshape(t, -1).abs().amax(1) if grad[0].numel() % t == 0 else None
+    if per_position is None:
+        return None
+    floor = _LEAK_TOLERANCE * float(per_position[:p + 1].max())
+    seen = [int(i) for i in torch.nonzero(per_position[p + 1:] > floor).flatten() + p + 1]
+    return {"sequence": t, "position": p, "target_shift": 1, "targets_shifted": 1.0, "series": True,
+            "own_grad": float(per_position[p]), "argument": found, "future_positions_seen": len(seen),
+            "first_future_seen": seen[0] if seen else None, "max_future_grad": float(per_position[p + 1:].max())}
 
 
 def _position_row(out: torch.Tensor, b: int, t: int, p: int) -> torch.Tensor | None:

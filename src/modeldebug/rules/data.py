@@ -632,6 +632,9 @@ class DataLeakage(Rule):
             if n == 0 or p is None or t is None:
                 continue
             types = {m.type for m in ctx.modules.values()}
+            if d.get("series"):
+                yield self._series_sees_the_future(d, types, ev.step)
+                continue
             attention = sorted(types & _ATTENTION)
             yield self.finding(
                 severity="high", confidence=0.9,
@@ -652,6 +655,32 @@ class DataLeakage(Rule):
                     "h = encoder(x, mask=mask, is_causal=True)\n"
                     "# or: F.scaled_dot_product_attention(q, k, v, is_causal=True)")],
             )
+
+    def _series_sees_the_future(self, d: dict[str, Any], types: set[str], step: int | None) -> Finding:
+        """A next-step forecaster (the target is the input series shifted by one) whose output at a position
+        depends on later positions: 'same' padding in its convolutions, a bidirectional layer, no mask."""
+        n, p, t = int(d["future_positions_seen"]), d.get("position"), d.get("sequence")
+        convs = sorted(types & {"Conv1d", "Conv2d", "ConvTranspose1d"})
+        return self.finding(
+            severity="high", confidence=0.9,
+            title=(f"The forecaster sees the values it must predict: its output at position {p} depends on {n} "
+                   "later positions of the input series"),
+            description=(f"The loss's target is the input series shifted by one step, value for value: at every "
+                         f"position the model is asked for the next value. On a private copy, the output at position "
+                         f"{p} of a {t}-step window changed with the input at position {d.get('first_future_seen')} and "
+                         "after, and position "
+                         f"{p + 1 if p is not None else 'p + 1'} holds its own target. The model learns to copy it: "
+                         "the teacher-forced training and validation losses fall far below what forecasting allows, "
+                         "and a real forecast, where the next value is not there to read, fails."
+                         + (f" The model has {', '.join(convs)}: padded on both sides ('same' padding), a convolution "
+                            "reads the positions after the one it computes." if convs else "")),
+            location=None, step=step, evidence=dict(d) | {"rests_on": ["causality_leak"]},
+            recommendations=[Recommendation(
+                "fix", "Make every layer causal: pad convolutions on the left only (or shift the target).",
+                "pad = (kernel_size - 1) * dilation\n"
+                "conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)      # padding=0\n"
+                "h = conv(F.pad(x, (pad, 0)))          # left padding only: position t sees t and before")],
+        )
 
     def _reads_own_target(self, ev: Any) -> Finding:
         """A causal model whose input at each position is the token its loss asks for there."""

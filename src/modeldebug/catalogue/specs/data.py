@@ -274,7 +274,12 @@ compared. When the target is not shifted at all (at least 90% of `target[:, t] =
 same gradient asks whether a causal model reads the very token it must predict: output `p`
 depends on input `p` and on nothing after it (a decoder fed the target instead of the
 right-shifted target), reported high; a model that reads every position (an autoencoder) is not
-judged. Models that embed ids some other way, and other objectives, are not probed. In an
+judged. The same holds for a next-step forecaster: a float series `[B, T]` (or with one channel)
+whose regression target (`mse_loss`, `l1_loss`, `smooth_l1_loss`, `huber_loss`) is the series
+shifted by one, value for value at 99% of the positions or more: the gradient is taken at the input
+series itself, and a later position read (a convolution padded on both sides, 'same' padding; a
+bidirectional layer) is reported high, with the fix (pad on the left only). Models that embed ids
+some other way, and other objectives, are not probed. In an
 agent run the causality probe (PRB003) measures the same leak and names the layer: this finding
 is then listed as its symptom.
 
