@@ -120,6 +120,10 @@ class PaddingProbe(_Probes):
         with torch.no_grad():
             flat = ids.detach().flatten()
             share = (flat == pad).float().mean()
+            # a batch of sequences [B, T]: the share of positions that are padding in every sequence (a batch
+            # padded to a fixed length, not to its longest sequence: computed over for nothing)
+            columns = (1.0 - (ids.detach() != pad).any(0).float().mean()) if ids.dim() == 2 and ids.shape[1] >= 8 \
+                else torch.full((), float("nan"), device=flat.device)
             # distinct ids among the first 4096, without `unique` (a device sync): a mark per row of the table
             distinct = (torch.zeros(rows, device=flat.device).index_fill_(0, flat[:4096].long(), 1.0).sum()
                         if rows <= _MAX_ROWS else torch.full((), float("nan"), device=flat.device))
@@ -129,6 +133,7 @@ class PaddingProbe(_Probes):
 
         def sink(values: list[float]) -> None:
             tr.writer.add_event(step, M.EMBEDDING_PADDING.name, {
-                **data, "padding_share": values[0], "distinct_ids": int(values[1]) if values[1] == values[1] else None})
+                **data, "padding_share": values[0], "distinct_ids": int(values[1]) if values[1] == values[1] else None}
+                | ({"padding_columns_share": values[2]} if values[2] == values[2] else {}))
 
-        tr.buffer.add(torch.stack([share, distinct]), sink)
+        tr.buffer.add(torch.stack([share, distinct, columns.to(share.dtype)]), sink)

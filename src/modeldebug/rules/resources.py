@@ -491,6 +491,10 @@ _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _WAITING_CALLS = ("time.sleep", "matplotlib.pyplot.pause", "matplotlib.pyplot.show")
 
 
+#: At least this share of a batch's positions padding in every sequence: padded to a fixed length.
+_PADDED_COLUMNS = 0.5
+
+
 def deliberate_wait(profile: dict | None) -> dict | None:
     """The line that held most of the time between steps when it waits on purpose: a pause to show
     a plot (`plt.pause`), a `time.sleep`, `input()`. Such a run is slow by design, not by a
@@ -601,13 +605,16 @@ class SlowStep(Rule):
 
     code = "PRF002"
     requires = (M.T_DATA, M.T_FORWARD, M.T_BACKWARD, M.T_OPTIMIZER, M.T_LOADER, M.RSS_MB, M.MODEL_INPUT, M.GAP_PROFILE,
-                M.LOSS_CALLS, M.ANOMALY_MODE, M.T_INFERENCE, *_TIMED)
+                M.LOSS_CALLS, M.ANOMALY_MODE, M.T_INFERENCE, M.EMBEDDING_PADDING, *_TIMED)
     # Work that grows with the run (a longer history, a bigger graph) needs more memory too.
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         anomaly = self._anomaly_mode(ctx)
         if anomaly is not None:
             yield anomaly
+        padded = self._padded_to_a_fixed_length(ctx)
+        if padded is not None:
+            yield padded
         every = self._evaluation_every_step(ctx)
         if every is not None:
             yield every
@@ -625,6 +632,46 @@ class SlowStep(Rule):
         stalls = self._stalls(ctx, idx)
         if stalls is not None:
             yield stalls
+
+    def _padded_to_a_fixed_length(self, ctx: Context) -> Finding | None:
+        """Batches of token sequences whose last (or first) positions are padding in every sequence: padded to
+        a fixed length, not to the batch's longest sequence. Every layer after the embedding computes over
+        those positions for nothing. Read from the embedding probe (`embedding_padding`, the first sampled
+        training steps): half of the positions or more, on every probe."""
+        for module, probes in ctx.events_by(M.EMBEDDING_PADDING.name).items():
+            shares = [float(p["padding_columns_share"]) for p in probes if "padding_columns_share" in p]
+            if not shares or len(shares) < len(probes) or min(shares) < _PADDED_COLUMNS:
+                continue
+            share = float(np.median(shares))
+            d = probes[0]
+            t = (d.get("input_shape") or [0, 0])[-1]
+            types = {m.type for m in ctx.modules.values()}
+            rnn = sorted(types & {"LSTM", "GRU", "RNN"})
+            return self.finding(
+                # a recurrent model may pack its sequences (pack_padded_sequence skips the padding there)
+                severity="low" if rnn else "medium", confidence=0.7,
+                title=(f"Batches are padded to a fixed length: {share:.0%} of the {t} positions are padding in every "
+                       "sequence of the batch"),
+                description=(f"{module} reads token ids of shape {tuple(d.get('input_shape') or [])}, and on each of the "
+                             f"first {len(shares)} sampled training steps {fmt(min(shares) * 100)}-"
+                             f"{fmt(max(shares) * 100)}% of the positions held the padding id {d.get('padding_idx')} in "
+                             "every sequence: the batch is padded to a fixed length, not to its longest sequence. A "
+                             "mask keeps the results right, but every layer after the embedding (attention grows "
+                             "with the square of the length) computes over those positions for nothing: the step "
+                             f"costs up to {fmt(1 / max(1 - share, 1e-3))}x what the batch needs."
+                             + (f" The model has {', '.join(rnn)}: if it packs its sequences (pack_padded_sequence) "
+                                "the recurrence skips the padding, and only the layers before it pay." if rnn else "")),
+                location=module, step=None,
+                evidence={"module": module, "padding_columns_share": share, "probes": len(shares),
+                          "input_shape": d.get("input_shape"), "padding_idx": d.get("padding_idx")},
+                recommendations=[Recommendation(
+                    "optimization", "Pad each batch to its longest sequence (dynamic padding) in the collate function.",
+                    "def collate(batch):\n    length = max(len(ids) for ids, _ in batch)     # not a fixed max_length\n"
+                    "    x = torch.full((len(batch), length), PAD)\n    for i, (ids, _) in enumerate(batch):\n"
+                    "        x[i, :len(ids)] = torch.as_tensor(ids)\n    return x, torch.tensor([y for _, y in batch])\n"
+                    "# Hugging Face: tokenizer(..., padding='longest') or DataCollatorWithPadding; with torch.compile,\n"
+                    "# a few fixed bucket lengths keep the shapes static")])
+        return None
 
     def _evaluation_every_step(self, ctx: Context) -> Finding | None:
         """A validation pass after every training step (`validate()` indented into the batch loop): losses

@@ -161,7 +161,12 @@ evaluation) in the gap before at least 80% of the steps after warm-up, and the f
 without gradients there (`t_inference`) holding at least half of the median step, and those losses
 over other data than the training batch (at least two calls a step, or another batch size) (medium).
 A teacher's or a target network's inference on the training batch, even one that computes its own
-loss under `no_grad`, is not taken for one.
+loss under `no_grad`, is not taken for one. (5) Token batches padded to a fixed length: an
+`nn.Embedding` with a `padding_idx` reading ids `[B, T]` (T of 8 or more) where half of the positions
+or more hold the padding id in every sequence of the batch, on each of the first sampled training
+steps (`embedding_padding`'s `padding_columns_share`): padded to a maximum length, not to the batch's
+longest sequence, so every layer after the embedding computes over them for nothing (medium; low
+when the model has an LSTM, GRU or RNN, which may pack its sequences).
 
 ## Why is this bad?
 A step time that grows with the step count makes the run quadratic: the last steps cost many

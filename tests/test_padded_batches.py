@@ -1,0 +1,61 @@
+"""PRF002: token batches padded to a fixed length, not to their longest sequence (blind10: tickets of ~20
+tokens padded to 128). Twins: the same batches padded to their longest sequence; a recurrent model padded
+to a fixed length (it may pack its sequences: low); an embedding read one id per sample."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import modeldebug as md
+
+PAD, V = 0, 200
+
+
+class _Bag(nn.Module):
+    def __init__(self, rnn: bool) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 16, padding_idx=PAD)
+        self.rnn = nn.GRU(16, 16, batch_first=True) if rnn else None
+        self.out = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x)
+        if self.rnn is not None:
+            h = self.rnn(h)[0]
+        keep = (x != PAD).unsqueeze(2).float()
+        return self.out((h * keep).sum(1) / keep.sum(1).clamp_min(1))
+
+
+def _run(fixed: bool, rnn: bool = False):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = _Bag(rnn)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, opt, db=":memory:") as s:
+        for _ in range(40):
+            lengths = torch.randint(5, 21, (32,), generator=g)
+            width = 64 if fixed else int(lengths.max())
+            x = torch.full((32, width), PAD)
+            for i, n in enumerate(lengths.tolist()):
+                x[i, :n] = torch.randint(1, V, (n,), generator=g)
+            y = (x[:, 0] % 2).long()
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return s.report().findings
+
+
+@pytest.mark.parametrize("rnn", [False, True], ids=["bag", "gru"])
+def test_batches_padded_to_a_fixed_length_are_found(rnn: bool) -> None:
+    (f,) = [f for f in _run(fixed=True, rnn=rnn) if f.code == "PRF002"]
+    assert f.severity == ("low" if rnn else "medium") and f.location == "emb"
+    assert f.evidence["padding_columns_share"] >= 0.6  # at most 20 of 64 positions used
+    assert "max(len(ids)" in f.recommendations[0].implementation
+
+
+def test_batches_padded_to_their_longest_sequence_are_left_alone() -> None:
+    assert not [f for f in _run(fixed=False) if f.code == "PRF002"]
