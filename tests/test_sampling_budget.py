@@ -153,7 +153,8 @@ def test_a_deep_model_at_detailed_is_sampled_less_often_and_says_so() -> None:
     steps = session.record.column("sampled")
     sampled = [int(t) for t, v in zip(steps.steps, steps.values) if v]
     later = [t for t in sampled if t > first.step and t not in EARLY_STEPS]
-    assert later and all(t % 5 == 0 for t in later)
+    # (on a machine busy enough the interval outgrows the run: then no later sample is due)
+    assert (later or first.step + every["every"] >= 120) and all(t % 5 == 0 for t in later)
     assert len(sampled) < len(EARLY_STEPS) + 120 // 5  # fewer samples than every 5th step
 
 
