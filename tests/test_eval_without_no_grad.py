@@ -120,3 +120,29 @@ def test_a_pause_on_purpose_does_not_hide_a_memory_leak_beside_it() -> None:
     slow = [f for f in findings if f.code == "PRF002"]
     assert slow and slow[0].severity == "low"
     assert [f for f in findings if f.code == "MEM001" and f.severity in ("medium", "high")]
+
+
+def test_a_frozen_extractor_in_eval_mode_feeding_the_next_stage_is_not_an_evaluation() -> None:
+    """Stage 1 trains an encoder; stage 2 freezes it (eval mode, requires_grad off) and trains a head on
+    its features, autograd on: the encoder's passes are the head's training input, not validation."""
+    torch.manual_seed(0)
+    enc, dec = nn.Sequential(nn.Linear(16, 8), nn.Tanh()), nn.Linear(8, 16)
+    head = nn.Linear(8, 2)
+    x, y = _data(64 * 32, 0)
+    with md.watch(nn.ModuleDict({"enc": enc, "dec": dec, "head": head}), db=":memory:") as s:
+        opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-2)
+        for i in range(0, 2048, 64):
+            loss = F.mse_loss(dec(enc(x[i:i + 64])), x[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        enc.eval()
+        enc.requires_grad_(False)
+        opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+        for i in range(0, 2048, 64):
+            loss = F.cross_entropy(head(enc(x[i:i + 64])), y[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert not [f for f in s.report().findings if f.code == "DAT004"]
+    assert not s.record.events("val_input")

@@ -180,3 +180,19 @@ def test_the_providers_and_keys_known_without_litellm_are_litellms(monkeypatch: 
         monkeypatch.delenv(name, raising=False)
         env = litellm.validate_environment(f"{provider}/some-model")
         assert not env["keys_in_environment"] and env["missing_keys"] == [name], (provider, env)
+
+
+def test_a_broken_dspy_met_after_the_run_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --llm` builds the model after the run: an install that fails there with something other than an
+    ImportError (a version clash) must still be one line, the report kept, never a traceback."""
+    from modeldebug.llm import lm as lm_module
+
+    def broken() -> None:
+        raise RuntimeError("pydantic version clash")
+
+    monkeypatch.setattr(lm_module, "_dspy", broken)
+    args = parse("--llm", "ollama_chat/llama3.2")
+    handle_llm(a_report(), args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError: pydantic version clash" in err[0] and "the rule report stands" in err[0]

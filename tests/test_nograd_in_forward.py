@@ -76,3 +76,28 @@ def test_a_parameter_without_any_gradient_is_not_folded_into_dead_units() -> Non
                    "encoder.0", 3)
     assert [f.code for f in rank([dead, none])] == ["OPT001", "ACT001"]  # both stand
     assert [f.code for f in rank([dead, zero])] == ["ACT001"]  # a zero gradient: the dead units' work
+
+
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad=True")  # (PyTorch's own hint of the bug)
+def test_a_reentrant_checkpoint_on_an_input_without_grad_is_named_as_such() -> None:
+    """torch.utils.checkpoint(use_reentrant=True) runs its block with autograd off: given an input that does
+    not require grad (frozen embeddings), nothing in the block gets a gradient. Not a no_grad block."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, 16).requires_grad_(False)
+    block = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    head = nn.Linear(16, 2)
+    model = nn.ModuleDict({"emb": emb, "block": block, "head": head})
+    opt = torch.optim.Adam([*block.parameters(), *head.parameters()], lr=1e-3)
+    ids = torch.randint(0, 50, (640, 8))
+    y = (ids[:, 0] % 2).long()
+    with md.watch(model, opt, db=":memory:") as s:
+        for i in range(0, 640, 32):
+            h = checkpoint(block, emb(ids[i:i + 32]), use_reentrant=True).mean(1)
+            loss = F.cross_entropy(head(h), y[i:i + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    (f,) = [f for f in s.report().findings if f.code == "OPT001"]
+    assert "torch.utils.checkpoint" in f.title and "use_reentrant=False" in f.recommendations[0].implementation

@@ -80,3 +80,25 @@ def test_a_weighted_sampler_without_replacement_rebalances_nothing() -> None:
 def test_a_weighted_sampler_that_rebalances_or_draws_a_subset_is_left_alone(how: str) -> None:
     report = _run("per_sample", replacement=how == "with_replacement", num_samples=1200 if how == "with_replacement" else 300)
     assert found(report, "sampler_misuse") is None
+
+
+def test_zero_one_weights_without_replacement_shuffle_a_subset_and_are_left_alone() -> None:
+    """0/1 weights drop some samples and shuffle the rest: without replacement that is what they are for."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1000, 12, generator=g), torch.randint(0, 2, (1000,), generator=g)
+    keep = (torch.rand(1000, generator=g) > 0.05).float()
+    loader = DataLoader(TensorDataset(x, y), batch_size=64,
+                        sampler=WeightedRandomSampler(keep, num_samples=int(keep.sum()), replacement=False, generator=g))
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def loop() -> None:
+        for _ in range(2):
+            for xb, yb in loader:
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    assert found(watched(model, loop), "sampler_misuse") is None

@@ -25,9 +25,10 @@ def _fit(how: str):  # type: ignore[no-untyped-def]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     total = STEPS * ACCUM if how == "sized_in_micro_batches" else STEPS
     warm = total // 10
+    start = 1e-3 if how == "from_near_zero" else 1 / warm  # (LinearLR(start_factor=1e-3) starts at 0.1% of the rate)
     sched = None if how == "no_schedule" else torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
-    per_micro = how in ("per_micro_batch", "sized_in_micro_batches")
+        opt, lambda s: min(start + s / warm, max(0.0, (total - s) / (total - warm))))
+    per_micro = how in ("per_micro_batch", "sized_in_micro_batches", "from_near_zero")
     with md.watch(model, optimizer=opt, db=":memory:") as session:
         for i in range(STEPS * ACCUM):
             xb, yb = x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]
@@ -42,8 +43,9 @@ def _fit(how: str):  # type: ignore[no-untyped-def]
     return session.report()
 
 
-def test_a_schedule_stepped_per_micro_batch_runs_out_and_is_found() -> None:
-    report = _fit("per_micro_batch")
+@pytest.mark.parametrize("how", ["per_micro_batch", "from_near_zero"])
+def test_a_schedule_stepped_per_micro_batch_runs_out_and_is_found(how: str) -> None:
+    report = _fit(how)
     f = found(report, "lr_too_low")
     assert f is not None and f.code == "LRN002" and f.severity == "high" and report.findings[0] is f
     assert f.evidence["backward_per_step"] == ACCUM and 3.5 <= f.evidence["steps_per_optimizer_step"] <= 4.5

@@ -81,3 +81,23 @@ def test_a_teachers_inference_is_not_an_evaluation() -> None:
             loss.backward()
             opt.step()
     assert not s.record.events("val_input")
+
+
+@pytest.mark.parametrize("how", ["sampling", "one_state"])
+def test_passes_without_a_loss_on_them_are_not_evaluations(how: str) -> None:
+    """Sampling from the model (a diffusion sampler's start at sigma 80) or choosing an action for one state:
+    no loss is computed on them, so their inputs (another scale by design) are not compared."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(2048, 8)
+    with md.watch(model, opt, db=":memory:") as s:
+        for i in range(0, 2048, 64):
+            loss = F.mse_loss(model(x[i:i + 64] + 0.1 * torch.randn(64, 8)), x[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model(torch.randn(64, 8) * 80 if how == "sampling" else x[i:i + 1] * 0.01)
+    assert not s.record.events("val_input")
+    assert not [f for f in s.report().findings if f.code == "DAT001"]

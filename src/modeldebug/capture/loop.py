@@ -572,7 +572,9 @@ def _sampler_of(sampler: Any) -> dict[str, Any]:
     if isinstance(sampler, torch.utils.data.WeightedRandomSampler) and isinstance(weights, torch.Tensor):
         out["sampler_weights"] = int(weights.numel())
         out["sampler_num_samples"] = int(getattr(sampler, "num_samples", 0) or 0)
-        out["sampler_distinct_weights"] = int(torch.unique(weights.detach()[:100_000]).numel())
+        head = weights.detach()[:100_000]
+        out["sampler_distinct_weights"] = int(torch.unique(head).numel())
+        out["sampler_distinct_nonzero"] = int(torch.unique(head[head > 0]).numel())  # 0/1 weights: a subset, not a balance
         out["sampler_replacement"] = bool(getattr(sampler, "replacement", True))
     return out
 

@@ -315,6 +315,9 @@ class LossWatch:
         if not isinstance(inp, torch.Tensor) or torch._C._is_tracing():  # (a loss inside torch.jit.trace)
             return
         tr = self.tracer
+        if tr._pending_val is not None and (not (inp.requires_grad and torch.is_grad_enabled())
+                                            or (tr.assembler.t_fwd is None and tr.assembler.t_eval is not None)):
+            tr.val_loss_seen()  # a loss on an evaluation pass (one written without no_grad counts as training here)
         if not tr.sampled():  # the common step: a training loss seen before, nothing to take
             phase = "train" if inp.requires_grad and torch.is_grad_enabled() else "val"
             if (name, phase) in self.eids and (phase == "train" or not self.val):

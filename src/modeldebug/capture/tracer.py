@@ -96,6 +96,17 @@ _CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout 
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
 
 
+def _in_checkpoint() -> bool:
+    """Is a `torch.utils.checkpoint` function on the stack? Its reentrant form runs the checkpointed block
+    with autograd off (and again in backward, for the inputs that require grad)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.replace("\\", "/").endswith("torch/utils/checkpoint.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Tracer:
     """Watches every model, loss and optimizer in this process while attached."""
 
@@ -129,8 +140,10 @@ class Tracer:
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
         self._root_grad = False  # was autograd on at the outermost module call under way (sampled steps)
         self._val_inputs = 0  # evaluation inputs summarised so far (`_val_input`)
+        self._pending_val: tuple[str, list[int], Any] | None = None  # one waiting for its loss
         self._val_input_on = M.VAL_INPUT in self.plan
         self._nograd_inside: set[str] = set()  # layers seen called under no_grad inside a training pass
+        self._nograd_checked: set[str] = set()  # layers seen under no_grad after a training pass, outside a checkpoint
         self.custom = CustomBackwardProbe(self)
         self._backwards_since_step = 0
         # the optimizers that stepped in this run of consecutive sampled steps, and its length (`_covered`)
@@ -400,7 +413,11 @@ class Tracer:
             # log), its batch fingerprinted as validation. A backward pass before any other forward
             # pass makes it training after all (`model.eval()` never undone after a validation):
             # `_promote_eval`.
-            evaluating = info is not None and info.trains == 1 and a.t_fwd is None
+            # (a model frozen since, requires_grad off: a feature extractor for the next stage, not evaluated)
+            evaluating = info is not None and info.trains == 1 and a.t_fwd is None \
+                and any(p.requires_grad for p in module.parameters())
+            if evaluating and a.t_eval is None:
+                a.t_eval, a.eval_model = time.perf_counter(), info
         if (not grad or evaluating) and not self.eval_dropout.done and not module.training and args:
             self.eval_dropout.once(module, args)
         if not grad and module.training and self._nograd_train_seen < _NOGRAD_TRAIN_PASSES:
@@ -423,16 +440,15 @@ class Tracer:
                 self.loop.fingerprint(x, "train" if training else "val")
         if not training:
             if self._val_inputs < _VAL_INPUTS and info is not None and self._val_input_on \
-                    and (evaluating or self._trained_now(module)):
+                    and self._pending_val is None and (evaluating or self._trained_now(module)):
                 self._val_input(info.name, x if x is not None else S.first_tensor(args))
             if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
                 a.t_infer = time.perf_counter()
-            if evaluating and a.t_eval is None:
-                a.t_eval, a.eval_model = a.t_infer, info
             return
         if info is not None and not info.trains and module.training:
             info.trains = 1
         if first:
+            self._pending_val = None  # an evaluation input no loss was computed on: not kept
             a.t_fwd = time.perf_counter()
             if self.gaps.running:
                 self.gaps.close()
@@ -451,8 +467,10 @@ class Tracer:
         a = self.assembler
         a.eval_model.trains = 2
         a.t_fwd = a.t_eval
-        if a.t_infer == a.t_eval:
-            a.t_infer = None
+        if a.t_infer is not None and a.t_infer >= a.t_eval:
+            a.t_infer = None  # (an earlier pass without gradients, a teacher's, stays inference)
+        if self.gaps.running:
+            self.gaps.close()
 
     def _infers(self, called: nn.Module) -> bool:
         """A model this session does not watch (`watch(student)` does not discover others), called
@@ -520,8 +538,15 @@ class Tracer:
         if not info.leaf or is_loss_module(module):
             return  # a loss module's functional call is seen by the loss patch
         if not torch.is_grad_enabled():
-            if self._root_grad and stack and info.params and info.name not in self._nograd_inside:
-                self._nograd_in_forward(info.name)
+            if info.params and info.name not in self._nograd_inside:
+                if self._root_grad and stack:  # a no_grad block inside a training pass (or a checkpoint in it)
+                    self._nograd_in_forward(info.name, _in_checkpoint())
+                elif self.assembler.t_fwd is not None and info.name not in self._nograd_checked:
+                    # the step's training pass began: a reentrant checkpoint called at the top of it?
+                    if _in_checkpoint():
+                        self._nograd_in_forward(info.name, True)
+                    else:
+                        self._nograd_checked.add(info.name)
             return
         if self.layout.on and module.__class__ in _CONVS:
             if id(module) not in self.layout.done:
@@ -532,28 +557,40 @@ class Tracer:
 
     def _val_input(self, model: str, x: torch.Tensor | None) -> None:
         """The input of one of a trained model's first evaluation passes, summarised as its training input is
-        (mean, std, min, max): DAT001 compares the two (validation data prepared unlike the training data)."""
-        if x is None or x.numel() == 0 or S.unmeasurable(x) is not None:
+        (mean, std, min, max): DAT001 compares the two (validation data prepared unlike the training data).
+        Kept only if a loss is computed on the pass before the next training pass (`val_loss_seen`): an
+        evaluation scores its outputs; sampling from a generative model or choosing a policy's action
+        (inputs of another scale by design) does not. Batches of at least 8 samples."""
+        if x is None or x.dim() == 0 or x.shape[0] < 8 or S.unmeasurable(x) is not None:
             return
+        values = S.input_values(x)
+        self._pending_val = (model, list(x.shape), values[:4] if type(values) is list else values[:4])
+
+    def val_loss_seen(self) -> None:
+        """A loss computed in an evaluation (losses.py): the evaluation input held by `_val_input` is kept."""
+        pending, self._pending_val = self._pending_val, None
+        if pending is None:
+            return
+        model, shape, values = pending
         self._val_inputs += 1
-        step, writer, shape = self.step, self.writer, list(x.shape)
+        step, writer = self.step, self.writer
 
         def sink(v: list[float]) -> None:
             writer.add_event(step, M.VAL_INPUT.name, {"model": model, "shape": shape, "mean": v[0], "std": v[1],
                                                       "min": v[2], "max": v[3]})
 
-        values = S.input_values(x)
         if type(values) is list:
-            self.buffer.add_host(values[:4], sink)
+            self.buffer.add_host(values, sink)
         else:
-            self.buffer.add(values[:4], sink)
+            self.buffer.add(values, sink)
 
-    def _nograd_in_forward(self, name: str) -> None:
+    def _nograd_in_forward(self, name: str, checkpoint: bool) -> None:
         """A layer with parameters called with autograd off inside a training pass (`with torch.no_grad():`
-        around part of forward()): recorded once, for OPT001 to say why its parameters get no gradient."""
+        around part of forward(), or a reentrant `torch.utils.checkpoint`): recorded once, for OPT001 to say
+        why its parameters get no gradient."""
         self._nograd_inside.add(name)
         if M.NOGRAD_IN_FORWARD in self.plan:
-            self.writer.add_event(self.step, M.NOGRAD_IN_FORWARD.name, {"module": name})
+            self.writer.add_event(self.step, M.NOGRAD_IN_FORWARD.name, {"module": name, "checkpoint": checkpoint})
 
     # -- backward (a probe on torch.autograd.backward) -----------------------------------------------------
     # (`call`'s checks and error containment inlined, and the bodies too: these run on every backward

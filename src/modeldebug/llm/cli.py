@@ -107,4 +107,8 @@ def handle_llm(report: Any, args: argparse.Namespace, *, lm: Any = None, file: T
     except DebuggingError as exc:
         print(f"modeldebug: LLM explanation unavailable ({exc.message}); the rule report stands.", file=out)
         return
+    except Exception as exc:  # noqa: BLE001 - a broken DSPy install, met after the run: one line, never a traceback
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"modeldebug: LLM explanation unavailable ({why}); the rule report stands.", file=out)
+        return
     print(explanation.to_text(), file=out)

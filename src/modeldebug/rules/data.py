@@ -179,7 +179,11 @@ class InputNotNormalized(Rule):
         for ev in ctx.record.events(M.VAL_INPUT.name):
             by_model.setdefault(str(ev.data.get("model")), []).append(ev.data)
         limit = ctx.option("val_input_scale")
+        inputs = {e.name: e for e in ctx.record.entities("input")}
         for model, evs in by_model.items():
+            e = inputs.get(model)
+            if e is None or side_input(ctx, e) is not None:
+                continue  # no training input to compare with, or a recurrent state / a tensor beside token ids
             t_mean, t_std = _median(ctx, model, "mean"), _median(ctx, model, "std")
             v_mean = float(np.median([float(d.get("mean", np.nan)) for d in evs]))
             v_std = float(np.median([float(d.get("std", np.nan)) for d in evs]))
@@ -207,9 +211,9 @@ class InputNotNormalized(Rule):
                 location=None, step=None,
                 evidence={"model": model, "train_mean": t_mean, "train_std": t_std, "val_mean": v_mean, "val_std": v_std,
                           "val_min": lo, "val_max": hi, "std_ratio": ratio, "mean_shift_in_train_std": shift,
-                          "val_passes": len(evs), "threshold": limit,
-                          # a validation loss at or worse than chance, or never improving, follows from it
-                          "explains": ["label_issue", "validation_not_improving", "overfitting"]},
+                          "val_passes": len(evs), "threshold": limit}
+                # far apart, a validation loss at or worse than chance, or never improving, follows from it
+                | ({"explains": ["label_issue", "validation_not_improving", "overfitting"]} if far else {}),
                 recommendations=[Recommendation(
                     "fix", "Prepare every split with the same code and the training split's statistics.",
                     "mean, std = X_train.mean(0), X_train.std(0).clamp_min(1e-8)   # training split only\n"

@@ -169,11 +169,24 @@ class ParamsNotUpdating(Rule):
             zero_why, zero_rec = _SHIFT_INVARIANT
             zero_severity = "low"  # the loss does not depend on them: nothing is lost
         # layers called under torch.no_grad() inside the training pass: they ran, but autograd never saw them
-        under = {e.data.get("module") for e in ctx.record.events(M.NOGRAD_IN_FORWARD.name)}
+        nograd_events = ctx.record.events(M.NOGRAD_IN_FORWARD.name)
+        under = {e.data.get("module") for e in nograd_events if not e.data.get("checkpoint")}
+        checkpointed = {e.data.get("module") for e in nograd_events if e.data.get("checkpoint")}
         in_nograd = [n for n in no_grad if ctx.params[n].info.get("module") in under]
-        no_grad = [n for n in no_grad if n not in set(in_nograd)]
+        in_ckpt = [n for n in no_grad if ctx.params[n].info.get("module") in checkpointed]
+        taken = set(in_nograd) | set(in_ckpt)
+        no_grad = [n for n in no_grad if n not in taken]
         unused = _never_called(ctx, no_grad)
         problems = [
+            (in_ckpt, "never received a gradient: their layers run inside torch.utils.checkpoint (reentrant) "
+             "on an input that does not require grad",
+             ("The reentrant checkpoint runs its function with autograd off and replays it in backward only for "
+              "the inputs that require grad: given none (token embeddings frozen, an adapter's base model), "
+              "nothing inside it gets a gradient."),
+             Recommendation("fix", "Use the non-reentrant checkpoint (or make its input require grad).",
+                            "h = torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False)\n"
+                            "# or, before the checkpointed blocks: h.requires_grad_(True)\n"
+                            "# Hugging Face: model.enable_input_require_grads() with gradient checkpointing")),
             (in_nograd, "never received a gradient: their layers run under torch.no_grad() inside the training "
              "forward pass",
              ("Autograd records nothing inside a torch.no_grad() block, so these layers are not on the path to the "
@@ -227,6 +240,7 @@ class ParamsNotUpdating(Rule):
             severity = (zero_severity if names is zero_grad and zero_severity else
                         ("medium" if big else "low") if (names is no_grad and unused) or names is in_nograd
                         else "high" if big else "medium")
+            # (a checkpointed block given no input that requires grad: high when large, as any cut-off part)
             yield self.finding(
                 severity=severity, confidence=0.9,
                 title=f"{len(names)} parameter tensor{'s' if len(names) > 1 else ''} ({fmt(numel / total * 100)}% of weights) {what}",
@@ -235,7 +249,8 @@ class ParamsNotUpdating(Rule):
                 evidence={"params": names[:50], "modules": list(by_module)[:20], "numel": numel,
                           "fraction_of_weights": numel / total, "problem": what}
                      # no gradient at all (None, not zero): no dead or saturated unit on the path explains that
-                     | ({"not_explained_by": list(_ZERO_NOT_NONE)} if names is no_grad or names is in_nograd else {})
+                     | ({"not_explained_by": list(_ZERO_NOT_NONE)}
+                        if names is no_grad or names is in_nograd or names is in_ckpt else {})
                      | ({"stale_optimizer_params": stale[:50]} if names is not_in_opt and stale else {}),
                 recommendations=[rec],
             )

@@ -493,6 +493,8 @@ _WAITING_CALLS = ("time.sleep", "matplotlib.pyplot.pause", "matplotlib.pyplot.sh
 
 #: At least this share of a batch's positions padding in every sequence: padded to a fixed length.
 _PADDED_COLUMNS = 0.5
+_ATTENTION_LAYERS = frozenset({"MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
+                               "TransformerEncoder", "TransformerDecoder", "Transformer"})
 
 
 def deliberate_wait(profile: dict | None) -> dict | None:
@@ -646,10 +648,15 @@ class SlowStep(Rule):
             d = probes[0]
             t = (d.get("input_shape") or [0, 0])[-1]
             types = {m.type for m in ctx.modules.values()}
+            if "Flatten" in types:
+                continue  # a layer sized for the padded length (a TextCNN's Flatten -> Linear): the length is fixed
             rnn = sorted(types & {"LSTM", "GRU", "RNN"})
+            attention = bool(types & _ATTENTION_LAYERS)
             return self.finding(
-                # a recurrent model may pack its sequences (pack_padded_sequence skips the padding there)
-                severity="low" if rnn else "medium", confidence=0.7,
+                # attention computes over every pair of positions, at any length: the padding is pure waste;
+                # a recurrent model may pack its sequences (pack_padded_sequence skips the padding there),
+                # and other models may need the length they were built for
+                severity="medium" if attention and not rnn else "low", confidence=0.7,
                 title=(f"Batches are padded to a fixed length: {share:.0%} of the {t} positions are padding in every "
                        "sequence of the batch"),
                 description=(f"{module} reads token ids of shape {tuple(d.get('input_shape') or [])}, and on each of the "

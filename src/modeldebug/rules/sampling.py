@@ -63,8 +63,9 @@ class SamplerCoverage(Rule):
             if not d.get("grad_enabled") or d.get("sampler") != "WeightedRandomSampler" \
                     or d.get("sampler_replacement", True) or not k or not drawn or not distinct:
                 continue
-            if drawn < 0.9 * k or distinct < 2:
-                continue  # a weighted subset without duplicates (a smaller draw), or equal weights: a plain shuffle
+            if drawn < 0.9 * k or distinct < 2 or d.get("sampler_distinct_nonzero", 2) < 2:
+                continue  # a weighted subset without duplicates (a smaller draw), or equal weights (0/1 weights
+                # too: the samples kept, shuffled): a plain shuffle
             per_class = distinct <= _PER_CLASS_WEIGHTS  # a handful of values: class weights indexed by label
             yield self.finding(
                 severity="high" if per_class else "medium", confidence=0.85,

@@ -406,9 +406,10 @@ class LrTooLow(Rule):
         lr = ctx.record.column("lr").finite()
         v, steps = lr.values, lr.steps
         peak = float(v.max()) if len(v) else 0.0
-        gone = np.flatnonzero(v <= 0.01 * peak) if peak > 0 else np.array([], dtype=int)
-        ran_out = len(gone) > 0 and bool(np.all(v[gone[0]:] <= 0.01 * peak))
-        at = int(steps[gone[0]]) if ran_out else None
+        # where the rate last stood above 1% of its peak (a warmup may start near 0: look from the end)
+        alive = np.flatnonzero(v > 0.01 * peak) if peak > 0 else np.array([], dtype=int)
+        ran_out = len(alive) > 0 and int(alive[-1]) < len(v) - 1
+        at = int(steps[int(alive[-1]) + 1]) if ran_out else None
         rest = (int(steps[-1]) - at) / max(int(steps[-1]) - int(steps[0]), 1) if at is not None else 0.0
         if not (ran_out and rest >= 0.2):
             return None  # a schedule sized in micro-batches on purpose runs its course over the whole run

@@ -25,13 +25,16 @@ feature is equal on every sample (`const_frac` = 1): the input carries no inform
 
 The evaluation input is compared with the training input too. The first 3 evaluation passes of a
 model being trained (without gradients, or in eval mode written without `torch.no_grad()`; a
-teacher's or target network's inference is not one) are summarised like the training input (the
+teacher's or target network's inference is not one) on 8 samples or more, each followed by a loss
+before the next training pass (an evaluation scores its outputs: sampling from a generative model
+or choosing a policy's action does not), are summarised like the training input (the
 `val_input` event: mean, std, min, max). When their std is `val_input_scale` (default 4) times the
 training input's or more (or 1/that or less), or their mean is that many training standard
 deviations away, the validation data was not prepared like the training data (standardised with
 the training statistics on one side only, a transform left out): medium, high at the square of
-the threshold. The finding explains a validation loss worse than chance (LBL001), one that never
-improves (GEN002) and one that rises (GEN001).
+the threshold. At the square it explains a validation loss worse than chance (LBL001), one that
+never improves (GEN002) and one that rises (GEN001). A recurrent state or a tensor beside token ids
+is not the data and is not compared.
 
 A graph network's adjacency is judged too: a floating (nodes x nodes) matrix passed beside node
 features of as many rows (dense, sparse, or a batch of graphs) is described once per model (the
@@ -147,7 +150,8 @@ comes once a pass, so the classes keep the data set's shares and the weights onl
 (heavy samples first: the batches come sorted by label, which explains LBL001's label-ordered
 batches and a class imbalance). High when the weights take at most 20 distinct values (class
 weights indexed by label: the intent was to rebalance), medium otherwise. A smaller draw without
-replacement (a weighted subset without duplicates) is not flagged.
+replacement (a weighted subset without duplicates) and 0/1 weights (a subset kept and shuffled) are
+not flagged.
 Also: a loop that makes a new iterator for every batch (`next(iter(train_loader))` in the step loop,
 the `loader_iterator_per_batch` event) over a loader that reads its data set in order
 (`SequentialSampler`, `shuffle=False`), whose first batches all held the same values (the sum of the

@@ -40,7 +40,9 @@ of the weights (a left-over layer costs nothing), medium above; when their layer
 autograd off inside a training forward pass (a `with torch.no_grad():` block in `forward()`,
 seen on a sampled step: the `nograd_in_forward` event), the finding says that, medium (a
 pretrained backbone may be frozen this way on purpose), and its fix takes the block out or
-freezes the layers explicitly. No gradient at all is never folded into dead or saturated units
+freezes the layers explicitly; when they ran inside a reentrant `torch.utils.checkpoint` (which
+runs its block with autograd off and replays it only for inputs that require grad) on an input
+that does not require grad, the finding says so and its fix is `use_reentrant=False`. No gradient at all is never folded into dead or saturated units
 or vanishing gradients (`not_explained_by`): those leave a gradient of zeros, not none;
 (2) parameters whose gradient was exactly zero on every step (when they are all the reverse
 direction's `weight_hh_l<k>_reverse` of a bidirectional RNN/LSTM/GRU, the finding names the usual

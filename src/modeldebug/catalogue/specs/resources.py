@@ -165,8 +165,11 @@ loss under `no_grad`, is not taken for one. (5) Token batches padded to a fixed 
 `nn.Embedding` with a `padding_idx` reading ids `[B, T]` (T of 8 or more) where half of the positions
 or more hold the padding id in every sequence of the batch, on each of the first sampled training
 steps (`embedding_padding`'s `padding_columns_share`): padded to a maximum length, not to the batch's
-longest sequence, so every layer after the embedding computes over them for nothing (medium; low
-when the model has an LSTM, GRU or RNN, which may pack its sequences).
+longest sequence, so every layer after the embedding computes over them for nothing: medium under
+attention (a `MultiheadAttention` or Transformer layer, which works at any length and computes
+every pair of positions), low otherwise (pooled embeddings are cheap after the pooling; an LSTM,
+GRU or RNN may pack its sequences). A model with an `nn.Flatten` (a head sized for the padded
+length) is not judged.
 
 ## Why is this bad?
 A step time that grows with the step count makes the run quadratic: the last steps cost many
