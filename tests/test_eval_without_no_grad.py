@@ -146,3 +146,24 @@ def test_a_frozen_extractor_in_eval_mode_feeding_the_next_stage_is_not_an_evalua
             opt.step()
     assert not [f for f in s.report().findings if f.code == "DAT004"]
     assert not s.record.events("val_input")
+
+
+def test_a_one_feature_grid_evaluated_again_with_fresh_noise_is_no_leak() -> None:
+    """A 1-D regression tutorial: train on y = x + noise over a linspace grid, evaluate on the same grid with
+    other noise. Equal single-value inputs are grid points, not the same samples."""
+    torch.manual_seed(0)
+    x = torch.linspace(-1, 1, 20).unsqueeze(1)
+    y, y_test = x + 0.3 * torch.randn(20, 1), x + 0.3 * torch.randn(20, 1)
+    model = nn.Sequential(nn.Linear(1, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with md.watch(model, opt, db=":memory:") as s:
+        for t in range(200):
+            loss = F.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if t % 10 == 0:
+                model.eval()
+                F.mse_loss(model(x), y_test).item()  # no torch.no_grad(), as the tutorial
+                model.train()
+    assert not [f for f in s.report().findings if f.code == "DAT004"]

@@ -433,8 +433,8 @@ class LoopWatch:
         if not self.fingerprints_on or self._fp_budget[phase] <= 0 or x.dim() < 2:
             return
         flat = x.detach()[:256].flatten(1)
-        if not flat.is_floating_point():
-            return
+        if not flat.is_floating_point() or flat.shape[1] < _MIN_FEATURES:
+            return  # (one or two values a sample: a grid point or a reading shared by many samples, not an identity)
         v = self._vector(flat.shape[1], flat.device)
         self._fp_budget[phase] -= flat.shape[0]
         dataset = self.current_dataset if self.current_dataset is not None else self._storage(x, phase)
@@ -534,6 +534,11 @@ class LoopWatch:
         t_lo, t_hi = self.spans.get(("train", source), (0, 0))
         v_lo, v_hi = self.spans.get(("val", source), (0, 0))
         return v_lo <= t_lo and t_hi <= v_hi
+
+
+#: Samples of fewer values are not fingerprinted: equal inputs (x on a linspace grid, one sensor reading)
+#: come up in any split of such data without being the same sample.
+_MIN_FEATURES = 3
 
 
 def _project(rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -244,7 +244,11 @@ when at least `leakage_fraction` (default 10%) of the validation fingerprints, a
 samples, also occur among the training fingerprints. Distinct continuous samples collide by
 chance well below 1%. At the `basic` level only the training batches of sampled steps are
 fingerprinted, so the share found is a lower bound of the true one. A pass with gradients is
-training whatever the model's mode (a model left in `eval()` still trains). The training set
+training whatever the model's mode (a model left in `eval()` still trains), except an evaluation
+written without `torch.no_grad()`: a pass in eval mode of a model that trained in train mode, before
+the step's training pass, with no backward pass right after it, is validation (one before the model
+ever trained is neither). Samples of fewer than 3 values are not fingerprinted: equal inputs (x on a
+`linspace` grid, one sensor reading) come up in any split of such data. The training set
 evaluated is not validation: a pass without gradients over a DataLoader's data set that was
 trained on, or over a tensor that training batches were sliced from (`x[i:i + 32]`) spanning
 every row they read (`model(x)` for training accuracy, at once or in chunks), or over the whole
