@@ -91,6 +91,7 @@ _COVER_STEPS = 16
 
 _NOGRAD_TRAIN_PASSES = 8  # no-grad passes in train mode described by an event (the rest are only counted)
 _VAL_INPUTS = 3  # evaluation passes whose input is summarised (`_val_input`)
+_VAL_TRIES = 50  # passes looked at for them (a policy's action choices, a sampler: never followed by a loss)
 _is_tracing = torch._C._is_tracing  # torch.jit.trace running (torch.jit.is_tracing, less its scripting check)
 _CONVS = (nn.Conv1d, nn.Conv2d)  # (exact types: a subclass with its own layout is not judged)
 _CALL_IMPL = nn.Module._call_impl.__code__  # a module call's frame (its `self` is the module)
@@ -140,7 +141,8 @@ class Tracer:
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
         self._root_grad = False  # was autograd on at the outermost module call under way (sampled steps)
         self._val_inputs = 0  # evaluation inputs summarised so far (`_val_input`)
-        self._pending_val: tuple[str, list[int], Any] | None = None  # one waiting for its loss
+        self._pending_val: tuple[str, torch.Tensor] | None = None  # one waiting for its loss
+        self._val_tries = 0  # passes that could have been evaluations (`_VAL_TRIES` at most: then it stops looking)
         self._val_input_on = M.VAL_INPUT in self.plan
         self._nograd_inside: set[str] = set()  # layers seen called under no_grad inside a training pass
         self._nograd_checked: set[str] = set()  # layers seen under no_grad after a training pass, outside a checkpoint
@@ -439,8 +441,8 @@ class Tracer:
             if x is not None and self.loop.fingerprints_on and not unsure and (training or self._trained_now(module)):
                 self.loop.fingerprint(x, "train" if training else "val")
         if not training:
-            if self._val_inputs < _VAL_INPUTS and info is not None and self._val_input_on \
-                    and self._pending_val is None and (evaluating or self._trained_now(module)):
+            if self._val_inputs < _VAL_INPUTS and self._val_tries < _VAL_TRIES and info is not None \
+                    and self._val_input_on and self._pending_val is None and (evaluating or self._trained_now(module)):
                 self._val_input(info.name, x if x is not None else S.first_tensor(args))
             if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
                 a.t_infer = time.perf_counter()
@@ -561,19 +563,21 @@ class Tracer:
         Kept only if a loss is computed on the pass before the next training pass (`val_loss_seen`): an
         evaluation scores its outputs; sampling from a generative model or choosing a policy's action
         (inputs of another scale by design) does not. Batches of at least 8 samples."""
+        self._val_tries += 1
         if x is None or x.dim() == 0 or x.shape[0] < 8 or S.unmeasurable(x) is not None:
             return
-        values = S.input_values(x)
-        self._pending_val = (model, list(x.shape), values[:4] if type(values) is list else values[:4])
+        self._pending_val = (model, x)  # measured only if a loss follows
 
     def val_loss_seen(self) -> None:
         """A loss computed in an evaluation (losses.py): the evaluation input held by `_val_input` is kept."""
         pending, self._pending_val = self._pending_val, None
         if pending is None:
             return
-        model, shape, values = pending
+        model, x = pending
         self._val_inputs += 1
-        step, writer = self.step, self.writer
+        step, writer, shape = self.step, self.writer, list(x.shape)
+        values = S.input_values(x)
+        values = values[:4]
 
         def sink(v: list[float]) -> None:
             writer.add_event(step, M.VAL_INPUT.name, {"model": model, "shape": shape, "mean": v[0], "std": v[1],

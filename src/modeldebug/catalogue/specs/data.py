@@ -27,7 +27,8 @@ The evaluation input is compared with the training input too. The first 3 evalua
 model being trained (without gradients, or in eval mode written without `torch.no_grad()`; a
 teacher's or target network's inference is not one) on 8 samples or more, each followed by a loss
 before the next training pass (an evaluation scores its outputs: sampling from a generative model
-or choosing a policy's action does not), are summarised like the training input (the
+or choosing a policy's action does not; after 50 passes looked at without one, it stops looking),
+are summarised like the training input (the
 `val_input` event: mean, std, min, max). When their std is `val_input_scale` (default 4) times the
 training input's or more (or 1/that or less), or their mean is that many training standard
 deviations away, the validation data was not prepared like the training data (standardised with
