@@ -251,3 +251,17 @@ def test_a_step_ends_for_the_gap_when_the_users_code_runs_again() -> None:
     t_data = s.record.column("t_data").values[1:]
     assert float(np.median(t_data)) < 0.02, float(np.median(t_data))  # (the listener's sleep is not in it)
     assert "dataloader_bottleneck" not in {f.kind for f in s.report().findings}
+
+
+def test_a_pause_line_split_by_its_calls_is_still_a_pause() -> None:
+    """`plt.draw(); plt.pause(0.1)` on one line: its samples split between the two calls (48% and 35%, as
+    in MorvanZhou's conditional GAN); the line as a whole holds most of the gaps, and it waits on purpose."""
+    from modeldebug.rules.resources import deliberate_wait
+
+    code = "plt.ylim((0, 3));plt.legend(loc='upper right');plt.draw();plt.pause(0.1)"
+    lines = [{"where": "train.py:94", "code": code, "inside": "matplotlib.pyplot.pause", "share": 0.48},
+             {"where": "train.py:94", "code": code, "inside": "matplotlib.pyplot.draw", "share": 0.35},
+             {"where": "train.py:62", "code": "z = torch.randn(64, 5)", "inside": "torch.randn", "share": 0.17}]
+    assert deliberate_wait({"lines": lines}) is lines[0]
+    busy = [dict(lines[0], share=0.3), dict(lines[2], share=0.7, where="train.py:62")]
+    assert deliberate_wait({"lines": busy}) is None  # the pause holds under half of the gaps: not by design
