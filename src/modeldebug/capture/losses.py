@@ -315,7 +315,7 @@ class LossWatch:
         if not isinstance(inp, torch.Tensor) or torch._C._is_tracing():  # (a loss inside torch.jit.trace)
             return
         tr = self.tracer
-        if tr._pending_val is not None and (not (inp.requires_grad and torch.is_grad_enabled())
+        if tr.pending_val is not None and (not (inp.requires_grad and torch.is_grad_enabled())
                                             or (tr.assembler.t_fwd is None and tr.assembler.t_eval is not None)):
             tr.val_loss_seen()  # a loss on an evaluation pass (one written without no_grad counts as training here)
         if not tr.sampled():  # the common step: a training loss seen before, nothing to take

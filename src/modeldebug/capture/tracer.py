@@ -141,7 +141,7 @@ class Tracer:
         self._nograd_train_seen = 0  # no-grad passes in train mode described so far (`_nograd_train_pass`)
         self._root_grad = False  # was autograd on at the outermost module call under way (sampled steps)
         self._val_inputs = 0  # evaluation inputs summarised so far (`_val_input`)
-        self._pending_val: tuple[str, torch.Tensor] | None = None  # one waiting for its loss
+        self.pending_val: tuple[str, torch.Tensor] | None = None  # an evaluation input waiting for its loss (losses.py)
         self._val_tries = 0  # passes that could have been evaluations (`_VAL_TRIES` at most: then it stops looking)
         self._val_input_on = M.VAL_INPUT in self.plan
         self._nograd_inside: set[str] = set()  # layers seen called under no_grad inside a training pass
@@ -442,7 +442,7 @@ class Tracer:
                 self.loop.fingerprint(x, "train" if training else "val")
         if not training:
             if self._val_inputs < _VAL_INPUTS and self._val_tries < _VAL_TRIES and info is not None \
-                    and self._val_input_on and self._pending_val is None and (evaluating or self._trained_now(module)):
+                    and self._val_input_on and self.pending_val is None and (evaluating or self._trained_now(module)):
                 self._val_input(info.name, x if x is not None else S.first_tensor(args))
             if a.t_fwd is None and a.t_infer is None:  # a pass in the gap: not the user's data loading
                 a.t_infer = time.perf_counter()
@@ -450,7 +450,7 @@ class Tracer:
         if info is not None and not info.trains and module.training:
             info.trains = 1
         if first:
-            self._pending_val = None  # an evaluation input no loss was computed on: not kept
+            self.pending_val = None  # an evaluation input no loss was computed on: not kept
             a.t_fwd = time.perf_counter()
             if self.gaps.running:
                 self.gaps.close()
@@ -566,18 +566,17 @@ class Tracer:
         self._val_tries += 1
         if x is None or x.dim() == 0 or x.shape[0] < 8 or S.unmeasurable(x) is not None:
             return
-        self._pending_val = (model, x)  # measured only if a loss follows
+        self.pending_val = (model, x)  # measured only if a loss follows
 
     def val_loss_seen(self) -> None:
         """A loss computed in an evaluation (losses.py): the evaluation input held by `_val_input` is kept."""
-        pending, self._pending_val = self._pending_val, None
+        pending, self.pending_val = self.pending_val, None
         if pending is None:
             return
         model, x = pending
         self._val_inputs += 1
         step, writer, shape = self.step, self.writer, list(x.shape)
-        values = S.input_values(x)
-        values = values[:4]
+        values = S.input_values(x)[:4]  # mean, std, min, max
 
         def sink(v: list[float]) -> None:
             writer.add_event(step, M.VAL_INPUT.name, {"model": model, "shape": shape, "mean": v[0], "std": v[1],
